@@ -1,0 +1,248 @@
+//! The frame parser every path of `ka_xdp` builds on: Ethernet, up to two VLAN tags, IPv4 with
+//! options or IPv6 with a bounded chain of extension headers, then TCP, UDP, ICMP/ICMPv6 or VRRP.
+//!
+//! Every read is bounds-checked through [`crate::ptr`]; every loop has a constant bound so the
+//! verifier can walk it.
+
+use aya_ebpf::programs::XdpContext;
+use ka_common::{
+    stats::Counter,
+    wire::{
+        EthHdr, IcmpHdr, Ipv4Hdr, Ipv6ExtHdr, Ipv6FragHdr, Ipv6Hdr, TcpHdr, UdpHdr, VlanHdr,
+        ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_TCP, IPPROTO_UDP, IPPROTO_VRRP, IPV6_EXT_AH, IPV6_EXT_DSTOPTS, IPV6_EXT_FRAGMENT,
+        IPV6_EXT_HOPOPTS, IPV6_EXT_ROUTING, MAX_IPV6_EXT_HDRS, MAX_VLAN_TAGS,
+    },
+};
+
+use crate::ptr::read_at;
+
+/// Network layer of a parsed frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+    /// Anything else (ARP, LLDP...): not parsed further.
+    Other,
+}
+
+/// Transport layer of a parsed IP packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// TCP, header validated.
+    Tcp,
+    /// UDP, header present.
+    Udp,
+    /// ICMP or ICMPv6, header present.
+    Icmp,
+    /// VRRP (IP protocol 112); validated by the VRRP path.
+    Vrrp,
+    /// A non-first fragment: no transport header.
+    Fragment,
+    /// Any other protocol.
+    Other,
+}
+
+/// Why a frame could not be parsed.
+#[derive(Clone, Copy)]
+pub enum ParseError {
+    /// Shorter than an Ethernet header.
+    TruncatedEth,
+    /// VLAN tag cut short or too many tags.
+    BadVlan,
+    /// IPv4 header cut short.
+    TruncatedIpv4,
+    /// IPv4 header inconsistent.
+    BadIpv4,
+    /// IPv6 header cut short.
+    TruncatedIpv6,
+    /// IPv6 header or extension chain inconsistent.
+    BadIpv6,
+    /// Transport header cut short or inconsistent.
+    TruncatedL4,
+}
+
+impl ParseError {
+    /// The counter this error increments.
+    #[inline(always)]
+    pub fn counter(self) -> Counter {
+        match self {
+            ParseError::TruncatedEth => Counter::ErrTruncatedEth,
+            ParseError::BadVlan => Counter::ErrBadVlan,
+            ParseError::TruncatedIpv4 => Counter::ErrTruncatedIpv4,
+            ParseError::BadIpv4 => Counter::ErrBadIpv4,
+            ParseError::TruncatedIpv6 => Counter::ErrTruncatedIpv6,
+            ParseError::BadIpv6 => Counter::ErrBadIpv6,
+            ParseError::TruncatedL4 => Counter::ErrTruncatedL4,
+        }
+    }
+}
+
+/// What the parser found, as offsets into the frame plus the few fields every path needs.
+#[derive(Clone, Copy)]
+pub struct Parsed {
+    /// Number of VLAN tags skipped.
+    pub vlan_tags: u8,
+    /// Network layer.
+    pub l3: L3,
+    /// Offset of the IP header.
+    pub l3_off: usize,
+    /// Transport layer.
+    pub l4: L4,
+    /// Offset of the transport header (after IPv4 options / IPv6 extension headers).
+    pub l4_off: usize,
+    /// IP protocol (the last next-header for IPv6).
+    pub ip_proto: u8,
+    /// Source port in host order (TCP/UDP), else 0.
+    pub src_port: u16,
+    /// Destination port in host order (TCP/UDP), else 0.
+    pub dst_port: u16,
+    /// TCP flags, else 0.
+    pub tcp_flags: u8,
+}
+
+/// Parses one frame.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
+    let frame_len = ctx.data_end() - ctx.data();
+    let eth: EthHdr = read_at(ctx, 0).ok_or(ParseError::TruncatedEth)?;
+    let mut ether_type = eth.ether_type();
+    let mut off = core::mem::size_of::<EthHdr>();
+    let mut vlan_tags = 0u8;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        let vlan: VlanHdr = read_at(ctx, off).ok_or(ParseError::BadVlan)?;
+        ether_type = vlan.ether_type();
+        off += core::mem::size_of::<VlanHdr>();
+        vlan_tags += 1;
+    }
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        return Err(ParseError::BadVlan);
+    }
+
+    let mut pkt = Parsed {
+        vlan_tags,
+        l3: L3::Other,
+        l3_off: off,
+        l4: L4::Other,
+        l4_off: off,
+        ip_proto: 0,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+    };
+    let l3_off = off;
+    let fragment = match ether_type {
+        ETH_P_IP => {
+            let ip: Ipv4Hdr = read_at(ctx, l3_off).ok_or(ParseError::TruncatedIpv4)?;
+            let hlen = ip.header_len();
+            if ip.version() != 4 || hlen < core::mem::size_of::<Ipv4Hdr>() {
+                return Err(ParseError::BadIpv4);
+            }
+            let tot = ip.total_len();
+            if tot < hlen || l3_off + tot > frame_len {
+                return Err(ParseError::BadIpv4);
+            }
+            pkt.l3 = L3::Ipv4;
+            pkt.ip_proto = ip.protocol;
+            pkt.l4_off = l3_off + hlen;
+            ip.fragment_offset() != 0
+        }
+        ETH_P_IPV6 => {
+            let ip: Ipv6Hdr = read_at(ctx, l3_off).ok_or(ParseError::TruncatedIpv6)?;
+            if ip.version() != 6 {
+                return Err(ParseError::BadIpv6);
+            }
+            let hdr_len = core::mem::size_of::<Ipv6Hdr>();
+            if l3_off + hdr_len + ip.payload_len() > frame_len {
+                return Err(ParseError::BadIpv6);
+            }
+            pkt.l3 = L3::Ipv6;
+            let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, ip.next_hdr, l3_off + hdr_len)?;
+            pkt.ip_proto = proto;
+            pkt.l4_off = l4_off;
+            fragment
+        }
+        _ => return Ok(pkt),
+    };
+    if fragment {
+        pkt.l4 = L4::Fragment;
+        return Ok(pkt);
+    }
+    parse_l4(ctx, &mut pkt)?;
+    Ok(pkt)
+}
+
+/// Walks at most [`MAX_IPV6_EXT_HDRS`] extension headers (RFC 8200 §4). Returns the upper-layer
+/// protocol, its offset, and whether this is a non-first fragment.
+#[inline(always)]
+fn skip_ipv6_ext(
+    ctx: &XdpContext,
+    mut next: u8,
+    mut off: usize,
+) -> Result<(u8, usize, bool), ParseError> {
+    for _ in 0..MAX_IPV6_EXT_HDRS {
+        match next {
+            IPV6_EXT_HOPOPTS | IPV6_EXT_ROUTING | IPV6_EXT_DSTOPTS => {
+                let ext: Ipv6ExtHdr = read_at(ctx, off).ok_or(ParseError::BadIpv6)?;
+                next = ext.next_hdr;
+                off += (ext.hdr_len as usize + 1) * 8;
+            }
+            IPV6_EXT_AH => {
+                let ext: Ipv6ExtHdr = read_at(ctx, off).ok_or(ParseError::BadIpv6)?;
+                next = ext.next_hdr;
+                off += (ext.hdr_len as usize + 2) * 4;
+            }
+            IPV6_EXT_FRAGMENT => {
+                let frag: Ipv6FragHdr = read_at(ctx, off).ok_or(ParseError::BadIpv6)?;
+                off += core::mem::size_of::<Ipv6FragHdr>();
+                if frag.fragment_offset() != 0 {
+                    return Ok((frag.next_hdr, off, true));
+                }
+                next = frag.next_hdr;
+            }
+            _ => return Ok((next, off, false)),
+        }
+    }
+    match next {
+        IPV6_EXT_HOPOPTS | IPV6_EXT_ROUTING | IPV6_EXT_DSTOPTS | IPV6_EXT_AH
+        | IPV6_EXT_FRAGMENT => Err(ParseError::BadIpv6),
+        _ => Ok((next, off, false)),
+    }
+}
+
+/// Reads the transport header at `pkt.l4_off`.
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, pkt: &mut Parsed) -> Result<(), ParseError> {
+    let off = pkt.l4_off;
+    match pkt.ip_proto {
+        IPPROTO_TCP => {
+            let tcp: TcpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            let hlen = tcp.header_len();
+            if hlen < core::mem::size_of::<TcpHdr>() || off + hlen > ctx.data_end() - ctx.data() {
+                return Err(ParseError::TruncatedL4);
+            }
+            pkt.l4 = L4::Tcp;
+            pkt.src_port = u16::from_be_bytes(tcp.src_port);
+            pkt.dst_port = u16::from_be_bytes(tcp.dst_port);
+            pkt.tcp_flags = tcp.flags;
+        }
+        IPPROTO_UDP => {
+            let udp: UdpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            pkt.l4 = L4::Udp;
+            pkt.src_port = u16::from_be_bytes(udp.src_port);
+            pkt.dst_port = u16::from_be_bytes(udp.dst_port);
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let _icmp: IcmpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            pkt.l4 = L4::Icmp;
+        }
+        IPPROTO_VRRP => pkt.l4 = L4::Vrrp,
+        _ => pkt.l4 = L4::Other,
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The `ka` command line.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::instance::InstanceName;
+
+/// ka: eBPF/XDP-accelerated high-availability L4 load balancer, configured with keepalived.conf.
+#[derive(Debug, Parser)]
+#[command(name = "ka", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Instance name: the control socket is /run/ka/NAME.sock and the bpffs pins live under
+    /// /sys/fs/bpf/ka/NAME/. Run one instance per network namespace.
+    #[arg(long, global = true, default_value = "default", env = "KA_INSTANCE")]
+    pub instance: InstanceName,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `ka=debug`.
+    #[arg(long, global = true, default_value = "info", env = "KA_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run(crate::daemon::RunArgs),
+    /// Check a keepalived configuration and report every problem.
+    Check(crate::config::CheckArgs),
+    /// Show the state of a running daemon.
+    Status(StatusArgs),
+}
+
+/// Arguments of `ka status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the daemon's answer.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Parses `5s`, `250ms` or a bare number of seconds.
+///
+/// # Errors
+/// Not a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn instance_defaults_and_parses() {
+        let cli = Cli::try_parse_from(["ka", "status"]).expect("parse");
+        assert_eq!(cli.instance.as_str(), "default");
+        let cli = Cli::try_parse_from(["ka", "status", "--instance", "lb2", "--json"]).expect("parse");
+        assert_eq!(cli.instance.as_str(), "lb2");
+        assert!(Cli::try_parse_from(["ka", "--instance", "../x", "status"]).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("2h").is_err());
+    }
+}

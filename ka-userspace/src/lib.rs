@@ -1,0 +1,13 @@
+//! ka: the userspace side. The binary is `src/main.rs`; this library holds everything it is
+//! built from, so the integration tests and benchmarks can use the same pieces.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod datapath;
+pub mod instance;
+pub mod status;
+
+/// The eBPF object built from `ka-ebpf` by `build.rs` (empty when built with `KA_SKIP_EBPF=1`).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ka-ebpf"));

@@ -1,0 +1,52 @@
+//! The `ka` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ka::{
+    cli::{Cli, Command, StatusArgs},
+    control::{self, Request, Response},
+    instance::InstanceName,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command {
+        Command::Check(args) => ka::config::run_check(&args),
+        Command::Run(args) => report(runtime().and_then(|rt| {
+            rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)
+        })),
+        Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn report(res: anyhow::Result<()>) -> ExitCode {
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ka: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn status(instance: &InstanceName, args: &StatusArgs) -> anyhow::Result<()> {
+    match control::request(&instance.socket_path(), &Request::Status, args.timeout).await? {
+        Response::Status(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Response::Error { message } => anyhow::bail!("daemon: {message}"),
+    }
+}

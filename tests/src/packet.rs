@@ -1,0 +1,402 @@
+//! A small packet builder for fixtures: Ethernet (+VLAN tags), IPv4 (+options, fragments) or
+//! IPv6 (+extension headers), then TCP, UDP, ICMP/ICMPv6 or a raw protocol. Lengths and
+//! checksums are filled in; tests corrupt the result afterwards when they want bad frames.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// MAC address used as the source of test frames.
+pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+/// MAC address used as the destination of test frames.
+pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+/// Network layer of a [`Frame`].
+#[derive(Clone, Debug)]
+pub enum L3 {
+    /// IPv4.
+    V4 {
+        /// Source.
+        src: Ipv4Addr,
+        /// Destination.
+        dst: Ipv4Addr,
+        /// TTL.
+        ttl: u8,
+        /// Options (padded to a multiple of 4 by the builder).
+        options: Vec<u8>,
+        /// Flags and fragment offset field, host order (e.g. 0x2000 = MF, 0x0001 = offset 8).
+        frag: u16,
+    },
+    /// IPv6.
+    V6 {
+        /// Source.
+        src: Ipv6Addr,
+        /// Destination.
+        dst: Ipv6Addr,
+        /// Hop limit.
+        hop_limit: u8,
+        /// Extension headers as (type, body without the next-header byte); the builder fills in
+        /// the next-header byte and the length byte must already be right in the body.
+        ext: Vec<(u8, Vec<u8>)>,
+    },
+    /// Any other EtherType, with raw bytes after the Ethernet header.
+    Raw {
+        /// EtherType.
+        ether_type: u16,
+    },
+}
+
+/// Transport layer of a [`Frame`].
+#[derive(Clone, Debug)]
+pub enum L4 {
+    /// TCP with the given ports and flags.
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Flags byte.
+        flags: u8,
+    },
+    /// UDP with the given ports.
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// ICMP (IPv4) or ICMPv6 (IPv6) with type, code and a zero rest-of-header.
+    Icmp {
+        /// Type.
+        ty: u8,
+        /// Code.
+        code: u8,
+    },
+    /// A raw IP protocol whose header is part of the payload.
+    Raw {
+        /// IP protocol number.
+        proto: u8,
+    },
+}
+
+/// A frame under construction.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// Destination MAC.
+    pub eth_dst: [u8; 6],
+    /// Source MAC.
+    pub eth_src: [u8; 6],
+    /// VLAN tags, outermost first, as (TPID, VLAN id).
+    pub vlans: Vec<(u16, u16)>,
+    /// Network layer.
+    pub l3: L3,
+    /// Transport layer (ignored for [`L3::Raw`]).
+    pub l4: L4,
+    /// Payload after the transport header.
+    pub payload: Vec<u8>,
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap_or_else(|e| panic!("bad IPv4 {s}: {e}"))
+}
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap_or_else(|e| panic!("bad IPv6 {s}: {e}"))
+}
+
+impl Frame {
+    fn new(l3: L3, l4: L4) -> Frame {
+        Frame { eth_dst: MAC_B, eth_src: MAC_A, vlans: vec![], l3, l4, payload: vec![] }
+    }
+    fn l3_v4(src: &str, dst: &str) -> L3 {
+        L3::V4 { src: v4(src), dst: v4(dst), ttl: 64, options: vec![], frag: 0 }
+    }
+    fn l3_v6(src: &str, dst: &str) -> L3 {
+        L3::V6 { src: v6(src), dst: v6(dst), hop_limit: 64, ext: vec![] }
+    }
+    /// TCP over IPv4.
+    pub fn tcp4(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Frame {
+        Frame::new(Self::l3_v4(src, dst), L4::Tcp { sport, dport, flags })
+    }
+    /// TCP over IPv6.
+    pub fn tcp6(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Frame {
+        Frame::new(Self::l3_v6(src, dst), L4::Tcp { sport, dport, flags })
+    }
+    /// UDP over IPv4.
+    pub fn udp4(src: &str, dst: &str, sport: u16, dport: u16) -> Frame {
+        Frame::new(Self::l3_v4(src, dst), L4::Udp { sport, dport })
+    }
+    /// UDP over IPv6.
+    pub fn udp6(src: &str, dst: &str, sport: u16, dport: u16) -> Frame {
+        Frame::new(Self::l3_v6(src, dst), L4::Udp { sport, dport })
+    }
+    /// ICMP echo request over IPv4.
+    pub fn icmp4(src: &str, dst: &str) -> Frame {
+        Frame::new(Self::l3_v4(src, dst), L4::Icmp { ty: 8, code: 0 })
+    }
+    /// ICMPv6 echo request.
+    pub fn icmp6(src: &str, dst: &str) -> Frame {
+        Frame::new(Self::l3_v6(src, dst), L4::Icmp { ty: 128, code: 0 })
+    }
+    /// A raw IP protocol over IPv4 (the payload is the whole L4 message).
+    pub fn raw4(src: &str, dst: &str, proto: u8) -> Frame {
+        Frame::new(Self::l3_v4(src, dst), L4::Raw { proto })
+    }
+    /// A raw IP protocol over IPv6.
+    pub fn raw6(src: &str, dst: &str, proto: u8) -> Frame {
+        Frame::new(Self::l3_v6(src, dst), L4::Raw { proto })
+    }
+    /// A non-IP frame of the given EtherType; the payload follows the Ethernet header.
+    pub fn ether(ether_type: u16) -> Frame {
+        Frame::new(L3::Raw { ether_type }, L4::Raw { proto: 0 })
+    }
+    /// Adds an 802.1Q tag (inner tags are added after outer ones).
+    pub fn vlan(mut self, id: u16) -> Frame {
+        self.vlans.push((0x8100, id));
+        self
+    }
+    /// Adds a tag with an explicit TPID (0x88a8 for 802.1ad).
+    pub fn vlan_tpid(mut self, tpid: u16, id: u16) -> Frame {
+        self.vlans.push((tpid, id));
+        self
+    }
+    /// Sets the payload.
+    pub fn payload(mut self, p: &[u8]) -> Frame {
+        self.payload = p.to_vec();
+        self
+    }
+    /// Sets the IPv4 TTL or IPv6 hop limit.
+    pub fn ttl(mut self, v: u8) -> Frame {
+        match &mut self.l3 {
+            L3::V4 { ttl, .. } => *ttl = v,
+            L3::V6 { hop_limit, .. } => *hop_limit = v,
+            L3::Raw { .. } => {}
+        }
+        self
+    }
+    /// Sets IPv4 options.
+    pub fn ipv4_options(mut self, o: &[u8]) -> Frame {
+        if let L3::V4 { options, .. } = &mut self.l3 {
+            *options = o.to_vec();
+        }
+        self
+    }
+    /// Sets the IPv4 flags/fragment-offset field (host order).
+    pub fn ipv4_frag(mut self, f: u16) -> Frame {
+        if let L3::V4 { frag, .. } = &mut self.l3 {
+            *frag = f;
+        }
+        self
+    }
+    /// Appends an IPv6 extension header (see [`L3::V6`]).
+    pub fn ipv6_ext(mut self, ty: u8, body: &[u8]) -> Frame {
+        if let L3::V6 { ext, .. } = &mut self.l3 {
+            ext.push((ty, body.to_vec()));
+        }
+        self
+    }
+
+    fn proto(&self) -> u8 {
+        match self.l4 {
+            L4::Tcp { .. } => 6,
+            L4::Udp { .. } => 17,
+            L4::Icmp { .. } => match self.l3 {
+                L3::V6 { .. } => 58,
+                _ => 1,
+            },
+            L4::Raw { proto } => proto,
+        }
+    }
+
+    /// Serializes the frame with correct lengths and checksums.
+    pub fn build(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(&self.eth_dst);
+        out.extend_from_slice(&self.eth_src);
+        let ether_type = match self.l3 {
+            L3::V4 { .. } => 0x0800,
+            L3::V6 { .. } => 0x86dd,
+            L3::Raw { ether_type } => ether_type,
+        };
+        for (tpid, id) in &self.vlans {
+            out.extend_from_slice(&tpid.to_be_bytes());
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        out.extend_from_slice(&ether_type.to_be_bytes());
+        match &self.l3 {
+            L3::Raw { .. } => out.extend_from_slice(&self.payload),
+            L3::V4 { src, dst, ttl, options, frag } => {
+                let l4 = self.l4_bytes(&PseudoHeader::V4(*src, *dst));
+                let mut opts = options.clone();
+                while opts.len() % 4 != 0 {
+                    opts.push(0);
+                }
+                let hlen = 20 + opts.len();
+                let mut ip = vec![0u8; 20];
+                ip[0] = 0x40 | (hlen / 4) as u8;
+                ip[2..4].copy_from_slice(&((hlen + l4.len()) as u16).to_be_bytes());
+                ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+                ip[6..8].copy_from_slice(&frag.to_be_bytes());
+                ip[8] = *ttl;
+                ip[9] = self.proto();
+                ip[12..16].copy_from_slice(&src.octets());
+                ip[16..20].copy_from_slice(&dst.octets());
+                ip.extend_from_slice(&opts);
+                let c = checksum(&[&ip]);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+                out.extend_from_slice(&ip);
+                out.extend_from_slice(&l4);
+            }
+            L3::V6 { src, dst, hop_limit, ext } => {
+                let l4 = self.l4_bytes(&PseudoHeader::V6(*src, *dst));
+                let mut exts = Vec::new();
+                let mut first = self.proto();
+                for (i, (ty, body)) in ext.iter().enumerate() {
+                    if i == 0 {
+                        first = *ty;
+                    }
+                    let next = ext.get(i + 1).map_or(self.proto(), |(t, _)| *t);
+                    exts.push(next);
+                    exts.extend_from_slice(body);
+                }
+                let mut ip = vec![0u8; 40];
+                ip[0] = 0x60;
+                ip[4..6].copy_from_slice(&((exts.len() + l4.len()) as u16).to_be_bytes());
+                ip[6] = first;
+                ip[7] = *hop_limit;
+                ip[8..24].copy_from_slice(&src.octets());
+                ip[24..40].copy_from_slice(&dst.octets());
+                out.extend_from_slice(&ip);
+                out.extend_from_slice(&exts);
+                out.extend_from_slice(&l4);
+            }
+        }
+        out
+    }
+
+    fn l4_bytes(&self, ph: &PseudoHeader) -> Vec<u8> {
+        let proto = self.proto();
+        let mut l4 = match self.l4 {
+            L4::Tcp { sport, dport, flags } => {
+                let mut h = vec![0u8; 20];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                h[4..8].copy_from_slice(&1u32.to_be_bytes());
+                h[12] = 5 << 4;
+                h[13] = flags;
+                h[14..16].copy_from_slice(&65535u16.to_be_bytes());
+                h
+            }
+            L4::Udp { sport, dport } => {
+                let mut h = vec![0u8; 8];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                h[4..6].copy_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+                h
+            }
+            L4::Icmp { ty, code } => vec![ty, code, 0, 0, 0, 1, 0, 1],
+            L4::Raw { .. } => vec![],
+        };
+        let csum_at = match self.l4 {
+            L4::Tcp { .. } => Some(16),
+            L4::Udp { .. } => Some(6),
+            L4::Icmp { .. } => Some(2),
+            L4::Raw { .. } => None,
+        };
+        l4.extend_from_slice(&self.payload);
+        if let Some(at) = csum_at {
+            let len = l4.len();
+            let c = match (ph, &self.l4) {
+                (PseudoHeader::V4(..), L4::Icmp { .. }) => checksum(&[&l4]),
+                _ => checksum(&[&ph.bytes(proto, len), &l4]),
+            };
+            let c = if c == 0 && matches!(self.l4, L4::Udp { .. }) { 0xffff } else { c };
+            l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        l4
+    }
+}
+
+enum PseudoHeader {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+impl PseudoHeader {
+    fn bytes(&self, proto: u8, len: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            PseudoHeader::V4(s, d) => {
+                b.extend_from_slice(&s.octets());
+                b.extend_from_slice(&d.octets());
+                b.extend_from_slice(&[0, proto]);
+                b.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            PseudoHeader::V6(s, d) => {
+                b.extend_from_slice(&s.octets());
+                b.extend_from_slice(&d.octets());
+                b.extend_from_slice(&(len as u32).to_be_bytes());
+                b.extend_from_slice(&[0, 0, 0, proto]);
+            }
+        }
+        b
+    }
+}
+
+/// The Internet checksum (RFC 1071) over the concatenation of `parts`.
+pub fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for part in parts {
+        for &byte in *part {
+            match odd.take() {
+                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, byte])),
+                None => odd = Some(byte),
+            }
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Hex dump with a marker on the first differing byte, for assertion messages.
+pub fn hex_diff(expected: &[u8], actual: &[u8]) -> String {
+    let first = expected.iter().zip(actual).position(|(a, b)| a != b).unwrap_or(expected.len().min(actual.len()));
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+    format!(
+        "first difference at byte {first} (lengths {} vs {})\nexpected: {}\nactual:   {}",
+        expected.len(),
+        actual.len(),
+        hex(expected),
+        hex(actual)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_header_checksum_verifies_to_zero() {
+        let f = Frame::udp4("198.18.0.1", "198.18.0.2", 1, 2).ipv4_options(&[1, 1, 1]).build();
+        let ip = &f[14..14 + 24];
+        assert_eq!(ip[0], 0x46);
+        assert_eq!(checksum(&[ip]), 0);
+    }
+
+    #[test]
+    fn tcp_checksum_verifies_with_pseudo_header() {
+        let f = Frame::tcp6("fd00:198:18::1", "fd00:198:18::2", 1000, 80, 0x02).payload(b"abc").build();
+        let l4 = &f[14 + 40..];
+        let ph = PseudoHeader::V6(v6("fd00:198:18::1"), v6("fd00:198:18::2")).bytes(6, l4.len());
+        assert_eq!(checksum(&[&ph, l4]), 0);
+    }
+
+    #[test]
+    fn vlan_tags_sit_before_the_ethertype() {
+        let f = Frame::icmp4("198.18.0.1", "198.18.0.2").vlan(7).build();
+        assert_eq!(&f[12..18], &[0x81, 0x00, 0x00, 0x07, 0x08, 0x00]);
+    }
+}
