@@ -1,0 +1,91 @@
+//! Harness shared by the XDP fixture tests and benches: loads `ka_xdp` from the object embedded
+//! in the `ka` library, with fresh maps on every load, and runs frames through
+//! BPF_PROG_TEST_RUN.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::collections::BTreeMap;
+
+use aya::{
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use ka_common::maps::XDP_PROGRAM;
+
+/// `XDP_PASS` from the kernel's uapi `enum xdp_action`.
+pub const XDP_PASS: u32 = 2;
+/// `XDP_TX`.
+pub const XDP_TX: u32 = 3;
+
+/// A freshly loaded copy of the XDP object: new maps every time.
+pub struct Loaded {
+    /// The object; its maps are this load's own.
+    pub ebpf: Ebpf,
+}
+
+/// Result of one test run.
+pub struct RunOut {
+    /// XDP action returned.
+    pub action: u32,
+    /// Frame after the program ran.
+    pub data: Vec<u8>,
+}
+
+impl Loaded {
+    /// Loads and verifies the program. Panics with the reason when it cannot (not root, no BTF,
+    /// object built with KA_SKIP_EBPF).
+    pub fn new() -> Loaded {
+        ka_tests::require_root();
+        assert!(
+            !ka::EBPF_OBJECT.is_empty(),
+            "the ka library was built with KA_SKIP_EBPF=1: it has no eBPF object to test"
+        );
+        let mut ebpf = Ebpf::load(ka::EBPF_OBJECT).expect("loading the eBPF object");
+        let prog: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .expect("ka_xdp in object")
+            .try_into()
+            .expect("ka_xdp is XDP");
+        prog.load().expect("verifier accepts ka_xdp");
+        Loaded { ebpf }
+    }
+
+    fn prog(&self) -> &Xdp {
+        self.ebpf.program(XDP_PROGRAM).expect("ka_xdp").try_into().expect("xdp")
+    }
+
+    /// Runs one frame once.
+    pub fn run(&self, frame: &[u8]) -> RunOut {
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = self
+            .prog()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat: 1,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        RunOut { action: res.return_value, data: out }
+    }
+
+    /// Runs `frame` `repeat` times in the kernel and returns the mean ns per run.
+    pub fn time(&self, frame: &[u8], repeat: u32) -> f64 {
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = self
+            .prog()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        res.duration.as_nanos() as f64
+    }
+
+    /// Every counter, summed over CPUs.
+    pub fn counters(&self) -> BTreeMap<&'static str, u64> {
+        ka::datapath::read_counters(&self.ebpf).expect("reading KA_STATS")
+    }
+}
