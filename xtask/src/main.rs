@@ -1,1 +1,70 @@
-fn main(){}
+//! `cargo xtask`: setup, run, test, bench. xtask orchestrates; it never compiles the eBPF
+//! itself (ka-userspace/build.rs does).
+
+mod bench;
+mod exec;
+mod lab;
+mod run;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// ka's developer tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what the build and the tests need (idempotent).
+    Setup(setup::Options),
+    /// Run every test.
+    Test(test::Options),
+    /// Run the bundled lab, or `ka` with the arguments after `--`.
+    Run(run::Options),
+    /// Run the benchmarks.
+    Bench(bench::Options),
+    /// Lint every host crate with clippy, without building the eBPF object.
+    Lint,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Setup(o) => setup::run(o),
+        Task::Test(o) => test::run(o),
+        Task::Run(o) => run::run(o),
+        Task::Bench(o) => bench::run(o),
+        Task::Lint => exec::exec(
+            exec::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]).env("KA_SKIP_EBPF", "1"),
+        ),
+    }
+}
+
+/// The workspace root (the parent of xtask's manifest directory).
+pub fn workspace_root() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map_or(dir.clone(), std::path::Path::to_path_buf)
+}
+
+/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+///
+/// # Errors
+/// Not a duration.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "" | "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    }
+}

@@ -1,0 +1,59 @@
+//! `cargo xtask run`: with arguments after `--`, builds `ka` and runs it as root with them;
+//! without, starts the bundled lab ([`crate::lab`]).
+
+use std::process::Command;
+
+use crate::exec::{cargo, exec};
+
+/// Options of `cargo xtask run`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Lab only: stop by itself after this long (e.g. `30s`, `2m`); default: until Ctrl-C.
+    #[arg(long, value_parser = crate::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Build ka in release mode.
+    #[arg(long)]
+    pub release: bool,
+    /// Skip the setup step.
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Arguments for `ka`; without any, the lab runs.
+    #[arg(last = true)]
+    pub ka_args: Vec<String>,
+}
+
+/// Builds `ka` and returns its path.
+///
+/// # Errors
+/// The build fails.
+pub fn build_ka(release: bool) -> anyhow::Result<std::path::PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "--package", "ka-userspace", "--bins"]);
+    if release {
+        c.arg("--release");
+    }
+    exec(&mut c)?;
+    Ok(crate::workspace_root().join(if release { "target/release/ka" } else { "target/debug/ka" }))
+}
+
+/// Runs `ka` with the arguments, or the lab.
+///
+/// # Errors
+/// Setup, build, or the run fails.
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    if !opts.no_setup {
+        crate::setup::run(crate::setup::Options {})?;
+    }
+    let ka = build_ka(opts.release)?;
+    if opts.ka_args.is_empty() {
+        return crate::lab::run(&ka, opts.duration);
+    }
+    let mut cmd = if crate::setup::is_root() {
+        Command::new(&ka)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(&ka);
+        c
+    };
+    exec(cmd.args(&opts.ka_args))
+}
