@@ -185,7 +185,13 @@ fn skip_ipv6_ext(
     mut next: u8,
     mut off: usize,
 ) -> Result<(u8, usize, bool), ParseError> {
+    let frame_len = ctx.data_end() - ctx.data();
     for _ in 0..MAX_IPV6_EXT_HDRS {
+        // An extension header that claims to run past the frame is a broken chain, not a
+        // truncated transport header.
+        if off > frame_len {
+            return Err(ParseError::BadIpv6);
+        }
         match next {
             IPV6_EXT_HOPOPTS | IPV6_EXT_ROUTING | IPV6_EXT_DSTOPTS => {
                 let ext: Ipv6ExtHdr = read_at(ctx, off).ok_or(ParseError::BadIpv6)?;
@@ -207,6 +213,9 @@ fn skip_ipv6_ext(
             }
             _ => return Ok((next, off, false)),
         }
+    }
+    if off > frame_len {
+        return Err(ParseError::BadIpv6);
     }
     match next {
         IPV6_EXT_HOPOPTS | IPV6_EXT_ROUTING | IPV6_EXT_DSTOPTS | IPV6_EXT_AH
