@@ -68,3 +68,24 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(std::time::Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Ok(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(std::time::Duration::from_secs(7)));
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn the_ebpf_toolchain_is_pinned_to_a_dated_nightly() {
+        let t = setup::ebpf_toolchain().expect("toolchain");
+        assert!(t.starts_with("nightly-20"), "unpinned eBPF toolchain {t:?}: pin a dated nightly");
+    }
+}

@@ -121,12 +121,8 @@ fn apt_packages() -> anyhow::Result<()> {
 /// The LLVM major bpf-linker is linked against, if it is installed.
 fn bpf_linker_llvm() -> Option<u32> {
     let path = which("bpf-linker")?;
-    if let Ok(ldd) = output(Command::new("ldd").arg(&path)) {
-        if let Some(v) = ldd.split("libLLVM.so.").nth(1).or_else(|| ldd.split("libLLVM-").nth(1)) {
-            if let Ok(n) = v.chars().take_while(char::is_ascii_digit).collect::<String>().parse() {
-                return Some(n);
-            }
-        }
+    if let Some(n) = output(Command::new("ldd").arg(&path)).ok().and_then(|l| llvm_major_from_ldd(&l)) {
+        return Some(n);
     }
     // Statically linked: read the feature it was installed with from cargo's records.
     let home = std::env::var_os("CARGO_HOME").map_or_else(|| home_dir().join(".cargo"), Into::into);
@@ -135,6 +131,12 @@ fn bpf_linker_llvm() -> Option<u32> {
     json["installs"].as_object()?.iter().find(|(k, _)| k.starts_with("bpf-linker ")).and_then(|(_, v)| {
         v["features"].as_array()?.iter().find_map(|f| f.as_str()?.strip_prefix("llvm-")?.parse().ok())
     })
+}
+
+/// The LLVM major of the libLLVM that `ldd` lists, if any.
+fn llvm_major_from_ldd(ldd: &str) -> Option<u32> {
+    let v = ldd.split("libLLVM.so.").nth(1).or_else(|| ldd.split("libLLVM-").nth(1))?;
+    v.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -215,4 +217,17 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
     let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(|| home_dir().join(".cargo"), Into::into);
     dirs.push(Path::new(&cargo_home).join("bin"));
     dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_is_read_from_ldd_output() {
+        let ldd = "\tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x00007f)\n";
+        assert_eq!(llvm_major_from_ldd(ldd), Some(22));
+        assert_eq!(llvm_major_from_ldd("\tlibLLVM-19.so => /usr/lib/x (0x1)"), Some(19));
+        assert_eq!(llvm_major_from_ldd("\tlibc.so.6 => /lib/libc.so.6"), None);
+    }
 }
