@@ -8,6 +8,7 @@
 pub mod maps;
 pub mod wire;
 pub mod stats;
+pub mod vrrp;
 
 /// `aya::Pod` for map key/value types, userspace only. Everything the kernel and userspace
 /// exchange through maps is plain old data.
