@@ -112,6 +112,8 @@ where
     let mut rd = BufReader::new(rd).take(64 * 1024);
     let read = tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await;
     let req = match read {
+        // A connection closed without a request: a liveness probe (see `bind`), nothing to say.
+        Ok(Ok(0)) => return Ok(()),
         Ok(Ok(_)) => serde_json::from_str::<Request>(line.trim()).map_err(|e| format!("bad request: {e}")),
         Ok(Err(e)) => Err(format!("reading request: {e}")),
         Err(_) => Err("request timed out".to_owned()),
@@ -165,14 +167,18 @@ mod tests {
         let path = dir.join("t.sock");
         let listener = bind(&path).await.expect("bind");
         assert!(matches!(bind(&path).await, Err(ControlError::InUse { .. })));
+        // The refused bind's liveness probe is the first connection; it must be answered
+        // with silence, not an error, and the real request must still get its answer.
         let server = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.expect("accept");
-            serve_one(s, |req| match req {
-                Ok(Request::Status) => Response::Error { message: "pong".into() },
-                Err(e) => Response::Error { message: e },
-            })
-            .await
-            .expect("serve");
+            for _ in 0..2 {
+                let (s, _) = listener.accept().await.expect("accept");
+                serve_one(s, |req| match req {
+                    Ok(Request::Status) => Response::Error { message: "pong".into() },
+                    Err(e) => Response::Error { message: e },
+                })
+                .await
+                .expect("serve");
+            }
         });
         let resp = request(&path, &Request::Status, Duration::from_secs(5)).await.expect("request");
         assert!(matches!(resp, Response::Error { message } if message == "pong"));

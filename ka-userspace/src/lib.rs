@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod instance;
+pub mod net;
 pub mod status;
 
 /// The eBPF object built from `ka-ebpf` by `build.rs` (empty when built with `KA_SKIP_EBPF=1`).

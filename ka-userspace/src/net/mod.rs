@@ -1,0 +1,4 @@
+//! Network I/O of the daemon: the rtnetlink worker, VRRP sockets, gratuitous ARP and
+//! unsolicited neighbour advertisements.
+
+pub mod netlink;

@@ -1,0 +1,543 @@
+//! The rtnetlink worker: one task owns the netlink connection; everyone else sends it typed
+//! requests through a [`NetlinkClient`]. VIPs, virtual routes and rules, and VMAC interfaces
+//! are all changed here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::TryStreamExt as _;
+use netlink_packet_route::{
+    address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
+    link::{LinkAttribute, LinkFlags, MacVlanMode},
+    route::{RouteScope, RouteType},
+};
+use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
+use tokio::sync::{mpsc, oneshot};
+
+/// An address to add or remove (a VIP, `ip addr add ADDR/PREFIX [brd B] [peer P] [scope S]
+/// [label L] dev IF`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrSpec {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// IPv4 broadcast address (`brd`).
+    pub broadcast: Option<Ipv4Addr>,
+    /// Point-to-point peer (`peer`).
+    pub peer: Option<IpAddr>,
+    /// Scope (`scope`): 0 global, 200 site, 253 link, 254 host.
+    pub scope: Option<u8>,
+    /// Label (`label`), IPv4 only.
+    pub label: Option<String>,
+}
+
+impl AddrSpec {
+    /// A bare address with the given prefix on `ifindex`.
+    pub fn new(ifindex: u32, addr: IpAddr, prefix: u8) -> AddrSpec {
+        AddrSpec { ifindex, addr, prefix, broadcast: None, peer: None, scope: None, label: None }
+    }
+}
+
+/// A route (`virtual_routes`, `static_routes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination.
+    pub dst: IpAddr,
+    /// Destination prefix length.
+    pub prefix: u8,
+    /// Gateway (`via`/`gw`).
+    pub gateway: Option<IpAddr>,
+    /// Output interface.
+    pub ifindex: Option<u32>,
+    /// Preferred source (`src`).
+    pub src: Option<IpAddr>,
+    /// Table (`table`), main if unset.
+    pub table: Option<u32>,
+    /// Metric (`metric`/`preference`).
+    pub metric: Option<u32>,
+    /// Scope (`scope`).
+    pub scope: Option<u8>,
+    /// Type: unicast (default), blackhole, unreachable, prohibit.
+    pub kind: RouteKind,
+}
+
+/// Route types ka installs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RouteKind {
+    /// Normal route.
+    #[default]
+    Unicast,
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+}
+
+/// A policy-routing rule (`virtual_rules`, `static_rules`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleSpec {
+    /// IPv6 rule (otherwise IPv4).
+    pub v6: bool,
+    /// `from PREFIX`.
+    pub from: Option<(IpAddr, u8)>,
+    /// `to PREFIX`.
+    pub to: Option<(IpAddr, u8)>,
+    /// `table N`.
+    pub table: u32,
+    /// `priority N`.
+    pub priority: Option<u32>,
+    /// `fwmark N`.
+    pub fwmark: Option<u32>,
+    /// `iif NAME`.
+    pub iif: Option<String>,
+    /// `oif NAME`.
+    pub oif: Option<String>,
+}
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// MAC address (empty for links without one).
+    pub mac: Vec<u8>,
+    /// Administratively up and with carrier (IFF_UP and IFF_RUNNING).
+    pub running: bool,
+}
+
+/// Errors of netlink requests.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    /// Opening the netlink socket failed.
+    #[error("opening rtnetlink: {0}")]
+    Open(#[source] std::io::Error),
+    /// The kernel refused a request.
+    #[error("{what}: {source}")]
+    Request {
+        /// What was asked (e.g. `add 198.18.0.10/32 on ifindex 3`).
+        what: String,
+        /// Cause.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// No such interface.
+    #[error("no interface named {0}")]
+    NoSuchLink(String),
+    /// The worker is gone (daemon shutting down).
+    #[error("the netlink worker has stopped")]
+    WorkerGone,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetlinkError>>;
+
+/// A request to the worker.
+#[derive(Debug)]
+enum Request {
+    AddAddr(AddrSpec, Reply<()>),
+    DelAddr(AddrSpec, Reply<()>),
+    ListAddrs(Option<u32>, Reply<Vec<(u32, IpAddr, u8)>>),
+    Link(String, Reply<LinkInfo>),
+    Links(Reply<Vec<LinkInfo>>),
+    AddMacvlan { parent: u32, name: String, mac: [u8; 6], reply: Reply<u32> },
+    DelLink(u32, Reply<()>),
+    Route { add: bool, spec: RouteSpec, reply: Reply<()> },
+    Rule { add: bool, spec: RuleSpec, reply: Reply<()> },
+}
+
+/// The handle every subsystem uses to ask the worker for changes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NetlinkClient {
+    tx: mpsc::Sender<Request>,
+}
+
+/// Starts the worker on the current tokio runtime. It stops when every client is dropped.
+///
+/// # Errors
+/// The netlink socket cannot be opened.
+pub fn spawn() -> Result<(NetlinkClient, tokio::task::JoinHandle<()>), NetlinkError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+    tokio::spawn(conn);
+    let (tx, mut rx) = mpsc::channel::<Request>(256);
+    let task = tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            serve(&handle, req).await;
+        }
+    });
+    Ok((NetlinkClient { tx }, task))
+}
+
+/// errno of a netlink error, if it is one.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+fn req_err(what: String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    move |source| NetlinkError::Request { what, source }
+}
+
+async fn serve(h: &Handle, req: Request) {
+    match req {
+        Request::AddAddr(spec, reply) => {
+            let _ = reply.send(add_addr(h, &spec).await);
+        }
+        Request::DelAddr(spec, reply) => {
+            let _ = reply.send(del_addr(h, &spec).await);
+        }
+        Request::ListAddrs(ifindex, reply) => {
+            let _ = reply.send(list_addrs(h, ifindex).await);
+        }
+        Request::Link(name, reply) => {
+            let res = links(h, Some(&name)).await.and_then(|mut v| v.pop().ok_or(NetlinkError::NoSuchLink(name)));
+            let _ = reply.send(res);
+        }
+        Request::Links(reply) => {
+            let _ = reply.send(links(h, None).await);
+        }
+        Request::AddMacvlan { parent, name, mac, reply } => {
+            let _ = reply.send(add_macvlan(h, parent, &name, mac).await);
+        }
+        Request::DelLink(index, reply) => {
+            let res = h.link().del(index).execute().await.map_err(req_err(format!("delete link {index}")));
+            let _ = reply.send(res);
+        }
+        Request::Route { add, spec, reply } => {
+            let _ = reply.send(route(h, add, &spec).await);
+        }
+        Request::Rule { add, spec, reply } => {
+            let _ = reply.send(rule(h, add, &spec).await);
+        }
+    }
+}
+
+fn addr_message(spec: &AddrSpec, mut msg: AddressMessage) -> AddressMessage {
+    if let Some(scope) = spec.scope {
+        msg.header.scope = AddressScope::from(scope);
+    }
+    if let Some(brd) = spec.broadcast {
+        msg.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+        msg.attributes.push(AddressAttribute::Broadcast(brd));
+    }
+    if let Some(peer) = spec.peer {
+        // With a peer, IFA_LOCAL is our address and IFA_ADDRESS the peer's.
+        msg.attributes.retain(|a| !matches!(a, AddressAttribute::Address(_) | AddressAttribute::Broadcast(_)));
+        msg.attributes.push(AddressAttribute::Address(peer));
+    }
+    if let Some(label) = &spec.label {
+        msg.attributes.push(AddressAttribute::Label(label.clone()));
+    }
+    if spec.addr.is_ipv6() {
+        // A VIP must be usable at once after a takeover: no duplicate address detection.
+        msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    msg
+}
+
+async fn add_addr(h: &Handle, spec: &AddrSpec) -> Result<(), NetlinkError> {
+    let what = format!("add {}/{} on ifindex {}", spec.addr, spec.prefix, spec.ifindex);
+    let mut req = h.address().add(spec.ifindex, spec.addr, spec.prefix);
+    let msg = addr_message(spec, std::mem::take(req.message_mut()));
+    *req.message_mut() = msg;
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        // Already there (a leftover of a crashed run, or configured by hand): nothing to do.
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(req_err(what)(e)),
+    }
+}
+
+async fn del_addr(h: &Handle, spec: &AddrSpec) -> Result<(), NetlinkError> {
+    let what = format!("delete {}/{} on ifindex {}", spec.addr, spec.prefix, spec.ifindex);
+    let mut msg = AddressMessage::default();
+    msg.header.family = match spec.addr {
+        IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
+        IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+    };
+    msg.header.index = spec.ifindex;
+    msg.header.prefix_len = spec.prefix;
+    msg.attributes.push(AddressAttribute::Local(spec.addr));
+    if spec.peer.is_none() {
+        msg.attributes.push(AddressAttribute::Address(spec.addr));
+    }
+    match h.address().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(libc::EADDRNOTAVAIL | libc::ENOENT | libc::ENODEV)) => Ok(()),
+        Err(e) => Err(req_err(what)(e)),
+    }
+}
+
+async fn list_addrs(h: &Handle, ifindex: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>, NetlinkError> {
+    let mut req = h.address().get();
+    if let Some(i) = ifindex {
+        req = req.set_link_index_filter(i);
+    }
+    let mut out = Vec::new();
+    let mut stream = req.execute();
+    while let Some(msg) = stream.try_next().await.map_err(req_err("list addresses".into()))? {
+        let addr = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(a) => Some(*a),
+            _ => None,
+        });
+        let addr = addr.or_else(|| {
+            msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(a) => Some(*a),
+                _ => None,
+            })
+        });
+        if let Some(a) = addr {
+            out.push((msg.header.index, a, msg.header.prefix_len));
+        }
+    }
+    Ok(out)
+}
+
+async fn links(h: &Handle, name: Option<&str>) -> Result<Vec<LinkInfo>, NetlinkError> {
+    let mut req = h.link().get();
+    if let Some(n) = name {
+        req = req.match_name(n.to_owned());
+    }
+    let mut out = Vec::new();
+    let mut stream = req.execute();
+    loop {
+        let next = match stream.try_next().await {
+            Ok(n) => n,
+            Err(e) if name.is_some() && errno(&e) == Some(libc::ENODEV) => {
+                return Err(NetlinkError::NoSuchLink(name.unwrap_or_default().to_owned()))
+            }
+            Err(e) => return Err(req_err("list links".into())(e)),
+        };
+        let Some(msg) = next else { break };
+        let mut info = LinkInfo {
+            index: msg.header.index,
+            name: String::new(),
+            mac: Vec::new(),
+            running: msg.header.flags.contains(LinkFlags::Up) && msg.header.flags.contains(LinkFlags::Running),
+        };
+        for a in &msg.attributes {
+            match a {
+                LinkAttribute::IfName(n) => info.name.clone_from(n),
+                LinkAttribute::Address(m) => info.mac.clone_from(m),
+                _ => {}
+            }
+        }
+        out.push(info);
+    }
+    Ok(out)
+}
+
+async fn add_macvlan(h: &Handle, parent: u32, name: &str, mac: [u8; 6]) -> Result<u32, NetlinkError> {
+    let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
+        .append_extra_attribute(LinkAttribute::Address(mac.to_vec()))
+        .up()
+        .build();
+    match h.link().add(msg).execute().await {
+        Ok(()) => {}
+        Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+        Err(e) => return Err(req_err(format!("create macvlan {name} on ifindex {parent}"))(e)),
+    }
+    let link = links(h, Some(name)).await?.pop().ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))?;
+    // Make sure it is up even if it existed already.
+    let up = LinkUnspec::new_with_index(link.index).up().build();
+    h.link().set(up).execute().await.map_err(req_err(format!("set {name} up")))?;
+    Ok(link.index)
+}
+
+fn route_common<T>(mut b: RouteMessageBuilder<T>, spec: &RouteSpec) -> RouteMessageBuilder<T> {
+    b = b.kind(match spec.kind {
+        RouteKind::Unicast => RouteType::Unicast,
+        RouteKind::Blackhole => RouteType::BlackHole,
+        RouteKind::Unreachable => RouteType::Unreachable,
+        RouteKind::Prohibit => RouteType::Prohibit,
+    });
+    if let Some(i) = spec.ifindex {
+        b = b.output_interface(i);
+    }
+    if let Some(t) = spec.table {
+        b = b.table_id(t);
+    }
+    if let Some(m) = spec.metric {
+        b = b.priority(m);
+    }
+    if let Some(s) = spec.scope {
+        b = b.scope(RouteScope::from(s));
+    }
+    b
+}
+
+fn route_message(spec: &RouteSpec) -> netlink_packet_route::route::RouteMessage {
+    match spec.dst {
+        IpAddr::V4(d) => {
+            let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(d, spec.prefix);
+            if let Some(IpAddr::V4(g)) = spec.gateway {
+                b = b.gateway(g);
+            }
+            if let Some(IpAddr::V4(s)) = spec.src {
+                b = b.pref_source(s);
+            }
+            route_common(b, spec).build()
+        }
+        IpAddr::V6(d) => {
+            let mut b = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(d, spec.prefix);
+            if let Some(IpAddr::V6(g)) = spec.gateway {
+                b = b.gateway(g);
+            }
+            if let Some(IpAddr::V6(s)) = spec.src {
+                b = b.pref_source(s);
+            }
+            route_common(b, spec).build()
+        }
+    }
+}
+
+async fn route(h: &Handle, add: bool, spec: &RouteSpec) -> Result<(), NetlinkError> {
+    let msg = route_message(spec);
+    let what = format!("{} route {}/{}", if add { "add" } else { "delete" }, spec.dst, spec.prefix);
+    let res = if add { h.route().add(msg).execute().await } else { h.route().del(msg).execute().await };
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if add && errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) if !add && matches!(errno(&e), Some(libc::ESRCH | libc::ENOENT)) => Ok(()),
+        Err(e) => Err(req_err(what)(e)),
+    }
+}
+
+async fn rule(h: &Handle, add: bool, spec: &RuleSpec) -> Result<(), NetlinkError> {
+    let what = format!("{} rule to table {}", if add { "add" } else { "delete" }, spec.table);
+    let mut req = h.rule().add().table_id(spec.table);
+    if let Some(p) = spec.priority {
+        req = req.priority(p);
+    }
+    if let Some(m) = spec.fwmark {
+        req = req.fw_mark(m);
+    }
+    if let Some(i) = &spec.iif {
+        req = req.input_interface(i.clone());
+    }
+    if let Some(o) = &spec.oif {
+        req = req.output_interface(o.clone());
+    }
+    let msg = if spec.v6 {
+        let mut r = req.v6();
+        if let Some((IpAddr::V6(a), l)) = spec.from {
+            r = r.source_prefix(a, l);
+        }
+        if let Some((IpAddr::V6(a), l)) = spec.to {
+            r = r.destination_prefix(a, l);
+        }
+        if add {
+            return map_rule(r.execute().await, add, what);
+        }
+        r.message_mut().clone()
+    } else {
+        let mut r = req.v4();
+        if let Some((IpAddr::V4(a), l)) = spec.from {
+            r = r.source_prefix(a, l);
+        }
+        if let Some((IpAddr::V4(a), l)) = spec.to {
+            r = r.destination_prefix(a, l);
+        }
+        if add {
+            return map_rule(r.execute().await, add, what);
+        }
+        r.message_mut().clone()
+    };
+    map_rule(h.rule().del(msg).execute().await, add, what)
+}
+
+fn map_rule(res: Result<(), rtnetlink::Error>, add: bool, what: String) -> Result<(), NetlinkError> {
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if add && errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) if !add && matches!(errno(&e), Some(libc::ENOENT | libc::ESRCH)) => Ok(()),
+        Err(e) => Err(req_err(what)(e)),
+    }
+}
+
+impl NetlinkClient {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NetlinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| NetlinkError::WorkerGone)?;
+        rx.await.map_err(|_| NetlinkError::WorkerGone)?
+    }
+
+    /// Adds an address; an address that is already there is not an error.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn add_addr(&self, spec: AddrSpec) -> Result<(), NetlinkError> {
+        self.call(|r| Request::AddAddr(spec, r)).await
+    }
+
+    /// Removes an address; an address that is not there is not an error.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn del_addr(&self, spec: AddrSpec) -> Result<(), NetlinkError> {
+        self.call(|r| Request::DelAddr(spec, r)).await
+    }
+
+    /// Lists `(ifindex, address, prefix)` of every address, or of one interface's.
+    ///
+    /// # Errors
+    /// The dump fails.
+    pub async fn list_addrs(&self, ifindex: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>, NetlinkError> {
+        self.call(|r| Request::ListAddrs(ifindex, r)).await
+    }
+
+    /// Looks a link up by name.
+    ///
+    /// # Errors
+    /// No such link.
+    pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        self.call(|r| Request::Link(name.to_owned(), r)).await
+    }
+
+    /// Every link.
+    ///
+    /// # Errors
+    /// The dump fails.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        self.call(Request::Links).await
+    }
+
+    /// Creates (or reuses) a private-mode macvlan `name` on `parent` with MAC `mac`, up.
+    /// Returns its index.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn add_macvlan(&self, parent: u32, name: &str, mac: [u8; 6]) -> Result<u32, NetlinkError> {
+        self.call(|reply| Request::AddMacvlan { parent, name: name.to_owned(), mac, reply }).await
+    }
+
+    /// Deletes a link.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn del_link(&self, index: u32) -> Result<(), NetlinkError> {
+        self.call(|r| Request::DelLink(index, r)).await
+    }
+
+    /// Adds (`add`) or removes a route; idempotent.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn route(&self, add: bool, spec: RouteSpec) -> Result<(), NetlinkError> {
+        self.call(|reply| Request::Route { add, spec, reply }).await
+    }
+
+    /// Adds (`add`) or removes a rule; idempotent.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn rule(&self, add: bool, spec: RuleSpec) -> Result<(), NetlinkError> {
+        self.call(|reply| Request::Rule { add, spec, reply }).await
+    }
+}
