@@ -1,32 +1,140 @@
 //! keepalived.conf: preprocessor, lexer, typed model, semantic checks and `ka check`.
-//! (Placeholder: filled in by the keepalived.conf issue.)
+//!
+//! The daemon loads a configuration with [`load`] (nothing is printed; diagnostics are returned)
+//! and `ka check` is [`run_check`]. Tests use [`parse_str`].
 
-use std::{path::PathBuf, process::ExitCode};
+pub mod check;
+pub mod cli;
+pub mod diag;
+pub mod dump;
+pub mod lexer;
+pub mod model;
+pub mod parse;
+pub mod preprocess;
+pub mod tree;
 
-/// Arguments of `ka check`.
-#[derive(Debug, clap::Args)]
-pub struct CheckArgs {
-    /// Configuration file to check.
-    #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf")]
-    pub file: PathBuf,
-    /// Config id selecting `@id` conditional lines (default: the short hostname).
-    #[arg(short = 'i', long = "config-id")]
+use std::path::{Path, PathBuf};
+
+pub use check::InterfaceCheck;
+pub use cli::{run_check, CheckArgs};
+pub use diag::{Diagnostic, Severity, SourceMap, Span};
+pub use model::Config;
+
+/// Options for [`load`] and [`parse_str`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Selects `@id` lines and sets `${_INSTANCE}` (default: the short host name).
     pub config_id: Option<String>,
-    /// Turn warnings into errors.
-    #[arg(long)]
-    pub strict: bool,
-    /// Print the fully expanded model as JSON.
-    #[arg(long)]
-    pub dump: bool,
+    /// How to check that interfaces exist (missing ones are warnings).
+    pub interfaces: InterfaceCheck,
 }
 
-/// Runs `ka check`. Exit code 0: no errors; 1: errors; 2: the file cannot be read.
-pub fn run_check(args: &CheckArgs) -> ExitCode {
-    match std::fs::read(&args.file) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{}: error: cannot read: {e}", args.file.display());
-            ExitCode::from(2)
+/// Why a configuration could not be loaded at all (problems inside it are [`Diagnostic`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The main file cannot be read.
+    #[error(transparent)]
+    Read(#[from] preprocess::PreprocessError),
+}
+
+/// A loaded configuration: the model, what was found wrong with it, and the files it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The typed model, defaults applied (meaningful only if there are no errors).
+    pub config: Config,
+    /// Errors and warnings, sorted by location.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The files read (to print diagnostic paths).
+    pub sources: SourceMap,
+}
+
+impl Loaded {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// The short host name (the first label of the node name), keepalived's default config id.
+pub fn default_config_id() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.split('.').next().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+fn run(
+    mut pp: preprocess::Preprocessor<'_>,
+    d_ptr: &mut diag::Diagnostics,
+    opts: &LoadOptions,
+) -> (Config, Vec<String>) {
+    // The preprocessor owns the diagnostics while reading; statements are parsed as they come so
+    // a big configuration is never held as tokens all at once.
+    let mut stmts_diags = diag::Diagnostics::default();
+    let mut cx_diags = diag::Diagnostics::default();
+    let mut cx = parse::Cx::new(&mut cx_diags);
+    {
+        let mut tb = tree::TreeBuilder::new(&mut pp);
+        while let Some(stmt) = tb.next_top(&mut stmts_diags) {
+            cx.top(&stmt);
         }
     }
+    drop(pp);
+    let (mut cfg, removed) = cx.finish();
+    check::check(&mut cfg, &removed, &opts.interfaces, &mut cx_diags);
+    for d in stmts_diags
+        .into_sorted()
+        .into_iter()
+        .chain(cx_diags.into_sorted())
+    {
+        d_ptr.push(d);
+    }
+    (cfg, removed)
+}
+
+/// Reads `path` (and what it includes) into the typed model, without printing anything.
+///
+/// # Errors
+/// [`LoadError::Read`] if the main file cannot be read; everything else is a [`Diagnostic`].
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let id = opts.config_id.clone().unwrap_or_else(default_config_id);
+    let mut sources = SourceMap::default();
+    let mut diags = diag::Diagnostics::default();
+    let mut pp_diags = diag::Diagnostics::default();
+    let pp = preprocess::Preprocessor::open(path, &id, &mut sources, &mut pp_diags)?;
+    let (config, _) = run(pp, &mut diags, opts);
+    for d in pp_diags.into_sorted() {
+        diags.push(d);
+    }
+    Ok(Loaded {
+        config,
+        diagnostics: diags.into_sorted(),
+        sources,
+    })
+}
+
+/// Parses configuration text as if read from `path` (includes resolve relative to it).
+pub fn parse_str(text: &str, path: &Path, opts: &LoadOptions) -> Loaded {
+    let id = opts.config_id.clone().unwrap_or_else(default_config_id);
+    let mut sources = SourceMap::default();
+    let mut diags = diag::Diagnostics::default();
+    let mut pp_diags = diag::Diagnostics::default();
+    let pp = preprocess::Preprocessor::from_str(path, text, &id, &mut sources, &mut pp_diags);
+    let (config, _) = run(pp, &mut diags, opts);
+    for d in pp_diags.into_sorted() {
+        diags.push(d);
+    }
+    Loaded {
+        config,
+        diagnostics: diags.into_sorted(),
+        sources,
+    }
+}
+
+/// The default configuration file.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("/etc/keepalived/keepalived.conf")
 }

@@ -1,0 +1,460 @@
+//! Semantic checks across the model: references, duplicates and incompatible options.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    diag::{Diagnostics, Span},
+    model::*,
+};
+
+/// How `ka check` learns which network interfaces exist.
+#[derive(Debug, Clone, Default)]
+pub enum InterfaceCheck {
+    /// Look in `/sys/class/net` (read only).
+    #[default]
+    System,
+    /// Do not check interfaces.
+    Skip,
+    /// These interfaces exist (for tests).
+    Known(HashSet<String>),
+}
+
+impl InterfaceCheck {
+    fn exists(&self, name: &str) -> bool {
+        match self {
+            InterfaceCheck::System => std::path::Path::new("/sys/class/net").join(name).exists(),
+            InterfaceCheck::Skip => true,
+            InterfaceCheck::Known(set) => set.contains(name),
+        }
+    }
+}
+
+fn ip_family(a: &std::net::IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Runs every cross-block check, fixing the model the way keepalived does (e.g. clearing weights
+/// it ignores) so the daemon gets what keepalived would run.
+pub fn check(
+    cfg: &mut Config,
+    removed_scripts: &[String],
+    ifaces: &InterfaceCheck,
+    d: &mut Diagnostics,
+) {
+    check_instances(cfg, removed_scripts, ifaces, d);
+    check_sync_groups(cfg, d);
+    check_virtual_servers(cfg, d);
+}
+
+fn check_track_refs(
+    owner: &str,
+    refs: &[TrackRef],
+    what: &str,
+    defined: &HashSet<&str>,
+    removed: &[String],
+    d: &mut Diagnostics,
+) {
+    for r in refs {
+        if defined.contains(r.name.as_str()) {
+            continue;
+        }
+        if removed.contains(&r.name) {
+            d.warning(
+                Some(r.span),
+                format!(
+                    "({owner}) {what} {} was removed (see its definition); ignored",
+                    r.name
+                ),
+            );
+        } else {
+            d.error(
+                Some(r.span),
+                format!("({owner}) {what} {} is not defined", r.name),
+            );
+        }
+    }
+}
+
+fn check_instances(
+    cfg: &mut Config,
+    removed: &[String],
+    ifaces: &InterfaceCheck,
+    d: &mut Diagnostics,
+) {
+    let scripts: HashSet<&str> = cfg.vrrp_scripts.iter().map(|s| s.name.as_str()).collect();
+    let files: HashSet<&str> = cfg.track_files.iter().map(|s| s.name.as_str()).collect();
+    let procs: HashSet<&str> = cfg
+        .track_processes
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let bfds: HashSet<&str> = cfg.bfd_instances.iter().map(|s| s.name.as_str()).collect();
+    let mut names: HashMap<String, Span> = HashMap::new();
+    // (interface, is_ipv6, vrid, multicast dst) -> (name, span, unicast peers)
+    let mut vrids: HashMap<
+        (String, bool, u8, Option<std::net::IpAddr>),
+        Vec<(String, Vec<std::net::IpAddr>)>,
+    > = HashMap::new();
+    for vi in &mut cfg.vrrp_instances {
+        let n = vi.name.clone();
+        if let Some(first) = names.get(&n) {
+            d.error(
+                Some(vi.span),
+                format!(
+                    "vrrp_instance {n} is already defined at line {}",
+                    first.line
+                ),
+            );
+        } else {
+            names.insert(n.clone(), vi.span);
+        }
+        if vi.virtual_router_id == 0 {
+            d.error(
+                Some(vi.span),
+                format!("({n}) the virtual router id must be set"),
+            );
+        }
+        match (&vi.interface, vi.interface_span) {
+            (Some(i), Some(sp)) if !ifaces.exists(i) => d.warning(
+                Some(sp),
+                format!("interface {i} for vrrp_instance {n} doesn't exist"),
+            ),
+            (None, _) if vi.unicast_peers.is_empty() => d.error(
+                Some(vi.span),
+                format!("({n}) no interface given (needed unless unicast_peer is used)"),
+            ),
+            _ => {}
+        }
+        for t in &vi.track_interfaces {
+            if !ifaces.exists(&t.name) {
+                d.warning(
+                    Some(t.span),
+                    format!("({n}) tracked interface {} doesn't exist", t.name),
+                );
+            }
+        }
+        for v in vi
+            .virtual_ipaddresses
+            .iter()
+            .chain(&vi.virtual_ipaddresses_excluded)
+        {
+            if let Some(dev) = &v.dev {
+                if !ifaces.exists(dev) {
+                    d.warning(
+                        Some(v.span),
+                        format!(
+                            "interface {dev} for ip address {} doesn't exist",
+                            v.address.addr
+                        ),
+                    );
+                }
+            }
+        }
+        // All VIPs of an instance are of one family; excluded ones may mix.
+        let v6 = vi.virtual_ipaddresses.first().map(|v| v.address.is_ipv6());
+        if let Some(v6) = v6 {
+            for v in &vi.virtual_ipaddresses {
+                if v.address.is_ipv6() != v6 {
+                    d.error(
+                        Some(v.span),
+                        format!(
+                            "({n}) {} is {} but the first virtual_ipaddress is {}; put other-family addresses in virtual_ipaddress_excluded",
+                            v.address,
+                            ip_family(&v.address.addr),
+                            if v6 { "IPv6" } else { "IPv4" }
+                        ),
+                    );
+                }
+            }
+            if v6 && vi.version == VrrpVersion::V2 {
+                d.warning(
+                    Some(vi.span),
+                    format!("({n}) VRRP version 2 does not support IPv6; using version 3"),
+                );
+                vi.version = VrrpVersion::V3;
+            }
+        }
+        if let Some(src) = vi.src_ip {
+            for p in &vi.unicast_peers {
+                if p.address.is_ipv6() != src.is_ipv6() {
+                    d.error(
+                        Some(p.span),
+                        format!(
+                            "({n}) unicast peer {} and source {src} are of different families",
+                            p.address
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(auth) = &vi.authentication {
+            if vi.version == VrrpVersion::V3 {
+                d.error(
+                    Some(auth.span),
+                    format!("({n}) authentication is not supported with VRRP version 3"),
+                );
+            }
+            if auth.auth_type == AuthType::Ah && vi.state == VrrpState::Master {
+                d.warning(Some(auth.span), format!("({n}) initial state MASTER is incompatible with AH authentication; using BACKUP"));
+                vi.state = VrrpState::Backup;
+            }
+        }
+        if !vi.preempt && vi.state == VrrpState::Master {
+            d.warning(
+                Some(vi.span),
+                format!("({n}) nopreempt does not work with initial state MASTER"),
+            );
+        }
+        if vi.strict_mode {
+            let mut strict = |cond: bool, msg: &str| {
+                if cond {
+                    d.error(Some(vi.span), format!("({n}) vrrp_strict: {msg}"));
+                }
+            };
+            strict(
+                vi.virtual_ipaddresses.is_empty(),
+                "at least one virtual_ipaddress is required",
+            );
+            strict(
+                !vi.unicast_peers.is_empty(),
+                "unicast peers are not allowed",
+            );
+            strict(vi.authentication.is_some(), "authentication is not allowed");
+            strict(
+                vi.state == VrrpState::Master && vi.priority != 255,
+                "state MASTER requires priority 255",
+            );
+            strict(!vi.preempt_delay.is_zero(), "preempt_delay is not allowed");
+            strict(
+                vi.version == VrrpVersion::V2 && vi.accept == Some(true),
+                "accept is not allowed with VRRP version 2",
+            );
+            strict(
+                v6 == Some(true)
+                    && !vi
+                        .virtual_ipaddresses
+                        .first()
+                        .is_some_and(|v| is_link_local(&v.address.addr)),
+                "the first IPv6 virtual_ipaddress must be link local",
+            );
+        }
+        check_track_refs(&n, &vi.track_scripts, "track script", &scripts, removed, d);
+        check_track_refs(&n, &vi.track_files, "track file", &files, &[], d);
+        check_track_refs(&n, &vi.track_processes, "track process", &procs, &[], d);
+        check_track_refs(&n, &vi.track_bfds, "track bfd", &bfds, &[], d);
+        vi.track_scripts
+            .retain(|r| scripts.contains(r.name.as_str()));
+        if vi.virtual_router_id != 0 {
+            if let Some(iface) = &vi.interface {
+                let key = (
+                    iface.clone(),
+                    v6.unwrap_or(false),
+                    vi.virtual_router_id,
+                    vi.mcast_dst_ip,
+                );
+                let peers: Vec<_> = vi.unicast_peers.iter().map(|p| p.address).collect();
+                let others = vrids.entry(key).or_default();
+                for (other, other_peers) in others.iter() {
+                    let clash = peers.is_empty() == other_peers.is_empty()
+                        && (peers.is_empty() || peers.iter().any(|p| other_peers.contains(p)));
+                    if clash {
+                        d.error(
+                            Some(vi.span),
+                            format!(
+                                "({n}) VRID {} is already used by {other} on interface {iface} for {}",
+                                vi.virtual_router_id,
+                                if v6 == Some(true) { "IPv6" } else { "IPv4" }
+                            ),
+                        );
+                        break;
+                    }
+                }
+                others.push((n.clone(), peers));
+            }
+        }
+    }
+}
+
+fn is_link_local(a: &std::net::IpAddr) -> bool {
+    match a {
+        std::net::IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
+        std::net::IpAddr::V4(v) => v.is_link_local(),
+    }
+}
+
+fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let script_weights: HashMap<String, i32> = cfg
+        .vrrp_scripts
+        .iter()
+        .map(|s| (s.name.clone(), s.weight))
+        .collect();
+    for g in &cfg.sync_groups {
+        if g.members.is_empty() {
+            d.warning(
+                Some(g.span),
+                format!(
+                    "sync group {} has no virtual router(s); it is removed",
+                    g.name
+                ),
+            );
+        }
+        for (m, sp) in &g.members {
+            let Some(vi) = cfg.vrrp_instances.iter_mut().find(|v| &v.name == m) else {
+                d.error(
+                    Some(*sp),
+                    format!("sync group {}: vrrp_instance {m} is not defined", g.name),
+                );
+                continue;
+            };
+            if let Some(o) = owner.get(m) {
+                d.error(
+                    Some(*sp),
+                    format!("vrrp_instance {m} is already in sync group {o}"),
+                );
+                continue;
+            }
+            owner.insert(m.clone(), g.name.clone());
+            vi.sync_group = Some(g.name.clone());
+            if g.sync_group_tracking_weight {
+                continue;
+            }
+            for t in &mut vi.track_interfaces {
+                if t.weight != 0 {
+                    d.warning(
+                        Some(t.span),
+                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
+                    );
+                    t.weight = 0;
+                }
+            }
+            for t in vi
+                .track_scripts
+                .iter_mut()
+                .chain(vi.track_files.iter_mut())
+                .chain(vi.track_processes.iter_mut())
+            {
+                let w = t.weight.unwrap_or_else(|| {
+                    i64::from(script_weights.get(&t.name).copied().unwrap_or(0))
+                });
+                if w != 0 {
+                    d.warning(
+                        Some(t.span),
+                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
+                    );
+                    t.weight = Some(0);
+                }
+            }
+        }
+    }
+    cfg.sync_groups.retain(|g| !g.members.is_empty());
+}
+
+fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
+    let groups: HashSet<&str> = cfg
+        .virtual_server_groups
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect();
+    let bfds: HashSet<&str> = cfg.bfd_instances.iter().map(|b| b.name.as_str()).collect();
+    let files: HashSet<&str> = cfg.track_files.iter().map(|b| b.name.as_str()).collect();
+    let mut seen: HashMap<(VsKey, Protocol), Span> = HashMap::new();
+    for vs in &cfg.virtual_servers {
+        let label = match &vs.key {
+            VsKey::Addr { addr, port } => format!("[{addr}]:{port}"),
+            VsKey::Fwmark(m) => format!("FWM {m}"),
+            VsKey::Group(g) => format!("group {g}"),
+        };
+        if let Some(first) = seen.get(&(vs.key.clone(), vs.protocol)) {
+            d.error(
+                Some(vs.span),
+                format!(
+                    "virtual server {label} is already defined at line {}",
+                    first.line
+                ),
+            );
+        } else {
+            seen.insert((vs.key.clone(), vs.protocol), vs.span);
+        }
+        match &vs.key {
+            VsKey::Fwmark(_) => {
+                if let Some(sp) = vs.protocol_span {
+                    d.warning(Some(sp), format!("virtual server {label}: protocol specified for fwmark - protocol will be ignored"));
+                }
+            }
+            VsKey::Group(g) if !groups.contains(g.as_str()) => {
+                d.error(
+                    Some(vs.span),
+                    format!("virtual_server_group {g} is not defined"),
+                );
+            }
+            VsKey::Addr { port: 0, .. } if vs.persistence_timeout.is_none() => {
+                d.error(Some(vs.span), format!("virtual server {label}: a port is required unless the service is persistent"));
+            }
+            _ => {}
+        }
+        let vs_v6 = match &vs.key {
+            VsKey::Addr { addr, .. } => Some(addr.is_ipv6()),
+            _ => vs.ipv6_family,
+        };
+        let mut rs_seen: HashSet<(std::net::IpAddr, u16)> = HashSet::new();
+        for rs in vs.real_servers.iter().chain(vs.sorry_server.iter()) {
+            if !rs_seen.insert((rs.address, rs.port)) {
+                d.error(
+                    Some(rs.span),
+                    format!(
+                        "real server [{}]:{} is duplicated in virtual server {label}",
+                        rs.address, rs.port
+                    ),
+                );
+            }
+            if let Some(v6) = vs_v6 {
+                if rs.address.is_ipv6() != v6 && !matches!(rs.lb_kind, LbKind::Tun(_)) {
+                    d.error(
+                        Some(rs.span),
+                        format!(
+                            "real server {} is {} but virtual server {label} is {}; only tunnelled real servers may differ",
+                            rs.address,
+                            ip_family(&rs.address),
+                            if v6 { "IPv6" } else { "IPv4" }
+                        ),
+                    );
+                }
+            }
+            if let (VsKey::Addr { port, .. }, 0) = (&vs.key, rs.port) {
+                if *port != 0 {
+                    d.error(
+                        Some(rs.span),
+                        format!("real server {} needs a port", rs.address),
+                    );
+                }
+            }
+            for c in &rs.checkers {
+                match &c.kind {
+                    CheckerKind::Bfd { name: Some(n) } if !bfds.contains(n.as_str()) => d.error(
+                        Some(c.span),
+                        format!("BFD_CHECK: bfd_instance {n} is not defined"),
+                    ),
+                    CheckerKind::File {
+                        track_file: Some(n),
+                        ..
+                    } if !files.contains(n.as_str()) => d.error(
+                        Some(c.span),
+                        format!("FILE_CHECK: track_file {n} is not defined"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
+            d.warning(
+                Some(vs.span),
+                format!("virtual server {label} has no real servers"),
+            );
+        }
+    }
+}

@@ -1,0 +1,980 @@
+//! The typed configuration model, with keepalived's defaults applied.
+
+use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+
+use super::diag::Span;
+
+/// An address with a prefix length (`198.18.0.1/32`, `fd00:198:18::1/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpPrefix {
+    /// The address (host bits are kept: a VIP `198.18.0.1/24` is the address .1 on a /24).
+    pub addr: IpAddr,
+    /// Prefix length, at most 32 (IPv4) or 128 (IPv6).
+    pub len: u8,
+}
+
+impl IpPrefix {
+    /// Whether the address is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+}
+
+/// Why a prefix does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// The address part is not an IP address.
+    #[error("'{0}' is not a valid IP address")]
+    Address(String),
+    /// The length is not a number or too long for the family.
+    #[error("invalid prefix length '{0}'")]
+    Length(String),
+}
+
+impl FromStr for IpPrefix {
+    type Err = PrefixError;
+
+    /// Parses `ADDR[/LEN]`; a bare address gets /32 or /128.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| PrefixError::Address(a.to_owned()))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max && !l.starts_with('+') => n,
+                _ => return Err(PrefixError::Length(l.to_owned())),
+            },
+        };
+        Ok(Self { addr, len })
+    }
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `global_defs`.
+    pub global: GlobalDefs,
+    /// `vrrp_script` blocks.
+    pub vrrp_scripts: Vec<VrrpScript>,
+    /// `track_file` / `vrrp_track_file` blocks.
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_track_process` blocks.
+    pub track_processes: Vec<TrackProcess>,
+    /// `bfd_instance` blocks.
+    pub bfd_instances: Vec<BfdInstance>,
+    /// `vrrp_sync_group` blocks.
+    pub sync_groups: Vec<SyncGroup>,
+    /// `vrrp_instance` blocks.
+    pub vrrp_instances: Vec<VrrpInstance>,
+    /// `virtual_server_group` blocks.
+    pub virtual_server_groups: Vec<VirtualServerGroup>,
+    /// `virtual_server` blocks.
+    pub virtual_servers: Vec<VirtualServer>,
+    /// `static_ipaddress` entries.
+    pub static_ipaddresses: Vec<VirtualIp>,
+    /// `static_routes` entries, as written (ka does not manage routes yet).
+    pub static_routes: Vec<RawEntry>,
+    /// `static_rules` entries, as written (ka does not manage rules yet).
+    pub static_rules: Vec<RawEntry>,
+    /// `linkbeat_interfaces` entries.
+    pub linkbeat_interfaces: Vec<RawEntry>,
+    /// `track_group` blocks.
+    pub track_groups: Vec<NamedList>,
+    /// `garp_group` blocks.
+    pub garp_groups: Vec<GarpGroup>,
+    /// The `SSL` block.
+    pub ssl: Option<SslConfig>,
+}
+
+/// An entry ka keeps as words only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The words.
+    pub words: Vec<String>,
+    /// Where it starts.
+    pub span: Span,
+}
+
+/// A named block holding a list of names (`track_group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedList {
+    /// The block name.
+    pub name: String,
+    /// The names listed.
+    pub members: Vec<String>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// `global_defs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalDefs {
+    /// `router_id` (default: unset, meaning the host name).
+    pub router_id: Option<String>,
+    /// `vrrp_version` (default 2).
+    pub vrrp_version: VrrpVersion,
+    /// `vrrp_strict`.
+    pub vrrp_strict: bool,
+    /// `vrrp_mcast_group4` (default 224.0.0.18).
+    pub vrrp_mcast_group4: IpAddr,
+    /// `vrrp_mcast_group6` (default ff02::12).
+    pub vrrp_mcast_group6: IpAddr,
+    /// `default_interface` (default eth0).
+    pub default_interface: String,
+    /// `vrrp_garp_master_delay` (default 5 s).
+    pub vrrp_garp_master_delay: Duration,
+    /// `vrrp_garp_master_repeat` (default 5).
+    pub vrrp_garp_master_repeat: u32,
+    /// `vrrp_garp_master_refresh` (default 0: off).
+    pub vrrp_garp_master_refresh: Duration,
+    /// `vrrp_garp_master_refresh_repeat` (default 1).
+    pub vrrp_garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval` (default 0).
+    pub vrrp_garp_interval: Duration,
+    /// `vrrp_gna_interval` (default 0).
+    pub vrrp_gna_interval: Duration,
+    /// `vrrp_skip_check_adv_addr`.
+    pub vrrp_skip_check_adv_addr: bool,
+    /// `vrrp_check_unicast_src`.
+    pub vrrp_check_unicast_src: bool,
+    /// `enable_script_security`.
+    pub enable_script_security: bool,
+    /// `script_user USER [GROUP]`.
+    pub script_user: Option<(String, Option<String>)>,
+    /// `dynamic_interfaces`.
+    pub dynamic_interfaces: bool,
+    /// `notification_email` addresses.
+    pub notification_email: Vec<String>,
+    /// `notification_email_from`.
+    pub notification_email_from: Option<String>,
+    /// `smtp_server ADDR [PORT]` (port default 25).
+    pub smtp_server: Option<(String, u16)>,
+    /// `smtp_connect_timeout` (default 30 s).
+    pub smtp_connect_timeout: Duration,
+    /// Where `global_defs` starts, if present.
+    pub span: Option<Span>,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        Self {
+            router_id: None,
+            vrrp_version: VrrpVersion::V2,
+            vrrp_strict: false,
+            vrrp_mcast_group4: IpAddr::from([224, 0, 0, 18]),
+            vrrp_mcast_group6: IpAddr::from([0xff02, 0, 0, 0, 0, 0, 0, 0x12]),
+            default_interface: "eth0".into(),
+            vrrp_garp_master_delay: Duration::from_secs(5),
+            vrrp_garp_master_repeat: 5,
+            vrrp_garp_master_refresh: Duration::ZERO,
+            vrrp_garp_master_refresh_repeat: 1,
+            vrrp_garp_interval: Duration::ZERO,
+            vrrp_gna_interval: Duration::ZERO,
+            vrrp_skip_check_adv_addr: false,
+            vrrp_check_unicast_src: false,
+            enable_script_security: false,
+            script_user: None,
+            dynamic_interfaces: false,
+            notification_email: Vec::new(),
+            notification_email_from: None,
+            smtp_server: None,
+            smtp_connect_timeout: Duration::from_secs(30),
+            span: None,
+        }
+    }
+}
+
+/// A script to run, with the user to run it as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// The command line (one word, or a quoted string with arguments).
+    pub command: String,
+    /// `username [groupname]`.
+    pub user: Option<(String, Option<String>)>,
+    /// Where it was configured.
+    pub span: Span,
+}
+
+/// `vrrp_script NAME { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpScript {
+    /// Its name.
+    pub name: String,
+    /// `script` (required; a script without one is removed, as keepalived does).
+    pub script: Option<String>,
+    /// `interval` (default 1 s).
+    pub interval: Duration,
+    /// `timeout` (default: the interval).
+    pub timeout: Duration,
+    /// `weight` (default 0).
+    pub weight: i32,
+    /// `weight ... reverse`.
+    pub reverse: bool,
+    /// `rise` (default 1).
+    pub rise: u32,
+    /// `fall` (default 1).
+    pub fall: u32,
+    /// `user USER [GROUP]`.
+    pub user: Option<(String, Option<String>)>,
+    /// `init_fail`.
+    pub init_fail: bool,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// `track_file NAME { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackFile {
+    /// Its name.
+    pub name: String,
+    /// `file`.
+    pub file: Option<String>,
+    /// `weight` (default 1).
+    pub weight: i64,
+    /// `weight ... reverse`.
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]`.
+    pub init_file: Option<(i64, bool)>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// `vrrp_track_process NAME { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackProcess {
+    /// Its name.
+    pub name: String,
+    /// `process` words.
+    pub process: Vec<String>,
+    /// `weight` (default 1).
+    pub weight: i32,
+    /// `quorum` (default 1).
+    pub quorum: u32,
+    /// `quorum_max`.
+    pub quorum_max: Option<u32>,
+    /// `delay` / `fork_delay` / `terminate_delay`.
+    pub fork_delay: Duration,
+    /// `terminate_delay`.
+    pub terminate_delay: Duration,
+    /// `full_command`.
+    pub full_command: bool,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// `bfd_instance NAME { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BfdInstance {
+    /// Its name.
+    pub name: String,
+    /// `neighbor_ip`.
+    pub neighbor_ip: Option<IpAddr>,
+    /// `source_ip`.
+    pub source_ip: Option<IpAddr>,
+    /// `min_rx` (default 10 ms).
+    pub min_rx: Duration,
+    /// `min_tx` (default 10 ms).
+    pub min_tx: Duration,
+    /// `idle_tx` (default 1000 ms).
+    pub idle_tx: Duration,
+    /// `multiplier` (default 5).
+    pub multiplier: u32,
+    /// `weight`.
+    pub weight: i32,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// VRRP protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VrrpVersion {
+    /// RFC 3768.
+    V2,
+    /// RFC 5798.
+    V3,
+}
+
+impl VrrpVersion {
+    /// 2 or 3.
+    pub fn number(self) -> u8 {
+        match self {
+            VrrpVersion::V2 => 2,
+            VrrpVersion::V3 => 3,
+        }
+    }
+}
+
+/// Initial state of a VRRP instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VrrpState {
+    /// `state MASTER`.
+    Master,
+    /// `state BACKUP` (the default).
+    Backup,
+}
+
+impl VrrpState {
+    /// The keyword, `MASTER` or `BACKUP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrrpState::Master => "MASTER",
+            VrrpState::Backup => "BACKUP",
+        }
+    }
+}
+
+/// VRRP authentication type (deprecated by RFC 3768).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// Simple password.
+    Pass,
+    /// IPsec AH.
+    Ah,
+}
+
+/// `authentication { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    /// `auth_type`.
+    pub auth_type: AuthType,
+    /// `auth_pass` (at most 8 bytes are used).
+    pub auth_pass: String,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// An address of `virtual_ipaddress`, `virtual_ipaddress_excluded` or `static_ipaddress`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualIp {
+    /// Address and prefix (a bare address gets /32 or /128).
+    pub address: IpPrefix,
+    /// `dev`.
+    pub dev: Option<String>,
+    /// `brd`.
+    pub broadcast: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `label`.
+    pub label: Option<String>,
+    /// `no_track`.
+    pub no_track: bool,
+    /// Other options, as written.
+    pub options: Vec<String>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// A `track_interface` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedInterface {
+    /// Interface name.
+    pub name: String,
+    /// `weight` (0: fault when down).
+    pub weight: i32,
+    /// `reverse`.
+    pub reverse: bool,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// A reference to a tracked object (`track_script`, `track_file`, `track_process`, `track_bfd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackRef {
+    /// The name of the tracked object.
+    pub name: String,
+    /// `weight`, when given (otherwise the object's own weight).
+    pub weight: Option<i64>,
+    /// `reverse`.
+    pub reverse: bool,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// A `unicast_peer` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnicastPeer {
+    /// Peer address.
+    pub address: IpAddr,
+    /// `min_ttl`.
+    pub min_ttl: Option<u8>,
+    /// `max_ttl`.
+    pub max_ttl: Option<u8>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// Notification scripts of an instance or group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// `notify_master`.
+    pub master: Option<Script>,
+    /// `notify_backup`.
+    pub backup: Option<Script>,
+    /// `notify_fault`.
+    pub fault: Option<Script>,
+    /// `notify_stop`.
+    pub stop: Option<Script>,
+    /// `notify`.
+    pub any: Option<Script>,
+}
+
+/// `vrrp_instance NAME { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpInstance {
+    /// Its name.
+    pub name: String,
+    /// Where the block starts.
+    pub span: Span,
+    /// `state` (default BACKUP).
+    pub state: VrrpState,
+    /// `interface` (required unless unicast peers are given).
+    pub interface: Option<String>,
+    /// Where `interface` was written.
+    pub interface_span: Option<Span>,
+    /// `virtual_router_id`, 1-255 (0 when missing: reported as an error).
+    pub virtual_router_id: u8,
+    /// `priority` (default 100).
+    pub priority: u8,
+    /// `advert_int` (default 1 s).
+    pub advert_int: Duration,
+    /// `version` (default: global `vrrp_version`; IPv6 instances always use 3).
+    pub version: VrrpVersion,
+    /// `virtual_ipaddress`.
+    pub virtual_ipaddresses: Vec<VirtualIp>,
+    /// `virtual_ipaddress_excluded`.
+    pub virtual_ipaddresses_excluded: Vec<VirtualIp>,
+    /// `virtual_routes`, as written.
+    pub virtual_routes: Vec<RawEntry>,
+    /// `virtual_rules`, as written.
+    pub virtual_rules: Vec<RawEntry>,
+    /// Preemption (`nopreempt` clears it; default on).
+    pub preempt: bool,
+    /// `preempt_delay` (default 0).
+    pub preempt_delay: Duration,
+    /// `accept` / `no_accept` (`None`: the default for the mode).
+    pub accept: Option<bool>,
+    /// `mcast_src_ip` / `unicast_src_ip`.
+    pub src_ip: Option<IpAddr>,
+    /// `mcast_dst_ip`.
+    pub mcast_dst_ip: Option<IpAddr>,
+    /// `unicast_peer`.
+    pub unicast_peers: Vec<UnicastPeer>,
+    /// `unicast_ttl` (default 255).
+    pub unicast_ttl: u8,
+    /// `authentication`.
+    pub authentication: Option<Authentication>,
+    /// `track_interface`.
+    pub track_interfaces: Vec<TrackedInterface>,
+    /// `track_script`.
+    pub track_scripts: Vec<TrackRef>,
+    /// `track_file`.
+    pub track_files: Vec<TrackRef>,
+    /// `track_process`.
+    pub track_processes: Vec<TrackRef>,
+    /// `track_bfd`.
+    pub track_bfds: Vec<TrackRef>,
+    /// `dont_track_primary`.
+    pub dont_track_primary: bool,
+    /// Notification scripts.
+    pub notify: Notify,
+    /// `garp_master_delay` (default: global, 5 s).
+    pub garp_master_delay: Duration,
+    /// `garp_master_repeat` (default: global, 5).
+    pub garp_master_repeat: u32,
+    /// `garp_master_refresh` (default: global, 0).
+    pub garp_master_refresh: Duration,
+    /// `garp_master_refresh_repeat` (default: global, 1).
+    pub garp_master_refresh_repeat: u32,
+    /// `strict_mode` (default: global `vrrp_strict`).
+    pub strict_mode: bool,
+    /// `use_vmac [NAME]`.
+    pub use_vmac: Option<Option<String>>,
+    /// `smtp_alert`.
+    pub smtp_alert: Option<bool>,
+    /// The sync group it belongs to, filled in after parsing.
+    pub sync_group: Option<String>,
+}
+
+/// `vrrp_sync_group NAME { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Its name.
+    pub name: String,
+    /// `group { ... }` members (vrrp_instance names).
+    pub members: Vec<(String, Span)>,
+    /// `track_interface`.
+    pub track_interfaces: Vec<TrackedInterface>,
+    /// `track_script`.
+    pub track_scripts: Vec<TrackRef>,
+    /// `track_file`.
+    pub track_files: Vec<TrackRef>,
+    /// `track_process`.
+    pub track_processes: Vec<TrackRef>,
+    /// `track_bfd`.
+    pub track_bfds: Vec<TrackRef>,
+    /// Notification scripts.
+    pub notify: Notify,
+    /// `smtp_alert`.
+    pub smtp_alert: Option<bool>,
+    /// `sync_group_tracking_weight`.
+    pub sync_group_tracking_weight: bool,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// `garp_group { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GarpGroup {
+    /// `garp_interval`.
+    pub garp_interval: Option<Duration>,
+    /// `gna_interval`.
+    pub gna_interval: Option<Duration>,
+    /// `interface` or `interfaces`.
+    pub interfaces: Vec<String>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// The `SSL` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SslConfig {
+    /// `password`.
+    pub password: Option<String>,
+    /// `ca`.
+    pub ca: Option<String>,
+    /// `certificate`.
+    pub certificate: Option<String>,
+    /// `key`.
+    pub key: Option<String>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// IPVS scheduler (`lb_algo` / `lvs_sched`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum LbAlgo {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Lblc,
+    Lblcr,
+    Sh,
+    Mh,
+    Dh,
+    Fo,
+    Ovf,
+    Sed,
+    Nq,
+    Twos,
+}
+
+impl LbAlgo {
+    /// Every scheduler with its keyword.
+    pub const ALL: [(&'static str, LbAlgo); 14] = [
+        ("rr", LbAlgo::Rr),
+        ("wrr", LbAlgo::Wrr),
+        ("lc", LbAlgo::Lc),
+        ("wlc", LbAlgo::Wlc),
+        ("lblc", LbAlgo::Lblc),
+        ("lblcr", LbAlgo::Lblcr),
+        ("sh", LbAlgo::Sh),
+        ("mh", LbAlgo::Mh),
+        ("dh", LbAlgo::Dh),
+        ("fo", LbAlgo::Fo),
+        ("ovf", LbAlgo::Ovf),
+        ("sed", LbAlgo::Sed),
+        ("nq", LbAlgo::Nq),
+        ("twos", LbAlgo::Twos),
+    ];
+
+    /// The keyword (`rr`, `wlc`, ...).
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(s, _)| s)
+    }
+}
+
+/// Tunnel encapsulation of `lvs_method TUN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelType {
+    /// IP in IP (default).
+    Ipip,
+    /// GUE to the given port.
+    Gue(u16),
+    /// GRE.
+    Gre,
+}
+
+/// IPVS forwarding method (`lb_kind` / `lvs_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LbKind {
+    /// NAT (default).
+    Nat,
+    /// Direct routing.
+    Dr,
+    /// Tunnelling.
+    Tun(TunnelType),
+}
+
+impl LbKind {
+    /// The keyword: `NAT`, `DR` or `TUN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbKind::Nat => "NAT",
+            LbKind::Dr => "DR",
+            LbKind::Tun(_) => "TUN",
+        }
+    }
+}
+
+/// L4 protocol of a virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP (default).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+}
+
+/// What a `virtual_server` is keyed on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VsKey {
+    /// `virtual_server ADDR [PORT]` (port 0: all ports, persistent services only).
+    Addr {
+        /// Virtual address.
+        addr: IpAddr,
+        /// Virtual port.
+        port: u16,
+    },
+    /// `virtual_server fwmark N`.
+    Fwmark(u32),
+    /// `virtual_server group NAME`.
+    Group(String),
+}
+
+/// An entry of a `virtual_server_group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VsgEntry {
+    /// An address range `first..=last` and port.
+    Range {
+        /// First address.
+        first: IpAddr,
+        /// Last address (inclusive).
+        last: IpAddr,
+        /// Port (0: none given).
+        port: u16,
+        /// Where it was written.
+        span: Span,
+    },
+    /// `fwmark N`.
+    Fwmark {
+        /// The mark.
+        mark: u32,
+        /// Where it was written.
+        span: Span,
+    },
+}
+
+/// `virtual_server_group NAME { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServerGroup {
+    /// Its name.
+    pub name: String,
+    /// Its entries.
+    pub entries: Vec<VsgEntry>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// Health-check timing shared by virtual servers, real servers and checkers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTiming {
+    /// `connect_timeout` (default 5 s).
+    pub connect_timeout: Duration,
+    /// `delay_loop` (default 60 s).
+    pub delay_loop: Duration,
+    /// `retry` (default 1; DNS_CHECK 3; MISC_CHECK 0).
+    pub retry: Option<u32>,
+    /// `delay_before_retry` (default 3 s for HTTP_GET/SSL_GET, delay_loop for DNS, else 1 s).
+    pub delay_before_retry: Option<Duration>,
+    /// `warmup` (default: random up to delay_loop).
+    pub warmup: Option<Duration>,
+    /// `alpha`.
+    pub alpha: bool,
+    /// `inhibit_on_failure`.
+    pub inhibit_on_failure: bool,
+}
+
+impl Default for CheckTiming {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            delay_loop: Duration::from_secs(60),
+            retry: None,
+            delay_before_retry: None,
+            warmup: None,
+            alpha: false,
+            inhibit_on_failure: false,
+        }
+    }
+}
+
+/// `virtual_server ... { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualServer {
+    /// Address and port, fwmark or group.
+    pub key: VsKey,
+    /// Where the block starts.
+    pub span: Span,
+    /// Scheduler (default `wlc`, as ipvsadm).
+    pub lb_algo: LbAlgo,
+    /// Forwarding method (default NAT).
+    pub lb_kind: LbKind,
+    /// Protocol (default TCP).
+    pub protocol: Protocol,
+    /// Where `protocol` was written.
+    pub protocol_span: Option<Span>,
+    /// `persistence_timeout` (given without value: 360 s).
+    pub persistence_timeout: Option<Duration>,
+    /// `persistence_granularity`.
+    pub persistence_granularity: Option<IpAddr>,
+    /// `persistence_engine`.
+    pub persistence_engine: Option<String>,
+    /// `ops`.
+    pub ops: bool,
+    /// `ha_suspend`.
+    pub ha_suspend: bool,
+    /// `omega`.
+    pub omega: bool,
+    /// `virtualhost`.
+    pub virtualhost: Option<String>,
+    /// `quorum` (default 1).
+    pub quorum: u32,
+    /// `hysteresis` (default 0).
+    pub hysteresis: u32,
+    /// `quorum_up`.
+    pub quorum_up: Option<Script>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Script>,
+    /// `ip_family` (inet6: true).
+    pub ipv6_family: Option<bool>,
+    /// `sorry_server`.
+    pub sorry_server: Option<RealServer>,
+    /// Timing defaults for real servers and checkers.
+    pub timing: CheckTiming,
+    /// `smtp_alert`.
+    pub smtp_alert: Option<bool>,
+    /// `real_server` blocks.
+    pub real_servers: Vec<RealServer>,
+}
+
+/// `real_server ADDR [PORT] { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealServer {
+    /// Address.
+    pub address: IpAddr,
+    /// Port (default: the virtual server's).
+    pub port: u16,
+    /// `weight` (default 1).
+    pub weight: i32,
+    /// Forwarding method (default: the virtual server's).
+    pub lb_kind: LbKind,
+    /// `notify_up`.
+    pub notify_up: Option<Script>,
+    /// `notify_down`.
+    pub notify_down: Option<Script>,
+    /// `uthreshold`.
+    pub uthreshold: Option<u32>,
+    /// `lthreshold`.
+    pub lthreshold: Option<u32>,
+    /// `virtualhost` (default: the virtual server's).
+    pub virtualhost: Option<String>,
+    /// Timing (default: the virtual server's).
+    pub timing: CheckTiming,
+    /// `smtp_alert`.
+    pub smtp_alert: Option<bool>,
+    /// Health checkers.
+    pub checkers: Vec<Checker>,
+    /// Where it starts.
+    pub span: Span,
+}
+
+/// A status code range of an HTTP check URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    /// First code.
+    pub first: u16,
+    /// Last code (inclusive).
+    pub last: u16,
+}
+
+/// `url { ... }` of HTTP_GET / SSL_GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// `path`.
+    pub path: String,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `status_code` (default 200-299).
+    pub status_codes: Vec<StatusRange>,
+    /// `virtualhost`.
+    pub virtualhost: Option<String>,
+    /// `regex`.
+    pub regex: Option<String>,
+    /// `regex_no_match`.
+    pub regex_no_match: bool,
+    /// Where it starts.
+    pub span: Span,
+}
+
+/// Checker-specific settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckerKind {
+    /// `TCP_CHECK`.
+    Tcp,
+    /// `HTTP_GET` (`ssl: false`) or `SSL_GET` (`ssl: true`).
+    Http {
+        /// SSL_GET.
+        ssl: bool,
+        /// `url` blocks.
+        urls: Vec<HttpUrl>,
+        /// `http_protocol` (1.0, 1.0C, 1.1).
+        http_protocol: Option<String>,
+        /// `virtualhost`.
+        virtualhost: Option<String>,
+        /// `enable_sni`.
+        enable_sni: bool,
+        /// `fast_recovery`.
+        fast_recovery: bool,
+    },
+    /// `MISC_CHECK`.
+    Misc {
+        /// `misc_path`.
+        path: Option<String>,
+        /// `misc_timeout` (default: delay_loop).
+        timeout: Option<Duration>,
+        /// `misc_dynamic`.
+        dynamic: bool,
+        /// `user`.
+        user: Option<(String, Option<String>)>,
+    },
+    /// `SMTP_CHECK`.
+    Smtp {
+        /// `helo_name`.
+        helo_name: Option<String>,
+    },
+    /// `DNS_CHECK`.
+    Dns {
+        /// `type` (default SOA).
+        qtype: String,
+        /// `name` (default `.`).
+        name: String,
+    },
+    /// `UDP_CHECK`.
+    Udp {
+        /// `payload`.
+        payload: Option<Vec<u8>>,
+        /// `require_reply`.
+        require_reply: bool,
+        /// `min_reply_length` (default 0).
+        min_reply_length: u32,
+        /// `max_reply_length` (default 255).
+        max_reply_length: u32,
+    },
+    /// `PING_CHECK`.
+    Ping,
+    /// `BFD_CHECK`.
+    Bfd {
+        /// `name` of the bfd_instance.
+        name: Option<String>,
+    },
+    /// `FILE_CHECK`.
+    File {
+        /// `track_file` name.
+        track_file: Option<String>,
+        /// `dynamic`.
+        dynamic: bool,
+        /// `weight`.
+        weight: Option<i64>,
+    },
+}
+
+impl CheckerKind {
+    /// The keepalived keyword (`HTTP_GET`, `TCP_CHECK`, ...).
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            CheckerKind::Tcp => "TCP_CHECK",
+            CheckerKind::Http { ssl: false, .. } => "HTTP_GET",
+            CheckerKind::Http { ssl: true, .. } => "SSL_GET",
+            CheckerKind::Misc { .. } => "MISC_CHECK",
+            CheckerKind::Smtp { .. } => "SMTP_CHECK",
+            CheckerKind::Dns { .. } => "DNS_CHECK",
+            CheckerKind::Udp { .. } => "UDP_CHECK",
+            CheckerKind::Ping => "PING_CHECK",
+            CheckerKind::Bfd { .. } => "BFD_CHECK",
+            CheckerKind::File { .. } => "FILE_CHECK",
+        }
+    }
+}
+
+/// One health checker of a real server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checker {
+    /// Type and type-specific settings.
+    pub kind: CheckerKind,
+    /// `connect_ip` (default: the real server's address).
+    pub connect_ip: Option<IpAddr>,
+    /// `connect_port` (default: the real server's port).
+    pub connect_port: Option<u16>,
+    /// `bindto`.
+    pub bindto: Option<IpAddr>,
+    /// `bind_port`.
+    pub bind_port: Option<u16>,
+    /// `bind_if`.
+    pub bind_if: Option<String>,
+    /// `fwmark`.
+    pub fwmark: Option<u32>,
+    /// Timing, with defaults resolved for the checker type.
+    pub connect_timeout: Duration,
+    /// `delay_loop`.
+    pub delay_loop: Duration,
+    /// `retry`.
+    pub retry: u32,
+    /// `delay_before_retry`.
+    pub delay_before_retry: Duration,
+    /// `warmup` (default: the delay_loop).
+    pub warmup: Duration,
+    /// `alpha`.
+    pub alpha: bool,
+    /// `log_all_failures`.
+    pub log_all_failures: bool,
+    /// Where it starts.
+    pub span: Span,
+}
