@@ -191,6 +191,12 @@ fn check_instances(
                 }
             }
         }
+        if !vi.preempt && vi.state == VrrpState::Master {
+            d.warning(
+                Some(vi.span),
+                format!("({n}) nopreempt does not work with initial state MASTER"),
+            );
+        }
         if let Some(auth) = &vi.authentication {
             if vi.version == VrrpVersion::V3 {
                 d.error(

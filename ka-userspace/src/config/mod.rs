@@ -138,3 +138,6 @@ pub fn parse_str(text: &str, path: &Path, opts: &LoadOptions) -> Loaded {
 pub fn default_path() -> PathBuf {
     PathBuf::from("/etc/keepalived/keepalived.conf")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Corpus and golden tests: `tests/corpus/config/{valid,invalid,preprocess}`.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    diag::{Diagnostics, SourceMap},
+    load,
+    preprocess::Preprocessor,
+    InterfaceCheck, LoadOptions, Severity,
+};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/config")
+}
+
+fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus().join(dir))
+        .expect("corpus directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn opts() -> LoadOptions {
+    LoadOptions {
+        config_id: Some("ka-test".into()),
+        interfaces: InterfaceCheck::Known(["eth0", "eth1"].iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+/// Every valid configuration loads without errors.
+#[test]
+fn valid_corpus_has_no_errors() {
+    let list = files("valid", "conf");
+    assert!(list.len() >= 4);
+    for f in list {
+        let l = load(&f, &opts()).expect("readable");
+        let errs: Vec<String> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.render(&l.sources, &f))
+            .collect();
+        assert!(errs.is_empty(), "{}:\n{}", f.display(), errs.join("\n"));
+    }
+}
+
+/// Each invalid configuration gets exactly the diagnostics its `# expect: LINE SEVERITY: TEXT`
+/// comments list (every error must be expected; listed warnings must be present).
+#[test]
+fn invalid_corpus_matches_expectations() {
+    let list = files("invalid", "conf");
+    assert!(list.len() >= 10);
+    let mut failures = Vec::new();
+    for f in list {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let expects: Vec<(u32, Severity, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .map(|e| {
+                let (line, rest) = e.split_once(' ').expect("LINE SEV: TEXT");
+                let (sev, msg) = rest.split_once(": ").expect("SEV: TEXT");
+                let sev = if sev == "error" {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                (line.parse().expect("line number"), sev, msg.to_string())
+            })
+            .collect();
+        assert!(!expects.is_empty(), "{} has no expectations", f.display());
+        let l = load(&f, &opts()).expect("readable");
+        let rendered: Vec<String> = l
+            .diagnostics
+            .iter()
+            .map(|d| d.render(&l.sources, &f))
+            .collect();
+        let mut used = HashSet::new();
+        for (line, sev, msg) in &expects {
+            let hit = l.diagnostics.iter().position(|d| {
+                d.severity == *sev
+                    && d.span.map(|s| s.line) == Some(*line)
+                    && d.message.contains(msg.as_str())
+            });
+            match hit {
+                Some(i) => {
+                    used.insert(i);
+                }
+                None => failures.push(format!(
+                    "{}: missing {line} {sev}: {msg}\n  got:\n    {}",
+                    f.display(),
+                    rendered.join("\n    ")
+                )),
+            }
+        }
+        for (i, d) in l.diagnostics.iter().enumerate() {
+            if d.severity == Severity::Error && !used.contains(&i) {
+                failures.push(format!("{}: unexpected {}", f.display(), rendered[i]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn expand_golden(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read");
+    let mut sources = SourceMap::default();
+    let mut diags = Diagnostics::default();
+    let mut out = String::new();
+    {
+        let mut pp = Preprocessor::from_str(path, &text, "main", &mut sources, &mut diags);
+        while let Some(line) = pp.next_line() {
+            let sp = line[0].span;
+            let via = line[0]
+                .via
+                .map(|v| format!(" (via {})", v.line))
+                .unwrap_or_default();
+            let words: Vec<String> = line.iter().map(|t| t.text.clone()).collect();
+            out.push_str(&format!(
+                "{}:{}{via} | {}\n",
+                sp.line,
+                sp.col,
+                words.join(" ")
+            ));
+        }
+    }
+    for d in diags.into_sorted() {
+        out.push_str(&format!("DIAG {}\n", d.render(&sources, path)));
+    }
+    out
+}
+
+/// The preprocessor output (tokens with their origin) matches the `.expanded` golden files.
+/// Set `KA_UPDATE_GOLDEN=1` to rewrite them.
+#[test]
+fn preprocessor_golden() {
+    let list = files("preprocess", "conf");
+    assert!(!list.is_empty());
+    for f in list {
+        let got = expand_golden(&f);
+        let golden = f.with_extension("expanded");
+        if std::env::var_os("KA_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &got).expect("write golden");
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        assert_eq!(
+            got,
+            want,
+            "{} differs from {}",
+            f.display(),
+            golden.display()
+        );
+    }
+}
