@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod instance;
 pub mod net;
 pub mod status;
+pub mod vrrp;
 
 /// The eBPF object built from `ka-ebpf` by `build.rs` (empty when built with `KA_SKIP_EBPF=1`).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ka-ebpf"));
