@@ -421,7 +421,7 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
             if let Some(v6) = vs_v6 {
                 if rs.address.is_ipv6() != v6 && !matches!(rs.lb_kind, LbKind::Tun(_)) {
                     d.error(
-                        Some(rs.span),
+                        Some(rs.end),
                         format!(
                             "real server {} is {} but virtual server {label} is {}; only tunnelled real servers may differ",
                             rs.address,

@@ -79,7 +79,9 @@ fn run(
     {
         let mut tb = tree::TreeBuilder::new(&mut pp);
         while let Some(stmt) = tb.next_top(&mut stmts_diags) {
-            cx.top(&stmt);
+            if !tb.take_broken() {
+                cx.top(&stmt);
+            }
         }
     }
     drop(pp);

@@ -644,9 +644,9 @@ impl LbKind {
 /// L4 protocol of a virtual server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
-    /// TCP (default).
+    /// TCP.
     Tcp,
-    /// UDP.
+    /// UDP (keepalived 2.2's default when `protocol` is missing).
     Udp,
     /// SCTP.
     Sctp,
@@ -757,7 +757,7 @@ pub struct VirtualServer {
     pub lb_algo: LbAlgo,
     /// Forwarding method (default NAT).
     pub lb_kind: LbKind,
-    /// Protocol (default TCP).
+    /// Protocol (keepalived 2.2 defaults to UDP, with a warning, when none is given).
     pub protocol: Protocol,
     /// Where `protocol` was written.
     pub protocol_span: Option<Span>,
@@ -824,6 +824,8 @@ pub struct RealServer {
     pub checkers: Vec<Checker>,
     /// Where it starts.
     pub span: Span,
+    /// Where its block closes (keepalived reports real-server problems there).
+    pub end: Span,
 }
 
 /// A status code range of an HTTP check URL.

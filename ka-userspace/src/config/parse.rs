@@ -978,6 +978,7 @@ impl<'d> Cx<'d> {
             "global_tracking",
             "sync_group_tracking_weight",
         ];
+        let mut have_group = false;
         for e in self.block(s) {
             let mut notify = std::mem::take(&mut g.notify);
             let handled = self.notify(e, &mut notify);
@@ -986,7 +987,11 @@ impl<'d> Cx<'d> {
                 continue;
             }
             match e.name() {
+                "group" if have_group => {
+                    self.err(&e.kw, format!("group list already specified for sync group {}", g.name));
+                }
                 "group" => {
+                    have_group = true;
                     for m in self.block(e) {
                         self.no_block(m);
                         g.members.push((m.kw.text.clone(), m.span()));
@@ -1645,6 +1650,7 @@ impl<'d> Cx<'d> {
                     smtp_alert: None,
                     checkers: Vec::new(),
                     span: e.span(),
+                    end: e.end,
                 });
             }
         }
@@ -1652,6 +1658,15 @@ impl<'d> Cx<'d> {
             if let Some(rs) = self.real_server(e, &vs, vs_port) {
                 vs.real_servers.push(rs);
             }
+        }
+        if vs.protocol_span.is_none() && !matches!(vs.key, VsKey::Fwmark(_)) {
+            // keepalived 2.2.7 (check_parser.c) falls back to UDP, with this warning.
+            vs.protocol = Protocol::Udp;
+            let at = Token {
+                span: s.end,
+                ..s.kw.clone()
+            };
+            self.warn(&at, "virtual server has no protocol set - defaulting to UDP, as keepalived 2.2 does; add 'protocol TCP' if that is meant");
         }
         if key.is_some() {
             self.cfg.virtual_servers.push(vs);
@@ -1683,6 +1698,7 @@ impl<'d> Cx<'d> {
             smtp_alert: None,
             checkers: Vec::new(),
             span: s.span(),
+            end: s.end,
         };
         let mut checker_stmts = Vec::new();
         for e in self.block(s) {
@@ -2095,7 +2111,10 @@ impl<'d> Cx<'d> {
         c.alpha = t.alpha;
         match &kind {
             CheckerKind::Http { urls, .. } if urls.is_empty() => self.err(
-                &s.kw,
+                &Token {
+                    span: s.end,
+                    ..s.kw.clone()
+                },
                 format!("{name} has no url {{ path ... }}; it cannot check anything"),
             ),
             CheckerKind::Misc { path: None, .. } => self.err(&s.kw, "MISC_CHECK needs a misc_path"),

@@ -40,6 +40,7 @@ pub struct TreeBuilder<'p, 'a> {
     line: std::vec::IntoIter<Token>,
     peeked: Option<Token>,
     quiet_eof: bool,
+    broken: bool,
 }
 
 impl<'p, 'a> TreeBuilder<'p, 'a> {
@@ -50,6 +51,7 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
             line: Vec::new().into_iter(),
             peeked: None,
             quiet_eof: false,
+            broken: false,
         }
     }
 
@@ -79,6 +81,12 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
             Some(t) => Some(t),
             None => self.pull(),
         }
+    }
+
+    /// Whether the last statement returned by [`Self::next_top`] was cut short by a nesting error
+    /// (its content is then not worth checking further). Resets the flag.
+    pub fn take_broken(&mut self) -> bool {
+        std::mem::replace(&mut self.broken, false)
     }
 
     /// Reads the next top-level statement; stray `}` are reported and skipped.
@@ -142,6 +150,7 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
                     .with_via(open.via),
                 );
                 self.quiet_eof = true;
+                self.broken = true;
                 self.skip_block(1);
                 let end = open.span;
                 return Stmt {

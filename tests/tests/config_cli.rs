@@ -1,0 +1,168 @@
+//! `ka check` as a user runs it: exit codes, diagnostic format, `--strict`, `--dump`, and bad
+//! input (binary, huge, include cycle, deep nesting) that must give one clear error, never a panic.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+fn corpus(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/config")
+        .join(rel)
+}
+
+fn ka_check(args: &[&str]) -> Output {
+    std::process::Command::new(ka_tests::ka_bin())
+        .arg("check")
+        .args(["-i", "ka-test"])
+        .args(args)
+        .output()
+        .expect("run ka check")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(ka_tests::unique_name(&format!("kacfg-{tag}")));
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+/// Exit codes: 0 without errors (warnings allowed), 1 with errors, 2 when the file cannot be read.
+#[test]
+fn exit_codes() {
+    let full = corpus("valid/full.conf").display().to_string();
+    let ranges = corpus("invalid/ranges.conf").display().to_string();
+    let missing = corpus("invalid/missing_interface.conf")
+        .display()
+        .to_string();
+    let cases: &[(&[&str], i32)] = &[
+        (&["-f", "/nonexistent/keepalived.conf"], 2),
+        (&["-f", "/"], 2),
+        (&["-f", &full], 0),
+        (&["-f", &ranges], 1),
+        (&["-f", &missing], 0),
+        (&["--strict", "-f", &missing], 1),
+    ];
+    for (args, want) in cases {
+        let o = ka_check(args);
+        assert_eq!(
+            o.status.code(),
+            Some(*want),
+            "ka check {args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+}
+
+/// Diagnostics read `PATH:LINE:COL: error: MESSAGE`, PATH being the file the token came from
+/// (here an included file).
+#[test]
+fn diagnostics_name_the_included_file() {
+    let d = tmpdir("inc");
+    std::fs::write(d.join("main.conf"), "include sub/*.conf\n").expect("write");
+    std::fs::create_dir_all(d.join("sub")).expect("mkdir");
+    let sub = d.join("sub/vi.conf");
+    std::fs::write(
+        &sub,
+        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 256\n}\n",
+    )
+    .expect("write");
+    let o = ka_check(&["-f", d.join("main.conf").to_str().expect("utf8")]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let want = format!(
+        "{}:3:23: error: number '256' outside range [1, 255]",
+        sub.display()
+    );
+    assert!(err.lines().any(|l| l == want), "want {want:?} in:\n{err}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// `--dump` prints the model with keepalived's defaults applied.
+#[test]
+fn dump_applies_defaults() {
+    let d = tmpdir("dump");
+    let f = d.join("k.conf");
+    std::fs::write(
+        &f,
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n  198.18.0.7\n  fd00:198:18::7\n }\n}\n\
+         virtual_server 198.18.0.7 80 {\n persistence_timeout\n real_server 198.18.1.7 80 {\n  HTTP_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
+    )
+    .expect("write");
+    let o = ka_check(&["--dump", "-f", f.to_str().expect("utf8")]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("dump is JSON");
+    let vi = &v["vrrp_instances"][0];
+    assert_eq!(vi["name"], "VI_1");
+    assert_eq!(vi["state"], "BACKUP");
+    assert_eq!(vi["priority"], 100);
+    assert_eq!(vi["advert_int_ms"], 1000);
+    assert_eq!(vi["version"], 2);
+    assert_eq!(vi["virtual_ipaddresses"][0]["address"], "198.18.0.7/32");
+    let vs = &v["virtual_servers"][0];
+    assert_eq!(vs["protocol"], "UDP", "keepalived 2.2 defaults to UDP");
+    assert_eq!(vs["lb_algo"], "wlc");
+    assert_eq!(vs["lb_kind"], "NAT");
+    assert_eq!(vs["persistence_timeout_s"], 360);
+    let rs = &vs["real_servers"][0];
+    assert_eq!(rs["weight"], 1);
+    assert_eq!(rs["checkers"][0]["type"], "HTTP_GET");
+    assert_eq!(rs["checkers"][0]["connect_timeout_ms"], 5000);
+    assert_eq!(rs["checkers"][0]["delay_loop_ms"], 60000);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// Bad input gets exactly one clear error and never a panic.
+#[test]
+fn bad_input_gives_one_error() {
+    let d = tmpdir("bad");
+    let binary = d.join("binary.conf");
+    std::fs::write(&binary, (0u8..=255).cycle().take(4096).collect::<Vec<u8>>()).expect("write");
+    let huge = d.join("huge.conf");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&huge).expect("create"));
+        let line = "# padding padding padding padding padding padding padding padding padding\n";
+        let mut n = 0;
+        while n < 100 << 20 {
+            f.write_all(line.as_bytes()).expect("write");
+            n += line.len();
+        }
+    }
+    std::fs::write(d.join("a.conf"), "include b.conf\n").expect("write");
+    std::fs::write(d.join("b.conf"), "include a.conf\n").expect("write");
+    let nested = d.join("nested.conf");
+    std::fs::write(
+        &nested,
+        format!("{}{}", "a {\n".repeat(10_000), "}\n".repeat(10_000)),
+    )
+    .expect("write");
+    let unbalanced = d.join("unbalanced.conf");
+    std::fs::write(&unbalanced, "x {\n".repeat(10_000)).expect("write");
+    let cases = [
+        (binary, "binary"),
+        (huge, "too large"),
+        (d.join("a.conf"), "include cycle"),
+        (nested, "nested more than"),
+        (unbalanced, "nested more than"),
+    ];
+    for (file, what) in cases {
+        let o = ka_check(&["-f", file.to_str().expect("utf8")]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", file.display());
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(": error: ")).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{}: want one error, got:\n{err}",
+            file.display()
+        );
+        assert!(lines[0].contains(what), "{}: {err}", file.display());
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(d);
+}
