@@ -4,6 +4,7 @@
 //! This crate's library has no dependency on `ka-userspace` (only its tests do), so `xtask` can
 //! use it before the eBPF toolchain is installed.
 
+pub mod capture;
 pub mod daemon;
 pub mod netns;
 pub mod packet;

@@ -44,6 +44,9 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Netns { name };
         ns.run(&["ip", "link", "set", "lo", "up"])?;
+        // Test addresses are ours alone: skip IPv6 duplicate address detection so link-local
+        // and configured addresses are usable at once.
+        ns.run(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])?;
         Ok(ns)
     }
 

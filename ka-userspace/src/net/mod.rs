@@ -1,4 +1,6 @@
 //! Network I/O of the daemon: the rtnetlink worker, VRRP sockets, gratuitous ARP and
 //! unsolicited neighbour advertisements.
 
+pub mod garp;
 pub mod netlink;
+pub mod vrrp_socket;

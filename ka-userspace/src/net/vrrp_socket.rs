@@ -1,0 +1,231 @@
+//! Raw IP protocol 112 sockets, one per (interface, address family), as keepalived opens them
+//! (RFC 3768 §5.1, RFC 5798 §5.1): bound to the device, TTL/hop limit 255 on every send, the
+//! multicast group joined on that interface (or unicast peers only), and each received packet's
+//! TTL, destination and source reported so the caller can check them.
+
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use ka_common::{vrrp::VRRP_TTL, wire::IPPROTO_VRRP};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use tokio::io::unix::AsyncFd;
+
+/// One received VRRP packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Source address (the sender's primary address; link-local for IPv6).
+    pub src: IpAddr,
+    /// Destination address (the group or our unicast address).
+    pub dst: IpAddr,
+    /// TTL (IPv4) or hop limit (IPv6) it arrived with.
+    pub ttl: u8,
+    /// Start of the VRRP message in the receive buffer (after the IPv4 header).
+    pub offset: usize,
+    /// Length of the VRRP message.
+    pub len: usize,
+}
+
+/// A raw VRRP socket on one interface.
+#[derive(Debug)]
+pub struct VrrpSocket {
+    fd: AsyncFd<OwnedFd>,
+    v6: bool,
+    ifindex: u32,
+    src: Option<IpAddr>,
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a live T of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(fd, level, name, (value as *const T).cast(), std::mem::size_of::<T>() as libc::socklen_t)
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn ctx(e: io::Error, what: &str, ifname: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("VRRP socket on {ifname}: {what}: {e}"))
+}
+
+impl VrrpSocket {
+    /// Opens a socket for `ifname` (index `ifindex`). `bind_addr` is the source address of
+    /// our adverts (unicast_src_ip, or the interface's primary address; for IPv6 a link-local
+    /// address); `None` lets the kernel choose. `group` is the multicast group to join, `None` for unicast-only instances.
+    ///
+    /// # Errors
+    /// Any socket call fails (the error names the interface and the call).
+    pub fn open(ifname: &str, ifindex: u32, bind_addr: Option<IpAddr>, group: Option<IpAddr>, v6: bool) -> io::Result<VrrpSocket> {
+        let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+        // SAFETY: plain socket(2) call.
+        let raw = unsafe {
+            libc::socket(domain, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(IPPROTO_VRRP))
+        };
+        if raw < 0 {
+            return Err(ctx(io::Error::last_os_error(), "socket", ifname));
+        }
+        // SAFETY: raw is a fresh, owned descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let r = fd.as_raw_fd();
+        let name = ifname.as_bytes();
+        // SAFETY: name is a valid buffer of the given length.
+        let rc = unsafe {
+            libc::setsockopt(r, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), name.len() as libc::socklen_t)
+        };
+        if rc < 0 {
+            return Err(ctx(io::Error::last_os_error(), "SO_BINDTODEVICE", ifname));
+        }
+        let ttl = i32::from(VRRP_TTL);
+        let one: libc::c_int = 1;
+        let zero: libc::c_int = 0;
+        if v6 {
+            setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, &ttl).map_err(|e| ctx(e, "IPV6_MULTICAST_HOPS", ifname))?;
+            setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl).map_err(|e| ctx(e, "IPV6_UNICAST_HOPS", ifname))?;
+            setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &zero).map_err(|e| ctx(e, "IPV6_MULTICAST_LOOP", ifname))?;
+            setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &one).map_err(|e| ctx(e, "IPV6_RECVHOPLIMIT", ifname))?;
+            setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, &one).map_err(|e| ctx(e, "IPV6_RECVPKTINFO", ifname))?;
+            let idx = ifindex as libc::c_int;
+            setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &idx).map_err(|e| ctx(e, "IPV6_MULTICAST_IF", ifname))?;
+            if let Some(IpAddr::V6(g)) = group {
+                let mreq = libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: g.octets() }, ipv6mr_interface: ifindex };
+                setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq).map_err(|e| ctx(e, "join group", ifname))?;
+            }
+        } else {
+            setsockopt(r, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl).map_err(|e| ctx(e, "IP_MULTICAST_TTL", ifname))?;
+            setsockopt(r, libc::IPPROTO_IP, libc::IP_TTL, &ttl).map_err(|e| ctx(e, "IP_TTL", ifname))?;
+            setsockopt(r, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &zero).map_err(|e| ctx(e, "IP_MULTICAST_LOOP", ifname))?;
+            // Only the groups joined on this socket, not every group of the host.
+            setsockopt(r, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, &zero).map_err(|e| ctx(e, "IP_MULTICAST_ALL", ifname))?;
+            let mreqn = libc::ip_mreqn {
+                imr_multiaddr: libc::in_addr { s_addr: 0 },
+                imr_address: libc::in_addr { s_addr: 0 },
+                imr_ifindex: ifindex as libc::c_int,
+            };
+            setsockopt(r, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn).map_err(|e| ctx(e, "IP_MULTICAST_IF", ifname))?;
+            if let Some(IpAddr::V4(g)) = group {
+                let m = libc::ip_mreqn { imr_multiaddr: libc::in_addr { s_addr: u32::from(g).to_be() }, ..mreqn };
+                setsockopt(r, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &m).map_err(|e| ctx(e, "join group", ifname))?;
+            }
+        }
+        // SAFETY: OwnedFd always returns the descriptor it owns, which stays open until the
+        // AsyncFd drops it.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| ctx(e.into(), "register with tokio", ifname))?;
+        // The source address is not bound (a raw socket bound to an address only receives
+        // packets sent to that address, which would lose the group's); it is set per send
+        // with IP_PKTINFO / IPV6_PKTINFO instead.
+        Ok(VrrpSocket { fd, v6, ifindex, src: bind_addr })
+    }
+
+    /// Interface index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Sends one VRRP message (already checksummed) to `dst`.
+    ///
+    /// # Errors
+    /// The send fails (a full buffer is retried when the socket is writable).
+    pub async fn send_to(&self, msg: &[u8], dst: IpAddr) -> io::Result<()> {
+        let sa = match dst {
+            IpAddr::V4(a) => SockaddrStorage::from(SocketAddrV4::new(a, 0)),
+            IpAddr::V6(a) => {
+                let scope = if a.is_multicast() || a.is_unicast_link_local() { self.ifindex } else { 0 };
+                SockaddrStorage::from(SocketAddrV6::new(a, 0, 0, scope))
+            }
+        };
+        let pi4 = match self.src {
+            Some(IpAddr::V4(a)) => Some(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr { s_addr: u32::from(a).to_be() },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            }),
+            _ => None,
+        };
+        let pi6 = match self.src {
+            Some(IpAddr::V6(a)) => Some(libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr { s6_addr: a.octets() },
+                ipi6_ifindex: self.ifindex,
+            }),
+            _ => None,
+        };
+        loop {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| {
+                let iov = [io::IoSlice::new(msg)];
+                let cmsg: Vec<ControlMessage<'_>> = match (&pi4, &pi6) {
+                    (Some(p), _) => vec![ControlMessage::Ipv4PacketInfo(p)],
+                    (_, Some(p)) => vec![ControlMessage::Ipv6PacketInfo(p)],
+                    _ => vec![],
+                };
+                nix::sys::socket::sendmsg(fd.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&sa))
+                    .map_err(io::Error::from)
+            }) {
+                Ok(res) => return res.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Waits for one packet and returns where its VRRP message lies in `buf`.
+    ///
+    /// # Errors
+    /// The receive fails, or (IPv4) the packet is shorter than its IP header.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| recv_now(fd.as_raw_fd(), buf, self.v6)) {
+                Ok(res) => return res,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool) -> io::Result<Received> {
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = nix::sys::socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .map_err(io::Error::from)?;
+    let len = msg.bytes;
+    let src_sa = msg.address;
+    let mut ttl = None;
+    let mut dst6 = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::Ipv6HopLimit(h) => ttl = u8::try_from(h).ok(),
+                ControlMessageOwned::Ipv6PacketInfo(pi) => dst6 = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr)),
+                _ => {}
+            }
+        }
+    }
+    drop(iov);
+    if v6 {
+        let src = src_sa.and_then(|s| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip()))).unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        return Ok(Received {
+            src,
+            dst: IpAddr::V6(dst6.unwrap_or(Ipv6Addr::UNSPECIFIED)),
+            ttl: ttl.unwrap_or(0),
+            offset: 0,
+            len,
+        });
+    }
+    // IPv4 raw sockets deliver the IP header: read TTL, addresses and IHL from it.
+    let hdr = buf.get(..len.min(20)).filter(|h| h.len() == 20).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short IPv4 packet"))?;
+    let ihl = usize::from(hdr[0] & 0x0f) * 4;
+    if ihl < 20 || ihl > len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad IPv4 header length"));
+    }
+    Ok(Received {
+        src: IpAddr::V4(Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15])),
+        dst: IpAddr::V4(Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19])),
+        ttl: hdr[8],
+        offset: ihl,
+        len: len - ihl,
+    })
+}
