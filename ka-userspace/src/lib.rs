@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod instance;
 pub mod net;
+pub mod notify;
 pub mod status;
 pub mod vrrp;
 
