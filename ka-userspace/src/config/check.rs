@@ -79,6 +79,9 @@ fn check_track_refs(
     }
 }
 
+/// (interface, is IPv6, VRID, multicast destination): instances sharing one must not clash.
+type VridKey = (String, bool, u8, Option<std::net::IpAddr>);
+
 fn check_instances(
     cfg: &mut Config,
     removed: &[String],
@@ -94,11 +97,7 @@ fn check_instances(
         .collect();
     let bfds: HashSet<&str> = cfg.bfd_instances.iter().map(|s| s.name.as_str()).collect();
     let mut names: HashMap<String, Span> = HashMap::new();
-    // (interface, is_ipv6, vrid, multicast dst) -> (name, span, unicast peers)
-    let mut vrids: HashMap<
-        (String, bool, u8, Option<std::net::IpAddr>),
-        Vec<(String, Vec<std::net::IpAddr>)>,
-    > = HashMap::new();
+    let mut vrids: HashMap<VridKey, Vec<(String, Vec<std::net::IpAddr>)>> = HashMap::new();
     for vi in &mut cfg.vrrp_instances {
         let n = vi.name.clone();
         if let Some(first) = names.get(&n) {

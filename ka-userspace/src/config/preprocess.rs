@@ -644,7 +644,7 @@ impl<'a> Preprocessor<'a> {
             _ => spec.text,
         };
         let rest = line.slice(close + 1, line.text.len()).trim_start();
-        let vars_values: Vec<(Vec<String>, Vec<String>)> = match kind {
+        let vars_values: Vec<Assignment> = match kind {
             "~SEQ" | "~SEQx" => match parse_seq(&spec, kind == "~SEQx") {
                 Ok((var, values)) => values
                     .into_iter()
@@ -919,8 +919,11 @@ fn group(s: &str) -> Vec<String> {
     }
 }
 
+/// Variables and the values one repetition of a `~SEQ`/`~LST` line gives them.
+type Assignment = (Vec<String>, Vec<String>);
+
 /// Parses the inside of `~LST(var, v1, ...)` or `~LST({a, b}, {1, 2}, ...)`.
-fn parse_lst(spec: &str) -> Result<Vec<(Vec<String>, Vec<String>)>, String> {
+fn parse_lst(spec: &str) -> Result<Vec<Assignment>, String> {
     let parts = split_top(spec);
     let vars = group(&parts[0]);
     for v in &vars {

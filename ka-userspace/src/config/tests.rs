@@ -158,3 +158,36 @@ fn preprocessor_golden() {
         );
     }
 }
+
+/// docs/config.md lists every keyword of the keyword tables.
+#[test]
+fn docs_list_every_keyword() {
+    use super::parse::*;
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md"))
+            .expect("docs/config.md");
+    let tables: &[&[&str]] = &[
+        TOP_SUPPORTED,
+        TOP_UNSUPPORTED,
+        GLOBAL_SUPPORTED,
+        GLOBAL_UNSUPPORTED,
+        VRRP_SUPPORTED,
+        VRRP_UNSUPPORTED,
+        VS_SUPPORTED,
+        VS_UNSUPPORTED,
+        RS_SUPPORTED,
+        RS_UNSUPPORTED,
+        CHECKERS_SUPPORTED,
+        CHECKERS_UNSUPPORTED,
+    ];
+    let missing: Vec<&str> = tables
+        .iter()
+        .flat_map(|t| t.iter())
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/config.md does not list {missing:?}"
+    );
+}
