@@ -46,15 +46,55 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
-    /// The configuration file cannot be read.
-    #[error("cannot read configuration {path}: {source}")]
-    Config {
+    /// The configuration cannot be read.
+    #[error("configuration {path}: {source}")]
+    Load {
         /// File.
         path: PathBuf,
         /// Cause.
         #[source]
-        source: std::io::Error,
+        source: crate::config::LoadError,
     },
+    /// The configuration has errors (they were printed).
+    #[error("configuration {path} has {count} error(s); run `ka check -f {path}` for details")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// Number of errors.
+        count: usize,
+    },
+    /// The configuration cannot be run.
+    #[error(transparent)]
+    Setup(#[from] crate::engine::setup::SetupError),
+    /// `script_user` is unknown.
+    #[error(transparent)]
+    Script(#[from] crate::notify::script::ScriptError),
+    /// Netlink trouble.
+    #[error(transparent)]
+    Netlink(#[from] crate::net::netlink::NetlinkError),
+    /// The VRRP engine failed to start.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Loads and checks the configuration; errors are logged with their locations.
+fn load_config(path: &std::path::Path, config_id: Option<String>) -> Result<crate::config::Config, DaemonError> {
+    let opts = crate::config::LoadOptions { config_id, ..Default::default() };
+    let loaded = crate::config::load(path, &opts).map_err(|source| DaemonError::Load { path: path.to_owned(), source })?;
+    let mut errors = 0;
+    for d in &loaded.diagnostics {
+        let text = d.render(&loaded.sources, path);
+        if d.severity == crate::config::Severity::Error {
+            errors += 1;
+            error!("{text}");
+        } else {
+            warn!("{text}");
+        }
+    }
+    if errors > 0 {
+        return Err(DaemonError::Invalid { path: path.to_owned(), count: errors });
+    }
+    Ok(loaded.config)
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT.
@@ -63,32 +103,54 @@ pub enum DaemonError {
 /// Start-up fails (socket in use, datapath cannot load or attach...).
 pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonError> {
     let started = Instant::now();
-    if let Some(path) = &args.file {
-        std::fs::metadata(path).map_err(|source| DaemonError::Config { path: path.clone(), source })?;
-    }
+    let config = match &args.file {
+        Some(path) => Some(load_config(path, args.config_id.clone())?),
+        None => None,
+    };
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let socket_path = instance.socket_path();
     let listener = control::bind(&socket_path).await?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());
 
+    let mut ifaces = args.ifaces.clone();
+    if let Some(cfg) = &config {
+        for i in &cfg.vrrp_instances {
+            if let Some(name) = &i.interface {
+                if !ifaces.contains(name) {
+                    ifaces.push(name.clone());
+                }
+            }
+        }
+    }
     let datapath = if args.no_xdp {
         info!("--no-xdp: datapath not loaded");
         None
     } else {
         let mut dp = Datapath::load(&instance)?;
-        for iface in &args.ifaces {
+        for iface in &ifaces {
             dp.attach(iface, args.xdp_mode)?;
         }
         Some(dp)
     };
-    info!(instance = %instance, socket = %socket_path.display(), "ka running");
+    let (netlink, _netlink_task) = crate::net::netlink::spawn()?;
+    let engine = match &config {
+        Some(cfg) if !cfg.vrrp_instances.is_empty() => {
+            let setups = crate::engine::setup::instances(cfg)?;
+            let globals = crate::engine::setup::globals(cfg)?;
+            Some(crate::engine::start(setups, globals, netlink.clone()).await?)
+        }
+        _ => None,
+    };
+    info!(instance = %instance, socket = %socket_path.display(), vrrp_instances = config.as_ref().map_or(0, |c| c.vrrp_instances.len()), "ka running");
 
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let report = status_report(&instance, started, datapath.as_ref());
+                    let vrrp = match &engine { Some(e) => e.status().await, None => Vec::new() };
+                    let report = status_report(&instance, started, datapath.as_ref(), vrrp);
                     if let Err(e) = control::serve_one(stream, move |req| match req {
                         Ok(Request::Status) => report,
                         Err(message) => Response::Error { message },
@@ -100,14 +162,34 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             },
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = sighup.recv() => reload(&args),
         }
+    }
+    if let Some(e) = engine {
+        e.shutdown().await;
     }
     drop(datapath);
     info!("stopped");
     Ok(())
 }
 
-fn status_report(instance: &InstanceName, started: Instant, dp: Option<&Datapath>) -> Response {
+/// SIGHUP: checks the configuration again. A malformed file never disturbs the running
+/// instances: the old configuration stays in force.
+fn reload(args: &RunArgs) {
+    let Some(path) = &args.file else {
+        warn!("SIGHUP: no configuration file to reload");
+        return;
+    };
+    match load_config(path, args.config_id.clone()) {
+        Ok(_) => warn!(
+            file = %path.display(),
+            "SIGHUP: the configuration is valid, but applying changes without a restart is not supported yet; the running configuration is kept"
+        ),
+        Err(e) => error!(error = %e, "SIGHUP: new configuration refused; the running configuration is kept"),
+    }
+}
+
+fn status_report(instance: &InstanceName, started: Instant, dp: Option<&Datapath>, vrrp: Vec<crate::engine::InstanceReport>) -> Response {
     let (xdp, counters) = match dp {
         None => (Vec::new(), Default::default()),
         Some(dp) => {
@@ -133,6 +215,7 @@ fn status_report(instance: &InstanceName, started: Instant, dp: Option<&Datapath
         uptime_s: started.elapsed().as_secs(),
         xdp,
         counters,
+        vrrp,
     }))
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod engine;
 pub mod instance;
 pub mod net;
 pub mod notify;

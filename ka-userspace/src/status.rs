@@ -28,6 +28,9 @@ pub struct StatusReport {
     pub xdp: Vec<XdpAttachment>,
     /// Datapath counters summed over CPUs, by name (see `ka_common::stats::Counter`).
     pub counters: BTreeMap<String, u64>,
+    /// VRRP instances.
+    #[serde(default)]
+    pub vrrp: Vec<crate::engine::InstanceReport>,
 }
 
 impl StatusReport {
@@ -40,6 +43,30 @@ impl StatusReport {
         }
         for a in &self.xdp {
             let _ = writeln!(s, "xdp: {} ({})", a.iface, a.mode);
+        }
+        for v in &self.vrrp {
+            let _ = writeln!(
+                s,
+                "vrrp {} (vrid {}, v{}, {}): {} prio {}/{} master {} for {}s; adverts rx {} tx {} dropped {}",
+                v.name,
+                v.vrid,
+                v.version,
+                v.interface,
+                v.state,
+                v.effective_priority,
+                v.priority,
+                v.master.map_or_else(|| "-".to_owned(), |m| m.to_string()),
+                v.in_state_s,
+                v.adverts_rx,
+                v.adverts_tx,
+                v.adverts_dropped.values().sum::<u64>()
+            );
+            for (reason, n) in &v.adverts_dropped {
+                let _ = writeln!(s, "    dropped {reason}: {n}");
+            }
+            for t in &v.trackers {
+                let _ = writeln!(s, "    track {} {} (weight {})", t.name, t.status, t.weight);
+            }
         }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
@@ -62,6 +89,7 @@ mod tests {
             uptime_s: 2,
             xdp: vec![XdpAttachment { iface: "eth0".into(), mode: "native".into() }],
             counters: BTreeMap::from([("verdict_pass".to_owned(), 7)]),
+            vrrp: vec![],
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");

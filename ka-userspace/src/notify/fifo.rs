@@ -1,7 +1,7 @@
 //! `notify_fifo`: one line per state change, in keepalived's format
 //! (`INSTANCE "VI_1" MASTER 100`, `GROUP "G1" BACKUP`).
 
-use std::{io, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::{io, path::Path};
 
 use tokio::io::AsyncWriteExt as _;
 
@@ -34,6 +34,7 @@ pub async fn write(path: &Path, ev: &Event) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::OpenOptionsExt as _;
 
     #[test]
     fn lines_match_keepalived() {

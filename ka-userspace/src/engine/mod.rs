@@ -1,0 +1,823 @@
+//! The VRRP runtime: one owner task runs every instance's sans-IO state machine
+//! ([`crate::vrrp`]) and carries out its actions — adverts on raw sockets, VIPs through the
+//! netlink worker, gratuitous ARP/NA, notify scripts, FIFO and SMTP alerts — with timers on a
+//! monotonic clock. Received adverts are validated with the shared codec rules and counted per
+//! reason before they reach a state machine. Trackers ([`tracking`]) report in through a
+//! channel.
+
+pub mod setup;
+pub mod tracking;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use ka_common::vrrp::{
+    validate, AddrList, AdvertV2, AdvertV3, DropReason, Family, PseudoHeader, RxCheck, Version, VRRP_MAX_LEN,
+};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    net::{
+        garp::{garp_frame, na_frame, virtual_mac, FrameSender},
+        netlink::{AddrSpec, NetlinkClient, NetlinkError},
+        vrrp_socket::{Received, VrrpSocket},
+    },
+    notify::{self, script::Runner, smtp::SmtpConfig, Subject},
+    vrrp::{
+        track::{contribution, file_contribution, TrackSet, TrackStatus},
+        Action, Event, Instance, MemberStatus, Notify, RxAdvert, State, SyncAction, SyncGroup, Time, TimerKind,
+    },
+};
+use setup::{InstanceSetup, TrackKey, VipSetup};
+use tracking::TrackerUpdate;
+
+/// Errors that stop the engine from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Netlink trouble.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// An interface has no usable address for adverts.
+    #[error("vrrp_instance {instance}: interface {iface} has no {family} address to send adverts from")]
+    NoSource {
+        /// Instance.
+        instance: String,
+        /// Interface.
+        iface: String,
+        /// `IPv4` or `IPv6 link-local`.
+        family: &'static str,
+    },
+    /// A socket could not be opened.
+    #[error("vrrp_instance {instance}: {source}")]
+    Socket {
+        /// Instance.
+        instance: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Parameters refused by the state machine.
+    #[error("vrrp_instance {instance}: {source}")]
+    Params {
+        /// Instance.
+        instance: String,
+        /// Cause.
+        #[source]
+        source: crate::vrrp::ParamsError,
+    },
+}
+
+/// Global settings the engine needs besides the instances.
+#[derive(Clone, Debug)]
+pub struct EngineGlobals {
+    /// Notify script runner (script_user, enable_script_security).
+    pub runner: Runner,
+    /// `notify_fifo` / `vrrp_notify_fifo`.
+    pub fifo: Option<std::path::PathBuf>,
+    /// SMTP settings, when `smtp_server` and `notification_email` are set.
+    pub smtp: Option<SmtpConfig>,
+    /// `vrrp_garp_interval`: spacing of gratuitous ARPs within a burst.
+    pub garp_interval: Duration,
+    /// Sync groups: name and notify scripts.
+    pub groups: Vec<(String, setup::NotifySetup, bool)>,
+    /// `vrrp_script` definitions by name.
+    pub scripts: Vec<tracking::ScriptDef>,
+    /// `vrrp_track_file` definitions by name.
+    pub files: Vec<tracking::FileDef>,
+    /// `vrrp_track_process` definitions by name.
+    pub processes: Vec<tracking::ProcessDef>,
+}
+
+/// One tracker's state, as reported.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrackerReport {
+    /// `kind:name`.
+    pub name: String,
+    /// `init`, `up` or `down` (files: `value N`).
+    pub status: String,
+    /// Weight applied.
+    pub weight: i32,
+}
+
+/// One instance's state, as `ka status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstanceReport {
+    /// Name.
+    pub name: String,
+    /// Interface.
+    pub interface: String,
+    /// VRID.
+    pub vrid: u8,
+    /// VRRP version.
+    pub version: u8,
+    /// State: INIT, BACKUP, MASTER or FAULT.
+    pub state: String,
+    /// Configured priority.
+    pub priority: u8,
+    /// Effective priority (tracking applied).
+    pub effective_priority: u8,
+    /// Address of the current master (ourselves when MASTER), if known.
+    pub master: Option<IpAddr>,
+    /// Seconds in the current state.
+    pub in_state_s: u64,
+    /// Adverts received and accepted.
+    pub adverts_rx: u64,
+    /// Adverts sent.
+    pub adverts_tx: u64,
+    /// Adverts dropped, by reason.
+    pub adverts_dropped: BTreeMap<String, u64>,
+    /// Trackers.
+    pub trackers: Vec<TrackerReport>,
+    /// Virtual addresses.
+    pub vips: Vec<String>,
+}
+
+/// Requests to the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// Report every instance.
+    Status(oneshot::Sender<Vec<InstanceReport>>),
+    /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on the running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// Every instance's report.
+    pub async fn status(&self) -> Vec<InstanceReport> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Status(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Shuts the engine down cleanly and waits for it.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A received packet, from a socket task to the engine.
+struct RxPacket {
+    sock: usize,
+    meta: Received,
+    data: Vec<u8>,
+}
+
+const KIND_SLOTS: [TimerKind; 4] = [TimerKind::Advert, TimerKind::MasterDown, TimerKind::StartupDelay, TimerKind::GarpDelay];
+/// Engine-owned timer slot for `garp_master_refresh`.
+const SLOT_REFRESH: usize = 4;
+
+fn slot(kind: TimerKind) -> usize {
+    KIND_SLOTS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+struct Counters {
+    rx: u64,
+    tx: u64,
+    drops: BTreeMap<DropReason, u64>,
+    last_drop_log: Option<Instant>,
+}
+
+struct Rt {
+    setup: InstanceSetup,
+    fsm: Instance,
+    ifindex: u32,
+    /// Interface the VIPs and GARPs go on (the VMAC when use_vmac).
+    vip_ifindex: u32,
+    mac: [u8; 6],
+    sock: usize,
+    src: IpAddr,
+    link_local: Option<std::net::Ipv6Addr>,
+    vips: Vec<AddrSpec>,
+    adv_addrs: Vec<IpAddr>,
+    adv_bytes: Vec<u8>,
+    armed: [Option<Time>; 5],
+    track: TrackSet<TrackKey>,
+    track_status: BTreeMap<TrackKey, String>,
+    state_since: Instant,
+    counters: Counters,
+    garp: Option<Arc<FrameSender>>,
+}
+
+struct Engine {
+    epoch: Instant,
+    inst: Vec<Rt>,
+    socks: Vec<Arc<VrrpSocket>>,
+    by_vrid: HashMap<(usize, u8), usize>,
+    timers: BTreeSet<(Time, usize, usize)>,
+    groups: Vec<(SyncGroup<usize>, String, setup::NotifySetup, bool)>,
+    group_of: HashMap<usize, usize>,
+    globals: EngineGlobals,
+    netlink: NetlinkClient,
+    unknown_vrid: u64,
+}
+
+fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -> AddrSpec {
+    AddrSpec {
+        ifindex: v.dev.as_ref().and_then(|d| links.get(d).copied()).unwrap_or(default_ifindex),
+        addr: v.addr,
+        prefix: v.prefix,
+        broadcast: v.broadcast,
+        peer: v.peer,
+        scope: v.scope,
+        label: v.label.clone(),
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    s.name()
+}
+
+/// Starts the engine: resolves interfaces, opens sockets, cleans up leftover VIPs of a crashed
+/// run (a Backup must not hold them; nothing flaps because nothing was Master yet), starts the
+/// trackers and every instance.
+///
+/// # Errors
+/// See [`EngineError`].
+pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: NetlinkClient) -> Result<EngineHandle, EngineError> {
+    let links: HashMap<String, u32> = netlink.links().await?.into_iter().map(|l| (l.name, l.index)).collect();
+    let macs: HashMap<u32, Vec<u8>> = netlink.links().await?.into_iter().map(|l| (l.index, l.mac)).collect();
+    let addrs = netlink.list_addrs(None).await?;
+    let (rx_tx, rx_rx) = mpsc::channel::<RxPacket>(4096);
+    let mut socks: Vec<Arc<VrrpSocket>> = Vec::new();
+    let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
+    let mut garps: HashMap<u32, Arc<FrameSender>> = HashMap::new();
+    let mut inst = Vec::new();
+    let mut by_vrid = HashMap::new();
+    for s in setups {
+        let ifindex = *links.get(&s.iface).ok_or_else(|| NetlinkError::NoSuchLink(s.iface.clone()))?;
+        let v6 = s.params.family == Family::V6;
+        let link_local = addrs.iter().find_map(|(i, a, _)| match a {
+            IpAddr::V6(a) if *i == ifindex && a.is_unicast_link_local() => Some(*a),
+            _ => None,
+        });
+        let vip_set: Vec<IpAddr> = s.vips.iter().chain(&s.excluded).map(|v| v.addr).collect();
+        let src = match (s.src_ip, v6) {
+            (Some(a), _) => a,
+            (None, true) => IpAddr::V6(link_local.ok_or_else(|| EngineError::NoSource {
+                instance: s.name.clone(),
+                iface: s.iface.clone(),
+                family: "IPv6 link-local",
+            })?),
+            (None, false) => addrs
+                .iter()
+                .find_map(|(i, a, _)| (*i == ifindex && a.is_ipv4() && !vip_set.contains(a)).then_some(*a))
+                .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
+        };
+        let key = (ifindex, v6);
+        let sock = match sock_key.get(&key) {
+            Some(i) => *i,
+            None => {
+                let group = if s.peers.is_empty() { Some(s.group) } else { None };
+                let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), group, v6)
+                    .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+                socks.push(Arc::new(sk));
+                sock_key.insert(key, socks.len() - 1);
+                socks.len() - 1
+            }
+        };
+        let (vip_ifindex, mac) = match &s.vmac {
+            Some(name) => {
+                let vmac = virtual_mac(s.params.vrid, v6);
+                let idx = netlink.add_macvlan(ifindex, name, vmac).await?;
+                (idx, vmac)
+            }
+            None => {
+                let m = macs.get(&ifindex).cloned().unwrap_or_default();
+                (ifindex, m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6]))
+            }
+        };
+        let mut links2 = links.clone();
+        if let Some(name) = &s.vmac {
+            links2.insert(name.clone(), vip_ifindex);
+        }
+        let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
+        let adv_addrs: Vec<IpAddr> = s.vips.iter().map(|v| v.addr).filter(|a| a.is_ipv6() == v6).collect();
+        let adv_bytes: Vec<u8> = adv_addrs
+            .iter()
+            .flat_map(|a| match a {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            })
+            .collect();
+        // Leftovers of a crashed run: remove VIPs we hold unless we are the address owner
+        // (which becomes Master at once and would only flap them).
+        if s.params.priority != 255 {
+            for v in &vips {
+                if addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
+                    info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
+                    netlink.del_addr(v.clone()).await?;
+                }
+            }
+        }
+        let mut params = s.params.clone();
+        params.primary_addr = src;
+        let fsm = Instance::new(params).map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
+        let garp = match garps.get(&vip_ifindex) {
+            Some(g) => Some(g.clone()),
+            None => match FrameSender::open(vip_ifindex) {
+                Ok(g) => {
+                    let g = Arc::new(g);
+                    garps.insert(vip_ifindex, g.clone());
+                    Some(g)
+                }
+                Err(e) => {
+                    warn!(instance = %s.name, error = %e, "cannot open a gratuitous ARP socket");
+                    None
+                }
+            },
+        };
+        by_vrid.insert((sock, s.params.vrid), inst.len());
+        inst.push(Rt {
+            fsm,
+            ifindex,
+            vip_ifindex,
+            mac,
+            sock,
+            src,
+            link_local,
+            vips,
+            adv_addrs,
+            adv_bytes,
+            armed: [None; 5],
+            track: TrackSet::default(),
+            track_status: BTreeMap::new(),
+            state_since: Instant::now(),
+            counters: Counters { rx: 0, tx: 0, drops: BTreeMap::new(), last_drop_log: None },
+            garp,
+            setup: s,
+        });
+    }
+    for (i, s) in socks.iter().enumerate() {
+        spawn_rx(i, s.clone(), rx_tx.clone());
+    }
+    let mut groups = Vec::new();
+    let mut group_of = HashMap::new();
+    for (name, notify, smtp) in &globals.groups {
+        let members: Vec<usize> = inst.iter().enumerate().filter(|(_, r)| r.setup.sync_group.as_deref() == Some(name)).map(|(i, _)| i).collect();
+        for m in &members {
+            group_of.insert(*m, groups.len());
+        }
+        groups.push((SyncGroup::new(members), name.clone(), notify.clone(), *smtp));
+    }
+    let (track_tx, track_rx) = mpsc::channel::<TrackerUpdate>(1024);
+    let keys: BTreeSet<TrackKey> = inst.iter().flat_map(|r| r.setup.track.iter().map(|(k, _)| k.clone())).collect();
+    tracking::spawn(keys, &globals, netlink.clone(), track_tx);
+    let (tx, cmd_rx) = mpsc::channel(64);
+    let mut engine = Engine {
+        epoch: Instant::now(),
+        inst,
+        socks,
+        by_vrid,
+        timers: BTreeSet::new(),
+        groups,
+        group_of,
+        globals,
+        netlink,
+        unknown_vrid: 0,
+    };
+    let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx).await });
+    Ok(EngineHandle { tx, task })
+}
+
+fn spawn_rx(idx: usize, sock: Arc<VrrpSocket>, tx: mpsc::Sender<RxPacket>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        let mut overflow: u64 = 0;
+        loop {
+            match sock.recv(&mut buf).await {
+                Ok(meta) => {
+                    let data = buf.get(meta.offset..meta.offset + meta.len).map(<[u8]>::to_vec).unwrap_or_default();
+                    // A flood must not queue without bound: drop when the engine is behind.
+                    if tx.try_send(RxPacket { sock: idx, meta, data }).is_err() {
+                        overflow += 1;
+                        if overflow.is_power_of_two() {
+                            warn!(overflow, "VRRP receive queue full, dropping adverts");
+                        }
+                        if tx.is_closed() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "VRRP receive error");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+}
+
+impl Engine {
+    fn now(&self) -> Time {
+        Time::from_epoch(self.epoch.elapsed())
+    }
+
+    fn arm(&mut self, i: usize, slot: usize, at: Option<Time>) {
+        if let Some(old) = self.inst[i].armed[slot].take() {
+            self.timers.remove(&(old, i, slot));
+        }
+        if let Some(at) = at {
+            self.inst[i].armed[slot] = Some(at);
+            self.timers.insert((at, i, slot));
+        }
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<RxPacket>, mut track: mpsc::Receiver<TrackerUpdate>, mut cmd: mpsc::Receiver<Command>) {
+        for i in 0..self.inst.len() {
+            self.dispatch(i, Event::Startup).await;
+        }
+        loop {
+            let next = self.timers.first().map(|(t, _, _)| *t);
+            let sleep_until = next.map_or_else(|| Instant::now() + Duration::from_secs(3600), |t| self.epoch + t.since_epoch());
+            tokio::select! {
+                biased;
+                c = cmd.recv() => match c {
+                    Some(Command::Status(reply)) => { let _ = reply.send(self.report()); }
+                    Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
+                    None => { self.shutdown().await; return; }
+                },
+                _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
+                Some(u) = track.recv() => self.tracker(u).await,
+                Some(p) = rx.recv() => {
+                    self.packet(p).await;
+                    // Drain what is already queued before looking at timers again, bounded so
+                    // a flood cannot starve them.
+                    for _ in 0..256 {
+                        match rx.try_recv() { Ok(p) => self.packet(p).await, Err(_) => break }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fire_timers(&mut self) {
+        let now = self.now();
+        while let Some(&(at, i, s)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, i, s));
+            self.inst[i].armed[s] = None;
+            if s == SLOT_REFRESH {
+                let repeat = self.inst[i].setup.garp_refresh.1.max(1);
+                self.garp(i, repeat);
+                let every = self.inst[i].setup.garp_refresh.0;
+                self.arm(i, SLOT_REFRESH, Some(now + every));
+            } else {
+                self.dispatch(i, Event::TimerFired(KIND_SLOTS[s])).await;
+            }
+        }
+    }
+
+    async fn packet(&mut self, p: RxPacket) {
+        let Some(&vrid) = p.data.get(1) else { return };
+        let Some(&i) = self.by_vrid.get(&(p.sock, vrid)) else {
+            self.unknown_vrid += 1;
+            return;
+        };
+        let r = &mut self.inst[i];
+        let s = &r.setup;
+        let unicast = !s.peers.is_empty();
+        let mut verdict = Ok(());
+        if unicast {
+            match s.peers.iter().find(|pr| pr.addr == p.meta.src) {
+                Some(pr) if p.meta.ttl < pr.min_ttl || p.meta.ttl > pr.max_ttl => verdict = Err(DropReason::BadTtl),
+                None if s.check_unicast_src => verdict = Err(DropReason::NotUnicastPeer),
+                _ => {}
+            }
+        }
+        let family = s.params.family;
+        let pseudo = match s.params.version {
+            Version::V2 => PseudoHeader::None,
+            Version::V3 => PseudoHeader::for_advert(Version::V3, s.v3_checksum, p.meta.src, p.meta.dst, match s.group {
+                IpAddr::V4(g) => Some(g),
+                IpAddr::V6(_) => None,
+            }),
+        };
+        let check = RxCheck {
+            version: s.params.version,
+            family,
+            vrid: s.params.vrid,
+            // keepalived checks TTL 255 on multicast; unicast peers use min/max_ttl.
+            check_ttl: !unicast,
+            pseudo: Some(pseudo),
+            auth: s.auth,
+            adver_int_centis: s.params.advert_int,
+            vips: s.check_adv_addrs.then_some(r.adv_addrs.as_slice()),
+        };
+        let rx = verdict.and_then(|()| {
+            validate(&p.data, p.meta.ttl, &check).map(|a| RxAdvert { from: p.meta.src, priority: a.priority(), max_adver_int: a.adver_int_centis() })
+        });
+        match rx {
+            Ok(adv) => {
+                r.counters.rx += 1;
+                self.dispatch(i, Event::AdvertReceived(adv)).await;
+            }
+            Err(reason) => {
+                *r.counters.drops.entry(reason).or_default() += 1;
+                // Logged at most once per advert interval per instance; always counted.
+                let every = Duration::from_millis(u64::from(s.params.advert_int) * 10);
+                if r.counters.last_drop_log.is_none_or(|t| t.elapsed() >= every) {
+                    r.counters.last_drop_log = Some(Instant::now());
+                    warn!(instance = %s.name, vrid, from = %p.meta.src, reason = reason.name(), "dropped an invalid advert");
+                }
+            }
+        }
+    }
+
+    async fn tracker(&mut self, u: TrackerUpdate) {
+        for i in 0..self.inst.len() {
+            let Some(w) = self.inst[i].setup.track.iter().find(|(k, _)| *k == u.key).map(|(_, w)| *w) else { continue };
+            let (c, label) = match u.value {
+                tracking::TrackValue::Status(st) => (contribution(st, w), match st {
+                    TrackStatus::Init => "init".to_owned(),
+                    TrackStatus::Up => "up".to_owned(),
+                    TrackStatus::Down => "down".to_owned(),
+                }),
+                tracking::TrackValue::File(v) => (file_contribution(v, w), format!("value {v}")),
+            };
+            let r = &mut self.inst[i];
+            let before = r.track.summary();
+            let summary = r.track.set(u.key.clone(), c);
+            r.track_status.insert(u.key.clone(), label);
+            if summary != before {
+                info!(instance = %r.setup.name, tracker = %u.key.label(), ?summary, "tracking changed");
+                self.dispatch(i, Event::TrackerChanged(summary)).await;
+            }
+        }
+    }
+
+    /// Feeds one event to an instance and carries out the actions, following sync-group
+    /// orders through a queue (no recursion).
+    async fn dispatch(&mut self, i: usize, ev: Event) {
+        let mut queue = VecDeque::from([(i, ev)]);
+        while let Some((i, ev)) = queue.pop_front() {
+            let now = self.now();
+            let before = self.inst[i].fsm.state();
+            let actions = self.inst[i].fsm.handle(now, ev);
+            if self.inst[i].fsm.state() != before {
+                self.inst[i].state_since = Instant::now();
+                info!(instance = %self.inst[i].setup.name, from = state_name(before), to = state_name(self.inst[i].fsm.state()), "state change");
+            }
+            for a in actions {
+                match a {
+                    Action::SyncStatus(ms) => queue.extend(self.sync(i, ms)),
+                    other => self.act(i, other).await,
+                }
+            }
+        }
+    }
+
+    fn sync(&mut self, i: usize, ms: MemberStatus) -> Vec<(usize, Event)> {
+        let Some(&g) = self.group_of.get(&i) else { return Vec::new() };
+        let mut out = Vec::new();
+        for a in self.groups[g].0.update(i, ms) {
+            match a {
+                SyncAction::Command { member, cmd } => out.push((member, Event::Sync(cmd))),
+                SyncAction::Notify(state) => {
+                    let (name, notify, smtp) = (self.groups[g].1.clone(), self.groups[g].2.clone(), self.groups[g].3);
+                    let n = match state {
+                        State::Master => Notify::Master,
+                        State::Backup => Notify::Backup,
+                        _ => Notify::Fault,
+                    };
+                    self.notify(Subject::Group, &name, &notify, smtp, n, 0);
+                }
+            }
+        }
+        out
+    }
+
+    async fn act(&mut self, i: usize, a: Action) {
+        match a {
+            Action::SendAdvert { priority } => self.send_advert(i, priority).await,
+            Action::SendGarp { repeat } => self.garp(i, repeat),
+            Action::AddVips => {
+                for v in self.inst[i].vips.clone() {
+                    if let Err(e) = self.netlink.add_addr(v).await {
+                        warn!(instance = %self.inst[i].setup.name, error = %e, "adding VIP");
+                    }
+                }
+                let refresh = self.inst[i].setup.garp_refresh.0;
+                if !refresh.is_zero() {
+                    let at = self.now() + refresh;
+                    self.arm(i, SLOT_REFRESH, Some(at));
+                }
+            }
+            Action::DelVips => {
+                self.arm(i, SLOT_REFRESH, None);
+                for v in self.inst[i].vips.clone() {
+                    if let Err(e) = self.netlink.del_addr(v).await {
+                        warn!(instance = %self.inst[i].setup.name, error = %e, "removing VIP");
+                    }
+                }
+            }
+            Action::SetDatapathMaster { master, accept } => {
+                debug!(instance = %self.inst[i].setup.name, master, accept, "datapath mastership");
+            }
+            Action::ArmTimer { kind, at } => self.arm(i, slot(kind), Some(at)),
+            Action::CancelTimer(kind) => self.arm(i, slot(kind), None),
+            Action::Notify(n) => {
+                let r = &self.inst[i];
+                let (name, notify, smtp, prio) = (r.setup.name.clone(), r.setup.notify.clone(), r.setup.smtp_alert, r.fsm.effective_priority());
+                self.notify(Subject::Instance, &name, &notify, smtp, n, prio);
+            }
+            Action::PriorityChanged(p) => debug!(instance = %self.inst[i].setup.name, priority = p, "effective priority"),
+            Action::SyncStatus(_) => {}
+        }
+    }
+
+    async fn send_advert(&mut self, i: usize, priority: u8) {
+        let r = &self.inst[i];
+        let s = &r.setup;
+        let family = s.params.family;
+        let Some(addrs) = AddrList::new(&r.adv_bytes, family) else { return };
+        let dsts: Vec<IpAddr> = if s.peers.is_empty() { vec![s.group] } else { s.peers.iter().map(|p| p.addr).collect() };
+        let mut buf = [0u8; VRRP_MAX_LEN];
+        let mut sent = 0;
+        for dst in dsts {
+            let len = match s.params.version {
+                Version::V2 => AdvertV2 {
+                    vrid: s.params.vrid,
+                    priority,
+                    auth_type: s.auth.auth_type(),
+                    adver_int: u8::try_from(s.params.advert_int / 100).unwrap_or(u8::MAX),
+                    checksum: 0,
+                    addrs,
+                    auth_data: s.auth.data(),
+                }
+                .encode_checksummed(&mut buf),
+                Version::V3 => {
+                    let pseudo = PseudoHeader::for_advert(Version::V3, s.v3_checksum, r.src, dst, match s.group {
+                        IpAddr::V4(g) => Some(g),
+                        IpAddr::V6(_) => None,
+                    });
+                    AdvertV3 { vrid: s.params.vrid, priority, max_adver_int: s.params.advert_int, checksum: 0, addrs }
+                        .encode_checksummed(&mut buf, &pseudo)
+                }
+            };
+            let Ok(len) = len else {
+                warn!(instance = %s.name, "advert does not fit");
+                return;
+            };
+            match self.socks[r.sock].send_to(&buf[..len], dst).await {
+                Ok(()) => sent += 1,
+                Err(e) => warn!(instance = %s.name, %dst, error = %e, "sending advert"),
+            }
+        }
+        self.inst[i].counters.tx += sent;
+    }
+
+    fn garp(&self, i: usize, repeat: u32) {
+        let r = &self.inst[i];
+        let Some(sender) = r.garp.clone() else { return };
+        let mut frames = Vec::new();
+        for v in &r.vips {
+            match v.addr {
+                IpAddr::V4(a) => frames.push(garp_frame(r.mac, a).to_vec()),
+                IpAddr::V6(a) => {
+                    if let Some(ll) = r.link_local {
+                        frames.push(na_frame(r.mac, ll, a).to_vec());
+                    }
+                }
+            }
+        }
+        let gap = self.globals.garp_interval;
+        let name = r.setup.name.clone();
+        tokio::spawn(async move {
+            for n in 0..repeat {
+                for f in &frames {
+                    if let Err(e) = sender.send(f) {
+                        warn!(instance = %name, error = %e, "sending gratuitous ARP/NA");
+                    }
+                }
+                if n + 1 < repeat && !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
+                }
+            }
+        });
+    }
+
+    fn notify(&self, subject: Subject, name: &str, scripts: &setup::NotifySetup, smtp: bool, n: Notify, priority: u8) {
+        let ev = notify::Event { subject, name: name.to_owned(), state: n.name(), priority };
+        let specific = match n {
+            Notify::Master => scripts.master.as_ref(),
+            Notify::Backup => scripts.backup.as_ref(),
+            Notify::Fault => scripts.fault.as_ref(),
+            Notify::Stop => scripts.stop.as_ref(),
+            _ => None,
+        };
+        let runner = &self.globals.runner;
+        let user = |s: &setup::ScriptCmd| {
+            s.user.as_ref().and_then(|(u, g)| match notify::script::RunAs::resolve(u, g.as_deref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(error = %e, "notify script user");
+                    None
+                }
+            })
+        };
+        if let Some(s) = specific {
+            if let Err(e) = runner.spawn(&s.command, &[], user(s)) {
+                warn!(%name, error = %e, "notify script");
+            }
+        }
+        if let Some(s) = &scripts.any {
+            if let Err(e) = runner.spawn(&s.command, &notify::script::notify_args(&ev), user(s)) {
+                warn!(%name, error = %e, "notify script");
+            }
+        }
+        if let Some(path) = self.globals.fifo.clone() {
+            let ev = ev.clone();
+            tokio::spawn(async move {
+                if let Err(e) = notify::fifo::write(&path, &ev).await {
+                    debug!(fifo = %path.display(), error = %e, "notify fifo");
+                }
+            });
+        }
+        if smtp {
+            if let Some(cfg) = self.globals.smtp.clone() {
+                tokio::spawn(async move {
+                    if let Err(e) = notify::smtp::send(&cfg, &ev).await {
+                        warn!(error = %e, "smtp alert");
+                    }
+                });
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        info!("shutting down VRRP instances: resigning and removing VIPs");
+        for i in 0..self.inst.len() {
+            self.dispatch(i, Event::Shutdown).await;
+        }
+        for r in &self.inst {
+            if let Some(name) = &r.setup.vmac {
+                if r.vip_ifindex != r.ifindex {
+                    if let Err(e) = self.netlink.del_link(r.vip_ifindex).await {
+                        warn!(vmac = %name, error = %e, "removing VMAC interface");
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&self) -> Vec<InstanceReport> {
+        self.inst
+            .iter()
+            .map(|r| {
+                let state = r.fsm.state();
+                InstanceReport {
+                    name: r.setup.name.clone(),
+                    interface: r.setup.iface.clone(),
+                    vrid: r.setup.params.vrid,
+                    version: match r.setup.params.version {
+                        Version::V2 => 2,
+                        Version::V3 => 3,
+                    },
+                    state: state_name(state).to_owned(),
+                    priority: r.setup.params.priority,
+                    effective_priority: r.fsm.effective_priority(),
+                    master: if state == State::Master { Some(r.src) } else { r.fsm.master().map(|(a, _)| a) },
+                    in_state_s: r.state_since.elapsed().as_secs(),
+                    adverts_rx: r.counters.rx,
+                    adverts_tx: r.counters.tx,
+                    adverts_dropped: r.counters.drops.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
+                    trackers: r
+                        .setup
+                        .track
+                        .iter()
+                        .map(|(k, w)| TrackerReport {
+                            name: k.label(),
+                            status: r.track_status.get(k).cloned().unwrap_or_else(|| "init".to_owned()),
+                            weight: w.weight,
+                        })
+                        .collect(),
+                    vips: r.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,441 @@
+//! From the keepalived.conf model to what the engine runs: one [`InstanceSetup`] per
+//! `vrrp_instance`, with keepalived's defaults and the global settings folded in. Pure and
+//! unit-tested; the engine resolves interface names and addresses at start.
+
+use std::{net::IpAddr, time::Duration};
+
+use ka_common::vrrp::{Auth, AuthType as WireAuthType, Family, V3Checksum, Version};
+
+use crate::{
+    config::model::{self, Config, VrrpState, VrrpVersion},
+    vrrp::{track::Weight, InitialState, InstanceParams},
+};
+
+/// A virtual address as configured (`virtual_ipaddress` / `_excluded` entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipSetup {
+    /// Address.
+    pub addr: IpAddr,
+    /// Prefix length (keepalived: /32 or /128 when bare).
+    pub prefix: u8,
+    /// `dev` (default: the instance's interface).
+    pub dev: Option<String>,
+    /// `brd`.
+    pub broadcast: Option<std::net::Ipv4Addr>,
+    /// `scope` as a number.
+    pub scope: Option<u8>,
+    /// `label`.
+    pub label: Option<String>,
+    /// `peer`.
+    pub peer: Option<IpAddr>,
+}
+
+/// A `unicast_peer`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSetup {
+    /// Address.
+    pub addr: IpAddr,
+    /// Lowest TTL accepted from it (default 0: any).
+    pub min_ttl: u8,
+    /// Highest TTL accepted from it (default 255).
+    pub max_ttl: u8,
+}
+
+/// Notify scripts (command line and optional user).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifySetup {
+    /// `notify_master`.
+    pub master: Option<ScriptCmd>,
+    /// `notify_backup`.
+    pub backup: Option<ScriptCmd>,
+    /// `notify_fault`.
+    pub fault: Option<ScriptCmd>,
+    /// `notify_stop`.
+    pub stop: Option<ScriptCmd>,
+    /// `notify` (generic, gets keepalived's four arguments).
+    pub any: Option<ScriptCmd>,
+}
+
+/// A script command line with its optional `USER [GROUP]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptCmd {
+    /// Command line.
+    pub command: String,
+    /// Who runs it.
+    pub user: Option<(String, Option<String>)>,
+}
+
+/// What a tracked object is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrackKey {
+    /// `track_interface`.
+    Interface(String),
+    /// `track_script` (a `vrrp_script` name).
+    Script(String),
+    /// `track_file` (a `vrrp_track_file` name).
+    File(String),
+    /// `track_process` (a `vrrp_track_process` name).
+    Process(String),
+}
+
+impl TrackKey {
+    /// `kind:name` for status output.
+    pub fn label(&self) -> String {
+        match self {
+            TrackKey::Interface(n) => format!("interface:{n}"),
+            TrackKey::Script(n) => format!("script:{n}"),
+            TrackKey::File(n) => format!("file:{n}"),
+            TrackKey::Process(n) => format!("process:{n}"),
+        }
+    }
+}
+
+/// Everything the engine needs to run one `vrrp_instance`.
+#[derive(Clone, Debug)]
+pub struct InstanceSetup {
+    /// Name.
+    pub name: String,
+    /// Protocol parameters (the primary address is filled in by the engine at start unless
+    /// `unicast_src_ip` gives it).
+    pub params: InstanceParams,
+    /// `interface`.
+    pub iface: String,
+    /// The address in `unicast_src_ip`, if any.
+    pub src_ip: Option<IpAddr>,
+    /// Virtual addresses carried in adverts and added on MASTER.
+    pub vips: Vec<VipSetup>,
+    /// `virtual_ipaddress_excluded`: added on MASTER, not in adverts.
+    pub excluded: Vec<VipSetup>,
+    /// VRRPv2 authentication.
+    pub auth: Auth,
+    /// VRRPv3-over-IPv4 checksum flavour.
+    pub v3_checksum: V3Checksum,
+    /// Multicast group (`mcast_dst_ip` or the global group).
+    pub group: IpAddr,
+    /// `unicast_peer`s (empty: multicast).
+    pub peers: Vec<PeerSetup>,
+    /// Check that unicast adverts come from a configured peer (`vrrp_check_unicast_src`).
+    pub check_unicast_src: bool,
+    /// Check the advert's address list against ours (not `vrrp_skip_check_adv_addr`).
+    pub check_adv_addrs: bool,
+    /// Notify scripts.
+    pub notify: NotifySetup,
+    /// `smtp_alert`.
+    pub smtp_alert: bool,
+    /// `use_vmac [NAME]`: the macvlan's name.
+    pub vmac: Option<String>,
+    /// `garp_master_refresh` (zero: none) and its repeat.
+    pub garp_refresh: (Duration, u32),
+    /// Tracked objects with their weights.
+    pub track: Vec<(TrackKey, Weight)>,
+    /// `vrrp_sync_group` this instance belongs to.
+    pub sync_group: Option<String>,
+}
+
+/// Errors that stop an instance from being run (the config checker reports them too).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No interface.
+    #[error("vrrp_instance {name}: no interface given")]
+    NoInterface {
+        /// Instance.
+        name: String,
+    },
+    /// AH authentication.
+    #[error("vrrp_instance {name}: auth_type AH is not supported by ka; use PASS or none")]
+    Ah {
+        /// Instance.
+        name: String,
+    },
+    /// Parameters out of range.
+    #[error("vrrp_instance {name}: {source}")]
+    Params {
+        /// Instance.
+        name: String,
+        /// Cause.
+        #[source]
+        source: crate::vrrp::ParamsError,
+    },
+}
+
+fn scope_number(s: &str) -> Option<u8> {
+    match s {
+        "global" | "universe" => Some(0),
+        "site" => Some(200),
+        "link" => Some(253),
+        "host" => Some(254),
+        "nowhere" => Some(255),
+        n => n.parse().ok(),
+    }
+}
+
+fn vip(v: &model::VirtualIp) -> VipSetup {
+    let peer = v.options.windows(2).find(|w| w[0] == "peer").and_then(|w| w[1].split('/').next()?.parse().ok());
+    VipSetup {
+        addr: v.address.addr,
+        prefix: v.address.len,
+        dev: v.dev.clone(),
+        broadcast: v.broadcast.as_deref().and_then(|b| b.parse().ok()),
+        scope: v.scope.as_deref().and_then(scope_number),
+        label: v.label.clone(),
+        peer,
+    }
+}
+
+fn script(s: &Option<model::Script>) -> Option<ScriptCmd> {
+    s.as_ref().map(|s| ScriptCmd { command: s.command.clone(), user: s.user.clone() })
+}
+
+fn weight(own: i64, r: &model::TrackRef) -> Weight {
+    let w = r.weight.unwrap_or(own);
+    Weight { weight: i32::try_from(w.clamp(-253, 253)).unwrap_or(0), reverse: r.reverse }
+}
+
+/// Converts every `vrrp_instance` of `cfg`.
+///
+/// # Errors
+/// The first instance that cannot be run.
+pub fn instances(cfg: &Config) -> Result<Vec<InstanceSetup>, SetupError> {
+    cfg.vrrp_instances.iter().map(|i| instance(cfg, i)).collect()
+}
+
+/// Converts one `vrrp_instance`.
+///
+/// # Errors
+/// No interface, AH, or parameters out of range.
+pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, SetupError> {
+    let g = &cfg.global;
+    let name = i.name.clone();
+    let iface = i.interface.clone().ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
+    let v6 = i.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
+    let version = match (i.version, v6) {
+        // keepalived runs IPv6 instances as VRRPv3 only.
+        (_, true) => Version::V3,
+        (VrrpVersion::V2, false) => Version::V2,
+        (VrrpVersion::V3, false) => Version::V3,
+    };
+    let family = if v6 { Family::V6 } else { Family::V4 };
+    let placeholder: IpAddr = if v6 { IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) };
+    let mut p = InstanceParams::new(i.virtual_router_id, version, i.priority, i.src_ip.unwrap_or(placeholder));
+    p.family = family;
+    let centis = u16::try_from(i.advert_int.as_millis() / 10).unwrap_or(u16::MAX).max(1);
+    p.advert_int = match version {
+        // VRRPv2 intervals are whole seconds (keepalived rounds up).
+        Version::V2 => centis.div_ceil(100).max(1) * 100,
+        Version::V3 => centis.min(4095),
+    };
+    p.preempt = i.preempt;
+    p.preempt_delay = i.preempt_delay;
+    // keepalived: accept is the default unless vrrp_strict.
+    p.accept = i.accept.unwrap_or(!(g.vrrp_strict || i.strict_mode));
+    p.initial_state = match i.state {
+        VrrpState::Master => InitialState::Master,
+        _ => InitialState::Backup,
+    };
+    p.sync_group = i.sync_group.is_some();
+    p.garp_master_delay = i.garp_master_delay;
+    p.garp_master_repeat = i.garp_master_repeat;
+    let auth = match &i.authentication {
+        None => Auth::None,
+        Some(a) => match a.auth_type {
+            model::AuthType::Pass => Auth::from_config(WireAuthType::Pass, a.auth_pass.as_bytes())
+                .map_err(|_| SetupError::Ah { name: name.clone() })?,
+            model::AuthType::Ah => return Err(SetupError::Ah { name }),
+        },
+    };
+    let mut track: Vec<(TrackKey, Weight)> = i
+        .track_interfaces
+        .iter()
+        .map(|t| (TrackKey::Interface(t.name.clone()), Weight { weight: t.weight, reverse: t.reverse }))
+        .collect();
+    // keepalived tracks the instance's own interface unless dont_track_primary.
+    if !i.dont_track_primary && !track.iter().any(|(k, _)| *k == TrackKey::Interface(iface.clone())) {
+        track.push((TrackKey::Interface(iface.clone()), Weight { weight: 0, reverse: false }));
+    }
+    for r in &i.track_scripts {
+        let own = cfg.vrrp_scripts.iter().find(|s| s.name == r.name).map_or(0, |s| i64::from(s.weight));
+        track.push((TrackKey::Script(r.name.clone()), weight(own, r)));
+    }
+    for r in &i.track_files {
+        let own = cfg.track_files.iter().find(|f| f.name == r.name).map_or(1, |f| f.weight);
+        track.push((TrackKey::File(r.name.clone()), weight(own, r)));
+    }
+    for r in &i.track_processes {
+        let own = cfg.track_processes.iter().find(|f| f.name == r.name).map_or(0, |f| i64::from(f.weight));
+        track.push((TrackKey::Process(r.name.clone()), weight(own, r)));
+    }
+    let group = i.mcast_dst_ip.unwrap_or(if v6 { g.vrrp_mcast_group6 } else { g.vrrp_mcast_group4 });
+    let setup = InstanceSetup {
+        name: name.clone(),
+        params: p,
+        iface,
+        src_ip: i.src_ip,
+        vips: i.virtual_ipaddresses.iter().map(vip).collect(),
+        excluded: i.virtual_ipaddresses_excluded.iter().map(vip).collect(),
+        auth,
+        v3_checksum: V3Checksum::Standard,
+        group,
+        peers: i
+            .unicast_peers
+            .iter()
+            .map(|u| PeerSetup { addr: u.address, min_ttl: u.min_ttl.unwrap_or(0), max_ttl: u.max_ttl.unwrap_or(255) })
+            .collect(),
+        check_unicast_src: g.vrrp_check_unicast_src,
+        check_adv_addrs: !g.vrrp_skip_check_adv_addr,
+        notify: NotifySetup {
+            master: script(&i.notify.master),
+            backup: script(&i.notify.backup),
+            fault: script(&i.notify.fault),
+            stop: script(&i.notify.stop),
+            any: script(&i.notify.any),
+        },
+        smtp_alert: i.smtp_alert.unwrap_or(false),
+        vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
+        garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
+        track,
+        sync_group: i.sync_group.clone(),
+    };
+    setup.params.validate().map_err(|source| SetupError::Params { name, source })?;
+    Ok(setup)
+}
+
+/// The global settings of the engine: notify runner, SMTP, sync groups and tracker definitions.
+///
+/// # Errors
+/// `script_user` names an unknown user or group.
+pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::script::ScriptError> {
+    use crate::notify::script::{RunAs, Runner};
+    use crate::vrrp::track::{ProcessParams, ScriptParams};
+    let g = &cfg.global;
+    let default_user = match &g.script_user {
+        Some((u, grp)) => RunAs::resolve(u, grp.as_deref())?,
+        None => RunAs::current(),
+    };
+    let smtp = match (&g.smtp_server, g.notification_email.is_empty()) {
+        (Some((server, port)), false) => Some(crate::notify::smtp::SmtpConfig {
+            server: server.clone(),
+            port: *port,
+            timeout: g.smtp_connect_timeout,
+            from: g.notification_email_from.clone().unwrap_or_else(|| "keepalived@localhost".to_owned()),
+            to: g.notification_email.clone(),
+            router_id: g.router_id.clone().unwrap_or_else(crate::config::default_config_id),
+        }),
+        _ => None,
+    };
+    Ok(super::EngineGlobals {
+        runner: Runner { default_user, secure: g.enable_script_security, timeout: Duration::from_secs(60) },
+        fifo: None,
+        smtp,
+        garp_interval: g.vrrp_garp_interval,
+        groups: cfg
+            .sync_groups
+            .iter()
+            .map(|sg| {
+                let n = &sg.notify;
+                (
+                    sg.name.clone(),
+                    NotifySetup { master: script(&n.master), backup: script(&n.backup), fault: script(&n.fault), stop: script(&n.stop), any: script(&n.any) },
+                    sg.smtp_alert.unwrap_or(false),
+                )
+            })
+            .collect(),
+        scripts: cfg
+            .vrrp_scripts
+            .iter()
+            .filter_map(|v| {
+                Some(super::tracking::ScriptDef {
+                    name: v.name.clone(),
+                    command: v.script.clone()?,
+                    params: ScriptParams {
+                        interval: v.interval,
+                        timeout: v.timeout,
+                        rise: v.rise.max(1),
+                        fall: v.fall.max(1),
+                        weight: Weight { weight: v.weight, reverse: v.reverse },
+                        init_fail: v.init_fail,
+                        user: v.user.clone(),
+                    },
+                })
+            })
+            .collect(),
+        files: cfg
+            .track_files
+            .iter()
+            .filter_map(|f| Some(super::tracking::FileDef { name: f.name.clone(), path: f.file.clone()?.into() }))
+            .collect(),
+        processes: cfg
+            .track_processes
+            .iter()
+            .map(|p| super::tracking::ProcessDef {
+                name: p.name.clone(),
+                process: p.process.clone(),
+                full_command: p.full_command,
+                params: ProcessParams {
+                    quorum: p.quorum.max(1),
+                    quorum_max: p.quorum_max.unwrap_or(u32::MAX),
+                    fork_delay: p.fork_delay,
+                    terminate_delay: p.terminate_delay,
+                    weight: Weight { weight: p.weight, reverse: false },
+                },
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_str, LoadOptions};
+
+    fn setups(text: &str) -> Vec<InstanceSetup> {
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        instances(&loaded.config).expect("setup")
+    }
+
+    #[test]
+    fn defaults_follow_keepalived() {
+        let s = setups(
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+        );
+        let i = &s[0];
+        assert_eq!(i.params.vrid, 51);
+        assert_eq!(i.params.priority, 100);
+        assert_eq!(i.params.advert_int, 100);
+        assert_eq!(i.params.version, Version::V2);
+        assert_eq!(i.params.initial_state, InitialState::Backup);
+        assert!(i.params.preempt);
+        assert_eq!(i.vips[0].prefix, 32);
+        assert_eq!(i.group, IpAddr::V4(ka_common::vrrp::VRRP_MCAST_V4));
+        assert!(i.track.contains(&(TrackKey::Interface("eth0".into()), Weight { weight: 0, reverse: false })));
+    }
+
+    #[test]
+    fn ipv6_instances_run_vrrpv3_with_centisecond_intervals() {
+        let s = setups(
+            "vrrp_instance V6 {\n interface eth0\n virtual_router_id 7\n advert_int 0.05\n virtual_ipaddress {\n fd00:198:18::10\n }\n}\n",
+        );
+        assert_eq!(s[0].params.version, Version::V3);
+        assert_eq!(s[0].params.family, Family::V6);
+        assert_eq!(s[0].params.advert_int, 5);
+        assert_eq!(s[0].vips[0].prefix, 128);
+    }
+
+    #[test]
+    fn auth_pass_scripts_and_tracking_weights_carry_over() {
+        let s = setups(concat!(
+            "vrrp_script chk { \n script \"/bin/true\"\n weight -20\n}\n",
+            "vrrp_instance VI_1 {\n state MASTER\n interface eth0\n virtual_router_id 5\n priority 150\n",
+            " authentication {\n auth_type PASS\n auth_pass secret\n }\n",
+            " track_script {\n chk\n }\n notify_master \"/bin/echo up\"\n",
+            " unicast_peer {\n 198.18.0.2\n }\n virtual_ipaddress {\n 198.18.0.10/24 dev eth0 label eth0:1\n }\n}\n",
+        ));
+        let i = &s[0];
+        assert_eq!(i.params.initial_state, InitialState::Master);
+        assert_eq!(i.auth, Auth::pass(b"secret"));
+        assert!(i.track.contains(&(TrackKey::Script("chk".into()), Weight { weight: -20, reverse: false })));
+        assert_eq!(i.notify.master.as_ref().map(|s| s.command.as_str()), Some("/bin/echo up"));
+        assert_eq!(i.peers[0].addr, "198.18.0.2".parse::<IpAddr>().expect("ip"));
+        assert_eq!(i.vips[0].label.as_deref(), Some("eth0:1"));
+        assert_eq!(i.vips[0].prefix, 24);
+    }
+}
