@@ -119,11 +119,35 @@ impl KaDaemon {
     }
 }
 
+impl KaDaemon {
+    /// SIGKILL, like a crash: no resignation and no cleanup by ka (peers must notice by the
+    /// down timer). The control socket and pins stay behind for the next start to clean up.
+    pub fn crash(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL, then the harness removes what the crash left on the host (socket, pins).
+    pub fn kill(self) {
+        let instance = self.instance.clone();
+        self.crash();
+        remove_leftovers(&instance);
+    }
+}
+
+fn remove_leftovers(instance: &str) {
+    let _ = std::fs::remove_file(format!("/run/ka/{instance}.sock"));
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ka/{instance}"));
+}
+
 impl Drop for KaDaemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            remove_leftovers(&self.instance);
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod daemon;
+pub mod keepalived;
 pub mod netns;
 pub mod packet;
 

@@ -92,7 +92,7 @@ fn stale_pins_and_socket_of_a_crashed_run_are_cleaned_up() {
     ns.run(&["ip", "link", "set", "eth0", "up"]).expect("up");
     let name = unique_name("cr");
     let ka = KaDaemon::start(&ns, &ka_bin(), &name, &["--iface", "eth0", "--xdp-mode", "generic"]).expect("ka");
-    drop(ka); // SIGKILL: pins and socket stay behind.
+    ka.crash(); // SIGKILL: pins and socket stay behind.
     assert!(Path::new(&format!("/run/ka/{name}.sock")).exists(), "socket should survive a SIGKILL");
     let ka = KaDaemon::start(&ns, &ka_bin(), &name, &["--iface", "eth0", "--xdp-mode", "generic"]).expect("restart over leftovers");
     assert_eq!(ka.status_json().expect("status")["xdp"][0]["mode"], "generic");

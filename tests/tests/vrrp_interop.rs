@@ -1,0 +1,200 @@
+//! Interoperability of ka's VRRP with Debian's keepalived 2.2 on one bridged LAN in
+//! namespaces. Both run the very same keepalived.conf syntax. Who holds the VIP is read from the
+//! kernel's addresses in each namespace, not only from ka's status.
+
+use std::time::Duration;
+
+use ka_tests::{
+    daemon::KaDaemon,
+    ka_bin,
+    keepalived::Keepalived,
+    netns::{Bridge, Netns},
+    require_root, unique_name, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A LAN of `n` hosts on one bridge: host k has 198.18.6.k/24 and fd00:198:18:6::k/64 on eth0.
+struct Lan {
+    _bridge: Bridge,
+    hosts: Vec<Netns>,
+}
+
+impl Lan {
+    fn new(n: usize) -> Lan {
+        require_root();
+        let mut bridge = Bridge::new().expect("bridge");
+        let hosts = (1..=n)
+            .map(|k| {
+                let ns = Netns::new(&format!("h{k}")).expect("netns");
+                bridge
+                    .attach(&ns, "eth0", &[&format!("198.18.6.{k}/24"), &format!("fd00:198:18:6::{k}/64")])
+                    .expect("attach");
+                ns
+            })
+            .collect();
+        Lan { _bridge: bridge, hosts }
+    }
+
+    fn host(&self, k: usize) -> &Netns {
+        &self.hosts[k - 1]
+    }
+}
+
+/// Whether `ns` holds `vip` on eth0, according to the kernel.
+fn holds(ns: &Netns, vip: &str) -> bool {
+    ns.run(&["ip", "-o", "addr", "show", "dev", "eth0"]).is_ok_and(|o| o.contains(&format!(" {vip}/")))
+}
+
+fn wait_holder(lan: &Lan, holder: usize, vip: &str, why: &str) {
+    wait_for(&format!("{why}: host {holder} to hold {vip}"), WAIT, || holds(lan.host(holder), vip).then_some(()));
+}
+
+fn wait_released(lan: &Lan, host: usize, vip: &str, why: &str) {
+    wait_for(&format!("{why}: host {host} to release {vip}"), WAIT, || (!holds(lan.host(host), vip)).then_some(()));
+}
+
+fn ka_state(ka: &KaDaemon) -> String {
+    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn wait_ka_state(ka: &KaDaemon, state: &str) {
+    wait_for(&format!("ka to be {state}"), WAIT, || (ka_state(ka) == state).then_some(()));
+}
+
+fn wait_log(kd: &Keepalived, needle: &str) {
+    wait_for(&format!("keepalived to log {needle:?}"), WAIT, || kd.log_text().contains(needle).then_some(()));
+}
+
+struct Conf<'a> {
+    vrid: u8,
+    priority: u8,
+    version: u8,
+    advert_int: &'a str,
+    vip: &'a str,
+    extra: String,
+}
+
+impl Conf<'_> {
+    fn text(&self) -> String {
+        format!(
+            "global_defs {{\n  router_id t\n  vrrp_version {}\n}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {}\n  priority {}\n  advert_int {}\n{}\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
+            self.version, self.vrid, self.priority, self.advert_int, self.extra, self.vip
+        )
+    }
+}
+
+fn start_ka(lan: &Lan, host: usize, conf: &Conf<'_>) -> KaDaemon {
+    let dir = std::env::temp_dir().join(unique_name("kac"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("ka.conf");
+    std::fs::write(&path, conf.text()).expect("write conf");
+    let path = path.to_str().expect("utf-8").to_owned();
+    KaDaemon::start(lan.host(host), &ka_bin(), &unique_name("vi"), &["-f", &path, "--no-xdp"]).expect("ka run")
+}
+
+fn start_kd(lan: &Lan, host: usize, conf: &Conf<'_>) -> Keepalived {
+    Keepalived::start(lan.host(host), &format!("{host}"), &conf.text()).expect("keepalived")
+}
+
+const PASS: &str = "  authentication {\n    auth_type PASS\n    auth_pass s3cret\n  }";
+
+/// VRRPv2 with PASS auth: ka (150) is master over keepalived (100); ka resigns on SIGTERM and
+/// keepalived takes over; ka comes back and preempts.
+#[test]
+fn v2_pass_ka_master_keepalived_backup_resign_and_preempt() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.100";
+    let ka_conf = Conf { vrid: 61, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.100/24", extra: PASS.into() };
+    let kd_conf = Conf { priority: 100, ..Conf { extra: PASS.into(), ..ka_conf } };
+    let kd = start_kd(&lan, 2, &kd_conf);
+    let ka = start_ka(&lan, 1, &Conf { extra: PASS.into(), ..ka_conf });
+    wait_holder(&lan, 1, vip, "ka has the higher priority");
+    wait_log(&kd, "Entering BACKUP STATE");
+    assert!(!holds(lan.host(2), vip), "keepalived must not hold the VIP while ka is master");
+    assert_eq!(ka_state(&ka), "MASTER");
+    ka.stop().expect("ka stops cleanly");
+    wait_holder(&lan, 2, vip, "ka resigned");
+    assert!(!holds(lan.host(1), vip), "ka removes the VIP when it stops");
+    let ka = start_ka(&lan, 1, &Conf { vrid: 61, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.100/24", extra: PASS.into() });
+    wait_holder(&lan, 1, vip, "ka preempts");
+    wait_released(&lan, 2, vip, "keepalived yields to ka");
+    drop(ka);
+    drop(kd);
+}
+
+/// VRRPv3 over IPv4: keepalived (150) is master, ka (100) backup; keepalived is SIGKILLed and
+/// ka takes over when its master-down timer fires.
+#[test]
+fn v3_ipv4_keepalived_master_ka_takes_over_on_sigkill() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.101";
+    let kd_conf = Conf { vrid: 62, priority: 150, version: 3, advert_int: "0.2", vip: "198.18.6.101/24", extra: String::new() };
+    let kd = start_kd(&lan, 2, &kd_conf);
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let ka = start_ka(&lan, 1, &Conf { priority: 100, ..kd_conf });
+    wait_ka_state(&ka, "BACKUP");
+    assert!(!holds(lan.host(1), vip), "ka must not hold the VIP as backup");
+    wait_for("ka to see keepalived's adverts as master's", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["master"] == "198.18.6.2" && st["vrrp"][0]["adverts_rx"].as_u64()? > 0).then_some(())
+    });
+    kd.kill();
+    wait_holder(&lan, 1, vip, "keepalived died");
+    wait_ka_state(&ka, "MASTER");
+}
+
+/// VRRPv3 over IPv6: ka (150) master, keepalived (100) backup; cutting ka's link makes
+/// keepalived take over.
+#[test]
+fn v3_ipv6_ka_master_link_cut_keepalived_takes_over() {
+    let lan = Lan::new(2);
+    let vip = "fd00:198:18:6::100";
+    let conf = Conf { vrid: 63, priority: 150, version: 3, advert_int: "0.2", vip: "fd00:198:18:6::100/64", extra: String::new() };
+    let kd = start_kd(&lan, 2, &Conf { priority: 100, ..Conf { extra: String::new(), ..conf } });
+    let ka = start_ka(&lan, 1, &conf);
+    wait_holder(&lan, 1, vip, "ka has the higher priority");
+    wait_log(&kd, "Entering BACKUP STATE");
+    assert!(!holds(lan.host(2), vip));
+    lan.host(1).run(&["ip", "link", "set", "eth0", "down"]).expect("cut link");
+    wait_holder(&lan, 2, vip, "ka's link is down");
+    wait_ka_state(&ka, "FAULT");
+}
+
+/// Unicast peers (VRRPv2): ka and keepalived name each other with unicast_peer; ka is master,
+/// resigns, keepalived takes over.
+#[test]
+fn v2_unicast_peers() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.102";
+    let peers = |src: u8, peer: u8| format!("  unicast_src_ip 198.18.6.{src}\n  unicast_peer {{\n    198.18.6.{peer}\n  }}");
+    let kd = start_kd(&lan, 2, &Conf { vrid: 64, priority: 100, version: 2, advert_int: "1", vip: "198.18.6.102/24", extra: peers(2, 1) });
+    let ka = start_ka(&lan, 1, &Conf { vrid: 64, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.102/24", extra: peers(1, 2) });
+    wait_holder(&lan, 1, vip, "ka has the higher priority");
+    wait_log(&kd, "Entering BACKUP STATE");
+    assert!(!holds(lan.host(2), vip));
+    ka.stop().expect("stop");
+    wait_holder(&lan, 2, vip, "ka resigned over unicast");
+}
+
+/// Three nodes: two ka (150, 120) and keepalived (100). The highest wins; when it is killed the
+/// second ka, not keepalived, takes over; when that one stops, keepalived does.
+#[test]
+fn three_node_election_two_ka_one_keepalived() {
+    let lan = Lan::new(3);
+    let vip = "198.18.6.103";
+    let base = Conf { vrid: 65, priority: 100, version: 3, advert_int: "0.2", vip: "198.18.6.103/24", extra: String::new() };
+    let kd = start_kd(&lan, 3, &base);
+    let ka2 = start_ka(&lan, 2, &Conf { priority: 120, extra: String::new(), ..base });
+    let ka1 = start_ka(&lan, 1, &Conf { priority: 150, extra: String::new(), vrid: 65, version: 3, advert_int: "0.2", vip: "198.18.6.103/24" });
+    wait_holder(&lan, 1, vip, "highest priority");
+    wait_ka_state(&ka2, "BACKUP");
+    wait_log(&kd, "Entering BACKUP STATE");
+    assert!(!holds(lan.host(2), vip) && !holds(lan.host(3), vip));
+    ka1.kill();
+    wait_holder(&lan, 2, vip, "the second ka has the next priority");
+    assert!(!holds(lan.host(3), vip), "keepalived must stay backup under ka2");
+    ka2.stop().expect("stop ka2");
+    wait_holder(&lan, 3, vip, "only keepalived is left");
+    drop(kd);
+}
