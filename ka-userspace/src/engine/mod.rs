@@ -210,6 +210,7 @@ struct Rt {
     src: IpAddr,
     link_local: Option<std::net::Ipv6Addr>,
     vips: Vec<AddrSpec>,
+    routes: Vec<crate::net::netlink::RouteSpec>,
     adv_addrs: Vec<IpAddr>,
     adv_bytes: Vec<u8>,
     armed: [Option<Time>; 5],
@@ -313,6 +314,15 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
             links2.insert(name.clone(), vip_ifindex);
         }
         let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
+        let routes = s
+            .routes
+            .iter()
+            .map(|r| {
+                let mut spec = r.spec.clone();
+                spec.ifindex = r.dev.as_ref().and_then(|d| links2.get(d).copied()).or(Some(vip_ifindex));
+                spec
+            })
+            .collect();
         let adv_addrs: Vec<IpAddr> = s.vips.iter().map(|v| v.addr).filter(|a| a.is_ipv6() == v6).collect();
         let adv_bytes: Vec<u8> = adv_addrs
             .iter()
@@ -358,6 +368,7 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
             src,
             link_local,
             vips,
+            routes,
             adv_addrs,
             adv_bytes,
             armed: [None; 5],
@@ -620,6 +631,16 @@ impl Engine {
                         warn!(instance = %self.inst[i].setup.name, error = %e, "adding VIP");
                     }
                 }
+                for r in self.inst[i].routes.clone() {
+                    if let Err(e) = self.netlink.route(true, r).await {
+                        warn!(instance = %self.inst[i].setup.name, error = %e, "adding virtual route");
+                    }
+                }
+                for r in self.inst[i].setup.rules.clone() {
+                    if let Err(e) = self.netlink.rule(true, r).await {
+                        warn!(instance = %self.inst[i].setup.name, error = %e, "adding virtual rule");
+                    }
+                }
                 let refresh = self.inst[i].setup.garp_refresh.0;
                 if !refresh.is_zero() {
                     let at = self.now() + refresh;
@@ -628,6 +649,16 @@ impl Engine {
             }
             Action::DelVips => {
                 self.arm(i, SLOT_REFRESH, None);
+                for r in self.inst[i].setup.rules.clone() {
+                    if let Err(e) = self.netlink.rule(false, r).await {
+                        warn!(instance = %self.inst[i].setup.name, error = %e, "removing virtual rule");
+                    }
+                }
+                for r in self.inst[i].routes.clone() {
+                    if let Err(e) = self.netlink.route(false, r).await {
+                        warn!(instance = %self.inst[i].setup.name, error = %e, "removing virtual route");
+                    }
+                }
                 for v in self.inst[i].vips.clone() {
                     if let Err(e) = self.netlink.del_addr(v).await {
                         warn!(instance = %self.inst[i].setup.name, error = %e, "removing VIP");

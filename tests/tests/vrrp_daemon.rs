@@ -1,0 +1,207 @@
+//! `ka run` as a VRRP daemon on a LAN in namespaces: what a master puts on the system (VIPs
+//! with label/brd, excluded VIPs, virtual routes and rules, a VMAC interface, gratuitous ARPs)
+//! and removes at shutdown; notify scripts with keepalived's arguments; malformed adverts
+//! counted per reason without changing state; leftovers of a crashed run cleaned at start.
+
+use std::time::{Duration, Instant};
+
+use ka_tests::{
+    capture::Capture,
+    daemon::KaDaemon,
+    ka_bin,
+    netns::{Bridge, Netns},
+    require_root, unique_name, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn lan(n: usize) -> (Bridge, Vec<Netns>) {
+    require_root();
+    let mut bridge = Bridge::new().expect("bridge");
+    let hosts = (1..=n)
+        .map(|k| {
+            let ns = Netns::new(&format!("d{k}")).expect("netns");
+            bridge.attach(&ns, "eth0", &[&format!("198.18.8.{k}/24")]).expect("attach");
+            ns
+        })
+        .collect();
+    (bridge, hosts)
+}
+
+fn write_conf(text: &str) -> String {
+    let dir = std::env::temp_dir().join(unique_name("kvd"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = dir.join("ka.conf");
+    std::fs::write(&p, text).expect("write");
+    p.to_str().expect("utf-8").to_owned()
+}
+
+fn addrs(ns: &Netns) -> String {
+    ns.run(&["ip", "-o", "addr", "show"]).expect("ip addr")
+}
+
+fn state(ka: &KaDaemon) -> String {
+    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// A lone master installs everything its config names and removes it all on SIGTERM; the
+/// notify scripts run with keepalived's arguments; a gratuitous ARP for the VIP from the VMAC
+/// reaches the LAN.
+#[test]
+fn master_installs_and_removes_vips_routes_rules_vmac_and_notifies() {
+    let (bridge, hosts) = lan(1);
+    let h = &hosts[0];
+    let dir = std::env::temp_dir().join(unique_name("kvn"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("notify.log");
+    let conf = write_conf(&format!(
+        r#"
+vrrp_instance VI_D {{
+  state MASTER
+  interface eth0
+  virtual_router_id 71
+  priority 150
+  advert_int 1
+  use_vmac vrrp.71
+  notify_master "/bin/sh -c 'echo master >> {log}'"
+  notify "/bin/sh -c 'echo \"$@\" >> {log}' notify"
+  notify_stop "/bin/sh -c 'echo stop >> {log}'"
+  virtual_ipaddress {{
+    198.18.8.100/24 brd 198.18.8.255 label vrrp.71:a
+  }}
+  virtual_ipaddress_excluded {{
+    198.18.8.101/32
+  }}
+  virtual_routes {{
+    198.18.9.0/24 via 198.18.8.254 dev eth0 table 100
+  }}
+  virtual_rules {{
+    from 198.18.8.100 table 100 priority 100
+  }}
+}}
+"#,
+        log = log.display()
+    ));
+    let vmac = [0u8, 0, 0x5e, 0, 1, 71];
+    let arp = bridge
+        .hub()
+        .enter(move || {
+            let cap = Capture::open("br0", 0x0806).expect("capture");
+            cap.next_matching(Instant::now() + WAIT, |f| f.get(6..12) == Some(&vmac[..]) && f.get(28..32) == Some(&[198, 18, 8, 100][..]))
+        })
+        .expect("enter hub");
+    let ka = KaDaemon::start(h, &ka_bin(), &unique_name("vd"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
+    wait_for("the VIP on the VMAC", WAIT, || addrs(h).contains("198.18.8.100/24").then_some(()));
+    let a = addrs(h);
+    let vip_line = a.lines().find(|l| l.contains("198.18.8.100/24")).expect("vip line");
+    assert!(vip_line.contains("vrrp.71") && vip_line.contains("brd 198.18.8.255") && vip_line.contains("vrrp.71:a"), "{vip_line}");
+    assert!(a.contains("198.18.8.101/32"), "excluded VIP missing: {a}");
+    let link = h.run(&["ip", "link", "show", "vrrp.71"]).expect("vmac link");
+    assert!(link.contains("00:00:5e:00:01:47"), "VMAC address: {link}");
+    let routes = h.run(&["ip", "route", "show", "table", "100"]).expect("routes");
+    assert!(routes.contains("198.18.9.0/24 via 198.18.8.254"), "{routes}");
+    let rules = h.run(&["ip", "rule", "show"]).expect("rules");
+    assert!(rules.contains("100:\tfrom 198.18.8.100 lookup 100"), "{rules}");
+    let garp = arp.join().expect("capture thread");
+    assert!(garp.is_some(), "no gratuitous ARP for the VIP from the VMAC on the LAN");
+    wait_for("notify scripts", WAIT, || {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        (l.contains("master\n") && l.contains("INSTANCE VI_D MASTER 150")).then_some(())
+    });
+    ka.stop().expect("stop");
+    let a = addrs(h);
+    assert!(!a.contains("198.18.8.100") && !a.contains("198.18.8.101"), "VIPs left after stop: {a}");
+    assert!(h.run(&["ip", "link", "show", "vrrp.71"]).is_err(), "VMAC left after stop");
+    assert!(!h.run(&["ip", "route", "show", "table", "100"]).expect("routes").contains("198.18.9.0"), "route left");
+    assert!(!h.run(&["ip", "rule", "show"]).expect("rules").contains("lookup 100"), "rule left");
+    let l = std::fs::read_to_string(&log).expect("notify log");
+    assert!(l.contains("stop\n") && l.contains("INSTANCE VI_D STOP"), "{l}");
+}
+
+/// Builds a VRRPv2 advert for VRID 72 (PASS "pw") with a valid checksum; `f` may spoil it.
+fn advert(prio: u8, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut m = vec![0x21, 72, prio, 1, 1, 1, 0, 0, 198, 18, 8, 110, b'p', b'w', 0, 0, 0, 0, 0, 0];
+    let c = ka_tests::packet::checksum(&[&m]);
+    m[6..8].copy_from_slice(&c.to_be_bytes());
+    f(&mut m);
+    m
+}
+
+fn fix_csum(m: &mut [u8]) {
+    m[6] = 0;
+    m[7] = 0;
+    let c = ka_tests::packet::checksum(&[m]);
+    m[6..8].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Malformed, truncated, wrong-TTL, wrong-version, wrong-auth, wrong-checksum and
+/// wrong-interval adverts (and a flood of them) are counted per reason and dropped; the master
+/// stays master and keeps answering status.
+#[test]
+fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
+    let (_bridge, hosts) = lan(2);
+    let conf = write_conf(
+        "vrrp_instance VI_B {\n state MASTER\n interface eth0\n virtual_router_id 72\n priority 150\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass pw\n }\n virtual_ipaddress {\n 198.18.8.110/24\n }\n}\n",
+    );
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vb"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
+    // Higher priority (200) so that, were any of them accepted, ka would step down.
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        ("bad_checksum", advert(200, |m| m[7] ^= 0xff), 255),
+        ("bad_ttl", advert(200, |_| {}), 64),
+        ("bad_version", advert(200, |m| { m[0] = 0x41; fix_csum(m) }), 255),
+        ("auth_failure", advert(200, |m| { m[12] = b'x'; fix_csum(m) }), 255),
+        ("adver_int_mismatch", advert(200, |m| { m[5] = 3; fix_csum(m) }), 255),
+        ("too_short", advert(200, |m| m.truncate(5)), 255),
+        ("bad_length", advert(200, |m| { m[3] = 2; fix_csum(m) }), 255),
+    ];
+    let sender = hosts[1]
+        .enter(move || {
+            let fd = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(112))).expect("raw socket");
+            fd.bind_device(Some(b"eth0")).expect("bind device");
+            let dst: std::net::SocketAddr = "224.0.0.18:0".parse().expect("addr");
+            for (_, msg, ttl) in &cases {
+                fd.set_multicast_ttl_v4(*ttl).expect("ttl");
+                // A flood: 2,000 of each.
+                for _ in 0..2000 {
+                    let _ = fd.send_to(msg, &dst.into());
+                }
+            }
+            cases.iter().map(|(r, _, _)| (*r).to_owned()).collect::<Vec<_>>()
+        })
+        .expect("enter")
+        .join()
+        .expect("sender");
+    let st = wait_for("every reason counted", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let d = &st["vrrp"][0]["adverts_dropped"];
+        sender.iter().all(|r| d[r].as_u64().unwrap_or(0) > 0).then_some(st)
+    });
+    assert_eq!(st["vrrp"][0]["state"], "MASTER", "invalid adverts changed state: {st}");
+    assert_eq!(st["vrrp"][0]["adverts_rx"], 0, "an invalid advert was accepted: {st}");
+    assert!(addrs(&hosts[0]).contains("198.18.8.110/24"));
+    // The daemon logs invalid adverts at most once per advert interval, not per packet.
+    let warnings = ka.log_text().matches("dropped an invalid advert").count();
+    assert!(warnings < 50, "{warnings} log lines for 14,000 invalid adverts");
+    ka.stop().expect("stop");
+}
+
+/// A VIP left on the interface by a crashed run is removed at start by a node that comes up
+/// as backup under a higher-priority master.
+#[test]
+fn leftover_vips_are_removed_at_start() {
+    let (_bridge, hosts) = lan(2);
+    let conf = |prio: u8| {
+        write_conf(&format!(
+            "vrrp_instance VI_L {{\n interface eth0\n virtual_router_id 73\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n 198.18.8.120/24\n }}\n}}\n"
+        ))
+    };
+    let master = KaDaemon::start(&hosts[1], &ka_bin(), &unique_name("vl"), &["-f", &conf(200), "--no-xdp"]).expect("master");
+    wait_for("master", WAIT, || (state(&master) == "MASTER").then_some(()));
+    hosts[0].run(&["ip", "addr", "add", "198.18.8.120/24", "dev", "eth0"]).expect("leftover vip");
+    let backup = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vl"), &["-f", &conf(100), "--no-xdp"]).expect("backup");
+    wait_for("backup", WAIT, || (state(&backup) == "BACKUP").then_some(()));
+    assert!(!addrs(&hosts[0]).contains("198.18.8.120/"), "leftover VIP still on the backup");
+    assert!(addrs(&hosts[1]).contains("198.18.8.120/24"));
+}
