@@ -232,7 +232,15 @@ struct Engine {
     globals: EngineGlobals,
     netlink: NetlinkClient,
     unknown_vrid: u64,
+    /// Adverts built during this turn of the loop, per socket: sent together by
+    /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
+    outbox: Vec<Vec<(Vec<u8>, IpAddr)>>,
+    outbox_owner: Vec<Vec<usize>>,
 }
+
+/// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
+/// the same millisecond share one wake-up and one sendmmsg.
+const TICK: Duration = Duration::from_millis(1);
 
 fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -> AddrSpec {
     AddrSpec {
@@ -407,7 +415,11 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
         globals,
         netlink,
         unknown_vrid: 0,
+        outbox: Vec::new(),
+        outbox_owner: Vec::new(),
     };
+    engine.outbox = vec![Vec::new(); engine.socks.len()];
+    engine.outbox_owner = vec![Vec::new(); engine.socks.len()];
     let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx).await });
     Ok(EngineHandle { tx, task })
 }
@@ -460,8 +472,17 @@ impl Engine {
             self.dispatch(i, Event::Startup).await;
         }
         loop {
+            self.flush().await;
             let next = self.timers.first().map(|(t, _, _)| *t);
-            let sleep_until = next.map_or_else(|| Instant::now() + Duration::from_secs(3600), |t| self.epoch + t.since_epoch());
+            // Round up to the next tick so deadlines a few hundred µs apart fire together.
+            let sleep_until = next.map_or_else(
+                || Instant::now() + Duration::from_secs(3600),
+                |t| {
+                    let d = t.since_epoch();
+                    let ticks = d.as_nanos().div_ceil(TICK.as_nanos());
+                    self.epoch + Duration::from_nanos(u64::try_from(ticks * TICK.as_nanos()).unwrap_or(u64::MAX))
+                },
+            );
             tokio::select! {
                 biased;
                 c = cmd.recv() => match c {
@@ -483,8 +504,28 @@ impl Engine {
         }
     }
 
+    /// Sends every advert queued this turn, one sendmmsg per socket.
+    async fn flush(&mut self) {
+        for sock in 0..self.outbox.len() {
+            if self.outbox[sock].is_empty() {
+                continue;
+            }
+            let msgs = std::mem::take(&mut self.outbox[sock]);
+            let owners = std::mem::take(&mut self.outbox_owner[sock]);
+            match self.socks[sock].send_batch(&msgs).await {
+                Ok(n) => {
+                    for i in owners.iter().take(n) {
+                        self.inst[*i].counters.tx += 1;
+                    }
+                }
+                Err(e) => warn!(error = %e, adverts = msgs.len(), "sending adverts"),
+            }
+        }
+    }
+
     async fn fire_timers(&mut self) {
-        let now = self.now();
+        // Everything due by the end of this tick fires now.
+        let now = self.now() + TICK;
         while let Some(&(at, i, s)) = self.timers.first() {
             if at > now {
                 break;
@@ -623,7 +664,7 @@ impl Engine {
 
     async fn act(&mut self, i: usize, a: Action) {
         match a {
-            Action::SendAdvert { priority } => self.send_advert(i, priority).await,
+            Action::SendAdvert { priority } => self.send_advert(i, priority),
             Action::SendGarp { repeat } => self.garp(i, repeat),
             Action::AddVips => {
                 for v in self.inst[i].vips.clone() {
@@ -648,6 +689,8 @@ impl Engine {
                 }
             }
             Action::DelVips => {
+                // A resignation (priority 0) leaves before the addresses go (RFC 5798 §6.4.3).
+                self.flush().await;
                 self.arm(i, SLOT_REFRESH, None);
                 for r in self.inst[i].setup.rules.clone() {
                     if let Err(e) = self.netlink.rule(false, r).await {
@@ -680,14 +723,14 @@ impl Engine {
         }
     }
 
-    async fn send_advert(&mut self, i: usize, priority: u8) {
+    fn send_advert(&mut self, i: usize, priority: u8) {
         let r = &self.inst[i];
         let s = &r.setup;
         let family = s.params.family;
         let Some(addrs) = AddrList::new(&r.adv_bytes, family) else { return };
         let dsts: Vec<IpAddr> = if s.peers.is_empty() { vec![s.group] } else { s.peers.iter().map(|p| p.addr).collect() };
         let mut buf = [0u8; VRRP_MAX_LEN];
-        let mut sent = 0;
+        let sock = r.sock;
         for dst in dsts {
             let len = match s.params.version {
                 Version::V2 => AdvertV2 {
@@ -713,12 +756,9 @@ impl Engine {
                 warn!(instance = %s.name, "advert does not fit");
                 return;
             };
-            match self.socks[r.sock].send_to(&buf[..len], dst).await {
-                Ok(()) => sent += 1,
-                Err(e) => warn!(instance = %s.name, %dst, error = %e, "sending advert"),
-            }
+            self.outbox[sock].push((buf[..len].to_vec(), dst));
+            self.outbox_owner[sock].push(i);
         }
-        self.inst[i].counters.tx += sent;
     }
 
     fn garp(&self, i: usize, repeat: u32) {
@@ -804,6 +844,7 @@ impl Engine {
         for i in 0..self.inst.len() {
             self.dispatch(i, Event::Shutdown).await;
         }
+        self.flush().await;
         for r in &self.inst {
             if let Some(name) = &r.setup.vmac {
                 if r.vip_ifindex != r.ifindex {

@@ -171,6 +171,114 @@ impl VrrpSocket {
         }
     }
 
+    /// Sends several messages with one `sendmmsg(2)` call per batch (adverts of many instances
+    /// due at the same tick). Returns how many were sent.
+    ///
+    /// # Errors
+    /// The first send error.
+    pub async fn send_batch(&self, msgs: &[(Vec<u8>, IpAddr)]) -> io::Result<usize> {
+        const MAX: usize = 64;
+        let mut sent = 0;
+        while sent < msgs.len() {
+            let chunk = &msgs[sent..(sent + MAX).min(msgs.len())];
+            let n = loop {
+                let mut guard = self.fd.writable().await?;
+                match guard.try_io(|fd| self.sendmmsg_now(fd.as_raw_fd(), chunk)) {
+                    Ok(res) => break res?,
+                    Err(_would_block) => continue,
+                }
+            };
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "sendmmsg sent nothing"));
+            }
+            sent += n;
+        }
+        Ok(sent)
+    }
+
+    fn sendmmsg_now(&self, fd: RawFd, chunk: &[(Vec<u8>, IpAddr)]) -> io::Result<usize> {
+        // One control message (the source address) shared by every message of the batch.
+        let mut control = [0u64; 8];
+        let (level, kind, payload): (i32, i32, Vec<u8>) = match self.src {
+            Some(IpAddr::V4(a)) => {
+                let pi = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(a).to_be() },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                // SAFETY: in_pktinfo is plain old data.
+                (libc::IPPROTO_IP, libc::IP_PKTINFO, unsafe { std::slice::from_raw_parts((&raw const pi).cast::<u8>(), std::mem::size_of_val(&pi)) }.to_vec())
+            }
+            Some(IpAddr::V6(a)) => {
+                let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: a.octets() }, ipi6_ifindex: self.ifindex };
+                // SAFETY: in6_pktinfo is plain old data.
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, unsafe { std::slice::from_raw_parts((&raw const pi).cast::<u8>(), std::mem::size_of_val(&pi)) }.to_vec())
+            }
+            None => (0, 0, Vec::new()),
+        };
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(payload.len() as u32) as usize, libc::CMSG_LEN(payload.len() as u32) as usize) };
+        if !payload.is_empty() {
+            // SAFETY: control is 64 bytes, aligned for cmsghdr, and space <= 64 for both
+            // pktinfo kinds; the header and data are written inside it.
+            unsafe {
+                let h = control.as_mut_ptr().cast::<libc::cmsghdr>();
+                (*h).cmsg_level = level;
+                (*h).cmsg_type = kind;
+                (*h).cmsg_len = len as _;
+                std::ptr::copy_nonoverlapping(payload.as_ptr(), libc::CMSG_DATA(h), payload.len());
+            }
+        }
+        let mut addrs: Vec<libc::sockaddr_in6> = Vec::with_capacity(chunk.len());
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(chunk.len());
+        for (msg, dst) in chunk {
+            // SAFETY: zeroed sockaddr_in6 is valid; it is large enough for a sockaddr_in too.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            match dst {
+                IpAddr::V4(a) => {
+                    let sin = (&raw mut sa).cast::<libc::sockaddr_in>();
+                    // SAFETY: sockaddr_in fits inside sockaddr_in6.
+                    unsafe {
+                        (*sin).sin_family = libc::AF_INET as u16;
+                        (*sin).sin_addr = libc::in_addr { s_addr: u32::from(*a).to_be() };
+                    }
+                }
+                IpAddr::V6(a) => {
+                    sa.sin6_family = libc::AF_INET6 as u16;
+                    sa.sin6_addr = libc::in6_addr { s6_addr: a.octets() };
+                    if a.is_multicast() || a.is_unicast_link_local() {
+                        sa.sin6_scope_id = self.ifindex;
+                    }
+                }
+            }
+            addrs.push(sa);
+            iovs.push(libc::iovec { iov_base: msg.as_ptr() as *mut libc::c_void, iov_len: msg.len() });
+        }
+        let salen = if self.v6 { std::mem::size_of::<libc::sockaddr_in6>() } else { std::mem::size_of::<libc::sockaddr_in>() };
+        let mut hdrs: Vec<libc::mmsghdr> = (0..chunk.len())
+            .map(|i| {
+                // SAFETY: zeroed msghdr is valid; pointers set below outlive the call.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = (&raw mut addrs[i]).cast();
+                h.msg_hdr.msg_namelen = salen as u32;
+                h.msg_hdr.msg_iov = &raw mut iovs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                if !payload.is_empty() {
+                    h.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = space as _;
+                }
+                h
+            })
+            .collect();
+        // SAFETY: hdrs, addrs, iovs and control live across the call.
+        let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, 0) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Waits for one packet and returns where its VRRP message lies in `buf`.
     ///
     /// # Errors
