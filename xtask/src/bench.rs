@@ -9,6 +9,12 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
+    /// Run only these benchmarks (repeatable): `xdp`, `config`.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Options of the keepalived.conf benchmark.
+    #[command(flatten)]
+    pub config: crate::bench_config::Options,
 }
 
 /// Runs the benchmarks.
@@ -20,6 +26,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    eprintln!("bench: XDP parser through BPF_PROG_TEST_RUN");
-    exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]))
+    let want = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
+    if want("xdp") {
+        eprintln!("bench: XDP datapath through BPF_PROG_TEST_RUN");
+        exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]))?;
+    }
+    if want("config") {
+        eprintln!("bench: keepalived.conf checking (65,024 instances)");
+        crate::run::build_ka(true)?;
+        crate::bench_config::run(opts.config)?;
+    }
+    Ok(())
 }

@@ -27,7 +27,9 @@ pub struct Options {
 /// cargo-fuzz or the toolchain is missing, or the fuzzer finds a crash.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     if !exec::succeeds("cargo", &["fuzz", "--version"]) {
-        bail!("cargo-fuzz is not installed: run `cargo install cargo-fuzz`");
+        eprintln!("fuzz: cargo-fuzz not found, installing it (cargo install cargo-fuzz)");
+        exec::exec(exec::cargo().args(["install", "cargo-fuzz"]))
+            .map_err(|e| anyhow::anyhow!("missing piece: cargo-fuzz ({e:#})"))?;
     }
     let root = crate::workspace_root();
     let target = root

@@ -2,7 +2,9 @@
 //! itself (ka-userspace/build.rs does).
 
 mod bench;
+mod bench_config;
 mod exec;
+mod fuzz;
 mod lab;
 mod run;
 mod setup;
@@ -30,6 +32,8 @@ enum Task {
     Run(run::Options),
     /// Run the benchmarks.
     Bench(bench::Options),
+    /// Fuzz a target with cargo-fuzz (config_parse, vrrp_decode).
+    Fuzz(fuzz::Options),
     /// Lint every host crate with clippy, without building the eBPF object.
     Lint,
 }
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test(o) => test::run(o),
         Task::Run(o) => run::run(o),
         Task::Bench(o) => bench::run(o),
+        Task::Fuzz(o) => fuzz::run(o),
         Task::Lint => exec::exec(
             exec::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]).env("KA_SKIP_EBPF", "1"),
         ),
