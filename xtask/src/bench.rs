@@ -12,9 +12,9 @@ pub struct Options {
     /// Run only these benchmarks (repeatable): `xdp`, `config`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Options of the keepalived.conf benchmark.
-    #[command(flatten)]
-    pub config: crate::bench_config::Options,
+    /// keepalived.conf benchmark: keep the generated configurations in this directory.
+    #[arg(long)]
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the benchmarks.
@@ -33,8 +33,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     if want("config") {
         eprintln!("bench: keepalived.conf checking (65,024 instances)");
-        crate::run::build_ka(true)?;
-        crate::bench_config::run(opts.config)?;
+        let ka = crate::run::build_ka(true)?;
+        crate::bench_config::run(crate::bench_config::Options { ka: Some(ka), dir: opts.config_dir.clone() })?;
     }
     Ok(())
 }

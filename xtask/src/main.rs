@@ -79,6 +79,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("30s"), Ok(std::time::Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(std::time::Duration::from_secs(120)));
