@@ -161,6 +161,18 @@ pub struct GlobalDefs {
     pub smtp_server: Option<(String, u16)>,
     /// `smtp_connect_timeout` (default 30 s).
     pub smtp_connect_timeout: Duration,
+    /// `vrrp_down_timer_adverts` (default for `down_timer_adverts`, 3).
+    pub vrrp_down_timer_adverts: Option<u8>,
+    /// `vrrp_lower_prio_no_advert`.
+    pub vrrp_lower_prio_no_advert: bool,
+    /// `vrrp_higher_prio_send_advert`.
+    pub vrrp_higher_prio_send_advert: bool,
+    /// `vrrp_startup_delay`.
+    pub vrrp_startup_delay: Duration,
+    /// `notify_fifo PATH`.
+    pub notify_fifo: Option<String>,
+    /// `vrrp_notify_fifo PATH`.
+    pub vrrp_notify_fifo: Option<String>,
     /// Where `global_defs` starts, if present.
     pub span: Option<Span>,
 }
@@ -189,6 +201,12 @@ impl Default for GlobalDefs {
             notification_email_from: None,
             smtp_server: None,
             smtp_connect_timeout: Duration::from_secs(30),
+            vrrp_down_timer_adverts: None,
+            vrrp_lower_prio_no_advert: false,
+            vrrp_higher_prio_send_advert: false,
+            vrrp_startup_delay: Duration::ZERO,
+            notify_fifo: None,
+            vrrp_notify_fifo: None,
             span: None,
         }
     }
@@ -503,6 +521,20 @@ pub struct VrrpInstance {
     pub smtp_alert: Option<bool>,
     /// The sync group it belongs to, filled in after parsing.
     pub sync_group: Option<String>,
+    /// `down_timer_adverts` (default: the global one, else 3).
+    pub down_timer_adverts: Option<u8>,
+    /// `lower_prio_no_advert` (default: the global one).
+    pub lower_prio_no_advert: Option<bool>,
+    /// `higher_prio_send_advert` (default: the global one).
+    pub higher_prio_send_advert: Option<bool>,
+    /// `old_unicast_checksum`: VRRPv3 unicast checksum over the multicast group.
+    pub old_unicast_checksum: bool,
+    /// `notify_deleted`.
+    pub notify_deleted: bool,
+    /// `skip_check_adv_addr` (default: the global one).
+    pub skip_check_adv_addr: Option<bool>,
+    /// `check_unicast_src` (default: the global one).
+    pub check_unicast_src: Option<bool>,
 }
 
 /// `vrrp_sync_group NAME { ... }`.

@@ -40,12 +40,9 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "lvs_flush",
     "lvs_flush_on_stop",
     "vrrp_garp_lower_prio_delay",
-    "vrrp_down_timer_adverts",
     "vrrp_garp_lower_prio_repeat",
     "vrrp_min_garp",
     "vrrp_garp_extra_if",
-    "vrrp_lower_prio_no_advert",
-    "vrrp_higher_prio_send_advert",
     "nftables",
     "nftables_priority",
     "nftables_counters",
@@ -84,9 +81,7 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "enable_snmp_keepalived",
     "enable_dbus",
     "dbus_service_name",
-    "notify_fifo",
     "notify_fifo_script",
-    "vrrp_notify_fifo",
     "vrrp_notify_fifo_script",
     "lvs_notify_fifo",
     "lvs_notify_fifo_script",
@@ -106,7 +101,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "rs_init_notifies",
     "no_checker_emails",
     "umask",
-    "vrrp_startup_delay",
     "log_unknown_vrids",
     "vmac_prefix",
     "vmac_addr_prefix",
@@ -143,6 +137,12 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "notification_email_from",
     "smtp_server",
     "smtp_connect_timeout",
+    "vrrp_down_timer_adverts",
+    "vrrp_lower_prio_no_advert",
+    "vrrp_higher_prio_send_advert",
+    "notify_fifo",
+    "vrrp_notify_fifo",
+    "vrrp_startup_delay",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -153,30 +153,18 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "use_ipvlan",
     "native_ipv6",
     "track_src_ip",
-    "check_unicast_src",
     "unicast_fault_no_peer",
-    "old_unicast_checksum",
     "garp_lower_prio_delay",
     "garp_lower_prio_repeat",
     "garp_extra_if",
-    "down_timer_adverts",
-    "lower_prio_no_advert",
-    "higher_prio_send_advert",
     "promote_secondaries",
-    "skip_check_adv_addr",
     "debug",
     "notify_master_rx_lower_pri",
     "notify_priority_changes",
-    "notify_deleted",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
     "lvs_sync_daemon_interface",
-    "virtual_routes",
-    "virtual_rules",
-    "track_file",
-    "track_process",
     "track_bfd",
-    "smtp_alert",
 ];
 
 /// Keywords of `vrrp_instance` that ka acts on.
@@ -214,6 +202,18 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "garp_master_refresh_repeat",
     "strict_mode",
     "use_vmac",
+    "down_timer_adverts",
+    "lower_prio_no_advert",
+    "higher_prio_send_advert",
+    "old_unicast_checksum",
+    "notify_deleted",
+    "virtual_routes",
+    "virtual_rules",
+    "track_file",
+    "track_process",
+    "smtp_alert",
+    "skip_check_adv_addr",
+    "check_unicast_src",
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
@@ -307,9 +307,6 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
     "static_rules",
     "linkbeat_interfaces",
     "track_group",
-    "vrrp_track_file",
-    "track_file",
-    "vrrp_track_process",
     "bfd_instance",
     "garp_group",
     "virtual_server_group",
@@ -324,6 +321,9 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_sync_group",
     "vrrp_instance",
     "virtual_server",
+    "vrrp_track_file",
+    "track_file",
+    "vrrp_track_process",
 ];
 
 /// Per-instance settings whose defaults come from `global_defs`, resolved after parsing.
@@ -790,6 +790,27 @@ impl<'d> Cx<'d> {
                         self.cfg.global.smtp_connect_timeout = v;
                     }
                 }
+                "vrrp_down_timer_adverts" => {
+                    self.cfg.global.vrrp_down_timer_adverts = self.arg_int(e, 1, 100).map(|v| v as u8)
+                }
+                "vrrp_lower_prio_no_advert" => self.cfg.global.vrrp_lower_prio_no_advert = self.arg_bool(e),
+                "vrrp_higher_prio_send_advert" => self.cfg.global.vrrp_higher_prio_send_advert = self.arg_bool(e),
+                "vrrp_startup_delay" => {
+                    if let Some(v) = self.arg_timer(e, 3600) {
+                        self.cfg.global.vrrp_startup_delay = v;
+                    }
+                }
+                "notify_fifo" | "vrrp_notify_fifo" => {
+                    self.no_block(e);
+                    if self.args(e, 1, 3) {
+                        let path = e.args[0].text.clone();
+                        if e.name() == "notify_fifo" {
+                            self.cfg.global.notify_fifo = Some(path);
+                        } else {
+                            self.cfg.global.vrrp_notify_fifo = Some(path);
+                        }
+                    }
+                }
                 n if GLOBAL_UNSUPPORTED.contains(&n) => self.unsupported(e, "global_defs"),
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
             }
@@ -1141,6 +1162,13 @@ impl<'d> Cx<'d> {
             use_vmac: None,
             smtp_alert: None,
             sync_group: None,
+            down_timer_adverts: None,
+            lower_prio_no_advert: None,
+            higher_prio_send_advert: None,
+            old_unicast_checksum: false,
+            notify_deleted: false,
+            skip_check_adv_addr: None,
+            check_unicast_src: None,
         };
         let mut d = InstanceDefaults::default();
         for e in self.block(s) {
@@ -1310,7 +1338,7 @@ impl<'d> Cx<'d> {
                             _ => self.unknown(a, "authentication", &[&["auth_type", "auth_pass"]]),
                         }
                     }
-                    self.warn(&e.kw, "VRRP authentication was removed from the VRRP specification (RFC 3768); accepted, not supported yet");
+                    self.warn(&e.kw, "VRRP authentication was removed from the VRRP specification (RFC 3768); PASS is still sent and checked, for peers that use it");
                     match auth_type {
                         Some(t) => {
                             vi.authentication = Some(Authentication {
@@ -1324,14 +1352,19 @@ impl<'d> Cx<'d> {
                 }
                 "track_interface" => vi.track_interfaces = self.track_interfaces(e),
                 "track_script" => vi.track_scripts = self.track_refs(e, -253, 253),
-                "track_file" => {
-                    self.unsupported(e, "vrrp_instance");
-                    vi.track_files = self.track_refs(e, -254, 254);
+                "track_file" => vi.track_files = self.track_refs(e, -254, 254),
+                "track_process" => vi.track_processes = self.track_refs(e, -254, 254),
+                "down_timer_adverts" => vi.down_timer_adverts = self.arg_int(e, 1, 100).map(|v| v as u8),
+                "lower_prio_no_advert" => vi.lower_prio_no_advert = Some(self.arg_bool(e)),
+                "higher_prio_send_advert" => vi.higher_prio_send_advert = Some(self.arg_bool(e)),
+                "old_unicast_checksum" => {
+                    // keepalived: `old_unicast_checksum [never]`; `never` keeps the standard one.
+                    self.no_block(e);
+                    vi.old_unicast_checksum = e.args.first().is_none_or(|a| a.text != "never");
                 }
-                "track_process" => {
-                    self.unsupported(e, "vrrp_instance");
-                    vi.track_processes = self.track_refs(e, -254, 254);
-                }
+                "notify_deleted" => vi.notify_deleted = self.arg_bool(e),
+                "skip_check_adv_addr" => vi.skip_check_adv_addr = Some(self.arg_bool(e)),
+                "check_unicast_src" => vi.check_unicast_src = Some(self.arg_bool(e)),
                 "track_bfd" => {
                     self.unsupported(e, "vrrp_instance");
                     vi.track_bfds = self.track_refs(e, -253, 253);
@@ -1354,7 +1387,6 @@ impl<'d> Cx<'d> {
                     vi.use_vmac = Some(e.args.first().map(|t| t.text.clone()));
                 }
                 "virtual_routes" | "virtual_rules" => {
-                    self.unsupported(e, "vrrp_instance");
                     for r in self.block(e) {
                         if e.name() == "virtual_routes" {
                             self.route(r, true);
@@ -2297,7 +2329,6 @@ impl<'d> Cx<'d> {
     }
 
     fn track_file(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let name = self.name_arg(s);
         let mut tf = TrackFile {
             name,
@@ -2344,7 +2375,6 @@ impl<'d> Cx<'d> {
     }
 
     fn track_process(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let name = self.name_arg(s);
         let mut tp = TrackProcess {
             name,

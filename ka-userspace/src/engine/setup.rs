@@ -354,6 +354,11 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
     };
     p.sync_group = i.sync_group.is_some();
     p.garp_master_delay = i.garp_master_delay;
+    p.down_timer_adverts = i.down_timer_adverts.or(g.vrrp_down_timer_adverts).unwrap_or(3);
+    p.lower_prio_no_advert = i.lower_prio_no_advert.unwrap_or(g.vrrp_lower_prio_no_advert);
+    p.higher_prio_send_advert = i.higher_prio_send_advert.unwrap_or(g.vrrp_higher_prio_send_advert);
+    p.startup_delay = g.vrrp_startup_delay;
+    p.notify_deleted = i.notify_deleted;
     p.garp_master_repeat = i.garp_master_repeat;
     let auth = match &i.authentication {
         None => Auth::None,
@@ -405,15 +410,15 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
         routes,
         rules,
         auth,
-        v3_checksum: V3Checksum::Standard,
+        v3_checksum: if i.old_unicast_checksum { V3Checksum::OldUnicast } else { V3Checksum::Standard },
         group,
         peers: i
             .unicast_peers
             .iter()
             .map(|u| PeerSetup { addr: u.address, min_ttl: u.min_ttl.unwrap_or(0), max_ttl: u.max_ttl.unwrap_or(255) })
             .collect(),
-        check_unicast_src: g.vrrp_check_unicast_src,
-        check_adv_addrs: !g.vrrp_skip_check_adv_addr,
+        check_unicast_src: i.check_unicast_src.unwrap_or(g.vrrp_check_unicast_src),
+        check_adv_addrs: !i.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr),
         notify: NotifySetup {
             master: script(&i.notify.master),
             backup: script(&i.notify.backup),
@@ -456,7 +461,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
     };
     Ok(super::EngineGlobals {
         runner: Runner { default_user, secure: g.enable_script_security, timeout: Duration::from_secs(60) },
-        fifo: None,
+        fifo: g.vrrp_notify_fifo.clone().or_else(|| g.notify_fifo.clone()).map(Into::into),
         smtp,
         garp_interval: g.vrrp_garp_interval,
         groups: cfg
@@ -539,6 +544,23 @@ mod tests {
         assert_eq!(i.vips[0].prefix, 32);
         assert_eq!(i.group, IpAddr::V4(ka_common::vrrp::VRRP_MCAST_V4));
         assert!(i.track.contains(&(TrackKey::Interface("eth0".into()), Weight { weight: 0, reverse: false })));
+    }
+
+    #[test]
+    fn advert_options_and_globals_reach_the_engine() {
+        let text = concat!(
+            "global_defs {\n vrrp_down_timer_adverts 5\n vrrp_lower_prio_no_advert\n vrrp_startup_delay 2\n vrrp_notify_fifo /run/ka-test.fifo\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n version 3\n higher_prio_send_advert\n old_unicast_checksum\n notify_deleted\n",
+            " unicast_peer {\n 198.18.0.2\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+        );
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        let i = &instances(&loaded.config).expect("setup")[0];
+        assert_eq!(i.params.down_timer_adverts, 5);
+        assert!(i.params.lower_prio_no_advert && i.params.higher_prio_send_advert && i.params.notify_deleted);
+        assert_eq!(i.params.startup_delay, Duration::from_secs(2));
+        assert_eq!(i.v3_checksum, V3Checksum::OldUnicast);
+        let g = globals(&loaded.config).expect("globals");
+        assert_eq!(g.fifo, Some(std::path::PathBuf::from("/run/ka-test.fifo")));
     }
 
     #[test]
