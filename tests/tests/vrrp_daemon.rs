@@ -205,3 +205,72 @@ fn leftover_vips_are_removed_at_start() {
     assert!(!addrs(&hosts[0]).contains("198.18.8.120/"), "leftover VIP still on the backup");
     assert!(addrs(&hosts[1]).contains("198.18.8.120/24"));
 }
+
+/// The tracker runtime: a weighted vrrp_script and a track_file move the effective priority;
+/// an unweighted script that fails puts the instance in FAULT and its VIP goes; recovery
+/// brings both back.
+#[test]
+fn scripts_and_files_drive_priority_and_fault() {
+    let (_bridge, hosts) = lan(1);
+    let dir = std::env::temp_dir().join(unique_name("kvt"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ok = dir.join("ok");
+    let up = dir.join("up");
+    let tf = dir.join("weight");
+    std::fs::write(&ok, "").expect("flag");
+    std::fs::write(&up, "").expect("flag");
+    std::fs::write(&tf, "2\n").expect("track file");
+    let conf = write_conf(&format!(
+        r#"
+vrrp_script chk_weighted {{
+  script "/bin/sh -c 'test -e {ok}'"
+  interval 0.1
+  weight -60
+}}
+vrrp_script chk_fatal {{
+  script "/bin/sh -c 'test -e {up}'"
+  interval 0.1
+}}
+vrrp_track_file tf {{
+  file {tf}
+  weight 10
+}}
+vrrp_instance VI_T {{
+  state MASTER
+  interface eth0
+  virtual_router_id 74
+  priority 150
+  advert_int 0.1
+  version 3
+  track_script {{
+    chk_weighted
+    chk_fatal
+  }}
+  track_file {{
+    tf
+  }}
+  virtual_ipaddress {{
+    198.18.8.130/24
+  }}
+}}
+"#,
+        ok = ok.display(),
+        up = up.display(),
+        tf = tf.display()
+    ));
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vt"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let prio = |ka: &KaDaemon| ka.status_json().ok().and_then(|s| s["vrrp"][0]["effective_priority"].as_u64());
+    wait_for("priority 150 + 2 × 10", WAIT, || (prio(&ka) == Some(170) && state(&ka) == "MASTER").then_some(()));
+    std::fs::remove_file(&ok).expect("rm");
+    wait_for("the weighted script's -60", WAIT, || (prio(&ka) == Some(110)).then_some(()));
+    std::fs::write(&tf, "0\n").expect("write");
+    wait_for("track file back to 0", WAIT, || (prio(&ka) == Some(90)).then_some(()));
+    assert_eq!(state(&ka), "MASTER");
+    std::fs::remove_file(&up).expect("rm");
+    wait_for("FAULT from the unweighted script", WAIT, || (state(&ka) == "FAULT").then_some(()));
+    wait_for("VIP removed in FAULT", WAIT, || (!addrs(&hosts[0]).contains("198.18.8.130/")).then_some(()));
+    std::fs::write(&up, "").expect("flag");
+    wait_for("MASTER again", WAIT, || (state(&ka) == "MASTER").then_some(()));
+    wait_for("VIP back", WAIT, || addrs(&hosts[0]).contains("198.18.8.130/24").then_some(()));
+    ka.stop().expect("stop");
+}
