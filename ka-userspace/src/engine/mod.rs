@@ -268,7 +268,7 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
     let links: HashMap<String, u32> = netlink.links().await?.into_iter().map(|l| (l.name, l.index)).collect();
     let macs: HashMap<u32, Vec<u8>> = netlink.links().await?.into_iter().map(|l| (l.index, l.mac)).collect();
     let addrs = netlink.list_addrs(None).await?;
-    let (rx_tx, rx_rx) = mpsc::channel::<RxPacket>(4096);
+    let (rx_tx, rx_rx) = mpsc::channel::<Vec<RxPacket>>(256);
     let mut socks: Vec<Arc<VrrpSocket>> = Vec::new();
     let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
     let mut garps: HashMap<u32, Arc<FrameSender>> = HashMap::new();
@@ -424,30 +424,33 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
     Ok(EngineHandle { tx, task })
 }
 
-fn spawn_rx(idx: usize, sock: Arc<VrrpSocket>, tx: mpsc::Sender<RxPacket>) {
+/// Receive pacing: a socket task drains everything queued, then rests this long, so a steady
+/// stream of adverts costs one wake-up per interval rather than one per packet.
+const RX_PACE: Duration = Duration::from_millis(1);
+
+fn spawn_rx(idx: usize, sock: Arc<VrrpSocket>, tx: mpsc::Sender<Vec<RxPacket>>) {
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
         let mut overflow: u64 = 0;
+        let mut batch = Vec::with_capacity(64);
         loop {
-            match sock.recv(&mut buf).await {
-                Ok(meta) => {
-                    let data = buf.get(meta.offset..meta.offset + meta.len).map(<[u8]>::to_vec).unwrap_or_default();
-                    // A flood must not queue without bound: drop when the engine is behind.
-                    if tx.try_send(RxPacket { sock: idx, meta, data }).is_err() {
-                        overflow += 1;
-                        if overflow.is_power_of_two() {
-                            warn!(overflow, "VRRP receive queue full, dropping adverts");
-                        }
-                        if tx.is_closed() {
-                            return;
-                        }
+            batch.clear();
+            if let Err(e) = sock.recv_batch(&mut batch, 1024).await {
+                debug!(error = %e, "VRRP receive error");
+            }
+            if !batch.is_empty() {
+                let pkts: Vec<RxPacket> = batch.drain(..).map(|(meta, data)| RxPacket { sock: idx, meta, data }).collect();
+                // A flood must not queue without bound: drop when the engine is behind.
+                if let Err(e) = tx.try_send(pkts) {
+                    if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                        return;
+                    }
+                    overflow += 1;
+                    if overflow.is_power_of_two() {
+                        warn!(overflow, "VRRP receive queue full, dropping adverts");
                     }
                 }
-                Err(e) => {
-                    debug!(error = %e, "VRRP receive error");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
             }
+            tokio::time::sleep(RX_PACE).await;
         }
     });
 }
@@ -467,7 +470,7 @@ impl Engine {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<RxPacket>, mut track: mpsc::Receiver<TrackerUpdate>, mut cmd: mpsc::Receiver<Command>) {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Vec<RxPacket>>, mut track: mpsc::Receiver<TrackerUpdate>, mut cmd: mpsc::Receiver<Command>) {
         for i in 0..self.inst.len() {
             self.dispatch(i, Event::Startup).await;
         }
@@ -492,12 +495,17 @@ impl Engine {
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
                 Some(u) = track.recv() => self.tracker(u).await,
-                Some(p) = rx.recv() => {
-                    self.packet(p).await;
+                Some(batch) = rx.recv() => {
+                    for p in batch {
+                        self.packet(p).await;
+                    }
                     // Drain what is already queued before looking at timers again, bounded so
                     // a flood cannot starve them.
-                    for _ in 0..256 {
-                        match rx.try_recv() { Ok(p) => self.packet(p).await, Err(_) => break }
+                    for _ in 0..16 {
+                        match rx.try_recv() {
+                            Ok(batch) => for p in batch { self.packet(p).await },
+                            Err(_) => break,
+                        }
                     }
                 }
             }

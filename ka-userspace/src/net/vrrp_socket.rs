@@ -279,6 +279,31 @@ impl VrrpSocket {
         }
     }
 
+    /// Waits until the socket is readable, then drains up to `max` queued packets without
+    /// waiting again, appending `(metadata, VRRP message)` to `out`. One wake-up serves every
+    /// packet that arrived meanwhile.
+    ///
+    /// # Errors
+    /// A receive error other than "nothing more queued".
+    pub async fn recv_batch(&self, out: &mut Vec<(Received, Vec<u8>)>, max: usize) -> io::Result<()> {
+        let mut buf = [0u8; 65536];
+        let mut guard = self.fd.readable().await?;
+        for _ in 0..max {
+            match guard.try_io(|fd| recv_now(fd.as_raw_fd(), &mut buf, self.v6)) {
+                Ok(Ok(r)) => {
+                    let msg = buf.get(r.offset..r.offset + r.len).map(<[u8]>::to_vec).unwrap_or_default();
+                    out.push((r, msg));
+                }
+                // A malformed IPv4 header: skip it, keep draining.
+                Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {}
+                Ok(Err(e)) => return Err(e),
+                // Drained: readiness is cleared, the next call waits.
+                Err(_would_block) => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Waits for one packet and returns where its VRRP message lies in `buf`.
     ///
     /// # Errors
