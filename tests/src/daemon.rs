@@ -145,9 +145,15 @@ fn remove_leftovers(instance: &str) {
 impl Drop for KaDaemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Only a daemon we kill here leaves files of its own behind; one that already
+            // exited (e.g. refused because the instance is taken) must not touch the files of
+            // the daemon that does own the instance.
+            let was_running = matches!(child.try_wait(), Ok(None));
             let _ = child.kill();
             let _ = child.wait();
-            remove_leftovers(&self.instance);
+            if was_running {
+                remove_leftovers(&self.instance);
+            }
         }
     }
 }
