@@ -1,0 +1,633 @@
+//! `cargo xtask bench` (VRRP part, issue 4): takeover time after the master is SIGKILLed, and
+//! daemon CPU on master and backup, for a ka pair and a keepalived pair in the same run.
+//!
+//! Everything runs in network namespaces this module creates (one bridge per L2 segment, two
+//! nodes), and is removed by the guards of `ka-tests` on exit and on failure.
+
+use std::{
+    fmt::Write as _,
+    path::Path,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context as _};
+use ka_tests::{
+    capture::Capture,
+    daemon::KaDaemon,
+    keepalived::Keepalived,
+    netns::{Bridge, Netns},
+    unique_name,
+};
+
+/// Options of the VRRP benchmarks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Fewer repetitions (2 takeovers per row) and a shorter CPU window (4 s).
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the CPU benchmark.
+    #[arg(long)]
+    pub skip_cpu: bool,
+    /// Skip the takeover benchmark.
+    #[arg(long)]
+    pub skip_takeover: bool,
+    /// Takeovers per row (default 5, 2 with --quick).
+    #[arg(long)]
+    pub reps: Option<u32>,
+    /// CPU sampling window in seconds (default 10, 4 with --quick).
+    #[arg(long)]
+    pub cpu_secs: Option<u64>,
+}
+
+/// How long any single wait (steady state, a state change, a capture) may take.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The two implementations compared side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    Ka,
+    Keepalived,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Ka => "ka",
+            Impl::Keepalived => "keepalived 2.2",
+        }
+    }
+}
+
+/// A running VRRP daemon of either implementation.
+enum Daemon {
+    Ka(KaDaemon),
+    Keepalived(Keepalived),
+}
+
+impl Daemon {
+    /// Starts `imp` in `ns` with the keepalived.conf text `conf`.
+    fn start(imp: Impl, ns: &Netns, ka: &Path, conf: &str) -> anyhow::Result<Daemon> {
+        match imp {
+            Impl::Ka => {
+                let path = std::env::temp_dir().join(format!("{}.conf", unique_name("kabv")));
+                std::fs::write(&path, conf).with_context(|| format!("writing {}", path.display()))?;
+                let file = path.to_str().context("temp path is not UTF-8")?.to_owned();
+                // `--log info` (the default in production) overrides the harness's debug level.
+                let d = KaDaemon::start(ns, ka, &unique_name("bv"), &["--log", "info", "-f", &file, "--no-xdp"]);
+                let _ = std::fs::remove_file(&path);
+                Ok(Daemon::Ka(d?))
+            }
+            Impl::Keepalived => Ok(Daemon::Keepalived(Keepalived::start(ns, "b", conf)?)),
+        }
+    }
+
+    /// How many instances are BACKUP: ka's status, or keepalived's "Entering BACKUP STATE"
+    /// log lines less its "Entering MASTER STATE" ones.
+    fn backups(&self) -> usize {
+        match self {
+            Daemon::Ka(d) => d.status_json().ok().and_then(|s| {
+                s["vrrp"].as_array().map(|v| v.iter().filter(|i| i["state"] == "BACKUP").count())
+            }),
+            Daemon::Keepalived(d) => {
+                let log = d.log_text();
+                Some(log.matches("Entering BACKUP STATE").count().saturating_sub(log.matches("Entering MASTER STATE").count()))
+            }
+        }
+        .unwrap_or(0)
+    }
+
+    /// A count that grows with every state change (to detect flapping during a measurement).
+    fn state_changes(&self) -> usize {
+        match self {
+            Daemon::Ka(d) => d.log_text().matches("state change").count(),
+            Daemon::Keepalived(d) => d.log_text().matches("Entering ").count(),
+        }
+    }
+
+    /// SIGKILL, like a crash (no resignation).
+    fn kill(self) {
+        match self {
+            Daemon::Ka(d) => d.kill(),
+            Daemon::Keepalived(d) => d.kill(),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        match self {
+            Daemon::Ka(d) => d.log_text(),
+            Daemon::Keepalived(d) => d.log_text(),
+        }
+    }
+}
+
+/// Two nodes (master, backup) joined by `ifaces` separate bridges: node m's `ethK` has
+/// 198.18.(7+K).m/24. Separate segments let one VRID be reused once per interface, as
+/// keepalived forbids duplicate VRIDs on one interface. Dropping it removes every namespace.
+struct Lan {
+    // Dropped first: the hubs and their legs.
+    bridges: Vec<Bridge>,
+    master: Netns,
+    backup: Netns,
+}
+
+impl Lan {
+    fn new(ifaces: usize) -> anyhow::Result<Lan> {
+        let mut bridges = (0..ifaces).map(|_| Bridge::new()).collect::<anyhow::Result<Vec<_>>>()?;
+        let master = Netns::new("m")?;
+        let backup = Netns::new("b")?;
+        for (k, br) in bridges.iter_mut().enumerate() {
+            for (host, ns) in [(1, &master), (2, &backup)] {
+                br.attach(ns, &format!("eth{k}"), &[&format!("198.18.{}.{host}/24", 7 + k)])?;
+            }
+        }
+        Ok(Lan { bridges, master, backup })
+    }
+
+    fn hub(&self, k: usize) -> &Netns {
+        self.bridges[k].hub()
+    }
+}
+
+/// The IPv4 addresses `ns` holds (from the kernel, `ip -o -4 addr`).
+fn addrs(ns: &Netns) -> anyhow::Result<Vec<String>> {
+    let out = ns.run(&["ip", "-o", "-4", "addr", "show"])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|t| *t == "inet")?;
+            w.next().and_then(|a| a.split('/').next()).map(str::to_owned)
+        })
+        .collect())
+}
+
+/// How many of `vips` `ns` holds.
+fn held(ns: &Netns, vips: &std::collections::HashSet<String>) -> usize {
+    addrs(ns).map_or(0, |a| a.iter().filter(|a| vips.contains(*a)).count())
+}
+
+/// Polls `cond` every 20 ms until it holds, failing after `timeout` with `what`.
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// One load: `instances` VRRP instances spread over as few interfaces as VRIDs allow.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    instances: usize,
+    version: u8,
+    /// keepalived's `advert_int`, in centiseconds.
+    advert_cs: u32,
+}
+
+impl Load {
+    /// VRIDs used per interface (at most 250).
+    fn per_iface(&self) -> usize {
+        self.instances.div_ceil(self.ifaces()).max(1)
+    }
+
+    fn ifaces(&self) -> usize {
+        self.instances.div_ceil(250).max(1)
+    }
+
+    fn advert_int(&self) -> String {
+        if self.advert_cs % 100 == 0 {
+            format!("{}", self.advert_cs / 100)
+        } else {
+            format!("{}.{:02}", self.advert_cs / 100, self.advert_cs % 100)
+        }
+    }
+
+    fn advert(&self) -> Duration {
+        Duration::from_millis(u64::from(self.advert_cs) * 10)
+    }
+
+    /// Instance i: (interface index, VRID, VIP).
+    fn instance(&self, i: usize) -> (usize, usize, String) {
+        let (k, vrid) = (i / self.per_iface(), i % self.per_iface() + 1);
+        if self.instances == 1 {
+            return (0, 7, "198.18.7.100".to_owned());
+        }
+        (k, vrid, format!("198.19.{k}.{vrid}"))
+    }
+
+    fn vips(&self) -> std::collections::HashSet<String> {
+        (0..self.instances).map(|i| self.instance(i).2).collect()
+    }
+
+    /// The keepalived.conf both implementations run: every instance starts BACKUP, one VIP each.
+    fn config(&self, priority: u8) -> String {
+        let mut c = format!("global_defs {{\n  router_id bench\n  vrrp_version {}\n}}\n", self.version);
+        for i in 0..self.instances {
+            let (k, vrid, vip) = self.instance(i);
+            let prefix = if self.instances == 1 { 24 } else { 32 };
+            let _ = write!(
+                c,
+                "vrrp_instance VI_{i} {{\n  state BACKUP\n  interface eth{k}\n  virtual_router_id {vrid}\n  \
+                 priority {priority}\n  advert_int {}\n  virtual_ipaddress {{\n    {vip}/{prefix}\n  }}\n}}\n",
+                self.advert_int()
+            );
+        }
+        c
+    }
+
+    /// Master_Down_Interval of the backup (priority 100) as keepalived 2.2 computes it, in µs:
+    /// 3 × advert_int + skew, with skew = (256 - prio) / 256 s for v2 (RFC 3768 §6.1, not scaled
+    /// by advert_int) and (256 - prio) × advert_int / 256 for v3 (RFC 5798 §6.1).
+    fn master_down(&self) -> Duration {
+        let adv_us = u64::from(self.advert_cs) * 10_000;
+        let skew_us = if self.version == 2 { 156 * 1_000_000 / 256 } else { 156 * adv_us / 256 };
+        Duration::from_micros(3 * adv_us + skew_us)
+    }
+}
+
+/// Brings a pair up: master (150) first, then, once it holds every VIP, the backup (100), and
+/// waits until every backup instance is BACKUP and the master still holds every VIP.
+fn pair(imp: Impl, lan: &Lan, ka: &Path, load: &Load) -> anyhow::Result<(Daemon, Daemon, Instant)> {
+    let vips = load.vips();
+    let n = load.instances;
+    let master = Daemon::start(imp, &lan.master, ka, &load.config(150))?;
+    wait_until(&format!("{} master to hold {n} VIPs", imp.name()), WAIT, || held(&lan.master, &vips) == n)
+        .with_context(|| master.log_text())?;
+    let master_since = Instant::now();
+    let backup = Daemon::start(imp, &lan.backup, ka, &load.config(100))?;
+    wait_until(&format!("{} backup: {n} instances BACKUP", imp.name()), WAIT, || backup.backups() >= n)
+        .with_context(|| backup.log_text())?;
+    ensure!(held(&lan.master, &vips) == n, "{} master lost VIPs when the backup started", imp.name());
+    ensure!(held(&lan.backup, &vips) == 0, "{} backup holds VIPs", imp.name());
+    Ok((master, backup, master_since))
+}
+
+/// The MAC address of `ifname` in `ns`.
+fn mac(ns: &Netns, ifname: &str) -> anyhow::Result<[u8; 6]> {
+    let text = ns.run(&["cat", &format!("/sys/class/net/{ifname}/address")])?;
+    let mut m = [0u8; 6];
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    ensure!(parts.len() == 6, "bad MAC address {text:?}");
+    for (b, p) in m.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC address {text:?}"))?;
+    }
+    Ok(m)
+}
+
+/// Whether `frame` is a VRRP advert (IPv4 protocol 112) sent by `src`.
+fn is_advert(frame: &[u8], src: &[u8; 6]) -> bool {
+    frame.len() > 34 && frame[6..12] == src[..] && frame[12..14] == [0x08, 0x00] && frame[23] == 112
+}
+
+/// Whether `frame` is a gratuitous ARP for `vip` sent by `src` (ARP sender MAC and IP).
+fn is_garp(frame: &[u8], src: &[u8; 6], vip: [u8; 4]) -> bool {
+    frame.len() >= 42
+        && frame[12..14] == [0x08, 0x06]
+        && frame[6..12] == src[..]
+        && frame[22..28] == src[..]
+        && frame[28..32] == vip
+        && frame[38..42] == vip
+}
+
+/// One takeover: times from the SIGKILL to the VIP on the backup and to its first GARP.
+struct Takeover {
+    vip: Duration,
+    garp: Option<Duration>,
+}
+
+/// Runs one takeover on a fresh LAN.
+fn takeover_once(imp: Impl, ka: &Path, load: &Load) -> anyhow::Result<Takeover> {
+    let lan = Lan::new(1)?;
+    let (master, backup, _) = pair(imp, &lan, ka, load)?;
+    let (_, _, vip) = load.instance(0);
+    let vip_octets: [u8; 4] = vip.parse::<std::net::Ipv4Addr>()?.octets();
+    let master_mac = mac(&lan.master, "eth0")?;
+    let backup_mac = mac(&lan.backup, "eth0")?;
+    let limit = load.master_down() * 3 + Duration::from_secs(5);
+
+    // Adverts from the master, to kill it right after one (the worst phase: the backup waits a
+    // full Master_Down_Interval, so runs are comparable).
+    let adverts = lan.hub(0).enter(|| Capture::open("br0", 0x0800))?.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    // The backup's first GARP for the VIP, timestamped when read.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let garp = lan.hub(0).enter(move || -> anyhow::Result<Option<Instant>> {
+        let cap = Capture::open("br0", 0x0806)?;
+        let _ = ready_tx.send(());
+        Ok(cap.next_matching(Instant::now() + WAIT, |f| is_garp(f, &backup_mac, vip_octets)).map(|_| Instant::now()))
+    })?;
+    ready_rx.recv_timeout(Duration::from_secs(5)).context("GARP capture did not start")?;
+    // The VIP on the backup: binding to it succeeds only once the kernel holds it (no
+    // ip_nonlocal_bind in our namespaces), a cheap probe that can run every millisecond.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<Instant>();
+    let vip_addr = std::net::SocketAddr::from((vip_octets, 0));
+    let probe = lan.backup.enter(move || -> anyhow::Result<Instant> {
+        let holds = || std::net::UdpSocket::bind(vip_addr).is_ok();
+        let _ = ready_tx.send(holds());
+        let t0 = go_rx.recv_timeout(WAIT).context("no kill signal")?;
+        loop {
+            if holds() {
+                return Ok(Instant::now());
+            }
+            if t0.elapsed() > limit {
+                bail!("the backup did not take the VIP within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })?;
+    let held_before = ready_rx.recv_timeout(Duration::from_secs(5)).context("VIP probe did not start")?;
+    ensure!(!held_before, "the backup's VIP probe succeeds before the takeover (ip_nonlocal_bind set?)");
+
+    // Let the backup see a couple of adverts, then kill right after the next one.
+    let deadline = Instant::now() + load.advert() * 3 + Duration::from_secs(5);
+    for _ in 0..2 {
+        adverts.next_matching(deadline, |f| is_advert(f, &master_mac)).context("no advert from the master")?;
+    }
+    let t0 = Instant::now();
+    master.kill();
+    let _ = go_tx.send(t0);
+
+    let t_vip = probe.join().map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
+    let t_garp = garp.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    ensure!(addrs(&lan.backup)?.contains(&vip), "ip addr does not show {vip} on the backup after the probe saw it");
+    drop(backup);
+    Ok(Takeover { vip: t_vip - t0, garp: t_garp.map(|t| t.saturating_duration_since(t0)) })
+}
+
+/// Median, min and max in milliseconds.
+fn stats(v: &[Duration]) -> Option<(f64, f64, f64)> {
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    let median = match n {
+        0 => return None,
+        _ if n % 2 == 1 => ms[n / 2],
+        _ => (ms[n / 2 - 1] + ms[n / 2]) / 2.0,
+    };
+    Some((median, ms[0], ms[n - 1]))
+}
+
+fn fmt_stats(v: &[Duration]) -> String {
+    stats(v).map_or_else(|| "n/a".to_owned(), |(med, lo, hi)| format!("{med:.1} ({lo:.1}–{hi:.1})"))
+}
+
+/// The takeover benchmark: prints one Markdown table.
+fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
+    let cases = [Load { instances: 1, version: 2, advert_cs: 100 }, Load { instances: 1, version: 3, advert_cs: 5 }];
+    let mut rows = Vec::new();
+    for load in &cases {
+        for imp in [Impl::Ka, Impl::Keepalived] {
+            let (mut vip, mut garp, mut missed) = (Vec::new(), Vec::new(), 0);
+            for r in 0..reps {
+                let t = takeover_once(imp, ka, load).with_context(|| {
+                    format!("takeover v{} advert_int {} with {} (run {})", load.version, load.advert_int(), imp.name(), r + 1)
+                })?;
+                eprintln!(
+                    "  v{} advert_int {} {}: run {}: VIP {:.1} ms, GARP {}",
+                    load.version,
+                    load.advert_int(),
+                    imp.name(),
+                    r + 1,
+                    t.vip.as_secs_f64() * 1e3,
+                    t.garp.map_or("none".to_owned(), |g| format!("{:.1} ms", g.as_secs_f64() * 1e3))
+                );
+                vip.push(t.vip);
+                match t.garp {
+                    Some(g) => garp.push(g),
+                    None => missed += 1,
+                }
+            }
+            rows.push((*load, imp, vip, garp, missed));
+        }
+    }
+    println!("\n### VRRP takeover after SIGKILL of the master\n");
+    println!("ms from the SIGKILL (sent right after one of the master's adverts) to the VIP on the backup");
+    println!("(kernel address table, polled every 1 ms) and to the backup's first gratuitous ARP seen on");
+    println!("the bridge; median (min–max) of {reps} runs. Backup priority 100.\n");
+    println!("| VRRP | advert_int | implementation | Master_Down_Interval | VIP on backup, ms | first GARP, ms |");
+    println!("|---|---|---|---|---|---|");
+    for (load, imp, vip, garp, missed) in &rows {
+        let garp = if *missed > 0 { format!("{} ({missed} missed)", fmt_stats(garp)) } else { fmt_stats(garp) };
+        println!(
+            "| v{} | {} s | {} | {:.0} ms | {} | {} |",
+            load.version,
+            load.advert_int(),
+            imp.name(),
+            load.master_down().as_secs_f64() * 1e3,
+            fmt_stats(vip),
+            garp
+        );
+    }
+    Ok(())
+}
+
+/// Total CPU time (user + system, in clock ticks) of every process in `ns`, and their RSS in KiB.
+fn ns_cpu(ns: &Netns) -> anyhow::Result<(u64, u64, usize)> {
+    let pids = ka_tests::netns::run(std::process::Command::new("ip").args(["netns", "pids", ns.name()]))?;
+    let (mut ticks, mut rss, mut n) = (0u64, 0u64, 0usize);
+    for pid in pids.split_whitespace() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after "(comm)": state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).context("bad /proc/PID/stat")?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        ensure!(f.len() > 12, "short /proc/{pid}/stat");
+        ticks += f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        rss += status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        n += 1;
+    }
+    ensure!(n > 0, "no process in namespace {}", ns.name());
+    Ok((ticks, rss, n))
+}
+
+/// VRRP frames per second seen on every bridge during 1 s.
+fn advert_rate(lan: &Lan) -> anyhow::Result<u64> {
+    let handles = (0..lan.bridges.len())
+        .map(|k| {
+            lan.hub(k).enter(|| -> anyhow::Result<u64> {
+                let cap = Capture::open("br0", 0x0800)?;
+                let end = Instant::now() + Duration::from_secs(1);
+                let mut n = 0;
+                while cap.next_matching(end, |f| f.len() > 23 && f[23] == 112).is_some() {
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    handles.into_iter().map(|h| h.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?).sum()
+}
+
+/// One CPU measurement of a pair.
+struct CpuRow {
+    load: Load,
+    imp: Impl,
+    master_pct: f64,
+    backup_pct: f64,
+    master_rss_kib: u64,
+    backup_rss_kib: u64,
+    rate: u64,
+}
+
+fn cpu_once(imp: Impl, ka: &Path, load: &Load, window: Duration) -> anyhow::Result<CpuRow> {
+    let lan = Lan::new(load.ifaces())?;
+    let (master, backup, master_since) = pair(imp, &lan, ka, load)?;
+    // Let start-up work end: keepalived's second GARP burst comes vrrp_garp_master_delay (5 s)
+    // after the transition; the backup's start-up, a few seconds.
+    let settle_until = (master_since + Duration::from_secs(7)).max(Instant::now() + Duration::from_secs(3));
+    std::thread::sleep(settle_until.saturating_duration_since(Instant::now()));
+    let changes = (master.state_changes(), backup.state_changes());
+    let (m0, b0, t0) = (ns_cpu(&lan.master)?, ns_cpu(&lan.backup)?, Instant::now());
+    std::thread::sleep(window);
+    let (m1, b1, t1) = (ns_cpu(&lan.master)?, ns_cpu(&lan.backup)?, Instant::now());
+    let rate = advert_rate(&lan)?;
+    let vips = load.vips();
+    ensure!(held(&lan.master, &vips) == load.instances, "{}: the master lost VIPs during the window", imp.name());
+    ensure!(held(&lan.backup, &vips) == 0, "{}: the backup took VIPs during the window", imp.name());
+    ensure!(
+        (master.state_changes(), backup.state_changes()) == changes,
+        "{}: state changes during the window (flapping): {changes:?}",
+        imp.name()
+    );
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let secs = (t1 - t0).as_secs_f64();
+    let pct = |a: (u64, u64, usize), b: (u64, u64, usize)| (b.0.saturating_sub(a.0)) as f64 / hz / secs * 100.0;
+    Ok(CpuRow {
+        load: *load,
+        imp,
+        master_pct: pct(m0, m1),
+        backup_pct: pct(b0, b1),
+        master_rss_kib: m1.1,
+        backup_rss_kib: b1.1,
+        rate,
+    })
+}
+
+/// The CPU benchmark: prints one Markdown table.
+fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
+    let loads = [Load { instances: 100, version: 3, advert_cs: 1 }, Load { instances: 1000, version: 2, advert_cs: 100 }];
+    let mut rows = Vec::new();
+    for load in &loads {
+        for imp in [Impl::Ka, Impl::Keepalived] {
+            eprintln!("  CPU: {} instances @ {} s (v{}), {}, {} s window", load.instances, load.advert_int(), load.version, imp.name(), window.as_secs());
+            let row = cpu_once(imp, ka, load, window)
+                .with_context(|| format!("CPU {} instances @ {} s with {}", load.instances, load.advert_int(), imp.name()))?;
+            eprintln!("    master {:.1}%, backup {:.1}%, {} adverts/s", row.master_pct, row.backup_pct, row.rate);
+            rows.push(row);
+        }
+    }
+    println!("\n### VRRP daemon CPU (% of one core)\n");
+    println!(
+        "utime+stime from /proc/PID/stat of every process of the daemon (keepalived: parent and VRRP\n\
+         child; ka: its one process) over {} s in steady state (master holds every VIP, backup is\n\
+         BACKUP, no state change during the window). Same keepalived.conf for both; one VIP per\n\
+         instance; master priority 150, backup 100. Kernel work done in the daemons' syscalls\n\
+         (veth, bridge) counts. Shared 2-core machine: expect noise of a few tenths of a percent.\n",
+        window.as_secs()
+    );
+    println!("| load | implementation | adverts/s seen | master CPU % | backup CPU % | master RSS MiB | backup RSS MiB | ka / keepalived (master, backup) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for pair in rows.chunks(2) {
+        let [k, kd] = pair else { continue };
+        for r in pair {
+            let ratio = if r.imp == Impl::Ka {
+                format!("{:.2}, {:.2}", k.master_pct / kd.master_pct.max(1e-9), k.backup_pct / kd.backup_pct.max(1e-9))
+            } else {
+                String::new()
+            };
+            println!(
+                "| {} × {} s (v{}) | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                r.load.instances,
+                r.load.advert_int(),
+                r.load.version,
+                r.imp.name(),
+                r.rate,
+                r.master_pct,
+                r.backup_pct,
+                r.master_rss_kib as f64 / 1024.0,
+                r.backup_rss_kib as f64 / 1024.0,
+                ratio
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the VRRP benchmarks with the release `ka` binary at `ka` and prints Markdown tables.
+///
+/// # Errors
+/// Not root, keepalived missing, a namespace cannot be set up, a daemon fails to reach steady
+/// state, or a takeover does not happen in time. Everything created is removed either way.
+pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
+    ensure!(nix::unistd::Uid::effective().is_root(), "the VRRP benchmarks need root (network namespaces)");
+    ensure!(ka.exists(), "{} not found; build it with `cargo build --release -p ka-userspace`", ka.display());
+    ensure!(
+        std::process::Command::new("keepalived").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "keepalived is not installed; `cargo xtask setup` installs it"
+    );
+    let reps = opts.reps.unwrap_or(if opts.quick { 2 } else { 5 });
+    let window = Duration::from_secs(opts.cpu_secs.unwrap_or(if opts.quick { 4 } else { 10 }));
+    println!("## VRRP benchmarks: ka vs keepalived 2.2 (`cargo xtask bench`)");
+    if !opts.skip_takeover {
+        eprintln!("bench: VRRP takeover after SIGKILL ({reps} runs per row)");
+        takeover(ka, reps)?;
+    }
+    if !opts.skip_cpu {
+        eprintln!("bench: VRRP daemon CPU ({} s windows)", window.as_secs());
+        cpu(ka, window)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1,000 instances need four interfaces of 250 VRIDs; every (interface, VRID) is distinct.
+    #[test]
+    fn instances_get_distinct_interface_vrid_pairs() {
+        let load = Load { instances: 1000, version: 2, advert_cs: 100 };
+        assert_eq!(load.ifaces(), 4);
+        let pairs: std::collections::HashSet<(usize, usize)> =
+            (0..1000).map(|i| { let (k, v, _) = load.instance(i); (k, v) }).collect();
+        assert_eq!(pairs.len(), 1000);
+        assert!(pairs.iter().all(|&(k, v)| k < 4 && (1..=255).contains(&v)));
+        assert_eq!(load.vips().len(), 1000);
+    }
+
+    /// advert_int is written the way keepalived.conf spells it.
+    #[test]
+    fn advert_int_text_and_master_down() {
+        assert_eq!(Load { instances: 1, version: 3, advert_cs: 5 }.advert_int(), "0.05");
+        assert_eq!(Load { instances: 1, version: 2, advert_cs: 100 }.advert_int(), "1");
+        assert_eq!(Load { instances: 1, version: 3, advert_cs: 1 }.advert_int(), "0.01");
+        // 3 s + 156/256 s.
+        assert_eq!(Load { instances: 1, version: 2, advert_cs: 100 }.master_down(), Duration::from_micros(3_609_375));
+    }
+
+    /// A gratuitous ARP is recognised by sender MAC and sender/target IP.
+    #[test]
+    fn garp_filter() {
+        let mac = [2, 0, 0, 0, 0, 2];
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[198, 18, 7, 100]);
+        f.extend_from_slice(&[0xff; 6]);
+        f.extend_from_slice(&[198, 18, 7, 100]);
+        assert!(is_garp(&f, &mac, [198, 18, 7, 100]));
+        assert!(!is_garp(&f, &[2, 0, 0, 0, 0, 1], [198, 18, 7, 100]));
+        assert!(!is_garp(&f, &mac, [198, 18, 7, 101]));
+    }
+}
