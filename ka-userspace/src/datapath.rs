@@ -119,7 +119,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub fn ensure_bpffs() -> Result<(), DatapathError> {
     let path = Path::new("/sys/fs/bpf");
     if let Ok(st) = nix::sys::statfs::statfs(path) {
-        if st.filesystem_type().0 as i64 == BPF_FS_MAGIC {
+        if st.filesystem_type().0 == BPF_FS_MAGIC {
             return Ok(());
         }
     }
@@ -177,7 +177,7 @@ impl Datapath {
     ///
     /// # Errors
     /// The interface does not exist or refuses the program in the requested mode.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&Attachment, DatapathError> {
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, DatapathError> {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(XDP_PROGRAM)
@@ -205,8 +205,9 @@ impl Datapath {
             },
         };
         info!(iface, mode = got, program = XDP_PROGRAM, "attached");
-        self.attachments.push(Attachment { iface: iface.to_owned(), mode: got });
-        Ok(self.attachments.last().ok_or(DatapathError::MissingMap { map: STATS_MAP })?)
+        let a = Attachment { iface: iface.to_owned(), mode: got };
+        self.attachments.push(a.clone());
+        Ok(a)
     }
 
     /// The current attachments.

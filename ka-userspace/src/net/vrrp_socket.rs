@@ -337,7 +337,6 @@ fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool) -> io::Result<Received> {
             }
         }
     }
-    drop(iov);
     if v6 {
         let src = src_sa.and_then(|s| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip()))).unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         return Ok(Received {
