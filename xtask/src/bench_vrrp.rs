@@ -259,10 +259,12 @@ fn pair(imp: Impl, lan: &Lan, ka: &Path, load: &Load) -> anyhow::Result<(Daemon,
         .with_context(|| master.log_text())?;
     let master_since = Instant::now();
     let backup = Daemon::start(imp, &lan.backup, ka, &load.config(100))?;
-    wait_until(&format!("{} backup: {n} instances BACKUP", imp.name()), WAIT, || backup.backups() >= n)
-        .with_context(|| backup.log_text())?;
-    ensure!(held(&lan.master, &vips) == n, "{} master lost VIPs when the backup started", imp.name());
-    ensure!(held(&lan.backup, &vips) == 0, "{} backup holds VIPs", imp.name());
+    wait_until(
+        &format!("{} pair steady: backup has {n} instances BACKUP and no VIP, master holds {n} VIPs", imp.name()),
+        WAIT,
+        || backup.backups() >= n && held(&lan.backup, &vips) == 0 && held(&lan.master, &vips) == n,
+    )
+    .with_context(|| format!("backup log tail:\n{}", tail(&backup.log_text(), 30)))?;
     Ok((master, backup, master_since))
 }
 
@@ -449,22 +451,44 @@ fn ns_cpu(ns: &Netns) -> anyhow::Result<(u64, u64, usize)> {
     Ok((ticks, rss, n))
 }
 
-/// VRRP frames per second seen on every bridge during 1 s.
-fn advert_rate(lan: &Lan) -> anyhow::Result<u64> {
+/// What the bridges carried: VRRP adverts per second, and the largest gap between two adverts
+/// of one (bridge, VRID), over `span`.
+struct Wire {
+    rate: f64,
+    max_gap: Duration,
+}
+
+/// Counts the VRRP adverts on every bridge during `span` (timestamps taken when read, so the
+/// gaps include this process's own scheduling delays).
+fn wire(lan: &Lan, span: Duration) -> anyhow::Result<Wire> {
     let handles = (0..lan.bridges.len())
         .map(|k| {
-            lan.hub(k).enter(|| -> anyhow::Result<u64> {
+            lan.hub(k).enter(move || -> anyhow::Result<(u64, Duration)> {
                 let cap = Capture::open("br0", 0x0800)?;
-                let end = Instant::now() + Duration::from_secs(1);
-                let mut n = 0;
-                while cap.next_matching(end, |f| f.len() > 23 && f[23] == 112).is_some() {
+                let end = Instant::now() + span;
+                let (mut n, mut max_gap) = (0, Duration::ZERO);
+                let mut last: [Option<Instant>; 256] = [None; 256];
+                while let Some(f) = cap.next_matching(end, |f| f.len() > 23 && f[23] == 112) {
+                    let now = Instant::now();
                     n += 1;
+                    let ihl = usize::from(f[14] & 0x0f) * 4;
+                    if let Some(&vrid) = f.get(14 + ihl + 1) {
+                        if let Some(prev) = last[usize::from(vrid)].replace(now) {
+                            max_gap = max_gap.max(now - prev);
+                        }
+                    }
                 }
-                Ok(n)
+                Ok((n, max_gap))
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    handles.into_iter().map(|h| h.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?).sum()
+    let (mut n, mut max_gap) = (0, Duration::ZERO);
+    for h in handles {
+        let (c, g) = h.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+        n += c;
+        max_gap = max_gap.max(g);
+    }
+    Ok(Wire { rate: n as f64 / span.as_secs_f64(), max_gap })
 }
 
 /// One CPU measurement of a pair.
@@ -475,7 +499,9 @@ struct CpuRow {
     backup_pct: f64,
     master_rss_kib: u64,
     backup_rss_kib: u64,
-    rate: u64,
+    wire: Wire,
+    /// State changes during the window on (master, backup): (0, 0) when steady.
+    flaps: (usize, usize),
 }
 
 fn cpu_once(imp: Impl, ka: &Path, load: &Load, window: Duration) -> anyhow::Result<CpuRow> {
@@ -489,15 +515,20 @@ fn cpu_once(imp: Impl, ka: &Path, load: &Load, window: Duration) -> anyhow::Resu
     let (m0, b0, t0) = (ns_cpu(&lan.master)?, ns_cpu(&lan.backup)?, Instant::now());
     std::thread::sleep(window);
     let (m1, b1, t1) = (ns_cpu(&lan.master)?, ns_cpu(&lan.backup)?, Instant::now());
-    let rate = advert_rate(&lan)?;
+    let flaps = (master.state_changes() - changes.0, backup.state_changes() - changes.1);
+    let wire = wire(&lan, load.advert().max(Duration::from_millis(500)) * 3)?;
     let vips = load.vips();
-    ensure!(held(&lan.master, &vips) == load.instances, "{}: the master lost VIPs during the window", imp.name());
-    ensure!(held(&lan.backup, &vips) == 0, "{}: the backup took VIPs during the window", imp.name());
-    ensure!(
-        (master.state_changes(), backup.state_changes()) == changes,
-        "{}: state changes during the window (flapping): {changes:?}",
-        imp.name()
-    );
+    let (m_held, b_held) = (held(&lan.master, &vips), held(&lan.backup, &vips));
+    if flaps != (0, 0) || m_held != load.instances || b_held != 0 {
+        eprintln!(
+            "    warning: not steady: {} state changes on the master and {} on the backup during the window; \
+             afterwards the master holds {m_held}/{} VIPs, the backup {b_held}\n    backup log tail:\n{}",
+            flaps.0,
+            flaps.1,
+            load.instances,
+            tail(&backup.log_text(), 6)
+        );
+    }
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let secs = (t1 - t0).as_secs_f64();
@@ -509,8 +540,15 @@ fn cpu_once(imp: Impl, ka: &Path, load: &Load, window: Duration) -> anyhow::Resu
         backup_pct: pct(b0, b1),
         master_rss_kib: m1.1,
         backup_rss_kib: b1.1,
-        rate,
+        wire,
+        flaps,
     })
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The CPU benchmark: prints one Markdown table.
@@ -522,7 +560,14 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
             eprintln!("  CPU: {} instances @ {} s (v{}), {}, {} s window", load.instances, load.advert_int(), load.version, imp.name(), window.as_secs());
             let row = cpu_once(imp, ka, load, window)
                 .with_context(|| format!("CPU {} instances @ {} s with {}", load.instances, load.advert_int(), imp.name()))?;
-            eprintln!("    master {:.1}%, backup {:.1}%, {} adverts/s", row.master_pct, row.backup_pct, row.rate);
+            eprintln!(
+                "    master {:.1}%, backup {:.1}%, {:.0} adverts/s, max gap {:.1} ms, state changes {:?}",
+                row.master_pct,
+                row.backup_pct,
+                row.wire.rate,
+                row.wire.max_gap.as_secs_f64() * 1e3,
+                row.flaps
+            );
             rows.push(row);
         }
     }
