@@ -456,6 +456,8 @@ fn ns_cpu(ns: &Netns) -> anyhow::Result<(u64, u64, usize)> {
 struct Wire {
     rate: f64,
     max_gap: Duration,
+    /// Instances (bridge, VRID) with at least one advert seen.
+    seen: usize,
 }
 
 /// Counts the VRRP adverts on every bridge during `span` (timestamps taken when read, so the
@@ -463,7 +465,7 @@ struct Wire {
 fn wire(lan: &Lan, span: Duration) -> anyhow::Result<Wire> {
     let handles = (0..lan.bridges.len())
         .map(|k| {
-            lan.hub(k).enter(move || -> anyhow::Result<(u64, Duration)> {
+            lan.hub(k).enter(move || -> anyhow::Result<(u64, Duration, usize)> {
                 let cap = Capture::open("br0", 0x0800)?;
                 let end = Instant::now() + span;
                 let (mut n, mut max_gap) = (0, Duration::ZERO);
@@ -478,17 +480,18 @@ fn wire(lan: &Lan, span: Duration) -> anyhow::Result<Wire> {
                         }
                     }
                 }
-                Ok((n, max_gap))
+                Ok((n, max_gap, last.iter().flatten().count()))
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (mut n, mut max_gap) = (0, Duration::ZERO);
+    let (mut n, mut max_gap, mut seen) = (0, Duration::ZERO, 0);
     for h in handles {
-        let (c, g) = h.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+        let (c, g, v) = h.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
         n += c;
         max_gap = max_gap.max(g);
+        seen += v;
     }
-    Ok(Wire { rate: n as f64 / span.as_secs_f64(), max_gap })
+    Ok(Wire { rate: n as f64 / span.as_secs_f64(), max_gap, seen })
 }
 
 /// One CPU measurement of a pair.
@@ -561,10 +564,11 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
             let row = cpu_once(imp, ka, load, window)
                 .with_context(|| format!("CPU {} instances @ {} s with {}", load.instances, load.advert_int(), imp.name()))?;
             eprintln!(
-                "    master {:.1}%, backup {:.1}%, {:.0} adverts/s, max gap {:.1} ms, state changes {:?}",
+                "    master {:.1}%, backup {:.1}%, {:.0} adverts/s from {} instances, max gap {:.1} ms, state changes {:?}",
                 row.master_pct,
                 row.backup_pct,
                 row.wire.rate,
+                row.wire.seen,
                 row.wire.max_gap.as_secs_f64() * 1e3,
                 row.flaps
             );
@@ -574,14 +578,19 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
     println!("\n### VRRP daemon CPU (% of one core)\n");
     println!(
         "utime+stime from /proc/PID/stat of every process of the daemon (keepalived: parent and VRRP\n\
-         child; ka: its one process) over {} s in steady state (master holds every VIP, backup is\n\
-         BACKUP, no state change during the window). Same keepalived.conf for both; one VIP per\n\
-         instance; master priority 150, backup 100. Kernel work done in the daemons' syscalls\n\
-         (veth, bridge) counts. Shared 2-core machine: expect noise of a few tenths of a percent.\n",
+         child; ka: its one process) over {} s, starting in steady state (master holds every VIP,\n\
+         backup is BACKUP). Same keepalived.conf for both; one VIP per instance; master priority 150,\n\
+         backup 100. Kernel work done in the daemons' syscalls (veth, bridge) counts. After the window,\n\
+         the adverts on the bridges are counted for a few intervals: a row is a fair comparison only\n\
+         when every instance is heard at the configured rate (instances / advert_int per second) and no\n\
+         state changed during the window. Shared 2-core machine: expect noise of a few tenths of a\n\
+         percent.\n",
         window.as_secs()
     );
-    println!("| load | implementation | adverts/s seen | master CPU % | backup CPU % | master RSS MiB | backup RSS MiB | ka / keepalived (master, backup) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| load | implementation | master CPU % | backup CPU % | ka / keepalived (master, backup) | adverts/s on the wire | instances heard | max gap per VRID, ms | state changes in window | RSS MiB (master, backup) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for pair in rows.chunks(2) {
         let [k, kd] = pair else { continue };
         for r in pair {
@@ -591,17 +600,21 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
                 String::new()
             };
             println!(
-                "| {} × {} s (v{}) | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} × {} s (v{}) | {} | {:.1} | {:.1} | {} | {:.0} | {}/{} | {:.1} | {} | {:.1}, {:.1} |",
                 r.load.instances,
                 r.load.advert_int(),
                 r.load.version,
                 r.imp.name(),
-                r.rate,
                 r.master_pct,
                 r.backup_pct,
+                ratio,
+                r.wire.rate,
+                r.wire.seen,
+                r.load.instances,
+                r.wire.max_gap.as_secs_f64() * 1e3,
+                r.flaps.0 + r.flaps.1,
                 r.master_rss_kib as f64 / 1024.0,
                 r.backup_rss_kib as f64 / 1024.0,
-                ratio
             );
         }
     }
