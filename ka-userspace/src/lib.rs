@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod engine;
+pub mod health;
 pub mod instance;
 pub mod net;
 pub mod notify;

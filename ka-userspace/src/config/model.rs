@@ -819,6 +819,8 @@ pub struct VirtualServer {
     pub ipv6_family: Option<bool>,
     /// `sorry_server`.
     pub sorry_server: Option<RealServer>,
+    /// `sorry_server_inhibit`: the sorry server stays in the table at weight 0 while unused.
+    pub sorry_server_inhibit: bool,
     /// Timing defaults for real servers and checkers.
     pub timing: CheckTiming,
     /// `smtp_alert`.

@@ -1556,6 +1556,7 @@ impl<'d> Cx<'d> {
             quorum_down: None,
             ipv6_family: None,
             sorry_server: None,
+            sorry_server_inhibit: false,
             timing: CheckTiming::default(),
             smtp_alert: None,
             real_servers: Vec::new(),
@@ -1632,6 +1633,7 @@ impl<'d> Cx<'d> {
                         sorry = Some(e.clone());
                     }
                 }
+                "sorry_server_inhibit" => vs.sorry_server_inhibit = self.arg_bool(e),
                 "ops" => {
                     vs.ops = self.arg_bool(e);
                     self.unsupported(e, "virtual_server");

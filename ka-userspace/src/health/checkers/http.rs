@@ -1,0 +1,348 @@
+//! HTTP_GET and SSL_GET: each `url` is fetched on its own connection (hyper, HTTP/1.x; TLS by
+//! rustls for SSL_GET) and must answer with one of its `status_code`s, and, when given, a body
+//! whose MD5 is `digest` (as `keepalived --genhash` computes it: the body only) and which
+//! matches `regex` (or must not, with `regex_no_match`).
+//!
+//! Each URL must complete within `connect_timeout` (connect, TLS, headers and body), the body
+//! is read into at most [`MAX_BODY`] bytes, and headers are bounded by hyper: garbage, a huge
+//! body, a slowloris drip or a handshake that never ends all fail with the stage and reason.
+//!
+//! Certificates: without `SSL { ca ... }` in the configuration any server certificate is
+//! accepted, as keepalived does; with a CA the chain is verified against it, for the
+//! `virtualhost` name when one is set (else the address). `SSL { certificate key }` gives a
+//! client certificate. `enable_sni` sends the virtualhost as SNI.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::{
+    body::Bytes,
+    header::{CONNECTION, HOST, USER_AGENT},
+    Request, Version,
+};
+use hyper_util::rt::TokioIo;
+use md5::{Digest as _, Md5};
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{connect_tcp, CheckError, Deadline, Success, Target};
+use crate::config::{model::{Checker, CheckerKind, RealServer, StatusRange}, Config};
+
+/// Bodies are read into at most this many bytes; a longer body fails the check.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// keepalived's User-Agent.
+const AGENT: &str = "KeepAliveClient";
+
+/// One `url` block, ready to check.
+#[derive(Clone, Debug)]
+pub struct UrlCheck {
+    /// `path`.
+    pub path: String,
+    /// `status_code` ranges (default 200-299).
+    pub status: Vec<StatusRange>,
+    /// `digest`, lower case.
+    pub digest: Option<String>,
+    /// `regex`, compiled.
+    pub regex: Option<regex::bytes::Regex>,
+    /// `regex_no_match`.
+    pub regex_no_match: bool,
+    /// The Host header.
+    pub host: String,
+}
+
+/// An HTTP_GET or SSL_GET.
+pub struct HttpProbe {
+    /// Where to connect.
+    pub target: Target,
+    /// The URLs, all of which must pass.
+    pub urls: Vec<UrlCheck>,
+    /// `http_protocol`: HTTP/1.0 (`1.0`, `1.0C`) or HTTP/1.1.
+    pub version: Version,
+    /// Whether to send `Connection: close` (`1.0C` and `1.1`).
+    pub close: bool,
+    /// TLS settings for SSL_GET.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// `connect_timeout`, the budget of each URL.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for HttpProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpProbe").field("target", &self.target).field("urls", &self.urls).field("tls", &self.tls.is_some()).finish()
+    }
+}
+
+impl HttpProbe {
+    /// Builds the probe.
+    ///
+    /// # Errors
+    /// A regex does not compile, or the TLS material cannot be loaded.
+    pub fn build(checker: &Checker, rs: &RealServer, cfg: &Config) -> Result<HttpProbe, CheckError> {
+        let CheckerKind::Http { ssl, urls, http_protocol, virtualhost, enable_sni, .. } = &checker.kind else {
+            return Err(CheckError::Config("not an HTTP checker".into()));
+        };
+        let target = Target::of(checker, rs, if *ssl { 443 } else { 80 });
+        let default_host = virtualhost.clone().unwrap_or_else(|| match target.addr {
+            std::net::SocketAddr::V4(a) => a.ip().to_string(),
+            std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        });
+        let mut checks = Vec::with_capacity(urls.len());
+        for u in urls {
+            let regex = match &u.regex {
+                Some(r) => Some(regex::bytes::Regex::new(r).map_err(|e| CheckError::Config(format!("regex {r:?}: {e}")))?),
+                None => None,
+            };
+            checks.push(UrlCheck {
+                path: u.path.clone(),
+                status: if u.status_codes.is_empty() { vec![StatusRange { first: 200, last: 299 }] } else { u.status_codes.clone() },
+                digest: u.digest.as_ref().map(|d| d.to_ascii_lowercase()),
+                regex,
+                regex_no_match: u.regex_no_match,
+                host: u.virtualhost.clone().unwrap_or_else(|| default_host.clone()),
+            });
+        }
+        if checks.is_empty() {
+            return Err(CheckError::Config("no url { path ... } to check".into()));
+        }
+        let (version, close) = match http_protocol.as_deref() {
+            Some("1.0") => (Version::HTTP_10, false),
+            Some("1.0C") | Some("1.0c") => (Version::HTTP_10, true),
+            None | Some("1.1") => (Version::HTTP_11, true),
+            Some(other) => return Err(CheckError::Config(format!("unknown http_protocol {other:?}"))),
+        };
+        let tls = if *ssl {
+            let name = virtualhost
+                .as_deref()
+                .and_then(|h| ServerName::try_from(h.to_owned()).ok())
+                .unwrap_or_else(|| ServerName::IpAddress(target.addr.ip().into()));
+            Some((Arc::new(tls_config(cfg, *enable_sni && virtualhost.is_some())?), name))
+        } else {
+            None
+        };
+        Ok(HttpProbe { target, urls: checks, version, close, tls, timeout: checker.connect_timeout })
+    }
+
+    /// Fetches every URL.
+    ///
+    /// # Errors
+    /// The first URL that fails, with why.
+    pub async fn run(&self) -> Result<Success, CheckError> {
+        let mut detail = String::new();
+        for url in &self.urls {
+            let deadline = Deadline::after(self.timeout);
+            let stream = connect_tcp(&self.target, &deadline).await?;
+            let code = match &self.tls {
+                None => self.fetch(stream, url, &deadline).await?,
+                Some((config, name)) => {
+                    let connector = tokio_rustls::TlsConnector::from(config.clone());
+                    let tls = deadline
+                        .run("in the TLS handshake", connector.connect(name.clone(), stream))
+                        .await?
+                        .map_err(|e| CheckError::Tls(tls_reason(&e)))?;
+                    self.fetch(tls, url, &deadline).await?
+                }
+            };
+            if !detail.is_empty() {
+                detail.push_str(", ");
+            }
+            detail.push_str(&format!("{} {code}", url.path));
+        }
+        Ok(Success::new(format!("HTTP {detail}")))
+    }
+
+    /// One request/response exchange on `io`, checked against `url`. Returns the status.
+    async fn fetch<S>(&self, io: S, url: &UrlCheck, deadline: &Deadline) -> Result<u16, CheckError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = deadline
+            .run("starting HTTP", hyper::client::conn::http1::Builder::new().max_buf_size(64 * 1024).handshake::<_, Empty<Bytes>>(TokioIo::new(io)))
+            .await?
+            .map_err(|e| CheckError::Protocol(e.to_string()))?;
+        let mut req = Request::builder().method("GET").uri(&url.path).version(self.version).header(HOST, &url.host).header(USER_AGENT, AGENT);
+        if self.close {
+            req = req.header(CONNECTION, "close");
+        }
+        let req = req.body(Empty::new()).map_err(|e| CheckError::Config(format!("path {:?}: {e}", url.path)))?;
+        let exchange = async {
+            let resp = deadline
+                .run("waiting for the response headers", sender.send_request(req))
+                .await?
+                .map_err(|e| CheckError::Protocol(format!("invalid HTTP response: {e}")))?;
+            let code = resp.status().as_u16();
+            if !url.status.iter().any(|r| (r.first..=r.last).contains(&code)) {
+                return Err(CheckError::Mismatch(format!("HTTP status {code} not in {}", ranges(&url.status))));
+            }
+            let mut body = resp.into_body();
+            let mut buf = Vec::new();
+            loop {
+                let frame = deadline.run("reading the response body", body.frame()).await?;
+                let Some(frame) = frame else { break };
+                let frame = frame.map_err(|e| CheckError::Protocol(format!("reading the body: {e}")))?;
+                if let Some(data) = frame.data_ref() {
+                    if buf.len() + data.len() > MAX_BODY {
+                        return Err(CheckError::Mismatch(format!("response body larger than {MAX_BODY} bytes")));
+                    }
+                    buf.extend_from_slice(data);
+                }
+            }
+            check_body(url, &buf)?;
+            Ok(code)
+        };
+        tokio::pin!(exchange);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = &mut exchange => r,
+            c = &mut conn => match c {
+                Err(e) => Err(CheckError::Protocol(format!("invalid HTTP response: {e}"))),
+                Ok(()) => exchange.await,
+            },
+        }
+    }
+}
+
+/// Checks a complete body against the URL's digest and regex.
+///
+/// # Errors
+/// The digest differs, or the regex does (not) match.
+pub fn check_body(url: &UrlCheck, body: &[u8]) -> Result<(), CheckError> {
+    if let Some(want) = &url.digest {
+        let got = genhash(body);
+        if &got != want {
+            return Err(CheckError::Mismatch(format!("digest {got} of {} body bytes, expected {want}", body.len())));
+        }
+    }
+    if let Some(re) = &url.regex {
+        let found = re.is_match(body);
+        if found == url.regex_no_match {
+            let how = if url.regex_no_match { "matches" } else { "does not match" };
+            return Err(CheckError::Mismatch(format!("body {how} regex {:?}", re.as_str())));
+        }
+    }
+    Ok(())
+}
+
+/// The MD5 of a body in lower-case hex, as `keepalived --genhash` prints it.
+pub fn genhash(body: &[u8]) -> String {
+    let d = Md5::digest(body);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ranges(r: &[StatusRange]) -> String {
+    r.iter()
+        .map(|r| if r.first == r.last { r.first.to_string() } else { format!("{}-{}", r.first, r.last) })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn tls_reason(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(r) => r.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The rustls client configuration from the `SSL` block.
+fn tls_config(cfg: &Config, sni: bool) -> Result<ClientConfig, CheckError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CheckError::Tls(e.to_string()))?;
+    let ssl = cfg.ssl.clone().unwrap_or_default();
+    let builder = match &ssl.ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(ca).map_err(|e| CheckError::Config(format!("CA file {ca}: {e}")))?;
+            for c in certs {
+                let c = c.map_err(|e| CheckError::Config(format!("CA file {ca}: {e}")))?;
+                roots.add(c).map_err(|e| CheckError::Config(format!("CA file {ca}: {e}")))?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))),
+    };
+    let mut config = match (&ssl.certificate, &ssl.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| CheckError::Config(format!("certificate {cert}: {e}")))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| CheckError::Config(format!("key {key}: {e}")))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| CheckError::Config(format!("client certificate: {e}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.enable_sni = sni;
+    Ok(config)
+}
+
+/// keepalived's SSL_GET without a CA: any certificate is accepted (signatures are still
+/// checked, so the handshake itself is sound).
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest is the MD5 of the body alone, lower-case hex (`keepalived --genhash`).
+    #[test]
+    fn genhash_is_md5_of_body() {
+        assert_eq!(genhash(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(genhash(b"hello\n"), "b1946ac92492d2347c6235b4d2611184");
+    }
+
+    fn url(digest: Option<&str>, regex: Option<&str>, no_match: bool) -> UrlCheck {
+        UrlCheck {
+            path: "/".into(),
+            status: vec![StatusRange { first: 200, last: 299 }],
+            digest: digest.map(str::to_owned),
+            regex: regex.map(|r| regex::bytes::Regex::new(r).expect("regex")),
+            regex_no_match: no_match,
+            host: "h".into(),
+        }
+    }
+
+    /// Digest and regex (and regex_no_match) decide on the body.
+    #[test]
+    fn body_checks() {
+        assert!(check_body(&url(Some("b1946ac92492d2347c6235b4d2611184"), None, false), b"hello\n").is_ok());
+        let e = check_body(&url(Some("00"), None, false), b"hello\n").expect_err("digest");
+        assert!(e.to_string().contains("b1946ac9"), "{e}");
+        assert!(check_body(&url(None, Some("he+llo"), false), b"hello").is_ok());
+        assert!(check_body(&url(None, Some("bye"), false), b"hello").is_err());
+        assert!(check_body(&url(None, Some("bye"), true), b"hello").is_ok());
+        assert!(check_body(&url(None, Some("hello"), true), b"hello").is_err());
+    }
+}

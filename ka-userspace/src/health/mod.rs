@@ -1,0 +1,628 @@
+//! Health checkers with LVS (keepalived check daemon) semantics, driving the datapath.
+//!
+//! # For the daemon
+//!
+//! ```ignore
+//! let health = ka::health::start(&config, ka::health::HealthOptions::default())?;
+//! let mut backends = health.backends();          // watch::Receiver<BackendSet>
+//! // map writer: on every `backends.changed()`, write `backends.borrow().services[i]`
+//! //   (weight 0 = present but no new flows; servers not listed must not be in the table).
+//! let report = health.status().await;            // HealthReport for `ka status` (serde)
+//! health.set_master(false);                      // VRRP left MASTER: ha_suspend services pause
+//! health.shutdown().await;                       // omega notifiers, then every task stops
+//! ```
+//!
+//! # Structure
+//!
+//! - [`state`]: the sans-IO state machines (retry, alpha, dynamic weight, inhibit_on_failure,
+//!   quorum with hysteresis, sorry server, omega), unit-tested without I/O;
+//! - [`schedule`]: spreading first checks over `warmup` and keeping each checker's phase;
+//! - [`checkers`]: one module per keepalived checker, each bounded by `connect_timeout`;
+//! - [`report`]: the published [`BackendSet`] and the [`HealthReport`] of `ka status`;
+//! - [`alert`]: `smtp_alert` emails for real-server transitions;
+//! - this module: the owner task, one lightweight task per checker (a timer when idle, one
+//!   socket or process while checking), and the [`HealthHandle`].
+
+pub mod alert;
+pub mod checkers;
+pub mod report;
+pub mod schedule;
+pub mod state;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinSet,
+    time::Instant,
+};
+use tracing::{info, warn};
+
+pub use report::{ActiveSet, Backend, BackendRole, BackendSet, HealthReport, RealServerReport, ServiceBackends};
+
+use crate::{
+    config::{model::{Script, VsKey}, Config},
+    notify::{
+        script::{RunAs, Runner},
+        smtp::SmtpConfig,
+    },
+};
+use checkers::{BuildContext, CheckError, Probe};
+use report::{CheckResultReport, CheckerReport};
+use state::{Action, CheckerChange, CheckerFsm, CheckerTiming, RealServerSpec, ServiceFsm, ServiceSpec};
+
+/// Errors of the health subsystem's start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// `script_user` cannot be resolved.
+    #[error("script_user: {0}")]
+    ScriptUser(#[source] crate::notify::script::ScriptError),
+    /// Not called from inside a tokio runtime.
+    #[error("health::start must be called from inside a tokio runtime")]
+    NoRuntime,
+}
+
+/// Options of [`start`].
+#[derive(Clone, Debug)]
+pub struct HealthOptions {
+    /// Whether the node starts as VRRP MASTER (checks of `ha_suspend` services run only while
+    /// it is). Default `true`, right for a node without VRRP; a daemon with VRRP instances
+    /// should pass `false` and call [`HealthHandle::set_master`] on transitions.
+    pub master: bool,
+    /// notify_up/notify_down/quorum scripts still running after this long are killed.
+    pub script_timeout: Duration,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        Self { master: true, script_timeout: Duration::from_secs(30) }
+    }
+}
+
+enum Command {
+    Status(oneshot::Sender<HealthReport>),
+    SetMaster(bool),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The running health checkers. Dropping it aborts every checker task at once (without the
+/// `omega` notifiers: call [`HealthHandle::shutdown`] for those).
+#[derive(Debug)]
+pub struct HealthHandle {
+    backends: watch::Receiver<BackendSet>,
+    cmd: mpsc::UnboundedSender<Command>,
+    owner: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HealthHandle {
+    /// The desired backend set, updated on every change (one update per batch of results).
+    pub fn backends(&self) -> watch::Receiver<BackendSet> {
+        self.backends.clone()
+    }
+
+    /// The current report for `ka status` (empty if the subsystem has stopped).
+    pub async fn status(&self) -> HealthReport {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Status(tx)).is_err() {
+            return HealthReport::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Tells the checkers whether this node is VRRP MASTER: while it is not, the checks of
+    /// `ha_suspend` services are suspended (their state is kept).
+    pub fn set_master(&self, master: bool) {
+        let _ = self.cmd.send(Command::SetMaster(master));
+    }
+
+    /// Stops every checker; services with `omega` run their down notifiers and `quorum_down`
+    /// first. Returns when the checkers are gone.
+    pub async fn shutdown(mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(owner) = self.owner.take() {
+            let _ = owner.await;
+        }
+    }
+}
+
+impl Drop for HealthHandle {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            owner.abort();
+        }
+    }
+}
+
+/// Starts one checker task per configured checker and the owner task that aggregates them.
+/// Must be called inside a tokio runtime.
+///
+/// # Errors
+/// `script_user` is unknown, or there is no runtime.
+pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthError> {
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| HealthError::NoRuntime)?;
+    let script_user = match &cfg.global.script_user {
+        Some((u, g)) => Some(RunAs::resolve(u, g.as_deref()).map_err(HealthError::ScriptUser)?),
+        None => None,
+    };
+    let ctx = BuildContext { script_security: cfg.global.enable_script_security, script_user };
+    let runner = Runner { default_user: script_user.unwrap_or_else(RunAs::current), secure: ctx.script_security, timeout: opts.script_timeout };
+    let smtp = match (&cfg.global.smtp_server, &cfg.global.notification_email_from) {
+        (Some((server, port)), Some(from)) if !cfg.global.notification_email.is_empty() => Some(SmtpConfig {
+            server: server.clone(),
+            port: *port,
+            timeout: cfg.global.smtp_connect_timeout,
+            from: from.clone(),
+            to: cfg.global.notification_email.clone(),
+            router_id: cfg.global.router_id.clone().unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()),
+        }),
+        _ => None,
+    };
+
+    let (result_tx, result_rx) = mpsc::channel::<CheckReport>(4096);
+    let (suspend_tx, suspend_rx) = watch::channel(!opts.master);
+    let mut tasks = JoinSet::new();
+    let mut services = Vec::new();
+    let mut infos = Vec::new();
+    let mut n_checker = 0usize;
+    for (vs_index, vs) in cfg.virtual_servers.iter().enumerate() {
+        let name = service_name(&vs.key);
+        let mut rs_specs = Vec::new();
+        let mut rs_infos = Vec::new();
+        for (rs_index, rs) in vs.real_servers.iter().enumerate() {
+            let mut checkers = Vec::new();
+            for (ck_index, ck) in rs.checkers.iter().enumerate() {
+                let probe = Arc::new(Probe::build(ck, rs, cfg, &ctx));
+                let timing = CheckerTiming { delay_loop: ck.delay_loop, retry: ck.retry, delay_before_retry: ck.delay_before_retry, alpha: ck.alpha };
+                let fsm = CheckerFsm::new(timing);
+                checkers.push(CheckerStats {
+                    kind: ck.kind.keyword(),
+                    target: probe.target(),
+                    up: fsm.is_up(),
+                    checks: 0,
+                    failures: 0,
+                    last: None,
+                    log_all_failures: ck.log_all_failures,
+                });
+                let job = CheckerJob {
+                    id: CheckerId { vs: vs_index, rs: rs_index, ck: ck_index },
+                    probe,
+                    fsm,
+                    first: schedule::first_check_offset(n_checker, ck.warmup),
+                    budget: check_budget(ck),
+                    suspend: vs.ha_suspend.then(|| suspend_rx.clone()),
+                    tx: result_tx.clone(),
+                };
+                n_checker += 1;
+                tasks.spawn_on(job.run(), &rt);
+            }
+            rs_specs.push(RealServerSpec {
+                addr: rs.address,
+                port: rs.port,
+                weight: u32::try_from(rs.weight.max(0)).unwrap_or(0),
+                inhibit: rs.timing.inhibit_on_failure,
+                checkers_up: checkers.iter().map(|c| c.up).collect(),
+            });
+            rs_infos.push(RsInfo {
+                notify_up: rs.notify_up.clone(),
+                notify_down: rs.notify_down.clone(),
+                smtp_alert: rs.smtp_alert.or(vs.smtp_alert).unwrap_or(false),
+                last_change: Instant::now(),
+                last_reason: String::new(),
+                checkers,
+            });
+        }
+        let svc = ServiceFsm::new(ServiceSpec {
+            vs_index,
+            name: name.clone(),
+            quorum: u64::from(vs.quorum),
+            hysteresis: u64::from(vs.hysteresis),
+            real_servers: rs_specs,
+            sorry: vs.sorry_server.as_ref().map(|s| (s.address, s.port)),
+            sorry_inhibit: vs.sorry_server_inhibit,
+        });
+        info!(service = %name, real_servers = vs.real_servers.len(), quorum = vs.quorum, sorry_server = vs.sorry_server.is_some(), "health checks configured");
+        services.push(svc);
+        infos.push(SvcInfo { quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now() });
+    }
+    drop(result_tx);
+    let initial = BackendSet { services: services.iter().map(ServiceFsm::backends).collect() };
+    let (backends_tx, backends_rx) = watch::channel(initial);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let owner = Owner {
+        services,
+        infos,
+        backends_tx,
+        runner,
+        smtp,
+        suspend_tx,
+        checks: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        dirty: Vec::new(),
+        tasks,
+    };
+    let owner = rt.spawn(owner.run(result_rx, cmd_rx));
+    Ok(HealthHandle { backends: backends_rx, cmd: cmd_tx, owner: Some(owner) })
+}
+
+/// The display name of a virtual server.
+pub fn service_name(key: &VsKey) -> String {
+    match key {
+        VsKey::Addr { addr, port } => state::sock(*addr, *port),
+        VsKey::Fwmark(m) => format!("fwmark {m}"),
+        VsKey::Group(g) => format!("group {g}"),
+    }
+}
+
+/// The outer bound of one check: a safety net above the checker's own deadlines.
+fn check_budget(ck: &crate::config::model::Checker) -> Duration {
+    let own = match &ck.kind {
+        crate::config::model::CheckerKind::Misc { timeout, .. } => timeout.unwrap_or(ck.delay_loop),
+        crate::config::model::CheckerKind::Http { urls, .. } => ck.connect_timeout * u32::try_from(urls.len().max(1)).unwrap_or(u32::MAX),
+        _ => ck.connect_timeout,
+    };
+    own + Duration::from_secs(5)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CheckerId {
+    vs: usize,
+    rs: usize,
+    ck: usize,
+}
+
+/// One result, from a checker task to the owner.
+#[derive(Debug)]
+struct CheckReport {
+    id: CheckerId,
+    ok: bool,
+    unsupported: bool,
+    reason: String,
+    weight: Option<u32>,
+    latency: Duration,
+    change: Option<CheckerChange>,
+    up: bool,
+}
+
+struct CheckerJob {
+    id: CheckerId,
+    probe: Arc<Probe>,
+    fsm: CheckerFsm,
+    first: Duration,
+    budget: Duration,
+    suspend: Option<watch::Receiver<bool>>,
+    tx: mpsc::Sender<CheckReport>,
+}
+
+impl CheckerJob {
+    /// The checker loop: wait for the deadline (and for the node to be MASTER under
+    /// ha_suspend), check, report, schedule the next check. Runs until the owner goes away.
+    async fn run(mut self) {
+        let mut next = Instant::now() + self.first;
+        loop {
+            if let Some(s) = &mut self.suspend {
+                // Bounded: returns as soon as checks are allowed again, or the owner is gone.
+                while *s.borrow_and_update() {
+                    if s.changed().await.is_err() {
+                        return;
+                    }
+                    next = next.max(Instant::now());
+                }
+            }
+            tokio::time::sleep_until(next).await;
+            let started = Instant::now();
+            let res = match tokio::time::timeout(self.budget, self.probe.run()).await {
+                Ok(r) => r,
+                Err(_) => Err(CheckError::Timeout { stage: "in the check", after: self.budget }),
+            };
+            let latency = started.elapsed();
+            let unsupported = matches!(res, Err(CheckError::Unsupported(_)));
+            let (ok, reason, weight) = match res {
+                Ok(s) => (true, s.detail, s.weight),
+                Err(e) => (false, e.to_string(), None),
+            };
+            let step = if unsupported { state::Step { change: None, next: self.fsm_delay() } } else { self.fsm.on_result(ok) };
+            let report = CheckReport { id: self.id, ok, unsupported, reason, weight, latency, change: step.change, up: self.fsm.is_up() };
+            if self.tx.send(report).await.is_err() {
+                return;
+            }
+            let now = Instant::now();
+            next = started + schedule::next_deadline(Duration::ZERO, now - started, step.next);
+        }
+    }
+
+    fn fsm_delay(&self) -> Duration {
+        // An unsupported checker is reported once per delay_loop; its state never changes.
+        self.fsm.clone().on_result(true).next
+    }
+}
+
+struct CheckerStats {
+    kind: &'static str,
+    target: String,
+    up: bool,
+    checks: u64,
+    failures: u64,
+    last: Option<(bool, String, Duration, Instant)>,
+    log_all_failures: bool,
+}
+
+struct RsInfo {
+    notify_up: Option<Script>,
+    notify_down: Option<Script>,
+    smtp_alert: bool,
+    last_change: Instant,
+    last_reason: String,
+    checkers: Vec<CheckerStats>,
+}
+
+struct SvcInfo {
+    quorum_up: Option<Script>,
+    quorum_down: Option<Script>,
+    omega: bool,
+    rs: Vec<RsInfo>,
+    sorry_since: Instant,
+}
+
+struct Owner {
+    services: Vec<ServiceFsm>,
+    infos: Vec<SvcInfo>,
+    backends_tx: watch::Sender<BackendSet>,
+    runner: Runner,
+    smtp: Option<SmtpConfig>,
+    suspend_tx: watch::Sender<bool>,
+    checks: BTreeMap<String, u64>,
+    failures: BTreeMap<String, u64>,
+    dirty: Vec<usize>,
+    tasks: JoinSet<()>,
+}
+
+/// At most this many queued results are applied before the backend set is published.
+const BATCH: usize = 1024;
+
+impl Owner {
+    async fn run(mut self, mut results: mpsc::Receiver<CheckReport>, mut cmds: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            tokio::select! {
+                r = results.recv() => {
+                    let Some(r) = r else {
+                        // No checker at all: keep serving commands.
+                        self.serve_until_shutdown(&mut cmds).await;
+                        return;
+                    };
+                    self.apply(r);
+                    for _ in 0..BATCH {
+                        match results.try_recv() {
+                            Ok(r) => self.apply(r),
+                            Err(_) => break,
+                        }
+                    }
+                    self.publish();
+                }
+                c = cmds.recv() => match c {
+                    Some(c) => if self.command(c) { return },
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn serve_until_shutdown(&mut self, cmds: &mut mpsc::UnboundedReceiver<Command>) {
+        while let Some(c) = cmds.recv().await {
+            if self.command(c) {
+                return;
+            }
+        }
+    }
+
+    /// Handles a command; returns whether to stop.
+    fn command(&mut self, c: Command) -> bool {
+        match c {
+            Command::Status(tx) => {
+                let _ = tx.send(self.report());
+                false
+            }
+            Command::SetMaster(master) => {
+                if *self.suspend_tx.borrow() == master {
+                    info!(master, "ha_suspend: {} health checks of ha_suspend services", if master { "resuming" } else { "suspending" });
+                }
+                let _ = self.suspend_tx.send(!master);
+                false
+            }
+            Command::Shutdown(done) => {
+                self.tasks.abort_all();
+                for vs in 0..self.services.len() {
+                    let omega = self.infos[vs].omega;
+                    let actions = self.services[vs].shutdown(omega);
+                    self.carry_out(vs, actions);
+                }
+                self.publish();
+                let _ = done.send(());
+                true
+            }
+        }
+    }
+
+    fn apply(&mut self, r: CheckReport) {
+        let CheckerId { vs, rs, ck } = r.id;
+        let Some(info) = self.infos.get_mut(vs).and_then(|s| s.rs.get_mut(rs)) else { return };
+        let Some(stats) = info.checkers.get_mut(ck) else { return };
+        stats.checks += 1;
+        *self.checks.entry(stats.kind.to_owned()).or_default() += 1;
+        *self.checks.entry("total".to_owned()).or_default() += 1;
+        if !r.ok {
+            stats.failures += 1;
+            *self.failures.entry(stats.kind.to_owned()).or_default() += 1;
+            *self.failures.entry("total".to_owned()).or_default() += 1;
+        }
+        let service = self.services[vs].spec().name.clone();
+        let spec = &self.services[vs].spec().real_servers[rs];
+        let who = state::sock(spec.addr, spec.port);
+        if r.unsupported && stats.last.is_none() {
+            warn!(service = %service, real_server = %who, checker = stats.kind, "{}; the checker is ignored", r.reason);
+        } else if !r.ok && stats.log_all_failures {
+            warn!(service = %service, real_server = %who, checker = stats.kind, reason = %r.reason, latency_ms = r.latency.as_millis() as u64, "check failed");
+        }
+        match r.change {
+            Some(CheckerChange::Down) => warn!(service = %service, real_server = %who, checker = stats.kind, target = %stats.target, reason = %r.reason, "checker down"),
+            Some(CheckerChange::Up) => info!(service = %service, real_server = %who, checker = stats.kind, target = %stats.target, detail = %r.reason, "checker up"),
+            None => {}
+        }
+        stats.up = r.up;
+        stats.last = Some((r.ok, r.reason.clone(), r.latency, Instant::now()));
+        if r.change.is_some() || (r.ok && r.weight.is_some()) {
+            info.last_reason = r.reason;
+            let actions = self.services[vs].checker_changed(rs, ck, r.up, if r.ok { r.weight } else { None });
+            self.carry_out(vs, actions);
+            self.dirty.push(vs);
+        }
+    }
+
+    fn carry_out(&mut self, vs: usize, actions: Vec<Action>) {
+        let service = self.services[vs].spec().name.clone();
+        for a in actions {
+            match a {
+                Action::RealServerUp { rs } | Action::RealServerDown { rs } => {
+                    let up = matches!(a, Action::RealServerUp { .. });
+                    let spec = &self.services[vs].spec().real_servers[rs];
+                    let who = format!("[{}]:{}", spec.addr, spec.port);
+                    let info = &mut self.infos[vs].rs[rs];
+                    info.last_change = Instant::now();
+                    let script = if up { info.notify_up.clone() } else { info.notify_down.clone() };
+                    let alert = info.smtp_alert.then(|| info.last_reason.clone());
+                    if let Some(s) = script {
+                        self.run_script(&s, if up { "notify_up" } else { "notify_down" });
+                    }
+                    if let (Some(reason), Some(smtp)) = (alert, self.smtp.clone()) {
+                        let service = service.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = alert::send(&smtp, &who, &service, up, &reason).await {
+                                warn!(error = %e, "checker smtp_alert");
+                            }
+                        });
+                    }
+                }
+                Action::QuorumUp { .. } | Action::QuorumDown { .. } => {
+                    let up = matches!(a, Action::QuorumUp { .. });
+                    self.infos[vs].sorry_since = Instant::now();
+                    let script = if up { self.infos[vs].quorum_up.clone() } else { self.infos[vs].quorum_down.clone() };
+                    if let Some(s) = script {
+                        self.run_script(&s, if up { "quorum_up" } else { "quorum_down" });
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_script(&self, s: &Script, what: &'static str) {
+        let user = match &s.user {
+            Some((u, g)) => match RunAs::resolve(u, g.as_deref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(script = %s.command, error = %e, "{what}: unknown user");
+                    return;
+                }
+            },
+            None => None,
+        };
+        if let Err(e) = self.runner.spawn(&s.command, &[], user) {
+            warn!(script = %s.command, error = %e, "{what} script");
+        }
+    }
+
+    /// Publishes the services changed since the last call.
+    fn publish(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        let dirty = std::mem::take(&mut self.dirty);
+        let services = &self.services;
+        self.backends_tx.send_if_modified(|set| {
+            let mut changed = false;
+            for &vs in &dirty {
+                let new = services[vs].backends();
+                if let Some(slot) = set.services.get_mut(vs) {
+                    if *slot != new {
+                        *slot = new;
+                        changed = true;
+                    }
+                }
+            }
+            changed
+        });
+    }
+
+    fn report(&self) -> HealthReport {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (vs, svc) in self.services.iter().enumerate() {
+            let backends = svc.backends();
+            let info = &self.infos[vs];
+            for (i, rs) in svc.spec().real_servers.iter().enumerate() {
+                let ri = &info.rs[i];
+                let entry = backends.backends.iter().find(|b| b.role == BackendRole::Real { index: i });
+                let checkers: Vec<CheckerReport> = ri
+                    .checkers
+                    .iter()
+                    .map(|c| CheckerReport {
+                        kind: c.kind.to_owned(),
+                        target: c.target.clone(),
+                        up: c.up,
+                        checks: c.checks,
+                        failures: c.failures,
+                        last: c.last.as_ref().map(|l| result_report(l, now)),
+                    })
+                    .collect();
+                let last_check = ri.checkers.iter().filter_map(|c| c.last.as_ref()).max_by_key(|l| l.3).map(|l| result_report(l, now));
+                out.push(RealServerReport {
+                    vs_index: vs,
+                    service: svc.spec().name.clone(),
+                    rs_index: Some(i),
+                    addr: rs.addr,
+                    port: rs.port,
+                    state: if svc.alive(i) { "up" } else { "down" }.to_owned(),
+                    weight: entry.map_or(0, |b| b.weight),
+                    in_table: entry.is_some(),
+                    configured_weight: rs.weight,
+                    since_change_s: now.duration_since(ri.last_change).as_secs(),
+                    last_check,
+                    checkers,
+                });
+            }
+            if let Some((addr, port)) = svc.spec().sorry {
+                let entry = backends.backends.iter().find(|b| b.role == BackendRole::Sorry);
+                out.push(RealServerReport {
+                    vs_index: vs,
+                    service: svc.spec().name.clone(),
+                    rs_index: None,
+                    addr,
+                    port,
+                    state: if backends.active == ActiveSet::SorryServer { "active" } else { "idle" }.to_owned(),
+                    weight: entry.map_or(0, |b| b.weight),
+                    in_table: entry.is_some(),
+                    configured_weight: 1,
+                    since_change_s: now.duration_since(info.sorry_since).as_secs(),
+                    last_check: None,
+                    checkers: Vec::new(),
+                });
+            }
+        }
+        HealthReport { real_servers: out, checks: self.checks.clone(), failures: self.failures.clone(), suspended: *self.suspend_tx.borrow() }
+    }
+}
+
+fn result_report(l: &(bool, String, Duration, Instant), now: Instant) -> CheckResultReport {
+    CheckResultReport {
+        ok: l.0,
+        reason: l.1.clone(),
+        latency_us: u64::try_from(l.2.as_micros()).unwrap_or(u64::MAX),
+        age_s: now.duration_since(l.3).as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Runtime tests on loopback: real sockets, small servers of ours, real timers.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+};
+
+use super::*;
+
+fn config(text: &str) -> Config {
+    let loaded = crate::config::parse_str(text, Path::new("test.conf"), &crate::config::LoadOptions::default());
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.severity == crate::config::Severity::Error).collect();
+    assert!(errors.is_empty(), "config errors: {errors:?}");
+    loaded.config
+}
+
+/// Waits (on watch changes, bounded by `timeout`) until `pred` holds for the backend set.
+async fn wait_set(rx: &mut watch::Receiver<BackendSet>, what: &str, timeout: Duration, pred: impl Fn(&BackendSet) -> bool) -> Duration {
+    let start = Instant::now();
+    let ok = matches!(tokio::time::timeout(timeout, rx.wait_for(|s| pred(s))).await, Ok(Ok(_)));
+    assert!(ok, "timed out after {timeout:?} waiting for {what}: {:?}", rx.borrow());
+    start.elapsed()
+}
+
+fn serving(s: &BackendSet, vs: usize) -> Vec<SocketAddr> {
+    s.services[vs].serving().map(|b| SocketAddr::new(b.addr, b.port)).collect()
+}
+
+/// A TCP_CHECKed server that stops listening leaves the set within
+/// `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry`, and comes back
+/// when it listens again; `ka status` data shows the reason, latency and counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_down_and_up() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.2\n real_server 127.0.0.1 {} {{\n  TCP_CHECK {{\n   connect_timeout 0.5\n   retry 1\n   delay_before_retry 0.1\n   warmup 0\n  }}\n }}\n}}\n",
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    let mut rx = h.backends();
+    assert_eq!(serving(&rx.borrow(), 0), vec![addr], "up at start (no alpha)");
+    accept.abort();
+    let _ = accept.await;
+    let took = wait_set(&mut rx, "server down", Duration::from_secs(3), |s| serving(s, 0).is_empty()).await;
+    assert!(took <= Duration::from_millis(200 + 1000 + 100 + 500), "took {took:?}");
+    let r = h.status().await;
+    let rs = &r.real_servers[0];
+    assert_eq!((rs.state.as_str(), rs.weight, rs.in_table), ("down", 0, false));
+    let last = rs.last_check.as_ref().expect("last check");
+    assert!(!last.ok && last.reason.contains("refused"), "{last:?}");
+    assert!(r.checks["TCP_CHECK"] >= 2 && r.failures["total"] >= 2, "{:?}", r.checks);
+    assert!(r.to_text().contains("down weight 0/1"), "{}", r.to_text());
+
+    let l = TcpListener::bind(addr).await.expect("rebind");
+    let accept = tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    wait_set(&mut rx, "server back", Duration::from_secs(3), |s| serving(s, 0) == vec![addr]).await;
+    let r = h.status().await;
+    assert_eq!(r.real_servers[0].state, "up");
+    assert!(r.real_servers[0].last_check.as_ref().is_some_and(|c| c.ok && c.reason == "connected"));
+    h.shutdown().await;
+    accept.abort();
+}
+
+/// Serves `response` (raw bytes, written slowly when `drip`) to every connection.
+async fn raw_server(response: Vec<u8>, drip: Option<Duration>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req).await;
+                match drip {
+                    None => {
+                        let _ = s.write_all(&response).await;
+                    }
+                    Some(d) => {
+                        for b in response.iter().cycle() {
+                            if s.write_all(&[*b]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(d).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn http_response(status: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+fn http_probe(addr: SocketAddr, url_block: &str, timeout: &str) -> Probe {
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n real_server {} {} {{\n  HTTP_GET {{\n   connect_timeout {timeout}\n   url {{\n{url_block}\n   }}\n  }}\n }}\n}}\n",
+        addr.ip(),
+        addr.port()
+    ));
+    let rs = &cfg.virtual_servers[0].real_servers[0];
+    Probe::build(&rs.checkers[0], rs, &cfg, &BuildContext::default())
+}
+
+/// HTTP_GET: status ranges, digest (MD5 of the body) and regex; and the bad inputs
+/// (garbage, a huge body, a slowloris drip) fail with a clear reason within the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_checks_and_bad_servers() {
+    let (ok, _t1) = raw_server(http_response("200 OK", b"hello\n"), None).await;
+    let p = http_probe(ok, "path /\n digest b1946ac92492d2347c6235b4d2611184\n regex \"hel+o\"", "2");
+    assert_eq!(p.run().await.expect("up").detail, "HTTP / 200");
+    let p = http_probe(ok, "path /\n digest 00000000000000000000000000000000", "2");
+    let e = p.run().await.expect_err("digest");
+    assert!(e.to_string().contains("digest b1946ac92492d2347c6235b4d2611184"), "{e}");
+    let p = http_probe(ok, "path /\n status_code 300-399", "2");
+    assert!(p.run().await.expect_err("status").to_string().contains("HTTP status 200 not in 300-399"));
+
+    let (not_found, _t2) = raw_server(http_response("404 Not Found", b"no"), None).await;
+    let p = http_probe(not_found, "path /missing\n status_code 404", "2");
+    assert!(p.run().await.is_ok());
+    let p = http_probe(not_found, "path /missing", "2");
+    assert!(p.run().await.expect_err("404").to_string().contains("404"));
+
+    let (garbage, _t3) = raw_server(b"\x16\x03\x01garbage that is not HTTP\r\n\r\n".to_vec(), None).await;
+    let e = http_probe(garbage, "path /", "2").run().await.expect_err("garbage");
+    assert!(e.to_string().contains("invalid HTTP response"), "{e}");
+
+    let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', checkers::http::MAX_BODY + 65536));
+    let (huge, _t4) = raw_server(huge, None).await;
+    let e = http_probe(huge, "path /", "5").run().await.expect_err("huge");
+    assert!(e.to_string().contains("larger than"), "{e}");
+
+    let (drip, _t5) = raw_server(http_response("200 OK", b"slow"), Some(Duration::from_millis(50))).await;
+    let start = Instant::now();
+    let e = http_probe(drip, "path /", "0.5").run().await.expect_err("slowloris");
+    assert!(e.to_string().starts_with("timed out after 500ms"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// Quorum, sorry server and inhibit_on_failure end to end: with both servers refused, the
+/// sorry server takes over; the inhibited server stays at weight 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorry_server_and_inhibit() {
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.2\n sorry_server 127.0.0.9 80\n \
+         real_server 127.0.0.1 {port} {{\n  inhibit_on_failure\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n \
+         real_server 127.0.0.2 {port} {{\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n}}\n"
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    let mut rx = h.backends();
+    wait_set(&mut rx, "sorry server", Duration::from_secs(3), |s| s.services[0].active == ActiveSet::SorryServer).await;
+    let s = rx.borrow().clone();
+    let svc = &s.services[0];
+    assert!(!svc.quorum_up);
+    let entries: Vec<_> = svc.backends.iter().map(|b| (b.role, b.weight)).collect();
+    assert_eq!(entries, vec![(BackendRole::Real { index: 0 }, 0), (BackendRole::Sorry, 1)]);
+    let r = h.status().await;
+    assert_eq!(r.real_servers.last().map(|r| r.state.as_str()), Some("active"));
+    drop(h);
+}
