@@ -105,11 +105,22 @@ impl Daemon {
         }
     }
 
-    /// SIGKILL, like a crash (no resignation).
-    fn kill(self) {
+    /// SIGKILL, like a crash (no resignation). keepalived's VRRP child asks for SIGTERM when
+    /// its parent dies (PR_SET_PDEATHSIG) and then resigns with a priority-0 advert, so killing
+    /// the parent first (as `Keepalived::kill` does) is not a crash: every keepalived process in
+    /// `ns` is stopped first, then killed.
+    fn kill(self, ns: &Netns) {
         match self {
             Daemon::Ka(d) => d.kill(),
-            Daemon::Keepalived(d) => d.kill(),
+            Daemon::Keepalived(d) => {
+                let pids = ns_pids(ns).unwrap_or_default();
+                for sig in [nix::sys::signal::Signal::SIGSTOP, nix::sys::signal::Signal::SIGKILL] {
+                    for &pid in &pids {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                    }
+                }
+                d.kill();
+            }
         }
     }
 
@@ -350,12 +361,20 @@ fn takeover_once(imp: Impl, ka: &Path, load: &Load) -> anyhow::Result<Takeover> 
         adverts.next_matching(deadline, |f| is_advert(f, &master_mac)).context("no advert from the master")?;
     }
     let t0 = Instant::now();
-    master.kill();
+    master.kill(&lan.master);
     let _ = go_tx.send(t0);
 
     let t_vip = probe.join().map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
     let t_garp = garp.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
     ensure!(addrs(&lan.backup)?.contains(&vip), "ip addr does not show {vip} on the backup after the probe saw it");
+    if t_vip - t0 < load.master_down() * 9 / 10 {
+        eprintln!(
+            "    warning: {} took over {:.1} ms after the kill, before its Master_Down_Interval; backup log tail:\n{}",
+            imp.name(),
+            (t_vip - t0).as_secs_f64() * 1e3,
+            tail(&backup.log_text(), 12)
+        );
+    }
     drop(backup);
     Ok(Takeover { vip: t_vip - t0, garp: t_garp.map(|t| t.saturating_duration_since(t0)) })
 }
@@ -409,7 +428,8 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
     println!("\n### VRRP takeover after SIGKILL of the master\n");
     println!("ms from the SIGKILL (sent right after one of the master's adverts) to the VIP on the backup");
     println!("(kernel address table, polled every 1 ms) and to the backup's first gratuitous ARP seen on");
-    println!("the bridge; median (min–max) of {reps} runs. Backup priority 100.\n");
+    println!("the bridge; median (min–max) of {reps} runs. Backup priority 100. keepalived's processes are");
+    println!("stopped before they are killed, so its VRRP child cannot resign (priority 0) when its parent dies.\n");
     println!("| VRRP | advert_int | implementation | Master_Down_Interval | VIP on backup, ms | first GARP, ms |");
     println!("|---|---|---|---|---|---|");
     for (load, imp, vip, garp, missed) in &rows {
@@ -427,11 +447,16 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The processes in `ns` (`ip netns pids`).
+fn ns_pids(ns: &Netns) -> anyhow::Result<Vec<i32>> {
+    let out = ka_tests::netns::run(std::process::Command::new("ip").args(["netns", "pids", ns.name()]))?;
+    Ok(out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+}
+
 /// Total CPU time (user + system, in clock ticks) of every process in `ns`, and their RSS in KiB.
 fn ns_cpu(ns: &Netns) -> anyhow::Result<(u64, u64, usize)> {
-    let pids = ka_tests::netns::run(std::process::Command::new("ip").args(["netns", "pids", ns.name()]))?;
     let (mut ticks, mut rss, mut n) = (0u64, 0u64, 0usize);
-    for pid in pids.split_whitespace() {
+    for pid in ns_pids(ns)? {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // Fields after "(comm)": state is field 3, utime 14, stime 15.
         let rest = stat.rsplit_once(") ").map(|(_, r)| r).context("bad /proc/PID/stat")?;
