@@ -27,6 +27,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "procps",
     // /usr/bin/time -v for memory measurements in benchmarks.
     "time",
+    // Health-check tests: real servers in namespaces (HTTP/SSL, DNS), test CA, `ss`.
+    "nginx-light",
+    "dnsmasq-base",
+    "openssl",
 ];
 
 /// Options of `cargo xtask setup`.
