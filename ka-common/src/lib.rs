@@ -9,6 +9,8 @@ pub mod maps;
 pub mod wire;
 pub mod stats;
 pub mod vrrp;
+pub mod lb;
+pub mod vrrp_fast;
 
 /// `aya::Pod` for map key/value types, userspace only. Everything the kernel and userspace
 /// exchange through maps is plain old data.

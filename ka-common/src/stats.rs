@@ -77,6 +77,113 @@ counters! {
     ErrBadIpv6 = "err_bad_ipv6",
     /// Parse error: TCP, UDP or ICMP header cut short, or a TCP data offset below 5.
     ErrTruncatedL4 = "err_truncated_l4",
+    /// LB: a packet to a service was forwarded on a new flow (scheduler consulted).
+    LbNewFlow = "lb_new_flow",
+    /// LB: a packet matched the connection table.
+    LbConnHit = "lb_conn_hit",
+    /// LB: a new flow followed its client's persistence template.
+    LbPersistHit = "lb_persist_hit",
+    /// LB: a connection-table entry pointed at a backend that is down or gone; rescheduled.
+    LbReschedule = "lb_reschedule",
+    /// LB: forwarded by direct routing.
+    LbDr = "lb_dr",
+    /// LB: forwarded through an IPIP/IP6IP6 tunnel.
+    LbTun = "lb_tun",
+    /// LB: destination-NATed to a real server.
+    LbNat = "lb_nat",
+    /// LB: a NAT reply translated back to the VIP.
+    LbNatReply = "lb_nat_reply",
+    /// LB: an ICMP error about a VIP flow forwarded to its real server.
+    LbIcmpForward = "lb_icmp_forward",
+    /// LB: an ICMP "fragmentation needed"/"packet too big" sent back for a TUN packet.
+    LbIcmpTooBig = "lb_icmp_too_big",
+    /// LB: next hop found by `bpf_fib_lookup`.
+    LbFibHit = "lb_fib_hit",
+    /// LB: next hop found in the userspace neighbour map.
+    LbNeighHit = "lb_neigh_hit",
+    /// Pass: TCP/UDP not addressed to a service (only counted while services exist).
+    PassNotVip = "pass_not_vip",
+    /// Pass: this node is not MASTER for the VRRP instance owning the VIP.
+    PassNotMaster = "pass_not_master",
+    /// Pass: the service has no available backend.
+    PassNoBackend = "pass_no_backend",
+    /// Pass: no next hop for the real server (no route, no neighbour yet).
+    PassNoNexthop = "pass_no_nexthop",
+    /// Pass: a VLAN-tagged or fragmented packet to a service (left to the kernel).
+    PassLbUnsupported = "pass_lb_unsupported",
+    /// Pass: TUN packet too big for the path and not answerable in XDP.
+    PassTooBig = "pass_too_big",
+    /// Drop: packet adjustment (`bpf_xdp_adjust_head/tail`) failed.
+    DropAdjust = "drop_adjust",
+    /// VRRP fast path: steady-state advert from the known master (timestamp refreshed).
+    VrrpSteady = "vrrp_steady",
+    /// VRRP fast path: a change, reported on the ring buffer.
+    VrrpChange = "vrrp_change",
+    /// VRRP fast path: the ring buffer was full; the advert still reaches the engine.
+    VrrpEventLost = "vrrp_event_lost",
+    /// VRRP fast path: an advert too long to checksum in XDP, left to userspace unclassified.
+    VrrpPassLong = "vrrp_pass_long",
+    /// VRRP fast path drop reason: too short.
+    VrrpTooShort = "vrrp_too_short",
+    /// VRRP fast path drop reason: bad version.
+    VrrpBadVersion = "vrrp_bad_version",
+    /// VRRP fast path drop reason: bad type.
+    VrrpBadType = "vrrp_bad_type",
+    /// VRRP fast path drop reason: TTL/Hop Limit not 255.
+    VrrpBadTtl = "vrrp_bad_ttl",
+    /// VRRP fast path drop reason: length inconsistent with the address count.
+    VrrpBadLength = "vrrp_bad_length",
+    /// VRRP fast path drop reason: checksum.
+    VrrpBadChecksum = "vrrp_bad_checksum",
+    /// VRRP fast path drop reason: unknown auth type.
+    VrrpBadAuthType = "vrrp_bad_auth_type",
+    /// VRRP fast path drop reason: auth type differs from the instance's.
+    VrrpAuthTypeMismatch = "vrrp_auth_type_mismatch",
+    /// VRRP fast path drop reason: password mismatch.
+    VrrpAuthFailure = "vrrp_auth_failure",
+    /// VRRP fast path drop reason: IPsec AH.
+    VrrpAuthAhUnsupported = "vrrp_auth_ah_unsupported",
+    /// VRRP fast path drop reason: VRRPv2 interval mismatch.
+    VrrpAdverIntMismatch = "vrrp_adver_int_mismatch",
+    /// VRRP fast path drop reason: no instance with this VRID on the interface.
+    VrrpVridMismatch = "vrrp_vrid_mismatch",
+    /// VRRP fast path drop reason: address count (not checked in XDP; for completeness).
+    VrrpAddrCountMismatch = "vrrp_addr_count_mismatch",
+    /// VRRP fast path drop reason: address list (not checked in XDP; for completeness).
+    VrrpAddrListMismatch = "vrrp_addr_list_mismatch",
+    /// VRRP fast path drop reason: unicast source not a peer (not checked in XDP).
+    VrrpNotUnicastPeer = "vrrp_not_unicast_peer",
+    /// Decap: an IPIP packet to a local VIP was decapsulated.
+    DecapIpip = "decap_ipip",
+    /// Decap: an IP6IP6 packet to a local VIP was decapsulated.
+    DecapIp6ip6 = "decap_ip6ip6",
+    /// Decap: a tunnel packet whose inner destination is not a local VIP (passed).
+    DecapNotLocal = "decap_not_local",
+}
+
+impl Counter {
+    /// The counter of a VRRP drop reason (the fast path counts every reason it checks).
+    #[inline(always)]
+    pub const fn vrrp_drop(reason: crate::vrrp::DropReason) -> Counter {
+        use crate::vrrp::DropReason as R;
+        match reason {
+            R::TooShort => Counter::VrrpTooShort,
+            R::BadVersion => Counter::VrrpBadVersion,
+            R::BadType => Counter::VrrpBadType,
+            R::BadTtl => Counter::VrrpBadTtl,
+            R::BadLength => Counter::VrrpBadLength,
+            R::BadChecksum => Counter::VrrpBadChecksum,
+            R::BadAuthType => Counter::VrrpBadAuthType,
+            R::AuthTypeMismatch => Counter::VrrpAuthTypeMismatch,
+            R::AuthFailure => Counter::VrrpAuthFailure,
+            R::AuthAhUnsupported => Counter::VrrpAuthAhUnsupported,
+            R::AdverIntMismatch => Counter::VrrpAdverIntMismatch,
+            R::VridMismatch => Counter::VrrpVridMismatch,
+            R::AddrCountMismatch => Counter::VrrpAddrCountMismatch,
+            R::AddrListMismatch => Counter::VrrpAddrListMismatch,
+            R::NotUnicastPeer => Counter::VrrpNotUnicastPeer,
+        }
+    }
 }
 
 /// Number of counters: the size of the `KA_STATS` map.

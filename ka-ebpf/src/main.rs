@@ -3,27 +3,69 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod csum;
+#[cfg(target_arch = "bpf")]
+mod decap;
+#[cfg(target_arch = "bpf")]
+mod forward;
+#[cfg(target_arch = "bpf")]
+mod lb;
+#[cfg(target_arch = "bpf")]
+mod lookup;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod ptr;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod vrrp;
 
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+    use ka_common::lb::{G_LB, G_VRRP_FASTPATH};
 
-    use crate::{parse, stats};
+    use crate::{
+        decap, lb, maps,
+        parse::{self, L4},
+        stats, vrrp,
+    };
 
-    /// The director's program: parses every frame, counts what it saw and, for now, passes
-    /// everything on to the kernel.
+    /// The director's program: parses every frame, validates VRRP adverts (fast path on),
+    /// load-balances TCP/UDP to services (services configured), passes the rest.
     #[xdp]
     pub fn ka_xdp(ctx: XdpContext) -> u32 {
         let action = match parse::parse(&ctx) {
             Ok(pkt) => {
                 stats::count_parsed(&pkt);
+                let flags = maps::global_flags();
+                match pkt.l4 {
+                    L4::Tcp | L4::Udp if flags & G_LB != 0 && maps::stash(&pkt) => {
+                        lb::handle(&ctx, flags)
+                    }
+                    L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && maps::stash(&pkt) => {
+                        vrrp::handle(&ctx, flags)
+                    }
+                    _ => xdp_action::XDP_PASS,
+                }
+            }
+            Err(err) => {
+                stats::inc(err.counter());
                 xdp_action::XDP_PASS
             }
+        };
+        stats::verdict(action)
+    }
+
+    /// The real server's program for TUN services: decapsulates tunnel packets to local VIPs.
+    #[xdp]
+    pub fn ka_decap(ctx: XdpContext) -> u32 {
+        let action = match parse::parse(&ctx) {
+            Ok(pkt) if maps::stash(&pkt) => decap::handle(&ctx),
+            Ok(_) => xdp_action::XDP_PASS,
             Err(err) => {
                 stats::inc(err.counter());
                 xdp_action::XDP_PASS

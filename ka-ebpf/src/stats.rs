@@ -3,7 +3,7 @@
 use aya_ebpf::{bindings::xdp_action, macros::map, maps::PerCpuArray};
 use ka_common::stats::{Counter, COUNTER_COUNT};
 
-use crate::parse::{L3, L4, Parsed};
+use crate::parse::{Parsed, L3, L4};
 
 /// `KA_STATS` (name: `ka_common::maps::STATS_MAP`).
 #[map(name = "KA_STATS")]
@@ -53,4 +53,28 @@ pub fn count_parsed(pkt: &Parsed) {
         L4::Fragment => Counter::Fragment,
         L4::Other => Counter::OtherL4,
     });
+}
+
+/// Adds a packet of `bytes` to service `id`'s counters.
+#[inline(always)]
+pub fn add_service(id: u32, bytes: u64) {
+    if let Some(p) = crate::maps::KA_SVC_STATS.get_ptr_mut(id) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU.
+        unsafe {
+            (*p).packets += 1;
+            (*p).bytes += bytes;
+        }
+    }
+}
+
+/// Adds a packet of `bytes` to backend `id`'s counters.
+#[inline(always)]
+pub fn add_backend(id: u32, bytes: u64) {
+    if let Some(p) = crate::maps::KA_BACKEND_STATS.get_ptr_mut(id) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU.
+        unsafe {
+            (*p).packets += 1;
+            (*p).bytes += bytes;
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod engine;
 pub mod health;
 pub mod instance;
+pub mod lb;
 pub mod net;
 pub mod notify;
 pub mod status;

@@ -1,0 +1,435 @@
+//! Load-balancer map layout shared by `ka_xdp` and the userspace map writer: services, backends,
+//! double-buffered scheduling tables, connection and NAT tables, next hops, mastership flags,
+//! per-service and per-backend counters, and the tunnel/decap settings.
+//!
+//! Addresses are stored in 16 bytes: an IPv6 address as is, an IPv4 address in the first four
+//! bytes with the other twelve zero; a `family` field ([`FAMILY_V4`] / [`FAMILY_V6`]) says which.
+//! Ports are in network byte order (`[u8; 2]`).
+//!
+//! # Atomic service updates
+//!
+//! Each service owns two banks of [`TABLE_SIZE`] slots in [`TABLES_MAP`] (bank `b` of service
+//! `id` starts at `(id * 2 + b) * TABLE_SIZE`). Userspace rewrites only the slots that differ in
+//! the *inactive* bank, then replaces the service's [`ServiceValue`] (a hash-map element, so the
+//! replacement is atomic for readers) with `bank` flipped and `len` updated. A packet reads the
+//! service value once, so it sees either the whole old table or the whole new one.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Size of a Maglev lookup table: a prime, so every `skip` visits every slot (Maglev §3.4).
+/// Also the largest round-robin schedule a service can have.
+pub const MAGLEV_RING_SIZE: u32 = 65_537;
+/// Slots per bank of [`TABLES_MAP`].
+pub const TABLE_SIZE: u32 = MAGLEV_RING_SIZE;
+/// Banks per service (double buffering).
+pub const TABLE_BANKS: u32 = 2;
+/// Most services (virtual_server and each address of a virtual_server_group, per port and
+/// protocol). Sizes [`TABLES_MAP`]: `MAX_SERVICES * 2 * TABLE_SIZE` u32 = 33.5 MiB.
+pub const MAX_SERVICES: u32 = 64;
+/// Most backends (a real server of a service; the same address in two services is two
+/// backends).
+pub const MAX_BACKENDS: u32 = 4096;
+/// Connection-table entries per CPU.
+pub const CONN_TABLE_SIZE: u32 = 65_536;
+/// Shared NAT reverse-table and persistence-table entries.
+pub const NAT_TABLE_SIZE: u32 = 65_536;
+/// Persistence templates (client affinity).
+pub const PERSIST_TABLE_SIZE: u32 = 65_536;
+/// Next-hop (neighbour) entries kept by userspace.
+pub const NEIGH_TABLE_SIZE: u32 = 1024;
+/// Mastership slots (one per VRRP instance owning VIPs).
+pub const MAX_MASTER_SLOTS: u32 = 256;
+/// Local VIPs the decap program accepts.
+pub const LOCAL_VIPS_SIZE: u32 = 1024;
+
+/// Services, `HashMap<ServiceKey, ServiceValue>`.
+pub const SERVICES_MAP: &str = "KA_SERVICES";
+/// Backends, `Array<Backend>` of [`MAX_BACKENDS`].
+pub const BACKENDS_MAP: &str = "KA_BACKENDS";
+/// Scheduling tables, `Array<u32>` (backend ids) of `MAX_SERVICES * 2 * TABLE_SIZE`.
+pub const TABLES_MAP: &str = "KA_TABLES";
+/// Round-robin cursors, `PerCpuArray<u32>` of [`MAX_SERVICES`].
+pub const RR_MAP: &str = "KA_RR";
+/// Connection table, `LruPerCpuHashMap<FlowKey, ConnValue>`.
+pub const CONN_MAP: &str = "KA_CONNS";
+/// Persistence templates, `LruHashMap<FlowKey, ConnValue>` (client masked, ports 0).
+pub const PERSIST_MAP: &str = "KA_PERSIST";
+/// NAT reverse table, `LruHashMap<FlowKey, NatValue>` keyed by the reply's 5-tuple.
+pub const NAT_MAP: &str = "KA_NAT";
+/// Next hops kept by userspace, `HashMap<NeighKey, NeighValue>` (fallback of `bpf_fib_lookup`).
+pub const NEIGH_MAP: &str = "KA_NEIGH";
+/// Mastership flags, `Array<u32>` of [`MAX_MASTER_SLOTS`]: non-zero = this node is MASTER.
+pub const MASTER_MAP: &str = "KA_MASTER";
+/// Global settings, `Array<Globals>` of 1.
+pub const GLOBALS_MAP: &str = "KA_GLOBALS";
+/// Per-service packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_SERVICES`].
+pub const SERVICE_STATS_MAP: &str = "KA_SVC_STATS";
+/// Per-backend packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_BACKENDS`].
+pub const BACKEND_STATS_MAP: &str = "KA_BACKEND_STATS";
+/// VIPs local to a real server, `HashMap<AddrKey, u32>` (the decap program's).
+pub const LOCAL_VIPS_MAP: &str = "KA_LOCAL_VIPS";
+/// The decap program run on TUN real servers.
+pub const DECAP_PROGRAM: &str = "ka_decap";
+
+/// `family` of an IPv4 entry.
+pub const FAMILY_V4: u8 = 4;
+/// `family` of an IPv6 entry.
+pub const FAMILY_V6: u8 = 6;
+
+/// Scheduler: Maglev over the 5-tuple (`mh`).
+pub const SCHED_MAGLEV: u8 = 0;
+/// Scheduler: Maglev over the source address (`sh`).
+pub const SCHED_SRC_HASH: u8 = 1;
+/// Scheduler: Maglev over the destination address (`dh`).
+pub const SCHED_DST_HASH: u8 = 2;
+/// Scheduler: per-CPU cursor over a weighted round-robin schedule (`rr`, `wrr`, and the
+/// `lc`/`wlc` approximation).
+pub const SCHED_ROUND_ROBIN: u8 = 3;
+
+/// Service flag: client affinity (`persistence_timeout`).
+pub const SVC_F_PERSIST: u8 = 1 << 0;
+
+/// No mastership gating: the service is always served (`ServiceValue::master_slot`).
+pub const NO_MASTER_SLOT: u32 = u32::MAX;
+
+/// Backend forwarding: direct routing (rewrite MACs).
+pub const METHOD_DR: u8 = 1;
+/// Backend forwarding: IPIP / IP6IP6 tunnel.
+pub const METHOD_TUN: u8 = 2;
+/// Backend forwarding: destination NAT with reverse translation of replies.
+pub const METHOD_NAT: u8 = 3;
+
+/// Backend flag: health check failed; its connections are rescheduled.
+pub const BACKEND_F_DOWN: u32 = 1 << 0;
+
+/// Global flag: the load balancer is configured (look up services).
+pub const G_LB: u32 = 1 << 0;
+/// Global flag: validate VRRP adverts in XDP (see [`crate::vrrp_fast`]).
+pub const G_VRRP_FASTPATH: u32 = 1 << 1;
+/// Global flag: drop adverts with no instance on the interface (unknown VRID, too short to
+/// read one); otherwise they pass, counted.
+pub const G_VRRP_DROP_UNKNOWN: u32 = 1 << 2;
+/// Global flag: NAT backends exist (look up replies in the NAT table).
+pub const G_NAT: u32 = 1 << 3;
+
+/// Key of [`SERVICES_MAP`]: (VIP, port, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ServiceKey {
+    /// Virtual address (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
+    /// Virtual port, network order.
+    pub port: [u8; 2],
+    /// IP protocol (6 or 17).
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+}
+
+/// Value of [`SERVICES_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ServiceValue {
+    /// Service id: index of its tables, cursor and counters (< [`MAX_SERVICES`]).
+    pub id: u32,
+    /// Active bank (0 or 1).
+    pub bank: u32,
+    /// Slots in use in each bank (0: no backend available).
+    pub len: [u32; 2],
+    /// Index in [`MASTER_MAP`] of the VRRP instance owning the VIP, or [`NO_MASTER_SLOT`].
+    pub master_slot: u32,
+    /// Persistence timeout in seconds (with [`SVC_F_PERSIST`]).
+    pub persist_timeout_s: u32,
+    /// `SCHED_*`.
+    pub sched: u8,
+    /// `SVC_F_*`.
+    pub flags: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// Persistence granularity (`persistence_granularity`) as a mask ANDed with the client
+    /// address (all ones: per client).
+    pub persist_mask: [u8; 16],
+}
+
+/// Value of [`BACKENDS_MAP`]. Written once per id; only `flags` changes while the id is in
+/// use (a change of address, port or method allocates a new id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Backend {
+    /// Real server address.
+    pub addr: [u8; 16],
+    /// Real server port, network order (NAT rewrites to it; DR/TUN keep the VIP's).
+    pub port: [u8; 2],
+    /// [`FAMILY_V4`] / [`FAMILY_V6`]; 0 = unused id.
+    pub family: u8,
+    /// `METHOD_*`.
+    pub method: u8,
+    /// `BACKEND_F_*`.
+    pub flags: u32,
+}
+
+/// Key of [`CONN_MAP`], [`PERSIST_MAP`] and [`NAT_MAP`]: a 5-tuple as seen on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    /// Source address.
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port, network order.
+    pub sport: [u8; 2],
+    /// Destination port, network order.
+    pub dport: [u8; 2],
+    /// IP protocol.
+    pub proto: u8,
+    /// Family.
+    pub family: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+}
+
+/// Value of [`CONN_MAP`] and [`PERSIST_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ConnValue {
+    /// Backend id.
+    pub backend: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Last packet, `bpf_ktime_get_ns` (CLOCK_MONOTONIC); persistence expiry reads it.
+    pub last_seen_ns: u64,
+}
+
+/// Value of [`NAT_MAP`]: what a reply's source is translated back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NatValue {
+    /// The VIP.
+    pub vip: [u8; 16],
+    /// The virtual port, network order.
+    pub vport: [u8; 2],
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// Service id (for counters).
+    pub service: u32,
+}
+
+/// Key of [`NEIGH_MAP`] and [`LOCAL_VIPS_MAP`]: an address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct AddrKey {
+    /// Address.
+    pub addr: [u8; 16],
+    /// Family.
+    pub family: u8,
+    /// Padding.
+    pub _pad: [u8; 3],
+}
+
+/// Value of [`NEIGH_MAP`]: how to reach a next hop.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NeighValue {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Source MAC (the egress interface's).
+    pub smac: [u8; 6],
+    /// Destination MAC.
+    pub dmac: [u8; 6],
+}
+
+/// Packets and bytes (per CPU) of a service or backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PktBytes {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (whole frames as received).
+    pub bytes: u64,
+}
+
+/// Value of [`GLOBALS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Globals {
+    /// `G_*`.
+    pub flags: u32,
+    /// Outer source of IPIP packets; its low `tun_v4_host_bits` bits are replaced by the flow
+    /// hash so real servers' RSS spreads tunnelled flows.
+    pub tun_src_v4: [u8; 4],
+    /// Outer source of IP6IP6 packets (low `tun_v6_host_bits` bits varied per flow).
+    pub tun_src_v6: [u8; 16],
+    /// Host bits of `tun_src_v4` varied per flow (0..=16).
+    pub tun_v4_host_bits: u8,
+    /// Host bits of `tun_src_v6` varied per flow (0..=32).
+    pub tun_v6_host_bits: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+}
+
+/// Index of bank `bank` slot `slot` of service `id` in [`TABLES_MAP`].
+#[inline(always)]
+pub const fn table_index(id: u32, bank: u32, slot: u32) -> u32 {
+    (id * TABLE_BANKS + bank) * TABLE_SIZE + slot
+}
+
+/// Murmur3's 32-bit finaliser-style mix of `words` with a fixed seed: the flow hash of the
+/// kernel (deterministic, no per-node randomness, so two directors with the same config pick
+/// the same backend for a flow).
+#[inline(always)]
+pub fn hash_words<const N: usize>(words: &[u32; N]) -> u32 {
+    let mut h: u32 = 0x9747_b28c;
+    let mut i = 0;
+    while i < N {
+        let mut k = words[i].wrapping_mul(0xcc9e_2d51);
+        k = k.rotate_left(15).wrapping_mul(0x1b87_3593);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        i += 1;
+    }
+    h ^= (N as u32) * 4;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The 16-byte address as four native-endian words (for [`hash_words`]).
+#[inline(always)]
+pub fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+/// Hash of a flow for the Maglev scheduler: source, destination, ports and protocol.
+#[inline(always)]
+pub fn flow_hash(k: &FlowKey) -> u32 {
+    let s = addr_words(&k.src);
+    let d = addr_words(&k.dst);
+    let ports = u32::from_ne_bytes([k.sport[0], k.sport[1], k.dport[0], k.dport[1]]);
+    hash_words(&[
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        ports,
+        u32::from(k.proto),
+    ])
+}
+
+/// Hash of one address (source-hash and destination-hash schedulers).
+#[inline(always)]
+pub fn addr_hash(a: &[u8; 16]) -> u32 {
+    hash_words(&addr_words(a))
+}
+
+/// `a & mask`, bytewise.
+#[inline(always)]
+pub fn and_mask(a: &[u8; 16], mask: &[u8; 16]) -> [u8; 16] {
+    let (a0, a1) = (
+        u64::from_ne_bytes(half(a, 0)),
+        u64::from_ne_bytes(half(a, 8)),
+    );
+    let (m0, m1) = (
+        u64::from_ne_bytes(half(mask, 0)),
+        u64::from_ne_bytes(half(mask, 8)),
+    );
+    let (r0, r1) = ((a0 & m0).to_ne_bytes(), (a1 & m1).to_ne_bytes());
+    [
+        r0[0], r0[1], r0[2], r0[3], r0[4], r0[5], r0[6], r0[7], r1[0], r1[1], r1[2], r1[3], r1[4],
+        r1[5], r1[6], r1[7],
+    ]
+}
+
+#[inline(always)]
+fn half(a: &[u8; 16], at: usize) -> [u8; 8] {
+    [
+        a[at],
+        a[at + 1],
+        a[at + 2],
+        a[at + 3],
+        a[at + 4],
+        a[at + 5],
+        a[at + 6],
+        a[at + 7],
+    ]
+}
+
+/// The mask keeping the first `prefix` bits of an address of `len` bytes (4 or 16); the bytes
+/// past `len` are zero.
+pub fn prefix_mask(prefix: u8, len: usize) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    let mut left = u32::from(prefix);
+    for b in m.iter_mut().take(len) {
+        let bits = left.min(8);
+        *b = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
+        left -= bits;
+    }
+    m
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are `bytemuck::Pod` (no padding, any bit pattern is valid).
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ConnValue {}
+    unsafe impl aya::Pod for NatValue {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for NeighValue {}
+    unsafe impl aya::Pod for PktBytes {}
+    unsafe impl aya::Pod for Globals {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn sizes_have_no_hidden_padding() {
+        assert_eq!(size_of::<ServiceKey>(), 20);
+        assert_eq!(size_of::<ServiceValue>(), 44);
+        assert_eq!(size_of::<Backend>(), 24);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<ConnValue>(), 16);
+        assert_eq!(size_of::<NatValue>(), 24);
+        assert_eq!(size_of::<NeighValue>(), 16);
+        assert_eq!(size_of::<Globals>(), 28);
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        // Pinned: a change of the flow hash moves flows between backends across versions.
+        assert_eq!(hash_words(&[1, 2, 3]), hash_words(&[1, 2, 3]));
+        assert_ne!(hash_words(&[1, 2, 3]), hash_words(&[1, 2, 4]));
+    }
+
+    #[test]
+    fn mask_keeps_prefix() {
+        let m = prefix_mask(20, 4);
+        assert_eq!(&m[..5], &[0xff, 0xff, 0xf0, 0, 0]);
+        assert_eq!(and_mask(&[0xff; 16], &m)[..5], [0xff, 0xff, 0xf0, 0, 0]);
+        let m = prefix_mask(64, 16);
+        assert_eq!(&m[7..9], &[0xff, 0]);
+        assert_eq!(prefix_mask(32, 4)[..5], [0xff, 0xff, 0xff, 0xff, 0]);
+    }
+
+    #[test]
+    fn table_index_layout() {
+        assert_eq!(table_index(0, 1, 0), TABLE_SIZE);
+        assert_eq!(table_index(1, 0, 5), 2 * TABLE_SIZE + 5);
+    }
+}

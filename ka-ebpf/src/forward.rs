@@ -1,0 +1,349 @@
+//! Forwarding: next hops (`bpf_fib_lookup`, falling back to the userspace neighbour map), direct
+//! routing, destination NAT and its reverse, and IPIP / IP6IP6 encapsulation.
+
+use aya_ebpf::{
+    bindings::{
+        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED,
+        BPF_FIB_LKUP_RET_SUCCESS,
+    },
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
+use ka_common::{
+    lb::{AddrKey, NeighValue, FAMILY_V4},
+    stats::Counter,
+    wire::{
+        EthHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP,
+        IPPROTO_UDP,
+    },
+};
+
+use crate::{
+    csum::{add_bytes, fold, Incr},
+    maps::{Work, KA_GLOBALS, KA_NEIGH},
+    parse::{Parsed, L3},
+    ptr::{ptr_at_mut, read_at},
+    stats,
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// How to reach the next hop.
+#[derive(Clone, Copy)]
+pub struct NextHop {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Source MAC.
+    pub smac: [u8; 6],
+    /// Destination MAC.
+    pub dmac: [u8; 6],
+}
+
+/// Why there is no next hop.
+pub enum NoNextHop {
+    /// Neither the FIB nor the neighbour map knows the destination.
+    Unknown,
+    /// The packet of `tot_len` bytes exceeds the path MTU.
+    TooBig,
+}
+
+/// The next hop towards `dst` for an IP packet of `tot_len` bytes: `bpf_fib_lookup` (input
+/// mode from the ingress interface, so routes through any interface apply; this needs
+/// forwarding enabled on the ingress interface, as IPVS NAT does), else the neighbour map kept
+/// by userspace (static next hops, and what fixture tests seed).
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
+// caller's 512-byte frame.
+#[inline(never)]
+pub fn next_hop(
+    ctx: &XdpContext,
+    w: &mut Work,
+    family: u8,
+    dst: &[u8; 16],
+    tot_len: u16,
+) -> Result<(), NoNextHop> {
+    // SAFETY: an all-zero bpf_fib_lookup is a valid parameter block.
+    w.fib = unsafe { core::mem::zeroed() };
+    let p = &mut w.fib;
+    p.ifindex = ctx.ingress_ifindex() as u32;
+    p.__bindgen_anon_1.tot_len = tot_len;
+    if family == FAMILY_V4 {
+        p.family = AF_INET;
+        p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
+    } else {
+        p.family = AF_INET6;
+        p.__bindgen_anon_4.ipv6_dst = [
+            u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]),
+            u32::from_ne_bytes([dst[4], dst[5], dst[6], dst[7]]),
+            u32::from_ne_bytes([dst[8], dst[9], dst[10], dst[11]]),
+            u32::from_ne_bytes([dst[12], dst[13], dst[14], dst[15]]),
+        ];
+    }
+    // SAFETY: ctx is the program's context; p lives on the stack for the call.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx as *mut _,
+            p as *mut FibParams,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        stats::inc(Counter::LbFibHit);
+        w.nh = NextHop {
+            ifindex: p.ifindex,
+            smac: p.smac,
+            dmac: p.dmac,
+        };
+        return Ok(());
+    }
+    if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+        return Err(NoNextHop::TooBig);
+    }
+    let key = AddrKey {
+        addr: *dst,
+        family,
+        _pad: [0; 3],
+    };
+    match KA_NEIGH.get_ptr(&key) {
+        Some(n) => {
+            // SAFETY: a map value, copied out.
+            let n: NeighValue = unsafe { *n };
+            stats::inc(Counter::LbNeighHit);
+            w.nh = NextHop {
+                ifindex: n.ifindex,
+                smac: n.smac,
+                dmac: n.dmac,
+            };
+            Ok(())
+        }
+        None => Err(NoNextHop::Unknown),
+    }
+}
+
+/// Rewrites the Ethernet addresses (keeping `ether_type` unless `ether_type` is given) and
+/// sends the frame out of the next hop's interface: `XDP_TX` on the ingress interface,
+/// `XDP_REDIRECT` elsewhere.
+#[inline(always)]
+pub fn transmit(ctx: &XdpContext, nh: &NextHop, ether_type: Option<u16>) -> u32 {
+    let Some(eth) = ptr_at_mut::<EthHdr>(ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: bounds-checked by ptr_at_mut.
+    unsafe {
+        (*eth).dst = nh.dmac;
+        (*eth).src = nh.smac;
+        if let Some(t) = ether_type {
+            (*eth).ether_type = t.to_be_bytes();
+        }
+    }
+    if nh.ifindex == ctx.ingress_ifindex() as u32 {
+        xdp_action::XDP_TX
+    } else {
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(nh.ifindex, 0) as u32 }
+    }
+}
+
+/// Length of the IP packet (header included) starting at `pkt.l3_off`.
+#[inline(always)]
+pub fn ip_len(ctx: &XdpContext, pkt: &Parsed) -> Option<usize> {
+    match pkt.l3 {
+        L3::Ipv4 => read_at::<Ipv4Hdr>(ctx, pkt.l3_off).map(|ip| ip.total_len()),
+        L3::Ipv6 => read_at::<Ipv6Hdr>(ctx, pkt.l3_off).map(|ip| 40 + ip.payload_len()),
+        L3::Other => None,
+    }
+}
+
+/// Rewrites the source (`src = true`) or destination address and port of a TCP/UDP packet and
+/// updates the IPv4 header and transport checksums incrementally.
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
+// caller's 512-byte frame.
+#[inline(never)]
+pub fn rewrite(
+    ctx: &XdpContext,
+    pkt: &Parsed,
+    src: bool,
+    addr: &[u8; 16],
+    port: [u8; 2],
+) -> Option<()> {
+    let l4 = pkt.l4_off;
+    let (check_off, udp) = match pkt.ip_proto {
+        IPPROTO_TCP => (l4 + 16, false),
+        IPPROTO_UDP => (l4 + 6, true),
+        _ => return None,
+    };
+    let port_off = if src { l4 } else { l4 + 2 };
+    let old_port: [u8; 2] = read_at(ctx, port_off)?;
+    let old_check: [u8; 2] = read_at(ctx, check_off)?;
+    let mut l4c = Incr::new(old_check);
+    l4c.replace(&old_port, &port);
+    match pkt.l3 {
+        L3::Ipv4 => {
+            let ip = ptr_at_mut::<Ipv4Hdr>(ctx, pkt.l3_off)?;
+            let new = [addr[0], addr[1], addr[2], addr[3]];
+            // SAFETY: bounds-checked by ptr_at_mut.
+            unsafe {
+                let old = if src { (*ip).src } else { (*ip).dst };
+                let mut ipc = Incr::new((*ip).check);
+                ipc.replace(&old, &new);
+                (*ip).check = ipc.finish();
+                l4c.replace(&old, &new);
+                if src {
+                    (*ip).src = new;
+                } else {
+                    (*ip).dst = new;
+                }
+            }
+        }
+        L3::Ipv6 => {
+            let ip = ptr_at_mut::<Ipv6Hdr>(ctx, pkt.l3_off)?;
+            // SAFETY: bounds-checked by ptr_at_mut.
+            unsafe {
+                let old = if src { (*ip).src } else { (*ip).dst };
+                l4c.replace(&old, addr);
+                if src {
+                    (*ip).src = *addr;
+                } else {
+                    (*ip).dst = *addr;
+                }
+            }
+        }
+        L3::Other => return None,
+    }
+    let p = ptr_at_mut::<[u8; 2]>(ctx, port_off)?;
+    let c = ptr_at_mut::<[u8; 2]>(ctx, check_off)?;
+    // SAFETY: bounds-checked by ptr_at_mut.
+    unsafe {
+        *p = port;
+        // A UDP checksum of 0 means "none" over IPv4 and stays so; a computed 0 is sent as
+        // 0xffff (RFC 768).
+        if !(udp && old_check == [0, 0] && pkt.l3 == L3::Ipv4) {
+            let mut n = l4c.finish();
+            if udp && n == [0, 0] {
+                n = [0xff, 0xff];
+            }
+            *c = n;
+        }
+    }
+    Some(())
+}
+
+/// Outer source of a tunnel packet: the configured source with its host bits taken from the
+/// flow hash, so the real server's RSS spreads flows.
+#[inline(always)]
+fn tunnel_src(family: u8, hash: u32) -> Option<[u8; 16]> {
+    let g = KA_GLOBALS.get(0)?;
+    if family == FAMILY_V4 {
+        let base = u32::from_be_bytes(g.tun_src_v4);
+        if base == 0 {
+            return None;
+        }
+        let bits = u32::from(g.tun_v4_host_bits.min(16));
+        let mask = if bits == 0 { 0 } else { (1u32 << bits) - 1 };
+        let a = ((base & !mask) | (hash & mask)).to_be_bytes();
+        Some(crate::lookup::v4_16(a))
+    } else {
+        let mut a = g.tun_src_v6;
+        if crate::vrrp::eq16(&a, &[0; 16]) {
+            return None;
+        }
+        let bits = u32::from(g.tun_v6_host_bits.min(32));
+        let mask = if bits == 0 {
+            0
+        } else if bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
+        let low = u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
+        let v = ((low & !mask) | (hash & mask)).to_be_bytes();
+        a[12] = v[0];
+        a[13] = v[1];
+        a[14] = v[2];
+        a[15] = v[3];
+        Some(a)
+    }
+}
+
+/// Encapsulates the (untagged) frame's IP packet in IPIP (IPv4) or IP6IP6 (IPv6) towards
+/// `rs` and transmits it. `hash` varies the outer source and the IPv6 flow label.
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
+// caller's 512-byte frame.
+#[inline(never)]
+pub fn encap(ctx: &XdpContext, w: &mut Work, hash: u32) -> u32 {
+    let (l3_off, family, rs) = (w.pkt.l3_off, w.key.family, w.backend.addr);
+    let Some(inner_len) = ip_len(ctx, &w.pkt) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let v4 = family == FAMILY_V4;
+    let hdr = if v4 { 20usize } else { 40usize };
+    let outer_len = inner_len + hdr;
+    let Some(src) = tunnel_src(family, hash) else {
+        stats::inc(Counter::PassLbUnsupported);
+        return xdp_action::XDP_PASS;
+    };
+    match next_hop(ctx, w, family, &rs, outer_len as u16) {
+        Ok(()) => {}
+        Err(NoNextHop::TooBig) => {
+            stats::inc(Counter::PassTooBig);
+            return xdp_action::XDP_PASS;
+        }
+        Err(NoNextHop::Unknown) => {
+            stats::inc(Counter::PassNoNexthop);
+            return xdp_action::XDP_PASS;
+        }
+    }
+    let nh = w.nh;
+    let tos: u8 = if v4 {
+        read_at::<Ipv4Hdr>(ctx, l3_off).map_or(0, |ip| ip.tos)
+    } else {
+        0
+    };
+    // SAFETY: plain helper call; every pointer is re-derived from ctx afterwards.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(hdr as i32)) } != 0 {
+        stats::inc(Counter::DropAdjust);
+        return xdp_action::XDP_DROP;
+    }
+    if v4 {
+        let mut ip = Ipv4Hdr {
+            version_ihl: 0x45,
+            tos,
+            tot_len: (outer_len as u16).to_be_bytes(),
+            id: [0; 2],
+            frag_off: [0; 2],
+            ttl: 64,
+            protocol: IPPROTO_IPIP,
+            check: [0; 2],
+            src: [src[0], src[1], src[2], src[3]],
+            dst: [rs[0], rs[1], rs[2], rs[3]],
+        };
+        // SAFETY: Ipv4Hdr is 20 plain bytes.
+        let bytes: [u8; 20] = unsafe { core::mem::transmute(ip) };
+        ip.check = (!fold(add_bytes(0, &bytes))).to_be_bytes();
+        let Some(p) = ptr_at_mut::<Ipv4Hdr>(ctx, 14) else {
+            return xdp_action::XDP_ABORTED;
+        };
+        // SAFETY: bounds-checked.
+        unsafe { *p = ip };
+        stats::inc(Counter::LbTun);
+        transmit(ctx, &nh, Some(ETH_P_IP))
+    } else {
+        let flow = 0x6000_0000u32 | (hash & 0x000f_ffff);
+        let ip = Ipv6Hdr {
+            vtc_flow: flow.to_be_bytes(),
+            payload_len: (inner_len as u16).to_be_bytes(),
+            next_hdr: IPPROTO_IPV6,
+            hop_limit: 64,
+            src,
+            dst: rs,
+        };
+        let Some(p) = ptr_at_mut::<Ipv6Hdr>(ctx, 14) else {
+            return xdp_action::XDP_ABORTED;
+        };
+        // SAFETY: bounds-checked.
+        unsafe { *p = ip };
+        stats::inc(Counter::LbTun);
+        transmit(ctx, &nh, Some(ETH_P_IPV6))
+    }
+}

@@ -1,0 +1,132 @@
+//! The load-balancer path of `ka_xdp` for TCP/UDP: service lookup, mastership gating, backend
+//! choice, counters, and forwarding by the backend's method; NAT replies translated back.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use ka_common::{
+    lb::{flow_hash, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    stats::Counter,
+};
+
+use crate::{
+    forward::{self, ip_len, NoNextHop},
+    lookup::{choose, flow_key, nat_reverse, record_nat, service_key},
+    maps::{self, Work, KA_MASTER, KA_SERVICES},
+    stats,
+};
+
+/// Handles a TCP/UDP packet (stashed by the entry point) while services are configured.
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the caller's.
+#[inline(never)]
+pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
+    let Some(w) = maps::work() else {
+        return xdp_action::XDP_PASS;
+    };
+    if !flow_key(ctx, w) {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(svc) = KA_SERVICES.get_ptr(&service_key(&w.key)) else {
+        if global_flags & G_NAT == 0 {
+            stats::inc(Counter::PassNotVip);
+            return xdp_action::XDP_PASS;
+        }
+        return nat_reply(ctx, w);
+    };
+    // SAFETY: map value copied once: the packet sees one consistent version of the service.
+    w.svc = unsafe { *svc };
+    if w.svc.master_slot != NO_MASTER_SLOT {
+        match KA_MASTER.get(w.svc.master_slot) {
+            Some(m) if *m != 0 => {}
+            _ => {
+                stats::inc(Counter::PassNotMaster);
+                return xdp_action::XDP_PASS;
+            }
+        }
+    }
+    if w.pkt.vlan_tags != 0 {
+        // A tagged frame's egress would be a VLAN device, which XDP cannot transmit on.
+        stats::inc(Counter::PassLbUnsupported);
+        return xdp_action::XDP_PASS;
+    }
+    let Some((id, new_flow)) = choose(w) else {
+        stats::inc(Counter::PassNoBackend);
+        return xdp_action::XDP_PASS;
+    };
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    stats::add_service(w.svc.id, bytes);
+    stats::add_backend(id, bytes);
+    let family = w.key.family;
+    match w.backend.method {
+        METHOD_DR => {
+            let Some(len) = ip_len(ctx, &w.pkt) else {
+                return xdp_action::XDP_ABORTED;
+            };
+            let rs = w.backend.addr;
+            match forward::next_hop(ctx, w, family, &rs, len as u16) {
+                Ok(()) => {
+                    stats::inc(Counter::LbDr);
+                    forward::transmit(ctx, &w.nh, None)
+                }
+                Err(e) => no_next_hop(e),
+            }
+        }
+        METHOD_TUN => forward::encap(ctx, w, flow_hash(&w.key)),
+        METHOD_NAT => {
+            if new_flow {
+                record_nat(w);
+            }
+            let Some(len) = ip_len(ctx, &w.pkt) else {
+                return xdp_action::XDP_ABORTED;
+            };
+            let rs = w.backend.addr;
+            if let Err(e) = forward::next_hop(ctx, w, family, &rs, len as u16) {
+                return no_next_hop(e);
+            }
+            if forward::rewrite(ctx, &w.pkt, false, &rs, w.backend.port).is_none() {
+                return xdp_action::XDP_ABORTED;
+            }
+            stats::inc(Counter::LbNat);
+            forward::transmit(ctx, &w.nh, None)
+        }
+        _ => {
+            stats::inc(Counter::PassNoBackend);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn no_next_hop(e: NoNextHop) -> u32 {
+    stats::inc(match e {
+        NoNextHop::Unknown => Counter::PassNoNexthop,
+        NoNextHop::TooBig => Counter::PassTooBig,
+    });
+    xdp_action::XDP_PASS
+}
+
+/// A packet to no service: a reply of a NAT flow (translated back to the VIP and sent to the
+/// client), or someone else's traffic.
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
+#[inline(never)]
+fn nat_reply(ctx: &XdpContext, w: &mut Work) -> u32 {
+    let Some(nat) = nat_reverse(&w.key) else {
+        stats::inc(Counter::PassNotVip);
+        return xdp_action::XDP_PASS;
+    };
+    if w.pkt.vlan_tags != 0 {
+        stats::inc(Counter::PassLbUnsupported);
+        return xdp_action::XDP_PASS;
+    }
+    let Some(len) = ip_len(ctx, &w.pkt) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let (family, client) = (w.key.family, w.key.dst);
+    if let Err(e) = forward::next_hop(ctx, w, family, &client, len as u16) {
+        return no_next_hop(e);
+    }
+    if forward::rewrite(ctx, &w.pkt, true, &nat.vip, nat.vport).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    stats::add_service(nat.service, (ctx.data_end() - ctx.data()) as u64);
+    stats::inc(Counter::LbNatReply);
+    forward::transmit(ctx, &w.nh, None)
+}

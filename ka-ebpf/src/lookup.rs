@@ -1,0 +1,202 @@
+//! Lookups of the load balancer: the flow key of a packet, its service, and the backend it goes
+//! to (connection table, then persistence template, then the service's scheduler). The kernel
+//! only reads tables that userspace computed; it writes the connection, persistence and NAT
+//! tables.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use ka_common::{
+    lb::{
+        addr_hash, and_mask, flow_hash, table_index, Backend, ConnValue, FlowKey, NatValue,
+        ServiceKey, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
+        SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_PERSIST,
+    },
+    stats::Counter,
+    wire::{Ipv4Hdr, Ipv6Hdr},
+};
+
+use crate::{
+    maps::{Work, KA_BACKENDS, KA_CONNS, KA_NAT, KA_PERSIST, KA_RR, KA_TABLES},
+    parse::L3,
+    ptr::read_at,
+    stats,
+};
+
+/// An IPv4 address in the 16-byte form of the maps.
+#[inline(always)]
+pub fn v4_16(a: [u8; 4]) -> [u8; 16] {
+    [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet; false if it has no IP header.
+#[inline(always)]
+pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
+    let pkt = &w.pkt;
+    let k = &mut w.key;
+    match pkt.l3 {
+        L3::Ipv4 => {
+            let Some(ip) = read_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
+                return false;
+            };
+            k.src = v4_16(ip.src);
+            k.dst = v4_16(ip.dst);
+            k.family = FAMILY_V4;
+        }
+        L3::Ipv6 => {
+            let Some(ip) = read_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
+                return false;
+            };
+            k.src = ip.src;
+            k.dst = ip.dst;
+            k.family = FAMILY_V6;
+        }
+        L3::Other => return false,
+    }
+    k.sport = pkt.src_port.to_be_bytes();
+    k.dport = pkt.dst_port.to_be_bytes();
+    k.proto = pkt.ip_proto;
+    k._pad = [0; 2];
+    true
+}
+
+/// The service key of a flow's destination.
+#[inline(always)]
+pub fn service_key(k: &FlowKey) -> ServiceKey {
+    ServiceKey {
+        addr: k.dst,
+        port: k.dport,
+        proto: k.proto,
+        family: k.family,
+    }
+}
+
+#[inline(always)]
+fn usable(id: u32, out: &mut Backend) -> bool {
+    let Some(b) = KA_BACKENDS.get(id) else {
+        return false;
+    };
+    if b.family == 0 || b.flags & BACKEND_F_DOWN != 0 {
+        return false;
+    }
+    *out = *b;
+    true
+}
+
+/// Picks the backend of `w.key` in service `w.svc`: the connection table first, then the
+/// client's persistence template, then the scheduler. Leaves the backend in `w.backend` and
+/// returns its id and whether the flow is new; `None`: no backend available.
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
+#[inline(never)]
+pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
+    let svc = w.svc;
+    let persist = svc.flags & SVC_F_PERSIST != 0;
+    if let Some(c) = KA_CONNS.get_ptr_mut(&w.key) {
+        // SAFETY: per-CPU value of this CPU; no concurrent writer.
+        let id = unsafe { (*c).backend };
+        if usable(id, &mut w.backend) {
+            stats::inc(Counter::LbConnHit);
+            if persist {
+                // SAFETY: as above.
+                unsafe { (*c).last_seen_ns = bpf_ktime_get_ns() };
+            }
+            return Some((id, false));
+        }
+        stats::inc(Counter::LbReschedule);
+    }
+    // SAFETY: plain helper call.
+    let now = if persist {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
+    if persist {
+        w.tmpl = w.key;
+        w.tmpl.src = and_mask(&w.key.src, &svc.persist_mask);
+        w.tmpl.sport = [0; 2];
+        if let Some(t) = KA_PERSIST.get_ptr_mut(&w.tmpl) {
+            // SAFETY: a shared LRU value; a racing update by another CPU only changes which
+            // valid backend id is read.
+            let (id, seen) = unsafe { ((*t).backend, (*t).last_seen_ns) };
+            let timeout = u64::from(svc.persist_timeout_s) * 1_000_000_000;
+            if now.wrapping_sub(seen) < timeout && usable(id, &mut w.backend) {
+                // SAFETY: as above.
+                unsafe { (*t).last_seen_ns = now };
+                stats::inc(Counter::LbPersistHit);
+                let v = ConnValue {
+                    backend: id,
+                    _pad: 0,
+                    last_seen_ns: now,
+                };
+                let _ = KA_CONNS.insert(&w.key, &v, 0);
+                return Some((id, true));
+            }
+        }
+    }
+    let (bank, len) = if svc.bank & 1 == 0 {
+        (0, svc.len[0])
+    } else {
+        (1, svc.len[1])
+    };
+    if len == 0 || len > ka_common::lb::TABLE_SIZE {
+        return None;
+    }
+    let slot = match svc.sched {
+        SCHED_MAGLEV => flow_hash(&w.key) % len,
+        SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
+        SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
+        SCHED_ROUND_ROBIN => {
+            let c = KA_RR.get_ptr_mut(svc.id)?;
+            // SAFETY: per-CPU value of this CPU.
+            let n = unsafe { *c };
+            let n = if n >= len { 0 } else { n };
+            unsafe { *c = if n + 1 >= len { 0 } else { n + 1 } };
+            n
+        }
+        _ => return None,
+    };
+    let id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
+    if !usable(id, &mut w.backend) {
+        return None;
+    }
+    let v = ConnValue {
+        backend: id,
+        _pad: 0,
+        last_seen_ns: now,
+    };
+    let _ = KA_CONNS.insert(&w.key, &v, 0);
+    if persist {
+        let _ = KA_PERSIST.insert(&w.tmpl, &v, 0);
+    }
+    stats::inc(Counter::LbNewFlow);
+    Some((id, true))
+}
+
+/// Records the reverse translation of a new NAT flow: replies from the backend to the client
+/// get the VIP and virtual port back.
+#[inline(always)]
+pub fn record_nat(w: &mut Work) {
+    if w.backend.method != METHOD_NAT {
+        return;
+    }
+    w.tmpl = FlowKey {
+        src: w.backend.addr,
+        dst: w.key.src,
+        sport: w.backend.port,
+        dport: w.key.sport,
+        proto: w.key.proto,
+        family: w.key.family,
+        _pad: [0; 2],
+    };
+    let v = NatValue {
+        vip: w.key.dst,
+        vport: w.key.dport,
+        _pad: [0; 2],
+        service: w.svc.id,
+    };
+    let _ = KA_NAT.insert(&w.tmpl, &v, 0);
+}
+
+/// The NAT reverse entry of a reply, if any.
+#[inline(always)]
+pub fn nat_reverse(key: &FlowKey) -> Option<NatValue> {
+    KA_NAT.get_ptr(key).map(|p| unsafe { *p })
+}

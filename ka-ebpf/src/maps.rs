@@ -1,0 +1,148 @@
+//! Every map of the ka XDP programs except `KA_STATS` (in [`crate::stats`]). Names, sizes and
+//! value layouts come from `ka_common::lb` and `ka_common::vrrp_fast`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+};
+use ka_common::{
+    lb::{
+        AddrKey, Backend, ConnValue, FlowKey, Globals, NatValue, NeighValue, PktBytes, ServiceKey,
+        ServiceValue, CONN_TABLE_SIZE, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
+        MAX_SERVICES, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
+        TABLE_SIZE,
+    },
+    vrrp_fast::{VrrpInstance, VrrpKey, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
+};
+
+/// `ka_common::lb::SERVICES_MAP`.
+#[map(name = "KA_SERVICES")]
+pub static KA_SERVICES: HashMap<ServiceKey, ServiceValue> =
+    HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// `ka_common::lb::BACKENDS_MAP`.
+#[map(name = "KA_BACKENDS")]
+pub static KA_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// `ka_common::lb::TABLES_MAP`.
+#[map(name = "KA_TABLES")]
+pub static KA_TABLES: Array<u32> =
+    Array::with_max_entries(MAX_SERVICES * TABLE_BANKS * TABLE_SIZE, 0);
+
+/// `ka_common::lb::RR_MAP`.
+#[map(name = "KA_RR")]
+pub static KA_RR: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+/// `ka_common::lb::CONN_MAP`.
+#[map(name = "KA_CONNS")]
+pub static KA_CONNS: LruPerCpuHashMap<FlowKey, ConnValue> =
+    LruPerCpuHashMap::with_max_entries(CONN_TABLE_SIZE, 0);
+
+/// `ka_common::lb::PERSIST_MAP`.
+#[map(name = "KA_PERSIST")]
+pub static KA_PERSIST: LruHashMap<FlowKey, ConnValue> =
+    LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, 0);
+
+/// `ka_common::lb::NAT_MAP`.
+#[map(name = "KA_NAT")]
+pub static KA_NAT: LruHashMap<FlowKey, NatValue> = LruHashMap::with_max_entries(NAT_TABLE_SIZE, 0);
+
+/// `ka_common::lb::NEIGH_MAP`.
+#[map(name = "KA_NEIGH")]
+pub static KA_NEIGH: HashMap<AddrKey, NeighValue> = HashMap::with_max_entries(NEIGH_TABLE_SIZE, 0);
+
+/// `ka_common::lb::MASTER_MAP`.
+#[map(name = "KA_MASTER")]
+pub static KA_MASTER: Array<u32> = Array::with_max_entries(MAX_MASTER_SLOTS, 0);
+
+/// `ka_common::lb::GLOBALS_MAP`.
+#[map(name = "KA_GLOBALS")]
+pub static KA_GLOBALS: Array<Globals> = Array::with_max_entries(1, 0);
+
+/// `ka_common::lb::SERVICE_STATS_MAP`.
+#[map(name = "KA_SVC_STATS")]
+pub static KA_SVC_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+/// `ka_common::lb::BACKEND_STATS_MAP`.
+#[map(name = "KA_BACKEND_STATS")]
+pub static KA_BACKEND_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// `ka_common::lb::LOCAL_VIPS_MAP`.
+#[map(name = "KA_LOCAL_VIPS")]
+pub static KA_LOCAL_VIPS: HashMap<AddrKey, u32> = HashMap::with_max_entries(LOCAL_VIPS_SIZE, 0);
+
+/// `ka_common::vrrp_fast::VRRP_INSTANCES_MAP`.
+#[map(name = "KA_VRRP")]
+pub static KA_VRRP: HashMap<VrrpKey, VrrpInstance> =
+    HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0);
+
+/// `ka_common::vrrp_fast::VRRP_SEEN_MAP`.
+#[map(name = "KA_VRRP_SEEN")]
+pub static KA_VRRP_SEEN: HashMap<VrrpKey, u64> = HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0);
+
+/// `ka_common::vrrp_fast::VRRP_EVENTS_MAP`.
+#[map(name = "KA_VRRP_EVENTS")]
+pub static KA_VRRP_EVENTS: RingBuf = RingBuf::with_byte_size(VRRP_EVENTS_BYTES, 0);
+
+/// The global flags (0 when the map was never written).
+#[inline(always)]
+pub fn global_flags() -> u32 {
+    KA_GLOBALS.get(0).map_or(0, |g| g.flags)
+}
+
+/// Per-CPU working memory of one packet: the parse result handed from the entry point to a
+/// path, and the larger structures the paths build.
+///
+/// Verifier: (1) passing the `Parsed` by pointer would carry the parser's many distinct
+/// register states into the callee, which the verifier then re-walks for each (the program
+/// exceeded the 1M-instruction budget); read back from a map, the offsets are unknown scalars,
+/// the call-site states collapse into one, and `ptr_at` re-bounds every offset. (2) The
+/// combined stack of a BPF-to-BPF call chain is limited to 512 bytes; keys, service values and
+/// the FIB parameter block live here instead.
+pub struct Work {
+    /// Parse result.
+    pub pkt: crate::parse::Parsed,
+    /// The packet's 5-tuple.
+    pub key: ka_common::lb::FlowKey,
+    /// Persistence template / NAT reverse key.
+    pub tmpl: ka_common::lb::FlowKey,
+    /// The service, copied once.
+    pub svc: ka_common::lb::ServiceValue,
+    /// The chosen backend.
+    pub backend: ka_common::lb::Backend,
+    /// `bpf_fib_lookup` parameters.
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+    /// The next hop found by `forward::next_hop`.
+    pub nh: crate::forward::NextHop,
+    /// VRRP instance, copied once.
+    pub inst: ka_common::vrrp_fast::VrrpInstance,
+    /// VRRP advert source.
+    pub src: [u8; 16],
+    /// VRRP advert destination.
+    pub dst: [u8; 16],
+}
+
+/// `KA_SCRATCH`: one [`Work`] per CPU.
+#[map(name = "KA_SCRATCH")]
+pub static KA_SCRATCH: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
+
+/// Stores the parse result for the path about to run.
+#[inline(always)]
+pub fn stash(pkt: &crate::parse::Parsed) -> bool {
+    match KA_SCRATCH.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent user on this CPU during the program run.
+        Some(p) => {
+            unsafe { (*p).pkt = *pkt };
+            true
+        }
+        None => false,
+    }
+}
+
+/// This CPU's [`Work`], holding the parse result stored by [`stash`].
+#[inline(always)]
+pub fn work() -> Option<&'static mut Work> {
+    // SAFETY: per-CPU slot used by one program run at a time; every field is plain data and
+    // `pkt` only ever holds values written by `stash`.
+    KA_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}

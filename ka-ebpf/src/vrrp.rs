@@ -1,0 +1,281 @@
+//! The VRRP fast path of `ka_xdp` (see `ka_common::vrrp_fast` for the contract): validates every
+//! advert with the ka-common codec rules, refreshes the master's last-seen timestamp on
+//! steady-state adverts, and reports changes to the engine on a ring buffer.
+
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use ka_common::{
+    lb::{FAMILY_V4, FAMILY_V6, G_VRRP_DROP_UNKNOWN},
+    stats::Counter,
+    vrrp::{
+        check_adver_int_v2, check_auth, check_len, check_ttl, check_version_type, Auth, DropReason,
+        Family, PseudoHeader, Version, VrrpHdr, VRRP_AUTH_DATA_LEN, VRRP_HDR_LEN,
+    },
+    vrrp_fast::{
+        VrrpEvent, VrrpKey, VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST, VRRP_EV_HIGHER_PRIO,
+        VRRP_EV_INTERVAL_CHANGE, VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE,
+        VRRP_EV_RESIGN, VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
+    },
+    wire::{Ipv4Hdr, Ipv6Hdr},
+};
+
+use crate::{
+    csum::{fold, sum_packet},
+    lookup::v4_16,
+    maps::Work,
+    maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_SEEN},
+    parse::L3,
+    ptr::read_at,
+    stats,
+};
+
+/// Equality of two 16-byte addresses, as two 64-bit compares (an array `==` would become a
+/// `bcmp` call, which BPF does not have).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a0, a1) = halves(a);
+    let (b0, b1) = halves(b);
+    a0 == b0 && a1 == b1
+}
+
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    (
+        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    )
+}
+
+/// `a > b` as big-endian numbers (RFC 5798 §6.4.3 tie-break on the primary address).
+#[inline(always)]
+fn gt16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    halves(a) > halves(b)
+}
+
+/// What the IP header says about an advert.
+/// (Addresses go to `Work::src` / `Work::dst`.)
+struct Ip {
+    family: u8,
+    ttl: u8,
+    end: usize,
+}
+
+#[inline(always)]
+fn ip_info(ctx: &XdpContext, w: &mut Work) -> Option<Ip> {
+    let off = w.pkt.l3_off;
+    match w.pkt.l3 {
+        L3::Ipv4 => {
+            let ip: Ipv4Hdr = read_at(ctx, off)?;
+            w.src = v4_16(ip.src);
+            w.dst = v4_16(ip.dst);
+            Some(Ip {
+                family: FAMILY_V4,
+                ttl: ip.ttl,
+                end: off + ip.total_len(),
+            })
+        }
+        L3::Ipv6 => {
+            let ip = crate::ptr::ptr_at::<Ipv6Hdr>(ctx, off)?;
+            // SAFETY: bounds-checked by ptr_at; copied field by field to keep the stack small.
+            unsafe {
+                w.src = (*ip).src;
+                w.dst = (*ip).dst;
+                Some(Ip {
+                    family: FAMILY_V6,
+                    ttl: (*ip).hop_limit,
+                    end: off + 40 + (*ip).payload_len(),
+                })
+            }
+        }
+        L3::Other => None,
+    }
+}
+
+/// Handles an advert while the fast path is on.
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
+// caller's 512-byte frame.
+#[inline(never)]
+pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
+    let Some(w) = crate::maps::work() else {
+        return xdp_action::XDP_PASS;
+    };
+    let pkt = w.pkt;
+    let Some(ip) = ip_info(ctx, w) else {
+        return xdp_action::XDP_PASS;
+    };
+    let key = VrrpKey {
+        ifindex: ctx.ingress_ifindex() as u32,
+        vrid: 0,
+        family: ip.family,
+        _pad: [0; 2],
+    };
+    let drop_unknown = global_flags & G_VRRP_DROP_UNKNOWN != 0;
+    let Some(hdr) = read_at::<VrrpHdr>(ctx, pkt.l4_off) else {
+        return invalid(DropReason::TooShort, drop_unknown);
+    };
+    if ip.end < pkt.l4_off + VRRP_HDR_LEN {
+        return invalid(DropReason::TooShort, drop_unknown);
+    }
+    let key = VrrpKey {
+        vrid: hdr.vrid,
+        ..key
+    };
+    let Some(inst) = KA_VRRP.get_ptr(&key) else {
+        // RFC 5798 §7.1: the VRID must be configured on the receiving interface.
+        return invalid(DropReason::VridMismatch, drop_unknown);
+    };
+    // SAFETY: map value copied once.
+    w.inst = unsafe { *inst };
+    match validate(ctx, w, &ip, &hdr) {
+        Ok(interval) => classify(&key, w, &hdr, interval),
+        Err(Some(reason)) => invalid(reason, w.inst.flags & VRRP_F_DROP_INVALID != 0),
+        Err(None) => {
+            stats::inc(Counter::VrrpPassLong);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn invalid(reason: DropReason, drop: bool) -> u32 {
+    stats::inc(Counter::vrrp_drop(reason));
+    if drop {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// The receive checks of RFC 5798 §7.1 / RFC 3768 §7.1 in RFC order, with the ka-common rules.
+/// Returns the advert interval in centiseconds.
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
+// caller's 512-byte frame.
+#[inline(never)]
+fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, Option<DropReason>> {
+    let (pkt, inst) = (&w.pkt, &w.inst);
+    if inst.flags & VRRP_F_CHECK_TTL != 0 {
+        check_ttl(ip.ttl)?;
+    }
+    let version = Version::from_u8(inst.version).ok_or(DropReason::BadVersion)?;
+    check_version_type(hdr.vers_type, version)?;
+    let family = if ip.family == FAMILY_V4 {
+        Family::V4
+    } else {
+        Family::V6
+    };
+    let len = ip.end - pkt.l4_off;
+    check_len(len, version, family, hdr.count_ip)?;
+    let Some(body) = sum_packet(ctx, pkt.l4_off, len) else {
+        return Err(None);
+    };
+    if fold(pseudo_sum(w, version == Version::V3, family == Family::V4, len) + body) != 0xffff {
+        return Err(Some(DropReason::BadChecksum));
+    }
+    if version == Version::V2 {
+        let auth_data: [u8; VRRP_AUTH_DATA_LEN] = if family == Family::V4 {
+            let at = pkt.l4_off + VRRP_HDR_LEN + usize::from(hdr.count_ip) * 4;
+            read_at(ctx, at).ok_or(DropReason::TooShort)?
+        } else {
+            [0; VRRP_AUTH_DATA_LEN]
+        };
+        let local = if inst.auth_type == 1 {
+            Auth::Pass(inst.auth_data)
+        } else {
+            Auth::None
+        };
+        check_auth(Version::V2, hdr.v2_auth_type(), &auth_data, &local)?;
+        check_adver_int_v2(hdr.v2_adver_int(), inst.adver_int_centis)?;
+        Ok(u16::from(hdr.v2_adver_int()) * 100)
+    } else {
+        Ok(hdr.v3_max_adver_int())
+    }
+}
+
+/// The partial sum of the checksum's pseudo-header (ka-common's [`PseudoHeader`], with the
+/// instance's VRRPv3 flavour).
+// Verifier/LLVM: a BPF-to-BPF call, keeping `validate`'s frame within the 512-byte chain limit.
+#[inline(never)]
+fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
+    let pseudo = if !v3 {
+        PseudoHeader::None
+    } else if !v4 {
+        PseudoHeader::V6 {
+            src: w.src,
+            dst: w.dst,
+        }
+    } else {
+        let src = [w.src[0], w.src[1], w.src[2], w.src[3]];
+        match w.inst.csum_mode {
+            VRRP_CSUM_NO_PSEUDO => PseudoHeader::None,
+            VRRP_CSUM_OLD_UNICAST => PseudoHeader::V4 {
+                src,
+                dst: w.inst.group_v4,
+            },
+            _ => PseudoHeader::V4 {
+                src,
+                dst: [w.dst[0], w.dst[1], w.dst[2], w.dst[3]],
+            },
+        }
+    };
+    pseudo.partial_sum(len)
+}
+
+/// Steady state, or a change for the engine.
+#[inline(always)]
+fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
+    let inst = &w.inst;
+    let prio = hdr.priority;
+    let kind = if prio == 0 {
+        VRRP_EV_RESIGN
+    } else if inst.flags & VRRP_F_MASTER != 0 {
+        if prio > inst.local_prio || (prio == inst.local_prio && gt16(&w.src, &inst.local_addr)) {
+            VRRP_EV_HIGHER_PRIO
+        } else {
+            VRRP_EV_LOWER_PRIO
+        }
+    } else if !eq16(&w.src, &inst.master_addr) {
+        VRRP_EV_NEW_MASTER
+    } else if prio != inst.master_prio {
+        VRRP_EV_PRIO_CHANGE
+    } else if interval != inst.master_adver_int_centis {
+        VRRP_EV_INTERVAL_CHANGE
+    } else {
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        match KA_VRRP_SEEN.get_ptr_mut(key) {
+            // SAFETY: an aligned u64 store; userspace only reads it.
+            Some(p) => unsafe { *p = now },
+            None => {
+                let _ = KA_VRRP_SEEN.insert(key, &now, 0);
+            }
+        }
+        stats::inc(Counter::VrrpSteady);
+        return if inst.flags & VRRP_F_DROP_STEADY != 0 {
+            xdp_action::XDP_DROP
+        } else {
+            xdp_action::XDP_PASS
+        };
+    };
+    match KA_VRRP_EVENTS.reserve::<VrrpEvent>(0) {
+        Some(mut e) => {
+            // SAFETY: plain helper call.
+            let ts_ns = unsafe { bpf_ktime_get_ns() };
+            e.write(VrrpEvent {
+                ts_ns,
+                ifindex: key.ifindex,
+                vrid: key.vrid,
+                family: key.family,
+                version: hdr.version(),
+                kind,
+                priority: prio,
+                _pad: 0,
+                adver_int_centis: interval,
+                _pad2: 0,
+                src: w.src,
+            });
+            e.submit(0);
+            stats::inc(Counter::VrrpChange);
+        }
+        None => stats::inc(Counter::VrrpEventLost),
+    }
+    xdp_action::XDP_PASS
+}

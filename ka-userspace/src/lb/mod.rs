@@ -1,0 +1,238 @@
+//! The load balancer's userspace side: the desired state derived from the config model, the
+//! health checkers and VRRP ([`DesiredState`]), the pure table computations ([`maglev`]), and
+//! the map writer that applies a desired state to the XDP maps ([`writer::MapWriter`]).
+//!
+//! Scheduler mapping (IPVS name → datapath):
+//! - `mh` → Maglev over the 5-tuple; `sh` → Maglev over the client address; `dh` → Maglev over
+//!   the destination address. All deterministic: two directors with the same config send a
+//!   flow to the same real server, so a VRRP failover keeps connections.
+//! - `rr`, `wrr` → a per-CPU cursor over an interleaved weighted round-robin schedule, for new
+//!   flows only (established flows follow the connection table).
+//! - `lc`, `wlc` (and `sed`, `nq`) → approximated by `wrr` over the configured weights: the
+//!   kernel keeps no shared per-backend connection counts on the hot path.
+//! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
+
+pub mod maglev;
+pub mod writer;
+
+use std::{net::IpAddr, time::Duration};
+
+use crate::config::model::{LbAlgo, LbKind, Protocol, TunnelType};
+
+/// The scheduler of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheduler {
+    /// `mh`: Maglev over the 5-tuple.
+    Maglev,
+    /// `sh`: Maglev over the source address.
+    SourceHash,
+    /// `dh`: Maglev over the destination address.
+    DestinationHash,
+    /// `rr`/`wrr` (and the `lc`/`wlc` approximation): weighted round-robin over new flows.
+    RoundRobin,
+}
+
+impl Scheduler {
+    /// The datapath scheduler for a keepalived `lb_algo`.
+    ///
+    /// # Errors
+    /// The algorithm has no datapath equivalent.
+    pub fn from_lb_algo(algo: LbAlgo) -> Result<Scheduler, LbError> {
+        Ok(match algo {
+            LbAlgo::Mh => Scheduler::Maglev,
+            LbAlgo::Sh => Scheduler::SourceHash,
+            LbAlgo::Dh => Scheduler::DestinationHash,
+            LbAlgo::Rr | LbAlgo::Wrr | LbAlgo::Lc | LbAlgo::Wlc | LbAlgo::Sed | LbAlgo::Nq => {
+                Scheduler::RoundRobin
+            }
+            other => return Err(LbError::Unsupported(format!("lb_algo {}", other.as_str()))),
+        })
+    }
+}
+
+/// How a backend is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Direct routing (MAC rewrite).
+    Dr,
+    /// IPIP / IP6IP6 tunnel.
+    Tun,
+    /// Destination NAT.
+    Nat,
+}
+
+impl Method {
+    /// The datapath method of a keepalived `lb_kind`.
+    ///
+    /// # Errors
+    /// GUE and GRE tunnels are not implemented.
+    pub fn from_lb_kind(kind: LbKind) -> Result<Method, LbError> {
+        match kind {
+            LbKind::Dr => Ok(Method::Dr),
+            LbKind::Nat => Ok(Method::Nat),
+            LbKind::Tun(TunnelType::Ipip) => Ok(Method::Tun),
+            LbKind::Tun(t) => Err(LbError::Unsupported(format!("tunnel type {t:?}"))),
+        }
+    }
+}
+
+/// L4 protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl L4Proto {
+    /// From the config model.
+    ///
+    /// # Errors
+    /// SCTP.
+    pub fn from_protocol(p: Protocol) -> Result<L4Proto, LbError> {
+        match p {
+            Protocol::Tcp => Ok(L4Proto::Tcp),
+            Protocol::Udp => Ok(L4Proto::Udp),
+            Protocol::Sctp => Err(LbError::Unsupported("protocol SCTP".into())),
+        }
+    }
+
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => 6,
+            L4Proto::Udp => 17,
+        }
+    }
+}
+
+/// A real server of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Address (same family as the VIP).
+    pub addr: IpAddr,
+    /// Port (NAT translates to it; DR and TUN need it equal to the virtual port).
+    pub port: u16,
+    /// Weight; 0 drains (no new flows, existing ones continue).
+    pub weight: u32,
+    /// Forwarding method.
+    pub method: Method,
+    /// Health: false removes it from the tables and reschedules its flows.
+    pub healthy: bool,
+}
+
+/// Client affinity (`persistence_timeout`, `persistence_granularity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// Idle time after which a client may go elsewhere.
+    pub timeout: Duration,
+    /// Prefix length of the client address that shares a backend (32/128: per host).
+    pub prefix_len: u8,
+}
+
+/// One service: a (VIP, port, protocol) — a `virtual_server`, or one address and port of a
+/// `virtual_server_group` (each member is its own service with the same spec).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Virtual address.
+    pub vip: IpAddr,
+    /// Virtual port (0 is refused: all-port services are not implemented).
+    pub port: u16,
+    /// Protocol.
+    pub proto: L4Proto,
+    /// Scheduler.
+    pub scheduler: Scheduler,
+    /// Client affinity.
+    pub persistence: Option<Persistence>,
+    /// Mastership slot of the VRRP instance owning the VIP (see
+    /// [`writer::MapWriter::set_master`]); `None`: always served.
+    pub master_slot: Option<u32>,
+    /// Real servers.
+    pub backends: Vec<BackendSpec>,
+}
+
+/// A static next hop for the neighbour map (used when `bpf_fib_lookup` has no answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Destination (a real server or client address).
+    pub addr: IpAddr,
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// Egress interface MAC.
+    pub smac: [u8; 6],
+    /// Next hop MAC.
+    pub dmac: [u8; 6],
+}
+
+/// Outer source of tunnel packets, with the number of low bits varied per flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelSource {
+    /// Base address.
+    pub addr: IpAddr,
+    /// Low bits replaced by the flow hash (IPv4 ≤ 16, IPv6 ≤ 32); 0 = fixed source.
+    pub host_bits: u8,
+}
+
+/// Everything the map writer derives the maps from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Services.
+    pub services: Vec<ServiceSpec>,
+    /// Outer IPv4 source of IPIP packets (required by TUN IPv4 backends).
+    pub tunnel_src_v4: Option<TunnelSource>,
+    /// Outer IPv6 source of IP6IP6 packets (required by TUN IPv6 backends).
+    pub tunnel_src_v6: Option<TunnelSource>,
+    /// Static next hops.
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Errors of the load-balancer tables and map writer.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    /// A feature the datapath does not implement.
+    #[error("not supported by the XDP datapath: {0}")]
+    Unsupported(String),
+    /// An inconsistent service.
+    #[error("service {vip} port {port}: {reason}")]
+    Invalid {
+        /// VIP.
+        vip: IpAddr,
+        /// Port.
+        port: u16,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A table is full.
+    #[error("too many {what} (at most {max})")]
+    Full {
+        /// Services or backends.
+        what: &'static str,
+        /// The limit.
+        max: u32,
+    },
+    /// A map is missing or an operation on it failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// Cause.
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// A map is missing from the object.
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+}
+
+/// The 16-byte form of an address used by the maps, and its family.
+pub fn addr16(a: IpAddr) -> ([u8; 16], u8) {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, ka_common::lb::FAMILY_V4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), ka_common::lb::FAMILY_V6),
+    }
+}

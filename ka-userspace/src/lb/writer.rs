@@ -1,0 +1,546 @@
+//! Applies a [`DesiredState`] to the XDP maps, writing only what changed.
+//!
+//! Per service, the new scheduling table goes to the inactive bank (only the slots that differ
+//! from what that bank holds), then the service value is replaced with the bank flipped: a
+//! hash-map update is atomic for readers, so no packet sees a half-written table. Backend ids
+//! are per (service, address, port, method); removed ids are zeroed (their flows reschedule)
+//! and reused last (FIFO), so a stale connection entry is very unlikely to meet a new owner.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, Map, PerCpuArray},
+    Ebpf,
+};
+use ka_common::lb::{
+    prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, PktBytes, ServiceKey,
+    ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_LB, G_NAT,
+    MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR,
+    METHOD_NAT, METHOD_TUN, NEIGH_MAP, NO_MASTER_SLOT, SCHED_DST_HASH, SCHED_MAGLEV,
+    SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES_MAP, SERVICE_STATS_MAP, SVC_F_PERSIST, TABLES_MAP,
+};
+
+use super::{addr16, maglev, DesiredState, LbError, Method, Scheduler, ServiceSpec};
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> LbError {
+    move |e| LbError::Map {
+        map,
+        source: Box::new(e),
+    }
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, LbError> {
+    ebpf.map_mut(name).ok_or(LbError::MissingMap(name))
+}
+
+/// What one [`MapWriter::apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Table slots written.
+    pub slots_written: usize,
+    /// Services whose bank was flipped.
+    pub services_flipped: usize,
+    /// Services removed.
+    pub services_removed: usize,
+}
+
+#[derive(Clone, Debug)]
+struct SvcState {
+    value: ServiceValue,
+}
+
+type BackendIdent = (ServiceKey, [u8; 16], u16, Method);
+
+/// The service key of a spec.
+pub fn service_key(s: &ServiceSpec) -> ServiceKey {
+    let (addr, family) = addr16(s.vip);
+    ServiceKey {
+        addr,
+        port: s.port.to_be_bytes(),
+        proto: s.proto.number(),
+        family,
+    }
+}
+
+/// Checks a service against what the datapath implements.
+///
+/// # Errors
+/// Port 0, mixed families, DR/TUN with a real-server port other than the virtual port.
+pub fn check_service(s: &ServiceSpec) -> Result<(), LbError> {
+    let bad = |reason: &str| LbError::Invalid {
+        vip: s.vip,
+        port: s.port,
+        reason: reason.into(),
+    };
+    if s.port == 0 {
+        return Err(bad(
+            "port 0 (all-port) services are not supported by the XDP datapath",
+        ));
+    }
+    for b in &s.backends {
+        if b.addr.is_ipv4() != s.vip.is_ipv4() {
+            return Err(bad(&format!(
+                "real server {} is of another address family",
+                b.addr
+            )));
+        }
+        if b.method != Method::Nat && b.port != s.port {
+            return Err(bad(&format!(
+                "real server {} port {}: DR and TUN cannot change the port",
+                b.addr, b.port
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The scheduling table of a service: backend positions in `s.backends` (pure).
+pub fn service_table(s: &ServiceSpec) -> Vec<u32> {
+    let entries: Vec<maglev::Entry> = s
+        .backends
+        .iter()
+        .map(|b| {
+            let mut ident = addr16(b.addr).0.to_vec();
+            ident.extend_from_slice(&b.port.to_be_bytes());
+            maglev::Entry {
+                ident,
+                weight: if b.healthy { b.weight } else { 0 },
+            }
+        })
+        .collect();
+    match s.scheduler {
+        Scheduler::RoundRobin => maglev::wrr(&entries),
+        _ => maglev::table(&entries, MAGLEV_RING_SIZE),
+    }
+}
+
+/// Keeps the userspace shadow of the maps and applies desired states.
+#[derive(Debug, Default)]
+pub struct MapWriter {
+    services: HashMap<ServiceKey, SvcState>,
+    /// What each service id's two banks hold (kept after the id is freed: the map still holds
+    /// it).
+    banks: HashMap<u32, [Vec<u32>; 2]>,
+    free_services: Vec<u32>,
+    next_service: u32,
+    backend_ids: HashMap<BackendIdent, u32>,
+    backends: HashMap<u32, Backend>,
+    free_backends: VecDeque<u32>,
+    next_backend: u32,
+    neighbours: HashSet<AddrKey>,
+}
+
+impl MapWriter {
+    /// A writer for freshly loaded (empty) maps.
+    pub fn new() -> MapWriter {
+        MapWriter::default()
+    }
+
+    /// The id of a service (index of its counters), if applied.
+    pub fn service_id(&self, spec: &ServiceSpec) -> Option<u32> {
+        self.services.get(&service_key(spec)).map(|s| s.value.id)
+    }
+
+    /// The backend id (index of its counters) of a real server of a service, if applied.
+    pub fn backend_id(
+        &self,
+        spec: &ServiceSpec,
+        addr: std::net::IpAddr,
+        port: u16,
+        method: Method,
+    ) -> Option<u32> {
+        self.backend_ids
+            .get(&(service_key(spec), addr16(addr).0, port, method))
+            .copied()
+    }
+
+    fn alloc_service(&mut self) -> Result<u32, LbError> {
+        if let Some(id) = self.free_services.pop() {
+            return Ok(id);
+        }
+        if self.next_service >= MAX_SERVICES {
+            return Err(LbError::Full {
+                what: "services",
+                max: MAX_SERVICES,
+            });
+        }
+        self.next_service += 1;
+        Ok(self.next_service - 1)
+    }
+
+    fn alloc_backend(&mut self) -> Result<u32, LbError> {
+        if self.next_backend < MAX_BACKENDS {
+            self.next_backend += 1;
+            return Ok(self.next_backend - 1);
+        }
+        self.free_backends.pop_front().ok_or(LbError::Full {
+            what: "backends",
+            max: MAX_BACKENDS,
+        })
+    }
+
+    /// Applies `desired`: backends, tables (double-buffered), services, globals and neighbours.
+    ///
+    /// # Errors
+    /// An unsupported or inconsistent service (nothing is written then), a full table, or a
+    /// map operation failing (the maps may then be partly updated; applying again converges).
+    pub fn apply(
+        &mut self,
+        ebpf: &mut Ebpf,
+        desired: &DesiredState,
+    ) -> Result<ApplyReport, LbError> {
+        for s in &desired.services {
+            check_service(s)?;
+            for b in &s.backends {
+                if b.method == Method::Tun {
+                    let src = if s.vip.is_ipv4() {
+                        &desired.tunnel_src_v4
+                    } else {
+                        &desired.tunnel_src_v6
+                    };
+                    if src.is_none() {
+                        return Err(LbError::Invalid {
+                            vip: s.vip,
+                            port: s.port,
+                            reason: "TUN real servers need a tunnel source address".into(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut report = ApplyReport::default();
+        let mut live_backends = HashSet::new();
+        let mut live_services = HashSet::new();
+        let mut any_nat = false;
+        for s in &desired.services {
+            let key = service_key(s);
+            live_services.insert(key);
+            // Backends.
+            let mut ids = Vec::with_capacity(s.backends.len());
+            for b in &s.backends {
+                let (addr, family) = addr16(b.addr);
+                let ident = (key, addr, b.port, b.method);
+                let id = match self.backend_ids.get(&ident) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.alloc_backend()?;
+                        self.backend_ids.insert(ident, id);
+                        id
+                    }
+                };
+                any_nat |= b.method == Method::Nat;
+                let value = Backend {
+                    addr,
+                    port: b.port.to_be_bytes(),
+                    family,
+                    method: match b.method {
+                        Method::Dr => METHOD_DR,
+                        Method::Tun => METHOD_TUN,
+                        Method::Nat => METHOD_NAT,
+                    },
+                    flags: if b.healthy { 0 } else { BACKEND_F_DOWN },
+                };
+                if self.backends.get(&id) != Some(&value) {
+                    let mut arr: Array<_, Backend> = Array::try_from(map_mut(ebpf, BACKENDS_MAP)?)
+                        .map_err(map_err(BACKENDS_MAP))?;
+                    arr.set(id, value, 0).map_err(map_err(BACKENDS_MAP))?;
+                    self.backends.insert(id, value);
+                }
+                live_backends.insert(id);
+                ids.push(id);
+            }
+            // Table, in backend ids.
+            let table: Vec<u32> = service_table(s)
+                .into_iter()
+                .map(|i| ids[i as usize])
+                .collect();
+            let (id, mut value, is_new) = match self.services.get(&key) {
+                Some(st) => (st.value.id, st.value, false),
+                None => {
+                    let id = self.alloc_service()?;
+                    (
+                        id,
+                        ServiceValue {
+                            id,
+                            bank: 1,
+                            ..Default::default()
+                        },
+                        true,
+                    )
+                }
+            };
+            value.sched = match s.scheduler {
+                Scheduler::Maglev => SCHED_MAGLEV,
+                Scheduler::SourceHash => SCHED_SRC_HASH,
+                Scheduler::DestinationHash => SCHED_DST_HASH,
+                Scheduler::RoundRobin => SCHED_ROUND_ROBIN,
+            };
+            value.master_slot = s.master_slot.unwrap_or(NO_MASTER_SLOT);
+            if let Some(slot) = s.master_slot {
+                if slot >= MAX_MASTER_SLOTS {
+                    return Err(LbError::Full {
+                        what: "mastership slots",
+                        max: MAX_MASTER_SLOTS,
+                    });
+                }
+            }
+            match s.persistence {
+                Some(p) => {
+                    value.flags = SVC_F_PERSIST;
+                    value.persist_timeout_s = u32::try_from(p.timeout.as_secs())
+                        .unwrap_or(u32::MAX)
+                        .max(1);
+                    let len = if s.vip.is_ipv4() { 4 } else { 16 };
+                    value.persist_mask = prefix_mask(p.prefix_len, len);
+                }
+                None => {
+                    value.flags = 0;
+                    value.persist_timeout_s = 0;
+                    value.persist_mask = [0; 16];
+                }
+            }
+            let active = (value.bank & 1) as usize;
+            let banks = self.banks.entry(id).or_default();
+            let table_same =
+                !is_new && banks[active] == table && value.len[active] as usize == table.len();
+            if table_same {
+                // Only scalar fields may have changed: replace the value, same bank.
+                if self.services.get(&key).map(|st| st.value) != Some(value) {
+                    insert_service(ebpf, &key, &value)?;
+                }
+            } else {
+                let inactive = 1 - active;
+                let changed = maglev::changed_slots(&banks[inactive], &table);
+                {
+                    let mut arr: Array<_, u32> =
+                        Array::try_from(map_mut(ebpf, TABLES_MAP)?).map_err(map_err(TABLES_MAP))?;
+                    for (slot, v) in &changed {
+                        arr.set(table_index(id, inactive as u32, *slot), v, 0)
+                            .map_err(map_err(TABLES_MAP))?;
+                    }
+                }
+                report.slots_written += changed.len();
+                let mut shadow = table.clone();
+                if banks[inactive].len() > shadow.len() {
+                    // Slots past the new length keep their old values in the map.
+                    shadow.extend_from_slice(&banks[inactive][table.len()..]);
+                }
+                banks[inactive] = shadow;
+                value.len[inactive] = table.len() as u32;
+                value.bank = inactive as u32;
+                insert_service(ebpf, &key, &value)?;
+                report.services_flipped += 1;
+            }
+            self.services.insert(key, SvcState { value });
+        }
+        // Removed services.
+        let gone: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| !live_services.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
+                BpfHashMap::try_from(map_mut(ebpf, SERVICES_MAP)?)
+                    .map_err(map_err(SERVICES_MAP))?;
+            m.remove(&key).map_err(map_err(SERVICES_MAP))?;
+            if let Some(st) = self.services.remove(&key) {
+                self.free_services.push(st.value.id);
+            }
+            report.services_removed += 1;
+        }
+        // Removed backends: zeroed after the tables stopped naming them.
+        let dead: Vec<(BackendIdent, u32)> = self
+            .backend_ids
+            .iter()
+            .filter(|(_, id)| !live_backends.contains(id))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (ident, id) in dead {
+            let mut arr: Array<_, Backend> =
+                Array::try_from(map_mut(ebpf, BACKENDS_MAP)?).map_err(map_err(BACKENDS_MAP))?;
+            arr.set(id, Backend::default(), 0)
+                .map_err(map_err(BACKENDS_MAP))?;
+            self.backend_ids.remove(&ident);
+            self.backends.remove(&id);
+            self.free_backends.push_back(id);
+        }
+        // Globals.
+        {
+            let mut arr: Array<_, Globals> =
+                Array::try_from(map_mut(ebpf, GLOBALS_MAP)?).map_err(map_err(GLOBALS_MAP))?;
+            let mut g = arr.get(&0, 0).map_err(map_err(GLOBALS_MAP))?;
+            g.flags &= !(G_LB | G_NAT);
+            if !desired.services.is_empty() {
+                g.flags |= G_LB;
+            }
+            if any_nat {
+                g.flags |= G_NAT;
+            }
+            if let Some(t) = desired.tunnel_src_v4 {
+                g.tun_src_v4.copy_from_slice(&addr16(t.addr).0[..4]);
+                g.tun_v4_host_bits = t.host_bits.min(16);
+            }
+            if let Some(t) = desired.tunnel_src_v6 {
+                g.tun_src_v6 = addr16(t.addr).0;
+                g.tun_v6_host_bits = t.host_bits.min(32);
+            }
+            arr.set(0, g, 0).map_err(map_err(GLOBALS_MAP))?;
+        }
+        // Neighbours.
+        {
+            let mut m: BpfHashMap<_, AddrKey, NeighValue> =
+                BpfHashMap::try_from(map_mut(ebpf, NEIGH_MAP)?).map_err(map_err(NEIGH_MAP))?;
+            let mut want = HashSet::new();
+            for n in &desired.neighbours {
+                let (addr, family) = addr16(n.addr);
+                let k = AddrKey {
+                    addr,
+                    family,
+                    _pad: [0; 3],
+                };
+                m.insert(
+                    k,
+                    NeighValue {
+                        ifindex: n.ifindex,
+                        smac: n.smac,
+                        dmac: n.dmac,
+                    },
+                    0,
+                )
+                .map_err(map_err(NEIGH_MAP))?;
+                want.insert(k);
+            }
+            for k in self.neighbours.difference(&want) {
+                let _ = m.remove(k);
+            }
+            self.neighbours = want;
+        }
+        Ok(report)
+    }
+
+    /// Flips the mastership flag of a slot: services with this `master_slot` are served only
+    /// while it is set (the VRRP engine calls this on entering and leaving MASTER).
+    ///
+    /// # Errors
+    /// The slot is out of range or the map cannot be written.
+    pub fn set_master(ebpf: &mut Ebpf, slot: u32, master: bool) -> Result<(), LbError> {
+        let mut arr: Array<_, u32> =
+            Array::try_from(map_mut(ebpf, MASTER_MAP)?).map_err(map_err(MASTER_MAP))?;
+        arr.set(slot, u32::from(master), 0)
+            .map_err(map_err(MASTER_MAP))
+    }
+}
+
+fn insert_service(ebpf: &mut Ebpf, key: &ServiceKey, value: &ServiceValue) -> Result<(), LbError> {
+    let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
+        BpfHashMap::try_from(map_mut(ebpf, SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
+    m.insert(key, value, 0).map_err(map_err(SERVICES_MAP))
+}
+
+fn read_pkt_bytes(ebpf: &Ebpf, name: &'static str, id: u32) -> Result<PktBytes, LbError> {
+    let map = ebpf.map(name).ok_or(LbError::MissingMap(name))?;
+    let arr: PerCpuArray<_, PktBytes> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+    let v = arr.get(&id, 0).map_err(map_err(name))?;
+    Ok(v.iter().fold(PktBytes::default(), |a, b| PktBytes {
+        packets: a.packets + b.packets,
+        bytes: a.bytes + b.bytes,
+    }))
+}
+
+/// Packets and bytes of a service (by [`MapWriter::service_id`]), summed over CPUs.
+///
+/// # Errors
+/// The map cannot be read.
+pub fn service_stats(ebpf: &Ebpf, id: u32) -> Result<PktBytes, LbError> {
+    read_pkt_bytes(ebpf, SERVICE_STATS_MAP, id)
+}
+
+/// Packets and bytes of a backend (by [`MapWriter::backend_id`]), summed over CPUs.
+///
+/// # Errors
+/// The map cannot be read.
+pub fn backend_stats(ebpf: &Ebpf, id: u32) -> Result<PktBytes, LbError> {
+    read_pkt_bytes(ebpf, BACKEND_STATS_MAP, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::{BackendSpec, L4Proto};
+
+    fn svc(sched: Scheduler, backends: &[(&str, u32, bool)]) -> ServiceSpec {
+        ServiceSpec {
+            vip: "10.0.0.1".parse().unwrap(),
+            port: 80,
+            proto: L4Proto::Tcp,
+            scheduler: sched,
+            persistence: None,
+            master_slot: None,
+            backends: backends
+                .iter()
+                .map(|(a, w, h)| BackendSpec {
+                    addr: a.parse().unwrap(),
+                    port: 80,
+                    weight: *w,
+                    method: Method::Dr,
+                    healthy: *h,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn drained_and_down_backends_get_no_slots() {
+        let t = service_table(&svc(
+            Scheduler::Maglev,
+            &[
+                ("10.1.0.1", 1, true),
+                ("10.1.0.2", 0, true),
+                ("10.1.0.3", 1, false),
+            ],
+        ));
+        assert_eq!(t.len(), MAGLEV_RING_SIZE as usize);
+        assert!(t.iter().all(|&i| i == 0));
+    }
+
+    #[test]
+    fn round_robin_table_is_the_wrr_sequence() {
+        let t = service_table(&svc(
+            Scheduler::RoundRobin,
+            &[("10.1.0.1", 2, true), ("10.1.0.2", 1, true)],
+        ));
+        assert_eq!(t, vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn checks_refuse_port_zero_mixed_family_and_dr_port_change() {
+        let mut s = svc(Scheduler::Maglev, &[("10.1.0.1", 1, true)]);
+        s.port = 0;
+        assert!(check_service(&s).is_err());
+        let mut s = svc(Scheduler::Maglev, &[("fd00::1", 1, true)]);
+        assert!(check_service(&s).is_err());
+        s.backends[0].addr = "10.1.0.1".parse().unwrap();
+        s.backends[0].port = 8080;
+        assert!(check_service(&s).is_err());
+        s.backends[0].method = Method::Nat;
+        assert!(check_service(&s).is_ok());
+    }
+
+    #[test]
+    fn same_config_same_table_on_two_nodes() {
+        let a = service_table(&svc(
+            Scheduler::Maglev,
+            &[("10.1.0.1", 1, true), ("10.1.0.2", 1, true)],
+        ));
+        let b = service_table(&svc(
+            Scheduler::Maglev,
+            &[("10.1.0.2", 1, true), ("10.1.0.1", 1, true)],
+        ));
+        fn names(t: &[u32], order: [&'static str; 2]) -> Vec<&'static str> {
+            t.iter().map(|&i| order[i as usize]).collect()
+        }
+        assert_eq!(names(&a, ["1", "2"]), names(&b, ["2", "1"]));
+    }
+}
