@@ -71,10 +71,16 @@ impl Daemon {
         match imp {
             Impl::Ka => {
                 let path = std::env::temp_dir().join(format!("{}.conf", unique_name("kabv")));
-                std::fs::write(&path, conf).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, conf)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 let file = path.to_str().context("temp path is not UTF-8")?.to_owned();
                 // `--log info` (the default in production) overrides the harness's debug level.
-                let d = KaDaemon::start(ns, ka, &unique_name("bv"), &["--log", "info", "-f", &file, "--no-xdp"]);
+                let d = KaDaemon::start(
+                    ns,
+                    ka,
+                    &unique_name("bv"),
+                    &["--log", "info", "-f", &file, "--no-xdp"],
+                );
                 let _ = std::fs::remove_file(&path);
                 Ok(Daemon::Ka(d?))
             }
@@ -87,11 +93,17 @@ impl Daemon {
     fn backups(&self) -> usize {
         match self {
             Daemon::Ka(d) => d.status_json().ok().and_then(|s| {
-                s["vrrp"].as_array().map(|v| v.iter().filter(|i| i["state"] == "BACKUP").count())
+                s["vrrp"]
+                    .as_array()
+                    .map(|v| v.iter().filter(|i| i["state"] == "BACKUP").count())
             }),
             Daemon::Keepalived(d) => {
                 let log = d.log_text();
-                Some(log.matches("Entering BACKUP STATE").count().saturating_sub(log.matches("Entering MASTER STATE").count()))
+                Some(
+                    log.matches("Entering BACKUP STATE")
+                        .count()
+                        .saturating_sub(log.matches("Entering MASTER STATE").count()),
+                )
             }
         }
         .unwrap_or(0)
@@ -114,7 +126,10 @@ impl Daemon {
             Daemon::Ka(d) => d.kill(),
             Daemon::Keepalived(d) => {
                 let pids = ns_pids(ns).unwrap_or_default();
-                for sig in [nix::sys::signal::Signal::SIGSTOP, nix::sys::signal::Signal::SIGKILL] {
+                for sig in [
+                    nix::sys::signal::Signal::SIGSTOP,
+                    nix::sys::signal::Signal::SIGKILL,
+                ] {
                     for &pid in &pids {
                         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
                     }
@@ -144,15 +159,25 @@ struct Lan {
 
 impl Lan {
     fn new(ifaces: usize) -> anyhow::Result<Lan> {
-        let mut bridges = (0..ifaces).map(|_| Bridge::new()).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut bridges = (0..ifaces)
+            .map(|_| Bridge::new())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let master = Netns::new("m")?;
         let backup = Netns::new("b")?;
         for (k, br) in bridges.iter_mut().enumerate() {
             for (host, ns) in [(1, &master), (2, &backup)] {
-                br.attach(ns, &format!("eth{k}"), &[&format!("198.18.{}.{host}/24", 7 + k)])?;
+                br.attach(
+                    ns,
+                    &format!("eth{k}"),
+                    &[&format!("198.18.{}.{host}/24", 7 + k)],
+                )?;
             }
         }
-        Ok(Lan { bridges, master, backup })
+        Ok(Lan {
+            bridges,
+            master,
+            backup,
+        })
     }
 
     fn hub(&self, k: usize) -> &Netns {
@@ -168,7 +193,9 @@ fn addrs(ns: &Netns) -> anyhow::Result<Vec<String>> {
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             w.find(|t| *t == "inet")?;
-            w.next().and_then(|a| a.split('/').next()).map(str::to_owned)
+            w.next()
+                .and_then(|a| a.split('/').next())
+                .map(str::to_owned)
         })
         .collect())
 }
@@ -236,7 +263,10 @@ impl Load {
 
     /// The keepalived.conf both implementations run: every instance starts BACKUP, one VIP each.
     fn config(&self, priority: u8) -> String {
-        let mut c = format!("global_defs {{\n  router_id bench\n  vrrp_version {}\n}}\n", self.version);
+        let mut c = format!(
+            "global_defs {{\n  router_id bench\n  vrrp_version {}\n}}\n",
+            self.version
+        );
         for i in 0..self.instances {
             let (k, vrid, vip) = self.instance(i);
             let prefix = if self.instances == 1 { 24 } else { 32 };
@@ -255,7 +285,11 @@ impl Load {
     /// by advert_int) and (256 - prio) × advert_int / 256 for v3 (RFC 5798 §6.1).
     fn master_down(&self) -> Duration {
         let adv_us = u64::from(self.advert_cs) * 10_000;
-        let skew_us = if self.version == 2 { 156 * 1_000_000 / 256 } else { 156 * adv_us / 256 };
+        let skew_us = if self.version == 2 {
+            156 * 1_000_000 / 256
+        } else {
+            156 * adv_us / 256
+        };
         Duration::from_micros(3 * adv_us + skew_us)
     }
 }
@@ -266,12 +300,23 @@ fn pair(imp: Impl, lan: &Lan, ka: &Path, load: &Load) -> anyhow::Result<(Daemon,
     let vips = load.vips();
     let n = load.instances;
     let master = Daemon::start(imp, &lan.master, ka, &load.config(150))?;
-    wait_until(&format!("{} master to hold {n} VIPs", imp.name()), WAIT, || held(&lan.master, &vips) == n)
-        .with_context(|| master.log_text())?;
+    wait_until(
+        &format!("{} master to hold {n} VIPs", imp.name()),
+        WAIT,
+        || held(&lan.master, &vips) == n,
+    )
+    .with_context(|| master.log_text())?;
     let master_since = Instant::now();
+    eprintln!(
+        "    {}: master holds {n} VIPs; starting the backup",
+        imp.name()
+    );
     let backup = Daemon::start(imp, &lan.backup, ka, &load.config(100))?;
     wait_until(
-        &format!("{} pair steady: backup has {n} instances BACKUP and no VIP, master holds {n} VIPs", imp.name()),
+        &format!(
+            "{} pair steady: backup has {n} instances BACKUP and no VIP, master holds {n} VIPs",
+            imp.name()
+        ),
         WAIT,
         || backup.backups() >= n && held(&lan.backup, &vips) == 0 && held(&lan.master, &vips) == n,
     )
@@ -324,15 +369,27 @@ fn takeover_once(imp: Impl, ka: &Path, load: &Load) -> anyhow::Result<Takeover> 
 
     // Adverts from the master, to kill it right after one (the worst phase: the backup waits a
     // full Master_Down_Interval, so runs are comparable).
-    let adverts = lan.hub(0).enter(|| Capture::open("br0", 0x0800))?.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    let adverts = lan
+        .hub(0)
+        .enter(|| Capture::open("br0", 0x0800))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
     // The backup's first GARP for the VIP, timestamped when read.
     let (ready_tx, ready_rx) = mpsc::channel();
-    let garp = lan.hub(0).enter(move || -> anyhow::Result<Option<Instant>> {
-        let cap = Capture::open("br0", 0x0806)?;
-        let _ = ready_tx.send(());
-        Ok(cap.next_matching(Instant::now() + WAIT, |f| is_garp(f, &backup_mac, vip_octets)).map(|_| Instant::now()))
-    })?;
-    ready_rx.recv_timeout(Duration::from_secs(5)).context("GARP capture did not start")?;
+    let garp = lan
+        .hub(0)
+        .enter(move || -> anyhow::Result<Option<Instant>> {
+            let cap = Capture::open("br0", 0x0806)?;
+            let _ = ready_tx.send(());
+            Ok(cap
+                .next_matching(Instant::now() + WAIT, |f| {
+                    is_garp(f, &backup_mac, vip_octets)
+                })
+                .map(|_| Instant::now()))
+        })?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("GARP capture did not start")?;
     // The VIP on the backup: binding to it succeeds only once the kernel holds it (no
     // ip_nonlocal_bind in our namespaces), a cheap probe that can run every millisecond.
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -352,21 +409,35 @@ fn takeover_once(imp: Impl, ka: &Path, load: &Load) -> anyhow::Result<Takeover> 
             std::thread::sleep(Duration::from_millis(1));
         }
     })?;
-    let held_before = ready_rx.recv_timeout(Duration::from_secs(5)).context("VIP probe did not start")?;
-    ensure!(!held_before, "the backup's VIP probe succeeds before the takeover (ip_nonlocal_bind set?)");
+    let held_before = ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("VIP probe did not start")?;
+    ensure!(
+        !held_before,
+        "the backup's VIP probe succeeds before the takeover (ip_nonlocal_bind set?)"
+    );
 
     // Let the backup see a couple of adverts, then kill right after the next one.
     let deadline = Instant::now() + load.advert() * 3 + Duration::from_secs(5);
     for _ in 0..2 {
-        adverts.next_matching(deadline, |f| is_advert(f, &master_mac)).context("no advert from the master")?;
+        adverts
+            .next_matching(deadline, |f| is_advert(f, &master_mac))
+            .context("no advert from the master")?;
     }
     let t0 = Instant::now();
     master.kill(&lan.master);
     let _ = go_tx.send(t0);
 
-    let t_vip = probe.join().map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
-    let t_garp = garp.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
-    ensure!(addrs(&lan.backup)?.contains(&vip), "ip addr does not show {vip} on the backup after the probe saw it");
+    let t_vip = probe
+        .join()
+        .map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
+    let t_garp = garp
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    ensure!(
+        addrs(&lan.backup)?.contains(&vip),
+        "ip addr does not show {vip} on the backup after the probe saw it"
+    );
     if t_vip - t0 < load.master_down() * 9 / 10 {
         eprintln!(
             "    warning: {} took over {:.1} ms after the kill, before its Master_Down_Interval; backup log tail:\n{}",
@@ -376,7 +447,10 @@ fn takeover_once(imp: Impl, ka: &Path, load: &Load) -> anyhow::Result<Takeover> 
         );
     }
     drop(backup);
-    Ok(Takeover { vip: t_vip - t0, garp: t_garp.map(|t| t.saturating_duration_since(t0)) })
+    Ok(Takeover {
+        vip: t_vip - t0,
+        garp: t_garp.map(|t| t.saturating_duration_since(t0)),
+    })
 }
 
 /// Median, min and max in milliseconds.
@@ -393,19 +467,39 @@ fn stats(v: &[Duration]) -> Option<(f64, f64, f64)> {
 }
 
 fn fmt_stats(v: &[Duration]) -> String {
-    stats(v).map_or_else(|| "n/a".to_owned(), |(med, lo, hi)| format!("{med:.1} ({lo:.1}–{hi:.1})"))
+    stats(v).map_or_else(
+        || "n/a".to_owned(),
+        |(med, lo, hi)| format!("{med:.1} ({lo:.1}–{hi:.1})"),
+    )
 }
 
 /// The takeover benchmark: prints one Markdown table.
 fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
-    let cases = [Load { instances: 1, version: 2, advert_cs: 100 }, Load { instances: 1, version: 3, advert_cs: 5 }];
+    let cases = [
+        Load {
+            instances: 1,
+            version: 2,
+            advert_cs: 100,
+        },
+        Load {
+            instances: 1,
+            version: 3,
+            advert_cs: 5,
+        },
+    ];
     let mut rows = Vec::new();
     for load in &cases {
         for imp in [Impl::Ka, Impl::Keepalived] {
             let (mut vip, mut garp, mut missed) = (Vec::new(), Vec::new(), 0);
             for r in 0..reps {
                 let t = takeover_once(imp, ka, load).with_context(|| {
-                    format!("takeover v{} advert_int {} with {} (run {})", load.version, load.advert_int(), imp.name(), r + 1)
+                    format!(
+                        "takeover v{} advert_int {} with {} (run {})",
+                        load.version,
+                        load.advert_int(),
+                        imp.name(),
+                        r + 1
+                    )
                 })?;
                 eprintln!(
                     "  v{} advert_int {} {}: run {}: VIP {:.1} ms, GARP {}",
@@ -414,7 +508,10 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
                     imp.name(),
                     r + 1,
                     t.vip.as_secs_f64() * 1e3,
-                    t.garp.map_or("none".to_owned(), |g| format!("{:.1} ms", g.as_secs_f64() * 1e3))
+                    t.garp.map_or("none".to_owned(), |g| format!(
+                        "{:.1} ms",
+                        g.as_secs_f64() * 1e3
+                    ))
                 );
                 vip.push(t.vip);
                 match t.garp {
@@ -433,7 +530,11 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
     println!("| VRRP | advert_int | implementation | Master_Down_Interval | VIP on backup, ms | first GARP, ms |");
     println!("|---|---|---|---|---|---|");
     for (load, imp, vip, garp, missed) in &rows {
-        let garp = if *missed > 0 { format!("{} ({missed} missed)", fmt_stats(garp)) } else { fmt_stats(garp) };
+        let garp = if *missed > 0 {
+            format!("{} ({missed} missed)", fmt_stats(garp))
+        } else {
+            fmt_stats(garp)
+        };
         println!(
             "| v{} | {} s | {} | {:.0} ms | {} | {} |",
             load.version,
@@ -449,17 +550,26 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
 
 /// The processes in `ns` (`ip netns pids`).
 fn ns_pids(ns: &Netns) -> anyhow::Result<Vec<i32>> {
-    let out = ka_tests::netns::run(std::process::Command::new("ip").args(["netns", "pids", ns.name()]))?;
-    Ok(out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+    let out =
+        ka_tests::netns::run(std::process::Command::new("ip").args(["netns", "pids", ns.name()]))?;
+    Ok(out
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
 }
 
 /// Total CPU time (user + system, in clock ticks) of every process in `ns`, and their RSS in KiB.
 fn ns_cpu(ns: &Netns) -> anyhow::Result<(u64, u64, usize)> {
     let (mut ticks, mut rss, mut n) = (0u64, 0u64, 0usize);
     for pid in ns_pids(ns)? {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // Fields after "(comm)": state is field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(") ").map(|(_, r)| r).context("bad /proc/PID/stat")?;
+        let rest = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r)
+            .context("bad /proc/PID/stat")?;
         let f: Vec<&str> = rest.split_whitespace().collect();
         ensure!(f.len() > 12, "short /proc/{pid}/stat");
         ticks += f[11].parse::<u64>()? + f[12].parse::<u64>()?;
@@ -490,33 +600,40 @@ struct Wire {
 fn wire(lan: &Lan, span: Duration) -> anyhow::Result<Wire> {
     let handles = (0..lan.bridges.len())
         .map(|k| {
-            lan.hub(k).enter(move || -> anyhow::Result<(u64, Duration, usize)> {
-                let cap = Capture::open("br0", 0x0800)?;
-                let end = Instant::now() + span;
-                let (mut n, mut max_gap) = (0, Duration::ZERO);
-                let mut last: [Option<Instant>; 256] = [None; 256];
-                while let Some(f) = cap.next_matching(end, |f| f.len() > 23 && f[23] == 112) {
-                    let now = Instant::now();
-                    n += 1;
-                    let ihl = usize::from(f[14] & 0x0f) * 4;
-                    if let Some(&vrid) = f.get(14 + ihl + 1) {
-                        if let Some(prev) = last[usize::from(vrid)].replace(now) {
-                            max_gap = max_gap.max(now - prev);
+            lan.hub(k)
+                .enter(move || -> anyhow::Result<(u64, Duration, usize)> {
+                    let cap = Capture::open("br0", 0x0800)?;
+                    let end = Instant::now() + span;
+                    let (mut n, mut max_gap) = (0, Duration::ZERO);
+                    let mut last: [Option<Instant>; 256] = [None; 256];
+                    while let Some(f) = cap.next_matching(end, |f| f.len() > 23 && f[23] == 112) {
+                        let now = Instant::now();
+                        n += 1;
+                        let ihl = usize::from(f[14] & 0x0f) * 4;
+                        if let Some(&vrid) = f.get(14 + ihl + 1) {
+                            if let Some(prev) = last[usize::from(vrid)].replace(now) {
+                                max_gap = max_gap.max(now - prev);
+                            }
                         }
                     }
-                }
-                Ok((n, max_gap, last.iter().flatten().count()))
-            })
+                    Ok((n, max_gap, last.iter().flatten().count()))
+                })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (mut n, mut max_gap, mut seen) = (0, Duration::ZERO, 0);
     for h in handles {
-        let (c, g, v) = h.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+        let (c, g, v) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
         n += c;
         max_gap = max_gap.max(g);
         seen += v;
     }
-    Ok(Wire { rate: n as f64 / span.as_secs_f64(), max_gap, seen })
+    Ok(Wire {
+        rate: n as f64 / span.as_secs_f64(),
+        max_gap,
+        seen,
+    })
 }
 
 /// One CPU measurement of a pair.
@@ -537,13 +654,22 @@ fn cpu_once(imp: Impl, ka: &Path, load: &Load, window: Duration) -> anyhow::Resu
     let (master, backup, master_since) = pair(imp, &lan, ka, load)?;
     // Let start-up work end: keepalived's second GARP burst comes vrrp_garp_master_delay (5 s)
     // after the transition; the backup's start-up, a few seconds.
-    let settle_until = (master_since + Duration::from_secs(7)).max(Instant::now() + Duration::from_secs(3));
+    let settle_until =
+        (master_since + Duration::from_secs(7)).max(Instant::now() + Duration::from_secs(3));
+    eprintln!(
+        "    {}: pair steady; settling, then sampling CPU for {} s",
+        imp.name(),
+        window.as_secs()
+    );
     std::thread::sleep(settle_until.saturating_duration_since(Instant::now()));
     let changes = (master.state_changes(), backup.state_changes());
     let (m0, b0, t0) = (ns_cpu(&lan.master)?, ns_cpu(&lan.backup)?, Instant::now());
     std::thread::sleep(window);
     let (m1, b1, t1) = (ns_cpu(&lan.master)?, ns_cpu(&lan.backup)?, Instant::now());
-    let flaps = (master.state_changes() - changes.0, backup.state_changes() - changes.1);
+    let flaps = (
+        master.state_changes() - changes.0,
+        backup.state_changes() - changes.1,
+    );
     let wire = wire(&lan, load.advert().max(Duration::from_millis(500)) * 3)?;
     let vips = load.vips();
     let (m_held, b_held) = (held(&lan.master, &vips), held(&lan.backup, &vips));
@@ -560,7 +686,9 @@ fn cpu_once(imp: Impl, ka: &Path, load: &Load, window: Duration) -> anyhow::Resu
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let secs = (t1 - t0).as_secs_f64();
-    let pct = |a: (u64, u64, usize), b: (u64, u64, usize)| (b.0.saturating_sub(a.0)) as f64 / hz / secs * 100.0;
+    let pct = |a: (u64, u64, usize), b: (u64, u64, usize)| {
+        (b.0.saturating_sub(a.0)) as f64 / hz / secs * 100.0
+    };
     Ok(CpuRow {
         load: *load,
         imp,
@@ -581,13 +709,37 @@ fn tail(text: &str, n: usize) -> String {
 
 /// The CPU benchmark: prints one Markdown table.
 fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
-    let loads = [Load { instances: 100, version: 3, advert_cs: 1 }, Load { instances: 1000, version: 2, advert_cs: 100 }];
+    let loads = [
+        Load {
+            instances: 100,
+            version: 3,
+            advert_cs: 1,
+        },
+        Load {
+            instances: 1000,
+            version: 2,
+            advert_cs: 100,
+        },
+    ];
     let mut rows = Vec::new();
     for load in &loads {
         for imp in [Impl::Ka, Impl::Keepalived] {
-            eprintln!("  CPU: {} instances @ {} s (v{}), {}, {} s window", load.instances, load.advert_int(), load.version, imp.name(), window.as_secs());
-            let row = cpu_once(imp, ka, load, window)
-                .with_context(|| format!("CPU {} instances @ {} s with {}", load.instances, load.advert_int(), imp.name()))?;
+            eprintln!(
+                "  CPU: {} instances @ {} s (v{}), {}, {} s window",
+                load.instances,
+                load.advert_int(),
+                load.version,
+                imp.name(),
+                window.as_secs()
+            );
+            let row = cpu_once(imp, ka, load, window).with_context(|| {
+                format!(
+                    "CPU {} instances @ {} s with {}",
+                    load.instances,
+                    load.advert_int(),
+                    imp.name()
+                )
+            })?;
             eprintln!(
                 "    master {:.1}%, backup {:.1}%, {:.0} adverts/s from {} instances, max gap {:.1} ms, state changes {:?}",
                 row.master_pct,
@@ -620,7 +772,11 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
         let [k, kd] = pair else { continue };
         for r in pair {
             let ratio = if r.imp == Impl::Ka {
-                format!("{:.2}, {:.2}", k.master_pct / kd.master_pct.max(1e-9), k.backup_pct / kd.backup_pct.max(1e-9))
+                format!(
+                    "{:.2}, {:.2}",
+                    k.master_pct / kd.master_pct.max(1e-9),
+                    k.backup_pct / kd.backup_pct.max(1e-9)
+                )
             } else {
                 String::new()
             };
@@ -646,18 +802,98 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes this process's namespaces when SIGINT or SIGTERM arrives: the guards only run on
+/// return and unwinding, not when a signal ends the process. The signals are blocked in the
+/// calling thread (and so in every thread it spawns later) and taken by a waiter thread, which
+/// deletes the namespaces named by `ka_tests::unique_name` for our pid with the tags this module
+/// uses (`kabrPIDxN`, `kamPIDxN`, `kabPIDxN`) and ka's control sockets, and exits 130. Dropping the guard unblocks them.
+struct SignalCleanup {
+    set: nix::sys::signal::SigSet,
+}
+
+impl SignalCleanup {
+    fn install() -> anyhow::Result<SignalCleanup> {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        set.thread_block().context("blocking SIGINT/SIGTERM")?;
+        std::thread::spawn(move || {
+            let Ok(sig) = set.wait() else { return };
+            eprintln!("bench: {sig}: removing the benchmark's namespaces");
+            let pid = std::process::id() % 100_000;
+            let list =
+                ka_tests::netns::run(std::process::Command::new("ip").args(["netns", "list"]))
+                    .unwrap_or_default();
+            for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+                let ours = ["kabr", "kam", "kab"].iter().any(|tag| {
+                    name.strip_prefix(tag)
+                        .and_then(|rest| rest.strip_prefix(&pid.to_string()))
+                        .and_then(|rest| rest.strip_prefix('x'))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                });
+                if !ours {
+                    continue;
+                }
+                let pids = ka_tests::netns::run(
+                    std::process::Command::new("ip").args(["netns", "pids", name]),
+                )
+                .unwrap_or_default();
+                for p in pids
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+                }
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", name])
+                    .status();
+            }
+            // ka's control sockets (instances are named `bvPIDxN`), left behind by SIGKILL.
+            for entry in std::fs::read_dir("/run/ka").into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("bv{pid}x"))
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            std::process::exit(130);
+        });
+        Ok(SignalCleanup { set })
+    }
+}
+
+impl Drop for SignalCleanup {
+    fn drop(&mut self) {
+        let _ = self.set.thread_unblock();
+    }
+}
+
 /// Runs the VRRP benchmarks with the release `ka` binary at `ka` and prints Markdown tables.
 ///
 /// # Errors
 /// Not root, keepalived missing, a namespace cannot be set up, a daemon fails to reach steady
 /// state, or a takeover does not happen in time. Everything created is removed either way.
 pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
-    ensure!(nix::unistd::Uid::effective().is_root(), "the VRRP benchmarks need root (network namespaces)");
-    ensure!(ka.exists(), "{} not found; build it with `cargo build --release -p ka-userspace`", ka.display());
     ensure!(
-        std::process::Command::new("keepalived").arg("--version").output().is_ok_and(|o| o.status.success()),
+        nix::unistd::Uid::effective().is_root(),
+        "the VRRP benchmarks need root (network namespaces)"
+    );
+    ensure!(
+        ka.exists(),
+        "{} not found; build it with `cargo build --release -p ka-userspace`",
+        ka.display()
+    );
+    ensure!(
+        std::process::Command::new("keepalived")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
         "keepalived is not installed; `cargo xtask setup` installs it"
     );
+    let _cleanup = SignalCleanup::install()?;
     let reps = opts.reps.unwrap_or(if opts.quick { 2 } else { 5 });
     let window = Duration::from_secs(opts.cpu_secs.unwrap_or(if opts.quick { 4 } else { 10 }));
     println!("## VRRP benchmarks: ka vs keepalived 2.2 (`cargo xtask bench`)");
@@ -679,10 +915,18 @@ mod tests {
     /// 1,000 instances need four interfaces of 250 VRIDs; every (interface, VRID) is distinct.
     #[test]
     fn instances_get_distinct_interface_vrid_pairs() {
-        let load = Load { instances: 1000, version: 2, advert_cs: 100 };
+        let load = Load {
+            instances: 1000,
+            version: 2,
+            advert_cs: 100,
+        };
         assert_eq!(load.ifaces(), 4);
-        let pairs: std::collections::HashSet<(usize, usize)> =
-            (0..1000).map(|i| { let (k, v, _) = load.instance(i); (k, v) }).collect();
+        let pairs: std::collections::HashSet<(usize, usize)> = (0..1000)
+            .map(|i| {
+                let (k, v, _) = load.instance(i);
+                (k, v)
+            })
+            .collect();
         assert_eq!(pairs.len(), 1000);
         assert!(pairs.iter().all(|&(k, v)| k < 4 && (1..=255).contains(&v)));
         assert_eq!(load.vips().len(), 1000);
@@ -691,11 +935,43 @@ mod tests {
     /// advert_int is written the way keepalived.conf spells it.
     #[test]
     fn advert_int_text_and_master_down() {
-        assert_eq!(Load { instances: 1, version: 3, advert_cs: 5 }.advert_int(), "0.05");
-        assert_eq!(Load { instances: 1, version: 2, advert_cs: 100 }.advert_int(), "1");
-        assert_eq!(Load { instances: 1, version: 3, advert_cs: 1 }.advert_int(), "0.01");
+        assert_eq!(
+            Load {
+                instances: 1,
+                version: 3,
+                advert_cs: 5
+            }
+            .advert_int(),
+            "0.05"
+        );
+        assert_eq!(
+            Load {
+                instances: 1,
+                version: 2,
+                advert_cs: 100
+            }
+            .advert_int(),
+            "1"
+        );
+        assert_eq!(
+            Load {
+                instances: 1,
+                version: 3,
+                advert_cs: 1
+            }
+            .advert_int(),
+            "0.01"
+        );
         // 3 s + 156/256 s.
-        assert_eq!(Load { instances: 1, version: 2, advert_cs: 100 }.master_down(), Duration::from_micros(3_609_375));
+        assert_eq!(
+            Load {
+                instances: 1,
+                version: 2,
+                advert_cs: 100
+            }
+            .master_down(),
+            Duration::from_micros(3_609_375)
+        );
     }
 
     /// A gratuitous ARP is recognised by sender MAC and sender/target IP.
