@@ -15,6 +15,10 @@ use ka_common::maps::XDP_PROGRAM;
 pub const XDP_PASS: u32 = 2;
 /// `XDP_TX`.
 pub const XDP_TX: u32 = 3;
+/// `XDP_DROP`.
+pub const XDP_DROP: u32 = 1;
+/// `XDP_REDIRECT`.
+pub const XDP_REDIRECT: u32 = 4;
 
 /// A freshly loaded copy of the XDP object: new maps every time.
 pub struct Loaded {
@@ -50,7 +54,11 @@ impl Loaded {
     }
 
     fn prog(&self) -> &Xdp {
-        self.ebpf.program(XDP_PROGRAM).expect("ka_xdp").try_into().expect("xdp")
+        self.ebpf
+            .program(XDP_PROGRAM)
+            .expect("ka_xdp")
+            .try_into()
+            .expect("xdp")
     }
 
     /// Runs one frame once.
@@ -66,7 +74,37 @@ impl Loaded {
             })
             .expect("BPF_PROG_TEST_RUN");
         out.truncate(res.data_size_out as usize);
-        RunOut { action: res.return_value, data: out }
+        RunOut {
+            action: res.return_value,
+            data: out,
+        }
+    }
+
+    /// Runs one frame once as if received on interface `ifindex` (which must exist in the
+    /// calling thread's network namespace): `bpf_fib_lookup` and `XDP_TX`/`XDP_REDIRECT`
+    /// decisions then see that interface.
+    pub fn run_on(&self, frame: &[u8], ifindex: u32) -> RunOut {
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex }: data (metadata length) 0, data_end the frame length.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let res = self
+            .prog()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                repeat: 1,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        RunOut {
+            action: res.return_value,
+            data: out,
+        }
     }
 
     /// Runs `frame` `repeat` times in the kernel and returns the mean ns per run.
