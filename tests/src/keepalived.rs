@@ -100,7 +100,10 @@ impl Keepalived {
     }
 
     /// SIGKILL to every keepalived process: no resignation, peers must notice by the down timer.
+    /// Every process is stopped first: keepalived's VRRP child resigns (priority 0) when it
+    /// sees its parent die, which would turn a crash into a clean shutdown.
     pub fn kill(mut self) {
+        self.signal_all(nix::sys::signal::Signal::SIGSTOP);
         self.signal_all(nix::sys::signal::Signal::SIGKILL);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

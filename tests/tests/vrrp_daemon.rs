@@ -274,3 +274,26 @@ vrrp_instance VI_T {{
     wait_for("VIP back", WAIT, || addrs(&hosts[0]).contains("198.18.8.130/24").then_some(()));
     ka.stop().expect("stop");
 }
+
+/// Many instances with 10 ms adverts served on shared ticks: every one of them keeps sending
+/// (none loses its advert timer when deadlines fall between ticks). Distinct priorities give
+/// distinct skews, so the deadlines are spread over sub-millisecond offsets.
+#[test]
+fn many_fast_instances_all_keep_advertising() {
+    let (_bridge, hosts) = lan(1);
+    let mut text = String::from("global_defs {\n vrrp_version 3\n}\n");
+    for v in 1..=50 {
+        text += &format!(
+            "vrrp_instance V{v} {{\n state MASTER\n interface eth0\n virtual_router_id {v}\n priority {}\n advert_int 0.01\n virtual_ipaddress {{\n 198.18.9.{v}/32\n }}\n}}\n",
+            100 + v
+        );
+    }
+    let conf = write_conf(&text);
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vm"), &["-f", &conf, "--no-xdp", "--log", "info"]).expect("ka");
+    let st = wait_for("every instance to have sent 20 adverts", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let v = st["vrrp"].as_array()?;
+        (v.len() == 50 && v.iter().all(|i| i["adverts_tx"].as_u64().unwrap_or(0) >= 20)).then_some(st)
+    });
+    assert!(st["vrrp"].as_array().expect("array").iter().all(|i| i["state"] == "MASTER"), "{st}");
+}

@@ -9,12 +9,15 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `config`.
+    /// Run only these benchmarks (repeatable): `xdp`, `config`, `vrrp`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
     #[arg(long)]
     pub config_dir: Option<std::path::PathBuf>,
+    /// VRRP benchmark options.
+    #[command(flatten)]
+    pub vrrp: crate::bench_vrrp::Options,
 }
 
 /// Runs the benchmarks.
@@ -35,6 +38,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: keepalived.conf checking (65,024 instances)");
         let ka = crate::run::build_ka(true)?;
         crate::bench_config::run(crate::bench_config::Options { ka: Some(ka), dir: opts.config_dir.clone() })?;
+    }
+    if want("vrrp") {
+        eprintln!("bench: VRRP takeover and daemon CPU, ka vs keepalived 2.2");
+        let ka = crate::run::build_ka(true)?;
+        crate::bench_vrrp::run(opts.vrrp.clone(), &ka)?;
     }
     Ok(())
 }

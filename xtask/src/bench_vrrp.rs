@@ -22,6 +22,7 @@ use ka_tests::{
 
 /// Options of the VRRP benchmarks.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "vrrp_bench")]
 pub struct Options {
     /// Fewer repetitions (2 takeovers per row) and a shorter CPU window (4 s).
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_config;
+mod bench_vrrp;
 mod exec;
 mod fuzz;
 mod lab;

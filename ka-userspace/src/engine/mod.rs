@@ -546,7 +546,11 @@ impl Engine {
                 let every = self.inst[i].setup.garp_refresh.0;
                 self.arm(i, SLOT_REFRESH, Some(now + every));
             } else {
-                self.dispatch(i, Event::TimerFired(KIND_SLOTS[s])).await;
+                // Timers are served on tick boundaries, up to a tick early or a little late: the
+                // state machine is told the deadline itself, so it never takes the expiry for
+                // an early one, and the next advert is armed one interval after this one's
+                // deadline rather than after the wake-up (no drift).
+                self.dispatch_at(i, Event::TimerFired(KIND_SLOTS[s]), Some(at)).await;
             }
         }
     }
@@ -632,9 +636,16 @@ impl Engine {
     /// Feeds one event to an instance and carries out the actions, following sync-group
     /// orders through a queue (no recursion).
     async fn dispatch(&mut self, i: usize, ev: Event) {
+        self.dispatch_at(i, ev, None).await;
+    }
+
+    /// [`Engine::dispatch`] with the time the first event happened at (a timer's deadline);
+    /// `None` is now.
+    async fn dispatch_at(&mut self, i: usize, ev: Event, at: Option<Time>) {
+        let mut first_at = at;
         let mut queue = VecDeque::from([(i, ev)]);
         while let Some((i, ev)) = queue.pop_front() {
-            let now = self.now();
+            let now = first_at.take().unwrap_or_else(|| self.now());
             let before = self.inst[i].fsm.state();
             let actions = self.inst[i].fsm.handle(now, ev);
             if self.inst[i].fsm.state() != before {
