@@ -238,7 +238,7 @@ impl Load {
     }
 
     fn advert_int(&self) -> String {
-        if self.advert_cs % 100 == 0 {
+        if self.advert_cs.is_multiple_of(100) {
             format!("{}", self.advert_cs / 100)
         } else {
             format!("{}.{:02}", self.advert_cs / 100, self.advert_cs % 100)
