@@ -1,0 +1,170 @@
+//! `cargo xtask bench` health part: checks per second and daemon CPU for 1,000 and 10,000 TCP
+//! and HTTP real servers served by nginx from a namespace.
+//!
+//! Layout: namespace `srv` runs nginx listening on the wildcard address with an AnyIP route
+//! (`local 198.18.64.0/18 dev lo`), so every address of the range is a real server;
+//! namespace `lb` runs `ka run -f generated.conf --no-xdp` with one virtual server holding N
+//! real servers (`delay_loop 1`, default warmup: first checks spread over the interval).
+//! After a warm-up, checks/s come from `ka status --json` (`health.checks.total`) and CPU from
+//! `/proc/PID/stat` (utime + stime) over the measurement window.
+
+use std::{
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use ka_tests::{
+    daemon::KaDaemon,
+    netns::{veth, Netns},
+};
+
+/// Options of the health benchmark.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Real-server counts to measure.
+    #[arg(long = "health-servers", value_delimiter = ',', default_value = "1000,10000")]
+    pub servers: Vec<u32>,
+    /// Checker kinds to measure: tcp, http.
+    #[arg(long = "health-kinds", value_delimiter = ',', default_value = "tcp,http")]
+    pub kinds: Vec<String>,
+    /// Measurement window per case, in seconds (after a warm-up of two delay loops).
+    #[arg(long = "health-seconds", default_value_t = 10)]
+    pub seconds: u64,
+}
+
+/// One measured case.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// `tcp` or `http`.
+    pub kind: String,
+    /// Number of real servers.
+    pub servers: u32,
+    /// Checks completed per second.
+    pub checks_per_s: f64,
+    /// Daemon CPU, percent of one core.
+    pub cpu_pct: f64,
+    /// Failed checks in the window.
+    pub failed: u64,
+}
+
+const LB: &str = "198.18.60.1";
+const SRV: &str = "198.18.60.2";
+
+/// Runs every case and prints one line each.
+///
+/// # Errors
+/// A namespace, nginx or the daemon cannot be set up, or the daemon reports no health section.
+pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
+    for kind in &opts.kinds {
+        for &n in &opts.servers {
+            let s = case(kind, n, opts.seconds, ka).with_context(|| format!("health bench {kind} x {n}"))?;
+            println!(
+                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed",
+                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The keepalived.conf of one case.
+pub fn config(kind: &str, n: u32) -> String {
+    let mut c = String::from("virtual_server 198.18.59.1 80 {\n protocol TCP\n delay_loop 1\n connect_timeout 2\n");
+    let base = u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0));
+    for i in 0..n {
+        let addr = std::net::Ipv4Addr::from(base + i + 1);
+        let check = if kind == "http" { "HTTP_GET { url { path / } }" } else { "TCP_CHECK { }" };
+        c.push_str(&format!(" real_server {addr} 80 {{\n  {check}\n }}\n"));
+    }
+    c.push_str("}\n");
+    c
+}
+
+fn nginx_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 8192; }}\nhttp {{\n access_log off;\n \
+         client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n \
+         server {{ listen 80 backlog=8192; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+    )
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u64) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 0 here, utime 11, stime 12.
+    let u: u64 = f.get(11).context("no utime")?.parse()?;
+    let s: u64 = f.get(12).context("no stime")?.parse()?;
+    Ok(u + s)
+}
+
+fn checks_total(d: &KaDaemon) -> anyhow::Result<(u64, u64)> {
+    let st = d.status_json()?;
+    let h = st
+        .get("health")
+        .context("`ka status --json` has no `health` section: ka::health is not wired into the daemon yet")?;
+    Ok((h["checks"]["total"].as_u64().unwrap_or(0), h["failures"]["total"].as_u64().unwrap_or(0)))
+}
+
+fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
+    let lb = Netns::new("bl")?;
+    let srv = Netns::new("bs")?;
+    veth(&lb, "lb0", &[&format!("{LB}/24")], &srv, "srv0", &[&format!("{SRV}/24")])?;
+    srv.run(&["ip", "route", "add", "local", "198.18.64.0/18", "dev", "lo"])?;
+    lb.run(&["ip", "route", "add", "198.18.64.0/18", "via", SRV])?;
+    for ns in [&lb, &srv] {
+        ns.run(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000", "net.ipv4.tcp_tw_reuse=1"])?;
+    }
+    let dir = std::env::temp_dir().join(format!("ka-bench-health-{}-{kind}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let nginx_conf_path = dir.join("nginx.conf");
+    std::fs::write(&nginx_conf_path, nginx_conf(&dir))?;
+    let mut nginx = srv
+        .cmd("nginx")
+        .args(["-c", &nginx_conf_path.display().to_string(), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawning nginx (install nginx-light: `cargo xtask setup`)")?;
+    let conf = dir.join("ka.conf");
+    std::fs::write(&conf, config(kind, n))?;
+    let instance = format!("bh{}{kind}{n}", std::process::id() % 10_000);
+    let result = (|| -> anyhow::Result<Sample> {
+        let daemon = KaDaemon::start(&lb, ka, &instance, &["-f", &conf.display().to_string(), "--no-xdp"])?;
+        let pid = daemon.status_json()?["pid"].as_u64().context("no pid in status")?;
+        // Warm-up: first checks are spread over delay_loop (1 s); let two loops pass.
+        let warm = Instant::now();
+        loop {
+            let (c, _) = checks_total(&daemon)?;
+            if c >= u64::from(n) && warm.elapsed() >= Duration::from_secs(2) {
+                break;
+            }
+            if warm.elapsed() > Duration::from_secs(60) {
+                bail!("only {c} checks after 60 s:\n{}", daemon.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (c0, f0) = checks_total(&daemon)?;
+        let (t0, cpu0) = (Instant::now(), cpu_ticks(pid)?);
+        std::thread::sleep(Duration::from_secs(seconds));
+        let (c1, f1) = checks_total(&daemon)?;
+        let (dt, cpu1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?);
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        daemon.stop()?;
+        Ok(Sample {
+            kind: kind.to_owned(),
+            servers: n,
+            checks_per_s: (c1 - c0) as f64 / dt,
+            cpu_pct: (cpu1 - cpu0) as f64 / hz / dt * 100.0,
+            failed: f1 - f0,
+        })
+    })();
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
