@@ -122,6 +122,25 @@ impl Loaded {
         res.duration.as_nanos() as f64
     }
 
+    /// Like [`Loaded::time`], received on interface `ifindex`.
+    pub fn time_on(&self, frame: &[u8], ifindex: u32, repeat: u32) -> f64 {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let res = self
+            .prog()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        res.duration.as_nanos() as f64
+    }
+
     /// Every counter, summed over CPUs.
     pub fn counters(&self) -> BTreeMap<&'static str, u64> {
         ka::datapath::read_counters(&self.ebpf).expect("reading KA_STATS")
