@@ -75,6 +75,9 @@ pub enum DaemonError {
     /// The VRRP engine failed to start.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// The health checkers failed to start.
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
 }
 
 /// Loads and checks the configuration; errors are logged with their locations.
@@ -135,14 +138,26 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         Some(dp)
     };
     let (netlink, _netlink_task) = crate::net::netlink::spawn()?;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
         Some(cfg) if !cfg.vrrp_instances.is_empty() => {
             let setups = crate::engine::setup::instances(cfg)?;
-            let globals = crate::engine::setup::globals(cfg)?;
+            let mut globals = crate::engine::setup::globals(cfg)?;
+            globals.events = Some(events_tx.clone());
             Some(crate::engine::start(setups, globals, netlink.clone()).await?)
         }
         _ => None,
     };
+    drop(events_tx);
+    let health = match &config {
+        Some(cfg) if !cfg.virtual_servers.is_empty() => Some(crate::health::start(
+            cfg,
+            crate::health::HealthOptions { master: cfg.vrrp_instances.is_empty(), ..Default::default() },
+        )?),
+        _ => None,
+    };
+    // Instances that are Master now; the health checkers' ha_suspend follows "any Master".
+    let mut masters: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     info!(instance = %instance, socket = %socket_path.display(), vrrp_instances = config.as_ref().map_or(0, |c| c.vrrp_instances.len()), "ka running");
 
     loop {
@@ -150,7 +165,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let vrrp = match &engine { Some(e) => e.status().await, None => Vec::new() };
-                    let report = status_report(&instance, started, datapath.as_ref(), vrrp);
+                    let health_report = match &health { Some(h) => Some(h.status().await), None => None };
+                    let report = status_report(&instance, started, datapath.as_ref(), vrrp, health_report);
                     if let Err(e) = control::serve_one(stream, move |req| match req {
                         Ok(Request::Status) => report,
                         Err(message) => Response::Error { message },
@@ -163,10 +179,21 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
             _ = sighup.recv() => reload(&args),
+            Some(ev) = events.recv() => match ev {
+                crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
+                    if master { masters.insert(name); } else { masters.remove(&name); }
+                    if let Some(h) = &health {
+                        h.set_master(!masters.is_empty());
+                    }
+                }
+            },
         }
     }
     if let Some(e) = engine {
         e.shutdown().await;
+    }
+    if let Some(h) = health {
+        h.shutdown().await;
     }
     drop(datapath);
     info!("stopped");
@@ -189,7 +216,13 @@ fn reload(args: &RunArgs) {
     }
 }
 
-fn status_report(instance: &InstanceName, started: Instant, dp: Option<&Datapath>, vrrp: Vec<crate::engine::InstanceReport>) -> Response {
+fn status_report(
+    instance: &InstanceName,
+    started: Instant,
+    dp: Option<&Datapath>,
+    vrrp: Vec<crate::engine::InstanceReport>,
+    health: Option<crate::health::HealthReport>,
+) -> Response {
     let (xdp, counters) = match dp {
         None => (Vec::new(), Default::default()),
         Some(dp) => {
@@ -216,6 +249,7 @@ fn status_report(instance: &InstanceName, started: Instant, dp: Option<&Datapath
         xdp,
         counters,
         vrrp,
+        health,
     }))
 }
 

@@ -31,6 +31,9 @@ pub struct StatusReport {
     /// VRRP instances.
     #[serde(default)]
     pub vrrp: Vec<crate::engine::InstanceReport>,
+    /// Virtual servers and their real servers' health.
+    #[serde(default)]
+    pub health: Option<crate::health::HealthReport>,
 }
 
 impl StatusReport {
@@ -68,6 +71,9 @@ impl StatusReport {
                 let _ = writeln!(s, "    track {} {} (weight {})", t.name, t.status, t.weight);
             }
         }
+        if let Some(h) = &self.health {
+            s.push_str(&h.to_text());
+        }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
             let _ = writeln!(s, "  {name:<24} {v}");
@@ -90,6 +96,7 @@ mod tests {
             xdp: vec![XdpAttachment { iface: "eth0".into(), mode: "native".into() }],
             counters: BTreeMap::from([("verdict_pass".to_owned(), 7)]),
             vrrp: vec![],
+            health: None,
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");

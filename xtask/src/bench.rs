@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `config`, `vrrp`.
+    /// Run only these benchmarks (repeatable): `xdp`, `config`, `vrrp`, `health`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -18,6 +18,9 @@ pub struct Options {
     /// VRRP benchmark options.
     #[command(flatten)]
     pub vrrp: crate::bench_vrrp::Options,
+    /// Health-checker benchmark options.
+    #[command(flatten)]
+    pub health: crate::bench_health::Options,
 }
 
 /// Runs the benchmarks.
@@ -43,6 +46,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: VRRP takeover and daemon CPU, ka vs keepalived 2.2");
         let ka = crate::run::build_ka(true)?;
         crate::bench_vrrp::run(opts.vrrp.clone(), &ka)?;
+    }
+    if want("health") {
+        eprintln!("bench: health checkers, checks/s and daemon CPU");
+        let ka = crate::run::build_ka(true)?;
+        crate::bench_health::run(opts.health.clone(), &ka)?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use ka_tests::{
 
 /// Options of the health benchmark.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "health_bench")]
 pub struct Options {
     /// Real-server counts to measure.
     #[arg(long = "health-servers", value_delimiter = ',', default_value = "1000,10000")]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_config;
+mod bench_health;
 mod bench_vrrp;
 mod exec;
 mod fuzz;

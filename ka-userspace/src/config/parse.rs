@@ -228,18 +228,9 @@ pub const VS_UNSUPPORTED: &[&str] = &[
     "ops",
     "persistence_engine",
     "persistence_granularity",
-    "ha_suspend",
-    "smtp_alert",
     "snmp_name",
-    "omega",
-    "quorum_up",
-    "quorum_down",
-    "hysteresis",
-    "sorry_server_inhibit",
     "sorry_server_lvs_method",
     "virtualhost",
-    "alpha",
-    "warmup",
     "ip_family",
 ];
 
@@ -259,19 +250,23 @@ pub const VS_SUPPORTED: &[&str] = &[
     "delay_loop",
     "inhibit_on_failure",
     "real_server",
+    "ha_suspend",
+    "smtp_alert",
+    "omega",
+    "quorum_up",
+    "quorum_down",
+    "hysteresis",
+    "sorry_server_inhibit",
+    "alpha",
+    "warmup",
 ];
 
 /// Keywords of `real_server` that ka accepts but does not act on yet.
 pub const RS_UNSUPPORTED: &[&str] = &[
-    "notify_up",
-    "notify_down",
     "uthreshold",
     "lthreshold",
-    "smtp_alert",
     "virtualhost",
     "snmp_name",
-    "alpha",
-    "warmup",
     "lvs_method",
     "lb_kind",
 ];
@@ -284,20 +279,29 @@ pub const RS_SUPPORTED: &[&str] = &[
     "delay_before_retry",
     "delay_loop",
     "inhibit_on_failure",
+    "notify_up",
+    "notify_down",
+    "smtp_alert",
+    "alpha",
+    "warmup",
 ];
 
 /// Checker types ka runs.
-pub const CHECKERS_SUPPORTED: &[&str] = &["TCP_CHECK", "HTTP_GET", "MISC_CHECK"];
-
-/// Checker types ka accepts but does not run yet.
-pub const CHECKERS_UNSUPPORTED: &[&str] = &[
+pub const CHECKERS_SUPPORTED: &[&str] = &[
+    "TCP_CHECK",
+    "HTTP_GET",
+    "MISC_CHECK",
     "SSL_GET",
     "SMTP_CHECK",
     "DNS_CHECK",
     "UDP_CHECK",
     "PING_CHECK",
-    "BFD_CHECK",
     "FILE_CHECK",
+];
+
+/// Checker types ka accepts but does not run yet.
+pub const CHECKERS_UNSUPPORTED: &[&str] = &[
+    "BFD_CHECK",
 ];
 
 /// Top-level blocks that ka accepts but does not act on yet.
@@ -1604,7 +1608,6 @@ impl<'d> Cx<'d> {
                 "quorum" => vs.quorum = self.arg_int(e, 1, i64::from(u32::MAX)).unwrap_or(1) as u32,
                 "hysteresis" => {
                     vs.hysteresis = self.arg_int(e, 0, i64::from(u32::MAX)).unwrap_or(0) as u32;
-                    self.unsupported(e, "virtual_server");
                 }
                 "quorum_up" | "quorum_down" => {
                     let sc = self.script(e);
@@ -1613,7 +1616,6 @@ impl<'d> Cx<'d> {
                     } else {
                         vs.quorum_down = sc;
                     }
-                    self.unsupported(e, "virtual_server");
                 }
                 "ip_family" => {
                     match self.arg_str(e).as_deref() {
@@ -1640,11 +1642,9 @@ impl<'d> Cx<'d> {
                 }
                 "ha_suspend" => {
                     vs.ha_suspend = self.arg_bool(e);
-                    self.unsupported(e, "virtual_server");
                 }
                 "omega" => {
                     vs.omega = self.arg_bool(e);
-                    self.unsupported(e, "virtual_server");
                 }
                 "virtualhost" => {
                     vs.virtualhost = self.arg_str(e);
@@ -1652,7 +1652,6 @@ impl<'d> Cx<'d> {
                 }
                 "smtp_alert" => {
                     vs.smtp_alert = Some(self.arg_bool(e));
-                    self.unsupported(e, "virtual_server");
                 }
                 "real_server" => rs_stmts.push(e),
                 n if VS_UNSUPPORTED.contains(&n) => self.unsupported(e, "virtual_server"),
@@ -1747,11 +1746,9 @@ impl<'d> Cx<'d> {
                 }
                 "notify_up" => {
                     rs.notify_up = self.script(e);
-                    self.unsupported(e, "real_server");
                 }
                 "notify_down" => {
                     rs.notify_down = self.script(e);
-                    self.unsupported(e, "real_server");
                 }
                 "uthreshold" | "lthreshold" => {
                     let v = self.arg_int(e, 0, i64::from(u32::MAX)).map(|v| v as u32);
@@ -1768,7 +1765,6 @@ impl<'d> Cx<'d> {
                 }
                 "smtp_alert" => {
                     rs.smtp_alert = Some(self.arg_bool(e));
-                    self.unsupported(e, "real_server");
                 }
                 n if CHECKERS_SUPPORTED.contains(&n) || CHECKERS_UNSUPPORTED.contains(&n) => {
                     checker_stmts.push(e)

@@ -95,6 +95,24 @@ pub struct EngineGlobals {
     pub files: Vec<tracking::FileDef>,
     /// `vrrp_track_process` definitions by name.
     pub processes: Vec<tracking::ProcessDef>,
+    /// Where mastership changes go (the datapath and the health checkers follow them).
+    pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
+}
+
+/// What the engine tells the rest of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// An instance became Master (`master`) or stopped being one.
+    Mastership {
+        /// Instance name.
+        instance: String,
+        /// Its virtual addresses (excluded ones included).
+        vips: Vec<IpAddr>,
+        /// Master now.
+        master: bool,
+        /// Packets to the VIPs are accepted (owner or accept mode).
+        accept: bool,
+    },
 }
 
 /// One tracker's state, as reported.
@@ -729,6 +747,15 @@ impl Engine {
             }
             Action::SetDatapathMaster { master, accept } => {
                 debug!(instance = %self.inst[i].setup.name, master, accept, "datapath mastership");
+                if let Some(tx) = &self.globals.events {
+                    let r = &self.inst[i];
+                    let _ = tx.send(EngineEvent::Mastership {
+                        instance: r.setup.name.clone(),
+                        vips: r.vips.iter().map(|v| v.addr).collect(),
+                        master,
+                        accept,
+                    });
+                }
             }
             Action::ArmTimer { kind, at } => self.arm(i, slot(kind), Some(at)),
             Action::CancelTimer(kind) => self.arm(i, slot(kind), None),
