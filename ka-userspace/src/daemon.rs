@@ -29,9 +29,24 @@ pub struct RunArgs {
     /// How to attach the XDP program.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub xdp_mode: AttachMode,
-    /// Do not load the XDP program at all.
+    /// Do not load the XDP program at all (VRRP and health checks still run; nothing is
+    /// forwarded).
     #[arg(long)]
     pub no_xdp: bool,
+    /// Outer source of TUN (IPIP/IP6IP6) packets, `ADDR/BITS`: the low `32-BITS` (IPv4) or
+    /// `128-BITS` (IPv6) bits vary per flow for RSS on the real servers. Repeat for both
+    /// families. Default: the director's first address on an XDP interface, fixed.
+    #[arg(long = "tunnel-source")]
+    pub tunnel_sources: Vec<String>,
+}
+
+/// Parses `--tunnel-source ADDR/BITS`.
+fn tunnel_source(s: &str) -> Option<crate::lb::TunnelSource> {
+    let (a, l) = s.split_once('/').unwrap_or((s, ""));
+    let addr: std::net::IpAddr = a.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len: u8 = if l.is_empty() { max } else { l.parse().ok()? };
+    Some(crate::lb::TunnelSource { addr, host_bits: max.checked_sub(len)? })
 }
 
 /// Errors that stop the daemon.
@@ -127,7 +142,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
         }
     }
-    let datapath = if args.no_xdp {
+    let mut datapath = if args.no_xdp {
         info!("--no-xdp: datapath not loaded");
         None
     } else {
@@ -156,6 +171,58 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         )?),
         _ => None,
     };
+    // The load balancer: tables from the config, the checkers and VRRP mastership.
+    let mut dataplane = match (&config, &datapath, &health) {
+        (Some(cfg), Some(_), Some(_)) => {
+            let mut v4 = None;
+            let mut v6 = None;
+            for t in &args.tunnel_sources {
+                match tunnel_source(t) {
+                    Some(ts) if ts.addr.is_ipv4() => v4 = Some(ts),
+                    Some(ts) => v6 = Some(ts),
+                    None => warn!(value = %t, "--tunnel-source: expected ADDR/PREFIX; ignored"),
+                }
+            }
+            if v4.is_none() || v6.is_none() {
+                let vips: Vec<std::net::IpAddr> = cfg
+                    .vrrp_instances
+                    .iter()
+                    .flat_map(|i| i.virtual_ipaddresses.iter().chain(&i.virtual_ipaddresses_excluded).map(|v| v.address.addr))
+                    .collect();
+                let mut idx = Vec::new();
+                for name in &ifaces {
+                    if let Ok(l) = netlink.link(name).await {
+                        idx.push(l.index);
+                    }
+                }
+                for (i, a, _) in netlink.list_addrs(None).await.unwrap_or_default() {
+                    if !idx.contains(&i) || vips.contains(&a) {
+                        continue;
+                    }
+                    match a {
+                        std::net::IpAddr::V4(_) if v4.is_none() => v4 = Some(crate::lb::TunnelSource { addr: a, host_bits: 0 }),
+                        std::net::IpAddr::V6(x) if v6.is_none() && !x.is_unicast_link_local() => {
+                            v6 = Some(crate::lb::TunnelSource { addr: a, host_bits: 0 })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Some(crate::dataplane::Dataplane::new(cfg, v4, v6))
+        }
+        (Some(cfg), None, Some(_)) => {
+            if !cfg.virtual_servers.is_empty() {
+                warn!("--no-xdp: virtual_servers are health-checked but not forwarded");
+            }
+            None
+        }
+        _ => None,
+    };
+    let mut backends = health.as_ref().map(crate::health::HealthHandle::backends);
+    if let (Some(dp), Some(datapath), Some(cfg), Some(b)) = (dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
+        let set = b.borrow().clone();
+        dp.update(datapath.ebpf_mut(), cfg, &set);
+    }
     // Instances that are Master now; the health checkers' ha_suspend follows "any Master".
     let mut masters: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     info!(instance = %instance, socket = %socket_path.display(), vrrp_instances = config.as_ref().map_or(0, |c| c.vrrp_instances.len()), "ka running");
@@ -166,7 +233,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 Ok((stream, _)) => {
                     let vrrp = match &engine { Some(e) => e.status().await, None => Vec::new() };
                     let health_report = match &health { Some(h) => Some(h.status().await), None => None };
-                    let report = status_report(&instance, started, datapath.as_ref(), vrrp, health_report);
+                    let services = match (&dataplane, &datapath) {
+                        (Some(dp), Some(d)) => dp.counters(d.ebpf()),
+                        _ => Vec::new(),
+                    };
+                    let report = status_report(&instance, started, datapath.as_ref(), vrrp, health_report, services);
                     if let Err(e) = control::serve_one(stream, move |req| match req {
                         Ok(Request::Status) => report,
                         Err(message) => Response::Error { message },
@@ -181,10 +252,24 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             _ = sighup.recv() => reload(&args),
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
+                    if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
+                        dp.set_master(d.ebpf_mut(), &name, master);
+                    }
                     if master { masters.insert(name); } else { masters.remove(&name); }
                     if let Some(h) = &health {
                         h.set_master(!masters.is_empty());
                     }
+                }
+            },
+            Ok(()) = async {
+                match backends.as_mut() {
+                    Some(b) => b.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let (Some(dp), Some(d), Some(cfg), Some(b)) = (dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
+                    let set = b.borrow().clone();
+                    dp.update(d.ebpf_mut(), cfg, &set);
                 }
             },
         }
@@ -222,6 +307,7 @@ fn status_report(
     dp: Option<&Datapath>,
     vrrp: Vec<crate::engine::InstanceReport>,
     health: Option<crate::health::HealthReport>,
+    services: Vec<crate::dataplane::ServiceCounters>,
 ) -> Response {
     let (xdp, counters) = match dp {
         None => (Vec::new(), Default::default()),
@@ -250,6 +336,7 @@ fn status_report(
         counters,
         vrrp,
         health,
+        services,
     }))
 }
 

@@ -210,6 +210,16 @@ impl Datapath {
         Ok(a)
     }
 
+    /// The loaded object, for the map writer.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// The loaded object, for reading counters.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
     /// The current attachments.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments

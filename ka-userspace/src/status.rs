@@ -34,6 +34,9 @@ pub struct StatusReport {
     /// Virtual servers and their real servers' health.
     #[serde(default)]
     pub health: Option<crate::health::HealthReport>,
+    /// Load-balanced services with per-VIP and per-real-server packet and byte counters.
+    #[serde(default)]
+    pub services: Vec<crate::dataplane::ServiceCounters>,
 }
 
 impl StatusReport {
@@ -71,6 +74,21 @@ impl StatusReport {
                 let _ = writeln!(s, "    track {} {} (weight {})", t.name, t.status, t.weight);
             }
         }
+        for svc in &self.services {
+            let _ = writeln!(s, "service {}:{} {}: {} packets, {} bytes", svc.vip, svc.port, svc.protocol, svc.packets, svc.bytes);
+            for b in &svc.backends {
+                let _ = writeln!(
+                    s,
+                    "    -> {}:{} weight {}{}: {} packets, {} bytes",
+                    b.address,
+                    b.port,
+                    b.weight,
+                    if b.in_table { "" } else { " (out)" },
+                    b.packets,
+                    b.bytes
+                );
+            }
+        }
         if let Some(h) = &self.health {
             s.push_str(&h.to_text());
         }
@@ -97,6 +115,7 @@ mod tests {
             counters: BTreeMap::from([("verdict_pass".to_owned(), 7)]),
             vrrp: vec![],
             health: None,
+            services: vec![],
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");

@@ -390,6 +390,7 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
                 if let Some(sp) = vs.protocol_span {
                     d.warning(Some(sp), format!("virtual server {label}: protocol specified for fwmark - protocol will be ignored"));
                 }
+                d.warning(Some(vs.span), format!("virtual server {label}: fwmark services are not supported by ka's XDP datapath; accepted, not served"));
             }
             VsKey::Group(g) if !groups.contains(g.as_str()) => {
                 d.error(
@@ -399,6 +400,9 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
             }
             VsKey::Addr { port: 0, .. } if vs.persistence_timeout.is_none() => {
                 d.error(Some(vs.span), format!("virtual server {label}: a port is required unless the service is persistent"));
+            }
+            VsKey::Addr { port: 0, .. } => {
+                d.warning(Some(vs.span), format!("virtual server {label}: all-port (port 0) services are not supported by ka's XDP datapath; accepted, not served"));
             }
             _ => {}
         }

@@ -1,0 +1,327 @@
+//! The dataplane owner: derives the load balancer's [`DesiredState`] from the configuration,
+//! the health checkers' [`BackendSet`] and the VRRP mastership, and applies it to the XDP maps
+//! through the [`MapWriter`]. The daemon calls it on every change; nothing here touches the
+//! packet path directly.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::{
+    config::{
+        model::{VirtualServer, VsKey, VsgEntry},
+        Config,
+    },
+    health::{BackendRole, BackendSet},
+    lb::{
+        writer::{backend_stats, service_stats, MapWriter},
+        BackendSpec, DesiredState, L4Proto, LbError, Method, Persistence, Scheduler, ServiceSpec, TunnelSource,
+    },
+};
+
+/// Counters of one real server, as `ka status` shows them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendCounters {
+    /// Address.
+    pub address: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Weight in the datapath (0: drained).
+    pub weight: u32,
+    /// In the tables (healthy, or inhibited at weight 0).
+    pub in_table: bool,
+    /// Packets forwarded to it.
+    pub packets: u64,
+    /// Bytes forwarded to it.
+    pub bytes: u64,
+}
+
+/// Counters of one service (VIP, port, protocol).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceCounters {
+    /// VIP.
+    pub vip: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    /// Packets to the VIP handled by the datapath.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Real servers.
+    pub backends: Vec<BackendCounters>,
+}
+
+/// Expands a virtual server into its (VIP, port) pairs.
+///
+/// # Errors
+/// fwmark services (the XDP datapath has no firewall marks) and port-0 (all-port) services.
+fn endpoints(cfg: &Config, vs: &VirtualServer) -> Result<Vec<(IpAddr, u16)>, LbError> {
+    let out = match &vs.key {
+        VsKey::Addr { addr, port } => vec![(*addr, *port)],
+        VsKey::Fwmark(m) => return Err(LbError::Unsupported(format!("virtual_server fwmark {m}"))),
+        VsKey::Group(name) => {
+            let g = cfg
+                .virtual_server_groups
+                .iter()
+                .find(|g| g.name == *name)
+                .ok_or_else(|| LbError::Unsupported(format!("unknown virtual_server_group {name}")))?;
+            let mut v = Vec::new();
+            for e in &g.entries {
+                match e {
+                    VsgEntry::Range { first, last, port, .. } => v.extend(range(*first, *last)?.into_iter().map(|a| (a, *port))),
+                    VsgEntry::Fwmark { mark, .. } => {
+                        return Err(LbError::Unsupported(format!("fwmark {mark} in virtual_server_group {name}")))
+                    }
+                }
+            }
+            v
+        }
+    };
+    if let Some((a, _)) = out.iter().find(|(_, p)| *p == 0) {
+        return Err(LbError::Unsupported(format!("port 0 (all-port) service on {a}")));
+    }
+    Ok(out)
+}
+
+/// The addresses of a `virtual_server_group` range (at most 256).
+fn range(first: IpAddr, last: IpAddr) -> Result<Vec<IpAddr>, LbError> {
+    let bad = || LbError::Unsupported(format!("address range {first}-{last}"));
+    let (a, b) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+        _ => return Err(bad()),
+    };
+    if b < a || b - a > 255 {
+        return Err(bad());
+    }
+    Ok((a..=b)
+        .map(|n| match first {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(n).unwrap_or(0))),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+        })
+        .collect())
+}
+
+/// Derives the desired maps. `vip_slot` maps each VRRP-owned VIP to its instance's mastership
+/// slot; services on other addresses are always served. Real servers the health checkers do
+/// not list stay in the service as unhealthy (out of the tables); listed ones carry the
+/// checkers' weight (0 = drained).
+///
+/// # Errors
+/// A service the datapath cannot serve (fwmark, port 0, SCTP, an unsupported scheduler or
+/// tunnel type).
+pub fn desired(
+    cfg: &Config,
+    health: &BackendSet,
+    vip_slot: &HashMap<IpAddr, u32>,
+    tunnel_src_v4: Option<TunnelSource>,
+    tunnel_src_v6: Option<TunnelSource>,
+) -> Result<DesiredState, LbError> {
+    let mut services = Vec::new();
+    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+        let scheduler = Scheduler::from_lb_algo(vs.lb_algo)?;
+        let method = Method::from_lb_kind(vs.lb_kind)?;
+        let proto = L4Proto::from_protocol(vs.protocol)?;
+        let listed = health.services.iter().find(|s| s.vs_index == i);
+        let mut backends: Vec<BackendSpec> = Vec::new();
+        for (k, rs) in vs.real_servers.iter().enumerate() {
+            let b = listed.and_then(|s| s.backends.iter().find(|b| b.role == BackendRole::Real { index: k }));
+            backends.push(BackendSpec {
+                addr: rs.address,
+                port: rs.port,
+                weight: b.map_or(0, |b| b.weight),
+                method: Method::from_lb_kind(rs.lb_kind).unwrap_or(method),
+                healthy: b.is_some(),
+            });
+        }
+        if let Some(sorry) = &vs.sorry_server {
+            let b = listed.and_then(|s| s.backends.iter().find(|b| b.role == BackendRole::Sorry));
+            backends.push(BackendSpec { addr: sorry.address, port: sorry.port, weight: b.map_or(0, |b| b.weight), method, healthy: b.is_some() });
+        }
+        for (vip, port) in endpoints(cfg, vs)? {
+            let persistence = vs.persistence_timeout.map(|timeout| Persistence {
+                timeout,
+                prefix_len: match vs.persistence_granularity {
+                    Some(IpAddr::V4(m)) => u8::try_from(u32::from(m).count_ones()).unwrap_or(32),
+                    Some(IpAddr::V6(m)) => u8::try_from(u128::from(m).count_ones()).unwrap_or(128),
+                    None if vip.is_ipv4() => 32,
+                    None => 128,
+                },
+            });
+            services.push(ServiceSpec {
+                vip,
+                port,
+                proto,
+                scheduler,
+                persistence,
+                master_slot: vip_slot.get(&vip).copied(),
+                backends: backends.clone(),
+            });
+        }
+    }
+    Ok(DesiredState { services, tunnel_src_v4, tunnel_src_v6, neighbours: Vec::new() })
+}
+
+/// The load balancer's state in the daemon.
+pub struct Dataplane {
+    writer: MapWriter,
+    /// VRRP instance name → mastership slot.
+    slots: HashMap<String, u32>,
+    vip_slot: HashMap<IpAddr, u32>,
+    tunnel_src_v4: Option<TunnelSource>,
+    tunnel_src_v6: Option<TunnelSource>,
+    applied: Option<DesiredState>,
+}
+
+impl Dataplane {
+    /// Prepares the dataplane for `cfg`: one mastership slot per VRRP instance, owning its VIPs.
+    pub fn new(cfg: &Config, tunnel_src_v4: Option<TunnelSource>, tunnel_src_v6: Option<TunnelSource>) -> Dataplane {
+        let mut slots = HashMap::new();
+        let mut vip_slot = HashMap::new();
+        for (i, inst) in cfg.vrrp_instances.iter().enumerate() {
+            let slot = u32::try_from(i).unwrap_or(u32::MAX);
+            slots.insert(inst.name.clone(), slot);
+            for v in inst.virtual_ipaddresses.iter().chain(&inst.virtual_ipaddresses_excluded) {
+                vip_slot.insert(v.address.addr, slot);
+            }
+        }
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None }
+    }
+
+    /// Recomputes the desired state and applies what changed. Errors are logged: a service the
+    /// datapath refuses leaves the previous tables in place.
+    pub fn update(&mut self, ebpf: &mut aya::Ebpf, cfg: &Config, health: &BackendSet) {
+        let d = match desired(cfg, health, &self.vip_slot, self.tunnel_src_v4, self.tunnel_src_v6) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "load balancer: configuration not applied");
+                return;
+            }
+        };
+        if self.applied.as_ref() == Some(&d) {
+            return;
+        }
+        match self.writer.apply(ebpf, &d) {
+            Ok(report) => {
+                info!(services = d.services.len(), ?report, "load balancer tables applied");
+                self.applied = Some(d);
+            }
+            Err(e) => warn!(error = %e, "load balancer: applying tables failed"),
+        }
+    }
+
+    /// Follows a VRRP mastership change: the instance's VIPs are served only while Master.
+    pub fn set_master(&mut self, ebpf: &mut aya::Ebpf, instance: &str, master: bool) {
+        let Some(&slot) = self.slots.get(instance) else { return };
+        match MapWriter::set_master(ebpf, slot, master) {
+            Ok(()) => info!(instance, master, slot, "datapath mastership"),
+            Err(e) => warn!(instance, error = %e, "setting datapath mastership"),
+        }
+    }
+
+    /// Per-service and per-real-server counters.
+    pub fn counters(&self, ebpf: &aya::Ebpf) -> Vec<ServiceCounters> {
+        let Some(d) = &self.applied else { return Vec::new() };
+        d.services
+            .iter()
+            .map(|s| {
+                let st = self.writer.service_id(s).and_then(|id| service_stats(ebpf, id).ok()).unwrap_or_default();
+                ServiceCounters {
+                    vip: s.vip,
+                    port: s.port,
+                    protocol: match s.proto {
+                        L4Proto::Tcp => "TCP".into(),
+                        L4Proto::Udp => "UDP".into(),
+                    },
+                    packets: st.packets,
+                    bytes: st.bytes,
+                    backends: s
+                        .backends
+                        .iter()
+                        .map(|b| {
+                            let bs = self
+                                .writer
+                                .backend_id(s, b.addr, b.port, b.method)
+                                .and_then(|id| backend_stats(ebpf, id).ok())
+                                .unwrap_or_default();
+                            BackendCounters { address: b.addr, port: b.port, weight: b.weight, in_table: b.healthy, packets: bs.packets, bytes: bs.bytes }
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{parse_str, LoadOptions},
+        health::{ActiveSet, Backend, ServiceBackends},
+    };
+
+    fn cfg(text: &str) -> Config {
+        let l = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        l.config
+    }
+
+    const CONF: &str = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n\
+virtual_server 198.18.0.10 80 {\n lb_algo mh\n lb_kind DR\n protocol TCP\n persistence_timeout 60\n\
+ real_server 198.18.1.1 80 {\n weight 2\n TCP_CHECK {\n }\n }\n real_server 198.18.1.2 80 {\n TCP_CHECK {\n }\n }\n}\n\
+virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real_server 198.18.1.3 5353 {\n }\n}\n";
+
+    /// Health decides membership and weight; VRRP-owned VIPs get their instance's slot.
+    #[test]
+    fn desired_state_follows_health_and_vrrp() {
+        let c = cfg(CONF);
+        let health = BackendSet {
+            services: vec![
+                ServiceBackends {
+                    vs_index: 0,
+                    name: "a".into(),
+                    active: ActiveSet::RealServers,
+                    quorum_up: true,
+                    weight_sum: 2,
+                    backends: vec![Backend { addr: "198.18.1.1".parse().expect("ip"), port: 80, weight: 2, role: BackendRole::Real { index: 0 } }],
+                },
+                ServiceBackends {
+                    vs_index: 1,
+                    name: "b".into(),
+                    active: ActiveSet::RealServers,
+                    quorum_up: true,
+                    weight_sum: 1,
+                    backends: vec![Backend { addr: "198.18.1.3".parse().expect("ip"), port: 5353, weight: 1, role: BackendRole::Real { index: 0 } }],
+                },
+            ],
+        };
+        let dp = Dataplane::new(&c, None, None);
+        let d = desired(&c, &health, &dp.vip_slot, None, None).expect("desired");
+        assert_eq!(d.services.len(), 2);
+        let web = &d.services[0];
+        assert_eq!((web.port, web.proto, web.scheduler, web.master_slot), (80, L4Proto::Tcp, Scheduler::Maglev, Some(0)));
+        assert_eq!(web.persistence.map(|p| p.prefix_len), Some(32));
+        assert!(web.backends[0].healthy && web.backends[0].weight == 2);
+        assert!(!web.backends[1].healthy && web.backends[1].weight == 0, "unlisted server leaves the tables");
+        let dns = &d.services[1];
+        assert_eq!((dns.proto, dns.master_slot, dns.backends[0].method), (L4Proto::Udp, None, Method::Nat));
+    }
+
+    /// Services the datapath cannot serve are refused with a clear reason.
+    #[test]
+    fn fwmark_and_port_zero_are_refused() {
+        let c = cfg("virtual_server fwmark 7 {\n lb_algo rr\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n}\n");
+        let e = desired(&c, &BackendSet::default(), &HashMap::new(), None, None).expect_err("fwmark");
+        assert!(e.to_string().contains("fwmark"), "{e}");
+        let c = cfg("virtual_server 198.18.0.1 0 {\n lb_algo rr\n lb_kind DR\n protocol TCP\n persistence_timeout 60\n real_server 198.18.1.1 0 {\n }\n}\n");
+        let e = desired(&c, &BackendSet::default(), &HashMap::new(), None, None).expect_err("port 0");
+        assert!(e.to_string().contains("port 0"), "{e}");
+    }
+}
