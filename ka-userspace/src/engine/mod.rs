@@ -450,9 +450,10 @@ fn spawn_rx(idx: usize, sock: Arc<VrrpSocket>, tx: mpsc::Sender<Vec<RxPacket>>) 
     tokio::spawn(async move {
         let mut overflow: u64 = 0;
         let mut batch = Vec::with_capacity(64);
+        let mut scratch = crate::net::vrrp_socket::RxScratch::new();
         loop {
             batch.clear();
-            if let Err(e) = sock.recv_batch(&mut batch, 1024).await {
+            if let Err(e) = sock.recv_batch(&mut scratch, &mut batch, 1024).await {
                 debug!(error = %e, "VRRP receive error");
             }
             if !batch.is_empty() {

@@ -285,9 +285,34 @@ impl VrrpSocket {
     ///
     /// # Errors
     /// A receive error other than "nothing more queued".
-    pub async fn recv_batch(&self, out: &mut Vec<(Received, Vec<u8>)>, max: usize) -> io::Result<()> {
-        let mut buf = [0u8; 65536];
+    pub async fn recv_batch(&self, scratch: &mut RxScratch, out: &mut Vec<(Received, Vec<u8>)>, max: usize) -> io::Result<()> {
         let mut guard = self.fd.readable().await?;
+        if !self.v6 {
+            // IPv4: every packet carries its own header, so no control messages are needed and
+            // one recvmmsg(2) takes up to RX_BATCH packets.
+            let bufs = &mut scratch.0;
+            let mut taken = 0;
+            while taken < max {
+                match guard.try_io(|fd| recvmmsg_now(fd.as_raw_fd(), bufs)) {
+                    Ok(Ok(lens)) => {
+                        for (i, len) in lens.iter().enumerate() {
+                            if let Ok(r) = parse_v4(&bufs[i], *len) {
+                                let msg = bufs[i].get(r.offset..r.offset + r.len).map(<[u8]>::to_vec).unwrap_or_default();
+                                out.push((r, msg));
+                            }
+                        }
+                        taken += lens.len();
+                        if lens.len() < RX_BATCH {
+                            break;
+                        }
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => break,
+                }
+            }
+            return Ok(());
+        }
+        let mut buf = [0u8; 65536];
         for _ in 0..max {
             match guard.try_io(|fd| recv_now(fd.as_raw_fd(), &mut buf, self.v6)) {
                 Ok(Ok(r)) => {
@@ -319,6 +344,51 @@ impl VrrpSocket {
     }
 }
 
+/// Receive buffers reused across [`VrrpSocket::recv_batch`] calls.
+#[derive(Debug)]
+pub struct RxScratch(Vec<[u8; RX_BUF]>);
+
+impl RxScratch {
+    /// Buffers for one batch.
+    pub fn new() -> RxScratch {
+        RxScratch(vec![[0u8; RX_BUF]; RX_BATCH])
+    }
+}
+
+impl Default for RxScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Packets taken per recvmmsg(2) call.
+const RX_BATCH: usize = 32;
+/// Receive buffer per packet: the largest VRRP message plus a full IPv4 header (longer packets
+/// arrive truncated and fail validation as too long).
+const RX_BUF: usize = ka_common::vrrp::VRRP_MAX_LEN + 60;
+
+/// Receives up to `bufs.len()` IPv4 packets without blocking; returns their lengths.
+fn recvmmsg_now(fd: RawFd, bufs: &mut [[u8; RX_BUF]]) -> io::Result<Vec<usize>> {
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: a zeroed mmsghdr is valid; the iovec outlives the call.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: hdrs and the buffers they point to live across the call.
+    let n = unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hdrs.iter().take(n as usize).map(|h| h.msg_len as usize).collect())
+}
+
 fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool) -> io::Result<Received> {
     let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
     let mut iov = [io::IoSliceMut::new(buf)];
@@ -347,7 +417,11 @@ fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool) -> io::Result<Received> {
             len,
         });
     }
-    // IPv4 raw sockets deliver the IP header: read TTL, addresses and IHL from it.
+    parse_v4(buf, len)
+}
+
+/// IPv4 raw sockets deliver the IP header: reads TTL, addresses and IHL from it.
+fn parse_v4(buf: &[u8], len: usize) -> io::Result<Received> {
     let hdr = buf.get(..len.min(20)).filter(|h| h.len() == 20).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short IPv4 packet"))?;
     let ihl = usize::from(hdr[0] & 0x0f) * 4;
     if ihl < 20 || ihl > len {
