@@ -70,6 +70,16 @@ pub const BACKEND_STATS_MAP: &str = "KA_BACKEND_STATS";
 pub const LOCAL_VIPS_MAP: &str = "KA_LOCAL_VIPS";
 /// The decap program run on TUN real servers.
 pub const DECAP_PROGRAM: &str = "ka_decap";
+/// Cached next hops of backends, `PerCpuArray<NhCache>` of [`MAX_BACKENDS`], indexed by
+/// backend id. Filled by the kernel from `bpf_fib_lookup` (or the neighbour map) on a miss or
+/// when older than [`NH_CACHE_TTL_NS`]; userspace zeroes a slot when its backend id is
+/// (re)allocated or the neighbour map changes.
+pub const NH_CACHE_MAP: &str = "KA_NH_CACHE";
+/// Lifetime of a cached next hop (`bpf_ktime_get_coarse_ns`): a route or neighbour change is
+/// picked up within this time.
+pub const NH_CACHE_TTL_NS: u64 = 1_000_000_000;
+/// A trivial program (swap MACs, `XDP_TX`): the floor the benchmarks report paths against.
+pub const XDP_TX_PROGRAM: &str = "ka_xdp_tx";
 
 /// `family` of an IPv4 entry.
 pub const FAMILY_V4: u8 = 4;
@@ -113,7 +123,8 @@ pub const G_VRRP_DROP_UNKNOWN: u32 = 1 << 2;
 pub const G_NAT: u32 = 1 << 3;
 
 /// Key of [`SERVICES_MAP`]: (VIP, port, protocol).
-#[repr(C)]
+// 4-aligned so the kernel side fills it a word at a time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct ServiceKey {
     /// Virtual address (IPv4 in the first four bytes).
@@ -169,7 +180,8 @@ pub struct Backend {
 }
 
 /// Key of [`CONN_MAP`], [`PERSIST_MAP`] and [`NAT_MAP`]: a 5-tuple as seen on the wire.
-#[repr(C)]
+// 4-aligned so the kernel side fills it a word at a time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct FlowKey {
     /// Source address.
@@ -215,7 +227,8 @@ pub struct NatValue {
 }
 
 /// Key of [`NEIGH_MAP`] and [`LOCAL_VIPS_MAP`]: an address.
-#[repr(C)]
+// 4-aligned so the kernel side fills it a word at a time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct AddrKey {
     /// Address.
@@ -236,6 +249,25 @@ pub struct NeighValue {
     pub smac: [u8; 6],
     /// Destination MAC.
     pub dmac: [u8; 6],
+}
+
+/// Value of [`NH_CACHE_MAP`]: a backend's next hop as `bpf_fib_lookup` last answered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NhCache {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Destination MAC (then the source MAC: the 12 bytes of an Ethernet header, copied as
+    /// three words).
+    pub dmac: [u8; 6],
+    /// Source MAC.
+    pub smac: [u8; 6],
+    /// MTU of the route (0: unknown, not checked).
+    pub mtu: u16,
+    /// Padding.
+    pub _pad: [u8; 6],
+    /// When it was filled, `bpf_ktime_get_coarse_ns` (0: empty).
+    pub stamp_ns: u64,
 }
 
 /// Packets and bytes (per CPU) of a service or backend.
@@ -391,6 +423,7 @@ mod user {
     unsafe impl aya::Pod for NeighValue {}
     unsafe impl aya::Pod for PktBytes {}
     unsafe impl aya::Pod for Globals {}
+    unsafe impl aya::Pod for NhCache {}
 }
 
 #[cfg(test)]
@@ -408,6 +441,7 @@ mod tests {
         assert_eq!(size_of::<NatValue>(), 24);
         assert_eq!(size_of::<NeighValue>(), 16);
         assert_eq!(size_of::<Globals>(), 28);
+        assert_eq!(size_of::<NhCache>(), 32);
     }
 
     #[test]

@@ -6,11 +6,11 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED,
         BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    helpers::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{AddrKey, NeighValue, FAMILY_V4},
+    lb::{AddrKey, NeighValue, FAMILY_V4, NH_CACHE_TTL_NS},
     stats::Counter,
     wire::{
         EthHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP,
@@ -20,7 +20,8 @@ use ka_common::{
 
 use crate::{
     csum::{add_bytes, fold, Incr},
-    maps::{Work, KA_GLOBALS, KA_NEIGH},
+    maps::{Work, KA_GLOBALS, KA_NEIGH, KA_NH_CACHE},
+    mem,
     parse::{Parsed, L3},
     ptr::{ptr_at_mut, read_at},
     stats,
@@ -34,10 +35,8 @@ const AF_INET6: u8 = 10;
 pub struct NextHop {
     /// Egress interface.
     pub ifindex: u32,
-    /// Source MAC.
-    pub smac: [u8; 6],
-    /// Destination MAC.
-    pub dmac: [u8; 6],
+    /// Destination then source MAC, as written to the Ethernet header ([`mem::macs`]).
+    pub macs: [u32; 3],
 }
 
 /// Why there is no next hop.
@@ -51,7 +50,8 @@ pub enum NoNextHop {
 /// The next hop towards `dst` for an IP packet of `tot_len` bytes: `bpf_fib_lookup` (input
 /// mode from the ingress interface, so routes through any interface apply; this needs
 /// forwarding enabled on the ingress interface, as IPVS NAT does), else the neighbour map kept
-/// by userspace (static next hops, and what fixture tests seed).
+/// by userspace (static next hops, and what fixture tests seed). Returns the route's MTU
+/// (`mtu_result`, kernel 5.12+; 0 when the neighbour map answered).
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
@@ -61,9 +61,9 @@ pub fn next_hop(
     family: u8,
     dst: &[u8; 16],
     tot_len: u16,
-) -> Result<(), NoNextHop> {
-    // SAFETY: an all-zero bpf_fib_lookup is a valid parameter block.
-    w.fib = unsafe { core::mem::zeroed() };
+) -> Result<u16, NoNextHop> {
+    // An all-zero bpf_fib_lookup is a valid parameter block.
+    mem::zero(&mut w.fib);
     let p = &mut w.fib;
     p.ifindex = ctx.ingress_ifindex() as u32;
     p.__bindgen_anon_1.tot_len = tot_len;
@@ -92,10 +92,10 @@ pub fn next_hop(
         stats::inc(Counter::LbFibHit);
         w.nh = NextHop {
             ifindex: p.ifindex,
-            smac: p.smac,
-            dmac: p.dmac,
+            macs: mem::macs(&p.dmac, &p.smac),
         };
-        return Ok(());
+        // SAFETY: a plain u16 of the union, written by the helper on success.
+        return Ok(unsafe { p.__bindgen_anon_1.mtu_result });
     }
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
         return Err(NoNextHop::TooBig);
@@ -112,13 +112,51 @@ pub fn next_hop(
             stats::inc(Counter::LbNeighHit);
             w.nh = NextHop {
                 ifindex: n.ifindex,
-                smac: n.smac,
-                dmac: n.dmac,
+                macs: mem::macs(&n.dmac, &n.smac),
             };
-            Ok(())
+            Ok(0)
         }
         None => Err(NoNextHop::Unknown),
     }
+}
+
+/// The next hop towards backend `id` (address `w.backend.addr`) for an IP packet of `tot_len`
+/// bytes: this CPU's cached answer while younger than `NH_CACHE_TTL_NS`, else [`next_hop`]
+/// (whose answer is cached with the route's MTU).
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
+// caller's 512-byte frame.
+#[inline(never)]
+pub fn backend_next_hop(
+    ctx: &XdpContext,
+    w: &mut Work,
+    id: u32,
+    tot_len: u16,
+) -> Result<(), NoNextHop> {
+    let Some(c) = KA_NH_CACHE.get_ptr_mut(id) else {
+        return Err(NoNextHop::Unknown);
+    };
+    // SAFETY: plain helper call (5.11+; a coarse clock is enough for a 1 s lifetime).
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: this CPU's slot; no concurrent writer on this CPU during the program run.
+    let e = unsafe { &mut *c };
+    if e.stamp_ns != 0 && now.wrapping_sub(e.stamp_ns) < NH_CACHE_TTL_NS {
+        if e.mtu != 0 && tot_len > e.mtu {
+            return Err(NoNextHop::TooBig);
+        }
+        w.nh.ifindex = e.ifindex;
+        // SAFETY: dmac + smac are 12 contiguous bytes at offset 4 of the 8-aligned entry.
+        w.nh.macs = unsafe { mem::load12(e.dmac.as_ptr()) };
+        return Ok(());
+    }
+    let (family, rs) = (w.backend.family, w.backend.addr);
+    let mtu = next_hop(ctx, w, family, &rs, tot_len)?;
+    e.ifindex = w.nh.ifindex;
+    // SAFETY: as above.
+    unsafe { mem::store12(e.dmac.as_mut_ptr(), &w.nh.macs) };
+    e.mtu = mtu;
+    // Never 0 (empty).
+    e.stamp_ns = now.max(1);
+    Ok(())
 }
 
 /// Rewrites the Ethernet addresses (keeping `ether_type` unless `ether_type` is given) and
@@ -131,8 +169,7 @@ pub fn transmit(ctx: &XdpContext, nh: &NextHop, ether_type: Option<u16>) -> u32 
     };
     // SAFETY: bounds-checked by ptr_at_mut.
     unsafe {
-        (*eth).dst = nh.dmac;
-        (*eth).src = nh.smac;
+        mem::store12(eth as *mut u8, &nh.macs);
         if let Some(t) = ether_type {
             (*eth).ether_type = t.to_be_bytes();
         }
@@ -266,16 +303,13 @@ fn tunnel_src(family: u8, hash: u32) -> Option<[u8; 16]> {
     }
 }
 
-/// Encapsulates the (untagged) frame's IP packet in IPIP (IPv4) or IP6IP6 (IPv6) towards
-/// `rs` and transmits it. `hash` varies the outer source and the IPv6 flow label.
+/// Encapsulates the (untagged) frame's IP packet of `inner_len` bytes in IPIP (IPv4) or
+/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`. `hash` varies the outer source and the IPv6 flow label.
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
-pub fn encap(ctx: &XdpContext, w: &mut Work, hash: u32) -> u32 {
+pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32 {
     let (l3_off, family, rs) = (w.pkt.l3_off, w.key.family, w.backend.addr);
-    let Some(inner_len) = ip_len(ctx, &w.pkt) else {
-        return xdp_action::XDP_ABORTED;
-    };
     let v4 = family == FAMILY_V4;
     let hdr = if v4 { 20usize } else { 40usize };
     let outer_len = inner_len + hdr;
@@ -283,17 +317,6 @@ pub fn encap(ctx: &XdpContext, w: &mut Work, hash: u32) -> u32 {
         stats::inc(Counter::PassLbUnsupported);
         return xdp_action::XDP_PASS;
     };
-    match next_hop(ctx, w, family, &rs, outer_len as u16) {
-        Ok(()) => {}
-        Err(NoNextHop::TooBig) => {
-            stats::inc(Counter::PassTooBig);
-            return xdp_action::XDP_PASS;
-        }
-        Err(NoNextHop::Unknown) => {
-            stats::inc(Counter::PassNoNexthop);
-            return xdp_action::XDP_PASS;
-        }
-    }
     let nh = w.nh;
     let tos: u8 = if v4 {
         read_at::<Ipv4Hdr>(ctx, l3_off).map_or(0, |ip| ip.tos)

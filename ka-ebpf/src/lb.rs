@@ -3,7 +3,7 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ka_common::{
-    lb::{flow_hash, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{flow_hash, FAMILY_V4, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     stats::Counter,
 };
 
@@ -31,8 +31,8 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         }
         return nat_reply(ctx, w);
     };
-    // SAFETY: map value copied once: the packet sees one consistent version of the service.
-    w.svc = unsafe { *svc };
+    // SAFETY: a valid map value. Copied once: the packet sees one version of the service.
+    crate::mem::copy(&mut w.svc, unsafe { &*svc });
     if w.svc.master_slot != NO_MASTER_SLOT {
         match KA_MASTER.get(w.svc.master_slot) {
             Some(m) if *m != 0 => {}
@@ -51,36 +51,32 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };
+    let Some(len) = ip_len(ctx, &w.pkt) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let method = w.backend.method;
+    let overhead = match (method, w.key.family) {
+        (METHOD_TUN, FAMILY_V4) => 20,
+        (METHOD_TUN, _) => 40,
+        _ => 0,
+    };
+    if let Err(e) = forward::backend_next_hop(ctx, w, id, (len + overhead) as u16) {
+        return no_next_hop(e);
+    }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     stats::add_service(w.svc.id, bytes);
     stats::add_backend(id, bytes);
-    let family = w.key.family;
-    match w.backend.method {
+    match method {
         METHOD_DR => {
-            let Some(len) = ip_len(ctx, &w.pkt) else {
-                return xdp_action::XDP_ABORTED;
-            };
-            let rs = w.backend.addr;
-            match forward::next_hop(ctx, w, family, &rs, len as u16) {
-                Ok(()) => {
-                    stats::inc(Counter::LbDr);
-                    forward::transmit(ctx, &w.nh, None)
-                }
-                Err(e) => no_next_hop(e),
-            }
+            stats::inc(Counter::LbDr);
+            forward::transmit(ctx, &w.nh, None)
         }
-        METHOD_TUN => forward::encap(ctx, w, flow_hash(&w.key)),
+        METHOD_TUN => forward::encap(ctx, w, len, flow_hash(&w.key)),
         METHOD_NAT => {
             if new_flow {
                 record_nat(w);
             }
-            let Some(len) = ip_len(ctx, &w.pkt) else {
-                return xdp_action::XDP_ABORTED;
-            };
             let rs = w.backend.addr;
-            if let Err(e) = forward::next_hop(ctx, w, family, &rs, len as u16) {
-                return no_next_hop(e);
-            }
             if forward::rewrite(ctx, &w.pkt, false, &rs, w.backend.port).is_none() {
                 return xdp_action::XDP_ABORTED;
             }

@@ -16,8 +16,9 @@ use ka_common::{
 
 use crate::{
     maps::{Work, KA_BACKENDS, KA_CONNS, KA_NAT, KA_PERSIST, KA_RR, KA_TABLES},
+    mem,
     parse::L3,
-    ptr::read_at,
+    ptr::ptr_at,
     stats,
 };
 
@@ -34,19 +35,25 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
     let k = &mut w.key;
     match pkt.l3 {
         L3::Ipv4 => {
-            let Some(ip) = read_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
+            let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
                 return false;
             };
-            k.src = v4_16(ip.src);
-            k.dst = v4_16(ip.dst);
+            // SAFETY: bounds-checked by ptr_at; FlowKey is 4-aligned with src at 0, dst at 16.
+            unsafe {
+                mem::store_v4(&mut k.src, (*ip).src);
+                mem::store_v4(&mut k.dst, (*ip).dst);
+            }
             k.family = FAMILY_V4;
         }
         L3::Ipv6 => {
-            let Some(ip) = read_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
+            let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
                 return false;
             };
-            k.src = ip.src;
-            k.dst = ip.dst;
+            // SAFETY: as above; the packet side may be unaligned (see mem::load16).
+            unsafe {
+                mem::load16(&mut k.src, &(*ip).src);
+                mem::load16(&mut k.dst, &(*ip).dst);
+            }
             k.family = FAMILY_V6;
         }
         L3::Other => return false,
@@ -77,7 +84,7 @@ fn usable(id: u32, out: &mut Backend) -> bool {
     if b.family == 0 || b.flags & BACKEND_F_DOWN != 0 {
         return false;
     }
-    *out = *b;
+    mem::copy(out, b);
     true
 }
 
@@ -87,7 +94,7 @@ fn usable(id: u32, out: &mut Backend) -> bool {
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
 pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
-    let svc = w.svc;
+    let svc = &w.svc;
     let persist = svc.flags & SVC_F_PERSIST != 0;
     if let Some(c) = KA_CONNS.get_ptr_mut(&w.key) {
         // SAFETY: per-CPU value of this CPU; no concurrent writer.
@@ -109,7 +116,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         0
     };
     if persist {
-        w.tmpl = w.key;
+        mem::copy(&mut w.tmpl, &w.key);
         w.tmpl.src = and_mask(&w.key.src, &svc.persist_mask);
         w.tmpl.sport = [0; 2];
         if let Some(t) = KA_PERSIST.get_ptr_mut(&w.tmpl) {

@@ -15,6 +15,8 @@ mod lookup;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod mem;
+#[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod ptr;
@@ -58,6 +60,24 @@ mod programs {
             }
         };
         stats::verdict(action)
+    }
+
+    /// The benchmarks' floor: swaps the Ethernet addresses and sends the frame back
+    /// (`ka_common::lb::XDP_TX_PROGRAM`). Never attached by ka.
+    #[xdp]
+    pub fn ka_xdp_tx(ctx: XdpContext) -> u32 {
+        match crate::ptr::ptr_at_mut::<ka_common::wire::EthHdr>(&ctx, 0) {
+            Some(eth) => {
+                // SAFETY: bounds-checked by ptr_at_mut.
+                unsafe {
+                    let d = (*eth).dst;
+                    (*eth).dst = (*eth).src;
+                    (*eth).src = d;
+                }
+                xdp_action::XDP_TX
+            }
+            None => xdp_action::XDP_PASS,
+        }
     }
 
     /// The real server's program for TUN services: decapsulates tunnel packets to local VIPs.

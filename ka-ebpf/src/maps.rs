@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        AddrKey, Backend, ConnValue, FlowKey, Globals, NatValue, NeighValue, PktBytes, ServiceKey,
-        ServiceValue, CONN_TABLE_SIZE, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
+        AddrKey, Backend, ConnValue, FlowKey, Globals, NatValue, NeighValue, NhCache, PktBytes,
+        ServiceKey, ServiceValue, CONN_TABLE_SIZE, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
         MAX_SERVICES, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
         TABLE_SIZE,
     },
@@ -50,6 +50,10 @@ pub static KA_NAT: LruHashMap<FlowKey, NatValue> = LruHashMap::with_max_entries(
 /// `ka_common::lb::NEIGH_MAP`.
 #[map(name = "KA_NEIGH")]
 pub static KA_NEIGH: HashMap<AddrKey, NeighValue> = HashMap::with_max_entries(NEIGH_TABLE_SIZE, 0);
+
+/// `ka_common::lb::NH_CACHE_MAP`.
+#[map(name = "KA_NH_CACHE")]
+pub static KA_NH_CACHE: PerCpuArray<NhCache> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 /// `ka_common::lb::MASTER_MAP`.
 #[map(name = "KA_MASTER")]

@@ -1,53 +1,39 @@
-//! XDP datapath benchmark through BPF_PROG_TEST_RUN: mean ns/packet of `ka_xdp` per path.
-//! Reproduce with `cargo xtask bench` (or `cargo bench -p ka-tests --bench xdp` as root).
+//! XDP datapath benchmark through BPF_PROG_TEST_RUN: mean ns/packet of `ka_xdp` per path, next
+//! to the floor (`ka_xdp_tx`: swap MACs, `XDP_TX`). Reproduce with `cargo xtask bench` (or
+//! `cargo bench -p ka-tests --bench xdp` as root). Prints a Markdown table.
 //!
 //! The load-balancer paths run inside a namespace with a veth, a route and a permanent
-//! neighbour, so `bpf_fib_lookup` answers as in production. "established" repeats one frame
-//! (the DR rewrite leaves it addressed to the VIP, so every repeat hits the connection table);
-//! "new flow" runs distinct source ports once each and averages the in-kernel durations.
+//! neighbour, so `bpf_fib_lookup` answers as in production (first packet; then the per-backend
+//! next-hop cache). Paths whose output is a valid input of the same path (pass, DR rewrite,
+//! steady VRRP drop, the floor) repeat one frame in the kernel (repeat = 1M). A new flow cannot
+//! repeat (its second run is established), so it runs N distinct flows once each; a run of
+//! repeat 1 carries the per-call overhead of BPF_PROG_TEST_RUN, measured the same way on the
+//! floor program and subtracted: `net = mean(new flow, repeat 1) - mean(floor, repeat 1) +
+//! floor(repeat 1M)`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::time::Duration;
+
 use ka::lb::{
-    writer::MapWriter, BackendSpec, DesiredState, L4Proto, Method, Scheduler, ServiceSpec,
+    vrrp_fast::{self, FastParams, KnownMaster},
+    writer::MapWriter,
+    BackendSpec, DesiredState, L4Proto, Method, Scheduler, ServiceSpec,
 };
+use ka_common::{lb::XDP_TX_PROGRAM, vrrp::Family};
 use ka_tests::{netns::Netns, packet::Frame};
 
-fn main() {
-    let loaded = common::Loaded::new();
-    let repeat = 1_000_000;
-    let cases = [
-        (
-            "tcp4 syn (parse + pass)",
-            Frame::tcp4("198.18.0.1", "198.18.0.2", 40000, 80, 0x02).build(),
-        ),
-        (
-            "udp6 (parse + pass)",
-            Frame::udp6("fd00:198:18::1", "fd00:198:18::2", 40000, 53).build(),
-        ),
-        (
-            "vlan tcp4 (parse + pass)",
-            Frame::tcp4("198.18.0.1", "198.18.0.2", 40000, 80, 0x10)
-                .vlan(7)
-                .build(),
-        ),
-        (
-            "arp (non-IP pass)",
-            Frame::ether(0x0806).payload(&[0; 28]).build(),
-        ),
-    ];
-    println!("{:<36} {:>10}", "path", "ns/packet");
-    for (name, frame) in &cases {
-        // Pass-only paths leave the frame untouched, so repeat > 1 measures the same input.
-        let ns = loaded.time(frame, repeat);
-        println!("{name:<36} {ns:>10.1}");
-    }
-    drop(loaded);
-    lb_paths();
+const REPEAT: u32 = 1_000_000;
+const NEW_FLOWS: u32 = 20_000;
+
+struct Row {
+    path: &'static str,
+    ns: f64,
+    how: String,
 }
 
-fn lb_paths() {
+fn main() {
     let ns = Netns::new("lbbench").expect("netns");
     for c in [
         "ip link add lb0 type veth peer name lb0p",
@@ -59,62 +45,163 @@ fn lb_paths() {
     ] {
         ns.run(&c.split(' ').collect::<Vec<_>>()).expect(c);
     }
-    let h = ns
-        .enter(|| {
-            let ifindex = nix::net::if_::if_nametoindex("lb0").expect("lb0");
-            let mut loaded = common::Loaded::new();
-            let spec = ServiceSpec {
-                vip: "198.51.100.1".parse().expect("vip"),
+    let rows = ns.enter(run).expect("enter").join().expect("bench thread");
+    println!();
+    println!("| path | ns/packet | x floor | how |");
+    println!("|---|---:|---:|---|");
+    let floor = rows[0].ns;
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {} |",
+            r.path,
+            r.ns,
+            r.ns / floor,
+            r.how
+        );
+    }
+}
+
+fn run() -> Vec<Row> {
+    let ifindex = nix::net::if_::if_nametoindex("lb0").expect("lb0");
+    let mut rows = Vec::new();
+    let rep = format!("repeat {REPEAT}");
+
+    // The floor, both ways.
+    let tx = common::Loaded::program(XDP_TX_PROGRAM);
+    let probe = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
+    let floor = tx.time_on(&probe, ifindex, REPEAT);
+    let floor_r1 = (0..NEW_FLOWS)
+        .map(|_| tx.time_on(&probe, ifindex, 1))
+        .sum::<f64>()
+        / f64::from(NEW_FLOWS);
+    rows.push(Row {
+        path: "floor: ka_xdp_tx (swap MACs, XDP_TX)",
+        ns: floor,
+        how: format!("{rep}; {floor_r1:.1} ns per repeat-1 call"),
+    });
+    drop(tx);
+
+    let mut loaded = common::Loaded::new();
+    let mut spec = ServiceSpec {
+        vip: "198.51.100.1".parse().expect("vip"),
+        port: 80,
+        proto: L4Proto::Tcp,
+        scheduler: Scheduler::Maglev,
+        persistence: None,
+        master_slot: None,
+        backends: (10..14)
+            .map(|i| BackendSpec {
+                addr: format!("10.1.0.{i}").parse().expect("rs"),
                 port: 80,
-                proto: L4Proto::Tcp,
-                scheduler: Scheduler::Maglev,
-                persistence: None,
-                master_slot: None,
-                backends: (10..14)
-                    .map(|i| BackendSpec {
-                        addr: format!("10.1.0.{i}").parse().expect("rs"),
-                        port: 80,
-                        weight: 1,
-                        method: Method::Dr,
-                        healthy: true,
-                    })
-                    .collect(),
-            };
-            // Only 10.1.0.10 has a neighbour: keep the flows on it by giving the others weight 0.
-            let mut spec = spec;
-            for b in spec.backends.iter_mut().skip(1) {
-                b.weight = 0;
-            }
-            let desired = DesiredState {
-                services: vec![spec],
-                ..Default::default()
-            };
-            MapWriter::new()
-                .apply(&mut loaded.ebpf, &desired)
-                .expect("apply");
-            let est = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
-            let _ = loaded.run_on(&est, ifindex);
-            let est_ns = loaded.time_on(&est, ifindex, 1_000_000);
-            let n = 20_000u32;
-            let mut total = 0f64;
-            for i in 0..n {
-                let syn = Frame::tcp4(
-                    "198.18.0.2",
-                    "198.51.100.1",
-                    1024 + (i % 60000) as u16,
-                    80,
-                    0x02,
-                )
-                .build();
-                total += loaded.time_on(&syn, ifindex, 1);
-            }
-            let vrrp_like = Frame::tcp4("198.18.0.1", "198.51.100.200", 40000, 80, 0x10).build();
-            let nonvip_ns = loaded.time_on(&vrrp_like, ifindex, 1_000_000);
-            (est_ns, total / f64::from(n), nonvip_ns)
-        })
-        .expect("enter");
-    let (est, new, nonvip) = h.join().expect("bench thread");
-    println!("{:<36} {est:>10.1}", "tcp4 DR established (conn hit)");
-    println!("{:<36} {new:>10.1}", "tcp4 DR new flow (Maglev)");
-    println!("{:<36} {nonvip:>10.1}", "tcp4 non-VIP (services loaded)");
+                weight: 1,
+                method: Method::Dr,
+                healthy: true,
+            })
+            .collect(),
+    };
+    // Only 10.1.0.10 has a neighbour: keep the flows on it by giving the others weight 0.
+    for b in spec.backends.iter_mut().skip(1) {
+        b.weight = 0;
+    }
+    let desired = DesiredState {
+        services: vec![spec],
+        ..Default::default()
+    };
+    MapWriter::new()
+        .apply(&mut loaded.ebpf, &desired)
+        .expect("apply");
+
+    // New flows: distinct source ports, once each.
+    let mut total = 0f64;
+    for i in 0..NEW_FLOWS {
+        let syn = Frame::tcp4(
+            "198.18.0.2",
+            "198.51.100.1",
+            1024 + (i % 60000) as u16,
+            80,
+            0x02,
+        )
+        .build();
+        total += loaded.time_on(&syn, ifindex, 1);
+    }
+    let new_r1 = total / f64::from(NEW_FLOWS);
+    rows.push(Row {
+        path: "tcp4 DR new flow (SYN, Maglev)",
+        ns: new_r1 - floor_r1 + floor,
+        how: format!(
+            "{NEW_FLOWS} flows x repeat 1: {new_r1:.1} raw - {floor_r1:.1} call overhead + floor"
+        ),
+    });
+
+    let est = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
+    let _ = loaded.run_on(&est, ifindex);
+    rows.push(Row {
+        path: "tcp4 DR established (conn hit)",
+        ns: loaded.time_on(&est, ifindex, REPEAT),
+        how: rep.clone(),
+    });
+
+    let nonvip = Frame::tcp4("198.18.0.1", "198.51.100.200", 40000, 80, 0x10).build();
+    rows.push(Row {
+        path: "tcp4 non-VIP pass (services loaded)",
+        ns: loaded.time_on(&nonvip, ifindex, REPEAT),
+        how: rep.clone(),
+    });
+
+    // VRRP steady state: the known master's advert, dropped in XDP.
+    vrrp_fast::set_enabled(&mut loaded.ebpf, true, false).expect("fast path on");
+    vrrp_fast::configure(
+        &mut loaded.ebpf,
+        ifindex,
+        51,
+        Family::V4,
+        &FastParams {
+            version: 3,
+            check_ttl: true,
+            drop_invalid: true,
+            drop_steady: true,
+            master: false,
+            auth_pass: None,
+            checksum: Default::default(),
+            group_v4: None,
+            adver_int: Duration::from_secs(1),
+            local_priority: 100,
+            local_addr: "10.1.0.1".parse().expect("addr"),
+            known_master: Some(KnownMaster {
+                addr: "10.1.0.2".parse().expect("addr"),
+                priority: 150,
+                adver_int: Duration::from_secs(1),
+            }),
+        },
+    )
+    .expect("configure");
+    let advert = common::vrrp3_v4("10.1.0.2", 51, 150, 100, &["198.51.100.1"]);
+    assert_eq!(loaded.run_on(&advert, ifindex).action, common::XDP_DROP);
+    rows.push(Row {
+        path: "VRRPv3 advert, steady state (dropped)",
+        ns: loaded.time_on(&advert, ifindex, REPEAT),
+        how: rep.clone(),
+    });
+
+    for (path, frame) in [
+        (
+            "tcp4 SYN, no service (parse + pass)",
+            Frame::tcp4("198.18.0.1", "198.18.0.2", 40000, 80, 0x02).build(),
+        ),
+        (
+            "udp6 (parse + pass)",
+            Frame::udp6("fd00:198:18::1", "fd00:198:18::2", 40000, 53).build(),
+        ),
+        (
+            "arp (non-IP pass)",
+            Frame::ether(0x0806).payload(&[0; 28]).build(),
+        ),
+    ] {
+        rows.push(Row {
+            path,
+            ns: loaded.time_on(&frame, ifindex, REPEAT),
+            how: rep.clone(),
+        });
+    }
+    rows
 }

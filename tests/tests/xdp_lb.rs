@@ -422,7 +422,8 @@ fn cases() -> Vec<PacketCase> {
                 (Tcp, 2),
                 (LbNewFlow, 1),
                 (LbConnHit, 1),
-                (LbFibHit, 2),
+                // The second packet's next hop comes from the cache.
+                (LbFibHit, 1),
                 (LbDr, 2),
                 (VerdictTx, 2),
             ],

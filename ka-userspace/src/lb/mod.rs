@@ -13,6 +13,7 @@
 //! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
 
 pub mod maglev;
+pub mod vrrp_fast;
 pub mod writer;
 
 use std::{net::IpAddr, time::Duration};

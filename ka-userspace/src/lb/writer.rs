@@ -13,10 +13,10 @@ use aya::{
     Ebpf,
 };
 use ka_common::lb::{
-    prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, PktBytes, ServiceKey,
+    prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey,
     ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_LB, G_NAT,
     MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR,
-    METHOD_NAT, METHOD_TUN, NEIGH_MAP, NO_MASTER_SLOT, SCHED_DST_HASH, SCHED_MAGLEV,
+    METHOD_NAT, METHOD_TUN, NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SCHED_DST_HASH, SCHED_MAGLEV,
     SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES_MAP, SERVICE_STATS_MAP, SVC_F_PERSIST, TABLES_MAP,
 };
 
@@ -128,6 +128,38 @@ pub struct MapWriter {
     free_backends: VecDeque<u32>,
     next_backend: u32,
     neighbours: HashSet<AddrKey>,
+    neighbour_values: Vec<(AddrKey, NeighValue)>,
+}
+
+/// Empties the next-hop cache slots of backends `ids` on every CPU (a reused id must not
+/// inherit its previous owner's next hop; a neighbour change must be seen at once).
+fn clear_nh_cache(ebpf: &mut Ebpf, ids: &[u32]) -> Result<(), LbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut arr: PerCpuArray<_, NhCache> =
+        PerCpuArray::try_from(map_mut(ebpf, NH_CACHE_MAP)?).map_err(map_err(NH_CACHE_MAP))?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| LbError::Map {
+        map: NH_CACHE_MAP,
+        source: Box::new(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error: e,
+        })),
+    })?;
+    for id in ids {
+        let zeros =
+            aya::maps::PerCpuValues::try_from(vec![NhCache::default(); cpus]).map_err(|e| {
+                LbError::Map {
+                    map: NH_CACHE_MAP,
+                    source: Box::new(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                        call: "per-cpu values",
+                        io_error: e,
+                    })),
+                }
+            })?;
+        arr.set(*id, zeros, 0).map_err(map_err(NH_CACHE_MAP))?;
+    }
+    Ok(())
 }
 
 impl MapWriter {
@@ -225,6 +257,7 @@ impl MapWriter {
                     None => {
                         let id = self.alloc_backend()?;
                         self.backend_ids.insert(ident, id);
+                        clear_nh_cache(ebpf, &[id])?;
                         id
                     }
                 };
@@ -416,6 +449,30 @@ impl MapWriter {
                 let _ = m.remove(k);
             }
             self.neighbours = want;
+        }
+        let mut values: Vec<(AddrKey, NeighValue)> = desired
+            .neighbours
+            .iter()
+            .map(|n| {
+                let (addr, family) = addr16(n.addr);
+                let k = AddrKey {
+                    addr,
+                    family,
+                    _pad: [0; 3],
+                };
+                let v = NeighValue {
+                    ifindex: n.ifindex,
+                    smac: n.smac,
+                    dmac: n.dmac,
+                };
+                (k, v)
+            })
+            .collect();
+        values.sort_by_key(|(k, _)| (k.family, k.addr));
+        if values != self.neighbour_values {
+            let live: Vec<u32> = self.backends.keys().copied().collect();
+            clear_nh_cache(ebpf, &live)?;
+            self.neighbour_values = values;
         }
         Ok(report)
     }

@@ -20,10 +20,29 @@ pub const XDP_DROP: u32 = 1;
 /// `XDP_REDIRECT`.
 pub const XDP_REDIRECT: u32 = 4;
 
+/// Pins the calling thread to CPU 0: per-CPU maps (connection table, next-hop cache) then
+/// behave deterministically across test runs of one case.
+pub fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// A freshly loaded copy of the XDP object: new maps every time.
 pub struct Loaded {
     /// The object; its maps are this load's own.
     pub ebpf: Ebpf,
+    /// The program run by [`Loaded::run`] and friends.
+    pub prog_name: &'static str,
 }
 
 /// Result of one test run.
@@ -38,25 +57,35 @@ impl Loaded {
     /// Loads and verifies the program. Panics with the reason when it cannot (not root, no BTF,
     /// object built with KA_SKIP_EBPF).
     pub fn new() -> Loaded {
+        Loaded::program(XDP_PROGRAM)
+    }
+
+    /// Loads the object and verifies program `name` (`ka_xdp`, `ka_decap`, `ka_xdp_tx`).
+    pub fn program(name: &'static str) -> Loaded {
         ka_tests::require_root();
+        pin_to_cpu0();
         assert!(
             !ka::EBPF_OBJECT.is_empty(),
             "the ka library was built with KA_SKIP_EBPF=1: it has no eBPF object to test"
         );
         let mut ebpf = Ebpf::load(ka::EBPF_OBJECT).expect("loading the eBPF object");
         let prog: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .expect("ka_xdp in object")
+            .program_mut(name)
+            .unwrap_or_else(|| panic!("{name} in object"))
             .try_into()
-            .expect("ka_xdp is XDP");
-        prog.load().expect("verifier accepts ka_xdp");
-        Loaded { ebpf }
+            .expect("an XDP program");
+        prog.load()
+            .unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
+        Loaded {
+            ebpf,
+            prog_name: name,
+        }
     }
 
     fn prog(&self) -> &Xdp {
         self.ebpf
-            .program(XDP_PROGRAM)
-            .expect("ka_xdp")
+            .program(self.prog_name)
+            .expect("program")
             .try_into()
             .expect("xdp")
     }
@@ -145,4 +174,43 @@ impl Loaded {
     pub fn counters(&self) -> BTreeMap<&'static str, u64> {
         ka::datapath::read_counters(&self.ebpf).expect("reading KA_STATS")
     }
+}
+
+/// A VRRPv3 advert over IPv4 to 224.0.0.18 with TTL 255 and a correct checksum (RFC 5798
+/// pseudo-header); `vips` are the advertised addresses.
+pub fn vrrp3_v4(src: &str, vrid: u8, prio: u8, int_centis: u16, vips: &[&str]) -> Vec<u8> {
+    let msg = vrrp3_msg(src, "224.0.0.18", vrid, prio, int_centis, vips);
+    ka_tests::packet::Frame::raw4(src, "224.0.0.18", 112)
+        .ttl(255)
+        .payload(&msg)
+        .build()
+}
+
+/// The VRRPv3 message itself (header, addresses), checksummed for `src` -> `dst`.
+pub fn vrrp3_msg(
+    src: &str,
+    dst: &str,
+    vrid: u8,
+    prio: u8,
+    int_centis: u16,
+    vips: &[&str],
+) -> Vec<u8> {
+    let mut msg = vec![0x31, vrid, prio, vips.len() as u8];
+    msg.extend_from_slice(&(int_centis & 0x0fff).to_be_bytes());
+    msg.extend_from_slice(&[0, 0]);
+    for v in vips {
+        let a: std::net::Ipv4Addr = v.parse().expect("vip");
+        msg.extend_from_slice(&a.octets());
+    }
+    let s: std::net::Ipv4Addr = src.parse().expect("src");
+    let d: std::net::Ipv4Addr = dst.parse().expect("dst");
+    let c = ka_common::vrrp::checksum(
+        &msg,
+        &ka_common::vrrp::PseudoHeader::V4 {
+            src: s.octets(),
+            dst: d.octets(),
+        },
+    );
+    msg[6..8].copy_from_slice(&c.to_be_bytes());
+    msg
 }

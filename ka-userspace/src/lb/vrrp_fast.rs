@@ -1,0 +1,428 @@
+//! Userspace side of the XDP VRRP fast path (`ka_common::vrrp_fast`): configure an instance's
+//! checks and known master, read its master's last-seen time, and drain the ring buffer of
+//! changes as decoded [`Event`]s.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+    time::Duration,
+};
+
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
+    Ebpf,
+};
+use ka_common::{
+    lb::{Globals, FAMILY_V4, FAMILY_V6, GLOBALS_MAP, G_VRRP_DROP_UNKNOWN, G_VRRP_FASTPATH},
+    vrrp::Family,
+    vrrp_fast::{
+        VrrpEvent, VrrpInstance, VrrpKey, VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST,
+        VRRP_CSUM_STANDARD, VRRP_EVENTS_MAP, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
+        VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
+        VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
+        VRRP_INSTANCES_MAP, VRRP_SEEN_MAP,
+    },
+};
+use tokio::io::unix::AsyncFd;
+
+/// Errors of the fast-path API.
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpFastError {
+    /// A map is missing from the object (or was already taken).
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    /// A map operation failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// Cause.
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// An address of the wrong family for the instance.
+    #[error("vrid {vrid}: address {addr} is not of the instance's family")]
+    Family {
+        /// VRID.
+        vrid: u8,
+        /// The address.
+        addr: IpAddr,
+    },
+    /// Registering the ring buffer with the reactor failed.
+    #[error("ring buffer: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> VrrpFastError {
+    move |e| VrrpFastError::Map {
+        map,
+        source: Box::new(e),
+    }
+}
+
+/// VRRPv3-over-IPv4 checksum flavour (VRRPv2 and IPv6 ignore it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// RFC 5798 pseudo-header.
+    #[default]
+    Standard,
+    /// keepalived `old_unicast_checksum`: pseudo-header destination is the group.
+    OldUnicast,
+    /// No pseudo-header.
+    NoPseudoHeader,
+}
+
+/// The master userspace knows about (steady-state adverts must match it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownMaster {
+    /// Its address (the advert's IP source).
+    pub addr: IpAddr,
+    /// Its priority.
+    pub priority: u8,
+    /// Its advert interval (centisecond resolution).
+    pub adver_int: Duration,
+}
+
+/// What the fast path checks for one instance and what it knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FastParams {
+    /// VRRP version (2 or 3).
+    pub version: u8,
+    /// Check TTL / Hop Limit 255 (multicast; keepalived skips it for unicast).
+    pub check_ttl: bool,
+    /// Drop invalid adverts in XDP (else they pass to the engine, counted).
+    pub drop_invalid: bool,
+    /// Drop steady-state adverts in XDP (the engine then reads [`last_seen`]).
+    pub drop_steady: bool,
+    /// This node is MASTER.
+    pub master: bool,
+    /// VRRPv2 PASS authentication (up to 8 bytes), or none.
+    pub auth_pass: Option<Vec<u8>>,
+    /// VRRPv3-over-IPv4 checksum flavour.
+    pub checksum: ChecksumMode,
+    /// IPv4 group for [`ChecksumMode::OldUnicast`] (224.0.0.18 when `None`).
+    pub group_v4: Option<Ipv4Addr>,
+    /// Local advert interval (VRRPv2 adverts must match it).
+    pub adver_int: Duration,
+    /// Local priority.
+    pub local_priority: u8,
+    /// Local primary address (priority tie-break, RFC 5798 §6.4.3).
+    pub local_addr: IpAddr,
+    /// The known master, if any.
+    pub known_master: Option<KnownMaster>,
+}
+
+fn family_byte(f: Family) -> u8 {
+    match f {
+        Family::V4 => FAMILY_V4,
+        Family::V6 => FAMILY_V6,
+    }
+}
+
+/// The map key of an instance.
+pub fn key(ifindex: u32, vrid: u8, family: Family) -> VrrpKey {
+    VrrpKey {
+        ifindex,
+        vrid,
+        family: family_byte(family),
+        _pad: [0; 2],
+    }
+}
+
+fn addr16(vrid: u8, family: Family, a: IpAddr) -> Result<[u8; 16], VrrpFastError> {
+    match (family, a) {
+        (Family::V4, IpAddr::V4(v)) => {
+            let mut o = [0u8; 16];
+            o[..4].copy_from_slice(&v.octets());
+            Ok(o)
+        }
+        (Family::V6, IpAddr::V6(v)) => Ok(v.octets()),
+        _ => Err(VrrpFastError::Family { vrid, addr: a }),
+    }
+}
+
+fn centis(d: Duration) -> u16 {
+    u16::try_from(d.as_millis() / 10).unwrap_or(u16::MAX)
+}
+
+/// Configures (or updates) the fast path of instance (`ifindex`, `vrid`, `family`) and makes
+/// sure its last-seen entry exists.
+///
+/// # Errors
+/// An address of the wrong family, or a map that cannot be written.
+pub fn configure(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    vrid: u8,
+    family: Family,
+    params: &FastParams,
+) -> Result<(), VrrpFastError> {
+    let mut flags = 0;
+    for (on, bit) in [
+        (params.check_ttl, VRRP_F_CHECK_TTL),
+        (params.drop_invalid, VRRP_F_DROP_INVALID),
+        (params.drop_steady, VRRP_F_DROP_STEADY),
+        (params.master, VRRP_F_MASTER),
+    ] {
+        if on {
+            flags |= bit;
+        }
+    }
+    let mut auth_data = [0u8; 8];
+    if let Some(p) = &params.auth_pass {
+        let n = p.len().min(8);
+        auth_data[..n].copy_from_slice(&p[..n]);
+    }
+    let (master_addr, master_prio, master_int) = match params.known_master {
+        Some(m) => (
+            addr16(vrid, family, m.addr)?,
+            m.priority,
+            centis(m.adver_int),
+        ),
+        None => ([0; 16], 0, 0),
+    };
+    let value = VrrpInstance {
+        version: params.version,
+        flags,
+        auth_type: u8::from(params.auth_pass.is_some()),
+        csum_mode: match params.checksum {
+            ChecksumMode::Standard => VRRP_CSUM_STANDARD,
+            ChecksumMode::OldUnicast => VRRP_CSUM_OLD_UNICAST,
+            ChecksumMode::NoPseudoHeader => VRRP_CSUM_NO_PSEUDO,
+        },
+        adver_int_centis: centis(params.adver_int),
+        local_prio: params.local_priority,
+        master_prio,
+        auth_data,
+        master_addr,
+        master_adver_int_centis: master_int,
+        _pad: [0; 2],
+        group_v4: params
+            .group_v4
+            .unwrap_or(ka_common::vrrp::VRRP_MCAST_V4)
+            .octets(),
+        local_addr: addr16(vrid, family, params.local_addr)?,
+    };
+    let k = key(ifindex, vrid, family);
+    {
+        let map = ebpf
+            .map_mut(VRRP_INSTANCES_MAP)
+            .ok_or(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP))?;
+        let mut m: BpfHashMap<_, VrrpKey, VrrpInstance> =
+            BpfHashMap::try_from(map).map_err(map_err(VRRP_INSTANCES_MAP))?;
+        m.insert(k, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    }
+    let map = ebpf
+        .map_mut(VRRP_SEEN_MAP)
+        .ok_or(VrrpFastError::MissingMap(VRRP_SEEN_MAP))?;
+    let mut m: BpfHashMap<_, VrrpKey, u64> =
+        BpfHashMap::try_from(map).map_err(map_err(VRRP_SEEN_MAP))?;
+    if m.get(&k, 0).is_err() {
+        m.insert(k, 0, 0).map_err(map_err(VRRP_SEEN_MAP))?;
+    }
+    Ok(())
+}
+
+/// Removes an instance from the fast path (its adverts then count as unknown VRID).
+///
+/// # Errors
+/// A map cannot be written.
+pub fn remove(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    vrid: u8,
+    family: Family,
+) -> Result<(), VrrpFastError> {
+    let k = key(ifindex, vrid, family);
+    for name in [VRRP_INSTANCES_MAP, VRRP_SEEN_MAP] {
+        let map = ebpf.map_mut(name).ok_or(VrrpFastError::MissingMap(name))?;
+        let mut m: BpfHashMap<_, VrrpKey, [u8; 8]> =
+            BpfHashMap::try_from(map).map_err(map_err(name))?;
+        let _ = m.remove(&k);
+    }
+    Ok(())
+}
+
+/// Turns the fast path on or off (`G_VRRP_FASTPATH`), and whether adverts for no configured
+/// instance are dropped (`G_VRRP_DROP_UNKNOWN`). Other global flags are kept.
+///
+/// # Errors
+/// The globals map cannot be written.
+pub fn set_enabled(ebpf: &mut Ebpf, on: bool, drop_unknown: bool) -> Result<(), VrrpFastError> {
+    let map = ebpf
+        .map_mut(GLOBALS_MAP)
+        .ok_or(VrrpFastError::MissingMap(GLOBALS_MAP))?;
+    let mut arr: Array<_, Globals> = Array::try_from(map).map_err(map_err(GLOBALS_MAP))?;
+    let mut g = arr.get(&0, 0).map_err(map_err(GLOBALS_MAP))?;
+    g.flags &= !(G_VRRP_FASTPATH | G_VRRP_DROP_UNKNOWN);
+    if on {
+        g.flags |= G_VRRP_FASTPATH;
+    }
+    if drop_unknown {
+        g.flags |= G_VRRP_DROP_UNKNOWN;
+    }
+    arr.set(0, g, 0).map_err(map_err(GLOBALS_MAP))
+}
+
+/// When the instance's master last sent a steady-state advert, as CLOCK_MONOTONIC time (since
+/// boot, like `bpf_ktime_get_ns`); `None` if never.
+///
+/// # Errors
+/// The map cannot be read.
+pub fn last_seen(ebpf: &Ebpf, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError> {
+    let map = ebpf
+        .map(VRRP_SEEN_MAP)
+        .ok_or(VrrpFastError::MissingMap(VRRP_SEEN_MAP))?;
+    let m: BpfHashMap<_, VrrpKey, u64> =
+        BpfHashMap::try_from(map).map_err(map_err(VRRP_SEEN_MAP))?;
+    match m.get(&key, 0) {
+        Ok(0) | Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Ok(ns) => Ok(Some(Duration::from_nanos(ns))),
+        Err(e) => Err(map_err(VRRP_SEEN_MAP)(e)),
+    }
+}
+
+/// The kind of a change the fast path reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// An advert from a router other than the known master.
+    NewMaster,
+    /// The master's priority changed.
+    PriorityChange,
+    /// The master's advert interval changed.
+    IntervalChange,
+    /// Priority 0: the master resigns.
+    Resign,
+    /// While MASTER: a peer with a higher priority (or equal and a higher address).
+    HigherPriority,
+    /// While MASTER: a peer with a lower priority.
+    LowerPriority,
+    /// A kind this build does not know.
+    Unknown(u8),
+}
+
+/// A decoded ring-buffer entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Reception time, CLOCK_MONOTONIC since boot.
+    pub ts: Duration,
+    /// Ingress interface.
+    pub ifindex: u32,
+    /// VRID.
+    pub vrid: u8,
+    /// Family.
+    pub family: Family,
+    /// Advert version.
+    pub version: u8,
+    /// What changed.
+    pub kind: EventKind,
+    /// Advertised priority.
+    pub priority: u8,
+    /// Advertised interval.
+    pub adver_int: Duration,
+    /// Sender.
+    pub src: IpAddr,
+}
+
+impl Event {
+    /// Decodes a raw [`VrrpEvent`].
+    pub fn decode(e: &VrrpEvent) -> Event {
+        let (family, src) = if e.family == FAMILY_V6 {
+            (Family::V6, IpAddr::V6(Ipv6Addr::from(e.src)))
+        } else {
+            (
+                Family::V4,
+                IpAddr::V4(Ipv4Addr::new(e.src[0], e.src[1], e.src[2], e.src[3])),
+            )
+        };
+        Event {
+            ts: Duration::from_nanos(e.ts_ns),
+            ifindex: e.ifindex,
+            vrid: e.vrid,
+            family,
+            version: e.version,
+            kind: match e.kind {
+                VRRP_EV_NEW_MASTER => EventKind::NewMaster,
+                VRRP_EV_PRIO_CHANGE => EventKind::PriorityChange,
+                VRRP_EV_INTERVAL_CHANGE => EventKind::IntervalChange,
+                VRRP_EV_RESIGN => EventKind::Resign,
+                VRRP_EV_HIGHER_PRIO => EventKind::HigherPriority,
+                VRRP_EV_LOWER_PRIO => EventKind::LowerPriority,
+                k => EventKind::Unknown(k),
+            },
+            priority: e.priority,
+            adver_int: Duration::from_millis(u64::from(e.adver_int_centis) * 10),
+            src,
+        }
+    }
+}
+
+/// Reads the fast path's ring buffer (takes the map out of the object).
+pub struct EventReader {
+    ring: RingBuf<MapData>,
+}
+
+impl EventReader {
+    /// Takes `KA_VRRP_EVENTS` out of `ebpf`.
+    ///
+    /// # Errors
+    /// The map is missing (or already taken) or is not a ring buffer.
+    pub fn new(ebpf: &mut Ebpf) -> Result<EventReader, VrrpFastError> {
+        let map = ebpf
+            .take_map(VRRP_EVENTS_MAP)
+            .ok_or(VrrpFastError::MissingMap(VRRP_EVENTS_MAP))?;
+        let ring = RingBuf::try_from(map).map_err(map_err(VRRP_EVENTS_MAP))?;
+        Ok(EventReader { ring })
+    }
+
+    /// Drains every pending event without blocking (entries of the wrong size are skipped).
+    pub fn poll(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if let Ok(raw) = bytemuck::try_pod_read_unaligned::<VrrpEvent>(&item) {
+                out.push(Event::decode(&raw));
+            }
+        }
+        out
+    }
+
+    /// An async stream over the ring buffer (needs a tokio runtime with IO enabled).
+    ///
+    /// # Errors
+    /// The ring buffer's fd cannot be registered with the reactor.
+    pub fn into_async(self) -> Result<AsyncEventReader, VrrpFastError> {
+        // SAFETY: the fd is the ring buffer map's, owned by `self.ring` inside the AsyncFd:
+        // it stays open and the same for the AsyncFd's whole life.
+        let fd = unsafe { AsyncFd::register_with_interest(self, tokio::io::Interest::READABLE) }
+            .map_err(|e| VrrpFastError::Io(e.into()))?;
+        Ok(AsyncEventReader { fd })
+    }
+}
+
+impl AsRawFd for EventReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+/// [`EventReader`] driven by the tokio reactor.
+pub struct AsyncEventReader {
+    fd: AsyncFd<EventReader>,
+}
+
+impl AsyncEventReader {
+    /// Waits until at least one event is pending and returns every pending event.
+    ///
+    /// # Errors
+    /// The reactor failed.
+    pub async fn next_batch(&mut self) -> Result<Vec<Event>, VrrpFastError> {
+        loop {
+            let mut guard = self.fd.readable_mut().await.map_err(VrrpFastError::Io)?;
+            let events = guard.get_inner_mut().poll();
+            guard.clear_ready();
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+}
