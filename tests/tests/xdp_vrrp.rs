@@ -1,0 +1,330 @@
+//! Packet fixtures of `ka_xdp`'s VRRP fast path through BPF_PROG_TEST_RUN: steady-state adverts
+//! (last-seen refreshed, dropped or passed, no event), changes reported on the ring buffer (new
+//! master, priority and interval change, resignation, a higher-priority peer while MASTER), and
+//! invalid adverts, each counted under its own drop reason. Fresh maps per case; the interface
+//! is `lo` (ifindex 1, present in every namespace).
+
+mod common;
+
+use std::time::Duration;
+
+use ka::lb::vrrp_fast::{self, EventKind, EventReader, FastParams, KnownMaster};
+use ka_common::{stats::Counter, vrrp::Family};
+use ka_tests::packet::{checksum, hex_diff, Frame};
+
+use common::{vrrp3_msg, vrrp3_v4, XDP_DROP, XDP_PASS};
+
+const LO: u32 = 1;
+const MASTER: &str = "198.18.0.2";
+const OTHER: &str = "198.18.0.3";
+const VIP: &str = "198.51.100.1";
+
+fn params() -> FastParams {
+    FastParams {
+        version: 3,
+        check_ttl: true,
+        drop_invalid: true,
+        drop_steady: true,
+        master: false,
+        auth_pass: None,
+        checksum: Default::default(),
+        group_v4: None,
+        adver_int: Duration::from_secs(1),
+        local_priority: 100,
+        local_addr: "198.18.0.1".parse().expect("addr"),
+        known_master: Some(KnownMaster {
+            addr: MASTER.parse().expect("addr"),
+            priority: 150,
+            adver_int: Duration::from_secs(1),
+        }),
+    }
+}
+
+/// A VRRPv2 advert (no pseudo-header) with PASS authentication `pass`.
+fn vrrp2_v4(src: &str, vrid: u8, prio: u8, secs: u8, pass: &[u8; 8]) -> Vec<u8> {
+    let a: std::net::Ipv4Addr = VIP.parse().expect("vip");
+    let mut msg = vec![0x21, vrid, prio, 1, 1, secs, 0, 0];
+    msg.extend_from_slice(&a.octets());
+    msg.extend_from_slice(pass);
+    let c = checksum(&[&msg]);
+    msg[6..8].copy_from_slice(&c.to_be_bytes());
+    Frame::raw4(src, "224.0.0.18", 112)
+        .ttl(255)
+        .payload(&msg)
+        .build()
+}
+
+/// A v3 advert whose message was edited after checksumming (`f` gets the VRRP message).
+fn edited(f: impl Fn(&mut Vec<u8>), fix_checksum: bool) -> Vec<u8> {
+    let mut msg = vrrp3_msg(MASTER, "224.0.0.18", 51, 150, 100, &[VIP]);
+    f(&mut msg);
+    if fix_checksum {
+        msg[6..8].copy_from_slice(&[0, 0]);
+        let s: std::net::Ipv4Addr = MASTER.parse().expect("src");
+        let c = ka_common::vrrp::checksum(
+            &msg,
+            &ka_common::vrrp::PseudoHeader::V4 {
+                src: s.octets(),
+                dst: [224, 0, 0, 18],
+            },
+        );
+        msg[6..8].copy_from_slice(&c.to_be_bytes());
+    }
+    Frame::raw4(MASTER, "224.0.0.18", 112)
+        .ttl(255)
+        .payload(&msg)
+        .build()
+}
+
+struct VrrpCase {
+    name: &'static str,
+    params: FastParams,
+    input: Vec<u8>,
+    expected_action: u32,
+    /// The event expected on the ring buffer (kind, priority), if any.
+    event: Option<(EventKind, u8)>,
+    /// Whether the last-seen timestamp must have been refreshed.
+    seen: bool,
+    /// Counters besides ipv4/vrrp/verdict.
+    counters: Vec<(Counter, u64)>,
+}
+
+fn cases() -> Vec<VrrpCase> {
+    use Counter::*;
+    let steady = vrrp3_v4(MASTER, 51, 150, 100, &[VIP]);
+    let case = |name, input, action, event, counters| VrrpCase {
+        name,
+        params: params(),
+        input,
+        expected_action: action,
+        event,
+        seen: false,
+        counters,
+    };
+    let as_master = FastParams {
+        master: true,
+        known_master: None,
+        ..params()
+    };
+    let v2 = FastParams {
+        version: 2,
+        auth_pass: Some(b"secret".to_vec()),
+        ..params()
+    };
+    let pass = *b"secret\0\0";
+    vec![
+        VrrpCase {
+            seen: true,
+            ..case(
+                "steady advert from the known master: timestamp, dropped",
+                steady.clone(),
+                XDP_DROP,
+                None,
+                vec![(VrrpSteady, 1)],
+            )
+        },
+        VrrpCase {
+            params: FastParams {
+                drop_steady: false,
+                ..params()
+            },
+            seen: true,
+            ..case(
+                "steady advert without VRRP_F_DROP_STEADY: passed",
+                steady.clone(),
+                XDP_PASS,
+                None,
+                vec![(VrrpSteady, 1)],
+            )
+        },
+        case(
+            "advert from another router: new master",
+            vrrp3_v4(OTHER, 51, 150, 100, &[VIP]),
+            XDP_PASS,
+            Some((EventKind::NewMaster, 150)),
+            vec![(VrrpChange, 1)],
+        ),
+        case(
+            "master's priority changed",
+            vrrp3_v4(MASTER, 51, 200, 100, &[VIP]),
+            XDP_PASS,
+            Some((EventKind::PriorityChange, 200)),
+            vec![(VrrpChange, 1)],
+        ),
+        case(
+            "master's interval changed",
+            vrrp3_v4(MASTER, 51, 150, 200, &[VIP]),
+            XDP_PASS,
+            Some((EventKind::IntervalChange, 150)),
+            vec![(VrrpChange, 1)],
+        ),
+        case(
+            "priority 0: the master resigns",
+            vrrp3_v4(MASTER, 51, 0, 100, &[VIP]),
+            XDP_PASS,
+            Some((EventKind::Resign, 0)),
+            vec![(VrrpChange, 1)],
+        ),
+        VrrpCase {
+            params: as_master.clone(),
+            ..case(
+                "while MASTER: a higher-priority peer",
+                vrrp3_v4(OTHER, 51, 200, 100, &[VIP]),
+                XDP_PASS,
+                Some((EventKind::HigherPriority, 200)),
+                vec![(VrrpChange, 1)],
+            )
+        },
+        VrrpCase {
+            params: as_master,
+            ..case(
+                "while MASTER: a lower-priority peer",
+                vrrp3_v4(OTHER, 51, 50, 100, &[VIP]),
+                XDP_PASS,
+                Some((EventKind::LowerPriority, 50)),
+                vec![(VrrpChange, 1)],
+            )
+        },
+        case(
+            "invalid: TTL 64",
+            {
+                let msg = vrrp3_msg(MASTER, "224.0.0.18", 51, 150, 100, &[VIP]);
+                Frame::raw4(MASTER, "224.0.0.18", 112)
+                    .ttl(64)
+                    .payload(&msg)
+                    .build()
+            },
+            XDP_DROP,
+            None,
+            vec![(VrrpBadTtl, 1)],
+        ),
+        case(
+            "invalid: version 2 to a v3 instance",
+            edited(|m| m[0] = 0x21, true),
+            XDP_DROP,
+            None,
+            vec![(VrrpBadVersion, 1)],
+        ),
+        case(
+            "invalid: type 2",
+            edited(|m| m[0] = 0x32, true),
+            XDP_DROP,
+            None,
+            vec![(VrrpBadType, 1)],
+        ),
+        case(
+            "unknown VRID on this interface: counted, passed",
+            vrrp3_v4(MASTER, 52, 150, 100, &[VIP]),
+            XDP_PASS,
+            None,
+            vec![(VrrpVridMismatch, 1)],
+        ),
+        case(
+            "invalid: address count beyond the message",
+            edited(|m| m[3] = 2, true),
+            XDP_DROP,
+            None,
+            vec![(VrrpBadLength, 1)],
+        ),
+        case(
+            "invalid: checksum",
+            edited(|m| m[6] ^= 0xff, false),
+            XDP_DROP,
+            None,
+            vec![(VrrpBadChecksum, 1)],
+        ),
+        VrrpCase {
+            params: v2.clone(),
+            seen: true,
+            ..case(
+                "v2 steady advert with the right password",
+                vrrp2_v4(MASTER, 51, 150, 1, &pass),
+                XDP_DROP,
+                None,
+                vec![(VrrpSteady, 1)],
+            )
+        },
+        VrrpCase {
+            params: v2,
+            ..case(
+                "invalid: v2 wrong password",
+                vrrp2_v4(MASTER, 51, 150, 1, b"wrong\0\0\0"),
+                XDP_DROP,
+                None,
+                vec![(VrrpAuthFailure, 1)],
+            )
+        },
+    ]
+}
+
+#[test]
+fn vrrp_fast_path_fixtures() {
+    ka_tests::require_root();
+    let mut failures = Vec::new();
+    for c in cases() {
+        let mut loaded = common::Loaded::new();
+        vrrp_fast::set_enabled(&mut loaded.ebpf, true, false).expect("enable");
+        vrrp_fast::configure(&mut loaded.ebpf, LO, 51, Family::V4, &c.params).expect("configure");
+        let key = vrrp_fast::key(LO, 51, Family::V4);
+        let mut reader = EventReader::new(&mut loaded.ebpf).expect("ring buffer");
+        let out = loaded.run_on(&c.input, LO);
+        if out.action != c.expected_action {
+            failures.push(format!(
+                "{}: action {} != {}",
+                c.name, out.action, c.expected_action
+            ));
+        }
+        if out.data != c.input {
+            failures.push(format!(
+                "{}: frame changed\n{}",
+                c.name,
+                hex_diff(&c.input, &out.data)
+            ));
+        }
+        let seen = vrrp_fast::last_seen(&loaded.ebpf, key).expect("last seen");
+        if seen.is_some() != c.seen {
+            failures.push(format!(
+                "{}: last seen {seen:?}, expected set: {}",
+                c.name, c.seen
+            ));
+        }
+        let events = reader.poll();
+        match (c.event, events.as_slice()) {
+            (None, []) => {}
+            (Some((kind, prio)), [e]) => {
+                if e.kind != kind || e.priority != prio || e.vrid != 51 || e.ifindex != LO {
+                    failures.push(format!("{}: event {e:?}", c.name));
+                }
+            }
+            (want, got) => failures.push(format!("{}: events {got:?}, expected {want:?}", c.name)),
+        }
+        let counters = loaded.counters();
+        let verdict = if c.expected_action == XDP_DROP {
+            Counter::VerdictDrop
+        } else {
+            Counter::VerdictPass
+        };
+        let mut want = c.counters.clone();
+        want.extend([(Counter::Ipv4, 1), (Counter::Vrrp, 1), (verdict, 1)]);
+        for counter in Counter::ALL {
+            let w = want
+                .iter()
+                .find(|(k, _)| k == counter)
+                .map_or(0, |(_, v)| *v);
+            let got = counters[counter.name()];
+            if got != w {
+                failures.push(format!(
+                    "{}: counter {} = {got}, expected {w}",
+                    c.name,
+                    counter.name()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
