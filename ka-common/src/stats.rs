@@ -159,6 +159,8 @@ counters! {
     DecapIp6ip6 = "decap_ip6ip6",
     /// Decap: a tunnel packet whose inner destination is not a local VIP (passed).
     DecapNotLocal = "decap_not_local",
+    /// Decap: a tunnel packet whose inner header is cut short (passed untouched).
+    DecapMalformed = "decap_malformed",
 }
 
 impl Counter {

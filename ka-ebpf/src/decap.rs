@@ -35,6 +35,7 @@ pub fn handle(ctx: &XdpContext) -> u32 {
     let inner = pkt.l4_off;
     let (key, ether_type) = if pkt.ip_proto == IPPROTO_IPIP {
         let Some(ip) = read_at::<Ipv4Hdr>(ctx, inner) else {
+            stats::inc(Counter::DecapMalformed);
             return xdp_action::XDP_PASS;
         };
         (
@@ -47,6 +48,7 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         )
     } else {
         let Some(ip) = read_at::<Ipv6Hdr>(ctx, inner) else {
+            stats::inc(Counter::DecapMalformed);
             return xdp_action::XDP_PASS;
         };
         (

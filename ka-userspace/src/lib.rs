@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod datapath;
+pub mod decap;
 pub mod engine;
 pub mod health;
 pub mod instance;
