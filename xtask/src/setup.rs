@@ -31,6 +31,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "nginx-light",
     "dnsmasq-base",
     "openssl",
+    // GRO on veth peers, so XDP_REDIRECTed frames are received (load-balancer tests).
+    "ethtool",
 ];
 
 /// Options of `cargo xtask setup`.
