@@ -31,6 +31,30 @@ pub enum Command {
     Check(crate::config::CheckArgs),
     /// Show the state of a running daemon.
     Status(StatusArgs),
+    /// Real-server side of TUN mode: decapsulate IPIP/IP6IP6 packets to local VIPs in XDP
+    /// (for kernels without the ipip module). The attachment is pinned and outlives `ka`.
+    #[command(subcommand)]
+    Decap(DecapCommand),
+}
+
+/// `ka decap` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DecapCommand {
+    /// Attach the decapsulation program to an interface.
+    Attach {
+        /// Interface receiving the tunnelled packets.
+        #[arg(long)]
+        iface: String,
+        /// A VIP served locally (repeatable): inner packets to other addresses pass untouched.
+        #[arg(long = "vip", required = true)]
+        vips: Vec<std::net::IpAddr>,
+    },
+    /// Detach it and remove its pins.
+    Detach {
+        /// Interface.
+        #[arg(long)]
+        iface: String,
+    },
 }
 
 /// Arguments of `ka status`.
@@ -69,6 +93,13 @@ mod tests {
         let cli = Cli::try_parse_from(["ka", "status", "--instance", "lb2", "--json"]).expect("parse");
         assert_eq!(cli.instance.as_str(), "lb2");
         assert!(Cli::try_parse_from(["ka", "--instance", "../x", "status"]).is_err());
+    }
+
+    #[test]
+    fn decap_needs_an_interface_and_a_vip() {
+        assert!(Cli::try_parse_from(["ka", "decap", "attach", "--iface", "eth0"]).is_err());
+        let cli = Cli::try_parse_from(["ka", "decap", "attach", "--iface", "eth0", "--vip", "198.18.0.10"]).expect("parse");
+        assert!(matches!(cli.command, Command::Decap(DecapCommand::Attach { ref iface, ref vips }) if iface == "eth0" && vips.len() == 1));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ka::{
-    cli::{Cli, Command, StatusArgs},
+    cli::{Cli, Command, DecapCommand, StatusArgs},
     control::{self, Request, Response},
     instance::InstanceName,
 };
@@ -20,6 +20,12 @@ fn main() -> ExitCode {
             rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)
         })),
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
+        Command::Decap(DecapCommand::Attach { iface, vips }) => {
+            report(ka::decap::attach(&cli.instance, &iface, &vips).map_err(anyhow::Error::from))
+        }
+        Command::Decap(DecapCommand::Detach { iface }) => {
+            report(ka::decap::detach(&cli.instance, &iface).map_err(anyhow::Error::from))
+        }
     }
 }
 

@@ -699,7 +699,7 @@ fn lb_fixtures() {
                     {
                         // IP6IP6: the flow label is the flow hash.
                         expected[15..18]
-                            .copy_from_slice(&out.data.get(15..18).unwrap_or(&[0; 3]).to_vec());
+                            .copy_from_slice(out.data.get(15..18).unwrap_or(&[0; 3]));
                         expected[15] =
                             (expected[15] & 0x0f) | (out.data.get(15).copied().unwrap_or(0) & 0x0f);
                     }

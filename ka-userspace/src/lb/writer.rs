@@ -529,7 +529,7 @@ mod tests {
 
     fn svc(sched: Scheduler, backends: &[(&str, u32, bool)]) -> ServiceSpec {
         ServiceSpec {
-            vip: "10.0.0.1".parse().unwrap(),
+            vip: "198.18.0.1".parse().expect("address"),
             port: 80,
             proto: L4Proto::Tcp,
             scheduler: sched,
@@ -538,7 +538,7 @@ mod tests {
             backends: backends
                 .iter()
                 .map(|(a, w, h)| BackendSpec {
-                    addr: a.parse().unwrap(),
+                    addr: a.parse().expect("address"),
                     port: 80,
                     weight: *w,
                     method: Method::Dr,
@@ -553,9 +553,9 @@ mod tests {
         let t = service_table(&svc(
             Scheduler::Maglev,
             &[
-                ("10.1.0.1", 1, true),
-                ("10.1.0.2", 0, true),
-                ("10.1.0.3", 1, false),
+                ("198.18.10.1", 1, true),
+                ("198.18.10.2", 0, true),
+                ("198.18.10.3", 1, false),
             ],
         ));
         assert_eq!(t.len(), MAGLEV_RING_SIZE as usize);
@@ -566,19 +566,19 @@ mod tests {
     fn round_robin_table_is_the_wrr_sequence() {
         let t = service_table(&svc(
             Scheduler::RoundRobin,
-            &[("10.1.0.1", 2, true), ("10.1.0.2", 1, true)],
+            &[("198.18.10.1", 2, true), ("198.18.10.2", 1, true)],
         ));
         assert_eq!(t, vec![0, 0, 1]);
     }
 
     #[test]
     fn checks_refuse_port_zero_mixed_family_and_dr_port_change() {
-        let mut s = svc(Scheduler::Maglev, &[("10.1.0.1", 1, true)]);
+        let mut s = svc(Scheduler::Maglev, &[("198.18.10.1", 1, true)]);
         s.port = 0;
         assert!(check_service(&s).is_err());
         let mut s = svc(Scheduler::Maglev, &[("fd00::1", 1, true)]);
         assert!(check_service(&s).is_err());
-        s.backends[0].addr = "10.1.0.1".parse().unwrap();
+        s.backends[0].addr = "198.18.10.1".parse().expect("address");
         s.backends[0].port = 8080;
         assert!(check_service(&s).is_err());
         s.backends[0].method = Method::Nat;
@@ -589,11 +589,11 @@ mod tests {
     fn same_config_same_table_on_two_nodes() {
         let a = service_table(&svc(
             Scheduler::Maglev,
-            &[("10.1.0.1", 1, true), ("10.1.0.2", 1, true)],
+            &[("198.18.10.1", 1, true), ("198.18.10.2", 1, true)],
         ));
         let b = service_table(&svc(
             Scheduler::Maglev,
-            &[("10.1.0.2", 1, true), ("10.1.0.1", 1, true)],
+            &[("198.18.10.2", 1, true), ("198.18.10.1", 1, true)],
         ));
         fn names(t: &[u32], order: [&'static str; 2]) -> Vec<&'static str> {
             t.iter().map(|&i| order[i as usize]).collect()
