@@ -443,8 +443,10 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
 }
 
 /// Receive pacing: a socket task drains everything queued, then rests this long, so a steady
-/// stream of adverts costs one wake-up per interval rather than one per packet.
-const RX_PACE: Duration = Duration::from_millis(1);
+/// stream of adverts costs one wake-up per pace rather than one per packet. Safe for the
+/// shortest advert interval (10 ms): processing an advert late only moves the master-down
+/// deadline later, and that deadline is three intervals plus skew away.
+const RX_PACE: Duration = Duration::from_millis(4);
 
 fn spawn_rx(idx: usize, sock: Arc<VrrpSocket>, tx: mpsc::Sender<Vec<RxPacket>>) {
     tokio::spawn(async move {
