@@ -1,11 +1,13 @@
 //! The bundled lab: a client, a director running `ka` and two real servers, each in its own
-//! network namespace. The client opens TCP connections and sends UDP through the director to
-//! the real servers; `ka status` is printed as the counters move. Everything is removed on
-//! exit, on Ctrl-C, or after `--duration`.
+//! network namespace. The director runs a keepalived.conf: a VRRP instance holding the VIP
+//! 198.18.10.100 and a NAT virtual_server on VIP:8080 with a TCP_CHECK per real server. The
+//! client opens TCP connections to the VIP (load-balanced by the XDP program to the real
+//! servers) and sends UDP to the real servers directly; `ka status` is printed as the counters
+//! move. Everything is removed on exit, on Ctrl-C, or after `--duration`.
 //!
 //! ```text
 //!  client 198.18.10.2 ── eth0 [director: ka] eth1 ── bridge ── rs1 198.18.20.11
-//!                         198.18.10.1    198.18.20.1        └─ rs2 198.18.20.12
+//!   VIP 198.18.10.100:8080 → 198.18.10.1 198.18.20.1       └─ rs2 198.18.20.12
 //! ```
 
 use std::{
@@ -33,6 +35,33 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 const REAL_SERVERS: [&str; 2] = ["198.18.20.11", "198.18.20.12"];
 const SERVICE_PORT: u16 = 8080;
+const VIP: &str = "198.18.10.100";
+
+/// The director's keepalived.conf.
+fn config() -> String {
+    let rs: String = REAL_SERVERS
+        .iter()
+        .map(|a| format!("  real_server {a} {SERVICE_PORT} {{\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n"))
+        .collect();
+    format!(
+        "vrrp_instance VI_LAB {{\n  state MASTER\n  interface eth0\n  virtual_router_id 10\n  priority 150\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n\
+virtual_server {VIP} {SERVICE_PORT} {{\n  delay_loop 1\n  lb_algo mh\n  lb_kind NAT\n  protocol TCP\n{rs}}}\n"
+    )
+}
+
+/// veth frames with offloaded (partial) checksums lose that metadata when XDP forwards them,
+/// and XDP_REDIRECTed frames reach a veth peer only if it runs GRO: set both up.
+fn prepare_veths(client: &Netns, servers: &[Netns], bridge: &Bridge) -> anyhow::Result<()> {
+    client.run(&["ethtool", "-K", "eth0", "tx", "off", "gro", "on"])?;
+    for s in servers {
+        s.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    }
+    let hub = bridge.hub();
+    for leg in hub.run(&["ls", "/sys/class/net"])?.split_whitespace().filter(|l| l.starts_with("leg")) {
+        hub.run(&["ethtool", "-K", leg, "gro", "on"])?;
+    }
+    Ok(())
+}
 
 /// Runs the lab until Ctrl-C/SIGTERM or `duration`.
 ///
@@ -71,9 +100,15 @@ pub fn run(ka: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
         servers.push(ns);
     }
 
+    prepare_veths(&client, &servers, &bridge)?;
+    let dir = std::env::temp_dir().join(ka_tests::unique_name("lab"));
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, config())?;
+    let conf_path = conf.to_str().context("non-UTF-8 temp path")?.to_owned();
     let instance = ka_tests::unique_name("lab");
-    eprintln!("lab: starting ka (instance {instance}) on the director's eth0 and eth1");
-    let daemon = KaDaemon::start(&director, ka, &instance, &["--iface", "eth0", "--iface", "eth1"])?;
+    eprintln!("lab: starting ka (instance {instance}) on the director with {}", conf.display());
+    let daemon = KaDaemon::start(&director, ka, &instance, &["-f", &conf_path, "--iface", "eth1"])?;
 
     let sent = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
@@ -83,7 +118,7 @@ pub fn run(ka: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     })?;
 
     eprintln!(
-        "lab: client → real servers {REAL_SERVERS:?} port {SERVICE_PORT} through the director; {}",
+        "lab: client → VIP {VIP}:{SERVICE_PORT} (XDP NAT to {REAL_SERVERS:?}); {}",
         duration.map_or("Ctrl-C to stop".to_owned(), |d| format!("stopping after {d:?}"))
     );
     let start = Instant::now();
@@ -108,9 +143,12 @@ pub fn run(ka: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let _ = traffic.join();
     let final_status = daemon.status_json().context("final ka status")?;
     daemon.stop().context("stopping ka")?;
-    let pass = final_status["counters"]["verdict_pass"].as_u64().unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = &final_status["counters"];
+    let pass = c["verdict_pass"].as_u64().unwrap_or(0);
+    let forwarded = c["verdict_redirect"].as_u64().unwrap_or(0) + c["verdict_tx"].as_u64().unwrap_or(0);
     println!(
-        "lab: done: {} requests, {} answered, ka counted {pass} packets; cleaning up",
+        "lab: done: {} requests, {} answered; ka forwarded {forwarded} packets in XDP and passed {pass}; cleaning up",
         sent.load(Ordering::Relaxed),
         answered.load(Ordering::Relaxed)
     );
@@ -142,7 +180,7 @@ fn traffic(sent: &AtomicU64, answered: &AtomicU64) {
         let rs = REAL_SERVERS[i % REAL_SERVERS.len()];
         i += 1;
         sent.fetch_add(1, Ordering::Relaxed);
-        let addr = format!("{rs}:{SERVICE_PORT}");
+        let addr = format!("{VIP}:{SERVICE_PORT}");
         if let Ok(addr) = addr.parse() {
             if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));

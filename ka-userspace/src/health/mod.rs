@@ -428,7 +428,8 @@ impl Owner {
                 if *self.suspend_tx.borrow() == master {
                     info!(master, "ha_suspend: {} health checks of ha_suspend services", if master { "resuming" } else { "suspending" });
                 }
-                let _ = self.suspend_tx.send(!master);
+                // send_replace: the value must change even when no ha_suspend checker listens.
+                self.suspend_tx.send_replace(!master);
                 false
             }
             Command::Shutdown(done) => {

@@ -124,22 +124,22 @@ fn http_probe(addr: SocketAddr, url_block: &str, timeout: &str) -> Probe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_checks_and_bad_servers() {
     let (ok, _t1) = raw_server(http_response("200 OK", b"hello\n"), None).await;
-    let p = http_probe(ok, "path /\n digest b1946ac92492d2347c6235b4d2611184\n regex \"hel+o\"", "2");
+    let p = http_probe(ok, "path /\n digest b1946ac92492d2347c6235b4d2611184\n regex \"hel+o\"", "10");
     assert_eq!(p.run().await.expect("up").detail, "HTTP / 200");
-    let p = http_probe(ok, "path /\n digest 00000000000000000000000000000000", "2");
+    let p = http_probe(ok, "path /\n digest 00000000000000000000000000000000", "10");
     let e = p.run().await.expect_err("digest");
     assert!(e.to_string().contains("digest b1946ac92492d2347c6235b4d2611184"), "{e}");
-    let p = http_probe(ok, "path /\n status_code 300-399", "2");
+    let p = http_probe(ok, "path /\n status_code 300-399", "10");
     assert!(p.run().await.expect_err("status").to_string().contains("HTTP status 200 not in 300-399"));
 
     let (not_found, _t2) = raw_server(http_response("404 Not Found", b"no"), None).await;
-    let p = http_probe(not_found, "path /missing\n status_code 404", "2");
+    let p = http_probe(not_found, "path /missing\n status_code 404", "10");
     assert!(p.run().await.is_ok());
-    let p = http_probe(not_found, "path /missing", "2");
+    let p = http_probe(not_found, "path /missing", "10");
     assert!(p.run().await.expect_err("404").to_string().contains("404"));
 
     let (garbage, _t3) = raw_server(b"\x16\x03\x01garbage that is not HTTP\r\n\r\n".to_vec(), None).await;
-    let e = http_probe(garbage, "path /", "2").run().await.expect_err("garbage");
+    let e = http_probe(garbage, "path /", "10").run().await.expect_err("garbage");
     assert!(e.to_string().contains("invalid HTTP response"), "{e}");
 
     let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n".to_vec();
