@@ -161,10 +161,11 @@ fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
             let fd = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(112))).expect("raw socket");
             fd.bind_device(Some(b"eth0")).expect("bind device");
             let dst: std::net::SocketAddr = "224.0.0.18:0".parse().expect("addr");
-            for (_, msg, ttl) in &cases {
-                fd.set_multicast_ttl_v4(*ttl).expect("ttl");
-                // A flood: 2,000 of each.
-                for _ in 0..2000 {
+            // A flood: 2,000 rounds of one advert of each kind, interleaved so every kind
+            // keeps arriving while the receive queue is under pressure.
+            for _ in 0..2000 {
+                for (_, msg, ttl) in &cases {
+                    fd.set_multicast_ttl_v4(*ttl).expect("ttl");
                     let _ = fd.send_to(msg, &dst.into());
                 }
             }

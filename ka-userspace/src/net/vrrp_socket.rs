@@ -80,6 +80,12 @@ impl VrrpSocket {
         if rc < 0 {
             return Err(ctx(io::Error::last_os_error(), "SO_BINDTODEVICE", ifname));
         }
+        // A roomy receive queue (keepalived's kernel_rx_buf_size idea): bursts of adverts,
+        // valid or not, wait for the next drain instead of being dropped by the kernel.
+        let rcvbuf: libc::c_int = 4 << 20;
+        if setsockopt(r, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
+            let _ = setsockopt(r, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf);
+        }
         let ttl = i32::from(VRRP_TTL);
         let one: libc::c_int = 1;
         let zero: libc::c_int = 0;
