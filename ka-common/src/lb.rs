@@ -29,8 +29,13 @@ pub const MAX_SERVICES: u32 = 64;
 /// Most backends (a real server of a service; the same address in two services is two
 /// backends).
 pub const MAX_BACKENDS: u32 = 4096;
-/// Connection-table entries per CPU.
-pub const CONN_TABLE_SIZE: u32 = 65_536;
+/// Connection-table entries of each family's table ([`CONN4_MAP`], [`CONN6_MAP`]). The tables
+/// are shared by every CPU (a flow whose packets change CPU keeps its backend) with one LRU
+/// list per CPU (`BPF_F_NO_COMMON_LRU`, so inserts take no global lock): the kernel divides
+/// the entries evenly among the CPUs' lists.
+pub const CONN_TABLE_SIZE: u32 = 262_144;
+/// `BPF_F_NO_COMMON_LRU` (uapi `linux/bpf.h`): an LRU hash map with one LRU list per CPU.
+pub const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 /// Shared NAT reverse-table and persistence-table entries.
 pub const NAT_TABLE_SIZE: u32 = 65_536;
 /// Persistence templates (client affinity).
@@ -42,16 +47,23 @@ pub const MAX_MASTER_SLOTS: u32 = 256;
 /// Local VIPs the decap program accepts.
 pub const LOCAL_VIPS_SIZE: u32 = 1024;
 
-/// Services, `HashMap<ServiceKey, ServiceValue>`.
-pub const SERVICES_MAP: &str = "KA_SERVICES";
+/// IPv4 services, `HashMap<ServiceKey4, ServiceValue>` (an 8-byte key: the hot path hashes
+/// less than with the 16-byte address form).
+pub const SERVICES4_MAP: &str = "KA_SERVICES4";
+/// IPv6 services, `HashMap<ServiceKey, ServiceValue>`.
+pub const SERVICES6_MAP: &str = "KA_SERVICES6";
 /// Backends, `Array<Backend>` of [`MAX_BACKENDS`].
 pub const BACKENDS_MAP: &str = "KA_BACKENDS";
 /// Scheduling tables, `Array<u32>` (backend ids) of `MAX_SERVICES * 2 * TABLE_SIZE`.
 pub const TABLES_MAP: &str = "KA_TABLES";
 /// Round-robin cursors, `PerCpuArray<u32>` of [`MAX_SERVICES`].
 pub const RR_MAP: &str = "KA_RR";
-/// Connection table, `LruPerCpuHashMap<FlowKey, ConnValue>`.
-pub const CONN_MAP: &str = "KA_CONNS";
+/// IPv4 connection table, `LruHashMap<FlowKey4, ConnValue>` of [`CONN_TABLE_SIZE`] with
+/// [`BPF_F_NO_COMMON_LRU`].
+pub const CONN4_MAP: &str = "KA_CONNS4";
+/// IPv6 connection table, `LruHashMap<FlowKey, ConnValue>` of [`CONN_TABLE_SIZE`] with
+/// [`BPF_F_NO_COMMON_LRU`].
+pub const CONN6_MAP: &str = "KA_CONNS6";
 /// Persistence templates, `LruHashMap<FlowKey, ConnValue>` (client masked, ports 0).
 pub const PERSIST_MAP: &str = "KA_PERSIST";
 /// NAT reverse table, `LruHashMap<FlowKey, NatValue>` keyed by the reply's 5-tuple.
@@ -122,7 +134,42 @@ pub const G_VRRP_DROP_UNKNOWN: u32 = 1 << 2;
 /// Global flag: NAT backends exist (look up replies in the NAT table).
 pub const G_NAT: u32 = 1 << 3;
 
-/// Key of [`SERVICES_MAP`]: (VIP, port, protocol).
+/// Key of [`SERVICES4_MAP`]: (IPv4 VIP, port, protocol).
+// 4-aligned so the kernel side fills it with two word stores.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ServiceKey4 {
+    /// Virtual address.
+    pub addr: [u8; 4],
+    /// Virtual port, network order.
+    pub port: [u8; 2],
+    /// IP protocol (6 or 17).
+    pub proto: u8,
+    /// Padding.
+    pub _pad: u8,
+}
+
+/// Key of [`CONN4_MAP`]: an IPv4 5-tuple as seen on the wire.
+// 4-aligned so the kernel side fills it a word at a time.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey4 {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port, network order.
+    pub sport: [u8; 2],
+    /// Destination port, network order.
+    pub dport: [u8; 2],
+    /// IP protocol.
+    pub proto: u8,
+    /// Padding.
+    pub _pad: [u8; 3],
+}
+
+/// Key of [`SERVICES6_MAP`] (and the userspace identity of every service): (VIP, port,
+/// protocol).
 // 4-aligned so the kernel side fills it a word at a time.
 #[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -137,7 +184,19 @@ pub struct ServiceKey {
     pub family: u8,
 }
 
-/// Value of [`SERVICES_MAP`].
+impl ServiceKey {
+    /// The key of [`SERVICES4_MAP`] for an IPv4 service; `None` for IPv6.
+    pub fn v4(&self) -> Option<ServiceKey4> {
+        (self.family == FAMILY_V4).then_some(ServiceKey4 {
+            addr: [self.addr[0], self.addr[1], self.addr[2], self.addr[3]],
+            port: self.port,
+            proto: self.proto,
+            _pad: 0,
+        })
+    }
+}
+
+/// Value of [`SERVICES4_MAP`] and [`SERVICES6_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServiceValue {
@@ -179,7 +238,7 @@ pub struct Backend {
     pub flags: u32,
 }
 
-/// Key of [`CONN_MAP`], [`PERSIST_MAP`] and [`NAT_MAP`]: a 5-tuple as seen on the wire.
+/// Key of [`CONN6_MAP`], [`PERSIST_MAP`] and [`NAT_MAP`]: a 5-tuple as seen on the wire.
 // 4-aligned so the kernel side fills it a word at a time.
 #[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -200,7 +259,7 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// Value of [`CONN_MAP`] and [`PERSIST_MAP`].
+/// Value of [`CONN4_MAP`], [`CONN6_MAP`] and [`PERSIST_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConnValue {
@@ -338,9 +397,32 @@ pub fn addr_words(a: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// Hash of a flow for the Maglev scheduler: source, destination, ports and protocol.
+/// Hash of an IPv4 flow for the Maglev scheduler (and the tunnel source): source,
+/// destination, ports and protocol, four words.
+#[inline(always)]
+pub fn flow_hash4(k: &FlowKey4) -> u32 {
+    hash_words(&[
+        u32::from_ne_bytes(k.src),
+        u32::from_ne_bytes(k.dst),
+        u32::from_ne_bytes([k.sport[0], k.sport[1], k.dport[0], k.dport[1]]),
+        u32::from(k.proto),
+    ])
+}
+
+/// Hash of a flow for the Maglev scheduler: source, destination, ports and protocol. An IPv4
+/// flow (family [`FAMILY_V4`]) hashes as [`flow_hash4`] of the same 5-tuple.
 #[inline(always)]
 pub fn flow_hash(k: &FlowKey) -> u32 {
+    if k.family == FAMILY_V4 {
+        return flow_hash4(&FlowKey4 {
+            src: [k.src[0], k.src[1], k.src[2], k.src[3]],
+            dst: [k.dst[0], k.dst[1], k.dst[2], k.dst[3]],
+            sport: k.sport,
+            dport: k.dport,
+            proto: k.proto,
+            _pad: [0; 3],
+        });
+    }
     let s = addr_words(&k.src);
     let d = addr_words(&k.dst);
     let ports = u32::from_ne_bytes([k.sport[0], k.sport[1], k.dport[0], k.dport[1]]);
@@ -414,6 +496,8 @@ mod user {
     use super::*;
     // SAFETY: all of these are `bytemuck::Pod` (no padding, any bit pattern is valid).
     unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceKey4 {}
+    unsafe impl aya::Pod for FlowKey4 {}
     unsafe impl aya::Pod for ServiceValue {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
@@ -434,6 +518,8 @@ mod tests {
     #[test]
     fn sizes_have_no_hidden_padding() {
         assert_eq!(size_of::<ServiceKey>(), 20);
+        assert_eq!(size_of::<ServiceKey4>(), 8);
+        assert_eq!(size_of::<FlowKey4>(), 16);
         assert_eq!(size_of::<ServiceValue>(), 44);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
@@ -449,6 +535,17 @@ mod tests {
         // Pinned: a change of the flow hash moves flows between backends across versions.
         assert_eq!(hash_words(&[1, 2, 3]), hash_words(&[1, 2, 3]));
         assert_ne!(hash_words(&[1, 2, 3]), hash_words(&[1, 2, 4]));
+    }
+
+    #[test]
+    fn v4_flow_hash_is_the_same_from_either_key() {
+        let k4 = FlowKey4 { src: [198, 18, 0, 1], dst: [198, 18, 0, 2], sport: [1, 2], dport: [0, 80], proto: 6, _pad: [0; 3] };
+        let mut k = FlowKey { sport: k4.sport, dport: k4.dport, proto: 6, family: FAMILY_V4, ..Default::default() };
+        k.src[..4].copy_from_slice(&k4.src);
+        k.dst[..4].copy_from_slice(&k4.dst);
+        assert_eq!(flow_hash(&k), flow_hash4(&k4));
+        k.family = FAMILY_V6;
+        assert_ne!(flow_hash(&k), flow_hash4(&k4));
     }
 
     #[test]

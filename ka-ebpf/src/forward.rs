@@ -182,16 +182,6 @@ pub fn transmit(ctx: &XdpContext, nh: &NextHop, ether_type: Option<u16>) -> u32 
     }
 }
 
-/// Length of the IP packet (header included) starting at `pkt.l3_off`.
-#[inline(always)]
-pub fn ip_len(ctx: &XdpContext, pkt: &Parsed) -> Option<usize> {
-    match pkt.l3 {
-        L3::Ipv4 => read_at::<Ipv4Hdr>(ctx, pkt.l3_off).map(|ip| ip.total_len()),
-        L3::Ipv6 => read_at::<Ipv6Hdr>(ctx, pkt.l3_off).map(|ip| 40 + ip.payload_len()),
-        L3::Other => None,
-    }
-}
-
 /// Rewrites the source (`src = true`) or destination address and port of a TCP/UDP packet and
 /// updates the IPv4 header and transport checksums incrementally.
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the

@@ -3,14 +3,14 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ka_common::{
-    lb::{flow_hash, FAMILY_V4, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     stats::Counter,
 };
 
 use crate::{
-    forward::{self, ip_len, NoNextHop},
-    lookup::{choose, flow_key, nat_reverse, record_nat, service_key},
-    maps::{self, Work, KA_MASTER, KA_SERVICES},
+    forward::{self, NoNextHop},
+    lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, service},
+    maps::{self, Work, KA_MASTER},
     stats,
 };
 
@@ -24,7 +24,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     if !flow_key(ctx, w) {
         return xdp_action::XDP_PASS;
     }
-    let Some(svc) = KA_SERVICES.get_ptr(&service_key(&w.key)) else {
+    let Some(svc) = service(w) else {
         if global_flags & G_NAT == 0 {
             stats::inc(Counter::PassNotVip);
             return xdp_action::XDP_PASS;
@@ -51,9 +51,8 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };
-    let Some(len) = ip_len(ctx, &w.pkt) else {
-        return xdp_action::XDP_ABORTED;
-    };
+    // From the parser (a valid IP packet's length).
+    let len = usize::from(w.pkt.ip_len);
     let method = w.backend.method;
     let overhead = match (method, w.key.family) {
         (METHOD_TUN, FAMILY_V4) => 20,
@@ -71,7 +70,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
             stats::inc(Counter::LbDr);
             forward::transmit(ctx, &w.nh, None)
         }
-        METHOD_TUN => forward::encap(ctx, w, len, flow_hash(&w.key)),
+        METHOD_TUN => forward::encap(ctx, w, len, hash_of(w)),
         METHOD_NAT => {
             if new_flow {
                 record_nat(w);
@@ -112,9 +111,7 @@ fn nat_reply(ctx: &XdpContext, w: &mut Work) -> u32 {
         stats::inc(Counter::PassLbUnsupported);
         return xdp_action::XDP_PASS;
     }
-    let Some(len) = ip_len(ctx, &w.pkt) else {
-        return xdp_action::XDP_ABORTED;
-    };
+    let len = usize::from(w.pkt.ip_len);
     let (family, client) = (w.key.family, w.key.dst);
     if let Err(e) = forward::next_hop(ctx, w, family, &client, len as u16) {
         return no_next_hop(e);

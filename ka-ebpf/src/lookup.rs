@@ -6,8 +6,8 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use ka_common::{
     lb::{
-        addr_hash, and_mask, flow_hash, table_index, Backend, ConnValue, FlowKey, NatValue,
-        ServiceKey, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
+        addr_hash, and_mask, flow_hash, flow_hash4, table_index, Backend, ConnValue, FlowKey,
+        NatValue, ServiceKey, ServiceKey4, ServiceValue, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
         SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_PERSIST,
     },
     stats::Counter,
@@ -15,7 +15,10 @@ use ka_common::{
 };
 
 use crate::{
-    maps::{Work, KA_BACKENDS, KA_CONNS, KA_NAT, KA_PERSIST, KA_RR, KA_TABLES},
+    maps::{
+        Work, KA_BACKENDS, KA_CONNS4, KA_CONNS6, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4,
+        KA_SERVICES6, KA_TABLES,
+    },
     mem,
     parse::L3,
     ptr::ptr_at,
@@ -39,11 +42,20 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
                 return false;
             };
             // SAFETY: bounds-checked by ptr_at; FlowKey is 4-aligned with src at 0, dst at 16.
+            let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
+            // SAFETY: as above.
             unsafe {
-                mem::store_v4(&mut k.src, (*ip).src);
-                mem::store_v4(&mut k.dst, (*ip).dst);
+                mem::store_v4(&mut k.src, src);
+                mem::store_v4(&mut k.dst, dst);
             }
             k.family = FAMILY_V4;
+            let k4 = &mut w.key4;
+            k4.src = src;
+            k4.dst = dst;
+            k4.sport = pkt.src_port.to_be_bytes();
+            k4.dport = pkt.dst_port.to_be_bytes();
+            k4.proto = pkt.ip_proto;
+            k4._pad = [0; 3];
         }
         L3::Ipv6 => {
             let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
@@ -65,15 +77,57 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
     true
 }
 
-/// The service key of a flow's destination.
+/// The service of the flow in `w.key` (and `w.key4`), from its family's map.
 #[inline(always)]
-pub fn service_key(k: &FlowKey) -> ServiceKey {
-    ServiceKey {
-        addr: k.dst,
-        port: k.dport,
-        proto: k.proto,
-        family: k.family,
+pub fn service(w: &Work) -> Option<*const ServiceValue> {
+    if w.key.family == FAMILY_V4 {
+        let k = ServiceKey4 {
+            addr: w.key4.dst,
+            port: w.key4.dport,
+            proto: w.key4.proto,
+            _pad: 0,
+        };
+        KA_SERVICES4.get_ptr(&k)
+    } else {
+        let k = &w.key;
+        KA_SERVICES6.get_ptr(&ServiceKey {
+            addr: k.dst,
+            port: k.dport,
+            proto: k.proto,
+            family: k.family,
+        })
     }
+}
+
+/// The Maglev / tunnel-source hash of the flow in `w.key` (`w.key4` for IPv4: the same value,
+/// hashed from the shorter key).
+#[inline(always)]
+pub fn hash_of(w: &Work) -> u32 {
+    if w.key.family == FAMILY_V4 {
+        flow_hash4(&w.key4)
+    } else {
+        flow_hash(&w.key)
+    }
+}
+
+/// The connection-table entry of the flow, from its family's table.
+#[inline(always)]
+fn conn(w: &Work) -> Option<*mut ConnValue> {
+    if w.key.family == FAMILY_V4 {
+        KA_CONNS4.get_ptr_mut(&w.key4)
+    } else {
+        KA_CONNS6.get_ptr_mut(&w.key)
+    }
+}
+
+/// Records the flow's backend in its family's connection table.
+#[inline(always)]
+fn conn_insert(w: &Work, v: &ConnValue) {
+    let _ = if w.key.family == FAMILY_V4 {
+        KA_CONNS4.insert(&w.key4, v, 0)
+    } else {
+        KA_CONNS6.insert(&w.key, v, 0)
+    };
 }
 
 #[inline(always)]
@@ -96,8 +150,9 @@ fn usable(id: u32, out: &mut Backend) -> bool {
 pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     let svc = &w.svc;
     let persist = svc.flags & SVC_F_PERSIST != 0;
-    if let Some(c) = KA_CONNS.get_ptr_mut(&w.key) {
-        // SAFETY: per-CPU value of this CPU; no concurrent writer.
+    if let Some(c) = conn(w) {
+        // SAFETY: a map value; another CPU may refresh `last_seen_ns` concurrently, which only
+        // changes a timestamp.
         let id = unsafe { (*c).backend };
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
@@ -133,7 +188,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
                     _pad: 0,
                     last_seen_ns: now,
                 };
-                let _ = KA_CONNS.insert(&w.key, &v, 0);
+                conn_insert(w, &v);
                 return Some((id, true));
             }
         }
@@ -147,7 +202,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         return None;
     }
     let slot = match svc.sched {
-        SCHED_MAGLEV => flow_hash(&w.key) % len,
+        SCHED_MAGLEV => hash_of(w) % len,
         SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
         SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
         SCHED_ROUND_ROBIN => {
@@ -169,7 +224,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         _pad: 0,
         last_seen_ns: now,
     };
-    let _ = KA_CONNS.insert(&w.key, &v, 0);
+    conn_insert(w, &v);
     if persist {
         let _ = KA_PERSIST.insert(&w.tmpl, &v, 0);
     }

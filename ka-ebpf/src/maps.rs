@@ -3,21 +3,26 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use ka_common::{
     lb::{
-        AddrKey, Backend, ConnValue, FlowKey, Globals, NatValue, NeighValue, NhCache, PktBytes,
-        ServiceKey, ServiceValue, CONN_TABLE_SIZE, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
+        AddrKey, Backend, ConnValue, FlowKey, FlowKey4, Globals, NatValue, NeighValue, NhCache,
+        PktBytes, ServiceKey, ServiceKey4, ServiceValue, BPF_F_NO_COMMON_LRU, CONN_TABLE_SIZE, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
         MAX_SERVICES, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
         TABLE_SIZE,
     },
     vrrp_fast::{VrrpInstance, VrrpKey, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
 };
 
-/// `ka_common::lb::SERVICES_MAP`.
-#[map(name = "KA_SERVICES")]
-pub static KA_SERVICES: HashMap<ServiceKey, ServiceValue> =
+/// `ka_common::lb::SERVICES4_MAP`.
+#[map(name = "KA_SERVICES4")]
+pub static KA_SERVICES4: HashMap<ServiceKey4, ServiceValue> =
+    HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// `ka_common::lb::SERVICES6_MAP`.
+#[map(name = "KA_SERVICES6")]
+pub static KA_SERVICES6: HashMap<ServiceKey, ServiceValue> =
     HashMap::with_max_entries(MAX_SERVICES, 0);
 
 /// `ka_common::lb::BACKENDS_MAP`.
@@ -33,19 +38,25 @@ pub static KA_TABLES: Array<u32> =
 #[map(name = "KA_RR")]
 pub static KA_RR: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 
-/// `ka_common::lb::CONN_MAP`.
-#[map(name = "KA_CONNS")]
-pub static KA_CONNS: LruPerCpuHashMap<FlowKey, ConnValue> =
-    LruPerCpuHashMap::with_max_entries(CONN_TABLE_SIZE, 0);
+/// `ka_common::lb::CONN4_MAP`.
+#[map(name = "KA_CONNS4")]
+pub static KA_CONNS4: LruHashMap<FlowKey4, ConnValue> =
+    LruHashMap::with_max_entries(CONN_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 
-/// `ka_common::lb::PERSIST_MAP`.
+/// `ka_common::lb::CONN6_MAP`.
+#[map(name = "KA_CONNS6")]
+pub static KA_CONNS6: LruHashMap<FlowKey, ConnValue> =
+    LruHashMap::with_max_entries(CONN_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+
+/// `ka_common::lb::PERSIST_MAP` (shared by every CPU, one LRU list per CPU).
 #[map(name = "KA_PERSIST")]
 pub static KA_PERSIST: LruHashMap<FlowKey, ConnValue> =
-    LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, 0);
+    LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 
-/// `ka_common::lb::NAT_MAP`.
+/// `ka_common::lb::NAT_MAP` (shared by every CPU, one LRU list per CPU).
 #[map(name = "KA_NAT")]
-pub static KA_NAT: LruHashMap<FlowKey, NatValue> = LruHashMap::with_max_entries(NAT_TABLE_SIZE, 0);
+pub static KA_NAT: LruHashMap<FlowKey, NatValue> =
+    LruHashMap::with_max_entries(NAT_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 
 /// `ka_common::lb::NEIGH_MAP`.
 #[map(name = "KA_NEIGH")]
@@ -108,6 +119,8 @@ pub struct Work {
     pub pkt: crate::parse::Parsed,
     /// The packet's 5-tuple.
     pub key: ka_common::lb::FlowKey,
+    /// The same 5-tuple in the IPv4 key form (IPv4 packets only).
+    pub key4: ka_common::lb::FlowKey4,
     /// Persistence template / NAT reverse key.
     pub tmpl: ka_common::lb::FlowKey,
     /// The service, copied once.

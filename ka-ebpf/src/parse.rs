@@ -101,6 +101,9 @@ pub struct Parsed {
     pub dst_port: u16,
     /// TCP flags, else 0.
     pub tcp_flags: u8,
+    /// Length of the IP packet, header included (IPv4 total length, or 40 + IPv6 payload
+    /// length), checked against the frame; 0 for non-IP frames.
+    pub ip_len: u16,
 }
 
 /// Parses one frame.
@@ -134,6 +137,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
         src_port: 0,
         dst_port: 0,
         tcp_flags: 0,
+        ip_len: 0,
     };
     let l3_off = off;
     let fragment = match ether_type {
@@ -148,6 +152,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
                 return Err(ParseError::BadIpv4);
             }
             pkt.l3 = L3::Ipv4;
+            pkt.ip_len = tot as u16;
             pkt.ip_proto = ip.protocol;
             pkt.l4_off = l3_off + hlen;
             ip.fragment_offset() != 0
@@ -162,6 +167,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
                 return Err(ParseError::BadIpv6);
             }
             pkt.l3 = L3::Ipv6;
+            pkt.ip_len = (hdr_len + ip.payload_len()) as u16;
             let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, ip.next_hdr, l3_off + hdr_len)?;
             pkt.ip_proto = proto;
             pkt.l4_off = l4_off;

@@ -767,3 +767,73 @@ fn lb_fixtures() {
     );
     let _ = MAC_A;
 }
+
+/// Runs `f` on a thread pinned to `cpu` (inside the calling thread's namespace: a spawned
+/// thread inherits it).
+fn on_cpu<T: Send + 'static>(cpu: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on this thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            assert_eq!(rc, 0, "sched_setaffinity(CPU {cpu}): {}", std::io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .expect("pinned thread")
+}
+
+/// The connection table is one table for every CPU: a flow scheduled on CPU 0 keeps its real
+/// server when its next packet is handled by CPU 1, even after the scheduler would now pick
+/// another server (the first one drained to weight 0). A per-CPU-value table would hand CPU 1
+/// a zeroed entry (backend id 0) instead.
+#[test]
+fn conn_entry_is_shared_across_cpus() {
+    ka_tests::require_root();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "this test needs two CPUs, the machine has {cpus}");
+    let ns = lab();
+    let handle = ns
+        .enter(|| {
+            let idx = |n: &str| nix::net::if_::if_nametoindex(n).expect("ifindex");
+            let (lb0, lb1) = (idx("lb0"), idx("lb1"));
+            let mut spec = svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
+            spec.backends.push(BackendSpec { addr: ip("10.2.0.20"), port: 80, weight: 1, method: Method::Dr, healthy: true });
+            let mut d = DesiredState { services: vec![spec], ..Default::default() };
+            let loaded = std::sync::Arc::new(std::sync::Mutex::new(common::Loaded::new()));
+            let mut writer = MapWriter::new();
+            writer.apply(&mut loaded.lock().expect("lock").ebpf, &d).expect("apply");
+            // The id-1 backend (not the zero id a per-CPU table would invent) is RS2 on lb1.
+            let rs2 = d.services[0].backends[1].clone();
+            assert_eq!(writer.backend_id(&d.services[0], rs2.addr, rs2.port, rs2.method), Some(1), "RS2's backend id");
+            // A flow that Maglev sends to RS2 (redirected to lb1), scheduled on CPU 0.
+            let l = loaded.clone();
+            let sport = on_cpu(0, move || {
+                (40000..40256u16).find(|&p| {
+                    let f = with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", p, 80, SYN), LB0_MAC, MAC_A).build();
+                    l.lock().expect("lock").run_on(&f, lb0).action == XDP_REDIRECT
+                })
+            })
+            .expect("some flow of 256 goes to RS2");
+            // RS2 drained: new flows now go to RS1 only.
+            d.services[0].backends[1].weight = 0;
+            writer.apply(&mut loaded.lock().expect("lock").ebpf, &d).expect("apply");
+            let l = loaded.clone();
+            let (new_flow, same_flow) = on_cpu(1, move || {
+                let l = l.lock().expect("lock");
+                let new = with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", sport.wrapping_add(1000), 80, SYN), LB0_MAC, MAC_A).build();
+                let est = with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", sport, 80, ACK), LB0_MAC, MAC_A).build();
+                (l.run_on(&new, lb0), l.run_on(&est, lb0))
+            });
+            assert_eq!(new_flow.action, XDP_TX, "a new flow goes to RS1 (same interface) once RS2 is drained");
+            assert_eq!(same_flow.action, XDP_REDIRECT, "the established flow stays on RS2, from CPU 1");
+            assert_eq!(&same_flow.data[0..6], &RS2_MAC, "to RS2's MAC");
+            let _ = lb1;
+            let c = loaded.lock().expect("lock").counters();
+            assert!(c[Counter::LbConnHit.name()] >= 1, "the CPU 1 packet was a connection-table hit: {c:?}");
+        })
+        .expect("enter netns");
+    handle.join().expect("test thread");
+}

@@ -13,11 +13,11 @@ use aya::{
     Ebpf,
 };
 use ka_common::lb::{
-    prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey,
+    prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
     ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_LB, G_NAT,
     MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR,
     METHOD_NAT, METHOD_TUN, NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SCHED_DST_HASH, SCHED_MAGLEV,
-    SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES_MAP, SERVICE_STATS_MAP, SVC_F_PERSIST, TABLES_MAP,
+    SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_PERSIST, TABLES_MAP,
 };
 
 use super::{addr16, maglev, DesiredState, LbError, Method, Scheduler, ServiceSpec};
@@ -374,10 +374,7 @@ impl MapWriter {
             .copied()
             .collect();
         for key in gone {
-            let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
-                BpfHashMap::try_from(map_mut(ebpf, SERVICES_MAP)?)
-                    .map_err(map_err(SERVICES_MAP))?;
-            m.remove(&key).map_err(map_err(SERVICES_MAP))?;
+            remove_service(ebpf, &key)?;
             if let Some(st) = self.services.remove(&key) {
                 self.free_services.push(st.value.id);
             }
@@ -490,10 +487,37 @@ impl MapWriter {
     }
 }
 
+/// Writes a service into its family's map (one element replaced at once: readers see the old or
+/// the new value).
 fn insert_service(ebpf: &mut Ebpf, key: &ServiceKey, value: &ServiceValue) -> Result<(), LbError> {
-    let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
-        BpfHashMap::try_from(map_mut(ebpf, SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
-    m.insert(key, value, 0).map_err(map_err(SERVICES_MAP))
+    match key.v4() {
+        Some(k4) => {
+            let mut m: BpfHashMap<_, ServiceKey4, ServiceValue> =
+                BpfHashMap::try_from(map_mut(ebpf, SERVICES4_MAP)?).map_err(map_err(SERVICES4_MAP))?;
+            m.insert(k4, value, 0).map_err(map_err(SERVICES4_MAP))
+        }
+        None => {
+            let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
+                BpfHashMap::try_from(map_mut(ebpf, SERVICES6_MAP)?).map_err(map_err(SERVICES6_MAP))?;
+            m.insert(key, value, 0).map_err(map_err(SERVICES6_MAP))
+        }
+    }
+}
+
+/// Removes a service from its family's map.
+fn remove_service(ebpf: &mut Ebpf, key: &ServiceKey) -> Result<(), LbError> {
+    match key.v4() {
+        Some(k4) => {
+            let mut m: BpfHashMap<_, ServiceKey4, ServiceValue> =
+                BpfHashMap::try_from(map_mut(ebpf, SERVICES4_MAP)?).map_err(map_err(SERVICES4_MAP))?;
+            m.remove(&k4).map_err(map_err(SERVICES4_MAP))
+        }
+        None => {
+            let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
+                BpfHashMap::try_from(map_mut(ebpf, SERVICES6_MAP)?).map_err(map_err(SERVICES6_MAP))?;
+            m.remove(key).map_err(map_err(SERVICES6_MAP))
+        }
+    }
 }
 
 fn read_pkt_bytes(ebpf: &Ebpf, name: &'static str, id: u32) -> Result<PktBytes, LbError> {
