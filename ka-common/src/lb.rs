@@ -93,6 +93,10 @@ pub const NH_CACHE_TTL_NS: u64 = 1_000_000_000;
 /// A trivial program (swap MACs, `XDP_TX`): the floor the benchmarks report paths against.
 pub const XDP_TX_PROGRAM: &str = "ka_xdp_tx";
 
+/// A benchmark program (`ka_xdp` with a new IPv4 flow on every run of a repeated
+/// BPF_PROG_TEST_RUN). Never attached by ka.
+pub const BENCH_NEW_FLOW_PROGRAM: &str = "ka_xdp_bench_new_flow";
+
 /// `family` of an IPv4 entry.
 pub const FAMILY_V4: u8 = 4;
 /// `family` of an IPv6 entry.

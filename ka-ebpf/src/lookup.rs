@@ -11,7 +11,7 @@ use ka_common::{
         SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_PERSIST,
     },
     stats::Counter,
-    wire::{Ipv4Hdr, Ipv6Hdr},
+    wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
@@ -142,15 +142,21 @@ fn usable(id: u32, out: &mut Backend) -> bool {
     true
 }
 
-/// Picks the backend of `w.key` in service `w.svc`: the connection table first, then the
-/// client's persistence template, then the scheduler. Leaves the backend in `w.backend` and
+/// Picks the backend of `w.key` in service `w.svc`: the connection table first (not for a TCP
+/// SYN, which opens a new connection), then the client's persistence template, then the
+/// scheduler. Leaves the backend in `w.backend` and
 /// returns its id and whether the flow is new; `None`: no backend available.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
 pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     let svc = &w.svc;
     let persist = svc.flags & SVC_F_PERSIST != 0;
-    if let Some(c) = conn(w) {
+    // A SYN without ACK opens a connection: schedule it afresh, as Katran does (the entry a
+    // reused 5-tuple left behind would only pin the new connection to the old server, and the
+    // lookup is a hash computation and a bucket walk saved on every new flow). A retransmitted
+    // SYN gets the same answer from the scheduler unless the backend set changed in between.
+    let syn = w.key.proto == IPPROTO_TCP && w.pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if let Some(c) = if syn { None } else { conn(w) } {
         // SAFETY: a map value; another CPU may refresh `last_seen_ns` concurrently, which only
         // changes a timestamp.
         let id = unsafe { (*c).backend };

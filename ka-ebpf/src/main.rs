@@ -3,6 +3,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod bench;
+#[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
 mod decap;
@@ -40,16 +42,31 @@ mod programs {
     /// load-balances TCP/UDP to services (services configured), passes the rest.
     #[xdp]
     pub fn ka_xdp(ctx: XdpContext) -> u32 {
-        let action = match parse::parse(&ctx) {
+        director(&ctx)
+    }
+
+    /// Benchmark tool, never attached by ka (`ka_common::lb::BENCH_NEW_FLOW_PROGRAM`): advances
+    /// the frame's IPv4 source port (and address, on wrap) in place, then runs [`ka_xdp`]'s
+    /// logic. BPF_PROG_TEST_RUN with repeat > 1 reuses the buffer, so every repetition is a
+    /// new flow: this is how the new-flow path is timed in the kernel.
+    #[xdp]
+    pub fn ka_xdp_bench_new_flow(ctx: XdpContext) -> u32 {
+        crate::bench::next_flow(&ctx);
+        director(&ctx)
+    }
+
+    #[inline(always)]
+    fn director(ctx: &XdpContext) -> u32 {
+        let action = match parse::parse(ctx) {
             Ok(pkt) => {
                 stats::count_parsed(&pkt);
                 let flags = maps::global_flags();
                 match pkt.l4 {
                     L4::Tcp | L4::Udp if flags & G_LB != 0 && maps::stash(&pkt) => {
-                        lb::handle(&ctx, flags)
+                        lb::handle(ctx, flags)
                     }
                     L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && maps::stash(&pkt) => {
-                        vrrp::handle(&ctx, flags)
+                        vrrp::handle(ctx, flags)
                     }
                     _ => xdp_action::XDP_PASS,
                 }

@@ -6,10 +6,12 @@
 //! neighbour, so `bpf_fib_lookup` answers as in production (first packet; then the per-backend
 //! next-hop cache). Paths whose output is a valid input of the same path (pass, DR rewrite,
 //! steady VRRP drop, the floor) repeat one frame in the kernel (repeat = 1M). A new flow cannot
-//! repeat (its second run is established), so it runs N distinct flows once each; a run of
-//! repeat 1 carries the per-call overhead of BPF_PROG_TEST_RUN, measured the same way on the
-//! floor program and subtracted: `net = mean(new flow, repeat 1) - mean(floor, repeat 1) +
-//! floor(repeat 1M)`.
+//! repeat as such (its second run is established), so new flows run through
+//! `ka_xdp_bench_new_flow`, the same logic preceded by an in-place bump of the source port (and
+//! address on wrap): BPF_PROG_TEST_RUN reuses the buffer between repetitions, so each one is a
+//! new 5-tuple, scheduled by Maglev and inserted in the connection table. Two phases: while the
+//! table fills, and with the table full (every insert evicts the least recently used entry of
+//! this CPU's LRU list, the steady state of a SYN flood).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -21,11 +23,15 @@ use ka::lb::{
     writer::MapWriter,
     BackendSpec, DesiredState, L4Proto, Method, Scheduler, ServiceSpec,
 };
-use ka_common::{lb::XDP_TX_PROGRAM, vrrp::Family};
+use ka_common::{
+    lb::{BENCH_NEW_FLOW_PROGRAM, CONN_TABLE_SIZE, XDP_TX_PROGRAM},
+    vrrp::Family,
+};
 use ka_tests::{netns::Netns, packet::Frame};
 
 const REPEAT: u32 = 1_000_000;
-const NEW_FLOWS: u32 = 20_000;
+/// New flows timed while the connection table fills: a quarter of this CPU's share of it.
+const NEW_FLOWS_FILLING: u32 = CONN_TABLE_SIZE / 8;
 
 struct Row {
     path: &'static str,
@@ -70,14 +76,10 @@ fn run() -> Vec<Row> {
     let tx = common::Loaded::program(XDP_TX_PROGRAM);
     let probe = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
     let floor = tx.time_on(&probe, ifindex, REPEAT);
-    let floor_r1 = (0..NEW_FLOWS)
-        .map(|_| tx.time_on(&probe, ifindex, 1))
-        .sum::<f64>()
-        / f64::from(NEW_FLOWS);
     rows.push(Row {
         path: "floor: ka_xdp_tx (swap MACs, XDP_TX)",
         ns: floor,
-        how: format!("{rep}; {floor_r1:.1} ns per repeat-1 call"),
+        how: rep.clone(),
     });
     drop(tx);
 
@@ -111,26 +113,23 @@ fn run() -> Vec<Row> {
         .apply(&mut loaded.ebpf, &desired)
         .expect("apply");
 
-    // New flows: distinct source ports, once each.
-    let mut total = 0f64;
-    for i in 0..NEW_FLOWS {
-        let syn = Frame::tcp4(
-            "198.18.0.2",
-            "198.51.100.1",
-            1024 + (i % 60000) as u16,
-            80,
-            0x02,
-        )
-        .build();
-        total += loaded.time_on(&syn, ifindex, 1);
-    }
-    let new_r1 = total / f64::from(NEW_FLOWS);
+    // New flows: a new 5-tuple on every repetition.
+    loaded.load_also(BENCH_NEW_FLOW_PROGRAM);
+    let syn = Frame::tcp4("198.18.0.2", "198.51.100.1", 1024, 80, 0x02).build();
     rows.push(Row {
-        path: "tcp4 DR new flow (SYN, Maglev)",
-        ns: new_r1 - floor_r1 + floor,
-        how: format!(
-            "{NEW_FLOWS} flows x repeat 1: {new_r1:.1} raw - {floor_r1:.1} call overhead + floor"
-        ),
+        path: "tcp4 DR new flow (SYN, Maglev), table filling",
+        ns: loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, NEW_FLOWS_FILLING),
+        how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow)"),
+    });
+    // Fill the table (this CPU's share of it, twice over) from 198.18.128.0/17, then time
+    // flows from 198.19.0.0/16: none of them is in the table.
+    let fill = Frame::tcp4("198.18.128.2", "198.51.100.1", 1024, 80, 0x02).build();
+    let _ = loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &fill, ifindex, CONN_TABLE_SIZE);
+    let syn = Frame::tcp4("198.19.0.2", "198.51.100.1", 1024, 80, 0x02).build();
+    rows.push(Row {
+        path: "tcp4 DR new flow (SYN, Maglev), table full",
+        ns: loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, REPEAT),
+        how: format!("{rep} after {CONN_TABLE_SIZE} flows filled the table; each insert evicts"),
     });
 
     let est = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();

@@ -821,15 +821,19 @@ fn conn_entry_is_shared_across_cpus() {
             d.services[0].backends[1].weight = 0;
             writer.apply(&mut loaded.lock().expect("lock").ebpf, &d).expect("apply");
             let l = loaded.clone();
-            let (new_flow, same_flow) = on_cpu(1, move || {
+            let (new_flow, same_flow, reopened) = on_cpu(1, move || {
                 let l = l.lock().expect("lock");
                 let new = with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", sport.wrapping_add(1000), 80, SYN), LB0_MAC, MAC_A).build();
                 let est = with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", sport, 80, ACK), LB0_MAC, MAC_A).build();
-                (l.run_on(&new, lb0), l.run_on(&est, lb0))
+                let syn_again = with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", sport, 80, SYN), LB0_MAC, MAC_A).build();
+                (l.run_on(&new, lb0), l.run_on(&est, lb0), l.run_on(&syn_again, lb0))
             });
             assert_eq!(new_flow.action, XDP_TX, "a new flow goes to RS1 (same interface) once RS2 is drained");
             assert_eq!(same_flow.action, XDP_REDIRECT, "the established flow stays on RS2, from CPU 1");
             assert_eq!(&same_flow.data[0..6], &RS2_MAC, "to RS2's MAC");
+            // A SYN on the same 5-tuple opens a new connection: scheduled afresh (to RS1), as
+            // IPVS and Katran do, not pinned by the old entry.
+            assert_eq!(reopened.action, XDP_TX, "a new SYN on the old 5-tuple is scheduled again");
             let _ = lb1;
             let c = loaded.lock().expect("lock").counters();
             assert!(c[Counter::LbConnHit.name()] >= 1, "the CPU 1 packet was a connection-table hit: {c:?}");

@@ -170,6 +170,42 @@ impl Loaded {
         res.duration.as_nanos() as f64
     }
 
+    /// Loads (verifies) another program of the same object: it shares this load's maps.
+    pub fn load_also(&mut self, name: &'static str) {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .unwrap_or_else(|| panic!("{name} in object"))
+            .try_into()
+            .expect("an XDP program");
+        prog.load()
+            .unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
+    }
+
+    /// Like [`Loaded::time_on`], with program `name` of this load (see [`Loaded::load_also`]).
+    pub fn time_program_on(&self, name: &str, frame: &[u8], ifindex: u32, repeat: u32) -> f64 {
+        let prog: &Xdp = self
+            .ebpf
+            .program(name)
+            .unwrap_or_else(|| panic!("{name} in object"))
+            .try_into()
+            .expect("xdp");
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        res.duration.as_nanos() as f64
+    }
+
     /// Every counter, summed over CPUs.
     pub fn counters(&self) -> BTreeMap<&'static str, u64> {
         ka::datapath::read_counters(&self.ebpf).expect("reading KA_STATS")
