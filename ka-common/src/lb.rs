@@ -84,12 +84,14 @@ pub const LOCAL_VIPS_MAP: &str = "KA_LOCAL_VIPS";
 pub const DECAP_PROGRAM: &str = "ka_decap";
 /// Cached next hops of backends, `PerCpuArray<NhCache>` of [`MAX_BACKENDS`], indexed by
 /// backend id. Filled by the kernel from `bpf_fib_lookup` (or the neighbour map) on a miss or
-/// when older than [`NH_CACHE_TTL_NS`]; userspace zeroes a slot when its backend id is
+/// when older than [`NH_CACHE_TTL_JIFFIES`]; userspace zeroes a slot when its backend id is
 /// (re)allocated or the neighbour map changes.
 pub const NH_CACHE_MAP: &str = "KA_NH_CACHE";
-/// Lifetime of a cached next hop (`bpf_ktime_get_coarse_ns`): a route or neighbour change is
-/// picked up within this time.
-pub const NH_CACHE_TTL_NS: u64 = 1_000_000_000;
+/// Lifetime of a cached next hop, in jiffies (`bpf_jiffies64`, which the verifier inlines into
+/// one load where a clock helper is a call on every packet): a route or neighbour change is
+/// picked up within 1 s on a `CONFIG_HZ=250` kernel (Debian's), 0.25 s at HZ 1000, 2.5 s at
+/// HZ 100. Userspace also empties the slots whenever the neighbour map changes.
+pub const NH_CACHE_TTL_JIFFIES: u64 = 250;
 /// A trivial program (swap MACs, `XDP_TX`): the floor the benchmarks report paths against.
 pub const XDP_TX_PROGRAM: &str = "ka_xdp_tx";
 
@@ -329,8 +331,8 @@ pub struct NhCache {
     pub mtu: u16,
     /// Padding.
     pub _pad: [u8; 6],
-    /// When it was filled, `bpf_ktime_get_coarse_ns` (0: empty).
-    pub stamp_ns: u64,
+    /// When it was filled, `bpf_jiffies64` (0: empty).
+    pub stamp: u64,
 }
 
 /// Packets and bytes (per CPU) of a service or backend.

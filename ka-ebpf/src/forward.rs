@@ -6,11 +6,11 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED,
         BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect, bpf_xdp_adjust_head},
+    helpers::{bpf_fib_lookup, bpf_jiffies64, bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{AddrKey, NeighValue, FAMILY_V4, NH_CACHE_TTL_NS},
+    lb::{AddrKey, NeighValue, FAMILY_V4, NH_CACHE_TTL_JIFFIES},
     stats::Counter,
     wire::{
         EthHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP,
@@ -121,7 +121,7 @@ pub fn next_hop(
 }
 
 /// The next hop towards backend `id` (address `w.backend.addr`) for an IP packet of `tot_len`
-/// bytes: this CPU's cached answer while younger than `NH_CACHE_TTL_NS`, else [`next_hop`]
+/// bytes: this CPU's cached answer while younger than `NH_CACHE_TTL_JIFFIES`, else [`next_hop`]
 /// (whose answer is cached with the route's MTU).
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
@@ -135,11 +135,11 @@ pub fn backend_next_hop(
     let Some(c) = KA_NH_CACHE.get_ptr_mut(id) else {
         return Err(NoNextHop::Unknown);
     };
-    // SAFETY: plain helper call (5.11+; a coarse clock is enough for a 1 s lifetime).
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: plain helper call (5.5+), inlined by the verifier on 64-bit JITs.
+    let now = unsafe { bpf_jiffies64() };
     // SAFETY: this CPU's slot; no concurrent writer on this CPU during the program run.
     let e = unsafe { &mut *c };
-    if e.stamp_ns != 0 && now.wrapping_sub(e.stamp_ns) < NH_CACHE_TTL_NS {
+    if e.stamp != 0 && now.wrapping_sub(e.stamp) < NH_CACHE_TTL_JIFFIES {
         if e.mtu != 0 && tot_len > e.mtu {
             return Err(NoNextHop::TooBig);
         }
@@ -155,7 +155,7 @@ pub fn backend_next_hop(
     unsafe { mem::store12(e.dmac.as_mut_ptr(), &w.nh.macs) };
     e.mtu = mtu;
     // Never 0 (empty).
-    e.stamp_ns = now.max(1);
+    e.stamp = now.max(1);
     Ok(())
 }
 
