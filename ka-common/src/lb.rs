@@ -29,11 +29,14 @@ pub const MAX_SERVICES: u32 = 64;
 /// Most backends (a real server of a service; the same address in two services is two
 /// backends).
 pub const MAX_BACKENDS: u32 = 4096;
-/// Connection-table entries of each family's table ([`CONN4_MAP`], [`CONN6_MAP`]). The tables
-/// are shared by every CPU (a flow whose packets change CPU keeps its backend) with one LRU
-/// list per CPU (`BPF_F_NO_COMMON_LRU`, so inserts take no global lock): the kernel divides
-/// the entries evenly among the CPUs' lists.
-pub const CONN_TABLE_SIZE: u32 = 262_144;
+/// Sets of each family's connection table ([`CONN4_MAP`], [`CONN6_MAP`]): a power of two, so
+/// the set of a flow is its hash's low bits.
+pub const CONN_SETS: u32 = 65_536;
+/// Ways of a connection-table set: a flow lives in one of the [`CONN_WAYS`] slots of the set
+/// its hash selects; a new flow takes a free way, else the least recently seen one.
+pub const CONN_WAYS: usize = 4;
+/// Flows each family's connection table holds.
+pub const CONN_TABLE_SIZE: u32 = CONN_SETS * CONN_WAYS as u32;
 /// `BPF_F_NO_COMMON_LRU` (uapi `linux/bpf.h`): an LRU hash map with one LRU list per CPU.
 pub const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 /// Shared NAT reverse-table and persistence-table entries.
@@ -58,11 +61,15 @@ pub const BACKENDS_MAP: &str = "KA_BACKENDS";
 pub const TABLES_MAP: &str = "KA_TABLES";
 /// Round-robin cursors, `PerCpuArray<u32>` of [`MAX_SERVICES`].
 pub const RR_MAP: &str = "KA_RR";
-/// IPv4 connection table, `LruHashMap<FlowKey4, ConnValue>` of [`CONN_TABLE_SIZE`] with
-/// [`BPF_F_NO_COMMON_LRU`].
+/// IPv4 connection table, `Array<ConnSet4>` of [`CONN_SETS`]: a set-associative flow table
+/// shared by every CPU (a flow whose packets change CPU keeps its backend), with
+/// least-recently-seen replacement inside a set. The kernel reads and writes it with plain
+/// loads and stores, no helper call and no lock, so a new flow costs what a lookup does (an
+/// LRU hash insert costs several times the whole rest of the path). Entries carry a check word
+/// so a way torn by two CPUs writing it at once reads as a miss, never as another flow's
+/// backend.
 pub const CONN4_MAP: &str = "KA_CONNS4";
-/// IPv6 connection table, `LruHashMap<FlowKey, ConnValue>` of [`CONN_TABLE_SIZE`] with
-/// [`BPF_F_NO_COMMON_LRU`].
+/// IPv6 connection table, `Array<ConnSet6>` of [`CONN_SETS`], as [`CONN4_MAP`].
 pub const CONN6_MAP: &str = "KA_CONNS6";
 /// Persistence templates, `LruHashMap<FlowKey, ConnValue>` (client masked, ports 0).
 pub const PERSIST_MAP: &str = "KA_PERSIST";
@@ -265,7 +272,68 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// Value of [`CONN4_MAP`], [`CONN6_MAP`] and [`PERSIST_MAP`].
+/// One way of a [`CONN4_MAP`] set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ConnWay4 {
+    /// The flow.
+    pub key: FlowKey4,
+    /// Backend id.
+    pub backend: u32,
+    /// [`conn_check`] of the flow's hash and `backend`.
+    pub check: u32,
+    /// Last packet, low 32 bits of `bpf_jiffies64` (0: free way).
+    pub stamp: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// Value of [`CONN4_MAP`]: one set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ConnSet4 {
+    /// The ways.
+    pub ways: [ConnWay4; CONN_WAYS],
+}
+
+/// One way of a [`CONN6_MAP`] set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ConnWay6 {
+    /// The flow.
+    pub key: FlowKey,
+    /// Backend id.
+    pub backend: u32,
+    /// [`conn_check`] of the flow's hash and `backend`.
+    pub check: u32,
+    /// Last packet, low 32 bits of `bpf_jiffies64` (0: free way).
+    pub stamp: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// Value of [`CONN6_MAP`]: one set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ConnSet6 {
+    /// The ways.
+    pub ways: [ConnWay6; CONN_WAYS],
+}
+
+/// The check word of a connection-table way holding a flow of hash `hash` on `backend`.
+#[inline(always)]
+pub const fn conn_check(hash: u32, backend: u32) -> u32 {
+    hash ^ backend.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995
+}
+
+/// The set of a flow of hash `hash`.
+#[inline(always)]
+pub const fn conn_set(hash: u32) -> u32 {
+    // The low bits pick the Maglev slot too; the high bits are independent of them.
+    (hash >> 16 ^ hash.wrapping_mul(0x85eb_ca6b) >> 8) & (CONN_SETS - 1)
+}
+
+/// Value of [`PERSIST_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConnValue {
@@ -508,6 +576,8 @@ mod user {
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for ConnValue {}
+    unsafe impl aya::Pod for ConnSet4 {}
+    unsafe impl aya::Pod for ConnSet6 {}
     unsafe impl aya::Pod for NatValue {}
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for NeighValue {}
@@ -530,6 +600,9 @@ mod tests {
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<ConnValue>(), 16);
+        assert_eq!(size_of::<ConnWay4>(), 32);
+        assert_eq!(size_of::<ConnWay6>(), 56);
+        assert!(CONN_SETS.is_power_of_two());
         assert_eq!(size_of::<NatValue>(), 24);
         assert_eq!(size_of::<NeighValue>(), 16);
         assert_eq!(size_of::<Globals>(), 28);

@@ -3,11 +3,17 @@
 //! only reads tables that userspace computed; it writes the connection, persistence and NAT
 //! tables.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use core::{mem::size_of, ptr::read_volatile};
+
+use aya_ebpf::{
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    programs::XdpContext,
+};
 use ka_common::{
     lb::{
-        addr_hash, and_mask, flow_hash, flow_hash4, table_index, Backend, ConnValue, FlowKey,
-        NatValue, ServiceKey, ServiceKey4, ServiceValue, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
+        addr_hash, and_mask, conn_check, conn_set, flow_hash, flow_hash4, table_index, Backend,
+        ConnValue, FlowKey, FlowKey4, NatValue, ServiceKey, ServiceKey4, ServiceValue,
+        BACKEND_F_DOWN, CONN_WAYS, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
         SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_PERSIST,
     },
     stats::Counter,
@@ -110,24 +116,112 @@ pub fn hash_of(w: &Work) -> u32 {
     }
 }
 
-/// The connection-table entry of the flow, from its family's table.
+/// Whether the `N` words at `a` and `b` are equal. Volatile loads: LLVM would otherwise turn
+/// the loop into a `bcmp` call (aya-ebpf's compares a byte per iteration).
 #[inline(always)]
-fn conn(w: &Work) -> Option<*mut ConnValue> {
+fn words_eq<const N: usize>(a: *const u32, b: *const u32) -> bool {
+    let mut i = 0;
+    let mut diff = 0u32;
+    while i < N {
+        // SAFETY: the callers pass pointers to N-word, 4-aligned keys.
+        diff |= unsafe { read_volatile(a.add(i)) ^ read_volatile(b.add(i)) };
+        i += 1;
+    }
+    diff == 0
+}
+
+/// Lookup and insertion of one family's set-associative connection table
+/// (`ka_common::lb::CONN4_MAP`): `$get(key, hash, now)` returns the backend of a live way
+/// holding `key` and refreshes its stamp; `$put(key, hash, backend, now)` records the flow in
+/// its own way, a free one, or the least recently seen one of the set.
+macro_rules! conn_table {
+    ($get:ident, $put:ident, $map:ident, $key:ty) => {
+        #[inline(always)]
+        fn $get(key: &$key, hash: u32, now: u32) -> Option<u32> {
+            const N: usize = size_of::<$key>() / 4;
+            let set = $map.get_ptr_mut(conn_set(hash))?;
+            let mut i = 0;
+            while i < CONN_WAYS {
+                // SAFETY: a map value of CONN_WAYS ways, i < CONN_WAYS. Other CPUs may write
+                // it concurrently: a torn way fails the check and reads as a miss.
+                let way = unsafe { &mut (*set).ways[i] };
+                if way.stamp != 0
+                    && words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
+                    && way.check == conn_check(hash, way.backend)
+                {
+                    if way.stamp != now {
+                        way.stamp = now;
+                    }
+                    return Some(way.backend);
+                }
+                i += 1;
+            }
+            None
+        }
+
+        #[inline(always)]
+        fn $put(key: &$key, hash: u32, backend: u32, now: u32) {
+            const N: usize = size_of::<$key>() / 4;
+            let Some(set) = $map.get_ptr_mut(conn_set(hash)) else {
+                return;
+            };
+            let (mut victim, mut oldest) = (0usize, 0u32);
+            let mut i = 0;
+            while i < CONN_WAYS {
+                // SAFETY: as in the lookup.
+                let way = unsafe { &(*set).ways[i] };
+                if way.stamp == 0
+                    || words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
+                {
+                    victim = i;
+                    break;
+                }
+                let age = now.wrapping_sub(way.stamp);
+                if age >= oldest {
+                    oldest = age;
+                    victim = i;
+                }
+                i += 1;
+            }
+            // SAFETY: as in the lookup; the mask keeps the index provably in range.
+            let way = unsafe { &mut (*set).ways[victim & (CONN_WAYS - 1)] };
+            mem::copy(&mut way.key, key);
+            way.backend = backend;
+            way.check = conn_check(hash, backend);
+            way.stamp = now;
+        }
+    };
+}
+
+conn_table!(conn4_get, conn4_put, KA_CONNS4, FlowKey4);
+conn_table!(conn6_get, conn6_put, KA_CONNS6, FlowKey);
+
+/// The connection-table clock: low 32 bits of `bpf_jiffies64` (inlined by the verifier), never
+/// 0 (a free way).
+#[inline(always)]
+fn conn_now() -> u32 {
+    // SAFETY: plain helper call.
+    (unsafe { bpf_jiffies64() } as u32) | 1
+}
+
+/// The backend recorded for the flow in its family's connection table.
+#[inline(always)]
+fn conn(w: &Work, hash: u32, now: u32) -> Option<u32> {
     if w.key.family == FAMILY_V4 {
-        KA_CONNS4.get_ptr_mut(&w.key4)
+        conn4_get(&w.key4, hash, now)
     } else {
-        KA_CONNS6.get_ptr_mut(&w.key)
+        conn6_get(&w.key, hash, now)
     }
 }
 
 /// Records the flow's backend in its family's connection table.
 #[inline(always)]
-fn conn_insert(w: &Work, v: &ConnValue) {
-    let _ = if w.key.family == FAMILY_V4 {
-        KA_CONNS4.insert(&w.key4, v, 0)
+fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32) {
+    if w.key.family == FAMILY_V4 {
+        conn4_put(&w.key4, hash, backend, now);
     } else {
-        KA_CONNS6.insert(&w.key, v, 0)
-    };
+        conn6_put(&w.key, hash, backend, now);
+    }
 }
 
 #[inline(always)]
@@ -156,16 +250,11 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     // lookup is a hash computation and a bucket walk saved on every new flow). A retransmitted
     // SYN gets the same answer from the scheduler unless the backend set changed in between.
     let syn = w.key.proto == IPPROTO_TCP && w.pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if let Some(c) = if syn { None } else { conn(w) } {
-        // SAFETY: a map value; another CPU may refresh `last_seen_ns` concurrently, which only
-        // changes a timestamp.
-        let id = unsafe { (*c).backend };
+    let hash = hash_of(w);
+    let tick = conn_now();
+    if let Some(id) = if syn { None } else { conn(w, hash, tick) } {
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
-            if persist {
-                // SAFETY: as above.
-                unsafe { (*c).last_seen_ns = bpf_ktime_get_ns() };
-            }
             return Some((id, false));
         }
         stats::inc(Counter::LbReschedule);
@@ -189,12 +278,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
                 // SAFETY: as above.
                 unsafe { (*t).last_seen_ns = now };
                 stats::inc(Counter::LbPersistHit);
-                let v = ConnValue {
-                    backend: id,
-                    _pad: 0,
-                    last_seen_ns: now,
-                };
-                conn_insert(w, &v);
+                conn_insert(w, hash, id, tick);
                 return Some((id, true));
             }
         }
@@ -208,7 +292,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         return None;
     }
     let slot = match svc.sched {
-        SCHED_MAGLEV => hash_of(w) % len,
+        SCHED_MAGLEV => hash % len,
         SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
         SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
         SCHED_ROUND_ROBIN => {
@@ -225,13 +309,13 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     if !usable(id, &mut w.backend) {
         return None;
     }
-    let v = ConnValue {
-        backend: id,
-        _pad: 0,
-        last_seen_ns: now,
-    };
-    conn_insert(w, &v);
+    conn_insert(w, hash, id, tick);
     if persist {
+        let v = ConnValue {
+            backend: id,
+            _pad: 0,
+            last_seen_ns: now,
+        };
         let _ = KA_PERSIST.insert(&w.tmpl, &v, 0);
     }
     stats::inc(Counter::LbNewFlow);

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        AddrKey, Backend, ConnValue, FlowKey, FlowKey4, Globals, NatValue, NeighValue, NhCache,
-        PktBytes, ServiceKey, ServiceKey4, ServiceValue, BPF_F_NO_COMMON_LRU, CONN_TABLE_SIZE, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
+        AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue,
+        NhCache, PktBytes, ServiceKey, ServiceKey4, ServiceValue, BPF_F_NO_COMMON_LRU, CONN_SETS, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
         MAX_SERVICES, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
         TABLE_SIZE,
     },
@@ -40,13 +40,11 @@ pub static KA_RR: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES,
 
 /// `ka_common::lb::CONN4_MAP`.
 #[map(name = "KA_CONNS4")]
-pub static KA_CONNS4: LruHashMap<FlowKey4, ConnValue> =
-    LruHashMap::with_max_entries(CONN_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+pub static KA_CONNS4: Array<ConnSet4> = Array::with_max_entries(CONN_SETS, 0);
 
 /// `ka_common::lb::CONN6_MAP`.
 #[map(name = "KA_CONNS6")]
-pub static KA_CONNS6: LruHashMap<FlowKey, ConnValue> =
-    LruHashMap::with_max_entries(CONN_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+pub static KA_CONNS6: Array<ConnSet6> = Array::with_max_entries(CONN_SETS, 0);
 
 /// `ka_common::lb::PERSIST_MAP` (shared by every CPU, one LRU list per CPU).
 #[map(name = "KA_PERSIST")]
