@@ -841,3 +841,64 @@ fn conn_entry_is_shared_across_cpus() {
         .expect("enter netns");
     handle.join().expect("test thread");
 }
+
+/// The connection table is set-associative: a set holds `CONN_WAYS` flows. Five new flows of
+/// one set: the set then holds four of them, each with the backend it was scheduled to, and
+/// those four are hits on their next packet.
+#[test]
+fn conn_table_set_holds_its_ways() {
+    use ka_common::lb::{conn_set, flow_hash4, ConnSet4, FlowKey4, CONN4_MAP, CONN_WAYS};
+    ka_tests::require_root();
+    let ns = lab();
+    let handle = ns
+        .enter(|| {
+            let lb0 = nix::net::if_::if_nametoindex("lb0").expect("ifindex");
+            let spec = svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
+            let d = DesiredState { services: vec![spec], ..Default::default() };
+            let mut loaded = common::Loaded::new();
+            let mut writer = MapWriter::new();
+            writer.apply(&mut loaded.ebpf, &d).expect("apply");
+            let b = &d.services[0].backends[0];
+            let backend = writer.backend_id(&d.services[0], b.addr, b.port, b.method).expect("backend id");
+            let key = |(a, p): ([u8; 4], u16)| FlowKey4 {
+                src: a,
+                dst: [198, 51, 100, 1],
+                sport: p.to_be_bytes(),
+                dport: 80u16.to_be_bytes(),
+                proto: 6,
+                _pad: [0; 3],
+            };
+            // Clients from 198.18.0.0/16, ports 1024..1088: 4M flows, ~64 per set.
+            let want = conn_set(flow_hash4(&key(([198, 18, 0, 1], 1024))));
+            let flows: Vec<([u8; 4], u16)> = (0..=255u8)
+                .flat_map(|x| (0..=255u8).map(move |y| [198, 18, x, y]))
+                .flat_map(|a| (1024..1088u16).map(move |p| (a, p)))
+                .filter(|&f| conn_set(flow_hash4(&key(f))) == want)
+                .take(CONN_WAYS + 1)
+                .collect();
+            assert_eq!(flows.len(), CONN_WAYS + 1, "found {} flows of one set", flows.len());
+            let pkt = |(a, p): ([u8; 4], u16), flags: u8| {
+                let src = std::net::Ipv4Addr::from(a).to_string();
+                with_macs(Frame::tcp4(&src, "198.51.100.1", p, 80, flags), LB0_MAC, MAC_A).build()
+            };
+            for &f in &flows {
+                assert_eq!(loaded.run_on(&pkt(f, SYN), lb0).action, XDP_TX);
+            }
+            let table: aya::maps::Array<_, ConnSet4> =
+                aya::maps::Array::try_from(loaded.ebpf.map(CONN4_MAP).expect("conn map")).expect("array");
+            let set = table.get(&want, 0).expect("set");
+            let held: Vec<([u8; 4], u16)> = flows
+                .iter()
+                .copied()
+                .filter(|&f| set.ways.iter().any(|w| w.stamp != 0 && w.key == key(f) && w.backend == backend))
+                .collect();
+            assert_eq!(held.len(), CONN_WAYS, "the set holds {CONN_WAYS} of the {} flows: {set:?}", flows.len());
+            for &f in &held {
+                assert_eq!(loaded.run_on(&pkt(f, ACK), lb0).action, XDP_TX);
+            }
+            let c = loaded.counters();
+            assert_eq!(c[Counter::LbConnHit.name()], CONN_WAYS as u64, "each held flow's next packet is a hit: {c:?}");
+        })
+        .expect("enter netns");
+    handle.join().expect("test thread");
+}
