@@ -153,21 +153,7 @@ impl Loaded {
 
     /// Like [`Loaded::time`], received on interface `ifindex`.
     pub fn time_on(&self, frame: &[u8], ifindex: u32, repeat: u32) -> f64 {
-        let mut out = vec![0u8; frame.len() + 256];
-        let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-        let res = self
-            .prog()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        res.duration.as_nanos() as f64
+        self.time_program_on(self.prog_name, frame, ifindex, repeat)
     }
 
     /// Loads (verifies) another program of the same object: it shares this load's maps.
