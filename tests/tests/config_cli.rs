@@ -166,3 +166,30 @@ fn bad_input_gives_one_error() {
     }
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// Without `-i`, the config id is the short host name (keepalived's default): in a private UTS
+/// namespace named `node7.example.invalid`, `@node7` lines are used, `@^node7` lines are not,
+/// and `${_INSTANCE}` is `node7`.
+#[test]
+fn config_id_defaults_to_short_hostname() {
+    ka_tests::require_root();
+    let d = tmpdir("host");
+    let f = d.join("k.conf");
+    std::fs::write(
+        &f,
+        "global_defs {\n@node7 router_id picked\n@^node7 router_id wrong\n@node7.example.invalid router_id full_name\n}\n\
+         vrrp_instance ${_INSTANCE} {\n interface eth0\n virtual_router_id 7\n}\n",
+    )
+    .expect("write");
+    let o = std::process::Command::new("unshare")
+        .args(["--uts", "sh", "-c", r#"hostname node7.example.invalid && exec "$0" check --dump -f "$1""#])
+        .arg(ka_tests::ka_bin())
+        .arg(&f)
+        .output()
+        .expect("run unshare");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("dump is JSON ({e}): {}", stderr(&o)));
+    assert_eq!(v["global_defs"]["router_id"], "picked", "{}", stderr(&o));
+    assert_eq!(v["vrrp_instances"][0]["name"], "node7");
+    let _ = std::fs::remove_dir_all(d);
+}
