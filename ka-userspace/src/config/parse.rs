@@ -2319,6 +2319,8 @@ impl<'d> Cx<'d> {
         self.no_block(e);
         let words: Vec<&Token> = std::iter::once(&e.kw).chain(e.args.iter()).collect();
         let mut pref = false;
+        let mut dev = false;
+        let mut track_group = None;
         let mut i = 0;
         while i < words.len() {
             let w = words[i];
@@ -2335,12 +2337,19 @@ impl<'d> Cx<'d> {
                     continue;
                 }
                 "preference" | "pref" | "priority" | "order" => pref = true,
+                "dev" | "iif" => dev = true,
+                "track_group" => track_group = Some(w),
                 _ => {}
             }
             i += 1;
         }
         if !pref {
             self.warn(&e.kw, "rule has no preference specified; one will be assigned, which is probably not what you want");
+        }
+        if let (Some(t), false) = (track_group, dev) {
+            // keepalived 2.2.7 says so too and drops the track_group.
+            let t = t.clone();
+            self.warn(&t, "a rule cannot have track_group if dev/iif is not specified; track_group ignored");
         }
     }
 
