@@ -1392,8 +1392,8 @@ impl<'d> Cx<'d> {
                     for a in self.block(e) {
                         match a.name() {
                             "auth_type" => match self.arg_str(a).as_deref() {
-                                Some("PASS") => auth_type = Some(AuthType::Pass),
-                                Some("AH") => auth_type = Some(AuthType::Ah),
+                                Some("PASS") => auth_type = Some((AuthType::Pass, a.args[0].span)),
+                                Some("AH") => auth_type = Some((AuthType::Ah, a.args[0].span)),
                                 Some(o) => self.err(
                                     &a.args[0],
                                     format!("unknown auth_type '{o}': expected PASS or AH"),
@@ -1413,11 +1413,12 @@ impl<'d> Cx<'d> {
                     }
                     self.warn(&e.kw, "VRRP authentication was removed from the VRRP specification (RFC 3768); PASS is still sent and checked, for peers that use it");
                     match auth_type {
-                        Some(t) => {
+                        Some((t, type_span)) => {
                             vi.authentication = Some(Authentication {
                                 auth_type: t,
                                 auth_pass: pass,
                                 span: e.span(),
+                                type_span,
                             })
                         }
                         None => self.err(&e.kw, "authentication needs an auth_type (PASS or AH)"),
