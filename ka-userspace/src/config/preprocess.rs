@@ -138,10 +138,22 @@ impl<'a> Preprocessor<'a> {
         sources: &'a mut SourceMap,
         diags: &'a mut Diagnostics,
     ) -> Self {
+        Self::from_bytes(path, text.as_bytes(), config_id, sources, diags)
+    }
+
+    /// Preprocesses `bytes` exactly as the content of the file `path` would be (the same size,
+    /// NUL and UTF-8 checks as [`Preprocessor::open`]; includes resolve relative to `path`).
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        config_id: &str,
+        sources: &'a mut SourceMap,
+        diags: &'a mut Diagnostics,
+    ) -> Self {
         let mut pp = Self::empty(config_id, sources, diags);
-        let bytes = text.as_bytes().to_vec();
         let len = bytes.len() as u64;
-        pp.push_file_bytes(path, Some(bytes), len, None);
+        let bytes = (len <= MAX_FILE_BYTES).then(|| bytes.to_vec());
+        pp.push_file_bytes(path, bytes, len, None);
         pp
     }
 
