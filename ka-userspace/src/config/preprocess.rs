@@ -1165,9 +1165,11 @@ mod tests {
         }
     }
 
-    /// Preprocesses the file at `path`; returns the token lines and the diagnostics rendered as
-    /// `(file name, line, severity, message)`.
-    fn expand_file(path: &Path) -> (Vec<String>, Vec<(String, u32, Severity, String)>) {
+    /// A diagnostic as `(file name, line, severity, message)`.
+    type Located = (String, u32, Severity, String);
+
+    /// Preprocesses the file at `path`; returns the token lines and the diagnostics.
+    fn expand_file(path: &Path) -> (Vec<String>, Vec<Located>) {
         let mut sources = SourceMap::default();
         let mut diags = Diagnostics::default();
         let mut lines = Vec::new();
