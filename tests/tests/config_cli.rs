@@ -90,11 +90,13 @@ fn dump_applies_defaults() {
     let f = d.join("k.conf");
     std::fs::write(
         &f,
-        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n  198.18.0.7\n  fd00:198:18::7\n }\n}\n\
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n  198.18.0.7\n }\n}\n\
+         vrrp_instance VI_6 {\n interface eth0\n virtual_router_id 8\n virtual_ipaddress {\n  fd00:198:18::7\n }\n}\n\
          virtual_server 198.18.0.7 80 {\n persistence_timeout\n real_server 198.18.1.7 80 {\n  HTTP_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
     )
     .expect("write");
     let o = ka_check(&["--dump", "-f", f.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("dump is JSON");
     let vi = &v["vrrp_instances"][0];
     assert_eq!(vi["name"], "VI_1");
@@ -103,6 +105,12 @@ fn dump_applies_defaults() {
     assert_eq!(vi["advert_int_ms"], 1000);
     assert_eq!(vi["version"], 2);
     assert_eq!(vi["virtual_ipaddresses"][0]["address"], "198.18.0.7/32");
+    let vi6 = &v["vrrp_instances"][1];
+    assert_eq!(
+        vi6["virtual_ipaddresses"][0]["address"], "fd00:198:18::7/128",
+        "a bare IPv6 VIP gets /128"
+    );
+    assert_eq!(vi6["version"], 3, "an IPv6 instance uses VRRPv3");
     let vs = &v["virtual_servers"][0];
     assert_eq!(vs["protocol"], "UDP", "keepalived 2.2 defaults to UDP");
     assert_eq!(vs["lb_algo"], "wlc");
@@ -164,5 +172,106 @@ fn bad_input_gives_one_error() {
         assert!(lines[0].contains(what), "{}: {err}", file.display());
         assert!(!err.contains("panicked"), "{err}");
     }
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// Without `-i`, the config id is the short host name (keepalived's default): in a private UTS
+/// namespace named `node7.example.invalid`, `@node7` lines are used, `@^node7` lines are not,
+/// and `${_INSTANCE}` is `node7`.
+#[test]
+fn config_id_defaults_to_short_hostname() {
+    ka_tests::require_root();
+    let d = tmpdir("host");
+    let f = d.join("k.conf");
+    std::fs::write(
+        &f,
+        "global_defs {\n@node7 router_id picked\n@^node7 router_id wrong\n@node7.example.invalid router_id full_name\n}\n\
+         vrrp_instance ${_INSTANCE} {\n interface eth0\n virtual_router_id 7\n}\n",
+    )
+    .expect("write");
+    let o = std::process::Command::new("unshare")
+        .args(["--uts", "sh", "-c", r#"hostname node7.example.invalid && exec "$0" check --dump -f "$1""#])
+        .arg(ka_tests::ka_bin())
+        .arg(&f)
+        .output()
+        .expect("run unshare");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("dump is JSON ({e}): {}", stderr(&o)));
+    assert_eq!(v["global_defs"]["router_id"], "picked", "{}", stderr(&o));
+    assert_eq!(v["vrrp_instances"][0]["name"], "node7");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// The corpus file using every block and checker loads cleanly, and `--dump` lists its
+/// checkers by their keepalived keyword, in file order.
+#[test]
+fn dump_lists_every_checker_type() {
+    let f = corpus("valid/everything.conf");
+    let o = ka_check(&["--dump", "-f", f.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("dump is JSON");
+    let vs = &v["virtual_servers"][0];
+    assert_eq!(vs["group"], "VSG_EVERY");
+    let types: Vec<&str> = vs["real_servers"][0]["checkers"]
+        .as_array()
+        .expect("checkers")
+        .iter()
+        .map(|c| c["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "TCP_CHECK",
+            "HTTP_GET",
+            "SSL_GET",
+            "MISC_CHECK",
+            "SMTP_CHECK",
+            "DNS_CHECK",
+            "UDP_CHECK",
+            "PING_CHECK",
+            "BFD_CHECK",
+            "FILE_CHECK"
+        ]
+    );
+}
+
+/// Old and new spellings: `lvs_sched`/`lb_algo` and `lvs_method`/`lb_kind` set the same
+/// fields, whichever is used and in any mix (the defaults, wlc and NAT, are overridden).
+#[test]
+fn dump_old_and_new_lvs_spellings() {
+    let d = tmpdir("spell");
+    let f = d.join("k.conf");
+    let vs = |port: u16, sched: &str, method: &str| {
+        format!(
+            "virtual_server 198.18.0.8 {port} {{\n protocol TCP\n {sched}\n {method}\n real_server 198.18.1.8 {port} {{\n }}\n}}\n"
+        )
+    };
+    let text = [
+        vs(1, "lvs_sched rr", "lvs_method DR"),
+        vs(2, "lb_algo rr", "lb_kind DR"),
+        vs(3, "lvs_sched sh", "lb_kind TUN"),
+        vs(4, "lb_algo lc", "lvs_method NAT"),
+    ]
+    .concat();
+    std::fs::write(&f, text).expect("write");
+    let o = ka_check(&["--dump", "-f", f.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("dump is JSON");
+    let got: Vec<(u64, &str, &str)> = v["virtual_servers"]
+        .as_array()
+        .expect("virtual_servers")
+        .iter()
+        .map(|s| {
+            (
+                s["port"].as_u64().expect("port"),
+                s["lb_algo"].as_str().expect("lb_algo"),
+                s["lb_kind"].as_str().expect("lb_kind"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(1, "rr", "DR"), (2, "rr", "DR"), (3, "sh", "TUN"), (4, "lc", "NAT")]
+    );
     let _ = std::fs::remove_dir_all(d);
 }

@@ -90,6 +90,47 @@ fn measure(ka: &Path, file: &Path, instances: u32) -> anyhow::Result<Sample> {
     })
 }
 
+/// The part of `ka check --dump` the benchmark verifies.
+#[derive(serde::Deserialize)]
+struct Dump {
+    vrrp_instances: Vec<DumpInstance>,
+}
+
+#[derive(serde::Deserialize)]
+struct DumpInstance {
+    name: String,
+}
+
+/// Runs `ka check --dump` (outside the timed run) and checks that the model really has
+/// `expected` distinct `vrrp_instances`, so a broken expansion cannot pass as fast.
+fn verify_instances(ka: &Path, file: &Path, expected: u32) -> anyhow::Result<()> {
+    let mut child = std::process::Command::new(ka)
+        .args(["check", "-i", "bench", "--dump", "-f"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {} check --dump", ka.display()))?;
+    let out = child.stdout.take().context("ka check --dump: no stdout")?;
+    // Streamed: the dump of 65,024 instances is large, only the names are kept.
+    let parsed: Result<Dump, _> = serde_json::from_reader(std::io::BufReader::new(out));
+    let status = child.wait().context("wait for ka check --dump")?;
+    let dump = parsed.with_context(|| {
+        format!("ka check --dump of {} ({status}) is not the model's JSON", file.display())
+    })?;
+    let names: std::collections::HashSet<&str> =
+        dump.vrrp_instances.iter().map(|v| v.name.as_str()).collect();
+    if dump.vrrp_instances.len() != expected as usize || names.len() != expected as usize {
+        bail!(
+            "{}: ka check --dump has {} vrrp_instances ({} distinct names), expected {expected}",
+            file.display(),
+            dump.vrrp_instances.len(),
+            names.len()
+        );
+    }
+    Ok(())
+}
+
 /// Generates the configurations, runs `ka check` on them and prints time and memory.
 ///
 /// # Errors
@@ -115,7 +156,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let file = dir.join(name);
         std::fs::write(&file, man_page_config(last_if))
             .with_context(|| format!("write {}", file.display()))?;
-        let s = measure(&ka, &file, (last_if + 1) * 32 * 254)?;
+        let instances = (last_if + 1) * 32 * 254;
+        let s = measure(&ka, &file, instances)?;
         if s.exit == 2 || s.exit < 0 {
             bail!(
                 "ka check could not read {} (exit {})",
@@ -123,6 +165,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 s.exit
             );
         }
+        verify_instances(&ka, &file, instances)?;
         samples.push(s);
     }
     println!(

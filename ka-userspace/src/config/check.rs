@@ -203,6 +203,17 @@ fn check_instances(
                     format!("({n}) authentication is not supported with VRRP version 3"),
                 );
             }
+            if auth.auth_type == AuthType::Ah {
+                // A warning, not an error: keepalived accepts AH, and so must `ka check` (one of
+                // Debian's sample configurations uses it); the daemon refuses the instance.
+                d.warning(
+                    Some(auth.type_span),
+                    format!(
+                        "({n}) {}; accepted by keepalived, refused by the ka daemon",
+                        ka_common::vrrp::AhNotSupported
+                    ),
+                );
+            }
             if auth.auth_type == AuthType::Ah && vi.state == VrrpState::Master {
                 d.warning(Some(auth.span), format!("({n}) initial state MASTER is incompatible with AH authentication; using BACKUP"));
                 vi.state = VrrpState::Backup;

@@ -217,3 +217,37 @@ impl Diagnostics {
 pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The terminal excerpt shows the source line and puts the caret under the diagnostic's
+    /// column: tabs before it are kept (so the caret lines up however wide a tab is shown),
+    /// other characters become spaces, a CRLF line ending is dropped, and a column past the
+    /// end of the line puts the caret just after it.
+    #[test]
+    fn excerpt_caret_column() {
+        let dir = std::env::temp_dir().join(format!("ka-diag-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("k.conf");
+        std::fs::write(&path, "vrrp_instance VI_1 {\r\n\tpriority  300\r\n}\n").expect("write");
+        let mut sources = SourceMap::default();
+        let id = sources.add(&path);
+        let at = |line, col| Diagnostic::error(Some(Span::new(id, line, col)), "m");
+        let cases = [
+            // `300` starts at byte 11 of line 2: column 12.
+            (2, 12, "    2 | \tpriority  300\n      | \t          ^"),
+            (2, 1, "    2 | \tpriority  300\n      | ^"),
+            (1, 15, "    1 | vrrp_instance VI_1 {\n      |               ^"),
+            (3, 40, "    3 | }\n      |  ^"),
+        ];
+        for (line, col, want) in cases {
+            assert_eq!(at(line, col).excerpt(&sources).as_deref(), Some(want), "{line}:{col}");
+        }
+        // No excerpt for a line the file does not have, or a diagnostic without a place.
+        assert_eq!(at(9, 1).excerpt(&sources), None);
+        assert_eq!(Diagnostic::error(None, "m").excerpt(&sources), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,7 +1,7 @@
 //! keepalived.conf: preprocessor, lexer, typed model, semantic checks and `ka check`.
 //!
 //! The daemon loads a configuration with [`load`] (nothing is printed; diagnostics are returned)
-//! and `ka check` is [`run_check`]. Tests use [`parse_str`].
+//! and `ka check` is [`run_check`]. Tests use [`parse_str`], the fuzzer [`parse_bytes`].
 
 pub mod check;
 pub mod cli;
@@ -120,11 +120,17 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
 
 /// Parses configuration text as if read from `path` (includes resolve relative to it).
 pub fn parse_str(text: &str, path: &Path, opts: &LoadOptions) -> Loaded {
+    parse_bytes(text.as_bytes(), path, opts)
+}
+
+/// Parses raw bytes as the content of the file `path`, through the same checks as [`load`]
+/// (too large, NUL byte, invalid UTF-8); includes resolve relative to `path`.
+pub fn parse_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Loaded {
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
     let mut sources = SourceMap::default();
     let mut diags = diag::Diagnostics::default();
     let mut pp_diags = diag::Diagnostics::default();
-    let pp = preprocess::Preprocessor::from_str(path, text, &id, &mut sources, &mut pp_diags);
+    let pp = preprocess::Preprocessor::from_bytes(path, bytes, &id, &mut sources, &mut pp_diags);
     let (config, _) = run(pp, &mut diags, opts);
     for d in pp_diags.into_sorted() {
         diags.push(d);

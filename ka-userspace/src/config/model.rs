@@ -369,6 +369,8 @@ pub struct Authentication {
     pub auth_pass: String,
     /// Where the block starts.
     pub span: Span,
+    /// Where the `auth_type` value is written.
+    pub type_span: Span,
 }
 
 /// An address of `virtual_ipaddress`, `virtual_ipaddress_excluded` or `static_ipaddress`.

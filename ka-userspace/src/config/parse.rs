@@ -330,6 +330,19 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_track_process",
 ];
 
+/// `u32::MAX`, the upper bound keepalived puts on most unsigned values.
+const U32: i64 = u32::MAX as i64;
+/// `i32::MAX`, keepalived's bound for signed values (weights, rise, fall).
+const I32: i64 = i32::MAX as i64;
+/// `u32::MAX` microseconds (4294.967295 s), keepalived's bound for most timers.
+const U32_US: u64 = u32::MAX as u64;
+/// `i32::MAX` microseconds (2147.483647 s), keepalived's bound for `garp_group` intervals.
+const I32_US: u64 = i32::MAX as u64;
+/// The largest timer keepalived reads for checker delays (a `u64` of microseconds).
+const U64_US: u64 = u64::MAX - 1;
+/// One hour in microseconds (`vrrp_track_process` delays).
+const HOUR_US: u64 = 3_600_000_000;
+
 /// Per-instance settings whose defaults come from `global_defs`, resolved after parsing.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct InstanceDefaults {
@@ -478,35 +491,91 @@ impl<'d> Cx<'d> {
         self.int(&s.args[0], lo, hi)
     }
 
-    fn timer_tok(&mut self, t: &Token, max_secs: u64) -> Option<Duration> {
-        let ok = !t.text.is_empty()
-            && t.text.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && t.text.matches('.').count() <= 1;
-        let v = if ok { t.text.parse::<f64>().ok() } else { None };
+    /// Parses a decimal number with at most `decimals` fractional digits, as keepalived's
+    /// `read_decimal_unsigned` does, into units of 10^-`decimals`, checked against `[lo, hi]`.
+    fn decimal(&mut self, t: &Token, decimals: u32, lo: u64, hi: u64, unit: &str) -> Option<u64> {
+        let txt = t.text.as_str();
+        let (int, frac) = txt.split_once('.').unwrap_or((txt, ""));
+        let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+        if int.is_empty() && frac.is_empty() || !digits(int) || !digits(frac) {
+            self.err(t, format!("'{txt}' is not a valid time in {unit}"));
+            return None;
+        }
+        if frac.len() > decimals as usize {
+            self.err(
+                t,
+                format!("time '{txt}' has too many decimal places (at most {decimals})"),
+            );
+            return None;
+        }
+        let scale = 10u128.pow(decimals);
+        let parse = |s: &str| if s.is_empty() { Some(0) } else { s.parse::<u128>().ok() };
+        let frac_units = parse(frac).map(|f| f * 10u128.pow(decimals - frac.len() as u32));
+        let v = parse(int)
+            .and_then(|i| i.checked_mul(scale))
+            .zip(frac_units)
+            .and_then(|(i, f)| i.checked_add(f));
         match v {
-            Some(v) if v <= max_secs as f64 => {
-                Some(Duration::from_micros((v * 1e6).round() as u64))
-            }
-            Some(_) => {
+            Some(v) if (u128::from(lo)..=u128::from(hi)).contains(&v) => Some(v as u64),
+            _ => {
+                let show = |x: u64| {
+                    let (i, f) = (u128::from(x) / scale, u128::from(x) % scale);
+                    if f == 0 {
+                        i.to_string()
+                    } else {
+                        let f = format!("{f:0w$}", w = decimals as usize);
+                        format!("{i}.{}", f.trim_end_matches('0'))
+                    }
+                };
                 self.err(
                     t,
-                    format!("time '{}' outside range [0, {max_secs}] seconds", t.text),
+                    format!("time '{txt}' outside range [{}, {}] {unit}", show(lo), show(hi)),
                 );
-                None
-            }
-            None => {
-                self.err(t, format!("'{}' is not a valid time in seconds", t.text));
                 None
             }
         }
     }
 
+    /// A time in seconds with microsecond resolution, within `[lo_us, hi_us]` microseconds.
+    fn timer_tok_us(&mut self, t: &Token, lo_us: u64, hi_us: u64) -> Option<Duration> {
+        self.decimal(t, 6, lo_us, hi_us, "seconds")
+            .map(Duration::from_micros)
+    }
+
     fn arg_timer(&mut self, s: &Stmt, max_secs: u64) -> Option<Duration> {
+        self.arg_timer_us(s, 0, max_secs.saturating_mul(1_000_000))
+    }
+
+    /// `KEYWORD TIME`, TIME in seconds with up to 6 decimals, within `[lo_us, hi_us]` µs.
+    fn arg_timer_us(&mut self, s: &Stmt, lo_us: u64, hi_us: u64) -> Option<Duration> {
         self.no_block(s);
         if !self.args(s, 1, 1) {
             return None;
         }
-        self.timer_tok(&s.args[0], max_secs)
+        self.timer_tok_us(&s.args[0], lo_us, hi_us)
+    }
+
+    /// `KEYWORD SECONDS` in `(0, max]` where keepalived reads whole seconds but ka can use a
+    /// fraction (fast `vrrp_script` intervals): a fraction is a warning, not an error.
+    fn arg_secs_frac(&mut self, s: &Stmt, max: u64) -> Option<Duration> {
+        let v = self.arg_timer_us(s, 1, max.saturating_mul(1_000_000))?;
+        if v.subsec_micros() != 0 {
+            self.warn(
+                &s.args[0],
+                format!(
+                    "'{}' {}: keepalived 2.2.7 accepts only whole seconds here; ka uses the fraction",
+                    s.name(),
+                    s.args[0].text
+                ),
+            );
+        }
+        Some(v)
+    }
+
+    /// `KEYWORD SECONDS` where keepalived reads a whole number of seconds.
+    fn arg_secs(&mut self, s: &Stmt, lo: i64, hi: i64) -> Option<Duration> {
+        self.arg_int(s, lo, hi)
+            .map(|v| Duration::from_secs(v as u64))
     }
 
     /// `KEYWORD [on|off|true|false|yes|no]`; no argument means true.
@@ -729,22 +798,22 @@ impl<'d> Cx<'d> {
                     }
                 }
                 "vrrp_garp_master_delay" => {
-                    if let Some(v) = self.arg_timer(e, 86400) {
+                    if let Some(v) = self.arg_secs(e, 0, 4294) {
                         self.cfg.global.vrrp_garp_master_delay = v;
                     }
                 }
                 "vrrp_garp_master_repeat" => {
-                    if let Some(v) = self.arg_int(e, 0, 1_000_000) {
+                    if let Some(v) = self.arg_int(e, 1, U32) {
                         self.cfg.global.vrrp_garp_master_repeat = v as u32;
                     }
                 }
                 "vrrp_garp_master_refresh" => {
-                    if let Some(v) = self.arg_timer(e, 86400) {
+                    if let Some(v) = self.arg_secs(e, 0, U32) {
                         self.cfg.global.vrrp_garp_master_refresh = v;
                     }
                 }
                 "vrrp_garp_interval" | "vrrp_gna_interval" => {
-                    if let Some(v) = self.arg_timer(e, 1) {
+                    if let Some(v) = self.arg_timer_us(e, 1, U32_US) {
                         if e.name() == "vrrp_garp_interval" {
                             self.cfg.global.vrrp_garp_interval = v;
                         } else {
@@ -790,7 +859,7 @@ impl<'d> Cx<'d> {
                     }
                 }
                 "smtp_connect_timeout" => {
-                    if let Some(v) = self.arg_timer(e, 86400) {
+                    if let Some(v) = self.arg_secs(e, 1, 4294) {
                         self.cfg.global.smtp_connect_timeout = v;
                     }
                 }
@@ -800,7 +869,7 @@ impl<'d> Cx<'d> {
                 "vrrp_lower_prio_no_advert" => self.cfg.global.vrrp_lower_prio_no_advert = self.arg_bool(e),
                 "vrrp_higher_prio_send_advert" => self.cfg.global.vrrp_higher_prio_send_advert = self.arg_bool(e),
                 "vrrp_startup_delay" => {
-                    if let Some(v) = self.arg_timer(e, 3600) {
+                    if let Some(v) = self.arg_timer_us(e, 1000, U32_US) {
                         self.cfg.global.vrrp_startup_delay = v;
                     }
                 }
@@ -840,8 +909,8 @@ impl<'d> Cx<'d> {
         for e in self.block(s) {
             match e.name() {
                 "script" => vs.script = self.arg_str(e).filter(|s| !s.is_empty()),
-                "interval" => vs.interval = self.arg_timer(e, 86400).unwrap_or(vs.interval),
-                "timeout" => timeout = self.arg_timer(e, 86400),
+                "interval" => vs.interval = self.arg_secs_frac(e, 4294).unwrap_or(vs.interval),
+                "timeout" => timeout = self.arg_secs_frac(e, 4294),
                 "weight" => {
                     self.no_block(e);
                     if self.args(e, 1, 2) {
@@ -849,8 +918,8 @@ impl<'d> Cx<'d> {
                         vs.reverse = self.reverse(e, 1);
                     }
                 }
-                "rise" => vs.rise = self.arg_int(e, 1, i64::from(u32::MAX)).unwrap_or(1) as u32,
-                "fall" => vs.fall = self.arg_int(e, 1, i64::from(u32::MAX)).unwrap_or(1) as u32,
+                "rise" => vs.rise = self.arg_int(e, 1, I32).unwrap_or(1) as u32,
+                "fall" => vs.fall = self.arg_int(e, 1, I32).unwrap_or(1) as u32,
                 "user" => {
                     self.no_block(e);
                     if self.args(e, 1, 2) {
@@ -1323,8 +1392,8 @@ impl<'d> Cx<'d> {
                     for a in self.block(e) {
                         match a.name() {
                             "auth_type" => match self.arg_str(a).as_deref() {
-                                Some("PASS") => auth_type = Some(AuthType::Pass),
-                                Some("AH") => auth_type = Some(AuthType::Ah),
+                                Some("PASS") => auth_type = Some((AuthType::Pass, a.args[0].span)),
+                                Some("AH") => auth_type = Some((AuthType::Ah, a.args[0].span)),
                                 Some(o) => self.err(
                                     &a.args[0],
                                     format!("unknown auth_type '{o}': expected PASS or AH"),
@@ -1344,11 +1413,12 @@ impl<'d> Cx<'d> {
                     }
                     self.warn(&e.kw, "VRRP authentication was removed from the VRRP specification (RFC 3768); PASS is still sent and checked, for peers that use it");
                     match auth_type {
-                        Some(t) => {
+                        Some((t, type_span)) => {
                             vi.authentication = Some(Authentication {
                                 auth_type: t,
                                 auth_pass: pass,
                                 span: e.span(),
+                                type_span,
                             })
                         }
                         None => self.err(&e.kw, "authentication needs an auth_type (PASS or AH)"),
@@ -1377,13 +1447,13 @@ impl<'d> Cx<'d> {
                     self.no_block(e);
                     vi.dont_track_primary = true;
                 }
-                "garp_master_delay" => d.garp_master_delay = self.arg_timer(e, 86400),
+                "garp_master_delay" => d.garp_master_delay = self.arg_secs(e, 0, 4294),
                 "garp_master_repeat" => {
-                    d.garp_master_repeat = self.arg_int(e, 0, 1_000_000).map(|v| v as u32)
+                    d.garp_master_repeat = self.arg_int(e, 1, U32).map(|v| v as u32)
                 }
-                "garp_master_refresh" => d.garp_master_refresh = self.arg_timer(e, 86400),
+                "garp_master_refresh" => d.garp_master_refresh = self.arg_secs(e, 0, U32),
                 "garp_master_refresh_repeat" => {
-                    d.garp_master_refresh_repeat = self.arg_int(e, 0, 1_000_000).map(|v| v as u32)
+                    d.garp_master_refresh_repeat = self.arg_int(e, 1, U32).map(|v| v as u32)
                 }
                 "strict_mode" => d.strict_mode = Some(self.arg_bool(e)),
                 "use_vmac" => {
@@ -1470,13 +1540,17 @@ impl<'d> Cx<'d> {
         }
     }
 
-    fn timing(&mut self, e: &Stmt, t: &mut CheckTiming) -> bool {
+    /// Timing keywords shared by virtual servers, real servers and checkers (`checker`: a
+    /// checker block, where keepalived accepts `retry 0`; elsewhere ka warns).
+    fn timing(&mut self, e: &Stmt, t: &mut CheckTiming, checker: bool) -> bool {
         match e.name() {
             "connect_timeout" => {
-                t.connect_timeout = self.arg_timer(e, 86400).unwrap_or(t.connect_timeout)
+                t.connect_timeout = self
+                    .arg_timer_us(e, 1, U32_US)
+                    .unwrap_or(t.connect_timeout)
             }
             "delay_loop" => {
-                if let Some(v) = self.arg_timer(e, 86400) {
+                if let Some(v) = self.arg_timer_us(e, 0, U64_US) {
                     if v.is_zero() {
                         self.err(&e.args[0], "delay_loop must be greater than 0");
                     } else {
@@ -1485,10 +1559,16 @@ impl<'d> Cx<'d> {
                 }
             }
             "retry" | "nb_get_retry" => {
-                t.retry = self.arg_int(e, 0, i64::from(u32::MAX)).map(|v| v as u32)
+                t.retry = self.arg_int(e, 0, U32).map(|v| v as u32);
+                if !checker && t.retry == Some(0) {
+                    self.warn(
+                        &e.args[0],
+                        "keepalived 2.2.7 rejects 'retry 0' outside a checker (it keeps the default); ka uses 0",
+                    );
+                }
             }
-            "delay_before_retry" => t.delay_before_retry = self.arg_timer(e, 86400),
-            "warmup" => t.warmup = self.arg_timer(e, 86400),
+            "delay_before_retry" => t.delay_before_retry = self.arg_timer_us(e, 0, U64_US),
+            "warmup" => t.warmup = self.arg_timer_us(e, 0, U64_US),
             "alpha" => t.alpha = self.arg_bool(e),
             "inhibit_on_failure" => t.inhibit_on_failure = self.arg_bool(e),
             _ => return false,
@@ -1568,7 +1648,7 @@ impl<'d> Cx<'d> {
         let mut rs_stmts = Vec::new();
         let mut sorry = None;
         for e in self.block(s) {
-            if self.timing(e, &mut vs.timing) {
+            if self.timing(e, &mut vs.timing, false) {
                 continue;
             }
             match e.name() {
@@ -1592,8 +1672,9 @@ impl<'d> Cx<'d> {
                     self.no_block(e);
                     vs.persistence_timeout = match e.args.first() {
                         None => Some(Duration::from_secs(360)),
+                        // keepalived 2.2.7: at most 31 days.
                         Some(t) => self
-                            .int(t, 1, i64::from(u32::MAX))
+                            .int(t, 1, 2_678_400)
                             .map(|v| Duration::from_secs(v as u64)),
                     };
                 }
@@ -1735,11 +1816,11 @@ impl<'d> Cx<'d> {
         };
         let mut checker_stmts = Vec::new();
         for e in self.block(s) {
-            if self.timing(e, &mut rs.timing) {
+            if self.timing(e, &mut rs.timing, false) {
                 continue;
             }
             match e.name() {
-                "weight" => rs.weight = self.arg_int(e, 0, 65535).unwrap_or(1) as i32,
+                "weight" => rs.weight = self.arg_int(e, 0, I32).unwrap_or(1) as i32,
                 "lb_kind" | "lvs_method" => {
                     rs.lb_kind = self.lb_kind(e).unwrap_or(rs.lb_kind);
                     self.unsupported(e, "real_server");
@@ -1859,7 +1940,7 @@ impl<'d> Cx<'d> {
         let retry_rs = rs.timing.retry;
         let dbr_rs = rs.timing.delay_before_retry;
         for e in self.block(s) {
-            if self.timing(e, &mut t) {
+            if self.timing(e, &mut t, true) {
                 continue;
             }
             match (e.name(), &mut kind) {
@@ -1990,9 +2071,8 @@ impl<'d> Cx<'d> {
                 }
                 ("misc_path", CheckerKind::Misc { path, .. }) => *path = self.arg_str(e),
                 ("misc_timeout", CheckerKind::Misc { timeout, .. }) => {
-                    *timeout = self
-                        .arg_int(e, 1, i64::from(u32::MAX))
-                        .map(|v| Duration::from_secs(v as u64))
+                    // keepalived: whole seconds, 0 meaning the default (the delay_loop).
+                    *timeout = self.arg_secs(e, 0, 4294).filter(|d| !d.is_zero())
                 }
                 ("misc_dynamic", CheckerKind::Misc { dynamic, .. }) => *dynamic = self.arg_bool(e),
                 ("user", CheckerKind::Misc { user, .. }) => {
@@ -2240,6 +2320,8 @@ impl<'d> Cx<'d> {
         self.no_block(e);
         let words: Vec<&Token> = std::iter::once(&e.kw).chain(e.args.iter()).collect();
         let mut pref = false;
+        let mut dev = false;
+        let mut track_group = None;
         let mut i = 0;
         while i < words.len() {
             let w = words[i];
@@ -2256,12 +2338,19 @@ impl<'d> Cx<'d> {
                     continue;
                 }
                 "preference" | "pref" | "priority" | "order" => pref = true,
+                "dev" | "iif" => dev = true,
+                "track_group" => track_group = Some(w),
                 _ => {}
             }
             i += 1;
         }
         if !pref {
             self.warn(&e.kw, "rule has no preference specified; one will be assigned, which is probably not what you want");
+        }
+        if let (Some(t), false) = (track_group, dev) {
+            // keepalived 2.2.7 says so too and drops the track_group.
+            let t = t.clone();
+            self.warn(&t, "a rule cannot have track_group if dev/iif is not specified; track_group ignored");
         }
     }
 
@@ -2301,7 +2390,7 @@ impl<'d> Cx<'d> {
         for e in self.block(s) {
             self.no_block(e);
             if e.name() == "fwmark" {
-                if let Some(m) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                if let Some(m) = self.arg_int(e, 0, U32) {
                     g.entries.push(VsgEntry::Fwmark {
                         mark: m as u32,
                         span: e.span(),
@@ -2342,9 +2431,7 @@ impl<'d> Cx<'d> {
                 "weight" => {
                     self.no_block(e);
                     if self.args(e, 1, 2) {
-                        tf.weight = self
-                            .int(&e.args[0], -2_147_483_647, 2_147_483_647)
-                            .unwrap_or(1);
+                        tf.weight = self.int(&e.args[0], -254, 254).unwrap_or(1);
                         tf.reverse = self.reverse(e, 1);
                     }
                 }
@@ -2356,9 +2443,7 @@ impl<'d> Cx<'d> {
                         if a.text == "overwrite" {
                             over = true;
                         } else {
-                            v = self
-                                .int(a, i64::from(i32::MIN), i64::from(i32::MAX))
-                                .unwrap_or(0);
+                            v = self.int(a, -254, 254).unwrap_or(0);
                         }
                     }
                     tf.init_file = Some((v, over));
@@ -2399,14 +2484,16 @@ impl<'d> Cx<'d> {
                         let _ = self.reverse(e, 1);
                     }
                 }
-                "quorum" => tp.quorum = self.arg_int(e, 0, 65535).unwrap_or(1) as u32,
+                "quorum" => tp.quorum = self.arg_int(e, 1, 65535).unwrap_or(1) as u32,
                 "quorum_max" => tp.quorum_max = self.arg_int(e, 0, 65535).map(|v| v as u32),
-                "fork_delay" => tp.fork_delay = self.arg_timer(e, 86400).unwrap_or_default(),
+                "fork_delay" => {
+                    tp.fork_delay = self.arg_timer_us(e, 1, HOUR_US).unwrap_or_default()
+                }
                 "terminate_delay" => {
-                    tp.terminate_delay = self.arg_timer(e, 86400).unwrap_or_default()
+                    tp.terminate_delay = self.arg_timer_us(e, 1, HOUR_US).unwrap_or_default()
                 }
                 "delay" => {
-                    let v = self.arg_timer(e, 86400).unwrap_or_default();
+                    let v = self.arg_timer_us(e, 1, HOUR_US).unwrap_or_default();
                     tp.fork_delay = v;
                     tp.terminate_delay = v;
                 }
@@ -2464,9 +2551,16 @@ impl<'d> Cx<'d> {
                 "neighbor_ip" | "neighbour_ip" => b.neighbor_ip = self.arg_ip(e),
                 "source_ip" => b.source_ip = self.arg_ip(e),
                 "min_rx" | "min_tx" | "idle_tx" => {
-                    // Given in milliseconds: reuse the seconds parser and scale.
-                    if let Some(v) = self.arg_timer(e, 1_000_000) {
-                        let v = v / 1000;
+                    // Milliseconds with up to 3 decimals; keepalived 2.2.7: [1, 4294967] ms,
+                    // idle_tx from 1000 ms.
+                    self.no_block(e);
+                    let lo = if e.name() == "idle_tx" { 1_000_000 } else { 1000 };
+                    let v = if self.args(e, 1, 1) {
+                        self.decimal(&e.args[0], 3, lo, 4_294_967_000, "milliseconds")
+                    } else {
+                        None
+                    };
+                    if let Some(v) = v.map(Duration::from_micros) {
                         match e.name() {
                             "min_rx" => b.min_rx = v,
                             "min_tx" => b.min_tx = v,
@@ -2482,8 +2576,11 @@ impl<'d> Cx<'d> {
                         let _ = self.reverse(e, 1);
                     }
                 }
-                "ttl" | "hoplimit" | "max_hops" => {
-                    let _ = self.arg_int(e, 0, 255);
+                "ttl" | "hoplimit" => {
+                    let _ = self.arg_int(e, 1, 255);
+                }
+                "max_hops" => {
+                    let _ = self.arg_int(e, -1, 255);
                 }
                 "passive" | "vrrp" | "checker" => self.no_block(e),
                 _ => self.unknown(
@@ -2527,8 +2624,8 @@ impl<'d> Cx<'d> {
         };
         for e in self.block(s) {
             match e.name() {
-                "garp_interval" => g.garp_interval = self.arg_timer(e, 1),
-                "gna_interval" => g.gna_interval = self.arg_timer(e, 1),
+                "garp_interval" => g.garp_interval = self.arg_timer_us(e, 0, I32_US),
+                "gna_interval" => g.gna_interval = self.arg_timer_us(e, 0, I32_US),
                 "interface" => g.interfaces.extend(self.arg_str(e)),
                 "interfaces" => {
                     let list: Vec<String> =
@@ -2541,6 +2638,15 @@ impl<'d> Cx<'d> {
                     &[&["garp_interval", "gna_interval", "interface", "interfaces"]],
                 ),
             }
+        }
+        if g.garp_interval.is_none() && g.gna_interval.is_none() {
+            // keepalived 2.2.7: "garp group N does not have any delay set - removing".
+            let at = Token {
+                span: s.end,
+                ..s.kw.clone()
+            };
+            self.err(&at, "garp_group has no garp_interval or gna_interval set; keepalived removes it");
+            return;
         }
         self.cfg.garp_groups.push(g);
     }

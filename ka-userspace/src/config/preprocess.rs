@@ -138,10 +138,22 @@ impl<'a> Preprocessor<'a> {
         sources: &'a mut SourceMap,
         diags: &'a mut Diagnostics,
     ) -> Self {
+        Self::from_bytes(path, text.as_bytes(), config_id, sources, diags)
+    }
+
+    /// Preprocesses `bytes` exactly as the content of the file `path` would be (the same size,
+    /// NUL and UTF-8 checks as [`Preprocessor::open`]; includes resolve relative to `path`).
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        config_id: &str,
+        sources: &'a mut SourceMap,
+        diags: &'a mut Diagnostics,
+    ) -> Self {
         let mut pp = Self::empty(config_id, sources, diags);
-        let bytes = text.as_bytes().to_vec();
         let len = bytes.len() as u64;
-        pp.push_file_bytes(path, Some(bytes), len, None);
+        let bytes = (len <= MAX_FILE_BYTES).then(|| bytes.to_vec());
+        pp.push_file_bytes(path, bytes, len, None);
         pp
     }
 
@@ -353,18 +365,36 @@ impl<'a> Preprocessor<'a> {
                 brace: true,
             },
         };
-        let mut toks = Vec::new();
-        tokenize(arg, &mut toks, self.diags);
-        let Some(pat) = toks.first() else {
+        // keepalived takes the file name as one raw word: `{` and `}` are csh braces here, not
+        // blocks. A quoted name goes through the tokenizer (quotes and escapes).
+        let arg = arg.trim_start();
+        let quoted = arg.text.starts_with(['"', '\'']);
+        let (pat, extra) = if quoted {
+            let mut toks = Vec::new();
+            tokenize(&arg, &mut toks, self.diags);
+            let mut it = toks.into_iter();
+            (it.next(), it.next().map(|t| t.span))
+        } else {
+            let end = arg
+                .text
+                .find(|c: char| c.is_ascii_whitespace())
+                .unwrap_or(arg.text.len());
+            let word = (end > 0).then(|| Token {
+                text: arg.text[..end].to_owned(),
+                span: arg.origin(0).0,
+                via: None,
+                quoted: false,
+                bol: false,
+            });
+            let rest = arg.slice(end, arg.text.len()).trim_start();
+            (word, (!rest.text.is_empty()).then(|| rest.origin(0).0))
+        };
+        let Some(pat) = pat else {
             self.error(Some(kw_span), None, format!("{kw}: missing file name"));
             return;
         };
-        if toks.len() > 1 {
-            self.warning(
-                Some(toks[1].span),
-                None,
-                format!("{kw}: extra words ignored"),
-            );
+        if let Some(sp) = extra {
+            self.warning(Some(sp), None, format!("{kw}: extra words ignored"));
         }
         let dir = self
             .frames
@@ -372,14 +402,20 @@ impl<'a> Preprocessor<'a> {
             .rev()
             .find_map(|f| f.file.as_ref())
             .map_or_else(|| PathBuf::from("."), |f| f.dir.clone());
-        let pattern = if Path::new(&pat.text).is_absolute() {
-            pat.text.clone()
-        } else {
-            format!("{}/{}", dir.display(), pat.text)
-        };
         let mut found: Vec<PathBuf> = Vec::new();
-        let alternatives = expand_braces(&pattern);
-        let braced = alternatives.len() > 1;
+        let alternatives = expand_braces(&pat.text);
+        // keepalived 2.2.7 treats any `{`, even an unmatched one, as a brace expression.
+        let braced = pat.text.contains('{');
+        let alternatives: Vec<String> = alternatives
+            .into_iter()
+            .map(|a| {
+                if Path::new(&a).is_absolute() {
+                    a
+                } else {
+                    format!("{}/{a}", dir.display())
+                }
+            })
+            .collect();
         for alt in alternatives {
             let wild = alt.contains(['*', '?', '[']);
             let mut matches: Vec<PathBuf> = if wild {
@@ -401,12 +437,20 @@ impl<'a> Preprocessor<'a> {
             };
             matches.sort();
             if matches.is_empty() {
-                let fail = (wild && checks.wildcard)
-                    || (braced && checks.brace)
-                    || (!wild && !braced && checks.matched);
+                // keepalived 2.2.7, measured with `keepalived -t`: in a brace expression only
+                // brace_match makes a missing file an error; otherwise a wildcard needs
+                // wildcard_match and a plain name match or wildcard_match. A glob matching
+                // nothing is silent unless it is an error.
+                let fail = if braced {
+                    checks.brace
+                } else if wild {
+                    checks.wildcard
+                } else {
+                    checks.matched || checks.wildcard
+                };
                 if fail {
                     self.error(Some(pat.span), None, format!("{kw}: no file matches {alt}"));
-                } else if !wild {
+                } else if braced || !wild {
                     self.warning(
                         Some(pat.span),
                         None,
@@ -415,20 +459,24 @@ impl<'a> Preprocessor<'a> {
                 }
             }
             for m in matches {
-                let readable = std::fs::File::open(&m).is_ok() && m.is_file();
-                if !readable {
+                // keepalived skips directories and executable files (with a message), and
+                // the readable check makes that an error.
+                use std::os::unix::fs::PermissionsExt;
+                let problem = match std::fs::metadata(&m) {
+                    Ok(md) if md.is_dir() => Some("is a directory"),
+                    Ok(md) if !md.is_file() || md.permissions().mode() & 0o111 != 0 => {
+                        Some("is not a regular non-executable file")
+                    }
+                    Ok(_) if std::fs::File::open(&m).is_err() => Some("cannot be read"),
+                    Ok(_) => None,
+                    Err(_) => Some("cannot be read"),
+                };
+                if let Some(why) = problem {
+                    let msg = format!("{kw}: {} {why}; skipped", m.display());
                     if checks.readable {
-                        self.error(
-                            Some(pat.span),
-                            None,
-                            format!("{kw}: cannot read {}", m.display()),
-                        );
+                        self.error(Some(pat.span), None, msg);
                     } else {
-                        self.warning(
-                            Some(pat.span),
-                            None,
-                            format!("{kw}: cannot read {}; ignored", m.display()),
-                        );
+                        self.warning(Some(pat.span), None, msg);
                     }
                     continue;
                 }
@@ -1012,6 +1060,8 @@ mod tests {
         (out, diags.into_sorted())
     }
 
+    use crate::config::Severity;
+
     #[test]
     fn braces() {
         assert_eq!(expand_braces("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
@@ -1064,6 +1114,7 @@ mod tests {
             ("${UNDEF} x\n", "", "${UNDEF} x\n"),
             ("a ${_HASH} b ${_BANG}\n", "", "a # b !\n"),
             ("id ${_INSTANCE}\n", "node1", "id node1\n"),
+            ("dir ${_PWD} $_PWD\n", "", "dir /t /t\n"),
             (
                 "~SEQ(S, 0, 2) ip 10.0.${S}.1\n",
                 "",
@@ -1085,6 +1136,159 @@ mod tests {
             let (got, d) = expand(input, id);
             assert_eq!(&got, want, "input {input:?}");
             assert!(d.is_empty(), "input {input:?}: {d:?}");
+        }
+    }
+
+    /// A temporary directory removed on drop (even when the test panics).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let d = std::env::temp_dir().join(format!("ka-pp-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            Self(d)
+        }
+
+        fn write(&self, rel: &str, text: &str) -> PathBuf {
+            let p = self.0.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, text).expect("write");
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A diagnostic as `(file name, line, severity, message)`.
+    type Located = (String, u32, Severity, String);
+
+    /// Preprocesses the file at `path`; returns the token lines and the diagnostics.
+    fn expand_file(path: &Path) -> (Vec<String>, Vec<Located>) {
+        let mut sources = SourceMap::default();
+        let mut diags = Diagnostics::default();
+        let mut lines = Vec::new();
+        {
+            let mut pp = Preprocessor::open(path, "id", &mut sources, &mut diags).expect("open");
+            while let Some(line) = pp.next_line() {
+                let words: Vec<String> = line.iter().map(|t| t.text.clone()).collect();
+                lines.push(words.join(" "));
+            }
+        }
+        let d = diags
+            .into_sorted()
+            .into_iter()
+            .map(|d| {
+                let sp = d.span.expect("located");
+                let name = sources.path(sp.file).file_name().expect("name");
+                (name.to_string_lossy().into_owned(), sp.line, d.severity, d.message)
+            })
+            .collect();
+        (lines, d)
+    }
+
+    /// Every include variant, used two includes deep (main.conf -> sub/a.conf -> b.conf, each
+    /// name relative to the file that includes it), with a missing file, a glob matching
+    /// nothing, a brace alternative that matches nothing and an unmatched brace. Which of these
+    /// is an error, a warning or silent is what keepalived 2.2.7's `keepalived -t` does
+    /// (keepalived.conf(5): includer = readable, includem = match, includew = wildcard_match,
+    /// includeb = brace_match, includea = all; a brace expression is judged by brace_match
+    /// only, a wildcard by wildcard_match, a plain name by match or wildcard_match).
+    #[test]
+    fn include_variants_nested() {
+        use Severity::{Error as E, Warning as W};
+        // (pattern, then per variant include/includer/includem/includew/includeb/includea:
+        // None = silent, Some(severity)).
+        type Row = (&'static str, [Option<Severity>; 6]);
+        let rows: &[Row] = &[
+            ("missing.conf", [Some(W), Some(W), Some(E), Some(E), Some(W), Some(E)]),
+            ("nomatch*.conf", [None, None, None, Some(E), None, Some(E)]),
+            ("{c,missing}.conf", [Some(W), Some(W), Some(W), Some(W), Some(E), Some(E)]),
+            ("{a,b", [Some(W), Some(W), Some(W), Some(W), Some(E), Some(E)]),
+        ];
+        let variants = ["include", "includer", "includem", "includew", "includeb", "includea"];
+        for (pattern, want) in rows {
+            for (kw, want) in variants.iter().zip(want) {
+                let t = TempDir::new("inc");
+                let main = t.write("main.conf", "top_main\ninclude sub/a.conf\n");
+                t.write("sub/a.conf", "in_a\ninclude b.conf\n");
+                t.write("sub/b.conf", &format!("in_b\n{kw} {pattern}\nafter_b\n"));
+                t.write("sub/c.conf", "in_c\n");
+                // Decoys next to main.conf: a name resolved against the wrong directory would
+                // find these.
+                t.write("b.conf", "wrong_b\n");
+                t.write("missing.conf", "wrong_missing\n");
+                let (lines, diags) = expand_file(&main);
+                let case = format!("{kw} {pattern}");
+                let mut want_lines = vec!["top_main", "in_a", "in_b"];
+                if pattern.starts_with("{c,") {
+                    want_lines.push("in_c");
+                }
+                want_lines.push("after_b");
+                assert_eq!(lines, want_lines, "{case}: {diags:?}");
+                match want {
+                    None => assert!(diags.is_empty(), "{case}: want silence, got {diags:?}"),
+                    Some(sev) => {
+                        assert!(!diags.is_empty(), "{case}: want a {sev}, got nothing");
+                        for (file, line, got, msg) in &diags {
+                            assert_eq!(
+                                (file.as_str(), *line, *got),
+                                ("b.conf", 2, *sev),
+                                "{case}: {msg}"
+                            );
+                            assert!(msg.starts_with(&format!("{kw}: no file matches ")), "{case}: {msg}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `${_PWD}` is the directory of the file being read: the included file's inside it, the
+    /// includer's again after it (keepalived chdir()s into each included file's directory).
+    #[test]
+    fn pwd_follows_includes() {
+        let t = TempDir::new("pwd");
+        let main = t.write("main.conf", "main ${_PWD}\ninclude sub/a.conf\nback ${_PWD}\n");
+        t.write("sub/a.conf", "sub ${_PWD}\n");
+        let (lines, diags) = expand_file(&main);
+        assert!(diags.is_empty(), "{diags:?}");
+        let top = t.0.display().to_string();
+        let sub = t.0.join("sub").display().to_string();
+        assert_eq!(lines, [format!("main {top}"), format!("sub {sub}"), format!("back {top}")]);
+    }
+
+    /// The readable check: a directory or an executable file matched by an include is skipped,
+    /// an error for the strict variants (which all include `readable`) and a warning for plain
+    /// `include` (as `keepalived -t` does).
+    #[test]
+    fn include_readable_check() {
+        use std::os::unix::fs::PermissionsExt;
+        for (kw, want) in [
+            ("include", Severity::Warning),
+            ("includer", Severity::Error),
+            ("includem", Severity::Error),
+            ("includew", Severity::Error),
+            ("includeb", Severity::Error),
+            ("includea", Severity::Error),
+        ] {
+            let t = TempDir::new("rd");
+            let exe = t.write("exe.conf", "from_exe\n");
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            t.write("dir/x.conf", "from_dir\n");
+            let main = t.write("main.conf", &format!("{kw} exe.conf\n{kw} dir\n"));
+            let (lines, diags) = expand_file(&main);
+            assert!(lines.is_empty(), "{kw}: {lines:?}");
+            let got: Vec<(u32, Severity, bool)> = diags
+                .iter()
+                .map(|(_, l, s, m)| (*l, *s, m.ends_with("; skipped")))
+                .collect();
+            assert_eq!(got, [(1, want, true), (2, want, true)], "{kw}: {diags:?}");
         }
     }
 

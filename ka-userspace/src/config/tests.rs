@@ -191,3 +191,34 @@ fn docs_list_every_keyword() {
         "docs/config.md does not list {missing:?}"
     );
 }
+
+/// `parse_bytes` (what the fuzzer feeds) gives the same diagnostics as `load` on a file with
+/// the same bytes: a NUL byte or invalid UTF-8 is one error at its line, text parses normally.
+#[test]
+fn parse_bytes_matches_load() {
+    let dir = std::env::temp_dir().join(format!("ka-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let cases: &[(&[u8], Option<u32>)] = &[
+        (b"global_defs {\n router_id a\n}\n\0\n", Some(4)),
+        (b"global_defs {\n\xff\xfe\n}\n", Some(2)),
+        (b"global_defs {\n router_id a\n}\n", None),
+    ];
+    for (i, (bytes, err_line)) in cases.iter().enumerate() {
+        let path = dir.join(format!("c{i}.conf"));
+        std::fs::write(&path, bytes).expect("write");
+        let from_file = load(&path, &opts()).expect("readable");
+        let from_bytes = super::parse_bytes(bytes, &path, &opts());
+        let render = |l: &super::Loaded| -> Vec<String> {
+            l.diagnostics.iter().map(|d| d.render(&l.sources, &path)).collect()
+        };
+        assert_eq!(render(&from_bytes), render(&from_file), "case {i}");
+        let errs: Vec<u32> = from_bytes
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .filter_map(|d| d.span.map(|s| s.line))
+            .collect();
+        assert_eq!(errs, err_line.iter().copied().collect::<Vec<_>>(), "case {i}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
