@@ -102,8 +102,8 @@ counters! {
     /// (also counted as `lb_nat_reply`).
     LbIcmpReply = "lb_icmp_reply",
     /// LB: an ICMP "fragmentation needed" / ICMPv6 "packet too big" sent back to the client
-    /// (from the VIP) for a packet to a service too big for the path to its real server once
-    /// encapsulated.
+    /// (from the VIP) for a packet to a service too big for the path to its real server (once
+    /// encapsulated, for TUN).
     LbIcmpTooBig = "lb_icmp_too_big",
     /// LB: next hop found by `bpf_fib_lookup`.
     LbFibHit = "lb_fib_hit",
@@ -119,8 +119,9 @@ counters! {
     PassNoNexthop = "pass_no_nexthop",
     /// Pass: a VLAN-tagged or fragmented packet to a service (left to the kernel).
     PassLbUnsupported = "pass_lb_unsupported",
-    /// Pass: TUN packet too big for the path and not answerable in XDP (IPv4 without DF: the
-    /// kernel may fragment it).
+    /// Pass: a packet to a service too big for the path to its real server (TUN: once
+    /// encapsulated) and not answered in XDP: IPv4 without DF (the kernel may fragment it), an
+    /// IPv4 MTU below 68, or an ICMP error (never answered with another error).
     PassTooBig = "pass_too_big",
     /// Pass: an ICMP/ICMPv6 message that is not an error (echo, neighbour discovery...).
     PassIcmpNotError = "pass_icmp_not_error",
