@@ -61,22 +61,14 @@ pub const MAX_SUM_LEN: usize = 512;
 /// `None` if they run past the frame or `len` exceeds [`MAX_SUM_LEN`].
 #[inline(always)]
 pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize) -> Option<u32> {
-    sum_packet_max::<MAX_SUM_LEN>(ctx, off, len)
-}
-
-/// [`sum_packet`] for messages of up to `MAX` bytes (`MAX / 8` loop iterations; the sum
-/// cannot overflow below 64 KiB).
-#[inline(always)]
-pub fn sum_packet_max<const MAX: usize>(ctx: &XdpContext, off: usize, len: usize) -> Option<u32> {
-    if len > MAX {
+    if len > MAX_SUM_LEN {
         return None;
     }
     let mut sum = 0u32;
     let mut at = 0usize;
     // Verifier: constant trip counts with early exits, 8 bytes per step so the walk stays short
     // (every iteration is a distinct verifier state); each read is bounds-checked by read_at.
-    // One flat loop: nested loops over chunks would multiply the verifier's paths.
-    for _ in 0..MAX / 8 {
+    for _ in 0..MAX_SUM_LEN / 8 {
         if at + 8 > len {
             break;
         }

@@ -40,7 +40,7 @@ use ka_common::{
 };
 
 use crate::{
-    csum::{add_bytes, fold, sum_packet_max},
+    csum::{add_bytes, fold},
     forward::{self, ip_len, NoNextHop},
     lookup::{choose, nat_reverse, service_key},
     maps::{self, Work, KA_MASTER, KA_SERVICES},
@@ -52,8 +52,10 @@ use crate::{
 
 /// Size of an ICMP/ICMPv6 header (type, code, checksum, rest of header).
 const ICMP_HDR_LEN: usize = 8;
-/// Longest ICMP message built here: an ICMPv6 error of the IPv6 minimum MTU.
-const MAX_ICMP_LEN: usize = ICMPV6_ERROR_MAX_LEN - 40;
+/// The quote of a full-size "fragmentation needed" (576-byte datagram).
+const QUOTE_V4: usize = ICMP_ERROR_MAX_LEN - 20 - ICMP_HDR_LEN;
+/// The quote of a full-size "packet too big" (1280-byte packet).
+const QUOTE_V6: usize = ICMPV6_ERROR_MAX_LEN - 40 - ICMP_HDR_LEN;
 /// Bytes of the embedded transport header an error must quote (RFC 792: 64 bits of data).
 const INNER_L4_MIN: usize = 8;
 
@@ -401,14 +403,29 @@ fn updated(check: [u8; 2], d: u32) -> [u8; 2] {
     (!fold(u32::from(!u16::from_be_bytes(check)) + d)).to_be_bytes()
 }
 
+/// One's complement sum of the `LEN` packet bytes at `off` (`LEN` even).
+// Verifier: one bounds check for the whole constant length, then a walk with a constant trip
+// count (one straight path per length; a variable length would fork the walk at every loop
+// exit and again through the tail). Inlined: as a BPF-to-BPF call LLVM passes it the packet
+// pointers, which the verifier rejects.
+#[inline(always)]
+fn sum_fixed<const LEN: usize>(ctx: &XdpContext, off: usize) -> Option<u32> {
+    const { assert!(LEN % 2 == 0) };
+    let p = ptr_at::<[u8; LEN]>(ctx, off)?;
+    // SAFETY: bounds-checked by ptr_at; summed in place, not copied.
+    Some(add_bytes(0, unsafe { &*p }))
+}
+
 /// Answers a packet to a service (flow in `w.key`, untagged) that is `mtu` bytes too big for
 /// the route to its real server once `overhead` bytes of encapsulation are added: an ICMP
 /// "fragmentation needed" (type 3 code 4, next-hop MTU `mtu - overhead`, RFC 1191) for IPv4
 /// with DF set, an ICMPv6 "packet too big" (MTU `mtu - overhead`, RFC 4443 §3.2) for IPv6,
 /// from the VIP to the client, quoting as much of the packet as RFC 1812 §4.3.2.3 (576-byte
-/// datagram) and RFC 4443 §2.4 (c) (1280-byte packet) allow, sent back out of the ingress
-/// interface. IPv4 without DF passes to the kernel (which may fragment), counted
-/// `pass_too_big`, as does an IPv4 MTU that would fall below 68.
+/// datagram) and RFC 4443 §2.4 (c) (1280-byte packet) allow (a packet shorter than that, only
+/// possible over an IPv4 path MTU below 568, is quoted to 256 or 68 bytes), sent back out of
+/// the ingress interface. IPv4 without DF passes to the kernel (which may fragment), counted
+/// `pass_too_big`, as do an IPv4 MTU that would fall below 68 and an IPv6 path MTU below the
+/// IPv6 minimum.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
 pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
@@ -435,7 +452,21 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
         (core::mem::size_of::<Ipv6Hdr>(), ICMPV6_ERROR_MAX_LEN)
     };
     let hdr = ip_hdr + ICMP_HDR_LEN;
-    let quote = if len > max - hdr { max - hdr } else { len };
+    // As much of the packet as the limit allows: always all of it for IPv6, where the packet
+    // exceeds a path MTU of at least 1280 (a smaller one is a misconfiguration: passed). A
+    // shorter IPv4 packet (over a path MTU below 568) is quoted to 256 or 68 bytes, at least
+    // the header and 64 bits RFC 792 asks for.
+    // Verifier: a few constant lengths keep the checksum walk linear (see `sum_fixed`).
+    let quote = if len >= max - hdr {
+        max - hdr
+    } else if v4 && len >= 256 {
+        256
+    } else if v4 && len >= usize::from(IPV4_MIN_MTU) {
+        usize::from(IPV4_MIN_MTU)
+    } else {
+        stats::inc(Counter::PassTooBig);
+        return xdp_action::XDP_PASS;
+    };
     let frame = ctx.data_end() - ctx.data();
     let delta = (14 + quote) as i32 - frame as i32;
     // SAFETY: plain helper calls; every pointer is derived from ctx afterwards.
@@ -528,7 +559,13 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
         s = add_bytes(s, &(icmp_len as u32).to_be_bytes());
         s + u32::from(IPPROTO_ICMPV6)
     };
-    let Some(body) = sum_packet_max::<MAX_ICMP_LEN>(ctx, icmp_off, icmp_len) else {
+    let body = match quote {
+        QUOTE_V4 => sum_fixed::<{ QUOTE_V4 + ICMP_HDR_LEN }>(ctx, icmp_off),
+        QUOTE_V6 => sum_fixed::<{ QUOTE_V6 + ICMP_HDR_LEN }>(ctx, icmp_off),
+        256 => sum_fixed::<{ 256 + ICMP_HDR_LEN }>(ctx, icmp_off),
+        _ => sum_fixed::<{ IPV4_MIN_MTU as usize + ICMP_HDR_LEN }>(ctx, icmp_off),
+    };
+    let Some(body) = body else {
         return xdp_action::XDP_ABORTED;
     };
     sum += body;

@@ -41,6 +41,8 @@ const RS4: &str = "198.18.2.20";
 const RS6: &str = "fd00:198:18:2::20";
 /// A real server behind RS4 on a route with a locked MTU of 1400.
 const RS3: &str = "198.18.3.30";
+/// A real server behind RS4 on a route with a locked MTU of 400.
+const RS_SMALL: &str = "198.18.4.40";
 const TUN_SRC4: &str = "198.18.2.1";
 const TUN_SRC6: &str = "fd00:198:18:2::1";
 
@@ -49,6 +51,7 @@ const VIP_TUN4: &str = "198.18.100.2";
 const VIP_NAT4_UDP: &str = "198.18.100.3";
 const VIP_NAT4_TCP: &str = "198.18.100.4";
 const VIP_DR4_MTU: &str = "198.18.100.5";
+const VIP_DR4_SMALL: &str = "198.18.100.6";
 const VIP_GATED4: &str = "198.18.100.9";
 const VIP_DR6: &str = "fd00:198:18:100::1";
 const VIP_TUN6: &str = "fd00:198:18:100::2";
@@ -71,7 +74,8 @@ const V6_TIME_EXCEEDED: u8 = 3;
 
 /// The lab: lb0 (198.18.1.1/24, fd00:198:18:1::1/64) towards the clients through the default
 /// gateway .254 / ::fe; lb1 (198.18.2.1/24, fd00:198:18:2::1/64) with the real server .20 /
-/// ::20, and 198.18.3.0/24 behind it on a route whose MTU is locked at 1400.
+/// ::20, and behind it 198.18.3.0/24 and 198.18.4.0/24 on routes whose MTU is locked at 1400
+/// and 400.
 fn lab() -> Netns {
     let ns = Netns::new("icmp").expect("netns");
     let cmds: &[&str] = &[
@@ -93,6 +97,7 @@ fn lab() -> Netns {
         "ip route add default via 198.18.1.254 dev lb0",
         "ip -6 route add default via fd00:198:18:1::fe dev lb0",
         "ip route add 198.18.3.0/24 via 198.18.2.20 dev lb1 mtu lock 1400",
+        "ip route add 198.18.4.0/24 via 198.18.2.20 dev lb1 mtu lock 400",
     ];
     for c in cmds {
         let argv: Vec<&str> = c.split(' ').collect();
@@ -140,6 +145,7 @@ fn desired() -> DesiredState {
             svc(VIP_NAT6, 443, Tcp, RS6, 8443, Nat),
             gated,
             svc(VIP_DR4_MTU, 80, Tcp, RS3, 80, Dr),
+            svc(VIP_DR4_SMALL, 80, Tcp, RS_SMALL, 80, Dr),
         ],
         tunnel_src_v4: Some(TunnelSource {
             addr: ip(TUN_SRC4),
@@ -770,6 +776,11 @@ fn too_big_cases() -> Vec<PacketCase> {
             .ipv4_frag(0x4000)
             .payload(&filler(1410)),
     );
+    let dr_small = from_client(
+        Frame::tcp4(CLIENT4, VIP_DR4_SMALL, 40000, 80, ACK)
+            .ipv4_frag(0x4000)
+            .payload(&filler(410)),
+    );
     let reply = |f: Frame| with_macs(f, GW_MAC, LB0_MAC).build();
     vec![
         PacketCase {
@@ -879,6 +890,34 @@ fn too_big_cases() -> Vec<PacketCase> {
                 (VerdictTx, 1),
             ],
             service_packets: vec![(8, 0, 0)],
+        },
+        PacketCase {
+            name: "dr4 with DF, 450 bytes over a route locked at MTU 400: frag needed, MTU 400, \
+                   256-byte quote",
+            steps: vec![Step {
+                input: dr_small.build(),
+                iface: 0,
+                expected_action: XDP_TX,
+                expected_output: reply(
+                    Frame::icmp4_error(
+                        VIP_DR4_SMALL,
+                        CLIENT4,
+                        DEST_UNREACH,
+                        FRAG_NEEDED,
+                        [0, 0, 0x01, 0x90],
+                        &dr_small.ip_packet()[..256],
+                    )
+                    .ipv4_id(0),
+                ),
+            }],
+            counters: vec![
+                (Ipv4, 1),
+                (Tcp, 1),
+                (LbNewFlow, 1),
+                (LbIcmpTooBig, 1),
+                (VerdictTx, 1),
+            ],
+            service_packets: vec![(9, 0, 0)],
         },
     ]
 }
