@@ -747,6 +747,15 @@ fn pass_cases() -> Vec<PacketCase> {
             v4(PassIcmpInnerFragment),
         ),
         case(
+            "vlan-tagged error about a VIP flow is left to the kernel",
+            from_client(
+                Frame::icmp4_error(CLIENT4, VIP_DR4, DEST_UNREACH, PORT_UNREACH, [0; 4], &dr4_reply)
+                    .vlan(7),
+            )
+            .build(),
+            vec![(Vlan, 1), (Ipv4, 1), (Icmp, 1), (PassLbUnsupported, 1), (VerdictPass, 1)],
+        ),
+        case(
             "mastership off: an error about the VIP's flow passes",
             err4(
                 VIP_GATED4,
