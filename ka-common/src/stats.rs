@@ -93,9 +93,17 @@ counters! {
     LbNat = "lb_nat",
     /// LB: a NAT reply translated back to the VIP.
     LbNatReply = "lb_nat_reply",
-    /// LB: an ICMP error about a VIP flow forwarded to its real server.
+    /// LB: an ICMP error about a VIP flow (its embedded packet sent by the VIP to a client)
+    /// forwarded to the flow's real server by the flow's method (also counted as `lb_dr`,
+    /// `lb_tun` or `lb_nat`).
     LbIcmpForward = "lb_icmp_forward",
-    /// LB: an ICMP "fragmentation needed"/"packet too big" sent back for a TUN packet.
+    /// LB: an ICMP error from the real-server side of a NAT flow (its embedded packet sent by
+    /// the director to the real server) translated back to the VIP and sent to the client
+    /// (also counted as `lb_nat_reply`).
+    LbIcmpReply = "lb_icmp_reply",
+    /// LB: an ICMP "fragmentation needed" / ICMPv6 "packet too big" sent back to the client
+    /// (from the VIP) for a packet to a service too big for the path to its real server (once
+    /// encapsulated, for TUN).
     LbIcmpTooBig = "lb_icmp_too_big",
     /// LB: next hop found by `bpf_fib_lookup`.
     LbFibHit = "lb_fib_hit",
@@ -111,8 +119,24 @@ counters! {
     PassNoNexthop = "pass_no_nexthop",
     /// Pass: a VLAN-tagged or fragmented packet to a service (left to the kernel).
     PassLbUnsupported = "pass_lb_unsupported",
-    /// Pass: TUN packet too big for the path and not answerable in XDP.
+    /// Pass: a packet to a service too big for the path to its real server (TUN: once
+    /// encapsulated) and not answered in XDP: IPv4 without DF (the kernel may fragment it), an
+    /// IPv4 MTU below 68, or an ICMP error (never answered with another error).
     PassTooBig = "pass_too_big",
+    /// Pass: an ICMP/ICMPv6 message that is not an error (echo, neighbour discovery...).
+    PassIcmpNotError = "pass_icmp_not_error",
+    /// Pass: an ICMP error whose embedded packet belongs to no VIP flow: not TCP/UDP (an IPv6
+    /// embedded packet with extension headers included), no service or NAT entry for it, or
+    /// the error is not addressed to the embedded packet's source.
+    PassIcmpNotVip = "pass_icmp_not_vip",
+    /// Pass: an ICMP error whose embedded packet is cut short (IP header, or the first 8 bytes
+    /// of its transport header, beyond the end of the outer packet).
+    PassIcmpInnerTruncated = "pass_icmp_inner_truncated",
+    /// Pass: an ICMP error whose embedded IP header is inconsistent (version other than the
+    /// outer packet's, IHL below 5).
+    PassIcmpInnerBad = "pass_icmp_inner_bad",
+    /// Pass: an ICMP error whose embedded packet is a non-first IPv4 fragment (no ports).
+    PassIcmpInnerFragment = "pass_icmp_inner_fragment",
     /// Drop: packet adjustment (`bpf_xdp_adjust_head/tail`) failed.
     DropAdjust = "drop_adjust",
     /// VRRP fast path: steady-state advert from the known master (timestamp refreshed).

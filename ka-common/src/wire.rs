@@ -269,6 +269,31 @@ pub struct IcmpHdr {
     pub rest: [u8; 4],
 }
 
+/// ICMP type: destination unreachable (RFC 792).
+pub const ICMP_DEST_UNREACH: u8 = 3;
+/// ICMP destination-unreachable code: fragmentation needed and DF set (RFC 792; the next-hop
+/// MTU in the low 16 bits of the rest of header, RFC 1191 §4).
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+/// ICMP type: time exceeded (RFC 792).
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// ICMP type: parameter problem (RFC 792).
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
+/// ICMPv6 type: destination unreachable (RFC 4443 §3.1).
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+/// ICMPv6 type: packet too big (RFC 4443 §3.2; the MTU in the rest of header).
+pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+/// ICMPv6 type: time exceeded (RFC 4443 §3.3).
+pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// ICMPv6 type: parameter problem (RFC 4443 §3.4).
+pub const ICMPV6_PARAMETER_PROBLEM: u8 = 4;
+/// Longest ICMP error datagram, IP header included (RFC 1812 §4.3.2.3).
+pub const ICMP_ERROR_MAX_LEN: usize = 576;
+/// Longest ICMPv6 error packet, IPv6 header included: the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
+pub const ICMPV6_ERROR_MAX_LEN: usize = 1280;
+/// Smallest MTU an IPv4 host must accept (RFC 791): a "fragmentation needed" never
+/// advertises less.
+pub const IPV4_MIN_MTU: u16 = 68;
+
 #[cfg(test)]
 mod tests {
     use super::*;

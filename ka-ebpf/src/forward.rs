@@ -43,8 +43,8 @@ pub struct NextHop {
 pub enum NoNextHop {
     /// Neither the FIB nor the neighbour map knows the destination.
     Unknown,
-    /// The packet of `tot_len` bytes exceeds the path MTU.
-    TooBig,
+    /// The packet of `tot_len` bytes exceeds the path MTU (the route's MTU).
+    TooBig(u16),
 }
 
 /// The next hop towards `dst` for an IP packet of `tot_len` bytes: `bpf_fib_lookup` (input
@@ -98,7 +98,8 @@ pub fn next_hop(
         return Ok(unsafe { p.__bindgen_anon_1.mtu_result });
     }
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
-        return Err(NoNextHop::TooBig);
+        // SAFETY: a plain u16 of the union, the route's MTU on FRAG_NEEDED (kernel 5.12+).
+        return Err(NoNextHop::TooBig(unsafe { p.__bindgen_anon_1.mtu_result }));
     }
     let key = AddrKey {
         addr: *dst,
@@ -141,7 +142,7 @@ pub fn backend_next_hop(
     let e = unsafe { &mut *c };
     if e.stamp != 0 && now.wrapping_sub(e.stamp) < NH_CACHE_TTL_JIFFIES {
         if e.mtu != 0 && tot_len > e.mtu {
-            return Err(NoNextHop::TooBig);
+            return Err(NoNextHop::TooBig(e.mtu));
         }
         w.nh.ifindex = e.ifindex;
         // SAFETY: dmac + smac are 12 contiguous bytes at offset 4 of the 8-aligned entry.

@@ -60,6 +60,9 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         _ => 0,
     };
     if let Err(e) = forward::backend_next_hop(ctx, w, id, (len + overhead) as u16) {
+        if let NoNextHop::TooBig(mtu) = e {
+            return crate::icmp::too_big(ctx, w, mtu, overhead as u16);
+        }
         return no_next_hop(e);
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
@@ -93,7 +96,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
 fn no_next_hop(e: NoNextHop) -> u32 {
     stats::inc(match e {
         NoNextHop::Unknown => Counter::PassNoNexthop,
-        NoNextHop::TooBig => Counter::PassTooBig,
+        NoNextHop::TooBig(_) => Counter::PassTooBig,
     });
     xdp_action::XDP_PASS
 }

@@ -11,6 +11,8 @@ mod decap;
 #[cfg(target_arch = "bpf")]
 mod forward;
 #[cfg(target_arch = "bpf")]
+mod icmp;
+#[cfg(target_arch = "bpf")]
 mod lb;
 #[cfg(target_arch = "bpf")]
 mod lookup;
@@ -33,13 +35,14 @@ mod programs {
     use ka_common::lb::{G_LB, G_VRRP_FASTPATH};
 
     use crate::{
-        decap, lb, maps,
+        decap, icmp, lb, maps,
         parse::{self, L4},
         stats, vrrp,
     };
 
     /// The director's program: parses every frame, validates VRRP adverts (fast path on),
-    /// load-balances TCP/UDP to services (services configured), passes the rest.
+    /// load-balances TCP/UDP to services and forwards ICMP errors about their flows (services
+    /// configured), passes the rest.
     #[xdp]
     pub fn ka_xdp(ctx: XdpContext) -> u32 {
         director(&ctx)
@@ -64,6 +67,9 @@ mod programs {
                 match pkt.l4 {
                     L4::Tcp | L4::Udp if flags & G_LB != 0 && maps::stash(&pkt) => {
                         lb::handle(ctx, flags)
+                    }
+                    L4::Icmp if flags & G_LB != 0 && maps::stash(&pkt) => {
+                        icmp::handle(&ctx, flags)
                     }
                     L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && maps::stash(&pkt) => {
                         vrrp::handle(ctx, flags)

@@ -1,6 +1,7 @@
 //! A small packet builder for fixtures: Ethernet (+VLAN tags), IPv4 (+options, fragments) or
-//! IPv6 (+extension headers), then TCP, UDP, ICMP/ICMPv6 or a raw protocol. Lengths and
-//! checksums are filled in; tests corrupt the result afterwards when they want bad frames.
+//! IPv6 (+extension headers), then TCP, UDP, ICMP/ICMPv6 (echo, or an error quoting another
+//! packet) or a raw protocol. Lengths and checksums are filled in; tests corrupt the result
+//! afterwards when they want bad frames.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -22,8 +23,11 @@ pub enum L3 {
         ttl: u8,
         /// Options (padded to a multiple of 4 by the builder).
         options: Vec<u8>,
-        /// Flags and fragment offset field, host order (e.g. 0x2000 = MF, 0x0001 = offset 8).
+        /// Flags and fragment offset field, host order (e.g. 0x2000 = MF, 0x4000 = DF,
+        /// 0x0001 = offset 8).
         frag: u16,
+        /// Identification.
+        id: u16,
     },
     /// IPv6.
     V6 {
@@ -63,12 +67,15 @@ pub enum L4 {
         /// Destination port.
         dport: u16,
     },
-    /// ICMP (IPv4) or ICMPv6 (IPv6) with type, code and a zero rest-of-header.
+    /// ICMP (IPv4) or ICMPv6 (IPv6) with type, code and rest of header; an error message
+    /// carries the quoted packet as its payload.
     Icmp {
         /// Type.
         ty: u8,
         /// Code.
         code: u8,
+        /// Rest of header (identifier and sequence, MTU, pointer, unused...).
+        rest: [u8; 4],
     },
     /// A raw IP protocol whose header is part of the payload.
     Raw {
@@ -106,7 +113,7 @@ impl Frame {
         Frame { eth_dst: MAC_B, eth_src: MAC_A, vlans: vec![], l3, l4, payload: vec![] }
     }
     fn l3_v4(src: &str, dst: &str) -> L3 {
-        L3::V4 { src: v4(src), dst: v4(dst), ttl: 64, options: vec![], frag: 0 }
+        L3::V4 { src: v4(src), dst: v4(dst), ttl: 64, options: vec![], frag: 0, id: 0x1234 }
     }
     fn l3_v6(src: &str, dst: &str) -> L3 {
         L3::V6 { src: v6(src), dst: v6(dst), hop_limit: 64, ext: vec![] }
@@ -129,11 +136,25 @@ impl Frame {
     }
     /// ICMP echo request over IPv4.
     pub fn icmp4(src: &str, dst: &str) -> Frame {
-        Frame::new(Self::l3_v4(src, dst), L4::Icmp { ty: 8, code: 0 })
+        Frame::new(Self::l3_v4(src, dst), L4::Icmp { ty: 8, code: 0, rest: [0, 1, 0, 1] })
     }
     /// ICMPv6 echo request.
     pub fn icmp6(src: &str, dst: &str) -> Frame {
-        Frame::new(Self::l3_v6(src, dst), L4::Icmp { ty: 128, code: 0 })
+        Frame::new(Self::l3_v6(src, dst), L4::Icmp { ty: 128, code: 0, rest: [0, 1, 0, 1] })
+    }
+    /// An ICMP error over IPv4 (type `ty`, code `code`, rest of header `rest`) quoting
+    /// `quoted`, the start of an IP packet (see [`Frame::ip_packet`]).
+    pub fn icmp4_error(src: &str, dst: &str, ty: u8, code: u8, rest: [u8; 4], quoted: &[u8]) -> Frame {
+        Frame::new(Self::l3_v4(src, dst), L4::Icmp { ty, code, rest }).payload(quoted)
+    }
+    /// An ICMPv6 error quoting `quoted` (as [`Frame::icmp4_error`]).
+    pub fn icmp6_error(src: &str, dst: &str, ty: u8, code: u8, rest: [u8; 4], quoted: &[u8]) -> Frame {
+        Frame::new(Self::l3_v6(src, dst), L4::Icmp { ty, code, rest }).payload(quoted)
+    }
+    /// The frame's IP packet (everything after the Ethernet and VLAN headers), as an ICMP
+    /// error quotes it.
+    pub fn ip_packet(&self) -> Vec<u8> {
+        self.build()[14 + 4 * self.vlans.len()..].to_vec()
     }
     /// A raw IP protocol over IPv4 (the payload is the whole L4 message).
     pub fn raw4(src: &str, dst: &str, proto: u8) -> Frame {
@@ -185,6 +206,13 @@ impl Frame {
         }
         self
     }
+    /// Sets the IPv4 identification.
+    pub fn ipv4_id(mut self, v: u16) -> Frame {
+        if let L3::V4 { id, .. } = &mut self.l3 {
+            *id = v;
+        }
+        self
+    }
     /// Appends an IPv6 extension header (see [`L3::V6`]).
     pub fn ipv6_ext(mut self, ty: u8, body: &[u8]) -> Frame {
         if let L3::V6 { ext, .. } = &mut self.l3 {
@@ -222,7 +250,7 @@ impl Frame {
         out.extend_from_slice(&ether_type.to_be_bytes());
         match &self.l3 {
             L3::Raw { .. } => out.extend_from_slice(&self.payload),
-            L3::V4 { src, dst, ttl, options, frag } => {
+            L3::V4 { src, dst, ttl, options, frag, id } => {
                 let l4 = self.l4_bytes(&PseudoHeader::V4(*src, *dst));
                 let mut opts = options.clone();
                 while opts.len() % 4 != 0 {
@@ -232,7 +260,7 @@ impl Frame {
                 let mut ip = vec![0u8; 20];
                 ip[0] = 0x40 | (hlen / 4) as u8;
                 ip[2..4].copy_from_slice(&((hlen + l4.len()) as u16).to_be_bytes());
-                ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+                ip[4..6].copy_from_slice(&id.to_be_bytes());
                 ip[6..8].copy_from_slice(&frag.to_be_bytes());
                 ip[8] = *ttl;
                 ip[9] = self.proto();
@@ -291,7 +319,7 @@ impl Frame {
                 h[4..6].copy_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
                 h
             }
-            L4::Icmp { ty, code } => vec![ty, code, 0, 0, 0, 1, 0, 1],
+            L4::Icmp { ty, code, rest } => vec![ty, code, 0, 0, rest[0], rest[1], rest[2], rest[3]],
             L4::Raw { .. } => vec![],
         };
         let csum_at = match self.l4 {
@@ -391,6 +419,22 @@ mod tests {
         let f = Frame::tcp6("fd00:198:18::1", "fd00:198:18::2", 1000, 80, 0x02).payload(b"abc").build();
         let l4 = &f[14 + 40..];
         let ph = PseudoHeader::V6(v6("fd00:198:18::1"), v6("fd00:198:18::2")).bytes(6, l4.len());
+        assert_eq!(checksum(&[&ph, l4]), 0);
+    }
+
+    #[test]
+    fn icmp_error_quotes_the_packet_and_checksums_verify() {
+        let inner = Frame::tcp4("198.18.0.2", "198.18.0.1", 80, 40000, 0x12).ip_packet();
+        assert_eq!(inner.len(), 40);
+        let f = Frame::icmp4_error("198.18.0.1", "198.18.0.2", 3, 3, [0; 4], &inner).build();
+        assert_eq!(&f[14 + 20..14 + 24], &[3, 3, f[36], f[37]]);
+        assert_eq!(&f[14 + 28..], &inner[..]);
+        assert_eq!(checksum(&[&f[14 + 20..]]), 0);
+        let inner = Frame::udp6("fd00:198:18::2", "fd00:198:18::1", 53, 40000).ip_packet();
+        let f = Frame::icmp6_error("fd00:198:18::1", "fd00:198:18::2", 2, 0, 1280u32.to_be_bytes(), &inner).build();
+        let l4 = &f[14 + 40..];
+        assert_eq!(&l4[4..8], &1280u32.to_be_bytes());
+        let ph = PseudoHeader::V6(v6("fd00:198:18::1"), v6("fd00:198:18::2")).bytes(58, l4.len());
         assert_eq!(checksum(&[&ph, l4]), 0);
     }
 
