@@ -183,6 +183,12 @@ pub fn transmit(ctx: &XdpContext, nh: &NextHop, ether_type: Option<u16>) -> u32 
     }
 }
 
+/// Length of the IP packet (header included) the parser found, `None` for a non-IP frame.
+#[inline(always)]
+pub fn ip_len(pkt: &Parsed) -> Option<usize> {
+    (pkt.ip_len != 0).then_some(usize::from(pkt.ip_len))
+}
+
 /// Rewrites the source (`src = true`) or destination address and port of a TCP/UDP packet and
 /// updates the IPv4 header and transport checksums incrementally.
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the

@@ -28,7 +28,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{flow_hash, FAMILY_V4, FAMILY_V6, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, FAMILY_V6, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     stats::Counter,
     wire::{
         EthHdr, IcmpHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, ICMPV6_DEST_UNREACH,
@@ -42,8 +42,8 @@ use ka_common::{
 use crate::{
     csum::{add_bytes, fold},
     forward::{self, ip_len, NoNextHop},
-    lookup::{choose, nat_reverse, service_key},
-    maps::{self, Work, KA_MASTER, KA_SERVICES},
+    lookup::{choose, hash_of, nat_reverse, service, sync_key4},
+    maps::{self, Work, KA_MASTER},
     mem,
     parse::L3,
     ptr::{ptr_at, ptr_at_mut, read_at},
@@ -70,7 +70,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         stats::inc(c);
         return xdp_action::XDP_PASS;
     }
-    if let Some(svc) = KA_SERVICES.get_ptr(&service_key(&w.key)) {
+    if let Some(svc) = service(w) {
         // SAFETY: a valid map value. Copied once: the packet sees one version of the service.
         mem::copy(&mut w.svc, unsafe { &*svc });
         return to_real_server(ctx, w);
@@ -99,7 +99,9 @@ fn is_error(v4: bool, ty: u8) -> bool {
 /// direction the flow's packets reach the director: client -> VIP for errors to a real
 /// server, real server -> client for NAT errors to the client). `Err`: the counter of why the
 /// error is not about a flow.
-#[inline(always)]
+// Verifier: a BPF-to-BPF call of its own, so its locals (two copied IP headers) are not in the
+// frame of `handle`, whose chain down to `forward::rewrite` must stay under 512 bytes.
+#[inline(never)]
 fn embedded_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
     let (l3, l3_off, icmp_off) = (w.pkt.l3, w.pkt.l3_off, w.pkt.l4_off);
     let icmp: IcmpHdr = read_at(ctx, icmp_off).ok_or(Counter::PassIcmpInnerTruncated)?;
@@ -107,7 +109,7 @@ fn embedded_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
         return Err(Counter::PassIcmpNotError);
     }
     // The embedded packet ends with the outer packet (not the frame, which may be padded).
-    let end = l3_off + ip_len(ctx, &w.pkt).ok_or(Counter::PassIcmpInnerTruncated)?;
+    let end = l3_off + ip_len(&w.pkt).ok_or(Counter::PassIcmpInnerTruncated)?;
     let inner = icmp_off + ICMP_HDR_LEN;
     let k = &mut w.key;
     let (proto, l4) = match l3 {
@@ -173,6 +175,7 @@ fn embedded_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
     k.dport = [ports[0], ports[1]];
     k.proto = proto;
     k._pad = [0; 2];
+    sync_key4(w);
     Ok(())
 }
 
@@ -210,7 +213,7 @@ fn to_real_server(ctx: &XdpContext, w: &mut Work) -> u32 {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };
-    let Some(len) = ip_len(ctx, &w.pkt) else {
+    let Some(len) = ip_len(&w.pkt) else {
         return xdp_action::XDP_ABORTED;
     };
     let method = w.backend.method;
@@ -229,7 +232,7 @@ fn to_real_server(ctx: &XdpContext, w: &mut Work) -> u32 {
             stats::inc(Counter::LbDr);
             forward::transmit(ctx, &w.nh, None)
         }
-        METHOD_TUN => forward::encap(ctx, w, len, flow_hash(&w.key)),
+        METHOD_TUN => forward::encap(ctx, w, len, hash_of(w)),
         METHOD_NAT => {
             if translate(ctx, w, false, &w.backend.addr, w.backend.port).is_none() {
                 return xdp_action::XDP_ABORTED;
@@ -263,7 +266,7 @@ fn to_client(ctx: &XdpContext, w: &mut Work) -> u32 {
         stats::inc(Counter::PassLbUnsupported);
         return xdp_action::XDP_PASS;
     }
-    let Some(len) = ip_len(ctx, &w.pkt) else {
+    let Some(len) = ip_len(&w.pkt) else {
         return xdp_action::XDP_ABORTED;
     };
     let (family, client) = (w.key.family, w.key.dst);
@@ -298,7 +301,7 @@ fn translate(
     port: [u8; 2],
 ) -> Option<()> {
     let (l3_off, icmp_off, proto) = (w.pkt.l3_off, w.pkt.l4_off, w.key.proto);
-    let end = l3_off + ip_len(ctx, &w.pkt)?;
+    let end = l3_off + ip_len(&w.pkt)?;
     let inner = icmp_off + ICMP_HDR_LEN;
     let v4 = w.pkt.l3 == L3::Ipv4;
     // `ic`: the changes to the words the ICMP checksum covers; `pseudo`: the embedded address
@@ -431,7 +434,7 @@ fn sum_fixed<const LEN: usize>(ctx: &XdpContext, off: usize) -> Option<u32> {
 pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
     let v4 = w.key.family == FAMILY_V4;
     let mtu = mtu.saturating_sub(overhead);
-    let Some(len) = ip_len(ctx, &w.pkt) else {
+    let Some(len) = ip_len(&w.pkt) else {
         return xdp_action::XDP_ABORTED;
     };
     // Untagged (checked by the caller): the IP header follows the Ethernet header.
