@@ -93,8 +93,10 @@ fn pin(cpu: usize) {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("sched_setaffinity");
 }
 
+/// CPUs online (not just the ones this thread may use).
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    // SAFETY: plain sysconf(3).
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1)
 }
 
 /// Which server accepted the connection from each client port.
@@ -266,6 +268,8 @@ fn lab(kind: Kind, directors: usize) -> Lab {
         bridges.push(lan);
     }
     full_checksums(&client, "eth0");
+    // Ephemeral ports stay clear of the probes' fixed ports (41000-44999).
+    client.run(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 60999"]).expect("port range");
     let dir = std::env::temp_dir().join(unique_name("klb"));
     std::fs::create_dir_all(&dir).expect("dir");
     let script = dir.join("check.sh");
@@ -411,7 +415,9 @@ virtual_server {VIP} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
                 let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
                 s.set_reuse_address(true).expect("reuse");
                 let a: SocketAddr = format!("{CLIENT}:{p}").parse().expect("addr");
-                s.bind(&a.into()).expect("bind");
+                if s.bind(&a.into()).is_err() {
+                    continue;
+                }
                 let vip: SocketAddr = format!("{VIP}:{VPORT}").parse().expect("addr");
                 if s.connect_timeout(&vip.into(), Duration::from_secs(2)).is_err() {
                     continue;
@@ -527,4 +533,147 @@ fn dr_distribution_health_and_recovery() {
 #[test]
 fn tun_distribution_health_and_recovery() {
     distribution_health_and_recovery(Kind::Tun);
+}
+
+/// The real server the pure Maglev table of userspace gives the client's flow from `sport`,
+/// with the servers in `up` at weight 1 (what the datapath must choose for a flow it has not
+/// seen).
+fn maglev_choice(kind: Kind, up: &[usize], sport: u16) -> usize {
+    use ka::lb::{BackendSpec, L4Proto, Method, Scheduler, ServiceSpec};
+    let method = match kind {
+        Kind::Nat => Method::Nat,
+        Kind::Dr => Method::Dr,
+        Kind::Tun => Method::Tun,
+    };
+    let spec = ServiceSpec {
+        vip: VIP.parse().expect("vip"),
+        port: VPORT,
+        proto: L4Proto::Tcp,
+        scheduler: Scheduler::Maglev,
+        persistence: None,
+        master_slot: None,
+        backends: kind
+            .real_servers()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
+            .collect(),
+    };
+    let table = ka::lb::writer::service_table(&spec);
+    let v4 = |a: &str| {
+        let o = a.parse::<std::net::Ipv4Addr>().expect("v4").octets();
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&o);
+        b
+    };
+    let key = ka_common::lb::FlowKey {
+        src: v4(CLIENT),
+        dst: v4(VIP),
+        sport: sport.to_be_bytes(),
+        dport: VPORT.to_be_bytes(),
+        proto: 6,
+        family: ka_common::lb::FAMILY_V4,
+        _pad: [0; 2],
+    };
+    table[(ka_common::lb::flow_hash(&key) % table.len() as u32) as usize] as usize
+}
+
+/// Every probe flow went where userspace's Maglev table for the servers `up` sends it.
+fn assert_maglev(kind: Kind, got: &HashMap<u16, usize>, up: &[usize], when: &str) {
+    let wrong: Vec<_> = got.iter().filter(|&(&p, &s)| maglev_choice(kind, up, p) != s).collect();
+    assert!(wrong.is_empty(), "{kind:?} {when}: (client port, server) not where the Maglev table sends them: {wrong:?}");
+}
+
+/// Of the probe flows that were on a server in `stay` before, how many kept their server, and
+/// how many there were.
+fn kept(before: &HashMap<u16, usize>, after: &HashMap<u16, usize>, stay: &[usize]) -> (usize, usize) {
+    let moved_from_stay: Vec<_> = before.iter().filter(|(_, s)| stay.contains(s)).collect();
+    let kept = moved_from_stay.iter().filter(|(p, s)| after.get(p) == Some(s)).count();
+    (kept, moved_from_stay.len())
+}
+
+/// Stickiness while a real server is removed and added back, Maglev's minimal disruption, and
+/// draining at weight 0, with long-lived connections exchanging data throughout.
+fn stickiness_and_draining(kind: Kind) {
+    pin(0);
+    let lab = lab(kind, 1);
+    let rs = kind.real_servers();
+    let _servers = lab.start_servers();
+    let ka = lab.start_ka(0, true);
+    wait_master(&ka);
+    let counts = wait_for("connections through the VIP", WAIT, || {
+        let c = lab.connect_many(60);
+        (c.iter().sum::<usize>() >= 58).then_some(c)
+    });
+    assert!(counts.iter().all(|&c| c >= 8), "{kind:?}: distribution {counts:?} over 60 connections");
+    let mut long = lab.open_long();
+    still_answer(kind, &mut long, &[0, 1, 2], "before any change");
+    // Maglev probes come from the other CPU, whose connection table never saw them.
+    let maglev = cpus() >= 2;
+    if !maglev {
+        eprintln!("skipping the Maglev disruption checks: they need two CPUs");
+    }
+    let before = if maglev { lab.probe(41000..41060, 1) } else { HashMap::new() };
+
+    // rs2 fails its check and leaves.
+    lab.set_health(2, Health::Down);
+    wait_for("rs2 out of the table", WAIT, || (backend(&ka, rs[2]).map(|b| b.0) == Some(false)).then_some(()));
+    still_answer(kind, &mut long, &[0, 1], "after rs2 left");
+    let counts = lab.connect_many(40);
+    assert_eq!((counts[2], counts.iter().sum::<usize>()), (0, 40), "{kind:?}: after rs2 left, new connections go to rs0 and rs1 only: {counts:?}");
+    assert!(counts[0] >= 5 && counts[1] >= 5, "{kind:?}: after rs2 left: {counts:?}");
+    if maglev {
+        let after = lab.probe(41000..41060, 0);
+        assert_maglev(kind, &before, &[0, 1, 2], "with every server up");
+        assert_maglev(kind, &after, &[0, 1], "after rs2 left");
+        let (k, n) = kept(&before, &after, &[0, 1]);
+        assert!(before.len() >= 55 && after.len() >= 55, "{kind:?}: probes answered before {} after {}", before.len(), after.len());
+        assert!(k * 10 >= n * 9, "{kind:?}: Maglev kept only {k} of {n} flows of rs0/rs1 when rs2 left");
+        assert!(after.values().all(|&s| s != 2), "{kind:?}: a probe reached rs2 after it left");
+    }
+
+    // rs2 recovers and comes back.
+    let before = if maglev { lab.probe(42000..42060, 1) } else { HashMap::new() };
+    long.retain(|l| l.server != 2);
+    lab.set_health(2, Health::Up);
+    wait_for("rs2 back in the table", WAIT, || (backend(&ka, rs[2]) == Some((true, 1))).then_some(()));
+    still_answer(kind, &mut long, &[0, 1], "after rs2 came back");
+    let counts = lab.connect_many(60);
+    assert!(counts[2] >= 8, "{kind:?}: rs2 gets new flows again: {counts:?}");
+    if maglev {
+        let after = lab.probe(42000..42060, 0);
+        assert_maglev(kind, &before, &[0, 1], "with rs2 down");
+        assert_maglev(kind, &after, &[0, 1, 2], "after rs2 came back");
+        let to_rs2 = after.values().filter(|&&s| s == 2).count();
+        let (k, n) = kept(&before, &after, &[0, 1]);
+        assert!(after.len() >= 55, "{kind:?}: probes answered after rs2 came back: {}", after.len());
+        assert!((k + to_rs2) * 10 >= n * 9, "{kind:?}: of {n} flows, {k} kept their server and {to_rs2} moved to rs2 (others moved between rs0 and rs1)");
+        assert!(to_rs2 >= 8, "{kind:?}: only {to_rs2} probes moved to rs2");
+    }
+
+    // rs1 is drained: weight 0 keeps its connections, new ones go elsewhere.
+    let mut more = lab.open_long();
+    long.append(&mut more);
+    lab.set_health(1, Health::Drained);
+    wait_for("rs1 drained (in the table at weight 0)", WAIT, || (backend(&ka, rs[1]) == Some((true, 0))).then_some(()));
+    still_answer(kind, &mut long, &[0, 1, 2], "while rs1 is drained");
+    let counts = lab.connect_many(40);
+    assert_eq!((counts[1], counts.iter().sum::<usize>()), (0, 40), "{kind:?}: no new connection goes to drained rs1: {counts:?}");
+    still_answer(kind, &mut long, &[1], "after new connections while rs1 is drained");
+    ka.stop().expect("stop");
+}
+
+#[test]
+fn nat_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Nat);
+}
+
+#[test]
+fn dr_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Dr);
+}
+
+#[test]
+fn tun_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Tun);
 }
