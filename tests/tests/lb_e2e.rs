@@ -49,6 +49,11 @@ const CLIENT: &str = "198.18.40.2";
 const RS_LAN: [&str; 3] = ["198.18.40.11", "198.18.40.12", "198.18.40.13"];
 /// Real servers behind the director (NAT).
 const RS_NAT: [&str; 3] = ["198.18.41.11", "198.18.41.12", "198.18.41.13"];
+/// The IPv6 side of the LAN (DR and TUN labs are dual-stack).
+const VIP6: &str = "fd00:198:18:40::100";
+const DIRECTORS6: [&str; 2] = ["fd00:198:18:40::1", "fd00:198:18:40::3"];
+const CLIENT6: &str = "fd00:198:18:40::2";
+const RS_LAN6: [&str; 3] = ["fd00:198:18:40::11", "fd00:198:18:40::12", "fd00:198:18:40::13"];
 const VPORT: u16 = 8080;
 const RPORT: u16 = 80;
 
@@ -116,7 +121,7 @@ impl Server {
         let s2 = stop.clone();
         let accepted = accepted.clone();
         let listener = ns
-            .enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind"))
+            .enter(move || TcpListener::bind(("::", port)).expect("bind"))
             .expect("enter")
             .join()
             .expect("bind thread");
@@ -125,7 +130,8 @@ impl Server {
             while !s2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((c, peer)) => {
-                        if peer.ip().to_string() == CLIENT {
+                        let ip = peer.ip().to_canonical().to_string();
+                        if ip == CLIENT || ip == CLIENT6 {
                             accepted.lock().expect("lock").insert(peer.port(), index);
                         }
                         std::thread::spawn(move || serve(c, index));
@@ -170,7 +176,7 @@ struct Decap {
 impl Decap {
     fn attach(ns: &Netns) -> Decap {
         let instance = unique_name("dc");
-        netns::run(ns.nsenter(&ka_bin()).args(["--instance", &instance, "decap", "attach", "--iface", "eth0", "--vip", VIP]))
+        netns::run(ns.nsenter(&ka_bin()).args(["--instance", &instance, "decap", "attach", "--iface", "eth0", "--vip", VIP, "--vip", VIP6]))
             .expect("ka decap attach");
         Decap { ns_path: ns.path(), instance }
     }
@@ -202,6 +208,8 @@ struct Lab {
     state: Vec<std::path::PathBuf>,
     dir: std::path::PathBuf,
     accepted: Accepted,
+    /// The service under test is the IPv6 one.
+    v6: bool,
 }
 
 /// Turns off transmit checksum offload: a veth frame with a partial checksum loses its
@@ -216,7 +224,8 @@ fn full_checksums(ns: &Netns, dev: &str) {
 /// the client. TUN real servers decapsulate with `ka decap` (this kernel has no ipip module).
 /// NAT: the client on one side of the director (198.18.40.0/24), the real servers behind it
 /// (198.18.41.0/24) with the director as their gateway, so replies come back through it.
-fn lab(kind: Kind, directors: usize) -> Lab {
+fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
+    assert!(!v6 || kind != Kind::Nat, "the NAT lab is IPv4 only");
     require_root();
     let client = Netns::new("lc").expect("netns");
     let mut bridges = Vec::new();
@@ -245,20 +254,21 @@ fn lab(kind: Kind, directors: usize) -> Lab {
         bridges.push(back);
     } else {
         let mut lan = Bridge::new().expect("bridge");
-        for addr in &DIRECTORS[..directors] {
+        for (addr, addr6) in DIRECTORS[..directors].iter().zip(DIRECTORS6) {
             let director = Netns::new("ld").expect("netns");
-            lan.attach(&director, "eth0", &[&format!("{addr}/24")]).expect("attach");
+            lan.attach(&director, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
             xdp.push(lan.xdp_pass_on_leg(lan.legs()).expect("xdp pass"));
             // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
-            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
+            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]).expect("forwarding");
             dirs.push(director);
         }
-        lan.attach(&client, "eth0", &[&format!("{CLIENT}/24")]).expect("attach");
-        for (i, addr) in RS_LAN.iter().enumerate() {
+        lan.attach(&client, "eth0", &[&format!("{CLIENT}/24"), &format!("{CLIENT6}/64")]).expect("attach");
+        for (i, (addr, addr6)) in RS_LAN.iter().zip(RS_LAN6).enumerate() {
             let ns = Netns::new(&format!("r{i}")).expect("netns");
-            lan.attach(&ns, "eth0", &[&format!("{addr}/24")]).expect("attach");
+            lan.attach(&ns, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
             ns.run(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]).expect("arp sysctls");
             ns.run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"]).expect("vip on lo");
+            ns.run(&["ip", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]).expect("vip6 on lo");
             full_checksums(&ns, "eth0");
             if kind == Kind::Tun {
                 decap.push(Decap::attach(&ns));
@@ -276,7 +286,7 @@ fn lab(kind: Kind, directors: usize) -> Lab {
     std::fs::write(&script, "#!/bin/sh\nread v < \"$1\"\nexit \"$v\"\n").expect("write script");
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let state: Vec<_> = (0..rs.len()).map(|i| dir.join(format!("rs{i}"))).collect();
-    let lab = Lab { kind, _xdp: xdp, _decap: decap, client, directors: dirs, rs, _bridges: bridges, state, dir, accepted: Accepted::default() };
+    let lab = Lab { kind, _xdp: xdp, _decap: decap, client, directors: dirs, rs, _bridges: bridges, state, dir, accepted: Accepted::default(), v6 };
     for i in 0..lab.rs.len() {
         lab.set_health(i, Health::Up);
     }
@@ -295,6 +305,38 @@ enum Health {
 }
 
 impl Lab {
+    fn vip(&self) -> &'static str {
+        if self.v6 {
+            VIP6
+        } else {
+            VIP
+        }
+    }
+
+    fn client_ip(&self) -> &'static str {
+        if self.v6 {
+            CLIENT6
+        } else {
+            CLIENT
+        }
+    }
+
+    fn real_servers(&self) -> [&'static str; 3] {
+        if self.v6 {
+            RS_LAN6
+        } else {
+            self.kind.real_servers()
+        }
+    }
+
+    fn domain(&self) -> socket2::Domain {
+        if self.v6 {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        }
+    }
+
     fn set_health(&self, rs: usize, h: Health) {
         let code = match h {
             Health::Up => "3",
@@ -309,7 +351,6 @@ impl Lab {
     fn conf(&self, d: usize, misc: bool) -> String {
         let rport = self.kind.rport();
         let rs: String = self
-            .kind
             .real_servers()
             .iter()
             .enumerate()
@@ -323,9 +364,11 @@ impl Lab {
             })
             .collect();
         let (state, prio) = if d == 0 { ("MASTER", 150) } else { ("BACKUP", 100) };
+        let vip = self.vip();
+        let excluded = if self.v6 { format!(" virtual_ipaddress_excluded {{\n {VIP6}/64\n }}\n") } else { String::new() };
         let text = format!(
-            "vrrp_instance VI_LB {{\n state {state}\n interface eth0\n virtual_router_id 90\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n\
-virtual_server {VIP} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n protocol TCP\n{rs}}}\n",
+            "vrrp_instance VI_LB {{\n state {state}\n interface eth0\n virtual_router_id 90\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n{excluded}}}\n\
+virtual_server {vip} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n protocol TCP\n{rs}}}\n",
             self.kind.lb_kind()
         );
         let p = self.dir.join(format!("ka{d}.conf"));
@@ -341,7 +384,7 @@ virtual_server {VIP} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ka = KaDaemon::start(&self.directors[d], &ka_bin(), &unique_name("lb"), &args).expect("ka run");
-        for rs in self.kind.real_servers() {
+        for rs in self.real_servers() {
             wait_for(&format!("{rs} in the table"), WAIT, || (backend(&ka, rs).map(|b| b.0) == Some(true)).then_some(()));
         }
         ka
@@ -353,15 +396,16 @@ virtual_server {VIP} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
 
     /// Opens a connection to the VIP from the client (from source port `sport` if given).
     fn connect(&self, sport: Option<u16>) -> Option<TcpStream> {
+        let (domain, client, vip) = (self.domain(), self.client_ip(), self.vip());
         self.client
             .enter(move || {
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).ok()?;
                 if let Some(p) = sport {
                     s.set_reuse_address(true).ok()?;
-                    let a: SocketAddr = format!("{CLIENT}:{p}").parse().expect("addr");
+                    let a = SocketAddr::new(client.parse().expect("addr"), p);
                     s.bind(&a.into()).ok()?;
                 }
-                let vip: SocketAddr = format!("{VIP}:{VPORT}").parse().expect("addr");
+                let vip = SocketAddr::new(vip.parse().expect("addr"), VPORT);
                 s.connect_timeout(&vip.into(), Duration::from_secs(2)).ok()?;
                 let s: TcpStream = s.into();
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -405,6 +449,7 @@ virtual_server {VIP} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
     fn probe(&self, ports: std::ops::Range<u16>, cpu: usize) -> HashMap<u16, usize> {
         let client = self.client.path();
         let accepted = self.accepted.clone();
+        let (domain, client_ip, vip) = (self.domain(), self.client_ip(), self.vip());
         let h = std::thread::spawn(move || {
             pin(cpu);
             let file = std::fs::File::open(&client).expect("open netns");
@@ -412,13 +457,13 @@ virtual_server {VIP} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
             let mut out = HashMap::new();
             for p in ports {
                 accepted.lock().expect("lock").remove(&p);
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
                 s.set_reuse_address(true).expect("reuse");
-                let a: SocketAddr = format!("{CLIENT}:{p}").parse().expect("addr");
+                let a = SocketAddr::new(client_ip.parse().expect("addr"), p);
                 if s.bind(&a.into()).is_err() {
                     continue;
                 }
-                let vip: SocketAddr = format!("{VIP}:{VPORT}").parse().expect("addr");
+                let vip = SocketAddr::new(vip.parse().expect("addr"), VPORT);
                 if s.connect_timeout(&vip.into(), Duration::from_secs(2)).is_err() {
                     continue;
                 }
@@ -484,7 +529,7 @@ fn wait_master(ka: &KaDaemon) {
 /// table and gets no new flows; it comes back when it listens again.
 fn distribution_health_and_recovery(kind: Kind) {
     pin(0);
-    let lab = lab(kind, 1);
+    let lab = lab(kind, 1, false);
     let rs = kind.real_servers();
     let mut servers = lab.start_servers();
     let ka = lab.start_ka(0, false);
@@ -538,7 +583,7 @@ fn tun_distribution_health_and_recovery() {
 /// The real server the pure Maglev table of userspace gives the client's flow from `sport`,
 /// with the servers in `up` at weight 1 (what the datapath must choose for a flow it has not
 /// seen).
-fn maglev_choice(kind: Kind, up: &[usize], sport: u16) -> usize {
+fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
     use ka::lb::{BackendSpec, L4Proto, Method, Scheduler, ServiceSpec};
     let method = match kind {
         Kind::Nat => Method::Nat,
@@ -546,41 +591,44 @@ fn maglev_choice(kind: Kind, up: &[usize], sport: u16) -> usize {
         Kind::Tun => Method::Tun,
     };
     let spec = ServiceSpec {
-        vip: VIP.parse().expect("vip"),
+        vip: if v6 { VIP6 } else { VIP }.parse().expect("vip"),
         port: VPORT,
         proto: L4Proto::Tcp,
         scheduler: Scheduler::Maglev,
         persistence: None,
         master_slot: None,
-        backends: kind
-            .real_servers()
+        backends: if v6 { RS_LAN6 } else { kind.real_servers() }
             .iter()
             .enumerate()
             .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
             .collect(),
     };
     let table = ka::lb::writer::service_table(&spec);
-    let v4 = |a: &str| {
-        let o = a.parse::<std::net::Ipv4Addr>().expect("v4").octets();
-        let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&o);
-        b
+    let bytes = |a: &str| match a.parse::<std::net::IpAddr>().expect("ip") {
+        std::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        std::net::IpAddr::V6(a) => a.octets(),
     };
+    let (client, vip) = if v6 { (CLIENT6, VIP6) } else { (CLIENT, VIP) };
     let key = ka_common::lb::FlowKey {
-        src: v4(CLIENT),
-        dst: v4(VIP),
+        src: bytes(client),
+        dst: bytes(vip),
         sport: sport.to_be_bytes(),
         dport: VPORT.to_be_bytes(),
         proto: 6,
-        family: ka_common::lb::FAMILY_V4,
+        family: if v6 { ka_common::lb::FAMILY_V6 } else { ka_common::lb::FAMILY_V4 },
         _pad: [0; 2],
     };
     table[(ka_common::lb::flow_hash(&key) % table.len() as u32) as usize] as usize
 }
 
 /// Every probe flow went where userspace's Maglev table for the servers `up` sends it.
-fn assert_maglev(kind: Kind, got: &HashMap<u16, usize>, up: &[usize], when: &str) {
-    let wrong: Vec<_> = got.iter().filter(|&(&p, &s)| maglev_choice(kind, up, p) != s).collect();
+fn assert_maglev(lab: &Lab, got: &HashMap<u16, usize>, up: &[usize], when: &str) {
+    let kind = lab.kind;
+    let wrong: Vec<_> = got.iter().filter(|&(&p, &s)| maglev_choice(kind, lab.v6, up, p) != s).collect();
     assert!(wrong.is_empty(), "{kind:?} {when}: (client port, server) not where the Maglev table sends them: {wrong:?}");
 }
 
@@ -594,10 +642,10 @@ fn kept(before: &HashMap<u16, usize>, after: &HashMap<u16, usize>, stay: &[usize
 
 /// Stickiness while a real server is removed and added back, Maglev's minimal disruption, and
 /// draining at weight 0, with long-lived connections exchanging data throughout.
-fn stickiness_and_draining(kind: Kind) {
+fn stickiness_and_draining(kind: Kind, v6: bool) {
     pin(0);
-    let lab = lab(kind, 1);
-    let rs = kind.real_servers();
+    let lab = lab(kind, 1, v6);
+    let rs = lab.real_servers();
     let _servers = lab.start_servers();
     let ka = lab.start_ka(0, true);
     wait_master(&ka);
@@ -624,8 +672,8 @@ fn stickiness_and_draining(kind: Kind) {
     assert!(counts[0] >= 5 && counts[1] >= 5, "{kind:?}: after rs2 left: {counts:?}");
     if maglev {
         let after = lab.probe(41000..41060, 0);
-        assert_maglev(kind, &before, &[0, 1, 2], "with every server up");
-        assert_maglev(kind, &after, &[0, 1], "after rs2 left");
+        assert_maglev(&lab, &before, &[0, 1, 2], "with every server up");
+        assert_maglev(&lab, &after, &[0, 1], "after rs2 left");
         let (k, n) = kept(&before, &after, &[0, 1]);
         assert!(before.len() >= 55 && after.len() >= 55, "{kind:?}: probes answered before {} after {}", before.len(), after.len());
         assert!(k * 10 >= n * 9, "{kind:?}: Maglev kept only {k} of {n} flows of rs0/rs1 when rs2 left");
@@ -642,8 +690,8 @@ fn stickiness_and_draining(kind: Kind) {
     assert!(counts[2] >= 8, "{kind:?}: rs2 gets new flows again: {counts:?}");
     if maglev {
         let after = lab.probe(42000..42060, 0);
-        assert_maglev(kind, &before, &[0, 1], "with rs2 down");
-        assert_maglev(kind, &after, &[0, 1, 2], "after rs2 came back");
+        assert_maglev(&lab, &before, &[0, 1], "with rs2 down");
+        assert_maglev(&lab, &after, &[0, 1, 2], "after rs2 came back");
         let to_rs2 = after.values().filter(|&&s| s == 2).count();
         let (k, n) = kept(&before, &after, &[0, 1]);
         assert!(after.len() >= 55, "{kind:?}: probes answered after rs2 came back: {}", after.len());
@@ -665,17 +713,17 @@ fn stickiness_and_draining(kind: Kind) {
 
 #[test]
 fn nat_stickiness_and_draining() {
-    stickiness_and_draining(Kind::Nat);
+    stickiness_and_draining(Kind::Nat, false);
 }
 
 #[test]
 fn dr_stickiness_and_draining() {
-    stickiness_and_draining(Kind::Dr);
+    stickiness_and_draining(Kind::Dr, false);
 }
 
 #[test]
 fn tun_stickiness_and_draining() {
-    stickiness_and_draining(Kind::Tun);
+    stickiness_and_draining(Kind::Tun, false);
 }
 
 fn vrrp_state(ka: &KaDaemon) -> String {
@@ -696,7 +744,7 @@ fn service_packets(ka: &KaDaemon) -> u64 {
 #[test]
 fn dr_vrrp_failover_keeps_connections() {
     pin(0);
-    let lab = lab(Kind::Dr, 2);
+    let lab = lab(Kind::Dr, 2, false);
     let _servers = lab.start_servers();
     let ka0 = lab.start_ka(0, true);
     wait_master(&ka0);
@@ -721,4 +769,16 @@ fn dr_vrrp_failover_keeps_connections() {
     let counts = lab.connect_many(30);
     assert_eq!(counts.iter().sum::<usize>(), 30, "new connections through the new master: {counts:?}");
     ka1.stop().expect("stop");
+}
+
+/// DR over IPv6: the same as over IPv4, with the service on an IPv6 VIP.
+#[test]
+fn dr6_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Dr, true);
+}
+
+/// TUN over IPv6: IP6IP6 from the director, decapsulated by `ka decap` on the real servers.
+#[test]
+fn tun6_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Tun, true);
 }
