@@ -564,7 +564,7 @@ fn distribution_health_and_recovery(kind: Kind) {
     servers.push(Server::start(&lab.rs[1], 1, kind.rport(), &lab.accepted));
     wait_for("rs1 back in the table", WAIT, || (backend(&ka, rs[1]).map(|b| b.0) == Some(true)).then_some(()));
     let counts = lab.connect_many(60);
-    assert!(counts[1] >= 8, "{kind:?}: rs1 gets new flows again: {counts:?}");
+    assert!(counts[1] >= 5, "{kind:?}: rs1 gets new flows again: {counts:?}");
     ka.stop().expect("stop");
 }
 
@@ -662,7 +662,8 @@ fn stickiness_and_draining(kind: Kind, v6: bool) {
         let c = lab.connect_many(60);
         (c.iter().sum::<usize>() >= 58).then_some(c)
     });
-    assert!(counts.iter().all(|&c| c >= 8), "{kind:?}: distribution {counts:?} over 60 connections");
+    // Each server's share is binomial (mean 20): 4 or fewer of 60 has odds of about 10^-6.
+    assert!(counts.iter().all(|&c| c >= 5), "{kind:?}: distribution {counts:?} over 60 connections");
     let mut long = lab.open_long();
     still_answer(kind, &mut long, &[0, 1, 2], "before any change");
     let before = lab.probe(41000..41060);
@@ -691,7 +692,7 @@ fn stickiness_and_draining(kind: Kind, v6: bool) {
     wait_for("rs2 back in the table", WAIT, || (backend(&ka, rs[2]) == Some((true, 1))).then_some(()));
     still_answer(kind, &mut long, &[0, 1], "after rs2 came back");
     let counts = lab.connect_many(60);
-    assert!(counts[2] >= 8, "{kind:?}: rs2 gets new flows again: {counts:?}");
+    assert!(counts[2] >= 5, "{kind:?}: rs2 gets new flows again: {counts:?}");
     {
         let after = lab.probe(42000..42060);
         assert_maglev(&lab, &before, &[0, 1], "with rs2 down");
