@@ -214,6 +214,12 @@ struct Lab {
     v6: bool,
 }
 
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Turns off transmit checksum offload: a veth frame with a partial checksum loses its
 /// offload metadata when XDP forwards it, and would arrive with a bad checksum (real NICs
 /// hand XDP complete checksums).
