@@ -168,6 +168,30 @@ pub fn desired(
     Ok(DesiredState { services, tunnel_src_v4, tunnel_src_v6, neighbours: Vec::new() })
 }
 
+/// UDP port of the datagrams that make the kernel resolve next hops (discard, RFC 863).
+const RESOLVE_PORT: u16 = 9;
+
+/// Makes the kernel resolve the next hop (ARP/NDP) of every real server in the tables, so
+/// `bpf_fib_lookup` finds its neighbour entry: the datapath forwards only to resolved next
+/// hops, and nothing else may have talked to a real server yet (a MISC_CHECK, say, sends no
+/// packet to it). An empty UDP datagram to the discard port goes out through the normal
+/// stack, which resolves the next hop on the way; the real server at most answers ICMP port
+/// unreachable. Best effort: a failure leaves the datapath passing that server's packets to the
+/// kernel (`pass_no_nexthop`) until something else resolves it.
+fn resolve_next_hops(d: &DesiredState) {
+    let mut seen = std::collections::HashSet::new();
+    for b in d.services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy) {
+        if !seen.insert(b.addr) {
+            continue;
+        }
+        let local: std::net::SocketAddr = if b.addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+        let sent = std::net::UdpSocket::bind(local).and_then(|s| s.send_to(&[], (b.addr, RESOLVE_PORT)));
+        if let Err(e) = sent {
+            warn!(real_server = %b.addr, error = %e, "could not trigger next-hop resolution");
+        }
+    }
+}
+
 /// The load balancer's state in the daemon.
 pub struct Dataplane {
     writer: MapWriter,
@@ -210,6 +234,7 @@ impl Dataplane {
         match self.writer.apply(ebpf, &d) {
             Ok(report) => {
                 info!(services = d.services.len(), ?report, "load balancer tables applied");
+                resolve_next_hops(&d);
                 self.applied = Some(d);
             }
             Err(e) => warn!(error = %e, "load balancer: applying tables failed"),

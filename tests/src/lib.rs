@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod keepalived;
 pub mod netns;
 pub mod packet;
+pub mod xdp;
 
 use std::{
     path::PathBuf,

@@ -167,6 +167,22 @@ impl Bridge {
         &self.hub
     }
 
+    /// Attaches a trivial `XDP_PASS` program to the bridge's end of the leg that
+    /// [`attach`](Self::attach) created as the `n`-th (1-based), so frames that `ns` sends with
+    /// `XDP_TX` reach the bridge (see [`crate::xdp`]). Keep the result while the lab runs.
+    ///
+    /// # Errors
+    /// The kernel refuses the program.
+    pub fn xdp_pass_on_leg(&self, n: u32) -> anyhow::Result<crate::xdp::XdpPass> {
+        let leg = format!("leg{n}");
+        self.hub.enter(move || crate::xdp::attach_pass(&leg))?.join().map_err(|_| anyhow::anyhow!("xdp thread panicked"))?.context("attaching XDP_PASS to a bridge leg")
+    }
+
+    /// How many legs [`attach`](Self::attach) created so far (the last one is `leg{n}`).
+    pub fn legs(&self) -> u32 {
+        self.legs
+    }
+
     /// Plugs `ns` into the bridge through a veth whose namespace end is `ifname` with `addrs`.
     ///
     /// # Errors

@@ -1,17 +1,36 @@
-//! End to end through the XDP load balancer (NAT; the DR topology is set up by `lab("DR")`
-//! but its test is not enabled yet: SYNs sent back out with XDP_TX do not reach the real
-//! servers on this veth/bridge lab): real TCP connections from a client namespace to a
-//! VIP served by `ka run` on a director, forwarded to HTTP-ish servers in real-server
-//! namespaces. The director's VIP is held by VRRP (mastership gates the service) and the real
-//! servers are health-checked: a server that stops answering leaves the backend set and gets no
-//! new flows, and comes back when it recovers.
+//! End to end through the XDP load balancer, for NAT, DR and TUN: real TCP connections from a
+//! client namespace to a VIP served by `ka run` on a director, forwarded to line-echo servers
+//! in real-server namespaces. The director's VIP is held by VRRP (mastership gates the
+//! service) and the real servers are health-checked.
+//!
+//! - Distribution: Maglev spreads new connections over the servers.
+//! - Health: a server whose check fails leaves the backend set and gets no new flows; it comes
+//!   back when it recovers.
+//! - Stickiness: long-lived connections (exchanging data before and after) to the servers that
+//!   stay keep working, on the same server, while another server is removed or added; and
+//!   Maglev moves few of the other servers' flows.
+//! - Draining: at weight 0 a server keeps its established connections and gets no new ones.
+//! - Failover: two directors with the same config; when the VRRP master is killed, the backup
+//!   takes the VIP and established connections keep going to the same real server.
+//!
+//! Lab notes. The real servers' health comes from a MISC_CHECK script reading a state file the
+//! test writes (up, drained at weight 0, or down), except in the tests that stop a listener.
+//! Frames the datapath sends back out of a veth with `XDP_TX` reach the bridge only if the
+//! bridge's end of that veth runs XDP ([`ka_tests::xdp`]). A veth lab has no RSS: a packet is
+//! processed on the CPU that sent it. The tests establish their connections from CPU 0 and
+//! keep talking on them from CPU 1, so a flow's packets change CPU as they can on a NIC when
+//! its RSS indirection changes. The Maglev checks reuse the same client ports for new
+//! connections before and after a change: a SYN is scheduled by the table without a
+//! connection-table lookup, so each answer is the table's, compared with userspace's
+//! [`ka::lb::writer::service_table`].
 
 use std::{
+    collections::HashMap,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -21,25 +40,90 @@ use ka_tests::{
     ka_bin,
     netns::{self, Bridge, Netns},
     require_root, unique_name, wait_for,
+    xdp::XdpPass,
 };
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(30);
 const VIP: &str = "198.18.40.100";
-const RS_DR: [&str; 2] = ["198.18.40.11", "198.18.40.12"];
-const RS_NAT: [&str; 2] = ["198.18.41.11", "198.18.41.12"];
+const DIRECTORS: [&str; 2] = ["198.18.40.1", "198.18.40.3"];
+const CLIENT: &str = "198.18.40.2";
+/// Real servers on the client's LAN (DR, TUN).
+const RS_LAN: [&str; 3] = ["198.18.40.11", "198.18.40.12", "198.18.40.13"];
+/// Real servers behind the director (NAT).
+const RS_NAT: [&str; 3] = ["198.18.41.11", "198.18.41.12", "198.18.41.13"];
+/// The IPv6 side of the LAN (DR and TUN labs are dual-stack).
+const VIP6: &str = "fd00:198:18:40::100";
+const DIRECTORS6: [&str; 2] = ["fd00:198:18:40::1", "fd00:198:18:40::3"];
+const CLIENT6: &str = "fd00:198:18:40::2";
+const RS_LAN6: [&str; 3] = ["fd00:198:18:40::11", "fd00:198:18:40::12", "fd00:198:18:40::13"];
+const VPORT: u16 = 8080;
+const RPORT: u16 = 80;
 
-/// A TCP server answering each connection with its name; `stop` makes it close the listener.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Kind {
+    fn lb_kind(self) -> &'static str {
+        match self {
+            Kind::Nat => "NAT",
+            Kind::Dr => "DR",
+            Kind::Tun => "TUN",
+        }
+    }
+
+    fn real_servers(self) -> [&'static str; 3] {
+        if self == Kind::Nat {
+            RS_NAT
+        } else {
+            RS_LAN
+        }
+    }
+
+    /// DR and TUN real servers answer on the VIP itself; NAT ones on their own address.
+    fn rport(self) -> u16 {
+        if self == Kind::Nat {
+            RPORT
+        } else {
+            VPORT
+        }
+    }
+}
+
+/// Pins the calling thread (and the threads it spawns afterwards) to `cpu`.
+fn pin(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).expect("cpu index");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("sched_setaffinity");
+}
+
+/// CPUs online (not just the ones this thread may use).
+fn cpus() -> usize {
+    // SAFETY: plain sysconf(3).
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1)
+}
+
+/// Which server accepted the connection from each client port.
+type Accepted = Arc<Mutex<HashMap<u16, usize>>>;
+
+/// A TCP server that records the client port of each connection it accepts and answers every
+/// line with its index (`rs0`, `rs1`...); `Drop` closes the listener (established connections
+/// keep being served until the client closes them).
 struct Server {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
-    fn start(ns: &Netns, name: &'static str, port: u16) -> Server {
+    fn start(ns: &Netns, index: usize, port: u16, accepted: &Accepted) -> Server {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
+        let accepted = accepted.clone();
         let listener = ns
-            .enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind"))
+            .enter(move || TcpListener::bind(("::", port)).expect("bind"))
             .expect("enter")
             .join()
             .expect("bind thread");
@@ -47,15 +131,32 @@ impl Server {
         let handle = std::thread::spawn(move || {
             while !s2.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((mut c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        let _ = writeln!(c, "{name}");
+                    Ok((c, peer)) => {
+                        let ip = peer.ip().to_canonical().to_string();
+                        if ip == CLIENT || ip == CLIENT6 {
+                            accepted.lock().expect("lock").insert(peer.port(), index);
+                        }
+                        std::thread::spawn(move || serve(c, index));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
             }
         });
         Server { stop, handle: Some(handle) }
+    }
+}
+
+/// Answers each line with `rs{index}` until the peer closes (bounded by a read timeout).
+fn serve(mut c: TcpStream, index: usize) {
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(120)));
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = c.read(&mut buf) {
+        for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+            if writeln!(c, "rs{index}").is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -68,11 +169,55 @@ impl Drop for Server {
     }
 }
 
+/// `ka decap` attached on a TUN real server's eth0; detached (and its pins removed) on drop.
+struct Decap {
+    ns_path: String,
+    instance: String,
+}
+
+impl Decap {
+    fn attach(ns: &Netns) -> Decap {
+        let instance = unique_name("dc");
+        netns::run(ns.nsenter(&ka_bin()).args(["--instance", &instance, "decap", "attach", "--iface", "eth0", "--vip", VIP, "--vip", VIP6]))
+            .expect("ka decap attach");
+        Decap { ns_path: ns.path(), instance }
+    }
+}
+
+impl Drop for Decap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path))
+            .arg("--")
+            .arg(ka_bin())
+            .args(["--instance", &self.instance, "decap", "detach", "--iface", "eth0"])
+            .output();
+        let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ka/{}", self.instance));
+    }
+}
+
+/// The namespaces of one test. Fields drop in order: programs and decap attachments first,
+/// then the namespaces.
 struct Lab {
+    kind: Kind,
+    _xdp: Vec<XdpPass>,
+    _decap: Vec<Decap>,
     client: Netns,
-    director: Netns,
-    _bridges: Vec<Bridge>,
+    directors: Vec<Netns>,
     rs: Vec<Netns>,
+    _bridges: Vec<Bridge>,
+    /// The MISC_CHECK state file of each real server.
+    state: Vec<std::path::PathBuf>,
+    dir: std::path::PathBuf,
+    accepted: Accepted,
+    /// The service under test is the IPv6 one.
+    v6: bool,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Turns off transmit checksum offload: a veth frame with a partial checksum loses its
@@ -82,48 +227,29 @@ fn full_checksums(ns: &Netns, dev: &str) {
     ns.run(&["ethtool", "-K", dev, "tx", "off"]).expect("ethtool: install Debian's ethtool (cargo xtask setup)");
 }
 
-/// XDP_TX/XDP_REDIRECTed frames reach a veth peer only if it runs XDP or GRO.
-fn gro_on_legs(bridge: &Bridge) {
-    let hub = bridge.hub();
-    for leg in hub.run(&["ls", "/sys/class/net"]).expect("ls").split_whitespace() {
-        if leg.starts_with("leg") {
-            hub.run(&["ethtool", "-K", leg, "gro", "on"]).expect("ethtool");
-        }
-    }
-}
-
-/// DR: client, director and real servers on one LAN (198.18.40.0/24); the real servers hold
-/// the VIP on loopback without answering ARP for it and reply straight to the client.
+/// DR and TUN: the client, the directors and the real servers on one LAN (198.18.40.0/24); the
+/// real servers hold the VIP on loopback without answering ARP for it, and reply straight to
+/// the client. TUN real servers decapsulate with `ka decap` (this kernel has no ipip module).
 /// NAT: the client on one side of the director (198.18.40.0/24), the real servers behind it
 /// (198.18.41.0/24) with the director as their gateway, so replies come back through it.
-fn lab(kind: &str) -> Lab {
+fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
+    assert!(!v6 || kind != Kind::Nat, "the NAT lab is IPv4 only");
     require_root();
     let client = Netns::new("lc").expect("netns");
-    let director = Netns::new("ld").expect("netns");
     let mut bridges = Vec::new();
     let mut rs = Vec::new();
-    if kind == "DR" {
-        let mut lan = Bridge::new().expect("bridge");
-        lan.attach(&director, "eth0", &["198.18.40.1/24"]).expect("attach");
-        // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
-        director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
-        lan.attach(&client, "eth0", &["198.18.40.2/24"]).expect("attach");
-        for (i, addr) in RS_DR.iter().enumerate() {
-            let ns = Netns::new(&format!("r{i}")).expect("netns");
-            lan.attach(&ns, "eth0", &[&format!("{addr}/24")]).expect("attach");
-            ns.run(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]).expect("arp sysctls");
-            ns.run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"]).expect("vip on lo");
-            full_checksums(&ns, "eth0");
-            rs.push(ns);
-        }
-        gro_on_legs(&lan);
-        bridges.push(lan);
-    } else {
+    let mut xdp = Vec::new();
+    let mut decap = Vec::new();
+    let mut dirs = Vec::new();
+    if kind == Kind::Nat {
+        assert_eq!(directors, 1, "the NAT lab has one director");
+        let director = Netns::new("ld").expect("netns");
         let mut back = Bridge::new().expect("bridge");
-        netns::veth(&director, "eth0", &["198.18.40.1/24"], &client, "eth0", &["198.18.40.2/24"]).expect("veth");
+        netns::veth(&director, "eth0", &[&format!("{}/24", DIRECTORS[0])], &client, "eth0", &[&format!("{CLIENT}/24")]).expect("veth");
         back.attach(&director, "eth1", &["198.18.41.1/24"]).expect("attach");
-        client.run(&["ip", "route", "add", "default", "via", "198.18.40.1"]).expect("route");
-        client.run(&["ethtool", "-K", "eth0", "gro", "on"]).expect("ethtool");
+        xdp.push(back.xdp_pass_on_leg(back.legs()).expect("xdp pass"));
+        xdp.push(client.enter(|| ka_tests::xdp::attach_pass("eth0")).expect("enter").join().expect("thread").expect("xdp pass"));
+        client.run(&["ip", "route", "add", "default", "via", DIRECTORS[0]]).expect("route");
         director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
         for (i, addr) in RS_NAT.iter().enumerate() {
             let ns = Netns::new(&format!("r{i}")).expect("netns");
@@ -132,102 +258,319 @@ fn lab(kind: &str) -> Lab {
             full_checksums(&ns, "eth0");
             rs.push(ns);
         }
-        gro_on_legs(&back);
+        dirs.push(director);
         bridges.push(back);
+    } else {
+        let mut lan = Bridge::new().expect("bridge");
+        for (addr, addr6) in DIRECTORS[..directors].iter().zip(DIRECTORS6) {
+            let director = Netns::new("ld").expect("netns");
+            lan.attach(&director, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
+            xdp.push(lan.xdp_pass_on_leg(lan.legs()).expect("xdp pass"));
+            // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
+            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]).expect("forwarding");
+            dirs.push(director);
+        }
+        lan.attach(&client, "eth0", &[&format!("{CLIENT}/24"), &format!("{CLIENT6}/64")]).expect("attach");
+        for (i, (addr, addr6)) in RS_LAN.iter().zip(RS_LAN6).enumerate() {
+            let ns = Netns::new(&format!("r{i}")).expect("netns");
+            lan.attach(&ns, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
+            ns.run(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]).expect("arp sysctls");
+            ns.run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"]).expect("vip on lo");
+            ns.run(&["ip", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]).expect("vip6 on lo");
+            full_checksums(&ns, "eth0");
+            if kind == Kind::Tun {
+                decap.push(Decap::attach(&ns));
+            }
+            rs.push(ns);
+        }
+        bridges.push(lan);
     }
     full_checksums(&client, "eth0");
-    Lab { client, director, _bridges: bridges, rs }
-}
-
-fn real_servers(kind: &str) -> [&'static str; 2] {
-    if kind == "DR" {
-        RS_DR
-    } else {
-        RS_NAT
-    }
-}
-
-fn conf(kind: &str, vport: u16, rport: u16) -> String {
-    let rs: String = real_servers(kind)
-        .iter()
-        .map(|a| format!(" real_server {a} {rport} {{\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n  retry 1\n  delay_before_retry 0\n }}\n"))
-        .collect();
-    let text = format!(
-        "vrrp_instance VI_LB {{\n state MASTER\n interface eth0\n virtual_router_id 90\n priority 150\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n\
-virtual_server {VIP} {vport} {{\n delay_loop 1\n lb_algo mh\n lb_kind {kind}\n protocol TCP\n{rs}}}\n"
-    );
+    // Ephemeral ports stay clear of the probes' fixed ports (41000-44999).
+    client.run(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 60999"]).expect("port range");
     let dir = std::env::temp_dir().join(unique_name("klb"));
     std::fs::create_dir_all(&dir).expect("dir");
-    let p = dir.join("ka.conf");
-    std::fs::write(&p, text).expect("write");
-    p.to_str().expect("utf-8").to_owned()
+    let script = dir.join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\nread v < \"$1\"\nexit \"$v\"\n").expect("write script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let state: Vec<_> = (0..rs.len()).map(|i| dir.join(format!("rs{i}"))).collect();
+    let lab = Lab { kind, _xdp: xdp, _decap: decap, client, directors: dirs, rs, _bridges: bridges, state, dir, accepted: Accepted::default(), v6 };
+    for i in 0..lab.rs.len() {
+        lab.set_health(i, Health::Up);
+    }
+    lab
 }
 
-/// Opens `n` connections to the VIP from the client; returns how many each server answered.
-fn connect_many(client: &Netns, port: u16, n: usize) -> [usize; 2] {
-    client
-        .enter(move || {
-            let mut counts = [0usize; 2];
-            let addr: SocketAddr = format!("{VIP}:{port}").parse().expect("addr");
-            for _ in 0..n {
-                let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { continue };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = String::new();
-                let _ = s.read_to_string(&mut buf);
-                match buf.trim() {
-                    "rs0" => counts[0] += 1,
-                    "rs1" => counts[1] += 1,
-                    _ => {}
+/// What a real server's MISC_CHECK (with `misc_dynamic`) reports.
+#[derive(Clone, Copy)]
+enum Health {
+    /// Exit 3: up, weight 1.
+    Up,
+    /// Exit 2: up, weight 0.
+    Drained,
+    /// Exit 1: down.
+    Down,
+}
+
+impl Lab {
+    fn vip(&self) -> &'static str {
+        if self.v6 {
+            VIP6
+        } else {
+            VIP
+        }
+    }
+
+    fn client_ip(&self) -> &'static str {
+        if self.v6 {
+            CLIENT6
+        } else {
+            CLIENT
+        }
+    }
+
+    fn real_servers(&self) -> [&'static str; 3] {
+        if self.v6 {
+            RS_LAN6
+        } else {
+            self.kind.real_servers()
+        }
+    }
+
+    fn domain(&self) -> socket2::Domain {
+        if self.v6 {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        }
+    }
+
+    fn set_health(&self, rs: usize, h: Health) {
+        let code = match h {
+            Health::Up => "3",
+            Health::Drained => "2",
+            Health::Down => "1",
+        };
+        std::fs::write(&self.state[rs], format!("{code}\n")).expect("write state");
+    }
+
+    /// A config for `ka run` on director `d`: a VRRP instance owning the VIP, one virtual
+    /// server with the real servers, checked by MISC_CHECK (`misc`) or TCP_CHECK.
+    fn conf(&self, d: usize, misc: bool) -> String {
+        let rport = self.kind.rport();
+        let rs: String = self
+            .real_servers()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let check = if misc {
+                    format!("  MISC_CHECK {{\n   misc_path \"{} {}\"\n   misc_timeout 2\n   misc_dynamic\n  }}\n", self.dir.join("check.sh").display(), self.state[i].display())
+                } else {
+                    "  TCP_CHECK {\n   connect_timeout 1\n  }\n  retry 1\n  delay_before_retry 0\n".to_owned()
+                };
+                format!(" real_server {a} {rport} {{\n{check} }}\n")
+            })
+            .collect();
+        let (state, prio) = if d == 0 { ("MASTER", 150) } else { ("BACKUP", 100) };
+        let vip = self.vip();
+        let excluded = if self.v6 { format!(" virtual_ipaddress_excluded {{\n {VIP6}/64\n }}\n") } else { String::new() };
+        let text = format!(
+            "vrrp_instance VI_LB {{\n state {state}\n interface eth0\n virtual_router_id 90\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n{excluded}}}\n\
+virtual_server {vip} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n protocol TCP\n{rs}}}\n",
+            self.kind.lb_kind()
+        );
+        let p = self.dir.join(format!("ka{d}.conf"));
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    }
+
+    /// Starts `ka run` on director `d` and waits until every real server is in the table.
+    fn start_ka(&self, d: usize, misc: bool) -> KaDaemon {
+        let mut args = vec!["-f".to_owned(), self.conf(d, misc)];
+        if self.kind == Kind::Nat {
+            args.extend(["--iface".to_owned(), "eth1".to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ka = KaDaemon::start(&self.directors[d], &ka_bin(), &unique_name("lb"), &args).expect("ka run");
+        for rs in self.real_servers() {
+            wait_for(&format!("{rs} in the table"), WAIT, || (backend(&ka, rs).map(|b| b.0) == Some(true)).then_some(()));
+        }
+        ka
+    }
+
+    fn start_servers(&self) -> Vec<Server> {
+        (0..self.rs.len()).map(|i| Server::start(&self.rs[i], i, self.kind.rport(), &self.accepted)).collect()
+    }
+
+    /// Opens a connection to the VIP from the client (from source port `sport` if given).
+    fn connect(&self, sport: Option<u16>) -> Option<TcpStream> {
+        let (domain, client, vip) = (self.domain(), self.client_ip(), self.vip());
+        self.client
+            .enter(move || {
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).ok()?;
+                if let Some(p) = sport {
+                    s.set_reuse_address(true).ok()?;
+                    let a = SocketAddr::new(client.parse().expect("addr"), p);
+                    s.bind(&a.into()).ok()?;
+                }
+                let vip = SocketAddr::new(vip.parse().expect("addr"), VPORT);
+                s.connect_timeout(&vip.into(), Duration::from_secs(2)).ok()?;
+                let s: TcpStream = s.into();
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                Some(s)
+            })
+            .expect("enter client")
+            .join()
+            .expect("client thread")
+    }
+
+    /// Opens `n` short connections (one question each); returns how many each server answered.
+    fn connect_many(&self, n: usize) -> Vec<usize> {
+        let mut counts = vec![0; self.rs.len()];
+        for _ in 0..n {
+            if let Some(i) = self.connect(None).as_mut().and_then(ask) {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Opens long-lived connections until every server has at least two (at most 60 tries).
+    fn open_long(&self) -> Vec<Long> {
+        let mut out: Vec<Long> = Vec::new();
+        for _ in 0..60 {
+            if (0..self.rs.len()).all(|i| out.iter().filter(|l| l.server == i).count() >= 2) {
+                return out;
+            }
+            if let Some(mut s) = self.connect(None) {
+                if let Some(server) = ask(&mut s) {
+                    out.push(Long { s, server });
                 }
             }
-            counts
-        })
-        .expect("enter client")
-        .join()
-        .expect("client thread")
+        }
+        panic!("{:?}: 60 connections did not give every server two: {:?}", self.kind, out.iter().map(|l| l.server).collect::<Vec<_>>());
+    }
+
+    /// Connects from each of `ports`, waits until a server accepted the connection, and resets
+    /// it (no TIME_WAIT, so the port can connect again). Returns the server of each port.
+    fn probe(&self, ports: std::ops::Range<u16>) -> HashMap<u16, usize> {
+        let client = self.client.path();
+        let accepted = self.accepted.clone();
+        let (domain, client_ip, vip) = (self.domain(), self.client_ip(), self.vip());
+        let h = std::thread::spawn(move || {
+            let file = std::fs::File::open(&client).expect("open netns");
+            nix::sched::setns(std::os::fd::AsFd::as_fd(&file), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let mut out = HashMap::new();
+            for p in ports {
+                accepted.lock().expect("lock").remove(&p);
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+                s.set_reuse_address(true).expect("reuse");
+                let a = SocketAddr::new(client_ip.parse().expect("addr"), p);
+                if s.bind(&a.into()).is_err() {
+                    continue;
+                }
+                let vip = SocketAddr::new(vip.parse().expect("addr"), VPORT);
+                if s.connect_timeout(&vip.into(), Duration::from_secs(2)).is_err() {
+                    continue;
+                }
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_secs(2) {
+                    if let Some(&i) = accepted.lock().expect("lock").get(&p) {
+                        out.insert(p, i);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                s.set_linger(Some(Duration::ZERO)).expect("linger");
+            }
+            out
+        });
+        h.join().expect("probe thread")
+    }
 }
 
-fn in_table(ka: &KaDaemon, rs: &str) -> Option<bool> {
+/// Asks the server behind `s` for its index.
+fn ask(s: &mut TcpStream) -> Option<usize> {
+    s.write_all(b"?\n").ok()?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 16 {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            _ => return None,
+        }
+    }
+    std::str::from_utf8(&line).ok()?.strip_prefix("rs")?.parse().ok()
+}
+
+/// A long-lived connection and the server that answered it first.
+struct Long {
+    s: TcpStream,
+    server: usize,
+}
+
+/// Every long-lived connection to a server in `servers` still answers, from the same server.
+/// The questions go from CPU 1 (the connections were opened from CPU 0).
+fn still_answer(kind: Kind, long: &mut [Long], servers: &[usize], when: &str) {
+    let cpu = usize::from(cpus() >= 2);
+    let servers = servers.to_vec();
+    let when = when.to_owned();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(move || {
+            pin(cpu);
+            for l in long.iter_mut().filter(|l| servers.contains(&l.server)) {
+                let got = ask(&mut l.s);
+                assert_eq!(got, Some(l.server), "{kind:?} {when}: a connection established to rs{} answered {got:?}", l.server);
+            }
+        });
+        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
+/// (in the table, weight) of real server `rs` in `ka status`.
+fn backend(ka: &KaDaemon, rs: &str) -> Option<(bool, u64)> {
     let st = ka.status_json().ok()?;
     let svc = st["services"].as_array()?.first()?.clone();
-    svc["backends"].as_array()?.iter().find(|b| b["address"] == rs).and_then(|b| b["in_table"].as_bool())
+    let b = svc["backends"].as_array()?.iter().find(|b| b["address"] == rs)?.clone();
+    Some((b["in_table"].as_bool()?, b["weight"].as_u64()?))
 }
 
-fn run_lb(kind: &str, vport: u16, rport: u16) {
-    let lab = lab(kind);
-    let rs = real_servers(kind);
-    let _s0 = Server::start(&lab.rs[0], "rs0", rport);
-    let s1 = Server::start(&lab.rs[1], "rs1", rport);
-    let mut args = vec!["-f".to_owned(), conf(kind, vport, rport)];
-    if kind != "DR" {
-        args.extend(["--iface".to_owned(), "eth1".to_owned()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ka = KaDaemon::start(&lab.director, &ka_bin(), &unique_name("lb"), &args).expect("ka run");
-    wait_for("both real servers in the table", WAIT, || (in_table(&ka, rs[0]) == Some(true) && in_table(&ka, rs[1]) == Some(true)).then_some(()));
-    // Distribution: Maglev over the 5-tuple spreads new connections over both servers.
+fn wait_master(ka: &KaDaemon) {
     wait_for("VRRP master", WAIT, || ka.status_json().ok().filter(|s| s["vrrp"][0]["state"] == "MASTER").map(|_| ()));
+}
+
+/// Distribution, then health: a server whose listener closes fails its TCP_CHECK, leaves the
+/// table and gets no new flows; it comes back when it listens again.
+fn distribution_health_and_recovery(kind: Kind) {
+    pin(0);
+    let lab = lab(kind, 1, false);
+    let rs = kind.real_servers();
+    let mut servers = lab.start_servers();
+    let ka = lab.start_ka(0, false);
+    wait_master(&ka);
     let counts = wait_for("connections through the VIP", WAIT, || {
-        let c = connect_many(&lab.client, vport, 60);
-        (c[0] + c[1] >= 55).then_some(c)
+        let c = lab.connect_many(90);
+        (c.iter().sum::<usize>() >= 85).then_some(c)
     });
-    assert!(counts[0] >= 10 && counts[1] >= 10, "{kind}: distribution {counts:?} over 60 connections");
+    assert!(counts.iter().all(|&c| c >= 12), "{kind:?}: distribution {counts:?} over 90 connections");
     let st = ka.status_json().expect("status");
     let svc = &st["services"][0];
-    assert!(svc["packets"].as_u64().unwrap_or(0) >= 60, "{kind}: VIP counters: {svc}");
+    assert!(svc["packets"].as_u64().unwrap_or(0) >= 90, "{kind:?}: VIP counters: {svc}");
     for b in svc["backends"].as_array().expect("backends") {
-        assert!(b["packets"].as_u64().unwrap_or(0) > 0, "{kind}: real server counters: {b}");
+        assert!(b["packets"].as_u64().unwrap_or(0) > 0, "{kind:?}: real server counters: {b}");
     }
-    // rs1 stops answering: the checker takes it out and no new flow reaches it.
-    drop(s1);
-    wait_for("rs1 out of the table", WAIT, || (in_table(&ka, rs[1]) == Some(false)).then_some(()));
-    let counts = connect_many(&lab.client, vport, 30);
-    assert_eq!(counts, [30, 0], "{kind}: after rs1 failed, every new connection goes to rs0");
+    // rs1 stops listening: the checker takes it out and no new flow reaches it.
+    drop(servers.remove(1));
+    wait_for("rs1 out of the table", WAIT, || (backend(&ka, rs[1]).map(|b| b.0) == Some(false)).then_some(()));
+    let counts = lab.connect_many(40);
+    assert_eq!(counts[1], 0, "{kind:?}: after rs1 failed, no new connection goes to it: {counts:?}");
+    assert_eq!(counts.iter().sum::<usize>(), 40, "{kind:?}: every connection is served: {counts:?}");
     // It recovers and comes back.
-    let _s1 = Server::start(&lab.rs[1], "rs1", rport);
-    wait_for("rs1 back in the table", WAIT, || (in_table(&ka, rs[1]) == Some(true)).then_some(()));
-    let counts = connect_many(&lab.client, vport, 60);
-    assert!(counts[1] >= 10, "{kind}: rs1 gets new flows again: {counts:?}");
+    servers.push(Server::start(&lab.rs[1], 1, kind.rport(), &lab.accepted));
+    wait_for("rs1 back in the table", WAIT, || (backend(&ka, rs[1]).map(|b| b.0) == Some(true)).then_some(()));
+    let counts = lab.connect_many(60);
+    assert!(counts[1] >= 5, "{kind:?}: rs1 gets new flows again: {counts:?}");
     ka.stop().expect("stop");
 }
 
@@ -235,5 +578,218 @@ fn run_lb(kind: &str, vport: u16, rport: u16) {
 /// VIP on their way through the director.
 #[test]
 fn nat_distribution_health_and_recovery() {
-    run_lb("NAT", 8080, 80);
+    distribution_health_and_recovery(Kind::Nat);
+}
+
+/// DR: the director rewrites the MACs and sends the frame back out (`XDP_TX`); the real
+/// servers answer the client directly from the VIP on their loopback.
+#[test]
+fn dr_distribution_health_and_recovery() {
+    distribution_health_and_recovery(Kind::Dr);
+}
+
+/// TUN: the director encapsulates in IPIP; `ka decap` on the real servers takes the outer
+/// header off, and they answer the client directly.
+#[test]
+fn tun_distribution_health_and_recovery() {
+    distribution_health_and_recovery(Kind::Tun);
+}
+
+/// The real server the pure Maglev table of userspace gives the client's flow from `sport`,
+/// with the servers in `up` at weight 1 (what the datapath must choose for a flow it has not
+/// seen).
+fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
+    use ka::lb::{BackendSpec, L4Proto, Method, Scheduler, ServiceSpec};
+    let method = match kind {
+        Kind::Nat => Method::Nat,
+        Kind::Dr => Method::Dr,
+        Kind::Tun => Method::Tun,
+    };
+    let spec = ServiceSpec {
+        vip: if v6 { VIP6 } else { VIP }.parse().expect("vip"),
+        port: VPORT,
+        proto: L4Proto::Tcp,
+        scheduler: Scheduler::Maglev,
+        persistence: None,
+        master_slot: None,
+        backends: if v6 { RS_LAN6 } else { kind.real_servers() }
+            .iter()
+            .enumerate()
+            .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
+            .collect(),
+    };
+    let table = ka::lb::writer::service_table(&spec);
+    let bytes = |a: &str| match a.parse::<std::net::IpAddr>().expect("ip") {
+        std::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
+    let (client, vip) = if v6 { (CLIENT6, VIP6) } else { (CLIENT, VIP) };
+    let key = ka_common::lb::FlowKey {
+        src: bytes(client),
+        dst: bytes(vip),
+        sport: sport.to_be_bytes(),
+        dport: VPORT.to_be_bytes(),
+        proto: 6,
+        family: if v6 { ka_common::lb::FAMILY_V6 } else { ka_common::lb::FAMILY_V4 },
+        _pad: [0; 2],
+    };
+    table[(ka_common::lb::flow_hash(&key) % table.len() as u32) as usize] as usize
+}
+
+/// Every probe flow went where userspace's Maglev table for the servers `up` sends it.
+fn assert_maglev(lab: &Lab, got: &HashMap<u16, usize>, up: &[usize], when: &str) {
+    let kind = lab.kind;
+    let wrong: Vec<_> = got.iter().filter(|&(&p, &s)| maglev_choice(kind, lab.v6, up, p) != s).collect();
+    assert!(wrong.is_empty(), "{kind:?} {when}: (client port, server) not where the Maglev table sends them: {wrong:?}");
+}
+
+/// Of the probe flows that were on a server in `stay` before, how many kept their server, and
+/// how many there were.
+fn kept(before: &HashMap<u16, usize>, after: &HashMap<u16, usize>, stay: &[usize]) -> (usize, usize) {
+    let moved_from_stay: Vec<_> = before.iter().filter(|(_, s)| stay.contains(s)).collect();
+    let kept = moved_from_stay.iter().filter(|(p, s)| after.get(p) == Some(s)).count();
+    (kept, moved_from_stay.len())
+}
+
+/// Stickiness while a real server is removed and added back, Maglev's minimal disruption, and
+/// draining at weight 0, with long-lived connections exchanging data throughout.
+fn stickiness_and_draining(kind: Kind, v6: bool) {
+    pin(0);
+    let lab = lab(kind, 1, v6);
+    let rs = lab.real_servers();
+    let _servers = lab.start_servers();
+    let ka = lab.start_ka(0, true);
+    wait_master(&ka);
+    let counts = wait_for("connections through the VIP", WAIT, || {
+        let c = lab.connect_many(60);
+        (c.iter().sum::<usize>() >= 58).then_some(c)
+    });
+    // Each server's share is binomial (mean 20): 4 or fewer of 60 has odds of about 10^-6.
+    assert!(counts.iter().all(|&c| c >= 5), "{kind:?}: distribution {counts:?} over 60 connections");
+    let mut long = lab.open_long();
+    still_answer(kind, &mut long, &[0, 1, 2], "before any change");
+    let before = lab.probe(41000..41060);
+
+    // rs2 fails its check and leaves.
+    lab.set_health(2, Health::Down);
+    wait_for("rs2 out of the table", WAIT, || (backend(&ka, rs[2]).map(|b| b.0) == Some(false)).then_some(()));
+    still_answer(kind, &mut long, &[0, 1], "after rs2 left");
+    let counts = lab.connect_many(40);
+    assert_eq!((counts[2], counts.iter().sum::<usize>()), (0, 40), "{kind:?}: after rs2 left, new connections go to rs0 and rs1 only: {counts:?}");
+    assert!(counts[0] >= 5 && counts[1] >= 5, "{kind:?}: after rs2 left: {counts:?}");
+    {
+        let after = lab.probe(41000..41060);
+        assert_maglev(&lab, &before, &[0, 1, 2], "with every server up");
+        assert_maglev(&lab, &after, &[0, 1], "after rs2 left");
+        let (k, n) = kept(&before, &after, &[0, 1]);
+        assert!(before.len() >= 55 && after.len() >= 55, "{kind:?}: probes answered before {} after {}", before.len(), after.len());
+        assert!(k * 10 >= n * 9, "{kind:?}: Maglev kept only {k} of {n} flows of rs0/rs1 when rs2 left");
+        assert!(after.values().all(|&s| s != 2), "{kind:?}: a probe reached rs2 after it left");
+    }
+
+    // rs2 recovers and comes back.
+    let before = lab.probe(42000..42060);
+    long.retain(|l| l.server != 2);
+    lab.set_health(2, Health::Up);
+    wait_for("rs2 back in the table", WAIT, || (backend(&ka, rs[2]) == Some((true, 1))).then_some(()));
+    still_answer(kind, &mut long, &[0, 1], "after rs2 came back");
+    let counts = lab.connect_many(60);
+    assert!(counts[2] >= 5, "{kind:?}: rs2 gets new flows again: {counts:?}");
+    {
+        let after = lab.probe(42000..42060);
+        assert_maglev(&lab, &before, &[0, 1], "with rs2 down");
+        assert_maglev(&lab, &after, &[0, 1, 2], "after rs2 came back");
+        let to_rs2 = after.values().filter(|&&s| s == 2).count();
+        let (k, n) = kept(&before, &after, &[0, 1]);
+        assert!(after.len() >= 55, "{kind:?}: probes answered after rs2 came back: {}", after.len());
+        assert!((k + to_rs2) * 10 >= n * 9, "{kind:?}: of {n} flows, {k} kept their server and {to_rs2} moved to rs2 (others moved between rs0 and rs1)");
+        assert!(to_rs2 >= 8, "{kind:?}: only {to_rs2} probes moved to rs2");
+    }
+
+    // rs1 is drained: weight 0 keeps its connections, new ones go elsewhere.
+    let mut more = lab.open_long();
+    long.append(&mut more);
+    lab.set_health(1, Health::Drained);
+    wait_for("rs1 drained (in the table at weight 0)", WAIT, || (backend(&ka, rs[1]) == Some((true, 0))).then_some(()));
+    still_answer(kind, &mut long, &[0, 1, 2], "while rs1 is drained");
+    let counts = lab.connect_many(40);
+    assert_eq!((counts[1], counts.iter().sum::<usize>()), (0, 40), "{kind:?}: no new connection goes to drained rs1: {counts:?}");
+    still_answer(kind, &mut long, &[1], "after new connections while rs1 is drained");
+    ka.stop().expect("stop");
+}
+
+#[test]
+fn nat_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Nat, false);
+}
+
+#[test]
+fn dr_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Dr, false);
+}
+
+#[test]
+fn tun_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Tun, false);
+}
+
+fn vrrp_state(ka: &KaDaemon) -> String {
+    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn service_packets(ka: &KaDaemon) -> u64 {
+    ka.status_json().ok().and_then(|s| s["services"][0]["packets"].as_u64()).unwrap_or(0)
+}
+
+/// VRRP failover between two directors with the same config (DR: replies go straight to the
+/// client, so the only state a director holds is its connection table, and the backup's
+/// Maglev table, computed from the same config, sends every flow to the same real server; NAT
+/// would also need the translations, which are not shared). Long-lived connections are
+/// established through the master; the master's node dies (ka killed with SIGKILL, its link
+/// down); the backup becomes MASTER, holds the VIP, and the same TCP connections keep
+/// exchanging data with the same real servers, now through it.
+#[test]
+fn dr_vrrp_failover_keeps_connections() {
+    pin(0);
+    let lab = lab(Kind::Dr, 2, false);
+    let _servers = lab.start_servers();
+    let ka0 = lab.start_ka(0, true);
+    wait_master(&ka0);
+    let ka1 = lab.start_ka(1, true);
+    wait_for("director 1 BACKUP", WAIT, || (vrrp_state(&ka1) == "BACKUP").then_some(()));
+    let mut long = lab.open_long();
+    still_answer(Kind::Dr, &mut long, &[0, 1, 2], "through the master");
+    assert!(service_packets(&ka0) > 0, "the master forwarded nothing");
+    assert_eq!(service_packets(&ka1), 0, "the backup forwarded VIP traffic");
+    ka0.kill();
+    lab.directors[0].run(&["ip", "link", "set", "eth0", "down"]).expect("link down");
+    wait_for("director 1 MASTER", WAIT, || (vrrp_state(&ka1) == "MASTER").then_some(()));
+    wait_for("the VIP on director 1", WAIT, || {
+        lab.directors[1].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).ok().filter(|a| a.contains(&format!(" {VIP}/"))).map(|_| ())
+    });
+    // The first segment may still go to the dead director's MAC: TCP retransmits it.
+    for l in &long {
+        l.s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    }
+    still_answer(Kind::Dr, &mut long, &[0, 1, 2], "after the failover");
+    assert!(service_packets(&ka1) > 0, "the new master forwarded nothing: {}", ka1.status_text().unwrap_or_default());
+    let counts = lab.connect_many(30);
+    assert_eq!(counts.iter().sum::<usize>(), 30, "new connections through the new master: {counts:?}");
+    ka1.stop().expect("stop");
+}
+
+/// DR over IPv6: the same as over IPv4, with the service on an IPv6 VIP.
+#[test]
+fn dr6_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Dr, true);
+}
+
+/// TUN over IPv6: IP6IP6 from the director, decapsulated by `ka decap` on the real servers.
+#[test]
+fn tun6_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Tun, true);
 }
