@@ -45,6 +45,14 @@
 //! on the machine. A director below 100 % CPU was not saturated (the generator was the limit).
 //! Each scenario warms up for 1 s (conntrack, connection table and next-hop caches fill) before
 //! the measured interval.
+//!
+//! The NAPI threads run SCHED_FIFO, so they get their CPU as soon as frames wait (they sleep
+//! when there are none); the generator runs at normal priority. Columns: *offered*, frames the
+//! generator sent; *received*, frames the director took off its ingress ring (the rest found
+//! the ring full: the director was saturated, or not scheduled in time on a busy machine);
+//! *delivered*, frames counted by the sink; *ns/packet* and *Mpps per core*, the director's CPU
+//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,nft` runs a subset;
+//! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -61,7 +69,7 @@ use std::{
 
 use aya::{
     maps::{Array, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpFlags},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use ka_common::{
@@ -130,6 +138,16 @@ enum Kind {
 }
 
 impl Kind {
+    /// Name for `KA_E2E_ONLY`.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::KaNat => "nat",
+            Kind::KaDr => "dr",
+            Kind::Nft => "nft",
+            Kind::Floor => "floor",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Kind::KaNat => "ka NAT (`ka run`, UDP, Maglev, 4 RS)",
@@ -145,6 +163,7 @@ struct Row {
     kind: Kind,
     secs: f64,
     offered: f64,
+    received: f64,
     delivered: f64,
     lb_cpu: f64,
 }
@@ -190,6 +209,15 @@ fn pin(pid: libc::pid_t, cpu: usize) {
     }
 }
 
+/// Makes `pid` SCHED_FIFO at `prio`: a NAPI thread then runs as soon as frames wait for it,
+/// whatever else the machine runs, and costs CPU only while there are frames.
+fn realtime(pid: libc::pid_t, prio: i32) {
+    let p = libc::sched_param { sched_priority: prio };
+    // SAFETY: plain syscall on a pid with a valid parameter block.
+    let rc = unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &p) };
+    assert_eq!(rc, 0, "SCHED_FIFO for {pid}: {}", std::io::Error::last_os_error());
+}
+
 /// The threaded-NAPI kernel thread of `dev` (`napi/DEV-ID`); device names are unique per run.
 fn napi_thread(dev: &str) -> libc::pid_t {
     let prefix = format!("napi/{dev}-");
@@ -206,6 +234,16 @@ fn napi_thread(dev: &str) -> libc::pid_t {
 fn run_ns(pid: libc::pid_t) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
     s.split_whitespace().next().and_then(|v| v.parse().ok()).expect("schedstat field")
+}
+
+/// Frames the director's ingress veth took off its ring (`ethtool -S`: `rx_queue_0_xdp_packets`,
+/// counted with or without an XDP program).
+fn rx(t: &Topo) -> u64 {
+    let s = t.lb.run(&["ethtool", "-S", &t.lb_in]).expect("ethtool -S");
+    s.lines()
+        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_packets:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rx_queue_0_xdp_packets in ethtool -S")
 }
 
 fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
@@ -272,7 +310,7 @@ impl Topo {
     /// Loads the bench programs (generator, sink, floor) and attaches the sink.
     fn load_progs(&mut self) {
         // The object's scheduling tables are large and unused here.
-        let mut ebpf = EbpfLoader::new().set_max_entries(TABLES_MAP, 1).load(ka::EBPF_OBJECT).expect("loading the eBPF object");
+        let mut ebpf = EbpfLoader::new().map_max_entries(TABLES_MAP, 1).load(ka::EBPF_OBJECT).expect("loading the eBPF object");
         for name in [GEN_PROGRAM, SINK_PROGRAM, FWD_PROGRAM] {
             let p: &mut Xdp = ebpf.program_mut(name).unwrap_or_else(|| panic!("{name} in object")).try_into().expect("xdp");
             p.load().unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
@@ -289,7 +327,7 @@ impl Topo {
 fn attach(ns: &Netns, ebpf: &mut Ebpf, prog: &str, dev: &str) {
     in_ns(ns, || {
         let p: &mut Xdp = ebpf.program_mut(prog).expect("program").try_into().expect("xdp");
-        p.attach(dev, XdpFlags::DRV_MODE).unwrap_or_else(|e| panic!("attaching {prog} natively to {dev}: {e:?}"));
+        p.attach(dev, XdpMode::Driver).unwrap_or_else(|e| panic!("attaching {prog} natively to {dev}: {e:?}"));
     });
 }
 
@@ -400,14 +438,18 @@ fn scenario(n: usize, kind: Kind, secs: Duration) -> Option<Row> {
         m.set(0, gen_cfg, 0).expect("template");
     }
     let lb_napi = napi_thread(&t.lb_in);
-    pin(napi_thread(&t.sink_dev), GEN_CPU);
+    pin(lb_napi, LB_CPU);
+    realtime(lb_napi, 50);
+    let sink_napi = napi_thread(&t.sink_dev);
+    pin(sink_napi, GEN_CPU);
+    realtime(sink_napi, 60);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let progs = t.progs.take().expect("programs");
-    let (row, progs) = std::thread::scope(|s| {
-        let g = s.spawn(|| generate(&t, &progs, &fr, &stop, &sent));
+    let t = t;
+    let progs = t.progs.as_ref().expect("programs");
+    let row = std::thread::scope(|s| {
+        let g = s.spawn(|| generate(&t, progs, &fr, &stop, &sent));
         let measure = || -> Option<Row> {
-            pin(lb_napi, LB_CPU);
             if !nap(WARMUP) {
                 return None;
             }
@@ -415,16 +457,17 @@ fn scenario(n: usize, kind: Kind, secs: Duration) -> Option<Row> {
                 let m: PerCpuArray<_, u64> = PerCpuArray::try_from(progs.map(SINK_MAP).expect("sink map")).expect("per-CPU array");
                 m.get(&SINK_PACKETS, 0).expect("sink counter").iter().sum()
             };
-            let (t0, s0, c0, g0) = (Instant::now(), read_sink(), run_ns(lb_napi), sent.load(Ordering::Relaxed));
+            let (t0, s0, c0, g0, r0) = (Instant::now(), read_sink(), run_ns(lb_napi), sent.load(Ordering::Relaxed), rx(&t));
             if !nap(secs) {
                 return None;
             }
-            let (t1, s1, c1, g1) = (Instant::now(), read_sink(), run_ns(lb_napi), sent.load(Ordering::Relaxed));
+            let (t1, s1, c1, g1, r1) = (Instant::now(), read_sink(), run_ns(lb_napi), sent.load(Ordering::Relaxed), rx(&t));
             let wall = (t1 - t0).as_secs_f64();
             Some(Row {
                 kind,
                 secs: wall,
                 offered: (g1 - g0) as f64 / wall,
+                received: (r1 - r0) as f64 / wall,
                 delivered: (s1 - s0) as f64 / wall,
                 lb_cpu: (c1 - c0) as f64 / 1e9 / wall,
             })
@@ -432,9 +475,14 @@ fn scenario(n: usize, kind: Kind, secs: Duration) -> Option<Row> {
         let row = measure();
         stop.store(true, Ordering::SeqCst);
         g.join().expect("generator thread");
-        (row, progs)
+        row
     });
-    t.progs = Some(progs);
+    let mut t = t;
+    if std::env::var_os("KA_E2E_DEBUG").is_some() {
+        for (ns, dev) in [(&t.gen, "eth0"), (&t.lb, t.lb_in.as_str()), (&t.lb, t.lb_out.as_str()), (&t.sink, t.sink_dev.as_str())] {
+            eprintln!("{dev}: {}", ns.run(&["ethtool", "-S", dev]).unwrap_or_default());
+        }
+    }
     let row = row?;
     assert!(row.delivered > 0.0, "{}: nothing reached the real servers", kind.label());
     if let Some(ka) = t.ka.take() {
@@ -449,12 +497,16 @@ fn main() {
     assert!(std::thread::available_parallelism().map_or(1, usize::from) >= 2, "needs 2 CPUs");
     // SAFETY: installing an async-signal-safe handler (one atomic store).
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let secs = Duration::from_secs(std::env::var("KA_E2E_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_owned();
     let mut rows = Vec::new();
-    for (n, kind) in [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::Nft].into_iter().enumerate() {
+    let only = std::env::var("KA_E2E_ONLY").unwrap_or_default();
+    let kinds = [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::Nft];
+    for (n, kind) in kinds.into_iter().enumerate().filter(|(_, k)| only.is_empty() || only.split(',').any(|o| o == k.key())) {
         eprintln!("e2e: {}", kind.label());
         match scenario(n, kind, secs) {
             Some(r) => rows.push(r),
@@ -466,15 +518,17 @@ fn main() {
     }
     let nft = rows.iter().find(|r| r.kind == Kind::Nft).map_or(0.0, Row::per_core);
     println!();
-    println!("| director | offered Mpps | delivered Mpps | director CPU | Mpps per core | x nftables |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| director | offered Mpps | received Mpps | delivered Mpps | director CPU | ns/packet | Mpps per core | x nftables |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.2} | {:.2} | {:.0} % | {:.2} | {:.1} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.0} | {:.2} | {:.1} |",
             r.kind.label(),
             r.offered / 1e6,
+            r.received / 1e6,
             r.delivered / 1e6,
             r.lb_cpu * 100.0,
+            1e9 / r.per_core(),
             r.per_core() / 1e6,
             r.per_core() / nft
         );
@@ -484,7 +538,8 @@ fn main() {
     println!(
         "Targets: ka >= 2.5 Mpps per core: {:.2} ({}); ka >= 2.5x nftables: {:.1}x ({}). \
          {} s per scenario, 60-byte UDP frames, {FLOWS} flows, generator and sink on CPU {GEN_CPU}, \
-         director NAPI thread on CPU {LB_CPU}. Reproduce: `cargo xtask bench --only e2e`.",
+         director NAPI thread on CPU {LB_CPU}; load average {load} at the start. \
+         Reproduce: `cargo xtask bench --only e2e`.",
         ka / 1e6,
         if ka >= 2.5e6 { "met" } else { "missed" },
         ka / nft,
