@@ -44,6 +44,11 @@ pub const GEN_SPORT_OFF: usize = 34;
 /// Offset of the UDP checksum in the header.
 pub const GEN_UDP_CHECK_OFF: usize = 40;
 
+// The offsets follow the header layout.
+const _: () = assert!(GEN_SPORT_OFF == core::mem::size_of::<crate::wire::EthHdr>() + 20);
+const _: () = assert!(GEN_UDP_CHECK_OFF == GEN_SPORT_OFF + 6 && GEN_HDR_LEN == GEN_SPORT_OFF + 8);
+const _: () = assert!(GEN_HDR_LEN <= GEN_HDR_ROOM && GEN_HDR_ROOM % 8 == 0);
+
 /// The generator's template.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
