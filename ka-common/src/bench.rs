@@ -47,7 +47,7 @@ pub const GEN_UDP_CHECK_OFF: usize = 40;
 // The offsets follow the header layout.
 const _: () = assert!(GEN_SPORT_OFF == core::mem::size_of::<crate::wire::EthHdr>() + 20);
 const _: () = assert!(GEN_UDP_CHECK_OFF == GEN_SPORT_OFF + 6 && GEN_HDR_LEN == GEN_SPORT_OFF + 8);
-const _: () = assert!(GEN_HDR_LEN <= GEN_HDR_ROOM && GEN_HDR_ROOM % 8 == 0);
+const _: () = assert!(GEN_HDR_LEN <= GEN_HDR_ROOM && GEN_HDR_ROOM.is_multiple_of(8));
 
 /// The generator's template.
 #[repr(C)]
