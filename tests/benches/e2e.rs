@@ -51,7 +51,8 @@
 //! The NAPI threads run SCHED_FIFO, so they get their CPU as soon as frames wait (they sleep
 //! when there are none); the generator runs at normal priority. Columns: *offered*, frames the
 //! generator sent; *received*, frames the director took off its ingress ring (the rest found
-//! the ring full: the director was saturated, or not scheduled in time on a busy machine);
+//! its 256 slots full: the director was saturated, or a burst of the generator came while it
+//! waited for its CPU, which on a busy `PREEMPT_NONE` kernel can take milliseconds);
 //! *delivered*, frames counted by the sink; *ns/packet* and *Mpps per core*, the director's CPU
 //! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,nft` runs a subset;
 //! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario.
