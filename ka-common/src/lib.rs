@@ -11,6 +11,7 @@ pub mod stats;
 pub mod vrrp;
 pub mod lb;
 pub mod vrrp_fast;
+pub mod bench;
 
 /// `aya::Pod` for map key/value types, userspace only. Everything the kernel and userspace
 /// exchange through maps is plain old data.

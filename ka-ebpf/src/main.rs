@@ -11,6 +11,8 @@ mod decap;
 #[cfg(target_arch = "bpf")]
 mod forward;
 #[cfg(target_arch = "bpf")]
+mod gen;
+#[cfg(target_arch = "bpf")]
 mod icmp;
 #[cfg(target_arch = "bpf")]
 mod lb;
@@ -101,6 +103,28 @@ mod programs {
             }
             None => xdp_action::XDP_PASS,
         }
+    }
+
+    /// The end-to-end benchmark's traffic generator, run by BPF_PROG_TEST_RUN in live-frames
+    /// mode: writes the template header into the frame and sends it out with `XDP_TX`
+    /// (`ka_common::bench::GEN_PROGRAM`). Never attached by ka.
+    #[xdp]
+    pub fn ka_xdp_gen(ctx: XdpContext) -> u32 {
+        crate::gen::generate(&ctx)
+    }
+
+    /// The end-to-end benchmark's sink: counts and drops (`ka_common::bench::SINK_PROGRAM`).
+    /// Never attached by ka.
+    #[xdp]
+    pub fn ka_xdp_sink(ctx: XdpContext) -> u32 {
+        crate::gen::sink(&ctx)
+    }
+
+    /// The end-to-end benchmark's floor: redirects every frame, untouched, to one interface
+    /// (`ka_common::bench::FWD_PROGRAM`). Never attached by ka.
+    #[xdp]
+    pub fn ka_xdp_fwd(_ctx: XdpContext) -> u32 {
+        crate::gen::forward()
     }
 
     /// The real server's program for TUN services: decapsulates tunnel packets to local VIPs.

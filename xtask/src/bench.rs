@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `config`, `vrrp`, `health`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -21,6 +21,12 @@ pub struct Options {
     /// Health-checker benchmark options.
     #[command(flatten)]
     pub health: crate::bench_health::Options,
+    /// End-to-end benchmark: measured seconds per scenario and round.
+    #[arg(long, default_value_t = 3)]
+    pub e2e_secs: u32,
+    /// End-to-end benchmark: rounds (each scenario reports its best).
+    #[arg(long, default_value_t = 3)]
+    pub e2e_rounds: u32,
 }
 
 /// Runs the benchmarks.
@@ -32,10 +38,25 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
+    const NAMES: [&str; 5] = ["xdp", "e2e", "config", "vrrp", "health"];
+    if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
+        anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
+    }
     let want = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
     if want("xdp") {
         eprintln!("bench: XDP datapath through BPF_PROG_TEST_RUN");
         exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]))?;
+    }
+    if want("e2e") {
+        eprintln!("bench: end to end over veth, ka vs nftables DNAT (live-frames generator)");
+        let ka = crate::run::build_ka(true)?;
+        exec(
+            cargo()
+                .args(["bench", "--package", "ka-tests", "--bench", "e2e"])
+                .env("KA_BIN", &ka)
+                .env("KA_E2E_SECS", opts.e2e_secs.to_string())
+                .env("KA_E2E_ROUNDS", opts.e2e_rounds.to_string()),
+        )?;
     }
     if want("config") {
         eprintln!("bench: keepalived.conf checking (65,024 instances)");
