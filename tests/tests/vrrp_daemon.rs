@@ -137,14 +137,29 @@ fn fix_csum(m: &mut [u8]) {
 
 /// Malformed, truncated, wrong-TTL, wrong-version, wrong-auth, wrong-checksum and
 /// wrong-interval adverts (and a flood of them) are counted per reason and dropped; the master
-/// stays master and keeps answering status.
+/// stays master and keeps answering status. Raw sockets only (`--no-xdp`).
 #[test]
 fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
+    invalid_adverts(false);
+}
+
+/// The same flood with the XDP fast path on: the invalid adverts are dropped in XDP, and
+/// `ka status` still shows every reason.
+#[test]
+fn invalid_adverts_dropped_in_xdp_are_shown_per_reason() {
+    invalid_adverts(true);
+}
+
+fn invalid_adverts(xdp: bool) {
     let (_bridge, hosts) = lan(2);
     let conf = write_conf(
         "vrrp_instance VI_B {\n state MASTER\n interface eth0\n virtual_router_id 72\n priority 150\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass pw\n }\n virtual_ipaddress {\n 198.18.8.110/24\n }\n}\n",
     );
-    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vb"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let mut args = vec!["-f", conf.as_str()];
+    if !xdp {
+        args.push("--no-xdp");
+    }
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vb"), &args).expect("ka");
     wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
     // Higher priority (200) so that, were any of them accepted, ka would step down.
     let cases: Vec<(&str, Vec<u8>, u32)> = vec![
@@ -155,6 +170,9 @@ fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
         ("adver_int_mismatch", advert(200, |m| { m[5] = 3; fix_csum(m) }), 255),
         ("too_short", advert(200, |m| m.truncate(5)), 255),
         ("bad_length", advert(200, |m| { m[3] = 2; fix_csum(m) }), 255),
+        // No instance runs VRID 99 here; one byte does not even name a VRID.
+        ("vrid_mismatch", advert(200, |m| { m[1] = 99; fix_csum(m) }), 255),
+        ("too_short", advert(200, |m| m.truncate(1)), 255),
     ];
     let sender = hosts[1]
         .enter(move || {
@@ -176,9 +194,22 @@ fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
         .expect("sender");
     let st = wait_for("every reason counted", WAIT, || {
         let st = ka.status_json().ok()?;
-        let d = &st["vrrp"][0]["adverts_dropped"];
-        sender.iter().all(|r| d[r].as_u64().unwrap_or(0) > 0).then_some(st)
+        let all = &st["vrrp_dropped"];
+        let inst = &st["vrrp"][0]["adverts_dropped"];
+        let per_instance = |r: &str| xdp || r == "vrid_mismatch" || inst[r].as_u64().unwrap_or(0) > 0;
+        sender.iter().all(|r| all[r].as_u64().unwrap_or(0) > 0 && per_instance(r)).then_some(st)
     });
+    if xdp {
+        assert!(st["xdp"].as_array().is_some_and(|a| !a.is_empty()), "XDP not attached: {st}");
+        for r in &sender {
+            let name = format!("vrrp_{r}");
+            assert!(st["counters"][&name].as_u64().unwrap_or(0) > 0, "{name} not counted in XDP: {st}");
+        }
+    }
+    let text = ka.status_text().expect("status text");
+    for r in &sender {
+        assert!(text.contains(&format!("    {r}: ")), "ka status does not show {r}: {text}");
+    }
     assert_eq!(st["vrrp"][0]["state"], "MASTER", "invalid adverts changed state: {st}");
     assert_eq!(st["vrrp"][0]["adverts_rx"], 0, "an invalid advert was accepted: {st}");
     assert!(addrs(&hosts[0]).contains("198.18.8.110/24"));

@@ -1,6 +1,7 @@
 //! Interoperability of ka's VRRP with Debian's keepalived 2.2 on one bridged LAN in
 //! namespaces. Both run the very same keepalived.conf syntax. Who holds the VIP is read from the
-//! kernel's addresses in each namespace, not only from ka's status.
+//! kernel's addresses in each namespace, not only from ka's status. ka runs with its XDP
+//! program attached (the VRRP fast path on), as in production.
 
 use std::time::Duration;
 
@@ -90,7 +91,11 @@ fn start_ka(lan: &Lan, host: usize, conf: &Conf<'_>) -> KaDaemon {
     let path = dir.join("ka.conf");
     std::fs::write(&path, conf.text()).expect("write conf");
     let path = path.to_str().expect("utf-8").to_owned();
-    KaDaemon::start(lan.host(host), &ka_bin(), &unique_name("vi"), &["-f", &path, "--no-xdp"]).expect("ka run")
+    KaDaemon::start(lan.host(host), &ka_bin(), &unique_name("vi"), &["-f", &path]).expect("ka run")
+}
+
+fn counter(st: &serde_json::Value, name: &str) -> u64 {
+    st["counters"][name].as_u64().unwrap_or(0)
 }
 
 fn start_kd(lan: &Lan, host: usize, conf: &Conf<'_>) -> Keepalived {
@@ -197,4 +202,40 @@ fn three_node_election_two_ka_one_keepalived() {
     ka2.stop().expect("stop ka2");
     wait_holder(&lan, 3, vip, "only keepalived is left");
     drop(kd);
+}
+
+/// The XDP fast path on a backup: behind a keepalived master (VRRPv3, 0.1 s), ka stays BACKUP
+/// for many intervals while its steady adverts are absorbed in XDP (the `vrrp_steady` counter
+/// grows, ka's userspace receive counter stays flat: the master-down timer is re-armed from
+/// XDP's last-seen timestamp). When keepalived dies, ka still takes over.
+#[test]
+fn xdp_fast_path_backup_stays_backup_then_takes_over() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.104";
+    let kd_conf = Conf { vrid: 66, priority: 150, version: 3, advert_int: "0.1", vip: "198.18.6.104/24", extra: String::new() };
+    let kd = start_kd(&lan, 2, &kd_conf);
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let ka = start_ka(&lan, 1, &Conf { priority: 100, ..kd_conf });
+    let st = wait_for("ka to follow keepalived as BACKUP with the fast path on", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let i = &st["vrrp"][0];
+        (i["state"] == "BACKUP" && i["master"] == "198.18.6.2" && i["xdp_fast_path"] == true && counter(&st, "vrrp_steady") > 0)
+            .then_some(st)
+    });
+    let rx0 = st["vrrp"][0]["adverts_rx"].as_u64().expect("adverts_rx");
+    let steady0 = counter(&st, "vrrp_steady");
+    // 50 adverts (5 s, about 16 Master_Down_Intervals) while checking ka never takes over.
+    let st = wait_for("50 more steady adverts absorbed in XDP", WAIT, || {
+        let st = ka.status_json().ok()?;
+        assert_eq!(st["vrrp"][0]["state"], "BACKUP", "ka left BACKUP while keepalived was master: {st}");
+        assert!(!holds(lan.host(1), vip), "ka took the VIP while keepalived was master");
+        (counter(&st, "vrrp_steady") >= steady0 + 50).then_some(st)
+    });
+    let rx1 = st["vrrp"][0]["adverts_rx"].as_u64().expect("adverts_rx");
+    assert!(rx1 <= rx0 + 2, "steady adverts reached userspace: adverts_rx {rx0} -> {rx1}: {st}");
+    assert!(st["vrrp"][0]["xdp_deferrals"].as_u64().unwrap_or(0) >= 10, "the master-down timer was not re-armed from XDP: {st}");
+    assert!(holds(lan.host(2), vip), "keepalived must still hold the VIP");
+    kd.kill();
+    wait_holder(&lan, 1, vip, "keepalived died");
+    wait_ka_state(&ka, "MASTER");
 }

@@ -5,6 +5,7 @@
 //! reason before they reach a state machine. Trackers ([`tracking`]) report in through a
 //! channel.
 
+pub mod fast;
 pub mod setup;
 pub mod tracking;
 
@@ -24,6 +25,8 @@ use tokio::{
     time::Instant,
 };
 use tracing::{debug, info, warn};
+
+use crate::lb::vrrp_fast::{AsyncEventReader, EventKind, FastParams};
 
 use crate::{
     net::{
@@ -153,17 +156,37 @@ pub struct InstanceReport {
     pub adverts_tx: u64,
     /// Adverts dropped, by reason.
     pub adverts_dropped: BTreeMap<String, u64>,
+    /// The XDP fast path validates this instance's adverts (steady ones never reach
+    /// userspace).
+    #[serde(default)]
+    pub xdp_fast_path: bool,
+    /// Changes the XDP fast path reported on its ring buffer for this instance.
+    #[serde(default)]
+    pub xdp_changes: u64,
+    /// Master-down expiries deferred because XDP had seen the master recently.
+    #[serde(default)]
+    pub xdp_deferrals: u64,
     /// Trackers.
     pub trackers: Vec<TrackerReport>,
     /// Virtual addresses.
     pub vips: Vec<String>,
 }
 
+/// The engine's state, as `ka status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineReport {
+    /// Every instance.
+    pub instances: Vec<InstanceReport>,
+    /// Adverts dropped before reaching an instance (unknown VRID, too short to name one), by
+    /// reason.
+    pub dropped: BTreeMap<String, u64>,
+}
+
 /// Requests to the engine.
 #[derive(Debug)]
 pub enum Command {
     /// Report every instance.
-    Status(oneshot::Sender<Vec<InstanceReport>>),
+    Status(oneshot::Sender<EngineReport>),
     /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -176,11 +199,11 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Every instance's report.
-    pub async fn status(&self) -> Vec<InstanceReport> {
+    /// Every instance's report, and the engine's own counters.
+    pub async fn status(&self) -> EngineReport {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Command::Status(tx)).await.is_err() {
-            return Vec::new();
+            return EngineReport::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -213,6 +236,8 @@ fn slot(kind: TimerKind) -> usize {
 struct Counters {
     rx: u64,
     tx: u64,
+    xdp_changes: u64,
+    xdp_deferrals: u64,
     drops: BTreeMap<DropReason, u64>,
     last_drop_log: Option<Instant>,
 }
@@ -237,6 +262,10 @@ struct Rt {
     state_since: Instant,
     counters: Counters,
     garp: Option<Arc<FrameSender>>,
+    /// The instance's key in the XDP fast path, when XDP is attached to its interface.
+    fast_key: Option<ka_common::vrrp_fast::VrrpKey>,
+    /// What was last written to its fast-path entry (rewritten only when it changes).
+    fast_written: Option<FastParams>,
 }
 
 struct Engine {
@@ -250,6 +279,8 @@ struct Engine {
     globals: EngineGlobals,
     netlink: NetlinkClient,
     unknown_vrid: u64,
+    too_short: u64,
+    fast: Option<fast::FastPath>,
     /// Adverts built during this turn of the loop, per socket: sent together by
     /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
     outbox: Vec<Vec<(Vec<u8>, IpAddr)>>,
@@ -282,7 +313,12 @@ fn state_name(s: State) -> &'static str {
 ///
 /// # Errors
 /// See [`EngineError`].
-pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: NetlinkClient) -> Result<EngineHandle, EngineError> {
+pub async fn start(
+    setups: Vec<InstanceSetup>,
+    globals: EngineGlobals,
+    netlink: NetlinkClient,
+    fast_input: Option<fast::FastInput>,
+) -> Result<EngineHandle, EngineError> {
     let links: HashMap<String, u32> = netlink.links().await?.into_iter().map(|l| (l.name, l.index)).collect();
     let macs: HashMap<u32, Vec<u8>> = netlink.links().await?.into_iter().map(|l| (l.index, l.mac)).collect();
     let addrs = netlink.list_addrs(None).await?;
@@ -401,8 +437,10 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
             track: TrackSet::default(),
             track_status: BTreeMap::new(),
             state_since: Instant::now(),
-            counters: Counters { rx: 0, tx: 0, drops: BTreeMap::new(), last_drop_log: None },
+            counters: Counters { rx: 0, tx: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
             garp,
+            fast_key: fast_input.as_ref().filter(|f| f.ifindexes.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
+            fast_written: None,
             setup: s,
         });
     }
@@ -422,8 +460,29 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
     let keys: BTreeSet<TrackKey> = inst.iter().flat_map(|r| r.setup.track.iter().map(|(k, _)| k.clone())).collect();
     tracking::spawn(keys, &globals, netlink.clone(), track_tx);
     let (tx, cmd_rx) = mpsc::channel(64);
+    let epoch = Instant::now();
+    let (fast, fast_events) = match fast_input {
+        Some(f) => {
+            let events = match f.events.into_async() {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    warn!(error = %e, "XDP VRRP fast path: cannot watch its ring buffer; changes still arrive on the raw sockets");
+                    None
+                }
+            };
+            (Some(fast::FastPath { maps: f.maps, mono_epoch: fast::monotonic_now() }), events)
+        }
+        None => (None, None),
+    };
+    for r in &inst {
+        match r.fast_key {
+            Some(_) => info!(instance = %r.setup.name, iface = %r.setup.iface, steady_in_xdp = fast::steady_drop_allowed(&r.setup), "XDP VRRP fast path on"),
+            None if fast.is_some() => warn!(instance = %r.setup.name, iface = %r.setup.iface, "XDP is not attached to this interface: every advert is received on the raw socket"),
+            None => {}
+        }
+    }
     let mut engine = Engine {
-        epoch: Instant::now(),
+        epoch,
         inst,
         socks,
         by_vrid,
@@ -433,12 +492,17 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
         globals,
         netlink,
         unknown_vrid: 0,
+        too_short: 0,
+        fast,
         outbox: Vec::new(),
         outbox_owner: Vec::new(),
     };
     engine.outbox = vec![Vec::new(); engine.socks.len()];
     engine.outbox_owner = vec![Vec::new(); engine.socks.len()];
-    let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx).await });
+    for i in 0..engine.inst.len() {
+        engine.sync_fast(i);
+    }
+    let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await });
     Ok(EngineHandle { tx, task })
 }
 
@@ -491,7 +555,13 @@ impl Engine {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Vec<RxPacket>>, mut track: mpsc::Receiver<TrackerUpdate>, mut cmd: mpsc::Receiver<Command>) {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Vec<RxPacket>>,
+        mut track: mpsc::Receiver<TrackerUpdate>,
+        mut cmd: mpsc::Receiver<Command>,
+        mut fast_events: Option<AsyncEventReader>,
+    ) {
         for i in 0..self.inst.len() {
             self.dispatch(i, Event::Startup).await;
         }
@@ -510,12 +580,23 @@ impl Engine {
             tokio::select! {
                 biased;
                 c = cmd.recv() => match c {
-                    Some(Command::Status(reply)) => { let _ = reply.send(self.report()); }
+                    Some(Command::Status(reply)) => {
+                        let mut dropped = BTreeMap::new();
+                        dropped.insert(DropReason::VridMismatch.name().to_owned(), self.unknown_vrid);
+                        dropped.insert(DropReason::TooShort.name().to_owned(), self.too_short);
+                        let _ = reply.send(EngineReport { instances: self.report(), dropped });
+                    }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
                     None => { self.shutdown().await; return; }
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
                 Some(u) = track.recv() => self.tracker(u).await,
+                Some(events) = async {
+                    match fast_events.as_mut() {
+                        Some(r) => r.next_batch().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => self.fast_events(events),
                 Some(batch) = rx.recv() => {
                     for p in batch {
                         self.packet(p).await;
@@ -571,13 +652,19 @@ impl Engine {
                 // state machine is told the deadline itself, so it never takes the expiry for
                 // an early one, and the next advert is armed one interval after this one's
                 // deadline rather than after the wake-up (no drift).
+                if KIND_SLOTS[s] == TimerKind::MasterDown && self.master_seen_in_xdp(i, at).await {
+                    continue;
+                }
                 self.dispatch_at(i, Event::TimerFired(KIND_SLOTS[s]), Some(at)).await;
             }
         }
     }
 
     async fn packet(&mut self, p: RxPacket) {
-        let Some(&vrid) = p.data.get(1) else { return };
+        let Some(&vrid) = p.data.get(1) else {
+            self.too_short += 1;
+            return;
+        };
         let Some(&i) = self.by_vrid.get(&(p.sock, vrid)) else {
             self.unknown_vrid += 1;
             return;
@@ -678,6 +765,80 @@ impl Engine {
                     Action::SyncStatus(ms) => queue.extend(self.sync(i, ms)),
                     other => self.act(i, other).await,
                 }
+            }
+            self.sync_fast(i);
+        }
+    }
+
+    /// Keeps the instance's XDP fast-path entry in step with its state machine (state, master
+    /// followed, priorities, intervals); written only when it changed.
+    fn sync_fast(&mut self, i: usize) {
+        let Some(fp) = self.fast.as_mut() else { return };
+        let r = &mut self.inst[i];
+        let Some(key) = r.fast_key else { return };
+        let want = fast::params(&r.setup, &r.fsm, r.src);
+        if r.fast_written.as_ref() == Some(&want) {
+            return;
+        }
+        match fp.maps.configure(key, fast::family(&r.setup), &want) {
+            Ok(()) => {
+                debug!(instance = %r.setup.name, master = ?want.known_master, is_master = want.master, "XDP VRRP fast path updated");
+                r.fast_written = Some(want);
+            }
+            Err(e) => {
+                warn!(instance = %r.setup.name, error = %e, "XDP VRRP fast path: cannot update the instance; its adverts reach the raw socket");
+                r.fast_written = None;
+            }
+        }
+    }
+
+    /// The master-down timer fired at `at`: if XDP dropped steady adverts from the master the
+    /// state machine follows, and saw one within the Master_Down_Interval, replays the latest
+    /// as received at its kernel timestamp (RFC 5798 §6.4.2: reset the Master_Down_Timer) and
+    /// reports whether that re-armed the timer past `at` (no takeover).
+    async fn master_seen_in_xdp(&mut self, i: usize, at: Time) -> bool {
+        let Some(fp) = self.fast.as_ref() else { return false };
+        let r = &self.inst[i];
+        let (Some(key), Some(written)) = (r.fast_key, r.fast_written.as_ref()) else { return false };
+        if r.fsm.state() != State::Backup || !written.drop_steady {
+            return false;
+        }
+        let (Some(known), Some((addr, priority))) = (written.known_master, r.fsm.master()) else { return false };
+        if known.addr != addr || known.priority != priority {
+            return false;
+        }
+        let seen = match fp.last_seen(key) {
+            Ok(Some(t)) => t,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!(instance = %r.setup.name, error = %e, "XDP VRRP fast path: cannot read last-seen");
+                return false;
+            }
+        };
+        if seen + r.fsm.master_down_interval() <= at {
+            return false;
+        }
+        let rx = RxAdvert { from: addr, priority, max_adver_int: r.fsm.master_adver_int() };
+        self.dispatch_at(i, Event::AdvertReceived(rx), Some(seen)).await;
+        let r = &mut self.inst[i];
+        let rearmed = r.fsm.state() == State::Backup && r.fsm.timer(TimerKind::MasterDown).is_some_and(|t| t > at);
+        if rearmed {
+            r.counters.xdp_deferrals += 1;
+        }
+        rearmed
+    }
+
+    /// Changes XDP reported: counted per instance (the adverts themselves arrive on the raw
+    /// socket and are decoded there).
+    fn fast_events(&mut self, events: Vec<crate::lb::vrrp_fast::Event>) {
+        for e in events {
+            let Some(i) = self.inst.iter().position(|r| r.fast_key.is_some_and(|k| k.ifindex == e.ifindex && k.vrid == e.vrid) && r.setup.params.family == e.family) else {
+                continue;
+            };
+            let r = &mut self.inst[i];
+            r.counters.xdp_changes += 1;
+            if !matches!(e.kind, EventKind::LowerPriority) {
+                debug!(instance = %r.setup.name, kind = ?e.kind, from = %e.src, priority = e.priority, "XDP VRRP change");
             }
         }
     }
@@ -926,6 +1087,9 @@ impl Engine {
                     adverts_rx: r.counters.rx,
                     adverts_tx: r.counters.tx,
                     adverts_dropped: r.counters.drops.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
+                    xdp_fast_path: r.fast_written.is_some(),
+                    xdp_changes: r.counters.xdp_changes,
+                    xdp_deferrals: r.counters.xdp_deferrals,
                     trackers: r
                         .setup
                         .track
