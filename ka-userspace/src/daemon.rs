@@ -176,6 +176,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             let setups = crate::engine::setup::instances(cfg)?;
             let mut globals = crate::engine::setup::globals(cfg)?;
             globals.events = Some(events_tx.clone());
+            globals.nft_table = crate::net::firewall::table_name(&instance.to_string());
             Some(crate::engine::start(setups, globals, netlink.clone(), fast_input).await?)
         }
         _ => None,

@@ -329,3 +329,120 @@ fn many_fast_instances_all_keep_advertising() {
     });
     assert!(st["vrrp"].as_array().expect("array").iter().all(|i| i["state"] == "MASTER"), "{st}");
 }
+
+/// Instances sharing one interface share its socket, yet each keeps its own addressing: two
+/// unicast instances, the first of which opens the socket, send from their own
+/// `unicast_src_ip` (two secondary addresses); a multicast instance on the default group and
+/// one on another `mcast_dst_ip` both hear their master (so both groups are joined although a
+/// unicast instance opened the socket) and stay BACKUP.
+/// Raw sockets only (`--no-xdp`: XDP sees multicast frames whatever the socket joined).
+#[test]
+fn shared_socket_joins_every_group_and_sends_from_each_source() {
+    let (_bridge, hosts) = lan(2);
+    for a in ["198.18.8.11/24", "198.18.8.12/24"] {
+        hosts[0].run(&["ip", "addr", "add", a, "dev", "eth0"]).expect("secondary address");
+    }
+    let inst = |name: &str, vrid: u8, prio: u8, extra: &str| {
+        format!(
+            "vrrp_instance {name} {{\n interface eth0\n version 3\n virtual_router_id {vrid}\n priority {prio}\n advert_int 0.1\n{extra}\n virtual_ipaddress {{\n 198.18.8.{vrid}/24\n }}\n}}\n"
+        )
+    };
+    let unicast = |src: u8| format!(" unicast_src_ip 198.18.8.{src}\n unicast_peer {{\n 198.18.8.2\n }}");
+    let group = " mcast_dst_ip 224.0.0.19";
+    // Host 1: the unicast instance first (it opens the socket), then two multicast ones as
+    // backups. Host 2: master of the two multicast instances.
+    let conf1 = write_conf(&format!(
+        "{}{}{}{}",
+        inst("VI_U", 181, 200, &unicast(11)),
+        inst("VI_M", 182, 100, ""),
+        inst("VI_G", 183, 100, group),
+        inst("VI_V", 185, 200, &unicast(12))
+    ));
+    let conf2 = write_conf(&format!("{}{}", inst("VI_M", 182, 200, ""), inst("VI_G", 183, 200, group)));
+    // Captured where it arrives: unicast frames between two ports never reach br0 itself.
+    let src = hosts[1]
+        .enter(move || {
+            let cap = Capture::open("eth0", 0x0800).expect("capture");
+            // IPv4 protocol 112 to the peer: the IP source of VRIDs 181 and 185.
+            let mut seen = std::collections::BTreeMap::new();
+            let _ = cap.next_matching(Instant::now() + WAIT, |f| {
+                if f.get(23) == Some(&112) && f.get(30..34) == Some(&[198, 18, 8, 2][..]) {
+                    if let (Some(&vrid), Some(src)) = (f.get(35), f.get(26..30)) {
+                        seen.entry(vrid).or_insert_with(|| src.to_vec());
+                    }
+                }
+                seen.contains_key(&181) && seen.contains_key(&185)
+            });
+            seen
+        })
+        .expect("enter hub");
+    let master = KaDaemon::start(&hosts[1], &ka_bin(), &unique_name("vs"), &["-f", &conf2, "--no-xdp"]).expect("master");
+    wait_for("host 2 master of both groups", WAIT, || {
+        let st = master.status_json().ok()?;
+        st["vrrp"].as_array()?.iter().all(|i| i["state"] == "MASTER").then_some(())
+    });
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vs"), &["-f", &conf1, "--no-xdp"]).expect("ka");
+    let by_name = |st: &serde_json::Value, n: &str| st["vrrp"].as_array().and_then(|v| v.iter().find(|i| i["name"] == n).cloned()).unwrap_or_default();
+    let st = wait_for("both multicast instances hearing host 2", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let ok = ["VI_M", "VI_G"].iter().all(|n| {
+            let i = by_name(&st, n);
+            i["state"] == "BACKUP" && i["master"] == "198.18.8.2" && i["adverts_rx"].as_u64().unwrap_or(0) >= 30
+        });
+        (ok && by_name(&st, "VI_U")["state"] == "MASTER" && by_name(&st, "VI_V")["state"] == "MASTER").then_some(st)
+    });
+    let a = addrs(&hosts[0]);
+    assert!(!a.contains("198.18.8.182/") && !a.contains("198.18.8.183/"), "a backup holds a VIP: {a}\n{st}");
+    assert!(a.contains("198.18.8.181/24") && a.contains("198.18.8.185/24"), "a unicast master lacks its VIP: {a}");
+    let src = src.join().expect("capture thread");
+    assert_eq!(src.get(&181), Some(&vec![198, 18, 8, 11]), "VI_U's adverts must come from its unicast_src_ip: {src:?}");
+    assert_eq!(src.get(&185), Some(&vec![198, 18, 8, 12]), "VI_V's adverts must come from its unicast_src_ip: {src:?}");
+    ka.stop().expect("stop");
+}
+
+/// `no_accept` (RFC 5798 Accept_Mode false): while ka is a non-owner Master, packets to its
+/// VIP are dropped (a TCP connection from the LAN to a listener on the node fails through the
+/// VIP and succeeds through the node's own address); the nftables table goes when ka stops.
+/// With `accept` the same connection through the VIP succeeds.
+#[test]
+fn no_accept_drops_packets_to_the_vip_accept_lets_them_in() {
+    let (_bridge, hosts) = lan(2);
+    let conf = |mode: &str| {
+        write_conf(&format!(
+            "vrrp_instance VI_A {{\n state MASTER\n interface eth0\n virtual_router_id 84\n priority 150\n advert_int 0.1\n version 3\n {mode}\n virtual_ipaddress {{\n 198.18.8.184/24\n }}\n}}\n"
+        ))
+    };
+    // A listener on every address of host 1; the kernel completes handshakes without accept().
+    let _listener = hosts[0]
+        .enter(|| std::net::TcpListener::bind("0.0.0.0:8484").expect("listen"))
+        .expect("enter")
+        .join()
+        .expect("listener");
+    let connects = |addr: &'static str| {
+        hosts[1]
+            .enter(move || {
+                let sa: std::net::SocketAddr = format!("{addr}:8484").parse().expect("addr");
+                std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(1)).is_ok()
+            })
+            .expect("enter")
+            .join()
+            .expect("connect thread")
+    };
+    let name = unique_name("va");
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &name, &["-f", &conf("no_accept"), "--no-xdp"]).expect("ka");
+    wait_for("MASTER with the VIP", WAIT, || (state(&ka) == "MASTER" && addrs(&hosts[0]).contains("198.18.8.184/24")).then_some(()));
+    let table = format!("ka_{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    wait_for("the no_accept table", WAIT, || {
+        hosts[0].run(&["nft", "list", "table", "inet", &table]).ok().filter(|t| t.contains("198.18.8.184")).map(|_| ())
+    });
+    assert!(connects("198.18.8.1"), "the node's own address must accept connections");
+    for _ in 0..3 {
+        assert!(!connects("198.18.8.184"), "no_accept: a connection to the VIP succeeded");
+    }
+    ka.stop().expect("stop");
+    assert!(hosts[0].run(&["nft", "list", "table", "inet", &table]).is_err(), "no_accept table left after stop");
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("va"), &["-f", &conf("accept"), "--no-xdp"]).expect("ka");
+    wait_for("MASTER with the VIP", WAIT, || (state(&ka) == "MASTER" && addrs(&hosts[0]).contains("198.18.8.184/24")).then_some(()));
+    wait_for("accept: a connection to the VIP succeeds", WAIT, || connects("198.18.8.184").then_some(()));
+    ka.stop().expect("stop");
+}

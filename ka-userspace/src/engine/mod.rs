@@ -32,7 +32,7 @@ use crate::{
     net::{
         garp::{garp_frame, na_frame, virtual_mac, FrameSender},
         netlink::{AddrSpec, NetlinkClient, NetlinkError},
-        vrrp_socket::{Received, VrrpSocket},
+        vrrp_socket::{Outgoing, Received, VrrpSocket},
     },
     notify::{self, script::Runner, smtp::SmtpConfig, Subject},
     vrrp::{
@@ -100,6 +100,8 @@ pub struct EngineGlobals {
     pub processes: Vec<tracking::ProcessDef>,
     /// Where mastership changes go (the datapath and the health checkers follow them).
     pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
+    /// nftables table for `no_accept` (see [`crate::net::firewall::table_name`]).
+    pub nft_table: String,
 }
 
 /// What the engine tells the rest of the daemon.
@@ -266,6 +268,8 @@ struct Rt {
     fast_key: Option<ka_common::vrrp_fast::VrrpKey>,
     /// What was last written to its fast-path entry (rewritten only when it changes).
     fast_written: Option<FastParams>,
+    /// Its VIPs are in the no_accept drop sets.
+    blocked: bool,
 }
 
 struct Engine {
@@ -281,9 +285,11 @@ struct Engine {
     unknown_vrid: u64,
     too_short: u64,
     fast: Option<fast::FastPath>,
+    /// The no_accept firewall, when an instance needs it.
+    no_accept: Option<crate::net::firewall::NoAccept>,
     /// Adverts built during this turn of the loop, per socket: sent together by
     /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
-    outbox: Vec<Vec<(Vec<u8>, IpAddr)>>,
+    outbox: Vec<Vec<Outgoing>>,
     outbox_owner: Vec<Vec<usize>>,
 }
 
@@ -325,6 +331,8 @@ pub async fn start(
     let (rx_tx, rx_rx) = mpsc::channel::<Vec<RxPacket>>(256);
     let mut socks: Vec<Arc<VrrpSocket>> = Vec::new();
     let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
+    // Groups joined per socket: every multicast instance's own (`mcast_dst_ip` may differ).
+    let mut joined: HashMap<usize, BTreeSet<IpAddr>> = HashMap::new();
     let mut garps: HashMap<u32, Arc<FrameSender>> = HashMap::new();
     let mut inst = Vec::new();
     let mut by_vrid = HashMap::new();
@@ -349,17 +357,21 @@ pub async fn start(
                 .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
         };
         let key = (ifindex, v6);
+        // One socket per (interface, family), shared by its instances: each advert carries its
+        // instance's source address, and every multicast instance's group is joined.
         let sock = match sock_key.get(&key) {
             Some(i) => *i,
             None => {
-                let group = if s.peers.is_empty() { Some(s.group) } else { None };
-                let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), group, v6)
+                let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), None, v6)
                     .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
                 socks.push(Arc::new(sk));
                 sock_key.insert(key, socks.len() - 1);
                 socks.len() - 1
             }
         };
+        if s.peers.is_empty() && joined.entry(sock).or_default().insert(s.group) {
+            socks[sock].join(s.group).map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+        }
         let (vip_ifindex, mac) = match &s.vmac {
             Some(name) => {
                 let vmac = virtual_mac(s.params.vrid, v6);
@@ -441,6 +453,7 @@ pub async fn start(
             garp,
             fast_key: fast_input.as_ref().filter(|f| f.ifindexes.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
             fast_written: None,
+            blocked: false,
             setup: s,
         });
     }
@@ -494,6 +507,7 @@ pub async fn start(
         unknown_vrid: 0,
         too_short: 0,
         fast,
+        no_accept: None,
         outbox: Vec::new(),
         outbox_owner: Vec::new(),
     };
@@ -501,6 +515,15 @@ pub async fn start(
     engine.outbox_owner = vec![Vec::new(); engine.socks.len()];
     for i in 0..engine.inst.len() {
         engine.sync_fast(i);
+    }
+    // no_accept (RFC 5798 Accept_Mode false) for a non-owner: its table is (re)created now, so
+    // one left by a crashed run goes.
+    if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
+        let mut fw = crate::net::firewall::NoAccept::new(engine.globals.nft_table.clone());
+        if let Err(e) = fw.add(&[]) {
+            warn!(error = %e, "no_accept: cannot set up the nftables table; packets to the VIPs will be accepted");
+        }
+        engine.no_accept = Some(fw);
     }
     let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await });
     Ok(EngineHandle { tx, task })
@@ -770,6 +793,24 @@ impl Engine {
         }
     }
 
+    /// no_accept: packets to the instance's VIPs are dropped while it is a non-owner Master.
+    fn no_accept_filter(&mut self, i: usize, block: bool) {
+        let Some(fw) = self.no_accept.as_mut() else { return };
+        let r = &mut self.inst[i];
+        if r.blocked == block {
+            return;
+        }
+        let vips: Vec<IpAddr> = r.vips.iter().map(|v| v.addr).collect();
+        let res = if block { fw.add(&vips) } else { fw.remove(&vips) };
+        match res {
+            Ok(()) => {
+                r.blocked = block;
+                info!(instance = %r.setup.name, block, "no_accept: packets to the VIPs {}", if block { "dropped" } else { "accepted again" });
+            }
+            Err(e) => warn!(instance = %r.setup.name, error = %e, "no_accept: nftables update failed"),
+        }
+    }
+
     /// Keeps the instance's XDP fast-path entry in step with its state machine (state, master
     /// followed, priorities, intervals); written only when it changed.
     fn sync_fast(&mut self, i: usize) {
@@ -911,6 +952,7 @@ impl Engine {
             }
             Action::SetDatapathMaster { master, accept } => {
                 debug!(instance = %self.inst[i].setup.name, master, accept, "datapath mastership");
+                self.no_accept_filter(i, master && !accept);
                 if let Some(tx) = &self.globals.events {
                     let r = &self.inst[i];
                     let _ = tx.send(EngineEvent::Mastership {
@@ -966,7 +1008,7 @@ impl Engine {
                 warn!(instance = %s.name, "advert does not fit");
                 return;
             };
-            self.outbox[sock].push((buf[..len].to_vec(), dst));
+            self.outbox[sock].push(Outgoing { data: buf[..len].to_vec(), dst, src: Some(r.src) });
             self.outbox_owner[sock].push(i);
         }
     }
