@@ -446,3 +446,108 @@ fn no_accept_drops_packets_to_the_vip_accept_lets_them_in() {
     wait_for("accept: a connection to the VIP succeeds", WAIT, || connects("198.18.8.184").then_some(()));
     ka.stop().expect("stop");
 }
+
+/// Kills a child process when dropped (also while panicking).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tracker_status(st: &serde_json::Value, name: &str) -> String {
+    st["vrrp"][0]["trackers"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == name))
+        .and_then(|t| t["status"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `track_process` at runtime: the effective priority drops by the weight while no process
+/// of that name runs, and comes back when one starts (and drops again when it is killed).
+#[test]
+fn track_process_follows_a_process() {
+    let (_bridge, hosts) = lan(1);
+    let dir = std::env::temp_dir().join(unique_name("kvp"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A copy of sleep under a unique name (at most 15 bytes: the kernel's comm).
+    let pname = unique_name("kp");
+    assert!(pname.len() <= 15, "{pname}");
+    let bin = dir.join(&pname);
+    std::fs::copy("/bin/sleep", &bin).expect("copy sleep");
+    let conf = write_conf(&format!(
+        "vrrp_track_process tp {{\n process {pname}\n weight -50\n}}\nvrrp_instance VI_P {{\n state MASTER\n interface eth0\n virtual_router_id 86\n priority 150\n advert_int 1\n track_process {{\n tp\n }}\n virtual_ipaddress {{\n 198.18.8.186/24\n }}\n}}\n"
+    ));
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vp"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let prio = |ka: &KaDaemon| ka.status_json().ok().and_then(|s| s["vrrp"][0]["effective_priority"].as_u64());
+    wait_for("no such process: 150 - 50", WAIT, || (prio(&ka) == Some(100)).then_some(()));
+    let child = KillOnDrop(std::process::Command::new(&bin).arg("300").spawn().expect("spawn"));
+    let st = wait_for("the process runs: 150", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["effective_priority"] == 150).then_some(st)
+    });
+    assert_eq!(tracker_status(&st, "process:tp"), "up", "{st}");
+    drop(child);
+    wait_for("the process is gone: 100 again", WAIT, || (prio(&ka) == Some(100)).then_some(()));
+    ka.stop().expect("stop");
+}
+
+/// `vrrp_script` `user` and `timeout` at runtime: an unweighted script that succeeds only when
+/// run as `nobody` keeps the instance out of FAULT (so it runs as that user); a weighted script
+/// that would succeed after 5 s but has `timeout 0.3` counts as failed (its weight applies).
+#[test]
+fn vrrp_script_user_and_timeout() {
+    let (_bridge, hosts) = lan(1);
+    let dir = std::env::temp_dir().join(unique_name("kvu"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let check_user = dir.join("check_user.sh");
+    std::fs::write(&check_user, "#!/bin/sh\n[ \"$(id -u)\" = 65534 ]\n").expect("script");
+    let slow = dir.join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 5\nexit 0\n").expect("script");
+    for f in [&check_user, &slow] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod dir");
+    let conf = write_conf(&format!(
+        r#"
+vrrp_script chk_user {{
+  script "{check_user}"
+  interval 0.2
+  user nobody
+}}
+vrrp_script chk_slow {{
+  script "{slow}"
+  interval 0.5
+  timeout 0.3
+  weight -50
+}}
+vrrp_instance VI_U {{
+  state MASTER
+  interface eth0
+  virtual_router_id 87
+  priority 150
+  advert_int 1
+  track_script {{
+    chk_user
+    chk_slow
+  }}
+  virtual_ipaddress {{
+    198.18.8.187/24
+  }}
+}}
+"#,
+        check_user = check_user.display(),
+        slow = slow.display()
+    ));
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vu"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let st = wait_for("MASTER at 150 - 50 with the user check up and the slow one timed out", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let i = &st["vrrp"][0];
+        (i["state"] == "MASTER" && i["effective_priority"] == 100).then_some(st)
+    });
+    assert_eq!(tracker_status(&st, "script:chk_user"), "up", "{st}");
+    assert_eq!(tracker_status(&st, "script:chk_slow"), "down", "{st}");
+    ka.stop().expect("stop");
+}

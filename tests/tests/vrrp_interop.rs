@@ -3,7 +3,7 @@
 //! kernel's addresses in each namespace, not only from ka's status. ka runs with its XDP
 //! program attached (the VRRP fast path on), as in production.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ka_tests::{
     daemon::KaDaemon,
@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A LAN of `n` hosts on one bridge: host k has 198.18.6.k/24 and fd00:198:18:6::k/64 on eth0.
 struct Lan {
-    _bridge: Bridge,
+    bridge: Bridge,
     hosts: Vec<Netns>,
 }
 
@@ -34,7 +34,7 @@ impl Lan {
                 ns
             })
             .collect();
-        Lan { _bridge: bridge, hosts }
+        Lan { bridge, hosts }
     }
 
     fn host(&self, k: usize) -> &Netns {
@@ -49,6 +49,22 @@ fn holds(ns: &Netns, vip: &str) -> bool {
 
 fn wait_holder(lan: &Lan, holder: usize, vip: &str, why: &str) {
     wait_for(&format!("{why}: host {holder} to hold {vip}"), WAIT, || holds(lan.host(holder), vip).then_some(()));
+}
+
+/// Starts capturing, on the bridge, the first IPv4 VRRP advert for `vrid` from `src` with
+/// priority 0 (a resignation, RFC 3768 §6.4.3 / RFC 5798 §6.4.3).
+fn capture_resign(lan: &Lan, vrid: u8, src: [u8; 4]) -> std::thread::JoinHandle<bool> {
+    lan.bridge
+        .hub()
+        .enter(move || {
+            let cap = ka_tests::capture::Capture::open("br0", 0x0800).expect("capture");
+            // Ethernet 14 + IPv4 20: VRRP version/type at 34, VRID 35, priority 36.
+            cap.next_matching(Instant::now() + WAIT, |f| {
+                f.get(23) == Some(&112) && f.get(26..30) == Some(&src[..]) && f.get(35) == Some(&vrid) && f.get(36) == Some(&0)
+            })
+            .is_some()
+        })
+        .expect("enter hub")
 }
 
 fn wait_released(lan: &Lan, host: usize, vip: &str, why: &str) {
@@ -118,8 +134,15 @@ fn v2_pass_ka_master_keepalived_backup_resign_and_preempt() {
     wait_log(&kd, "Entering BACKUP STATE");
     assert!(!holds(lan.host(2), vip), "keepalived must not hold the VIP while ka is master");
     assert_eq!(ka_state(&ka), "MASTER");
+    let resign = capture_resign(&lan, 61, [198, 18, 6, 1]);
+    let stopped = Instant::now();
     ka.stop().expect("ka stops cleanly");
     wait_holder(&lan, 2, vip, "ka resigned");
+    // Master_Down_Interval is 3 × 1 s + (256 - 100) / 256 s: a silent ka would be replaced no
+    // sooner. A resignation lets keepalived take over after Skew_Time (0.61 s).
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: ka did not resign");
+    assert!(resign.join().expect("capture thread"), "no priority-0 advert from ka on the LAN");
     assert!(!holds(lan.host(1), vip), "ka removes the VIP when it stops");
     let ka = start_ka(&lan, 1, &Conf { vrid: 61, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.100/24", extra: PASS.into() });
     wait_holder(&lan, 1, vip, "ka preempts");
@@ -178,8 +201,12 @@ fn v2_unicast_peers() {
     wait_holder(&lan, 1, vip, "ka has the higher priority");
     wait_log(&kd, "Entering BACKUP STATE");
     assert!(!holds(lan.host(2), vip));
+    let stopped = Instant::now();
     ka.stop().expect("stop");
     wait_holder(&lan, 2, vip, "ka resigned over unicast");
+    // Sooner than a silent ka's Master_Down_Interval (3 × 1 s + 156/256 s).
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: ka did not resign");
 }
 
 /// Three nodes: two ka (150, 120) and keepalived (100). The highest wins; when it is killed the
