@@ -90,6 +90,15 @@ vrrp_instance VI_D {{
             cap.next_matching(Instant::now() + WAIT, |f| f.get(6..12) == Some(&vmac[..]) && f.get(28..32) == Some(&[198, 18, 8, 100][..]))
         })
         .expect("enter hub");
+    // use_vmac: the adverts themselves leave from the virtual MAC too.
+    let advert_src = bridge
+        .hub()
+        .enter(move || {
+            let cap = Capture::open("br0", 0x0800).expect("capture");
+            // IPv4 protocol 112, VRID 71 (Ethernet 14 + IPv4 20 + 1).
+            cap.next_matching(Instant::now() + WAIT, |f| f.get(23) == Some(&112) && f.get(35) == Some(&71)).map(|f| f[6..12].to_vec())
+        })
+        .expect("enter hub");
     let ka = KaDaemon::start(h, &ka_bin(), &unique_name("vd"), &["-f", &conf, "--no-xdp"]).expect("ka");
     wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
     wait_for("the VIP on the VMAC", WAIT, || addrs(h).contains("198.18.8.100/24").then_some(()));
@@ -105,6 +114,7 @@ vrrp_instance VI_D {{
     assert!(rules.contains("100:\tfrom 198.18.8.100 lookup 100"), "{rules}");
     let garp = arp.join().expect("capture thread");
     assert!(garp.is_some(), "no gratuitous ARP for the VIP from the VMAC on the LAN");
+    assert_eq!(advert_src.join().expect("capture thread"), Some(vmac.to_vec()), "adverts must be sent from the virtual MAC");
     wait_for("notify scripts", WAIT, || {
         let l = std::fs::read_to_string(&log).unwrap_or_default();
         (l.contains("master\n") && l.contains("INSTANCE VI_D MASTER 150")).then_some(())

@@ -251,7 +251,9 @@ struct Rt {
     /// Interface the VIPs and GARPs go on (the VMAC when use_vmac).
     vip_ifindex: u32,
     mac: [u8; 6],
-    sock: usize,
+    /// Socket its adverts are sent on: the VMAC's with use_vmac (IPv4), so they carry the
+    /// virtual MAC; else the base interface's, which receives them (see `by_vrid`).
+    tx_sock: usize,
     src: IpAddr,
     link_local: Option<std::net::Ipv6Addr>,
     vips: Vec<AddrSpec>,
@@ -333,6 +335,8 @@ pub async fn start(
     let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
     // Groups joined per socket: every multicast instance's own (`mcast_dst_ip` may differ).
     let mut joined: HashMap<usize, BTreeSet<IpAddr>> = HashMap::new();
+    // Send-only sockets on VMAC interfaces, by ifindex.
+    let mut tx_key: HashMap<u32, usize> = HashMap::new();
     let mut garps: HashMap<u32, Arc<FrameSender>> = HashMap::new();
     let mut inst = Vec::new();
     let mut by_vrid = HashMap::new();
@@ -387,6 +391,22 @@ pub async fn start(
         if let Some(name) = &s.vmac {
             links2.insert(name.clone(), vip_ifindex);
         }
+        // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
+        // IPv6 advert's link-local source belongs to the base interface, so those stay there).
+        let tx_sock = match (&s.vmac, v6) {
+            (Some(name), false) if vip_ifindex != ifindex => match tx_key.get(&vip_ifindex) {
+                Some(t) => *t,
+                None => {
+                    let sk = VrrpSocket::open(name, vip_ifindex, Some(src), None, false)
+                        .and_then(|sk| sk.discard_input().map(|()| sk))
+                        .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+                    socks.push(Arc::new(sk));
+                    tx_key.insert(vip_ifindex, socks.len() - 1);
+                    socks.len() - 1
+                }
+            },
+            _ => sock,
+        };
         let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
         let routes = s
             .routes
@@ -438,7 +458,7 @@ pub async fn start(
             ifindex,
             vip_ifindex,
             mac,
-            sock,
+            tx_sock,
             src,
             link_local,
             vips,
@@ -457,7 +477,8 @@ pub async fn start(
             setup: s,
         });
     }
-    for (i, s) in socks.iter().enumerate() {
+    let send_only: BTreeSet<usize> = tx_key.values().copied().collect();
+    for (i, s) in socks.iter().enumerate().filter(|(i, _)| !send_only.contains(i)) {
         spawn_rx(i, s.clone(), rx_tx.clone());
     }
     let mut groups = Vec::new();
@@ -982,7 +1003,7 @@ impl Engine {
         let Some(addrs) = AddrList::new(&r.adv_bytes, family) else { return };
         let dsts: Vec<IpAddr> = if s.peers.is_empty() { vec![s.group] } else { s.peers.iter().map(|p| p.addr).collect() };
         let mut buf = [0u8; VRRP_MAX_LEN];
-        let sock = r.sock;
+        let sock = r.tx_sock;
         for dst in dsts {
             let len = match s.params.version {
                 Version::V2 => AdvertV2 {

@@ -164,6 +164,19 @@ impl VrrpSocket {
         .map_err(|e| io::Error::new(e.kind(), format!("joining {group} on ifindex {}: {e}", self.ifindex)))
     }
 
+    /// Makes the socket send-only: a socket filter drops every packet it would receive (the
+    /// VMAC's send socket, whose adverts are received on the base interface's socket).
+    ///
+    /// # Errors
+    /// The kernel refuses the filter.
+    pub fn discard_input(&self) -> io::Result<()> {
+        // Classic BPF "ret #0": accept nothing.
+        let mut insn = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+        let prog = libc::sock_fprog { len: 1, filter: insn.as_mut_ptr() };
+        setsockopt(self.fd.get_ref().as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+            .map_err(|e| io::Error::new(e.kind(), format!("SO_ATTACH_FILTER on ifindex {}: {e}", self.ifindex)))
+    }
+
     /// Interface index the socket is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
