@@ -53,18 +53,24 @@ fn wait_holder(lan: &Lan, holder: usize, vip: &str, why: &str) {
 
 /// Starts capturing, on the bridge, the first IPv4 VRRP advert for `vrid` from `src` with
 /// priority 0 (a resignation, RFC 3768 §6.4.3 / RFC 5798 §6.4.3).
+/// Returns once the capture socket is open.
 fn capture_resign(lan: &Lan, vrid: u8, src: [u8; 4]) -> std::thread::JoinHandle<bool> {
-    lan.bridge
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = lan
+        .bridge
         .hub()
         .enter(move || {
             let cap = ka_tests::capture::Capture::open("br0", 0x0800).expect("capture");
+            let _ = ready_tx.send(());
             // Ethernet 14 + IPv4 20: VRRP version/type at 34, VRID 35, priority 36.
             cap.next_matching(Instant::now() + WAIT, |f| {
                 f.get(23) == Some(&112) && f.get(26..30) == Some(&src[..]) && f.get(35) == Some(&vrid) && f.get(36) == Some(&0)
             })
             .is_some()
         })
-        .expect("enter hub")
+        .expect("enter hub");
+    ready_rx.recv_timeout(WAIT).expect("capture socket open");
+    h
 }
 
 fn wait_released(lan: &Lan, host: usize, vip: &str, why: &str) {

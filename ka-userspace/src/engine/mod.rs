@@ -299,6 +299,10 @@ struct Engine {
 /// the same millisecond share one wake-up and one sendmmsg.
 const TICK: Duration = Duration::from_millis(1);
 
+/// With the XDP fast path, how far ahead of their deadline master-down timers are looked at
+/// (and re-armed from XDP's last-seen time) when the engine is awake anyway.
+const FAST_EARLY: Duration = Duration::from_millis(4);
+
 fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -> AddrSpec {
     AddrSpec {
         ifindex: v.dev.as_ref().and_then(|d| links.get(d).copied()).unwrap_or(default_ifindex),
@@ -700,6 +704,18 @@ impl Engine {
                     continue;
                 }
                 self.dispatch_at(i, Event::TimerFired(KIND_SLOTS[s]), Some(at)).await;
+            }
+        }
+        if self.fast.is_some() {
+            // While awake anyway: master-down timers due within FAST_EARLY whose master XDP saw
+            // recently are re-armed now rather than each waking the engine on its own (an
+            // early look is safe: the timer stays where it is unless the master was seen).
+            let horizon = now + FAST_EARLY;
+            let md = slot(TimerKind::MasterDown);
+            let early: Vec<(Time, usize)> =
+                self.timers.iter().take_while(|(t, _, _)| *t <= horizon).filter(|(_, _, s)| *s == md).map(|(t, i, _)| (*t, *i)).collect();
+            for (at, i) in early {
+                let _ = self.master_seen_in_xdp(i, at).await;
             }
         }
     }
