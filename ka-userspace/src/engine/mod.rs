@@ -3,7 +3,9 @@
 //! netlink worker, gratuitous ARP/NA, notify scripts, FIFO and SMTP alerts — with timers on a
 //! monotonic clock. Received adverts are validated with the shared codec rules and counted per
 //! reason before they reach a state machine. Trackers ([`tracking`]) report in through a
-//! channel.
+//! channel. With XDP attached, the fast path ([`fast`]) absorbs the current master's steady
+//! adverts in the kernel; the master-down timer then consults XDP's last-seen time before
+//! taking over, and everything else still arrives on the raw sockets.
 
 pub mod fast;
 pub mod setup;
