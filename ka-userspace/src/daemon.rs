@@ -133,24 +133,41 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let _socket_guard = RemoveOnDrop(socket_path.clone());
 
     let mut ifaces = args.ifaces.clone();
+    // Interfaces only VRRP needs: XDP there is the advert fast path, and the raw socket is
+    // the fallback when it cannot attach.
+    let mut vrrp_only = Vec::new();
     if let Some(cfg) = &config {
         for i in &cfg.vrrp_instances {
             if let Some(name) = &i.interface {
                 if !ifaces.contains(name) {
                     ifaces.push(name.clone());
+                    vrrp_only.push(name.clone());
                 }
             }
         }
     }
     let mut datapath = if args.no_xdp {
-        info!("--no-xdp: datapath not loaded");
+        info!("--no-xdp: datapath not loaded; VRRP adverts are received on raw sockets only");
         None
     } else {
         let mut dp = Datapath::load(&instance)?;
         for iface in &ifaces {
-            dp.attach(iface, args.xdp_mode)?;
+            match dp.attach(iface, args.xdp_mode) {
+                Ok(_) => {}
+                Err(e) if vrrp_only.contains(iface) => warn!(
+                    iface = %iface,
+                    error = %e,
+                    "XDP cannot attach: the VRRP fast path is off on this interface and its adverts are received on the raw socket only"
+                ),
+                Err(e) => return Err(e.into()),
+            }
         }
         Some(dp)
+    };
+    // The XDP VRRP fast path: the engine owns its maps once the program is attached.
+    let fast_input = match (&config, datapath.as_mut()) {
+        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
+        _ => None,
     };
     let (netlink, _netlink_task) = crate::net::netlink::spawn()?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -159,7 +176,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             let setups = crate::engine::setup::instances(cfg)?;
             let mut globals = crate::engine::setup::globals(cfg)?;
             globals.events = Some(events_tx.clone());
-            Some(crate::engine::start(setups, globals, netlink.clone()).await?)
+            globals.nft_table = crate::net::firewall::table_name(&instance.to_string());
+            Some(crate::engine::start(setups, globals, netlink.clone(), fast_input).await?)
         }
         _ => None,
     };
@@ -231,7 +249,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let vrrp = match &engine { Some(e) => e.status().await, None => Vec::new() };
+                    let vrrp = match &engine { Some(e) => e.status().await, None => Default::default() };
                     let health_report = match &health { Some(h) => Some(h.status().await), None => None };
                     let services = match (&dataplane, &datapath) {
                         (Some(dp), Some(d)) => dp.counters(d.ebpf()),
@@ -305,7 +323,7 @@ fn status_report(
     instance: &InstanceName,
     started: Instant,
     dp: Option<&Datapath>,
-    vrrp: Vec<crate::engine::InstanceReport>,
+    vrrp: crate::engine::EngineReport,
     health: Option<crate::health::HealthReport>,
     services: Vec<crate::dataplane::ServiceCounters>,
 ) -> Response {
@@ -327,6 +345,7 @@ fn status_report(
             (xdp, counters)
         }
     };
+    let vrrp_dropped = vrrp_drops(&vrrp, &counters);
     Response::Status(Box::new(StatusReport {
         instance: instance.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -334,10 +353,57 @@ fn status_report(
         uptime_s: started.elapsed().as_secs(),
         xdp,
         counters,
-        vrrp,
+        vrrp: vrrp.instances,
+        vrrp_dropped,
         health,
         services,
     }))
+}
+
+/// Invalid adverts by reason, wherever they were dropped: in XDP (the fast path's per-reason
+/// counters), in the engine before an instance was found, and per instance.
+fn vrrp_drops(
+    vrrp: &crate::engine::EngineReport,
+    counters: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut out: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for r in ka_common::vrrp::DropReason::ALL {
+        let xdp = counters.get(ka_common::stats::Counter::vrrp_drop(*r).name()).copied().unwrap_or(0);
+        let engine = vrrp.dropped.get(r.name()).copied().unwrap_or(0);
+        let inst: u64 = vrrp.instances.iter().filter_map(|i| i.adverts_dropped.get(r.name())).sum();
+        let n = xdp + engine + inst;
+        if n > 0 {
+            out.insert(r.name().to_owned(), n);
+        }
+    }
+    out
+}
+
+/// The interfaces `ka_xdp` is attached to, by ifindex.
+fn netlink_ifindexes(dp: &Datapath) -> std::collections::BTreeSet<u32> {
+    dp.attachments()
+        .iter()
+        .filter_map(|a| nix::net::if_::if_nametoindex(a.iface.as_str()).ok())
+        .collect()
+}
+
+/// Turns the XDP VRRP fast path on and hands its maps to the engine; on failure, logs it and
+/// leaves every advert to the raw sockets.
+fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>) -> Option<crate::engine::fast::FastInput> {
+    if ifindexes.is_empty() {
+        return None;
+    }
+    let ebpf = dp.ebpf_mut();
+    // Adverts for a VRID no instance runs on the interface are dropped (and counted) in XDP.
+    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, true).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
+    match taken {
+        Ok((maps, events)) => Some(crate::engine::fast::FastInput { maps, events, ifindexes: ifindexes.clone() }),
+        Err(e) => {
+            warn!(error = %e, "XDP VRRP fast path unavailable: adverts are received on the raw sockets only");
+            let _ = crate::lb::vrrp_fast::set_enabled(dp.ebpf_mut(), false, false);
+            None
+        }
+    }
 }
 
 /// Removes a file when dropped.

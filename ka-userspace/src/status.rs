@@ -31,6 +31,10 @@ pub struct StatusReport {
     /// VRRP instances.
     #[serde(default)]
     pub vrrp: Vec<crate::engine::InstanceReport>,
+    /// Invalid VRRP adverts by reason, wherever they were dropped: in XDP, in the engine before
+    /// an instance was found (unknown VRID, too short), and per instance.
+    #[serde(default)]
+    pub vrrp_dropped: BTreeMap<String, u64>,
     /// Virtual servers and their real servers' health.
     #[serde(default)]
     pub health: Option<crate::health::HealthReport>,
@@ -70,8 +74,17 @@ impl StatusReport {
             for (reason, n) in &v.adverts_dropped {
                 let _ = writeln!(s, "    dropped {reason}: {n}");
             }
+            if v.xdp_fast_path {
+                let _ = writeln!(s, "    xdp fast path: {} changes reported, {} master-down expiries deferred", v.xdp_changes, v.xdp_deferrals);
+            }
             for t in &v.trackers {
                 let _ = writeln!(s, "    track {} {} (weight {})", t.name, t.status, t.weight);
+            }
+        }
+        if !self.vrrp_dropped.is_empty() {
+            let _ = writeln!(s, "vrrp adverts dropped (XDP and userspace):");
+            for (reason, n) in &self.vrrp_dropped {
+                let _ = writeln!(s, "    {reason}: {n}");
             }
         }
         for svc in &self.services {
@@ -114,12 +127,14 @@ mod tests {
             xdp: vec![XdpAttachment { iface: "eth0".into(), mode: "native".into() }],
             counters: BTreeMap::from([("verdict_pass".to_owned(), 7)]),
             vrrp: vec![],
+            vrrp_dropped: BTreeMap::from([("bad_ttl".to_owned(), 3)]),
             health: None,
             services: vec![],
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");
         assert!(t.contains("verdict_pass") && t.contains(" 7"), "{t}");
+        assert!(t.contains("bad_ttl: 3"), "{t}");
         let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
         assert_eq!(back, r);
     }

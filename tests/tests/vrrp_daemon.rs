@@ -90,6 +90,15 @@ vrrp_instance VI_D {{
             cap.next_matching(Instant::now() + WAIT, |f| f.get(6..12) == Some(&vmac[..]) && f.get(28..32) == Some(&[198, 18, 8, 100][..]))
         })
         .expect("enter hub");
+    // use_vmac: the adverts themselves leave from the virtual MAC too.
+    let advert_src = bridge
+        .hub()
+        .enter(move || {
+            let cap = Capture::open("br0", 0x0800).expect("capture");
+            // IPv4 protocol 112, VRID 71 (Ethernet 14 + IPv4 20 + 1).
+            cap.next_matching(Instant::now() + WAIT, |f| f.get(23) == Some(&112) && f.get(35) == Some(&71)).map(|f| f[6..12].to_vec())
+        })
+        .expect("enter hub");
     let ka = KaDaemon::start(h, &ka_bin(), &unique_name("vd"), &["-f", &conf, "--no-xdp"]).expect("ka");
     wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
     wait_for("the VIP on the VMAC", WAIT, || addrs(h).contains("198.18.8.100/24").then_some(()));
@@ -105,6 +114,7 @@ vrrp_instance VI_D {{
     assert!(rules.contains("100:\tfrom 198.18.8.100 lookup 100"), "{rules}");
     let garp = arp.join().expect("capture thread");
     assert!(garp.is_some(), "no gratuitous ARP for the VIP from the VMAC on the LAN");
+    assert_eq!(advert_src.join().expect("capture thread"), Some(vmac.to_vec()), "adverts must be sent from the virtual MAC");
     wait_for("notify scripts", WAIT, || {
         let l = std::fs::read_to_string(&log).unwrap_or_default();
         (l.contains("master\n") && l.contains("INSTANCE VI_D MASTER 150")).then_some(())
@@ -137,14 +147,29 @@ fn fix_csum(m: &mut [u8]) {
 
 /// Malformed, truncated, wrong-TTL, wrong-version, wrong-auth, wrong-checksum and
 /// wrong-interval adverts (and a flood of them) are counted per reason and dropped; the master
-/// stays master and keeps answering status.
+/// stays master and keeps answering status. Raw sockets only (`--no-xdp`).
 #[test]
 fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
+    invalid_adverts(false);
+}
+
+/// The same flood with the XDP fast path on: the invalid adverts are dropped in XDP, and
+/// `ka status` still shows every reason.
+#[test]
+fn invalid_adverts_dropped_in_xdp_are_shown_per_reason() {
+    invalid_adverts(true);
+}
+
+fn invalid_adverts(xdp: bool) {
     let (_bridge, hosts) = lan(2);
     let conf = write_conf(
         "vrrp_instance VI_B {\n state MASTER\n interface eth0\n virtual_router_id 72\n priority 150\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass pw\n }\n virtual_ipaddress {\n 198.18.8.110/24\n }\n}\n",
     );
-    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vb"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let mut args = vec!["-f", conf.as_str()];
+    if !xdp {
+        args.push("--no-xdp");
+    }
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vb"), &args).expect("ka");
     wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
     // Higher priority (200) so that, were any of them accepted, ka would step down.
     let cases: Vec<(&str, Vec<u8>, u32)> = vec![
@@ -155,6 +180,9 @@ fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
         ("adver_int_mismatch", advert(200, |m| { m[5] = 3; fix_csum(m) }), 255),
         ("too_short", advert(200, |m| m.truncate(5)), 255),
         ("bad_length", advert(200, |m| { m[3] = 2; fix_csum(m) }), 255),
+        // No instance runs VRID 99 here; one byte does not even name a VRID.
+        ("vrid_mismatch", advert(200, |m| { m[1] = 99; fix_csum(m) }), 255),
+        ("too_short", advert(200, |m| m.truncate(1)), 255),
     ];
     let sender = hosts[1]
         .enter(move || {
@@ -176,9 +204,22 @@ fn invalid_adverts_are_counted_per_reason_and_change_nothing() {
         .expect("sender");
     let st = wait_for("every reason counted", WAIT, || {
         let st = ka.status_json().ok()?;
-        let d = &st["vrrp"][0]["adverts_dropped"];
-        sender.iter().all(|r| d[r].as_u64().unwrap_or(0) > 0).then_some(st)
+        let all = &st["vrrp_dropped"];
+        let inst = &st["vrrp"][0]["adverts_dropped"];
+        let per_instance = |r: &str| xdp || r == "vrid_mismatch" || inst[r].as_u64().unwrap_or(0) > 0;
+        sender.iter().all(|r| all[r].as_u64().unwrap_or(0) > 0 && per_instance(r)).then_some(st)
     });
+    if xdp {
+        assert!(st["xdp"].as_array().is_some_and(|a| !a.is_empty()), "XDP not attached: {st}");
+        for r in &sender {
+            let name = format!("vrrp_{r}");
+            assert!(st["counters"][&name].as_u64().unwrap_or(0) > 0, "{name} not counted in XDP: {st}");
+        }
+    }
+    let text = ka.status_text().expect("status text");
+    for r in &sender {
+        assert!(text.contains(&format!("    {r}: ")), "ka status does not show {r}: {text}");
+    }
     assert_eq!(st["vrrp"][0]["state"], "MASTER", "invalid adverts changed state: {st}");
     assert_eq!(st["vrrp"][0]["adverts_rx"], 0, "an invalid advert was accepted: {st}");
     assert!(addrs(&hosts[0]).contains("198.18.8.110/24"));
@@ -297,4 +338,226 @@ fn many_fast_instances_all_keep_advertising() {
         (v.len() == 50 && v.iter().all(|i| i["adverts_tx"].as_u64().unwrap_or(0) >= 20)).then_some(st)
     });
     assert!(st["vrrp"].as_array().expect("array").iter().all(|i| i["state"] == "MASTER"), "{st}");
+}
+
+/// Instances sharing one interface share its socket, yet each keeps its own addressing: two
+/// unicast instances, the first of which opens the socket, send from their own
+/// `unicast_src_ip` (two secondary addresses); a multicast instance on the default group and
+/// one on another `mcast_dst_ip` both hear their master (so both groups are joined although a
+/// unicast instance opened the socket) and stay BACKUP.
+/// Raw sockets only (`--no-xdp`: XDP sees multicast frames whatever the socket joined).
+#[test]
+fn shared_socket_joins_every_group_and_sends_from_each_source() {
+    let (_bridge, hosts) = lan(2);
+    for a in ["198.18.8.11/24", "198.18.8.12/24"] {
+        hosts[0].run(&["ip", "addr", "add", a, "dev", "eth0"]).expect("secondary address");
+    }
+    let inst = |name: &str, vrid: u8, prio: u8, extra: &str| {
+        format!(
+            "vrrp_instance {name} {{\n interface eth0\n version 3\n virtual_router_id {vrid}\n priority {prio}\n advert_int 0.1\n{extra}\n virtual_ipaddress {{\n 198.18.8.{vrid}/24\n }}\n}}\n"
+        )
+    };
+    let unicast = |src: u8| format!(" unicast_src_ip 198.18.8.{src}\n unicast_peer {{\n 198.18.8.2\n }}");
+    let group = " mcast_dst_ip 224.0.0.19";
+    // Host 1: the unicast instance first (it opens the socket), then two multicast ones as
+    // backups. Host 2: master of the two multicast instances.
+    let conf1 = write_conf(&format!(
+        "{}{}{}{}",
+        inst("VI_U", 181, 200, &unicast(11)),
+        inst("VI_M", 182, 100, ""),
+        inst("VI_G", 183, 100, group),
+        inst("VI_V", 185, 200, &unicast(12))
+    ));
+    let conf2 = write_conf(&format!("{}{}", inst("VI_M", 182, 200, ""), inst("VI_G", 183, 200, group)));
+    // Captured where it arrives: unicast frames between two ports never reach br0 itself.
+    let src = hosts[1]
+        .enter(move || {
+            let cap = Capture::open("eth0", 0x0800).expect("capture");
+            // IPv4 protocol 112 to the peer: the IP source of VRIDs 181 and 185.
+            let mut seen = std::collections::BTreeMap::new();
+            let _ = cap.next_matching(Instant::now() + WAIT, |f| {
+                if f.get(23) == Some(&112) && f.get(30..34) == Some(&[198, 18, 8, 2][..]) {
+                    if let (Some(&vrid), Some(src)) = (f.get(35), f.get(26..30)) {
+                        seen.entry(vrid).or_insert_with(|| src.to_vec());
+                    }
+                }
+                seen.contains_key(&181) && seen.contains_key(&185)
+            });
+            seen
+        })
+        .expect("enter hub");
+    let master = KaDaemon::start(&hosts[1], &ka_bin(), &unique_name("vs"), &["-f", &conf2, "--no-xdp"]).expect("master");
+    wait_for("host 2 master of both groups", WAIT, || {
+        let st = master.status_json().ok()?;
+        st["vrrp"].as_array()?.iter().all(|i| i["state"] == "MASTER").then_some(())
+    });
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vs"), &["-f", &conf1, "--no-xdp"]).expect("ka");
+    let by_name = |st: &serde_json::Value, n: &str| st["vrrp"].as_array().and_then(|v| v.iter().find(|i| i["name"] == n).cloned()).unwrap_or_default();
+    let st = wait_for("both multicast instances hearing host 2", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let ok = ["VI_M", "VI_G"].iter().all(|n| {
+            let i = by_name(&st, n);
+            i["state"] == "BACKUP" && i["master"] == "198.18.8.2" && i["adverts_rx"].as_u64().unwrap_or(0) >= 30
+        });
+        (ok && by_name(&st, "VI_U")["state"] == "MASTER" && by_name(&st, "VI_V")["state"] == "MASTER").then_some(st)
+    });
+    let a = addrs(&hosts[0]);
+    assert!(!a.contains("198.18.8.182/") && !a.contains("198.18.8.183/"), "a backup holds a VIP: {a}\n{st}");
+    assert!(a.contains("198.18.8.181/24") && a.contains("198.18.8.185/24"), "a unicast master lacks its VIP: {a}");
+    let src = src.join().expect("capture thread");
+    assert_eq!(src.get(&181), Some(&vec![198, 18, 8, 11]), "VI_U's adverts must come from its unicast_src_ip: {src:?}");
+    assert_eq!(src.get(&185), Some(&vec![198, 18, 8, 12]), "VI_V's adverts must come from its unicast_src_ip: {src:?}");
+    ka.stop().expect("stop");
+}
+
+/// `no_accept` (RFC 5798 Accept_Mode false): while ka is a non-owner Master, packets to its
+/// VIP are dropped (a TCP connection from the LAN to a listener on the node fails through the
+/// VIP and succeeds through the node's own address); the nftables table goes when ka stops.
+/// With `accept` the same connection through the VIP succeeds.
+#[test]
+fn no_accept_drops_packets_to_the_vip_accept_lets_them_in() {
+    let (_bridge, hosts) = lan(2);
+    let conf = |mode: &str| {
+        write_conf(&format!(
+            "vrrp_instance VI_A {{\n state MASTER\n interface eth0\n virtual_router_id 84\n priority 150\n advert_int 0.1\n version 3\n {mode}\n virtual_ipaddress {{\n 198.18.8.184/24\n }}\n}}\n"
+        ))
+    };
+    // A listener on every address of host 1; the kernel completes handshakes without accept().
+    let _listener = hosts[0]
+        .enter(|| std::net::TcpListener::bind("0.0.0.0:8484").expect("listen"))
+        .expect("enter")
+        .join()
+        .expect("listener");
+    let connects = |addr: &'static str| {
+        hosts[1]
+            .enter(move || {
+                let sa: std::net::SocketAddr = format!("{addr}:8484").parse().expect("addr");
+                std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(1)).is_ok()
+            })
+            .expect("enter")
+            .join()
+            .expect("connect thread")
+    };
+    let name = unique_name("va");
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &name, &["-f", &conf("no_accept"), "--no-xdp"]).expect("ka");
+    wait_for("MASTER with the VIP", WAIT, || (state(&ka) == "MASTER" && addrs(&hosts[0]).contains("198.18.8.184/24")).then_some(()));
+    let table = format!("ka_{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    wait_for("the no_accept table", WAIT, || {
+        hosts[0].run(&["nft", "list", "table", "inet", &table]).ok().filter(|t| t.contains("198.18.8.184")).map(|_| ())
+    });
+    assert!(connects("198.18.8.1"), "the node's own address must accept connections");
+    for _ in 0..3 {
+        assert!(!connects("198.18.8.184"), "no_accept: a connection to the VIP succeeded");
+    }
+    ka.stop().expect("stop");
+    assert!(hosts[0].run(&["nft", "list", "table", "inet", &table]).is_err(), "no_accept table left after stop");
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("va"), &["-f", &conf("accept"), "--no-xdp"]).expect("ka");
+    wait_for("MASTER with the VIP", WAIT, || (state(&ka) == "MASTER" && addrs(&hosts[0]).contains("198.18.8.184/24")).then_some(()));
+    wait_for("accept: a connection to the VIP succeeds", WAIT, || connects("198.18.8.184").then_some(()));
+    ka.stop().expect("stop");
+}
+
+/// Kills a child process when dropped (also while panicking).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tracker_status(st: &serde_json::Value, name: &str) -> String {
+    st["vrrp"][0]["trackers"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == name))
+        .and_then(|t| t["status"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `track_process` at runtime: the effective priority drops by the weight while no process
+/// of that name runs, and comes back when one starts (and drops again when it is killed).
+#[test]
+fn track_process_follows_a_process() {
+    let (_bridge, hosts) = lan(1);
+    let dir = std::env::temp_dir().join(unique_name("kvp"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A copy of sleep under a unique name (at most 15 bytes: the kernel's comm).
+    let pname = unique_name("kp");
+    assert!(pname.len() <= 15, "{pname}");
+    let bin = dir.join(&pname);
+    std::fs::copy("/bin/sleep", &bin).expect("copy sleep");
+    let conf = write_conf(&format!(
+        "vrrp_track_process tp {{\n process {pname}\n weight -50\n}}\nvrrp_instance VI_P {{\n state MASTER\n interface eth0\n virtual_router_id 86\n priority 150\n advert_int 1\n track_process {{\n tp\n }}\n virtual_ipaddress {{\n 198.18.8.186/24\n }}\n}}\n"
+    ));
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vp"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let prio = |ka: &KaDaemon| ka.status_json().ok().and_then(|s| s["vrrp"][0]["effective_priority"].as_u64());
+    wait_for("no such process: 150 - 50", WAIT, || (prio(&ka) == Some(100)).then_some(()));
+    let child = KillOnDrop(std::process::Command::new(&bin).arg("300").spawn().expect("spawn"));
+    let st = wait_for("the process runs: 150", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["effective_priority"] == 150).then_some(st)
+    });
+    assert_eq!(tracker_status(&st, "process:tp"), "up", "{st}");
+    drop(child);
+    wait_for("the process is gone: 100 again", WAIT, || (prio(&ka) == Some(100)).then_some(()));
+    ka.stop().expect("stop");
+}
+
+/// `vrrp_script` `user` and `timeout` at runtime: an unweighted script that succeeds only when
+/// run as `nobody` keeps the instance out of FAULT (so it runs as that user); a weighted script
+/// that would succeed after 5 s but has `timeout 0.3` counts as failed (its weight applies).
+#[test]
+fn vrrp_script_user_and_timeout() {
+    let (_bridge, hosts) = lan(1);
+    let dir = std::env::temp_dir().join(unique_name("kvu"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let check_user = dir.join("check_user.sh");
+    std::fs::write(&check_user, "#!/bin/sh\n[ \"$(id -u)\" = 65534 ]\n").expect("script");
+    let slow = dir.join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 5\nexit 0\n").expect("script");
+    for f in [&check_user, &slow] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod dir");
+    let conf = write_conf(&format!(
+        r#"
+vrrp_script chk_user {{
+  script "{check_user}"
+  interval 0.2
+  user nobody
+}}
+vrrp_script chk_slow {{
+  script "{slow}"
+  interval 0.5
+  timeout 0.3
+  weight -50
+}}
+vrrp_instance VI_U {{
+  state MASTER
+  interface eth0
+  virtual_router_id 87
+  priority 150
+  advert_int 1
+  track_script {{
+    chk_user
+    chk_slow
+  }}
+  virtual_ipaddress {{
+    198.18.8.187/24
+  }}
+}}
+"#,
+        check_user = check_user.display(),
+        slow = slow.display()
+    ));
+    let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("vu"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    let st = wait_for("MASTER at 150 - 50 with the user check up and the slow one timed out", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let i = &st["vrrp"][0];
+        (i["state"] == "MASTER" && i["effective_priority"] == 100).then_some(st)
+    });
+    assert_eq!(tracker_status(&st, "script:chk_user"), "up", "{st}");
+    assert_eq!(tracker_status(&st, "script:chk_slow"), "down", "{st}");
+    ka.stop().expect("stop");
 }

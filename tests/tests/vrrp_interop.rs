@@ -1,8 +1,9 @@
 //! Interoperability of ka's VRRP with Debian's keepalived 2.2 on one bridged LAN in
 //! namespaces. Both run the very same keepalived.conf syntax. Who holds the VIP is read from the
-//! kernel's addresses in each namespace, not only from ka's status.
+//! kernel's addresses in each namespace, not only from ka's status. ka runs with its XDP
+//! program attached (the VRRP fast path on), as in production.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ka_tests::{
     daemon::KaDaemon,
@@ -16,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A LAN of `n` hosts on one bridge: host k has 198.18.6.k/24 and fd00:198:18:6::k/64 on eth0.
 struct Lan {
-    _bridge: Bridge,
+    bridge: Bridge,
     hosts: Vec<Netns>,
 }
 
@@ -33,7 +34,7 @@ impl Lan {
                 ns
             })
             .collect();
-        Lan { _bridge: bridge, hosts }
+        Lan { bridge, hosts }
     }
 
     fn host(&self, k: usize) -> &Netns {
@@ -48,6 +49,28 @@ fn holds(ns: &Netns, vip: &str) -> bool {
 
 fn wait_holder(lan: &Lan, holder: usize, vip: &str, why: &str) {
     wait_for(&format!("{why}: host {holder} to hold {vip}"), WAIT, || holds(lan.host(holder), vip).then_some(()));
+}
+
+/// Starts capturing, on the bridge, the first IPv4 VRRP advert for `vrid` from `src` with
+/// priority 0 (a resignation, RFC 3768 §6.4.3 / RFC 5798 §6.4.3).
+/// Returns once the capture socket is open.
+fn capture_resign(lan: &Lan, vrid: u8, src: [u8; 4]) -> std::thread::JoinHandle<bool> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = lan
+        .bridge
+        .hub()
+        .enter(move || {
+            let cap = ka_tests::capture::Capture::open("br0", 0x0800).expect("capture");
+            let _ = ready_tx.send(());
+            // Ethernet 14 + IPv4 20: VRRP version/type at 34, VRID 35, priority 36.
+            cap.next_matching(Instant::now() + WAIT, |f| {
+                f.get(23) == Some(&112) && f.get(26..30) == Some(&src[..]) && f.get(35) == Some(&vrid) && f.get(36) == Some(&0)
+            })
+            .is_some()
+        })
+        .expect("enter hub");
+    ready_rx.recv_timeout(WAIT).expect("capture socket open");
+    h
 }
 
 fn wait_released(lan: &Lan, host: usize, vip: &str, why: &str) {
@@ -90,7 +113,11 @@ fn start_ka(lan: &Lan, host: usize, conf: &Conf<'_>) -> KaDaemon {
     let path = dir.join("ka.conf");
     std::fs::write(&path, conf.text()).expect("write conf");
     let path = path.to_str().expect("utf-8").to_owned();
-    KaDaemon::start(lan.host(host), &ka_bin(), &unique_name("vi"), &["-f", &path, "--no-xdp"]).expect("ka run")
+    KaDaemon::start(lan.host(host), &ka_bin(), &unique_name("vi"), &["-f", &path]).expect("ka run")
+}
+
+fn counter(st: &serde_json::Value, name: &str) -> u64 {
+    st["counters"][name].as_u64().unwrap_or(0)
 }
 
 fn start_kd(lan: &Lan, host: usize, conf: &Conf<'_>) -> Keepalived {
@@ -113,8 +140,15 @@ fn v2_pass_ka_master_keepalived_backup_resign_and_preempt() {
     wait_log(&kd, "Entering BACKUP STATE");
     assert!(!holds(lan.host(2), vip), "keepalived must not hold the VIP while ka is master");
     assert_eq!(ka_state(&ka), "MASTER");
+    let resign = capture_resign(&lan, 61, [198, 18, 6, 1]);
+    let stopped = Instant::now();
     ka.stop().expect("ka stops cleanly");
     wait_holder(&lan, 2, vip, "ka resigned");
+    // Master_Down_Interval is 3 × 1 s + (256 - 100) / 256 s: a silent ka would be replaced no
+    // sooner. A resignation lets keepalived take over after Skew_Time (0.61 s).
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: ka did not resign");
+    assert!(resign.join().expect("capture thread"), "no priority-0 advert from ka on the LAN");
     assert!(!holds(lan.host(1), vip), "ka removes the VIP when it stops");
     let ka = start_ka(&lan, 1, &Conf { vrid: 61, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.100/24", extra: PASS.into() });
     wait_holder(&lan, 1, vip, "ka preempts");
@@ -173,8 +207,12 @@ fn v2_unicast_peers() {
     wait_holder(&lan, 1, vip, "ka has the higher priority");
     wait_log(&kd, "Entering BACKUP STATE");
     assert!(!holds(lan.host(2), vip));
+    let stopped = Instant::now();
     ka.stop().expect("stop");
     wait_holder(&lan, 2, vip, "ka resigned over unicast");
+    // Sooner than a silent ka's Master_Down_Interval (3 × 1 s + 156/256 s).
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: ka did not resign");
 }
 
 /// Three nodes: two ka (150, 120) and keepalived (100). The highest wins; when it is killed the
@@ -197,4 +235,40 @@ fn three_node_election_two_ka_one_keepalived() {
     ka2.stop().expect("stop ka2");
     wait_holder(&lan, 3, vip, "only keepalived is left");
     drop(kd);
+}
+
+/// The XDP fast path on a backup: behind a keepalived master (VRRPv3, 0.1 s), ka stays BACKUP
+/// for many intervals while its steady adverts are absorbed in XDP (the `vrrp_steady` counter
+/// grows, ka's userspace receive counter stays flat: the master-down timer is re-armed from
+/// XDP's last-seen timestamp). When keepalived dies, ka still takes over.
+#[test]
+fn xdp_fast_path_backup_stays_backup_then_takes_over() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.104";
+    let kd_conf = Conf { vrid: 66, priority: 150, version: 3, advert_int: "0.1", vip: "198.18.6.104/24", extra: String::new() };
+    let kd = start_kd(&lan, 2, &kd_conf);
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let ka = start_ka(&lan, 1, &Conf { priority: 100, ..kd_conf });
+    let st = wait_for("ka to follow keepalived as BACKUP with the fast path on", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let i = &st["vrrp"][0];
+        (i["state"] == "BACKUP" && i["master"] == "198.18.6.2" && i["xdp_fast_path"] == true && counter(&st, "vrrp_steady") > 0)
+            .then_some(st)
+    });
+    let rx0 = st["vrrp"][0]["adverts_rx"].as_u64().expect("adverts_rx");
+    let steady0 = counter(&st, "vrrp_steady");
+    // 50 adverts (5 s, about 16 Master_Down_Intervals) while checking ka never takes over.
+    let st = wait_for("50 more steady adverts absorbed in XDP", WAIT, || {
+        let st = ka.status_json().ok()?;
+        assert_eq!(st["vrrp"][0]["state"], "BACKUP", "ka left BACKUP while keepalived was master: {st}");
+        assert!(!holds(lan.host(1), vip), "ka took the VIP while keepalived was master");
+        (counter(&st, "vrrp_steady") >= steady0 + 50).then_some(st)
+    });
+    let rx1 = st["vrrp"][0]["adverts_rx"].as_u64().expect("adverts_rx");
+    assert!(rx1 <= rx0 + 2, "steady adverts reached userspace: adverts_rx {rx0} -> {rx1}: {st}");
+    assert!(st["vrrp"][0]["xdp_deferrals"].as_u64().unwrap_or(0) >= 10, "the master-down timer was not re-armed from XDP: {st}");
+    assert!(holds(lan.host(2), vip), "keepalived must still hold the VIP");
+    kd.kill();
+    wait_holder(&lan, 1, vip, "keepalived died");
+    wait_ka_state(&ka, "MASTER");
 }

@@ -80,7 +80,7 @@ impl Daemon {
                     ns,
                     ka,
                     &unique_name("bv"),
-                    &["--log", "info", "-f", &file, "--no-xdp"],
+                    &["--log", "info", "-f", &file],
                 );
                 let _ = std::fs::remove_file(&path);
                 Ok(Daemon::Ka(d?))

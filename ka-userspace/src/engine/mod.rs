@@ -3,8 +3,11 @@
 //! netlink worker, gratuitous ARP/NA, notify scripts, FIFO and SMTP alerts — with timers on a
 //! monotonic clock. Received adverts are validated with the shared codec rules and counted per
 //! reason before they reach a state machine. Trackers ([`tracking`]) report in through a
-//! channel.
+//! channel. With XDP attached, the fast path ([`fast`]) absorbs the current master's steady
+//! adverts in the kernel; the master-down timer then consults XDP's last-seen time before
+//! taking over, and everything else still arrives on the raw sockets.
 
+pub mod fast;
 pub mod setup;
 pub mod tracking;
 
@@ -25,11 +28,13 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+use crate::lb::vrrp_fast::{AsyncEventReader, EventKind, FastParams};
+
 use crate::{
     net::{
         garp::{garp_frame, na_frame, virtual_mac, FrameSender},
         netlink::{AddrSpec, NetlinkClient, NetlinkError},
-        vrrp_socket::{Received, VrrpSocket},
+        vrrp_socket::{Outgoing, Received, VrrpSocket},
     },
     notify::{self, script::Runner, smtp::SmtpConfig, Subject},
     vrrp::{
@@ -97,6 +102,8 @@ pub struct EngineGlobals {
     pub processes: Vec<tracking::ProcessDef>,
     /// Where mastership changes go (the datapath and the health checkers follow them).
     pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
+    /// nftables table for `no_accept` (see [`crate::net::firewall::table_name`]).
+    pub nft_table: String,
 }
 
 /// What the engine tells the rest of the daemon.
@@ -153,17 +160,37 @@ pub struct InstanceReport {
     pub adverts_tx: u64,
     /// Adverts dropped, by reason.
     pub adverts_dropped: BTreeMap<String, u64>,
+    /// The XDP fast path validates this instance's adverts (steady ones never reach
+    /// userspace).
+    #[serde(default)]
+    pub xdp_fast_path: bool,
+    /// Changes the XDP fast path reported on its ring buffer for this instance.
+    #[serde(default)]
+    pub xdp_changes: u64,
+    /// Master-down expiries deferred because XDP had seen the master recently.
+    #[serde(default)]
+    pub xdp_deferrals: u64,
     /// Trackers.
     pub trackers: Vec<TrackerReport>,
     /// Virtual addresses.
     pub vips: Vec<String>,
 }
 
+/// The engine's state, as `ka status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineReport {
+    /// Every instance.
+    pub instances: Vec<InstanceReport>,
+    /// Adverts dropped before reaching an instance (unknown VRID, too short to name one), by
+    /// reason.
+    pub dropped: BTreeMap<String, u64>,
+}
+
 /// Requests to the engine.
 #[derive(Debug)]
 pub enum Command {
     /// Report every instance.
-    Status(oneshot::Sender<Vec<InstanceReport>>),
+    Status(oneshot::Sender<EngineReport>),
     /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -176,11 +203,11 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Every instance's report.
-    pub async fn status(&self) -> Vec<InstanceReport> {
+    /// Every instance's report, and the engine's own counters.
+    pub async fn status(&self) -> EngineReport {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Command::Status(tx)).await.is_err() {
-            return Vec::new();
+            return EngineReport::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -213,6 +240,8 @@ fn slot(kind: TimerKind) -> usize {
 struct Counters {
     rx: u64,
     tx: u64,
+    xdp_changes: u64,
+    xdp_deferrals: u64,
     drops: BTreeMap<DropReason, u64>,
     last_drop_log: Option<Instant>,
 }
@@ -224,7 +253,9 @@ struct Rt {
     /// Interface the VIPs and GARPs go on (the VMAC when use_vmac).
     vip_ifindex: u32,
     mac: [u8; 6],
-    sock: usize,
+    /// Socket its adverts are sent on: the VMAC's with use_vmac (IPv4), so they carry the
+    /// virtual MAC; else the base interface's, which receives them (see `by_vrid`).
+    tx_sock: usize,
     src: IpAddr,
     link_local: Option<std::net::Ipv6Addr>,
     vips: Vec<AddrSpec>,
@@ -237,6 +268,12 @@ struct Rt {
     state_since: Instant,
     counters: Counters,
     garp: Option<Arc<FrameSender>>,
+    /// The instance's key in the XDP fast path, when XDP is attached to its interface.
+    fast_key: Option<ka_common::vrrp_fast::VrrpKey>,
+    /// What was last written to its fast-path entry (rewritten only when it changes).
+    fast_written: Option<FastParams>,
+    /// Its VIPs are in the no_accept drop sets.
+    blocked: bool,
 }
 
 struct Engine {
@@ -250,15 +287,23 @@ struct Engine {
     globals: EngineGlobals,
     netlink: NetlinkClient,
     unknown_vrid: u64,
+    too_short: u64,
+    fast: Option<fast::FastPath>,
+    /// The no_accept firewall, when an instance needs it.
+    no_accept: Option<crate::net::firewall::NoAccept>,
     /// Adverts built during this turn of the loop, per socket: sent together by
     /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
-    outbox: Vec<Vec<(Vec<u8>, IpAddr)>>,
+    outbox: Vec<Vec<Outgoing>>,
     outbox_owner: Vec<Vec<usize>>,
 }
 
 /// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
 /// the same millisecond share one wake-up and one sendmmsg.
 const TICK: Duration = Duration::from_millis(1);
+
+/// With the XDP fast path, how far ahead of their deadline master-down timers are looked at
+/// (and re-armed from XDP's last-seen time) when the engine is awake anyway.
+const FAST_EARLY: Duration = Duration::from_millis(4);
 
 fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -> AddrSpec {
     AddrSpec {
@@ -282,13 +327,22 @@ fn state_name(s: State) -> &'static str {
 ///
 /// # Errors
 /// See [`EngineError`].
-pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: NetlinkClient) -> Result<EngineHandle, EngineError> {
+pub async fn start(
+    setups: Vec<InstanceSetup>,
+    globals: EngineGlobals,
+    netlink: NetlinkClient,
+    fast_input: Option<fast::FastInput>,
+) -> Result<EngineHandle, EngineError> {
     let links: HashMap<String, u32> = netlink.links().await?.into_iter().map(|l| (l.name, l.index)).collect();
     let macs: HashMap<u32, Vec<u8>> = netlink.links().await?.into_iter().map(|l| (l.index, l.mac)).collect();
     let addrs = netlink.list_addrs(None).await?;
     let (rx_tx, rx_rx) = mpsc::channel::<Vec<RxPacket>>(256);
     let mut socks: Vec<Arc<VrrpSocket>> = Vec::new();
     let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
+    // Groups joined per socket: every multicast instance's own (`mcast_dst_ip` may differ).
+    let mut joined: HashMap<usize, BTreeSet<IpAddr>> = HashMap::new();
+    // Send-only sockets on VMAC interfaces, by ifindex.
+    let mut tx_key: HashMap<u32, usize> = HashMap::new();
     let mut garps: HashMap<u32, Arc<FrameSender>> = HashMap::new();
     let mut inst = Vec::new();
     let mut by_vrid = HashMap::new();
@@ -313,17 +367,21 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
                 .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
         };
         let key = (ifindex, v6);
+        // One socket per (interface, family), shared by its instances: each advert carries its
+        // instance's source address, and every multicast instance's group is joined.
         let sock = match sock_key.get(&key) {
             Some(i) => *i,
             None => {
-                let group = if s.peers.is_empty() { Some(s.group) } else { None };
-                let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), group, v6)
+                let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), None, v6)
                     .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
                 socks.push(Arc::new(sk));
                 sock_key.insert(key, socks.len() - 1);
                 socks.len() - 1
             }
         };
+        if s.peers.is_empty() && joined.entry(sock).or_default().insert(s.group) {
+            socks[sock].join(s.group).map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+        }
         let (vip_ifindex, mac) = match &s.vmac {
             Some(name) => {
                 let vmac = virtual_mac(s.params.vrid, v6);
@@ -339,6 +397,22 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
         if let Some(name) = &s.vmac {
             links2.insert(name.clone(), vip_ifindex);
         }
+        // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
+        // IPv6 advert's link-local source belongs to the base interface, so those stay there).
+        let tx_sock = match (&s.vmac, v6) {
+            (Some(name), false) if vip_ifindex != ifindex => match tx_key.get(&vip_ifindex) {
+                Some(t) => *t,
+                None => {
+                    let sk = VrrpSocket::open(name, vip_ifindex, Some(src), None, false)
+                        .and_then(|sk| sk.discard_input().map(|()| sk))
+                        .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+                    socks.push(Arc::new(sk));
+                    tx_key.insert(vip_ifindex, socks.len() - 1);
+                    socks.len() - 1
+                }
+            },
+            _ => sock,
+        };
         let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
         let routes = s
             .routes
@@ -390,7 +464,7 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
             ifindex,
             vip_ifindex,
             mac,
-            sock,
+            tx_sock,
             src,
             link_local,
             vips,
@@ -401,12 +475,16 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
             track: TrackSet::default(),
             track_status: BTreeMap::new(),
             state_since: Instant::now(),
-            counters: Counters { rx: 0, tx: 0, drops: BTreeMap::new(), last_drop_log: None },
+            counters: Counters { rx: 0, tx: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
             garp,
+            fast_key: fast_input.as_ref().filter(|f| f.ifindexes.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
+            fast_written: None,
+            blocked: false,
             setup: s,
         });
     }
-    for (i, s) in socks.iter().enumerate() {
+    let send_only: BTreeSet<usize> = tx_key.values().copied().collect();
+    for (i, s) in socks.iter().enumerate().filter(|(i, _)| !send_only.contains(i)) {
         spawn_rx(i, s.clone(), rx_tx.clone());
     }
     let mut groups = Vec::new();
@@ -422,8 +500,29 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
     let keys: BTreeSet<TrackKey> = inst.iter().flat_map(|r| r.setup.track.iter().map(|(k, _)| k.clone())).collect();
     tracking::spawn(keys, &globals, netlink.clone(), track_tx);
     let (tx, cmd_rx) = mpsc::channel(64);
+    let epoch = Instant::now();
+    let (fast, fast_events) = match fast_input {
+        Some(f) => {
+            let events = match f.events.into_async() {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    warn!(error = %e, "XDP VRRP fast path: cannot watch its ring buffer; changes still arrive on the raw sockets");
+                    None
+                }
+            };
+            (Some(fast::FastPath { maps: f.maps, mono_epoch: fast::monotonic_now() }), events)
+        }
+        None => (None, None),
+    };
+    for r in &inst {
+        match r.fast_key {
+            Some(_) => info!(instance = %r.setup.name, iface = %r.setup.iface, steady_in_xdp = fast::steady_drop_allowed(&r.setup), "XDP VRRP fast path on"),
+            None if fast.is_some() => warn!(instance = %r.setup.name, iface = %r.setup.iface, "XDP is not attached to this interface: every advert is received on the raw socket"),
+            None => {}
+        }
+    }
     let mut engine = Engine {
-        epoch: Instant::now(),
+        epoch,
         inst,
         socks,
         by_vrid,
@@ -433,12 +532,27 @@ pub async fn start(setups: Vec<InstanceSetup>, globals: EngineGlobals, netlink: 
         globals,
         netlink,
         unknown_vrid: 0,
+        too_short: 0,
+        fast,
+        no_accept: None,
         outbox: Vec::new(),
         outbox_owner: Vec::new(),
     };
     engine.outbox = vec![Vec::new(); engine.socks.len()];
     engine.outbox_owner = vec![Vec::new(); engine.socks.len()];
-    let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx).await });
+    for i in 0..engine.inst.len() {
+        engine.sync_fast(i);
+    }
+    // no_accept (RFC 5798 Accept_Mode false) for a non-owner: its table is (re)created now, so
+    // one left by a crashed run goes.
+    if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
+        let mut fw = crate::net::firewall::NoAccept::new(engine.globals.nft_table.clone());
+        if let Err(e) = fw.add(&[]) {
+            warn!(error = %e, "no_accept: cannot set up the nftables table; packets to the VIPs will be accepted");
+        }
+        engine.no_accept = Some(fw);
+    }
+    let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await });
     Ok(EngineHandle { tx, task })
 }
 
@@ -491,7 +605,13 @@ impl Engine {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Vec<RxPacket>>, mut track: mpsc::Receiver<TrackerUpdate>, mut cmd: mpsc::Receiver<Command>) {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Vec<RxPacket>>,
+        mut track: mpsc::Receiver<TrackerUpdate>,
+        mut cmd: mpsc::Receiver<Command>,
+        mut fast_events: Option<AsyncEventReader>,
+    ) {
         for i in 0..self.inst.len() {
             self.dispatch(i, Event::Startup).await;
         }
@@ -510,12 +630,23 @@ impl Engine {
             tokio::select! {
                 biased;
                 c = cmd.recv() => match c {
-                    Some(Command::Status(reply)) => { let _ = reply.send(self.report()); }
+                    Some(Command::Status(reply)) => {
+                        let mut dropped = BTreeMap::new();
+                        dropped.insert(DropReason::VridMismatch.name().to_owned(), self.unknown_vrid);
+                        dropped.insert(DropReason::TooShort.name().to_owned(), self.too_short);
+                        let _ = reply.send(EngineReport { instances: self.report(), dropped });
+                    }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
                     None => { self.shutdown().await; return; }
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
                 Some(u) = track.recv() => self.tracker(u).await,
+                Some(events) = async {
+                    match fast_events.as_mut() {
+                        Some(r) => r.next_batch().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => self.fast_events(events),
                 Some(batch) = rx.recv() => {
                     for p in batch {
                         self.packet(p).await;
@@ -571,13 +702,31 @@ impl Engine {
                 // state machine is told the deadline itself, so it never takes the expiry for
                 // an early one, and the next advert is armed one interval after this one's
                 // deadline rather than after the wake-up (no drift).
+                if KIND_SLOTS[s] == TimerKind::MasterDown && self.master_seen_in_xdp(i, at).await {
+                    continue;
+                }
                 self.dispatch_at(i, Event::TimerFired(KIND_SLOTS[s]), Some(at)).await;
+            }
+        }
+        if self.fast.is_some() {
+            // While awake anyway: master-down timers due within FAST_EARLY whose master XDP saw
+            // recently are re-armed now rather than each waking the engine on its own (an
+            // early look is safe: the timer stays where it is unless the master was seen).
+            let horizon = now + FAST_EARLY;
+            let md = slot(TimerKind::MasterDown);
+            let early: Vec<(Time, usize)> =
+                self.timers.iter().take_while(|(t, _, _)| *t <= horizon).filter(|(_, _, s)| *s == md).map(|(t, i, _)| (*t, *i)).collect();
+            for (at, i) in early {
+                let _ = self.master_seen_in_xdp(i, at).await;
             }
         }
     }
 
     async fn packet(&mut self, p: RxPacket) {
-        let Some(&vrid) = p.data.get(1) else { return };
+        let Some(&vrid) = p.data.get(1) else {
+            self.too_short += 1;
+            return;
+        };
         let Some(&i) = self.by_vrid.get(&(p.sock, vrid)) else {
             self.unknown_vrid += 1;
             return;
@@ -679,6 +828,98 @@ impl Engine {
                     other => self.act(i, other).await,
                 }
             }
+            self.sync_fast(i);
+        }
+    }
+
+    /// no_accept: packets to the instance's VIPs are dropped while it is a non-owner Master.
+    fn no_accept_filter(&mut self, i: usize, block: bool) {
+        let Some(fw) = self.no_accept.as_mut() else { return };
+        let r = &mut self.inst[i];
+        if r.blocked == block {
+            return;
+        }
+        let vips: Vec<IpAddr> = r.vips.iter().map(|v| v.addr).collect();
+        let res = if block { fw.add(&vips) } else { fw.remove(&vips) };
+        match res {
+            Ok(()) => {
+                r.blocked = block;
+                info!(instance = %r.setup.name, block, "no_accept: packets to the VIPs {}", if block { "dropped" } else { "accepted again" });
+            }
+            Err(e) => warn!(instance = %r.setup.name, error = %e, "no_accept: nftables update failed"),
+        }
+    }
+
+    /// Keeps the instance's XDP fast-path entry in step with its state machine (state, master
+    /// followed, priorities, intervals); written only when it changed.
+    fn sync_fast(&mut self, i: usize) {
+        let Some(fp) = self.fast.as_mut() else { return };
+        let r = &mut self.inst[i];
+        let Some(key) = r.fast_key else { return };
+        let want = fast::params(&r.setup, &r.fsm, r.src);
+        if r.fast_written.as_ref() == Some(&want) {
+            return;
+        }
+        match fp.maps.configure(key, fast::family(&r.setup), &want) {
+            Ok(()) => {
+                debug!(instance = %r.setup.name, master = ?want.known_master, is_master = want.master, "XDP VRRP fast path updated");
+                r.fast_written = Some(want);
+            }
+            Err(e) => {
+                warn!(instance = %r.setup.name, error = %e, "XDP VRRP fast path: cannot update the instance; its adverts reach the raw socket");
+                r.fast_written = None;
+            }
+        }
+    }
+
+    /// The master-down timer fired at `at`: if XDP dropped steady adverts from the master the
+    /// state machine follows, and saw one within the Master_Down_Interval, replays the latest
+    /// as received at its kernel timestamp (RFC 5798 §6.4.2: reset the Master_Down_Timer) and
+    /// reports whether that re-armed the timer past `at` (no takeover).
+    async fn master_seen_in_xdp(&mut self, i: usize, at: Time) -> bool {
+        let Some(fp) = self.fast.as_ref() else { return false };
+        let r = &self.inst[i];
+        let (Some(key), Some(written)) = (r.fast_key, r.fast_written.as_ref()) else { return false };
+        if r.fsm.state() != State::Backup || !written.drop_steady {
+            return false;
+        }
+        let (Some(known), Some((addr, priority))) = (written.known_master, r.fsm.master()) else { return false };
+        if known.addr != addr || known.priority != priority {
+            return false;
+        }
+        let seen = match fp.last_seen(key) {
+            Ok(Some(t)) => t,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!(instance = %r.setup.name, error = %e, "XDP VRRP fast path: cannot read last-seen");
+                return false;
+            }
+        };
+        if seen + r.fsm.master_down_interval() <= at {
+            return false;
+        }
+        let rx = RxAdvert { from: addr, priority, max_adver_int: r.fsm.master_adver_int() };
+        self.dispatch_at(i, Event::AdvertReceived(rx), Some(seen)).await;
+        let r = &mut self.inst[i];
+        let rearmed = r.fsm.state() == State::Backup && r.fsm.timer(TimerKind::MasterDown).is_some_and(|t| t > at);
+        if rearmed {
+            r.counters.xdp_deferrals += 1;
+        }
+        rearmed
+    }
+
+    /// Changes XDP reported: counted per instance (the adverts themselves arrive on the raw
+    /// socket and are decoded there).
+    fn fast_events(&mut self, events: Vec<crate::lb::vrrp_fast::Event>) {
+        for e in events {
+            let Some(i) = self.inst.iter().position(|r| r.fast_key.is_some_and(|k| k.ifindex == e.ifindex && k.vrid == e.vrid) && r.setup.params.family == e.family) else {
+                continue;
+            };
+            let r = &mut self.inst[i];
+            r.counters.xdp_changes += 1;
+            if !matches!(e.kind, EventKind::LowerPriority) {
+                debug!(instance = %r.setup.name, kind = ?e.kind, from = %e.src, priority = e.priority, "XDP VRRP change");
+            }
         }
     }
 
@@ -750,6 +991,7 @@ impl Engine {
             }
             Action::SetDatapathMaster { master, accept } => {
                 debug!(instance = %self.inst[i].setup.name, master, accept, "datapath mastership");
+                self.no_accept_filter(i, master && !accept);
                 if let Some(tx) = &self.globals.events {
                     let r = &self.inst[i];
                     let _ = tx.send(EngineEvent::Mastership {
@@ -779,7 +1021,7 @@ impl Engine {
         let Some(addrs) = AddrList::new(&r.adv_bytes, family) else { return };
         let dsts: Vec<IpAddr> = if s.peers.is_empty() { vec![s.group] } else { s.peers.iter().map(|p| p.addr).collect() };
         let mut buf = [0u8; VRRP_MAX_LEN];
-        let sock = r.sock;
+        let sock = r.tx_sock;
         for dst in dsts {
             let len = match s.params.version {
                 Version::V2 => AdvertV2 {
@@ -805,7 +1047,7 @@ impl Engine {
                 warn!(instance = %s.name, "advert does not fit");
                 return;
             };
-            self.outbox[sock].push((buf[..len].to_vec(), dst));
+            self.outbox[sock].push(Outgoing { data: buf[..len].to_vec(), dst, src: Some(r.src) });
             self.outbox_owner[sock].push(i);
         }
     }
@@ -926,6 +1168,9 @@ impl Engine {
                     adverts_rx: r.counters.rx,
                     adverts_tx: r.counters.tx,
                     adverts_dropped: r.counters.drops.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
+                    xdp_fast_path: r.fast_written.is_some(),
+                    xdp_changes: r.counters.xdp_changes,
+                    xdp_deferrals: r.counters.xdp_deferrals,
                     trackers: r
                         .setup
                         .track

@@ -436,6 +436,10 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
     Ok(setup)
 }
 
+fn firewall_table() -> String {
+    crate::net::firewall::table_name("default")
+}
+
 /// The global settings of the engine: notify runner, SMTP, sync groups and tracker definitions.
 ///
 /// # Errors
@@ -462,6 +466,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
     Ok(super::EngineGlobals {
         runner: Runner { default_user, secure: g.enable_script_security, timeout: Duration::from_secs(60) },
         events: None,
+        nft_table: firewall_table(),
         fifo: g.vrrp_notify_fifo.clone().or_else(|| g.notify_fifo.clone()).map(Into::into),
         smtp,
         garp_interval: g.vrrp_garp_interval,

@@ -145,18 +145,11 @@ fn centis(d: Duration) -> u16 {
     u16::try_from(d.as_millis() / 10).unwrap_or(u16::MAX)
 }
 
-/// Configures (or updates) the fast path of instance (`ifindex`, `vrid`, `family`) and makes
-/// sure its last-seen entry exists.
+/// The map value for one instance's parameters.
 ///
 /// # Errors
-/// An address of the wrong family, or a map that cannot be written.
-pub fn configure(
-    ebpf: &mut Ebpf,
-    ifindex: u32,
-    vrid: u8,
-    family: Family,
-    params: &FastParams,
-) -> Result<(), VrrpFastError> {
+/// An address of the wrong family.
+pub fn encode(vrid: u8, family: Family, params: &FastParams) -> Result<VrrpInstance, VrrpFastError> {
     let mut flags = 0;
     for (on, bit) in [
         (params.check_ttl, VRRP_F_CHECK_TTL),
@@ -181,7 +174,7 @@ pub fn configure(
         ),
         None => ([0; 16], 0, 0),
     };
-    let value = VrrpInstance {
+    Ok(VrrpInstance {
         version: params.version,
         flags,
         auth_type: u8::from(params.auth_pass.is_some()),
@@ -202,7 +195,22 @@ pub fn configure(
             .unwrap_or(ka_common::vrrp::VRRP_MCAST_V4)
             .octets(),
         local_addr: addr16(vrid, family, params.local_addr)?,
-    };
+    })
+}
+
+/// Configures (or updates) the fast path of instance (`ifindex`, `vrid`, `family`) and makes
+/// sure its last-seen entry exists.
+///
+/// # Errors
+/// An address of the wrong family, or a map that cannot be written.
+pub fn configure(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    vrid: u8,
+    family: Family,
+    params: &FastParams,
+) -> Result<(), VrrpFastError> {
+    let value = encode(vrid, family, params)?;
     let k = key(ifindex, vrid, family);
     {
         let map = ebpf
@@ -221,6 +229,64 @@ pub fn configure(
         m.insert(k, 0, 0).map_err(map_err(VRRP_SEEN_MAP))?;
     }
     Ok(())
+}
+
+/// The fast path's instance and last-seen maps, taken out of the loaded object so the VRRP
+/// engine owns them (the load balancer's writer keeps the rest of the object).
+pub struct FastMaps {
+    instances: BpfHashMap<MapData, VrrpKey, VrrpInstance>,
+    seen: BpfHashMap<MapData, VrrpKey, u64>,
+}
+
+impl FastMaps {
+    /// Takes `KA_VRRP`, `KA_VRRP_SEEN` and the ring buffer out of `ebpf`.
+    ///
+    /// # Errors
+    /// A map is missing (or already taken) or has the wrong type.
+    pub fn take(ebpf: &mut Ebpf) -> Result<(FastMaps, EventReader), VrrpFastError> {
+        let events = EventReader::new(ebpf)?;
+        let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(VrrpFastError::MissingMap(name));
+        let instances = BpfHashMap::try_from(take(ebpf, VRRP_INSTANCES_MAP)?).map_err(map_err(VRRP_INSTANCES_MAP))?;
+        let seen = BpfHashMap::try_from(take(ebpf, VRRP_SEEN_MAP)?).map_err(map_err(VRRP_SEEN_MAP))?;
+        Ok((FastMaps { instances, seen }, events))
+    }
+
+    /// [`configure`] on the owned maps.
+    ///
+    /// # Errors
+    /// An address of the wrong family, or a map that cannot be written.
+    pub fn configure(&mut self, key: VrrpKey, family: Family, params: &FastParams) -> Result<(), VrrpFastError> {
+        let value = encode(key.vrid, family, params)?;
+        self.instances.insert(key, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))?;
+        if self.seen.get(&key, 0).is_err() {
+            self.seen.insert(key, 0, 0).map_err(map_err(VRRP_SEEN_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// [`last_seen`] on the owned map.
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn last_seen(&self, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError> {
+        match self.seen.get(&key, 0) {
+            Ok(0) | Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Ok(ns) => Ok(Some(Duration::from_nanos(ns))),
+            Err(e) => Err(map_err(VRRP_SEEN_MAP)(e)),
+        }
+    }
+
+    /// [`remove`] on the owned maps.
+    pub fn remove(&mut self, key: VrrpKey) {
+        let _ = self.instances.remove(&key);
+        let _ = self.seen.remove(&key);
+    }
+}
+
+impl std::fmt::Debug for FastMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FastMaps")
+    }
 }
 
 /// Removes an instance from the fast path (its adverts then count as unknown VRID).

@@ -1,7 +1,8 @@
 //! Raw IP protocol 112 sockets, one per (interface, address family), as keepalived opens them
-//! (RFC 3768 §5.1, RFC 5798 §5.1): bound to the device, TTL/hop limit 255 on every send, the
-//! multicast group joined on that interface (or unicast peers only), and each received packet's
-//! TTL, destination and source reported so the caller can check them.
+//! (RFC 3768 §5.1, RFC 5798 §5.1): bound to the device, TTL/hop limit 255 on every send, every
+//! multicast group its instances use joined on that interface (none for unicast peers only),
+//! each advert sent from its own instance's source address (IP_PKTINFO / IPV6_PKTINFO), and
+//! each received packet's TTL, destination and source reported so the caller can check them.
 
 use std::{
     io,
@@ -26,6 +27,18 @@ pub struct Received {
     pub offset: usize,
     /// Length of the VRRP message.
     pub len: usize,
+}
+
+/// One advert to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The VRRP message, checksummed.
+    pub data: Vec<u8>,
+    /// Destination (group or unicast peer).
+    pub dst: IpAddr,
+    /// Source address (the instance's `unicast_src_ip` or primary address); `None`: the
+    /// socket's default.
+    pub src: Option<IpAddr>,
 }
 
 /// A raw VRRP socket on one interface.
@@ -127,6 +140,43 @@ impl VrrpSocket {
         Ok(VrrpSocket { fd, v6, ifindex, src: bind_addr })
     }
 
+    /// Joins one more multicast group on the socket's interface (an instance's `mcast_dst_ip`).
+    ///
+    /// # Errors
+    /// The group is of the other family, or the kernel refuses the membership.
+    pub fn join(&self, group: IpAddr) -> io::Result<()> {
+        let r = self.fd.get_ref().as_raw_fd();
+        match (group, self.v6) {
+            (IpAddr::V6(g), true) => {
+                let mreq = libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: g.octets() }, ipv6mr_interface: self.ifindex };
+                setsockopt(r, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
+            }
+            (IpAddr::V4(g), false) => {
+                let m = libc::ip_mreqn {
+                    imr_multiaddr: libc::in_addr { s_addr: u32::from(g).to_be() },
+                    imr_address: libc::in_addr { s_addr: 0 },
+                    imr_ifindex: self.ifindex as libc::c_int,
+                };
+                setsockopt(r, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &m)
+            }
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("group {group} is not of the socket's family"))),
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("joining {group} on ifindex {}: {e}", self.ifindex)))
+    }
+
+    /// Makes the socket send-only: a socket filter drops every packet it would receive (the
+    /// VMAC's send socket, whose adverts are received on the base interface's socket).
+    ///
+    /// # Errors
+    /// The kernel refuses the filter.
+    pub fn discard_input(&self) -> io::Result<()> {
+        // Classic BPF "ret #0": accept nothing.
+        let mut insn = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+        let prog = libc::sock_fprog { len: 1, filter: insn.as_mut_ptr() };
+        setsockopt(self.fd.get_ref().as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+            .map_err(|e| io::Error::new(e.kind(), format!("SO_ATTACH_FILTER on ifindex {}: {e}", self.ifindex)))
+    }
+
     /// Interface index the socket is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -182,7 +232,7 @@ impl VrrpSocket {
     ///
     /// # Errors
     /// The first send error.
-    pub async fn send_batch(&self, msgs: &[(Vec<u8>, IpAddr)]) -> io::Result<usize> {
+    pub async fn send_batch(&self, msgs: &[Outgoing]) -> io::Result<usize> {
         const MAX: usize = 64;
         let mut sent = 0;
         while sent < msgs.len() {
@@ -202,10 +252,9 @@ impl VrrpSocket {
         Ok(sent)
     }
 
-    fn sendmmsg_now(&self, fd: RawFd, chunk: &[(Vec<u8>, IpAddr)]) -> io::Result<usize> {
-        // One control message (the source address) shared by every message of the batch.
-        let mut control = [0u64; 8];
-        let (level, kind, payload): (i32, i32, Vec<u8>) = match self.src {
+    /// The control message setting `src` as the source address: (level, type, payload).
+    fn pktinfo(&self, src: Option<IpAddr>) -> (i32, i32, Vec<u8>) {
+        match src {
             Some(IpAddr::V4(a)) => {
                 let pi = libc::in_pktinfo {
                     ipi_ifindex: 0,
@@ -221,10 +270,22 @@ impl VrrpSocket {
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, unsafe { std::slice::from_raw_parts((&raw const pi).cast::<u8>(), std::mem::size_of_val(&pi)) }.to_vec())
             }
             None => (0, 0, Vec::new()),
-        };
-        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
-        let (space, len) = unsafe { (libc::CMSG_SPACE(payload.len() as u32) as usize, libc::CMSG_LEN(payload.len() as u32) as usize) };
-        if !payload.is_empty() {
+        }
+    }
+
+    fn sendmmsg_now(&self, fd: RawFd, chunk: &[Outgoing]) -> io::Result<usize> {
+        // One control message per message: its own source address (instances sharing the
+        // socket may have different ones).
+        let mut controls: Vec<[u64; 8]> = vec![[0u64; 8]; chunk.len()];
+        let mut spaces: Vec<usize> = Vec::with_capacity(chunk.len());
+        for (o, control) in chunk.iter().zip(controls.iter_mut()) {
+            let (level, kind, payload) = self.pktinfo(o.src.or(self.src));
+            if payload.is_empty() {
+                spaces.push(0);
+                continue;
+            }
+            // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
+            let (space, len) = unsafe { (libc::CMSG_SPACE(payload.len() as u32) as usize, libc::CMSG_LEN(payload.len() as u32) as usize) };
             // SAFETY: control is 64 bytes, aligned for cmsghdr, and space <= 64 for both
             // pktinfo kinds; the header and data are written inside it.
             unsafe {
@@ -234,10 +295,11 @@ impl VrrpSocket {
                 (*h).cmsg_len = len as _;
                 std::ptr::copy_nonoverlapping(payload.as_ptr(), libc::CMSG_DATA(h), payload.len());
             }
+            spaces.push(space);
         }
         let mut addrs: Vec<libc::sockaddr_in6> = Vec::with_capacity(chunk.len());
         let mut iovs: Vec<libc::iovec> = Vec::with_capacity(chunk.len());
-        for (msg, dst) in chunk {
+        for Outgoing { data: msg, dst, .. } in chunk {
             // SAFETY: zeroed sockaddr_in6 is valid; it is large enough for a sockaddr_in too.
             let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
             match dst {
@@ -269,9 +331,9 @@ impl VrrpSocket {
                 h.msg_hdr.msg_namelen = salen as u32;
                 h.msg_hdr.msg_iov = &raw mut iovs[i];
                 h.msg_hdr.msg_iovlen = 1;
-                if !payload.is_empty() {
-                    h.msg_hdr.msg_control = control.as_mut_ptr().cast();
-                    h.msg_hdr.msg_controllen = space as _;
+                if spaces[i] > 0 {
+                    h.msg_hdr.msg_control = controls[i].as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = spaces[i] as _;
                 }
                 h
             })
