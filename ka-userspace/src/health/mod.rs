@@ -317,7 +317,8 @@ impl CheckerJob {
                 Ok(r) => r,
                 Err(_) => Err(CheckError::Timeout { stage: "in the check", after: self.budget }),
             };
-            let latency = started.elapsed();
+            let ended = Instant::now();
+            let latency = ended - started;
             let unsupported = matches!(res, Err(CheckError::Unsupported(_)));
             let (ok, reason, weight) = match res {
                 Ok(s) => (true, s.detail, s.weight),
@@ -328,14 +329,15 @@ impl CheckerJob {
             if self.tx.send(report).await.is_err() {
                 return;
             }
-            let now = Instant::now();
-            next = started + schedule::next_deadline(Duration::ZERO, now - started, step.next);
+            next = started + schedule::next_deadline(Duration::ZERO, ended - started, step.next);
         }
     }
 
-    fn fsm_delay(&self) -> Duration {
+    fn fsm_delay(&self) -> state::Next {
         // An unsupported checker is reported once per delay_loop; its state never changes.
-        self.fsm.clone().on_result(true).next
+        match self.fsm.clone().on_result(true).next {
+            state::Next::Loop(d) | state::Next::Retry(d) => state::Next::Loop(d),
+        }
     }
 }
 
