@@ -96,6 +96,43 @@ pub struct Config {
     pub ssl: Option<SslConfig>,
 }
 
+impl Config {
+    /// The `vrrp_instance` (index into [`Config::vrrp_instances`]) that holds each VIP, from
+    /// `virtual_ipaddress` and `virtual_ipaddress_excluded` (a later instance wins an address
+    /// named twice). The datapath's mastership slots and `ha_suspend` both follow it.
+    pub fn vip_owners(&self) -> std::collections::HashMap<IpAddr, usize> {
+        let mut owners = std::collections::HashMap::new();
+        for (i, inst) in self.vrrp_instances.iter().enumerate() {
+            for v in inst.virtual_ipaddresses.iter().chain(&inst.virtual_ipaddresses_excluded) {
+                owners.insert(v.address.addr, i);
+            }
+        }
+        owners
+    }
+
+    /// The `vrrp_instance` that owns virtual server `vs`: the one holding its address (for a
+    /// `virtual_server_group`, the first of the group's addresses that an instance holds).
+    /// `None` for fwmark services and for addresses no instance holds.
+    pub fn vs_owner(&self, vs: &VirtualServer) -> Option<usize> {
+        let owners = self.vip_owners();
+        match &vs.key {
+            VsKey::Addr { addr, .. } => owners.get(addr).copied(),
+            VsKey::Fwmark(_) => None,
+            VsKey::Group(name) => self.virtual_server_groups.iter().find(|g| g.name == *name)?.entries.iter().find_map(|e| match e {
+                VsgEntry::Range { first, last, .. } => {
+                    let key = |a: &IpAddr| match a {
+                        IpAddr::V4(x) => (false, u128::from(u32::from(*x))),
+                        IpAddr::V6(x) => (true, u128::from(*x)),
+                    };
+                    let (lo, hi) = (key(first), key(last));
+                    owners.iter().filter(|(a, _)| (lo..=hi).contains(&key(a))).map(|(a, i)| (key(a), *i)).min().map(|(_, i)| i)
+                }
+                VsgEntry::Fwmark { .. } => None,
+            }),
+        }
+    }
+}
+
 /// An entry ka keeps as words only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEntry {

@@ -141,8 +141,12 @@ pub struct HealthReport {
     pub checks: BTreeMap<String, u64>,
     /// Failed checks since start, by checker keyword, plus `total`.
     pub failures: BTreeMap<String, u64>,
-    /// Whether checks of `ha_suspend` services are suspended (the node is not MASTER).
+    /// Whether the checks of some `ha_suspend` service are suspended (the VRRP instance
+    /// holding its address is not MASTER).
     pub suspended: bool,
+    /// The `ha_suspend` services whose checks are suspended now.
+    #[serde(default)]
+    pub suspended_services: Vec<String>,
 }
 
 impl HealthReport {
@@ -151,7 +155,7 @@ impl HealthReport {
         let mut s = String::new();
         let total = self.checks.get("total").copied().unwrap_or(0);
         let failed = self.failures.get("total").copied().unwrap_or(0);
-        let _ = writeln!(s, "health: {} real servers, {total} checks, {failed} failed{}", self.real_servers.len(), if self.suspended { " (ha_suspend: suspended)" } else { "" });
+        let _ = writeln!(s, "health: {} real servers, {total} checks, {failed} failed{}", self.real_servers.len(), if self.suspended { format!(" (ha_suspend: suspended for {})", self.suspended_services.join(", ")) } else { String::new() });
         for r in &self.real_servers {
             let who = r.rs_index.map_or("sorry", |_| "real");
             let last = r.last_check.as_ref().map_or_else(

@@ -179,3 +179,72 @@ async fn sorry_server_and_inhibit() {
     assert_eq!(r.real_servers.last().map(|r| r.state.as_str()), Some("active"));
     drop(h);
 }
+
+/// Checks done so far by the first checker of service `vs`.
+async fn checks_of(h: &HealthHandle, vs: usize) -> u64 {
+    h.status().await.real_servers.iter().find(|r| r.vs_index == vs).and_then(|r| r.checkers.first()).map_or(0, |c| c.checks)
+}
+
+/// Polls (every 10 ms, bounded) until `pred` holds for the report.
+async fn wait_report(h: &HealthHandle, what: &str, timeout: Duration, pred: impl Fn(&HealthReport) -> bool) -> HealthReport {
+    let start = Instant::now();
+    loop {
+        let r = h.status().await;
+        if pred(&r) {
+            return r;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}: {}", r.to_text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// ha_suspend follows the VRRP instance that holds each service's address, not "any
+/// instance": VI_A's service is checked only while VI_A is MASTER, VI_B's only while VI_B is,
+/// and a service whose address no instance holds is never suspended (it is the clock here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_suspend_follows_the_owning_instance() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let accept = tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let vs = |addr: &str| {
+        format!(
+            "virtual_server {addr} 80 {{\n protocol TCP\n delay_loop 0.05\n ha_suspend\n real_server 127.0.0.1 {port} {{\n  TCP_CHECK {{\n   connect_timeout 1\n   warmup 0\n  }}\n }}\n}}\n"
+        )
+    };
+    let cfg = config(&format!(
+        "vrrp_instance VI_A {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n\
+         vrrp_instance VI_B {{\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {{\n 198.18.0.20\n }}\n}}\n{}{}{}",
+        vs("198.18.0.10"),
+        vs("198.18.0.20"),
+        vs("198.18.0.30")
+    ));
+    let h = start(&cfg, HealthOptions { master: false, ..Default::default() }).expect("start");
+    let t = Duration::from_secs(5);
+    let r = wait_report(&h, "the unowned service checked", t, |r| r.real_servers[2].checkers[0].checks >= 5).await;
+    assert_eq!((r.real_servers[0].checkers[0].checks, r.real_servers[1].checkers[0].checks), (0, 0), "no MASTER: owned services not checked");
+    assert_eq!(r.suspended_services, vec!["198.18.0.10:80", "198.18.0.20:80"]);
+
+    h.set_master("VI_A", true);
+    let r = wait_report(&h, "VI_A's service checked", t, |r| r.real_servers[0].checkers[0].checks >= 3).await;
+    assert_eq!(r.real_servers[1].checkers[0].checks, 0, "VI_B is not MASTER: its service stays suspended");
+    assert_eq!(r.suspended_services, vec!["198.18.0.20:80"]);
+
+    h.set_master("VI_A", false);
+    wait_report(&h, "VI_A suspended", t, |r| r.suspended_services.len() == 2).await;
+    let (a, clock) = (checks_of(&h, 0).await, checks_of(&h, 2).await);
+    wait_report(&h, "10 more checks of the unowned service", t, |r| r.real_servers[2].checkers[0].checks >= clock + 10).await;
+    let a2 = checks_of(&h, 0).await;
+    assert!(a2 <= a + 1, "VI_A left MASTER: its checks stop (at most one in flight finishes): {a} -> {a2}");
+
+    h.set_master("VI_B", true);
+    wait_report(&h, "VI_B's service checked", t, |r| r.real_servers[1].checkers[0].checks >= 3).await;
+    h.set_master("VI_A", true);
+    wait_report(&h, "VI_A's service resumes", t, |r| r.real_servers[0].checkers[0].checks >= a2 + 3 && r.suspended_services.is_empty()).await;
+    h.shutdown().await;
+    accept.abort();
+}
+
