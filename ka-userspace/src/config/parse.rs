@@ -1647,8 +1647,9 @@ impl<'d> Cx<'d> {
                     vs.omega = self.arg_bool(e);
                 }
                 "virtualhost" => {
+                    // The default Host of the HTTP_GET/SSL_GET checkers below (keepalived:
+                    // url > checker > real_server > virtual_server), inherited when they are built.
                     vs.virtualhost = self.arg_str(e);
-                    self.unsupported(e, "virtual_server");
                 }
                 "smtp_alert" => {
                     vs.smtp_alert = Some(self.arg_bool(e));
@@ -1760,8 +1761,8 @@ impl<'d> Cx<'d> {
                     self.unsupported(e, "real_server");
                 }
                 "virtualhost" => {
+                    // The default Host of this real server's HTTP_GET/SSL_GET checkers.
                     rs.virtualhost = self.arg_str(e);
-                    self.unsupported(e, "real_server");
                 }
                 "smtp_alert" => {
                     rs.smtp_alert = Some(self.arg_bool(e));

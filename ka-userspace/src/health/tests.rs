@@ -248,3 +248,82 @@ async fn ha_suspend_follows_the_owning_instance() {
     accept.abort();
 }
 
+/// An HTTP server that records the head of every request (request line and headers, lower
+/// cased names) and answers 200.
+async fn recording_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h2 = heads.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let heads = h2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let lines: Vec<String> = text.split("\r\n").take_while(|l| !l.is_empty()).map(str::to_owned).collect();
+                heads.lock().expect("lock").push(lines);
+                let _ = s.write_all(&http_response("200 OK", b"ok")).await;
+            });
+        }
+    });
+    (addr, heads, task)
+}
+
+/// The header `name` (case-insensitive) of a recorded request head.
+fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+    head.iter().skip(1).find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+/// keepalived's request: HTTP/1.0 without `Connection` by default, `1.0C` adds
+/// `Connection: close`, `1.1` is HTTP/1.1 with it; the Host is the first virtualhost of url >
+/// checker > real_server > virtual_server, else the target's `ADDR:PORT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_line_and_host_chain() {
+    let (addr, heads, _srv) = recording_server().await;
+    let port = addr.port();
+    let run = |vs_vh: &str, rs_vh: &str, ck: &str, url_vh: &str| {
+        let cfg = config(&format!(
+            "virtual_server 127.0.0.1 80 {{\n protocol TCP\n {vs_vh}\n real_server 127.0.0.1 {port} {{\n  {rs_vh}\n  HTTP_GET {{\n   connect_timeout 5\n   {ck}\n   url {{\n    path /probe\n    {url_vh}\n   }}\n  }}\n }}\n}}\n"
+        ));
+        let rs = &cfg.virtual_servers[0].real_servers[0];
+        Probe::build(&rs.checkers[0], rs, &cfg, &BuildContext::default())
+    };
+    let cases: [(&str, &str, &str, &str, &str, Option<&str>, String); 7] = [
+        ("", "", "", "", "GET /probe HTTP/1.0", None, format!("127.0.0.1:{port}")),
+        ("", "", "http_protocol 1.0", "", "GET /probe HTTP/1.0", None, format!("127.0.0.1:{port}")),
+        ("", "", "http_protocol 1.0C", "", "GET /probe HTTP/1.0", Some("close"), format!("127.0.0.1:{port}")),
+        ("", "", "http_protocol 1.1", "", "GET /probe HTTP/1.1", Some("close"), format!("127.0.0.1:{port}")),
+        ("virtualhost vs.test", "", "", "", "GET /probe HTTP/1.0", None, "vs.test".into()),
+        ("virtualhost vs.test", "virtualhost rs.test", "", "", "GET /probe HTTP/1.0", None, "rs.test".into()),
+        ("virtualhost vs.test", "virtualhost rs.test", "virtualhost ck.test", "", "GET /probe HTTP/1.0", None, "ck.test".into()),
+    ];
+    for (vs_vh, rs_vh, ck, url_vh, line, connection, host) in cases.iter().chain(std::iter::once(&(
+        "virtualhost vs.test",
+        "virtualhost rs.test",
+        "virtualhost ck.test",
+        "virtualhost url.test",
+        "GET /probe HTTP/1.0",
+        None,
+        "url.test".to_owned(),
+    ))) {
+        heads.lock().expect("lock").clear();
+        let p = run(vs_vh, rs_vh, ck, url_vh);
+        p.run().await.unwrap_or_else(|e| panic!("{vs_vh}/{rs_vh}/{ck}/{url_vh}: {e}"));
+        let head = heads.lock().expect("lock").pop().expect("a request");
+        let what = format!("case {vs_vh:?} {rs_vh:?} {ck:?} {url_vh:?}: {head:?}");
+        assert_eq!(head[0], *line, "{what}");
+        assert_eq!(header(&head, "host"), Some(host.as_str()), "{what}");
+        assert_eq!(header(&head, "connection"), *connection, "{what}");
+        assert_eq!(header(&head, "user-agent"), Some("KeepAliveClient"), "{what}");
+    }
+}
+
