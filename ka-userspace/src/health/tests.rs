@@ -327,3 +327,122 @@ async fn http_request_line_and_host_chain() {
     }
 }
 
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ka-health-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    /// Writes an executable `/bin/sh` script.
+    fn script(&self, name: &str, body: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        p.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls (bounded) until `path` holds exactly `want` lines.
+async fn wait_lines(path: &Path, want: &[&str], timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines == want {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?}: {} holds {lines:?}, want {want:?}", path.display());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Accepts (and drops) connections until aborted.
+fn listen_on(l: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    })
+}
+
+/// notify_down/quorum_down really run when the only real server fails, notify_up/quorum_up
+/// when it recovers (each writes a marker line); nothing runs for the start-up state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_and_quorum_scripts_run() {
+    let dir = TempDir::new("scripts");
+    let log = dir.0.join("log");
+    let mark = dir.script("mark.sh", &format!("echo \"$1\" >> {}", log.display()));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = listen_on(l);
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.1\n quorum 1\n quorum_up \"{mark} quorum_up\"\n quorum_down \"{mark} quorum_down\"\n\
+         real_server 127.0.0.1 {} {{\n  notify_up \"{mark} notify_up\"\n  notify_down \"{mark} notify_down\"\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n   connect_timeout 1\n  }}\n }}\n}}\n",
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    let mut rx = h.backends();
+    wait_report(&h, "a few passing checks", Duration::from_secs(5), |r| r.checks.get("total").copied().unwrap_or(0) >= 3).await;
+    assert!(!log.exists(), "no script for the start-up state: {:?}", std::fs::read_to_string(&log));
+    accept.abort();
+    let _ = accept.await;
+    wait_set(&mut rx, "server down", Duration::from_secs(5), |s| serving(s, 0).is_empty()).await;
+    wait_lines(&log, &["notify_down", "quorum_down"], Duration::from_secs(5)).await;
+    let accept = listen_on(TcpListener::bind(addr).await.expect("rebind"));
+    wait_set(&mut rx, "server back", Duration::from_secs(5), |s| serving(s, 0) == vec![addr]).await;
+    wait_lines(&log, &["notify_down", "quorum_down", "notify_up", "quorum_up"], Duration::from_secs(5)).await;
+    h.shutdown().await;
+    accept.abort();
+}
+
+/// Processes whose command line contains `needle`.
+fn pgrep(needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// A notify_down script that hangs (a shell waiting on a child `sleep`) is killed with its
+/// whole process group at the script timeout: no process is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_notify_script_is_bounded() {
+    let dir = TempDir::new("hung");
+    let needle = format!("617.{}", std::process::id());
+    let hang = dir.script("hang.sh", &format!("sleep {needle}\nexit 0"));
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.2\n real_server 127.0.0.1 {port} {{\n  notify_down {hang}\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n}}\n"
+    ));
+    let timeout = Duration::from_millis(500);
+    let h = start(&cfg, HealthOptions { script_timeout: timeout, ..Default::default() }).expect("start");
+    let start_wait = Instant::now();
+    loop {
+        if !pgrep(&needle).is_empty() {
+            break;
+        }
+        assert!(start_wait.elapsed() < Duration::from_secs(5), "the hung notify_down script never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let left = pgrep(&needle);
+        if left.is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < timeout + Duration::from_secs(2), "processes left after the script timeout: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}
