@@ -198,6 +198,12 @@ pub struct GlobalDefs {
     pub smtp_server: Option<(String, u16)>,
     /// `smtp_connect_timeout` (default 30 s).
     pub smtp_connect_timeout: Duration,
+    /// `smtp_alert`: default of every `smtp_alert` (VRRP and checkers).
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp`: default of the VRRP instances' and sync groups' `smtp_alert`.
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `smtp_alert_checker`: default of the virtual and real servers' `smtp_alert`.
+    pub smtp_alert_checker: Option<bool>,
     /// `vrrp_down_timer_adverts` (default for `down_timer_adverts`, 3).
     pub vrrp_down_timer_adverts: Option<u8>,
     /// `vrrp_lower_prio_no_advert`.
@@ -238,6 +244,9 @@ impl Default for GlobalDefs {
             notification_email_from: None,
             smtp_server: None,
             smtp_connect_timeout: Duration::from_secs(30),
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            smtp_alert_checker: None,
             vrrp_down_timer_adverts: None,
             vrrp_lower_prio_no_advert: false,
             vrrp_higher_prio_send_advert: false,

@@ -219,7 +219,8 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
             rs_infos.push(RsInfo {
                 notify_up: rs.notify_up.clone(),
                 notify_down: rs.notify_down.clone(),
-                smtp_alert: rs.smtp_alert.or(vs.smtp_alert).unwrap_or(false),
+                // keepalived: the real server's, else the global checker default, else global.
+                smtp_alert: rs.smtp_alert.or(vs.smtp_alert).or(cfg.global.smtp_alert_checker).or(cfg.global.smtp_alert).unwrap_or(false),
                 last_change: Instant::now(),
                 last_reason: String::new(),
                 checkers,
@@ -517,7 +518,7 @@ impl Owner {
                         self.run_script(&s, if up { "notify_up" } else { "notify_down" });
                     }
                     if let (Some(reason), Some(smtp)) = (alert, self.smtp.clone()) {
-                        let service = service.clone();
+                        let service = alert::service_label(&service);
                         tokio::spawn(async move {
                             if let Err(e) = alert::send(&smtp, &who, &service, up, &reason).await {
                                 warn!(error = %e, "checker smtp_alert");

@@ -353,12 +353,16 @@ impl Drop for TempDir {
     }
 }
 
-/// Polls (bounded) until `path` holds exactly `want` lines.
+/// Polls (bounded) until `path` holds exactly the lines `want`, in any order (scripts started
+/// together run concurrently).
 async fn wait_lines(path: &Path, want: &[&str], timeout: Duration) {
     let start = Instant::now();
+    let mut want = want.to_vec();
+    want.sort_unstable();
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
         if lines == want {
             return;
         }
@@ -444,5 +448,100 @@ async fn hung_notify_script_is_bounded() {
         assert!(started.elapsed() < timeout + Duration::from_secs(2), "processes left after the script timeout: {left:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    h.shutdown().await;
+}
+
+/// A loopback SMTP server (the one of `notify::smtp`'s test, serving any number of
+/// sessions): each session's transcript is sent on the channel.
+async fn smtp_sink() -> (u16, mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(r).lines();
+                let mut transcript = Vec::new();
+                if w.write_all(b"220 test ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    transcript.push(line.clone());
+                    if in_data {
+                        if line == "." {
+                            in_data = false;
+                            let _ = w.write_all(b"250 queued\r\n").await;
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 test\r\n",
+                        "DATA" => {
+                            in_data = true;
+                            b"354 go\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(transcript.join("\n"));
+            });
+        }
+    });
+    (port, rx, task)
+}
+
+/// A transcript with folded headers unfolded and the quoted-printable body decoded (enough
+/// for ASCII text).
+fn readable(transcript: &str) -> String {
+    transcript.replace("\n ", " ").replace("=\n", "").replace("=3D", "=")
+}
+
+/// Checker smtp_alert end to end: with global `smtp_alert_checker`, a real server without its
+/// own `smtp_alert` mails keepalived's DOWN and UP alerts (subject and reason) to the
+/// configured SMTP server; one with `smtp_alert off` mails nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checker_smtp_alerts_reach_the_smtp_server() {
+    let (smtp_port, mut mails, _sink) = smtp_sink().await;
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = listen_on(l);
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let cfg = config(&format!(
+        "global_defs {{\n router_id lb1\n notification_email {{\n ops@example.invalid\n }}\n notification_email_from ka@example.invalid\n \
+         smtp_server 127.0.0.1 {smtp_port}\n smtp_connect_timeout 5\n smtp_alert_checker on\n}}\n\
+         virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.1\n\
+         real_server 127.0.0.1 {} {{\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n\
+         real_server 127.0.0.1 {dead_port} {{\n  smtp_alert off\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n}}\n",
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    let mut rx = h.backends();
+    wait_set(&mut rx, "the smtp_alert-off server down", Duration::from_secs(5), |s| serving(s, 0) == vec![addr]).await;
+    accept.abort();
+    let _ = accept.await;
+    let down = readable(&tokio::time::timeout(Duration::from_secs(10), mails.recv()).await.expect("no DOWN alert").expect("sink"));
+    let want = format!("Subject: [lb1] Realserver [127.0.0.1]:{} of virtual server [127.0.0.1]:80 - DOWN", addr.port());
+    assert!(down.contains(&want), "{want:?} not in\n{down}");
+    assert!(down.contains("MAIL FROM:<ka@example.invalid>") && down.contains("RCPT TO:<ops@example.invalid>"), "{down}");
+    assert!(down.contains("=> CHECK failed on service : connect to") && down.contains("refused"), "the reason is in the body:\n{down}");
+    let _accept = listen_on(TcpListener::bind(addr).await.expect("rebind"));
+    let up = readable(&tokio::time::timeout(Duration::from_secs(10), mails.recv()).await.expect("no UP alert").expect("sink"));
+    assert!(up.contains(&format!("Realserver [127.0.0.1]:{} of virtual server [127.0.0.1]:80 - UP", addr.port())), "{up}");
+    assert!(mails.try_recv().is_err(), "the smtp_alert-off server sent an alert");
     h.shutdown().await;
 }
