@@ -252,6 +252,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         suspend_tx,
         checks: BTreeMap::new(),
         failures: BTreeMap::new(),
+        lateness: report::Lateness::default(),
         dirty: Vec::new(),
         tasks,
     };
@@ -294,6 +295,8 @@ struct CheckReport {
     reason: String,
     weight: Option<u32>,
     latency: Duration,
+    /// How late the check started against its deadline.
+    late: Duration,
     change: Option<CheckerChange>,
     up: bool,
 }
@@ -325,6 +328,7 @@ impl CheckerJob {
             }
             tokio::time::sleep_until(next).await;
             let started = Instant::now();
+            let late = started.saturating_duration_since(next);
             let res = match tokio::time::timeout(self.budget, self.probe.run()).await {
                 Ok(r) => r,
                 Err(_) => Err(CheckError::Timeout { stage: "in the check", after: self.budget }),
@@ -337,7 +341,7 @@ impl CheckerJob {
                 Err(e) => (false, e.to_string(), None),
             };
             let step = if unsupported { state::Step { change: None, next: self.fsm_delay() } } else { self.fsm.on_result(ok) };
-            let report = CheckReport { id: self.id, ok, unsupported, reason, weight, latency, change: step.change, up: self.fsm.is_up() };
+            let report = CheckReport { id: self.id, ok, unsupported, reason, weight, latency, late, change: step.change, up: self.fsm.is_up() };
             if self.tx.send(report).await.is_err() {
                 return;
             }
@@ -391,6 +395,7 @@ struct Owner {
     suspend_tx: Vec<(String, watch::Sender<bool>)>,
     checks: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
+    lateness: report::Lateness,
     dirty: Vec<usize>,
     tasks: JoinSet<()>,
 }
@@ -472,6 +477,7 @@ impl Owner {
         let Some(info) = self.infos.get_mut(vs).and_then(|s| s.rs.get_mut(rs)) else { return };
         let Some(stats) = info.checkers.get_mut(ck) else { return };
         stats.checks += 1;
+        self.lateness.record(r.late);
         *self.checks.entry(stats.kind.to_owned()).or_default() += 1;
         *self.checks.entry("total".to_owned()).or_default() += 1;
         if !r.ok {
@@ -646,6 +652,7 @@ impl Owner {
             failures: self.failures.clone(),
             suspended: !suspended_services.is_empty(),
             suspended_services,
+            lateness: self.lateness.clone(),
         }
     }
 }
