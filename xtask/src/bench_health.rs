@@ -109,8 +109,11 @@ fn cpu_ticks(pid: u64) -> anyhow::Result<u64> {
     Ok(u + s)
 }
 
-/// Checks and failures so far, and the lateness histogram as `(upper bound µs, count)`.
-fn checks_total(d: &KaDaemon) -> anyhow::Result<(u64, u64, Vec<(u64, u64)>)> {
+/// A lateness histogram from `ka status --json`: `(upper bound µs, count)`, ascending.
+type Buckets = Vec<(u64, u64)>;
+
+/// Checks and failures so far, and the lateness histogram.
+fn checks_total(d: &KaDaemon) -> anyhow::Result<(u64, u64, Buckets)> {
     let st = d.status_json()?;
     let h = st
         .get("health")

@@ -283,6 +283,10 @@ fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
     head.iter().skip(1).find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
 }
 
+/// One case of [`http_request_line_and_host_chain`]: virtualhost lines at the virtual_server,
+/// real_server, checker and url levels; the expected request line, Connection and Host.
+type HostCase = (&'static str, &'static str, &'static str, &'static str, &'static str, Option<&'static str>, String);
+
 /// keepalived's request: HTTP/1.0 without `Connection` by default, `1.0C` adds
 /// `Connection: close`, `1.1` is HTTP/1.1 with it; the Host is the first virtualhost of url >
 /// checker > real_server > virtual_server, else the target's `ADDR:PORT`.
@@ -297,7 +301,7 @@ async fn http_request_line_and_host_chain() {
         let rs = &cfg.virtual_servers[0].real_servers[0];
         Probe::build(&rs.checkers[0], rs, &cfg, &BuildContext::default())
     };
-    let cases: [(&str, &str, &str, &str, &str, Option<&str>, String); 7] = [
+    let cases: [HostCase; 8] = [
         ("", "", "", "", "GET /probe HTTP/1.0", None, format!("127.0.0.1:{port}")),
         ("", "", "http_protocol 1.0", "", "GET /probe HTTP/1.0", None, format!("127.0.0.1:{port}")),
         ("", "", "http_protocol 1.0C", "", "GET /probe HTTP/1.0", Some("close"), format!("127.0.0.1:{port}")),
@@ -305,16 +309,9 @@ async fn http_request_line_and_host_chain() {
         ("virtualhost vs.test", "", "", "", "GET /probe HTTP/1.0", None, "vs.test".into()),
         ("virtualhost vs.test", "virtualhost rs.test", "", "", "GET /probe HTTP/1.0", None, "rs.test".into()),
         ("virtualhost vs.test", "virtualhost rs.test", "virtualhost ck.test", "", "GET /probe HTTP/1.0", None, "ck.test".into()),
+        ("virtualhost vs.test", "virtualhost rs.test", "virtualhost ck.test", "virtualhost url.test", "GET /probe HTTP/1.0", None, "url.test".into()),
     ];
-    for (vs_vh, rs_vh, ck, url_vh, line, connection, host) in cases.iter().chain(std::iter::once(&(
-        "virtualhost vs.test",
-        "virtualhost rs.test",
-        "virtualhost ck.test",
-        "virtualhost url.test",
-        "GET /probe HTTP/1.0",
-        None,
-        "url.test".to_owned(),
-    ))) {
+    for (vs_vh, rs_vh, ck, url_vh, line, connection, host) in &cases {
         heads.lock().expect("lock").clear();
         let p = run(vs_vh, rs_vh, ck, url_vh);
         p.run().await.unwrap_or_else(|e| panic!("{vs_vh}/{rs_vh}/{ck}/{url_vh}: {e}"));
