@@ -402,3 +402,63 @@ fn silent_server_leaves_xdp_set_within_bound_and_returns() {
     }
     ka.stop().expect("stop");
 }
+
+/// Checks done so far by service `name`'s first real server, from `ka status --json`.
+fn checks_of(ka: &KaDaemon, name: &str) -> Option<u64> {
+    let st = ka.status_json().ok()?;
+    st["health"]["real_servers"].as_array()?.iter().find(|r| r["service"] == name)?["checkers"][0]["checks"].as_u64()
+}
+
+fn vrrp_state(ka: &KaDaemon, instance: &str) -> Option<String> {
+    let st = ka.status_json().ok()?;
+    st["vrrp"].as_array()?.iter().find(|i| i["name"] == instance)?["state"].as_str().map(str::to_owned)
+}
+
+/// `ha_suspend` through the daemon: each service's checks follow the VRRP instance holding
+/// its VIP. The director is MASTER of VI_HX and, while a peer with a higher priority runs,
+/// BACKUP of VI_BK: VI_HX's service is checked, VI_BK's is not; when the peer stops and
+/// VI_BK becomes MASTER, its service's checks start.
+#[test]
+fn ha_suspend_follows_the_instance_holding_the_vip() {
+    const VIP2: &str = "198.18.44.101";
+    let lab = Lab::new();
+    let _s0 = Servers::start(&lab.rs[0], "rs0");
+    let vs = |vip: &str| {
+        format!(
+            "virtual_server {vip} 8001 {{\n delay_loop 0.2\n lb_algo mh\n lb_kind NAT\n protocol TCP\n ha_suspend\n real_server {} 80 {{\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n}}\n",
+            RS[0]
+        )
+    };
+    let text = format!(
+        "vrrp_instance VI_HX {{\n state MASTER\n interface eth0\n virtual_router_id 91\n priority 150\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n\
+         vrrp_instance VI_BK {{\n state BACKUP\n interface eth0\n virtual_router_id 92\n priority 50\n advert_int 1\n virtual_ipaddress {{\n {VIP2}/24\n }}\n}}\n{}{}",
+        vs(VIP),
+        vs(VIP2)
+    );
+    let conf = lab.dir.join("ha.conf");
+    std::fs::write(&conf, text).expect("write");
+    let peer_conf = lab.dir.join("peer.conf");
+    std::fs::write(
+        &peer_conf,
+        format!("vrrp_instance VI_BK {{\n state MASTER\n interface eth0\n virtual_router_id 92\n priority 200\n advert_int 1\n virtual_ipaddress {{\n {VIP2}/24\n }}\n}}\n"),
+    )
+    .expect("write");
+    let peer = KaDaemon::start(&lab.client, &ka_bin(), &unique_name("hp"), &["-f", peer_conf.to_str().expect("utf-8"), "--no-xdp"]).expect("peer ka run");
+    wait_for("peer MASTER of VI_BK", WAIT, || (vrrp_state(&peer, "VI_BK").as_deref() == Some("MASTER")).then_some(()));
+    let ka = KaDaemon::start(&lab.director, &ka_bin(), &unique_name("ha"), &["-f", conf.to_str().expect("utf-8"), "--iface", "eth1"]).expect("ka run");
+    let (a, b) = (format!("{VIP}:8001"), format!("{VIP2}:8001"));
+    wait_for("VI_HX MASTER, VI_BK BACKUP", WAIT, || {
+        (vrrp_state(&ka, "VI_HX").as_deref() == Some("MASTER") && vrrp_state(&ka, "VI_BK").as_deref() == Some("BACKUP")).then_some(())
+    });
+    wait_for("VI_HX's service checked", WAIT, || checks_of(&ka, &a).filter(|c| *c >= 10));
+    assert_eq!(checks_of(&ka, &b), Some(0), "VI_BK is BACKUP: its ha_suspend service is not checked\n{}", ka.status_text().unwrap_or_default());
+    let st = ka.status_json().expect("status");
+    assert_eq!(st["health"]["suspended_services"], serde_json::json!([b]), "{st}");
+    // The peer goes away: VI_BK becomes MASTER here and its service's checks start.
+    peer.stop().expect("stop peer");
+    wait_for("VI_BK MASTER", WAIT, || (vrrp_state(&ka, "VI_BK").as_deref() == Some("MASTER")).then_some(()));
+    wait_for("VI_BK's service checked", WAIT, || checks_of(&ka, &b).filter(|c| *c >= 5));
+    let st = ka.status_json().expect("status");
+    assert_eq!(st["health"]["suspended_services"], serde_json::json!([]), "{st}");
+    ka.stop().expect("stop");
+}
