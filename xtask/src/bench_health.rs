@@ -54,6 +54,9 @@ pub struct Sample {
     pub late_p99_ms: f64,
     /// Largest check-start lateness in the window, ms (bucket bound, within 12.5 %).
     pub late_max_ms: f64,
+    /// Time the daemon's threads spent runnable but waiting for a CPU, percent of the window
+    /// (summed over threads): high when other work on the machine starves the daemon.
+    pub cpu_wait_pct: f64,
 }
 
 const LB: &str = "198.18.60.1";
@@ -68,8 +71,8 @@ pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
         for &n in &opts.servers {
             let s = case(kind, n, opts.seconds, ka).with_context(|| format!("health bench {kind} x {n}"))?;
             println!(
-                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed, start lateness p99 {:.1} ms max {:.1} ms",
-                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed, s.late_p99_ms, s.late_max_ms
+                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed, start lateness p99 {:.1} ms max {:.1} ms, waited for a CPU {:.0}% of the time",
+                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed, s.late_p99_ms, s.late_max_ms, s.cpu_wait_pct
             );
         }
     }
@@ -107,6 +110,17 @@ fn cpu_ticks(pid: u64) -> anyhow::Result<u64> {
     let u: u64 = f.get(11).context("no utime")?.parse()?;
     let s: u64 = f.get(12).context("no stime")?.parse()?;
     Ok(u + s)
+}
+
+/// Nanoseconds all threads of `pid` have spent runnable but waiting on a run queue
+/// (`/proc/PID/task/TID/schedstat`, second field).
+fn runqueue_wait_ns(pid: u64) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// A lateness histogram from `ka status --json`: `(upper bound µs, count)`, ascending.
@@ -189,11 +203,11 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
             std::thread::sleep(Duration::from_millis(200));
         }
         let (c0, f0, l0) = checks_total(&daemon)?;
-        let (t0, cpu0) = (Instant::now(), cpu_ticks(pid)?);
+        let (t0, cpu0, wait0) = (Instant::now(), cpu_ticks(pid)?, runqueue_wait_ns(pid));
         std::thread::sleep(Duration::from_secs(seconds));
         let (c1, f1, l1) = checks_total(&daemon)?;
         let (p99, max) = window_lateness(&l0, &l1, 0.99);
-        let (dt, cpu1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?);
+        let (dt, cpu1, wait1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?, runqueue_wait_ns(pid));
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
         daemon.stop()?;
         Ok(Sample {
@@ -204,6 +218,7 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
             failed: f1 - f0,
             late_p99_ms: p99 as f64 / 1000.0,
             late_max_ms: max as f64 / 1000.0,
+            cpu_wait_pct: wait1.saturating_sub(wait0) as f64 / 1e9 / dt * 100.0,
         })
     })();
     let _ = nginx.kill();
