@@ -185,7 +185,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let health = match &config {
         Some(cfg) if !cfg.virtual_servers.is_empty() => Some(crate::health::start(
             cfg,
-            crate::health::HealthOptions { master: cfg.vrrp_instances.is_empty(), ..Default::default() },
+            // Every instance starts out of MASTER; the engine reports each transition.
+            crate::health::HealthOptions { master: false, ..Default::default() },
         )?),
         _ => None,
     };
@@ -241,8 +242,6 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         let set = b.borrow().clone();
         dp.update(datapath.ebpf_mut(), cfg, &set);
     }
-    // Instances that are Master now; the health checkers' ha_suspend follows "any Master".
-    let mut masters: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     info!(instance = %instance, socket = %socket_path.display(), vrrp_instances = config.as_ref().map_or(0, |c| c.vrrp_instances.len()), "ka running");
 
     loop {
@@ -273,9 +272,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
                         dp.set_master(d.ebpf_mut(), &name, master);
                     }
-                    if master { masters.insert(name); } else { masters.remove(&name); }
+                    // ha_suspend follows the instance that holds each service's address.
                     if let Some(h) = &health {
-                        h.set_master(!masters.is_empty());
+                        h.set_master(&name, master);
                     }
                 }
             },

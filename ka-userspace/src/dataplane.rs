@@ -206,15 +206,9 @@ pub struct Dataplane {
 impl Dataplane {
     /// Prepares the dataplane for `cfg`: one mastership slot per VRRP instance, owning its VIPs.
     pub fn new(cfg: &Config, tunnel_src_v4: Option<TunnelSource>, tunnel_src_v6: Option<TunnelSource>) -> Dataplane {
-        let mut slots = HashMap::new();
-        let mut vip_slot = HashMap::new();
-        for (i, inst) in cfg.vrrp_instances.iter().enumerate() {
-            let slot = u32::try_from(i).unwrap_or(u32::MAX);
-            slots.insert(inst.name.clone(), slot);
-            for v in inst.virtual_ipaddresses.iter().chain(&inst.virtual_ipaddresses_excluded) {
-                vip_slot.insert(v.address.addr, slot);
-            }
-        }
+        let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
+        let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
         Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None }
     }
 

@@ -5,10 +5,17 @@
 //!
 //! `ka::health` runs inside the load balancer's namespace; each test makes a server stop
 //! answering (an nftables drop rule in the server namespace: packets vanish, nothing is
-//! refused), asserts it leaves the published backend set within
-//! `delay_loop + retry × (connect_timeout + delay_before_retry) + connect_timeout`, that no
+//! refused), asserts it leaves the published backend set within [`LEAVE_BOUND`], that no
 //! new flows may reach it (it is not among the serving backends), that `ka status` data
-//! says why, and that it comes back when the rule goes.
+//! says why, and that it comes back when the rule goes. (`tests/health_xdp.rs` does the same
+//! through `ka run` and the XDP maps.)
+//!
+//! The bound is `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry`
+//! plus a small margin: the issue's `retry × (connect_timeout + delay_before_retry)` leaves
+//! out the wait for the next scheduled check (up to `delay_loop` after the cut) and the first
+//! failed attempt (a silent server fails an attempt only when `connect_timeout` runs out);
+//! each retry then waits `delay_before_retry` after its failed attempt ends, as in keepalived.
+//! The margin covers publishing the set and this test's 20 ms polling.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -34,7 +41,9 @@ const SRV6: &str = "fd00:198:18:10::2";
 
 /// Timing of every checker in these tests, and the bound a dead server must leave within.
 const TIMING: &str = "delay_loop 1\n connect_timeout 1\n retry 1\n delay_before_retry 1\n warmup 0\n";
-const LEAVE_BOUND: Duration = Duration::from_secs(1 + (1 + 1) + 1 + 2);
+/// `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry` of [`TIMING`],
+/// `1 s + 2 × 1 s + 1 × 1 s = 4 s`, plus 500 ms of margin.
+const LEAVE_BOUND: Duration = Duration::from_millis(4_500);
 
 fn require_bin(bin: &str, package: &str) {
     let found = std::env::var_os("PATH")
@@ -210,7 +219,8 @@ fn make_ca(dir: &Path, tag: &str) {
 }
 
 /// nginx in the server namespace: HTTP on :80 (index + /missing → 404), HTTPS on :443 with
-/// the good CA's certificate and on :8443 with the wrong CA's.
+/// the good CA's certificate and on :8443 with the wrong CA's, and on :9443 only for SNI
+/// `www.test` (a handshake without that SNI is rejected: `ssl_reject_handshake`).
 fn start_nginx(lab: &Lab, index: &str) -> Proc {
     require_bin("nginx", "nginx-light");
     require_bin("openssl", "openssl");
@@ -226,7 +236,9 @@ fn start_nginx(lab: &Lab, index: &str) -> Proc {
              client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n \
              server {{ listen {SRV}:80; listen [{SRV6}]:80; root {d}/www; location = /missing {{ return 404; }} }}\n \
              server {{ listen {SRV}:443 ssl; root {d}/www; ssl_certificate {d}/good-srv.pem; ssl_certificate_key {d}/good-srv.key; }}\n \
-             server {{ listen {SRV}:8443 ssl; root {d}/www; ssl_certificate {d}/bad-srv.pem; ssl_certificate_key {d}/bad-srv.key; }}\n}}\n"
+             server {{ listen {SRV}:8443 ssl; root {d}/www; ssl_certificate {d}/bad-srv.pem; ssl_certificate_key {d}/bad-srv.key; }}\n \
+             server {{ listen {SRV}:9443 ssl default_server; ssl_reject_handshake on; }}\n \
+             server {{ listen {SRV}:9443 ssl; server_name www.test; root {d}/www; ssl_certificate {d}/good-srv.pem; ssl_certificate_key {d}/good-srv.key; }}\n}}\n"
         ),
     );
     let child = lab
@@ -240,6 +252,7 @@ fn start_nginx(lab: &Lab, index: &str) -> Proc {
     let p = Proc(child);
     wait_port(&lab.srv, "tcp", 80);
     wait_port(&lab.srv, "tcp", 8443);
+    wait_port(&lab.srv, "tcp", 9443);
     p
 }
 
@@ -279,7 +292,9 @@ fn tcp_and_http_against_nginx() {
 }
 
 /// SSL_GET with the test CA: the server with a certificate from the CA is up, the one with a
-/// certificate from another CA is down with a certificate error; SNI is sent for virtualhost.
+/// certificate from another CA is down with a certificate error. SNI: nginx on :9443 rejects
+/// every handshake without SNI `www.test`, so the checker with `virtualhost www.test` and
+/// `enable_sni` is up and the same checker without `enable_sni` is down.
 #[test]
 fn ssl_get_with_test_ca_and_wrong_certificate() {
     let lab = Lab::new("tls");
@@ -289,7 +304,8 @@ fn ssl_get_with_test_ca_and_wrong_certificate() {
         "SSL {{\n ca {}\n}}\nvirtual_server 198.18.10.100 443 {{\n protocol TCP\n {TIMING}\n\
          real_server 198.18.10.11 443 {{\n  SSL_GET {{\n connect_ip {SRV}\n   url {{ path / }}\n  }}\n }}\n\
          real_server 198.18.10.12 443 {{\n  SSL_GET {{\n connect_ip {SRV}\n connect_port 8443\n   url {{ path / }}\n  }}\n }}\n\
-         real_server 198.18.10.13 443 {{\n  SSL_GET {{\n connect_ip {SRV}\n   virtualhost www.test\n   enable_sni\n   url {{ path / }}\n  }}\n }}\n}}\n",
+         real_server 198.18.10.13 443 {{\n  SSL_GET {{\n connect_ip {SRV}\n connect_port 9443\n   virtualhost www.test\n   enable_sni\n   url {{ path / }}\n  }}\n }}\n\
+         real_server 198.18.10.14 443 {{\n  SSL_GET {{\n connect_ip {SRV}\n connect_port 9443\n   virtualhost www.test\n   url {{ path / }}\n  }}\n }}\n}}\n",
         ca.display()
     );
     let lab = Arc::new(lab);
@@ -298,7 +314,11 @@ fn ssl_get_with_test_ca_and_wrong_certificate() {
         h.wait("wrong certificate down", Duration::from_secs(10), |s| !serving(s, 0, 1));
         let reason = h.reason(0, 1);
         assert!(reason.starts_with("TLS:") && reason.to_lowercase().contains("certificate"), "{reason}");
-        assert!(h.serving(0, 2), "SNI server: {}", h.reason(0, 2));
+        h.wait("no SNI, handshake rejected", Duration::from_secs(10), |s| !serving(s, 0, 3));
+        let reason = h.reason(0, 3);
+        assert!(reason.starts_with("TLS:") && reason.contains("UnrecognisedName"), "without enable_sni: {reason}");
+        assert!(h.serving(0, 2), "with enable_sni: {}", h.reason(0, 2));
+        assert!(h.reason(0, 2).starts_with("HTTP / 200"), "with enable_sni: {}", h.reason(0, 2));
         h.down_and_back(0, 0, || lab2.drop_rule("tcp dport 443"), || lab2.clear_rules(), "timed out");
     });
 }

@@ -5,8 +5,10 @@
 //! (`local 198.18.64.0/18 dev lo`), so every address of the range is a real server;
 //! namespace `lb` runs `ka run -f generated.conf --no-xdp` with one virtual server holding N
 //! real servers (`delay_loop 1`, default warmup: first checks spread over the interval).
-//! After a warm-up, checks/s come from `ka status --json` (`health.checks.total`) and CPU from
-//! `/proc/PID/stat` (utime + stime) over the measurement window.
+//! After a warm-up, checks/s come from `ka status --json` (`health.checks.total`), CPU from
+//! `/proc/PID/stat` (utime + stime), and on-time-ness from `health.lateness` (how late each
+//! check started against its schedule; p99 and max over the window) over the measurement
+//! window.
 
 use std::{
     path::Path,
@@ -48,6 +50,13 @@ pub struct Sample {
     pub cpu_pct: f64,
     /// Failed checks in the window.
     pub failed: u64,
+    /// 99th percentile of check-start lateness against the schedule in the window, ms.
+    pub late_p99_ms: f64,
+    /// Largest check-start lateness in the window, ms (bucket bound, within 12.5 %).
+    pub late_max_ms: f64,
+    /// Time the daemon's threads spent runnable but waiting for a CPU, percent of the window
+    /// (summed over threads): high when other work on the machine starves the daemon.
+    pub cpu_wait_pct: f64,
 }
 
 const LB: &str = "198.18.60.1";
@@ -62,8 +71,8 @@ pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
         for &n in &opts.servers {
             let s = case(kind, n, opts.seconds, ka).with_context(|| format!("health bench {kind} x {n}"))?;
             println!(
-                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed",
-                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed
+                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed, start lateness p99 {:.1} ms max {:.1} ms, waited for a CPU {:.0}% of the time",
+                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed, s.late_p99_ms, s.late_max_ms, s.cpu_wait_pct
             );
         }
     }
@@ -103,12 +112,55 @@ fn cpu_ticks(pid: u64) -> anyhow::Result<u64> {
     Ok(u + s)
 }
 
-fn checks_total(d: &KaDaemon) -> anyhow::Result<(u64, u64)> {
+/// Nanoseconds all threads of `pid` have spent runnable but waiting on a run queue
+/// (`/proc/PID/task/TID/schedstat`, second field).
+fn runqueue_wait_ns(pid: u64) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A lateness histogram from `ka status --json`: `(upper bound µs, count)`, ascending.
+type Buckets = Vec<(u64, u64)>;
+
+/// Checks and failures so far, and the lateness histogram.
+fn checks_total(d: &KaDaemon) -> anyhow::Result<(u64, u64, Buckets)> {
     let st = d.status_json()?;
     let h = st
         .get("health")
         .context("`ka status --json` has no `health` section: ka::health is not wired into the daemon yet")?;
-    Ok((h["checks"]["total"].as_u64().unwrap_or(0), h["failures"]["total"].as_u64().unwrap_or(0)))
+    let buckets = h["lateness"]["buckets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|b| Some((b[0].as_u64()?, b[1].as_u64()?))).collect())
+        .unwrap_or_default();
+    Ok((h["checks"]["total"].as_u64().unwrap_or(0), h["failures"]["total"].as_u64().unwrap_or(0), buckets))
+}
+
+/// The `q` quantile and the maximum (µs, bucket upper bounds) of the checks in `after` but not
+/// in `before`.
+fn window_lateness(before: &[(u64, u64)], after: &[(u64, u64)], q: f64) -> (u64, u64) {
+    let w: Vec<(u64, u64)> = after
+        .iter()
+        .map(|&(ub, n)| (ub, n.saturating_sub(before.iter().find(|b| b.0 == ub).map_or(0, |b| b.1))))
+        .filter(|b| b.1 > 0)
+        .collect();
+    let total: u64 = w.iter().map(|b| b.1).sum();
+    let max = w.last().map_or(0, |b| b.0);
+    if total == 0 {
+        return (0, 0);
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for &(ub, n) in &w {
+        seen += n;
+        if seen >= rank {
+            return (ub, max);
+        }
+    }
+    (max, max)
 }
 
 fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
@@ -126,7 +178,8 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
     std::fs::write(&nginx_conf_path, nginx_conf(&dir))?;
     let mut nginx = srv
         .cmd("nginx")
-        .args(["-c", &nginx_conf_path.display().to_string(), "-g", "daemon off;"])
+        // No master process: killing this one process leaves no worker behind.
+        .args(["-c", &nginx_conf_path.display().to_string(), "-g", "daemon off; master_process off;"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -140,7 +193,7 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
         // Warm-up: first checks are spread over delay_loop (1 s); let two loops pass.
         let warm = Instant::now();
         loop {
-            let (c, _) = checks_total(&daemon)?;
+            let (c, _, _) = checks_total(&daemon)?;
             if c >= u64::from(n) && warm.elapsed() >= Duration::from_secs(2) {
                 break;
             }
@@ -149,11 +202,12 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let (c0, f0) = checks_total(&daemon)?;
-        let (t0, cpu0) = (Instant::now(), cpu_ticks(pid)?);
+        let (c0, f0, l0) = checks_total(&daemon)?;
+        let (t0, cpu0, wait0) = (Instant::now(), cpu_ticks(pid)?, runqueue_wait_ns(pid));
         std::thread::sleep(Duration::from_secs(seconds));
-        let (c1, f1) = checks_total(&daemon)?;
-        let (dt, cpu1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?);
+        let (c1, f1, l1) = checks_total(&daemon)?;
+        let (p99, max) = window_lateness(&l0, &l1, 0.99);
+        let (dt, cpu1, wait1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?, runqueue_wait_ns(pid));
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
         daemon.stop()?;
         Ok(Sample {
@@ -162,6 +216,9 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
             checks_per_s: (c1 - c0) as f64 / dt,
             cpu_pct: (cpu1 - cpu0) as f64 / hz / dt * 100.0,
             failed: f1 - f0,
+            late_p99_ms: p99 as f64 / 1000.0,
+            late_max_ms: max as f64 / 1000.0,
+            cpu_wait_pct: wait1.saturating_sub(wait0) as f64 / 1e9 / dt * 100.0,
         })
     })();
     let _ = nginx.kill();

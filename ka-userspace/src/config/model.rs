@@ -96,6 +96,43 @@ pub struct Config {
     pub ssl: Option<SslConfig>,
 }
 
+impl Config {
+    /// The `vrrp_instance` (index into [`Config::vrrp_instances`]) that holds each VIP, from
+    /// `virtual_ipaddress` and `virtual_ipaddress_excluded` (a later instance wins an address
+    /// named twice). The datapath's mastership slots and `ha_suspend` both follow it.
+    pub fn vip_owners(&self) -> std::collections::HashMap<IpAddr, usize> {
+        let mut owners = std::collections::HashMap::new();
+        for (i, inst) in self.vrrp_instances.iter().enumerate() {
+            for v in inst.virtual_ipaddresses.iter().chain(&inst.virtual_ipaddresses_excluded) {
+                owners.insert(v.address.addr, i);
+            }
+        }
+        owners
+    }
+
+    /// The `vrrp_instance` that owns virtual server `vs`: the one holding its address (for a
+    /// `virtual_server_group`, the first of the group's addresses that an instance holds).
+    /// `None` for fwmark services and for addresses no instance holds.
+    pub fn vs_owner(&self, vs: &VirtualServer) -> Option<usize> {
+        let owners = self.vip_owners();
+        match &vs.key {
+            VsKey::Addr { addr, .. } => owners.get(addr).copied(),
+            VsKey::Fwmark(_) => None,
+            VsKey::Group(name) => self.virtual_server_groups.iter().find(|g| g.name == *name)?.entries.iter().find_map(|e| match e {
+                VsgEntry::Range { first, last, .. } => {
+                    let key = |a: &IpAddr| match a {
+                        IpAddr::V4(x) => (false, u128::from(u32::from(*x))),
+                        IpAddr::V6(x) => (true, u128::from(*x)),
+                    };
+                    let (lo, hi) = (key(first), key(last));
+                    owners.iter().filter(|(a, _)| (lo..=hi).contains(&key(a))).map(|(a, i)| (key(a), *i)).min().map(|(_, i)| i)
+                }
+                VsgEntry::Fwmark { .. } => None,
+            }),
+        }
+    }
+}
+
 /// An entry ka keeps as words only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEntry {
@@ -161,6 +198,12 @@ pub struct GlobalDefs {
     pub smtp_server: Option<(String, u16)>,
     /// `smtp_connect_timeout` (default 30 s).
     pub smtp_connect_timeout: Duration,
+    /// `smtp_alert`: default of every `smtp_alert` (VRRP and checkers).
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp`: default of the VRRP instances' and sync groups' `smtp_alert`.
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `smtp_alert_checker`: default of the virtual and real servers' `smtp_alert`.
+    pub smtp_alert_checker: Option<bool>,
     /// `vrrp_down_timer_adverts` (default for `down_timer_adverts`, 3).
     pub vrrp_down_timer_adverts: Option<u8>,
     /// `vrrp_lower_prio_no_advert`.
@@ -201,6 +244,9 @@ impl Default for GlobalDefs {
             notification_email_from: None,
             smtp_server: None,
             smtp_connect_timeout: Duration::from_secs(30),
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            smtp_alert_checker: None,
             vrrp_down_timer_adverts: None,
             vrrp_lower_prio_no_advert: false,
             vrrp_higher_prio_send_advert: false,

@@ -30,9 +30,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "shutdown_script",
     "shutdown_script_timeout",
     "smtp_helo_name",
-    "smtp_alert",
-    "smtp_alert_vrrp",
-    "smtp_alert_checker",
     "checker_log_all_failures",
     "no_email_faults",
     "lvs_sync_daemon",
@@ -137,6 +134,9 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "notification_email_from",
     "smtp_server",
     "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
     "vrrp_down_timer_adverts",
     "vrrp_lower_prio_no_advert",
     "vrrp_higher_prio_send_advert",
@@ -858,6 +858,9 @@ impl<'d> Cx<'d> {
                         self.cfg.global.smtp_server = Some((e.args[0].text.clone(), port));
                     }
                 }
+                "smtp_alert" => self.cfg.global.smtp_alert = Some(self.arg_bool(e)),
+                "smtp_alert_vrrp" => self.cfg.global.smtp_alert_vrrp = Some(self.arg_bool(e)),
+                "smtp_alert_checker" => self.cfg.global.smtp_alert_checker = Some(self.arg_bool(e)),
                 "smtp_connect_timeout" => {
                     if let Some(v) = self.arg_secs(e, 1, 4294) {
                         self.cfg.global.smtp_connect_timeout = v;
@@ -1728,8 +1731,9 @@ impl<'d> Cx<'d> {
                     vs.omega = self.arg_bool(e);
                 }
                 "virtualhost" => {
+                    // The default Host of the HTTP_GET/SSL_GET checkers below (keepalived:
+                    // url > checker > real_server > virtual_server), inherited when they are built.
                     vs.virtualhost = self.arg_str(e);
-                    self.unsupported(e, "virtual_server");
                 }
                 "smtp_alert" => {
                     vs.smtp_alert = Some(self.arg_bool(e));
@@ -1841,8 +1845,8 @@ impl<'d> Cx<'d> {
                     self.unsupported(e, "real_server");
                 }
                 "virtualhost" => {
+                    // The default Host of this real server's HTTP_GET/SSL_GET checkers.
                     rs.virtualhost = self.arg_str(e);
-                    self.unsupported(e, "real_server");
                 }
                 "smtp_alert" => {
                     rs.smtp_alert = Some(self.arg_bool(e));

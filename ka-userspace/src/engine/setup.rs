@@ -426,7 +426,7 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
             stop: script(&i.notify.stop),
             any: script(&i.notify.any),
         },
-        smtp_alert: i.smtp_alert.unwrap_or(false),
+        smtp_alert: i.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
         vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
         track,
@@ -478,7 +478,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
                 (
                     sg.name.clone(),
                     NotifySetup { master: script(&n.master), backup: script(&n.backup), fault: script(&n.fault), stop: script(&n.stop), any: script(&n.any) },
-                    sg.smtp_alert.unwrap_or(false),
+                    sg.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
                 )
             })
             .collect(),
@@ -567,6 +567,19 @@ mod tests {
         assert_eq!(i.v3_checksum, V3Checksum::OldUnicast);
         let g = globals(&loaded.config).expect("globals");
         assert_eq!(g.fifo, Some(std::path::PathBuf::from("/run/ka-test.fifo")));
+    }
+
+    /// Global `smtp_alert` is every instance's default, `smtp_alert_vrrp` overrides it, and the
+    /// instance's own `smtp_alert` overrides both.
+    #[test]
+    fn global_smtp_alert_defaults() {
+        let vi = |name: &str, vrid: u8, own: &str| format!("vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n {own}\n virtual_ipaddress {{\n 198.18.0.{vrid}\n }}\n}}\n");
+        let body = format!("{}{}", vi("A", 1, ""), vi("B", 2, "smtp_alert off"));
+        let alerts = |globals: &str| setups(&format!("global_defs {{\n{globals}\n}}\n{body}")).iter().map(|i| i.smtp_alert).collect::<Vec<_>>();
+        assert_eq!(alerts(""), vec![false, false]);
+        assert_eq!(alerts("smtp_alert on"), vec![true, false]);
+        assert_eq!(alerts("smtp_alert on\n smtp_alert_vrrp off"), vec![false, false]);
+        assert_eq!(alerts("smtp_alert off\n smtp_alert_vrrp on"), vec![true, false]);
     }
 
     #[test]

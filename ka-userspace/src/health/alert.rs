@@ -36,6 +36,15 @@ pub fn subject(router_id: &str, real_server: &str, service: &str, up: bool) -> S
     format!("[{router_id}] Realserver {real_server} of virtual server {service} - {}", if up { "UP" } else { "DOWN" })
 }
 
+/// keepalived's label of a virtual server in alerts: `[ADDR]:PORT` for an address service
+/// (IPv4 too), the display name (`fwmark 1`, `group NAME`) otherwise.
+pub fn service_label(name: &str) -> String {
+    match name.parse::<std::net::SocketAddr>() {
+        Ok(a) => format!("[{}]:{}", a.ip(), a.port()),
+        Err(_) => name.to_owned(),
+    }
+}
+
 fn mailbox(addr: &str) -> Result<Mailbox, AlertError> {
     addr.parse().map_err(|source| AlertError::Address { addr: addr.to_owned(), source })
 }
@@ -58,6 +67,13 @@ pub async fn send(cfg: &SmtpConfig, real_server: &str, service: &str, up: bool, 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn service_label_like_keepalived() {
+        assert_eq!(super::service_label("198.18.0.1:80"), "[198.18.0.1]:80");
+        assert_eq!(super::service_label("[fd00:198:18::1]:80"), "[fd00:198:18::1]:80");
+        assert_eq!(super::service_label("fwmark 7"), "fwmark 7");
+    }
+
     #[test]
     fn subject_like_keepalived() {
         assert_eq!(

@@ -8,7 +8,7 @@
 //! // map writer: on every `backends.changed()`, write `backends.borrow().services[i]`
 //! //   (weight 0 = present but no new flows; servers not listed must not be in the table).
 //! let report = health.status().await;            // HealthReport for `ka status` (serde)
-//! health.set_master(false);                      // VRRP left MASTER: ha_suspend services pause
+//! health.set_master("VI_1", false);              // VI_1 left MASTER: its ha_suspend services pause
 //! health.shutdown().await;                       // omega notifiers, then every task stops
 //! ```
 //!
@@ -65,9 +65,11 @@ pub enum HealthError {
 /// Options of [`start`].
 #[derive(Clone, Debug)]
 pub struct HealthOptions {
-    /// Whether the node starts as VRRP MASTER (checks of `ha_suspend` services run only while
-    /// it is). Default `true`, right for a node without VRRP; a daemon with VRRP instances
-    /// should pass `false` and call [`HealthHandle::set_master`] on transitions.
+    /// Whether every VRRP instance starts as MASTER. The checks of an `ha_suspend` service run
+    /// only while the instance holding its address is MASTER (keepalived: while the VIP is
+    /// on the node); services whose address no instance holds are never suspended. Default
+    /// `true`; a daemon running the VRRP instances passes `false` and calls
+    /// [`HealthHandle::set_master`] on each transition.
     pub master: bool,
     /// notify_up/notify_down/quorum scripts still running after this long are killed.
     pub script_timeout: Duration,
@@ -81,7 +83,7 @@ impl Default for HealthOptions {
 
 enum Command {
     Status(oneshot::Sender<HealthReport>),
-    SetMaster(bool),
+    SetMaster(String, bool),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -109,10 +111,11 @@ impl HealthHandle {
         rx.await.unwrap_or_default()
     }
 
-    /// Tells the checkers whether this node is VRRP MASTER: while it is not, the checks of
-    /// `ha_suspend` services are suspended (their state is kept).
-    pub fn set_master(&self, master: bool) {
-        let _ = self.cmd.send(Command::SetMaster(master));
+    /// Tells the checkers whether VRRP instance `instance` is MASTER: while it is not, the
+    /// checks of the `ha_suspend` services whose address it holds are suspended (their state
+    /// is kept). Unknown instances are ignored.
+    pub fn set_master(&self, instance: &str, master: bool) {
+        let _ = self.cmd.send(Command::SetMaster(instance.to_owned(), master));
     }
 
     /// Stops every checker; services with `omega` run their down notifiers and `quorum_down`
@@ -162,13 +165,21 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
     };
 
     let (result_tx, result_rx) = mpsc::channel::<CheckReport>(4096);
-    let (suspend_tx, suspend_rx) = watch::channel(!opts.master);
+    // One suspension flag per VRRP instance (`true`: not MASTER).
+    let suspend_tx: Vec<(String, watch::Sender<bool>)> = cfg.vrrp_instances.iter().map(|i| (i.name.clone(), watch::channel(!opts.master).0)).collect();
     let mut tasks = JoinSet::new();
     let mut services = Vec::new();
     let mut infos = Vec::new();
     let mut n_checker = 0usize;
     for (vs_index, vs) in cfg.virtual_servers.iter().enumerate() {
         let name = service_name(&vs.key);
+        let owner = if vs.ha_suspend { cfg.vs_owner(vs) } else { None };
+        if vs.ha_suspend {
+            match owner {
+                Some(i) => info!(service = %name, instance = %suspend_tx[i].0, "ha_suspend: checks run only while the instance is MASTER"),
+                None => warn!(service = %name, "ha_suspend: no vrrp_instance holds the address; checks are never suspended"),
+            }
+        }
         let mut rs_specs = Vec::new();
         let mut rs_infos = Vec::new();
         for (rs_index, rs) in vs.real_servers.iter().enumerate() {
@@ -192,7 +203,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
                     fsm,
                     first: schedule::first_check_offset(n_checker, ck.warmup),
                     budget: check_budget(ck),
-                    suspend: vs.ha_suspend.then(|| suspend_rx.clone()),
+                    suspend: owner.map(|i| suspend_tx[i].1.subscribe()),
                     tx: result_tx.clone(),
                 };
                 n_checker += 1;
@@ -208,7 +219,8 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
             rs_infos.push(RsInfo {
                 notify_up: rs.notify_up.clone(),
                 notify_down: rs.notify_down.clone(),
-                smtp_alert: rs.smtp_alert.or(vs.smtp_alert).unwrap_or(false),
+                // keepalived: the real server's, else the global checker default, else global.
+                smtp_alert: rs.smtp_alert.or(vs.smtp_alert).or(cfg.global.smtp_alert_checker).or(cfg.global.smtp_alert).unwrap_or(false),
                 last_change: Instant::now(),
                 last_reason: String::new(),
                 checkers,
@@ -225,7 +237,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         });
         info!(service = %name, real_servers = vs.real_servers.len(), quorum = vs.quorum, sorry_server = vs.sorry_server.is_some(), "health checks configured");
         services.push(svc);
-        infos.push(SvcInfo { quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now() });
+        infos.push(SvcInfo { quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now(), owner });
     }
     drop(result_tx);
     let initial = BackendSet { services: services.iter().map(ServiceFsm::backends).collect() };
@@ -240,6 +252,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         suspend_tx,
         checks: BTreeMap::new(),
         failures: BTreeMap::new(),
+        lateness: report::Lateness::default(),
         dirty: Vec::new(),
         tasks,
     };
@@ -282,6 +295,8 @@ struct CheckReport {
     reason: String,
     weight: Option<u32>,
     latency: Duration,
+    /// How late the check started against its deadline.
+    late: Duration,
     change: Option<CheckerChange>,
     up: bool,
 }
@@ -313,29 +328,32 @@ impl CheckerJob {
             }
             tokio::time::sleep_until(next).await;
             let started = Instant::now();
+            let late = started.saturating_duration_since(next);
             let res = match tokio::time::timeout(self.budget, self.probe.run()).await {
                 Ok(r) => r,
                 Err(_) => Err(CheckError::Timeout { stage: "in the check", after: self.budget }),
             };
-            let latency = started.elapsed();
+            let ended = Instant::now();
+            let latency = ended - started;
             let unsupported = matches!(res, Err(CheckError::Unsupported(_)));
             let (ok, reason, weight) = match res {
                 Ok(s) => (true, s.detail, s.weight),
                 Err(e) => (false, e.to_string(), None),
             };
             let step = if unsupported { state::Step { change: None, next: self.fsm_delay() } } else { self.fsm.on_result(ok) };
-            let report = CheckReport { id: self.id, ok, unsupported, reason, weight, latency, change: step.change, up: self.fsm.is_up() };
+            let report = CheckReport { id: self.id, ok, unsupported, reason, weight, latency, late, change: step.change, up: self.fsm.is_up() };
             if self.tx.send(report).await.is_err() {
                 return;
             }
-            let now = Instant::now();
-            next = started + schedule::next_deadline(Duration::ZERO, now - started, step.next);
+            next = started + schedule::next_deadline(Duration::ZERO, ended - started, step.next);
         }
     }
 
-    fn fsm_delay(&self) -> Duration {
+    fn fsm_delay(&self) -> state::Next {
         // An unsupported checker is reported once per delay_loop; its state never changes.
-        self.fsm.clone().on_result(true).next
+        match self.fsm.clone().on_result(true).next {
+            state::Next::Loop(d) | state::Next::Retry(d) => state::Next::Loop(d),
+        }
     }
 }
 
@@ -364,6 +382,8 @@ struct SvcInfo {
     omega: bool,
     rs: Vec<RsInfo>,
     sorry_since: Instant,
+    /// With `ha_suspend`: the VRRP instance (index) whose mastership gates the checks.
+    owner: Option<usize>,
 }
 
 struct Owner {
@@ -372,9 +392,10 @@ struct Owner {
     backends_tx: watch::Sender<BackendSet>,
     runner: Runner,
     smtp: Option<SmtpConfig>,
-    suspend_tx: watch::Sender<bool>,
+    suspend_tx: Vec<(String, watch::Sender<bool>)>,
     checks: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
+    lateness: report::Lateness,
     dirty: Vec<usize>,
     tasks: JoinSet<()>,
 }
@@ -424,12 +445,17 @@ impl Owner {
                 let _ = tx.send(self.report());
                 false
             }
-            Command::SetMaster(master) => {
-                if *self.suspend_tx.borrow() == master {
-                    info!(master, "ha_suspend: {} health checks of ha_suspend services", if master { "resuming" } else { "suspending" });
+            Command::SetMaster(instance, master) => {
+                let Some(i) = self.suspend_tx.iter().position(|(n, _)| *n == instance) else { return false };
+                let tx = &self.suspend_tx[i].1;
+                if *tx.borrow() == master {
+                    let n = self.infos.iter().filter(|s| s.owner == Some(i)).count();
+                    if n > 0 {
+                        info!(instance = %instance, master, services = n, "ha_suspend: {} health checks", if master { "resuming" } else { "suspending" });
+                    }
                 }
                 // send_replace: the value must change even when no ha_suspend checker listens.
-                self.suspend_tx.send_replace(!master);
+                tx.send_replace(!master);
                 false
             }
             Command::Shutdown(done) => {
@@ -451,6 +477,7 @@ impl Owner {
         let Some(info) = self.infos.get_mut(vs).and_then(|s| s.rs.get_mut(rs)) else { return };
         let Some(stats) = info.checkers.get_mut(ck) else { return };
         stats.checks += 1;
+        self.lateness.record(r.late);
         *self.checks.entry(stats.kind.to_owned()).or_default() += 1;
         *self.checks.entry("total".to_owned()).or_default() += 1;
         if !r.ok {
@@ -497,7 +524,7 @@ impl Owner {
                         self.run_script(&s, if up { "notify_up" } else { "notify_down" });
                     }
                     if let (Some(reason), Some(smtp)) = (alert, self.smtp.clone()) {
-                        let service = service.clone();
+                        let service = alert::service_label(&service);
                         tokio::spawn(async move {
                             if let Err(e) = alert::send(&smtp, &who, &service, up, &reason).await {
                                 warn!(error = %e, "checker smtp_alert");
@@ -612,7 +639,21 @@ impl Owner {
                 });
             }
         }
-        HealthReport { real_servers: out, checks: self.checks.clone(), failures: self.failures.clone(), suspended: *self.suspend_tx.borrow() }
+        let suspended_services: Vec<String> = self
+            .services
+            .iter()
+            .zip(&self.infos)
+            .filter(|(_, i)| i.owner.is_some_and(|o| *self.suspend_tx[o].1.borrow()))
+            .map(|(s, _)| s.spec().name.clone())
+            .collect();
+        HealthReport {
+            real_servers: out,
+            checks: self.checks.clone(),
+            failures: self.failures.clone(),
+            suspended: !suspended_services.is_empty(),
+            suspended_services,
+            lateness: self.lateness.clone(),
+        }
     }
 }
 

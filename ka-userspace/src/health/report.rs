@@ -141,8 +141,85 @@ pub struct HealthReport {
     pub checks: BTreeMap<String, u64>,
     /// Failed checks since start, by checker keyword, plus `total`.
     pub failures: BTreeMap<String, u64>,
-    /// Whether checks of `ha_suspend` services are suspended (the node is not MASTER).
+    /// Whether the checks of some `ha_suspend` service are suspended (the VRRP instance
+    /// holding its address is not MASTER).
     pub suspended: bool,
+    /// The `ha_suspend` services whose checks are suspended now.
+    #[serde(default)]
+    pub suspended_services: Vec<String>,
+    /// How late checks started against their schedule, since start.
+    #[serde(default)]
+    pub lateness: Lateness,
+}
+
+/// A histogram of how late checks started against their schedule (the deadline each checker
+/// slept until), in microseconds: exact below 16 µs, then 8 buckets per power of two (at
+/// most 12.5 % wide). Cumulative since start: subtract two snapshots for a window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lateness {
+    /// Checks recorded.
+    pub checks: u64,
+    /// The largest lateness seen, µs.
+    pub max_us: u64,
+    /// Non-empty buckets as `(upper bound µs, count)`, ascending.
+    pub buckets: Vec<(u64, u64)>,
+}
+
+impl Lateness {
+    /// The bucket index of `us` and its inclusive upper bound.
+    fn bucket(us: u64) -> (usize, u64) {
+        if us < 16 {
+            return (us as usize, us);
+        }
+        let e = 63 - u64::from(us.leading_zeros());
+        let sub = (us >> (e - 3)) & 7;
+        let idx = 16 + (e as usize - 4) * 8 + sub as usize;
+        let upper = ((8 + sub + 1) << (e - 3)) - 1;
+        (idx, upper)
+    }
+
+    /// Records one check that started `late` after its deadline.
+    pub fn record(&mut self, late: std::time::Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        self.checks += 1;
+        self.max_us = self.max_us.max(us);
+        let (_, upper) = Self::bucket(us);
+        match self.buckets.binary_search_by_key(&upper, |b| b.0) {
+            Ok(i) => self.buckets[i].1 += 1,
+            Err(i) => self.buckets.insert(i, (upper, 1)),
+        }
+    }
+
+    /// The checks recorded in `self` but not in `earlier` (a window between two snapshots);
+    /// `max_us` becomes the upper bound of the window's highest bucket.
+    pub fn since(&self, earlier: &Lateness) -> Lateness {
+        let mut buckets = Vec::new();
+        for &(upper, n) in &self.buckets {
+            let before = earlier.buckets.iter().find(|b| b.0 == upper).map_or(0, |b| b.1);
+            if n > before {
+                buckets.push((upper, n - before));
+            }
+        }
+        let max_us = buckets.last().map_or(0, |b| b.0.min(self.max_us));
+        Lateness { checks: self.checks.saturating_sub(earlier.checks), max_us, buckets }
+    }
+
+    /// The `q` quantile (0..=1), µs: the upper bound of the bucket holding it.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let total: u64 = self.buckets.iter().map(|b| b.1).sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for &(upper, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return upper.min(self.max_us);
+            }
+        }
+        self.max_us
+    }
 }
 
 impl HealthReport {
@@ -151,7 +228,14 @@ impl HealthReport {
         let mut s = String::new();
         let total = self.checks.get("total").copied().unwrap_or(0);
         let failed = self.failures.get("total").copied().unwrap_or(0);
-        let _ = writeln!(s, "health: {} real servers, {total} checks, {failed} failed{}", self.real_servers.len(), if self.suspended { " (ha_suspend: suspended)" } else { "" });
+        let _ = writeln!(
+            s,
+            "health: {} real servers, {total} checks, {failed} failed, start lateness p99 {:.1} ms max {:.1} ms{}",
+            self.real_servers.len(),
+            self.lateness.quantile_us(0.99) as f64 / 1000.0,
+            self.lateness.max_us as f64 / 1000.0,
+            if self.suspended { format!(" (ha_suspend: suspended for {})", self.suspended_services.join(", ")) } else { String::new() }
+        );
         for r in &self.real_servers {
             let who = r.rs_index.map_or("sorry", |_| "real");
             let last = r.last_check.as_ref().map_or_else(
@@ -171,5 +255,37 @@ impl HealthReport {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Lateness;
+
+    /// Buckets are at most 12.5 % wide, quantiles come from the bucket bounds, and a window
+    /// between two snapshots holds only the checks recorded in between.
+    #[test]
+    fn lateness_histogram() {
+        let us = Duration::from_micros;
+        for v in [0u64, 15, 16, 17, 100, 1000, 12_345, 999_999, 5_000_000] {
+            let (_, upper) = Lateness::bucket(v);
+            assert!(upper >= v && (upper - v) as f64 <= (v as f64) * 0.125 + 1.0, "{v} -> {upper}");
+        }
+        let mut l = Lateness::default();
+        for _ in 0..990 {
+            l.record(us(100));
+        }
+        let before = l.clone();
+        for _ in 0..10 {
+            l.record(us(50_000));
+        }
+        assert_eq!((l.checks, l.max_us), (1000, 50_000));
+        assert!((100..=113).contains(&l.quantile_us(0.99)), "{}", l.quantile_us(0.99));
+        assert!((49_152..=50_000).contains(&l.quantile_us(0.999)), "{}", l.quantile_us(0.999));
+        let w = l.since(&before);
+        assert_eq!(w.checks, 10);
+        assert!((49_152..=50_000).contains(&w.quantile_us(0.5)) && w.max_us == 50_000, "{w:?}");
     }
 }

@@ -34,13 +34,24 @@ pub enum CheckerChange {
     Down,
 }
 
+/// When the next attempt of a checker runs (see [`super::schedule::next_deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// `delay_loop` after the previous check *started*: the checker keeps its phase, so
+    /// checks spread over the interval stay spread.
+    Loop(Duration),
+    /// `delay_before_retry` after the failed attempt *ended*, as keepalived arms its retry
+    /// timer when an attempt fails.
+    Retry(Duration),
+}
+
 /// What the runtime should do after one check result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
     /// The checker's state change, if any.
     pub change: Option<CheckerChange>,
-    /// How long to wait before the next attempt (`delay_loop` or `delay_before_retry`).
-    pub next: Duration,
+    /// When to run the next attempt.
+    pub next: Next,
 }
 
 /// One checker's state: up or down, and the retries left of a failing streak.
@@ -75,18 +86,18 @@ impl CheckerFsm {
             self.failures = 0;
             let change = (!self.up).then_some(CheckerChange::Up);
             self.up = true;
-            return Step { change, next: t.delay_loop };
+            return Step { change, next: Next::Loop(t.delay_loop) };
         }
         if !self.up {
-            return Step { change: None, next: t.delay_loop };
+            return Step { change: None, next: Next::Loop(t.delay_loop) };
         }
         if self.failures < t.retry {
             self.failures += 1;
-            return Step { change: None, next: t.delay_before_retry };
+            return Step { change: None, next: Next::Retry(t.delay_before_retry) };
         }
         self.failures = 0;
         self.up = false;
-        Step { change: Some(CheckerChange::Down), next: t.delay_loop }
+        Step { change: Some(CheckerChange::Down), next: Next::Loop(t.delay_loop) }
     }
 }
 
@@ -365,12 +376,12 @@ mod tests {
     fn retry_then_down_then_single_success_up() {
         let mut c = CheckerFsm::new(timing(2, false));
         assert!(c.is_up());
-        assert_eq!(c.on_result(true), Step { change: None, next: 6 * S });
-        assert_eq!(c.on_result(false), Step { change: None, next: 2 * S });
-        assert_eq!(c.on_result(false), Step { change: None, next: 2 * S });
-        assert_eq!(c.on_result(false), Step { change: Some(CheckerChange::Down), next: 6 * S });
-        assert_eq!(c.on_result(false), Step { change: None, next: 6 * S });
-        assert_eq!(c.on_result(true), Step { change: Some(CheckerChange::Up), next: 6 * S });
+        assert_eq!(c.on_result(true), Step { change: None, next: Next::Loop(6 * S) });
+        assert_eq!(c.on_result(false), Step { change: None, next: Next::Retry(2 * S) });
+        assert_eq!(c.on_result(false), Step { change: None, next: Next::Retry(2 * S) });
+        assert_eq!(c.on_result(false), Step { change: Some(CheckerChange::Down), next: Next::Loop(6 * S) });
+        assert_eq!(c.on_result(false), Step { change: None, next: Next::Loop(6 * S) });
+        assert_eq!(c.on_result(true), Step { change: Some(CheckerChange::Up), next: Next::Loop(6 * S) });
     }
 
     /// A success in the middle of a failing streak resets the retry budget.

@@ -179,3 +179,366 @@ async fn sorry_server_and_inhibit() {
     assert_eq!(r.real_servers.last().map(|r| r.state.as_str()), Some("active"));
     drop(h);
 }
+
+/// Checks done so far by the first checker of service `vs`.
+async fn checks_of(h: &HealthHandle, vs: usize) -> u64 {
+    h.status().await.real_servers.iter().find(|r| r.vs_index == vs).and_then(|r| r.checkers.first()).map_or(0, |c| c.checks)
+}
+
+/// Polls (every 10 ms, bounded) until `pred` holds for the report.
+async fn wait_report(h: &HealthHandle, what: &str, timeout: Duration, pred: impl Fn(&HealthReport) -> bool) -> HealthReport {
+    let start = Instant::now();
+    loop {
+        let r = h.status().await;
+        if pred(&r) {
+            return r;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}: {}", r.to_text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// ha_suspend follows the VRRP instance that holds each service's address, not "any
+/// instance": VI_A's service is checked only while VI_A is MASTER, VI_B's only while VI_B is,
+/// and a service whose address no instance holds is never suspended (it is the clock here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_suspend_follows_the_owning_instance() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let accept = tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let vs = |addr: &str| {
+        format!(
+            "virtual_server {addr} 80 {{\n protocol TCP\n delay_loop 0.05\n ha_suspend\n real_server 127.0.0.1 {port} {{\n  TCP_CHECK {{\n   connect_timeout 1\n   warmup 0\n  }}\n }}\n}}\n"
+        )
+    };
+    let cfg = config(&format!(
+        "vrrp_instance VI_A {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n\
+         vrrp_instance VI_B {{\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {{\n 198.18.0.20\n }}\n}}\n{}{}{}",
+        vs("198.18.0.10"),
+        vs("198.18.0.20"),
+        vs("198.18.0.30")
+    ));
+    let h = start(&cfg, HealthOptions { master: false, ..Default::default() }).expect("start");
+    let t = Duration::from_secs(5);
+    let r = wait_report(&h, "the unowned service checked", t, |r| r.real_servers[2].checkers[0].checks >= 5).await;
+    assert_eq!((r.real_servers[0].checkers[0].checks, r.real_servers[1].checkers[0].checks), (0, 0), "no MASTER: owned services not checked");
+    assert_eq!(r.suspended_services, vec!["198.18.0.10:80", "198.18.0.20:80"]);
+
+    h.set_master("VI_A", true);
+    let r = wait_report(&h, "VI_A's service checked", t, |r| r.real_servers[0].checkers[0].checks >= 3).await;
+    assert_eq!(r.real_servers[1].checkers[0].checks, 0, "VI_B is not MASTER: its service stays suspended");
+    assert_eq!(r.suspended_services, vec!["198.18.0.20:80"]);
+
+    h.set_master("VI_A", false);
+    wait_report(&h, "VI_A suspended", t, |r| r.suspended_services.len() == 2).await;
+    let (a, clock) = (checks_of(&h, 0).await, checks_of(&h, 2).await);
+    wait_report(&h, "10 more checks of the unowned service", t, |r| r.real_servers[2].checkers[0].checks >= clock + 10).await;
+    let a2 = checks_of(&h, 0).await;
+    assert!(a2 <= a + 1, "VI_A left MASTER: its checks stop (at most one in flight finishes): {a} -> {a2}");
+
+    h.set_master("VI_B", true);
+    wait_report(&h, "VI_B's service checked", t, |r| r.real_servers[1].checkers[0].checks >= 3).await;
+    h.set_master("VI_A", true);
+    wait_report(&h, "VI_A's service resumes", t, |r| r.real_servers[0].checkers[0].checks >= a2 + 3 && r.suspended_services.is_empty()).await;
+    h.shutdown().await;
+    accept.abort();
+}
+
+/// An HTTP server that records the head of every request (request line and headers, lower
+/// cased names) and answers 200.
+async fn recording_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h2 = heads.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let heads = h2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let lines: Vec<String> = text.split("\r\n").take_while(|l| !l.is_empty()).map(str::to_owned).collect();
+                heads.lock().expect("lock").push(lines);
+                let _ = s.write_all(&http_response("200 OK", b"ok")).await;
+            });
+        }
+    });
+    (addr, heads, task)
+}
+
+/// The header `name` (case-insensitive) of a recorded request head.
+fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+    head.iter().skip(1).find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+/// One case of [`http_request_line_and_host_chain`]: virtualhost lines at the virtual_server,
+/// real_server, checker and url levels; the expected request line, Connection and Host.
+type HostCase = (&'static str, &'static str, &'static str, &'static str, &'static str, Option<&'static str>, String);
+
+/// keepalived's request: HTTP/1.0 without `Connection` by default, `1.0C` adds
+/// `Connection: close`, `1.1` is HTTP/1.1 with it; the Host is the first virtualhost of url >
+/// checker > real_server > virtual_server, else the target's `ADDR:PORT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_line_and_host_chain() {
+    let (addr, heads, _srv) = recording_server().await;
+    let port = addr.port();
+    let run = |vs_vh: &str, rs_vh: &str, ck: &str, url_vh: &str| {
+        let cfg = config(&format!(
+            "virtual_server 127.0.0.1 80 {{\n protocol TCP\n {vs_vh}\n real_server 127.0.0.1 {port} {{\n  {rs_vh}\n  HTTP_GET {{\n   connect_timeout 5\n   {ck}\n   url {{\n    path /probe\n    {url_vh}\n   }}\n  }}\n }}\n}}\n"
+        ));
+        let rs = &cfg.virtual_servers[0].real_servers[0];
+        Probe::build(&rs.checkers[0], rs, &cfg, &BuildContext::default())
+    };
+    let cases: [HostCase; 8] = [
+        ("", "", "", "", "GET /probe HTTP/1.0", None, format!("127.0.0.1:{port}")),
+        ("", "", "http_protocol 1.0", "", "GET /probe HTTP/1.0", None, format!("127.0.0.1:{port}")),
+        ("", "", "http_protocol 1.0C", "", "GET /probe HTTP/1.0", Some("close"), format!("127.0.0.1:{port}")),
+        ("", "", "http_protocol 1.1", "", "GET /probe HTTP/1.1", Some("close"), format!("127.0.0.1:{port}")),
+        ("virtualhost vs.test", "", "", "", "GET /probe HTTP/1.0", None, "vs.test".into()),
+        ("virtualhost vs.test", "virtualhost rs.test", "", "", "GET /probe HTTP/1.0", None, "rs.test".into()),
+        ("virtualhost vs.test", "virtualhost rs.test", "virtualhost ck.test", "", "GET /probe HTTP/1.0", None, "ck.test".into()),
+        ("virtualhost vs.test", "virtualhost rs.test", "virtualhost ck.test", "virtualhost url.test", "GET /probe HTTP/1.0", None, "url.test".into()),
+    ];
+    for (vs_vh, rs_vh, ck, url_vh, line, connection, host) in &cases {
+        heads.lock().expect("lock").clear();
+        let p = run(vs_vh, rs_vh, ck, url_vh);
+        p.run().await.unwrap_or_else(|e| panic!("{vs_vh}/{rs_vh}/{ck}/{url_vh}: {e}"));
+        let head = heads.lock().expect("lock").pop().expect("a request");
+        let what = format!("case {vs_vh:?} {rs_vh:?} {ck:?} {url_vh:?}: {head:?}");
+        assert_eq!(head[0], *line, "{what}");
+        assert_eq!(header(&head, "host"), Some(host.as_str()), "{what}");
+        assert_eq!(header(&head, "connection"), *connection, "{what}");
+        assert_eq!(header(&head, "user-agent"), Some("KeepAliveClient"), "{what}");
+    }
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ka-health-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    /// Writes an executable `/bin/sh` script.
+    fn script(&self, name: &str, body: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        p.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls (bounded) until `path` holds exactly the lines `want`, in any order (scripts started
+/// together run concurrently).
+async fn wait_lines(path: &Path, want: &[&str], timeout: Duration) {
+    let start = Instant::now();
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        if lines == want {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?}: {} holds {lines:?}, want {want:?}", path.display());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Accepts (and drops) connections until aborted.
+fn listen_on(l: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    })
+}
+
+/// notify_down/quorum_down really run when the only real server fails, notify_up/quorum_up
+/// when it recovers (each writes a marker line); nothing runs for the start-up state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_and_quorum_scripts_run() {
+    let dir = TempDir::new("scripts");
+    let log = dir.0.join("log");
+    let mark = dir.script("mark.sh", &format!("echo \"$1\" >> {}", log.display()));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = listen_on(l);
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.1\n quorum 1\n quorum_up \"{mark} quorum_up\"\n quorum_down \"{mark} quorum_down\"\n\
+         real_server 127.0.0.1 {} {{\n  notify_up \"{mark} notify_up\"\n  notify_down \"{mark} notify_down\"\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n   connect_timeout 1\n  }}\n }}\n}}\n",
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    let mut rx = h.backends();
+    wait_report(&h, "a few passing checks", Duration::from_secs(5), |r| r.checks.get("total").copied().unwrap_or(0) >= 3).await;
+    assert!(!log.exists(), "no script for the start-up state: {:?}", std::fs::read_to_string(&log));
+    accept.abort();
+    let _ = accept.await;
+    wait_set(&mut rx, "server down", Duration::from_secs(5), |s| serving(s, 0).is_empty()).await;
+    wait_lines(&log, &["notify_down", "quorum_down"], Duration::from_secs(5)).await;
+    let accept = listen_on(TcpListener::bind(addr).await.expect("rebind"));
+    wait_set(&mut rx, "server back", Duration::from_secs(5), |s| serving(s, 0) == vec![addr]).await;
+    wait_lines(&log, &["notify_down", "quorum_down", "notify_up", "quorum_up"], Duration::from_secs(5)).await;
+    h.shutdown().await;
+    accept.abort();
+}
+
+/// Processes whose command line contains `needle`.
+fn pgrep(needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// A notify_down script that hangs (a shell waiting on a child `sleep`) is killed with its
+/// whole process group at the script timeout: no process is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_notify_script_is_bounded() {
+    let dir = TempDir::new("hung");
+    let needle = format!("617.{}", std::process::id());
+    let hang = dir.script("hang.sh", &format!("sleep {needle}\nexit 0"));
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let cfg = config(&format!(
+        "virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.2\n real_server 127.0.0.1 {port} {{\n  notify_down {hang}\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n}}\n"
+    ));
+    let timeout = Duration::from_millis(500);
+    let h = start(&cfg, HealthOptions { script_timeout: timeout, ..Default::default() }).expect("start");
+    let start_wait = Instant::now();
+    loop {
+        if !pgrep(&needle).is_empty() {
+            break;
+        }
+        assert!(start_wait.elapsed() < Duration::from_secs(5), "the hung notify_down script never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let left = pgrep(&needle);
+        if left.is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < timeout + Duration::from_secs(2), "processes left after the script timeout: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}
+
+/// A loopback SMTP server (the one of `notify::smtp`'s test, serving any number of
+/// sessions): each session's transcript is sent on the channel.
+async fn smtp_sink() -> (u16, mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(r).lines();
+                let mut transcript = Vec::new();
+                if w.write_all(b"220 test ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    transcript.push(line.clone());
+                    if in_data {
+                        if line == "." {
+                            in_data = false;
+                            let _ = w.write_all(b"250 queued\r\n").await;
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 test\r\n",
+                        "DATA" => {
+                            in_data = true;
+                            b"354 go\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(transcript.join("\n"));
+            });
+        }
+    });
+    (port, rx, task)
+}
+
+/// A transcript with folded headers unfolded and the quoted-printable body decoded (enough
+/// for ASCII text).
+fn readable(transcript: &str) -> String {
+    transcript.replace("\n ", " ").replace("=\n", "").replace("=3D", "=")
+}
+
+/// Checker smtp_alert end to end: with global `smtp_alert_checker`, a real server without its
+/// own `smtp_alert` mails keepalived's DOWN and UP alerts (subject and reason) to the
+/// configured SMTP server; one with `smtp_alert off` mails nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checker_smtp_alerts_reach_the_smtp_server() {
+    let (smtp_port, mut mails, _sink) = smtp_sink().await;
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = listen_on(l);
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let cfg = config(&format!(
+        "global_defs {{\n router_id lb1\n notification_email {{\n ops@example.invalid\n }}\n notification_email_from ka@example.invalid\n \
+         smtp_server 127.0.0.1 {smtp_port}\n smtp_connect_timeout 5\n smtp_alert_checker on\n}}\n\
+         virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.1\n\
+         real_server 127.0.0.1 {} {{\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n\
+         real_server 127.0.0.1 {dead_port} {{\n  smtp_alert off\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n }}\n}}\n",
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    let mut rx = h.backends();
+    wait_set(&mut rx, "the smtp_alert-off server down", Duration::from_secs(5), |s| serving(s, 0) == vec![addr]).await;
+    accept.abort();
+    let _ = accept.await;
+    let down = readable(&tokio::time::timeout(Duration::from_secs(10), mails.recv()).await.expect("no DOWN alert").expect("sink"));
+    let want = format!("Subject: [lb1] Realserver [127.0.0.1]:{} of virtual server [127.0.0.1]:80 - DOWN", addr.port());
+    assert!(down.contains(&want), "{want:?} not in\n{down}");
+    assert!(down.contains("MAIL FROM:<ka@example.invalid>") && down.contains("RCPT TO:<ops@example.invalid>"), "{down}");
+    assert!(down.contains("=> CHECK failed on service : connect to") && down.contains("refused"), "the reason is in the body:\n{down}");
+    let _accept = listen_on(TcpListener::bind(addr).await.expect("rebind"));
+    let up = readable(&tokio::time::timeout(Duration::from_secs(10), mails.recv()).await.expect("no UP alert").expect("sink"));
+    assert!(up.contains(&format!("Realserver [127.0.0.1]:{} of virtual server [127.0.0.1]:80 - UP", addr.port())), "{up}");
+    assert!(mails.try_recv().is_err(), "the smtp_alert-off server sent an alert");
+    h.shutdown().await;
+}

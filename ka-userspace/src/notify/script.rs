@@ -167,7 +167,9 @@ impl Runner {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group, so a timeout kills what the script started too.
+            .process_group(0);
         if run_as != RunAs::current() {
             cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
         }
@@ -185,7 +187,10 @@ impl Runner {
                     None
                 }
                 Err(_) => {
-                    warn!(script = %name, ?timeout, "notify script timed out, killing it");
+                    warn!(script = %name, ?timeout, "notify script timed out, killing it and its process group");
+                    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    }
                     let _ = child.kill().await;
                     None
                 }

@@ -7,10 +7,16 @@
 //! is read into at most [`MAX_BODY`] bytes, and headers are bounded by hyper: garbage, a huge
 //! body, a slowloris drip or a handshake that never ends all fail with the stage and reason.
 //!
+//! The request is keepalived's: `GET path HTTP/1.0` by default (`http_protocol 1.0C` adds
+//! `Connection: close`, `1.1` sends HTTP/1.1 with `Connection: close`), `User-Agent:
+//! KeepAliveClient`, and `Host:` the first `virtualhost` of the url, the checker, the
+//! real_server and the virtual_server (the configuration parser passes the last two down),
+//! else `ADDR:PORT` of the target.
+//!
 //! Certificates: without `SSL { ca ... }` in the configuration any server certificate is
-//! accepted, as keepalived does; with a CA the chain is verified against it, for the
-//! `virtualhost` name when one is set (else the address). `SSL { certificate key }` gives a
-//! client certificate. `enable_sni` sends the virtualhost as SNI.
+//! accepted, as keepalived does; with a CA the chain is verified against it, for the URL's
+//! virtualhost when one is set (else the address). `SSL { certificate key }` gives a client
+//! certificate. `enable_sni` sends that virtualhost as SNI.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -55,6 +61,9 @@ pub struct UrlCheck {
     pub regex_no_match: bool,
     /// The Host header.
     pub host: String,
+    /// The TLS server name (SNI with `enable_sni`, and the name certificates are verified
+    /// for): the virtualhost, else the target address.
+    pub server_name: ServerName<'static>,
 }
 
 /// An HTTP_GET or SSL_GET.
@@ -68,7 +77,7 @@ pub struct HttpProbe {
     /// Whether to send `Connection: close` (`1.0C` and `1.1`).
     pub close: bool,
     /// TLS settings for SSL_GET.
-    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    pub tls: Option<Arc<ClientConfig>>,
     /// `connect_timeout`, the budget of each URL.
     pub timeout: Duration,
 }
@@ -89,10 +98,13 @@ impl HttpProbe {
             return Err(CheckError::Config("not an HTTP checker".into()));
         };
         let target = Target::of(checker, rs, if *ssl { 443 } else { 80 });
-        let default_host = virtualhost.clone().unwrap_or_else(|| match target.addr {
-            std::net::SocketAddr::V4(a) => a.ip().to_string(),
-            std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
-        });
+        // `virtualhost` here is the checker's, or else the real server's or virtual server's
+        // (inherited by the parser); without one keepalived sends the target `ADDR:PORT`.
+        let addr_host = target.addr.to_string();
+        let addr_name = ServerName::IpAddress(target.addr.ip().into());
+        let name_of = |host: &Option<String>| -> ServerName<'static> {
+            host.as_deref().and_then(|h| ServerName::try_from(h.to_owned()).ok()).unwrap_or_else(|| addr_name.clone())
+        };
         let mut checks = Vec::with_capacity(urls.len());
         for u in urls {
             let regex = match &u.regex {
@@ -105,27 +117,22 @@ impl HttpProbe {
                 digest: u.digest.as_ref().map(|d| d.to_ascii_lowercase()),
                 regex,
                 regex_no_match: u.regex_no_match,
-                host: u.virtualhost.clone().unwrap_or_else(|| default_host.clone()),
+                host: u.virtualhost.clone().or_else(|| virtualhost.clone()).unwrap_or_else(|| addr_host.clone()),
+                server_name: name_of(&u.virtualhost.clone().or_else(|| virtualhost.clone())),
             });
         }
         if checks.is_empty() {
             return Err(CheckError::Config("no url { path ... } to check".into()));
         }
         let (version, close) = match http_protocol.as_deref() {
-            Some("1.0") => (Version::HTTP_10, false),
             Some("1.0C") | Some("1.0c") => (Version::HTTP_10, true),
-            None | Some("1.1") => (Version::HTTP_11, true),
+            // keepalived's default is 1.0 (check_http.c alloc_http_get).
+            None | Some("1.0") => (Version::HTTP_10, false),
+            Some("1.1") => (Version::HTTP_11, true),
             Some(other) => return Err(CheckError::Config(format!("unknown http_protocol {other:?}"))),
         };
-        let tls = if *ssl {
-            let name = virtualhost
-                .as_deref()
-                .and_then(|h| ServerName::try_from(h.to_owned()).ok())
-                .unwrap_or_else(|| ServerName::IpAddress(target.addr.ip().into()));
-            Some((Arc::new(tls_config(cfg, *enable_sni && virtualhost.is_some())?), name))
-        } else {
-            None
-        };
+        // rustls never sends an IP address as SNI, so URLs without a virtualhost send none.
+        let tls = if *ssl { Some(Arc::new(tls_config(cfg, *enable_sni)?)) } else { None };
         Ok(HttpProbe { target, urls: checks, version, close, tls, timeout: checker.connect_timeout })
     }
 
@@ -140,10 +147,10 @@ impl HttpProbe {
             let stream = connect_tcp(&self.target, &deadline).await?;
             let code = match &self.tls {
                 None => self.fetch(stream, url, &deadline).await?,
-                Some((config, name)) => {
+                Some(config) => {
                     let connector = tokio_rustls::TlsConnector::from(config.clone());
                     let tls = deadline
-                        .run("in the TLS handshake", connector.connect(name.clone(), stream))
+                        .run("in the TLS handshake", connector.connect(url.server_name.clone(), stream))
                         .await?
                         .map_err(|e| CheckError::Tls(tls_reason(&e)))?;
                     self.fetch(tls, url, &deadline).await?
@@ -331,6 +338,7 @@ mod tests {
             regex: regex.map(|r| regex::bytes::Regex::new(r).expect("regex")),
             regex_no_match: no_match,
             host: "h".into(),
+            server_name: ServerName::try_from("h").expect("name").to_owned(),
         }
     }
 
