@@ -836,6 +836,9 @@ fn dr_next_hops_resolve_after_link_up_and_flush() {
     assert!(line.contains("managed") && !neigh_usable(&line), "rs0's entry is ka's managed one, unresolved: {line:?}");
     let text = ka.status_text().expect("status text");
     assert!(text.contains(&format!("next hop unresolved ({} dev eth0", rs[0])), "{text}");
+    wait_for("the unresolved next hop logged", WAIT, || {
+        ka.log_text().lines().any(|l| l.contains("real server has no resolved next hop") && l.contains(rs[0])).then_some(())
+    });
     // rs0 comes up: resolved without any table change, and it gets connections.
     lab.rs[0].run(&["ip", "link", "set", "eth0", "up"]).expect("rs0 up");
     wait_for("rs0 next hop resolved", WAIT, || next_hop(&ka, rs[0]).filter(|n| n["resolved"] == true).map(|_| ()));
@@ -851,7 +854,7 @@ fn dr_next_hops_resolve_after_link_up_and_flush() {
         let l = neigh_line(director, rs[0]);
         (l.contains("managed") && neigh_usable(&l)).then_some(l)
     });
-    assert!(line.contains("lladdr"), "{line}");
+    assert!(line.contains("lladdr") && line.contains("proto keepalived"), "ka's marked entry: {line}");
     wait_for("rs0 next hop resolved after the flush", WAIT, || next_hop(&ka, rs[0]).filter(|n| n["resolved"] == true).map(|_| ()));
     let c = lab.connect_many(30);
     assert!(c[0] > 0 && c.iter().sum::<usize>() == 30, "after the flush, every server gets connections: {c:?}");

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::netlink::{NeighInfo, NeighState};
 
+/// The mark (`NDA_PROTOCOL`) of the neighbour entries ka creates: `RTPROT_KEEPALIVED`, so
+/// `ip neigh` shows them as `proto keepalived`, and a restarted ka recognises its own.
+pub const NEIGH_PROTOCOL: u8 = 18;
+
 /// A next hop: the neighbour the kernel sends a real server's packets to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hop {
@@ -61,6 +65,9 @@ pub struct Plan {
     pub resolve: Vec<Resolve>,
     /// Managed entries ka created that no real server needs any more.
     pub remove: Vec<Hop>,
+    /// Wanted managed entries carrying ka's mark that ka does not know it created (a previous
+    /// run left them): ka takes them over, and removes them when done.
+    pub adopt: Vec<Hop>,
 }
 
 /// Plans one pass. `wanted`: the next hops of the real servers in the tables; `table`: the
@@ -69,7 +76,8 @@ pub struct Plan {
 ///
 /// A wanted next hop is requested when its entry is missing or not usable, and, with managed
 /// entries, when its entry is not managed yet. Static entries (`PERMANENT`, `NOARP`) are the
-/// administrator's and are left alone. Entries ka did not create are never removed.
+/// administrator's and are left alone. Entries ka did not create (or mark, in an earlier run)
+/// are never removed.
 pub fn plan(wanted: &BTreeSet<Hop>, table: &[NeighInfo], created: &BTreeSet<Hop>, managed: bool) -> Plan {
     let entries: HashMap<Hop, &NeighInfo> = table.iter().map(|n| (Hop { ifindex: n.ifindex, addr: n.addr }, n)).collect();
     let mut out = Plan::default();
@@ -78,8 +86,14 @@ pub fn plan(wanted: &BTreeSet<Hop>, table: &[NeighInfo], created: &BTreeSet<Hop>
             None => out.resolve.push(Resolve { hop: *hop, claim: managed }),
             Some(n) if matches!(n.state, NeighState::Permanent | NeighState::Noarp) => {}
             Some(n) if managed && !n.managed => out.resolve.push(Resolve { hop: *hop, claim: true }),
-            Some(n) if !usable(n.state) => out.resolve.push(Resolve { hop: *hop, claim: false }),
-            Some(_) => {}
+            Some(n) => {
+                if n.managed && n.protocol == NEIGH_PROTOCOL && !created.contains(hop) {
+                    out.adopt.push(*hop);
+                }
+                if !usable(n.state) {
+                    out.resolve.push(Resolve { hop: *hop, claim: false });
+                }
+            }
         }
     }
     out.remove = created.difference(wanted).copied().collect();
@@ -209,7 +223,7 @@ mod tests {
     }
 
     fn entry(addr: &str, state: NeighState, managed: bool) -> NeighInfo {
-        NeighInfo { ifindex: 2, addr: ip(addr), mac: Some(vec![2, 0, 0, 0, 0, 1]), state, managed }
+        NeighInfo { ifindex: 2, addr: ip(addr), mac: Some(vec![2, 0, 0, 0, 0, 1]), state, managed, protocol: 0 }
     }
 
     fn hop(addr: &str) -> Hop {
@@ -250,6 +264,14 @@ mod tests {
             ]
         );
         assert_eq!(p.remove, vec![hop("198.18.1.7"), hop("198.18.1.8")]);
+        assert!(p.adopt.is_empty(), "no entry carries ka's mark");
+        // Marked managed entries a previous run left are taken over, foreign ones are not.
+        let mut marked = table.clone();
+        marked[2] = NeighInfo { protocol: NEIGH_PROTOCOL, ..entry("198.18.1.4", NeighState::Stale, true) };
+        marked[4] = NeighInfo { protocol: NEIGH_PROTOCOL, ..entry("198.18.1.6", NeighState::Failed, true) };
+        let p = plan(&wanted, &marked, &BTreeSet::new(), true);
+        assert_eq!(p.adopt, vec![hop("198.18.1.4"), hop("198.18.1.6")]);
+        assert!(p.resolve.contains(&Resolve { hop: hop("198.18.1.6"), claim: false }), "{:?}", p.resolve);
         // Without managed entries: one-shot requests for unusable entries only, nothing claimed.
         let p = plan(&wanted, &table, &BTreeSet::new(), false);
         let asked: Vec<_> = p.resolve.iter().map(|r| (r.hop.addr, r.claim)).collect();

@@ -2,9 +2,9 @@
 //! hop resolved, so `bpf_fib_lookup` answers for it. Once a second (and whenever the tables
 //! change) it looks each real server's route up (`RTM_GETROUTE`), reads the neighbour table,
 //! and asks the rtnetlink worker to resolve what [`super::nexthop::plan`] says: managed entries
-//! (`NTF_EXT_MANAGED`, kernel 5.16+) or, where the kernel refuses them, one-shot `NTF_USE`
-//! requests. It removes the managed entries it created when their real servers leave the
-//! tables and when it stops. What it finds is published for `ka status`.
+//! (`NTF_EXT_MANAGED`, kernel 5.16+, marked `proto keepalived`) or, where the kernel refuses
+//! them, one-shot `NTF_USE` requests. It removes the managed entries it created (or a previous
+//! run marked) when their real servers leave the tables and when it stops. What it finds is published for `ka status`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::nexthop::{plan, Hop, LogEvent, LogGate, NextHopReport};
+use super::nexthop::{plan, Hop, LogEvent, LogGate, NextHopReport, NEIGH_PROTOCOL};
 use crate::net::netlink::{NetlinkClient, NetlinkError};
 
 /// How often the resolver checks the next hops.
@@ -147,14 +147,16 @@ async fn pass(netlink: &NetlinkClient, backends: &[IpAddr], st: &mut State) -> R
     let names: BTreeMap<u32, String> = netlink.links().await.unwrap_or_default().into_iter().map(|l| (l.index, l.name)).collect();
     let wanted: BTreeSet<Hop> = hops.values().flatten().copied().collect();
     let p = plan(&wanted, &table, &st.created, st.managed);
+    st.created.extend(p.adopt);
     for r in p.resolve {
-        let mut res = netlink.neigh_resolve(r.hop.ifindex, r.hop.addr, st.managed).await;
+        let mark = r.claim.then_some(NEIGH_PROTOCOL);
+        let mut res = netlink.neigh_resolve(r.hop.ifindex, r.hop.addr, st.managed, mark).await;
         if st.managed && matches!(res.as_ref().err().and_then(NetlinkError::errno), Some(libc::EINVAL | libc::EOPNOTSUPP)) {
             // Kernel gate: managed neighbour entries (NDA_FLAGS_EXT/NTF_EXT_MANAGED) appeared in
             // Linux 5.16; older kernels refuse the attribute. Resolve once per check instead.
             info!("the kernel refuses managed neighbour entries; next hops are re-resolved by each check instead");
             st.managed = false;
-            res = netlink.neigh_resolve(r.hop.ifindex, r.hop.addr, false).await;
+            res = netlink.neigh_resolve(r.hop.ifindex, r.hop.addr, false, None).await;
         }
         match res {
             Ok(()) => {

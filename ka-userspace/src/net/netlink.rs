@@ -186,6 +186,8 @@ pub struct NeighInfo {
     pub state: NeighState,
     /// Managed by the kernel (`NTF_EXT_MANAGED`: kept resolved, re-probed).
     pub managed: bool,
+    /// Who created it (`NDA_PROTOCOL`, `proto` in `ip neigh`; 0 when unset).
+    pub protocol: u8,
 }
 
 /// Where the kernel routes an address: the output interface and the gateway, if not on-link.
@@ -246,7 +248,7 @@ enum Request {
     Rule { add: bool, spec: RuleSpec, reply: Reply<()> },
     RouteGet(IpAddr, Reply<Option<RouteHop>>),
     Neighbours(Reply<Vec<NeighInfo>>),
-    NeighResolve { ifindex: u32, addr: IpAddr, managed: bool, reply: Reply<()> },
+    NeighResolve { ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>, reply: Reply<()> },
     NeighDel { ifindex: u32, addr: IpAddr, reply: Reply<()> },
 }
 
@@ -321,8 +323,8 @@ async fn serve(h: &Handle, req: Request) {
         Request::Neighbours(reply) => {
             let _ = reply.send(neighbours(h).await);
         }
-        Request::NeighResolve { ifindex, addr, managed, reply } => {
-            let _ = reply.send(neigh_resolve(h, ifindex, addr, managed).await);
+        Request::NeighResolve { ifindex, addr, managed, protocol, reply } => {
+            let _ = reply.send(neigh_resolve(h, ifindex, addr, managed, protocol).await);
         }
         Request::NeighDel { ifindex, addr, reply } => {
             let _ = reply.send(neigh_del(h, ifindex, addr).await);
@@ -378,17 +380,19 @@ async fn neighbours(h: &Handle) -> Result<Vec<NeighInfo>, NetlinkError> {
         let mut addr = None;
         let mut mac = None;
         let mut managed = false;
+        let mut protocol = 0;
         for a in &msg.attributes {
             match a {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => addr = Some(IpAddr::V4(*v)),
                 NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => addr = Some(IpAddr::V6(*v)),
                 NeighbourAttribute::LinkLayerAddress(m) => mac = Some(m.clone()),
                 NeighbourAttribute::ExtFlags(f) => managed = f.contains(NeighbourExtFlags::Managed),
+                NeighbourAttribute::Protocol(p) => protocol = u8::from(*p),
                 _ => {}
             }
         }
         if let Some(addr) = addr {
-            out.push(NeighInfo { ifindex: msg.header.ifindex, addr, mac, state: msg.header.state.into(), managed });
+            out.push(NeighInfo { ifindex: msg.header.ifindex, addr, mac, state: msg.header.state.into(), managed, protocol });
         }
     }
     Ok(out)
@@ -398,14 +402,18 @@ async fn neighbours(h: &Handle) -> Result<Vec<NeighInfo>, NetlinkError> {
 /// `ip neigh replace ADDR dev IF managed` (kernel 5.16+: the entry is kept resolved and
 /// re-probed while it fails) or, with `managed` false, `ip neigh replace ADDR dev IF use` (one
 /// resolution). Both keep the state of an existing entry (`NEIGH_UPDATE_F_USE`/`_MANAGED` in
-/// `__neigh_update`) and start resolution if it is not valid (`neigh_event_send`).
-async fn neigh_resolve(h: &Handle, ifindex: u32, addr: IpAddr, managed: bool) -> Result<(), NetlinkError> {
+/// `__neigh_update`) and start resolution if it is not valid (`neigh_event_send`). `protocol`
+/// marks the entry (`NDA_PROTOCOL`, Linux 5.2+); without it an entry keeps its mark.
+async fn neigh_resolve(h: &Handle, ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>) -> Result<(), NetlinkError> {
     let what = format!("resolve {addr} on ifindex {ifindex}{}", if managed { " (managed)" } else { "" });
     let mut req = h.neighbours().add(ifindex, addr).state(NeighbourState::None).replace();
     if managed {
         req.message_mut().attributes.push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
     } else {
         req = req.flags(NeighbourFlags::Use);
+    }
+    if let Some(p) = protocol {
+        req.message_mut().attributes.push(NeighbourAttribute::Protocol(netlink_packet_route::route::RouteProtocol::from(p)));
     }
     req.execute().await.map_err(req_err(what))
 }
@@ -766,12 +774,13 @@ impl NetlinkClient {
     }
 
     /// Asks the kernel to resolve `addr` on `ifindex`: a managed entry (`managed`, kernel
-    /// 5.16+) or a one-shot resolution (`NTF_USE`). An existing entry keeps its state.
+    /// 5.16+) or a one-shot resolution (`NTF_USE`), marked with `protocol` if given. An
+    /// existing entry keeps its state.
     ///
     /// # Errors
     /// The kernel refuses (`EINVAL` for managed entries on kernels without them).
-    pub async fn neigh_resolve(&self, ifindex: u32, addr: IpAddr, managed: bool) -> Result<(), NetlinkError> {
-        self.call(|reply| Request::NeighResolve { ifindex, addr, managed, reply }).await
+    pub async fn neigh_resolve(&self, ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>) -> Result<(), NetlinkError> {
+        self.call(|reply| Request::NeighResolve { ifindex, addr, managed, protocol, reply }).await
     }
 
     /// Deletes the neighbour entry of `addr` on `ifindex`; idempotent.
