@@ -816,7 +816,7 @@ fn neigh_usable(line: &str) -> bool {
 /// neighbour entry resolves, `ka status` says so and connections through the VIP reach it.
 /// Then the director's neighbour table is flushed: nothing on the director talks to rs0 (its
 /// health comes from a MISC_CHECK script), yet ka requests the entry again and it resolves.
-/// ka removes its entries when it stops.
+/// ka removes a real server's entry when it leaves the tables, and the others' when it stops.
 #[test]
 fn dr_next_hops_resolve_after_link_up_and_flush() {
     pin(0);
@@ -858,6 +858,11 @@ fn dr_next_hops_resolve_after_link_up_and_flush() {
     wait_for("rs0 next hop resolved after the flush", WAIT, || next_hop(&ka, rs[0]).filter(|n| n["resolved"] == true).map(|_| ()));
     let c = lab.connect_many(30);
     assert!(c[0] > 0 && c.iter().sum::<usize>() == 30, "after the flush, every server gets connections: {c:?}");
+    // rs2 leaves the tables: ka removes its managed entry, and keeps the others'.
+    lab.set_health(2, Health::Down);
+    wait_for("rs2 out of the table", WAIT, || (backend(&ka, rs[2]).map(|b| b.0) == Some(false)).then_some(()));
+    wait_for("rs2's managed entry removed", WAIT, || (!neigh_line(director, rs[2]).contains("managed")).then_some(()));
+    assert!(neigh_line(director, rs[1]).contains("managed"), "rs1 keeps its entry: {}", neigh_line(director, rs[1]));
     ka.stop().expect("stop");
     for a in rs {
         let l = neigh_line(director, a);
