@@ -227,7 +227,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     }
                 }
             }
-            Some(crate::dataplane::Dataplane::new(cfg, v4, v6))
+            Some(crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone()))
         }
         (Some(cfg), None, Some(_)) => {
             if !cfg.virtual_servers.is_empty() {
@@ -296,6 +296,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     if let Some(h) = health {
         h.shutdown().await;
+    }
+    if let Some(dp) = dataplane {
+        dp.shutdown().await;
     }
     drop(datapath);
     info!("stopped");

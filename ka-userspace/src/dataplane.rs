@@ -18,6 +18,8 @@ use crate::{
     },
     health::{BackendRole, BackendSet},
     lb::{
+        nexthop::NextHopReport,
+        resolver::{Resolver, CHECK_INTERVAL},
         writer::{backend_stats, service_stats, MapWriter},
         BackendSpec, DesiredState, L4Proto, LbError, Method, Persistence, Scheduler, ServiceSpec, TunnelSource,
     },
@@ -38,6 +40,10 @@ pub struct BackendCounters {
     pub packets: u64,
     /// Bytes forwarded to it.
     pub bytes: u64,
+    /// Its next hop (`None` while it is out of the tables or not checked yet): unresolved, its
+    /// packets pass to the kernel (`pass_no_nexthop`).
+    #[serde(default)]
+    pub next_hop: Option<NextHopReport>,
 }
 
 /// Counters of one service (VIP, port, protocol).
@@ -168,30 +174,6 @@ pub fn desired(
     Ok(DesiredState { services, tunnel_src_v4, tunnel_src_v6, neighbours: Vec::new() })
 }
 
-/// UDP port of the datagrams that make the kernel resolve next hops (discard, RFC 863).
-const RESOLVE_PORT: u16 = 9;
-
-/// Makes the kernel resolve the next hop (ARP/NDP) of every real server in the tables, so
-/// `bpf_fib_lookup` finds its neighbour entry: the datapath forwards only to resolved next
-/// hops, and nothing else may have talked to a real server yet (a MISC_CHECK, say, sends no
-/// packet to it). An empty UDP datagram to the discard port goes out through the normal
-/// stack, which resolves the next hop on the way; the real server at most answers ICMP port
-/// unreachable. Best effort: a failure leaves the datapath passing that server's packets to the
-/// kernel (`pass_no_nexthop`) until something else resolves it.
-fn resolve_next_hops(d: &DesiredState) {
-    let mut seen = std::collections::HashSet::new();
-    for b in d.services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy) {
-        if !seen.insert(b.addr) {
-            continue;
-        }
-        let local: std::net::SocketAddr = if b.addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-        let sent = std::net::UdpSocket::bind(local).and_then(|s| s.send_to(&[], (b.addr, RESOLVE_PORT)));
-        if let Err(e) = sent {
-            warn!(real_server = %b.addr, error = %e, "could not trigger next-hop resolution");
-        }
-    }
-}
-
 /// The load balancer's state in the daemon.
 pub struct Dataplane {
     writer: MapWriter,
@@ -201,6 +183,8 @@ pub struct Dataplane {
     tunnel_src_v4: Option<TunnelSource>,
     tunnel_src_v6: Option<TunnelSource>,
     applied: Option<DesiredState>,
+    /// Keeps the next hops of the real servers in the tables resolved.
+    next_hops: Option<Resolver>,
 }
 
 impl Dataplane {
@@ -209,7 +193,23 @@ impl Dataplane {
         let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
         let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
-        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None }
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, next_hops: None }
+    }
+
+    /// Keeps the next hop of every real server in the tables resolved through the rtnetlink
+    /// worker (a [`Resolver`] task on the current runtime, checking once a second), and reports
+    /// it in [`Dataplane::counters`]. The datapath forwards only to resolved next hops.
+    #[must_use]
+    pub fn resolving_next_hops(mut self, netlink: crate::net::netlink::NetlinkClient) -> Dataplane {
+        self.next_hops = Some(Resolver::spawn(netlink, CHECK_INTERVAL));
+        self
+    }
+
+    /// Stops the next-hop resolver after it removed the neighbour entries it created.
+    pub async fn shutdown(self) {
+        if let Some(r) = self.next_hops {
+            r.shutdown().await;
+        }
     }
 
     /// Recomputes the desired state and applies what changed. Errors are logged: a service the
@@ -228,7 +228,9 @@ impl Dataplane {
         match self.writer.apply(ebpf, &d) {
             Ok(report) => {
                 info!(services = d.services.len(), ?report, "load balancer tables applied");
-                resolve_next_hops(&d);
+                if let Some(r) = &self.next_hops {
+                    r.set_backends(d.services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy).map(|b| b.addr).collect());
+                }
                 self.applied = Some(d);
             }
             Err(e) => warn!(error = %e, "load balancer: applying tables failed"),
@@ -269,7 +271,16 @@ impl Dataplane {
                                 .backend_id(s, b.addr, b.port, b.method)
                                 .and_then(|id| backend_stats(ebpf, id).ok())
                                 .unwrap_or_default();
-                            BackendCounters { address: b.addr, port: b.port, weight: b.weight, in_table: b.healthy, packets: bs.packets, bytes: bs.bytes }
+                            let next_hop = if b.healthy { self.next_hops.as_ref().and_then(|r| r.report(b.addr)) } else { None };
+                            BackendCounters {
+                                address: b.addr,
+                                port: b.port,
+                                weight: b.weight,
+                                in_table: b.healthy,
+                                packets: bs.packets,
+                                bytes: bs.bytes,
+                                next_hop,
+                            }
                         })
                         .collect(),
                 }

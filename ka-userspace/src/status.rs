@@ -90,7 +90,7 @@ impl StatusReport {
         for svc in &self.services {
             let _ = writeln!(s, "service {}:{} {}: {} packets, {} bytes", svc.vip, svc.port, svc.protocol, svc.packets, svc.bytes);
             for b in &svc.backends {
-                let _ = writeln!(
+                let _ = write!(
                     s,
                     "    -> {}:{} weight {}{}: {} packets, {} bytes",
                     b.address,
@@ -100,6 +100,12 @@ impl StatusReport {
                     b.packets,
                     b.bytes
                 );
+                match &b.next_hop {
+                    Some(n) => {
+                        let _ = writeln!(s, "; next hop {}", n.to_text());
+                    }
+                    None => s.push('\n'),
+                }
             }
         }
         if let Some(h) = &self.health {
@@ -137,5 +143,50 @@ mod tests {
         assert!(t.contains("bad_ttl: 3"), "{t}");
         let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
         assert_eq!(back, r);
+    }
+
+    /// Each real server's line says whether its next hop is resolved, and why not.
+    #[test]
+    fn text_shows_next_hops() {
+        use crate::{dataplane::{BackendCounters, ServiceCounters}, lb::nexthop::NextHopReport};
+        let rs = |last: u8, next_hop| BackendCounters {
+            address: std::net::IpAddr::from([198, 18, 1, last]),
+            port: 80,
+            weight: 1,
+            in_table: true,
+            packets: 0,
+            bytes: 0,
+            next_hop,
+        };
+        let via = Some("198.18.1.1".parse().expect("ip"));
+        let r = StatusReport {
+            instance: "default".into(),
+            version: "0.1.0".into(),
+            pid: 1,
+            uptime_s: 2,
+            xdp: vec![],
+            counters: BTreeMap::new(),
+            vrrp: vec![],
+            health: None,
+            services: vec![ServiceCounters {
+                vip: "198.18.0.1".parse().expect("ip"),
+                port: 80,
+                protocol: "TCP".into(),
+                packets: 0,
+                bytes: 0,
+                backends: vec![
+                    rs(1, Some(NextHopReport { resolved: true, mac: Some("02:00:00:00:00:01".into()), via, iface: Some("eth1".into()), state: "REACHABLE".into() })),
+                    rs(2, Some(NextHopReport { resolved: false, mac: None, via: Some("198.18.1.2".parse().expect("ip")), iface: Some("eth1".into()), state: "FAILED".into() })),
+                    rs(3, None),
+                ],
+            }],
+        };
+        let t = r.to_text();
+        assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");
+        assert!(t.contains("-> 198.18.1.2:80 weight 1: 0 packets, 0 bytes; next hop unresolved (198.18.1.2 dev eth1 FAILED)\n"), "{t}");
+        assert!(t.contains("-> 198.18.1.3:80 weight 1: 0 packets, 0 bytes\n"), "{t}");
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["services"][0]["backends"][0]["next_hop"]["resolved"], true);
+        assert_eq!(json["services"][0]["backends"][1]["next_hop"]["state"], "FAILED");
     }
 }

@@ -793,3 +793,79 @@ fn dr6_stickiness_and_draining() {
 fn tun6_stickiness_and_draining() {
     stickiness_and_draining(Kind::Tun, true);
 }
+
+/// Real server `rs`'s `next_hop` in `ka status --json` (null while out of the tables).
+fn next_hop(ka: &KaDaemon, rs: &str) -> Option<serde_json::Value> {
+    let st = ka.status_json().ok()?;
+    let b = st["services"][0]["backends"].as_array()?.iter().find(|b| b["address"] == rs)?.clone();
+    Some(b["next_hop"].clone()).filter(|n| !n.is_null())
+}
+
+/// The director's neighbour entry for `addr` on eth0 (`ip -d neigh show`), if any.
+fn neigh_line(director: &Netns, addr: &str) -> String {
+    director.run(&["ip", "-d", "neigh", "show", addr, "dev", "eth0"]).unwrap_or_default().trim().to_owned()
+}
+
+/// A usable (resolved) state in an `ip neigh` line.
+fn neigh_usable(line: &str) -> bool {
+    ["REACHABLE", "STALE", "DELAY", "PROBE"].iter().any(|s| line.contains(s))
+}
+
+/// Next hops get resolved without traffic to them and without table changes. rs0's link is
+/// down when ka starts, so its first resolution fails; when it comes up, ka's managed
+/// neighbour entry resolves, `ka status` says so and connections through the VIP reach it.
+/// Then the director's neighbour table is flushed: nothing on the director talks to rs0 (its
+/// health comes from a MISC_CHECK script), yet ka requests the entry again and it resolves.
+/// ka removes a real server's entry when it leaves the tables, and the others' when it stops.
+#[test]
+fn dr_next_hops_resolve_after_link_up_and_flush() {
+    pin(0);
+    let lab = lab(Kind::Dr, 1, false);
+    let rs = RS_LAN;
+    let director = &lab.directors[0];
+    let _servers = lab.start_servers();
+    lab.rs[0].run(&["ip", "link", "set", "eth0", "down"]).expect("rs0 down");
+    let ka = lab.start_ka(0, true);
+    wait_master(&ka);
+    let n = wait_for("rs1 next hop resolved", WAIT, || next_hop(&ka, rs[1]).filter(|n| n["resolved"] == true));
+    assert_eq!((n["via"].as_str(), n["iface"].as_str()), (Some(rs[1]), Some("eth0")), "on-link next hop: {n}");
+    assert!(n["mac"].as_str().is_some_and(|m| m.len() == 17), "{n}");
+    let n = wait_for("rs0 next hop checked", WAIT, || next_hop(&ka, rs[0]));
+    assert_eq!(n["resolved"], false, "rs0's link is down: {n}");
+    let line = neigh_line(director, rs[0]);
+    assert!(line.contains("managed") && !neigh_usable(&line), "rs0's entry is ka's managed one, unresolved: {line:?}");
+    let text = ka.status_text().expect("status text");
+    assert!(text.contains(&format!("next hop unresolved ({} dev eth0", rs[0])), "{text}");
+    wait_for("the unresolved next hop logged", WAIT, || {
+        ka.log_text().lines().any(|l| l.contains("real server has no resolved next hop") && l.contains(rs[0])).then_some(())
+    });
+    // rs0 comes up: resolved without any table change, and it gets connections.
+    lab.rs[0].run(&["ip", "link", "set", "eth0", "up"]).expect("rs0 up");
+    wait_for("rs0 next hop resolved", WAIT, || next_hop(&ka, rs[0]).filter(|n| n["resolved"] == true).map(|_| ()));
+    let text = ka.status_text().expect("status text");
+    assert!(text.contains(&format!(" via {} dev eth0 (", rs[0])), "{text}");
+    wait_for("connections reach rs0", WAIT, || {
+        let c = lab.connect_many(30);
+        (c[0] > 0 && c.iter().sum::<usize>() == 30).then_some(())
+    });
+    // The neighbour table is flushed: ka requests the entries again and they resolve.
+    director.run(&["ip", "neigh", "flush", "dev", "eth0"]).expect("flush");
+    let line = wait_for("rs0's entry back and resolved", WAIT, || {
+        let l = neigh_line(director, rs[0]);
+        (l.contains("managed") && neigh_usable(&l)).then_some(l)
+    });
+    assert!(line.contains("lladdr") && line.contains("proto keepalived"), "ka's marked entry: {line}");
+    wait_for("rs0 next hop resolved after the flush", WAIT, || next_hop(&ka, rs[0]).filter(|n| n["resolved"] == true).map(|_| ()));
+    let c = lab.connect_many(30);
+    assert!(c[0] > 0 && c.iter().sum::<usize>() == 30, "after the flush, every server gets connections: {c:?}");
+    // rs2 leaves the tables: ka removes its managed entry, and keeps the others'.
+    lab.set_health(2, Health::Down);
+    wait_for("rs2 out of the table", WAIT, || (backend(&ka, rs[2]).map(|b| b.0) == Some(false)).then_some(()));
+    wait_for("rs2's managed entry removed", WAIT, || (!neigh_line(director, rs[2]).contains("managed")).then_some(()));
+    assert!(neigh_line(director, rs[1]).contains("managed"), "rs1 keeps its entry: {}", neigh_line(director, rs[1]));
+    ka.stop().expect("stop");
+    for a in rs {
+        let l = neigh_line(director, a);
+        assert!(!l.contains("managed"), "ka removed its managed entry for {a}: {l:?}");
+    }
+}

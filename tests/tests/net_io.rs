@@ -205,3 +205,60 @@ fn garp_and_na_reach_the_peer() {
     assert_eq!(g.as_deref(), Some(&garp[..]), "gratuitous ARP not seen as sent");
     assert_eq!(n.as_deref(), Some(&na[..]), "unsolicited NA not seen as sent");
 }
+
+/// The director's `ip -d neigh show ADDR dev eth0` line in `ns`.
+fn neigh(ns: &Netns, addr: &str) -> String {
+    ns.run(&["ip", "-d", "neigh", "show", addr, "dev", "eth0"]).unwrap_or_default().trim().to_owned()
+}
+
+/// The worker's next-hop requests. `route_get` is a FIB lookup: the output interface, and the
+/// gateway only for a routed destination; nothing for local or unroutable addresses. A
+/// managed, marked resolution request makes the kernel resolve the peer with no other
+/// traffic, and the dump reports it managed with ka's mark; a one-shot (`NTF_USE`) request
+/// resolves without making the entry managed; deleting is idempotent.
+#[test]
+fn netlink_worker_looks_up_and_resolves_next_hops() {
+    require_root();
+    let (a, b) = pair();
+    a.run(&["ip", "route", "add", "198.18.5.0/24", "via", "198.18.3.2"]).expect("route");
+    let idx = ifindex(&a, "eth0");
+    let peer_mac = b.run(&["cat", "/sys/class/net/eth0/address"]).expect("mac").trim().to_owned();
+    let (onlink, via, local, unroutable) = in_ns(&a, async move {
+        let (nl, _task) = netlink::spawn().expect("netlink");
+        let get = |s: &str| {
+            let nl = nl.clone();
+            let addr: IpAddr = s.parse().expect("ip");
+            async move { nl.route_get(addr).await.expect("route get") }
+        };
+        let r = (get("198.18.3.2").await, get("198.18.5.7").await, get("198.18.3.1").await, get("198.18.77.1").await);
+        nl.neigh_resolve(idx, "198.18.3.2".parse().expect("ip"), true, Some(ka::lb::nexthop::NEIGH_PROTOCOL)).await.expect("managed");
+        nl.neigh_resolve(idx, "fd00:198:18:3::2".parse().expect("ip"), false, None).await.expect("use");
+        r
+    });
+    assert_eq!(onlink, Some(netlink::RouteHop { ifindex: idx, gateway: None }), "on-link");
+    assert_eq!(via, Some(netlink::RouteHop { ifindex: idx, gateway: Some("198.18.3.2".parse().expect("ip")) }), "routed");
+    assert_eq!(local, None, "a local address has no next hop");
+    assert_eq!(unroutable, None, "no route");
+    let usable = |l: &str| ["REACHABLE", "STALE", "DELAY", "PROBE"].iter().any(|s| l.contains(s));
+    let line = ka_tests::wait_for("managed entry resolved", Duration::from_secs(10), || {
+        let l = neigh(&a, "198.18.3.2");
+        usable(&l).then_some(l)
+    });
+    assert!(line.contains("managed") && line.contains("proto keepalived") && line.contains(&peer_mac), "{line}");
+    let line = ka_tests::wait_for("one-shot entry resolved", Duration::from_secs(10), || {
+        let l = neigh(&a, "fd00:198:18:3::2");
+        usable(&l).then_some(l)
+    });
+    assert!(!line.contains("managed") && line.contains(&peer_mac), "{line}");
+    let table = in_ns(&a, async move {
+        let (nl, _task) = netlink::spawn().expect("netlink");
+        let t = nl.neighbours().await.expect("dump");
+        nl.neigh_del(idx, "198.18.3.2".parse().expect("ip")).await.expect("delete");
+        nl.neigh_del(idx, "198.18.3.2".parse().expect("ip")).await.expect("delete again");
+        t
+    });
+    let e = table.iter().find(|n| n.addr == "198.18.3.2".parse::<IpAddr>().expect("ip")).expect("in the dump");
+    assert!(e.managed && e.protocol == ka::lb::nexthop::NEIGH_PROTOCOL && e.ifindex == idx, "{e:?}");
+    assert_eq!(e.mac.as_deref().map(|m| m.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")), Some(peer_mac.clone()));
+    assert_eq!(neigh(&a, "198.18.3.2"), "", "deleted");
+}

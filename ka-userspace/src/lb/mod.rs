@@ -13,6 +13,8 @@
 //! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
 
 pub mod maglev;
+pub mod nexthop;
+pub mod resolver;
 pub mod vrrp_fast;
 pub mod writer;
 

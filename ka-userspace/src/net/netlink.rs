@@ -1,6 +1,7 @@
 //! The rtnetlink worker: one task owns the netlink connection; everyone else sends it typed
 //! requests through a [`NetlinkClient`]. VIPs, virtual routes and rules, and VMAC interfaces
-//! are all changed here.
+//! are all changed here, and next hops are looked up and resolved (route lookups, the
+//! neighbour table).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -8,7 +9,8 @@ use futures::TryStreamExt as _;
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
     link::{LinkAttribute, LinkFlags, MacVlanMode},
-    route::{RouteScope, RouteType},
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage, NeighbourState},
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope, RouteType},
 };
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 use tokio::sync::{mpsc, oneshot};
@@ -111,6 +113,92 @@ pub struct LinkInfo {
     pub running: bool,
 }
 
+/// The state of a neighbour entry (`NUD_*`, as `ip neigh` prints it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NeighState {
+    /// `INCOMPLETE`: resolution in progress.
+    Incomplete,
+    /// `REACHABLE`: confirmed recently.
+    Reachable,
+    /// `STALE`: usable, to be confirmed on next use.
+    Stale,
+    /// `DELAY`: usable, confirmation pending.
+    Delay,
+    /// `PROBE`: usable, being probed.
+    Probe,
+    /// `FAILED`: resolution failed.
+    Failed,
+    /// `NOARP`: no resolution needed.
+    Noarp,
+    /// `PERMANENT`: static.
+    Permanent,
+    /// `NONE`: created, not resolved yet.
+    None,
+    /// Another value.
+    Other(u16),
+}
+
+impl NeighState {
+    /// The name `ip neigh` prints.
+    pub fn name(self) -> String {
+        match self {
+            NeighState::Incomplete => "INCOMPLETE".into(),
+            NeighState::Reachable => "REACHABLE".into(),
+            NeighState::Stale => "STALE".into(),
+            NeighState::Delay => "DELAY".into(),
+            NeighState::Probe => "PROBE".into(),
+            NeighState::Failed => "FAILED".into(),
+            NeighState::Noarp => "NOARP".into(),
+            NeighState::Permanent => "PERMANENT".into(),
+            NeighState::None => "NONE".into(),
+            NeighState::Other(v) => format!("0x{v:x}"),
+        }
+    }
+}
+
+impl From<NeighbourState> for NeighState {
+    fn from(s: NeighbourState) -> NeighState {
+        match s {
+            NeighbourState::Incomplete => NeighState::Incomplete,
+            NeighbourState::Reachable => NeighState::Reachable,
+            NeighbourState::Stale => NeighState::Stale,
+            NeighbourState::Delay => NeighState::Delay,
+            NeighbourState::Probe => NeighState::Probe,
+            NeighbourState::Failed => NeighState::Failed,
+            NeighbourState::Noarp => NeighState::Noarp,
+            NeighbourState::Permanent => NeighState::Permanent,
+            NeighbourState::None => NeighState::None,
+            other => NeighState::Other(u16::from(other)),
+        }
+    }
+}
+
+/// A neighbour (ARP/NDP) entry, as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighInfo {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Protocol address.
+    pub addr: IpAddr,
+    /// Link-layer address, when known.
+    pub mac: Option<Vec<u8>>,
+    /// State.
+    pub state: NeighState,
+    /// Managed by the kernel (`NTF_EXT_MANAGED`: kept resolved, re-probed).
+    pub managed: bool,
+    /// Who created it (`NDA_PROTOCOL`, `proto` in `ip neigh`; 0 when unset).
+    pub protocol: u8,
+}
+
+/// Where the kernel routes an address: the output interface and the gateway, if not on-link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteHop {
+    /// Output interface index.
+    pub ifindex: u32,
+    /// Gateway (`via`); `None` when the destination is on-link.
+    pub gateway: Option<IpAddr>,
+}
+
 /// Errors of netlink requests.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -134,6 +222,16 @@ pub enum NetlinkError {
     WorkerGone,
 }
 
+impl NetlinkError {
+    /// The errno the kernel answered, for a refused request.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Request { source, .. } => errno(source),
+            _ => None,
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, NetlinkError>>;
 
 /// A request to the worker.
@@ -148,6 +246,10 @@ enum Request {
     DelLink(u32, Reply<()>),
     Route { add: bool, spec: RouteSpec, reply: Reply<()> },
     Rule { add: bool, spec: RuleSpec, reply: Reply<()> },
+    RouteGet(IpAddr, Reply<Option<RouteHop>>),
+    Neighbours(Reply<Vec<NeighInfo>>),
+    NeighResolve { ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>, reply: Reply<()> },
+    NeighDel { ifindex: u32, addr: IpAddr, reply: Reply<()> },
 }
 
 /// The handle every subsystem uses to ask the worker for changes. Cheap to clone.
@@ -215,6 +317,120 @@ async fn serve(h: &Handle, req: Request) {
         Request::Rule { add, spec, reply } => {
             let _ = reply.send(rule(h, add, &spec).await);
         }
+        Request::RouteGet(addr, reply) => {
+            let _ = reply.send(route_get(h, addr).await);
+        }
+        Request::Neighbours(reply) => {
+            let _ = reply.send(neighbours(h).await);
+        }
+        Request::NeighResolve { ifindex, addr, managed, protocol, reply } => {
+            let _ = reply.send(neigh_resolve(h, ifindex, addr, managed, protocol).await);
+        }
+        Request::NeighDel { ifindex, addr, reply } => {
+            let _ = reply.send(neigh_del(h, ifindex, addr).await);
+        }
+    }
+}
+
+fn neigh_address(addr: IpAddr) -> NeighbourAddress {
+    match addr {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
+}
+
+/// `ip route get ADDR`: a FIB lookup (not a dump) of where the kernel sends `addr`. `None` for
+/// unroutable addresses and for routes that have no next hop (local, blackhole...).
+async fn route_get(h: &Handle, addr: IpAddr) -> Result<Option<RouteHop>, NetlinkError> {
+    let mut msg = RouteMessage::default();
+    let (family, len, dst) = match addr {
+        IpAddr::V4(a) => (netlink_packet_route::AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+        IpAddr::V6(a) => (netlink_packet_route::AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+    };
+    msg.header.address_family = family;
+    msg.header.destination_prefix_length = len;
+    msg.attributes.push(RouteAttribute::Destination(dst));
+    let mut stream = h.route().get(msg).execute();
+    let reply = match stream.try_next().await {
+        Ok(r) => r,
+        Err(e) if matches!(errno(&e), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ESRCH | libc::EINVAL)) => return Ok(None),
+        Err(e) => return Err(req_err(format!("route get {addr}"))(e)),
+    };
+    let Some(reply) = reply else { return Ok(None) };
+    if reply.header.kind != RouteType::Unicast {
+        return Ok(None);
+    }
+    let mut hop = RouteHop { ifindex: 0, gateway: None };
+    for a in &reply.attributes {
+        match a {
+            RouteAttribute::Oif(i) => hop.ifindex = *i,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some(IpAddr::V4(*g)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => hop.gateway = Some(IpAddr::V6(*g)),
+            _ => {}
+        }
+    }
+    Ok((hop.ifindex != 0).then_some(hop))
+}
+
+/// `ip neigh show`, IPv4 and IPv6.
+async fn neighbours(h: &Handle) -> Result<Vec<NeighInfo>, NetlinkError> {
+    let mut out = Vec::new();
+    let mut stream = h.neighbours().get().execute();
+    while let Some(msg) = stream.try_next().await.map_err(req_err("list neighbours".into()))? {
+        let mut addr = None;
+        let mut mac = None;
+        let mut managed = false;
+        let mut protocol = 0;
+        for a in &msg.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => addr = Some(IpAddr::V4(*v)),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => addr = Some(IpAddr::V6(*v)),
+                NeighbourAttribute::LinkLayerAddress(m) => mac = Some(m.clone()),
+                NeighbourAttribute::ExtFlags(f) => managed = f.contains(NeighbourExtFlags::Managed),
+                NeighbourAttribute::Protocol(p) => protocol = u8::from(*p),
+                _ => {}
+            }
+        }
+        if let Some(addr) = addr {
+            out.push(NeighInfo { ifindex: msg.header.ifindex, addr, mac, state: msg.header.state.into(), managed, protocol });
+        }
+    }
+    Ok(out)
+}
+
+/// Asks the kernel to resolve `addr` on `ifindex` without making up a link-layer address:
+/// `ip neigh replace ADDR dev IF managed` (kernel 5.16+: the entry is kept resolved and
+/// re-probed while it fails) or, with `managed` false, `ip neigh replace ADDR dev IF use` (one
+/// resolution). Both keep the state of an existing entry (`NEIGH_UPDATE_F_USE`/`_MANAGED` in
+/// `__neigh_update`) and start resolution if it is not valid (`neigh_event_send`). `protocol`
+/// marks the entry (`NDA_PROTOCOL`, Linux 5.2+); without it an entry keeps its mark.
+async fn neigh_resolve(h: &Handle, ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>) -> Result<(), NetlinkError> {
+    let what = format!("resolve {addr} on ifindex {ifindex}{}", if managed { " (managed)" } else { "" });
+    let mut req = h.neighbours().add(ifindex, addr).state(NeighbourState::None).replace();
+    if managed {
+        req.message_mut().attributes.push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+    } else {
+        req = req.flags(NeighbourFlags::Use);
+    }
+    if let Some(p) = protocol {
+        req.message_mut().attributes.push(NeighbourAttribute::Protocol(netlink_packet_route::route::RouteProtocol::from(p)));
+    }
+    req.execute().await.map_err(req_err(what))
+}
+
+/// `ip neigh del ADDR dev IF`; an entry that is not there is not an error.
+async fn neigh_del(h: &Handle, ifindex: u32, addr: IpAddr) -> Result<(), NetlinkError> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = match addr {
+        IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
+        IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+    };
+    msg.header.ifindex = ifindex;
+    msg.attributes.push(NeighbourAttribute::Destination(neigh_address(addr)));
+    match h.neighbours().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+        Err(e) => Err(req_err(format!("delete neighbour {addr} on ifindex {ifindex}"))(e)),
     }
 }
 
@@ -539,5 +755,39 @@ impl NetlinkClient {
     /// The kernel refuses.
     pub async fn rule(&self, add: bool, spec: RuleSpec) -> Result<(), NetlinkError> {
         self.call(|reply| Request::Rule { add, spec, reply }).await
+    }
+
+    /// Where the kernel routes `addr` (`ip route get`); `None` if it has no unicast route.
+    ///
+    /// # Errors
+    /// The lookup fails for another reason than an unreachable destination.
+    pub async fn route_get(&self, addr: IpAddr) -> Result<Option<RouteHop>, NetlinkError> {
+        self.call(|r| Request::RouteGet(addr, r)).await
+    }
+
+    /// Every IPv4 and IPv6 neighbour entry.
+    ///
+    /// # Errors
+    /// The dump fails.
+    pub async fn neighbours(&self) -> Result<Vec<NeighInfo>, NetlinkError> {
+        self.call(Request::Neighbours).await
+    }
+
+    /// Asks the kernel to resolve `addr` on `ifindex`: a managed entry (`managed`, kernel
+    /// 5.16+) or a one-shot resolution (`NTF_USE`), marked with `protocol` if given. An
+    /// existing entry keeps its state.
+    ///
+    /// # Errors
+    /// The kernel refuses (`EINVAL` for managed entries on kernels without them).
+    pub async fn neigh_resolve(&self, ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>) -> Result<(), NetlinkError> {
+        self.call(|reply| Request::NeighResolve { ifindex, addr, managed, protocol, reply }).await
+    }
+
+    /// Deletes the neighbour entry of `addr` on `ifindex`; idempotent.
+    ///
+    /// # Errors
+    /// The kernel refuses.
+    pub async fn neigh_del(&self, ifindex: u32, addr: IpAddr) -> Result<(), NetlinkError> {
+        self.call(|reply| Request::NeighDel { ifindex, addr, reply }).await
     }
 }
