@@ -56,8 +56,8 @@ const DIRECTORS: [&str; 2] = ["198.18.10.1", "198.18.10.3"];
 const REAL_SERVERS: [&str; 3] = ["198.18.10.11", "198.18.10.12", "198.18.10.13"];
 const VIP: &str = "198.18.10.100";
 const PORT: u16 = 8080;
-/// How many long-lived connections the client keeps open.
-const LONG_LIVED: usize = 6;
+/// How many long-lived connections the client keeps open to each real server.
+const LONG_LIVED_PER_RS: usize = 2;
 /// The real server whose listener stops for a while.
 const FAILING_RS: usize = 2;
 
@@ -203,7 +203,7 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
         move || short_connections(&c)
     })?;
     eprintln!(
-        "lab: client → VIP {VIP}:{PORT}; dr1 killed at {:?}, back at {:?}; rs3 down at {:?}, up at {:?}; {}",
+        "lab: client → VIP {VIP}:{PORT}; dr1 killed at {:.1?}, back at {:.1?}; rs3 down at {:.1?}, up at {:.1?}; {}",
         sched.kill,
         sched.restart,
         sched.rs_down,
@@ -215,6 +215,7 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
     let mut done = [false; 4];
     let mut after_failover = None;
     let mut after_failback = None;
+    let (mut takeover, mut failback) = (None, None);
     let mut prev: Vec<String> = vec![String::new(); 2];
     while !STOP.load(Ordering::SeqCst) && duration.is_none_or(|d| start.elapsed() < d) {
         let t = start.elapsed();
@@ -237,7 +238,8 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
         if !done[2] && t >= sched.rs_down {
             done[2] = true;
             after_failback = Some(counters.alive());
-            event(t, &format!("rs3 stops listening (its established connections stay); {}", counters.line()));
+            event(t, &format!("rs3 stops listening; {}", counters.line()));
+            println!("    its TCP_CHECK fails and it leaves both tables; its established flows are rescheduled to the other servers, which reset them (weight 0 would drain it instead)");
             servers[FAILING_RS] = None;
         }
         if !done[3] && t >= sched.rs_up {
@@ -251,6 +253,14 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
             if now != prev[d.index] && !now.is_empty() {
                 if !prev[d.index].is_empty() {
                     event(t, &format!("{}: {now}", d.name));
+                }
+                if now.starts_with("MASTER") {
+                    if d.index == 1 && done[0] && takeover.is_none() {
+                        takeover = Some(t - sched.kill);
+                    }
+                    if d.index == 0 && done[1] && failback.is_none() {
+                        failback = Some(t - sched.restart);
+                    }
                 }
                 prev[d.index] = now;
             }
@@ -273,8 +283,10 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
         }
     }
     let long = counters.long();
+    let opened = long.len();
     let on_failing = long.iter().filter(|l| l.server == FAILING_RS).count();
     let show = |v: Option<usize>| v.map_or("-".to_owned(), |n| n.to_string());
+    let secs = |v: Option<Duration>| v.map_or("-".to_owned(), |d| format!("{:.1?}", d));
     println!("lab: summary after {:.0?}", start.elapsed());
     println!(
         "  short connections: {} answered, {} failed",
@@ -288,13 +300,20 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
         counters.echo_errors.load(Ordering::Relaxed)
     );
     println!(
-        "  alive after the failover to dr2: {}; after the failback to dr1: {} (both failovers survived); at the end: {}",
+        "  alive after the failover to dr2: {}/{opened}; after the failback to dr1: {}/{opened} (survived both failovers); at the end: {} ({} of rs3's {on_failing} reset when it left the table)",
         show(after_failover),
         show(after_failback),
-        long.iter().filter(|l| l.alive).count()
+        long.iter().filter(|l| l.alive).count(),
+        long.iter().filter(|l| l.server == FAILING_RS && !l.alive).count()
     );
+    println!("  dr2 MASTER {} after the kill, dr1 MASTER again {} after its restart (seen by polling every 200 ms)", secs(takeover), secs(failback));
     println!("lab: cleaning up");
     anyhow::ensure!(counters.echoes.load(Ordering::Relaxed) > 0, "no echo was answered: the lab is broken");
+    anyhow::ensure!(
+        after_failback.is_none_or(|n| n == opened),
+        "only {} of {opened} long-lived connections survived both failovers",
+        show(after_failback)
+    );
     Ok(())
 }
 
@@ -325,10 +344,14 @@ fn all_in_table(s: &serde_json::Value) -> bool {
 }
 
 /// The part of a director's state whose changes are events: VRRP state and each real
-/// server's table membership.
+/// server's table membership (empty: unknown just now).
 fn describe_change(d: &Director) -> String {
-    let Some(s) = d.daemon.as_ref().and_then(|k| k.status_json().ok()) else {
+    let Some(k) = &d.daemon else {
         return "ka not running".to_owned();
+    };
+    // A status that fails to come is no change (the printed block shows the error).
+    let Ok(s) = k.status_json() else {
+        return String::new();
     };
     let state = s["vrrp"][0]["state"].as_str().unwrap_or("?").to_owned();
     let out: Vec<String> = s["services"][0]["backends"]
@@ -397,17 +420,21 @@ fn open(timeout: Duration) -> Option<(TcpStream, usize)> {
     Some((s, server))
 }
 
-/// Keeps [`LONG_LIVED`] connections, asking on each every ~100 ms; a connection that errs, or
-/// is answered by another server, is closed and counted dead.
+/// Keeps [`LONG_LIVED_PER_RS`] connections to each real server (at most 60 tries to get
+/// them), asking on each every ~100 ms; a connection that errs, or is answered by another
+/// server, is closed and counted dead.
 fn long_lived(c: &Counters) {
     // The first segment after a failover may go to the dead director's MAC: TCP retransmits
     // it (after up to a few seconds), so the read timeout is generous.
     let mut conns: Vec<Option<TcpStream>> = Vec::new();
-    for _ in 0..LONG_LIVED * 5 {
-        if conns.len() == LONG_LIVED || STOP.load(Ordering::SeqCst) {
+    let mut per_rs = [0; REAL_SERVERS.len()];
+    for _ in 0..60 {
+        if per_rs.iter().all(|&n| n >= LONG_LIVED_PER_RS) || STOP.load(Ordering::SeqCst) {
             break;
         }
-        if let Some((s, server)) = open(Duration::from_secs(15)) {
+        // Connections beyond a server's share are closed at once.
+        if let Some((s, server)) = open(Duration::from_secs(15)).filter(|&(_, i)| per_rs[i] < LONG_LIVED_PER_RS) {
+            per_rs[server] += 1;
             conns.push(Some(s));
             if let Ok(mut l) = c.long.lock() {
                 l.push(LongStat { server, alive: true, answered: 1 });
