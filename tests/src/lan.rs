@@ -250,17 +250,47 @@ impl Drop for EchoServer {
 /// Sends a line on `s` and reads the answer of the [`EchoServer`] behind it: its index, or
 /// `None` on an error, a timeout or a garbled answer.
 pub fn ask(s: &mut TcpStream) -> Option<usize> {
-    s.write_all(b"?\n").ok()?;
+    ask_why(s).ok()
+}
+
+/// Why an [`ask_why`] got no answer.
+#[derive(Debug)]
+pub enum AskError {
+    /// Writing or reading failed (reset, timeout...).
+    Io(std::io::Error),
+    /// The peer closed the connection.
+    Closed,
+    /// The answer is not `rs<index>`.
+    Garbled(Vec<u8>),
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AskError::Io(e) => write!(f, "{}", e.kind()),
+            AskError::Closed => write!(f, "closed by the peer"),
+            AskError::Garbled(b) => write!(f, "garbled answer {:?}", String::from_utf8_lossy(b)),
+        }
+    }
+}
+
+/// [`ask`], saying why it got no answer.
+///
+/// # Errors
+/// The write or the read fails, the peer closes, or the answer is garbled.
+pub fn ask_why(s: &mut TcpStream) -> Result<usize, AskError> {
+    s.write_all(b"?\n").map_err(AskError::Io)?;
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     while line.len() < 16 {
         match s.read(&mut b) {
             Ok(1) if b[0] == b'\n' => break,
             Ok(1) => line.push(b[0]),
-            _ => return None,
+            Ok(_) => return Err(AskError::Closed),
+            Err(e) => return Err(AskError::Io(e)),
         }
     }
-    std::str::from_utf8(&line).ok()?.strip_prefix("rs")?.parse().ok()
+    std::str::from_utf8(&line).ok().and_then(|l| l.strip_prefix("rs")?.parse().ok()).ok_or(AskError::Garbled(line))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! ```
 //!
 //! The run, printed as it goes: at `F` (`--failover-after`, default a third of `--duration`,
-//! or 10 s) dr1's ka is killed with SIGKILL and its link goes down, as if the node died; dr2
+//! or 10 s) dr1's link goes down and its ka is killed with SIGKILL, as if the node died; dr2
 //! takes over. At 1.5 F dr1 comes back (its stale VIP removed, as a reboot would) and preempts
 //! as MASTER. At 2 F rs3's listener stops: it fails its check and leaves the table; at 2.5 F it
 //! listens again and comes back. Every 2 s both directors' `ka status` is shown compactly.
@@ -41,7 +41,7 @@ use std::{
 use anyhow::Context as _;
 use ka_tests::{
     daemon::KaDaemon,
-    lan::{ask, role, tcp_check, Accepted, EchoServer, Lan, LanSpec, LbConf, RealServerConf},
+    lan::{ask, ask_why, role, tcp_check, Accepted, EchoServer, Lan, LanSpec, LbConf, RealServerConf},
     netns::Netns,
 };
 
@@ -145,12 +145,18 @@ struct Director {
     daemon: Option<KaDaemon>,
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
+/// The lab's files on the host (the config directory, the daemons' logs), removed on drop.
+struct Files {
+    dir: PathBuf,
+    logs: Vec<PathBuf>,
+}
 
-impl Drop for TempDir {
+impl Drop for Files {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for l in &self.logs {
+            let _ = std::fs::remove_file(l);
+        }
     }
 }
 
@@ -177,14 +183,14 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
     let accepted = Accepted::default();
     let mut servers: Vec<Option<EchoServer>> =
         (0..REAL_SERVERS.len()).map(|i| EchoServer::start(&lan.real_servers[i], i, PORT, &accepted, &[]).map(Some)).collect::<anyhow::Result<_>>()?;
-    let dir = TempDir(std::env::temp_dir().join(ka_tests::unique_name("lab")));
-    std::fs::create_dir_all(&dir.0)?;
-    let conf = dir.0.join("keepalived.conf");
+    let mut files = Files { dir: std::env::temp_dir().join(ka_tests::unique_name("lab")), logs: Vec::new() };
+    std::fs::create_dir_all(&files.dir)?;
+    let conf = files.dir.join("keepalived.conf");
     std::fs::write(&conf, config())?;
     let conf = conf.to_str().context("non-UTF-8 temp path")?.to_owned();
     let mut directors = [Director { index: 0, name: "dr1", daemon: None }, Director { index: 1, name: "dr2", daemon: None }];
     for d in &mut directors {
-        d.daemon = Some(start_ka(ka, &lan, d, &conf)?);
+        d.daemon = Some(start_ka(ka, &lan, d, &conf, &mut files)?);
     }
     eprintln!("lab: waiting for dr1 MASTER, dr2 BACKUP and every real server in both tables");
     wait_until(Duration::from_secs(30), || {
@@ -221,11 +227,13 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
         let t = start.elapsed();
         if !done[0] && t >= sched.kill {
             done[0] = true;
-            event(t, &format!("SIGKILL dr1's ka and take its link down (the node dies); {}", counters.line()));
+            event(t, &format!("dr1's link goes down and its ka gets SIGKILL (the node dies); {}", counters.line()));
+            // Link first: once the crashed ka's pins are cleaned up its XDP program is gone,
+            // and a kernel still holding the VIP would reset the connections it receives.
+            lan.directors[0].run(&["ip", "link", "set", "eth0", "down"])?;
             if let Some(k) = directors[0].daemon.take() {
                 k.kill();
             }
-            lan.directors[0].run(&["ip", "link", "set", "eth0", "down"])?;
         }
         if !done[1] && t >= sched.restart {
             done[1] = true;
@@ -233,7 +241,7 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
             event(t, &format!("dr1 comes back (stale VIP removed, link up, ka started); {}", counters.line()));
             let _ = lan.directors[0].run(&["ip", "addr", "del", &format!("{VIP}/24"), "dev", "eth0"]);
             lan.directors[0].run(&["ip", "link", "set", "eth0", "up"])?;
-            directors[0].daemon = Some(start_ka(ka, &lan, &directors[0], &conf)?);
+            directors[0].daemon = Some(start_ka(ka, &lan, &directors[0], &conf, &mut files)?);
         }
         if !done[2] && t >= sched.rs_down {
             done[2] = true;
@@ -257,9 +265,11 @@ pub fn run(ka: &Path, duration: Option<Duration>, failover_after: Option<Duratio
                 if now.starts_with("MASTER") {
                     if d.index == 1 && done[0] && takeover.is_none() {
                         takeover = Some(t - sched.kill);
+                        println!("    dr2 took over {:.1?} after the kill; {}", t - sched.kill, counters.line());
                     }
                     if d.index == 0 && done[1] && failback.is_none() {
                         failback = Some(t - sched.restart);
+                        println!("    dr1 preempted {:.1?} after its restart; {}", t - sched.restart, counters.line());
                     }
                 }
                 prev[d.index] = now;
@@ -333,9 +343,10 @@ fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Resu
     anyhow::bail!("timed out after {timeout:?}")
 }
 
-fn start_ka(ka: &Path, lan: &Lan, d: &Director, conf: &str) -> anyhow::Result<KaDaemon> {
+fn start_ka(ka: &Path, lan: &Lan, d: &Director, conf: &str, files: &mut Files) -> anyhow::Result<KaDaemon> {
     let instance = ka_tests::unique_name("lab");
     eprintln!("lab: starting ka on {} (instance {instance}): ka run -f {conf} -i {}", d.name, d.name);
+    files.logs.push(KaDaemon::log_file(&instance));
     KaDaemon::start(&lan.directors[d.index], ka, &instance, &["-f", conf, "-i", d.name]).with_context(|| format!("starting ka on {}", d.name))
 }
 
@@ -445,18 +456,24 @@ fn long_lived(c: &Counters) {
         for (i, slot) in conns.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
             let t = Instant::now();
-            let got = ask(s);
+            let got = ask_why(s);
             let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
             c.slowest_ms.fetch_max(ms, Ordering::Relaxed);
             let Ok(mut long) = c.long.lock() else { return };
             let l = &mut long[i];
-            if got == Some(l.server) {
-                l.answered += 1;
-                c.echoes.fetch_add(1, Ordering::Relaxed);
-            } else {
+            let error = match got {
+                Ok(server) if server == l.server => None,
+                Ok(server) => Some(format!("answered by rs{} instead of rs{}", server + 1, l.server + 1)),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = error {
+                println!("    long-lived connection {} (rs{}) lost after {} echoes: {e}", i + 1, l.server + 1, l.answered);
                 l.alive = false;
                 *slot = None;
                 c.echo_errors.fetch_add(1, Ordering::Relaxed);
+            } else {
+                l.answered += 1;
+                c.echoes.fetch_add(1, Ordering::Relaxed);
             }
         }
         std::thread::sleep(Duration::from_millis(100));
