@@ -28,7 +28,7 @@ impl KaDaemon {
     /// # Errors
     /// The daemon cannot start or exits before answering (its log is in the error).
     pub fn start(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str]) -> anyhow::Result<KaDaemon> {
-        let log = std::env::temp_dir().join(format!("ka-{instance}.log"));
+        let log = KaDaemon::log_file(instance);
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .nsenter(bin)
@@ -59,6 +59,11 @@ impl KaDaemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The log file of a daemon started for `instance` (it stays after the daemon exits).
+    pub fn log_file(instance: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ka-{instance}.log"))
     }
 
     /// The instance name.

@@ -26,18 +26,14 @@
 
 use std::{
     collections::HashMap,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    net::{SocketAddr, TcpStream},
     time::Duration,
 };
 
 use ka_tests::{
     daemon::KaDaemon,
     ka_bin,
+    lan::{ask, full_checksums, misc_check, tcp_check, Accepted, EchoServer, Lan, LanSpec, LbConf, RealServerConf, role},
     netns::{self, Bridge, Netns},
     require_root, unique_name, wait_for,
     xdp::XdpPass,
@@ -106,69 +102,6 @@ fn cpus() -> usize {
     usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1)
 }
 
-/// Which server accepted the connection from each client port.
-type Accepted = Arc<Mutex<HashMap<u16, usize>>>;
-
-/// A TCP server that records the client port of each connection it accepts and answers every
-/// line with its index (`rs0`, `rs1`...); `Drop` closes the listener (established connections
-/// keep being served until the client closes them).
-struct Server {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(ns: &Netns, index: usize, port: u16, accepted: &Accepted) -> Server {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let accepted = accepted.clone();
-        let listener = ns
-            .enter(move || TcpListener::bind(("::", port)).expect("bind"))
-            .expect("enter")
-            .join()
-            .expect("bind thread");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let handle = std::thread::spawn(move || {
-            while !s2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((c, peer)) => {
-                        let ip = peer.ip().to_canonical().to_string();
-                        if ip == CLIENT || ip == CLIENT6 {
-                            accepted.lock().expect("lock").insert(peer.port(), index);
-                        }
-                        std::thread::spawn(move || serve(c, index));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        Server { stop, handle: Some(handle) }
-    }
-}
-
-/// Answers each line with `rs{index}` until the peer closes (bounded by a read timeout).
-fn serve(mut c: TcpStream, index: usize) {
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(120)));
-    let mut buf = [0u8; 256];
-    while let Ok(n @ 1..) = c.read(&mut buf) {
-        for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
-            if writeln!(c, "rs{index}").is_err() {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// `ka decap` attached on a TUN real server's eth0; detached (and its pins removed) on drop.
 struct Decap {
     ns_path: String,
@@ -220,13 +153,6 @@ impl Drop for Lab {
     }
 }
 
-/// Turns off transmit checksum offload: a veth frame with a partial checksum loses its
-/// offload metadata when XDP forwards it, and would arrive with a bad checksum (real NICs
-/// hand XDP complete checksums).
-fn full_checksums(ns: &Netns, dev: &str) {
-    ns.run(&["ethtool", "-K", dev, "tx", "off"]).expect("ethtool: install Debian's ethtool (cargo xtask setup)");
-}
-
 /// DR and TUN: the client, the directors and the real servers on one LAN (198.18.40.0/24); the
 /// real servers hold the VIP on loopback without answering ARP for it, and reply straight to
 /// the client. TUN real servers decapsulate with `ka decap` (this kernel has no ipip module).
@@ -235,14 +161,15 @@ fn full_checksums(ns: &Netns, dev: &str) {
 fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
     assert!(!v6 || kind != Kind::Nat, "the NAT lab is IPv4 only");
     require_root();
-    let client = Netns::new("lc").expect("netns");
     let mut bridges = Vec::new();
     let mut rs = Vec::new();
     let mut xdp = Vec::new();
     let mut decap = Vec::new();
     let mut dirs = Vec::new();
+    let client;
     if kind == Kind::Nat {
         assert_eq!(directors, 1, "the NAT lab has one director");
+        client = Netns::new("lc").expect("netns");
         let director = Netns::new("ld").expect("netns");
         let mut back = Bridge::new().expect("bridge");
         netns::veth(&director, "eth0", &[&format!("{}/24", DIRECTORS[0])], &client, "eth0", &[&format!("{CLIENT}/24")]).expect("veth");
@@ -255,37 +182,29 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
             let ns = Netns::new(&format!("r{i}")).expect("netns");
             back.attach(&ns, "eth0", &[&format!("{addr}/24")]).expect("attach");
             ns.run(&["ip", "route", "add", "default", "via", "198.18.41.1"]).expect("route");
-            full_checksums(&ns, "eth0");
+            full_checksums(&ns, "eth0").expect("checksums");
             rs.push(ns);
         }
+        full_checksums(&client, "eth0").expect("checksums");
         dirs.push(director);
         bridges.push(back);
     } else {
-        let mut lan = Bridge::new().expect("bridge");
-        for (addr, addr6) in DIRECTORS[..directors].iter().zip(DIRECTORS6) {
-            let director = Netns::new("ld").expect("netns");
-            lan.attach(&director, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
-            xdp.push(lan.xdp_pass_on_leg(lan.legs()).expect("xdp pass"));
-            // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
-            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]).expect("forwarding");
-            dirs.push(director);
+        let dual = |a: &str, a6: &str| vec![format!("{a}/24"), format!("{a6}/64")];
+        let lan = Lan::new(&LanSpec {
+            client: dual(CLIENT, CLIENT6),
+            directors: DIRECTORS[..directors].iter().zip(DIRECTORS6).map(|(a, a6)| dual(a, a6)).collect(),
+            real_servers: RS_LAN.iter().zip(RS_LAN6).map(|(a, a6)| dual(a, a6)).collect(),
+            loopback_vips: vec![format!("{VIP}/32"), format!("{VIP6}/128")],
+        })
+        .expect("LAN");
+        let Lan { xdp: lan_xdp, client: lan_client, directors: lan_dirs, real_servers, bridge } = lan;
+        if kind == Kind::Tun {
+            decap.extend(real_servers.iter().map(Decap::attach));
         }
-        lan.attach(&client, "eth0", &[&format!("{CLIENT}/24"), &format!("{CLIENT6}/64")]).expect("attach");
-        for (i, (addr, addr6)) in RS_LAN.iter().zip(RS_LAN6).enumerate() {
-            let ns = Netns::new(&format!("r{i}")).expect("netns");
-            lan.attach(&ns, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
-            ns.run(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]).expect("arp sysctls");
-            ns.run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"]).expect("vip on lo");
-            ns.run(&["ip", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]).expect("vip6 on lo");
-            full_checksums(&ns, "eth0");
-            if kind == Kind::Tun {
-                decap.push(Decap::attach(&ns));
-            }
-            rs.push(ns);
-        }
-        bridges.push(lan);
+        (client, dirs, rs) = (lan_client, lan_dirs, real_servers);
+        xdp.extend(lan_xdp);
+        bridges.push(bridge);
     }
-    full_checksums(&client, "eth0");
     // Ephemeral ports stay clear of the probes' fixed ports (41000-44999).
     client.run(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 60999"]).expect("port range");
     let dir = std::env::temp_dir().join(unique_name("klb"));
@@ -358,27 +277,28 @@ impl Lab {
     /// server with the real servers, checked by MISC_CHECK (`misc`) or TCP_CHECK.
     fn conf(&self, d: usize, misc: bool) -> String {
         let rport = self.kind.rport();
-        let rs: String = self
+        let real_servers = self
             .real_servers()
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                let check = if misc {
-                    format!("  MISC_CHECK {{\n   misc_path \"{} {}\"\n   misc_timeout 2\n   misc_dynamic\n  }}\n", self.dir.join("check.sh").display(), self.state[i].display())
-                } else {
-                    "  TCP_CHECK {\n   connect_timeout 1\n  }\n  retry 1\n  delay_before_retry 0\n".to_owned()
-                };
-                format!(" real_server {a} {rport} {{\n{check} }}\n")
+            .map(|(i, a)| RealServerConf {
+                addr: (*a).to_owned(),
+                port: rport,
+                check: if misc { misc_check(&self.dir.join("check.sh"), &self.state[i]) } else { tcp_check() },
             })
             .collect();
-        let (state, prio) = if d == 0 { ("MASTER", 150) } else { ("BACKUP", 100) };
-        let vip = self.vip();
-        let excluded = if self.v6 { format!(" virtual_ipaddress_excluded {{\n {VIP6}/64\n }}\n") } else { String::new() };
-        let text = format!(
-            "vrrp_instance VI_LB {{\n state {state}\n interface eth0\n virtual_router_id 90\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n{excluded}}}\n\
-virtual_server {vip} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n protocol TCP\n{rs}}}\n",
-            self.kind.lb_kind()
-        );
+        let text = LbConf {
+            instance: "VI_LB".to_owned(),
+            vrid: 90,
+            role: role("", d == 0, if d == 0 { 150 } else { 100 }),
+            vrrp_vips: vec![format!("{VIP}/24")],
+            excluded: if self.v6 { vec![format!("{VIP6}/64")] } else { vec![] },
+            vip: self.vip().to_owned(),
+            port: VPORT,
+            lb_kind: self.kind.lb_kind().to_owned(),
+            real_servers,
+        }
+        .text();
         let p = self.dir.join(format!("ka{d}.conf"));
         std::fs::write(&p, text).expect("write");
         p.to_str().expect("utf-8").to_owned()
@@ -398,8 +318,14 @@ virtual_server {vip} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
         ka
     }
 
-    fn start_servers(&self) -> Vec<Server> {
-        (0..self.rs.len()).map(|i| Server::start(&self.rs[i], i, self.kind.rport(), &self.accepted)).collect()
+    fn start_servers(&self) -> Vec<EchoServer> {
+        (0..self.rs.len()).map(|i| self.start_server(i)).collect()
+    }
+
+    /// Starts real server `i`'s echo server, recording the client's connections.
+    fn start_server(&self, i: usize) -> EchoServer {
+        let clients = [CLIENT.parse().expect("ip"), CLIENT6.parse().expect("ip")];
+        EchoServer::start(&self.rs[i], i, self.kind.rport(), &self.accepted, &clients).expect("echo server")
     }
 
     /// Opens a connection to the VIP from the client (from source port `sport` if given).
@@ -489,21 +415,6 @@ virtual_server {vip} {VPORT} {{\n delay_loop 1\n lb_algo mh\n lb_kind {}\n proto
     }
 }
 
-/// Asks the server behind `s` for its index.
-fn ask(s: &mut TcpStream) -> Option<usize> {
-    s.write_all(b"?\n").ok()?;
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while line.len() < 16 {
-        match s.read(&mut b) {
-            Ok(1) if b[0] == b'\n' => break,
-            Ok(1) => line.push(b[0]),
-            _ => return None,
-        }
-    }
-    std::str::from_utf8(&line).ok()?.strip_prefix("rs")?.parse().ok()
-}
-
 /// A long-lived connection and the server that answered it first.
 struct Long {
     s: TcpStream,
@@ -567,7 +478,7 @@ fn distribution_health_and_recovery(kind: Kind) {
     assert_eq!(counts[1], 0, "{kind:?}: after rs1 failed, no new connection goes to it: {counts:?}");
     assert_eq!(counts.iter().sum::<usize>(), 40, "{kind:?}: every connection is served: {counts:?}");
     // It recovers and comes back.
-    servers.push(Server::start(&lab.rs[1], 1, kind.rport(), &lab.accepted));
+    servers.push(lab.start_server(1));
     wait_for("rs1 back in the table", WAIT, || (backend(&ka, rs[1]).map(|b| b.0) == Some(true)).then_some(()));
     let counts = lab.connect_many(60);
     assert!(counts[1] >= 5, "{kind:?}: rs1 gets new flows again: {counts:?}");

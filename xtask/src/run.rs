@@ -11,6 +11,11 @@ pub struct Options {
     /// Lab only: stop by itself after this long (e.g. `30s`, `2m`); default: until Ctrl-C.
     #[arg(long, value_parser = crate::parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// Lab only: kill the master director's ka after this long (default: a third of
+    /// `--duration`, or 10 s); it comes back at 1.5×, a real server fails at 2× and recovers
+    /// at 2.5×.
+    #[arg(long, value_parser = crate::parse_duration)]
+    pub failover_after: Option<std::time::Duration>,
     /// Build ka in release mode.
     #[arg(long)]
     pub release: bool,
@@ -46,7 +51,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let ka = build_ka(opts.release)?;
     if opts.ka_args.is_empty() {
-        return crate::lab::run(&ka, opts.duration);
+        return crate::lab::run(&ka, opts.duration, opts.failover_after);
     }
     let mut cmd = if crate::setup::is_root() {
         Command::new(&ka)
