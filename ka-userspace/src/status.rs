@@ -166,6 +166,7 @@ mod tests {
             uptime_s: 2,
             xdp: vec![],
             counters: BTreeMap::new(),
+            vrrp_dropped: BTreeMap::new(),
             vrrp: vec![],
             health: None,
             services: vec![ServiceCounters {
