@@ -20,10 +20,12 @@
 
 use std::{
     fmt::{self, Write as _},
+    pin::Pin,
     sync::{
         atomic::{AtomicU8, Ordering},
         Arc,
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -42,7 +44,7 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject as _;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{connect_tcp_unbounded, CheckError, Success, Target};
 use crate::config::{model::{Checker, CheckerKind, RealServer, StatusRange}, Config};
@@ -175,7 +177,8 @@ impl HttpProbe {
 
     /// Connect, TLS and the exchange of one URL, unbounded in time (the caller bounds it).
     async fn fetch_url(&self, url: &UrlCheck, stage: &Stage) -> Result<u16, CheckError> {
-        let stream = connect_tcp_unbounded(&self.target).await?;
+        // Plain HTTP writes its request in one go: TCP_NODELAY only matters under TLS.
+        let stream = CloseOnDrop(connect_tcp_unbounded(&self.target, self.tls.is_some()).await?);
         match &self.tls {
             None => self.fetch(stream, url, stage).await,
             Some(config) => {
@@ -254,6 +257,39 @@ impl HttpProbe {
             h.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         Ok(req)
+    }
+}
+
+/// The check's TCP stream, whose `shutdown` does nothing: the stream is dropped (closed, which
+/// sends the same FIN) as soon as the exchange ends, so the `shutdown(2)` hyper issues when the
+/// server ends the connection would only be one more syscall per check.
+struct CloseOnDrop(tokio::net::TcpStream);
+
+impl AsyncRead for CloseOnDrop {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CloseOnDrop {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -177,19 +177,23 @@ pub fn socket(target: &Target, ty: socket2::Type, proto: Option<socket2::Protoco
 /// # Errors
 /// Socket setup fails, the connection is refused or the deadline passes.
 pub async fn connect_tcp(target: &Target, deadline: &Deadline) -> Result<tokio::net::TcpStream, CheckError> {
-    deadline.run("connecting", connect_tcp_unbounded(target)).await?
+    deadline.run("connecting", connect_tcp_unbounded(target, true)).await?
 }
 
 /// Connects a TCP stream to `target` with no time bound of its own: for callers that bound
-/// the whole check with one timer.
+/// the whole check with one timer. `nodelay` sets TCP_NODELAY, which only matters to checks
+/// that write more than once before reading (TLS, SMTP): a check that sends one request or
+/// nothing skips the syscall, with the same packets on the wire.
 ///
 /// # Errors
 /// Socket setup fails or the connection is refused.
-pub async fn connect_tcp_unbounded(target: &Target) -> Result<tokio::net::TcpStream, CheckError> {
+pub async fn connect_tcp_unbounded(target: &Target, nodelay: bool) -> Result<tokio::net::TcpStream, CheckError> {
     let s = socket(target, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     let sock = tokio::net::TcpSocket::from_std_stream(s.into());
     let stream = sock.connect(target.addr).await.map_err(|source| CheckError::Connect { addr: target.addr, source })?;
-    let _ = stream.set_nodelay(true);
+    if nodelay {
+        let _ = stream.set_nodelay(true);
+    }
     Ok(stream)
 }
 
