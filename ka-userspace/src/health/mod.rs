@@ -386,6 +386,9 @@ struct SvcInfo {
     owner: Option<usize>,
 }
 
+/// The key of the all-checkers count in the check and failure counts.
+const TOTAL: &str = "total";
+
 struct Owner {
     services: Vec<ServiceFsm>,
     infos: Vec<SvcInfo>,
@@ -393,8 +396,10 @@ struct Owner {
     runner: Runner,
     smtp: Option<SmtpConfig>,
     suspend_tx: Vec<(String, watch::Sender<bool>)>,
-    checks: BTreeMap<String, u64>,
-    failures: BTreeMap<String, u64>,
+    /// Checks per checker keyword, and [`TOTAL`].
+    checks: BTreeMap<&'static str, u64>,
+    /// Failed checks per checker keyword, and [`TOTAL`].
+    failures: BTreeMap<&'static str, u64>,
     lateness: report::Lateness,
     dirty: Vec<usize>,
     tasks: JoinSet<()>,
@@ -478,33 +483,39 @@ impl Owner {
         let Some(stats) = info.checkers.get_mut(ck) else { return };
         stats.checks += 1;
         self.lateness.record(r.late);
-        *self.checks.entry(stats.kind.to_owned()).or_default() += 1;
-        *self.checks.entry("total".to_owned()).or_default() += 1;
+        *self.checks.entry(stats.kind).or_default() += 1;
+        *self.checks.entry(TOTAL).or_default() += 1;
         if !r.ok {
             stats.failures += 1;
-            *self.failures.entry(stats.kind.to_owned()).or_default() += 1;
-            *self.failures.entry("total".to_owned()).or_default() += 1;
+            *self.failures.entry(stats.kind).or_default() += 1;
+            *self.failures.entry(TOTAL).or_default() += 1;
         }
-        let service = self.services[vs].spec().name.clone();
-        let spec = &self.services[vs].spec().real_servers[rs];
-        let who = state::sock(spec.addr, spec.port);
-        if r.unsupported && stats.last.is_none() {
-            warn!(service = %service, real_server = %who, checker = stats.kind, "{}; the checker is ignored", r.reason);
-        } else if !r.ok && stats.log_all_failures {
-            warn!(service = %service, real_server = %who, checker = stats.kind, reason = %r.reason, latency_ms = r.latency.as_millis() as u64, "check failed");
-        }
-        match r.change {
-            Some(CheckerChange::Down) => warn!(service = %service, real_server = %who, checker = stats.kind, target = %stats.target, reason = %r.reason, "checker down"),
-            Some(CheckerChange::Up) => info!(service = %service, real_server = %who, checker = stats.kind, target = %stats.target, detail = %r.reason, "checker up"),
-            None => {}
+        let logs = (r.unsupported && stats.last.is_none()) || (!r.ok && stats.log_all_failures) || r.change.is_some();
+        if logs {
+            // Names are formatted only for a log line: a passing check logs nothing.
+            let service = &self.services[vs].spec().name;
+            let spec = &self.services[vs].spec().real_servers[rs];
+            let who = state::sock(spec.addr, spec.port);
+            if r.unsupported && stats.last.is_none() {
+                warn!(service = %service, real_server = %who, checker = stats.kind, "{}; the checker is ignored", r.reason);
+            } else if !r.ok && stats.log_all_failures {
+                warn!(service = %service, real_server = %who, checker = stats.kind, reason = %r.reason, latency_ms = r.latency.as_millis() as u64, "check failed");
+            }
+            match r.change {
+                Some(CheckerChange::Down) => warn!(service = %service, real_server = %who, checker = stats.kind, target = %stats.target, reason = %r.reason, "checker down"),
+                Some(CheckerChange::Up) => info!(service = %service, real_server = %who, checker = stats.kind, target = %stats.target, detail = %r.reason, "checker up"),
+                None => {}
+            }
         }
         stats.up = r.up;
-        stats.last = Some((r.ok, r.reason.clone(), r.latency, Instant::now()));
         if r.change.is_some() || (r.ok && r.weight.is_some()) {
+            stats.last = Some((r.ok, r.reason.clone(), r.latency, Instant::now()));
             info.last_reason = r.reason;
             let actions = self.services[vs].checker_changed(rs, ck, r.up, if r.ok { r.weight } else { None });
             self.carry_out(vs, actions);
             self.dirty.push(vs);
+        } else {
+            stats.last = Some((r.ok, r.reason, r.latency, Instant::now()));
         }
     }
 
@@ -648,8 +659,8 @@ impl Owner {
             .collect();
         HealthReport {
             real_servers: out,
-            checks: self.checks.clone(),
-            failures: self.failures.clone(),
+            checks: self.checks.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            failures: self.failures.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             suspended: !suspended_services.is_empty(),
             suspended_services,
             lateness: self.lateness.clone(),

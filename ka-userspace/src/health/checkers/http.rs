@@ -18,13 +18,22 @@
 //! virtualhost when one is set (else the address). `SSL { certificate key }` gives a client
 //! certificate. `enable_sni` sends that virtualhost as SNI.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt::{self, Write as _},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{
     body::Bytes,
-    header::{CONNECTION, HOST, USER_AGENT},
-    Request, Version,
+    header::{HeaderValue, CONNECTION, HOST, USER_AGENT},
+    Request, Uri, Version,
 };
 use hyper_util::rt::TokioIo;
 use md5::{Digest as _, Md5};
@@ -35,9 +44,9 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject as _;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{connect_tcp, CheckError, Deadline, Success, Target};
+use super::{connect_tcp_unbounded, CheckError, Success, Target};
 use crate::config::{model::{Checker, CheckerKind, RealServer, StatusRange}, Config};
 
 /// Bodies are read into at most this many bytes; a longer body fails the check.
@@ -61,6 +70,10 @@ pub struct UrlCheck {
     pub regex_no_match: bool,
     /// The Host header.
     pub host: String,
+    /// `path` as the request target, parsed once (`None`: invalid, each check fails saying why).
+    pub uri: Option<Uri>,
+    /// `host` as a header value, validated once (`None`: invalid, as for `uri`).
+    pub host_value: Option<HeaderValue>,
     /// The TLS server name (SNI with `enable_sni`, and the name certificates are verified
     /// for): the virtualhost, else the target address.
     pub server_name: ServerName<'static>,
@@ -111,13 +124,18 @@ impl HttpProbe {
                 Some(r) => Some(regex::bytes::Regex::new(r).map_err(|e| CheckError::Config(format!("regex {r:?}: {e}")))?),
                 None => None,
             };
+            let host = u.virtualhost.clone().or_else(|| virtualhost.clone()).unwrap_or_else(|| addr_host.clone());
+            let uri = Uri::try_from(u.path.as_str()).ok();
+            let host_value = HeaderValue::try_from(host.as_str()).ok();
             checks.push(UrlCheck {
                 path: u.path.clone(),
+                uri,
+                host_value,
                 status: if u.status_codes.is_empty() { vec![StatusRange { first: 200, last: 299 }] } else { u.status_codes.clone() },
                 digest: u.digest.as_ref().map(|d| d.to_ascii_lowercase()),
                 regex,
                 regex_no_match: u.regex_no_match,
-                host: u.virtualhost.clone().or_else(|| virtualhost.clone()).unwrap_or_else(|| addr_host.clone()),
+                host,
                 server_name: name_of(&u.virtualhost.clone().or_else(|| virtualhost.clone())),
             });
         }
@@ -141,57 +159,60 @@ impl HttpProbe {
     /// # Errors
     /// The first URL that fails, with why.
     pub async fn run(&self) -> Result<Success, CheckError> {
-        let mut detail = String::new();
-        for url in &self.urls {
-            let deadline = Deadline::after(self.timeout);
-            let stream = connect_tcp(&self.target, &deadline).await?;
-            let code = match &self.tls {
-                None => self.fetch(stream, url, &deadline).await?,
-                Some(config) => {
-                    let connector = tokio_rustls::TlsConnector::from(config.clone());
-                    let tls = deadline
-                        .run("in the TLS handshake", connector.connect(url.server_name.clone(), stream))
-                        .await?
-                        .map_err(|e| CheckError::Tls(tls_reason(&e)))?;
-                    self.fetch(tls, url, &deadline).await?
-                }
+        let mut detail = String::from("HTTP ");
+        for (i, url) in self.urls.iter().enumerate() {
+            // One timer bounds the whole URL; the stage it was in names a timeout.
+            let stage = Stage::default();
+            let code = match tokio::time::timeout(self.timeout, self.fetch_url(url, &stage)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(CheckError::Timeout { stage: stage.get(), after: self.timeout }),
             };
-            if !detail.is_empty() {
+            if i > 0 {
                 detail.push_str(", ");
             }
-            detail.push_str(&format!("{} {code}", url.path));
+            let _ = write!(detail, "{} {code}", url.path);
         }
-        Ok(Success::new(format!("HTTP {detail}")))
+        Ok(Success::new(detail))
+    }
+
+    /// Connect, TLS and the exchange of one URL, unbounded in time (the caller bounds it).
+    async fn fetch_url(&self, url: &UrlCheck, stage: &Stage) -> Result<u16, CheckError> {
+        // Plain HTTP writes its request in one go: TCP_NODELAY only matters under TLS.
+        let stream = CloseOnDrop(connect_tcp_unbounded(&self.target, self.tls.is_some()).await?);
+        match &self.tls {
+            None => self.fetch(stream, url, stage).await,
+            Some(config) => {
+                stage.set(Stage::TLS);
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = connector.connect(url.server_name.clone(), stream).await.map_err(|e| CheckError::Tls(tls_reason(&e)))?;
+                self.fetch(tls, url, stage).await
+            }
+        }
     }
 
     /// One request/response exchange on `io`, checked against `url`. Returns the status.
-    async fn fetch<S>(&self, io: S, url: &UrlCheck, deadline: &Deadline) -> Result<u16, CheckError>
+    async fn fetch<S>(&self, io: S, url: &UrlCheck, stage: &Stage) -> Result<u16, CheckError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (mut sender, conn) = deadline
-            .run("starting HTTP", hyper::client::conn::http1::Builder::new().max_buf_size(64 * 1024).handshake::<_, Empty<Bytes>>(TokioIo::new(io)))
-            .await?
+        stage.set(Stage::START);
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(64 * 1024)
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+            .await
             .map_err(|e| CheckError::Protocol(e.to_string()))?;
-        let mut req = Request::builder().method("GET").uri(&url.path).version(self.version).header(HOST, &url.host).header(USER_AGENT, AGENT);
-        if self.close {
-            req = req.header(CONNECTION, "close");
-        }
-        let req = req.body(Empty::new()).map_err(|e| CheckError::Config(format!("path {:?}: {e}", url.path)))?;
+        let req = self.request(url)?;
         let exchange = async {
-            let resp = deadline
-                .run("waiting for the response headers", sender.send_request(req))
-                .await?
-                .map_err(|e| CheckError::Protocol(format!("invalid HTTP response: {e}")))?;
+            stage.set(Stage::HEADERS);
+            let resp = sender.send_request(req).await.map_err(|e| CheckError::Protocol(format!("invalid HTTP response: {e}")))?;
             let code = resp.status().as_u16();
             if !url.status.iter().any(|r| (r.first..=r.last).contains(&code)) {
                 return Err(CheckError::Mismatch(format!("HTTP status {code} not in {}", ranges(&url.status))));
             }
+            stage.set(Stage::BODY);
             let mut body = resp.into_body();
             let mut buf = Vec::new();
-            loop {
-                let frame = deadline.run("reading the response body", body.frame()).await?;
-                let Some(frame) = frame else { break };
+            while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| CheckError::Protocol(format!("reading the body: {e}")))?;
                 if let Some(data) = frame.data_ref() {
                     if buf.len() + data.len() > MAX_BODY {
@@ -206,11 +227,95 @@ impl HttpProbe {
         tokio::pin!(exchange);
         tokio::pin!(conn);
         tokio::select! {
+            // The exchange first: once the body is complete the check is decided.
+            biased;
             r = &mut exchange => r,
             c = &mut conn => match c {
                 Err(e) => Err(CheckError::Protocol(format!("invalid HTTP response: {e}"))),
                 Ok(()) => exchange.await,
             },
+        }
+    }
+}
+
+impl HttpProbe {
+    /// The request of `url`, from the parts parsed when the probe was built.
+    fn request(&self, url: &UrlCheck) -> Result<Request<Empty<Bytes>>, CheckError> {
+        let (Some(uri), Some(host)) = (&url.uri, &url.host_value) else {
+            // Invalid path or Host: let the builder say what is wrong.
+            let err = Request::builder().uri(&url.path).header(HOST, &url.host).body(Empty::<Bytes>::new()).err();
+            let e = err.map_or_else(|| "invalid request".to_owned(), |e| e.to_string());
+            return Err(CheckError::Config(format!("path {:?}: {e}", url.path)));
+        };
+        let mut req = Request::new(Empty::new());
+        *req.uri_mut() = uri.clone();
+        *req.version_mut() = self.version;
+        let h = req.headers_mut();
+        h.insert(HOST, host.clone());
+        h.insert(USER_AGENT, HeaderValue::from_static(AGENT));
+        if self.close {
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(req)
+    }
+}
+
+/// The check's TCP stream, whose `shutdown` does nothing: the stream is dropped (closed, which
+/// sends the same FIN) as soon as the exchange ends, so the `shutdown(2)` hyper issues when the
+/// server ends the connection would only be one more syscall per check.
+struct CloseOnDrop(tokio::net::TcpStream);
+
+impl AsyncRead for CloseOnDrop {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CloseOnDrop {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The step an HTTP check is in, for the timeout message. An atomic (not a `Cell`) so the
+/// check's future stays `Send`; only one task ever touches it.
+#[derive(Debug, Default)]
+struct Stage(AtomicU8);
+
+impl Stage {
+    const CONNECT: u8 = 0;
+    const TLS: u8 = 1;
+    const START: u8 = 2;
+    const HEADERS: u8 = 3;
+    const BODY: u8 = 4;
+
+    fn set(&self, s: u8) {
+        self.0.store(s, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> &'static str {
+        match self.0.load(Ordering::Relaxed) {
+            Self::CONNECT => "connecting",
+            Self::TLS => "in the TLS handshake",
+            Self::START => "starting HTTP",
+            Self::HEADERS => "waiting for the response headers",
+            _ => "reading the response body",
         }
     }
 }
@@ -338,6 +443,8 @@ mod tests {
             regex: regex.map(|r| regex::bytes::Regex::new(r).expect("regex")),
             regex_no_match: no_match,
             host: "h".into(),
+            uri: Some(Uri::from_static("/")),
+            host_value: Some(HeaderValue::from_static("h")),
             server_name: ServerName::try_from("h").expect("name").to_owned(),
         }
     }

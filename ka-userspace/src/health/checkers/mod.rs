@@ -153,9 +153,8 @@ impl Deadline {
 pub fn socket(target: &Target, ty: socket2::Type, proto: Option<socket2::Protocol>) -> Result<socket2::Socket, CheckError> {
     let domain = if target.addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let setup = || -> std::io::Result<socket2::Socket> {
-        let s = socket2::Socket::new(domain, ty, proto)?;
-        s.set_nonblocking(true)?;
-        s.set_cloexec(true)?;
+        // One syscall: non-blocking and close-on-exec from creation (socket2 adds CLOEXEC).
+        let s = socket2::Socket::new(domain, ty.nonblocking(), proto)?;
         if let Some(dev) = &target.bind_if {
             s.bind_device(Some(dev.as_bytes()))?;
         }
@@ -178,13 +177,23 @@ pub fn socket(target: &Target, ty: socket2::Type, proto: Option<socket2::Protoco
 /// # Errors
 /// Socket setup fails, the connection is refused or the deadline passes.
 pub async fn connect_tcp(target: &Target, deadline: &Deadline) -> Result<tokio::net::TcpStream, CheckError> {
+    deadline.run("connecting", connect_tcp_unbounded(target, true)).await?
+}
+
+/// Connects a TCP stream to `target` with no time bound of its own: for callers that bound
+/// the whole check with one timer. `nodelay` sets TCP_NODELAY, which only matters to checks
+/// that write more than once before reading (TLS, SMTP): a check that sends one request or
+/// nothing skips the syscall, with the same packets on the wire.
+///
+/// # Errors
+/// Socket setup fails or the connection is refused.
+pub async fn connect_tcp_unbounded(target: &Target, nodelay: bool) -> Result<tokio::net::TcpStream, CheckError> {
     let s = socket(target, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     let sock = tokio::net::TcpSocket::from_std_stream(s.into());
-    let stream = deadline
-        .run("connecting", sock.connect(target.addr))
-        .await?
-        .map_err(|source| CheckError::Connect { addr: target.addr, source })?;
-    let _ = stream.set_nodelay(true);
+    let stream = sock.connect(target.addr).await.map_err(|source| CheckError::Connect { addr: target.addr, source })?;
+    if nodelay {
+        let _ = stream.set_nodelay(true);
+    }
     Ok(stream)
 }
 
