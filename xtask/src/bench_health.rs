@@ -57,6 +57,10 @@ pub struct Sample {
     /// Time the daemon's threads spent runnable but waiting for a CPU, percent of the window
     /// (summed over threads): high when other work on the machine starves the daemon.
     pub cpu_wait_pct: f64,
+    /// Threaded-NAPI kernel threads found for the two veth ends.
+    pub napi_threads: usize,
+    /// Their CPU (the receive processing of both ends), % of one core.
+    pub napi_cpu_pct: f64,
 }
 
 const LB: &str = "198.18.60.1";
@@ -71,8 +75,8 @@ pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
         for &n in &opts.servers {
             let s = case(kind, n, opts.seconds, ka).with_context(|| format!("health bench {kind} x {n}"))?;
             println!(
-                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed, start lateness p99 {:.1} ms max {:.1} ms, waited for a CPU {:.0}% of the time",
-                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed, s.late_p99_ms, s.late_max_ms, s.cpu_wait_pct
+                "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed, start lateness p99 {:.1} ms max {:.1} ms, waited for a CPU {:.0}% of the time; both ends' receive processing {:.1}% ({} NAPI threads)",
+                s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed, s.late_p99_ms, s.late_max_ms, s.cpu_wait_pct, s.napi_cpu_pct, s.napi_threads
             );
         }
     }
@@ -99,6 +103,18 @@ fn nginx_conf(dir: &Path) -> String {
          client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n \
          server {{ listen 80 backlog=8192; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
     )
+}
+
+/// The pids of the threaded-NAPI kernel threads of these interfaces (`napi/DEV-ID`).
+fn napi_threads(devs: &[&str]) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| devs.iter().any(|d| c.trim().starts_with(&format!("napi/{d}-"))))
+        })
+        .collect()
 }
 
 /// utime + stime of `pid`, in clock ticks.
@@ -172,6 +188,16 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
     for ns in [&lb, &srv] {
         ns.run(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000", "net.ipv4.tcp_tw_reuse=1"])?;
     }
+    // Over a veth, the receiving end of every segment is processed in the sender's context:
+    // the daemon would be charged for nginx's TCP receive work too (on real hardware it runs in
+    // the NIC's softirq, on any core). Threaded NAPI moves each end's receive processing into a
+    // kernel thread of its own (a veth uses NAPI for TCP once GRO is switched on while up and
+    // TSO is off), so the daemon's CPU is its own and the packet processing is shown apart.
+    for (ns, dev) in [(&lb, "lb0"), (&srv, "srv0")] {
+        ns.run(&["ethtool", "-K", dev, "tso", "off", "gro", "off"])?;
+        ns.run(&["ethtool", "-K", dev, "gro", "on"])?;
+        ns.run(&["sh", "-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])?;
+    }
     let dir = std::env::temp_dir().join(format!("ka-bench-health-{}-{kind}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let nginx_conf_path = dir.join("nginx.conf");
@@ -203,11 +229,13 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
             std::thread::sleep(Duration::from_millis(200));
         }
         let (c0, f0, l0) = checks_total(&daemon)?;
-        let (t0, cpu0, wait0) = (Instant::now(), cpu_ticks(pid)?, runqueue_wait_ns(pid));
+        let napi = napi_threads(&["lb0", "srv0"]);
+        let napi_ticks = || napi.iter().filter_map(|&p| cpu_ticks(p).ok()).sum::<u64>();
+        let (t0, cpu0, wait0, napi0) = (Instant::now(), cpu_ticks(pid)?, runqueue_wait_ns(pid), napi_ticks());
         std::thread::sleep(Duration::from_secs(seconds));
         let (c1, f1, l1) = checks_total(&daemon)?;
         let (p99, max) = window_lateness(&l0, &l1, 0.99);
-        let (dt, cpu1, wait1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?, runqueue_wait_ns(pid));
+        let (dt, cpu1, wait1, napi1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid)?, runqueue_wait_ns(pid), napi_ticks());
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
         daemon.stop()?;
         Ok(Sample {
@@ -219,6 +247,8 @@ fn case(kind: &str, n: u32, seconds: u64, ka: &Path) -> anyhow::Result<Sample> {
             late_p99_ms: p99 as f64 / 1000.0,
             late_max_ms: max as f64 / 1000.0,
             cpu_wait_pct: wait1.saturating_sub(wait0) as f64 / 1e9 / dt * 100.0,
+            napi_threads: napi.len(),
+            napi_cpu_pct: napi1.saturating_sub(napi0) as f64 / hz / dt * 100.0,
         })
     })();
     let _ = nginx.kill();
