@@ -227,15 +227,15 @@ pub const VS_UNSUPPORTED: &[&str] = &[
     "mh-fallback",
     "ops",
     "persistence_engine",
-    "persistence_granularity",
     "snmp_name",
     "sorry_server_lvs_method",
-    "virtualhost",
     "ip_family",
 ];
 
 /// Keywords of `virtual_server` that ka acts on.
 pub const VS_SUPPORTED: &[&str] = &[
+    "persistence_granularity",
+    "virtualhost",
     "lb_algo",
     "lvs_sched",
     "lb_kind",

@@ -219,8 +219,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
             rs_infos.push(RsInfo {
                 notify_up: rs.notify_up.clone(),
                 notify_down: rs.notify_down.clone(),
-                // keepalived: the real server's, else the global checker default, else global.
-                smtp_alert: rs.smtp_alert.or(vs.smtp_alert).or(cfg.global.smtp_alert_checker).or(cfg.global.smtp_alert).unwrap_or(false),
+                smtp_alert: rs_smtp_alert(rs.smtp_alert, cfg.global.smtp_alert_checker, cfg.global.smtp_alert),
                 last_change: Instant::now(),
                 last_reason: String::new(),
                 checkers,
@@ -675,6 +674,15 @@ fn result_report(l: &(bool, String, Duration, Instant), now: Instant) -> CheckRe
         latency_us: u64::try_from(l.2.as_micros()).unwrap_or(u64::MAX),
         age_s: now.duration_since(l.3).as_secs(),
     }
+}
+
+/// Whether a real server's transitions are mailed, as keepalived 2.2 resolves it
+/// (`check_data.c`): its own `smtp_alert`, else global `smtp_alert_checker`, else global
+/// `smtp_alert`, else yes (keepalived keeps this default, unlike every other `smtp_alert`, for
+/// backwards compatibility; the virtual server's own `smtp_alert` is for its quorum alerts and
+/// is not inherited). Mail needs `smtp_server` too.
+fn rs_smtp_alert(own: Option<bool>, global_checker: Option<bool>, global: Option<bool>) -> bool {
+    own.or(global_checker).or(global).unwrap_or(true)
 }
 
 #[cfg(test)]

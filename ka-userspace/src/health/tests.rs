@@ -548,3 +548,21 @@ async fn checker_smtp_alerts_reach_the_smtp_server() {
     assert!(mails.try_recv().is_err(), "the smtp_alert-off server sent an alert");
     h.shutdown().await;
 }
+
+/// keepalived's resolution of a real server's `smtp_alert`: its own, else global
+/// `smtp_alert_checker`, else global `smtp_alert`, else yes.
+#[test]
+fn real_server_smtp_alert_defaults_as_keepalived() {
+    use super::rs_smtp_alert;
+    let cases: [(Option<bool>, Option<bool>, Option<bool>, bool); 6] = [
+        (None, None, None, true),
+        (Some(false), None, None, false),
+        (None, Some(false), Some(true), false),
+        (None, None, Some(false), false),
+        (Some(true), Some(false), Some(false), true),
+        (None, Some(true), Some(false), true),
+    ];
+    for (own, checker, global, want) in cases {
+        assert_eq!(rs_smtp_alert(own, checker, global), want, "own {own:?}, smtp_alert_checker {checker:?}, smtp_alert {global:?}");
+    }
+}
