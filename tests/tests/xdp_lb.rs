@@ -902,3 +902,37 @@ fn conn_table_set_holds_its_ways() {
         .expect("enter netns");
     handle.join().expect("test thread");
 }
+
+/// `persistence_granularity`: with a /24 mask, every client of one /24 follows the first one's
+/// persistence template to the same real server (new connections, other ports); clients of
+/// other /24s are scheduled on their own.
+#[test]
+fn persistence_granularity_groups_clients_by_prefix() {
+    ka_tests::require_root();
+    let ns = lab();
+    let handle = ns
+        .enter(|| {
+            let lb0 = nix::net::if_::if_nametoindex("lb0").expect("ifindex");
+            let mut spec = svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
+            spec.backends.push(BackendSpec { addr: ip("10.2.0.20"), port: 80, weight: 1, method: Method::Dr, healthy: true });
+            spec.persistence = Some(ka::lb::Persistence { timeout: std::time::Duration::from_secs(300), prefix_len: 24 });
+            let d = DesiredState { services: vec![spec], ..Default::default() };
+            let mut loaded = common::Loaded::new();
+            MapWriter::new().apply(&mut loaded.ebpf, &d).expect("apply");
+            let syn = |src: &str, port: u16| with_macs(Frame::tcp4(src, "198.51.100.1", port, 80, SYN), LB0_MAC, MAC_A).build();
+            let first = loaded.run_on(&syn("198.18.0.1", 40000), lb0).action;
+            for host in 2..=20u16 {
+                let got = loaded.run_on(&syn(&format!("198.18.0.{host}"), 41000 + host), lb0).action;
+                assert_eq!(got, first, "198.18.0.{host} follows its /24's template");
+            }
+            let c = loaded.counters();
+            assert_eq!(c[Counter::LbPersistHit.name()], 19, "{c:?}");
+            let others: Vec<u32> = (1..=20u16)
+                .map(|net| loaded.run_on(&syn(&format!("198.18.{net}.1"), 42000), lb0).action)
+                .collect();
+            assert!(others.iter().any(|&a| a != first), "other /24s are scheduled on their own: {others:?}");
+            assert_eq!(loaded.counters()[Counter::LbPersistHit.name()], 19, "no template hit for other /24s");
+        })
+        .expect("enter netns");
+    handle.join().expect("test thread");
+}

@@ -1683,7 +1683,6 @@ impl<'d> Cx<'d> {
                 }
                 "persistence_granularity" => {
                     vs.persistence_granularity = self.arg_ip(e);
-                    self.unsupported(e, "virtual_server");
                 }
                 "persistence_engine" => {
                     vs.persistence_engine = self.arg_str(e);
