@@ -333,6 +333,21 @@ pub const fn conn_set(hash: u32) -> u32 {
     (hash >> 16 ^ hash.wrapping_mul(0x85eb_ca6b) >> 8) & (CONN_SETS - 1)
 }
 
+impl FlowKey {
+    /// The key of [`CONN4_MAP`] for an IPv4 flow; `None` for IPv6.
+    #[inline(always)]
+    pub fn v4(&self) -> Option<FlowKey4> {
+        (self.family == FAMILY_V4).then_some(FlowKey4 {
+            src: [self.src[0], self.src[1], self.src[2], self.src[3]],
+            dst: [self.dst[0], self.dst[1], self.dst[2], self.dst[3]],
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            _pad: [0; 3],
+        })
+    }
+}
+
 /// Value of [`PERSIST_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -487,15 +502,8 @@ pub fn flow_hash4(k: &FlowKey4) -> u32 {
 /// flow (family [`FAMILY_V4`]) hashes as [`flow_hash4`] of the same 5-tuple.
 #[inline(always)]
 pub fn flow_hash(k: &FlowKey) -> u32 {
-    if k.family == FAMILY_V4 {
-        return flow_hash4(&FlowKey4 {
-            src: [k.src[0], k.src[1], k.src[2], k.src[3]],
-            dst: [k.dst[0], k.dst[1], k.dst[2], k.dst[3]],
-            sport: k.sport,
-            dport: k.dport,
-            proto: k.proto,
-            _pad: [0; 3],
-        });
+    if let Some(k4) = k.v4() {
+        return flow_hash4(&k4);
     }
     let s = addr_words(&k.src);
     let d = addr_words(&k.dst);

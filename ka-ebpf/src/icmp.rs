@@ -28,7 +28,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, FAMILY_V6, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, FAMILY_V6, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN},
     stats::Counter,
     wire::{
         EthHdr, IcmpHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, ICMPV6_DEST_UNREACH,
@@ -43,7 +43,7 @@ use crate::{
     csum::{add_bytes, fold},
     forward::{self, ip_len, NoNextHop},
     lookup::{choose, hash_of, nat_reverse, service, sync_key4},
-    maps::{self, Work, KA_MASTER},
+    maps::{self, Work},
     mem,
     parse::L3,
     ptr::{ptr_at, ptr_at_mut, read_at},
@@ -194,18 +194,8 @@ fn no_next_hop(e: NoNextHop) -> u32 {
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
 fn to_real_server(ctx: &XdpContext, w: &mut Work) -> u32 {
-    if w.svc.master_slot != NO_MASTER_SLOT {
-        match KA_MASTER.get(w.svc.master_slot) {
-            Some(m) if *m != 0 => {}
-            _ => {
-                stats::inc(Counter::PassNotMaster);
-                return xdp_action::XDP_PASS;
-            }
-        }
-    }
-    if w.pkt.vlan_tags != 0 {
-        stats::inc(Counter::PassLbUnsupported);
-        return xdp_action::XDP_PASS;
+    if let Some(verdict) = crate::lb::gate(w) {
+        return verdict;
     }
     // The flow's backend, found the way its packets find it (a miss schedules and records the
     // flow as its next packet would).

@@ -33,19 +33,8 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     };
     // SAFETY: a valid map value. Copied once: the packet sees one version of the service.
     crate::mem::copy(&mut w.svc, unsafe { &*svc });
-    if w.svc.master_slot != NO_MASTER_SLOT {
-        match KA_MASTER.get(w.svc.master_slot) {
-            Some(m) if *m != 0 => {}
-            _ => {
-                stats::inc(Counter::PassNotMaster);
-                return xdp_action::XDP_PASS;
-            }
-        }
-    }
-    if w.pkt.vlan_tags != 0 {
-        // A tagged frame's egress would be a VLAN device, which XDP cannot transmit on.
-        stats::inc(Counter::PassLbUnsupported);
-        return xdp_action::XDP_PASS;
+    if let Some(verdict) = gate(w) {
+        return verdict;
     }
     let Some((id, new_flow)) = choose(w) else {
         stats::inc(Counter::PassNoBackend);
@@ -90,6 +79,27 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
             xdp_action::XDP_PASS
         }
     }
+}
+
+/// Whether this node may serve the packet of service `w.svc`: `Some(XDP_PASS)`, counted, when
+/// it is not MASTER for the VIP's VRRP instance or the frame is VLAN-tagged (its egress would
+/// be a VLAN device, which XDP cannot transmit on).
+#[inline(always)]
+pub fn gate(w: &Work) -> Option<u32> {
+    if w.svc.master_slot != NO_MASTER_SLOT {
+        match KA_MASTER.get(w.svc.master_slot) {
+            Some(m) if *m != 0 => {}
+            _ => {
+                stats::inc(Counter::PassNotMaster);
+                return Some(xdp_action::XDP_PASS);
+            }
+        }
+    }
+    if w.pkt.vlan_tags != 0 {
+        stats::inc(Counter::PassLbUnsupported);
+        return Some(xdp_action::XDP_PASS);
+    }
+    None
 }
 
 #[inline(always)]

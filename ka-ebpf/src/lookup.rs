@@ -86,18 +86,9 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
 /// Derives `w.key4` from `w.key` (an IPv4 flow written into `w.key` directly).
 #[inline(always)]
 pub fn sync_key4(w: &mut Work) {
-    let k = &w.key;
-    if k.family != FAMILY_V4 {
-        return;
+    if let Some(k4) = w.key.v4() {
+        w.key4 = k4;
     }
-    w.key4 = FlowKey4 {
-        src: [k.src[0], k.src[1], k.src[2], k.src[3]],
-        dst: [k.dst[0], k.dst[1], k.dst[2], k.dst[3]],
-        sport: k.sport,
-        dport: k.dport,
-        proto: k.proto,
-        _pad: [0; 3],
-    };
 }
 
 /// The service of the flow in `w.key` (and `w.key4`), from its family's map.

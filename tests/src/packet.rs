@@ -402,6 +402,42 @@ pub fn hex_diff(expected: &[u8], actual: &[u8]) -> String {
     )
 }
 
+/// `inner` (an Ethernet frame) tunnelled as the director sends it: a new Ethernet header, then
+/// an outer IPv4 (IPIP, TTL 64, checksummed) or IPv6 (IP6IP6, hop limit 64) header from `src` to
+/// `dst`. The IPv6 flow label is left 0 (ka puts the flow hash there: callers copy it from the
+/// output).
+pub fn tunnel(inner: &[u8], dst_mac: [u8; 6], src_mac: [u8; 6], src: &str, dst: &str) -> Vec<u8> {
+    let payload = &inner[14..];
+    let mut out = Vec::new();
+    out.extend_from_slice(&dst_mac);
+    out.extend_from_slice(&src_mac);
+    let addr = |a: &str| a.parse::<std::net::IpAddr>().expect("address");
+    match (addr(src), addr(dst)) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            out.extend_from_slice(&[0x08, 0x00]);
+            let mut h = vec![0x45, 0];
+            h.extend_from_slice(&((payload.len() + 20) as u16).to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0, 0, 64, 4, 0, 0]);
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            let c = checksum(&[&h]);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            out.extend_from_slice(&h);
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            out.extend_from_slice(&[0x86, 0xdd]);
+            out.extend_from_slice(&[0x60, 0, 0, 0]);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            out.extend_from_slice(&[41, 64]);
+            out.extend_from_slice(&s.octets());
+            out.extend_from_slice(&d.octets());
+        }
+        _ => panic!("mixed families"),
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,3 +480,4 @@ mod tests {
         assert_eq!(&f[12..18], &[0x81, 0x00, 0x00, 0x07, 0x08, 0x00]);
     }
 }
+

@@ -18,7 +18,7 @@ use ka::lb::{
 use ka_common::stats::Counter;
 use ka_tests::{
     netns::Netns,
-    packet::{checksum, hex_diff, Frame},
+    packet::{hex_diff, tunnel, Frame},
 };
 
 use common::{XDP_PASS, XDP_REDIRECT, XDP_TX};
@@ -205,38 +205,6 @@ fn pass(input: Vec<u8>) -> Step {
     }
 }
 
-/// `inner` (an Ethernet frame) tunnelled: new Ethernet header, outer IPv4/IPv6 header.
-fn tunnel(inner: &[u8], dst_mac: [u8; 6], src_mac: [u8; 6], src: &str, dst: &str) -> Vec<u8> {
-    let payload = &inner[14..];
-    let mut out = Vec::new();
-    out.extend_from_slice(&dst_mac);
-    out.extend_from_slice(&src_mac);
-    match (ip(src), ip(dst)) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            out.extend_from_slice(&[0x08, 0x00]);
-            let mut h = vec![0x45, 0];
-            h.extend_from_slice(&((payload.len() + 20) as u16).to_be_bytes());
-            h.extend_from_slice(&[0, 0, 0, 0, 64, 4, 0, 0]);
-            h.extend_from_slice(&s.octets());
-            h.extend_from_slice(&d.octets());
-            let c = checksum(&[&h]);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            out.extend_from_slice(&h);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            out.extend_from_slice(&[0x86, 0xdd]);
-            // The flow label is the flow hash: copied from the output by the runner.
-            out.extend_from_slice(&[0x60, 0, 0, 0]);
-            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            out.extend_from_slice(&[41, 64]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-        }
-        _ => panic!("mixed families"),
-    }
-    out.extend_from_slice(payload);
-    out
-}
 
 /// `n` bytes of payload that differ from each other (so a checksum over them means something).
 fn filler(n: usize) -> Vec<u8> {
