@@ -146,6 +146,13 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
         }
     }
+    let (netlink, _netlink_task) = crate::net::netlink::spawn()?;
+    // Before the datapath loads (it mounts bpffs when missing): what the host lacks.
+    let findings = match &config {
+        Some(cfg) => preflight(cfg, &ifaces, !args.no_xdp, &netlink).await,
+        None => Vec::new(),
+    };
+    crate::preflight::log(&findings);
     let mut datapath = if args.no_xdp {
         info!("--no-xdp: datapath not loaded; VRRP adverts are received on raw sockets only");
         None
@@ -169,7 +176,6 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
         _ => None,
     };
-    let (netlink, _netlink_task) = crate::net::netlink::spawn()?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
         Some(cfg) if !cfg.vrrp_instances.is_empty() => {
@@ -242,7 +248,19 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         let set = b.borrow().clone();
         dp.update(datapath.ebpf_mut(), cfg, &set);
     }
-    info!(instance = %instance, socket = %socket_path.display(), vrrp_instances = config.as_ref().map_or(0, |c| c.vrrp_instances.len()), "ka running");
+    // Start-up facts, one line each (the attachments were logged as they were made).
+    if let Some(e) = &engine {
+        let report = e.status().await;
+        let list: Vec<String> = report.instances.iter().map(|i| format!("{} ({}, vrid {}, {})", i.name, i.interface, i.vrid, i.state)).collect();
+        info!(count = list.len(), instances = %list.join(", "), "VRRP instances");
+    }
+    if let Some(cfg) = config.as_ref().filter(|c| !c.virtual_servers.is_empty()) {
+        let real_servers: usize = cfg.virtual_servers.iter().map(|v| v.real_servers.len()).sum();
+        let forwarded = if dataplane.is_some() { "forwarded by XDP" } else { "health-checked only (no XDP)" };
+        info!(services = cfg.virtual_servers.len(), real_servers, "virtual servers: {forwarded}");
+    }
+    info!(socket = %socket_path.display(), "control socket listening");
+    info!(instance = %instance, host_findings = findings.len(), "ka running");
 
     loop {
         tokio::select! {
@@ -254,7 +272,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         (Some(dp), Some(d)) => dp.counters(d.ebpf()),
                         _ => Vec::new(),
                     };
-                    let report = status_report(&instance, started, datapath.as_ref(), vrrp, health_report, services);
+                    let report = status_report(&instance, started, datapath.as_ref(), vrrp, health_report, services, &findings);
                     if let Err(e) = control::serve_one(stream, move |req| match req {
                         Ok(Request::Status) => report,
                         Err(message) => Response::Error { message },
@@ -305,6 +323,34 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     Ok(())
 }
 
+/// The host preflight ([`crate::preflight`]): NAT real servers' interfaces from the routing
+/// table, then the host's settings, checked against what `config` needs.
+async fn preflight(
+    config: &crate::config::Config,
+    ifaces: &[String],
+    xdp: bool,
+    netlink: &crate::net::netlink::NetlinkClient,
+) -> Vec<crate::preflight::Finding> {
+    use crate::config::model::LbKind;
+    let mut route_ifaces = std::collections::BTreeMap::new();
+    for rs in config.virtual_servers.iter().flat_map(|v| &v.real_servers).filter(|rs| rs.lb_kind == LbKind::Nat) {
+        if let Ok(Some(hop)) = netlink.route_get(rs.address).await {
+            if let Ok(name) = nix::net::if_::if_indextoname(hop.ifindex) {
+                route_ifaces.insert(rs.address, name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let lookup = |a: std::net::IpAddr| route_ifaces.get(&a).cloned();
+    let needs = crate::preflight::Needs {
+        xdp,
+        services: !config.virtual_servers.is_empty(),
+        nat: if xdp { crate::preflight::nat_services(config, &lookup, ifaces) } else { Vec::new() },
+        decap_ifaces: Vec::new(),
+    };
+    let host = crate::preflight::HostFacts::read(&needs, std::collections::BTreeMap::new());
+    crate::preflight::check(&needs, &host)
+}
+
 /// SIGHUP: checks the configuration again. A malformed file never disturbs the running
 /// instances: the old configuration stays in force.
 fn reload(args: &RunArgs) {
@@ -328,6 +374,7 @@ fn status_report(
     vrrp: crate::engine::EngineReport,
     health: Option<crate::health::HealthReport>,
     services: Vec<crate::dataplane::ServiceCounters>,
+    findings: &[crate::preflight::Finding],
 ) -> Response {
     let (xdp, counters) = match dp {
         None => (Vec::new(), Default::default()),
@@ -359,6 +406,7 @@ fn status_report(
         vrrp_dropped,
         health,
         services,
+        host: findings.to_vec(),
     }))
 }
 

@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     maps::PerCpuArray,
-    programs::{Xdp, XdpMode},
+    programs::Xdp,
     Ebpf, EbpfLoader,
 };
 use ka_common::{
@@ -25,10 +25,13 @@ use crate::instance::InstanceName;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
-    /// Native (driver) mode, falling back to generic mode with a warning.
+    /// The mode that delivers the program's frames on this interface: generic on a veth
+    /// whose peer runs no native XDP program (native mode would drop the frames sent with
+    /// `XDP_TX`/`XDP_REDIRECT`), else native (driver) mode, falling back to generic mode with
+    /// a warning. See [`crate::xdp_mode::choose`].
     #[default]
     Auto,
-    /// Native (driver) mode only.
+    /// Native (driver) mode only (warned about on a veth whose peer runs no XDP program).
     Native,
     /// Generic (skb) mode only.
     Generic,
@@ -101,6 +104,8 @@ pub struct Attachment {
     pub iface: String,
     /// Mode that succeeded: `native` or `generic`.
     pub mode: &'static str,
+    /// Why this mode was chosen.
+    pub reason: String,
 }
 
 /// The loaded datapath of one instance.
@@ -187,25 +192,13 @@ impl Datapath {
             })?
             .try_into()
             .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })?;
-        let attach_err = |e| DatapathError::Attach {
+        let attached = crate::xdp_mode::attach(prog, XDP_PROGRAM, iface, mode, true).map_err(|e| DatapathError::Attach {
             program: XDP_PROGRAM,
             iface: iface.to_owned(),
             mode,
             source: Box::new(e),
-        };
-        let got = match mode {
-            AttachMode::Native => prog.attach(iface, XdpMode::Driver).map(|_| "native").map_err(attach_err)?,
-            AttachMode::Generic => prog.attach(iface, XdpMode::Skb).map(|_| "generic").map_err(attach_err)?,
-            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
-                Ok(_) => "native",
-                Err(e) => {
-                    warn!(iface, error = %e, "native XDP refused, falling back to generic mode");
-                    prog.attach(iface, XdpMode::Skb).map(|_| "generic").map_err(attach_err)?
-                }
-            },
-        };
-        info!(iface, mode = got, program = XDP_PROGRAM, "attached");
-        let a = Attachment { iface: iface.to_owned(), mode: got };
+        })?;
+        let a = Attachment { iface: iface.to_owned(), mode: attached.mode, reason: attached.reason };
         self.attachments.push(a.clone());
         Ok(a)
     }

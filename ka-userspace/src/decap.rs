@@ -10,16 +10,20 @@ use std::{
 
 use aya::{
     maps::HashMap as BpfHashMap,
-    programs::{links::FdLink, links::PinnedLink, Xdp, XdpMode},
+    programs::{links::FdLink, links::PinnedLink, Xdp},
     Ebpf,
 };
 use ka_common::{
     lb::{AddrKey, DECAP_PROGRAM, LOCAL_VIPS_MAP},
     maps::STATS_MAP,
 };
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::{datapath, instance::InstanceName, lb::addr16};
+use crate::{
+    datapath::{self, AttachMode},
+    instance::InstanceName,
+    lb::addr16,
+};
 
 /// Name of the pinned link inside the decap directory.
 pub const LINK_PIN: &str = "link";
@@ -78,8 +82,9 @@ pub fn pin_dir(instance: &InstanceName, iface: &str) -> PathBuf {
     instance.pin_dir().join(format!("decap-{iface}"))
 }
 
-/// Loads `ka_decap`, fills its local-VIP map with `vips`, attaches it to `iface` natively
-/// (generic mode with a warning when the driver refuses), and pins the link, the VIP map and
+/// Loads `ka_decap`, fills its local-VIP map with `vips`, attaches it to `iface` in the mode
+/// [`crate::xdp_mode::choose`] picks (natively, or generic mode with a warning when the driver
+/// refuses), and pins the link, the VIP map and
 /// the counters under [`pin_dir`]. An earlier attachment of the same instance on `iface` is
 /// replaced.
 ///
@@ -139,16 +144,9 @@ pub fn attach(instance: &InstanceName, iface: &str, vips: &[IpAddr]) -> Result<(
         .try_into()
         .map_err(prog_err)?;
     prog.load().map_err(prog_err)?;
-    let (id, mode) = match prog.attach(iface, XdpMode::Driver) {
-        Ok(id) => (id, "native"),
-        Err(e) => {
-            warn!(iface, error = %e, "native XDP refused, falling back to generic mode");
-            (
-                prog.attach(iface, XdpMode::Skb).map_err(prog_err)?,
-                "generic",
-            )
-        }
-    };
+    // The decap program only passes or drops, which native mode delivers even on a veth.
+    let attached = crate::xdp_mode::attach(prog, DECAP_PROGRAM, iface, AttachMode::Auto, false).map_err(prog_err)?;
+    let (id, mode) = (attached.id, attached.mode);
     let link = prog.take_link(id).map_err(prog_err)?;
     let fd_link = FdLink::try_from(link).map_err(|e| DecapError::Pin {
         path: dir.join(LINK_PIN),

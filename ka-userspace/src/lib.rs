@@ -12,10 +12,13 @@ pub mod engine;
 pub mod health;
 pub mod instance;
 pub mod lb;
+pub mod logging;
 pub mod net;
 pub mod notify;
+pub mod preflight;
 pub mod status;
 pub mod vrrp;
+pub mod xdp_mode;
 
 /// The eBPF object built from `ka-ebpf` by `build.rs` (empty when built with `KA_SKIP_EBPF=1`).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ka-ebpf"));

@@ -11,9 +11,7 @@ use ka::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    ka::logging::init(&cli.log);
     match cli.command {
         Command::Check(args) => ka::config::run_check(&args),
         Command::Run(args) => report(runtime().and_then(|rt| {
@@ -21,12 +19,21 @@ fn main() -> ExitCode {
         })),
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
         Command::Decap(DecapCommand::Attach { iface, vips }) => {
+            decap_preflight(&iface);
             report(ka::decap::attach(&cli.instance, &iface, &vips).map_err(anyhow::Error::from))
         }
         Command::Decap(DecapCommand::Detach { iface }) => {
             report(ka::decap::detach(&cli.instance, &iface).map_err(anyhow::Error::from))
         }
     }
+}
+
+/// The real server's side of the host preflight: reverse-path filtering and ARP settings.
+fn decap_preflight(iface: &str) {
+    use ka::preflight::{check, default_route_v4, Family, HostFacts, Needs};
+    let needs = Needs { decap_ifaces: vec![iface.to_owned()], ..Default::default() };
+    let routes = default_route_v4().map(|i| (Family::V4, i)).into_iter().collect();
+    ka::preflight::log(&check(&needs, &HostFacts::read(&needs, routes)));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -41,6 +41,9 @@ pub struct StatusReport {
     /// Load-balanced services with per-VIP and per-real-server packet and byte counters.
     #[serde(default)]
     pub services: Vec<crate::dataplane::ServiceCounters>,
+    /// Host settings the services need and miss, found at start ([`crate::preflight`]).
+    #[serde(default)]
+    pub host: Vec<crate::preflight::Finding>,
 }
 
 impl StatusReport {
@@ -53,6 +56,9 @@ impl StatusReport {
         }
         for a in &self.xdp {
             let _ = writeln!(s, "xdp: {} ({})", a.iface, a.mode);
+        }
+        for f in &self.host {
+            let _ = writeln!(s, "host: {}", f.message);
         }
         for v in &self.vrrp {
             let _ = writeln!(
@@ -136,6 +142,7 @@ mod tests {
             vrrp_dropped: BTreeMap::from([("bad_ttl".to_owned(), 3)]),
             health: None,
             services: vec![],
+            host: vec![],
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");
@@ -181,6 +188,7 @@ mod tests {
                     rs(3, None),
                 ],
             }],
+            host: vec![],
         };
         let t = r.to_text();
         assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");
