@@ -1,7 +1,11 @@
 //! The load-balancer path of `ka_xdp` for TCP/UDP: service lookup, mastership gating, backend
 //! choice, counters, and forwarding by the backend's method; NAT replies translated back.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{bpf_check_mtu_ret::BPF_MTU_CHK_RET_FRAG_NEEDED, xdp_action},
+    helpers::bpf_check_mtu,
+    programs::XdpContext,
+};
 use ka_common::{
     lb::{FAMILY_V4, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     stats::Counter,
@@ -48,7 +52,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         (METHOD_TUN, _) => 40,
         _ => 0,
     };
-    if let Err(e) = forward::backend_next_hop(ctx, w, id, (len + overhead) as u16) {
+    if let Err(e) = forward::backend_next_hop(ctx, w, id, mtu_check_len(ctx, len, overhead)) {
         if let NoNextHop::TooBig(mtu) = e {
             return crate::icmp::too_big(ctx, w, mtu, overhead as u16);
         }
@@ -102,6 +106,26 @@ pub fn gate(w: &Work) -> Option<u32> {
     None
 }
 
+/// The length to check against the path MTU: the packet's plus the encapsulation `overhead`,
+/// or 0 (no check) for a GSO aggregate. Generic (skb) mode, which `ka run` uses on a veth,
+/// hands XDP a whole GSO skb (linearized, up to 64 KiB) that the kernel segments on output; a
+/// packet longer than the ingress interface's MTU can only be such an aggregate (native mode
+/// never sees one), and answering it with "fragmentation needed" would stall the sender's TCP.
+/// `bpf_check_mtu` needs kernel 5.12+, as `mtu_result` of `bpf_fib_lookup` does.
+// Verifier/LLVM: a BPF-to-BPF call, so `mtu_len` is not on the stack of the deepest call chain
+// (the combined limit is 512 bytes).
+#[inline(never)]
+fn mtu_check_len(ctx: &XdpContext, len: usize, overhead: usize) -> u16 {
+    let mut mtu_len = len as u32;
+    // SAFETY: plain helper call; ifindex 0 is the ingress interface, mtu_len lives on the stack.
+    let rc = unsafe { bpf_check_mtu(ctx.ctx as *mut _, 0, &mut mtu_len, 0, 0) };
+    if rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
+        0
+    } else {
+        (len + overhead) as u16
+    }
+}
+
 #[inline(always)]
 fn no_next_hop(e: NoNextHop) -> u32 {
     stats::inc(match e {
@@ -126,7 +150,7 @@ fn nat_reply(ctx: &XdpContext, w: &mut Work) -> u32 {
     }
     let len = usize::from(w.pkt.ip_len);
     let (family, client) = (w.key.family, w.key.dst);
-    if let Err(e) = forward::next_hop(ctx, w, family, &client, len as u16) {
+    if let Err(e) = forward::next_hop(ctx, w, family, &client, mtu_check_len(ctx, len, 0)) {
         return no_next_hop(e);
     }
     if forward::rewrite(ctx, &w.pkt, true, &nat.vip, nat.vport).is_none() {

@@ -3,9 +3,9 @@
 //! the directors run, and the line-echo servers behind the VIP.
 //!
 //! DR and TUN real servers hold the VIP on loopback and do not answer ARP for it
-//! (`arp_ignore=1`, `arp_announce=2`), so they reply to the client directly. Frames a director
-//! sends back out of its veth with `XDP_TX` reach the bridge only if the bridge's end of that
-//! veth runs XDP, so every director's leg gets an `XDP_PASS` program ([`crate::xdp`]).
+//! (`arp_ignore=1`, `arp_announce=2`), so they reply to the client directly. Nothing runs on
+//! the bridge's end of a director's veth: `ka run --xdp-mode auto` attaches in generic mode
+//! there, which delivers the frames the datapath sends with `XDP_TX`/`XDP_REDIRECT`.
 
 use std::{
     collections::HashMap,
@@ -20,10 +20,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{
-    netns::{Bridge, Netns},
-    xdp::XdpPass,
-};
+use crate::netns::{Bridge, Netns};
 
 /// The addresses of one LAN, each with its prefix length (`198.18.40.2/24`, `fd00::2/64`).
 #[derive(Clone, Debug)]
@@ -38,12 +35,9 @@ pub struct LanSpec {
     pub loopback_vips: Vec<String>,
 }
 
-/// A built LAN. Fields drop in order: the `XDP_PASS` programs, then the namespaces, then the
-/// bridge with its legs.
+/// A built LAN. Fields drop in order: the namespaces, then the bridge with its legs.
 #[derive(Debug)]
 pub struct Lan {
-    /// The `XDP_PASS` programs on the directors' bridge legs: keep them while the LAN is used.
-    pub xdp: Vec<XdpPass>,
     /// The client (`eth0` on the bridge).
     pub client: Netns,
     /// The directors (`eth0` on the bridge, forwarding on).
@@ -58,16 +52,14 @@ impl Lan {
     /// Creates the namespaces and plugs them into one bridge, as [the module](self) describes.
     ///
     /// # Errors
-    /// A namespace, a link, an address, a sysctl or an `XDP_PASS` program cannot be set up
+    /// A namespace, a link, an address or a sysctl cannot be set up
     /// (everything created so far is removed).
     pub fn new(spec: &LanSpec) -> anyhow::Result<Lan> {
         let mut bridge = Bridge::new()?;
-        let mut xdp = Vec::new();
         let mut directors = Vec::new();
         for addrs in &spec.directors {
             let director = Netns::new("ld")?;
             bridge.attach(&director, "eth0", &strs(addrs))?;
-            xdp.push(bridge.xdp_pass_on_leg(bridge.legs())?);
             // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
             director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
             directors.push(director);
@@ -86,7 +78,7 @@ impl Lan {
             full_checksums(&ns, "eth0")?;
             real_servers.push(ns);
         }
-        Ok(Lan { xdp, client, directors, real_servers, bridge })
+        Ok(Lan { client, directors, real_servers, bridge })
     }
 }
 

@@ -169,7 +169,10 @@ impl Bridge {
 
     /// Attaches a trivial `XDP_PASS` program to the bridge's end of the leg that
     /// [`attach`](Self::attach) created as the `n`-th (1-based), so frames that `ns` sends with
-    /// `XDP_TX` reach the bridge (see [`crate::xdp`]). Keep the result while the lab runs.
+    /// `XDP_TX` from a *native* XDP program reach the bridge (see [`crate::xdp`]). Only for
+    /// labs that deliberately run ka with `--xdp-mode native` (benchmarks, for speed): in auto
+    /// mode `ka run` attaches in generic mode on such a veth and needs no help. Keep the result
+    /// while the lab runs.
     ///
     /// # Errors
     /// The kernel refuses the program.

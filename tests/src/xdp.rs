@@ -5,8 +5,10 @@
 //! the peer's NAPI for it only when the peer itself runs an XDP program (`veth_xdp_flush`
 //! checks the peer queue's `xdp_prog`; NAPI enabled through GRO is not enough, so the frames
 //! sit in the ring and are never delivered). `XDP_REDIRECT` flushes the peer queue directly and
-//! works with GRO. Real NICs have neither limitation. A lab puts this program on the peer
-//! (the bridge leg) of every veth that runs ka's datapath, like a switch port that receives.
+//! works with GRO. Real NICs have neither limitation. `ka run --xdp-mode auto` knows this and
+//! attaches in generic mode on such a veth, so labs need nothing on the peer; a lab that
+//! deliberately runs ka in native mode (benchmarks, for speed) puts this program on the peer
+//! of every veth that runs ka's datapath, like a switch port that receives.
 //!
 //! The program is two instructions (`r0 = XDP_PASS; exit`) loaded with `bpf(2)` and attached
 //! with a BPF link, so it goes away when the returned [`XdpPass`] is dropped or the interface

@@ -15,8 +15,8 @@
 //!
 //! Lab notes. The real servers' health comes from a MISC_CHECK script reading a state file the
 //! test writes (up, drained at weight 0, or down), except in the tests that stop a listener.
-//! Frames the datapath sends back out of a veth with `XDP_TX` reach the bridge only if the
-//! bridge's end of that veth runs XDP ([`ka_tests::xdp`]). A veth lab has no RSS: a packet is
+//! Nothing runs on the far ends of the directors' veths: `ka run` attaches in generic mode
+//! there (auto mode), which delivers what the datapath sends with `XDP_TX`. A veth lab has no RSS: a packet is
 //! processed on the CPU that sent it. The tests establish their connections from CPU 0 and
 //! keep talking on them from CPU 1, so a flow's packets change CPU as they can on a NIC when
 //! its RSS indirection changes. The Maglev checks reuse the same client ports for new
@@ -36,7 +36,6 @@ use ka_tests::{
     lan::{ask, full_checksums, misc_check, tcp_check, Accepted, EchoServer, Lan, LanSpec, LbConf, RealServerConf, role},
     netns::{self, Bridge, Netns},
     require_root, unique_name, wait_for,
-    xdp::XdpPass,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -129,11 +128,10 @@ impl Drop for Decap {
     }
 }
 
-/// The namespaces of one test. Fields drop in order: programs and decap attachments first,
-/// then the namespaces.
+/// The namespaces of one test. Fields drop in order: decap attachments first, then the
+/// namespaces.
 struct Lab {
     kind: Kind,
-    _xdp: Vec<XdpPass>,
     _decap: Vec<Decap>,
     client: Netns,
     directors: Vec<Netns>,
@@ -163,7 +161,6 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
     require_root();
     let mut bridges = Vec::new();
     let mut rs = Vec::new();
-    let mut xdp = Vec::new();
     let mut decap = Vec::new();
     let mut dirs = Vec::new();
     let client;
@@ -174,8 +171,6 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
         let mut back = Bridge::new().expect("bridge");
         netns::veth(&director, "eth0", &[&format!("{}/24", DIRECTORS[0])], &client, "eth0", &[&format!("{CLIENT}/24")]).expect("veth");
         back.attach(&director, "eth1", &["198.18.41.1/24"]).expect("attach");
-        xdp.push(back.xdp_pass_on_leg(back.legs()).expect("xdp pass"));
-        xdp.push(client.enter(|| ka_tests::xdp::attach_pass("eth0")).expect("enter").join().expect("thread").expect("xdp pass"));
         client.run(&["ip", "route", "add", "default", "via", DIRECTORS[0]]).expect("route");
         director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
         for (i, addr) in RS_NAT.iter().enumerate() {
@@ -197,12 +192,11 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
             loopback_vips: vec![format!("{VIP}/32"), format!("{VIP6}/128")],
         })
         .expect("LAN");
-        let Lan { xdp: lan_xdp, client: lan_client, directors: lan_dirs, real_servers, bridge } = lan;
+        let Lan { client: lan_client, directors: lan_dirs, real_servers, bridge } = lan;
         if kind == Kind::Tun {
             decap.extend(real_servers.iter().map(Decap::attach));
         }
         (client, dirs, rs) = (lan_client, lan_dirs, real_servers);
-        xdp.extend(lan_xdp);
         bridges.push(bridge);
     }
     // Ephemeral ports stay clear of the probes' fixed ports (41000-44999).
@@ -213,7 +207,7 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
     std::fs::write(&script, "#!/bin/sh\nread v < \"$1\"\nexit \"$v\"\n").expect("write script");
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let state: Vec<_> = (0..rs.len()).map(|i| dir.join(format!("rs{i}"))).collect();
-    let lab = Lab { kind, _xdp: xdp, _decap: decap, client, directors: dirs, rs, _bridges: bridges, state, dir, accepted: Accepted::default(), v6 };
+    let lab = Lab { kind, _decap: decap, client, directors: dirs, rs, _bridges: bridges, state, dir, accepted: Accepted::default(), v6 };
     for i in 0..lab.rs.len() {
         lab.set_health(i, Health::Up);
     }
