@@ -361,6 +361,10 @@ fn director(t: &mut Topo, kind: Kind) {
         Kind::KaNat | Kind::KaDr => {
             let conf = ka_conf(kind);
             let conf = conf.to_str().expect("utf-8");
+            // Native mode on purpose, for speed: `auto` would pick generic mode on these veths.
+            // The workaround native mode needs on a veth stays: the generator and the sink on
+            // the peers run native XDP programs, so XDP_TX/XDP_REDIRECT frames are delivered
+            // (and ka says nothing about dropping them).
             let args = ["-f", conf, "--iface", &t.lb_in, "--iface", &t.lb_out, "--xdp-mode", "native"];
             let ka = KaDaemon::start(&t.lb, &ka_bin(), &unique_name("e2e"), &args).expect("ka run");
             wait_for("every real server in the table", Duration::from_secs(30), || {
