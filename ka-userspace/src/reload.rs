@@ -1,6 +1,6 @@
 //! Live reload, sans-IO: what changes between the running configuration and a new one, with
 //! keepalived 2.2's semantics. The runtime ([`crate::engine`], [`crate::health`],
-//! [`crate::dataplane`]) applies the plan; nothing here does I/O.
+//! [`crate::dataplane`]) applies the plan, driven by [`apply`]; the plan itself is pure.
 //!
 //! - **VRRP instances** are matched by VRID, family, interface and unicast/multicast (not by
 //!   name): a matched instance keeps its state machine, its timers and its tracker results;
@@ -513,6 +513,8 @@ impl ReloadPlan {
         out
     }
 }
+
+pub mod apply;
 
 #[cfg(test)]
 mod tests;

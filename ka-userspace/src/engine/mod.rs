@@ -219,6 +219,19 @@ impl EngineHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// [`EngineHandle::status`] as a detached future: a caller that must not wait (the
+    /// daemon's loop) hands it to a task of its own.
+    pub fn status_task(&self) -> impl std::future::Future<Output = EngineReport> + Send + 'static {
+        let tx = self.tx.clone();
+        async move {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Command::Status(reply)).await.is_err() {
+                return EngineReport::default();
+            }
+            rx.await.unwrap_or_default()
+        }
+    }
+
     /// Applies a reload and waits until it is applied.
     ///
     /// # Errors

@@ -112,6 +112,18 @@ impl HealthHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// [`HealthHandle::status`] as a detached future, for a caller that must not wait.
+    pub fn status_task(&self) -> impl std::future::Future<Output = HealthReport> + Send + 'static {
+        let cmd = self.cmd.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            if cmd.send(Command::Status(tx)).is_err() {
+                return HealthReport::default();
+            }
+            rx.await.unwrap_or_default()
+        }
+    }
+
     /// Tells the checkers whether VRRP instance `instance` is MASTER: while it is not, the
     /// checks of the `ha_suspend` services whose address it holds are suspended (their state
     /// is kept). Unknown instances are ignored.
