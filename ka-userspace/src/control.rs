@@ -109,33 +109,6 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     UnixListener::bind(path).map_err(|source| ControlError::Io { path: p, source })
 }
 
-/// Reads one request from `stream`, answers it with `handler`, and closes. Bounded: a request
-/// line longer than 64 KiB or slower than 5 s is refused.
-///
-/// # Errors
-/// I/O errors on the stream.
-pub async fn serve_one<F>(stream: UnixStream, handler: F) -> io::Result<()>
-where
-    F: FnOnce(Result<Request, String>) -> Response,
-{
-    let (rd, mut wr) = stream.into_split();
-    let mut line = String::new();
-    let mut rd = BufReader::new(rd).take(64 * 1024);
-    let read = tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await;
-    let req = match read {
-        // A connection closed without a request: a liveness probe (see `bind`), nothing to say.
-        Ok(Ok(0)) => return Ok(()),
-        Ok(Ok(_)) => serde_json::from_str::<Request>(line.trim()).map_err(|e| format!("bad request: {e}")),
-        Ok(Err(e)) => Err(format!("reading request: {e}")),
-        Err(_) => Err("request timed out".to_owned()),
-    };
-    let resp = handler(req);
-    let mut out = serde_json::to_vec(&resp).map_err(io::Error::other)?;
-    out.push(b'\n');
-    wr.write_all(&out).await?;
-    wr.shutdown().await
-}
-
 /// A request from a control client, for the daemon's main loop to answer.
 #[derive(Debug)]
 pub struct ControlCall {
@@ -259,22 +232,19 @@ mod tests {
         let path = dir.join("t.sock");
         let listener = bind(&path).await.expect("bind");
         assert!(matches!(bind(&path).await, Err(ControlError::InUse { .. })));
-        // The refused bind's liveness probe is the first connection; it must be answered
-        // with silence, not an error, and the real request must still get its answer.
-        let server = tokio::spawn(async move {
-            for _ in 0..2 {
-                let (s, _) = listener.accept().await.expect("accept");
-                serve_one(s, |req| match req {
-                    Ok(Request::Status) => Response::Error { message: "pong".into() },
-                    Err(e) => Response::Error { message: e },
-                })
-                .await
-                .expect("serve");
-            }
+        // The refused bind's liveness probe was the first connection; it must be answered
+        // with silence, and the real request must still get its answer.
+        let (tx, mut calls) = tokio::sync::mpsc::channel(8);
+        let server = spawn_server(listener, tx);
+        let daemon = tokio::spawn(async move {
+            let call: ControlCall = calls.recv().await.expect("call");
+            let _ = call.reply.send(Response::Error { message: "pong".into() });
+            calls
         });
         let resp = request(&path, &Request::Status, Duration::from_secs(5)).await.expect("request");
         assert!(matches!(resp, Response::Error { message } if message == "pong"));
-        server.await.expect("join");
+        drop(daemon.await.expect("join"));
+        server.await.expect("server ends when the daemon goes");
         let _ = std::fs::remove_dir_all(dir);
     }
 
