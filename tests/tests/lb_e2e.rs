@@ -924,3 +924,55 @@ fn dr_reload_applies_the_diff_and_keeps_state_and_connections() {
     ka.stop().expect("stop");
     kd.stop().expect("stop keepalived");
 }
+
+/// Idle control clients delay nothing: while clients connect to the control socket and never
+/// send a request (one always open, reconnecting as soon as the daemon drops it), the
+/// keepalived MASTER dies, ka takes over, `ka status` answers, and new connections to the VIP
+/// are forwarded by the new master's datapath.
+#[test]
+fn idle_control_clients_do_not_delay_a_takeover() {
+    pin(0);
+    let lab = lab(Kind::Dr, 2, false);
+    let _servers = lab.start_servers();
+    let kd_conf = format!("vrrp_instance VI_LB {{\n state MASTER\n interface eth0\n virtual_router_id 90\n priority 200\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n");
+    let kd = ka_tests::keepalived::Keepalived::start(&lab.directors[0], "idle", &kd_conf).expect("keepalived");
+    wait_for("keepalived MASTER", WAIT, || kd.log_text().contains("Entering MASTER STATE").then_some(()));
+    let ka = lab.start_ka(1, true);
+    wait_for("ka BACKUP", WAIT, || (vrrp_state(&ka) == "BACKUP").then_some(()));
+    let sock = std::path::PathBuf::from(format!("/run/ka/{}.sock", ka.instance()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = 0u32;
+            // Bounded: at most 10,000 connections, and only until the test is done.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && held < 10_000 {
+                let Ok(mut c) = std::os::unix::net::UnixStream::connect(&sock) else { break };
+                held += 1;
+                c.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+                // Silent until the daemon gives up on this client (or the test ends).
+                let mut buf = [0u8; 64];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match std::io::Read::read(&mut c, &mut buf) {
+                        Ok(_) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            held
+        })
+    };
+    kd.kill();
+    lab.directors[0].run(&["ip", "link", "set", "eth0", "down"]).expect("link down");
+    wait_for("ka MASTER while idle clients wait", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    wait_for("new connections through the new master", WAIT, || {
+        let c = lab.connect_many(10);
+        (c.iter().sum::<usize>() == 10).then_some(())
+    });
+    assert!(service_packets(&ka) > 0, "the new master forwarded nothing");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let held = idle.join().expect("idle thread");
+    assert!(held >= 1, "an idle client was connected");
+    ka.stop().expect("stop");
+}
