@@ -31,6 +31,11 @@ pub enum Command {
     Check(crate::config::CheckArgs),
     /// Show the state of a running daemon.
     Status(StatusArgs),
+    /// Reload the running daemon's configuration file (as SIGHUP does) and print what changed.
+    /// Matched VRRP instances keep their state; unchanged virtual and real servers keep their
+    /// checker state and connections. A configuration with errors changes nothing: its
+    /// diagnostics are printed and the exit status is 1. `--instance` picks the daemon.
+    Reload(ReloadArgs),
     /// Real-server side of TUN mode: decapsulate IPIP/IP6IP6 packets to local VIPs in XDP
     /// (for kernels without the ipip module). The attachment is pinned and outlives `ka`.
     #[command(subcommand)]
@@ -68,6 +73,17 @@ pub struct StatusArgs {
     pub timeout: Duration,
 }
 
+/// Arguments of `ka reload`.
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the daemon to apply the reload.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
 /// Parses a duration for the command line: `5s`, `250ms`, `1m` (humantime).
 ///
 /// # Errors
@@ -100,6 +116,13 @@ mod tests {
         assert!(Cli::try_parse_from(["ka", "decap", "attach", "--iface", "eth0"]).is_err());
         let cli = Cli::try_parse_from(["ka", "decap", "attach", "--iface", "eth0", "--vip", "198.18.0.10"]).expect("parse");
         assert!(matches!(cli.command, Command::Decap(DecapCommand::Attach { ref iface, ref vips }) if iface == "eth0" && vips.len() == 1));
+    }
+
+    #[test]
+    fn reload_takes_the_daemon_instance() {
+        let cli = Cli::try_parse_from(["ka", "reload", "--instance", "lb2"]).expect("parse");
+        assert_eq!(cli.instance.as_str(), "lb2");
+        assert!(matches!(cli.command, Command::Reload(ReloadArgs { json: false, .. })));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The control socket (`/run/ka/NAME.sock`): one JSON request per line, one JSON response per
-//! line. `ka status` is its client; the daemon serves it.
+//! line. `ka status` and `ka reload` are its clients. The daemon serves it from its own task
+//! ([`spawn_server`]): each client gets its own task with read and write timeouts and hands its
+//! request to the daemon as a [`ControlCall`], so no client can delay anything else.
 
 use std::{io, path::Path, time::Duration};
 
@@ -17,6 +19,8 @@ use crate::status::StatusReport;
 pub enum Request {
     /// Everything `ka status` shows.
     Status,
+    /// Reload the configuration file (`ka reload`).
+    Reload,
 }
 
 /// The daemon's answer.
@@ -25,6 +29,13 @@ pub enum Request {
 pub enum Response {
     /// Answer to [`Request::Status`].
     Status(Box<StatusReport>),
+    /// Answer to [`Request::Reload`]: what was applied.
+    Reloaded(crate::reload::ReloadSummary),
+    /// The new configuration was refused; nothing changed.
+    ReloadRefused {
+        /// The diagnostics, as `ka check` prints them.
+        diagnostics: String,
+    },
     /// The request failed.
     Error {
         /// What went wrong.
@@ -98,31 +109,84 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     UnixListener::bind(path).map_err(|source| ControlError::Io { path: p, source })
 }
 
-/// Reads one request from `stream`, answers it with `handler`, and closes. Bounded: a request
-/// line longer than 64 KiB or slower than 5 s is refused.
-///
-/// # Errors
-/// I/O errors on the stream.
-pub async fn serve_one<F>(stream: UnixStream, handler: F) -> io::Result<()>
-where
-    F: FnOnce(Result<Request, String>) -> Response,
-{
+/// A request from a control client, for the daemon's main loop to answer.
+#[derive(Debug)]
+pub struct ControlCall {
+    /// The request.
+    pub request: Request,
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Response>,
+}
+
+/// How long a client may take to send its request, and to read the answer.
+pub const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client waits for the daemon to answer (a reload of a large configuration).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Serves the control socket in its own task: every client is served in a task of its own,
+/// bounded by [`CLIENT_IO_TIMEOUT`] on each side, and its request goes to `calls`. The task
+/// ends when `calls` is closed.
+pub fn spawn_server(listener: UnixListener, calls: tokio::sync::mpsc::Sender<ControlCall>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = calls.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let calls = calls.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = serve_client(stream, calls).await {
+                                tracing::debug!(error = %e, "control client");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept on control socket failed");
+                        // EMFILE and the like: do not spin.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    })
+}
+
+/// One client: its request line, the daemon's answer, each step bounded.
+async fn serve_client(stream: UnixStream, calls: tokio::sync::mpsc::Sender<ControlCall>) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     let mut rd = BufReader::new(rd).take(64 * 1024);
-    let read = tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await;
+    let read = tokio::time::timeout(CLIENT_IO_TIMEOUT, rd.read_line(&mut line)).await;
     let req = match read {
-        // A connection closed without a request: a liveness probe (see `bind`), nothing to say.
+        // A connection closed without a request: a liveness probe (see `bind`).
         Ok(Ok(0)) => return Ok(()),
         Ok(Ok(_)) => serde_json::from_str::<Request>(line.trim()).map_err(|e| format!("bad request: {e}")),
         Ok(Err(e)) => Err(format!("reading request: {e}")),
         Err(_) => Err("request timed out".to_owned()),
     };
-    let resp = handler(req);
+    let resp = match req {
+        Ok(request) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if calls.send(ControlCall { request, reply: tx }).await.is_err() {
+                Response::Error { message: "the daemon is shutting down".to_owned() }
+            } else {
+                match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Response::Error { message: "the daemon dropped the request".to_owned() },
+                    Err(_) => Response::Error { message: "the daemon did not answer in time".to_owned() },
+                }
+            }
+        }
+        Err(message) => Response::Error { message },
+    };
     let mut out = serde_json::to_vec(&resp).map_err(io::Error::other)?;
     out.push(b'\n');
-    wr.write_all(&out).await?;
-    wr.shutdown().await
+    tokio::time::timeout(CLIENT_IO_TIMEOUT, async {
+        wr.write_all(&out).await?;
+        wr.shutdown().await
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read its answer"))?
 }
 
 /// Sends `req` to the daemon of the socket at `path` and waits for its answer.
@@ -157,6 +221,7 @@ mod tests {
     #[test]
     fn requests_have_a_stable_wire_form() {
         assert_eq!(serde_json::to_string(&Request::Status).expect("ser"), r#"{"cmd":"status"}"#);
+        assert_eq!(serde_json::to_string(&Request::Reload).expect("ser"), r#"{"cmd":"reload"}"#);
         let r: Result<Request, _> = serde_json::from_str(r#"{"cmd":"nope"}"#);
         assert!(r.is_err());
     }
@@ -167,22 +232,44 @@ mod tests {
         let path = dir.join("t.sock");
         let listener = bind(&path).await.expect("bind");
         assert!(matches!(bind(&path).await, Err(ControlError::InUse { .. })));
-        // The refused bind's liveness probe is the first connection; it must be answered
-        // with silence, not an error, and the real request must still get its answer.
-        let server = tokio::spawn(async move {
-            for _ in 0..2 {
-                let (s, _) = listener.accept().await.expect("accept");
-                serve_one(s, |req| match req {
-                    Ok(Request::Status) => Response::Error { message: "pong".into() },
-                    Err(e) => Response::Error { message: e },
-                })
-                .await
-                .expect("serve");
-            }
+        // The refused bind's liveness probe was the first connection; it must be answered
+        // with silence, and the real request must still get its answer.
+        let (tx, mut calls) = tokio::sync::mpsc::channel(8);
+        let server = spawn_server(listener, tx);
+        let daemon = tokio::spawn(async move {
+            let call: ControlCall = calls.recv().await.expect("call");
+            let _ = call.reply.send(Response::Error { message: "pong".into() });
+            calls
         });
         let resp = request(&path, &Request::Status, Duration::from_secs(5)).await.expect("request");
         assert!(matches!(resp, Response::Error { message } if message == "pong"));
-        server.await.expect("join");
+        drop(daemon.await.expect("join"));
+        server.await.expect("server ends when the daemon goes");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// An idle client (connected, silent) delays nobody: another client is answered while it
+    /// waits, and the daemon's loop only ever sees complete requests.
+    #[tokio::test]
+    async fn an_idle_client_delays_no_other() {
+        let dir = std::env::temp_dir().join(format!("ka-ctl-idle-{}", std::process::id()));
+        let path = dir.join("t.sock");
+        let listener = bind(&path).await.expect("bind");
+        let (tx, mut calls) = tokio::sync::mpsc::channel(8);
+        let server = spawn_server(listener, tx);
+        let _idle = UnixStream::connect(&path).await.expect("idle client");
+        let daemon = tokio::spawn(async move {
+            let call: ControlCall = calls.recv().await.expect("call");
+            assert_eq!(call.request, Request::Status);
+            let _ = call.reply.send(Response::Error { message: "pong".into() });
+            calls
+        });
+        let t = std::time::Instant::now();
+        let resp = request(&path, &Request::Status, Duration::from_secs(4)).await.expect("answered despite the idle client");
+        assert!(matches!(resp, Response::Error { message } if message == "pong"));
+        assert!(t.elapsed() < CLIENT_IO_TIMEOUT, "answered only after the idle client timed out");
+        drop(daemon.await.expect("join"));
+        server.await.expect("server ends when the daemon goes");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,7 +1,7 @@
 //! `ka run`: the daemon. Owns the control socket and the datapath, and shuts down cleanly on
 //! SIGTERM/SIGINT (pins and socket removed, XDP detached).
 
-use std::{path::PathBuf, time::Instant};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -121,8 +121,8 @@ fn load_config(path: &std::path::Path, config_id: Option<String>) -> Result<crat
 /// Start-up fails (socket in use, datapath cannot load or attach...).
 pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonError> {
     let started = Instant::now();
-    let config = match &args.file {
-        Some(path) => Some(load_config(path, args.config_id.clone())?),
+    let mut config = match &args.file {
+        Some(path) => Some(Arc::new(load_config(path, args.config_id.clone())?)),
         None => None,
     };
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -131,6 +131,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let socket_path = instance.socket_path();
     let listener = control::bind(&socket_path).await?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());
+    // The control server runs in its own task: clients never hold up this loop.
+    let (calls_tx, mut calls) = tokio::sync::mpsc::channel::<control::ControlCall>(64);
+    let _control = AbortOnDrop(control::spawn_server(listener, calls_tx));
+    let mut reloader = crate::reload::apply::Reloader::new(args.file.clone(), args.config_id.clone());
 
     let mut ifaces = args.ifaces.clone();
     // Interfaces only VRRP needs: XDP there is the advert fast path, and the raw socket is
@@ -264,27 +268,45 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
 
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let vrrp = match &engine { Some(e) => e.status().await, None => Default::default() };
-                    let health_report = match &health { Some(h) => Some(h.status().await), None => None };
+            Some(call) = calls.recv() => match call.request {
+                Request::Status => {
+                    // Engine and health reports are gathered by a task of their own.
                     let services = match (&dataplane, &datapath) {
                         (Some(dp), Some(d)) => dp.counters(d.ebpf()),
                         _ => Vec::new(),
                     };
-                    let report = status_report(&instance, started, datapath.as_ref(), vrrp, health_report, services, &findings);
-                    if let Err(e) = control::serve_one(stream, move |req| match req {
-                        Ok(Request::Status) => report,
-                        Err(message) => Response::Error { message },
-                    }).await {
-                        warn!(error = %e, "control request failed");
-                    }
+                    let base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
+                    let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
+                    tokio::spawn(async move {
+                        let vrrp = match vrrp { Some(f) => f.await, None => Default::default() };
+                        let health_report = match health_report { Some(f) => Some(f.await), None => None };
+                        let _ = call.reply.send(complete_status(base, vrrp, health_report));
+                    });
                 }
-                Err(e) => warn!(error = %e, "accept on control socket failed"),
+                Request::Reload => reloader.request(&config.clone().unwrap_or_default(), Some(call.reply)),
+            },
+            prepared = reloader.prepared() => {
+                let outcome = match prepared {
+                    Ok(p) => {
+                        let new = p.config.clone();
+                        let targets = crate::reload::apply::Targets {
+                            engine: engine.as_ref(),
+                            health: health.as_ref(),
+                            dataplane: dataplane.as_mut().zip(datapath.as_mut().map(Datapath::ebpf_mut)),
+                        };
+                        match crate::reload::apply::apply(p, targets).await {
+                            Ok(summary) => { config = Some(new); Response::Reloaded(summary) }
+                            Err(d) => crate::reload::apply::refused(d),
+                        }
+                    }
+                    Err(d) => crate::reload::apply::refused(d),
+                };
+                reloader.finish(&outcome, &config.clone().unwrap_or_default());
             },
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = sighup.recv() => reload(&args),
+            _ = sighup.recv() => { info!("SIGHUP: reloading"); reloader.request(&config.clone().unwrap_or_default(), None) },
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
                     if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
@@ -351,20 +373,13 @@ async fn preflight(
     crate::preflight::check(&needs, &host)
 }
 
-/// SIGHUP: checks the configuration again. A malformed file never disturbs the running
-/// instances: the old configuration stays in force.
-fn reload(args: &RunArgs) {
-    let Some(path) = &args.file else {
-        warn!("SIGHUP: no configuration file to reload");
-        return;
-    };
-    match load_config(path, args.config_id.clone()) {
-        Ok(_) => warn!(
-            file = %path.display(),
-            "SIGHUP: the configuration is valid, but applying changes without a restart is not supported yet; the running configuration is kept"
-        ),
-        Err(e) => error!(error = %e, "SIGHUP: new configuration refused; the running configuration is kept"),
-    }
+/// Fills a status answer built without them with the engine's and the checkers' reports.
+fn complete_status(base: Response, vrrp: crate::engine::EngineReport, health: Option<crate::health::HealthReport>) -> Response {
+    let Response::Status(mut report) = base else { return base };
+    report.vrrp_dropped = vrrp_drops(&vrrp, &report.counters);
+    report.vrrp = vrrp.instances;
+    report.health = health;
+    Response::Status(report)
 }
 
 fn status_report(
@@ -453,6 +468,15 @@ fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32
             let _ = crate::lb::vrrp_fast::set_enabled(dp.ebpf_mut(), false, false);
             None
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -237,6 +237,46 @@ impl Dataplane {
         }
     }
 
+    /// A reload: mastership slots follow the instances (a kept instance keeps its slot, under
+    /// its new name when `renames` (old, new) says so; a new one takes a free slot, not served
+    /// until it is Master; a deleted one's slot is freed and cleared). The tables are then
+    /// rewritten by [`Dataplane::update`] with the new configuration (only changed slots).
+    pub fn reload(&mut self, ebpf: &mut aya::Ebpf, cfg: &Config, renames: &[(String, String)]) {
+        let mut old = std::mem::take(&mut self.slots);
+        let renamed_from: HashMap<&str, &str> = renames.iter().map(|(from, to)| (to.as_str(), from.as_str())).collect();
+        let mut slots: HashMap<String, u32> = HashMap::new();
+        for inst in &cfg.vrrp_instances {
+            let from = renamed_from.get(inst.name.as_str()).copied().unwrap_or(inst.name.as_str());
+            if let Some(slot) = old.remove(from) {
+                slots.insert(inst.name.clone(), slot);
+            }
+        }
+        let mut free: Vec<u32> = old.into_values().collect();
+        let mut next = slots.values().chain(&free).copied().max().map_or(0, |m| m + 1);
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        for slot in &free {
+            if let Err(e) = MapWriter::set_master(ebpf, *slot, false) {
+                warn!(slot, error = %e, "clearing a freed mastership slot");
+            }
+        }
+        for inst in &cfg.vrrp_instances {
+            if slots.contains_key(&inst.name) {
+                continue;
+            }
+            let slot = free.pop().unwrap_or_else(|| {
+                next += 1;
+                next - 1
+            });
+            if let Err(e) = MapWriter::set_master(ebpf, slot, false) {
+                warn!(instance = %inst.name, slot, error = %e, "clearing a new mastership slot");
+            }
+            slots.insert(inst.name.clone(), slot);
+        }
+        let by_index: Vec<u32> = cfg.vrrp_instances.iter().map(|i| slots.get(&i.name).copied().unwrap_or(u32::MAX)).collect();
+        self.vip_slot = cfg.vip_owners().into_iter().filter_map(|(a, i)| by_index.get(i).map(|s| (a, *s))).collect();
+        self.slots = slots;
+    }
+
     /// Follows a VRRP mastership change: the instance's VIPs are served only while Master.
     pub fn set_master(&mut self, ebpf: &mut aya::Ebpf, instance: &str, master: bool) {
         let Some(&slot) = self.slots.get(instance) else { return };

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod preflight;
+pub mod reload;
 pub mod status;
 pub mod vrrp;
 pub mod xdp_mode;

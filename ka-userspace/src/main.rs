@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ka::{
-    cli::{Cli, Command, DecapCommand, StatusArgs},
+    cli::{Cli, Command, DecapCommand, ReloadArgs, StatusArgs},
     control::{self, Request, Response},
     instance::InstanceName,
 };
@@ -14,10 +14,11 @@ fn main() -> ExitCode {
     ka::logging::init(&cli.log);
     match cli.command {
         Command::Check(args) => ka::config::run_check(&args),
-        Command::Run(args) => report(runtime().and_then(|rt| {
+        Command::Run(args) => report(daemon_runtime().and_then(|rt| {
             rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)
         })),
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
+        Command::Reload(args) => report(runtime().and_then(|rt| rt.block_on(reload(&cli.instance, &args)))),
         Command::Decap(DecapCommand::Attach { iface, vips }) => {
             decap_preflight(&iface);
             report(ka::decap::attach(&cli.instance, &iface, &vips).map_err(anyhow::Error::from))
@@ -38,6 +39,13 @@ fn decap_preflight(iface: &str) {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// The daemon's runtime: its main loop runs on this thread (config parsing on reload, Maglev
+/// table builds and map writes happen there), the VRRP engine, the checkers and the control
+/// server on two worker threads, so none of that work delays an advert.
+fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
 fn report(res: anyhow::Result<()>) -> ExitCode {
@@ -61,5 +69,25 @@ async fn status(instance: &InstanceName, args: &StatusArgs) -> anyhow::Result<()
             Ok(())
         }
         Response::Error { message } => anyhow::bail!("daemon: {message}"),
+        other => anyhow::bail!("daemon: unexpected answer {other:?}"),
+    }
+}
+
+async fn reload(instance: &InstanceName, args: &ReloadArgs) -> anyhow::Result<()> {
+    match control::request(&instance.socket_path(), &Request::Reload, args.timeout).await? {
+        Response::Reloaded(summary) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{summary}");
+            }
+            Ok(())
+        }
+        Response::ReloadRefused { diagnostics } => {
+            eprint!("{diagnostics}");
+            anyhow::bail!("the new configuration was refused; the running configuration is unchanged")
+        }
+        Response::Error { message } => anyhow::bail!("daemon: {message}"),
+        other => anyhow::bail!("daemon: unexpected answer {other:?}"),
     }
 }

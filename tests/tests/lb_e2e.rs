@@ -774,3 +774,199 @@ fn dr_next_hops_resolve_after_link_up_and_flush() {
         assert!(!l.contains("managed"), "ka removed its managed entry for {a}: {l:?}");
     }
 }
+
+/// The keepalived.conf of the reload test: VI_LB (VRID 90, MASTER at 150) with `vips`, the
+/// virtual server with real servers `(index, weight)` checked by MISC_CHECK, and `extra`.
+fn reload_conf(lab: &Lab, rs: &[(usize, i32)], vips: &[String], extra: &str) -> String {
+    let real_servers = rs
+        .iter()
+        .map(|(i, w)| RealServerConf {
+            addr: RS_LAN[*i].to_owned(),
+            port: Kind::Dr.rport(),
+            check: format!("  weight {w}\n{}", misc_check(&lab.dir.join("check.sh"), &lab.state[*i])),
+        })
+        .collect();
+    let text = LbConf {
+        instance: "VI_LB".to_owned(),
+        vrid: 90,
+        role: role("", true, 150),
+        vrrp_vips: vips.to_vec(),
+        excluded: vec![],
+        vip: VIP.to_owned(),
+        port: VPORT,
+        lb_kind: "DR".to_owned(),
+        real_servers,
+    }
+    .text();
+    format!("{text}{extra}")
+}
+
+/// A MASTER `vrrp_instance` on eth0 with one VIP.
+fn extra_instance(name: &str, vrid: u8, vip: &str) -> String {
+    format!("vrrp_instance {name} {{\n state MASTER\n interface eth0\n virtual_router_id {vrid}\n priority 150\n advert_int 1\n virtual_ipaddress {{\n {vip}\n }}\n}}\n")
+}
+
+/// `ka reload` for the daemon: (success, stdout, stderr).
+fn ka_reload(ka: &KaDaemon) -> (bool, String, String) {
+    let out = std::process::Command::new(ka_bin()).args(["--instance", ka.instance(), "reload"]).output().expect("ka reload");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn has_addr(ns: &Netns, addr: &str) -> bool {
+    ns.run(&["ip", "-o", "addr", "show", "dev", "eth0"]).is_ok_and(|a| a.contains(&format!(" {addr}/")))
+}
+
+fn instance_state(ka: &KaDaemon, name: &str) -> String {
+    let st = ka.status_json().unwrap_or_default();
+    st["vrrp"].as_array().and_then(|v| v.iter().find(|i| i["name"] == name)).map(|i| i["state"].as_str().unwrap_or_default().to_owned()).unwrap_or_default()
+}
+
+/// Live reload (keepalived 2.2 semantics) with a real keepalived BACKUP on the LAN and
+/// long-lived connections through the director. The reload changes rs0's weight, removes rs1,
+/// keeps the failed rs2, adds a VIP to the running instance, deletes one instance and adds
+/// another. Connections to rs0 keep working; VI_LB stays MASTER without a state change, and
+/// keepalived never becomes MASTER; the failed rs2 stays out of the tables (keepalived #1163)
+/// and enters them when its check passes; the new configuration's weight is applied (#1354).
+/// Then a bad file: `ka reload` exits 1 with the diagnostics, one log entry, nothing changes.
+#[test]
+fn dr_reload_applies_the_diff_and_keeps_state_and_connections() {
+    pin(0);
+    let lab = lab(Kind::Dr, 2, false);
+    let _servers = lab.start_servers();
+    lab.set_health(2, Health::Down);
+    let path = lab.dir.join("reload.conf");
+    let vip_old = "198.18.40.103";
+    let vip_new = "198.18.40.102";
+    let vip_added = "198.18.40.101";
+    let conf_a = reload_conf(&lab, &[(0, 1), (1, 1), (2, 1)], &[format!("{VIP}/24")], &extra_instance("VI_OLD", 92, &format!("{vip_old}/24")));
+    std::fs::write(&path, &conf_a).expect("write");
+    let path_s = path.to_str().expect("utf-8");
+    let ka = KaDaemon::start(&lab.directors[0], &ka_bin(), &unique_name("lb"), &["-f", path_s]).expect("ka run");
+    for rs in &RS_LAN[..2] {
+        wait_for(&format!("{rs} in the table"), WAIT, || (backend(&ka, rs).map(|b| b.0) == Some(true)).then_some(()));
+    }
+    wait_for("VI_LB and VI_OLD MASTER", WAIT, || (instance_state(&ka, "VI_LB") == "MASTER" && instance_state(&ka, "VI_OLD") == "MASTER").then_some(()));
+    assert_eq!(backend(&ka, RS_LAN[2]).map(|b| b.0), Some(false), "rs2 fails its check");
+    let kd_conf = format!("vrrp_instance VI_LB {{\n state BACKUP\n interface eth0\n virtual_router_id 90\n priority 100\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n");
+    let kd = ka_tests::keepalived::Keepalived::start(&lab.directors[1], "rl", &kd_conf).expect("keepalived");
+    wait_for("keepalived BACKUP", WAIT, || kd.log_text().contains("Entering BACKUP STATE").then_some(()));
+    // Long-lived connections to rs0 and rs1.
+    let mut long: Vec<Long> = Vec::new();
+    for _ in 0..60 {
+        if (0..2).all(|i| long.iter().filter(|l| l.server == i).count() >= 2) {
+            break;
+        }
+        if let Some(mut s) = lab.connect(None) {
+            if let Some(server) = ask(&mut s) {
+                long.push(Long { s, server });
+            }
+        }
+    }
+    still_answer(Kind::Dr, &mut long, &[0, 1], "before the reload");
+    let changes = |ka: &KaDaemon| ka.log_text().lines().filter(|l| l.contains("state change") && l.contains("VI_LB")).count();
+    let changes_before = changes(&ka);
+
+    // The reload.
+    let conf_b = reload_conf(
+        &lab,
+        &[(0, 5), (2, 1)],
+        &[format!("{VIP}/24"), format!("{vip_added}/24")],
+        &extra_instance("VI_NEW", 91, &format!("{vip_new}/24")),
+    );
+    std::fs::write(&path, &conf_b).expect("write");
+    let (ok, out, err) = ka_reload(&ka);
+    assert!(ok, "ka reload failed: {out}{err}");
+    for want in [
+        "vrrp_instance VI_NEW: added",
+        "vrrp_instance VI_OLD: removed",
+        &format!("+vip {vip_added}/24"),
+        &format!("-real_server {}:{}", RS_LAN[1], Kind::Dr.rport()),
+        &format!("real_server {}:{} weight 1 -> 5", RS_LAN[0], Kind::Dr.rport()),
+    ] {
+        assert!(out.contains(want), "ka reload output lacks {want:?}:\n{out}");
+    }
+    // Applied when `ka reload` returns.
+    assert!(has_addr(&lab.directors[0], vip_added), "the added VIP is on the interface");
+    assert!(!has_addr(&lab.directors[0], vip_old), "the deleted instance's VIP is gone");
+    assert!(has_addr(&lab.directors[0], VIP), "the kept VIP stays");
+    assert_eq!(backend(&ka, RS_LAN[2]).map(|b| b.0), Some(false), "a failed checker does not turn OK on reload (#1163)");
+    assert_eq!(backend(&ka, RS_LAN[1]), None, "the removed real server left the service");
+    let st = ka.status_json().expect("status");
+    let rs0 = st["health"]["real_servers"].as_array().and_then(|v| v.iter().find(|r| r["addr"] == RS_LAN[0]).cloned()).expect("rs0 in the health report");
+    assert_eq!(rs0["configured_weight"], 5, "the new weight is applied (#1354): {rs0}");
+    assert_eq!(rs0["state"], "up", "rs0 kept its state: {rs0}");
+    still_answer(Kind::Dr, &mut long, &[0], "after the reload");
+    assert_eq!(instance_state(&ka, "VI_LB"), "MASTER");
+    assert_eq!(changes(&ka), changes_before, "VI_LB changed state during the reload:\n{}", ka.log_text());
+    wait_for("VI_NEW MASTER with its VIP", WAIT, || (instance_state(&ka, "VI_NEW") == "MASTER" && has_addr(&lab.directors[0], vip_new)).then_some(()));
+    // The kept checker still runs: rs2 enters the tables once its check passes.
+    lab.set_health(2, Health::Up);
+    wait_for("rs2 in the table", WAIT, || (backend(&ka, RS_LAN[2]).map(|b| b.0) == Some(true)).then_some(()));
+
+    // A bad file changes nothing.
+    std::fs::write(&path, format!("{conf_b}vrrp_instance BROKEN {{\n virtual_router_id 300\n}}\n")).expect("write");
+    let (ok, out, err) = ka_reload(&ka);
+    assert!(!ok, "a bad file must make ka reload fail: {out}");
+    assert!(err.contains("outside range [1, 255]") && err.contains("refused"), "the diagnostics are printed: {err}");
+    assert_eq!(ka.log_text().lines().filter(|l| l.contains("reload refused")).count(), 1, "one log entry:\n{}", ka.log_text());
+    assert!(has_addr(&lab.directors[0], vip_added) && has_addr(&lab.directors[0], vip_new) && has_addr(&lab.directors[0], VIP));
+    assert_eq!(instance_state(&ka, "VI_LB"), "MASTER");
+    assert_eq!(backend(&ka, RS_LAN[2]).map(|b| b.0), Some(true));
+    still_answer(Kind::Dr, &mut long, &[0], "after the bad reload");
+    assert_eq!(changes(&ka), changes_before, "VI_LB changed state:\n{}", ka.log_text());
+    assert!(!kd.log_text().contains("Entering MASTER STATE"), "the keepalived peer saw a transition:\n{}", kd.log_text());
+    ka.stop().expect("stop");
+    kd.stop().expect("stop keepalived");
+}
+
+/// Idle control clients delay nothing: while clients connect to the control socket and never
+/// send a request (one always open, reconnecting as soon as the daemon drops it), the
+/// keepalived MASTER dies, ka takes over, `ka status` answers, and new connections to the VIP
+/// are forwarded by the new master's datapath.
+#[test]
+fn idle_control_clients_do_not_delay_a_takeover() {
+    pin(0);
+    let lab = lab(Kind::Dr, 2, false);
+    let _servers = lab.start_servers();
+    let kd_conf = format!("vrrp_instance VI_LB {{\n state MASTER\n interface eth0\n virtual_router_id 90\n priority 200\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n");
+    let kd = ka_tests::keepalived::Keepalived::start(&lab.directors[0], "idle", &kd_conf).expect("keepalived");
+    wait_for("keepalived MASTER", WAIT, || kd.log_text().contains("Entering MASTER STATE").then_some(()));
+    let ka = lab.start_ka(1, true);
+    wait_for("ka BACKUP", WAIT, || (vrrp_state(&ka) == "BACKUP").then_some(()));
+    let sock = std::path::PathBuf::from(format!("/run/ka/{}.sock", ka.instance()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = 0u32;
+            // Bounded: at most 10,000 connections, and only until the test is done.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && held < 10_000 {
+                let Ok(mut c) = std::os::unix::net::UnixStream::connect(&sock) else { break };
+                held += 1;
+                c.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+                // Silent until the daemon gives up on this client (or the test ends).
+                let mut buf = [0u8; 64];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match std::io::Read::read(&mut c, &mut buf) {
+                        Ok(_) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            held
+        })
+    };
+    kd.kill();
+    lab.directors[0].run(&["ip", "link", "set", "eth0", "down"]).expect("link down");
+    wait_for("ka MASTER while idle clients wait", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    wait_for("new connections through the new master", WAIT, || {
+        let c = lab.connect_many(10);
+        (c.iter().sum::<usize>() == 10).then_some(())
+    });
+    assert!(service_packets(&ka) > 0, "the new master forwarded nothing");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let held = idle.join().expect("idle thread");
+    assert!(held >= 1, "an idle client was connected");
+    ka.stop().expect("stop");
+}

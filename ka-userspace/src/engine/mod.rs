@@ -8,6 +8,7 @@
 //! taking over, and everything else still arrives on the raw sockets.
 
 pub mod fast;
+pub mod reload;
 pub mod setup;
 pub mod tracking;
 
@@ -70,6 +71,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The engine has stopped.
+    #[error("the VRRP engine has stopped")]
+    Gone,
     /// Parameters refused by the state machine.
     #[error("vrrp_instance {instance}: {source}")]
     Params {
@@ -193,6 +197,9 @@ pub enum Command {
     Status(oneshot::Sender<EngineReport>),
     /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
     Shutdown(oneshot::Sender<()>),
+    /// Apply a reload (see [`reload`]); the answer says whether it was applied (on error,
+    /// nothing changed).
+    Reload(Box<reload::ReloadRequest>, oneshot::Sender<Result<(), EngineError>>),
 }
 
 /// A handle on the running engine.
@@ -210,6 +217,30 @@ impl EngineHandle {
             return EngineReport::default();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// [`EngineHandle::status`] as a detached future: a caller that must not wait (the
+    /// daemon's loop) hands it to a task of its own.
+    pub fn status_task(&self) -> impl std::future::Future<Output = EngineReport> + Send + 'static {
+        let tx = self.tx.clone();
+        async move {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Command::Status(reply)).await.is_err() {
+                return EngineReport::default();
+            }
+            rx.await.unwrap_or_default()
+        }
+    }
+
+    /// Applies a reload and waits until it is applied.
+    ///
+    /// # Errors
+    /// An interface, socket or parameter of the new configuration cannot be used (nothing
+    /// changed then), or the engine has stopped.
+    pub async fn reload(&self, req: reload::ReloadRequest) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Reload(Box::new(req), tx)).await.map_err(|_| EngineError::Gone)?;
+        rx.await.map_err(|_| EngineError::Gone)?
     }
 
     /// Shuts the engine down cleanly and waits for it.
@@ -248,6 +279,8 @@ struct Counters {
 
 struct Rt {
     setup: InstanceSetup,
+    /// The socket its adverts are received on.
+    rx_sock: usize,
     fsm: Instance,
     ifindex: u32,
     /// Interface the VIPs and GARPs go on (the VMAC when use_vmac).
@@ -279,7 +312,7 @@ struct Rt {
 struct Engine {
     epoch: Instant,
     inst: Vec<Rt>,
-    socks: Vec<Arc<VrrpSocket>>,
+    sockets: Sockets,
     by_vrid: HashMap<(usize, u8), usize>,
     timers: BTreeSet<(Time, usize, usize)>,
     groups: Vec<(SyncGroup<usize>, String, setup::NotifySetup, bool)>,
@@ -295,6 +328,16 @@ struct Engine {
     /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
     outbox: Vec<Vec<Outgoing>>,
     outbox_owner: Vec<Vec<usize>>,
+    /// Where receive tasks of sockets opened by a reload send.
+    rx_tx: mpsc::Sender<Vec<RxPacket>>,
+    /// Where trackers started by a reload report.
+    track_tx: mpsc::Sender<TrackerUpdate>,
+    /// Tracked objects with a running tracker.
+    tracked: BTreeSet<TrackKey>,
+    /// Each tracker's last value, carried over to the instances of a reload.
+    last_track: HashMap<TrackKey, tracking::TrackValue>,
+    /// Interfaces XDP is attached to (the fast path's), for instances a reload adds.
+    fast_ifindexes: Option<BTreeSet<u32>>,
 }
 
 /// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
@@ -317,6 +360,18 @@ fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -
     }
 }
 
+/// A tracker value's contribution to an instance with weight `w`, and its status label.
+fn track_value(value: tracking::TrackValue, w: crate::vrrp::track::Weight) -> (crate::vrrp::track::Contribution, String) {
+    match value {
+        tracking::TrackValue::Status(st) => (contribution(st, w), match st {
+            TrackStatus::Init => "init".to_owned(),
+            TrackStatus::Up => "up".to_owned(),
+            TrackStatus::Down => "down".to_owned(),
+        }),
+        tracking::TrackValue::File(v) => (file_contribution(v, w), format!("value {v}")),
+    }
+}
+
 fn state_name(s: State) -> &'static str {
     s.name()
 }
@@ -333,160 +388,18 @@ pub async fn start(
     netlink: NetlinkClient,
     fast_input: Option<fast::FastInput>,
 ) -> Result<EngineHandle, EngineError> {
-    let links: HashMap<String, u32> = netlink.links().await?.into_iter().map(|l| (l.name, l.index)).collect();
-    let macs: HashMap<u32, Vec<u8>> = netlink.links().await?.into_iter().map(|l| (l.index, l.mac)).collect();
-    let addrs = netlink.list_addrs(None).await?;
+    let env = SysView::read(&netlink).await?;
     let (rx_tx, rx_rx) = mpsc::channel::<Vec<RxPacket>>(256);
-    let mut socks: Vec<Arc<VrrpSocket>> = Vec::new();
-    let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
-    // Groups joined per socket: every multicast instance's own (`mcast_dst_ip` may differ).
-    let mut joined: HashMap<usize, BTreeSet<IpAddr>> = HashMap::new();
-    // Send-only sockets on VMAC interfaces, by ifindex.
-    let mut tx_key: HashMap<u32, usize> = HashMap::new();
-    let mut garps: HashMap<u32, Arc<FrameSender>> = HashMap::new();
+    let mut sockets = Sockets::default();
+    let fast_ifindexes = fast_input.as_ref().map(|f| f.ifindexes.clone());
     let mut inst = Vec::new();
     let mut by_vrid = HashMap::new();
     for s in setups {
-        let ifindex = *links.get(&s.iface).ok_or_else(|| NetlinkError::NoSuchLink(s.iface.clone()))?;
-        let v6 = s.params.family == Family::V6;
-        let link_local = addrs.iter().find_map(|(i, a, _)| match a {
-            IpAddr::V6(a) if *i == ifindex && a.is_unicast_link_local() => Some(*a),
-            _ => None,
-        });
-        let vip_set: Vec<IpAddr> = s.vips.iter().chain(&s.excluded).map(|v| v.addr).collect();
-        let src = match (s.src_ip, v6) {
-            (Some(a), _) => a,
-            (None, true) => IpAddr::V6(link_local.ok_or_else(|| EngineError::NoSource {
-                instance: s.name.clone(),
-                iface: s.iface.clone(),
-                family: "IPv6 link-local",
-            })?),
-            (None, false) => addrs
-                .iter()
-                .find_map(|(i, a, _)| (*i == ifindex && a.is_ipv4() && !vip_set.contains(a)).then_some(*a))
-                .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
-        };
-        let key = (ifindex, v6);
-        // One socket per (interface, family), shared by its instances: each advert carries its
-        // instance's source address, and every multicast instance's group is joined.
-        let sock = match sock_key.get(&key) {
-            Some(i) => *i,
-            None => {
-                let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), None, v6)
-                    .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
-                socks.push(Arc::new(sk));
-                sock_key.insert(key, socks.len() - 1);
-                socks.len() - 1
-            }
-        };
-        if s.peers.is_empty() && joined.entry(sock).or_default().insert(s.group) {
-            socks[sock].join(s.group).map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
-        }
-        let (vip_ifindex, mac) = match &s.vmac {
-            Some(name) => {
-                let vmac = virtual_mac(s.params.vrid, v6);
-                let idx = netlink.add_macvlan(ifindex, name, vmac).await?;
-                (idx, vmac)
-            }
-            None => {
-                let m = macs.get(&ifindex).cloned().unwrap_or_default();
-                (ifindex, m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6]))
-            }
-        };
-        let mut links2 = links.clone();
-        if let Some(name) = &s.vmac {
-            links2.insert(name.clone(), vip_ifindex);
-        }
-        // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
-        // IPv6 advert's link-local source belongs to the base interface, so those stay there).
-        let tx_sock = match (&s.vmac, v6) {
-            (Some(name), false) if vip_ifindex != ifindex => match tx_key.get(&vip_ifindex) {
-                Some(t) => *t,
-                None => {
-                    let sk = VrrpSocket::open(name, vip_ifindex, Some(src), None, false)
-                        .and_then(|sk| sk.discard_input().map(|()| sk))
-                        .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
-                    socks.push(Arc::new(sk));
-                    tx_key.insert(vip_ifindex, socks.len() - 1);
-                    socks.len() - 1
-                }
-            },
-            _ => sock,
-        };
-        let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
-        let routes = s
-            .routes
-            .iter()
-            .map(|r| {
-                let mut spec = r.spec.clone();
-                spec.ifindex = r.dev.as_ref().and_then(|d| links2.get(d).copied()).or(Some(vip_ifindex));
-                spec
-            })
-            .collect();
-        let adv_addrs: Vec<IpAddr> = s.vips.iter().map(|v| v.addr).filter(|a| a.is_ipv6() == v6).collect();
-        let adv_bytes: Vec<u8> = adv_addrs
-            .iter()
-            .flat_map(|a| match a {
-                IpAddr::V4(a) => a.octets().to_vec(),
-                IpAddr::V6(a) => a.octets().to_vec(),
-            })
-            .collect();
-        // Leftovers of a crashed run: remove VIPs we hold unless we are the address owner
-        // (which becomes Master at once and would only flap them).
-        if s.params.priority != 255 {
-            for v in &vips {
-                if addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
-                    info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
-                    netlink.del_addr(v.clone()).await?;
-                }
-            }
-        }
-        let mut params = s.params.clone();
-        params.primary_addr = src;
-        let fsm = Instance::new(params).map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
-        let garp = match garps.get(&vip_ifindex) {
-            Some(g) => Some(g.clone()),
-            None => match FrameSender::open(vip_ifindex) {
-                Ok(g) => {
-                    let g = Arc::new(g);
-                    garps.insert(vip_ifindex, g.clone());
-                    Some(g)
-                }
-                Err(e) => {
-                    warn!(instance = %s.name, error = %e, "cannot open a gratuitous ARP socket");
-                    None
-                }
-            },
-        };
-        by_vrid.insert((sock, s.params.vrid), inst.len());
-        inst.push(Rt {
-            fsm,
-            ifindex,
-            vip_ifindex,
-            mac,
-            tx_sock,
-            src,
-            link_local,
-            vips,
-            routes,
-            adv_addrs,
-            adv_bytes,
-            armed: [None; 5],
-            track: TrackSet::default(),
-            track_status: BTreeMap::new(),
-            state_since: Instant::now(),
-            counters: Counters { rx: 0, tx: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
-            garp,
-            fast_key: fast_input.as_ref().filter(|f| f.ifindexes.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
-            fast_written: None,
-            blocked: false,
-            setup: s,
-        });
+        let r = build_instance(s, &env, &mut sockets, &netlink, fast_ifindexes.as_ref(), true).await?;
+        by_vrid.insert((r.rx_sock, r.setup.params.vrid), inst.len());
+        inst.push(r);
     }
-    let send_only: BTreeSet<usize> = tx_key.values().copied().collect();
-    for (i, s) in socks.iter().enumerate().filter(|(i, _)| !send_only.contains(i)) {
-        spawn_rx(i, s.clone(), rx_tx.clone());
-    }
+    sockets.spawn_receivers(&rx_tx);
     let mut groups = Vec::new();
     let mut group_of = HashMap::new();
     for (name, notify, smtp) in &globals.groups {
@@ -498,7 +411,7 @@ pub async fn start(
     }
     let (track_tx, track_rx) = mpsc::channel::<TrackerUpdate>(1024);
     let keys: BTreeSet<TrackKey> = inst.iter().flat_map(|r| r.setup.track.iter().map(|(k, _)| k.clone())).collect();
-    tracking::spawn(keys, &globals, netlink.clone(), track_tx);
+    tracking::spawn(keys.clone(), &globals, netlink.clone(), track_tx.clone());
     let (tx, cmd_rx) = mpsc::channel(64);
     let epoch = Instant::now();
     let (fast, fast_events) = match fast_input {
@@ -524,7 +437,7 @@ pub async fn start(
     let mut engine = Engine {
         epoch,
         inst,
-        socks,
+        sockets,
         by_vrid,
         timers: BTreeSet::new(),
         groups,
@@ -537,9 +450,14 @@ pub async fn start(
         no_accept: None,
         outbox: Vec::new(),
         outbox_owner: Vec::new(),
+        rx_tx,
+        track_tx,
+        tracked: keys,
+        last_track: HashMap::new(),
+        fast_ifindexes,
     };
-    engine.outbox = vec![Vec::new(); engine.socks.len()];
-    engine.outbox_owner = vec![Vec::new(); engine.socks.len()];
+    engine.outbox = vec![Vec::new(); engine.sockets.socks.len()];
+    engine.outbox_owner = vec![Vec::new(); engine.sockets.socks.len()];
     for i in 0..engine.inst.len() {
         engine.sync_fast(i);
     }
@@ -554,6 +472,190 @@ pub async fn start(
     }
     let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await });
     Ok(EngineHandle { tx, task })
+}
+
+/// Interfaces and addresses as the kernel has them, read once per start or reload.
+struct SysView {
+    links: HashMap<String, u32>,
+    macs: HashMap<u32, Vec<u8>>,
+    addrs: Vec<(u32, IpAddr, u8)>,
+}
+
+impl SysView {
+    async fn read(netlink: &NetlinkClient) -> Result<SysView, EngineError> {
+        let all = netlink.links().await?;
+        let macs = all.iter().map(|l| (l.index, l.mac.clone())).collect();
+        let links = all.into_iter().map(|l| (l.name, l.index)).collect();
+        Ok(SysView { links, macs, addrs: netlink.list_addrs(None).await? })
+    }
+}
+
+/// The sockets instances share, kept so that a reload reuses them.
+#[derive(Default)]
+struct Sockets {
+    socks: Vec<Arc<VrrpSocket>>,
+    /// Receiving socket per (ifindex, IPv6).
+    sock_key: HashMap<(u32, bool), usize>,
+    /// Groups joined per socket: every multicast instance's own (`mcast_dst_ip` may differ).
+    joined: HashMap<usize, BTreeSet<IpAddr>>,
+    /// Send-only sockets on VMAC interfaces, by ifindex.
+    tx_key: HashMap<u32, usize>,
+    garps: HashMap<u32, Arc<FrameSender>>,
+    /// Sockets whose receive task runs.
+    receiving: BTreeSet<usize>,
+}
+
+impl Sockets {
+    /// Starts a receive task for every receiving socket that has none yet.
+    fn spawn_receivers(&mut self, tx: &mpsc::Sender<Vec<RxPacket>>) {
+        let send_only: BTreeSet<usize> = self.tx_key.values().copied().collect();
+        for (i, s) in self.socks.iter().enumerate() {
+            if !send_only.contains(&i) && self.receiving.insert(i) {
+                spawn_rx(i, s.clone(), tx.clone());
+            }
+        }
+    }
+}
+
+/// Resolves one instance's interface and addresses and opens (or shares) its sockets. With
+/// `clean_leftovers` (start-up), VIPs left on the interface by a crashed run are removed.
+async fn build_instance(
+    s: InstanceSetup,
+    env: &SysView,
+    sockets: &mut Sockets,
+    netlink: &NetlinkClient,
+    fast_ifindexes: Option<&BTreeSet<u32>>,
+    clean_leftovers: bool,
+) -> Result<Rt, EngineError> {
+    let ifindex = *env.links.get(&s.iface).ok_or_else(|| NetlinkError::NoSuchLink(s.iface.clone()))?;
+    let v6 = s.params.family == Family::V6;
+    let link_local = env.addrs.iter().find_map(|(i, a, _)| match a {
+        IpAddr::V6(a) if *i == ifindex && a.is_unicast_link_local() => Some(*a),
+        _ => None,
+    });
+    let vip_set: Vec<IpAddr> = s.vips.iter().chain(&s.excluded).map(|v| v.addr).collect();
+    let src = match (s.src_ip, v6) {
+        (Some(a), _) => a,
+        (None, true) => IpAddr::V6(link_local.ok_or_else(|| EngineError::NoSource {
+            instance: s.name.clone(),
+            iface: s.iface.clone(),
+            family: "IPv6 link-local",
+        })?),
+        (None, false) => env
+            .addrs
+            .iter()
+            .find_map(|(i, a, _)| (*i == ifindex && a.is_ipv4() && !vip_set.contains(a)).then_some(*a))
+            .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
+    };
+    let key = (ifindex, v6);
+    // One socket per (interface, family), shared by its instances: each advert carries its
+    // instance's source address, and every multicast instance's group is joined.
+    let sock = match sockets.sock_key.get(&key) {
+        Some(i) => *i,
+        None => {
+            let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), None, v6)
+                .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+            sockets.socks.push(Arc::new(sk));
+            sockets.sock_key.insert(key, sockets.socks.len() - 1);
+            sockets.socks.len() - 1
+        }
+    };
+    if s.peers.is_empty() && sockets.joined.entry(sock).or_default().insert(s.group) {
+        sockets.socks[sock].join(s.group).map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+    }
+    let (vip_ifindex, mac) = match &s.vmac {
+        Some(name) => {
+            let vmac = virtual_mac(s.params.vrid, v6);
+            let idx = netlink.add_macvlan(ifindex, name, vmac).await?;
+            (idx, vmac)
+        }
+        None => {
+            let m = env.macs.get(&ifindex).cloned().unwrap_or_default();
+            (ifindex, m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6]))
+        }
+    };
+    let mut links2 = env.links.clone();
+    if let Some(name) = &s.vmac {
+        links2.insert(name.clone(), vip_ifindex);
+    }
+    // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
+    // IPv6 advert's link-local source belongs to the base interface, so those stay there).
+    let tx_sock = match (&s.vmac, v6) {
+        (Some(name), false) if vip_ifindex != ifindex => match sockets.tx_key.get(&vip_ifindex) {
+            Some(t) => *t,
+            None => {
+                let sk = VrrpSocket::open(name, vip_ifindex, Some(src), None, false)
+                    .and_then(|sk| sk.discard_input().map(|()| sk))
+                    .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+                sockets.socks.push(Arc::new(sk));
+                sockets.tx_key.insert(vip_ifindex, sockets.socks.len() - 1);
+                sockets.socks.len() - 1
+            }
+        },
+        _ => sock,
+    };
+    let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
+    let routes = s
+        .routes
+        .iter()
+        .map(|r| {
+            let mut spec = r.spec.clone();
+            spec.ifindex = r.dev.as_ref().and_then(|d| links2.get(d).copied()).or(Some(vip_ifindex));
+            spec
+        })
+        .collect();
+    let (adv_addrs, adv_bytes) = reload::advert_addrs(&s);
+    // Leftovers of a crashed run: remove VIPs we hold unless we are the address owner
+    // (which becomes Master at once and would only flap them).
+    if clean_leftovers && s.params.priority != 255 {
+        for v in &vips {
+            if env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
+                info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
+                netlink.del_addr(v.clone()).await?;
+            }
+        }
+    }
+    let mut params = s.params.clone();
+    params.primary_addr = src;
+    let fsm = Instance::new(params).map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
+    let garp = match sockets.garps.get(&vip_ifindex) {
+        Some(g) => Some(g.clone()),
+        None => match FrameSender::open(vip_ifindex) {
+            Ok(g) => {
+                let g = Arc::new(g);
+                sockets.garps.insert(vip_ifindex, g.clone());
+                Some(g)
+            }
+            Err(e) => {
+                warn!(instance = %s.name, error = %e, "cannot open a gratuitous ARP socket");
+                None
+            }
+        },
+    };
+    Ok(Rt {
+        rx_sock: sock,
+        fsm,
+        ifindex,
+        vip_ifindex,
+        mac,
+        tx_sock,
+        src,
+        link_local,
+        vips,
+        routes,
+        adv_addrs,
+        adv_bytes,
+        armed: [None; 5],
+        track: TrackSet::default(),
+        track_status: BTreeMap::new(),
+        state_since: Instant::now(),
+        counters: Counters { rx: 0, tx: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
+        garp,
+        fast_key: fast_ifindexes.filter(|f| f.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
+        fast_written: None,
+        blocked: false,
+        setup: s,
+    })
 }
 
 /// Receive pacing: a socket task drains everything queued, then rests this long, so a steady
@@ -637,6 +739,13 @@ impl Engine {
                         let _ = reply.send(EngineReport { instances: self.report(), dropped });
                     }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
+                    Some(Command::Reload(req, done)) => {
+                        let res = self.reload(*req).await;
+                        if let Err(e) = &res {
+                            warn!(error = %e, "reload refused by the VRRP engine; the running instances are unchanged");
+                        }
+                        let _ = done.send(res);
+                    }
                     None => { self.shutdown().await; return; }
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
@@ -672,7 +781,7 @@ impl Engine {
             }
             let msgs = std::mem::take(&mut self.outbox[sock]);
             let owners = std::mem::take(&mut self.outbox_owner[sock]);
-            match self.socks[sock].send_batch(&msgs).await {
+            match self.sockets.socks[sock].send_batch(&msgs).await {
                 Ok(n) => {
                     for i in owners.iter().take(n) {
                         self.inst[*i].counters.tx += 1;
@@ -782,16 +891,10 @@ impl Engine {
     }
 
     async fn tracker(&mut self, u: TrackerUpdate) {
+        self.last_track.insert(u.key.clone(), u.value);
         for i in 0..self.inst.len() {
             let Some(w) = self.inst[i].setup.track.iter().find(|(k, _)| *k == u.key).map(|(_, w)| *w) else { continue };
-            let (c, label) = match u.value {
-                tracking::TrackValue::Status(st) => (contribution(st, w), match st {
-                    TrackStatus::Init => "init".to_owned(),
-                    TrackStatus::Up => "up".to_owned(),
-                    TrackStatus::Down => "down".to_owned(),
-                }),
-                tracking::TrackValue::File(v) => (file_contribution(v, w), format!("value {v}")),
-            };
+            let (c, label) = track_value(u.value, w);
             let r = &mut self.inst[i];
             let before = r.track.summary();
             let summary = r.track.set(u.key.clone(), c);
@@ -1053,11 +1156,17 @@ impl Engine {
     }
 
     fn garp(&self, i: usize, repeat: u32) {
+        self.garp_addrs(i, self.inst[i].vips.iter().map(|v| v.addr).collect(), repeat);
+    }
+
+    /// Announces `addrs` of instance `i`: gratuitous ARP (IPv4) or unsolicited NA (IPv6),
+    /// `repeat` times `vrrp_garp_interval` apart.
+    fn garp_addrs(&self, i: usize, addrs: Vec<IpAddr>, repeat: u32) {
         let r = &self.inst[i];
         let Some(sender) = r.garp.clone() else { return };
         let mut frames = Vec::new();
-        for v in &r.vips {
-            match v.addr {
+        for addr in addrs {
+            match addr {
                 IpAddr::V4(a) => frames.push(garp_frame(r.mac, a).to_vec()),
                 IpAddr::V6(a) => {
                     if let Some(ll) = r.link_local {

@@ -83,6 +83,7 @@ impl Default for HealthOptions {
 
 enum Command {
     Status(oneshot::Sender<HealthReport>),
+    Reload(Box<(Config, Vec<crate::reload::ServiceChange>)>, oneshot::Sender<()>),
     SetMaster(String, bool),
     Shutdown(oneshot::Sender<()>),
 }
@@ -111,11 +112,35 @@ impl HealthHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// [`HealthHandle::status`] as a detached future, for a caller that must not wait.
+    pub fn status_task(&self) -> impl std::future::Future<Output = HealthReport> + Send + 'static {
+        let cmd = self.cmd.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            if cmd.send(Command::Status(tx)).is_err() {
+                return HealthReport::default();
+            }
+            rx.await.unwrap_or_default()
+        }
+    }
+
     /// Tells the checkers whether VRRP instance `instance` is MASTER: while it is not, the
     /// checks of the `ha_suspend` services whose address it holds are suspended (their state
     /// is kept). Unknown instances are ignored.
     pub fn set_master(&self, instance: &str, master: bool) {
         let _ = self.cmd.send(Command::SetMaster(instance.to_owned(), master));
+    }
+
+    /// Applies a reload (see [`crate::reload`]) and returns once the new backend set is
+    /// published: real servers whose checkers did not change keep their state (a failed one
+    /// stays failed, keepalived #1163) and take their new weight (#1354); new ones start as
+    /// their checkers' `alpha` says; removed ones leave. `services` is the plan from the
+    /// running configuration to `cfg`.
+    pub async fn reload(&self, cfg: Config, services: Vec<crate::reload::ServiceChange>) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Reload(Box::new((cfg, services)), tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Stops every checker; services with `omega` run their down notifiers and `quorum_down`
@@ -168,83 +193,18 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
     // One suspension flag per VRRP instance (`true`: not MASTER).
     let suspend_tx: Vec<(String, watch::Sender<bool>)> = cfg.vrrp_instances.iter().map(|i| (i.name.clone(), watch::channel(!opts.master).0)).collect();
     let mut tasks = JoinSet::new();
-    let mut services = Vec::new();
-    let mut infos = Vec::new();
-    let mut n_checker = 0usize;
-    for (vs_index, vs) in cfg.virtual_servers.iter().enumerate() {
-        let name = service_name(&vs.key);
-        let owner = if vs.ha_suspend { cfg.vs_owner(vs) } else { None };
-        if vs.ha_suspend {
-            match owner {
-                Some(i) => info!(service = %name, instance = %suspend_tx[i].0, "ha_suspend: checks run only while the instance is MASTER"),
-                None => warn!(service = %name, "ha_suspend: no vrrp_instance holds the address; checks are never suspended"),
-            }
-        }
-        let mut rs_specs = Vec::new();
-        let mut rs_infos = Vec::new();
-        for (rs_index, rs) in vs.real_servers.iter().enumerate() {
-            let mut checkers = Vec::new();
-            for (ck_index, ck) in rs.checkers.iter().enumerate() {
-                let probe = Arc::new(Probe::build(ck, rs, cfg, &ctx));
-                let timing = CheckerTiming { delay_loop: ck.delay_loop, retry: ck.retry, delay_before_retry: ck.delay_before_retry, alpha: ck.alpha };
-                let fsm = CheckerFsm::new(timing);
-                checkers.push(CheckerStats {
-                    kind: ck.kind.keyword(),
-                    target: probe.target(),
-                    up: fsm.is_up(),
-                    checks: 0,
-                    failures: 0,
-                    last: None,
-                    log_all_failures: ck.log_all_failures,
-                });
-                let job = CheckerJob {
-                    id: CheckerId { vs: vs_index, rs: rs_index, ck: ck_index },
-                    probe,
-                    fsm,
-                    first: schedule::first_check_offset(n_checker, ck.warmup),
-                    budget: check_budget(ck),
-                    suspend: owner.map(|i| suspend_tx[i].1.subscribe()),
-                    tx: result_tx.clone(),
-                };
-                n_checker += 1;
-                tasks.spawn_on(job.run(), &rt);
-            }
-            rs_specs.push(RealServerSpec {
-                addr: rs.address,
-                port: rs.port,
-                weight: u32::try_from(rs.weight.max(0)).unwrap_or(0),
-                inhibit: rs.timing.inhibit_on_failure,
-                checkers_up: checkers.iter().map(|c| c.up).collect(),
-            });
-            rs_infos.push(RsInfo {
-                notify_up: rs.notify_up.clone(),
-                notify_down: rs.notify_down.clone(),
-                smtp_alert: rs_smtp_alert(rs.smtp_alert, cfg.global.smtp_alert_checker, cfg.global.smtp_alert),
-                last_change: Instant::now(),
-                last_reason: String::new(),
-                checkers,
-            });
-        }
-        let svc = ServiceFsm::new(ServiceSpec {
-            vs_index,
-            name: name.clone(),
-            quorum: u64::from(vs.quorum),
-            hysteresis: u64::from(vs.hysteresis),
-            real_servers: rs_specs,
-            sorry: vs.sorry_server.as_ref().map(|s| (s.address, s.port)),
-            sorry_inhibit: vs.sorry_server_inhibit,
-        });
-        info!(service = %name, real_servers = vs.real_servers.len(), quorum = vs.quorum, sorry_server = vs.sorry_server.is_some(), "health checks configured");
-        services.push(svc);
-        infos.push(SvcInfo { quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now(), owner });
-    }
-    drop(result_tx);
+    let env = BuildEnv { ctx: &ctx, suspend_tx: &suspend_tx, result_tx: &result_tx, generation: 0, rt: &rt };
+    let (services, infos, _) = build_services(cfg, &env, &mut tasks, &mut |_, _| None, &|_| None);
     let initial = BackendSet { services: services.iter().map(ServiceFsm::backends).collect() };
     let (backends_tx, backends_rx) = watch::channel(initial);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let owner = Owner {
         services,
         infos,
+        ctx,
+        result_tx,
+        generation: 0,
+        default_master: opts.master,
         backends_tx,
         runner,
         smtp,
@@ -257,6 +217,149 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
     };
     let owner = rt.spawn(owner.run(result_rx, cmd_rx));
     Ok(HealthHandle { backends: backends_rx, cmd: cmd_tx, owner: Some(owner) })
+}
+
+/// What building the checkers needs besides the configuration.
+struct BuildEnv<'a> {
+    ctx: &'a BuildContext,
+    suspend_tx: &'a [(String, watch::Sender<bool>)],
+    result_tx: &'a mpsc::Sender<CheckReport>,
+    generation: u64,
+    rt: &'a tokio::runtime::Handle,
+}
+
+/// A real server's state that a reload carries over.
+struct CarriedRs {
+    checkers: Vec<CheckerStats>,
+    dynamic: Option<u32>,
+    last_change: Instant,
+    last_reason: String,
+}
+
+/// Quorum actions a reload must carry out, per new service index.
+type QuorumActions = Vec<(usize, Vec<Action>)>;
+
+/// Builds every service of `cfg` and spawns its checkers into `tasks`. `carry(vs, rs)` gives
+/// the state a real server keeps across a reload (its checkers then keep their up/down state
+/// and are first checked within one `delay_loop`); others start as their checkers' `alpha`
+/// says. `quorum(vs)` gives a kept service's quorum state.
+fn build_services(
+    cfg: &Config,
+    env: &BuildEnv<'_>,
+    tasks: &mut JoinSet<()>,
+    carry: &mut dyn FnMut(usize, usize) -> Option<CarriedRs>,
+    quorum: &dyn Fn(usize) -> Option<bool>,
+) -> (Vec<ServiceFsm>, Vec<SvcInfo>, QuorumActions) {
+    let mut services = Vec::new();
+    let mut infos = Vec::new();
+    let mut quorum_actions = Vec::new();
+    let mut n_checker = 0usize;
+    let owners = cfg.vip_owners();
+    for (vs_index, vs) in cfg.virtual_servers.iter().enumerate() {
+        let name = service_name(&vs.key);
+        let owner = if vs.ha_suspend { vs_owner(cfg, vs, &owners) } else { None };
+        if vs.ha_suspend {
+            match owner {
+                Some(i) => info!(service = %name, instance = %env.suspend_tx[i].0, "ha_suspend: checks run only while the instance is MASTER"),
+                None => warn!(service = %name, "ha_suspend: no vrrp_instance holds the address; checks are never suspended"),
+            }
+        }
+        let mut rs_specs = Vec::new();
+        let mut rs_infos = Vec::new();
+        let mut dynamic = Vec::new();
+        for (rs_index, rs) in vs.real_servers.iter().enumerate() {
+            let mut carried = carry(vs_index, rs_index).filter(|c| c.checkers.len() == rs.checkers.len());
+            let mut old_stats = carried.as_mut().map(|c| std::mem::take(&mut c.checkers).into_iter());
+            let mut checkers = Vec::new();
+            for (ck_index, ck) in rs.checkers.iter().enumerate() {
+                let probe = Arc::new(Probe::build(ck, rs, cfg, env.ctx));
+                let timing = CheckerTiming { delay_loop: ck.delay_loop, retry: ck.retry, delay_before_retry: ck.delay_before_retry, alpha: ck.alpha };
+                let (fsm, stats, first) = match old_stats.as_mut().and_then(Iterator::next) {
+                    Some(mut old) => {
+                        old.target = probe.target();
+                        old.log_all_failures = ck.log_all_failures;
+                        (CheckerFsm::carried(timing, old.up), old, schedule::first_check_offset(n_checker, ck.delay_loop))
+                    }
+                    None => {
+                        let fsm = CheckerFsm::new(timing);
+                        let stats = CheckerStats {
+                            kind: ck.kind.keyword(),
+                            target: probe.target(),
+                            up: fsm.is_up(),
+                            checks: 0,
+                            failures: 0,
+                            last: None,
+                            log_all_failures: ck.log_all_failures,
+                        };
+                        (fsm, stats, schedule::first_check_offset(n_checker, ck.warmup))
+                    }
+                };
+                checkers.push(stats);
+                let job = CheckerJob {
+                    id: CheckerId { vs: vs_index, rs: rs_index, ck: ck_index },
+                    generation: env.generation,
+                    probe,
+                    fsm,
+                    first,
+                    budget: check_budget(ck),
+                    suspend: owner.map(|i| env.suspend_tx[i].1.subscribe()),
+                    tx: env.result_tx.clone(),
+                };
+                n_checker += 1;
+                tasks.spawn_on(job.run(), env.rt);
+            }
+            rs_specs.push(RealServerSpec {
+                addr: rs.address,
+                port: rs.port,
+                weight: u32::try_from(rs.weight.max(0)).unwrap_or(0),
+                inhibit: rs.timing.inhibit_on_failure,
+                checkers_up: checkers.iter().map(|c| c.up).collect(),
+            });
+            dynamic.push(carried.as_ref().and_then(|c| c.dynamic));
+            let (last_change, last_reason) = carried.map_or_else(|| (Instant::now(), String::new()), |c| (c.last_change, c.last_reason));
+            rs_infos.push(RsInfo {
+                notify_up: rs.notify_up.clone(),
+                notify_down: rs.notify_down.clone(),
+                smtp_alert: rs_smtp_alert(rs.smtp_alert, cfg.global.smtp_alert_checker, cfg.global.smtp_alert),
+                last_change,
+                last_reason,
+                checkers,
+            });
+        }
+        let spec = ServiceSpec {
+            vs_index,
+            name: name.clone(),
+            quorum: u64::from(vs.quorum),
+            hysteresis: u64::from(vs.hysteresis),
+            real_servers: rs_specs,
+            sorry: vs.sorry_server.as_ref().map(|s| (s.address, s.port)),
+            sorry_inhibit: vs.sorry_server_inhibit,
+        };
+        let svc = match quorum(vs_index) {
+            Some(q) => {
+                let (svc, actions) = ServiceFsm::reloaded(spec, &dynamic, q);
+                if !actions.is_empty() {
+                    quorum_actions.push((vs_index, actions));
+                }
+                svc
+            }
+            None => {
+                info!(service = %name, real_servers = vs.real_servers.len(), quorum = vs.quorum, sorry_server = vs.sorry_server.is_some(), "health checks configured");
+                ServiceFsm::new(spec)
+            }
+        };
+        services.push(svc);
+        infos.push(SvcInfo { quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now(), owner });
+    }
+    (services, infos, quorum_actions)
+}
+
+/// [`Config::vs_owner`] with the VIP owners computed once.
+fn vs_owner(cfg: &Config, vs: &crate::config::model::VirtualServer, owners: &std::collections::HashMap<std::net::IpAddr, usize>) -> Option<usize> {
+    match &vs.key {
+        VsKey::Addr { addr, .. } => owners.get(addr).copied(),
+        _ => cfg.vs_owner(vs),
+    }
 }
 
 /// The display name of a virtual server.
@@ -289,6 +392,8 @@ struct CheckerId {
 #[derive(Debug)]
 struct CheckReport {
     id: CheckerId,
+    /// The reload generation of the checker (results of a previous one are dropped).
+    generation: u64,
     ok: bool,
     unsupported: bool,
     reason: String,
@@ -302,6 +407,7 @@ struct CheckReport {
 
 struct CheckerJob {
     id: CheckerId,
+    generation: u64,
     probe: Arc<Probe>,
     fsm: CheckerFsm,
     first: Duration,
@@ -340,7 +446,7 @@ impl CheckerJob {
                 Err(e) => (false, e.to_string(), None),
             };
             let step = if unsupported { state::Step { change: None, next: self.fsm_delay() } } else { self.fsm.on_result(ok) };
-            let report = CheckReport { id: self.id, ok, unsupported, reason, weight, latency, late, change: step.change, up: self.fsm.is_up() };
+            let report = CheckReport { id: self.id, generation: self.generation, ok, unsupported, reason, weight, latency, late, change: step.change, up: self.fsm.is_up() };
             if self.tx.send(report).await.is_err() {
                 return;
             }
@@ -391,6 +497,13 @@ const TOTAL: &str = "total";
 struct Owner {
     services: Vec<ServiceFsm>,
     infos: Vec<SvcInfo>,
+    ctx: BuildContext,
+    /// Kept for the checkers a reload starts.
+    result_tx: mpsc::Sender<CheckReport>,
+    /// Bumped by each reload.
+    generation: u64,
+    /// Whether instances the reload adds start as MASTER ([`HealthOptions::master`]).
+    default_master: bool,
     backends_tx: watch::Sender<BackendSet>,
     runner: Runner,
     smtp: Option<SmtpConfig>,
@@ -449,6 +562,12 @@ impl Owner {
                 let _ = tx.send(self.report());
                 false
             }
+            Command::Reload(req, done) => {
+                let (cfg, plan) = *req;
+                self.reload(&cfg, &plan);
+                let _ = done.send(());
+                false
+            }
             Command::SetMaster(instance, master) => {
                 let Some(i) = self.suspend_tx.iter().position(|(n, _)| *n == instance) else { return false };
                 let tx = &self.suspend_tx[i].1;
@@ -477,6 +596,9 @@ impl Owner {
     }
 
     fn apply(&mut self, r: CheckReport) {
+        if r.generation != self.generation {
+            return;
+        }
         let CheckerId { vs, rs, ck } = r.id;
         let Some(info) = self.infos.get_mut(vs).and_then(|s| s.rs.get_mut(rs)) else { return };
         let Some(stats) = info.checkers.get_mut(ck) else { return };
@@ -516,6 +638,57 @@ impl Owner {
         } else {
             stats.last = Some((r.ok, r.reason, r.latency, Instant::now()));
         }
+    }
+
+    /// Rebuilds the services of `cfg`, carrying over what `plan` keeps, and publishes them.
+    fn reload(&mut self, cfg: &Config, plan: &[crate::reload::ServiceChange]) {
+        self.tasks.abort_all();
+        self.generation += 1;
+        let carried = crate::reload::carried_checkers(plan);
+        let kept_vs: std::collections::HashMap<usize, usize> = plan
+            .iter()
+            .filter_map(|c| match c {
+                crate::reload::ServiceChange::Kept { old, new, .. } => Some((*new, *old)),
+                _ => None,
+            })
+            .collect();
+        let old_services = std::mem::take(&mut self.services);
+        let mut old_infos: Vec<Vec<Option<RsInfo>>> = std::mem::take(&mut self.infos).into_iter().map(|s| s.rs.into_iter().map(Some).collect()).collect();
+        let mut carry = |vs: usize, rs: usize| {
+            let (ovs, ors) = *carried.get(&(vs, rs))?;
+            let info = old_infos.get_mut(ovs)?.get_mut(ors)?.take()?;
+            Some(CarriedRs {
+                checkers: info.checkers,
+                dynamic: old_services.get(ovs).and_then(|s| s.dynamic_weight(ors)),
+                last_change: info.last_change,
+                last_reason: info.last_reason,
+            })
+        };
+        let quorum = |vs: usize| kept_vs.get(&vs).and_then(|o| old_services.get(*o)).map(ServiceFsm::quorum_up);
+        // Suspension flags follow the instances by name; the daemon re-sends mastership.
+        let default = !self.default_master;
+        let suspend_tx: Vec<(String, watch::Sender<bool>)> = cfg
+            .vrrp_instances
+            .iter()
+            .map(|i| {
+                let v = self.suspend_tx.iter().find(|(n, _)| *n == i.name).map_or(default, |(_, t)| *t.borrow());
+                (i.name.clone(), watch::channel(v).0)
+            })
+            .collect();
+        let rt = tokio::runtime::Handle::current();
+        let env = BuildEnv { ctx: &self.ctx, suspend_tx: &suspend_tx, result_tx: &self.result_tx, generation: self.generation, rt: &rt };
+        let mut tasks = JoinSet::new();
+        let (services, infos, quorum_actions) = build_services(cfg, &env, &mut tasks, &mut carry, &quorum);
+        self.tasks = tasks;
+        self.services = services;
+        self.infos = infos;
+        self.suspend_tx = suspend_tx;
+        for (vs, actions) in quorum_actions {
+            self.carry_out(vs, actions);
+        }
+        self.dirty.clear();
+        self.backends_tx.send_replace(BackendSet { services: self.services.iter().map(ServiceFsm::backends).collect() });
+        info!(services = self.services.len(), generation = self.generation, "health checks reloaded");
     }
 
     fn carry_out(&mut self, vs: usize, actions: Vec<Action>) {

@@ -69,6 +69,12 @@ impl CheckerFsm {
         Self { timing, up: !timing.alpha, failures: 0 }
     }
 
+    /// A checker whose state a reload carries over (keepalived: a failed checker stays
+    /// failed, an up one stays up).
+    pub fn carried(timing: CheckerTiming, up: bool) -> Self {
+        Self { timing, up, failures: 0 }
+    }
+
     /// Whether the checker is up.
     pub fn is_up(&self) -> bool {
         self.up
@@ -201,6 +207,26 @@ impl ServiceFsm {
         let sum = s.weight_sum();
         s.quorum_up = sum > 0 && sum >= s.spec.quorum;
         s
+    }
+
+    /// The service after a reload: real servers take the liveness their checkers carried
+    /// over (see [`ServiceSpec`]) and the dynamic weights in `dynamic` (by real server); the
+    /// quorum state is carried (`quorum_up`) and then re-evaluated, so a reload that removes
+    /// enough servers runs `quorum_down` (and one that adds enough, `quorum_up`).
+    pub fn reloaded(spec: ServiceSpec, dynamic: &[Option<u32>], quorum_up: bool) -> (Self, Vec<Action>) {
+        let mut s = Self::new(spec);
+        for (r, w) in s.rs.iter_mut().zip(dynamic) {
+            r.dynamic_weight = *w;
+        }
+        s.quorum_up = quorum_up;
+        let mut actions = Vec::new();
+        s.update_quorum(&mut actions);
+        (s, actions)
+    }
+
+    /// The dynamic weight of real server `rs` (`misc_dynamic`, FILE_CHECK `dynamic`), if any.
+    pub fn dynamic_weight(&self, rs: usize) -> Option<u32> {
+        self.rs.get(rs).and_then(|r| r.dynamic_weight)
     }
 
     /// The service's description.

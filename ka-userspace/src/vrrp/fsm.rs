@@ -459,6 +459,27 @@ impl Instance {
         self.params.accept || self.base_priority == VRRP_PRIO_OWNER
     }
 
+    /// A reload changed the instance's settings. keepalived 2.2 keeps a matched instance's
+    /// state, and so does this: state, timers, tracking and the master followed are kept; the
+    /// new priority applies at once (it goes out in the next advert), the new interval from the
+    /// next timer armed. Nothing else happens until the next event.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamsError`] for invalid parameters (nothing changed then).
+    pub fn reconfigure(&mut self, params: InstanceParams) -> Result<(), ParamsError> {
+        params.validate()?;
+        if params.priority != self.params.priority {
+            self.base_priority = params.priority;
+        }
+        self.effective_priority = effective_priority(self.base_priority, self.track.total_weight);
+        if self.state == State::Master {
+            self.master_adver_int = params.advert_int;
+        }
+        self.params = params;
+        Ok(())
+    }
+
     /// Processes one event at `now`; returns the actions to carry out, in order.
     pub fn handle(&mut self, now: Time, event: Event) -> Vec<Action> {
         let mut out = Vec::new();

@@ -84,6 +84,23 @@ impl<Id: Copy + Eq + std::fmt::Debug> SyncGroup<Id> {
         self.state
     }
 
+    /// The group after a reload: `members` (new ids) in order; `old_id` gives the running
+    /// member each one continues, whose last status is kept, so the group's state survives.
+    /// Members without one start unknown, like at start-up.
+    #[must_use]
+    pub fn reindexed<N: Copy + Eq + std::fmt::Debug>(&self, members: &[N], old_id: impl Fn(N) -> Option<Id>) -> SyncGroup<N> {
+        SyncGroup {
+            members: members
+                .iter()
+                .map(|&id| {
+                    let old = old_id(id).and_then(|o| self.members.iter().find(|m| m.id == o));
+                    Member { id, status: old.and_then(|m| m.status), forced_fault: old.is_some_and(|m| m.forced_fault) }
+                })
+                .collect(),
+            state: self.state,
+        }
+    }
+
     /// Records `member`'s new status; returns the orders for the other members and the group's
     /// notification, if its state changed. Unknown ids are ignored.
     pub fn update(&mut self, member: Id, status: MemberStatus) -> Vec<SyncAction<Id>> {

@@ -1,0 +1,190 @@
+//! The daemon side of a reload (SIGHUP or `ka reload`): the file is read, checked and planned
+//! on a blocking thread, off the runtime that runs VRRP; the daemon's loop then applies the
+//! plan to the VRRP engine, the health checkers and the dataplane. One reload runs at a time;
+//! requests arriving meanwhile are served by one more reload right after, so two quick HUPs
+//! apply the file once more and change nothing else (keepalived #208, #349).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use tokio::{sync::oneshot, task::JoinHandle};
+use tracing::{error, info, warn};
+
+use super::{plan_instances, plan_services, ReloadPlan, ReloadSummary};
+use crate::{
+    config::{Config, LoadOptions, Severity},
+    control::Response,
+    engine::{reload::ReloadRequest, setup, EngineGlobals, EngineHandle},
+    health::HealthHandle,
+};
+
+/// A new configuration, checked and planned.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The new configuration.
+    pub config: Arc<Config>,
+    /// What changes.
+    pub plan: ReloadPlan,
+    /// Its VRRP instances.
+    pub setups: Vec<setup::InstanceSetup>,
+    /// Its global VRRP settings (when it has instances).
+    pub globals: Option<EngineGlobals>,
+    /// When the reload was asked for.
+    pub asked: Instant,
+}
+
+/// Reads, checks and plans `path` against `current`. Blocking (file I/O, parsing, the diff).
+///
+/// # Errors
+/// The diagnostics of a configuration with errors, or why it cannot be run.
+pub fn prepare(path: &Path, config_id: Option<String>, current: &Config) -> Result<Prepared, String> {
+    let asked = Instant::now();
+    let opts = LoadOptions { config_id, ..Default::default() };
+    let loaded = crate::config::load(path, &opts).map_err(|e| format!("configuration {}: {e}\n", path.display()))?;
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    if errors > 0 {
+        let mut text = String::new();
+        for d in &loaded.diagnostics {
+            text.push_str(&d.render(&loaded.sources, path));
+            text.push('\n');
+        }
+        text.push_str(&format!("configuration {} has {errors} error(s)\n", path.display()));
+        return Err(text);
+    }
+    let new = loaded.config;
+    let setups = setup::instances(&new).map_err(|e| format!("{e}\n"))?;
+    let globals = if setups.is_empty() { None } else { Some(setup::globals(&new).map_err(|e| format!("{e}\n"))?) };
+    let old_setups = setup::instances(current).map_err(|e| format!("{e}\n"))?;
+    let plan = ReloadPlan { instances: plan_instances(&old_setups, &setups), services: plan_services(current, &new) };
+    Ok(Prepared { config: Arc::new(new), plan, setups, globals, asked })
+}
+
+/// Runs reloads one at a time.
+#[derive(Debug)]
+pub struct Reloader {
+    path: Option<PathBuf>,
+    config_id: Option<String>,
+    task: Option<JoinHandle<Result<Prepared, String>>>,
+    /// Clients waiting for the reload in progress.
+    waiting: Vec<oneshot::Sender<Response>>,
+    /// Clients (and signals) that came during it: one more reload follows.
+    next: Option<Vec<oneshot::Sender<Response>>>,
+}
+
+impl Reloader {
+    /// Reloads `path` (none: the daemon runs without a file, and reloads are refused).
+    pub fn new(path: Option<PathBuf>, config_id: Option<String>) -> Reloader {
+        Reloader { path, config_id, task: None, waiting: Vec::new(), next: None }
+    }
+
+    /// Asks for a reload against `current`; `reply` gets the outcome (`None`: SIGHUP).
+    pub fn request(&mut self, current: &Arc<Config>, reply: Option<oneshot::Sender<Response>>) {
+        if self.task.is_some() {
+            let next = self.next.get_or_insert_with(Vec::new);
+            next.extend(reply);
+            return;
+        }
+        let Some(path) = self.path.clone() else {
+            warn!("reload: the daemon runs without a configuration file; nothing to reload");
+            if let Some(r) = reply {
+                let _ = r.send(Response::Error { message: "the daemon runs without a configuration file (-f)".to_owned() });
+            }
+            return;
+        };
+        self.waiting.extend(reply);
+        let current = current.clone();
+        let config_id = self.config_id.clone();
+        info!(file = %path.display(), "reload: reading the configuration");
+        self.task = Some(tokio::task::spawn_blocking(move || prepare(&path, config_id, &current)));
+    }
+
+    /// The next prepared reload (pending while none runs).
+    pub async fn prepared(&mut self) -> Result<Prepared, String> {
+        let Some(task) = self.task.as_mut() else { return std::future::pending().await };
+        let res = task.await.unwrap_or_else(|e| Err(format!("reload task failed: {e}\n")));
+        self.task = None;
+        res
+    }
+
+    /// Answers the clients of the reload just finished and starts the one queued meanwhile.
+    pub fn finish(&mut self, outcome: &Response, current: &Arc<Config>) {
+        for w in self.waiting.drain(..) {
+            let _ = w.send(outcome.clone());
+        }
+        if let Some(next) = self.next.take() {
+            info!(waiting = next.len(), "reload: another reload was asked for meanwhile");
+            self.request(current, None);
+            self.waiting.extend(next);
+        }
+    }
+}
+
+/// The parts of the daemon a reload changes.
+pub struct Targets<'a> {
+    /// The VRRP engine, if running.
+    pub engine: Option<&'a EngineHandle>,
+    /// The health checkers, if running.
+    pub health: Option<&'a HealthHandle>,
+    /// The dataplane and the eBPF object it writes, if loaded.
+    pub dataplane: Option<(&'a mut crate::dataplane::Dataplane, &'a mut aya::Ebpf)>,
+}
+
+/// Applies a prepared reload. On error nothing has changed (the engine is the only part that
+/// can refuse, and it is asked first).
+///
+/// # Errors
+/// Why the reload was refused.
+pub async fn apply(p: Prepared, t: Targets<'_>) -> Result<ReloadSummary, String> {
+    let Prepared { config, plan, setups, globals, asked } = p;
+    if t.engine.is_none() && !setups.is_empty() {
+        return Err("the daemon was started without vrrp_instances; adding the first one needs a restart\n".to_owned());
+    }
+    if t.health.is_none() && !config.virtual_servers.is_empty() {
+        return Err("the daemon was started without virtual_servers; adding the first one needs a restart\n".to_owned());
+    }
+    let summary = plan.summary();
+    if let (Some(engine), Some(globals)) = (t.engine, globals) {
+        engine
+            .reload(ReloadRequest { setups, plan: plan.instances.clone(), globals })
+            .await
+            .map_err(|e| format!("{e}\n"))?;
+    }
+    if let Some(h) = t.health {
+        h.reload((*config).clone(), plan.services.clone()).await;
+    }
+    if let Some((dp, ebpf)) = t.dataplane {
+        let renames: Vec<(String, String)> =
+            plan.instances.kept.iter().filter(|k| k.name != k.old_name).map(|k| (k.old_name.clone(), k.name.clone())).collect();
+        dp.reload(ebpf, &config, &renames);
+        if let Some(h) = t.health {
+            let set = h.backends().borrow().clone();
+            dp.update(ebpf, &config, &set);
+        }
+        // Mastership slots of kept instances are kept; re-assert them all (new ones included).
+        if let Some(engine) = t.engine {
+            for i in engine.status().await.instances {
+                dp.set_master(ebpf, &i.name, i.state == "MASTER");
+            }
+        }
+    }
+    // ha_suspend follows the instances by name: renamed and new ones get their state now.
+    if let (Some(h), Some(engine)) = (t.health, t.engine) {
+        for i in engine.status().await.instances {
+            h.set_master(&i.name, i.state == "MASTER");
+        }
+    }
+    info!(took_ms = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX), changes = summary.changes.len(), "reload applied");
+    for c in &summary.changes {
+        info!(change = %c, "reload");
+    }
+    Ok(summary)
+}
+
+/// Logs a refused reload as one entry and builds the client's answer.
+pub fn refused(diagnostics: String) -> Response {
+    error!(diagnostics = %diagnostics.trim_end(), "reload refused: the running configuration is unchanged");
+    Response::ReloadRefused { diagnostics }
+}

@@ -1,0 +1,245 @@
+//! Table-driven tests of the reload plan, one per keepalived reload rule and per keepalived
+//! reload bug the plan must make impossible.
+
+use std::{collections::HashSet, fmt::Write as _, net::IpAddr};
+
+use super::*;
+use crate::config::{parse_str, LoadOptions};
+
+fn cfg(text: &str) -> Config {
+    let l = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    l.config
+}
+
+/// `vrrp_instance NAME` on eth0 with `vrid`, `advert_int`, priority and VIPs.
+fn inst(name: &str, iface: &str, vrid: u8, advert: &str, prio: u8, vips: &[&str]) -> String {
+    let mut s = format!("vrrp_instance {name} {{\n interface {iface}\n virtual_router_id {vrid}\n priority {prio}\n advert_int {advert}\n virtual_ipaddress {{\n");
+    for v in vips {
+        let _ = writeln!(s, "  {v}");
+    }
+    s.push_str(" }\n}\n");
+    s
+}
+
+/// A TCP virtual server with `(addr, weight)` real servers, each with a TCP_CHECK.
+fn vs(vip: &str, algo: &str, persistence: Option<u32>, rs: &[(&str, i32)]) -> String {
+    let mut s = format!("virtual_server {vip} 80 {{\n lb_algo {algo}\n lb_kind DR\n protocol TCP\n");
+    if let Some(p) = persistence {
+        let _ = writeln!(s, " persistence_timeout {p}");
+    }
+    for (a, w) in rs {
+        let _ = writeln!(s, " real_server {a} 80 {{\n  weight {w}\n  TCP_CHECK {{\n   connect_timeout 2\n  }}\n }}");
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn kept_names(p: &ReloadPlan) -> Vec<(String, String)> {
+    p.instances.kept.iter().map(|k| (k.old_name.clone(), k.name.clone())).collect()
+}
+
+fn vips(v: &[VipSetup]) -> Vec<IpAddr> {
+    v.iter().map(|v| v.addr).collect()
+}
+
+struct Case {
+    name: &'static str,
+    old: String,
+    new: String,
+    check: fn(&ReloadPlan),
+}
+
+fn cases() -> Vec<Case> {
+    let a = inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10", "198.18.0.11"]);
+    let b = inst("VI_2", "eth0", 2, "1", 100, &["198.18.0.20"]);
+    vec![
+        Case {
+            name: "the same file, moved lines and comments: nothing changes (#208, #349: a second quick HUP is a no-op)",
+            old: format!("{a}{b}{}", vs("198.18.0.10", "rr", None, &[("198.18.1.1", 1)])),
+            new: format!("# reloaded\n\n{b}\n{a}\n{}", vs("198.18.0.10", "rr", None, &[("198.18.1.1", 1)])),
+            check: |p| {
+                assert!(p.is_empty(), "{p:#?}");
+                assert_eq!(p.summary().changes, Vec::<String>::new());
+            },
+        },
+        Case {
+            name: "a VIP added and one removed: the instance is kept and its addresses are diffed",
+            old: a.clone(),
+            new: inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10", "198.18.0.12"]),
+            check: |p| {
+                let k = &p.instances.kept[0];
+                assert_eq!((vips(&k.vips_added), vips(&k.vips_removed)), (vec![ip("198.18.0.12")], vec![ip("198.18.0.11")]));
+                assert!(!k.settings_changed && p.instances.added.is_empty() && p.instances.removed.is_empty());
+            },
+        },
+        Case {
+            name: "matched by VRID + family + interface, not by name: a rename keeps the state",
+            old: a.clone(),
+            new: inst("WEB", "eth0", 1, "1", 100, &["198.18.0.10", "198.18.0.11"]),
+            check: |p| {
+                assert_eq!(kept_names(p), vec![("VI_1".to_owned(), "WEB".to_owned())]);
+                assert!(p.summary().changes[0].contains("renamed from VI_1"));
+            },
+        },
+        Case {
+            name: "a new instance starts fresh, a deleted one is removed",
+            old: format!("{a}{b}"),
+            new: format!("{a}{}", inst("VI_3", "eth0", 3, "1", 100, &["198.18.0.30"])),
+            check: |p| {
+                assert_eq!(p.instances.added, vec![(1, "VI_3".to_owned())]);
+                assert_eq!(p.instances.removed, vec![(1, "VI_2".to_owned())]);
+                assert_eq!(kept_names(p), vec![("VI_1".to_owned(), "VI_1".to_owned())]);
+            },
+        },
+        Case {
+            name: "another interface, family or unicast/multicast is another instance",
+            old: format!("{a}{}", inst("V6", "eth0", 2, "1", 100, &["fd00:198:18::10"])),
+            new: format!("{}{}", inst("VI_1", "eth1", 1, "1", 100, &["198.18.0.10"]), inst("V6", "eth0", 2, "1", 100, &["198.18.0.20"])),
+            check: |p| {
+                assert!(p.instances.kept.is_empty(), "{p:#?}");
+                assert_eq!(p.instances.removed.len(), 2);
+                assert_eq!(p.instances.added.len(), 2);
+            },
+        },
+        Case {
+            name: "#754, #1425: a priority and advert_int change with a small advert_int keeps the instance (no restart, no switchover)",
+            old: inst("VI_1", "eth0", 1, "0.05", 100, &["198.18.0.10"]),
+            new: inst("VI_1", "eth0", 1, "0.02", 90, &["198.18.0.10"]),
+            check: |p| {
+                assert_eq!(p.instances.kept.len(), 1);
+                assert!(p.instances.kept[0].settings_changed);
+                assert!(p.instances.added.is_empty() && p.instances.removed.is_empty());
+            },
+        },
+        Case {
+            name: "#1854: a VIP moving between instances is removed from one and added to the other",
+            old: format!("{a}{b}"),
+            new: format!("{}{}", inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10"]), inst("VI_2", "eth0", 2, "1", 100, &["198.18.0.20", "198.18.0.11"])),
+            check: |p| {
+                let k = &p.instances.kept;
+                assert_eq!(vips(&k[0].vips_removed), vec![ip("198.18.0.11")]);
+                assert_eq!(vips(&k[1].vips_added), vec![ip("198.18.0.11")]);
+            },
+        },
+        Case {
+            name: "#2364: VRIDs swapped between two names: each VRID keeps its state and takes the other's addresses",
+            old: format!("{a}{b}"),
+            new: format!("{}{}", inst("VI_1", "eth0", 2, "1", 100, &["198.18.0.10", "198.18.0.11"]), inst("VI_2", "eth0", 1, "1", 100, &["198.18.0.20"])),
+            check: |p| {
+                let mut names = kept_names(p);
+                names.sort();
+                assert_eq!(names, vec![("VI_1".to_owned(), "VI_2".to_owned()), ("VI_2".to_owned(), "VI_1".to_owned())]);
+                assert!(p.instances.added.is_empty() && p.instances.removed.is_empty());
+            },
+        },
+        Case {
+            name: "real servers added, removed, reweighted (#1354); unchanged ones keep their checker state (#1163)",
+            old: vs("198.18.0.10", "rr", None, &[("198.18.1.1", 1), ("198.18.1.2", 1), ("198.18.1.3", 1)]),
+            new: vs("198.18.0.10", "rr", None, &[("198.18.1.4", 1), ("198.18.1.3", 1), ("198.18.1.1", 5)]),
+            check: |p| {
+                let ServiceChange::Kept { real_servers, changed, .. } = &p.services[0] else { panic!("{p:#?}") };
+                assert!(changed.is_empty());
+                assert!(real_servers.contains(&RealServerChange::Added { new: 0, who: "198.18.1.4:80".into() }));
+                assert!(real_servers.contains(&RealServerChange::Removed { old: 1, who: "198.18.1.2:80".into() }));
+                assert!(real_servers.iter().any(|r| matches!(r, RealServerChange::Kept { old: 0, new: 2, weight: Some((1, 5)), checkers_changed: false, .. })));
+                let carried = carried_checkers(&p.services);
+                assert_eq!(carried.get(&(0, 2)), Some(&(0, 0)), "a reweighted server keeps its checker state");
+                assert_eq!(carried.get(&(0, 1)), Some(&(0, 2)), "an unchanged server keeps its checker state");
+                assert_eq!(carried.get(&(0, 0)), None, "a new server starts as alpha says");
+                assert!(p.summary().changes[0].contains("weight 1 -> 5"), "{:?}", p.summary());
+            },
+        },
+        Case {
+            name: "a changed checker restarts per alpha; scheduler and persistence change in place",
+            old: vs("198.18.0.10", "rr", None, &[("198.18.1.1", 1)]),
+            new: vs("198.18.0.10", "mh", Some(60), &[("198.18.1.1", 1)]).replace("connect_timeout 2", "connect_timeout 3"),
+            check: |p| {
+                let ServiceChange::Kept { real_servers, changed, .. } = &p.services[0] else { panic!("{p:#?}") };
+                assert_eq!(changed, &vec!["lb_algo", "persistence"]);
+                assert!(matches!(real_servers[0], RealServerChange::Kept { checkers_changed: true, .. }));
+                assert!(carried_checkers(&p.services).is_empty());
+            },
+        },
+        Case {
+            name: "virtual servers added and removed",
+            old: format!("{}{}", vs("198.18.0.10", "rr", None, &[("198.18.1.1", 1)]), vs("198.18.0.11", "rr", None, &[("198.18.1.1", 1)])),
+            new: format!("{}{}", vs("198.18.0.12", "rr", None, &[("198.18.1.1", 1)]), vs("198.18.0.10", "rr", None, &[("198.18.1.1", 1)])),
+            check: |p| {
+                assert!(p.services.contains(&ServiceChange::Added { new: 0, name: "198.18.0.12:80 TCP".into() }));
+                assert!(p.services.contains(&ServiceChange::Removed { old: 1, name: "198.18.0.11:80 TCP".into() }));
+                assert!(p.services.iter().any(|s| matches!(s, ServiceChange::Kept { old: 0, new: 1, .. }) && s.unchanged()));
+            },
+        },
+    ]
+}
+
+/// Every reload rule, one case each.
+#[test]
+fn reload_plans() {
+    for c in cases() {
+        let p = plan(&cfg(&c.old), &cfg(&c.new)).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        eprintln!("case: {}", c.name);
+        (c.check)(&p);
+    }
+}
+
+/// Planning the same change twice: the second plan (old = the first's result) is empty, so a
+/// second HUP right after the first changes nothing (#208, #349).
+#[test]
+fn a_second_reload_of_the_same_file_is_empty() {
+    for c in cases() {
+        let new = cfg(&c.new);
+        assert!(plan(&new, &cfg(&c.new)).expect("plan").is_empty(), "{}", c.name);
+    }
+}
+
+/// #1854, #2364: a VIP another MASTER instance holds after the reload is not deleted, whichever
+/// instance held it before.
+#[test]
+fn vips_kept_by_another_master_are_not_deleted() {
+    let old = cfg(&format!("{}{}", inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10"]), inst("VI_2", "eth0", 2, "1", 100, &["198.18.0.20"])));
+    let new = cfg(&format!("{}{}", inst("VI_1", "eth0", 2, "1", 100, &["198.18.0.10"]), inst("VI_2", "eth0", 1, "1", 100, &["198.18.0.20"])));
+    let new_setups = setup::instances(&new).expect("setups");
+    let p = plan(&old, &new).expect("plan");
+    // Both were MASTER and stay so (state is kept): nothing is deleted.
+    let held = held_after(&new_setups, &p.instances, |_| true);
+    for k in &p.instances.kept {
+        assert!(k.vips_removed.iter().all(|v| held.contains(&v.addr)), "{k:?}");
+    }
+    // Only the old VRID 2 was MASTER: its new VIP (198.18.0.10) stays held, 198.18.0.20 goes.
+    let held = held_after(&new_setups, &p.instances, |old| old == 1);
+    assert_eq!(held, HashSet::from([ip("198.18.0.10")]));
+}
+
+/// #2318: 2,284 virtual servers with 37,298 real servers are diffed in a bounded time (a sanity
+/// bound for a debug build; `cargo xtask bench --only reload` measures it).
+#[test]
+fn a_large_diff_is_bounded() {
+    let mut old = String::new();
+    let mut new = String::new();
+    for v in 0..2_284usize {
+        // 37,298 = 16 × 2,284 + 754.
+        let n = if v < 754 { 17 } else { 16 };
+        let rs: Vec<(String, i32)> = (0..n).map(|r| (format!("198.19.{}.{}", r / 250, r % 250 + 1), 1)).collect();
+        let rs_ref: Vec<(&str, i32)> = rs.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+        let vip = format!("198.18.{}.{}", v / 250, v % 250 + 1);
+        old.push_str(&vs(&vip, "rr", None, &rs_ref));
+        let mut changed = rs_ref.clone();
+        if v % 10 == 0 {
+            changed[0].1 = 2;
+        }
+        new.push_str(&vs(&vip, "rr", None, &changed));
+    }
+    let (old, new) = (cfg(&old), cfg(&new));
+    assert_eq!(new.virtual_servers.iter().map(|v| v.real_servers.len()).sum::<usize>(), 37_298);
+    let t = std::time::Instant::now();
+    let p = plan(&old, &new).expect("plan");
+    let took = t.elapsed();
+    assert_eq!(p.services.iter().filter(|s| !s.unchanged()).count(), 229);
+    assert!(took < std::time::Duration::from_secs(30), "diff took {took:?}");
+}
