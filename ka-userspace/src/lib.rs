@@ -14,6 +14,7 @@ pub mod instance;
 pub mod lb;
 pub mod net;
 pub mod notify;
+pub mod pins;
 pub mod status;
 pub mod vrrp;
 
