@@ -8,6 +8,7 @@
 //! taking over, and everything else still arrives on the raw sockets.
 
 pub mod fast;
+pub mod resume;
 pub mod setup;
 pub mod tracking;
 
@@ -104,6 +105,9 @@ pub struct EngineGlobals {
     pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
     /// nftables table for `no_accept` (see [`crate::net::firewall::table_name`]).
     pub nft_table: String,
+    /// The mastership record ([`resume`]): read at start to resume as Master after a
+    /// restart, kept up to date while running. `None`: never resume.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// What the engine tells the rest of the daemon.
@@ -193,6 +197,9 @@ pub enum Command {
     Status(oneshot::Sender<EngineReport>),
     /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
     Shutdown(oneshot::Sender<()>),
+    /// Stop without resigning (keepalived `--dont-release-vrrp`): the VIPs stay, the
+    /// mastership record is refreshed for the next process to resume from.
+    Detach(oneshot::Sender<()>),
 }
 
 /// A handle on the running engine.
@@ -210,6 +217,15 @@ impl EngineHandle {
             return EngineReport::default();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Stops the engine without resigning or removing VIPs, and waits for it.
+    pub async fn detach(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Detach(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
     }
 
     /// Shuts the engine down cleanly and waits for it.
@@ -295,6 +311,10 @@ struct Engine {
     /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
     outbox: Vec<Vec<Outgoing>>,
     outbox_owner: Vec<Vec<usize>>,
+    /// Keeps the mastership record for a restart.
+    recorder: Option<resume::Recorder>,
+    /// Instances that resume as Master (see [`resume::resumable`]).
+    resuming: BTreeSet<usize>,
 }
 
 /// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
@@ -336,6 +356,9 @@ pub async fn start(
     let links: HashMap<String, u32> = netlink.links().await?.into_iter().map(|l| (l.name, l.index)).collect();
     let macs: HashMap<u32, Vec<u8>> = netlink.links().await?.into_iter().map(|l| (l.index, l.mac)).collect();
     let addrs = netlink.list_addrs(None).await?;
+    let record = globals.state_file.as_deref().and_then(resume::read);
+    let mono_now = fast::monotonic_now();
+    let mut resuming = BTreeSet::new();
     let (rx_tx, rx_rx) = mpsc::channel::<Vec<RxPacket>>(256);
     let mut socks: Vec<Arc<VrrpSocket>> = Vec::new();
     let mut sock_key: HashMap<(u32, bool), usize> = HashMap::new();
@@ -431,9 +454,17 @@ pub async fn start(
                 IpAddr::V6(a) => a.octets().to_vec(),
             })
             .collect();
+        let vips_present = vips.iter().all(|v| addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr));
+        let resume = record.as_ref().is_some_and(|r| {
+            resume::resumable(r, mono_now, &s.name, s.params.advert_int, s.params.down_timer_adverts, vips_present)
+        });
+        if resume {
+            info!(instance = %s.name, "Master before the restart, VIPs still up and within Master_Down_Interval: resuming as Master");
+            resuming.insert(inst.len());
+        }
         // Leftovers of a crashed run: remove VIPs we hold unless we are the address owner
-        // (which becomes Master at once and would only flap them).
-        if s.params.priority != 255 {
+        // (which becomes Master at once and would only flap them) or resume as Master.
+        if s.params.priority != 255 && !resume {
             for v in &vips {
                 if addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
                     info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
@@ -491,6 +522,12 @@ pub async fn start(
     let mut group_of = HashMap::new();
     for (name, notify, smtp) in &globals.groups {
         let members: Vec<usize> = inst.iter().enumerate().filter(|(_, r)| r.setup.sync_group.as_deref() == Some(name)).map(|(i, _)| i).collect();
+        // A sync group resumes as a whole or not at all.
+        if !members.iter().all(|m| resuming.contains(m)) {
+            for m in &members {
+                resuming.remove(m);
+            }
+        }
         for m in &members {
             group_of.insert(*m, groups.len());
         }
@@ -537,7 +574,10 @@ pub async fn start(
         no_accept: None,
         outbox: Vec::new(),
         outbox_owner: Vec::new(),
+        recorder: None,
+        resuming,
     };
+    engine.recorder = engine.globals.state_file.clone().map(resume::Recorder::new);
     engine.outbox = vec![Vec::new(); engine.socks.len()];
     engine.outbox_owner = vec![Vec::new(); engine.socks.len()];
     for i in 0..engine.inst.len() {
@@ -613,10 +653,14 @@ impl Engine {
         mut fast_events: Option<AsyncEventReader>,
     ) {
         for i in 0..self.inst.len() {
-            self.dispatch(i, Event::Startup).await;
+            let ev = if self.resuming.contains(&i) { Event::ResumeMaster } else { Event::Startup };
+            self.dispatch(i, ev).await;
         }
         loop {
             self.flush().await;
+            if let Some(r) = self.recorder.as_mut() {
+                r.tick(fast::monotonic_now());
+            }
             let next = self.timers.first().map(|(t, _, _)| *t);
             // Round up to the next tick so deadlines a few hundred µs apart fire together.
             let sleep_until = next.map_or_else(
@@ -637,6 +681,7 @@ impl Engine {
                         let _ = reply.send(EngineReport { instances: self.report(), dropped });
                     }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
+                    Some(Command::Detach(done)) => { self.detach().await; let _ = done.send(()); return; }
                     None => { self.shutdown().await; return; }
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
@@ -991,6 +1036,9 @@ impl Engine {
             }
             Action::SetDatapathMaster { master, accept } => {
                 debug!(instance = %self.inst[i].setup.name, master, accept, "datapath mastership");
+                if let Some(r) = self.recorder.as_mut() {
+                    r.set(&self.inst[i].setup.name, master);
+                }
                 self.no_accept_filter(i, master && !accept);
                 if let Some(tx) = &self.globals.events {
                     let r = &self.inst[i];
@@ -1130,7 +1178,21 @@ impl Engine {
         }
     }
 
+    /// `--dont-release-vrrp`: sends what is queued, refreshes the mastership record and stops;
+    /// no resignation, the VIPs and VMAC interfaces stay for the next process.
+    async fn detach(&mut self) {
+        self.flush().await;
+        if let Some(r) = self.recorder.as_mut() {
+            r.write(fast::monotonic_now());
+        }
+        let masters = self.inst.iter().filter(|r| r.fsm.state() == State::Master).count();
+        info!(masters, "VRRP stopped without releasing: VIPs kept for the next process");
+    }
+
     async fn shutdown(&mut self) {
+        if let Some(r) = &self.recorder {
+            r.remove();
+        }
         info!("shutting down VRRP instances: resigning and removing VIPs");
         for i in 0..self.inst.len() {
             self.dispatch(i, Event::Shutdown).await;
