@@ -154,7 +154,7 @@ pub struct Datapath {
     committed: bool,
 }
 
-/// A replaced map: its old pin, set aside as `NAME.pending` until the new program runs.
+/// A replaced map: its old pin, set aside as `NAME:pending` until the new program runs.
 struct PendingMap {
     name: &'static str,
     path: PathBuf,
@@ -202,7 +202,7 @@ pub fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
 
 /// The pin of a replaced map while its entries migrate (Cilium's `:pending`).
 fn pending_pin(pin_dir: &Path, map: &str) -> PathBuf {
-    pin_dir.join(format!("{map}.pending"))
+    pin_dir.join(format!("{map}:pending"))
 }
 
 fn remove_pin(path: &Path) {
@@ -232,7 +232,7 @@ fn object_defs() -> Result<HashMap<String, MapDef>, DatapathError> {
         .collect())
 }
 
-/// Plans every pinned map and points the loader at the pins. A `.pending` pin left by a
+/// Plans every pinned map and points the loader at the pins. A `:pending` pin left by a
 /// migration that did not finish is the map the running program still uses: it is restored
 /// first and migrated again.
 fn plan_pins(

@@ -1,7 +1,7 @@
 //! The pinned state of an instance under `/sys/fs/bpf/ka/NAME/`: which pinned maps a starting
 //! daemon may adopt (a pure decision on layout fingerprints), and the migration of the entries
 //! of a map whose layout changed (Cilium's `bpffs_migrate`: the old pin is set aside as
-//! `NAME.pending`, the new map is filled from it, and the old pin goes only once the new
+//! `NAME:pending` (bpffs refuses dots in names), the new map is filled from it, and the old pin goes only once the new
 //! program runs).
 
 use std::{

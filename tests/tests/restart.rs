@@ -276,7 +276,7 @@ fn layout_change_across_restart_replaces_the_map_without_resets() {
     let log = ka.log_text();
     assert!(log.contains("pinned map has another layout") && log.contains("KA_CONNS4"), "KA_CONNS4 not replaced:\n{log}");
     assert_ne!(map_id(&format!("{pin}/KA_CONNS4")), old_id, "KA_CONNS4 still the old map");
-    assert!(!std::path::Path::new(&format!("{pin}/KA_CONNS4.pending")).exists(), "the old map's pin was not dropped");
+    assert!(!std::path::Path::new(&format!("{pin}/KA_CONNS4:pending")).exists(), "the old map's pin was not dropped");
     assert!(log.contains("program replaced on the pinned link"), "link not updated:\n{log}");
     ka.stop().expect("stop");
 }
