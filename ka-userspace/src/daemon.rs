@@ -314,8 +314,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     if let Some(h) = health {
         h.shutdown().await;
     }
-    if let Some(dp) = dataplane {
-        dp.shutdown().await;
+    // --dont-release-ipvs: the next hops' neighbour entries stay for the datapath left running.
+    match dataplane {
+        Some(dp) if !args.dont_release_ipvs => dp.shutdown().await,
+        _ => {}
     }
     match datapath {
         Some(d) if args.dont_release_ipvs => {

@@ -79,8 +79,14 @@ impl Lab {
     }
 
     fn start_ka(&self, instance: &str) -> KaDaemon {
+        self.start_ka_with(instance, &[])
+    }
+
+    fn start_ka_with(&self, instance: &str, extra: &[&str]) -> KaDaemon {
         let conf = self.conf();
-        let ka = KaDaemon::start(&self.lan.directors[0], &ka_bin(), instance, &["-f", &conf]).expect("ka run");
+        let mut args = vec!["-f", conf.as_str()];
+        args.extend_from_slice(extra);
+        let ka = KaDaemon::start(&self.lan.directors[0], &ka_bin(), instance, &args).expect("ka run");
         wait_for("all real servers in the table", WAIT, || {
             let st = ka.status_json().ok()?;
             let b = st["services"][0]["backends"].as_array()?.clone();
@@ -283,4 +289,29 @@ fn layout_change_across_restart_replaces_the_map_without_resets() {
 
 fn map_id(path: &str) -> u32 {
     aya::maps::MapInfo::from_pin(path).map(|i| i.id()).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Planned restart (keepalived's `--dont-release-vrrp --dont-release-ipvs`): SIGTERM leaves the
+/// VIP on the interface and the program attached, connections keep being served while no ka
+/// runs, and the next ka resumes as MASTER; a plain SIGTERM then releases everything.
+#[test]
+fn planned_restart_with_dont_release_keeps_vips_and_flows() {
+    let lab = lab(1);
+    let instance = unique_name("kr");
+    let keep = ["--dont-release-vrrp", "--dont-release-ipvs"];
+    let ka = lab.start_ka_with(&instance, &keep);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    ka.stop().expect("stop");
+    let addrs = lab.lan.directors[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(addrs.contains(&format!(" {VIP}/")), "the VIP was released:\n{addrs}");
+    still_answer(&mut long, "with no ka running");
+    new_flows_answer(&lab, 10, "with no ka running");
+    let ka = lab.start_ka(&instance);
+    assert_eq!(vrrp_state(&ka), "MASTER", "not resumed:\n{}", ka.log_text());
+    still_answer(&mut long, "after the planned restart");
+    ka.stop().expect("stop");
+    let addrs = lab.lan.directors[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(!addrs.contains(&format!(" {VIP}/")), "a plain SIGTERM kept the VIP:\n{addrs}");
+    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/ka/{instance}")).exists(), "pins left after a plain SIGTERM");
 }
