@@ -97,6 +97,12 @@ pub static KA_VRRP_SEEN: HashMap<VrrpKey, u64> = HashMap::with_max_entries(MAX_V
 #[map(name = "KA_VRRP_EVENTS")]
 pub static KA_VRRP_EVENTS: RingBuf = RingBuf::with_byte_size(VRRP_EVENTS_BYTES, 0);
 
+/// `ka_common::maps::META_MAP`: written and read by userspace only (layout fingerprints of the
+/// pinned maps, modes of the pinned links); the program never looks at it.
+#[map(name = "KA_META")]
+pub static KA_META: HashMap<[u8; ka_common::maps::META_KEY_LEN], u64> =
+    HashMap::with_max_entries(ka_common::maps::META_ENTRIES, 0);
+
 /// The global flags (0 when the map was never written).
 #[inline(always)]
 pub fn global_flags() -> u32 {

@@ -1,5 +1,6 @@
 //! `ka run`: the daemon. Owns the control socket and the datapath, and shuts down cleanly on
-//! SIGTERM/SIGINT (pins and socket removed, XDP detached).
+//! SIGTERM/SIGINT (resign, VIPs removed, pins and socket removed, XDP detached) unless told to
+//! leave VRRP or the datapath for the next process (`--dont-release-vrrp/-ipvs`).
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
@@ -38,6 +39,15 @@ pub struct RunArgs {
     /// families. Default: the director's first address on an XDP interface, fixed.
     #[arg(long = "tunnel-source")]
     pub tunnel_sources: Vec<String>,
+    /// On SIGTERM/SIGINT, leave the VRRP state as it is (keepalived `--dont-release-vrrp`): no
+    /// priority-0 advert, the VIPs stay; a ka started within Master_Down_Interval resumes as
+    /// Master without a transition.
+    #[arg(long)]
+    pub dont_release_vrrp: bool,
+    /// On SIGTERM/SIGINT, leave the datapath as it is (keepalived `--dont-release-ipvs`): the
+    /// XDP program stays attached with its tables and connections, for the next ka to adopt.
+    #[arg(long)]
+    pub dont_release_ipvs: bool,
 }
 
 /// Parses `--tunnel-source ADDR/BITS`.
@@ -187,6 +197,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             let mut globals = crate::engine::setup::globals(cfg)?;
             globals.events = Some(events_tx.clone());
             globals.nft_table = crate::net::firewall::table_name(&instance.to_string());
+            globals.state_file = Some(crate::engine::resume::path(instance.as_str()));
             Some(crate::engine::start(setups, globals, netlink.clone(), fast_input).await?)
         }
         _ => None,
@@ -251,6 +262,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     if let (Some(dp), Some(datapath), Some(cfg), Some(b)) = (dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
         let set = b.borrow().clone();
         dp.update(datapath.ebpf_mut(), cfg, &set);
+    }
+    // The tables are in place: the program may now take over the pinned links of a previous run.
+    if let Some(d) = datapath.as_mut() {
+        d.commit()?;
     }
     // Start-up facts, one line each (the attachments were logged as they were made).
     if let Some(e) = &engine {
@@ -331,16 +346,27 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             },
         }
     }
-    if let Some(e) = engine {
-        e.shutdown().await;
+    match engine {
+        Some(e) if args.dont_release_vrrp => e.detach().await,
+        Some(e) => e.shutdown().await,
+        None => {}
     }
     if let Some(h) = health {
         h.shutdown().await;
     }
-    if let Some(dp) = dataplane {
-        dp.shutdown().await;
+    // --dont-release-ipvs: the next hops' neighbour entries stay for the datapath left running.
+    match dataplane {
+        Some(dp) if !args.dont_release_ipvs => dp.shutdown().await,
+        _ => {}
     }
-    drop(datapath);
+    match datapath {
+        Some(d) if args.dont_release_ipvs => {
+            info!("--dont-release-ipvs: the datapath stays attached with its tables for the next ka");
+            drop(d);
+        }
+        Some(d) => d.release(),
+        None => {}
+    }
     info!("stopped");
     Ok(())
 }

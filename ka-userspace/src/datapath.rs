@@ -1,23 +1,39 @@
-//! Loads the XDP program, attaches it to interfaces, pins its maps under the instance's bpffs
-//! directory and reads its counters. Dropping a [`Datapath`] detaches everything and removes
-//! the pins.
+//! Loads the XDP program, attaches it to interfaces through bpf_links, pins the links and the
+//! maps under the instance's bpffs directory and reads its counters.
+//!
+//! The pins outlive the process: after a crash the program keeps forwarding with the last
+//! tables. A starting daemon adopts them: maps with the same layout are shared with the new
+//! program, maps whose layout changed are replaced and their entries migrated
+//! ([`crate::pins`]), and [`Datapath::commit`] swaps the program on every pinned link at once
+//! (`bpf_link_update`: no instant without XDP). Only [`Datapath::release`] (an orderly stop)
+//! detaches and removes the pins.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     io,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
 use aya::{
-    maps::PerCpuArray,
-    programs::Xdp,
+    maps::{MapData, PerCpuArray},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        Xdp,
+    },
     Ebpf, EbpfLoader,
 };
 use ka_common::{
-    maps::{STATS_MAP, XDP_PROGRAM},
+    maps::{
+        layout_hash, meta_key, MapDef, META_KEY_LEN, META_MAP, PINNED_MAPS, STATS_MAP, XDP_MODE_GENERIC,
+        XDP_MODE_NATIVE, XDP_PROGRAM,
+    },
     stats::Counter,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+
+use crate::pins::{self, MapPlan};
 
 use crate::instance::InstanceName;
 
@@ -95,6 +111,21 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    /// The eBPF object cannot be parsed for its map definitions.
+    #[error("parsing the eBPF object: {0}")]
+    Parse(#[source] Box<aya_obj::ParseError>),
+    /// The pinned state of an earlier run cannot be read.
+    #[error(transparent)]
+    Pins(#[from] pins::PinsError),
+    /// Replacing the program on a pinned link failed (the old program keeps running).
+    #[error("updating the pinned link of {iface}: {source}")]
+    LinkUpdate {
+        /// Interface.
+        iface: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// One attachment of the program.
@@ -113,6 +144,43 @@ pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     attachments: Vec<Attachment>,
+    /// Object map definitions, by name.
+    defs: HashMap<String, MapDef>,
+    /// Pinned links of an earlier run, updated to this program by [`Datapath::commit`].
+    adopted_links: Vec<(String, FdLink)>,
+    /// Links this run created and pinned.
+    new_links: Vec<PinnedLink>,
+    /// Links that could not be pinned (netlink fallback): detached when this process ends.
+    unpinned_links: Vec<XdpLink>,
+    /// Maps whose old pin was set aside for migration.
+    pending: Vec<PendingMap>,
+    /// Maps shared with the earlier run.
+    adopted_maps: Vec<&'static str>,
+    committed: bool,
+}
+
+/// A replaced map: its old pin, set aside as `NAME:pending` until the new program runs.
+struct PendingMap {
+    name: &'static str,
+    path: PathBuf,
+    old: MapData,
+    old_def: MapDef,
+    same_revision: bool,
+}
+
+/// What [`Datapath::commit`] did, for logs and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Adoption {
+    /// Maps shared with the earlier run.
+    pub maps_adopted: usize,
+    /// Maps whose layout changed and whose entries were copied into the new map.
+    pub maps_migrated: usize,
+    /// Maps whose layout changed and that start empty.
+    pub maps_fresh_tables: usize,
+    /// Pinned links whose program was replaced atomically.
+    pub links_updated: usize,
+    /// Pinned links of interfaces this run does not attach to (detached).
+    pub links_dropped: usize,
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
@@ -132,75 +200,333 @@ pub fn ensure_bpffs() -> Result<(), DatapathError> {
         .map_err(DatapathError::Bpffs)
 }
 
-/// Removes an instance's pin directory (stale pins of a crashed run, or ours at shutdown).
-pub fn remove_pins(pin_dir: &Path) {
-    match std::fs::remove_dir_all(pin_dir) {
-        Ok(()) => info!(dir = %pin_dir.display(), "removed pins"),
+/// The pin of the link of `iface`: `/sys/fs/bpf/ka/NAME/link_IFACE`.
+pub fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
+    pin_dir.join(format!("link_{iface}"))
+}
+
+/// The pin of a replaced map while its entries migrate (Cilium's `:pending`).
+fn pending_pin(pin_dir: &Path, map: &str) -> PathBuf {
+    pin_dir.join(format!("{map}:pending"))
+}
+
+fn remove_pin(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => warn!(dir = %pin_dir.display(), error = %e, "cannot remove pins"),
+        Err(e) => warn!(pin = %path.display(), error = %e, "cannot remove pin"),
+    }
+}
+
+/// The definitions of the maps of the eBPF object, by name.
+fn object_defs() -> Result<HashMap<String, MapDef>, DatapathError> {
+    let obj = aya_obj::Object::parse(crate::EBPF_OBJECT).map_err(|e| DatapathError::Parse(Box::new(e)))?;
+    Ok(obj
+        .maps
+        .iter()
+        .map(|(name, m)| {
+            let def = MapDef {
+                map_type: m.map_type(),
+                key_size: m.key_size(),
+                value_size: m.value_size(),
+                max_entries: m.max_entries(),
+                flags: m.map_flags(),
+            };
+            (name.clone(), def)
+        })
+        .collect())
+}
+
+/// Plans every pinned map and points the loader at the pins. A `:pending` pin left by a
+/// migration that did not finish is the map the running program still uses: it is restored
+/// first and migrated again.
+fn plan_pins(
+    pin_dir: &Path,
+    defs: &HashMap<String, MapDef>,
+    loader: &mut EbpfLoader<'_>,
+) -> Result<(Vec<PendingMap>, Vec<&'static str>), DatapathError> {
+    let mut pending = Vec::new();
+    let mut adopted = Vec::new();
+    let meta = match pins::pinned_def(&pin_dir.join(META_MAP))? {
+        Some((data, _)) => pins::read_meta(&data),
+        None => HashMap::new(),
+    };
+    for &name in PINNED_MAPS {
+        let Some(want) = defs.get(name) else {
+            return Err(DatapathError::MissingMap { map: name });
+        };
+        let path = pin_dir.join(name);
+        let set_aside = pending_pin(pin_dir, name);
+        if set_aside.exists() {
+            warn!(map = name, "a migration of an earlier start did not finish: restoring the map it was migrating from");
+            remove_pin(&path);
+            std::fs::rename(&set_aside, &path).map_err(|source| DatapathError::Pin { path: path.clone(), source })?;
+        }
+        let pinned = pins::pinned_def(&path)?;
+        let recorded = pins::recorded_layout(&meta, name);
+        match pins::plan_map(name, want, pinned.as_ref().map(|(_, d)| d), recorded) {
+            MapPlan::Fresh => {}
+            MapPlan::Adopt => adopted.push(name),
+            MapPlan::Replace(reason) => {
+                let Some((old, old_def)) = pinned else { continue };
+                info!(map = name, reason = reason.name(), "pinned map has another layout: replacing it, entries are migrated where they can be");
+                std::fs::rename(&path, &set_aside).map_err(|source| DatapathError::Pin { path: set_aside.clone(), source })?;
+                let same_revision = reason != pins::ReplaceReason::Revision || recorded.is_none() && ka_common::maps::layout_revision(name) == 0;
+                pending.push(PendingMap { name, path: set_aside, old, old_def, same_revision });
+            }
+        }
+        loader.map_pin_path(name, path);
+    }
+    Ok((pending, adopted))
+}
+
+/// Puts the set-aside pins back (a start that failed before its program ran).
+fn restore_pending(pin_dir: &Path, pending: &[PendingMap]) {
+    for p in pending {
+        let path = pin_dir.join(p.name);
+        remove_pin(&path);
+        if let Err(e) = std::fs::rename(&p.path, &path) {
+            warn!(map = p.name, error = %e, "cannot restore a set-aside map pin");
+        }
     }
 }
 
 impl Datapath {
-    /// Loads the object and pins its maps under the instance's directory, after removing stale
-    /// pins of an earlier run.
+    /// Loads the object with its maps pinned under the instance's directory. Pins of an earlier
+    /// run are adopted, never thrown away: a map with the same layout is shared with the new
+    /// program; one whose layout changed is set aside and replaced, its entries migrated by
+    /// [`Datapath::commit`]. The running program (if any) is left alone until then.
     ///
     /// # Errors
-    /// See [`DatapathError`].
+    /// See [`DatapathError`]; set-aside pins are restored on error.
     pub fn load(instance: &InstanceName) -> Result<Datapath, DatapathError> {
         if crate::EBPF_OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
         ensure_bpffs()?;
         let pin_dir = instance.pin_dir();
-        remove_pins(&pin_dir);
-        let mut ebpf = EbpfLoader::new()
-            .load(crate::EBPF_OBJECT)
-            .map_err(|e| DatapathError::Load(Box::new(e)))?;
-        match aya_log::EbpfLogger::init(&mut ebpf) {
-            Ok(logger) => std::mem::forget(logger),
-            Err(e) => tracing::debug!(error = %e, "no eBPF logs"),
-        }
-        let prog: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DatapathError::Program {
-                program: XDP_PROGRAM,
-                source: Box::new(aya::programs::ProgramError::NotLoaded),
-            })?
-            .try_into()
-            .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })?;
-        prog.load().map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })?;
         std::fs::create_dir_all(&pin_dir)
             .map_err(|source| DatapathError::Pin { path: pin_dir.clone(), source })?;
-        let map = ebpf.map(STATS_MAP).ok_or(DatapathError::MissingMap { map: STATS_MAP })?;
-        let path = pin_dir.join(STATS_MAP);
-        map.pin(&path).map_err(|e| DatapathError::Pin { path, source: io::Error::other(e) })?;
-        Ok(Datapath { ebpf, pin_dir, attachments: Vec::new() })
+        let defs = object_defs()?;
+        let mut loader = EbpfLoader::new();
+        let (pending, adopted_maps) = plan_pins(&pin_dir, &defs, &mut loader)?;
+        let loaded = loader.load(crate::EBPF_OBJECT).map_err(|e| DatapathError::Load(Box::new(e))).and_then(|mut ebpf| {
+            load_program(&mut ebpf)?;
+            Ok(ebpf)
+        });
+        let ebpf = match loaded {
+            Ok(e) => e,
+            Err(e) => {
+                restore_pending(&pin_dir, &pending);
+                return Err(e);
+            }
+        };
+        if !adopted_maps.is_empty() {
+            info!(maps = adopted_maps.len(), dir = %pin_dir.display(), "adopting the pinned maps of an earlier run");
+        }
+        Ok(Datapath {
+            ebpf,
+            pin_dir,
+            attachments: Vec::new(),
+            defs,
+            adopted_links: Vec::new(),
+            new_links: Vec::new(),
+            unpinned_links: Vec::new(),
+            pending,
+            adopted_maps,
+            committed: false,
+        })
     }
 
-    /// Attaches `ka_xdp` to `iface`.
+    /// Whether pins of an earlier run were found (maps shared or replaced).
+    pub fn adopting(&self) -> bool {
+        !self.adopted_maps.is_empty() || !self.pending.is_empty()
+    }
+
+    /// Attaches `ka_xdp` to `iface` through a pinned bpf_link. When a link of an earlier run is
+    /// pinned for `iface`, it is adopted instead: its program is replaced by
+    /// [`Datapath::commit`], atomically, in the mode it was attached with.
     ///
     /// # Errors
     /// The interface does not exist or refuses the program in the requested mode.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, DatapathError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DatapathError::Program {
-                program: XDP_PROGRAM,
-                source: Box::new(aya::programs::ProgramError::NotLoaded),
-            })?
-            .try_into()
-            .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })?;
-        let attached = crate::xdp_mode::attach(prog, XDP_PROGRAM, iface, mode, true).map_err(|e| DatapathError::Attach {
-            program: XDP_PROGRAM,
-            iface: iface.to_owned(),
-            mode,
-            source: Box::new(e),
-        })?;
-        let a = Attachment { iface: iface.to_owned(), mode: attached.mode, reason: attached.reason };
+        let pin = link_pin(&self.pin_dir, iface);
+        if let Some(a) = self.adopt_link(iface, &pin, mode) {
+            return Ok(a);
+        }
+        let prog = xdp_program(&mut self.ebpf)?;
+        let (id, got, reason) = attach_new(prog, iface, mode)?;
+        let link_err = |e| DatapathError::Attach { program: XDP_PROGRAM, iface: iface.to_owned(), mode, source: Box::new(e) };
+        let link = prog.take_link(id).map_err(link_err)?;
+        match FdLink::try_from(link) {
+            Ok(fd) => {
+                let pinned = fd
+                    .pin(&pin)
+                    .map_err(|e| DatapathError::Pin { path: pin.clone(), source: io::Error::other(e) })?;
+                self.new_links.push(pinned);
+            }
+            Err(e) => {
+                warn!(iface, error = %e, "XDP attached through netlink, not a bpf_link: it is not pinned and goes with this process");
+                // The link is handed back unchanged on a conversion error only through a
+                // re-attach; the program stays attached through the netlink attachment.
+            }
+        }
+        self.record_mode(iface, got);
+        debug!(iface, mode = got, program = XDP_PROGRAM, pin = %pin.display(), "XDP link pinned");
+        let a = Attachment { iface: iface.to_owned(), mode: got, reason };
         self.attachments.push(a.clone());
         Ok(a)
+    }
+
+    /// Takes over the pinned link of `iface`, if there is a usable one.
+    fn adopt_link(&mut self, iface: &str, pin: &Path, mode: AttachMode) -> Option<Attachment> {
+        if !pin.exists() {
+            return None;
+        }
+        let fd: FdLink = match PinnedLink::from_pin(pin) {
+            Ok(p) => p.into(),
+            Err(e) => {
+                warn!(iface, pin = %pin.display(), error = %e, "unusable link pin: removing it and attaching anew");
+                remove_pin(pin);
+                return None;
+            }
+        };
+        let recorded = self.read_meta(&meta_key("xdp_mode", iface));
+        let got = match recorded {
+            Some(XDP_MODE_NATIVE) => "native",
+            Some(XDP_MODE_GENERIC) => "generic",
+            _ => "unknown",
+        };
+        if matches!((mode, got), (AttachMode::Native, "generic") | (AttachMode::Generic, "native")) {
+            warn!(iface, requested = ?mode, attached = got, "the pinned link keeps its mode; stop ka with a release to change it");
+        }
+        info!(iface, mode = got, pin = %pin.display(), "adopting the pinned XDP link of an earlier run");
+        self.adopted_links.push((iface.to_owned(), fd));
+        let a = Attachment { iface: iface.to_owned(), mode: got, reason: "adopted: the pinned link of an earlier run".to_owned() };
+        self.attachments.push(a.clone());
+        Some(a)
+    }
+
+    fn record_mode(&mut self, iface: &str, mode: &str) {
+        let v = if mode == "native" { XDP_MODE_NATIVE } else { XDP_MODE_GENERIC };
+        self.write_meta(meta_key("xdp_mode", iface), v);
+    }
+
+    fn meta_map(&mut self) -> Option<aya::maps::HashMap<&mut MapData, [u8; META_KEY_LEN], u64>> {
+        let map = self.ebpf.map_mut(META_MAP)?;
+        aya::maps::HashMap::try_from(map).ok()
+    }
+
+    fn read_meta(&mut self, key: &[u8; META_KEY_LEN]) -> Option<u64> {
+        self.meta_map()?.get(key, 0).ok()
+    }
+
+    fn write_meta(&mut self, key: [u8; META_KEY_LEN], value: u64) {
+        match self.meta_map() {
+            Some(mut m) => {
+                if let Err(e) = m.insert(key, value, 0) {
+                    warn!(error = %e, map = META_MAP, "cannot record pin metadata");
+                }
+            }
+            None => warn!(map = META_MAP, "metadata map missing"),
+        }
+    }
+
+    /// Finishes the start once the maps hold this run's tables: migrates the entries of
+    /// replaced maps, replaces the program on every adopted link atomically (`bpf_link_update`),
+    /// detaches pinned links of interfaces this run does not use, drops the set-aside pins and
+    /// records the layout of every pinned map. Until then an adopted link runs the earlier
+    /// program.
+    ///
+    /// # Errors
+    /// A link update fails (that interface keeps the earlier program).
+    pub fn commit(&mut self) -> Result<Adoption, DatapathError> {
+        let mut report = Adoption { maps_adopted: self.adopted_maps.len(), ..Default::default() };
+        for p in std::mem::take(&mut self.pending) {
+            let Some(new_def) = self.defs.get(p.name).copied() else { continue };
+            let new = MapData::from_pin(self.pin_dir.join(p.name)).ok();
+            match new {
+                Some(new) if pins::copyable(&p.old_def, &new_def, p.same_revision) => {
+                    match pins::copy_entries(p.name, p.old.fd().as_fd(), new.fd().as_fd(), &p.old_def, &new_def) {
+                        Ok(n) => {
+                            info!(map = p.name, entries = n, "migrated the entries of a replaced map");
+                            report.maps_migrated += 1;
+                        }
+                        Err(e) => {
+                            warn!(map = p.name, error = %e, "migration failed: this table starts fresh");
+                            report.maps_fresh_tables += 1;
+                        }
+                    }
+                }
+                _ => {
+                    warn!(
+                        map = p.name,
+                        old = ?p.old_def,
+                        new = ?new_def,
+                        "layout change cannot be migrated: this table starts fresh (rebuilt from the configuration where it holds configuration)"
+                    );
+                    report.maps_fresh_tables += 1;
+                }
+            }
+        }
+        let prog = xdp_program(&mut self.ebpf)?;
+        for (iface, fd) in std::mem::take(&mut self.adopted_links) {
+            let link = XdpLink::try_from(fd)
+                .map_err(|e| DatapathError::LinkUpdate { iface: iface.clone(), source: Box::new(e) })?;
+            prog.attach_to_link(link)
+                .map_err(|e| DatapathError::LinkUpdate { iface: iface.clone(), source: Box::new(e) })?;
+            info!(iface = %iface, program = XDP_PROGRAM, "program replaced on the pinned link");
+            report.links_updated += 1;
+        }
+        // Pinned links of interfaces no longer attached.
+        let ours: Vec<PathBuf> = self.attachments.iter().map(|a| link_pin(&self.pin_dir, &a.iface)).collect();
+        for entry in std::fs::read_dir(&self.pin_dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let is_link = entry.file_name().to_string_lossy().starts_with("link_");
+            if is_link && !ours.contains(&path) {
+                info!(pin = %path.display(), "detaching the pinned link of an interface this configuration does not use");
+                unpin_link(&path);
+                report.links_dropped += 1;
+            }
+        }
+        for name in PINNED_MAPS {
+            remove_pin(&pending_pin(&self.pin_dir, name));
+        }
+        let layouts: Vec<([u8; META_KEY_LEN], u64)> = PINNED_MAPS
+            .iter()
+            .filter(|n| **n != META_MAP)
+            .filter_map(|n| self.defs.get(*n).map(|d| (meta_key("layout", n), layout_hash(n, d))))
+            .collect();
+        for (k, v) in layouts {
+            self.write_meta(k, v);
+        }
+        self.committed = true;
+        info!(?report, "datapath running");
+        Ok(report)
+    }
+
+    /// Orderly stop: detaches every pinned link and removes the instance's pins (the maps go
+    /// with the last reference). Pins of other programs (`ka decap`) stay.
+    pub fn release(mut self) {
+        for a in std::mem::take(&mut self.attachments) {
+            unpin_link(&link_pin(&self.pin_dir, &a.iface));
+        }
+        for (iface, _) in &self.adopted_links {
+            unpin_link(&link_pin(&self.pin_dir, iface));
+        }
+        self.new_links.clear();
+        self.unpinned_links.clear();
+        for name in PINNED_MAPS {
+            remove_pin(&self.pin_dir.join(name));
+            remove_pin(&pending_pin(&self.pin_dir, name));
+        }
+        match std::fs::remove_dir(&self.pin_dir) {
+            Ok(()) => info!(dir = %self.pin_dir.display(), "removed pins"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => info!(dir = %self.pin_dir.display(), error = %e, "pin directory kept (other pins in it)"),
+        }
+        self.committed = true;
+        info!("datapath detached and released");
     }
 
     /// The loaded object, for the map writer.
@@ -246,11 +572,77 @@ pub fn read_counters(ebpf: &Ebpf) -> Result<BTreeMap<&'static str, u64>, Datapat
     Ok(out)
 }
 
+/// Unpins a link: once the last reference (ours) closes, the program is detached.
+fn unpin_link(path: &Path) {
+    match PinnedLink::from_pin(path) {
+        Ok(p) => {
+            if let Err(e) = p.unpin() {
+                warn!(pin = %path.display(), error = %e, "cannot unpin link");
+            }
+        }
+        Err(e) => {
+            warn!(pin = %path.display(), error = %e, "cannot open link pin; removing it");
+            remove_pin(path);
+        }
+    }
+}
+
+/// The `ka_xdp` program of a loaded object.
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(XDP_PROGRAM)
+        .ok_or(DatapathError::Program {
+            program: XDP_PROGRAM,
+            source: Box::new(aya::programs::ProgramError::NotLoaded),
+        })?
+        .try_into()
+        .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })
+}
+
+/// Loads (verifies) `ka_xdp`.
+fn load_program(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => std::mem::forget(logger),
+        Err(e) => tracing::debug!(error = %e, "no eBPF logs"),
+    }
+    xdp_program(ebpf)?
+        .load()
+        .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })
+}
+
+/// Attaches the program to `iface` anew, choosing the XDP mode from `mode`; returns the link
+/// and the mode that succeeded.
+fn attach_new(
+    prog: &mut Xdp,
+    iface: &str,
+    mode: AttachMode,
+) -> Result<(aya::programs::xdp::XdpLinkId, &'static str, String), DatapathError> {
+    let a = crate::xdp_mode::attach(prog, XDP_PROGRAM, iface, mode, true).map_err(|e| DatapathError::Attach {
+        program: XDP_PROGRAM,
+        iface: iface.to_owned(),
+        mode,
+        source: Box::new(e),
+    })?;
+    Ok((a.id, a.mode, a.reason))
+}
+
 impl Drop for Datapath {
     fn drop(&mut self) {
-        // The XDP links are owned by `ebpf` and detached when it drops; the pins outlive the
-        // process unless removed.
-        remove_pins(&self.pin_dir);
-        info!(attachments = self.attachments.len(), "datapath detached");
+        if !self.committed && !self.adopting() {
+            // A first start that failed: nothing ran before us, leave nothing behind.
+            for a in &self.attachments {
+                unpin_link(&link_pin(&self.pin_dir, &a.iface));
+            }
+            for name in PINNED_MAPS {
+                remove_pin(&self.pin_dir.join(name));
+            }
+            let _ = std::fs::remove_dir(&self.pin_dir);
+            return;
+        }
+        if !self.committed {
+            // A start that failed while adopting: the earlier program keeps running on its pins.
+            restore_pending(&self.pin_dir, &self.pending);
+        }
+        // The pinned links keep the program attached and the pinned maps keep the tables.
+        info!(attachments = self.attachments.len(), dir = %self.pin_dir.display(), "datapath left running on its pins");
     }
 }

@@ -15,6 +15,7 @@ pub mod lb;
 pub mod logging;
 pub mod net;
 pub mod notify;
+pub mod pins;
 pub mod preflight;
 pub mod reload;
 pub mod status;

@@ -144,6 +144,7 @@ impl KaDaemon {
 
 fn remove_leftovers(instance: &str) {
     let _ = std::fs::remove_file(format!("/run/ka/{instance}.sock"));
+    let _ = std::fs::remove_file(format!("/run/ka/{instance}.vrrp"));
     let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ka/{instance}"));
 }
 

@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -38,7 +38,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    const NAMES: [&str; 5] = ["xdp", "e2e", "config", "vrrp", "health"];
+    const NAMES: [&str; 6] = ["xdp", "e2e", "config", "vrrp", "health", "restart"];
     if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
@@ -72,6 +72,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: health checkers, checks/s and daemon CPU");
         let ka = crate::run::build_ka(true)?;
         crate::bench_health::run(opts.health.clone(), &ka)?;
+    }
+    if want("restart") {
+        eprintln!("bench: kill -9 to a restarted ka that adopted the datapath and resumed as MASTER");
+        let ka = crate::run::build_ka(true)?;
+        crate::bench_restart::run(&ka, 10)?;
     }
     Ok(())
 }

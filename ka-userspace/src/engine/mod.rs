@@ -9,6 +9,7 @@
 
 pub mod fast;
 pub mod reload;
+pub mod resume;
 pub mod setup;
 pub mod tracking;
 
@@ -108,6 +109,9 @@ pub struct EngineGlobals {
     pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
     /// nftables table for `no_accept` (see [`crate::net::firewall::table_name`]).
     pub nft_table: String,
+    /// The mastership record ([`resume`]): read at start to resume as Master after a
+    /// restart, kept up to date while running. `None`: never resume.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// What the engine tells the rest of the daemon.
@@ -200,6 +204,9 @@ pub enum Command {
     /// Apply a reload (see [`reload`]); the answer says whether it was applied (on error,
     /// nothing changed).
     Reload(Box<reload::ReloadRequest>, oneshot::Sender<Result<(), EngineError>>),
+    /// Stop without resigning (keepalived `--dont-release-vrrp`): the VIPs stay, the
+    /// mastership record is refreshed for the next process to resume from.
+    Detach(oneshot::Sender<()>),
 }
 
 /// A handle on the running engine.
@@ -241,6 +248,15 @@ impl EngineHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Reload(Box::new(req), tx)).await.map_err(|_| EngineError::Gone)?;
         rx.await.map_err(|_| EngineError::Gone)?
+    }
+
+    /// Stops the engine without resigning or removing VIPs, and waits for it.
+    pub async fn detach(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Detach(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
     }
 
     /// Shuts the engine down cleanly and waits for it.
@@ -338,6 +354,10 @@ struct Engine {
     last_track: HashMap<TrackKey, tracking::TrackValue>,
     /// Interfaces XDP is attached to (the fast path's), for instances a reload adds.
     fast_ifindexes: Option<BTreeSet<u32>>,
+    /// Keeps the mastership record for a restart.
+    recorder: Option<resume::Recorder>,
+    /// Instances that resume as Master (see [`resume::resumable`]).
+    resuming: BTreeSet<usize>,
 }
 
 /// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
@@ -389,13 +409,19 @@ pub async fn start(
     fast_input: Option<fast::FastInput>,
 ) -> Result<EngineHandle, EngineError> {
     let env = SysView::read(&netlink).await?;
+    let record = globals.state_file.as_deref().and_then(resume::read);
+    let start = StartUp { record: record.as_ref(), mono_now: fast::monotonic_now() };
+    let mut resuming = BTreeSet::new();
     let (rx_tx, rx_rx) = mpsc::channel::<Vec<RxPacket>>(256);
     let mut sockets = Sockets::default();
     let fast_ifindexes = fast_input.as_ref().map(|f| f.ifindexes.clone());
     let mut inst = Vec::new();
     let mut by_vrid = HashMap::new();
     for s in setups {
-        let r = build_instance(s, &env, &mut sockets, &netlink, fast_ifindexes.as_ref(), true).await?;
+        let (r, resume) = build_instance(s, &env, &mut sockets, &netlink, fast_ifindexes.as_ref(), Some(&start)).await?;
+        if resume {
+            resuming.insert(inst.len());
+        }
         by_vrid.insert((r.rx_sock, r.setup.params.vrid), inst.len());
         inst.push(r);
     }
@@ -404,6 +430,12 @@ pub async fn start(
     let mut group_of = HashMap::new();
     for (name, notify, smtp) in &globals.groups {
         let members: Vec<usize> = inst.iter().enumerate().filter(|(_, r)| r.setup.sync_group.as_deref() == Some(name)).map(|(i, _)| i).collect();
+        // A sync group resumes as a whole or not at all.
+        if !members.iter().all(|m| resuming.contains(m)) {
+            for m in &members {
+                resuming.remove(m);
+            }
+        }
         for m in &members {
             group_of.insert(*m, groups.len());
         }
@@ -455,7 +487,10 @@ pub async fn start(
         tracked: keys,
         last_track: HashMap::new(),
         fast_ifindexes,
+        recorder: None,
+        resuming,
     };
+    engine.recorder = engine.globals.state_file.clone().map(resume::Recorder::new);
     engine.outbox = vec![Vec::new(); engine.sockets.socks.len()];
     engine.outbox_owner = vec![Vec::new(); engine.sockets.socks.len()];
     for i in 0..engine.inst.len() {
@@ -517,16 +552,26 @@ impl Sockets {
     }
 }
 
-/// Resolves one instance's interface and addresses and opens (or shares) its sockets. With
-/// `clean_leftovers` (start-up), VIPs left on the interface by a crashed run are removed.
+/// What start-up knows that a reload does not: the mastership record of the previous process.
+struct StartUp<'a> {
+    /// The record, if one was left.
+    record: Option<&'a resume::Record>,
+    /// CLOCK_MONOTONIC now.
+    mono_now: std::time::Duration,
+}
+
+/// Resolves one instance's interface and addresses and opens (or shares) its sockets. At
+/// start-up (`start` is `Some`), an instance that was Master before a restart, still holds its
+/// VIPs and is within Master_Down_Interval resumes as Master (the returned flag); otherwise
+/// VIPs left on the interface by a crashed run are removed.
 async fn build_instance(
     s: InstanceSetup,
     env: &SysView,
     sockets: &mut Sockets,
     netlink: &NetlinkClient,
     fast_ifindexes: Option<&BTreeSet<u32>>,
-    clean_leftovers: bool,
-) -> Result<Rt, EngineError> {
+    start: Option<&StartUp<'_>>,
+) -> Result<(Rt, bool), EngineError> {
     let ifindex = *env.links.get(&s.iface).ok_or_else(|| NetlinkError::NoSuchLink(s.iface.clone()))?;
     let v6 = s.params.family == Family::V6;
     let link_local = env.addrs.iter().find_map(|(i, a, _)| match a {
@@ -605,9 +650,16 @@ async fn build_instance(
         })
         .collect();
     let (adv_addrs, adv_bytes) = reload::advert_addrs(&s);
+    let vips_present = vips.iter().all(|v| env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr));
+    let resume = start.and_then(|st| st.record.map(|r| (r, st.mono_now))).is_some_and(|(r, now)| {
+        resume::resumable(r, now, &s.name, s.params.advert_int, s.params.down_timer_adverts, vips_present)
+    });
+    if resume {
+        info!(instance = %s.name, "Master before the restart, VIPs still up and within Master_Down_Interval: resuming as Master");
+    }
     // Leftovers of a crashed run: remove VIPs we hold unless we are the address owner
-    // (which becomes Master at once and would only flap them).
-    if clean_leftovers && s.params.priority != 255 {
+    // (which becomes Master at once and would only flap them) or resume as Master.
+    if start.is_some() && s.params.priority != 255 && !resume {
         for v in &vips {
             if env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
                 info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
@@ -632,7 +684,7 @@ async fn build_instance(
             }
         },
     };
-    Ok(Rt {
+    Ok((Rt {
         rx_sock: sock,
         fsm,
         ifindex,
@@ -655,7 +707,7 @@ async fn build_instance(
         fast_written: None,
         blocked: false,
         setup: s,
-    })
+    }, resume))
 }
 
 /// Receive pacing: a socket task drains everything queued, then rests this long, so a steady
@@ -715,10 +767,14 @@ impl Engine {
         mut fast_events: Option<AsyncEventReader>,
     ) {
         for i in 0..self.inst.len() {
-            self.dispatch(i, Event::Startup).await;
+            let ev = if self.resuming.contains(&i) { Event::ResumeMaster } else { Event::Startup };
+            self.dispatch(i, ev).await;
         }
         loop {
             self.flush().await;
+            if let Some(r) = self.recorder.as_mut() {
+                r.tick(fast::monotonic_now());
+            }
             let next = self.timers.first().map(|(t, _, _)| *t);
             // Round up to the next tick so deadlines a few hundred µs apart fire together.
             let sleep_until = next.map_or_else(
@@ -739,6 +795,7 @@ impl Engine {
                         let _ = reply.send(EngineReport { instances: self.report(), dropped });
                     }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
+                    Some(Command::Detach(done)) => { self.detach().await; let _ = done.send(()); return; }
                     Some(Command::Reload(req, done)) => {
                         let res = self.reload(*req).await;
                         if let Err(e) = &res {
@@ -1094,6 +1151,9 @@ impl Engine {
             }
             Action::SetDatapathMaster { master, accept } => {
                 debug!(instance = %self.inst[i].setup.name, master, accept, "datapath mastership");
+                if let Some(r) = self.recorder.as_mut() {
+                    r.set(&self.inst[i].setup.name, master);
+                }
                 self.no_accept_filter(i, master && !accept);
                 if let Some(tx) = &self.globals.events {
                     let r = &self.inst[i];
@@ -1239,7 +1299,21 @@ impl Engine {
         }
     }
 
+    /// `--dont-release-vrrp`: sends what is queued, refreshes the mastership record and stops;
+    /// no resignation, the VIPs and VMAC interfaces stay for the next process.
+    async fn detach(&mut self) {
+        self.flush().await;
+        if let Some(r) = self.recorder.as_mut() {
+            r.write(fast::monotonic_now());
+        }
+        let masters = self.inst.iter().filter(|r| r.fsm.state() == State::Master).count();
+        info!(masters, "VRRP stopped without releasing: VIPs kept for the next process");
+    }
+
     async fn shutdown(&mut self) {
+        if let Some(r) = &self.recorder {
+            r.remove();
+        }
         info!("shutting down VRRP instances: resigning and removing VIPs");
         for i in 0..self.inst.len() {
             self.dispatch(i, Event::Shutdown).await;

@@ -59,7 +59,7 @@ impl super::Engine {
         let mut fresh: HashMap<usize, Rt> = HashMap::new();
         for (n, s) in setups.iter().enumerate() {
             if old_of_new[n].is_none() {
-                let r = build_instance(s.clone(), &env, &mut self.sockets, &self.netlink, self.fast_ifindexes.as_ref(), false).await?;
+                let (r, _) = build_instance(s.clone(), &env, &mut self.sockets, &self.netlink, self.fast_ifindexes.as_ref(), None).await?;
                 fresh.insert(n, r);
             }
         }

@@ -467,6 +467,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         runner: Runner { default_user, secure: g.enable_script_security, timeout: Duration::from_secs(60) },
         events: None,
         nft_table: firewall_table(),
+        state_file: None,
         fifo: g.vrrp_notify_fifo.clone().or_else(|| g.notify_fifo.clone()).map(Into::into),
         smtp,
         garp_interval: g.vrrp_garp_interval,

@@ -282,6 +282,11 @@ pub struct RxAdvert {
 pub enum Event {
     /// The daemon starts the instance (RFC 5798 §6.4.1 "If a Startup event is received").
     Startup,
+    /// The daemon starts the instance after a restart during which this node stayed Master:
+    /// it held the VIPs and its last advert is less than Master_Down_Interval old, so no
+    /// Backup has taken over yet. The instance returns to Master at once without a transition
+    /// the peers could see (an advert now, no gratuitous ARP burst: the VIPs never moved).
+    ResumeMaster,
     /// The daemon stops (RFC 5798 §6.4.2/§6.4.3 "If a Shutdown event is received").
     Shutdown,
     /// A reload removed the instance (keepalived: like shutdown, notifying DELETED or FAULT).
@@ -300,6 +305,7 @@ impl Event {
     fn name(&self) -> &'static str {
         match self {
             Event::Startup => "startup",
+            Event::ResumeMaster => "resume_master",
             Event::Shutdown => "shutdown",
             Event::Delete => "delete",
             Event::AdvertReceived(_) => "advert",
@@ -485,6 +491,7 @@ impl Instance {
         let mut out = Vec::new();
         match event {
             Event::Startup => self.on_startup(now, &event, &mut out),
+            Event::ResumeMaster => self.on_resume(now, &event, &mut out),
             Event::Shutdown | Event::Delete => self.on_shutdown(now, &event, &mut out),
             Event::AdvertReceived(rx) => match self.state {
                 State::Backup => self.backup_rx(now, &event, rx, &mut out),
@@ -600,11 +607,15 @@ impl Instance {
                     master: true,
                     accept: self.accept(),
                 });
-                out.push(Action::SendGarp {
-                    repeat: self.params.garp_master_repeat,
-                });
+                // A resumed Master never left: the neighbours' caches still point at it.
+                let resumed = matches!(event, Event::ResumeMaster);
+                if !resumed {
+                    out.push(Action::SendGarp {
+                        repeat: self.params.garp_master_repeat,
+                    });
+                }
                 self.arm(TimerKind::Advert, now + centis(self.params.advert_int), out);
-                if !self.params.garp_master_delay.is_zero() {
+                if !resumed && !self.params.garp_master_delay.is_zero() {
                     self.arm(
                         TimerKind::GarpDelay,
                         now + self.params.garp_master_delay,
@@ -650,6 +661,27 @@ impl Instance {
             return;
         }
         self.leave_initialize(now, event, out);
+    }
+
+    /// Startup of an instance that was Master in the previous process and whose VIPs are still
+    /// up (see [`Event::ResumeMaster`]). RFC 5798 §6.4.1 lets only the owner go straight to
+    /// Master because a non-owner cannot know that no other router is Master; here the
+    /// caller knows it: this node was Master less than Master_Down_Interval ago (§6.4.2: no
+    /// Backup may transition before then), and the advert sent on entry (§6.4.3 "send an
+    /// ADVERTISEMENT") keeps every Backup's Master_Down_Timer from firing. Sync group members
+    /// resume only all together (the caller's decision). With tracked objects down, or
+    /// scripts not yet run, it starts normally.
+    fn on_resume(&mut self, now: Time, event: &Event, out: &mut Vec<Action>) {
+        if self.state != State::Initialize || self.started {
+            return;
+        }
+        if self.track.pending_init || self.fault() {
+            self.on_startup(now, event, out);
+            return;
+        }
+        self.started = true;
+        self.master_adver_int = self.params.advert_int;
+        self.change_state(now, State::Master, event, "resumed after a restart within Master_Down_Interval", None, out);
     }
 
     /// RFC 5798 §6.4.1 (Initialize), with keepalived's FAULT, `state` and startup rules.

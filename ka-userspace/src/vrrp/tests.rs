@@ -916,3 +916,58 @@ fn sync_group_ignores_strangers() {
         ]
     );
 }
+
+/// Restart while Master (issue 11): a resumed instance goes straight to Master with an advert
+/// at once, the VIPs kept (`AddVips` is idempotent, no `DelVips`) and no gratuitous ARP burst
+/// or GARP refresh timer: the peers see the same Master keep advertising.
+#[test]
+fn resume_master_goes_master_without_garp_or_vip_removal() {
+    let mut i = instance(params(100));
+    let now = ms(10);
+    scenario(
+        &mut i,
+        vec![(
+            now,
+            Event::ResumeMaster,
+            vec![
+                SendAdvert { priority: 100 },
+                AddVips,
+                dp(true),
+                arm(Advert, now + Duration::from_secs(1)),
+                notify(Notify::Master),
+            ],
+        )],
+    );
+    assert_eq!(i.state(), State::Master);
+    // A second start event is ignored.
+    assert!(i.handle(ms(20), Event::Startup).is_empty());
+    assert!(i.handle(ms(20), Event::ResumeMaster).is_empty());
+    // Adverts continue at the advert interval (RFC 5798 §6.4.3).
+    scenario(
+        &mut i,
+        vec![(
+            now + Duration::from_secs(1),
+            Event::TimerFired(Advert),
+            vec![SendAdvert { priority: 100 }, arm(Advert, now + Duration::from_secs(2))],
+        )],
+    );
+}
+
+/// A resumed instance whose tracked objects are down starts as usual (FAULT), never Master.
+#[test]
+fn resume_master_with_a_fault_starts_normally() {
+    let mut i = instance(params(100));
+    i.handle(ms(0), track(0, true));
+    i.handle(ms(1), Event::ResumeMaster);
+    assert_eq!(i.state(), State::Fault);
+}
+
+/// A resumed Master that hears a higher priority Master steps down as any Master would
+/// (RFC 5798 §6.4.3): resuming is no preemption licence.
+#[test]
+fn resumed_master_yields_to_higher_priority() {
+    let mut i = instance(params(100));
+    i.handle(ms(0), Event::ResumeMaster);
+    i.handle(ms(5), advert(2, 200));
+    assert_eq!(i.state(), State::Backup);
+}

@@ -1,0 +1,317 @@
+//! Forwarding outlives the daemon (issue 11): the XDP program is attached through pinned
+//! bpf_links with pinned maps, so a `kill -9` leaves it forwarding; a restarted `ka` adopts the
+//! pins (program swapped on the link, tables kept) and, when it held the VIPs less than
+//! Master_Down_Interval ago, resumes as VRRP Master without a transition.
+//!
+//! Lab: one LAN (198.18.44.0/24) with a client, two directors (director 0 runs ka, director 1
+//! a real keepalived BACKUP in the VRRP test) and three DR real servers holding the VIP on
+//! loopback. Long-lived TCP connections (one question per check, answered by the real server's
+//! index) run through each step; a reset or a timeout fails the test.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use ka_tests::{
+    daemon::KaDaemon,
+    ka_bin,
+    keepalived::Keepalived,
+    lan::{ask_why, role, tcp_check, Accepted, EchoServer, Lan, LanSpec, LbConf, RealServerConf},
+    require_root, unique_name, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+const VIP: &str = "198.18.44.100";
+const DIRECTORS: [&str; 2] = ["198.18.44.1", "198.18.44.3"];
+const CLIENT: &str = "198.18.44.2";
+const RS: [&str; 3] = ["198.18.44.11", "198.18.44.12", "198.18.44.13"];
+const PORT: u16 = 8080;
+const VRID: u8 = 94;
+
+struct Lab {
+    lan: Lan,
+    dir: std::path::PathBuf,
+    _servers: Vec<EchoServer>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lab(directors: usize) -> Lab {
+    require_root();
+    let lan = Lan::new(&LanSpec {
+        client: vec![format!("{CLIENT}/24")],
+        directors: DIRECTORS[..directors].iter().map(|a| vec![format!("{a}/24")]).collect(),
+        real_servers: RS.iter().map(|a| vec![format!("{a}/24")]).collect(),
+        loopback_vips: vec![format!("{VIP}/32")],
+    })
+    .expect("LAN");
+    let accepted = Accepted::default();
+    let servers = lan.real_servers.iter().enumerate().map(|(i, ns)| EchoServer::start(ns, i, PORT, &accepted, &[]).expect("echo server")).collect();
+    let dir = std::env::temp_dir().join(unique_name("krs"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    Lab { lan, dir, _servers: servers }
+}
+
+impl Lab {
+    /// ka's config on director 0: MASTER at priority 150, one DR service with TCP checks.
+    fn conf(&self) -> String {
+        let text = LbConf {
+            instance: "VI_RS".to_owned(),
+            vrid: VRID,
+            role: role("", true, 150),
+            vrrp_vips: vec![format!("{VIP}/24")],
+            excluded: vec![],
+            vip: VIP.to_owned(),
+            port: PORT,
+            lb_kind: "DR".to_owned(),
+            real_servers: RS.iter().map(|a| RealServerConf { addr: (*a).to_owned(), port: PORT, check: tcp_check() }).collect(),
+        }
+        .text();
+        let p = self.dir.join("ka.conf");
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    }
+
+    fn start_ka(&self, instance: &str) -> KaDaemon {
+        self.start_ka_with(instance, &[])
+    }
+
+    fn start_ka_with(&self, instance: &str, extra: &[&str]) -> KaDaemon {
+        let conf = self.conf();
+        let mut args = vec!["-f", conf.as_str()];
+        args.extend_from_slice(extra);
+        let ka = KaDaemon::start(&self.lan.directors[0], &ka_bin(), instance, &args).expect("ka run");
+        wait_for("all real servers in the table", WAIT, || {
+            let st = ka.status_json().ok()?;
+            let b = st["services"][0]["backends"].as_array()?.clone();
+            (b.len() == RS.len() && b.iter().all(|b| b["in_table"] == true)).then_some(())
+        });
+        ka
+    }
+
+    /// A new connection to the VIP from the client, with 2 s timeouts.
+    fn connect(&self) -> Result<TcpStream, String> {
+        self.lan
+            .client
+            .enter(|| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
+                let vip = SocketAddr::new(VIP.parse().expect("addr"), PORT);
+                s.connect_timeout(&vip.into(), Duration::from_secs(2)).map_err(|e| format!("connect: {}", e.kind()))?;
+                let s: TcpStream = s.into();
+                s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+                Ok(s)
+            })
+            .expect("enter client")
+            .join()
+            .expect("client thread")
+    }
+
+    /// Opens `n` long-lived connections and records which server answered each.
+    fn open_long(&self, n: usize) -> Vec<(TcpStream, usize)> {
+        (0..n)
+            .map(|i| {
+                let mut s = self.connect().unwrap_or_else(|e| panic!("long connection {i}: {e}"));
+                let rs = ask_why(&mut s).unwrap_or_else(|e| panic!("long connection {i}: {e}"));
+                (s, rs)
+            })
+            .collect()
+    }
+}
+
+/// Every long-lived connection answers, from the server it started with.
+fn still_answer(long: &mut [(TcpStream, usize)], when: &str) {
+    for (i, (s, rs)) in long.iter_mut().enumerate() {
+        match ask_why(s) {
+            Ok(got) => assert_eq!(got, *rs, "{when}: long connection {i} moved from rs{rs} to rs{got}"),
+            Err(e) => panic!("{when}: long connection {i} (rs{rs}) got no answer: {e}"),
+        }
+    }
+}
+
+/// `n` new connections each get an answer.
+fn new_flows_answer(lab: &Lab, n: usize, when: &str) {
+    for i in 0..n {
+        let mut s = lab.connect().unwrap_or_else(|e| panic!("{when}: new connection {i}: {e}"));
+        if let Err(e) = ask_why(&mut s) {
+            panic!("{when}: new connection {i} got no answer: {e}");
+        }
+    }
+}
+
+fn vrrp_state(ka: &KaDaemon) -> String {
+    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// `ip -o monitor address` in a namespace, to prove a VIP was never deleted.
+struct AddrMonitor {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl AddrMonitor {
+    fn start(lab: &Lab, ns: &ka_tests::netns::Netns) -> AddrMonitor {
+        let out = lab.dir.join(unique_name("mon"));
+        let file = std::fs::File::create(&out).expect("monitor file");
+        let child = ns
+            .cmd("ip")
+            .args(["-o", "monitor", "address"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ip monitor");
+        AddrMonitor { child, out }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for AddrMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// After `kill -9`, the pinned links keep the program attached with the last tables:
+/// established connections keep their real server and new connections are served (today's
+/// code detaches XDP with the process and the director's kernel, holding the VIP, resets
+/// them).
+#[test]
+fn kill9_keeps_forwarding_established_and_new_flows() {
+    let lab = lab(1);
+    let instance = unique_name("kr");
+    let ka = lab.start_ka(&instance);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    still_answer(&mut long, "before the crash");
+    ka.crash();
+    still_answer(&mut long, "after kill -9");
+    new_flows_answer(&lab, 20, "after kill -9");
+    assert!(
+        std::path::Path::new(&format!("/sys/fs/bpf/ka/{instance}/link_eth0")).exists(),
+        "the XDP link is not pinned"
+    );
+    // The next start adopts, and an orderly stop removes everything.
+    let ka = lab.start_ka(&instance);
+    still_answer(&mut long, "after the restart");
+    assert!(ka.log_text().contains("program replaced on the pinned link"), "no adoption:\n{}", ka.log_text());
+    ka.stop().expect("stop");
+    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/ka/{instance}")).exists(), "pins left after an orderly stop");
+    let out = lab.lan.directors[0].run(&["ip", "-d", "link", "show", "dev", "eth0"]).expect("ip link");
+    assert!(!out.contains("prog/xdp"), "XDP still attached after an orderly stop:\n{out}");
+}
+
+/// `kill -9` and a restart within Master_Down_Interval: the new ka adopts the datapath (the
+/// program replaced on the pinned link, no connection reset) and resumes as MASTER at once:
+/// the VIP is never deleted from the interface, and a real keepalived BACKUP on the LAN
+/// (priority 100, 1 s adverts: Master_Down_Interval 3.6 s) never becomes MASTER.
+#[test]
+fn kill9_and_restart_adopts_and_resumes_master_without_peer_transition() {
+    let lab = lab(2);
+    let instance = unique_name("kr");
+    let ka = lab.start_ka(&instance);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let kd_conf = format!(
+        "global_defs {{\n router_id kd\n}}\nvrrp_instance VI_RS {{\n state BACKUP\n interface eth0\n virtual_router_id {VRID}\n priority 100\n advert_int 1\n virtual_ipaddress {{\n  {VIP}/24\n }}\n}}\n"
+    );
+    let kd = Keepalived::start(&lab.lan.directors[1], "r", &kd_conf).expect("keepalived");
+    wait_for("keepalived BACKUP", WAIT, || kd.log_text().contains("Entering BACKUP STATE").then_some(()));
+    let mut long = lab.open_long(6);
+    still_answer(&mut long, "before the crash");
+    let mon = AddrMonitor::start(&lab, &lab.lan.directors[0]);
+    let killed = Instant::now();
+    ka.crash();
+    let ka = lab.start_ka(&instance);
+    let restarted = killed.elapsed();
+    assert_eq!(vrrp_state(&ka), "MASTER", "not resumed as MASTER:\n{}", ka.log_text());
+    assert!(ka.log_text().contains("resuming as Master"), "no resume:\n{}", ka.log_text());
+    still_answer(&mut long, "after the restart");
+    new_flows_answer(&lab, 10, "after the restart");
+    // Beyond keepalived's Master_Down_Interval (3.6 s) from the crash: it must still be BACKUP.
+    let until = killed + Duration::from_millis(5000);
+    while Instant::now() < until {
+        still_answer(&mut long, "while the peer's down timer would run");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !kd.log_text().contains("Entering MASTER STATE"),
+        "keepalived took over (restart took {restarted:?}):\n{}",
+        kd.log_text()
+    );
+    assert_eq!(vrrp_state(&ka), "MASTER");
+    let events = mon.text();
+    assert!(!events.lines().any(|l| l.starts_with("Deleted") && l.contains(VIP)), "the VIP was removed during the restart:\n{events}");
+    drop(mon);
+    ka.stop().expect("stop");
+    kd.stop().expect("keepalived stop");
+}
+
+/// A map layout change across a restart (an upgrade that bumped a map's layout revision, as
+/// recorded in the pinned `KA_META`): the changed map is set aside, replaced by a fresh one and
+/// dropped only after the new program runs; the other maps are adopted and the link updated,
+/// so established and new flows are served throughout without a reset.
+#[test]
+fn layout_change_across_restart_replaces_the_map_without_resets() {
+    let lab = lab(1);
+    let instance = unique_name("kr");
+    let ka = lab.start_ka(&instance);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    ka.crash();
+    // What an older build would have recorded for KA_CONNS4: another fingerprint.
+    let pin = format!("/sys/fs/bpf/ka/{instance}");
+    let old_id = map_id(&format!("{pin}/KA_CONNS4"));
+    {
+        let data = aya::maps::MapData::from_pin(format!("{pin}/KA_META")).expect("KA_META pinned");
+        let mut meta: aya::maps::HashMap<_, [u8; 32], u64> = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_META is a hash map");
+        meta.insert(ka_common::maps::meta_key("layout", "KA_CONNS4"), 0x0bad_1a70, 0).expect("write KA_META");
+    }
+    still_answer(&mut long, "after kill -9");
+    let ka = lab.start_ka(&instance);
+    still_answer(&mut long, "after the upgrade");
+    new_flows_answer(&lab, 10, "after the upgrade");
+    let log = ka.log_text();
+    assert!(log.contains("pinned map has another layout") && log.contains("KA_CONNS4"), "KA_CONNS4 not replaced:\n{log}");
+    assert_ne!(map_id(&format!("{pin}/KA_CONNS4")), old_id, "KA_CONNS4 still the old map");
+    assert!(!std::path::Path::new(&format!("{pin}/KA_CONNS4:pending")).exists(), "the old map's pin was not dropped");
+    assert!(log.contains("program replaced on the pinned link"), "link not updated:\n{log}");
+    ka.stop().expect("stop");
+}
+
+fn map_id(path: &str) -> u32 {
+    aya::maps::MapInfo::from_pin(path).map(|i| i.id()).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Planned restart (keepalived's `--dont-release-vrrp --dont-release-ipvs`): SIGTERM leaves the
+/// VIP on the interface and the program attached, connections keep being served while no ka
+/// runs, and the next ka resumes as MASTER; a plain SIGTERM then releases everything.
+#[test]
+fn planned_restart_with_dont_release_keeps_vips_and_flows() {
+    let lab = lab(1);
+    let instance = unique_name("kr");
+    let keep = ["--dont-release-vrrp", "--dont-release-ipvs"];
+    let ka = lab.start_ka_with(&instance, &keep);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    ka.stop().expect("stop");
+    let addrs = lab.lan.directors[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(addrs.contains(&format!(" {VIP}/")), "the VIP was released:\n{addrs}");
+    still_answer(&mut long, "with no ka running");
+    new_flows_answer(&lab, 10, "with no ka running");
+    let ka = lab.start_ka(&instance);
+    assert_eq!(vrrp_state(&ka), "MASTER", "not resumed:\n{}", ka.log_text());
+    still_answer(&mut long, "after the planned restart");
+    ka.stop().expect("stop");
+    let addrs = lab.lan.directors[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(!addrs.contains(&format!(" {VIP}/")), "a plain SIGTERM kept the VIP:\n{addrs}");
+    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/ka/{instance}")).exists(), "pins left after a plain SIGTERM");
+}
