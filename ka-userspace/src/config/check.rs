@@ -71,9 +71,10 @@ fn check_track_refs(
                 ),
             );
         } else {
-            d.error(
+            // keepalived 2.2: "<what> <name> not found, ignoring".
+            d.warning(
                 Some(r.span),
-                format!("({owner}) {what} {} is not defined", r.name),
+                format!("({owner}) {what} {} is not defined; ignored: keepalived 2.2 does the same", r.name),
             );
         }
     }
@@ -196,13 +197,33 @@ fn check_instances(
                 format!("({n}) nopreempt does not work with initial state MASTER"),
             );
         }
-        if let Some(auth) = &vi.authentication {
-            if vi.version == VrrpVersion::V3 {
-                d.error(
+        if vi.strict_mode && vi.state == VrrpState::Master && vi.priority != 255 {
+            // keepalived 2.2 (vrrp.c): "State MASTER must match being address owner", and the
+            // state is derived from the priority.
+            d.warning(
+                Some(vi.span),
+                format!("({n}) vrrp_strict: state MASTER requires priority 255; using BACKUP, as keepalived 2.2 does"),
+            );
+            vi.state = VrrpState::Backup;
+        }
+        if let Some(auth) = vi.authentication.clone() {
+            // keepalived 2.2 (vrrp.c) drops authentication it cannot use, with a message.
+            let why = if vi.strict_mode {
+                Some("vrrp_strict: authentication is not allowed")
+            } else if vi.version == VrrpVersion::V3 {
+                Some("authentication is not supported with VRRP version 3 (and IPv6 instances run version 3)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                d.warning(
                     Some(auth.span),
-                    format!("({n}) authentication is not supported with VRRP version 3"),
+                    format!("({n}) {why}; authentication ignored: keepalived 2.2 does the same"),
                 );
+                vi.authentication = None;
             }
+        }
+        if let Some(auth) = &vi.authentication {
             if auth.auth_type == AuthType::Ah {
                 // A warning, not an error: keepalived accepts AH, and so must `ka check` (one of
                 // Debian's sample configurations uses it); the daemon refuses the instance.
@@ -239,11 +260,6 @@ fn check_instances(
                 !vi.unicast_peers.is_empty(),
                 "unicast peers are not allowed",
             );
-            strict(vi.authentication.is_some(), "authentication is not allowed");
-            strict(
-                vi.state == VrrpState::Master && vi.priority != 255,
-                "state MASTER requires priority 255",
-            );
             strict(!vi.preempt_delay.is_zero(), "preempt_delay is not allowed");
             strict(
                 vi.version == VrrpVersion::V2 && vi.accept == Some(true),
@@ -264,6 +280,9 @@ fn check_instances(
         check_track_refs(&n, &vi.track_bfds, "track bfd", &bfds, &[], d);
         vi.track_scripts
             .retain(|r| scripts.contains(r.name.as_str()));
+        vi.track_files.retain(|r| files.contains(r.name.as_str()));
+        vi.track_processes.retain(|r| procs.contains(r.name.as_str()));
+        vi.track_bfds.retain(|r| bfds.contains(r.name.as_str()));
         if vi.virtual_router_id != 0 {
             if let Some(iface) = &vi.interface {
                 let key = (
@@ -321,9 +340,11 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
         }
         for (m, sp) in &g.members {
             let Some(vi) = cfg.vrrp_instances.iter_mut().find(|v| &v.name == m) else {
-                d.error(
+                // keepalived 2.2: "Virtual router X specified in sync group Y doesn't exist -
+                // ignoring".
+                d.warning(
                     Some(*sp),
-                    format!("sync group {}: vrrp_instance {m} is not defined", g.name),
+                    format!("sync group {}: vrrp_instance {m} is not defined; ignored: keepalived 2.2 does the same", g.name),
                 );
                 continue;
             };
@@ -366,6 +387,10 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
                 }
             }
         }
+    }
+    let defined: HashSet<String> = cfg.vrrp_instances.iter().map(|v| v.name.clone()).collect();
+    for g in &mut cfg.sync_groups {
+        g.members.retain(|(m, _)| defined.contains(m));
     }
     cfg.sync_groups.retain(|g| !g.members.is_empty());
 }

@@ -330,6 +330,17 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_track_process",
 ];
 
+/// What ka does, and keepalived 2.2 did before it, with a value or keyword it cannot use.
+pub const IGNORED: &str = "ignored: keepalived 2.2 does the same";
+
+/// Keywords keepalived 2.2 reads as "set" whatever value follows them (their handlers ignore it).
+pub const FLAG_KEYWORDS: &[&str] = &[
+    "vrrp_strict",
+    "enable_script_security",
+    "vrrp_check_unicast_src",
+    "vrrp_skip_check_adv_addr",
+];
+
 /// `u32::MAX`, the upper bound keepalived puts on most unsigned values.
 const U32: i64 = u32::MAX as i64;
 /// `i32::MAX`, keepalived's bound for signed values (weights, rise, fall).
@@ -389,7 +400,24 @@ impl<'d> Cx<'d> {
         }
     }
 
+    /// A problem keepalived 2.2 runs past by ignoring what is at `t` (the keyword, the value or
+    /// the entry): a warning saying so, and the caller drops it the same way (`ka check --strict`
+    /// makes it an error).
     fn err(&mut self, t: &Token, msg: impl Into<String>) {
+        // "...; the checker is" reads on as "...; the checker is ignored: ...".
+        let msg = msg.into();
+        let msg = if msg.ends_with(" is") {
+            format!("{msg} {IGNORED}")
+        } else {
+            format!("{msg}; {IGNORED}")
+        };
+        self.d
+            .push(Diagnostic::warning(Some(t.span), msg).with_via(t.via));
+    }
+
+    /// A problem keepalived 2.2 refuses to start with (a missing parameter ends its parse):
+    /// an error, so `ka run` refuses too.
+    fn fatal(&mut self, t: &Token, msg: impl Into<String>) {
         self.d
             .push(Diagnostic::error(Some(t.span), msg).with_via(t.via));
     }
@@ -432,7 +460,7 @@ impl<'d> Cx<'d> {
             } else {
                 format!("{min} values")
             };
-            self.err(&s.kw, format!("'{}' needs {what}", s.name()));
+            self.fatal(&s.kw, format!("'{}' needs {what}", s.name()));
             return false;
         }
         if s.args.len() > max {
@@ -592,19 +620,33 @@ impl<'d> Cx<'d> {
                 ),
             );
         }
+        if FLAG_KEYWORDS.contains(&s.name()) {
+            self.warn(
+                t,
+                format!(
+                    "'{}': value '{}' ignored: keepalived 2.2 turns {} on whatever follows it; so does ka",
+                    s.name(),
+                    t.text,
+                    s.name()
+                ),
+            );
+            return true;
+        }
         match t.text.to_ascii_lowercase().as_str() {
             "on" | "true" | "yes" => true,
             "off" | "false" | "no" => false,
             _ => {
+                // keepalived (check_true_false): "invalid value", the keyword is ignored and the
+                // setting keeps its default, off.
                 self.err(
                     t,
                     format!(
-                        "'{}': '{}' is not a boolean (on|off|true|false|yes|no)",
+                        "'{}': '{}' is not a boolean (on|off|true|false|yes|no); left off",
                         s.name(),
                         t.text
                     ),
                 );
-                true
+                false
             }
         }
     }
@@ -685,7 +727,7 @@ impl<'d> Cx<'d> {
                 t.text.clone()
             }
             None => {
-                self.err(&s.kw, format!("'{}' needs a name", s.name()));
+                self.fatal(&s.kw, format!("'{}' needs a name", s.name()));
                 String::new()
             }
         }
@@ -2222,20 +2264,29 @@ impl<'d> Cx<'d> {
         c.delay_loop = t.delay_loop;
         c.warmup = t.warmup.unwrap_or(t.delay_loop);
         c.alpha = t.alpha;
-        match &kind {
-            CheckerKind::Http { urls, .. } if urls.is_empty() => self.err(
-                &Token {
+        // keepalived 2.2 removes a checker that cannot check anything ("- ignoring"); so does ka.
+        let unusable = match &kind {
+            CheckerKind::Http { urls, .. } if urls.is_empty() => Some((
+                Token {
                     span: s.end,
                     ..s.kw.clone()
                 },
-                format!("{name} has no url {{ path ... }}; it cannot check anything"),
-            ),
-            CheckerKind::Misc { path: None, .. } => self.err(&s.kw, "MISC_CHECK needs a misc_path"),
-            CheckerKind::Bfd { name: None } => self.err(&s.kw, "BFD_CHECK needs a name"),
+                format!("{name} has no url {{ path ... }}; it cannot check anything; the checker is"),
+            )),
+            CheckerKind::Misc { path: None, .. } => {
+                Some((s.kw.clone(), "MISC_CHECK needs a misc_path; the checker is".to_owned()))
+            }
+            CheckerKind::Bfd { name: None } => {
+                Some((s.kw.clone(), "BFD_CHECK needs a name; the checker is".to_owned()))
+            }
             CheckerKind::File {
                 track_file: None, ..
-            } => self.err(&s.kw, "FILE_CHECK needs a track_file"),
-            _ => {}
+            } => Some((s.kw.clone(), "FILE_CHECK needs a track_file; the checker is".to_owned())),
+            _ => None,
+        };
+        if let Some((at, msg)) = unusable {
+            self.err(&at, msg);
+            return None;
         }
         c.kind = kind;
         Some(c)
@@ -2455,7 +2506,8 @@ impl<'d> Cx<'d> {
             }
         }
         if tf.file.is_none() {
-            self.err(&s.kw, format!("track_file {} needs a file", tf.name));
+            self.err(&s.kw, format!("track_file {} needs a file; the track_file is", tf.name));
+            return;
         }
         self.cfg.track_files.push(tf);
     }
@@ -2528,8 +2580,9 @@ impl<'d> Cx<'d> {
         if tp.process.is_empty() {
             self.err(
                 &s.kw,
-                format!("vrrp_track_process {} needs a process", tp.name),
+                format!("vrrp_track_process {} needs a process; the block is", tp.name),
             );
+            return;
         }
         self.cfg.track_processes.push(tp);
     }
@@ -2611,8 +2664,9 @@ impl<'d> Cx<'d> {
         if b.neighbor_ip.is_none() {
             self.err(
                 &s.kw,
-                format!("bfd_instance {} needs a neighbor_ip", b.name),
+                format!("bfd_instance {} needs a neighbor_ip; the block is", b.name),
             );
+            return;
         }
         self.cfg.bfd_instances.push(b);
     }
