@@ -885,6 +885,14 @@ impl<'d> Cx<'d> {
                 "notification_email" => {
                     let list: Vec<String> =
                         self.block(e).iter().map(|m| m.kw.text.clone()).collect();
+                    if list.is_empty() && e.block.is_some() {
+                        // keepalived reports it where the block closes.
+                        let at = Token {
+                            span: e.end,
+                            ..e.kw.clone()
+                        };
+                        self.warn(&at, "empty notification_email block");
+                    }
                     self.cfg.global.notification_email = list;
                 }
                 "notification_email_from" => {
@@ -1080,6 +1088,11 @@ impl<'d> Cx<'d> {
             "notify" => &mut n.any,
             _ => return false,
         };
+        if slot.is_some() {
+            // keepalived 2.2: "notify_master script already specified - ignoring ...".
+            self.err(&e.kw, format!("{} script already specified", e.name()));
+            return true;
+        }
         *slot = self.script(e);
         true
     }
@@ -1985,6 +1998,18 @@ impl<'d> Cx<'d> {
         let retry_rs = rs.timing.retry;
         let dbr_rs = rs.timing.delay_before_retry;
         for e in self.block(s) {
+            if e.name() == "nb_get_retry" {
+                if matches!(kind, CheckerKind::Http { .. }) {
+                    // keepalived 2.2 (check_http.c) still reads it for HTTP_GET/SSL_GET.
+                    self.warn(&e.kw, "nb_get_retry is deprecated - please use 'retry'");
+                } else {
+                    self.err(
+                        &e.kw,
+                        format!("unknown keyword 'nb_get_retry' in {name} (keepalived 2.2 reads it only in HTTP_GET/SSL_GET); did you mean 'retry'?"),
+                    );
+                    continue;
+                }
+            }
             if self.timing(e, &mut t, true) {
                 continue;
             }
