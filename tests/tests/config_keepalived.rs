@@ -343,3 +343,37 @@ fn real_world_corpus() {
     assert!(runs > 0 && refused > 0, "{runs} run, {refused} refused: the corpus should hold both");
     assert!(failures.is_empty(), "{} of {} files:\n\n{}", failures.len(), files.len(), failures.join("\n\n"));
 }
+
+/// On a host with only `eth0`, keepalived warns about the `virtual_routes`, `static_routes` and
+/// `static_ipaddress` entries of Debian's samples that name a missing interface; ka warns at
+/// exactly those lines, and still accepts the files.
+#[test]
+fn missing_interface_warnings_match_keepalived() {
+    ka_tests::require_root();
+    require_keepalived();
+    let ns = Netns::new("cfgif").expect("create namespace");
+    if ns.run(&["ip", "link", "add", "eth0", "type", "dummy"]).is_err() {
+        ns.run(&["ip", "link", "add", "eth0", "type", "bridge"]).expect("create eth0");
+    }
+    let mut total = 0;
+    for s in ["track_interface", "vrrp.routes", "vrrp.static_ipaddress"] {
+        let f = Path::new(SAMPLES).join(format!("keepalived.conf.{s}"));
+        let k = ns.cmd("keepalived").args(["-t", "-i", "ka-test", "-f"]).arg(&f).output().expect("keepalived -t");
+        let k_text = String::from_utf8_lossy(&k.stderr).into_owned() + &String::from_utf8_lossy(&k.stdout);
+        let want: BTreeSet<u32> = k_text
+            .lines()
+            .filter(|l| l.contains("WARNING - interface") && l.contains("doesn't exist") && !l.contains("vrrp_instance"))
+            .filter_map(|l| l.split("Line ").nth(1)?.split(')').next()?.parse().ok())
+            .collect();
+        let (code, _, text) = ka_lines(&ns, &f);
+        let got: BTreeSet<u32> = text
+            .lines()
+            .filter(|l| l.contains("doesn't exist") && (l.contains("for ip address") || l.contains("VROUTE")))
+            .filter_map(|l| l.split(':').nth(1)?.parse().ok())
+            .collect();
+        assert_eq!(got, want, "{s}: ka said:\n{text}");
+        assert_eq!(code, 0, "{s}: ka check must accept it:\n{text}");
+        total += want.len();
+    }
+    assert!(total >= 6, "expected keepalived's missing-interface warnings on the samples, got {total}");
+}

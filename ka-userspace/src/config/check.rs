@@ -46,6 +46,7 @@ pub fn check(
     d: &mut Diagnostics,
 ) {
     check_instances(cfg, removed_scripts, ifaces, d);
+    check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
     check_virtual_servers(cfg, d);
 }
@@ -154,6 +155,7 @@ fn check_instances(
                 }
             }
         }
+        check_routes(&vi.virtual_routes, ifaces, d);
         // All VIPs of an instance are of one family; excluded ones may mix.
         let v6 = vi.virtual_ipaddresses.first().map(|v| v.address.is_ipv6());
         if let Some(v6) = v6 {
@@ -312,6 +314,44 @@ fn check_instances(
             }
         }
     }
+}
+
+/// Interfaces named after `dev` in a route entry.
+fn route_devs(words: &[String]) -> impl Iterator<Item = &String> {
+    words
+        .windows(2)
+        .filter(|w| w[0] == "dev" || w[0] == "oif")
+        .map(|w| &w[1])
+}
+
+/// Warns, as keepalived 2.2 does, about route entries whose `dev` does not exist.
+fn check_routes(routes: &[RawEntry], ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    for r in routes {
+        for dev in route_devs(&r.words) {
+            if !ifaces.exists(dev) {
+                d.warning(
+                    Some(r.span),
+                    format!("interface {dev} for VROUTE nexthop doesn't exist"),
+                );
+            }
+        }
+    }
+}
+
+/// `static_ipaddress` and `static_routes` entries naming a missing interface (keepalived 2.2
+/// warns at each; it only refuses when an interface of a vrrp_instance is missing).
+fn check_static(cfg: &Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    for v in &cfg.static_ipaddresses {
+        if let Some(dev) = &v.dev {
+            if !ifaces.exists(dev) {
+                d.warning(
+                    Some(v.span),
+                    format!("interface {dev} for ip address {} doesn't exist", v.address.addr),
+                );
+            }
+        }
+    }
+    check_routes(&cfg.static_routes, ifaces, d);
 }
 
 fn is_link_local(a: &std::net::IpAddr) -> bool {

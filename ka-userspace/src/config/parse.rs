@@ -440,7 +440,14 @@ impl<'d> Cx<'d> {
             .flat_map(|l| l.iter())
             .map(|k| (edit_distance(s.name(), k), *k))
             .min();
+        // A keyword written without keepalived's `vrrp_` prefix (`garp_master_delay` in
+        // global_defs) is a different word for edit distance; suggest the prefixed one.
+        let prefixed = known
+            .iter()
+            .flat_map(|l| l.iter())
+            .find(|k| k.strip_prefix("vrrp_") == Some(s.name()));
         let hint = match best {
+            _ if prefixed.is_some() => format!("; did you mean '{}'?", prefixed.copied().unwrap_or_default()),
             Some((d, k)) if d <= 2 || (d <= 3 && s.name().len() > 8) => {
                 format!("; did you mean '{k}'?")
             }
@@ -648,6 +655,21 @@ impl<'d> Cx<'d> {
                 );
                 false
             }
+        }
+    }
+
+    /// An address where keepalived 2.2 also takes `ADDR/LEN` and uses the address alone
+    /// (`unicast_src_ip`, `unicast_peer`).
+    fn ip_or_prefix(&mut self, t: &Token) -> Option<IpAddr> {
+        match t.text.split_once('/') {
+            Some((a, _)) if t.text.parse::<IpPrefix>().is_ok() => {
+                self.warn(
+                    t,
+                    format!("prefix of '{}' ignored: keepalived 2.2 uses the address {a} alone; so does ka", t.text),
+                );
+                a.parse().ok()
+            }
+            _ => self.ip(t),
         }
     }
 
@@ -1398,7 +1420,12 @@ impl<'d> Cx<'d> {
                     self.no_block(e);
                     vi.accept = Some(false);
                 }
-                "mcast_src_ip" | "unicast_src_ip" => vi.src_ip = self.arg_ip(e),
+                "mcast_src_ip" | "unicast_src_ip" => {
+                    self.no_block(e);
+                    if self.args(e, 1, 1) {
+                        vi.src_ip = self.ip_or_prefix(&e.args[0]);
+                    }
+                }
                 "mcast_dst_ip" => {
                     if let Some(a) = self.arg_ip(e) {
                         if a.is_multicast() {
@@ -1412,7 +1439,7 @@ impl<'d> Cx<'d> {
                 "unicast_peer" => {
                     for p in self.block(e) {
                         self.no_block(p);
-                        let Some(address) = self.ip(&p.kw) else {
+                        let Some(address) = self.ip_or_prefix(&p.kw) else {
                             continue;
                         };
                         let mut peer = UnicastPeer {
