@@ -100,6 +100,7 @@ fn check_instances(
     let bfds: HashSet<&str> = cfg.bfd_instances.iter().map(|s| s.name.as_str()).collect();
     let mut names: HashMap<String, Span> = HashMap::new();
     let mut vrids: HashMap<VridKey, Vec<(String, Vec<std::net::IpAddr>)>> = HashMap::new();
+    let dynamic_interfaces = cfg.global.dynamic_interfaces;
     for vi in &mut cfg.vrrp_instances {
         let n = vi.name.clone();
         if let Some(first) = names.get(&n) {
@@ -138,24 +139,11 @@ fn check_instances(
                 );
             }
         }
-        for v in vi
-            .virtual_ipaddresses
-            .iter()
-            .chain(&vi.virtual_ipaddresses_excluded)
-        {
-            if let Some(dev) = &v.dev {
-                if !ifaces.exists(dev) {
-                    d.warning(
-                        Some(v.span),
-                        format!(
-                            "interface {dev} for ip address {} doesn't exist",
-                            v.address.addr
-                        ),
-                    );
-                }
-            }
-        }
-        check_routes(&vi.virtual_routes, ifaces, d);
+        let dynamic = dynamic_interfaces;
+        drop_missing(&mut vi.virtual_ipaddresses, ifaces, dynamic, d, vip_devs, vip_missing);
+        drop_missing(&mut vi.virtual_ipaddresses_excluded, ifaces, dynamic, d, vip_devs, vip_missing);
+        drop_missing(&mut vi.virtual_routes, ifaces, dynamic, d, route_devs, route_missing);
+        drop_missing(&mut vi.virtual_rules, ifaces, dynamic, d, rule_devs, rule_missing);
         // All VIPs of an instance are of one family; excluded ones may mix.
         let v6 = vi.virtual_ipaddresses.first().map(|v| v.address.is_ipv6());
         if let Some(v6) = v6 {
@@ -316,42 +304,84 @@ fn check_instances(
     }
 }
 
-/// Interfaces named after `dev` in a route entry.
-fn route_devs(words: &[String]) -> impl Iterator<Item = &String> {
-    words
-        .windows(2)
-        .filter(|w| w[0] == "dev" || w[0] == "oif")
-        .map(|w| &w[1])
+fn vip_devs(v: &VirtualIp) -> Vec<&String> {
+    v.dev.iter().collect()
 }
 
-/// Warns, as keepalived 2.2 does, about route entries whose `dev` does not exist.
-fn check_routes(routes: &[RawEntry], ifaces: &InterfaceCheck, d: &mut Diagnostics) {
-    for r in routes {
-        for dev in route_devs(&r.words) {
-            if !ifaces.exists(dev) {
-                d.warning(
-                    Some(r.span),
-                    format!("interface {dev} for VROUTE nexthop doesn't exist"),
-                );
-            }
+fn vip_missing(v: &VirtualIp, dev: &str) -> String {
+    format!("interface {dev} for ip address {} doesn't exist", v.address.addr)
+}
+
+fn route_devs(r: &Route) -> Vec<&String> {
+    r.devs().collect()
+}
+
+fn route_missing(_: &Route, dev: &str) -> String {
+    format!("interface {dev} for VROUTE nexthop doesn't exist")
+}
+
+fn rule_devs(r: &Rule) -> Vec<&String> {
+    r.devs().collect()
+}
+
+fn rule_missing(_: &Rule, dev: &str) -> String {
+    format!("interface {dev} for rule doesn't exist")
+}
+
+/// Entries naming an interface that does not exist: keepalived 2.2 warns at each and skips it
+/// (it keeps it only with `dynamic_interfaces`, waiting for the interface).
+fn drop_missing<T: HasSpan>(
+    items: &mut Vec<T>,
+    ifaces: &InterfaceCheck,
+    dynamic: bool,
+    d: &mut Diagnostics,
+    devs: fn(&T) -> Vec<&String>,
+    msg: fn(&T, &str) -> String,
+) {
+    items.retain(|item| {
+        let Some(dev) = devs(item).into_iter().find(|dev| !ifaces.exists(dev)) else {
+            return true;
+        };
+        let text = msg(item, dev);
+        if dynamic {
+            d.warning(Some(item.span()), format!("{text}; kept for dynamic_interfaces"));
+        } else {
+            d.warning(Some(item.span()), format!("{text}; ignored: keepalived 2.2 does the same"));
         }
+        dynamic
+    });
+}
+
+trait HasSpan {
+    fn span(&self) -> Span;
+}
+
+impl HasSpan for VirtualIp {
+    fn span(&self) -> Span {
+        self.span
     }
 }
 
-/// `static_ipaddress` and `static_routes` entries naming a missing interface (keepalived 2.2
-/// warns at each; it only refuses when an interface of a vrrp_instance is missing).
-fn check_static(cfg: &Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
-    for v in &cfg.static_ipaddresses {
-        if let Some(dev) = &v.dev {
-            if !ifaces.exists(dev) {
-                d.warning(
-                    Some(v.span),
-                    format!("interface {dev} for ip address {} doesn't exist", v.address.addr),
-                );
-            }
-        }
+impl HasSpan for Route {
+    fn span(&self) -> Span {
+        self.span
     }
-    check_routes(&cfg.static_routes, ifaces, d);
+}
+
+impl HasSpan for Rule {
+    fn span(&self) -> Span {
+        self.span
+    }
+}
+
+/// `static_ipaddress`, `static_routes` and `static_rules` entries naming a missing interface
+/// (keepalived 2.2 warns at each and skips it; it only refuses when an interface of a
+/// vrrp_instance is missing).
+fn check_static(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    let dynamic = cfg.global.dynamic_interfaces;
+    drop_missing(&mut cfg.static_ipaddresses, ifaces, dynamic, d, vip_devs, vip_missing);
+    drop_missing(&mut cfg.static_routes, ifaces, dynamic, d, route_devs, route_missing);
+    drop_missing(&mut cfg.static_rules, ifaces, dynamic, d, rule_devs, rule_missing);
 }
 
 fn is_link_local(a: &std::net::IpAddr) -> bool {

@@ -314,7 +314,24 @@ fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -
         peer: v.peer,
         scope: v.scope,
         label: v.label.clone(),
+        flags: v.flags,
     }
+}
+
+/// A `virtual_routes` entry with its interfaces resolved. The config check dropped entries
+/// naming an interface that did not exist; one that went away since is left for the kernel to
+/// decide (no `dev`), with a warning.
+fn route_spec(r: &crate::config::model::Route, links: &HashMap<String, u32>) -> crate::net::netlink::RouteSpec {
+    let resolve = |d: &Option<String>| {
+        d.as_ref().and_then(|d| {
+            let i = links.get(d).copied();
+            if i.is_none() {
+                warn!(route = %r.dst, dev = %d, "route interface not found at start");
+            }
+            i
+        })
+    };
+    crate::net::netlink::RouteSpec { route: r.clone(), ifindex: resolve(&r.dev), hop_ifindex: r.nexthops.iter().map(|n| resolve(&n.dev)).collect() }
 }
 
 fn state_name(s: State) -> &'static str {
@@ -414,15 +431,7 @@ pub async fn start(
             _ => sock,
         };
         let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
-        let routes = s
-            .routes
-            .iter()
-            .map(|r| {
-                let mut spec = r.spec.clone();
-                spec.ifindex = r.dev.as_ref().and_then(|d| links2.get(d).copied()).or(Some(vip_ifindex));
-                spec
-            })
-            .collect();
+        let routes = s.routes.iter().map(|r| route_spec(r, &links2)).collect();
         let adv_addrs: Vec<IpAddr> = s.vips.iter().map(|v| v.addr).filter(|a| a.is_ipv6() == v6).collect();
         let adv_bytes: Vec<u8> = adv_addrs
             .iter()
