@@ -203,7 +203,7 @@ fn addr_prefix(s: &str) -> Option<(IpPrefix, Option<String>)> {
             Ok(n) if n <= max && !l.starts_with('+') => Some((IpPrefix { addr, len: n }, None)),
             _ => Some((
                 IpPrefix { addr, len: max },
-                Some(format!("invalid address prefix length {l} for address {s}; using {max}")),
+                Some(format!("invalid prefix length {l} for address {s}; using /{max} as keepalived 2.2 does")),
             )),
         },
     }
