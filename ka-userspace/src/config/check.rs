@@ -181,11 +181,21 @@ fn check_instances(
                 }
             }
         }
+        // keepalived 2.2 (vrrp.c vrrp_complete_instance) clears both, with a warning; the
+        // engine refuses them with state MASTER.
         if !vi.preempt && vi.state == VrrpState::Master {
             d.warning(
                 Some(vi.span),
-                format!("({n}) nopreempt does not work with initial state MASTER"),
+                format!("({n}) nopreempt does not work with initial state MASTER; cleared, as keepalived 2.2 does"),
             );
+            vi.preempt = true;
+        }
+        if !vi.preempt_delay.is_zero() && vi.state == VrrpState::Master {
+            d.warning(
+                Some(vi.span),
+                format!("({n}) preempt_delay does not work with initial state MASTER; cleared, as keepalived 2.2 does"),
+            );
+            vi.preempt_delay = std::time::Duration::ZERO;
         }
         if vi.strict_mode && vi.state == VrrpState::Master && vi.priority != 255 {
             // keepalived 2.2 (vrrp.c): "State MASTER must match being address owner", and the
@@ -229,12 +239,6 @@ fn check_instances(
                 d.warning(Some(auth.span), format!("({n}) initial state MASTER is incompatible with AH authentication; using BACKUP"));
                 vi.state = VrrpState::Backup;
             }
-        }
-        if !vi.preempt && vi.state == VrrpState::Master {
-            d.warning(
-                Some(vi.span),
-                format!("({n}) nopreempt does not work with initial state MASTER"),
-            );
         }
         if vi.strict_mode {
             let mut strict = |cond: bool, msg: &str| {

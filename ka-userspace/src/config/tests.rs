@@ -306,3 +306,58 @@ fn unicast_prefix_and_route_interfaces() {
     let lines: Vec<u32> = missing.iter().map(|m| m.0).collect();
     assert_eq!(lines, vec![2, 5, 15], "{missing:?}");
 }
+
+/// keepalived skips an address, route or rule whose interface does not exist (unless
+/// `dynamic_interfaces`); ka drops it from the model too, so `ka run` does not install it on
+/// some other interface.
+#[test]
+fn entries_on_missing_interfaces_are_skipped() {
+    let body = "static_ipaddress {\n 198.18.0.9/24 dev eth7\n}\nstatic_routes {\n 198.18.9.0/24 dev eth8\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_routes {\n 198.18.10.0/24 via 198.18.0.1 dev eth9\n 198.18.11.0/24 via 198.18.0.1 dev eth0\n }\n virtual_rules {\n from 198.18.0.10 iif eth9 table 100 priority 10\n }\n virtual_ipaddress {\n 198.18.0.10\n 198.18.0.11 dev eth9\n }\n}\n";
+    let l = super::parse_str(body, Path::new("t.conf"), &opts());
+    let vi = &l.config.vrrp_instances[0];
+    assert!(l.config.static_ipaddresses.is_empty() && l.config.static_routes.is_empty());
+    assert_eq!(vi.virtual_routes.len(), 1, "{:?}", vi.virtual_routes);
+    assert!(vi.virtual_rules.is_empty());
+    assert_eq!(vi.virtual_ipaddresses.len(), 1);
+    let ignored = l.diagnostics.iter().filter(|d| d.message.contains("doesn't exist; ignored")).count();
+    assert_eq!(ignored, 5, "{:?}", l.diagnostics);
+    let l = super::parse_str(&format!("global_defs {{\n dynamic_interfaces\n}}\n{body}"), Path::new("t.conf"), &opts());
+    assert_eq!(l.config.vrrp_instances[0].virtual_routes.len(), 2);
+    assert_eq!(l.config.vrrp_instances[0].virtual_ipaddresses.len(), 2);
+}
+
+/// A bad `brd` or `peer` value is reported at its own line and column (it used to be re-read
+/// by the engine and dropped silently): keepalived skips the address with a bad broadcast and
+/// keeps the one with a bad peer, without the peer; ka does the same and says so.
+#[test]
+fn bad_brd_and_peer_are_reported_at_their_word() {
+    let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n 198.18.0.10/24\n 198.18.0.11/24 brd 198.18.0.300\n 198.18.0.12 peer 198.18.0.1/24\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let at = |needle: &str| {
+        l.diagnostics
+            .iter()
+            .find(|d| d.message.contains(needle))
+            .map(|d| (d.severity, d.span.map(|s| (s.line, s.col))))
+    };
+    assert_eq!(at("invalid broadcast address '198.18.0.300'"), Some((Severity::Warning, Some((6, 21)))), "{:?}", l.diagnostics);
+    assert_eq!(at("invalid peer address '198.18.0.1/24'"), Some((Severity::Warning, Some((7, 19)))), "{:?}", l.diagnostics);
+    let vips = &l.config.vrrp_instances[0].virtual_ipaddresses;
+    assert_eq!(vips.iter().map(|v| v.address.to_string()).collect::<Vec<_>>(), vec!["198.18.0.10/24", "198.18.0.12/32"]);
+    assert_eq!(vips[1].peer, None);
+}
+
+/// What ka cannot apply in a `virtual_routes` / `virtual_rules` entry is an error (so `ka check`
+/// exits 1 exactly when `ka run` would not install what keepalived installs); in `static_*`
+/// blocks, which ka does not apply, it is a warning.
+#[test]
+fn unsupported_route_options_are_errors_only_where_applied() {
+    let text = "static_routes {\n 198.18.9.0/24 dev eth0 encap mpls 100\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_routes {\n 198.18.10.0/24 dev eth0 encap mpls 100\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let sev: Vec<(u32, Severity)> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("ka cannot apply 'encap'"))
+        .map(|d| (d.span.map_or(0, |s| s.line), d.severity))
+        .collect();
+    assert_eq!(sev, vec![(2, Severity::Warning), (8, Severity::Error)], "{:?}", l.diagnostics);
+}

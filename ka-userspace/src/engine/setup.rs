@@ -470,6 +470,61 @@ mod tests {
         assert_eq!(i.rules[0].priority, 100);
     }
 
+    /// Route, rule and address forms `ka check` used to accept and `ka run` refused (the engine
+    /// re-parsed them with a smaller grammar).
+    const ONCE_REFUSED: &str = concat!(
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n",
+        " virtual_ipaddress {\n 198.18.0.10/24 brd + home\n }\n",
+        " virtual_routes {\n 198.18.9.0/24 via 198.18.0.1 dev eth0 no_track\n 198.18.10.0/24 dev eth0 protocol static onlink mtu 1400\n",
+        " 198.18.11.0/24 nexthop via 198.18.0.1 dev eth0 nexthop via 198.18.0.2 dev eth0\n inet6 default via fd00:198:18::1 dev eth0 pref high\n }\n",
+        " virtual_rules {\n not from 198.18.0.0/24 lookup main order 5\n to 198.18.1.0/24 goto 300 priority 200\n }\n}\n",
+    );
+
+    /// Every configuration `ka check` accepts (no error), `engine::setup` accepts, with every
+    /// route, rule and address the model holds: the corpus (Debian-like samples and real-world
+    /// files) and the forms above, read the same way both times.
+    #[test]
+    fn what_check_accepts_setup_runs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/config");
+        let mut inputs: Vec<(String, String)> = vec![("ONCE_REFUSED".into(), ONCE_REFUSED.into())];
+        for sub in ["valid", "real", "invalid"] {
+            let mut files: Vec<_> = std::fs::read_dir(dir.join(sub)).expect("corpus").map(|e| e.expect("entry").path()).collect();
+            files.sort();
+            for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "conf")) {
+                if let Ok(t) = std::fs::read_to_string(&f) {
+                    inputs.push((f.display().to_string(), t));
+                }
+            }
+        }
+        let opts = LoadOptions { config_id: Some("ka-test".into()), interfaces: crate::config::InterfaceCheck::Skip };
+        let (mut accepted, mut routes) = (0, 0);
+        for (name, text) in &inputs {
+            let l = parse_str(text, std::path::Path::new(name), &opts);
+            if l.has_errors() {
+                continue;
+            }
+            accepted += 1;
+            for vi in &l.config.vrrp_instances {
+                let i = match instance(&l.config, vi) {
+                    Ok(i) => i,
+                    // The one refusal `ka check` announces as a warning ("refused by the ka
+                    // daemon"): AH authentication.
+                    Err(SetupError::Ah { .. }) => continue,
+                    Err(e) => panic!("{name}: ka check accepts it, setup refuses: {e}"),
+                };
+                assert_eq!(i.routes, vi.virtual_routes, "{name}");
+                assert_eq!(i.rules, vi.virtual_rules, "{name}");
+                assert_eq!(i.vips.len(), vi.virtual_ipaddresses.len(), "{name}");
+                routes += i.routes.len() + i.rules.len();
+            }
+        }
+        assert!(accepted >= 50, "only {accepted} of {} inputs accepted", inputs.len());
+        let once = parse_str(ONCE_REFUSED, std::path::Path::new("t.conf"), &opts);
+        assert!(!once.has_errors(), "{:?}", once.diagnostics);
+        assert_eq!(once.config.vrrp_instances[0].virtual_routes.len() + once.config.vrrp_instances[0].virtual_rules.len(), 6);
+        assert!(routes >= 10, "{routes} routes and rules seen");
+    }
+
     #[test]
     fn ipv6_instances_run_vrrpv3_with_centisecond_intervals() {
         let s = setups(
