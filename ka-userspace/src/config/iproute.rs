@@ -304,7 +304,10 @@ pub fn address(w: &[&str], block: Block, span: Span) -> Parsed<VirtualIp> {
                     c.warn(i + 1, format!("peer {val}: another peer has already been specified; ignored"));
                 } else {
                     match bare_addr(val) {
-                        None => c.warn(i + 1, format!("invalid peer address '{val}' (an address without a prefix); peer ignored")),
+                        None => {
+                            let hint = if val.contains('/') { " (a peer takes no prefix)" } else { "" };
+                            c.warn(i + 1, format!("invalid peer address '{val}'{hint}; peer ignored"));
+                        }
                         Some(p) if p.is_ipv6() != v6 => c.warn(i + 1, format!("peer address {val} does not match the family of {first}; peer ignored")),
                         Some(p) => {
                             let full = if v6 { 128 } else { 32 };
