@@ -46,6 +46,7 @@ pub fn check(
     d: &mut Diagnostics,
 ) {
     check_instances(cfg, removed_scripts, ifaces, d);
+    check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
     check_virtual_servers(cfg, d);
 }
@@ -71,9 +72,10 @@ fn check_track_refs(
                 ),
             );
         } else {
-            d.error(
+            // keepalived 2.2: "<what> <name> not found, ignoring".
+            d.warning(
                 Some(r.span),
-                format!("({owner}) {what} {} is not defined", r.name),
+                format!("({owner}) {what} {} is not defined; ignored: keepalived 2.2 does the same", r.name),
             );
         }
     }
@@ -98,6 +100,7 @@ fn check_instances(
     let bfds: HashSet<&str> = cfg.bfd_instances.iter().map(|s| s.name.as_str()).collect();
     let mut names: HashMap<String, Span> = HashMap::new();
     let mut vrids: HashMap<VridKey, Vec<(String, Vec<std::net::IpAddr>)>> = HashMap::new();
+    let dynamic_interfaces = cfg.global.dynamic_interfaces;
     for vi in &mut cfg.vrrp_instances {
         let n = vi.name.clone();
         if let Some(first) = names.get(&n) {
@@ -136,23 +139,11 @@ fn check_instances(
                 );
             }
         }
-        for v in vi
-            .virtual_ipaddresses
-            .iter()
-            .chain(&vi.virtual_ipaddresses_excluded)
-        {
-            if let Some(dev) = &v.dev {
-                if !ifaces.exists(dev) {
-                    d.warning(
-                        Some(v.span),
-                        format!(
-                            "interface {dev} for ip address {} doesn't exist",
-                            v.address.addr
-                        ),
-                    );
-                }
-            }
-        }
+        let dynamic = dynamic_interfaces;
+        drop_missing(&mut vi.virtual_ipaddresses, ifaces, dynamic, d, vip_devs, vip_missing);
+        drop_missing(&mut vi.virtual_ipaddresses_excluded, ifaces, dynamic, d, vip_devs, vip_missing);
+        drop_missing(&mut vi.virtual_routes, ifaces, dynamic, d, route_devs, route_missing);
+        drop_missing(&mut vi.virtual_rules, ifaces, dynamic, d, rule_devs, rule_missing);
         // All VIPs of an instance are of one family; excluded ones may mix.
         let v6 = vi.virtual_ipaddresses.first().map(|v| v.address.is_ipv6());
         if let Some(v6) = v6 {
@@ -190,19 +181,49 @@ fn check_instances(
                 }
             }
         }
+        // keepalived 2.2 (vrrp.c vrrp_complete_instance) clears both, with a warning; the
+        // engine refuses them with state MASTER.
         if !vi.preempt && vi.state == VrrpState::Master {
             d.warning(
                 Some(vi.span),
-                format!("({n}) nopreempt does not work with initial state MASTER"),
+                format!("({n}) nopreempt does not work with initial state MASTER; cleared, as keepalived 2.2 does"),
             );
+            vi.preempt = true;
+        }
+        if !vi.preempt_delay.is_zero() && vi.state == VrrpState::Master {
+            d.warning(
+                Some(vi.span),
+                format!("({n}) preempt_delay does not work with initial state MASTER; cleared, as keepalived 2.2 does"),
+            );
+            vi.preempt_delay = std::time::Duration::ZERO;
+        }
+        if vi.strict_mode && vi.state == VrrpState::Master && vi.priority != 255 {
+            // keepalived 2.2 (vrrp.c): "State MASTER must match being address owner", and the
+            // state is derived from the priority.
+            d.warning(
+                Some(vi.span),
+                format!("({n}) vrrp_strict: state MASTER requires priority 255; using BACKUP, as keepalived 2.2 does"),
+            );
+            vi.state = VrrpState::Backup;
+        }
+        if let Some(auth) = vi.authentication.clone() {
+            // keepalived 2.2 (vrrp.c) drops authentication it cannot use, with a message.
+            let why = if vi.strict_mode {
+                Some("vrrp_strict: authentication is not allowed")
+            } else if vi.version == VrrpVersion::V3 {
+                Some("authentication is not supported with VRRP version 3 (and IPv6 instances run version 3)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                d.warning(
+                    Some(auth.span),
+                    format!("({n}) {why}; authentication ignored: keepalived 2.2 does the same"),
+                );
+                vi.authentication = None;
+            }
         }
         if let Some(auth) = &vi.authentication {
-            if vi.version == VrrpVersion::V3 {
-                d.error(
-                    Some(auth.span),
-                    format!("({n}) authentication is not supported with VRRP version 3"),
-                );
-            }
             if auth.auth_type == AuthType::Ah {
                 // A warning, not an error: keepalived accepts AH, and so must `ka check` (one of
                 // Debian's sample configurations uses it); the daemon refuses the instance.
@@ -219,12 +240,6 @@ fn check_instances(
                 vi.state = VrrpState::Backup;
             }
         }
-        if !vi.preempt && vi.state == VrrpState::Master {
-            d.warning(
-                Some(vi.span),
-                format!("({n}) nopreempt does not work with initial state MASTER"),
-            );
-        }
         if vi.strict_mode {
             let mut strict = |cond: bool, msg: &str| {
                 if cond {
@@ -238,11 +253,6 @@ fn check_instances(
             strict(
                 !vi.unicast_peers.is_empty(),
                 "unicast peers are not allowed",
-            );
-            strict(vi.authentication.is_some(), "authentication is not allowed");
-            strict(
-                vi.state == VrrpState::Master && vi.priority != 255,
-                "state MASTER requires priority 255",
             );
             strict(!vi.preempt_delay.is_zero(), "preempt_delay is not allowed");
             strict(
@@ -264,6 +274,9 @@ fn check_instances(
         check_track_refs(&n, &vi.track_bfds, "track bfd", &bfds, &[], d);
         vi.track_scripts
             .retain(|r| scripts.contains(r.name.as_str()));
+        vi.track_files.retain(|r| files.contains(r.name.as_str()));
+        vi.track_processes.retain(|r| procs.contains(r.name.as_str()));
+        vi.track_bfds.retain(|r| bfds.contains(r.name.as_str()));
         if vi.virtual_router_id != 0 {
             if let Some(iface) = &vi.interface {
                 let key = (
@@ -295,6 +308,86 @@ fn check_instances(
     }
 }
 
+fn vip_devs(v: &VirtualIp) -> Vec<&String> {
+    v.dev.iter().collect()
+}
+
+fn vip_missing(v: &VirtualIp, dev: &str) -> String {
+    format!("interface {dev} for ip address {} doesn't exist", v.address.addr)
+}
+
+fn route_devs(r: &Route) -> Vec<&String> {
+    r.devs().collect()
+}
+
+fn route_missing(_: &Route, dev: &str) -> String {
+    format!("interface {dev} for VROUTE nexthop doesn't exist")
+}
+
+fn rule_devs(r: &Rule) -> Vec<&String> {
+    r.devs().collect()
+}
+
+fn rule_missing(_: &Rule, dev: &str) -> String {
+    format!("interface {dev} for rule doesn't exist")
+}
+
+/// Entries naming an interface that does not exist: keepalived 2.2 warns at each and skips it
+/// (it keeps it only with `dynamic_interfaces`, waiting for the interface).
+fn drop_missing<T: HasSpan>(
+    items: &mut Vec<T>,
+    ifaces: &InterfaceCheck,
+    dynamic: bool,
+    d: &mut Diagnostics,
+    devs: fn(&T) -> Vec<&String>,
+    msg: fn(&T, &str) -> String,
+) {
+    items.retain(|item| {
+        let Some(dev) = devs(item).into_iter().find(|dev| !ifaces.exists(dev)) else {
+            return true;
+        };
+        let text = msg(item, dev);
+        if dynamic {
+            d.warning(Some(item.span()), format!("{text}; kept for dynamic_interfaces"));
+        } else {
+            d.warning(Some(item.span()), format!("{text}; ignored: keepalived 2.2 does the same"));
+        }
+        dynamic
+    });
+}
+
+trait HasSpan {
+    fn span(&self) -> Span;
+}
+
+impl HasSpan for VirtualIp {
+    fn span(&self) -> Span {
+        self.span
+    }
+}
+
+impl HasSpan for Route {
+    fn span(&self) -> Span {
+        self.span
+    }
+}
+
+impl HasSpan for Rule {
+    fn span(&self) -> Span {
+        self.span
+    }
+}
+
+/// `static_ipaddress`, `static_routes` and `static_rules` entries naming a missing interface
+/// (keepalived 2.2 warns at each and skips it; it only refuses when an interface of a
+/// vrrp_instance is missing).
+fn check_static(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    let dynamic = cfg.global.dynamic_interfaces;
+    drop_missing(&mut cfg.static_ipaddresses, ifaces, dynamic, d, vip_devs, vip_missing);
+    drop_missing(&mut cfg.static_routes, ifaces, dynamic, d, route_devs, route_missing);
+    drop_missing(&mut cfg.static_rules, ifaces, dynamic, d, rule_devs, rule_missing);
+}
+
 fn is_link_local(a: &std::net::IpAddr) -> bool {
     match a {
         std::net::IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
@@ -321,9 +414,11 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
         }
         for (m, sp) in &g.members {
             let Some(vi) = cfg.vrrp_instances.iter_mut().find(|v| &v.name == m) else {
-                d.error(
+                // keepalived 2.2: "Virtual router X specified in sync group Y doesn't exist -
+                // ignoring".
+                d.warning(
                     Some(*sp),
-                    format!("sync group {}: vrrp_instance {m} is not defined", g.name),
+                    format!("sync group {}: vrrp_instance {m} is not defined; ignored: keepalived 2.2 does the same", g.name),
                 );
                 continue;
             };
@@ -366,6 +461,10 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
                 }
             }
         }
+    }
+    let defined: HashSet<String> = cfg.vrrp_instances.iter().map(|v| v.name.clone()).collect();
+    for g in &mut cfg.sync_groups {
+        g.members.retain(|(m, _)| defined.contains(m));
     }
     cfg.sync_groups.retain(|g| !g.members.is_empty());
 }

@@ -37,6 +37,8 @@ fn vip(src: &SourceMap, v: &VirtualIp) -> Value {
     json!({
         "address": v.address.to_string(),
         "dev": v.dev,
+        "broadcast": v.broadcast,
+        "peer": v.peer,
         "scope": v.scope,
         "label": v.label,
         "no_track": v.no_track,

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod dump;
+pub mod iproute;
 pub mod lexer;
 pub mod model;
 pub mod parse;

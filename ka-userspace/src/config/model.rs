@@ -82,10 +82,10 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// `static_ipaddress` entries.
     pub static_ipaddresses: Vec<VirtualIp>,
-    /// `static_routes` entries, as written (ka does not manage routes yet).
-    pub static_routes: Vec<RawEntry>,
-    /// `static_rules` entries, as written (ka does not manage rules yet).
-    pub static_rules: Vec<RawEntry>,
+    /// `static_routes` entries (checked as keepalived does; ka does not manage them yet).
+    pub static_routes: Vec<Route>,
+    /// `static_rules` entries (checked as keepalived does; ka does not manage them yet).
+    pub static_rules: Vec<Rule>,
     /// `linkbeat_interfaces` entries.
     pub linkbeat_interfaces: Vec<RawEntry>,
     /// `track_group` blocks.
@@ -419,25 +419,240 @@ pub struct Authentication {
     pub type_span: Span,
 }
 
-/// An address of `virtual_ipaddress`, `virtual_ipaddress_excluded` or `static_ipaddress`.
+/// An address of `virtual_ipaddress`, `virtual_ipaddress_excluded` or `static_ipaddress`
+/// (`ADDR[/LEN] [dev IF] [brd B|+|-] [scope S] [label L] [peer P] [home] [-nodad] [mngtmpaddr]
+/// [noprefixroute] [autojoin] [preferred_lft N|forever] [no_track] [use_vmac] [track_group G]`),
+/// fully parsed: the engine applies these values as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtualIp {
-    /// Address and prefix (a bare address gets /32 or /128).
+    /// Address and prefix (a bare address gets /32 or /128; with `peer`, the peer's).
     pub address: IpPrefix,
-    /// `dev`.
+    /// `dev` (default: the instance's interface).
     pub dev: Option<String>,
-    /// `brd`.
-    pub broadcast: Option<String>,
-    /// `scope`.
-    pub scope: Option<String>,
-    /// `label`.
+    /// `brd` / `broadcast` (`+` and `-` computed from the prefix), IPv4 only.
+    pub broadcast: Option<std::net::Ipv4Addr>,
+    /// `scope` as a number (0 global, 200 site, 253 link, 254 host, 255 nowhere), IPv4 only.
+    pub scope: Option<u8>,
+    /// `label`, IPv4 only, at most 15 bytes.
     pub label: Option<String>,
+    /// `peer` (point-to-point remote address).
+    pub peer: Option<IpAddr>,
     /// `no_track`.
     pub no_track: bool,
-    /// Other options, as written.
-    pub options: Vec<String>,
+    /// Address flags (`home`, `mngtmpaddr`, `noprefixroute`, `autojoin`, `-nodad`).
+    pub flags: AddrFlags,
+    /// `preferred_lft` in seconds (`forever`: `u32::MAX`).
+    pub preferred_lft: Option<u32>,
+    /// `use_vmac` (the address goes on the instance's VMAC).
+    pub use_vmac: bool,
+    /// `track_group` (static addresses only).
+    pub track_group: Option<String>,
     /// Where it was written.
     pub span: Span,
+}
+
+/// The `ip addr` flags an address may carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddrFlags {
+    /// `home` (IFA_F_HOMEADDRESS).
+    pub home: bool,
+    /// `-nodad`: duplicate address detection is done (ka skips it for IPv6 VIPs by default).
+    pub dad: bool,
+    /// `mngtmpaddr` (IFA_F_MANAGETEMPADDR).
+    pub mngtmpaddr: bool,
+    /// `noprefixroute` (IFA_F_NOPREFIXROUTE).
+    pub noprefixroute: bool,
+    /// `autojoin` (IFA_F_MCAUTOJOIN).
+    pub autojoin: bool,
+}
+
+/// A route type (`ip route` TYPE, keepalived's `rtntypes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RouteType {
+    /// `unicast` (the default).
+    #[default]
+    Unicast,
+    /// `local`.
+    Local,
+    /// `broadcast` / `brd`.
+    Broadcast,
+    /// `anycast`.
+    Anycast,
+    /// `multicast`.
+    Multicast,
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+    /// `throw`.
+    Throw,
+    /// `nat` (obsolete; the kernel refuses it).
+    Nat,
+    /// `xresolve`.
+    Xresolve,
+}
+
+/// A per-route TCP/path metric (`RTA_METRICS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMetric {
+    /// `mtu`.
+    Mtu(u32),
+    /// `window`.
+    Window(u32),
+    /// `rtt` (units of 1/8 ms).
+    Rtt(u32),
+    /// `rttvar` (units of 1/4 ms).
+    RttVar(u32),
+    /// `ssthresh`.
+    SsThresh(u32),
+    /// `cwnd`.
+    Cwnd(u32),
+    /// `advmss`.
+    Advmss(u32),
+    /// `reordering`.
+    Reordering(u32),
+    /// `hoplimit`.
+    Hoplimit(u32),
+    /// `initcwnd`.
+    InitCwnd(u32),
+    /// `features ecn`.
+    Features(u32),
+    /// `rto_min` (ms).
+    RtoMin(u32),
+    /// `initrwnd`.
+    InitRwnd(u32),
+    /// `quickack`.
+    QuickAck(u32),
+    /// `congctl`.
+    CongCtl(String),
+    /// `fastopen_no_cookie`.
+    FastopenNoCookie(u32),
+}
+
+/// One `nexthop` of a multipath route (or one side of the deprecated `or`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nexthop {
+    /// `via`.
+    pub via: Option<IpAddr>,
+    /// `dev`.
+    pub dev: Option<String>,
+    /// `weight`, 1-256 (`None`: 1).
+    pub weight: Option<u16>,
+    /// `onlink`.
+    pub onlink: bool,
+}
+
+/// A `virtual_routes` / `static_routes` entry (keepalived's `ip route` grammar), fully parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Destination (`default`: 0.0.0.0/0 or ::/0).
+    pub dst: IpPrefix,
+    /// Route type.
+    pub kind: RouteType,
+    /// `src` (preferred source address).
+    pub src: Option<IpAddr>,
+    /// `from` (IPv6 source prefix).
+    pub from: Option<IpPrefix>,
+    /// `via` / `gw`.
+    pub via: Option<IpAddr>,
+    /// `dev` / `oif`.
+    pub dev: Option<String>,
+    /// `table` (default: main, 254).
+    pub table: u32,
+    /// `metric` / `priority` / `preference`.
+    pub metric: Option<u32>,
+    /// `scope` as a number.
+    pub scope: Option<u8>,
+    /// `protocol` (keepalived's 18 for tracked routes, as keepalived sets it).
+    pub protocol: Option<u8>,
+    /// `tos` / `dsfield`.
+    pub tos: Option<u8>,
+    /// `onlink`.
+    pub onlink: bool,
+    /// `pref` (IPv6 router preference: 0 medium, 1 high, 3 low).
+    pub pref: Option<u8>,
+    /// `expires` (IPv6, seconds).
+    pub expires: Option<u32>,
+    /// Metrics (`mtu`, `advmss`, ...).
+    pub metrics: Vec<RouteMetric>,
+    /// Bit mask of locked metrics (`mtu lock N`: bit RTAX_MTU).
+    pub lock: u32,
+    /// Multipath next hops (`nexthop ...`, or the deprecated `or`).
+    pub nexthops: Vec<Nexthop>,
+    /// Whether the route follows its interface (not `no_track`, and a `dev` is given).
+    pub track: bool,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl Route {
+    /// Whether the route is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.dst.is_ipv6()
+    }
+
+    /// Every interface the route names (`dev` and each next hop's `dev`).
+    pub fn devs(&self) -> impl Iterator<Item = &String> {
+        self.dev.iter().chain(self.nexthops.iter().filter_map(|n| n.dev.as_ref()))
+    }
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// `table N` / `lookup N`.
+    Table(u32),
+    /// `goto N` (a rule preference).
+    Goto(u32),
+    /// `nop`.
+    Nop,
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+}
+
+/// A `virtual_rules` / `static_rules` entry (keepalived's `ip rule` grammar), fully parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// IPv6 rule (otherwise IPv4).
+    pub v6: bool,
+    /// `from PREFIX` (`all`: none).
+    pub from: Option<IpPrefix>,
+    /// `to PREFIX` (`all`: none).
+    pub to: Option<IpPrefix>,
+    /// `not`.
+    pub invert: bool,
+    /// The action.
+    pub action: RuleAction,
+    /// `preference` / `priority` / `order` (assigned from 16384 down when missing, as
+    /// keepalived does, with a warning).
+    pub priority: u32,
+    /// `tos` / `dsfield`.
+    pub tos: Option<u8>,
+    /// `fwmark N[/MASK]`.
+    pub fwmark: Option<(u32, Option<u32>)>,
+    /// `iif` / `dev`.
+    pub iif: Option<String>,
+    /// `oif`.
+    pub oif: Option<String>,
+    /// `protocol` (keepalived's 18 unless `no_track`).
+    pub protocol: Option<u8>,
+    /// `suppress_prefixlength` / `sup_pl`.
+    pub suppress_prefixlen: Option<u32>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl Rule {
+    /// Every interface the rule names (`iif`, `oif`).
+    pub fn devs(&self) -> impl Iterator<Item = &String> {
+        self.iif.iter().chain(self.oif.iter())
+    }
 }
 
 /// A `track_interface` entry.
@@ -519,10 +734,10 @@ pub struct VrrpInstance {
     pub virtual_ipaddresses: Vec<VirtualIp>,
     /// `virtual_ipaddress_excluded`.
     pub virtual_ipaddresses_excluded: Vec<VirtualIp>,
-    /// `virtual_routes`, as written.
-    pub virtual_routes: Vec<RawEntry>,
-    /// `virtual_rules`, as written.
-    pub virtual_rules: Vec<RawEntry>,
+    /// `virtual_routes`: added on MASTER, removed otherwise.
+    pub virtual_routes: Vec<Route>,
+    /// `virtual_rules`: added on MASTER, removed otherwise.
+    pub virtual_rules: Vec<Rule>,
     /// Preemption (`nopreempt` clears it; default on).
     pub preempt: bool,
     /// `preempt_delay` (default 0).

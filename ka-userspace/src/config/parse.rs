@@ -4,6 +4,7 @@ use std::{net::IpAddr, time::Duration};
 
 use super::{
     diag::{Diagnostic, Diagnostics},
+    iproute::{self, Block, Note, Parsed, RulePriorities},
     lexer::Token,
     model::*,
     tree::Stmt,
@@ -330,6 +331,17 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_track_process",
 ];
 
+/// What ka does, and keepalived 2.2 did before it, with a value or keyword it cannot use.
+pub const IGNORED: &str = "ignored: keepalived 2.2 does the same";
+
+/// Keywords keepalived 2.2 reads as "set" whatever value follows them (their handlers ignore it).
+pub const FLAG_KEYWORDS: &[&str] = &[
+    "vrrp_strict",
+    "enable_script_security",
+    "vrrp_check_unicast_src",
+    "vrrp_skip_check_adv_addr",
+];
+
 /// `u32::MAX`, the upper bound keepalived puts on most unsigned values.
 const U32: i64 = u32::MAX as i64;
 /// `i32::MAX`, keepalived's bound for signed values (weights, rise, fall).
@@ -361,6 +373,8 @@ pub(crate) struct Cx<'d> {
     pub inst_defaults: Vec<InstanceDefaults>,
     /// `vrrp_script` names seen but removed (no `script`): references to them only warn.
     pub removed_scripts: Vec<String>,
+    /// Preferences for rules written without one (keepalived counts down across all rules).
+    pub rule_prios: RulePriorities,
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -386,10 +400,28 @@ impl<'d> Cx<'d> {
             cfg: Config::default(),
             inst_defaults: Vec::new(),
             removed_scripts: Vec::new(),
+            rule_prios: RulePriorities::default(),
         }
     }
 
+    /// A problem keepalived 2.2 runs past by ignoring what is at `t` (the keyword, the value or
+    /// the entry): a warning saying so, and the caller drops it the same way (`ka check --strict`
+    /// makes it an error).
     fn err(&mut self, t: &Token, msg: impl Into<String>) {
+        // "...; the checker is" reads on as "...; the checker is ignored: ...".
+        let msg = msg.into();
+        let msg = if msg.ends_with(" is") {
+            format!("{msg} {IGNORED}")
+        } else {
+            format!("{msg}; {IGNORED}")
+        };
+        self.d
+            .push(Diagnostic::warning(Some(t.span), msg).with_via(t.via));
+    }
+
+    /// A problem keepalived 2.2 refuses to start with (a missing parameter ends its parse):
+    /// an error, so `ka run` refuses too.
+    fn fatal(&mut self, t: &Token, msg: impl Into<String>) {
         self.d
             .push(Diagnostic::error(Some(t.span), msg).with_via(t.via));
     }
@@ -412,7 +444,14 @@ impl<'d> Cx<'d> {
             .flat_map(|l| l.iter())
             .map(|k| (edit_distance(s.name(), k), *k))
             .min();
+        // A keyword written without keepalived's `vrrp_` prefix (`garp_master_delay` in
+        // global_defs) is a different word for edit distance; suggest the prefixed one.
+        let prefixed = known
+            .iter()
+            .flat_map(|l| l.iter())
+            .find(|k| k.strip_prefix("vrrp_") == Some(s.name()));
         let hint = match best {
+            _ if prefixed.is_some() => format!("; did you mean '{}'?", prefixed.copied().unwrap_or_default()),
             Some((d, k)) if d <= 2 || (d <= 3 && s.name().len() > 8) => {
                 format!("; did you mean '{k}'?")
             }
@@ -432,7 +471,7 @@ impl<'d> Cx<'d> {
             } else {
                 format!("{min} values")
             };
-            self.err(&s.kw, format!("'{}' needs {what}", s.name()));
+            self.fatal(&s.kw, format!("'{}' needs {what}", s.name()));
             return false;
         }
         if s.args.len() > max {
@@ -592,20 +631,49 @@ impl<'d> Cx<'d> {
                 ),
             );
         }
+        if FLAG_KEYWORDS.contains(&s.name()) {
+            self.warn(
+                t,
+                format!(
+                    "'{}': value '{}' ignored: keepalived 2.2 turns {} on whatever follows it; so does ka",
+                    s.name(),
+                    t.text,
+                    s.name()
+                ),
+            );
+            return true;
+        }
         match t.text.to_ascii_lowercase().as_str() {
             "on" | "true" | "yes" => true,
             "off" | "false" | "no" => false,
             _ => {
+                // keepalived (check_true_false): "invalid value", the keyword is ignored and the
+                // setting keeps its default, off.
                 self.err(
                     t,
                     format!(
-                        "'{}': '{}' is not a boolean (on|off|true|false|yes|no)",
+                        "'{}': '{}' is not a boolean (on|off|true|false|yes|no); left off",
                         s.name(),
                         t.text
                     ),
                 );
-                true
+                false
             }
+        }
+    }
+
+    /// An address where keepalived 2.2 also takes `ADDR/LEN` and uses the address alone
+    /// (`unicast_src_ip`, `unicast_peer`).
+    fn ip_or_prefix(&mut self, t: &Token) -> Option<IpAddr> {
+        match t.text.split_once('/') {
+            Some((a, _)) if t.text.parse::<IpPrefix>().is_ok() => {
+                self.warn(
+                    t,
+                    format!("prefix of '{}' ignored: keepalived 2.2 uses the address {a} alone; so does ka", t.text),
+                );
+                a.parse().ok()
+            }
+            _ => self.ip(t),
         }
     }
 
@@ -685,7 +753,7 @@ impl<'d> Cx<'d> {
                 t.text.clone()
             }
             None => {
-                self.err(&s.kw, format!("'{}' needs a name", s.name()));
+                self.fatal(&s.kw, format!("'{}' needs a name", s.name()));
                 String::new()
             }
         }
@@ -703,26 +771,31 @@ impl<'d> Cx<'d> {
             "static_ipaddress" => {
                 self.unsupported(s, "the configuration");
                 for e in self.block(s) {
-                    if let Some(v) = self.vip(e) {
+                    if let Some(v) = self.vip(e, Block::Static) {
                         self.cfg.static_ipaddresses.push(v);
                     }
                 }
             }
-            "static_routes" | "static_rules" | "linkbeat_interfaces" => {
+            "static_routes" => {
                 self.unsupported(s, "the configuration");
                 for e in self.block(s) {
-                    match s.name() {
-                        "static_routes" => self.route(e, false),
-                        "static_rules" => self.rule(e),
-                        _ => {}
+                    if let Some(r) = self.route(e, Block::Static) {
+                        self.cfg.static_routes.push(r);
                     }
                 }
-                let entries: Vec<RawEntry> = self.block(s).iter().map(raw_entry).collect();
-                match s.name() {
-                    "static_routes" => self.cfg.static_routes.extend(entries),
-                    "static_rules" => self.cfg.static_rules.extend(entries),
-                    _ => self.cfg.linkbeat_interfaces.extend(entries),
+            }
+            "static_rules" => {
+                self.unsupported(s, "the configuration");
+                for e in self.block(s) {
+                    if let Some(r) = self.rule(e, Block::Static) {
+                        self.cfg.static_rules.push(r);
+                    }
                 }
+            }
+            "linkbeat_interfaces" => {
+                self.unsupported(s, "the configuration");
+                let entries: Vec<RawEntry> = self.block(s).iter().map(raw_entry).collect();
+                self.cfg.linkbeat_interfaces.extend(entries);
             }
             "track_group" => {
                 self.unsupported(s, "the configuration");
@@ -843,6 +916,14 @@ impl<'d> Cx<'d> {
                 "notification_email" => {
                     let list: Vec<String> =
                         self.block(e).iter().map(|m| m.kw.text.clone()).collect();
+                    if list.is_empty() && e.block.is_some() {
+                        // keepalived reports it where the block closes.
+                        let at = Token {
+                            span: e.end,
+                            ..e.kw.clone()
+                        };
+                        self.warn(&at, "empty notification_email block");
+                    }
                     self.cfg.global.notification_email = list;
                 }
                 "notification_email_from" => {
@@ -1038,6 +1119,11 @@ impl<'d> Cx<'d> {
             "notify" => &mut n.any,
             _ => return false,
         };
+        if slot.is_some() {
+            // keepalived 2.2: "notify_master script already specified - ignoring ...".
+            self.err(&e.kw, format!("{} script already specified", e.name()));
+            return true;
+        }
         *slot = self.script(e);
         true
     }
@@ -1119,84 +1205,50 @@ impl<'d> Cx<'d> {
         self.cfg.sync_groups.push(g);
     }
 
-    /// Parses one address line of `virtual_ipaddress` and the like.
-    fn vip(&mut self, e: &Stmt) -> Option<VirtualIp> {
-        self.no_block(e);
-        let address = match e.kw.text.parse::<IpPrefix>() {
-            Ok(p) => p,
-            Err(err) => {
-                self.err(&e.kw, format!("invalid address '{}': {err}", e.kw.text));
-                return None;
+    /// Reports what the grammar said about an entry at its words; returns the entry.
+    fn entry<T>(&mut self, e: &Stmt, block: Block, p: Parsed<T>) -> Option<T> {
+        let words: Vec<&Token> = std::iter::once(&e.kw).chain(e.args.iter()).collect();
+        let mut value = p.value;
+        for n in p.notes {
+            let (Note::Warn { at, .. } | Note::Skip { at, .. } | Note::Unsupported { at, .. }) = &n;
+            let t = words[(*at).min(words.len() - 1)].clone();
+            match n {
+                Note::Warn { msg, .. } => self.warn(&t, msg),
+                Note::Skip { msg, .. } => self.err(&t, msg),
+                // ka runs what it applies exactly or not at all: `ka run` refuses the entry.
+                Note::Unsupported { msg, .. } if block == Block::Virtual => {
+                    value = None;
+                    self.fatal(&t, msg);
+                }
+                Note::Unsupported { msg, .. } => self.warn(&t, format!("{msg}; the entry is not checked further")),
             }
-        };
-        let mut v = VirtualIp {
-            address,
-            dev: None,
-            broadcast: None,
-            scope: None,
-            label: None,
-            no_track: false,
-            options: Vec::new(),
-            span: e.span(),
-        };
-        let mut i = 0;
-        while i < e.args.len() {
-            let a = &e.args[i];
-            let next = e.args.get(i + 1).map(|t| t.text.clone());
-            let takes_value = matches!(
-                a.text.as_str(),
-                "dev"
-                    | "brd"
-                    | "broadcast"
-                    | "scope"
-                    | "label"
-                    | "peer"
-                    | "track_group"
-                    | "preferred_lft"
-            );
-            if takes_value && next.is_none() {
-                self.err(a, format!("'{}' needs a value", a.text));
-                break;
-            }
-            match a.text.as_str() {
-                "dev" => v.dev = next,
-                "brd" | "broadcast" => v.broadcast = next,
-                "scope" => {
-                    let sc = next.unwrap_or_default();
-                    if !matches!(sc.as_str(), "site" | "link" | "host" | "nowhere" | "global")
-                        && sc.parse::<u8>().is_err()
-                    {
-                        self.err(
-                            &e.args[i + 1],
-                            format!("invalid scope '{sc}' (site|link|host|nowhere|global)"),
-                        );
-                    }
-                    v.scope = Some(sc);
-                }
-                "label" => v.label = next,
-                "peer" => {
-                    if let Some(t) = e.args.get(i + 1) {
-                        if t.text.parse::<IpPrefix>().is_err() {
-                            self.err(t, format!("invalid peer address '{}'", t.text));
-                        }
-                    }
-                    v.options
-                        .extend(["peer".to_string(), next.unwrap_or_default()]);
-                }
-                "track_group" | "preferred_lft" => {
-                    v.options.extend([a.text.clone(), next.unwrap_or_default()])
-                }
-                "no_track" => v.no_track = true,
-                "home" | "-nodad" | "nodad" | "mngtmpaddr" | "noprefixroute" | "autojoin"
-                | "use_vmac" => v.options.push(a.text.clone()),
-                other => {
-                    let t = a.clone();
-                    self.err(&t, format!("unknown address option '{other}'"));
-                }
-            }
-            i += if takes_value { 2 } else { 1 };
         }
-        Some(v)
+        value
+    }
+
+    fn words(e: &Stmt) -> Vec<&str> {
+        std::iter::once(&e.kw).chain(e.args.iter()).map(|t| t.text.as_str()).collect()
+    }
+
+    /// Parses one address line of `virtual_ipaddress` and the like.
+    fn vip(&mut self, e: &Stmt, block: Block) -> Option<VirtualIp> {
+        self.no_block(e);
+        let p = iproute::address(&Self::words(e), block, e.span());
+        self.entry(e, block, p)
+    }
+
+    /// Parses one `virtual_routes` / `static_routes` line.
+    fn route(&mut self, e: &Stmt, block: Block) -> Option<Route> {
+        self.no_block(e);
+        let p = iproute::route(&Self::words(e), block, e.span());
+        self.entry(e, block, p)
+    }
+
+    /// Parses one `virtual_rules` / `static_rules` line.
+    fn rule(&mut self, e: &Stmt, block: Block) -> Option<Rule> {
+        self.no_block(e);
+        let p = iproute::rule(&Self::words(e), block, e.span(), &mut self.rule_prios);
+        self.entry(e, block, p)
     }
 
     fn vrrp_instance(&mut self, s: &Stmt) {
@@ -1316,7 +1368,7 @@ impl<'d> Cx<'d> {
                 "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
                     let mut list = Vec::new();
                     for a in self.block(e) {
-                        if let Some(v) = self.vip(a) {
+                        if let Some(v) = self.vip(a, Block::Virtual) {
                             list.push(v);
                         }
                     }
@@ -1343,7 +1395,12 @@ impl<'d> Cx<'d> {
                     self.no_block(e);
                     vi.accept = Some(false);
                 }
-                "mcast_src_ip" | "unicast_src_ip" => vi.src_ip = self.arg_ip(e),
+                "mcast_src_ip" | "unicast_src_ip" => {
+                    self.no_block(e);
+                    if self.args(e, 1, 1) {
+                        vi.src_ip = self.ip_or_prefix(&e.args[0]);
+                    }
+                }
                 "mcast_dst_ip" => {
                     if let Some(a) = self.arg_ip(e) {
                         if a.is_multicast() {
@@ -1357,7 +1414,7 @@ impl<'d> Cx<'d> {
                 "unicast_peer" => {
                     for p in self.block(e) {
                         self.no_block(p);
-                        let Some(address) = self.ip(&p.kw) else {
+                        let Some(address) = self.ip_or_prefix(&p.kw) else {
                             continue;
                         };
                         let mut peer = UnicastPeer {
@@ -1463,19 +1520,18 @@ impl<'d> Cx<'d> {
                     self.no_block(e);
                     vi.use_vmac = Some(e.args.first().map(|t| t.text.clone()));
                 }
-                "virtual_routes" | "virtual_rules" => {
+                "virtual_routes" => {
                     for r in self.block(e) {
-                        if e.name() == "virtual_routes" {
-                            self.route(r, true);
-                        } else {
-                            self.rule(r);
+                        if let Some(r) = self.route(r, Block::Virtual) {
+                            vi.virtual_routes.push(r);
                         }
                     }
-                    let list: Vec<RawEntry> = self.block(e).iter().map(raw_entry).collect();
-                    if e.name() == "virtual_routes" {
-                        vi.virtual_routes = list;
-                    } else {
-                        vi.virtual_rules = list;
+                }
+                "virtual_rules" => {
+                    for r in self.block(e) {
+                        if let Some(r) = self.rule(r, Block::Virtual) {
+                            vi.virtual_rules.push(r);
+                        }
                     }
                 }
                 "lvs_sync_daemon_interface" => {
@@ -1943,6 +1999,18 @@ impl<'d> Cx<'d> {
         let retry_rs = rs.timing.retry;
         let dbr_rs = rs.timing.delay_before_retry;
         for e in self.block(s) {
+            if e.name() == "nb_get_retry" {
+                if matches!(kind, CheckerKind::Http { .. }) {
+                    // keepalived 2.2 (check_http.c) still reads it for HTTP_GET/SSL_GET.
+                    self.warn(&e.kw, "nb_get_retry is deprecated - please use 'retry'");
+                } else {
+                    self.err(
+                        &e.kw,
+                        format!("unknown keyword 'nb_get_retry' in {name} (keepalived 2.2 reads it only in HTTP_GET/SSL_GET); did you mean 'retry'?"),
+                    );
+                    continue;
+                }
+            }
             if self.timing(e, &mut t, true) {
                 continue;
             }
@@ -2222,139 +2290,32 @@ impl<'d> Cx<'d> {
         c.delay_loop = t.delay_loop;
         c.warmup = t.warmup.unwrap_or(t.delay_loop);
         c.alpha = t.alpha;
-        match &kind {
-            CheckerKind::Http { urls, .. } if urls.is_empty() => self.err(
-                &Token {
+        // keepalived 2.2 removes a checker that cannot check anything ("- ignoring"); so does ka.
+        let unusable = match &kind {
+            CheckerKind::Http { urls, .. } if urls.is_empty() => Some((
+                Token {
                     span: s.end,
                     ..s.kw.clone()
                 },
-                format!("{name} has no url {{ path ... }}; it cannot check anything"),
-            ),
-            CheckerKind::Misc { path: None, .. } => self.err(&s.kw, "MISC_CHECK needs a misc_path"),
-            CheckerKind::Bfd { name: None } => self.err(&s.kw, "BFD_CHECK needs a name"),
+                format!("{name} has no url {{ path ... }}; it cannot check anything; the checker is"),
+            )),
+            CheckerKind::Misc { path: None, .. } => {
+                Some((s.kw.clone(), "MISC_CHECK needs a misc_path; the checker is".to_owned()))
+            }
+            CheckerKind::Bfd { name: None } => {
+                Some((s.kw.clone(), "BFD_CHECK needs a name; the checker is".to_owned()))
+            }
             CheckerKind::File {
                 track_file: None, ..
-            } => self.err(&s.kw, "FILE_CHECK needs a track_file"),
-            _ => {}
+            } => Some((s.kw.clone(), "FILE_CHECK needs a track_file; the checker is".to_owned())),
+            _ => None,
+        };
+        if let Some((at, msg)) = unusable {
+            self.err(&at, msg);
+            return None;
         }
         c.kind = kind;
         Some(c)
-    }
-
-    /// Checks a static/virtual route the way keepalived does (warnings only: ka does not manage
-    /// routes yet).
-    fn route(&mut self, e: &Stmt, tracked: bool) {
-        self.no_block(e);
-        let words: Vec<&Token> = std::iter::once(&e.kw).chain(e.args.iter()).collect();
-        let mut dest: Option<String> = None;
-        let mut dev = false;
-        let mut no_track = false;
-        let mut i = 0;
-        while i < words.len() {
-            let w = words[i];
-            match w.text.as_str() {
-                "src" | "via" | "gw" | "or" => {
-                    if w.text == "gw" {
-                        self.warn(w, "\"gw\" for routes is deprecated; use \"via\"");
-                    } else if w.text == "or" {
-                        self.warn(w, "\"or\" for routes is deprecated; use \"nexthop\"");
-                    }
-                    match words.get(i + 1) {
-                        Some(a) => {
-                            let a = (*a).clone();
-                            let t = a.text.trim_start_matches("inet6 ");
-                            if t.parse::<IpAddr>().is_err() {
-                                self.warn(
-                                    &a,
-                                    format!("invalid address '{}' in route; route ignored", a.text),
-                                );
-                                return;
-                            }
-                        }
-                        None => self.warn(w, format!("'{}' needs an address", w.text)),
-                    }
-                    i += 2;
-                    continue;
-                }
-                "dev" => {
-                    dev = true;
-                    i += 2;
-                    continue;
-                }
-                "no_track" => no_track = true,
-                "to" => {}
-                "table" | "scope" | "metric" | "priority" | "preference" | "protocol" | "tos"
-                | "dsfield" | "mtu" | "hoplimit" | "advmss" | "rtt" | "rttvar" | "reordering"
-                | "window" | "cwnd" | "ssthresh" | "realms" | "rto_min" | "initcwnd"
-                | "initrwnd" | "features" | "pref" | "congctl" | "fastopen_no_cookie" | "vrf"
-                | "track_group" | "weight" | "quickack" | "expires" | "encap" | "label" => {
-                    i += 2;
-                    if words.get(i - 1).is_some_and(|t| t.text == "lock") {
-                        i += 1;
-                    }
-                    continue;
-                }
-                "blackhole" | "unreachable" | "prohibit" | "throw" | "unicast" | "local"
-                | "broadcast" | "anycast" | "multicast" | "nat" | "inet6" | "onlink" | "append"
-                | "nexthop" | "lock" | "ecn" | "pervasive" => {}
-                t if dest.is_none() => {
-                    if t != "default" && t.parse::<IpPrefix>().is_err() {
-                        self.warn(w, format!("VRRP parsed invalid IP {t}; route ignored"));
-                        return;
-                    }
-                    dest = Some(t.to_owned());
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        match dest {
-            None => self.warn(&e.kw, "route has no destination; ignored"),
-            Some(d) if tracked && !dev && !no_track => self.warn(
-                &e.kw,
-                format!("cannot track route {d} with no interface specified, not tracking"),
-            ),
-            _ => {}
-        }
-    }
-
-    /// Checks a static/virtual rule the way keepalived does (warnings only).
-    fn rule(&mut self, e: &Stmt) {
-        self.no_block(e);
-        let words: Vec<&Token> = std::iter::once(&e.kw).chain(e.args.iter()).collect();
-        let mut pref = false;
-        let mut dev = false;
-        let mut track_group = None;
-        let mut i = 0;
-        while i < words.len() {
-            let w = words[i];
-            match w.text.as_str() {
-                "from" | "to" => {
-                    if let Some(a) = words.get(i + 1) {
-                        if a.text != "all" && a.text.parse::<IpPrefix>().is_err() {
-                            let a = (*a).clone();
-                            self.warn(&a, format!("VRRP parsed invalid IP {}; invalid rule {} address, rule ignored", a.text, w.text));
-                            return;
-                        }
-                    }
-                    i += 2;
-                    continue;
-                }
-                "preference" | "pref" | "priority" | "order" => pref = true,
-                "dev" | "iif" => dev = true,
-                "track_group" => track_group = Some(w),
-                _ => {}
-            }
-            i += 1;
-        }
-        if !pref {
-            self.warn(&e.kw, "rule has no preference specified; one will be assigned, which is probably not what you want");
-        }
-        if let (Some(t), false) = (track_group, dev) {
-            // keepalived 2.2.7 says so too and drops the track_group.
-            let t = t.clone();
-            self.warn(&t, "a rule cannot have track_group if dev/iif is not specified; track_group ignored");
-        }
     }
 
     fn hex(&mut self, e: &Stmt) -> Vec<u8> {
@@ -2455,7 +2416,8 @@ impl<'d> Cx<'d> {
             }
         }
         if tf.file.is_none() {
-            self.err(&s.kw, format!("track_file {} needs a file", tf.name));
+            self.err(&s.kw, format!("track_file {} needs a file; the track_file is", tf.name));
+            return;
         }
         self.cfg.track_files.push(tf);
     }
@@ -2528,8 +2490,9 @@ impl<'d> Cx<'d> {
         if tp.process.is_empty() {
             self.err(
                 &s.kw,
-                format!("vrrp_track_process {} needs a process", tp.name),
+                format!("vrrp_track_process {} needs a process; the block is", tp.name),
             );
+            return;
         }
         self.cfg.track_processes.push(tp);
     }
@@ -2611,8 +2574,9 @@ impl<'d> Cx<'d> {
         if b.neighbor_ip.is_none() {
             self.err(
                 &s.kw,
-                format!("bfd_instance {} needs a neighbor_ip", b.name),
+                format!("bfd_instance {} needs a neighbor_ip; the block is", b.name),
             );
+            return;
         }
         self.cfg.bfd_instances.push(b);
     }

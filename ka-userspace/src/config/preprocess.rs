@@ -221,12 +221,22 @@ impl<'a> Preprocessor<'a> {
             Err(e) => {
                 let off = e.utf8_error().valid_up_to();
                 let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() as u32 + 1;
-                self.error(
+                let s = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                if s.contains('\0') {
+                    self.error(
+                        Some(Span::new(id, line, 1)),
+                        None,
+                        "not a text file: invalid UTF-8 and a NUL byte; is this a binary file?",
+                    );
+                    return;
+                }
+                // keepalived reads bytes: text in another encoding (often in comments) runs.
+                self.warning(
                     Some(Span::new(id, line, 1)),
                     None,
-                    "not a text file: invalid UTF-8; is this a binary file?",
+                    "invalid UTF-8 (text in another encoding?): the bytes that are not UTF-8 are read as U+FFFD; keepalived 2.2 reads the file as bytes",
                 );
-                return;
+                s
             }
         };
         let canon = std::fs::canonicalize(&abs).unwrap_or_else(|_| abs.clone());

@@ -193,14 +193,15 @@ fn docs_list_every_keyword() {
 }
 
 /// `parse_bytes` (what the fuzzer feeds) gives the same diagnostics as `load` on a file with
-/// the same bytes: a NUL byte or invalid UTF-8 is one error at its line, text parses normally.
+/// the same bytes: a NUL byte is one error at its line; invalid UTF-8 (text in another
+/// encoding, which keepalived reads as bytes) is one warning at its line; text parses normally.
 #[test]
 fn parse_bytes_matches_load() {
     let dir = std::env::temp_dir().join(format!("ka-bytes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let cases: &[(&[u8], Option<u32>)] = &[
         (b"global_defs {\n router_id a\n}\n\0\n", Some(4)),
-        (b"global_defs {\n\xff\xfe\n}\n", Some(2)),
+        (b"global_defs {\n\xff\xfe\n}\n", None),
         (b"global_defs {\n router_id a\n}\n", None),
     ];
     for (i, (bytes, err_line)) in cases.iter().enumerate() {
@@ -219,6 +220,144 @@ fn parse_bytes_matches_load() {
             .filter_map(|d| d.span.map(|s| s.line))
             .collect();
         assert_eq!(errs, err_line.iter().copied().collect::<Vec<_>>(), "case {i}");
+        if i == 1 {
+            let warned: Vec<u32> = from_bytes
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Warning && d.message.contains("invalid UTF-8"))
+                .filter_map(|d| d.span.map(|s| s.line))
+                .collect();
+            assert_eq!(warned, vec![2], "case {i}: one warning at the line of the bad bytes");
+        }
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Each problem keepalived 2.2 runs past is a warning at its line saying what was done, the
+/// model gets keepalived's fallback, and only what keepalived refuses stays an error. One row
+/// per rule: (what, config, line, severity, text in the message, check on the model).
+#[test]
+fn leniency_rules() {
+    type Check = fn(&super::Config) -> bool;
+    let vi = |body: &str| {
+        format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 5\n{body}\n virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n")
+    };
+    let vs = |body: &str| {
+        format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n{body}\n real_server 198.18.1.1 80 {{\n TCP_CHECK {{\n }}\n }}\n}}\n")
+    };
+    let cases: Vec<(&str, String, u32, Severity, &str, Check)> = vec![
+        ("nat_mask in virtual_server", vs(" nat_mask 255.255.255.0"), 3, Severity::Warning, "unknown keyword 'nat_mask' in virtual_server", |c| c.virtual_servers.len() == 1),
+        ("a time of 0", "global_defs {\n vrrp_garp_interval 0\n}\n".into(), 2, Severity::Warning, "ignored: keepalived 2.2 does the same", |c| c.global.vrrp_garp_interval.is_zero()),
+        ("typo vvrp_script", "vvrp_script chk {\n script /bin/true\n}\n".into(), 1, Severity::Warning, "did you mean 'vrrp_script'", |c| c.vrrp_scripts.is_empty()),
+        ("typo static_route", "static_route {\n 198.18.9.0/24 dev eth0\n}\n".into(), 1, Severity::Warning, "did you mean 'static_routes'", |c| c.static_routes.is_empty()),
+        ("typo lvs_sync_daemon_inteface", vi(" lvs_sync_daemon_inteface eth0"), 4, Severity::Warning, "did you mean 'lvs_sync_daemon_interface'", |c| c.vrrp_instances.len() == 1),
+        ("typo lb", vs(" lb rr"), 3, Severity::Warning, "unknown keyword 'lb'", |c| c.virtual_servers[0].lb_algo == super::model::LbAlgo::Wlc),
+        ("garp_master_delay in global_defs", "global_defs {\n garp_master_delay 10\n}\n".into(), 2, Severity::Warning, "did you mean 'vrrp_garp_master_delay'", |c| c.global.vrrp_garp_master_delay.as_secs() == 5),
+        ("lb_kind dr", vs(" lb_kind dr"), 3, Severity::Warning, "unknown forwarding method 'dr'", |c| c.virtual_servers[0].lb_kind == super::model::LbKind::Nat),
+        ("lb_algo loadbalance", vs(" lb_algo loadbalance"), 3, Severity::Warning, "unknown scheduler 'loadbalance'", |c| c.virtual_servers[0].lb_algo == super::model::LbAlgo::Wlc),
+        ("placeholder VIP", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n __VIRTUAL_IP__/27\n 198.18.0.10\n }\n}\n".into(), 5, Severity::Warning, "invalid address '__VIRTUAL_IP__/27'", |c| c.vrrp_instances[0].virtual_ipaddresses.len() == 1),
+        ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers[0].real_servers.is_empty()),
+        ("authentication on IPv6", "vrrp_instance V6 {\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type PASS\n auth_pass x\n }\n virtual_ipaddress {\n fd00:198:18::10\n }\n}\n".into(), 4, Severity::Warning, "authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
+        ("enable_script_security 0", "global_defs {\n enable_script_security 0\n}\n".into(), 2, Severity::Warning, "turns enable_script_security on", |c| c.global.enable_script_security),
+        ("vrrp_strict off is still strict", "global_defs {\n vrrp_strict off\n}\n".into(), 2, Severity::Warning, "turns vrrp_strict on", |c| c.global.vrrp_strict),
+        ("undefined track script", vi(" track_script {\n chk_none\n }"), 5, Severity::Warning, "track script chk_none is not defined; ignored", |c| c.vrrp_instances[0].track_scripts.is_empty()),
+        ("undefined sync group member", format!("{}vrrp_sync_group G {{\n group {{\n VI_1\n VI_9\n }}\n}}\n", vi("")), 12, Severity::Warning, "VI_9 is not defined; ignored", |c| c.sync_groups[0].members.len() == 1),
+        ("stray brace", "}\nglobal_defs {\n router_id a\n}\n".into(), 1, Severity::Warning, "unexpected '}'", |c| c.global.router_id.as_deref() == Some("a")),
+        ("HTTP_GET without url", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n HTTP_GET {\n }\n }\n}\n".into(), 5, Severity::Warning, "the checker is ignored", |c| c.virtual_servers[0].real_servers[0].checkers.is_empty()),
+        ("missing parameter: keepalived refuses", vi(" state"), 4, Severity::Error, "'state' needs a value", |_| true),
+        ("no virtual router id: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n".into(), 1, Severity::Error, "the virtual router id must be set", |_| true),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, line, sev, msg, check) in &cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let hit = l.diagnostics.iter().any(|d| d.severity == *sev && d.span.map(|s| s.line) == Some(*line) && d.message.contains(msg));
+        let errors = l.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        if !hit {
+            failures.push(format!("{what}: no {sev} at line {line} containing {msg:?}; got {rendered:?}"));
+        }
+        if *sev == Severity::Warning && errors > 0 {
+            failures.push(format!("{what}: keepalived runs it but ka has errors: {rendered:?}"));
+        }
+        if !check(&l.config) {
+            failures.push(format!("{what}: the model does not hold keepalived's fallback; got {rendered:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The prefix keepalived ignores on `unicast_src_ip`/`unicast_peer` (`192.168.0.91/24`) is
+/// accepted, and interfaces named by routes and static addresses are checked through the
+/// injected interface list.
+#[test]
+fn unicast_prefix_and_route_interfaces() {
+    let text = "static_ipaddress {\n 198.18.0.9/24 dev eth7\n}\nstatic_routes {\n 198.18.9.0/24 dev eth8\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n unicast_src_ip 198.18.0.91/24\n unicast_peer {\n 198.18.0.92/24\n }\n virtual_routes {\n 198.18.10.0/24 via 198.18.0.1 dev eth9\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let errs: Vec<_> = l.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.message.clone()).collect();
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(l.config.vrrp_instances[0].src_ip, Some("198.18.0.91".parse().expect("ip")));
+    assert_eq!(l.config.vrrp_instances[0].unicast_peers[0].address, "198.18.0.92".parse::<std::net::IpAddr>().expect("ip"));
+    let missing: Vec<(u32, String)> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("doesn't exist"))
+        .map(|d| (d.span.map_or(0, |s| s.line), d.message.clone()))
+        .collect();
+    let lines: Vec<u32> = missing.iter().map(|m| m.0).collect();
+    assert_eq!(lines, vec![2, 5, 15], "{missing:?}");
+}
+
+/// keepalived skips an address, route or rule whose interface does not exist (unless
+/// `dynamic_interfaces`); ka drops it from the model too, so `ka run` does not install it on
+/// some other interface.
+#[test]
+fn entries_on_missing_interfaces_are_skipped() {
+    let body = "static_ipaddress {\n 198.18.0.9/24 dev eth7\n}\nstatic_routes {\n 198.18.9.0/24 dev eth8\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_routes {\n 198.18.10.0/24 via 198.18.0.1 dev eth9\n 198.18.11.0/24 via 198.18.0.1 dev eth0\n }\n virtual_rules {\n from 198.18.0.10 iif eth9 table 100 priority 10\n }\n virtual_ipaddress {\n 198.18.0.10\n 198.18.0.11 dev eth9\n }\n}\n";
+    let l = super::parse_str(body, Path::new("t.conf"), &opts());
+    let vi = &l.config.vrrp_instances[0];
+    assert!(l.config.static_ipaddresses.is_empty() && l.config.static_routes.is_empty());
+    assert_eq!(vi.virtual_routes.len(), 1, "{:?}", vi.virtual_routes);
+    assert!(vi.virtual_rules.is_empty());
+    assert_eq!(vi.virtual_ipaddresses.len(), 1);
+    let ignored = l.diagnostics.iter().filter(|d| d.message.contains("doesn't exist; ignored")).count();
+    assert_eq!(ignored, 5, "{:?}", l.diagnostics);
+    let l = super::parse_str(&format!("global_defs {{\n dynamic_interfaces\n}}\n{body}"), Path::new("t.conf"), &opts());
+    assert_eq!(l.config.vrrp_instances[0].virtual_routes.len(), 2);
+    assert_eq!(l.config.vrrp_instances[0].virtual_ipaddresses.len(), 2);
+}
+
+/// A bad `brd` or `peer` value is reported at its own line and column (it used to be re-read
+/// by the engine and dropped silently): keepalived skips the address with a bad broadcast and
+/// keeps the one with a bad peer, without the peer; ka does the same and says so.
+#[test]
+fn bad_brd_and_peer_are_reported_at_their_word() {
+    let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n 198.18.0.10/24\n 198.18.0.11/24 brd 198.18.0.300\n 198.18.0.12 peer 198.18.0.1/24\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let at = |needle: &str| {
+        l.diagnostics
+            .iter()
+            .find(|d| d.message.contains(needle))
+            .map(|d| (d.severity, d.span.map(|s| (s.line, s.col))))
+    };
+    assert_eq!(at("invalid broadcast address '198.18.0.300'"), Some((Severity::Warning, Some((6, 21)))), "{:?}", l.diagnostics);
+    assert_eq!(at("invalid peer address '198.18.0.1/24'"), Some((Severity::Warning, Some((7, 19)))), "{:?}", l.diagnostics);
+    let vips = &l.config.vrrp_instances[0].virtual_ipaddresses;
+    assert_eq!(vips.iter().map(|v| v.address.to_string()).collect::<Vec<_>>(), vec!["198.18.0.10/24", "198.18.0.12/32"]);
+    assert_eq!(vips[1].peer, None);
+}
+
+/// What ka cannot apply in a `virtual_routes` / `virtual_rules` entry is an error (so `ka check`
+/// exits 1 exactly when `ka run` would not install what keepalived installs); in `static_*`
+/// blocks, which ka does not apply, it is a warning.
+#[test]
+fn unsupported_route_options_are_errors_only_where_applied() {
+    let text = "static_routes {\n 198.18.9.0/24 dev eth0 encap mpls 100\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_routes {\n 198.18.10.0/24 dev eth0 encap mpls 100\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let sev: Vec<(u32, Severity)> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("ka cannot apply 'encap'"))
+        .map(|d| (d.span.map_or(0, |s| s.line), d.severity))
+        .collect();
+    assert_eq!(sev, vec![(2, Severity::Warning), (8, Severity::Error)], "{:?}", l.diagnostics);
 }

@@ -95,14 +95,20 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
             let t = self.next()?;
             if t.is_close() {
                 diags.push(
-                    Diagnostic::error(Some(t.span), "unexpected '}' with no open block")
+                    Diagnostic::warning(
+                        Some(t.span),
+                        "unexpected '}' with no open block; ignored: keepalived 2.2 does the same",
+                    )
                         .with_via(t.via),
                 );
                 continue;
             }
             if t.is_open() {
                 diags.push(
-                    Diagnostic::error(Some(t.span), "'{' without a keyword before it")
+                    Diagnostic::warning(
+                        Some(t.span),
+                        "'{' without a keyword before it; the block is ignored: keepalived 2.2 does the same",
+                    )
                         .with_via(t.via),
                 );
                 self.skip_block(1);
@@ -167,9 +173,9 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
                         break;
                     }
                     diags.push(
-                        Diagnostic::error(
+                        Diagnostic::warning(
                             Some(open.span),
-                            format!("block of '{}' is not closed: missing '}}'", kw.text),
+                            format!("block of '{}' is not closed: missing '}}'; closed at the end of the file, as keepalived 2.2 does", kw.text),
                         )
                         .with_via(open.via),
                     );
@@ -181,7 +187,10 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
                 }
                 if t.is_open() {
                     diags.push(
-                        Diagnostic::error(Some(t.span), "'{' without a keyword before it")
+                        Diagnostic::warning(
+                        Some(t.span),
+                        "'{' without a keyword before it; the block is ignored: keepalived 2.2 does the same",
+                    )
                             .with_via(t.via),
                     );
                     self.skip_block(1);

@@ -377,6 +377,7 @@ fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &HashMap<String, u32>) -
         peer: v.peer,
         scope: v.scope,
         label: v.label.clone(),
+        flags: v.flags,
     }
 }
 
@@ -390,6 +391,22 @@ fn track_value(value: tracking::TrackValue, w: crate::vrrp::track::Weight) -> (c
         }),
         tracking::TrackValue::File(v) => (file_contribution(v, w), format!("value {v}")),
     }
+}
+
+/// A `virtual_routes` entry with its interfaces resolved. The config check dropped entries
+/// naming an interface that did not exist; one that went away since is left for the kernel to
+/// decide (no `dev`), with a warning.
+fn route_spec(r: &crate::config::model::Route, links: &HashMap<String, u32>) -> crate::net::netlink::RouteSpec {
+    let resolve = |d: &Option<String>| {
+        d.as_ref().and_then(|d| {
+            let i = links.get(d).copied();
+            if i.is_none() {
+                warn!(route = %r.dst, dev = %d, "route interface not found at start");
+            }
+            i
+        })
+    };
+    crate::net::netlink::RouteSpec { route: r.clone(), ifindex: resolve(&r.dev), hop_ifindex: r.nexthops.iter().map(|n| resolve(&n.dev)).collect() }
 }
 
 fn state_name(s: State) -> &'static str {
@@ -640,15 +657,7 @@ async fn build_instance(
         _ => sock,
     };
     let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
-    let routes = s
-        .routes
-        .iter()
-        .map(|r| {
-            let mut spec = r.spec.clone();
-            spec.ifindex = r.dev.as_ref().and_then(|d| links2.get(d).copied()).or(Some(vip_ifindex));
-            spec
-        })
-        .collect();
+    let routes = s.routes.iter().map(|r| route_spec(r, &links2)).collect();
     let (adv_addrs, adv_bytes) = reload::advert_addrs(&s);
     let vips_present = vips.iter().all(|v| env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr));
     let resume = start.and_then(|st| st.record.map(|r| (r, st.mono_now))).is_some_and(|(r, now)| {

@@ -205,15 +205,7 @@ impl super::Engine {
             links.insert(name.clone(), r.vip_ifindex);
         }
         let vips: Vec<_> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, r.vip_ifindex, &links)).collect();
-        let routes: Vec<_> = s
-            .routes
-            .iter()
-            .map(|x| {
-                let mut spec = x.spec.clone();
-                spec.ifindex = x.dev.as_ref().and_then(|d| links.get(d).copied()).or(Some(r.vip_ifindex));
-                spec
-            })
-            .collect();
+        let routes: Vec<_> = s.routes.iter().map(|x| super::route_spec(x, &links)).collect();
         let gone: Vec<_> = r.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
         let added: Vec<_> = vips.iter().filter(|v| !r.vips.contains(v)).cloned().collect();
         let routes_gone: Vec<_> = r.routes.iter().filter(|x| !routes.contains(x)).cloned().collect();

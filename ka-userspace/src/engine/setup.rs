@@ -28,6 +28,8 @@ pub struct VipSetup {
     pub label: Option<String>,
     /// `peer`.
     pub peer: Option<IpAddr>,
+    /// Address flags.
+    pub flags: model::AddrFlags,
 }
 
 /// A `unicast_peer`.
@@ -107,9 +109,9 @@ pub struct InstanceSetup {
     /// `virtual_ipaddress_excluded`: added on MASTER, not in adverts.
     pub excluded: Vec<VipSetup>,
     /// `virtual_routes`: added on MASTER, removed otherwise.
-    pub routes: Vec<RouteSetup>,
+    pub routes: Vec<model::Route>,
     /// `virtual_rules`: added on MASTER, removed otherwise.
-    pub rules: Vec<crate::net::netlink::RuleSpec>,
+    pub rules: Vec<model::Rule>,
     /// VRRPv2 authentication.
     pub auth: Auth,
     /// VRRPv3-over-IPv4 checksum flavour.
@@ -151,18 +153,6 @@ pub enum SetupError {
         /// Instance.
         name: String,
     },
-    /// A route or rule the engine cannot apply.
-    #[error("vrrp_instance {name}: {what} {words:?}: {why}")]
-    Entry {
-        /// Instance.
-        name: String,
-        /// `virtual_routes` or `virtual_rules`.
-        what: &'static str,
-        /// The entry.
-        words: Vec<String>,
-        /// What is wrong.
-        why: String,
-    },
     /// Parameters out of range.
     #[error("vrrp_instance {name}: {source}")]
     Params {
@@ -174,131 +164,16 @@ pub enum SetupError {
     },
 }
 
-/// A `virtual_routes` entry; `dev` is resolved to an index at start.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteSetup {
-    /// The route, with `ifindex` unset.
-    pub spec: crate::net::netlink::RouteSpec,
-    /// `dev`.
-    pub dev: Option<String>,
-}
-
-fn prefix(s: &str, v6_hint: bool) -> Result<(IpAddr, u8), String> {
-    if s == "default" {
-        return Ok(if v6_hint { (IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0) } else { (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0) });
-    }
-    let (a, l) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
-    let addr: IpAddr = a.parse().map_err(|_| format!("bad address {a:?}"))?;
-    let max = if addr.is_ipv6() { 128 } else { 32 };
-    let len = match l {
-        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("bad prefix length {l:?}"))?,
-        None => max,
-    };
-    Ok((addr, len))
-}
-
-fn num(words: &mut std::slice::Iter<'_, String>, what: &str) -> Result<u32, String> {
-    words.next().and_then(|w| w.parse().ok()).ok_or_else(|| format!("{what} needs a number"))
-}
-
-fn word<'a>(words: &mut std::slice::Iter<'a, String>, what: &str) -> Result<&'a String, String> {
-    words.next().ok_or_else(|| format!("{what} needs a value"))
-}
-
-/// Parses a `virtual_routes` entry (the `ip route add` syntax ka applies: `[src A] [to]
-/// PREFIX|default [via|gw A] [dev IF] [table N] [metric|preference|priority N] [scope S]
-/// [blackhole|unreachable|prohibit PREFIX] [inet6]`).
-///
-/// # Errors
-/// An option ka does not apply, or a malformed value.
-pub fn parse_route(words: &[String]) -> Result<RouteSetup, String> {
-    use crate::net::netlink::{RouteKind, RouteSpec};
-    let v6_hint = words.iter().any(|w| w == "inet6" || w.contains(':'));
-    let mut it = words.iter();
-    let mut spec = RouteSpec { dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), prefix: 0, gateway: None, ifindex: None, src: None, table: None, metric: None, scope: None, kind: RouteKind::Unicast };
-    let mut dev = None;
-    let mut have_dst = false;
-    while let Some(w) = it.next() {
-        match w.as_str() {
-            "src" => spec.src = Some(word(&mut it, "src")?.parse().map_err(|_| "bad src".to_owned())?),
-            "via" | "gw" => spec.gateway = Some(word(&mut it, "via")?.parse().map_err(|_| "bad gateway".to_owned())?),
-            "dev" | "oif" => dev = Some(word(&mut it, "dev")?.clone()),
-            "table" => spec.table = Some(num(&mut it, "table")?),
-            "metric" | "preference" | "priority" => spec.metric = Some(num(&mut it, "metric")?),
-            "scope" => spec.scope = Some(scope_number(word(&mut it, "scope")?).ok_or_else(|| "bad scope".to_owned())?),
-            "inet6" | "to" => {}
-            "blackhole" | "unreachable" | "prohibit" => {
-                spec.kind = match w.as_str() {
-                    "blackhole" => RouteKind::Blackhole,
-                    "unreachable" => RouteKind::Unreachable,
-                    _ => RouteKind::Prohibit,
-                };
-            }
-            other if !have_dst => {
-                (spec.dst, spec.prefix) = prefix(other, v6_hint)?;
-                have_dst = true;
-            }
-            other => return Err(format!("option {other:?} is not supported by ka yet")),
-        }
-    }
-    if !have_dst {
-        return Err("no destination".to_owned());
-    }
-    Ok(RouteSetup { spec, dev })
-}
-
-/// Parses a `virtual_rules` entry (`[from PREFIX] [to PREFIX] [table N]
-/// [priority|preference|pref N] [fwmark N] [iif IF] [oif IF] [inet6]`).
-///
-/// # Errors
-/// An option ka does not apply, or a malformed value.
-pub fn parse_rule(words: &[String]) -> Result<crate::net::netlink::RuleSpec, String> {
-    let mut r = crate::net::netlink::RuleSpec { v6: words.iter().any(|w| w == "inet6"), from: None, to: None, table: 254, priority: None, fwmark: None, iif: None, oif: None };
-    let mut it = words.iter();
-    while let Some(w) = it.next() {
-        match w.as_str() {
-            "from" => r.from = Some(prefix(word(&mut it, "from")?, r.v6)?),
-            "to" => r.to = Some(prefix(word(&mut it, "to")?, r.v6)?),
-            "table" | "lookup" => r.table = num(&mut it, "table")?,
-            "priority" | "preference" | "pref" => r.priority = Some(num(&mut it, "priority")?),
-            "fwmark" => {
-                let v = word(&mut it, "fwmark")?;
-                let v = v.split('/').next().unwrap_or(v);
-                r.fwmark = Some(if let Some(h) = v.strip_prefix("0x") { u32::from_str_radix(h, 16) } else { v.parse() }.map_err(|_| "bad fwmark".to_owned())?);
-            }
-            "iif" => r.iif = Some(word(&mut it, "iif")?.clone()),
-            "oif" => r.oif = Some(word(&mut it, "oif")?.clone()),
-            "inet6" => {}
-            other => return Err(format!("option {other:?} is not supported by ka yet")),
-        }
-    }
-    if let Some((a, _)) = r.from.or(r.to) {
-        r.v6 = a.is_ipv6();
-    }
-    Ok(r)
-}
-
-fn scope_number(s: &str) -> Option<u8> {
-    match s {
-        "global" | "universe" => Some(0),
-        "site" => Some(200),
-        "link" => Some(253),
-        "host" => Some(254),
-        "nowhere" => Some(255),
-        n => n.parse().ok(),
-    }
-}
-
 fn vip(v: &model::VirtualIp) -> VipSetup {
-    let peer = v.options.windows(2).find(|w| w[0] == "peer").and_then(|w| w[1].split('/').next()?.parse().ok());
     VipSetup {
         addr: v.address.addr,
         prefix: v.address.len,
         dev: v.dev.clone(),
-        broadcast: v.broadcast.as_deref().and_then(|b| b.parse().ok()),
-        scope: v.scope.as_deref().and_then(scope_number),
+        broadcast: v.broadcast,
+        scope: v.scope,
         label: v.label.clone(),
-        peer,
+        peer: v.peer,
+        flags: v.flags,
     }
 }
 
@@ -389,16 +264,6 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
         let own = cfg.track_processes.iter().find(|f| f.name == r.name).map_or(0, |f| i64::from(f.weight));
         track.push((TrackKey::Process(r.name.clone()), weight(own, r)));
     }
-    let routes = i
-        .virtual_routes
-        .iter()
-        .map(|e| parse_route(&e.words).map_err(|why| SetupError::Entry { name: name.clone(), what: "virtual_routes", words: e.words.clone(), why }))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rules = i
-        .virtual_rules
-        .iter()
-        .map(|e| parse_rule(&e.words).map_err(|why| SetupError::Entry { name: name.clone(), what: "virtual_rules", words: e.words.clone(), why }))
-        .collect::<Result<Vec<_>, _>>()?;
     let group = i.mcast_dst_ip.unwrap_or(if v6 { g.vrrp_mcast_group6 } else { g.vrrp_mcast_group4 });
     let setup = InstanceSetup {
         name: name.clone(),
@@ -407,8 +272,8 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
         src_ip: i.src_ip,
         vips: i.virtual_ipaddresses.iter().map(vip).collect(),
         excluded: i.virtual_ipaddresses_excluded.iter().map(vip).collect(),
-        routes,
-        rules,
+        routes: i.virtual_routes.clone(),
+        rules: i.virtual_rules.clone(),
         auth,
         v3_checksum: if i.old_unicast_checksum { V3Checksum::OldUnicast } else { V3Checksum::Standard },
         group,
@@ -583,21 +448,82 @@ mod tests {
         assert_eq!(alerts("smtp_alert off\n smtp_alert_vrrp on"), vec![true, false]);
     }
 
+    /// Routes, rules and address options reach the engine as the config parsed them: typed,
+    /// nothing re-read from words (the old re-parse dropped a `peer` with a prefix silently).
     #[test]
-    fn routes_and_rules_parse_like_ip_route() {
-        let w = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        let r = parse_route(&w("198.18.9.0/24 via 198.18.5.254 dev eth0 table 100 metric 5")).expect("route");
-        assert_eq!((r.spec.dst, r.spec.prefix), ("198.18.9.0".parse().expect("ip"), 24));
-        assert_eq!(r.spec.gateway, Some("198.18.5.254".parse().expect("ip")));
-        assert_eq!((r.dev.as_deref(), r.spec.table, r.spec.metric), (Some("eth0"), Some(100), Some(5)));
-        let r = parse_route(&w("blackhole fd00:198:18:9::/64")).expect("blackhole");
-        assert_eq!(r.spec.kind, crate::net::netlink::RouteKind::Blackhole);
-        assert_eq!(r.spec.prefix, 64);
-        assert!(parse_route(&w("198.18.9.0/24 nexthop via 1.2.3.4")).is_err());
-        let r = parse_rule(&w("from 198.18.5.100 table 100 priority 100")).expect("rule");
-        assert_eq!((r.table, r.priority, r.v6), (100, Some(100), false));
-        assert_eq!(r.from, Some(("198.18.5.100".parse().expect("ip"), 32)));
-        assert!(parse_rule(&w("from 198.18.5.100 goto 5")).is_err());
+    fn routes_rules_and_address_options_reach_the_engine_typed() {
+        let s = setups(concat!(
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n",
+            " virtual_ipaddress {\n 198.18.0.10/24 brd + scope link label eth0:1\n 198.18.0.11 peer 198.18.0.1\n }\n",
+            " virtual_routes {\n 198.18.9.0/24 via 198.18.0.254 dev eth0 table 100 metric 5 protocol static no_track\n",
+            " 198.18.10.0/24 nexthop via 198.18.0.1 dev eth0 weight 2 nexthop via 198.18.0.2 dev eth0\n }\n",
+            " virtual_rules {\n from 198.18.0.10 table 100 priority 100\n }\n}\n",
+        ));
+        let i = &s[0];
+        assert_eq!(i.vips[0].broadcast, Some("198.18.0.255".parse().expect("ip")));
+        assert_eq!((i.vips[0].scope, i.vips[0].label.as_deref()), (Some(253), Some("eth0:1")));
+        assert_eq!(i.vips[1].peer, Some("198.18.0.1".parse().expect("ip")));
+        let r = &i.routes[0];
+        assert_eq!((r.dst.to_string(), r.via, r.table, r.metric, r.protocol), ("198.18.9.0/24".into(), Some("198.18.0.254".parse().expect("ip")), 100, Some(5), Some(4)));
+        assert_eq!(i.routes[1].nexthops.len(), 2);
+        assert_eq!(i.routes[1].nexthops[0].weight, Some(2));
+        assert_eq!(i.rules[0].action, model::RuleAction::Table(100));
+        assert_eq!(i.rules[0].priority, 100);
+    }
+
+    /// Route, rule and address forms `ka check` used to accept and `ka run` refused (the engine
+    /// re-parsed them with a smaller grammar).
+    const ONCE_REFUSED: &str = concat!(
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n",
+        " virtual_ipaddress {\n 198.18.0.10/24 brd + home\n }\n",
+        " virtual_routes {\n 198.18.9.0/24 via 198.18.0.1 dev eth0 no_track\n 198.18.10.0/24 dev eth0 protocol static onlink mtu 1400\n",
+        " 198.18.11.0/24 nexthop via 198.18.0.1 dev eth0 nexthop via 198.18.0.2 dev eth0\n inet6 default via fd00:198:18::1 dev eth0 pref high\n }\n",
+        " virtual_rules {\n not from 198.18.0.0/24 lookup main order 5\n to 198.18.1.0/24 goto 300 priority 200\n }\n}\n",
+    );
+
+    /// Every configuration `ka check` accepts (no error), `engine::setup` accepts, with every
+    /// route, rule and address the model holds: the corpus (Debian-like samples and real-world
+    /// files) and the forms above, read the same way both times.
+    #[test]
+    fn what_check_accepts_setup_runs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/config");
+        let mut inputs: Vec<(String, String)> = vec![("ONCE_REFUSED".into(), ONCE_REFUSED.into())];
+        for sub in ["valid", "real", "invalid"] {
+            let mut files: Vec<_> = std::fs::read_dir(dir.join(sub)).expect("corpus").map(|e| e.expect("entry").path()).collect();
+            files.sort();
+            for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "conf")) {
+                if let Ok(t) = std::fs::read_to_string(&f) {
+                    inputs.push((f.display().to_string(), t));
+                }
+            }
+        }
+        let opts = LoadOptions { config_id: Some("ka-test".into()), interfaces: crate::config::InterfaceCheck::Skip };
+        let (mut accepted, mut routes) = (0, 0);
+        for (name, text) in &inputs {
+            let l = parse_str(text, std::path::Path::new(name), &opts);
+            if l.has_errors() {
+                continue;
+            }
+            accepted += 1;
+            for vi in &l.config.vrrp_instances {
+                let i = match instance(&l.config, vi) {
+                    Ok(i) => i,
+                    // The one refusal `ka check` announces as a warning ("refused by the ka
+                    // daemon"): AH authentication.
+                    Err(SetupError::Ah { .. }) => continue,
+                    Err(e) => panic!("{name}: ka check accepts it, setup refuses: {e}"),
+                };
+                assert_eq!(i.routes, vi.virtual_routes, "{name}");
+                assert_eq!(i.rules, vi.virtual_rules, "{name}");
+                assert_eq!(i.vips.len(), vi.virtual_ipaddresses.len(), "{name}");
+                routes += i.routes.len() + i.rules.len();
+            }
+        }
+        assert!(accepted >= 50, "only {accepted} of {} inputs accepted", inputs.len());
+        let once = parse_str(ONCE_REFUSED, std::path::Path::new("t.conf"), &opts);
+        assert!(!once.has_errors(), "{:?}", once.diagnostics);
+        assert_eq!(once.config.vrrp_instances[0].virtual_routes.len() + once.config.vrrp_instances[0].virtual_rules.len(), 6);
+        assert!(routes >= 10, "{routes} routes and rules seen");
     }
 
     #[test]

@@ -10,7 +10,11 @@ use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
     link::{LinkAttribute, LinkFlags, MacVlanMode},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage, NeighbourState},
-    route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope, RouteType},
+    route::{
+        RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags, RouteProtocol, RouteScope,
+        RouteType,
+    },
+    rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage},
 };
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 use tokio::sync::{mpsc, oneshot};
@@ -33,72 +37,30 @@ pub struct AddrSpec {
     pub scope: Option<u8>,
     /// Label (`label`), IPv4 only.
     pub label: Option<String>,
+    /// Flags (`home`, `mngtmpaddr`, `noprefixroute`, `autojoin`, `-nodad`).
+    pub flags: crate::config::model::AddrFlags,
 }
 
 impl AddrSpec {
     /// A bare address with the given prefix on `ifindex`.
     pub fn new(ifindex: u32, addr: IpAddr, prefix: u8) -> AddrSpec {
-        AddrSpec { ifindex, addr, prefix, broadcast: None, peer: None, scope: None, label: None }
+        AddrSpec { ifindex, addr, prefix, broadcast: None, peer: None, scope: None, label: None, flags: Default::default() }
     }
 }
 
-/// A route (`virtual_routes`, `static_routes`).
+/// A route to add or remove: a parsed `virtual_routes` entry with its interfaces resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteSpec {
-    /// Destination.
-    pub dst: IpAddr,
-    /// Destination prefix length.
-    pub prefix: u8,
-    /// Gateway (`via`/`gw`).
-    pub gateway: Option<IpAddr>,
-    /// Output interface.
+    /// The route as configured.
+    pub route: crate::config::model::Route,
+    /// Output interface (`dev`), resolved.
     pub ifindex: Option<u32>,
-    /// Preferred source (`src`).
-    pub src: Option<IpAddr>,
-    /// Table (`table`), main if unset.
-    pub table: Option<u32>,
-    /// Metric (`metric`/`preference`).
-    pub metric: Option<u32>,
-    /// Scope (`scope`).
-    pub scope: Option<u8>,
-    /// Type: unicast (default), blackhole, unreachable, prohibit.
-    pub kind: RouteKind,
+    /// Each next hop's `dev`, resolved (same order as `route.nexthops`).
+    pub hop_ifindex: Vec<Option<u32>>,
 }
 
-/// Route types ka installs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RouteKind {
-    /// Normal route.
-    #[default]
-    Unicast,
-    /// `blackhole`.
-    Blackhole,
-    /// `unreachable`.
-    Unreachable,
-    /// `prohibit`.
-    Prohibit,
-}
-
-/// A policy-routing rule (`virtual_rules`, `static_rules`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleSpec {
-    /// IPv6 rule (otherwise IPv4).
-    pub v6: bool,
-    /// `from PREFIX`.
-    pub from: Option<(IpAddr, u8)>,
-    /// `to PREFIX`.
-    pub to: Option<(IpAddr, u8)>,
-    /// `table N`.
-    pub table: u32,
-    /// `priority N`.
-    pub priority: Option<u32>,
-    /// `fwmark N`.
-    pub fwmark: Option<u32>,
-    /// `iif NAME`.
-    pub iif: Option<String>,
-    /// `oif NAME`.
-    pub oif: Option<String>,
-}
+/// A policy-routing rule (`virtual_rules`): the parsed entry, interfaces by name.
+pub type RuleSpec = crate::config::model::Rule;
 
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -450,9 +412,24 @@ fn addr_message(spec: &AddrSpec, mut msg: AddressMessage) -> AddressMessage {
     if let Some(label) = &spec.label {
         msg.attributes.push(AddressAttribute::Label(label.clone()));
     }
-    if spec.addr.is_ipv6() {
-        // A VIP must be usable at once after a takeover: no duplicate address detection.
-        msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    let mut flags = AddressFlags::empty();
+    // A VIP must be usable at once after a takeover: no duplicate address detection (unless
+    // `-nodad` asks for it).
+    if spec.addr.is_ipv6() && !spec.flags.dad {
+        flags |= AddressFlags::Nodad;
+    }
+    for (on, f) in [
+        (spec.flags.home, AddressFlags::Homeaddress),
+        (spec.flags.mngtmpaddr, AddressFlags::Managetempaddr),
+        (spec.flags.noprefixroute, AddressFlags::Noprefixroute),
+        (spec.flags.autojoin, AddressFlags::Mcautojoin),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    if !flags.is_empty() {
+        msg.attributes.push(AddressAttribute::Flags(flags));
     }
     msg
 }
@@ -566,56 +543,135 @@ async fn add_macvlan(h: &Handle, parent: u32, name: &str, mac: [u8; 6]) -> Resul
     Ok(link.index)
 }
 
-fn route_common<T>(mut b: RouteMessageBuilder<T>, spec: &RouteSpec) -> RouteMessageBuilder<T> {
-    b = b.kind(match spec.kind {
-        RouteKind::Unicast => RouteType::Unicast,
-        RouteKind::Blackhole => RouteType::BlackHole,
-        RouteKind::Unreachable => RouteType::Unreachable,
-        RouteKind::Prohibit => RouteType::Prohibit,
-    });
-    if let Some(i) = spec.ifindex {
-        b = b.output_interface(i);
+fn route_type(t: crate::config::model::RouteType) -> RouteType {
+    use crate::config::model::RouteType as T;
+    match t {
+        T::Unicast => RouteType::Unicast,
+        T::Local => RouteType::Local,
+        T::Broadcast => RouteType::Broadcast,
+        T::Anycast => RouteType::Anycast,
+        T::Multicast => RouteType::Multicast,
+        T::Blackhole => RouteType::BlackHole,
+        T::Unreachable => RouteType::Unreachable,
+        T::Prohibit => RouteType::Prohibit,
+        T::Throw => RouteType::Throw,
+        T::Nat => RouteType::Nat,
+        T::Xresolve => RouteType::ExternalResolve,
     }
-    if let Some(t) = spec.table {
-        b = b.table_id(t);
-    }
-    if let Some(m) = spec.metric {
-        b = b.priority(m);
-    }
-    if let Some(s) = spec.scope {
-        b = b.scope(RouteScope::from(s));
-    }
-    b
 }
 
-fn route_message(spec: &RouteSpec) -> netlink_packet_route::route::RouteMessage {
-    match spec.dst {
-        IpAddr::V4(d) => {
-            let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(d, spec.prefix);
-            if let Some(IpAddr::V4(g)) = spec.gateway {
-                b = b.gateway(g);
-            }
-            if let Some(IpAddr::V4(s)) = spec.src {
-                b = b.pref_source(s);
-            }
-            route_common(b, spec).build()
-        }
-        IpAddr::V6(d) => {
-            let mut b = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(d, spec.prefix);
-            if let Some(IpAddr::V6(g)) = spec.gateway {
-                b = b.gateway(g);
-            }
-            if let Some(IpAddr::V6(s)) = spec.src {
-                b = b.pref_source(s);
-            }
-            route_common(b, spec).build()
-        }
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
     }
+}
+
+fn route_metric(m: &crate::config::model::RouteMetric) -> RouteMetric {
+    use crate::config::model::RouteMetric as M;
+    match m {
+        M::Mtu(v) => RouteMetric::Mtu(*v),
+        M::Window(v) => RouteMetric::Window(*v),
+        M::Rtt(v) => RouteMetric::Rtt(*v),
+        M::RttVar(v) => RouteMetric::RttVar(*v),
+        M::SsThresh(v) => RouteMetric::SsThresh(*v),
+        M::Cwnd(v) => RouteMetric::Cwnd(*v),
+        M::Advmss(v) => RouteMetric::Advmss(*v),
+        M::Reordering(v) => RouteMetric::Reordering(*v),
+        M::Hoplimit(v) => RouteMetric::Hoplimit(*v),
+        M::InitCwnd(v) => RouteMetric::InitCwnd(*v),
+        M::Features(v) => RouteMetric::Features(*v),
+        M::RtoMin(v) => RouteMetric::RtoMin(*v),
+        M::InitRwnd(v) => RouteMetric::InitRwnd(*v),
+        M::QuickAck(v) => RouteMetric::QuickAck(*v),
+        M::CongCtl(v) => RouteMetric::CcAlgo(v.clone()),
+        M::FastopenNoCookie(v) => RouteMetric::FastopenNoCookie(*v),
+    }
+}
+
+/// The netlink message of a route (`ip route add` as keepalived builds it).
+fn route_message(spec: &RouteSpec) -> RouteMessage {
+    let r = &spec.route;
+    let mut msg = match r.dst.addr {
+        IpAddr::V4(d) => RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(d, r.dst.len).build(),
+        IpAddr::V6(d) => RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(d, r.dst.len).build(),
+    };
+    let h = &mut msg.header;
+    h.kind = route_type(r.kind);
+    h.table = u8::try_from(r.table).unwrap_or(0);
+    // keepalived's default scope is universe, whatever the route.
+    if let Some(s) = r.scope {
+        h.scope = RouteScope::from(s);
+    }
+    if let Some(p) = r.protocol {
+        h.protocol = RouteProtocol::from(p);
+    }
+    if let Some(t) = r.tos {
+        h.tos = t;
+    }
+    if r.onlink {
+        h.flags |= RouteFlags::Onlink;
+    }
+    let a = &mut msg.attributes;
+    if r.table > 255 {
+        a.push(RouteAttribute::Table(r.table));
+    }
+    if let Some(from) = r.from {
+        msg.header.source_prefix_length = from.len;
+        a.push(RouteAttribute::Source(route_address(from.addr)));
+    }
+    if let Some(g) = r.via {
+        a.push(RouteAttribute::Gateway(route_address(g)));
+    }
+    if let Some(s) = r.src {
+        a.push(RouteAttribute::PrefSource(route_address(s)));
+    }
+    if let Some(i) = spec.ifindex {
+        a.push(RouteAttribute::Oif(i));
+    }
+    if let Some(m) = r.metric {
+        a.push(RouteAttribute::Priority(m));
+    }
+    if let Some(p) = r.pref {
+        a.push(RouteAttribute::Preference(p.into()));
+    }
+    if let Some(e) = r.expires {
+        a.push(RouteAttribute::Expires(e));
+    }
+    let mut metrics: Vec<RouteMetric> = r.metrics.iter().map(route_metric).collect();
+    if r.lock != 0 {
+        metrics.push(RouteMetric::Lock(r.lock));
+    }
+    if !metrics.is_empty() {
+        a.push(RouteAttribute::Metrics(metrics));
+    }
+    if !r.nexthops.is_empty() {
+        let hops = r
+            .nexthops
+            .iter()
+            .enumerate()
+            .map(|(n, nh)| {
+                let mut hop = RouteNextHop::default();
+                hop.interface_index = spec.hop_ifindex.get(n).copied().flatten().unwrap_or(0);
+                // rtnh_hops is the weight minus one.
+                hop.hops = u8::try_from(nh.weight.unwrap_or(1).saturating_sub(1)).unwrap_or(u8::MAX);
+                if nh.onlink {
+                    hop.flags |= RouteNextHopFlags::Onlink;
+                }
+                if let Some(g) = nh.via {
+                    hop.attributes.push(RouteAttribute::Gateway(route_address(g)));
+                }
+                hop
+            })
+            .collect();
+        a.push(RouteAttribute::MultiPath(hops));
+    }
+    msg
 }
 
 async fn route(h: &Handle, add: bool, spec: &RouteSpec) -> Result<(), NetlinkError> {
     let msg = route_message(spec);
-    let what = format!("{} route {}/{}", if add { "add" } else { "delete" }, spec.dst, spec.prefix);
+    let what = format!("{} route {}", if add { "add" } else { "delete" }, spec.route.dst);
     let res = if add { h.route().add(msg).execute().await } else { h.route().del(msg).execute().await };
     match res {
         Ok(()) => Ok(()),
@@ -625,46 +681,70 @@ async fn route(h: &Handle, add: bool, spec: &RouteSpec) -> Result<(), NetlinkErr
     }
 }
 
-async fn rule(h: &Handle, add: bool, spec: &RuleSpec) -> Result<(), NetlinkError> {
-    let what = format!("{} rule to table {}", if add { "add" } else { "delete" }, spec.table);
-    let mut req = h.rule().add().table_id(spec.table);
-    if let Some(p) = spec.priority {
-        req = req.priority(p);
+/// The netlink message of a rule (`ip rule add` as keepalived builds it).
+fn rule_message(spec: &RuleSpec) -> RuleMessage {
+    use crate::config::model::RuleAction as A;
+    let mut msg = RuleMessage::default();
+    let h = &mut msg.header;
+    h.family = if spec.v6 { netlink_packet_route::AddressFamily::Inet6 } else { netlink_packet_route::AddressFamily::Inet };
+    h.tos = spec.tos.unwrap_or(0);
+    if spec.invert {
+        h.flags |= RuleFlags::Invert;
     }
-    if let Some(m) = spec.fwmark {
-        req = req.fw_mark(m);
+    let a = &mut msg.attributes;
+    h.action = match spec.action {
+        A::Table(t) => {
+            h.table = u8::try_from(t).unwrap_or(0);
+            a.push(RuleAttribute::Table(t));
+            RuleAction::ToTable
+        }
+        A::Goto(t) => {
+            a.push(RuleAttribute::Goto(t));
+            RuleAction::Goto
+        }
+        A::Nop => RuleAction::Nop,
+        A::Blackhole => RuleAction::Blackhole,
+        A::Unreachable => RuleAction::Unreachable,
+        A::Prohibit => RuleAction::Prohibit,
+    };
+    if let Some(f) = spec.from {
+        h.src_len = f.len;
+        a.push(RuleAttribute::Source(f.addr));
+    }
+    if let Some(t) = spec.to {
+        h.dst_len = t.len;
+        a.push(RuleAttribute::Destination(t.addr));
+    }
+    a.push(RuleAttribute::Priority(spec.priority));
+    if let Some((m, mask)) = spec.fwmark {
+        a.push(RuleAttribute::FwMark(m));
+        if let Some(k) = mask {
+            a.push(RuleAttribute::FwMask(k));
+        }
     }
     if let Some(i) = &spec.iif {
-        req = req.input_interface(i.clone());
+        a.push(RuleAttribute::Iifname(i.clone()));
     }
     if let Some(o) = &spec.oif {
-        req = req.output_interface(o.clone());
+        a.push(RuleAttribute::Oifname(o.clone()));
     }
-    let msg = if spec.v6 {
-        let mut r = req.v6();
-        if let Some((IpAddr::V6(a), l)) = spec.from {
-            r = r.source_prefix(a, l);
-        }
-        if let Some((IpAddr::V6(a), l)) = spec.to {
-            r = r.destination_prefix(a, l);
-        }
-        if add {
-            return map_rule(r.execute().await, add, what);
-        }
-        r.message_mut().clone()
-    } else {
-        let mut r = req.v4();
-        if let Some((IpAddr::V4(a), l)) = spec.from {
-            r = r.source_prefix(a, l);
-        }
-        if let Some((IpAddr::V4(a), l)) = spec.to {
-            r = r.destination_prefix(a, l);
-        }
-        if add {
-            return map_rule(r.execute().await, add, what);
-        }
-        r.message_mut().clone()
-    };
+    if let Some(p) = spec.protocol {
+        a.push(RuleAttribute::Protocol(RouteProtocol::from(p)));
+    }
+    if let Some(n) = spec.suppress_prefixlen {
+        a.push(RuleAttribute::SuppressPrefixLen(n));
+    }
+    msg
+}
+
+async fn rule(h: &Handle, add: bool, spec: &RuleSpec) -> Result<(), NetlinkError> {
+    let what = format!("{} rule {:?} preference {}", if add { "add" } else { "delete" }, spec.action, spec.priority);
+    let msg = rule_message(spec);
+    if add {
+        let mut req = h.rule().add();
+        *req.message_mut() = msg;
+        return map_rule(req.execute().await, add, what);
+    }
     map_rule(h.rule().del(msg).execute().await, add, what)
 }
 
