@@ -46,7 +46,7 @@ pub struct Lan {
     pub xdp: Vec<XdpPass>,
     /// The client (`eth0` on the bridge).
     pub client: Netns,
-    /// The directors (`eth0` on the bridge, forwarding on).
+    /// The directors (`eth0` on the bridge, forwarding off as on a default host).
     pub directors: Vec<Netns>,
     /// The real servers (`eth0` on the bridge, VIPs on `lo`).
     pub real_servers: Vec<Netns>,
@@ -68,8 +68,9 @@ impl Lan {
             let director = Netns::new("ld")?;
             bridge.attach(&director, "eth0", &strs(addrs))?;
             xdp.push(bridge.xdp_pass_on_leg(bridge.legs())?);
-            // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
-            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
+            // Forwarding off, as on a default host (a new namespace may inherit the host's
+            // IPv4 setting): DR and TUN need none, ka forwards from the next hops it resolves.
+            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"])?;
             directors.push(director);
         }
         let client = Netns::new("lc")?;
