@@ -397,6 +397,38 @@ fn mac_text(m: &[u8]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// The first re-check after a pass that left a next hop pending.
+pub const FAST_RECHECK: Duration = Duration::from_millis(10);
+
+/// When the resolver checks again: every `interval` while every next hop is settled; while
+/// one is pending (a route, no usable neighbour yet: typically a real server just back in the
+/// tables, whose entry was removed when it left), after [`FAST_RECHECK`], doubling up to the
+/// interval. Until its next hop is in the neighbour map, a server's new flows pass to the
+/// kernel when forwarding is off; so the map must learn it within milliseconds of the kernel.
+#[derive(Debug)]
+pub struct Pace {
+    interval: Duration,
+    fast: Duration,
+}
+
+impl Pace {
+    /// A pace with the given steady interval.
+    pub fn new(interval: Duration) -> Pace {
+        Pace { interval, fast: FAST_RECHECK.min(interval) }
+    }
+
+    /// The wait before the next check, after a pass that found a next hop `pending` or not.
+    pub fn next(&mut self, pending: bool) -> Duration {
+        if !pending {
+            self.fast = FAST_RECHECK.min(self.interval);
+            return self.interval;
+        }
+        let wait = self.fast;
+        self.fast = (self.fast * 2).min(self.interval);
+        wait
+    }
+}
+
 /// What to log about a real server after a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogEvent {
@@ -662,6 +694,19 @@ mod tests {
     fn only_nat_needs_forwarding() {
         assert!(forwarding_needed(Method::Nat));
         assert!(!forwarding_needed(Method::Dr) && !forwarding_needed(Method::Tun));
+    }
+
+    /// A pending next hop is checked again after 10 ms, doubling up to the interval; a settled
+    /// pass goes back to the interval and resets the backoff.
+    #[test]
+    fn pace_rechecks_pending_next_hops_fast() {
+        let ms = Duration::from_millis;
+        let mut p = Pace::new(Duration::from_secs(1));
+        assert_eq!(p.next(false), ms(1000));
+        let waits: Vec<_> = (0..9).map(|_| p.next(true)).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000].map(ms));
+        assert_eq!(p.next(false), ms(1000));
+        assert_eq!(p.next(true), ms(10), "reset after a settled pass");
     }
 
     /// Logged after the grace period, then once per interval, and once on recovery.

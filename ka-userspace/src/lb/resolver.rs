@@ -20,7 +20,7 @@ use ka_common::lb::NeighValue;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::nexthop::{map_entry, plan, ForwardingSysctls, Hop, LogEvent, LogGate, NextHopReport, NEIGH_PROTOCOL};
+use super::nexthop::{map_entry, plan, ForwardingSysctls, Hop, LogEvent, LogGate, NextHopReport, Pace, NEIGH_PROTOCOL};
 use crate::net::netlink::{NetlinkClient, NetlinkError};
 
 /// How often the resolver checks the next hops.
@@ -141,17 +141,23 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut st = State { managed: true, created: BTreeSet::new(), gate: LogGate::new(LOG_GRACE, LOG_INTERVAL) };
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pace = Pace::new(interval);
+    // The first check runs at once.
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             changed = backends.changed() => if changed.is_err() { break },
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let list = backends.borrow_and_update().clone();
+        wait = interval;
         match pass(&env, &list, &mut st).await {
             Ok((reports, entries)) => {
+                // A real server with a route but no usable next hop (one just back in the
+                // tables, its resolution requested): check again soon, so the neighbour map
+                // gets it as soon as the kernel has resolved it.
+                wait = pace.next(reports.iter().any(|(b, r)| r.via.is_some() && !entries.contains_key(b)));
                 out.reports.send_replace(reports);
                 // Only a change wakes the map writer.
                 out.entries.send_if_modified(|cur| {
