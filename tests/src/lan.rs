@@ -5,7 +5,8 @@
 //! DR and TUN real servers hold the VIP on loopback and do not answer ARP for it
 //! (`arp_ignore=1`, `arp_announce=2`), so they reply to the client directly. Frames a director
 //! sends back out of its veth with `XDP_TX` reach the bridge only if the bridge's end of that
-//! veth runs XDP, so every director's leg gets an `XDP_PASS` program ([`crate::xdp`]).
+//! veth runs XDP, so every director's leg gets an `XDP_PASS` program ([`crate::xdp`]). Directors
+//! keep forwarding off, as on a default host: ka's DR and TUN need none.
 
 use std::{
     collections::HashMap,

@@ -13,6 +13,10 @@
 //! - Failover: two directors with the same config; when the VRRP master is killed, the backup
 //!   takes the VIP and established connections keep going to the same real server.
 //!
+//! - Forwarding: DR and TUN directors keep forwarding off, as on a default host (ka forwards
+//!   from the next hops it resolves; `ka status` says how each real server is reached); NAT
+//!   needs it, and without it `ka status` marks its real servers unreachable, naming the sysctl.
+//!
 //! Lab notes. The real servers' health comes from a MISC_CHECK script reading a state file the
 //! test writes (up, drained at weight 0, or down), except in the tests that stop a listener.
 //! Frames the datapath sends back out of a veth with `XDP_TX` reach the bridge only if the

@@ -1,6 +1,7 @@
 //! Packet-fixture tests of `ka_xdp`'s load balancer through BPF_PROG_TEST_RUN: DR, TUN and NAT
 //! (both directions), IPv4 and IPv6, TCP and UDP, mastership off, non-VIP traffic, next hops
-//! from `bpf_fib_lookup` and from the neighbour map. Each case runs on freshly loaded maps,
+//! from `bpf_fib_lookup` and from the neighbour map, and with forwarding disabled (the FIB
+//! refuses; the neighbour map the daemon fills answers). Each case runs on freshly loaded maps,
 //! seeded through the userspace map writer, inside a namespace whose veth interfaces, routes
 //! and permanent neighbours give `bpf_fib_lookup` real answers; it checks the verdict, the
 //! output bytes (hex diff) and every counter.

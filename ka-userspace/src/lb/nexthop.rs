@@ -615,8 +615,9 @@ mod tests {
             r
         };
         use Method::{Dr, Nat, Tun};
-        let cases: &[(Option<&str>, bool, bool, Method, bool, Reach)] = &[
-            // (next hop, forwarding off on an XDP interface, off on the egress, method, in the map, reach)
+        /// (next hop, forwarding off on an XDP interface, off on the egress, method, in the map, reach)
+        type Case = (Option<&'static str>, bool, bool, Method, bool, Reach);
+        let cases: &[Case] = &[
             (Some("198.18.1.1"), false, false, Dr, false, Reach::Fib),
             (Some("198.18.1.1"), false, false, Dr, true, Reach::Fib),
             (Some("198.18.1.1"), true, false, Dr, true, Reach::NeighbourMap),
