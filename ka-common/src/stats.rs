@@ -109,13 +109,21 @@ counters! {
     LbFibHit = "lb_fib_hit",
     /// LB: next hop found in the userspace neighbour map.
     LbNeighHit = "lb_neigh_hit",
+    /// LB: `bpf_fib_lookup` refused the packet because forwarding is disabled on the interface
+    /// it came in on (`net.ipv4.conf.IF.forwarding` / `net.ipv6.conf.IF.forwarding` = 0, the
+    /// default on a host). Not an error: the next hop then comes from the neighbour map the
+    /// daemon keeps (`lb_neigh_hit`), as IPVS DR and TUN need no forwarding; without an entry
+    /// the packet passes (`pass_no_nexthop`).
+    LbFibFwdDisabled = "lb_fib_fwd_disabled",
     /// Pass: TCP/UDP not addressed to a service (only counted while services exist).
     PassNotVip = "pass_not_vip",
     /// Pass: this node is not MASTER for the VRRP instance owning the VIP.
     PassNotMaster = "pass_not_master",
     /// Pass: the service has no available backend.
     PassNoBackend = "pass_no_backend",
-    /// Pass: no next hop for the real server (no route, no neighbour yet).
+    /// Pass: no next hop for the destination: the FIB has none (no route, no resolved
+    /// neighbour, or forwarding disabled: `lb_fib_fwd_disabled`) and neither has the
+    /// neighbour map.
     PassNoNexthop = "pass_no_nexthop",
     /// Pass: a VLAN-tagged or fragmented packet to a service (left to the kernel).
     PassLbUnsupported = "pass_lb_unsupported",

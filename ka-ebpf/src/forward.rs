@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED,
-        BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS,
     },
     helpers::{bpf_fib_lookup, bpf_jiffies64, bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
@@ -48,10 +48,14 @@ pub enum NoNextHop {
 }
 
 /// The next hop towards `dst` for an IP packet of `tot_len` bytes: `bpf_fib_lookup` (input
-/// mode from the ingress interface, so routes through any interface apply; this needs
-/// forwarding enabled on the ingress interface, as IPVS NAT does), else the neighbour map kept
-/// by userspace (static next hops, and what fixture tests seed). Returns the route's MTU
-/// (`mtu_result`, kernel 5.12+; 0 when the neighbour map answered).
+/// mode from the ingress interface, so routes through any interface apply), else the neighbour
+/// map kept by userspace: the next hops the daemon resolved for its real servers, static ones,
+/// and what fixture tests seed. The FIB refuses every packet that entered an interface with
+/// forwarding disabled (the default on a host; counted `lb_fib_fwd_disabled`): DR and TUN
+/// then work from the neighbour map alone, as IPVS needs no forwarding for them. Returns the
+/// route's MTU (`mtu_result`, kernel 5.12+; 0 when the neighbour map answered). Answers for
+/// real servers are cached per CPU by [`backend_next_hop`], so this runs about once a second
+/// per real server and CPU, not per packet.
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
@@ -100,6 +104,9 @@ pub fn next_hop(
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
         // SAFETY: a plain u16 of the union, the route's MTU on FRAG_NEEDED (kernel 5.12+).
         return Err(NoNextHop::TooBig(unsafe { p.__bindgen_anon_1.mtu_result }));
+    }
+    if rc == BPF_FIB_LKUP_RET_FWD_DISABLED as i64 {
+        stats::inc(Counter::LbFibFwdDisabled);
     }
     let key = AddrKey {
         addr: *dst,

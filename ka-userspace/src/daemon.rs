@@ -248,7 +248,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     }
                 }
             }
-            Some(crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone()))
+            // The next hops' forwarding check is about the interfaces packets enter XDP on.
+            let ingress = datapath.as_ref().map(|d| d.attachments().iter().map(|a| a.iface.clone()).collect()).unwrap_or_default();
+            Some(crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone(), ingress))
         }
         (Some(cfg), None, Some(_)) => {
             if !cfg.virtual_servers.is_empty() {
@@ -259,6 +261,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         _ => None,
     };
     let mut backends = health.as_ref().map(crate::health::HealthHandle::backends);
+    let mut next_hop_updates = dataplane.as_ref().and_then(crate::dataplane::Dataplane::next_hop_updates);
     if let (Some(dp), Some(datapath), Some(cfg), Some(b)) = (dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
         let set = b.borrow().clone();
         dp.update(datapath.ebpf_mut(), cfg, &set);
@@ -331,6 +334,20 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if let Some(h) = &health {
                         h.set_master(&name, master);
                     }
+                }
+            },
+            () = async {
+                // A closed channel (resolver gone) never fires again.
+                let open = match next_hop_updates.as_mut() {
+                    Some(r) => r.changed().await.is_ok(),
+                    None => false,
+                };
+                if !open {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
+                    dp.apply_next_hops(d.ebpf_mut());
                 }
             },
             Ok(()) = async {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     config::{
@@ -18,9 +18,9 @@ use crate::{
     },
     health::{BackendRole, BackendSet},
     lb::{
-        nexthop::NextHopReport,
+        nexthop::{ForwardingSysctls, NextHopReport},
         resolver::{Resolver, CHECK_INTERVAL},
-        writer::{backend_stats, service_stats, MapWriter},
+        writer::{backend_stats, neighbour_entry, service_stats, MapWriter},
         BackendSpec, DesiredState, L4Proto, LbError, Method, Persistence, Scheduler, ServiceSpec, TunnelSource,
     },
 };
@@ -40,8 +40,9 @@ pub struct BackendCounters {
     pub packets: u64,
     /// Bytes forwarded to it.
     pub bytes: u64,
-    /// Its next hop (`None` while it is out of the tables or not checked yet): unresolved, its
-    /// packets pass to the kernel (`pass_no_nexthop`).
+    /// Its next hop and whether the XDP program can reach it now (`reachable`; if not, `reach`
+    /// says why: no route, no neighbour, forwarding disabled, not checked yet...). `None` while
+    /// it is out of the tables.
     #[serde(default)]
     pub next_hop: Option<NextHopReport>,
 }
@@ -197,12 +198,33 @@ impl Dataplane {
     }
 
     /// Keeps the next hop of every real server in the tables resolved through the rtnetlink
-    /// worker (a [`Resolver`] task on the current runtime, checking once a second), and reports
-    /// it in [`Dataplane::counters`]. The datapath forwards only to resolved next hops.
+    /// worker (a [`Resolver`] task on the current runtime, checking once a second), hands the
+    /// resolved next hops to the neighbour map ([`Dataplane::apply_next_hops`]), and reports
+    /// them in [`Dataplane::counters`]. `ingress`: the interfaces XDP is attached to (their
+    /// `forwarding` sysctls decide whether `bpf_fib_lookup` can answer).
     #[must_use]
-    pub fn resolving_next_hops(mut self, netlink: crate::net::netlink::NetlinkClient) -> Dataplane {
-        self.next_hops = Some(Resolver::spawn(netlink, CHECK_INTERVAL));
+    pub fn resolving_next_hops(mut self, netlink: crate::net::netlink::NetlinkClient, ingress: Vec<String>) -> Dataplane {
+        self.next_hops = Some(Resolver::spawn(netlink, CHECK_INTERVAL, ingress, ForwardingSysctls::default()));
         self
+    }
+
+    /// A receiver told whenever the resolved next hops change: then call
+    /// [`Dataplane::apply_next_hops`]. `None` without a resolver.
+    pub fn next_hop_updates(&self) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeMap<IpAddr, ka_common::lb::NeighValue>>> {
+        self.next_hops.as_ref().map(Resolver::map_entry_updates)
+    }
+
+    /// Writes the resolved next hops that changed to the neighbour map (and removes those of
+    /// real servers that left the tables or whose next hop became unusable). Errors are
+    /// logged; the next change applies everything again.
+    pub fn apply_next_hops(&mut self, ebpf: &mut aya::Ebpf) {
+        let Some(r) = &self.next_hops else { return };
+        let entries = r.map_entries();
+        match self.writer.set_resolved(ebpf, &entries) {
+            Ok(0) => {}
+            Ok(changed) => debug!(changed, next_hops = entries.len(), "neighbour map updated"),
+            Err(e) => warn!(error = %e, "writing the neighbour map failed"),
+        }
     }
 
     /// Stops the next-hop resolver after it removed the neighbour entries it created.
@@ -311,7 +333,14 @@ impl Dataplane {
                                 .backend_id(s, b.addr, b.port, b.method)
                                 .and_then(|id| backend_stats(ebpf, id).ok())
                                 .unwrap_or_default();
-                            let next_hop = if b.healthy { self.next_hops.as_ref().and_then(|r| r.report(b.addr)) } else { None };
+                            // Judged as XDP will act: the FIB, else the neighbour map as it is.
+                            let next_hop = b.healthy.then(|| {
+                                let in_map = neighbour_entry(ebpf, b.addr).ok().flatten().is_some();
+                                match self.next_hops.as_ref().and_then(|r| r.report(b.addr)) {
+                                    Some(r) => r.judged(b.method, in_map),
+                                    None => NextHopReport::not_checked(),
+                                }
+                            });
                             BackendCounters {
                                 address: b.addr,
                                 port: b.port,

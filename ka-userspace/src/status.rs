@@ -152,10 +152,17 @@ mod tests {
         assert_eq!(back, r);
     }
 
-    /// Each real server's line says whether its next hop is resolved, and why not.
+    /// Each real server's line says whether the XDP program can reach it, and why not; the
+    /// JSON says it too (`reachable`, `reach`), so no unreachable server looks fine.
     #[test]
     fn text_shows_next_hops() {
-        use crate::{dataplane::{BackendCounters, ServiceCounters}, lb::nexthop::NextHopReport};
+        use crate::{
+            dataplane::{BackendCounters, ServiceCounters},
+            lb::{
+                nexthop::{NextHopReport, Reach},
+                Method,
+            },
+        };
         let rs = |last: u8, next_hop| BackendCounters {
             address: std::net::IpAddr::from([198, 18, 1, last]),
             port: 80,
@@ -165,7 +172,16 @@ mod tests {
             bytes: 0,
             next_hop,
         };
-        let via = Some("198.18.1.1".parse().expect("ip"));
+        let report = |last: u8, resolved: bool, state: &str| NextHopReport {
+            mac: resolved.then(|| format!("02:00:00:00:00:0{last}")),
+            via: Some(std::net::IpAddr::from([198, 18, 1, last])),
+            iface: Some("eth1".into()),
+            state: state.into(),
+            ..NextHopReport::not_checked()
+        };
+        let fine = NextHopReport { resolved: true, ..report(1, true, "REACHABLE") }.judged(Method::Dr, true);
+        let failed = report(2, false, "FAILED").judged(Method::Dr, false);
+        let fwd_off = NextHopReport { resolved: true, forwarding_off: vec!["net.ipv4.conf.eth0.forwarding".into()], ..report(4, true, "REACHABLE") };
         let r = StatusReport {
             instance: "default".into(),
             version: "0.1.0".into(),
@@ -183,19 +199,36 @@ mod tests {
                 packets: 0,
                 bytes: 0,
                 backends: vec![
-                    rs(1, Some(NextHopReport { resolved: true, mac: Some("02:00:00:00:00:01".into()), via, iface: Some("eth1".into()), state: "REACHABLE".into() })),
-                    rs(2, Some(NextHopReport { resolved: false, mac: None, via: Some("198.18.1.2".parse().expect("ip")), iface: Some("eth1".into()), state: "FAILED".into() })),
+                    rs(1, Some(fine)),
+                    rs(2, Some(failed)),
                     rs(3, None),
+                    rs(4, Some(fwd_off.clone().judged(Method::Dr, false))),
+                    rs(5, Some(fwd_off.judged(Method::Dr, true))),
+                    rs(6, Some(NextHopReport::not_checked())),
                 ],
             }],
             host: vec![],
         };
         let t = r.to_text();
         assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");
-        assert!(t.contains("-> 198.18.1.2:80 weight 1: 0 packets, 0 bytes; next hop unresolved (198.18.1.2 dev eth1 FAILED)\n"), "{t}");
+        assert!(t.contains("-> 198.18.1.2:80 weight 1: 0 packets, 0 bytes; next hop unresolved (198.18.1.2 dev eth1 FAILED); UNREACHABLE: no neighbour\n"), "{t}");
         assert!(t.contains("-> 198.18.1.3:80 weight 1: 0 packets, 0 bytes\n"), "{t}");
+        assert!(
+            t.contains("-> 198.18.1.4:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:04 via 198.18.1.4 dev eth1 (REACHABLE); UNREACHABLE: forwarding disabled (net.ipv4.conf.eth0.forwarding=0) and no neighbour-map entry\n"),
+            "{t}"
+        );
+        assert!(t.contains("via 198.18.1.4 dev eth1 (REACHABLE), from the neighbour map (forwarding off: net.ipv4.conf.eth0.forwarding=0)\n"), "{t}");
+        assert!(t.contains("-> 198.18.1.6:80 weight 1: 0 packets, 0 bytes; next hop not checked yet; UNREACHABLE until resolved\n"), "{t}");
         let json = serde_json::to_value(&r).expect("json");
-        assert_eq!(json["services"][0]["backends"][0]["next_hop"]["resolved"], true);
-        assert_eq!(json["services"][0]["backends"][1]["next_hop"]["state"], "FAILED");
+        let b = &json["services"][0]["backends"];
+        assert_eq!((b[0]["next_hop"]["resolved"].as_bool(), b[0]["next_hop"]["reachable"].as_bool(), b[0]["next_hop"]["reach"].as_str()), (Some(true), Some(true), Some("fib")));
+        assert_eq!(b[1]["next_hop"]["state"], "FAILED");
+        assert_eq!((b[1]["next_hop"]["reachable"].as_bool(), b[1]["next_hop"]["reach"].as_str()), (Some(false), Some("no_neighbour")));
+        assert_eq!((b[3]["next_hop"]["reachable"].as_bool(), b[3]["next_hop"]["reach"].as_str()), (Some(false), Some("forwarding_disabled")));
+        assert_eq!((b[4]["next_hop"]["reachable"].as_bool(), b[4]["next_hop"]["reach"].as_str()), (Some(true), Some("neighbour_map")));
+        assert_eq!((b[5]["next_hop"]["reachable"].as_bool(), b[5]["next_hop"]["reach"].as_str()), (Some(false), Some("not_checked")));
+        assert_eq!(Reach::default(), Reach::NotChecked);
+        let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
+        assert_eq!(back, r);
     }
 }

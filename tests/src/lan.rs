@@ -5,7 +5,8 @@
 //! DR and TUN real servers hold the VIP on loopback and do not answer ARP for it
 //! (`arp_ignore=1`, `arp_announce=2`), so they reply to the client directly. Nothing runs on
 //! the bridge's end of a director's veth: `ka run --xdp-mode auto` attaches in generic mode
-//! there, which delivers the frames the datapath sends with `XDP_TX`/`XDP_REDIRECT`.
+//! there, which delivers the frames the datapath sends with `XDP_TX`/`XDP_REDIRECT`. Directors
+//! keep forwarding off, as on a default host: ka's DR and TUN need none.
 
 use std::{
     collections::HashMap,
@@ -40,7 +41,7 @@ pub struct LanSpec {
 pub struct Lan {
     /// The client (`eth0` on the bridge).
     pub client: Netns,
-    /// The directors (`eth0` on the bridge, forwarding on).
+    /// The directors (`eth0` on the bridge, forwarding off as on a default host).
     pub directors: Vec<Netns>,
     /// The real servers (`eth0` on the bridge, VIPs on `lo`).
     pub real_servers: Vec<Netns>,
@@ -60,8 +61,9 @@ impl Lan {
         for addrs in &spec.directors {
             let director = Netns::new("ld")?;
             bridge.attach(&director, "eth0", &strs(addrs))?;
-            // The datapath asks the kernel's FIB for next hops, which needs forwarding on.
-            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])?;
+            // Forwarding off, as on a default host (a new namespace may inherit the host's
+            // IPv4 setting): DR and TUN need none, ka forwards from the next hops it resolves.
+            director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"])?;
             directors.push(director);
         }
         let client = Netns::new("lc")?;

@@ -214,6 +214,8 @@ impl Lab {
         back.attach(&director, "eth1", &["198.18.45.1/24"]).expect("attach");
         client.run(&["ip", "route", "add", "default", "via", "198.18.44.1"]).expect("route");
         client.run(&["ethtool", "-K", "eth0", "gro", "on"]).expect("ethtool");
+        // NAT needs forwarding, as IPVS NAT does: the real servers' replies are routed back to
+        // the client through the director (DR and TUN labs leave it off).
         director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
         let mut rs = Vec::new();
         for (i, addr) in RS.iter().enumerate() {

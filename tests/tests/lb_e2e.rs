@@ -13,6 +13,10 @@
 //! - Failover: two directors with the same config; when the VRRP master is killed, the backup
 //!   takes the VIP and established connections keep going to the same real server.
 //!
+//! - Forwarding: DR and TUN directors keep forwarding off, as on a default host (ka forwards
+//!   from the next hops it resolves; `ka status` says how each real server is reached); NAT
+//!   needs it, and without it `ka status` marks its real servers unreachable, naming the sysctl.
+//!
 //! Lab notes. The real servers' health comes from a MISC_CHECK script reading a state file the
 //! test writes (up, drained at weight 0, or down), except in the tests that stop a listener.
 //! Nothing runs on the far ends of the directors' veths: `ka run` attaches in generic mode
@@ -172,6 +176,8 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
         netns::veth(&director, "eth0", &[&format!("{}/24", DIRECTORS[0])], &client, "eth0", &[&format!("{CLIENT}/24")]).expect("veth");
         back.attach(&director, "eth1", &["198.18.41.1/24"]).expect("attach");
         client.run(&["ip", "route", "add", "default", "via", DIRECTORS[0]]).expect("route");
+        // NAT needs forwarding, as IPVS NAT does: the real servers' replies are routed back to
+        // the client through the director (DR and TUN labs leave it off).
         director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
         for (i, addr) in RS_NAT.iter().enumerate() {
             let ns = Netns::new(&format!("r{i}")).expect("netns");
@@ -699,11 +705,12 @@ fn tun6_stickiness_and_draining() {
     stickiness_and_draining(Kind::Tun, true);
 }
 
-/// Real server `rs`'s `next_hop` in `ka status --json` (null while out of the tables).
+/// Real server `rs`'s `next_hop` in `ka status --json` (null while out of the tables), once
+/// the resolver checked it.
 fn next_hop(ka: &KaDaemon, rs: &str) -> Option<serde_json::Value> {
     let st = ka.status_json().ok()?;
     let b = st["services"][0]["backends"].as_array()?.iter().find(|b| b["address"] == rs)?.clone();
-    Some(b["next_hop"].clone()).filter(|n| !n.is_null())
+    Some(b["next_hop"].clone()).filter(|n| !n.is_null() && n["reach"] != "not_checked")
 }
 
 /// The director's neighbour entry for `addr` on eth0 (`ip -d neigh show`), if any.
@@ -969,4 +976,122 @@ fn idle_control_clients_do_not_delay_a_takeover() {
     let held = idle.join().expect("idle thread");
     assert!(held >= 1, "an idle client was connected");
     ka.stop().expect("stop");
+}
+
+/// The director's `forwarding` sysctl of `iface` (IPv4) is 0, as on a default host.
+fn assert_forwarding_off(director: &Netns, iface: &str) {
+    let v = director.run(&["cat", &format!("/proc/sys/net/ipv4/conf/{iface}/forwarding")]).expect("read sysctl");
+    assert_eq!(v.trim(), "0", "forwarding on {iface} must be off, as on a default host");
+}
+
+/// A datapath counter of `ka status --json`.
+fn counter(ka: &KaDaemon, name: &str) -> u64 {
+    ka.status_json().ok().and_then(|s| s["counters"][name].as_u64()).unwrap_or(0)
+}
+
+/// Waits until real server `rs` is reached as `reach` says (`neighbour_map`, `fib`...), and
+/// returns its next hop.
+fn wait_reach(ka: &KaDaemon, rs: &str, reach: &str) -> serde_json::Value {
+    wait_for(&format!("{rs} reached by {reach}"), WAIT, || next_hop(ka, rs).filter(|n| n["reach"] == reach))
+}
+
+/// A new user's LVS-DR setup on a default host: forwarding is off on the director, as LVS
+/// needs none for DR. New flows are forwarded all the same (XDP takes the next hops ka
+/// resolved from the neighbour map when `bpf_fib_lookup` refuses, counted
+/// `lb_fib_fwd_disabled`), and `ka status` tells the truth per real server: rs0, whose link
+/// is down, is UNREACHABLE (no neighbour), never shown as fine; once it is up it is reached
+/// from the neighbour map and gets connections. On the old datapath every new connection was
+/// reset by the kernel while the status showed every server's next hop REACHABLE.
+#[test]
+fn dr_forwarding_off_serves_and_status_tells_the_truth() {
+    pin(0);
+    let lab = lab(Kind::Dr, 1, false);
+    let rs = RS_LAN;
+    assert_forwarding_off(&lab.directors[0], "eth0");
+    let _servers = lab.start_servers();
+    lab.rs[0].run(&["ip", "link", "set", "eth0", "down"]).expect("rs0 down");
+    let ka = lab.start_ka(0, true);
+    wait_master(&ka);
+    for a in &rs[1..] {
+        let n = wait_reach(&ka, a, "neighbour_map");
+        assert_eq!(n["reachable"], true, "{a}: {n}");
+        assert!(n["forwarding_off"].as_array().is_some_and(|v| v.iter().any(|x| x == "net.ipv4.conf.eth0.forwarding")), "{a}: {n}");
+    }
+    let n = wait_for("rs0 next hop checked", WAIT, || next_hop(&ka, rs[0]));
+    assert_eq!((n["reachable"].as_bool(), n["reach"].as_str()), (Some(false), Some("no_neighbour")), "rs0's link is down: {n}");
+    let text = ka.status_text().expect("status text");
+    let line = text.lines().find(|l| l.contains(&format!("-> {}:", rs[0]))).unwrap_or_default();
+    assert!(line.contains("UNREACHABLE: no neighbour"), "rs0 is not shown as fine: {text}");
+    let line = text.lines().find(|l| l.contains(&format!("-> {}:", rs[1]))).unwrap_or_default();
+    assert!(line.contains("from the neighbour map (forwarding off: net.ipv4.conf.eth0.forwarding=0)") && !line.contains("UNREACHABLE"), "{text}");
+    // Every connection to rs1 and rs2 is answered; none hashed to rs0 is (the kernel resets it).
+    wait_for("connections reach rs1 and rs2", WAIT, || {
+        let c = lab.connect_many(30);
+        (c[0] == 0 && c[1] > 0 && c[2] > 0).then_some(())
+    });
+    // rs0 comes up: reachable from the neighbour map, and every connection is answered.
+    lab.rs[0].run(&["ip", "link", "set", "eth0", "up"]).expect("rs0 up");
+    wait_reach(&ka, rs[0], "neighbour_map");
+    wait_for("every connection answered, by every server", WAIT, || {
+        let c = lab.connect_many(30);
+        (c.iter().all(|&n| n > 0) && c.iter().sum::<usize>() == 30).then_some(())
+    });
+    assert!(counter(&ka, "lb_fib_fwd_disabled") > 0, "the FIB's refusals are counted: {}", ka.status_text().unwrap_or_default());
+    assert!(counter(&ka, "lb_neigh_hit") > 0 && counter(&ka, "lb_dr") > 0, "{}", ka.status_text().unwrap_or_default());
+}
+
+/// TUN (IPIP) on a default host, forwarding off on the director: every new flow is
+/// encapsulated to its real server with the next hop from the neighbour map.
+#[test]
+fn tun_forwarding_off_serves_new_flows() {
+    pin(0);
+    let lab = lab(Kind::Tun, 1, false);
+    assert_forwarding_off(&lab.directors[0], "eth0");
+    let _servers = lab.start_servers();
+    let ka = lab.start_ka(0, true);
+    wait_master(&ka);
+    for a in RS_LAN {
+        let n = wait_reach(&ka, a, "neighbour_map");
+        assert_eq!(n["reachable"], true, "{a}: {n}");
+    }
+    let c = lab.connect_many(30);
+    assert!(c.iter().all(|&n| n > 0) && c.iter().sum::<usize>() == 30, "every connection answered, by every server: {c:?}");
+    assert!(counter(&ka, "lb_tun") > 0 && counter(&ka, "lb_fib_fwd_disabled") > 0 && counter(&ka, "lb_neigh_hit") > 0, "{}", ka.status_text().unwrap_or_default());
+    assert_eq!(counter(&ka, "pass_no_nexthop"), 0, "no new flow passed to the kernel: {}", ka.status_text().unwrap_or_default());
+}
+
+/// NAT on a default host: forwarding off, so the real servers' replies cannot be routed back
+/// to the client (as with IPVS NAT). `ka status --json` marks every NAT real server
+/// unreachable and names the sysctl (`net.ipv4.conf.eth1.forwarding`, the interface the
+/// replies arrive on), and the text says so; with forwarding switched on they become
+/// reachable through the FIB and connections are answered.
+#[test]
+fn nat_forwarding_off_status_says_so() {
+    pin(0);
+    let lab = lab(Kind::Nat, 1, false);
+    let director = &lab.directors[0];
+    director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]).expect("forwarding off");
+    assert_forwarding_off(director, "eth1");
+    let _servers = lab.start_servers();
+    let ka = lab.start_ka(0, true);
+    wait_master(&ka);
+    for a in RS_NAT {
+        let n = wait_reach(&ka, a, "nat_needs_forwarding");
+        assert_eq!(n["reachable"], false, "{a}: {n}");
+        assert_eq!(n["egress_forwarding_off"], "net.ipv4.conf.eth1.forwarding", "{a}: {n}");
+    }
+    let text = ka.status_text().expect("status text");
+    for a in RS_NAT {
+        let line = text.lines().find(|l| l.contains(&format!("-> {a}:"))).unwrap_or_default();
+        assert!(line.contains("UNREACHABLE: NAT replies need forwarding (net.ipv4.conf.eth1.forwarding=0)"), "{a}: {text}");
+    }
+    director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding on");
+    for a in RS_NAT {
+        let n = wait_reach(&ka, a, "fib");
+        assert_eq!(n["reachable"], true, "{a}: {n}");
+    }
+    wait_for("every connection answered", WAIT, || {
+        let c = lab.connect_many(30);
+        (c.iter().all(|&n| n > 0) && c.iter().sum::<usize>() == 30).then_some(())
+    });
 }

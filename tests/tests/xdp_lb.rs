@@ -1,6 +1,7 @@
 //! Packet-fixture tests of `ka_xdp`'s load balancer through BPF_PROG_TEST_RUN: DR, TUN and NAT
 //! (both directions), IPv4 and IPv6, TCP and UDP, mastership off, non-VIP traffic, next hops
-//! from `bpf_fib_lookup` and from the neighbour map. Each case runs on freshly loaded maps,
+//! from `bpf_fib_lookup` and from the neighbour map, and with forwarding disabled (the FIB
+//! refuses; the neighbour map the daemon fills answers). Each case runs on freshly loaded maps,
 //! seeded through the userspace map writer, inside a namespace whose veth interfaces, routes
 //! and permanent neighbours give `bpf_fib_lookup` real answers; it checks the verdict, the
 //! output bytes (hex diff) and every counter.
@@ -903,4 +904,244 @@ fn persistence_granularity_groups_clients_by_prefix() {
         })
         .expect("enter netns");
     handle.join().expect("test thread");
+}
+
+/// One case of [`lb_forwards_with_forwarding_disabled`]: a service, the neighbour-map entry the
+/// daemon's resolver would have written for its real server (if any), and the packets.
+struct FwdOffCase {
+    name: &'static str,
+    service: ServiceSpec,
+    /// (real server, egress interface: 0 lb0 / 1 lb1, next-hop MAC), as the resolver writes it.
+    resolved: Option<(&'static str, usize, [u8; 6])>,
+    steps: Vec<Step>,
+    counters: Vec<(Counter, u64)>,
+}
+
+/// A host with default sysctls (forwarding off on every interface, for IPv4 and IPv6):
+/// `bpf_fib_lookup` refuses every packet (counted `lb_fib_fwd_disabled`, apart from
+/// `pass_no_nexthop`), yet DR and TUN forward with the next hop the resolver wrote to the
+/// neighbour map (through the same map writer as the daemon), as IPVS needs no forwarding.
+/// Without an entry the packet passes to the kernel. An established flow's next packet takes
+/// the per-CPU cached next hop: no second lookup. On the old datapath every case passed to the
+/// kernel (nothing wrote resolved next hops) and nothing counted the refusal.
+#[test]
+fn lb_forwards_with_forwarding_disabled() {
+    ka_tests::require_root();
+    let ns = lab();
+    ns.run(&[
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.forwarding=0",
+        "net.ipv6.conf.all.forwarding=0",
+    ])
+    .expect("forwarding off");
+    for (fam, iface) in [("ipv4", "lb0"), ("ipv4", "lb1"), ("ipv6", "lb0"), ("ipv6", "lb1")] {
+        let v = ns
+            .run(&["cat", &format!("/proc/sys/net/{fam}/conf/{iface}/forwarding")])
+            .expect("read sysctl");
+        assert_eq!(v.trim(), "0", "{fam} forwarding on {iface} must be off, as on a default host");
+    }
+    use Counter::*;
+    let syn4 = |vip: &str| Frame::tcp4(CLIENT4, vip, 40000, 80, SYN);
+    let ack4 = |vip: &str| Frame::tcp4(CLIENT4, vip, 40000, 80, ACK);
+    let syn6 = |vip: &str| Frame::tcp6(CLIENT6, vip, 40000, 80, SYN);
+    let tun_in = syn4("198.51.100.2").build();
+    let dr4 = || svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
+    let cases = vec![
+        FwdOffCase {
+            name: "dr4: next hop from the neighbour map, XDP_TX; the established packet uses the cache",
+            service: dr4(),
+            resolved: Some(("10.1.0.10", 0, RS1_MAC)),
+            steps: vec![
+                Step {
+                    input: syn4("198.51.100.1").build(),
+                    iface: 0,
+                    expected_action: XDP_TX,
+                    expected_output: with_macs(syn4("198.51.100.1"), RS1_MAC, LB0_MAC).build(),
+                },
+                Step {
+                    input: ack4("198.51.100.1").build(),
+                    iface: 0,
+                    expected_action: XDP_TX,
+                    expected_output: with_macs(ack4("198.51.100.1"), RS1_MAC, LB0_MAC).build(),
+                },
+            ],
+            counters: vec![
+                (Ipv4, 2),
+                (Tcp, 2),
+                (LbNewFlow, 1),
+                (LbConnHit, 1),
+                (LbFibFwdDisabled, 1),
+                (LbNeighHit, 1),
+                (LbDr, 2),
+                (VerdictTx, 2),
+            ],
+        },
+        FwdOffCase {
+            name: "dr4 without a neighbour-map entry: passes, the refusal counted apart",
+            service: dr4(),
+            resolved: None,
+            steps: vec![Step {
+                input: syn4("198.51.100.1").build(),
+                iface: 0,
+                expected_action: XDP_PASS,
+                expected_output: syn4("198.51.100.1").build(),
+            }],
+            counters: vec![
+                (Ipv4, 1),
+                (Tcp, 1),
+                (LbNewFlow, 1),
+                (LbFibFwdDisabled, 1),
+                (PassNoNexthop, 1),
+                (VerdictPass, 1),
+            ],
+        },
+        FwdOffCase {
+            name: "tun4 to a real server behind lb1: IPIP, XDP_REDIRECT from the neighbour map",
+            service: svc("198.51.100.2", 80, L4Proto::Tcp, Scheduler::Maglev, "10.2.0.20", 80, Method::Tun),
+            resolved: Some(("10.2.0.20", 1, RS2_MAC)),
+            steps: vec![Step {
+                input: tun_in.clone(),
+                iface: 0,
+                expected_action: XDP_REDIRECT,
+                expected_output: tunnel(&tun_in, RS2_MAC, LB1_MAC, "10.1.0.1", "10.2.0.20"),
+            }],
+            counters: vec![
+                (Ipv4, 1),
+                (Tcp, 1),
+                (LbNewFlow, 1),
+                (LbFibFwdDisabled, 1),
+                (LbNeighHit, 1),
+                (LbTun, 1),
+                (VerdictRedirect, 1),
+            ],
+        },
+        FwdOffCase {
+            name: "dr6: IPv6 forwarding off, next hop from the neighbour map",
+            service: svc("2001:db8::1", 80, L4Proto::Tcp, Scheduler::Maglev, "fd00:1::10", 80, Method::Dr),
+            resolved: Some(("fd00:1::10", 0, RS1_MAC)),
+            steps: vec![Step {
+                input: syn6("2001:db8::1").build(),
+                iface: 0,
+                expected_action: XDP_TX,
+                expected_output: with_macs(syn6("2001:db8::1"), RS1_MAC, LB0_MAC).build(),
+            }],
+            counters: vec![
+                (Ipv6, 1),
+                (Tcp, 1),
+                (LbNewFlow, 1),
+                (LbFibFwdDisabled, 1),
+                (LbNeighHit, 1),
+                (LbDr, 1),
+                (VerdictTx, 1),
+            ],
+        },
+        FwdOffCase {
+            name: "tun6 without a neighbour-map entry: passes",
+            service: svc("2001:db8::2", 80, L4Proto::Tcp, Scheduler::Maglev, "fd00:2::20", 80, Method::Tun),
+            resolved: None,
+            steps: vec![Step {
+                input: syn6("2001:db8::2").build(),
+                iface: 0,
+                expected_action: XDP_PASS,
+                expected_output: syn6("2001:db8::2").build(),
+            }],
+            counters: vec![
+                (Ipv6, 1),
+                (Tcp, 1),
+                (LbNewFlow, 1),
+                (LbFibFwdDisabled, 1),
+                (PassNoNexthop, 1),
+                (VerdictPass, 1),
+            ],
+        },
+    ];
+    let handle = ns
+        .enter(move || {
+            let idx = |n: &str| nix::net::if_::if_nametoindex(n).expect("ifindex");
+            let ifs = [idx("lb0"), idx("lb1")];
+            let macs = [LB0_MAC, LB1_MAC];
+            let mut failures = Vec::new();
+            for c in cases {
+                let mut loaded = common::Loaded::new();
+                let d = DesiredState {
+                    services: vec![c.service.clone()],
+                    tunnel_src_v4: Some(TunnelSource { addr: ip("10.1.0.1"), host_bits: 0 }),
+                    tunnel_src_v6: Some(TunnelSource { addr: ip("fd00:1::1"), host_bits: 0 }),
+                    neighbours: Vec::new(),
+                };
+                let mut writer = MapWriter::new();
+                writer.apply(&mut loaded.ebpf, &d).expect("apply");
+                let entries: std::collections::BTreeMap<IpAddr, ka_common::lb::NeighValue> = c
+                    .resolved
+                    .iter()
+                    .map(|&(rs, i, dmac)| (ip(rs), ka_common::lb::NeighValue { ifindex: ifs[i], smac: macs[i], dmac }))
+                    .collect();
+                let written = writer.set_resolved(&mut loaded.ebpf, &entries).expect("set resolved");
+                assert_eq!(written, entries.len(), "{}: one write per new entry", c.name);
+                assert_eq!(writer.set_resolved(&mut loaded.ebpf, &entries).expect("again"), 0, "{}: nothing changed", c.name);
+                for (i, s) in c.steps.iter().enumerate() {
+                    let out = loaded.run_on(&s.input, ifs[s.iface]);
+                    if out.action != s.expected_action {
+                        failures.push(format!("{} step {i}: action {} != {}", c.name, out.action, s.expected_action));
+                    }
+                    if out.data != s.expected_output {
+                        failures.push(format!("{} step {i}: output\n{}", c.name, hex_diff(&s.expected_output, &out.data)));
+                    }
+                }
+                let counters = loaded.counters();
+                for counter in Counter::ALL {
+                    let want = c.counters.iter().find(|(k, _)| k == counter).map_or(0, |(_, v)| *v);
+                    let got = counters[counter.name()];
+                    if got != want {
+                        failures.push(format!("{}: counter {} = {got}, expected {want}", c.name, counter.name()));
+                    }
+                }
+            }
+            failures
+        })
+        .expect("enter netns");
+    let failures = handle.join().expect("fixture thread");
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A real server that leaves (or whose next hop becomes unusable) loses its neighbour-map
+/// entry: with forwarding off its packets then pass to the kernel instead of going to a stale
+/// next hop, and the next-hop cache is emptied so even a cached answer is not used.
+#[test]
+fn neighbour_map_entry_removed_stops_forwarding() {
+    ka_tests::require_root();
+    let ns = lab();
+    ns.run(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=0"]).expect("forwarding off");
+    let handle = ns
+        .enter(|| {
+            let lb0 = nix::net::if_::if_nametoindex("lb0").expect("ifindex");
+            let mut loaded = common::Loaded::new();
+            let d = DesiredState {
+                services: vec![svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr)],
+                ..Default::default()
+            };
+            let mut writer = MapWriter::new();
+            writer.apply(&mut loaded.ebpf, &d).expect("apply");
+            let entry = ka_common::lb::NeighValue { ifindex: lb0, smac: LB0_MAC, dmac: RS1_MAC };
+            let entries = std::collections::BTreeMap::from([(ip("10.1.0.10"), entry)]);
+            writer.set_resolved(&mut loaded.ebpf, &entries).expect("set");
+            let syn = Frame::tcp4(CLIENT4, "198.51.100.1", 40000, 80, SYN).build();
+            let ack = Frame::tcp4(CLIENT4, "198.51.100.1", 40000, 80, ACK).build();
+            let first = loaded.run_on(&syn, lb0).action;
+            assert_eq!(
+                ka::lb::writer::neighbour_entry(&loaded.ebpf, ip("10.1.0.10")).expect("read"),
+                Some(entry),
+                "the entry as written"
+            );
+            assert_eq!(writer.set_resolved(&mut loaded.ebpf, &Default::default()).expect("clear"), 1, "one removal");
+            assert_eq!(ka::lb::writer::neighbour_entry(&loaded.ebpf, ip("10.1.0.10")).expect("read"), None);
+            let second = loaded.run_on(&ack, lb0).action;
+            (first, second, loaded.counters())
+        })
+        .expect("enter netns");
+    let (first, second, c) = handle.join().expect("fixture thread");
+    assert_eq!(first, XDP_TX, "forwarded while the entry exists");
+    assert_eq!(second, XDP_PASS, "passed once the entry is gone (the cache was emptied)");
+    assert_eq!((c[Counter::LbFibFwdDisabled.name()], c[Counter::PassNoNexthop.name()]), (2, 1), "{c:?}");
 }

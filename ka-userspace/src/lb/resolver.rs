@@ -1,10 +1,14 @@
 //! The next-hop resolver task: keeps the kernel's neighbour entry of every real server's next
-//! hop resolved, so `bpf_fib_lookup` answers for it. Once a second (and whenever the tables
-//! change) it looks each real server's route up (`RTM_GETROUTE`), reads the neighbour table,
-//! and asks the rtnetlink worker to resolve what [`super::nexthop::plan`] says: managed entries
-//! (`NTF_EXT_MANAGED`, kernel 5.16+, marked `proto keepalived`) or, where the kernel refuses
-//! them, one-shot `NTF_USE` requests. It removes the managed entries it created (or a previous
-//! run marked) when their real servers leave the tables and when it stops. What it finds is published for `ka status`.
+//! hop resolved, and hands the resolved next hops to the XDP neighbour map, so the datapath
+//! can forward whether or not `bpf_fib_lookup` answers (it refuses when forwarding is off).
+//! Once a second (and whenever the tables change) it looks each real server's route up
+//! (`RTM_GETROUTE`), reads the neighbour table, the links and the `forwarding` sysctls of the
+//! XDP interfaces, and asks the rtnetlink worker to resolve what [`super::nexthop::plan`]
+//! says: managed entries (`NTF_EXT_MANAGED`, kernel 5.16+, marked `proto keepalived`) or,
+//! where the kernel refuses them, one-shot `NTF_USE` requests. It removes the managed entries
+//! it created (or a previous run marked) when their real servers leave the tables and when it
+//! stops. It publishes its findings for `ka status` and the neighbour-map entries
+//! ([`super::nexthop::map_entry`]) for the dataplane owner, which writes the changed ones.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,10 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ka_common::lb::NeighValue;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::nexthop::{plan, Hop, LogEvent, LogGate, NextHopReport, NEIGH_PROTOCOL};
+use super::nexthop::{map_entry, plan, ForwardingSysctls, Hop, LogEvent, LogGate, NextHopReport, Pace, NEIGH_PROTOCOL};
 use crate::net::netlink::{NetlinkClient, NetlinkError};
 
 /// How often the resolver checks the next hops.
@@ -34,6 +39,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Resolver {
     backends: watch::Sender<Vec<IpAddr>>,
     reports: watch::Receiver<BTreeMap<IpAddr, NextHopReport>>,
+    entries: watch::Receiver<BTreeMap<IpAddr, NeighValue>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -47,13 +53,28 @@ impl Drop for Resolver {
 }
 
 impl Resolver {
-    /// Starts the resolver on the current tokio runtime, checking every `interval`.
-    pub fn spawn(netlink: NetlinkClient, interval: Duration) -> Resolver {
+    /// Starts the resolver on the current tokio runtime, checking every `interval`. `ingress`:
+    /// the interfaces XDP is attached to, whose `forwarding` sysctls (read from `sysctls`)
+    /// decide whether `bpf_fib_lookup` can answer.
+    pub fn spawn(netlink: NetlinkClient, interval: Duration, ingress: Vec<String>, sysctls: ForwardingSysctls) -> Resolver {
         let (backends, backends_rx) = watch::channel(Vec::new());
         let (reports_tx, reports) = watch::channel(BTreeMap::new());
+        let (entries_tx, entries) = watch::channel(BTreeMap::new());
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(netlink, interval, backends_rx, reports_tx, stop_rx));
-        Resolver { backends, reports, stop: Some(stop), task: Some(task) }
+        let env = Env { netlink, ingress, sysctls };
+        let task = tokio::spawn(run(env, interval, backends_rx, Outputs { reports: reports_tx, entries: entries_tx }, stop_rx));
+        Resolver { backends, reports, entries, stop: Some(stop), task: Some(task) }
+    }
+
+    /// The neighbour-map entries of the real servers whose next hops are resolved, by server
+    /// address (the last check's).
+    pub fn map_entries(&self) -> BTreeMap<IpAddr, NeighValue> {
+        self.entries.borrow().clone()
+    }
+
+    /// A receiver told whenever [`Resolver::map_entries`] changes.
+    pub fn map_entry_updates(&self) -> watch::Receiver<BTreeMap<IpAddr, NeighValue>> {
+        self.entries.clone()
     }
 
     /// Sets the real servers whose next hops must stay resolved (those in the tables).
@@ -98,30 +119,59 @@ struct State {
     gate: LogGate,
 }
 
-async fn run(
+/// What a pass reads the host through.
+struct Env {
     netlink: NetlinkClient,
+    /// Interfaces XDP is attached to.
+    ingress: Vec<String>,
+    sysctls: ForwardingSysctls,
+}
+
+/// What the task publishes.
+struct Outputs {
+    reports: watch::Sender<BTreeMap<IpAddr, NextHopReport>>,
+    entries: watch::Sender<BTreeMap<IpAddr, NeighValue>>,
+}
+
+async fn run(
+    env: Env,
     interval: Duration,
     mut backends: watch::Receiver<Vec<IpAddr>>,
-    reports: watch::Sender<BTreeMap<IpAddr, NextHopReport>>,
+    out: Outputs,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut st = State { managed: true, created: BTreeSet::new(), gate: LogGate::new(LOG_GRACE, LOG_INTERVAL) };
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pace = Pace::new(interval);
+    // The first check runs at once.
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             changed = backends.changed() => if changed.is_err() { break },
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let list = backends.borrow_and_update().clone();
-        match pass(&netlink, &list, &mut st).await {
-            Ok(r) => {
-                reports.send_replace(r);
+        wait = interval;
+        match pass(&env, &list, &mut st).await {
+            Ok((reports, entries)) => {
+                // A real server with a route but no usable next hop (one just back in the
+                // tables, its resolution requested): check again soon, so the neighbour map
+                // gets it as soon as the kernel has resolved it.
+                wait = pace.next(reports.iter().any(|(b, r)| r.via.is_some() && !entries.contains_key(b)));
+                out.reports.send_replace(reports);
+                // Only a change wakes the map writer.
+                out.entries.send_if_modified(|cur| {
+                    let changed = *cur != entries;
+                    if changed {
+                        *cur = entries;
+                    }
+                    changed
+                });
             }
             Err(e) => warn!(error = %e, "next-hop check failed"),
         }
     }
+    let netlink = &env.netlink;
     for hop in std::mem::take(&mut st.created) {
         match netlink.neigh_del(hop.ifindex, hop.addr).await {
             Ok(()) => debug!(next_hop = %hop.addr, ifindex = hop.ifindex, "removed managed neighbour entry"),
@@ -130,8 +180,12 @@ async fn run(
     }
 }
 
+/// What one pass found: the reports for `ka status`, and the neighbour-map entries.
+type Found = (BTreeMap<IpAddr, NextHopReport>, BTreeMap<IpAddr, NeighValue>);
+
 /// One check: route lookups, the neighbour table, requests, removals, reports and logs.
-async fn pass(netlink: &NetlinkClient, backends: &[IpAddr], st: &mut State) -> Result<BTreeMap<IpAddr, NextHopReport>, NetlinkError> {
+async fn pass(env: &Env, backends: &[IpAddr], st: &mut State) -> Result<Found, NetlinkError> {
+    let netlink = &env.netlink;
     let mut hops: BTreeMap<IpAddr, Option<Hop>> = BTreeMap::new();
     for &b in backends {
         let hop = match netlink.route_get(b).await {
@@ -144,7 +198,10 @@ async fn pass(netlink: &NetlinkClient, backends: &[IpAddr], st: &mut State) -> R
         hops.insert(b, hop);
     }
     let table = netlink.neighbours().await?;
-    let names: BTreeMap<u32, String> = netlink.links().await.unwrap_or_default().into_iter().map(|l| (l.index, l.name)).collect();
+    // A failed dump fails the pass: the published entries stay as they were.
+    let links = netlink.links().await?;
+    let names: BTreeMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
+    let macs: BTreeMap<u32, Vec<u8>> = links.into_iter().map(|l| (l.index, l.mac)).collect();
     let wanted: BTreeSet<Hop> = hops.values().flatten().copied().collect();
     let p = plan(&wanted, &table, &st.created, st.managed);
     st.created.extend(p.adopt);
@@ -177,9 +234,19 @@ async fn pass(netlink: &NetlinkClient, backends: &[IpAddr], st: &mut State) -> R
     }
     let now = Instant::now();
     st.gate.retain(backends);
-    let mut out = BTreeMap::new();
+    let forwarding_off = [false, true].map(|v6| env.sysctls.off(v6, &env.ingress));
+    let mut reports = BTreeMap::new();
+    let mut entries = BTreeMap::new();
     for (b, hop) in hops {
-        let report = NextHopReport::new(hop, &table, &names);
+        let v6 = b.is_ipv6();
+        let mut report = NextHopReport::new(hop, &table, &names);
+        report.forwarding_off = forwarding_off[usize::from(v6)].clone();
+        report.egress_forwarding_off = hop
+            .and_then(|h| names.get(&h.ifindex))
+            .and_then(|name| env.sysctls.off(v6, std::slice::from_ref(name)).pop());
+        if let Some(e) = map_entry(hop, &table, &macs) {
+            entries.insert(b, e);
+        }
         match st.gate.observe(b, report.resolved, now) {
             LogEvent::Quiet => {}
             LogEvent::Unresolved => warn!(
@@ -189,9 +256,15 @@ async fn pass(netlink: &NetlinkClient, backends: &[IpAddr], st: &mut State) -> R
                 state = %report.state,
                 "real server has no resolved next hop: its packets pass to the kernel (pass_no_nexthop)"
             ),
-            LogEvent::Recovered => info!(real_server = %b, next_hop = %report.to_text(), "real server next hop resolved"),
+            LogEvent::Recovered => info!(
+                real_server = %b,
+                next_hop = ?report.via,
+                mac = report.mac.as_deref().unwrap_or("-"),
+                iface = report.iface.as_deref().unwrap_or("-"),
+                "real server next hop resolved"
+            ),
         }
-        out.insert(b, report);
+        reports.insert(b, report);
     }
-    Ok(out)
+    Ok((reports, entries))
 }

@@ -127,8 +127,35 @@ pub struct MapWriter {
     backends: HashMap<u32, Backend>,
     free_backends: VecDeque<u32>,
     next_backend: u32,
-    neighbours: HashSet<AddrKey>,
-    neighbour_values: Vec<(AddrKey, NeighValue)>,
+    /// Static next hops of the desired state (they win over resolved ones).
+    static_neigh: HashMap<AddrKey, NeighValue>,
+    /// Next hops the resolver found for the real servers.
+    resolved_neigh: HashMap<AddrKey, NeighValue>,
+    /// What the neighbour map holds.
+    neigh_written: HashMap<AddrKey, NeighValue>,
+}
+
+/// The neighbour-map key of an address.
+fn addr_key(a: std::net::IpAddr) -> AddrKey {
+    let (addr, family) = addr16(a);
+    AddrKey { addr, family, _pad: [0; 3] }
+}
+
+/// The neighbour-map changes that turn `written` into `want`: entries to insert or replace,
+/// then keys to remove, each in address order (pure).
+pub fn neigh_changes(
+    written: &HashMap<AddrKey, NeighValue>,
+    want: &HashMap<AddrKey, NeighValue>,
+) -> (Vec<(AddrKey, NeighValue)>, Vec<AddrKey>) {
+    let mut upsert: Vec<(AddrKey, NeighValue)> = want
+        .iter()
+        .filter(|(k, v)| written.get(k) != Some(v))
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    upsert.sort_by_key(|(k, _)| (k.family, k.addr));
+    let mut remove: Vec<AddrKey> = written.keys().filter(|k| !want.contains_key(k)).copied().collect();
+    remove.sort_by_key(|k| (k.family, k.addr));
+    (upsert, remove)
 }
 
 /// Empties the next-hop cache slots of backends `ids` on every CPU (a reused id must not
@@ -419,59 +446,58 @@ impl MapWriter {
             arr.set(0, g, 0).map_err(map_err(GLOBALS_MAP))?;
         }
         // Neighbours.
+        self.static_neigh = desired
+            .neighbours
+            .iter()
+            .map(|n| (addr_key(n.addr), NeighValue { ifindex: n.ifindex, smac: n.smac, dmac: n.dmac }))
+            .collect();
+        self.sync_neighbours(ebpf)?;
+        Ok(report)
+    }
+
+    /// Sets the next hops the resolver found for the real servers (by server address; the
+    /// static ones of the desired state win) and writes the neighbour-map entries that
+    /// changed. Returns how many entries were written or removed.
+    ///
+    /// # Errors
+    /// A map operation failed (applying again converges).
+    pub fn set_resolved(
+        &mut self,
+        ebpf: &mut Ebpf,
+        entries: &std::collections::BTreeMap<std::net::IpAddr, NeighValue>,
+    ) -> Result<usize, LbError> {
+        self.resolved_neigh = entries.iter().map(|(a, v)| (addr_key(*a), *v)).collect();
+        self.sync_neighbours(ebpf)
+    }
+
+    /// Writes the neighbour-map entries that differ from the static and resolved next hops,
+    /// removes the others, and empties the next-hop caches when anything changed (a backend
+    /// must not keep a next hop the map no longer gives).
+    fn sync_neighbours(&mut self, ebpf: &mut Ebpf) -> Result<usize, LbError> {
+        let mut want = self.resolved_neigh.clone();
+        want.extend(self.static_neigh.iter().map(|(k, v)| (*k, *v)));
+        let (upsert, remove) = neigh_changes(&self.neigh_written, &want);
+        if upsert.is_empty() && remove.is_empty() {
+            return Ok(0);
+        }
         {
             let mut m: BpfHashMap<_, AddrKey, NeighValue> =
                 BpfHashMap::try_from(map_mut(ebpf, NEIGH_MAP)?).map_err(map_err(NEIGH_MAP))?;
-            let mut want = HashSet::new();
-            for n in &desired.neighbours {
-                let (addr, family) = addr16(n.addr);
-                let k = AddrKey {
-                    addr,
-                    family,
-                    _pad: [0; 3],
-                };
-                m.insert(
-                    k,
-                    NeighValue {
-                        ifindex: n.ifindex,
-                        smac: n.smac,
-                        dmac: n.dmac,
-                    },
-                    0,
-                )
-                .map_err(map_err(NEIGH_MAP))?;
-                want.insert(k);
+            for (k, v) in &upsert {
+                m.insert(k, v, 0).map_err(map_err(NEIGH_MAP))?;
+                self.neigh_written.insert(*k, *v);
             }
-            for k in self.neighbours.difference(&want) {
-                let _ = m.remove(k);
+            for k in &remove {
+                match m.remove(k) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(NEIGH_MAP)(e)),
+                }
+                self.neigh_written.remove(k);
             }
-            self.neighbours = want;
         }
-        let mut values: Vec<(AddrKey, NeighValue)> = desired
-            .neighbours
-            .iter()
-            .map(|n| {
-                let (addr, family) = addr16(n.addr);
-                let k = AddrKey {
-                    addr,
-                    family,
-                    _pad: [0; 3],
-                };
-                let v = NeighValue {
-                    ifindex: n.ifindex,
-                    smac: n.smac,
-                    dmac: n.dmac,
-                };
-                (k, v)
-            })
-            .collect();
-        values.sort_by_key(|(k, _)| (k.family, k.addr));
-        if values != self.neighbour_values {
-            let live: Vec<u32> = self.backends.keys().copied().collect();
-            clear_nh_cache(ebpf, &live)?;
-            self.neighbour_values = values;
-        }
-        Ok(report)
+        let live: Vec<u32> = self.backends.keys().copied().collect();
+        clear_nh_cache(ebpf, &live)?;
+        Ok(upsert.len() + remove.len())
     }
 
     /// Flips the mastership flag of a slot: services with this `master_slot` are served only
@@ -517,6 +543,21 @@ fn remove_service(ebpf: &mut Ebpf, key: &ServiceKey) -> Result<(), LbError> {
                 BpfHashMap::try_from(map_mut(ebpf, SERVICES6_MAP)?).map_err(map_err(SERVICES6_MAP))?;
             m.remove(key).map_err(map_err(SERVICES6_MAP))
         }
+    }
+}
+
+/// The neighbour-map entry for `addr`, if any: what the datapath uses when `bpf_fib_lookup`
+/// cannot answer.
+///
+/// # Errors
+/// The map cannot be read.
+pub fn neighbour_entry(ebpf: &Ebpf, addr: std::net::IpAddr) -> Result<Option<NeighValue>, LbError> {
+    let map = ebpf.map(NEIGH_MAP).ok_or(LbError::MissingMap(NEIGH_MAP))?;
+    let m: BpfHashMap<_, AddrKey, NeighValue> = BpfHashMap::try_from(map).map_err(map_err(NEIGH_MAP))?;
+    match m.get(&addr_key(addr), 0) {
+        Ok(v) => Ok(Some(v)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(map_err(NEIGH_MAP)(e)),
     }
 }
 
@@ -570,6 +611,20 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// Only what differs is written: new and changed entries, then the ones no longer wanted.
+    #[test]
+    fn neighbour_changes_are_minimal() {
+        let k = |a: &str| addr_key(a.parse().expect("address"));
+        let v = |i: u32, last: u8| NeighValue { ifindex: i, smac: [2, 0, 0, 0, 0, 1], dmac: [2, 0, 0, 0, 0, last] };
+        let written = HashMap::from([(k("198.18.1.1"), v(2, 1)), (k("198.18.1.2"), v(2, 2)), (k("198.18.1.3"), v(2, 3))]);
+        let want = HashMap::from([(k("198.18.1.1"), v(2, 1)), (k("198.18.1.2"), v(2, 9)), (k("fd00:198:18::4"), v(3, 4))]);
+        let (upsert, remove) = neigh_changes(&written, &want);
+        assert_eq!(upsert, vec![(k("198.18.1.2"), v(2, 9)), (k("fd00:198:18::4"), v(3, 4))]);
+        assert_eq!(remove, vec![k("198.18.1.3")]);
+        let (upsert, remove) = neigh_changes(&want, &want);
+        assert!(upsert.is_empty() && remove.is_empty(), "nothing changed, nothing written");
     }
 
     #[test]
