@@ -57,6 +57,23 @@ pub const PINNED_MAPS: &[&str] = &[
     crate::vrrp_fast::VRRP_SEEN_MAP,
 ];
 
+/// The pinned maps only userspace writes (the kernel only looks them up): the configuration
+/// tables. When one is replaced at start (its layout changed), its entries are migrated
+/// before the new run writes its first tables, so the map writer reads back what the
+/// previous run wrote; the maps the kernel writes (connections, counters...) are migrated
+/// last, once the new program runs.
+pub const USERSPACE_MAPS: &[&str] = &[
+    crate::lb::SERVICES4_MAP,
+    crate::lb::SERVICES6_MAP,
+    crate::lb::BACKENDS_MAP,
+    crate::lb::TABLES_MAP,
+    crate::lb::NEIGH_MAP,
+    crate::lb::MASTER_MAP,
+    crate::lb::GLOBALS_MAP,
+    crate::lb::LOCAL_VIPS_MAP,
+    crate::vrrp_fast::VRRP_INSTANCES_MAP,
+];
+
 /// Layout revisions beyond what the kernel sees: bump a map's entry when the meaning or order
 /// of its key/value fields changes while their sizes stay the same (a size, type or
 /// max-entries change is noticed without it). A map not listed is at revision 0.
@@ -140,6 +157,13 @@ mod tests {
         let long = meta_key("xdp_mode", "a-very-long-interface-name-here");
         assert_eq!(long.len(), META_KEY_LEN);
         assert_eq!(&long[..9], b"xdp_mode:");
+    }
+
+    #[test]
+    fn userspace_maps_are_pinned() {
+        for m in USERSPACE_MAPS {
+            assert!(PINNED_MAPS.contains(m), "{m} is not pinned");
+        }
     }
 
     #[test]

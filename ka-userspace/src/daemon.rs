@@ -185,6 +185,18 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         }
         Some(dp)
     };
+    // A start that adopted the pins of an earlier run rebuilds the load balancer's state from
+    // its maps: ids and tables (the dataplane) and real-server health (the checkers).
+    let adopted = match datapath.as_ref() {
+        Some(d) if d.adopting() => match crate::lb::adopt::AdoptedTables::read(d.ebpf()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(error = %e, "cannot read the load balancer maps of the earlier run: its tables are rewritten in full");
+                None
+            }
+        },
+        _ => None,
+    };
     // The XDP VRRP fast path: the engine owns its maps once the program is attached.
     let fast_input = match (&config, datapath.as_mut()) {
         (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
@@ -207,7 +219,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         Some(cfg) if !cfg.virtual_servers.is_empty() => Some(crate::health::start(
             cfg,
             // Every instance starts out of MASTER; the engine reports each transition.
-            crate::health::HealthOptions { master: false, ..Default::default() },
+            crate::health::HealthOptions {
+                master: false,
+                initial: adopted.as_ref().map(|a| crate::dataplane::adopted_health(cfg, a)).unwrap_or_default(),
+                ..Default::default()
+            },
         )?),
         _ => None,
     };
@@ -250,7 +266,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
             // The next hops' forwarding check is about the interfaces packets enter XDP on.
             let ingress = datapath.as_ref().map(|d| d.attachments().iter().map(|a| a.iface.clone()).collect()).unwrap_or_default();
-            Some(crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone(), ingress))
+            let dp = crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone(), ingress);
+            Some(match adopted {
+                Some(a) => dp.adopting(cfg, a),
+                None => dp,
+            })
         }
         (Some(cfg), None, Some(_)) => {
             if !cfg.virtual_servers.is_empty() {

@@ -166,6 +166,9 @@ struct PendingMap {
     old: MapData,
     old_def: MapDef,
     same_revision: bool,
+    /// Its entries were copied already (a map only userspace writes, migrated at load so the
+    /// map writer reads back the previous run's tables).
+    copied: bool,
 }
 
 /// What [`Datapath::commit`] did, for logs and benchmarks.
@@ -272,12 +275,43 @@ fn plan_pins(
                 info!(map = name, reason = reason.name(), "pinned map has another layout: replacing it, entries are migrated where they can be");
                 std::fs::rename(&path, &set_aside).map_err(|source| DatapathError::Pin { path: set_aside.clone(), source })?;
                 let same_revision = reason != pins::ReplaceReason::Revision || recorded.is_none() && ka_common::maps::layout_revision(name) == 0;
-                pending.push(PendingMap { name, path: set_aside, old, old_def, same_revision });
+                pending.push(PendingMap { name, path: set_aside, old, old_def, same_revision, copied: false });
             }
         }
         loader.map_pin_path(name, path);
     }
     Ok((pending, adopted))
+}
+
+/// Copies the entries of the replaced maps that only userspace writes (configuration
+/// tables: [`ka_common::maps::USERSPACE_MAPS`]) into their new maps now, before the first
+/// tables are written: the old program never changes them, and the map writer then reads
+/// back what the previous run wrote. A map that cannot be copied starts fresh (its
+/// configuration is rewritten in full).
+fn migrate_userspace_maps(ebpf: &Ebpf, defs: &HashMap<String, MapDef>, pending: &mut [PendingMap]) {
+    for p in pending.iter_mut().filter(|p| ka_common::maps::USERSPACE_MAPS.contains(&p.name)) {
+        let Some(new_def) = defs.get(p.name) else { continue };
+        let Some(new) = ebpf.map(p.name).and_then(map_data) else { continue };
+        if !pins::copyable(&p.old_def, new_def, p.same_revision) {
+            continue;
+        }
+        match pins::copy_entries(p.name, p.old.fd().as_fd(), new.fd().as_fd(), &p.old_def, new_def) {
+            Ok(n) => {
+                info!(map = p.name, entries = n, "migrated the entries of a replaced configuration map before the first tables");
+                p.copied = true;
+            }
+            Err(e) => warn!(map = p.name, error = %e, "migration failed: this table is rewritten from the configuration"),
+        }
+    }
+}
+
+/// The map behind any kind of [`aya::maps::Map`] this program uses.
+fn map_data(m: &aya::maps::Map) -> Option<&MapData> {
+    use aya::maps::Map;
+    match m {
+        Map::Array(d) | Map::HashMap(d) | Map::PerCpuArray(d) | Map::PerCpuHashMap(d) | Map::LruHashMap(d) | Map::PerCpuLruHashMap(d) => Some(d),
+        _ => None,
+    }
 }
 
 /// Puts the set-aside pins back (a start that failed before its program ran).
@@ -321,6 +355,8 @@ impl Datapath {
                 return Err(e);
             }
         };
+        let mut pending = pending;
+        migrate_userspace_maps(&ebpf, &defs, &mut pending);
         if !adopted_maps.is_empty() {
             info!(maps = adopted_maps.len(), dir = %pin_dir.display(), "adopting the pinned maps of an earlier run");
         }
@@ -443,6 +479,15 @@ impl Datapath {
     pub fn commit(&mut self) -> Result<Adoption, DatapathError> {
         let mut report = Adoption { maps_adopted: self.adopted_maps.len(), ..Default::default() };
         for p in std::mem::take(&mut self.pending) {
+            // Configuration maps were migrated at load (or start fresh, rewritten in full).
+            if ka_common::maps::USERSPACE_MAPS.contains(&p.name) {
+                if p.copied {
+                    report.maps_migrated += 1;
+                } else {
+                    report.maps_fresh_tables += 1;
+                }
+                continue;
+            }
             let Some(new_def) = self.defs.get(p.name).copied() else { continue };
             let new = MapData::from_pin(self.pin_dir.join(p.name)).ok();
             match new {

@@ -4,10 +4,11 @@
 //! packet path directly.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use ka_common::lb::{ServiceKey, MAX_MASTER_SLOTS};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -20,6 +21,7 @@ use crate::{
     lb::{
         nexthop::{ForwardingSysctls, NextHopReport},
         resolver::{Resolver, CHECK_INTERVAL},
+        adopt::{reconcile, AdoptedServer, AdoptedTables},
         writer::{backend_stats, neighbour_entry, service_stats, MapWriter},
         BackendSpec, DesiredState, L4Proto, LbError, Method, Persistence, Scheduler, ServiceSpec, TunnelSource,
     },
@@ -175,6 +177,63 @@ pub fn desired(
     Ok(DesiredState { services, tunnel_src_v4, tunnel_src_v6, neighbours: Vec::new() })
 }
 
+/// Mastership slots on an adopted start (pure): an instance takes the slot its VIPs were
+/// served under in the earlier run (the first of its VIPs that has one still free), the
+/// others the lowest free slots. Returns the slots by instance name and the slots kept.
+pub fn adopted_slots(instances: &[(String, Vec<IpAddr>)], vip_slots: &HashMap<IpAddr, u32>) -> (HashMap<String, u32>, BTreeSet<u32>) {
+    let mut slots = HashMap::new();
+    let mut kept = BTreeSet::new();
+    for (name, vips) in instances {
+        if let Some(s) = vips.iter().filter_map(|v| vip_slots.get(v)).find(|s| !kept.contains(*s) && **s < MAX_MASTER_SLOTS) {
+            kept.insert(*s);
+            slots.insert(name.clone(), *s);
+        }
+    }
+    let mut next = 0u32;
+    for (name, _) in instances {
+        if slots.contains_key(name) {
+            continue;
+        }
+        while kept.contains(&next) {
+            next += 1;
+        }
+        slots.insert(name.clone(), next);
+        next += 1;
+    }
+    (slots, kept)
+}
+
+/// The service-map key of (VIP, port, protocol).
+fn key_of(vip: IpAddr, port: u16, proto: L4Proto) -> ServiceKey {
+    let (addr, family) = crate::lb::addr16(vip);
+    ServiceKey { addr, port: port.to_be_bytes(), proto: proto.number(), family }
+}
+
+/// The health each real server starts with on an adopted start, by (virtual server, real
+/// server) index (see [`crate::health::HealthOptions::initial`]): up when the earlier run had
+/// it in its table (or out of it at a configured weight of 0: drained), down when it had it
+/// out of its table otherwise (failed, or inhibited after a failure). Real servers the maps do
+/// not have (new ones) are left out: they start as their checkers' `alpha` says.
+pub fn adopted_health(cfg: &Config, adopted: &AdoptedTables) -> HashMap<(usize, usize), bool> {
+    let mut out = HashMap::new();
+    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+        let (Ok(method), Ok(proto), Ok(eps)) = (Method::from_lb_kind(vs.lb_kind), L4Proto::from_protocol(vs.protocol), endpoints(cfg, vs)) else {
+            continue;
+        };
+        for (k, rs) in vs.real_servers.iter().enumerate() {
+            let m = Method::from_lb_kind(rs.lb_kind).unwrap_or(method);
+            let state = eps.iter().find_map(|(vip, port)| adopted.server_state(&key_of(*vip, *port, proto), rs.address, rs.port, m));
+            let up = match state {
+                None => continue,
+                Some(AdoptedServer::InTable) => true,
+                Some(AdoptedServer::Out { down }) => !down && rs.weight <= 0,
+            };
+            out.insert((i, k), up);
+        }
+    }
+    out
+}
+
 /// The load balancer's state in the daemon.
 pub struct Dataplane {
     writer: MapWriter,
@@ -186,6 +245,11 @@ pub struct Dataplane {
     applied: Option<DesiredState>,
     /// Keeps the next hops of the real servers in the tables resolved.
     next_hops: Option<Resolver>,
+    /// The maps of an earlier run, reconciled with the first desired state by the first
+    /// [`Dataplane::update`].
+    adopted: Option<AdoptedTables>,
+    /// Mastership slots kept from the earlier run (their values stay until the engine reports).
+    kept_slots: BTreeSet<u32>,
 }
 
 impl Dataplane {
@@ -194,7 +258,28 @@ impl Dataplane {
         let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
         let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
-        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, next_hops: None }
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, next_hops: None, adopted: None, kept_slots: BTreeSet::new() }
+    }
+
+    /// Starts from the maps of an earlier run (read with [`AdoptedTables::read`]): each VRRP
+    /// instance keeps the mastership slot its VIPs were served under, and the first
+    /// [`Dataplane::update`] reconciles the maps with the desired state
+    /// ([`crate::lb::adopt::reconcile`]): unchanged services and real servers keep their ids
+    /// and their tables, stale ones are removed, only the slots that changed are written.
+    #[must_use]
+    pub fn adopting(mut self, cfg: &Config, adopted: AdoptedTables) -> Dataplane {
+        let instances: Vec<(String, Vec<IpAddr>)> = cfg
+            .vrrp_instances
+            .iter()
+            .map(|i| (i.name.clone(), i.virtual_ipaddresses.iter().chain(&i.virtual_ipaddresses_excluded).map(|v| v.address.addr).collect()))
+            .collect();
+        let (slots, kept) = adopted_slots(&instances, &adopted.vip_slots());
+        let by_index: Vec<u32> = cfg.vrrp_instances.iter().map(|i| slots.get(&i.name).copied().unwrap_or(u32::MAX)).collect();
+        self.vip_slot = cfg.vip_owners().into_iter().filter_map(|(a, i)| by_index.get(i).map(|s| (a, *s))).collect();
+        self.slots = slots;
+        self.kept_slots = kept;
+        self.adopted = Some(adopted);
+        self
     }
 
     /// Keeps the next hop of every real server in the tables resolved through the rtnetlink
@@ -244,6 +329,23 @@ impl Dataplane {
                 return;
             }
         };
+        if let Some(adopted) = self.adopted.take() {
+            let r = reconcile(&adopted, &d);
+            info!(
+                services = r.services.len(),
+                backends = r.backends.len(),
+                kept_backends = r.backend_ids.len(),
+                retired_backends = r.retired_backends.len(),
+                "load balancer: adopting the tables of the earlier run"
+            );
+            self.writer = MapWriter::adopt(r);
+            // Slots no instance keeps are cleared; kept ones stay until the engine reports.
+            for slot in (0..MAX_MASTER_SLOTS).filter(|s| !self.kept_slots.contains(s)) {
+                if let Err(e) = MapWriter::set_master(ebpf, slot, false) {
+                    warn!(slot, error = %e, "clearing a mastership slot");
+                }
+            }
+        }
         if self.applied.as_ref() == Some(&d) {
             return;
         }

@@ -73,11 +73,17 @@ pub struct HealthOptions {
     pub master: bool,
     /// notify_up/notify_down/quorum scripts still running after this long are killed.
     pub script_timeout: Duration,
+    /// The state each real server starts in, by (virtual server, real server) index, instead
+    /// of as its checkers' `alpha` says: a start that adopted the datapath of an earlier run
+    /// carries its health over (keepalived carries checker state over a reload), so the first
+    /// tables keep serving the servers that were serving. Its checkers then start up (`true`)
+    /// or down, silently, and the first checks confirm or change it.
+    pub initial: std::collections::HashMap<(usize, usize), bool>,
 }
 
 impl Default for HealthOptions {
     fn default() -> Self {
-        Self { master: true, script_timeout: Duration::from_secs(30) }
+        Self { master: true, script_timeout: Duration::from_secs(30), initial: std::collections::HashMap::new() }
     }
 }
 
@@ -194,7 +200,8 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
     let suspend_tx: Vec<(String, watch::Sender<bool>)> = cfg.vrrp_instances.iter().map(|i| (i.name.clone(), watch::channel(!opts.master).0)).collect();
     let mut tasks = JoinSet::new();
     let env = BuildEnv { ctx: &ctx, suspend_tx: &suspend_tx, result_tx: &result_tx, generation: 0, rt: &rt };
-    let (services, infos, _) = build_services(cfg, &env, &mut tasks, &mut |_, _| None, &|_| None);
+    let initial = &opts.initial;
+    let (services, infos, _) = build_services(cfg, &env, &mut tasks, &mut |_, _| None, &|_| None, &|vs, rs| initial.get(&(vs, rs)).copied());
     let initial = BackendSet { services: services.iter().map(ServiceFsm::backends).collect() };
     let (backends_tx, backends_rx) = watch::channel(initial);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -249,6 +256,7 @@ fn build_services(
     tasks: &mut JoinSet<()>,
     carry: &mut dyn FnMut(usize, usize) -> Option<CarriedRs>,
     quorum: &dyn Fn(usize) -> Option<bool>,
+    seed: &dyn Fn(usize, usize) -> Option<bool>,
 ) -> (Vec<ServiceFsm>, Vec<SvcInfo>, QuorumActions) {
     let mut services = Vec::new();
     let mut infos = Vec::new();
@@ -281,7 +289,10 @@ fn build_services(
                         (CheckerFsm::carried(timing, old.up), old, schedule::first_check_offset(n_checker, ck.delay_loop))
                     }
                     None => {
-                        let fsm = CheckerFsm::new(timing);
+                        let fsm = match seed(vs_index, rs_index) {
+                            Some(up) => CheckerFsm::carried(timing, up),
+                            None => CheckerFsm::new(timing),
+                        };
                         let stats = CheckerStats {
                             kind: ck.kind.keyword(),
                             target: probe.target(),
@@ -678,7 +689,7 @@ impl Owner {
         let rt = tokio::runtime::Handle::current();
         let env = BuildEnv { ctx: &self.ctx, suspend_tx: &suspend_tx, result_tx: &self.result_tx, generation: self.generation, rt: &rt };
         let mut tasks = JoinSet::new();
-        let (services, infos, quorum_actions) = build_services(cfg, &env, &mut tasks, &mut carry, &quorum);
+        let (services, infos, quorum_actions) = build_services(cfg, &env, &mut tasks, &mut carry, &quorum, &|_, _| None);
         self.tasks = tasks;
         self.services = services;
         self.infos = infos;

@@ -73,6 +73,30 @@ async fn tcp_down_and_up() {
     accept.abort();
 }
 
+/// An adopted start seeds each real server's health from the earlier run's maps: an `alpha`
+/// server that was serving is in the very first set (without the seed it starts down), and
+/// one that was down starts down even without `alpha`; servers not seeded start as `alpha`
+/// says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopted_start_seeds_initial_health() {
+    let cfg = config(
+        "virtual_server 127.0.0.1 80 {\n protocol TCP\n delay_loop 60\n\
+         real_server 127.0.0.2 80 {\n  TCP_CHECK {\n   alpha\n   warmup 60\n  }\n }\n\
+         real_server 127.0.0.3 80 {\n  TCP_CHECK {\n   warmup 60\n  }\n }\n\
+         real_server 127.0.0.4 80 {\n  TCP_CHECK {\n   alpha\n   warmup 60\n  }\n }\n}\n",
+    );
+    let ip = |last: u8| SocketAddr::from(([127, 0, 0, last], 80));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    assert_eq!(serving(&h.backends().borrow(), 0), vec![ip(3)], "alpha servers start down");
+    h.shutdown().await;
+    let initial = std::collections::HashMap::from([((0, 0), true), ((0, 1), false)]);
+    let h = start(&cfg, HealthOptions { initial, ..Default::default() }).expect("start");
+    assert_eq!(serving(&h.backends().borrow(), 0), vec![ip(2)], "seeded: .2 up despite alpha, .3 down, .4 as alpha says");
+    let r = h.status().await;
+    assert_eq!(r.real_servers.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), ["up", "down", "down"]);
+    h.shutdown().await;
+}
+
 /// Serves `response` (raw bytes, written slowly when `drip`) to every connection.
 async fn raw_server(response: Vec<u8>, drip: Option<Duration>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");

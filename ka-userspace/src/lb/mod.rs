@@ -12,6 +12,7 @@
 //!   kernel keeps no shared per-backend connection counts on the hot path.
 //! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
 
+pub mod adopt;
 pub mod maglev;
 pub mod nexthop;
 pub mod resolver;

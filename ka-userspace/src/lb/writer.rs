@@ -49,7 +49,8 @@ struct SvcState {
     value: ServiceValue,
 }
 
-type BackendIdent = (ServiceKey, [u8; 16], u16, Method);
+/// A backend's identity: (service, real server address, port, method).
+pub type BackendIdent = (ServiceKey, [u8; 16], u16, Method);
 
 /// The service key of a spec.
 pub fn service_key(s: &ServiceSpec) -> ServiceKey {
@@ -133,6 +134,10 @@ pub struct MapWriter {
     resolved_neigh: HashMap<AddrKey, NeighValue>,
     /// What the neighbour map holds.
     neigh_written: HashMap<AddrKey, NeighValue>,
+    /// Adopted backend ids nothing owns any more: zeroed by the next apply.
+    retired_backends: Vec<u32>,
+    /// Adopted services the writer cannot keep: removed by the next apply.
+    retired_services: Vec<ServiceKey>,
 }
 
 /// The neighbour-map key of an address.
@@ -193,6 +198,26 @@ impl MapWriter {
     /// A writer for freshly loaded (empty) maps.
     pub fn new() -> MapWriter {
         MapWriter::default()
+    }
+
+    /// A writer for the maps of an earlier run, starting from what they hold (see
+    /// [`super::adopt::reconcile`]): the next [`MapWriter::apply`] keeps the ids of unchanged
+    /// services and backends, writes only the slots that differ, and removes what the desired
+    /// state no longer has.
+    pub fn adopt(r: super::adopt::Reconciled) -> MapWriter {
+        MapWriter {
+            services: r.services.into_iter().map(|(k, value)| (k, SvcState { value })).collect(),
+            banks: r.banks,
+            free_services: r.free_services,
+            next_service: r.next_service,
+            backend_ids: r.backend_ids,
+            backends: r.backends,
+            free_backends: r.free_backends,
+            next_backend: r.next_backend,
+            retired_backends: r.retired_backends,
+            retired_services: r.retired_services,
+            ..MapWriter::default()
+        }
     }
 
     /// The id of a service (index of its counters), if applied.
@@ -268,6 +293,12 @@ impl MapWriter {
             }
         }
         let mut report = ApplyReport::default();
+        for key in std::mem::take(&mut self.retired_services) {
+            if let Err(e) = remove_service(ebpf, &key) {
+                tracing::warn!(error = %e, "removing an adopted service");
+            }
+            report.services_removed += 1;
+        }
         let mut live_backends = HashSet::new();
         let mut live_services = HashSet::new();
         let mut any_nat = false;
@@ -420,6 +451,14 @@ impl MapWriter {
             arr.set(id, Backend::default(), 0)
                 .map_err(map_err(BACKENDS_MAP))?;
             self.backend_ids.remove(&ident);
+            self.backends.remove(&id);
+            self.free_backends.push_back(id);
+        }
+        for id in std::mem::take(&mut self.retired_backends) {
+            let mut arr: Array<_, Backend> =
+                Array::try_from(map_mut(ebpf, BACKENDS_MAP)?).map_err(map_err(BACKENDS_MAP))?;
+            arr.set(id, Backend::default(), 0)
+                .map_err(map_err(BACKENDS_MAP))?;
             self.backends.remove(&id);
             self.free_backends.push_back(id);
         }
