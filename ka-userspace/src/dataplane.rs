@@ -515,6 +515,40 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         assert_eq!((dns.proto, dns.master_slot, dns.backends[0].method), (L4Proto::Udp, None, Method::Nat));
     }
 
+    /// An adopted start keeps each instance on the slot its VIPs were served under; new
+    /// instances take the lowest slots nobody keeps.
+    #[test]
+    fn adopted_slots_follow_the_vips() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let instances = vec![
+            ("NEW".to_owned(), vec![ip("198.18.0.30")]),
+            ("B".to_owned(), vec![ip("198.18.0.20")]),
+            ("A".to_owned(), vec![ip("198.18.0.9"), ip("198.18.0.10")]),
+        ];
+        let vip_slots = HashMap::from([(ip("198.18.0.10"), 0), (ip("198.18.0.20"), 1), (ip("198.18.0.99"), 2)]);
+        let (slots, kept) = adopted_slots(&instances, &vip_slots);
+        assert_eq!(slots["A"], 0);
+        assert_eq!(slots["B"], 1);
+        assert_eq!(slots["NEW"], 2, "the slot of a removed instance is free again");
+        assert_eq!(kept, BTreeSet::from([0, 1]));
+    }
+
+    /// The health seed follows what the earlier run's maps say of each real server.
+    #[test]
+    fn adopted_health_follows_the_maps() {
+        use ka_common::lb::{Backend, ServiceValue, BACKEND_F_DOWN, METHOD_DR};
+        let c = cfg(CONF);
+        let key = key_of("198.18.0.10".parse().expect("ip"), 80, L4Proto::Tcp);
+        let be = |last: u8, flags: u32| Backend { addr: crate::lb::addr16(std::net::IpAddr::from([198, 18, 1, last])).0, port: 80u16.to_be_bytes(), family: 4, method: METHOD_DR, flags };
+        let adopted = AdoptedTables {
+            services: vec![(key, ServiceValue { id: 0, len: [2, 0], master_slot: 0, ..Default::default() })],
+            backends: std::collections::BTreeMap::from([(0, be(1, 0)), (1, be(2, BACKEND_F_DOWN))]),
+            banks: HashMap::from([(0, [vec![0, 0], vec![]])]),
+        };
+        let seed = adopted_health(&c, &adopted);
+        assert_eq!(seed, HashMap::from([((0, 0), true), ((0, 1), false)]), "the UDP service was not in the maps: not seeded");
+    }
+
     /// Services the datapath cannot serve are refused with a clear reason.
     #[test]
     fn fwmark_and_port_zero_are_refused() {

@@ -29,6 +29,10 @@ const CLIENT: &str = "198.18.44.2";
 const RS: [&str; 3] = ["198.18.44.11", "198.18.44.12", "198.18.44.13"];
 const PORT: u16 = 8080;
 const VRID: u8 = 94;
+/// A fourth real server, added by a configuration change.
+const RS4: &str = "198.18.44.14";
+/// The port of a second service.
+const OTHER_PORT: u16 = 9090;
 
 struct Lab {
     lan: Lan,
@@ -43,16 +47,27 @@ impl Drop for Lab {
 }
 
 fn lab(directors: usize) -> Lab {
+    lab_with(directors, &RS, &[PORT])
+}
+
+/// A lab with these real servers, each answering on every port of `ports`.
+fn lab_with(directors: usize, real_servers: &[&str], ports: &[u16]) -> Lab {
     require_root();
     let lan = Lan::new(&LanSpec {
         client: vec![format!("{CLIENT}/24")],
         directors: DIRECTORS[..directors].iter().map(|a| vec![format!("{a}/24")]).collect(),
-        real_servers: RS.iter().map(|a| vec![format!("{a}/24")]).collect(),
+        real_servers: real_servers.iter().map(|a| vec![format!("{a}/24")]).collect(),
         loopback_vips: vec![format!("{VIP}/32")],
     })
     .expect("LAN");
     let accepted = Accepted::default();
-    let servers = lan.real_servers.iter().enumerate().map(|(i, ns)| EchoServer::start(ns, i, PORT, &accepted, &[]).expect("echo server")).collect();
+    let servers = lan
+        .real_servers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ns)| ports.iter().map(move |p| (i, ns, *p)))
+        .map(|(i, ns, p)| EchoServer::start(ns, i, p, &accepted, &[]).expect("echo server"))
+        .collect();
     let dir = std::env::temp_dir().join(unique_name("krs"));
     std::fs::create_dir_all(&dir).expect("dir");
     Lab { lan, dir, _servers: servers }
@@ -78,6 +93,13 @@ impl Lab {
         p.to_str().expect("utf-8").to_owned()
     }
 
+    /// Writes a configuration file and returns its path.
+    fn write_conf(&self, text: &str) -> String {
+        let p = self.dir.join(unique_name("conf"));
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    }
+
     fn start_ka(&self, instance: &str) -> KaDaemon {
         self.start_ka_with(instance, &[])
     }
@@ -97,11 +119,16 @@ impl Lab {
 
     /// A new connection to the VIP from the client, with 2 s timeouts.
     fn connect(&self) -> Result<TcpStream, String> {
+        self.connect_to(PORT)
+    }
+
+    /// A new connection to the VIP's `port` from the client, with 2 s timeouts.
+    fn connect_to(&self, port: u16) -> Result<TcpStream, String> {
         self.lan
             .client
-            .enter(|| {
+            .enter(move || {
                 let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
-                let vip = SocketAddr::new(VIP.parse().expect("addr"), PORT);
+                let vip = SocketAddr::new(VIP.parse().expect("addr"), port);
                 s.connect_timeout(&vip.into(), Duration::from_secs(2)).map_err(|e| format!("connect: {}", e.kind()))?;
                 let s: TcpStream = s.into();
                 s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
@@ -314,4 +341,126 @@ fn planned_restart_with_dont_release_keeps_vips_and_flows() {
     let addrs = lab.lan.directors[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).expect("ip addr");
     assert!(!addrs.contains(&format!(" {VIP}/")), "a plain SIGTERM kept the VIP:\n{addrs}");
     assert!(!std::path::Path::new(&format!("/sys/fs/bpf/ka/{instance}")).exists(), "pins left after a plain SIGTERM");
+}
+
+/// A keepalived.conf for director 0: the lab's VRRP instance (MASTER, priority 150) and one DR
+/// `mh` service per (port, real servers), each real server checked by `check`.
+fn services_conf(services: &[(u16, &[&str])], check: &str, delay_loop: u32) -> String {
+    let mut t = format!(
+        "vrrp_instance VI_RS {{\n state MASTER\n priority 150\n interface eth0\n virtual_router_id {VRID}\n advert_int 1\n virtual_ipaddress {{\n  {VIP}/24\n }}\n}}\n"
+    );
+    for (port, rs) in services {
+        t += &format!("virtual_server {VIP} {port} {{\n delay_loop {delay_loop}\n lb_algo mh\n lb_kind DR\n protocol TCP\n");
+        for a in *rs {
+            t += &format!(" real_server {a} {port} {{\n{check} }}\n");
+        }
+        t += "}\n";
+    }
+    t
+}
+
+/// Waits until `ka status` lists `counts[i]` real servers for service `i`, all in the tables.
+fn wait_all_in_table(ka: &KaDaemon, counts: &[usize]) {
+    wait_for("every real server in the tables", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let services = st["services"].as_array()?.clone();
+        let ok = services.len() == counts.len()
+            && services.iter().zip(counts).all(|(s, n)| {
+                s["backends"].as_array().is_some_and(|b| b.len() == *n && b.iter().all(|b| b["in_table"] == true))
+            });
+        ok.then_some(())
+    });
+}
+
+/// Long-lived connections to the VIP until each of the first `servers` real servers has one
+/// (at most 60 attempts).
+fn open_long_on_each(lab: &Lab, servers: usize) -> Vec<(TcpStream, usize)> {
+    let mut long = Vec::new();
+    for i in 0..60 {
+        if (0..servers).all(|rs| long.iter().any(|(_, r)| *r == rs)) {
+            return long;
+        }
+        let mut s = lab.connect().unwrap_or_else(|e| panic!("long connection {i}: {e}"));
+        let rs = ask_why(&mut s).unwrap_or_else(|e| panic!("long connection {i}: {e}"));
+        long.push((s, rs));
+    }
+    panic!("60 connections did not reach each of {servers} real servers: {:?}", long.iter().map(|(_, r)| r).collect::<Vec<_>>());
+}
+
+/// The ports of the services in the pinned `KA_SERVICES4` of an instance.
+fn pinned_service_ports(instance: &str) -> Vec<u16> {
+    let data = aya::maps::MapData::from_pin(format!("/sys/fs/bpf/ka/{instance}/KA_SERVICES4")).expect("KA_SERVICES4 pinned");
+    let m: aya::maps::HashMap<_, ka_common::lb::ServiceKey4, ka_common::lb::ServiceValue> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_SERVICES4 is a hash map");
+    let mut ports: Vec<u16> = m.keys().map(|k| u16::from_be_bytes(k.expect("key").port)).collect();
+    ports.sort_unstable();
+    ports
+}
+
+/// `kill -9`, then a restart with a changed configuration (the service on 9090 removed, a
+/// fourth real server added to 8080): the new ka rebuilds the load balancer from the adopted
+/// maps, so the backends of 8080 keep their ids and every established connection keeps its
+/// real server; the removed service leaves the map and is no longer forwarded. (A writer that
+/// starts empty hands out ids in configuration order: 8080's first real server gets the id a
+/// connection entry gives the removed service's, and 9090 stays in the map.)
+#[test]
+fn restart_with_changed_config_keeps_flows_and_drops_removed_service() {
+    let lab = lab_with(1, &[RS[0], RS[1], RS[2], RS4], &[PORT, OTHER_PORT]);
+    let instance = unique_name("kr");
+    let reversed = [RS[2], RS[1], RS[0]];
+    let before = lab.write_conf(&services_conf(&[(OTHER_PORT, &reversed), (PORT, &RS)], &tcp_check(), 1));
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &before]).expect("ka run");
+    wait_all_in_table(&ka, &[3, 3]);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = open_long_on_each(&lab, 3);
+    let mut other = lab.connect_to(OTHER_PORT).unwrap_or_else(|e| panic!("{OTHER_PORT} before the restart: {e}"));
+    ask_why(&mut other).unwrap_or_else(|e| panic!("{OTHER_PORT} before the restart: {e}"));
+    assert_eq!(pinned_service_ports(&instance), vec![PORT, OTHER_PORT]);
+    ka.crash();
+    let after = lab.write_conf(&services_conf(&[(PORT, &[RS[0], RS[1], RS[2], RS4])], &tcp_check(), 1));
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &after]).expect("ka run");
+    wait_all_in_table(&ka, &[4]);
+    let log = ka.log_text();
+    assert!(log.contains("adopting the tables of the earlier run"), "no adoption:\n{log}");
+    still_answer(&mut long, "after a restart with a changed configuration");
+    new_flows_answer(&lab, 10, "after a restart with a changed configuration");
+    assert_eq!(pinned_service_ports(&instance), vec![PORT], "the removed service is still in KA_SERVICES4");
+    if let Ok(mut s) = lab.connect_to(OTHER_PORT) {
+        if let Ok(rs) = ask_why(&mut s) {
+            panic!("the removed service on {OTHER_PORT} is still forwarded (answered by rs{rs})");
+        }
+    }
+    still_answer(&mut long, "at the end");
+    ka.stop().expect("stop");
+}
+
+/// A restart with `alpha` checkers: the new ka seeds each real server's health from the
+/// adopted maps instead of starting them down, so the first tables it writes still hold
+/// every real server and new flows reach all of them at once (first checks are spread over
+/// the 10 s `delay_loop`; starting down, the servers would come back one by one).
+#[test]
+fn restart_with_alpha_checkers_serves_new_flows_at_once() {
+    let lab = lab(1);
+    let instance = unique_name("kr");
+    let check = "  TCP_CHECK {\n   connect_timeout 1\n   alpha\n  }\n  retry 1\n  delay_before_retry 0\n";
+    let conf = lab.write_conf(&services_conf(&[(PORT, &RS)], check, 10));
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf]).expect("ka run");
+    wait_all_in_table(&ka, &[3]);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(3);
+    ka.crash();
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf]).expect("ka run");
+    wait_for("the adopted datapath running", WAIT, || ka.log_text().contains("datapath running").then_some(()));
+    let st = ka.status_json().expect("status");
+    let in_table: Vec<bool> =
+        st["services"][0]["backends"].as_array().expect("backends").iter().map(|b| b["in_table"] == true).collect();
+    assert_eq!(in_table, vec![true; 3], "the first tables after the restart lost real servers:\n{}", ka.log_text());
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let mut s = lab.connect().unwrap_or_else(|e| panic!("new connection {i} after the restart: {e}"));
+        seen.insert(ask_why(&mut s).unwrap_or_else(|e| panic!("new connection {i} after the restart: {e}")));
+    }
+    assert_eq!(seen, (0..3).collect(), "new flows after the restart did not reach every real server");
+    still_answer(&mut long, "after the restart");
+    ka.stop().expect("stop");
 }
