@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     control::{self, ControlError, Request, Response},
+    supervise::Watch,
     datapath::{AttachMode, Datapath, DatapathError},
     instance::InstanceName,
     status::{StatusReport, XdpAttachment},
@@ -103,6 +104,13 @@ pub enum DaemonError {
     /// The health checkers failed to start.
     #[error(transparent)]
     Health(#[from] crate::health::HealthError),
+    /// A subsystem task stopped while the daemon ran.
+    #[error("the {subsystem} stopped; ka exits without releasing the VIPs or the datapath, for a supervisor to restart it")]
+    Stopped {
+        /// Which: `VRRP engine`, `health checkers`, `next-hop resolver`, `control server`,
+        /// `netlink worker`.
+        subsystem: &'static str,
+    },
 }
 
 /// Loads and checks the configuration; errors are logged with their locations.
@@ -143,7 +151,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let _socket_guard = RemoveOnDrop(socket_path.clone());
     // The control server runs in its own task: clients never hold up this loop.
     let (calls_tx, mut calls) = tokio::sync::mpsc::channel::<control::ControlCall>(64);
-    let _control = AbortOnDrop(control::spawn_server(listener, calls_tx));
+    let (control_watch, control_task) = Watch::task("control server", control::spawn_server(listener, calls_tx));
+    let _control = AbortOnDrop(control_task);
     let mut reloader = crate::reload::apply::Reloader::new(args.file.clone(), args.config_id.clone());
 
     let mut ifaces = args.ifaces.clone();
@@ -160,7 +169,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
         }
     }
-    let (netlink, _netlink_task) = crate::net::netlink::spawn()?;
+    let (netlink, netlink_task) = crate::net::netlink::spawn()?;
+    let (netlink_watch, netlink_task) = Watch::task("netlink worker", netlink_task);
+    let _netlink_task = AbortOnDrop(netlink_task);
     // Before the datapath loads (it mounts bpffs when missing): what the host lacks.
     let findings = match &config {
         Some(cfg) => preflight(cfg, &ifaces, !args.no_xdp, &netlink).await,
@@ -304,8 +315,16 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     info!(socket = %socket_path.display(), "control socket listening");
     info!(instance = %instance, host_findings = findings.len(), "ka running");
 
+    // Every subsystem task is watched: one that stops ends the daemon (see `supervise`).
+    let mut watches = vec![control_watch, netlink_watch];
+    watches.extend(engine.as_ref().map(|e| Watch::new("VRRP engine", e.stopped())));
+    watches.extend(health.as_ref().map(|h| Watch::new("health checkers", h.stopped())));
+    let stopped = crate::supervise::first_stopped(watches);
+    tokio::pin!(stopped);
+    let mut died: Option<&'static str> = None;
     loop {
         tokio::select! {
+            name = &mut stopped => { died = Some(name); break; }
             Some(call) = calls.recv() => match call.request {
                 Request::Status => {
                     // Engine and health reports are gathered by a task of their own.
@@ -356,16 +375,17 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     }
                 }
             },
-            () = async {
-                // A closed channel (resolver gone) never fires again.
-                let open = match next_hop_updates.as_mut() {
+            open = async {
+                match next_hop_updates.as_mut() {
                     Some(r) => r.changed().await.is_ok(),
-                    None => false,
-                };
-                if !open {
-                    std::future::pending::<()>().await;
+                    None => std::future::pending().await,
                 }
             } => {
+                if !open {
+                    // Its task owns the sender: the resolver stopped.
+                    died = Some("next-hop resolver");
+                    break;
+                }
                 if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
                     dp.apply_next_hops(d.ebpf_mut());
                 }
@@ -382,6 +402,18 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 }
             },
         }
+    }
+    if let Some(subsystem) = died {
+        // Like a crash, but said: nothing is released, so the ka a supervisor starts next
+        // adopts the datapath and resumes VRRP without a transition.
+        error!(subsystem, "a subsystem task stopped: exiting without releasing the VIPs or the datapath, for a supervisor to restart ka");
+        if let Some(e) = engine {
+            e.detach().await;
+        }
+        drop(health);
+        drop(dataplane);
+        drop(datapath);
+        return Err(DaemonError::Stopped { subsystem });
     }
     match engine {
         Some(e) if args.dont_release_vrrp => e.detach().await,
@@ -535,7 +567,7 @@ fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32
 }
 
 /// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

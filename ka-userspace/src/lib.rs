@@ -19,6 +19,7 @@ pub mod pins;
 pub mod preflight;
 pub mod reload;
 pub mod status;
+pub mod supervise;
 pub mod vrrp;
 pub mod xdp_mode;
 

@@ -250,6 +250,13 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Gone)?
     }
 
+    /// Resolves once the engine's task has stopped (for the daemon's supervision: it never
+    /// stops on its own).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
+    }
+
     /// Stops the engine without resigning or removing VIPs, and waits for it.
     pub async fn detach(self) {
         let (tx, rx) = oneshot::channel();
@@ -339,7 +346,7 @@ struct Engine {
     too_short: u64,
     fast: Option<fast::FastPath>,
     /// The no_accept firewall, when an instance needs it.
-    no_accept: Option<crate::net::firewall::NoAccept>,
+    no_accept: Option<crate::net::firewall::NoAcceptWorker>,
     /// Adverts built during this turn of the loop, per socket: sent together by
     /// [`Engine::flush`] with one sendmmsg per socket, and counted per instance.
     outbox: Vec<Vec<Outgoing>>,
@@ -516,11 +523,7 @@ pub async fn start(
     // no_accept (RFC 5798 Accept_Mode false) for a non-owner: its table is (re)created now, so
     // one left by a crashed run goes.
     if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
-        let mut fw = crate::net::firewall::NoAccept::new(engine.globals.nft_table.clone());
-        if let Err(e) = fw.add(&[]) {
-            warn!(error = %e, "no_accept: cannot set up the nftables table; packets to the VIPs will be accepted");
-        }
-        engine.no_accept = Some(fw);
+        engine.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(engine.globals.nft_table.clone()));
     }
     let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await });
     Ok(EngineHandle { tx, task })
@@ -1003,20 +1006,19 @@ impl Engine {
 
     /// no_accept: packets to the instance's VIPs are dropped while it is a non-owner Master.
     fn no_accept_filter(&mut self, i: usize, block: bool) {
-        let Some(fw) = self.no_accept.as_mut() else { return };
+        let Some(fw) = self.no_accept.as_ref() else { return };
         let r = &mut self.inst[i];
         if r.blocked == block {
             return;
         }
+        // Queued to the nftables thread (it logs the outcome): nft never runs on this task.
         let vips: Vec<IpAddr> = r.vips.iter().map(|v| v.addr).collect();
-        let res = if block { fw.add(&vips) } else { fw.remove(&vips) };
-        match res {
-            Ok(()) => {
-                r.blocked = block;
-                info!(instance = %r.setup.name, block, "no_accept: packets to the VIPs {}", if block { "dropped" } else { "accepted again" });
-            }
-            Err(e) => warn!(instance = %r.setup.name, error = %e, "no_accept: nftables update failed"),
+        if block {
+            fw.add(&r.setup.name, vips);
+        } else {
+            fw.remove(&r.setup.name, vips);
         }
+        r.blocked = block;
     }
 
     /// Keeps the instance's XDP fast-path entry in step with its state machine (state, master
@@ -1317,6 +1319,9 @@ impl Engine {
         }
         let masters = self.inst.iter().filter(|r| r.fsm.state() == State::Master).count();
         info!(masters, "VRRP stopped without releasing: VIPs kept for the next process");
+        if let Some(fw) = self.no_accept.take() {
+            fw.close().await;
+        }
     }
 
     async fn shutdown(&mut self) {
@@ -1336,6 +1341,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        if let Some(fw) = self.no_accept.take() {
+            fw.close().await;
         }
     }
 

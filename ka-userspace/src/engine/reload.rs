@@ -128,11 +128,7 @@ impl super::Engine {
             self.tracked.extend(new_keys);
         }
         if self.no_accept.is_none() && self.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
-            let mut fw = crate::net::firewall::NoAccept::new(self.globals.nft_table.clone());
-            if let Err(e) = fw.add(&[]) {
-                warn!(error = %e, "no_accept: cannot set up the nftables table; packets to the VIPs will be accepted");
-            }
-            self.no_accept = Some(fw);
+            self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.nft_table.clone()));
         }
         let kept_new: HashSet<usize> = plan.kept.iter().map(|k| k.new).collect();
         for i in 0..self.inst.len() {
@@ -251,12 +247,9 @@ impl super::Engine {
             }
         }
         if self.inst[i].blocked {
-            if let Some(fw) = self.no_accept.as_mut() {
-                let gone: Vec<IpAddr> = gone.iter().map(|v| v.addr).collect();
-                let added: Vec<IpAddr> = added.iter().map(|v| v.addr).collect();
-                if let Err(e) = fw.remove(&gone).and_then(|()| fw.add(&added)) {
-                    warn!(instance = %name, error = %e, "no_accept: nftables update failed");
-                }
+            if let Some(fw) = self.no_accept.as_ref() {
+                fw.remove(&name, gone.iter().map(|v| v.addr).collect());
+                fw.add(&name, added.iter().map(|v| v.addr).collect());
             }
         }
         let (adv_addrs, adv_bytes) = advert_addrs(s);

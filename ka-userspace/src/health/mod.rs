@@ -130,6 +130,13 @@ impl HealthHandle {
         }
     }
 
+    /// Resolves once the owner task has stopped (for the daemon's supervision: it never stops
+    /// on its own).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let cmd = self.cmd.clone();
+        async move { cmd.closed().await }
+    }
+
     /// Tells the checkers whether VRRP instance `instance` is MASTER: while it is not, the
     /// checks of the `ha_suspend` services whose address it holds are suspended (their state
     /// is kept). Unknown instances are ignored.

@@ -5,7 +5,8 @@
 //! first use and deleted when the [`NoAccept`] is dropped. Neighbour discovery to the VIPs is
 //! let through so the address stays resolvable (the VIP answers ARP anyway).
 //!
-//! The rules are applied with the `nft` binary (nftables(8)).
+//! The rules are applied with the `nft` binary (nftables(8)), by a thread of its own
+//! ([`NoAcceptWorker`]): the VRRP engine asks and never waits for a subprocess.
 
 use std::{net::IpAddr, process::Command};
 
@@ -151,6 +152,93 @@ impl Drop for NoAccept {
             match nft(&format!("delete table inet {t}\n"), "deleting the no_accept table") {
                 Ok(()) => info!(table = %t, "no_accept: nftables table deleted"),
                 Err(e) => warn!(error = %e, "no_accept: cannot delete the nftables table"),
+            }
+        }
+    }
+}
+
+/// One change for the [`NoAcceptWorker`].
+#[derive(Debug)]
+enum Op {
+    /// Create the table (recreated from scratch).
+    Create,
+    /// Drop packets to these VIPs (instance name for the logs).
+    Add(String, Vec<IpAddr>),
+    /// Accept them again.
+    Remove(String, Vec<IpAddr>),
+}
+
+/// The no_accept table run by a thread of its own, so that `nft` never runs on the VRRP
+/// engine's task: changes are queued and applied in order, failures are logged there. The
+/// table is deleted when the worker is closed ([`NoAcceptWorker::close`]) or dropped.
+#[derive(Debug)]
+pub struct NoAcceptWorker {
+    tx: Option<std::sync::mpsc::Sender<Op>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl NoAcceptWorker {
+    /// Starts the thread for table `table` (see [`table_name`]) and has it create the table
+    /// (a table left by a crashed run goes first).
+    pub fn spawn(table: String) -> NoAcceptWorker {
+        let (tx, rx) = std::sync::mpsc::channel::<Op>();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("ka-nft".to_owned()).spawn(move || {
+            let mut fw = NoAccept::new(table);
+            while let Ok(op) = rx.recv() {
+                let (res, what) = match &op {
+                    Op::Create => (fw.add(&[]), "creating the table"),
+                    Op::Add(_, vips) => (fw.add(vips), "dropping packets to the VIPs"),
+                    Op::Remove(_, vips) => (fw.remove(vips), "accepting packets to the VIPs again"),
+                };
+                match (res, &op) {
+                    (Ok(()), Op::Create) => {}
+                    (Ok(()), Op::Add(instance, _) | Op::Remove(instance, _)) => info!(instance = %instance, "no_accept: {what}"),
+                    (Err(e), Op::Create) => warn!(error = %e, "no_accept: cannot set up the nftables table; packets to the VIPs will be accepted"),
+                    (Err(e), Op::Add(instance, _) | Op::Remove(instance, _)) => warn!(instance = %instance, error = %e, "no_accept: nftables update failed ({what})"),
+                }
+            }
+            drop(fw);
+            let _ = done_tx.send(());
+        });
+        if let Err(e) = &spawned {
+            warn!(error = %e, "no_accept: cannot start the nftables thread; packets to the VIPs will be accepted");
+        }
+        let w = NoAcceptWorker { tx: Some(tx), done: Some(done) };
+        w.send(Op::Create);
+        w
+    }
+
+    fn send(&self, op: Op) {
+        if let Some(tx) = &self.tx {
+            if tx.send(op).is_err() {
+                warn!("no_accept: the nftables thread has stopped");
+            }
+        }
+    }
+
+    /// Queues: drop packets to `vips` (instance `instance` became a non-owner Master).
+    pub fn add(&self, instance: &str, vips: Vec<IpAddr>) {
+        if vips.is_empty() {
+            return;
+        }
+        self.send(Op::Add(instance.to_owned(), vips));
+    }
+
+    /// Queues: accept packets to `vips` again.
+    pub fn remove(&self, instance: &str, vips: Vec<IpAddr>) {
+        if vips.is_empty() {
+            return;
+        }
+        self.send(Op::Remove(instance.to_owned(), vips));
+    }
+
+    /// Applies what is queued, deletes the table and waits for the thread (bounded: 10 s).
+    pub async fn close(mut self) {
+        self.tx = None;
+        if let Some(done) = self.done.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), done).await.is_err() {
+                warn!("no_accept: nftables cleanup timed out");
             }
         }
     }

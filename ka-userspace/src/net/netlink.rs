@@ -179,9 +179,17 @@ pub enum NetlinkError {
     /// No such interface.
     #[error("no interface named {0}")]
     NoSuchLink(String),
-    /// The worker is gone (daemon shutting down).
+    /// The worker is gone (daemon shutting down, or the worker died).
     #[error("the netlink worker has stopped")]
     WorkerGone,
+    /// No answer in time (the kernel, or a request queued before this one, did not answer).
+    #[error("netlink request ({what}) got no answer within {after:?}")]
+    Timeout {
+        /// What was asked.
+        what: String,
+        /// The bound.
+        after: std::time::Duration,
+    },
 }
 
 impl NetlinkError {
@@ -214,26 +222,81 @@ enum Request {
     NeighDel { ifindex: u32, addr: IpAddr, reply: Reply<()> },
 }
 
+impl Request {
+    /// What is asked, for errors and logs.
+    fn describe(&self) -> String {
+        match self {
+            Request::AddAddr(s, _) => format!("add {}/{} on ifindex {}", s.addr, s.prefix, s.ifindex),
+            Request::DelAddr(s, _) => format!("delete {}/{} on ifindex {}", s.addr, s.prefix, s.ifindex),
+            Request::ListAddrs(i, _) => format!("list addresses{}", i.map(|i| format!(" of ifindex {i}")).unwrap_or_default()),
+            Request::Link(name, _) => format!("look up link {name}"),
+            Request::Links(_) => "list links".to_owned(),
+            Request::AddMacvlan { name, parent, .. } => format!("create macvlan {name} on ifindex {parent}"),
+            Request::DelLink(i, _) => format!("delete link {i}"),
+            Request::Route { add, spec, .. } => format!("{} route {}", if *add { "add" } else { "delete" }, spec.route.dst),
+            Request::Rule { add, spec, .. } => format!("{} rule preference {}", if *add { "add" } else { "delete" }, spec.priority),
+            Request::RouteGet(a, _) => format!("route get {a}"),
+            Request::Neighbours(_) => "list neighbours".to_owned(),
+            Request::NeighResolve { ifindex, addr, .. } => format!("resolve {addr} on ifindex {ifindex}"),
+            Request::NeighDel { ifindex, addr, .. } => format!("delete neighbour {addr} on ifindex {ifindex}"),
+        }
+    }
+}
+
+/// How long a netlink request may wait for its answer (queueing included) before it fails:
+/// far above what a dump of a large host takes, far below "hung".
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The handle every subsystem uses to ask the worker for changes. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct NetlinkClient {
     tx: mpsc::Sender<Request>,
+    /// Bound on each request, queueing included.
+    timeout: std::time::Duration,
 }
 
-/// Starts the worker on the current tokio runtime. It stops when every client is dropped.
+/// Starts the worker on the current tokio runtime, each request bounded by
+/// [`REQUEST_TIMEOUT`]. It stops when every client is dropped, or when the rtnetlink
+/// connection ends (then [`NetlinkClient::closed`] resolves and requests fail).
 ///
 /// # Errors
 /// The netlink socket cannot be opened.
 pub fn spawn() -> Result<(NetlinkClient, tokio::task::JoinHandle<()>), NetlinkError> {
     let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
-    tokio::spawn(conn);
+    Ok(start(conn, handle, REQUEST_TIMEOUT))
+}
+
+/// The worker over connection `conn` (driven on a task of its own) and its `handle`. A request
+/// the kernel does not answer within `timeout` is dropped (the client gets
+/// [`NetlinkError::Timeout`]) and the worker goes on with the next one.
+fn start(
+    conn: impl std::future::Future<Output = ()> + Send + 'static,
+    handle: Handle,
+    timeout: std::time::Duration,
+) -> (NetlinkClient, tokio::task::JoinHandle<()>) {
+    let mut conn = tokio::spawn(conn);
     let (tx, mut rx) = mpsc::channel::<Request>(256);
     let task = tokio::spawn(async move {
-        while let Some(req) = rx.recv().await {
-            serve(&handle, req).await;
+        loop {
+            tokio::select! {
+                res = &mut conn => {
+                    tracing::error!(outcome = ?res, "the rtnetlink connection ended: netlink requests cannot be served");
+                    return;
+                }
+                req = rx.recv() => {
+                    let Some(req) = req else {
+                        conn.abort();
+                        return;
+                    };
+                    let what = req.describe();
+                    if tokio::time::timeout(timeout, serve(&handle, req)).await.is_err() {
+                        tracing::warn!(request = %what, after = ?timeout, "netlink request got no answer: dropped");
+                    }
+                }
+            }
         }
     });
-    Ok((NetlinkClient { tx }, task))
+    (NetlinkClient { tx, timeout }, task)
 }
 
 /// errno of a netlink error, if it is one.
@@ -760,8 +823,23 @@ fn map_rule(res: Result<(), rtnetlink::Error>, add: bool, what: String) -> Resul
 impl NetlinkClient {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NetlinkError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| NetlinkError::WorkerGone)?;
-        rx.await.map_err(|_| NetlinkError::WorkerGone)?
+        let req = make(tx);
+        let what = req.describe();
+        let asked = async {
+            self.tx.send(req).await.map_err(|_| NetlinkError::WorkerGone)?;
+            rx.await.map_err(|_| NetlinkError::WorkerGone)?
+        };
+        match tokio::time::timeout(self.timeout, asked).await {
+            Ok(res) => res,
+            Err(_) => Err(NetlinkError::Timeout { what, after: self.timeout }),
+        }
+    }
+
+    /// Resolves when the worker has stopped (for the daemon's supervision: it never stops while
+    /// a client exists, unless it died or its connection ended).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
     }
 
     /// Adds an address; an address that is already there is not an error.
@@ -869,5 +947,41 @@ impl NetlinkClient {
     /// The kernel refuses.
     pub async fn neigh_del(&self, ifindex: u32, addr: IpAddr) -> Result<(), NetlinkError> {
         self.call(|reply| Request::NeighDel { ifindex, addr, reply }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A request the kernel never answers (the connection is never driven) fails with a clear
+    /// timeout naming it, within the bound, instead of hanging its caller; later requests
+    /// are bounded too.
+    #[tokio::test]
+    async fn unanswered_requests_time_out() {
+        let (_conn, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+        let (client, _task) = start(std::future::pending(), handle, Duration::from_millis(200));
+        for _ in 0..2 {
+            let asked = Instant::now();
+            let res = tokio::time::timeout(Duration::from_secs(5), client.link("lo")).await.expect("the call is bounded");
+            let e = res.expect_err("no answer can come");
+            assert!(matches!(e, NetlinkError::Timeout { .. }), "{e}");
+            assert!(e.to_string().contains("look up link lo"), "{e}");
+            assert!(asked.elapsed() < Duration::from_secs(2), "took {:?}", asked.elapsed());
+        }
+    }
+
+    /// When the rtnetlink connection ends, the worker stops: the daemon's supervision sees
+    /// `closed()` resolve, and requests fail at once.
+    #[tokio::test]
+    async fn worker_stops_when_its_connection_ends() {
+        let (_conn, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+        let (client, task) = start(async {}, handle, Duration::from_secs(5));
+        tokio::time::timeout(Duration::from_secs(5), client.closed()).await.expect("the worker stopped");
+        assert!(task.await.is_ok());
+        let e = client.links().await.expect_err("no worker");
+        assert!(matches!(e, NetlinkError::WorkerGone), "{e}");
     }
 }
