@@ -9,10 +9,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     control::{self, ControlError, Request, Response},
-    supervise::Watch,
     datapath::{AttachMode, Datapath, DatapathError},
     instance::InstanceName,
     status::{StatusReport, XdpAttachment},
+    supervise::Watch,
 };
 
 /// Arguments of `ka run`.
@@ -198,16 +198,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     };
     // A start that adopted the pins of an earlier run rebuilds the load balancer's state from
     // its maps: ids and tables (the dataplane) and real-server health (the checkers).
-    let adopted = match datapath.as_ref() {
-        Some(d) if d.adopting() => match crate::lb::adopt::AdoptedTables::read(d.ebpf()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                warn!(error = %e, "cannot read the load balancer maps of the earlier run: its tables are rewritten in full");
-                None
-            }
-        },
-        _ => None,
-    };
+    let adopted = datapath.as_ref().filter(|d| d.adopting()).and_then(read_adopted);
     // The XDP VRRP fast path: the engine owns its maps once the program is attached.
     let fast_input = match (&config, datapath.as_mut()) {
         (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
@@ -438,6 +429,23 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     info!("stopped");
     Ok(())
+}
+
+/// The load balancer maps of the earlier run whose pins `d` adopted; `None` (logged) when
+/// they cannot be read: the tables are then rewritten in full.
+fn read_adopted(d: &Datapath) -> Option<crate::lb::adopt::AdoptedTables> {
+    let t0 = Instant::now();
+    match crate::lb::adopt::AdoptedTables::read(d.ebpf()) {
+        Ok(t) => {
+            let took_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+            info!(services = t.services.len(), backends = t.backends.len(), took_us, "read the load balancer maps of the earlier run");
+            Some(t)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read the load balancer maps of the earlier run: its tables are rewritten in full");
+            None
+        }
+    }
 }
 
 /// The host preflight ([`crate::preflight`]): NAT real servers' interfaces from the routing

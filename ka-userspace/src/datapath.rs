@@ -293,6 +293,7 @@ fn migrate_userspace_maps(ebpf: &Ebpf, defs: &HashMap<String, MapDef>, pending: 
         let Some(new_def) = defs.get(p.name) else { continue };
         let Some(new) = ebpf.map(p.name).and_then(map_data) else { continue };
         if !pins::copyable(&p.old_def, new_def, p.same_revision) {
+            warn!(map = p.name, old = ?p.old_def, new = ?new_def, "layout change cannot be migrated: this table starts fresh and is rewritten from the configuration");
             continue;
         }
         match pins::copy_entries(p.name, p.old.fd().as_fd(), new.fd().as_fd(), &p.old_def, new_def) {

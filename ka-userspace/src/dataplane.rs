@@ -334,7 +334,7 @@ impl Dataplane {
             info!(
                 services = r.services.len(),
                 backends = r.backends.len(),
-                kept_backends = r.backend_ids.len(),
+                backends_identified = r.backend_ids.len(),
                 retired_backends = r.retired_backends.len(),
                 "load balancer: adopting the tables of the earlier run"
             );
