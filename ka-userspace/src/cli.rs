@@ -43,6 +43,14 @@ pub enum Command {
     /// the server out.
     #[command(subcommand)]
     Rs(RsCommand),
+    /// Make the running daemon's next stop hitless: it leaves the VIPs and the XDP datapath in
+    /// place (as `ka run --dont-release-vrrp --dont-release-ipvs`) for the ka started next to
+    /// adopt. Package upgrades run it before restarting the service.
+    PrepareRestart {
+        /// How long to wait for the daemon's answer.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.

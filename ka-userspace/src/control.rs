@@ -23,6 +23,9 @@ pub enum Request {
     Reload,
     /// Change a real server at runtime (`ka rs`), without a reload.
     RealServer(crate::rs_control::RsRequest),
+    /// The next stop leaves the VIPs and the datapath for the next ka, as
+    /// `--dont-release-vrrp --dont-release-ipvs` do (`ka prepare-restart`: package upgrades).
+    PrepareRestart,
 }
 
 /// The daemon's answer.
@@ -35,6 +38,8 @@ pub enum Response {
     Reloaded(crate::reload::ReloadSummary),
     /// Answer to [`Request::RealServer`]: what changed.
     RealServer(crate::rs_control::RsChanged),
+    /// Answer to [`Request::PrepareRestart`].
+    RestartPrepared,
     /// The new configuration was refused; nothing changed.
     ReloadRefused {
         /// The diagnostics, as `ka check` prints them.

@@ -160,6 +160,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut lifecycle = crate::sdnotify::Lifecycle::new(Arc::new(crate::sdnotify::SdNotify), crate::sdnotify::monotonic_usec);
     let mut overrides = crate::rs_control::Overrides::default();
     let mut reloads = crate::status::ReloadStats::started(std::time::SystemTime::now());
+    // `ka prepare-restart`: this stop keeps the VIPs and the datapath for the next ka.
+    let mut keep_on_stop = false;
     let mut reloader = crate::reload::apply::Reloader::new(args.file.clone(), args.config_id.clone());
 
     let mut ifaces = args.ifaces.clone();
@@ -358,6 +360,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     }
                     let _ = call.reply.send(answer);
                 }
+                Request::PrepareRestart => {
+                    info!("control: prepare-restart: the next stop keeps the VIPs and the datapath for the next ka");
+                    keep_on_stop = true;
+                    let _ = call.reply.send(Response::RestartPrepared);
+                }
             },
             prepared = reloader.prepared() => {
                 let outcome = match prepared {
@@ -435,8 +442,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         }
     }
     lifecycle.stopping();
+    let (keep_vrrp, keep_datapath) = (args.dont_release_vrrp || keep_on_stop, args.dont_release_ipvs || keep_on_stop);
     match engine {
-        Some(e) if args.dont_release_vrrp => e.detach().await,
+        Some(e) if keep_vrrp => e.detach().await,
         Some(e) => e.shutdown().await,
         None => {}
     }
@@ -445,11 +453,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     // --dont-release-ipvs: the next hops' neighbour entries stay for the datapath left running.
     match dataplane {
-        Some(dp) if !args.dont_release_ipvs => dp.shutdown().await,
+        Some(dp) if !keep_datapath => dp.shutdown().await,
         _ => {}
     }
     match datapath {
-        Some(d) if args.dont_release_ipvs => {
+        Some(d) if keep_datapath => {
             info!("--dont-release-ipvs: the datapath stays attached with its tables for the next ka");
             drop(d);
         }

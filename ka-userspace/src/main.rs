@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
         Command::Reload(args) => report(runtime().and_then(|rt| rt.block_on(reload(&cli.instance, &args)))),
         Command::Rs(cmd) => report(runtime().and_then(|rt| rt.block_on(real_server(&cli.instance, &cmd)))),
+        Command::PrepareRestart { timeout } => report(runtime().and_then(|rt| rt.block_on(prepare_restart(&cli.instance, timeout)))),
         Command::Completions { shell } => {
             ka::cli::print_completions(shell);
             ExitCode::SUCCESS
@@ -110,6 +111,17 @@ async fn status(instance: &InstanceName, args: &StatusArgs) -> anyhow::Result<()
 async fn status_once(instance: &InstanceName, args: &StatusArgs) -> anyhow::Result<Box<ka::status::StatusReport>> {
     match control::request(&instance.socket_path(), &Request::Status, args.timeout).await? {
         Response::Status(report) => Ok(report),
+        Response::Error { message } => anyhow::bail!("daemon: {message}"),
+        other => anyhow::bail!("daemon: unexpected answer {other:?}"),
+    }
+}
+
+async fn prepare_restart(instance: &InstanceName, timeout: std::time::Duration) -> anyhow::Result<()> {
+    match control::request(&instance.socket_path(), &Request::PrepareRestart, timeout).await? {
+        Response::RestartPrepared => {
+            println!("the next stop of ka --instance {instance} keeps its VIPs and datapath for the next ka");
+            Ok(())
+        }
         Response::Error { message } => anyhow::bail!("daemon: {message}"),
         other => anyhow::bail!("daemon: unexpected answer {other:?}"),
     }

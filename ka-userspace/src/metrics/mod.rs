@@ -172,7 +172,8 @@ impl Collector for Snapshot {
         uptime.add(vec![], r.uptime_s);
         fams.push(uptime);
 
-        // VRRP, labelled like the keepalived exporters' iname/intf/vrid.
+        // VRRP, labelled as the keepalived exporters do (iname, intf, vrid): a label named
+        // `instance` would collide with Prometheus' target label and be renamed on scrape.
         let mut state = Fam::new("ka_vrrp_state", "VRRP instance state: 0 init, 1 backup, 2 master, 3 fault.", Gauge);
         let mut prio = Fam::new("ka_vrrp_priority", "Configured VRRP priority.", Gauge);
         let mut eprio = Fam::new("ka_vrrp_effective_priority", "VRRP priority with tracking applied.", Gauge);
@@ -181,7 +182,7 @@ impl Collector for Snapshot {
         let mut master = Fam::new("ka_vrrp_become_master", "Transitions to MASTER.", Counter);
         let mut inst_drop = Fam::new("ka_vrrp_instance_adverts_dropped", "Invalid VRRP adverts dropped by an instance, by reason.", Counter);
         for v in &r.vrrp {
-            let l: Labels = vec![("instance", v.name.clone()), ("interface", v.interface.clone()), ("vrid", v.vrid.to_string())];
+            let l: Labels = vec![("iname", v.name.clone()), ("intf", v.interface.clone()), ("vrid", v.vrid.to_string())];
             state.add(l.clone(), u64::try_from(vrrp_state_value(&v.state)).unwrap_or(0));
             prio.add(l.clone(), u64::from(v.priority));
             eprio.add(l.clone(), u64::from(v.effective_priority));

@@ -108,12 +108,12 @@ fn families_and_values() {
     let t = render(&fixture(), Format::Text);
     let want = [
         r#"ka_build_info{version="0.1.0",instance_name="default"} 1"#,
-        r#"ka_vrrp_state{instance="VI_1",interface="eth0",vrid="51"} 2"#,
-        r#"ka_vrrp_state{instance="VI_2",interface="eth0",vrid="52"} 1"#,
-        r#"ka_vrrp_adverts_sent_total{instance="VI_1",interface="eth0",vrid="51"} 34"#,
-        r#"ka_vrrp_adverts_received_total{instance="VI_1",interface="eth0",vrid="51"} 12"#,
-        r#"ka_vrrp_become_master_total{instance="VI_1",interface="eth0",vrid="51"} 1"#,
-        r#"ka_vrrp_instance_adverts_dropped_total{instance="VI_1",interface="eth0",vrid="51",reason="bad_ttl"} 2"#,
+        r#"ka_vrrp_state{iname="VI_1",intf="eth0",vrid="51"} 2"#,
+        r#"ka_vrrp_state{iname="VI_2",intf="eth0",vrid="52"} 1"#,
+        r#"ka_vrrp_adverts_sent_total{iname="VI_1",intf="eth0",vrid="51"} 34"#,
+        r#"ka_vrrp_adverts_received_total{iname="VI_1",intf="eth0",vrid="51"} 12"#,
+        r#"ka_vrrp_become_master_total{iname="VI_1",intf="eth0",vrid="51"} 1"#,
+        r#"ka_vrrp_instance_adverts_dropped_total{iname="VI_1",intf="eth0",vrid="51",reason="bad_ttl"} 2"#,
         r#"ka_vrrp_adverts_dropped_total{reason="bad_ttl"} 4"#,
         r#"ka_service_packets_total{vip="198.18.0.10",port="80",protocol="TCP"} 30"#,
         r#"ka_service_bytes_total{vip="198.18.0.10",port="80",protocol="TCP"} 3000"#,
@@ -153,7 +153,7 @@ fn families_and_values() {
     // OpenMetrics: the same samples, its own framing.
     let om = render(&fixture(), Format::OpenMetrics);
     assert!(om.ends_with("# EOF\n") && om.contains("# TYPE ka_vrrp_adverts_sent counter\n"), "{om}");
-    assert!(om.contains(r#"ka_vrrp_state{instance="VI_1",interface="eth0",vrid="51"} 2"#), "{om}");
+    assert!(om.contains(r#"ka_vrrp_state{iname="VI_1",intf="eth0",vrid="51"} 2"#), "{om}");
     assert_eq!(Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")), Format::OpenMetrics);
     assert_eq!(Format::from_accept(Some("text/plain")), Format::Text);
 }
