@@ -178,7 +178,7 @@ fn health(st: &serde_json::Value, rs: &str) -> Option<serde_json::Value> {
 }
 
 /// `ka --instance I ARGS`; returns (success, stdout, stderr).
-fn ka(instance: &str, args: &[&str]) -> (bool, String, String) {
+fn ka_cli(instance: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(ka_bin()).args(["--instance", instance]).args(args).output().expect("run ka");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -248,7 +248,7 @@ fn metrics_agree_with_status() {
     // A refused reload shows in the daemon's families.
     let good = std::fs::read_to_string(&lab.conf).expect("read");
     std::fs::write(&lab.conf, "vrrp_instance {\n").expect("break the file");
-    let (applied, _, _) = ka(ka.instance(), &["reload"]);
+    let (applied, _, _) = ka_cli(ka.instance(), &["reload"]);
     assert!(!applied, "a broken file is refused");
     std::fs::write(&lab.conf, good).expect("restore");
     std::thread::sleep(Duration::from_millis(1100));
@@ -292,7 +292,7 @@ fn runtime_controls_change_the_datapath() {
     let (mut held, _) = long.into_iter().find(|(_, i)| *i == 1).expect("a connection to rs1 in 40 tries");
 
     // drain: weight 0, still in the table, established flow kept, no new flow.
-    let (ok, out, err) = ka(&inst, &["rs", "drain", &vs, &rs1]);
+    let (ok, out, err) = ka_cli(&inst, &["rs", "drain", &vs, &rs1]);
     assert!(ok, "ka rs drain: {err}");
     assert!(out.contains("drained"), "{out}");
     let st = ka.status_json().expect("status");
@@ -306,7 +306,7 @@ fn runtime_controls_change_the_datapath() {
     assert_eq!((spread[1], spread[0]), (0, 30), "no new flow to a drained server: {spread:?}");
 
     // disable: out of the table, no new flow.
-    let (ok, _, err) = ka(&inst, &["rs", "disable", &vs, RS[1]]);
+    let (ok, _, err) = ka_cli(&inst, &["rs", "disable", &vs, RS[1]]);
     assert!(ok, "ka rs disable: {err}");
     let b = backend(&ka.status_json().expect("status"), RS[1]).expect("rs1");
     assert_eq!(b["in_table"].as_bool(), Some(false), "{b}");
@@ -314,9 +314,9 @@ fn runtime_controls_change_the_datapath() {
     assert_eq!((spread[1], spread[0]), (0, 30), "no new flow to a disabled server: {spread:?}");
 
     // weight, then a reload of the same file: the override stays.
-    let (ok, _, err) = ka(&inst, &["rs", "weight", &vs, &rs1, "3", "--protocol", "tcp"]);
+    let (ok, _, err) = ka_cli(&inst, &["rs", "weight", &vs, &rs1, "3", "--protocol", "tcp"]);
     assert!(ok, "ka rs weight: {err}");
-    let (ok, _, err) = ka(&inst, &["reload"]);
+    let (ok, _, err) = ka_cli(&inst, &["reload"]);
     assert!(ok, "ka reload: {err}");
     let st = ka.status_json().expect("status");
     let b = backend(&st, RS[1]).expect("rs1");
@@ -329,7 +329,7 @@ fn runtime_controls_change_the_datapath() {
     assert_eq!(prom::value(&samples, "ka_real_server_runtime_override", &[("remote_address", RS[1]), ("override", "weight")]), Some(1.0));
 
     // enable: the configuration decides again; rs1 gets new flows.
-    let (ok, _, err) = ka(&inst, &["rs", "enable", &vs, &rs1]);
+    let (ok, _, err) = ka_cli(&inst, &["rs", "enable", &vs, &rs1]);
     assert!(ok, "ka rs enable: {err}");
     let st = ka.status_json().expect("status");
     assert_eq!(backend(&st, RS[1]).expect("rs1")["weight"].as_u64(), Some(1));
@@ -342,7 +342,7 @@ fn runtime_controls_change_the_datapath() {
     assert!(spread[0] > 0, "{spread:?}");
 
     // Unknown servers are refused, clearly; every request is in the log.
-    let (ok, _, err) = ka(&inst, &["rs", "drain", &vs, "198.18.44.99:8080"]);
+    let (ok, _, err) = ka_cli(&inst, &["rs", "drain", &vs, "198.18.44.99:8080"]);
     assert!(!ok && err.contains("has no real_server 198.18.44.99:8080"), "{err}");
     let log = ka.log_text();
     assert_eq!(log.matches("control: real server changed at runtime").count(), 4, "{log}");
@@ -410,7 +410,7 @@ fn systemd_notifications_and_watchdog() {
     assert!(st["xdp"].as_array().is_some_and(|a| !a.is_empty()), "{st}");
     notify.until(&mut seen, WAIT, |m| m == "STATUS=VI_OP MASTER\n");
     notify.until(&mut seen, Duration::from_secs(3), |m| m == "WATCHDOG=1\n");
-    let (ok, _, err) = ka(&inst, &["reload"]);
+    let (ok, _, err) = ka_cli(&inst, &["reload"]);
     assert!(ok, "reload: {err}");
     let reloading = notify.until(&mut seen, WAIT, |m| m.starts_with("RELOADING=1"));
     assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading:?}");
@@ -432,7 +432,7 @@ struct KaStatus<'a>(&'a str);
 
 impl KaStatus<'_> {
     fn json(&self) -> Option<serde_json::Value> {
-        let (ok, out, _) = ka(self.0, &["status", "--json", "--timeout", "2s"]);
+        let (ok, out, _) = ka_cli(self.0, &["status", "--json", "--timeout", "2s"]);
         ok.then(|| serde_json::from_str(&out).ok()).flatten()
     }
 }
