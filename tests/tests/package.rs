@@ -25,7 +25,7 @@ fn package() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let printed = run(Command::new(cargo)
             .current_dir(workspace())
-            .args(["xtask", "package", "--profile", "dev", "--output"])
+            .args(["xtask", "package", "--profile", "dev", "--fast", "--output"])
             .arg(&out));
         let deb = PathBuf::from(printed.lines().last().expect("the package path").trim());
         assert!(deb.exists(), "{} missing", deb.display());
@@ -47,10 +47,8 @@ fn package_contents_and_metadata() {
         assert!(info.contains(want), "dpkg-deb -I lacks {want:?}:\n{info}");
     }
     for script in ["postinst", "prerm", "postrm", "conffiles"] {
-        assert!(info.lines().any(|l| l.split_whitespace().last() == Some(script)), "control member {script} missing:\n{info}");
+        assert!(info.lines().any(|l| l.split_whitespace().any(|w| w == script)), "control member {script} missing:\n{info}");
     }
-    let conffiles = run(Command::new("dpkg-deb").args(["--ctrl-tarfile"]).arg(&deb).stdout(std::process::Stdio::piped()));
-    assert!(!conffiles.is_empty());
     let listing = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
     let paths: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().nth(5)).collect();
     for want in [
@@ -81,7 +79,7 @@ fn package_contents_and_metadata() {
         assert!(paths.contains(&want), "{want} missing from the package:\n{listing}");
     }
     let sbin = listing.lines().find(|l| l.ends_with(" ./usr/sbin/ka")).expect("ka");
-    assert!(sbin.starts_with("-rwxr-xr-x root/root"), "{sbin}");
+    assert!(sbin.starts_with("-rwxr-xr-x 0/0 ") || sbin.starts_with("-rwxr-xr-x root/root "), "owned by root, mode 755: {sbin}");
 }
 
 /// Unpacked: the binary runs, the man pages and completions are the clap definitions', the

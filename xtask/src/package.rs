@@ -20,6 +20,9 @@ pub struct Options {
     /// Output directory.
     #[arg(long, default_value = "target/debian")]
     pub output: PathBuf,
+    /// Faster, weaker compression (tests).
+    #[arg(long)]
+    pub fast: bool,
 }
 
 /// The directory cargo puts a profile's binaries in.
@@ -62,11 +65,12 @@ pub fn run(opts: Options) -> anyhow::Result<PathBuf> {
     let out = if opts.output.is_absolute() { opts.output.clone() } else { root.join(&opts.output) };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     eprintln!("package: cargo deb");
-    let printed = output(
-        cargo()
-            .args(["deb", "--package", "ka-userspace", "--no-build", "--profile", &opts.profile, "--output"])
-            .arg(&out),
-    )?;
+    let mut deb = cargo();
+    deb.args(["deb", "--package", "ka-userspace", "--no-build", "--profile", &opts.profile, "--output"]).arg(&out);
+    if opts.fast {
+        deb.arg("--fast");
+    }
+    let printed = output(&mut deb)?;
     let deb = printed.lines().rev().map(str::trim).find(|l| l.ends_with(".deb")).map(PathBuf::from);
     let deb = deb.with_context(|| format!("cargo deb did not name the package it wrote: {printed}"))?;
     eprintln!("package: {}", deb.display());
