@@ -526,3 +526,31 @@ fn unit_capabilities_are_needed_and_enough() {
         assert!(!ok, "ka without CAP_{} still did everything; the unit need not grant it:\n{log}", drop.to_ascii_uppercase());
     }
 }
+
+/// `ka prepare-restart` (what the package's postinst runs before restarting the unit) makes the
+/// next stop hitless: the VIP stays, the established connection keeps working while no daemon
+/// runs and after the next one adopted the datapath, and the new daemon resumes as MASTER
+/// without a transition on the wire.
+#[test]
+fn prepare_restart_makes_the_stop_hitless() {
+    let lab = lab(None);
+    let ka = lab.start(&[]);
+    let inst = ka.instance().to_owned();
+    let (mut held, server) = lab.connect().expect("a connection through the VIP");
+    let (ok, out, err) = ka_cli(&inst, &["prepare-restart"]);
+    assert!(ok && out.contains("keeps its VIPs and datapath"), "{out}{err}");
+    assert!(ka.log_text().contains("control: prepare-restart"), "logged");
+    ka.stop().expect("stop");
+    let addrs = lab.director().run(&["ip", "-4", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(addrs.contains(VIP), "the VIP stays through the stop: {addrs}");
+    assert_eq!(ask(&mut held), Some(server), "XDP keeps forwarding the established connection with no daemon");
+    let ka2 = KaDaemon::start(lab.director(), &ka_bin(), &inst, &["-f", lab.conf()]).expect("restart");
+    let st = ka2.status_json().expect("status");
+    assert_eq!(st["vrrp"][0]["state"], "MASTER", "resumed as MASTER: {st}");
+    assert_eq!(ask(&mut held), Some(server), "the connection survives the adoption");
+    assert!(ka2.log_text().contains("adopting the pinned"), "the new daemon adopted the datapath:\n{}", ka2.log_text());
+    // The flag was for one stop: this daemon releases everything on SIGTERM.
+    ka2.stop().expect("stop");
+    let addrs = lab.director().run(&["ip", "-4", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(!addrs.contains(VIP), "a plain stop releases the VIP: {addrs}");
+}
