@@ -436,7 +436,8 @@ virtual_server 198.18.0.10 80 {\n lb_algo rr\n lb_kind DR\n protocol UDP\n real_
     #[test]
     fn requests_resolve_or_say_why_not() {
         let c = cfg(CONF);
-        let cases: &[(&str, Option<&str>, &str, Result<RsKey, &str>)] = &[
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, Result<RsKey, &'a str>);
+        let cases: &[Case<'_>] = &[
             ("198.18.0.10:80", Some("tcp"), "198.18.1.2:80", Ok(key("198.18.0.10:80", "TCP", "198.18.1.2", 80))),
             ("198.18.0.10:80", Some("TCP"), "198.18.1.2", Ok(key("198.18.0.10:80", "TCP", "198.18.1.2", 80))),
             ("198.18.0.10:80", Some("udp"), "198.18.1.1:81", Ok(key("198.18.0.10:80", "UDP", "198.18.1.1", 81))),

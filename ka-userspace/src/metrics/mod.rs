@@ -234,15 +234,18 @@ impl Collector for Snapshot {
                 // The checkers' view of the same server: its virtual server is this VIP:port, or
                 // a group or fwmark service holding it.
                 let rep = health.and_then(|h| {
-                    let mut c = h.real_servers.iter().filter(|x| {
-                        x.rs_index.is_some()
-                            && x.addr == b.address
-                            && x.port == b.port
-                            && x.protocol.as_deref().is_none_or(|p| p == proto)
-                            && (x.service == name || !x.service.contains(':'))
-                    });
-                    let first = c.find(|x| x.service == name).or_else(|| c.next());
-                    first
+                    let c: Vec<_> = h
+                        .real_servers
+                        .iter()
+                        .filter(|x| {
+                            x.rs_index.is_some()
+                                && x.addr == b.address
+                                && x.port == b.port
+                                && x.protocol.as_deref().is_none_or(|p| p == proto)
+                                && (x.service == name || !x.service.contains(':'))
+                        })
+                        .collect();
+                    c.iter().find(|x| x.service == name).or_else(|| c.first()).copied()
                 });
                 if let Some(x) = rep {
                     rs_up.add(l.clone(), u64::from(x.state == "up"));

@@ -227,3 +227,19 @@ async fn endpoint_serves_and_shares_snapshots() {
     assert!(out.starts_with("HTTP/1.1 503"), "{out}");
     server.abort();
 }
+
+/// A real server of a `virtual_server_group` service gets its checkers' state too.
+#[test]
+fn group_members_find_their_checkers() {
+    let mut r = fixture();
+    if let Some(h) = r.health.as_mut() {
+        for x in &mut h.real_servers {
+            x.service = "group web".into();
+        }
+    }
+    let t = render(&r, Format::Text);
+    assert!(
+        t.lines().any(|l| l == r#"ka_real_server_up{local_address="198.18.0.10",local_port="80",proto="TCP",remote_address="198.18.1.2",remote_port="80"} 0"#),
+        "{t}"
+    );
+}
