@@ -304,14 +304,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     info!(socket = %socket_path.display(), "control socket listening");
     info!(instance = %instance, host_findings = findings.len(), "ka running");
-    let _metrics = metrics_listener.map(|l| {
-        let calls = status_calls.clone();
-        let source: crate::metrics::Source = Arc::new(move || {
-            let calls = calls.clone();
-            Box::pin(async move { control::ask_status(&calls).await })
-        });
-        AbortOnDrop(crate::metrics::spawn(l, source))
-    });
+    let _metrics = metrics_listener.map(|l| AbortOnDrop(crate::metrics::spawn(l, crate::metrics::status_source(status_calls.clone()))));
     // systemd: ready once the datapath is attached and VRRP started; the watchdog pings only
     // while the main loop and the engine answer.
     lifecycle.ready(crate::sdnotify::status_line(&instances));
@@ -353,7 +346,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if reloader.busy() { lifecycle.reloading(); }
                 }
                 Request::RealServer(req) => {
-                    let answer = real_server_request(&req, config.as_deref(), dataplane.is_some(), &mut overrides);
+                    let answer = crate::rs_control::handle(&req, config.as_deref(), dataplane.is_some(), &mut overrides);
                     if let (Response::RealServer(_), Some(dp), Some(d), Some(cfg), Some(b)) = (&answer, dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
                         let set = overrides.apply(cfg, &b.borrow());
                         dp.update(d.ebpf_mut(), cfg, &set);
@@ -393,7 +386,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 reloader.finish(&outcome, &config.clone().unwrap_or_default());
                 lifecycle.reloaded();
                 if reloader.busy() { lifecycle.reloading(); }
-                notify_status(engine.as_ref(), lifecycle.notifier());
+                crate::sdnotify::send_status(engine.as_ref(), lifecycle.notifier());
             },
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
@@ -411,7 +404,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if let Some(h) = &health {
                         h.set_master(&name, master);
                     }
-                    notify_status(engine.as_ref(), lifecycle.notifier());
+                    crate::sdnotify::send_status(engine.as_ref(), lifecycle.notifier());
                 }
             },
             () = async {
@@ -514,49 +507,6 @@ fn complete_status(
     Response::Status(report)
 }
 
-/// `ka rs`: resolves the real server in the running configuration and records the override
-/// (the caller rewrites the tables). Every request is logged.
-fn real_server_request(
-    req: &crate::rs_control::RsRequest,
-    config: Option<&crate::config::Config>,
-    forwarding: bool,
-    overrides: &mut crate::rs_control::Overrides,
-) -> Response {
-    let refuse = |message: String| {
-        warn!(service = %req.service, real_server = %req.server, action = ?req.action, reason = %message, "control: real-server request refused");
-        Response::Error { message }
-    };
-    let Some(cfg) = config else { return refuse("the daemon runs without a configuration".to_owned()) };
-    if !forwarding {
-        return refuse("the daemon does not forward (--no-xdp, or no virtual_server): real servers have no datapath weight".to_owned());
-    }
-    match crate::rs_control::resolve(cfg, req) {
-        Ok(key) => {
-            let changed = overrides.set(key, req.action);
-            info!(
-                service = %changed.key.service,
-                protocol = %changed.key.protocol,
-                real_server = %std::net::SocketAddr::new(changed.key.address, changed.key.port),
-                action = ?req.action,
-                before = ?changed.before,
-                "control: real server changed at runtime"
-            );
-            Response::RealServer(changed)
-        }
-        Err(e) => refuse(e.to_string()),
-    }
-}
-
-/// Sends systemd the instances' states (`STATUS=`), from a task: the engine's answer is not
-/// waited for here.
-fn notify_status(engine: Option<&crate::engine::EngineHandle>, out: Arc<dyn crate::sdnotify::Notify>) {
-    let Some(e) = engine else { return };
-    let report = e.status_task();
-    tokio::spawn(async move {
-        let r = report.await;
-        out.notify(&[crate::sdnotify::Message::Status(crate::sdnotify::status_line(&r.instances))]);
-    });
-}
 
 fn status_report(
     instance: &InstanceName,

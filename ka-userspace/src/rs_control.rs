@@ -400,6 +400,39 @@ impl Overrides {
     }
 }
 
+/// The daemon's answer to a `ka rs` request: resolves the real server in the running configuration and records the override
+/// (the caller rewrites the tables). Every request is logged.
+pub fn handle(
+    req: &RsRequest,
+    config: Option<&crate::config::Config>,
+    forwarding: bool,
+    overrides: &mut Overrides,
+) -> crate::control::Response {
+    let refuse = |message: String| {
+        tracing::warn!(service = %req.service, real_server = %req.server, action = ?req.action, reason = %message, "control: real-server request refused");
+        crate::control::Response::Error { message }
+    };
+    let Some(cfg) = config else { return refuse("the daemon runs without a configuration".to_owned()) };
+    if !forwarding {
+        return refuse("the daemon does not forward (--no-xdp, or no virtual_server): real servers have no datapath weight".to_owned());
+    }
+    match resolve(cfg, req) {
+        Ok(key) => {
+            let changed = overrides.set(key, req.action);
+            tracing::info!(
+                service = %changed.key.service,
+                protocol = %changed.key.protocol,
+                real_server = %std::net::SocketAddr::new(changed.key.address, changed.key.port),
+                action = ?req.action,
+                before = ?changed.before,
+                "control: real server changed at runtime"
+            );
+            crate::control::Response::RealServer(changed)
+        }
+        Err(e) => refuse(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

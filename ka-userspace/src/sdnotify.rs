@@ -204,6 +204,17 @@ where
     })
 }
 
+/// Sends systemd the instances' states (`STATUS=`), from a task: the engine's answer is not
+/// waited for here.
+pub fn send_status(engine: Option<&crate::engine::EngineHandle>, out: Arc<dyn Notify>) {
+    let Some(e) = engine else { return };
+    let report = e.status_task();
+    tokio::spawn(async move {
+        let r = report.await;
+        out.notify(&[Message::Status(status_line(&r.instances))]);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

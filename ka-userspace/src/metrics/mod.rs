@@ -345,6 +345,15 @@ impl Collector for Snapshot {
 /// Fetches a fresh status snapshot from the daemon (`None`: it did not answer).
 pub type Source = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<StatusReport>> + Send>> + Send + Sync>;
 
+/// A [`Source`] asking the daemon's main loop for a status snapshot through its control call
+/// channel, as `ka status` does (see [`crate::control::ask_status`]).
+pub fn status_source(calls: tokio::sync::mpsc::Sender<crate::control::ControlCall>) -> Source {
+    Arc::new(move || {
+        let calls = calls.clone();
+        Box::pin(async move { crate::control::ask_status(&calls).await })
+    })
+}
+
 /// The shared snapshot: one fetch at a time, reused while younger than [`MIN_REFRESH`].
 struct Cache {
     source: Source,
