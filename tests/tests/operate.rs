@@ -257,6 +257,15 @@ fn metrics_agree_with_status() {
     assert_eq!(prom::value(&samples, "ka_config_reload_failures_total", &[]), Some(1.0));
     assert_eq!(prom::value(&samples, "ka_config_last_reload_success", &[]), Some(0.0));
 
+    // `ka status --watch`: bounded by --count; JSON is one versioned document per refresh.
+    let (ok, out, err) = ka_cli(ka.instance(), &["status", "--watch", "200ms", "--count", "3", "--json"]);
+    assert!(ok, "{err}");
+    let docs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON document per line")).collect();
+    assert_eq!(docs.len(), 3, "{out}");
+    assert!(docs.iter().all(|d| d["format_version"] == 1 && d["vrrp"][0]["state"] == "MASTER"), "{out}");
+    let (ok, out, _) = ka_cli(ka.instance(), &["status", "--watch", "100ms", "--count", "2"]);
+    assert!(ok && out.matches("Every 100ms: ka status").count() == 2 && out.matches("vrrp VI_OP").count() == 2, "{out}");
+
     // promtool (Debian package prometheus, installed by `cargo xtask setup`) accepts it.
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
