@@ -508,6 +508,11 @@ fn run_with_caps(lab: &Lab, caps: &[String]) -> (bool, String) {
         }
     }
     drop(guard);
+    // A daemon refused a capability may exit on its own after creating its pin directory:
+    // the instance is this test's own, remove what it left.
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ka/{inst}"));
+    let _ = std::fs::remove_file(format!("/run/ka/{inst}.sock"));
+    let _ = std::fs::remove_file(format!("/run/ka/{inst}.vrrp"));
     (ok, std::fs::read_to_string(&log).unwrap_or_default())
 }
 
