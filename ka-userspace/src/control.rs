@@ -21,6 +21,11 @@ pub enum Request {
     Status,
     /// Reload the configuration file (`ka reload`).
     Reload,
+    /// Change a real server at runtime (`ka rs`), without a reload.
+    RealServer(crate::rs_control::RsRequest),
+    /// The next stop leaves the VIPs and the datapath for the next ka, as
+    /// `--dont-release-vrrp --dont-release-ipvs` do (`ka prepare-restart`: package upgrades).
+    PrepareRestart,
 }
 
 /// The daemon's answer.
@@ -31,6 +36,10 @@ pub enum Response {
     Status(Box<StatusReport>),
     /// Answer to [`Request::Reload`]: what was applied.
     Reloaded(crate::reload::ReloadSummary),
+    /// Answer to [`Request::RealServer`]: what changed.
+    RealServer(crate::rs_control::RsChanged),
+    /// Answer to [`Request::PrepareRestart`].
+    RestartPrepared,
     /// The new configuration was refused; nothing changed.
     ReloadRefused {
         /// The diagnostics, as `ka check` prints them.
@@ -189,6 +198,17 @@ async fn serve_client(stream: UnixStream, calls: tokio::sync::mpsc::Sender<Contr
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read its answer"))?
 }
 
+/// Asks the daemon's main loop for a status snapshot through its call channel, as a control
+/// client would (the metrics endpoint and the watchdog use it); `None` if it does not answer.
+pub async fn ask_status(calls: &tokio::sync::mpsc::Sender<ControlCall>) -> Option<StatusReport> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    calls.send(ControlCall { request: Request::Status, reply: tx }).await.ok()?;
+    match rx.await.ok()? {
+        Response::Status(r) => Some(*r),
+        _ => None,
+    }
+}
+
 /// Sends `req` to the daemon of the socket at `path` and waits for its answer.
 ///
 /// # Errors
@@ -222,6 +242,15 @@ mod tests {
     fn requests_have_a_stable_wire_form() {
         assert_eq!(serde_json::to_string(&Request::Status).expect("ser"), r#"{"cmd":"status"}"#);
         assert_eq!(serde_json::to_string(&Request::Reload).expect("ser"), r#"{"cmd":"reload"}"#);
+        let rs = Request::RealServer(crate::rs_control::RsRequest {
+            service: "198.18.0.1:80".parse().expect("service"),
+            protocol: None,
+            server: "198.18.1.1".parse().expect("server"),
+            action: crate::rs_control::RsAction::Drain,
+        });
+        let j = serde_json::to_string(&rs).expect("ser");
+        assert!(j.starts_with(r#"{"cmd":"real_server","service":"#), "{j}");
+        assert_eq!(serde_json::from_str::<Request>(&j).expect("de"), rs);
         let r: Result<Request, _> = serde_json::from_str(r#"{"cmd":"nope"}"#);
         assert!(r.is_err());
     }

@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// XDP program stays attached with its tables and connections, for the next ka to adopt.
     #[arg(long)]
     pub dont_release_ipvs: bool,
+    /// Serve Prometheus metrics on `http://ADDR:PORT/metrics` (e.g. `127.0.0.1:9650`,
+    /// `[::]:9650`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Parses `--tunnel-source ADDR/BITS`.
@@ -111,6 +115,9 @@ pub enum DaemonError {
         /// `netlink worker`.
         subsystem: &'static str,
     },
+    /// The metrics endpoint cannot listen.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Loads and checks the configuration; errors are logged with their locations.
@@ -151,8 +158,19 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let _socket_guard = RemoveOnDrop(socket_path.clone());
     // The control server runs in its own task: clients never hold up this loop.
     let (calls_tx, mut calls) = tokio::sync::mpsc::channel::<control::ControlCall>(64);
+    // The metrics endpoint and the watchdog ask for status snapshots as control clients do.
+    let status_calls = calls_tx.clone();
     let (control_watch, control_task) = Watch::task("control server", control::spawn_server(listener, calls_tx));
     let _control = AbortOnDrop(control_task);
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
+    let mut lifecycle = crate::sdnotify::Lifecycle::new(Arc::new(crate::sdnotify::SdNotify), crate::sdnotify::monotonic_usec);
+    let mut overrides = crate::rs_control::Overrides::default();
+    let mut reloads = crate::status::ReloadStats::started(std::time::SystemTime::now());
+    // `ka prepare-restart`: this stop keeps the VIPs and the datapath for the next ka.
+    let mut keep_on_stop = false;
     let mut reloader = crate::reload::apply::Reloader::new(args.file.clone(), args.config_id.clone());
 
     let mut ifaces = args.ifaces.clone();
@@ -285,7 +303,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut backends = health.as_ref().map(crate::health::HealthHandle::backends);
     let mut next_hop_updates = dataplane.as_ref().and_then(crate::dataplane::Dataplane::next_hop_updates);
     if let (Some(dp), Some(datapath), Some(cfg), Some(b)) = (dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
-        let set = b.borrow().clone();
+        let set = overrides.apply(cfg, &b.borrow());
         dp.update(datapath.ebpf_mut(), cfg, &set);
     }
     // The tables are in place: the program may now take over the pinned links of a previous run.
@@ -293,9 +311,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         d.commit()?;
     }
     // Start-up facts, one line each (the attachments were logged as they were made).
-    if let Some(e) = &engine {
-        let report = e.status().await;
-        let list: Vec<String> = report.instances.iter().map(|i| format!("{} ({}, vrid {}, {})", i.name, i.interface, i.vrid, i.state)).collect();
+    let instances = match &engine {
+        Some(e) => e.status().await.instances,
+        None => Vec::new(),
+    };
+    if engine.is_some() {
+        let list: Vec<String> = instances.iter().map(|i| format!("{} ({}, vrid {}, {})", i.name, i.interface, i.vrid, i.state)).collect();
         info!(count = list.len(), instances = %list.join(", "), "VRRP instances");
     }
     if let Some(cfg) = config.as_ref().filter(|c| !c.virtual_servers.is_empty()) {
@@ -305,6 +326,19 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     info!(socket = %socket_path.display(), "control socket listening");
     info!(instance = %instance, host_findings = findings.len(), "ka running");
+    let _metrics = metrics_listener.map(|l| AbortOnDrop(crate::metrics::spawn(l, crate::metrics::status_source(status_calls.clone())).abort_handle()));
+    // systemd: ready once the datapath is attached and VRRP started; the watchdog pings only
+    // while the main loop and the engine answer.
+    lifecycle.ready(crate::sdnotify::status_line(&instances));
+    let _watchdog = crate::sdnotify::watchdog_interval().map(|interval| {
+        info!(interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), "systemd watchdog enabled");
+        let calls = status_calls.clone();
+        AbortOnDrop(crate::sdnotify::spawn_watchdog(lifecycle.notifier(), interval, move || {
+            let calls = calls.clone();
+            async move { control::ask_status(&calls).await.is_some() }
+        }).abort_handle())
+    });
+    drop(status_calls);
 
     // Every subsystem task is watched: one that stops ends the daemon (see `supervise`).
     let mut watches = vec![control_watch, netlink_watch];
@@ -323,16 +357,37 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         (Some(dp), Some(d)) => dp.counters(d.ebpf()),
                         _ => Vec::new(),
                     };
-                    let base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    let mut base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    if let Response::Status(r) = &mut base {
+                        r.runtime_overrides = overrides.report();
+                        r.reloads = reloads.clone();
+                    }
+                    let marks = (overrides.clone(), config.clone());
                     let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
                     let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
                     tokio::spawn(async move {
                         let vrrp = match vrrp { Some(f) => f.await, None => Default::default() };
                         let health_report = match health_report { Some(f) => Some(f.await), None => None };
-                        let _ = call.reply.send(complete_status(base, vrrp, health_report));
+                        let _ = call.reply.send(complete_status(base, vrrp, health_report, &marks));
                     });
                 }
-                Request::Reload => reloader.request(&config.clone().unwrap_or_default(), Some(call.reply)),
+                Request::Reload => {
+                    reloader.request(&config.clone().unwrap_or_default(), Some(call.reply));
+                    if reloader.busy() { lifecycle.reloading(); }
+                }
+                Request::RealServer(req) => {
+                    let answer = crate::rs_control::handle(&req, config.as_deref(), dataplane.is_some(), &mut overrides);
+                    if let (Response::RealServer(_), Some(dp), Some(d), Some(cfg), Some(b)) = (&answer, dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
+                        let set = overrides.apply(cfg, &b.borrow());
+                        dp.update(d.ebpf_mut(), cfg, &set);
+                    }
+                    let _ = call.reply.send(answer);
+                }
+                Request::PrepareRestart => {
+                    info!("control: prepare-restart: the next stop keeps the VIPs and the datapath for the next ka");
+                    keep_on_stop = true;
+                    let _ = call.reply.send(Response::RestartPrepared);
+                }
             },
             prepared = reloader.prepared() => {
                 let outcome = match prepared {
@@ -342,19 +397,34 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                             engine: engine.as_ref(),
                             health: health.as_ref(),
                             dataplane: dataplane.as_mut().zip(datapath.as_mut().map(Datapath::ebpf_mut)),
+                            overrides: &overrides,
                         };
                         match crate::reload::apply::apply(p, targets).await {
-                            Ok(summary) => { config = Some(new); Response::Reloaded(summary) }
+                            Ok(summary) => {
+                                for key in overrides.retain_configured(&new) {
+                                    info!(real_server = %key, "runtime override dropped: the real server left the configuration");
+                                }
+                                config = Some(new);
+                                Response::Reloaded(summary)
+                            }
                             Err(d) => crate::reload::apply::refused(d),
                         }
                     }
                     Err(d) => crate::reload::apply::refused(d),
                 };
+                reloads.record(matches!(outcome, Response::Reloaded(_)), std::time::SystemTime::now());
                 reloader.finish(&outcome, &config.clone().unwrap_or_default());
+                lifecycle.reloaded();
+                if reloader.busy() { lifecycle.reloading(); }
+                crate::sdnotify::send_status(engine.as_ref(), lifecycle.notifier());
             },
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = sighup.recv() => { info!("SIGHUP: reloading"); reloader.request(&config.clone().unwrap_or_default(), None) },
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading");
+                reloader.request(&config.clone().unwrap_or_default(), None);
+                if reloader.busy() { lifecycle.reloading(); }
+            },
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
                     if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
@@ -364,6 +434,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if let Some(h) = &health {
                         h.set_master(&name, master);
                     }
+                    crate::sdnotify::send_status(engine.as_ref(), lifecycle.notifier());
                 }
             },
             open = async {
@@ -388,7 +459,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 }
             } => {
                 if let (Some(dp), Some(d), Some(cfg), Some(b)) = (dataplane.as_mut(), datapath.as_mut(), &config, &backends) {
-                    let set = b.borrow().clone();
+                    let set = overrides.apply(cfg, &b.borrow());
                     dp.update(d.ebpf_mut(), cfg, &set);
                 }
             },
@@ -406,8 +477,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         drop(datapath);
         return Err(DaemonError::Stopped { subsystem });
     }
+    lifecycle.stopping();
+    let (keep_vrrp, keep_datapath) = (args.dont_release_vrrp || keep_on_stop, args.dont_release_ipvs || keep_on_stop);
     match engine {
-        Some(e) if args.dont_release_vrrp => e.detach().await,
+        Some(e) if keep_vrrp => e.detach().await,
         Some(e) => e.shutdown().await,
         None => {}
     }
@@ -416,11 +489,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     // --dont-release-ipvs: the next hops' neighbour entries stay for the datapath left running.
     match dataplane {
-        Some(dp) if !args.dont_release_ipvs => dp.shutdown().await,
+        Some(dp) if !keep_datapath => dp.shutdown().await,
         _ => {}
     }
     match datapath {
-        Some(d) if args.dont_release_ipvs => {
+        Some(d) if keep_datapath => {
             info!("--dont-release-ipvs: the datapath stays attached with its tables for the next ka");
             drop(d);
         }
@@ -476,14 +549,24 @@ async fn preflight(
     crate::preflight::check(&needs, &host)
 }
 
-/// Fills a status answer built without them with the engine's and the checkers' reports.
-fn complete_status(base: Response, vrrp: crate::engine::EngineReport, health: Option<crate::health::HealthReport>) -> Response {
+/// Fills a status answer built without them with the engine's and the checkers' reports; the
+/// real servers are marked with their runtime overrides.
+fn complete_status(
+    base: Response,
+    vrrp: crate::engine::EngineReport,
+    mut health: Option<crate::health::HealthReport>,
+    marks: &(crate::rs_control::Overrides, Option<Arc<crate::config::Config>>),
+) -> Response {
     let Response::Status(mut report) = base else { return base };
+    if let (Some(h), Some(cfg)) = (health.as_mut(), marks.1.as_ref()) {
+        marks.0.mark(cfg, &mut h.real_servers);
+    }
     report.vrrp_dropped = vrrp_drops(&vrrp, &report.counters);
     report.vrrp = vrrp.instances;
     report.health = health;
     Response::Status(report)
 }
+
 
 fn status_report(
     instance: &InstanceName,
@@ -514,6 +597,9 @@ fn status_report(
     };
     let vrrp_dropped = vrrp_drops(&vrrp, &counters);
     Response::Status(Box::new(StatusReport {
+        format_version: crate::status::STATUS_FORMAT_VERSION,
+        runtime_overrides: Vec::new(),
+        reloads: Default::default(),
         instance: instance.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),

@@ -1,5 +1,11 @@
-//! Logging set-up: `tracing` to stderr, and the `log` records of libraries (aya) bridged into
-//! it, except aya's dump of the object BTF the kernel refused, which becomes one debug line.
+//! Logging set-up: `tracing` to stderr, or to journald with structured fields when systemd
+//! connected stderr to the journal (`$JOURNAL_STREAM`), and the `log` records of libraries
+//! (aya) bridged into it, except aya's dump of the object BTF the kernel refused, which becomes
+//! one debug line.
+//!
+//! In the journal every event's fields are journal fields, upper-cased without prefix:
+//! `INSTANCE`, `VRID`, `IFACE`, `SERVICE`, `REAL_SERVER`, `CHECKER`... (`journalctl -u ka
+//! INSTANCE=VI_1`), with `SYSLOG_IDENTIFIER=ka`.
 //!
 //! When the kernel refuses the eBPF object's BTF, aya loads without it and logs the whole
 //! verifier output (hundreds of lines) as a warning. Nothing is wrong with the datapath then;
@@ -13,13 +19,35 @@ const BTF_REFUSED: &str = "object BTF couldn't be loaded in the kernel: ";
 /// Installs the global subscriber with `filter` (EnvFilter syntax; `info` if invalid) and the
 /// `log` bridge.
 pub fn init(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).finish();
-    if tracing::subscriber::set_global_default(subscriber).is_err() {
+    let journald = std::env::var("JOURNAL_STREAM")
+        .ok()
+        .filter(|v| stderr_is(v))
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|l| l.with_field_prefix(None).with_syslog_identifier("ka".to_owned()));
+    let set = match journald {
+        Some(layer) => tracing::subscriber::set_global_default(tracing_subscriber::registry().with(filter).with(layer)),
+        None => tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).finish(),
+        ),
+    };
+    if set.is_err() {
         return;
     }
     if log::set_boxed_logger(Box::new(Bridge(LogTracer::new()))).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
+    }
+}
+
+/// Whether stderr is the stream `$JOURNAL_STREAM` (`DEVICE:INODE`) names: systemd connected it
+/// to the journal (a redirected stderr, e.g. `ka run 2>file` under systemd, is not).
+fn stderr_is(journal_stream: &str) -> bool {
+    let Some((dev, ino)) = journal_stream.split_once(':') else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    match nix::sys::stat::fstat(std::io::stderr()) {
+        Ok(st) => st.st_dev == dev && st.st_ino == ino,
+        Err(_) => false,
     }
 }
 
@@ -73,5 +101,14 @@ mod tests {
         assert!(!s.contains('\n'), "{s}");
         assert!(s.contains("Invalid argument (os error 22)") && s.contains("353 lines") && s.ends_with("Invalid name"), "{s}");
         assert_eq!(btf_refusal_summary("getrlimit(RLIMIT_MEMLOCK) failed: 1"), None);
+    }
+
+    /// Only the exact device and inode of stderr select the journal.
+    #[test]
+    fn journal_stream_must_be_stderr() {
+        let st = nix::sys::stat::fstat(std::io::stderr()).expect("fstat");
+        assert!(stderr_is(&format!("{}:{}", st.st_dev, st.st_ino)));
+        assert!(!stderr_is(&format!("{}:{}", st.st_dev, st.st_ino + 1)));
+        assert!(!stderr_is("garbage"));
     }
 }

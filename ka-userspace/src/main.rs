@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ka::{
-    cli::{Cli, Command, DecapCommand, ReloadArgs, StatusArgs},
+    cli::{Cli, Command, DecapCommand, ReloadArgs, RsCommand, StatusArgs},
     control::{self, Request, Response},
     instance::InstanceName,
 };
@@ -19,6 +19,17 @@ fn main() -> ExitCode {
         })),
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
         Command::Reload(args) => report(runtime().and_then(|rt| rt.block_on(reload(&cli.instance, &args)))),
+        Command::Rs(cmd) => report(runtime().and_then(|rt| rt.block_on(real_server(&cli.instance, &cmd)))),
+        Command::PrepareRestart { timeout } => report(runtime().and_then(|rt| rt.block_on(prepare_restart(&cli.instance, timeout)))),
+        Command::Completions { shell } => {
+            ka::cli::print_completions(shell);
+            ExitCode::SUCCESS
+        }
+        Command::Manpages { dir } => report(ka::cli::write_manpages(&dir).map(|files| {
+            for f in files {
+                println!("{}", f.display());
+            }
+        }).map_err(anyhow::Error::from)),
         Command::Decap(DecapCommand::Attach { iface, vips }) => {
             decap_preflight(&iface);
             report(ka::decap::attach(&cli.instance, &iface, &vips).map_err(anyhow::Error::from))
@@ -59,12 +70,77 @@ fn report(res: anyhow::Result<()>) -> ExitCode {
 }
 
 async fn status(instance: &InstanceName, args: &StatusArgs) -> anyhow::Result<()> {
+    let Some(every) = args.watch else {
+        let report = status_once(instance, args).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.to_text());
+        }
+        return Ok(());
+    };
+    // Like watch(1): clear the terminal and redraw; JSON: one document per line (NDJSON).
+    // Bounded by --count, else until interrupted.
+    use std::io::{IsTerminal as _, Write as _};
+    let tty = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = 0u64;
+    while args.count.is_none_or(|n| shown < n) {
+        tick.tick().await;
+        let res = status_once(instance, args).await;
+        let mut out = std::io::stdout().lock();
+        match (&res, args.json) {
+            (Ok(r), true) => writeln!(out, "{}", serde_json::to_string(r)?)?,
+            (Ok(r), false) => {
+                if tty {
+                    write!(out, "\x1b[H\x1b[2J")?;
+                }
+                let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                writeln!(out, "Every {}: ka status --instance {instance}    {now}\n", humantime::format_duration(every))?;
+                write!(out, "{}", r.to_text())?;
+            }
+            (Err(e), _) => eprintln!("ka: error: {e:#}"),
+        }
+        out.flush()?;
+        shown += 1;
+    }
+    Ok(())
+}
+
+async fn status_once(instance: &InstanceName, args: &StatusArgs) -> anyhow::Result<Box<ka::status::StatusReport>> {
     match control::request(&instance.socket_path(), &Request::Status, args.timeout).await? {
-        Response::Status(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+        Response::Status(report) => Ok(report),
+        Response::Error { message } => anyhow::bail!("daemon: {message}"),
+        other => anyhow::bail!("daemon: unexpected answer {other:?}"),
+    }
+}
+
+async fn prepare_restart(instance: &InstanceName, timeout: std::time::Duration) -> anyhow::Result<()> {
+    match control::request(&instance.socket_path(), &Request::PrepareRestart, timeout).await? {
+        Response::RestartPrepared => {
+            println!("the next stop of ka --instance {instance} keeps its VIPs and datapath for the next ka");
+            Ok(())
+        }
+        Response::Error { message } => anyhow::bail!("daemon: {message}"),
+        other => anyhow::bail!("daemon: unexpected answer {other:?}"),
+    }
+}
+
+async fn real_server(instance: &InstanceName, cmd: &RsCommand) -> anyhow::Result<()> {
+    let (t, action) = cmd.parts();
+    let req = Request::RealServer(ka::rs_control::RsRequest {
+        service: t.service.clone(),
+        protocol: t.protocol.clone(),
+        server: t.server.clone(),
+        action,
+    });
+    match control::request(&instance.socket_path(), &req, t.timeout).await? {
+        Response::RealServer(changed) => {
+            if t.json {
+                println!("{}", serde_json::to_string_pretty(&changed)?);
             } else {
-                print!("{}", report.to_text());
+                println!("{changed}");
             }
             Ok(())
         }

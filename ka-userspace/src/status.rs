@@ -13,9 +13,52 @@ pub struct XdpAttachment {
     pub mode: String,
 }
 
-/// The daemon's state, as `ka status --json` prints it.
+/// The version of the JSON format of [`StatusReport`] (`format_version`), documented in
+/// `docs/status.md`. Adding a field keeps it; renaming, removing or changing the meaning of one
+/// bumps it.
+pub const STATUS_FORMAT_VERSION: u32 = 1;
+
+/// Configuration reloads since start, as `ka status` and `/metrics` report them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadStats {
+    /// Reloads asked for and finished (applied or refused).
+    pub total: u64,
+    /// Reloads refused (the running configuration stayed).
+    pub failed: u64,
+    /// Whether the last one was applied (`true` before any: the configuration started with).
+    pub last_success: bool,
+    /// When the last successful load or reload happened, seconds since the Unix epoch.
+    pub last_success_unix_s: u64,
+}
+
+impl ReloadStats {
+    /// The stats of a daemon that loaded its configuration `now`.
+    pub fn started(now: std::time::SystemTime) -> ReloadStats {
+        ReloadStats { total: 0, failed: 0, last_success: true, last_success_unix_s: unix_s(now) }
+    }
+
+    /// Records a finished reload.
+    pub fn record(&mut self, applied: bool, now: std::time::SystemTime) {
+        self.total += 1;
+        self.last_success = applied;
+        if applied {
+            self.last_success_unix_s = unix_s(now);
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+fn unix_s(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The daemon's state, as `ka status --json` prints it (see `docs/status.md`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusReport {
+    /// [`STATUS_FORMAT_VERSION`] of the daemon that wrote it.
+    #[serde(default)]
+    pub format_version: u32,
     /// Instance name.
     pub instance: String,
     /// ka version.
@@ -44,6 +87,12 @@ pub struct StatusReport {
     /// Host settings the services need and miss, found at start ([`crate::preflight`]).
     #[serde(default)]
     pub host: Vec<crate::preflight::Finding>,
+    /// Real servers changed at runtime by `ka rs` ([`crate::rs_control`]).
+    #[serde(default)]
+    pub runtime_overrides: Vec<crate::rs_control::OverrideReport>,
+    /// Configuration reloads since start.
+    #[serde(default)]
+    pub reloads: ReloadStats,
 }
 
 impl StatusReport {
@@ -117,6 +166,13 @@ impl StatusReport {
         if let Some(h) = &self.health {
             s.push_str(&h.to_text());
         }
+        for o in &self.runtime_overrides {
+            let _ = writeln!(s, "runtime: {} {} (ka rs)", o.key, o.what);
+        }
+        let r = &self.reloads;
+        if r.total > 0 {
+            let _ = writeln!(s, "reloads: {} ({} refused), last {}", r.total, r.failed, if r.last_success { "applied" } else { "REFUSED" });
+        }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
             let _ = writeln!(s, "  {name:<24} {v}");
@@ -132,6 +188,9 @@ mod tests {
     #[test]
     fn text_lists_every_counter_and_attachment() {
         let r = StatusReport {
+            format_version: STATUS_FORMAT_VERSION,
+            runtime_overrides: vec![],
+            reloads: ReloadStats::default(),
             instance: "default".into(),
             version: "0.1.0".into(),
             pid: 1,
@@ -183,6 +242,9 @@ mod tests {
         let failed = report(2, false, "FAILED").judged(Method::Dr, false);
         let fwd_off = NextHopReport { resolved: true, forwarding_off: vec!["net.ipv4.conf.eth0.forwarding".into()], ..report(4, true, "REACHABLE") };
         let r = StatusReport {
+            format_version: STATUS_FORMAT_VERSION,
+            runtime_overrides: vec![],
+            reloads: ReloadStats::default(),
             instance: "default".into(),
             version: "0.1.0".into(),
             pid: 1,

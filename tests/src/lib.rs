@@ -11,6 +11,7 @@ pub mod keepalived;
 pub mod lan;
 pub mod netns;
 pub mod packet;
+pub mod prom;
 pub mod xdp;
 
 use std::{

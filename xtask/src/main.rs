@@ -9,6 +9,7 @@ mod bench_vrrp;
 mod exec;
 mod fuzz;
 mod lab;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -37,6 +38,8 @@ enum Task {
     Bench(bench::Options),
     /// Fuzz a target with cargo-fuzz (config_parse, vrrp_decode).
     Fuzz(fuzz::Options),
+    /// Build the Debian package (target/debian/ka_<version>_<arch>.deb) with cargo-deb.
+    Package(package::Options),
     /// Lint every host crate with clippy, without building the eBPF object.
     Lint,
 }
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run(o) => run::run(o),
         Task::Bench(o) => bench::run(o),
         Task::Fuzz(o) => fuzz::run(o),
+        Task::Package(o) => package::run(o).map(|_| ()),
         Task::Lint => exec::exec(
             exec::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]).env("KA_SKIP_EBPF", "1"),
         ),

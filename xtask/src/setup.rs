@@ -33,6 +33,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "openssl",
     // GRO on veth peers, so XDP_REDIRECTed frames are received (load-balancer tests).
     "ethtool",
+    // `promtool check metrics` validates the /metrics output (metrics tests).
+    "prometheus",
+    // `systemd-analyze verify` on the units; dpkg-deb and dpkg-shlibdeps for the package.
+    "systemd",
+    "dpkg-dev",
 ];
 
 /// Options of `cargo xtask setup`.
@@ -48,6 +53,7 @@ pub fn run(_opts: Options) -> anyhow::Result<()> {
     step("rust toolchain for eBPF", || rust_toolchain(&toolchain))?;
     step("Debian packages", apt_packages)?;
     step("bpf-linker", bpf_linker)?;
+    step("cargo-deb", cargo_deb)?;
     step("LLVM versions", || check_llvm(&toolchain))?;
     step("bpffs", bpffs)?;
     Ok(())
@@ -143,6 +149,16 @@ fn bpf_linker_llvm() -> Option<u32> {
 fn llvm_major_from_ldd(ldd: &str) -> Option<u32> {
     let v = ldd.split("libLLVM.so.").nth(1).or_else(|| ldd.split("libLLVM-").nth(1))?;
     v.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+/// cargo-deb builds the Debian package (`cargo xtask package`), installed as bpf-linker is.
+fn cargo_deb() -> anyhow::Result<()> {
+    if succeeds("cargo", &["deb", "--version"]) {
+        eprintln!("  cargo-deb: present");
+        return Ok(());
+    }
+    eprintln!("  installing cargo-deb (cargo install cargo-deb --locked)");
+    exec(Command::new("cargo").args(["install", "cargo-deb", "--locked"])).context("missing piece: cargo-deb")
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

@@ -168,6 +168,9 @@ pub struct InstanceReport {
     pub adverts_tx: u64,
     /// Adverts dropped, by reason.
     pub adverts_dropped: BTreeMap<String, u64>,
+    /// Transitions to MASTER since start.
+    #[serde(default)]
+    pub became_master: u64,
     /// The XDP fast path validates this instance's adverts (steady ones never reach
     /// userspace).
     #[serde(default)]
@@ -294,6 +297,8 @@ fn slot(kind: TimerKind) -> usize {
 struct Counters {
     rx: u64,
     tx: u64,
+    /// Transitions to MASTER.
+    became_master: u64,
     xdp_changes: u64,
     xdp_deferrals: u64,
     drops: BTreeMap<DropReason, u64>,
@@ -713,7 +718,7 @@ async fn build_instance(
         track: TrackSet::default(),
         track_status: BTreeMap::new(),
         state_since: Instant::now(),
-        counters: Counters { rx: 0, tx: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
+        counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
         garp,
         fast_key: fast_ifindexes.filter(|f| f.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
         fast_written: None,
@@ -992,6 +997,9 @@ impl Engine {
             let actions = self.inst[i].fsm.handle(now, ev);
             if self.inst[i].fsm.state() != before {
                 self.inst[i].state_since = Instant::now();
+                if self.inst[i].fsm.state() == State::Master {
+                    self.inst[i].counters.became_master += 1;
+                }
                 info!(instance = %self.inst[i].setup.name, from = state_name(before), to = state_name(self.inst[i].fsm.state()), "state change");
             }
             for a in actions {
@@ -1367,6 +1375,7 @@ impl Engine {
                     in_state_s: r.state_since.elapsed().as_secs(),
                     adverts_rx: r.counters.rx,
                     adverts_tx: r.counters.tx,
+                    became_master: r.counters.became_master,
                     adverts_dropped: r.counters.drops.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
                     xdp_fast_path: r.fast_written.is_some(),
                     xdp_changes: r.counters.xdp_changes,

@@ -226,6 +226,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         checks: BTreeMap::new(),
         failures: BTreeMap::new(),
         lateness: report::Lateness::default(),
+        latency: BTreeMap::new(),
         dirty: Vec::new(),
         tasks,
     };
@@ -531,6 +532,8 @@ struct Owner {
     /// Failed checks per checker keyword, and [`TOTAL`].
     failures: BTreeMap<&'static str, u64>,
     lateness: report::Lateness,
+    /// Check durations per checker keyword.
+    latency: BTreeMap<&'static str, report::CheckLatency>,
     dirty: Vec<usize>,
     tasks: JoinSet<()>,
 }
@@ -624,6 +627,7 @@ impl Owner {
         self.lateness.record(r.late);
         *self.checks.entry(stats.kind).or_default() += 1;
         *self.checks.entry(TOTAL).or_default() += 1;
+        self.latency.entry(stats.kind).or_default().record(r.latency);
         if !r.ok {
             stats.failures += 1;
             *self.failures.entry(stats.kind).or_default() += 1;
@@ -820,6 +824,8 @@ impl Owner {
                     since_change_s: now.duration_since(ri.last_change).as_secs(),
                     last_check,
                     checkers,
+                    runtime: None,
+                    protocol: None,
                 });
             }
             if let Some((addr, port)) = svc.spec().sorry {
@@ -837,6 +843,8 @@ impl Owner {
                     since_change_s: now.duration_since(info.sorry_since).as_secs(),
                     last_check: None,
                     checkers: Vec::new(),
+                    runtime: None,
+                    protocol: None,
                 });
             }
         }
@@ -854,6 +862,7 @@ impl Owner {
             suspended: !suspended_services.is_empty(),
             suspended_services,
             lateness: self.lateness.clone(),
+            latency: self.latency.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
         }
     }
 }

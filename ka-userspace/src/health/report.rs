@@ -130,6 +130,13 @@ pub struct RealServerReport {
     pub last_check: Option<CheckResultReport>,
     /// Its checkers.
     pub checkers: Vec<CheckerReport>,
+    /// The runtime override set by `ka rs` (`weight`/`in_table` then show its effect); `None`:
+    /// as configured.
+    #[serde(default)]
+    pub runtime: Option<crate::rs_control::Override>,
+    /// The virtual server's protocol (`TCP`, `UDP`, `SCTP`), filled in by the daemon.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 /// Everything the health subsystem reports.
@@ -150,6 +157,42 @@ pub struct HealthReport {
     /// How late checks started against their schedule, since start.
     #[serde(default)]
     pub lateness: Lateness,
+    /// How long checks took, by checker keyword, since start.
+    #[serde(default)]
+    pub latency: BTreeMap<String, CheckLatency>,
+}
+
+/// Upper bounds (µs) of the buckets of [`CheckLatency`]: 1 ms to 10 s, the range of
+/// `connect_timeout`s, as a Prometheus histogram's `le` labels.
+pub const CHECK_LATENCY_BOUNDS_US: [u64; 12] =
+    [1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+
+/// A histogram of check durations with fixed buckets ([`CHECK_LATENCY_BOUNDS_US`]), cumulative
+/// since start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckLatency {
+    /// Checks recorded.
+    pub count: u64,
+    /// Sum of their durations, µs.
+    pub sum_us: u64,
+    /// Checks per bucket (not cumulative): `buckets[i]` took at most
+    /// `CHECK_LATENCY_BOUNDS_US[i]` and more than the previous bound; the last entry counts
+    /// those above every bound.
+    pub buckets: Vec<u64>,
+}
+
+impl CheckLatency {
+    /// Records one check that took `took`.
+    pub fn record(&mut self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if self.buckets.len() != CHECK_LATENCY_BOUNDS_US.len() + 1 {
+            self.buckets.resize(CHECK_LATENCY_BOUNDS_US.len() + 1, 0);
+        }
+        let i = CHECK_LATENCY_BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(CHECK_LATENCY_BOUNDS_US.len());
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
 }
 
 /// A histogram of how late checks started against their schedule (the deadline each checker
@@ -244,13 +287,14 @@ impl HealthReport {
             );
             let _ = writeln!(
                 s,
-                "  {} {who} {}: {} weight {}/{}{} for {}s; last check {last}",
+                "  {} {who} {}: {} weight {}/{}{}{} for {}s; last check {last}",
                 r.service,
                 std::net::SocketAddr::new(r.addr, r.port),
                 r.state,
                 r.weight,
                 r.configured_weight,
                 if r.in_table { "" } else { " (not in table)" },
+                r.runtime.map(|o| format!(" [runtime: {o}]")).unwrap_or_default(),
                 r.since_change_s
             );
         }
@@ -287,5 +331,17 @@ mod tests {
         let w = l.since(&before);
         assert_eq!(w.checks, 10);
         assert!((49_152..=50_000).contains(&w.quantile_us(0.5)) && w.max_us == 50_000, "{w:?}");
+    }
+
+    /// Check durations land in the bucket of the first bound at or above them.
+    #[test]
+    fn check_latency_buckets() {
+        let mut h = super::CheckLatency::default();
+        for ms in [0, 1, 2, 30, 20_000] {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!((h.count, h.sum_us), (5, 20_033_000));
+        assert_eq!(h.buckets.len(), super::CHECK_LATENCY_BOUNDS_US.len() + 1);
+        assert_eq!((h.buckets[0], h.buckets[1], h.buckets[5], h.buckets[12]), (2, 1, 1, 1));
     }
 }

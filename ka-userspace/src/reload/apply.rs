@@ -101,6 +101,11 @@ impl Reloader {
         self.task = Some(tokio::task::spawn_blocking(move || prepare(&path, config_id, &current)));
     }
 
+    /// Whether a reload is being prepared or applied.
+    pub fn busy(&self) -> bool {
+        self.task.is_some()
+    }
+
     /// The next prepared reload (pending while none runs).
     pub async fn prepared(&mut self) -> Result<Prepared, String> {
         let Some(task) = self.task.as_mut() else { return std::future::pending().await };
@@ -130,6 +135,8 @@ pub struct Targets<'a> {
     pub health: Option<&'a HealthHandle>,
     /// The dataplane and the eBPF object it writes, if loaded.
     pub dataplane: Option<(&'a mut crate::dataplane::Dataplane, &'a mut aya::Ebpf)>,
+    /// The runtime real-server overrides (`ka rs`), laid over the new backend set.
+    pub overrides: &'a crate::rs_control::Overrides,
 }
 
 /// Applies a prepared reload. On error nothing has changed (the engine is the only part that
@@ -160,7 +167,7 @@ pub async fn apply(p: Prepared, t: Targets<'_>) -> Result<ReloadSummary, String>
             plan.instances.kept.iter().filter(|k| k.name != k.old_name).map(|k| (k.old_name.clone(), k.name.clone())).collect();
         dp.reload(ebpf, &config, &renames);
         if let Some(h) = t.health {
-            let set = h.backends().borrow().clone();
+            let set = t.overrides.apply(&config, &h.backends().borrow());
             dp.update(ebpf, &config, &set);
         }
         // Mastership slots of kept instances are kept; re-assert them all (new ones included).
