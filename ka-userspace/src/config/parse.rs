@@ -1299,6 +1299,8 @@ impl<'d> Cx<'d> {
             check_unicast_src: None,
         };
         let mut d = InstanceDefaults::default();
+        // Whether `state` / `priority` were given: keepalived derives each from the other.
+        let (mut state_set, mut priority_set) = (false, false);
         for e in self.block(s) {
             let mut notify = std::mem::take(&mut vi.notify);
             let handled = self.notify(e, &mut notify);
@@ -1310,8 +1312,8 @@ impl<'d> Cx<'d> {
                 "state" => {
                     if let Some(v) = self.arg_str(e) {
                         match v.as_str() {
-                            "MASTER" => vi.state = VrrpState::Master,
-                            "BACKUP" => vi.state = VrrpState::Backup,
+                            "MASTER" => (vi.state, state_set) = (VrrpState::Master, true),
+                            "BACKUP" => (vi.state, state_set) = (VrrpState::Backup, true),
                             _ => self.err(
                                 &e.args[0],
                                 format!("unknown state '{v}': expected MASTER or BACKUP"),
@@ -1345,6 +1347,7 @@ impl<'d> Cx<'d> {
                 "priority" => {
                     if let Some(v) = self.arg_int(e, 1, 255) {
                         vi.priority = v as u8;
+                        priority_set = true;
                     }
                 }
                 "advert_int" => {
@@ -1544,6 +1547,10 @@ impl<'d> Cx<'d> {
                 _ => self.unknown(e, "vrrp_instance", &[VRRP_SUPPORTED, VRRP_UNSUPPORTED]),
             }
         }
+        // keepalived 2.2 (vrrp_complete_instance): with no priority, a MASTER is the address
+        // owner (255) and anything else gets 100; with no state, the owner starts MASTER and
+        // anything else BACKUP.
+        (vi.priority, vi.state) = derive_state_priority(state_set.then_some(vi.state), priority_set.then_some(vi.priority));
         self.cfg.vrrp_instances.push(vi);
         self.inst_defaults.push(d);
     }
@@ -2736,4 +2743,14 @@ pub fn parse_range(s: &str) -> Option<(IpAddr, IpAddr)> {
             Some((first, IpAddr::from(seg)))
         }
     }
+}
+
+/// keepalived 2.2's defaults of a `vrrp_instance`'s `priority` and initial `state`, each
+/// derived from the other when missing (`vrrp_complete_instance`): no priority gives 255 (the
+/// address owner) to `state MASTER` and 100 otherwise; no state gives MASTER to priority 255
+/// and BACKUP otherwise.
+pub(crate) fn derive_state_priority(state: Option<VrrpState>, priority: Option<u8>) -> (u8, VrrpState) {
+    let priority = priority.unwrap_or(if state == Some(VrrpState::Master) { 255 } else { 100 });
+    let state = state.unwrap_or(if priority == 255 { VrrpState::Master } else { VrrpState::Backup });
+    (priority, state)
 }

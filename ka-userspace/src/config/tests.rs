@@ -361,3 +361,25 @@ fn unsupported_route_options_are_errors_only_where_applied() {
         .collect();
     assert_eq!(sev, vec![(2, Severity::Warning), (8, Severity::Error)], "{:?}", l.diagnostics);
 }
+
+/// keepalived 2.2 derives a missing `priority` from `state` and a missing `state` from
+/// `priority` (`vrrp_complete_instance`): `state MASTER` alone is the address owner (255).
+#[test]
+fn state_and_priority_default_from_each_other() {
+    use super::model::VrrpState::{Backup, Master};
+    let cases: &[(&str, u8, super::model::VrrpState)] = &[
+        (" state MASTER\n", 255, Master),
+        (" state BACKUP\n", 100, Backup),
+        ("", 100, Backup),
+        (" priority 255\n", 255, Master),
+        (" priority 150\n", 150, Backup),
+        (" state MASTER\n priority 150\n", 150, Master),
+        (" state BACKUP\n priority 255\n", 255, Backup),
+    ];
+    for (body, prio, state) in cases {
+        let text = format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 7\n{body} virtual_ipaddress {{\n 198.18.0.10/24\n }}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let vi = &l.config.vrrp_instances[0];
+        assert_eq!((vi.priority, vi.state), (*prio, *state), "{body:?}");
+    }
+}
