@@ -626,21 +626,8 @@ mod tests {
 
     #[test]
     fn v4_flow_hash_is_the_same_from_either_key() {
-        let k4 = FlowKey4 {
-            src: [198, 18, 0, 1],
-            dst: [198, 18, 0, 2],
-            sport: [1, 2],
-            dport: [0, 80],
-            proto: 6,
-            _pad: [0; 3],
-        };
-        let mut k = FlowKey {
-            sport: k4.sport,
-            dport: k4.dport,
-            proto: 6,
-            family: FAMILY_V4,
-            ..Default::default()
-        };
+        let k4 = FlowKey4 { src: [198, 18, 0, 1], dst: [198, 18, 0, 2], sport: [1, 2], dport: [0, 80], proto: 6, _pad: [0; 3] };
+        let mut k = FlowKey { sport: k4.sport, dport: k4.dport, proto: 6, family: FAMILY_V4, ..Default::default() };
         k.src[..4].copy_from_slice(&k4.src);
         k.dst[..4].copy_from_slice(&k4.dst);
         assert_eq!(flow_hash(&k), flow_hash4(&k4));

@@ -5,13 +5,13 @@
 //! `bytemuck::Pod` so that hidden padding is rejected at compile time.
 #![no_std]
 
-pub mod bench;
-pub mod lb;
 pub mod maps;
+pub mod wire;
 pub mod stats;
 pub mod vrrp;
+pub mod lb;
 pub mod vrrp_fast;
-pub mod wire;
+pub mod bench;
 
 /// `aya::Pod` for map key/value types, userspace only. Everything the kernel and userspace
 /// exchange through maps is plain old data.

@@ -64,10 +64,7 @@ pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[];
 
 /// The layout revision of `map` (see [`LAYOUT_REVISIONS`]).
 pub fn layout_revision(map: &str) -> u32 {
-    LAYOUT_REVISIONS
-        .iter()
-        .find(|(n, _)| *n == map)
-        .map_or(0, |(_, r)| *r)
+    LAYOUT_REVISIONS.iter().find(|(n, _)| *n == map).map_or(0, |(_, r)| *r)
 }
 
 /// A map's definition as the kernel sees it.
@@ -99,14 +96,7 @@ pub fn layout_hash(name: &str, def: &MapDef) -> u64 {
         eat(b);
     }
     eat(0);
-    for v in [
-        def.map_type,
-        def.key_size,
-        def.value_size,
-        def.max_entries,
-        def.flags,
-        layout_revision(name),
-    ] {
+    for v in [def.map_type, def.key_size, def.value_size, def.max_entries, def.flags, layout_revision(name)] {
         for b in v.to_le_bytes() {
             eat(b);
         }
@@ -117,11 +107,7 @@ pub fn layout_hash(name: &str, def: &MapDef) -> u64 {
 /// The [`META_MAP`] key `kind:name`, NUL-padded (names longer than the key are cut).
 pub fn meta_key(kind: &str, name: &str) -> [u8; META_KEY_LEN] {
     let mut k = [0u8; META_KEY_LEN];
-    for (dst, src) in k.iter_mut().zip(
-        kind.bytes()
-            .chain(core::iter::once(b':'))
-            .chain(name.bytes()),
-    ) {
+    for (dst, src) in k.iter_mut().zip(kind.bytes().chain(core::iter::once(b':')).chain(name.bytes())) {
         *dst = src;
     }
     k
@@ -131,13 +117,7 @@ pub fn meta_key(kind: &str, name: &str) -> [u8; META_KEY_LEN] {
 mod tests {
     use super::*;
 
-    const DEF: MapDef = MapDef {
-        map_type: 2,
-        key_size: 4,
-        value_size: 64,
-        max_entries: 1024,
-        flags: 0,
-    };
+    const DEF: MapDef = MapDef { map_type: 2, key_size: 4, value_size: 64, max_entries: 1024, flags: 0 };
 
     /// Every kernel-visible property and the name change the fingerprint.
     #[test]
@@ -145,27 +125,9 @@ mod tests {
         let base = layout_hash("KA_X", &DEF);
         assert_eq!(base, layout_hash("KA_X", &DEF));
         assert_ne!(base, layout_hash("KA_Y", &DEF));
-        assert_ne!(
-            base,
-            layout_hash(
-                "KA_X",
-                &MapDef {
-                    value_size: 65,
-                    ..DEF
-                }
-            )
-        );
+        assert_ne!(base, layout_hash("KA_X", &MapDef { value_size: 65, ..DEF }));
         assert_ne!(base, layout_hash("KA_X", &MapDef { key_size: 8, ..DEF }));
-        assert_ne!(
-            base,
-            layout_hash(
-                "KA_X",
-                &MapDef {
-                    max_entries: 2048,
-                    ..DEF
-                }
-            )
-        );
+        assert_ne!(base, layout_hash("KA_X", &MapDef { max_entries: 2048, ..DEF }));
         assert_ne!(base, layout_hash("KA_X", &MapDef { map_type: 1, ..DEF }));
         assert_ne!(base, layout_hash("KA_X", &MapDef { flags: 2, ..DEF }));
     }

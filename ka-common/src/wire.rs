@@ -327,10 +327,7 @@ mod tests {
         assert_eq!(ip.total_len(), 0x0102);
         assert_eq!(ip.fragment_offset(), 1);
         assert!(ip.more_fragments());
-        let frag = Ipv6FragHdr {
-            frag_off: [0x00, 0x09],
-            ..Default::default()
-        };
+        let frag = Ipv6FragHdr { frag_off: [0x00, 0x09], ..Default::default() };
         assert_eq!(frag.fragment_offset(), 1);
     }
 }
