@@ -105,8 +105,11 @@ pub fn is_ah_v4(pkt: &crate::parse::Parsed) -> bool {
 /// receiving. Not worth it: AH instances are left out of the fast path altogether.
 #[inline(always)]
 pub fn pass_ah(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> u32 {
-    if let Some(next_header) = read_at::<u8>(ctx, pkt.l4_off) {
-        if next_header == IPPROTO_VRRP {
+    // Verifier: the AH header's first word (Next Header, Payload Len, RESERVED), not its first
+    // byte: for a 1-byte read LLVM turns `p + 1 > end` into `p >= end`, from which the verifier
+    // learns no readable range.
+    if let Some(word) = read_at::<[u8; 4]>(ctx, pkt.l4_off) {
+        if word[0] == IPPROTO_VRRP {
             stats::inc(Counter::VrrpAhPass);
         }
     }
