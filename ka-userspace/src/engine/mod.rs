@@ -697,6 +697,10 @@ async fn build_instance(
     let resume = start.and_then(|st| st.record.map(|r| (r, st.mono_now))).is_some_and(|(r, now)| {
         resume::resumable(r, now, &s.name, s.params.advert_int, s.params.down_timer_adverts, vips_present)
     });
+    // An AH instance never resumes: its sequence counter starts again from 0, below what the
+    // peers accepted, so its adverts would be refused as replays while it held the VIPs. Like
+    // keepalived, it starts as BACKUP and learns the current number from the master first.
+    let resume = resume && s.auth.ah_key().is_none();
     if resume {
         info!(instance = %s.name, "Master before the restart, VIPs still up and within Master_Down_Interval: resuming as Master");
     }
