@@ -371,3 +371,31 @@ fn v2_ah_wrong_auth_pass_both_master_bad_icv_counted() {
     wait_log(&kd, "IPSEC-AH : invalid IPSEC HMAC-MD5 value");
     assert!(holds(lan.host(2), vip) && holds(lan.host(1), vip), "both must be MASTER");
 }
+
+/// VRRPv2 with IPsec AH over unicast peers (the TTL is then left out of the ICV): keepalived
+/// (100) is master alone, ka (150) accepts its unicast AH adverts, preempts, keepalived yields;
+/// ka resigns and keepalived takes over at once. No AH error on either side.
+#[test]
+fn v2_ah_unicast_peers() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.107";
+    let extra = |src: u8, peer: u8| format!("{AH}\n  unicast_src_ip 198.18.6.{src}\n  unicast_peer {{\n    198.18.6.{peer}\n  }}");
+    let kd = start_kd(&lan, 2, &Conf { vrid: 69, priority: 100, version: 2, advert_int: "1", vip: "198.18.6.107/24", extra: extra(2, 1) });
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let ka = start_ka(&lan, 1, &Conf { vrid: 69, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.107/24", extra: extra(1, 2) });
+    wait_for("ka to accept keepalived's unicast AH adverts", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["adverts_rx"].as_u64()? > 0).then_some(())
+    });
+    wait_holder(&lan, 1, vip, "ka has the higher priority and preempts");
+    wait_released(&lan, 2, vip, "keepalived accepts ka's unicast AH adverts and yields");
+    let st = ka.status_json().expect("status");
+    assert!(ka_ah_drops(&st).is_empty(), "ka dropped keepalived's AH adverts: {st}");
+    let stopped = Instant::now();
+    ka.stop().expect("stop");
+    wait_holder(&lan, 2, vip, "ka resigned over unicast");
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: it did not accept ka's priority-0 AH advert");
+    let errors = kd_ah_errors(&kd);
+    assert!(errors.is_empty(), "keepalived refused ka's AH adverts:\n{}", errors.join("\n"));
+}
