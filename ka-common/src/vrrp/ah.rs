@@ -27,6 +27,7 @@
 //! The ICV needs MD5, compiled in with the `ah` feature (userspace) and for tests; the XDP
 //! program never validates AH (see `ka-ebpf/src/vrrp.rs`).
 
+use core::cmp::Ordering;
 use core::fmt;
 use core::net::Ipv4Addr;
 
@@ -324,18 +325,22 @@ impl AhSeq {
         }
     }
 
-    /// As MASTER, a valid advert of lower priority (or equal priority from a lower address)
-    /// arrived (`vrrp_state_master_rx`): keepalived syncs the counter to its number plus one.
+    /// As MASTER, a valid advert with sequence number `seq` and `priority` arrived
+    /// (`vrrp_state_master_rx`); `ours` is our effective priority and `addr` how the sender's
+    /// address compares with ours. Of lower priority (or equal priority from a lower address),
+    /// keepalived syncs the counter to its number plus one; of higher priority (or equal from a
+    /// higher address) it clears the cycled mark; a resignation (priority 0) changes nothing.
     #[inline]
-    pub fn master_saw_lower(&mut self, seq: u32) {
-        self.seq = seq.wrapping_add(1);
-        self.cycle = false;
-    }
-
-    /// As MASTER, a valid advert of higher priority arrived: the cycled mark is cleared.
-    #[inline]
-    pub fn master_saw_higher(&mut self) {
-        self.cycle = false;
+    pub fn master_received(&mut self, seq: u32, priority: u8, ours: u8, addr: Ordering) {
+        if priority == 0 {
+            return;
+        }
+        if priority < ours || (priority == ours && addr == Ordering::Less) {
+            self.seq = seq.wrapping_add(1);
+            self.cycle = false;
+        } else if priority > ours || (priority == ours && addr == Ordering::Greater) {
+            self.cycle = false;
+        }
     }
 
     /// Becoming MASTER (`vrrp_state_goto_master`): a cycled counter restarts from 0.

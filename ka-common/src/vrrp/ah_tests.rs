@@ -9,6 +9,7 @@ extern crate std;
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
+use core::cmp::Ordering;
 use core::net::{IpAddr, Ipv4Addr};
 
 use super::ah::{
@@ -439,13 +440,27 @@ fn sequence_numbers_follow_keepalived() {
         11,
         "a new master continues above what it accepted"
     );
-    s.master_saw_lower(40);
+    s.master_received(40, 100, 150, Ordering::Greater);
     assert_eq!(
         s.next_tx(),
         42,
         "MASTER syncs to a lower-priority advert's number plus one"
     );
-    s.master_saw_lower(u32::MAX);
+    s.master_received(90, 150, 150, Ordering::Less);
+    assert_eq!(
+        s.value(),
+        91,
+        "equal priority from a lower address counts as lower"
+    );
+    s.master_received(200, 0, 150, Ordering::Greater);
+    s.master_received(200, 150, 150, Ordering::Equal);
+    s.master_received(200, 200, 150, Ordering::Less);
+    assert_eq!(
+        s.value(),
+        91,
+        "a resignation, our own address or a higher priority leave it"
+    );
+    s.master_received(u32::MAX, 100, 150, Ordering::Less);
     assert_eq!(s.value(), 0, "C unsigned arithmetic wraps");
 
     let mut s = AhSeq::new();
@@ -454,9 +469,13 @@ fn sequence_numbers_follow_keepalived() {
     assert!(!s.cycled());
     assert_eq!(s.next_tx(), AH_SEQ_LIMIT + 1, "the counter stops");
     assert!(s.cycled());
-    let mut backup = s;
-    backup.master_saw_higher();
-    assert!(!backup.cycled());
+    let mut higher = s;
+    higher.master_received(5, 200, 150, Ordering::Less);
+    assert!(!higher.cycled(), "a higher priority clears the cycled mark");
+    assert_eq!(higher.value(), AH_SEQ_LIMIT + 1);
+    let mut equal_higher_addr = s;
+    equal_higher_addr.master_received(5, 150, 150, Ordering::Greater);
+    assert!(!equal_higher_addr.cycled());
     s.becoming_master();
     assert_eq!(
         (s.cycled(), s.next_tx()),

@@ -1021,17 +1021,10 @@ impl Engine {
         match rx {
             Ok(adv) => {
                 r.counters.rx += 1;
-                if let Some(a) = &ah {
-                    if r.fsm.state() == State::Master {
-                        // keepalived's vrrp_state_master_rx: a lower-priority advert syncs the
-                        // counter above its number; a higher one clears the cycled mark.
-                        let ours = r.fsm.effective_priority();
-                        if adv.priority != 0 && (adv.priority < ours || (adv.priority == ours && adv.from < r.src)) {
-                            r.ah_seq.master_saw_lower(a.ah.seq);
-                        } else if adv.priority > ours || (adv.priority == ours && adv.from > r.src) {
-                            r.ah_seq.master_saw_higher();
-                        }
-                    }
+                if let (Some(a), State::Master) = (&ah, r.fsm.state()) {
+                    // keepalived's vrrp_state_master_rx: a lower-priority advert syncs the
+                    // counter above its number.
+                    r.ah_seq.master_received(a.ah.seq, adv.priority, r.fsm.effective_priority(), adv.from.cmp(&r.src));
                 }
                 self.dispatch(i, Event::AdvertReceived(adv)).await;
             }
