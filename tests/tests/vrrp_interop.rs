@@ -350,24 +350,26 @@ fn v2_ah_ka_and_keepalived_elect_and_fail_over_both_ways() {
 }
 
 /// VRRPv2 with IPsec AH and different auth_pass on each side: neither accepts the other's
-/// adverts, so both become MASTER and hold the VIP; ka counts every advert of keepalived's as
-/// a bad ICV, and keepalived logs ka's as invalid HMAC-MD5.
+/// adverts, so both become MASTER and hold the VIP; ka counts keepalived's adverts as bad ICVs
+/// (those it hears as BACKUP before its master-down timer fires: once ka is MASTER too,
+/// keepalived 2.2.7 re-arms its own advert timer on every packet it receives, valid or not, so
+/// it hardly sends), and keepalived logs ka's as invalid HMAC-MD5.
 #[test]
 fn v2_ah_wrong_auth_pass_both_master_bad_icv_counted() {
     let lan = Lan::new(2);
     let vip = "198.18.6.106";
     let kd_conf = Conf { vrid: 68, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.106/24", extra: AH.into() };
     let kd = start_kd(&lan, 2, &kd_conf);
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
     let other = "  authentication {\n    auth_type AH\n    auth_pass 0ther\n  }";
     let ka = start_ka(&lan, 1, &Conf { priority: 100, extra: other.into(), ..kd_conf });
-    wait_holder(&lan, 2, vip, "keepalived has the higher priority");
     wait_holder(&lan, 1, vip, "ka cannot authenticate keepalived's adverts");
     let st = wait_for("ka to count keepalived's adverts as bad ICVs while MASTER", WAIT, || {
         let st = ka.status_json().ok()?;
-        (st["vrrp"][0]["state"] == "MASTER" && st["vrrp"][0]["adverts_dropped"]["ah_bad_icv"].as_u64()? >= 3).then_some(st)
+        (st["vrrp"][0]["state"] == "MASTER" && st["vrrp"][0]["adverts_dropped"]["ah_bad_icv"].as_u64()? >= 2).then_some(st)
     });
     assert_eq!(st["vrrp"][0]["adverts_rx"], 0, "ka accepted an advert signed with another password: {st}");
-    assert!(st["vrrp_dropped"]["ah_bad_icv"].as_u64().unwrap_or(0) >= 3, "{st}");
+    assert!(st["vrrp_dropped"]["ah_bad_icv"].as_u64().unwrap_or(0) >= 2, "{st}");
     wait_log(&kd, "IPSEC-AH : invalid IPSEC HMAC-MD5 value");
     assert!(holds(lan.host(2), vip) && holds(lan.host(1), vip), "both must be MASTER");
 }
