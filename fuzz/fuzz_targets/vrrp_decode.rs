@@ -1,10 +1,12 @@
 //! Fuzzes `ka_common::vrrp` decoding and validation: never panics, and whatever decodes
-//! re-encodes to bytes that decode to the same advert.
+//! re-encodes to bytes that decode to the same advert. The same input is also read as an IPv4
+//! packet carrying an IPsec AH advert (`vrrp::ah`): decode, ICV/SPI check and re-encoding.
 #![no_main]
 
 use core::net::{IpAddr, Ipv4Addr};
 
 use ka_common::vrrp::{
+    ah::{encode_ah_advert, AhAdvert, AhIpFields, AhSeq},
     checksum, validate, Advert, Auth, Family, PseudoHeader, RxCheck, Version, VRRP_MAX_LEN,
 };
 use libfuzzer_sys::fuzz_target;
@@ -40,4 +42,22 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = validate(msg, 255, &check);
     let _ = checksum(msg, &PseudoHeader::None);
+
+    if let Ok(a) = AhAdvert::decode(msg) {
+        let key = *b"s3cret\0\0";
+        let unicast = sel & 4 != 0;
+        let mut seq = AhSeq::new();
+        if a.verify(&key, unicast).is_ok() {
+            let _ = seq.receive(a.ah.seq, sel & 8 != 0);
+        }
+        // keepalived's own layout (IHL 5) re-encodes byte for byte once signed with `key`.
+        if a.ip.len() == 20 && a.ip[1] == 0xc0 && a.ip[6] == 0 && a.ip[7] == 0 {
+            let mut buf = [0u8; 20 + 24 + VRRP_MAX_LEN];
+            let fields = AhIpFields { id: a.id(), src: a.src(), dst: a.dst(), ttl: a.ttl() };
+            let n = encode_ah_advert(&mut buf, &fields, a.ah.seq, &key, unicast, a.vrrp).expect("fits");
+            let again = AhAdvert::decode(&buf[..n]).expect("re-encoded AH advert decodes");
+            assert_eq!(again.verify(&key, unicast), Ok(()));
+            assert_eq!(again.vrrp, a.vrrp);
+        }
+    }
 });

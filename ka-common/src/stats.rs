@@ -173,8 +173,17 @@ counters! {
     VrrpAuthTypeMismatch = "vrrp_auth_type_mismatch",
     /// VRRP fast path drop reason: password mismatch.
     VrrpAuthFailure = "vrrp_auth_failure",
-    /// VRRP fast path drop reason: IPsec AH.
-    VrrpAuthAhUnsupported = "vrrp_auth_ah_unsupported",
+    /// VRRP fast path: an IPv4 IPsec AH packet carrying VRRP (keepalived `auth_type AH`)
+    /// passed to userspace, which alone validates AH.
+    VrrpAhPass = "vrrp_ah_pass",
+    /// VRRP fast path drop reason: AH header (not checked in XDP: only userspace validates AH).
+    VrrpAhBadHeader = "vrrp_ah_bad_header",
+    /// VRRP fast path drop reason: AH ICV (not checked in XDP).
+    VrrpAhBadIcv = "vrrp_ah_bad_icv",
+    /// VRRP fast path drop reason: AH SPI (not checked in XDP).
+    VrrpAhBadSpi = "vrrp_ah_bad_spi",
+    /// VRRP fast path drop reason: AH sequence number (not checked in XDP).
+    VrrpAhReplay = "vrrp_ah_replay",
     /// VRRP fast path drop reason: VRRPv2 interval mismatch.
     VrrpAdverIntMismatch = "vrrp_adver_int_mismatch",
     /// VRRP fast path drop reason: no instance with this VRID on the interface.
@@ -210,7 +219,10 @@ impl Counter {
             R::BadAuthType => Counter::VrrpBadAuthType,
             R::AuthTypeMismatch => Counter::VrrpAuthTypeMismatch,
             R::AuthFailure => Counter::VrrpAuthFailure,
-            R::AuthAhUnsupported => Counter::VrrpAuthAhUnsupported,
+            R::AhBadHeader => Counter::VrrpAhBadHeader,
+            R::AhBadIcv => Counter::VrrpAhBadIcv,
+            R::AhBadSpi => Counter::VrrpAhBadSpi,
+            R::AhReplay => Counter::VrrpAhReplay,
             R::AdverIntMismatch => Counter::VrrpAdverIntMismatch,
             R::VridMismatch => Counter::VrrpVridMismatch,
             R::AddrCountMismatch => Counter::VrrpAddrCountMismatch,

@@ -29,6 +29,9 @@ pub const IPPROTO_IPV6: u8 = 41;
 pub const IPPROTO_ICMPV6: u8 = 58;
 /// IP protocol number of VRRP (RFC 3768 §5.1.1.3, RFC 5798 §5.1.1.4).
 pub const IPPROTO_VRRP: u8 = 112;
+/// IP protocol number of the IP Authentication Header (RFC 2402): keepalived's `auth_type AH`
+/// adverts are IPv4 packets of this protocol with the VRRP message after the AH header.
+pub const IPPROTO_AH: u8 = 51;
 /// IPv6 extension header: hop-by-hop options.
 pub const IPV6_EXT_HOPOPTS: u8 = 0;
 /// IPv6 extension header: routing.
@@ -36,7 +39,7 @@ pub const IPV6_EXT_ROUTING: u8 = 43;
 /// IPv6 extension header: fragment.
 pub const IPV6_EXT_FRAGMENT: u8 = 44;
 /// IPv6 extension header: authentication header (length in 4-octet units, RFC 4302).
-pub const IPV6_EXT_AH: u8 = 51;
+pub const IPV6_EXT_AH: u8 = IPPROTO_AH;
 /// IPv6 extension header: destination options.
 pub const IPV6_EXT_DSTOPTS: u8 = 60;
 

@@ -76,6 +76,9 @@ mod programs {
                     L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && maps::stash(&pkt) => {
                         vrrp::handle(ctx, flags)
                     }
+                    L4::Other if flags & G_VRRP_FASTPATH != 0 && vrrp::is_ah_v4(&pkt) => {
+                        vrrp::pass_ah(ctx, &pkt)
+                    }
                     _ => xdp_action::XDP_PASS,
                 }
             }

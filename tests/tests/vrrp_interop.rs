@@ -272,3 +272,132 @@ fn xdp_fast_path_backup_stays_backup_then_takes_over() {
     wait_holder(&lan, 1, vip, "keepalived died");
     wait_ka_state(&ka, "MASTER");
 }
+
+const AH: &str = "  authentication {\n    auth_type AH\n    auth_pass s3cret\n  }";
+
+/// keepalived's log lines for an AH advert it refused (vrrp.c).
+const KD_AH_ERRORS: [&str; 6] = [
+    "IPSEC-AH : invalid",
+    "invalid IPSEC SPI",
+    "already processed",
+    "No AH header",
+    "Received AH header but auth type not AH",
+    "auth, expecting",
+];
+
+fn kd_ah_errors(kd: &Keepalived) -> Vec<String> {
+    kd.log_text().lines().filter(|l| KD_AH_ERRORS.iter().any(|e| l.contains(e))).map(str::to_owned).collect()
+}
+
+/// Adverts the instance dropped for an AH reason, from `ka status`.
+fn ka_ah_drops(st: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    st["vrrp"][0]["adverts_dropped"]
+        .as_object()
+        .map(|m| m.iter().filter(|(k, _)| k.starts_with("ah_") || k.contains("auth")).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// VRRPv2 with IPsec AH (keepalived's `auth_type AH`, same auth_pass): ka validates
+/// keepalived's AH adverts (HMAC-MD5-96, SPI, sequence number) and keepalived accepts ka's, in
+/// both directions of every change. keepalived (100) is master alone; ka (150) starts as BACKUP,
+/// accepts keepalived's adverts (its sequence counter follows them) and preempts with numbers
+/// above them, which keepalived accepts (it yields). ka resigns on SIGTERM and keepalived takes
+/// over at once (it accepted the priority-0 advert); ka comes back from a fresh counter,
+/// follows keepalived's numbers again and preempts again. keepalived logs no AH error, ka drops
+/// nothing, and XDP passed the AH adverts to userspace (`vrrp_ah_pass`).
+#[test]
+fn v2_ah_ka_and_keepalived_elect_and_fail_over_both_ways() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.105";
+    let kd_conf = Conf { vrid: 67, priority: 100, version: 2, advert_int: "1", vip: "198.18.6.105/24", extra: AH.into() };
+    let kd = start_kd(&lan, 2, &kd_conf);
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let ka_conf = || Conf { vrid: 67, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.105/24", extra: AH.into() };
+    let ka = start_ka(&lan, 1, &ka_conf());
+    // Before ka's master-down timer fires (3 s + skew), keepalived's adverts arrive valid.
+    wait_for("ka to accept keepalived's AH adverts", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["adverts_rx"].as_u64()? > 0).then_some(())
+    });
+    wait_holder(&lan, 1, vip, "ka has the higher priority and preempts");
+    wait_released(&lan, 2, vip, "keepalived accepts ka's AH adverts and yields");
+    wait_log(&kd, "Entering BACKUP STATE");
+    let st = ka.status_json().expect("status");
+    assert_eq!(st["vrrp"][0]["state"], "MASTER", "{st}");
+    assert_eq!(st["vrrp"][0]["xdp_fast_path"], false, "AH instances stay out of the XDP fast path: {st}");
+    assert!(counter(&st, "vrrp_ah_pass") > 0, "XDP did not pass keepalived's AH adverts: {st}");
+    assert!(ka_ah_drops(&st).is_empty(), "ka dropped keepalived's AH adverts: {st}");
+
+    let stopped = Instant::now();
+    ka.stop().expect("ka stops cleanly");
+    wait_holder(&lan, 2, vip, "ka resigned");
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: it did not accept ka's priority-0 AH advert");
+
+    let ka = start_ka(&lan, 1, &ka_conf());
+    wait_holder(&lan, 1, vip, "ka comes back and preempts");
+    wait_released(&lan, 2, vip, "keepalived accepts the restarted ka's AH adverts");
+    // A few more adverts both ways in steady state.
+    let st = wait_for("ka master with keepalived following", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["state"] == "MASTER" && st["vrrp"][0]["adverts_tx"].as_u64()? >= 4).then_some(st)
+    });
+    assert!(st["vrrp"][0]["adverts_rx"].as_u64().unwrap_or(0) > 0, "the restarted ka never accepted keepalived's adverts: {st}");
+    assert!(ka_ah_drops(&st).is_empty(), "ka dropped keepalived's AH adverts: {st}");
+    assert!(!holds(lan.host(2), vip), "keepalived must be backup");
+    let errors = kd_ah_errors(&kd);
+    assert!(errors.is_empty(), "keepalived refused ka's AH adverts:\n{}", errors.join("\n"));
+}
+
+/// VRRPv2 with IPsec AH and different auth_pass on each side: neither accepts the other's
+/// adverts, so both become MASTER and hold the VIP; ka counts keepalived's adverts as bad ICVs
+/// (those it hears as BACKUP before its master-down timer fires: once ka is MASTER too,
+/// keepalived 2.2.7 re-arms its own advert timer on every packet it receives, valid or not, so
+/// it hardly sends), and keepalived logs ka's as invalid HMAC-MD5.
+#[test]
+fn v2_ah_wrong_auth_pass_both_master_bad_icv_counted() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.106";
+    let kd_conf = Conf { vrid: 68, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.106/24", extra: AH.into() };
+    let kd = start_kd(&lan, 2, &kd_conf);
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let other = "  authentication {\n    auth_type AH\n    auth_pass 0ther\n  }";
+    let ka = start_ka(&lan, 1, &Conf { priority: 100, extra: other.into(), ..kd_conf });
+    wait_holder(&lan, 1, vip, "ka cannot authenticate keepalived's adverts");
+    let st = wait_for("ka to count keepalived's adverts as bad ICVs while MASTER", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["state"] == "MASTER" && st["vrrp"][0]["adverts_dropped"]["ah_bad_icv"].as_u64()? >= 2).then_some(st)
+    });
+    assert_eq!(st["vrrp"][0]["adverts_rx"], 0, "ka accepted an advert signed with another password: {st}");
+    assert!(st["vrrp_dropped"]["ah_bad_icv"].as_u64().unwrap_or(0) >= 2, "{st}");
+    wait_log(&kd, "IPSEC-AH : invalid IPSEC HMAC-MD5 value");
+    assert!(holds(lan.host(2), vip) && holds(lan.host(1), vip), "both must be MASTER");
+}
+
+/// VRRPv2 with IPsec AH over unicast peers (the TTL is then left out of the ICV): keepalived
+/// (100) is master alone, ka (150) accepts its unicast AH adverts, preempts, keepalived yields;
+/// ka resigns and keepalived takes over at once. No AH error on either side.
+#[test]
+fn v2_ah_unicast_peers() {
+    let lan = Lan::new(2);
+    let vip = "198.18.6.107";
+    let extra = |src: u8, peer: u8| format!("{AH}\n  unicast_src_ip 198.18.6.{src}\n  unicast_peer {{\n    198.18.6.{peer}\n  }}");
+    let kd = start_kd(&lan, 2, &Conf { vrid: 69, priority: 100, version: 2, advert_int: "1", vip: "198.18.6.107/24", extra: extra(2, 1) });
+    wait_holder(&lan, 2, vip, "keepalived alone becomes master");
+    let ka = start_ka(&lan, 1, &Conf { vrid: 69, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.107/24", extra: extra(1, 2) });
+    wait_for("ka to accept keepalived's unicast AH adverts", WAIT, || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["adverts_rx"].as_u64()? > 0).then_some(())
+    });
+    wait_holder(&lan, 1, vip, "ka has the higher priority and preempts");
+    wait_released(&lan, 2, vip, "keepalived accepts ka's unicast AH adverts and yields");
+    let st = ka.status_json().expect("status");
+    assert!(ka_ah_drops(&st).is_empty(), "ka dropped keepalived's AH adverts: {st}");
+    let stopped = Instant::now();
+    ka.stop().expect("stop");
+    wait_holder(&lan, 2, vip, "ka resigned over unicast");
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3609), "keepalived took over after {took:?}: it did not accept ka's priority-0 AH advert");
+    let errors = kd_ah_errors(&kd);
+    assert!(errors.is_empty(), "keepalived refused ka's AH adverts:\n{}", errors.join("\n"));
+}

@@ -328,3 +328,43 @@ fn vrrp_fast_path_fixtures() {
         failures.join("\n")
     );
 }
+
+/// keepalived's `auth_type AH` adverts (IPv4 protocol 51, VRRP after the AH header) are passed
+/// to userspace and counted (`vrrp_ah_pass`), never dropped as invalid or unknown VRRP, even
+/// with an instance of the same VRID in the fast path: only userspace validates AH. Other AH
+/// traffic passes uncounted; with the fast path off nothing is counted.
+#[test]
+fn ah_adverts_pass_to_userspace_counted() {
+    ka_tests::require_root();
+    // keepalived 2.2.7's first AH advert (ka-common's fixture), from the AH header on.
+    let keepalived = "70040000c612070100000001b9b0eaa954bc7d06b014f708213364020201dddac6120764c61207650000000000000000";
+    let ah_vrrp: Vec<u8> = (0..keepalived.len()).step_by(2).map(|i| u8::from_str_radix(&keepalived[i..i + 2], 16).expect("hex")).collect();
+    let mut ah_tcp = ah_vrrp.clone();
+    ah_tcp[0] = 6;
+    let frame = |payload: &[u8]| Frame::raw4("198.18.7.1", "224.0.0.18", 51).ttl(255).payload(payload).build();
+    let cases = [
+        ("keepalived's AH advert", frame(&ah_vrrp), true, 1),
+        ("AH carrying TCP", frame(&ah_tcp), true, 0),
+        ("fast path off", frame(&ah_vrrp), false, 0),
+    ];
+    let mut failures = Vec::new();
+    for (name, input, fast, want_ah) in cases {
+        let mut loaded = common::Loaded::new();
+        vrrp_fast::set_enabled(&mut loaded.ebpf, fast, false).expect("enable");
+        vrrp_fast::configure(&mut loaded.ebpf, LO, 51, Family::V4, &FastParams { version: 2, ..params() }).expect("configure");
+        let out = loaded.run_on(&input, LO);
+        if out.action != XDP_PASS || out.data != input {
+            failures.push(format!("{name}: action {} (want pass), frame changed: {}", out.action, out.data != input));
+        }
+        let counters = loaded.counters();
+        let want = [(Counter::Ipv4, 1), (Counter::OtherL4, 1), (Counter::VerdictPass, 1), (Counter::VrrpAhPass, want_ah)];
+        for counter in Counter::ALL {
+            let w = want.iter().find(|(k, _)| k == counter).map_or(0, |(_, v)| *v);
+            let got = counters[counter.name()];
+            if got != w {
+                failures.push(format!("{name}: counter {} = {got}, expected {w}", counter.name()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}

@@ -40,8 +40,25 @@ pub enum DecodeError {
         /// Auth Type received.
         auth_type: u8,
     },
-    /// VRRPv2 Auth Type 2 (IPsec AH), which ka does not support.
-    AuthAhUnsupported,
+    /// An IPv4 header whose version is not 4 or whose IHL is below 5 (AH packets, which
+    /// userspace reads with their IP header).
+    BadIpv4 {
+        /// The version/IHL octet.
+        version_ihl: u8,
+    },
+    /// An IPv4 packet that is not of protocol 51 (AH) where an AH advert was expected.
+    NotAh {
+        /// Protocol received.
+        protocol: u8,
+    },
+    /// An AH header that is not keepalived's: Next Header other than VRRP (112), or Payload
+    /// Len other than 4 (96-bit ICV).
+    AhBadHeader {
+        /// Next Header received.
+        next_header: u8,
+        /// Payload Len received.
+        payload_len: u8,
+    },
 }
 
 impl DecodeError {
@@ -54,7 +71,11 @@ impl DecodeError {
             DecodeError::BadType { .. } => DropReason::BadType,
             DecodeError::BadLength { .. } => DropReason::BadLength,
             DecodeError::BadAuthType { .. } => DropReason::BadAuthType,
-            DecodeError::AuthAhUnsupported => DropReason::AuthAhUnsupported,
+            DecodeError::BadIpv4 { .. } | DecodeError::AhBadHeader { .. } => {
+                DropReason::AhBadHeader
+            }
+            // keepalived: "No AH header but auth type is AH".
+            DecodeError::NotAh { .. } => DropReason::AuthTypeMismatch,
         }
     }
 }
@@ -81,9 +102,20 @@ impl fmt::Display for DecodeError {
             DecodeError::BadAuthType { auth_type } => {
                 write!(f, "unknown VRRPv2 auth type {auth_type}")
             }
-            DecodeError::AuthAhUnsupported => {
-                f.write_str("VRRPv2 IPsec AH authentication is not supported")
+            DecodeError::BadIpv4 { version_ihl } => {
+                write!(f, "IPv4 header with version/IHL octet {version_ihl:#04x}")
             }
+            DecodeError::NotAh { protocol } => {
+                write!(f, "IP protocol {protocol} where IPsec AH (51) was expected")
+            }
+            DecodeError::AhBadHeader {
+                next_header,
+                payload_len,
+            } => write!(
+                f,
+                "AH header with next header {next_header} (want 112, VRRP) and payload length \
+                 {payload_len} (want 4, a 96-bit ICV)"
+            ),
         }
     }
 }
@@ -265,7 +297,7 @@ pub struct AdvertV2<'a> {
     pub vrid: u8,
     /// Sender's priority.
     pub priority: u8,
-    /// Auth Type (never [`AuthType::Ah`] after a successful decode).
+    /// Auth Type.
     pub auth_type: AuthType,
     /// Adver Int, in seconds.
     pub adver_int: u8,
@@ -273,7 +305,8 @@ pub struct AdvertV2<'a> {
     pub checksum: u16,
     /// Virtual addresses.
     pub addrs: AddrList<'a>,
-    /// Authentication Data: the password for [`AuthType::Pass`], zero-padded.
+    /// Authentication Data: the password for [`AuthType::Pass`], zero-padded; zero for
+    /// [`AuthType::Ah`] (the ICV is in the AH header, see [`super::ah`]).
     pub auth_data: [u8; VRRP_AUTH_DATA_LEN],
 }
 
@@ -521,7 +554,6 @@ impl<'a> Advert<'a> {
         match version {
             Version::V2 => {
                 let auth_type = match AuthType::from_u8(hdr.v2_auth_type()) {
-                    Some(AuthType::Ah) => return Err(DecodeError::AuthAhUnsupported),
                     Some(t) => t,
                     None => {
                         return Err(DecodeError::BadAuthType {

@@ -9,13 +9,20 @@
 //! Interop variants are configuration, never guesses: the VRRPv3 checksum flavour is chosen with
 //! [`V3Checksum`] (keepalived's `old_unicast_checksum`, or a checksum without pseudo-header as
 //! some vendors send over IPv4).
+//!
+//! VRRPv2 authentication is keepalived's: none, a simple password, or IPsec AH ([`ah`]: the
+//! advert is an IPv4 packet of protocol 51 with the VRRP message after an AH header whose
+//! HMAC-MD5-96 ICV only userspace checks).
 
 mod advert;
+pub mod ah;
 mod checksum;
 mod header;
 mod reason;
 mod validate;
 
+#[cfg(test)]
+mod ah_tests;
 #[cfg(test)]
 mod tests;
 
@@ -27,10 +34,10 @@ pub use header::VrrpHdr;
 pub use reason::DropReason;
 pub use validate::{
     check_adver_int_v2, check_auth, check_len, check_ttl, check_version_type, check_vrid,
-    expected_len, validate, AhNotSupported, Auth, RxCheck,
+    expected_len, validate, Auth, RxCheck,
 };
 
-pub use crate::wire::IPPROTO_VRRP;
+pub use crate::wire::{IPPROTO_AH, IPPROTO_VRRP};
 
 /// IPv4 multicast group of VRRP adverts, 224.0.0.18 (RFC 3768 §5.2.2, RFC 5798 §5.1.1.2).
 pub const VRRP_MCAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -62,8 +69,8 @@ pub const VRRP_V3_MAX_ADVER_INT: u16 = 0x0fff;
 pub const VRRP_AUTH_NONE: u8 = 0;
 /// VRRPv2 Auth Type 1: simple text password, keepalived's `PASS` (RFC 2338 §5.3.6.2).
 pub const VRRP_AUTH_PASS: u8 = 1;
-/// VRRPv2 Auth Type 2: IP Authentication Header, keepalived's `AH` (RFC 2338 §5.3.6.3).
-/// Not supported by ka.
+/// VRRPv2 Auth Type 2: IP Authentication Header, keepalived's `AH` (RFC 2338 §5.3.6.3; see
+/// [`ah`]).
 pub const VRRP_AUTH_AH: u8 = 2;
 
 /// VRRP protocol version (the high nibble of the first octet).
@@ -117,7 +124,7 @@ pub enum AuthType {
     None = VRRP_AUTH_NONE,
     /// 1: simple text password (keepalived `auth_type PASS`).
     Pass = VRRP_AUTH_PASS,
-    /// 2: IPsec AH (keepalived `auth_type AH`); refused by ka.
+    /// 2: IPsec AH (keepalived `auth_type AH`, see [`ah`]).
     Ah = VRRP_AUTH_AH,
 }
 

@@ -46,8 +46,17 @@ drop_reasons! {
     AuthTypeMismatch = "auth_type_mismatch",
     /// VRRPv2 simple password does not match (RFC 2338 §7.1).
     AuthFailure = "auth_failure",
-    /// VRRPv2 IPsec AH authentication, which ka does not support.
-    AuthAhUnsupported = "auth_ah_unsupported",
+    /// IPsec AH header that is not keepalived's: Next Header is not VRRP, or Payload Len is not
+    /// 4 (a 96-bit ICV); or an IPv4 header that cannot carry it.
+    AhBadHeader = "ah_bad_header",
+    /// IPsec AH ICV (HMAC-MD5-96 keyed with `auth_pass`) does not verify: another password, or
+    /// the packet changed on the way (keepalived: "invalid IPSEC HMAC-MD5 value").
+    AhBadIcv = "ah_bad_icv",
+    /// IPsec AH SPI is not the sender's IPv4 address (keepalived: "invalid IPSEC SPI value").
+    AhBadSpi = "ah_bad_spi",
+    /// IPsec AH sequence number not above the instance's counter (keepalived: "sequence number
+    /// already processed"): a replay, or a sender that restarted from a lower number.
+    AhReplay = "ah_replay",
     /// VRRPv2 Adver Int differs from the local one (RFC 3768 §7.1).
     AdverIntMismatch = "adver_int_mismatch",
     /// VRID is not configured on the receiving interface (RFC 5798 §7.1).

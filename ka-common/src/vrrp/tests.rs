@@ -330,16 +330,6 @@ fn decode_errors() {
             Family::V4,
             DecodeError::BadAuthType { auth_type: 3 },
         ),
-        (
-            "auth type AH",
-            {
-                let mut b = v2.clone();
-                b[4] = 2;
-                b
-            },
-            Family::V4,
-            DecodeError::AuthAhUnsupported,
-        ),
     ];
     for (name, bytes, family, want) in cases {
         assert_eq!(Advert::decode(bytes, *family), Err(*want), "{name}");
@@ -348,10 +338,16 @@ fn decode_errors() {
         AdvertV3::decode(&v2, Family::V4),
         Err(DecodeError::BadVersion { version: 2 })
     );
-    assert_eq!(
-        DecodeError::AuthAhUnsupported.reason(),
-        DropReason::AuthAhUnsupported
-    );
+    // Auth Type 2 (AH) decodes: the AH header around it is checked on the IP packet.
+    let mut ah = v2.clone();
+    ah[4] = 2;
+    assert!(matches!(
+        Advert::decode(&ah, Family::V4),
+        Ok(Advert::V2(AdvertV2 {
+            auth_type: AuthType::Ah,
+            ..
+        }))
+    ));
 }
 
 #[test]
@@ -435,17 +431,31 @@ fn pass_authentication() {
     );
     assert_eq!(
         check_auth(Version::V2, 2, &[0; 8], &Auth::None),
-        Err(DropReason::AuthAhUnsupported)
+        Err(DropReason::AuthTypeMismatch)
+    );
+    assert_eq!(
+        check_auth(Version::V2, 2, &[0; 8], &Auth::ah(b"s3cret")),
+        Ok(())
+    );
+    assert_eq!(
+        check_auth(Version::V2, 1, b"s3cret\0\0", &Auth::ah(b"s3cret")),
+        Err(DropReason::AuthTypeMismatch)
     );
     assert_eq!(
         check_auth(Version::V2, 9, &[0; 8], &Auth::None),
         Err(DropReason::BadAuthType)
     );
     assert_eq!(check_auth(Version::V3, 9, &[0; 8], &pass), Ok(()));
-    assert_eq!(Auth::from_config(AuthType::Ah, b"x"), Err(AhNotSupported));
+    assert_eq!(
+        Auth::from_config(AuthType::Ah, b"s3cret-longer"),
+        Auth::Ah(*b"s3cret-l")
+    );
+    assert_eq!(Auth::ah(b"x").data(), [0; 8]);
+    assert_eq!(Auth::ah(b"x").auth_type(), AuthType::Ah);
+    assert_eq!(Auth::ah(b"x").ah_key(), Some(b"x\0\0\0\0\0\0\0"));
     assert_eq!(
         Auth::from_config(AuthType::Pass, b"1234"),
-        Ok(Auth::pass(b"1234"))
+        Auth::pass(b"1234")
     );
 }
 

@@ -1,7 +1,6 @@
 //! Receive-side validation rules (RFC 3768 §7.1, RFC 5798 §7.1, keepalived's extra checks) as
 //! small pure functions, and [`validate`], which chains them for userspace.
 
-use core::fmt;
 use core::net::IpAddr;
 
 use super::checksum::{checksum, PseudoHeader};
@@ -104,8 +103,8 @@ pub const fn check_adver_int_v2(adver_int_secs: u8, local_centis: u16) -> Result
     }
 }
 
-/// keepalived's `authentication` of a VRRPv2 instance: none or a simple password. AH is refused
-/// with [`AhNotSupported`].
+/// keepalived's `authentication` of a VRRPv2 instance over IPv4: none, a simple password, or
+/// IPsec AH (see [`super::ah`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Auth {
     /// No authentication (Auth Type 0).
@@ -114,45 +113,42 @@ pub enum Auth {
     /// Simple password (Auth Type 1, keepalived `auth_type PASS`): the first 8 bytes of
     /// `auth_pass`, zero-padded.
     Pass([u8; VRRP_AUTH_DATA_LEN]),
+    /// IPsec AH (Auth Type 2, keepalived `auth_type AH`): the HMAC-MD5 key, the first 8 bytes
+    /// of `auth_pass`, zero-padded. The VRRP message's Authentication Data is zero.
+    Ah([u8; VRRP_AUTH_DATA_LEN]),
 }
 
-/// keepalived's `auth_type AH` is configured: ka does not implement IPsec AH authentication.
-/// The config checker reports this error for the instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AhNotSupported;
-
-impl fmt::Display for AhNotSupported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "auth_type AH (IPsec AH, RFC 2338) is not supported; use auth_type PASS or no authentication",
-        )
+/// The first 8 bytes of `password`, zero-padded (keepalived's `auth_data`).
+#[inline]
+fn auth_data(password: &[u8]) -> [u8; VRRP_AUTH_DATA_LEN] {
+    let mut data = [0; VRRP_AUTH_DATA_LEN];
+    for (d, s) in data.iter_mut().zip(password) {
+        *d = *s;
     }
+    data
 }
-
-impl core::error::Error for AhNotSupported {}
 
 impl Auth {
     /// A simple password: like keepalived, only the first 8 bytes count, zero-padded.
     #[inline]
     pub fn pass(password: &[u8]) -> Auth {
-        let mut data = [0; VRRP_AUTH_DATA_LEN];
-        for (d, s) in data.iter_mut().zip(password) {
-            *d = *s;
-        }
-        Auth::Pass(data)
+        Auth::Pass(auth_data(password))
+    }
+
+    /// IPsec AH keyed with `password`: like keepalived, only the first 8 bytes count,
+    /// zero-padded.
+    #[inline]
+    pub fn ah(password: &[u8]) -> Auth {
+        Auth::Ah(auth_data(password))
     }
 
     /// The authentication for a configured auth type and password.
-    ///
-    /// # Errors
-    ///
-    /// [`AhNotSupported`] for [`AuthType::Ah`].
     #[inline]
-    pub fn from_config(auth_type: AuthType, password: &[u8]) -> Result<Auth, AhNotSupported> {
+    pub fn from_config(auth_type: AuthType, password: &[u8]) -> Auth {
         match auth_type {
-            AuthType::None => Ok(Auth::None),
-            AuthType::Pass => Ok(Auth::pass(password)),
-            AuthType::Ah => Err(AhNotSupported),
+            AuthType::None => Auth::None,
+            AuthType::Pass => Auth::pass(password),
+            AuthType::Ah => Auth::ah(password),
         }
     }
 
@@ -162,26 +158,38 @@ impl Auth {
         match self {
             Auth::None => AuthType::None,
             Auth::Pass(_) => AuthType::Pass,
+            Auth::Ah(_) => AuthType::Ah,
         }
     }
 
-    /// Authentication Data sent on the wire.
+    /// Authentication Data sent on the wire (zero but for a password).
     #[inline]
     pub fn data(&self) -> [u8; VRRP_AUTH_DATA_LEN] {
         match self {
-            Auth::None => [0; VRRP_AUTH_DATA_LEN],
+            Auth::None | Auth::Ah(_) => [0; VRRP_AUTH_DATA_LEN],
             Auth::Pass(p) => *p,
+        }
+    }
+
+    /// The AH key, for [`Auth::Ah`].
+    #[inline]
+    pub fn ah_key(&self) -> Option<&super::ah::AhKey> {
+        match self {
+            Auth::Ah(k) => Some(k),
+            _ => None,
         }
     }
 }
 
 /// RFC 2338 §7.1 (kept by keepalived for VRRPv2): "MUST perform authentication specified by
-/// Auth Type". VRRPv3 has no authentication: always `Ok`.
+/// Auth Type". VRRPv3 has no authentication: always `Ok`. For AH this checks the Auth Type
+/// only: the ICV, SPI and sequence number are checked on the whole IP packet beforehand
+/// ([`super::ah::AhAdvert::verify`], [`super::ah::AhSeq::receive`]).
 ///
 /// # Errors
 ///
-/// [`DropReason::BadAuthType`], [`DropReason::AuthAhUnsupported`],
-/// [`DropReason::AuthTypeMismatch`], [`DropReason::AuthFailure`].
+/// [`DropReason::BadAuthType`], [`DropReason::AuthTypeMismatch`],
+/// [`DropReason::AuthFailure`].
 #[inline(always)]
 pub fn check_auth(
     version: Version,
@@ -192,10 +200,8 @@ pub fn check_auth(
     if version == Version::V3 {
         return Ok(());
     }
-    let rx = match AuthType::from_u8(auth_type) {
-        None => return Err(DropReason::BadAuthType),
-        Some(AuthType::Ah) => return Err(DropReason::AuthAhUnsupported),
-        Some(t) => t,
+    let Some(rx) = AuthType::from_u8(auth_type) else {
+        return Err(DropReason::BadAuthType);
     };
     if rx != local.auth_type() {
         return Err(DropReason::AuthTypeMismatch);

@@ -212,6 +212,8 @@ fn check_instances(
                 Some("vrrp_strict: authentication is not allowed")
             } else if vi.version == VrrpVersion::V3 {
                 Some("authentication is not supported with VRRP version 3 (and IPv6 instances run version 3)")
+            } else if auth.auth_pass.is_empty() {
+                Some("authentication specified but no auth_pass given")
             } else {
                 None
             };
@@ -224,19 +226,13 @@ fn check_instances(
             }
         }
         if let Some(auth) = &vi.authentication {
-            if auth.auth_type == AuthType::Ah {
-                // A warning, not an error: keepalived accepts AH, and so must `ka check` (one of
-                // Debian's sample configurations uses it); the daemon refuses the instance.
+            // keepalived 2.2 (vrrp.c): an AH instance must receive an advert (and its sequence
+            // number) before it takes over, so it starts as BACKUP unless it owns the addresses.
+            if auth.auth_type == AuthType::Ah && vi.state == VrrpState::Master && vi.priority != 255 {
                 d.warning(
-                    Some(auth.type_span),
-                    format!(
-                        "({n}) {}; accepted by keepalived, refused by the ka daemon",
-                        ka_common::vrrp::AhNotSupported
-                    ),
+                    Some(auth.span),
+                    format!("({n}) initial state MASTER is incompatible with AH authentication; using BACKUP, as keepalived 2.2 does"),
                 );
-            }
-            if auth.auth_type == AuthType::Ah && vi.state == VrrpState::Master {
-                d.warning(Some(auth.span), format!("({n}) initial state MASTER is incompatible with AH authentication; using BACKUP"));
                 vi.state = VrrpState::Backup;
             }
         }

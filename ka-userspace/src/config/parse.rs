@@ -1474,7 +1474,7 @@ impl<'d> Cx<'d> {
                             _ => self.unknown(a, "authentication", &[&["auth_type", "auth_pass"]]),
                         }
                     }
-                    self.warn(&e.kw, "VRRP authentication was removed from the VRRP specification (RFC 3768); PASS is still sent and checked, for peers that use it");
+                    self.warn(&e.kw, "VRRP authentication was removed from the VRRP specification (RFC 3768); PASS and AH are still sent and checked, as keepalived does, for peers that use them");
                     match auth_type {
                         Some((t, type_span)) => {
                             vi.authentication = Some(Authentication {

@@ -258,6 +258,8 @@ fn leniency_rules() {
         ("placeholder VIP", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n __VIRTUAL_IP__/27\n 198.18.0.10\n }\n}\n".into(), 5, Severity::Warning, "invalid address '__VIRTUAL_IP__/27'", |c| c.vrrp_instances[0].virtual_ipaddresses.len() == 1),
         ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers[0].real_servers.is_empty()),
         ("authentication on IPv6", "vrrp_instance V6 {\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type PASS\n auth_pass x\n }\n virtual_ipaddress {\n fd00:198:18::10\n }\n}\n".into(), 4, Severity::Warning, "authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
+        ("authentication without auth_pass", vi(" authentication {\n auth_type PASS\n }"), 4, Severity::Warning, "no auth_pass given; authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
+        ("AH with initial state MASTER", vi(" state MASTER\n authentication {\n auth_type AH\n auth_pass s3cret\n }"), 5, Severity::Warning, "incompatible with AH authentication; using BACKUP", |c| c.vrrp_instances[0].state == super::model::VrrpState::Backup),
         ("enable_script_security 0", "global_defs {\n enable_script_security 0\n}\n".into(), 2, Severity::Warning, "turns enable_script_security on", |c| c.global.enable_script_security),
         ("vrrp_strict off is still strict", "global_defs {\n vrrp_strict off\n}\n".into(), 2, Severity::Warning, "turns vrrp_strict on", |c| c.global.vrrp_strict),
         ("undefined track script", vi(" track_script {\n chk_none\n }"), 5, Severity::Warning, "track script chk_none is not defined; ignored", |c| c.vrrp_instances[0].track_scripts.is_empty()),
@@ -284,6 +286,25 @@ fn leniency_rules() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// keepalived's `auth_type AH` is run as keepalived runs it: no warning that the daemon
+/// refuses it (it no longer does), keepalived's own AH rule only (an address owner may start
+/// as MASTER), and the authentication is kept in the model for the daemon.
+#[test]
+fn auth_ah_is_supported() {
+    let text = "vrrp_instance VI_1 {\n state MASTER\n priority 255\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type AH\n auth_pass s3cret\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let about_ah: Vec<&str> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("incompatible with AH") || d.message.contains("refused") || d.message.contains("not supported"))
+        .map(|d| d.message.as_str())
+        .collect();
+    assert!(about_ah.is_empty(), "{about_ah:?}");
+    let vi = &l.config.vrrp_instances[0];
+    assert_eq!(vi.state, super::model::VrrpState::Master);
+    assert_eq!(vi.authentication.as_ref().map(|a| (a.auth_type, a.auth_pass.as_str())), Some((super::model::AuthType::Ah, "s3cret")));
 }
 
 /// The prefix keepalived ignores on `unicast_src_ip`/`unicast_peer` (`192.168.0.91/24`) is

@@ -100,7 +100,8 @@ pub fn params(setup: &InstanceSetup, fsm: &Instance, src: IpAddr) -> FastParams 
         master: state == State::Master,
         auth_pass: match setup.auth {
             Auth::Pass(p) => Some(p.to_vec()),
-            Auth::None => None,
+            // AH instances are never in the fast path (`super::fast_key`).
+            Auth::None | Auth::Ah(_) => None,
         },
         checksum: match setup.v3_checksum {
             V3Checksum::Standard => ChecksumMode::Standard,

@@ -6,6 +6,11 @@
 //! channel. With XDP attached, the fast path ([`fast`]) absorbs the current master's steady
 //! adverts in the kernel; the master-down timer then consults XDP's last-seen time before
 //! taking over, and everything else still arrives on the raw sockets.
+//!
+//! Instances with `auth_type AH` (keepalived's VRRPv2 IPsec AH, [`ka_common::vrrp::ah`]) send
+//! and receive whole IPv4 packets on protocol-51 sockets; their ICV, SPI and sequence number
+//! are checked here before the shared validation, and the sequence counter follows
+//! keepalived's rules. XDP leaves them out of its fast path.
 
 pub mod fast;
 pub mod reload;
@@ -21,7 +26,8 @@ use std::{
 };
 
 use ka_common::vrrp::{
-    validate, AddrList, AdvertV2, AdvertV3, DropReason, Family, PseudoHeader, RxCheck, Version, VRRP_MAX_LEN,
+    ah::{encode_ah_advert, AhAdvert, AhIpFields, AhSeq, AH_IP_HDR_LEN, AH_LEN},
+    validate, AddrList, AdvertV2, AdvertV3, DropReason, Family, PseudoHeader, RxCheck, Version, VRRP_MAX_LEN, VRRP_TTL,
 };
 use serde::{Deserialize, Serialize};
 use tokio::{
@@ -335,6 +341,10 @@ struct Rt {
     fast_written: Option<FastParams>,
     /// Its VIPs are in the no_accept drop sets.
     blocked: bool,
+    /// `auth_type AH`: keepalived's sequence counter (shared by sending and receiving).
+    ah_seq: AhSeq,
+    /// `auth_type AH`: IP ID of the last advert (keepalived numbers them from 1, never 0).
+    ip_id: u16,
 }
 
 struct Engine {
@@ -349,6 +359,8 @@ struct Engine {
     netlink: NetlinkClient,
     unknown_vrid: u64,
     too_short: u64,
+    /// AH packets too malformed to name an instance, by reason.
+    ah_malformed: BTreeMap<DropReason, u64>,
     fast: Option<fast::FastPath>,
     /// The no_accept firewall, when an instance needs it.
     no_accept: Option<crate::net::firewall::NoAcceptWorker>,
@@ -491,6 +503,9 @@ pub async fn start(
     for r in &inst {
         match r.fast_key {
             Some(_) => info!(instance = %r.setup.name, iface = %r.setup.iface, steady_in_xdp = fast::steady_drop_allowed(&r.setup), "XDP VRRP fast path on"),
+            None if r.setup.auth.ah_key().is_some() => {
+                info!(instance = %r.setup.name, iface = %r.setup.iface, "auth_type AH: adverts are IPsec AH packets, validated in userspace only (no XDP fast path)")
+            }
             None if fast.is_some() => warn!(instance = %r.setup.name, iface = %r.setup.iface, "XDP is not attached to this interface: every advert is received on the raw socket"),
             None => {}
         }
@@ -507,6 +522,7 @@ pub async fn start(
         netlink,
         unknown_vrid: 0,
         too_short: 0,
+        ah_malformed: BTreeMap::new(),
         fast,
         no_accept: None,
         outbox: Vec::new(),
@@ -554,18 +570,66 @@ impl SysView {
 #[derive(Default)]
 struct Sockets {
     socks: Vec<Arc<VrrpSocket>>,
-    /// Receiving socket per (ifindex, IPv6).
-    sock_key: HashMap<(u32, bool), usize>,
+    /// Receiving socket per (ifindex, IPv6, AH).
+    sock_key: HashMap<(u32, bool, bool), usize>,
     /// Groups joined per socket: every multicast instance's own (`mcast_dst_ip` may differ).
     joined: HashMap<usize, BTreeSet<IpAddr>>,
-    /// Send-only sockets on VMAC interfaces, by ifindex.
-    tx_key: HashMap<u32, usize>,
+    /// Send-only sockets on VMAC interfaces, by (ifindex, AH).
+    tx_key: HashMap<(u32, bool), usize>,
     garps: HashMap<u32, Arc<FrameSender>>,
     /// Sockets whose receive task runs.
     receiving: BTreeSet<usize>,
 }
 
 impl Sockets {
+    /// The receiving socket of an instance on `ifindex` (opened and shared per interface,
+    /// family and AH), with its multicast group joined unless it has unicast peers.
+    fn receiving(&mut self, s: &InstanceSetup, ifindex: u32, src: IpAddr) -> Result<usize, EngineError> {
+        let v6 = s.params.family == Family::V6;
+        let ah = s.auth.ah_key().is_some();
+        let key = (ifindex, v6, ah);
+        // One socket per (interface, family), shared by its instances: each advert carries its
+        // instance's source address, and every multicast instance's group is joined. AH
+        // instances share an IP protocol 51 socket of their own (keepalived's likewise).
+        let sock = match self.sock_key.get(&key) {
+            Some(i) => *i,
+            None => {
+                let sk = if ah { VrrpSocket::open_ah(&s.iface, ifindex, None) } else { VrrpSocket::open(&s.iface, ifindex, Some(src), None, v6) }
+                    .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+                self.socks.push(Arc::new(sk));
+                self.sock_key.insert(key, self.socks.len() - 1);
+                self.socks.len() - 1
+            }
+        };
+        if s.peers.is_empty() && self.joined.entry(sock).or_default().insert(s.group) {
+            self.socks[sock].join(s.group).map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+        }
+        Ok(sock)
+    }
+
+    /// The socket an instance sends on: with use_vmac (IPv4), a send-only socket on the VMAC
+    /// interface `vip_ifindex` (named `vmac`), so adverts carry the virtual MAC; else `rx`.
+    fn sending(&mut self, s: &InstanceSetup, rx: usize, ifindex: u32, vip_ifindex: u32, src: IpAddr) -> Result<usize, EngineError> {
+        let v6 = s.params.family == Family::V6;
+        let ah = s.auth.ah_key().is_some();
+        // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
+        // IPv6 advert's link-local source belongs to the base interface, so those stay there).
+        match (&s.vmac, v6) {
+            (Some(name), false) if vip_ifindex != ifindex => match self.tx_key.get(&(vip_ifindex, ah)) {
+                Some(t) => Ok(*t),
+                None => {
+                    let sk = if ah { VrrpSocket::open_ah(name, vip_ifindex, None) } else { VrrpSocket::open(name, vip_ifindex, Some(src), None, false) }
+                        .and_then(|sk| sk.discard_input().map(|()| sk))
+                        .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
+                    self.socks.push(Arc::new(sk));
+                    self.tx_key.insert((vip_ifindex, ah), self.socks.len() - 1);
+                    Ok(self.socks.len() - 1)
+                }
+            },
+            _ => Ok(rx),
+        }
+    }
+
     /// Starts a receive task for every receiving socket that has none yet.
     fn spawn_receivers(&mut self, tx: &mpsc::Sender<Vec<RxPacket>>) {
         let send_only: BTreeSet<usize> = self.tx_key.values().copied().collect();
@@ -617,22 +681,7 @@ async fn build_instance(
             .find_map(|(i, a, _)| (*i == ifindex && a.is_ipv4() && !vip_set.contains(a)).then_some(*a))
             .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
     };
-    let key = (ifindex, v6);
-    // One socket per (interface, family), shared by its instances: each advert carries its
-    // instance's source address, and every multicast instance's group is joined.
-    let sock = match sockets.sock_key.get(&key) {
-        Some(i) => *i,
-        None => {
-            let sk = VrrpSocket::open(&s.iface, ifindex, Some(src), None, v6)
-                .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
-            sockets.socks.push(Arc::new(sk));
-            sockets.sock_key.insert(key, sockets.socks.len() - 1);
-            sockets.socks.len() - 1
-        }
-    };
-    if s.peers.is_empty() && sockets.joined.entry(sock).or_default().insert(s.group) {
-        sockets.socks[sock].join(s.group).map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
-    }
+    let sock = sockets.receiving(&s, ifindex, src)?;
     let (vip_ifindex, mac) = match &s.vmac {
         Some(name) => {
             let vmac = virtual_mac(s.params.vrid, v6);
@@ -648,22 +697,7 @@ async fn build_instance(
     if let Some(name) = &s.vmac {
         links2.insert(name.clone(), vip_ifindex);
     }
-    // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
-    // IPv6 advert's link-local source belongs to the base interface, so those stay there).
-    let tx_sock = match (&s.vmac, v6) {
-        (Some(name), false) if vip_ifindex != ifindex => match sockets.tx_key.get(&vip_ifindex) {
-            Some(t) => *t,
-            None => {
-                let sk = VrrpSocket::open(name, vip_ifindex, Some(src), None, false)
-                    .and_then(|sk| sk.discard_input().map(|()| sk))
-                    .map_err(|source| EngineError::Socket { instance: s.name.clone(), source })?;
-                sockets.socks.push(Arc::new(sk));
-                sockets.tx_key.insert(vip_ifindex, sockets.socks.len() - 1);
-                sockets.socks.len() - 1
-            }
-        },
-        _ => sock,
-    };
+    let tx_sock = sockets.sending(&s, sock, ifindex, vip_ifindex, src)?;
     let vips: Vec<AddrSpec> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect();
     let routes = s.routes.iter().map(|r| route_spec(r, &links2)).collect();
     let (adv_addrs, adv_bytes) = reload::advert_addrs(&s);
@@ -671,6 +705,10 @@ async fn build_instance(
     let resume = start.and_then(|st| st.record.map(|r| (r, st.mono_now))).is_some_and(|(r, now)| {
         resume::resumable(r, now, &s.name, s.params.advert_int, s.params.down_timer_adverts, vips_present)
     });
+    // An AH instance never resumes: its sequence counter starts again from 0, below what the
+    // peers accepted, so its adverts would be refused as replays while it held the VIPs. Like
+    // keepalived, it starts as BACKUP and learns the current number from the master first.
+    let resume = resume && s.auth.ah_key().is_none();
     if resume {
         info!(instance = %s.name, "Master before the restart, VIPs still up and within Master_Down_Interval: resuming as Master");
     }
@@ -720,11 +758,19 @@ async fn build_instance(
         state_since: Instant::now(),
         counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
         garp,
-        fast_key: fast_ifindexes.filter(|f| f.contains(&ifindex)).map(|_| fast::key(ifindex, &s)),
+        fast_key: fast_key(fast_ifindexes, ifindex, &s),
         fast_written: None,
         blocked: false,
+        ah_seq: AhSeq::new(),
+        ip_id: 0,
         setup: s,
     }, resume))
+}
+
+/// The instance's key in the XDP fast path: when XDP is attached to its interface, and unless
+/// its adverts are AH packets, which XDP only passes (see `ka-ebpf/src/vrrp.rs`).
+fn fast_key(fast_ifindexes: Option<&BTreeSet<u32>>, ifindex: u32, s: &InstanceSetup) -> Option<ka_common::vrrp_fast::VrrpKey> {
+    fast_ifindexes.filter(|f| f.contains(&ifindex) && s.auth.ah_key().is_none()).map(|_| fast::key(ifindex, s))
 }
 
 /// Receive pacing: a socket task drains everything queued, then rests this long, so a steady
@@ -809,6 +855,9 @@ impl Engine {
                         let mut dropped = BTreeMap::new();
                         dropped.insert(DropReason::VridMismatch.name().to_owned(), self.unknown_vrid);
                         dropped.insert(DropReason::TooShort.name().to_owned(), self.too_short);
+                        for (reason, n) in &self.ah_malformed {
+                            *dropped.entry(reason.name().to_owned()).or_default() += n;
+                        }
                         let _ = reply.send(EngineReport { instances: self.report(), dropped });
                     }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
@@ -906,7 +955,24 @@ impl Engine {
     }
 
     async fn packet(&mut self, p: RxPacket) {
-        let Some(&vrid) = p.data.get(1) else {
+        // AH sockets hand over whole IPv4 packets: the VRRP message follows the AH header.
+        let ah = if self.sockets.socks[p.sock].is_ah() {
+            match AhAdvert::decode(&p.data) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let n = self.ah_malformed.entry(e.reason()).or_default();
+                    *n += 1;
+                    if n.is_power_of_two() {
+                        warn!(from = %p.meta.src, error = %e, reason = e.reason().name(), count = *n, "dropped a malformed IPsec AH packet");
+                    }
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let msg: &[u8] = ah.as_ref().map_or(p.data.as_slice(), |a| a.vrrp);
+        let Some(&vrid) = msg.get(1) else {
             self.too_short += 1;
             return;
         };
@@ -944,12 +1010,30 @@ impl Engine {
             adver_int_centis: s.params.advert_int,
             vips: s.check_adv_addrs.then_some(r.adv_addrs.as_slice()),
         };
+        // IPsec AH (keepalived's vrrp_in_chk_ipsecah): the ICV, then the SPI, then the sequence
+        // number against the instance's counter, before the VRRP message's own checks.
+        // keepalived checks adverts only as BACKUP or MASTER, so only then does the counter move.
+        if let (Ok(()), Some(a)) = (&verdict, &ah) {
+            verdict = match s.auth.ah_key() {
+                None => Err(DropReason::AuthTypeMismatch),
+                Some(key) => a.verify(key, unicast).and_then(|()| match r.fsm.state() {
+                    State::Backup => r.ah_seq.receive(a.ah.seq, true),
+                    State::Master => r.ah_seq.receive(a.ah.seq, false),
+                    _ => Ok(()),
+                }),
+            };
+        }
         let rx = verdict.and_then(|()| {
-            validate(&p.data, p.meta.ttl, &check).map(|a| RxAdvert { from: p.meta.src, priority: a.priority(), max_adver_int: a.adver_int_centis() })
+            validate(msg, p.meta.ttl, &check).map(|a| RxAdvert { from: p.meta.src, priority: a.priority(), max_adver_int: a.adver_int_centis() })
         });
         match rx {
             Ok(adv) => {
                 r.counters.rx += 1;
+                if let (Some(a), State::Master) = (&ah, r.fsm.state()) {
+                    // keepalived's vrrp_state_master_rx: a lower-priority advert syncs the
+                    // counter above its number.
+                    r.ah_seq.master_received(a.ah.seq, adv.priority, r.fsm.effective_priority(), adv.from.cmp(&r.src));
+                }
                 self.dispatch(i, Event::AdvertReceived(adv)).await;
             }
             Err(reason) => {
@@ -999,6 +1083,8 @@ impl Engine {
                 self.inst[i].state_since = Instant::now();
                 if self.inst[i].fsm.state() == State::Master {
                     self.inst[i].counters.became_master += 1;
+                    // keepalived's vrrp_state_goto_master: a cycled AH counter restarts.
+                    self.inst[i].ah_seq.becoming_master();
                 }
                 info!(instance = %self.inst[i].setup.name, from = state_name(before), to = state_name(self.inst[i].fsm.state()), "state change");
             }
@@ -1197,6 +1283,16 @@ impl Engine {
     }
 
     fn send_advert(&mut self, i: usize, priority: u8) {
+        // AH: one sequence number and one IP ID per advert, whatever the number of unicast
+        // peers (keepalived's vrrp_update_pkt).
+        let ah = match self.inst[i].setup.auth.ah_key().copied() {
+            Some(key) => {
+                let r = &mut self.inst[i];
+                r.ip_id = r.ip_id.wrapping_add(1).max(1);
+                Some((key, r.ah_seq.next_tx(), r.ip_id))
+            }
+            None => None,
+        };
         let r = &self.inst[i];
         let s = &r.setup;
         let family = s.params.family;
@@ -1229,7 +1325,25 @@ impl Engine {
                 warn!(instance = %s.name, "advert does not fit");
                 return;
             };
-            self.outbox[sock].push(Outgoing { data: buf[..len].to_vec(), dst, src: Some(r.src) });
+            let out = match ah {
+                None => Outgoing { data: buf[..len].to_vec(), dst, src: Some(r.src) },
+                Some((key, seq, id)) => {
+                    let (IpAddr::V4(src), IpAddr::V4(dst4)) = (r.src, dst) else {
+                        warn!(instance = %s.name, "auth_type AH needs IPv4 addresses");
+                        return;
+                    };
+                    let mut pkt = [0u8; AH_IP_HDR_LEN + AH_LEN + VRRP_MAX_LEN];
+                    let fields = AhIpFields { id, src, dst: dst4, ttl: VRRP_TTL };
+                    match encode_ah_advert(&mut pkt, &fields, seq, &key, !s.peers.is_empty(), &buf[..len]) {
+                        Ok(n) => Outgoing { data: pkt[..n].to_vec(), dst, src: None },
+                        Err(e) => {
+                            warn!(instance = %s.name, error = %e, "AH advert does not fit");
+                            return;
+                        }
+                    }
+                }
+            };
+            self.outbox[sock].push(out);
             self.outbox_owner[sock].push(i);
         }
     }

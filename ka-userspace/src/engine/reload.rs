@@ -50,11 +50,19 @@ impl super::Engine {
         let old_of_new = plan.old_of_new(setups.len());
         // Everything that can fail first: new instances are resolved and the kept ones'
         // parameters checked before any running instance is touched.
+        // Kept instances that switch to or from auth_type AH move to the other kind of socket
+        // (IP protocol 51 or 112), opened now and taken once nothing can fail any more.
+        let mut resocket: HashMap<usize, (usize, usize)> = HashMap::new();
         for k in &plan.kept {
             let (Some(s), Some(r)) = (setups.get(k.new), self.inst.get(k.old)) else { continue };
             let mut p = s.params.clone();
             p.primary_addr = r.src;
             p.validate().map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
+            if s.auth.ah_key().is_some() != r.setup.auth.ah_key().is_some() {
+                let rx = self.sockets.receiving(s, r.ifindex, r.src)?;
+                let tx = self.sockets.sending(s, rx, r.ifindex, r.vip_ifindex, r.src)?;
+                resocket.insert(k.old, (rx, tx));
+            }
         }
         let mut fresh: HashMap<usize, Rt> = HashMap::new();
         for (n, s) in setups.iter().enumerate() {
@@ -77,6 +85,17 @@ impl super::Engine {
             if let Some(s) = setups.get(k.new) {
                 self.apply_kept(k, s, &env, &held).await;
             }
+        }
+        for (o, (rx, tx)) in resocket {
+            let Some(r) = self.inst.get_mut(o) else { continue };
+            info!(instance = %r.setup.name, ah = r.setup.auth.ah_key().is_some(), "reload: authentication changed; adverts move to the matching socket");
+            r.rx_sock = rx;
+            r.tx_sock = tx;
+            if let (Some(fp), Some(key)) = (self.fast.as_mut(), r.fast_key) {
+                fp.maps.remove(key);
+            }
+            r.fast_key = super::fast_key(self.fast_ifindexes.as_ref(), r.ifindex, &r.setup);
+            r.fast_written = None;
         }
 
         // The new order: kept instances move to their new index, with their timers.

@@ -147,12 +147,6 @@ pub enum SetupError {
         /// Instance.
         name: String,
     },
-    /// AH authentication.
-    #[error("vrrp_instance {name}: auth_type AH is not supported by ka; use PASS or none")]
-    Ah {
-        /// Instance.
-        name: String,
-    },
     /// Parameters out of range.
     #[error("vrrp_instance {name}: {source}")]
     Params {
@@ -197,7 +191,7 @@ pub fn instances(cfg: &Config) -> Result<Vec<InstanceSetup>, SetupError> {
 /// Converts one `vrrp_instance`.
 ///
 /// # Errors
-/// No interface, AH, or parameters out of range.
+/// No interface, or parameters out of range.
 pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, SetupError> {
     let g = &cfg.global;
     let name = i.name.clone();
@@ -237,11 +231,13 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
     p.garp_master_repeat = i.garp_master_repeat;
     let auth = match &i.authentication {
         None => Auth::None,
-        Some(a) => match a.auth_type {
-            model::AuthType::Pass => Auth::from_config(WireAuthType::Pass, a.auth_pass.as_bytes())
-                .map_err(|_| SetupError::Ah { name: name.clone() })?,
-            model::AuthType::Ah => return Err(SetupError::Ah { name }),
-        },
+        Some(a) => Auth::from_config(
+            match a.auth_type {
+                model::AuthType::Pass => WireAuthType::Pass,
+                model::AuthType::Ah => WireAuthType::Ah,
+            },
+            a.auth_pass.as_bytes(),
+        ),
     };
     let mut track: Vec<(TrackKey, Weight)> = i
         .track_interfaces
@@ -508,9 +504,6 @@ mod tests {
             for vi in &l.config.vrrp_instances {
                 let i = match instance(&l.config, vi) {
                     Ok(i) => i,
-                    // The one refusal `ka check` announces as a warning ("refused by the ka
-                    // daemon"): AH authentication.
-                    Err(SetupError::Ah { .. }) => continue,
                     Err(e) => panic!("{name}: ka check accepts it, setup refuses: {e}"),
                 };
                 assert_eq!(i.routes, vi.virtual_routes, "{name}");
@@ -535,6 +528,17 @@ mod tests {
         assert_eq!(s[0].params.family, Family::V6);
         assert_eq!(s[0].params.advert_int, 5);
         assert_eq!(s[0].vips[0].prefix, 128);
+    }
+
+    /// keepalived's `auth_type AH` runs (it used to be refused): keyed with the first 8 bytes
+    /// of auth_pass.
+    #[test]
+    fn auth_ah_runs_keyed_with_auth_pass() {
+        let s = setups(
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type AH\n auth_pass s3cret-long\n }\n virtual_ipaddress {\n 198.18.0.10/24\n }\n}\n",
+        );
+        assert_eq!(s[0].auth, Auth::Ah(*b"s3cret-l"));
+        assert_eq!(s[0].params.version, Version::V2);
     }
 
     #[test]

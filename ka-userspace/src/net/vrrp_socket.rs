@@ -3,6 +3,11 @@
 //! multicast group its instances use joined on that interface (none for unicast peers only),
 //! each advert sent from its own instance's source address (IP_PKTINFO / IPV6_PKTINFO), and
 //! each received packet's TTL, destination and source reported so the caller can check them.
+//!
+//! Instances with keepalived's `auth_type AH` (IPv4 only) use raw IP protocol 51 sockets
+//! instead ([`VrrpSocket::open_ah`]), as keepalived does: the ICV covers the IPv4 header, so
+//! adverts are sent whole with `IP_HDRINCL` ([`ka_common::vrrp::ah::encode_ah_advert`]) and
+//! received whole, header included, for [`ka_common::vrrp::ah::AhAdvert::decode`].
 
 use std::{
     io,
@@ -10,7 +15,10 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
 };
 
-use ka_common::{vrrp::VRRP_TTL, wire::IPPROTO_VRRP};
+use ka_common::{
+    vrrp::VRRP_TTL,
+    wire::{IPPROTO_AH, IPPROTO_VRRP},
+};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use tokio::io::unix::AsyncFd;
 
@@ -23,21 +31,22 @@ pub struct Received {
     pub dst: IpAddr,
     /// TTL (IPv4) or hop limit (IPv6) it arrived with.
     pub ttl: u8,
-    /// Start of the VRRP message in the receive buffer (after the IPv4 header).
+    /// Start of the VRRP message in the receive buffer (after the IPv4 header); 0 on AH
+    /// sockets, whose packets are handed over whole.
     pub offset: usize,
-    /// Length of the VRRP message.
+    /// Length of the VRRP message (of the whole IPv4 packet on AH sockets).
     pub len: usize,
 }
 
 /// One advert to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
-    /// The VRRP message, checksummed.
+    /// The VRRP message, checksummed; on AH sockets the whole IPv4 packet.
     pub data: Vec<u8>,
     /// Destination (group or unicast peer).
     pub dst: IpAddr,
     /// Source address (the instance's `unicast_src_ip` or primary address); `None`: the
-    /// socket's default.
+    /// socket's default (on AH sockets the source is in `data`'s IPv4 header).
     pub src: Option<IpAddr>,
 }
 
@@ -48,6 +57,8 @@ pub struct VrrpSocket {
     v6: bool,
     ifindex: u32,
     src: Option<IpAddr>,
+    /// IP protocol 51 with `IP_HDRINCL`: whole IPv4 packets in both directions.
+    ah: bool,
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
@@ -74,10 +85,35 @@ impl VrrpSocket {
     /// # Errors
     /// Any socket call fails (the error names the interface and the call).
     pub fn open(ifname: &str, ifindex: u32, bind_addr: Option<IpAddr>, group: Option<IpAddr>, v6: bool) -> io::Result<VrrpSocket> {
+        Self::open_proto(ifname, ifindex, bind_addr, group, v6, false)
+    }
+
+    /// Opens an IPv4 socket of IP protocol 51 (IPsec AH) for `ifname`, for instances with
+    /// `auth_type AH` (keepalived opens one likewise): adverts go out whole, IPv4 header
+    /// included (`IP_HDRINCL`, the header being covered by the ICV), and every AH packet
+    /// arriving on the interface is received whole. `group` as for [`VrrpSocket::open`].
+    ///
+    /// # Errors
+    /// Any socket call fails (the error names the interface and the call).
+    pub fn open_ah(ifname: &str, ifindex: u32, group: Option<IpAddr>) -> io::Result<VrrpSocket> {
+        let sock = Self::open_proto(ifname, ifindex, None, group, false, true)?;
+        let one: libc::c_int = 1;
+        setsockopt(sock.fd.get_ref().as_raw_fd(), libc::IPPROTO_IP, libc::IP_HDRINCL, &one)
+            .map_err(|e| ctx(e, "IP_HDRINCL", ifname))?;
+        Ok(sock)
+    }
+
+    /// Whether this is an AH socket ([`VrrpSocket::open_ah`]).
+    pub fn is_ah(&self) -> bool {
+        self.ah
+    }
+
+    fn open_proto(ifname: &str, ifindex: u32, bind_addr: Option<IpAddr>, group: Option<IpAddr>, v6: bool, ah: bool) -> io::Result<VrrpSocket> {
         let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+        let proto = if ah { IPPROTO_AH } else { IPPROTO_VRRP };
         // SAFETY: plain socket(2) call.
         let raw = unsafe {
-            libc::socket(domain, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(IPPROTO_VRRP))
+            libc::socket(domain, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(proto))
         };
         if raw < 0 {
             return Err(ctx(io::Error::last_os_error(), "socket", ifname));
@@ -137,7 +173,7 @@ impl VrrpSocket {
         // The source address is not bound (a raw socket bound to an address only receives
         // packets sent to that address, which would lose the group's); it is set per send
         // with IP_PKTINFO / IPV6_PKTINFO instead.
-        Ok(VrrpSocket { fd, v6, ifindex, src: bind_addr })
+        Ok(VrrpSocket { fd, v6, ifindex, src: bind_addr, ah })
     }
 
     /// Joins one more multicast group on the socket's interface (an instance's `mcast_dst_ip`).
@@ -364,7 +400,7 @@ impl VrrpSocket {
                 match guard.try_io(|fd| recvmmsg_now(fd.as_raw_fd(), bufs)) {
                     Ok(Ok(lens)) => {
                         for (i, len) in lens.iter().enumerate() {
-                            if let Ok(r) = parse_v4(&bufs[i], *len) {
+                            if let Ok(r) = parse_v4(&bufs[i], *len, self.ah) {
                                 let msg = bufs[i].get(r.offset..r.offset + r.len).map(<[u8]>::to_vec).unwrap_or_default();
                                 out.push((r, msg));
                             }
@@ -382,7 +418,7 @@ impl VrrpSocket {
         }
         let mut buf = [0u8; 65536];
         for _ in 0..max {
-            match guard.try_io(|fd| recv_now(fd.as_raw_fd(), &mut buf, self.v6)) {
+            match guard.try_io(|fd| recv_now(fd.as_raw_fd(), &mut buf, self.v6, self.ah)) {
                 Ok(Ok(r)) => {
                     let msg = buf.get(r.offset..r.offset + r.len).map(<[u8]>::to_vec).unwrap_or_default();
                     out.push((r, msg));
@@ -404,7 +440,7 @@ impl VrrpSocket {
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| recv_now(fd.as_raw_fd(), buf, self.v6)) {
+            match guard.try_io(|fd| recv_now(fd.as_raw_fd(), buf, self.v6, self.ah)) {
                 Ok(res) => return res,
                 Err(_would_block) => continue,
             }
@@ -431,9 +467,9 @@ impl Default for RxScratch {
 
 /// Packets taken per recvmmsg(2) call.
 const RX_BATCH: usize = 32;
-/// Receive buffer per packet: the largest VRRP message plus a full IPv4 header (longer packets
-/// arrive truncated and fail validation as too long).
-const RX_BUF: usize = ka_common::vrrp::VRRP_MAX_LEN + 60;
+/// Receive buffer per packet: the largest VRRP message plus a full IPv4 header and an AH header
+/// (longer packets arrive truncated and fail validation as too long).
+const RX_BUF: usize = ka_common::vrrp::VRRP_MAX_LEN + 60 + ka_common::vrrp::ah::AH_LEN;
 
 /// Receives up to `bufs.len()` IPv4 packets without blocking; returns their lengths.
 fn recvmmsg_now(fd: RawFd, bufs: &mut [[u8; RX_BUF]]) -> io::Result<Vec<usize>> {
@@ -457,7 +493,7 @@ fn recvmmsg_now(fd: RawFd, bufs: &mut [[u8; RX_BUF]]) -> io::Result<Vec<usize>> 
     Ok(hdrs.iter().take(n as usize).map(|h| h.msg_len as usize).collect())
 }
 
-fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool) -> io::Result<Received> {
+fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool, whole: bool) -> io::Result<Received> {
     let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = nix::sys::socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
@@ -485,11 +521,12 @@ fn recv_now(fd: RawFd, buf: &mut [u8], v6: bool) -> io::Result<Received> {
             len,
         });
     }
-    parse_v4(buf, len)
+    parse_v4(buf, len, whole)
 }
 
-/// IPv4 raw sockets deliver the IP header: reads TTL, addresses and IHL from it.
-fn parse_v4(buf: &[u8], len: usize) -> io::Result<Received> {
+/// IPv4 raw sockets deliver the IP header: reads TTL, addresses and IHL from it. `whole`: the
+/// packet is handed over with its header (AH sockets).
+fn parse_v4(buf: &[u8], len: usize, whole: bool) -> io::Result<Received> {
     let hdr = buf.get(..len.min(20)).filter(|h| h.len() == 20).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short IPv4 packet"))?;
     let ihl = usize::from(hdr[0] & 0x0f) * 4;
     if ihl < 20 || ihl > len {
@@ -499,7 +536,7 @@ fn parse_v4(buf: &[u8], len: usize) -> io::Result<Received> {
         src: IpAddr::V4(Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15])),
         dst: IpAddr::V4(Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19])),
         ttl: hdr[8],
-        offset: ihl,
-        len: len - ihl,
+        offset: if whole { 0 } else { ihl },
+        len: if whole { len } else { len - ihl },
     })
 }
