@@ -289,11 +289,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             Some(call) = calls.recv() => match call.request {
                 Request::Status => {
                     // Engine and health reports are gathered by a task of their own.
-                    let services = match (&dataplane, &datapath) {
-                        (Some(dp), Some(d)) => dp.counters(d.ebpf()),
-                        _ => Vec::new(),
+                    let (services, refused) = match (&dataplane, &datapath) {
+                        (Some(dp), Some(d)) => (dp.counters(d.ebpf()), dp.refused().to_vec()),
+                        _ => (Vec::new(), Vec::new()),
                     };
-                    let base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    let base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, (services, refused), &findings);
                     let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
                     let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
                     tokio::spawn(async move {
@@ -431,7 +431,7 @@ fn status_report(
     dp: Option<&Datapath>,
     vrrp: crate::engine::EngineReport,
     health: Option<crate::health::HealthReport>,
-    services: Vec<crate::dataplane::ServiceCounters>,
+    (services, refused): (Vec<crate::dataplane::ServiceCounters>, Vec<crate::lb::plan::Refusal>),
     findings: &[crate::preflight::Finding],
 ) -> Response {
     let (xdp, counters) = match dp {
@@ -464,6 +464,7 @@ fn status_report(
         vrrp_dropped,
         health,
         services,
+        refused,
         host: findings.to_vec(),
     }))
 }

@@ -528,6 +528,7 @@ fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
             .enumerate()
             .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
             .collect(),
+        options: Default::default(),
     };
     let table = ka::lb::writer::service_table(&spec);
     let bytes = |a: &str| match a.parse::<std::net::IpAddr>().expect("ip") {
