@@ -482,9 +482,14 @@ pub fn service_template_dst(id: u32) -> [u8; 16] {
 }
 
 /// The slot tried at probe `k` (1..=[`FALLBACK_PROBES`]) after slot `first` of a table of
-/// `len` slots: a stride prime to every table length ka builds, so the probes are distinct.
+/// `len` slots (0 for an empty table): a stride prime to the Maglev table size, so the probes
+/// of a Maglev table are distinct.
 #[inline(always)]
 pub const fn fallback_slot(first: u32, k: u32, len: u32) -> u32 {
+    // No division by zero (a panic path the verifier rejects).
+    if len == 0 {
+        return 0;
+    }
     ((first as u64 + k as u64 * 40_503) % len as u64) as u32
 }
 
