@@ -167,6 +167,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         None => Vec::new(),
     };
     crate::preflight::log(&findings);
+    // lvs_flush: the tables of an earlier run are not adopted (the links and VRRP maps are).
+    if config.as_ref().is_some_and(|c| c.global.lvs_flush) && !args.no_xdp {
+        let removed = crate::lb::flush::forget_pinned_tables(&instance.pin_dir());
+        info!(pins = removed, "lvs_flush: the load-balancer tables start empty");
+    }
     let mut datapath = if args.no_xdp {
         info!("--no-xdp: datapath not loaded; VRRP adverts are received on raw sockets only");
         None

@@ -47,7 +47,8 @@ fn pin0() {
 
 struct Lab {
     lan: Lan,
-    _servers: Vec<EchoServer>,
+    /// Real server `i`'s listener on `PORTS[p]` is at `2 * i + p`.
+    servers: Vec<Option<EchoServer>>,
     dir: std::path::PathBuf,
 }
 
@@ -76,11 +77,11 @@ fn lab() -> Lab {
         .real_servers
         .iter()
         .enumerate()
-        .flat_map(|(i, ns)| PORTS.map(|p| EchoServer::start(ns, i, p, &accepted, &[]).expect("echo server")))
+        .flat_map(|(i, ns)| PORTS.map(|p| Some(EchoServer::start(ns, i, p, &accepted, &[]).expect("echo server"))))
         .collect();
     let dir = std::env::temp_dir().join(unique_name("ksv"));
     std::fs::create_dir_all(&dir).expect("dir");
-    Lab { lan, _servers: servers, dir }
+    Lab { lan, servers, dir }
 }
 
 /// A real server block checked on port 8080 (whatever port the virtual server has).
@@ -113,7 +114,13 @@ impl Lab {
     /// Starts `ka run -f conf` on the director; waits until it is MASTER and each of the
     /// `services` in `ka status` has its three real servers in the table.
     fn start(&self, conf: &str, services: usize) -> KaDaemon {
-        let ka = KaDaemon::start(&self.lan.directors[0], &ka_bin(), &unique_name("sv"), &["-f", conf]).expect("ka run");
+        self.start_as(&unique_name("sv"), conf, services, &[])
+    }
+
+    /// [`Lab::start`] as `instance`, with `extra` arguments of `ka run`.
+    fn start_as(&self, instance: &str, conf: &str, services: usize, extra: &[&str]) -> KaDaemon {
+        let args: Vec<&str> = ["-f", conf].into_iter().chain(extra.iter().copied()).collect();
+        let ka = KaDaemon::start(&self.lan.directors[0], &ka_bin(), instance, &args).expect("ka run");
         wait_for("MASTER and every real server in the table", WAIT, || {
             let st = ka.status_json().ok()?;
             let svcs = st["services"].as_array()?;
@@ -267,5 +274,94 @@ fn group_replaces_fwmark_with_shared_persistence() {
     assert_eq!(other, first[0], "per-key persistence: a new template for {}:8081 ({first:?})", VIPS[0]);
     assert_ne!(other, first[2]);
     assert_eq!(lab.connect(CLIENTS[2], VIPS[0], 8081), Some(other), "and that key's template holds");
+    ka.stop().expect("stop");
+}
+
+/// Reads what is in the FIFO now (non-blocking).
+fn drain(f: &mut std::fs::File) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = std::io::Read::read(f, &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `lvs_notify_fifo`: ka creates the FIFO and writes keepalived's lines, `RS ... DOWN` when a
+/// real server fails and `VS ... DOWN` when that loses the quorum. At stop, with `omega`,
+/// keepalived's notifiers: without `lvs_flush_on_stop` the live real servers' (`RS ... DOWN`
+/// each, no `VS`), with it the virtual server's (`VS ... DOWN`, no `RS`). The FIFO ka created is
+/// removed when it stops. On the old daemon `lvs_notify_fifo` was ignored: no FIFO, no line.
+#[test]
+fn lvs_notify_fifo_lines_and_notifiers_at_stop() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut lab = lab();
+    let vs = format!("[{}]:tcp:8080", VIPS[0]);
+    let rs = |i: usize| format!("[{}]:tcp:8080", RS[i]);
+    for flush in [false, true] {
+        let fifo = lab.dir.join(format!("lvs-{flush}.fifo"));
+        let global = format!(" lvs_notify_fifo {}
+{}", fifo.display(), if flush { " lvs_flush_on_stop
+" } else { "" });
+        let body = virtual_server(&format!("{} 8080", VIPS[0]), " quorum 3
+ omega
+", 4);
+        let conf = lab.write(&format!("fifo-{flush}.conf"), &config(&global, &body));
+        if flush {
+            lab.servers[2] = Some(EchoServer::start(&lab.lan.real_servers[1], 1, 8080, &Accepted::default(), &[]).expect("echo server"));
+        }
+        let ka = lab.start(&conf, 1);
+        let meta = std::fs::symlink_metadata(&fifo).expect("ka made the FIFO");
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()), "{}", fifo.display());
+        let mut reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).expect("open FIFO");
+        // rs1 stops listening on 8080: its TCP_CHECK fails, the quorum (3) is lost.
+        lab.servers[2] = None;
+        let mut got = String::new();
+        let want_down = format!("RS {} {vs} DOWN\nVS {vs} DOWN\n", rs(1));
+        wait_for("RS and VS DOWN lines", WAIT, || {
+            got.push_str(&drain(&mut reader));
+            got.contains(&want_down).then_some(())
+        });
+        got.clear();
+        ka.stop().expect("stop");
+        got.push_str(&drain(&mut reader));
+        if flush {
+            assert_eq!(got, format!("VS {vs} DOWN\n"), "lvs_flush_on_stop: the virtual server's notifiers");
+        } else {
+            assert_eq!(got, format!("RS {} {vs} DOWN\nRS {} {vs} DOWN\n", rs(0), rs(2)), "the live real servers' notifiers");
+        }
+        assert!(!fifo.exists(), "the FIFO ka made is removed at exit");
+    }
+}
+
+/// `lvs_flush`: a restart does not adopt the tables of the earlier run (`--dont-release-ipvs`
+/// left them pinned): the service's counters start at 0, where a restart without it carries
+/// them on (the same pinned maps). On the old daemon `lvs_flush` was ignored.
+#[test]
+fn lvs_flush_starts_from_empty_tables() {
+    let lab = lab();
+    let instance = unique_name("svf");
+    let body = virtual_server(&format!("{} 8080", VIPS[0]), "", 4);
+    let keep = lab.write("keep.conf", &config("", &body));
+    let flush = lab.write("flush.conf", &config(" lvs_flush
+", &body));
+    let packets = |ka: &KaDaemon| ka.status_json().ok().and_then(|s| s["services"][0]["packets"].as_u64()).unwrap_or(0);
+
+    let ka = lab.start_as(&instance, &keep, 1, &["--dont-release-ipvs"]);
+    for _ in 0..3 {
+        assert!(lab.connect(CLIENTS[0], VIPS[0], 8080).is_some(), "served");
+    }
+    let before = packets(&ka);
+    assert!(before > 0, "counted");
+    ka.stop().expect("stop");
+
+    let ka = lab.start_as(&instance, &keep, 1, &["--dont-release-ipvs"]);
+    assert!(packets(&ka) >= before, "without lvs_flush the pinned tables are adopted: {} < {before}", packets(&ka));
+    ka.stop().expect("stop");
+
+    let ka = lab.start_as(&instance, &flush, 1, &[]);
+    assert_eq!(packets(&ka), 0, "lvs_flush: the tables start empty");
+    assert!(ka.log_text().contains("lvs_flush"), "the log says it");
+    assert!(lab.connect(CLIENTS[0], VIPS[0], 8080).is_some(), "and the service serves");
     ka.stop().expect("stop");
 }

@@ -15,6 +15,7 @@
 //!   kernel keeps no shared per-backend connection counts on the hot path.
 //! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
 
+pub mod flush;
 pub mod maglev;
 pub mod nexthop;
 pub mod plan;
