@@ -410,8 +410,9 @@ fn lvs_flags_and_methods() {
 /// `lvs_flush_on_stop` (and its `VS` form), `nftables_ipvs` with its default table.
 #[test]
 fn lvs_globals() {
-    use super::model::LvsFlushOnStop;
-    let cases: &[(&str, fn(&super::model::GlobalDefs) -> bool)] = &[
+    use super::model::{GlobalDefs, LvsFlushOnStop};
+    type Check = fn(&GlobalDefs) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("lvs_notify_fifo /run/ka-lvs.fifo", |g| g.lvs_notify_fifo.as_deref() == Some("/run/ka-lvs.fifo")),
         ("lvs_flush", |g| g.lvs_flush),
         ("lvs_flush_on_stop", |g| g.lvs_flush_on_stop == LvsFlushOnStop::Full),
