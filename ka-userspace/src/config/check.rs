@@ -105,6 +105,9 @@ fn served_by_ka(cfg: &Config, d: &mut Diagnostics) {
     for r in crate::lb::plan::plan(cfg).refused {
         d.warning(Some(r.span), r.message());
     }
+    for (span, message) in crate::lb::plan::approximations(cfg) {
+        d.warning(Some(span), message);
+    }
 }
 
 fn check_track_refs(

@@ -278,5 +278,26 @@ pub fn plan(cfg: &Config) -> Plan {
     out
 }
 
+/// Where ka serves a virtual server differently from IPVS, at the virtual server: `lb_algo sh`
+/// without `sh-fallback` while a real server can be at weight 0 (`weight 0`,
+/// `inhibit_on_failure`): IPVS keeps such a server's share of the table and refuses the clients
+/// hashed to it; ka's table leaves it out, and those clients go to the other servers.
+pub fn approximations(cfg: &Config) -> Vec<(Span, String)> {
+    cfg.virtual_servers
+        .iter()
+        .filter(|vs| vs.lb_algo == LbAlgo::Sh && !vs.hash_fallback)
+        .filter(|vs| vs.real_servers.iter().any(|rs| rs.weight == 0 || rs.timing.inhibit_on_failure))
+        .map(|vs| {
+            (
+                vs.span,
+                format!(
+                    "virtual server {}: lb_algo sh without sh-fallback: IPVS refuses new connections of clients hashed to a real server at weight 0; ka sends them to the other real servers (as sh-fallback does); add sh-fallback to say so",
+                    vs_label(vs)
+                ),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

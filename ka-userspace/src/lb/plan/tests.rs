@@ -129,3 +129,15 @@ fn labels_like_keepalived() {
     let labels: Vec<String> = c.virtual_servers.iter().map(vs_label).collect();
     assert_eq!(labels, vec!["[198.18.0.1]:tcp:80", "FWM 3", "[web]:0"]);
 }
+
+/// `sh` without `sh-fallback` is flagged only where a real server can be at weight 0.
+#[test]
+fn sh_without_fallback_is_flagged_where_it_differs() {
+    let conf = |extra: &str, rs: &str| format!("virtual_server 198.18.0.1 80 {{\n protocol TCP\n lb_algo sh\n{extra} real_server 198.18.1.1 80 {{\n{rs} }}\n}}\n");
+    let cases = [("", "", 0), ("", "  weight 0\n", 1), ("", "  inhibit_on_failure\n", 1), (" sh-fallback\n", "  inhibit_on_failure\n", 0)];
+    for (extra, rs, n) in cases {
+        let got = approximations(&load(&conf(extra, rs)));
+        assert_eq!(got.len(), n, "{extra:?} {rs:?}: {got:?}");
+        assert!(got.iter().all(|(_, m)| m.contains("sh-fallback")));
+    }
+}
