@@ -23,9 +23,13 @@ pub const MAGLEV_RING_SIZE: u32 = 65_537;
 pub const TABLE_SIZE: u32 = MAGLEV_RING_SIZE;
 /// Banks per service (double buffering).
 pub const TABLE_BANKS: u32 = 2;
-/// Most services (virtual_server and each address of a virtual_server_group, per port and
-/// protocol). Sizes [`TABLES_MAP`]: `MAX_SERVICES * 2 * TABLE_SIZE` u32 = 33.5 MiB.
+/// Most services (a `virtual_server`, with all the addresses and ports of its group). Sizes
+/// [`TABLES_MAP`]: `MAX_SERVICES * 2 * TABLE_SIZE` u32 = 33.5 MiB.
 pub const MAX_SERVICES: u32 = 64;
+/// Most service keys of each family ([`SERVICES4_MAP`], [`SERVICES6_MAP`]): every (VIP, port,
+/// protocol) a service answers on, each address of a `virtual_server_group` range one key.
+/// Several keys carry the same [`ServiceValue`] (one id: one table, one persistence scope).
+pub const MAX_SERVICE_KEYS: u32 = 16_384;
 /// Most backends (a real server of a service; the same address in two services is two
 /// backends).
 pub const MAX_BACKENDS: u32 = 4096;
@@ -123,6 +127,24 @@ pub const SCHED_ROUND_ROBIN: u8 = 3;
 
 /// Service flag: client affinity (`persistence_timeout`).
 pub const SVC_F_PERSIST: u8 = 1 << 0;
+/// Service flag: one-packet scheduling (`ops`): a UDP datagram is scheduled on its own, never
+/// recorded in nor looked up in the connection table (TCP is unaffected).
+pub const SVC_F_OPS: u8 = 1 << 1;
+/// Service flag: `sh-fallback` / `mh-fallback`: when the table's backend for a flow cannot be
+/// used, the next [`FALLBACK_PROBES`] slots of the flow's probe sequence are tried; without
+/// it the flow gets no backend (IPVS refuses it).
+pub const SVC_F_FALLBACK: u8 = 1 << 2;
+/// Service flag: the persistence template is the service's, not the key's: a client keeps its
+/// real server across every address and port of the service (IPVS's fwmark template,
+/// `<IPPROTO_IP, client, fwmark>`): a `virtual_server_group` under `nftables_ipvs`.
+pub const SVC_F_PERSIST_SERVICE: u8 = 1 << 3;
+/// Service flag, set on a port-0 key only: all ports of the address; the persistence template
+/// has port 0, so a client keeps its real server across ports (IPVS's port-zero template
+/// `<protocol, client, 0, vip, 0>`).
+pub const SVC_F_ALL_PORTS: u8 = 1 << 4;
+
+/// Slots tried after the first one by a service with [`SVC_F_FALLBACK`].
+pub const FALLBACK_PROBES: u32 = 8;
 
 /// No mastership gating: the service is always served (`ServiceValue::master_slot`).
 pub const NO_MASTER_SLOT: u32 = u32::MAX;
@@ -146,6 +168,9 @@ pub const G_VRRP_FASTPATH: u32 = 1 << 1;
 pub const G_VRRP_DROP_UNKNOWN: u32 = 1 << 2;
 /// Global flag: NAT backends exist (look up replies in the NAT table).
 pub const G_NAT: u32 = 1 << 3;
+/// Global flag: port-0 (all-port) service keys exist: a packet whose (VIP, port, protocol) has
+/// no key is looked up again with port 0 (no second lookup without such a service).
+pub const G_ANY_PORT: u32 = 1 << 4;
 
 /// Key of [`SERVICES4_MAP`]: (IPv4 VIP, port, protocol).
 // 4-aligned so the kernel side fills it with two word stores.
@@ -445,6 +470,27 @@ pub struct Globals {
     pub tun_v6_host_bits: u8,
     /// Padding.
     pub _pad: [u8; 2],
+}
+
+/// The `dst` of a service-wide persistence template ([`SVC_F_PERSIST_SERVICE`]): the service
+/// id where IPVS puts the fwmark; such a template has protocol 0 (`IPPROTO_IP`), which no
+/// per-key template has.
+#[inline(always)]
+pub fn service_template_dst(id: u32) -> [u8; 16] {
+    let b = id.to_be_bytes();
+    [0xff, b'k', b'a', 0, b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// The slot tried at probe `k` (1..=[`FALLBACK_PROBES`]) after slot `first` of a table of
+/// `len` slots (0 for an empty table): a stride prime to the Maglev table size, so the probes
+/// of a Maglev table are distinct.
+#[inline(always)]
+pub const fn fallback_slot(first: u32, k: u32, len: u32) -> u32 {
+    // No division by zero (a panic path the verifier rejects).
+    if len == 0 {
+        return 0;
+    }
+    ((first as u64 + k as u64 * 40_503) % len as u64) as u32
 }
 
 /// Index of bank `bank` slot `slot` of service `id` in [`TABLES_MAP`].

@@ -85,6 +85,9 @@ counters! {
     LbPersistHit = "lb_persist_hit",
     /// LB: a connection-table entry pointed at a backend that is down or gone; rescheduled.
     LbReschedule = "lb_reschedule",
+    /// LB: the table's backend for a new flow could not be used and a service with
+    /// `sh-fallback`/`mh-fallback` found another one further along the flow's probe sequence.
+    LbFallback = "lb_fallback",
     /// LB: forwarded by direct routing.
     LbDr = "lb_dr",
     /// LB: forwarded through an IPIP/IP6IP6 tunnel.

@@ -28,7 +28,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, FAMILY_V6, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN},
+    lb::{FAMILY_V4, FAMILY_V6, G_ANY_PORT, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN},
     stats::Counter,
     wire::{
         EthHdr, IcmpHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, ICMPV6_DEST_UNREACH,
@@ -70,7 +70,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         stats::inc(c);
         return xdp_action::XDP_PASS;
     }
-    if let Some(svc) = service(w) {
+    if let Some(svc) = service(w, global_flags & G_ANY_PORT != 0) {
         // SAFETY: a valid map value. Copied once: the packet sees one version of the service.
         mem::copy(&mut w.svc, unsafe { &*svc });
         return to_real_server(ctx, w);

@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, G_ANY_PORT, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     stats::Counter,
 };
 
@@ -28,7 +28,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     if !flow_key(ctx, w) {
         return xdp_action::XDP_PASS;
     }
-    let Some(svc) = service(w) else {
+    let Some(svc) = service(w, global_flags & G_ANY_PORT != 0) else {
         if global_flags & G_NAT == 0 {
             stats::inc(Counter::PassNotVip);
             return xdp_action::XDP_PASS;

@@ -11,13 +11,15 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, conn_check, conn_set, flow_hash, flow_hash4, table_index, Backend,
-        ConnValue, FlowKey, FlowKey4, NatValue, ServiceKey, ServiceKey4, ServiceValue,
-        BACKEND_F_DOWN, CONN_WAYS, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
-        SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_PERSIST,
+        addr_hash, and_mask, conn_check, conn_set, fallback_slot, flow_hash, flow_hash4,
+        service_template_dst, table_index, Backend, ConnValue, FlowKey, FlowKey4, NatValue,
+        ServiceKey, ServiceKey4, ServiceValue, BACKEND_F_DOWN, CONN_WAYS, FALLBACK_PROBES,
+        FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN,
+        SCHED_SRC_HASH, SVC_F_ALL_PORTS, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
+        SVC_F_PERSIST_SERVICE,
     },
     stats::Counter,
-    wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, TCP_ACK, TCP_SYN},
+    wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
@@ -91,25 +93,43 @@ pub fn sync_key4(w: &mut Work) {
     }
 }
 
-/// The service of the flow in `w.key` (and `w.key4`), from its family's map.
+/// The service of the flow in `w.key` (and `w.key4`), from its family's map: the key of its
+/// (VIP, port, protocol), else, when `any_port` (global [`ka_common::lb::G_ANY_PORT`]: port-0 services
+/// exist), the VIP's port-0 key (IPVS looks a port-zero service up the same way, after the
+/// exact one).
 #[inline(always)]
-pub fn service(w: &Work) -> Option<*const ServiceValue> {
+pub fn service(w: &Work, any_port: bool) -> Option<*const ServiceValue> {
     if w.key.family == FAMILY_V4 {
-        let k = ServiceKey4 {
+        let mut k = ServiceKey4 {
             addr: w.key4.dst,
             port: w.key4.dport,
             proto: w.key4.proto,
             _pad: 0,
         };
+        if let Some(v) = KA_SERVICES4.get_ptr(&k) {
+            return Some(v);
+        }
+        if !any_port {
+            return None;
+        }
+        k.port = [0; 2];
         KA_SERVICES4.get_ptr(&k)
     } else {
         let k = &w.key;
-        KA_SERVICES6.get_ptr(&ServiceKey {
+        let mut key = ServiceKey {
             addr: k.dst,
             port: k.dport,
             proto: k.proto,
             family: k.family,
-        })
+        };
+        if let Some(v) = KA_SERVICES6.get_ptr(&key) {
+            return Some(v);
+        }
+        if !any_port {
+            return None;
+        }
+        key.port = [0; 2];
+        KA_SERVICES6.get_ptr(&key)
     }
 }
 
@@ -244,15 +264,30 @@ fn usable(id: u32, out: &mut Backend) -> bool {
     true
 }
 
-/// Picks the backend of `w.key` in service `w.svc`: the connection table first (not for a TCP
-/// SYN, which opens a new connection), then the client's persistence template, then the
-/// scheduler. Leaves the backend in `w.backend` and
-/// returns its id and whether the flow is new; `None`: no backend available.
+/// Picks the backend of `w.key` in service `w.svc` (see [`pick`]) and leaves it in
+/// `w.backend`; a real server whose port is 0 (an all-port NAT service) keeps the packet's
+/// port, so `w.backend.port` is the port the flow goes to. Returns the backend id and whether
+/// the flow is new; `None`: no backend available.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
 pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
+    let picked = pick(w)?;
+    if w.backend.port == [0; 2] {
+        w.backend.port = w.key.dport;
+    }
+    Some(picked)
+}
+
+/// The connection table first (not for a TCP SYN, which opens a new connection, nor for a
+/// datagram of a one-packet service), then the client's persistence template, then the
+/// scheduler.
+#[inline(always)]
+fn pick(w: &mut Work) -> Option<(u32, bool)> {
     let svc = &w.svc;
     let persist = svc.flags & SVC_F_PERSIST != 0;
+    // `ops`: IPVS schedules each UDP datagram of a one-packet service on its own
+    // (IP_VS_CONN_F_ONE_PACKET, UDP only): no connection entry is looked up or recorded.
+    let ops = svc.flags & SVC_F_OPS != 0 && w.key.proto == IPPROTO_UDP;
     // A SYN without ACK opens a connection: schedule it afresh, as Katran does (the entry a
     // reused 5-tuple left behind would only pin the new connection to the old server, and the
     // lookup is a hash computation and a bucket walk saved on every new flow). A retransmitted
@@ -260,7 +295,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     let syn = w.key.proto == IPPROTO_TCP && w.pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let hash = hash_of(w);
     let tick = conn_now();
-    if let Some(id) = if syn { None } else { conn(w, hash, tick) } {
+    if let Some(id) = if syn || ops { None } else { conn(w, hash, tick) } {
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
             return Some((id, false));
@@ -274,9 +309,19 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         0
     };
     if persist {
+        // IPVS's templates: <proto, client, vip, vport> for a service on one port, vport 0
+        // for a port-zero service (persistence across ports), <IPPROTO_IP, client, fwmark>
+        // for a service-wide one (every address and port of the service).
         mem::copy(&mut w.tmpl, &w.key);
         w.tmpl.src = and_mask(&w.key.src, &svc.persist_mask);
         w.tmpl.sport = [0; 2];
+        if svc.flags & SVC_F_PERSIST_SERVICE != 0 {
+            w.tmpl.dst = service_template_dst(svc.id);
+            w.tmpl.dport = [0; 2];
+            w.tmpl.proto = 0;
+        } else if svc.flags & SVC_F_ALL_PORTS != 0 {
+            w.tmpl.dport = [0; 2];
+        }
         if let Some(t) = KA_PERSIST.get_ptr_mut(&w.tmpl) {
             // SAFETY: a shared LRU value; a racing update by another CPU only changes which
             // valid backend id is read.
@@ -286,7 +331,9 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
                 // SAFETY: as above.
                 unsafe { (*t).last_seen_ns = now };
                 stats::inc(Counter::LbPersistHit);
-                conn_insert(w, hash, id, tick);
+                if !ops {
+                    conn_insert(w, hash, id, tick);
+                }
                 return Some((id, true));
             }
         }
@@ -313,11 +360,17 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         }
         _ => return None,
     };
-    let id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
+    let mut id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
     if !usable(id, &mut w.backend) {
-        return None;
+        if svc.flags & SVC_F_FALLBACK == 0 {
+            return None;
+        }
+        id = fallback(svc.id, bank, slot, len, &mut w.backend)?;
+        stats::inc(Counter::LbFallback);
     }
-    conn_insert(w, hash, id, tick);
+    if !ops {
+        conn_insert(w, hash, id, tick);
+    }
     if persist {
         let v = ConnValue {
             backend: id,
@@ -328,6 +381,25 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     }
     stats::inc(Counter::LbNewFlow);
     Some((id, true))
+}
+
+/// `sh-fallback` / `mh-fallback` (IPVS's `ip_vs_sh_get_fallback`): the first usable backend
+/// of the [`FALLBACK_PROBES`] slots probed after `slot` of service `id`'s table, copied to
+/// `out`.
+#[inline(always)]
+fn fallback(id: u32, bank: u32, slot: u32, len: u32, out: &mut Backend) -> Option<u32> {
+    let mut k = 1;
+    // Bounded: FALLBACK_PROBES iterations.
+    while k <= FALLBACK_PROBES {
+        if let Some(b) = KA_TABLES.get(table_index(id, bank, fallback_slot(slot, k, len))) {
+            let b = *b;
+            if usable(b, out) {
+                return Some(b);
+            }
+        }
+        k += 1;
+    }
+    None
 }
 
 /// Records the reverse translation of a new NAT flow: replies from the backend to the client

@@ -9,7 +9,7 @@ use ka_common::{
     lb::{
         AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue,
         NhCache, PktBytes, ServiceKey, ServiceKey4, ServiceValue, BPF_F_NO_COMMON_LRU, CONN_SETS, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
-        MAX_SERVICES, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
+        MAX_SERVICES, MAX_SERVICE_KEYS, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
         TABLE_SIZE,
     },
     vrrp_fast::{VrrpInstance, VrrpKey, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
@@ -18,12 +18,12 @@ use ka_common::{
 /// `ka_common::lb::SERVICES4_MAP`.
 #[map(name = "KA_SERVICES4")]
 pub static KA_SERVICES4: HashMap<ServiceKey4, ServiceValue> =
-    HashMap::with_max_entries(MAX_SERVICES, 0);
+    HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
 
 /// `ka_common::lb::SERVICES6_MAP`.
 #[map(name = "KA_SERVICES6")]
 pub static KA_SERVICES6: HashMap<ServiceKey, ServiceValue> =
-    HashMap::with_max_entries(MAX_SERVICES, 0);
+    HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
 
 /// `ka_common::lb::BACKENDS_MAP`.
 #[map(name = "KA_BACKENDS")]

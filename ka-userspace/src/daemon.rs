@@ -196,6 +196,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         None => Vec::new(),
     };
     crate::preflight::log(&findings);
+    // lvs_flush: the tables of an earlier run are not adopted (the links and VRRP maps are).
+    if config.as_ref().is_some_and(|c| c.global.lvs_flush) && !args.no_xdp {
+        let removed = crate::lb::flush::forget_pinned_tables(&instance.pin_dir());
+        info!(pins = removed, "lvs_flush: the load-balancer tables start empty");
+    }
     let mut datapath = if args.no_xdp {
         info!("--no-xdp: datapath not loaded; VRRP adverts are received on raw sockets only");
         None
@@ -353,11 +358,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             Some(call) = calls.recv() => match call.request {
                 Request::Status => {
                     // Engine and health reports are gathered by a task of their own.
-                    let services = match (&dataplane, &datapath) {
-                        (Some(dp), Some(d)) => dp.counters(d.ebpf()),
-                        _ => Vec::new(),
+                    let (services, refused) = match (&dataplane, &datapath) {
+                        (Some(dp), Some(d)) => (dp.counters(d.ebpf()), dp.refused().to_vec()),
+                        _ => (Vec::new(), Vec::new()),
                     };
-                    let mut base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    let mut base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, (services, refused), &findings);
                     if let Response::Status(r) = &mut base {
                         r.runtime_overrides = overrides.report();
                         r.reloads = reloads.clone();
@@ -574,7 +579,7 @@ fn status_report(
     dp: Option<&Datapath>,
     vrrp: crate::engine::EngineReport,
     health: Option<crate::health::HealthReport>,
-    services: Vec<crate::dataplane::ServiceCounters>,
+    (services, refused): (Vec<crate::dataplane::ServiceCounters>, Vec<crate::lb::plan::Refusal>),
     findings: &[crate::preflight::Finding],
 ) -> Response {
     let (xdp, counters) = match dp {
@@ -610,6 +615,7 @@ fn status_report(
         vrrp_dropped,
         health,
         services,
+        refused,
         host: findings.to_vec(),
     }))
 }

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
 };
 
 use ka_common::lb::{ServiceKey, MAX_MASTER_SLOTS};
@@ -13,17 +13,15 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{
-        model::{VirtualServer, VsKey, VsgEntry},
-        Config,
-    },
+    config::Config,
     health::{BackendRole, BackendSet},
     lb::{
         nexthop::{ForwardingSysctls, NextHopReport},
+        plan::{plan, Refusal},
         resolver::{Resolver, CHECK_INTERVAL},
         adopt::{reconcile, AdoptedServer, AdoptedTables},
-        writer::{backend_stats, neighbour_entry, service_stats, MapWriter},
-        BackendSpec, DesiredState, L4Proto, LbError, Method, Persistence, Scheduler, ServiceSpec, TunnelSource,
+        writer::{backend_stats, check_service, neighbour_entry, service_stats, MapWriter},
+        BackendSpec, DesiredState, L4Proto, Member, Method, ServiceOptions, ServiceSpec, TunnelSource,
     },
 };
 
@@ -56,6 +54,9 @@ pub struct ServiceCounters {
     pub vip: IpAddr,
     /// Port.
     pub port: u16,
+    /// The service's other addresses and ports (`ADDR:PORT`, a `virtual_server_group`'s).
+    #[serde(default)]
+    pub also: Vec<String>,
     /// `TCP` or `UDP`.
     pub protocol: String,
     /// Packets to the VIP handled by the datapath.
@@ -66,115 +67,72 @@ pub struct ServiceCounters {
     pub backends: Vec<BackendCounters>,
 }
 
-/// Expands a virtual server into its (VIP, port) pairs.
-///
-/// # Errors
-/// fwmark services (the XDP datapath has no firewall marks) and port-0 (all-port) services.
-fn endpoints(cfg: &Config, vs: &VirtualServer) -> Result<Vec<(IpAddr, u16)>, LbError> {
-    let out = match &vs.key {
-        VsKey::Addr { addr, port } => vec![(*addr, *port)],
-        VsKey::Fwmark(m) => return Err(LbError::Unsupported(format!("virtual_server fwmark {m}"))),
-        VsKey::Group(name) => {
-            let g = cfg
-                .virtual_server_groups
-                .iter()
-                .find(|g| g.name == *name)
-                .ok_or_else(|| LbError::Unsupported(format!("unknown virtual_server_group {name}")))?;
-            let mut v = Vec::new();
-            for e in &g.entries {
-                match e {
-                    VsgEntry::Range { first, last, port, .. } => v.extend(range(*first, *last)?.into_iter().map(|a| (a, *port))),
-                    VsgEntry::Fwmark { mark, .. } => {
-                        return Err(LbError::Unsupported(format!("fwmark {mark} in virtual_server_group {name}")))
-                    }
-                }
-            }
-            v
-        }
-    };
-    if let Some((a, _)) = out.iter().find(|(_, p)| *p == 0) {
-        return Err(LbError::Unsupported(format!("port 0 (all-port) service on {a}")));
-    }
-    Ok(out)
+/// What the datapath is to hold, and what it does not serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// The services served.
+    pub state: DesiredState,
+    /// The virtual servers (or group entries) refused, each alone.
+    pub refused: Vec<Refusal>,
 }
 
-/// The addresses of a `virtual_server_group` range (at most 256).
-fn range(first: IpAddr, last: IpAddr) -> Result<Vec<IpAddr>, LbError> {
-    let bad = || LbError::Unsupported(format!("address range {first}-{last}"));
-    let (a, b) = match (first, last) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
-        _ => return Err(bad()),
-    };
-    if b < a || b - a > 255 {
-        return Err(bad());
-    }
-    Ok((a..=b)
-        .map(|n| match first {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(n).unwrap_or(0))),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
-        })
-        .collect())
-}
-
-/// Derives the desired maps. `vip_slot` maps each VRRP-owned VIP to its instance's mastership
-/// slot; services on other addresses are always served. Real servers the health checkers do
-/// not list stay in the service as unhealthy (out of the tables); listed ones carry the
-/// checkers' weight (0 = drained).
+/// Derives the desired maps from the [`plan`] of `cfg`. `vip_slot` maps each VRRP-owned VIP to
+/// its instance's mastership slot; other addresses are always served. Real servers the health
+/// checkers do not list stay in the service as unhealthy (out of the tables); listed ones
+/// carry the checkers' weight (0 = drained).
 ///
-/// # Errors
-/// A service the datapath cannot serve (fwmark, port 0, SCTP, an unsupported scheduler or
-/// tunnel type).
+/// A virtual server the datapath cannot serve (a fwmark, SCTP, a GUE tunnel, TUN without a
+/// tunnel source...) is refused alone, in [`Desired::refused`]; every other one is served.
 pub fn desired(
     cfg: &Config,
     health: &BackendSet,
     vip_slot: &HashMap<IpAddr, u32>,
     tunnel_src_v4: Option<TunnelSource>,
     tunnel_src_v6: Option<TunnelSource>,
-) -> Result<DesiredState, LbError> {
+) -> Desired {
+    let plan = plan(cfg);
+    let mut refused = plan.refused;
     let mut services = Vec::new();
-    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
-        let scheduler = Scheduler::from_lb_algo(vs.lb_algo)?;
-        let method = Method::from_lb_kind(vs.lb_kind)?;
-        let proto = L4Proto::from_protocol(vs.protocol)?;
-        let listed = health.services.iter().find(|s| s.vs_index == i);
+    for p in plan.services {
+        let Some(vs) = cfg.virtual_servers.get(p.vs_index) else { continue };
+        let listed = health.services.iter().find(|s| s.vs_index == p.vs_index);
         let mut backends: Vec<BackendSpec> = Vec::new();
-        for (k, rs) in vs.real_servers.iter().enumerate() {
+        for (k, (rs, method)) in vs.real_servers.iter().zip(&p.methods).enumerate() {
             let b = listed.and_then(|s| s.backends.iter().find(|b| b.role == BackendRole::Real { index: k }));
-            backends.push(BackendSpec {
-                addr: rs.address,
-                port: rs.port,
-                weight: b.map_or(0, |b| b.weight),
-                method: Method::from_lb_kind(rs.lb_kind).unwrap_or(method),
-                healthy: b.is_some(),
-            });
+            backends.push(BackendSpec { addr: rs.address, port: rs.port, weight: b.map_or(0, |b| b.weight), method: *method, healthy: b.is_some() });
         }
-        if let Some(sorry) = &vs.sorry_server {
+        if let (Some(sorry), Some(method)) = (&vs.sorry_server, p.sorry_method) {
             let b = listed.and_then(|s| s.backends.iter().find(|b| b.role == BackendRole::Sorry));
             backends.push(BackendSpec { addr: sorry.address, port: sorry.port, weight: b.map_or(0, |b| b.weight), method, healthy: b.is_some() });
         }
-        for (vip, port) in endpoints(cfg, vs)? {
-            let persistence = vs.persistence_timeout.map(|timeout| Persistence {
-                timeout,
-                prefix_len: match vs.persistence_granularity {
-                    Some(IpAddr::V4(m)) => u8::try_from(u32::from(m).count_ones()).unwrap_or(32),
-                    Some(IpAddr::V6(m)) => u8::try_from(u128::from(m).count_ones()).unwrap_or(128),
-                    None if vip.is_ipv4() => 32,
-                    None => 128,
-                },
-            });
-            services.push(ServiceSpec {
-                vip,
-                port,
-                proto,
-                scheduler,
-                persistence,
-                master_slot: vip_slot.get(&vip).copied(),
-                backends: backends.clone(),
-            });
+        let member = |(vip, port): (IpAddr, u16)| Member { vip, port, master_slot: vip_slot.get(&vip).copied() };
+        let mut members = p.keys.iter().copied().map(member);
+        let Some(first) = members.next() else { continue };
+        let spec = ServiceSpec {
+            vip: first.vip,
+            port: first.port,
+            proto: p.proto,
+            scheduler: p.scheduler,
+            persistence: p.persistence,
+            master_slot: first.master_slot,
+            backends,
+            options: ServiceOptions { also: members.collect(), ..p.options },
+        };
+        let tunnel_src = if spec.vip.is_ipv4() { tunnel_src_v4 } else { tunnel_src_v6 };
+        let why = if spec.backends.iter().any(|b| b.method == Method::Tun) && tunnel_src.is_none() {
+            Some(format!(
+                "its TUN real servers need an IPv{} tunnel source address: give --tunnel-source or an address on an XDP interface",
+                if spec.vip.is_ipv4() { 4 } else { 6 }
+            ))
+        } else {
+            check_service(&spec).err().map(|e| e.to_string())
+        };
+        match why {
+            Some(reason) => refused.push(Refusal { service: p.label, entry: None, reason, span: vs.span }),
+            None => services.push(spec),
         }
     }
-    Ok(DesiredState { services, tunnel_src_v4, tunnel_src_v6, neighbours: Vec::new() })
+    Desired { state: DesiredState { services, tunnel_src_v4, tunnel_src_v6, neighbours: Vec::new() }, refused }
 }
 
 /// Mastership slots on an adopted start (pure): an instance takes the slot its VIPs were
@@ -216,13 +174,12 @@ fn key_of(vip: IpAddr, port: u16, proto: L4Proto) -> ServiceKey {
 /// not have (new ones) are left out: they start as their checkers' `alpha` says.
 pub fn adopted_health(cfg: &Config, adopted: &AdoptedTables) -> HashMap<(usize, usize), bool> {
     let mut out = HashMap::new();
-    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
-        let (Ok(method), Ok(proto), Ok(eps)) = (Method::from_lb_kind(vs.lb_kind), L4Proto::from_protocol(vs.protocol), endpoints(cfg, vs)) else {
-            continue;
-        };
+    for p in plan(cfg).services {
+        let Some(vs) = cfg.virtual_servers.get(p.vs_index) else { continue };
+        let i = p.vs_index;
         for (k, rs) in vs.real_servers.iter().enumerate() {
-            let m = Method::from_lb_kind(rs.lb_kind).unwrap_or(method);
-            let state = eps.iter().find_map(|(vip, port)| adopted.server_state(&key_of(*vip, *port, proto), rs.address, rs.port, m));
+            let Some(&m) = p.methods.get(k) else { continue };
+            let state = p.keys.iter().find_map(|(vip, port)| adopted.server_state(&key_of(*vip, *port, p.proto), rs.address, rs.port, m));
             let up = match state {
                 None => continue,
                 Some(AdoptedServer::InTable) => true,
@@ -243,6 +200,8 @@ pub struct Dataplane {
     tunnel_src_v4: Option<TunnelSource>,
     tunnel_src_v6: Option<TunnelSource>,
     applied: Option<DesiredState>,
+    /// What the last update refused (logged when it changes).
+    refused: Vec<Refusal>,
     /// Keeps the next hops of the real servers in the tables resolved.
     next_hops: Option<Resolver>,
     /// The maps of an earlier run, reconciled with the first desired state by the first
@@ -258,7 +217,7 @@ impl Dataplane {
         let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
         let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
-        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, next_hops: None, adopted: None, kept_slots: BTreeSet::new() }
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, refused: Vec::new(), next_hops: None, adopted: None, kept_slots: BTreeSet::new() }
     }
 
     /// Starts from the maps of an earlier run (read with [`AdoptedTables::read`]): each VRRP
@@ -319,16 +278,17 @@ impl Dataplane {
         }
     }
 
-    /// Recomputes the desired state and applies what changed. Errors are logged: a service the
-    /// datapath refuses leaves the previous tables in place.
+    /// Recomputes the desired state and applies what changed. A virtual server the datapath
+    /// cannot serve is refused alone (logged once, listed by [`Dataplane::refused`]); the
+    /// others are applied. Map errors are logged: the next update applies everything again.
     pub fn update(&mut self, ebpf: &mut aya::Ebpf, cfg: &Config, health: &BackendSet) {
-        let d = match desired(cfg, health, &self.vip_slot, self.tunnel_src_v4, self.tunnel_src_v6) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "load balancer: configuration not applied");
-                return;
+        let Desired { state: d, refused } = desired(cfg, health, &self.vip_slot, self.tunnel_src_v4, self.tunnel_src_v6);
+        if refused != self.refused {
+            for r in refused.iter().filter(|r| !self.refused.contains(r)) {
+                warn!(service = %r.service, entry = r.entry.as_deref().unwrap_or("all"), reason = %r.reason, "load balancer: virtual server not served");
             }
-        };
+            self.refused = refused;
+        }
         if let Some(adopted) = self.adopted.take() {
             let r = reconcile(&adopted, &d);
             info!(
@@ -410,6 +370,11 @@ impl Dataplane {
         }
     }
 
+    /// The virtual servers (or group entries) the last update refused, and why.
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
+    }
+
     /// Per-service and per-real-server counters.
     pub fn counters(&self, ebpf: &aya::Ebpf) -> Vec<ServiceCounters> {
         let Some(d) = &self.applied else { return Vec::new() };
@@ -420,6 +385,7 @@ impl Dataplane {
                 ServiceCounters {
                     vip: s.vip,
                     port: s.port,
+                    also: s.options.also.iter().map(|m| std::net::SocketAddr::new(m.vip, m.port).to_string()).collect(),
                     protocol: match s.proto {
                         L4Proto::Tcp => "TCP".into(),
                         L4Proto::Udp => "UDP".into(),
@@ -466,6 +432,7 @@ mod tests {
     use crate::{
         config::{parse_str, LoadOptions},
         health::{ActiveSet, Backend, ServiceBackends},
+        lb::Scheduler,
     };
 
     fn cfg(text: &str) -> Config {
@@ -475,7 +442,7 @@ mod tests {
     }
 
     const CONF: &str = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n\
-virtual_server 198.18.0.10 80 {\n lb_algo mh\n lb_kind DR\n protocol TCP\n persistence_timeout 60\n\
+virtual_server 198.18.0.10 80 {\n lb_algo mh\n mh-port\n lb_kind DR\n protocol TCP\n persistence_timeout 60\n\
  real_server 198.18.1.1 80 {\n weight 2\n TCP_CHECK {\n }\n }\n real_server 198.18.1.2 80 {\n TCP_CHECK {\n }\n }\n}\n\
 virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real_server 198.18.1.3 5353 {\n }\n}\n";
 
@@ -504,7 +471,9 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
             ],
         };
         let dp = Dataplane::new(&c, None, None);
-        let d = desired(&c, &health, &dp.vip_slot, None, None).expect("desired");
+        let d = desired(&c, &health, &dp.vip_slot, None, None);
+        assert!(d.refused.is_empty(), "{:?}", d.refused);
+        let d = d.state;
         assert_eq!(d.services.len(), 2);
         let web = &d.services[0];
         assert_eq!((web.port, web.proto, web.scheduler, web.master_slot), (80, L4Proto::Tcp, Scheduler::Maglev, Some(0)));
@@ -549,14 +518,74 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         assert_eq!(seed, HashMap::from([((0, 0), true), ((0, 1), false)]), "the UDP service was not in the maps: not seeded");
     }
 
-    /// Services the datapath cannot serve are refused with a clear reason.
+    const SERVED: &str = "virtual_server 198.18.0.30 80 {\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.18.1.9 80 {\n }\n}\n";
+
+    /// A virtual server the datapath cannot serve is refused alone, with its reason; the
+    /// others are served. On the old datapath one refusal emptied the whole state.
     #[test]
-    fn fwmark_and_port_zero_are_refused() {
-        let c = cfg("virtual_server fwmark 7 {\n lb_algo rr\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n}\n");
-        let e = desired(&c, &BackendSet::default(), &HashMap::new(), None, None).expect_err("fwmark");
-        assert!(e.to_string().contains("fwmark"), "{e}");
-        let c = cfg("virtual_server 198.18.0.1 0 {\n lb_algo rr\n lb_kind DR\n protocol TCP\n persistence_timeout 60\n real_server 198.18.1.1 0 {\n }\n}\n");
-        let e = desired(&c, &BackendSet::default(), &HashMap::new(), None, None).expect_err("port 0");
-        assert!(e.to_string().contains("port 0"), "{e}");
+    fn a_refused_virtual_server_does_not_take_the_others_down() {
+        struct Case {
+            name: &'static str,
+            conf: &'static str,
+            /// Substrings of the refusal's reason.
+            reason: &'static [&'static str],
+            /// (tunnel source v4 given).
+            tunnel: bool,
+        }
+        let cases = [
+            Case { name: "fwmark", conf: "virtual_server fwmark 7 {\n lb_algo rr\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n}\n", reason: &["firewall mark", "virtual_server_group"], tunnel: false },
+            Case { name: "SCTP", conf: "virtual_server 198.18.0.1 80 {\n lb_kind DR\n protocol SCTP\n real_server 198.18.1.1 80 {\n }\n}\n", reason: &["SCTP"], tunnel: false },
+            Case { name: "GUE real server", conf: "virtual_server 198.18.0.1 80 {\n lb_kind DR\n protocol TCP\n real_server 198.18.1.1 80 {\n lvs_method TUN type gue port 6080\n }\n}\n", reason: &["GUE", "198.18.1.1"], tunnel: true },
+            Case { name: "TUN without tunnel source", conf: "virtual_server 198.18.0.1 80 {\n lb_kind TUN\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n", reason: &["tunnel source"], tunnel: false },
+            Case { name: "group of fwmarks only", conf: "virtual_server_group g {\n fwmark 3\n}\nvirtual_server group g {\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n}\n", reason: &["no address entry", "firewall mark"], tunnel: false },
+            Case { name: "key already served", conf: "virtual_server 198.18.0.30 80 {\n lb_kind NAT\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n", reason: &["already serves", "[198.18.0.30]:tcp:80"], tunnel: false },
+        ];
+        for c in cases {
+            let text = format!("{SERVED}{}", c.conf);
+            let l = parse_str(&text, std::path::Path::new("t.conf"), &LoadOptions::default());
+            let health = BackendSet::default();
+            let tun = c.tunnel.then(|| TunnelSource { addr: "198.18.0.99".parse().expect("ip"), host_bits: 0 });
+            let d = desired(&l.config, &health, &HashMap::new(), tun, None);
+            assert_eq!(d.state.services.len(), 1, "{}: the other virtual server is served", c.name);
+            assert_eq!(d.state.services[0].vip, "198.18.0.30".parse::<IpAddr>().expect("ip"), "{}", c.name);
+            assert_eq!(d.refused.len(), 1, "{}: one refusal: {:?}", c.name, d.refused);
+            let msg = d.refused[0].message();
+            for want in c.reason {
+                assert!(msg.contains(want), "{}: {msg:?} lacks {want:?}", c.name);
+            }
+        }
+    }
+
+    /// A group is one service with every address of its ranges (IPv4 and IPv6) as keys, the
+    /// fwmark entry refused alone; port 0 is served as the VIP's all-port key; mh without
+    /// mh-port hashes the client address; `ops`, `sh-fallback`, per-real-server methods, the
+    /// sorry server's own method and `nftables_ipvs` reach the spec.
+    #[test]
+    fn groups_port_zero_flags_and_methods_reach_the_spec() {
+        let c = cfg("global_defs {\n nftables_ipvs\n}\n\
+virtual_server_group g4 {\n 198.18.0.10-12 80\n 198.18.0.20 443\n fwmark 9\n}\n\
+virtual_server_group g6 {\n fd00:198:18::a-c 80\n}\n\
+virtual_server group g4 {\n lb_algo mh\n lb_kind DR\n protocol TCP\n persistence_timeout 30\n real_server 198.18.1.1 80 {\n }\n real_server 198.18.1.2 8080 {\n lvs_method NAT\n }\n sorry_server 198.18.1.3 80\n sorry_server_lvs_method NAT\n}\n\
+virtual_server group g6 {\n lb_algo sh\n sh-fallback\n lb_kind DR\n protocol UDP\n ops\n real_server fd00:198:18::1 80 {\n }\n}\n\
+virtual_server 198.18.0.40 0 {\n lb_algo sh\n sh-port\n lb_kind DR\n protocol TCP\n persistence_timeout 60\n real_server 198.18.1.1 0 {\n }\n}\n");
+        let slots = HashMap::from([("198.18.0.11".parse().expect("ip"), 3u32)]);
+        let d = desired(&c, &BackendSet::default(), &slots, None, None);
+        assert_eq!(d.refused.len(), 1, "{:?}", d.refused);
+        assert_eq!(d.refused[0].entry.as_deref(), Some("fwmark 9 of virtual_server_group g4"));
+        let s = &d.state.services;
+        assert_eq!(s.len(), 3);
+        let keys = |x: &ServiceSpec| x.members().map(|m| (m.vip.to_string(), m.port, m.master_slot)).collect::<Vec<_>>();
+        assert_eq!(
+            keys(&s[0]),
+            vec![("198.18.0.10".into(), 80, None), ("198.18.0.11".into(), 80, Some(3)), ("198.18.0.12".into(), 80, None), ("198.18.0.20".into(), 443, None)]
+        );
+        assert_eq!(s[0].scheduler, Scheduler::SourceHash, "mh without mh-port hashes the client address, as IPVS");
+        assert!(s[0].options.persist_service_wide && !s[0].options.one_packet);
+        let methods: Vec<Method> = s[0].backends.iter().map(|b| b.method).collect();
+        assert_eq!(methods, vec![Method::Dr, Method::Nat, Method::Nat], "per-real-server method, sorry server's own");
+        assert_eq!(keys(&s[1]).iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["fd00:198:18::a", "fd00:198:18::b", "fd00:198:18::c"]);
+        assert!(s[1].options.one_packet && s[1].options.fallback && s[1].options.persist_service_wide);
+        assert_eq!((s[2].port, s[2].scheduler), (0, Scheduler::Maglev), "port 0 served; sh-port hashes the source port too");
+        assert!(!s[2].options.persist_service_wide && !s[2].options.fallback);
     }
 }

@@ -84,6 +84,9 @@ pub struct StatusReport {
     /// Load-balanced services with per-VIP and per-real-server packet and byte counters.
     #[serde(default)]
     pub services: Vec<crate::dataplane::ServiceCounters>,
+    /// Virtual servers (or group entries) the datapath does not serve, and why.
+    #[serde(default)]
+    pub refused: Vec<crate::lb::plan::Refusal>,
     /// Host settings the services need and miss, found at start ([`crate::preflight`]).
     #[serde(default)]
     pub host: Vec<crate::preflight::Finding>,
@@ -142,8 +145,12 @@ impl StatusReport {
                 let _ = writeln!(s, "    {reason}: {n}");
             }
         }
+        for r in &self.refused {
+            let _ = writeln!(s, "NOT SERVED: {}", r.message());
+        }
         for svc in &self.services {
-            let _ = writeln!(s, "service {}:{} {}: {} packets, {} bytes", svc.vip, svc.port, svc.protocol, svc.packets, svc.bytes);
+            let also = if svc.also.is_empty() { String::new() } else { format!(" (and {})", svc.also.join(", ")) };
+            let _ = writeln!(s, "service {}:{}{also} {}: {} packets, {} bytes", svc.vip, svc.port, svc.protocol, svc.packets, svc.bytes);
             for b in &svc.backends {
                 let _ = write!(
                     s,
@@ -201,9 +208,11 @@ mod tests {
             vrrp_dropped: BTreeMap::from([("bad_ttl".to_owned(), 3)]),
             health: None,
             services: vec![],
+            refused: vec![crate::lb::plan::Refusal { service: "FWM 7".into(), entry: None, reason: "no marks".into(), span: Default::default() }],
             host: vec![],
         };
         let t = r.to_text();
+        assert!(t.contains("NOT SERVED: virtual server FWM 7 is not served by ka (the other virtual servers are): no marks\n"), "{t}");
         assert!(t.contains("xdp: eth0 (native)"), "{t}");
         assert!(t.contains("verdict_pass") && t.contains(" 7"), "{t}");
         assert!(t.contains("bad_ttl: 3"), "{t}");
@@ -257,6 +266,7 @@ mod tests {
             services: vec![ServiceCounters {
                 vip: "198.18.0.1".parse().expect("ip"),
                 port: 80,
+                also: vec![],
                 protocol: "TCP".into(),
                 packets: 0,
                 bytes: 0,
@@ -269,6 +279,7 @@ mod tests {
                     rs(6, Some(NextHopReport::not_checked())),
                 ],
             }],
+            refused: vec![],
             host: vec![],
         };
         let t = r.to_text();

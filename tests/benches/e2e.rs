@@ -337,7 +337,7 @@ fn attach(ns: &Netns, ebpf: &mut Ebpf, prog: &str, dev: &str) {
 fn ka_conf(kind: Kind) -> std::path::PathBuf {
     let method = if kind == Kind::KaDr { "DR" } else { "NAT" };
     let rs: String = RS.iter().map(|a| format!(" real_server {a} {PORT} {{\n  weight 1\n }}\n")).collect();
-    let text = format!("virtual_server {VIP} {PORT} {{\n lb_algo mh\n lb_kind {method}\n protocol UDP\n{rs}}}\n");
+    let text = format!("virtual_server {VIP} {PORT} {{\n lb_algo mh\n mh-port\n lb_kind {method}\n protocol UDP\n{rs}}}\n");
     let dir = std::env::temp_dir().join(unique_name("ke2e"));
     std::fs::create_dir_all(&dir).expect("dir");
     let p = dir.join("ka.conf");

@@ -100,6 +100,7 @@ fn run() -> Vec<Row> {
                 healthy: true,
             })
             .collect(),
+        options: Default::default(),
     };
     // Only 10.1.0.10 has a neighbour: keep the flows on it by giving the others weight 0.
     for b in spec.backends.iter_mut().skip(1) {

@@ -110,7 +110,8 @@ pub struct RealServerConf {
 }
 
 /// The keepalived.conf of a director: a VRRP instance on `eth0` owning the VIP, and one TCP
-/// virtual_server with Maglev (`mh`) and a health check per real server.
+/// virtual_server with Maglev over the 5-tuple (`mh` with `mh-port`: a client's connections
+/// spread over the servers) and a health check per real server.
 #[derive(Clone, Debug)]
 pub struct LbConf {
     /// The VRRP instance's name.
@@ -149,7 +150,7 @@ impl LbConf {
         let rs: String = self.real_servers.iter().map(|r| format!(" real_server {} {} {{\n{} }}\n", r.addr, r.port, r.check)).collect();
         format!(
             "vrrp_instance {instance} {{\n{role} interface eth0\n virtual_router_id {vrid}\n advert_int 1\n virtual_ipaddress {{\n{vips} }}\n{excluded}}}\n\
-virtual_server {vip} {port} {{\n delay_loop 1\n lb_algo mh\n lb_kind {lb_kind}\n protocol TCP\n{rs}}}\n"
+virtual_server {vip} {port} {{\n delay_loop 1\n lb_algo mh\n mh-port\n lb_kind {lb_kind}\n protocol TCP\n{rs}}}\n"
         )
     }
 }
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(
             c.text(),
             "vrrp_instance VI_T {\n @b state BACKUP\n @b priority 100\n interface eth0\n virtual_router_id 9\n advert_int 1\n virtual_ipaddress {\n 198.18.0.100/24\n }\n virtual_ipaddress_excluded {\n fd00:198:18::100/64\n }\n}\n\
-virtual_server 198.18.0.100 80 {\n delay_loop 1\n lb_algo mh\n lb_kind DR\n protocol TCP\n real_server 198.18.0.11 80 {\n  TCP_CHECK {\n   connect_timeout 1\n  }\n  retry 1\n  delay_before_retry 0\n }\n}\n"
+virtual_server 198.18.0.100 80 {\n delay_loop 1\n lb_algo mh\n mh-port\n lb_kind DR\n protocol TCP\n real_server 198.18.0.11 80 {\n  TCP_CHECK {\n   connect_timeout 1\n  }\n  retry 1\n  delay_before_retry 0\n }\n}\n"
         );
     }
 }

@@ -240,7 +240,7 @@ impl Lab {
         );
         for (port, checker) in SERVICES {
             let checker = checker.replace("TIMING ", &timing());
-            text.push_str(&format!("virtual_server {VIP} {port} {{\n delay_loop {DELAY_LOOP}\n lb_algo mh\n lb_kind NAT\n protocol TCP\n"));
+            text.push_str(&format!("virtual_server {VIP} {port} {{\n delay_loop {DELAY_LOOP}\n lb_algo mh\n mh-port\n lb_kind NAT\n protocol TCP\n"));
             for a in RS {
                 text.push_str(&format!(" real_server {a} 80 {{\n  {checker}\n }}\n"));
             }
@@ -427,7 +427,7 @@ fn ha_suspend_follows_the_instance_holding_the_vip() {
     let _s0 = Servers::start(&lab.rs[0], "rs0");
     let vs = |vip: &str| {
         format!(
-            "virtual_server {vip} 8001 {{\n delay_loop 0.2\n lb_algo mh\n lb_kind NAT\n protocol TCP\n ha_suspend\n real_server {} 80 {{\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n}}\n",
+            "virtual_server {vip} 8001 {{\n delay_loop 0.2\n lb_algo mh\n mh-port\n lb_kind NAT\n protocol TCP\n ha_suspend\n real_server {} 80 {{\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n}}\n",
             RS[0]
         )
     };

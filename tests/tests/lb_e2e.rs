@@ -50,11 +50,13 @@ const CLIENT: &str = "198.18.40.2";
 const RS_LAN: [&str; 3] = ["198.18.40.11", "198.18.40.12", "198.18.40.13"];
 /// Real servers behind the director (NAT).
 const RS_NAT: [&str; 3] = ["198.18.41.11", "198.18.41.12", "198.18.41.13"];
-/// The IPv6 side of the LAN (DR and TUN labs are dual-stack).
+/// The IPv6 side of the LAN (every lab is dual-stack).
 const VIP6: &str = "fd00:198:18:40::100";
 const DIRECTORS6: [&str; 2] = ["fd00:198:18:40::1", "fd00:198:18:40::3"];
 const CLIENT6: &str = "fd00:198:18:40::2";
 const RS_LAN6: [&str; 3] = ["fd00:198:18:40::11", "fd00:198:18:40::12", "fd00:198:18:40::13"];
+/// The IPv6 side of the NAT real servers' network.
+const RS_NAT6: [&str; 3] = ["fd00:198:18:41::11", "fd00:198:18:41::12", "fd00:198:18:41::13"];
 const VPORT: u16 = 8080;
 const RPORT: u16 = 80;
 
@@ -158,10 +160,10 @@ impl Drop for Lab {
 /// DR and TUN: the client, the directors and the real servers on one LAN (198.18.40.0/24); the
 /// real servers hold the VIP on loopback without answering ARP for it, and reply straight to
 /// the client. TUN real servers decapsulate with `ka decap` (this kernel has no ipip module).
-/// NAT: the client on one side of the director (198.18.40.0/24), the real servers behind it
-/// (198.18.41.0/24) with the director as their gateway, so replies come back through it.
+/// NAT: the client on one side of the director (198.18.40.0/24, fd00:198:18:40::/64), the real
+/// servers behind it (198.18.41.0/24, fd00:198:18:41::/64) with the director as their gateway,
+/// so replies come back through it.
 fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
-    assert!(!v6 || kind != Kind::Nat, "the NAT lab is IPv4 only");
     require_root();
     let mut bridges = Vec::new();
     let mut rs = Vec::new();
@@ -173,16 +175,20 @@ fn lab(kind: Kind, directors: usize, v6: bool) -> Lab {
         client = Netns::new("lc").expect("netns");
         let director = Netns::new("ld").expect("netns");
         let mut back = Bridge::new().expect("bridge");
-        netns::veth(&director, "eth0", &[&format!("{}/24", DIRECTORS[0])], &client, "eth0", &[&format!("{CLIENT}/24")]).expect("veth");
-        back.attach(&director, "eth1", &["198.18.41.1/24"]).expect("attach");
+        let (d4, d6) = (format!("{}/24", DIRECTORS[0]), format!("{}/64", DIRECTORS6[0]));
+        let (c4, c6) = (format!("{CLIENT}/24"), format!("{CLIENT6}/64"));
+        netns::veth(&director, "eth0", &[&d4, &d6], &client, "eth0", &[&c4, &c6]).expect("veth");
+        back.attach(&director, "eth1", &["198.18.41.1/24", "fd00:198:18:41::1/64"]).expect("attach");
         client.run(&["ip", "route", "add", "default", "via", DIRECTORS[0]]).expect("route");
+        client.run(&["ip", "-6", "route", "add", "default", "via", DIRECTORS6[0]]).expect("route");
         // NAT needs forwarding, as IPVS NAT does: the real servers' replies are routed back to
         // the client through the director (DR and TUN labs leave it off).
-        director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
-        for (i, addr) in RS_NAT.iter().enumerate() {
+        director.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]).expect("forwarding");
+        for (i, (addr, addr6)) in RS_NAT.iter().zip(RS_NAT6).enumerate() {
             let ns = Netns::new(&format!("r{i}")).expect("netns");
-            back.attach(&ns, "eth0", &[&format!("{addr}/24")]).expect("attach");
+            back.attach(&ns, "eth0", &[&format!("{addr}/24"), &format!("{addr6}/64")]).expect("attach");
             ns.run(&["ip", "route", "add", "default", "via", "198.18.41.1"]).expect("route");
+            ns.run(&["ip", "-6", "route", "add", "default", "via", "fd00:198:18:41::1"]).expect("route");
             full_checksums(&ns, "eth0").expect("checksums");
             rs.push(ns);
         }
@@ -249,10 +255,10 @@ impl Lab {
     }
 
     fn real_servers(&self) -> [&'static str; 3] {
-        if self.v6 {
-            RS_LAN6
-        } else {
-            self.kind.real_servers()
+        match (self.v6, self.kind) {
+            (true, Kind::Nat) => RS_NAT6,
+            (true, _) => RS_LAN6,
+            (false, kind) => kind.real_servers(),
         }
     }
 
@@ -509,7 +515,7 @@ fn tun_distribution_health_and_recovery() {
 /// The real server the pure Maglev table of userspace gives the client's flow from `sport`,
 /// with the servers in `up` at weight 1 (what the datapath must choose for a flow it has not
 /// seen).
-fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
+fn maglev_choice(kind: Kind, v6: bool, servers: [&str; 3], up: &[usize], sport: u16) -> usize {
     use ka::lb::{BackendSpec, L4Proto, Method, Scheduler, ServiceSpec};
     let method = match kind {
         Kind::Nat => Method::Nat,
@@ -523,11 +529,12 @@ fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
         scheduler: Scheduler::Maglev,
         persistence: None,
         master_slot: None,
-        backends: if v6 { RS_LAN6 } else { kind.real_servers() }
+        backends: servers
             .iter()
             .enumerate()
             .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
             .collect(),
+        options: Default::default(),
     };
     let table = ka::lb::writer::service_table(&spec);
     let bytes = |a: &str| match a.parse::<std::net::IpAddr>().expect("ip") {
@@ -554,7 +561,7 @@ fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
 /// Every probe flow went where userspace's Maglev table for the servers `up` sends it.
 fn assert_maglev(lab: &Lab, got: &HashMap<u16, usize>, up: &[usize], when: &str) {
     let kind = lab.kind;
-    let wrong: Vec<_> = got.iter().filter(|&(&p, &s)| maglev_choice(kind, lab.v6, up, p) != s).collect();
+    let wrong: Vec<_> = got.iter().filter(|&(&p, &s)| maglev_choice(kind, lab.v6, lab.real_servers(), up, p) != s).collect();
     assert!(wrong.is_empty(), "{kind:?} {when}: (client port, server) not where the Maglev table sends them: {wrong:?}");
 }
 
@@ -691,6 +698,14 @@ fn dr_vrrp_failover_keeps_connections() {
     let counts = lab.connect_many(30);
     assert_eq!(counts.iter().sum::<usize>(), 30, "new connections through the new master: {counts:?}");
     ka1.stop().expect("stop");
+}
+
+/// NAT over IPv6: destination and port translated to IPv6 real servers behind the director,
+/// their replies translated back to the VIP, Maglev distribution, stickiness and draining as
+/// over IPv4.
+#[test]
+fn nat6_stickiness_and_draining() {
+    stickiness_and_draining(Kind::Nat, true);
 }
 
 /// DR over IPv6: the same as over IPv4, with the service on an IPv6 VIP.

@@ -125,6 +125,7 @@ fn svc(vip: &str, port: u16, proto: L4Proto, rs: &str, rs_port: u16, method: Met
             method,
             healthy: true,
         }],
+        options: Default::default(),
     }
 }
 

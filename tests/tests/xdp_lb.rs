@@ -208,6 +208,7 @@ fn svc(
             method,
             healthy: true,
         }],
+        options: Default::default(),
     }
 }
 

@@ -48,7 +48,66 @@ pub fn check(
     check_instances(cfg, removed_scripts, ifaces, d);
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
+    fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
+    served_by_ka(cfg, d);
+}
+
+/// keepalived's label of a virtual server in its messages (`[ADDR]:PORT`, `FWM N`, `group G`).
+fn vs_label(key: &VsKey) -> String {
+    match key {
+        VsKey::Addr { addr, port } => format!("[{addr}]:{port}"),
+        VsKey::Fwmark(m) => format!("FWM {m}"),
+        VsKey::Group(g) => format!("group {g}"),
+    }
+}
+
+/// What keepalived 2.2.7 corrects in a virtual server before running it (`validate_check_config`
+/// in check_data.c), corrected the same way with a warning: `ha_suspend` on a fwmark service is
+/// cleared, `ops` on a service that is not UDP is reset, and a service on port 0 (or a group
+/// with a port-0 entry) without `persistence_timeout` becomes persistent (360 s): IPVS serves
+/// all ports only with persistence.
+fn fix_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
+    let groups: HashMap<String, Vec<VsgEntry>> =
+        cfg.virtual_server_groups.iter().map(|g| (g.name.clone(), g.entries.clone())).collect();
+    for vs in &mut cfg.virtual_servers {
+        let label = vs_label(&vs.key);
+        let entries = match &vs.key {
+            VsKey::Group(g) => groups.get(g).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let has_range = entries.iter().any(|e| matches!(e, VsgEntry::Range { .. }));
+        let has_fwmark = matches!(vs.key, VsKey::Fwmark(_)) || entries.iter().any(|e| matches!(e, VsgEntry::Fwmark { .. }));
+        if vs.ha_suspend && has_fwmark {
+            d.warning(Some(vs.span), format!("virtual server {label}: cannot use ha_suspend with fwmarks - clearing ha_suspend, as keepalived 2.2 does"));
+            vs.ha_suspend = false;
+        }
+        let by_address = matches!(vs.key, VsKey::Addr { .. }) || has_range;
+        if by_address && vs.ops && vs.protocol != Protocol::Udp {
+            d.warning(Some(vs.span), format!("virtual server {label}: one packet scheduling (ops) requires UDP - resetting, as keepalived 2.2 does"));
+            vs.ops = false;
+        }
+        let port0 = match &vs.key {
+            VsKey::Addr { port, .. } => *port == 0,
+            _ => entries.iter().any(|e| matches!(e, VsgEntry::Range { port: 0, .. })),
+        };
+        if port0 && vs.persistence_timeout.is_none() {
+            d.warning(Some(vs.span), format!("virtual server {label}: zero port only valid for persistent services - setting persistence_timeout 360, as keepalived 2.2 does"));
+            vs.persistence_timeout = Some(std::time::Duration::from_secs(360));
+        }
+    }
+}
+
+/// What ka's datapath cannot serve, each at its keyword: the virtual server (or group entry)
+/// is refused alone and the others are served (the daemon logs the same refusals and `ka
+/// status` lists them).
+fn served_by_ka(cfg: &Config, d: &mut Diagnostics) {
+    for r in crate::lb::plan::plan(cfg).refused {
+        d.warning(Some(r.span), r.message());
+    }
+    for (span, message) in crate::lb::plan::approximations(cfg) {
+        d.warning(Some(span), message);
+    }
 }
 
 fn check_track_refs(
@@ -496,19 +555,12 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
                 if let Some(sp) = vs.protocol_span {
                     d.warning(Some(sp), format!("virtual server {label}: protocol specified for fwmark - protocol will be ignored"));
                 }
-                d.warning(Some(vs.span), format!("virtual server {label}: fwmark services are not supported by ka's XDP datapath; accepted, not served"));
             }
             VsKey::Group(g) if !groups.contains(g.as_str()) => {
                 d.error(
                     Some(vs.span),
                     format!("virtual_server_group {g} is not defined"),
                 );
-            }
-            VsKey::Addr { port: 0, .. } if vs.persistence_timeout.is_none() => {
-                d.error(Some(vs.span), format!("virtual server {label}: a port is required unless the service is persistent"));
-            }
-            VsKey::Addr { port: 0, .. } => {
-                d.warning(Some(vs.span), format!("virtual server {label}: all-port (port 0) services are not supported by ka's XDP datapath; accepted, not served"));
             }
             _ => {}
         }

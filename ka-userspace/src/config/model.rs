@@ -216,6 +216,15 @@ pub struct GlobalDefs {
     pub notify_fifo: Option<String>,
     /// `vrrp_notify_fifo PATH`.
     pub vrrp_notify_fifo: Option<String>,
+    /// `lvs_notify_fifo PATH`: virtual and real server state changes (`VS ...`, `RS ...`).
+    pub lvs_notify_fifo: Option<String>,
+    /// `lvs_flush`: start from empty load-balancer tables (nothing adopted from an earlier run).
+    pub lvs_flush: bool,
+    /// `lvs_flush_on_stop [VS]`.
+    pub lvs_flush_on_stop: LvsFlushOnStop,
+    /// `nftables_ipvs [TABLE]`: a `virtual_server_group` is one IPVS service in keepalived (its
+    /// entries marked with one fwmark), so its persistence spans the whole group.
+    pub nftables_ipvs: Option<String>,
     /// Where `global_defs` starts, if present.
     pub span: Option<Span>,
 }
@@ -253,9 +262,28 @@ impl Default for GlobalDefs {
             vrrp_startup_delay: Duration::ZERO,
             notify_fifo: None,
             vrrp_notify_fifo: None,
+            lvs_notify_fifo: None,
+            lvs_flush: false,
+            lvs_flush_on_stop: LvsFlushOnStop::No,
+            nftables_ipvs: None,
             span: None,
         }
     }
+}
+
+/// `lvs_flush_on_stop`: what keepalived does with its services when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LvsFlushOnStop {
+    /// Not given: each real server is removed, then its virtual server (with `omega`, the
+    /// real servers' down notifiers run).
+    #[default]
+    No,
+    /// `lvs_flush_on_stop`: everything is flushed at once (with `omega`, each virtual server's
+    /// quorum-down notifiers run, not the real servers').
+    Full,
+    /// `lvs_flush_on_stop VS`: each virtual server is removed with its real servers (notifiers
+    /// as [`LvsFlushOnStop::Full`]).
+    Vs,
 }
 
 /// A script to run, with the user to run it as.
@@ -1062,8 +1090,12 @@ pub struct VirtualServer {
     pub persistence_granularity: Option<IpAddr>,
     /// `persistence_engine`.
     pub persistence_engine: Option<String>,
-    /// `ops`.
+    /// `ops`: one-packet scheduling (UDP only).
     pub ops: bool,
+    /// `sh-port` / `mh-port` (`flag-2`): the source port is hashed with the address.
+    pub hash_port: bool,
+    /// `sh-fallback` / `mh-fallback` (`flag-1`): another server when the hashed one is unusable.
+    pub hash_fallback: bool,
     /// `ha_suspend`.
     pub ha_suspend: bool,
     /// `omega`.

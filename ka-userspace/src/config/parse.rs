@@ -35,8 +35,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "no_email_faults",
     "lvs_sync_daemon",
     "lvs_timeouts",
-    "lvs_flush",
-    "lvs_flush_on_stop",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
     "vrrp_min_garp",
@@ -45,7 +43,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "nftables_priority",
     "nftables_counters",
     "nftables_ifindex",
-    "nftables_ipvs",
     "nftables_ipvs_priority",
     "nftables_ipvs_start_fwmark",
     "vrrp_iptables",
@@ -81,7 +78,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "dbus_service_name",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
-    "lvs_notify_fifo",
     "lvs_notify_fifo_script",
     "fifo_write_vrrp_states_on_reload",
     "vrrp_netlink_cmd_rcv_bufs",
@@ -144,6 +140,11 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "notify_fifo",
     "vrrp_notify_fifo",
     "vrrp_startup_delay",
+    "lvs_notify_fifo",
+    "lvs_flush",
+    "lvs_flush_on_stop",
+    "lvs_flush_onstop",
+    "nftables_ipvs",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -219,17 +220,8 @@ pub const VRRP_SUPPORTED: &[&str] = &[
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
 pub const VS_UNSUPPORTED: &[&str] = &[
-    "flag-1",
-    "flag-2",
-    "flag-3",
-    "sh-port",
-    "sh-fallback",
-    "mh-port",
-    "mh-fallback",
-    "ops",
     "persistence_engine",
     "snmp_name",
-    "sorry_server_lvs_method",
     "ip_family",
 ];
 
@@ -260,6 +252,15 @@ pub const VS_SUPPORTED: &[&str] = &[
     "sorry_server_inhibit",
     "alpha",
     "warmup",
+    "flag-1",
+    "flag-2",
+    "flag-3",
+    "sh-port",
+    "sh-fallback",
+    "mh-port",
+    "mh-fallback",
+    "ops",
+    "sorry_server_lvs_method",
 ];
 
 /// Keywords of `real_server` that ka accepts but does not act on yet.
@@ -268,8 +269,6 @@ pub const RS_UNSUPPORTED: &[&str] = &[
     "lthreshold",
     "virtualhost",
     "snmp_name",
-    "lvs_method",
-    "lb_kind",
 ];
 
 /// Keywords of `real_server` that ka acts on.
@@ -285,6 +284,8 @@ pub const RS_SUPPORTED: &[&str] = &[
     "smtp_alert",
     "alpha",
     "warmup",
+    "lvs_method",
+    "lb_kind",
 ];
 
 /// Checker types ka runs.
@@ -314,7 +315,6 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
     "track_group",
     "bfd_instance",
     "garp_group",
-    "virtual_server_group",
     "SSL",
     "interface_up_down_delays",
 ];
@@ -329,6 +329,7 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_track_file",
     "track_file",
     "vrrp_track_process",
+    "virtual_server_group",
 ];
 
 /// What ka does, and keepalived 2.2 did before it, with a value or keyword it cannot use.
@@ -966,6 +967,33 @@ impl<'d> Cx<'d> {
                         } else {
                             self.cfg.global.vrrp_notify_fifo = Some(path);
                         }
+                    }
+                }
+                "lvs_notify_fifo" => {
+                    self.no_block(e);
+                    if self.args(e, 1, 3) {
+                        self.cfg.global.lvs_notify_fifo = Some(e.args[0].text.clone());
+                    }
+                }
+                "lvs_flush" => {
+                    self.no_block(e);
+                    self.cfg.global.lvs_flush = true;
+                }
+                "lvs_flush_on_stop" | "lvs_flush_onstop" => {
+                    self.no_block(e);
+                    match e.args.first().map(|t| t.text.as_str()) {
+                        None => self.cfg.global.lvs_flush_on_stop = LvsFlushOnStop::Full,
+                        Some("VS") => self.cfg.global.lvs_flush_on_stop = LvsFlushOnStop::Vs,
+                        Some(o) => self.err(&e.args[0], format!("unknown lvs_flush_on_stop type {o} (expected nothing or VS)")),
+                    }
+                }
+                "nftables_ipvs" => {
+                    self.no_block(e);
+                    if self.cfg.global.nftables_ipvs.is_some() {
+                        self.err(&e.kw, "ipvs nftables already specified");
+                    } else {
+                        let table = e.args.first().map_or_else(|| "keepalived_ipvs".to_owned(), |t| t.text.clone());
+                        self.cfg.global.nftables_ipvs = Some(table);
                     }
                 }
                 n if GLOBAL_UNSUPPORTED.contains(&n) => self.unsupported(e, "global_defs"),
@@ -1642,6 +1670,25 @@ impl<'d> Cx<'d> {
         true
     }
 
+    /// `sh-port`, `sh-fallback`, `mh-port`, `mh-fallback` as keepalived 2.2.7 reads them
+    /// (`lbflags_handler`): they count only after `lb_algo sh` (the `sh-` ones) or `lb_algo mh`
+    /// (the `mh-` ones); under another scheduler, or before any, they are ignored.
+    fn sched_flag(&mut self, e: &Stmt, name: &str, sched: Option<LbAlgo>, vs: &mut VirtualServer) {
+        self.no_block(e);
+        let (algo, what) = name.split_once('-').unwrap_or((name, ""));
+        match sched {
+            Some(a) if a.as_str() == algo => {
+                if what == "port" {
+                    vs.hash_port = true;
+                } else {
+                    vs.hash_fallback = true;
+                }
+            }
+            Some(a @ (LbAlgo::Sh | LbAlgo::Mh)) => self.err(&e.kw, format!("{name} applies to the {algo} scheduler, not {}", a.as_str())),
+            _ => self.err(&e.kw, format!("{name} only applies to the {algo} scheduler (set after 'lb_algo {algo}')")),
+        }
+    }
+
     fn virtual_server(&mut self, s: &Stmt) {
         let key = match s.args.first().map(|t| t.text.as_str()) {
             None => {
@@ -1697,6 +1744,8 @@ impl<'d> Cx<'d> {
             persistence_granularity: None,
             persistence_engine: None,
             ops: false,
+            hash_port: false,
+            hash_fallback: false,
             ha_suspend: false,
             omega: false,
             virtualhost: None,
@@ -1713,12 +1762,32 @@ impl<'d> Cx<'d> {
         };
         let mut rs_stmts = Vec::new();
         let mut sorry = None;
+        let mut sorry_kind = None;
+        // The scheduler as keepalived knows it when a flag is read (none before `lb_algo`).
+        let mut sched = None;
         for e in self.block(s) {
             if self.timing(e, &mut vs.timing, false) {
                 continue;
             }
             match e.name() {
-                "lb_algo" | "lvs_sched" => vs.lb_algo = self.lb_algo(e).unwrap_or(vs.lb_algo),
+                "lb_algo" | "lvs_sched" => {
+                    if let Some(a) = self.lb_algo(e) {
+                        vs.lb_algo = a;
+                        sched = Some(a);
+                    }
+                }
+                "flag-1" => vs.hash_fallback = true,
+                "flag-2" => vs.hash_port = true,
+                // IPVS defines the bit, no scheduler reads it.
+                "flag-3" => {}
+                n @ ("sh-port" | "sh-fallback" | "mh-port" | "mh-fallback") => self.sched_flag(e, n, sched, &mut vs),
+                "sorry_server_lvs_method" => {
+                    if sorry.is_none() {
+                        self.err(&e.kw, "sorry_server_lvs_method used without (or before) sorry_server");
+                    } else if let Some(k) = self.lb_kind(e) {
+                        sorry_kind = Some(k);
+                    }
+                }
                 "lb_kind" | "lvs_method" => vs.lb_kind = self.lb_kind(e).unwrap_or(vs.lb_kind),
                 "protocol" => {
                     if let Some(p) = self.arg_str(e) {
@@ -1782,10 +1851,7 @@ impl<'d> Cx<'d> {
                     }
                 }
                 "sorry_server_inhibit" => vs.sorry_server_inhibit = self.arg_bool(e),
-                "ops" => {
-                    vs.ops = self.arg_bool(e);
-                    self.unsupported(e, "virtual_server");
-                }
+                "ops" => vs.ops = self.arg_bool(e),
                 "ha_suspend" => {
                     vs.ha_suspend = self.arg_bool(e);
                 }
@@ -1820,7 +1886,7 @@ impl<'d> Cx<'d> {
                     address,
                     port,
                     weight: 1,
-                    lb_kind: vs.lb_kind,
+                    lb_kind: sorry_kind.unwrap_or(vs.lb_kind),
                     notify_up: None,
                     notify_down: None,
                     uthreshold: None,
@@ -1887,10 +1953,7 @@ impl<'d> Cx<'d> {
             }
             match e.name() {
                 "weight" => rs.weight = self.arg_int(e, 0, I32).unwrap_or(1) as i32,
-                "lb_kind" | "lvs_method" => {
-                    rs.lb_kind = self.lb_kind(e).unwrap_or(rs.lb_kind);
-                    self.unsupported(e, "real_server");
-                }
+                "lb_kind" | "lvs_method" => rs.lb_kind = self.lb_kind(e).unwrap_or(rs.lb_kind),
                 "notify_up" => {
                     rs.notify_up = self.script(e);
                 }
@@ -2351,7 +2414,6 @@ impl<'d> Cx<'d> {
     }
 
     fn vs_group(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let name = self.name_arg(s);
         let mut g = VirtualServerGroup {
             name,

@@ -259,7 +259,7 @@ fn leniency_rules() {
         ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers[0].real_servers.is_empty()),
         ("authentication on IPv6", "vrrp_instance V6 {\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type PASS\n auth_pass x\n }\n virtual_ipaddress {\n fd00:198:18::10\n }\n}\n".into(), 4, Severity::Warning, "authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
         ("authentication without auth_pass", vi(" authentication {\n auth_type PASS\n }"), 4, Severity::Warning, "no auth_pass given; authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
-        ("AH with initial state MASTER", vi(" state MASTER\n authentication {\n auth_type AH\n auth_pass s3cret\n }"), 5, Severity::Warning, "incompatible with AH authentication; using BACKUP", |c| c.vrrp_instances[0].state == super::model::VrrpState::Backup),
+        ("AH with initial state MASTER", vi(" state MASTER\n priority 100\n authentication {\n auth_type AH\n auth_pass s3cret\n }"), 6, Severity::Warning, "incompatible with AH authentication; using BACKUP", |c| c.vrrp_instances[0].state == super::model::VrrpState::Backup),
         ("enable_script_security 0", "global_defs {\n enable_script_security 0\n}\n".into(), 2, Severity::Warning, "turns enable_script_security on", |c| c.global.enable_script_security),
         ("vrrp_strict off is still strict", "global_defs {\n vrrp_strict off\n}\n".into(), 2, Severity::Warning, "turns vrrp_strict on", |c| c.global.vrrp_strict),
         ("undefined track script", vi(" track_script {\n chk_none\n }"), 5, Severity::Warning, "track script chk_none is not defined; ignored", |c| c.vrrp_instances[0].track_scripts.is_empty()),
@@ -403,4 +403,86 @@ fn state_and_priority_default_from_each_other() {
         let vi = &l.config.vrrp_instances[0];
         assert_eq!((vi.priority, vi.state), (*prio, *state), "{body:?}");
     }
+}
+
+/// The LVS flags and methods as keepalived 2.2.7 reads them, one row each: (what, lines of
+/// the virtual server, the warning expected (empty: none), check on the model). On the old
+/// parser each of these keywords was "accepted, not supported yet" and left the model as is.
+#[test]
+fn lvs_flags_and_methods() {
+    type Check = fn(&super::model::VirtualServer) -> bool;
+    let vs = |body: &str| format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n{body}\n real_server 198.18.1.1 80 {{\n }}\n}}\n");
+    let cases: Vec<(&str, String, &str, Check)> = vec![
+        ("sh-port after lb_algo sh", vs(" lb_algo sh\n sh-port"), "", |v| v.hash_port && !v.hash_fallback),
+        ("sh-fallback after lb_algo sh", vs(" lb_algo sh\n sh-fallback"), "", |v| v.hash_fallback && !v.hash_port),
+        ("mh-port and mh-fallback after lb_algo mh", vs(" lvs_sched mh\n mh-port\n mh-fallback"), "", |v| v.hash_port && v.hash_fallback),
+        ("sh-port before lb_algo", vs(" sh-port\n lb_algo sh"), "sh-port only applies to the sh scheduler", |v| !v.hash_port),
+        ("sh-port under rr", vs(" lb_algo rr\n sh-port"), "sh-port only applies to the sh scheduler", |v| !v.hash_port),
+        ("mh-port under sh", vs(" lb_algo sh\n mh-port"), "mh-port applies to the mh scheduler, not sh", |v| !v.hash_port),
+        ("flag-1 and flag-2 whatever the scheduler", vs(" flag-1\n flag-2\n flag-3\n lb_algo mh"), "", |v| v.hash_port && v.hash_fallback),
+        ("ops on UDP", vs(" ops").replace("protocol TCP", "protocol UDP"), "", |v| v.ops),
+        ("ops on TCP is reset", vs(" ops"), "one packet scheduling (ops) requires UDP - resetting", |v| !v.ops),
+        ("port 0 made persistent", vs("").replace("198.18.0.10 80", "198.18.0.10 0"), "zero port only valid for persistent services", |v| v.persistence_timeout == Some(std::time::Duration::from_secs(360))),
+        ("real server lvs_method", vs("").replace(" real_server 198.18.1.1 80 {\n", " real_server 198.18.1.1 80 {\n lvs_method DR\n"), "", |v| v.real_servers[0].lb_kind == super::model::LbKind::Dr && v.lb_kind == super::model::LbKind::Nat),
+        ("sorry_server_lvs_method", vs(" lb_kind DR\n sorry_server 198.18.1.9 80\n sorry_server_lvs_method NAT"), "", |v| v.sorry_server.as_ref().map(|s| s.lb_kind) == Some(super::model::LbKind::Nat)),
+        ("sorry server defaults to the virtual server's method", vs(" sorry_server 198.18.1.9 80\n lb_kind TUN"), "", |v| matches!(v.sorry_server.as_ref().map(|s| s.lb_kind), Some(super::model::LbKind::Tun(_)))),
+        ("sorry_server_lvs_method before sorry_server", vs(" sorry_server_lvs_method DR\n sorry_server 198.18.1.9 80"), "sorry_server_lvs_method used without (or before) sorry_server", |v| v.sorry_server.as_ref().map(|s| s.lb_kind) == Some(super::model::LbKind::Nat)),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, warning, check) in &cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        let warned = l.diagnostics.iter().any(|d| d.severity == Severity::Warning && !warning.is_empty() && d.message.contains(warning));
+        if warning.is_empty() && !l.diagnostics.is_empty() {
+            failures.push(format!("{what}: expected no diagnostic, got {rendered:?}"));
+        }
+        if !warning.is_empty() && !warned {
+            failures.push(format!("{what}: no warning containing {warning:?}: {rendered:?}"));
+        }
+        if l.diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            failures.push(format!("{what}: keepalived runs it, ka has errors: {rendered:?}"));
+        }
+        if !l.config.virtual_servers.first().is_some_and(check) {
+            failures.push(format!("{what}: model check failed: {:?}; {rendered:?}", l.config.virtual_servers.first()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The LVS globals reach the model: `lvs_notify_fifo`, `lvs_flush`, both spellings of
+/// `lvs_flush_on_stop` (and its `VS` form), `nftables_ipvs` with its default table.
+#[test]
+fn lvs_globals() {
+    use super::model::{GlobalDefs, LvsFlushOnStop};
+    type Check = fn(&GlobalDefs) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("lvs_notify_fifo /run/ka-lvs.fifo", |g| g.lvs_notify_fifo.as_deref() == Some("/run/ka-lvs.fifo")),
+        ("lvs_flush", |g| g.lvs_flush),
+        ("lvs_flush_on_stop", |g| g.lvs_flush_on_stop == LvsFlushOnStop::Full),
+        ("lvs_flush_onstop VS", |g| g.lvs_flush_on_stop == LvsFlushOnStop::Vs),
+        ("nftables_ipvs", |g| g.nftables_ipvs.as_deref() == Some("keepalived_ipvs")),
+    ];
+    for (line, check) in cases {
+        let l = super::parse_str(&format!("global_defs {{\n {line}\n}}\n"), Path::new("t.conf"), &opts());
+        assert!(l.diagnostics.is_empty(), "{line}: {:?}", l.diagnostics);
+        assert!(check(&l.config.global), "{line}");
+    }
+    let l = super::parse_str("global_defs {\n lvs_flush_on_stop ALL\n}\n", Path::new("t.conf"), &opts());
+    assert!(l.diagnostics.iter().any(|d| d.message.contains("unknown lvs_flush_on_stop type ALL")), "{:?}", l.diagnostics);
+    assert_eq!(l.config.global.lvs_flush_on_stop, LvsFlushOnStop::No);
+}
+
+/// What ka's datapath refuses is a warning at the virtual server or the group entry in `ka
+/// check` (so `--strict` fails), and a `virtual_server_group` of ranges is not one any more.
+#[test]
+fn refusals_are_warnings_at_their_line() {
+    let text = "virtual_server_group g {\n 198.18.0.1-3 80\n fwmark 4\n}\nvirtual_server group g {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n}\nvirtual_server fwmark 9 {\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let warnings: Vec<(u32, String)> = l.diagnostics.iter().map(|d| (d.span.map_or(0, |s| s.line), d.message.clone())).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings[0].0, 3, "{warnings:?}");
+    assert!(warnings[0].1.contains("fwmark 4 of virtual_server_group g is not served by ka") && warnings[0].1.contains("virtual_server_group"), "{warnings:?}");
+    assert_eq!(warnings[1].0, 11, "{warnings:?}");
+    assert!(warnings[1].1.contains("FWM 9 is not served by ka (the other virtual servers are)"), "{warnings:?}");
+    assert!(l.diagnostics.iter().all(|d| d.severity == Severity::Warning));
 }

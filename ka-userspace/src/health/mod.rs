@@ -222,6 +222,8 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         backends_tx,
         runner,
         smtp,
+        fifos: crate::notify::lvs::LvsFifos::open(&[&cfg.global.notify_fifo, &cfg.global.lvs_notify_fifo].into_iter().flatten().map(String::as_str).collect::<Vec<_>>()),
+        flush_on_stop: cfg.global.lvs_flush_on_stop,
         suspend_tx,
         checks: BTreeMap::new(),
         failures: BTreeMap::new(),
@@ -337,6 +339,7 @@ fn build_services(
             dynamic.push(carried.as_ref().and_then(|c| c.dynamic));
             let (last_change, last_reason) = carried.map_or_else(|| (Instant::now(), String::new()), |c| (c.last_change, c.last_reason));
             rs_infos.push(RsInfo {
+                lvs_label: crate::notify::lvs::rs_label(rs.address, rs.port, vs),
                 notify_up: rs.notify_up.clone(),
                 notify_down: rs.notify_down.clone(),
                 smtp_alert: rs_smtp_alert(rs.smtp_alert, cfg.global.smtp_alert_checker, cfg.global.smtp_alert),
@@ -368,7 +371,7 @@ fn build_services(
             }
         };
         services.push(svc);
-        infos.push(SvcInfo { quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now(), owner });
+        infos.push(SvcInfo { lvs_label: crate::notify::lvs::vs_label(vs), quorum_up: vs.quorum_up.clone(), quorum_down: vs.quorum_down.clone(), omega: vs.omega, rs: rs_infos, sorry_since: Instant::now(), owner });
     }
     (services, infos, quorum_actions)
 }
@@ -492,6 +495,8 @@ struct CheckerStats {
 }
 
 struct RsInfo {
+    /// keepalived's label in the LVS FIFO lines.
+    lvs_label: String,
     notify_up: Option<Script>,
     notify_down: Option<Script>,
     smtp_alert: bool,
@@ -501,6 +506,8 @@ struct RsInfo {
 }
 
 struct SvcInfo {
+    /// keepalived's label in the LVS FIFO lines.
+    lvs_label: String,
     quorum_up: Option<Script>,
     quorum_down: Option<Script>,
     omega: bool,
@@ -526,6 +533,10 @@ struct Owner {
     backends_tx: watch::Sender<BackendSet>,
     runner: Runner,
     smtp: Option<SmtpConfig>,
+    /// `notify_fifo` / `lvs_notify_fifo`: the `VS` and `RS` lines.
+    fifos: crate::notify::lvs::LvsFifos,
+    /// `lvs_flush_on_stop`: which notifiers run at shutdown.
+    flush_on_stop: crate::config::model::LvsFlushOnStop,
     suspend_tx: Vec<(String, watch::Sender<bool>)>,
     /// Checks per checker keyword, and [`TOTAL`].
     checks: BTreeMap<&'static str, u64>,
@@ -606,7 +617,12 @@ impl Owner {
                 self.tasks.abort_all();
                 for vs in 0..self.services.len() {
                     let omega = self.infos[vs].omega;
-                    let actions = self.services[vs].shutdown(omega);
+                    // keepalived's clear_services: removing each real server runs their down
+                    // notifiers; a flush (lvs_flush_on_stop) runs the virtual server's instead.
+                    let actions = match self.flush_on_stop {
+                        crate::config::model::LvsFlushOnStop::No => self.services[vs].shutdown(omega),
+                        _ => self.services[vs].shutdown_flushed(omega),
+                    };
                     self.carry_out(vs, actions);
                 }
                 self.publish();
@@ -701,6 +717,7 @@ impl Owner {
         let env = BuildEnv { ctx: &self.ctx, suspend_tx: &suspend_tx, result_tx: &self.result_tx, generation: self.generation, rt: &rt };
         let mut tasks = JoinSet::new();
         let (services, infos, quorum_actions) = build_services(cfg, &env, &mut tasks, &mut carry, &quorum, &|_, _| None);
+        self.flush_on_stop = cfg.global.lvs_flush_on_stop;
         self.tasks = tasks;
         self.services = services;
         self.infos = infos;
@@ -721,6 +738,8 @@ impl Owner {
                     let up = matches!(a, Action::RealServerUp { .. });
                     let spec = &self.services[vs].spec().real_servers[rs];
                     let who = format!("[{}]:{}", spec.addr, spec.port);
+                    let line = crate::notify::lvs::rs_line(&self.infos[vs].rs[rs].lvs_label, &self.infos[vs].lvs_label, up);
+                    self.fifos.send(&line);
                     let info = &mut self.infos[vs].rs[rs];
                     info.last_change = Instant::now();
                     let script = if up { info.notify_up.clone() } else { info.notify_down.clone() };
@@ -740,6 +759,7 @@ impl Owner {
                 Action::QuorumUp { .. } | Action::QuorumDown { .. } => {
                     let up = matches!(a, Action::QuorumUp { .. });
                     self.infos[vs].sorry_since = Instant::now();
+                    self.fifos.send(&crate::notify::lvs::vs_line(&self.infos[vs].lvs_label, up));
                     let script = if up { self.infos[vs].quorum_up.clone() } else { self.infos[vs].quorum_down.clone() };
                     if let Some(s) = script {
                         self.run_script(&s, if up { "quorum_up" } else { "quorum_down" });

@@ -303,8 +303,10 @@ impl ServiceFsm {
         }
     }
 
-    /// Shutdown. With `omega`, the down notifiers run for the live real servers and
-    /// `quorum_down` for a service that had quorum (keepalived's `omega`); without, nothing.
+    /// Shutdown as keepalived 2.2.7 removes a virtual server without `lvs_flush_on_stop`
+    /// (`clear_service_vs` in check/ipwrapper.c): each live real server is removed, and with
+    /// `omega` its down notifiers run; the virtual server's own notifiers do not. Without
+    /// `omega`, nothing runs.
     pub fn shutdown(&mut self, omega: bool) -> Vec<Action> {
         if !omega {
             return Vec::new();
@@ -313,8 +315,18 @@ impl ServiceFsm {
         for rs in 0..self.rs.len() {
             self.change_state(rs, false, &mut actions);
         }
-        self.update_quorum(&mut actions);
         actions
+    }
+
+    /// Shutdown under `lvs_flush_on_stop` (keepalived flushes instead of removing each real
+    /// server): with `omega`, the virtual server's quorum-down notifiers run, whatever its
+    /// quorum was (`update_vs_notifies(vs, stopping)`), and no real server's.
+    pub fn shutdown_flushed(&mut self, omega: bool) -> Vec<Action> {
+        self.quorum_up = false;
+        if !omega {
+            return Vec::new();
+        }
+        vec![Action::QuorumDown { weight_sum: self.weight_sum() }]
     }
 
     /// What the datapath should hold for this service now.
@@ -550,14 +562,21 @@ mod tests {
         assert_eq!(s.checker_changed(0, 0, true, None), vec![Action::RealServerUp { rs: 0 }, Action::QuorumUp { weight_sum: 1 }]);
     }
 
-    /// `omega`: shutdown runs the down notifiers and quorum_down; without it, nothing runs.
+    /// `omega`: shutdown runs the real servers' down notifiers (keepalived removes each real
+    /// server, and no virtual-server notifier runs then); under `lvs_flush_on_stop` the
+    /// virtual server's quorum-down notifiers run instead, even for a service without quorum;
+    /// without `omega`, nothing runs.
     #[test]
     fn omega_runs_down_notifiers_at_shutdown() {
         let mut s = svc(vec![rs(1, 1, false, 1), rs(2, 1, false, 1)], 1, 0, false, false);
         assert_eq!(s.clone().shutdown(false), vec![]);
-        assert_eq!(
-            s.shutdown(true),
-            vec![Action::RealServerDown { rs: 0 }, Action::RealServerDown { rs: 1 }, Action::QuorumDown { weight_sum: 0 }]
-        );
+        assert_eq!(s.clone().shutdown_flushed(false), vec![]);
+        assert_eq!(s.clone().shutdown_flushed(true), vec![Action::QuorumDown { weight_sum: 2 }]);
+        assert_eq!(s.shutdown(true), vec![Action::RealServerDown { rs: 0 }, Action::RealServerDown { rs: 1 }]);
+        let mut r = rs(1, 1, false, 1);
+        r.checkers_up = vec![false];
+        let mut down = svc(vec![r], 1, 0, false, false);
+        assert!(!down.quorum_up());
+        assert_eq!(down.shutdown_flushed(true), vec![Action::QuorumDown { weight_sum: 0 }]);
     }
 }

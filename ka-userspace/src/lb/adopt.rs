@@ -287,6 +287,7 @@ mod tests {
                 .iter()
                 .map(|(a, up)| BackendSpec { addr: a.parse().expect("address"), port, weight: 1, method: Method::Dr, healthy: *up })
                 .collect(),
+            options: Default::default(),
         }
     }
 

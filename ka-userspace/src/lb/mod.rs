@@ -3,9 +3,12 @@
 //! the map writer that applies a desired state to the XDP maps ([`writer::MapWriter`]).
 //!
 //! Scheduler mapping (IPVS name → datapath):
-//! - `mh` → Maglev over the 5-tuple; `sh` → Maglev over the client address; `dh` → Maglev over
-//!   the destination address. All deterministic: two directors with the same config send a
-//!   flow to the same real server, so a VRRP failover keeps connections.
+//! - `sh` and `mh` → Maglev over the client address (IPVS hashes the source address for both);
+//!   with `sh-port`/`mh-port` (`flag-2`) → Maglev over the 5-tuple (IPVS adds the source port;
+//!   the other fields are the service's); `dh` → Maglev over the destination address. All
+//!   deterministic: two directors with the same config send a flow to the same real server,
+//!   so a VRRP failover keeps connections. `sh-fallback`/`mh-fallback` (`flag-1`): a flow whose
+//!   table slot names an unusable server probes further slots ([`ServiceOptions::fallback`]).
 //! - `rr`, `wrr` → a per-CPU cursor over an interleaved weighted round-robin schedule, for new
 //!   flows only (established flows follow the connection table).
 //! - `lc`, `wlc` (and `sed`, `nq`) → approximated by `wrr` over the configured weights: the
@@ -13,8 +16,10 @@
 //! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
 
 pub mod adopt;
+pub mod flush;
 pub mod maglev;
 pub mod nexthop;
+pub mod plan;
 pub mod resolver;
 pub mod vrrp_fast;
 pub mod writer;
@@ -116,7 +121,8 @@ impl L4Proto {
 pub struct BackendSpec {
     /// Address (same family as the VIP).
     pub addr: IpAddr,
-    /// Port (NAT translates to it; DR and TUN need it equal to the virtual port).
+    /// Port (NAT translates to it, 0: keeps the packet's port; DR and TUN keep the packet's
+    /// port whatever this says, as IPVS does).
     pub port: u16,
     /// Weight; 0 drains (no new flows, existing ones continue).
     pub weight: u32,
@@ -135,13 +141,14 @@ pub struct Persistence {
     pub prefix_len: u8,
 }
 
-/// One service: a (VIP, port, protocol) — a `virtual_server`, or one address and port of a
-/// `virtual_server_group` (each member is its own service with the same spec).
+/// One service: a `virtual_server`, answering on (VIP, port, protocol) and, for a
+/// `virtual_server_group`, on the further addresses and ports in
+/// [`ServiceOptions::also`]: one id, one scheduling table and one set of real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// Virtual address.
     pub vip: IpAddr,
-    /// Virtual port (0 is refused: all-port services are not implemented).
+    /// Virtual port (0: all ports of the address, for a persistent service).
     pub port: u16,
     /// Protocol.
     pub proto: L4Proto,
@@ -154,6 +161,45 @@ pub struct ServiceSpec {
     pub master_slot: Option<u32>,
     /// Real servers.
     pub backends: Vec<BackendSpec>,
+    /// Further keys and the IPVS service flags.
+    pub options: ServiceOptions,
+}
+
+/// What a service adds to its first (VIP, port): the other members of its group and IPVS's
+/// service flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// Further keys served as the same service (the other addresses and ports of a
+    /// `virtual_server_group`; port 0: every port of that address). Same family as `vip`.
+    pub also: Vec<Member>,
+    /// `ops`: one-packet scheduling; each UDP datagram is scheduled on its own and never
+    /// recorded in the connection table.
+    pub one_packet: bool,
+    /// `sh-fallback` / `mh-fallback`: a flow whose table slot names a server that cannot be
+    /// used probes further slots instead of getting no server.
+    pub fallback: bool,
+    /// The persistence template is the service's (IPVS's fwmark template): a client keeps its
+    /// real server across every address and port of the service, not per (VIP, port).
+    pub persist_service_wide: bool,
+}
+
+/// One (VIP, port) a service answers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Virtual address.
+    pub vip: IpAddr,
+    /// Port (0: every port of the address).
+    pub port: u16,
+    /// Mastership slot of the VRRP instance holding `vip` (`None`: always served).
+    pub master_slot: Option<u32>,
+}
+
+impl ServiceSpec {
+    /// Every key of the service: the first (`vip`, `port`, `master_slot`), then
+    /// [`ServiceOptions::also`].
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        std::iter::once(Member { vip: self.vip, port: self.port, master_slot: self.master_slot }).chain(self.options.also.iter().copied())
+    }
 }
 
 /// A static next hop for the neighbour map (used when `bpf_fib_lookup` has no answer).

@@ -14,13 +14,14 @@ use aya::{
 };
 use ka_common::lb::{
     prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
-    ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_LB, G_NAT,
+    ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
     MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR,
     METHOD_NAT, METHOD_TUN, NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SCHED_DST_HASH, SCHED_MAGLEV,
-    SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_PERSIST, TABLES_MAP,
+    SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS, SVC_F_FALLBACK,
+    SVC_F_OPS, SVC_F_PERSIST, SVC_F_PERSIST_SERVICE, TABLES_MAP,
 };
 
-use super::{addr16, maglev, DesiredState, LbError, Method, Scheduler, ServiceSpec};
+use super::{addr16, maglev, DesiredState, LbError, Member, Method, Scheduler, ServiceSpec};
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> LbError {
     move |e| LbError::Map {
@@ -66,17 +67,16 @@ pub fn service_key(s: &ServiceSpec) -> ServiceKey {
 /// Checks a service against what the datapath implements.
 ///
 /// # Errors
-/// Port 0, mixed families, DR/TUN with a real-server port other than the virtual port.
+/// A real server or key of another address family than the service's first key (DR and TUN
+/// real servers may name another port: as with IPVS, the packet keeps its port).
 pub fn check_service(s: &ServiceSpec) -> Result<(), LbError> {
     let bad = |reason: &str| LbError::Invalid {
         vip: s.vip,
         port: s.port,
         reason: reason.into(),
     };
-    if s.port == 0 {
-        return Err(bad(
-            "port 0 (all-port) services are not supported by the XDP datapath",
-        ));
+    if let Some(m) = s.options.also.iter().find(|m| m.vip.is_ipv4() != s.vip.is_ipv4()) {
+        return Err(bad(&format!("address {} is of another address family", m.vip)));
     }
     for b in &s.backends {
         if b.addr.is_ipv4() != s.vip.is_ipv4() {
@@ -85,14 +85,43 @@ pub fn check_service(s: &ServiceSpec) -> Result<(), LbError> {
                 b.addr
             )));
         }
-        if b.method != Method::Nat && b.port != s.port {
-            return Err(bad(&format!(
-                "real server {} port {}: DR and TUN cannot change the port",
-                b.addr, b.port
-            )));
-        }
     }
     Ok(())
+}
+
+/// The `SVC_F_*` flags a service's keys share ([`key_value`] adds the per-key ones).
+pub fn service_flags(s: &ServiceSpec) -> u8 {
+    let mut f = 0;
+    if s.persistence.is_some() {
+        f |= SVC_F_PERSIST;
+        if s.options.persist_service_wide {
+            f |= SVC_F_PERSIST_SERVICE;
+        }
+    }
+    if s.options.one_packet {
+        f |= SVC_F_OPS;
+    }
+    if s.options.fallback {
+        f |= SVC_F_FALLBACK;
+    }
+    f
+}
+
+/// The value one key of a service holds: the service's, with the key's mastership slot and,
+/// on a port-0 key, [`SVC_F_ALL_PORTS`] (pure).
+pub fn key_value(service: &ServiceValue, member: &Member) -> ServiceValue {
+    let mut v = *service;
+    v.master_slot = member.master_slot.unwrap_or(NO_MASTER_SLOT);
+    if member.port == 0 {
+        v.flags |= SVC_F_ALL_PORTS;
+    }
+    v
+}
+
+/// The map key of one member of a service.
+pub fn member_key(member: &Member, proto: super::L4Proto) -> ServiceKey {
+    let (addr, family) = addr16(member.vip);
+    ServiceKey { addr, port: member.port.to_be_bytes(), proto: proto.number(), family }
 }
 
 /// The scheduling table of a service: backend positions in `s.backends` (pure).
@@ -119,6 +148,8 @@ pub fn service_table(s: &ServiceSpec) -> Vec<u32> {
 #[derive(Debug, Default)]
 pub struct MapWriter {
     services: HashMap<ServiceKey, SvcState>,
+    /// What each key of the service maps holds (every member of every service).
+    keys: HashMap<ServiceKey, ServiceValue>,
     /// What each service id's two banks hold (kept after the id is freed: the map still holds
     /// it).
     banks: HashMap<u32, [Vec<u32>; 2]>,
@@ -301,6 +332,7 @@ impl MapWriter {
         }
         let mut live_backends = HashSet::new();
         let mut live_services = HashSet::new();
+        let mut live_keys = HashSet::new();
         let mut any_nat = false;
         for s in &desired.services {
             let key = service_key(s);
@@ -367,17 +399,15 @@ impl MapWriter {
                 Scheduler::RoundRobin => SCHED_ROUND_ROBIN,
             };
             value.master_slot = s.master_slot.unwrap_or(NO_MASTER_SLOT);
-            if let Some(slot) = s.master_slot {
-                if slot >= MAX_MASTER_SLOTS {
-                    return Err(LbError::Full {
-                        what: "mastership slots",
-                        max: MAX_MASTER_SLOTS,
-                    });
-                }
+            if s.members().any(|m| m.master_slot.is_some_and(|slot| slot >= MAX_MASTER_SLOTS)) {
+                return Err(LbError::Full {
+                    what: "mastership slots",
+                    max: MAX_MASTER_SLOTS,
+                });
             }
+            value.flags = service_flags(s);
             match s.persistence {
                 Some(p) => {
-                    value.flags = SVC_F_PERSIST;
                     value.persist_timeout_s = u32::try_from(p.timeout.as_secs())
                         .unwrap_or(u32::MAX)
                         .max(1);
@@ -385,7 +415,6 @@ impl MapWriter {
                     value.persist_mask = prefix_mask(p.prefix_len, len);
                 }
                 None => {
-                    value.flags = 0;
                     value.persist_timeout_s = 0;
                     value.persist_mask = [0; 16];
                 }
@@ -395,10 +424,8 @@ impl MapWriter {
             let table_same =
                 !is_new && banks[active] == table && value.len[active] as usize == table.len();
             if table_same {
-                // Only scalar fields may have changed: replace the value, same bank.
-                if self.services.get(&key).map(|st| st.value) != Some(value) {
-                    insert_service(ebpf, &key, &value)?;
-                }
+                // Only scalar fields may have changed: replace the values that did, same bank.
+                write_members(ebpf, &mut self.keys, s, &value, &mut live_keys)?;
             } else {
                 let inactive = 1 - active;
                 let changed = maglev::changed_slots(&banks[inactive], &table);
@@ -419,7 +446,7 @@ impl MapWriter {
                 banks[inactive] = shadow;
                 value.len[inactive] = table.len() as u32;
                 value.bank = inactive as u32;
-                insert_service(ebpf, &key, &value)?;
+                write_members(ebpf, &mut self.keys, s, &value, &mut live_keys)?;
                 report.services_flipped += 1;
             }
             self.services.insert(key, SvcState { value });
@@ -432,11 +459,16 @@ impl MapWriter {
             .copied()
             .collect();
         for key in gone {
-            remove_service(ebpf, &key)?;
             if let Some(st) = self.services.remove(&key) {
                 self.free_services.push(st.value.id);
             }
             report.services_removed += 1;
+        }
+        // Keys no service holds any more (after every live one was rewritten).
+        let stale: Vec<ServiceKey> = self.keys.keys().filter(|k| !live_keys.contains(*k)).copied().collect();
+        for key in stale {
+            remove_service(ebpf, &key)?;
+            self.keys.remove(&key);
         }
         // Removed backends: zeroed after the tables stopped naming them.
         let dead: Vec<(BackendIdent, u32)> = self
@@ -467,9 +499,12 @@ impl MapWriter {
             let mut arr: Array<_, Globals> =
                 Array::try_from(map_mut(ebpf, GLOBALS_MAP)?).map_err(map_err(GLOBALS_MAP))?;
             let mut g = arr.get(&0, 0).map_err(map_err(GLOBALS_MAP))?;
-            g.flags &= !(G_LB | G_NAT);
+            g.flags &= !(G_LB | G_NAT | G_ANY_PORT);
             if !desired.services.is_empty() {
                 g.flags |= G_LB;
+            }
+            if live_keys.iter().any(|k: &ServiceKey| k.port == [0; 2]) {
+                g.flags |= G_ANY_PORT;
             }
             if any_nat {
                 g.flags |= G_NAT;
@@ -550,6 +585,27 @@ impl MapWriter {
         arr.set(slot, u32::from(master), 0)
             .map_err(map_err(MASTER_MAP))
     }
+}
+
+/// Writes the value of every member of service `s` (from the service's `value`, [`key_value`])
+/// whose map entry differs from what `written` says it holds, and records them as live.
+fn write_members(
+    ebpf: &mut Ebpf,
+    written: &mut HashMap<ServiceKey, ServiceValue>,
+    s: &ServiceSpec,
+    value: &ServiceValue,
+    live: &mut HashSet<ServiceKey>,
+) -> Result<(), LbError> {
+    for m in s.members() {
+        let key = member_key(&m, s.proto);
+        let v = key_value(value, &m);
+        if written.get(&key) != Some(&v) {
+            insert_service(ebpf, &key, &v)?;
+            written.insert(key, v);
+        }
+        live.insert(key);
+    }
+    Ok(())
 }
 
 /// Writes a service into its family's map (one element replaced at once: readers see the old or
@@ -649,6 +705,7 @@ mod tests {
                     healthy: *h,
                 })
                 .collect(),
+            options: Default::default(),
         }
     }
 
@@ -689,18 +746,42 @@ mod tests {
         assert_eq!(t, vec![0, 0, 1]);
     }
 
+    /// Mixed families are refused. Port 0 (every port) is a service; a DR real server on
+    /// another port is accepted, as keepalived forces IPVS's DR/TUN destination port to the
+    /// virtual one (the packet keeps its port); NAT translates to the real server's.
     #[test]
-    fn checks_refuse_port_zero_mixed_family_and_dr_port_change() {
+    fn checks_refuse_mixed_families_only() {
         let mut s = svc(Scheduler::Maglev, &[("198.18.10.1", 1, true)]);
         s.port = 0;
-        assert!(check_service(&s).is_err());
+        assert!(check_service(&s).is_ok(), "port 0");
         let mut s = svc(Scheduler::Maglev, &[("fd00::1", 1, true)]);
-        assert!(check_service(&s).is_err());
+        assert!(check_service(&s).is_err(), "IPv6 real server of an IPv4 service");
         s.backends[0].addr = "198.18.10.1".parse().expect("address");
         s.backends[0].port = 8080;
-        assert!(check_service(&s).is_err());
-        s.backends[0].method = Method::Nat;
-        assert!(check_service(&s).is_ok());
+        assert!(check_service(&s).is_ok(), "DR real server on another port");
+        s.options.also.push(Member { vip: "fd00::9".parse().expect("address"), port: 80, master_slot: None });
+        assert!(check_service(&s).is_err(), "IPv6 key in an IPv4 service");
+    }
+
+    /// The flags of a service reach every key; a port-0 key adds all-ports; each key carries
+    /// its own mastership slot.
+    #[test]
+    fn key_values_carry_service_flags_and_their_own_slot() {
+        let mut s = svc(Scheduler::SourceHash, &[("198.18.10.1", 1, true)]);
+        assert_eq!(service_flags(&s), 0);
+        s.options.one_packet = true;
+        s.options.fallback = true;
+        s.options.persist_service_wide = true;
+        assert_eq!(service_flags(&s), SVC_F_OPS | SVC_F_FALLBACK, "service-wide persistence needs persistence");
+        s.persistence = Some(crate::lb::Persistence { timeout: std::time::Duration::from_secs(60), prefix_len: 32 });
+        assert_eq!(service_flags(&s), SVC_F_OPS | SVC_F_FALLBACK | SVC_F_PERSIST | SVC_F_PERSIST_SERVICE);
+        let base = ServiceValue { id: 7, flags: SVC_F_PERSIST, master_slot: 9, ..Default::default() };
+        let any = Member { vip: "198.18.0.1".parse().expect("address"), port: 0, master_slot: Some(2) };
+        let web = Member { port: 80, master_slot: None, ..any };
+        assert_eq!(key_value(&base, &any), ServiceValue { flags: SVC_F_PERSIST | SVC_F_ALL_PORTS, master_slot: 2, ..base });
+        assert_eq!(key_value(&base, &web), ServiceValue { master_slot: NO_MASTER_SLOT, ..base });
+        assert_eq!(member_key(&any, crate::lb::L4Proto::Udp).port, [0, 0]);
+        assert_eq!(member_key(&web, crate::lb::L4Proto::Udp).proto, 17);
     }
 
     #[test]

@@ -95,8 +95,10 @@ fn fixture() -> StatusReport {
             packets: 30,
             bytes: 3000,
             backends: vec![backend(1, 1, 20), backend(2, 0, 10)],
+            also: vec![],
         }],
         host: vec![],
+        refused: vec![],
         runtime_overrides: vec![],
         reloads: ReloadStats { total: 2, failed: 1, last_success: false, last_success_unix_s: 1_700_000_000 },
     }

@@ -1,8 +1,9 @@
 //! Notifications of state changes, as keepalived sends them: notify scripts (with keepalived's
 //! arguments, run as `script_user`, refused when unsafe under `enable_script_security`), the
-//! notify FIFO (keepalived's line format) and SMTP alerts.
+//! notify FIFOs (keepalived's line formats, VRRP and LVS) and SMTP alerts.
 
 pub mod fifo;
+pub mod lvs;
 pub mod script;
 pub mod smtp;
 
