@@ -76,6 +76,8 @@ struct Jitter {
     max_gap_ns: i64,
     /// Those longer than the lateness bound.
     late: usize,
+    /// When the largest gap ended, ns.
+    max_gap_end_ns: i64,
 }
 
 /// Every instance's gaps between consecutive adverts (`adverts` sorted by key, then time) that
@@ -95,7 +97,9 @@ fn jitter(adverts: &[Advert], from_ns: i64, to_ns: i64, end_ns: i64, late_ns: i6
             if let Some(p) = prev {
                 if at >= from_ns && p <= to_ns {
                     j.gaps += 1;
-                    j.max_gap_ns = j.max_gap_ns.max(at - p);
+                    if at - p > j.max_gap_ns {
+                        (j.max_gap_ns, j.max_gap_end_ns) = (at - p, at);
+                    }
                     j.late += usize::from(at - p > late_ns);
                 }
             }
@@ -104,7 +108,9 @@ fn jitter(adverts: &[Advert], from_ns: i64, to_ns: i64, end_ns: i64, late_ns: i6
         }
         if let Some(p) = prev.filter(|p| *p <= to_ns && end_ns - p > late_ns) {
             j.gaps += 1;
-            j.max_gap_ns = j.max_gap_ns.max(end_ns - p);
+            if end_ns - p > j.max_gap_ns {
+                (j.max_gap_ns, j.max_gap_end_ns) = (end_ns - p, end_ns);
+            }
             j.late += 1;
         }
         j.instances += usize::from(heard);
@@ -373,10 +379,11 @@ fn measure(
     let steady = jitter(&adverts, start_ns + adv_ns, from_ns - adv_ns, from_ns, late_ns);
     let during = jitter(&adverts, from_ns, to_ns + adv_ns, end_ns, late_ns);
     eprintln!(
-        "    reload took {:.0} ms; {} adverts captured ({drops} dropped by the capture); during it: max gap {:.1} ms, {} late",
+        "    reload took {:.0} ms; {} adverts captured ({drops} dropped by the capture); during it: max gap {:.1} ms ending {:.0} ms after the request, {} late",
         took.as_secs_f64() * 1e3,
         adverts.len(),
         during.max_gap_ns as f64 / 1e6,
+        (during.max_gap_end_ns - from_ns) as f64 / 1e6,
         during.late
     );
     Ok((took, steady, during, drops))
@@ -446,7 +453,10 @@ fn instances(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
                 drops,
             });
         }
+        let log = KaDaemon::log_file(d.instance());
         d.stop()?;
+        // The log of 65,024 instances is about 100 MB.
+        let _ = std::fs::remove_file(log);
         Ok(rows)
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -649,10 +659,10 @@ mod tests {
         let ms = 1_000_000;
         let j = jitter(&v, 1500 * ms, 2500 * ms, 3600 * ms, 1500 * ms);
         // Instance 1 sends nothing inside the window, only its late gap overlaps it.
-        assert_eq!(j, Jitter { instances: 1, gaps: 3, max_gap_ns: 1600 * ms, late: 1 });
+        assert_eq!(j, Jitter { instances: 1, gaps: 3, max_gap_ns: 1600 * ms, late: 1, max_gap_end_ns: 2600 * ms });
         // Before the late advert: no lateness.
         let j = jitter(&v, 0, 900 * ms, 3600 * ms, 1500 * ms);
-        assert_eq!(j, Jitter { instances: 2, gaps: 2, max_gap_ns: 1000 * ms, late: 0 });
+        assert_eq!(j, Jitter { instances: 2, gaps: 2, max_gap_ns: 1000 * ms, late: 0, max_gap_end_ns: 1000 * ms });
     }
 
     /// An instance that stops sending is late from its last advert to the end of the capture.
@@ -661,7 +671,7 @@ mod tests {
         let v = vec![a(1, 0), a(1, 1000)];
         let ms = 1_000_000;
         let j = jitter(&v, 500 * ms, 1500 * ms, 5000 * ms, 1500 * ms);
-        assert_eq!(j, Jitter { instances: 1, gaps: 2, max_gap_ns: 4000 * ms, late: 1 });
+        assert_eq!(j, Jitter { instances: 1, gaps: 2, max_gap_ns: 4000 * ms, late: 1, max_gap_end_ns: 5000 * ms });
     }
 
     /// The man page's text, without use_vmac and with test-range VIPs; the extra instance.

@@ -82,23 +82,27 @@ pub fn spawn(keys: BTreeSet<TrackKey>, globals: &EngineGlobals, netlink: Netlink
     if !ifaces.is_empty() {
         tokio::spawn(interfaces(ifaces, netlink, tx.clone()));
     }
+    // By name, once: a linear search per key is quadratic with tens of thousands of trackers.
+    let scripts: HashMap<&str, &ScriptDef> = globals.scripts.iter().rev().map(|d| (d.name.as_str(), d)).collect();
+    let files: HashMap<&str, &FileDef> = globals.files.iter().rev().map(|d| (d.name.as_str(), d)).collect();
+    let processes: HashMap<&str, &ProcessDef> = globals.processes.iter().rev().map(|d| (d.name.as_str(), d)).collect();
     for k in &keys {
         match k {
-            TrackKey::Script(n) => match globals.scripts.iter().find(|s| s.name == *n) {
+            TrackKey::Script(n) => match scripts.get(n.as_str()) {
                 Some(def) => {
-                    tokio::spawn(script(def.clone(), globals.runner.default_user, globals.runner.secure, tx.clone()));
+                    tokio::spawn(script((*def).clone(), globals.runner.default_user, globals.runner.secure, tx.clone()));
                 }
                 None => warn!(script = %n, "track_script names an unknown vrrp_script"),
             },
-            TrackKey::File(n) => match globals.files.iter().find(|f| f.name == *n) {
+            TrackKey::File(n) => match files.get(n.as_str()) {
                 Some(def) => {
-                    tokio::spawn(file(def.clone(), tx.clone()));
+                    tokio::spawn(file((*def).clone(), tx.clone()));
                 }
                 None => warn!(file = %n, "track_file names an unknown vrrp_track_file"),
             },
-            TrackKey::Process(n) => match globals.processes.iter().find(|p| p.name == *n) {
+            TrackKey::Process(n) => match processes.get(n.as_str()) {
                 Some(def) => {
-                    tokio::spawn(process(def.clone(), tx.clone()));
+                    tokio::spawn(process((*def).clone(), tx.clone()));
                 }
                 None => warn!(process = %n, "track_process names an unknown vrrp_track_process"),
             },
