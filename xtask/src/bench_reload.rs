@@ -177,7 +177,7 @@ impl TimedCapture {
         // SAFETY: every pointer in msg is valid for this call.
         let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, 0) };
         let frame = buf.get(..usize::try_from(n).ok()?)?;
-        if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 || frame.len() < 34 || frame[23] != 112 {
+        if sll.sll_pkttype == libc::PACKET_OUTGOING || frame.len() < 34 || frame[23] != 112 {
             return None;
         }
         let ihl = usize::from(frame[14] & 0x0f) * 4;
