@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -21,6 +21,9 @@ pub struct Options {
     /// Health-checker benchmark options.
     #[command(flatten)]
     pub health: crate::bench_health::Options,
+    /// Live-reload benchmark options.
+    #[command(flatten)]
+    pub reload: crate::bench_reload::Options,
     /// End-to-end benchmark: measured seconds per scenario and round.
     #[arg(long, default_value_t = 3)]
     pub e2e_secs: u32,
@@ -38,7 +41,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    const NAMES: [&str; 6] = ["xdp", "e2e", "config", "vrrp", "health", "restart"];
+    const NAMES: [&str; 7] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload"];
     if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
@@ -77,6 +80,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: kill -9 to a restarted ka that adopted the datapath and resumed as MASTER");
         let ka = crate::run::build_ka(true)?;
         crate::bench_restart::run(&ka, 10)?;
+    }
+    if want("reload") {
+        eprintln!("bench: live reload, time and advert gaps (65,024 instances; 2,000 x 20 real servers)");
+        let ka = crate::run::build_ka(true)?;
+        crate::bench_reload::run(opts.reload.clone(), &ka)?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_config;
 mod bench_health;
+mod bench_reload;
 mod bench_restart;
 mod bench_vrrp;
 mod exec;

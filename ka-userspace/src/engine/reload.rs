@@ -10,7 +10,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use super::{addr_spec, build_instance, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, SysView, SLOT_REFRESH};
+use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, SysView, SLOT_REFRESH};
 use crate::{
     reload::{held_after, InstancePlan, KeptInstance},
     vrrp::{Event, State, SyncGroup},
@@ -43,10 +43,10 @@ pub(super) fn advert_addrs(s: &InstanceSetup) -> (Vec<IpAddr>, Vec<u8>) {
 
 impl super::Engine {
     /// Applies a reload. On error nothing has changed.
-    pub(super) async fn reload(&mut self, req: ReloadRequest) -> Result<(), EngineError> {
+    /// `env` is the kernel's view, read for this reload.
+    pub(super) async fn reload(&mut self, req: ReloadRequest, env: SysView) -> Result<(), EngineError> {
         let ReloadRequest { setups, plan, globals } = req;
         self.flush().await;
-        let env = SysView::read(&self.netlink).await?;
         let old_of_new = plan.old_of_new(setups.len());
         // Everything that can fail first: new instances are resolved and the kept ones'
         // parameters checked before any running instance is touched.
@@ -81,7 +81,8 @@ impl super::Engine {
         for (o, name) in &plan.removed {
             self.delete_instance(*o, name, &held).await;
         }
-        for k in &plan.kept {
+        // An unchanged instance is left alone (its setup is equal to the new one).
+        for k in plan.kept.iter().filter(|k| !k.unchanged()) {
             if let Some(s) = setups.get(k.new) {
                 self.apply_kept(k, s, &env, &held).await;
             }
@@ -215,10 +216,7 @@ impl super::Engine {
         let i = k.old;
         let master = self.inst[i].fsm.state() == State::Master;
         let r = &self.inst[i];
-        let mut links = env.links.clone();
-        if let Some(name) = &s.vmac {
-            links.insert(name.clone(), r.vip_ifindex);
-        }
+        let links = link_of(&env.links, s.vmac.as_deref(), r.vip_ifindex);
         let vips: Vec<_> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, r.vip_ifindex, &links)).collect();
         let routes: Vec<_> = s.routes.iter().map(|x| super::route_spec(x, &links)).collect();
         let gone: Vec<_> = r.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();

@@ -62,6 +62,47 @@ pub fn prepare(path: &Path, config_id: Option<String>, current: &Config) -> Resu
     Ok(Prepared { config: Arc::new(new), plan, setups, globals, asked })
 }
 
+/// The calling thread at the lowest CPU priority (nice 19) until dropped: parsing and planning
+/// a large configuration takes seconds of CPU, and on a busy host it must yield to the VRRP
+/// engine's threads rather than share the CPU with them equally. Blocking-pool threads are
+/// reused, so the previous value comes back on drop.
+struct Nice {
+    before: Option<i32>,
+}
+
+impl Nice {
+    fn lowest() -> Nice {
+        // SAFETY: plain syscalls on the calling thread (PRIO_PROCESS with a thread id applies
+        // to that thread on Linux).
+        let tid = unsafe { libc::gettid() } as libc::id_t;
+        nix::errno::Errno::clear();
+        // SAFETY: as above.
+        let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+        if before == -1 && nix::errno::Errno::last_raw() != 0 {
+            return Nice { before: None };
+        }
+        // SAFETY: as above.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } != 0 {
+            warn!(error = %std::io::Error::last_os_error(), "reload: cannot lower the priority of the reading thread");
+            return Nice { before: None };
+        }
+        Nice { before: Some(before) }
+    }
+}
+
+impl Drop for Nice {
+    fn drop(&mut self) {
+        if let Some(before) = self.before {
+            // SAFETY: as in `lowest`; lowering the nice value back needs CAP_SYS_NICE, which the
+            // daemon has as root.
+            unsafe {
+                let tid = libc::gettid() as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, before);
+            }
+        }
+    }
+}
+
 /// Runs reloads one at a time.
 #[derive(Debug)]
 pub struct Reloader {
@@ -98,7 +139,10 @@ impl Reloader {
         let current = current.clone();
         let config_id = self.config_id.clone();
         info!(file = %path.display(), "reload: reading the configuration");
-        self.task = Some(tokio::task::spawn_blocking(move || prepare(&path, config_id, &current)));
+        self.task = Some(tokio::task::spawn_blocking(move || {
+            let _nice = Nice::lowest();
+            prepare(&path, config_id, &current)
+        }));
     }
 
     /// Whether a reload is being prepared or applied.
