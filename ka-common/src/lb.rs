@@ -146,6 +146,9 @@ pub const G_VRRP_FASTPATH: u32 = 1 << 1;
 pub const G_VRRP_DROP_UNKNOWN: u32 = 1 << 2;
 /// Global flag: NAT backends exist (look up replies in the NAT table).
 pub const G_NAT: u32 = 1 << 3;
+/// Global flag: connection sync is on and this node is MASTER of its VRRP instance: new flows
+/// are pushed to the sync ring ([`crate::sync`]). A high bit, clear of the flags above.
+pub const G_SYNC_MASTER: u32 = 1 << 8;
 
 /// Key of [`SERVICES4_MAP`]: (IPv4 VIP, port, protocol).
 // 4-aligned so the kernel side fills it with two word stores.

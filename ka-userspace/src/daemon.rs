@@ -266,6 +266,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         let set = b.borrow().clone();
         dp.update(datapath.ebpf_mut(), cfg, &set);
     }
+    // Connection sync (lvs_sync_daemon): BACKUP until the engine reports its instance MASTER.
+    let mut sync = match (&config, datapath.as_mut(), &dataplane) {
+        (Some(cfg), Some(d), Some(dp)) => crate::lb::sync::start(cfg, d.ebpf_mut(), dp.sync_index()),
+        _ => None,
+    };
     // The tables are in place: the program may now take over the pinned links of a previous run.
     if let Some(d) = datapath.as_mut() {
         d.commit()?;
@@ -293,7 +298,15 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         (Some(dp), Some(d)) => dp.counters(d.ebpf()),
                         _ => Vec::new(),
                     };
-                    let base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    let mut base = status_report(&instance, started, datapath.as_ref(), Default::default(), None, services, &findings);
+                    if let (Response::Status(r), Some(s)) = (&mut base, &sync) {
+                        let mut report = s.report();
+                        let lost = r.counters.get(ka_common::stats::Counter::SyncEventLost.name()).copied().unwrap_or(0);
+                        if lost > 0 {
+                            report.dropped.insert("ring_full".to_owned(), lost);
+                        }
+                        r.sync = Some(report);
+                    }
                     let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
                     let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
                     tokio::spawn(async move {
@@ -314,7 +327,15 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                             dataplane: dataplane.as_mut().zip(datapath.as_mut().map(Datapath::ebpf_mut)),
                         };
                         match crate::reload::apply::apply(p, targets).await {
-                            Ok(summary) => { config = Some(new); Response::Reloaded(summary) }
+                            Ok(summary) => {
+                                if let (Some(dp), Some(d)) = (dataplane.as_ref(), datapath.as_mut()) {
+                                    let states = match &engine { Some(e) => e.status().await.instances, None => Vec::new() };
+                                    let master = |name: &str| states.iter().any(|i| i.name == name && i.state == "MASTER");
+                                    crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), dp.sync_index(), master);
+                                }
+                                config = Some(new);
+                                Response::Reloaded(summary)
+                            }
                             Err(d) => crate::reload::apply::refused(d),
                         }
                     }
@@ -329,6 +350,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
                     if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
                         dp.set_master(d.ebpf_mut(), &name, master);
+                        crate::lb::sync::follow(sync.as_ref(), d.ebpf_mut(), &name, master);
                     }
                     // ha_suspend follows the instance that holds each service's address.
                     if let Some(h) = &health {
@@ -370,6 +392,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     if let Some(h) = health {
         h.shutdown().await;
+    }
+    // The ring goes with this process: the datapath left running must not keep filling it.
+    if let (Some(_), Some(d)) = (sync.take(), datapath.as_mut()) {
+        if let Err(e) = crate::lb::sync::install::set_master_flag(d.ebpf_mut(), false) {
+            warn!(error = %e, "clearing the datapath's sync flag");
+        }
     }
     // --dont-release-ipvs: the next hops' neighbour entries stay for the datapath left running.
     match dataplane {
@@ -465,6 +493,7 @@ fn status_report(
         health,
         services,
         host: findings.to_vec(),
+        sync: None,
     }))
 }
 

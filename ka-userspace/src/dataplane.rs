@@ -186,6 +186,8 @@ pub struct Dataplane {
     applied: Option<DesiredState>,
     /// Keeps the next hops of the real servers in the tables resolved.
     next_hops: Option<Resolver>,
+    /// Backend ids by real-server name, for connection sync ([`crate::lb::sync`]).
+    sync_index: tokio::sync::watch::Sender<std::sync::Arc<crate::lb::sync::SyncIndex>>,
 }
 
 impl Dataplane {
@@ -194,7 +196,8 @@ impl Dataplane {
         let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
         let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
-        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, next_hops: None }
+        let sync_index = tokio::sync::watch::Sender::new(std::sync::Arc::default());
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, next_hops: None, sync_index }
     }
 
     /// Keeps the next hop of every real server in the tables resolved through the rtnetlink
@@ -227,6 +230,12 @@ impl Dataplane {
         }
     }
 
+    /// The backends of the applied tables by real-server name, updated on every change (the
+    /// connection-sync task follows it).
+    pub fn sync_index(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<crate::lb::sync::SyncIndex>> {
+        self.sync_index.subscribe()
+    }
+
     /// Stops the next-hop resolver after it removed the neighbour entries it created.
     pub async fn shutdown(self) {
         if let Some(r) = self.next_hops {
@@ -253,6 +262,7 @@ impl Dataplane {
                 if let Some(r) = &self.next_hops {
                     r.set_backends(d.services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy).map(|b| b.addr).collect());
                 }
+                self.sync_index.send_replace(std::sync::Arc::new(crate::lb::sync::SyncIndex::build(&d, &self.writer)));
                 self.applied = Some(d);
             }
             Err(e) => warn!(error = %e, "load balancer: applying tables failed"),

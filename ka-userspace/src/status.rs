@@ -44,6 +44,9 @@ pub struct StatusReport {
     /// Host settings the services need and miss, found at start ([`crate::preflight`]).
     #[serde(default)]
     pub host: Vec<crate::preflight::Finding>,
+    /// Connection sync between directors (`lvs_sync_daemon`), when running.
+    #[serde(default)]
+    pub sync: Option<crate::lb::sync::SyncReport>,
 }
 
 impl StatusReport {
@@ -117,6 +120,9 @@ impl StatusReport {
         if let Some(h) = &self.health {
             s.push_str(&h.to_text());
         }
+        if let Some(sync) = &self.sync {
+            s.push_str(&sync.to_text());
+        }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
             let _ = writeln!(s, "  {name:<24} {v}");
@@ -143,9 +149,24 @@ mod tests {
             health: None,
             services: vec![],
             host: vec![],
+            sync: Some(crate::lb::sync::SyncReport {
+                instance: "VI_1".into(),
+                interface: "eth1".into(),
+                group: "224.0.0.81:8848".into(),
+                syncid: 51,
+                maxlen: 1472,
+                role: "backup".into(),
+                received_messages: 3,
+                received_entries: 90,
+                installed: 88,
+                dropped: BTreeMap::from([("no_real_server".to_owned(), 2)]),
+                ..Default::default()
+            }),
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");
+        assert!(t.contains("sync VI_1 via eth1 (224.0.0.81:8848, id 51): backup; sent 0 entries in 0 datagrams; received 90 entries in 3 datagrams, 88 installed\n"), "{t}");
+        assert!(t.contains("    sync dropped no_real_server: 2\n"), "{t}");
         assert!(t.contains("verdict_pass") && t.contains(" 7"), "{t}");
         assert!(t.contains("bad_ttl: 3"), "{t}");
         let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
@@ -208,6 +229,7 @@ mod tests {
                 ],
             }],
             host: vec![],
+            sync: None,
         };
         let t = r.to_text();
         assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");

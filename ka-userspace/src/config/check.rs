@@ -49,6 +49,25 @@ pub fn check(
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
     check_virtual_servers(cfg, d);
+    check_lvs_sync_daemon(cfg, ifaces, d);
+}
+
+/// `lvs_sync_daemon` follows a VRRP instance that must exist (keepalived 2.2: "Unable to find
+/// vrrp instance ... clearing lvs_syncd config"); its interface should exist (IPVS refuses to
+/// start the daemon otherwise; ka logs it and runs without sync).
+fn check_lvs_sync_daemon(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    let Some(s) = &cfg.global.lvs_sync_daemon else { return };
+    if !cfg.vrrp_instances.iter().any(|i| i.name == s.instance) {
+        d.warning(
+            Some(s.span),
+            format!("lvs_sync_daemon: no vrrp_instance {}; connection sync is off: keepalived 2.2 does the same", s.instance),
+        );
+        cfg.global.lvs_sync_daemon = None;
+        return;
+    }
+    if !ifaces.exists(&s.interface) {
+        d.warning(Some(s.span), format!("lvs_sync_daemon: interface {} doesn't exist", s.interface));
+    }
 }
 
 fn check_track_refs(

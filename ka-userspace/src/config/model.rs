@@ -216,6 +216,8 @@ pub struct GlobalDefs {
     pub notify_fifo: Option<String>,
     /// `vrrp_notify_fifo PATH`.
     pub vrrp_notify_fifo: Option<String>,
+    /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`).
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// Where `global_defs` starts, if present.
     pub span: Option<Span>,
 }
@@ -253,9 +255,33 @@ impl Default for GlobalDefs {
             vrrp_startup_delay: Duration::ZERO,
             notify_fifo: None,
             vrrp_notify_fifo: None,
+            lvs_sync_daemon: None,
             span: None,
         }
     }
+}
+
+/// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`:
+/// connection sync between directors, following the VRRP instance (MASTER sends, BACKUP
+/// receives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvsSyncDaemon {
+    /// Interface the sync datagrams go out and come in on.
+    pub interface: String,
+    /// The VRRP instance whose state decides the role.
+    pub instance: String,
+    /// `id`: the sync id (default: the instance's VRID).
+    pub syncid: Option<u8>,
+    /// `maxlen`: largest sync datagram payload (default: 1500 minus the IP and UDP headers).
+    pub maxlen: Option<u16>,
+    /// `port` (default 8848).
+    pub port: Option<u16>,
+    /// `ttl` of the multicast datagrams (default 1).
+    pub ttl: Option<u8>,
+    /// `group`: multicast group (default 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// Where it was configured.
+    pub span: Span,
 }
 
 /// A script to run, with the user to run it as.

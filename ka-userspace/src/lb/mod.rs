@@ -15,6 +15,7 @@
 pub mod maglev;
 pub mod nexthop;
 pub mod resolver;
+pub mod sync;
 pub mod vrrp_fast;
 pub mod writer;
 
