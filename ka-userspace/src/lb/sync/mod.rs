@@ -241,10 +241,53 @@ mod tests {
         }
     }
 
-    /// A sync daemon on an instance the configuration lacks is refused.
+    /// The keyword as keepalived 2.2 reads it (each message checked against `keepalived -t`):
+    /// a bad option is ignored alone with a warning at its line, the others apply; a second
+    /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface`) is ignored; one on a
+    /// missing instance turns sync off. One row per rule: (config, warnings, resulting model).
     #[test]
-    fn unknown_instance() {
-        let e = params("lvs_sync_daemon eth1 VI_9").expect_err("no such instance");
-        assert!(e.to_string().contains("VI_9"), "{e}");
+    fn parsed_as_keepalived_does() {
+        use crate::config::{model::LvsSyncDaemon, Severity};
+        let vi = |extra: &str| format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n{extra} virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n");
+        let d = |iface: &str, inst: &str| LvsSyncDaemon { interface: iface.into(), instance: inst.into(), syncid: None, maxlen: None, port: None, ttl: None, group: None, span: Default::default() };
+        let cases: Vec<(String, Vec<&str>, Option<LvsSyncDaemon>)> = vec![
+            (format!("global_defs {{\n lvs_sync_daemon eth1 VI_1\n}}\n{}", vi("")), vec![], Some(d("eth1", "VI_1"))),
+            (
+                format!("global_defs {{\n lvs_sync_daemon eth1 VI_1 id 9 maxlen 9000 port 9848 ttl 2 group 239.0.0.9\n}}\n{}", vi("")),
+                vec![],
+                Some(LvsSyncDaemon { syncid: Some(9), maxlen: Some(9000), port: Some(9848), ttl: Some(2), group: "239.0.0.9".parse().ok(), ..d("eth1", "VI_1") }),
+            ),
+            (
+                format!("global_defs {{\n lvs_sync_daemon eth1 VI_1 5 maxlen 0 port 9000 ttl 300 group 10.1.1.1 bogus\n}}\n{}", vi("")),
+                vec!["use the keyword 'id'", "'0' outside range [1, 65507]", "'300' outside range [1, 255]", "group 10.1.1.1 is not a multicast address", "unknown lvs_sync_daemon option 'bogus'"],
+                Some(LvsSyncDaemon { syncid: Some(5), port: Some(9000), ..d("eth1", "VI_1") }),
+            ),
+            (
+                format!("global_defs {{\n lvs_sync_daemon eth1 VI_1\n lvs_sync_daemon eth2 VI_1\n}}\n{}", vi("")),
+                vec!["lvs_sync_daemon has already been specified as eth1 VI_1"],
+                Some(d("eth1", "VI_1")),
+            ),
+            (format!("global_defs {{\n lvs_sync_daemon eth1\n}}\n{}", vi("")), vec!["requires an interface and a VRRP instance"], None),
+            (format!("global_defs {{\n lvs_sync_daemon eth1 VI_1 port\n}}\n{}", vi("")), vec!["'port' needs a value"], Some(d("eth1", "VI_1"))),
+            (vi(" lvs_sync_daemon_interface eth1\n"), vec!["lvs_sync_daemon_interface in a vrrp_instance is deprecated"], Some(d("eth1", "VI_1"))),
+            (
+                format!("global_defs {{\n lvs_sync_daemon eth1 VI_1\n}}\n{}", vi(" lvs_sync_daemon_interface eth2\n")),
+                vec!["deprecated", "lvs_sync_daemon_interface has already been specified as eth1"],
+                Some(d("eth1", "VI_1")),
+            ),
+            (format!("global_defs {{\n lvs_sync_daemon eth1 VI_9\n}}\n{}", vi("")), vec!["no vrrp_instance VI_9; connection sync is off"], None),
+        ];
+        for (text, warnings, want) in cases {
+            let l = parse_str(&text, std::path::Path::new("t.conf"), &LoadOptions::default());
+            let msgs: Vec<&str> = l.diagnostics.iter().map(|d| d.message.as_str()).collect();
+            assert!(l.diagnostics.iter().all(|d| d.severity == Severity::Warning), "{text}: only warnings, as keepalived runs it: {msgs:?}");
+            for w in &warnings {
+                assert!(msgs.iter().any(|m| m.contains(w)), "{text}: no warning containing {w:?} in {msgs:?}");
+            }
+            assert!(msgs.iter().all(|m| !m.contains("not supported")), "{text}: {msgs:?}");
+            let got = l.config.global.lvs_sync_daemon.clone().map(|g| LvsSyncDaemon { span: Default::default(), ..g });
+            assert_eq!(got, want, "{text}");
+        }
+        assert!(matches!(SyncParams::from_config(&Default::default()), Ok(None)));
     }
 }
