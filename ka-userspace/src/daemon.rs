@@ -268,7 +268,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     // Connection sync (lvs_sync_daemon): BACKUP until the engine reports its instance MASTER.
     let mut sync = match (&config, datapath.as_mut(), &dataplane) {
-        (Some(cfg), Some(d), Some(dp)) => crate::lb::sync::start(cfg, d.ebpf_mut(), dp.sync_index()),
+        (Some(cfg), Some(d), Some(dp)) => crate::lb::sync::start(cfg, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index()),
         _ => None,
     };
     // The tables are in place: the program may now take over the pinned links of a previous run.
@@ -331,7 +331,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                 if let (Some(dp), Some(d)) = (dataplane.as_ref(), datapath.as_mut()) {
                                     let states = match &engine { Some(e) => e.status().await.instances, None => Vec::new() };
                                     let master = |name: &str| states.iter().any(|i| i.name == name && i.state == "MASTER");
-                                    crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), dp.sync_index(), master);
+                                    crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index(), master);
                                 }
                                 config = Some(new);
                                 Response::Reloaded(summary)

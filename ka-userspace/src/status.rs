@@ -165,7 +165,7 @@ mod tests {
         };
         let t = r.to_text();
         assert!(t.contains("xdp: eth0 (native)"), "{t}");
-        assert!(t.contains("sync VI_1 via eth1 (224.0.0.81:8848, id 51): backup; sent 0 entries in 0 datagrams; received 90 entries in 3 datagrams, 88 installed\n"), "{t}");
+        assert!(t.contains("sync VI_1 via eth1 (224.0.0.81:8848, id 51): backup; sent 0 entries in 0 datagrams (0 refreshed); received 90 entries in 3 datagrams, 88 installed\n"), "{t}");
         assert!(t.contains("    sync dropped no_real_server: 2\n"), "{t}");
         assert!(t.contains("verdict_pass") && t.contains(" 7"), "{t}");
         assert!(t.contains("bad_ttl: 3"), "{t}");

@@ -15,6 +15,7 @@ use ka::lb::{
     sync::{
         index::Timeouts,
         install::{set_master_flag, Installer, SyncRing},
+        refresh::{Refresher, REFRESH_PERIOD, STEP_EVERY},
         wire::{flags, state, Conn},
         SyncIndex,
     },
@@ -22,6 +23,7 @@ use ka::lb::{
     BackendSpec, DesiredState, L4Proto, Method, Persistence, Scheduler, ServiceSpec,
 };
 use ka_common::{
+    lb::{CONN4_MAP, CONN6_MAP},
     stats::Counter,
     sync::{SyncEvent, SyncInstall, SYNC_INSTALL_CONN},
 };
@@ -295,5 +297,52 @@ fn bad_records_are_counted_and_batches_split() {
             let (_, mac, _) = d.run(Frame::tcp4(CLIENT, DR, 50000 + i, 80, ACK));
             assert_eq!(mac, RS2_MAC, "flow {i}");
         }
+    });
+}
+
+/// The MASTER's refresh walks its connection tables and re-announces the connections that saw
+/// traffic since its previous pass: every live one on the first pass, none when nothing moved,
+/// then exactly the one that carried a packet.
+#[test]
+fn refresh_reannounces_active_connections() {
+    in_lab(|| {
+        let mut d = Director::new();
+        d.install(&[
+            conn(CLIENT, 40000, DR, "10.1.0.11", 80, flags::DROUTE),
+            conn(CLIENT, 40001, NAT, "10.1.0.10", 8080, flags::MASQ),
+            conn(CLIENT6, 40002, DR6, "fd00:1::11", 80, flags::DROUTE),
+        ]);
+        let v4 = d.loaded.ebpf.take_map(CONN4_MAP).expect("KA_CONNS4");
+        let v6 = d.loaded.ebpf.take_map(CONN6_MAP).expect("KA_CONNS6");
+        let mut r = Refresher::from_maps(v4, v6).expect("refresher");
+        let steps = (REFRESH_PERIOD.as_secs() / STEP_EVERY.as_secs()) as usize;
+        let pass = |r: &mut Refresher| {
+            let mut evs = Vec::new();
+            for _ in 0..steps {
+                r.step(&mut evs).expect("step");
+            }
+            let mut named: Vec<(u16, IpAddr)> = evs
+                .iter()
+                .map(|e| d.index.outgoing(e, Timeouts::default()).map(|(c, _)| (c.cport, c.daddr)).expect("a known backend"))
+                .collect();
+            named.sort();
+            named
+        };
+        let all = vec![(40000, ip("10.1.0.11")), (40001, ip("10.1.0.10")), (40002, ip("fd00:1::11"))];
+        assert_eq!(pass(&mut r), all, "first pass: every live connection");
+        assert_eq!(pass(&mut r), vec![], "no traffic since: nothing");
+        // A packet refreshes its way's stamp once the connection-table clock (jiffies) moved.
+        let moved = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            d.run(Frame::tcp4(CLIENT, DR, 40000, 80, ACK));
+            let got = pass(&mut r);
+            if !got.is_empty() {
+                assert_eq!(got, vec![(40000, ip("10.1.0.11"))], "only the connection that carried the packet");
+            }
+            !got.is_empty()
+        });
+        assert!(moved, "the established flow's packets never moved its stamp");
+        r.reset();
+        assert_eq!(pass(&mut r), all, "after a reset (new MASTER): everything again");
     });
 }

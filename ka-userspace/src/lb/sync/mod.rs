@@ -25,15 +25,19 @@
 //!   node is MASTER (one flag test otherwise); userspace packs 40 IPv4 entries per 1472-byte
 //!   datagram, and the BACKUP installs 32 per system call. `cargo xtask bench --only sync`
 //!   measures the whole chain.
-//! - Differences from IPVS: a connection is sent once, when the datapath gives it a real
-//!   server (new flow, persistence hit, reschedule), not again every 50 packets; TCP entries
-//!   are sent as ESTABLISHED (ka's datapath tracks no TCP state); timeouts are IPVS's defaults.
-//!   Entries installed on a BACKUP live in its connection table like its own flows.
+//! - Refresh ([`refresh`]): the MASTER also re-announces, once per 32 s pass over its
+//!   connection tables, every connection that carried traffic since the previous pass (IPVS
+//!   re-sends every 50 packets): a BACKUP that restarted learns the live connections, and
+//!   its entries stay young.
+//! - Differences from IPVS: TCP entries are sent as ESTABLISHED (ka's datapath tracks no TCP
+//!   state) with IPVS's default timeouts. Entries installed on a BACKUP live in its connection
+//!   table like its own flows.
 
 pub mod batch;
 pub mod index;
 pub mod install;
 pub mod net;
+pub mod refresh;
 pub mod task;
 pub mod wire;
 
@@ -134,10 +138,11 @@ impl SyncParams {
 }
 
 /// Starts connection sync for `cfg`'s `lvs_sync_daemon` (as BACKUP until the instance is
-/// MASTER): loads the install program, takes the sync ring out of `ebpf`, opens the sockets.
-/// Also clears the datapath's sync flag an earlier process may have left set. Failures are
-/// logged and ka runs without sync (`ka status` then shows no sync section).
-pub fn start(cfg: &Config, ebpf: &mut aya::Ebpf, index: watch::Receiver<Arc<SyncIndex>>) -> Option<SyncHandle> {
+/// MASTER): loads the install program, takes the sync ring out of `ebpf`, opens the sockets,
+/// and the connection tables pinned under `pin_dir` for the refresh. Also clears the datapath's
+/// sync flag an earlier process may have left set. Failures are logged and ka runs without
+/// sync (`ka status` then shows no sync section), or without the refresh.
+pub fn start(cfg: &Config, ebpf: &mut aya::Ebpf, pin_dir: &std::path::Path, index: watch::Receiver<Arc<SyncIndex>>) -> Option<SyncHandle> {
     if let Err(e) = install::set_master_flag(ebpf, false) {
         warn!(error = %e, "clearing the datapath's sync flag");
     }
@@ -151,7 +156,12 @@ pub fn start(cfg: &Config, ebpf: &mut aya::Ebpf, index: watch::Receiver<Arc<Sync
     };
     let started = install::Installer::load(ebpf)
         .and_then(|installer| Ok((installer, install::SyncRing::take(ebpf)?)))
-        .and_then(|(installer, ring)| SyncHandle::spawn(params, ring, installer, index));
+        .and_then(|(installer, ring)| {
+            let refresher = refresh::Refresher::open(pin_dir)
+                .inspect_err(|e| warn!(error = %e, "connection sync runs without its refresh (re-announcing active connections)"))
+                .ok();
+            SyncHandle::spawn(params, ring, installer, refresher, index)
+        });
     match started {
         Ok(h) => Some(h),
         Err(e) => {
@@ -177,6 +187,7 @@ pub fn reload(
     sync: &mut Option<SyncHandle>,
     cfg: &Config,
     ebpf: &mut aya::Ebpf,
+    pin_dir: &std::path::Path,
     index: watch::Receiver<Arc<SyncIndex>>,
     master: impl Fn(&str) -> bool,
 ) {
@@ -197,7 +208,7 @@ pub fn reload(
                 warn!(error = %e, "lvs_sync_daemon changed but the new sockets cannot be set up; the old ones stay");
             }
         }
-        (None, Some(_)) => *sync = start(cfg, ebpf, index),
+        (None, Some(_)) => *sync = start(cfg, ebpf, pin_dir, index),
     }
     if let Some(h) = sync.as_ref() {
         let m = master(&h.params().instance);

@@ -23,6 +23,7 @@ use super::{
     index::SyncIndex,
     install::{Installer, SyncRing},
     net::SyncSockets,
+    refresh::{Refresher, STEP_EVERY},
     wire::Message,
     SyncError, SyncParams,
 };
@@ -49,6 +50,10 @@ pub struct SyncReport {
     pub sent_messages: u64,
     /// Entries sent (connections and persistence templates).
     pub sent_entries: u64,
+    /// Connections re-announced by the refresh (active since its previous pass; counted in
+    /// `sent_entries` too).
+    #[serde(default)]
+    pub refreshed: u64,
     /// Datagrams received.
     pub received_messages: u64,
     /// Entries received in well-formed datagrams.
@@ -75,7 +80,7 @@ impl SyncReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "sync {} via {} ({}, id {}): {}; sent {} entries in {} datagrams; received {} entries in {} datagrams, {} installed",
+            "sync {} via {} ({}, id {}): {}; sent {} entries in {} datagrams ({} refreshed); received {} entries in {} datagrams, {} installed",
             self.instance,
             self.interface,
             self.group,
@@ -83,6 +88,7 @@ impl SyncReport {
             self.role,
             self.sent_entries,
             self.sent_messages,
+            self.refreshed,
             self.received_entries,
             self.received_messages,
             self.installed
@@ -115,7 +121,8 @@ impl Drop for SyncHandle {
 
 impl SyncHandle {
     /// Starts the task on the current runtime, as BACKUP (until [`SyncHandle::set_master`]).
-    /// `index` follows the tables the map writer applies.
+    /// `index` follows the tables the map writer applies; `refresher` (if any) re-announces
+    /// active connections while MASTER.
     ///
     /// # Errors
     /// The sockets cannot be set up, or the ring cannot be watched.
@@ -123,6 +130,7 @@ impl SyncHandle {
         params: SyncParams,
         ring: SyncRing,
         installer: Installer,
+        refresher: Option<Refresher>,
         index: watch::Receiver<Arc<SyncIndex>>,
     ) -> Result<SyncHandle, SyncError> {
         let socks = SyncSockets::open(&params)?;
@@ -140,7 +148,7 @@ impl SyncHandle {
             ..Default::default()
         }));
         let (cmds, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(params.clone(), socks, ring, installer, index, rx, report.clone()));
+        let task = tokio::spawn(run(params.clone(), socks, ring, installer, refresher, index, rx, report.clone()));
         info!(instance = %params.instance, iface = %params.interface, group = %params.group, port = params.port, syncid = params.syncid, "connection sync started (lvs_sync_daemon)");
         Ok(SyncHandle { cmds, report, params, task })
     }
@@ -187,11 +195,13 @@ fn with<T>(report: &Mutex<SyncReport>, f: impl FnOnce(&mut SyncReport) -> T) -> 
     report.lock().ok().map(|mut r| f(&mut r))
 }
 
+#[allow(clippy::too_many_arguments, reason = "the task's whole state, moved in once")]
 async fn run(
     mut p: SyncParams,
     mut socks: SyncSockets,
     mut ring: AsyncFd<SyncRing>,
     mut installer: Installer,
+    mut refresher: Option<Refresher>,
     mut index: watch::Receiver<Arc<SyncIndex>>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     report: Arc<Mutex<SyncReport>>,
@@ -202,6 +212,8 @@ async fn run(
     let mut records: Vec<SyncInstall> = Vec::new();
     let mut buf = vec![0u8; 65_536];
     let mut warned: std::collections::HashSet<&'static str> = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(STEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = batcher.deadline();
         tokio::select! {
@@ -209,6 +221,13 @@ async fn run(
                 Some(Cmd::Master(m)) => {
                     if m != master {
                         info!(instance = %p.instance, master = m, "connection sync: {}", if m { "MASTER, sending" } else { "BACKUP, receiving" });
+                    }
+                    if m && !master {
+                        // A new MASTER re-announces everything live: BACKUPs may have missed
+                        // what the previous one sent.
+                        if let Some(r) = refresher.as_mut() {
+                            r.reset();
+                        }
                     }
                     master = m;
                     with(&report, |r| r.role = if m { "master" } else { "backup" }.into());
@@ -270,6 +289,28 @@ async fn run(
             r = socks.rx.recv(&mut buf) => {
                 let Ok(n) = r else { continue };
                 received(&p, master, &buf[..n], &index.borrow().clone(), &mut installer, &mut records, &report, &mut warned);
+            },
+            _ = tick.tick(), if master && refresher.is_some() => {
+                let Some(r) = refresher.as_mut() else { continue };
+                events.clear();
+                if let Err(e) = r.step(&mut events) {
+                    debug!(error = %e, "sync refresh: reading the connection table");
+                }
+                let ix = index.borrow().clone();
+                let now = Instant::now();
+                let mut sent = 0;
+                for ev in &events {
+                    // Backends removed since the flow started are skipped silently here.
+                    if let Ok((conn, template)) = ix.outgoing(ev, p.timeouts) {
+                        sent += 1;
+                        for c in std::iter::once(conn).chain(template) {
+                            if let Some(d) = batcher.push(&c, now) {
+                                send(&socks, &d, &report).await;
+                            }
+                        }
+                    }
+                }
+                with(&report, |r| r.refreshed += sent);
             },
             Ok(()) = index.changed() => {},
         }
