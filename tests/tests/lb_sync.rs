@@ -260,16 +260,33 @@ fn vrrp_state(ka: &KaDaemon) -> String {
     ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
 }
 
+/// How a failover test runs sync.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// No `lvs_sync_daemon`.
+    Off,
+    /// Both directors sync from the start.
+    On,
+    /// The BACKUP starts after the connections were opened: it learns them from the
+    /// MASTER's refresh, while they carry traffic.
+    LateBackup,
+}
+
 /// Runs a failover with long-lived connections; returns, per connection in the order asked,
 /// whether it answered from its own server afterwards.
-fn failover(kind: Kind, sync: bool) -> Vec<bool> {
+fn failover(kind: Kind, mode: Mode) -> Vec<bool> {
+    let sync = mode != Mode::Off;
     pin(0);
     let lab = lab(kind);
     let _servers = lab.start_servers();
     let ka0 = lab.start_ka(0, sync);
     wait_for("director 0 MASTER", WAIT, || (vrrp_state(&ka0) == "MASTER").then_some(()));
-    let ka1 = lab.start_ka(1, sync);
-    wait_for("director 1 BACKUP", WAIT, || (vrrp_state(&ka1) == "BACKUP").then_some(()));
+    let start_backup = || {
+        let ka1 = lab.start_ka(1, sync);
+        wait_for("director 1 BACKUP", WAIT, || (vrrp_state(&ka1) == "BACKUP").then_some(()));
+        ka1
+    };
+    let early = (mode != Mode::LateBackup).then(start_backup);
     if kind == Kind::Nat {
         // The new MASTER must know the client's MAC to send it the translated replies, as it
         // knows its gateway's in a routed network: XDP cannot resolve a neighbour itself (an
@@ -293,18 +310,33 @@ fn failover(kind: Kind, sync: bool) -> Vec<bool> {
             });
         }
     }
-    let long = lab.open_long();
+    let mut long = lab.open_long();
     for l in &long {
         l.s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
     }
     let n = long.len() as u64;
+    let ka1 = early.unwrap_or_else(start_backup);
     if sync {
         let st = ka0.status_json().expect("status");
         assert_eq!(st["sync"]["role"], "master", "{st}");
-        wait_for("the BACKUP installed every connection", WAIT, || {
+        // A late BACKUP waits for the MASTER's refresh (a pass every 32 s re-announces the
+        // connections that carried traffic since the previous one): they talk once a second.
+        let wait = if mode == Mode::LateBackup { Duration::from_secs(90) } else { WAIT };
+        let mut last = std::time::Instant::now();
+        wait_for("the BACKUP installed every connection", wait, || {
+            if mode == Mode::LateBackup && last.elapsed() >= Duration::from_secs(1) {
+                last = std::time::Instant::now();
+                for l in long.iter_mut() {
+                    assert_eq!(ask(&mut l.s), Some(l.server), "through the MASTER");
+                }
+            }
             let st = ka1.status_json().ok()?;
             (st["sync"]["installed"].as_u64()? >= n).then_some(())
         });
+        if mode == Mode::LateBackup {
+            let st = ka0.status_json().expect("status");
+            assert!(st["sync"]["refreshed"].as_u64() >= Some(n), "the refresh re-announced them: {}", st["sync"]);
+        }
         let st = ka1.status_json().expect("status");
         assert_eq!(st["sync"]["role"], "backup", "{st}");
         assert!(st["sync"]["dropped"].as_object().is_none_or(|m| m.is_empty()), "nothing dropped: {}", st["sync"]);
@@ -326,7 +358,7 @@ fn failover(kind: Kind, sync: bool) -> Vec<bool> {
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
     });
-    eprintln!("{kind:?} sync {sync}: servers asked {servers:?}, kept {kept:?}");
+    eprintln!("{kind:?} sync {mode:?}: servers asked {servers:?}, kept {kept:?}");
     if sync {
         let st = ka1.status_json().expect("status");
         assert_eq!(st["sync"]["role"], "master", "the new MASTER took the sending role: {st}");
@@ -338,15 +370,23 @@ fn failover(kind: Kind, sync: bool) -> Vec<bool> {
 /// DR, rr, sync on: every established connection survives the failover on its own server.
 #[test]
 fn dr_rr_failover_with_sync_keeps_every_connection() {
-    let kept = failover(Kind::Dr, true);
+    let kept = failover(Kind::Dr, Mode::On);
     assert!(kept.iter().all(|&k| k), "connections lost despite sync: {kept:?}");
+}
+
+/// DR, rr, a BACKUP started after the connections were opened (or restarted): the MASTER's
+/// refresh re-announces the connections carrying traffic, and they survive the failover.
+#[test]
+fn dr_rr_failover_to_a_late_backup_keeps_active_connections() {
+    let kept = failover(Kind::Dr, Mode::LateBackup);
+    assert!(kept.iter().all(|&k| k), "connections lost despite the refresh: {kept:?}");
 }
 
 /// DR, rr, sync off (the contrast): the new MASTER reschedules established flows, and those
 /// sent to another real server are reset.
 #[test]
 fn dr_rr_failover_without_sync_resets_connections() {
-    let kept = failover(Kind::Dr, false);
+    let kept = failover(Kind::Dr, Mode::Off);
     assert!(kept.iter().any(|&k| !k), "without sync every connection survived: the sync test proves nothing: {kept:?}");
 }
 
@@ -354,7 +394,7 @@ fn dr_rr_failover_without_sync_resets_connections() {
 /// back through the new MASTER's reverse entries).
 #[test]
 fn nat_rr_failover_with_sync_keeps_every_connection() {
-    let kept = failover(Kind::Nat, true);
+    let kept = failover(Kind::Nat, Mode::On);
     assert!(kept.iter().all(|&k| k), "connections lost despite sync: {kept:?}");
 }
 
@@ -362,6 +402,6 @@ fn nat_rr_failover_with_sync_keeps_every_connection() {
 /// translations.
 #[test]
 fn nat_rr_failover_without_sync_breaks_connections() {
-    let kept = failover(Kind::Nat, false);
+    let kept = failover(Kind::Nat, Mode::Off);
     assert!(kept.iter().any(|&k| !k), "without sync every connection survived: the sync test proves nothing: {kept:?}");
 }
