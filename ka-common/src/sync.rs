@@ -34,6 +34,11 @@ pub const SYNC_INSTALL_BATCH: usize = 32;
 /// Ethernet header's 14 bytes of XDP data; the records start 4-aligned).
 pub const SYNC_INSTALL_HDR: usize = 16;
 
+// The header is at least an Ethernet header (BPF_PROG_TEST_RUN's minimum for XDP) and keeps
+// the records 4-aligned; a full run fits BPF_PROG_TEST_RUN's page minus XDP head and tail room.
+const _: () = assert!(SYNC_INSTALL_HDR >= 14 && SYNC_INSTALL_HDR & 3 == 0);
+const _: () = assert!(SYNC_INSTALL_HDR + SYNC_INSTALL_BATCH * core::mem::size_of::<SyncInstall>() < 3000);
+
 /// [`SyncEvent::kind`]: a flow got a backend (new flow, persistence hit or reschedule).
 pub const SYNC_EV_NEW: u32 = 1;
 
@@ -85,8 +90,5 @@ mod tests {
     fn sizes() {
         assert_eq!(core::mem::size_of::<SyncEvent>(), 48);
         assert_eq!(core::mem::size_of::<SyncInstall>(), 48);
-        assert!(SYNC_INSTALL_HDR >= 14 && SYNC_INSTALL_HDR % 4 == 0);
-        // BPF_PROG_TEST_RUN takes at most a page minus XDP headroom and tailroom.
-        assert!(SYNC_INSTALL_HDR + SYNC_INSTALL_BATCH * 48 < 3000);
     }
 }

@@ -191,7 +191,7 @@ fn malformed_input_is_refused() {
         }
         let size = (b.len() - 8) as u16;
         b[10..12].copy_from_slice(&size.to_be_bytes());
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         sized(b)
@@ -201,7 +201,7 @@ fn malformed_input_is_refused() {
         b.extend_from_slice(tail);
         let size = (b.len() - 8) as u16;
         b[10..12].copy_from_slice(&size.to_be_bytes());
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         sized(b)
