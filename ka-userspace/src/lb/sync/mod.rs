@@ -301,4 +301,18 @@ mod tests {
         }
         assert!(matches!(SyncParams::from_config(&Default::default()), Ok(None)));
     }
+
+    /// `ka check --dump` shows the sync daemon with its defaults resolved, as it runs.
+    #[test]
+    fn dump_resolves_defaults() {
+        let text = "global_defs {\n lvs_sync_daemon eth1 VI_1 ttl 2\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+        let l = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        let v = crate::config::dump::to_json(&l.config, &l.sources);
+        assert_eq!(
+            v["global_defs"]["lvs_sync_daemon"],
+            serde_json::json!({"interface": "eth1", "vrrp_instance": "VI_1", "id": 51, "maxlen": 1472, "port": 8848, "ttl": 2, "group": "224.0.0.81"})
+        );
+        let l = parse_str("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n}\n", std::path::Path::new("t.conf"), &LoadOptions::default());
+        assert!(crate::config::dump::to_json(&l.config, &l.sources)["global_defs"]["lvs_sync_daemon"].is_null());
+    }
 }
