@@ -20,11 +20,12 @@ use std::{
     time::Duration,
 };
 
+use ka::lb::sync::{net::SyncSockets, SyncParams, Timeouts};
 use ka_tests::{
     daemon::KaDaemon,
     ka_bin,
     lan::{ask, full_checksums, tcp_check, Accepted, EchoServer},
-    netns::{Bridge, Netns},
+    netns::{self, Bridge, Netns},
     require_root, unique_name, wait_for,
 };
 
@@ -404,4 +405,63 @@ fn nat_rr_failover_with_sync_keeps_every_connection() {
 fn nat_rr_failover_without_sync_breaks_connections() {
     let kept = failover(Kind::Nat, Mode::Off);
     assert!(kept.iter().any(|&k| !k), "without sync every connection survived: the sync test proves nothing: {kept:?}");
+}
+
+/// The sync sockets as the daemon opens them carry a datagram from one director to the other
+/// over the IPv4 group (IPVS's default) and over an IPv6 link-local group, bound to the sync
+/// interface; the sender does not hear itself (multicast loop off).
+#[test]
+fn sync_sockets_carry_datagrams_on_ipv4_and_ipv6_groups() {
+    require_root();
+    let a = Netns::new("sa").expect("netns");
+    let b = Netns::new("sb").expect("netns");
+    netns::veth(&a, "eth0", &["198.18.47.1/24"], &b, "eth0", &["198.18.47.2/24"]).expect("veth");
+    for group in ["224.0.0.81", "ff02::81"] {
+        let p = SyncParams {
+            interface: "eth0".into(),
+            instance: "VI_1".into(),
+            syncid: 1,
+            maxlen: 1472,
+            port: 8848,
+            ttl: 1,
+            group: group.parse().expect("group"),
+            timeouts: Timeouts::default(),
+        };
+        let run = |p: SyncParams, send: bool| {
+            move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    // IPv6 needs the link-local address, which waits for DAD: retry a while.
+                    let start = std::time::Instant::now();
+                    let s = loop {
+                        match SyncSockets::open(&p) {
+                            Ok(s) => break s,
+                            Err(e) if start.elapsed() > WAIT => panic!("{}: {e}", p.group),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        }
+                    };
+                    let mut buf = [0u8; 64];
+                    let mut got = Vec::new();
+                    while start.elapsed() < WAIT {
+                        if send {
+                            let _ = s.tx.send(b"sync").await;
+                        }
+                        // The receiver waits for the datagram; the sender checks it hears nothing.
+                        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), s.rx.recv(&mut buf)).await {
+                            got = buf[..n].to_vec();
+                            break;
+                        }
+                        if send && start.elapsed() > Duration::from_secs(5) {
+                            break;
+                        }
+                    }
+                    got
+                })
+            }
+        };
+        let rx = b.enter(run(p.clone(), false)).expect("enter b");
+        let tx = a.enter(run(p, true)).expect("enter a");
+        assert_eq!(rx.join().expect("receiver"), b"sync", "{group}: received on the other director");
+        assert_eq!(tx.join().expect("sender"), b"", "{group}: the sender does not hear itself");
+    }
 }
