@@ -465,3 +465,36 @@ fn sync_sockets_carry_datagrams_on_ipv4_and_ipv6_groups() {
         assert_eq!(tx.join().expect("sender"), b"", "{group}: the sender does not hear itself");
     }
 }
+
+/// A reload follows `lvs_sync_daemon`: new parameters take effect at once (new sockets, the
+/// MASTER keeps sending, its new connections go out with the new sync id and port), and
+/// removing the keyword stops sync.
+#[test]
+fn reload_applies_lvs_sync_daemon_changes() {
+    pin(0);
+    let lab = lab(Kind::Dr);
+    let _servers = lab.start_servers();
+    let ka = lab.start_ka(0, true);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let sync = |ka: &KaDaemon| ka.status_json().expect("status")["sync"].clone();
+    let s = sync(&ka);
+    assert_eq!((s["role"].as_str(), s["syncid"].as_u64(), s["group"].as_str()), (Some("master"), Some(93), Some("224.0.0.81:8848")), "{s}");
+    let conf = lab.dir.join("ka0.conf");
+    let reload = |line: &str| {
+        let text = std::fs::read_to_string(&conf).expect("read");
+        let text = text.lines().map(|l| if l.contains("lvs_sync_daemon") { line } else { l }).collect::<Vec<_>>().join("\n") + "\n";
+        std::fs::write(&conf, text).expect("write");
+        let out = std::process::Command::new(ka_bin()).args(["--instance", ka.instance(), "reload"]).output().expect("ka reload");
+        assert!(out.status.success(), "ka reload: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    reload(" lvs_sync_daemon eth0 VI_SYNC id 7 port 9848");
+    let s = sync(&ka);
+    assert_eq!((s["role"].as_str(), s["syncid"].as_u64(), s["group"].as_str()), (Some("master"), Some(7), Some("224.0.0.81:9848")), "{s}");
+    let before = s["sent_entries"].as_u64().unwrap_or(0);
+    let mut c = lab.connect().expect("connect");
+    assert!(ask(&mut c).is_some());
+    wait_for("the new connection sent on the new socket", WAIT, || (sync(&ka)["sent_entries"].as_u64()? > before).then_some(()));
+    reload(" router_id a");
+    assert!(sync(&ka).is_null(), "lvs_sync_daemon removed: sync stopped");
+    ka.stop().expect("stop");
+}
