@@ -171,6 +171,9 @@ pub const G_NAT: u32 = 1 << 3;
 /// Global flag: port-0 (all-port) service keys exist: a packet whose (VIP, port, protocol) has
 /// no key is looked up again with port 0 (no second lookup without such a service).
 pub const G_ANY_PORT: u32 = 1 << 4;
+/// Global flag: connection sync is on and this node is MASTER of its VRRP instance: new flows
+/// are pushed to the sync ring ([`crate::sync`]). A high bit, clear of the flags above.
+pub const G_SYNC_MASTER: u32 = 1 << 8;
 
 /// Key of [`SERVICES4_MAP`]: (IPv4 VIP, port, protocol).
 // 4-aligned so the kernel side fills it with two word stores.

@@ -12,6 +12,7 @@ pub mod vrrp;
 pub mod lb;
 pub mod vrrp_fast;
 pub mod bench;
+pub mod sync;
 
 /// `aya::Pod` for map key/value types, userspace only. Everything the kernel and userspace
 /// exchange through maps is plain old data.

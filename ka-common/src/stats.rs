@@ -205,6 +205,16 @@ counters! {
     DecapNotLocal = "decap_not_local",
     /// Decap: a tunnel packet whose inner header is cut short (passed untouched).
     DecapMalformed = "decap_malformed",
+    /// Sync: a new flow was queued for the sync sender (MASTER with `lvs_sync_daemon`).
+    SyncEvent = "sync_event",
+    /// Sync: the sync ring was full; the flow is forwarded but not synced.
+    SyncEventLost = "sync_event_lost",
+    /// Sync: an entry received from the MASTER was installed (connection, NAT reverse or
+    /// persistence template).
+    SyncInstalled = "sync_installed",
+    /// Sync: an install record was refused by the install program (unknown kind or family, a
+    /// backend id that is unused or of another family).
+    SyncInstallBad = "sync_install_bad",
 }
 
 impl Counter {

@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, G_ANY_PORT, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, G_ANY_PORT, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     stats::Counter,
 };
 
@@ -44,6 +44,9 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };
+    if new_flow && global_flags & G_SYNC_MASTER != 0 {
+        crate::sync::new_conn(w, id);
+    }
     // From the parser (a valid IP packet's length).
     let len = usize::from(w.pkt.ip_len);
     let method = w.backend.method;

@@ -227,7 +227,7 @@ conn_table!(conn6_get, conn6_put, KA_CONNS6, FlowKey);
 /// The connection-table clock: low 32 bits of `bpf_jiffies64` (inlined by the verifier), never
 /// 0 (a free way).
 #[inline(always)]
-fn conn_now() -> u32 {
+pub fn conn_now() -> u32 {
     // SAFETY: plain helper call.
     (unsafe { bpf_jiffies64() } as u32) | 1
 }
@@ -244,7 +244,7 @@ fn conn(w: &Work, hash: u32, now: u32) -> Option<u32> {
 
 /// Records the flow's backend in its family's connection table.
 #[inline(always)]
-fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32) {
+pub fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32) {
     if w.key.family == FAMILY_V4 {
         conn4_put(&w.key4, hash, backend, now);
     } else {

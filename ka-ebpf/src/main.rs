@@ -29,6 +29,8 @@ mod ptr;
 #[cfg(target_arch = "bpf")]
 mod stats;
 #[cfg(target_arch = "bpf")]
+mod sync;
+#[cfg(target_arch = "bpf")]
 mod vrrp;
 
 #[cfg(target_arch = "bpf")]
@@ -128,6 +130,14 @@ mod programs {
     #[xdp]
     pub fn ka_xdp_fwd(_ctx: XdpContext) -> u32 {
         crate::gen::forward()
+    }
+
+    /// Connection sync on a BACKUP (`ka_common::sync::SYNC_INSTALL_PROGRAM`): writes the
+    /// entries of the frame to the connection, NAT and persistence tables. Run by userspace
+    /// through BPF_PROG_TEST_RUN; never attached.
+    #[xdp]
+    pub fn ka_sync_install(ctx: XdpContext) -> u32 {
+        crate::sync::install(&ctx)
     }
 
     /// The real server's program for TUN services: decapsulates tunnel packets to local VIPs.

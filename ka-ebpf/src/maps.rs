@@ -1,4 +1,5 @@
-//! Every map of the ka XDP programs except `KA_STATS` (in [`crate::stats`]). Names, sizes and
+//! Every map of the ka XDP programs except `KA_STATS` (in [`crate::stats`]) and
+//! `KA_SYNC_EVENTS` (in [`crate::sync`]). Names, sizes and
 //! value layouts come from `ka_common::lb` and `ka_common::vrrp_fast`.
 
 use aya_ebpf::{

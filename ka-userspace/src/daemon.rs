@@ -311,6 +311,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         let set = overrides.apply(cfg, &b.borrow());
         dp.update(datapath.ebpf_mut(), cfg, &set);
     }
+    // Connection sync (lvs_sync_daemon): BACKUP until the engine reports its instance MASTER.
+    let mut sync = match (&config, datapath.as_mut(), &dataplane) {
+        (Some(cfg), Some(d), Some(dp)) => crate::lb::sync::start(cfg, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index()),
+        _ => None,
+    };
     // The tables are in place: the program may now take over the pinned links of a previous run.
     if let Some(d) = datapath.as_mut() {
         d.commit()?;
@@ -368,6 +373,14 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         r.reloads = reloads.clone();
                     }
                     let marks = (overrides.clone(), config.clone());
+                    if let (Response::Status(r), Some(s)) = (&mut base, &sync) {
+                        let mut report = s.report();
+                        let lost = r.counters.get(ka_common::stats::Counter::SyncEventLost.name()).copied().unwrap_or(0);
+                        if lost > 0 {
+                            report.dropped.insert("ring_full".to_owned(), lost);
+                        }
+                        r.sync = Some(report);
+                    }
                     let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
                     let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
                     tokio::spawn(async move {
@@ -409,6 +422,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                 for key in overrides.retain_configured(&new) {
                                     info!(real_server = %key, "runtime override dropped: the real server left the configuration");
                                 }
+                                if let (Some(dp), Some(d)) = (dataplane.as_ref(), datapath.as_mut()) {
+                                    let states = match &engine { Some(e) => e.status().await.instances, None => Vec::new() };
+                                    let master = |name: &str| states.iter().any(|i| i.name == name && i.state == "MASTER");
+                                    crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index(), master);
+                                }
                                 config = Some(new);
                                 Response::Reloaded(summary)
                             }
@@ -434,6 +452,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
                     if let (Some(dp), Some(d)) = (dataplane.as_mut(), datapath.as_mut()) {
                         dp.set_master(d.ebpf_mut(), &name, master);
+                        crate::lb::sync::follow(sync.as_ref(), d.ebpf_mut(), &name, master);
                     }
                     // ha_suspend follows the instance that holds each service's address.
                     if let Some(h) = &health {
@@ -491,6 +510,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     if let Some(h) = health {
         h.shutdown().await;
+    }
+    // The ring goes with this process: the datapath left running must not keep filling it.
+    if let (Some(_), Some(d)) = (sync.take(), datapath.as_mut()) {
+        if let Err(e) = crate::lb::sync::install::set_master_flag(d.ebpf_mut(), false) {
+            warn!(error = %e, "clearing the datapath's sync flag");
+        }
     }
     // --dont-release-ipvs: the next hops' neighbour entries stay for the datapath left running.
     match dataplane {
@@ -617,6 +642,7 @@ fn status_report(
         services,
         refused,
         host: findings.to_vec(),
+        sync: None,
     }))
 }
 

@@ -209,6 +209,8 @@ pub struct Dataplane {
     adopted: Option<AdoptedTables>,
     /// Mastership slots kept from the earlier run (their values stay until the engine reports).
     kept_slots: BTreeSet<u32>,
+    /// Backend ids by real-server name, for connection sync ([`crate::lb::sync`]).
+    sync_index: tokio::sync::watch::Sender<std::sync::Arc<crate::lb::sync::SyncIndex>>,
 }
 
 impl Dataplane {
@@ -217,7 +219,7 @@ impl Dataplane {
         let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
         let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
-        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, refused: Vec::new(), next_hops: None, adopted: None, kept_slots: BTreeSet::new() }
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, refused: Vec::new(), next_hops: None, adopted: None, kept_slots: BTreeSet::new(), sync_index: tokio::sync::watch::Sender::new(std::sync::Arc::default()) }
     }
 
     /// Starts from the maps of an earlier run (read with [`AdoptedTables::read`]): each VRRP
@@ -271,6 +273,12 @@ impl Dataplane {
         }
     }
 
+    /// The backends of the applied tables by real-server name, updated on every change (the
+    /// connection-sync task follows it).
+    pub fn sync_index(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<crate::lb::sync::SyncIndex>> {
+        self.sync_index.subscribe()
+    }
+
     /// Stops the next-hop resolver after it removed the neighbour entries it created.
     pub async fn shutdown(self) {
         if let Some(r) = self.next_hops {
@@ -315,6 +323,7 @@ impl Dataplane {
                 if let Some(r) = &self.next_hops {
                     r.set_backends(d.services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy).map(|b| b.addr).collect());
                 }
+                self.sync_index.send_replace(std::sync::Arc::new(crate::lb::sync::SyncIndex::build(&d, &self.writer)));
                 self.applied = Some(d);
             }
             Err(e) => warn!(error = %e, "load balancer: applying tables failed"),

@@ -96,6 +96,9 @@ pub struct StatusReport {
     /// Configuration reloads since start.
     #[serde(default)]
     pub reloads: ReloadStats,
+    /// Connection sync between directors (`lvs_sync_daemon`), when running.
+    #[serde(default)]
+    pub sync: Option<crate::lb::sync::SyncReport>,
 }
 
 impl StatusReport {
@@ -180,6 +183,9 @@ impl StatusReport {
         if r.total > 0 {
             let _ = writeln!(s, "reloads: {} ({} refused), last {}", r.total, r.failed, if r.last_success { "applied" } else { "REFUSED" });
         }
+        if let Some(sync) = &self.sync {
+            s.push_str(&sync.to_text());
+        }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
             let _ = writeln!(s, "  {name:<24} {v}");
@@ -210,10 +216,25 @@ mod tests {
             services: vec![],
             refused: vec![crate::lb::plan::Refusal { service: "FWM 7".into(), entry: None, reason: "no marks".into(), span: Default::default() }],
             host: vec![],
+            sync: Some(crate::lb::sync::SyncReport {
+                instance: "VI_1".into(),
+                interface: "eth1".into(),
+                group: "224.0.0.81:8848".into(),
+                syncid: 51,
+                maxlen: 1472,
+                role: "backup".into(),
+                received_messages: 3,
+                received_entries: 90,
+                installed: 88,
+                dropped: BTreeMap::from([("no_real_server".to_owned(), 2)]),
+                ..Default::default()
+            }),
         };
         let t = r.to_text();
         assert!(t.contains("NOT SERVED: virtual server FWM 7 is not served by ka (the other virtual servers are): no marks\n"), "{t}");
         assert!(t.contains("xdp: eth0 (native)"), "{t}");
+        assert!(t.contains("sync VI_1 via eth1 (224.0.0.81:8848, id 51): backup; sent 0 entries in 0 datagrams (0 refreshed); received 90 entries in 3 datagrams, 88 installed\n"), "{t}");
+        assert!(t.contains("    sync dropped no_real_server: 2\n"), "{t}");
         assert!(t.contains("verdict_pass") && t.contains(" 7"), "{t}");
         assert!(t.contains("bad_ttl: 3"), "{t}");
         let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
@@ -281,6 +302,7 @@ mod tests {
             }],
             refused: vec![],
             host: vec![],
+            sync: None,
         };
         let t = r.to_text();
         assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");

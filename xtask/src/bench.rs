@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -41,7 +41,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    const NAMES: [&str; 7] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload"];
+    const NAMES: [&str; 8] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync"];
     if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
@@ -75,6 +75,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: health checkers, checks/s and daemon CPU");
         let ka = crate::run::build_ka(true)?;
         crate::bench_health::run(opts.health.clone(), &ka)?;
+    }
+    if want("sync") {
+        eprintln!("bench: connection sync (lvs_sync_daemon), entries/s per stage and the ring push in XDP");
+        exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "sync"]))?;
     }
     if want("restart") {
         eprintln!("bench: kill -9 to a restarted ka that adopted the datapath and resumed as MASTER");

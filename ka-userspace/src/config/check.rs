@@ -51,6 +51,7 @@ pub fn check(
     fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
     served_by_ka(cfg, d);
+    check_lvs_sync_daemon(cfg, ifaces, d);
 }
 
 /// keepalived's label of a virtual server in its messages (`[ADDR]:PORT`, `FWM N`, `group G`).
@@ -107,6 +108,24 @@ fn served_by_ka(cfg: &Config, d: &mut Diagnostics) {
     }
     for (span, message) in crate::lb::plan::approximations(cfg) {
         d.warning(Some(span), message);
+    }
+}
+
+/// `lvs_sync_daemon` follows a VRRP instance that must exist (keepalived 2.2: "Unable to find
+/// vrrp instance ... clearing lvs_syncd config"); its interface should exist (IPVS refuses to
+/// start the daemon otherwise; ka logs it and runs without sync).
+fn check_lvs_sync_daemon(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    let Some(s) = &cfg.global.lvs_sync_daemon else { return };
+    if !cfg.vrrp_instances.iter().any(|i| i.name == s.instance) {
+        d.warning(
+            Some(s.span),
+            format!("lvs_sync_daemon: no vrrp_instance {}; connection sync is off: keepalived 2.2 does the same", s.instance),
+        );
+        cfg.global.lvs_sync_daemon = None;
+        return;
+    }
+    if !ifaces.exists(&s.interface) {
+        d.warning(Some(s.span), format!("lvs_sync_daemon: interface {} doesn't exist", s.interface));
     }
 }
 

@@ -119,6 +119,11 @@ pub fn to_json(cfg: &Config, src: &SourceMap) -> Value {
             "default_interface": g.default_interface,
             "enable_script_security": g.enable_script_security,
             "notification_email": g.notification_email,
+            // With its defaults resolved (sync id, group, port, TTL, maxlen), as the daemon runs it.
+            "lvs_sync_daemon": crate::lb::sync::SyncParams::from_config(cfg).ok().flatten().map(|p| json!({
+                "interface": p.interface, "vrrp_instance": p.instance, "id": p.syncid, "maxlen": p.maxlen,
+                "port": p.port, "ttl": p.ttl, "group": p.group,
+            })),
         },
         "vrrp_scripts": cfg.vrrp_scripts.iter().map(|s| json!({
             "name": s.name, "script": s.script, "interval_ms": ms(s.interval), "timeout_ms": ms(s.timeout),

@@ -225,6 +225,8 @@ pub struct GlobalDefs {
     /// `nftables_ipvs [TABLE]`: a `virtual_server_group` is one IPVS service in keepalived (its
     /// entries marked with one fwmark), so its persistence spans the whole group.
     pub nftables_ipvs: Option<String>,
+    /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`).
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// Where `global_defs` starts, if present.
     pub span: Option<Span>,
 }
@@ -266,6 +268,7 @@ impl Default for GlobalDefs {
             lvs_flush: false,
             lvs_flush_on_stop: LvsFlushOnStop::No,
             nftables_ipvs: None,
+            lvs_sync_daemon: None,
             span: None,
         }
     }
@@ -284,6 +287,29 @@ pub enum LvsFlushOnStop {
     /// `lvs_flush_on_stop VS`: each virtual server is removed with its real servers (notifiers
     /// as [`LvsFlushOnStop::Full`]).
     Vs,
+}
+
+/// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`:
+/// connection sync between directors, following the VRRP instance (MASTER sends, BACKUP
+/// receives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvsSyncDaemon {
+    /// Interface the sync datagrams go out and come in on.
+    pub interface: String,
+    /// The VRRP instance whose state decides the role.
+    pub instance: String,
+    /// `id`: the sync id (default: the instance's VRID).
+    pub syncid: Option<u8>,
+    /// `maxlen`: largest sync datagram payload (default: 1500 minus the IP and UDP headers).
+    pub maxlen: Option<u16>,
+    /// `port` (default 8848).
+    pub port: Option<u16>,
+    /// `ttl` of the multicast datagrams (default 1).
+    pub ttl: Option<u8>,
+    /// `group`: multicast group (default 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// Where it was configured.
+    pub span: Span,
 }
 
 /// A script to run, with the user to run it as.

@@ -33,7 +33,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "smtp_helo_name",
     "checker_log_all_failures",
     "no_email_faults",
-    "lvs_sync_daemon",
     "lvs_timeouts",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
@@ -145,6 +144,7 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "lvs_flush_on_stop",
     "lvs_flush_onstop",
     "nftables_ipvs",
+    "lvs_sync_daemon",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -165,13 +165,13 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "notify_priority_changes",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
-    "lvs_sync_daemon_interface",
     "track_bfd",
 ];
 
 /// Keywords of `vrrp_instance` that ka acts on.
 pub const VRRP_SUPPORTED: &[&str] = &[
     "state",
+    "lvs_sync_daemon_interface",
     "interface",
     "virtual_router_id",
     "priority",
@@ -996,10 +996,77 @@ impl<'d> Cx<'d> {
                         self.cfg.global.nftables_ipvs = Some(table);
                     }
                 }
+                "lvs_sync_daemon" => self.lvs_sync_daemon(e),
                 n if GLOBAL_UNSUPPORTED.contains(&n) => self.unsupported(e, "global_defs"),
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
             }
         }
+    }
+
+    /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`,
+    /// checked as keepalived 2.2 checks it: a bad option is ignored alone, with a warning.
+    fn lvs_sync_daemon(&mut self, e: &Stmt) {
+        self.no_block(e);
+        if let Some(d) = &self.cfg.global.lvs_sync_daemon {
+            let msg = format!("lvs_sync_daemon has already been specified as {} {}", d.interface, d.instance);
+            self.err(&e.kw, msg);
+            return;
+        }
+        if e.args.len() < 2 {
+            self.err(&e.kw, "lvs_sync_daemon requires an interface and a VRRP instance; it is");
+            return;
+        }
+        // IP_VS_IFNAME_MAXLEN: names are at most 15 bytes.
+        for (t, what) in [(&e.args[0], "interface"), (&e.args[1], "VRRP instance")] {
+            if t.text.len() >= 16 {
+                self.err(t, format!("lvs_sync_daemon {what} name '{}' is too long (at most 15 bytes); lvs_sync_daemon is", t.text));
+                return;
+            }
+        }
+        let mut d = LvsSyncDaemon {
+            interface: e.args[0].text.clone(),
+            instance: e.args[1].text.clone(),
+            syncid: None,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
+            span: e.span(),
+        };
+        let mut i = 2;
+        // Before keepalived 1.2.15 the sync id came third, without a keyword.
+        if let Some(t) = e.args.get(2).filter(|t| t.text.starts_with(|c: char| c.is_ascii_digit())) {
+            self.warn(t, "use the keyword 'id' before the lvs_sync_daemon sync id");
+            d.syncid = self.int(t, 0, 255).map(|v| v as u8);
+            i = 3;
+        }
+        while let Some(opt) = e.args.get(i) {
+            let value = e.args.get(i + 1);
+            let known = matches!(opt.text.as_str(), "id" | "maxlen" | "port" | "ttl" | "group");
+            if !known {
+                self.err(opt, format!("unknown lvs_sync_daemon option '{}'", opt.text));
+                i += 1;
+                continue;
+            }
+            i += 2;
+            let Some(v) = value else {
+                self.err(opt, format!("lvs_sync_daemon '{}' needs a value", opt.text));
+                break;
+            };
+            match opt.text.as_str() {
+                "id" => d.syncid = self.int(v, 0, 255).map(|v| v as u8),
+                // 65535 minus the IPv4 and UDP headers.
+                "maxlen" => d.maxlen = self.int(v, 1, 65_507).map(|v| v as u16),
+                "port" => d.port = self.int(v, 1, 65_535).map(|v| v as u16),
+                "ttl" => d.ttl = self.int(v, 1, 255).map(|v| v as u8),
+                _ => match self.ip(v) {
+                    Some(a) if a.is_multicast() => d.group = Some(a),
+                    Some(a) => self.err(v, format!("lvs_sync_daemon group {a} is not a multicast address")),
+                    None => {}
+                },
+            }
+        }
+        self.cfg.global.lvs_sync_daemon = Some(d);
     }
 
     fn vrrp_script(&mut self, s: &Stmt) {
@@ -1566,7 +1633,28 @@ impl<'d> Cx<'d> {
                     }
                 }
                 "lvs_sync_daemon_interface" => {
-                    self.warn(&e.kw, format!("({}) lvs_sync_daemon_interface in a vrrp_instance is deprecated; use global lvs_sync_daemon; accepted, not supported yet", vi.name));
+                    // keepalived 2.2: deprecated, but still the sync daemon on this instance.
+                    self.warn(&e.kw, format!("({}) lvs_sync_daemon_interface in a vrrp_instance is deprecated; use global lvs_sync_daemon", vi.name));
+                    if let Some(iface) = self.arg_str(e) {
+                        match &self.cfg.global.lvs_sync_daemon {
+                            Some(d) => {
+                                let msg = format!("({}) lvs_sync_daemon_interface has already been specified as {}", vi.name, d.interface);
+                                self.err(&e.kw, msg);
+                            }
+                            None => {
+                                self.cfg.global.lvs_sync_daemon = Some(LvsSyncDaemon {
+                                    interface: iface,
+                                    instance: vi.name.clone(),
+                                    syncid: None,
+                                    maxlen: None,
+                                    port: None,
+                                    ttl: None,
+                                    group: None,
+                                    span: e.span(),
+                                });
+                            }
+                        }
+                    }
                 }
                 "smtp_alert" => vi.smtp_alert = Some(self.arg_bool(e)),
                 n if VRRP_UNSUPPORTED.contains(&n) => {

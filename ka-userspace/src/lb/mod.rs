@@ -21,6 +21,7 @@ pub mod maglev;
 pub mod nexthop;
 pub mod plan;
 pub mod resolver;
+pub mod sync;
 pub mod vrrp_fast;
 pub mod writer;
 
