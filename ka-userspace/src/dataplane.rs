@@ -527,6 +527,23 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         assert_eq!(seed, HashMap::from([((0, 0), true), ((0, 1), false)]), "the UDP service was not in the maps: not seeded");
     }
 
+    /// A `virtual_server_group` is seeded from whichever of its keys the maps have: here only
+    /// the group's second address was in the earlier run's maps (the first is new).
+    #[test]
+    fn adopted_health_of_a_group_uses_any_member_key() {
+        use ka_common::lb::{Backend, ServiceValue, BACKEND_F_DOWN, METHOD_DR};
+        let c = cfg("virtual_server_group g {\n 198.18.0.10 80\n 198.18.0.11 80\n}\nvirtual_server group g {\n lb_algo rr\n lb_kind DR\n protocol TCP\n\
+ real_server 198.18.1.1 80 {\n }\n real_server 198.18.1.2 80 {\n }\n}\n");
+        let key = key_of("198.18.0.11".parse().expect("ip"), 80, L4Proto::Tcp);
+        let be = |last: u8, flags: u32| Backend { addr: crate::lb::addr16(std::net::IpAddr::from([198, 18, 1, last])).0, port: 80u16.to_be_bytes(), family: 4, method: METHOD_DR, flags };
+        let adopted = AdoptedTables {
+            services: vec![(key, ServiceValue { id: 0, len: [2, 0], ..Default::default() })],
+            backends: std::collections::BTreeMap::from([(0, be(1, 0)), (1, be(2, BACKEND_F_DOWN))]),
+            banks: HashMap::from([(0, [vec![0, 0], vec![]])]),
+        };
+        assert_eq!(adopted_health(&c, &adopted), HashMap::from([((0, 0), true), ((0, 1), false)]));
+    }
+
     const SERVED: &str = "virtual_server 198.18.0.30 80 {\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.18.1.9 80 {\n }\n}\n";
 
     /// A virtual server the datapath cannot serve is refused alone, with its reason; the

@@ -52,12 +52,17 @@ fn lab(directors: usize) -> Lab {
 
 /// A lab with these real servers, each answering on every port of `ports`.
 fn lab_with(directors: usize, real_servers: &[&str], ports: &[u16]) -> Lab {
+    lab_with_vips(directors, real_servers, ports, &[VIP])
+}
+
+/// A lab whose real servers hold every address of `vips` on loopback.
+fn lab_with_vips(directors: usize, real_servers: &[&str], ports: &[u16], vips: &[&str]) -> Lab {
     require_root();
     let lan = Lan::new(&LanSpec {
         client: vec![format!("{CLIENT}/24")],
         directors: DIRECTORS[..directors].iter().map(|a| vec![format!("{a}/24")]).collect(),
         real_servers: real_servers.iter().map(|a| vec![format!("{a}/24")]).collect(),
-        loopback_vips: vec![format!("{VIP}/32")],
+        loopback_vips: vips.iter().map(|a| format!("{a}/32")).collect(),
     })
     .expect("LAN");
     let accepted = Accepted::default();
@@ -124,11 +129,17 @@ impl Lab {
 
     /// A new connection to the VIP's `port` from the client, with 2 s timeouts.
     fn connect_to(&self, port: u16) -> Result<TcpStream, String> {
+        self.connect_addr(VIP, port)
+    }
+
+    /// A new connection to `addr`:`port` from the client, with 2 s timeouts.
+    fn connect_addr(&self, addr: &str, port: u16) -> Result<TcpStream, String> {
+        let addr: std::net::IpAddr = addr.parse().expect("addr");
         self.lan
             .client
             .enter(move || {
                 let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
-                let vip = SocketAddr::new(VIP.parse().expect("addr"), port);
+                let vip = SocketAddr::new(addr, port);
                 s.connect_timeout(&vip.into(), Duration::from_secs(2)).map_err(|e| format!("connect: {}", e.kind()))?;
                 let s: TcpStream = s.into();
                 s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
@@ -344,13 +355,14 @@ fn planned_restart_with_dont_release_keeps_vips_and_flows() {
 }
 
 /// A keepalived.conf for director 0: the lab's VRRP instance (MASTER, priority 150) and one DR
-/// `mh` service per (port, real servers), each real server checked by `check`.
+/// `mh` service (`mh-port`: one client's connections spread over the servers) per (port, real
+/// servers), each real server checked by `check`.
 fn services_conf(services: &[(u16, &[&str])], check: &str, delay_loop: u32) -> String {
     let mut t = format!(
         "vrrp_instance VI_RS {{\n state MASTER\n priority 150\n interface eth0\n virtual_router_id {VRID}\n advert_int 1\n virtual_ipaddress {{\n  {VIP}/24\n }}\n}}\n"
     );
     for (port, rs) in services {
-        t += &format!("virtual_server {VIP} {port} {{\n delay_loop {delay_loop}\n lb_algo mh\n lb_kind DR\n protocol TCP\n");
+        t += &format!("virtual_server {VIP} {port} {{\n delay_loop {delay_loop}\n lb_algo mh\n mh-port\n lb_kind DR\n protocol TCP\n");
         for a in *rs {
             t += &format!(" real_server {a} {port} {{\n{check} }}\n");
         }
@@ -385,6 +397,16 @@ fn open_long_on_each(lab: &Lab, servers: usize) -> Vec<(TcpStream, usize)> {
         long.push((s, rs));
     }
     panic!("60 connections did not reach each of {servers} real servers: {:?}", long.iter().map(|(_, r)| r).collect::<Vec<_>>());
+}
+
+/// The (address, port) keys of the pinned `KA_SERVICES4` of an instance.
+fn pinned_service_keys(instance: &str) -> Vec<(std::net::Ipv4Addr, u16)> {
+    let data = aya::maps::MapData::from_pin(format!("/sys/fs/bpf/ka/{instance}/KA_SERVICES4")).expect("KA_SERVICES4 pinned");
+    let m: aya::maps::HashMap<_, ka_common::lb::ServiceKey4, ka_common::lb::ServiceValue> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_SERVICES4 is a hash map");
+    let mut keys: Vec<_> = m.keys().map(|k| k.expect("key")).map(|k| (k.addr.into(), u16::from_be_bytes(k.port))).collect();
+    keys.sort_unstable();
+    keys
 }
 
 /// The ports of the services in the pinned `KA_SERVICES4` of an instance.
@@ -462,5 +484,77 @@ fn restart_with_alpha_checkers_serves_new_flows_at_once() {
     }
     assert_eq!(seen, (0..3).collect(), "new flows after the restart did not reach every real server");
     still_answer(&mut long, "after the restart");
+    ka.stop().expect("stop");
+}
+
+/// The addresses of a `virtual_server_group` (one service id, one key per address).
+const GROUP: [&str; 3] = ["198.18.44.101", "198.18.44.102", "198.18.44.103"];
+
+/// A keepalived.conf for director 0: the VRRP instance holding every address of [`GROUP`],
+/// and one DR `mh` service on port [`PORT`] of the group of `members`, over the three real
+/// servers.
+fn group_conf(members: &[&str]) -> String {
+    let vips: String = GROUP.iter().map(|a| format!("  {a}/24\n")).collect();
+    let entries: String = members.iter().map(|a| format!(" {a} {PORT}\n")).collect();
+    let rs: String = RS.iter().map(|a| format!(" real_server {a} {PORT} {{\n{} }}\n", tcp_check())).collect();
+    format!(
+        "vrrp_instance VI_RS {{\n state MASTER\n priority 150\n interface eth0\n virtual_router_id {VRID}\n advert_int 1\n virtual_ipaddress {{\n{vips} }}\n}}\n\
+virtual_server_group g {{\n{entries}}}\n\
+virtual_server group g {{\n delay_loop 1\n lb_algo mh\n mh-port\n lb_kind DR\n protocol TCP\n{rs}}}\n"
+    )
+}
+
+/// `kill -9`, then a restart where the `virtual_server_group` lost its first address: the
+/// service keeps its id and its backends' ids although the key the writer knew it by is gone,
+/// so established connections to the remaining addresses keep their real servers; the removed
+/// address leaves `KA_SERVICES4` and is no longer forwarded. (The old adoption kept a group's
+/// first key only: the dropped address stayed in the map naming a freed id.)
+#[test]
+fn restart_with_changed_group_keeps_flows_and_drops_removed_address() {
+    let lab = lab_with_vips(1, &RS, &[PORT], &GROUP);
+    let instance = unique_name("kr");
+    let before = lab.write_conf(&group_conf(&GROUP));
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &before]).expect("ka run");
+    wait_all_in_table(&ka, &[3]);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let key = |a: &str| (a.parse::<std::net::Ipv4Addr>().expect("addr"), PORT);
+    assert_eq!(pinned_service_keys(&instance), GROUP.iter().map(|a| key(a)).collect::<Vec<_>>());
+    // Three long connections on each address.
+    let mut long: Vec<Vec<(TcpStream, usize)>> = GROUP
+        .iter()
+        .map(|a| {
+            (0..3)
+                .map(|i| {
+                    let mut s = lab.connect_addr(a, PORT).unwrap_or_else(|e| panic!("{a}: long connection {i}: {e}"));
+                    let rs = ask_why(&mut s).unwrap_or_else(|e| panic!("{a}: long connection {i}: {e}"));
+                    (s, rs)
+                })
+                .collect()
+        })
+        .collect();
+    ka.crash();
+    for (a, l) in GROUP.iter().zip(long.iter_mut()) {
+        still_answer(l, &format!("{a} with the daemon killed"));
+    }
+    let after = lab.write_conf(&group_conf(&GROUP[1..]));
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &after]).expect("ka run");
+    wait_all_in_table(&ka, &[3]);
+    let log = ka.log_text();
+    assert!(log.contains("adopting the tables of the earlier run"), "no adoption:\n{log}");
+    wait_for("the removed address out of KA_SERVICES4", WAIT, || {
+        (pinned_service_keys(&instance) == GROUP[1..].iter().map(|a| key(a)).collect::<Vec<_>>()).then_some(())
+    });
+    for (a, l) in GROUP.iter().zip(long.iter_mut()).skip(1) {
+        still_answer(l, &format!("{a} after the restart"));
+        for i in 0..5 {
+            let mut s = lab.connect_addr(a, PORT).unwrap_or_else(|e| panic!("{a}: new connection {i} after the restart: {e}"));
+            ask_why(&mut s).unwrap_or_else(|e| panic!("{a}: new connection {i} after the restart: {e}"));
+        }
+    }
+    if let Ok(mut s) = lab.connect_addr(GROUP[0], PORT) {
+        if let Ok(rs) = ask_why(&mut s) {
+            panic!("the removed address {} is still forwarded (answered by rs{rs})", GROUP[0]);
+        }
+    }
     ka.stop().expect("stop");
 }

@@ -183,8 +183,13 @@ impl AdoptedTables {
 /// The map writer's starting state on an adopted start (see [`reconcile`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
-    /// Every service the maps hold, by key (stale ones included: the next apply removes them).
+    /// The service ids kept, by the key the writer knows each service by (its first member's
+    /// for a desired service; an adopted key for a service the new state no longer has: the
+    /// next apply frees its id).
     pub services: HashMap<ServiceKey, ServiceValue>,
+    /// What every key of the service maps holds (each member of each service; the next apply
+    /// rewrites the ones that differ and removes the ones no service has any more).
+    pub keys: HashMap<ServiceKey, ServiceValue>,
     /// What each service id's banks hold.
     pub banks: HashMap<u32, [Vec<u32>; 2]>,
     /// Backend ids by identity: the desired backends that keep their id, and the stale ones
@@ -194,7 +199,7 @@ pub struct Reconciled {
     pub backends: HashMap<u32, Backend>,
     /// Backend ids in use that no identity claims: zeroed by the next apply.
     pub retired_backends: Vec<u32>,
-    /// Services the writer cannot keep (an invalid or duplicate id): removed by the next apply.
+    /// Keys the writer cannot keep (an invalid service id): removed by the next apply.
     pub retired_services: Vec<ServiceKey>,
     /// Free service ids below `next_service`.
     pub free_services: Vec<u32>,
@@ -206,34 +211,84 @@ pub struct Reconciled {
     pub next_backend: u32,
 }
 
+/// Which service id each desired service keeps (pure): an adopted id goes to the desired
+/// service that has one of its keys among its members (its keys in map order, the first that
+/// matches a service no lower id took). Ids no desired service takes stay under one of their
+/// keys that no desired service is known by, for the next apply to free; returns, by id, the
+/// key each kept id is known by.
+fn assign_ids(by_id: &BTreeMap<u32, Vec<(ServiceKey, ServiceValue)>>, desired: &DesiredState) -> BTreeMap<u32, (ServiceKey, ServiceValue)> {
+    let mut member_of: HashMap<ServiceKey, ServiceKey> = HashMap::new();
+    for s in &desired.services {
+        let key = super::writer::service_key(s);
+        for m in s.members() {
+            member_of.entry(super::writer::member_key(&m, s.proto)).or_insert(key);
+        }
+    }
+    let firsts: HashSet<ServiceKey> = member_of.values().copied().collect();
+    let mut out = BTreeMap::new();
+    let mut taken: HashSet<ServiceKey> = HashSet::new();
+    for (id, keys) in by_id {
+        let owner = keys.iter().find_map(|(k, v)| member_of.get(k).filter(|s| !taken.contains(*s)).map(|s| (*s, *v)));
+        if let Some((s, v)) = owner {
+            taken.insert(s);
+            out.insert(*id, (s, v));
+        }
+    }
+    for (id, keys) in by_id {
+        if out.contains_key(id) {
+            continue;
+        }
+        if let Some((k, v)) = keys.iter().find(|(k, _)| !firsts.contains(k) && !taken.contains(k)) {
+            taken.insert(*k);
+            out.insert(*id, (*k, *v));
+        }
+    }
+    out
+}
+
 /// Matches what the maps hold with the desired state (pure). Every service keeps its id and
-/// its banks; a backend in a service's active table keeps its id under that service; a
-/// backend out of the tables (down or drained: the maps do not say whose it is) goes to the
-/// first desired backend with the same address, port and method that has no id yet (same
-/// value, so a connection entry naming it is forwarded as before), else it is retired. Desired
-/// backends and services left without an id get new ones from the free ids when applied.
+/// its banks: the keys of one id (a `virtual_server_group`'s addresses and ports) go to the
+/// desired service with any of them among its members, whatever its first key now is; every
+/// key read back is in [`Reconciled::keys`], so the next apply writes only the keys that
+/// differ and removes the ones no longer wanted. A backend in a service's active table keeps
+/// its id under that service; a backend out of the tables (down or drained: the maps do not
+/// say whose it is) goes to the first desired backend with the same address, port and method
+/// that has no id yet (same value, so a connection entry naming it is forwarded as before),
+/// else it is retired. Desired backends and services left without an id get new ones from
+/// the free ids when applied.
 pub fn reconcile(adopted: &AdoptedTables, desired: &DesiredState) -> Reconciled {
     let mut r = Reconciled::default();
-    let mut ids = HashSet::new();
+    let mut by_id: BTreeMap<u32, Vec<(ServiceKey, ServiceValue)>> = BTreeMap::new();
     for (k, v) in &adopted.services {
-        if v.id >= MAX_SERVICES || !ids.insert(v.id) || r.services.contains_key(k) {
-            warn!(id = v.id, "adopted service with an invalid or duplicate id: it is removed");
+        if v.id >= MAX_SERVICES || r.keys.contains_key(k) {
+            warn!(id = v.id, "adopted service with an invalid id or a duplicate key: it is removed");
             r.retired_services.push(*k);
             continue;
         }
-        r.services.insert(*k, *v);
+        r.keys.insert(*k, *v);
+        by_id.entry(v.id).or_default().push((*k, *v));
         if let Some(b) = adopted.banks.get(&v.id) {
             r.banks.insert(v.id, b.clone());
         }
     }
-    r.next_service = ids.iter().max().map_or(0, |m| m + 1);
-    r.free_services = (0..r.next_service).rev().filter(|i| !ids.contains(i)).collect();
+    let kept = assign_ids(&by_id, desired);
+    for (key, value) in kept.values() {
+        r.services.insert(*key, *value);
+    }
+    r.next_service = by_id.keys().next_back().map_or(0, |m| m + 1);
+    r.free_services = (0..r.next_service).rev().filter(|i| !kept.contains_key(i)).collect();
     r.backends = adopted.backends.iter().filter(|(id, _)| **id < MAX_BACKENDS).map(|(id, b)| (*id, *b)).collect();
     r.next_backend = r.backends.keys().max().map_or(0, |m| m + 1);
     r.free_backends = (0..r.next_backend).filter(|i| !r.backends.contains_key(i)).collect();
-    // Backends in an active table belong to that service.
+    // Backends in an active table belong to that service (under the key it is known by).
     let mut claimed: HashSet<u32> = HashSet::new();
-    let mut by_service: Vec<(ServiceKey, u32)> = adopted.active_ids().filter(|(k, _)| r.services.contains_key(k)).collect();
+    let mut by_service: Vec<(ServiceKey, u32)> = kept
+        .iter()
+        .flat_map(|(id, (k, v))| {
+            let bank = (v.bank & 1) as usize;
+            adopted.banks.get(id).map(|b| b[bank].as_slice()).unwrap_or_default().iter().map(move |b| (*k, *b))
+        })
+        .collect();
     by_service.sort_unstable_by_key(|(k, id)| (*id, k.family, k.addr, k.port, k.proto));
     by_service.dedup();
     for (k, id) in by_service {
@@ -273,7 +328,10 @@ pub fn reconcile(adopted: &AdoptedTables, desired: &DesiredState) -> Reconciled 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lb::{writer::service_key, BackendSpec, L4Proto, Scheduler, ServiceSpec};
+    use crate::lb::{
+        writer::{member_key, service_key},
+        BackendSpec, L4Proto, Member, Scheduler, ServiceSpec,
+    };
 
     fn svc(port: u16, backends: &[(&str, bool)]) -> ServiceSpec {
         ServiceSpec {
@@ -355,8 +413,8 @@ mod tests {
         assert_eq!(r.backend_ids.len(), 6, "every backend keeps its id");
     }
 
-    /// Free ids are the holes below the highest id in use; invalid and duplicate service ids
-    /// are retired.
+    /// Free ids are the holes below the highest id in use; invalid service ids are retired; a
+    /// second key of an id that no desired service has is left to the apply to remove.
     #[test]
     fn free_ids_and_bad_entries() {
         let a = svc(80, &[("198.18.1.1", true)]);
@@ -369,7 +427,9 @@ mod tests {
             banks: HashMap::new(),
         };
         let r = reconcile(&adopted, &DesiredState { services: vec![a.clone()], ..Default::default() });
-        assert_eq!(r.retired_services, vec![service_key(&b), service_key(&c)]);
+        assert_eq!(r.retired_services, vec![service_key(&c)]);
+        assert_eq!(r.services.keys().collect::<Vec<_>>(), vec![&service_key(&a)], "id 3 is a's");
+        assert!(r.keys.contains_key(&service_key(&b)), "b's key is in the shadow: the apply removes it");
         assert_eq!((r.next_service, r.free_services.clone()), (4, vec![2, 1, 0]), "lowest id popped first");
         assert_eq!((r.next_backend, r.free_backends.iter().copied().collect::<Vec<_>>()), (6, vec![0, 1, 3, 4]));
         assert_eq!(r.retired_backends, vec![5]);
@@ -395,5 +455,125 @@ mod tests {
         assert_eq!(adopted.server_state(&k8080, ip("198.18.1.4"), 8080, Method::Dr), None);
         assert_eq!(adopted.server_state(&k8080, ip("198.18.1.1"), 8080, Method::Nat), None, "another method is another backend");
         assert_eq!(adopted.vip_slots(), HashMap::from([(ip("198.18.0.1"), 0)]));
+    }
+
+    /// A service id with several keys (a `virtual_server_group`, or a port-0 service) keeps
+    /// its id when any of its keys is still a member of a desired service, whatever that
+    /// service's first key is; its backends keep their ids under that service; every key read
+    /// back is in the shadow, so the apply removes the ones no service has any more. On the
+    /// old reconcile a second key of an id was retired as a duplicate and the service was only
+    /// found by its first key.
+    #[test]
+    fn multi_key_services_keep_their_ids() {
+        struct Case {
+            name: &'static str,
+            /// Keys in the maps: (VIP, port, service id). Id `n` has backends `2n` (rs1) and
+            /// `2n + 1` (rs2) in its active table.
+            adopted: &'static [(&'static str, u16, u32)],
+            /// Desired services, each by its members (the first is its `vip`, `port`).
+            desired: &'static [&'static [(&'static str, u16)]],
+            /// The id each desired service keeps (`None`: a new one).
+            ids: &'static [Option<u32>],
+            /// Keys in the maps that no desired service has: the apply removes them.
+            removed: &'static [(&'static str, u16)],
+            /// Free service ids, popped last first.
+            free: &'static [u32],
+        }
+        let cases = [
+            Case {
+                name: "group of 3: first key removed, one added",
+                adopted: &[("198.18.0.1", 80, 5), ("198.18.0.2", 80, 5), ("198.18.0.3", 80, 5)],
+                desired: &[&[("198.18.0.2", 80), ("198.18.0.3", 80), ("198.18.0.4", 80)]],
+                ids: &[Some(5)],
+                removed: &[("198.18.0.1", 80)],
+                free: &[4, 3, 2, 1, 0],
+            },
+            Case {
+                name: "group of 3: last key removed, one added first",
+                adopted: &[("198.18.0.1", 80, 0), ("198.18.0.2", 80, 0), ("198.18.0.3", 80, 0)],
+                desired: &[&[("198.18.0.9", 80), ("198.18.0.1", 80), ("198.18.0.2", 80)]],
+                ids: &[Some(0)],
+                removed: &[("198.18.0.3", 80)],
+                free: &[],
+            },
+            Case {
+                name: "group of several ports",
+                adopted: &[("198.18.0.1", 80, 1), ("198.18.0.1", 443, 1), ("198.18.0.7", 80, 0)],
+                desired: &[&[("198.18.0.1", 443), ("198.18.0.1", 8443)], &[("198.18.0.7", 80)]],
+                ids: &[Some(1), Some(0)],
+                removed: &[("198.18.0.1", 80)],
+                free: &[],
+            },
+            Case {
+                name: "port-0 service",
+                adopted: &[("198.18.0.1", 0, 2), ("198.18.0.1", 80, 0)],
+                desired: &[&[("198.18.0.1", 0)]],
+                ids: &[Some(2)],
+                removed: &[("198.18.0.1", 80)],
+                free: &[1],
+            },
+            Case {
+                name: "two services merged into a group: the lower id wins, the other is freed",
+                adopted: &[("198.18.0.1", 80, 1), ("198.18.0.2", 80, 2)],
+                desired: &[&[("198.18.0.2", 80), ("198.18.0.1", 80)]],
+                ids: &[Some(1)],
+                removed: &[],
+                free: &[2, 0],
+            },
+            Case {
+                name: "a group split in two: the first key's service keeps the id",
+                adopted: &[("198.18.0.1", 80, 0), ("198.18.0.2", 80, 0)],
+                desired: &[&[("198.18.0.2", 80)], &[("198.18.0.1", 80)]],
+                ids: &[None, Some(0)],
+                removed: &[],
+                free: &[],
+            },
+        ];
+        let ip = |a: &str| a.parse::<IpAddr>().expect("address");
+        let key = |(a, port): (&str, u16)| {
+            let (addr, family) = addr16(ip(a));
+            ServiceKey { addr, port: port.to_be_bytes(), proto: L4Proto::Tcp.number(), family }
+        };
+        for c in &cases {
+            let mut adopted = AdoptedTables::default();
+            for &(a, port, id) in c.adopted {
+                let value = ServiceValue { id, bank: 1, len: [0, 2], master_slot: 0, ..Default::default() };
+                adopted.services.push((key((a, port)), value));
+                adopted.banks.insert(id, [vec![], vec![2 * id, 2 * id + 1]]);
+                adopted.backends.insert(2 * id, backend("198.18.1.1", 80, false));
+                adopted.backends.insert(2 * id + 1, backend("198.18.1.2", 80, false));
+            }
+            adopted.services.sort_by_key(|(k, v)| (v.id, k.family, k.addr, k.port, k.proto));
+            let desired = DesiredState {
+                services: c
+                    .desired
+                    .iter()
+                    .map(|members| {
+                        let mut s = svc(members[0].1, &[("198.18.1.1", true), ("198.18.1.2", true)]);
+                        s.vip = ip(members[0].0);
+                        s.backends.iter_mut().for_each(|b| b.port = 80);
+                        s.options.also = members[1..].iter().map(|&(a, port)| Member { vip: ip(a), port, master_slot: None }).collect();
+                        s
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let r = reconcile(&adopted, &desired);
+            for (s, want) in desired.services.iter().zip(c.ids) {
+                let k = service_key(s);
+                assert_eq!(r.services.get(&k).map(|v| v.id), *want, "{}: id of {}:{}", c.name, s.vip, s.port);
+                let bid = |a: &str| r.backend_ids.get(&(k, addr16(ip(a)).0, 80, Method::Dr)).copied();
+                let want_backends = want.map_or([None, None], |id| [Some(2 * id), Some(2 * id + 1)]);
+                assert_eq!([bid("198.18.1.1"), bid("198.18.1.2")], want_backends, "{}: backend ids of {}:{}", c.name, s.vip, s.port);
+            }
+            let all: HashSet<ServiceKey> = adopted.services.iter().map(|(k, _)| *k).collect();
+            assert_eq!(r.keys.keys().copied().collect::<HashSet<_>>(), all, "{}: every key read back is in the shadow", c.name);
+            let live: HashSet<ServiceKey> = desired.services.iter().flat_map(|s| s.members().map(|m| member_key(&m, s.proto))).collect();
+            let mut removed: Vec<ServiceKey> = all.difference(&live).copied().collect();
+            removed.sort_by_key(|k| (k.addr, k.port));
+            assert_eq!(removed, c.removed.iter().map(|m| key(*m)).collect::<Vec<_>>(), "{}: keys the apply removes", c.name);
+            assert_eq!(r.free_services, c.free, "{}: free ids", c.name);
+            assert!(r.retired_services.is_empty(), "{}: no key of a shared id is retired", c.name);
+        }
     }
 }

@@ -233,11 +233,12 @@ impl MapWriter {
 
     /// A writer for the maps of an earlier run, starting from what they hold (see
     /// [`super::adopt::reconcile`]): the next [`MapWriter::apply`] keeps the ids of unchanged
-    /// services and backends, writes only the slots that differ, and removes what the desired
-    /// state no longer has.
+    /// services and backends, writes only the slots and keys that differ, and removes what the
+    /// desired state no longer has (services, and keys of a kept service that were dropped).
     pub fn adopt(r: super::adopt::Reconciled) -> MapWriter {
         MapWriter {
             services: r.services.into_iter().map(|(k, value)| (k, SvcState { value })).collect(),
+            keys: r.keys,
             banks: r.banks,
             free_services: r.free_services,
             next_service: r.next_service,
