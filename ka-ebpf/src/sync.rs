@@ -96,7 +96,8 @@ fn install_one(w: &mut Work, backend: u32, kind: u32) {
             conn_insert(w, hash, backend, conn_now());
             if b.method == METHOD_NAT {
                 mem::copy(&mut w.backend, b);
-                let Some(svc) = service(w) else {
+                // Exact key first, then a port-0 service of the VIP (the synced flow may be one).
+                let Some(svc) = service(w, true) else {
                     stats::inc(Counter::SyncInstallBad);
                     return;
                 };
