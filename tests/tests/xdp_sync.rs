@@ -76,6 +76,7 @@ fn svc(vip: &str, rs: [&str; 2], rport: u16, method: Method) -> ServiceSpec {
         persistence: None,
         master_slot: None,
         backends: rs.iter().map(|a| BackendSpec { addr: ip(a), port: rport, weight: 1, method, healthy: true }).collect(),
+        options: Default::default(),
     }
 }
 
