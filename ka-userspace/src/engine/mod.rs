@@ -259,6 +259,11 @@ impl EngineHandle {
         }
     }
 
+    /// A cheap, cloneable way to ask for [`EngineHandle::status`] from a task of its own.
+    pub fn probe(&self) -> StatusProbe {
+        StatusProbe(self.tx.clone())
+    }
+
     /// Applies a reload and waits until it is applied.
     ///
     /// # Errors
@@ -293,6 +298,21 @@ impl EngineHandle {
             let _ = rx.await;
         }
         let _ = self.task.await;
+    }
+}
+
+/// Asks a running engine for its report (see [`EngineHandle::probe`]).
+#[derive(Clone, Debug)]
+pub struct StatusProbe(mpsc::Sender<Command>);
+
+impl StatusProbe {
+    /// Every instance's report (empty once the engine has stopped).
+    pub async fn report(&self) -> EngineReport {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Command::Status(reply)).await.is_err() {
+            return EngineReport::default();
+        }
+        rx.await.unwrap_or_default()
     }
 }
 
