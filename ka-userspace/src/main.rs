@@ -52,9 +52,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-/// The daemon's runtime: its main loop runs on this thread (config parsing on reload, Maglev
-/// table builds and map writes happen there), the VRRP engine, the checkers and the control
-/// server on two worker threads, so none of that work delays an advert.
+/// The daemon's runtime: its main loop runs on this thread (Maglev table builds and map
+/// writes happen there), the checkers and the control server on two worker threads, config
+/// parsing on reload on a blocking thread. The VRRP engine is not on it: it runs on a thread
+/// and runtime of its own ([`ka::engine::start`]), so none of that work delays an advert.
 fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }

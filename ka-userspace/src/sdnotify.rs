@@ -205,13 +205,33 @@ where
 }
 
 /// Sends systemd the instances' states (`STATUS=`), from a task: the engine's answer is not
-/// waited for here.
+/// waited for here. Requests coalesce: while one report is being fetched, later ones only ask
+/// for one more fetch after it (65,024 instances turning MASTER would otherwise ask for 65,024
+/// reports of 65,024 instances each).
 pub fn send_status(engine: Option<&crate::engine::EngineHandle>, out: Arc<dyn Notify>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
+    static AGAIN: AtomicBool = AtomicBool::new(false);
     let Some(e) = engine else { return };
-    let report = e.status_task();
+    if IN_FLIGHT.swap(true, Ordering::AcqRel) {
+        AGAIN.store(true, Ordering::Release);
+        return;
+    }
+    let probe = e.probe();
     tokio::spawn(async move {
-        let r = report.await;
-        out.notify(&[Message::Status(status_line(&r.instances))]);
+        loop {
+            AGAIN.store(false, Ordering::Release);
+            let r = probe.report().await;
+            out.notify(&[Message::Status(status_line(&r.instances))]);
+            if AGAIN.load(Ordering::Acquire) {
+                continue;
+            }
+            IN_FLIGHT.store(false, Ordering::Release);
+            // A request that came between the check and the store would be lost: take it.
+            if !AGAIN.load(Ordering::Acquire) || IN_FLIGHT.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
     });
 }
 

@@ -178,6 +178,11 @@ pub struct GlobalDefs {
     pub vrrp_garp_master_refresh_repeat: u32,
     /// `vrrp_garp_interval` (default 0).
     pub vrrp_garp_interval: Duration,
+    /// `vrrp_priority`: nice value (-20..=19) of the VRRP engine's thread (default: unchanged).
+    pub vrrp_priority: Option<i32>,
+    /// `vrrp_rt_priority`: SCHED_RR priority (1..=99) of the VRRP engine's thread (default:
+    /// none, the normal scheduler).
+    pub vrrp_rt_priority: Option<i32>,
     /// `vrrp_gna_interval` (default 0).
     pub vrrp_gna_interval: Duration,
     /// `vrrp_skip_check_adv_addr`.
@@ -245,6 +250,8 @@ impl Default for GlobalDefs {
             vrrp_garp_master_refresh: Duration::ZERO,
             vrrp_garp_master_refresh_repeat: 1,
             vrrp_garp_interval: Duration::ZERO,
+            vrrp_priority: None,
+            vrrp_rt_priority: None,
             vrrp_gna_interval: Duration::ZERO,
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,

@@ -50,7 +50,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_notify_priority_changes",
     "max_auto_priority",
     "min_auto_priority_delay",
-    "vrrp_priority",
     "checker_priority",
     "bfd_priority",
     "vrrp_no_swap",
@@ -59,7 +58,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_cpu_affinity",
     "checker_cpu_affinity",
     "bfd_cpu_affinity",
-    "vrrp_rt_priority",
     "checker_rt_priority",
     "bfd_rt_priority",
     "vrrp_rlimit_rttime",
@@ -112,6 +110,8 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
 pub const GLOBAL_SUPPORTED: &[&str] = &[
     "router_id",
     "vrrp_version",
+    "vrrp_priority",
+    "vrrp_rt_priority",
     "vrrp_strict",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
@@ -850,6 +850,16 @@ impl<'d> Cx<'d> {
                     }
                 }
                 "vrrp_strict" => self.cfg.global.vrrp_strict = self.arg_bool(e),
+                "vrrp_priority" => {
+                    if let Some(v) = self.arg_int(e, -20, 19) {
+                        self.cfg.global.vrrp_priority = i32::try_from(v).ok();
+                    }
+                }
+                "vrrp_rt_priority" => {
+                    if let Some(v) = self.arg_int(e, 1, 99) {
+                        self.cfg.global.vrrp_rt_priority = i32::try_from(v).ok();
+                    }
+                }
                 "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
                     if let Some(a) = self.arg_ip(e) {
                         let v6 = e.name().ends_with('6');

@@ -486,3 +486,24 @@ fn refusals_are_warnings_at_their_line() {
     assert!(warnings[1].1.contains("FWM 9 is not served by ka (the other virtual servers are)"), "{warnings:?}");
     assert!(l.diagnostics.iter().all(|d| d.severity == Severity::Warning));
 }
+
+/// `vrrp_priority` and `vrrp_rt_priority` are acted on (no "not supported" warning) and kept
+/// in the model; a value out of keepalived's range is reported and leaves the default.
+#[test]
+fn vrrp_scheduling_keywords() {
+    let cases: [(&str, Option<i32>, Option<i32>, bool); 5] = [
+        ("vrrp_priority -10", Some(-10), None, true),
+        ("vrrp_priority 19", Some(19), None, true),
+        ("vrrp_rt_priority 50", None, Some(50), true),
+        ("vrrp_priority -21", None, None, false),
+        ("vrrp_rt_priority 0", None, None, false),
+    ];
+    for (line, nice, rt, clean) in cases {
+        let text = format!("global_defs {{\n {line}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!((l.config.global.vrrp_priority, l.config.global.vrrp_rt_priority), (nice, rt), "{line}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
+        assert_eq!(l.diagnostics.is_empty(), clean, "{line}: {rendered:?}");
+    }
+}

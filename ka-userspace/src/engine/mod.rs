@@ -15,6 +15,7 @@
 pub mod fast;
 pub mod reload;
 pub mod resume;
+pub mod sched;
 pub mod setup;
 pub mod tracking;
 
@@ -82,6 +83,9 @@ pub enum EngineError {
     /// The engine has stopped.
     #[error("the VRRP engine has stopped")]
     Gone,
+    /// The engine's own thread or runtime cannot be started.
+    #[error("the VRRP engine's thread cannot be started: {0}")]
+    Thread(#[source] std::io::Error),
     /// Another reload is being applied.
     #[error("the VRRP engine is applying another reload")]
     ReloadBusy,
@@ -122,6 +126,8 @@ pub struct EngineGlobals {
     /// The mastership record ([`resume`]): read at start to resume as Master after a
     /// restart, kept up to date while running. `None`: never resume.
     pub state_file: Option<std::path::PathBuf>,
+    /// Scheduling of the engine's thread (`vrrp_priority`, `vrrp_rt_priority`), set at start.
+    pub sched: sched::Scheduling,
 }
 
 /// What the engine tells the rest of the daemon.
@@ -226,7 +232,8 @@ pub enum Command {
 #[derive(Debug)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
-    task: tokio::task::JoinHandle<()>,
+    /// Closed when the engine's thread has finished.
+    task: oneshot::Receiver<()>,
 }
 
 impl EngineHandle {
@@ -250,6 +257,11 @@ impl EngineHandle {
             }
             rx.await.unwrap_or_default()
         }
+    }
+
+    /// A cheap, cloneable way to ask for [`EngineHandle::status`] from a task of its own.
+    pub fn probe(&self) -> StatusProbe {
+        StatusProbe(self.tx.clone())
     }
 
     /// Applies a reload and waits until it is applied.
@@ -286,6 +298,21 @@ impl EngineHandle {
             let _ = rx.await;
         }
         let _ = self.task.await;
+    }
+}
+
+/// Asks a running engine for its report (see [`EngineHandle::probe`]).
+#[derive(Clone, Debug)]
+pub struct StatusProbe(mpsc::Sender<Command>);
+
+impl StatusProbe {
+    /// Every instance's report (empty once the engine has stopped).
+    pub async fn report(&self) -> EngineReport {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Command::Status(reply)).await.is_err() {
+            return EngineReport::default();
+        }
+        rx.await.unwrap_or_default()
     }
 }
 
@@ -449,9 +476,13 @@ fn state_name(s: State) -> &'static str {
     s.name()
 }
 
-/// Starts the engine: resolves interfaces, opens sockets, cleans up leftover VIPs of a crashed
-/// run (a Backup must not hold them; nothing flaps because nothing was Master yet), starts the
-/// trackers and every instance.
+/// Starts the engine on a thread of its own with its own single-threaded tokio runtime (as
+/// keepalived runs VRRP in a process of its own): no other task of the daemon, and no blocking
+/// work such as parsing a reloaded configuration, shares its worker, so adverts go out on time
+/// whatever the rest of the daemon does. The thread takes the scheduling of
+/// [`EngineGlobals::sched`]. The engine resolves interfaces, opens sockets, cleans up leftover
+/// VIPs of a crashed run (a Backup must not hold them; nothing flaps because nothing was
+/// Master yet), starts the trackers and every instance.
 ///
 /// # Errors
 /// See [`EngineError`].
@@ -461,6 +492,49 @@ pub async fn start(
     netlink: NetlinkClient,
     fast_input: Option<fast::FastInput>,
 ) -> Result<EngineHandle, EngineError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let scheduling = globals.sched;
+    std::thread::Builder::new()
+        .name("ka-vrrp".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(EngineError::Thread(e)));
+                    return;
+                }
+            };
+            sched::apply(scheduling);
+            rt.block_on(async move {
+                match open(setups, globals, netlink, fast_input).await {
+                    Ok((tx, run)) => {
+                        let _ = ready_tx.send(Ok(tx));
+                        run.await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+            // Receivers, trackers and scripts still running stop with the runtime; nothing
+            // waits for a script that hangs.
+            rt.shutdown_background();
+            drop(done_tx);
+        })
+        .map_err(EngineError::Thread)?;
+    let tx = ready_rx.await.map_err(|_| EngineError::Gone)??;
+    Ok(EngineHandle { tx, task: done_rx })
+}
+
+/// The engine set up on the calling (engine) thread's runtime: its command channel and its
+/// main loop, to run there.
+async fn open(
+    setups: Vec<InstanceSetup>,
+    globals: EngineGlobals,
+    netlink: NetlinkClient,
+    fast_input: Option<fast::FastInput>,
+) -> Result<(mpsc::Sender<Command>, impl std::future::Future<Output = ()>), EngineError> {
     let env = SysView::read(&netlink).await?;
     let record = globals.state_file.as_deref().and_then(resume::read);
     let start = StartUp { record: record.as_ref(), mono_now: fast::monotonic_now() };
@@ -558,8 +632,7 @@ pub async fn start(
     if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
         engine.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(engine.globals.nft_table.clone()));
     }
-    let task = tokio::spawn(async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await });
-    Ok(EngineHandle { tx, task })
+    Ok((tx, async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await }))
 }
 
 /// A reload request with the kernel's view read for it.

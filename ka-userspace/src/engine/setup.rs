@@ -363,6 +363,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         fifo: g.vrrp_notify_fifo.clone().or_else(|| g.notify_fifo.clone()).map(Into::into),
         smtp,
         garp_interval: g.vrrp_garp_interval,
+        sched: super::sched::Scheduling::from_config(g),
         groups: cfg
             .sync_groups
             .iter()
