@@ -206,7 +206,10 @@ fn v2_unicast_peers() {
     let ka = start_ka(&lan, 1, &Conf { vrid: 64, priority: 150, version: 2, advert_int: "1", vip: "198.18.6.102/24", extra: peers(1, 2) });
     wait_holder(&lan, 1, vip, "ka has the higher priority");
     wait_log(&kd, "Entering BACKUP STATE");
-    assert!(!holds(lan.host(2), vip));
+    // keepalived may have become MASTER before ka's first advert reached it (ka starts
+    // second): ka's higher priority then preempts it, and it must release the VIP.
+    wait_for("keepalived releases the VIP to ka", WAIT, || (!holds(lan.host(2), vip)).then_some(()));
+    assert!(holds(lan.host(1), vip), "ka still holds the VIP");
     let stopped = Instant::now();
     ka.stop().expect("stop");
     wait_holder(&lan, 2, vip, "ka resigned over unicast");
