@@ -85,6 +85,12 @@ counters! {
     LbPersistHit = "lb_persist_hit",
     /// LB: a connection-table entry pointed at a backend that is down or gone; rescheduled.
     LbReschedule = "lb_reschedule",
+    /// LB: a connection-table entry had outlived its lifetime (`lvs_timeouts`, by TCP state);
+    /// it left the table and the packet was scheduled as a new flow.
+    LbConnExpired = "lb_conn_expired",
+    /// LB: a backend the scheduler chose was overloaded (`uthreshold` reached): `rr`/`wrr`
+    /// tried the next one, `mh`/`sh`/`dh` found no backend (`pass_no_backend`), as IPVS.
+    LbOverloaded = "lb_overloaded",
     /// LB: forwarded by direct routing.
     LbDr = "lb_dr",
     /// LB: forwarded through an IPIP/IP6IP6 tunnel.

@@ -3,28 +3,25 @@
 //! only reads tables that userspace computed; it writes the connection, persistence and NAT
 //! tables.
 
-use core::{mem::size_of, ptr::read_volatile};
-
 use aya_ebpf::{
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     programs::XdpContext,
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, conn_check, conn_set, flow_hash, flow_hash4, table_index, Backend,
-        ConnValue, FlowKey, FlowKey4, NatValue, ServiceKey, ServiceKey4, ServiceValue,
-        BACKEND_F_DOWN, CONN_WAYS, FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV,
-        SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_PERSIST,
+        addr_hash, and_mask, flow_hash, flow_hash4, sched_uses_dests, table_index, Backend, ConnValue,
+        FlowKey, NatValue, ServiceKey, ServiceKey4, ServiceValue, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6,
+        METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_COUNT,
+        SVC_F_PERSIST,
     },
+    sched::{new_state, CONN_F_COUNTED, MAX_DESTS},
     stats::Counter,
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
-    maps::{
-        Work, KA_BACKENDS, KA_CONNS4, KA_CONNS6, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4,
-        KA_SERVICES6, KA_TABLES,
-    },
+    conn,
+    maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES},
     mem,
     parse::L3,
     ptr::ptr_at,
@@ -124,86 +121,6 @@ pub fn hash_of(w: &Work) -> u32 {
     }
 }
 
-/// Whether the `N` words at `a` and `b` are equal. Volatile loads: LLVM would otherwise turn
-/// the loop into a `bcmp` call (aya-ebpf's compares a byte per iteration).
-#[inline(always)]
-fn words_eq<const N: usize>(a: *const u32, b: *const u32) -> bool {
-    let mut i = 0;
-    let mut diff = 0u32;
-    while i < N {
-        // SAFETY: the callers pass pointers to N-word, 4-aligned keys.
-        diff |= unsafe { read_volatile(a.add(i)) ^ read_volatile(b.add(i)) };
-        i += 1;
-    }
-    diff == 0
-}
-
-/// Lookup and insertion of one family's set-associative connection table
-/// (`ka_common::lb::CONN4_MAP`): `$get(key, hash, now)` returns the backend of a live way
-/// holding `key` and refreshes its stamp; `$put(key, hash, backend, now)` records the flow in
-/// its own way, a free one, or the least recently seen one of the set.
-macro_rules! conn_table {
-    ($get:ident, $put:ident, $map:ident, $key:ty) => {
-        #[inline(always)]
-        fn $get(key: &$key, hash: u32, now: u32) -> Option<u32> {
-            const N: usize = size_of::<$key>() / 4;
-            let set = $map.get_ptr_mut(conn_set(hash))?;
-            let mut i = 0;
-            while i < CONN_WAYS {
-                // SAFETY: a map value of CONN_WAYS ways, i < CONN_WAYS. Other CPUs may write
-                // it concurrently: a torn way fails the check and reads as a miss.
-                let way = unsafe { &mut (*set).ways[i] };
-                if way.stamp != 0
-                    && words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
-                    && way.check == conn_check(hash, way.backend)
-                {
-                    if way.stamp != now {
-                        way.stamp = now;
-                    }
-                    return Some(way.backend);
-                }
-                i += 1;
-            }
-            None
-        }
-
-        #[inline(always)]
-        fn $put(key: &$key, hash: u32, backend: u32, now: u32) {
-            const N: usize = size_of::<$key>() / 4;
-            let Some(set) = $map.get_ptr_mut(conn_set(hash)) else {
-                return;
-            };
-            let (mut victim, mut oldest) = (0usize, 0u32);
-            let mut i = 0;
-            while i < CONN_WAYS {
-                // SAFETY: as in the lookup.
-                let way = unsafe { &(*set).ways[i] };
-                if way.stamp == 0
-                    || words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
-                {
-                    victim = i;
-                    break;
-                }
-                let age = now.wrapping_sub(way.stamp);
-                if age >= oldest {
-                    oldest = age;
-                    victim = i;
-                }
-                i += 1;
-            }
-            // SAFETY: as in the lookup; the mask keeps the index provably in range.
-            let way = unsafe { &mut (*set).ways[victim & (CONN_WAYS - 1)] };
-            mem::copy(&mut way.key, key);
-            way.backend = backend;
-            way.check = conn_check(hash, backend);
-            way.stamp = now;
-        }
-    };
-}
-
-conn_table!(conn4_get, conn4_put, KA_CONNS4, FlowKey4);
-conn_table!(conn6_get, conn6_put, KA_CONNS6, FlowKey);
-
 /// The connection-table clock: low 32 bits of `bpf_jiffies64` (inlined by the verifier), never
 /// 0 (a free way).
 #[inline(always)]
@@ -212,23 +129,32 @@ fn conn_now() -> u32 {
     (unsafe { bpf_jiffies64() } as u32) | 1
 }
 
-/// The backend recorded for the flow in its family's connection table.
+/// The backend recorded for the flow in its family's connection table (the entry's stamp
+/// refreshed and its TCP state moved by the packet's flags; an expired entry is a miss).
 #[inline(always)]
-fn conn(w: &Work, hash: u32, now: u32) -> Option<u32> {
+fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> Option<u32> {
     if w.key.family == FAMILY_V4 {
-        conn4_get(&w.key4, hash, now)
+        conn::conn4_get(&w.key4, hash, now, tcp_flags)
     } else {
-        conn6_get(&w.key, hash, now)
+        conn::conn6_get(&w.key, hash, now, tcp_flags)
     }
 }
 
-/// Records the flow's backend in its family's connection table.
+/// Records the flow's backend (copied in `w.backend`) in its family's connection table, in the
+/// state the packet's flags give a new entry, counted when the service keeps counts.
 #[inline(always)]
-fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32) {
-    if w.key.family == FAMILY_V4 {
-        conn4_put(&w.key4, hash, backend, now);
+fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
+    let mut state = new_state(w.key.proto, tcp_flags);
+    if w.svc.flags & SVC_F_COUNT != 0 {
+        state |= CONN_F_COUNTED;
+    }
+    let put = if w.key.family == FAMILY_V4 {
+        conn::conn4_put(&w.key4, hash, backend, now, state)
     } else {
-        conn6_put(&w.key, hash, backend, now);
+        conn::conn6_put(&w.key, hash, backend, now, state)
+    };
+    if put {
+        conn::bind(backend, state, w.backend.uthreshold);
     }
 }
 
@@ -257,10 +183,11 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     // reused 5-tuple left behind would only pin the new connection to the old server, and the
     // lookup is a hash computation and a bucket walk saved on every new flow). A retransmitted
     // SYN gets the same answer from the scheduler unless the backend set changed in between.
-    let syn = w.key.proto == IPPROTO_TCP && w.pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let tcp_flags = if w.key.proto == IPPROTO_TCP { w.pkt.tcp_flags } else { 0 };
+    let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let hash = hash_of(w);
     let tick = conn_now();
-    if let Some(id) = if syn { None } else { conn(w, hash, tick) } {
+    if let Some(id) = if syn { None } else { conn(w, hash, tick, tcp_flags) } {
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
             return Some((id, false));
@@ -286,7 +213,7 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
                 // SAFETY: as above.
                 unsafe { (*t).last_seen_ns = now };
                 stats::inc(Counter::LbPersistHit);
-                conn_insert(w, hash, id, tick);
+                conn_insert(w, hash, id, tick, tcp_flags);
                 return Some((id, true));
             }
         }
@@ -299,25 +226,18 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     if len == 0 || len > ka_common::lb::TABLE_SIZE {
         return None;
     }
-    let slot = match svc.sched {
-        SCHED_MAGLEV => hash % len,
-        SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
-        SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
-        SCHED_ROUND_ROBIN => {
-            let c = KA_RR.get_ptr_mut(svc.id)?;
-            // SAFETY: per-CPU value of this CPU.
-            let n = unsafe { *c };
-            let n = if n >= len { 0 } else { n };
-            unsafe { *c = if n + 1 >= len { 0 } else { n + 1 } };
-            n
+    let id = if sched_uses_dests(svc.sched) {
+        match crate::sched::least(w, bank, tick) {
+            Some(id) => id,
+            None => return None,
         }
-        _ => return None,
+    } else {
+        table_choice(w, hash, bank, len)?
     };
-    let id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
     if !usable(id, &mut w.backend) {
         return None;
     }
-    conn_insert(w, hash, id, tick);
+    conn_insert(w, hash, id, tick, tcp_flags);
     if persist {
         let v = ConnValue {
             backend: id,
@@ -328,6 +248,53 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     }
     stats::inc(Counter::LbNewFlow);
     Some((id, true))
+}
+
+/// The backend of a table scheduler (Maglev over the 5-tuple, the source or the destination;
+/// the round-robin cursor) for the flow in `w`, from bank `bank` of `len` slots. In a service
+/// that keeps counts an overloaded backend (`uthreshold`) is passed over as IPVS does: the
+/// round-robin cursor moves on (at most `MAX_DESTS` slots), a hash scheduler has no backend.
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
+#[inline(never)]
+fn table_choice(w: &Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
+    let svc = &w.svc;
+    let counted = svc.flags & SVC_F_COUNT != 0;
+    let slot = match svc.sched {
+        SCHED_MAGLEV => hash % len,
+        SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
+        SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
+        SCHED_ROUND_ROBIN => {
+            let c = KA_RR.get_ptr_mut(svc.id)?;
+            // SAFETY: per-CPU value of this CPU.
+            let mut n = unsafe { *c };
+            let mut tries = 0;
+            let id = loop {
+                if n >= len {
+                    n = 0;
+                }
+                let id = *KA_TABLES.get(table_index(svc.id, bank, n))?;
+                n += 1;
+                if !counted || !conn::overloaded(id) {
+                    break Some(id);
+                }
+                stats::inc(Counter::LbOverloaded);
+                tries += 1;
+                if tries >= MAX_DESTS {
+                    break None;
+                }
+            };
+            // SAFETY: as above.
+            unsafe { *c = if n >= len { 0 } else { n } };
+            return id;
+        }
+        _ => return None,
+    };
+    let id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
+    if counted && conn::overloaded(id) {
+        stats::inc(Counter::LbOverloaded);
+        return None;
+    }
+    Some(id)
 }
 
 /// Records the reverse translation of a new NAT flow: replies from the backend to the client

@@ -250,7 +250,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
             // The next hops' forwarding check is about the interfaces packets enter XDP on.
             let ingress = datapath.as_ref().map(|d| d.attachments().iter().map(|a| a.iface.clone()).collect()).unwrap_or_default();
-            Some(crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone(), ingress))
+            let dp = crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone(), ingress);
+            Some(match datapath.as_ref() {
+                Some(d) => dp.sweeping_connections(d.ebpf(), cfg),
+                None => dp,
+            })
         }
         (Some(cfg), None, Some(_)) => {
             if !cfg.virtual_servers.is_empty() {

@@ -98,6 +98,8 @@ fn run() -> Vec<Row> {
                 weight: 1,
                 method: Method::Dr,
                 healthy: true,
+                uthreshold: 0,
+                lthreshold: 0,
             })
             .collect(),
     };

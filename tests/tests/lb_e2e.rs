@@ -526,7 +526,7 @@ fn maglev_choice(kind: Kind, v6: bool, up: &[usize], sport: u16) -> usize {
         backends: if v6 { RS_LAN6 } else { kind.real_servers() }
             .iter()
             .enumerate()
-            .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
+            .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i), uthreshold: 0, lthreshold: 0 })
             .collect(),
     };
     let table = ka::lb::writer::service_table(&spec);
