@@ -59,6 +59,9 @@ use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 /// `BPF_F_MMAPABLE` (uapi `linux/bpf.h`): an array map userspace can `mmap`.
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
+/// No backend (a sentinel where an `Option` would copy an undefined payload in the kernel).
+pub const NO_ID: u32 = u32::MAX;
+
 /// Most candidates a least-connection scheduler considers per service: the bound of the
 /// kernel's loop over a [`DestList`] (each candidate costs a counter load and a compare).
 pub const MAX_DESTS: usize = 64;
@@ -133,8 +136,12 @@ pub const fn dests_index(id: u32, bank: u32) -> u32 {
 pub struct DestList {
     /// Candidates in use (≤ [`MAX_DESTS`]).
     pub n: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// The scheduler's [`Metric`] flags: [`METRIC_OVF`], [`METRIC_NQ`].
+    pub metric_flags: u32,
+    /// The scheduler's [`Metric`] coefficients `a, b, c, d` ([`metric_of`]). In the map, not
+    /// derived from the scheduler in the kernel: loaded values are unknown to the verifier,
+    /// so the candidate walk is checked once for every scheduler, not once per scheduler.
+    pub metric: [u32; 4],
     /// Backend ids.
     pub ids: [u32; MAX_DESTS],
     /// Weights (> 0), same order.
@@ -368,8 +375,8 @@ pub struct Cand {
     pub active: u32,
     /// Inactive connections.
     pub inactive: u32,
-    /// Over its `uthreshold` (IPVS `IP_VS_DEST_F_OVERLOAD`).
-    pub overloaded: bool,
+    /// Non-zero while over its `uthreshold` (IPVS `IP_VS_DEST_F_OVERLOAD`).
+    pub overloaded: u32,
 }
 
 impl Cand {
@@ -377,7 +384,7 @@ impl Cand {
     /// module notes) reads as 0.
     #[inline(always)]
     pub const fn from_conns(id: u32, weight: u32, c: &BackendConns) -> Cand {
-        Cand { id, weight, active: clamp(c.active), inactive: clamp(c.inactive), overloaded: c.overloaded != 0 }
+        Cand { id, weight, active: clamp(c.active), inactive: clamp(c.inactive), overloaded: c.overloaded }
     }
 
     /// IPVS's `ip_vs_dest_conn_overhead`: `active × 256 + inactive`.
@@ -387,14 +394,11 @@ impl Cand {
     }
 }
 
-/// A counter read as `i32`, negative values as 0.
+/// A counter read as `i32`, negative values as 0 (without a branch: the sign bit, spread,
+/// masks the value out).
 #[inline(always)]
 const fn clamp(v: u32) -> u32 {
-    if (v as i32) < 0 {
-        0
-    } else {
-        v
-    }
+    v & !(((v as i32) >> 31) as u32)
 }
 
 /// Whether `a` (load `la` over weight) is more loaded than `b` (`lb`): `la/wa > lb/wb` as
@@ -407,108 +411,211 @@ const fn heavier(la: u64, wa: u32, lb: u64, wb: u32) -> bool {
 /// The `lb_algo` codes of the schedulers [`pick`] implements (`ServiceValue::sched`).
 pub use crate::lb::{SCHED_FO, SCHED_LBLC, SCHED_LBLCR, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_SED, SCHED_TWOS, SCHED_WLC};
 
-/// The choice of `lc`, `wlc`, `sed`, `nq`, `fo`, `ovf` or `twos` among the `n` candidates
-/// `cand(0..n)` (`None`: skipped), as the IPVS scheduler of that name chooses; the index of
-/// the chosen one, `None` if none is available (all overloaded). Ties go to the first listed.
-/// `r1`, `r2`: two random numbers (`twos` only).
+/// [`DestList::metric_flags`]: skip candidates with more active connections than their
+/// weight (`ovf`).
+pub const METRIC_OVF: u32 = 1 << 0;
+/// [`DestList::metric_flags`]: an idle candidate is chosen at once (`nq`).
+pub const METRIC_NQ: u32 = 1 << 1;
+
+/// How a scheduler of the `wlc` kind weighs a candidate: it picks the least `num / den`, with
+/// `num = a × overhead + b × (active + 1) + c` and `den = d × weight + (1 − d)`;
+/// [`METRIC_OVF`] skips candidates with more active connections than their weight,
+/// [`METRIC_NQ`] takes an idle candidate at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metric {
+    /// Coefficient of the overhead (active × 256 + inactive).
+    pub a: u32,
+    /// Coefficient of active + 1.
+    pub b: u32,
+    /// Constant term.
+    pub c: u32,
+    /// 1: divided by the weight; 0: not weighted.
+    pub d: u32,
+    /// `METRIC_*`.
+    pub flags: u32,
+}
+
+/// The [`Metric`] of a scheduler:
+/// - `lc`: least overhead (IPVS `ip_vs_lc`: `doh < loh`);
+/// - `wlc` (and the `wlc` step of `lblc`/`lblcr`, and any other code): least overhead per
+///   weight (`loh × dw > doh × lw`);
+/// - `sed`, `nq`: least (active + 1) per weight (`nq` first takes an idle server);
+/// - `fo`, `ovf`: least 1 / weight, the highest weight (`ovf` among servers whose active
+///   connections stay within their weight).
 #[inline(always)]
-pub fn pick<F: FnMut(usize) -> Option<Cand>>(sched: u8, n: usize, r1: u32, r2: u32, mut cand: F) -> Option<usize> {
-    if sched == SCHED_TWOS {
-        return pick_twos(n, r1, r2, cand);
-    }
-    let mut best: Option<(usize, Cand)> = None;
-    let mut i = 0;
-    while i < MAX_DESTS {
-        if i >= n {
-            break;
-        }
-        let Some(c) = cand(i) else {
-            i += 1;
-            continue;
-        };
-        if c.overloaded || c.weight == 0 {
-            i += 1;
-            continue;
-        }
-        let better = match best {
-            None => sched != SCHED_OVF || c.active <= c.weight,
-            Some((_, b)) => match sched {
-                SCHED_LC => c.overhead() < b.overhead(),
-                SCHED_SED | SCHED_NQ => heavier(b.active as u64 + 1, b.weight, c.active as u64 + 1, c.weight),
-                SCHED_FO => c.weight > b.weight,
-                SCHED_OVF => c.active <= c.weight && c.weight > b.weight,
-                // wlc, and the wlc step of lblc/lblcr.
-                _ => heavier(b.overhead(), b.weight, c.overhead(), c.weight),
-            },
-        };
-        if sched == SCHED_NQ && c.active == 0 {
-            // nq: an idle server at once.
-            return Some(i);
-        }
-        if better {
-            best = Some((i, c));
-        }
-        i += 1;
-    }
-    match best {
-        Some((i, _)) => Some(i),
-        None => None,
+pub const fn metric_of(sched: u8) -> Metric {
+    let m = Metric { a: 1, b: 0, c: 0, d: 1, flags: 0 };
+    match sched {
+        SCHED_LC => Metric { d: 0, ..m },
+        SCHED_SED => Metric { a: 0, b: 1, ..m },
+        SCHED_NQ => Metric { a: 0, b: 1, flags: METRIC_NQ, ..m },
+        SCHED_FO => Metric { a: 0, c: 1, ..m },
+        SCHED_OVF => Metric { a: 0, c: 1, flags: METRIC_OVF, ..m },
+        _ => m,
     }
 }
 
-/// `twos` (IPVS `ip_vs_twos`): two servers drawn at random in proportion to their weights
-/// (`r % (total + 1)`, as IPVS draws), the less loaded by overhead/weight wins (the first
-/// draw on a tie).
-#[inline(always)]
-fn pick_twos<F: FnMut(usize) -> Option<Cand>>(n: usize, r1: u32, r2: u32, mut cand: F) -> Option<usize> {
-    let mut total: u64 = 0;
-    let mut last = None;
-    let mut i = 0;
-    while i < MAX_DESTS {
-        if i >= n {
-            break;
+impl DestList {
+    /// The metric written in the list.
+    #[inline(always)]
+    pub const fn metric(&self) -> Metric {
+        Metric { a: self.metric[0], b: self.metric[1], c: self.metric[2], d: self.metric[3], flags: self.metric_flags }
+    }
+
+    /// Writes `m` in the list.
+    pub fn set_metric(&mut self, m: Metric) {
+        self.metric = [m.a, m.b, m.c, m.d];
+        self.metric_flags = m.flags;
+    }
+}
+
+/// The choice of `lc`, `wlc`, `sed`, `nq`, `fo` or `ovf`, one candidate at a time: offer every
+/// candidate in list order ([`Picker::offer`] says when to stop), then read [`Picker::best`].
+/// Ties go to the first offered, as in IPVS's list walk.
+///
+/// The kernel runs it from a `bpf_loop` callback, one candidate per call, with the picker in
+/// per-CPU memory; [`pick`] runs it over a closure. The scheduler is turned into arithmetic
+/// coefficients up front so that the per-candidate step has no branch on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Picker {
+    m: Metric,
+    best: Option<Cand>,
+    num: u64,
+    den: u64,
+}
+
+impl Picker {
+    /// A picker for `sched` (`SCHED_WLC` for any code outside lc/sed/nq/fo/ovf).
+    #[inline(always)]
+    pub const fn new(sched: u8) -> Picker {
+        Picker::with(metric_of(sched))
+    }
+
+    /// A picker weighing candidates by `m`.
+    #[inline(always)]
+    pub const fn with(m: Metric) -> Picker {
+        Picker { m, best: None, num: 0, den: 0 }
+    }
+
+    /// Considers the next candidate; true when the choice is made (`nq`: an idle server).
+    #[inline(always)]
+    pub fn offer(&mut self, c: Cand) -> bool {
+        let m = self.m;
+        if c.overloaded != 0 || c.weight == 0 || m.flags & METRIC_OVF != 0 && c.active > c.weight {
+            return false;
         }
-        if let Some(c) = cand(i) {
-            if !c.overloaded && c.weight > 0 {
-                total += c.weight as u64;
-                last = Some(i);
+        if m.flags & METRIC_NQ != 0 && c.active == 0 {
+            self.best = Some(c);
+            return true;
+        }
+        let num = m.a as u64 * c.overhead() + m.b as u64 * (c.active as u64 + 1) + m.c as u64;
+        let d = (m.d & 1) as u64;
+        let den = d * c.weight as u64 + (1 - d);
+        let better = match self.best {
+            None => true,
+            Some(_) => self.num * den > num * self.den,
+        };
+        if better {
+            self.best = Some(c);
+            self.num = num;
+            self.den = den;
+        }
+        false
+    }
+
+    /// The chosen candidate; `None` if none was available (all overloaded).
+    #[inline(always)]
+    pub const fn best(&self) -> Option<Cand> {
+        self.best
+    }
+}
+
+/// `twos` (IPVS `ip_vs_twos`), in two passes over the candidates: [`Twos::count`] sums the
+/// available weights, [`Twos::draw`] draws two numbers in `0..=total` (as IPVS draws, `r %
+/// (total + 1)`), [`Twos::offer`] finds the server each draw lands on; [`Twos::best`] is the
+/// less loaded of the two by overhead/weight (the first draw on a tie).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Twos {
+    total: u64,
+    last: Option<Cand>,
+    w1: i64,
+    w2: i64,
+    c1: Option<Cand>,
+    c2: Option<Cand>,
+}
+
+impl Twos {
+    /// First pass: one candidate.
+    #[inline(always)]
+    pub fn count(&mut self, c: Cand) {
+        if c.overloaded == 0 && c.weight > 0 {
+            self.total += c.weight as u64;
+            self.last = Some(c);
+        }
+    }
+
+    /// Between the passes: the two draws from random numbers `r1`, `r2`.
+    #[inline(always)]
+    pub fn draw(&mut self, r1: u32, r2: u32) {
+        // `max(1)`: a provably non-zero divisor (no division-by-zero panic path in the kernel).
+        let total = (self.total + 1).max(1);
+        self.w1 = (r1 as u64 % total) as i64;
+        self.w2 = (r2 as u64 % total) as i64;
+    }
+
+    /// Second pass: one candidate; true once both draws have landed.
+    #[inline(always)]
+    pub fn offer(&mut self, c: Cand) -> bool {
+        if c.overloaded == 0 && c.weight > 0 {
+            self.w1 -= c.weight as i64;
+            self.w2 -= c.weight as i64;
+            if self.w1 <= 0 && self.c1.is_none() {
+                self.c1 = Some(c);
+            }
+            if self.w2 <= 0 && self.c2.is_none() {
+                self.c2 = Some(c);
             }
         }
-        i += 1;
+        self.c1.is_some() && self.c2.is_some()
     }
-    let last = last?;
-    let total = total + 1;
-    let mut w1 = (r1 as u64 % total) as i64;
-    let mut w2 = (r2 as u64 % total) as i64;
-    let (mut c1, mut c2): (Option<(usize, Cand)>, Option<(usize, Cand)>) = (None, None);
-    let mut i = 0;
-    while i < MAX_DESTS {
-        if i >= n || c1.is_some() && c2.is_some() {
-            break;
+
+    /// The chosen server; `None` if none was available.
+    #[inline(always)]
+    pub fn best(&self) -> Option<Cand> {
+        // IPVS starts choice1 at the last available server (kept only if no draw landed).
+        let Some(a) = self.c1 else {
+            return self.last;
+        };
+        match self.c2 {
+            Some(b) if heavier(a.overhead(), a.weight, b.overhead(), b.weight) => Some(b),
+            _ => Some(a),
         }
-        if let Some(c) = cand(i) {
-            if !c.overloaded && c.weight > 0 {
-                w1 -= c.weight as i64;
-                w2 -= c.weight as i64;
-                if w1 <= 0 && c1.is_none() {
-                    c1 = Some((i, c));
-                }
-                if w2 <= 0 && c2.is_none() {
-                    c2 = Some((i, c));
-                }
+    }
+}
+
+/// The choice of `lc`, `wlc`, `sed`, `nq`, `fo`, `ovf` or `twos` among the `n` candidates
+/// `cand(0..n)` (`None`: skipped), as the IPVS scheduler of that name chooses; `None` if none
+/// is available (all overloaded). `r1`, `r2`: two random numbers (`twos` only).
+pub fn pick<F: FnMut(usize) -> Option<Cand>>(sched: u8, n: usize, r1: u32, r2: u32, mut cand: F) -> Option<Cand> {
+    let n = n.min(MAX_DESTS);
+    if sched == SCHED_TWOS {
+        let mut t = Twos::default();
+        (0..n).filter_map(&mut cand).for_each(|c| t.count(c));
+        t.draw(r1, r2);
+        for c in (0..n).filter_map(&mut cand) {
+            if t.offer(c) {
+                break;
             }
         }
-        i += 1;
+        return t.best();
     }
-    // IPVS starts choice1 at the last available server (reached only when both draws land on
-    // the + 1 past the total).
-    let Some((i1, a)) = c1 else {
-        return Some(last);
-    };
-    match c2 {
-        Some((i2, b)) if heavier(a.overhead(), a.weight, b.overhead(), b.weight) => Some(i2),
-        _ => Some(i1),
+    let mut p = Picker::new(sched);
+    for c in (0..n).filter_map(cand) {
+        if p.offer(c) {
+            break;
+        }
     }
+    p.best()
 }
 
 /// IPVS lblc/lblcr `is_overloaded`: a server with more active connections than its weight is
@@ -518,50 +625,76 @@ pub const fn lblc_overloaded(c: &Cand, any_half_loaded: bool) -> bool {
     c.active > c.weight && any_half_loaded
 }
 
-/// The outcome of [`pick_lblc`].
+/// The outcome of `lblc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LblcChoice {
-    /// The cached server (index in the list) still serves the destination.
-    Cached(usize),
-    /// A server chosen by `wlc`, to record for the destination.
-    Scheduled(usize),
+    /// The cached server (backend id) still serves the destination.
+    Cached(u32),
+    /// A server (backend id) chosen by `wlc`, to record for the destination.
+    Scheduled(u32),
 }
 
-/// `lblc` (IPVS `ip_vs_lblc_schedule`): the server cached for the destination (`cached`, a
-/// backend id) while it is listed (available, weight > 0) and not [`lblc_overloaded`], else
-/// the `wlc` choice. `None`: no server available.
-#[inline(always)]
-pub fn pick_lblc<F: FnMut(usize) -> Option<Cand>>(n: usize, cached: Option<u32>, mut cand: F) -> Option<LblcChoice> {
-    let mut any_half = false;
-    let mut hit: Option<(usize, Cand)> = None;
-    let mut i = 0;
-    while i < MAX_DESTS {
-        if i >= n {
-            break;
+/// `lblc` (IPVS `ip_vs_lblc_schedule`), one candidate at a time: the server cached for the
+/// destination while it is listed (available, weight > 0) and not [`lblc_overloaded`], else
+/// the `wlc` choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lblc {
+    /// The cached backend id, [`NO_ID`] if none. (A sentinel, not an `Option`: copying a
+    /// `None` copies an undefined payload, which the verifier refuses to read.)
+    cached: u32,
+    any_half: bool,
+    hit: Option<Cand>,
+    wlc: Picker,
+}
+
+impl Lblc {
+    /// For a destination whose cached server is `cached` (a backend id), if any.
+    #[inline(always)]
+    pub const fn new(cached: Option<u32>) -> Lblc {
+        let cached = match cached {
+            Some(id) => id,
+            None => NO_ID,
+        };
+        Lblc { cached, any_half: false, hit: None, wlc: Picker::new(SCHED_WLC) }
+    }
+
+    /// Considers the next candidate.
+    #[inline(always)]
+    pub fn offer(&mut self, c: Cand) {
+        self.any_half |= (c.active as u64) * 2 < c.weight as u64;
+        if self.cached != NO_ID && c.id == self.cached && c.weight > 0 {
+            self.hit = Some(c);
         }
-        if let Some(c) = cand(i) {
-            any_half |= (c.active as u64) * 2 < c.weight as u64;
-            if let Some(id) = cached {
-                if c.id == id && c.weight > 0 {
-                    hit = Some((i, c));
-                }
+        let _ = self.wlc.offer(c);
+    }
+
+    /// The choice; `None`: no server available.
+    #[inline(always)]
+    pub fn finish(&self) -> Option<LblcChoice> {
+        if let Some(c) = self.hit {
+            if !lblc_overloaded(&c, self.any_half) {
+                return Some(LblcChoice::Cached(c.id));
             }
         }
-        i += 1;
-    }
-    if let Some((i, c)) = hit {
-        if !lblc_overloaded(&c, any_half) {
-            return Some(LblcChoice::Cached(i));
+        match self.wlc.best() {
+            Some(c) => Some(LblcChoice::Scheduled(c.id)),
+            None => None,
         }
     }
-    pick(SCHED_WLC, n, 0, 0, cand).map(LblcChoice::Scheduled)
 }
 
-/// What [`pick_lblcr`] decided: the server (index in the list) and the destination's new set.
+/// [`Lblc`] over the `n` candidates `cand(0..n)`.
+pub fn pick_lblc<F: FnMut(usize) -> Option<Cand>>(n: usize, cached: Option<u32>, cand: F) -> Option<LblcChoice> {
+    let mut l = Lblc::new(cached);
+    (0..n.min(MAX_DESTS)).filter_map(cand).for_each(|c| l.offer(c));
+    l.finish()
+}
+
+/// What `lblcr` decided: the server and the destination's new set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LblcrChoice {
-    /// Index of the chosen server in the list.
-    pub index: usize,
+    /// The chosen server (backend id).
+    pub id: u32,
     /// The destination's set afterwards (backend ids, `len` used).
     pub set: [u32; LBLCR_SET],
     /// Ids used in `set`.
@@ -570,131 +703,153 @@ pub struct LblcrChoice {
     pub modified: bool,
 }
 
-/// `lblcr` (IPVS `ip_vs_lblcr_schedule`): the least loaded (`wlc`) server of the
-/// destination's set; when the set has more than one server and has not changed for the
-/// expiration time (`expired`), its most loaded one leaves it first. If that server is
-/// missing or [`lblc_overloaded`], the `wlc` choice over all servers joins the set (a full
-/// set replaces its most loaded member). Members no longer listed leave the set. `None`: no
-/// server available.
+/// The weighted most loaded of `members` (IPVS `ip_vs_dest_set_max`).
 #[inline(always)]
+fn most_loaded(members: &[Option<Cand>; LBLCR_SET]) -> Option<Cand> {
+    let mut most: Option<Cand> = None;
+    let mut k = 0;
+    while k < LBLCR_SET {
+        if let Some(c) = members[k] {
+            let more = match most {
+                None => true,
+                Some(m) => heavier(c.overhead(), c.weight, m.overhead(), m.weight),
+            };
+            if more {
+                most = Some(c);
+            }
+        }
+        k += 1;
+    }
+    most
+}
+
+/// `lblcr` (IPVS `ip_vs_lblcr_schedule`), one candidate at a time: the least loaded (`wlc`)
+/// server of the destination's set; when the set has more than one server and has not
+/// changed for the expiration time, its most loaded one leaves it first. If that server is
+/// missing or [`lblc_overloaded`], the `wlc` choice over all servers joins the set (a full
+/// set replaces its most loaded member). Members no longer listed leave the set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lblcr {
+    set: [u32; LBLCR_SET],
+    len: u32,
+    any_half: bool,
+    members: [Option<Cand>; LBLCR_SET],
+    wlc: Picker,
+}
+
+impl Lblcr {
+    /// For a destination whose set is `set[..len]` (empty for a new destination).
+    #[inline(always)]
+    pub const fn new(set: [u32; LBLCR_SET], len: u32) -> Lblcr {
+        Lblcr { set, len, any_half: false, members: [None; LBLCR_SET], wlc: Picker::new(SCHED_WLC) }
+    }
+
+    /// Considers the next candidate.
+    #[inline(always)]
+    pub fn offer(&mut self, c: Cand) {
+        self.any_half |= (c.active as u64) * 2 < c.weight as u64;
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if (k as u32) < self.len && self.set[k] == c.id {
+                self.members[k] = Some(c);
+            }
+            k += 1;
+        }
+        let _ = self.wlc.offer(c);
+    }
+
+    /// The choice; `expired`: the set is older than the expiration. `None`: no server
+    /// available.
+    #[inline(always)]
+    pub fn finish(&self, expired: bool) -> Option<LblcrChoice> {
+        let mut members = self.members;
+        let mut out = LblcrChoice { id: 0, set: [0; LBLCR_SET], len: 0, modified: false };
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if let Some(c) = members[k] {
+                out.set[out.len as usize % LBLCR_SET] = c.id;
+                out.len += 1;
+            } else if (k as u32) < self.len {
+                out.modified = true;
+            }
+            k += 1;
+        }
+        // The set's most loaded member leaves once the set is old enough.
+        if out.len > 1 && expired {
+            if let Some(m) = most_loaded(&members) {
+                let mut k = 0;
+                while k < LBLCR_SET {
+                    if let Some(c) = members[k] {
+                        if c.id == m.id {
+                            members[k] = None;
+                        }
+                    }
+                    k += 1;
+                }
+                out = remove_id(out, m.id);
+            }
+        }
+        // The least loaded member, skipping overloaded (uthreshold) ones.
+        let mut least: Option<Cand> = None;
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if let Some(c) = members[k] {
+                let better = c.overloaded == 0
+                    && match least {
+                        None => true,
+                        Some(l) => heavier(l.overhead(), l.weight, c.overhead(), c.weight),
+                    };
+                if better {
+                    least = Some(c);
+                }
+            }
+            k += 1;
+        }
+        if let Some(c) = least {
+            if !lblc_overloaded(&c, self.any_half) {
+                out.id = c.id;
+                return Some(out);
+            }
+        }
+        let id = match self.wlc.best() {
+            Some(c) => c.id,
+            None => return None,
+        };
+        out.id = id;
+        let mut k = 0;
+        let mut present = false;
+        while k < LBLCR_SET {
+            present |= (k as u32) < out.len && out.set[k] == id;
+            k += 1;
+        }
+        if !present {
+            if (out.len as usize) >= LBLCR_SET {
+                // Full: the most loaded member gives its place.
+                let gone = match most_loaded(&members) {
+                    Some(m) => m.id,
+                    None => out.set[0],
+                };
+                out = remove_id(out, gone);
+            }
+            out.set[out.len as usize % LBLCR_SET] = id;
+            out.len += 1;
+            out.modified = true;
+        }
+        Some(out)
+    }
+}
+
+/// [`Lblcr`] over the `n` candidates `cand(0..n)`.
 pub fn pick_lblcr<F: FnMut(usize) -> Option<Cand>>(
     n: usize,
     set: &[u32; LBLCR_SET],
     len: u32,
     expired: bool,
-    mut cand: F,
+    cand: F,
 ) -> Option<LblcrChoice> {
-    let mut any_half = false;
-    // Members still listed, in set order, with their candidate.
-    let mut members: [Option<(usize, Cand)>; LBLCR_SET] = [None; LBLCR_SET];
-    let mut i = 0;
-    while i < MAX_DESTS {
-        if i >= n {
-            break;
-        }
-        if let Some(c) = cand(i) {
-            any_half |= (c.active as u64) * 2 < c.weight as u64;
-            let mut k = 0;
-            while k < LBLCR_SET {
-                if (k as u32) < len && set[k] == c.id {
-                    members[k] = Some((i, c));
-                }
-                k += 1;
-            }
-        }
-        i += 1;
-    }
-    let mut out = LblcrChoice { index: 0, set: [0; LBLCR_SET], len: 0, modified: false };
-    let mut k = 0;
-    while k < LBLCR_SET {
-        if let Some((_, c)) = members[k] {
-            out.set[out.len as usize % LBLCR_SET] = c.id;
-            out.len += 1;
-        } else if (k as u32) < len {
-            out.modified = true;
-        }
-        k += 1;
-    }
-    // The set's most loaded member leaves once the set is old enough.
-    if out.len > 1 && expired {
-        let mut most: Option<(usize, Cand)> = None;
-        let mut k = 0;
-        while k < LBLCR_SET {
-            if let Some((_, c)) = members[k] {
-                let more = match most {
-                    None => true,
-                    Some((_, m)) => heavier(c.overhead(), c.weight, m.overhead(), m.weight),
-                };
-                if more {
-                    most = Some((k, c));
-                }
-            }
-            k += 1;
-        }
-        if let Some((k, _)) = most {
-            members[k] = None;
-            out = remove_id(out, set[k]);
-        }
-    }
-    // The least loaded member, skipping overloaded (uthreshold) ones.
-    let mut least: Option<(usize, Cand)> = None;
-    let mut k = 0;
-    while k < LBLCR_SET {
-        if let Some((i, c)) = members[k] {
-            let better = !c.overloaded
-                && match least {
-                    None => true,
-                    Some((_, l)) => heavier(l.overhead(), l.weight, c.overhead(), c.weight),
-                };
-            if better {
-                least = Some((i, c));
-            }
-        }
-        k += 1;
-    }
-    if let Some((i, c)) = least {
-        if !lblc_overloaded(&c, any_half) {
-            out.index = i;
-            return Some(out);
-        }
-    }
-    let chosen = pick(SCHED_WLC, n, 0, 0, &mut cand)?;
-    let id = cand(chosen)?.id;
-    out.index = chosen;
-    let mut k = 0;
-    let mut present = false;
-    while k < LBLCR_SET {
-        present |= (k as u32) < out.len && out.set[k] == id;
-        k += 1;
-    }
-    if !present {
-        if (out.len as usize) < LBLCR_SET {
-            out.set[out.len as usize % LBLCR_SET] = id;
-            out.len += 1;
-        } else {
-            // Full: the most loaded member gives its place.
-            let mut most: Option<(usize, Cand)> = None;
-            let mut k = 0;
-            while k < LBLCR_SET {
-                if let Some((_, c)) = members[k] {
-                    let more = match most {
-                        None => true,
-                        Some((_, m)) => heavier(c.overhead(), c.weight, m.overhead(), m.weight),
-                    };
-                    if more {
-                        most = Some((k, c));
-                    }
-                }
-                k += 1;
-            }
-            let gone = most.map_or(out.set[0], |(k, _)| set[k]);
-            out = remove_id(out, gone);
-            out.set[out.len as usize % LBLCR_SET] = id;
-            out.len += 1;
-        }
-        out.modified = true;
-    }
-    Some(out)
+    let mut l = Lblcr::new(*set, len);
+    (0..n.min(MAX_DESTS)).filter_map(cand).for_each(|c| l.offer(c));
+    l.finish(expired)
 }
 
 /// `c` without backend `id` in its set (order kept).
@@ -738,18 +893,18 @@ mod tests {
 
     /// Candidate `id` with weight, active, inactive (not overloaded).
     fn c(id: u32, weight: u32, active: u32, inactive: u32) -> Cand {
-        Cand { id, weight, active, inactive, overloaded: false }
+        Cand { id, weight, active, inactive, overloaded: 0 }
     }
 
     fn run(sched: u8, list: &[Cand]) -> Option<u32> {
-        pick(sched, list.len(), 0, 0, |i| list.get(i).copied()).map(|i| list[i].id)
+        pick(sched, list.len(), 0, 0, |i| list.get(i).copied()).map(|c| c.id)
     }
 
     /// Each scheduler against its IPVS definition: (name, scheduler, candidates, chosen id).
     #[test]
     fn schedulers_choose_as_ipvs() {
         let over = |mut x: Cand| {
-            x.overloaded = true;
+            x.overloaded = 1;
             x
         };
         let cases: &[(&str, u8, Vec<Cand>, Option<u32>)] = &[
@@ -787,10 +942,10 @@ mod tests {
         // total 4 (+1): draws 0..=1 land on id 1, 2 on id 2, 3..=4 on id 3.
         let cases = [((0, 0), 1), ((0, 2), 2), ((2, 0), 2), ((3, 0), 3), ((0, 4), 3), ((4, 2), 2), ((1, 1), 1)];
         for ((r1, r2), want) in cases {
-            let got = pick(SCHED_TWOS, list.len(), r1, r2, at).map(|i| list[i].id);
+            let got = pick(SCHED_TWOS, list.len(), r1, r2, at).map(|c| c.id);
             assert_eq!(got, Some(want), "draws {r1} {r2}");
         }
-        let none = [Cand { overloaded: true, ..c(1, 1, 0, 0) }];
+        let none = [Cand { overloaded: 1, ..c(1, 1, 0, 0) }];
         assert_eq!(pick(SCHED_TWOS, 1, 7, 9, |i| none.get(i).copied()), None);
     }
 
@@ -865,7 +1020,7 @@ mod tests {
         let mut way = crate::lb::ConnWay4 { stamp: 7, state: 9, ..Default::default() };
         let word: u64 = bytemuck::cast_slice::<crate::lb::ConnWay4, u64>(core::slice::from_mut(&mut way))[3];
         assert_eq!(word, life(7, 9), "stamp is the low half of the little-endian word");
-        assert_eq!(Cand::from_conns(1, 1, &BackendConns { active: u32::MAX, inactive: 3, overloaded: 1, _pad: 0 }), Cand { id: 1, weight: 1, active: 0, inactive: 3, overloaded: true });
+        assert_eq!(Cand::from_conns(1, 1, &BackendConns { active: u32::MAX, inactive: 3, overloaded: 1, _pad: 0 }), Cand { id: 1, weight: 1, active: 0, inactive: 3, overloaded: 1 });
     }
 
     /// lblc keeps the cached server until it is overloaded while another is below half load.
@@ -874,16 +1029,16 @@ mod tests {
         let list = [c(10, 4, 5, 0), c(11, 4, 3, 0)];
         let at = |i: usize| list.get(i).copied();
         // 10 has 5 active > weight 4, but nobody is below half (2): it stays.
-        assert_eq!(pick_lblc(2, Some(10), at), Some(LblcChoice::Cached(0)));
+        assert_eq!(pick_lblc(2, Some(10), at), Some(LblcChoice::Cached(10)));
         let list2 = [c(10, 4, 5, 0), c(11, 4, 1, 0)];
         let at2 = |i: usize| list2.get(i).copied();
-        assert_eq!(pick_lblc(2, Some(10), at2), Some(LblcChoice::Scheduled(1)), "11 is below half its weight");
-        assert_eq!(pick_lblc(2, None, at), Some(LblcChoice::Scheduled(1)), "no entry: wlc");
-        assert_eq!(pick_lblc(2, Some(99), at), Some(LblcChoice::Scheduled(1)), "cached server gone: wlc");
+        assert_eq!(pick_lblc(2, Some(10), at2), Some(LblcChoice::Scheduled(11)), "11 is below half its weight");
+        assert_eq!(pick_lblc(2, None, at), Some(LblcChoice::Scheduled(11)), "no entry: wlc");
+        assert_eq!(pick_lblc(2, Some(99), at), Some(LblcChoice::Scheduled(11)), "cached server gone: wlc");
         // The cached server is used even when it is over its uthreshold (IPVS checks only
         // availability and its own notion of overload).
-        let list3 = [Cand { overloaded: true, ..c(10, 4, 0, 0) }, c(11, 4, 0, 0)];
-        assert_eq!(pick_lblc(2, Some(10), |i| list3.get(i).copied()), Some(LblcChoice::Cached(0)));
+        let list3 = [Cand { overloaded: 1, ..c(10, 4, 0, 0) }, c(11, 4, 0, 0)];
+        assert_eq!(pick_lblc(2, Some(10), |i| list3.get(i).copied()), Some(LblcChoice::Cached(10)));
     }
 
     /// lblcr: least loaded member; the set grows when it is overloaded; an old set sheds its
@@ -893,14 +1048,14 @@ mod tests {
         let list = [c(10, 4, 5, 0), c(11, 4, 1, 0), c(12, 4, 2, 0)];
         let at = |i: usize| list.get(i).copied();
         let r = pick_lblcr(3, &[10, 0, 0, 0], 1, false, at).expect("choice");
-        assert_eq!((r.index, &r.set[..r.len as usize], r.modified), (1, &[10, 11][..], true), "10 overloaded: 11 joins");
+        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (11, &[10, 11][..], true), "10 overloaded: 11 joins");
         let r = pick_lblcr(3, &[10, 12, 0, 0], 2, false, at).expect("choice");
-        assert_eq!((r.index, &r.set[..r.len as usize], r.modified), (2, &[10, 12][..], false), "12 is the set's least loaded");
+        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (12, &[10, 12][..], false), "12 is the set's least loaded");
         let r = pick_lblcr(3, &[10, 12, 0, 0], 2, true, at).expect("choice");
-        assert_eq!((r.index, &r.set[..r.len as usize], r.modified), (2, &[12][..], true), "expired: 10 leaves");
+        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (12, &[12][..], true), "expired: 10 leaves");
         let r = pick_lblcr(3, &[77, 12, 0, 0], 2, false, at).expect("choice");
-        assert_eq!((r.index, &r.set[..r.len as usize], r.modified), (2, &[12][..], true), "77 is gone");
+        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (12, &[12][..], true), "77 is gone");
         let r = pick_lblcr(3, &[0; 4], 0, false, at).expect("choice");
-        assert_eq!((r.index, &r.set[..r.len as usize]), (1, &[11][..]), "new destination: wlc");
+        assert_eq!((r.id, &r.set[..r.len as usize]), (11, &[11][..]), "new destination: wlc");
     }
 }

@@ -38,3 +38,16 @@ pub unsafe fn cas64(p: *mut u64, old: u64, new: u64) -> u64 {
     }
     r0
 }
+
+/// `v` read as `i32`, negative as 0, without a branch LLVM could see: the sign mask comes from
+/// an opaque shift (LLVM would turn `v & !(v >> 31)` back into a `max`, which the BPF backend
+/// lowers to a branch; that branch's known 0 multiplies the verifier's paths).
+#[inline(always)]
+pub fn nonneg(v: u32) -> u32 {
+    let mut m = u64::from(v);
+    // SAFETY: register arithmetic only.
+    unsafe {
+        core::arch::asm!("{m} <<= 32", "{m} s>>= 63", m = inout(reg) m, options(pure, nomem, nostack));
+    }
+    v & !(m as u32)
+}

@@ -38,6 +38,20 @@ fn words_eq<const N: usize>(a: *const u32, b: *const u32) -> bool {
     diff == 0
 }
 
+/// `i` (a way index) read back from per-CPU map memory, which the verifier does not track:
+/// the code after it is then checked once for every way instead of once per way (a known
+/// index is a distinct state, and the code that follows is long). `None` only if the per-CPU
+/// memory is missing.
+#[inline(always)]
+fn launder(i: usize) -> Option<usize> {
+    let w = crate::maps::work()?;
+    // SAFETY: per-CPU memory of this CPU.
+    unsafe {
+        write_volatile(&mut w.launder, i as u32);
+        Some(read_volatile(&w.launder) as usize & (CONN_WAYS - 1))
+    }
+}
+
 /// The lifetime of an entry (0: none, also before userspace wrote the lifetimes).
 #[inline(always)]
 fn lifetime(state: u32, proto: u8) -> u32 {
@@ -78,7 +92,8 @@ fn counter(c: *mut BackendConns, state: u32) -> *mut u32 {
 
 /// Counts a new entry of `state` on `backend` (IPVS `ip_vs_bind_dest`): +1, and overloaded once
 /// the total reaches `uthreshold`. Nothing for an entry without `CONN_F_COUNTED`.
-#[inline(always)]
+// Verifier/LLVM: a BPF-to-BPF call: its branches do not multiply the caller's paths.
+#[inline(never)]
 pub fn bind(backend: u32, state: u32, uthreshold: u32) {
     if state & CONN_F_COUNTED == 0 {
         return;
@@ -98,7 +113,8 @@ pub fn bind(backend: u32, state: u32, uthreshold: u32) {
 
 /// Uncounts an entry of `state` leaving `backend` (IPVS `ip_vs_unbind_dest`): −1, and no longer
 /// overloaded once the total is below the backend's `lthreshold`.
-#[inline(always)]
+// Verifier/LLVM: a BPF-to-BPF call: its branches do not multiply the caller's paths.
+#[inline(never)]
 pub fn unbind(backend: u32, state: u32) {
     if state & CONN_F_COUNTED == 0 {
         return;
@@ -119,7 +135,8 @@ pub fn unbind(backend: u32, state: u32) {
 }
 
 /// Moves a counted entry between the active and inactive counts of `backend`.
-#[inline(always)]
+// Verifier/LLVM: a BPF-to-BPF call: its branches do not multiply the caller's paths.
+#[inline(never)]
 fn shift(backend: u32, from: u32, to: u32) {
     if from & CONN_F_COUNTED == 0 || is_active(from) == is_active(to) {
         return;
@@ -180,27 +197,36 @@ macro_rules! conn_table {
         pub fn $get(key: &$key, hash: u32, now: u32, tcp_flags: u8) -> Option<u32> {
             const N: usize = size_of::<$key>() / 4;
             let set = $map.get_ptr_mut(conn_set(hash))?;
+            let mut found = CONN_WAYS;
             let mut i = 0;
             while i < CONN_WAYS {
                 // SAFETY: a map value of CONN_WAYS ways, i < CONN_WAYS. Other CPUs may write
                 // it concurrently: a way being written is busy (stamp 0), and a torn way fails
                 // the check and reads as a miss.
-                let way = unsafe { &mut (*set).ways[i] };
-                let lp = &mut way.stamp as *mut u32 as *mut u64;
+                let way = unsafe { &(*set).ways[i] };
                 // SAFETY: the life word: stamp and state, 8-aligned (ConnWay is align(8)).
-                let l = unsafe { read_volatile(lp) };
+                let l = unsafe { read_volatile(&way.stamp as *const u32 as *const u64) };
                 if life_stamp(l) != 0
                     && words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
                 {
-                    // SAFETY: as above.
-                    let backend = unsafe { read_volatile(&way.backend) };
-                    if way.check == conn_check(hash, backend) {
-                        return touch(lp, l, backend, key.proto, now, tcp_flags);
-                    }
+                    found = i;
+                    break;
                 }
                 i += 1;
             }
-            None
+            if found == CONN_WAYS {
+                return None;
+            }
+            let i = launder(found)?;
+            // SAFETY: as above; i < CONN_WAYS.
+            let way = unsafe { &mut (*set).ways[i] };
+            let lp = &mut way.stamp as *mut u32 as *mut u64;
+            // SAFETY: as above.
+            let (l, backend) = unsafe { (read_volatile(lp), read_volatile(&way.backend)) };
+            if life_stamp(l) == 0 || way.check != conn_check(hash, backend) {
+                return None;
+            }
+            touch(lp, l, backend, key.proto, now, tcp_flags)
         }
 
         #[inline(always)]
@@ -209,7 +235,7 @@ macro_rules! conn_table {
             let Some(set) = $map.get_ptr_mut(conn_set(hash)) else {
                 return false;
             };
-            let (mut victim, mut oldest, mut old) = (0usize, 0u32, 0u64);
+            let (mut victim, mut oldest) = (0usize, 0u32);
             let mut i = 0;
             while i < CONN_WAYS {
                 // SAFETY: as in the lookup.
@@ -221,36 +247,39 @@ macro_rules! conn_table {
                     if life_state(l) == 0 {
                         // Free.
                         victim = i;
-                        old = l;
                         break;
                     }
                     // Busy: another CPU is writing it.
                     i += 1;
                     continue;
                 }
-                let age = now.wrapping_sub(stamp);
-                let t = lifetime(life_state(l), way.key.proto);
-                if words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
-                    || t != 0 && age > t
-                {
-                    // Its own (a new connection on a reused 5-tuple, or rescheduled), or expired.
+                if words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32) {
+                    // Its own (a new connection on a reused 5-tuple, or rescheduled).
                     victim = i;
-                    old = l;
                     break;
                 }
+                // The least recently seen (an expired way is older than any live one of its
+                // protocol and state; the sweeper frees them within a second anyway).
+                let age = now.wrapping_sub(stamp);
                 if age >= oldest {
                     oldest = age;
                     victim = i;
-                    old = l;
                 }
                 i += 1;
             }
-            // SAFETY: as in the lookup; the mask keeps the index provably in range.
-            let way = unsafe { &mut (*set).ways[victim & (CONN_WAYS - 1)] };
+            let Some(victim) = launder(victim) else {
+                return false;
+            };
+            // SAFETY: as in the lookup; victim < CONN_WAYS.
+            let way = unsafe { &mut (*set).ways[victim] };
             let lp = &mut way.stamp as *mut u32 as *mut u64;
             // SAFETY: as in the lookup. Read before the claim: a claim that succeeds proves
             // the way unchanged since `old` was read.
-            let old_backend = unsafe { read_volatile(&way.backend) };
+            let (old, old_backend) = unsafe { (read_volatile(lp), read_volatile(&way.backend)) };
+            if life_stamp(old) == 0 && life_state(old) != 0 {
+                // Became busy meanwhile.
+                return false;
+            }
             // SAFETY: as in the lookup.
             if unsafe { atomic::cas64(lp, old, life(0, CONN_BUSY)) } != old {
                 return false;

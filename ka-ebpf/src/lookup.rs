@@ -14,7 +14,7 @@ use ka_common::{
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SVC_F_COUNT,
         SVC_F_PERSIST,
     },
-    sched::{new_state, CONN_F_COUNTED, MAX_DESTS},
+    sched::{new_state, CONN_F_COUNTED, NO_ID},
     stats::Counter,
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, TCP_ACK, TCP_SYN},
 };
@@ -130,19 +130,25 @@ fn conn_now() -> u32 {
 }
 
 /// The backend recorded for the flow in its family's connection table (the entry's stamp
-/// refreshed and its TCP state moved by the packet's flags; an expired entry is a miss).
-#[inline(always)]
-fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> Option<u32> {
-    if w.key.family == FAMILY_V4 {
+/// refreshed and its TCP state moved by the packet's flags; an expired entry is a miss), or
+/// `NO_ID`.
+// Verifier/LLVM: a BPF-to-BPF call returning a sentinel: the paths through the ways and their
+// transitions end here instead of multiplying the caller's (which the scheduling below would
+// then walk once each).
+#[inline(never)]
+fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> u32 {
+    let found = if w.key.family == FAMILY_V4 {
         conn::conn4_get(&w.key4, hash, now, tcp_flags)
     } else {
         conn::conn6_get(&w.key, hash, now, tcp_flags)
-    }
+    };
+    found.unwrap_or(NO_ID)
 }
 
 /// Records the flow's backend (copied in `w.backend`) in its family's connection table, in the
 /// state the packet's flags give a new entry, counted when the service keeps counts.
-#[inline(always)]
+// Verifier/LLVM: a BPF-to-BPF call (as `conn`).
+#[inline(never)]
 fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
     let mut state = new_state(w.key.proto, tcp_flags);
     if w.svc.flags & SVC_F_COUNT != 0 {
@@ -172,11 +178,11 @@ fn usable(id: u32, out: &mut Backend) -> bool {
 
 /// Picks the backend of `w.key` in service `w.svc`: the connection table first (not for a TCP
 /// SYN, which opens a new connection), then the client's persistence template, then the
-/// scheduler. Leaves the backend in `w.backend` and
-/// returns its id and whether the flow is new; `None`: no backend available.
+/// scheduler (a least-connection scheduler only with `least_conn`). Leaves the backend in
+/// `w.backend` and returns its id and whether the flow is new; `None`: no backend available.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
-pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
+pub fn choose(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
     let svc = &w.svc;
     let persist = svc.flags & SVC_F_PERSIST != 0;
     // A SYN without ACK opens a connection: schedule it afresh, as Katran does (the entry a
@@ -187,7 +193,9 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
     let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let hash = hash_of(w);
     let tick = conn_now();
-    if let Some(id) = if syn { None } else { conn(w, hash, tick, tcp_flags) } {
+    let found = if syn { NO_ID } else { conn(w, hash, tick, tcp_flags) };
+    if found != NO_ID {
+        let id = found;
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
             return Some((id, false));
@@ -227,13 +235,26 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
         return None;
     }
     let id = if sched_uses_dests(svc.sched) {
-        match crate::sched::least(w, bank, tick) {
-            Some(id) => id,
-            None => return None,
+        // Verifier: `least_conn` is a constant at each call site, so the ICMP path never
+        // walks the candidates. The walk itself runs in `schedule_least`, called by the caller
+        // once this function returned: from there it is checked for the few states the
+        // caller has, not once per path through this function.
+        if !least_conn {
+            return None;
         }
+        let s = &mut w.walk;
+        s.hash = hash;
+        s.tick = tick;
+        s.tcp_flags = tcp_flags;
+        s.bank = bank;
+        s.now_ns = now;
+        return Some((NEED_LEAST, true));
     } else {
-        table_choice(w, hash, bank, len)?
+        table_choice(w, hash, bank, len)
     };
+    if id == NO_ID {
+        return None;
+    }
     if !usable(id, &mut w.backend) {
         return None;
     }
@@ -251,50 +272,77 @@ pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
 }
 
 /// The backend of a table scheduler (Maglev over the 5-tuple, the source or the destination;
-/// the round-robin cursor) for the flow in `w`, from bank `bank` of `len` slots. In a service
-/// that keeps counts an overloaded backend (`uthreshold`) is passed over as IPVS does: the
-/// round-robin cursor moves on (at most `MAX_DESTS` slots), a hash scheduler has no backend.
-// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
+/// the round-robin cursor) for the flow in `w`, from bank `bank` of `len` slots, or `NO_ID`.
+/// In a service that keeps counts an overloaded backend (`uthreshold`) is passed over as IPVS
+/// does: the round-robin cursor moves on (at most `MAX_DESTS` slots), a hash scheduler has no
+/// backend.
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own) returning a sentinel, not an
+// `Option` (whose `None` would carry an undefined payload).
 #[inline(never)]
-fn table_choice(w: &Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
-    let svc = &w.svc;
-    let counted = svc.flags & SVC_F_COUNT != 0;
-    let slot = match svc.sched {
+fn table_choice(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
+    table_pick(w, hash, bank, len).unwrap_or(NO_ID)
+}
+
+#[inline(always)]
+fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
+    let (svc_id, sched) = (w.svc.id, w.svc.sched);
+    let counted = w.svc.flags & SVC_F_COUNT != 0;
+    // Verifier/LLVM: checked again here (the caller did) so the `%` below has no
+    // division-by-zero panic path in this function of its own.
+    if len == 0 {
+        return None;
+    }
+    let slot = match sched {
         SCHED_MAGLEV => hash % len,
         SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
         SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
         SCHED_ROUND_ROBIN => {
-            let c = KA_RR.get_ptr_mut(svc.id)?;
+            let c = KA_RR.get_ptr_mut(svc_id)?;
             // SAFETY: per-CPU value of this CPU.
-            let mut n = unsafe { *c };
-            let mut tries = 0;
-            let id = loop {
-                if n >= len {
-                    n = 0;
-                }
-                let id = *KA_TABLES.get(table_index(svc.id, bank, n))?;
-                n += 1;
-                if !counted || !conn::overloaded(id) {
-                    break Some(id);
-                }
-                stats::inc(Counter::LbOverloaded);
-                tries += 1;
-                if tries >= MAX_DESTS {
-                    break None;
-                }
-            };
+            let start = unsafe { *c };
+            if counted {
+                let id = crate::sched::round_robin(w, crate::sched::bank_base(svc_id, bank), start, len);
+                // SAFETY: as above. The cursor moves past the slots tried.
+                unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
+                return (id != NO_ID).then_some(id);
+            }
+            let n = if start >= len { 0 } else { start };
             // SAFETY: as above.
-            unsafe { *c = if n >= len { 0 } else { n } };
-            return id;
+            unsafe { *c = if n + 1 >= len { 0 } else { n + 1 } };
+            n
         }
         _ => return None,
     };
-    let id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
+    let id = *KA_TABLES.get(table_index(svc_id, bank, slot))?;
     if counted && conn::overloaded(id) {
         stats::inc(Counter::LbOverloaded);
         return None;
     }
     Some(id)
+}
+
+/// [`choose`]'s answer for a new flow of a least-connection service: call
+/// [`schedule_least`].
+pub const NEED_LEAST: u32 = u32::MAX - 1;
+
+/// Schedules the new flow [`choose`] answered [`NEED_LEAST`] for (its hash, clock, flags and
+/// bank left in `w.walk`) with the service's least-connection scheduler, and records it as
+/// `choose` records a new flow; the backend, or `NO_ID` when none is available.
+// Verifier/LLVM: a BPF-to-BPF call returning a sentinel (see `choose`).
+#[inline(never)]
+pub fn schedule_least(w: &mut Work) -> u32 {
+    let (hash, tick, tcp_flags, bank, now) = (w.walk.hash, w.walk.tick, w.walk.tcp_flags, w.walk.bank, w.walk.now_ns);
+    let id = crate::sched::least(w, bank, tick);
+    if id == NO_ID || !usable(id, &mut w.backend) {
+        return NO_ID;
+    }
+    conn_insert(w, hash, id, tick, tcp_flags);
+    if w.svc.flags & SVC_F_PERSIST != 0 {
+        let v = ConnValue { backend: id, _pad: 0, last_seen_ns: now };
+        let _ = KA_PERSIST.insert(&w.tmpl, &v, 0);
+    }
+    stats::inc(Counter::LbNewFlow);
+    id
 }
 
 /// Records the reverse translation of a new NAT flow: replies from the backend to the client

@@ -165,6 +165,10 @@ pub struct Work {
     pub lblc_key: ka_common::sched::LblcKey,
     /// `lblc`/`lblcr` cache value being written.
     pub lblc: ka_common::sched::LblcValue,
+    /// The state of a scheduler's walk over its candidates.
+    pub walk: crate::sched::Walk,
+    /// A word values pass through to become unknown to the verifier (`conn::launder`).
+    pub launder: u32,
 }
 
 /// `KA_SCRATCH`: one [`Work`] per CPU.

@@ -1,55 +1,202 @@
 //! The least-connection family of schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, `twos`,
-//! `lblc`, `lblcr`): a bounded walk over the service's candidate list
-//! (`ka_common::sched::DestList`, at most `MAX_DESTS`) reading each backend's connection
-//! counts, with the choice made by `ka_common::sched`'s functions (the code userspace
-//! unit-tests).
+//! `lblc`, `lblcr`) and the round-robin walk past overloaded servers: each a walk over at most
+//! `MAX_DESTS` candidates (`ka_common::sched::DestList`, or round-robin slots) reading each
+//! backend's connection counts, with the choice made by `ka_common::sched`'s pickers (the
+//! code userspace unit-tests).
+//!
+//! Verifier: each walk is a bounded loop, which the verifier checks once per iteration. Its
+//! state lives in the per-CPU [`Work`] (`w.walk`): map memory the verifier sees as unknown
+//! values, so the paths through one iteration merge before the next (values kept in registers
+//! would be distinct known values and multiply the paths). `bpf_loop` would check the step
+//! only once, but its callbacks need the program's BTF, which the kernel refuses for ka's
+//! object (Rust enums in it), so ka loads without BTF.
 
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use ka_common::{
-    lb::SCHED_TWOS,
+    lb::{table_index, SCHED_TWOS},
     sched::{
-        dests_index, pick, pick_lblc, pick_lblcr, Cand, DestList, LblcChoice, LblcValue, LBLCR_SET, MAX_DESTS,
+        dests_index, Cand, Lblc, LblcChoice, LblcValue, Lblcr, Picker, Twos, LBLCR_SET, MAX_DESTS, NO_ID,
         SCHED_LBLC, SCHED_LBLCR,
     },
+    stats::Counter,
 };
+
+use core::ptr::read_volatile;
 
 use crate::{
-    maps::{Work, KA_BACKEND_CONNS, KA_CONN_TIMEOUTS, KA_DESTS, KA_LBLC},
-    mem,
+    atomic, conn,
+    maps::{Work, KA_BACKEND_CONNS, KA_CONN_TIMEOUTS, KA_DESTS, KA_LBLC, KA_TABLES},
+    mem, stats,
 };
 
-/// Candidate `i` of `list`: its id, weight and current counts.
+/// The state of one walk (in [`Work`]).
+#[derive(Default)]
+pub struct Walk {
+    /// Index of the service's candidate list in `KA_DESTS`.
+    list: u32,
+    /// `lc`...`ovf`.
+    pick: Picker,
+    /// `twos`.
+    twos: Twos,
+    /// `lblc`.
+    lblc: Lblc,
+    /// `lblcr`.
+    lblcr: Lblcr,
+    /// A new flow's hash (`lookup::schedule_least`).
+    pub hash: u32,
+    /// Its connection-table clock.
+    pub tick: u32,
+    /// Its TCP flags.
+    pub tcp_flags: u8,
+    /// The service's active bank.
+    pub bank: u32,
+    /// Its persistence clock (ns).
+    pub now_ns: u64,
+    /// Round-robin: slots tried before the one chosen.
+    pub rr_tried: u32,
+    /// Round-robin: the backend found, [`NO_ID`] if none.
+    rr_id: u32,
+    /// Round-robin: a backend that is not overloaded was found.
+    rr_found: bool,
+}
+
+/// Candidate `i` of candidate list `list`: its id, weight and current counts.
 #[inline(always)]
-fn cand(list: &DestList, i: usize) -> Option<Cand> {
+fn cand(list: u32, i: u32) -> Option<Cand> {
+    let l = KA_DESTS.get(list)?;
     // The mask keeps the index provably in range (no bounds-check panic path).
-    let i = i & (MAX_DESTS - 1);
-    let id = list.ids[i];
-    let c = KA_BACKEND_CONNS.get(id)?;
-    Some(Cand::from_conns(id, list.weights[i], c))
+    let i = i as usize & (MAX_DESTS - 1);
+    let id = l.ids[i];
+    let c = KA_BACKEND_CONNS.get_ptr(id)?;
+    // SAFETY: a map value shared by every CPU; plain reads of counters. As
+    // `Cand::from_conns`, with the negative clamp done without a branch (atomic::nonneg).
+    unsafe {
+        Some(Cand {
+            id,
+            weight: l.weights[i],
+            active: atomic::nonneg(read_volatile(&(*c).active)),
+            inactive: atomic::nonneg(read_volatile(&(*c).inactive)),
+            overloaded: read_volatile(&(*c).overloaded),
+        })
+    }
+}
+
+/// One step of a walk: hands candidate `i` of `w.walk.list` to the walk's picker (`kind`:
+/// which one); true to stop.
+// Verifier/LLVM: a BPF-to-BPF call: the paths through one candidate end at its return (a
+// 0 or 1), so the loop around it is checked with one state per iteration instead of every
+// combination of the candidates' branches before it.
+#[inline(never)]
+fn step(w: &mut Work, i: u32, kind: u32) -> bool {
+    let Some(c) = cand(w.walk.list, i) else {
+        return false;
+    };
+    let s = &mut w.walk;
+    match kind {
+        STEP_PICK => s.pick.offer(c),
+        STEP_TWOS_COUNT => {
+            s.twos.count(c);
+            false
+        }
+        STEP_TWOS_DRAW => s.twos.offer(c),
+        STEP_LBLC => {
+            s.lblc.offer(c);
+            false
+        }
+        _ => {
+            s.lblcr.offer(c);
+            false
+        }
+    }
+}
+
+const STEP_PICK: u32 = 0;
+const STEP_TWOS_COUNT: u32 = 1;
+const STEP_TWOS_DRAW: u32 = 2;
+const STEP_LBLC: u32 = 3;
+const STEP_LBLCR: u32 = 4;
+
+/// Walks the candidates `0..n` of `w.walk.list` with [`step`] of `kind`.
+#[inline(always)]
+fn walk(w: &mut Work, n: u32, kind: u32) {
+    let mut i = 0;
+    while i < MAX_DESTS as u32 {
+        if i >= n || step(w, i, kind) {
+            break;
+        }
+        i += 1;
+    }
 }
 
 /// The backend a least-connection scheduler picks for the flow in `w` from bank `bank` of its
-/// service; `None` when every candidate is overloaded (or the list is empty). `now`: the
+/// service; [`NO_ID`] when every candidate is overloaded (or the list is empty). `now`: the
 /// connection-table clock (the `lblc` cache's).
-// Verifier/LLVM: a BPF-to-BPF call, so the walk's stack frame is not added to the caller's.
+// Verifier/LLVM: a BPF-to-BPF call, so the walk's stack frame is not added to the caller's;
+// it returns a sentinel, not an `Option` (whose `None` would carry an undefined payload).
 #[inline(never)]
-pub fn least(w: &mut Work, bank: u32, now: u32) -> Option<u32> {
-    let list = KA_DESTS.get(dests_index(w.svc.id, bank))?;
-    let n = (list.n as usize).min(MAX_DESTS);
-    let at = |i: usize| cand(list, i);
+pub fn least(w: &mut Work, bank: u32, now: u32) -> u32 {
+    choose_least(w, bank, now).unwrap_or(NO_ID)
+}
+
+#[inline(always)]
+fn choose_least(w: &mut Work, bank: u32, now: u32) -> Option<u32> {
+    let list = dests_index(w.svc.id, bank);
+    let n = KA_DESTS.get(list)?.n.min(MAX_DESTS as u32);
+    w.walk.list = list;
     match w.svc.sched {
-        SCHED_LBLC => lblc(w, list, n, now),
-        SCHED_LBLCR => lblcr(w, list, n, now),
-        sched => {
-            let (r1, r2) = if sched == SCHED_TWOS {
-                // SAFETY: plain helper calls.
-                unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) }
-            } else {
-                (0, 0)
-            };
-            pick(sched, n, r1, r2, at).map(|i| list.ids[i & (MAX_DESTS - 1)])
+        SCHED_LBLC => lblc(w, n, now),
+        SCHED_LBLCR => lblcr(w, n, now),
+        SCHED_TWOS => {
+            w.walk.twos = Twos::default();
+            walk(w, n, STEP_TWOS_COUNT);
+            // SAFETY: plain helper calls.
+            let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
+            w.walk.twos.draw(r1, r2);
+            walk(w, n, STEP_TWOS_DRAW);
+            w.walk.twos.best().map(|c| c.id)
+        }
+        _ => {
+            // The metric comes from the list (see `DestList::metric`).
+            w.walk.pick = Picker::with(KA_DESTS.get(list)?.metric());
+            walk(w, n, STEP_PICK);
+            w.walk.pick.best().map(|c| c.id)
         }
     }
+}
+
+/// Round-robin from slot `start` of a bank of `len` slots at `base` in `KA_TABLES`, past
+/// overloaded backends (at most `MAX_DESTS` slots, as IPVS `wrr` moves on to the next
+/// server): the backend, [`NO_ID`] when every one tried was overloaded; `w.walk.rr_tried`:
+/// the slots tried before it (the cursor moves past them).
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
+#[inline(never)]
+pub fn round_robin(w: &mut Work, base: u32, start: u32, len: u32) -> u32 {
+    let r = &mut w.walk;
+    r.rr_found = false;
+    r.rr_id = NO_ID;
+    let mut k = 0u32;
+    while k < MAX_DESTS as u32 {
+        r.rr_tried = k;
+        // `max(1)`: a provably non-zero divisor (no division-by-zero panic path).
+        let slot = start.wrapping_add(k) % len.max(1);
+        let Some(id) = KA_TABLES.get(base.wrapping_add(slot)) else {
+            break;
+        };
+        if !conn::overloaded(*id) {
+            r.rr_id = *id;
+            r.rr_found = true;
+            break;
+        }
+        stats::inc(Counter::LbOverloaded);
+        k += 1;
+    }
+    r.rr_id
+}
+
+/// `KA_TABLES` index of slot 0 of bank `bank` of service `id`.
+#[inline(always)]
+pub fn bank_base(id: u32, bank: u32) -> u32 {
+    table_index(id, bank, 0)
 }
 
 /// Fills `w.lblc_key` with the flow's destination in its service; returns the cache entry
@@ -71,20 +218,21 @@ fn cache_entry(w: &mut Work, now: u32) -> Option<*mut LblcValue> {
 
 /// `lblc`: the destination's cached server, else the `wlc` choice, recorded.
 #[inline(always)]
-fn lblc(w: &mut Work, list: &DestList, n: usize, now: u32) -> Option<u32> {
+fn lblc(w: &mut Work, n: u32, now: u32) -> Option<u32> {
     let entry = cache_entry(w, now);
     // SAFETY: a map value (see cache_entry).
-    let cached = entry.map(|e| unsafe { (*e).ids[0] });
-    match pick_lblc(n, cached, |i| cand(list, i))? {
-        LblcChoice::Cached(i) => {
+    let cached = entry.map_or(NO_ID, |e| unsafe { (*e).ids[0] });
+    w.walk.lblc = Lblc::new(Some(cached).filter(|id| *id != NO_ID));
+    walk(w, n, STEP_LBLC);
+    match w.walk.lblc.finish()? {
+        LblcChoice::Cached(id) => {
             if let Some(e) = entry {
                 // SAFETY: as above.
                 unsafe { (*e).lastuse = now };
             }
-            Some(list.ids[i & (MAX_DESTS - 1)])
+            Some(id)
         }
-        LblcChoice::Scheduled(i) => {
-            let id = list.ids[i & (MAX_DESTS - 1)];
+        LblcChoice::Scheduled(id) => {
             w.lblc = LblcValue { ids: [id, 0, 0, 0], len: 1, lastuse: now, lastmod: now, _pad: 0 };
             let _ = KA_LBLC.insert(&w.lblc_key, &w.lblc, 0);
             Some(id)
@@ -95,7 +243,7 @@ fn lblc(w: &mut Work, list: &DestList, n: usize, now: u32) -> Option<u32> {
 /// `lblcr`: the least loaded server of the destination's set, the set grown or shed as IPVS
 /// does, recorded.
 #[inline(always)]
-fn lblcr(w: &mut Work, list: &DestList, n: usize, now: u32) -> Option<u32> {
+fn lblcr(w: &mut Work, n: u32, now: u32) -> Option<u32> {
     let entry = cache_entry(w, now);
     let expire = KA_CONN_TIMEOUTS.get(0).map_or(0, |t| t.lblc);
     let (mut set, mut len, mut lastmod) = ([0u32; LBLCR_SET], 0u32, now);
@@ -107,9 +255,10 @@ fn lblcr(w: &mut Work, list: &DestList, n: usize, now: u32) -> Option<u32> {
             lastmod = (*e).lastmod;
         }
     }
+    w.walk.lblcr = Lblcr::new(set, len);
+    walk(w, n, STEP_LBLCR);
     let expired = expire != 0 && now.wrapping_sub(lastmod) > expire;
-    let c = pick_lblcr(n, &set, len, expired, |i| cand(list, i))?;
-    let id = list.ids[c.index & (MAX_DESTS - 1)];
+    let c = w.walk.lblcr.finish(expired)?;
     match entry {
         Some(e) if !c.modified => {
             // SAFETY: as above.
@@ -126,5 +275,5 @@ fn lblcr(w: &mut Work, list: &DestList, n: usize, now: u32) -> Option<u32> {
             let _ = KA_LBLC.insert(&w.lblc_key, &w.lblc, 0);
         }
     }
-    Some(id)
+    Some(c.id)
 }
