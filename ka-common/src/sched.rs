@@ -87,7 +87,7 @@ pub const LBLCR_SET: usize = 4;
 /// clocks (jiffies and CLOCK_MONOTONIC), from which userspace learns the tick rate.
 pub const SWEEP_PROGRAM: &str = "ka_conn_sweep";
 /// Sets one sweeper run visits (the bound of its loop).
-pub const SWEEP_SETS: u32 = 256;
+pub const SWEEP_SETS: u32 = 64;
 
 /// Connection state (low byte of [`crate::lb::ConnWay4::state`]): TCP, SYN seen, not
 /// established (IPVS SYN_RECV). Inactive.
@@ -530,37 +530,104 @@ impl Picker {
     }
 }
 
-/// `twos` (IPVS `ip_vs_twos`), in two passes over the candidates: [`Twos::count`] sums the
-/// available weights, [`Twos::draw`] draws two numbers in `0..=total` (as IPVS draws, `r %
-/// (total + 1)`), [`Twos::offer`] finds the server each draw lands on; [`Twos::best`] is the
-/// less loaded of the two by overhead/weight (the first draw on a tie).
+/// One pass over a service's candidates that serves every scheduler of the family: the
+/// metric's choice (`lc`...`ovf`, and the `wlc` step of `lblc`/`lblcr`), whether some server
+/// is below half its weight (`lblc`/`lblcr` overload), the candidates of up to
+/// [`LBLCR_SET`] looked-for ids (the `lblc`/`lblcr` cache entry), and the available weight
+/// (`twos`' first pass). One pass for all keeps the kernel's loop a single loop, which the
+/// verifier checks once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The metric's choice so far.
+    pub pick: Picker,
+    /// Non-zero once a server below half its weight was seen.
+    pub any_half: u32,
+    /// The ids looked for ([`NO_ID`]: none).
+    pub want: [u32; LBLCR_SET],
+    /// The candidates found for `want` (where `found_mask` has their bit).
+    pub found: [Cand; LBLCR_SET],
+    /// Bit `k`: `want[k]` was found.
+    pub found_mask: u32,
+    /// Sum of the available (not overloaded, weight > 0) weights.
+    pub total: u64,
+    /// The last available candidate (valid when `total > 0`).
+    pub last: Cand,
+}
+
+impl Scan {
+    /// A scan with metric `m`, looking for the ids `want`.
+    #[inline(always)]
+    pub const fn new(m: Metric, want: [u32; LBLCR_SET]) -> Scan {
+        Scan {
+            pick: Picker::with(m),
+            any_half: 0,
+            want,
+            found: [Cand { id: 0, weight: 0, active: 0, inactive: 0, overloaded: 0 }; LBLCR_SET],
+            found_mask: 0,
+            total: 0,
+            last: Cand { id: 0, weight: 0, active: 0, inactive: 0, overloaded: 0 },
+        }
+    }
+
+    /// Considers the next candidate; true when the metric's choice is made (`nq`: an idle
+    /// server; the rest of the scan is then incomplete, which only `nq` uses).
+    #[inline(always)]
+    pub fn offer(&mut self, c: Cand) -> bool {
+        if (c.active as u64) * 2 < c.weight as u64 {
+            self.any_half = 1;
+        }
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if self.want[k] == c.id {
+                self.found[k] = c;
+                self.found_mask |= 1 << k;
+            }
+            k += 1;
+        }
+        if c.overloaded == 0 && c.weight > 0 {
+            self.total += c.weight as u64;
+            self.last = c;
+        }
+        self.pick.offer(c)
+    }
+
+    /// The candidate found for `want[k]`.
+    #[inline(always)]
+    pub const fn found(&self, k: usize) -> Option<Cand> {
+        if k < LBLCR_SET && self.found_mask & (1 << k) != 0 {
+            Some(self.found[k])
+        } else {
+            None
+        }
+    }
+}
+
+/// `twos` (IPVS `ip_vs_twos`): after a [`Scan`] (the available weight), two numbers drawn in
+/// `0..=total` (as IPVS draws, `r % (total + 1)`), a second pass ([`Twos::offer`]) finds the
+/// server each draw lands on; [`Twos::best`] is the less loaded of the two by overhead/weight
+/// (the first draw on a tie).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Twos {
-    total: u64,
-    last: Option<Cand>,
     w1: i64,
     w2: i64,
     c1: Option<Cand>,
     c2: Option<Cand>,
+    last: Option<Cand>,
 }
 
 impl Twos {
-    /// First pass: one candidate.
+    /// The draws from random numbers `r1`, `r2` over the scan's available weight.
     #[inline(always)]
-    pub fn count(&mut self, c: Cand) {
-        if c.overloaded == 0 && c.weight > 0 {
-            self.total += c.weight as u64;
-            self.last = Some(c);
-        }
-    }
-
-    /// Between the passes: the two draws from random numbers `r1`, `r2`.
-    #[inline(always)]
-    pub fn draw(&mut self, r1: u32, r2: u32) {
+    pub fn draw(scan: &Scan, r1: u32, r2: u32) -> Twos {
         // `max(1)`: a provably non-zero divisor (no division-by-zero panic path in the kernel).
-        let total = (self.total + 1).max(1);
-        self.w1 = (r1 as u64 % total) as i64;
-        self.w2 = (r2 as u64 % total) as i64;
+        let total = (scan.total + 1).max(1);
+        Twos {
+            w1: (r1 as u64 % total) as i64,
+            w2: (r2 as u64 % total) as i64,
+            c1: None,
+            c2: None,
+            last: if scan.total > 0 { Some(scan.last) } else { None },
+        }
     }
 
     /// Second pass: one candidate; true once both draws have landed.
@@ -598,24 +665,22 @@ impl Twos {
 /// is available (all overloaded). `r1`, `r2`: two random numbers (`twos` only).
 pub fn pick<F: FnMut(usize) -> Option<Cand>>(sched: u8, n: usize, r1: u32, r2: u32, mut cand: F) -> Option<Cand> {
     let n = n.min(MAX_DESTS);
-    if sched == SCHED_TWOS {
-        let mut t = Twos::default();
-        (0..n).filter_map(&mut cand).for_each(|c| t.count(c));
-        t.draw(r1, r2);
-        for c in (0..n).filter_map(&mut cand) {
-            if t.offer(c) {
-                break;
-            }
-        }
-        return t.best();
-    }
-    let mut p = Picker::new(sched);
-    for c in (0..n).filter_map(cand) {
-        if p.offer(c) {
+    let mut scan = Scan::new(metric_of(sched), [NO_ID; LBLCR_SET]);
+    for c in (0..n).filter_map(&mut cand) {
+        if scan.offer(c) {
             break;
         }
     }
-    p.best()
+    if sched != SCHED_TWOS {
+        return scan.pick.best();
+    }
+    let mut t = Twos::draw(&scan, r1, r2);
+    for c in (0..n).filter_map(&mut cand) {
+        if t.offer(c) {
+            break;
+        }
+    }
+    t.best()
 }
 
 /// IPVS lblc/lblcr `is_overloaded`: a server with more active connections than its weight is
@@ -634,60 +699,31 @@ pub enum LblcChoice {
     Scheduled(u32),
 }
 
-/// `lblc` (IPVS `ip_vs_lblc_schedule`), one candidate at a time: the server cached for the
-/// destination while it is listed (available, weight > 0) and not [`lblc_overloaded`], else
-/// the `wlc` choice.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lblc {
-    /// The cached backend id, [`NO_ID`] if none. (A sentinel, not an `Option`: copying a
-    /// `None` copies an undefined payload, which the verifier refuses to read.)
-    cached: u32,
-    any_half: bool,
-    hit: Option<Cand>,
-    wlc: Picker,
-}
-
-impl Lblc {
-    /// For a destination whose cached server is `cached` (a backend id), if any.
-    #[inline(always)]
-    pub const fn new(cached: Option<u32>) -> Lblc {
-        let cached = match cached {
-            Some(id) => id,
-            None => NO_ID,
-        };
-        Lblc { cached, any_half: false, hit: None, wlc: Picker::new(SCHED_WLC) }
+/// `lblc` (IPVS `ip_vs_lblc_schedule`) after a [`Scan`] with the `wlc` metric looking for the
+/// cached server in `want[0]`: that server while it is listed (available, weight > 0) and not
+/// [`lblc_overloaded`], else the `wlc` choice. `None`: no server available.
+#[inline(always)]
+pub fn lblc_finish(scan: &Scan) -> Option<LblcChoice> {
+    if let Some(c) = scan.found(0) {
+        if c.weight > 0 && !lblc_overloaded(&c, scan.any_half != 0) {
+            return Some(LblcChoice::Cached(c.id));
+        }
     }
-
-    /// Considers the next candidate.
-    #[inline(always)]
-    pub fn offer(&mut self, c: Cand) {
-        self.any_half |= (c.active as u64) * 2 < c.weight as u64;
-        if self.cached != NO_ID && c.id == self.cached && c.weight > 0 {
-            self.hit = Some(c);
-        }
-        let _ = self.wlc.offer(c);
-    }
-
-    /// The choice; `None`: no server available.
-    #[inline(always)]
-    pub fn finish(&self) -> Option<LblcChoice> {
-        if let Some(c) = self.hit {
-            if !lblc_overloaded(&c, self.any_half) {
-                return Some(LblcChoice::Cached(c.id));
-            }
-        }
-        match self.wlc.best() {
-            Some(c) => Some(LblcChoice::Scheduled(c.id)),
-            None => None,
-        }
+    match scan.pick.best() {
+        Some(c) => Some(LblcChoice::Scheduled(c.id)),
+        None => None,
     }
 }
 
-/// [`Lblc`] over the `n` candidates `cand(0..n)`.
+/// `lblc` over the `n` candidates `cand(0..n)`, the destination's cached server `cached`.
 pub fn pick_lblc<F: FnMut(usize) -> Option<Cand>>(n: usize, cached: Option<u32>, cand: F) -> Option<LblcChoice> {
-    let mut l = Lblc::new(cached);
-    (0..n.min(MAX_DESTS)).filter_map(cand).for_each(|c| l.offer(c));
-    l.finish()
+    let mut want = [NO_ID; LBLCR_SET];
+    want[0] = cached.unwrap_or(NO_ID);
+    let mut scan = Scan::new(metric_of(SCHED_WLC), want);
+    (0..n.min(MAX_DESTS)).filter_map(cand).for_each(|c| {
+        let _ = scan.offer(c);
+    });
+    lblc_finish(&scan)
 }
 
 /// What `lblcr` decided: the server and the destination's new set.
@@ -695,182 +731,122 @@ pub fn pick_lblc<F: FnMut(usize) -> Option<Cand>>(n: usize, cached: Option<u32>,
 pub struct LblcrChoice {
     /// The chosen server (backend id).
     pub id: u32,
-    /// The destination's set afterwards (backend ids, `len` used).
+    /// The destination's set afterwards: backend ids in fixed slots, [`NO_ID`] for an empty
+    /// slot (fixed slots, not a packed list: in the kernel a list length would be a distinct
+    /// known value on each path).
     pub set: [u32; LBLCR_SET],
-    /// Ids used in `set`.
-    pub len: u32,
     /// Whether the set changed (its `lastmod` is then now).
     pub modified: bool,
 }
 
-/// The weighted most loaded of `members` (IPVS `ip_vs_dest_set_max`).
-#[inline(always)]
-fn most_loaded(members: &[Option<Cand>; LBLCR_SET]) -> Option<Cand> {
-    let mut most: Option<Cand> = None;
+/// `lblcr` (IPVS `ip_vs_lblcr_schedule`) after a [`Scan`] with the `wlc` metric looking for
+/// the destination's set (`want`, [`NO_ID`] in empty slots): the least loaded (`wlc`)
+/// server of the set; when the set has more than one server and has not changed for the
+/// expiration time (`expired`), its most loaded one leaves it first. If that server is
+/// missing or [`lblc_overloaded`], the `wlc` choice over all servers joins the set (a full
+/// set replaces its most loaded member). Members no longer listed leave the set. `None`: no
+/// server available.
+pub fn lblcr_finish(scan: &Scan, expired: bool) -> Option<LblcrChoice> {
+    let mut set = [NO_ID; LBLCR_SET];
+    let mut modified = false;
+    let mut members = 0u32;
+    // The weighted most loaded member (IPVS `ip_vs_dest_set_max`), by id.
+    let (mut most, mut most_oh, mut most_w) = (NO_ID, 0u64, 1u32);
     let mut k = 0;
     while k < LBLCR_SET {
-        if let Some(c) = members[k] {
-            let more = match most {
-                None => true,
-                Some(m) => heavier(c.overhead(), c.weight, m.overhead(), m.weight),
-            };
-            if more {
-                most = Some(c);
+        if let Some(c) = scan.found(k) {
+            set[k] = c.id;
+            members += 1;
+            if most == NO_ID || heavier(c.overhead(), c.weight, most_oh, most_w) {
+                most = c.id;
+                most_oh = c.overhead();
+                most_w = c.weight;
+            }
+        } else if scan.want[k] != NO_ID {
+            modified = true;
+        }
+        k += 1;
+    }
+    // The most loaded member leaves once the set is old enough.
+    if members > 1 && expired {
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if set[k] == most {
+                set[k] = NO_ID;
+            }
+            k += 1;
+        }
+        modified = true;
+    }
+    // The least loaded remaining member, skipping overloaded (uthreshold) ones.
+    let mut least: Option<Cand> = None;
+    let mut k = 0;
+    while k < LBLCR_SET {
+        if let Some(c) = scan.found(k) {
+            let better = set[k] != NO_ID
+                && c.overloaded == 0
+                && match least {
+                    None => true,
+                    Some(l) => heavier(l.overhead(), l.weight, c.overhead(), c.weight),
+                };
+            if better {
+                least = Some(c);
             }
         }
         k += 1;
     }
-    most
+    if let Some(c) = least {
+        if !lblc_overloaded(&c, scan.any_half != 0) {
+            return Some(LblcrChoice { id: c.id, set, modified });
+        }
+    }
+    let id = match scan.pick.best() {
+        Some(c) => c.id,
+        None => return None,
+    };
+    let mut present = false;
+    let mut k = 0;
+    while k < LBLCR_SET {
+        present |= set[k] == id;
+        k += 1;
+    }
+    if !present {
+        // Into an empty slot, else in place of the most loaded member.
+        let mut placed = false;
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if !placed && set[k] == NO_ID {
+                set[k] = id;
+                placed = true;
+            }
+            k += 1;
+        }
+        let mut k = 0;
+        while k < LBLCR_SET {
+            if !placed && set[k] == most {
+                set[k] = id;
+                placed = true;
+            }
+            k += 1;
+        }
+        modified = true;
+    }
+    Some(LblcrChoice { id, set, modified })
 }
 
-/// `lblcr` (IPVS `ip_vs_lblcr_schedule`), one candidate at a time: the least loaded (`wlc`)
-/// server of the destination's set; when the set has more than one server and has not
-/// changed for the expiration time, its most loaded one leaves it first. If that server is
-/// missing or [`lblc_overloaded`], the `wlc` choice over all servers joins the set (a full
-/// set replaces its most loaded member). Members no longer listed leave the set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lblcr {
-    set: [u32; LBLCR_SET],
-    len: u32,
-    any_half: bool,
-    members: [Option<Cand>; LBLCR_SET],
-    wlc: Picker,
-}
-
-impl Lblcr {
-    /// For a destination whose set is `set[..len]` (empty for a new destination).
-    #[inline(always)]
-    pub const fn new(set: [u32; LBLCR_SET], len: u32) -> Lblcr {
-        Lblcr { set, len, any_half: false, members: [None; LBLCR_SET], wlc: Picker::new(SCHED_WLC) }
-    }
-
-    /// Considers the next candidate.
-    #[inline(always)]
-    pub fn offer(&mut self, c: Cand) {
-        self.any_half |= (c.active as u64) * 2 < c.weight as u64;
-        let mut k = 0;
-        while k < LBLCR_SET {
-            if (k as u32) < self.len && self.set[k] == c.id {
-                self.members[k] = Some(c);
-            }
-            k += 1;
-        }
-        let _ = self.wlc.offer(c);
-    }
-
-    /// The choice; `expired`: the set is older than the expiration. `None`: no server
-    /// available.
-    #[inline(always)]
-    pub fn finish(&self, expired: bool) -> Option<LblcrChoice> {
-        let mut members = self.members;
-        let mut out = LblcrChoice { id: 0, set: [0; LBLCR_SET], len: 0, modified: false };
-        let mut k = 0;
-        while k < LBLCR_SET {
-            if let Some(c) = members[k] {
-                out.set[out.len as usize % LBLCR_SET] = c.id;
-                out.len += 1;
-            } else if (k as u32) < self.len {
-                out.modified = true;
-            }
-            k += 1;
-        }
-        // The set's most loaded member leaves once the set is old enough.
-        if out.len > 1 && expired {
-            if let Some(m) = most_loaded(&members) {
-                let mut k = 0;
-                while k < LBLCR_SET {
-                    if let Some(c) = members[k] {
-                        if c.id == m.id {
-                            members[k] = None;
-                        }
-                    }
-                    k += 1;
-                }
-                out = remove_id(out, m.id);
-            }
-        }
-        // The least loaded member, skipping overloaded (uthreshold) ones.
-        let mut least: Option<Cand> = None;
-        let mut k = 0;
-        while k < LBLCR_SET {
-            if let Some(c) = members[k] {
-                let better = c.overloaded == 0
-                    && match least {
-                        None => true,
-                        Some(l) => heavier(l.overhead(), l.weight, c.overhead(), c.weight),
-                    };
-                if better {
-                    least = Some(c);
-                }
-            }
-            k += 1;
-        }
-        if let Some(c) = least {
-            if !lblc_overloaded(&c, self.any_half) {
-                out.id = c.id;
-                return Some(out);
-            }
-        }
-        let id = match self.wlc.best() {
-            Some(c) => c.id,
-            None => return None,
-        };
-        out.id = id;
-        let mut k = 0;
-        let mut present = false;
-        while k < LBLCR_SET {
-            present |= (k as u32) < out.len && out.set[k] == id;
-            k += 1;
-        }
-        if !present {
-            if (out.len as usize) >= LBLCR_SET {
-                // Full: the most loaded member gives its place.
-                let gone = match most_loaded(&members) {
-                    Some(m) => m.id,
-                    None => out.set[0],
-                };
-                out = remove_id(out, gone);
-            }
-            out.set[out.len as usize % LBLCR_SET] = id;
-            out.len += 1;
-            out.modified = true;
-        }
-        Some(out)
-    }
-}
-
-/// [`Lblcr`] over the `n` candidates `cand(0..n)`.
+/// `lblcr` over the `n` candidates `cand(0..n)`, the destination's set `set` (fixed slots,
+/// [`NO_ID`] when empty).
 pub fn pick_lblcr<F: FnMut(usize) -> Option<Cand>>(
     n: usize,
     set: &[u32; LBLCR_SET],
-    len: u32,
     expired: bool,
     cand: F,
 ) -> Option<LblcrChoice> {
-    let mut l = Lblcr::new(*set, len);
-    (0..n.min(MAX_DESTS)).filter_map(cand).for_each(|c| l.offer(c));
-    l.finish(expired)
-}
-
-/// `c` without backend `id` in its set (order kept).
-#[inline(always)]
-fn remove_id(mut c: LblcrChoice, id: u32) -> LblcrChoice {
-    let mut kept = [0u32; LBLCR_SET];
-    let mut len = 0u32;
-    let mut k = 0;
-    while k < LBLCR_SET {
-        if (k as u32) < c.len && c.set[k] != id {
-            kept[len as usize % LBLCR_SET] = c.set[k];
-            len += 1;
-        }
-        k += 1;
-    }
-    if len != c.len {
-        c.modified = true;
-    }
-    c.set = kept;
-    c.len = len;
-    c
+    let mut scan = Scan::new(metric_of(SCHED_WLC), *set);
+    (0..n.min(MAX_DESTS)).filter_map(cand).for_each(|c| {
+        let _ = scan.offer(c);
+    });
+    lblcr_finish(&scan, expired)
 }
 
 #[cfg(feature = "user")]
@@ -1042,20 +1018,25 @@ mod tests {
     }
 
     /// lblcr: least loaded member; the set grows when it is overloaded; an old set sheds its
-    /// most loaded member; members gone from the list leave.
+    /// most loaded member; members gone from the list leave; a full set replaces its most
+    /// loaded member.
     #[test]
     fn lblcr_replicates_and_sheds() {
+        const X: u32 = NO_ID;
         let list = [c(10, 4, 5, 0), c(11, 4, 1, 0), c(12, 4, 2, 0)];
         let at = |i: usize| list.get(i).copied();
-        let r = pick_lblcr(3, &[10, 0, 0, 0], 1, false, at).expect("choice");
-        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (11, &[10, 11][..], true), "10 overloaded: 11 joins");
-        let r = pick_lblcr(3, &[10, 12, 0, 0], 2, false, at).expect("choice");
-        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (12, &[10, 12][..], false), "12 is the set's least loaded");
-        let r = pick_lblcr(3, &[10, 12, 0, 0], 2, true, at).expect("choice");
-        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (12, &[12][..], true), "expired: 10 leaves");
-        let r = pick_lblcr(3, &[77, 12, 0, 0], 2, false, at).expect("choice");
-        assert_eq!((r.id, &r.set[..r.len as usize], r.modified), (12, &[12][..], true), "77 is gone");
-        let r = pick_lblcr(3, &[0; 4], 0, false, at).expect("choice");
-        assert_eq!((r.id, &r.set[..r.len as usize]), (11, &[11][..]), "new destination: wlc");
+        let r = pick_lblcr(3, &[10, X, X, X], false, at).expect("choice");
+        assert_eq!((r.id, r.set, r.modified), (11, [10, 11, X, X], true), "10 overloaded: 11 joins");
+        let r = pick_lblcr(3, &[10, 12, X, X], false, at).expect("choice");
+        assert_eq!((r.id, r.set, r.modified), (12, [10, 12, X, X], false), "12 is the set's least loaded");
+        let r = pick_lblcr(3, &[10, 12, X, X], true, at).expect("choice");
+        assert_eq!((r.id, r.set, r.modified), (12, [X, 12, X, X], true), "expired: 10 leaves");
+        let r = pick_lblcr(3, &[77, 12, X, X], false, at).expect("choice");
+        assert_eq!((r.id, r.set, r.modified), (12, [X, 12, X, X], true), "77 is gone");
+        let r = pick_lblcr(3, &[X; 4], false, at).expect("choice");
+        assert_eq!((r.id, r.set), (11, [11, X, X, X]), "new destination: wlc");
+        let full = [c(1, 4, 9, 0), c(2, 4, 8, 0), c(3, 4, 7, 0), c(4, 4, 6, 0), c(5, 4, 0, 0)];
+        let r = pick_lblcr(5, &[1, 2, 3, 4], false, |i| full.get(i).copied()).expect("choice");
+        assert_eq!((r.id, r.set, r.modified), (5, [5, 2, 3, 4], true), "full: 5 takes the most loaded member's slot");
     }
 }

@@ -15,8 +15,8 @@ use aya_ebpf::helpers::bpf_get_prandom_u32;
 use ka_common::{
     lb::{table_index, SCHED_TWOS},
     sched::{
-        dests_index, Cand, Lblc, LblcChoice, LblcValue, Lblcr, Picker, Twos, LBLCR_SET, MAX_DESTS, NO_ID,
-        SCHED_LBLC, SCHED_LBLCR,
+        dests_index, lblc_finish, lblcr_finish, Cand, LblcChoice, LblcValue, Scan, Twos, LBLCR_SET,
+        MAX_DESTS, NO_ID, SCHED_LBLC, SCHED_LBLCR,
     },
     stats::Counter,
 };
@@ -34,14 +34,10 @@ use crate::{
 pub struct Walk {
     /// Index of the service's candidate list in `KA_DESTS`.
     list: u32,
-    /// `lc`...`ovf`.
-    pick: Picker,
-    /// `twos`.
+    /// The pass over the candidates.
+    scan: Scan,
+    /// `twos`' second pass.
     twos: Twos,
-    /// `lblc`.
-    lblc: Lblc,
-    /// `lblcr`.
-    lblcr: Lblcr,
     /// A new flow's hash (`lookup::schedule_least`).
     pub hash: u32,
     /// Its connection-table clock.
@@ -81,86 +77,101 @@ fn cand(list: u32, i: u32) -> Option<Cand> {
     }
 }
 
-/// One step of a walk: hands candidate `i` of `w.walk.list` to the walk's picker (`kind`:
-/// which one); true to stop.
+/// One step of the scan: candidate `i` of `w.walk.list` offered to `w.walk.scan` (`second`:
+/// to `twos`' second pass instead); true to stop.
 // Verifier/LLVM: a BPF-to-BPF call: the paths through one candidate end at its return (a
 // 0 or 1), so the loop around it is checked with one state per iteration instead of every
-// combination of the candidates' branches before it.
+// combination of the branches of the candidates before it.
 #[inline(never)]
-fn step(w: &mut Work, i: u32, kind: u32) -> bool {
+fn step(w: &mut Work, i: u32, second: bool) -> bool {
     let Some(c) = cand(w.walk.list, i) else {
         return false;
     };
-    let s = &mut w.walk;
-    match kind {
-        STEP_PICK => s.pick.offer(c),
-        STEP_TWOS_COUNT => {
-            s.twos.count(c);
-            false
-        }
-        STEP_TWOS_DRAW => s.twos.offer(c),
-        STEP_LBLC => {
-            s.lblc.offer(c);
-            false
-        }
-        _ => {
-            s.lblcr.offer(c);
-            false
-        }
+    if second {
+        w.walk.twos.offer(c)
+    } else {
+        w.walk.scan.offer(c)
     }
 }
 
-const STEP_PICK: u32 = 0;
-const STEP_TWOS_COUNT: u32 = 1;
-const STEP_TWOS_DRAW: u32 = 2;
-const STEP_LBLC: u32 = 3;
-const STEP_LBLCR: u32 = 4;
-
-/// Walks the candidates `0..n` of `w.walk.list` with [`step`] of `kind`.
-#[inline(always)]
-fn walk(w: &mut Work, n: u32, kind: u32) {
+/// Walks the candidates of `w.walk.list` with [`step`] (`second`: `twos`' second pass).
+// Verifier/LLVM: a BPF-to-BPF call: the loop ends at a different iteration on each path, and
+// those exits (distinct known counters and bounds) end here instead of each walking the code
+// that follows on its own.
+#[inline(never)]
+fn walk(w: &mut Work, second: bool) -> u32 {
+    let n = KA_DESTS.get(w.walk.list).map_or(0, |l| l.n.min(MAX_DESTS as u32));
     let mut i = 0;
     while i < MAX_DESTS as u32 {
-        if i >= n || step(w, i, kind) {
+        if i >= n || step(w, i, second) {
             break;
         }
         i += 1;
     }
+    0
 }
 
 /// The backend a least-connection scheduler picks for the flow in `w` from bank `bank` of its
 /// service; [`NO_ID`] when every candidate is overloaded (or the list is empty). `now`: the
 /// connection-table clock (the `lblc` cache's).
+///
+/// Verifier: in three calls of their own (setup, walk, finish), each returning one value, so
+/// that the paths of one (a cache hit or miss, a walk ending at any candidate) do not each
+/// walk the next: the walk is then checked once per call of this function.
 // Verifier/LLVM: a BPF-to-BPF call, so the walk's stack frame is not added to the caller's;
 // it returns a sentinel, not an `Option` (whose `None` would carry an undefined payload).
 #[inline(never)]
 pub fn least(w: &mut Work, bank: u32, now: u32) -> u32 {
-    choose_least(w, bank, now).unwrap_or(NO_ID)
+    if setup(w, bank, now) == 0 {
+        return NO_ID;
+    }
+    walk(w, false);
+    finish(w, now)
 }
 
-#[inline(always)]
-fn choose_least(w: &mut Work, bank: u32, now: u32) -> Option<u32> {
+/// Prepares the walk of bank `bank`'s candidates: the list, the metric, and for `lblc` and
+/// `lblcr` the servers the destination's cache entry holds. 0 if the list is missing.
+// Verifier/LLVM: a BPF-to-BPF call (see `least`).
+#[inline(never)]
+fn setup(w: &mut Work, bank: u32, now: u32) -> u32 {
     let list = dests_index(w.svc.id, bank);
-    let n = KA_DESTS.get(list)?.n.min(MAX_DESTS as u32);
+    let Some(l) = KA_DESTS.get(list) else {
+        return 0;
+    };
     w.walk.list = list;
+    let mut want = [NO_ID; LBLCR_SET];
+    let sched = w.svc.sched;
+    if sched == SCHED_LBLC || sched == SCHED_LBLCR {
+        if let Some(e) = cache_entry(w, now) {
+            // SAFETY: a map value (see cache_entry).
+            unsafe {
+                if sched == SCHED_LBLC {
+                    want[0] = (*e).ids[0];
+                } else {
+                    mem::copy(&mut want, &(*e).ids);
+                }
+            }
+        }
+    }
+    w.walk.scan = Scan::new(l.metric(), want);
+    1
+}
+
+/// The scheduler's choice once the walk is done (`twos` walks again).
+// Verifier/LLVM: a BPF-to-BPF call (see `least`).
+#[inline(never)]
+fn finish(w: &mut Work, now: u32) -> u32 {
     match w.svc.sched {
-        SCHED_LBLC => lblc(w, n, now),
-        SCHED_LBLCR => lblcr(w, n, now),
+        SCHED_LBLC => lblc(w, now),
+        SCHED_LBLCR => lblcr(w, now),
         SCHED_TWOS => {
-            w.walk.twos = Twos::default();
-            walk(w, n, STEP_TWOS_COUNT);
             // SAFETY: plain helper calls.
             let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
-            w.walk.twos.draw(r1, r2);
-            walk(w, n, STEP_TWOS_DRAW);
-            w.walk.twos.best().map(|c| c.id)
+            w.walk.twos = Twos::draw(&w.walk.scan, r1, r2);
+            walk(w, true);
+            w.walk.twos.best().map_or(NO_ID, |c| c.id)
         }
-        _ => {
-            // The metric comes from the list (see `DestList::metric`).
-            w.walk.pick = Picker::with(KA_DESTS.get(list)?.metric());
-            walk(w, n, STEP_PICK);
-            w.walk.pick.best().map(|c| c.id)
-        }
+        _ => w.walk.scan.pick.best().map_or(NO_ID, |c| c.id),
     }
 }
 
@@ -209,6 +220,12 @@ fn cache_entry(w: &mut Work, now: u32) -> Option<*mut LblcValue> {
     k.service = w.svc.id;
     k.family = w.key.family;
     k._pad = [0; 3];
+    fresh_entry(w, now)
+}
+
+/// The destination's cache entry (`w.lblc_key`, filled by `setup`), if still fresh.
+#[inline(always)]
+fn fresh_entry(w: &Work, now: u32) -> Option<*mut LblcValue> {
     let e = KA_LBLC.get_ptr_mut(&w.lblc_key)?;
     let expire = KA_CONN_TIMEOUTS.get(0).map_or(0, |t| t.lblc);
     // SAFETY: a map value; a racing update by another CPU only changes which valid ids are read.
@@ -218,47 +235,37 @@ fn cache_entry(w: &mut Work, now: u32) -> Option<*mut LblcValue> {
 
 /// `lblc`: the destination's cached server, else the `wlc` choice, recorded.
 #[inline(always)]
-fn lblc(w: &mut Work, n: u32, now: u32) -> Option<u32> {
-    let entry = cache_entry(w, now);
-    // SAFETY: a map value (see cache_entry).
-    let cached = entry.map_or(NO_ID, |e| unsafe { (*e).ids[0] });
-    w.walk.lblc = Lblc::new(Some(cached).filter(|id| *id != NO_ID));
-    walk(w, n, STEP_LBLC);
-    match w.walk.lblc.finish()? {
-        LblcChoice::Cached(id) => {
+fn lblc(w: &mut Work, now: u32) -> u32 {
+    let entry = fresh_entry(w, now);
+    match lblc_finish(&w.walk.scan) {
+        Some(LblcChoice::Cached(id)) => {
             if let Some(e) = entry {
-                // SAFETY: as above.
+                // SAFETY: a map value (see cache_entry).
                 unsafe { (*e).lastuse = now };
             }
-            Some(id)
+            id
         }
-        LblcChoice::Scheduled(id) => {
+        Some(LblcChoice::Scheduled(id)) => {
             w.lblc = LblcValue { ids: [id, 0, 0, 0], len: 1, lastuse: now, lastmod: now, _pad: 0 };
             let _ = KA_LBLC.insert(&w.lblc_key, &w.lblc, 0);
-            Some(id)
+            id
         }
+        None => NO_ID,
     }
 }
 
 /// `lblcr`: the least loaded server of the destination's set, the set grown or shed as IPVS
-/// does, recorded.
+/// does, recorded (fixed slots: `len` is always `LBLCR_SET`).
 #[inline(always)]
-fn lblcr(w: &mut Work, n: u32, now: u32) -> Option<u32> {
-    let entry = cache_entry(w, now);
+fn lblcr(w: &mut Work, now: u32) -> u32 {
+    let entry = fresh_entry(w, now);
     let expire = KA_CONN_TIMEOUTS.get(0).map_or(0, |t| t.lblc);
-    let (mut set, mut len, mut lastmod) = ([0u32; LBLCR_SET], 0u32, now);
-    if let Some(e) = entry {
-        // SAFETY: a map value (see cache_entry).
-        unsafe {
-            mem::copy(&mut set, &(*e).ids);
-            len = (*e).len;
-            lastmod = (*e).lastmod;
-        }
-    }
-    w.walk.lblcr = Lblcr::new(set, len);
-    walk(w, n, STEP_LBLCR);
+    // SAFETY: a map value (see cache_entry).
+    let lastmod = entry.map_or(now, |e| unsafe { (*e).lastmod });
     let expired = expire != 0 && now.wrapping_sub(lastmod) > expire;
-    let c = w.walk.lblcr.finish(expired)?;
+    let Some(c) = lblcr_finish(&w.walk.scan, expired) else {
+        return NO_ID;
+    };
     match entry {
         Some(e) if !c.modified => {
             // SAFETY: as above.
@@ -267,7 +274,7 @@ fn lblcr(w: &mut Work, n: u32, now: u32) -> Option<u32> {
         _ => {
             w.lblc = LblcValue {
                 ids: c.set,
-                len: c.len,
+                len: LBLCR_SET as u32,
                 lastuse: now,
                 lastmod: if c.modified { now } else { lastmod },
                 _pad: 0,
@@ -275,5 +282,5 @@ fn lblcr(w: &mut Work, n: u32, now: u32) -> Option<u32> {
             let _ = KA_LBLC.insert(&w.lblc_key, &w.lblc, 0);
         }
     }
-    Some(c.id)
+    c.id
 }
