@@ -20,7 +20,7 @@ use ka_common::{
         NH_CACHE_MAP, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_COUNT, SVC_F_PERSIST,
         TABLES_MAP,
     },
-    sched::{dests_index, BackendConns, DestList, DESTS_MAP, MAX_DESTS},
+    sched::{dests_index, metric_of, BackendConns, DestList, DESTS_MAP, MAX_DESTS},
 };
 
 use super::{
@@ -126,6 +126,7 @@ pub fn service_table(s: &ServiceSpec) -> Vec<u32> {
 /// [`MAX_DESTS`]; `ids` are their backend ids, by position in `s.backends` (pure).
 pub fn dest_list(s: &ServiceSpec, ids: &[u32]) -> DestList {
     let mut l = DestList::default();
+    l.set_metric(metric_of(s.scheduler.code()));
     for (b, id) in s.backends.iter().zip(ids).filter(|(b, _)| b.healthy && b.weight > 0).take(MAX_DESTS) {
         let n = l.n as usize;
         l.ids[n] = *id;
@@ -752,6 +753,7 @@ mod tests {
         );
         let l = dest_list(&s, &[7, 8, 9, 10]);
         assert_eq!((l.n, &l.ids[..2], &l.weights[..2]), (2, &[7, 10][..], &[2, 1][..]));
+        assert_eq!(l.metric(), metric_of(ka_common::lb::SCHED_WLC), "the scheduler's metric travels with the list");
         let many: Vec<(String, u32, bool)> = (0..100).map(|i| (format!("198.18.11.{i}"), 1, true)).collect();
         let many: Vec<(&str, u32, bool)> = many.iter().map(|(a, w, h)| (a.as_str(), *w, *h)).collect();
         let s = svc(Scheduler::LeastConn, &many);
