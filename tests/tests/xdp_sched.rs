@@ -398,3 +398,23 @@ fn locality_schedulers_keep_destinations() {
         }
     });
 }
+
+/// Persistence with wlc: a client's first connection is scheduled by wlc and recorded; its
+/// next ones follow the template, as IPVS (templates ignore the counts), and are counted.
+#[test]
+fn persistence_follows_the_template_under_wlc() {
+    in_lab(|| {
+        let mut spec = service(Scheduler::WeightedLeastConn, L4Proto::Tcp, &[rs(1), rs(1)]);
+        spec.persistence = Some(ka::lb::Persistence { timeout: Duration::from_secs(60), prefix_len: 32 });
+        let mut dp = Dp::new(spec);
+        dp.seed(0, 3, 0, 0);
+        let f = |port| Frame::tcp4("198.18.0.7", VIP, port, 80, SYN);
+        assert_eq!(dp.send(&f(40000)), Some(1), "wlc: the idle server");
+        // Now server 1 is the busier one: the client still goes there.
+        dp.seed(1, 9, 0, 0);
+        assert_eq!(dp.send(&f(40001)), Some(1), "the template wins over the counts");
+        assert_eq!(dp.counts(1), (9, 1, 0), "counted on the template's server");
+        assert_eq!(dp.send(&Frame::tcp4("198.18.0.8", VIP, 40000, 80, SYN)), Some(0), "another client: wlc");
+        assert_eq!((dp.counter(Counter::LbNewFlow), dp.counter(Counter::LbPersistHit)), (2, 1));
+    });
+}
