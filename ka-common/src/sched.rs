@@ -709,10 +709,7 @@ pub fn lblc_finish(scan: &Scan) -> Option<LblcChoice> {
             return Some(LblcChoice::Cached(c.id));
         }
     }
-    match scan.pick.best() {
-        Some(c) => Some(LblcChoice::Scheduled(c.id)),
-        None => None,
-    }
+    scan.pick.best().map(|c| LblcChoice::Scheduled(c.id))
 }
 
 /// `lblc` over the `n` candidates `cand(0..n)`, the destination's cached server `cached`.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use aya::maps::Array;
 use ka::lb::{
