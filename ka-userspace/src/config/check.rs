@@ -74,6 +74,16 @@ fn check_schedulers(cfg: &Config, d: &mut Diagnostics) {
                 ),
             );
         }
+        if vs.lb_algo == LbAlgo::Lblcr && servers > ka_common::sched::LBLCR_SET {
+            d.warning(
+                at,
+                format!(
+                    "lb_algo lblcr: the datapath replicates a destination to at most {} real servers (IPVS: to any number); \
+                     a full set replaces its most loaded server",
+                    ka_common::sched::LBLCR_SET
+                ),
+            );
+        }
         for rs in vs.real_servers.iter().chain(vs.sorry_server.iter()) {
             let (u, l) = (rs.uthreshold.unwrap_or(0), rs.lthreshold.unwrap_or(0));
             if l > u {

@@ -60,7 +60,8 @@ impl Scheduler {
     /// The datapath scheduler for a keepalived `lb_algo`.
     ///
     /// # Errors
-    /// The algorithm has no datapath equivalent.
+    /// None today: every IPVS scheduler has its datapath one (the `Result` stays for a
+    /// scheduler a future keepalived may add).
     pub fn from_lb_algo(algo: LbAlgo) -> Result<Scheduler, LbError> {
         Ok(match algo {
             LbAlgo::Mh => Scheduler::Maglev,
