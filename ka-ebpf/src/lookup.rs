@@ -193,9 +193,8 @@ pub fn choose(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
     let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let hash = hash_of(w);
     let tick = conn_now();
-    let found = if syn { NO_ID } else { conn(w, hash, tick, tcp_flags) };
-    if found != NO_ID {
-        let id = found;
+    let id = if syn { NO_ID } else { conn(w, hash, tick, tcp_flags) };
+    if id != NO_ID {
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
             return Some((id, false));
@@ -234,7 +233,7 @@ pub fn choose(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
     if len == 0 || len > ka_common::lb::TABLE_SIZE {
         return None;
     }
-    let id = if sched_uses_dests(svc.sched) {
+    if sched_uses_dests(svc.sched) {
         // Verifier: `least_conn` is a constant at each call site, so the ICMP path never
         // walks the candidates. The walk itself runs in `schedule_least`, called by the caller
         // once this function returned: from there it is checked for the few states the
@@ -249,9 +248,8 @@ pub fn choose(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
         s.bank = bank;
         s.now_ns = now;
         return Some((NEED_LEAST, true));
-    } else {
-        table_choice(w, hash, bank, len)
-    };
+    }
+    let id = table_choice(w, hash, bank, len);
     if id == NO_ID {
         return None;
     }
