@@ -121,9 +121,33 @@ pub const SCHED_MAGLEV: u8 = 0;
 pub const SCHED_SRC_HASH: u8 = 1;
 /// Scheduler: Maglev over the destination address (`dh`).
 pub const SCHED_DST_HASH: u8 = 2;
-/// Scheduler: per-CPU cursor over a weighted round-robin schedule (`rr`, `wrr`, and the
-/// `lc`/`wlc` approximation).
+/// Scheduler: per-CPU cursor over a weighted round-robin schedule (`rr`, `wrr`).
 pub const SCHED_ROUND_ROBIN: u8 = 3;
+/// Scheduler: least connections (`lc`), over the service's [`crate::sched::DestList`].
+pub const SCHED_LC: u8 = 4;
+/// Scheduler: weighted least connections (`wlc`).
+pub const SCHED_WLC: u8 = 5;
+/// Scheduler: shortest expected delay (`sed`).
+pub const SCHED_SED: u8 = 6;
+/// Scheduler: never queue (`nq`).
+pub const SCHED_NQ: u8 = 7;
+/// Scheduler: weighted fail-over (`fo`).
+pub const SCHED_FO: u8 = 8;
+/// Scheduler: overflow connection (`ovf`).
+pub const SCHED_OVF: u8 = 9;
+/// Scheduler: locality-based least connections (`lblc`).
+pub const SCHED_LBLC: u8 = 10;
+/// Scheduler: locality-based least connections with replication (`lblcr`).
+pub const SCHED_LBLCR: u8 = 11;
+/// Scheduler: power of two choices (`twos`).
+pub const SCHED_TWOS: u8 = 12;
+
+/// Whether `sched` walks a [`crate::sched::DestList`] (the least-connection family) rather
+/// than a table of [`TABLES_MAP`].
+#[inline(always)]
+pub const fn sched_uses_dests(sched: u8) -> bool {
+    sched >= SCHED_LC && sched <= SCHED_TWOS
+}
 
 /// Service flag: client affinity (`persistence_timeout`).
 pub const SVC_F_PERSIST: u8 = 1 << 0;
@@ -142,6 +166,10 @@ pub const SVC_F_PERSIST_SERVICE: u8 = 1 << 3;
 /// has port 0, so a client keeps its real server across ports (IPVS's port-zero template
 /// `<protocol, client, 0, vip, 0>`).
 pub const SVC_F_ALL_PORTS: u8 = 1 << 4;
+
+/// Service flag: keep connection counts for its backends ([`crate::sched`]): set for the
+/// least-connection schedulers and when a real server has a `uthreshold`.
+pub const SVC_F_COUNT: u8 = 1 << 5;
 
 /// Slots tried after the first one by a service with [`SVC_F_FALLBACK`].
 pub const FALLBACK_PROBES: u32 = 8;
@@ -262,8 +290,8 @@ pub struct ServiceValue {
     pub persist_mask: [u8; 16],
 }
 
-/// Value of [`BACKENDS_MAP`]. Written once per id; only `flags` changes while the id is in
-/// use (a change of address, port or method allocates a new id).
+/// Value of [`BACKENDS_MAP`]. Written once per id; only `flags` and the thresholds change
+/// while the id is in use (a change of address, port or method allocates a new id).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Backend {
@@ -277,6 +305,12 @@ pub struct Backend {
     pub method: u8,
     /// `BACKEND_F_*`.
     pub flags: u32,
+    /// `uthreshold`: at this many connections (active + inactive) the backend is overloaded
+    /// and gets no new ones (0: no limit). Counted only in services with [`SVC_F_COUNT`].
+    pub uthreshold: u32,
+    /// `lthreshold`: an overloaded backend takes new connections again below this many (0:
+    /// below 3/4 of `uthreshold`, as IPVS).
+    pub lthreshold: u32,
 }
 
 /// Key of [`CONN6_MAP`], [`PERSIST_MAP`] and [`NAT_MAP`]: a 5-tuple as seen on the wire.
@@ -300,8 +334,14 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// One way of a [`CONN4_MAP`] set.
-#[repr(C)]
+/// One way of a [`CONN4_MAP`] set. `stamp` and `state` form the way's 64-bit life word
+/// ([`crate::sched::life`]; 8-aligned), which writers replace by compare-and-swap: a free way
+/// is all zero; a way being written has stamp 0 and state [`crate::sched::CONN_BUSY`] and is
+/// skipped by readers; a new flow claims its way (free, its own, expired or least recently
+/// seen) by swapping the old life word for the busy one, writes key, backend and check, then
+/// stores the final life word. A writer outside the datapath (connection sync) installing an
+/// entry without counting it leaves [`crate::sched::CONN_F_COUNTED`] out of `state`.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConnWay4 {
     /// The flow.
@@ -312,8 +352,10 @@ pub struct ConnWay4 {
     pub check: u32,
     /// Last packet, low 32 bits of `bpf_jiffies64` (0: free way).
     pub stamp: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// Connection state ([`crate::sched::CONN_S_SYN`]...) and [`crate::sched::CONN_F_COUNTED`];
+    /// 0 in entries written before states existed (read as not counted, never expiring by
+    /// state: UDP's lifetime applies).
+    pub state: u32,
 }
 
 /// Value of [`CONN4_MAP`]: one set.
@@ -324,8 +366,14 @@ pub struct ConnSet4 {
     pub ways: [ConnWay4; CONN_WAYS],
 }
 
-/// One way of a [`CONN6_MAP`] set.
-#[repr(C)]
+/// One way of a [`CONN6_MAP`] set. `stamp` and `state` form the way's 64-bit life word
+/// ([`crate::sched::life`]; 8-aligned), which writers replace by compare-and-swap: a free way
+/// is all zero; a way being written has stamp 0 and state [`crate::sched::CONN_BUSY`] and is
+/// skipped by readers; a new flow claims its way (free, its own, expired or least recently
+/// seen) by swapping the old life word for the busy one, writes key, backend and check, then
+/// stores the final life word. A writer outside the datapath (connection sync) installing an
+/// entry without counting it leaves [`crate::sched::CONN_F_COUNTED`] out of `state`.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConnWay6 {
     /// The flow.
@@ -336,8 +384,10 @@ pub struct ConnWay6 {
     pub check: u32,
     /// Last packet, low 32 bits of `bpf_jiffies64` (0: free way).
     pub stamp: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// Connection state ([`crate::sched::CONN_S_SYN`]...) and [`crate::sched::CONN_F_COUNTED`];
+    /// 0 in entries written before states existed (read as not counted, never expiring by
+    /// state: UDP's lifetime applies).
+    pub state: u32,
 }
 
 /// Value of [`CONN6_MAP`]: one set.
@@ -654,11 +704,16 @@ mod tests {
         assert_eq!(size_of::<ServiceKey4>(), 8);
         assert_eq!(size_of::<FlowKey4>(), 16);
         assert_eq!(size_of::<ServiceValue>(), 44);
-        assert_eq!(size_of::<Backend>(), 24);
+        assert_eq!(size_of::<Backend>(), 32);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<ConnValue>(), 16);
         assert_eq!(size_of::<ConnWay4>(), 32);
         assert_eq!(size_of::<ConnWay6>(), 56);
+        // The life word (stamp, state) of every way of a set is 8-aligned.
+        assert_eq!(core::mem::offset_of!(ConnWay4, stamp) % 8, 0);
+        assert_eq!(core::mem::offset_of!(ConnWay6, stamp) % 8, 0);
+        assert_eq!(core::mem::offset_of!(ConnWay4, state), core::mem::offset_of!(ConnWay4, stamp) + 4);
+        assert_eq!(core::mem::offset_of!(ConnWay6, state), core::mem::offset_of!(ConnWay6, stamp) + 4);
         assert!(CONN_SETS.is_power_of_two());
         assert_eq!(size_of::<NatValue>(), 24);
         assert_eq!(size_of::<NeighValue>(), 16);

@@ -10,6 +10,7 @@ pub mod wire;
 pub mod stats;
 pub mod vrrp;
 pub mod lb;
+pub mod sched;
 pub mod vrrp_fast;
 pub mod bench;
 pub mod sync;

@@ -53,6 +53,10 @@ pub const PINNED_MAPS: &[&str] = &[
     crate::lb::SERVICE_STATS_MAP,
     crate::lb::BACKEND_STATS_MAP,
     crate::lb::LOCAL_VIPS_MAP,
+    crate::sched::DESTS_MAP,
+    crate::sched::BACKEND_CONNS_MAP,
+    crate::sched::CONN_TIMEOUTS_MAP,
+    crate::sched::LBLC_MAP,
     crate::vrrp_fast::VRRP_INSTANCES_MAP,
     crate::vrrp_fast::VRRP_SEEN_MAP,
 ];
@@ -71,6 +75,8 @@ pub const USERSPACE_MAPS: &[&str] = &[
     crate::lb::MASTER_MAP,
     crate::lb::GLOBALS_MAP,
     crate::lb::LOCAL_VIPS_MAP,
+    crate::sched::DESTS_MAP,
+    crate::sched::CONN_TIMEOUTS_MAP,
     crate::vrrp_fast::VRRP_INSTANCES_MAP,
 ];
 

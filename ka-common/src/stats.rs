@@ -88,6 +88,12 @@ counters! {
     /// LB: the table's backend for a new flow could not be used and a service with
     /// `sh-fallback`/`mh-fallback` found another one further along the flow's probe sequence.
     LbFallback = "lb_fallback",
+    /// LB: a connection-table entry had outlived its lifetime (`lvs_timeouts`, by TCP state);
+    /// it left the table and the packet was scheduled as a new flow.
+    LbConnExpired = "lb_conn_expired",
+    /// LB: a backend the scheduler chose was overloaded (`uthreshold` reached): `rr`/`wrr`
+    /// tried the next one, `mh`/`sh`/`dh` found no backend (`pass_no_backend`), as IPVS.
+    LbOverloaded = "lb_overloaded",
     /// LB: forwarded by direct routing.
     LbDr = "lb_dr",
     /// LB: forwarded through an IPIP/IP6IP6 tunnel.

@@ -28,8 +28,10 @@ pub const SYNC_EVENTS_BYTES: u32 = 1 << 20;
 
 /// The install program (run by userspace through BPF_PROG_TEST_RUN, never attached).
 pub const SYNC_INSTALL_PROGRAM: &str = "ka_sync_install";
-/// Most [`SyncInstall`] records in one run of [`SYNC_INSTALL_PROGRAM`].
-pub const SYNC_INSTALL_BATCH: usize = 32;
+/// Most [`SyncInstall`] records in one run of [`SYNC_INSTALL_PROGRAM`]. The verifier checks the
+/// record loop once per iteration, each with a whole connection-table insertion (its counts
+/// and overload flags), so the batch is what keeps the program under 1M checked instructions.
+pub const SYNC_INSTALL_BATCH: usize = 8;
 /// Bytes before the first record of an install run (BPF_PROG_TEST_RUN wants at least an
 /// Ethernet header's 14 bytes of XDP data; the records start 4-aligned).
 pub const SYNC_INSTALL_HDR: usize = 16;

@@ -198,8 +198,9 @@ fn to_real_server(ctx: &XdpContext, w: &mut Work) -> u32 {
         return verdict;
     }
     // The flow's backend, found the way its packets find it (a miss schedules and records the
-    // flow as its next packet would).
-    let Some((id, _)) = choose(w) else {
+    // flow as its next packet would; not for the least-connection schedulers, whose choice
+    // is not the flow's: as IPVS, an error for no known connection is not forwarded).
+    let Some((id, _)) = choose(w, false) else {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };

@@ -8,12 +8,13 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{FAMILY_V4, G_ANY_PORT, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    sched::NO_ID,
     stats::Counter,
 };
 
 use crate::{
     forward::{self, NoNextHop},
-    lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, service},
+    lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, schedule_least, service, NEED_LEAST},
     maps::{self, Work, KA_MASTER},
     stats,
 };
@@ -40,10 +41,17 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     if let Some(verdict) = gate(w) {
         return verdict;
     }
-    let Some((id, new_flow)) = choose(w) else {
+    let Some((mut id, new_flow)) = choose(w, true) else {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };
+    if id == NEED_LEAST {
+        id = schedule_least(w);
+        if id == NO_ID {
+            stats::inc(Counter::PassNoBackend);
+            return xdp_action::XDP_PASS;
+        }
+    }
     if new_flow && global_flags & G_SYNC_MASTER != 0 {
         crate::sync::new_conn(w, id);
     }

@@ -3,30 +3,27 @@
 //! only reads tables that userspace computed; it writes the connection, persistence and NAT
 //! tables.
 
-use core::{mem::size_of, ptr::read_volatile};
-
 use aya_ebpf::{
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     programs::XdpContext,
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, conn_check, conn_set, fallback_slot, flow_hash, flow_hash4,
-        service_template_dst, table_index, Backend, ConnValue, FlowKey, FlowKey4, NatValue,
-        ServiceKey, ServiceKey4, ServiceValue, BACKEND_F_DOWN, CONN_WAYS, FALLBACK_PROBES,
-        FAMILY_V4, FAMILY_V6, METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN,
-        SCHED_SRC_HASH, SVC_F_ALL_PORTS, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
+        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
+        service_template_dst, table_index, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
+        ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
+        METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
+        SVC_F_ALL_PORTS, SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
         SVC_F_PERSIST_SERVICE,
     },
+    sched::{new_state, CONN_F_COUNTED, NO_ID},
     stats::Counter,
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
-    maps::{
-        Work, KA_BACKENDS, KA_CONNS4, KA_CONNS6, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4,
-        KA_SERVICES6, KA_TABLES,
-    },
+    conn,
+    maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES},
     mem,
     parse::L3,
     ptr::ptr_at,
@@ -144,86 +141,6 @@ pub fn hash_of(w: &Work) -> u32 {
     }
 }
 
-/// Whether the `N` words at `a` and `b` are equal. Volatile loads: LLVM would otherwise turn
-/// the loop into a `bcmp` call (aya-ebpf's compares a byte per iteration).
-#[inline(always)]
-fn words_eq<const N: usize>(a: *const u32, b: *const u32) -> bool {
-    let mut i = 0;
-    let mut diff = 0u32;
-    while i < N {
-        // SAFETY: the callers pass pointers to N-word, 4-aligned keys.
-        diff |= unsafe { read_volatile(a.add(i)) ^ read_volatile(b.add(i)) };
-        i += 1;
-    }
-    diff == 0
-}
-
-/// Lookup and insertion of one family's set-associative connection table
-/// (`ka_common::lb::CONN4_MAP`): `$get(key, hash, now)` returns the backend of a live way
-/// holding `key` and refreshes its stamp; `$put(key, hash, backend, now)` records the flow in
-/// its own way, a free one, or the least recently seen one of the set.
-macro_rules! conn_table {
-    ($get:ident, $put:ident, $map:ident, $key:ty) => {
-        #[inline(always)]
-        fn $get(key: &$key, hash: u32, now: u32) -> Option<u32> {
-            const N: usize = size_of::<$key>() / 4;
-            let set = $map.get_ptr_mut(conn_set(hash))?;
-            let mut i = 0;
-            while i < CONN_WAYS {
-                // SAFETY: a map value of CONN_WAYS ways, i < CONN_WAYS. Other CPUs may write
-                // it concurrently: a torn way fails the check and reads as a miss.
-                let way = unsafe { &mut (*set).ways[i] };
-                if way.stamp != 0
-                    && words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
-                    && way.check == conn_check(hash, way.backend)
-                {
-                    if way.stamp != now {
-                        way.stamp = now;
-                    }
-                    return Some(way.backend);
-                }
-                i += 1;
-            }
-            None
-        }
-
-        #[inline(always)]
-        fn $put(key: &$key, hash: u32, backend: u32, now: u32) {
-            const N: usize = size_of::<$key>() / 4;
-            let Some(set) = $map.get_ptr_mut(conn_set(hash)) else {
-                return;
-            };
-            let (mut victim, mut oldest) = (0usize, 0u32);
-            let mut i = 0;
-            while i < CONN_WAYS {
-                // SAFETY: as in the lookup.
-                let way = unsafe { &(*set).ways[i] };
-                if way.stamp == 0
-                    || words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
-                {
-                    victim = i;
-                    break;
-                }
-                let age = now.wrapping_sub(way.stamp);
-                if age >= oldest {
-                    oldest = age;
-                    victim = i;
-                }
-                i += 1;
-            }
-            // SAFETY: as in the lookup; the mask keeps the index provably in range.
-            let way = unsafe { &mut (*set).ways[victim & (CONN_WAYS - 1)] };
-            mem::copy(&mut way.key, key);
-            way.backend = backend;
-            way.check = conn_check(hash, backend);
-            way.stamp = now;
-        }
-    };
-}
-
-conn_table!(conn4_get, conn4_put, KA_CONNS4, FlowKey4);
-conn_table!(conn6_get, conn6_put, KA_CONNS6, FlowKey);
-
 /// The connection-table clock: low 32 bits of `bpf_jiffies64` (inlined by the verifier), never
 /// 0 (a free way).
 #[inline(always)]
@@ -232,23 +149,59 @@ pub fn conn_now() -> u32 {
     (unsafe { bpf_jiffies64() } as u32) | 1
 }
 
-/// The backend recorded for the flow in its family's connection table.
-#[inline(always)]
-fn conn(w: &Work, hash: u32, now: u32) -> Option<u32> {
-    if w.key.family == FAMILY_V4 {
-        conn4_get(&w.key4, hash, now)
+/// The backend recorded for the flow in its family's connection table (the entry's stamp
+/// refreshed and its TCP state moved by the packet's flags; an expired entry is a miss), or
+/// `NO_ID`.
+// Verifier/LLVM: a BPF-to-BPF call returning a sentinel: the paths through the ways and their
+// transitions end here instead of multiplying the caller's (which the scheduling below would
+// then walk once each).
+#[inline(never)]
+fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> u32 {
+    let found = if w.key.family == FAMILY_V4 {
+        conn::conn4_get(&w.key4, hash, now, tcp_flags)
     } else {
-        conn6_get(&w.key, hash, now)
+        conn::conn6_get(&w.key, hash, now, tcp_flags)
+    };
+    found.unwrap_or(NO_ID)
+}
+
+/// Records the flow's backend (copied in `w.backend`) in its family's connection table, in the
+/// state the packet's flags give a new entry, counted when the service keeps counts.
+// Verifier/LLVM: a BPF-to-BPF call (as `conn`).
+#[inline(never)]
+fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
+    let mut state = new_state(w.key.proto, tcp_flags);
+    if w.svc.flags & SVC_F_COUNT != 0 {
+        state |= CONN_F_COUNTED;
+    }
+    let put = if w.key.family == FAMILY_V4 {
+        conn::conn4_put(&w.key4, hash, backend, now, state)
+    } else {
+        conn::conn6_put(&w.key, hash, backend, now, state)
+    };
+    if put {
+        conn::bind(backend, state, w.backend.uthreshold);
     }
 }
 
-/// Records the flow's backend in its family's connection table.
+/// Records a flow a MASTER synced (`w.key`, backend `backend` of service `w.svc`, or of no
+/// known service when `counted` is false) as an established connection, counted when the
+/// service keeps counts: the BACKUP's counts then include the flows it would take over, as
+/// IPVS's backup binds synced connections to their destinations.
 #[inline(always)]
-pub fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32) {
-    if w.key.family == FAMILY_V4 {
-        conn4_put(&w.key4, hash, backend, now);
+pub fn conn_install(w: &Work, hash: u32, backend: u32, counted: bool, uthreshold: u32) {
+    let mut state = new_state(w.key.proto, ka_common::wire::TCP_ACK);
+    if counted {
+        state |= CONN_F_COUNTED;
+    }
+    let now = conn_now();
+    let put = if w.key.family == FAMILY_V4 {
+        conn::conn4_put(&w.key4, hash, backend, now, state)
     } else {
-        conn6_put(&w.key, hash, backend, now);
+        conn::conn6_put(&w.key, hash, backend, now, state)
+    };
+    if put {
+        conn::bind(backend, state, uthreshold);
     }
 }
 
@@ -267,22 +220,31 @@ fn usable(id: u32, out: &mut Backend) -> bool {
 /// Picks the backend of `w.key` in service `w.svc` (see [`pick`]) and leaves it in
 /// `w.backend`; a real server whose port is 0 (an all-port NAT service) keeps the packet's
 /// port, so `w.backend.port` is the port the flow goes to. Returns the backend id and whether
-/// the flow is new; `None`: no backend available.
+/// the flow is new; `None`: no backend available. A new flow of a least-connection service
+/// is answered [`NEED_LEAST`] (with `least_conn` only; `None` without).
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
-pub fn choose(w: &mut Work) -> Option<(u32, bool)> {
-    let picked = pick(w)?;
-    if w.backend.port == [0; 2] {
-        w.backend.port = w.key.dport;
+pub fn choose(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
+    let picked = pick(w, least_conn)?;
+    if picked.0 != NEED_LEAST {
+        keep_port(w);
     }
     Some(picked)
 }
 
+/// A real server on port 0 (an all-port NAT service) takes the packet's port.
+#[inline(always)]
+fn keep_port(w: &mut Work) {
+    if w.backend.port == [0; 2] {
+        w.backend.port = w.key.dport;
+    }
+}
+
 /// The connection table first (not for a TCP SYN, which opens a new connection, nor for a
 /// datagram of a one-packet service), then the client's persistence template, then the
-/// scheduler.
+/// scheduler (a least-connection scheduler is handed to [`schedule_least`]).
 #[inline(always)]
-fn pick(w: &mut Work) -> Option<(u32, bool)> {
+fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
     let svc = &w.svc;
     let persist = svc.flags & SVC_F_PERSIST != 0;
     // `ops`: IPVS schedules each UDP datagram of a one-packet service on its own
@@ -292,10 +254,12 @@ fn pick(w: &mut Work) -> Option<(u32, bool)> {
     // reused 5-tuple left behind would only pin the new connection to the old server, and the
     // lookup is a hash computation and a bucket walk saved on every new flow). A retransmitted
     // SYN gets the same answer from the scheduler unless the backend set changed in between.
-    let syn = w.key.proto == IPPROTO_TCP && w.pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let tcp_flags = if w.key.proto == IPPROTO_TCP { w.pkt.tcp_flags } else { 0 };
+    let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let hash = hash_of(w);
     let tick = conn_now();
-    if let Some(id) = if syn || ops { None } else { conn(w, hash, tick) } {
+    let id = if syn || ops { NO_ID } else { conn(w, hash, tick, tcp_flags) };
+    if id != NO_ID {
         if usable(id, &mut w.backend) {
             stats::inc(Counter::LbConnHit);
             return Some((id, false));
@@ -332,7 +296,7 @@ fn pick(w: &mut Work) -> Option<(u32, bool)> {
                 unsafe { (*t).last_seen_ns = now };
                 stats::inc(Counter::LbPersistHit);
                 if !ops {
-                    conn_insert(w, hash, id, tick);
+                    conn_insert(w, hash, id, tick, tcp_flags);
                 }
                 return Some((id, true));
             }
@@ -346,30 +310,36 @@ fn pick(w: &mut Work) -> Option<(u32, bool)> {
     if len == 0 || len > ka_common::lb::TABLE_SIZE {
         return None;
     }
-    let slot = match svc.sched {
-        SCHED_MAGLEV => hash % len,
-        SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
-        SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
-        SCHED_ROUND_ROBIN => {
-            let c = KA_RR.get_ptr_mut(svc.id)?;
-            // SAFETY: per-CPU value of this CPU.
-            let n = unsafe { *c };
-            let n = if n >= len { 0 } else { n };
-            unsafe { *c = if n + 1 >= len { 0 } else { n + 1 } };
-            n
-        }
-        _ => return None,
-    };
-    let mut id = *KA_TABLES.get(table_index(svc.id, bank, slot))?;
-    if !usable(id, &mut w.backend) {
-        if svc.flags & SVC_F_FALLBACK == 0 {
+    if sched_uses_dests(svc.sched) {
+        // Verifier: `least_conn` is a constant at each call site, so the ICMP path never
+        // walks the candidates. The walk itself runs in `schedule_least`, called by the caller
+        // once this function returned: from there it is checked for the few states the
+        // caller has, not once per path through this function.
+        if !least_conn {
             return None;
         }
-        id = fallback(svc.id, bank, slot, len, &mut w.backend)?;
+        let s = &mut w.walk;
+        s.hash = hash;
+        s.tick = tick;
+        s.tcp_flags = tcp_flags;
+        s.bank = bank;
+        s.now_ns = now;
+        s.ops = u8::from(ops);
+        return Some((NEED_LEAST, true));
+    }
+    let mut id = table_choice(w, hash, bank, len);
+    if id == NO_ID || !usable(id, &mut w.backend) {
+        if w.svc.flags & SVC_F_FALLBACK == 0 {
+            return None;
+        }
+        id = fallback(w, hash, bank, len);
+        if id == NO_ID {
+            return None;
+        }
         stats::inc(Counter::LbFallback);
     }
     if !ops {
-        conn_insert(w, hash, id, tick);
+        conn_insert(w, hash, id, tick, tcp_flags);
     }
     if persist {
         let v = ConnValue {
@@ -383,23 +353,115 @@ fn pick(w: &mut Work) -> Option<(u32, bool)> {
     Some((id, true))
 }
 
-/// `sh-fallback` / `mh-fallback` (IPVS's `ip_vs_sh_get_fallback`): the first usable backend
-/// of the [`FALLBACK_PROBES`] slots probed after `slot` of service `id`'s table, copied to
-/// `out`.
+/// The table slot a hash scheduler gives the flow in `w` (`len` > 0).
 #[inline(always)]
-fn fallback(id: u32, bank: u32, slot: u32, len: u32, out: &mut Backend) -> Option<u32> {
+fn hash_slot(w: &Work, hash: u32, len: u32) -> u32 {
+    match w.svc.sched {
+        SCHED_SRC_HASH => addr_hash(&w.key.src) % len,
+        SCHED_DST_HASH => addr_hash(&w.key.dst) % len,
+        _ => hash % len,
+    }
+}
+
+/// `sh-fallback` / `mh-fallback` (IPVS's `ip_vs_sh_get_fallback`): the first usable backend
+/// (not down, not overloaded in a service that keeps counts) of the [`FALLBACK_PROBES`] slots
+/// probed after the flow's slot of bank `bank`, copied to `w.backend`; `NO_ID` if none.
+// Verifier/LLVM: a BPF-to-BPF call returning a sentinel (see `table_choice`).
+#[inline(never)]
+fn fallback(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
+    // Verifier/LLVM: checked again so the `%` has no division-by-zero path here.
+    if len == 0 {
+        return NO_ID;
+    }
+    let (svc_id, counted) = (w.svc.id, w.svc.flags & SVC_F_COUNT != 0);
+    let slot = hash_slot(w, hash, len);
     let mut k = 1;
     // Bounded: FALLBACK_PROBES iterations.
     while k <= FALLBACK_PROBES {
-        if let Some(b) = KA_TABLES.get(table_index(id, bank, fallback_slot(slot, k, len))) {
+        if let Some(b) = KA_TABLES.get(table_index(svc_id, bank, fallback_slot(slot, k, len))) {
             let b = *b;
-            if usable(b, out) {
-                return Some(b);
+            if !(counted && conn::overloaded(b)) && usable(b, &mut w.backend) {
+                return b;
             }
         }
         k += 1;
     }
-    None
+    NO_ID
+}
+
+/// The backend of a table scheduler (Maglev over the 5-tuple, the source or the destination;
+/// the round-robin cursor) for the flow in `w`, from bank `bank` of `len` slots, or `NO_ID`.
+/// In a service that keeps counts an overloaded backend (`uthreshold`) is passed over as IPVS
+/// does: the round-robin cursor moves on (at most `MAX_DESTS` slots), a hash scheduler has no
+/// backend.
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own) returning a sentinel, not an
+// `Option` (whose `None` would carry an undefined payload).
+#[inline(never)]
+fn table_choice(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
+    table_pick(w, hash, bank, len).unwrap_or(NO_ID)
+}
+
+#[inline(always)]
+fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
+    let (svc_id, sched) = (w.svc.id, w.svc.sched);
+    let counted = w.svc.flags & SVC_F_COUNT != 0;
+    // Verifier/LLVM: checked again here (the caller did) so the `%` below has no
+    // division-by-zero panic path in this function of its own.
+    if len == 0 {
+        return None;
+    }
+    let slot = match sched {
+        SCHED_MAGLEV | SCHED_SRC_HASH | SCHED_DST_HASH => hash_slot(w, hash, len),
+        SCHED_ROUND_ROBIN => {
+            let c = KA_RR.get_ptr_mut(svc_id)?;
+            // SAFETY: per-CPU value of this CPU.
+            let start = unsafe { *c };
+            if counted {
+                let id = crate::sched::round_robin(w, crate::sched::bank_base(svc_id, bank), start, len);
+                // SAFETY: as above. The cursor moves past the slots tried.
+                unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
+                return (id != NO_ID).then_some(id);
+            }
+            let n = if start >= len { 0 } else { start };
+            // SAFETY: as above.
+            unsafe { *c = if n + 1 >= len { 0 } else { n + 1 } };
+            n
+        }
+        _ => return None,
+    };
+    let id = *KA_TABLES.get(table_index(svc_id, bank, slot))?;
+    if counted && conn::overloaded(id) {
+        stats::inc(Counter::LbOverloaded);
+        return None;
+    }
+    Some(id)
+}
+
+/// [`choose`]'s answer for a new flow of a least-connection service: call
+/// [`schedule_least`].
+pub const NEED_LEAST: u32 = u32::MAX - 1;
+
+/// Schedules the new flow [`choose`] answered [`NEED_LEAST`] for (its hash, clock, flags and
+/// bank left in `w.walk`) with the service's least-connection scheduler, and records it as
+/// `choose` records a new flow; the backend, or `NO_ID` when none is available.
+// Verifier/LLVM: a BPF-to-BPF call returning a sentinel (see `choose`).
+#[inline(never)]
+pub fn schedule_least(w: &mut Work) -> u32 {
+    let (hash, tick, tcp_flags, bank, now) = (w.walk.hash, w.walk.tick, w.walk.tcp_flags, w.walk.bank, w.walk.now_ns);
+    let id = crate::sched::least(w, bank, tick);
+    if id == NO_ID || !usable(id, &mut w.backend) {
+        return NO_ID;
+    }
+    keep_port(w);
+    if w.walk.ops == 0 {
+        conn_insert(w, hash, id, tick, tcp_flags);
+    }
+    if w.svc.flags & SVC_F_PERSIST != 0 {
+        let v = ConnValue { backend: id, _pad: 0, last_seen_ns: now };
+        let _ = KA_PERSIST.insert(&w.tmpl, &v, 0);
+    }
+    stats::inc(Counter::LbNewFlow);
+    id
 }
 
 /// Records the reverse translation of a new NAT flow: replies from the backend to the client

@@ -1,9 +1,15 @@
 //! Entry points of the ka XDP programs. The logic lives in the modules.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Inline assembly for the atomic instructions LLVM does not emit for BPF CPU v1 (atomic.rs).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
+mod atomic;
+#[cfg(target_arch = "bpf")]
 mod bench;
+#[cfg(target_arch = "bpf")]
+mod conn;
 #[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
@@ -26,6 +32,8 @@ mod mem;
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod ptr;
+#[cfg(target_arch = "bpf")]
+mod sched;
 #[cfg(target_arch = "bpf")]
 mod stats;
 #[cfg(target_arch = "bpf")]
@@ -90,6 +98,13 @@ mod programs {
             }
         };
         stats::verdict(action)
+    }
+
+    /// The connection-table sweeper (`ka_common::sched::SWEEP_PROGRAM`), run by userspace
+    /// through BPF_PROG_TEST_RUN every second. Never attached.
+    #[xdp]
+    pub fn ka_conn_sweep(ctx: XdpContext) -> u32 {
+        crate::conn::sweep(&ctx)
     }
 
     /// The benchmarks' floor: swaps the Ethernet addresses and sends the frame back

@@ -13,6 +13,9 @@ use ka_common::{
         MAX_SERVICES, MAX_SERVICE_KEYS, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
         TABLE_SIZE,
     },
+    sched::{
+        BackendConns, ConnTimeouts, DestList, LblcKey, LblcValue, BPF_F_MMAPABLE, LBLC_TABLE_SIZE,
+    },
     vrrp_fast::{VrrpInstance, VrrpKey, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
 };
 
@@ -38,6 +41,23 @@ pub static KA_TABLES: Array<u32> =
 /// `ka_common::lb::RR_MAP`.
 #[map(name = "KA_RR")]
 pub static KA_RR: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+/// `ka_common::sched::DESTS_MAP`.
+#[map(name = "KA_DESTS")]
+pub static KA_DESTS: Array<DestList> = Array::with_max_entries(MAX_SERVICES * TABLE_BANKS, 0);
+
+/// `ka_common::sched::BACKEND_CONNS_MAP` (mmap-able: userspace zeroes and clears single
+/// fields without overwriting counts the kernel is adding to).
+#[map(name = "KA_BACKEND_CONNS")]
+pub static KA_BACKEND_CONNS: Array<BackendConns> = Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE);
+
+/// `ka_common::sched::CONN_TIMEOUTS_MAP`.
+#[map(name = "KA_CONN_TIMEOUTS")]
+pub static KA_CONN_TIMEOUTS: Array<ConnTimeouts> = Array::with_max_entries(1, 0);
+
+/// `ka_common::sched::LBLC_MAP`.
+#[map(name = "KA_LBLC")]
+pub static KA_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::with_max_entries(LBLC_TABLE_SIZE, 0);
 
 /// `ka_common::lb::CONN4_MAP`.
 #[map(name = "KA_CONNS4")]
@@ -142,6 +162,14 @@ pub struct Work {
     pub src: [u8; 16],
     /// VRRP advert destination.
     pub dst: [u8; 16],
+    /// `lblc`/`lblcr` cache key.
+    pub lblc_key: ka_common::sched::LblcKey,
+    /// `lblc`/`lblcr` cache value being written.
+    pub lblc: ka_common::sched::LblcValue,
+    /// The state of a scheduler's walk over its candidates.
+    pub walk: crate::sched::Walk,
+    /// A word values pass through to become unknown to the verifier (`conn::launder`).
+    pub launder: u32,
 }
 
 /// `KA_SCRATCH`: one [`Work`] per CPU.

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{ConnValue, FAMILY_V4, FAMILY_V6, METHOD_NAT},
+    lb::{ConnValue, FAMILY_V4, FAMILY_V6, METHOD_NAT, SVC_F_COUNT},
     stats::Counter,
     sync::{
         SyncEvent, SyncInstall, SYNC_EVENTS_BYTES, SYNC_EV_NEW, SYNC_INSTALL_BATCH,
@@ -18,7 +18,7 @@ use ka_common::{
 };
 
 use crate::{
-    lookup::{conn_insert, conn_now, hash_of, record_nat, service, sync_key4},
+    lookup::{conn_install, hash_of, record_nat, service, sync_key4},
     maps::{self, Work, KA_BACKENDS, KA_PERSIST},
     mem,
     ptr::ptr_at,
@@ -93,15 +93,19 @@ fn install_one(w: &mut Work, backend: u32, kind: u32) {
     match kind {
         SYNC_INSTALL_CONN => {
             let hash = hash_of(w);
-            conn_insert(w, hash, backend, conn_now());
-            if b.method == METHOD_NAT {
-                mem::copy(&mut w.backend, b);
-                // Exact key first, then a port-0 service of the VIP (the synced flow may be one).
-                let Some(svc) = service(w, true) else {
+            let (uthreshold, nat) = (b.uthreshold, b.method == METHOD_NAT);
+            // Exact key first, then a port-0 service of the VIP (the synced flow may be one).
+            let svc = service(w, true);
+            // SAFETY: a valid map value; only the flags and id are read.
+            let counted = svc.is_some_and(|s| unsafe { (*s).flags } & SVC_F_COUNT != 0);
+            conn_install(w, hash, backend, counted, uthreshold);
+            if nat {
+                let Some(svc) = svc else {
                     stats::inc(Counter::SyncInstallBad);
                     return;
                 };
-                // SAFETY: a valid map value; only the id is read.
+                mem::copy(&mut w.backend, b);
+                // SAFETY: as above.
                 w.svc.id = unsafe { (*svc).id };
                 record_nat(w);
             }

@@ -292,6 +292,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             // The next hops' forwarding check is about the interfaces packets enter XDP on.
             let ingress = datapath.as_ref().map(|d| d.attachments().iter().map(|a| a.iface.clone()).collect()).unwrap_or_default();
             let dp = crate::dataplane::Dataplane::new(cfg, v4, v6).resolving_next_hops(netlink.clone(), ingress);
+            let dp = match datapath.as_ref() {
+                Some(d) => dp.sweeping_connections(d.ebpf(), cfg),
+                None => dp,
+            };
             Some(match adopted {
                 Some(a) => dp.adopting(cfg, a),
                 None => dp,

@@ -644,7 +644,7 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
         .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })
 }
 
-/// Loads (verifies) `ka_xdp`.
+/// Loads (verifies) `ka_xdp` and the connection-table sweeper.
 fn load_program(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     match aya_log::EbpfLogger::init(ebpf) {
         Ok(logger) => std::mem::forget(logger),
@@ -652,7 +652,15 @@ fn load_program(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     }
     xdp_program(ebpf)?
         .load()
-        .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })
+        .map_err(|e| DatapathError::Program { program: XDP_PROGRAM, source: Box::new(e) })?;
+    // The connection-table sweeper, run by the dataplane through BPF_PROG_TEST_RUN.
+    let sweep = ka_common::sched::SWEEP_PROGRAM;
+    let prog: &mut Xdp = ebpf
+        .program_mut(sweep)
+        .ok_or(DatapathError::Program { program: sweep, source: Box::new(aya::programs::ProgramError::NotLoaded) })?
+        .try_into()
+        .map_err(|e| DatapathError::Program { program: sweep, source: Box::new(e) })?;
+    prog.load().map_err(|e| DatapathError::Program { program: sweep, source: Box::new(e) })
 }
 
 /// Attaches the program to `iface` anew, choosing the XDP mode from `mode`; returns the link

@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     health::{BackendRole, BackendSet},
     lb::{
+        conns::{ConnLifetimes, SweepTask, Sweeper},
         nexthop::{ForwardingSysctls, NextHopReport},
         plan::{plan, Refusal},
         resolver::{Resolver, CHECK_INTERVAL},
@@ -40,6 +41,16 @@ pub struct BackendCounters {
     pub packets: u64,
     /// Bytes forwarded to it.
     pub bytes: u64,
+    /// Established TCP connections (IPVS ActiveConn), in services that keep counts (a
+    /// least-connection scheduler or a `uthreshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_conns: Option<u32>,
+    /// Other connections (IPVS InActConn), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactive_conns: Option<u32>,
+    /// Over its `uthreshold`: no new connections until below its `lthreshold`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overloaded: bool,
     /// Its next hop and whether the XDP program can reach it now (`reachable`; if not, `reach`
     /// says why: no route, no neighbour, forwarding disabled, not checked yet...). `None` while
     /// it is out of the tables.
@@ -76,6 +87,22 @@ pub struct Desired {
     pub refused: Vec<Refusal>,
 }
 
+/// Whether IPVS accepts a real server's thresholds: it refuses (`ERANGE`) an `lthreshold`
+/// above the `uthreshold`, and keepalived then runs without that server (`ka check` warns).
+fn thresholds_accepted(rs: &crate::config::model::RealServer) -> bool {
+    rs.lthreshold.unwrap_or(0) <= rs.uthreshold.unwrap_or(0)
+}
+
+/// The entry lifetimes of `lvs_timeouts` (IPVS's defaults for those not given or 0).
+pub fn conn_lifetimes(cfg: &Config) -> ConnLifetimes {
+    let d = ConnLifetimes::default();
+    let secs = |v: Option<u32>, default: std::time::Duration| {
+        v.filter(|s| *s > 0).map_or(default, |s| std::time::Duration::from_secs(s.into()))
+    };
+    let t = &cfg.global.lvs_timeouts;
+    ConnLifetimes { tcp: secs(t.tcp, d.tcp), tcp_fin: secs(t.tcp_fin, d.tcp_fin), udp: secs(t.udp, d.udp) }
+}
+
 /// Derives the desired maps from the [`plan`] of `cfg`. `vip_slot` maps each VRRP-owned VIP to
 /// its instance's mastership slot; other addresses are always served. Real servers the health
 /// checkers do not list stay in the service as unhealthy (out of the tables); listed ones
@@ -99,11 +126,27 @@ pub fn desired(
         let mut backends: Vec<BackendSpec> = Vec::new();
         for (k, (rs, method)) in vs.real_servers.iter().zip(&p.methods).enumerate() {
             let b = listed.and_then(|s| s.backends.iter().find(|b| b.role == BackendRole::Real { index: k }));
-            backends.push(BackendSpec { addr: rs.address, port: rs.port, weight: b.map_or(0, |b| b.weight), method: *method, healthy: b.is_some() });
+            backends.push(BackendSpec {
+                addr: rs.address,
+                port: rs.port,
+                weight: b.map_or(0, |b| b.weight),
+                method: *method,
+                healthy: b.is_some() && thresholds_accepted(rs),
+                uthreshold: rs.uthreshold.unwrap_or(0),
+                lthreshold: rs.lthreshold.unwrap_or(0),
+            });
         }
         if let (Some(sorry), Some(method)) = (&vs.sorry_server, p.sorry_method) {
             let b = listed.and_then(|s| s.backends.iter().find(|b| b.role == BackendRole::Sorry));
-            backends.push(BackendSpec { addr: sorry.address, port: sorry.port, weight: b.map_or(0, |b| b.weight), method, healthy: b.is_some() });
+            backends.push(BackendSpec {
+                addr: sorry.address,
+                port: sorry.port,
+                weight: b.map_or(0, |b| b.weight),
+                method,
+                healthy: b.is_some() && thresholds_accepted(sorry),
+                uthreshold: sorry.uthreshold.unwrap_or(0),
+                lthreshold: sorry.lthreshold.unwrap_or(0),
+            });
         }
         let member = |(vip, port): (IpAddr, u16)| Member { vip, port, master_slot: vip_slot.get(&vip).copied() };
         let mut members = p.keys.iter().copied().map(member);
@@ -211,6 +254,8 @@ pub struct Dataplane {
     kept_slots: BTreeSet<u32>,
     /// Backend ids by real-server name, for connection sync ([`crate::lb::sync`]).
     sync_index: tokio::sync::watch::Sender<std::sync::Arc<crate::lb::sync::SyncIndex>>,
+    /// Expires idle connection-table entries; fed the `lvs_timeouts` lifetimes.
+    sweeper: Option<(SweepTask, tokio::sync::watch::Sender<ConnLifetimes>)>,
 }
 
 impl Dataplane {
@@ -219,7 +264,7 @@ impl Dataplane {
         let slot = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         let slots = cfg.vrrp_instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), slot(i))).collect();
         let vip_slot = cfg.vip_owners().into_iter().map(|(a, i)| (a, slot(i))).collect();
-        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, refused: Vec::new(), next_hops: None, adopted: None, kept_slots: BTreeSet::new(), sync_index: tokio::sync::watch::Sender::new(std::sync::Arc::default()) }
+        Dataplane { writer: MapWriter::new(), slots, vip_slot, tunnel_src_v4, tunnel_src_v6, applied: None, refused: Vec::new(), next_hops: None, sweeper: None, adopted: None, kept_slots: BTreeSet::new(), sync_index: tokio::sync::watch::Sender::new(std::sync::Arc::default()) }
     }
 
     /// Starts from the maps of an earlier run (read with [`AdoptedTables::read`]): each VRRP
@@ -240,6 +285,22 @@ impl Dataplane {
         self.slots = slots;
         self.kept_slots = kept;
         self.adopted = Some(adopted);
+        self
+    }
+
+    /// Sweeps the connection table of `ebpf` every second on a task of its own (expired
+    /// entries leave it and its connection counts), with the lifetimes of `cfg`'s
+    /// `lvs_timeouts` (updated by [`Dataplane::update`]). Without the sweeper program, entries
+    /// expire only when a packet finds them (logged).
+    #[must_use]
+    pub fn sweeping_connections(mut self, ebpf: &aya::Ebpf, cfg: &Config) -> Dataplane {
+        match Sweeper::new(ebpf) {
+            Ok(s) => {
+                let (tx, rx) = tokio::sync::watch::channel(conn_lifetimes(cfg));
+                self.sweeper = Some((crate::lb::conns::spawn(s, rx), tx));
+            }
+            Err(e) => warn!(error = %e, "no connection sweeper: idle entries expire only when a packet finds them"),
+        }
         self
     }
 
@@ -290,6 +351,14 @@ impl Dataplane {
     /// cannot serve is refused alone (logged once, listed by [`Dataplane::refused`]); the
     /// others are applied. Map errors are logged: the next update applies everything again.
     pub fn update(&mut self, ebpf: &mut aya::Ebpf, cfg: &Config, health: &BackendSet) {
+        if let Some((_, tx)) = &self.sweeper {
+            tx.send_if_modified(|l| {
+                let new = conn_lifetimes(cfg);
+                let changed = *l != new;
+                *l = new;
+                changed
+            });
+        }
         let Desired { state: d, refused } = desired(cfg, health, &self.vip_slot, self.tunnel_src_v4, self.tunnel_src_v6);
         if refused != self.refused {
             for r in refused.iter().filter(|r| !self.refused.contains(r)) {
@@ -418,6 +487,9 @@ impl Dataplane {
                                     None => NextHopReport::not_checked(),
                                 }
                             });
+                            let conns = crate::lb::writer::keeps_counts(s)
+                                .then(|| self.writer.backend_id(s, b.addr, b.port, b.method).and_then(|id| self.writer.conn_counts(id)))
+                                .flatten();
                             BackendCounters {
                                 address: b.addr,
                                 port: b.port,
@@ -425,6 +497,9 @@ impl Dataplane {
                                 in_table: b.healthy,
                                 packets: bs.packets,
                                 bytes: bs.bytes,
+                                active_conns: conns.map(|c| c.active),
+                                inactive_conns: conns.map(|c| c.inactive),
+                                overloaded: conns.is_some_and(|c| c.overloaded != 0),
                                 next_hop,
                             }
                         })
@@ -493,6 +568,62 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         assert_eq!((dns.proto, dns.master_slot, dns.backends[0].method), (L4Proto::Udp, None, Method::Nat));
     }
 
+    /// Every IPVS scheduler maps to its datapath scheduler (none approximated), real-server
+    /// thresholds reach the backends, and a real server IPVS would refuse for its thresholds
+    /// (lthreshold above uthreshold) stays out of the tables.
+    #[test]
+    fn schedulers_and_thresholds_reach_the_desired_state() {
+        let cases = [
+            ("lc", Scheduler::LeastConn),
+            ("wlc", Scheduler::WeightedLeastConn),
+            ("sed", Scheduler::ShortestExpectedDelay),
+            ("nq", Scheduler::NeverQueue),
+            ("fo", Scheduler::FailOver),
+            ("ovf", Scheduler::Overflow),
+            ("lblc", Scheduler::LocalityLeastConn),
+            ("lblcr", Scheduler::LocalityLeastConnReplicated),
+            ("twos", Scheduler::TwoChoices),
+            ("rr", Scheduler::RoundRobin),
+            // Without `mh-port`, IPVS's mh hashes the client address only.
+            ("mh", Scheduler::SourceHash),
+        ];
+        for (algo, want) in cases {
+            let c = cfg(&format!(
+                "virtual_server 198.18.0.1 80 {{\n lb_algo {algo}\n lb_kind DR\n protocol TCP\n\
+ real_server 198.18.1.1 80 {{\n uthreshold 10\n lthreshold 4\n }}\n real_server 198.18.1.2 80 {{\n lthreshold 4\n }}\n}}\n"
+            ));
+            let health = BackendSet {
+                services: vec![ServiceBackends {
+                    vs_index: 0,
+                    name: "a".into(),
+                    active: ActiveSet::RealServers,
+                    quorum_up: true,
+                    weight_sum: 2,
+                    backends: (0..2)
+                        .map(|i| Backend { addr: format!("198.18.1.{}", i + 1).parse().expect("ip"), port: 80, weight: 1, role: BackendRole::Real { index: i } })
+                        .collect(),
+                }],
+            };
+            let d = desired(&c, &health, &HashMap::new(), None, None).state;
+            let s = &d.services[0];
+            assert_eq!(s.scheduler, want, "{algo}");
+            assert_eq!((s.backends[0].uthreshold, s.backends[0].lthreshold, s.backends[0].healthy), (10, 4, true), "{algo}");
+            assert!(!s.backends[1].healthy, "{algo}: lthreshold 4 above uthreshold 0 is refused, as IPVS does");
+        }
+    }
+
+    /// `lvs_timeouts` sets the lifetimes it names; the others (and 0) keep IPVS's defaults.
+    #[test]
+    fn lvs_timeouts_give_the_lifetimes() {
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(conn_lifetimes(&cfg("")), ConnLifetimes::default());
+        let c = cfg("global_defs {\n lvs_timeouts tcp 7200 tcpfin 60 udp 0\n}\n");
+        assert_eq!(conn_lifetimes(&c), ConnLifetimes { tcp: secs(7200), tcp_fin: secs(60), udp: secs(300) });
+        let c = cfg("global_defs {\n lvs_timeouts udp 5\n}\n");
+        assert_eq!(conn_lifetimes(&c), ConnLifetimes { tcp: secs(900), tcp_fin: secs(120), udp: secs(5) });
+    }
+
+    /// Services the datapath cannot serve are refused with a clear reason.
     /// An adopted start keeps each instance on the slot its VIPs were served under; new
     /// instances take the lowest slots nobody keeps.
     #[test]
@@ -517,7 +648,7 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         use ka_common::lb::{Backend, ServiceValue, BACKEND_F_DOWN, METHOD_DR};
         let c = cfg(CONF);
         let key = key_of("198.18.0.10".parse().expect("ip"), 80, L4Proto::Tcp);
-        let be = |last: u8, flags: u32| Backend { addr: crate::lb::addr16(std::net::IpAddr::from([198, 18, 1, last])).0, port: 80u16.to_be_bytes(), family: 4, method: METHOD_DR, flags };
+        let be = |last: u8, flags: u32| Backend { addr: crate::lb::addr16(std::net::IpAddr::from([198, 18, 1, last])).0, port: 80u16.to_be_bytes(), family: 4, method: METHOD_DR, flags, uthreshold: 0, lthreshold: 0 };
         let adopted = AdoptedTables {
             services: vec![(key, ServiceValue { id: 0, len: [2, 0], master_slot: 0, ..Default::default() })],
             backends: std::collections::BTreeMap::from([(0, be(1, 0)), (1, be(2, BACKEND_F_DOWN))]),
@@ -535,7 +666,7 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         let c = cfg("virtual_server_group g {\n 198.18.0.10 80\n 198.18.0.11 80\n}\nvirtual_server group g {\n lb_algo rr\n lb_kind DR\n protocol TCP\n\
  real_server 198.18.1.1 80 {\n }\n real_server 198.18.1.2 80 {\n }\n}\n");
         let key = key_of("198.18.0.11".parse().expect("ip"), 80, L4Proto::Tcp);
-        let be = |last: u8, flags: u32| Backend { addr: crate::lb::addr16(std::net::IpAddr::from([198, 18, 1, last])).0, port: 80u16.to_be_bytes(), family: 4, method: METHOD_DR, flags };
+        let be = |last: u8, flags: u32| Backend { addr: crate::lb::addr16(std::net::IpAddr::from([198, 18, 1, last])).0, port: 80u16.to_be_bytes(), family: 4, method: METHOD_DR, flags, uthreshold: 0, lthreshold: 0 };
         let adopted = AdoptedTables {
             services: vec![(key, ServiceValue { id: 0, len: [2, 0], ..Default::default() })],
             backends: std::collections::BTreeMap::from([(0, be(1, 0)), (1, be(2, BACKEND_F_DOWN))]),

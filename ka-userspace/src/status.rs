@@ -165,6 +165,9 @@ impl StatusReport {
                     b.packets,
                     b.bytes
                 );
+                if let (Some(a), Some(i)) = (b.active_conns, b.inactive_conns) {
+                    let _ = write!(s, ", {a} active / {i} inactive connections{}", if b.overloaded { " (overloaded)" } else { "" });
+                }
                 match &b.next_hop {
                     Some(n) => {
                         let _ = writeln!(s, "; next hop {}", n.to_text());
@@ -259,6 +262,9 @@ mod tests {
             in_table: true,
             packets: 0,
             bytes: 0,
+            active_conns: (last == 5).then_some(11),
+            inactive_conns: (last == 5).then_some(2),
+            overloaded: last == 5,
             next_hop,
         };
         let report = |last: u8, resolved: bool, state: &str| NextHopReport {
@@ -314,8 +320,12 @@ mod tests {
         );
         assert!(t.contains("via 198.18.1.4 dev eth1 (REACHABLE), from the neighbour map (forwarding off: net.ipv4.conf.eth0.forwarding=0)\n"), "{t}");
         assert!(t.contains("-> 198.18.1.6:80 weight 1: 0 packets, 0 bytes; next hop not checked yet; UNREACHABLE until resolved\n"), "{t}");
+        // Connection counts, in services that keep them.
+        assert!(t.contains("-> 198.18.1.5:80 weight 1: 0 packets, 0 bytes, 11 active / 2 inactive connections (overloaded); next hop"), "{t}");
         let json = serde_json::to_value(&r).expect("json");
         let b = &json["services"][0]["backends"];
+        assert_eq!((b[4]["active_conns"].as_u64(), b[4]["inactive_conns"].as_u64(), b[4]["overloaded"].as_bool()), (Some(11), Some(2), Some(true)));
+        assert!(b[0].get("active_conns").is_none() && b[0].get("overloaded").is_none(), "no counts where none are kept: {b}");
         assert_eq!((b[0]["next_hop"]["resolved"].as_bool(), b[0]["next_hop"]["reachable"].as_bool(), b[0]["next_hop"]["reach"].as_str()), (Some(true), Some(true), Some("fib")));
         assert_eq!(b[1]["next_hop"]["state"], "FAILED");
         assert_eq!((b[1]["next_hop"]["reachable"].as_bool(), b[1]["next_hop"]["reach"].as_str()), (Some(false), Some("no_neighbour")));

@@ -42,7 +42,7 @@ const ROUNDS: usize = 3;
 const XDP_FLOWS: u32 = 16_000;
 
 fn desired() -> DesiredState {
-    let backends = |rs: &[&str], method| rs.iter().map(|a| BackendSpec { addr: a.parse().expect("ip"), port: 80, weight: 1, method, healthy: true }).collect();
+    let backends = |rs: &[&str], method| rs.iter().map(|a| BackendSpec { addr: a.parse().expect("ip"), port: 80, weight: 1, method, healthy: true, uthreshold: 0, lthreshold: 0 }).collect();
     let svc = |vip: &str, method| ServiceSpec {
         vip: vip.parse().expect("ip"),
         port: 80,

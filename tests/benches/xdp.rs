@@ -11,7 +11,9 @@
 //! address on wrap): BPF_PROG_TEST_RUN reuses the buffer between repetitions, so each one is a
 //! new 5-tuple, scheduled by Maglev and inserted in the connection table. Two phases: while the
 //! table fills, and with the table full (every insert evicts the least recently used entry of
-//! this CPU's LRU list, the steady state of a SYN flood).
+//! this CPU's LRU list, the steady state of a SYN flood). The least-connection schedulers' new
+//! flows (`lc`, `wlc`: a walk over the candidates' counts, the new flow counted) are timed
+//! against Maglev's on the same service of 4 and of 64 real servers, all weighted.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,7 +36,7 @@ const REPEAT: u32 = 1_000_000;
 const NEW_FLOWS_FILLING: u32 = CONN_TABLE_SIZE / 8;
 
 struct Row {
-    path: &'static str,
+    path: String,
     ns: f64,
     how: String,
 }
@@ -50,6 +52,11 @@ fn main() {
         "ip neigh replace 10.1.0.10 lladdr 02:00:00:00:10:10 dev lb0 nud permanent",
     ] {
         ns.run(&c.split(' ').collect::<Vec<_>>()).expect(c);
+    }
+    // Neighbours of the scheduler rows' real servers 10.1.0.100..=10.1.0.163.
+    for i in 0..64u8 {
+        let (a, m) = (format!("10.1.0.{}", 100 + u16::from(i)), format!("02:00:00:00:11:{i:02x}"));
+        ns.run(&["ip", "neigh", "replace", &a, "lladdr", &m, "dev", "lb0", "nud", "permanent"]).expect("neighbour");
     }
     let rows = ns.enter(run).expect("enter").join().expect("bench thread");
     println!();
@@ -77,7 +84,7 @@ fn run() -> Vec<Row> {
     let probe = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
     let floor = tx.time_on(&probe, ifindex, REPEAT);
     rows.push(Row {
-        path: "floor: ka_xdp_tx (swap MACs, XDP_TX)",
+        path: "floor: ka_xdp_tx (swap MACs, XDP_TX)".into(),
         ns: floor,
         how: rep.clone(),
     });
@@ -98,6 +105,8 @@ fn run() -> Vec<Row> {
                 weight: 1,
                 method: Method::Dr,
                 healthy: true,
+                uthreshold: 0,
+                lthreshold: 0,
             })
             .collect(),
         options: Default::default(),
@@ -118,7 +127,7 @@ fn run() -> Vec<Row> {
     loaded.load_also(BENCH_NEW_FLOW_PROGRAM);
     let syn = Frame::tcp4("198.18.0.2", "198.51.100.1", 1024, 80, 0x02).build();
     rows.push(Row {
-        path: "tcp4 DR new flow (SYN, Maglev), table filling",
+        path: "tcp4 DR new flow (SYN, Maglev), table filling".into(),
         ns: loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, NEW_FLOWS_FILLING),
         how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow)"),
     });
@@ -128,22 +137,57 @@ fn run() -> Vec<Row> {
     let _ = loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &fill, ifindex, CONN_TABLE_SIZE);
     let syn = Frame::tcp4("198.19.0.2", "198.51.100.1", 1024, 80, 0x02).build();
     rows.push(Row {
-        path: "tcp4 DR new flow (SYN, Maglev), table full",
+        path: "tcp4 DR new flow (SYN, Maglev), table full".into(),
         ns: loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, REPEAT),
         how: format!("{rep} after {CONN_TABLE_SIZE} flows filled the table; each insert evicts"),
     });
 
+    // New flows by scheduler: Maglev against the least-connection walk, 4 and 64 servers.
+    for servers in [4u16, 64] {
+        for (name, sched) in [("Maglev", Scheduler::Maglev), ("lc", Scheduler::LeastConn), ("wlc", Scheduler::WeightedLeastConn)] {
+            let mut l = common::Loaded::new();
+            let spec = ServiceSpec {
+                vip: "198.51.100.1".parse().expect("vip"),
+                port: 80,
+                proto: L4Proto::Tcp,
+                scheduler: sched,
+                persistence: None,
+                master_slot: None,
+                backends: (0..servers)
+                    .map(|i| BackendSpec {
+                        addr: format!("10.1.0.{}", 100 + i).parse().expect("rs"),
+                        port: 80,
+                        weight: 1,
+                        method: Method::Dr,
+                        healthy: true,
+                        uthreshold: 0,
+                        lthreshold: 0,
+                    })
+                    .collect(),
+                options: Default::default(),
+            };
+            MapWriter::new().apply(&mut l.ebpf, &DesiredState { services: vec![spec], ..Default::default() }).expect("apply");
+            l.load_also(BENCH_NEW_FLOW_PROGRAM);
+            let syn = Frame::tcp4("198.18.0.2", "198.51.100.1", 1024, 80, 0x02).build();
+            rows.push(Row {
+                path: format!("tcp4 DR new flow (SYN, {name}, {servers} real servers), table filling"),
+                ns: l.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, NEW_FLOWS_FILLING),
+                how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow)"),
+            });
+        }
+    }
+
     let est = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
     let _ = loaded.run_on(&est, ifindex);
     rows.push(Row {
-        path: "tcp4 DR established (conn hit)",
+        path: "tcp4 DR established (conn hit)".into(),
         ns: loaded.time_on(&est, ifindex, REPEAT),
         how: rep.clone(),
     });
 
     let nonvip = Frame::tcp4("198.18.0.1", "198.51.100.200", 40000, 80, 0x10).build();
     rows.push(Row {
-        path: "tcp4 non-VIP pass (services loaded)",
+        path: "tcp4 non-VIP pass (services loaded)".into(),
         ns: loaded.time_on(&nonvip, ifindex, REPEAT),
         how: rep.clone(),
     });
@@ -178,7 +222,7 @@ fn run() -> Vec<Row> {
     let advert = common::vrrp3_v4("10.1.0.2", 51, 150, 100, &["198.51.100.1"]);
     assert_eq!(loaded.run_on(&advert, ifindex).action, common::XDP_DROP);
     rows.push(Row {
-        path: "VRRPv3 advert, steady state (dropped)",
+        path: "VRRPv3 advert, steady state (dropped)".into(),
         ns: loaded.time_on(&advert, ifindex, REPEAT),
         how: rep.clone(),
     });
@@ -198,7 +242,7 @@ fn run() -> Vec<Row> {
         ),
     ] {
         rows.push(Row {
-            path,
+            path: path.into(),
             ns: loaded.time_on(&frame, ifindex, REPEAT),
             how: rep.clone(),
         });

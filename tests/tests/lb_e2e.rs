@@ -532,7 +532,7 @@ fn maglev_choice(kind: Kind, v6: bool, servers: [&str; 3], up: &[usize], sport: 
         backends: servers
             .iter()
             .enumerate()
-            .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i) })
+            .map(|(i, a)| BackendSpec { addr: a.parse().expect("rs"), port: kind.rport(), weight: 1, method, healthy: up.contains(&i), uthreshold: 0, lthreshold: 0 })
             .collect(),
         options: Default::default(),
     };

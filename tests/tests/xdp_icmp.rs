@@ -124,6 +124,8 @@ fn svc(vip: &str, port: u16, proto: L4Proto, rs: &str, rs_port: u16, method: Met
             weight: 1,
             method,
             healthy: true,
+            uthreshold: 0,
+            lthreshold: 0,
         }],
         options: Default::default(),
     }

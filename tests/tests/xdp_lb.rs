@@ -207,6 +207,8 @@ fn svc(
             weight: 1,
             method,
             healthy: true,
+            uthreshold: 0,
+            lthreshold: 0,
         }],
         options: Default::default(),
     }
@@ -770,7 +772,7 @@ fn conn_entry_is_shared_across_cpus() {
             let idx = |n: &str| nix::net::if_::if_nametoindex(n).expect("ifindex");
             let (lb0, lb1) = (idx("lb0"), idx("lb1"));
             let mut spec = svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
-            spec.backends.push(BackendSpec { addr: ip("10.2.0.20"), port: 80, weight: 1, method: Method::Dr, healthy: true });
+            spec.backends.push(BackendSpec { addr: ip("10.2.0.20"), port: 80, weight: 1, method: Method::Dr, healthy: true, uthreshold: 0, lthreshold: 0 });
             let mut d = DesiredState { services: vec![spec], ..Default::default() };
             let loaded = std::sync::Arc::new(std::sync::Mutex::new(common::Loaded::new()));
             let mut writer = MapWriter::new();
@@ -884,7 +886,7 @@ fn persistence_granularity_groups_clients_by_prefix() {
         .enter(|| {
             let lb0 = nix::net::if_::if_nametoindex("lb0").expect("ifindex");
             let mut spec = svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
-            spec.backends.push(BackendSpec { addr: ip("10.2.0.20"), port: 80, weight: 1, method: Method::Dr, healthy: true });
+            spec.backends.push(BackendSpec { addr: ip("10.2.0.20"), port: 80, weight: 1, method: Method::Dr, healthy: true, uthreshold: 0, lthreshold: 0 });
             spec.persistence = Some(ka::lb::Persistence { timeout: std::time::Duration::from_secs(300), prefix_len: 24 });
             let d = DesiredState { services: vec![spec], ..Default::default() };
             let mut loaded = common::Loaded::new();

@@ -77,7 +77,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn rs(addr: &str, port: u16, method: Method) -> BackendSpec {
-    BackendSpec { addr: ip(addr), port, weight: 1, method, healthy: true }
+    BackendSpec { addr: ip(addr), port, weight: 1, method, healthy: true, uthreshold: 0, lthreshold: 0 }
 }
 
 fn member(vip: &str, port: u16) -> Member {

@@ -75,7 +75,7 @@ fn svc(vip: &str, rs: [&str; 2], rport: u16, method: Method) -> ServiceSpec {
         scheduler: Scheduler::RoundRobin,
         persistence: None,
         master_slot: None,
-        backends: rs.iter().map(|a| BackendSpec { addr: ip(a), port: rport, weight: 1, method, healthy: true }).collect(),
+        backends: rs.iter().map(|a| BackendSpec { addr: ip(a), port: rport, weight: 1, method, healthy: true, uthreshold: 0, lthreshold: 0 }).collect(),
         options: Default::default(),
     }
 }

@@ -52,6 +52,7 @@ pub fn check(
     check_virtual_servers(cfg, d);
     served_by_ka(cfg, d);
     check_lvs_sync_daemon(cfg, ifaces, d);
+    check_schedulers(cfg, d);
 }
 
 /// keepalived's label of a virtual server in its messages (`[ADDR]:PORT`, `FWM N`, `group G`).
@@ -126,6 +127,77 @@ fn check_lvs_sync_daemon(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diag
     }
     if !ifaces.exists(&s.interface) {
         d.warning(Some(s.span), format!("lvs_sync_daemon: interface {} doesn't exist", s.interface));
+    }
+}
+
+/// Where the datapath's schedulers and connection limits differ from IPVS's, said at the
+/// keyword: the least-connection schedulers' candidate bound, real servers IPVS refuses for
+/// their thresholds, and round-robin turns skipped for overloaded servers.
+fn check_schedulers(cfg: &Config, d: &mut Diagnostics) {
+    use ka_common::sched::MAX_DESTS;
+    for vs in &cfg.virtual_servers {
+        let algo = vs.lb_algo.as_str();
+        let at = vs.lb_algo_span.or(Some(vs.span));
+        let least_conn = matches!(
+            vs.lb_algo,
+            LbAlgo::Lc | LbAlgo::Wlc | LbAlgo::Sed | LbAlgo::Nq | LbAlgo::Fo | LbAlgo::Ovf | LbAlgo::Lblc | LbAlgo::Lblcr | LbAlgo::Twos
+        );
+        let servers = vs.real_servers.len() + usize::from(vs.sorry_server.is_some());
+        if least_conn && servers > MAX_DESTS {
+            d.warning(
+                at,
+                format!(
+                    "lb_algo {algo}: the datapath considers the first {MAX_DESTS} available real servers in configuration order; \
+                     this virtual server has {servers}, the later ones get connections only while fewer than {MAX_DESTS} before them are available"
+                ),
+            );
+        }
+        if vs.lb_algo == LbAlgo::Lblcr && servers > ka_common::sched::LBLCR_SET {
+            d.warning(
+                at,
+                format!(
+                    "lb_algo lblcr: the datapath replicates a destination to at most {} real servers (IPVS: to any number); \
+                     a full set replaces its most loaded server",
+                    ka_common::sched::LBLCR_SET
+                ),
+            );
+        }
+        for rs in vs.real_servers.iter().chain(vs.sorry_server.iter()) {
+            let (u, l) = (rs.uthreshold.unwrap_or(0), rs.lthreshold.unwrap_or(0));
+            if l > u {
+                d.warning(
+                    Some(rs.span),
+                    format!(
+                        "real server {}: lthreshold {l} is above uthreshold {u}: IPVS refuses such a real server (ERANGE) and keepalived runs without it; so does ka",
+                        rs.address
+                    ),
+                );
+            }
+        }
+        if matches!(vs.lb_algo, LbAlgo::Rr | LbAlgo::Wrr) {
+            let weights: Vec<u64> = vs.real_servers.iter().map(|r| u64::try_from(r.weight).unwrap_or(0)).filter(|w| *w > 0).collect();
+            let g = weights.iter().fold(0, |g, w| gcd(g, *w)).max(1);
+            let turns: u64 = if vs.lb_algo == LbAlgo::Rr { weights.len() as u64 } else { weights.iter().map(|w| w / g).sum() };
+            if let Some(rs) = vs.real_servers.iter().find(|r| r.uthreshold.unwrap_or(0) > 0) {
+                if turns > MAX_DESTS as u64 {
+                    d.warning(
+                        Some(rs.span),
+                        format!(
+                            "uthreshold with lb_algo {algo}: the datapath skips at most {MAX_DESTS} turns of overloaded real servers (this schedule has {turns}); \
+                             past that a new connection finds no server where IPVS would look further"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 

@@ -232,8 +232,21 @@ pub struct GlobalDefs {
     pub nftables_ipvs: Option<String>,
     /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`).
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+    /// `lvs_timeouts`: connection-table entry lifetimes.
+    pub lvs_timeouts: LvsTimeouts,
     /// Where `global_defs` starts, if present.
     pub span: Option<Span>,
+}
+
+/// `lvs_timeouts tcp N tcpfin N udp N` (seconds; unset or 0: IPVS's default, 900 / 120 / 300).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LvsTimeouts {
+    /// ESTABLISHED TCP.
+    pub tcp: Option<u32>,
+    /// TCP after a FIN.
+    pub tcp_fin: Option<u32>,
+    /// UDP.
+    pub udp: Option<u32>,
 }
 
 impl Default for GlobalDefs {
@@ -276,6 +289,7 @@ impl Default for GlobalDefs {
             lvs_flush_on_stop: LvsFlushOnStop::No,
             nftables_ipvs: None,
             lvs_sync_daemon: None,
+            lvs_timeouts: LvsTimeouts::default(),
             span: None,
         }
     }
@@ -1111,6 +1125,8 @@ pub struct VirtualServer {
     pub span: Span,
     /// Scheduler (default `wlc`, as ipvsadm).
     pub lb_algo: LbAlgo,
+    /// Where `lb_algo` was written.
+    pub lb_algo_span: Option<Span>,
     /// Forwarding method (default NAT).
     pub lb_kind: LbKind,
     /// Protocol (keepalived 2.2 defaults to UDP, with a warning, when none is given).

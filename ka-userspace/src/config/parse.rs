@@ -33,7 +33,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "smtp_helo_name",
     "checker_log_all_failures",
     "no_email_faults",
-    "lvs_timeouts",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
     "vrrp_min_garp",
@@ -109,6 +108,7 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
 /// Keywords of `global_defs` that ka acts on.
 pub const GLOBAL_SUPPORTED: &[&str] = &[
     "router_id",
+    "lvs_timeouts",
     "vrrp_version",
     "vrrp_priority",
     "vrrp_rt_priority",
@@ -265,8 +265,6 @@ pub const VS_SUPPORTED: &[&str] = &[
 
 /// Keywords of `real_server` that ka accepts but does not act on yet.
 pub const RS_UNSUPPORTED: &[&str] = &[
-    "uthreshold",
-    "lthreshold",
     "virtualhost",
     "snmp_name",
 ];
@@ -274,6 +272,8 @@ pub const RS_UNSUPPORTED: &[&str] = &[
 /// Keywords of `real_server` that ka acts on.
 pub const RS_SUPPORTED: &[&str] = &[
     "weight",
+    "uthreshold",
+    "lthreshold",
     "connect_timeout",
     "retry",
     "delay_before_retry",
@@ -835,11 +835,44 @@ impl<'d> Cx<'d> {
         }
     }
 
+    /// `lvs_timeouts [tcp N] [tcpfin N] [udp N]` (seconds, at most 31 days; 0 keeps IPVS's
+    /// default), as keepalived parses it: each bad or unknown part is reported and skipped.
+    fn lvs_timeouts(&mut self, e: &Stmt) {
+        self.no_block(e);
+        if e.args.len() < 2 {
+            self.err(&e.kw, "lvs_timeouts requires at least one option and its value");
+            return;
+        }
+        let mut i = 0;
+        while i < e.args.len() {
+            let which = e.args[i].text.clone();
+            if !matches!(which.as_str(), "tcp" | "tcpfin" | "udp") {
+                self.err(&e.args[i], format!("unknown option '{which}' for lvs_timeouts (tcp|tcpfin|udp)"));
+                i += 1;
+                continue;
+            }
+            let Some(v) = e.args.get(i + 1) else {
+                self.err(&e.args[i], format!("no value specified for lvs_timeouts {which}"));
+                break;
+            };
+            if let Some(n) = self.int(v, 0, 86_400 * 31).map(|n| n as u32) {
+                let t = &mut self.cfg.global.lvs_timeouts;
+                match which.as_str() {
+                    "tcp" => t.tcp = Some(n),
+                    "tcpfin" => t.tcp_fin = Some(n),
+                    _ => t.udp = Some(n),
+                }
+            }
+            i += 2;
+        }
+    }
+
     fn global_defs(&mut self, s: &Stmt) {
         self.cfg.global.span = Some(s.span());
         for e in self.block(s) {
             match e.name() {
                 "router_id" => self.cfg.global.router_id = self.arg_str(e),
+                "lvs_timeouts" => self.lvs_timeouts(e),
                 "vrrp_version" => {
                     if let Some(v) = self.arg_int(e, 2, 3) {
                         self.cfg.global.vrrp_version = if v == 2 {
@@ -1835,6 +1868,7 @@ impl<'d> Cx<'d> {
             key: key.clone().unwrap_or(VsKey::Fwmark(0)),
             span: s.span(),
             lb_algo: LbAlgo::Wlc,
+            lb_algo_span: None,
             lb_kind: LbKind::Nat,
             protocol: Protocol::Tcp,
             protocol_span: None,
@@ -1869,6 +1903,7 @@ impl<'d> Cx<'d> {
             }
             match e.name() {
                 "lb_algo" | "lvs_sched" => {
+                    vs.lb_algo_span = Some(e.kw.span);
                     if let Some(a) = self.lb_algo(e) {
                         vs.lb_algo = a;
                         sched = Some(a);
@@ -2065,7 +2100,6 @@ impl<'d> Cx<'d> {
                     } else {
                         rs.lthreshold = v;
                     }
-                    self.unsupported(e, "real_server");
                 }
                 "virtualhost" => {
                     // The default Host of this real server's HTTP_GET/SSL_GET checkers.

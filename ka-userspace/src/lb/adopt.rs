@@ -23,6 +23,8 @@ use ka_common::lb::{
 };
 use tracing::warn;
 
+use ka_common::sched::{dests_index, DestList, DESTS_MAP};
+
 use super::{addr16, writer::BackendIdent, DesiredState, LbError, Method};
 
 /// What the maps of an earlier run hold: every service, every backend in use and the slots
@@ -114,6 +116,16 @@ impl AdoptedTables {
                 continue;
             }
             let mut both: [Vec<u32>; 2] = Default::default();
+            if ka_common::lb::sched_uses_dests(v.sched) {
+                // A least-connection service names its backends in its candidate lists.
+                let dests: Array<_, DestList> = Array::try_from(map_of(ebpf, DESTS_MAP)?).map_err(map_err(DESTS_MAP))?;
+                for (bank, ids) in both.iter_mut().enumerate() {
+                    let l = dests.get(&dests_index(v.id, bank as u32), 0).map_err(map_err(DESTS_MAP))?;
+                    *ids = l.ids[..(l.n as usize).min(l.ids.len())].to_vec();
+                }
+                banks.insert(v.id, both);
+                continue;
+            }
             for (bank, slots) in both.iter_mut().enumerate() {
                 let len = v.len[bank].min(TABLE_SIZE);
                 let start = table_index(v.id, bank as u32, 0);
@@ -267,7 +279,9 @@ pub fn reconcile(adopted: &AdoptedTables, desired: &DesiredState) -> Reconciled 
         }
         r.keys.insert(*k, *v);
         by_id.entry(v.id).or_default().push((*k, *v));
-        if let Some(b) = adopted.banks.get(&v.id) {
+        // The writer's shadow of the scheduling tables; a least-connection service's lists
+        // are not one (its first apply writes them to the inactive bank and flips).
+        if let Some(b) = adopted.banks.get(&v.id).filter(|_| !ka_common::lb::sched_uses_dests(v.sched)) {
             r.banks.insert(v.id, b.clone());
         }
     }
@@ -343,7 +357,7 @@ mod tests {
             master_slot: Some(0),
             backends: backends
                 .iter()
-                .map(|(a, up)| BackendSpec { addr: a.parse().expect("address"), port, weight: 1, method: Method::Dr, healthy: *up })
+                .map(|(a, up)| BackendSpec { addr: a.parse().expect("address"), port, weight: 1, method: Method::Dr, healthy: *up, uthreshold: 0, lthreshold: 0 })
                 .collect(),
             options: Default::default(),
         }
@@ -351,7 +365,7 @@ mod tests {
 
     fn backend(addr: &str, port: u16, down: bool) -> Backend {
         let (a, family) = addr16(addr.parse().expect("address"));
-        Backend { addr: a, port: port.to_be_bytes(), family, method: METHOD_DR, flags: if down { BACKEND_F_DOWN } else { 0 } }
+        Backend { addr: a, port: port.to_be_bytes(), family, method: METHOD_DR, flags: if down { BACKEND_F_DOWN } else { 0 }, uthreshold: 0, lthreshold: 0 }
     }
 
     /// The maps of a run with service 9090 (backend ids 0, 1, 2: rs3, rs2, rs1, rs1 down) and

@@ -11,12 +11,15 @@
 //!   table slot names an unusable server probes further slots ([`ServiceOptions::fallback`]).
 //! - `rr`, `wrr` → a per-CPU cursor over an interleaved weighted round-robin schedule, for new
 //!   flows only (established flows follow the connection table).
-//! - `lc`, `wlc` (and `sed`, `nq`) → approximated by `wrr` over the configured weights: the
-//!   kernel keeps no shared per-backend connection counts on the hot path.
-//! - `lblc`, `lblcr`, `fo`, `ovf`, `twos` → refused by [`Scheduler::from_lb_algo`].
+//! - `lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, `lblc`, `lblcr`, `twos` → IPVS's algorithms in the
+//!   kernel over the service's first [`ka_common::sched::MAX_DESTS`] available real servers,
+//!   on per-backend active/inactive connection counts the datapath keeps from its connection
+//!   table and TCP states ([`ka_common::sched`] says how, and how exact they are);
+//!   [`conns`] sweeps expired entries and sets their lifetimes (`lvs_timeouts`).
 
 pub mod adopt;
 pub mod flush;
+pub mod conns;
 pub mod maglev;
 pub mod nexthop;
 pub mod plan;
@@ -38,25 +41,75 @@ pub enum Scheduler {
     SourceHash,
     /// `dh`: Maglev over the destination address.
     DestinationHash,
-    /// `rr`/`wrr` (and the `lc`/`wlc` approximation): weighted round-robin over new flows.
+    /// `rr`/`wrr`: weighted round-robin over new flows.
     RoundRobin,
+    /// `lc`: least connections (active × 256 + inactive).
+    LeastConn,
+    /// `wlc`: least connections per weight (ipvsadm's and keepalived's default).
+    WeightedLeastConn,
+    /// `sed`: shortest expected delay, (active + 1) / weight.
+    ShortestExpectedDelay,
+    /// `nq`: an idle server, else `sed`.
+    NeverQueue,
+    /// `fo`: the highest weight.
+    FailOver,
+    /// `ovf`: the highest weight while its active connections stay within its weight.
+    Overflow,
+    /// `lblc`: the server cached for the destination address, else `wlc`.
+    LocalityLeastConn,
+    /// `lblcr`: the least loaded of the destination's servers, replicated under load.
+    LocalityLeastConnReplicated,
+    /// `twos`: the less loaded of two servers drawn by weight.
+    TwoChoices,
 }
 
 impl Scheduler {
     /// The datapath scheduler for a keepalived `lb_algo`.
     ///
     /// # Errors
-    /// The algorithm has no datapath equivalent.
+    /// None today: every IPVS scheduler has its datapath one (the `Result` stays for a
+    /// scheduler a future keepalived may add).
     pub fn from_lb_algo(algo: LbAlgo) -> Result<Scheduler, LbError> {
         Ok(match algo {
             LbAlgo::Mh => Scheduler::Maglev,
             LbAlgo::Sh => Scheduler::SourceHash,
             LbAlgo::Dh => Scheduler::DestinationHash,
-            LbAlgo::Rr | LbAlgo::Wrr | LbAlgo::Lc | LbAlgo::Wlc | LbAlgo::Sed | LbAlgo::Nq => {
-                Scheduler::RoundRobin
-            }
-            other => return Err(LbError::Unsupported(format!("lb_algo {}", other.as_str()))),
+            LbAlgo::Rr | LbAlgo::Wrr => Scheduler::RoundRobin,
+            LbAlgo::Lc => Scheduler::LeastConn,
+            LbAlgo::Wlc => Scheduler::WeightedLeastConn,
+            LbAlgo::Sed => Scheduler::ShortestExpectedDelay,
+            LbAlgo::Nq => Scheduler::NeverQueue,
+            LbAlgo::Fo => Scheduler::FailOver,
+            LbAlgo::Ovf => Scheduler::Overflow,
+            LbAlgo::Lblc => Scheduler::LocalityLeastConn,
+            LbAlgo::Lblcr => Scheduler::LocalityLeastConnReplicated,
+            LbAlgo::Twos => Scheduler::TwoChoices,
         })
+    }
+
+    /// The datapath's `ServiceValue::sched` code.
+    pub fn code(self) -> u8 {
+        use ka_common::lb::*;
+        match self {
+            Scheduler::Maglev => SCHED_MAGLEV,
+            Scheduler::SourceHash => SCHED_SRC_HASH,
+            Scheduler::DestinationHash => SCHED_DST_HASH,
+            Scheduler::RoundRobin => SCHED_ROUND_ROBIN,
+            Scheduler::LeastConn => SCHED_LC,
+            Scheduler::WeightedLeastConn => SCHED_WLC,
+            Scheduler::ShortestExpectedDelay => SCHED_SED,
+            Scheduler::NeverQueue => SCHED_NQ,
+            Scheduler::FailOver => SCHED_FO,
+            Scheduler::Overflow => SCHED_OVF,
+            Scheduler::LocalityLeastConn => SCHED_LBLC,
+            Scheduler::LocalityLeastConnReplicated => SCHED_LBLCR,
+            Scheduler::TwoChoices => SCHED_TWOS,
+        }
+    }
+
+    /// Whether it chooses on connection counts (walks the candidate list in the kernel).
+    pub fn counts_connections(self) -> bool {
+        ka_common::lb::sched_uses_dests(self.code())
     }
 }
 
@@ -131,6 +184,10 @@ pub struct BackendSpec {
     pub method: Method,
     /// Health: false removes it from the tables and reschedules its flows.
     pub healthy: bool,
+    /// `uthreshold`: overloaded (no new connections) at this many connections (0: no limit).
+    pub uthreshold: u32,
+    /// `lthreshold`: takes new connections again below this many (0: 3/4 of `uthreshold`).
+    pub lthreshold: u32,
 }
 
 /// Client affinity (`persistence_timeout`, `persistence_granularity`).

@@ -12,16 +12,22 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, Map, PerCpuArray},
     Ebpf,
 };
-use ka_common::lb::{
-    prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
-    ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
-    MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR,
-    METHOD_NAT, METHOD_TUN, NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SCHED_DST_HASH, SCHED_MAGLEV,
-    SCHED_ROUND_ROBIN, SCHED_SRC_HASH, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS, SVC_F_FALLBACK,
-    SVC_F_OPS, SVC_F_PERSIST, SVC_F_PERSIST_SERVICE, TABLES_MAP,
+use ka_common::{
+    lb::{
+        prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
+        ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
+        MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN,
+        NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS,
+        SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST, SVC_F_PERSIST_SERVICE, TABLES_MAP,
+    },
+    sched::{dests_index, metric_of, BackendConns, DestList, DESTS_MAP, MAX_DESTS},
 };
 
-use super::{addr16, maglev, DesiredState, LbError, Member, Method, Scheduler, ServiceSpec};
+use super::{
+    addr16,
+    conns::{threshold_change_clears, ConnCounters},
+    maglev, DesiredState, LbError, Member, Method, Scheduler, ServiceSpec,
+};
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> LbError {
     move |e| LbError::Map {
@@ -144,6 +150,27 @@ pub fn service_table(s: &ServiceSpec) -> Vec<u32> {
     }
 }
 
+/// The candidate list of a least-connection scheduler: the real servers that are healthy and
+/// weighted above 0, in configuration order (IPVS's destination list), at most
+/// [`MAX_DESTS`]; `ids` are their backend ids, by position in `s.backends` (pure).
+pub fn dest_list(s: &ServiceSpec, ids: &[u32]) -> DestList {
+    let mut l = DestList::default();
+    l.set_metric(metric_of(s.scheduler.code()));
+    for (b, id) in s.backends.iter().zip(ids).filter(|(b, _)| b.healthy && b.weight > 0).take(MAX_DESTS) {
+        let n = l.n as usize;
+        l.ids[n] = *id;
+        l.weights[n] = b.weight;
+        l.n += 1;
+    }
+    l
+}
+
+/// Whether a service keeps connection counts ([`SVC_F_COUNT`]): its scheduler chooses on
+/// them, or a real server has a `uthreshold` (pure).
+pub fn keeps_counts(s: &ServiceSpec) -> bool {
+    s.scheduler.counts_connections() || s.backends.iter().any(|b| b.uthreshold > 0)
+}
+
 /// Keeps the userspace shadow of the maps and applies desired states.
 #[derive(Debug, Default)]
 pub struct MapWriter {
@@ -169,6 +196,10 @@ pub struct MapWriter {
     retired_backends: Vec<u32>,
     /// Adopted services the writer cannot keep: removed by the next apply.
     retired_services: Vec<ServiceKey>,
+    /// What each service id's two candidate-list banks hold.
+    dest_banks: HashMap<u32, [DestList; 2]>,
+    /// The connection counters, mapped on first use.
+    counters: Option<ConnCounters>,
 }
 
 /// The neighbour-map key of an address.
@@ -349,6 +380,7 @@ impl MapWriter {
                         let id = self.alloc_backend()?;
                         self.backend_ids.insert(ident, id);
                         clear_nh_cache(ebpf, &[id])?;
+                        self.counters(ebpf)?.reset(id);
                         id
                     }
                 };
@@ -363,7 +395,14 @@ impl MapWriter {
                         Method::Nat => METHOD_NAT,
                     },
                     flags: if b.healthy { 0 } else { BACKEND_F_DOWN },
+                    uthreshold: b.uthreshold,
+                    lthreshold: b.lthreshold,
                 };
+                if let Some(old) = self.backends.get(&id) {
+                    if old.uthreshold != value.uthreshold && threshold_change_clears(old.uthreshold, value.uthreshold) {
+                        self.counters(ebpf)?.clear_overload(id);
+                    }
+                }
                 if self.backends.get(&id) != Some(&value) {
                     let mut arr: Array<_, Backend> = Array::try_from(map_mut(ebpf, BACKENDS_MAP)?)
                         .map_err(map_err(BACKENDS_MAP))?;
@@ -393,12 +432,7 @@ impl MapWriter {
                     )
                 }
             };
-            value.sched = match s.scheduler {
-                Scheduler::Maglev => SCHED_MAGLEV,
-                Scheduler::SourceHash => SCHED_SRC_HASH,
-                Scheduler::DestinationHash => SCHED_DST_HASH,
-                Scheduler::RoundRobin => SCHED_ROUND_ROBIN,
-            };
+            value.sched = s.scheduler.code();
             value.master_slot = s.master_slot.unwrap_or(NO_MASTER_SLOT);
             if s.members().any(|m| m.master_slot.is_some_and(|slot| slot >= MAX_MASTER_SLOTS)) {
                 return Err(LbError::Full {
@@ -419,6 +453,16 @@ impl MapWriter {
                     value.persist_timeout_s = 0;
                     value.persist_mask = [0; 16];
                 }
+            }
+            if keeps_counts(s) {
+                value.flags |= SVC_F_COUNT;
+            }
+            if s.scheduler.counts_connections() {
+                if self.flip_dests(ebpf, s, &mut value, is_new, dest_list(s, &ids), &mut live_keys)? {
+                    report.services_flipped += 1;
+                }
+                self.services.insert(key, SvcState { value });
+                continue;
             }
             let active = (value.bank & 1) as usize;
             let banks = self.banks.entry(id).or_default();
@@ -528,6 +572,52 @@ impl MapWriter {
             .collect();
         self.sync_neighbours(ebpf)?;
         Ok(report)
+    }
+
+    /// The connection counters, mapped on first use.
+    fn counters(&mut self, ebpf: &Ebpf) -> Result<&ConnCounters, LbError> {
+        if self.counters.is_none() {
+            self.counters = Some(ConnCounters::map(ebpf)?);
+        }
+        self.counters.as_ref().ok_or(LbError::MissingMap(ka_common::sched::BACKEND_CONNS_MAP))
+    }
+
+    /// The connection counts of a backend (by [`MapWriter::backend_id`]), if the counters are
+    /// mapped (they are once a backend was applied).
+    pub fn conn_counts(&self, id: u32) -> Option<BackendConns> {
+        self.counters.as_ref().map(|c| c.get(id))
+    }
+
+    /// Writes the candidate list of a least-connection service to its inactive bank and flips
+    /// the bank, unless the active bank already holds it (then only a changed service value is
+    /// written). Returns whether the bank flipped.
+    fn flip_dests(
+        &mut self,
+        ebpf: &mut Ebpf,
+        s: &ServiceSpec,
+        value: &mut ServiceValue,
+        is_new: bool,
+        list: DestList,
+        live_keys: &mut HashSet<ServiceKey>,
+    ) -> Result<bool, LbError> {
+        let id = value.id;
+        let active = (value.bank & 1) as usize;
+        let banks = self.dest_banks.entry(id).or_default();
+        if !is_new && banks[active] == list && value.len[active] == list.n {
+            // Only scalar fields may have changed: the keys whose values did are rewritten.
+            write_members(ebpf, &mut self.keys, s, value, live_keys)?;
+            return Ok(false);
+        }
+        let inactive = 1 - active;
+        {
+            let mut arr: Array<_, DestList> = Array::try_from(map_mut(ebpf, DESTS_MAP)?).map_err(map_err(DESTS_MAP))?;
+            arr.set(dests_index(id, inactive as u32), list, 0).map_err(map_err(DESTS_MAP))?;
+        }
+        banks[inactive] = list;
+        value.len[inactive] = list.n;
+        value.bank = inactive as u32;
+        write_members(ebpf, &mut self.keys, s, value, live_keys)?;
+        Ok(true)
     }
 
     /// Sets the next hops the resolver found for the real servers (by server address; the
@@ -704,6 +794,8 @@ mod tests {
                     weight: *w,
                     method: Method::Dr,
                     healthy: *h,
+                    uthreshold: 0,
+                    lthreshold: 0,
                 })
                 .collect(),
             options: Default::default(),
@@ -745,6 +837,35 @@ mod tests {
             &[("198.18.10.1", 2, true), ("198.18.10.2", 1, true)],
         ));
         assert_eq!(t, vec![0, 0, 1]);
+    }
+
+    /// A least-connection service's candidates: healthy servers above weight 0, in
+    /// configuration order, with their backend ids and weights, at most MAX_DESTS.
+    #[test]
+    fn dest_list_keeps_available_servers_in_order() {
+        let s = svc(
+            Scheduler::WeightedLeastConn,
+            &[("198.18.10.1", 2, true), ("198.18.10.2", 0, true), ("198.18.10.3", 5, false), ("198.18.10.4", 1, true)],
+        );
+        let l = dest_list(&s, &[7, 8, 9, 10]);
+        assert_eq!((l.n, &l.ids[..2], &l.weights[..2]), (2, &[7, 10][..], &[2, 1][..]));
+        assert_eq!(l.metric(), metric_of(ka_common::lb::SCHED_WLC), "the scheduler's metric travels with the list");
+        let many: Vec<(String, u32, bool)> = (0..100).map(|i| (format!("198.18.11.{i}"), 1, true)).collect();
+        let many: Vec<(&str, u32, bool)> = many.iter().map(|(a, w, h)| (a.as_str(), *w, *h)).collect();
+        let s = svc(Scheduler::LeastConn, &many);
+        let ids: Vec<u32> = (0..100).collect();
+        let l = dest_list(&s, &ids);
+        assert_eq!((l.n as usize, l.ids[MAX_DESTS - 1]), (MAX_DESTS, MAX_DESTS as u32 - 1));
+    }
+
+    /// Counts are kept for least-connection schedulers and wherever a uthreshold is set.
+    #[test]
+    fn counts_kept_where_used() {
+        assert!(keeps_counts(&svc(Scheduler::WeightedLeastConn, &[("198.18.10.1", 1, true)])));
+        assert!(!keeps_counts(&svc(Scheduler::Maglev, &[("198.18.10.1", 1, true)])));
+        let mut s = svc(Scheduler::RoundRobin, &[("198.18.10.1", 1, true)]);
+        s.backends[0].uthreshold = 5;
+        assert!(keeps_counts(&s));
     }
 
     /// Mixed families are refused. Port 0 (every port) is a service; a DR real server on

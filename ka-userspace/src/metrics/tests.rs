@@ -43,6 +43,9 @@ fn fixture() -> StatusReport {
         in_table: true,
         packets,
         bytes: packets * 100,
+        active_conns: None,
+        inactive_conns: None,
+        overloaded: false,
         next_hop: None,
     };
     let rs = |last: u8, state: &str, runtime| RealServerReport {

@@ -1,0 +1,387 @@
+//! The connection table (`ka_common::lb::CONN4_MAP`, `CONN6_MAP`): lookup with expiry by
+//! state (`lvs_timeouts`) and TCP state transitions, insertion of new flows, the sweeper's
+//! expiry, and the per-backend connection counts these keep. `ka_common::sched` describes the
+//! life-word protocol and how exact the counts are.
+
+use core::{
+    mem::size_of,
+    ptr::{read_volatile, write_volatile},
+};
+
+use ka_common::{
+    lb::{conn_check, conn_set, FlowKey, FlowKey4, CONN_WAYS},
+    sched::{
+        is_active, life, life_stamp, life_state, overload_after_bind, overload_clears, tcp_next_state,
+        timeout_of, BackendConns, CONN_BUSY, CONN_F_COUNTED, CONN_S_MASK,
+    },
+    stats::Counter,
+    wire::IPPROTO_TCP,
+};
+
+use crate::{
+    atomic,
+    maps::{KA_BACKENDS, KA_BACKEND_CONNS, KA_CONNS4, KA_CONNS6, KA_CONN_TIMEOUTS},
+    mem, stats,
+};
+
+/// Whether the `N` words at `a` and `b` are equal. Volatile loads: LLVM would otherwise turn
+/// the loop into a `bcmp` call (aya-ebpf's compares a byte per iteration).
+#[inline(always)]
+fn words_eq<const N: usize>(a: *const u32, b: *const u32) -> bool {
+    let mut i = 0;
+    let mut diff = 0u32;
+    while i < N {
+        // SAFETY: the callers pass pointers to N-word, 4-aligned keys.
+        diff |= unsafe { read_volatile(a.add(i)) ^ read_volatile(b.add(i)) };
+        i += 1;
+    }
+    diff == 0
+}
+
+/// `i` (a way index) read back from per-CPU map memory, which the verifier does not track:
+/// the code after it is then checked once for every way instead of once per way (a known
+/// index is a distinct state, and the code that follows is long). `None` only if the per-CPU
+/// memory is missing.
+#[inline(always)]
+fn launder(i: usize) -> Option<usize> {
+    let w = crate::maps::work()?;
+    // SAFETY: per-CPU memory of this CPU.
+    unsafe {
+        write_volatile(&mut w.launder, i as u32);
+        Some(read_volatile(&w.launder) as usize & (CONN_WAYS - 1))
+    }
+}
+
+/// The lifetime of an entry (0: none, also before userspace wrote the lifetimes).
+#[inline(always)]
+fn lifetime(state: u32, proto: u8) -> u32 {
+    KA_CONN_TIMEOUTS.get(0).map_or(0, |t| timeout_of(state, proto, t))
+}
+
+/// A counter read as `i32`, negative as 0.
+#[inline(always)]
+fn load(p: *const u32) -> u32 {
+    // SAFETY: the callers pass a pointer into a map value.
+    let v = unsafe { read_volatile(p) };
+    if (v as i32) < 0 {
+        0
+    } else {
+        v
+    }
+}
+
+/// `active + inactive` of a backend.
+#[inline(always)]
+fn total(c: *mut BackendConns) -> u32 {
+    // SAFETY: a map value.
+    unsafe { load(&(*c).active).wrapping_add(load(&(*c).inactive)) }
+}
+
+/// The counter an entry of `state` is counted in.
+#[inline(always)]
+fn counter(c: *mut BackendConns, state: u32) -> *mut u32 {
+    // SAFETY: a map value.
+    unsafe {
+        if is_active(state) {
+            &mut (*c).active
+        } else {
+            &mut (*c).inactive
+        }
+    }
+}
+
+/// Counts a new entry of `state` on `backend` (IPVS `ip_vs_bind_dest`): +1, and overloaded once
+/// the total reaches `uthreshold`. Nothing for an entry without `CONN_F_COUNTED`.
+// Verifier/LLVM: a BPF-to-BPF call: its branches do not multiply the caller's paths.
+#[inline(never)]
+pub fn bind(backend: u32, state: u32, uthreshold: u32) {
+    if state & CONN_F_COUNTED == 0 {
+        return;
+    }
+    let Some(c) = KA_BACKEND_CONNS.get_ptr_mut(backend) else {
+        return;
+    };
+    // SAFETY: a map value shared by every CPU: the count by atomic add, the flag by a plain
+    // store (a racing unbind may clear it a moment early, as two CPUs of IPVS may).
+    unsafe {
+        atomic::add32(counter(c, state), 1);
+        if overload_after_bind(total(c), uthreshold) {
+            write_volatile(&mut (*c).overloaded, 1);
+        }
+    }
+}
+
+/// Uncounts an entry of `state` leaving `backend` (IPVS `ip_vs_unbind_dest`): −1, and no longer
+/// overloaded once the total is below the backend's `lthreshold`.
+// Verifier/LLVM: a BPF-to-BPF call: its branches do not multiply the caller's paths.
+#[inline(never)]
+pub fn unbind(backend: u32, state: u32) {
+    if state & CONN_F_COUNTED == 0 {
+        return;
+    }
+    let Some(c) = KA_BACKEND_CONNS.get_ptr_mut(backend) else {
+        return;
+    };
+    // SAFETY: as in bind.
+    unsafe {
+        atomic::add32(counter(c, state), u32::MAX);
+        if read_volatile(&(*c).overloaded) != 0 {
+            let (u, l) = KA_BACKENDS.get(backend).map_or((0, 0), |b| (b.uthreshold, b.lthreshold));
+            if overload_clears(total(c), u, l) {
+                write_volatile(&mut (*c).overloaded, 0);
+            }
+        }
+    }
+}
+
+/// Moves a counted entry between the active and inactive counts of `backend`.
+// Verifier/LLVM: a BPF-to-BPF call: its branches do not multiply the caller's paths.
+#[inline(never)]
+fn shift(backend: u32, from: u32, to: u32) {
+    if from & CONN_F_COUNTED == 0 || is_active(from) == is_active(to) {
+        return;
+    }
+    let Some(c) = KA_BACKEND_CONNS.get_ptr_mut(backend) else {
+        return;
+    };
+    // SAFETY: as in bind.
+    unsafe {
+        atomic::add32(counter(c, to), 1);
+        atomic::add32(counter(c, from), u32::MAX);
+    }
+}
+
+/// Whether `backend` is overloaded (its `uthreshold` reached, not yet below `lthreshold`).
+#[inline(always)]
+pub fn overloaded(backend: u32) -> bool {
+    // SAFETY: a map value; a plain read of a flag.
+    KA_BACKEND_CONNS.get_ptr(backend).is_some_and(|c| unsafe { read_volatile(&(*c).overloaded) } != 0)
+}
+
+/// A hit on a live way whose life word read `l`: expired (it leaves the table, uncounted:
+/// `None`), or its stamp refreshed and its state moved by `tcp_flags`, each change by one
+/// compare-and-swap whose winner applies the counts. A lost swap (another CPU refreshed the
+/// way, or claimed it) changes nothing; the packet still follows `backend`.
+#[inline(always)]
+fn touch(lp: *mut u64, l: u64, backend: u32, proto: u8, now: u32, tcp_flags: u8) -> Option<u32> {
+    let (stamp, state) = (life_stamp(l), life_state(l));
+    let t = lifetime(state, proto);
+    if t != 0 && now.wrapping_sub(stamp) > t {
+        // SAFETY: the way's 8-aligned life word.
+        if unsafe { atomic::cas64(lp, l, 0) } == l {
+            unbind(backend, state);
+        }
+        stats::inc(Counter::LbConnExpired);
+        return None;
+    }
+    let next = if proto == IPPROTO_TCP {
+        state & !CONN_S_MASK | tcp_next_state(state & CONN_S_MASK, tcp_flags)
+    } else {
+        state
+    };
+    // SAFETY: as above.
+    if (next != state || stamp != now) && unsafe { atomic::cas64(lp, l, life(now, next)) } == l {
+        shift(backend, state, next);
+    }
+    Some(backend)
+}
+
+/// Lookup, insertion and sweep of one family's set-associative connection table:
+/// `$get(key, hash, now, tcp_flags)` returns the backend of a live way holding `key` (see
+/// [`touch`]); `$put(key, hash, backend, now, state)` records the flow in its own way, a free
+/// or expired one, or the least recently seen one of the set, uncounting what it replaces;
+/// `$sweep(set, now, timeouts)` expires the set's ways whose lifetime passed.
+macro_rules! conn_table {
+    ($get:ident, $put:ident, $sweep:ident, $map:ident, $key:ty) => {
+        #[inline(always)]
+        pub fn $get(key: &$key, hash: u32, now: u32, tcp_flags: u8) -> Option<u32> {
+            const N: usize = size_of::<$key>() / 4;
+            let set = $map.get_ptr_mut(conn_set(hash))?;
+            let mut found = CONN_WAYS;
+            let mut i = 0;
+            while i < CONN_WAYS {
+                // SAFETY: a map value of CONN_WAYS ways, i < CONN_WAYS. Other CPUs may write
+                // it concurrently: a way being written is busy (stamp 0), and a torn way fails
+                // the check and reads as a miss.
+                let way = unsafe { &(*set).ways[i] };
+                // SAFETY: the life word: stamp and state, 8-aligned (ConnWay is align(8)).
+                let l = unsafe { read_volatile(&way.stamp as *const u32 as *const u64) };
+                if life_stamp(l) != 0
+                    && words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32)
+                {
+                    found = i;
+                    break;
+                }
+                i += 1;
+            }
+            if found == CONN_WAYS {
+                return None;
+            }
+            let i = launder(found)?;
+            // SAFETY: as above; i < CONN_WAYS.
+            let way = unsafe { &mut (*set).ways[i] };
+            let lp = &mut way.stamp as *mut u32 as *mut u64;
+            // SAFETY: as above.
+            let (l, backend) = unsafe { (read_volatile(lp), read_volatile(&way.backend)) };
+            if life_stamp(l) == 0 || way.check != conn_check(hash, backend) {
+                return None;
+            }
+            touch(lp, l, backend, key.proto, now, tcp_flags)
+        }
+
+        #[inline(always)]
+        pub fn $put(key: &$key, hash: u32, backend: u32, now: u32, state: u32) -> bool {
+            const N: usize = size_of::<$key>() / 4;
+            let Some(set) = $map.get_ptr_mut(conn_set(hash)) else {
+                return false;
+            };
+            let (mut victim, mut oldest) = (0usize, 0u32);
+            let mut i = 0;
+            while i < CONN_WAYS {
+                // SAFETY: as in the lookup.
+                let way = unsafe { &(*set).ways[i] };
+                // SAFETY: as in the lookup.
+                let l = unsafe { read_volatile(&way.stamp as *const u32 as *const u64) };
+                let stamp = life_stamp(l);
+                if stamp == 0 {
+                    if life_state(l) == 0 {
+                        // Free.
+                        victim = i;
+                        break;
+                    }
+                    // Busy: another CPU is writing it.
+                    i += 1;
+                    continue;
+                }
+                if words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32) {
+                    // Its own (a new connection on a reused 5-tuple, or rescheduled).
+                    victim = i;
+                    break;
+                }
+                // The least recently seen (an expired way is older than any live one of its
+                // protocol and state; the sweeper frees them within a second anyway).
+                let age = now.wrapping_sub(stamp);
+                if age >= oldest {
+                    oldest = age;
+                    victim = i;
+                }
+                i += 1;
+            }
+            let Some(victim) = launder(victim) else {
+                return false;
+            };
+            // SAFETY: as in the lookup; victim < CONN_WAYS.
+            let way = unsafe { &mut (*set).ways[victim] };
+            let lp = &mut way.stamp as *mut u32 as *mut u64;
+            // SAFETY: as in the lookup. Read before the claim: a claim that succeeds proves
+            // the way unchanged since `old` was read.
+            let (old, old_backend) = unsafe { (read_volatile(lp), read_volatile(&way.backend)) };
+            if life_stamp(old) == 0 && life_state(old) != 0 {
+                // Became busy meanwhile.
+                return false;
+            }
+            // SAFETY: as in the lookup.
+            if unsafe { atomic::cas64(lp, old, life(0, CONN_BUSY)) } != old {
+                return false;
+            }
+            if life_stamp(old) != 0 {
+                unbind(old_backend, life_state(old));
+            }
+            mem::copy(&mut way.key, key);
+            way.backend = backend;
+            way.check = conn_check(hash, backend);
+            // SAFETY: as in the lookup; one 64-bit store publishes the way.
+            unsafe { write_volatile(lp, life(now, state)) };
+            true
+        }
+
+        // Verifier/LLVM: a BPF-to-BPF call: the paths through a set's ways end at its return
+        // (one value), so the sweeper's loop over sets is checked once per set.
+        #[inline(never)]
+        pub fn $sweep(set: u32, now: u32) -> u64 {
+            let Some(t) = KA_CONN_TIMEOUTS.get(0) else {
+                return 0;
+            };
+            let Some(s) = $map.get_ptr_mut(set) else {
+                return 0;
+            };
+            let (mut expired, mut live) = (0u32, 0u32);
+            let mut i = 0;
+            while i < CONN_WAYS {
+                // SAFETY: as in the lookup.
+                let way = unsafe { &mut (*s).ways[i] };
+                let lp = &mut way.stamp as *mut u32 as *mut u64;
+                // SAFETY: as in the lookup.
+                let l = unsafe { read_volatile(lp) };
+                if life_stamp(l) != 0 {
+                    // SAFETY: as in the lookup.
+                    let backend = unsafe { read_volatile(&way.backend) };
+                    let lt = timeout_of(life_state(l), way.key.proto, t);
+                    if lt != 0 && now.wrapping_sub(life_stamp(l)) > lt {
+                        // SAFETY: as in the lookup.
+                        if unsafe { atomic::cas64(lp, l, 0) } == l {
+                            unbind(backend, life_state(l));
+                            expired += 1;
+                        }
+                    } else {
+                        live += 1;
+                    }
+                }
+                i += 1;
+            }
+            u64::from(expired) << 32 | u64::from(live)
+        }
+    };
+}
+
+conn_table!(conn4_get, conn4_put, conn4_sweep, KA_CONNS4, FlowKey4);
+conn_table!(conn6_get, conn6_put, conn6_sweep, KA_CONNS6, FlowKey);
+
+/// The sweeper program's body ([`ka_common::sched::SWEEP_PROGRAM`], run by userspace through
+/// BPF_PROG_TEST_RUN, never attached): reads a `SweepIo` at the start of the frame, expires
+/// the ways of `count` sets of the `family` table from set `first` on whose lifetime passed
+/// (uncounting them), and writes back what it did and the kernel's clocks. Returns
+/// `XDP_PASS`, or `XDP_ABORTED` for a frame too short to hold a `SweepIo`.
+#[inline(always)]
+pub fn sweep(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
+    use aya_ebpf::{
+        bindings::xdp_action,
+        helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    };
+    use ka_common::{
+        lb::{CONN_SETS, FAMILY_V4},
+        sched::{SweepIo, SWEEP_SETS},
+    };
+    let Some(io) = crate::ptr::ptr_at_mut::<SweepIo>(ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: bounds-checked by ptr_at_mut; the frame is this run's own buffer.
+    let (family, first, count) = unsafe { ((*io).family, (*io).first, (*io).count) };
+    // SAFETY: plain helper calls.
+    let (jiffies, ns) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
+    let now = jiffies as u32 | 1;
+    let (mut expired, mut live) = (0u32, 0u32);
+    let mut k = 0;
+    while k < SWEEP_SETS {
+        let set = first.wrapping_add(k);
+        if k >= count || set >= CONN_SETS {
+            break;
+        }
+        let r = if family == u32::from(FAMILY_V4) {
+            conn4_sweep(set, now)
+        } else {
+            conn6_sweep(set, now)
+        };
+        expired = expired.wrapping_add((r >> 32) as u32);
+        live = live.wrapping_add(r as u32);
+        k += 1;
+    }
+    // SAFETY: as above.
+    unsafe {
+        write_volatile(&mut (*io).expired, expired);
+        write_volatile(&mut (*io).live, live);
+        write_volatile(&mut (*io).jiffies, jiffies);
+        write_volatile(&mut (*io).ktime_ns, ns);
+    }
+    xdp_action::XDP_PASS
+}
