@@ -71,6 +71,12 @@ pub const MAX_DESTS: usize = 64;
 pub const DESTS_MAP: &str = "KA_DESTS";
 /// Connection counts per backend, `Array<BackendConns>` of `MAX_BACKENDS`.
 pub const BACKEND_CONNS_MAP: &str = "KA_BACKEND_CONNS";
+/// Per-backend tally of the connection-table entries that are not counted in
+/// [`BACKEND_CONNS_MAP`] (services whose scheduler needs no counts), by the sweeper: each pass
+/// over the tables adds every live uncounted entry to its backend's `active` or `inactive`,
+/// and userspace reads and zeroes the tally after the pass (`BPF_F_MMAPABLE`; only the
+/// sweeper writes it, so plain adds). `overloaded` is unused.
+pub const BACKEND_TALLY_MAP: &str = "KA_BACKEND_TALLY";
 /// Entry lifetimes in jiffies, `Array<ConnTimeouts>` of 1, written by userspace.
 pub const CONN_TIMEOUTS_MAP: &str = "KA_CONN_TIMEOUTS";
 /// `lblc`/`lblcr` destination cache, `LruHashMap<LblcKey, LblcValue>` of [`LBLC_TABLE_SIZE`].

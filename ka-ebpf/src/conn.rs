@@ -20,7 +20,7 @@ use ka_common::{
 
 use crate::{
     atomic,
-    maps::{KA_BACKENDS, KA_BACKEND_CONNS, KA_CONNS4, KA_CONNS6, KA_CONN_TIMEOUTS},
+    maps::{KA_BACKENDS, KA_BACKEND_CONNS, KA_BACKEND_TALLY, KA_CONNS4, KA_CONNS6, KA_CONN_TIMEOUTS},
     mem, stats,
 };
 
@@ -148,6 +148,23 @@ fn shift(backend: u32, from: u32, to: u32) {
     unsafe {
         atomic::add32(counter(c, to), 1);
         atomic::add32(counter(c, from), u32::MAX);
+    }
+}
+
+/// Adds a live entry of `state` on `backend` to the sweeper's tally, unless it is counted in
+/// `KA_BACKEND_CONNS` already.
+#[inline(always)]
+fn tally(backend: u32, state: u32) {
+    if state & CONN_F_COUNTED != 0 {
+        return;
+    }
+    if let Some(c) = KA_BACKEND_TALLY.get_ptr_mut(backend) {
+        // SAFETY: a map value only the sweeper writes (one run at a time); userspace reads and
+        // zeroes it between passes.
+        unsafe {
+            let p = counter(c, state);
+            write_volatile(p, read_volatile(p).wrapping_add(1));
+        }
     }
 }
 
@@ -325,6 +342,7 @@ macro_rules! conn_table {
                         }
                     } else {
                         live += 1;
+                        tally(backend, life_state(l));
                     }
                 }
                 i += 1;

@@ -51,6 +51,11 @@ pub static KA_DESTS: Array<DestList> = Array::with_max_entries(MAX_SERVICES * TA
 #[map(name = "KA_BACKEND_CONNS")]
 pub static KA_BACKEND_CONNS: Array<BackendConns> = Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE);
 
+/// `ka_common::sched::BACKEND_TALLY_MAP` (mmap-able: userspace reads and zeroes it between
+/// sweeps).
+#[map(name = "KA_BACKEND_TALLY")]
+pub static KA_BACKEND_TALLY: Array<BackendConns> = Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE);
+
 /// `ka_common::sched::CONN_TIMEOUTS_MAP`.
 #[map(name = "KA_CONN_TIMEOUTS")]
 pub static KA_CONN_TIMEOUTS: Array<ConnTimeouts> = Array::with_max_entries(1, 0);

@@ -41,8 +41,9 @@ pub struct BackendCounters {
     pub packets: u64,
     /// Bytes forwarded to it.
     pub bytes: u64,
-    /// Established TCP connections (IPVS ActiveConn), in services that keep counts (a
-    /// least-connection scheduler or a `uthreshold`).
+    /// Established TCP connections (IPVS ActiveConn): counted by the datapath in services that
+    /// keep counts (a least-connection scheduler or a `uthreshold`), else the sweeper's tally
+    /// of the connection table (at most a second old); `None` before the first sweep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_conns: Option<u32>,
     /// Other connections (IPVS InActConn), likewise.
@@ -456,6 +457,7 @@ impl Dataplane {
     /// Per-service and per-real-server counters.
     pub fn counters(&self, ebpf: &aya::Ebpf) -> Vec<ServiceCounters> {
         let Some(d) = &self.applied else { return Vec::new() };
+        let tally = self.sweeper.as_ref().and_then(|(t, _)| t.tally());
         d.services
             .iter()
             .map(|s| {
@@ -487,9 +489,15 @@ impl Dataplane {
                                     None => NextHopReport::not_checked(),
                                 }
                             });
-                            let conns = crate::lb::writer::keeps_counts(s)
-                                .then(|| self.writer.backend_id(s, b.addr, b.port, b.method).and_then(|id| self.writer.conn_counts(id)))
-                                .flatten();
+                            // Counted by the datapath where the service keeps counts (exact),
+                            // else the sweeper's tally (at most a sweep period old).
+                            let id = self.writer.backend_id(s, b.addr, b.port, b.method);
+                            let counted = crate::lb::writer::keeps_counts(s);
+                            let conns = match id {
+                                Some(id) if counted => self.writer.conn_counts(id),
+                                Some(id) => tally.as_ref().and_then(|t| t.get(id as usize).copied()),
+                                None => None,
+                            };
                             BackendCounters {
                                 address: b.addr,
                                 port: b.port,
@@ -499,7 +507,7 @@ impl Dataplane {
                                 bytes: bs.bytes,
                                 active_conns: conns.map(|c| c.active),
                                 inactive_conns: conns.map(|c| c.inactive),
-                                overloaded: conns.is_some_and(|c| c.overloaded != 0),
+                                overloaded: counted && conns.is_some_and(|c| c.overloaded != 0),
                                 next_hop,
                             }
                         })

@@ -232,6 +232,31 @@ fn metrics_agree_with_status() {
         assert_eq!(get("ka_real_server_weight", &bl), b["weight"].as_f64().expect("weight"), "{rs}");
         assert_eq!(get("ka_real_server_up", &bl), if h["state"] == "up" { 1.0 } else { 0.0 }, "{rs}");
     }
+    // Connection counts (node_exporter's ipvs connections_active): held connections are
+    // established entries of the connection table. An `mh` service keeps no counts in the
+    // datapath, so these come from the sweeper's tally; metrics and status agree on them.
+    let held: Vec<(TcpStream, usize)> = (0..3).map(|_| lab.connect().expect("a held connection")).collect();
+    let mut per_rs = [0u64; 2];
+    for (_, i) in &held {
+        per_rs[*i] += 1;
+    }
+    wait_for("the held connections counted per real server, in status and metrics alike", WAIT, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let response = lab.scrape();
+        let st = ka.status_json().ok()?;
+        let samples = prom::parse(response.split_once("\r\n\r\n")?.1).ok()?;
+        RS.iter().enumerate().all(|(i, rs)| {
+            let Some(b) = backend(&st, rs) else { return false };
+            let bl = [("local_address", VIP), ("local_port", "8080"), ("proto", "TCP"), ("remote_address", *rs), ("remote_port", "8080")];
+            let active = prom::value(&samples, "ka_real_server_connections_active", &bl);
+            let inactive = prom::value(&samples, "ka_real_server_connections_inactive", &bl);
+            b["active_conns"].as_u64() == Some(per_rs[i])
+                && active == Some(per_rs[i] as f64)
+                && inactive == b["inactive_conns"].as_f64()
+        })
+        .then_some(())
+    });
+    drop(held);
     let counters = st["counters"].as_object().expect("counters");
     let tx = counters.get("verdict_tx").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     assert!(tx > 0.0, "DR forwards with XDP_TX: {counters:?}");

@@ -4,6 +4,12 @@
 //! [`SWEEP_PROGRAM`] run through BPF_PROG_TEST_RUN, so every change of an entry and its counts
 //! stays in the kernel's compare-and-swap protocol), and the counters map, `mmap`ed so that a
 //! single field can be zeroed or cleared while the kernel adds to the others.
+//!
+//! The same pass tallies, per backend, the live entries the datapath does not count (services
+//! whose scheduler needs no counts: Maglev, rr...): [`BACKEND_TALLY_MAP`], read and zeroed
+//! after each complete pass and published as a [`ConnTally`], so every real server has
+//! connection counts (exact at packet time where counted, a snapshot at most one
+//! [`SWEEP_PERIOD`] old elsewhere) without any cost in the datapath.
 
 use std::{
     io,
@@ -16,7 +22,7 @@ use aya::{maps::Map, Ebpf};
 use ka_common::{
     lb::{CONN_SETS, FAMILY_V4, FAMILY_V6, MAX_BACKENDS},
     sched::{
-        BackendConns, ConnTimeouts, SweepIo, BACKEND_CONNS_MAP, CLOSE_TIMEOUT_S, CONN_TIMEOUTS_MAP,
+        BackendConns, ConnTimeouts, SweepIo, BACKEND_CONNS_MAP, BACKEND_TALLY_MAP, CLOSE_TIMEOUT_S, CONN_TIMEOUTS_MAP,
         DEFAULT_TCP_FIN_TIMEOUT_S, DEFAULT_TCP_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S, LBLC_EXPIRATION_S,
         SWEEP_PROGRAM, SWEEP_SETS, SYN_TIMEOUT_S,
     },
@@ -126,7 +132,13 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64; 10]) -> io::Result<()> {
 pub struct Sweeper {
     prog: OwnedFd,
     timeouts: OwnedFd,
+    /// The tally of uncounted entries, mapped (absent from an older object: no tally).
+    tally: Option<ConnCounters>,
 }
+
+/// The live connection-table entries of each backend id that the datapath does not count
+/// (index: backend id), as the last complete sweep found them.
+pub type ConnTally = std::sync::Arc<Vec<BackendConns>>;
 
 /// What one pass over both tables found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -150,7 +162,14 @@ impl Sweeper {
             .map_err(|e| LbError::Unsupported(format!("program {SWEEP_PROGRAM}: {e}")))?;
         let fd = prog.fd().map_err(|e| LbError::Unsupported(format!("program {SWEEP_PROGRAM} not loaded: {e}")))?;
         let prog = fd.as_fd().try_clone_to_owned().map_err(|e| io_err(CONN_TIMEOUTS_MAP, "dup program", e))?;
-        Ok(Sweeper { prog, timeouts: array_fd(ebpf, CONN_TIMEOUTS_MAP)? })
+        let tally = match ConnCounters::map_named(ebpf, BACKEND_TALLY_MAP) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(error = %e, "no connection tally: real servers of services without counts show none");
+                None
+            }
+        };
+        Ok(Sweeper { prog, timeouts: array_fd(ebpf, CONN_TIMEOUTS_MAP)?, tally })
     }
 
     /// One run: `count` (≤ [`SWEEP_SETS`]) sets of the `family` table from set `first`.
@@ -192,6 +211,9 @@ impl Sweeper {
     /// # Errors
     /// A run fails (the sets after it are left for the next pass).
     pub fn sweep_all(&self) -> io::Result<SweepTotals> {
+        if let Some(t) = &self.tally {
+            t.zero_all();
+        }
         let mut t = SweepTotals::default();
         for family in [FAMILY_V4, FAMILY_V6] {
             for first in (0..CONN_SETS).step_by(SWEEP_SETS as usize) {
@@ -201,6 +223,12 @@ impl Sweeper {
             }
         }
         Ok(t)
+    }
+
+    /// The tally the last [`Sweeper::sweep_all`] left (call it after a complete pass).
+    pub fn tally(&self) -> Option<ConnTally> {
+        let t = self.tally.as_ref()?;
+        Some(std::sync::Arc::new((0..MAX_BACKENDS).map(|id| t.get(id)).collect()))
     }
 
     /// Writes the lifetimes the datapath applies.
@@ -222,6 +250,7 @@ impl Sweeper {
 /// the lifetimes (again whenever `lifetimes` changes), and sweeps both tables every
 /// [`SWEEP_PERIOD`]. Aborted when the returned handle is dropped.
 pub fn spawn(sweeper: Sweeper, mut lifetimes: tokio::sync::watch::Receiver<ConnLifetimes>) -> SweepTask {
+    let (tally_tx, tally) = tokio::sync::watch::channel(None);
     let handle = tokio::spawn(async move {
         let sweeper = std::sync::Arc::new(sweeper);
         let first = match sweeper.clock() {
@@ -260,15 +289,19 @@ pub fn spawn(sweeper: Sweeper, mut lifetimes: tokio::sync::watch::Receiver<ConnL
                 }
             }
             let s = sweeper.clone();
-            match tokio::task::spawn_blocking(move || s.sweep_all()).await {
-                Ok(Ok(t)) if t.expired > 0 => debug!(expired = t.expired, live = t.live, "connection table swept"),
-                Ok(Ok(_)) => {}
+            match tokio::task::spawn_blocking(move || s.sweep_all().map(|t| (t, s.tally()))).await {
+                Ok(Ok((t, tally))) => {
+                    if t.expired > 0 {
+                        debug!(expired = t.expired, live = t.live, "connection table swept");
+                    }
+                    tally_tx.send_replace(tally);
+                }
                 Ok(Err(e)) => warn!(error = %e, "connection table sweep failed"),
                 Err(e) => warn!(error = %e, "connection table sweep task failed"),
             }
         }
     });
-    SweepTask { handle }
+    SweepTask { handle, tally }
 }
 
 fn write_timeouts(sweeper: &Sweeper, l: &ConnLifetimes, hz: u32) {
@@ -283,6 +316,14 @@ fn write_timeouts(sweeper: &Sweeper, l: &ConnLifetimes, hz: u32) {
 #[derive(Debug)]
 pub struct SweepTask {
     handle: tokio::task::JoinHandle<()>,
+    tally: tokio::sync::watch::Receiver<Option<ConnTally>>,
+}
+
+impl SweepTask {
+    /// The tally of the last complete sweep (`None` before the first one).
+    pub fn tally(&self) -> Option<ConnTally> {
+        self.tally.borrow().clone()
+    }
 }
 
 impl Drop for SweepTask {
@@ -309,7 +350,15 @@ impl ConnCounters {
     /// # Errors
     /// The map is missing or cannot be mapped (it must be `BPF_F_MMAPABLE`).
     pub fn map(ebpf: &Ebpf) -> Result<ConnCounters, LbError> {
-        let fd = array_fd(ebpf, BACKEND_CONNS_MAP)?;
+        Self::map_named(ebpf, BACKEND_CONNS_MAP)
+    }
+
+    /// Maps an mmap-able array of [`BackendConns`] of [`MAX_BACKENDS`] entries.
+    ///
+    /// # Errors
+    /// As [`ConnCounters::map`].
+    pub fn map_named(ebpf: &Ebpf, name: &'static str) -> Result<ConnCounters, LbError> {
+        let fd = array_fd(ebpf, name)?;
         let bytes = MAX_BACKENDS as usize * std::mem::size_of::<BackendConns>();
         // SAFETY: plain sysconf(3).
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
@@ -318,7 +367,7 @@ impl ConnCounters {
         // bytes (the kernel rounds the array up to whole pages).
         let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
         if p == libc::MAP_FAILED {
-            return Err(io_err(BACKEND_CONNS_MAP, "mmap", io::Error::last_os_error()));
+            return Err(io_err(name, "mmap", io::Error::last_os_error()));
         }
         // The descriptor may close: the mapping holds the map.
         drop(fd);
@@ -356,6 +405,13 @@ impl ConnCounters {
             if let Some(a) = self.field(id, f) {
                 a.store(0, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Zeroes every entry (the sweeper's tally, before a pass; nothing else writes it then).
+    pub fn zero_all(&self) {
+        for id in 0..MAX_BACKENDS {
+            self.reset(id);
         }
     }
 

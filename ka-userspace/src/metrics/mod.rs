@@ -213,6 +213,16 @@ impl Collector for Snapshot {
         let mut rs_w = Fam::new("ka_real_server_weight", "A real server's weight in the datapath (0: drained or out).", Gauge);
         let mut rs_in = Fam::new("ka_real_server_in_table", "Whether a real server is in the datapath's tables (weight 0 included).", Gauge);
         let mut rs_up = Fam::new("ka_real_server_up", "Whether a real server's checkers hold it up.", Gauge);
+        let mut rs_act = Fam::new(
+            "ka_real_server_connections_active",
+            "Established TCP connections of a real server in the connection table (IPVS ActiveConn).",
+            Gauge,
+        );
+        let mut rs_inact = Fam::new(
+            "ka_real_server_connections_inactive",
+            "Other connections of a real server in the connection table: TCP before established or closing, UDP (IPVS InActConn).",
+            Gauge,
+        );
         let mut rs_rt = Fam::new(
             "ka_real_server_runtime_override",
             "A runtime override set by `ka rs` (label override: weight, drain, disable).",
@@ -231,6 +241,10 @@ impl Collector for Snapshot {
                 rs_b.add(l.clone(), b.bytes);
                 rs_w.add(l.clone(), u64::from(b.weight));
                 rs_in.add(l.clone(), u64::from(b.in_table));
+                if let (Some(a), Some(i)) = (b.active_conns, b.inactive_conns) {
+                    rs_act.add(l.clone(), u64::from(a));
+                    rs_inact.add(l.clone(), u64::from(i));
+                }
                 // The checkers' view of the same server: its virtual server is this VIP:port, or
                 // a group or fwmark service holding it.
                 let rep = health.and_then(|h| {
@@ -262,7 +276,7 @@ impl Collector for Snapshot {
                 }
             }
         }
-        fams.extend([svc_p, svc_b, rs_p, rs_b, rs_w, rs_in, rs_up, rs_rt]);
+        fams.extend([svc_p, svc_b, rs_p, rs_b, rs_w, rs_in, rs_up, rs_act, rs_inact, rs_rt]);
 
         // XDP counters, split by what they count.
         let mut verdicts = Fam::new("ka_xdp_packets", "Packets by XDP verdict.", Counter);
