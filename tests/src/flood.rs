@@ -49,16 +49,17 @@ impl Forged {
         }
     }
 
-    /// The XDP counter (`ka_common::stats::Counter` name) that counts this kind when the fast
-    /// path drops it.
+    /// The XDP counter that counts this kind when the fast path drops it.
     pub fn xdp_counter(self) -> &'static str {
+        use ka_common::{stats::Counter, vrrp::DropReason};
         match self {
-            Forged::BadTtl => "vrrp_bad_ttl",
-            Forged::WrongAuth => "vrrp_auth_failure",
-            Forged::BadChecksum => "vrrp_bad_checksum",
-            Forged::UnknownVrid => "vrrp_vrid_mismatch",
-            Forged::LowerPriority => "vrrp_lower_prio_limited",
+            Forged::BadTtl => Counter::vrrp_drop(DropReason::BadTtl),
+            Forged::WrongAuth => Counter::vrrp_drop(DropReason::AuthFailure),
+            Forged::BadChecksum => Counter::vrrp_drop(DropReason::BadChecksum),
+            Forged::UnknownVrid => Counter::vrrp_drop(DropReason::VridMismatch),
+            Forged::LowerPriority => Counter::VrrpLowerPrioLimited,
         }
+        .name()
     }
 }
 
