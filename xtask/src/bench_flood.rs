@@ -2,9 +2,9 @@
 //! LAN of namespaces, flooded by a third host with forged VRRP adverts of each kind in turn (TTL
 //! 64, a wrong password, a bad checksum, unknown VRIDs, valid-looking lower-priority adverts
 //! from rotating sources), then all five interleaved, one sender thread writing as fast as it
-//! can (`ka_tests::flood`). Per row: the rate sent and the rate XDP saw, the daemon's CPU (utime
-//! + stime from /proc/PID/stat over the window), what reached the engine and what the master
-//! sent, and whether anything changed state. Then, during the mixed flood, how long a
+//! can (`ka_tests::flood`). Per row: the rate sent and the rate XDP saw, the daemon's CPU (user
+//! and system time from /proc/PID/stat over the window), what reached the engine and what the
+//! master sent, and whether anything changed state. Then, during the mixed flood, how long a
 //! higher-priority peer's first advert takes to make ka BACKUP.
 //!
 //! Everything runs in namespaces this module creates and removes (guards of `ka-tests`).
