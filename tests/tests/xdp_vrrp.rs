@@ -1,8 +1,9 @@
 //! Packet fixtures of `ka_xdp`'s VRRP fast path through BPF_PROG_TEST_RUN: steady-state adverts
 //! (last-seen refreshed, dropped or passed, no event), changes reported on the ring buffer (new
 //! master, priority and interval change, resignation, a higher-priority peer while MASTER), and
-//! invalid adverts, each counted under its own drop reason. Fresh maps per case; the interface
-//! is `lo` (ifindex 1, present in every namespace).
+//! invalid adverts, each counted under its own drop reason; and the per-instance budget of
+//! adverts below the reference priority (`vrrp_lower_prio_limited`). Fresh maps per case; the
+//! interface is `lo` (ifindex 1, present in every namespace).
 
 mod common;
 
