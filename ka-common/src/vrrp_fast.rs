@@ -23,7 +23,8 @@
 //! always, as a keepalive, the others only when they change the source or priority last passed);
 //! the rest are dropped and counted (`vrrp_lower_prio_limited`).
 //!
-//! The daemon chooses: with both flags clear the fast path only counts and timestamps.
+//! The daemon chooses: with both flags clear the fast path only counts and timestamps (and
+//! drops the below-reference adverts beyond their budget, which are valid but redundant).
 
 use bytemuck::{Pod, Zeroable};
 
