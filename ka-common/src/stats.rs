@@ -221,6 +221,10 @@ counters! {
     /// Sync: an install record was refused by the install program (unknown kind or family, a
     /// backend id that is unused or of another family).
     SyncInstallBad = "sync_install_bad",
+    /// VRRP fast path drop reason: a valid advert below the instance's reference priority
+    /// (lower than ours while MASTER, than the known master's otherwise) beyond the instance's
+    /// budget of `vrrp_fast::VRRP_RATE_PER_INTERVAL` per advert interval (an advert flood).
+    VrrpLowerPrioLimited = "vrrp_lower_prio_limited",
 }
 
 impl Counter {

@@ -15,7 +15,16 @@
 //! - **invalid**: counted per reason; dropped when [`VRRP_F_DROP_INVALID`] is set, else passed
 //!   (the engine then counts it again with the same rules).
 //!
-//! The daemon chooses: with both flags clear the fast path only counts and timestamps.
+//! A change whose priority is below the instance's reference ([`below_reference`]: ours while
+//! MASTER, the known master's otherwise) cannot move mastership by itself, yet a flood of them
+//! would cost the engine one wake-up each and make a MASTER answer each one. Those go through
+//! a per-instance budget first ([`VrrpRate`], [`rate_admit`]): at most
+//! [`VRRP_RATE_PER_INTERVAL`] per advert interval reach the engine (the first of each interval
+//! always, as a keepalive, the others only when they change the source or priority last passed);
+//! the rest are dropped and counted (`vrrp_lower_prio_limited`).
+//!
+//! The daemon chooses: with both flags clear the fast path only counts and timestamps (and
+//! drops the below-reference adverts beyond their budget, which are valid but redundant).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -26,6 +35,14 @@ pub const VRRP_INSTANCES_MAP: &str = "KA_VRRP";
 pub const VRRP_SEEN_MAP: &str = "KA_VRRP_SEEN";
 /// Changes for the engine, a ring buffer of [`VrrpEvent`].
 pub const VRRP_EVENTS_MAP: &str = "KA_VRRP_EVENTS";
+/// Budget of below-reference adverts per instance, `LruHashMap<VrrpKey, VrrpRate>`. Kernel
+/// state of one process (never pinned): the kernel creates and updates the entries, and an
+/// instance's entry simply ages out of the LRU when the instance is gone.
+pub const VRRP_RATE_MAP: &str = "KA_VRRP_RATE";
+/// Below-reference adverts XDP hands the engine per instance and advert interval, at most
+/// (per CPU that races on the same entry at the very moment, at worst: the entry is updated
+/// without atomics, so two CPUs can both take the last slot).
+pub const VRRP_RATE_PER_INTERVAL: u32 = 4;
 /// Most instances.
 pub const MAX_VRRP_INSTANCES: u32 = 1024;
 /// Size of the event ring buffer, bytes.
@@ -59,6 +76,9 @@ pub const VRRP_EV_RESIGN: u8 = 4;
 pub const VRRP_EV_HIGHER_PRIO: u8 = 5;
 /// Event kind: while MASTER, a peer with a lower priority.
 pub const VRRP_EV_LOWER_PRIO: u8 = 6;
+
+/// Nanoseconds in a centisecond (advert intervals are in centiseconds).
+pub const NS_PER_CENTI: u64 = 10_000_000;
 
 /// Key of [`VRRP_INSTANCES_MAP`] and [`VRRP_SEEN_MAP`].
 #[repr(C)]
@@ -134,6 +154,89 @@ pub struct VrrpEvent {
     pub src: [u8; 16],
 }
 
+/// Value of [`VRRP_RATE_MAP`]: the current window of one instance's budget of below-reference
+/// adverts (see [`rate_admit`]). All zero is a fresh entry (its window has long expired).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VrrpRate {
+    /// Start of the current window, `bpf_ktime_get_ns`.
+    pub window_start_ns: u64,
+    /// Source of the last advert passed (IPv4 in the first 4 bytes).
+    pub last_src: [u8; 16],
+    /// Adverts passed in the current window.
+    pub passed: u32,
+    /// Priority of the last advert passed.
+    pub last_prio: u8,
+    /// Padding.
+    pub _pad: [u8; 3],
+}
+
+/// Equality of two 16-byte addresses as two 64-bit compares (an array `==` would become a
+/// `bcmp` call, which BPF does not have).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    halves(a) == halves(b)
+}
+
+/// `a > b` as big-endian numbers (RFC 5798 §6.4.3 tie-break on the primary address).
+#[inline(always)]
+pub fn gt16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    halves(a) > halves(b)
+}
+
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    (
+        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    )
+}
+
+/// Whether a valid advert (priority `prio`, from `src`) is below the instance's reference and
+/// so goes through the [`VrrpRate`] budget: while MASTER, anything but a higher priority (or an
+/// equal one from a higher address: RFC 5798 §6.4.3, the adverts that make us Backup);
+/// otherwise a priority below the known master's (below ours when no master is known), from
+/// any source (priority 0 included). Adverts that can change mastership are never limited.
+#[inline(always)]
+pub fn below_reference(inst: &VrrpInstance, src: &[u8; 16], prio: u8) -> bool {
+    if inst.flags & VRRP_F_MASTER != 0 {
+        !(prio > inst.local_prio || (prio == inst.local_prio && gt16(src, &inst.local_addr)))
+    } else if inst.master_prio != 0 {
+        prio < inst.master_prio
+    } else {
+        prio < inst.local_prio
+    }
+}
+
+/// The budget of below-reference adverts (pure; the XDP program calls it on the map entry):
+/// returns whether this one (from `src` with `prio`, at `now_ns`) is handed to the engine, and
+/// updates `state`. A window lasts `window_ns` (the instance's advert interval); in each, the
+/// first advert passes (a keepalive: a lower-priority router that keeps advertising is still
+/// heard once per interval), then up to [`VRRP_RATE_PER_INTERVAL`] in all, each only if its
+/// source or priority differs from the last one passed. The rest are for the caller to drop.
+#[inline(always)]
+pub fn rate_admit(
+    state: &mut VrrpRate,
+    now_ns: u64,
+    window_ns: u64,
+    src: &[u8; 16],
+    prio: u8,
+) -> bool {
+    // A clock behind the window start (an entry written by someone else) also starts afresh.
+    if now_ns.wrapping_sub(state.window_start_ns) >= window_ns {
+        state.window_start_ns = now_ns;
+        state.passed = 0;
+    }
+    let changed = state.passed == 0 || prio != state.last_prio || !eq16(src, &state.last_src);
+    if !changed || state.passed >= VRRP_RATE_PER_INTERVAL {
+        return false;
+    }
+    state.passed += 1;
+    state.last_prio = prio;
+    state.last_src = *src;
+    true
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -141,16 +244,191 @@ mod user {
     unsafe impl aya::Pod for VrrpKey {}
     unsafe impl aya::Pod for VrrpInstance {}
     unsafe impl aya::Pod for VrrpEvent {}
+    unsafe impl aya::Pod for VrrpRate {}
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::{vec, vec::Vec};
 
     #[test]
     fn sizes() {
         assert_eq!(core::mem::size_of::<VrrpKey>(), 8);
         assert_eq!(core::mem::size_of::<VrrpInstance>(), 56);
         assert_eq!(core::mem::size_of::<VrrpEvent>(), 40);
+        assert_eq!(core::mem::size_of::<VrrpRate>(), 32);
+    }
+
+    const A: [u8; 16] = [198, 18, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const B: [u8; 16] = [198, 18, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const LOCAL: [u8; 16] = [198, 18, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const SEC: u64 = 1_000_000_000;
+
+    /// Sequences of adverts through one budget of 1 s windows: (time in ms, source, priority,
+    /// passed?). Proves: the first of a window always passes; repeats of the last one passed
+    /// are dropped; changes pass until the budget is spent; a new window starts afresh.
+    #[test]
+    fn rate_admit_sequences() {
+        type Step = (u64, [u8; 16], u8, bool);
+        let repeat = |at: u64, n: usize, src, prio, want| -> Vec<Step> {
+            (0..n).map(|_| (at, src, prio, want)).collect()
+        };
+        let cases: Vec<(&str, Vec<Step>)> = vec![
+            ("a repeated advert: the first of each window passes", {
+                let mut v = vec![(0, A, 50, true)];
+                v.extend(repeat(10, 100, A, 50, false));
+                v.push((999, A, 50, false));
+                v.push((1000, A, 50, true));
+                v.extend(repeat(1500, 10, A, 50, false));
+                v.push((2000, A, 50, true));
+                v
+            }),
+            (
+                "changes pass until the budget is spent",
+                vec![
+                    (0, A, 50, true),
+                    (1, B, 50, true),
+                    (2, B, 50, false),
+                    (3, B, 60, true),
+                    (4, A, 60, true),
+                    (5, B, 70, false),
+                    (6, A, 80, false),
+                    (1000, B, 70, true),
+                ],
+            ),
+            ("rotating sources: four per window", {
+                let mut v = Vec::new();
+                for w in 0..3u64 {
+                    for i in 0..50u8 {
+                        let mut s = A;
+                        s[3] = i;
+                        v.push((w * 1000 + u64::from(i), s, 50, i < 4));
+                    }
+                }
+                v
+            }),
+            (
+                "priority 0 is a change like any other",
+                vec![(0, A, 50, true), (1, A, 0, true), (2, A, 0, false)],
+            ),
+        ];
+        for (name, steps) in cases {
+            let mut st = VrrpRate::default();
+            for (i, (ms, src, prio, want)) in steps.iter().enumerate() {
+                // Windows counted from 5 s after boot, as in a real kernel.
+                let got = rate_admit(&mut st, 5 * SEC + ms * 1_000_000, SEC, src, *prio);
+                assert_eq!(
+                    got, *want,
+                    "{name}: step {i} ({ms} ms, {src:?}, prio {prio}): {st:?}"
+                );
+            }
+        }
+    }
+
+    /// A fresh (all-zero) entry and a window start ahead of the clock both start a new window.
+    #[test]
+    fn rate_admit_fresh_and_future_entries() {
+        let mut st = VrrpRate::default();
+        assert!(
+            rate_admit(&mut st, 7, SEC, &A, 50),
+            "fresh entry, early clock"
+        );
+        let mut st = VrrpRate {
+            window_start_ns: 100 * SEC,
+            passed: VRRP_RATE_PER_INTERVAL,
+            last_src: A,
+            last_prio: 50,
+            _pad: [0; 3],
+        };
+        assert!(
+            rate_admit(&mut st, 10 * SEC, SEC, &A, 50),
+            "window start in the future"
+        );
+        assert_eq!((st.window_start_ns, st.passed), (10 * SEC, 1));
+    }
+
+    fn inst(master: bool, local_prio: u8, master_prio: u8) -> VrrpInstance {
+        VrrpInstance {
+            flags: if master { VRRP_F_MASTER } else { 0 },
+            local_prio,
+            master_prio,
+            local_addr: LOCAL,
+            ..VrrpInstance::default()
+        }
+    }
+
+    /// Which adverts go through the budget: (instance, source, priority, below?). RFC 5798
+    /// §6.4.3: a MASTER yields to a higher priority or an equal one from a higher address, so
+    /// those are never limited; a BACKUP's reference is its master's priority (its own when it
+    /// follows none).
+    #[test]
+    fn below_reference_table() {
+        let cases = [
+            ("master: lower", inst(true, 150, 0), A, 100, true),
+            ("master: priority 0", inst(true, 150, 0), A, 0, true),
+            ("master: higher", inst(true, 150, 0), A, 200, false),
+            (
+                "master: equal from a higher address",
+                inst(true, 150, 0),
+                A,
+                150,
+                false,
+            ),
+            (
+                "master: equal from a lower address",
+                inst(true, 150, 0),
+                [198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                150,
+                true,
+            ),
+            (
+                "master: equal from our own address",
+                inst(true, 150, 0),
+                LOCAL,
+                150,
+                true,
+            ),
+            (
+                "backup: below the master's",
+                inst(false, 100, 150),
+                A,
+                120,
+                true,
+            ),
+            ("backup: priority 0", inst(false, 100, 150), A, 0, true),
+            (
+                "backup: the master's priority",
+                inst(false, 100, 150),
+                A,
+                150,
+                false,
+            ),
+            (
+                "backup: above the master's",
+                inst(false, 100, 150),
+                A,
+                200,
+                false,
+            ),
+            (
+                "backup, no master known: below ours",
+                inst(false, 100, 0),
+                A,
+                50,
+                true,
+            ),
+            (
+                "backup, no master known: ours",
+                inst(false, 100, 0),
+                A,
+                100,
+                false,
+            ),
+        ];
+        for (name, i, src, prio, want) in cases {
+            assert_eq!(below_reference(&i, &src, prio), want, "{name}");
+        }
     }
 }

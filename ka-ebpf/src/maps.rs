@@ -16,7 +16,7 @@ use ka_common::{
     sched::{
         BackendConns, ConnTimeouts, DestList, LblcKey, LblcValue, BPF_F_MMAPABLE, LBLC_TABLE_SIZE,
     },
-    vrrp_fast::{VrrpInstance, VrrpKey, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
+    vrrp_fast::{VrrpInstance, VrrpKey, VrrpRate, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
 };
 
 /// `ka_common::lb::SERVICES4_MAP`.
@@ -122,6 +122,11 @@ pub static KA_VRRP_SEEN: HashMap<VrrpKey, u64> = HashMap::with_max_entries(MAX_V
 /// `ka_common::vrrp_fast::VRRP_EVENTS_MAP`.
 #[map(name = "KA_VRRP_EVENTS")]
 pub static KA_VRRP_EVENTS: RingBuf = RingBuf::with_byte_size(VRRP_EVENTS_BYTES, 0);
+
+/// `ka_common::vrrp_fast::VRRP_RATE_MAP`: written by the kernel only.
+#[map(name = "KA_VRRP_RATE")]
+pub static KA_VRRP_RATE: LruHashMap<VrrpKey, VrrpRate> =
+    LruHashMap::with_max_entries(MAX_VRRP_INSTANCES, 0);
 
 /// `ka_common::maps::META_MAP`: written and read by userspace only (layout fingerprints of the
 /// pinned maps, modes of the pinned links); the program never looks at it.

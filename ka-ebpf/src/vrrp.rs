@@ -1,6 +1,7 @@
 //! The VRRP fast path of `ka_xdp` (see `ka_common::vrrp_fast` for the contract): validates every
 //! advert with the ka-common codec rules, refreshes the master's last-seen timestamp on
-//! steady-state adverts, and reports changes to the engine on a ring buffer.
+//! steady-state adverts, drops below-reference adverts beyond each instance's budget, and
+//! reports changes to the engine on a ring buffer.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use ka_common::{
@@ -11,9 +12,10 @@ use ka_common::{
         Family, PseudoHeader, Version, VrrpHdr, VRRP_AUTH_DATA_LEN, VRRP_HDR_LEN,
     },
     vrrp_fast::{
-        VrrpEvent, VrrpKey, VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST, VRRP_EV_HIGHER_PRIO,
-        VRRP_EV_INTERVAL_CHANGE, VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE,
-        VRRP_EV_RESIGN, VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
+        below_reference, gt16, rate_admit, VrrpEvent, VrrpKey, VrrpRate, NS_PER_CENTI,
+        VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
+        VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
+        VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
     },
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_AH, IPPROTO_VRRP},
 };
@@ -22,34 +24,14 @@ use crate::{
     csum::{fold, sum_packet},
     lookup::v4_16,
     maps::Work,
-    maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_SEEN},
+    maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN},
     parse::L3,
     ptr::read_at,
     stats,
 };
 
-/// Equality of two 16-byte addresses, as two 64-bit compares (an array `==` would become a
-/// `bcmp` call, which BPF does not have).
-#[inline(always)]
-pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let (a0, a1) = halves(a);
-    let (b0, b1) = halves(b);
-    a0 == b0 && a1 == b1
-}
-
-#[inline(always)]
-fn halves(a: &[u8; 16]) -> (u64, u64) {
-    (
-        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
-        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
-    )
-}
-
-/// `a > b` as big-endian numbers (RFC 5798 §6.4.3 tie-break on the primary address).
-#[inline(always)]
-fn gt16(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    halves(a) > halves(b)
-}
+/// Equality of two 16-byte addresses (ka-common's, without `bcmp`).
+pub use ka_common::vrrp_fast::eq16;
 
 /// What the IP header says about an advert.
 /// (Addresses go to `Work::src` / `Work::dst`.)
@@ -245,11 +227,46 @@ fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
     pseudo.partial_sum(len)
 }
 
-/// Steady state, or a change for the engine.
+/// Whether a below-reference advert fits in its instance's budget (`ka_common::vrrp_fast::
+/// rate_admit` on the instance's `KA_VRRP_RATE` entry, created on first use).
+// Verifier/LLVM: a BPF-to-BPF call, keeping `classify`'s frame small.
+#[inline(never)]
+fn admit(key: &VrrpKey, w: &Work, prio: u8) -> bool {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // A zero interval cannot be configured; one second keeps the budget finite anyway.
+    let window = match u64::from(w.inst.adver_int_centis) * NS_PER_CENTI {
+        0 => 100 * NS_PER_CENTI,
+        ns => ns,
+    };
+    let entry = match KA_VRRP_RATE.get_ptr_mut(key) {
+        Some(p) => p,
+        None => {
+            // Two CPUs may both insert: the second write wins, a fresh entry either way.
+            let _ = KA_VRRP_RATE.insert(key, &VrrpRate::default(), 0);
+            match KA_VRRP_RATE.get_ptr_mut(key) {
+                Some(p) => p,
+                // The LRU map cannot hold it (cannot happen at its size): no budget to keep,
+                // so the advert goes to the engine as before.
+                None => return true,
+            }
+        }
+    };
+    // SAFETY: a valid map value pointer; concurrent CPUs may race on it (see
+    // `VRRP_RATE_PER_INTERVAL`), which at worst lets one more advert through.
+    rate_admit(unsafe { &mut *entry }, now, window, &w.src, prio)
+}
+
+/// Steady state, a change for the engine, or a below-reference advert beyond its budget.
 #[inline(always)]
 fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
     let inst = &w.inst;
     let prio = hdr.priority;
+    // Steady adverts are never below the reference (their priority is the master's).
+    if below_reference(inst, &w.src, prio) && !admit(key, w, prio) {
+        stats::inc(Counter::VrrpLowerPrioLimited);
+        return xdp_action::XDP_DROP;
+    }
     let kind = if prio == 0 {
         VRRP_EV_RESIGN
     } else if inst.flags & VRRP_F_MASTER != 0 {

@@ -651,7 +651,8 @@ fn status_report(
 }
 
 /// Invalid adverts by reason, wherever they were dropped: in XDP (the fast path's per-reason
-/// counters), in the engine before an instance was found, and per instance.
+/// counters), in the engine before an instance was found, and per instance; and the valid
+/// below-priority adverts XDP dropped beyond their instance's budget (`lower_prio_limited`).
 fn vrrp_drops(
     vrrp: &crate::engine::EngineReport,
     counters: &std::collections::BTreeMap<String, u64>,
@@ -665,6 +666,10 @@ fn vrrp_drops(
         if n > 0 {
             out.insert(r.name().to_owned(), n);
         }
+    }
+    let limited = ka_common::stats::Counter::VrrpLowerPrioLimited;
+    if let Some(&n) = counters.get(limited.name()).filter(|n| **n > 0) {
+        out.insert(limited.name().trim_start_matches("vrrp_").to_owned(), n);
     }
     out
 }

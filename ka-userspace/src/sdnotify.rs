@@ -287,6 +287,7 @@ mod tests {
             xdp_fast_path: false,
             xdp_changes: 0,
             xdp_deferrals: 0,
+            answers_withheld: 0,
             trackers: vec![],
             vips: vec![],
         };

@@ -138,6 +138,9 @@ impl StatusReport {
             if v.xdp_fast_path {
                 let _ = writeln!(s, "    xdp fast path: {} changes reported, {} master-down expiries deferred", v.xdp_changes, v.xdp_deferrals);
             }
+            if v.answers_withheld > 0 {
+                let _ = writeln!(s, "    answers to lower-priority adverts withheld (one per advert interval): {}", v.answers_withheld);
+            }
             for t in &v.trackers {
                 let _ = writeln!(s, "    track {} {} (weight {})", t.name, t.status, t.weight);
             }

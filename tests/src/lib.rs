@@ -6,6 +6,7 @@
 //! use it before the eBPF toolchain is installed.
 
 pub mod capture;
+pub mod flood;
 pub mod daemon;
 pub mod keepalived;
 pub mod lan;

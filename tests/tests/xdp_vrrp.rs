@@ -1,8 +1,9 @@
 //! Packet fixtures of `ka_xdp`'s VRRP fast path through BPF_PROG_TEST_RUN: steady-state adverts
 //! (last-seen refreshed, dropped or passed, no event), changes reported on the ring buffer (new
 //! master, priority and interval change, resignation, a higher-priority peer while MASTER), and
-//! invalid adverts, each counted under its own drop reason. Fresh maps per case; the interface
-//! is `lo` (ifindex 1, present in every namespace).
+//! invalid adverts, each counted under its own drop reason; and the per-instance budget of
+//! adverts below the reference priority (`vrrp_lower_prio_limited`). Fresh maps per case; the
+//! interface is `lo` (ifindex 1, present in every namespace).
 
 mod common;
 
@@ -367,4 +368,273 @@ fn ah_adverts_pass_to_userspace_counted() {
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// One advert of a [`BudgetCase`] and what XDP must do with it.
+struct Step {
+    input: Vec<u8>,
+    expected_action: u32,
+    /// The event expected on the ring buffer for this advert (kind, priority), if any.
+    event: Option<(EventKind, u8)>,
+}
+
+/// A sequence of adverts through one instance's budget of below-reference adverts.
+struct BudgetCase {
+    name: &'static str,
+    params: FastParams,
+    /// The instance's `KA_VRRP_RATE` entry before the first advert, as (window start relative
+    /// to now in seconds, adverts passed in it, source, priority); `None` for no entry.
+    rate: Option<(i64, u32, &'static str, u8)>,
+    steps: Vec<Step>,
+    /// Counters besides ipv4/vrrp/verdicts (which are derived from the steps).
+    counters: Vec<(Counter, u64)>,
+}
+
+fn step(input: Vec<u8>, expected_action: u32, event: Option<(EventKind, u8)>) -> Step {
+    Step {
+        input,
+        expected_action,
+        event,
+    }
+}
+
+/// `n` copies of one advert: the first passes with `event`, the rest are limited.
+fn flood(input: Vec<u8>, n: usize, event: (EventKind, u8)) -> Vec<Step> {
+    (0..n)
+        .map(|i| {
+            if i == 0 {
+                step(input.clone(), XDP_PASS, Some(event))
+            } else {
+                step(input.clone(), XDP_DROP, None)
+            }
+        })
+        .collect()
+}
+
+fn budget_cases() -> Vec<BudgetCase> {
+    use Counter::*;
+    use EventKind::{HigherPriority, LowerPriority, NewMaster, PriorityChange, Resign};
+    let as_master = FastParams {
+        master: true,
+        known_master: None,
+        ..params()
+    };
+    let lower = |src: &str, prio| vrrp3_v4(src, 51, prio, 100, &[VIP]);
+    let rotating: Vec<Step> = (10..20)
+        .map(|i| {
+            let src = format!("198.18.0.{i}");
+            if i < 14 {
+                step(lower(&src, 50), XDP_PASS, Some((LowerPriority, 50)))
+            } else {
+                step(lower(&src, 50), XDP_DROP, None)
+            }
+        })
+        .collect();
+    let mut higher_after = flood(lower(OTHER, 50), 10, (LowerPriority, 50));
+    higher_after.push(step(
+        lower("198.18.0.9", 200),
+        XDP_PASS,
+        Some((HigherPriority, 200)),
+    ));
+    higher_after.push(step(
+        lower("198.18.0.9", 200),
+        XDP_PASS,
+        Some((HigherPriority, 200)),
+    ));
+    let mut backup = flood(lower(OTHER, 120), 5, (NewMaster, 120));
+    backup.push(step(vrrp3_v4(MASTER, 51, 150, 100, &[VIP]), XDP_DROP, None));
+    backup.push(step(
+        vrrp3_v4(MASTER, 51, 200, 100, &[VIP]),
+        XDP_PASS,
+        Some((PriorityChange, 200)),
+    ));
+    backup.push(step(
+        vrrp3_v4(OTHER, 51, 150, 100, &[VIP]),
+        XDP_PASS,
+        Some((NewMaster, 150)),
+    ));
+    let long = FastParams {
+        adver_int: Duration::from_secs(40),
+        ..as_master.clone()
+    };
+    vec![
+        BudgetCase {
+            name: "MASTER: one lower-priority advert repeated: the first passes, the rest are limited",
+            params: as_master.clone(),
+            rate: None,
+            steps: flood(lower(OTHER, 50), 20, (LowerPriority, 50)),
+            counters: vec![(VrrpChange, 1), (VrrpLowerPrioLimited, 19)],
+        },
+        BudgetCase {
+            name: "MASTER: rotating sources: four per interval",
+            params: as_master.clone(),
+            rate: None,
+            steps: rotating,
+            counters: vec![(VrrpChange, 4), (VrrpLowerPrioLimited, 6)],
+        },
+        BudgetCase {
+            name: "MASTER: priority changes pass until the budget is spent",
+            params: as_master.clone(),
+            rate: None,
+            steps: vec![
+                step(lower(OTHER, 50), XDP_PASS, Some((LowerPriority, 50))),
+                step(lower(OTHER, 50), XDP_DROP, None),
+                step(lower(OTHER, 60), XDP_PASS, Some((LowerPriority, 60))),
+                step(lower(OTHER, 60), XDP_DROP, None),
+                step(lower(OTHER, 70), XDP_PASS, Some((LowerPriority, 70))),
+                step(lower(OTHER, 80), XDP_PASS, Some((LowerPriority, 80))),
+                step(lower(OTHER, 90), XDP_DROP, None),
+            ],
+            counters: vec![(VrrpChange, 4), (VrrpLowerPrioLimited, 3)],
+        },
+        BudgetCase {
+            name: "MASTER: a higher-priority peer is never limited, even with the budget spent",
+            params: as_master.clone(),
+            rate: None,
+            steps: higher_after,
+            counters: vec![(VrrpChange, 3), (VrrpLowerPrioLimited, 9)],
+        },
+        BudgetCase {
+            name: "MASTER: priority 0 goes through the budget",
+            params: as_master.clone(),
+            rate: None,
+            steps: flood(lower(OTHER, 0), 3, (Resign, 0)),
+            counters: vec![(VrrpChange, 1), (VrrpLowerPrioLimited, 2)],
+        },
+        BudgetCase {
+            name: "BACKUP: below the master's priority from another router is limited; the master's own adverts and higher ones are not",
+            params: params(),
+            rate: None,
+            steps: backup,
+            counters: vec![(VrrpChange, 3), (VrrpLowerPrioLimited, 4), (VrrpSteady, 1)],
+        },
+        BudgetCase {
+            name: "MASTER: a spent budget in the current window: a repeat is limited",
+            params: long.clone(),
+            rate: Some((0, ka_common::vrrp_fast::VRRP_RATE_PER_INTERVAL, OTHER, 50)),
+            steps: vec![step(lower(OTHER, 50), XDP_DROP, None), step(lower("198.18.0.9", 40), XDP_DROP, None)],
+            counters: vec![(VrrpLowerPrioLimited, 2)],
+        },
+        BudgetCase {
+            name: "MASTER: a spent budget in a window one interval old: the next advert passes (keepalive)",
+            params: long,
+            rate: Some((-41, ka_common::vrrp_fast::VRRP_RATE_PER_INTERVAL, OTHER, 50)),
+            steps: vec![step(lower(OTHER, 50), XDP_PASS, Some((LowerPriority, 50))), step(lower(OTHER, 50), XDP_DROP, None)],
+            counters: vec![(VrrpChange, 1), (VrrpLowerPrioLimited, 1)],
+        },
+    ]
+}
+
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we pass.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+        0
+    );
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Below-reference adverts (lower than ours while MASTER, than the known master's as BACKUP)
+/// go through a per-instance budget of `VRRP_RATE_PER_INTERVAL` per advert interval: the first
+/// of each interval passes, then only changes (source, priority) until the budget is spent;
+/// the rest are dropped, counted as `vrrp_lower_prio_limited`, and never reach the ring
+/// buffer. Adverts that can change mastership are never limited. Fresh maps per case.
+#[test]
+fn lower_priority_budget_fixtures() {
+    ka_tests::require_root();
+    let mut failures = Vec::new();
+    for c in budget_cases() {
+        let mut loaded = common::Loaded::new();
+        vrrp_fast::set_enabled(&mut loaded.ebpf, true, false).expect("enable");
+        vrrp_fast::configure(&mut loaded.ebpf, LO, 51, Family::V4, &c.params).expect("configure");
+        let key = vrrp_fast::key(LO, 51, Family::V4);
+        if let Some((rel_s, passed, src, prio)) = c.rate {
+            let mut m: aya::maps::HashMap<
+                _,
+                ka_common::vrrp_fast::VrrpKey,
+                ka_common::vrrp_fast::VrrpRate,
+            > = aya::maps::HashMap::try_from(
+                loaded
+                    .ebpf
+                    .map_mut(ka_common::vrrp_fast::VRRP_RATE_MAP)
+                    .expect("rate map"),
+            )
+            .expect("hash map");
+            let mut last_src = [0u8; 16];
+            last_src[..4]
+                .copy_from_slice(&src.parse::<std::net::Ipv4Addr>().expect("addr").octets());
+            let start = monotonic_ns().saturating_add_signed(rel_s * 1_000_000_000);
+            m.insert(
+                key,
+                ka_common::vrrp_fast::VrrpRate {
+                    window_start_ns: start,
+                    last_src,
+                    passed,
+                    last_prio: prio,
+                    _pad: [0; 3],
+                },
+                0,
+            )
+            .expect("insert");
+        }
+        let mut reader = EventReader::new(&mut loaded.ebpf).expect("ring buffer");
+        let (mut passed, mut dropped) = (0, 0);
+        for (i, s) in c.steps.iter().enumerate() {
+            let out = loaded.run_on(&s.input, LO);
+            if out.action != s.expected_action {
+                failures.push(format!(
+                    "{}: advert {i}: action {} != {}",
+                    c.name, out.action, s.expected_action
+                ));
+            }
+            if s.expected_action == XDP_DROP {
+                dropped += 1
+            } else {
+                passed += 1
+            }
+            let events = reader.poll();
+            match (s.event, events.as_slice()) {
+                (None, []) => {}
+                (Some((kind, prio)), [e]) if e.kind == kind && e.priority == prio => {}
+                (want, got) => failures.push(format!(
+                    "{}: advert {i}: events {got:?}, expected {want:?}",
+                    c.name
+                )),
+            }
+        }
+        let counters = loaded.counters();
+        let n = c.steps.len() as u64;
+        let mut want = c.counters.clone();
+        want.extend([
+            (Counter::Ipv4, n),
+            (Counter::Vrrp, n),
+            (Counter::VerdictDrop, dropped),
+            (Counter::VerdictPass, passed),
+        ]);
+        for counter in Counter::ALL {
+            let w = want
+                .iter()
+                .find(|(k, _)| k == counter)
+                .map_or(0, |(_, v)| *v);
+            let got = counters[counter.name()];
+            if got != w {
+                failures.push(format!(
+                    "{}: counter {} = {got}, expected {w}",
+                    c.name,
+                    counter.name()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

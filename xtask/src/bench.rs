@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`, `flood`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -24,6 +24,9 @@ pub struct Options {
     /// Live-reload benchmark options.
     #[command(flatten)]
     pub reload: crate::bench_reload::Options,
+    /// Advert-flood benchmark options.
+    #[command(flatten)]
+    pub flood: crate::bench_flood::Options,
     /// End-to-end benchmark: measured seconds per scenario and round.
     #[arg(long, default_value_t = 3)]
     pub e2e_secs: u32,
@@ -41,7 +44,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    const NAMES: [&str; 8] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync"];
+    const NAMES: [&str; 9] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync", "flood"];
     if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
@@ -89,6 +92,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: live reload, time and advert gaps (65,024 instances; 2,000 x 20 real servers)");
         let ka = crate::run::build_ka(true)?;
         crate::bench_reload::run(opts.reload.clone(), &ka)?;
+    }
+    if want("flood") {
+        eprintln!("bench: VRRP advert flood from a third host: daemon CPU, counters, answers, takeover");
+        let ka = crate::run::build_ka(true)?;
+        crate::bench_flood::run(&opts.flood, &ka)?;
     }
     Ok(())
 }

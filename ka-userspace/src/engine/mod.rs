@@ -197,6 +197,10 @@ pub struct InstanceReport {
     /// Master-down expiries deferred because XDP had seen the master recently.
     #[serde(default)]
     pub xdp_deferrals: u64,
+    /// As MASTER, answers to adverts below our priority withheld: at most one goes out per
+    /// advert interval (`crate::vrrp::AnswerLimit`).
+    #[serde(default)]
+    pub answers_withheld: u64,
     /// Trackers.
     pub trackers: Vec<TrackerReport>,
     /// Virtual addresses.
@@ -1622,6 +1626,7 @@ impl Engine {
                     xdp_fast_path: r.fast_written.is_some(),
                     xdp_changes: r.counters.xdp_changes,
                     xdp_deferrals: r.counters.xdp_deferrals,
+                    answers_withheld: r.fsm.answers_withheld(),
                     trackers: r
                         .setup
                         .track

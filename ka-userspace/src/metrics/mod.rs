@@ -181,6 +181,11 @@ impl Collector for Snapshot {
         let mut recv = Fam::new("ka_vrrp_adverts_received", "VRRP adverts received and accepted.", Counter);
         let mut master = Fam::new("ka_vrrp_become_master", "Transitions to MASTER.", Counter);
         let mut inst_drop = Fam::new("ka_vrrp_instance_adverts_dropped", "Invalid VRRP adverts dropped by an instance, by reason.", Counter);
+        let mut withheld = Fam::new(
+            "ka_vrrp_answers_withheld",
+            "As MASTER, answers to adverts below our priority withheld (at most one per advert interval goes out).",
+            Counter,
+        );
         for v in &r.vrrp {
             let l: Labels = vec![("iname", v.name.clone()), ("intf", v.interface.clone()), ("vrid", v.vrid.to_string())];
             state.add(l.clone(), u64::try_from(vrrp_state_value(&v.state)).unwrap_or(0));
@@ -189,6 +194,7 @@ impl Collector for Snapshot {
             sent.add(l.clone(), v.adverts_tx);
             recv.add(l.clone(), v.adverts_rx);
             master.add(l.clone(), v.became_master);
+            withheld.add(l.clone(), v.answers_withheld);
             for (reason, n) in &v.adverts_dropped {
                 let mut l = l.clone();
                 l.push(("reason", reason.clone()));
@@ -197,13 +203,13 @@ impl Collector for Snapshot {
         }
         let mut drops = Fam::new(
             "ka_vrrp_adverts_dropped",
-            "Invalid VRRP adverts dropped anywhere (XDP fast path, engine, instances), by reason.",
+            "VRRP adverts dropped anywhere (XDP fast path, engine, instances), by reason: the invalid ones, and lower_prio_limited (valid, below the reference priority, beyond the XDP budget).",
             Counter,
         );
         for (reason, n) in &r.vrrp_dropped {
             drops.add(vec![("reason", reason.clone())], *n);
         }
-        fams.extend([state, prio, eprio, sent, recv, master, inst_drop, drops]);
+        fams.extend([state, prio, eprio, sent, recv, master, inst_drop, withheld, drops]);
 
         // Services and real servers, as the datapath has them.
         let mut svc_p = Fam::new("ka_service_packets", "Packets to a service handled by XDP.", Counter);

@@ -33,6 +33,7 @@ fn fixture() -> StatusReport {
         xdp_fast_path: true,
         xdp_changes: 0,
         xdp_deferrals: 0,
+        answers_withheld: 0,
         trackers: vec![],
         vips: vec![],
     };

@@ -382,6 +382,38 @@ pub struct Instance {
     wants_master: bool,
     last_sync_status: Option<MemberStatus>,
     master: Option<(IpAddr, u8)>,
+    /// The answers to below-priority adverts as Master (see [`AnswerLimit`]).
+    answers: AnswerLimit,
+}
+
+/// How often a Master answers adverts below its priority (priority 0 included): at most once
+/// per Advertisement_Interval. keepalived answers every one; a flood of forged lower-priority
+/// adverts would then turn the Master into an amplifier (one advert, GARPs and a notify script
+/// per forged packet). One answer per interval keeps what the answer is for (a lower-priority
+/// router that claims Master hears us at once and steps down; RFC 5798 §6.4.3's "Send an
+/// ADVERTISEMENT" on priority 0), and the periodic adverts carry on regardless.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnswerLimit {
+    last: Option<Time>,
+    withheld: u64,
+}
+
+impl AnswerLimit {
+    /// Whether an answer may go out at `now`, one `interval` after the last one; records it if
+    /// so, else counts it as withheld.
+    pub fn allow(&mut self, now: Time, interval: Duration) -> bool {
+        if self.last.is_some_and(|last| now < last + interval) {
+            self.withheld += 1;
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+
+    /// Answers withheld so far.
+    pub fn withheld(&self) -> u64 {
+        self.withheld
+    }
 }
 
 impl Instance {
@@ -405,6 +437,7 @@ impl Instance {
             wants_master: false,
             last_sync_status: None,
             master: None,
+            answers: AnswerLimit::default(),
             params,
         })
     }
@@ -432,6 +465,11 @@ impl Instance {
     /// Address and priority of the last Master heard from, as Backup.
     pub fn master(&self) -> Option<(IpAddr, u8)> {
         self.master
+    }
+
+    /// Answers to below-priority adverts withheld by the limit (see [`AnswerLimit`]).
+    pub fn answers_withheld(&self) -> u64 {
+        self.answers.withheld()
     }
 
     /// Deadline of a timer, if armed.
@@ -828,11 +866,16 @@ impl Instance {
 
     fn master_rx(&mut self, now: Time, event: &Event, rx: RxAdvert, out: &mut Vec<Action>) {
         let ours = self.effective_priority;
+        let interval = centis(self.params.advert_int);
         if rx.priority == VRRP_PRIO_STOP {
             // RFC 5798 §6.4.3: "If the Priority in the ADVERTISEMENT is zero, then: Send an
-            // ADVERTISEMENT, Reset the Adver_Timer to Advertisement_Interval".
-            out.push(Action::SendAdvert { priority: ours });
-            self.arm(TimerKind::Advert, now + centis(self.params.advert_int), out);
+            // ADVERTISEMENT, Reset the Adver_Timer to Advertisement_Interval". At most once per
+            // interval ([`AnswerLimit`]); a withheld answer leaves the timer alone, so a flood
+            // of priority 0 cannot postpone the periodic adverts either.
+            if self.answers.allow(now, interval) {
+                out.push(Action::SendAdvert { priority: ours });
+                self.arm(TimerKind::Advert, now + interval, out);
+            }
             return;
         }
         if rx.priority == ours && rx.from == self.params.primary_addr {
@@ -876,7 +919,11 @@ impl Instance {
         } else {
             // RFC 5798 §6.4.3: "Otherwise: Discard the ADVERTISEMENT". keepalived answers with
             // an advert (unless lower_prio_no_advert) to force a new election, may send GARPs,
-            // and notifies MASTER_RX_LOWER_PRI.
+            // and notifies MASTER_RX_LOWER_PRI; ka does all that at most once per interval
+            // ([`AnswerLimit`]).
+            if !self.answers.allow(now, interval) {
+                return;
+            }
             if !self.params.lower_prio_no_advert {
                 out.push(Action::SendAdvert { priority: ours });
             }

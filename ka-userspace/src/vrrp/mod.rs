@@ -15,7 +15,8 @@ pub mod track;
 mod tests;
 
 pub use fsm::{
-    Action, Event, InitialState, Instance, InstanceParams, Notify, ParamsError, RxAdvert, State,
+    Action, AnswerLimit, Event, InitialState, Instance, InstanceParams, Notify, ParamsError, RxAdvert,
+    State,
 };
 pub use sync_group::{MemberStatus, SyncAction, SyncCommand, SyncGroup};
 pub use timers::{Time, TimerKind};

@@ -971,3 +971,87 @@ fn resumed_master_yields_to_higher_priority() {
     i.handle(ms(5), advert(2, 200));
     assert_eq!(i.state(), State::Backup);
 }
+
+/// Advert-flood hardening (RFC 5798 §6.4.3 with keepalived's answer): a Master answers adverts
+/// below its priority (advert, GARPs, MASTER_RX_LOWER_PRI) at most once per
+/// Advertisement_Interval; the ones in between are discarded silently and counted.
+#[test]
+fn lower_priority_answers_at_most_once_per_interval() {
+    let mut p = params(100);
+    p.garp_lower_prio_repeat = 1;
+    let (mut i, t) = master_at_mdi(p);
+    let answer = vec![SendAdvert { priority: 100 }, SendGarp { repeat: 1 }, notify(Notify::MasterRxLowerPri)];
+    let at = |ms: u64| t + Duration::from_millis(ms);
+    let mut steps = vec![(at(0), advert(2, 50), answer.clone())];
+    // A flood: 1,000 forged adverts over the first interval, from rotating sources.
+    for k in 1..1000u64 {
+        steps.push((at(k), advert((k % 200) as u8 + 2, 50), vec![]));
+    }
+    steps.extend([
+        (at(1000), advert(3, 60), answer.clone()),
+        (at(1500), advert(3, 60), vec![]),
+        (at(2000), advert(4, 1), answer),
+    ]);
+    scenario(&mut i, steps);
+    assert_eq!(i.answers_withheld(), 1000);
+    assert_eq!(i.state(), State::Master);
+}
+
+/// RFC 5798 §6.4.3 priority 0 ("Send an ADVERTISEMENT, Reset the Adver_Timer"): answered at
+/// most once per interval too, and a withheld answer leaves the Adver_Timer alone, so a flood
+/// of priority-0 adverts can neither multiply our adverts nor postpone the periodic one.
+#[test]
+fn priority_zero_answers_limited_and_adver_timer_kept() {
+    let (mut i, t) = master_at_mdi(params(100));
+    let at = |ms: u64| t + Duration::from_millis(ms);
+    scenario(
+        &mut i,
+        vec![
+            (at(10), advert(2, 0), vec![SendAdvert { priority: 100 }, arm(Advert, at(1010))]),
+            (at(20), advert(2, 0), vec![]),
+            (at(900), advert(3, 0), vec![]),
+        ],
+    );
+    assert_eq!(i.timer(Advert), Some(at(1010)));
+    scenario(
+        &mut i,
+        vec![(at(1010), Event::TimerFired(Advert), vec![SendAdvert { priority: 100 }, arm(Advert, at(2010))])],
+    );
+    assert_eq!(i.answers_withheld(), 2);
+}
+
+/// The limit only concerns answers: a higher-priority advert right after a flood of withheld
+/// ones still takes effect at once (RFC 5798 §6.4.3 → Backup).
+#[test]
+fn higher_priority_takes_effect_during_a_lower_priority_flood() {
+    let (mut i, t) = master_at_mdi(params(100));
+    for k in 0..50u64 {
+        i.handle(t + Duration::from_millis(k), advert(2, 50));
+    }
+    assert_eq!(i.answers_withheld(), 49);
+    let now = t + Duration::from_millis(50);
+    let mut want = master_exit();
+    want.extend([arm(MasterDown, now + Duration::from_micros(MDI_100_US)), notify(Notify::Backup)]);
+    scenario(&mut i, vec![(now, advert(9, 200), want)]);
+    assert_eq!(i.state(), State::Backup);
+    assert_eq!(i.master(), Some((ip(9), 200)));
+}
+
+/// `AnswerLimit` on its own: (time in ms, allowed?) with a 1 s interval.
+#[test]
+fn answer_limit_table() {
+    let cases: &[(&str, &[(u64, bool)])] = &[
+        ("first answer", &[(0, true)]),
+        ("one per interval", &[(0, true), (1, false), (999, false), (1000, true), (1999, false), (2000, true)]),
+        ("late answers restart the interval", &[(0, true), (1500, true), (2000, false), (2500, true)]),
+    ];
+    for (name, steps) in cases {
+        let mut l = super::AnswerLimit::default();
+        let mut withheld = 0;
+        for (ms, want) in steps.iter() {
+            assert_eq!(l.allow(Time::from_millis(*ms), Duration::from_secs(1)), *want, "{name}: at {ms} ms");
+            withheld += u64::from(!*want);
+        }
+        assert_eq!(l.withheld(), withheld, "{name}");
+    }
+}
