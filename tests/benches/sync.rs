@@ -51,6 +51,7 @@ fn desired() -> DesiredState {
         persistence: None,
         master_slot: None,
         backends: backends(&["10.1.0.10", "10.1.0.11", "10.1.0.12"], method),
+        options: Default::default(),
     };
     DesiredState { services: vec![svc("198.51.100.1", Method::Dr), svc("198.51.100.4", Method::Nat)], ..Default::default() }
 }
