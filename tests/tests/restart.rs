@@ -558,3 +558,40 @@ fn restart_with_changed_group_keeps_flows_and_drops_removed_address() {
     }
     ka.stop().expect("stop");
 }
+
+/// The established connections of each real server, as `ka status` counts them.
+fn active_counts(ka: &KaDaemon) -> Option<Vec<u64>> {
+    let st = ka.status_json().ok()?;
+    st["services"][0]["backends"].as_array()?.iter().map(|b| b["active_conns"].as_u64()).collect()
+}
+
+/// A least-connection service across kill -9 and restart: the connection counts live in a
+/// pinned map, so the restarted ka adopts them with the tables (zeroed, `wlc` would send the
+/// next connections to servers already holding many), and the held connections keep their
+/// real servers.
+#[test]
+fn restart_with_wlc_keeps_connection_counts() {
+    let lab = lab(1);
+    let instance = unique_name("kr");
+    let conf = lab.write_conf(&services_conf(&[(PORT, &RS)], &tcp_check(), 1).replace(" lb_algo mh\n mh-port\n", " lb_algo wlc\n"));
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf]).expect("ka run");
+    wait_all_in_table(&ka, &[RS.len()]);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = open_long_on_each(&lab, RS.len());
+    let mut held = vec![0u64; RS.len()];
+    for (_, rs) in &long {
+        held[*rs] += 1;
+    }
+    wait_for("the held connections counted", WAIT, || (active_counts(&ka).as_deref() == Some(held.as_slice())).then_some(()));
+    ka.crash();
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf]).expect("ka run");
+    wait_all_in_table(&ka, &[RS.len()]);
+    let log = ka.log_text();
+    assert!(log.contains("adopting the tables of the earlier run"), "no adoption:\n{log}");
+    let counts = active_counts(&ka);
+    assert_eq!(counts.as_deref(), Some(held.as_slice()), "the counts of the earlier run were not adopted");
+    still_answer(&mut long, "after the restart");
+    new_flows_answer(&lab, 6, "after the restart");
+    still_answer(&mut long, "at the end");
+    ka.stop().expect("stop");
+}

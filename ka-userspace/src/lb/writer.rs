@@ -356,6 +356,11 @@ impl MapWriter {
             }
         }
         let mut report = ApplyReport::default();
+        // Mapped now, not only when a new backend is counted: a writer that adopted every
+        // backend of an earlier run reports their (adopted) counts too.
+        if let Err(e) = self.counters(ebpf) {
+            tracing::warn!(error = %e, "connection counters not mapped");
+        }
         for key in std::mem::take(&mut self.retired_services) {
             if let Err(e) = remove_service(ebpf, &key) {
                 tracing::warn!(error = %e, "removing an adopted service");
