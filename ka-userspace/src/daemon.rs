@@ -240,6 +240,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         _ => None,
     };
     drop(events_tx);
+    // The engine has resumed (or started) VRRP from the adopted maps; now the new programs
+    // are verified (the earlier program forwards meanwhile): the sweeper and the tables need them.
+    if let Some(d) = datapath.as_mut() {
+        d.verify()?;
+    }
     let health = match &config {
         Some(cfg) if !cfg.virtual_servers.is_empty() => Some(crate::health::start(
             cfg,

@@ -157,6 +157,8 @@ pub struct Datapath {
     /// Maps shared with the earlier run.
     adopted_maps: Vec<&'static str>,
     committed: bool,
+    /// `ka_xdp` and the sweeper are loaded (verified).
+    verified: bool,
 }
 
 /// A replaced map: its old pin, set aside as `NAME:pending` until the new program runs.
@@ -345,10 +347,9 @@ impl Datapath {
         let defs = object_defs()?;
         let mut loader = EbpfLoader::new();
         let (pending, adopted_maps) = plan_pins(&pin_dir, &defs, &mut loader)?;
-        let loaded = loader.load(crate::EBPF_OBJECT).map_err(|e| DatapathError::Load(Box::new(e))).and_then(|mut ebpf| {
-            load_program(&mut ebpf)?;
-            Ok(ebpf)
-        });
+        // Maps only: the programs are verified by [`Datapath::verify`], which can take seconds on
+        // a loaded host, so a restart resumes VRRP from the adopted maps first.
+        let loaded = loader.load(crate::EBPF_OBJECT).map_err(|e| DatapathError::Load(Box::new(e)));
         let ebpf = match loaded {
             Ok(e) => e,
             Err(e) => {
@@ -371,8 +372,26 @@ impl Datapath {
             unpinned_links: Vec::new(),
             pending,
             adopted_maps,
+            verified: false,
             committed: false,
         })
+    }
+
+    /// Loads (verifies) the programs, once. [`Datapath::attach`] on a new link and
+    /// [`Datapath::commit`] do it when it was not done; a restart that adopts the pinned links
+    /// calls it after the VRRP engine started, so the verifier's seconds do not count against
+    /// the peers' Master_Down_Interval (the earlier program keeps forwarding meanwhile).
+    ///
+    /// # Errors
+    /// The verifier refuses a program.
+    pub fn verify(&mut self) -> Result<(), DatapathError> {
+        if !self.verified {
+            let started = std::time::Instant::now();
+            load_program(&mut self.ebpf)?;
+            self.verified = true;
+            info!(took_ms = started.elapsed().as_millis(), "XDP programs verified");
+        }
+        Ok(())
     }
 
     /// Whether pins of an earlier run were found (maps shared or replaced).
@@ -391,6 +410,7 @@ impl Datapath {
         if let Some(a) = self.adopt_link(iface, &pin, mode) {
             return Ok(a);
         }
+        self.verify()?;
         let prog = xdp_program(&mut self.ebpf)?;
         let (id, got, reason) = attach_new(prog, iface, mode)?;
         let link_err = |e| DatapathError::Attach { program: XDP_PROGRAM, iface: iface.to_owned(), mode, source: Box::new(e) };
@@ -478,6 +498,7 @@ impl Datapath {
     /// # Errors
     /// A link update fails (that interface keeps the earlier program).
     pub fn commit(&mut self) -> Result<Adoption, DatapathError> {
+        self.verify()?;
         let mut report = Adoption { maps_adopted: self.adopted_maps.len(), ..Default::default() };
         for p in std::mem::take(&mut self.pending) {
             // Configuration maps were migrated at load (or start fresh, rewritten in full).
