@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::Path};
 use super::*;
 use crate::{
     engine::{InstanceReport, TrackerReport},
-    health::{CheckerReport, HealthReport, RealServerReport},
+    health::{report::CheckerReport, HealthReport, RealServerReport},
     status::{ReloadStats, StatusReport},
 };
 
