@@ -52,6 +52,24 @@ pub fn security_violation(config: &Config) -> bool {
         })
 }
 
+/// What keepalived 2.2.7 reports in `-t` about a configuration ka accepts silently (each
+/// makes keepalived exit 5): a virtual server without `lb_algo` ("no scheduler set").
+pub fn keepalived_only_warnings(config: &Config) -> Vec<String> {
+    config
+        .virtual_servers
+        .iter()
+        .filter(|vs| vs.lb_algo_span.is_none())
+        .map(|vs| {
+            let name = match &vs.key {
+                crate::config::model::VsKey::Addr { addr, port } => format!("[{addr}]:{}:{port}", vs.protocol.as_str().to_ascii_lowercase()),
+                crate::config::model::VsKey::Fwmark(m) => format!("FWM {m}"),
+                crate::config::model::VsKey::Group(g) => format!("[{g}]"),
+            };
+            format!("Virtual server {name}: no scheduler set, setting default 'wlc'")
+        })
+        .collect()
+}
+
 /// The exit code for a configuration with `errors` and `warnings` (ka's diagnostics) and the
 /// script-security finding: the worst class wins, security above all as in keepalived.
 pub fn exit_code(errors: usize, warnings: usize, security: bool) -> TestExit {
@@ -83,6 +101,10 @@ pub fn run(file: &Path, config_id: Option<String>, out: &mut dyn std::io::Write)
         }
         let _ = writeln!(out, "{}", d.render(&loaded.sources, file));
     }
+    for w in keepalived_only_warnings(&loaded.config) {
+        warnings += 1;
+        let _ = writeln!(out, "{w}");
+    }
     let security = security_violation(&loaded.config);
     if security {
         let _ = writeln!(out, "SECURITY VIOLATION - scripts are being executed but script_security not enabled.");
@@ -96,6 +118,13 @@ mod tests {
 
     fn parse(text: &str) -> Config {
         crate::config::parse_str(text, Path::new("/t/keepalived.conf"), &Default::default()).config
+    }
+
+    #[test]
+    fn scheduler_missing_is_keepalived_s_warning() {
+        let vs = |algo: &str| parse(&format!("virtual_server 198.18.0.1 80 {{\n protocol TCP\n{algo} real_server 198.18.1.1 80 {{\n }}\n}}\n"));
+        assert_eq!(keepalived_only_warnings(&vs("")), ["Virtual server [198.18.0.1]:tcp:80: no scheduler set, setting default 'wlc'"]);
+        assert!(keepalived_only_warnings(&vs(" lb_algo wlc\n")).is_empty());
     }
 
     #[test]
