@@ -4,12 +4,12 @@
 //! its signals with its dump files, and `-t` exits with its config-test codes. The daemon
 //! underneath is `ka run`.
 //!
-//! - [`args`]: the command line, translated (pure);
-//! - [`config_test`]: `-t`;
-//! - [`dump`]: `/tmp/keepalived.data`, `.stats`, `.json` (pure renderers);
-//! - [`signals`]: the signal numbers and the dump task;
-//! - [`pidfile`]: the pid files;
-//! - [`log`]: syslog and console in keepalived's format and words.
+//! - the command line, translated (pure): [`args`];
+//! - `-t`: [`config_test`];
+//! - `/tmp/keepalived.data`, `.stats`, `.json` (pure renderers): [`dump`];
+//! - the signal numbers and the dump task: [`signals`];
+//! - the pid files: [`pidfile`];
+//! - syslog and console in keepalived's format and words: [`log`].
 
 pub mod args;
 pub mod config_test;
