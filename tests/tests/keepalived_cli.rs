@@ -101,7 +101,7 @@ fn keepalived_signals_and_dumps() {
     let instance = unique_name("kc");
     let mut child = ns
         .nsenter(&link)
-        .args(["-n", "-l", "-D", "-f"])
+        .args(["-n", "-l", "-D", "-d", "-f"])
         .arg(&file)
         .arg("-p")
         .arg(dir.join("keepalived.pid"))
@@ -124,6 +124,9 @@ fn keepalived_signals_and_dumps() {
     let text = log_of(&log);
     assert!(text.contains("Starting Keepalived v2.2.7"), "{text}");
     assert!(text.contains("state change") && text.contains("to=MASTER"), "ka's own line is kept:\n{text}");
+    // -d: the configuration in the log, in the data dump's format.
+    wait_for("-d's configuration dump in the log", WAIT, || log_of(&log).contains(": ------< VRRP Topology >------").then_some(()));
+    assert!(log_of(&log).contains("  VRRP Instance = VI_1\n"), "{}", log_of(&log));
 
     // Pid files: the daemon's pid in the parent's and the VRRP one; no checkers run.
     let read_pid = |f: &str| std::fs::read_to_string(dir.join(f)).ok().and_then(|t| t.trim().parse::<u32>().ok());

@@ -590,6 +590,22 @@ mod tests {
         assert_eq!(t(&["-nZ", "-Q"]), bad(&["Unknown option -Z", "Unknown option -Q"]));
     }
 
+    /// `-P` keeps VRRP and drops the virtual servers; `-C` the reverse, with what only
+    /// keepalived's VRRP process runs (scripts, sync groups, connection sync).
+    #[test]
+    fn only_cuts_the_configuration() {
+        let text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n}\nvrrp_script s {\n script /bin/true\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  198.18.0.1\n }\n}\nvirtual_server 198.18.0.1 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n";
+        let full = crate::config::parse_str(text, std::path::Path::new("/t.conf"), &Default::default()).config;
+        assert!(!full.vrrp_instances.is_empty() && !full.virtual_servers.is_empty() && full.global.lvs_sync_daemon.is_some());
+        let mut vrrp = full.clone();
+        Only::Vrrp.apply(&mut vrrp);
+        assert!(vrrp.virtual_servers.is_empty() && vrrp.vrrp_instances.len() == 1 && vrrp.vrrp_scripts.len() == 1);
+        let mut checkers = full;
+        Only::Checkers.apply(&mut checkers);
+        assert!(checkers.vrrp_instances.is_empty() && checkers.vrrp_scripts.is_empty() && checkers.global.lvs_sync_daemon.is_none());
+        assert_eq!(checkers.virtual_servers.len(), 1);
+    }
+
     #[test]
     fn facilities_and_umasks() {
         assert_eq!(parse_facility("0"), Some(libc::LOG_LOCAL0));
