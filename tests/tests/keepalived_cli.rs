@@ -63,6 +63,24 @@ vrrp_instance VI_1 {{
     )
 }
 
+/// [`conf`] with a virtual server whose one real server never answers.
+fn conf_with_service() -> String {
+    conf("")
+        + r#"virtual_server 198.18.20.10 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 198.18.20.99 80 {
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+"#
+}
+
 fn signum(link: &Path, name: &str) -> i32 {
     let out = Command::new(link).arg(format!("--signum={name}")).output().expect("signum");
     assert!(out.status.success(), "--signum={name}: {out:?}");
@@ -95,7 +113,7 @@ fn keepalived_signals_and_dumps() {
     let ns = lan();
     let (dir, link) = keepalived_link("kcs");
     let file = dir.join("keepalived.conf");
-    std::fs::write(&file, conf("")).expect("conf");
+    std::fs::write(&file, conf_with_service()).expect("conf");
     let log = dir.join("console.log");
     let out = std::fs::File::create(&log).expect("log");
     let instance = unique_name("kc");
@@ -128,11 +146,16 @@ fn keepalived_signals_and_dumps() {
     wait_for("-d's configuration dump in the log", WAIT, || log_of(&log).contains(": ------< VRRP Topology >------").then_some(()));
     assert!(log_of(&log).contains("  VRRP Instance = VI_1\n"), "{}", log_of(&log));
 
-    // Pid files: the daemon's pid in the parent's and the VRRP one; no checkers run.
+    // The checker's failure and the real server's removal, in keepalived's words.
+    for line in ["TCP_CHECK on service [198.18.20.99]:tcp:80 failed.", "Removing service [198.18.20.99]:tcp:80 from VS [198.18.20.10]:tcp:80"] {
+        wait_for(line, WAIT, || log_of(&log).contains(line).then_some(()));
+    }
+
+    // Pid files: one process, its pid in the parent's, the VRRP and the checkers' files.
     let read_pid = |f: &str| std::fs::read_to_string(dir.join(f)).ok().and_then(|t| t.trim().parse::<u32>().ok());
     assert_eq!(read_pid("keepalived.pid"), Some(pid));
     assert_eq!(read_pid("vrrp.pid"), Some(pid));
-    assert_eq!(read_pid("checkers.pid"), None, "no virtual servers, no checkers pid file");
+    assert_eq!(read_pid("checkers.pid"), Some(pid));
 
     // The signal numbers are keepalived's, as the real one prints them on this system.
     let (data_sig, stats_sig, clear_sig, json_sig) = (signum(&link, "DATA"), signum(&link, "STATS"), signum(&link, "STATS_CLEAR"), signum(&link, "JSON"));
@@ -157,6 +180,10 @@ fn keepalived_signals_and_dumps() {
     assert_eq!((vi.state.as_str(), vi.wantstate.as_str(), vi.intf.as_str(), vi.vrid, vi.garp_delay), ("MASTER", "MASTER", "kc0", 51, 5), "{vi:?}");
     assert_eq!(vi.vips.iter().filter_map(|v| exporter::parse_vip(v)).collect::<Vec<_>>(), [("198.18.20.10/24".to_owned(), "kc0".to_owned())]);
     assert_eq!(scripts, [exporter::DataScript { name: "chk_ok".into(), status: "GOOD".into(), state: "idle".into() }]);
+    // The checkers' file comes with it.
+    let check = std::fs::read_to_string(dir.join("keepalived_check.data")).expect("keepalived_check.data");
+    assert!(check.contains(" VS VIP = 198.18.20.10, VPORT = 80\n") && check.contains("   RIP = 198.18.20.99, RPORT = 80, WEIGHT = 1 EFF WEIGHT = 0\n"), "{check}");
+    assert!(check.contains("   alive = 0\n"), "{check}");
 
     // USR2: keepalived.stats, read as ParseStats does.
     let stats = exporter::parse_stats(&dump(pid, stats_sig, &dir, "keepalived.stats")).expect("exporter parses keepalived.stats");
@@ -186,7 +213,7 @@ fn keepalived_signals_and_dumps() {
     assert_eq!(j[0].stats["become_master"], 0, "the JSON counts from the clear too");
 
     // HUP reloads: the new VIP shows in the next data dump.
-    std::fs::write(&file, conf("        198.18.20.11/24\n")).expect("conf");
+    std::fs::write(&file, conf("        198.18.20.11/24\n") + &conf_with_service()[conf("").len()..]).expect("conf");
     kill(pid, libc::SIGHUP);
     wait_for("the reloaded VIP in keepalived.data", WAIT, || {
         let d = exporter::parse_data(&dump(pid, data_sig, &dir, "keepalived.data")).ok()?;
@@ -198,7 +225,7 @@ fn keepalived_signals_and_dumps() {
     let status = wait_for("keepalived (ka) to exit on SIGTERM", WAIT, || child.try_wait().expect("wait"));
     std::mem::forget(guard);
     assert!(status.success(), "exit {status}:\n{}", log_of(&log));
-    assert!(!dir.join("keepalived.pid").exists() && !dir.join("vrrp.pid").exists(), "pid files removed");
+    assert!(!dir.join("keepalived.pid").exists() && !dir.join("vrrp.pid").exists() && !dir.join("checkers.pid").exists(), "pid files removed");
     assert!(log_of(&log).contains("Stopped Keepalived v2.2.7"));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -236,6 +263,7 @@ fn keepalived_forks_and_refuses_a_second_start() {
         std::fs::read_to_string(dir.join("keepalived.pid")).ok().and_then(|t| t.trim().parse::<u32>().ok())
     });
     let _guard = Kill(Some(pid), instance.clone());
+    assert!(!dir.join("checkers.pid").exists(), "no virtual servers, no checkers pid file");
     let alive = |p: u32| Path::new(&format!("/proc/{p}")).exists();
     assert!(alive(pid), "the forked daemon runs");
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
