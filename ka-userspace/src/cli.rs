@@ -66,6 +66,15 @@ pub enum Command {
     /// (for kernels without the ipip module). The attachment is pinned and outlives `ka`.
     #[command(subcommand)]
     Decap(DecapCommand),
+    /// Run as keepalived 2.2.7 from its command line (`ka keepalived -n -f FILE`; a symlink
+    /// named `keepalived` does the same): its options, fork, pid files, syslog identifiers,
+    /// signals and dump files. `ka keepalived --help` lists the options.
+    #[command(disable_help_flag = true)]
+    Keepalived {
+        /// keepalived's options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// `ka decap` subcommands.

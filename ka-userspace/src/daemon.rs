@@ -53,6 +53,13 @@ pub struct RunArgs {
     /// `[::]:9650`).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Run one subsystem of the configuration, as `keepalived -P` (`vrrp`: the virtual servers
+    /// are left out) or `-C` (`checkers`: the VRRP instances are left out).
+    #[arg(long, value_enum)]
+    pub only: Option<crate::keepalived::args::Only>,
+    /// Log the configuration in keepalived's data-dump format once running (`keepalived -d`).
+    #[arg(long, hide = true)]
+    pub dump_conf: bool,
 }
 
 /// Parses `--tunnel-source ADDR/BITS`.
@@ -121,7 +128,7 @@ pub enum DaemonError {
 }
 
 /// Loads and checks the configuration; errors are logged with their locations.
-fn load_config(path: &std::path::Path, config_id: Option<String>) -> Result<crate::config::Config, DaemonError> {
+fn load_config(path: &std::path::Path, config_id: Option<String>, only: Option<crate::keepalived::args::Only>) -> Result<crate::config::Config, DaemonError> {
     let opts = crate::config::LoadOptions { config_id, ..Default::default() };
     let loaded = crate::config::load(path, &opts).map_err(|source| DaemonError::Load { path: path.to_owned(), source })?;
     let mut errors = 0;
@@ -137,7 +144,11 @@ fn load_config(path: &std::path::Path, config_id: Option<String>) -> Result<crat
     if errors > 0 {
         return Err(DaemonError::Invalid { path: path.to_owned(), count: errors });
     }
-    Ok(loaded.config)
+    let mut config = loaded.config;
+    if let Some(only) = only {
+        only.apply(&mut config);
+    }
+    Ok(config)
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT.
@@ -147,7 +158,7 @@ fn load_config(path: &std::path::Path, config_id: Option<String>) -> Result<crat
 pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonError> {
     let started = Instant::now();
     let mut config = match &args.file {
-        Some(path) => Some(Arc::new(load_config(path, args.config_id.clone())?)),
+        Some(path) => Some(Arc::new(load_config(path, args.config_id.clone(), args.only)?)),
         None => None,
     };
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -171,7 +182,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut reloads = crate::status::ReloadStats::started(std::time::SystemTime::now());
     // `ka prepare-restart`: this stop keeps the VIPs and the datapath for the next ka.
     let mut keep_on_stop = false;
-    let mut reloader = crate::reload::apply::Reloader::new(args.file.clone(), args.config_id.clone());
+    let mut reloader = crate::reload::apply::Reloader::new(args.file.clone(), args.config_id.clone()).only(args.only);
 
     let mut ifaces = args.ifaces.clone();
     // Interfaces only VRRP needs: XDP there is the advert fast path, and the raw socket is
@@ -357,6 +368,15 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             async move { control::ask_status(&calls).await.is_some() }
         }).abort_handle())
     });
+    // keepalived's dump signals (USR1, USR2, STATS_CLEAR, JSON), answered from status reports.
+    let (config_watch, config_seen) = tokio::sync::watch::channel(config.clone());
+    let dumps = crate::keepalived::signals::DumpOptions {
+        calls: status_calls.clone(),
+        config: config_seen,
+        dir: crate::keepalived::signals::tmp_dir(std::env::var("TMPDIR").ok().as_deref()),
+        dump_conf: args.dump_conf,
+    };
+    let _dumps = AbortOnDrop(crate::keepalived::signals::spawn(dumps).map_err(|e| DaemonError::Signals(std::io::Error::other(e)))?.abort_handle());
     drop(status_calls);
 
     // Every subsystem task is watched: one that stops ends the daemon (see `supervise`).
@@ -437,6 +457,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                     crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index(), master);
                                 }
                                 config = Some(new);
+                                config_watch.send_replace(config.clone());
                                 Response::Reloaded(summary)
                             }
                             Err(d) => crate::reload::apply::refused(d),

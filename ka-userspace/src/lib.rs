@@ -11,6 +11,7 @@ pub mod decap;
 pub mod engine;
 pub mod health;
 pub mod instance;
+pub mod keepalived;
 pub mod lb;
 pub mod logging;
 pub mod metrics;

@@ -35,6 +35,11 @@ pub fn init(filter: &str) {
     if set.is_err() {
         return;
     }
+    install_log_bridge();
+}
+
+/// Bridges the `log` records of libraries (aya) into `tracing`, aya's BTF dump summarized.
+pub fn install_log_bridge() {
     if log::set_boxed_logger(Box::new(Bridge(LogTracer::new()))).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
     }

@@ -10,6 +10,10 @@ use ka::{
 };
 
 fn main() -> ExitCode {
+    // Started as `keepalived` (a symlink) or `ka keepalived ...`: keepalived's command line.
+    if let Some(code) = ka::keepalived::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     ka::logging::init(&cli.log);
     match cli.command {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Command::Decap(DecapCommand::Detach { iface }) => {
             report(ka::decap::detach(&cli.instance, &iface).map_err(anyhow::Error::from))
         }
+        Command::Keepalived { args } => ka::keepalived::main("keepalived", &args),
     }
 }
 

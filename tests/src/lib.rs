@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod flood;
 pub mod daemon;
+pub mod exporter;
 pub mod keepalived;
 pub mod lan;
 pub mod netns;

@@ -187,6 +187,19 @@ pub struct InstanceReport {
     /// Transitions to MASTER since start.
     #[serde(default)]
     pub became_master: u64,
+    /// Transitions out of MASTER since start.
+    #[serde(default)]
+    pub released_master: u64,
+    /// Valid adverts received with priority 0 (a master resigning).
+    #[serde(default)]
+    pub priority_zero_rx: u64,
+    /// Adverts sent with priority 0 (resigning).
+    #[serde(default)]
+    pub priority_zero_tx: u64,
+    /// When the state last changed (or the instance started), microseconds since the Unix
+    /// epoch.
+    #[serde(default)]
+    pub last_transition_unix_us: u64,
     /// The XDP fast path validates this instance's adverts (steady ones never reach
     /// userspace).
     #[serde(default)]
@@ -344,6 +357,21 @@ struct Counters {
     xdp_deferrals: u64,
     drops: BTreeMap<DropReason, u64>,
     last_drop_log: Option<Instant>,
+    /// keepalived's other statistics (its `/tmp/keepalived.stats`).
+    more: MoreCounters,
+}
+
+/// Counters keepalived keeps and ka shows only in keepalived's dumps.
+#[derive(Default)]
+struct MoreCounters {
+    /// Transitions out of MASTER.
+    released_master: u64,
+    /// Valid adverts received with priority 0.
+    pri_zero_rx: u64,
+    /// Adverts queued with priority 0 (resignations).
+    pri_zero_tx: u64,
+    /// When the state last changed (or the instance started), wall clock.
+    last_transition: Option<std::time::SystemTime>,
 }
 
 struct Rt {
@@ -853,7 +881,7 @@ async fn build_instance(
         track: TrackSet::default(),
         track_status: BTreeMap::new(),
         state_since: Instant::now(),
-        counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None },
+        counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None, more: MoreCounters { last_transition: Some(std::time::SystemTime::now()), ..Default::default() } },
         garp,
         fast_key: fast_key(fast_ifindexes, ifindex, &s),
         fast_written: None,
@@ -1161,6 +1189,9 @@ impl Engine {
         match rx {
             Ok(adv) => {
                 r.counters.rx += 1;
+                if adv.priority == 0 {
+                    r.counters.more.pri_zero_rx += 1;
+                }
                 if let (Some(a), State::Master) = (&ah, r.fsm.state()) {
                     // keepalived's vrrp_state_master_rx: a lower-priority advert syncs the
                     // counter above its number.
@@ -1213,6 +1244,10 @@ impl Engine {
             let actions = self.inst[i].fsm.handle(now, ev);
             if self.inst[i].fsm.state() != before {
                 self.inst[i].state_since = Instant::now();
+                self.inst[i].counters.more.last_transition = Some(std::time::SystemTime::now());
+                if before == State::Master {
+                    self.inst[i].counters.more.released_master += 1;
+                }
                 if self.inst[i].fsm.state() == State::Master {
                     self.inst[i].counters.became_master += 1;
                     // keepalived's vrrp_state_goto_master: a cycled AH counter restarts.
@@ -1415,6 +1450,9 @@ impl Engine {
     }
 
     fn send_advert(&mut self, i: usize, priority: u8) {
+        if priority == 0 {
+            self.inst[i].counters.more.pri_zero_tx += 1;
+        }
         // AH: one sequence number and one IP ID per advert, whatever the number of unicast
         // peers (keepalived's vrrp_update_pkt).
         let ah = match self.inst[i].setup.auth.ah_key().copied() {
@@ -1622,6 +1660,10 @@ impl Engine {
                     adverts_rx: r.counters.rx,
                     adverts_tx: r.counters.tx,
                     became_master: r.counters.became_master,
+                    released_master: r.counters.more.released_master,
+                    priority_zero_rx: r.counters.more.pri_zero_rx,
+                    priority_zero_tx: r.counters.more.pri_zero_tx,
+                    last_transition_unix_us: r.counters.more.last_transition.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                     adverts_dropped: r.counters.drops.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
                     xdp_fast_path: r.fast_written.is_some(),
                     xdp_changes: r.counters.xdp_changes,

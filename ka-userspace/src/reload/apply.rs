@@ -41,9 +41,21 @@ pub struct Prepared {
 /// # Errors
 /// The diagnostics of a configuration with errors, or why it cannot be run.
 pub fn prepare(path: &Path, config_id: Option<String>, current: &Config) -> Result<Prepared, String> {
+    prepare_only(path, config_id, None, current)
+}
+
+/// [`prepare`] for a daemon running one subsystem (`keepalived -P` / `-C`): the new
+/// configuration is cut down to it before planning.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::keepalived::args::Only>, current: &Config) -> Result<Prepared, String> {
     let asked = Instant::now();
     let opts = LoadOptions { config_id, ..Default::default() };
-    let loaded = crate::config::load(path, &opts).map_err(|e| format!("configuration {}: {e}\n", path.display()))?;
+    let mut loaded = crate::config::load(path, &opts).map_err(|e| format!("configuration {}: {e}\n", path.display()))?;
+    if let Some(only) = only {
+        only.apply(&mut loaded.config);
+    }
     let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     if errors > 0 {
         let mut text = String::new();
@@ -108,6 +120,8 @@ impl Drop for Nice {
 pub struct Reloader {
     path: Option<PathBuf>,
     config_id: Option<String>,
+    /// `keepalived -P` / `-C`.
+    only: Option<crate::keepalived::args::Only>,
     task: Option<JoinHandle<Result<Prepared, String>>>,
     /// Clients waiting for the reload in progress.
     waiting: Vec<oneshot::Sender<Response>>,
@@ -118,7 +132,13 @@ pub struct Reloader {
 impl Reloader {
     /// Reloads `path` (none: the daemon runs without a file, and reloads are refused).
     pub fn new(path: Option<PathBuf>, config_id: Option<String>) -> Reloader {
-        Reloader { path, config_id, task: None, waiting: Vec::new(), next: None }
+        Reloader { path, config_id, only: None, task: None, waiting: Vec::new(), next: None }
+    }
+
+    /// Reloads cut down to one subsystem (`ka run --only`).
+    pub fn only(mut self, only: Option<crate::keepalived::args::Only>) -> Reloader {
+        self.only = only;
+        self
     }
 
     /// Asks for a reload against `current`; `reply` gets the outcome (`None`: SIGHUP).
@@ -138,10 +158,11 @@ impl Reloader {
         self.waiting.extend(reply);
         let current = current.clone();
         let config_id = self.config_id.clone();
+        let only = self.only;
         info!(file = %path.display(), "reload: reading the configuration");
         self.task = Some(tokio::task::spawn_blocking(move || {
             let _nice = Nice::lowest();
-            prepare(&path, config_id, &current)
+            prepare_only(&path, config_id, only, &current)
         }));
     }
 
