@@ -151,3 +151,126 @@ fn routes_follow_quorum_and_mastership() {
     drop(echo);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const AA_RS: [&str; 2] = ["198.18.40.11", "198.18.40.12"];
+const ROUTER: &str = "198.18.40.254";
+const FAR_CLIENT: &str = "198.18.50.2";
+
+/// A director's BIRD for the ECMP lab: learns ka's routes from table 100 and announces them to
+/// the router over eBGP (AS 65001 to 65000), next hop itself; short timers for the test.
+fn director_bgp_conf(me: &str) -> String {
+    format!(
+        "router id {me};\nprotocol device {{ }}\n\
+protocol kernel k4 {{ ipv4 {{ import all; export none; }}; kernel table {TABLE}; learn; }}\n\
+protocol bgp up {{ local {me} as 65001; neighbor {ROUTER} as 65000; hold time 3; keepalive time 1; connect retry time 1;\n ipv4 {{ import none; export all; next hop self; }}; }}\n"
+    )
+}
+
+/// The router's BIRD: a session with each director, the best paths merged into one ECMP route
+/// in its main table (`merge paths on`).
+fn router_bgp_conf() -> String {
+    let mut s = format!("router id {ROUTER};\nprotocol device {{ }}\nprotocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n");
+    for (i, d) in DIRECTORS.iter().enumerate() {
+        s.push_str(&format!(
+            "protocol bgp d{i} {{ local {ROUTER} as 65000; neighbor {d} as 65001; hold time 3; keepalive time 1; connect retry time 1;\n ipv4 {{ import all; export none; }}; }}\n"
+        ));
+    }
+    s
+}
+
+/// The next hops of the router's route to `vip` (`ip route show VIP`).
+fn router_hops(router: &Netns, vip: &str) -> Vec<String> {
+    let text = router.run(&["ip", "-4", "route", "show", vip]).unwrap_or_default();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut hops: Vec<String> = words.windows(2).filter(|w| w[0] == "via").map(|w| w[1].to_owned()).collect();
+    hops.sort();
+    hops
+}
+
+fn counter(ka: &KaDaemon, name: &str) -> u64 {
+    ka.status_json().ok().and_then(|s| s["counters"][name].as_u64()).unwrap_or(0)
+}
+
+/// Two active-active directors (no VRRP: XDP attaches where the real servers are), each
+/// announcing the VIP through its BIRD to a router that spreads the client's flows over both
+/// with ECMP (L4 hash): each director forwards part of the flows. Then one drains gracefully
+/// (SIGTERM: routes withdrawn, forwarding on for the drain): the router moves its flows to the
+/// other, whose Maglev table picks the same real servers, and no connection is lost.
+#[test]
+fn ecmp_across_two_directors_and_graceful_drain() {
+    require_root();
+    let lab = Lan::new(&LanSpec {
+        client: vec!["198.18.40.2/24".into()],
+        directors: DIRECTORS.iter().map(|a| vec![format!("{a}/24")]).collect(),
+        real_servers: AA_RS.iter().map(|a| vec![format!("{a}/24")]).collect(),
+        loopback_vips: vec![format!("{VIP_AA}/32")],
+    })
+    .expect("lan");
+    let mut bridge = lab.bridge;
+    let router = Netns::new("rt").expect("router ns");
+    bridge.attach(&router, "eth0", &[&format!("{ROUTER}/24")]).expect("router on the lan");
+    let client = Netns::new("fc").expect("client ns");
+    ka_tests::netns::veth(&router, "eth1", &["198.18.50.1/24"], &client, "eth0", &[&format!("{FAR_CLIENT}/24")]).expect("client link");
+    client.run(&["ip", "route", "add", "default", "via", "198.18.50.1"]).expect("client route");
+    ka_tests::lan::full_checksums(&client, "eth0").expect("checksums");
+    ka_tests::lan::full_checksums(&router, "eth0").expect("checksums");
+    // L4 hashing of ECMP, in the router's namespace only.
+    router.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1"]).expect("router sysctls");
+    for rs in &lab.real_servers {
+        rs.run(&["ip", "route", "add", "default", "via", ROUTER]).expect("rs route");
+    }
+    let accepted = Accepted::default();
+    let _echo: Vec<EchoServer> = lab.real_servers.iter().enumerate().map(|(i, ns)| EchoServer::start(ns, i, PORT, &accepted, &[]).expect("echo")).collect();
+
+    let dir = std::env::temp_dir().join(unique_name("kabgp"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("keepalived.conf");
+    let rs: String = AA_RS.iter().map(|a| format!(" real_server {a} {PORT} {{\n{} }}\n", tcp_check())).collect();
+    std::fs::write(&path, format!("virtual_server {VIP_AA} {PORT} {{\n delay_loop 1\n lb_algo mh\n mh-port\n lb_kind DR\n protocol TCP\n{rs}}}\n")).expect("conf");
+    let path = path.to_str().expect("utf-8").to_owned();
+
+    let _router_bird = Bird::start(&router, &router_bgp_conf()).expect("router bird");
+    let _birds: Vec<Bird> = DIRECTORS.iter().zip(&lab.directors).map(|(a, ns)| Bird::start(ns, &director_bgp_conf(a)).expect("director bird")).collect();
+    let mut kas: Vec<Option<KaDaemon>> = lab
+        .directors
+        .iter()
+        .map(|ns| Some(KaDaemon::start(ns, &ka_bin(), &unique_name("bgpe"), &["-f", &path, "--announce-table", TABLE, "--announce-drain", "3"]).expect("ka run")))
+        .collect();
+    let both = sorted(&DIRECTORS);
+    wait_for("the router's ECMP route over both directors", WAIT, || (router_hops(&router, VIP_AA) == both).then_some(()));
+    for ka in kas.iter().flatten() {
+        let log = ka.log_text();
+        assert!(log.contains("XDP attaches to the real servers' interfaces"), "{log}");
+    }
+
+    // Many flows from the far client: each director takes part of them.
+    const FLOWS: usize = 32;
+    let addr: std::net::SocketAddr = format!("{VIP_AA}:{PORT}").parse().expect("addr");
+    let mut conns: Vec<std::net::TcpStream> = client
+        .enter(move || (0..FLOWS).map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))).collect::<Result<Vec<_>, _>>())
+        .expect("enter")
+        .join()
+        .expect("connect thread")
+        .expect("connections through the router");
+    let mut first = Vec::new();
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        first.push(ka_tests::lan::ask(c).expect("answer through the directors"));
+    }
+    let shares: Vec<u64> = kas.iter().flatten().map(|k| counter(k, "lb_new_flow")).collect();
+    assert!(shares.iter().all(|n| *n > 0), "each director forwards part of the flows: {shares:?}");
+    assert!(shares.iter().sum::<u64>() >= FLOWS as u64, "{shares:?}");
+
+    // Graceful drain of director 0: withdrawn, the router moves its flows to director 1.
+    kas[0].take().expect("ka 0").stop().expect("graceful stop");
+    wait_for("the router's route via director 1 only", WAIT, || (router_hops(&router, VIP_AA) == [DIRECTORS[1].to_owned()]).then_some(()));
+    let before = counter(kas[1].as_ref().expect("ka 1"), "lb_dr");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let again = ka_tests::lan::ask_why(c).unwrap_or_else(|e| panic!("connection {i} lost after the drain: {e}"));
+        assert_eq!(again, first[i], "connection {i} moved to another real server");
+    }
+    assert!(counter(kas[1].as_ref().expect("ka 1"), "lb_dr") >= before + FLOWS as u64, "director 1 forwards every flow now");
+    drop(conns);
+    drop(kas);
+    let _ = std::fs::remove_dir_all(&dir);
+}
