@@ -6,6 +6,8 @@
 //!   when quorum is lost and comes back with it; BIRD learns and forgets each.
 //! - Stop: SIGTERM withdraws the routes before ka exits; after kill -9 they stay (the pinned
 //!   datapath keeps forwarding).
+//! - ECMP: two active-active directors behind a BIRD router (`merge paths on`, L4 hash) each
+//!   forward part of the flows; a graceful drain and a dead link lose none of them.
 
 use std::time::Duration;
 
@@ -195,7 +197,9 @@ fn counter(ka: &KaDaemon, name: &str) -> u64 {
 /// announcing the VIP through its BIRD to a router that spreads the client's flows over both
 /// with ECMP (L4 hash): each director forwards part of the flows. Then one drains gracefully
 /// (SIGTERM: routes withdrawn, forwarding on for the drain): the router moves its flows to the
-/// other, whose Maglev table picks the same real servers, and no connection is lost.
+/// other, whose Maglev table picks the same real servers, and no connection is lost. It comes
+/// back; then the other's link dies: the router converges on its hold timer, and the flows
+/// that moved keep their real servers too.
 #[test]
 fn ecmp_across_two_directors_and_graceful_drain() {
     require_root();
@@ -270,6 +274,21 @@ fn ecmp_across_two_directors_and_graceful_drain() {
         assert_eq!(again, first[i], "connection {i} moved to another real server");
     }
     assert!(counter(kas[1].as_ref().expect("ka 1"), "lb_dr") >= before + FLOWS as u64, "director 1 forwards every flow now");
+
+    // Director 0 comes back; then director 1's link dies (no withdrawal: the router's BGP hold
+    // timer, 3 s, ends the session) and every flow moves to director 0, on the same server.
+    kas[0] = Some(KaDaemon::start(&lab.directors[0], &ka_bin(), &unique_name("bgpe"), &["-f", &path, "--announce-table", TABLE]).expect("ka 0 again"));
+    wait_for("the ECMP route over both directors again", WAIT, || (router_hops(&router, VIP_AA) == both).then_some(()));
+    for (i, c) in conns.iter_mut().enumerate() {
+        let again = ka_tests::lan::ask_why(c).unwrap_or_else(|e| panic!("connection {i} lost when director 0 came back: {e}"));
+        assert_eq!(again, first[i], "connection {i} moved to another real server");
+    }
+    lab.directors[1].run(&["ip", "link", "set", "eth0", "down"]).expect("link down");
+    wait_for("the router's route via director 0 only (hold timer)", WAIT, || (router_hops(&router, VIP_AA) == [DIRECTORS[0].to_owned()]).then_some(()));
+    for (i, c) in conns.iter_mut().enumerate() {
+        let again = ka_tests::lan::ask_why(c).unwrap_or_else(|e| panic!("connection {i} lost when director 1's link died: {e}"));
+        assert_eq!(again, first[i], "connection {i} moved to another real server");
+    }
     drop(conns);
     drop(kas);
     let _ = std::fs::remove_dir_all(&dir);
