@@ -358,13 +358,14 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         (Some(cfg), Some(d), Some(dp)) => crate::lb::sync::start(cfg, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index()),
         _ => None,
     };
+    // Only frames addressed to this director are forwarded (a flooded frame reaches every one).
+    // Before the takeover: the adopted globals may carry the check's flag already.
+    if let (Some(d), Some(cfg), Some(_)) = (datapath.as_mut(), config.as_deref(), &dataplane) {
+        install_local_macs(d, cfg, &netlink).await;
+    }
     // The tables are in place: the program may now take over the pinned links of a previous run.
     if let Some(d) = datapath.as_mut() {
         d.commit()?;
-    }
-    // Only frames addressed to this director are forwarded (a flooded frame reaches every one).
-    if let (Some(d), Some(cfg), Some(_)) = (datapath.as_mut(), config.as_deref(), &dataplane) {
-        install_local_macs(d, cfg, &netlink).await;
     }
     // --announce-table: the VIP routes a BGP daemon announces; every instance starts out of
     // MASTER, the engine reports each transition.
@@ -572,10 +573,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     // Graceful drain: the routes go first, the datapath forwards on while the routers move
     // the flows; a kept datapath keeps its routes (it forwards on, as after kill -9).
     if let Some(a) = announcer.as_mut().filter(|_| !keep_datapath) {
-        let drain = std::time::Duration::from_secs(args.announce_drain);
+        let announced = a.installed().len();
         let withdrawn = a.withdraw_all(crate::announce::WITHDRAW_TIMEOUT).await;
-        info!(table = a.table(), withdrawn, drain_s = args.announce_drain, "announce: routes withdrawn; forwarding on while the routers converge");
-        tokio::time::sleep(drain).await;
+        // Nothing announced, nothing routed here to drain.
+        let drain_s = if announced > 0 { args.announce_drain } else { 0 };
+        info!(table = a.table(), routes = announced, withdrawn, drain_s, "announce: routes withdrawn; forwarding on while the routers converge");
+        tokio::time::sleep(std::time::Duration::from_secs(drain_s)).await;
     }
     drop(announcer);
     match engine {
