@@ -21,7 +21,8 @@ pub fn virtual_macs(cfg: &crate::config::Config) -> BTreeSet<[u8; 6]> {
 }
 
 /// Writes `macs` (unicast ones; at most [`LOCAL_MACS_MAX`]) to the map and turns the check
-/// on; with none, turns it off (every frame to a service is forwarded, as before).
+/// on; with none, turns it off (every frame to a service is forwarded, as before). When the
+/// MAC map cannot be written, the check is turned off before the error is returned.
 ///
 /// # Errors
 /// A map is missing or refuses the write.
@@ -33,7 +34,7 @@ pub fn install(ebpf: &mut Ebpf, macs: &BTreeSet<[u8; 6]>) -> Result<usize, LbErr
         .take(usize::try_from(LOCAL_MACS_MAX).unwrap_or(usize::MAX))
         .map(|m| [m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
         .collect();
-    {
+    let written = (|| {
         let mut map: BpfHashMap<_, [u8; 8], u8> =
             BpfHashMap::try_from(ebpf.map_mut(LOCAL_MACS_MAP).ok_or(LbError::MissingMap(LOCAL_MACS_MAP))?).map_err(map_err(LOCAL_MACS_MAP))?;
         let stale: Vec<[u8; 8]> = map.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
@@ -43,16 +44,19 @@ pub fn install(ebpf: &mut Ebpf, macs: &BTreeSet<[u8; 6]>) -> Result<usize, LbErr
         for k in &wanted {
             map.insert(k, 1, 0).map_err(map_err(LOCAL_MACS_MAP))?;
         }
-    }
+        Ok::<(), LbError>(())
+    })();
+    // A partly written map must not gate forwarding (the flag may come from an adopted run).
+    let on = written.is_ok() && !wanted.is_empty();
     let mut arr: Array<_, Globals> = Array::try_from(ebpf.map_mut(GLOBALS_MAP).ok_or(LbError::MissingMap(GLOBALS_MAP))?).map_err(map_err(GLOBALS_MAP))?;
     let mut g = arr.get(&0, 0).map_err(map_err(GLOBALS_MAP))?;
-    if wanted.is_empty() {
-        g.flags &= !G_DST_MAC;
-    } else {
+    if on {
         g.flags |= G_DST_MAC;
+    } else {
+        g.flags &= !G_DST_MAC;
     }
     arr.set(0, g, 0).map_err(map_err(GLOBALS_MAP))?;
-    Ok(wanted.len())
+    written.map(|()| wanted.len())
 }
 
 #[cfg(test)]
