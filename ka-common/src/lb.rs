@@ -85,6 +85,11 @@ pub const NEIGH_MAP: &str = "KA_NEIGH";
 pub const MASTER_MAP: &str = "KA_MASTER";
 /// Global settings, `Array<Globals>` of 1.
 pub const GLOBALS_MAP: &str = "KA_GLOBALS";
+/// The unicast MACs frames to a service may be addressed to (the XDP interfaces' and their
+/// VRRP virtual MACs): key the MAC in bytes 0..6 (bytes 6..8 zero), value unused (1).
+pub const LOCAL_MACS_MAP: &str = "KA_LOCAL_MACS";
+/// Entries of [`LOCAL_MACS_MAP`].
+pub const LOCAL_MACS_MAX: u32 = 256;
 /// Per-service packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_SERVICES`].
 pub const SERVICE_STATS_MAP: &str = "KA_SVC_STATS";
 /// Per-backend packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_BACKENDS`].
@@ -199,6 +204,9 @@ pub const G_NAT: u32 = 1 << 3;
 /// Global flag: port-0 (all-port) service keys exist: a packet whose (VIP, port, protocol) has
 /// no key is looked up again with port 0 (no second lookup without such a service).
 pub const G_ANY_PORT: u32 = 1 << 4;
+/// Global flag: [`LOCAL_MACS_MAP`] holds the MACs of the XDP interfaces: a packet to a service
+/// in a frame addressed to another MAC passes, unforwarded (`pass_not_our_mac`).
+pub const G_DST_MAC: u32 = 1 << 5;
 /// Global flag: connection sync is on and this node is MASTER of its VRRP instance: new flows
 /// are pushed to the sync ring ([`crate::sync`]). A high bit, clear of the flags above.
 pub const G_SYNC_MASTER: u32 = 1 << 8;

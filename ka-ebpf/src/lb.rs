@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, G_ANY_PORT, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     sched::NO_ID,
     stats::Counter,
 };
@@ -36,6 +36,11 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         }
         return nat_reply(ctx, w);
     };
+    // Only the director the frame is addressed to forwards it (a flooded frame reaches all).
+    if global_flags & G_DST_MAC != 0 && !maps::to_local_mac(ctx) {
+        stats::inc(Counter::PassNotOurMac);
+        return xdp_action::XDP_PASS;
+    }
     // SAFETY: a valid map value. Copied once: the packet sees one version of the service.
     crate::mem::copy(&mut w.svc, unsafe { &*svc });
     if let Some(verdict) = gate(w) {

@@ -98,6 +98,21 @@ pub static KA_MASTER: Array<u32> = Array::with_max_entries(MAX_MASTER_SLOTS, 0);
 #[map(name = "KA_GLOBALS")]
 pub static KA_GLOBALS: Array<Globals> = Array::with_max_entries(1, 0);
 
+/// `ka_common::lb::LOCAL_MACS_MAP`.
+#[map(name = "KA_LOCAL_MACS")]
+pub static KA_LOCAL_MACS: HashMap<[u8; 8], u8> = HashMap::with_max_entries(ka_common::lb::LOCAL_MACS_MAX, 0);
+
+/// Whether the frame's destination MAC is one of [`KA_LOCAL_MACS`].
+#[inline(always)]
+pub fn to_local_mac(ctx: &aya_ebpf::programs::XdpContext) -> bool {
+    let Some(eth) = crate::ptr::ptr_at::<ka_common::wire::EthHdr>(ctx, 0) else { return false };
+    let mut key = [0u8; 8];
+    // SAFETY: bounds-checked by ptr_at.
+    key[..6].copy_from_slice(unsafe { &(*eth).dst });
+    // SAFETY: a lookup; the value is not read.
+    unsafe { KA_LOCAL_MACS.get(&key).is_some() }
+}
+
 /// `ka_common::lb::SERVICE_STATS_MAP`.
 #[map(name = "KA_SVC_STATS")]
 pub static KA_SVC_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);

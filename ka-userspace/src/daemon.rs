@@ -57,6 +57,14 @@ pub struct RunArgs {
     /// are left out) or `-C` (`checkers`: the VRRP instances are left out).
     #[arg(long, value_enum)]
     pub only: Option<crate::keepalived::args::Only>,
+    /// Keep `VIP/32 dev lo` (`/128`) routes in this routing table while this director should
+    /// receive each VIP's traffic, for a BGP daemon to announce (see `ka::announce`).
+    #[arg(long, value_name = "TABLE", value_parser = crate::announce::parse_table)]
+    pub announce_table: Option<u32>,
+    /// On SIGTERM/SIGINT with `--announce-table`: after withdrawing the routes, keep
+    /// forwarding this many seconds before stopping.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+    pub announce_drain: u64,
     /// Log the configuration in keepalived's data-dump format once running (`keepalived -d`).
     #[arg(long, hide = true)]
     pub dump_conf: bool,
@@ -122,6 +130,9 @@ pub enum DaemonError {
         /// `netlink worker`.
         subsystem: &'static str,
     },
+    /// `--announce-table` with virtual servers, but nowhere to attach XDP.
+    #[error("--announce-table: no interface to attach XDP to (no vrrp_instance names one, no real server is routed out of one): give --iface IFACE, where the VIPs' traffic arrives")]
+    NoXdpInterface,
     /// The metrics endpoint cannot listen.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
@@ -201,6 +212,17 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let (netlink, netlink_task) = crate::net::netlink::spawn()?;
     let (netlink_watch, netlink_task) = Watch::task("netlink worker", netlink_task);
     let _netlink_task = AbortOnDrop(netlink_task);
+    // Active-active (no vrrp_instance names an interface): XDP goes where the real servers are.
+    if let Some(cfg) = config.as_deref().filter(|c| ifaces.is_empty() && !args.no_xdp && !c.virtual_servers.is_empty()) {
+        ifaces = crate::announce::real_server_ifaces(cfg, &netlink).await;
+        if ifaces.is_empty() && args.announce_table.is_some() {
+            return Err(DaemonError::NoXdpInterface);
+        } else if ifaces.is_empty() {
+            warn!("virtual servers are configured, but no vrrp_instance names an interface and no real server is routed out of one: XDP attaches nowhere and nothing is forwarded; give --iface IFACE");
+        } else {
+            info!(ifaces = %ifaces.join(","), "no vrrp_instance names an interface: XDP attaches to the real servers' interfaces (give --iface to choose)");
+        }
+    }
     // Before the datapath loads (it mounts bpffs when missing): what the host lacks.
     let findings = match &config {
         Some(cfg) => preflight(cfg, &ifaces, !args.no_xdp, &netlink).await,
@@ -336,10 +358,20 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         (Some(cfg), Some(d), Some(dp)) => crate::lb::sync::start(cfg, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index()),
         _ => None,
     };
+    // Only frames addressed to this director are forwarded (a flooded frame reaches every one).
+    // Before the takeover: the adopted globals may carry the check's flag already.
+    if let (Some(d), Some(cfg), Some(_)) = (datapath.as_mut(), config.as_deref(), &dataplane) {
+        install_local_macs(d, cfg, &netlink).await;
+    }
     // The tables are in place: the program may now take over the pinned links of a previous run.
     if let Some(d) = datapath.as_mut() {
         d.commit()?;
     }
+    // --announce-table: the VIP routes a BGP daemon announces; every instance starts out of
+    // MASTER, the engine reports each transition.
+    let mut announcer = args.announce_table.map(|t| crate::announce::Announcer::spawn(netlink.clone(), t));
+    let mut masters = std::collections::BTreeSet::new();
+    announce(announcer.as_mut(), config.as_deref(), datapath.as_ref().filter(|_| dataplane.is_some()), backends.as_ref(), &masters);
     // Start-up facts, one line each (the attachments were logged as they were made).
     let instances = match &engine {
         Some(e) => e.status().await.instances,
@@ -400,6 +432,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if let Response::Status(r) = &mut base {
                         r.runtime_overrides = overrides.report();
                         r.reloads = reloads.clone();
+                        r.announce = announcer.as_ref().map(crate::announce::Announcer::report);
                     }
                     let marks = (overrides.clone(), config.clone());
                     if let (Response::Status(r), Some(s)) = (&mut base, &sync) {
@@ -458,6 +491,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                 }
                                 config = Some(new);
                                 config_watch.send_replace(config.clone());
+                                announce(announcer.as_mut(), config.as_deref(), datapath.as_ref().filter(|_| dataplane.is_some()), backends.as_ref(), &masters);
                                 Response::Reloaded(summary)
                             }
                             Err(d) => crate::reload::apply::refused(d),
@@ -488,6 +522,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     if let Some(h) = &health {
                         h.set_master(&name, master);
                     }
+                    if master { masters.insert(name.clone()); } else { masters.remove(&name); }
+                    announce(announcer.as_mut(), config.as_deref(), datapath.as_ref().filter(|_| dataplane.is_some()), backends.as_ref(), &masters);
                     crate::sdnotify::send_status(engine.as_ref(), lifecycle.notifier());
                 }
             },
@@ -516,6 +552,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     let set = overrides.apply(cfg, &b.borrow());
                     dp.update(d.ebpf_mut(), cfg, &set);
                 }
+                announce(announcer.as_mut(), config.as_deref(), datapath.as_ref().filter(|_| dataplane.is_some()), backends.as_ref(), &masters);
             },
         }
     }
@@ -533,6 +570,17 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     lifecycle.stopping();
     let (keep_vrrp, keep_datapath) = (args.dont_release_vrrp || keep_on_stop, args.dont_release_ipvs || keep_on_stop);
+    // Graceful drain: the routes go first, the datapath forwards on while the routers move
+    // the flows; a kept datapath keeps its routes (it forwards on, as after kill -9).
+    if let Some(a) = announcer.as_mut().filter(|_| !keep_datapath) {
+        let announced = a.installed().len();
+        let withdrawn = a.withdraw_all(crate::announce::WITHDRAW_TIMEOUT).await;
+        // Nothing announced, nothing routed here to drain.
+        let drain_s = if announced > 0 { args.announce_drain } else { 0 };
+        info!(table = a.table(), routes = announced, withdrawn, drain_s, "announce: routes withdrawn; forwarding on while the routers converge");
+        tokio::time::sleep(std::time::Duration::from_secs(drain_s)).await;
+    }
+    drop(announcer);
     match engine {
         Some(e) if keep_vrrp => e.detach().await,
         Some(e) => e.shutdown().await,
@@ -562,6 +610,44 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     info!("stopped");
     Ok(())
+}
+
+/// Writes the MACs frames to a service may be addressed to: each XDP interface's and the VRRP
+/// virtual MACs ([`crate::lb::local_macs`]); on failure the check stays off (logged).
+async fn install_local_macs(d: &mut Datapath, cfg: &crate::config::Config, netlink: &crate::net::netlink::NetlinkClient) {
+    let mut macs = crate::lb::local_macs::virtual_macs(cfg);
+    for a in d.attachments() {
+        match netlink.link(&a.iface).await {
+            Ok(l) => macs.extend(<[u8; 6]>::try_from(l.mac.as_slice()).ok()),
+            Err(e) => warn!(iface = %a.iface, error = %e, "reading the interface's MAC"),
+        }
+    }
+    match crate::lb::local_macs::install(d.ebpf_mut(), &macs) {
+        Ok(n) => info!(macs = n, "destination-MAC check on: frames to services addressed to another host pass unforwarded"),
+        Err(e) => warn!(error = %e, "destination-MAC check off: frames flooded to this director are forwarded too"),
+    }
+}
+
+/// Makes the announced routes follow the state: `datapath` is the one forwarding (`None`:
+/// nothing is), `backends` the checkers' report, `masters` the MASTER instances.
+fn announce(
+    announcer: Option<&mut crate::announce::Announcer>,
+    config: Option<&crate::config::Config>,
+    datapath: Option<&Datapath>,
+    backends: Option<&tokio::sync::watch::Receiver<crate::health::BackendSet>>,
+    masters: &std::collections::BTreeSet<String>,
+) {
+    let (Some(a), Some(cfg)) = (announcer, config) else { return };
+    let not_forwarding = match datapath {
+        Some(d) if !d.attachments().is_empty() => None,
+        Some(_) => Some("the XDP program is attached to no interface".to_owned()),
+        None => Some("the datapath does not forward (--no-xdp, or no virtual server)".to_owned()),
+    };
+    let empty = crate::health::BackendSet::default();
+    match backends {
+        Some(b) => a.refresh(cfg, not_forwarding, &b.borrow(), masters),
+        None => a.refresh(cfg, not_forwarding, &empty, masters),
+    }
 }
 
 /// The load balancer maps of the earlier run whose pins `d` adopted; `None` (logged) when
@@ -673,6 +759,7 @@ fn status_report(
         refused,
         host: findings.to_vec(),
         sync: None,
+        announce: None,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! ka: the userspace side. The binary is `src/main.rs`; this library holds everything it is
 //! built from, so the integration tests and benchmarks can use the same pieces.
 
+pub mod announce;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -99,6 +99,9 @@ pub struct StatusReport {
     /// Connection sync between directors (`lvs_sync_daemon`), when running.
     #[serde(default)]
     pub sync: Option<crate::lb::sync::SyncReport>,
+    /// `--announce-table`: the routes in the table and the VIPs withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<crate::announce::AnnounceReport>,
 }
 
 impl StatusReport {
@@ -192,6 +195,9 @@ impl StatusReport {
         if let Some(sync) = &self.sync {
             s.push_str(&sync.to_text());
         }
+        if let Some(a) = &self.announce {
+            s.push_str(&a.to_text());
+        }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
             let _ = writeln!(s, "  {name:<24} {v}");
@@ -235,6 +241,7 @@ mod tests {
                 dropped: BTreeMap::from([("no_real_server".to_owned(), 2)]),
                 ..Default::default()
             }),
+            announce: None,
         };
         let t = r.to_text();
         assert!(t.contains("NOT SERVED: virtual server FWM 7 is not served by ka (the other virtual servers are): no marks\n"), "{t}");
@@ -312,6 +319,7 @@ mod tests {
             refused: vec![],
             host: vec![],
             sync: None,
+            announce: None,
         };
         let t = r.to_text();
         assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");

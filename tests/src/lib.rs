@@ -5,6 +5,7 @@
 //! This crate's library has no dependency on `ka-userspace` (only its tests do), so `xtask` can
 //! use it before the eBPF toolchain is installed.
 
+pub mod bird;
 pub mod capture;
 pub mod flood;
 pub mod daemon;

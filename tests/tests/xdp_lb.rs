@@ -1148,3 +1148,55 @@ fn neighbour_map_entry_removed_stops_forwarding() {
     assert_eq!(second, XDP_PASS, "passed once the entry is gone (the cache was emptied)");
     assert_eq!((c[Counter::LbFibFwdDisabled.name()], c[Counter::PassNoNexthop.name()]), (2, 1), "{c:?}");
 }
+
+/// The destination-MAC check (on once the daemon writes its interfaces' MACs): a frame to a
+/// service addressed to another host's MAC (flooded by a switch to every port), or to the
+/// broadcast MAC, passes unforwarded and is counted `pass_not_our_mac`; the same packet
+/// addressed to the director is forwarded. With the MACs removed the check is off again.
+#[test]
+fn lb_forwards_only_frames_addressed_to_its_mac() {
+    ka_tests::require_root();
+    let ns = lab();
+    let handle = ns
+        .enter(|| {
+            let idx = |n: &str| nix::net::if_::if_nametoindex(n).expect("ifindex");
+            let ifs = [idx("lb0"), idx("lb1")];
+            let mut loaded = common::Loaded::new();
+            let mut d = desired();
+            d.neighbours[0].ifindex = ifs[1];
+            MapWriter::new().apply(&mut loaded.ebpf, &d).expect("apply");
+            let syn = Frame::tcp4(CLIENT4, "198.51.100.1", 40000, 80, SYN);
+            let ours = syn.eth_dst;
+            ka::lb::local_macs::install(&mut loaded.ebpf, &[ours].into_iter().collect()).expect("install");
+            let mut failures = Vec::new();
+            for (name, dst) in [("another host's MAC", [0x02, 0, 0, 0, 0x77, 0x77]), ("broadcast", [0xff; 6])] {
+                let input = with_macs(syn.clone(), dst, syn.eth_src).build();
+                let out = loaded.run_on(&input, ifs[0]);
+                if out.action != XDP_PASS || out.data != input {
+                    failures.push(format!("{name}: action {} (expected XDP_PASS, untouched)\n{}", out.action, hex_diff(&input, &out.data)));
+                }
+            }
+            let c = loaded.counters();
+            if c[Counter::PassNotOurMac.name()] != 2 || c[Counter::LbDr.name()] != 0 {
+                failures.push(format!("after the flooded frames: pass_not_our_mac {} lb_dr {}", c[Counter::PassNotOurMac.name()], c[Counter::LbDr.name()]));
+            }
+            let out = loaded.run_on(&syn.build(), ifs[0]);
+            let expected = with_macs(syn.clone(), RS1_MAC, LB0_MAC).build();
+            if out.action != XDP_TX || out.data != expected {
+                failures.push(format!("ours: action {}\n{}", out.action, hex_diff(&expected, &out.data)));
+            }
+            ka::lb::local_macs::install(&mut loaded.ebpf, &Default::default()).expect("check off");
+            let out = loaded.run_on(&with_macs(syn.clone(), [0x02, 0, 0, 0, 0x77, 0x77], syn.eth_src).build(), ifs[0]);
+            if out.action != XDP_TX {
+                failures.push(format!("check off: action {} (expected XDP_TX)", out.action));
+            }
+            let c = loaded.counters();
+            if c[Counter::PassNotOurMac.name()] != 2 || c[Counter::LbDr.name()] != 2 {
+                failures.push(format!("at the end: pass_not_our_mac {} lb_dr {}", c[Counter::PassNotOurMac.name()], c[Counter::LbDr.name()]));
+            }
+            failures
+        })
+        .expect("enter netns");
+    let failures = handle.join().expect("fixture thread");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

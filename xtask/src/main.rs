@@ -11,6 +11,7 @@ mod bench_vrrp;
 mod exec;
 mod fuzz;
 mod lab;
+mod lab_bgp;
 mod package;
 mod run;
 mod setup;

@@ -16,6 +16,10 @@ pub struct Options {
     /// at 2.5×.
     #[arg(long, value_parser = crate::parse_duration)]
     pub failover_after: Option<std::time::Duration>,
+    /// Lab only: which scenario (`failover`: the VRRP failover demo; `bgp`: active-active
+    /// directors announcing the VIP over BGP to an ECMP router).
+    #[arg(long, value_enum, default_value_t = Scenario::Failover)]
+    pub scenario: Scenario,
     /// Build ka in release mode.
     #[arg(long)]
     pub release: bool,
@@ -25,6 +29,15 @@ pub struct Options {
     /// Arguments for `ka`; without any, the lab runs.
     #[arg(last = true)]
     pub ka_args: Vec<String>,
+}
+
+/// The lab scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Two directors, VRRP failover ([`crate::lab`]).
+    Failover,
+    /// Three active-active directors over BGP ([`crate::lab_bgp`]).
+    Bgp,
 }
 
 /// Builds `ka` and returns its path.
@@ -50,6 +63,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     let ka = build_ka(opts.release)?;
+    if opts.ka_args.is_empty() && opts.scenario == Scenario::Bgp {
+        return crate::lab_bgp::run(&ka);
+    }
     if opts.ka_args.is_empty() {
         return crate::lab::run(&ka, opts.duration, opts.failover_after);
     }

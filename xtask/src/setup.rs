@@ -38,6 +38,8 @@ pub const APT_PACKAGES: &[&str] = &[
     // `systemd-analyze verify` on the units; dpkg-deb and dpkg-shlibdeps for the package.
     "systemd",
     "dpkg-dev",
+    // BGP tests and lab: BIRD learns ka's announced routes (`ka run --announce-table`).
+    "bird2",
 ];
 
 /// Options of `cargo xtask setup`.

@@ -67,6 +67,7 @@ fn status(vrrp: Vec<InstanceReport>, health: Option<HealthReport>) -> StatusRepo
         runtime_overrides: vec![],
         reloads: ReloadStats::default(),
         sync: None,
+        announce: None,
     }
 }
 

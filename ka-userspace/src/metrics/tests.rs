@@ -108,6 +108,7 @@ fn fixture() -> StatusReport {
         host: vec![],
         refused: vec![],
         sync: None,
+        announce: None,
         runtime_overrides: vec![],
         reloads: ReloadStats { total: 2, failed: 1, last_success: false, last_success_unix_s: 1_700_000_000 },
     }

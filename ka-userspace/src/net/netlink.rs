@@ -161,6 +161,17 @@ pub struct RouteHop {
     pub gateway: Option<IpAddr>,
 }
 
+/// A route of a table dump ([`NetlinkClient::routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableRoute {
+    /// Destination (`None`: the default route).
+    pub dst: Option<IpAddr>,
+    /// Prefix length.
+    pub len: u8,
+    /// Output interface.
+    pub oif: Option<u32>,
+}
+
 /// Errors of netlink requests.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -217,6 +228,7 @@ enum Request {
     Route { add: bool, spec: RouteSpec, reply: Reply<()> },
     Rule { add: bool, spec: RuleSpec, reply: Reply<()> },
     RouteGet(IpAddr, Reply<Option<RouteHop>>),
+    Routes { table: u32, protocol: u8, reply: Reply<Vec<TableRoute>> },
     Neighbours(Reply<Vec<NeighInfo>>),
     NeighResolve { ifindex: u32, addr: IpAddr, managed: bool, protocol: Option<u8>, reply: Reply<()> },
     NeighDel { ifindex: u32, addr: IpAddr, reply: Reply<()> },
@@ -236,6 +248,7 @@ impl Request {
             Request::Route { add, spec, .. } => format!("{} route {}", if *add { "add" } else { "delete" }, spec.route.dst),
             Request::Rule { add, spec, .. } => format!("{} rule preference {}", if *add { "add" } else { "delete" }, spec.priority),
             Request::RouteGet(a, _) => format!("route get {a}"),
+            Request::Routes { table, protocol, .. } => format!("list routes of table {table} protocol {protocol}"),
             Request::Neighbours(_) => "list neighbours".to_owned(),
             Request::NeighResolve { ifindex, addr, .. } => format!("resolve {addr} on ifindex {ifindex}"),
             Request::NeighDel { ifindex, addr, .. } => format!("delete neighbour {addr} on ifindex {ifindex}"),
@@ -345,6 +358,9 @@ async fn serve(h: &Handle, req: Request) {
         Request::RouteGet(addr, reply) => {
             let _ = reply.send(route_get(h, addr).await);
         }
+        Request::Routes { table, protocol, reply } => {
+            let _ = reply.send(routes(h, table, protocol).await);
+        }
         Request::Neighbours(reply) => {
             let _ = reply.send(neighbours(h).await);
         }
@@ -395,6 +411,36 @@ async fn route_get(h: &Handle, addr: IpAddr) -> Result<Option<RouteHop>, Netlink
         }
     }
     Ok((hop.ifindex != 0).then_some(hop))
+}
+
+/// `ip route show table TABLE proto PROTOCOL`, IPv4 and IPv6 (filtered here: without
+/// strict checking the kernel dumps every table).
+async fn routes(h: &Handle, table: u32, protocol: u8) -> Result<Vec<TableRoute>, NetlinkError> {
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        let msg = if v6 { RouteMessageBuilder::<Ipv6Addr>::new().build() } else { RouteMessageBuilder::<Ipv4Addr>::new().build() };
+        let mut stream = h.route().get(msg).execute();
+        while let Some(m) = stream.try_next().await.map_err(req_err(format!("list routes of table {table}")))? {
+            let t = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            });
+            if t.unwrap_or(u32::from(m.header.table)) != table || u8::from(m.header.protocol) != protocol {
+                continue;
+            }
+            let mut r = TableRoute { dst: None, len: m.header.destination_prefix_length, oif: None };
+            for a in &m.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => r.dst = Some(IpAddr::V4(*d)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => r.dst = Some(IpAddr::V6(*d)),
+                    RouteAttribute::Oif(i) => r.oif = Some(*i),
+                    _ => {}
+                }
+            }
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// `ip neigh show`, IPv4 and IPv6.
@@ -921,6 +967,14 @@ impl NetlinkClient {
     /// The lookup fails for another reason than an unreachable destination.
     pub async fn route_get(&self, addr: IpAddr) -> Result<Option<RouteHop>, NetlinkError> {
         self.call(|r| Request::RouteGet(addr, r)).await
+    }
+
+    /// The IPv4 and IPv6 routes of `table` that carry `protocol`.
+    ///
+    /// # Errors
+    /// The dump fails.
+    pub async fn routes(&self, table: u32, protocol: u8) -> Result<Vec<TableRoute>, NetlinkError> {
+        self.call(|reply| Request::Routes { table, protocol, reply }).await
     }
 
     /// Every IPv4 and IPv6 neighbour entry.
