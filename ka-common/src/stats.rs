@@ -126,9 +126,6 @@ counters! {
     LbFibFwdDisabled = "lb_fib_fwd_disabled",
     /// Pass: TCP/UDP not addressed to a service (only counted while services exist).
     PassNotVip = "pass_not_vip",
-    /// Pass: a packet to a service in a frame addressed to another host's MAC (flooded by a
-    /// switch, or seen in promiscuous mode): only the director it is addressed to forwards it.
-    PassNotOurMac = "pass_not_our_mac",
     /// Pass: this node is not MASTER for the VRRP instance owning the VIP.
     PassNotMaster = "pass_not_master",
     /// Pass: the service has no available backend.
@@ -228,6 +225,9 @@ counters! {
     /// (lower than ours while MASTER, than the known master's otherwise) beyond the instance's
     /// budget of `vrrp_fast::VRRP_RATE_PER_INTERVAL` per advert interval (an advert flood).
     VrrpLowerPrioLimited = "vrrp_lower_prio_limited",
+    /// Pass: a packet to a service in a frame addressed to another host's MAC (flooded by a
+    /// switch, or seen in promiscuous mode): only the director it is addressed to forwards it.
+    PassNotOurMac = "pass_not_our_mac",
 }
 
 impl Counter {
