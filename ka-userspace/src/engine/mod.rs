@@ -89,6 +89,12 @@ pub enum EngineError {
     /// Another reload is being applied.
     #[error("the VRRP engine is applying another reload")]
     ReloadBusy,
+    /// The reload was planned against other instances than the running ones.
+    #[error("the reload does not match the {running} running VRRP instances")]
+    ReloadMismatch {
+        /// Instances running.
+        running: usize,
+    },
     /// Parameters refused by the state machine.
     #[error("vrrp_instance {instance}: {source}")]
     Params {
@@ -213,11 +219,24 @@ pub struct EngineReport {
     pub dropped: BTreeMap<String, u64>,
 }
 
+/// One instance's name and state: the cheap part of [`InstanceReport`], for callers that
+/// need every instance's mastership (the dataplane and the checkers after a reload, systemd's
+/// status line) without building a full report of tens of thousands of instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceState {
+    /// Name.
+    pub name: String,
+    /// INIT, BACKUP, MASTER or FAULT.
+    pub state: &'static str,
+}
+
 /// Requests to the engine.
 #[derive(Debug)]
 pub enum Command {
     /// Report every instance.
     Status(oneshot::Sender<EngineReport>),
+    /// Every instance's name and state, in configuration order.
+    States(oneshot::Sender<Vec<InstanceState>>),
     /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
     Shutdown(oneshot::Sender<()>),
     /// Apply a reload (see [`reload`]); the answer says whether it was applied (on error,
@@ -262,6 +281,12 @@ impl EngineHandle {
     /// A cheap, cloneable way to ask for [`EngineHandle::status`] from a task of its own.
     pub fn probe(&self) -> StatusProbe {
         StatusProbe(self.tx.clone())
+    }
+
+    /// Every instance's name and state, in configuration order (empty once the engine has
+    /// stopped); much cheaper for the engine than [`EngineHandle::status`].
+    pub async fn states(&self) -> Vec<InstanceState> {
+        self.probe().states().await
     }
 
     /// Applies a reload and waits until it is applied.
@@ -311,6 +336,15 @@ impl StatusProbe {
         let (reply, rx) = oneshot::channel();
         if self.0.send(Command::Status(reply)).await.is_err() {
             return EngineReport::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Every instance's name and state (see [`EngineHandle::states`]).
+    pub async fn states(&self) -> Vec<InstanceState> {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Command::States(reply)).await.is_err() {
+            return Vec::new();
         }
         rx.await.unwrap_or_default()
     }
@@ -380,7 +414,12 @@ struct Rt {
 
 struct Engine {
     epoch: Instant,
+    /// The instances, each in a slot of its own that it keeps across reloads (timers,
+    /// `by_vrid` and sync groups name slots); a deleted instance's slot is taken by the last
+    /// one (see [`reload`]).
     inst: Vec<Rt>,
+    /// The slots in configuration order (as `ka status` lists the instances).
+    order: Vec<usize>,
     sockets: Sockets,
     by_vrid: HashMap<(usize, u8), usize>,
     timers: BTreeSet<(Time, usize, usize)>,
@@ -598,6 +637,7 @@ async fn open(
     }
     let mut engine = Engine {
         epoch,
+        order: (0..inst.len()).collect(),
         inst,
         sockets,
         by_vrid,
@@ -646,7 +686,9 @@ struct ReloadRead {
 struct SysView {
     links: HashMap<String, u32>,
     macs: HashMap<u32, Vec<u8>>,
-    addrs: Vec<(u32, IpAddr, u8)>,
+    /// Addresses by interface, in the kernel's order: a host with tens of thousands of VIPs
+    /// is not searched whole for each instance.
+    addrs: HashMap<u32, Vec<IpAddr>>,
 }
 
 impl SysView {
@@ -654,7 +696,21 @@ impl SysView {
         let all = netlink.links().await?;
         let macs = all.iter().map(|l| (l.index, l.mac.clone())).collect();
         let links = all.into_iter().map(|l| (l.name, l.index)).collect();
-        Ok(SysView { links, macs, addrs: netlink.list_addrs(None).await? })
+        let mut addrs: HashMap<u32, Vec<IpAddr>> = HashMap::new();
+        for (ifindex, addr, _) in netlink.list_addrs(None).await? {
+            addrs.entry(ifindex).or_default().push(addr);
+        }
+        Ok(SysView { links, macs, addrs })
+    }
+
+    /// The addresses on interface `ifindex`.
+    fn addrs_of(&self, ifindex: u32) -> &[IpAddr] {
+        self.addrs.get(&ifindex).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `addr` is on interface `ifindex`.
+    fn has_addr(&self, ifindex: u32, addr: IpAddr) -> bool {
+        self.addrs_of(ifindex).contains(&addr)
     }
 }
 
@@ -755,8 +811,8 @@ async fn build_instance(
 ) -> Result<(Rt, bool), EngineError> {
     let ifindex = *env.links.get(&s.iface).ok_or_else(|| NetlinkError::NoSuchLink(s.iface.clone()))?;
     let v6 = s.params.family == Family::V6;
-    let link_local = env.addrs.iter().find_map(|(i, a, _)| match a {
-        IpAddr::V6(a) if *i == ifindex && a.is_unicast_link_local() => Some(*a),
+    let link_local = env.addrs_of(ifindex).iter().find_map(|a| match a {
+        IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
         _ => None,
     });
     let vip_set: Vec<IpAddr> = s.vips.iter().chain(&s.excluded).map(|v| v.addr).collect();
@@ -768,9 +824,10 @@ async fn build_instance(
             family: "IPv6 link-local",
         })?),
         (None, false) => env
-            .addrs
+            .addrs_of(ifindex)
             .iter()
-            .find_map(|(i, a, _)| (*i == ifindex && a.is_ipv4() && !vip_set.contains(a)).then_some(*a))
+            .find(|a| a.is_ipv4() && !vip_set.contains(a))
+            .copied()
             .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
     };
     let sock = sockets.receiving(&s, ifindex, src)?;
@@ -794,7 +851,7 @@ async fn build_instance(
         )
     };
     let (adv_addrs, adv_bytes) = reload::advert_addrs(&s);
-    let vips_present = vips.iter().all(|v| env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr));
+    let vips_present = vips.iter().all(|v| env.has_addr(v.ifindex, v.addr));
     let resume = start.and_then(|st| st.record.map(|r| (r, st.mono_now))).is_some_and(|(r, now)| {
         resume::resumable(r, now, &s.name, s.params.advert_int, s.params.down_timer_adverts, vips_present)
     });
@@ -809,7 +866,7 @@ async fn build_instance(
     // (which becomes Master at once and would only flap them) or resume as Master.
     if start.is_some() && s.params.priority != 255 && !resume {
         for v in &vips {
-            if env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
+            if env.has_addr(v.ifindex, v.addr) {
                 info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
                 netlink.del_addr(v.clone()).await?;
             }
@@ -956,6 +1013,10 @@ impl Engine {
                         }
                         let _ = reply.send(EngineReport { instances: self.report(), dropped });
                     }
+                    Some(Command::States(reply)) => {
+                        let states = self.order.iter().map(|&e| InstanceState { name: self.inst[e].setup.name.clone(), state: state_name(self.inst[e].fsm.state()) }).collect();
+                        let _ = reply.send(states);
+                    }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
                     Some(Command::Detach(done)) => { self.detach().await; let _ = done.send(()); return; }
                     Some(Command::Reload(req, done)) => {
@@ -982,18 +1043,25 @@ impl Engine {
                         Ok(ReloadRead { req, env, done }) => {
                             let started = Instant::now();
                             let res = match env {
-                                Ok(env) => self.reload(*req, env).await,
+                                Ok(env) => self.reload(*req, env, &mut rx).await,
                                 Err(e) => Err(e),
                             };
+                            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                             match &res {
-                                Ok(()) => info!(
-                                    took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                                Ok(st) => info!(
+                                    took_ms = ms(started.elapsed()),
+                                    checked_ms = ms(st.checked),
                                     instances = self.inst.len(),
+                                    added = st.added,
+                                    changed = st.changed,
+                                    removed = st.removed,
+                                    slices = st.slices,
+                                    longest_slice_us = u64::try_from(st.longest_slice.as_micros()).unwrap_or(u64::MAX),
                                     "VRRP engine: reload applied"
                                 ),
                                 Err(e) => warn!(error = %e, "reload refused by the VRRP engine; the running instances are unchanged"),
                             }
-                            let _ = done.send(res);
+                            let _ = done.send(res.map(|_| ()));
                         }
                         // The reply is dropped with the task: the daemon hears that the engine is gone.
                         Err(e) => warn!(error = %e, "reload: the task reading the interfaces failed"),
@@ -1598,9 +1666,10 @@ impl Engine {
     }
 
     fn report(&self) -> Vec<InstanceReport> {
-        self.inst
+        self.order
             .iter()
-            .map(|r| {
+            .map(|&e| {
+                let r = &self.inst[e];
                 let state = r.fsm.state();
                 InstanceReport {
                     name: r.setup.name.clone(),
