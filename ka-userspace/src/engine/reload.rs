@@ -196,6 +196,59 @@ impl Slices {
     }
 }
 
+/// Where each running instance (by index in the running configuration) sits among the
+/// engine's slots while a reload removes some: a removal moves the last slot into the freed one
+/// (`swap_remove`), so only that one instance changes slot.
+#[derive(Debug)]
+pub(super) struct Slots {
+    /// Slot → index in the running configuration.
+    old_at: Vec<usize>,
+    /// Index in the running configuration → slot.
+    slot_of_old: Vec<usize>,
+}
+
+impl Slots {
+    /// The slots of a running configuration: `order[o]` is the slot of its instance `o`, and
+    /// every slot holds one instance.
+    pub fn new(order: &[usize]) -> Slots {
+        let mut old_at = vec![usize::MAX; order.len()];
+        for (o, &e) in order.iter().enumerate() {
+            if let Some(x) = old_at.get_mut(e) {
+                *x = o;
+            }
+        }
+        Slots { old_at, slot_of_old: order.to_vec() }
+    }
+
+    /// The slot of running instance `old` (not removed).
+    pub fn slot(&self, old: usize) -> usize {
+        self.slot_of_old[old]
+    }
+
+    /// Slot `e` is freed and the last slot moves into it: the slot that moved, unless `e` was
+    /// the last.
+    pub fn remove(&mut self, e: usize) -> Option<usize> {
+        let last = self.old_at.len().checked_sub(1)?;
+        self.old_at.swap_remove(e);
+        if e == last {
+            return None;
+        }
+        let o = self.old_at[e];
+        self.slot_of_old[o] = e;
+        Some(last)
+    }
+}
+
+/// A sync group once slot `e` is freed and slot `last` moves into it: the deleted member
+/// leaves, the moved one is renamed and keeps its status. `None`: the group has neither.
+pub(super) fn regroup_removed(g: &SyncGroup<usize>, e: usize, last: usize) -> Option<SyncGroup<usize>> {
+    if !g.members().any(|m| m == e || m == last) {
+        return None;
+    }
+    let members: Vec<usize> = g.members().filter(|m| *m != e).map(|m| if m == last { e } else { m }).collect();
+    Some(g.reindexed(&members, |n| Some(if n == e { last } else { n })))
+}
+
 /// How a reload went, for the log.
 #[derive(Debug, Default)]
 pub(super) struct ReloadStats {
@@ -291,26 +344,22 @@ impl super::Engine {
         self.outbox_owner.resize_with(n_socks, Vec::new);
         stats.checked = started.elapsed();
 
-        // 2. Removed instances resign and leave their slot. `slot_of_old` follows the slots
-        // removals move (see `remove_slot`).
-        let mut slot_of_old = self.order.clone();
-        let mut old_at = vec![usize::MAX; self.inst.len()];
-        for (o, &e) in slot_of_old.iter().enumerate() {
-            old_at[e] = o;
-        }
+        // 2. Removed instances resign and leave their slot; `slots` follows the slots removals
+        // move.
+        let mut slots = Slots::new(&self.order);
         for (o, name) in &req.removed {
-            let e = slot_of_old[*o];
-            let held = self.held_now(&req, &slot_of_old, self.inst[e].vips.iter().map(|v| v.addr));
+            let e = slots.slot(*o);
+            let held = self.held_now(&req, &slots, self.inst[e].vips.iter().map(|v| v.addr));
             self.delete_instance(e, name, &held).await;
-            self.remove_slot(e, &mut old_at, &mut slot_of_old);
+            self.remove_slot(e, &mut slots);
             self.step(&mut slices, rx).await;
         }
 
         // 3. Changed instances take their new settings.
         for ni in &req.instances {
             let NewInstance::Changed { kept, setup } = ni else { continue };
-            let e = slot_of_old[kept.old];
-            let held = self.held_now(&req, &slot_of_old, self.inst[e].vips.iter().map(|v| v.addr));
+            let e = slots.slot(kept.old);
+            let held = self.held_now(&req, &slots, self.inst[e].vips.iter().map(|v| v.addr));
             self.apply_kept(e, kept, setup, &env, &held).await;
             if let Some(&(rx_sock, tx_sock)) = resocket.get(&kept.old) {
                 self.move_sockets(e, rx_sock, tx_sock);
@@ -323,8 +372,8 @@ impl super::Engine {
         let mut order = Vec::with_capacity(req.instances.len());
         for (n, ni) in req.instances.iter().enumerate() {
             match ni {
-                NewInstance::Unchanged { old } => order.push(slot_of_old[*old]),
-                NewInstance::Changed { kept, .. } => order.push(slot_of_old[kept.old]),
+                NewInstance::Unchanged { old } => order.push(slots.slot(*old)),
+                NewInstance::Changed { kept, .. } => order.push(slots.slot(kept.old)),
                 NewInstance::Fresh(_) => {
                     let Some(r) = fresh.remove(&n) else { continue };
                     let e = self.inst.len();
@@ -389,15 +438,14 @@ impl super::Engine {
 
     /// The addresses among `addrs` a MASTER holds after the reload, as the instances' states
     /// are now.
-    fn held_now(&self, req: &ReloadRequest, slot_of_old: &[usize], addrs: impl Iterator<Item = IpAddr>) -> HashSet<IpAddr> {
-        let master = |o: usize| slot_of_old.get(o).and_then(|e| self.inst.get(*e)).is_some_and(|r| r.fsm.state() == State::Master);
+    fn held_now(&self, req: &ReloadRequest, slots: &Slots, addrs: impl Iterator<Item = IpAddr>) -> HashSet<IpAddr> {
+        let master = |o: usize| self.inst.get(slots.slot(o)).is_some_and(|r| r.fsm.state() == State::Master);
         addrs.filter(|a| req.held(*a, master)).collect()
     }
 
-    /// Frees the slot of deleted instance `e`: the last slot moves into it (`swap_remove`), with
-    /// its timers, its receive key and its sync-group membership; `old_at` (slot → index in the
-    /// running configuration) and `slot_of_old` follow.
-    fn remove_slot(&mut self, e: usize, old_at: &mut Vec<usize>, slot_of_old: &mut [usize]) {
+    /// Frees the slot of deleted instance `e`: the last slot moves into it (see [`Slots`]),
+    /// with its timers, its receive key and its sync-group membership.
+    fn remove_slot(&mut self, e: usize, slots: &mut Slots) {
         for slot in 0..=SLOT_REFRESH {
             self.arm(e, slot, None);
         }
@@ -407,17 +455,13 @@ impl super::Engine {
         }
         let last = self.inst.len() - 1;
         self.group_of.remove(&e);
-        self.inst.swap_remove(e);
-        old_at.swap_remove(e);
-        // Sync groups: the deleted member leaves; the moved one is renamed.
-        let rename = |n: usize| if n == last { e } else { n };
         for (g, _, _, _) in &mut self.groups {
-            if g.members().any(|m| m == e || m == last) {
-                let members: Vec<usize> = g.members().filter(|m| *m != e).map(rename).collect();
-                *g = g.reindexed(&members, |n| Some(if n == e { last } else { n }));
+            if let Some(after) = regroup_removed(g, e, last) {
+                *g = after;
             }
         }
-        if e == last {
+        self.inst.swap_remove(e);
+        if slots.remove(e).is_none() {
             return;
         }
         let r = &self.inst[e];
@@ -433,11 +477,6 @@ impl super::Engine {
         }
         if let Some(g) = self.group_of.remove(&last) {
             self.group_of.insert(e, g);
-        }
-        if let Some(o) = old_at.get(e) {
-            if let Some(s) = slot_of_old.get_mut(*o) {
-                *s = e;
-            }
         }
     }
 
@@ -633,6 +672,51 @@ mod tests {
         assert!(!l.has_errors(), "{:?}", l.diagnostics);
         let s = super::super::setup::instances(&l.config).expect("setups");
         (l.config, s)
+    }
+
+    /// Removals in any order: every remaining running instance is found in the slot a
+    /// `swap_remove` model puts it in.
+    #[test]
+    fn slots_follow_removals() {
+        let cases: [(&[usize], &[usize]); 5] = [
+            (&[0, 1, 2, 3], &[1]),
+            (&[0, 1, 2, 3], &[3]),
+            (&[2, 0, 3, 1], &[1, 2]),
+            (&[0, 1, 2, 3, 4], &[0, 1, 2, 3]),
+            (&[4, 3, 2, 1, 0], &[4, 0, 2]),
+        ];
+        for (order, removed) in cases {
+            let mut slots = Slots::new(order);
+            // The model: slot → running index, with swap_remove.
+            let mut model = vec![usize::MAX; order.len()];
+            for (o, &e) in order.iter().enumerate() {
+                model[e] = o;
+            }
+            for &o in removed {
+                let e = slots.slot(o);
+                assert_eq!(model[e], o, "{order:?} {removed:?}");
+                let last = model.len() - 1;
+                assert_eq!(slots.remove(e), (e != last).then_some(last), "{order:?} {removed:?}");
+                model.swap_remove(e);
+            }
+            for (e, &o) in model.iter().enumerate() {
+                assert_eq!(slots.slot(o), e, "{order:?} {removed:?}: running instance {o}");
+            }
+        }
+    }
+
+    /// A sync group loses its deleted member; the member moved into the freed slot is renamed;
+    /// a group with neither is left alone.
+    #[test]
+    fn sync_groups_follow_removals() {
+        let g = SyncGroup::new([0usize, 3, 5]);
+        let ids = |g: Option<SyncGroup<usize>>| g.map(|g| g.members().collect::<Vec<_>>());
+        assert_eq!(ids(regroup_removed(&g, 3, 5)), Some(vec![0, 3]), "5 moves into 3's slot");
+        assert_eq!(ids(regroup_removed(&g, 0, 5)), Some(vec![3, 0]));
+        assert_eq!(ids(regroup_removed(&g, 3, 7)), Some(vec![0, 5]), "the moved instance is not a member");
+        assert_eq!(ids(regroup_removed(&g, 1, 5)), Some(vec![0, 3, 1]), "only the moved one is a member");
+        assert_eq!(ids(regroup_removed(&g, 5, 5)), Some(vec![0, 3]), "the last slot itself");
+        assert!(regroup_removed(&g, 1, 7).is_none());
     }
 
     /// A request is applied only to the running instances it was planned against: each is
