@@ -42,8 +42,8 @@ pub enum NewInstance {
     },
     /// Continues a running instance, with changes (VIPs, routes, settings or name).
     Changed {
-        /// The match and its diff.
-        kept: KeptInstance,
+        /// The match and its diff (boxed: most entries of a large reload are `Unchanged`).
+        kept: Box<KeptInstance>,
         /// Its new setup.
         setup: Box<InstanceSetup>,
     },
@@ -96,7 +96,7 @@ impl ReloadRequest {
             .zip(kept_of_new)
             .map(|(s, k)| match k {
                 Some(k) if k.unchanged() => NewInstance::Unchanged { old: k.old },
-                Some(k) => NewInstance::Changed { kept: k, setup: Box::new(s) },
+                Some(k) => NewInstance::Changed { kept: Box::new(k), setup: Box::new(s) },
                 None => NewInstance::Fresh(Box::new(s)),
             })
             .collect();
@@ -390,7 +390,10 @@ impl super::Engine {
         let ReloadRequest { instances, globals, .. } = req;
         let events = self.globals.events.take();
         let nft_table = std::mem::take(&mut self.globals.nft_table);
-        self.globals = EngineGlobals { events, nft_table, ..globals };
+        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, ..globals });
+        // Freed on a thread of its own: with a `track_file` per instance, the definitions are
+        // tens of thousands of names and paths.
+        tokio::task::spawn_blocking(move || drop(old_globals));
         let touched: Vec<(usize, bool)> = instances
             .iter()
             .zip(&self.order)
