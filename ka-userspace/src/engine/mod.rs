@@ -1023,9 +1023,12 @@ impl Engine {
                         if reading.is_some() {
                             let _ = done.send(Err(EngineError::ReloadBusy));
                         } else {
+                            info!(instances = req.instances.len(), removed = req.removed.len(), "VRRP engine: reload received; reading the interfaces and addresses");
                             let netlink = self.netlink.clone();
                             reading = Some(tokio::spawn(async move {
+                                let t = Instant::now();
                                 let env = SysView::read(&netlink).await;
+                                info!(took_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), ok = env.is_ok(), "VRRP engine: interfaces and addresses read for the reload");
                                 ReloadRead { req, env, done }
                             }));
                         }

@@ -208,6 +208,7 @@ pub struct Targets<'a> {
 /// Why the reload was refused.
 pub async fn apply(p: Prepared, t: Targets<'_>) -> Result<ReloadSummary, String> {
     let Prepared { config, summary, services, renames, vrrp, asked } = p;
+    info!(took_ms = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX), "reload: configuration read, checked and planned; applying");
     if t.engine.is_none() && vrrp.is_some() {
         return Err("the daemon was started without vrrp_instances; adding the first one needs a restart\n".to_owned());
     }
