@@ -361,6 +361,19 @@ const KIND_SLOTS: [TimerKind; 4] = [TimerKind::Advert, TimerKind::MasterDown, Ti
 /// Engine-owned timer slot for `garp_master_refresh`.
 const SLOT_REFRESH: usize = 4;
 
+/// The time a fired timer is handled at: its deadline, so adverts keep their phase; but an
+/// advert timer found a whole `interval` late or more is handled at `now`, so one advert goes
+/// out and the next follows an interval later (RFC 5798 §6.4.3: reset the Adver_Timer to
+/// Advertisement_Interval) instead of a burst of every advert missed, which would make an
+/// engine that was held up fall further behind.
+fn fired_at(kind: TimerKind, deadline: Time, now: Time, interval: Duration) -> Time {
+    if kind == TimerKind::Advert && now.saturating_since(deadline) >= interval {
+        now
+    } else {
+        deadline
+    }
+}
+
 fn slot(kind: TimerKind) -> usize {
     KIND_SLOTS.iter().position(|k| *k == kind).unwrap_or(0)
 }
@@ -1115,11 +1128,15 @@ impl Engine {
     }
 
     async fn fire_timers(&mut self) {
-        // Everything due by the end of this tick fires now.
+        // Everything due by the end of this tick fires now, once: a timer that firing re-arms
+        // within this tick waits for the next turn of the loop (commands, received adverts and
+        // sending come first), so an engine that fell behind does not keep firing in one pass.
         let now = self.now() + TICK;
-        while let Some(&(at, i, s)) = self.timers.first() {
-            if at > now {
-                break;
+        let due: Vec<(Time, usize, usize)> = self.timers.range(..=(now, usize::MAX, usize::MAX)).copied().collect();
+        for (at, i, s) in due {
+            // Cancelled or moved by a timer fired before it in this pass.
+            if self.inst.get(i).is_none_or(|r| r.armed[s] != Some(at)) {
+                continue;
             }
             self.timers.remove(&(at, i, s));
             self.inst[i].armed[s] = None;
@@ -1132,11 +1149,14 @@ impl Engine {
                 // Timers are served on tick boundaries, up to a tick early or a little late: the
                 // state machine is told the deadline itself, so it never takes the expiry for
                 // an early one, and the next advert is armed one interval after this one's
-                // deadline rather than after the wake-up (no drift).
-                if KIND_SLOTS[s] == TimerKind::MasterDown && self.master_seen_in_xdp(i, at).await {
+                // deadline rather than after the wake-up (no drift), unless it is a whole
+                // interval late (see `fired_at`).
+                let kind = KIND_SLOTS[s];
+                if kind == TimerKind::MasterDown && self.master_seen_in_xdp(i, at).await {
                     continue;
                 }
-                self.dispatch_at(i, Event::TimerFired(KIND_SLOTS[s]), Some(at)).await;
+                let when = fired_at(kind, at, self.now(), crate::vrrp::timers::centis(self.inst[i].setup.params.advert_int));
+                self.dispatch_at(i, Event::TimerFired(kind), Some(when)).await;
             }
         }
         if self.fast.is_some() {
@@ -1708,5 +1728,32 @@ impl Engine {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fired timer is handled at its deadline (adverts keep their phase) unless it is an
+    /// advert timer a whole interval late or more: then at the time it is served, so a held-up
+    /// engine sends one advert per instance rather than a burst of the missed ones.
+    #[test]
+    fn late_advert_timers_rephase() {
+        let ms = Time::from_millis;
+        let second = Duration::from_secs(1);
+        let cases = [
+            ("on time", TimerKind::Advert, 1000, 1000, 1000),
+            ("a tick early", TimerKind::Advert, 1000, 999, 1000),
+            ("a little late", TimerKind::Advert, 1000, 1300, 1000),
+            ("just under an interval late", TimerKind::Advert, 1000, 1999, 1000),
+            ("an interval late", TimerKind::Advert, 1000, 2000, 2000),
+            ("several intervals late", TimerKind::Advert, 1000, 4700, 4700),
+            ("master down late: its deadline", TimerKind::MasterDown, 1000, 4700, 1000),
+            ("startup delay late: its deadline", TimerKind::StartupDelay, 1000, 4700, 1000),
+        ];
+        for (name, kind, deadline, now, want) in cases {
+            assert_eq!(fired_at(kind, ms(deadline), ms(now), second), ms(want), "{name}");
+        }
     }
 }
