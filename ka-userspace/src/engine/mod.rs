@@ -33,7 +33,6 @@ use ka_common::vrrp::{
 use serde::{Deserialize, Serialize};
 use tokio::{
     sync::{mpsc, oneshot},
-    task::JoinHandle,
     time::Instant,
 };
 use tracing::{debug, info, warn};
@@ -466,6 +465,24 @@ struct Engine {
     /// Instances that resume as Master (see [`resume::resumable`]).
     resuming: BTreeSet<usize>,
 }
+
+/// The updates of a batch (`by_key`: tracked object → positions in the batch) that concern an
+/// instance tracking `track`, in arrival order, with the weight it gives each (an object
+/// tracked twice counts once, with its first weight).
+fn updates_of<'k>(track: &'k [(TrackKey, crate::vrrp::track::Weight)], by_key: &HashMap<&'k TrackKey, Vec<usize>>) -> Vec<(usize, crate::vrrp::track::Weight)> {
+    let mut mine = Vec::new();
+    for (n, (k, w)) in track.iter().enumerate() {
+        if track[..n].iter().any(|(seen, _)| seen == k) {
+            continue;
+        }
+        mine.extend(by_key.get(k).into_iter().flatten().map(|u| (*u, *w)));
+    }
+    mine.sort_unstable_by_key(|(u, _)| *u);
+    mine
+}
+
+/// Tracker updates handled in one pass over the instances, at most (see `Engine::trackers`).
+const TRACK_BATCH: usize = 1024;
 
 /// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
 /// the same millisecond share one wake-up and one sendmmsg.
@@ -996,9 +1013,11 @@ impl Engine {
             let ev = if self.resuming.contains(&i) { Event::ResumeMaster } else { Event::Startup };
             self.dispatch(i, ev).await;
         }
-        // A reload waiting for the kernel's interfaces and addresses: a task of its own reads
-        // them, so a dump of tens of thousands of addresses does not hold up the timers.
-        let mut reading: Option<JoinHandle<ReloadRead>> = None;
+        // A reload waiting for the kernel's interfaces and addresses: the read is a future this
+        // loop polls (so a dump of tens of thousands of addresses does not hold up the timers),
+        // not a task of its own, which would queue behind every other task of this runtime
+        // (at start, one GARP task per instance turning MASTER).
+        let mut reading: Option<futures::future::BoxFuture<'static, ReloadRead>> = None;
         loop {
             self.flush().await;
             if let Some(r) = self.recorder.as_mut() {
@@ -1038,7 +1057,7 @@ impl Engine {
                         } else {
                             info!(instances = req.instances.len(), removed = req.removed.len(), "VRRP engine: reload received; reading the interfaces and addresses");
                             let netlink = self.netlink.clone();
-                            reading = Some(tokio::spawn(async move {
+                            reading = Some(Box::pin(async move {
                                 let t = Instant::now();
                                 let env = SysView::read(&netlink).await;
                                 info!(took_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), ok = env.is_ok(), "VRRP engine: interfaces and addresses read for the reload");
@@ -1050,41 +1069,46 @@ impl Engine {
                 },
                 Some(read) = async {
                     match reading.as_mut() {
-                        Some(h) => Some(h.await),
+                        Some(f) => Some(f.await),
                         None => std::future::pending().await,
                     }
                 } => {
                     reading = None;
-                    match read {
-                        Ok(ReloadRead { req, env, done }) => {
-                            let started = Instant::now();
-                            let res = match env {
-                                Ok(env) => self.reload(*req, env, &mut rx).await,
-                                Err(e) => Err(e),
-                            };
-                            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-                            match &res {
-                                Ok(st) => info!(
-                                    took_ms = ms(started.elapsed()),
-                                    checked_ms = ms(st.checked),
-                                    instances = self.inst.len(),
-                                    added = st.added,
-                                    changed = st.changed,
-                                    removed = st.removed,
-                                    slices = st.slices,
-                                    longest_slice_us = u64::try_from(st.longest_slice.as_micros()).unwrap_or(u64::MAX),
-                                    "VRRP engine: reload applied"
-                                ),
-                                Err(e) => warn!(error = %e, "reload refused by the VRRP engine; the running instances are unchanged"),
-                            }
-                            let _ = done.send(res.map(|_| ()));
-                        }
-                        // The reply is dropped with the task: the daemon hears that the engine is gone.
-                        Err(e) => warn!(error = %e, "reload: the task reading the interfaces failed"),
+                    let ReloadRead { req, env, done } = read;
+                    let started = Instant::now();
+                    let res = match env {
+                        Ok(env) => self.reload(*req, env, &mut rx).await,
+                        Err(e) => Err(e),
+                    };
+                    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                    match &res {
+                        Ok(st) => info!(
+                            took_ms = ms(started.elapsed()),
+                            checked_ms = ms(st.checked),
+                            instances = self.inst.len(),
+                            added = st.added,
+                            changed = st.changed,
+                            removed = st.removed,
+                            slices = st.slices,
+                            longest_slice_us = u64::try_from(st.longest_slice.as_micros()).unwrap_or(u64::MAX),
+                            "VRRP engine: reload applied"
+                        ),
+                        Err(e) => warn!(error = %e, "reload refused by the VRRP engine; the running instances are unchanged"),
                     }
+                    let _ = done.send(res.map(|_| ()));
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
-                Some(u) = track.recv() => self.tracker(u).await,
+                Some(u) = track.recv() => {
+                    // Everything queued, in one pass over the instances (see `trackers`).
+                    let mut batch = vec![u];
+                    while batch.len() < TRACK_BATCH {
+                        match track.try_recv() {
+                            Ok(u) => batch.push(u),
+                            Err(_) => break,
+                        }
+                    }
+                    self.trackers(batch).await;
+                }
                 Some(events) = async {
                     match fast_events.as_mut() {
                         Some(r) => r.next_batch().await.ok(),
@@ -1267,18 +1291,29 @@ impl Engine {
         }
     }
 
-    async fn tracker(&mut self, u: TrackerUpdate) {
-        self.last_track.insert(u.key.clone(), u.value);
+    /// Tracker updates, in the order they came: each value is recorded, and every instance
+    /// tracking the object takes the updates in turn. One pass over the instances per batch,
+    /// not per update: at start, 65,024 `track_file`s report at once, and a pass per update
+    /// kept the engine busy for minutes.
+    async fn trackers(&mut self, updates: Vec<TrackerUpdate>) {
+        let mut by_key: HashMap<&TrackKey, Vec<usize>> = HashMap::new();
+        for (n, u) in updates.iter().enumerate() {
+            self.last_track.insert(u.key.clone(), u.value);
+            by_key.entry(&u.key).or_default().push(n);
+        }
         for i in 0..self.inst.len() {
-            let Some(w) = self.inst[i].setup.track.iter().find(|(k, _)| *k == u.key).map(|(_, w)| *w) else { continue };
-            let (c, label) = track_value(u.value, w);
-            let r = &mut self.inst[i];
-            let before = r.track.summary();
-            let summary = r.track.set(u.key.clone(), c);
-            r.track_status.insert(u.key.clone(), label);
-            if summary != before {
-                info!(instance = %r.setup.name, tracker = %u.key.label(), ?summary, "tracking changed");
-                self.dispatch(i, Event::TrackerChanged(summary)).await;
+            let mine = updates_of(&self.inst[i].setup.track, &by_key);
+            for (u, w) in mine {
+                let u = &updates[u];
+                let (c, label) = track_value(u.value, w);
+                let r = &mut self.inst[i];
+                let before = r.track.summary();
+                let summary = r.track.set(u.key.clone(), c);
+                r.track_status.insert(u.key.clone(), label);
+                if summary != before {
+                    info!(instance = %r.setup.name, tracker = %u.key.label(), ?summary, "tracking changed");
+                    self.dispatch(i, Event::TrackerChanged(summary)).await;
+                }
             }
         }
     }
@@ -1734,6 +1769,31 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch of tracker updates reaches an instance in arrival order, only for the objects it
+    /// tracks, each with the instance's weight; an object tracked twice counts once.
+    #[test]
+    fn tracker_updates_per_instance() {
+        use crate::vrrp::track::Weight;
+        let file = |n: &str| TrackKey::File(n.to_owned());
+        let script = |n: &str| TrackKey::Script(n.to_owned());
+        let w = |weight: i32| Weight { weight, reverse: false };
+        // The batch: f1, s1, f2, f1 again.
+        let batch = [file("f1"), script("s1"), file("f2"), file("f1")];
+        let mut by_key: HashMap<&TrackKey, Vec<usize>> = HashMap::new();
+        for (n, k) in batch.iter().enumerate() {
+            by_key.entry(k).or_default().push(n);
+        }
+        let cases: Vec<(&str, Vec<(TrackKey, Weight)>, Vec<(usize, Weight)>)> = vec![
+            ("tracks nothing updated", vec![(file("f9"), w(-10))], vec![]),
+            ("both updates of f1, in order", vec![(file("f1"), w(-10))], vec![(0, w(-10)), (3, w(-10))]),
+            ("several objects, arrival order", vec![(file("f2"), w(5)), (script("s1"), w(0)), (file("f1"), w(-1))], vec![(0, w(-1)), (1, w(0)), (2, w(5)), (3, w(-1))]),
+            ("tracked twice: once, first weight", vec![(file("f2"), w(5)), (file("f2"), w(7))], vec![(2, w(5))]),
+        ];
+        for (name, track, want) in cases {
+            assert_eq!(updates_of(&track, &by_key), want, "{name}");
+        }
+    }
 
     /// A fired timer is handled at its deadline (adverts keep their phase) unless it is an
     /// advert timer a whole interval late or more: then at the time it is served, so a held-up
