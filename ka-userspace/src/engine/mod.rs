@@ -1784,7 +1784,8 @@ mod tests {
         for (n, k) in batch.iter().enumerate() {
             by_key.entry(k).or_default().push(n);
         }
-        let cases: Vec<(&str, Vec<(TrackKey, Weight)>, Vec<(usize, Weight)>)> = vec![
+        type Case = (&'static str, Vec<(TrackKey, Weight)>, Vec<(usize, Weight)>);
+        let cases: Vec<Case> = vec![
             ("tracks nothing updated", vec![(file("f9"), w(-10))], vec![]),
             ("both updates of f1, in order", vec![(file("f1"), w(-10))], vec![(0, w(-10)), (3, w(-10))]),
             ("several objects, arrival order", vec![(file("f2"), w(5)), (script("s1"), w(0)), (file("f1"), w(-1))], vec![(0, w(-1)), (1, w(0)), (2, w(5)), (3, w(-1))]),
