@@ -7,8 +7,10 @@
 //! sends only the new and changed instances' setups ([`ReloadRequest::new`], built off this
 //! thread), an unchanged instance keeps its slot in the engine (with its timers, socket and
 //! fast-path entry) and is not visited, and only the configuration order is rewritten. The
-//! work that remains is cut into slices of at most [`SLICE`] ([`Slices`]); between two slices
-//! the engine serves what a turn of its loop would: timers due, received adverts, sending.
+//! work that remains is cut into slices of about [`SLICE`] ([`Slices`]; a step is never cut, so
+//! one that waits for the kernel, such as removing a VIP, can make a slice longer); between two
+//! slices the engine serves what a turn of its loop would: timers due, received adverts,
+//! sending.
 //! The engine is consistent at every slice boundary: an instance not reached yet runs on as
 //! before, one reached runs as the new configuration says.
 
