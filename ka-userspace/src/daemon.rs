@@ -391,7 +391,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let _metrics = metrics_listener.map(|l| AbortOnDrop(crate::metrics::spawn(l, crate::metrics::status_source(status_calls.clone())).abort_handle()));
     // systemd: ready once the datapath is attached and VRRP started; the watchdog pings only
     // while the main loop and the engine answer.
-    lifecycle.ready(crate::sdnotify::status_line(&instances));
+    lifecycle.ready(crate::sdnotify::status_line(instances.iter().map(|i| (i.name.as_str(), i.state.as_str()))));
     let _watchdog = crate::sdnotify::watchdog_interval().map(|interval| {
         info!(interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), "systemd watchdog enabled");
         let calls = status_calls.clone();
@@ -485,12 +485,15 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                     info!(real_server = %key, "runtime override dropped: the real server left the configuration");
                                 }
                                 if let (Some(dp), Some(d)) = (dataplane.as_ref(), datapath.as_mut()) {
-                                    let states = match &engine { Some(e) => e.status().await.instances, None => Vec::new() };
+                                    let states = match &engine { Some(e) => e.states().await, None => Vec::new() };
                                     let master = |name: &str| states.iter().any(|i| i.name == name && i.state == "MASTER");
                                     crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index(), master);
                                 }
-                                config = Some(new);
-                                config_watch.send_replace(config.clone());
+                                // The replaced configuration is freed off this loop (tens of
+                                // thousands of instances take a while to free); the watch's old
+                                // copy is the same Arc.
+                                crate::reload::apply::drop_aside(config.replace(new));
+                                crate::reload::apply::drop_aside(config_watch.send_replace(config.clone()));
                                 announce(announcer.as_mut(), config.as_deref(), datapath.as_ref().filter(|_| dataplane.is_some()), backends.as_ref(), &masters);
                                 Response::Reloaded(summary)
                             }

@@ -13,7 +13,7 @@
 //!   says.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     fmt::{self, Debug, Write as _},
     net::IpAddr,
 };
@@ -143,20 +143,6 @@ pub fn plan_instances(old: &[InstanceSetup], new: &[InstanceSetup]) -> InstanceP
     }
     plan.removed = old.iter().enumerate().filter(|(i, _)| !matched[*i]).map(|(i, s)| (i, s.name.clone())).collect();
     plan
-}
-
-/// The addresses MASTER instances hold once the reload is applied: the VIPs of every kept
-/// instance whose running state is MASTER (`master(old index)`; new instances start as
-/// BACKUP). The runtime never deletes an address of this set, whichever instance held it
-/// before, so a VIP that moves between instances (keepalived #1854) or whose VRIDs are swapped
-/// (#2364) stays on the interface.
-pub fn held_after(new: &[InstanceSetup], plan: &InstancePlan, master: impl Fn(usize) -> bool) -> HashSet<IpAddr> {
-    plan.kept
-        .iter()
-        .filter(|k| master(k.old))
-        .filter_map(|k| new.get(k.new))
-        .flat_map(|s| s.vips.iter().chain(&s.excluded).map(|v| v.addr))
-        .collect()
 }
 
 /// An instance's settings besides its name, addresses, routes and rules.

@@ -55,6 +55,11 @@ impl std::fmt::Display for Message {
 pub trait Notify: Send + Sync {
     /// Sends `msgs` as one notification.
     fn notify(&self, msgs: &[Message]);
+
+    /// Whether notifications go anywhere (when not, nothing is computed for them).
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// The service manager: `$NOTIFY_SOCKET` through the sd-notify crate; nothing when the variable
@@ -80,6 +85,10 @@ impl Notify for SdNotify {
             warn!(error = %e, "sd_notify failed");
         }
     }
+
+    fn enabled(&self) -> bool {
+        std::env::var_os("NOTIFY_SOCKET").is_some()
+    }
 }
 
 /// A [`Notify`] that keeps what it was sent (tests, and the daemon's own debugging).
@@ -103,12 +112,14 @@ pub fn monotonic_usec() -> u64 {
 }
 
 /// The `STATUS=` line for the VRRP instances: `VI_1 MASTER, VI_2 BACKUP` (`running` without
-/// any).
-pub fn status_line(instances: &[crate::engine::InstanceReport]) -> String {
-    if instances.is_empty() {
-        return "running".to_owned();
+/// any), from each instance's name and state.
+pub fn status_line<'a>(instances: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let line = instances.into_iter().map(|(name, state)| format!("{name} {state}")).collect::<Vec<_>>().join(", ");
+    if line.is_empty() {
+        "running".to_owned()
+    } else {
+        line
     }
-    instances.iter().map(|i| format!("{} {}", i.name, i.state)).collect::<Vec<_>>().join(", ")
 }
 
 /// Where the daemon is in its life, as systemd must be told.
@@ -205,14 +216,15 @@ where
 }
 
 /// Sends systemd the instances' states (`STATUS=`), from a task: the engine's answer is not
-/// waited for here. Requests coalesce: while one report is being fetched, later ones only ask
-/// for one more fetch after it (65,024 instances turning MASTER would otherwise ask for 65,024
-/// reports of 65,024 instances each).
+/// waited for here. Requests coalesce: while one list of states is being fetched, later ones
+/// only ask for one more fetch after it (65,024 instances turning MASTER would otherwise ask
+/// for 65,024 lists of 65,024 instances each). Nothing is asked of the engine when systemd is
+/// not listening.
 pub fn send_status(engine: Option<&crate::engine::EngineHandle>, out: Arc<dyn Notify>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
     static AGAIN: AtomicBool = AtomicBool::new(false);
-    let Some(e) = engine else { return };
+    let Some(e) = engine.filter(|_| out.enabled()) else { return };
     if IN_FLIGHT.swap(true, Ordering::AcqRel) {
         AGAIN.store(true, Ordering::Release);
         return;
@@ -221,8 +233,8 @@ pub fn send_status(engine: Option<&crate::engine::EngineHandle>, out: Arc<dyn No
     tokio::spawn(async move {
         loop {
             AGAIN.store(false, Ordering::Release);
-            let r = probe.report().await;
-            out.notify(&[Message::Status(status_line(&r.instances))]);
+            let states = probe.states().await;
+            out.notify(&[Message::Status(status_line(states.iter().map(|i| (i.name.as_str(), i.state))))]);
             if AGAIN.load(Ordering::Acquire) {
                 continue;
             }
@@ -270,33 +282,8 @@ mod tests {
     /// The status line names every instance with its state.
     #[test]
     fn status_line_lists_instances() {
-        let inst = |name: &str, state: &str| crate::engine::InstanceReport {
-            name: name.into(),
-            interface: "eth0".into(),
-            vrid: 1,
-            version: 3,
-            state: state.into(),
-            priority: 100,
-            effective_priority: 100,
-            master: None,
-            in_state_s: 0,
-            adverts_rx: 0,
-            adverts_tx: 0,
-            adverts_dropped: Default::default(),
-            became_master: 0,
-            released_master: 0,
-            priority_zero_rx: 0,
-            priority_zero_tx: 0,
-            last_transition_unix_us: 0,
-            xdp_fast_path: false,
-            xdp_changes: 0,
-            xdp_deferrals: 0,
-            answers_withheld: 0,
-            trackers: vec![],
-            vips: vec![],
-        };
-        assert_eq!(status_line(&[]), "running");
-        assert_eq!(status_line(&[inst("VI_1", "MASTER"), inst("VI_2", "BACKUP")]), "VI_1 MASTER, VI_2 BACKUP");
+        assert_eq!(status_line([]), "running");
+        assert_eq!(status_line([("VI_1", "MASTER"), ("VI_2", "BACKUP")]), "VI_1 MASTER, VI_2 BACKUP");
     }
 
     /// The watchdog pings while the probe answers, and stops pinging while it does not.

@@ -33,7 +33,6 @@ use ka_common::vrrp::{
 use serde::{Deserialize, Serialize};
 use tokio::{
     sync::{mpsc, oneshot},
-    task::JoinHandle,
     time::Instant,
 };
 use tracing::{debug, info, warn};
@@ -89,6 +88,12 @@ pub enum EngineError {
     /// Another reload is being applied.
     #[error("the VRRP engine is applying another reload")]
     ReloadBusy,
+    /// The reload was planned against other instances than the running ones.
+    #[error("the reload does not match the {running} running VRRP instances")]
+    ReloadMismatch {
+        /// Instances running.
+        running: usize,
+    },
     /// Parameters refused by the state machine.
     #[error("vrrp_instance {instance}: {source}")]
     Params {
@@ -230,11 +235,24 @@ pub struct EngineReport {
     pub dropped: BTreeMap<String, u64>,
 }
 
+/// One instance's name and state: the cheap part of [`InstanceReport`], for callers that
+/// need every instance's mastership (the dataplane and the checkers after a reload, systemd's
+/// status line) without building a full report of tens of thousands of instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceState {
+    /// Name.
+    pub name: String,
+    /// INIT, BACKUP, MASTER or FAULT.
+    pub state: &'static str,
+}
+
 /// Requests to the engine.
 #[derive(Debug)]
 pub enum Command {
     /// Report every instance.
     Status(oneshot::Sender<EngineReport>),
+    /// Every instance's name and state, in configuration order.
+    States(oneshot::Sender<Vec<InstanceState>>),
     /// Resign (priority 0 adverts), remove VIPs, notify STOP, and stop.
     Shutdown(oneshot::Sender<()>),
     /// Apply a reload (see [`reload`]); the answer says whether it was applied (on error,
@@ -279,6 +297,12 @@ impl EngineHandle {
     /// A cheap, cloneable way to ask for [`EngineHandle::status`] from a task of its own.
     pub fn probe(&self) -> StatusProbe {
         StatusProbe(self.tx.clone())
+    }
+
+    /// Every instance's name and state, in configuration order (empty once the engine has
+    /// stopped); much cheaper for the engine than [`EngineHandle::status`].
+    pub async fn states(&self) -> Vec<InstanceState> {
+        self.probe().states().await
     }
 
     /// Applies a reload and waits until it is applied.
@@ -331,6 +355,15 @@ impl StatusProbe {
         }
         rx.await.unwrap_or_default()
     }
+
+    /// Every instance's name and state (see [`EngineHandle::states`]).
+    pub async fn states(&self) -> Vec<InstanceState> {
+        let (reply, rx) = oneshot::channel();
+        if self.0.send(Command::States(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
 }
 
 /// A received packet, from a socket task to the engine.
@@ -343,6 +376,19 @@ struct RxPacket {
 const KIND_SLOTS: [TimerKind; 4] = [TimerKind::Advert, TimerKind::MasterDown, TimerKind::StartupDelay, TimerKind::GarpDelay];
 /// Engine-owned timer slot for `garp_master_refresh`.
 const SLOT_REFRESH: usize = 4;
+
+/// The time a fired timer is handled at: its deadline, so adverts keep their phase; but an
+/// advert timer found a whole `interval` late or more is handled at `now`, so one advert goes
+/// out and the next follows an interval later (RFC 5798 §6.4.3: reset the Adver_Timer to
+/// Advertisement_Interval) instead of a burst of every advert missed, which would make an
+/// engine that was held up fall further behind.
+fn fired_at(kind: TimerKind, deadline: Time, now: Time, interval: Duration) -> Time {
+    if kind == TimerKind::Advert && now.saturating_since(deadline) >= interval {
+        now
+    } else {
+        deadline
+    }
+}
 
 fn slot(kind: TimerKind) -> usize {
     KIND_SLOTS.iter().position(|k| *k == kind).unwrap_or(0)
@@ -412,7 +458,12 @@ struct Rt {
 
 struct Engine {
     epoch: Instant,
+    /// The instances, each in a slot of its own that it keeps across reloads (timers,
+    /// `by_vrid` and sync groups name slots); a deleted instance's slot is taken by the last
+    /// one (see [`reload`]).
     inst: Vec<Rt>,
+    /// The slots in configuration order (as `ka status` lists the instances).
+    order: Vec<usize>,
     sockets: Sockets,
     by_vrid: HashMap<(usize, u8), usize>,
     timers: BTreeSet<(Time, usize, usize)>,
@@ -446,6 +497,24 @@ struct Engine {
     /// Instances that resume as Master (see [`resume::resumable`]).
     resuming: BTreeSet<usize>,
 }
+
+/// The updates of a batch (`by_key`: tracked object → positions in the batch) that concern an
+/// instance tracking `track`, in arrival order, with the weight it gives each (an object
+/// tracked twice counts once, with its first weight).
+fn updates_of<'k>(track: &'k [(TrackKey, crate::vrrp::track::Weight)], by_key: &HashMap<&'k TrackKey, Vec<usize>>) -> Vec<(usize, crate::vrrp::track::Weight)> {
+    let mut mine = Vec::new();
+    for (n, (k, w)) in track.iter().enumerate() {
+        if track[..n].iter().any(|(seen, _)| seen == k) {
+            continue;
+        }
+        mine.extend(by_key.get(k).into_iter().flatten().map(|u| (*u, *w)));
+    }
+    mine.sort_unstable_by_key(|(u, _)| *u);
+    mine
+}
+
+/// Tracker updates handled in one pass over the instances, at most (see `Engine::trackers`).
+const TRACK_BATCH: usize = 1024;
 
 /// Timer resolution: deadlines are served on 1 ms ticks, so instances whose adverts fall in
 /// the same millisecond share one wake-up and one sendmmsg.
@@ -630,6 +699,7 @@ async fn open(
     }
     let mut engine = Engine {
         epoch,
+        order: (0..inst.len()).collect(),
         inst,
         sockets,
         by_vrid,
@@ -678,7 +748,9 @@ struct ReloadRead {
 struct SysView {
     links: HashMap<String, u32>,
     macs: HashMap<u32, Vec<u8>>,
-    addrs: Vec<(u32, IpAddr, u8)>,
+    /// Addresses by interface, in the kernel's order: a host with tens of thousands of VIPs
+    /// is not searched whole for each instance.
+    addrs: HashMap<u32, Vec<IpAddr>>,
 }
 
 impl SysView {
@@ -686,7 +758,21 @@ impl SysView {
         let all = netlink.links().await?;
         let macs = all.iter().map(|l| (l.index, l.mac.clone())).collect();
         let links = all.into_iter().map(|l| (l.name, l.index)).collect();
-        Ok(SysView { links, macs, addrs: netlink.list_addrs(None).await? })
+        let mut addrs: HashMap<u32, Vec<IpAddr>> = HashMap::new();
+        for (ifindex, addr, _) in netlink.list_addrs(None).await? {
+            addrs.entry(ifindex).or_default().push(addr);
+        }
+        Ok(SysView { links, macs, addrs })
+    }
+
+    /// The addresses on interface `ifindex`.
+    fn addrs_of(&self, ifindex: u32) -> &[IpAddr] {
+        self.addrs.get(&ifindex).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `addr` is on interface `ifindex`.
+    fn has_addr(&self, ifindex: u32, addr: IpAddr) -> bool {
+        self.addrs_of(ifindex).contains(&addr)
     }
 }
 
@@ -787,8 +873,8 @@ async fn build_instance(
 ) -> Result<(Rt, bool), EngineError> {
     let ifindex = *env.links.get(&s.iface).ok_or_else(|| NetlinkError::NoSuchLink(s.iface.clone()))?;
     let v6 = s.params.family == Family::V6;
-    let link_local = env.addrs.iter().find_map(|(i, a, _)| match a {
-        IpAddr::V6(a) if *i == ifindex && a.is_unicast_link_local() => Some(*a),
+    let link_local = env.addrs_of(ifindex).iter().find_map(|a| match a {
+        IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
         _ => None,
     });
     let vip_set: Vec<IpAddr> = s.vips.iter().chain(&s.excluded).map(|v| v.addr).collect();
@@ -800,9 +886,10 @@ async fn build_instance(
             family: "IPv6 link-local",
         })?),
         (None, false) => env
-            .addrs
+            .addrs_of(ifindex)
             .iter()
-            .find_map(|(i, a, _)| (*i == ifindex && a.is_ipv4() && !vip_set.contains(a)).then_some(*a))
+            .find(|a| a.is_ipv4() && !vip_set.contains(a))
+            .copied()
             .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
     };
     let sock = sockets.receiving(&s, ifindex, src)?;
@@ -826,7 +913,7 @@ async fn build_instance(
         )
     };
     let (adv_addrs, adv_bytes) = reload::advert_addrs(&s);
-    let vips_present = vips.iter().all(|v| env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr));
+    let vips_present = vips.iter().all(|v| env.has_addr(v.ifindex, v.addr));
     let resume = start.and_then(|st| st.record.map(|r| (r, st.mono_now))).is_some_and(|(r, now)| {
         resume::resumable(r, now, &s.name, s.params.advert_int, s.params.down_timer_adverts, vips_present)
     });
@@ -841,7 +928,7 @@ async fn build_instance(
     // (which becomes Master at once and would only flap them) or resume as Master.
     if start.is_some() && s.params.priority != 255 && !resume {
         for v in &vips {
-            if env.addrs.iter().any(|(i, a, _)| *i == v.ifindex && *a == v.addr) {
+            if env.has_addr(v.ifindex, v.addr) {
                 info!(instance = %s.name, vip = %v.addr, "removing a VIP left over by an earlier run");
                 netlink.del_addr(v.clone()).await?;
             }
@@ -958,9 +1045,11 @@ impl Engine {
             let ev = if self.resuming.contains(&i) { Event::ResumeMaster } else { Event::Startup };
             self.dispatch(i, ev).await;
         }
-        // A reload waiting for the kernel's interfaces and addresses: a task of its own reads
-        // them, so a dump of tens of thousands of addresses does not hold up the timers.
-        let mut reading: Option<JoinHandle<ReloadRead>> = None;
+        // A reload waiting for the kernel's interfaces and addresses: the read is a future this
+        // loop polls (so a dump of tens of thousands of addresses does not hold up the timers),
+        // not a task of its own, which would queue behind every other task of this runtime
+        // (at start, one GARP task per instance turning MASTER).
+        let mut reading: Option<futures::future::BoxFuture<'static, ReloadRead>> = None;
         loop {
             self.flush().await;
             if let Some(r) = self.recorder.as_mut() {
@@ -988,15 +1077,22 @@ impl Engine {
                         }
                         let _ = reply.send(EngineReport { instances: self.report(), dropped });
                     }
+                    Some(Command::States(reply)) => {
+                        let states = self.order.iter().map(|&e| InstanceState { name: self.inst[e].setup.name.clone(), state: state_name(self.inst[e].fsm.state()) }).collect();
+                        let _ = reply.send(states);
+                    }
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
                     Some(Command::Detach(done)) => { self.detach().await; let _ = done.send(()); return; }
                     Some(Command::Reload(req, done)) => {
                         if reading.is_some() {
                             let _ = done.send(Err(EngineError::ReloadBusy));
                         } else {
+                            info!(instances = req.instances.len(), removed = req.removed.len(), "VRRP engine: reload received; reading the interfaces and addresses");
                             let netlink = self.netlink.clone();
-                            reading = Some(tokio::spawn(async move {
+                            reading = Some(Box::pin(async move {
+                                let t = Instant::now();
                                 let env = SysView::read(&netlink).await;
+                                info!(took_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), ok = env.is_ok(), "VRRP engine: interfaces and addresses read for the reload");
                                 ReloadRead { req, env, done }
                             }));
                         }
@@ -1005,34 +1101,46 @@ impl Engine {
                 },
                 Some(read) = async {
                     match reading.as_mut() {
-                        Some(h) => Some(h.await),
+                        Some(f) => Some(f.await),
                         None => std::future::pending().await,
                     }
                 } => {
                     reading = None;
-                    match read {
-                        Ok(ReloadRead { req, env, done }) => {
-                            let started = Instant::now();
-                            let res = match env {
-                                Ok(env) => self.reload(*req, env).await,
-                                Err(e) => Err(e),
-                            };
-                            match &res {
-                                Ok(()) => info!(
-                                    took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                                    instances = self.inst.len(),
-                                    "VRRP engine: reload applied"
-                                ),
-                                Err(e) => warn!(error = %e, "reload refused by the VRRP engine; the running instances are unchanged"),
-                            }
-                            let _ = done.send(res);
-                        }
-                        // The reply is dropped with the task: the daemon hears that the engine is gone.
-                        Err(e) => warn!(error = %e, "reload: the task reading the interfaces failed"),
+                    let ReloadRead { req, env, done } = read;
+                    let started = Instant::now();
+                    let res = match env {
+                        Ok(env) => self.reload(*req, env, &mut rx).await,
+                        Err(e) => Err(e),
+                    };
+                    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                    match &res {
+                        Ok(st) => info!(
+                            took_ms = ms(started.elapsed()),
+                            checked_ms = ms(st.checked),
+                            instances = self.inst.len(),
+                            added = st.added,
+                            changed = st.changed,
+                            removed = st.removed,
+                            slices = st.slices,
+                            longest_slice_us = u64::try_from(st.longest_slice.as_micros()).unwrap_or(u64::MAX),
+                            "VRRP engine: reload applied"
+                        ),
+                        Err(e) => warn!(error = %e, "reload refused by the VRRP engine; the running instances are unchanged"),
                     }
+                    let _ = done.send(res.map(|_| ()));
                 },
                 _ = tokio::time::sleep_until(sleep_until) => self.fire_timers().await,
-                Some(u) = track.recv() => self.tracker(u).await,
+                Some(u) = track.recv() => {
+                    // Everything queued, in one pass over the instances (see `trackers`).
+                    let mut batch = vec![u];
+                    while batch.len() < TRACK_BATCH {
+                        match track.try_recv() {
+                            Ok(u) => batch.push(u),
+                            Err(_) => break,
+                        }
+                    }
+                    self.trackers(batch).await;
+                }
                 Some(events) = async {
                     match fast_events.as_mut() {
                         Some(r) => r.next_batch().await.ok(),
@@ -1076,11 +1184,15 @@ impl Engine {
     }
 
     async fn fire_timers(&mut self) {
-        // Everything due by the end of this tick fires now.
+        // Everything due by the end of this tick fires now, once: a timer that firing re-arms
+        // within this tick waits for the next turn of the loop (commands, received adverts and
+        // sending come first), so an engine that fell behind does not keep firing in one pass.
         let now = self.now() + TICK;
-        while let Some(&(at, i, s)) = self.timers.first() {
-            if at > now {
-                break;
+        let due: Vec<(Time, usize, usize)> = self.timers.range(..=(now, usize::MAX, usize::MAX)).copied().collect();
+        for (at, i, s) in due {
+            // Cancelled or moved by a timer fired before it in this pass.
+            if self.inst.get(i).is_none_or(|r| r.armed[s] != Some(at)) {
+                continue;
             }
             self.timers.remove(&(at, i, s));
             self.inst[i].armed[s] = None;
@@ -1093,11 +1205,14 @@ impl Engine {
                 // Timers are served on tick boundaries, up to a tick early or a little late: the
                 // state machine is told the deadline itself, so it never takes the expiry for
                 // an early one, and the next advert is armed one interval after this one's
-                // deadline rather than after the wake-up (no drift).
-                if KIND_SLOTS[s] == TimerKind::MasterDown && self.master_seen_in_xdp(i, at).await {
+                // deadline rather than after the wake-up (no drift), unless it is a whole
+                // interval late (see `fired_at`).
+                let kind = KIND_SLOTS[s];
+                if kind == TimerKind::MasterDown && self.master_seen_in_xdp(i, at).await {
                     continue;
                 }
-                self.dispatch_at(i, Event::TimerFired(KIND_SLOTS[s]), Some(at)).await;
+                let when = fired_at(kind, at, self.now(), crate::vrrp::timers::centis(self.inst[i].setup.params.advert_int));
+                self.dispatch_at(i, Event::TimerFired(kind), Some(when)).await;
             }
         }
         if self.fast.is_some() {
@@ -1211,18 +1326,29 @@ impl Engine {
         }
     }
 
-    async fn tracker(&mut self, u: TrackerUpdate) {
-        self.last_track.insert(u.key.clone(), u.value);
+    /// Tracker updates, in the order they came: each value is recorded, and every instance
+    /// tracking the object takes the updates in turn. One pass over the instances per batch,
+    /// not per update: at start, 65,024 `track_file`s report at once, and a pass per update
+    /// kept the engine busy for minutes.
+    async fn trackers(&mut self, updates: Vec<TrackerUpdate>) {
+        let mut by_key: HashMap<&TrackKey, Vec<usize>> = HashMap::new();
+        for (n, u) in updates.iter().enumerate() {
+            self.last_track.insert(u.key.clone(), u.value);
+            by_key.entry(&u.key).or_default().push(n);
+        }
         for i in 0..self.inst.len() {
-            let Some(w) = self.inst[i].setup.track.iter().find(|(k, _)| *k == u.key).map(|(_, w)| *w) else { continue };
-            let (c, label) = track_value(u.value, w);
-            let r = &mut self.inst[i];
-            let before = r.track.summary();
-            let summary = r.track.set(u.key.clone(), c);
-            r.track_status.insert(u.key.clone(), label);
-            if summary != before {
-                info!(instance = %r.setup.name, tracker = %u.key.label(), ?summary, "tracking changed");
-                self.dispatch(i, Event::TrackerChanged(summary)).await;
+            let mine = updates_of(&self.inst[i].setup.track, &by_key);
+            for (u, w) in mine {
+                let u = &updates[u];
+                let (c, label) = track_value(u.value, w);
+                let r = &mut self.inst[i];
+                let before = r.track.summary();
+                let summary = r.track.set(u.key.clone(), c);
+                r.track_status.insert(u.key.clone(), label);
+                if summary != before {
+                    info!(instance = %r.setup.name, tracker = %u.key.label(), ?summary, "tracking changed");
+                    self.dispatch(i, Event::TrackerChanged(summary)).await;
+                }
             }
         }
     }
@@ -1640,9 +1766,10 @@ impl Engine {
     }
 
     fn report(&self) -> Vec<InstanceReport> {
-        self.inst
+        self.order
             .iter()
-            .map(|r| {
+            .map(|&e| {
+                let r = &self.inst[e];
                 let state = r.fsm.state();
                 InstanceReport {
                     name: r.setup.name.clone(),
@@ -1683,5 +1810,58 @@ impl Engine {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of tracker updates reaches an instance in arrival order, only for the objects it
+    /// tracks, each with the instance's weight; an object tracked twice counts once.
+    #[test]
+    fn tracker_updates_per_instance() {
+        use crate::vrrp::track::Weight;
+        let file = |n: &str| TrackKey::File(n.to_owned());
+        let script = |n: &str| TrackKey::Script(n.to_owned());
+        let w = |weight: i32| Weight { weight, reverse: false };
+        // The batch: f1, s1, f2, f1 again.
+        let batch = [file("f1"), script("s1"), file("f2"), file("f1")];
+        let mut by_key: HashMap<&TrackKey, Vec<usize>> = HashMap::new();
+        for (n, k) in batch.iter().enumerate() {
+            by_key.entry(k).or_default().push(n);
+        }
+        type Case = (&'static str, Vec<(TrackKey, Weight)>, Vec<(usize, Weight)>);
+        let cases: Vec<Case> = vec![
+            ("tracks nothing updated", vec![(file("f9"), w(-10))], vec![]),
+            ("both updates of f1, in order", vec![(file("f1"), w(-10))], vec![(0, w(-10)), (3, w(-10))]),
+            ("several objects, arrival order", vec![(file("f2"), w(5)), (script("s1"), w(0)), (file("f1"), w(-1))], vec![(0, w(-1)), (1, w(0)), (2, w(5)), (3, w(-1))]),
+            ("tracked twice: once, first weight", vec![(file("f2"), w(5)), (file("f2"), w(7))], vec![(2, w(5))]),
+        ];
+        for (name, track, want) in cases {
+            assert_eq!(updates_of(&track, &by_key), want, "{name}");
+        }
+    }
+
+    /// A fired timer is handled at its deadline (adverts keep their phase) unless it is an
+    /// advert timer a whole interval late or more: then at the time it is served, so a held-up
+    /// engine sends one advert per instance rather than a burst of the missed ones.
+    #[test]
+    fn late_advert_timers_rephase() {
+        let ms = Time::from_millis;
+        let second = Duration::from_secs(1);
+        let cases = [
+            ("on time", TimerKind::Advert, 1000, 1000, 1000),
+            ("a tick early", TimerKind::Advert, 1000, 999, 1000),
+            ("a little late", TimerKind::Advert, 1000, 1300, 1000),
+            ("just under an interval late", TimerKind::Advert, 1000, 1999, 1000),
+            ("an interval late", TimerKind::Advert, 1000, 2000, 2000),
+            ("several intervals late", TimerKind::Advert, 1000, 4700, 4700),
+            ("master down late: its deadline", TimerKind::MasterDown, 1000, 4700, 1000),
+            ("startup delay late: its deadline", TimerKind::StartupDelay, 1000, 4700, 1000),
+        ];
+        for (name, kind, deadline, now, want) in cases {
+            assert_eq!(fired_at(kind, ms(deadline), ms(now), second), ms(want), "{name}");
+        }
     }
 }

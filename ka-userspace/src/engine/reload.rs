@@ -2,29 +2,141 @@
 //! instances keep their state machine, timers and tracker results and get their VIPs, routes
 //! and rules diffed; deleted ones resign and notify DELETED; new ones start fresh. Everything
 //! that can fail (interfaces, sockets, parameters) is resolved before anything changes.
+//!
+//! A reload never holds up an advert. Its cost is proportional to what changed: the daemon
+//! sends only the new and changed instances' setups ([`ReloadRequest::new`], built off this
+//! thread), an unchanged instance keeps its slot in the engine (with its timers, socket and
+//! fast-path entry) and is not visited, and only the configuration order is rewritten. The
+//! work that remains is cut into slices of about [`SLICE`] ([`Slices`]; a step is never cut, so
+//! one that waits for the kernel, such as removing a VIP, can make a slice longer); between two
+//! slices the engine serves what a turn of its loop would: timers due, received adverts,
+//! sending.
+//! The engine is consistent at every slice boundary: an instance not reached yet runs on as
+//! before, one reached runs as the new configuration says.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     net::IpAddr,
+    time::Duration,
 };
 
+use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, SysView, SLOT_REFRESH};
+use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_REFRESH};
 use crate::{
-    reload::{held_after, InstancePlan, KeptInstance},
+    reload::{InstancePlan, KeptInstance},
     vrrp::{Event, State, SyncGroup},
 };
 
-/// A reload, from the daemon to the engine.
+/// The longest stretch of reload work between two services of the engine's timers and
+/// sockets (the engine's timers run on 1 ms ticks; the shortest advert interval is 10 ms).
+pub const SLICE: Duration = Duration::from_millis(2);
+
+/// One instance of the new configuration, as the engine needs it.
+#[derive(Debug)]
+pub enum NewInstance {
+    /// Continues the running instance at this index of the running configuration, unchanged:
+    /// the engine does not touch it.
+    Unchanged {
+        /// Index in the running configuration.
+        old: usize,
+    },
+    /// Continues a running instance, with changes (VIPs, routes, settings or name).
+    Changed {
+        /// The match and its diff (boxed: most entries of a large reload are `Unchanged`).
+        kept: Box<KeptInstance>,
+        /// Its new setup.
+        setup: Box<InstanceSetup>,
+    },
+    /// A new instance: starts fresh.
+    Fresh(Box<InstanceSetup>),
+}
+
+/// A reload, from the daemon to the engine: only what changed.
 #[derive(Debug)]
 pub struct ReloadRequest {
-    /// Every instance of the new configuration, in order.
-    pub setups: Vec<InstanceSetup>,
-    /// How they relate to the running ones.
-    pub plan: InstancePlan,
+    /// The new configuration's instances, in order.
+    pub instances: Vec<NewInstance>,
+    /// Running instances the new configuration drops: index in the running configuration,
+    /// name.
+    pub removed: Vec<(usize, String)>,
+    /// For each address the reload may delete (the VIPs of removed and of changed instances),
+    /// the running instances (index in the running configuration) that carry it after the
+    /// reload: while one of them is MASTER, the address stays (keepalived #1854, #2364).
+    pub holders: HashMap<IpAddr, Vec<usize>>,
     /// The new global settings (`events` and `nft_table` are kept from the running engine).
     pub globals: EngineGlobals,
+}
+
+impl ReloadRequest {
+    /// The request for `plan`, from the running configuration's instances `old` to `new`
+    /// (pure; built on the caller's thread, so the engine never copies, compares or frees
+    /// the setups of unchanged instances).
+    pub fn new(old: &[InstanceSetup], new: Vec<InstanceSetup>, plan: InstancePlan, globals: EngineGlobals) -> ReloadRequest {
+        let InstancePlan { kept, removed, .. } = plan;
+        // Addresses a reload may delete: a removed instance's, or any of a changed one's (its
+        // VIPs are diffed as resolved addresses, which may differ where the setups do not).
+        let mut candidates: HashSet<IpAddr> = removed.iter().filter_map(|(o, _)| old.get(*o)).flat_map(all_vips).collect();
+        candidates.extend(kept.iter().filter(|k| !k.unchanged()).filter_map(|k| old.get(k.old)).flat_map(all_vips));
+        let mut holders: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+        if !candidates.is_empty() {
+            for k in &kept {
+                for a in new.get(k.new).into_iter().flat_map(all_vips).filter(|a| candidates.contains(a)) {
+                    holders.entry(a).or_default().push(k.old);
+                }
+            }
+        }
+        let mut kept_of_new: Vec<Option<KeptInstance>> = vec![None; new.len()];
+        for k in kept {
+            if let Some(slot) = kept_of_new.get_mut(k.new) {
+                *slot = Some(k);
+            }
+        }
+        let instances = new
+            .into_iter()
+            .zip(kept_of_new)
+            .map(|(s, k)| match k {
+                Some(k) if k.unchanged() => NewInstance::Unchanged { old: k.old },
+                Some(k) => NewInstance::Changed { kept: Box::new(k), setup: Box::new(s) },
+                None => NewInstance::Fresh(Box::new(s)),
+            })
+            .collect();
+        ReloadRequest { instances, removed, holders, globals }
+    }
+
+    /// Whether a MASTER will hold `addr` after the reload, given which running instances
+    /// (index in the running configuration) are MASTER now.
+    pub fn held(&self, addr: IpAddr, master: impl Fn(usize) -> bool) -> bool {
+        self.holders.get(&addr).is_some_and(|olds| olds.iter().any(|o| master(*o)))
+    }
+
+    /// Checks that the request fits a running configuration of `running` instances: every
+    /// running instance is continued or removed exactly once.
+    fn check(&self, running: usize) -> Result<(), EngineError> {
+        let mut seen = vec![false; running];
+        let olds = self.instances.iter().filter_map(|n| match n {
+            NewInstance::Unchanged { old } => Some(*old),
+            NewInstance::Changed { kept, .. } => Some(kept.old),
+            NewInstance::Fresh(_) => None,
+        });
+        for o in olds.chain(self.removed.iter().map(|(o, _)| *o)) {
+            match seen.get_mut(o) {
+                Some(s) if !*s => *s = true,
+                _ => return Err(EngineError::ReloadMismatch { running }),
+            }
+        }
+        if seen.iter().all(|s| *s) {
+            Ok(())
+        } else {
+            Err(EngineError::ReloadMismatch { running })
+        }
+    }
+}
+
+/// Every virtual address of a setup, excluded ones included.
+fn all_vips(s: &InstanceSetup) -> impl Iterator<Item = IpAddr> + '_ {
+    s.vips.iter().chain(&s.excluded).map(|v| v.addr)
 }
 
 /// The addresses carried in an instance's adverts, and their wire form.
@@ -41,131 +153,385 @@ pub(super) fn advert_addrs(s: &InstanceSetup) -> (Vec<IpAddr>, Vec<u8>) {
     (addrs, bytes)
 }
 
-impl super::Engine {
-    /// Applies a reload. On error nothing has changed.
-    /// `env` is the kernel's view, read for this reload.
-    pub(super) async fn reload(&mut self, req: ReloadRequest, env: SysView) -> Result<(), EngineError> {
-        let ReloadRequest { setups, plan, globals } = req;
-        self.flush().await;
-        let old_of_new = plan.old_of_new(setups.len());
-        // Everything that can fail first: new instances are resolved and the kept ones'
-        // parameters checked before any running instance is touched.
-        // Kept instances that switch to or from auth_type AH move to the other kind of socket
-        // (IP protocol 51 or 112), opened now and taken once nothing can fail any more.
-        let mut resocket: HashMap<usize, (usize, usize)> = HashMap::new();
-        for k in &plan.kept {
-            let (Some(s), Some(r)) = (setups.get(k.new), self.inst.get(k.old)) else { continue };
-            let mut p = s.params.clone();
-            p.primary_addr = r.src;
-            p.validate().map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
-            if s.auth.ah_key().is_some() != r.setup.auth.ah_key().is_some() {
-                let rx = self.sockets.receiving(s, r.ifindex, r.src)?;
-                let tx = self.sockets.sending(s, rx, r.ifindex, r.vip_ifindex, r.src)?;
-                resocket.insert(k.old, (rx, tx));
+/// Cuts a long piece of work into slices of at most `len` (sans-IO: the caller passes the
+/// time). After each step of work, [`Slices::spent`] says whether the slice is used up; the
+/// caller then serves the engine and starts the next slice with [`Slices::resume`].
+#[derive(Debug)]
+pub(super) struct Slices {
+    len: Duration,
+    since: Instant,
+    /// Slices ended so far.
+    pub count: u32,
+    /// The longest slice so far.
+    pub longest: Duration,
+}
+
+impl Slices {
+    /// A first slice starting at `now`.
+    pub fn new(len: Duration, now: Instant) -> Slices {
+        Slices { len, since: now, count: 0, longest: Duration::ZERO }
+    }
+
+    /// After a step finished at `now`: the slice is used up (and is counted as ended).
+    pub fn spent(&mut self, now: Instant) -> bool {
+        let took = now.saturating_duration_since(self.since);
+        if took < self.len {
+            return false;
+        }
+        self.end(took);
+        true
+    }
+
+    /// The engine was served; the next slice starts at `now`.
+    pub fn resume(&mut self, now: Instant) {
+        self.since = now;
+    }
+
+    /// The work is done at `now`: the last slice ends.
+    pub fn finish(&mut self, now: Instant) {
+        self.end(now.saturating_duration_since(self.since));
+    }
+
+    fn end(&mut self, took: Duration) {
+        self.count += 1;
+        self.longest = self.longest.max(took);
+    }
+}
+
+/// Where each running instance (by index in the running configuration) sits among the
+/// engine's slots while a reload removes some: a removal moves the last slot into the freed one
+/// (`swap_remove`), so only that one instance changes slot.
+#[derive(Debug)]
+pub(super) struct Slots {
+    /// Slot → index in the running configuration.
+    old_at: Vec<usize>,
+    /// Index in the running configuration → slot.
+    slot_of_old: Vec<usize>,
+}
+
+impl Slots {
+    /// The slots of a running configuration: `order[o]` is the slot of its instance `o`, and
+    /// every slot holds one instance.
+    pub fn new(order: &[usize]) -> Slots {
+        let mut old_at = vec![usize::MAX; order.len()];
+        for (o, &e) in order.iter().enumerate() {
+            if let Some(x) = old_at.get_mut(e) {
+                *x = o;
             }
         }
-        let mut fresh: HashMap<usize, Rt> = HashMap::new();
-        for (n, s) in setups.iter().enumerate() {
-            if old_of_new[n].is_none() {
-                let (r, _) = build_instance(s.clone(), &env, &mut self.sockets, &self.netlink, self.fast_ifindexes.as_ref(), None).await?;
-                fresh.insert(n, r);
+        Slots { old_at, slot_of_old: order.to_vec() }
+    }
+
+    /// The slot of running instance `old` (not removed).
+    pub fn slot(&self, old: usize) -> usize {
+        self.slot_of_old[old]
+    }
+
+    /// Slot `e` is freed and the last slot moves into it: the slot that moved, unless `e` was
+    /// the last.
+    pub fn remove(&mut self, e: usize) -> Option<usize> {
+        let last = self.old_at.len().checked_sub(1)?;
+        self.old_at.swap_remove(e);
+        if e == last {
+            return None;
+        }
+        let o = self.old_at[e];
+        self.slot_of_old[o] = e;
+        Some(last)
+    }
+}
+
+/// A sync group once slot `e` is freed and slot `last` moves into it: the deleted member
+/// leaves, the moved one is renamed and keeps its status. `None`: the group has neither.
+pub(super) fn regroup_removed(g: &SyncGroup<usize>, e: usize, last: usize) -> Option<SyncGroup<usize>> {
+    if !g.members().any(|m| m == e || m == last) {
+        return None;
+    }
+    let members: Vec<usize> = g.members().filter(|m| *m != e).map(|m| if m == last { e } else { m }).collect();
+    Some(g.reindexed(&members, |n| Some(if n == e { last } else { n })))
+}
+
+/// How a reload went, for the log.
+#[derive(Debug, Default)]
+pub(super) struct ReloadStats {
+    /// Instances added, changed (kept with changes) and removed.
+    pub added: usize,
+    /// See `added`.
+    pub changed: usize,
+    /// See `added`.
+    pub removed: usize,
+    /// Checking and building (nothing changed yet).
+    pub checked: Duration,
+    /// Slices of work, and the longest stretch without serving the timers.
+    pub slices: u32,
+    /// See `slices`.
+    pub longest_slice: Duration,
+}
+
+impl super::Engine {
+    /// Serves what a turn of the engine's loop would, between two slices of a reload: sends
+    /// what is queued, lets the socket receivers and other tasks of this runtime run, fires
+    /// the timers due and handles the adverts received meanwhile (bounded, as the loop does).
+    async fn breathe(&mut self, rx: &mut mpsc::Receiver<Vec<RxPacket>>) {
+        self.flush().await;
+        tokio::task::yield_now().await;
+        self.fire_timers().await;
+        for _ in 0..16 {
+            match rx.try_recv() {
+                Ok(batch) => {
+                    for p in batch {
+                        self.packet(p).await;
+                    }
+                }
+                Err(_) => break,
             }
+        }
+        self.flush().await;
+        if let Some(r) = self.recorder.as_mut() {
+            r.tick(super::fast::monotonic_now());
+        }
+    }
+
+    /// Ends a step of reload work: when the slice is used up, serves the engine first.
+    async fn step(&mut self, slices: &mut Slices, rx: &mut mpsc::Receiver<Vec<RxPacket>>) {
+        if slices.spent(Instant::now()) {
+            self.breathe(rx).await;
+            slices.resume(Instant::now());
+        }
+    }
+
+    /// Applies a reload, in slices (see the module's doc). On error nothing has changed.
+    /// `env` is the kernel's view, read for this reload; `rx` the received adverts, served
+    /// between slices.
+    pub(super) async fn reload(&mut self, req: ReloadRequest, env: SysView, rx: &mut mpsc::Receiver<Vec<RxPacket>>) -> Result<ReloadStats, EngineError> {
+        let started = Instant::now();
+        self.flush().await;
+        req.check(self.order.len())?;
+        let mut slices = Slices::new(SLICE, Instant::now());
+        let mut stats = ReloadStats { removed: req.removed.len(), ..ReloadStats::default() };
+
+        // 1. Everything that can fail, before any running instance is touched: the changed
+        // instances' parameters are checked and the new ones built. Kept instances that switch
+        // to or from auth_type AH move to the other kind of socket (IP protocol 51 or 112),
+        // opened now and taken once nothing can fail any more.
+        let mut resocket: HashMap<usize, (usize, usize)> = HashMap::new();
+        let mut fresh: HashMap<usize, Rt> = HashMap::new();
+        for (n, ni) in req.instances.iter().enumerate() {
+            match ni {
+                NewInstance::Unchanged { .. } => continue,
+                NewInstance::Changed { kept, setup: s } => {
+                    stats.changed += 1;
+                    let r = &self.inst[self.order[kept.old]];
+                    let mut p = s.params.clone();
+                    p.primary_addr = r.src;
+                    p.validate().map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
+                    if s.auth.ah_key().is_some() != r.setup.auth.ah_key().is_some() {
+                        let (ifindex, vip_ifindex, src) = (r.ifindex, r.vip_ifindex, r.src);
+                        let rx_sock = self.sockets.receiving(s, ifindex, src)?;
+                        let tx_sock = self.sockets.sending(s, rx_sock, ifindex, vip_ifindex, src)?;
+                        resocket.insert(kept.old, (rx_sock, tx_sock));
+                    }
+                }
+                NewInstance::Fresh(s) => {
+                    stats.added += 1;
+                    let (r, _) = build_instance((**s).clone(), &env, &mut self.sockets, &self.netlink, self.fast_ifindexes.as_ref(), None).await?;
+                    fresh.insert(n, r);
+                }
+            }
+            self.step(&mut slices, rx).await;
         }
         self.sockets.spawn_receivers(&self.rx_tx);
         let n_socks = self.sockets.socks.len();
         self.outbox.resize_with(n_socks, Vec::new);
         self.outbox_owner.resize_with(n_socks, Vec::new);
+        stats.checked = started.elapsed();
 
-        // A VIP a MASTER holds after the reload is never deleted (keepalived #1854, #2364).
-        let held = held_after(&setups, &plan, |o| self.inst.get(o).is_some_and(|r| r.fsm.state() == State::Master));
-        for (o, name) in &plan.removed {
-            self.delete_instance(*o, name, &held).await;
-        }
-        // An unchanged instance is left alone (its setup is equal to the new one).
-        for k in plan.kept.iter().filter(|k| !k.unchanged()) {
-            if let Some(s) = setups.get(k.new) {
-                self.apply_kept(k, s, &env, &held).await;
-            }
-        }
-        for (o, (rx, tx)) in resocket {
-            let Some(r) = self.inst.get_mut(o) else { continue };
-            info!(instance = %r.setup.name, ah = r.setup.auth.ah_key().is_some(), "reload: authentication changed; adverts move to the matching socket");
-            r.rx_sock = rx;
-            r.tx_sock = tx;
-            if let (Some(fp), Some(key)) = (self.fast.as_mut(), r.fast_key) {
-                fp.maps.remove(key);
-            }
-            r.fast_key = super::fast_key(self.fast_ifindexes.as_ref(), r.ifindex, &r.setup);
-            r.fast_written = None;
+        // 2. Removed instances resign and leave their slot; `slots` follows the slots removals
+        // move.
+        let mut slots = Slots::new(&self.order);
+        for (o, name) in &req.removed {
+            let e = slots.slot(*o);
+            let held = self.held_now(&req, &slots, self.inst[e].vips.iter().map(|v| v.addr));
+            self.delete_instance(e, name, &held).await;
+            self.remove_slot(e, &mut slots);
+            self.step(&mut slices, rx).await;
         }
 
-        // The new order: kept instances move to their new index, with their timers.
-        let mut old: Vec<Option<Rt>> = std::mem::take(&mut self.inst).into_iter().map(Some).collect();
-        let mut inst = Vec::with_capacity(setups.len());
-        for (n, o) in old_of_new.iter().enumerate() {
-            let r = match o {
-                Some(o) => old.get_mut(*o).and_then(Option::take),
-                None => fresh.remove(&n),
-            };
-            if let Some(r) = r {
-                inst.push(r);
+        // 3. Changed instances take their new settings.
+        for ni in &req.instances {
+            let NewInstance::Changed { kept, setup } = ni else { continue };
+            let e = slots.slot(kept.old);
+            let held = self.held_now(&req, &slots, self.inst[e].vips.iter().map(|v| v.addr));
+            self.apply_kept(e, kept, setup, &env, &held).await;
+            if let Some(&(rx_sock, tx_sock)) = resocket.get(&kept.old) {
+                self.move_sockets(e, rx_sock, tx_sock);
             }
+            self.step(&mut slices, rx).await;
         }
-        self.inst = inst;
-        self.timers.clear();
-        self.by_vrid.clear();
-        for (i, r) in self.inst.iter().enumerate() {
-            for (slot, at) in r.armed.iter().enumerate() {
-                if let Some(at) = at {
-                    self.timers.insert((*at, i, slot));
+
+        // 4. The new order: new instances take new slots; sync groups, trackers and globals
+        // follow the new configuration.
+        let mut order = Vec::with_capacity(req.instances.len());
+        for (n, ni) in req.instances.iter().enumerate() {
+            match ni {
+                NewInstance::Unchanged { old } => order.push(slots.slot(*old)),
+                NewInstance::Changed { kept, .. } => order.push(slots.slot(kept.old)),
+                NewInstance::Fresh(_) => {
+                    let Some(r) = fresh.remove(&n) else { continue };
+                    let e = self.inst.len();
+                    self.by_vrid.insert((r.rx_sock, r.setup.params.vrid), e);
+                    self.inst.push(r);
+                    order.push(e);
                 }
             }
-            self.by_vrid.insert((r.rx_sock, r.setup.params.vrid), i);
         }
-        // Sync groups keep their members' last status.
-        let old_groups = std::mem::take(&mut self.groups);
-        self.group_of.clear();
-        for (name, notify, smtp) in &globals.groups {
-            let members: Vec<usize> = self.inst.iter().enumerate().filter(|(_, r)| r.setup.sync_group.as_deref() == Some(name)).map(|(i, _)| i).collect();
-            for m in &members {
-                self.group_of.insert(*m, self.groups.len());
-            }
-            let group = match old_groups.iter().find(|g| g.1 == *name) {
-                Some(g) => g.0.reindexed(&members, |n| old_of_new.get(n).copied().flatten()),
-                None => SyncGroup::new(members),
-            };
-            self.groups.push((group, name.clone(), notify.clone(), *smtp));
-        }
+        self.order = order;
+        // Start-up's record of who resumes as Master is about slots a reload reuses.
+        self.resuming.clear();
+        self.regroup(&req.globals);
+        let ReloadRequest { instances, globals, .. } = req;
         let events = self.globals.events.take();
         let nft_table = std::mem::take(&mut self.globals.nft_table);
-        self.globals = EngineGlobals { events, nft_table, ..globals };
-
+        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, ..globals });
+        // Freed on a thread of its own: with a `track_file` per instance, the definitions are
+        // tens of thousands of names and paths.
+        tokio::task::spawn_blocking(move || drop(old_globals));
+        let touched: Vec<(usize, bool)> = instances
+            .iter()
+            .zip(&self.order)
+            .filter_map(|(ni, &e)| match ni {
+                NewInstance::Unchanged { .. } => None,
+                NewInstance::Changed { .. } => Some((e, false)),
+                NewInstance::Fresh(_) => Some((e, true)),
+            })
+            .collect();
         // Trackers: new ones start; results known already (vrrp_script, files...) carry over.
-        let keys: BTreeSet<_> = self.inst.iter().flat_map(|r| r.setup.track.iter().map(|(k, _)| k.clone())).collect();
-        let new_keys: BTreeSet<_> = keys.difference(&self.tracked).cloned().collect();
+        let new_keys: BTreeSet<_> =
+            touched.iter().flat_map(|(e, _)| self.inst[*e].setup.track.iter().map(|(k, _)| k)).filter(|k| !self.tracked.contains(*k)).cloned().collect();
         if !new_keys.is_empty() {
             tracking::spawn(new_keys.clone(), &self.globals, self.netlink.clone(), self.track_tx.clone());
             self.tracked.extend(new_keys);
         }
-        if self.no_accept.is_none() && self.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
+        let needs_no_accept = |r: &Rt| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER;
+        if self.no_accept.is_none() && touched.iter().any(|(e, _)| needs_no_accept(&self.inst[*e])) {
             self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.nft_table.clone()));
         }
-        let kept_new: HashSet<usize> = plan.kept.iter().map(|k| k.new).collect();
-        for i in 0..self.inst.len() {
-            let fresh_one = !kept_new.contains(&i);
-            let before = self.inst[i].track.summary();
-            self.retrack(i);
-            self.sync_fast(i);
-            if fresh_one {
-                info!(instance = %self.inst[i].setup.name, "reload: new instance starting");
-                self.dispatch(i, Event::Startup).await;
+        // The instances are dropped here, on their last use, not with the request.
+        drop(instances);
+        self.step(&mut slices, rx).await;
+
+        // 5. Changed instances re-evaluate their trackers; new ones start.
+        for (e, is_fresh) in touched {
+            let before = self.inst[e].track.summary();
+            self.retrack(e);
+            self.sync_fast(e);
+            if is_fresh {
+                info!(instance = %self.inst[e].setup.name, "reload: new instance starting");
+                self.dispatch(e, Event::Startup).await;
             }
-            let after = self.inst[i].track.summary();
-            if after != before || (fresh_one && after != Default::default()) {
-                self.dispatch(i, Event::TrackerChanged(after)).await;
+            let after = self.inst[e].track.summary();
+            if after != before || (is_fresh && after != Default::default()) {
+                self.dispatch(e, Event::TrackerChanged(after)).await;
+            }
+            self.step(&mut slices, rx).await;
+        }
+        slices.finish(Instant::now());
+        stats.slices = slices.count;
+        stats.longest_slice = slices.longest;
+        Ok(stats)
+    }
+
+    /// The addresses among `addrs` a MASTER holds after the reload, as the instances' states
+    /// are now.
+    fn held_now(&self, req: &ReloadRequest, slots: &Slots, addrs: impl Iterator<Item = IpAddr>) -> HashSet<IpAddr> {
+        let master = |o: usize| self.inst.get(slots.slot(o)).is_some_and(|r| r.fsm.state() == State::Master);
+        addrs.filter(|a| req.held(*a, master)).collect()
+    }
+
+    /// Frees the slot of deleted instance `e`: the last slot moves into it (see [`Slots`]),
+    /// with its timers, its receive key and its sync-group membership.
+    fn remove_slot(&mut self, e: usize, slots: &mut Slots) {
+        for slot in 0..=SLOT_REFRESH {
+            self.arm(e, slot, None);
+        }
+        let key = (self.inst[e].rx_sock, self.inst[e].setup.params.vrid);
+        if self.by_vrid.get(&key) == Some(&e) {
+            self.by_vrid.remove(&key);
+        }
+        let last = self.inst.len() - 1;
+        self.group_of.remove(&e);
+        for (g, _, _, _) in &mut self.groups {
+            if let Some(after) = regroup_removed(g, e, last) {
+                *g = after;
             }
         }
-        Ok(())
+        self.inst.swap_remove(e);
+        if slots.remove(e).is_none() {
+            return;
+        }
+        let r = &self.inst[e];
+        for (slot, at) in r.armed.iter().enumerate() {
+            if let Some(at) = at {
+                self.timers.remove(&(*at, last, slot));
+                self.timers.insert((*at, e, slot));
+            }
+        }
+        let key = (r.rx_sock, r.setup.params.vrid);
+        if self.by_vrid.get(&key) == Some(&last) {
+            self.by_vrid.insert(key, e);
+        }
+        if let Some(g) = self.group_of.remove(&last) {
+            self.group_of.insert(e, g);
+        }
+    }
+
+    /// A kept instance switched to or from AH: its adverts move to the matching sockets.
+    fn move_sockets(&mut self, e: usize, rx_sock: usize, tx_sock: usize) {
+        let r = &mut self.inst[e];
+        info!(instance = %r.setup.name, ah = r.setup.auth.ah_key().is_some(), "reload: authentication changed; adverts move to the matching socket");
+        let vrid = r.setup.params.vrid;
+        if self.by_vrid.get(&(r.rx_sock, vrid)) == Some(&e) {
+            self.by_vrid.remove(&(r.rx_sock, vrid));
+        }
+        r.rx_sock = rx_sock;
+        r.tx_sock = tx_sock;
+        self.by_vrid.insert((rx_sock, vrid), e);
+        if let (Some(fp), Some(key)) = (self.fast.as_mut(), r.fast_key) {
+            fp.maps.remove(key);
+        }
+        r.fast_key = super::fast_key(self.fast_ifindexes.as_ref(), r.ifindex, &r.setup);
+        r.fast_written = None;
+    }
+
+    /// Sync groups as the new configuration has them (`globals.groups`), members in
+    /// configuration order; a group that was running keeps its members' last status.
+    fn regroup(&mut self, globals: &EngineGlobals) {
+        if globals.groups.is_empty() && self.groups.is_empty() {
+            return;
+        }
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for &e in &self.order {
+            if let Some(g) = self.inst[e].setup.sync_group.as_deref() {
+                members.entry(g).or_default().push(e);
+            }
+        }
+        let old_groups = std::mem::take(&mut self.groups);
+        let mut groups = Vec::with_capacity(globals.groups.len());
+        let mut group_of = HashMap::new();
+        for (name, notify, smtp) in &globals.groups {
+            let m = members.get(name.as_str()).cloned().unwrap_or_default();
+            for e in &m {
+                group_of.insert(*e, groups.len());
+            }
+            // Slots are stable across a reload: a member keeps its id.
+            let group = match old_groups.iter().find(|g| g.1 == *name) {
+                Some(g) => g.0.reindexed(&m, Some),
+                None => SyncGroup::new(m),
+            };
+            groups.push((group, name.clone(), notify.clone(), *smtp));
+        }
+        self.groups = groups;
+        self.group_of = group_of;
     }
 
     /// Rebuilds an instance's tracking from the last known tracker values (its tracked
@@ -209,11 +575,10 @@ impl super::Engine {
         }
     }
 
-    /// A matched instance takes its new settings, keeping its state: as MASTER, removed
-    /// routes, rules and VIPs go (VIPs another MASTER holds after the reload stay), added ones
-    /// are installed and announced (gratuitous ARP / unsolicited NA).
-    async fn apply_kept(&mut self, k: &KeptInstance, s: &InstanceSetup, env: &SysView, held: &HashSet<IpAddr>) {
-        let i = k.old;
+    /// A matched instance (at slot `i`) takes its new settings, keeping its state: as MASTER,
+    /// removed routes, rules and VIPs go (VIPs a MASTER holds after the reload stay), added
+    /// ones are installed and announced (gratuitous ARP / unsolicited NA).
+    async fn apply_kept(&mut self, i: usize, k: &KeptInstance, s: &InstanceSetup, env: &SysView, held: &HashSet<IpAddr>) {
         let master = self.inst[i].fsm.state() == State::Master;
         let r = &self.inst[i];
         let links = link_of(&env.links, s.vmac.as_deref(), r.vip_ifindex);
@@ -295,6 +660,120 @@ impl super::Engine {
         r.fast_written = None;
         if master && !added.is_empty() {
             self.garp_addrs(i, added.iter().map(|v| v.addr).collect(), s.params.garp_master_repeat.max(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn setups(text: &str) -> (crate::config::Config, Vec<InstanceSetup>) {
+        let l = crate::config::parse_str(text, std::path::Path::new("t.conf"), &crate::config::LoadOptions::default());
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let s = super::super::setup::instances(&l.config).expect("setups");
+        (l.config, s)
+    }
+
+    /// Removals in any order: every remaining running instance is found in the slot a
+    /// `swap_remove` model puts it in.
+    #[test]
+    fn slots_follow_removals() {
+        let cases: [(&[usize], &[usize]); 5] = [
+            (&[0, 1, 2, 3], &[1]),
+            (&[0, 1, 2, 3], &[3]),
+            (&[2, 0, 3, 1], &[1, 2]),
+            (&[0, 1, 2, 3, 4], &[0, 1, 2, 3]),
+            (&[4, 3, 2, 1, 0], &[4, 0, 2]),
+        ];
+        for (order, removed) in cases {
+            let mut slots = Slots::new(order);
+            // The model: slot → running index, with swap_remove.
+            let mut model = vec![usize::MAX; order.len()];
+            for (o, &e) in order.iter().enumerate() {
+                model[e] = o;
+            }
+            for &o in removed {
+                let e = slots.slot(o);
+                assert_eq!(model[e], o, "{order:?} {removed:?}");
+                let last = model.len() - 1;
+                assert_eq!(slots.remove(e), (e != last).then_some(last), "{order:?} {removed:?}");
+                model.swap_remove(e);
+            }
+            for (e, &o) in model.iter().enumerate() {
+                assert_eq!(slots.slot(o), e, "{order:?} {removed:?}: running instance {o}");
+            }
+        }
+    }
+
+    /// A sync group loses its deleted member; the member moved into the freed slot is renamed;
+    /// a group with neither is left alone.
+    #[test]
+    fn sync_groups_follow_removals() {
+        let g = SyncGroup::new([0usize, 3, 5]);
+        let ids = |g: Option<SyncGroup<usize>>| g.map(|g| g.members().collect::<Vec<_>>());
+        assert_eq!(ids(regroup_removed(&g, 3, 5)), Some(vec![0, 3]), "5 moves into 3's slot");
+        assert_eq!(ids(regroup_removed(&g, 0, 5)), Some(vec![3, 0]));
+        assert_eq!(ids(regroup_removed(&g, 3, 7)), Some(vec![0, 5]), "the moved instance is not a member");
+        assert_eq!(ids(regroup_removed(&g, 1, 5)), Some(vec![0, 3, 1]), "only the moved one is a member");
+        assert_eq!(ids(regroup_removed(&g, 5, 5)), Some(vec![0, 3]), "the last slot itself");
+        assert!(regroup_removed(&g, 1, 7).is_none());
+    }
+
+    /// A request is applied only to the running instances it was planned against: each is
+    /// continued or removed exactly once.
+    #[test]
+    fn a_request_fits_only_its_running_instances() {
+        let inst = |name: &str, vrid: u8| format!("vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n priority 100\n virtual_ipaddress {{\n  198.18.0.{vrid}\n }}\n}}\n");
+        let (_, old) = setups(&format!("{}{}", inst("VI_1", 1), inst("VI_2", 2)));
+        let (new_cfg, new) = setups(&format!("{}{}", inst("VI_2", 2), inst("VI_3", 3)));
+        let plan = crate::reload::plan_instances(&old, &new);
+        let req = ReloadRequest::new(&old, new, plan, super::super::setup::globals(&new_cfg).expect("globals"));
+        assert!(req.check(2).is_ok());
+        for running in [0, 1, 3] {
+            assert!(matches!(req.check(running), Err(EngineError::ReloadMismatch { .. })), "{running} running");
+        }
+    }
+
+    /// Steps of work end at the given times (ms after the start): the slice is used up at the
+    /// first step at or past 2 ms from its start, and the next slice starts when the engine has
+    /// been served (`served_ms` later). The longest slice is recorded.
+    #[test]
+    fn slices_end_when_used_up() {
+        struct Case {
+            name: &'static str,
+            steps: &'static [u64],
+            served_ms: u64,
+            spent_at: &'static [u64],
+            longest_ms: u64,
+        }
+        let cases = [
+            Case { name: "short work: one slice", steps: &[0, 1], served_ms: 0, spent_at: &[], longest_ms: 1 },
+            Case { name: "exactly the slice", steps: &[1, 2, 3], served_ms: 0, spent_at: &[2], longest_ms: 2 },
+            Case { name: "every 2 ms", steps: &[1, 2, 3, 4, 5, 6], served_ms: 0, spent_at: &[2, 4, 6], longest_ms: 2 },
+            // Serving the engine takes 1 ms: the next slice starts after it.
+            Case { name: "serving takes time", steps: &[1, 2, 3, 4, 5, 6], served_ms: 1, spent_at: &[2, 5], longest_ms: 2 },
+            // One step longer than a slice is one long slice (it cannot be cut).
+            Case { name: "one long step", steps: &[0, 7, 8], served_ms: 0, spent_at: &[7], longest_ms: 7 },
+        ];
+        let t0 = Instant::now();
+        for c in cases {
+            let mut s = Slices::new(SLICE, t0);
+            let mut spent_at = Vec::new();
+            for &at in c.steps {
+                if s.spent(t0 + ms(at)) {
+                    spent_at.push(at);
+                    s.resume(t0 + ms(at + c.served_ms));
+                }
+            }
+            s.finish(t0 + ms(*c.steps.last().unwrap_or(&0)));
+            assert_eq!(spent_at, c.spent_at, "{}", c.name);
+            assert_eq!(s.longest, ms(c.longest_ms), "{}", c.name);
+            assert_eq!(s.count as usize, c.spent_at.len() + 1, "{}: slices counted", c.name);
         }
     }
 }

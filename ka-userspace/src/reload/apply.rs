@@ -1,6 +1,8 @@
 //! The daemon side of a reload (SIGHUP or `ka reload`): the file is read, checked and planned
-//! on a blocking thread, off the runtime that runs VRRP; the daemon's loop then applies the
-//! plan to the VRRP engine, the health checkers and the dataplane. One reload runs at a time;
+//! on a blocking thread, off the runtime that runs VRRP, which also cuts the plan down to what
+//! the VRRP engine must do (the new and changed instances only, see
+//! [`ReloadRequest::new`]); the daemon's loop then applies it to the VRRP engine, the health
+//! checkers and the dataplane. One reload runs at a time;
 //! requests arriving meanwhile are served by one more reload right after, so two quick HUPs
 //! apply the file once more and change nothing else (keepalived #208, #349).
 
@@ -13,11 +15,11 @@ use std::{
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::{error, info, warn};
 
-use super::{plan_instances, plan_services, ReloadPlan, ReloadSummary};
+use super::{plan_instances, plan_services, ReloadPlan, ReloadSummary, ServiceChange};
 use crate::{
     config::{Config, LoadOptions, Severity},
     control::Response,
-    engine::{reload::ReloadRequest, setup, EngineGlobals, EngineHandle},
+    engine::{reload::ReloadRequest, setup, EngineHandle},
     health::HealthHandle,
 };
 
@@ -26,12 +28,14 @@ use crate::{
 pub struct Prepared {
     /// The new configuration.
     pub config: Arc<Config>,
-    /// What changes.
-    pub plan: ReloadPlan,
-    /// Its VRRP instances.
-    pub setups: Vec<setup::InstanceSetup>,
-    /// Its global VRRP settings (when it has instances).
-    pub globals: Option<EngineGlobals>,
+    /// What changes, one line per change.
+    pub summary: ReloadSummary,
+    /// The virtual servers' part of the plan.
+    pub services: Vec<ServiceChange>,
+    /// Instances renamed: (old name, new name).
+    pub renames: Vec<(String, String)>,
+    /// What the VRRP engine does (when the new configuration has instances).
+    pub vrrp: Option<ReloadRequest>,
     /// When the reload was asked for.
     pub asked: Instant,
 }
@@ -71,7 +75,12 @@ pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::
     let globals = if setups.is_empty() { None } else { Some(setup::globals(&new).map_err(|e| format!("{e}\n"))?) };
     let old_setups = setup::instances(current).map_err(|e| format!("{e}\n"))?;
     let plan = ReloadPlan { instances: plan_instances(&old_setups, &setups), services: plan_services(current, &new) };
-    Ok(Prepared { config: Arc::new(new), plan, setups, globals, asked })
+    let summary = plan.summary();
+    let renames = plan.instances.kept.iter().filter(|k| k.name != k.old_name).map(|k| (k.old_name.clone(), k.name.clone())).collect();
+    let ReloadPlan { instances, services } = plan;
+    // Built here, so the setups of unchanged instances are compared and freed on this thread.
+    let vrrp = globals.map(|g| ReloadRequest::new(&old_setups, setups, instances, g));
+    Ok(Prepared { config: Arc::new(new), summary, services, renames, vrrp, asked })
 }
 
 /// The calling thread at the lowest CPU priority (nice 19) until dropped: parsing and planning
@@ -113,6 +122,15 @@ impl Drop for Nice {
             }
         }
     }
+}
+
+/// Frees `value` on a blocking thread at the lowest CPU priority, off the caller's runtime
+/// (a replaced configuration of tens of thousands of instances takes a while to free).
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    tokio::task::spawn_blocking(move || {
+        let _nice = Nice::lowest();
+        drop(value);
+    });
 }
 
 /// Runs reloads one at a time.
@@ -210,41 +228,40 @@ pub struct Targets<'a> {
 /// # Errors
 /// Why the reload was refused.
 pub async fn apply(p: Prepared, t: Targets<'_>) -> Result<ReloadSummary, String> {
-    let Prepared { config, plan, setups, globals, asked } = p;
-    if t.engine.is_none() && !setups.is_empty() {
+    let Prepared { config, summary, services, renames, vrrp, asked } = p;
+    info!(took_ms = u64::try_from(asked.elapsed().as_millis()).unwrap_or(u64::MAX), "reload: configuration read, checked and planned; applying");
+    if t.engine.is_none() && vrrp.is_some() {
         return Err("the daemon was started without vrrp_instances; adding the first one needs a restart\n".to_owned());
     }
     if t.health.is_none() && !config.virtual_servers.is_empty() {
         return Err("the daemon was started without virtual_servers; adding the first one needs a restart\n".to_owned());
     }
-    let summary = plan.summary();
-    if let (Some(engine), Some(globals)) = (t.engine, globals) {
-        engine
-            .reload(ReloadRequest { setups, plan: plan.instances.clone(), globals })
-            .await
-            .map_err(|e| format!("{e}\n"))?;
+    if let (Some(engine), Some(req)) = (t.engine, vrrp) {
+        engine.reload(req).await.map_err(|e| format!("{e}\n"))?;
     }
+    // Every instance's mastership, for the parts that follow instances by name (names and
+    // states only: a full status report of every instance would cost the engine far more).
+    let states = match (t.engine, t.health.is_some() || t.dataplane.is_some()) {
+        (Some(engine), true) => engine.states().await,
+        _ => Vec::new(),
+    };
     if let Some(h) = t.health {
-        h.reload((*config).clone(), plan.services.clone()).await;
+        h.reload((*config).clone(), services).await;
     }
     if let Some((dp, ebpf)) = t.dataplane {
-        let renames: Vec<(String, String)> =
-            plan.instances.kept.iter().filter(|k| k.name != k.old_name).map(|k| (k.old_name.clone(), k.name.clone())).collect();
         dp.reload(ebpf, &config, &renames);
         if let Some(h) = t.health {
             let set = t.overrides.apply(&config, &h.backends().borrow());
             dp.update(ebpf, &config, &set);
         }
         // Mastership slots of kept instances are kept; re-assert them all (new ones included).
-        if let Some(engine) = t.engine {
-            for i in engine.status().await.instances {
-                dp.set_master(ebpf, &i.name, i.state == "MASTER");
-            }
+        for i in &states {
+            dp.set_master(ebpf, &i.name, i.state == "MASTER");
         }
     }
     // ha_suspend follows the instances by name: renamed and new ones get their state now.
-    if let (Some(h), Some(engine)) = (t.health, t.engine) {
-        for i in engine.status().await.instances {
+    if let Some(h) = t.health {
+        for i in &states {
             h.set_master(&i.name, i.state == "MASTER");
         }
     }

@@ -198,22 +198,68 @@ fn a_second_reload_of_the_same_file_is_empty() {
     }
 }
 
+/// The VRRP engine's request for a plan (see `crate::engine::reload`).
+fn request(old: &Config, new: &Config) -> (ReloadPlan, crate::engine::reload::ReloadRequest) {
+    let (old_setups, new_setups) = (setup::instances(old).expect("setups"), setup::instances(new).expect("setups"));
+    let p = plan(old, new).expect("plan");
+    let req = crate::engine::reload::ReloadRequest::new(&old_setups, new_setups, p.instances.clone(), setup::globals(new).expect("globals"));
+    (p, req)
+}
+
 /// #1854, #2364: a VIP another MASTER instance holds after the reload is not deleted, whichever
 /// instance held it before.
 #[test]
 fn vips_kept_by_another_master_are_not_deleted() {
     let old = cfg(&format!("{}{}", inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10"]), inst("VI_2", "eth0", 2, "1", 100, &["198.18.0.20"])));
     let new = cfg(&format!("{}{}", inst("VI_1", "eth0", 2, "1", 100, &["198.18.0.10"]), inst("VI_2", "eth0", 1, "1", 100, &["198.18.0.20"])));
-    let new_setups = setup::instances(&new).expect("setups");
-    let p = plan(&old, &new).expect("plan");
+    let (p, req) = request(&old, &new);
     // Both were MASTER and stay so (state is kept): nothing is deleted.
-    let held = held_after(&new_setups, &p.instances, |_| true);
     for k in &p.instances.kept {
-        assert!(k.vips_removed.iter().all(|v| held.contains(&v.addr)), "{k:?}");
+        assert!(k.vips_removed.iter().all(|v| req.held(v.addr, |_| true)), "{k:?}");
     }
     // Only the old VRID 2 was MASTER: its new VIP (198.18.0.10) stays held, 198.18.0.20 goes.
-    let held = held_after(&new_setups, &p.instances, |old| old == 1);
+    let held: HashSet<IpAddr> = [ip("198.18.0.10"), ip("198.18.0.20")].into_iter().filter(|a| req.held(*a, |old| old == 1)).collect();
     assert_eq!(held, HashSet::from([ip("198.18.0.10")]));
+    // A VIP moving from a removed instance to a kept MASTER stays; nobody holds a removed
+    // instance's own VIP.
+    let old = cfg(&format!("{}{}", inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10"]), inst("VI_2", "eth0", 2, "1", 100, &["198.18.0.20", "198.18.0.21"])));
+    let new = cfg(&inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10", "198.18.0.21"]));
+    let (_, req) = request(&old, &new);
+    assert!(req.held(ip("198.18.0.21"), |old| old == 0));
+    assert!(!req.held(ip("198.18.0.21"), |_| false), "held only while its new holder is MASTER");
+    assert!(!req.held(ip("198.18.0.20"), |_| true));
+}
+
+/// The engine gets only what changed: unchanged instances by their running index, changed
+/// ones with their new setup, new ones fresh, removed ones by index; holders are listed only
+/// for addresses the reload may delete.
+#[test]
+fn the_engine_request_carries_only_changes() {
+    use crate::engine::reload::NewInstance;
+    let a = inst("VI_1", "eth0", 1, "1", 100, &["198.18.0.10"]);
+    let b = inst("VI_2", "eth0", 2, "1", 100, &["198.18.0.20"]);
+    let c = inst("VI_3", "eth0", 3, "1", 100, &["198.18.0.30"]);
+    let d = inst("VI_4", "eth0", 4, "1", 100, &["198.18.0.40"]);
+    let b2 = inst("VI_2", "eth0", 2, "1", 120, &["198.18.0.20"]);
+    // VI_1 unchanged, VI_2 reprioritised, VI_3 removed, VI_4 new (first), the order changes.
+    let (_, req) = request(&cfg(&format!("{a}{b}{c}")), &cfg(&format!("{d}{b2}{a}")));
+    let shape: Vec<String> = req
+        .instances
+        .iter()
+        .map(|n| match n {
+            NewInstance::Unchanged { old } => format!("unchanged {old}"),
+            NewInstance::Changed { kept, setup } => format!("changed {} {} prio {}", kept.old, setup.name, setup.params.priority),
+            NewInstance::Fresh(s) => format!("fresh {}", s.name),
+        })
+        .collect();
+    assert_eq!(shape, ["fresh VI_4", "changed 1 VI_2 prio 120", "unchanged 0"]);
+    assert_eq!(req.removed, vec![(2, "VI_3".to_owned())]);
+    // Deletable: VI_3's VIP (nobody keeps it) and VI_2's (VI_2 keeps it); not VI_1's.
+    assert_eq!(req.holders.keys().copied().collect::<HashSet<_>>(), HashSet::from([ip("198.18.0.20")]));
+    assert_eq!(req.holders[&ip("198.18.0.20")], vec![1]);
+    // Nothing changed: every instance unchanged, nobody to ask about.
+    let (_, req) = request(&cfg(&format!("{a}{b}")), &cfg(&format!("{a}{b}")));
+    assert!(req.instances.iter().all(|n| matches!(n, NewInstance::Unchanged { .. })) && req.removed.is_empty() && req.holders.is_empty());
 }
 
 /// #2318: 2,284 virtual servers with 37,298 real servers are diffed in a bounded time (a sanity

@@ -84,6 +84,11 @@ impl<Id: Copy + Eq + std::fmt::Debug> SyncGroup<Id> {
         self.state
     }
 
+    /// The members' ids, in order.
+    pub fn members(&self) -> impl Iterator<Item = Id> + '_ {
+        self.members.iter().map(|m| m.id)
+    }
+
     /// The group after a reload: `members` (new ids) in order; `old_id` gives the running
     /// member each one continues, whose last status is kept, so the group's state survives.
     /// Members without one start unknown, like at start-up.
