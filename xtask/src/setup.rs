@@ -54,6 +54,8 @@ pub fn run(_opts: Options) -> anyhow::Result<()> {
     step("Debian packages", apt_packages)?;
     step("bpf-linker", bpf_linker)?;
     step("cargo-deb", cargo_deb)?;
+    // `cargo xtask fuzz` runs cargo-fuzz on the pinned nightly installed above.
+    step("cargo-fuzz", crate::fuzz::ensure_cargo_fuzz)?;
     step("LLVM versions", || check_llvm(&toolchain))?;
     step("bpffs", bpffs)?;
     Ok(())

@@ -1196,11 +1196,16 @@ mod tests {
 
     /// Preprocesses the file at `path`; returns the token lines and the diagnostics.
     fn expand_file(path: &Path) -> (Vec<String>, Vec<Located>) {
+        expand_in(&RealFs, path)
+    }
+
+    /// [`expand_file`] on the filesystem `fs`.
+    fn expand_in(fs: &dyn ConfigFs, path: &Path) -> (Vec<String>, Vec<Located>) {
         let mut sources = SourceMap::default();
         let mut diags = Diagnostics::default();
         let mut lines = Vec::new();
         {
-            let mut pp = Preprocessor::open(path, "id", &mut sources, &mut diags).expect("open");
+            let mut pp = Preprocessor::open_in(fs, path, "id", &mut sources, &mut diags).expect("open");
             while let Some(line) = pp.next_line() {
                 let words: Vec<String> = line.iter().map(|t| t.text.clone()).collect();
                 lines.push(words.join(" "));
@@ -1250,6 +1255,19 @@ mod tests {
                 t.write("b.conf", "wrong_b\n");
                 t.write("missing.conf", "wrong_missing\n");
                 let (lines, diags) = expand_file(&main);
+                // The in-memory filesystem (the fuzzer's) gives the same answer.
+                let mut mem = super::super::fs::MemFs::new();
+                for (rel, text) in [
+                    ("main.conf", "top_main\ninclude sub/a.conf\n".to_owned()),
+                    ("sub/a.conf", "in_a\ninclude b.conf\n".to_owned()),
+                    ("sub/b.conf", format!("in_b\n{kw} {pattern}\nafter_b\n")),
+                    ("sub/c.conf", "in_c\n".to_owned()),
+                    ("b.conf", "wrong_b\n".to_owned()),
+                    ("missing.conf", "wrong_missing\n".to_owned()),
+                ] {
+                    mem.add_file(t.0.join(rel), text, false);
+                }
+                assert_eq!(expand_in(&mem, &main), (lines.clone(), diags.clone()), "{kw} {pattern} on the in-memory filesystem");
                 let case = format!("{kw} {pattern}");
                 let mut want_lines = vec!["top_main", "in_a", "in_b"];
                 if pattern.starts_with("{c,") {
@@ -1309,6 +1327,11 @@ mod tests {
             t.write("dir/x.conf", "from_dir\n");
             let main = t.write("main.conf", &format!("{kw} exe.conf\n{kw} dir\n"));
             let (lines, diags) = expand_file(&main);
+            let mut mem = super::super::fs::MemFs::new();
+            mem.add_file(&exe, "from_exe\n", true);
+            mem.add_file(t.0.join("dir/x.conf"), "from_dir\n", false);
+            mem.add_file(&main, format!("{kw} exe.conf\n{kw} dir\n"), false);
+            assert_eq!(expand_in(&mem, &main), (lines.clone(), diags.clone()), "{kw} on the in-memory filesystem");
             assert!(lines.is_empty(), "{kw}: {lines:?}");
             let got: Vec<(u32, Severity, bool)> = diags
                 .iter()

@@ -377,9 +377,10 @@ fn raw_map(ebpf: &Ebpf, name: &str) -> RawMap {
     }
 }
 
-/// Calls `f(keys, values, n)` for every batch of entries of `m`, in the kernel's order.
-fn for_each_batch(m: RawMap, mut f: impl FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
-    let mut chunk = 4096usize;
+/// Calls `f(keys, values, n)` for every batch of at most `chunk` entries of `m`, in the
+/// kernel's order.
+fn for_each_batch(m: RawMap, chunk: usize, mut f: impl FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
+    let mut chunk = chunk.max(1);
     let mut in_batch = [0u8; 64];
     let mut out_batch = [0u8; 64];
     let mut first = true;
@@ -416,10 +417,27 @@ fn for_each_batch(m: RawMap, mut f: impl FnMut(&[u8], &[u8], usize)) -> io::Resu
     }
 }
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+/// The value of key `key` of array map `m` (4-byte values).
+fn array_u32(m: RawMap, key: u32) -> io::Result<u32> {
+    let mut value = 0u32;
+    let mut attr = [0u8; 32];
+    attr[0..4].copy_from_slice(&(m.fd as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(std::ptr::from_ref(&key) as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(std::ptr::from_mut(&mut value) as u64).to_ne_bytes());
+    // SAFETY: bpf(2) with a lookup attribute whose pointers stay valid for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_ELEM, attr.as_mut_ptr(), attr.len() as u32) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
 /// A hash of every entry of `m`.
 fn map_hash(m: RawMap) -> io::Result<u64> {
     let mut h = std::hash::DefaultHasher::new();
-    for_each_batch(m, |k, v, n| {
+    for_each_batch(m, 4096, |k, v, n| {
         k[..n * m.key_size].hash(&mut h);
         v[..n * m.value_stride].hash(&mut h);
     })?;
@@ -429,7 +447,7 @@ fn map_hash(m: RawMap) -> io::Result<u64> {
 /// Every entry of `m` as (key, value) byte vectors (per-CPU values: every CPU's).
 fn map_entries(m: RawMap) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
-    for_each_batch(m, |k, v, n| {
+    for_each_batch(m, 4096, |k, v, n| {
         for i in 0..n {
             out.push((k[i * m.key_size..(i + 1) * m.key_size].to_vec(), v[i * m.value_stride..(i + 1) * m.value_stride].to_vec()));
         }
@@ -442,7 +460,7 @@ fn map_entries(m: RawMap) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 fn sum_packets(m: RawMap) -> io::Result<u64> {
     let per = std::mem::size_of::<PktBytes>().div_ceil(8) * 8;
     let mut total = 0u64;
-    for_each_batch(m, |_, v, n| {
+    for_each_batch(m, 4096, |_, v, n| {
         for chunk in v[..n * m.value_stride].chunks_exact(per) {
             let p: PktBytes = bytemuck::pod_read_unaligned(&chunk[..std::mem::size_of::<PktBytes>()]);
             total = total.wrapping_add(p.packets);
@@ -454,9 +472,12 @@ fn sum_packets(m: RawMap) -> io::Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // The harness: one load of the object, its maps populated, and the invariants.
 
-/// The maps only userspace writes: the datapath must leave them byte for byte as written.
-const USERSPACE_MAPS: [&str; 9] =
-    [SERVICES4_MAP, SERVICES6_MAP, BACKENDS_MAP, TABLES_MAP, MASTER_MAP, GLOBALS_MAP, NEIGH_MAP, LOCAL_VIPS_MAP, VRRP_INSTANCES_MAP];
+/// The maps only userspace writes: the datapath must leave them byte for byte as written
+/// (`KA_TABLES`, 8M entries, is sampled: see [`Harness::tables_hash`]).
+const USERSPACE_MAPS: [&str; 8] =
+    [SERVICES4_MAP, SERVICES6_MAP, BACKENDS_MAP, MASTER_MAP, GLOBALS_MAP, NEIGH_MAP, LOCAL_VIPS_MAP, VRRP_INSTANCES_MAP];
+/// Slots of each service's table in the snapshot (all of a shorter table).
+const TABLE_SAMPLES: u32 = 256;
 
 /// What one packet did.
 #[derive(Clone, Debug)]
@@ -621,7 +642,7 @@ impl Harness {
     fn counters(&self) -> Vec<u64> {
         let mut out = vec![0u64; Counter::ALL.len()];
         let stride = self.stats.value_stride;
-        for_each_batch(self.stats, |k, v, n| {
+        for_each_batch(self.stats, Counter::ALL.len(), |k, v, n| {
             for i in 0..n {
                 let idx = u32::from_ne_bytes([k[i * 4], k[i * 4 + 1], k[i * 4 + 2], k[i * 4 + 3]]) as usize;
                 let sum: u64 =
@@ -636,7 +657,35 @@ impl Harness {
     }
 
     fn take_snapshot(&self) -> Vec<(&'static str, u64)> {
-        USERSPACE_MAPS.iter().map(|n| (*n, map_hash(raw_map(&self.ebpf, n)).unwrap_or_else(|e| panic!("reading {n}: {e}")))).collect()
+        let mut s: Vec<(&'static str, u64)> =
+            USERSPACE_MAPS.iter().map(|n| (*n, map_hash(raw_map(&self.ebpf, n)).unwrap_or_else(|e| panic!("reading {n}: {e}")))).collect();
+        s.push((TABLES_MAP, self.tables_hash()));
+        s
+    }
+
+    /// A hash of [`TABLE_SAMPLES`] slots, evenly spread, of the active bank of every service's
+    /// table (reading all 8M entries takes seconds).
+    fn tables_hash(&self) -> u64 {
+        let tables = raw_map(&self.ebpf, TABLES_MAP);
+        let mut h = std::hash::DefaultHasher::new();
+        let mut services = Vec::new();
+        for name in [SERVICES4_MAP, SERVICES6_MAP] {
+            for (_, v) in map_entries(raw_map(&self.ebpf, name)).unwrap_or_else(|e| panic!("reading {name}: {e}")) {
+                let sv: ka_common::lb::ServiceValue = bytemuck::pod_read_unaligned(&v[..std::mem::size_of::<ka_common::lb::ServiceValue>()]);
+                services.push((sv.id, sv.bank & 1, sv.len[(sv.bank & 1) as usize].min(ka_common::lb::TABLE_SIZE)));
+            }
+        }
+        services.sort_unstable();
+        services.dedup();
+        for (id, bank, len) in services {
+            let n = len.min(TABLE_SAMPLES);
+            for i in 0..n {
+                let slot = (u64::from(i) * u64::from(len) / u64::from(n.max(1))) as u32;
+                let v = array_u32(tables, ka_common::lb::table_index(id, bank, slot)).unwrap_or_else(|e| panic!("reading {TABLES_MAP}: {e}"));
+                (id, slot, v).hash(&mut h);
+            }
+        }
+        h.finish()
     }
 
     /// Runs one packet and checks every per-packet invariant.
