@@ -28,12 +28,12 @@ fn xdp_corpus_replays_clean() {
     assert!(failures.is_empty(), "{} corpus inputs break invariants:\n{}", failures.len(), failures.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect::<Vec<_>>().join("\n"));
 }
 
-/// A bounded campaign (`KA_XDP_FUZZ_SECONDS`, default 20 s) from the committed corpus breaks
-/// no invariant, and explores: thousands of inputs, dozens of distinct counter signatures.
+/// A bounded campaign (`KA_FUZZ_SECONDS`, default 15 s) from the committed corpus breaks no
+/// invariant, and explores: thousands of inputs, dozens of distinct counter signatures.
 #[test]
 fn xdp_short_campaign_finds_nothing() {
     ka_tests::require_root();
-    let secs = std::env::var("KA_XDP_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let secs = std::env::var("KA_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
     let artifacts = std::env::temp_dir().join(format!("ka-xdp-fuzz-{}", std::process::id()));
     let report = engine::campaign(engine::Options {
         duration: Duration::from_secs(secs),

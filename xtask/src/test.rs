@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every test. Sets the machine up, builds `ka`, then runs the unit tests of
-//! every host crate, the XDP fixture tests (the XDP fuzzer's corpus and a 20 s campaign among
-//! them) and the namespace integration tests, then each libFuzzer target for a bounded time.
+//! every host crate, the XDP fixture tests and the namespace integration tests; among them every
+//! fuzz target's corpus replayed and fuzzed for a bounded time (`--fuzz-seconds`).
 
 use anyhow::bail;
 
@@ -12,9 +12,10 @@ pub struct Options {
     /// Skip the setup step (when the machine is known to be ready).
     #[arg(long)]
     pub no_setup: bool,
-    /// How long each libFuzzer target runs after the tests (the XDP fuzzer runs inside
-    /// `cargo test`, `xdp_fuzz`); 0 skips them.
-    #[arg(long, default_value_t = 20)]
+    /// How long each fuzz target runs inside `cargo test` (tests `fuzz_targets` and
+    /// `xdp_fuzz`: the committed corpus replayed, then a bounded mutation loop); exported as
+    /// `KA_FUZZ_SECONDS`. Coverage-guided campaigns are `cargo xtask fuzz`.
+    #[arg(long, default_value_t = 15)]
     pub fuzz_seconds: u64,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
@@ -44,15 +45,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             .args(["test", "--no-fail-fast"])
             .args(&opts.cargo_args)
             .env("KA_BIN", &ka)
-            .env("RUST_BACKTRACE", "1"),
-    )?;
-    if opts.fuzz_seconds == 0 {
-        return Ok(());
-    }
-    eprintln!("test: fuzzing each libFuzzer target for {} s", opts.fuzz_seconds);
-    crate::fuzz::run(crate::fuzz::Options {
-        seconds: opts.fuzz_seconds,
-        targets: crate::fuzz::LIBFUZZER_TARGETS.iter().map(|t| (*t).to_owned()).collect(),
-        import_xdp_seeds: false,
-    })
+            .env("RUST_BACKTRACE", "1")
+            .env("KA_FUZZ_SECONDS", opts.fuzz_seconds.to_string()),
+    )
 }

@@ -28,6 +28,7 @@
 //! wrote; the per-service and per-backend packet counters add up to the forwarded packets;
 //! every NAT and persistence entry names a configured service or backend; every last-seen
 //! entry an instance; every VRRP and sync event a configured instance or backend.
+#![allow(dead_code, reason = "the test binary and the campaign binary each use a different subset")]
 
 use std::{
     collections::{HashMap, HashSet},
@@ -953,7 +954,7 @@ impl Harness {
     pub fn toggle(&mut self) {
         self.toggles += 1;
         let t = self.toggles;
-        MapWriter::set_master(&mut self.ebpf, GATED_SLOT, t % 2 == 0).expect("mastership");
+        MapWriter::set_master(&mut self.ebpf, GATED_SLOT, t & 1 == 0).expect("mastership");
         vrrp_fast::set_enabled(&mut self.ebpf, true, t % 4 >= 2).expect("VRRP fast path");
         set_master_flag(&mut self.ebpf, t % 8 < 4).expect("sync flag");
         self.snapshot = self.take_snapshot();
