@@ -38,6 +38,8 @@ pub const APT_PACKAGES: &[&str] = &[
     // `systemd-analyze verify` on the units; dpkg-deb and dpkg-shlibdeps for the package.
     "systemd",
     "dpkg-dev",
+    // libFuzzer, which cargo-fuzz builds for `cargo xtask fuzz`, is C++.
+    "g++",
 ];
 
 /// Options of `cargo xtask setup`.
