@@ -221,7 +221,8 @@ fn run_libfuzzer(target: &str, seconds: u64) -> anyhow::Result<Outcome> {
 /// The executions and crashes `xdp_fuzz` reports on its last line (`xdp: N execs (...), M
 /// crashes, ...`).
 pub fn xdp_summary(lines: &[String]) -> Option<(u64, u64)> {
-    let l = lines.iter().rev().find(|l| l.starts_with("xdp: ") && l.contains(" execs"))?;
+    // The final line (stdout) counts packets too; progress lines (stderr) do not.
+    let l = lines.iter().rev().find(|l| l.starts_with("xdp: ") && l.contains(" execs (") && l.contains(" packets)"))?;
     let execs = l.strip_prefix("xdp: ")?.split_whitespace().next()?.parse().ok()?;
     let crashes = l.split(", ").find_map(|p| p.strip_suffix(" crashes")?.trim().parse().ok())?;
     Some((execs, crashes))
@@ -295,7 +296,7 @@ mod tests {
         let crash = lines("#1024\tNEW    cov: 9\n==1== ERROR: libFuzzer: deadly signal\nartifact_prefix='fuzz/artifacts/x/'; Test unit written to fuzz/artifacts/x/crash-abc\n");
         assert_eq!(libfuzzer_execs(&crash), 1024);
         assert_eq!(libfuzzer_artifacts(&crash), ["fuzz/artifacts/x/crash-abc"]);
-        let xdp = lines("xdp: 1000 execs (500/s), 0 crashes, corpus 9, 20 signatures\nxdp: 123456 execs (250000 packets), 2 crashes, corpus 300, 400 signatures, 600 s, seed 7\n");
+        let xdp = lines("xdp: 123456 execs (250000 packets), 2 crashes, corpus 300, 400 signatures, 600 s, seed 7\nxdp: 1000 execs (500/s), 0 crashes, corpus 9, 20 signatures\n");
         assert_eq!(xdp_summary(&xdp), Some((123_456, 2)));
         assert_eq!(xdp_summary(&lines("nothing")), None);
         assert!(select(&["nope".to_owned()]).is_err());
