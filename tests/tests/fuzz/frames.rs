@@ -570,19 +570,12 @@ pub fn vrrp_advert(src: IpAddr, v3: bool, vrid: u8, prio: u8, interval: u16, vip
             h
         }
     };
-    let ip_off = f.len();
     f.extend_from_slice(&ip);
     let msg_off = f.len();
     f.extend_from_slice(&msg);
     repair(&mut f);
     // VRRP's checksum: v3 over the pseudo-header, v2 over the message alone.
-    let sum = if v3 {
-        let ipv = self::ip(&f).map(|i| pseudo(&f, &i, msg.len()));
-        let _ = ip_off;
-        ipv.flatten().unwrap_or(0)
-    } else {
-        0
-    };
+    let sum = if v3 { self::ip(&f).and_then(|i| pseudo(&f, &i, msg.len())).unwrap_or(0) } else { 0 };
     let c = !fold(add(sum, &f[msg_off..]));
     put16(&mut f, msg_off + 6, c);
     f
