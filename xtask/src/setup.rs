@@ -27,6 +27,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "procps",
     // /usr/bin/time -v for memory measurements in benchmarks.
     "time",
+    // libFuzzer, which cargo-fuzz builds for `cargo xtask fuzz`, is C++.
+    "g++",
     // Health-check tests: real servers in namespaces (HTTP/SSL, DNS), test CA, `ss`.
     "nginx-light",
     "dnsmasq-base",
@@ -38,8 +40,6 @@ pub const APT_PACKAGES: &[&str] = &[
     // `systemd-analyze verify` on the units; dpkg-deb and dpkg-shlibdeps for the package.
     "systemd",
     "dpkg-dev",
-    // libFuzzer, which cargo-fuzz builds for `cargo xtask fuzz`, is C++.
-    "g++",
 ];
 
 /// Options of `cargo xtask setup`.
