@@ -1,23 +1,17 @@
-//! Fuzzes the keepalived.conf parser: whatever the bytes (NUL, invalid UTF-8, huge lines,
-//! `~SEQ` bombs...), `parse_bytes` returns diagnostics and never panics. The bytes go through
-//! the same path as a file's content (`Preprocessor::from_bytes`, as `load` does after reading).
+//! Fuzzes the keepalived.conf loader, `include` included: the input is a small filesystem held
+//! in memory ([`ka::config::fs::MemFs`]), so includes, globs, cycles, directories and
+//! executable files are exercised without touching the machine's files. Whatever the bytes
+//! (NUL, invalid UTF-8, huge lines, `~SEQ` bombs, include loops...), loading returns
+//! diagnostics and never panics, and the model dumps to JSON.
+//!
+//! Input format (see `ka_fuzz::config_fs`): the main file
+//! `/etc/keepalived/keepalived.conf`, then any number of `\n=== NAME\n` separators each
+//! starting a further file (NAME relative to /etc/keepalived; a trailing `/` makes a
+//! directory, a leading `+x ` an executable file).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // Inputs with an include directive (`include`, `includer`... all start with these bytes)
-    // are skipped: they read the real filesystem (`include /*/*`, `/proc`, `/sys`), which makes
-    // runs slow and non-reproducible. Includes are covered by the preprocessor's unit tests and
-    // by `ka check` integration tests on temporary directories.
-    if data.windows(7).any(|w| w == b"include") {
-        return;
-    }
-    let opts = ka::config::LoadOptions {
-        config_id: Some("fuzz".into()),
-        interfaces: ka::config::InterfaceCheck::Skip,
-    };
-    let loaded =
-        ka::config::parse_bytes(data, std::path::Path::new("/nonexistent/fuzz.conf"), &opts);
-    let _ = ka::config::dump::to_json(&loaded.config, &loaded.sources);
+    ka_fuzz::config_parse(data);
 });

@@ -33,8 +33,14 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let inner = pkt.l4_off;
+    // The inner header must be of the family the outer protocol says and lie inside the outer
+    // packet (found by the XDP fuzzer: any 20 bytes to a local VIP were passed on as IPv4,
+    // version 11 or read from the Ethernet padding included).
+    let end = pkt.l3_off + usize::from(pkt.ip_len);
     let (key, ether_type) = if pkt.ip_proto == IPPROTO_IPIP {
-        let Some(ip) = read_at::<Ipv4Hdr>(ctx, inner) else {
+        let Some(ip) = read_at::<Ipv4Hdr>(ctx, inner).filter(|ip| {
+            ip.version() == 4 && ip.header_len() >= core::mem::size_of::<Ipv4Hdr>() && inner + ip.header_len() <= end
+        }) else {
             stats::inc(Counter::DecapMalformed);
             return xdp_action::XDP_PASS;
         };
@@ -47,7 +53,9 @@ pub fn handle(ctx: &XdpContext) -> u32 {
             ETH_P_IP,
         )
     } else {
-        let Some(ip) = read_at::<Ipv6Hdr>(ctx, inner) else {
+        let Some(ip) = read_at::<Ipv6Hdr>(ctx, inner)
+            .filter(|ip| ip.version() == 6 && inner + core::mem::size_of::<Ipv6Hdr>() <= end)
+        else {
             stats::inc(Counter::DecapMalformed);
             return xdp_action::XDP_PASS;
         };

@@ -168,7 +168,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
             }
             pkt.l3 = L3::Ipv6;
             pkt.ip_len = (hdr_len + ip.payload_len()) as u16;
-            let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, ip.next_hdr, l3_off + hdr_len)?;
+            let end = l3_off + hdr_len + ip.payload_len();
+            let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, ip.next_hdr, l3_off + hdr_len, end)?;
             pkt.ip_proto = proto;
             pkt.l4_off = l4_off;
             fragment
@@ -183,19 +184,21 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
     Ok(pkt)
 }
 
-/// Walks at most [`MAX_IPV6_EXT_HDRS`] extension headers (RFC 8200 §4). Returns the upper-layer
-/// protocol, its offset, and whether this is a non-first fragment.
+/// Walks at most [`MAX_IPV6_EXT_HDRS`] extension headers (RFC 8200 §4) of the packet ending at
+/// `end` (its payload length; the frame may be longer). Returns the upper-layer protocol, its
+/// offset, and whether this is a non-first fragment.
 #[inline(always)]
 fn skip_ipv6_ext(
     ctx: &XdpContext,
     mut next: u8,
     mut off: usize,
+    end: usize,
 ) -> Result<(u8, usize, bool), ParseError> {
-    let frame_len = ctx.data_end() - ctx.data();
     for _ in 0..MAX_IPV6_EXT_HDRS {
-        // An extension header that claims to run past the frame is a broken chain, not a
-        // truncated transport header.
-        if off > frame_len {
+        // An extension header that claims to run past the packet is a broken chain, not a
+        // truncated transport header (found by the XDP fuzzer: the chain was bounded by the
+        // frame, so one running into Ethernet padding made a header longer than the packet).
+        if off > end {
             return Err(ParseError::BadIpv6);
         }
         match next {
@@ -220,7 +223,7 @@ fn skip_ipv6_ext(
             _ => return Ok((next, off, false)),
         }
     }
-    if off > frame_len {
+    if off > end {
         return Err(ParseError::BadIpv6);
     }
     match next {
@@ -230,15 +233,20 @@ fn skip_ipv6_ext(
     }
 }
 
-/// Reads the transport header at `pkt.l4_off`.
+/// Reads the transport header at `pkt.l4_off`, which must lie inside the IP packet (not only
+/// the frame: Ethernet padding after a short packet is no transport header). ICMP is protocol
+/// 1 over IPv4 and 58 over IPv6; the other number is an unknown protocol of that family.
 #[inline(always)]
 fn parse_l4(ctx: &XdpContext, pkt: &mut Parsed) -> Result<(), ParseError> {
     let off = pkt.l4_off;
+    // Checked against the frame by the caller.
+    let end = pkt.l3_off + usize::from(pkt.ip_len);
+    let v4 = pkt.l3 == L3::Ipv4;
     match pkt.ip_proto {
         IPPROTO_TCP => {
             let tcp: TcpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
             let hlen = tcp.header_len();
-            if hlen < core::mem::size_of::<TcpHdr>() || off + hlen > ctx.data_end() - ctx.data() {
+            if hlen < core::mem::size_of::<TcpHdr>() || off + hlen > end {
                 return Err(ParseError::TruncatedL4);
             }
             pkt.l4 = L4::Tcp;
@@ -248,12 +256,18 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Parsed) -> Result<(), ParseError> {
         }
         IPPROTO_UDP => {
             let udp: UdpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            if off + core::mem::size_of::<UdpHdr>() > end {
+                return Err(ParseError::TruncatedL4);
+            }
             pkt.l4 = L4::Udp;
             pkt.src_port = u16::from_be_bytes(udp.src_port);
             pkt.dst_port = u16::from_be_bytes(udp.dst_port);
         }
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if v4 == (pkt.ip_proto == IPPROTO_ICMP) => {
             let _icmp: IcmpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            if off + core::mem::size_of::<IcmpHdr>() > end {
+                return Err(ParseError::TruncatedL4);
+            }
             pkt.l4 = L4::Icmp;
         }
         IPPROTO_VRRP => pkt.l4 = L4::Vrrp,

@@ -160,16 +160,30 @@ pub fn spawn_server(listener: UnixListener, calls: tokio::sync::mpsc::Sender<Con
     })
 }
 
+/// Longest request a client may send (bytes, newline included); the rest is not read.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// Decodes a client's request line as read from the socket (at most [`MAX_REQUEST_BYTES`],
+/// newline included): UTF-8, surrounding whitespace ignored, one JSON [`Request`]. Pure, so
+/// the fuzzer runs exactly what the server runs.
+///
+/// # Errors
+/// The line is not UTF-8 or not a request; the message is what the client is answered.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("bad request: not UTF-8: {e}"))?;
+    serde_json::from_str::<Request>(text.trim()).map_err(|e| format!("bad request: {e}"))
+}
+
 /// One client: its request line, the daemon's answer, each step bounded.
 async fn serve_client(stream: UnixStream, calls: tokio::sync::mpsc::Sender<ControlCall>) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
-    let mut line = String::new();
-    let mut rd = BufReader::new(rd).take(64 * 1024);
-    let read = tokio::time::timeout(CLIENT_IO_TIMEOUT, rd.read_line(&mut line)).await;
+    let mut line = Vec::new();
+    let mut rd = BufReader::new(rd).take(MAX_REQUEST_BYTES);
+    let read = tokio::time::timeout(CLIENT_IO_TIMEOUT, rd.read_until(b'\n', &mut line)).await;
     let req = match read {
         // A connection closed without a request: a liveness probe (see `bind`).
         Ok(Ok(0)) => return Ok(()),
-        Ok(Ok(_)) => serde_json::from_str::<Request>(line.trim()).map_err(|e| format!("bad request: {e}")),
+        Ok(Ok(_)) => decode_request(&line),
         Ok(Err(e)) => Err(format!("reading request: {e}")),
         Err(_) => Err("request timed out".to_owned()),
     };
@@ -253,6 +267,32 @@ mod tests {
         assert_eq!(serde_json::from_str::<Request>(&j).expect("de"), rs);
         let r: Result<Request, _> = serde_json::from_str(r#"{"cmd":"nope"}"#);
         assert!(r.is_err());
+    }
+
+    /// What the server decodes from a raw request line: whitespace and the newline around the
+    /// JSON are ignored; invalid UTF-8, an unknown command, a bad address and trailing data
+    /// are errors naming the problem, never a panic.
+    #[test]
+    fn request_lines_decode_or_fail_clearly() {
+        let ok: &[(&[u8], Request)] = &[
+            (b"{\"cmd\":\"status\"}\n", Request::Status),
+            (b"  {\"cmd\":\"reload\"}\r\n", Request::Reload),
+            (b"{\"cmd\":\"prepare_restart\"}", Request::PrepareRestart),
+        ];
+        for (line, want) in ok {
+            assert_eq!(decode_request(line).as_ref(), Ok(want), "{:?}", String::from_utf8_lossy(line));
+        }
+        let bad: &[(&[u8], &str)] = &[
+            (b"{\"cmd\":\"status\xff\"}\n", "not UTF-8"),
+            (b"{\"cmd\":\"nope\"}\n", "unknown variant"),
+            (b"{\"cmd\":\"status\"} {}\n", "trailing characters"),
+            (b"", "EOF"),
+            (br#"{"cmd":"real_server","service":{"addr":{"addr":"300.0.0.1","port":80}},"server":{"addr":"198.18.0.1","port":null},"action":"drain"}"#, "invalid IP address"),
+        ];
+        for (line, want) in bad {
+            let e = decode_request(line).expect_err("a bad request");
+            assert!(e.starts_with("bad request: ") && e.contains(want), "{:?}: {e}", String::from_utf8_lossy(line));
+        }
     }
 
     #[tokio::test]

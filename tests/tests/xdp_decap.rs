@@ -83,6 +83,27 @@ fn cases() -> Vec<PacketCase> {
         f[14] = 0x44;
         f
     };
+    // Found by the XDP fuzzer: an inner header of the wrong version, or one in the Ethernet
+    // padding after the outer packet, was passed on as IPv4.
+    let wrong_version = {
+        let mut f = ipip.clone();
+        f[14 + 20] = 0x65;
+        f
+    };
+    let inner_in_padding = {
+        // The outer packet ends after 10 inner bytes; the frame goes on with the inner header.
+        let mut f = ipip.clone();
+        f[16..18].copy_from_slice(&30u16.to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum(&[&f[14..34]]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let ip6ip6_carrying_v4 = {
+        let mut f = ip6ip6.clone();
+        f[14 + 40] = 0x45;
+        f
+    };
     vec![
         PacketCase {
             name: "IPIP to a local VIP: inner packet passed",
@@ -110,6 +131,27 @@ fn cases() -> Vec<PacketCase> {
             input: truncated_inner.clone(),
             expected_action: XDP_PASS,
             expected_output: truncated_inner,
+            counters: vec![(DecapMalformed, 1)],
+        },
+        PacketCase {
+            name: "IPIP whose inner header is not IPv4: passed unchanged, counted",
+            input: wrong_version.clone(),
+            expected_action: XDP_PASS,
+            expected_output: wrong_version,
+            counters: vec![(DecapMalformed, 1)],
+        },
+        PacketCase {
+            name: "IPIP whose inner header lies past the outer packet: passed unchanged, counted",
+            input: inner_in_padding.clone(),
+            expected_action: XDP_PASS,
+            expected_output: inner_in_padding,
+            counters: vec![(DecapMalformed, 1)],
+        },
+        PacketCase {
+            name: "IP6IP6 whose inner header is not IPv6: passed unchanged, counted",
+            input: ip6ip6_carrying_v4.clone(),
+            expected_action: XDP_PASS,
+            expected_output: ip6ip6_carrying_v4,
             counters: vec![(DecapMalformed, 1)],
         },
         PacketCase {

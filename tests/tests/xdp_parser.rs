@@ -125,6 +125,32 @@ fn cases() -> Vec<PacketCase> {
         case("ipv6 extension chain too long", long_chain.build(), &[ErrBadIpv6]),
         case("tcp data offset 4", poke(Frame::tcp4(A4, B4, 1, 80, SYN).build(), 14 + 20 + 12, 0x40), &[ErrTruncatedL4]),
         case("tcp data offset past frame", poke(Frame::tcp4(A4, B4, 1, 80, SYN).build(), 14 + 20 + 12, 0xf0), &[ErrTruncatedL4]),
+        // Found by the XDP fuzzer: a transport header must lie inside the IP packet, not only
+        // the frame (Ethernet padding after a short packet is no header), and ICMP is protocol
+        // 1 over IPv4 and 58 over IPv6 only.
+        case("tcp header running into ethernet padding", {
+            // Total length 20 + 12: the last 8 bytes of the TCP header are padding.
+            let mut f = Frame::tcp4(A4, B4, 1, 80, SYN).build();
+            f[16..18].copy_from_slice(&32u16.to_be_bytes());
+            f
+        }, &[ErrTruncatedL4]),
+        case("udp header in ethernet padding", {
+            let mut f = Frame::udp4(A4, B4, 1, 2).build();
+            f[16..18].copy_from_slice(&20u16.to_be_bytes());
+            f
+        }, &[ErrTruncatedL4]),
+        case("icmp6 header in ethernet padding", {
+            let mut f = Frame::icmp6(A6, B6).build();
+            f[18..20].copy_from_slice(&4u16.to_be_bytes());
+            f
+        }, &[ErrTruncatedL4]),
+        case("ipv6 extension header past the payload length", {
+            let mut f = Frame::udp6(A6, B6, 1, 2).ipv6_ext(60, &dst_opts).build();
+            f[18..20].copy_from_slice(&4u16.to_be_bytes());
+            f
+        }, &[ErrBadIpv6]),
+        case("icmp (protocol 1) over ipv6", Frame::raw6(A6, B6, 1).payload(&[3, 3, 0, 0, 0, 0, 0, 0]).build(), &[Ipv6, OtherL4]),
+        case("icmpv6 (protocol 58) over ipv4", Frame::raw4(A4, B4, 58).payload(&[1, 4, 0, 0, 0, 0, 0, 0]).build(), &[Ipv4, OtherL4]),
     ]
 }
 

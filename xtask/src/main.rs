@@ -39,7 +39,7 @@ enum Task {
     Run(run::Options),
     /// Run the benchmarks.
     Bench(bench::Options),
-    /// Fuzz a target with cargo-fuzz (config_parse, vrrp_decode).
+    /// Fuzzing campaigns: every target (or --target T) for --seconds S; prints execs and crashes.
     Fuzz(fuzz::Options),
     /// Build the Debian package (target/debian/ka_<version>_<arch>.deb) with cargo-deb.
     Package(package::Options),

@@ -27,6 +27,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "procps",
     // /usr/bin/time -v for memory measurements in benchmarks.
     "time",
+    // libFuzzer, which cargo-fuzz builds for `cargo xtask fuzz`, is C++.
+    "g++",
     // Health-check tests: real servers in namespaces (HTTP/SSL, DNS), test CA, `ss`.
     "nginx-light",
     "dnsmasq-base",
@@ -56,6 +58,8 @@ pub fn run(_opts: Options) -> anyhow::Result<()> {
     step("Debian packages", apt_packages)?;
     step("bpf-linker", bpf_linker)?;
     step("cargo-deb", cargo_deb)?;
+    // `cargo xtask fuzz` runs cargo-fuzz on the pinned nightly installed above.
+    step("cargo-fuzz", crate::fuzz::ensure_cargo_fuzz)?;
     step("LLVM versions", || check_llvm(&toolchain))?;
     step("bpffs", bpffs)?;
     Ok(())

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test. Sets the machine up, builds `ka`, then runs the unit tests of
-//! every host crate, the XDP fixture tests and the namespace integration tests.
+//! every host crate, the XDP fixture tests and the namespace integration tests; among them every
+//! fuzz target's corpus replayed and fuzzed for a bounded time (`--fuzz-seconds`).
 
 use anyhow::bail;
 
@@ -11,6 +12,11 @@ pub struct Options {
     /// Skip the setup step (when the machine is known to be ready).
     #[arg(long)]
     pub no_setup: bool,
+    /// How long each fuzz target runs inside `cargo test` (tests `fuzz_targets` and
+    /// `xdp_fuzz`: the committed corpus replayed, then a bounded mutation loop); exported as
+    /// `KA_FUZZ_SECONDS`. Coverage-guided campaigns are `cargo xtask fuzz`.
+    #[arg(long, default_value_t = 15)]
+    pub fuzz_seconds: u64,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
@@ -39,6 +45,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             .args(["test", "--no-fail-fast"])
             .args(&opts.cargo_args)
             .env("KA_BIN", &ka)
-            .env("RUST_BACKTRACE", "1"),
+            .env("RUST_BACKTRACE", "1")
+            .env("KA_FUZZ_SECONDS", opts.fuzz_seconds.to_string()),
     )
 }

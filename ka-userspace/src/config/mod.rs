@@ -1,12 +1,14 @@
 //! keepalived.conf: preprocessor, lexer, typed model, semantic checks and `ka check`.
 //!
 //! The daemon loads a configuration with [`load`] (nothing is printed; diagnostics are returned)
-//! and `ka check` is [`run_check`]. Tests use [`parse_str`], the fuzzer [`parse_bytes`].
+//! and `ka check` is [`run_check`]. Tests use [`parse_str`], the fuzzer [`load_in`] on an
+//! in-memory filesystem ([`fs::MemFs`]).
 
 pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod dump;
+pub mod fs;
 pub mod iproute;
 pub mod lexer;
 pub mod model;
@@ -103,11 +105,19 @@ fn run(
 /// # Errors
 /// [`LoadError::Read`] if the main file cannot be read; everything else is a [`Diagnostic`].
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    load_in(&fs::RealFs, path, opts)
+}
+
+/// [`load`] from the filesystem `fs` (the fuzzer and tests use an in-memory [`fs::MemFs`]).
+///
+/// # Errors
+/// [`LoadError::Read`] if the main file cannot be read; everything else is a [`Diagnostic`].
+pub fn load_in(fs: &dyn fs::ConfigFs, path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
     let mut sources = SourceMap::default();
     let mut diags = diag::Diagnostics::default();
     let mut pp_diags = diag::Diagnostics::default();
-    let pp = preprocess::Preprocessor::open(path, &id, &mut sources, &mut pp_diags)?;
+    let pp = preprocess::Preprocessor::open_in(fs, path, &id, &mut sources, &mut pp_diags)?;
     let (config, _) = run(pp, &mut diags, opts);
     for d in pp_diags.into_sorted() {
         diags.push(d);

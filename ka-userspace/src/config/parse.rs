@@ -440,9 +440,15 @@ impl<'d> Cx<'d> {
     }
 
     fn unknown(&mut self, s: &Stmt, ctx: &str, known: &[&[&str]]) {
+        let n = s.name().chars().count();
         let best = known
             .iter()
             .flat_map(|l| l.iter())
+            // Only a distance of 3 or less makes a hint, and the distance is at least the
+            // difference in length (keywords are ASCII): the others are skipped, or a long
+            // unknown word costs its length times every keyword's (the config fuzzer's slow
+            // inputs; a 200 kB word took 20 s of CPU).
+            .filter(|k| k.len().abs_diff(n) <= 3)
             .map(|k| (edit_distance(s.name(), k), *k))
             .min();
         // A keyword written without keepalived's `vrrp_` prefix (`garp_master_delay` in

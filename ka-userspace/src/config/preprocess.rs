@@ -7,6 +7,7 @@ use std::{
 
 use super::{
     diag::{Diagnostic, Diagnostics, FileId, SourceMap, Span},
+    fs::{ConfigFs, RealFs},
     lexer::{comment_start, tokenize, SrcText, Token},
 };
 
@@ -76,6 +77,7 @@ struct IncludeChecks {
 
 /// Turns configuration files into lines of tokens, one line at a time.
 pub struct Preprocessor<'a> {
+    fs: &'a dyn ConfigFs,
     sources: &'a mut SourceMap,
     diags: &'a mut Diagnostics,
     frames: Vec<Frame>,
@@ -107,26 +109,40 @@ impl<'a> Preprocessor<'a> {
         sources: &'a mut SourceMap,
         diags: &'a mut Diagnostics,
     ) -> Result<Self, PreprocessError> {
-        let meta = std::fs::metadata(path).map_err(|source| PreprocessError::Read {
+        Self::open_in(&RealFs, path, config_id, sources, diags)
+    }
+
+    /// [`Preprocessor::open`] on the filesystem `fs` (the main file and every include).
+    ///
+    /// # Errors
+    /// [`PreprocessError::Read`] if the main file cannot be read.
+    pub fn open_in(
+        fs: &'a dyn ConfigFs,
+        path: &Path,
+        config_id: &str,
+        sources: &'a mut SourceMap,
+        diags: &'a mut Diagnostics,
+    ) -> Result<Self, PreprocessError> {
+        let meta = fs.stat(path).map_err(|source| PreprocessError::Read {
             path: path.to_owned(),
             source,
         })?;
-        if meta.is_dir() {
+        if meta.is_dir {
             return Err(PreprocessError::Read {
                 path: path.to_owned(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"),
             });
         }
-        let mut pp = Self::empty(config_id, sources, diags);
-        let bytes = if meta.len() > MAX_FILE_BYTES {
+        let mut pp = Self::empty(fs, config_id, sources, diags);
+        let bytes = if meta.len > MAX_FILE_BYTES {
             None
         } else {
-            Some(std::fs::read(path).map_err(|source| PreprocessError::Read {
+            Some(fs.read(path).map_err(|source| PreprocessError::Read {
                 path: path.to_owned(),
                 source,
             })?)
         };
-        pp.push_file_bytes(path, bytes, meta.len(), None);
+        pp.push_file_bytes(path, bytes, meta.len, None);
         Ok(pp)
     }
 
@@ -150,18 +166,19 @@ impl<'a> Preprocessor<'a> {
         sources: &'a mut SourceMap,
         diags: &'a mut Diagnostics,
     ) -> Self {
-        let mut pp = Self::empty(config_id, sources, diags);
+        let mut pp = Self::empty(&RealFs, config_id, sources, diags);
         let len = bytes.len() as u64;
         let bytes = (len <= MAX_FILE_BYTES).then(|| bytes.to_vec());
         pp.push_file_bytes(path, bytes, len, None);
         pp
     }
 
-    fn empty(config_id: &str, sources: &'a mut SourceMap, diags: &'a mut Diagnostics) -> Self {
+    fn empty(fs: &'a dyn ConfigFs, config_id: &str, sources: &'a mut SourceMap, diags: &'a mut Diagnostics) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
         Self {
+            fs,
             sources,
             diags,
             frames: Vec::new(),
@@ -239,7 +256,7 @@ impl<'a> Preprocessor<'a> {
                 s
             }
         };
-        let canon = std::fs::canonicalize(&abs).unwrap_or_else(|_| abs.clone());
+        let canon = self.fs.canonicalize(&abs).unwrap_or_else(|_| abs.clone());
         let dir = abs
             .parent()
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
@@ -300,7 +317,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn open_include(&mut self, path: &Path, at: Span) {
-        let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let canon = self.fs.canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let chain: Vec<&OpenFile> = self.frames.iter().filter_map(|f| f.file.as_ref()).collect();
         if chain.iter().any(|f| f.canon == canon) {
             let names: Vec<String> = chain
@@ -320,14 +337,14 @@ impl<'a> Preprocessor<'a> {
             );
             return;
         }
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => {
-                let bytes = if m.len() > MAX_FILE_BYTES {
+        match self.fs.stat(path) {
+            Ok(m) if m.is_file => {
+                let bytes = if m.len > MAX_FILE_BYTES {
                     None
                 } else {
-                    std::fs::read(path).ok()
+                    self.fs.read(path).ok()
                 };
-                if bytes.is_none() && m.len() <= MAX_FILE_BYTES {
+                if bytes.is_none() && m.len <= MAX_FILE_BYTES {
                     self.error(
                         Some(at),
                         None,
@@ -335,7 +352,7 @@ impl<'a> Preprocessor<'a> {
                     );
                     return;
                 }
-                self.push_file_bytes(path, bytes, m.len(), Some(at));
+                self.push_file_bytes(path, bytes, m.len, Some(at));
             }
             _ => self.error(
                 Some(at),
@@ -429,8 +446,8 @@ impl<'a> Preprocessor<'a> {
         for alt in alternatives {
             let wild = alt.contains(['*', '?', '[']);
             let mut matches: Vec<PathBuf> = if wild {
-                match glob::glob(&alt) {
-                    Ok(paths) => paths.filter_map(Result::ok).collect(),
+                match self.fs.glob(&alt) {
+                    Ok(paths) => paths,
                     Err(e) => {
                         self.error(
                             Some(pat.span),
@@ -440,7 +457,7 @@ impl<'a> Preprocessor<'a> {
                         continue;
                     }
                 }
-            } else if Path::new(&alt).exists() {
+            } else if self.fs.stat(Path::new(&alt)).is_ok() {
                 vec![PathBuf::from(&alt)]
             } else {
                 Vec::new()
@@ -471,13 +488,12 @@ impl<'a> Preprocessor<'a> {
             for m in matches {
                 // keepalived skips directories and executable files (with a message), and
                 // the readable check makes that an error.
-                use std::os::unix::fs::PermissionsExt;
-                let problem = match std::fs::metadata(&m) {
-                    Ok(md) if md.is_dir() => Some("is a directory"),
-                    Ok(md) if !md.is_file() || md.permissions().mode() & 0o111 != 0 => {
+                let problem = match self.fs.stat(&m) {
+                    Ok(md) if md.is_dir => Some("is a directory"),
+                    Ok(md) if !md.is_file || md.executable => {
                         Some("is not a regular non-executable file")
                     }
-                    Ok(_) if std::fs::File::open(&m).is_err() => Some("cannot be read"),
+                    Ok(_) if !self.fs.readable(&m) => Some("cannot be read"),
                     Ok(_) => None,
                     Err(_) => Some("cannot be read"),
                 };
@@ -1180,11 +1196,16 @@ mod tests {
 
     /// Preprocesses the file at `path`; returns the token lines and the diagnostics.
     fn expand_file(path: &Path) -> (Vec<String>, Vec<Located>) {
+        expand_in(&RealFs, path)
+    }
+
+    /// [`expand_file`] on the filesystem `fs`.
+    fn expand_in(fs: &dyn ConfigFs, path: &Path) -> (Vec<String>, Vec<Located>) {
         let mut sources = SourceMap::default();
         let mut diags = Diagnostics::default();
         let mut lines = Vec::new();
         {
-            let mut pp = Preprocessor::open(path, "id", &mut sources, &mut diags).expect("open");
+            let mut pp = Preprocessor::open_in(fs, path, "id", &mut sources, &mut diags).expect("open");
             while let Some(line) = pp.next_line() {
                 let words: Vec<String> = line.iter().map(|t| t.text.clone()).collect();
                 lines.push(words.join(" "));
@@ -1234,6 +1255,19 @@ mod tests {
                 t.write("b.conf", "wrong_b\n");
                 t.write("missing.conf", "wrong_missing\n");
                 let (lines, diags) = expand_file(&main);
+                // The in-memory filesystem (the fuzzer's) gives the same answer.
+                let mut mem = super::super::fs::MemFs::new();
+                for (rel, text) in [
+                    ("main.conf", "top_main\ninclude sub/a.conf\n".to_owned()),
+                    ("sub/a.conf", "in_a\ninclude b.conf\n".to_owned()),
+                    ("sub/b.conf", format!("in_b\n{kw} {pattern}\nafter_b\n")),
+                    ("sub/c.conf", "in_c\n".to_owned()),
+                    ("b.conf", "wrong_b\n".to_owned()),
+                    ("missing.conf", "wrong_missing\n".to_owned()),
+                ] {
+                    mem.add_file(t.0.join(rel), text, false);
+                }
+                assert_eq!(expand_in(&mem, &main), (lines.clone(), diags.clone()), "{kw} {pattern} on the in-memory filesystem");
                 let case = format!("{kw} {pattern}");
                 let mut want_lines = vec!["top_main", "in_a", "in_b"];
                 if pattern.starts_with("{c,") {
@@ -1293,6 +1327,11 @@ mod tests {
             t.write("dir/x.conf", "from_dir\n");
             let main = t.write("main.conf", &format!("{kw} exe.conf\n{kw} dir\n"));
             let (lines, diags) = expand_file(&main);
+            let mut mem = super::super::fs::MemFs::new();
+            mem.add_file(&exe, "from_exe\n", true);
+            mem.add_file(t.0.join("dir/x.conf"), "from_dir\n", false);
+            mem.add_file(&main, format!("{kw} exe.conf\n{kw} dir\n"), false);
+            assert_eq!(expand_in(&mem, &main), (lines.clone(), diags.clone()), "{kw} on the in-memory filesystem");
             assert!(lines.is_empty(), "{kw}: {lines:?}");
             let got: Vec<(u32, Severity, bool)> = diags
                 .iter()

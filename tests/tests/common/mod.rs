@@ -92,6 +92,7 @@ impl Loaded {
 
     /// Runs one frame once.
     pub fn run(&self, frame: &[u8]) -> RunOut {
+        export_seed(self.prog_name, frame, 0);
         let mut out = vec![0u8; frame.len() + 256];
         let res = self
             .prog()
@@ -113,6 +114,7 @@ impl Loaded {
     /// calling thread's network namespace): `bpf_fib_lookup` and `XDP_TX`/`XDP_REDIRECT`
     /// decisions then see that interface.
     pub fn run_on(&self, frame: &[u8], ifindex: u32) -> RunOut {
+        export_seed(self.prog_name, frame, ifindex);
         let mut out = vec![0u8; frame.len() + 256];
         // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex }: data (metadata length) 0, data_end the frame length.
@@ -196,6 +198,28 @@ impl Loaded {
     pub fn counters(&self) -> BTreeMap<&'static str, u64> {
         ka::datapath::read_counters(&self.ebpf).expect("reading KA_STATS")
     }
+}
+
+/// With `KA_XDP_SEEDS=DIR` set, writes every frame a fixture runs to `DIR` as
+/// `<test>-<program>-<interface>-<hash>`: the XDP fuzzer's seed corpus is made from them
+/// (`cargo xtask fuzz --import-xdp-seeds`).
+fn export_seed(prog: &str, frame: &[u8], ifindex: u32) {
+    use std::hash::{Hash as _, Hasher as _};
+    let Some(dir) = std::env::var_os("KA_XDP_SEEDS") else { return };
+    let test = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.split('-').next().map(str::to_owned))
+        .unwrap_or_default();
+    let ifname = if ifindex == 0 {
+        String::new()
+    } else {
+        nix::net::if_::if_indextoname(ifindex).ok().and_then(|n| n.into_string().ok()).unwrap_or_default()
+    };
+    let mut h = std::hash::DefaultHasher::new();
+    frame.hash(&mut h);
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{test}-{prog}-{ifname}-{:016x}", h.finish())), frame);
 }
 
 /// A VRRPv3 advert over IPv4 to 224.0.0.18 with TTL 255 and a correct checksum (RFC 5798
