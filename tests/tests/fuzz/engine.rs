@@ -220,7 +220,7 @@ fn ip(s: &str) -> IpAddr {
 
 /// A healthy real server of weight 1 (the one place a `BackendSpec` is built).
 fn rs(addr: &str, port: u16, method: Method) -> BackendSpec {
-    BackendSpec { addr: ip(addr), port, weight: 1, method, healthy: true }
+    BackendSpec { addr: ip(addr), port, weight: 1, method, healthy: true, uthreshold: 0, lthreshold: 0 }
 }
 
 fn svc(vip: &str, port: u16, proto: L4Proto, scheduler: Scheduler, backends: Vec<BackendSpec>) -> ServiceSpec {
