@@ -16,7 +16,7 @@ use ka_common::{
         SVC_F_ALL_PORTS, SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
         SVC_F_PERSIST_SERVICE,
     },
-    sched::{new_state, CONN_F_COUNTED, NO_ID},
+    sched::{is_assured, new_state, sched_is_consistent, CONN_F_ASSURED, CONN_F_COUNTED, NO_ID},
     stats::Counter,
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
 };
@@ -166,41 +166,56 @@ fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> u32 {
 }
 
 /// Records the flow's backend (copied in `w.backend`) in its family's connection table, in the
-/// state the packet's flags give a new entry, counted when the service keeps counts.
+/// state the packet's flags give a new entry, counted when the service keeps counts. An
+/// unassured entry (a SYN, a first UDP datagram) counts towards this CPU's flood mode
+/// ([`conn::flood`]); in flood mode it is not recorded at all for a consistent-hash service
+/// (the scheduler answers the same for the flow's next packets), and for another scheduler it
+/// never takes an assured way (`lb_conn_set_full` when the set holds nothing else).
 // Verifier/LLVM: a BPF-to-BPF call (as `conn`).
 #[inline(never)]
-fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
+fn conn_insert(w: &mut Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
     let mut state = new_state(w.key.proto, tcp_flags);
     if w.svc.flags & SVC_F_COUNT != 0 {
         state |= CONN_F_COUNTED;
     }
+    let flood = if is_assured(state) { 0 } else { conn::flood(w, now) };
+    if flood != 0 && sched_is_consistent(w.svc.sched) {
+        stats::inc(Counter::LbConnFloodSkip);
+        return;
+    }
+    // Verifier: the flood answer made opaque, so the table walk below is checked once, not
+    // once in and once out of flood mode.
+    let keep_assured = conn::opaque(flood);
     let put = if w.key.family == FAMILY_V4 {
-        conn::conn4_put(&w.key4, hash, backend, now, state)
+        conn::conn4_put(&w.key4, hash, backend, now, state, keep_assured)
     } else {
-        conn::conn6_put(&w.key, hash, backend, now, state)
+        conn::conn6_put(&w.key, hash, backend, now, state, keep_assured)
     };
-    if put {
+    if put == conn::PUT_DONE {
         conn::bind(backend, state, w.backend.uthreshold);
     }
 }
 
 /// Records a flow a MASTER synced (`w.key`, backend `backend` of service `w.svc`, or of no
-/// known service when `counted` is false) as an established connection, counted when the
-/// service keeps counts: the BACKUP's counts then include the flows it would take over, as
+/// known service when `counted` is false) as an established connection (assured), counted when
+/// the service keeps counts: the BACKUP's counts then include the flows it would take over, as
 /// IPVS's backup binds synced connections to their destinations.
 #[inline(always)]
 pub fn conn_install(w: &Work, hash: u32, backend: u32, counted: bool, uthreshold: u32) {
     let mut state = new_state(w.key.proto, ka_common::wire::TCP_ACK);
+    if w.key.proto != IPPROTO_TCP {
+        state |= CONN_F_ASSURED;
+    }
     if counted {
         state |= CONN_F_COUNTED;
     }
     let now = conn_now();
     let put = if w.key.family == FAMILY_V4 {
-        conn::conn4_put(&w.key4, hash, backend, now, state)
+        conn::conn4_put(&w.key4, hash, backend, now, state, 0)
     } else {
-        conn::conn6_put(&w.key, hash, backend, now, state)
+        conn::conn6_put(&w.key, hash, backend, now, state, 0)
     };
-    if put {
+    if put == conn::PUT_DONE {
         conn::bind(backend, state, uthreshold);
     }
 }

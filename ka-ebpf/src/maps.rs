@@ -180,6 +180,8 @@ pub struct Work {
     pub walk: crate::sched::Walk,
     /// A word values pass through to become unknown to the verifier (`conn::launder`).
     pub launder: u32,
+    /// This CPU's flood-mode window (`conn::flood`); kept from packet to packet.
+    pub flood: ka_common::sched::FloodWindow,
 }
 
 /// `KA_SCRATCH`: one [`Work`] per CPU.
