@@ -1062,10 +1062,11 @@ mod tests {
     /// The lifetime follows protocol and state.
     #[test]
     fn timeouts_by_state() {
-        let t = ConnTimeouts { tcp: 1, tcp_fin: 2, udp: 3, syn: 4, close: 5, lblc: 6 };
+        let t = ConnTimeouts { tcp: 1, tcp_fin: 2, udp: 3, syn: 4, close: 5, lblc: 6, ..Default::default() };
         assert_eq!(timeout_of(CONN_S_EST | CONN_F_COUNTED, IPPROTO_TCP, &t), 1);
         assert_eq!(timeout_of(CONN_S_FIN, IPPROTO_TCP, &t), 2);
         assert_eq!(timeout_of(CONN_S_UDP, IPPROTO_UDP, &t), 3);
+        assert_eq!(timeout_of(CONN_S_UDP | CONN_F_ASSURED, IPPROTO_UDP, &t), 3, "assured or not");
         assert_eq!(timeout_of(CONN_S_SYN, IPPROTO_TCP, &t), 4);
         assert_eq!(timeout_of(CONN_S_CLOSE, IPPROTO_TCP, &t), 5);
         // An entry of an older build (state 0).
