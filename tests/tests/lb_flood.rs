@@ -21,7 +21,7 @@ use ka_tests::{
     daemon::KaDaemon,
     flood::{self, L4Flood, L4Kind, Limits, Sender},
     ka_bin,
-    lan::{ask_why, tcp_check, Accepted, EchoServer, Lan, LanSpec},
+    lan::{self, ask_why, tcp_check, Accepted, EchoServer, Lan, LanSpec, UdpEchoServer},
     netns::Netns,
     require_root, unique_name, wait_for,
 };
@@ -60,54 +60,13 @@ virtual_server {VIP} {UDP_PORT} {{\n lb_algo rr\n lb_kind DR\n protocol UDP\n{}}
     p.to_str().expect("utf-8").to_owned()
 }
 
-/// A UDP server on `VIP:port` (the VIP is on the real server's loopback, so answers come from
-/// it) answering every datagram from `only` with `rs<index>`, ignoring the rest.
-struct UdpEcho {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl UdpEcho {
-    fn start(ns: &Netns, index: usize, port: u16, only: Ipv4Addr) -> UdpEcho {
-        let sock = ns
-            .enter(move || UdpSocket::bind((VIP, port)))
-            .expect("enter real server")
-            .join()
-            .expect("bind thread")
-            .expect("bind the VIP");
-        sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                    if from.ip() == only {
-                        let _ = sock.send_to(format!("rs{index}\n").as_bytes(), from);
-                    }
-                }
-            }
-        });
-        UdpEcho { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for UdpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The LAN: client, director, flooder, three real servers with TCP and UDP echo servers.
 struct Lab {
     lan: Lan,
     flooder: Netns,
     dir: std::path::PathBuf,
     _tcp: Vec<EchoServer>,
-    _udp: Vec<UdpEcho>,
+    _udp: Vec<UdpEchoServer>,
 }
 
 impl Drop for Lab {
@@ -129,8 +88,8 @@ fn lab() -> Lab {
     lan.bridge.attach(&flooder, "eth0", &[&format!("{FLOODER}/24")]).expect("attach the flooder");
     let accepted = Accepted::default();
     let tcp = lan.real_servers.iter().enumerate().map(|(i, ns)| EchoServer::start(ns, i, TCP_PORT, &accepted, &[]).expect("echo")).collect();
-    let client: Ipv4Addr = CLIENT.parse().expect("ip");
-    let udp = lan.real_servers.iter().enumerate().map(|(i, ns)| UdpEcho::start(ns, i, UDP_PORT, client)).collect();
+    let (vip, client) = (VIP.parse().expect("ip"), CLIENT.parse().expect("ip"));
+    let udp = lan.real_servers.iter().enumerate().map(|(i, ns)| UdpEchoServer::start(ns, i, vip, UDP_PORT, client).expect("UDP echo")).collect();
     let dir = std::env::temp_dir().join(unique_name("klf"));
     std::fs::create_dir_all(&dir).expect("dir");
     Lab { lan, flooder, dir, _tcp: tcp, _udp: udp }
@@ -181,19 +140,7 @@ fn mac(ns: &Netns) -> [u8; 6] {
 /// The server answering a UDP flow: a lost datagram (the real servers' queues are flooded
 /// too) is sent again, up to 10 times.
 fn ask_udp(s: &UdpSocket) -> Result<usize, String> {
-    let mut buf = [0u8; 16];
-    for _ in 0..10 {
-        s.send(b"?\n").map_err(|e| format!("send: {e}"))?;
-        match s.recv(&mut buf) {
-            Ok(n) => {
-                let t = std::str::from_utf8(&buf[..n]).map_err(|_| "garbled".to_owned())?;
-                return t.trim().strip_prefix("rs").and_then(|i| i.parse().ok()).ok_or_else(|| format!("garbled answer {t:?}"));
-            }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-            Err(e) => return Err(format!("recv: {e}")),
-        }
-    }
-    Err("no answer to 10 datagrams".to_owned())
+    lan::ask_udp(s, 10)
 }
 
 /// The long-lived flows and the server each started on.
