@@ -329,6 +329,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     if let Some(d) = datapath.as_mut() {
         d.commit()?;
     }
+    // Attached interfaces going down, away, and coming back (re-attached when re-created).
+    let mut xdp_links = datapath.as_ref().map(|d| crate::xdp_watch::spawn(netlink.clone(), d.attachments().iter().map(|a| a.iface.clone()).collect()));
     // Start-up facts, one line each (the attachments were logged as they were made).
     let instances = match &engine {
         Some(e) => e.status().await.instances,
@@ -456,6 +458,14 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 info!("SIGHUP: reloading");
                 reloader.request(&config.clone().unwrap_or_default(), None);
                 if reloader.busy() { lifecycle.reloading(); }
+            },
+            Some(ev) = async {
+                match xdp_links.as_mut() {
+                    Some(w) => w.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                crate::xdp_watch::apply(&ev, datapath.as_mut(), args.xdp_mode);
             },
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {

@@ -10,8 +10,9 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ka_tests::{
@@ -200,4 +201,70 @@ fn second_daemon_on_one_instance_is_refused_and_the_first_is_untouched() {
     still_answer(&mut long, "after the second refused start");
     lab.ask_new().expect("new connection after the second refused start");
     ka.stop().expect("clean stop");
+}
+
+/// The XDP interface goes down and comes back: ka logs both, the program stays attached, the
+/// VRRP instance goes FAULT and back to MASTER, and new connections are served again.
+#[test]
+fn xdp_interface_down_and_up_is_logged_and_served_again() {
+    let lab = lab(1);
+    let conf = lab.write("ka.conf", &conf_text(1, "rr", "", ""));
+    let instance = unique_name("fi");
+    let ka = lab.start(&instance, &conf, 1);
+    lab.ask_new().expect("served before the fault");
+    let director = &lab.lan.directors[0];
+    director.run(&["ip", "link", "set", "eth0", "down"]).expect("down");
+    wait_for("ka to log eth0 down", WAIT, || ka.log_text().contains("XDP interface down").then_some(()));
+    wait_for("FAULT while eth0 is down", WAIT, || (ka.status_json().ok()?["vrrp"][0]["state"] == "FAULT").then_some(()));
+    director.run(&["ip", "link", "set", "eth0", "up"]).expect("up");
+    wait_for("ka to log eth0 up", WAIT, || ka.log_text().contains("XDP interface up again").then_some(()));
+    assert!(xdp_attached(director), "the program stays attached across down/up");
+    wait_for("MASTER again", WAIT, || (ka.status_json().ok()?["vrrp"][0]["state"] == "MASTER").then_some(()));
+    serves_within(&lab, "new connections served after down/up", WAIT);
+    let before = counter(&ka.status_json().expect("status"), "lb_dr");
+    lab.ask_new().expect("served");
+    assert!(counter(&ka.status_json().expect("status"), "lb_dr") > before, "forwarded by XDP");
+    ka.stop().expect("clean stop");
+}
+
+/// The XDP interface is deleted and re-created with the same name (a new ifindex, as a driver
+/// reload or a veth re-created by a container runtime gives): ka logs that it is gone, attaches
+/// the program to the new interface as soon as it exists (a new pinned link), logs it, and
+/// forwards again. The VIP here is the director's own address, not a VRRP one, so that only
+/// the datapath is under test. Before, ka noticed nothing: the re-created interface forwarded
+/// nothing, and the director's kernel answered the VIP's clients with resets.
+#[test]
+fn xdp_interface_deleted_and_recreated_is_reattached() {
+    let mut lab = lab(1);
+    let rs = format!(" real_server {} {PORT} {{\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n", RS[0]);
+    let conf = lab.write("ka.conf", &format!("virtual_server {VIP} {PORT} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n{rs}}}\n"));
+    lab.lan.directors[0].run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "eth0"]).expect("VIP");
+    let instance = unique_name("fr");
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf, "--iface", "eth0"]).expect("ka run");
+    wait_for("the real server in the table", WAIT, || (ka.status_json().ok()?["services"][0]["backends"][0]["in_table"] == true).then_some(()));
+    serves_within(&lab, "served before the fault", WAIT);
+    let pin = format!("/sys/fs/bpf/ka/{instance}/link_eth0");
+    let old_link = std::fs::metadata(&pin).expect("link pin").ino();
+
+    let director = &lab.lan.directors[0];
+    let old_index = director.run(&["cat", "/sys/class/net/eth0/ifindex"]).expect("ifindex");
+    director.run(&["ip", "link", "del", "eth0"]).expect("delete");
+    wait_for("ka to log eth0 gone", WAIT, || ka.log_text().contains("XDP interface gone").then_some(()));
+    lab.lan.bridge.attach(&lab.lan.directors[0], "eth0", &[&format!("{DIRECTOR}/24"), &format!("{VIP}/32")]).expect("re-create eth0");
+    let director = &lab.lan.directors[0];
+    assert_ne!(director.run(&["cat", "/sys/class/net/eth0/ifindex"]).expect("ifindex"), old_index, "a new interface");
+    wait_for("ka to log the re-attach", WAIT, || ka.log_text().contains("XDP re-attached").then_some(()));
+    assert!(xdp_attached(director), "the program is attached to the new eth0");
+    assert_ne!(std::fs::metadata(&pin).expect("link pin").ino(), old_link, "a new link is pinned in place of the defunct one");
+    let st = ka.status_json().expect("status");
+    assert_eq!(st["xdp"].as_array().map(Vec::len), Some(1), "one attachment, not two: {}", st["xdp"]);
+    assert_eq!(st["xdp"][0]["iface"], "eth0");
+    serves_within(&lab, "new connections served on the re-created interface", WAIT);
+    let before = counter(&ka.status_json().expect("status"), "lb_dr");
+    lab.ask_new().expect("served");
+    assert!(counter(&ka.status_json().expect("status"), "lb_dr") > before, "forwarded by XDP, not answered by the director");
+    let pin_dir = format!("/sys/fs/bpf/ka/{instance}");
+    ka.stop().expect("clean stop");
+    assert!(!Path::new(&pin_dir).exists(), "the new link's pin is released at stop");
+    assert!(!xdp_attached(&lab.lan.directors[0]), "detached at stop");
 }
