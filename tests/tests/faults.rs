@@ -268,3 +268,41 @@ fn xdp_interface_deleted_and_recreated_is_reattached() {
     assert!(!Path::new(&pin_dir).exists(), "the new link's pin is released at stop");
     assert!(!xdp_attached(&lab.lan.directors[0]), "detached at stop");
 }
+
+/// The MAC of `ns`'s eth0, as `ip` prints it.
+fn mac_of(ns: &Netns) -> String {
+    ns.run(&["cat", "/sys/class/net/eth0/address"]).expect("MAC").trim().to_owned()
+}
+
+/// A real server is replaced by a machine with another MAC and the same address, which
+/// announces itself as a booting host does (a gratuitous ARP: `arp_notify`); its ARP cache is
+/// empty. The datapath follows: new connections reach the new machine within a few seconds
+/// (the bound here is generous; `cargo xtask bench --only faults` measures it), `ka status`
+/// shows the new MAC, and an established connection survives the swap by retransmission.
+#[test]
+fn replaced_real_server_with_a_new_mac_is_followed() {
+    let lab = lab(1);
+    let conf = lab.write("ka.conf", &conf_text(1, "rr", "", ""));
+    let instance = unique_name("fm");
+    let ka = lab.start(&instance, &conf, 1);
+    let mut long = lab.open_long(2);
+    let rs = &lab.lan.real_servers[0];
+    let old = mac_of(rs);
+    let shown = |ka: &KaDaemon| ka.status_json().ok().and_then(|st| st["services"][0]["backends"][0]["next_hop"]["mac"].as_str().map(str::to_owned));
+    wait_for("the old MAC in ka status", WAIT, || (shown(&ka).as_deref() == Some(old.as_str())).then_some(()));
+
+    let new = "02:00:5e:10:99:01";
+    rs.run(&["sysctl", "-qw", "net.ipv4.conf.eth0.arp_notify=1"]).expect("arp_notify");
+    let swapped = std::time::Instant::now();
+    rs.run(&["ip", "link", "set", "eth0", "address", new]).expect("new MAC");
+    rs.run(&["ip", "neigh", "flush", "all"]).expect("flush");
+    wait_for("new connections to reach the new machine", Duration::from_secs(10), || lab.ask_new().ok());
+    let took = swapped.elapsed();
+    println!("the datapath followed the new MAC in {} ms", took.as_millis());
+    wait_for("the new MAC in ka status", Duration::from_secs(5), || (shown(&ka).as_deref() == Some(new)).then_some(()));
+    still_answer(&mut long, "after the swap");
+    for i in 0..5 {
+        lab.ask_new().unwrap_or_else(|e| panic!("new connection {i} after the swap: {e}"));
+    }
+    ka.stop().expect("clean stop");
+}
