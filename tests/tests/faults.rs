@@ -306,3 +306,69 @@ fn replaced_real_server_with_a_new_mac_is_followed() {
     }
     ka.stop().expect("clean stop");
 }
+
+/// The connection table is full of established connections (every way of every set of the
+/// IPv4 table holds one, written into the daemon's pinned map as 262,144 live flows would
+/// leave them): established connections keep answering from their real server, new
+/// connections are still served (each takes the way of the least recently seen connection of
+/// its set, never one of the live connections under test, which are seen more recently), and
+/// each such eviction is counted (`lb_conn_evicted_assured`), as is the table's occupancy in
+/// the real server's connection count.
+#[test]
+fn full_connection_table_still_forwards_and_is_counted() {
+    use aya::maps::{Array, MapData};
+    use ka_common::{
+        lb::{conn_check, flow_hash4, ConnSet4, ConnWay4, FlowKey4, CONN_SETS, CONN_TABLE_SIZE, CONN_WAYS},
+        sched::CONN_S_EST,
+    };
+    let lab = lab(2);
+    let conf = lab.write("ka.conf", &conf_text(2, "rr", "", ""));
+    let instance = unique_name("ff");
+    let ka = lab.start(&instance, &conf, 2);
+    let mut long = lab.open_long(4);
+    let pin = format!("/sys/fs/bpf/ka/{instance}/KA_CONNS4");
+    let mut table: Array<MapData, ConnSet4> = Array::try_from(aya::maps::Map::Array(MapData::from_pin(&pin).expect("pinned table"))).expect("array");
+    let client: [u8; 4] = CLIENT.parse::<std::net::Ipv4Addr>().expect("ip").octets();
+    // The long connections' ways: their stamp is the kernel's clock, their backend a real one.
+    let ours: Vec<(u32, ConnWay4)> = (0..CONN_SETS)
+        .flat_map(|s| table.get(&s, 0).map(|set| set.ways.iter().map(|w| (s, *w)).collect::<Vec<_>>()).unwrap_or_default())
+        .filter(|(_, w)| w.stamp != 0 && w.key.src == client)
+        .collect();
+    assert!(ours.len() >= 4, "the long connections are in the table: {ours:?}");
+    let now = ours.iter().map(|(_, w)| w.stamp).max().expect("stamp");
+    let backend = ours[0].1.backend;
+    // Fill every free way with an established flow last seen 10 s ago (4 s at 1000 Hz).
+    let mut n = 0u32;
+    for s in 0..CONN_SETS {
+        let mut set = table.get(&s, 0).expect("set");
+        let mut changed = false;
+        for w in set.ways.iter_mut().filter(|w| w.stamp == 0 && w.state == 0) {
+            n += 1;
+            let key = FlowKey4 { src: [10, 70 + (n >> 16) as u8, (n >> 8) as u8, n as u8], dst: ours[0].1.key.dst, sport: 4242u16.to_be_bytes(), dport: PORT.to_be_bytes(), proto: 6, _pad: [0; 3] };
+            *w = ConnWay4 { key, backend, check: conn_check(flow_hash4(&key), backend), stamp: now.wrapping_sub(2500) | 1, state: CONN_S_EST };
+            changed = true;
+        }
+        if changed {
+            table.set(s, set, 0).expect("write set");
+        }
+    }
+    let full = (0..CONN_SETS).all(|s| table.get(&s, 0).is_ok_and(|set| set.ways.iter().all(|w| w.stamp != 0)));
+    assert!(full, "every way of the {CONN_TABLE_SIZE}-entry table holds a connection ({n} written, {CONN_WAYS} ways per set)");
+    // The sweeper counts them: the real server shows the table's connections.
+    let counted = wait_for("the sweeper to count the full table", WAIT, || {
+        let st = ka.status_json().ok()?;
+        let total: u64 = st["services"][0]["backends"].as_array()?.iter().map(|b| b["active_conns"].as_u64().unwrap_or(0)).sum();
+        (total >= u64::from(n)).then_some(total)
+    });
+    println!("{counted} active connections counted after filling {n} ways");
+    let before = counter(&ka.status_json().expect("status"), "lb_conn_evicted_assured");
+    still_answer(&mut long, "with the table full");
+    for i in 0..20 {
+        lab.ask_new().unwrap_or_else(|e| panic!("new connection {i} with the table full: {e}"));
+    }
+    still_answer(&mut long, "after 20 new connections into the full table");
+    let st = ka.status_json().expect("status");
+    assert!(counter(&st, "lb_conn_evicted_assured") >= before + 20, "each new connection's entry took an established one's way, counted: {}", st["counters"]);
+    assert_eq!(counter(&st, "verdict_aborted"), 0);
+    ka.stop().expect("clean stop");
+}
