@@ -372,3 +372,92 @@ fn full_connection_table_still_forwards_and_is_counted() {
     assert_eq!(counter(&st, "verdict_aborted"), 0);
     ka.stop().expect("clean stop");
 }
+
+/// Resident memory of process `pid`, KiB.
+fn rss_kib(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmRSS")
+}
+
+/// The pids of the processes whose command line contains `what`.
+fn pids(what: &str) -> Vec<i32> {
+    std::process::Command::new("pgrep").args(["-f", what]).output().map_or(Vec::new(), |o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// How many processes have `what` in their command line.
+fn running(what: &str) -> usize {
+    pids(what).len()
+}
+
+/// Kills, by pid, the processes a test's scripts started (their command lines carry the
+/// test's unique tag), should the test end before ka killed them.
+struct Reaper(String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in pids(&self.0) {
+            if pid != i32::try_from(std::process::id()).unwrap_or(0) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Notify scripts that hang (ignoring SIGTERM) and that flood their output (hundreds of MB
+/// on stdout and stderr, without end) run on every transition. ka does not wait for them: each
+/// transition, driven by a `track_file`, still happens within a second or two, `ka status`
+/// answers at once, the daemon's memory stays flat and its log does not take the output; and
+/// at the notify timeout (60 s) every script still running is killed with its process group.
+#[test]
+fn hanging_and_flooding_notify_scripts_do_not_block_ka() {
+    let lab = lab(1);
+    let tag = unique_name("ns");
+    // Every process the scripts start carries the tag in its command line (found, and killed
+    // by pid if the test fails before ka kills them).
+    let _reaper = Reaper(tag.clone());
+    let hang = lab.write(&format!("{tag}-hang.sh"), &format!("#!/bin/sh\ntrap '' TERM HUP INT\nsleep 600 {tag} &\nwait\nsleep 600\n"));
+    let flood = lab.write(&format!("{tag}-flood.sh"), &format!("#!/bin/sh\n(yes {tag}-flood-stderr >&2) &\nyes {tag}-flood-stdout\n"));
+    for s in [&hang, &flood] {
+        std::fs::set_permissions(s, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    }
+    let track = lab.dir.join("fault");
+    std::fs::write(&track, "0\n").expect("track file");
+    let extra = format!(" track_file {{\n  TF\n }}\n notify_master \"{hang}\"\n notify_fault \"{hang}\"\n notify \"{flood}\"\n");
+    let conf = lab.write(
+        "ka.conf",
+        &format!("vrrp_track_file TF {{\n file {}\n weight 0\n}}\n{}", track.display(), conf_text(1, "rr", &extra, "")),
+    );
+    let instance = unique_name("fn");
+    let ka = lab.start(&instance, &conf, 1);
+    let pid = ka.status_json().expect("status")["pid"].as_u64().expect("pid");
+    wait_for("the scripts to run", WAIT, || (running(&format!("{tag}-hang")) > 0 && running(&format!("{tag}-flood")) > 0).then_some(()));
+    let rss0 = rss_kib(pid);
+    let state = |ka: &KaDaemon| ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned));
+    let mut peak = rss0;
+    for (value, want) in [("1", "FAULT"), ("0", "MASTER"), ("1", "FAULT"), ("0", "MASTER")] {
+        std::fs::write(&track, format!("{value}\n")).expect("track file");
+        let t = std::time::Instant::now();
+        wait_for(&format!("{want} while the scripts hang and flood"), Duration::from_secs(10), || (state(&ka).as_deref() == Some(want)).then_some(()));
+        println!("{want} after {} ms", t.elapsed().as_millis());
+        let t = std::time::Instant::now();
+        ka.status_json().expect("status");
+        assert!(t.elapsed() < Duration::from_secs(1), "ka status took {:?} while the scripts run", t.elapsed());
+        peak = peak.max(rss_kib(pid));
+    }
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(500));
+        peak = peak.max(rss_kib(pid));
+    }
+    println!("daemon RSS {rss0} KiB at first, {peak} KiB at most");
+    assert!(peak < rss0 + 20 * 1024, "daemon memory grew from {rss0} to {peak} KiB while scripts flood their output");
+    let log = ka.log_text();
+    assert!(!log.contains("-flood-std"), "the scripts' output reached ka's log");
+    assert!(log.len() < 4 << 20, "ka's log grew to {} bytes", log.len());
+    serves_within(&lab, "served while the scripts hang", WAIT);
+    // The notify timeout kills every script still running, with what it started.
+    wait_for("the hung and flooding scripts killed at the notify timeout", Duration::from_secs(90), || {
+        (running(&format!("{tag}-hang")) == 0 && running(&format!("{tag}-flood")) == 0).then_some(())
+    });
+    assert!(ka.log_text().contains("notify script timed out"), "the kill is logged");
+    ka.stop().expect("clean stop");
+}
