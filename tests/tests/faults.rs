@@ -461,3 +461,88 @@ fn hanging_and_flooding_notify_scripts_do_not_block_ka() {
     assert!(ka.log_text().contains("notify script timed out"), "the kill is logged");
     ka.stop().expect("clean stop");
 }
+
+/// Netlink errors from the kernel, at the daemon's level: a VIP the kernel refuses to add
+/// (IPv6 disabled on its interface: `EACCES`), and a VRRP interface deleted under a MASTER
+/// (every later request about it fails with `ENODEV`). ka logs each refusal with what it asked,
+/// puts the instance whose interface vanished in FAULT, and goes on: the other instance stays
+/// MASTER and keeps forwarding, `ka status` answers, and the stop is clean.
+#[test]
+fn netlink_errors_and_a_vanished_interface_are_survived() {
+    let lab = lab(1);
+    let director = &lab.lan.directors[0];
+    director.run(&["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"]).expect("eth1");
+    director.run(&["sysctl", "-qw", "net.ipv6.conf.eth1.disable_ipv6=1"]).expect("no IPv6 on eth1");
+    for dev in ["eth1", "eth1p"] {
+        director.run(&["ip", "link", "set", dev, "up"]).expect("up");
+    }
+    director.run(&["ip", "addr", "add", "198.18.50.1/24", "dev", "eth1"]).expect("addr");
+    let second = "vrrp_instance VI_B {\n state MASTER\n interface eth1\n virtual_router_id 98\n priority 150\n advert_int 1\n \
+virtual_ipaddress {\n 198.18.50.100/24\n }\n virtual_ipaddress_excluded {\n fd00:198:18:50::100/64\n }\n}\n";
+    let conf = lab.write("ka.conf", &format!("{}{second}", conf_text(1, "rr", "", "")));
+    let instance = unique_name("fn");
+    let ka = lab.start(&instance, &conf, 1);
+    let state = |name: &str| {
+        let st = ka.status_json().ok()?;
+        st["vrrp"].as_array()?.iter().find(|i| i["name"] == name).and_then(|i| i["state"].as_str().map(str::to_owned))
+    };
+    wait_for("VI_B MASTER", WAIT, || (state("VI_B").as_deref() == Some("MASTER")).then_some(()));
+    let refused = wait_for("the refused VIP in the log", WAIT, || {
+        ka.log_text().lines().find(|l| l.contains("fd00:198:18:50::100") && (l.contains("ermission denied") || l.contains("os error"))).map(str::to_owned)
+    });
+    println!("logged: {refused}");
+    assert!(refused.contains("add fd00:198:18:50::100/64 on ifindex"), "the log names the request: {refused}");
+    let addrs = director.run(&["ip", "-o", "addr", "show", "dev", "eth1"]).expect("ip addr");
+    assert!(addrs.contains("198.18.50.100/24"), "the other VIP of the instance is in place: {addrs}");
+    lab.ask_new().expect("VI_FT serves");
+
+    // eth1 deleted under VI_B.
+    director.run(&["ip", "link", "del", "eth1"]).expect("delete eth1");
+    wait_for("VI_B in FAULT", WAIT, || (state("VI_B").as_deref() == Some("FAULT")).then_some(()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state("VI_FT").as_deref(), Some("MASTER"), "the other instance is untouched");
+    for i in 0..5 {
+        lab.ask_new().unwrap_or_else(|e| panic!("new connection {i} after eth1 vanished: {e}"));
+    }
+    let log = ka.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    ka.stop().expect("a clean stop with the interface gone");
+}
+
+/// The netlink worker asked about an interface that vanished: each request fails on its own
+/// with the kernel's errno and what was asked (adding an address, resolving a neighbour), or
+/// succeeds where the answer is "nothing there" (deleting an address or a neighbour entry,
+/// listing its addresses, a route via it), and the worker goes on serving.
+#[test]
+fn netlink_requests_about_a_vanished_interface() {
+    use ka::net::netlink::{self, AddrSpec, NetlinkError};
+    let lab = lab(1);
+    let director = &lab.lan.directors[0];
+    director.run(&["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"]).expect("eth1");
+    director.run(&["ip", "link", "set", "eth1", "up"]).expect("up");
+    director.run(&["ip", "addr", "add", "198.18.51.1/24", "dev", "eth1"]).expect("addr");
+    let index: u32 = director.run(&["cat", "/sys/class/net/eth1/ifindex"]).expect("ifindex").trim().parse().expect("number");
+    director.run(&["ip", "link", "del", "eth1"]).expect("delete");
+    director
+        .enter(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async move {
+                let (nl, _task) = netlink::spawn().expect("netlink");
+                let vip = AddrSpec::new(index, "198.18.51.100".parse().expect("ip"), 24);
+                let e = nl.add_addr(vip.clone()).await.expect_err("no such device");
+                assert_eq!(e.errno(), Some(libc::ENODEV), "{e}");
+                assert!(e.to_string().contains(&format!("add 198.18.51.100/24 on ifindex {index}")), "{e}");
+                nl.del_addr(vip).await.expect("deleting an address of a vanished interface: nothing there");
+                nl.neigh_del(index, "198.18.51.9".parse().expect("ip")).await.expect("deleting its neighbour: nothing there");
+                let e = nl.neigh_resolve(index, "198.18.51.9".parse().expect("ip"), true, None).await.expect_err("no such device");
+                assert!(matches!(e.errno(), Some(libc::ENODEV | libc::EINVAL)), "{e}");
+                assert!(e.to_string().contains(&format!("resolve 198.18.51.9 on ifindex {index}")), "{e}");
+                assert!(matches!(nl.link("eth1").await, Err(NetlinkError::NoSuchLink(_))));
+                assert_eq!(nl.list_addrs(Some(index)).await.expect("list"), Vec::new());
+                assert_eq!(nl.route_get("198.18.51.9".parse().expect("ip")).await.expect("route get"), None, "no route left via it");
+                assert_eq!(nl.link("eth0").await.expect("the worker still serves").name, "eth0");
+            })
+        })
+        .expect("enter the director")
+        .join()
+        .expect("netlink thread");
+}
