@@ -10,7 +10,7 @@ use aya_ebpf::{
 use ka_common::{
     lb::{
         addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
-        service_template_dst, table_index, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
+        service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
         SVC_F_ALL_PORTS, SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
@@ -388,12 +388,12 @@ fn fallback(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
     if len == 0 {
         return NO_ID;
     }
-    let (svc_id, counted) = (w.svc.id, w.svc.flags & SVC_F_COUNT != 0);
+    let (base, counted) = (crate::sched::bank_base(w, bank), w.svc.flags & SVC_F_COUNT != 0);
     let slot = hash_slot(w, hash, len);
     let mut k = 1;
     // Bounded: FALLBACK_PROBES iterations.
     while k <= FALLBACK_PROBES {
-        if let Some(b) = KA_TABLES.get(table_index(svc_id, bank, fallback_slot(slot, k, len))) {
+        if let Some(b) = KA_TABLES.get(base.wrapping_add(fallback_slot(slot, k, len))) {
             let b = *b;
             if !(counted && conn::overloaded(b)) && usable(b, &mut w.backend) {
                 return b;
@@ -432,7 +432,7 @@ fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
             // SAFETY: per-CPU value of this CPU.
             let start = unsafe { *c };
             if counted {
-                let id = crate::sched::round_robin(w, crate::sched::bank_base(svc_id, bank), start, len);
+                let id = crate::sched::round_robin(w, crate::sched::bank_base(w, bank), start, len);
                 // SAFETY: as above. The cursor moves past the slots tried.
                 unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
                 return (id != NO_ID).then_some(id);
@@ -444,7 +444,7 @@ fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
         }
         _ => return None,
     };
-    let id = *KA_TABLES.get(table_index(svc_id, bank, slot))?;
+    let id = *KA_TABLES.get(crate::sched::bank_base(w, bank).wrapping_add(slot))?;
     if counted && conn::overloaded(id) {
         stats::inc(Counter::LbOverloaded);
         return None;
