@@ -317,10 +317,11 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
             }
         }
     }
-    let (bank, len) = if svc.bank & 1 == 0 {
-        (0, svc.len[0])
+    // The active bank: its number, length and first slot in `KA_TABLES`.
+    let (bank, len, base) = if svc.bank & 1 == 0 {
+        (0, svc.len[0], svc.base[0])
     } else {
-        (1, svc.len[1])
+        (1, svc.len[1], svc.base[1])
     };
     if len == 0 || len > ka_common::lb::TABLE_SIZE {
         return None;
@@ -342,12 +343,12 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
         s.ops = u8::from(ops);
         return Some((NEED_LEAST, true));
     }
-    let mut id = table_choice(w, hash, bank, len);
+    let mut id = table_choice(w, hash, base, len);
     if id == NO_ID || !usable(id, &mut w.backend) {
         if w.svc.flags & SVC_F_FALLBACK == 0 {
             return None;
         }
-        id = fallback(w, hash, bank, len);
+        id = fallback(w, hash, base, len);
         if id == NO_ID {
             return None;
         }
@@ -380,15 +381,15 @@ fn hash_slot(w: &Work, hash: u32, len: u32) -> u32 {
 
 /// `sh-fallback` / `mh-fallback` (IPVS's `ip_vs_sh_get_fallback`): the first usable backend
 /// (not down, not overloaded in a service that keeps counts) of the [`FALLBACK_PROBES`] slots
-/// probed after the flow's slot of bank `bank`, copied to `w.backend`; `NO_ID` if none.
+/// probed after the flow's slot of the bank at `base`, copied to `w.backend`; `NO_ID` if none.
 // Verifier/LLVM: a BPF-to-BPF call returning a sentinel (see `table_choice`).
 #[inline(never)]
-fn fallback(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
+fn fallback(w: &mut Work, hash: u32, base: u32, len: u32) -> u32 {
     // Verifier/LLVM: checked again so the `%` has no division-by-zero path here.
     if len == 0 {
         return NO_ID;
     }
-    let (base, counted) = (crate::sched::bank_base(w, bank), w.svc.flags & SVC_F_COUNT != 0);
+    let counted = w.svc.flags & SVC_F_COUNT != 0;
     let slot = hash_slot(w, hash, len);
     let mut k = 1;
     // Bounded: FALLBACK_PROBES iterations.
@@ -405,19 +406,20 @@ fn fallback(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
 }
 
 /// The backend of a table scheduler (Maglev over the 5-tuple, the source or the destination;
-/// the round-robin cursor) for the flow in `w`, from bank `bank` of `len` slots, or `NO_ID`.
+/// the round-robin cursor) for the flow in `w`, from the bank of `len` slots at `base` in
+/// `KA_TABLES`, or `NO_ID`.
 /// In a service that keeps counts an overloaded backend (`uthreshold`) is passed over as IPVS
 /// does: the round-robin cursor moves on (at most `MAX_DESTS` slots), a hash scheduler has no
 /// backend.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own) returning a sentinel, not an
 // `Option` (whose `None` would carry an undefined payload).
 #[inline(never)]
-fn table_choice(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
-    table_pick(w, hash, bank, len).unwrap_or(NO_ID)
+fn table_choice(w: &mut Work, hash: u32, base: u32, len: u32) -> u32 {
+    table_pick(w, hash, base, len).unwrap_or(NO_ID)
 }
 
 #[inline(always)]
-fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
+fn table_pick(w: &mut Work, hash: u32, base: u32, len: u32) -> Option<u32> {
     let (svc_id, sched) = (w.svc.id, w.svc.sched);
     let counted = w.svc.flags & SVC_F_COUNT != 0;
     // Verifier/LLVM: checked again here (the caller did) so the `%` below has no
@@ -432,7 +434,7 @@ fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
             // SAFETY: per-CPU value of this CPU.
             let start = unsafe { *c };
             if counted {
-                let id = crate::sched::round_robin(w, crate::sched::bank_base(w, bank), start, len);
+                let id = crate::sched::round_robin(w, base, start, len);
                 // SAFETY: as above. The cursor moves past the slots tried.
                 unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
                 return (id != NO_ID).then_some(id);
@@ -444,7 +446,7 @@ fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
         }
         _ => return None,
     };
-    let id = *KA_TABLES.get(crate::sched::bank_base(w, bank).wrapping_add(slot))?;
+    let id = *KA_TABLES.get(base.wrapping_add(slot))?;
     if counted && conn::overloaded(id) {
         stats::inc(Counter::LbOverloaded);
         return None;

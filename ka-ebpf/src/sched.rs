@@ -206,16 +206,6 @@ pub fn round_robin(w: &mut Work, base: u32, start: u32, len: u32) -> u32 {
     r.rr_id
 }
 
-/// `KA_TABLES` index of slot 0 of bank `bank` (0 or 1) of the service in `w`.
-#[inline(always)]
-pub fn bank_base(w: &Work, bank: u32) -> u32 {
-    if bank == 0 {
-        w.svc.base[0]
-    } else {
-        w.svc.base[1]
-    }
-}
-
 /// Fills `w.lblc_key` with the flow's destination in its service; returns the cache entry
 /// still fresh (used within the `lblc` expiration), if any.
 #[inline(always)]
