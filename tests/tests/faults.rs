@@ -546,3 +546,78 @@ fn netlink_requests_about_a_vanished_interface() {
         .join()
         .expect("netlink thread");
 }
+
+/// Virtual servers of the 10,000-server configuration.
+const MANY: u16 = 10_000;
+/// Their first port.
+const MANY_PORT: u16 = 10_000;
+
+/// A configuration of 10,000 virtual servers (the VIP on ports 10000–19999, `mh` over the same
+/// two DR real servers, no checkers) and the VRRP instance owning the VIP.
+fn many_conf() -> String {
+    let mut text = format!(
+        "vrrp_instance VI_FT {{\n state MASTER\n interface eth0\n virtual_router_id {VRID}\n priority 150\n advert_int 1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n"
+    );
+    for p in MANY_PORT..MANY_PORT + MANY {
+        text.push_str(&format!(
+            "virtual_server {VIP} {p} {{\n lb_algo mh\n lb_kind DR\n protocol TCP\n real_server {} {p} {{\n }}\n real_server {} {p} {{\n }}\n}}\n",
+            RS[0], RS[1]
+        ));
+    }
+    text
+}
+
+/// A configuration of 10,000 virtual servers starts and serves every one of them: none is
+/// refused (before, the datapath held 64 and refused the rest), `ka status` lists them all in
+/// the tables, and connections to the first, a middle and the last one are answered. How long
+/// the start takes is a benchmark (`cargo xtask bench --only faults`); here the bound is only
+/// generous.
+#[test]
+fn ten_thousand_virtual_servers_start_and_serve() {
+    let lab = lab(2);
+    let accepted = Accepted::default();
+    let sample = [MANY_PORT, MANY_PORT + MANY / 2, MANY_PORT + MANY - 1];
+    let _servers: Vec<EchoServer> = lab
+        .lan
+        .real_servers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ns)| sample.iter().map(move |&p| (i, ns, p)))
+        .map(|(i, ns, p)| EchoServer::start(ns, i, p, &accepted, &[]).expect("echo server"))
+        .collect();
+    let conf = lab.write("many.conf", &many_conf());
+    let instance = unique_name("fv");
+    let started = std::time::Instant::now();
+    let ka = KaDaemon::start(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf]).expect("ka run");
+    let st = wait_for("MASTER with the 10,000 services", Duration::from_secs(120), || {
+        let st = ka.status_json().ok()?;
+        (st["vrrp"][0]["state"] == "MASTER").then_some(st)
+    });
+    println!("10,000 virtual servers: control socket and MASTER after {} ms", started.elapsed().as_millis());
+    let services = st["services"].as_array().expect("services");
+    assert_eq!(services.len(), usize::from(MANY), "every virtual server is in the datapath");
+    let refused = st["refused"].as_array().map_or(0, Vec::len);
+    assert_eq!(refused, 0, "none refused: {}", st["refused"]);
+    let in_tables = services.iter().filter(|s| s["backends"].as_array().is_some_and(|b| b.len() == 2 && b.iter().all(|b| b["in_table"] == true))).count();
+    assert_eq!(in_tables, usize::from(MANY), "every real server of every virtual server in its table");
+    for port in sample {
+        let answer = wait_for(&format!("port {port} served"), WAIT, || {
+            lab.lan
+                .client
+                .enter(move || {
+                    let vip: SocketAddr = format!("{VIP}:{port}").parse().ok()?;
+                    let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(2)).ok()?;
+                    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                    ask_why(&mut s).ok()
+                })
+                .ok()?
+                .join()
+                .ok()
+                .flatten()
+        });
+        assert!(answer < 2, "answered by real server {answer}");
+    }
+    let st = ka.status_json().expect("status");
+    assert!(counter(&st, "lb_dr") >= 3, "forwarded by XDP: {}", st["counters"]);
+    ka.stop().expect("clean stop");
+}
