@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_config;
+mod bench_faults;
 mod bench_flood;
 mod bench_health;
 mod bench_reload;
