@@ -37,6 +37,15 @@ impl KaDaemon {
     /// # Errors
     /// As [`KaDaemon::start`].
     pub fn start_logging_to(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf) -> anyhow::Result<KaDaemon> {
+        KaDaemon::start_waiting(ns, bin, instance, args, log, Duration::from_secs(30))
+    }
+
+    /// [`KaDaemon::start_logging_to`], waiting up to `within` for the control socket to answer
+    /// (a configuration of 10,000 virtual servers on a loaded machine).
+    ///
+    /// # Errors
+    /// As [`KaDaemon::start`].
+    pub fn start_waiting(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf, within: Duration) -> anyhow::Result<KaDaemon> {
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .nsenter(bin)
@@ -62,8 +71,8 @@ impl KaDaemon {
                     bail!("ka run exited with {st} before answering:\n{}", d.log_text());
                 }
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("ka run did not answer on its control socket within 30 s:\n{}", d.log_text());
+            if start.elapsed() > within {
+                bail!("ka run did not answer on its control socket within {within:?}:\n{}", d.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -172,7 +172,8 @@ pub fn run(opts: &Options, ka: &Path) -> anyhow::Result<()> {
     let path = write_conf(&conf(&many))?;
     eprintln!("bench: {n} virtual servers");
     let t = Instant::now();
-    let d = KaDaemon::start(&lan.directors[0], ka, &unique_name("bfv"), &["--log", "info", "-f", &path]);
+    let instance = unique_name("bfv");
+    let d = KaDaemon::start_waiting(&lan.directors[0], ka, &instance, &["--log", "info", "-f", &path], KaDaemon::log_file(&instance), Duration::from_secs(300));
     let d = d?;
     let answered = t.elapsed();
     let mut st = serde_json::Value::Null;
