@@ -160,7 +160,8 @@ mod tests {
     fn link_changes_become_events() {
         let s = |index, running| Some(Seen { index, running });
         let re = |index, running| Some(LinkEvent::Recreated { iface: "eth0".into(), index, running });
-        let cases: [(&str, Option<Seen>, Option<Seen>, Option<LinkEvent>); 9] = [
+        type Case = (&'static str, Option<Seen>, Option<Seen>, Option<LinkEvent>);
+        let cases: [Case; 9] = [
             ("steady up", s(3, true), s(3, true), None),
             ("steady down", s(3, false), s(3, false), None),
             ("still absent", None, None, None),

@@ -588,7 +588,9 @@ fn ten_thousand_virtual_servers_start_and_serve() {
     let conf = lab.write("many.conf", &many_conf());
     let instance = unique_name("fv");
     let started = std::time::Instant::now();
-XX, Duration::from_secs(120), || {
+    let ka = KaDaemon::start_waiting(&lab.lan.directors[0], &ka_bin(), &instance, &["-f", &conf], KaDaemon::log_file(&instance), Duration::from_secs(120))
+        .expect("ka run");
+    let st = wait_for("MASTER with the 10,000 services", Duration::from_secs(120), || {
         let st = ka.status_json().ok()?;
         (st["vrrp"][0]["state"] == "MASTER").then_some(st)
     });

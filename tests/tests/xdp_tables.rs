@@ -46,7 +46,7 @@ fn svc(n: u16, first: u8, count: u8) -> ServiceSpec {
         vip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
         port: 1000 + n,
         proto: L4Proto::Tcp,
-        scheduler: if n % 2 == 0 { Scheduler::Maglev } else { Scheduler::RoundRobin },
+        scheduler: if n.is_multiple_of(2) { Scheduler::Maglev } else { Scheduler::RoundRobin },
         persistence: None,
         master_slot: None,
         backends: (first..first + count)

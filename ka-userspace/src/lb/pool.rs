@@ -76,7 +76,7 @@ impl Pool {
     /// maps); false when it is misaligned, out of the pool or not entirely free.
     pub fn reserve(&mut self, start: u32, size: u32) -> bool {
         let want = order(size);
-        if size == 0 || start % (MIN_REGION << want) != 0 || want >= self.free.len() {
+        if size == 0 || !start.is_multiple_of(MIN_REGION << want) || want >= self.free.len() {
             return false;
         }
         // The free block that contains it, at its order or above.
