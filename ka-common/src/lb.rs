@@ -752,7 +752,7 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<ServiceKey4>(), 8);
         assert_eq!(size_of::<FlowKey4>(), 16);
-        assert_eq!(size_of::<ServiceValue>(), 44);
+        assert_eq!(size_of::<ServiceValue>(), 56);
         assert_eq!(size_of::<Backend>(), 32);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<ConnValue>(), 16);
