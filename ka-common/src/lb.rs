@@ -6,33 +6,81 @@
 //! bytes with the other twelve zero; a `family` field ([`FAMILY_V4`] / [`FAMILY_V6`]) says which.
 //! Ports are in network byte order (`[u8; 2]`).
 //!
+//! # Scheduling tables
+//!
+//! [`TABLES_MAP`] is one pool of [`TABLE_POOL_SLOTS`] slots. Each service that schedules from a
+//! table owns a region of it: two banks of `cap` slots, a power of two ([`table_capacity`]),
+//! at `base[0]` and `base[1]` of its [`ServiceValue`]; userspace places the regions (a buddy
+//! allocator: no region ever straddles another). A Maglev service's ring is the prime just
+//! below `cap` ([`ring_size`]), chosen from the number of its real servers, so that 10,000
+//! small services fit where 64 rings of 65,537 slots used to.
+//!
 //! # Atomic service updates
 //!
-//! Each service owns two banks of [`TABLE_SIZE`] slots in [`TABLES_MAP`] (bank `b` of service
-//! `id` starts at `(id * 2 + b) * TABLE_SIZE`). Userspace rewrites only the slots that differ in
-//! the *inactive* bank, then replaces the service's [`ServiceValue`] (a hash-map element, so the
-//! replacement is atomic for readers) with `bank` flipped and `len` updated. A packet reads the
-//! service value once, so it sees either the whole old table or the whole new one.
+//! Userspace rewrites only the slots that differ in the *inactive* bank, then replaces the
+//! service's [`ServiceValue`] (a hash-map element, so the replacement is atomic for readers)
+//! with `bank` flipped and `len` updated (and, when the service moves to a region of another
+//! size, `base` and `cap` too; the region it leaves is reused only by a later update). A
+//! packet reads the service value once, so it sees either the whole old table or the whole new
+//! one.
 
 use bytemuck::{Pod, Zeroable};
 
-/// Size of a Maglev lookup table: a prime, so every `skip` visits every slot (Maglev §3.4).
-/// Also the largest round-robin schedule a service can have.
-pub const MAGLEV_RING_SIZE: u32 = 65_537;
-/// Slots per bank of [`TABLES_MAP`].
-pub const TABLE_SIZE: u32 = MAGLEV_RING_SIZE;
+/// The largest Maglev ring: a prime, so every `skip` visits every slot (Maglev §3.4), and the
+/// largest below 2^16 so a ring fits a bank of [`TABLE_SIZE`] slots.
+pub const MAGLEV_RING_SIZE: u32 = 65_521;
+/// Slots of the largest bank (a power of two): the longest table a service can have (Maglev
+/// ring, round-robin schedule).
+pub const TABLE_SIZE: u32 = 65_536;
 /// Banks per service (double buffering).
 pub const TABLE_BANKS: u32 = 2;
-/// Most services (a `virtual_server`, with all the addresses and ports of its group). Sizes
-/// [`TABLES_MAP`]: `MAX_SERVICES * 2 * TABLE_SIZE` u32 = 33.5 MiB.
-pub const MAX_SERVICES: u32 = 64;
+/// Slots of [`TABLES_MAP`] (a power of two: 64 services of the largest rings, or 16,384 of the
+/// smallest; 32 MiB).
+pub const TABLE_POOL_SLOTS: u32 = 1 << 23;
+/// The Maglev ring sizes: for each bank capacity `2^k` from 256 to 65,536, the largest prime
+/// below it.
+pub const RING_SIZES: [u32; 9] = [251, 509, 1021, 2039, 4093, 8191, 16_381, 32_749, 65_521];
+/// Slots per real server a Maglev ring has at least (Maglev §5.3: rings of 100 × N slots keep
+/// every server within about 1 % of its share).
+pub const RING_SLOTS_PER_SERVER: u32 = 100;
+
+/// The bank capacity of a table service with `servers` real servers (a power of two from 256
+/// to [`TABLE_SIZE`]): the smallest whose ring ([`ring_size`]) has at least
+/// [`RING_SLOTS_PER_SERVER`] slots per server.
+pub const fn table_capacity(servers: u32) -> u32 {
+    let want = servers.saturating_mul(RING_SLOTS_PER_SERVER);
+    let mut i = 0;
+    while i < RING_SIZES.len() {
+        if RING_SIZES[i] >= want {
+            return 256 << i;
+        }
+        i += 1;
+    }
+    TABLE_SIZE
+}
+
+/// The Maglev ring of a bank of `cap` slots: the largest prime below it ([`RING_SIZES`]).
+pub const fn ring_size(cap: u32) -> u32 {
+    let mut i = 0;
+    while i < RING_SIZES.len() {
+        if (256 << i) >= cap {
+            return RING_SIZES[i];
+        }
+        i += 1;
+    }
+    MAGLEV_RING_SIZE
+}
+
+/// Most services (a `virtual_server`, with all the addresses and ports of its group): the
+/// index of their round-robin cursors, candidate lists and counters.
+pub const MAX_SERVICES: u32 = 16_384;
 /// Most service keys of each family ([`SERVICES4_MAP`], [`SERVICES6_MAP`]): every (VIP, port,
 /// protocol) a service answers on, each address of a `virtual_server_group` range one key.
 /// Several keys carry the same [`ServiceValue`] (one id: one table, one persistence scope).
 pub const MAX_SERVICE_KEYS: u32 = 16_384;
 /// Most backends (a real server of a service; the same address in two services is two
 /// backends).
-pub const MAX_BACKENDS: u32 = 4096;
+pub const MAX_BACKENDS: u32 = 32_768;
 /// Sets of each family's connection table ([`CONN4_MAP`], [`CONN6_MAP`]): a power of two, so
 /// the set of a flow is its hash's low bits.
 pub const CONN_SETS: u32 = 65_536;
@@ -61,7 +109,8 @@ pub const SERVICES4_MAP: &str = "KA_SERVICES4";
 pub const SERVICES6_MAP: &str = "KA_SERVICES6";
 /// Backends, `Array<Backend>` of [`MAX_BACKENDS`].
 pub const BACKENDS_MAP: &str = "KA_BACKENDS";
-/// Scheduling tables, `Array<u32>` (backend ids) of `MAX_SERVICES * 2 * TABLE_SIZE`.
+/// Scheduling tables, `Array<u32>` (backend ids) of [`TABLE_POOL_SLOTS`]: the regions of the
+/// services (see the module notes).
 pub const TABLES_MAP: &str = "KA_TABLES";
 /// Round-robin cursors, `PerCpuArray<u32>` of [`MAX_SERVICES`].
 pub const RR_MAP: &str = "KA_RR";
@@ -277,12 +326,17 @@ impl ServiceKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServiceValue {
-    /// Service id: index of its tables, cursor and counters (< [`MAX_SERVICES`]).
+    /// Service id: index of its cursor, candidate lists and counters (< [`MAX_SERVICES`]).
     pub id: u32,
     /// Active bank (0 or 1).
     pub bank: u32,
-    /// Slots in use in each bank (0: no backend available).
+    /// Slots in use in each bank (0: no backend available; at most `cap`).
     pub len: [u32; 2],
+    /// Index in [`TABLES_MAP`] of slot 0 of each bank.
+    pub base: [u32; 2],
+    /// Slots of each bank (a power of two, [`table_capacity`]; 0: no table, a
+    /// least-connection service).
+    pub cap: u32,
     /// Index in [`MASTER_MAP`] of the VRRP instance owning the VIP, or [`NO_MASTER_SLOT`].
     pub master_slot: u32,
     /// Persistence timeout in seconds (with [`SVC_F_PERSIST`]).
@@ -554,11 +608,6 @@ pub const fn fallback_slot(first: u32, k: u32, len: u32) -> u32 {
     ((first as u64 + k as u64 * 40_503) % len as u64) as u32
 }
 
-/// Index of bank `bank` slot `slot` of service `id` in [`TABLES_MAP`].
-#[inline(always)]
-pub const fn table_index(id: u32, bank: u32, slot: u32) -> u32 {
-    (id * TABLE_BANKS + bank) * TABLE_SIZE + slot
-}
 
 /// Murmur3's 32-bit finaliser-style mix of `words` with a fixed seed: the flow hash of the
 /// kernel (deterministic, no per-node randomness, so two directors with the same config pick
@@ -711,7 +760,7 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<ServiceKey4>(), 8);
         assert_eq!(size_of::<FlowKey4>(), 16);
-        assert_eq!(size_of::<ServiceValue>(), 44);
+        assert_eq!(size_of::<ServiceValue>(), 56);
         assert_eq!(size_of::<Backend>(), 32);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<ConnValue>(), 16);
@@ -757,9 +806,22 @@ mod tests {
         assert_eq!(prefix_mask(32, 4)[..5], [0xff, 0xff, 0xff, 0xff, 0]);
     }
 
+    /// A service's bank capacity grows with its real servers, by powers of two, so its ring
+    /// (the prime below) keeps at least 100 slots per server; the largest bank holds the
+    /// largest ring; every ring is prime.
     #[test]
-    fn table_index_layout() {
-        assert_eq!(table_index(0, 1, 0), TABLE_SIZE);
-        assert_eq!(table_index(1, 0, 5), 2 * TABLE_SIZE + 5);
+    fn table_capacity_follows_the_servers() {
+        let cases = [(0, 256), (1, 256), (2, 256), (3, 512), (5, 512), (6, 1024), (100, 16_384), (327, 32_768), (328, 65_536), (655, 65_536), (10_000, 65_536)];
+        for (servers, cap) in cases {
+            assert_eq!(table_capacity(servers), cap, "{servers} servers");
+            let ring = ring_size(cap);
+            assert!(ring < cap && ring > cap / 2, "{servers}: ring {ring} in a bank of {cap}");
+            assert!(ring >= servers.min(655) * RING_SLOTS_PER_SERVER, "{servers}: ring {ring}");
+        }
+        assert_eq!(ring_size(TABLE_SIZE), MAGLEV_RING_SIZE);
+        for r in RING_SIZES {
+            assert!((2..r).take_while(|d| d * d <= r).all(|d| r % d != 0), "{r} is prime");
+        }
+        assert_eq!(TABLE_POOL_SLOTS % (2 * TABLE_SIZE), 0, "the pool holds whole regions of the largest banks");
     }
 }

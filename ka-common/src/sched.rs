@@ -114,6 +114,10 @@ pub const CONN_F_COUNTED: u32 = 0x100;
 /// [`crate::lb::ConnWay4::state`] of a way being written (with stamp 0): readers skip it, no
 /// other writer takes it.
 pub const CONN_BUSY: u32 = 0x8000_0000;
+/// Flag of [`crate::lb::ConnWay4::state`]: a flow other than TCP (UDP) whose entry saw a
+/// packet after the one that created it, so not a one-packet spoof (conntrack's
+/// `IPS_ASSURED`). With TCP ESTABLISHED, what [`is_assured`] protects from eviction.
+pub const CONN_F_ASSURED: u32 = 0x200;
 
 /// IPVS's SYN_RECV lifetime, for an entry whose SYN was seen but not the ACK that follows.
 pub const SYN_TIMEOUT_S: u32 = 60;
@@ -194,6 +198,11 @@ pub struct ConnTimeouts {
     pub close: u32,
     /// `lblc`/`lblcr` cache expiration ([`LBLC_EXPIRATION_S`]).
     pub lblc: u32,
+    /// Flood mode ([`flood_count`]): new unassured entries a CPU records per `flood_window`
+    /// before it enters flood mode (`lvs_flood_rate`; 0: never).
+    pub flood_rate: u32,
+    /// The flood-mode window in jiffies (one second; 0: flood mode off).
+    pub flood_window: u32,
 }
 
 /// Key of [`LBLC_MAP`]: a destination address of a service.
@@ -274,6 +283,86 @@ pub const fn life_state(life: u64) -> u32 {
 #[inline(always)]
 pub const fn is_active(state: u32) -> bool {
     state & CONN_S_MASK == CONN_S_EST
+}
+
+/// Whether an entry in `state` is assured: TCP ESTABLISHED, or a flow of another protocol
+/// seen twice ([`CONN_F_ASSURED`]). A single spoofed packet (a SYN, a UDP datagram) never
+/// makes an assured entry, so a flood cannot push these out (see [`evict_rank`]).
+#[inline(always)]
+pub const fn is_assured(state: u32) -> bool {
+    is_active(state) || state & CONN_F_ASSURED != 0
+}
+
+/// Bit of an [`evict_rank`] set for an entry that is not assured.
+pub const EVICT_UNASSURED: u32 = 0x8000_0000;
+
+/// How readily a live way of `state`, last seen `age` jiffies ago, gives its place to a new
+/// entry when its set is full: the way with the highest rank goes. Every unassured way ranks
+/// above every assured one ([`EVICT_UNASSURED`]), and within each class the least recently
+/// seen ranks highest. So a SYN or UDP flood replaces its own entries and never an
+/// established connection while its set holds an unassured way.
+// Verifier: branch-free (no select on the state), so the connection table's victim search
+// keeps one verifier state per way instead of two.
+#[inline(always)]
+pub const fn evict_rank(state: u32, age: u32) -> u32 {
+    // x = 0 iff ESTABLISHED; (x | -x) >> 31 = 1 iff x != 0 (x < 2^31).
+    let x = (state & CONN_S_MASK) ^ CONN_S_EST;
+    let not_est = (x | x.wrapping_neg()) >> 31;
+    let not_assured = (state >> CONN_F_ASSURED.trailing_zeros() & 1) ^ 1;
+    (age & !EVICT_UNASSURED) | (not_est & not_assured) << 31
+}
+
+/// Default `lvs_flood_rate`: new unassured entries (a SYN, a first UDP datagram) one CPU
+/// records per second before it enters flood mode.
+pub const DEFAULT_FLOOD_RATE: u32 = 10_000;
+
+/// A CPU's count of new unassured connection-table entries in its current flood-mode window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloodWindow {
+    /// Start of the window, jiffies (low 32 bits).
+    pub start: u32,
+    /// New unassured entries counted since `start`.
+    pub count: u32,
+}
+
+/// [`flood_count`]: the CPU is below the rate.
+pub const FLOOD_OFF: u32 = 0;
+/// [`flood_count`]: this entry took the CPU over the rate (counted once per window).
+pub const FLOOD_ENTERED: u32 = 1;
+/// [`flood_count`]: the CPU was over the rate already.
+pub const FLOOD_ON: u32 = 2;
+
+/// Counts one new unassured entry at `now` in a CPU's window `w` (one window of `window`
+/// jiffies at a time, like Katran's per-CPU connection rate): the window after it, and whether
+/// the CPU is in flood mode ([`FLOOD_OFF`], [`FLOOD_ENTERED`], [`FLOOD_ON`]), that is whether
+/// it counted more than `rate` entries in the current window. `rate` or `window` 0: never.
+#[inline(always)]
+pub const fn flood_count(w: FloodWindow, now: u32, window: u32, rate: u32) -> (FloodWindow, u32) {
+    if rate == 0 || window == 0 {
+        return (w, FLOOD_OFF);
+    }
+    if now.wrapping_sub(w.start) >= window {
+        // A new window: this entry is its first (rate ≥ 1).
+        return (FloodWindow { start: now, count: 1 }, FLOOD_OFF);
+    }
+    let count = w.count.saturating_add(1);
+    let mode = if count <= rate {
+        FLOOD_OFF
+    } else if count == rate + 1 {
+        FLOOD_ENTERED
+    } else {
+        FLOOD_ON
+    };
+    (FloodWindow { start: w.start, count }, mode)
+}
+
+/// Whether a scheduler gives a flow the same backend on every packet while the tables stay
+/// unchanged (Maglev, `sh`, `dh`): its flows need no connection-table entry to stay put, so
+/// in flood mode their unassured entries are not recorded at all.
+#[inline(always)]
+pub const fn sched_is_consistent(sched: u8) -> bool {
+    matches!(sched, crate::lb::SCHED_MAGLEV | crate::lb::SCHED_SRC_HASH | crate::lb::SCHED_DST_HASH)
 }
 
 /// The state of a new entry for the packet that creates it: IPVS's input-only TCP table from
@@ -973,10 +1062,11 @@ mod tests {
     /// The lifetime follows protocol and state.
     #[test]
     fn timeouts_by_state() {
-        let t = ConnTimeouts { tcp: 1, tcp_fin: 2, udp: 3, syn: 4, close: 5, lblc: 6 };
+        let t = ConnTimeouts { tcp: 1, tcp_fin: 2, udp: 3, syn: 4, close: 5, lblc: 6, ..Default::default() };
         assert_eq!(timeout_of(CONN_S_EST | CONN_F_COUNTED, IPPROTO_TCP, &t), 1);
         assert_eq!(timeout_of(CONN_S_FIN, IPPROTO_TCP, &t), 2);
         assert_eq!(timeout_of(CONN_S_UDP, IPPROTO_UDP, &t), 3);
+        assert_eq!(timeout_of(CONN_S_UDP | CONN_F_ASSURED, IPPROTO_UDP, &t), 3, "assured or not");
         assert_eq!(timeout_of(CONN_S_SYN, IPPROTO_TCP, &t), 4);
         assert_eq!(timeout_of(CONN_S_CLOSE, IPPROTO_TCP, &t), 5);
         // An entry of an older build (state 0).
@@ -1041,5 +1131,71 @@ mod tests {
         let full = [c(1, 4, 9, 0), c(2, 4, 8, 0), c(3, 4, 7, 0), c(4, 4, 6, 0), c(5, 4, 0, 0)];
         let r = pick_lblcr(5, &[1, 2, 3, 4], false, |i| full.get(i).copied()).expect("choice");
         assert_eq!((r.id, r.set, r.modified), (5, [5, 2, 3, 4], true), "full: 5 takes the most loaded member's slot");
+    }
+
+    /// Every unassured way (SYN, FIN, CLOSE, a UDP flow seen once) ranks above every assured
+    /// one (ESTABLISHED, a UDP flow seen twice), whatever their ages; within a class the older
+    /// ranks higher. Flags other than `CONN_F_ASSURED` do not matter.
+    #[test]
+    fn eviction_prefers_unassured_then_oldest() {
+        let unassured = [CONN_S_SYN, CONN_S_FIN, CONN_S_CLOSE, CONN_S_UDP, CONN_S_UDP | CONN_F_COUNTED, 0];
+        let assured = [CONN_S_EST, CONN_S_EST | CONN_F_COUNTED, CONN_S_UDP | CONN_F_ASSURED, CONN_S_UDP | CONN_F_ASSURED | CONN_F_COUNTED];
+        for u in unassured {
+            assert!(!is_assured(u), "{u:#x}");
+            for a in assured {
+                assert!(is_assured(a), "{a:#x}");
+                for (age_u, age_a) in [(0, 0), (0, 1_000_000), (5, u32::MAX), (u32::MAX, 0)] {
+                    assert!(evict_rank(u, age_u) > evict_rank(a, age_a), "{u:#x}@{age_u} vs {a:#x}@{age_a}");
+                }
+            }
+            assert!(evict_rank(u, 10) > evict_rank(u, 9));
+        }
+        for a in assured {
+            assert!(evict_rank(a, 10) > evict_rank(a, 9));
+            assert_eq!(evict_rank(a, 7), 7);
+        }
+        assert_eq!(evict_rank(CONN_S_SYN, 7), EVICT_UNASSURED | 7);
+    }
+
+    /// Flood mode: per window of `window` jiffies, the `rate`-th entry is still normal, the
+    /// next one enters flood mode (reported once), the ones after stay in it; a new window
+    /// starts over; rate or window 0 never floods.
+    #[test]
+    fn flood_mode_counts_per_window() {
+        struct Case {
+            name: &'static str,
+            start: FloodWindow,
+            now: u32,
+            window: u32,
+            rate: u32,
+            want: (FloodWindow, u32),
+        }
+        let w = |start, count| FloodWindow { start, count };
+        let cases = [
+            Case { name: "below", start: w(100, 1), now: 150, window: 250, rate: 3, want: (w(100, 2), FLOOD_OFF) },
+            Case { name: "at the rate", start: w(100, 2), now: 150, window: 250, rate: 3, want: (w(100, 3), FLOOD_OFF) },
+            Case { name: "over: entered", start: w(100, 3), now: 150, window: 250, rate: 3, want: (w(100, 4), FLOOD_ENTERED) },
+            Case { name: "still over", start: w(100, 4), now: 349, window: 250, rate: 3, want: (w(100, 5), FLOOD_ON) },
+            Case { name: "next window", start: w(100, 900), now: 350, window: 250, rate: 3, want: (w(350, 1), FLOOD_OFF) },
+            Case { name: "clock wrap", start: w(u32::MAX - 10, 4), now: 5, window: 250, rate: 3, want: (w(u32::MAX - 10, 5), FLOOD_ON) },
+            Case { name: "saturates", start: w(100, u32::MAX), now: 101, window: 250, rate: 3, want: (w(100, u32::MAX), FLOOD_ON) },
+            Case { name: "rate 0: off", start: w(100, 7), now: 101, window: 250, rate: 0, want: (w(100, 7), FLOOD_OFF) },
+            Case { name: "no window yet: off", start: w(100, 7), now: 101, window: 0, rate: 3, want: (w(100, 7), FLOOD_OFF) },
+        ];
+        for c in cases {
+            assert_eq!(flood_count(c.start, c.now, c.window, c.rate), c.want, "{}", c.name);
+        }
+    }
+
+    /// Only the hash schedulers are consistent (no entry needed to keep a flow's backend).
+    #[test]
+    fn consistent_schedulers() {
+        use crate::lb::*;
+        for s in [SCHED_MAGLEV, SCHED_SRC_HASH, SCHED_DST_HASH] {
+            assert!(sched_is_consistent(s));
+        }
+        for s in [SCHED_ROUND_ROBIN, SCHED_LC, SCHED_WLC, SCHED_SED, SCHED_NQ, SCHED_FO, SCHED_OVF, SCHED_LBLC, SCHED_LBLCR, SCHED_TWOS] {
+            assert!(!sched_is_consistent(s), "{s}");
+        }
     }
 }

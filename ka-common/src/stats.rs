@@ -228,6 +228,24 @@ counters! {
     /// Pass: a packet to a service in a frame addressed to another host's MAC (flooded by a
     /// switch, or seen in promiscuous mode): only the director it is addressed to forwards it.
     PassNotOurMac = "pass_not_our_mac",
+    /// LB flood mode: a CPU recorded more new unassured connection-table entries (a TCP SYN,
+    /// a first UDP datagram) in one second than `lvs_flood_rate`; counted once per CPU and
+    /// second of flood.
+    LbFloodMode = "lb_flood_mode",
+    /// LB flood mode: a new flow of a consistent-hash service (`mh`, `sh`, `dh`) got no
+    /// connection-table entry (its scheduler gives its next packets the same backend; its
+    /// entry is recorded once it is established).
+    LbConnFloodSkip = "lb_conn_flood_skip",
+    /// LB flood mode: a new flow of another scheduler got no connection-table entry because
+    /// every way of its set holds an assured entry (established connections are not evicted
+    /// for unassured ones during a flood).
+    LbConnSetFull = "lb_conn_set_full",
+    /// LB: a new entry took the way of another flow's unassured entry (its set was full).
+    LbConnEvicted = "lb_conn_evicted",
+    /// LB: a new entry took the way of another flow's assured entry (an established
+    /// connection, a UDP flow seen twice): its set held nothing else. Outside a flood this is
+    /// a table too small for the connections it holds.
+    LbConnEvictedAssured = "lb_conn_evicted_assured",
 }
 
 impl Counter {

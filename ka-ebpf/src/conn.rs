@@ -11,8 +11,9 @@ use core::{
 use ka_common::{
     lb::{conn_check, conn_set, FlowKey, FlowKey4, CONN_WAYS},
     sched::{
-        is_active, life, life_stamp, life_state, overload_after_bind, overload_clears, tcp_next_state,
-        timeout_of, BackendConns, CONN_BUSY, CONN_F_COUNTED, CONN_S_MASK,
+        evict_rank, is_active, is_assured, life, life_stamp, life_state, overload_after_bind, overload_clears,
+        tcp_next_state, timeout_of, BackendConns, CONN_BUSY, CONN_F_ASSURED, CONN_F_COUNTED, CONN_S_MASK,
+        EVICT_UNASSURED,
     },
     stats::Counter,
     wire::IPPROTO_TCP,
@@ -51,6 +52,53 @@ fn launder(i: usize) -> Option<usize> {
         Some(read_volatile(&w.launder) as usize & (CONN_WAYS - 1))
     }
 }
+
+/// `v` read back from per-CPU map memory: a value the verifier no longer tracks, so the code
+/// after it is checked once for every value instead of once per value. `v` itself if the
+/// per-CPU memory is missing.
+#[inline(always)]
+pub fn opaque(v: u32) -> u32 {
+    let Some(w) = crate::maps::work() else {
+        return v;
+    };
+    // SAFETY: per-CPU memory of this CPU.
+    unsafe {
+        write_volatile(&mut w.launder, v);
+        read_volatile(&w.launder)
+    }
+}
+
+/// Counts a new unassured entry in this CPU's flood-mode window (`w.flood`, against the
+/// `flood_rate` and `flood_window` userspace wrote; [`ka_common::sched::flood_count`]) and
+/// answers 1 while the CPU is in flood mode, else 0. Entering it is counted `lb_flood_mode`.
+#[inline(always)]
+pub fn flood(w: &mut crate::maps::Work, now: u32) -> u32 {
+    use ka_common::sched::{flood_count, FLOOD_ENTERED, FLOOD_OFF};
+    let Some(t) = KA_CONN_TIMEOUTS.get(0) else {
+        return 0;
+    };
+    let (next, mode) = flood_count(w.flood, now, t.flood_window, t.flood_rate);
+    w.flood = next;
+    if mode == FLOOD_ENTERED {
+        stats::inc(Counter::LbFloodMode);
+    }
+    u32::from(mode != FLOOD_OFF)
+}
+
+/// Counts the eviction of another flow's entry of `state`.
+// Verifier/LLVM: a BPF-to-BPF call: its two counters do not split the caller's paths.
+#[inline(never)]
+fn count_eviction(state: u32) {
+    stats::inc(if is_assured(state) { Counter::LbConnEvictedAssured } else { Counter::LbConnEvicted });
+}
+
+/// [`conn4_put`]/[`conn6_put`]: the flow is recorded.
+pub const PUT_DONE: u32 = 1;
+/// [`conn4_put`]/[`conn6_put`]: another CPU took the way first; nothing recorded.
+pub const PUT_LOST: u32 = 0;
+/// [`conn4_put`]/[`conn6_put`]: every way of the set is assured and the caller keeps them;
+/// nothing recorded (counted `lb_conn_set_full`).
+pub const PUT_FULL: u32 = 2;
 
 /// The lifetime of an entry (0: none, also before userspace wrote the lifetimes).
 #[inline(always)]
@@ -191,10 +239,12 @@ fn touch(lp: *mut u64, l: u64, backend: u32, proto: u8, now: u32, tcp_flags: u8)
         stats::inc(Counter::LbConnExpired);
         return None;
     }
+    // A flow of another protocol seen again is assured (`is_assured`): a one-packet spoof
+    // never is.
     let next = if proto == IPPROTO_TCP {
         state & !CONN_S_MASK | tcp_next_state(state & CONN_S_MASK, tcp_flags)
     } else {
-        state
+        state | CONN_F_ASSURED
     };
     // SAFETY: as above.
     if (next != state || stamp != now) && unsafe { atomic::cas64(lp, l, life(now, next)) } == l {
@@ -205,8 +255,10 @@ fn touch(lp: *mut u64, l: u64, backend: u32, proto: u8, now: u32, tcp_flags: u8)
 
 /// Lookup, insertion and sweep of one family's set-associative connection table:
 /// `$get(key, hash, now, tcp_flags)` returns the backend of a live way holding `key` (see
-/// [`touch`]); `$put(key, hash, backend, now, state)` records the flow in its own way, a free
-/// or expired one, or the least recently seen one of the set, uncounting what it replaces;
+/// [`touch`]); `$put(key, hash, backend, now, state, keep_assured)` records the flow in its own
+/// way, a free one, or else the set's way of highest [`evict_rank`] (the least recently seen
+/// unassured way, else the least recently seen assured one; with `keep_assured` ≠ 0 never an
+/// assured one: [`PUT_FULL`]), uncounting what it replaces, and answers a `PUT_*`;
 /// `$sweep(set, now, timeouts)` expires the set's ways whose lifetime passed.
 macro_rules! conn_table {
     ($get:ident, $put:ident, $sweep:ident, $map:ident, $key:ty) => {
@@ -247,12 +299,13 @@ macro_rules! conn_table {
         }
 
         #[inline(always)]
-        pub fn $put(key: &$key, hash: u32, backend: u32, now: u32, state: u32) -> bool {
+        pub fn $put(key: &$key, hash: u32, backend: u32, now: u32, state: u32, keep_assured: u32) -> u32 {
             const N: usize = size_of::<$key>() / 4;
             let Some(set) = $map.get_ptr_mut(conn_set(hash)) else {
-                return false;
+                return PUT_LOST;
             };
-            let (mut victim, mut oldest) = (0usize, 0u32);
+            // `best`: the victim's evict_rank; u32::MAX for a free way or the flow's own.
+            let (mut victim, mut best) = (0usize, 0u32);
             let mut i = 0;
             while i < CONN_WAYS {
                 // SAFETY: as in the lookup.
@@ -264,6 +317,7 @@ macro_rules! conn_table {
                     if life_state(l) == 0 {
                         // Free.
                         victim = i;
+                        best = u32::MAX;
                         break;
                     }
                     // Busy: another CPU is writing it.
@@ -273,19 +327,28 @@ macro_rules! conn_table {
                 if words_eq::<N>(&way.key as *const $key as *const u32, key as *const $key as *const u32) {
                     // Its own (a new connection on a reused 5-tuple, or rescheduled).
                     victim = i;
+                    best = u32::MAX;
                     break;
                 }
-                // The least recently seen (an expired way is older than any live one of its
-                // protocol and state; the sweeper frees them within a second anyway).
-                let age = now.wrapping_sub(stamp);
-                if age >= oldest {
-                    oldest = age;
+                // Unassured first, then the least recently seen (an expired way is older than
+                // any live one of its protocol and state; the sweeper frees them within a
+                // second anyway).
+                let rank = evict_rank(life_state(l), now.wrapping_sub(stamp));
+                if rank >= best {
+                    best = rank;
                     victim = i;
                 }
                 i += 1;
             }
+            if keep_assured != 0 && best < EVICT_UNASSURED {
+                stats::inc(Counter::LbConnSetFull);
+                return PUT_FULL;
+            }
+            // Verifier: whether the way held another flow, made opaque as the way index is, so
+            // the claim below is checked once and not once per loop exit.
+            let evicts = opaque(u32::from(best != u32::MAX));
             let Some(victim) = launder(victim) else {
-                return false;
+                return PUT_LOST;
             };
             // SAFETY: as in the lookup; victim < CONN_WAYS.
             let way = unsafe { &mut (*set).ways[victim] };
@@ -295,21 +358,24 @@ macro_rules! conn_table {
             let (old, old_backend) = unsafe { (read_volatile(lp), read_volatile(&way.backend)) };
             if life_stamp(old) == 0 && life_state(old) != 0 {
                 // Became busy meanwhile.
-                return false;
+                return PUT_LOST;
             }
             // SAFETY: as in the lookup.
             if unsafe { atomic::cas64(lp, old, life(0, CONN_BUSY)) } != old {
-                return false;
+                return PUT_LOST;
             }
             if life_stamp(old) != 0 {
                 unbind(old_backend, life_state(old));
+                if evicts != 0 {
+                    count_eviction(life_state(old));
+                }
             }
             mem::copy(&mut way.key, key);
             way.backend = backend;
             way.check = conn_check(hash, backend);
             // SAFETY: as in the lookup; one 64-bit store publishes the way.
             unsafe { write_volatile(lp, life(now, state)) };
-            true
+            PUT_DONE
         }
 
         // Verifier/LLVM: a BPF-to-BPF call: the paths through a set's ways end at its return

@@ -10,13 +10,13 @@ use aya_ebpf::{
 use ka_common::{
     lb::{
         addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
-        service_template_dst, table_index, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
+        service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
         SVC_F_ALL_PORTS, SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
         SVC_F_PERSIST_SERVICE,
     },
-    sched::{new_state, CONN_F_COUNTED, NO_ID},
+    sched::{is_assured, new_state, sched_is_consistent, CONN_F_ASSURED, CONN_F_COUNTED, NO_ID},
     stats::Counter,
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
 };
@@ -166,41 +166,56 @@ fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> u32 {
 }
 
 /// Records the flow's backend (copied in `w.backend`) in its family's connection table, in the
-/// state the packet's flags give a new entry, counted when the service keeps counts.
+/// state the packet's flags give a new entry, counted when the service keeps counts. An
+/// unassured entry (a SYN, a first UDP datagram) counts towards this CPU's flood mode
+/// ([`conn::flood`]); in flood mode it is not recorded at all for a consistent-hash service
+/// (the scheduler answers the same for the flow's next packets), and for another scheduler it
+/// never takes an assured way (`lb_conn_set_full` when the set holds nothing else).
 // Verifier/LLVM: a BPF-to-BPF call (as `conn`).
 #[inline(never)]
-fn conn_insert(w: &Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
+fn conn_insert(w: &mut Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
     let mut state = new_state(w.key.proto, tcp_flags);
     if w.svc.flags & SVC_F_COUNT != 0 {
         state |= CONN_F_COUNTED;
     }
+    let flood = if is_assured(state) { 0 } else { conn::flood(w, now) };
+    if flood != 0 && sched_is_consistent(w.svc.sched) {
+        stats::inc(Counter::LbConnFloodSkip);
+        return;
+    }
+    // Verifier: the flood answer made opaque, so the table walk below is checked once, not
+    // once in and once out of flood mode.
+    let keep_assured = conn::opaque(flood);
     let put = if w.key.family == FAMILY_V4 {
-        conn::conn4_put(&w.key4, hash, backend, now, state)
+        conn::conn4_put(&w.key4, hash, backend, now, state, keep_assured)
     } else {
-        conn::conn6_put(&w.key, hash, backend, now, state)
+        conn::conn6_put(&w.key, hash, backend, now, state, keep_assured)
     };
-    if put {
+    if put == conn::PUT_DONE {
         conn::bind(backend, state, w.backend.uthreshold);
     }
 }
 
 /// Records a flow a MASTER synced (`w.key`, backend `backend` of service `w.svc`, or of no
-/// known service when `counted` is false) as an established connection, counted when the
-/// service keeps counts: the BACKUP's counts then include the flows it would take over, as
+/// known service when `counted` is false) as an established connection (assured), counted when
+/// the service keeps counts: the BACKUP's counts then include the flows it would take over, as
 /// IPVS's backup binds synced connections to their destinations.
 #[inline(always)]
 pub fn conn_install(w: &Work, hash: u32, backend: u32, counted: bool, uthreshold: u32) {
     let mut state = new_state(w.key.proto, ka_common::wire::TCP_ACK);
+    if w.key.proto != IPPROTO_TCP {
+        state |= CONN_F_ASSURED;
+    }
     if counted {
         state |= CONN_F_COUNTED;
     }
     let now = conn_now();
     let put = if w.key.family == FAMILY_V4 {
-        conn::conn4_put(&w.key4, hash, backend, now, state)
+        conn::conn4_put(&w.key4, hash, backend, now, state, 0)
     } else {
-        conn::conn6_put(&w.key, hash, backend, now, state)
+        conn::conn6_put(&w.key, hash, backend, now, state, 0)
     };
-    if put {
+    if put == conn::PUT_DONE {
         conn::bind(backend, state, uthreshold);
     }
 }
@@ -302,10 +317,11 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
             }
         }
     }
-    let (bank, len) = if svc.bank & 1 == 0 {
-        (0, svc.len[0])
+    // The active bank: its number, length and first slot in `KA_TABLES`.
+    let (bank, len, base) = if svc.bank & 1 == 0 {
+        (0, svc.len[0], svc.base[0])
     } else {
-        (1, svc.len[1])
+        (1, svc.len[1], svc.base[1])
     };
     if len == 0 || len > ka_common::lb::TABLE_SIZE {
         return None;
@@ -327,12 +343,12 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
         s.ops = u8::from(ops);
         return Some((NEED_LEAST, true));
     }
-    let mut id = table_choice(w, hash, bank, len);
+    let mut id = table_choice(w, hash, base, len);
     if id == NO_ID || !usable(id, &mut w.backend) {
         if w.svc.flags & SVC_F_FALLBACK == 0 {
             return None;
         }
-        id = fallback(w, hash, bank, len);
+        id = fallback(w, hash, base, len);
         if id == NO_ID {
             return None;
         }
@@ -365,20 +381,20 @@ fn hash_slot(w: &Work, hash: u32, len: u32) -> u32 {
 
 /// `sh-fallback` / `mh-fallback` (IPVS's `ip_vs_sh_get_fallback`): the first usable backend
 /// (not down, not overloaded in a service that keeps counts) of the [`FALLBACK_PROBES`] slots
-/// probed after the flow's slot of bank `bank`, copied to `w.backend`; `NO_ID` if none.
+/// probed after the flow's slot of the bank at `base`, copied to `w.backend`; `NO_ID` if none.
 // Verifier/LLVM: a BPF-to-BPF call returning a sentinel (see `table_choice`).
 #[inline(never)]
-fn fallback(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
+fn fallback(w: &mut Work, hash: u32, base: u32, len: u32) -> u32 {
     // Verifier/LLVM: checked again so the `%` has no division-by-zero path here.
     if len == 0 {
         return NO_ID;
     }
-    let (svc_id, counted) = (w.svc.id, w.svc.flags & SVC_F_COUNT != 0);
+    let counted = w.svc.flags & SVC_F_COUNT != 0;
     let slot = hash_slot(w, hash, len);
     let mut k = 1;
     // Bounded: FALLBACK_PROBES iterations.
     while k <= FALLBACK_PROBES {
-        if let Some(b) = KA_TABLES.get(table_index(svc_id, bank, fallback_slot(slot, k, len))) {
+        if let Some(b) = KA_TABLES.get(base.wrapping_add(fallback_slot(slot, k, len))) {
             let b = *b;
             if !(counted && conn::overloaded(b)) && usable(b, &mut w.backend) {
                 return b;
@@ -390,19 +406,20 @@ fn fallback(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
 }
 
 /// The backend of a table scheduler (Maglev over the 5-tuple, the source or the destination;
-/// the round-robin cursor) for the flow in `w`, from bank `bank` of `len` slots, or `NO_ID`.
+/// the round-robin cursor) for the flow in `w`, from the bank of `len` slots at `base` in
+/// `KA_TABLES`, or `NO_ID`.
 /// In a service that keeps counts an overloaded backend (`uthreshold`) is passed over as IPVS
 /// does: the round-robin cursor moves on (at most `MAX_DESTS` slots), a hash scheduler has no
 /// backend.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own) returning a sentinel, not an
 // `Option` (whose `None` would carry an undefined payload).
 #[inline(never)]
-fn table_choice(w: &mut Work, hash: u32, bank: u32, len: u32) -> u32 {
-    table_pick(w, hash, bank, len).unwrap_or(NO_ID)
+fn table_choice(w: &mut Work, hash: u32, base: u32, len: u32) -> u32 {
+    table_pick(w, hash, base, len).unwrap_or(NO_ID)
 }
 
 #[inline(always)]
-fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
+fn table_pick(w: &mut Work, hash: u32, base: u32, len: u32) -> Option<u32> {
     let (svc_id, sched) = (w.svc.id, w.svc.sched);
     let counted = w.svc.flags & SVC_F_COUNT != 0;
     // Verifier/LLVM: checked again here (the caller did) so the `%` below has no
@@ -417,7 +434,7 @@ fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
             // SAFETY: per-CPU value of this CPU.
             let start = unsafe { *c };
             if counted {
-                let id = crate::sched::round_robin(w, crate::sched::bank_base(svc_id, bank), start, len);
+                let id = crate::sched::round_robin(w, base, start, len);
                 // SAFETY: as above. The cursor moves past the slots tried.
                 unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
                 return (id != NO_ID).then_some(id);
@@ -429,7 +446,7 @@ fn table_pick(w: &mut Work, hash: u32, bank: u32, len: u32) -> Option<u32> {
         }
         _ => return None,
     };
-    let id = *KA_TABLES.get(table_index(svc_id, bank, slot))?;
+    let id = *KA_TABLES.get(base.wrapping_add(slot))?;
     if counted && conn::overloaded(id) {
         stats::inc(Counter::LbOverloaded);
         return None;

@@ -11,7 +11,7 @@ use ka_common::{
         AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue,
         NhCache, PktBytes, ServiceKey, ServiceKey4, ServiceValue, BPF_F_NO_COMMON_LRU, CONN_SETS, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
         MAX_SERVICES, MAX_SERVICE_KEYS, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
-        TABLE_SIZE,
+        TABLE_POOL_SLOTS,
     },
     sched::{
         BackendConns, ConnTimeouts, DestList, LblcKey, LblcValue, BPF_F_MMAPABLE, LBLC_TABLE_SIZE,
@@ -35,8 +35,7 @@ pub static KA_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0
 
 /// `ka_common::lb::TABLES_MAP`.
 #[map(name = "KA_TABLES")]
-pub static KA_TABLES: Array<u32> =
-    Array::with_max_entries(MAX_SERVICES * TABLE_BANKS * TABLE_SIZE, 0);
+pub static KA_TABLES: Array<u32> = Array::with_max_entries(TABLE_POOL_SLOTS, 0);
 
 /// `ka_common::lb::RR_MAP`.
 #[map(name = "KA_RR")]
@@ -195,6 +194,8 @@ pub struct Work {
     pub walk: crate::sched::Walk,
     /// A word values pass through to become unknown to the verifier (`conn::launder`).
     pub launder: u32,
+    /// This CPU's flood-mode window (`conn::flood`); kept from packet to packet.
+    pub flood: ka_common::sched::FloodWindow,
 }
 
 /// `KA_SCRATCH`: one [`Work`] per CPU.

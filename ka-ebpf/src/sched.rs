@@ -13,7 +13,7 @@
 
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use ka_common::{
-    lb::{table_index, SCHED_TWOS},
+    lb::SCHED_TWOS,
     sched::{
         dests_index, lblc_finish, lblcr_finish, Cand, LblcChoice, LblcValue, Scan, Twos, LBLCR_SET,
         MAX_DESTS, NO_ID, SCHED_LBLC, SCHED_LBLCR,
@@ -204,12 +204,6 @@ pub fn round_robin(w: &mut Work, base: u32, start: u32, len: u32) -> u32 {
         k += 1;
     }
     r.rr_id
-}
-
-/// `KA_TABLES` index of slot 0 of bank `bank` of service `id`.
-#[inline(always)]
-pub fn bank_base(id: u32, bank: u32) -> u32 {
-    table_index(id, bank, 0)
 }
 
 /// Fills `w.lblc_key` with the flow's destination in its service; returns the cache entry

@@ -85,6 +85,9 @@ pub enum DaemonError {
     /// Control socket trouble.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// Another daemon runs this instance.
+    #[error(transparent)]
+    Lock(#[from] crate::instance::LockError),
     /// Datapath trouble.
     #[error(transparent)]
     Datapath(#[from] DatapathError),
@@ -175,6 +178,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    // Before anything of the instance's is touched: a second daemon on it stops here.
+    let _lock = crate::instance::InstanceLock::acquire(&instance)?;
     let socket_path = instance.socket_path();
     let listener = control::bind(&socket_path).await?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());
@@ -372,6 +377,8 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut announcer = args.announce_table.map(|t| crate::announce::Announcer::spawn(netlink.clone(), t));
     let mut masters = std::collections::BTreeSet::new();
     announce(announcer.as_mut(), config.as_deref(), datapath.as_ref().filter(|_| dataplane.is_some()), backends.as_ref(), &masters);
+    // Attached interfaces going down, away, and coming back (re-attached when re-created).
+    let mut xdp_links = datapath.as_ref().map(|d| crate::xdp_watch::spawn(netlink.clone(), d.attachments().iter().map(|a| a.iface.clone()).collect()));
     // Start-up facts, one line each (the attachments were logged as they were made).
     let instances = match &engine {
         Some(e) => e.status().await.instances,
@@ -514,6 +521,14 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 info!("SIGHUP: reloading");
                 reloader.request(&config.clone().unwrap_or_default(), None);
                 if reloader.busy() { lifecycle.reloading(); }
+            },
+            Some(ev) = async {
+                match xdp_links.as_mut() {
+                    Some(w) => w.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                crate::xdp_watch::apply(&ev, datapath.as_mut(), args.xdp_mode);
             },
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {

@@ -435,6 +435,22 @@ impl Datapath {
         Ok(a)
     }
 
+    /// Attaches `ka_xdp` to a re-created `iface` (same name, new device): the pinned link of
+    /// the deleted device (defunct, its device gone) is unpinned and a new link is attached and
+    /// pinned in its place ([`crate::xdp_watch`]).
+    ///
+    /// # Errors
+    /// As [`Datapath::attach`]; the old attachment is forgotten either way.
+    pub fn reattach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, DatapathError> {
+        let pin = link_pin(&self.pin_dir, iface);
+        if pin.exists() {
+            unpin_link(&pin);
+        }
+        self.adopted_links.retain(|(i, _)| i != iface);
+        self.attachments.retain(|a| a.iface != iface);
+        self.attach(iface, mode)
+    }
+
     /// Takes over the pinned link of `iface`, if there is a usable one.
     fn adopt_link(&mut self, iface: &str, pin: &Path, mode: AttachMode) -> Option<Attachment> {
         if !pin.exists() {

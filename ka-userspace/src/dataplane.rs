@@ -94,14 +94,20 @@ fn thresholds_accepted(rs: &crate::config::model::RealServer) -> bool {
     rs.lthreshold.unwrap_or(0) <= rs.uthreshold.unwrap_or(0)
 }
 
-/// The entry lifetimes of `lvs_timeouts` (IPVS's defaults for those not given or 0).
+/// The entry lifetimes of `lvs_timeouts` (IPVS's defaults for those not given or 0) and the
+/// flood-mode rate of `lvs_flood_rate` (default [`ka_common::sched::DEFAULT_FLOOD_RATE`]).
 pub fn conn_lifetimes(cfg: &Config) -> ConnLifetimes {
     let d = ConnLifetimes::default();
     let secs = |v: Option<u32>, default: std::time::Duration| {
         v.filter(|s| *s > 0).map_or(default, |s| std::time::Duration::from_secs(s.into()))
     };
     let t = &cfg.global.lvs_timeouts;
-    ConnLifetimes { tcp: secs(t.tcp, d.tcp), tcp_fin: secs(t.tcp_fin, d.tcp_fin), udp: secs(t.udp, d.udp) }
+    ConnLifetimes {
+        tcp: secs(t.tcp, d.tcp),
+        tcp_fin: secs(t.tcp_fin, d.tcp_fin),
+        udp: secs(t.udp, d.udp),
+        flood_rate: cfg.global.lvs_flood_rate.unwrap_or(d.flood_rate),
+    }
 }
 
 /// Derives the desired maps from the [`plan`] of `cfg`. `vip_slot` maps each VRRP-owned VIP to
@@ -626,9 +632,15 @@ virtual_server 198.18.0.20 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n real
         let secs = std::time::Duration::from_secs;
         assert_eq!(conn_lifetimes(&cfg("")), ConnLifetimes::default());
         let c = cfg("global_defs {\n lvs_timeouts tcp 7200 tcpfin 60 udp 0\n}\n");
-        assert_eq!(conn_lifetimes(&c), ConnLifetimes { tcp: secs(7200), tcp_fin: secs(60), udp: secs(300) });
+        let d = ConnLifetimes::default();
+        assert_eq!(conn_lifetimes(&c), ConnLifetimes { tcp: secs(7200), tcp_fin: secs(60), udp: secs(300), ..d });
         let c = cfg("global_defs {\n lvs_timeouts udp 5\n}\n");
-        assert_eq!(conn_lifetimes(&c), ConnLifetimes { tcp: secs(900), tcp_fin: secs(120), udp: secs(5) });
+        assert_eq!(conn_lifetimes(&c), ConnLifetimes { tcp: secs(900), tcp_fin: secs(120), udp: secs(5), ..d });
+        assert_eq!(d.flood_rate, ka_common::sched::DEFAULT_FLOOD_RATE);
+        let c = cfg("global_defs {\n lvs_flood_rate 0\n}\n");
+        assert_eq!(conn_lifetimes(&c), ConnLifetimes { flood_rate: 0, ..d }, "0 turns flood mode off");
+        let c = cfg("global_defs {\n lvs_flood_rate 250\n}\n");
+        assert_eq!(conn_lifetimes(&c).flood_rate, 250);
     }
 
     /// Services the datapath cannot serve are refused with a clear reason.

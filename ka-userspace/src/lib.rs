@@ -27,6 +27,7 @@ pub mod status;
 pub mod supervise;
 pub mod vrrp;
 pub mod xdp_mode;
+pub mod xdp_watch;
 
 /// The eBPF object built from `ka-ebpf` by `build.rs` (empty when built with `KA_SKIP_EBPF=1`).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ka-ebpf"));

@@ -28,7 +28,24 @@ impl KaDaemon {
     /// # Errors
     /// The daemon cannot start or exits before answering (its log is in the error).
     pub fn start(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str]) -> anyhow::Result<KaDaemon> {
-        let log = KaDaemon::log_file(instance);
+        KaDaemon::start_logging_to(ns, bin, instance, args, KaDaemon::log_file(instance))
+    }
+
+    /// [`KaDaemon::start`] with the log in `log` (a second daemon on one instance must not
+    /// truncate the first one's).
+    ///
+    /// # Errors
+    /// As [`KaDaemon::start`].
+    pub fn start_logging_to(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf) -> anyhow::Result<KaDaemon> {
+        KaDaemon::start_waiting(ns, bin, instance, args, log, Duration::from_secs(30))
+    }
+
+    /// [`KaDaemon::start_logging_to`], waiting up to `within` for the control socket to answer
+    /// (a configuration of 10,000 virtual servers on a loaded machine).
+    ///
+    /// # Errors
+    /// As [`KaDaemon::start`].
+    pub fn start_waiting(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf, within: Duration) -> anyhow::Result<KaDaemon> {
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .nsenter(bin)
@@ -54,8 +71,8 @@ impl KaDaemon {
                     bail!("ka run exited with {st} before answering:\n{}", d.log_text());
                 }
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("ka run did not answer on its control socket within 30 s:\n{}", d.log_text());
+            if start.elapsed() > within {
+                bail!("ka run did not answer on its control socket within {within:?}:\n{}", d.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

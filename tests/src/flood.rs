@@ -1,9 +1,13 @@
-//! A VRRP advert flood, as a third host on the LAN would send it: forged VRRPv2 adverts (TTL
-//! other than 255, a wrong password, a bad checksum, an unknown VRID, and valid-looking ones with
-//! a lower priority than the master's, from rotating sources) written to an `AF_PACKET` socket
-//! with `sendmmsg`, as fast as the machine allows, bounded in packets and time. Used by the
-//! namespace test (`tests/vrrp_flood.rs`) and `cargo xtask bench --only flood`. Create the
-//! [`Sender`] on a thread inside the sending namespace ([`crate::netns::Netns::enter`]).
+//! Floods as a third host on the LAN would send them, written to an `AF_PACKET` socket with
+//! `sendmmsg` as fast as the machine allows, bounded in packets and time:
+//! - VRRP adverts: forged VRRPv2 adverts (TTL other than 255, a wrong password, a bad checksum,
+//!   an unknown VRID, and valid-looking ones with a lower priority than the master's, from
+//!   rotating sources); used by `tests/vrrp_flood.rs` and `cargo xtask bench --only flood`;
+//! - new flows to a VIP ([`L4Flood`]): TCP SYNs or UDP datagrams from a million spoofed
+//!   sources; used by `tests/lb_flood.rs` and `cargo xtask bench --only synflood`.
+//!
+//! Create the [`Sender`] on a thread inside the sending namespace
+//! ([`crate::netns::Netns::enter`]).
 
 use std::{
     io,
@@ -253,6 +257,116 @@ pub fn flood(sender: &Sender, frames: &[Vec<u8>], limits: Limits, stop: &AtomicB
     Ok(sent)
 }
 
+/// What a flood of new flows to a VIP sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4Kind {
+    /// TCP SYNs (a SYN flood).
+    Syn,
+    /// UDP datagrams of 16 bytes (a UDP flood).
+    Udp,
+}
+
+/// A flood of new flows to a VIP, as a botnet (or spoofing host) on the LAN sends it: TCP SYNs
+/// or UDP datagrams, each from a source address of `sources` consecutive ones from
+/// `src_base` (every one in turn, in a scattered order) and a scattered source port, with valid
+/// IPv4 and TCP/UDP checksums. The sources exist only on the test bridge: nothing routes them
+/// anywhere.
+#[derive(Clone, Debug)]
+pub struct L4Flood {
+    /// SYNs or UDP datagrams.
+    pub kind: L4Kind,
+    /// The director's MAC (the VIP's owner).
+    pub dst_mac: [u8; 6],
+    /// The sending interface's MAC.
+    pub src_mac: [u8; 6],
+    /// The VIP.
+    pub vip: Ipv4Addr,
+    /// The virtual server's port.
+    pub dport: u16,
+    /// The first source address.
+    pub src_base: Ipv4Addr,
+    /// Source addresses (a power of two: frame `n` comes from `src_base + (n × odd mod sources)`,
+    /// so `sources` frames come from `sources` distinct addresses).
+    pub sources: u32,
+}
+
+/// Offset of the transport header in an [`L4Flood`] frame (Ethernet 14 + IPv4 20).
+const L4_AT: usize = 34;
+
+impl L4Flood {
+    /// The first frame; [`L4Flood::write`] patches it for each `n`.
+    pub fn template(&self) -> Vec<u8> {
+        let (src, dst) = (self.src_base.to_string(), self.vip.to_string());
+        let mut f = match self.kind {
+            L4Kind::Syn => Frame::tcp4(&src, &dst, 1024, self.dport, 0x02),
+            L4Kind::Udp => Frame::udp4(&src, &dst, 1024, self.dport).payload(&[0x5a; 16]),
+        };
+        f.eth_dst = self.dst_mac;
+        f.eth_src = self.src_mac;
+        f.build()
+    }
+
+    /// The source address and port of frame `n`.
+    pub fn source(&self, n: u64) -> (Ipv4Addr, u16) {
+        let sources = u64::from(self.sources.max(1));
+        // An odd multiplier permutes 0..sources when sources is a power of two.
+        let i = n.wrapping_mul(0x9e37_79b9) % sources;
+        let addr = u32::from(self.src_base).wrapping_add(i as u32);
+        let port = 1024 + (n.wrapping_mul(0x85eb_ca6b) >> 7) % 64_000;
+        (Ipv4Addr::from(addr), port as u16)
+    }
+
+    /// Turns `frame` (a copy of [`L4Flood::template`]) into frame `n`: its source address and
+    /// port, and both checksums.
+    pub fn write(&self, n: u64, frame: &mut [u8]) {
+        let (src, sport) = self.source(n);
+        frame[26..30].copy_from_slice(&src.octets());
+        frame[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum(&[&frame[14..34]]);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+        frame[L4_AT..L4_AT + 2].copy_from_slice(&sport.to_be_bytes());
+        let at = L4_AT + if self.kind == L4Kind::Syn { 16 } else { 6 };
+        frame[at..at + 2].copy_from_slice(&[0, 0]);
+        let l4_len = (frame.len() - L4_AT) as u16;
+        let proto = if self.kind == L4Kind::Syn { 6 } else { 17 };
+        let pseudo = [&frame[26..34], &[0, proto][..], &l4_len.to_be_bytes()[..]].concat();
+        let mut c = checksum(&[&pseudo, &frame[L4_AT..]]);
+        if c == 0 && proto == 17 {
+            c = 0xffff;
+        }
+        frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// Sends the frames of `spec` ([`L4Flood::write`], from frame `first` on) through `sender`
+/// in batches of 64 until `limits` is reached or `stop` is set. `per_frame` of the answer
+/// holds one count: the frames sent.
+///
+/// # Errors
+/// A send fails (other than a full queue, which is retried).
+pub fn flood_l4(sender: &Sender, spec: &L4Flood, first: u64, limits: Limits, stop: &AtomicBool) -> io::Result<Sent> {
+    const BATCH: usize = 64;
+    let template = spec.template();
+    let mut bufs: Vec<Vec<u8>> = vec![template; BATCH];
+    let start = Instant::now();
+    let mut total = 0u64;
+    while total < limits.packets && start.elapsed() < limits.time && !stop.load(Ordering::Relaxed) {
+        let want = BATCH.min(usize::try_from(limits.packets - total).unwrap_or(BATCH));
+        for (k, b) in bufs.iter_mut().take(want).enumerate() {
+            spec.write(first + total + k as u64, b);
+        }
+        let batch: Vec<&[u8]> = bufs.iter().take(want).map(Vec::as_slice).collect();
+        let n = match sender.send_batch(&batch) {
+            Ok(n) => n,
+            // The interface's queue is full (ENOBUFS): try again.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => 0,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+    }
+    Ok(Sent { per_frame: vec![total], elapsed: start.elapsed() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +407,43 @@ mod tests {
         assert!(frames.iter().all(|f| (1..150).contains(&vrrp(f)[2])));
         let sources: std::collections::BTreeSet<&[u8]> = frames.iter().map(|f| &f[26..30]).collect();
         assert_eq!(sources.len(), 200);
+    }
+
+    fn l4(kind: L4Kind) -> L4Flood {
+        L4Flood {
+            kind,
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_mac: [2, 0, 0, 0, 0, 2],
+            vip: Ipv4Addr::new(198, 18, 12, 100),
+            dport: 80,
+            src_base: Ipv4Addr::new(10, 64, 0, 0),
+            sources: 1 << 12,
+        }
+    }
+
+    /// Frame `n` of a flood is the frame the packet builder makes for its source: same bytes,
+    /// so both checksums are right; `sources` frames come from `sources` distinct addresses.
+    #[test]
+    fn l4_frames_are_valid_and_cover_the_sources() {
+        for kind in [L4Kind::Syn, L4Kind::Udp] {
+            let spec = l4(kind);
+            let mut f = spec.template();
+            let mut seen = std::collections::HashSet::new();
+            for n in 0..u64::from(spec.sources) {
+                spec.write(n, &mut f);
+                let (src, sport) = spec.source(n);
+                seen.insert(src);
+                if n % 97 == 0 {
+                    let mut want = match kind {
+                        L4Kind::Syn => Frame::tcp4(&src.to_string(), "198.18.12.100", sport, 80, 0x02),
+                        L4Kind::Udp => Frame::udp4(&src.to_string(), "198.18.12.100", sport, 80).payload(&[0x5a; 16]),
+                    };
+                    want.eth_dst = spec.dst_mac;
+                    want.eth_src = spec.src_mac;
+                    assert_eq!(f, want.build(), "{kind:?} frame {n}");
+                }
+            }
+            assert_eq!(seen.len(), spec.sources as usize, "{kind:?}");
+        }
     }
 }

@@ -248,6 +248,74 @@ pub fn ask(s: &mut TcpStream) -> Option<usize> {
     ask_why(s).ok()
 }
 
+/// A UDP server in a namespace bound to `addr:port` (a VIP on a DR real server's loopback, so
+/// answers come from it) that answers every datagram from `only` with its index (`rs0`,
+/// `rs1`...) and ignores the rest (a flood); `Drop` stops it.
+#[derive(Debug)]
+pub struct UdpEchoServer {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpEchoServer {
+    /// Binds `addr:port` in `ns`.
+    ///
+    /// # Errors
+    /// The namespace cannot be entered or the address cannot be bound.
+    pub fn start(ns: &Netns, index: usize, addr: IpAddr, port: u16, only: IpAddr) -> anyhow::Result<UdpEchoServer> {
+        let sock = ns
+            .enter(move || std::net::UdpSocket::bind((addr, port)))?
+            .join()
+            .map_err(|_| anyhow::anyhow!("bind thread panicked"))?
+            .with_context(|| format!("binding {addr}:{port}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                    if from.ip() == only {
+                        let _ = sock.send_to(format!("rs{index}\n").as_bytes(), from);
+                    }
+                }
+            }
+        });
+        Ok(UdpEchoServer { stop, handle: Some(handle) })
+    }
+}
+
+impl Drop for UdpEchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Asks a [`UdpEchoServer`] through the connected socket `s` (its read timeout set) which
+/// server answers, sending again after each timeout, up to `tries` datagrams (a datagram may be
+/// lost, e.g. under a flood).
+///
+/// # Errors
+/// No answer to any of them, a socket error, or a garbled answer.
+pub fn ask_udp(s: &std::net::UdpSocket, tries: u32) -> Result<usize, String> {
+    let mut buf = [0u8; 16];
+    for _ in 0..tries {
+        s.send(b"?\n").map_err(|e| format!("send: {e}"))?;
+        match s.recv(&mut buf) {
+            Ok(n) => {
+                let t = std::str::from_utf8(&buf[..n]).map_err(|_| "garbled answer".to_owned())?;
+                return t.trim().strip_prefix("rs").and_then(|i| i.parse().ok()).ok_or_else(|| format!("garbled answer {t:?}"));
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(format!("recv: {e}")),
+        }
+    }
+    Err(format!("no answer to {tries} datagrams"))
+}
+
 /// Why an [`ask_why`] got no answer.
 #[derive(Debug)]
 pub enum AskError {

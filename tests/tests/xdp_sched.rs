@@ -308,7 +308,7 @@ fn thresholds_stop_and_resume_new_connections() {
         assert_eq!(dp.counts(0), (0, 2, 1), "server 0 overloaded");
         // The flows leave (UDP lifetime of 1 jiffy): below lthreshold, it takes flows again.
         let sw = dp.sweeper();
-        sw.set_timeouts(&ConnTimeouts { udp: 1, tcp: 1, tcp_fin: 1, syn: 1, close: 1, lblc: 0 }).expect("timeouts");
+        sw.set_timeouts(&ConnTimeouts { udp: 1, tcp: 1, tcp_fin: 1, syn: 1, close: 1, lblc: 0, ..Default::default() }).expect("timeouts");
         ka_tests::wait_for("the sweeper expiring every flow", Duration::from_secs(5), || {
             sw.sweep_all().expect("sweep");
             (dp.counts(0) == (0, 0, 0) && dp.counts(1) == (0, 0, 0)).then_some(())
@@ -340,7 +340,7 @@ fn lifetimes_follow_tcp_state() {
         let dp = Dp::new(service(Scheduler::WeightedLeastConn, L4Proto::Tcp, &[rs(1)]));
         let sw = dp.sweeper();
         // Established entries live long, FIN ones one jiffy.
-        sw.set_timeouts(&ConnTimeouts { tcp: 1_000_000, tcp_fin: 1, udp: 1_000_000, syn: 1_000_000, close: 1, lblc: 0 }).expect("timeouts");
+        sw.set_timeouts(&ConnTimeouts { tcp: 1_000_000, tcp_fin: 1, udp: 1_000_000, syn: 1_000_000, close: 1, lblc: 0, ..Default::default() }).expect("timeouts");
         let f = |port, flags| Frame::tcp4("198.18.0.1", VIP, port, 80, flags);
         for port in [40000, 40001] {
             dp.send(&f(port, SYN)).expect("forwarded");

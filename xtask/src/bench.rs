@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`, `flood`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`, `flood`, `synflood`, `faults`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -27,6 +27,16 @@ pub struct Options {
     /// Advert-flood benchmark options.
     #[command(flatten)]
     pub flood: crate::bench_flood::Options,
+    /// SYN/UDP-flood benchmark options.
+    #[command(flatten)]
+    pub synflood: crate::bench_synflood::Options,
+    /// Faults benchmark options.
+    #[command(flatten)]
+    pub faults: crate::bench_faults::Options,
+    /// `synflood` and `faults`: run this `ka` binary instead of building the release one (e.g.
+    /// `target/debug/ka` on a machine short of disk; debug figures are upper bounds).
+    #[arg(long)]
+    pub ka: Option<std::path::PathBuf>,
     /// End-to-end benchmark: measured seconds per scenario and round.
     #[arg(long, default_value_t = 3)]
     pub e2e_secs: u32,
@@ -44,7 +54,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    const NAMES: [&str; 9] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync", "flood"];
+    const NAMES: [&str; 11] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync", "flood", "synflood", "faults"];
     if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
@@ -97,6 +107,22 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         eprintln!("bench: VRRP advert flood from a third host: daemon CPU, counters, answers, takeover");
         let ka = crate::run::build_ka(true)?;
         crate::bench_flood::run(&opts.flood, &ka)?;
+    }
+    if want("synflood") {
+        eprintln!("bench: SYN and UDP floods to a VIP from a million sources: daemon CPU, counters, long-lived flows");
+        let ka = match &opts.ka {
+            Some(k) => k.clone(),
+            None => crate::run::build_ka(true)?,
+        };
+        crate::bench_synflood::run(&opts.synflood, &ka)?;
+    }
+    if want("faults") {
+        eprintln!("bench: faults: a real server's new MAC, a re-created XDP interface, 10,000 virtual servers");
+        let ka = match &opts.ka {
+            Some(k) => k.clone(),
+            None => crate::run::build_ka(true)?,
+        };
+        crate::bench_faults::run(&opts.faults, &ka)?;
     }
     Ok(())
 }

@@ -3,10 +3,12 @@
 
 mod bench;
 mod bench_config;
+mod bench_faults;
 mod bench_flood;
 mod bench_health;
 mod bench_reload;
 mod bench_restart;
+mod bench_synflood;
 mod bench_vrrp;
 mod exec;
 mod fuzz;

@@ -234,6 +234,9 @@ pub struct GlobalDefs {
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `lvs_timeouts`: connection-table entry lifetimes.
     pub lvs_timeouts: LvsTimeouts,
+    /// `lvs_flood_rate N` (ka's own): new unassured connection-table entries per second and
+    /// CPU above which the CPU is in flood mode (0: never); `None`: the default.
+    pub lvs_flood_rate: Option<u32>,
     /// Where `global_defs` starts, if present.
     pub span: Option<Span>,
 }
@@ -290,6 +293,7 @@ impl Default for GlobalDefs {
             nftables_ipvs: None,
             lvs_sync_daemon: None,
             lvs_timeouts: LvsTimeouts::default(),
+            lvs_flood_rate: None,
             span: None,
         }
     }

@@ -109,6 +109,7 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
 pub const GLOBAL_SUPPORTED: &[&str] = &[
     "router_id",
     "lvs_timeouts",
+    "lvs_flood_rate",
     "vrrp_version",
     "vrrp_priority",
     "vrrp_rt_priority",
@@ -879,6 +880,11 @@ impl<'d> Cx<'d> {
             match e.name() {
                 "router_id" => self.cfg.global.router_id = self.arg_str(e),
                 "lvs_timeouts" => self.lvs_timeouts(e),
+                "lvs_flood_rate" => {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
+                        self.cfg.global.lvs_flood_rate = Some(v as u32);
+                    }
+                }
                 "vrrp_version" => {
                     if let Some(v) = self.arg_int(e, 2, 3) {
                         self.cfg.global.vrrp_version = if v == 2 {

@@ -18,7 +18,7 @@ use aya::{
     Ebpf,
 };
 use ka_common::lb::{
-    table_index, Backend, ServiceKey, ServiceKey4, ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6, MAX_BACKENDS,
+    Backend, ServiceKey, ServiceKey4, ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, FAMILY_V4, FAMILY_V6, MAX_BACKENDS,
     MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, TABLES_MAP, TABLE_SIZE,
 };
 use tracing::warn;
@@ -127,8 +127,8 @@ impl AdoptedTables {
                 continue;
             }
             for (bank, slots) in both.iter_mut().enumerate() {
-                let len = v.len[bank].min(TABLE_SIZE);
-                let start = table_index(v.id, bank as u32, 0);
+                let len = v.len[bank].min(v.cap).min(TABLE_SIZE);
+                let start = v.base[bank];
                 *slots = crate::pins::read_u32_array(tables.fd().as_fd(), start, len).map_err(|e| LbError::Map {
                     map: TABLES_MAP,
                     source: Box::new(aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e })),

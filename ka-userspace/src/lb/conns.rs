@@ -23,7 +23,7 @@ use ka_common::{
     lb::{CONN_SETS, FAMILY_V4, FAMILY_V6, MAX_BACKENDS},
     sched::{
         BackendConns, ConnTimeouts, SweepIo, BACKEND_CONNS_MAP, BACKEND_TALLY_MAP, CLOSE_TIMEOUT_S, CONN_TIMEOUTS_MAP,
-        DEFAULT_TCP_FIN_TIMEOUT_S, DEFAULT_TCP_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S, LBLC_EXPIRATION_S,
+        DEFAULT_FLOOD_RATE, DEFAULT_TCP_FIN_TIMEOUT_S, DEFAULT_TCP_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S, LBLC_EXPIRATION_S,
         SWEEP_PROGRAM, SWEEP_SETS, SYN_TIMEOUT_S,
     },
 };
@@ -44,6 +44,9 @@ pub struct ConnLifetimes {
     pub tcp_fin: Duration,
     /// UDP.
     pub udp: Duration,
+    /// `lvs_flood_rate`: new unassured entries per second and CPU above which the CPU is in
+    /// flood mode ([`ka_common::sched::flood_count`]); 0: never.
+    pub flood_rate: u32,
 }
 
 impl Default for ConnLifetimes {
@@ -52,12 +55,14 @@ impl Default for ConnLifetimes {
             tcp: Duration::from_secs(DEFAULT_TCP_TIMEOUT_S.into()),
             tcp_fin: Duration::from_secs(DEFAULT_TCP_FIN_TIMEOUT_S.into()),
             udp: Duration::from_secs(DEFAULT_UDP_TIMEOUT_S.into()),
+            flood_rate: DEFAULT_FLOOD_RATE,
         }
     }
 }
 
 /// The kernel's lifetimes for `l` at `hz` ticks a second, with IPVS's fixed SYN_RECV and
-/// CLOSE lifetimes and the `lblc` expiration (pure).
+/// CLOSE lifetimes, the `lblc` expiration and the flood-mode rate per one-second window
+/// (pure).
 pub fn jiffies_timeouts(l: &ConnLifetimes, hz: u32) -> ConnTimeouts {
     let j = |d: Duration| u32::try_from(d.as_millis().saturating_mul(u128::from(hz)) / 1000).unwrap_or(u32::MAX).max(1);
     let s = |secs: u32| j(Duration::from_secs(secs.into()));
@@ -68,6 +73,8 @@ pub fn jiffies_timeouts(l: &ConnLifetimes, hz: u32) -> ConnTimeouts {
         syn: s(SYN_TIMEOUT_S),
         close: s(CLOSE_TIMEOUT_S),
         lblc: s(LBLC_EXPIRATION_S),
+        flood_rate: l.flood_rate,
+        flood_window: hz,
     }
 }
 
@@ -464,9 +471,12 @@ mod tests {
     /// Lifetimes become jiffies at the measured rate; IPVS's fixed ones come along.
     #[test]
     fn lifetimes_in_jiffies() {
-        let l = ConnLifetimes { tcp: Duration::from_secs(7200), tcp_fin: Duration::from_secs(120), udp: Duration::from_millis(1500) };
+        let l = ConnLifetimes { tcp: Duration::from_secs(7200), tcp_fin: Duration::from_secs(120), udp: Duration::from_millis(1500), flood_rate: 500 };
         let t = jiffies_timeouts(&l, 250);
-        assert_eq!(t, ConnTimeouts { tcp: 1_800_000, tcp_fin: 30_000, udp: 375, syn: 15_000, close: 2_500, lblc: 21_600_000 });
+        assert_eq!(
+            t,
+            ConnTimeouts { tcp: 1_800_000, tcp_fin: 30_000, udp: 375, syn: 15_000, close: 2_500, lblc: 21_600_000, flood_rate: 500, flood_window: 250 }
+        );
         assert_eq!(jiffies_timeouts(&ConnLifetimes::default(), 1000).tcp, 900_000, "IPVS default 15 min");
         let tiny = ConnLifetimes { tcp: Duration::ZERO, ..l };
         assert_eq!(jiffies_timeouts(&tiny, 100).tcp, 1, "never 0, which would mean no expiry");

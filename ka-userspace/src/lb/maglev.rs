@@ -2,8 +2,6 @@
 //! schedules, as pure functions. Deterministic: the same backends and weights give the same
 //! table on every node, whatever order they are listed in.
 
-use ka_common::lb::MAGLEV_RING_SIZE;
-
 /// A backend as the table builders see it: a stable identity (address and port bytes, never a
 /// node-local id) and a weight (0: drained, not in the table).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +47,7 @@ fn active(entries: &[Entry]) -> Vec<(usize, u32)> {
         .collect()
 }
 
-/// The Maglev table of `size` slots (use [`MAGLEV_RING_SIZE`], a prime): each slot holds an
+/// The Maglev table of `size` slots (a prime: `ka_common::lb::ring_size`): each slot holds an
 /// index into `entries`. Backends get slots in proportion to their weights; a change of one
 /// backend moves few slots of the others. Empty when no entry has a weight.
 pub fn table(entries: &[Entry], size: u32) -> Vec<u32> {
@@ -99,17 +97,17 @@ pub fn table(entries: &[Entry], size: u32) -> Vec<u32> {
 }
 
 /// The interleaved weighted round-robin sequence of IPVS `wrr` (indexes into `entries`), at
-/// most [`MAGLEV_RING_SIZE`] long (weights are scaled down when their sum is larger). `rr` is
-/// this with all weights 1.
-pub fn wrr(entries: &[Entry]) -> Vec<u32> {
+/// most `cap` long (weights are scaled down when their sum is larger). `rr` is this with all
+/// weights 1.
+pub fn wrr(entries: &[Entry], cap: u32) -> Vec<u32> {
     let mut act = active(entries);
-    if act.is_empty() {
+    if act.is_empty() || cap == 0 {
         return Vec::new();
     }
     let sum: u64 = act.iter().map(|a| u64::from(a.1)).sum();
-    if sum > u64::from(MAGLEV_RING_SIZE) {
+    if sum > u64::from(cap) {
         for a in &mut act {
-            a.1 = ((u64::from(a.1) * u64::from(MAGLEV_RING_SIZE) / sum) as u32).max(1);
+            a.1 = ((u64::from(a.1) * u64::from(cap) / sum) as u32).max(1);
         }
     }
     let g = act.iter().fold(0, |g, a| gcd(g, a.1)).max(1);
@@ -124,7 +122,7 @@ pub fn wrr(entries: &[Entry]) -> Vec<u32> {
         }
         cw = cw.saturating_sub(g);
     }
-    out.truncate(MAGLEV_RING_SIZE as usize);
+    out.truncate(cap as usize);
     out
 }
 
@@ -149,7 +147,7 @@ mod tests {
         }
     }
 
-    const M: u32 = MAGLEV_RING_SIZE;
+    const M: u32 = ka_common::lb::MAGLEV_RING_SIZE;
 
     #[test]
     fn maglev_fills_every_slot_evenly() {
@@ -200,14 +198,19 @@ mod tests {
     #[test]
     fn empty_when_all_drained() {
         assert!(table(&[e("a", 0)], M).is_empty());
-        assert!(wrr(&[]).is_empty());
+        assert!(wrr(&[], 256).is_empty());
     }
 
     #[test]
     fn wrr_interleaves_by_weight() {
-        assert_eq!(wrr(&[e("a", 1), e("b", 2)]), vec![1, 0, 1]);
-        assert_eq!(wrr(&[e("a", 1), e("b", 1), e("c", 1)]), vec![0, 1, 2]);
-        assert_eq!(wrr(&[e("a", 4), e("b", 2)]), vec![0, 0, 1]);
+        assert_eq!(wrr(&[e("a", 1), e("b", 2)], 256), vec![1, 0, 1]);
+        assert_eq!(wrr(&[e("a", 1), e("b", 1), e("c", 1)], 256), vec![0, 1, 2]);
+        assert_eq!(wrr(&[e("a", 4), e("b", 2)], 256), vec![0, 0, 1]);
+        // Weights summing past the bank's capacity are scaled down to fit it.
+        let t = wrr(&[e("a", 300), e("b", 101)], 256);
+        assert!(t.len() <= 256 && t.len() > 240, "{}", t.len());
+        let (a, b) = (t.iter().filter(|&&i| i == 0).count() as f64, t.iter().filter(|&&i| i == 1).count() as f64);
+        assert!((a / b - 300.0 / 101.0).abs() < 0.1, "proportions kept: {a}:{b}");
     }
 
     #[test]

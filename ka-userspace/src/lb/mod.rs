@@ -24,6 +24,7 @@ pub mod conns;
 pub mod maglev;
 pub mod nexthop;
 pub mod plan;
+pub mod pool;
 pub mod resolver;
 pub mod sync;
 pub mod vrrp_fast;

@@ -28,7 +28,7 @@ use crate::config::{
     model::{LbAlgo, VirtualServer, VsKey, VsgEntry},
     Config,
 };
-use ka_common::lb::{MAX_SERVICES, MAX_SERVICE_KEYS};
+use ka_common::lb::{MAX_SERVICES, MAX_SERVICE_KEYS, TABLE_POOL_SLOTS};
 
 /// What to write instead of a firewall mark.
 pub const FWMARK_HINT: &str = "XDP runs before netfilter and never sees a firewall mark: list the addresses and ports \
@@ -221,12 +221,13 @@ fn plan_one(cfg: &Config, index: usize, vs: &VirtualServer) -> Result<(Planned, 
 
 /// The plan of `cfg`: every virtual server served or refused alone. Across virtual servers, a
 /// (VIP, port, protocol) already served by an earlier one is refused (IPVS refuses a second
-/// service on it), and past [`MAX_SERVICES`] services or [`MAX_SERVICE_KEYS`] keys of a family
-/// the later virtual servers are refused.
+/// service on it), and past [`MAX_SERVICES`] services, [`MAX_SERVICE_KEYS`] keys of a family
+/// or [`TABLE_POOL_SLOTS`] scheduling-table slots the later virtual servers are refused.
 pub fn plan(cfg: &Config) -> Plan {
     let mut out = Plan::default();
     let mut owner: HashMap<(IpAddr, u16, L4Proto), String> = HashMap::new();
     let (mut keys_v4, mut keys_v6) = (0usize, 0usize);
+    let mut table_slots = 0u64;
     for (i, vs) in cfg.virtual_servers.iter().enumerate() {
         let (mut p, partial) = match plan_one(cfg, i, vs) {
             Ok(x) => x,
@@ -263,6 +264,21 @@ pub fn plan(cfg: &Config) -> Plan {
             out.refused.push(refuse(format!("the datapath holds at most {MAX_SERVICES} virtual servers")));
             continue;
         }
+        // Its scheduling table's region (none for a least-connection scheduler): the pool
+        // holds 16,384 of the smallest, 64 of the largest.
+        let region = if p.scheduler.counts_connections() {
+            0
+        } else {
+            let servers = p.methods.len() + usize::from(p.sorry_method.is_some());
+            u64::from(super::pool::Pool::region(ka_common::lb::table_capacity(u32::try_from(servers).unwrap_or(u32::MAX))))
+        };
+        if table_slots + region > u64::from(TABLE_POOL_SLOTS) {
+            out.refused.push(refuse(format!(
+                "the datapath's scheduling tables are full ({TABLE_POOL_SLOTS} slots; this virtual server needs {region}, the ones before it {table_slots})"
+            )));
+            continue;
+        }
+        table_slots += region;
         let count = if kept[0].0.is_ipv4() { &mut keys_v4 } else { &mut keys_v6 };
         if *count + kept.len() > MAX_SERVICE_KEYS as usize {
             out.refused.push(refuse(format!("the datapath holds at most {MAX_SERVICE_KEYS} addresses and ports of each family")));

@@ -14,9 +14,9 @@ use aya::{
 };
 use ka_common::{
     lb::{
-        prefix_mask, table_index, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
+        prefix_mask, ring_size, table_capacity, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
         ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
-        MAGLEV_RING_SIZE, MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN,
+        MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN,
         NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS,
         SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST, SVC_F_PERSIST_SERVICE, TABLES_MAP,
     },
@@ -130,8 +130,19 @@ pub fn member_key(member: &Member, proto: super::L4Proto) -> ServiceKey {
     ServiceKey { addr, port: member.port.to_be_bytes(), proto: proto.number(), family }
 }
 
-/// The scheduling table of a service: backend positions in `s.backends` (pure).
+/// The bank capacity of a service: 0 for a least-connection scheduler (no table), else
+/// [`table_capacity`] of its real servers (pure).
+pub fn service_capacity(s: &ServiceSpec) -> u32 {
+    if s.scheduler.counts_connections() {
+        return 0;
+    }
+    table_capacity(u32::try_from(s.backends.len()).unwrap_or(u32::MAX))
+}
+
+/// The scheduling table of a service: backend positions in `s.backends`, at most
+/// [`service_capacity`] long (a Maglev ring of [`ring_size`] slots) (pure).
 pub fn service_table(s: &ServiceSpec) -> Vec<u32> {
+    let cap = service_capacity(s);
     let entries: Vec<maglev::Entry> = s
         .backends
         .iter()
@@ -145,8 +156,8 @@ pub fn service_table(s: &ServiceSpec) -> Vec<u32> {
         })
         .collect();
     match s.scheduler {
-        Scheduler::RoundRobin => maglev::wrr(&entries),
-        _ => maglev::table(&entries, MAGLEV_RING_SIZE),
+        Scheduler::RoundRobin => maglev::wrr(&entries, cap),
+        _ => maglev::table(&entries, ring_size(cap)),
     }
 }
 
@@ -198,6 +209,11 @@ pub struct MapWriter {
     retired_services: Vec<ServiceKey>,
     /// What each service id's two candidate-list banks hold.
     dest_banks: HashMap<u32, [DestList; 2]>,
+    /// The scheduling-table pool's free regions.
+    pool: super::pool::Pool,
+    /// Regions given up by the last apply (start, size): free again from the next one on, once
+    /// no packet can still read them through a service value it copied.
+    quarantine: Vec<(u32, u32)>,
     /// The connection counters, mapped on first use.
     counters: Option<ConnCounters>,
 }
@@ -267,8 +283,35 @@ impl MapWriter {
     /// services and backends, writes only the slots and keys that differ, and removes what the
     /// desired state no longer has (services, and keys of a kept service that were dropped).
     pub fn adopt(r: super::adopt::Reconciled) -> MapWriter {
+        use super::pool::Pool;
+        // The regions the earlier run's services hold: a kept service keeps its region (a
+        // region that cannot be reserved, overlapping another, is replaced by a new one at the
+        // next apply); the regions of keys no service keeps are freed by the next apply but
+        // one, once nothing can read them.
+        let mut pool = Pool::default();
+        let mut services: HashMap<ServiceKey, SvcState> = HashMap::new();
+        let mut reserved = HashSet::new();
+        for (k, mut value) in r.services {
+            if value.cap != 0 && !(reserved.contains(&value.base[0]) || pool.reserve(value.base[0], Pool::region(value.cap))) {
+                tracing::warn!(service = value.id, base = value.base[0], cap = value.cap, "adopted table region overlaps another: moved at the next apply");
+                value.cap = 0;
+            }
+            if value.cap != 0 {
+                reserved.insert(value.base[0]);
+            }
+            services.insert(k, SvcState { value });
+        }
+        let mut quarantine = Vec::new();
+        for value in r.keys.values() {
+            if value.cap != 0 && !reserved.contains(&value.base[0]) && pool.reserve(value.base[0], Pool::region(value.cap)) {
+                reserved.insert(value.base[0]);
+                quarantine.push((value.base[0], Pool::region(value.cap)));
+            }
+        }
         MapWriter {
-            services: r.services.into_iter().map(|(k, value)| (k, SvcState { value })).collect(),
+            services,
+            pool,
+            quarantine,
             keys: r.keys,
             banks: r.banks,
             free_services: r.free_services,
@@ -360,6 +403,9 @@ impl MapWriter {
         // backend of an earlier run reports their (adopted) counts too.
         if let Err(e) = self.counters(ebpf) {
             tracing::warn!(error = %e, "connection counters not mapped");
+        }
+        for (start, size) in std::mem::take(&mut self.quarantine) {
+            self.pool.free(start, size);
         }
         for key in std::mem::take(&mut self.retired_services) {
             if let Err(e) = remove_service(ebpf, &key) {
@@ -463,11 +509,34 @@ impl MapWriter {
                 value.flags |= SVC_F_COUNT;
             }
             if s.scheduler.counts_connections() {
+                if value.cap != 0 {
+                    // A table service turned least-connection: its region goes.
+                    self.quarantine.push((value.base[0], super::pool::Pool::region(value.cap)));
+                    value.cap = 0;
+                    value.base = [0; 2];
+                }
                 if self.flip_dests(ebpf, s, &mut value, is_new, dest_list(s, &ids), &mut live_keys)? {
                     report.services_flipped += 1;
                 }
                 self.services.insert(key, SvcState { value });
                 continue;
+            }
+            let cap = service_capacity(s);
+            if value.cap != cap {
+                // A new service, or one whose table size class changed: a region of its own
+                // (the old one, if any, stays readable until the next apply).
+                let size = super::pool::Pool::region(cap);
+                let Some(start) = self.pool.alloc(size) else {
+                    return Err(LbError::Full { what: "scheduling-table slots", max: ka_common::lb::TABLE_POOL_SLOTS });
+                };
+                if value.cap != 0 {
+                    self.quarantine.push((value.base[0], super::pool::Pool::region(value.cap)));
+                }
+                value.cap = cap;
+                value.base = [start, start + cap];
+                // What the new region holds is unknown: every slot is written.
+                self.banks.insert(id, Default::default());
+                value.len = [0; 2];
             }
             let active = (value.bank & 1) as usize;
             let banks = self.banks.entry(id).or_default();
@@ -483,7 +552,7 @@ impl MapWriter {
                     let mut arr: Array<_, u32> =
                         Array::try_from(map_mut(ebpf, TABLES_MAP)?).map_err(map_err(TABLES_MAP))?;
                     for (slot, v) in &changed {
-                        arr.set(table_index(id, inactive as u32, *slot), v, 0)
+                        arr.set(value.base[inactive] + *slot, v, 0)
                             .map_err(map_err(TABLES_MAP))?;
                     }
                 }
@@ -511,6 +580,9 @@ impl MapWriter {
         for key in gone {
             if let Some(st) = self.services.remove(&key) {
                 self.free_services.push(st.value.id);
+                if st.value.cap != 0 {
+                    self.quarantine.push((st.value.base[0], super::pool::Pool::region(st.value.cap)));
+                }
             }
             report.services_removed += 1;
         }
@@ -831,7 +903,8 @@ mod tests {
                 ("198.18.10.3", 1, false),
             ],
         ));
-        assert_eq!(t.len(), MAGLEV_RING_SIZE as usize);
+        assert_eq!(t.len(), ring_size(table_capacity(3)) as usize, "a ring of the prime below the capacity of 3 servers");
+        assert_eq!(t.len(), 509);
         assert!(t.iter().all(|&i| i == 0));
     }
 

@@ -1027,6 +1027,27 @@ mod tests {
         }
     }
 
+    /// Requests queued behind one the kernel never answers each fail at their own deadline
+    /// (the bound counts the wait in the queue), together, not one after the other: a stuck
+    /// request holds up its callers by the bound, never by the bound times the queue.
+    #[tokio::test]
+    async fn queued_requests_are_bounded_together() {
+        let (_conn, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+        let (client, _task) = start(std::future::pending(), handle, Duration::from_millis(300));
+        let asked = Instant::now();
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let c = client.clone();
+                tokio::spawn(async move { c.link("lo").await })
+            })
+            .collect();
+        for h in calls {
+            let e = h.await.expect("join").expect_err("no answer can come");
+            assert!(matches!(e, NetlinkError::Timeout { .. }), "{e}");
+        }
+        assert!(asked.elapsed() < Duration::from_secs(1), "five queued requests took {:?}", asked.elapsed());
+    }
+
     /// When the rtnetlink connection ends, the worker stops: the daemon's supervision sees
     /// `closed()` resolve, and requests fail at once.
     #[tokio::test]

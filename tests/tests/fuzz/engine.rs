@@ -673,16 +673,17 @@ impl Harness {
         for name in [SERVICES4_MAP, SERVICES6_MAP] {
             for (_, v) in map_entries(raw_map(&self.ebpf, name)).unwrap_or_else(|e| panic!("reading {name}: {e}")) {
                 let sv: ka_common::lb::ServiceValue = bytemuck::pod_read_unaligned(&v[..std::mem::size_of::<ka_common::lb::ServiceValue>()]);
-                services.push((sv.id, sv.bank & 1, sv.len[(sv.bank & 1) as usize].min(ka_common::lb::TABLE_SIZE)));
+                let bank = (sv.bank & 1) as usize;
+                services.push((sv.id, sv.base[bank], sv.len[bank].min(sv.cap)));
             }
         }
         services.sort_unstable();
         services.dedup();
-        for (id, bank, len) in services {
+        for (id, base, len) in services {
             let n = len.min(TABLE_SAMPLES);
             for i in 0..n {
                 let slot = (u64::from(i) * u64::from(len) / u64::from(n.max(1))) as u32;
-                let v = array_u32(tables, ka_common::lb::table_index(id, bank, slot)).unwrap_or_else(|e| panic!("reading {TABLES_MAP}: {e}"));
+                let v = array_u32(tables, base + slot).unwrap_or_else(|e| panic!("reading {TABLES_MAP}: {e}"));
                 (id, slot, v).hash(&mut h);
             }
         }

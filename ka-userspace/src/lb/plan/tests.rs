@@ -111,15 +111,27 @@ fn plan_table() {
     }
 }
 
-/// Past 64 virtual servers the later ones are refused, each alone.
+/// 10,000 virtual servers are served; past [`MAX_SERVICES`] the later ones are refused, each
+/// alone; and past the scheduling-table pool (64 services of more than 327 real servers, each
+/// a bank of 65,536 slots) too.
 #[test]
 fn too_many_services_refuses_the_later_ones() {
-    let conf: String = (0..70).map(|i| vs(&format!("198.18.0.{i} 80"), "")).collect();
+    let addr = |i: u32| std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + i);
+    let conf: String = (0..10_000).map(|i| vs(&format!("{} 80", addr(i)), " lb_algo mh\n real_server 198.19.0.1 80 {\n }\n")).collect();
+    let p = plan(&load(&conf));
+    assert_eq!((p.services.len(), p.refused.len()), (10_000, 0), "{:?}", p.refused.first());
+    let n = MAX_SERVICES + 6;
+    let conf: String = (0..n).map(|i| vs(&format!("{} 80", addr(i)), " lb_algo rr\n")).collect();
     let p = plan(&load(&conf));
     assert_eq!(p.services.len(), MAX_SERVICES as usize);
-    assert_eq!(p.refused.len(), 70 - MAX_SERVICES as usize);
-    assert!(p.refused[0].message().contains("at most 64 virtual servers"), "{:?}", p.refused[0]);
-    assert_eq!(p.refused[0].service, "[198.18.0.64]:tcp:80");
+    assert_eq!(p.refused.len(), 6);
+    assert!(p.refused[0].message().contains("at most 16384 virtual servers"), "{:?}", p.refused[0]);
+    assert_eq!(p.refused[0].service, format!("[{}]:tcp:80", addr(MAX_SERVICES)));
+    let big: String = std::iter::once(" lb_algo mh\n".to_owned()).chain((0..330).map(|k| format!(" real_server {} 80 {{\n }}\n", std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 19, 0, 0)) + k)))).collect();
+    let conf: String = (0..66).map(|i| vs(&format!("{} 80", addr(i)), &big)).collect();
+    let p = plan(&load(&conf));
+    assert_eq!(p.services.len(), 64);
+    assert!(p.refused[0].message().contains("scheduling tables are full"), "{:?}", p.refused[0]);
 }
 
 /// keepalived's labels: `[ADDR]:proto:PORT`, `FWM N`, `[GROUP]:0`.
