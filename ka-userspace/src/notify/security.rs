@@ -1,0 +1,431 @@
+//! keepalived's script security (2.2.7, `lib/notify.c`: `check_script_secure`,
+//! `check_security`, `is_executable`, `find_path`, `get_default_script_user`), for every script
+//! ka runs: notify scripts, `vrrp_script`s and `MISC_CHECK`s.
+//!
+//! - The default user is `script_user`, else `keepalived_script` if that user exists, else
+//!   root. With `enable_script_security` and neither, keepalived reports "Unable to set default
+//!   user keepalived_script for script" and runs no script that names no user of its own; so
+//!   does ka ([`DefaultUser::Refused`]).
+//! - A bare name is looked up in the scripts' `PATH` ([`super::script::SCRIPT_PATH`]), with
+//!   keepalived's warning to give the full path.
+//! - A script the user cannot execute is not run.
+//! - A script that runs as uid 0 or gid 0, or is set-uid/set-gid root, needs protection: every
+//!   component of its path, from `/`, must be owned by root, and neither writable by others
+//!   nor by a group other than root's (a directory with the sticky bit, like `/tmp`, may be);
+//!   each directory must be a directory, and the last component a file or a symlink
+//!   ([`unsafe_component`]). With `enable_script_security` such an unsafe script is refused;
+//!   without, it runs and keepalived's "Unsafe permissions" line is logged.
+//!
+//! Both the resolved path and the path as written are walked. keepalived 2.2.7 walks the
+//! resolved one (after `realpath`); walking the written one too refuses a root-owned symlink
+//! that sits in a directory a user could write (and so replace the symlink). An intermediate
+//! symlink of the written path (`/bin` → `usr/bin`) is accepted when root owns it: its target
+//! is walked with the resolved path.
+
+use std::{
+    io,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Component, Path, PathBuf},
+};
+
+use nix::unistd::{Gid, Uid, User};
+
+use super::script::{RunAs, ScriptError, SCRIPT_PATH};
+
+/// What a path component is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// Anything else (device, socket, FIFO).
+    Other,
+}
+
+/// The facts about one path component that decide its safety (from `lstat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Its kind.
+    pub kind: Kind,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Mode bits (permissions, set-id and sticky bits).
+    pub mode: u32,
+}
+
+impl Node {
+    fn of(md: &std::fs::Metadata) -> Node {
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Other
+        };
+        Node { kind, uid: md.uid(), gid: md.gid(), mode: md.permissions().mode() & 0o7777 }
+    }
+}
+
+/// Why a component makes a script unsafe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsafe {
+    /// A directory of the path is not a directory, or the script is neither a file nor a
+    /// symlink ("Wrong file type found in script path"; keepalived refuses it even without
+    /// `enable_script_security`).
+    WrongType,
+    /// Not owned by root.
+    Owner(u32),
+    /// Writable by others, or by a group other than root's.
+    Writable(u32),
+}
+
+/// keepalived's rule for one component (`check_security`): `last` is the script itself,
+/// `through_symlink` accepts a root-owned symlink in place of a directory (the path as
+/// written, whose symlinks' targets are walked separately).
+pub fn unsafe_component(n: &Node, last: bool, through_symlink: bool) -> Option<Unsafe> {
+    let type_ok = match (last, n.kind) {
+        (false, Kind::Dir) | (true, Kind::File | Kind::Symlink) => true,
+        (false, Kind::Symlink) => through_symlink,
+        _ => false,
+    };
+    if !type_ok {
+        return Some(Unsafe::WrongType);
+    }
+    if n.uid != 0 {
+        return Some(Unsafe::Owner(n.uid));
+    }
+    let sticky_dir = n.kind == Kind::Dir && n.mode & 0o1000 != 0;
+    let checked = (n.kind == Kind::Dir && !sticky_dir) || n.kind == Kind::File;
+    let writable = (n.gid != 0 && n.mode & 0o020 != 0) || n.mode & 0o002 != 0;
+    (checked && writable).then_some(Unsafe::Writable(n.mode))
+}
+
+/// keepalived's `is_executable`: root needs any execute bit; the owner the owner's; a member
+/// of the file's group the group's; anyone else the others'.
+pub fn is_executable(n: &Node, run_as: RunAs) -> bool {
+    let (uid, gid) = (run_as.uid.as_raw(), run_as.gid.as_raw());
+    (uid == 0 && n.mode & 0o111 != 0)
+        || (uid == n.uid && n.mode & 0o100 != 0)
+        || (uid != n.uid && ((gid == n.gid && n.mode & 0o010 != 0) || (gid != n.gid && n.mode & 0o001 != 0)))
+}
+
+/// Whether a script needs protection (keepalived): it runs as uid 0 or gid 0, or is an
+/// executable set-uid root or set-gid root file.
+pub fn needs_protection(file: &Node, run_as: RunAs) -> bool {
+    run_as.uid.is_root()
+        || run_as.gid.as_raw() == 0
+        || (file.uid == 0 && file.mode & 0o100 != 0 && file.mode & 0o4000 != 0)
+        || (file.gid == 0 && file.mode & 0o010 != 0 && file.mode & 0o2000 != 0)
+}
+
+/// `path` made absolute and lexically clean (`.`, `..` and repeated `/` removed), as
+/// keepalived's `clean_path` does.
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Walks every component of `path` from `/` (without following symlinks) and returns the
+/// first unsafe one.
+///
+/// # Errors
+/// A component cannot be examined.
+pub fn walk(path: &Path, through_symlinks: bool) -> io::Result<Option<(PathBuf, Unsafe)>> {
+    let mut prefix = PathBuf::new();
+    let comps: Vec<Component<'_>> = path.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        prefix.push(c);
+        let node = Node::of(&std::fs::symlink_metadata(&prefix)?);
+        if let Some(u) = unsafe_component(&node, i + 1 == comps.len(), through_symlinks) {
+            return Ok(Some((prefix, u)));
+        }
+    }
+    Ok(None)
+}
+
+/// A script ready to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// What to execute (a bare name resolved through the scripts' `PATH`).
+    pub program: PathBuf,
+    /// keepalived's messages about it (path search, unsafe permissions without
+    /// `enable_script_security`), to be logged.
+    pub warnings: Vec<String>,
+    /// It is unsafe but runs anyway (no `enable_script_security`).
+    pub insecure: bool,
+}
+
+/// Checks script `program` (the first word of its command line) for `run_as`, as keepalived
+/// does before running it; `secure` is `enable_script_security`.
+///
+/// # Errors
+/// keepalived's refusals, with its words: not found ([`ScriptError::Missing`]), not
+/// executable ([`ScriptError::NotExecutable`]), unsafe under `enable_script_security` or of
+/// the wrong file type ([`ScriptError::Insecure`]).
+pub fn check(program: &str, run_as: RunAs, secure: bool) -> Result<Checked, ScriptError> {
+    let mut warnings = Vec::new();
+    let written = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        let found = search(program, run_as).ok_or_else(|| ScriptError::Missing {
+            path: program.into(),
+            source: io::Error::new(io::ErrorKind::NotFound, format!("Cannot find script {program} in path ({SCRIPT_PATH}) - disabling")),
+        })?;
+        warnings.push(format!("WARNING - script `{program}` resolved by path search to `{}`. Please specify full path.", found.display()));
+        found
+    };
+    let real = std::fs::canonicalize(&written).map_err(|source| ScriptError::Missing { path: written.clone(), source })?;
+    let file = Node::of(&std::fs::metadata(&real).map_err(|source| ScriptError::Missing { path: real.clone(), source })?);
+    if file.kind != Kind::File {
+        return Err(ScriptError::Insecure { path: written, why: "Wrong file type found in script path: not a regular file".to_owned() });
+    }
+    if !is_executable(&file, run_as) {
+        return Err(ScriptError::NotExecutable { path: written, uid: run_as.uid.as_raw(), gid: run_as.gid.as_raw() });
+    }
+    let mut insecure = false;
+    if needs_protection(&file, run_as) {
+        let cleaned = clean(&written);
+        let mut found = None;
+        for (p, through) in [(&real, false), (&cleaned, true)] {
+            if found.is_none() {
+                found = walk(p, through).map_err(|source| ScriptError::Missing { path: p.clone(), source })?;
+            }
+        }
+        if let Some((component, why)) = found {
+            let detail = match why {
+                Unsafe::WrongType => format!("Wrong file type found in script path '{}' at {}", written.display(), component.display()),
+                Unsafe::Owner(uid) => format!("{} is owned by uid {uid}", component.display()),
+                Unsafe::Writable(mode) => format!("{} is writable by a non-root user (mode {mode:o})", component.display()),
+            };
+            if secure || why == Unsafe::WrongType {
+                return Err(ScriptError::Insecure { path: written, why: format!("Unsafe permissions found for script '{program}' - disabling: {detail}") });
+            }
+            warnings.push(format!("Unsafe permissions found for script '{program}': {detail}"));
+            insecure = true;
+        }
+    }
+    Ok(Checked { program: written, warnings, insecure })
+}
+
+/// keepalived's path search for a bare script name: the first regular file in
+/// [`SCRIPT_PATH`] that `run_as` may execute.
+fn search(name: &str, run_as: RunAs) -> Option<PathBuf> {
+    SCRIPT_PATH.split(':').map(|dir| Path::new(dir).join(name)).find(|p| {
+        std::fs::metadata(p).is_ok_and(|md| md.is_file() && is_executable(&Node::of(&md), run_as))
+    })
+}
+
+/// The user scripts run as when they name none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultUser {
+    /// This one.
+    Run(RunAs),
+    /// None (`enable_script_security` without `script_user` and without a `keepalived_script`
+    /// user): scripts that name no user are not run.
+    Refused,
+}
+
+/// The name keepalived tries when `script_user` is not set.
+pub const KEEPALIVED_SCRIPT: &str = "keepalived_script";
+
+/// keepalived's default script user: `script_user`, else the `keepalived_script` user if it
+/// exists, else the daemon's own identity unless `secure` (`enable_script_security`).
+///
+/// # Errors
+/// `script_user` names an unknown user or group.
+pub fn default_user(script_user: Option<(&str, Option<&str>)>, secure: bool) -> Result<DefaultUser, ScriptError> {
+    if let Some((u, g)) = script_user {
+        return RunAs::resolve(u, g).map(DefaultUser::Run);
+    }
+    let keepalived_script = User::from_name(KEEPALIVED_SCRIPT).ok().flatten();
+    Ok(pick_default(keepalived_script.map(|u| RunAs { uid: u.uid, gid: u.gid }), secure, RunAs::current()))
+}
+
+/// The pure part of [`default_user`]: `keepalived_script` if it exists, else `current` unless
+/// `secure`.
+pub fn pick_default(keepalived_script: Option<RunAs>, secure: bool, current: RunAs) -> DefaultUser {
+    match (keepalived_script, secure) {
+        (Some(u), _) => DefaultUser::Run(u),
+        (None, false) => DefaultUser::Run(current),
+        (None, true) => DefaultUser::Refused,
+    }
+}
+
+impl Default for DefaultUser {
+    /// The daemon's own identity.
+    fn default() -> DefaultUser {
+        DefaultUser::Run(RunAs::current())
+    }
+}
+
+impl DefaultUser {
+    /// The user, or keepalived's error when there is none.
+    ///
+    /// # Errors
+    /// [`ScriptError::NoDefaultUser`].
+    pub fn get(self) -> Result<RunAs, ScriptError> {
+        match self {
+            DefaultUser::Run(u) => Ok(u),
+            DefaultUser::Refused => Err(ScriptError::NoDefaultUser),
+        }
+    }
+}
+
+/// Root, for tests and callers that mean it.
+pub const ROOT: RunAs = RunAs { uid: Uid::from_raw(0), gid: Gid::from_raw(0) };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(kind: Kind, uid: u32, gid: u32, mode: u32) -> Node {
+        Node { kind, uid, gid, mode }
+    }
+
+    /// keepalived's `check_security`, one rule per row.
+    #[test]
+    fn component_rules() {
+        use Kind::*;
+        let cases: &[(&str, Node, bool, bool, Option<Unsafe>)] = &[
+            ("root dir 0755", node(Dir, 0, 0, 0o755), false, false, None),
+            ("root file 0755", node(File, 0, 0, 0o755), true, false, None),
+            ("dir owned by a user", node(Dir, 1000, 0, 0o755), false, false, Some(Unsafe::Owner(1000))),
+            ("file owned by a user", node(File, 1000, 1000, 0o700), true, false, Some(Unsafe::Owner(1000))),
+            ("world-writable dir", node(Dir, 0, 0, 0o757), false, false, Some(Unsafe::Writable(0o757))),
+            ("world-writable file", node(File, 0, 0, 0o757), true, false, Some(Unsafe::Writable(0o757))),
+            ("sticky world-writable dir (/tmp)", node(Dir, 0, 0, 0o1777), false, false, None),
+            ("group-writable, group root", node(File, 0, 0, 0o775), true, false, None),
+            ("group-writable dir, group root", node(Dir, 0, 0, 0o775), false, false, None),
+            ("group-writable, group staff", node(File, 0, 50, 0o775), true, false, Some(Unsafe::Writable(0o775))),
+            ("group-writable dir, group staff", node(Dir, 0, 50, 0o775), false, false, Some(Unsafe::Writable(0o775))),
+            ("sticky group-writable dir, group staff", node(Dir, 0, 50, 0o1775), false, false, None),
+            ("a file where a directory should be", node(File, 0, 0, 0o755), false, false, Some(Unsafe::WrongType)),
+            ("a directory as the script", node(Dir, 0, 0, 0o755), true, false, Some(Unsafe::WrongType)),
+            ("a device as the script", node(Other, 0, 0, 0o755), true, false, Some(Unsafe::WrongType)),
+            ("root symlink as the script (mode ignored)", node(Symlink, 0, 0, 0o777), true, false, None),
+            ("user's symlink as the script", node(Symlink, 1000, 0, 0o777), true, false, Some(Unsafe::Owner(1000))),
+            ("symlink directory in the resolved path", node(Symlink, 0, 0, 0o777), false, false, Some(Unsafe::WrongType)),
+            ("root symlink directory in the written path (/bin)", node(Symlink, 0, 0, 0o777), false, true, None),
+            ("user's symlink directory in the written path", node(Symlink, 1000, 0, 0o777), false, true, Some(Unsafe::Owner(1000))),
+        ];
+        for (name, n, last, through, want) in cases {
+            assert_eq!(unsafe_component(n, *last, *through), *want, "{name}");
+        }
+    }
+
+    fn user(uid: u32, gid: u32) -> RunAs {
+        RunAs { uid: Uid::from_raw(uid), gid: Gid::from_raw(gid) }
+    }
+
+    /// keepalived's `is_executable`.
+    #[test]
+    fn executable_for_whom() {
+        let cases = [
+            ("root, any x bit", node(Kind::File, 1000, 1000, 0o001), user(0, 0), true),
+            ("root, no x bit", node(Kind::File, 0, 0, 0o644), user(0, 0), false),
+            ("owner with u+x", node(Kind::File, 1000, 1000, 0o700), user(1000, 1000), true),
+            ("owner without u+x, even with o+x", node(Kind::File, 1000, 1000, 0o601), user(1000, 1000), false),
+            ("group member with g+x", node(Kind::File, 0, 50, 0o750), user(1000, 50), true),
+            ("group member without g+x, even with o+x", node(Kind::File, 0, 50, 0o701), user(1000, 50), false),
+            ("other with o+x", node(Kind::File, 0, 0, 0o755), user(65534, 65534), true),
+            ("other without o+x", node(Kind::File, 0, 0, 0o750), user(65534, 65534), false),
+        ];
+        for (name, n, who, want) in cases {
+            assert_eq!(is_executable(&n, who), want, "{name}");
+        }
+    }
+
+    /// Protection is needed for uid 0, gid 0 and set-id root executables only.
+    #[test]
+    fn who_needs_protection() {
+        let plain = node(Kind::File, 0, 0, 0o755);
+        assert!(needs_protection(&plain, user(0, 0)));
+        assert!(needs_protection(&plain, user(1000, 0)), "gid 0 is root's group");
+        assert!(!needs_protection(&plain, user(65534, 65534)));
+        assert!(needs_protection(&node(Kind::File, 0, 0, 0o4755), user(65534, 65534)), "set-uid root");
+        assert!(needs_protection(&node(Kind::File, 5, 0, 0o2755), user(65534, 65534)), "set-gid root");
+        assert!(!needs_protection(&node(Kind::File, 0, 0, 0o4644), user(65534, 65534)), "set-uid but not executable");
+    }
+
+    #[test]
+    fn default_user_as_keepalived_picks_it() {
+        let ks = user(999, 999);
+        let me = user(0, 0);
+        assert_eq!(pick_default(Some(ks), true, me), DefaultUser::Run(ks));
+        assert_eq!(pick_default(Some(ks), false, me), DefaultUser::Run(ks));
+        assert_eq!(pick_default(None, false, me), DefaultUser::Run(me));
+        assert_eq!(pick_default(None, true, me), DefaultUser::Refused);
+        assert!(DefaultUser::Refused.get().expect_err("refused").to_string().contains("Unable to set default user keepalived_script"));
+    }
+
+    #[test]
+    fn paths_are_cleaned_lexically() {
+        assert_eq!(clean(Path::new("/usr/./bin//../bin/true")), PathBuf::from("/usr/bin/true"));
+        assert_eq!(clean(Path::new("/../etc/x")), PathBuf::from("/etc/x"));
+        assert_eq!(clean(Path::new("bin/x")), PathBuf::from("/bin/x"));
+    }
+
+    /// On the real filesystem (as root): a root-owned script in a root-owned tree passes; the
+    /// same in a world-writable directory, or world-writable itself, is refused with
+    /// `enable_script_security` and runs with a warning without; a script nobody may execute
+    /// is refused; bare names are found through `PATH` with keepalived's warning.
+    #[test]
+    fn checks_on_the_filesystem() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: needs root to own test files as root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ka-sec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).expect("dir");
+        let chmod = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+        chmod(&dir, 0o755);
+        chmod(&dir.join("sub"), 0o755);
+        let script = dir.join("sub/s.sh");
+        std::fs::write(&script, "#!/bin/sh\n").expect("write");
+        chmod(&script, 0o755);
+        let s = script.to_str().expect("utf8");
+        let ok = check(s, ROOT, true).expect("root-owned 0755 script under /tmp (sticky) is safe");
+        assert_eq!(ok, Checked { program: script.clone(), warnings: vec![], insecure: false });
+        chmod(&dir.join("sub"), 0o777);
+        let err = check(s, ROOT, true).expect_err("world-writable directory");
+        assert!(err.to_string().contains("Unsafe permissions found for script") && err.to_string().contains("sub is writable"), "{err}");
+        let warned = check(s, ROOT, false).expect("runs without enable_script_security");
+        assert!(warned.insecure && warned.warnings[0].starts_with("Unsafe permissions found for script"), "{warned:?}");
+        let nobody = user(65534, 65534);
+        assert!(!check(s, nobody, true).expect("nobody needs no protection").insecure);
+        chmod(&dir.join("sub"), 0o755);
+        // A root-owned symlink in a writable directory could be replaced: refused.
+        let link_dir = dir.join("links");
+        std::fs::create_dir_all(&link_dir).expect("dir");
+        chmod(&link_dir, 0o777);
+        std::os::unix::fs::symlink(&script, link_dir.join("s")).expect("symlink");
+        let err = check(link_dir.join("s").to_str().expect("utf8"), ROOT, true).expect_err("symlink in a writable directory");
+        assert!(err.to_string().contains("links is writable"), "{err}");
+        chmod(&script, 0o744);
+        let err = check(s, nobody, true).expect_err("not executable for nobody");
+        assert!(err.to_string().contains("is not executable for uid:gid 65534:65534 - disabling"), "{err}");
+        assert!(check(dir.join("sub").to_str().expect("utf8"), ROOT, true).is_err(), "a directory is no script");
+        let found = check("true", ROOT, true).expect("true is in PATH");
+        assert!(found.program.ends_with("true") && found.warnings[0].contains("resolved by path search"), "{found:?}");
+        assert!(matches!(check("ka-no-such-script", ROOT, true), Err(ScriptError::Missing { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
