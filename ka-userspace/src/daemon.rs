@@ -149,6 +149,9 @@ fn load_config(path: &std::path::Path, config_id: Option<String>, only: Option<c
     if let Some(only) = only {
         only.apply(&mut config);
     }
+    for finding in crate::notify::security::audit(&config) {
+        warn!("{finding}");
+    }
     Ok(config)
 }
 

@@ -28,12 +28,21 @@ impl KaDaemon {
     /// # Errors
     /// The daemon cannot start or exits before answering (its log is in the error).
     pub fn start(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str]) -> anyhow::Result<KaDaemon> {
+        KaDaemon::start_with_env(ns, bin, instance, args, &[])
+    }
+
+    /// [`KaDaemon::start`] with extra environment variables for the daemon.
+    ///
+    /// # Errors
+    /// As [`KaDaemon::start`].
+    pub fn start_with_env(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<KaDaemon> {
         let log = KaDaemon::log_file(instance);
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .nsenter(bin)
             .args(["--instance", instance, "--log", "debug", "run"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(file.try_clone()?)
             .stderr(file)
             .stdin(Stdio::null())

@@ -288,6 +288,109 @@ impl DefaultUser {
     }
 }
 
+/// One script of a configuration: where it is configured, its command line and its own user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfiguredScript {
+    /// What it is (`notify_master of VI_1`, `vrrp_script chk`, `MISC_CHECK of 198.18.1.1:80`).
+    pub what: String,
+    /// The command line.
+    pub command: String,
+    /// Its `user [group]`, if it names one.
+    pub user: Option<(String, Option<String>)>,
+}
+
+/// Every script `cfg` would run.
+pub fn configured_scripts(cfg: &crate::config::Config) -> Vec<ConfiguredScript> {
+    use crate::config::model::{CheckerKind, Notify, Script};
+    let mut out = Vec::new();
+    let mut push = |what: String, s: &Script| out.push(ConfiguredScript { what, command: s.command.clone(), user: s.user.clone() });
+    let notify = |owner: &str, n: &Notify, push: &mut dyn FnMut(String, &Script)| {
+        for (kw, s) in [("notify_master", &n.master), ("notify_backup", &n.backup), ("notify_fault", &n.fault), ("notify_stop", &n.stop), ("notify", &n.any)] {
+            if let Some(s) = s {
+                push(format!("{kw} of {owner}"), s);
+            }
+        }
+    };
+    for i in &cfg.vrrp_instances {
+        notify(&i.name, &i.notify, &mut push);
+    }
+    for g in &cfg.sync_groups {
+        notify(&g.name, &g.notify, &mut push);
+    }
+    for vs in &cfg.virtual_servers {
+        for (kw, s) in [("quorum_up", &vs.quorum_up), ("quorum_down", &vs.quorum_down)] {
+            if let Some(s) = s {
+                push(format!("{kw} of a virtual server"), s);
+            }
+        }
+        for rs in &vs.real_servers {
+            for (kw, s) in [("notify_up", &rs.notify_up), ("notify_down", &rs.notify_down)] {
+                if let Some(s) = s {
+                    push(format!("{kw} of real server {}", rs.address), s);
+                }
+            }
+        }
+    }
+    for s in &cfg.vrrp_scripts {
+        if let Some(c) = &s.script {
+            out.push(ConfiguredScript { what: format!("vrrp_script {}", s.name), command: c.clone(), user: s.user.clone() });
+        }
+    }
+    for vs in &cfg.virtual_servers {
+        for rs in &vs.real_servers {
+            for c in &rs.checkers {
+                if let CheckerKind::Misc { path: Some(p), user, .. } = &c.kind {
+                    out.push(ConfiguredScript { what: format!("MISC_CHECK of real server {}", rs.address), command: p.clone(), user: user.clone() });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What keepalived reports about the scripts of `cfg` when it loads it: for each script its
+/// warnings or the reason it is not run, and "SECURITY VIOLATION" when scripts run without
+/// `enable_script_security`. Logged by the daemon at start and at each reload.
+pub fn audit(cfg: &crate::config::Config) -> Vec<String> {
+    let g = &cfg.global;
+    let secure = g.enable_script_security;
+    let scripts = configured_scripts(cfg);
+    let default = default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), secure);
+    let mut out = Vec::new();
+    if matches!(default, Ok(DefaultUser::Refused)) && scripts.iter().any(|s| s.user.is_none()) {
+        out.push(format!("Unable to set default user {KEEPALIVED_SCRIPT} for script (enable_script_security, no script_user): scripts that name no user are not run"));
+    }
+    let mut insecure = false;
+    for s in &scripts {
+        let words = match super::script::split(&s.command) {
+            Ok(w) => w,
+            Err(e) => {
+                out.push(format!("{}: {e}", s.what));
+                continue;
+            }
+        };
+        let run_as = match &s.user {
+            Some((u, grp)) => RunAs::resolve(u, grp.as_deref()),
+            None => default.as_ref().map_err(|e| ScriptError::BadCommand(e.to_string())).and_then(|d| d.get()),
+        };
+        let Ok(run_as) = run_as else { continue };
+        match check(&words[0], run_as, secure) {
+            Ok(c) => {
+                insecure |= c.insecure;
+                out.extend(c.warnings.iter().map(|w| format!("{}: {w}", s.what)));
+            }
+            Err(e) => out.push(format!("{}: {e}", s.what)),
+        }
+    }
+    if !secure && !scripts.is_empty() {
+        out.push(format!(
+            "SECURITY VIOLATION - scripts are being executed but script_security not enabled.{}",
+            if insecure { " There are insecure scripts." } else { "" }
+        ));
+    }
+    out
+}
+
 /// Root, for tests and callers that mean it.
 pub const ROOT: RunAs = RunAs { uid: Uid::from_raw(0), gid: Gid::from_raw(0) };
 
@@ -373,6 +476,29 @@ mod tests {
         assert_eq!(pick_default(None, false, me), DefaultUser::Run(me));
         assert_eq!(pick_default(None, true, me), DefaultUser::Refused);
         assert!(DefaultUser::Refused.get().expect_err("refused").to_string().contains("Unable to set default user keepalived_script"));
+    }
+
+    fn audit_of(text: &str) -> Vec<String> {
+        let l = crate::config::parse_str(text, Path::new("t.conf"), &crate::config::LoadOptions { config_id: None, interfaces: crate::config::check::InterfaceCheck::Skip });
+        audit(&l.config)
+    }
+
+    /// What is logged at load: keepalived's SECURITY VIOLATION without
+    /// `enable_script_security`, the missing default user with it, and each script's refusal.
+    #[test]
+    fn audits_as_keepalived_reports() {
+        let inst = |scripts: &str| format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n{scripts}\n virtual_ipaddress {{\n 198.18.0.1\n }}\n}}\n");
+        assert!(audit_of(&inst("")).is_empty(), "no script, nothing to say");
+        let a = audit_of(&inst(" notify_master /bin/true"));
+        assert_eq!(a, ["SECURITY VIOLATION - scripts are being executed but script_security not enabled."], "{a:?}");
+        if User::from_name(KEEPALIVED_SCRIPT).ok().flatten().is_none() {
+            let a = audit_of(&format!("global_defs {{\n enable_script_security\n}}\n{}", inst(" notify_master /bin/true")));
+            assert!(a.len() == 1 && a[0].starts_with("Unable to set default user keepalived_script"), "{a:?}");
+        }
+        let a = audit_of(&format!("global_defs {{\n enable_script_security\n script_user root\n}}\n{}", inst(" notify_master /bin/true\n notify /ka/no/such/script")));
+        assert!(a.len() == 1 && a[0].starts_with("notify of VI_1: script /ka/no/such/script"), "{a:?}");
+        let a = audit_of(&format!("global_defs {{\n script_user root\n}}\nvrrp_script chk {{\n script \"true\"\n}}\n{}", inst("")));
+        assert!(a.len() == 2 && a[0].contains("vrrp_script chk: WARNING - script `true` resolved by path search"), "{a:?}");
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::
         return Err(text);
     }
     let new = loaded.config;
+    for finding in crate::notify::security::audit(&new) {
+        tracing::warn!("{finding}");
+    }
     let setups = setup::instances(&new).map_err(|e| format!("{e}\n"))?;
     let globals = if setups.is_empty() { None } else { Some(setup::globals(&new).map_err(|e| format!("{e}\n"))?) };
     let old_setups = setup::instances(current).map_err(|e| format!("{e}\n"))?;
