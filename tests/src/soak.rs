@@ -414,11 +414,11 @@ impl Soak<'_> {
         self.tick(&mut watch, &mut seen_dual, &mut last_sample);
         watch.close();
         self.check_dual(&watch, &mut seen_dual);
-        for d in 0..2 {
+        for (d, name) in NAMES.iter().enumerate() {
             self.retire(d);
             if let Some(k) = self.directors[d].daemon.take() {
                 if let Err(e) = k.stop() {
-                    shared.violation(format!("{}'s ka did not stop cleanly: {e:#}", NAMES[d]));
+                    shared.violation(format!("{name}'s ka did not stop cleanly: {e:#}"));
                 }
             }
         }
@@ -552,13 +552,13 @@ impl Soak<'_> {
                     if self.extra { "adding" } else { "removing" }
                 ));
                 std::fs::write(&self.conf, config(&self.files.dir, self.extra))?;
-                for d in 0..2 {
+                for (d, name) in self.directors.iter().zip(NAMES) {
                     let out = std::process::Command::new(&self.opts.ka)
-                        .args(["--instance", &self.directors[d].instance, "reload", "--timeout", "30s"])
+                        .args(["--instance", &d.instance, "reload", "--timeout", "30s"])
                         .output()
                         .context("running ka reload")?;
                     if !out.status.success() {
-                        s.violation(format!("{}'s reload failed: {}", NAMES[d], String::from_utf8_lossy(&out.stderr).trim()));
+                        s.violation(format!("{name}'s reload failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
                     }
                 }
             }

@@ -147,7 +147,8 @@ mod tests {
     #[test]
     fn strict_rules_as_keepalived() {
         type Check = fn(&VrrpInstance) -> bool;
-        let cases: &[(&str, String, Option<(Severity, &str)>, Check)] = &[
+        type Want = Option<(Severity, &'static str)>;
+        let cases: &[(&str, String, Want, Check)] = &[
             ("non-owner defaults: no accept, no answers to lower priorities", format!(" priority 100\n{VIP4}"), None, |v| {
                 v.accept == Some(false) && v.lower_prio_no_advert == Some(true) && v.higher_prio_send_advert == Some(false) && v.state == VrrpState::Backup
             }),
