@@ -149,7 +149,7 @@ fn load_config(path: &std::path::Path, config_id: Option<String>, only: Option<c
     if let Some(only) = only {
         only.apply(&mut config);
     }
-    for finding in crate::notify::security::audit(&config) {
+    for finding in crate::notify::security::apply(&mut config) {
         warn!("{finding}");
     }
     Ok(config)

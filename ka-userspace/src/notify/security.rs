@@ -291,8 +291,11 @@ impl DefaultUser {
 /// One script of a configuration: where it is configured, its command line and its own user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfiguredScript {
-    /// What it is (`notify_master of VI_1`, `vrrp_script chk`, `MISC_CHECK of 198.18.1.1:80`).
+    /// What it is (`notify_master of VI_1`, `vrrp_script chk`, `MISC_CHECK of real server
+    /// 198.18.1.1`).
     pub what: String,
+    /// The `vrrp_script`'s name, for one.
+    pub vrrp_script: Option<String>,
     /// The command line.
     pub command: String,
     /// Its `user [group]`, if it names one.
@@ -303,7 +306,7 @@ pub struct ConfiguredScript {
 pub fn configured_scripts(cfg: &crate::config::Config) -> Vec<ConfiguredScript> {
     use crate::config::model::{CheckerKind, Notify, Script};
     let mut out = Vec::new();
-    let mut push = |what: String, s: &Script| out.push(ConfiguredScript { what, command: s.command.clone(), user: s.user.clone() });
+    let mut push = |what: String, s: &Script| out.push(ConfiguredScript { what, vrrp_script: None, command: s.command.clone(), user: s.user.clone() });
     let notify = |owner: &str, n: &Notify, push: &mut dyn FnMut(String, &Script)| {
         for (kw, s) in [("notify_master", &n.master), ("notify_backup", &n.backup), ("notify_fault", &n.fault), ("notify_stop", &n.stop), ("notify", &n.any)] {
             if let Some(s) = s {
@@ -333,14 +336,14 @@ pub fn configured_scripts(cfg: &crate::config::Config) -> Vec<ConfiguredScript> 
     }
     for s in &cfg.vrrp_scripts {
         if let Some(c) = &s.script {
-            out.push(ConfiguredScript { what: format!("vrrp_script {}", s.name), command: c.clone(), user: s.user.clone() });
+            out.push(ConfiguredScript { what: format!("vrrp_script {}", s.name), vrrp_script: Some(s.name.clone()), command: c.clone(), user: s.user.clone() });
         }
     }
     for vs in &cfg.virtual_servers {
         for rs in &vs.real_servers {
             for c in &rs.checkers {
                 if let CheckerKind::Misc { path: Some(p), user, .. } = &c.kind {
-                    out.push(ConfiguredScript { what: format!("MISC_CHECK of real server {}", rs.address), command: p.clone(), user: user.clone() });
+                    out.push(ConfiguredScript { what: format!("MISC_CHECK of real server {}", rs.address), vrrp_script: None, command: p.clone(), user: user.clone() });
                 }
             }
         }
@@ -348,24 +351,35 @@ pub fn configured_scripts(cfg: &crate::config::Config) -> Vec<ConfiguredScript> 
     out
 }
 
+/// What keepalived says about one script (or the configuration) at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The message, as logged.
+    pub text: String,
+    /// The `vrrp_script` it refuses, if it refuses one.
+    pub refuses: Option<String>,
+}
+
 /// What keepalived reports about the scripts of `cfg` when it loads it: for each script its
 /// warnings or the reason it is not run, and "SECURITY VIOLATION" when scripts run without
-/// `enable_script_security`. Logged by the daemon at start and at each reload.
-pub fn audit(cfg: &crate::config::Config) -> Vec<String> {
+/// `enable_script_security`.
+pub fn audit(cfg: &crate::config::Config) -> Vec<Finding> {
     let g = &cfg.global;
     let secure = g.enable_script_security;
     let scripts = configured_scripts(cfg);
     let default = default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), secure);
     let mut out = Vec::new();
+    let note = |text: String| Finding { text, refuses: None };
     if matches!(default, Ok(DefaultUser::Refused)) && scripts.iter().any(|s| s.user.is_none()) {
-        out.push(format!("Unable to set default user {KEEPALIVED_SCRIPT} for script (enable_script_security, no script_user): scripts that name no user are not run"));
+        out.push(note(format!("Unable to set default user {KEEPALIVED_SCRIPT} for script (enable_script_security, no script_user): scripts that name no user are not run")));
     }
     let mut insecure = false;
     for s in &scripts {
+        let refused = |text: String| Finding { text, refuses: s.vrrp_script.clone() };
         let words = match super::script::split(&s.command) {
             Ok(w) => w,
             Err(e) => {
-                out.push(format!("{}: {e}", s.what));
+                out.push(refused(format!("{}: {e}", s.what)));
                 continue;
             }
         };
@@ -373,22 +387,57 @@ pub fn audit(cfg: &crate::config::Config) -> Vec<String> {
             Some((u, grp)) => RunAs::resolve(u, grp.as_deref()),
             None => default.as_ref().map_err(|e| ScriptError::BadCommand(e.to_string())).and_then(|d| d.get()),
         };
-        let Ok(run_as) = run_as else { continue };
+        let run_as = match run_as {
+            Ok(u) => u,
+            // The missing default user is reported once, above.
+            Err(ScriptError::NoDefaultUser) => {
+                if s.vrrp_script.is_some() {
+                    out.push(refused(format!("{}: not run (no user)", s.what)));
+                }
+                continue;
+            }
+            Err(e) => {
+                out.push(refused(format!("{}: {e}", s.what)));
+                continue;
+            }
+        };
         match check(&words[0], run_as, secure) {
             Ok(c) => {
                 insecure |= c.insecure;
-                out.extend(c.warnings.iter().map(|w| format!("{}: {w}", s.what)));
+                out.extend(c.warnings.iter().map(|w| note(format!("{}: {w}", s.what))));
             }
-            Err(e) => out.push(format!("{}: {e}", s.what)),
+            Err(e) => out.push(refused(format!("{}: {e}", s.what))),
         }
     }
     if !secure && !scripts.is_empty() {
-        out.push(format!(
+        out.push(note(format!(
             "SECURITY VIOLATION - scripts are being executed but script_security not enabled.{}",
             if insecure { " There are insecure scripts." } else { "" }
-        ));
+        )));
     }
     out
+}
+
+/// What keepalived does with the scripts of `cfg` when it loads it ([`audit`]), and: a
+/// `vrrp_script` that cannot run (unsafe, missing, not executable, no user) is removed with the
+/// references to it, so it neither holds its instances in INIT nor weighs on them (keepalived
+/// frees it the same way). Returns the messages for the daemon to log at start and at each
+/// reload. Other refused scripts stay configured and are refused again, with the reason, each
+/// time they would run (a refused MISC_CHECK fails its checks: the real server stays down,
+/// where keepalived drops the checker and keeps the server up).
+pub fn apply(cfg: &mut crate::config::Config) -> Vec<String> {
+    let findings = audit(cfg);
+    let refused: Vec<&String> = findings.iter().filter_map(|f| f.refuses.as_ref()).collect();
+    if !refused.is_empty() {
+        cfg.vrrp_scripts.retain(|s| !refused.contains(&&s.name));
+        for i in &mut cfg.vrrp_instances {
+            i.track_scripts.retain(|t| !refused.contains(&&t.name));
+        }
+        for g in &mut cfg.sync_groups {
+            g.track_scripts.retain(|t| !refused.contains(&&t.name));
+        }
+    }
+    findings.into_iter().map(|f| f.text).collect()
 }
 
 /// Root, for tests and callers that mean it.
@@ -480,7 +529,7 @@ mod tests {
 
     fn audit_of(text: &str) -> Vec<String> {
         let l = crate::config::parse_str(text, Path::new("t.conf"), &crate::config::LoadOptions { config_id: None, interfaces: crate::config::check::InterfaceCheck::Skip });
-        audit(&l.config)
+        audit(&l.config).into_iter().map(|f| f.text).collect()
     }
 
     /// What is logged at load: keepalived's SECURITY VIOLATION without
@@ -499,6 +548,19 @@ mod tests {
         assert!(a.len() == 1 && a[0].starts_with("notify of VI_1: script /ka/no/such/script"), "{a:?}");
         let a = audit_of(&format!("global_defs {{\n script_user root\n}}\nvrrp_script chk {{\n script \"true\"\n}}\n{}", inst("")));
         assert!(a.len() == 2 && a[0].contains("vrrp_script chk: WARNING - script `true` resolved by path search"), "{a:?}");
+    }
+
+    /// A `vrrp_script` that cannot run leaves the configuration with its references (it would
+    /// hold a weight-0 tracker's instance in INIT forever); one that can run stays.
+    #[test]
+    fn refused_vrrp_scripts_are_removed() {
+        let text = "global_defs {\n script_user root\n}\nvrrp_script bad {\n script /ka/no/such/script\n}\nvrrp_script good {\n script /bin/true\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n track_script {\n bad\n good\n }\n virtual_ipaddress {\n 198.18.0.1\n }\n}\nvrrp_sync_group G {\n group {\n VI_1\n }\n track_script {\n bad\n }\n}\n";
+        let mut cfg = crate::config::parse_str(text, Path::new("t.conf"), &crate::config::LoadOptions { config_id: None, interfaces: crate::config::check::InterfaceCheck::Skip }).config;
+        let findings = apply(&mut cfg);
+        assert!(findings.iter().any(|f| f.starts_with("vrrp_script bad: script /ka/no/such/script")), "{findings:?}");
+        assert_eq!(cfg.vrrp_scripts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["good"]);
+        assert_eq!(cfg.vrrp_instances[0].track_scripts.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["good"]);
+        assert!(cfg.sync_groups[0].track_scripts.is_empty());
     }
 
     #[test]
