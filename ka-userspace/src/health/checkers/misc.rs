@@ -49,10 +49,15 @@ impl MiscProbe {
             None => ctx.script_user.get(),
         }
         .map_err(|e| CheckError::Config(e.to_string()))?;
-        // Checked here once for keepalived's messages; every run checks again (quietly).
-        let checked = security::check(&words[0], user, ctx.script_security).map_err(|e| CheckError::Config(e.to_string()))?;
-        for w in &checked.warnings {
-            warn!(script = %command, "{w}");
+        // Checked here once for keepalived's messages; every run checks again and refuses
+        // what breaks the rules then (a script installed after the start runs from then on).
+        match security::check(&words[0], user, ctx.script_security) {
+            Ok(checked) => {
+                for w in &checked.warnings {
+                    warn!(script = %command, "{w}");
+                }
+            }
+            Err(e) => warn!(script = %command, error = %e, "MISC_CHECK script cannot run (yet): its checks fail"),
         }
         Ok(MiscProbe { command, words, timeout: timeout.unwrap_or(checker.delay_loop), dynamic: *dynamic, user: Some(user), secure: ctx.script_security })
     }
