@@ -428,6 +428,7 @@ impl Soak<'_> {
                 shared.violation(g);
             }
         }
+        self.done.sort_by_key(|p| p.started);
         let violations = shared.violations.lock().map(|v| v.clone()).unwrap_or_default();
         Ok(Report {
             seed: self.opts.seed,
