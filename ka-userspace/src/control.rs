@@ -2,6 +2,12 @@
 //! line. `ka status` and `ka reload` are its clients. The daemon serves it from its own task
 //! ([`spawn_server`]): each client gets its own task with read and write timeouts and hands its
 //! request to the daemon as a [`ControlCall`], so no client can delay anything else.
+//!
+//! The socket is root's alone: it is created with mode 0600 (bound under a temporary name,
+//! restricted, then renamed into place, so no other user can connect in between), and the
+//! daemon answers a peer whose credentials are neither root's nor its own with "permission
+//! denied: run as root" whatever its request. A client that cannot connect for lack of
+//! permission gets the same words, not "is ka running?".
 
 use std::{io, path::Path, time::Duration};
 
@@ -61,6 +67,12 @@ pub enum ControlError {
         /// Socket path.
         path: String,
     },
+    /// The socket exists but this user may not use it.
+    #[error("permission denied: run as root (the control socket {path} is root-only)")]
+    PermissionDenied {
+        /// Socket path.
+        path: String,
+    },
     /// No daemon listens on the socket.
     #[error("cannot reach the daemon at {path}: {source} (is `ka run` running with this --instance?)")]
     Connect {
@@ -98,15 +110,20 @@ pub enum ControlError {
     },
 }
 
-/// Binds the control socket, removing a stale one left by a crashed run. Fails if a live
-/// daemon answers on it.
+/// The answer to a peer that is neither root nor the daemon's own user.
+pub const PERMISSION_DENIED: &str = "permission denied: run as root";
+
+/// Binds the control socket (mode 0600), removing a stale one left by a crashed run. Fails if
+/// a live daemon answers on it.
 ///
 /// # Errors
 /// The socket is in use or cannot be created.
 pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    use std::os::unix::fs::PermissionsExt as _;
     let p = path.display().to_string();
+    let io = |source| ControlError::Io { path: p.clone(), source };
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(|source| ControlError::Io { path: p.clone(), source })?;
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
@@ -115,7 +132,28 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         tracing::info!(path = %p, "removing stale control socket");
         let _ = tokio::fs::remove_file(path).await;
     }
-    UnixListener::bind(path).map_err(|source| ControlError::Io { path: p, source })
+    // Bound under a temporary name and restricted before it gets its real one: nobody else
+    // can connect in between, whatever the umask.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let listener = UnixListener::bind(&tmp).map_err(io)?;
+    let placed = async {
+        tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).await?;
+        tokio::fs::rename(&tmp, path).await
+    };
+    if let Err(e) = placed.await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(io(e));
+    }
+    Ok(listener)
+}
+
+/// Whether a peer with user id `peer` may use the control socket of a daemon running as
+/// `daemon`: root, and the daemon's own user.
+pub fn peer_allowed(peer: u32, daemon: u32) -> bool {
+    peer == 0 || peer == daemon
 }
 
 /// A request from a control client, for the daemon's main loop to answer.
@@ -176,6 +214,8 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
 
 /// One client: its request line, the daemon's answer, each step bounded.
 async fn serve_client(stream: UnixStream, calls: tokio::sync::mpsc::Sender<ControlCall>) -> io::Result<()> {
+    let peer = stream.peer_cred()?;
+    let allowed = peer_allowed(peer.uid(), nix::unistd::Uid::effective().as_raw());
     let (rd, mut wr) = stream.into_split();
     let mut line = Vec::new();
     let mut rd = BufReader::new(rd).take(MAX_REQUEST_BYTES);
@@ -188,6 +228,10 @@ async fn serve_client(stream: UnixStream, calls: tokio::sync::mpsc::Sender<Contr
         Err(_) => Err("request timed out".to_owned()),
     };
     let resp = match req {
+        Ok(request) if !allowed => {
+            tracing::warn!(uid = peer.uid(), pid = ?peer.pid(), ?request, "control request refused: the peer is not root");
+            Response::Error { message: PERMISSION_DENIED.to_owned() }
+        }
         Ok(request) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             if calls.send(ControlCall { request, reply: tx }).await.is_err() {
@@ -230,9 +274,13 @@ pub async fn ask_status(calls: &tokio::sync::mpsc::Sender<ControlCall>) -> Optio
 pub async fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Response, ControlError> {
     let p = path.display().to_string();
     let fut = async {
-        let mut stream = UnixStream::connect(path)
-            .await
-            .map_err(|source| ControlError::Connect { path: p.clone(), source })?;
+        let mut stream = UnixStream::connect(path).await.map_err(|source| {
+            if source.kind() == io::ErrorKind::PermissionDenied {
+                ControlError::PermissionDenied { path: p.clone() }
+            } else {
+                ControlError::Connect { path: p.clone(), source }
+            }
+        })?;
         let mut line = serde_json::to_vec(req).map_err(|source| ControlError::Decode { path: p.clone(), source })?;
         line.push(b'\n');
         stream.write_all(&line).await.map_err(|source| ControlError::Io { path: p.clone(), source })?;
@@ -314,6 +362,28 @@ mod tests {
         assert!(matches!(resp, Response::Error { message } if message == "pong"));
         drop(daemon.await.expect("join"));
         server.await.expect("server ends when the daemon goes");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The socket is created 0600 whatever the umask, with no temporary name left behind;
+    /// only root and the daemon's own user are served.
+    #[tokio::test]
+    async fn the_socket_is_root_only() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = std::env::temp_dir().join(format!("ka-ctl-mode-{}", std::process::id()));
+        let path = dir.join("t.sock");
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let listener = bind(&path).await;
+        nix::sys::stat::umask(old);
+        let _listener = listener.expect("bind");
+        let md = std::fs::metadata(&path).expect("socket");
+        assert_eq!(md.permissions().mode() & 0o7777, 0o600, "mode {:o}", md.permissions().mode());
+        assert_eq!(md.uid(), nix::unistd::Uid::effective().as_raw());
+        let names: Vec<String> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["t.sock"]);
+        for (peer, daemon, ok) in [(0, 0, true), (1000, 0, false), (65534, 0, false), (998, 998, true), (0, 998, true), (1000, 998, false)] {
+            assert_eq!(peer_allowed(peer, daemon), ok, "peer {peer}, daemon {daemon}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -49,9 +49,10 @@ pub struct RunArgs {
     /// XDP program stays attached with its tables and connections, for the next ka to adopt.
     #[arg(long)]
     pub dont_release_ipvs: bool,
-    /// Serve Prometheus metrics on `http://ADDR:PORT/metrics` (e.g. `127.0.0.1:9650`,
-    /// `[::]:9650`).
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Serve Prometheus metrics on `http://ADDR:PORT/metrics`. A port alone listens on
+    /// 127.0.0.1 (`--metrics 9650`); any other address must be given (`0.0.0.0:9650`,
+    /// `[::]:9650`), and a non-loopback one is logged as reachable from the network.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::metrics::listen_addr)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Run one subsystem of the configuration, as `keepalived -P` (`vrrp`: the virtual servers
     /// are left out) or `-C` (`checkers`: the VRRP instances are left out).
@@ -161,6 +162,9 @@ fn load_config(path: &std::path::Path, config_id: Option<String>, only: Option<c
     let mut config = loaded.config;
     if let Some(only) = only {
         only.apply(&mut config);
+    }
+    for finding in crate::notify::security::apply(&mut config) {
+        warn!("{finding}");
     }
     Ok(config)
 }

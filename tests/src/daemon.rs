@@ -31,6 +31,14 @@ impl KaDaemon {
         KaDaemon::start_logging_to(ns, bin, instance, args, KaDaemon::log_file(instance))
     }
 
+    /// [`KaDaemon::start`] with extra environment variables for the daemon.
+    ///
+    /// # Errors
+    /// As [`KaDaemon::start`].
+    pub fn start_with_env(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<KaDaemon> {
+        KaDaemon::spawn(ns, bin, instance, args, env, KaDaemon::log_file(instance), Duration::from_secs(30))
+    }
+
     /// [`KaDaemon::start`] with the log in `log` (a second daemon on one instance must not
     /// truncate the first one's).
     ///
@@ -46,11 +54,17 @@ impl KaDaemon {
     /// # Errors
     /// As [`KaDaemon::start`].
     pub fn start_waiting(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf, within: Duration) -> anyhow::Result<KaDaemon> {
+        KaDaemon::spawn(ns, bin, instance, args, &[], log, within)
+    }
+
+    /// Spawns the daemon with `env` added, logging to `log`, and waits up to `within` for it.
+    fn spawn(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], env: &[(&str, &str)], log: PathBuf, within: Duration) -> anyhow::Result<KaDaemon> {
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .nsenter(bin)
             .args(["--instance", instance, "--log", "debug", "run"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(file.try_clone()?)
             .stderr(file)
             .stdin(Stdio::null())

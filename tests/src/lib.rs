@@ -1,6 +1,6 @@
 //! Shared helpers of ka's integration tests, lab and benchmarks: a network-namespace guard
-//! ([`netns`]), the load-balancer LAN ([`lan`]), a packet builder ([`packet`]), and helpers to
-//! find and drive the `ka` binary.
+//! ([`netns`]), the load-balancer LAN ([`lan`]), a packet builder ([`packet`]), the soak
+//! ([`soak`]), and helpers to find and drive the `ka` binary.
 //!
 //! This crate's library has no dependency on `ka-userspace` (only its tests do), so `xtask` can
 //! use it before the eBPF toolchain is installed.
@@ -15,6 +15,7 @@ pub mod lan;
 pub mod netns;
 pub mod packet;
 pub mod prom;
+pub mod soak;
 pub mod xdp;
 
 use std::{

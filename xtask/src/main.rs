@@ -17,6 +17,7 @@ mod lab_bgp;
 mod package;
 mod run;
 mod setup;
+mod soak;
 mod test;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Task {
     Bench(bench::Options),
     /// Fuzzing campaigns: every target (or --target T) for --seconds S; prints execs and crashes.
     Fuzz(fuzz::Options),
+    /// Soak the lab: traffic for N minutes while random faults fire, invariants checked.
+    Soak(soak::Options),
     /// Build the Debian package (target/debian/ka_<version>_<arch>.deb) with cargo-deb.
     Package(package::Options),
     /// Lint every host crate with clippy, without building the eBPF object.
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run(o) => run::run(o),
         Task::Bench(o) => bench::run(o),
         Task::Fuzz(o) => fuzz::run(o),
+        Task::Soak(o) => soak::run(o),
         Task::Package(o) => package::run(o).map(|_| ()),
         Task::Lint => exec::exec(
             exec::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]).env("KA_SKIP_EBPF", "1"),

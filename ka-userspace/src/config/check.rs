@@ -19,7 +19,21 @@ pub enum InterfaceCheck {
     Known(HashSet<String>),
 }
 
+/// The MTU assumed for an interface whose own cannot be read (keepalived's `DEFAULT_MTU`).
+const DEFAULT_MTU: u32 = 1500;
+
 impl InterfaceCheck {
+    /// The interface's MTU from `/sys/class/net` ([`InterfaceCheck::System`]), else 1500.
+    fn mtu(&self, name: &str) -> u32 {
+        match self {
+            InterfaceCheck::System => std::fs::read_to_string(std::path::Path::new("/sys/class/net").join(name).join("mtu"))
+                .ok()
+                .and_then(|m| m.trim().parse().ok())
+                .unwrap_or(DEFAULT_MTU),
+            _ => DEFAULT_MTU,
+        }
+    }
+
     fn exists(&self, name: &str) -> bool {
         match self {
             InterfaceCheck::System => std::path::Path::new("/sys/class/net").join(name).exists(),
@@ -251,6 +265,7 @@ fn check_instances(
     let mut names: HashMap<String, Span> = HashMap::new();
     let mut vrids: HashMap<VridKey, Vec<(String, Vec<std::net::IpAddr>)>> = HashMap::new();
     let dynamic_interfaces = cfg.global.dynamic_interfaces;
+    let global_down_timer_adverts = cfg.global.vrrp_down_timer_adverts;
     for vi in &mut cfg.vrrp_instances {
         let n = vi.name.clone();
         if let Some(first) = names.get(&n) {
@@ -347,15 +362,6 @@ fn check_instances(
             );
             vi.preempt_delay = std::time::Duration::ZERO;
         }
-        if vi.strict_mode && vi.state == VrrpState::Master && vi.priority != 255 {
-            // keepalived 2.2 (vrrp.c): "State MASTER must match being address owner", and the
-            // state is derived from the priority.
-            d.warning(
-                Some(vi.span),
-                format!("({n}) vrrp_strict: state MASTER requires priority 255; using BACKUP, as keepalived 2.2 does"),
-            );
-            vi.state = VrrpState::Backup;
-        }
         if let Some(auth) = vi.authentication.clone() {
             // keepalived 2.2 (vrrp.c) drops authentication it cannot use, with a message.
             let why = if vi.strict_mode {
@@ -386,34 +392,9 @@ fn check_instances(
                 vi.state = VrrpState::Backup;
             }
         }
-        if vi.strict_mode {
-            let mut strict = |cond: bool, msg: &str| {
-                if cond {
-                    d.error(Some(vi.span), format!("({n}) vrrp_strict: {msg}"));
-                }
-            };
-            strict(
-                vi.virtual_ipaddresses.is_empty(),
-                "at least one virtual_ipaddress is required",
-            );
-            strict(
-                !vi.unicast_peers.is_empty(),
-                "unicast peers are not allowed",
-            );
-            strict(!vi.preempt_delay.is_zero(), "preempt_delay is not allowed");
-            strict(
-                vi.version == VrrpVersion::V2 && vi.accept == Some(true),
-                "accept is not allowed with VRRP version 2",
-            );
-            strict(
-                v6 == Some(true)
-                    && !vi
-                        .virtual_ipaddresses
-                        .first()
-                        .is_some_and(|v| is_link_local(&v.address.addr)),
-                "the first IPv6 virtual_ipaddress must be link local",
-            );
-        }
+        super::strict::apply(vi, global_down_timer_adverts, d);
+        let mtu = vi.interface.as_deref().map_or(DEFAULT_MTU, |i| ifaces.mtu(i));
+        super::strict::limit_vips(vi, mtu, d);
         check_track_refs(&n, &vi.track_scripts, "track script", &scripts, removed, d);
         check_track_refs(&n, &vi.track_files, "track file", &files, &[], d);
         check_track_refs(&n, &vi.track_processes, "track process", &procs, &[], d);
@@ -534,7 +515,8 @@ fn check_static(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) 
     drop_missing(&mut cfg.static_rules, ifaces, dynamic, d, rule_devs, rule_missing);
 }
 
-fn is_link_local(a: &std::net::IpAddr) -> bool {
+/// An IPv6 link-local (fe80::/10) or IPv4 link-local (169.254/16) address.
+pub(super) fn is_link_local(a: &std::net::IpAddr) -> bool {
     match a {
         std::net::IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
         std::net::IpAddr::V4(v) => v.is_link_local(),

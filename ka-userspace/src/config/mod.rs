@@ -14,6 +14,7 @@ pub mod lexer;
 pub mod model;
 pub mod parse;
 pub mod preprocess;
+pub mod strict;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

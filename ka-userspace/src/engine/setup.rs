@@ -246,8 +246,9 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     };
     p.preempt = i.preempt;
     p.preempt_delay = i.preempt_delay;
-    // keepalived: accept is the default unless vrrp_strict.
-    p.accept = i.accept.unwrap_or(!(g.vrrp_strict || i.strict_mode));
+    // keepalived: accept is the default unless strict mode, where only the owner accepts
+    // (`config::strict` sets it; this is the same rule for a model that skipped the checks).
+    p.accept = i.accept.unwrap_or(i.priority == 255 || !i.strict_mode);
     p.initial_state = match i.state {
         VrrpState::Master => InitialState::Master,
         _ => InitialState::Backup,
@@ -337,13 +338,10 @@ fn firewall_table() -> String {
 /// # Errors
 /// `script_user` names an unknown user or group.
 pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::script::ScriptError> {
-    use crate::notify::script::{RunAs, Runner};
+    use crate::notify::script::Runner;
     use crate::vrrp::track::{ProcessParams, ScriptParams};
     let g = &cfg.global;
-    let default_user = match &g.script_user {
-        Some((u, grp)) => RunAs::resolve(u, grp.as_deref())?,
-        None => RunAs::current(),
-    };
+    let default_user = crate::notify::security::default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), g.enable_script_security)?;
     let smtp = match (&g.smtp_server, g.notification_email.is_empty()) {
         (Some((server, port)), false) => Some(crate::notify::smtp::SmtpConfig {
             server: server.clone(),

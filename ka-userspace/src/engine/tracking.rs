@@ -142,7 +142,7 @@ async fn interfaces(names: Vec<String>, netlink: NetlinkClient, tx: mpsc::Sender
     }
 }
 
-async fn script(def: ScriptDef, default_user: RunAs, secure: bool, tx: mpsc::Sender<TrackerUpdate>) {
+async fn script(def: ScriptDef, default_user: crate::notify::security::DefaultUser, secure: bool, tx: mpsc::Sender<TrackerUpdate>) {
     let epoch = Instant::now();
     let now = || Time::from_epoch(epoch.elapsed());
     let mut t = ScriptTracker::new(def.params.clone(), now());
@@ -155,17 +155,30 @@ async fn script(def: ScriptDef, default_user: RunAs, secure: bool, tx: mpsc::Sen
                 return;
             }
         },
-        None => default_user,
+        None => match default_user.get() {
+            Ok(u) => u,
+            Err(e) => {
+                warn!(script = %def.name, error = %e, "vrrp_script disabled");
+                return;
+            }
+        },
     };
-    let words = match crate::notify::script::split(&def.command) {
+    let mut words = match crate::notify::script::split(&def.command) {
         Ok(w) => w,
         Err(e) => {
             warn!(script = %def.name, error = %e, "vrrp_script");
             return;
         }
     };
-    if secure && user.uid.is_root() {
-        if let Err(e) = crate::notify::script::check_secure(std::path::Path::new(&words[0])) {
+    // Checked once, as keepalived does at load: an unsafe or unusable script is not run.
+    match crate::notify::security::check(&words[0], user, secure) {
+        Ok(c) => {
+            for w in &c.warnings {
+                warn!(script = %def.name, "{w}");
+            }
+            words[0] = c.program.to_string_lossy().into_owned();
+        }
+        Err(e) => {
             warn!(script = %def.name, error = %e, "vrrp_script disabled");
             return;
         }
@@ -190,15 +203,7 @@ async fn script(def: ScriptDef, default_user: RunAs, secure: bool, tx: mpsc::Sen
 
 async fn run_once(words: &[String], user: RunAs, timeout: Duration) -> ScriptResult {
     let Some((prog, args)) = words.split_first() else { return ScriptResult::Exited(127) };
-    let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if user != RunAs::current() {
-        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-    }
+    let mut cmd = crate::notify::script::command(std::path::Path::new(prog), args, user);
     let Ok(mut child) = cmd.spawn() else { return ScriptResult::Exited(127) };
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(st)) => {
@@ -211,6 +216,10 @@ async fn run_once(words: &[String], user: RunAs, timeout: Duration) -> ScriptRes
         }
         Ok(Err(_)) => ScriptResult::Exited(1),
         Err(_) => {
+            // The script runs in its own process group: what it started goes too.
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = child.kill().await;
             ScriptResult::TimedOut
         }

@@ -184,12 +184,11 @@ impl Drop for HealthHandle {
 /// `script_user` is unknown, or there is no runtime.
 pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthError> {
     let rt = tokio::runtime::Handle::try_current().map_err(|_| HealthError::NoRuntime)?;
-    let script_user = match &cfg.global.script_user {
-        Some((u, g)) => Some(RunAs::resolve(u, g.as_deref()).map_err(HealthError::ScriptUser)?),
-        None => None,
-    };
-    let ctx = BuildContext { script_security: cfg.global.enable_script_security, script_user };
-    let runner = Runner { default_user: script_user.unwrap_or_else(RunAs::current), secure: ctx.script_security, timeout: opts.script_timeout };
+    let g = &cfg.global;
+    let script_user = crate::notify::security::default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), g.enable_script_security)
+        .map_err(HealthError::ScriptUser)?;
+    let ctx = BuildContext { script_security: g.enable_script_security, script_user };
+    let runner = Runner { default_user: script_user, secure: ctx.script_security, timeout: opts.script_timeout };
     let smtp = match (&cfg.global.smtp_server, &cfg.global.notification_email_from) {
         (Some((server, port)), Some(from)) if !cfg.global.notification_email.is_empty() => Some(SmtpConfig {
             server: server.clone(),

@@ -395,11 +395,28 @@ impl Cache {
     }
 }
 
-/// Binds the endpoint's address.
+/// Parses `--metrics`: `PORT` alone is `127.0.0.1:PORT` (the endpoint tells anyone who can
+/// reach it the VIPs, the real servers and their health, so it stays on the host unless told
+/// otherwise); `ADDR:PORT` and `[V6ADDR]:PORT` are taken as given.
+///
+/// # Errors
+/// Neither a port nor an address with a port (`:PORT` alone is refused: it names no address).
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| format!("{s:?} is not PORT (127.0.0.1:PORT), ADDR:PORT or [ADDR]:PORT; for every interface say 0.0.0.0:PORT or [::]:PORT"))
+}
+
+/// Binds the endpoint's address; an address other than loopback is logged as reachable from
+/// the network.
 ///
 /// # Errors
 /// The address is in use or cannot be bound.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
+    if !addr.ip().is_loopback() {
+        warn!(address = %addr, "the metrics endpoint listens beyond this host (not loopback): anyone who can reach it reads the VIPs, real servers and their health; firewall it or use 127.0.0.1");
+    }
     tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })
 }
 

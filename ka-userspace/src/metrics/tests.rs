@@ -257,3 +257,25 @@ fn group_members_find_their_checkers() {
         "{t}"
     );
 }
+
+/// `--metrics PORT` listens on loopback only; other addresses must be spelled out.
+#[test]
+fn metrics_listen_address() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("9650", Some("127.0.0.1:9650")),
+        ("127.0.0.1:9650", Some("127.0.0.1:9650")),
+        ("0.0.0.0:9650", Some("0.0.0.0:9650")),
+        ("[::]:9650", Some("[::]:9650")),
+        ("[::1]:9650", Some("[::1]:9650")),
+        ("198.18.0.1:80", Some("198.18.0.1:80")),
+        (":9650", None),
+        ("65536", None),
+        ("localhost:9650", None),
+        ("", None),
+    ];
+    for (arg, want) in cases {
+        let got = super::listen_addr(arg).ok().map(|a| a.to_string());
+        assert_eq!(got.as_deref(), *want, "--metrics {arg:?}");
+    }
+    assert!(super::listen_addr(":9650").expect_err("no address").contains("0.0.0.0:PORT"));
+}

@@ -5,6 +5,7 @@
 pub mod fifo;
 pub mod lvs;
 pub mod script;
+pub mod security;
 pub mod smtp;
 
 /// What changed state: a VRRP instance or a sync group.

@@ -1,10 +1,20 @@
-//! Running notify scripts as keepalived does: the command line is split into words (quotes
-//! honoured, no shell), the generic `notify` script gets `INSTANCE|GROUP NAME STATE PRIORITY`
-//! appended, scripts run as `script_user`, and with `enable_script_security` a script that
-//! would run as root from a path a non-root user can write is refused.
+//! Running scripts as keepalived does: the command line is split into words (quotes honoured,
+//! no shell), the generic `notify` script gets `INSTANCE|GROUP NAME STATE PRIORITY` appended,
+//! scripts run as `script_user` (or keepalived's default user, [`super::security`]), and with
+//! `enable_script_security` a script that would run as root from a path a non-root user can
+//! write is refused.
+//!
+//! Every script ka runs (notify scripts, `vrrp_script`s, `MISC_CHECK`s) is started by
+//! [`command`]: stdin, stdout and stderr on `/dev/null`, its own process group (a timeout kills
+//! what it started too), the working directory `/`, and a sanitised environment
+//! ([`script_env`]): `PATH` fixed to [`SCRIPT_PATH`], the locale (`LANG`, `LANGUAGE`, `LC_*`)
+//! and `TZ` kept, nothing else. keepalived passes its own environment minus `IFS`,
+//! `LD_PRELOAD` and `LD_LIBRARY_PATH`; ka passes less: neither the daemon's `PATH` nor
+//! `NOTIFY_SOCKET`, `LISTEN_FDS`, `BASH_ENV`, `PYTHONPATH`, `PERL5LIB`... reach a script run as
+//! root.
 
 use std::{
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    ffi::{OsStr, OsString},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -12,7 +22,44 @@ use std::{
 use nix::unistd::{Gid, Group, Uid, User};
 use tracing::{debug, warn};
 
-use super::Event;
+use super::{security::DefaultUser, Event};
+
+/// The `PATH` scripts get (and where bare script names are looked up).
+pub const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment of a script, from the daemon's (`parent`): `PATH` is [`SCRIPT_PATH`];
+/// `LANG`, `LANGUAGE`, `LC_*` and `TZ` are kept; everything else is dropped.
+pub fn script_env<K: AsRef<OsStr>, V: AsRef<OsStr>>(parent: impl IntoIterator<Item = (K, V)>) -> Vec<(OsString, OsString)> {
+    let mut env = vec![(OsString::from("PATH"), OsString::from(SCRIPT_PATH))];
+    for (k, v) in parent {
+        let key = k.as_ref().to_string_lossy();
+        if key == "LANG" || key == "LANGUAGE" || key == "TZ" || key.starts_with("LC_") {
+            env.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        }
+    }
+    env
+}
+
+/// A command for script `program` with `args`, run as `run_as`: stdio on `/dev/null`, its own
+/// process group, working directory `/`, the sanitised environment ([`script_env`]), killed
+/// when dropped. Supplementary groups are dropped when the user changes (the standard
+/// library's `setgroups(0)` when root sets a uid).
+pub fn command(program: &Path, args: &[String], run_as: RunAs) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(script_env(std::env::vars_os()))
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .process_group(0);
+    if run_as != RunAs::current() {
+        cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+    }
+    cmd
+}
 
 /// Errors of notify scripts.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +76,27 @@ pub enum ScriptError {
         name: String,
     },
     /// The script is not safe to run as root.
-    #[error("refusing to run {path} as root: {why} (enable_script_security)")]
+    #[error("refusing to run {path}: {why}")]
     Insecure {
         /// Script path.
         path: PathBuf,
         /// Which component is unsafe and why.
         why: String,
     },
+    /// The script cannot be executed by its user (keepalived's words).
+    #[error("WARNING - script '{path}' is not executable for uid:gid {uid}:{gid} - disabling.")]
+    NotExecutable {
+        /// Script path.
+        path: PathBuf,
+        /// User id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
+    /// No `script_user`, no `keepalived_script` user, and `enable_script_security`: a script
+    /// that names no user is not run (keepalived's words).
+    #[error("Unable to set default user keepalived_script for script (enable_script_security without script_user) - not running it")]
+    NoDefaultUser,
     /// The script cannot be found.
     #[error("script {path}: {source}")]
     Missing {
@@ -110,38 +171,12 @@ pub fn notify_args(ev: &Event) -> Vec<String> {
     vec![ev.subject.word().to_owned(), ev.name.clone(), ev.state.to_owned(), ev.priority.to_string()]
 }
 
-/// Checks that `path` (and every directory above it) cannot be changed by a non-root user, for
-/// a script that runs as root.
-///
-/// # Errors
-/// [`ScriptError::Insecure`] naming the offending component, or [`ScriptError::Missing`].
-pub fn check_secure(path: &Path) -> Result<(), ScriptError> {
-    let path = std::fs::canonicalize(path).map_err(|source| ScriptError::Missing { path: path.to_owned(), source })?;
-    let mut component = Some(path.as_path());
-    let mut is_file = true;
-    while let Some(p) = component {
-        let md = std::fs::metadata(p).map_err(|source| ScriptError::Missing { path: p.to_owned(), source })?;
-        let mode = md.permissions().mode();
-        let insecure = |why: String| Err(ScriptError::Insecure { path: path.clone(), why });
-        if md.uid() != 0 {
-            return insecure(format!("{} is owned by uid {}", p.display(), md.uid()));
-        }
-        // A sticky directory (like /tmp) does not let others replace what root owns in it.
-        let sticky_dir = !is_file && mode & 0o1000 != 0;
-        if mode & 0o022 != 0 && !sticky_dir {
-            return insecure(format!("{} is writable by group or others (mode {:o})", p.display(), mode & 0o7777));
-        }
-        is_file = false;
-        component = p.parent();
-    }
-    Ok(())
-}
-
 /// Runs notify scripts.
 #[derive(Clone, Debug)]
 pub struct Runner {
-    /// Default identity (`script_user`, else root).
-    pub default_user: RunAs,
+    /// Default identity (`script_user`, else `keepalived_script`, else root unless
+    /// `enable_script_security`).
+    pub default_user: DefaultUser,
     /// `enable_script_security`.
     pub secure: bool,
     /// A script still running after this long is killed (keepalived's notify scripts are
@@ -158,21 +193,15 @@ impl Runner {
     pub fn spawn(&self, command: &str, extra: &[String], user: Option<RunAs>) -> Result<tokio::task::JoinHandle<Option<i32>>, ScriptError> {
         let mut words = split(command)?;
         words.extend_from_slice(extra);
-        let run_as = user.unwrap_or(self.default_user);
-        if self.secure && run_as.uid.is_root() {
-            check_secure(Path::new(&words[0]))?;
+        let run_as = match user {
+            Some(u) => u,
+            None => self.default_user.get()?,
+        };
+        let checked = super::security::check(&words[0], run_as, self.secure)?;
+        for w in &checked.warnings {
+            warn!(script = %command, "{w}");
         }
-        let mut cmd = tokio::process::Command::new(&words[0]);
-        cmd.args(&words[1..])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout kills what the script started too.
-            .process_group(0);
-        if run_as != RunAs::current() {
-            cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
-        }
+        let mut cmd = self::command(&checked.program, &words[1..], run_as);
         let mut child = cmd.spawn().map_err(|source| ScriptError::Spawn { cmd: command.to_owned(), source })?;
         let timeout = self.timeout;
         let name = command.to_owned();
@@ -217,25 +246,63 @@ mod tests {
         assert_eq!(notify_args(&ev), ["INSTANCE", "VI_1", "MASTER", "150"]);
     }
 
+    /// Only `PATH` (fixed), the locale and `TZ` reach a script.
     #[test]
-    fn world_writable_paths_are_insecure() {
-        let dir = std::env::temp_dir().join(format!("ka-sec-{}", std::process::id()));
+    fn script_environment_is_minimal() {
+        let parent = [
+            ("PATH", ".:/home/u/bin:/usr/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_TIME", "en_GB.UTF-8"),
+            ("TZ", "UTC"),
+            ("LD_PRELOAD", "/tmp/evil.so"),
+            ("LD_LIBRARY_PATH", "/tmp"),
+            ("IFS", "x"),
+            ("BASH_ENV", "/tmp/rc"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("HOME", "/root"),
+            ("SECRET_TOKEN", "s3cret"),
+        ];
+        let env = script_env(parent);
+        let got: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+        let want: Vec<(String, String)> = [("PATH", SCRIPT_PATH), ("LANG", "C.UTF-8"), ("LC_TIME", "en_GB.UTF-8"), ("TZ", "UTC")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    /// A real script sees only the sanitised environment, runs in `/`, and its stdin is empty.
+    #[tokio::test]
+    async fn scripts_see_the_sanitised_environment() {
+        let dir = std::env::temp_dir().join(format!("ka-env-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let script = dir.join("s.sh");
-        std::fs::write(&script, "#!/bin/sh\n").expect("write");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        if Uid::effective().is_root() {
-            check_secure(&script).expect("root-owned 0755 script under /tmp (sticky) is secure");
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o757)).expect("chmod");
-            let err = check_secure(&script).expect_err("world-writable script");
-            assert!(err.to_string().contains("writable"), "{err}");
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-            let err = check_secure(&script).expect_err("world-writable directory");
-            assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
+        let out = dir.join("env");
+        let sh = format!("env > {}; pwd >> {}; cat >> {}", out.display(), out.display(), out.display());
+        let st = command(Path::new("/bin/sh"), &["-c".into(), sh], RunAs::current()).status().await.expect("run");
+        assert!(st.success());
+        let text = std::fs::read_to_string(&out).expect("out");
+        let mut lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.pop(), Some("/"), "working directory: {text}");
+        for l in &lines {
+            let key = l.split('=').next().unwrap_or_default();
+            // The shell itself sets PWD, SHLVL and `_`.
+            assert!(
+                ["PATH", "LANG", "LANGUAGE", "TZ", "PWD", "SHLVL", "_"].contains(&key) || key.starts_with("LC_"),
+                "{key} leaked into the script's environment:\n{text}"
+            );
         }
+        assert!(lines.contains(&format!("PATH={SCRIPT_PATH}").as_str()), "{text}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Without a default user (enable_script_security, no script_user, no keepalived_script),
+    /// a script that names no user is refused; one that names a user runs.
+    #[tokio::test]
+    async fn no_default_user_refuses_scripts_without_a_user() {
+        let runner = Runner { default_user: DefaultUser::Refused, secure: true, timeout: Duration::from_secs(10) };
+        assert!(matches!(runner.spawn("/bin/true", &[], None), Err(ScriptError::NoDefaultUser)));
+        let h = runner.spawn("/bin/true", &[], Some(RunAs::current())).expect("a script with its own user runs");
+        assert_eq!(h.await.expect("join"), Some(0));
     }
 
     #[tokio::test]
@@ -243,7 +310,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ka-run-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let out = dir.join("out");
-        let runner = Runner { default_user: RunAs::current(), secure: false, timeout: Duration::from_secs(10) };
+        let runner = Runner { default_user: DefaultUser::Run(RunAs::current()), secure: false, timeout: Duration::from_secs(10) };
         let cmd = format!("/bin/sh -c 'echo \"$@\" > {}' sh", out.display());
         let h = runner.spawn(&cmd, &["INSTANCE".into(), "VI_1".into(), "MASTER".into(), "100".into()], None).expect("spawn");
         assert_eq!(h.await.expect("join"), Some(0));

@@ -70,7 +70,10 @@ pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::
         text.push_str(&format!("configuration {} has {errors} error(s)\n", path.display()));
         return Err(text);
     }
-    let new = loaded.config;
+    let mut new = loaded.config;
+    for finding in crate::notify::security::apply(&mut new) {
+        tracing::warn!("{finding}");
+    }
     let setups = setup::instances(&new).map_err(|e| format!("{e}\n"))?;
     let globals = if setups.is_empty() { None } else { Some(setup::globals(&new).map_err(|e| format!("{e}\n"))?) };
     let old_setups = setup::instances(current).map_err(|e| format!("{e}\n"))?;

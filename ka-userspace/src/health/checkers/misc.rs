@@ -3,12 +3,17 @@
 //! down and 2-255 is up with weight `exit - 2`. A script still running after `misc_timeout`
 //! (default `delay_loop`) is killed with its whole process group, and the check fails.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
+
+use tracing::warn;
 
 use super::{BuildContext, CheckError, Success};
 use crate::{
     config::model::{Checker, CheckerKind},
-    notify::script::{check_secure, split, RunAs},
+    notify::{
+        script::{command, split, RunAs},
+        security,
+    },
 };
 
 /// A MISC_CHECK.
@@ -40,10 +45,21 @@ impl MiscProbe {
         let command = path.clone().ok_or_else(|| CheckError::Config("MISC_CHECK needs a misc_path".into()))?;
         let words = split(&command).map_err(|e| CheckError::Config(e.to_string()))?;
         let user = match user {
-            Some((u, g)) => Some(RunAs::resolve(u, g.as_deref()).map_err(|e| CheckError::Config(e.to_string()))?),
-            None => ctx.script_user,
-        };
-        Ok(MiscProbe { command, words, timeout: timeout.unwrap_or(checker.delay_loop), dynamic: *dynamic, user, secure: ctx.script_security })
+            Some((u, g)) => RunAs::resolve(u, g.as_deref()),
+            None => ctx.script_user.get(),
+        }
+        .map_err(|e| CheckError::Config(e.to_string()))?;
+        // Checked here once for keepalived's messages; every run checks again and refuses
+        // what breaks the rules then (a script installed after the start runs from then on).
+        match security::check(&words[0], user, ctx.script_security) {
+            Ok(checked) => {
+                for w in &checked.warnings {
+                    warn!(script = %command, "{w}");
+                }
+            }
+            Err(e) => warn!(script = %command, error = %e, "MISC_CHECK script cannot run (yet): its checks fail"),
+        }
+        Ok(MiscProbe { command, words, timeout: timeout.unwrap_or(checker.delay_loop), dynamic: *dynamic, user: Some(user), secure: ctx.script_security })
     }
 
     /// The verdict for an exit code (pure).
@@ -65,19 +81,8 @@ impl MiscProbe {
     pub async fn run(&self) -> Result<Success, CheckError> {
         let run_as = self.user.unwrap_or_else(RunAs::current);
         let (program, args) = self.words.split_first().ok_or_else(|| CheckError::Config("empty misc_path".into()))?;
-        if self.secure && run_as.uid.is_root() {
-            check_secure(Path::new(program)).map_err(|e| CheckError::Config(e.to_string()))?;
-        }
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        if run_as != RunAs::current() {
-            cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
-        }
+        let checked = security::check(program, run_as, self.secure).map_err(|e| CheckError::Config(e.to_string()))?;
+        let mut cmd = command(&checked.program, args, run_as);
         let mut child = cmd.spawn().map_err(|e| CheckError::Script(format!("cannot run {}: {e}", self.command)))?;
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
         let status = match tokio::time::timeout(self.timeout, child.wait()).await {

@@ -227,8 +227,8 @@ pub enum Probe {
 pub struct BuildContext {
     /// `enable_script_security`.
     pub script_security: bool,
-    /// `script_user`, resolved (`None`: the daemon's own identity).
-    pub script_user: Option<crate::notify::script::RunAs>,
+    /// Who runs a script that names no user (`script_user`, `keepalived_script`, root).
+    pub script_user: crate::notify::security::DefaultUser,
 }
 
 impl Probe {
