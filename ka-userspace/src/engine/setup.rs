@@ -78,6 +78,8 @@ pub enum TrackKey {
     File(String),
     /// `track_process` (a `vrrp_track_process` name).
     Process(String),
+    /// `track_bfd` (a `bfd_instance` name).
+    Bfd(String),
 }
 
 impl TrackKey {
@@ -88,6 +90,7 @@ impl TrackKey {
             TrackKey::Script(n) => format!("script:{n}"),
             TrackKey::File(n) => format!("file:{n}"),
             TrackKey::Process(n) => format!("process:{n}"),
+            TrackKey::Bfd(n) => format!("bfd:{n}"),
         }
     }
 }
@@ -180,6 +183,24 @@ fn weight(own: i64, r: &model::TrackRef) -> Weight {
     Weight { weight: i32::try_from(w.clamp(-253, 253)).unwrap_or(0), reverse: r.reverse }
 }
 
+/// The `track_bfd`s of instance `i`, its sync group's included (keepalived's
+/// `add_vrrp_to_track_bfd`: a BFD both track is tracked once, with the group's weight unless
+/// the instance's reference is unweighted).
+fn bfd_tracking(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) -> Vec<(TrackKey, Weight)> {
+    let own_weight = |r: &model::TrackRef| weight(own.bfds.get(r.name.as_str()).map_or(0, |b| b.0), &model::TrackRef { reverse: r.reverse || (r.weight.is_none() && own.bfds.get(r.name.as_str()).is_some_and(|b| b.1)), ..r.clone() });
+    let mut out: Vec<(TrackKey, Weight)> = i.track_bfds.iter().map(|r| (TrackKey::Bfd(r.name.clone()), own_weight(r))).collect();
+    let group = i.sync_group.as_ref().and_then(|g| cfg.sync_groups.iter().find(|s| &s.name == g));
+    for r in group.iter().flat_map(|g| &g.track_bfds) {
+        let w = own_weight(r);
+        match out.iter_mut().find(|(k, _)| *k == TrackKey::Bfd(r.name.clone())) {
+            Some((_, mine)) if mine.weight != 0 => *mine = w,
+            Some(_) => {}
+            None => out.push((TrackKey::Bfd(r.name.clone()), w)),
+        }
+    }
+    out
+}
+
 /// Converts every `vrrp_instance` of `cfg`.
 ///
 /// # Errors
@@ -195,6 +216,8 @@ struct OwnWeights<'a> {
     scripts: HashMap<&'a str, i64>,
     files: HashMap<&'a str, i64>,
     processes: HashMap<&'a str, i64>,
+    /// A `bfd_instance`'s `weight` and its `reverse`.
+    bfds: HashMap<&'a str, (i64, bool)>,
 }
 
 impl<'a> OwnWeights<'a> {
@@ -211,6 +234,7 @@ impl<'a> OwnWeights<'a> {
             scripts: first(cfg.vrrp_scripts.iter().map(|s| (s.name.as_str(), i64::from(s.weight)))),
             files: first(cfg.track_files.iter().map(|f| (f.name.as_str(), f.weight))),
             processes: first(cfg.track_processes.iter().map(|p| (p.name.as_str(), i64::from(p.weight)))),
+            bfds: cfg.bfd_instances.iter().map(|b| (b.name.as_str(), (i64::from(b.weight), b.reverse))).collect(),
         }
     }
 }
@@ -292,6 +316,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         let own = own.processes.get(r.name.as_str()).copied().unwrap_or(0);
         track.push((TrackKey::Process(r.name.clone()), weight(own, r)));
     }
+    track.extend(bfd_tracking(cfg, i, own));
     let group = i.mcast_dst_ip.unwrap_or(if v6 { g.vrrp_mcast_group6 } else { g.vrrp_mcast_group4 });
     let setup = InstanceSetup {
         name: name.clone(),
@@ -362,6 +387,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         smtp,
         garp_interval: g.vrrp_garp_interval,
         sched: super::sched::Scheduling::from_config(g),
+        bfd: None,
         groups: cfg
             .sync_groups
             .iter()

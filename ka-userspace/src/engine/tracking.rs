@@ -105,6 +105,9 @@ pub fn spawn(keys: BTreeSet<TrackKey>, globals: &EngineGlobals, netlink: Netlink
                 }
                 None => warn!(process = %n, "track_process names an unknown vrrp_track_process"),
             },
+            TrackKey::Bfd(n) => {
+                tokio::spawn(bfd(n.clone(), globals.bfd.clone(), tx.clone()));
+            }
             TrackKey::Interface(_) => {}
         }
     }
@@ -295,6 +298,32 @@ async fn process(def: ProcessDef, tx: mpsc::Sender<TrackerUpdate>) {
             if tx.send(TrackerUpdate { key: key.clone(), value: TrackValue::Status(st) }).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Follows one BFD session as its clients see it (keepalived's BFD events): down until it
+/// reports up, and down if there is no BFD runtime or no such session.
+async fn bfd(name: String, states: Option<tokio::sync::watch::Receiver<crate::bfd::io::ClientStates>>, tx: mpsc::Sender<TrackerUpdate>) {
+    let key = TrackKey::Bfd(name.clone());
+    let status = |up: bool| TrackValue::Status(if up { TrackStatus::Up } else { TrackStatus::Down });
+    let Some(mut states) = states else {
+        let _ = tx.send(TrackerUpdate { key, value: status(false) }).await;
+        return;
+    };
+    let mut sent = None;
+    loop {
+        let up = states.borrow_and_update().get(&name).copied().unwrap_or(false);
+        if sent != Some(up) {
+            sent = Some(up);
+            if tx.send(TrackerUpdate { key: key.clone(), value: status(up) }).await.is_err() {
+                return;
+            }
+        }
+        if states.changed().await.is_err() {
+            // The BFD runtime stopped (the daemon is going down): the session is gone.
+            let _ = tx.send(TrackerUpdate { key, value: status(false) }).await;
+            return;
         }
     }
 }

@@ -109,6 +109,7 @@ fn fixture() -> StatusReport {
         refused: vec![],
         sync: None,
         announce: None,
+        bfd: None,
         runtime_overrides: vec![],
         reloads: ReloadStats { total: 2, failed: 1, last_success: false, last_success_unix_s: 1_700_000_000 },
     }
