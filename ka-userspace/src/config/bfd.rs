@@ -262,3 +262,134 @@ pub fn check(cfg: &mut Config, d: &mut Diagnostics) {
         cfg.sync_groups[gi].track_bfds[ri].weight = Some(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{model::Config, parse_str, LoadOptions, Severity};
+
+    fn load(text: &str) -> (Config, Vec<(u32, Severity, String)>) {
+        let l = parse_str(text, Path::new("t.conf"), &LoadOptions::default());
+        let diags = l.diagnostics.iter().map(|d| (d.span.map_or(0, |s| s.line), d.severity, d.message.clone())).collect();
+        (l.config, diags)
+    }
+
+    const VI: &str = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n";
+    const VIPS: &str = " virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+
+    /// Every keyword of `bfd_instance` lands in the model with keepalived's meaning.
+    #[test]
+    fn keywords() {
+        let (c, d) = load(
+            "bfd_instance b1 {\n neighbour_ip 198.18.0.2\n source_ip 198.18.0.1\n min_rx 50.5\n min_tx 20\n idle_tx 3000\n multiplier 3\n \
+             weight -20 reverse\n passive\n ttl 250\n max_hops 5\n vrrp\n}\n\
+             bfd_instance b2 {\n neighbor_ip fd00:198:18::2\n max_hops -1\n checker\n}\n\
+             bfd_instance b3 {\n neighbor_ip 198.18.0.3\n hoplimit 10\n max_hops 20\n}\n",
+        );
+        let b = &c.bfd_instances;
+        assert_eq!(b.len(), 3, "{d:?}");
+        let ms = std::time::Duration::from_millis;
+        assert_eq!((b[0].neighbor_ip, b[0].source_ip), (Some("198.18.0.2".parse().expect("ip")), Some("198.18.0.1".parse().expect("ip"))));
+        assert_eq!((b[0].min_rx, b[0].min_tx, b[0].idle_tx, b[0].multiplier), (std::time::Duration::from_micros(50_500), ms(20), ms(3000), 3));
+        assert_eq!((b[0].weight, b[0].reverse, b[0].passive, b[0].ttl, b[0].max_hops), (-20, true, true, Some(250), 5));
+        assert_eq!((b[0].to_vrrp, b[0].to_checker, b[0].enabled), (true, false, true));
+        assert_eq!((b[1].ttl, b[1].max_hops, b[1].to_vrrp, b[1].to_checker), (Some(64), 255, false, true), "IPv6 default hop limit 64");
+        assert_eq!((b[2].ttl, b[2].max_hops), (Some(10), 10), "max_hops above the TTL is lowered to it");
+        assert!(d.iter().any(|(l, s, m)| *l == 19 && *s == Severity::Warning && m.contains("max_hops exceeds ttl")), "{d:?}");
+        assert!(!d.iter().any(|(_, _, m)| m.contains("not supported")), "{d:?}");
+    }
+
+    /// What keepalived runs past, one row each: (what, config, line, message, check). Every
+    /// row is a warning; none makes `ka run` refuse the file.
+    #[test]
+    fn keepalived_leniency() {
+        type Check = fn(&Config) -> bool;
+        let track = |bfds: &str, refs: &str| format!("{bfds}{VI} track_bfd {{\n{refs}\n }}\n{VIPS}");
+        let b = |name: &str, body: &str| format!("bfd_instance {name} {{\n{body}\n}}\n");
+        let rs = |check: &str| format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n real_server 198.18.1.1 80 {{\n{check}\n }}\n}}\n");
+        let cases: Vec<(&str, String, u32, &str, Check)> = vec![
+            ("no neighbour: the name stays, no session", b("b1", " min_rx 10"), 1, "has no neighbor_ip", |c| !c.bfd_instances[0].enabled),
+            ("mixed families", b("b1", " neighbor_ip 198.18.0.2\n source_ip fd00::1"), 1, "different families", |c| !c.bfd_instances[0].enabled),
+            (
+                "duplicate neighbour",
+                format!("{}{}", b("b1", " neighbor_ip 198.18.0.2"), b("b2", " neighbor_ip 198.18.0.2")),
+                4,
+                "same neighbor_ip 198.18.0.2 as b1",
+                |c| c.bfd_instances[0].enabled && !c.bfd_instances[1].enabled,
+            ),
+            (
+                "same neighbour, other sources",
+                format!("{}{}", b("b1", " neighbor_ip 198.18.0.2\n source_ip 198.18.0.1"), b("b2", " neighbor_ip 198.18.0.2\n source_ip 198.18.0.5")),
+                0,
+                "",
+                |c| c.bfd_instances.iter().all(|b| b.enabled),
+            ),
+            ("duplicate name", format!("{}{}", b("b1", " neighbor_ip 198.18.0.2"), b("b1", " neighbor_ip 198.18.0.3")), 4, "already configured", |c| c.bfd_instances.len() == 1),
+            ("name too long", b(&"n".repeat(32), " neighbor_ip 198.18.0.2"), 1, "too long", |c| c.bfd_instances.is_empty()),
+            ("bad min_rx keeps the default", b("b1", " neighbor_ip 198.18.0.2\n min_rx 0.5"), 3, "outside", |c| c.bfd_instances[0].min_rx.as_millis() == 10),
+            (
+                "track_bfd before its bfd_instance",
+                format!("{VI} track_bfd {{\n b1\n }}\n{VIPS}{}", b("b1", " neighbor_ip 198.18.0.2")),
+                5,
+                "track bfd b1 not found",
+                |c| c.vrrp_instances[0].track_bfds.is_empty(),
+            ),
+            ("track_bfd of a checker-only bfd", track(&b("b1", " neighbor_ip 198.18.0.2\n checker"), " b1"), 9, "track bfd b1 not found", |c| c.vrrp_instances[0].track_bfds.is_empty()),
+            ("duplicate track_bfd", track(&b("b1", " neighbor_ip 198.18.0.2"), " b1\n b1 weight 5"), 9, "duplicate track_bfd b1", |c| c.vrrp_instances[0].track_bfds.len() == 1),
+            ("track_bfd of a session-less bfd resolves", track(&b("b1", " min_rx 10"), " b1"), 1, "has no neighbor_ip", |c| c.vrrp_instances[0].track_bfds.len() == 1),
+            (
+                "BFD_CHECK of a vrrp-only bfd",
+                format!("{}{}", b("b1", " neighbor_ip 198.18.0.2\n vrrp"), rs(" BFD_CHECK {\n name b1\n }")),
+                9,
+                "BFD b1 not configured",
+                |c| c.virtual_servers[0].real_servers[0].checkers.is_empty(),
+            ),
+            (
+                "BFD_CHECK before its bfd_instance",
+                format!("{}{}", rs(" BFD_CHECK {\n name b1\n }"), b("b1", " neighbor_ip 198.18.0.2")),
+                5,
+                "BFD b1 not configured",
+                |c| c.virtual_servers[0].real_servers[0].checkers.is_empty(),
+            ),
+            (
+                "weighted track_bfd in a sync group",
+                format!("{}{}vrrp_sync_group G {{\n group {{\n VI_1\n }}\n}}\n", b("b1", " neighbor_ip 198.18.0.2\n weight 10"), format!("{VI} track_bfd {{\n b1\n }}\n{VIPS}")),
+                9,
+                "weight 10 ignored: the instance is in a sync group",
+                |c| c.vrrp_instances[0].track_bfds.is_empty(),
+            ),
+            (
+                "weighted track_bfd of an address owner",
+                format!("{}{VI} priority 255\n track_bfd {{\n b1 weight -5\n b2\n }}\n{VIPS}", format!("{}{}", b("b1", " neighbor_ip 198.18.0.2"), b("b2", " neighbor_ip 198.18.0.3"))),
+                12,
+                "weight -5 ignored: the instance is the address owner",
+                |c| c.vrrp_instances[0].track_bfds.iter().map(|r| r.name.as_str()).collect::<Vec<_>>() == ["b2"],
+            ),
+            (
+                "sync group with an address owner",
+                format!("{}{VI} priority 255\n{VIPS}vrrp_sync_group G {{\n group {{\n VI_1\n }}\n track_bfd {{\n b1 weight 7\n }}\n}}\n", b("b1", " neighbor_ip 198.18.0.2")),
+                17,
+                "weight 7 set to 0",
+                |c| c.sync_groups[0].track_bfds[0].weight == Some(0),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (what, text, line, msg, check) in &cases {
+            let (c, d) = load(text);
+            if d.iter().any(|(_, s, _)| *s == Severity::Error) {
+                failures.push(format!("{what}: errors {d:?}"));
+            }
+            if !msg.is_empty() && !d.iter().any(|(l, s, m)| l == line && *s == Severity::Warning && m.contains(msg)) {
+                failures.push(format!("{what}: no warning at line {line} containing {msg:?}: {d:?}"));
+            }
+            if msg.is_empty() && !d.is_empty() {
+                failures.push(format!("{what}: unexpected {d:?}"));
+            }
+            if !check(&c) {
+                failures.push(format!("{what}: model {:?} {:?}", c.bfd_instances, c.vrrp_instances.first().map(|v| &v.track_bfds)));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

@@ -187,7 +187,12 @@ fn weight(own: i64, r: &model::TrackRef) -> Weight {
 /// `add_vrrp_to_track_bfd`: a BFD both track is tracked once, with the group's weight unless
 /// the instance's reference is unweighted).
 fn bfd_tracking(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) -> Vec<(TrackKey, Weight)> {
-    let own_weight = |r: &model::TrackRef| weight(own.bfds.get(r.name.as_str()).map_or(0, |b| b.0), &model::TrackRef { reverse: r.reverse || (r.weight.is_none() && own.bfds.get(r.name.as_str()).is_some_and(|b| b.1)), ..r.clone() });
+    let own_weight = |r: &model::TrackRef| {
+        let (w, rev) = own.bfds.get(r.name.as_str()).copied().unwrap_or((0, false));
+        // keepalived: the bfd_instance's weight and reverse unless the reference gives its own
+        // (an explicit `noreverse` cannot be told from none here).
+        weight(w, &model::TrackRef { reverse: r.reverse || rev, ..r.clone() })
+    };
     let mut out: Vec<(TrackKey, Weight)> = i.track_bfds.iter().map(|r| (TrackKey::Bfd(r.name.clone()), own_weight(r))).collect();
     let group = i.sync_group.as_ref().and_then(|g| cfg.sync_groups.iter().find(|s| &s.name == g));
     for r in group.iter().flat_map(|g| &g.track_bfds) {
@@ -595,6 +600,25 @@ mod tests {
         );
         assert_eq!(s[0].auth, Auth::Ah(*b"s3cret-l"));
         assert_eq!(s[0].params.version, Version::V2);
+    }
+
+    /// `track_bfd`: the bfd_instance's weight and reverse by default; a sync group's BFDs are
+    /// tracked by each member, once, with the group's weight unless the member's reference is
+    /// unweighted (keepalived's `add_vrrp_to_track_bfd`).
+    #[test]
+    fn track_bfd_weights_and_sync_groups() {
+        let s = setups(concat!(
+            "bfd_instance b1 {\n neighbor_ip 198.18.0.2\n weight 10 reverse\n}\n",
+            "bfd_instance b2 {\n neighbor_ip 198.18.0.3\n}\n",
+            "bfd_instance b3 {\n neighbor_ip 198.18.0.4\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_bfd {\n b1\n b2 weight 3\n b3\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+            "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 6\n virtual_ipaddress {\n 198.18.0.11\n }\n}\n",
+            "vrrp_sync_group G {\n group {\n VI_1\n VI_2\n }\n sync_group_tracking_weight\n track_bfd {\n b2 weight -7\n b3 weight 4\n }\n}\n",
+        ));
+        let bfds = |i: &InstanceSetup| -> Vec<(TrackKey, Weight)> { i.track.iter().filter(|(k, _)| matches!(k, TrackKey::Bfd(_))).cloned().collect() };
+        let b = |n: &str, weight: i32, reverse: bool| (TrackKey::Bfd(n.into()), Weight { weight, reverse });
+        assert_eq!(bfds(&s[0]), [b("b1", 10, true), b("b2", -7, false), b("b3", 0, false)]);
+        assert_eq!(bfds(&s[1]), [b("b2", -7, false), b("b3", 4, false)]);
     }
 
     #[test]
