@@ -354,14 +354,14 @@ mod tests {
             ),
             (
                 "weighted track_bfd in a sync group",
-                format!("{}{}vrrp_sync_group G {{\n group {{\n VI_1\n }}\n}}\n", b("b1", " neighbor_ip 198.18.0.2\n weight 10"), format!("{VI} track_bfd {{\n b1\n }}\n{VIPS}")),
+                format!("{}{VI} track_bfd {{\n b1\n }}\n{VIPS}vrrp_sync_group G {{\n group {{\n VI_1\n }}\n}}\n", b("b1", " neighbor_ip 198.18.0.2\n weight 10")),
                 9,
                 "weight 10 ignored: the instance is in a sync group",
                 |c| c.vrrp_instances[0].track_bfds.is_empty(),
             ),
             (
                 "weighted track_bfd of an address owner",
-                format!("{}{VI} priority 255\n track_bfd {{\n b1 weight -5\n b2\n }}\n{VIPS}", format!("{}{}", b("b1", " neighbor_ip 198.18.0.2"), b("b2", " neighbor_ip 198.18.0.3"))),
+                format!("{}{}{VI} priority 255\n track_bfd {{\n b1 weight -5\n b2\n }}\n{VIPS}", b("b1", " neighbor_ip 198.18.0.2"), b("b2", " neighbor_ip 198.18.0.3")),
                 12,
                 "weight -5 ignored: the instance is the address owner",
                 |c| c.vrrp_instances[0].track_bfds.iter().map(|r| r.name.as_str()).collect::<Vec<_>>() == ["b2"],
