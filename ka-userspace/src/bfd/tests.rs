@@ -372,3 +372,4 @@ fn reload_keeps_sessions_by_name() {
     assert_ne!(fresh.local_discr(), d1);
     let _ = d2;
 }
+
