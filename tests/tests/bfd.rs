@@ -127,6 +127,21 @@ fn track_bfd_with_bird() {
     let text = ka.status_text().expect("status");
     assert!(text.contains("bfd PEER4 (198.18.60.2): Up"), "{text}");
 
+    // A reload that slows the sessions down keeps them (same discriminators, still Up, nothing
+    // told to the instance) and negotiates the new interval with BIRD by a Poll Sequence.
+    let discrs = |ka: &KaDaemon| ka.status_json().ok().map(|s| s["bfd"]["sessions"].as_array().map(|a| a.iter().map(|b| b["local_discr"].clone()).collect::<Vec<_>>()));
+    let before = discrs(&ka);
+    std::fs::write(&path, ka_bird_conf().replace("min_tx 100", "min_tx 200")).expect("new conf");
+    let out = std::process::Command::new(ka_bin()).args(["--instance", &inst, "reload"]).output().expect("ka reload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the 200 ms interval negotiated", WAIT, || {
+        let s = ka.status_json().ok()?;
+        s["bfd"]["sessions"].as_array()?.iter().all(|b| b["tx_interval_us"] == 200_000 && b["state"] == "Up").then_some(())
+    });
+    assert_eq!(discrs(&ka), before, "the reload kept the sessions");
+    assert_eq!(vrrp_state(&ka), "MASTER");
+    assert!(!ka.log_text().contains("BFD session down"), "the reload took a session down:\n{}", ka.log_text());
+
     // BIRD dies without a word: the detection time expires, the instance goes FAULT.
     drop(bird);
     let took = wait_state(&ka, "FAULT", "FAULT after BIRD is killed");
