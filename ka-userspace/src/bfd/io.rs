@@ -1,6 +1,7 @@
-//! The BFD runtime: one owner task holds the UDP sockets (port 3784 to listen, one source
-//! port in 49152-65535 per session, RFC 5881 §4), the timers and the sans-IO [`Sessions`], and
-//! publishes what `track_bfd` and `BFD_CHECK` see as a [`ClientStates`] watch.
+//! The BFD runtime: one owner task, on a thread and runtime of its own, holds the UDP sockets
+//! (port 3784 to listen, one source port in 49152-65535 per session, RFC 5881 §4), the timers
+//! and the sans-IO [`Sessions`], and publishes what `track_bfd` and `BFD_CHECK` see as a
+//! [`ClientStates`] watch.
 //!
 //! Like keepalived's BFD process: a session whose socket cannot be opened is AdminDown and
 //! retried every minute; a listening socket that cannot be opened (port 3784 taken) is retried
@@ -42,9 +43,9 @@ const SESSION_RETRY: Duration = Duration::from_secs(60);
 /// Errors of the BFD runtime's start.
 #[derive(Debug, thiserror::Error)]
 pub enum BfdError {
-    /// Not called from inside a tokio runtime.
-    #[error("the BFD runtime must be started inside a tokio runtime")]
-    NoRuntime,
+    /// Its thread or runtime cannot be started.
+    #[error("the BFD thread cannot be started: {0}")]
+    Thread(#[source] io::Error),
 }
 
 /// The sessions of `cfg`'s `bfd_instance`s that run one (see
@@ -73,9 +74,26 @@ pub fn specs(cfg: &Config) -> Vec<SessionSpec> {
         .collect()
 }
 
-/// Every name of `cfg`'s `bfd_instance`s, down, with the values of `old` kept.
-fn client_states(cfg: &Config, old: &ClientStates) -> ClientStates {
-    cfg.bfd_instances.iter().map(|b| (b.name.clone(), b.enabled && old.get(&b.name).copied().unwrap_or(false))).collect()
+/// What the runtime runs: the sessions, and every name clients may ask about (with whether
+/// it runs a session).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The sessions.
+    pub specs: Vec<SessionSpec>,
+    /// Every `bfd_instance` name and whether it runs a session.
+    pub names: Vec<(String, bool)>,
+}
+
+impl Plan {
+    /// The plan of `cfg`'s `bfd_instance`s.
+    pub fn of(cfg: &Config) -> Plan {
+        Plan { specs: specs(cfg), names: cfg.bfd_instances.iter().map(|b| (b.name.clone(), b.enabled)).collect() }
+    }
+
+    /// Every name, down, with the values of `old` kept for names that run a session.
+    fn client_states(&self, old: &ClientStates) -> ClientStates {
+        self.names.iter().map(|(n, enabled)| (n.clone(), *enabled && old.get(n).copied().unwrap_or(false))).collect()
+    }
 }
 
 /// One session as `ka status` shows it.
@@ -145,7 +163,7 @@ impl BfdReport {
 }
 
 enum Command {
-    Reload(Box<Config>, oneshot::Sender<()>),
+    Reload(Plan, oneshot::Sender<()>),
     Status(oneshot::Sender<BfdReport>),
 }
 
@@ -154,7 +172,8 @@ enum Command {
 pub struct BfdHandle {
     states: watch::Receiver<ClientStates>,
     cmd: mpsc::UnboundedSender<Command>,
-    owner: Option<tokio::task::JoinHandle<()>>,
+    /// Dropped with the handle: the owner task stops.
+    _stop: oneshot::Sender<()>,
 }
 
 impl BfdHandle {
@@ -188,7 +207,7 @@ impl BfdHandle {
     /// state (keepalived's reload), others start in Down, removed ones stop.
     pub async fn reload(&self, cfg: &Config) {
         let (tx, rx) = oneshot::channel();
-        if self.cmd.send(Command::Reload(Box::new(cfg.clone()), tx)).is_ok() {
+        if self.cmd.send(Command::Reload(Plan::of(cfg), tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -200,43 +219,46 @@ impl BfdHandle {
     }
 }
 
-impl Drop for BfdHandle {
-    fn drop(&mut self) {
-        if let Some(o) = self.owner.take() {
-            o.abort();
-        }
-    }
-}
-
-/// Starts the sessions of `cfg` (all clients see them down until they come Up).
+/// Starts the sessions of `cfg` on a thread and runtime of their own, as keepalived runs BFD
+/// in a process of its own: the daemon's main loop (table builds, map writes) never delays a
+/// packet of a 10 ms session. Clients see every session down until it comes Up.
 ///
 /// # Errors
-/// There is no tokio runtime.
+/// The thread or its runtime cannot be started.
 pub fn start(cfg: &Config) -> Result<BfdHandle, BfdError> {
-    let rt = tokio::runtime::Handle::try_current().map_err(|_| BfdError::NoRuntime)?;
-    let (states_tx, states) = watch::channel(client_states(cfg, &ClientStates::new()));
+    let plan = Plan::of(cfg);
+    let (states_tx, states) = watch::channel(plan.client_states(&ClientStates::new()));
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
-    let epoch = Instant::now();
+    let (stop, stop_rx) = oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BfdError::Thread)?;
     let mut seed = [0u8; 8];
     if getrandom(&mut seed).is_err() {
         // Not fatal: the clock's nanoseconds still differ between daemons.
         seed = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() & u128::from(u64::MAX))).unwrap_or(1).to_ne_bytes();
     }
-    let mut owner = Owner {
-        sessions: Sessions::new(u64::from_ne_bytes(seed)),
-        rng: Rng::new(u64::from_ne_bytes(seed).rotate_left(17)),
-        tx: HashMap::new(),
-        rx4: None,
-        rx6: None,
-        states: states_tx,
-        epoch,
-        dropped: BTreeMap::new(),
-        counts: HashMap::new(),
-        listen_retry: None,
-    };
-    owner.configure(cfg);
-    let task = rt.spawn(owner.run(cmd_rx));
-    Ok(BfdHandle { states, cmd, owner: Some(task) })
+    let seed = u64::from_ne_bytes(seed);
+    std::thread::Builder::new()
+        .name("ka-bfd".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut owner = Owner {
+                    sessions: Sessions::new(seed),
+                    rng: Rng::new(seed.rotate_left(17)),
+                    tx: HashMap::new(),
+                    rx4: None,
+                    rx6: None,
+                    states: states_tx,
+                    epoch: Instant::now(),
+                    dropped: BTreeMap::new(),
+                    counts: HashMap::new(),
+                    listen_retry: None,
+                };
+                owner.configure(&plan);
+                owner.run(cmd_rx, stop_rx).await;
+            });
+        })
+        .map_err(BfdError::Thread)?;
+    Ok(BfdHandle { states, cmd, _stop: stop })
 }
 
 fn getrandom(buf: &mut [u8]) -> io::Result<()> {
@@ -270,14 +292,14 @@ impl Owner {
         Time::from_epoch(self.epoch.elapsed())
     }
 
-    fn configure(&mut self, cfg: &Config) {
-        let specs = specs(cfg);
+    fn configure(&mut self, plan: &Plan) {
+        let specs = plan.specs.clone();
         let now = self.now();
         self.sessions.configure(now, specs.clone());
         // Kept sessions keep what their clients saw; new ones start down.
         let sessions = &self.sessions;
         self.states.send_modify(|m| {
-            *m = client_states(cfg, m);
+            *m = plan.client_states(m);
             for (i, spec) in specs.iter().enumerate() {
                 m.insert(spec.name.clone(), sessions.session(i).is_some_and(super::Session::client_up));
             }
@@ -342,7 +364,7 @@ impl Owner {
         }
     }
 
-    async fn run(mut self, mut cmd: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut cmd: mpsc::UnboundedReceiver<Command>, mut stop: oneshot::Receiver<()>) {
         let mut buf4 = [0u8; 512];
         let mut buf6 = [0u8; 512];
         loop {
@@ -351,9 +373,10 @@ impl Owner {
                 r = recv(self.rx4.as_ref(), &mut buf4) => self.received(r, &buf4),
                 r = recv(self.rx6.as_ref(), &mut buf6) => self.received(r, &buf6),
                 _ = sleep_until(deadline) => self.timers(),
+                _ = &mut stop => return,
                 c = cmd.recv() => match c {
-                    Some(Command::Reload(cfg, done)) => {
-                        self.configure(&cfg);
+                    Some(Command::Reload(plan, done)) => {
+                        self.configure(&plan);
                         let _ = done.send(());
                     }
                     Some(Command::Status(reply)) => {
@@ -629,7 +652,7 @@ bfd_instance d {\n neighbor_ip 198.18.0.3\n hoplimit 9\n max_hops 5\n}\n");
         );
         assert_eq!(s[1].min_ttl(), None);
         assert_eq!((s[2].ttl, s[2].max_hops, s[2].min_ttl()), (9, 5, Some(4)));
-        let states = client_states(&c, &ClientStates::from([("a".to_owned(), true), ("c".to_owned(), true)]));
+        let states = Plan::of(&c).client_states(&ClientStates::from([("a".to_owned(), true), ("c".to_owned(), true)]));
         assert_eq!(states, ClientStates::from([("a".into(), true), ("b".into(), false), ("c".into(), false), ("d".into(), false)]));
     }
 }
