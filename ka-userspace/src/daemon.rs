@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// are left out) or `-C` (`checkers`: the VRRP instances are left out).
     #[arg(long, value_enum)]
     pub only: Option<crate::keepalived::args::Only>,
+    /// Run no BFD session, as `keepalived --no_bfd`: every `bfd_instance` stays down for the
+    /// `track_bfd`s and `BFD_CHECK`s that name it.
+    #[arg(long)]
+    pub no_bfd: bool,
     /// Keep `VIP/32 dev lo` (`/128`) routes in this routing table while this director should
     /// receive each VIP's traffic, for a BGP daemon to announce (see `ka::announce`).
     #[arg(long, value_name = "TABLE", value_parser = crate::announce::parse_table)]
@@ -273,7 +277,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         _ => None,
     };
     // BFD sessions (bfd_instance): started with any configuration, so a reload can add some.
-    let bfd = config.as_deref().map(crate::bfd::io::start).transpose()?;
+    let bfd_plan = |cfg: &crate::config::Config| {
+        let plan = crate::bfd::io::Plan::of(cfg);
+        if args.no_bfd { plan.without_sessions() } else { plan }
+    };
+    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c))).transpose()?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
         Some(cfg) if !cfg.vrrp_instances.is_empty() => {
@@ -506,7 +514,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         match crate::reload::apply::apply(p, targets).await {
                             Ok(summary) => {
                                 if let Some(b) = &bfd {
-                                    b.reload(&new).await;
+                                    b.reload(bfd_plan(&new)).await;
                                 }
                                 for key in overrides.retain_configured(&new) {
                                     info!(real_server = %key, "runtime override dropped: the real server left the configuration");

@@ -90,6 +90,11 @@ impl Plan {
         Plan { specs: specs(cfg), names: cfg.bfd_instances.iter().map(|b| (b.name.clone(), b.enabled)).collect() }
     }
 
+    /// The same names, none running a session (`--no-bfd`).
+    pub fn without_sessions(self) -> Plan {
+        Plan { specs: Vec::new(), names: self.names.into_iter().map(|(n, _)| (n, false)).collect() }
+    }
+
     /// Every name, down, with the values of `old` kept for names that run a session.
     fn client_states(&self, old: &ClientStates) -> ClientStates {
         self.names.iter().map(|(n, enabled)| (n.clone(), *enabled && old.get(n).copied().unwrap_or(false))).collect()
@@ -203,11 +208,11 @@ impl BfdHandle {
         }
     }
 
-    /// Applies `cfg`'s `bfd_instance`s: sessions with the same name and addresses keep their
-    /// state (keepalived's reload), others start in Down, removed ones stop.
-    pub async fn reload(&self, cfg: &Config) {
+    /// Applies a new plan (see [`Plan::of`]): sessions with the same name and addresses keep
+    /// their state (keepalived's reload), others start in Down, removed ones stop.
+    pub async fn reload(&self, plan: Plan) {
         let (tx, rx) = oneshot::channel();
-        if self.cmd.send(Command::Reload(Plan::of(cfg), tx)).is_ok() {
+        if self.cmd.send(Command::Reload(plan, tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -219,14 +224,13 @@ impl BfdHandle {
     }
 }
 
-/// Starts the sessions of `cfg` on a thread and runtime of their own, as keepalived runs BFD
+/// Starts the sessions of `plan` (see [`Plan::of`]) on a thread and runtime of their own, as keepalived runs BFD
 /// in a process of its own: the daemon's main loop (table builds, map writes) never delays a
 /// packet of a 10 ms session. Clients see every session down until it comes Up.
 ///
 /// # Errors
 /// The thread or its runtime cannot be started.
-pub fn start(cfg: &Config) -> Result<BfdHandle, BfdError> {
-    let plan = Plan::of(cfg);
+pub fn start(plan: Plan) -> Result<BfdHandle, BfdError> {
     let (states_tx, states) = watch::channel(plan.client_states(&ClientStates::new()));
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
     let (stop, stop_rx) = oneshot::channel();
