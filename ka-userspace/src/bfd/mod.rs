@@ -380,11 +380,15 @@ impl Session {
                 State::AdminDown => {}
             }
         }
-        if self.next_tx.is_some_and(|at| at <= now) {
+        if let Some(at) = self.next_tx.filter(|at| *at <= now) {
             self.next_tx = None;
             if self.may_transmit() {
                 out.push(Action::Send(self.packet(false)));
-                self.schedule_tx(now);
+                // From the planned time: a runtime that wakes up late (timer granularity, a
+                // loaded machine) must not stretch every interval by its lateness; after a
+                // stall longer than an interval, from now.
+                let base = if now.saturating_since(at) < self.tx_interval() { at } else { now };
+                self.schedule_tx(base);
             }
         }
     }

@@ -183,6 +183,24 @@ fn jitter_bounds() {
     }
 }
 
+/// A late wake-up does not stretch the interval: the next packet is planned from when this
+/// one was due; after a stall longer than an interval, from now.
+#[test]
+fn late_timers_keep_the_rate() {
+    let mut s = up_session();
+    // Up at 20 ms: a packet was due then; the runtime wakes at 23 ms.
+    assert_eq!(s.next_deadline(), Some(t(20)));
+    assert_eq!(sends(&s.handle(t(23), Event::Timer)).len(), 1);
+    let next = s.next_deadline().expect("next");
+    assert!(next >= t(20 + 75) && next <= t(20 + 100), "planned from 20 ms: {next:?}");
+    // A stall of 500 ms: from now.
+    let late = next + ms(500);
+    assert_eq!(sends(&s.handle(late, Event::Rx(peer(State::Up, A)))).len(), 0);
+    assert_eq!(sends(&s.handle(late, Event::Timer)).len(), 1);
+    let after = s.next_deadline().expect("next");
+    assert!(after >= late + ms(75), "{after:?} vs {late:?}");
+}
+
 /// A Poll is answered at once with F set and P clear, whatever the timer (§6.8.7), even in the
 /// middle of our own Poll Sequence.
 #[test]
