@@ -327,3 +327,37 @@ async fn bfd(name: String, states: Option<tokio::sync::watch::Receiver<crate::bf
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `track_bfd` follows its session as the BFD runtime reports it: down first (before any
+    /// report, and for a name it does not know), then each change once; without a BFD runtime,
+    /// down.
+    #[tokio::test]
+    async fn bfd_tracker_follows_reports() {
+        let (states, rx) = tokio::sync::watch::channel(crate::bfd::io::ClientStates::from([("other".to_owned(), true)]));
+        let (tx, mut updates) = mpsc::channel(8);
+        let task = tokio::spawn(bfd("b1".into(), Some(rx), tx));
+        let down = TrackerUpdate { key: TrackKey::Bfd("b1".into()), value: TrackValue::Status(TrackStatus::Down) };
+        let up = TrackerUpdate { key: TrackKey::Bfd("b1".into()), value: TrackValue::Status(TrackStatus::Up) };
+        assert_eq!(updates.recv().await, Some(down.clone()));
+        states.send_modify(|m| {
+            m.insert("b1".into(), false);
+        });
+        states.send_modify(|m| {
+            m.insert("b1".into(), true);
+        });
+        assert_eq!(updates.recv().await, Some(up), "an unchanged value is not repeated");
+        states.send_modify(|m| {
+            m.insert("b1".into(), false);
+        });
+        assert_eq!(updates.recv().await, Some(down.clone()));
+        task.abort();
+
+        let (tx, mut updates) = mpsc::channel(8);
+        tokio::spawn(bfd("b1".into(), None, tx));
+        assert_eq!(updates.recv().await, Some(down));
+    }
+}
