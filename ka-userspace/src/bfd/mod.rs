@@ -132,6 +132,9 @@ pub struct Session {
     /// The Desired Min TX Interval the transmit interval uses: an increase while Up waits for
     /// the end of the Poll Sequence (§6.8.3).
     tx_desired: Duration,
+    /// The Required Min RX Interval the detection time uses: a decrease while Up waits for the
+    /// end of the Poll Sequence (§6.8.3), as the neighbour may still send at the old rate.
+    rx_required: Duration,
     next_tx: Option<Time>,
     /// Init/Up: the detection time expires (§6.8.4); Down: bfd.RemoteDiscr is forgotten (§6.8.1).
     detect_at: Option<Time>,
@@ -157,6 +160,7 @@ impl Session {
             remote_demand: false,
             poll: false,
             tx_desired: Duration::ZERO,
+            rx_required: params.min_rx,
             next_tx: None,
             detect_at: None,
             client_up: false,
@@ -228,7 +232,7 @@ impl Session {
     /// The Detection Time (§6.8.4, asynchronous mode): the neighbour's Detect Mult times the
     /// greater of our Required Min RX Interval and its last Desired Min TX Interval.
     pub fn detection_time(&self) -> Duration {
-        self.params.min_rx.max(self.remote_min_tx) * u32::from(self.remote_detect_mult)
+        self.rx_required.max(self.remote_min_tx) * u32::from(self.remote_detect_mult)
     }
 
     /// When [`Event::Timer`] is next due.
@@ -278,12 +282,17 @@ impl Session {
         }
     }
 
-    /// Takes a new desired interval into use: at once unless it is an increase while Up, which
-    /// waits for the Poll Sequence to end (§6.8.3).
+    /// Takes new intervals into use: at once, except while Up and polling an increase of the
+    /// transmit interval or a decrease of the required receive interval, which wait for the
+    /// Poll Sequence to end (§6.8.3).
     fn apply_desired(&mut self) {
+        let waiting = self.state == State::Up && self.poll;
         let d = self.desired_min_tx();
-        if self.state != State::Up || d < self.tx_desired || !self.poll {
+        if !waiting || d < self.tx_desired {
             self.tx_desired = d;
+        }
+        if !waiting || self.params.min_rx > self.rx_required {
+            self.rx_required = self.params.min_rx;
         }
     }
 
@@ -303,7 +312,7 @@ impl Session {
         // increase of the transmit interval now applies (§6.8.3).
         if p.final_ && self.poll {
             self.poll = false;
-            self.tx_desired = self.desired_min_tx();
+            self.apply_desired();
         }
         let before = self.state;
         if p.state == State::AdminDown {
@@ -437,7 +446,7 @@ impl Session {
                 self.local_diag = diag;
                 // Not Up: the idle interval, at once (§6.8.3 defers increases only while Up).
                 self.poll = false;
-                self.tx_desired = self.desired_min_tx();
+                self.apply_desired();
             }
             State::Init => self.local_diag = Diag::NONE,
             State::Up => {

@@ -236,6 +236,26 @@ fn interval_increase_waits_for_final() {
     assert_eq!(s.tx_interval(), ms(100), "a decrease applies at once (bounded by its min_rx)");
 }
 
+/// §6.8.3: a lower Required Min RX Interval while Up is used for detection only once the
+/// Poll Sequence has ended (the neighbour may still send at the old rate); a higher one at once.
+#[test]
+fn lower_min_rx_waits_for_final() {
+    let mut s = Session::new(SessionParams { min_rx: ms(1000), ..params() }, A, 1, t(0));
+    s.handle(t(0), Event::Rx(peer(State::Init, A)));
+    s.handle(t(1), Event::Rx(ControlPacket { final_: true, ..peer(State::Up, A) }));
+    assert_eq!(s.detection_time(), ms(3000));
+    s.set_params(t(2), params());
+    assert!(s.polling());
+    assert_eq!(s.packet(false).required_min_rx, ms(100), "the new value is advertised");
+    assert_eq!(s.detection_time(), ms(3000), "the old one detects until the Final");
+    s.handle(t(900), Event::Rx(peer(State::Up, A)));
+    assert_eq!(s.handle(t(1200), Event::Timer).iter().filter(|a| matches!(a, Action::StateChanged { .. })).count(), 0, "no false expiry");
+    s.handle(t(1300), Event::Rx(ControlPacket { final_: true, ..peer(State::Up, A) }));
+    assert_eq!(s.detection_time(), ms(300));
+    s.set_params(t(1400), SessionParams { min_rx: ms(500), ..params() });
+    assert_eq!(s.detection_time(), ms(1500), "an increase applies at once");
+}
+
 /// Up + received Down: Down with diag 3, clients told (§6.8.6).
 #[test]
 fn neighbor_signals_down() {
