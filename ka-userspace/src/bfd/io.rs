@@ -317,10 +317,10 @@ impl Owner {
                 None => {
                     let sock = self.open_tx(spec);
                     let failed = sock.is_none();
-                    if failed {
-                        let out = self.sessions.handle(i, now, Event::AdminDown);
-                        self.carry_out(out);
-                    }
+                    // AdminDown without a socket (keepalived); a kept session whose socket
+                    // could not be opened before leaves AdminDown once it can.
+                    let out = self.sessions.handle(i, now, if failed { Event::AdminDown } else { Event::Enable });
+                    self.carry_out(out);
                     TxSocket { sock, key, retry_at: failed.then(|| Instant::now() + SESSION_RETRY) }
                 }
             };
