@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// are left out) or `-C` (`checkers`: the VRRP instances are left out).
     #[arg(long, value_enum)]
     pub only: Option<crate::keepalived::args::Only>,
+    /// Run no BFD session, as `keepalived --no_bfd`: every `bfd_instance` stays down for the
+    /// `track_bfd`s and `BFD_CHECK`s that name it.
+    #[arg(long)]
+    pub no_bfd: bool,
     /// Keep `VIP/32 dev lo` (`/128`) routes in this routing table while this director should
     /// receive each VIP's traffic, for a BGP daemon to announce (see `ka::announce`).
     #[arg(long, value_name = "TABLE", value_parser = crate::announce::parse_table)]
@@ -140,6 +144,9 @@ pub enum DaemonError {
     /// The metrics endpoint cannot listen.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// The BFD runtime cannot start.
+    #[error(transparent)]
+    Bfd(#[from] crate::bfd::io::BfdError),
 }
 
 /// Loads and checks the configuration; errors are logged with their locations.
@@ -269,6 +276,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
         _ => None,
     };
+    // BFD sessions (bfd_instance): started with any configuration, so a reload can add some.
+    let bfd_plan = |cfg: &crate::config::Config| {
+        let plan = crate::bfd::io::Plan::of(cfg);
+        if args.no_bfd { plan.without_sessions() } else { plan }
+    };
+    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c))).transpose()?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
         Some(cfg) if !cfg.vrrp_instances.is_empty() => {
@@ -277,6 +290,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             globals.events = Some(events_tx.clone());
             globals.nft_table = crate::net::firewall::table_name(&instance.to_string());
             globals.state_file = Some(crate::engine::resume::path(instance.as_str()));
+            globals.bfd = bfd.as_ref().map(crate::bfd::io::BfdHandle::states);
             Some(crate::engine::start(setups, globals, netlink.clone(), fast_input).await?)
         }
         _ => None,
@@ -294,6 +308,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             crate::health::HealthOptions {
                 master: false,
                 initial: adopted.as_ref().map(|a| crate::dataplane::adopted_health(cfg, a)).unwrap_or_default(),
+                bfd: bfd.as_ref().map(crate::bfd::io::BfdHandle::states),
                 ..Default::default()
             },
         )?),
@@ -426,6 +441,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut watches = vec![control_watch, netlink_watch];
     watches.extend(engine.as_ref().map(|e| Watch::new("VRRP engine", e.stopped())));
     watches.extend(health.as_ref().map(|h| Watch::new("health checkers", h.stopped())));
+    watches.extend(bfd.as_ref().map(|b| Watch::new("BFD sessions", b.stopped())));
     let stopped = crate::supervise::first_stopped(watches);
     tokio::pin!(stopped);
     let mut died: Option<&'static str> = None;
@@ -456,10 +472,15 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     }
                     let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
                     let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
+                    let bfd_report = bfd.as_ref().filter(|_| config.as_ref().is_some_and(|c| !c.bfd_instances.is_empty())).map(crate::bfd::io::BfdHandle::status_task);
                     tokio::spawn(async move {
                         let vrrp = match vrrp { Some(f) => f.await, None => Default::default() };
                         let health_report = match health_report { Some(f) => Some(f.await), None => None };
-                        let _ = call.reply.send(complete_status(base, vrrp, health_report, &marks));
+                        let mut reply = complete_status(base, vrrp, health_report, &marks);
+                        if let (Response::Status(r), Some(f)) = (&mut reply, bfd_report) {
+                            r.bfd = Some(f.await);
+                        }
+                        let _ = call.reply.send(reply);
                     });
                 }
                 Request::Reload => {
@@ -492,6 +513,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         };
                         match crate::reload::apply::apply(p, targets).await {
                             Ok(summary) => {
+                                if let Some(b) = &bfd {
+                                    b.reload(bfd_plan(&new)).await;
+                                }
                                 for key in overrides.retain_configured(&new) {
                                     info!(real_server = %key, "runtime override dropped: the real server left the configuration");
                                 }
@@ -782,6 +806,7 @@ fn status_report(
         host: findings.to_vec(),
         sync: None,
         announce: None,
+        bfd: None,
     }))
 }
 

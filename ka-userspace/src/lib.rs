@@ -2,6 +2,7 @@
 //! built from, so the integration tests and benchmarks can use the same pieces.
 
 pub mod announce;
+pub mod bfd;
 pub mod cli;
 pub mod config;
 pub mod control;

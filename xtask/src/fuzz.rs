@@ -2,7 +2,7 @@
 //! ones named) one after the other and prints the executions and crashes of each:
 //!
 //! - the libFuzzer targets of `fuzz/fuzz_targets/` (cargo-fuzz on the pinned nightly, one
-//!   process each): `config_parse`, `vrrp_decode`, `sync_decode`, `control_decode`;
+//!   process each): `config_parse`, `vrrp_decode`, `sync_decode`, `control_decode`, `bfd_decode`;
 //! - `xdp`: the XDP program through BPF_PROG_TEST_RUN (`tests/examples/xdp_fuzz.rs`, a mutation
 //!   loop of its own, as root).
 //!
@@ -22,7 +22,7 @@ use anyhow::{bail, Context as _};
 use crate::exec;
 
 /// The libFuzzer targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const LIBFUZZER_TARGETS: &[&str] = &["config_parse", "vrrp_decode", "sync_decode", "control_decode"];
+pub const LIBFUZZER_TARGETS: &[&str] = &["config_parse", "vrrp_decode", "sync_decode", "control_decode", "bfd_decode"];
 /// The XDP target (BPF_PROG_TEST_RUN, not libFuzzer).
 pub const XDP_TARGET: &str = "xdp";
 
@@ -33,7 +33,7 @@ pub struct Options {
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// A target to run (repeatable; default: every one): config_parse, vrrp_decode,
-    /// sync_decode, control_decode, xdp.
+    /// sync_decode, control_decode, bfd_decode, xdp.
     #[arg(long = "target")]
     pub targets: Vec<String>,
     /// Turn fixture frames into the XDP seed corpus instead of fuzzing: runs the XDP fixture

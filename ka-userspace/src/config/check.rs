@@ -62,6 +62,7 @@ pub fn check(
     check_instances(cfg, removed_scripts, ifaces, d);
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
+    super::parse::bfd::check(cfg, d);
     fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
     served_by_ka(cfg, d);

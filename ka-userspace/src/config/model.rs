@@ -415,7 +415,7 @@ pub struct TrackProcess {
     pub span: Span,
 }
 
-/// `bfd_instance NAME { ... }`.
+/// `bfd_instance NAME { ... }` (see [`crate::bfd`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BfdInstance {
     /// Its name.
@@ -432,8 +432,24 @@ pub struct BfdInstance {
     pub idle_tx: Duration,
     /// `multiplier` (default 5).
     pub multiplier: u32,
-    /// `weight`.
+    /// `weight` (default 0): the weight of `track_bfd` references that give none.
     pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
+    /// `passive`.
+    pub passive: bool,
+    /// `ttl` / `hoplimit` (default: 255 for IPv4, 64 for IPv6, as keepalived).
+    pub ttl: Option<u8>,
+    /// `max_hops` (default 0; 255 or -1: the received TTL is not checked).
+    pub max_hops: u8,
+    /// The VRRP instances hear of it (`vrrp`, or neither `vrrp` nor `checker`).
+    pub to_vrrp: bool,
+    /// The checkers hear of it (`checker`, or neither `vrrp` nor `checker`).
+    pub to_checker: bool,
+    /// A session runs. keepalived's BFD process drops an instance with no usable neighbour,
+    /// mixed families or a duplicate neighbour, while its VRRP and checker processes still
+    /// know the name: references to it resolve and see it down, forever.
+    pub enabled: bool,
     /// Where the block starts.
     pub span: Span,
 }

@@ -2,6 +2,10 @@
 
 use std::{net::IpAddr, time::Duration};
 
+// BFD's keywords (issue 17); a child module, to use the parser's helpers.
+#[path = "bfd.rs"]
+pub(crate) mod bfd;
+
 use super::{
     diag::{Diagnostic, Diagnostics},
     iproute::{self, Block, Note, Parsed, RulePriorities},
@@ -166,7 +170,6 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "notify_priority_changes",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
-    "track_bfd",
 ];
 
 /// Keywords of `vrrp_instance` that ka acts on.
@@ -217,6 +220,7 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "smtp_alert",
     "skip_check_adv_addr",
     "check_unicast_src",
+    "track_bfd",
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
@@ -300,12 +304,11 @@ pub const CHECKERS_SUPPORTED: &[&str] = &[
     "UDP_CHECK",
     "PING_CHECK",
     "FILE_CHECK",
+    "BFD_CHECK",
 ];
 
 /// Checker types ka accepts but does not run yet.
-pub const CHECKERS_UNSUPPORTED: &[&str] = &[
-    "BFD_CHECK",
-];
+pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 
 /// Top-level blocks that ka accepts but does not act on yet.
 pub const TOP_UNSUPPORTED: &[&str] = &[
@@ -314,7 +317,6 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
     "static_rules",
     "linkbeat_interfaces",
     "track_group",
-    "bfd_instance",
     "garp_group",
     "SSL",
     "interface_up_down_delays",
@@ -330,6 +332,7 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_track_file",
     "track_file",
     "vrrp_track_process",
+    "bfd_instance",
     "virtual_server_group",
 ];
 
@@ -1337,7 +1340,7 @@ impl<'d> Cx<'d> {
                 "track_script" => g.track_scripts = self.track_refs(e, -253, 253),
                 "track_file" => g.track_files = self.track_refs(e, -254, 254),
                 "track_process" => g.track_processes = self.track_refs(e, -254, 254),
-                "track_bfd" => g.track_bfds = self.track_refs(e, -253, 253),
+                "track_bfd" => g.track_bfds = self.track_bfd_refs(e, &g.name),
                 "smtp_alert" => g.smtp_alert = Some(self.arg_bool(e)),
                 "sync_group_tracking_weight" => g.sync_group_tracking_weight = self.arg_bool(e),
                 "global_tracking" => {
@@ -1652,10 +1655,7 @@ impl<'d> Cx<'d> {
                 "notify_deleted" => vi.notify_deleted = self.arg_bool(e),
                 "skip_check_adv_addr" => vi.skip_check_adv_addr = Some(self.arg_bool(e)),
                 "check_unicast_src" => vi.check_unicast_src = Some(self.arg_bool(e)),
-                "track_bfd" => {
-                    self.unsupported(e, "vrrp_instance");
-                    vi.track_bfds = self.track_refs(e, -253, 253);
-                }
+                "track_bfd" => vi.track_bfds = self.track_bfd_refs(e, &vi.name),
                 "dont_track_primary" => {
                     self.no_block(e);
                     vi.dont_track_primary = true;
@@ -2435,7 +2435,7 @@ impl<'d> Cx<'d> {
                         max_reply_length, ..
                     },
                 ) => *max_reply_length = self.arg_int(e, 0, 65535).unwrap_or(255) as u32,
-                ("name", CheckerKind::Bfd { name }) => *name = self.arg_str(e),
+                ("name", CheckerKind::Bfd { name }) => *name = self.bfd_check_name(e),
                 ("track_file", CheckerKind::File { track_file, .. }) => {
                     *track_file = self.arg_str(e)
                 }
@@ -2516,6 +2516,8 @@ impl<'d> Cx<'d> {
             CheckerKind::Misc { path: None, .. } => {
                 Some((s.kw.clone(), "MISC_CHECK needs a misc_path; the checker is".to_owned()))
             }
+            // A `name` that named no usable bfd_instance was reported where it was written.
+            CheckerKind::Bfd { name: None } if s.block.iter().flatten().any(|e| e.name() == "name") => return None,
             CheckerKind::Bfd { name: None } => {
                 Some((s.kw.clone(), "BFD_CHECK needs a name; the checker is".to_owned()))
             }
@@ -2708,90 +2710,6 @@ impl<'d> Cx<'d> {
             return;
         }
         self.cfg.track_processes.push(tp);
-    }
-
-    fn bfd_instance(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
-        let name = self.name_arg(s);
-        let ms = Duration::from_millis;
-        let mut b = BfdInstance {
-            name,
-            neighbor_ip: None,
-            source_ip: None,
-            min_rx: ms(10),
-            min_tx: ms(10),
-            idle_tx: ms(1000),
-            multiplier: 5,
-            weight: 0,
-            span: s.span(),
-        };
-        for e in self.block(s) {
-            match e.name() {
-                "neighbor_ip" | "neighbour_ip" => b.neighbor_ip = self.arg_ip(e),
-                "source_ip" => b.source_ip = self.arg_ip(e),
-                "min_rx" | "min_tx" | "idle_tx" => {
-                    // Milliseconds with up to 3 decimals; keepalived 2.2.7: [1, 4294967] ms,
-                    // idle_tx from 1000 ms.
-                    self.no_block(e);
-                    let lo = if e.name() == "idle_tx" { 1_000_000 } else { 1000 };
-                    let v = if self.args(e, 1, 1) {
-                        self.decimal(&e.args[0], 3, lo, 4_294_967_000, "milliseconds")
-                    } else {
-                        None
-                    };
-                    if let Some(v) = v.map(Duration::from_micros) {
-                        match e.name() {
-                            "min_rx" => b.min_rx = v,
-                            "min_tx" => b.min_tx = v,
-                            _ => b.idle_tx = v,
-                        }
-                    }
-                }
-                "multiplier" => b.multiplier = self.arg_int(e, 1, 255).unwrap_or(5) as u32,
-                "weight" => {
-                    self.no_block(e);
-                    if self.args(e, 1, 2) {
-                        b.weight = self.int(&e.args[0], -253, 253).unwrap_or(0) as i32;
-                        let _ = self.reverse(e, 1);
-                    }
-                }
-                "ttl" | "hoplimit" => {
-                    let _ = self.arg_int(e, 1, 255);
-                }
-                "max_hops" => {
-                    let _ = self.arg_int(e, -1, 255);
-                }
-                "passive" | "vrrp" | "checker" => self.no_block(e),
-                _ => self.unknown(
-                    e,
-                    "bfd_instance",
-                    &[&[
-                        "neighbor_ip",
-                        "neighbour_ip",
-                        "source_ip",
-                        "min_rx",
-                        "min_tx",
-                        "idle_tx",
-                        "multiplier",
-                        "weight",
-                        "ttl",
-                        "hoplimit",
-                        "max_hops",
-                        "passive",
-                        "vrrp",
-                        "checker",
-                    ]],
-                ),
-            }
-        }
-        if b.neighbor_ip.is_none() {
-            self.err(
-                &s.kw,
-                format!("bfd_instance {} needs a neighbor_ip; the block is", b.name),
-            );
-            return;
-        }
-        self.cfg.bfd_instances.push(b);
     }
 
     fn garp_group(&mut self, s: &Stmt) {

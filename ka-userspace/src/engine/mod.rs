@@ -133,6 +133,9 @@ pub struct EngineGlobals {
     pub state_file: Option<std::path::PathBuf>,
     /// Scheduling of the engine's thread (`vrrp_priority`, `vrrp_rt_priority`), set at start.
     pub sched: sched::Scheduling,
+    /// What the BFD sessions report ([`crate::bfd::io`]); `None`: every `track_bfd` sees its
+    /// session down.
+    pub bfd: Option<tokio::sync::watch::Receiver<crate::bfd::io::ClientStates>>,
 }
 
 /// What the engine tells the rest of the daemon.

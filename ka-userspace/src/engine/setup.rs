@@ -78,6 +78,8 @@ pub enum TrackKey {
     File(String),
     /// `track_process` (a `vrrp_track_process` name).
     Process(String),
+    /// `track_bfd` (a `bfd_instance` name).
+    Bfd(String),
 }
 
 impl TrackKey {
@@ -88,6 +90,7 @@ impl TrackKey {
             TrackKey::Script(n) => format!("script:{n}"),
             TrackKey::File(n) => format!("file:{n}"),
             TrackKey::Process(n) => format!("process:{n}"),
+            TrackKey::Bfd(n) => format!("bfd:{n}"),
         }
     }
 }
@@ -180,6 +183,29 @@ fn weight(own: i64, r: &model::TrackRef) -> Weight {
     Weight { weight: i32::try_from(w.clamp(-253, 253)).unwrap_or(0), reverse: r.reverse }
 }
 
+/// The `track_bfd`s of instance `i`, its sync group's included (keepalived's
+/// `add_vrrp_to_track_bfd`: a BFD both track is tracked once, with the group's weight unless
+/// the instance's reference is unweighted).
+fn bfd_tracking(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) -> Vec<(TrackKey, Weight)> {
+    let own_weight = |r: &model::TrackRef| {
+        let (w, rev) = own.bfds.get(r.name.as_str()).copied().unwrap_or((0, false));
+        // keepalived: the bfd_instance's weight and reverse unless the reference gives its own
+        // (an explicit `noreverse` cannot be told from none here).
+        weight(w, &model::TrackRef { reverse: r.reverse || rev, ..r.clone() })
+    };
+    let mut out: Vec<(TrackKey, Weight)> = i.track_bfds.iter().map(|r| (TrackKey::Bfd(r.name.clone()), own_weight(r))).collect();
+    let group = i.sync_group.as_ref().and_then(|g| cfg.sync_groups.iter().find(|s| &s.name == g));
+    for r in group.iter().flat_map(|g| &g.track_bfds) {
+        let w = own_weight(r);
+        match out.iter_mut().find(|(k, _)| *k == TrackKey::Bfd(r.name.clone())) {
+            Some((_, mine)) if mine.weight != 0 => *mine = w,
+            Some(_) => {}
+            None => out.push((TrackKey::Bfd(r.name.clone()), w)),
+        }
+    }
+    out
+}
+
 /// Converts every `vrrp_instance` of `cfg`.
 ///
 /// # Errors
@@ -195,6 +221,8 @@ struct OwnWeights<'a> {
     scripts: HashMap<&'a str, i64>,
     files: HashMap<&'a str, i64>,
     processes: HashMap<&'a str, i64>,
+    /// A `bfd_instance`'s `weight` and its `reverse`.
+    bfds: HashMap<&'a str, (i64, bool)>,
 }
 
 impl<'a> OwnWeights<'a> {
@@ -211,6 +239,7 @@ impl<'a> OwnWeights<'a> {
             scripts: first(cfg.vrrp_scripts.iter().map(|s| (s.name.as_str(), i64::from(s.weight)))),
             files: first(cfg.track_files.iter().map(|f| (f.name.as_str(), f.weight))),
             processes: first(cfg.track_processes.iter().map(|p| (p.name.as_str(), i64::from(p.weight)))),
+            bfds: cfg.bfd_instances.iter().map(|b| (b.name.as_str(), (i64::from(b.weight), b.reverse))).collect(),
         }
     }
 }
@@ -292,6 +321,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         let own = own.processes.get(r.name.as_str()).copied().unwrap_or(0);
         track.push((TrackKey::Process(r.name.clone()), weight(own, r)));
     }
+    track.extend(bfd_tracking(cfg, i, own));
     let group = i.mcast_dst_ip.unwrap_or(if v6 { g.vrrp_mcast_group6 } else { g.vrrp_mcast_group4 });
     let setup = InstanceSetup {
         name: name.clone(),
@@ -362,6 +392,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         smtp,
         garp_interval: g.vrrp_garp_interval,
         sched: super::sched::Scheduling::from_config(g),
+        bfd: None,
         groups: cfg
             .sync_groups
             .iter()
@@ -569,6 +600,25 @@ mod tests {
         );
         assert_eq!(s[0].auth, Auth::Ah(*b"s3cret-l"));
         assert_eq!(s[0].params.version, Version::V2);
+    }
+
+    /// `track_bfd`: the bfd_instance's weight and reverse by default; a sync group's BFDs are
+    /// tracked by each member, once, with the group's weight unless the member's reference is
+    /// unweighted (keepalived's `add_vrrp_to_track_bfd`).
+    #[test]
+    fn track_bfd_weights_and_sync_groups() {
+        let s = setups(concat!(
+            "bfd_instance b1 {\n neighbor_ip 198.18.0.2\n weight 10 reverse\n}\n",
+            "bfd_instance b2 {\n neighbor_ip 198.18.0.3\n}\n",
+            "bfd_instance b3 {\n neighbor_ip 198.18.0.4\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_bfd {\n b1\n b2 weight 3\n b3\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+            "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 6\n virtual_ipaddress {\n 198.18.0.11\n }\n}\n",
+            "vrrp_sync_group G {\n group {\n VI_1\n VI_2\n }\n sync_group_tracking_weight\n track_bfd {\n b2 weight -7\n b3 weight 4\n }\n}\n",
+        ));
+        let bfds = |i: &InstanceSetup| -> Vec<(TrackKey, Weight)> { i.track.iter().filter(|(k, _)| matches!(k, TrackKey::Bfd(_))).cloned().collect() };
+        let b = |n: &str, weight: i32, reverse: bool| (TrackKey::Bfd(n.into()), Weight { weight, reverse });
+        assert_eq!(bfds(&s[0]), [b("b1", 10, true), b("b2", -7, false), b("b3", 0, false)]);
+        assert_eq!(bfds(&s[1]), [b("b2", -7, false), b("b3", 4, false)]);
     }
 
     #[test]

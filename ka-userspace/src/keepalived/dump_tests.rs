@@ -68,6 +68,7 @@ fn status(vrrp: Vec<InstanceReport>, health: Option<HealthReport>) -> StatusRepo
         reloads: ReloadStats::default(),
         sync: None,
         announce: None,
+        bfd: None,
     }
 }
 

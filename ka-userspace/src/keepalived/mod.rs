@@ -69,7 +69,7 @@ pub fn usage_text(prog: &str) -> String {
                                 default '{}'\n\
   -P, --vrrp                   Only run with VRRP subsystem\n\
   -C, --check                  Only run with Health-checker subsystem\n\
-  -B, --no_bfd                 Don't run BFD subsystem (ka runs none; accepted)\n\
+  -B, --no_bfd                 Don't run BFD subsystem\n\
       --all                    Force all child processes to run (accepted; ka runs what the configuration uses)\n\
   -l, --log-console            Log messages to local console\n\
   -D, --log-detail             Detailed log messages (twice: ka's debug lines)\n\
@@ -88,7 +88,7 @@ pub fn usage_text(prog: &str) -> String {
   -T, --genhash                Enter into genhash utility mode (not provided by ka)\n\
   -c, --checkers_pid=FILE      Use specified pidfile for checkers child process\n\
   -a, --address-monitoring     Report all address additions/deletions (accepted, logged: no effect in ka)\n\
-  -b, --bfd_pid=FILE           Use specified pidfile for BFD child process (ka writes none)\n\
+  -b, --bfd_pid=FILE           Use specified pidfile for BFD child process\n\
   -x, --snmp                   Enable SNMP subsystem (accepted, logged: ka has no SNMP agent)\n\
   -A, --snmp-agent-socket=FILE Use the specified socket for master agent (accepted, logged)\n\
   -s, --namespace=NAME         Run in network namespace NAME (overrides config)\n\
@@ -263,6 +263,9 @@ fn run(prog: &str, args: &[String], plan: &RunPlan) -> ExitCode {
     }
     if checkers {
         watched.push(&p.checkers);
+    }
+    if !loaded.config.bfd_instances.is_empty() && !plan.no_bfd {
+        watched.push(&p.bfd);
     }
     if watched.iter().any(|f| matches!(pidfile::state(f), pidfile::PidState::Running(_))) {
         eprintln!("daemon is already running");
