@@ -38,15 +38,23 @@
 //! # CPUs
 //!
 //! Every receive path runs in a threaded-NAPI kernel thread, pinned and SCHED_FIFO (downstream
-//! first: sinks 60, directors 55, router 50). The generator and the sinks (the clients and the
-//! real servers) use CPU 0; the router uses CPU 1; each director gets a CPU of its own
-//! (2, 3, 4) when the machine has at least 5, else all of them share CPU 1 with the router. A
-//! thread's CPU time is its run time (`/proc/PID/schedstat`) over the measured interval, so
-//! the per-core figures hold whatever else runs on the machine. On 2 CPUs the directors cannot
-//! add capacity (they share one core with the router), and the generator and the router's
-//! kernel forwarding cost more per frame than a director does: the scaling factor there says
-//! that adding directors costs nothing, not that it adds throughput; the director-side columns
-//! (CPU and Mpps per director core) are what scales.
+//! first: sinks 60, directors 55, router 50); the generator runs at nice -20, so the load of the
+//! rest of the machine takes little from it. A thread's CPU time is its run time
+//! (`/proc/PID/schedstat`) over the measured interval, so the per-core figures hold whatever
+//! else runs on the machine.
+//!
+//! - With at least 5 CPUs: the generator and the sinks on CPU 0, the router on CPU 1, each
+//!   director on a CPU of its own (2, 3, 4).
+//! - With fewer: the generator and the router share CPU 0 (the router preempts the generator,
+//!   so the generator offers what the router can forward instead of overflowing its ring while
+//!   it waits for a wake-up from another CPU, which costs tens of microseconds on a nested VM),
+//!   and every director and the sinks share CPU 1. The aggregate is then bound by CPU 0 (the
+//!   generator and the kernel's forwarding cost more per frame than a director), so the
+//!   scaling factor says what adding directors costs, not what it adds; the director-side
+//!   columns (directors' CPU, Mpps per director core) are what would scale with a core each.
+//!
+//! `KA_BGP_ROUTER_CPU`, `KA_BGP_SINK_CPU` and `KA_BGP_DIRECTOR_CPU` override the placement;
+//! `KA_BGP_DEBUG=1` prints every veth's non-zero `ethtool -S` counters after each run.
 
 mod live;
 
@@ -90,8 +98,13 @@ const WARMUP: Duration = Duration::from_secs(1);
 const CONVERGE: Duration = Duration::from_secs(60);
 /// The generator's and the sinks' CPU.
 const GEN_CPU: usize = 0;
-/// The router's CPU (and the directors' on a machine with fewer than 5).
+/// The generator's nice value: on a machine busy with other work it still gets most of its
+/// CPU, so the run measures the topology rather than the machine's load.
+const GEN_NICE: i32 = -20;
+/// The router's CPU on a machine with at least 5 CPUs (it shares [`GEN_CPU`] on smaller ones).
 const ROUTER_CPU: usize = 1;
+/// The directors' and the sinks' CPU on a machine with fewer than 5 CPUs.
+const SHARED_CPU: usize = 1;
 
 /// Director `i`'s (0-based) address on its link to the router.
 fn director_addr(i: usize) -> String {
@@ -103,12 +116,42 @@ fn router_addr(i: usize) -> String {
     format!("198.18.{}.254", 71 + i)
 }
 
-/// The CPU of director `i`'s NAPI thread on a machine with `cpus` CPUs.
-fn director_cpu(i: usize, cpus: usize) -> usize {
-    if cpus >= 2 + MAX_DIRECTORS {
-        2 + i
-    } else {
-        ROUTER_CPU
+/// Where the receive threads run (the generator is on [`GEN_CPU`]).
+#[derive(Clone, Debug)]
+struct Placement {
+    router: usize,
+    sinks: usize,
+    directors: [usize; MAX_DIRECTORS],
+}
+
+impl Placement {
+    /// The default for a machine with `cpus` CPUs (module doc), with `KA_BGP_ROUTER_CPU`,
+    /// `KA_BGP_SINK_CPU` and `KA_BGP_DIRECTOR_CPU` (one CPU for every director) overriding it.
+    fn new(cpus: usize) -> Placement {
+        let mut p = if cpus >= 2 + MAX_DIRECTORS {
+            Placement { router: ROUTER_CPU, sinks: GEN_CPU, directors: std::array::from_fn(|i| 2 + i) }
+        } else {
+            Placement { router: GEN_CPU, sinks: SHARED_CPU, directors: [SHARED_CPU; MAX_DIRECTORS] }
+        };
+        let var = |name: &str| std::env::var(name).ok().map(|v| v.parse::<usize>().unwrap_or_else(|_| panic!("{name}={v}: not a CPU number")));
+        if let Some(c) = var("KA_BGP_ROUTER_CPU") {
+            p.router = c;
+        }
+        if let Some(c) = var("KA_BGP_SINK_CPU") {
+            p.sinks = c;
+        }
+        if let Some(c) = var("KA_BGP_DIRECTOR_CPU") {
+            p.directors = [c; MAX_DIRECTORS];
+        }
+        for c in [p.router, p.sinks].iter().chain(&p.directors) {
+            assert!(*c < cpus, "CPU {c} does not exist ({cpus} CPUs)");
+        }
+        p
+    }
+
+    fn describe(&self) -> String {
+        let d: Vec<String> = self.directors.iter().map(usize::to_string).collect();
+        format!("generator on CPU {GEN_CPU}, router on CPU {}, directors on CPU {}, sinks on CPU {}", self.router, d.join("/"), self.sinks)
     }
 }
 
@@ -345,7 +388,7 @@ fn measure(t: &Topo, n: usize, frame: &[u8], secs: Duration, router_napi: libc::
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     std::thread::scope(|s| {
-        let g = s.spawn(|| live::generate(&t.gen, "eth0", progs, frame, GEN_CPU, &stop, &sent));
+        let g = s.spawn(|| live::generate(&t.gen, "eth0", progs, frame, GEN_CPU, GEN_NICE, &stop, &sent));
         let row = (|| {
             if !nap(WARMUP) {
                 return None;
@@ -370,6 +413,18 @@ fn measure(t: &Topo, n: usize, frame: &[u8], secs: Duration, router_napi: libc::
         })();
         stop.store(true, Ordering::SeqCst);
         g.join().expect("generator thread");
+        if std::env::var_os("KA_BGP_DEBUG").is_some() {
+            let mut devs = vec![(&t.gen, "eth0".to_owned()), (&t.router, t.router_in.clone())];
+            for (i, d) in t.directors.iter().enumerate() {
+                devs.extend([(&t.router, format!("rd{}", i + 1)), (&d.ns, d.dev_in.clone()), (&d.ns, "out".to_owned()), (&t.sink, d.sink_dev.clone())]);
+            }
+            for (ns, dev) in devs {
+                let stats = ns.run(&["ethtool", "-S", &dev]).unwrap_or_default();
+                let nonzero: Vec<&str> = stats.lines().map(str::trim).filter(|l| !l.ends_with(": 0") && l.contains(':')).collect();
+                eprintln!("{dev}: {}", nonzero.join(", "));
+            }
+            eprintln!("{}", std::fs::read_to_string("/proc/softirqs").unwrap_or_default());
+        }
         row
     })
 }
@@ -396,16 +451,18 @@ fn main() {
     let frame = live::udp_frame(CLIENT, VIP, PORT, mac(&t.gen, "eth0"), mac(&t.router, &t.router_in));
     live::set_template(t.progs.as_mut().expect("programs"), &frame, FLOWS);
     let router_napi = napi_thread(&t.router_in);
-    pin(router_napi, ROUTER_CPU);
+    let place = Placement::new(cpus);
+    eprintln!("bgp: {}", place.describe());
+    pin(router_napi, place.router);
     realtime(router_napi, 50);
     let mut director_napi = Vec::new();
     for (i, d) in t.directors.iter().enumerate() {
         let p = napi_thread(&d.dev_in);
-        pin(p, director_cpu(i, cpus));
+        pin(p, place.directors[i]);
         realtime(p, 55);
         director_napi.push(p);
         let s = napi_thread(&d.sink_dev);
-        pin(s, GEN_CPU);
+        pin(s, place.sinks);
         realtime(s, 60);
     }
 
@@ -442,11 +499,6 @@ fn main() {
     drop(t);
 
     let base = rows.first().map_or(0.0, |r| r.delivered);
-    let placement = if cpus >= 2 + MAX_DIRECTORS {
-        format!("directors' NAPI threads on CPUs 2-{}, one each", 1 + MAX_DIRECTORS)
-    } else {
-        format!("every director's NAPI thread on CPU {ROUTER_CPU} with the router's ({cpus} CPUs)")
-    };
     println!();
     println!("| directors | offered Mpps | router received Mpps | delivered Mpps | × 1 director | per director Mpps | router CPU | directors' CPU | director ns/packet | Mpps per director core |");
     println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
@@ -482,10 +534,11 @@ fn main() {
     println!();
     println!(
         "Scaling with {MAX_DIRECTORS} directors: {:.2}x one director. Best of {rounds} rounds of {} s per N, 60-byte UDP frames, {FLOWS} flows, \
-         generator and sinks on CPU {GEN_CPU}, router (kernel forwarding, ECMP L4 hash) on CPU {ROUTER_CPU}, {placement}; \
+         router forwarding in the kernel (ECMP, L4 hash); {} ({cpus} CPUs); \
          load average {load} at the start. Reproduce: `cargo xtask bench --only bgp`.",
         rows.last().map_or(0.0, |r| r.delivered) / base.max(1.0),
-        secs.as_secs(),
+        rows.first().map_or(0.0, |r| r.secs).round(),
+        place.describe(),
     );
     if let Some(path) = std::env::var_os("KA_BGP_JSON") {
         let text = serde_json::to_string_pretty(&serde_json::Value::Array(json)).expect("json");

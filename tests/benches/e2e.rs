@@ -290,7 +290,7 @@ fn scenario(n: usize, kind: Kind, secs: Duration) -> Option<Row> {
     let t = t;
     let progs = t.progs.as_ref().expect("programs");
     let row = std::thread::scope(|s| {
-        let g = s.spawn(|| live::generate(&t.gen, "eth0", progs, &fr, GEN_CPU, &stop, &sent));
+        let g = s.spawn(|| live::generate(&t.gen, "eth0", progs, &fr, GEN_CPU, 0, &stop, &sent));
         let measure = || -> Option<Row> {
             if !nap(WARMUP) {
                 return None;

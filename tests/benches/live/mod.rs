@@ -215,14 +215,20 @@ pub fn sink_packets(ebpf: &Ebpf) -> u64 {
     m.get(&SINK_PACKETS, 0).expect("sink counter").iter().sum()
 }
 
-/// Runs the generator on CPU `cpu`, out of `dev` in `ns`, until `stop` (or a signal, or
-/// [`GEN_MAX`]), counting frames sent in `sent`.
-pub fn generate(ns: &Netns, dev: &str, ebpf: &Ebpf, frame: &[u8], cpu: usize, stop: &AtomicBool, sent: &AtomicU64) {
+/// Runs the generator on CPU `cpu` at nice value `nice` (0: as any process), out of `dev` in
+/// `ns`, until `stop` (or a signal, or [`GEN_MAX`]), counting frames sent in `sent`.
+#[expect(clippy::too_many_arguments, reason = "one call per benchmark, every argument named at the call")]
+pub fn generate(ns: &Netns, dev: &str, ebpf: &Ebpf, frame: &[u8], cpu: usize, nice: i32, stop: &AtomicBool, sent: &AtomicU64) {
     in_ns(ns, || {
         // Live frames leave through the ingress interface named in the context: make sure it
         // is the generator's own veth, never an interface of the host.
         assert!(thread_in(ns), "the generator thread is not in its namespace");
         pin(0, cpu);
+        if nice != 0 {
+            // SAFETY: plain syscall; on Linux, PRIO_PROCESS with 0 is the calling thread.
+            let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+            assert_eq!(rc, 0, "nice {nice} for the generator: {}", std::io::Error::last_os_error());
+        }
         let ifindex = nix::net::if_::if_nametoindex(dev).expect("the generator's veth");
         // struct xdp_md { data, data_end, data_meta, ingress_ifindex, ... }.
         let mut ctx = [0u8; 24];
