@@ -334,7 +334,8 @@ struct Row {
     received: f64,
     /// Frames the sink counted, all directors.
     delivered: f64,
-    /// Frames the sink counted per director link.
+    /// Frames the sink counted, split over the directors in proportion to what each director's
+    /// sink veth received.
     per_director: Vec<f64>,
     /// CPU of the router's NAPI thread (1.0: one core).
     router_cpu: f64,
@@ -370,14 +371,19 @@ struct Sample {
 }
 
 fn sample(t: &Topo, progs: &Ebpf, sent: &AtomicU64, router_napi: libc::pid_t, director_napi: &[libc::pid_t]) -> Sample {
+    // The cheap reads first, with the timestamp; then the `ethtool` ones, which take a process
+    // each (the per-director counts only split the sink's total, so their skew cancels out).
+    let (at, sent, sink) = (Instant::now(), sent.load(Ordering::Relaxed), live::sink_packets(progs));
+    let router_ns = run_ns(router_napi);
+    let director_ns = director_napi.iter().map(|&p| run_ns(p)).collect();
     Sample {
-        at: Instant::now(),
-        sent: sent.load(Ordering::Relaxed),
+        at,
+        sent,
+        sink,
+        router_ns,
+        director_ns,
         router_rx: xdp_rx_packets(&t.router, &t.router_in),
-        sink: live::sink_packets(progs),
         per_sink: t.directors.iter().map(|d| xdp_rx_packets(&t.sink, &d.sink_dev)).collect(),
-        router_ns: run_ns(router_napi),
-        director_ns: director_napi.iter().map(|&p| run_ns(p)).collect(),
     }
 }
 
@@ -406,7 +412,7 @@ fn measure(t: &Topo, n: usize, frame: &[u8], secs: Duration, router_napi: libc::
                 offered: rate(a.sent, b.sent),
                 received: rate(a.router_rx, b.router_rx),
                 delivered: rate(a.sink, b.sink),
-                per_director: a.per_sink.iter().zip(&b.per_sink).map(|(&x, &y)| rate(x, y)).collect(),
+                per_director: split(rate(a.sink, b.sink), &a.per_sink.iter().zip(&b.per_sink).map(|(&x, &y)| y - x).collect::<Vec<_>>()),
                 router_cpu: rate(a.router_ns, b.router_ns) / 1e9,
                 director_cpu: a.director_ns.iter().zip(&b.director_ns).map(|(&x, &y)| rate(x, y) / 1e9).collect(),
             })
@@ -427,6 +433,12 @@ fn measure(t: &Topo, n: usize, frame: &[u8], secs: Duration, router_napi: libc::
         }
         row
     })
+}
+
+/// Splits `total` in proportion to `counts`.
+fn split(total: f64, counts: &[u64]) -> Vec<f64> {
+    let sum: u64 = counts.iter().sum();
+    counts.iter().map(|&c| if sum > 0 { total * c as f64 / sum as f64 } else { 0.0 }).collect()
 }
 
 fn env_u64(name: &str, default: u64, max: u64) -> u64 {
@@ -533,11 +545,11 @@ fn main() {
     }
     println!();
     println!(
-        "Scaling with {MAX_DIRECTORS} directors: {:.2}x one director. Best of {rounds} rounds of {} s per N, 60-byte UDP frames, {FLOWS} flows, \
+        "Scaling with {MAX_DIRECTORS} directors: {:.2}x one director. Best of {rounds} rounds of {:.1} s per N, 60-byte UDP frames, {FLOWS} flows, \
          router forwarding in the kernel (ECMP, L4 hash); {} ({cpus} CPUs); \
          load average {load} at the start. Reproduce: `cargo xtask bench --only bgp`.",
         rows.last().map_or(0.0, |r| r.delivered) / base.max(1.0),
-        rows.first().map_or(0.0, |r| r.secs).round(),
+        rows.first().map_or(0.0, |r| r.secs),
         place.describe(),
     );
     if let Some(path) = std::env::var_os("KA_BGP_JSON") {
