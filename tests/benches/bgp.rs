@@ -512,14 +512,14 @@ fn main() {
 
     let base = rows.first().map_or(0.0, |r| r.delivered);
     println!();
-    println!("| directors | offered Mpps | router received Mpps | delivered Mpps | × 1 director | per director Mpps | router CPU | directors' CPU | director ns/packet | Mpps per director core |");
-    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    println!("| directors | offered Mpps | router received Mpps | delivered Mpps | × 1 director | per director Mpps | router CPU | router ns/packet | directors' CPU | director ns/packet | Mpps per director core |");
+    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
     for r in &rows {
         let scaling = if base > 0.0 { r.delivered / base } else { 0.0 };
         let shares: Vec<String> = r.per_director[..r.directors].iter().map(|d| format!("{:.2}", d / 1e6)).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0} % | {:.0} % | {:.0} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0} % | {:.0} | {:.0} % | {:.0} | {:.2} |",
             r.directors,
             r.offered / 1e6,
             r.received / 1e6,
@@ -527,6 +527,7 @@ fn main() {
             scaling,
             shares.join(" / "),
             r.router_cpu * 100.0,
+            r.router_cpu * 1e9 / r.received.max(1.0),
             r.directors_cpu() * 100.0,
             1e9 / r.per_director_core(),
             r.per_director_core() / 1e6
