@@ -9,7 +9,7 @@ pub struct Options {
     /// Skip the setup step.
     #[arg(long)]
     pub no_setup: bool,
-    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`, `flood`, `synflood`, `faults`.
+    /// Run only these benchmarks (repeatable): `xdp`, `e2e`, `config`, `vrrp`, `health`, `restart`, `reload`, `sync`, `flood`, `synflood`, `faults`, `bgp`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
@@ -37,6 +37,9 @@ pub struct Options {
     /// `target/debug/ka` on a machine short of disk; debug figures are upper bounds).
     #[arg(long)]
     pub ka: Option<std::path::PathBuf>,
+    /// Scale-out (BGP/ECMP, 1-3 directors) benchmark options.
+    #[command(flatten)]
+    pub bgp: crate::bench_bgp::Options,
     /// End-to-end benchmark: measured seconds per scenario and round.
     #[arg(long, default_value_t = 3)]
     pub e2e_secs: u32,
@@ -54,7 +57,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         crate::setup::run(crate::setup::Options {})?;
     }
     anyhow::ensure!(crate::setup::is_root(), "the benchmarks need root (BPF_PROG_TEST_RUN, namespaces)");
-    const NAMES: [&str; 11] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync", "flood", "synflood", "faults"];
+    const NAMES: [&str; 12] = ["xdp", "e2e", "config", "vrrp", "health", "restart", "reload", "sync", "flood", "synflood", "faults", "bgp"];
     if let Some(bad) = opts.only.iter().find(|o| !NAMES.contains(&o.as_str())) {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
@@ -123,6 +126,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             None => crate::run::build_ka(true)?,
         };
         crate::bench_faults::run(&opts.faults, &ka)?;
+    }
+    if want("bgp") {
+        eprintln!("bench: active-active scale-out, 1-3 directors behind a BIRD ECMP router (live-frames generator)");
+        let ka = crate::run::build_ka(true)?;
+        // Rows for the benchmark report (`DirectorScaling`: directors, Mpps, scaling factor).
+        let _scaling = crate::bench_bgp::run(&opts.bgp, &ka)?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! itself (ka-userspace/build.rs does).
 
 mod bench;
+mod bench_bgp;
 mod bench_config;
 mod bench_faults;
 mod bench_flood;
