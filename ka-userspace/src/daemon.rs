@@ -524,6 +524,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                     let master = |name: &str| states.iter().any(|i| i.name == name && i.state == "MASTER");
                                     crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index(), master);
                                 }
+                                // Virtual MACs of the instances the reload added or removed.
+                                if let (Some(d), Some(_)) = (datapath.as_mut(), &dataplane) {
+                                    install_local_macs(d, &new, &netlink).await;
+                                }
                                 // The replaced configuration is freed off this loop (tens of
                                 // thousands of instances take a while to free); the watch's old
                                 // copy is the same Arc.
@@ -557,6 +561,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 }
             } => {
                 crate::xdp_watch::apply(&ev, datapath.as_mut(), args.xdp_mode);
+                // A re-created interface or a new address may come with another MAC: the
+                // destination-MAC check follows (a stale one would pass the director's traffic).
+                let new_mac = matches!(ev, crate::xdp_watch::LinkEvent::Recreated { .. } | crate::xdp_watch::LinkEvent::MacChanged(_));
+                if let (true, Some(d), Some(cfg), Some(_)) = (new_mac, datapath.as_mut(), config.as_deref(), &dataplane) {
+                    install_local_macs(d, cfg, &netlink).await;
+                }
             },
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
@@ -669,6 +679,7 @@ async fn install_local_macs(d: &mut Datapath, cfg: &crate::config::Config, netli
         }
     }
     match crate::lb::local_macs::install(d.ebpf_mut(), &macs) {
+        Ok(0) => warn!("destination-MAC check off: no MAC of an XDP interface is known"),
         Ok(n) => info!(macs = n, "destination-MAC check on: frames to services addressed to another host pass unforwarded"),
         Err(e) => warn!(error = %e, "destination-MAC check off: frames flooded to this director are forwarded too"),
     }
