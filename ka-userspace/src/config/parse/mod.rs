@@ -1,0 +1,265 @@
+//! Keyword tables: turns statements into the typed model, checking each value's syntax and range.
+//!
+//! One file per block family; [`keywords`] holds the keyword tables, [`values`] the value
+//! parsers every block uses. A new top-level block gets its file here and one arm in [`Cx::top`].
+
+mod bfd;
+mod checkers;
+mod global_defs;
+pub mod keywords;
+mod interfaces;
+mod static_blocks;
+mod sync_group;
+mod track;
+pub mod values;
+mod virtual_server;
+mod vrrp_instance;
+mod vrrp_script;
+
+use std::time::Duration;
+
+use super::{
+    diag::{Diagnostic, Diagnostics},
+    iproute::RulePriorities,
+    lexer::Token,
+    model::*,
+    tree::Stmt,
+};
+
+pub use keywords::*;
+pub use virtual_server::parse_range;
+
+/// Per-instance settings whose defaults come from `global_defs`, resolved after parsing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InstanceDefaults {
+    pub version: Option<VrrpVersion>,
+    pub garp_master_delay: Option<Duration>,
+    pub garp_master_repeat: Option<u32>,
+    pub garp_master_refresh: Option<Duration>,
+    pub garp_master_refresh_repeat: Option<u32>,
+    pub strict_mode: Option<bool>,
+}
+
+/// Parsing context: where diagnostics go and what has been built so far.
+pub(crate) struct Cx<'d> {
+    pub d: &'d mut Diagnostics,
+    pub cfg: Config,
+    pub inst_defaults: Vec<InstanceDefaults>,
+    /// `vrrp_script` names seen but removed (no `script`): references to them only warn.
+    pub removed_scripts: Vec<String>,
+    /// Preferences for rules written without one (keepalived counts down across all rules).
+    pub rule_prios: RulePriorities,
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let v = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+            cur.push(v);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl<'d> Cx<'d> {
+    pub fn new(d: &'d mut Diagnostics) -> Self {
+        Self {
+            d,
+            cfg: Config::default(),
+            inst_defaults: Vec::new(),
+            removed_scripts: Vec::new(),
+            rule_prios: RulePriorities::default(),
+        }
+    }
+
+    /// A problem keepalived 2.2 runs past by ignoring what is at `t` (the keyword, the value or
+    /// the entry): a warning saying so, and the caller drops it the same way (`ka check --strict`
+    /// makes it an error).
+    fn err(&mut self, t: &Token, msg: impl Into<String>) {
+        // "...; the checker is" reads on as "...; the checker is ignored: ...".
+        let msg = msg.into();
+        let msg = if msg.ends_with(" is") {
+            format!("{msg} {IGNORED}")
+        } else {
+            format!("{msg}; {IGNORED}")
+        };
+        self.d
+            .push(Diagnostic::warning(Some(t.span), msg).with_via(t.via));
+    }
+
+    /// A problem keepalived 2.2 refuses to start with (a missing parameter ends its parse):
+    /// an error, so `ka run` refuses too.
+    fn fatal(&mut self, t: &Token, msg: impl Into<String>) {
+        self.d
+            .push(Diagnostic::error(Some(t.span), msg).with_via(t.via));
+    }
+
+    fn warn(&mut self, t: &Token, msg: impl Into<String>) {
+        self.d
+            .push(Diagnostic::warning(Some(t.span), msg).with_via(t.via));
+    }
+
+    fn unsupported(&mut self, s: &Stmt, ctx: &str) {
+        self.warn(
+            &s.kw,
+            format!("'{}' in {ctx} accepted, not supported yet", s.name()),
+        );
+    }
+
+    fn unknown(&mut self, s: &Stmt, ctx: &str, known: &[&[&str]]) {
+        let n = s.name().chars().count();
+        let best = known
+            .iter()
+            .flat_map(|l| l.iter())
+            // Only a distance of 3 or less makes a hint, and the distance is at least the
+            // difference in length (keywords are ASCII): the others are skipped, or a long
+            // unknown word costs its length times every keyword's (the config fuzzer's slow
+            // inputs; a 200 kB word took 20 s of CPU).
+            .filter(|k| k.len().abs_diff(n) <= 3)
+            .map(|k| (edit_distance(s.name(), k), *k))
+            .min();
+        // A keyword written without keepalived's `vrrp_` prefix (`garp_master_delay` in
+        // global_defs) is a different word for edit distance; suggest the prefixed one.
+        let prefixed = known
+            .iter()
+            .flat_map(|l| l.iter())
+            .find(|k| k.strip_prefix("vrrp_") == Some(s.name()));
+        let hint = match best {
+            _ if prefixed.is_some() => format!("; did you mean '{}'?", prefixed.copied().unwrap_or_default()),
+            Some((d, k)) if d <= 2 || (d <= 3 && s.name().len() > 8) => {
+                format!("; did you mean '{k}'?")
+            }
+            _ => String::new(),
+        };
+        self.err(
+            &s.kw,
+            format!("unknown keyword '{}' in {ctx}{hint}", s.name()),
+        );
+    }
+
+    /// Checks the argument count; extra arguments are a warning.
+    fn args(&mut self, s: &Stmt, min: usize, max: usize) -> bool {
+        if s.args.len() < min {
+            let what = if min == 1 {
+                "a value".to_string()
+            } else {
+                format!("{min} values")
+            };
+            self.fatal(&s.kw, format!("'{}' needs {what}", s.name()));
+            return false;
+        }
+        if s.args.len() > max {
+            self.warn(
+                &s.args[max],
+                format!(
+                    "'{}': extra argument '{}' ignored",
+                    s.name(),
+                    s.args[max].text
+                ),
+            );
+        }
+        true
+    }
+
+    fn no_block(&mut self, s: &Stmt) {
+        if s.block.is_some() {
+            self.err(&s.kw, format!("'{}' does not take a {{ }} block", s.name()));
+        }
+    }
+
+    fn block<'s>(&mut self, s: &'s Stmt) -> &'s [Stmt] {
+        match &s.block {
+            Some(b) => b,
+            None => {
+                self.err(&s.kw, format!("'{}' needs a {{ ... }} block", s.name()));
+                &[]
+            }
+        }
+    }
+
+    fn name_arg(&mut self, s: &Stmt) -> String {
+        match s.args.first() {
+            Some(t) => {
+                if s.args.len() > 1 {
+                    self.warn(
+                        &s.args[1],
+                        format!(
+                            "'{}': extra argument '{}' ignored",
+                            s.name(),
+                            s.args[1].text
+                        ),
+                    );
+                }
+                t.text.clone()
+            }
+            None => {
+                self.fatal(&s.kw, format!("'{}' needs a name", s.name()));
+                String::new()
+            }
+        }
+    }
+
+    /// Dispatches one top-level statement.
+    pub fn top(&mut self, s: &Stmt) {
+        match s.name() {
+            "global_defs" => self.global_defs(s),
+            "vrrp_script" => self.vrrp_script(s),
+            "vrrp_sync_group" => self.sync_group(s),
+            "vrrp_instance" => self.vrrp_instance(s),
+            "virtual_server" => self.virtual_server(s),
+            "virtual_server_group" => self.vs_group(s),
+            "static_ipaddress" | "static_routes" | "static_rules" => self.static_block(s),
+            "linkbeat_interfaces" => self.linkbeat_interfaces(s),
+            "track_group" => self.track_group(s),
+            "track_file" | "vrrp_track_file" => self.track_file(s),
+            "vrrp_track_process" => self.track_process(s),
+            "bfd_instance" => self.bfd_instance(s),
+            "garp_group" => self.garp_group(s),
+            "SSL" => self.ssl(s),
+            "interface_up_down_delays" => self.interface_up_down_delays(s),
+            "net_namespace"
+            | "net_namespace_ipvs"
+            | "namespace_with_ipsets"
+            | "instance"
+            | "use_pid_dir"
+            | "linkbeat_use_polling"
+            | "child_wait_time" => self.unsupported(s, "the configuration"),
+            _ => self.unknown(s, "the configuration", &[TOP_SUPPORTED, TOP_UNSUPPORTED]),
+        }
+    }
+
+    /// Applies the defaults that come from `global_defs` (which may appear after the instances).
+    pub fn finish(mut self) -> (Config, Vec<String>) {
+        let g = self.cfg.global.clone();
+        for (vi, d) in self
+            .cfg
+            .vrrp_instances
+            .iter_mut()
+            .zip(self.inst_defaults.iter())
+        {
+            let v6 = vi
+                .virtual_ipaddresses
+                .first()
+                .is_some_and(|v| v.address.is_ipv6());
+            vi.version = match d.version {
+                Some(v) => v,
+                None if v6 => VrrpVersion::V3,
+                None => g.vrrp_version,
+            };
+            vi.garp_master_delay = d.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay);
+            vi.garp_master_repeat = d.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat);
+            vi.garp_master_refresh = d.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh);
+            vi.garp_master_refresh_repeat = d
+                .garp_master_refresh_repeat
+                .unwrap_or(g.vrrp_garp_master_refresh_repeat);
+            vi.strict_mode = d.strict_mode.unwrap_or(g.vrrp_strict);
+        }
+        (self.cfg, self.removed_scripts)
+    }
+}
