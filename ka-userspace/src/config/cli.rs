@@ -38,11 +38,17 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Scripts are checked on this host as keepalived checks them at start (missing, not
+    // executable, unsafe): the daemon disables those trackers.
+    let findings = crate::notify::security::audit(&loaded.config);
+    let mut diagnostics = loaded.diagnostics.clone();
+    diagnostics.extend(super::check::script_refusals(&loaded.config, &findings));
+    diagnostics.sort_by_key(|d| d.span.map_or((1, None), |s| (0, Some(s))));
     let tty = std::io::stderr().is_terminal();
     let mut errors = 0usize;
     let mut warnings = 0usize;
     let mut out = String::new();
-    for d in &loaded.diagnostics {
+    for d in &diagnostics {
         let mut d = d.clone();
         if args.strict {
             d.severity = Severity::Error;

@@ -373,6 +373,8 @@ pub struct VrrpScript {
     pub init_fail: bool,
     /// Where the block starts.
     pub span: Span,
+    /// Where its `script` line is (for what is said about the script itself).
+    pub script_span: Option<Span>,
 }
 
 /// `track_file NAME { ... }`.

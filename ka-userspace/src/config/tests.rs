@@ -256,7 +256,7 @@ fn leniency_rules() {
         ("lb_kind dr", vs(" lb_kind dr"), 3, Severity::Warning, "unknown forwarding method 'dr'", |c| c.virtual_servers[0].lb_kind == super::model::LbKind::Nat),
         ("lb_algo loadbalance", vs(" lb_algo loadbalance"), 3, Severity::Warning, "unknown scheduler 'loadbalance'", |c| c.virtual_servers[0].lb_algo == super::model::LbAlgo::Wlc),
         ("placeholder VIP", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n __VIRTUAL_IP__/27\n 198.18.0.10\n }\n}\n".into(), 5, Severity::Warning, "invalid address '__VIRTUAL_IP__/27'", |c| c.vrrp_instances[0].virtual_ipaddresses.len() == 1),
-        ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers[0].real_servers.is_empty()),
+        ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers.is_empty()),
         ("authentication on IPv6", "vrrp_instance V6 {\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type PASS\n auth_pass x\n }\n virtual_ipaddress {\n fd00:198:18::10\n }\n}\n".into(), 4, Severity::Warning, "authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
         ("authentication without auth_pass", vi(" authentication {\n auth_type PASS\n }"), 4, Severity::Warning, "no auth_pass given; authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
         ("AH with initial state MASTER", vi(" state MASTER\n priority 100\n authentication {\n auth_type AH\n auth_pass s3cret\n }"), 6, Severity::Warning, "incompatible with AH authentication; using BACKUP", |c| c.vrrp_instances[0].state == super::model::VrrpState::Backup),
@@ -266,6 +266,19 @@ fn leniency_rules() {
         ("undefined sync group member", format!("{}vrrp_sync_group G {{\n group {{\n VI_1\n VI_9\n }}\n}}\n", vi("")), 12, Severity::Warning, "VI_9 is not defined; ignored", |c| c.sync_groups[0].members.len() == 1),
         ("stray brace", "}\nglobal_defs {\n router_id a\n}\n".into(), 1, Severity::Warning, "unexpected '}'", |c| c.global.router_id.as_deref() == Some("a")),
         ("HTTP_GET without url", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n HTTP_GET {\n }\n }\n}\n".into(), 5, Severity::Warning, "the checker is ignored", |c| c.virtual_servers[0].real_servers[0].checkers.is_empty()),
+        ("track_script defined below the instance", format!("{}vrrp_script chk_late {{\n script /bin/true\n}}\n", vi(" track_script {\n chk_late\n }")), 5, Severity::Warning, "is defined below this reference (line 11)", |c| c.vrrp_instances[0].track_scripts.is_empty() && c.vrrp_scripts.len() == 1),
+        ("track_script listed twice counts once", format!("vrrp_script chk {{\n script /bin/true\n}}\n{}", vi(" track_script {\n chk weight 5\n chk weight 9\n }")), 9, Severity::Warning, "duplicate track_script chk", |c| c.vrrp_instances[0].track_scripts.len() == 1 && c.vrrp_instances[0].track_scripts[0].weight == Some(5)),
+        ("track_script with an unknown option is dropped", format!("vrrp_script chk {{\n script /bin/true\n}}\n{}", vi(" track_script {\n chk wieght 5\n }")), 8, Severity::Warning, "unknown track script option 'wieght'", |c| c.vrrp_instances[0].track_scripts.is_empty()),
+        ("track_script weight 254 becomes 253", format!("vrrp_script chk {{\n script /bin/true\n}}\n{}", vi(" track_script {\n chk weight 254\n }")), 8, Severity::Warning, "cannot be +/-254", |c| c.vrrp_instances[0].track_scripts[0].weight == Some(253)),
+        ("track_script without weight takes the script's reverse", format!("vrrp_script chk {{\n script /bin/true\n weight 10 reverse\n}}\n{}", vi(" track_script {\n chk\n }\n track_file {\n nofile\n }")), 12, Severity::Warning, "track file nofile is not defined", |c| c.vrrp_instances[0].track_scripts[0].reverse),
+        ("track_interface naming the own interface", vi(" track_interface {\n eth0 weight -20\n eth1\n }"), 5, Severity::Warning, "is the instance's own interface: ignored", |c| c.vrrp_instances[0].track_interfaces.len() == 1 && c.vrrp_instances[0].track_interfaces[0].name == "eth1"),
+        ("no VIP over VRRPv2 runs", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n}\n".into(), 1, Severity::Warning, "at least one is sensible", |c| c.vrrp_instances.len() == 1),
+        ("no VIP over VRRPv3: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n version 3\n}\n".into(), 1, Severity::Error, "at least one is required with VRRP version 3", |_| true),
+        ("no VIP in strict mode: keepalived refuses", "global_defs {\n vrrp_strict\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n}\n".into(), 4, Severity::Error, "at least one is required with strict mode", |_| true),
+        ("no VIP with IPv6 peers: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n unicast_peer {\n fd00:198:18::2\n }\n}\n".into(), 1, Severity::Error, "at least one is required with", |_| true),
+        ("virtual_server without lb_kind is NAT", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n".into(), 1, Severity::Warning, "no forwarding method set (lb_kind), using NAT", |c| c.virtual_servers[0].lb_kind == super::model::LbKind::Nat),
+        ("virtual_server without real servers is ignored", "virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n sorry_server 198.18.1.9 80\n}\n".into(), 1, Severity::Warning, "has no real servers; ignored", |c| c.virtual_servers.is_empty()),
+        ("group block around virtual servers", "group web {\n virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n virtual_server 198.18.0.11 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n}\n".into(), 14, Severity::Warning, "closes the unknown block 'group'", |c| c.virtual_servers.len() == 2),
         ("missing parameter: keepalived refuses", vi(" state"), 4, Severity::Error, "'state' needs a value", |_| true),
         ("no virtual router id: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n".into(), 1, Severity::Error, "the virtual router id must be set", |_| true),
     ];
@@ -411,7 +424,7 @@ fn state_and_priority_default_from_each_other() {
 #[test]
 fn lvs_flags_and_methods() {
     type Check = fn(&super::model::VirtualServer) -> bool;
-    let vs = |body: &str| format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n{body}\n real_server 198.18.1.1 80 {{\n }}\n}}\n");
+    let vs = |body: &str| format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n lb_kind NAT\n{body}\n real_server 198.18.1.1 80 {{\n }}\n}}\n");
     let cases: Vec<(&str, String, &str, Check)> = vec![
         ("sh-port after lb_algo sh", vs(" lb_algo sh\n sh-port"), "", |v| v.hash_port && !v.hash_fallback),
         ("sh-fallback after lb_algo sh", vs(" lb_algo sh\n sh-fallback"), "", |v| v.hash_fallback && !v.hash_port),
@@ -506,4 +519,24 @@ fn vrrp_scheduling_keywords() {
         assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
         assert_eq!(l.diagnostics.is_empty(), clean, "{line}: {rendered:?}");
     }
+}
+
+/// A `vrrp_script` whose program does not exist is disabled, as keepalived 2.2.7 disables it
+/// ("Disabling track script X since not found/accessible"): `ka check` warns at its `script`
+/// line and names the instances that stop tracking it.
+#[test]
+fn missing_track_script_is_disabled_at_its_line() {
+    let text = "vrrp_script chk_gone {\n interval 2\n script \"/nonexistent/ka-test/chk_gone.sh\"\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n chk_gone\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let findings = crate::notify::security::audit(&l.config);
+    let got: Vec<(u32, String)> = super::check::script_refusals(&l.config, &findings)
+        .into_iter()
+        .map(|d| (d.span.map_or(0, |s| s.line), d.message))
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?} from {findings:?}");
+    assert_eq!(got[0].0, 3, "{got:?}");
+    assert!(got[0].1.contains("the tracker is disabled (VI_1 stop tracking it)"), "{got:?}");
+    let mut cfg = l.config.clone();
+    let _ = crate::notify::security::apply(&mut cfg);
+    assert!(cfg.vrrp_instances[0].track_scripts.is_empty() && cfg.vrrp_scripts.is_empty());
 }

@@ -49,6 +49,8 @@ pub(crate) struct Cx<'d> {
     pub removed_scripts: Vec<String>,
     /// Preferences for rules written without one (keepalived counts down across all rules).
     pub rule_prios: RulePriorities,
+    /// `track_*` references to objects not defined above them, reported by [`Cx::finish`].
+    pub late_refs: Vec<track::LateRef>,
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -75,6 +77,7 @@ impl<'d> Cx<'d> {
             inst_defaults: Vec::new(),
             removed_scripts: Vec::new(),
             rule_prios: RulePriorities::default(),
+            late_refs: Vec::new(),
         }
     }
 
@@ -230,12 +233,35 @@ impl<'d> Cx<'d> {
             | "use_pid_dir"
             | "linkbeat_use_polling"
             | "child_wait_time" => self.unsupported(s, "the configuration"),
-            _ => self.unknown(s, "the configuration", &[TOP_SUPPORTED, TOP_UNSUPPORTED]),
+            _ => self.unknown_top(s),
         }
     }
 
+    /// An unknown top-level keyword. keepalived 2.2 skips the word alone and goes on reading,
+    /// so the statements of a block after it (`group NAME { virtual_server ... }`, which some
+    /// generators emit) are read as top-level blocks, and the `}` closing it is an unknown
+    /// keyword in turn; so does ka.
+    fn unknown_top(&mut self, s: &Stmt) {
+        self.unknown(s, "the configuration", &[TOP_SUPPORTED, TOP_UNSUPPORTED]);
+        let Some(block) = &s.block else { return };
+        for e in block {
+            self.top(e);
+        }
+        let at = Token {
+            span: s.end,
+            ..s.kw.clone()
+        };
+        self.err(
+            &at,
+            format!(
+                "'}}' closes the unknown block '{}': keepalived 2.2 reads what is inside as top-level blocks and this '}}' as an unknown keyword",
+                s.name()
+            ),
+        );
+    }
+
     /// Applies the defaults that come from `global_defs` (which may appear after the instances).
-    pub fn finish(mut self) -> (Config, Vec<String>) {
+    pub fn finish(mut self) -> Config {
         let g = self.cfg.global.clone();
         for (vi, d) in self
             .cfg
@@ -243,10 +269,12 @@ impl<'d> Cx<'d> {
             .iter_mut()
             .zip(self.inst_defaults.iter())
         {
-            let v6 = vi
-                .virtual_ipaddresses
-                .first()
-                .is_some_and(|v| v.address.is_ipv6());
+            // The family is the first VIP's; with none, that of the advert source or the first
+            // peer (keepalived sets it from whichever it reads first), else IPv4.
+            let v6 = match vi.virtual_ipaddresses.first() {
+                Some(v) => v.address.is_ipv6(),
+                None => vi.src_ip.or(vi.unicast_peers.first().map(|p| p.address)).is_some_and(|a| a.is_ipv6()),
+            };
             vi.version = match d.version {
                 Some(v) => v,
                 None if v6 => VrrpVersion::V3,
@@ -260,6 +288,27 @@ impl<'d> Cx<'d> {
                 .unwrap_or(g.vrrp_garp_master_refresh_repeat);
             vi.strict_mode = d.strict_mode.unwrap_or(g.vrrp_strict);
         }
-        (self.cfg, self.removed_scripts)
+        self.report_late_refs();
+        self.cfg
+    }
+
+    /// Says, for each `track_*` reference to an object that was not defined above it, what
+    /// keepalived 2.2 makes of it: the reference is ignored (keepalived resolves names while
+    /// reading, so an object defined further down is not found either).
+    fn report_late_refs(&mut self) {
+        for r in std::mem::take(&mut self.late_refs) {
+            let what = r.kind.label();
+            let (owner, name) = (&r.owner, &r.name);
+            let msg = match r.kind.definition(&self.cfg, name) {
+                Some(def) => format!(
+                    "({owner}) {what} {name} is defined below this reference (line {}): keepalived 2.2 resolves names while reading, \
+                     does not find it and ignores the reference; so does ka (move the definition above)",
+                    def.line
+                ),
+                None if r.removed => format!("({owner}) {what} {name} was removed (see its definition); ignored"),
+                None => format!("({owner}) {what} {name} is not defined; ignored: keepalived 2.2 does the same"),
+            };
+            self.d.warning(Some(r.span), msg);
+        }
     }
 }

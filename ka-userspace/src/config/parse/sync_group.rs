@@ -1,6 +1,6 @@
 //! `vrrp_sync_group` and the notify scripts it shares with `vrrp_instance`.
 
-use super::Cx;
+use super::{track::Tracked, Cx};
 use crate::config::{model::*, tree::Stmt};
 
 impl Cx<'_> {
@@ -77,11 +77,26 @@ impl Cx<'_> {
                         }
                     }
                 }
-                "track_interface" => g.track_interfaces = self.track_interfaces(e),
-                "track_script" => g.track_scripts = self.track_refs(e, -253, 253),
-                "track_file" => g.track_files = self.track_refs(e, -254, 254),
-                "track_process" => g.track_processes = self.track_refs(e, -254, 254),
-                "track_bfd" => g.track_bfds = self.track_refs(e, -253, 253),
+                "track_interface" => {
+                    let list = self.track_interfaces(e, &g.name, &g.track_interfaces);
+                    g.track_interfaces.extend(list);
+                }
+                "track_script" => {
+                    let list = self.track_refs(e, &g.name, Tracked::Script, &g.track_scripts);
+                    g.track_scripts.extend(list);
+                }
+                "track_file" => {
+                    let list = self.track_refs(e, &g.name, Tracked::File, &g.track_files);
+                    g.track_files.extend(list);
+                }
+                "track_process" => {
+                    let list = self.track_refs(e, &g.name, Tracked::Process, &g.track_processes);
+                    g.track_processes.extend(list);
+                }
+                "track_bfd" => {
+                    let list = self.track_refs(e, &g.name, Tracked::Bfd, &g.track_bfds);
+                    g.track_bfds.extend(list);
+                }
                 "smtp_alert" => g.smtp_alert = Some(self.arg_bool(e)),
                 "sync_group_tracking_weight" => g.sync_group_tracking_weight = self.arg_bool(e),
                 "global_tracking" => {

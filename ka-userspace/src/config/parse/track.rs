@@ -3,53 +3,213 @@
 use std::time::Duration;
 
 use super::{values::*, Cx};
-use crate::config::{model::*, tree::Stmt};
+use crate::config::{diag::Span, model::*, tree::Stmt};
+
+/// What a `track_*` reference names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tracked {
+    /// A `vrrp_script`.
+    Script,
+    /// A `vrrp_track_file`.
+    File,
+    /// A `vrrp_track_process`.
+    Process,
+    /// A `bfd_instance`.
+    Bfd,
+}
+
+impl Tracked {
+    /// keepalived's words for it in messages ("track script").
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Tracked::Script => "track script",
+            Tracked::File => "track file",
+            Tracked::Process => "track process",
+            Tracked::Bfd => "track bfd",
+        }
+    }
+
+    /// The keyword that references it.
+    fn keyword(self) -> &'static str {
+        match self {
+            Tracked::Script => "track_script",
+            Tracked::File => "track_file",
+            Tracked::Process => "track_process",
+            Tracked::Bfd => "track_bfd",
+        }
+    }
+
+    /// keepalived 2.2.7's bounds for a reference's weight.
+    fn weight_range(self) -> (i64, i64) {
+        match self {
+            Tracked::Bfd => (-253, 253),
+            _ => (-254, 254),
+        }
+    }
+
+    /// Whether +/-254 is read and turned into +/-253 (scripts).
+    fn clamps_254(self) -> bool {
+        self == Tracked::Script
+    }
+
+    /// Whether a bad word after the weight drops the entry (files and BFD) rather than only
+    /// being reported (scripts and processes).
+    fn drops_on_bad_option(self) -> bool {
+        matches!(self, Tracked::File | Tracked::Bfd)
+    }
+
+    /// `Some(the object's own reverse)` if `name` is defined in `cfg` so far.
+    pub(crate) fn defined(self, cfg: &Config, name: &str) -> Option<bool> {
+        match self {
+            Tracked::Script => cfg.vrrp_scripts.iter().find(|s| s.name == name).map(|s| s.reverse),
+            Tracked::File => cfg.track_files.iter().find(|s| s.name == name).map(|s| s.reverse),
+            Tracked::Process => cfg.track_processes.iter().find(|s| s.name == name).map(|_| false),
+            Tracked::Bfd => cfg.bfd_instances.iter().find(|s| s.name == name).map(|_| false),
+        }
+    }
+
+    /// Where `name` is defined in `cfg`, if it is.
+    pub(crate) fn definition(self, cfg: &Config, name: &str) -> Option<Span> {
+        match self {
+            Tracked::Script => cfg.vrrp_scripts.iter().find(|s| s.name == name).map(|s| s.span),
+            Tracked::File => cfg.track_files.iter().find(|s| s.name == name).map(|s| s.span),
+            Tracked::Process => cfg.track_processes.iter().find(|s| s.name == name).map(|s| s.span),
+            Tracked::Bfd => cfg.bfd_instances.iter().find(|s| s.name == name).map(|s| s.span),
+        }
+    }
+}
+
+/// A reference to an object not defined (yet) where it was read; [`super::Cx::finish`] says
+/// whether it is defined further down, was removed, or is not defined at all.
+#[derive(Debug, Clone)]
+pub(crate) struct LateRef {
+    /// The instance or sync group holding the reference.
+    pub owner: String,
+    /// What it names.
+    pub kind: Tracked,
+    /// The name.
+    pub name: String,
+    /// Where the reference is.
+    pub span: Span,
+    /// The `vrrp_script` was seen but removed (no `script`).
+    pub removed: bool,
+}
 
 impl Cx<'_> {
-    pub(super) fn track_refs(&mut self, s: &Stmt, lo: i64, hi: i64) -> Vec<TrackRef> {
-        let mut out = Vec::new();
+    /// A `track_script` / `track_file` / `track_process` / `track_bfd` block of `owner` (an
+    /// instance or a sync group), read as keepalived 2.2.7 reads it (`alloc_track_script` and
+    /// its siblings): each name must be defined *above* the block (keepalived resolves it
+    /// while reading, so one defined later is ignored; [`Cx::finish`] says which), a name
+    /// listed twice counts once, an entry with an unknown option or `weight` without a value
+    /// is ignored, a weight out of range leaves the object's own weight, and without `weight`
+    /// the object's own `reverse` applies.
+    pub(super) fn track_refs(&mut self, s: &Stmt, owner: &str, kind: Tracked, have: &[TrackRef]) -> Vec<TrackRef> {
+        let mut out: Vec<TrackRef> = Vec::new();
+        let what = kind.label();
         for e in self.block(s) {
             self.no_block(e);
+            let name = e.kw.text.clone();
+            let Some(own_reverse) = kind.defined(&self.cfg, &name) else {
+                self.late_refs.push(LateRef {
+                    owner: owner.to_owned(),
+                    kind,
+                    name,
+                    span: e.span(),
+                    removed: kind == Tracked::Script && self.removed_scripts.contains(&e.kw.text),
+                });
+                continue;
+            };
+            if out.iter().chain(have).any(|r| r.name == name) {
+                self.err(&e.kw, format!("({owner}) duplicate {} {name}", kind.keyword()));
+                continue;
+            }
             let mut r = TrackRef {
-                name: e.kw.text.clone(),
+                name,
                 weight: None,
-                reverse: false,
+                reverse: own_reverse,
                 span: e.span(),
             };
-            let mut i = 0;
-            while i < e.args.len() {
-                match e.args[i].text.as_str() {
-                    "weight" => match e.args.get(i + 1) {
-                        Some(t) => {
-                            r.weight = self.int(t, lo, hi);
-                            i += 1;
+            if let Some(opt) = e.args.first() {
+                if opt.text != "weight" {
+                    self.err(opt, format!("({owner}) unknown {what} option '{}'; the entry is", opt.text));
+                    continue;
+                }
+                let Some(v) = e.args.get(1) else {
+                    self.err(opt, format!("({owner}) weight without value specified for {what} {}; the entry is", r.name));
+                    continue;
+                };
+                let (lo, hi) = kind.weight_range();
+                r.weight = self.int(v, lo, hi);
+                if kind.clamps_254() && r.weight.is_some_and(|w| w.abs() == 254) {
+                    self.warn(v, format!("({owner}) weight for {} cannot be +/-254; using +/-253, as keepalived 2.2 does", r.name));
+                    r.weight = r.weight.map(|w| w.signum() * 253);
+                }
+                r.reverse = false;
+                if let Some(rev) = e.args.get(2) {
+                    match rev.text.as_str() {
+                        "reverse" => r.reverse = true,
+                        "noreverse" => {}
+                        o if kind.drops_on_bad_option() => {
+                            self.err(rev, format!("({owner}) unknown {what} {} weight option '{o}'; the entry is", r.name));
+                            continue;
                         }
-                        None => self.err(&e.args[i], "'weight' needs a value"),
-                    },
-                    "reverse" => r.reverse = true,
-                    "noreverse" | "no_reverse" => r.reverse = false,
-                    other => {
-                        let t = e.args[i].clone();
-                        self.err(&t, format!("unexpected '{other}' after tracked name (expected weight N [reverse])"));
+                        o => self.err(rev, format!("({owner}) unknown {what} {} weight option '{o}'", r.name)),
                     }
                 }
-                i += 1;
+                if let Some(extra) = e.args.get(3) {
+                    self.warn(extra, format!("'{}': extra argument '{}' ignored", r.name, extra.text));
+                }
             }
             out.push(r);
         }
         out
     }
 
-    pub(super) fn track_interfaces(&mut self, s: &Stmt) -> Vec<TrackedInterface> {
-        self.track_refs(s, -253, 253)
-            .into_iter()
-            .map(|r| TrackedInterface {
-                name: r.name,
-                weight: r.weight.unwrap_or(0) as i32,
-                reverse: r.reverse,
-                span: r.span,
-            })
-            .collect()
+    /// A `track_interface` block, as keepalived 2.2.7 reads it (`alloc_track_if`): a weight out
+    /// of range is 0, +/-254 becomes +/-253, an unknown option drops the entry, and only
+    /// `reverse` may follow the weight.
+    pub(super) fn track_interfaces(&mut self, s: &Stmt, owner: &str, have: &[TrackedInterface]) -> Vec<TrackedInterface> {
+        let mut out: Vec<TrackedInterface> = Vec::new();
+        for e in self.block(s) {
+            self.no_block(e);
+            let name = e.kw.text.clone();
+            if out.iter().chain(have).any(|t| t.name == name) {
+                self.err(&e.kw, format!("({owner}) duplicate track_interface {name}"));
+                continue;
+            }
+            let mut t = TrackedInterface {
+                name,
+                weight: 0,
+                reverse: false,
+                span: e.span(),
+            };
+            if let Some(opt) = e.args.first() {
+                if opt.text != "weight" {
+                    self.err(opt, format!("({owner}) unknown track_interface {} option '{}'; the entry is", t.name, opt.text));
+                    continue;
+                }
+                let Some(v) = e.args.get(1) else {
+                    self.err(opt, format!("({owner}) weight without value specified for track_interface {}; the entry is", t.name));
+                    continue;
+                };
+                let w = self.int(v, -254, 254).unwrap_or(0);
+                t.weight = if w.abs() == 254 {
+                    self.warn(v, format!("({owner}) weight for {} cannot be +/-254; using +/-253, as keepalived 2.2 does", t.name));
+                    w.signum() as i32 * 253
+                } else {
+                    w as i32
+                };
+                if let Some(rev) = e.args.get(2) {
+                    if rev.text == "reverse" {
+                        t.reverse = true;
+                    } else {
+                        self.err(rev, format!("({owner}) unknown track_interface {} weight option '{}'", t.name, rev.text));
+                    }
+                }
+            }
+            out.push(t);
+        }
+        out
     }
 
     pub(super) fn track_file(&mut self, s: &Stmt) {

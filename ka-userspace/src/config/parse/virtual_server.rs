@@ -187,6 +187,8 @@ impl Cx<'_> {
         let mut rs_stmts = Vec::new();
         let mut sorry = None;
         let mut sorry_kind = None;
+        // Whether `lb_kind` / `lvs_method` set the forwarding method (keepalived defaults to NAT).
+        let mut kind_set = false;
         // The scheduler as keepalived knows it when a flag is read (none before `lb_algo`).
         let mut sched = None;
         for e in self.block(s) {
@@ -213,7 +215,12 @@ impl Cx<'_> {
                         sorry_kind = Some(k);
                     }
                 }
-                "lb_kind" | "lvs_method" => vs.lb_kind = self.lb_kind(e).unwrap_or(vs.lb_kind),
+                "lb_kind" | "lvs_method" => {
+                    if let Some(k) = self.lb_kind(e) {
+                        vs.lb_kind = k;
+                        kind_set = true;
+                    }
+                }
                 "protocol" => {
                     if let Some(p) = self.arg_str(e) {
                         vs.protocol_span = Some(e.args[0].span);
@@ -324,6 +331,18 @@ impl Cx<'_> {
                     end: e.end,
                 });
             }
+        }
+        // keepalived 2.2.7 (validate_check_config): a real server or sorry server without its
+        // own method takes the virtual server's, and with none there it is NAT, with a warning.
+        let own_kind = |r: &Stmt| {
+            r.block.iter().flatten().any(|c| {
+                matches!(c.name(), "lb_kind" | "lvs_method")
+                    && c.args.first().is_some_and(|a| matches!(a.text.as_str(), "NAT" | "DR" | "TUN"))
+            })
+        };
+        let inherits = rs_stmts.iter().any(|r| !own_kind(r)) || (vs.sorry_server.is_some() && sorry_kind.is_none());
+        if !kind_set && inherits {
+            self.warn(&s.kw, "virtual server: no forwarding method set (lb_kind), using NAT, as keepalived 2.2 does");
         }
         for e in rs_stmts {
             if let Some(rs) = self.real_server(e, &vs, vs_port) {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{keywords::*, values::*, Cx, InstanceDefaults};
+use super::{keywords::*, track::Tracked, values::*, Cx, InstanceDefaults};
 use crate::config::{iproute::Block, model::*, tree::Stmt};
 
 /// An instance being read: the model, the settings whose defaults come from `global_defs`, and
@@ -308,14 +308,27 @@ impl Cx<'_> {
     /// `dont_track_primary`.
     fn vi_tracking(&mut self, e: &Stmt, vi: &mut VrrpInstance) -> bool {
         match e.name() {
-            "track_interface" => vi.track_interfaces = self.track_interfaces(e),
-            "track_script" => vi.track_scripts = self.track_refs(e, -253, 253),
-            "track_file" => vi.track_files = self.track_refs(e, -254, 254),
-            "track_process" => vi.track_processes = self.track_refs(e, -254, 254),
-            // The BFD family (`bfd.rs`) resolves the names; the reference is read here.
+            "track_interface" => {
+                let list = self.track_interfaces(e, &vi.name, &vi.track_interfaces);
+                vi.track_interfaces.extend(list);
+            }
+            "track_script" => {
+                let list = self.track_refs(e, &vi.name, Tracked::Script, &vi.track_scripts);
+                vi.track_scripts.extend(list);
+            }
+            "track_file" => {
+                let list = self.track_refs(e, &vi.name, Tracked::File, &vi.track_files);
+                vi.track_files.extend(list);
+            }
+            "track_process" => {
+                let list = self.track_refs(e, &vi.name, Tracked::Process, &vi.track_processes);
+                vi.track_processes.extend(list);
+            }
+            // The BFD family (`bfd.rs`) defines the sessions; the reference is read here.
             "track_bfd" => {
                 self.unsupported(e, "vrrp_instance");
-                vi.track_bfds = self.track_refs(e, -253, 253);
+                let list = self.track_refs(e, &vi.name, Tracked::Bfd, &vi.track_bfds);
+                vi.track_bfds.extend(list);
             }
             "dont_track_primary" => {
                 self.no_block(e);

@@ -20,11 +20,15 @@ impl Cx<'_> {
             user: None,
             init_fail: false,
             span: s.span(),
+            script_span: None,
         };
         let mut timeout = None;
         for e in self.block(s) {
             match e.name() {
-                "script" => vs.script = self.arg_str(e).filter(|s| !s.is_empty()),
+                "script" => {
+                    vs.script = self.arg_str(e).filter(|s| !s.is_empty());
+                    vs.script_span = Some(e.span());
+                }
                 "interval" => vs.interval = self.arg_secs_frac(e, 4294).unwrap_or(vs.interval),
                 "timeout" => timeout = self.arg_secs_frac(e, 4294),
                 "weight" => {
