@@ -683,30 +683,49 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
     cfg.virtual_servers.retain(|vs| !vs.real_servers.is_empty());
 }
 
-/// What `ka check` says about each `vrrp_script` the daemon will not run
-/// ([`crate::notify::security::audit`]: not found, not executable, unsafe, no user). keepalived
-/// 2.2.7 (`check_track_script_secure`) says "Disabling track script X since not
-/// found/accessible", removes the script and the instances' references to it, and runs the
-/// instances without that tracker; ka's daemon does the same
-/// ([`crate::notify::security::apply`]). A warning at the script's `script` line, naming the
-/// instances and sync groups that stop tracking it.
+/// What `ka check` says about the scripts the daemon will not run
+/// ([`crate::notify::security::audit`]), at the lines where keepalived 2.2.7 says it:
+/// - a user problem (unknown user, no default user) at the end of the `vrrp_script` block, where
+///   keepalived removes the script while reading it ("Unable to set default user for vrrp
+///   script X - removing"), and at each `track_script` reference, which then finds nothing;
+/// - a program problem (not found, not executable, unsafe) at the `script` line: keepalived
+///   disables the tracker when it starts ("Disabling track script X since not
+///   found/accessible") and the instances run without it;
+/// - an unknown global `script_user` at its line ("Error setting global script uid/gid").
+///
+/// ka's daemon does the same ([`crate::notify::security::apply`]).
 pub fn script_refusals(cfg: &Config, findings: &[crate::notify::security::Finding]) -> Vec<Diagnostic> {
+    use crate::notify::security::FindingAbout;
     let mut out = Vec::new();
     for f in findings {
+        if f.about == FindingAbout::GlobalUser {
+            out.push(Diagnostic::warning(cfg.global.script_user_span, format!("{}: scripts that name no user of their own are not run, as keepalived 2.2 does", f.text)));
+            continue;
+        }
         let Some(name) = &f.refuses else { continue };
         let Some(s) = cfg.vrrp_scripts.iter().find(|s| &s.name == name) else { continue };
-        let users: Vec<&str> = cfg
+        let refs: Vec<(&str, Span)> = cfg
             .vrrp_instances
             .iter()
-            .filter(|i| i.track_scripts.iter().any(|t| &t.name == name))
-            .map(|i| i.name.as_str())
-            .chain(cfg.sync_groups.iter().filter(|g| g.track_scripts.iter().any(|t| &t.name == name)).map(|g| g.name.as_str()))
+            .flat_map(|i| i.track_scripts.iter().filter(|t| &t.name == name).map(move |t| (i.name.as_str(), t.span)))
+            .chain(cfg.sync_groups.iter().flat_map(|g| g.track_scripts.iter().filter(|t| &t.name == name).map(move |t| (g.name.as_str(), t.span))))
             .collect();
-        let who = if users.is_empty() { String::new() } else { format!(" ({} stop tracking it)", users.join(", ")) };
-        out.push(Diagnostic::warning(
-            Some(s.script_span.unwrap_or(s.span)),
-            format!("{}: the tracker is disabled{who}, as keepalived 2.2 does (\"Disabling track script {name}\")", f.text),
-        ));
+        let owners: Vec<&str> = refs.iter().map(|r| r.0).collect();
+        let who = if owners.is_empty() { String::new() } else { format!(" ({} stop tracking it)", owners.join(", ")) };
+        if f.about == FindingAbout::User {
+            out.push(Diagnostic::warning(
+                Some(s.end),
+                format!("{}: the vrrp_script is removed{who}, as keepalived 2.2 does (\"Unable to set default user for vrrp script {name} - removing\")", f.text),
+            ));
+            for (owner, at) in refs {
+                out.push(Diagnostic::warning(Some(at), format!("({owner}) track script {name} was removed (see its definition); ignored")));
+            }
+        } else {
+            out.push(Diagnostic::warning(
+                Some(s.script_span.unwrap_or(s.span)),
+                format!("{}: the tracker is disabled{who}, as keepalived 2.2 does (\"Disabling track script {name}\")", f.text),
+            ));
+        }
     }
     out
 }

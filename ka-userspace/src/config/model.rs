@@ -193,6 +193,8 @@ pub struct GlobalDefs {
     pub enable_script_security: bool,
     /// `script_user USER [GROUP]`.
     pub script_user: Option<(String, Option<String>)>,
+    /// Where `script_user` is written.
+    pub script_user_span: Option<Span>,
     /// `dynamic_interfaces`.
     pub dynamic_interfaces: bool,
     /// `notification_email` addresses.
@@ -273,6 +275,7 @@ impl Default for GlobalDefs {
             vrrp_check_unicast_src: false,
             enable_script_security: false,
             script_user: None,
+            script_user_span: None,
             dynamic_interfaces: false,
             notification_email: Vec::new(),
             notification_email_from: None,
@@ -375,6 +378,8 @@ pub struct VrrpScript {
     pub span: Span,
     /// Where its `script` line is (for what is said about the script itself).
     pub script_span: Option<Span>,
+    /// Where the block ends (its `}`), where keepalived reports what it decides on reading it.
+    pub end: Span,
 }
 
 /// `track_file NAME { ... }`.

@@ -278,7 +278,8 @@ fn leniency_rules() {
         ("no VIP with IPv6 peers: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n unicast_peer {\n fd00:198:18::2\n }\n}\n".into(), 1, Severity::Error, "at least one is required with", |_| true),
         ("virtual_server without lb_kind is NAT", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n".into(), 1, Severity::Warning, "no forwarding method set (lb_kind), using NAT", |c| c.virtual_servers[0].lb_kind == super::model::LbKind::Nat),
         ("virtual_server without real servers is ignored", "virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n sorry_server 198.18.1.9 80\n}\n".into(), 1, Severity::Warning, "has no real servers; ignored", |c| c.virtual_servers.is_empty()),
-        ("group block around virtual servers", "group web {\n virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n virtual_server 198.18.0.11 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n}\n".into(), 14, Severity::Warning, "closes the unknown block 'group'", |c| c.virtual_servers.len() == 2),
+        ("group block around virtual servers", "group web {\n virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n virtual_server 198.18.0.11 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n}\n".into(), 14, Severity::Warning, "unexpected '}' with no open block", |c| c.virtual_servers.len() == 2),
+        ("smtp_server that is no host name", "global_defs {\n smtp_server **\n}\n".into(), 2, Severity::Warning, "invalid smtp server '**'", |c| c.global.smtp_server.is_none()),
         ("missing parameter: keepalived refuses", vi(" state"), 4, Severity::Error, "'state' needs a value", |_| true),
         ("no virtual router id: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n".into(), 1, Severity::Error, "the virtual router id must be set", |_| true),
     ];
@@ -539,4 +540,22 @@ fn missing_track_script_is_disabled_at_its_line() {
     let mut cfg = l.config.clone();
     let _ = crate::notify::security::apply(&mut cfg);
     assert!(cfg.vrrp_instances[0].track_scripts.is_empty() && cfg.vrrp_scripts.is_empty());
+}
+
+/// A script whose user cannot be used is removed as keepalived 2.2.7 removes it while reading
+/// the configuration: `ka check` says so at the end of the `vrrp_script` block and at each
+/// `track_script` reference, and an unknown global `script_user` at its own line.
+#[test]
+fn script_user_problems_at_keepalived_lines() {
+    let text = "global_defs {\n script_user ka-test-no-such-user\n}\nvrrp_script chk {\n script /bin/true\n user ka-test-no-such-user\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n chk\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let findings = crate::notify::security::audit(&l.config);
+    let got: Vec<(u32, String)> = super::check::script_refusals(&l.config, &findings)
+        .into_iter()
+        .map(|d| (d.span.map_or(0, |s| s.line), d.message))
+        .collect();
+    let lines: Vec<u32> = got.iter().map(|g| g.0).collect();
+    assert_eq!(lines, vec![2, 7, 12], "{got:?}");
+    assert!(got[1].1.contains("the vrrp_script is removed (VI_1 stop tracking it)"), "{got:?}");
+    assert!(got[2].1.contains("(VI_1) track script chk was removed"), "{got:?}");
 }

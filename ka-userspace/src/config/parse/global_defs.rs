@@ -129,6 +129,7 @@ impl Cx<'_> {
                     self.no_block(e);
                     if self.args(e, 1, 2) {
                         self.cfg.global.script_user = self.user(e, 0);
+                        self.cfg.global.script_user_span = Some(e.span());
                     }
                 }
                 "notification_email" => {
@@ -154,7 +155,14 @@ impl Cx<'_> {
                             Some(p) => self.port(p).unwrap_or(25),
                             None => 25,
                         };
-                        self.cfg.global.smtp_server = Some((e.args[0].text.clone(), port));
+                        let host = e.args[0].text.clone();
+                        if host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&host) {
+                            self.cfg.global.smtp_server = Some((host, port));
+                        } else {
+                            // keepalived 2.2.7 (set_smtp_server) cannot resolve it: "Invalid
+                            // smtp server", and no email is sent.
+                            self.err(&e.args[0], format!("invalid smtp server '{host}' (neither an address nor a host name)"));
+                        }
                     }
                 }
                 "smtp_alert" => self.cfg.global.smtp_alert = Some(self.arg_bool(e)),
@@ -285,4 +293,14 @@ impl Cx<'_> {
         }
         self.cfg.global.lvs_sync_daemon = Some(d);
     }
+}
+
+/// Whether `s` is a syntactically valid DNS host name (letters, digits, `-` and `_` in labels
+/// of 1 to 63 bytes, separated by dots). Whether it resolves is the host's business.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        })
 }

@@ -333,3 +333,53 @@ pub const FLAG_KEYWORDS: &[&str] = &[
     "vrrp_check_unicast_src",
     "vrrp_skip_check_adv_addr",
 ];
+
+/// How keepalived 2.2.7's parser (`lib/parser.c`) reads what follows a keyword: this decides
+/// which `{` opens a block and which `}` closes which, so ka groups statements exactly as
+/// keepalived does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// A block of keywords of its own (`install_sublevel`): `{` expected after the keyword
+    /// ("Missing '{'" otherwise, and the next lines are read as its block all the same).
+    Sub,
+    /// A block of value lines (`alloc_value_block`): every line up to the first `}` is one
+    /// entry, a `{` line included.
+    Value,
+    /// No block: a `{` after it is reported and ignored ("Unexpected '{'"), and what follows
+    /// is read in the enclosing block, whose `}` it then is.
+    Word,
+}
+
+/// The [`BlockKind`] of keyword `kw` inside the block of `parent` (`""` at the top level), as
+/// keepalived 2.2.7 installs its keywords (`install_keyword_root`, `install_sublevel`, and the
+/// handlers that call `alloc_value_block`). Unknown keywords take no block.
+pub fn block_kind(parent: &str, kw: &str) -> BlockKind {
+    use BlockKind::{Sub, Value, Word};
+    match (parent, kw) {
+        (
+            "",
+            "global_defs" | "vrrp_sync_group" | "garp_group" | "vrrp_instance" | "vrrp_script"
+            | "vrrp_track_process" | "track_group" | "bfd_instance" | "track_file"
+            | "vrrp_track_file" | "SSL" | "virtual_server",
+        ) => Sub,
+        (
+            "",
+            "static_ipaddress" | "static_routes" | "static_rules" | "linkbeat_interfaces"
+            | "interface_up_down_delays" | "virtual_server_group",
+        ) => Value,
+        ("global_defs", "notification_email") => Value,
+        ("vrrp_sync_group", "group" | "track_interface" | "track_script" | "track_file" | "track_process" | "track_bfd") => Value,
+        ("track_group", "group") | ("garp_group", "interfaces") => Value,
+        ("vrrp_instance", "authentication") => Sub,
+        (
+            "vrrp_instance",
+            "unicast_peer" | "track_interface" | "track_script" | "track_file" | "track_process"
+            | "track_bfd" | "virtual_ipaddress" | "virtual_ipaddress_excluded" | "virtual_routes"
+            | "virtual_rules",
+        ) => Value,
+        ("virtual_server", "real_server") => Sub,
+        ("real_server", k) if CHECKERS_SUPPORTED.contains(&k) || CHECKERS_UNSUPPORTED.contains(&k) => Sub,
+        ("HTTP_GET" | "SSL_GET", "url") | ("SMTP_CHECK", "host") => Sub,
+        _ => Word,
+    }
+}

@@ -233,31 +233,8 @@ impl<'d> Cx<'d> {
             | "use_pid_dir"
             | "linkbeat_use_polling"
             | "child_wait_time" => self.unsupported(s, "the configuration"),
-            _ => self.unknown_top(s),
+            _ => self.unknown(s, "the configuration", &[TOP_SUPPORTED, TOP_UNSUPPORTED]),
         }
-    }
-
-    /// An unknown top-level keyword. keepalived 2.2 skips the word alone and goes on reading,
-    /// so the statements of a block after it (`group NAME { virtual_server ... }`, which some
-    /// generators emit) are read as top-level blocks, and the `}` closing it is an unknown
-    /// keyword in turn; so does ka.
-    fn unknown_top(&mut self, s: &Stmt) {
-        self.unknown(s, "the configuration", &[TOP_SUPPORTED, TOP_UNSUPPORTED]);
-        let Some(block) = &s.block else { return };
-        for e in block {
-            self.top(e);
-        }
-        let at = Token {
-            span: s.end,
-            ..s.kw.clone()
-        };
-        self.err(
-            &at,
-            format!(
-                "'}}' closes the unknown block '{}': keepalived 2.2 reads what is inside as top-level blocks and this '}}' as an unknown keyword",
-                s.name()
-            ),
-        );
     }
 
     /// Applies the defaults that come from `global_defs` (which may appear after the instances).

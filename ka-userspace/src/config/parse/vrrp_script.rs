@@ -21,6 +21,7 @@ impl Cx<'_> {
             init_fail: false,
             span: s.span(),
             script_span: None,
+            end: s.end,
         };
         let mut timeout = None;
         for e in self.block(s) {
