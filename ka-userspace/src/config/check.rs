@@ -685,9 +685,10 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
 
 /// What `ka check` says about the scripts the daemon will not run
 /// ([`crate::notify::security::audit`]), at the lines where keepalived 2.2.7 says it:
-/// - a user problem (unknown user, no default user) at the end of the `vrrp_script` block, where
-///   keepalived removes the script while reading it ("Unable to set default user for vrrp
-///   script X - removing"), and at each `track_script` reference, which then finds nothing;
+/// - a user problem at its `user` line (an unknown user: "Unable to set uid/gid for script"),
+///   or, with no `user`, at the end of the `vrrp_script` block (no default user: "Unable to set
+///   default user for vrrp script X - removing"): keepalived removes the script while reading
+///   it, and each `track_script` reference then finds nothing (a warning there too);
 /// - a program problem (not found, not executable, unsafe) at the `script` line: keepalived
 ///   disables the tracker when it starts ("Disabling track script X since not
 ///   found/accessible") and the instances run without it;
@@ -713,8 +714,10 @@ pub fn script_refusals(cfg: &Config, findings: &[crate::notify::security::Findin
         let owners: Vec<&str> = refs.iter().map(|r| r.0).collect();
         let who = if owners.is_empty() { String::new() } else { format!(" ({} stop tracking it)", owners.join(", ")) };
         if f.about == FindingAbout::User {
+            // Its own `user` is checked at that line ("Unable to set uid/gid for script");
+            // the default user at the end of the block.
             out.push(Diagnostic::warning(
-                Some(s.end),
+                Some(s.user_span.unwrap_or(s.end)),
                 format!("{}: the vrrp_script is removed{who}, as keepalived 2.2 does (\"Unable to set default user for vrrp script {name} - removing\")", f.text),
             ));
             for (owner, at) in refs {

@@ -380,6 +380,8 @@ pub struct VrrpScript {
     pub script_span: Option<Span>,
     /// Where the block ends (its `}`), where keepalived reports what it decides on reading it.
     pub end: Span,
+    /// Where its `user` line is.
+    pub user_span: Option<Span>,
 }
 
 /// `track_file NAME { ... }`.

@@ -543,8 +543,9 @@ fn missing_track_script_is_disabled_at_its_line() {
 }
 
 /// A script whose user cannot be used is removed as keepalived 2.2.7 removes it while reading
-/// the configuration: `ka check` says so at the end of the `vrrp_script` block and at each
-/// `track_script` reference, and an unknown global `script_user` at its own line.
+/// the configuration: `ka check` says so at the script's `user` line (the end of the block when
+/// it names none) and at each `track_script` reference, and an unknown global `script_user` at
+/// its own line.
 #[test]
 fn script_user_problems_at_keepalived_lines() {
     let text = "global_defs {\n script_user ka-test-no-such-user\n}\nvrrp_script chk {\n script /bin/true\n user ka-test-no-such-user\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n chk\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
@@ -555,7 +556,7 @@ fn script_user_problems_at_keepalived_lines() {
         .map(|d| (d.span.map_or(0, |s| s.line), d.message))
         .collect();
     let lines: Vec<u32> = got.iter().map(|g| g.0).collect();
-    assert_eq!(lines, vec![2, 7, 12], "{got:?}");
+    assert_eq!(lines, vec![2, 6, 12], "{got:?}");
     assert!(got[1].1.contains("the vrrp_script is removed (VI_1 stop tracking it)"), "{got:?}");
     assert!(got[2].1.contains("(VI_1) track script chk was removed"), "{got:?}");
 }

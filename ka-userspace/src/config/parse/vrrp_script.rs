@@ -22,6 +22,7 @@ impl Cx<'_> {
             span: s.span(),
             script_span: None,
             end: s.end,
+            user_span: None,
         };
         let mut timeout = None;
         for e in self.block(s) {
@@ -45,6 +46,7 @@ impl Cx<'_> {
                     self.no_block(e);
                     if self.args(e, 1, 2) {
                         vs.user = self.user(e, 0);
+                        vs.user_span = Some(e.span());
                     }
                 }
                 "init_fail" => {
