@@ -66,6 +66,10 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
             }
         }
     }
+    if let Some(line) = ignored_summary(&diagnostics) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     if tty && (errors + warnings) > 0 {
         out.push_str(&format!("{errors} error(s), {warnings} warning(s)\n"));
     }
@@ -85,4 +89,19 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The one line `ka check` prints about ignored keywords ("3 keywords ignored: 2 unknown, 1
+/// accepted but not acted on"), or `None` when none is.
+pub fn ignored_summary(diagnostics: &[super::Diagnostic]) -> Option<String> {
+    use super::diag::IgnoredKeyword;
+    let count = |k| diagnostics.iter().filter(|d| d.ignored_keyword == Some(k)).count();
+    let (unknown, not_acted) = (count(IgnoredKeyword::Unknown), count(IgnoredKeyword::NotActedOn));
+    let total = unknown + not_acted;
+    (total > 0).then(|| {
+        format!(
+            "ka check: {total} keyword{} ignored: {unknown} unknown, {not_acted} accepted but not acted on (see the warnings above)",
+            if total == 1 { "" } else { "s" }
+        )
+    })
 }

@@ -560,3 +560,18 @@ fn script_user_problems_at_keepalived_lines() {
     assert!(got[1].1.contains("the vrrp_script is removed (VI_1 stop tracking it)"), "{got:?}");
     assert!(got[2].1.contains("(VI_1) track script chk was removed"), "{got:?}");
 }
+
+/// `ka check` sums up the keywords it ignores in one line: unknown ones and keepalived
+/// keywords ka does not act on, counted apart; nothing ignored, no line.
+#[test]
+fn ignored_keywords_summary_line() {
+    let l = super::parse_str("global_defs {\n router_id a\n vrrp_ipsets k4 k6\n bogus_keyword 1\n}\nbogus_top\n", Path::new("t.conf"), &opts());
+    assert_eq!(
+        super::cli::ignored_summary(&l.diagnostics).as_deref(),
+        Some("ka check: 3 keywords ignored: 2 unknown, 1 accepted but not acted on (see the warnings above)"),
+        "{:?}",
+        l.diagnostics
+    );
+    let l = super::parse_str("global_defs {\n router_id a\n}\n", Path::new("t.conf"), &opts());
+    assert_eq!(super::cli::ignored_summary(&l.diagnostics), None);
+}

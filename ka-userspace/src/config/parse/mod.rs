@@ -19,7 +19,7 @@ mod vrrp_script;
 use std::time::Duration;
 
 use super::{
-    diag::{Diagnostic, Diagnostics},
+    diag::{Diagnostic, Diagnostics, IgnoredKeyword},
     iproute::RulePriorities,
     lexer::Token,
     model::*,
@@ -109,9 +109,11 @@ impl<'d> Cx<'d> {
     }
 
     fn unsupported(&mut self, s: &Stmt, ctx: &str) {
-        self.warn(
-            &s.kw,
-            format!("'{}' in {ctx} accepted, not supported yet", s.name()),
+        let t = &s.kw;
+        self.d.push(
+            Diagnostic::warning(Some(t.span), format!("'{}' in {ctx} accepted, not supported yet", s.name()))
+                .with_via(t.via)
+                .ignoring(IgnoredKeyword::NotActedOn),
         );
     }
 
@@ -140,9 +142,11 @@ impl<'d> Cx<'d> {
             }
             _ => String::new(),
         };
-        self.err(
-            &s.kw,
-            format!("unknown keyword '{}' in {ctx}{hint}", s.name()),
+        let t = &s.kw;
+        self.d.push(
+            Diagnostic::warning(Some(t.span), format!("unknown keyword '{}' in {ctx}{hint}; {IGNORED}", s.name()))
+                .with_via(t.via)
+                .ignoring(IgnoredKeyword::Unknown),
         );
     }
 
