@@ -131,3 +131,34 @@ fn nat_with_forwarding_off_says_which_sysctl() {
     ka.stop().expect("stop");
     let _ = std::fs::remove_file(conf);
 }
+
+/// keepalived's `startup_script` runs, and is waited for, before ka starts anything (its file
+/// exists once the control socket answers, with no wait of ours), `shutdown_script` runs when
+/// ka has stopped (its file exists once the process has exited), and both create their files
+/// under the configuration's `umask 0077` (mode 0600). On the old daemon the three keywords
+/// were "accepted, not supported yet": neither file was ever written.
+#[test]
+fn startup_and_shutdown_scripts_under_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    let ns = Netns::new("ss").expect("netns");
+    let dir = std::env::temp_dir().join(unique_name("kass"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (started, stopped) = (dir.join("started"), dir.join("stopped"));
+    let text = format!(
+        "global_defs {{\n umask 0077\n startup_script \"/bin/sh -c 'echo up > {}'\"\n startup_script_timeout 5\n shutdown_script \"/bin/sh -c 'echo down > {}'\"\n}}\n",
+        started.display(),
+        stopped.display()
+    );
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, text).expect("write conf");
+    let instance = unique_name("kss");
+    let d = KaDaemon::start(&ns, &ka_bin(), &instance, &["--no-xdp", "--use-file", conf.to_str().expect("utf-8")]).expect("ka run");
+    let log = d.log_text();
+    let md = std::fs::metadata(&started).unwrap_or_else(|e| panic!("startup_script did not run before ka answered ({e}):\n{log}"));
+    assert_eq!(md.permissions().mode() & 0o777, 0o600, "the configuration's umask applies:\n{log}");
+    assert!(!stopped.exists(), "shutdown_script ran while ka was running:\n{log}");
+    d.stop().expect("stop");
+    assert_eq!(std::fs::read_to_string(&stopped).expect("shutdown_script ran before ka exited").trim(), "down");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -57,6 +57,10 @@ pub fn check(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
     check_instances(cfg, ifaces, d);
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
+    let global = cfg.global.vrrp_notify_priority_changes;
+    for vi in &mut cfg.vrrp_instances {
+        vi.notify_priority_changes = Some(vi.notify_priority_changes.unwrap_or(global));
+    }
     fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
     served_by_ka(cfg, d);
@@ -513,6 +517,10 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
         .map(|s| (s.name.clone(), s.weight))
         .collect();
     for g in &cfg.sync_groups {
+        if g.members.len() == 1 {
+            // keepalived 2.2.7 (vrrp_sync_group_end_handler) says so and runs it.
+            d.warning(Some(g.span), format!("sync group {} has only 1 virtual router(s) - this probably isn't what you want", g.name));
+        }
         if g.members.is_empty() {
             d.warning(
                 Some(g.span),
@@ -541,6 +549,9 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
             }
             owner.insert(m.clone(), g.name.clone());
             vi.sync_group = Some(g.name.clone());
+            // keepalived 2.2.7 (vrrp_complete_instance): the instance's own setting, else its
+            // sync group's, else the global one (below).
+            vi.notify_priority_changes = vi.notify_priority_changes.or(g.notify_priority_changes);
             if g.sync_group_tracking_weight {
                 continue;
             }

@@ -219,6 +219,23 @@ pub struct GlobalDefs {
     pub vrrp_higher_prio_send_advert: bool,
     /// `vrrp_startup_delay`.
     pub vrrp_startup_delay: Duration,
+    /// `vrrp_notify_priority_changes [BOOL]`: the default of the instances'
+    /// `notify_priority_changes`.
+    pub vrrp_notify_priority_changes: bool,
+    /// `no_email_faults`: no SMTP alert when an instance or sync group enters FAULT.
+    pub no_email_faults: bool,
+    /// `smtp_helo_name NAME`: the name in the SMTP `EHLO` (default: the host name).
+    pub smtp_helo_name: Option<String>,
+    /// `umask MASK`: the daemon's file-creation mask (numeric, or `IWGRP|IWOTH` style).
+    pub umask: Option<u32>,
+    /// `startup_script SCRIPT [USER [GROUP]]`: run, and waited for, before the daemon starts.
+    pub startup_script: Option<Script>,
+    /// `startup_script_timeout SECS` (1-1000, default 10).
+    pub startup_script_timeout: Duration,
+    /// `shutdown_script SCRIPT [USER [GROUP]]`: run, and waited for, when the daemon has stopped.
+    pub shutdown_script: Option<Script>,
+    /// `shutdown_script_timeout SECS` (1-1000, default 10).
+    pub shutdown_script_timeout: Duration,
     /// `notify_fifo PATH`.
     pub notify_fifo: Option<String>,
     /// `vrrp_notify_fifo PATH`.
@@ -288,6 +305,14 @@ impl Default for GlobalDefs {
             vrrp_lower_prio_no_advert: false,
             vrrp_higher_prio_send_advert: false,
             vrrp_startup_delay: Duration::ZERO,
+            vrrp_notify_priority_changes: false,
+            no_email_faults: false,
+            smtp_helo_name: None,
+            umask: None,
+            startup_script: None,
+            startup_script_timeout: Duration::from_secs(10),
+            shutdown_script: None,
+            shutdown_script_timeout: Duration::from_secs(10),
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
@@ -882,6 +907,10 @@ pub struct VrrpInstance {
     pub old_unicast_checksum: bool,
     /// `notify_deleted`.
     pub notify_deleted: bool,
+    /// `notify_priority_changes [BOOL]`: effective priority changes go to the notify FIFOs
+    /// (`INSTANCE "VI_1" MASTER_PRIORITY 90`). Unset: the sync group's, else the global
+    /// `vrrp_notify_priority_changes` (resolved by the checks).
+    pub notify_priority_changes: Option<bool>,
     /// `skip_check_adv_addr` (default: the global one).
     pub skip_check_adv_addr: Option<bool>,
     /// `check_unicast_src` (default: the global one).
@@ -911,6 +940,8 @@ pub struct SyncGroup {
     pub smtp_alert: Option<bool>,
     /// `sync_group_tracking_weight`.
     pub sync_group_tracking_weight: bool,
+    /// `notify_priority_changes [BOOL]`: the default of its instances'.
+    pub notify_priority_changes: Option<bool>,
     /// Where the block starts.
     pub span: Span,
 }

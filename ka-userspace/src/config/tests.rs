@@ -179,6 +179,7 @@ fn docs_list_every_keyword() {
         RS_UNSUPPORTED,
         CHECKERS_SUPPORTED,
         CHECKERS_UNSUPPORTED,
+        &REPLACED.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
     ];
     let missing: Vec<&str> = tables
         .iter()
@@ -574,4 +575,47 @@ fn ignored_keywords_summary_line() {
     );
     let l = super::parse_str("global_defs {\n router_id a\n}\n", Path::new("t.conf"), &opts());
     assert_eq!(super::cli::ignored_summary(&l.diagnostics), None);
+}
+
+/// The process and notification keywords of `global_defs` reach the model as keepalived 2.2.7
+/// reads them (one row each: text, whether clean, check), and the SNMP/D-Bus keywords are
+/// answered with what replaces them.
+#[test]
+fn process_and_notify_keywords() {
+    type Check = fn(&super::Config) -> bool;
+    let cases: &[(&str, bool, Check)] = &[
+        ("global_defs {\n umask 0027\n}\n", true, |c| c.global.umask == Some(0o027)),
+        ("global_defs {\n umask 18\n}\n", true, |c| c.global.umask == Some(18)),
+        ("global_defs {\n umask IWGRP|IWOTH\n}\n", true, |c| c.global.umask == Some(0o022)),
+        ("global_defs {\n umask IWGRP | IRWXO\n}\n", false, |c| c.global.umask.is_none()),
+        ("global_defs {\n umask 01777\n}\n", false, |c| c.global.umask.is_none()),
+        ("global_defs {\n startup_script \"/bin/true x\" root\n startup_script_timeout 30\n shutdown_script /bin/true\n}\n", true, |c| {
+            c.global.startup_script.as_ref().map(|s| (s.command.as_str(), s.user.clone())) == Some(("/bin/true x", Some(("root".into(), None))))
+                && c.global.startup_script_timeout.as_secs() == 30
+                && c.global.shutdown_script_timeout.as_secs() == 10
+                && c.global.shutdown_script.is_some()
+        }),
+        ("global_defs {\n startup_script_timeout 1001\n}\n", false, |c| c.global.startup_script_timeout.as_secs() == 10),
+        ("global_defs {\n no_email_faults\n smtp_helo_name lb1.example.org\n}\n", true, |c| c.global.no_email_faults && c.global.smtp_helo_name.as_deref() == Some("lb1.example.org")),
+        // notify_priority_changes: the instance's, else its sync group's, else the global one.
+        (
+            "global_defs {\n vrrp_notify_priority_changes\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 198.18.0.1\n }\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 2\n notify_priority_changes off\n virtual_ipaddress {\n 198.18.0.2\n }\n}\nvrrp_instance C {\n interface eth0\n virtual_router_id 3\n virtual_ipaddress {\n 198.18.0.3\n }\n}\nvrrp_sync_group G {\n group {\n C\n }\n notify_priority_changes false\n}\n",
+            true,
+            |c| c.vrrp_instances.iter().map(|i| i.notify_priority_changes).collect::<Vec<_>>() == vec![Some(true), Some(false), Some(false)],
+        ),
+    ];
+    for (text, clean, check) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        // A sync group of one instance draws keepalived's "probably isn't what you want".
+        let noise = |r: &String| r.contains("only 1 virtual router");
+        assert_eq!(rendered.iter().filter(|r| !noise(r)).count() == 0, *clean, "{text}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{text}: {rendered:?}");
+        assert!(check(&l.config), "{text}: {rendered:?} {:?}", l.config.global);
+    }
+    let l = super::parse_str("global_defs {\n enable_snmp_vrrp\n enable_dbus\n}\n", Path::new("t.conf"), &opts());
+    let msgs: Vec<&str> = l.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert!(msgs[0].starts_with("'enable_snmp_vrrp' replaced by") && msgs[0].contains("--metrics") && msgs[0].contains("ka_vrrp_state"), "{msgs:?}");
+    assert!(msgs[1].starts_with("'enable_dbus' replaced by") && msgs[1].contains("control socket /run/ka/NAME.sock"), "{msgs:?}");
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
 }

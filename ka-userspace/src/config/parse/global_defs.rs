@@ -222,10 +222,90 @@ impl Cx<'_> {
                     }
                 }
                 "lvs_sync_daemon" => self.lvs_sync_daemon(e),
+                "vrrp_notify_priority_changes" => self.cfg.global.vrrp_notify_priority_changes = self.arg_bool(e),
+                "no_email_faults" => {
+                    self.no_block(e);
+                    self.cfg.global.no_email_faults = true;
+                }
+                "smtp_helo_name" => self.cfg.global.smtp_helo_name = self.arg_str(e),
+                "umask" => self.umask(e),
+                "startup_script" | "shutdown_script" => {
+                    let startup = e.name() == "startup_script";
+                    let set = if startup { self.cfg.global.startup_script.is_some() } else { self.cfg.global.shutdown_script.is_some() };
+                    if set {
+                        self.err(&e.kw, format!("{} already specified", e.name()));
+                    } else if let Some(sc) = self.script(e) {
+                        if startup {
+                            self.cfg.global.startup_script = Some(sc);
+                        } else {
+                            self.cfg.global.shutdown_script = Some(sc);
+                        }
+                    }
+                }
+                "startup_script_timeout" | "shutdown_script_timeout" => {
+                    if let Some(v) = self.arg_secs(e, 1, 1000) {
+                        if e.name() == "startup_script_timeout" {
+                            self.cfg.global.startup_script_timeout = v;
+                        } else {
+                            self.cfg.global.shutdown_script_timeout = v;
+                        }
+                    }
+                }
+                n if REPLACED.iter().any(|(k, _)| *k == n) => self.replaced(e),
                 n if GLOBAL_UNSUPPORTED.contains(&n) => self.unsupported(e, "global_defs"),
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
             }
         }
+    }
+
+    /// `umask MASK`, as keepalived 2.2.7 reads it (`umask_handler`): a number (octal with a
+    /// leading 0, hex with 0x) within 0777, or bit names joined by `|` (`IWGRP|IWOTH`).
+    fn umask(&mut self, e: &Stmt) {
+        self.no_block(e);
+        if !self.args(e, 1, usize::MAX) {
+            return;
+        }
+        let first = &e.args[0];
+        if first.text.starts_with(|c: char| c.is_ascii_digit()) {
+            if let Some(extra) = e.args.get(1) {
+                self.err(extra, "extra parameter(s) to umask option");
+                return;
+            }
+            let t = first.text.as_str();
+            let v = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                u32::from_str_radix(h, 16).ok()
+            } else if t.len() > 1 && t.starts_with('0') {
+                u32::from_str_radix(&t[1..], 8).ok()
+            } else {
+                t.parse::<u32>().ok()
+            };
+            match v {
+                Some(v) if v & !0o777 == 0 => self.cfg.global.umask = Some(v),
+                _ => self.err(first, format!("invalid umask value {t}")),
+            }
+            return;
+        }
+        let words: String = e.args.iter().map(|a| a.text.as_str()).collect();
+        let mut bits = 0;
+        for name in words.split('|') {
+            let bit = match name {
+                "IRUSR" => 0o400,
+                "IWUSR" => 0o200,
+                "IXUSR" => 0o100,
+                "IRGRP" => 0o040,
+                "IWGRP" => 0o020,
+                "IXGRP" => 0o010,
+                "IROTH" => 0o004,
+                "IWOTH" => 0o002,
+                "IXOTH" => 0o001,
+                o => {
+                    self.err(first, format!("unknown umask bit '{o}' (IRUSR|IWUSR|IXUSR|IRGRP|IWGRP|IXGRP|IROTH|IWOTH|IXOTH)"));
+                    return;
+                }
+            };
+            bits |= bit;
+        }
+        self.cfg.global.umask = Some(bits);
     }
 
     /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`,

@@ -16,13 +16,7 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_process_name",
     "checker_process_name",
     "bfd_process_name",
-    "startup_script",
-    "startup_script_timeout",
-    "shutdown_script",
-    "shutdown_script_timeout",
-    "smtp_helo_name",
     "checker_log_all_failures",
-    "no_email_faults",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
     "vrrp_min_garp",
@@ -36,7 +30,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_iptables",
     "vrrp_ipsets",
     "disable_local_igmp",
-    "vrrp_notify_priority_changes",
     "max_auto_priority",
     "min_auto_priority_delay",
     "checker_priority",
@@ -52,16 +45,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_rlimit_rttime",
     "checker_rlimit_rttime",
     "bfd_rlimit_rttime",
-    "snmp_socket",
-    "enable_snmp_vrrp",
-    "enable_snmp_checker",
-    "enable_snmp_rfc",
-    "enable_snmp_rfcv2",
-    "enable_snmp_rfcv3",
-    "enable_traps",
-    "enable_snmp_keepalived",
-    "enable_dbus",
-    "dbus_service_name",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
     "lvs_notify_fifo_script",
@@ -80,7 +63,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_rx_bufs_multiplier",
     "rs_init_notifies",
     "no_checker_emails",
-    "umask",
     "log_unknown_vrids",
     "vmac_prefix",
     "vmac_addr_prefix",
@@ -136,6 +118,14 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "lvs_flush_onstop",
     "nftables_ipvs",
     "lvs_sync_daemon",
+    "vrrp_notify_priority_changes",
+    "no_email_faults",
+    "smtp_helo_name",
+    "umask",
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -153,7 +143,6 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "promote_secondaries",
     "debug",
     "notify_master_rx_lower_pri",
-    "notify_priority_changes",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
     "track_bfd",
@@ -207,6 +196,7 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "smtp_alert",
     "skip_check_adv_addr",
     "check_unicast_src",
+    "notify_priority_changes",
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
@@ -321,6 +311,21 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "track_file",
     "vrrp_track_process",
     "virtual_server_group",
+];
+
+/// keepalived keywords whose interface ka replaces by its own, with the replacement:
+/// `ka check` warns with it (ka has no SNMP agent and no D-Bus service).
+pub const REPLACED: &[(&str, &str)] = &[
+    ("enable_snmp_vrrp", "VRRP state and counters: the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` (ka_vrrp_state, ka_vrrp_effective_priority, ka_vrrp_adverts_*) and `ka status [--json]`"),
+    ("enable_snmp_keepalived", "VRRP state and counters: the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` (ka_vrrp_*) and `ka status [--json]`"),
+    ("enable_snmp_checker", "virtual and real server health: the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` (ka_lvs_*) and `ka status [--json]`"),
+    ("enable_snmp_rfc", "VRRP state (RFC 2787/6527 MIBs): the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` (ka_vrrp_*) and `ka status [--json]`"),
+    ("enable_snmp_rfcv2", "VRRP state (RFC 2787 MIB): the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` (ka_vrrp_*) and `ka status [--json]`"),
+    ("enable_snmp_rfcv3", "VRRP state (RFC 6527 MIB): the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` (ka_vrrp_*) and `ka status [--json]`"),
+    ("enable_traps", "SNMP traps on state changes: the notify scripts, `notify_fifo` and `smtp_alert`, which ka runs as keepalived does"),
+    ("snmp_socket", "the AgentX socket: ka has no SNMP agent; `ka run --metrics [ADDR:]PORT` serves Prometheus metrics instead"),
+    ("enable_dbus", "the D-Bus service (state queries, CreateInstance/DestroyInstance): the control socket /run/ka/NAME.sock, used by `ka status`, `ka reload` and `ka rs`"),
+    ("dbus_service_name", "the D-Bus service name: ka's control socket is /run/ka/NAME.sock (`ka --instance NAME`)"),
 ];
 
 /// What ka does, and keepalived 2.2 did before it, with a value or keyword it cannot use.

@@ -117,6 +117,18 @@ impl<'d> Cx<'d> {
         );
     }
 
+    /// A keepalived keyword whose interface ka replaces ([`REPLACED`]): a warning naming the
+    /// replacement; the keyword itself is not acted on.
+    fn replaced(&mut self, s: &Stmt) {
+        let with = REPLACED.iter().find(|(k, _)| *k == s.name()).map_or("", |(_, w)| *w);
+        let t = &s.kw;
+        self.d.push(
+            Diagnostic::warning(Some(t.span), format!("'{}' replaced by {with}", s.name()))
+                .with_via(t.via)
+                .ignoring(IgnoredKeyword::NotActedOn),
+        );
+    }
+
     fn unknown(&mut self, s: &Stmt, ctx: &str, known: &[&[&str]]) {
         let n = s.name().chars().count();
         let best = known

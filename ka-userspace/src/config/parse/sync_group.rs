@@ -35,6 +35,7 @@ impl Cx<'_> {
             notify: Notify::default(),
             smtp_alert: None,
             sync_group_tracking_weight: false,
+            notify_priority_changes: None,
             span: s.span(),
         };
         const KW: &[&str] = &[
@@ -103,7 +104,8 @@ impl Cx<'_> {
                     self.warn(&e.kw, "'global_tracking' is deprecated; use track_* on the sync group");
                     g.sync_group_tracking_weight = true;
                 }
-                "notify_deleted" | "notify_priority_changes" => self.unsupported(e, "vrrp_sync_group"),
+                "notify_priority_changes" => g.notify_priority_changes = Some(self.arg_bool(e)),
+                "notify_deleted" => self.unsupported(e, "vrrp_sync_group"),
                 _ if e.block.is_none() && e.args.is_empty() => self.warn(
                     &e.kw,
                     format!("'{}' is not a keyword of vrrp_sync_group; instance names belong inside 'group {{ }}'; ignored", e.name()),

@@ -61,6 +61,7 @@ fn new_instance(name: String, s: &Stmt) -> VrrpInstance {
         higher_prio_send_advert: None,
         old_unicast_checksum: false,
         notify_deleted: false,
+        notify_priority_changes: None,
         skip_check_adv_addr: None,
         check_unicast_src: None,
     }
@@ -370,6 +371,7 @@ impl Cx<'_> {
                 vi.old_unicast_checksum = e.args.first().is_none_or(|a| a.text != "never");
             }
             "notify_deleted" => vi.notify_deleted = self.arg_bool(e),
+            "notify_priority_changes" => vi.notify_priority_changes = Some(self.arg_bool(e)),
             "skip_check_adv_addr" => vi.skip_check_adv_addr = Some(self.arg_bool(e)),
             "check_unicast_src" => vi.check_unicast_src = Some(self.arg_bool(e)),
             "garp_master_delay" => d.garp_master_delay = self.arg_secs(e, 0, 4294),
