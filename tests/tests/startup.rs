@@ -162,3 +162,41 @@ fn startup_and_shutdown_scripts_under_umask() {
     assert_eq!(std::fs::read_to_string(&stopped).expect("shutdown_script ran before ka exited").trim(), "down");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `net_namespace NAME` (top level): ka enters `/run/netns/NAME` before it starts, as keepalived
+/// does. ka is started in an empty decoy namespace; the VRRP instance's interface exists only
+/// in the configured namespace, and the instance (the address owner) puts its VIP there. On the
+/// old daemon the keyword was "accepted, not supported yet": ka stayed in the decoy, where the
+/// interface does not exist, and the VIP never appeared.
+#[test]
+fn net_namespace_is_entered() {
+    require_root();
+    let decoy = Netns::new("nd").expect("netns");
+    let target = Netns::new("nt").expect("netns");
+    if target.run(&["ip", "link", "add", "eth0", "type", "dummy"]).is_err() {
+        target.run(&["ip", "link", "add", "eth0", "type", "bridge"]).expect("create eth0");
+    }
+    target.run(&["ip", "addr", "add", "198.18.48.1/24", "dev", "eth0"]).expect("addr");
+    target.run(&["ip", "link", "set", "eth0", "up"]).expect("up");
+    let text = format!(
+        "net_namespace {}\nvrrp_instance VI_NS {{\n interface eth0\n state MASTER\n priority 255\n virtual_router_id 48\n advert_int 0.1\n virtual_ipaddress {{\n 198.18.48.100/24\n }}\n}}\n",
+        target.name()
+    );
+    let conf = std::env::temp_dir().join(format!("{}.conf", unique_name("kans")));
+    std::fs::write(&conf, text).expect("write conf");
+    let instance = unique_name("kns");
+    let d = KaDaemon::start(&decoy, &ka_bin(), &instance, &["--no-xdp", "--use-file", conf.to_str().expect("utf-8")]).expect("ka run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut addrs = String::new();
+    while std::time::Instant::now() < deadline {
+        addrs = target.run(&["ip", "-4", "addr", "show", "dev", "eth0"]).unwrap_or_default();
+        if addrs.contains("198.18.48.100") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(addrs.contains("198.18.48.100"), "the VIP is not in the configured namespace:\n{addrs}\n{}", d.log_text());
+    assert!(decoy.run(&["ip", "-4", "addr"]).unwrap_or_default().lines().all(|l| !l.contains("198.18.48.100")));
+    d.stop().expect("stop");
+    let _ = std::fs::remove_file(conf);
+}

@@ -154,6 +154,14 @@ pub fn parse_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Loaded {
     }
 }
 
+/// The top-level `net_namespace` of the configuration at `path`, if it has one and can be read
+/// (`ka run` enters it before starting its threads; problems in the file are reported later,
+/// when the daemon loads it).
+pub fn net_namespace_of(path: &Path, config_id: Option<String>) -> Option<String> {
+    let opts = LoadOptions { config_id, interfaces: InterfaceCheck::Skip };
+    load(path, &opts).ok()?.config.net_namespace
+}
+
 /// The default configuration file.
 pub fn default_path() -> PathBuf {
     PathBuf::from("/etc/keepalived/keepalived.conf")

@@ -94,6 +94,9 @@ pub struct Config {
     pub garp_groups: Vec<GarpGroup>,
     /// The `SSL` block.
     pub ssl: Option<SslConfig>,
+    /// `net_namespace NAME` (top level): the network namespace (`/run/netns/NAME`) the
+    /// daemon enters before anything else.
+    pub net_namespace: Option<String>,
 }
 
 impl Config {

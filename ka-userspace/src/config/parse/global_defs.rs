@@ -252,6 +252,11 @@ impl Cx<'_> {
                     }
                 }
                 n if REPLACED.iter().any(|(k, _)| *k == n) => self.replaced(e),
+                // keepalived 2.2.7 installs these at the top level only (install_keyword_root):
+                // inside global_defs it reports them as unknown and ignores them.
+                n @ ("net_namespace" | "net_namespace_ipvs" | "namespace_with_ipsets" | "use_pid_dir" | "instance" | "child_wait_time" | "linkbeat_use_polling") => {
+                    self.ignored_here(e, format!("'{n}' belongs at the top level, not in global_defs: keepalived 2.2.7 reports it as an unknown keyword here; ignored, as keepalived does"));
+                }
                 n if GLOBAL_UNSUPPORTED.contains(&n) => self.unsupported(e, "global_defs"),
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
             }

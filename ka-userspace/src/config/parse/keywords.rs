@@ -2,7 +2,6 @@
 
 /// Keywords of `global_defs` that ka accepts but does not act on yet.
 pub const GLOBAL_UNSUPPORTED: &[&str] = &[
-    "net_namespace",
     "net_namespace_ipvs",
     "namespace_with_ipsets",
     "instance",
@@ -302,6 +301,7 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
 
 /// Top-level blocks that ka acts on.
 pub const TOP_SUPPORTED: &[&str] = &[
+    "net_namespace",
     "global_defs",
     "vrrp_script",
     "vrrp_sync_group",

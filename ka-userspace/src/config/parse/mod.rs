@@ -129,6 +129,12 @@ impl<'d> Cx<'d> {
         );
     }
 
+    /// A keyword keepalived knows but ignores where it is written: `msg` says why.
+    fn ignored_here(&mut self, s: &Stmt, msg: String) {
+        let t = &s.kw;
+        self.d.push(Diagnostic::warning(Some(t.span), msg).with_via(t.via).ignoring(IgnoredKeyword::Unknown));
+    }
+
     fn unknown(&mut self, s: &Stmt, ctx: &str, known: &[&[&str]]) {
         let n = s.name().chars().count();
         let best = known
@@ -242,8 +248,20 @@ impl<'d> Cx<'d> {
             "garp_group" => self.garp_group(s),
             "SSL" => self.ssl(s),
             "interface_up_down_delays" => self.interface_up_down_delays(s),
-            "net_namespace"
-            | "net_namespace_ipvs"
+            "net_namespace" => {
+                self.no_block(s);
+                if !self.args(s, 1, 1) {
+                    return;
+                }
+                match &self.cfg.net_namespace {
+                    Some(ns) => {
+                        let msg = format!("duplicate net_namespace definition {} (already {ns})", s.args[0].text);
+                        self.err(&s.args[0], msg);
+                    }
+                    None => self.cfg.net_namespace = Some(s.args[0].text.clone()),
+                }
+            }
+            "net_namespace_ipvs"
             | "namespace_with_ipsets"
             | "instance"
             | "use_pid_dir"
