@@ -73,6 +73,45 @@ pub struct RunArgs {
     /// Log the configuration in keepalived's data-dump format once running (`keepalived -d`).
     #[arg(long, hide = true)]
     pub dump_conf: bool,
+    /// The umask was set on keepalived's command line (`-u`): the configuration's `umask`
+    /// is then ignored, as keepalived ignores it.
+    #[arg(long, hide = true)]
+    pub umask_set: bool,
+}
+
+/// Runs `startup_script` / `shutdown_script` (`what`) and waits for it, at most `timeout`
+/// (then it is killed with its process group), as keepalived 2.2.7 does before starting and
+/// after stopping; its failure is logged and changes nothing else.
+async fn run_start_stop_script(what: &str, script: &crate::config::model::Script, timeout: std::time::Duration, g: &crate::config::model::GlobalDefs) {
+    use crate::notify::{script::{RunAs, Runner}, security::default_user};
+    let default_user = match default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), g.enable_script_security) {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(script = what, error = %e, "script user");
+            return;
+        }
+    };
+    let user = match &script.user {
+        Some((u, grp)) => match RunAs::resolve(u, grp.as_deref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(script = what, error = %e, "script user; not run");
+                return;
+            }
+        },
+        None => None,
+    };
+    let runner = Runner { default_user, secure: g.enable_script_security, timeout };
+    info!(script = what, command = %script.command, "running");
+    match runner.spawn(&script.command, &[], user) {
+        Ok(h) => match h.await {
+            Ok(Some(0)) => info!(script = what, "succeeded"),
+            Ok(Some(status)) => warn!(script = what, status, "failed"),
+            Ok(None) => warn!(script = what, ?timeout, "did not finish (timed out or killed)"),
+            Err(e) => warn!(script = what, error = %e, "waiting for it"),
+        },
+        Err(e) => warn!(script = what, error = %e, "cannot run it"),
+    }
 }
 
 /// Parses `--tunnel-source ADDR/BITS`.
@@ -191,6 +230,17 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     // Before anything of the instance's is touched: a second daemon on it stops here.
     let _lock = crate::instance::InstanceLock::acquire(&instance)?;
+    if let Some(cfg) = &config {
+        let g = &cfg.global;
+        if let Some(mask) = g.umask.filter(|_| !args.umask_set) {
+            // SAFETY: umask only changes this process's file-creation mask.
+            unsafe { libc::umask(mask as libc::mode_t) };
+        }
+        // keepalived runs it, and waits for it, before it starts anything.
+        if let Some(s) = &g.startup_script {
+            run_start_stop_script("startup_script", s, g.startup_script_timeout, g).await;
+        }
+    }
     let socket_path = instance.socket_path();
     let listener = control::bind(&socket_path).await?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());
@@ -663,6 +713,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         }
         Some(d) => d.release(),
         None => {}
+    }
+    if let Some(cfg) = &config {
+        if let Some(s) = &cfg.global.shutdown_script {
+            run_start_stop_script("shutdown_script", s, cfg.global.shutdown_script_timeout, &cfg.global).await;
+        }
     }
     info!("stopped");
     Ok(())

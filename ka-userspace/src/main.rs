@@ -18,9 +18,18 @@ fn main() -> ExitCode {
     ka::logging::init(&cli.log);
     match cli.command {
         Command::Check(args) => ka::config::run_check(&args),
-        Command::Run(args) => report(daemon_runtime().and_then(|rt| {
-            rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)
-        })),
+        Command::Run(args) => {
+            // `net_namespace` (keepalived.conf): entered before the runtime starts its threads,
+            // so every thread of the daemon runs in it.
+            if let Some(ns) = args.file.as_deref().and_then(|f| ka::config::net_namespace_of(f, args.config_id.clone())) {
+                if let Err(e) = ka::keepalived::enter_namespace(&ns) {
+                    eprintln!("ka: cannot enter network namespace {ns} (net_namespace): {e}");
+                    return ExitCode::FAILURE;
+                }
+                tracing::info!(netns = %ns, "net_namespace: running in the network namespace");
+            }
+            report(daemon_runtime().and_then(|rt| rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)))
+        }
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
         Command::Reload(args) => report(runtime().and_then(|rt| rt.block_on(reload(&cli.instance, &args)))),
         Command::Rs(cmd) => report(runtime().and_then(|rt| rt.block_on(real_server(&cli.instance, &cmd)))),

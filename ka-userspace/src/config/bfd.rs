@@ -184,18 +184,17 @@ impl Cx<'_> {
     }
 
     /// `track_bfd { NAME [weight N [reverse|noreverse]] ... }` of a `vrrp_instance` or a
-    /// `vrrp_sync_group` named `owner`: each name must be a `bfd_instance` defined above that
-    /// sends its events to VRRP (keepalived's `alloc_track_bfd`).
-    pub(super) fn track_bfd_refs(&mut self, e: &Stmt, owner: &str) -> Vec<TrackRef> {
-        let refs = self.track_refs(e, -253, 253);
+    /// `vrrp_sync_group` named `owner` (already holding `have`): each name must be a
+    /// `bfd_instance` defined above ([`Cx::track_refs`]) that sends its events to VRRP
+    /// (keepalived's `alloc_track_bfd`).
+    pub(super) fn track_bfd_refs(&mut self, e: &Stmt, owner: &str, have: &[TrackRef]) -> Vec<TrackRef> {
+        let refs = self.track_refs(e, owner, super::track::Tracked::Bfd, have);
         let mut out: Vec<TrackRef> = Vec::new();
         for r in refs {
-            if !self.cfg.bfd_instances.iter().any(|b| b.name == r.name && b.to_vrrp) {
-                self.ignored_at(r.span, format!("({owner}) track bfd {} not found (a bfd_instance sending to VRRP must be defined above); it is", r.name));
-            } else if out.iter().any(|o| o.name == r.name) {
-                self.ignored_at(r.span, format!("({owner}) duplicate track_bfd {}; it is", r.name));
-            } else {
+            if self.cfg.bfd_instances.iter().any(|b| b.name == r.name && b.to_vrrp) {
                 out.push(r);
+            } else {
+                self.ignored_at(r.span, format!("({owner}) track bfd {} not found (a bfd_instance sending to VRRP must be defined above); it is", r.name));
             }
         }
         out
@@ -332,7 +331,7 @@ mod tests {
                 "track_bfd before its bfd_instance",
                 format!("{VI} track_bfd {{\n b1\n }}\n{VIPS}{}", b("b1", " neighbor_ip 198.18.0.2")),
                 5,
-                "track bfd b1 not found",
+                "track bfd b1 is defined below this reference",
                 |c| c.vrrp_instances[0].track_bfds.is_empty(),
             ),
             ("track_bfd of a checker-only bfd", track(&b("b1", " neighbor_ip 198.18.0.2\n checker"), " b1"), 9, "track bfd b1 not found", |c| c.vrrp_instances[0].track_bfds.is_empty()),

@@ -94,6 +94,9 @@ pub struct Config {
     pub garp_groups: Vec<GarpGroup>,
     /// The `SSL` block.
     pub ssl: Option<SslConfig>,
+    /// `net_namespace NAME` (top level): the network namespace (`/run/netns/NAME`) the
+    /// daemon enters before anything else.
+    pub net_namespace: Option<String>,
 }
 
 impl Config {
@@ -193,6 +196,8 @@ pub struct GlobalDefs {
     pub enable_script_security: bool,
     /// `script_user USER [GROUP]`.
     pub script_user: Option<(String, Option<String>)>,
+    /// Where `script_user` is written.
+    pub script_user_span: Option<Span>,
     /// `dynamic_interfaces`.
     pub dynamic_interfaces: bool,
     /// `notification_email` addresses.
@@ -217,6 +222,23 @@ pub struct GlobalDefs {
     pub vrrp_higher_prio_send_advert: bool,
     /// `vrrp_startup_delay`.
     pub vrrp_startup_delay: Duration,
+    /// `vrrp_notify_priority_changes [BOOL]`: the default of the instances'
+    /// `notify_priority_changes`.
+    pub vrrp_notify_priority_changes: bool,
+    /// `no_email_faults`: no SMTP alert when an instance or sync group enters FAULT.
+    pub no_email_faults: bool,
+    /// `smtp_helo_name NAME`: the name in the SMTP `EHLO` (default: the host name).
+    pub smtp_helo_name: Option<String>,
+    /// `umask MASK`: the daemon's file-creation mask (numeric, or `IWGRP|IWOTH` style).
+    pub umask: Option<u32>,
+    /// `startup_script SCRIPT [USER [GROUP]]`: run, and waited for, before the daemon starts.
+    pub startup_script: Option<Script>,
+    /// `startup_script_timeout SECS` (1-1000, default 10).
+    pub startup_script_timeout: Duration,
+    /// `shutdown_script SCRIPT [USER [GROUP]]`: run, and waited for, when the daemon has stopped.
+    pub shutdown_script: Option<Script>,
+    /// `shutdown_script_timeout SECS` (1-1000, default 10).
+    pub shutdown_script_timeout: Duration,
     /// `notify_fifo PATH`.
     pub notify_fifo: Option<String>,
     /// `vrrp_notify_fifo PATH`.
@@ -273,6 +295,7 @@ impl Default for GlobalDefs {
             vrrp_check_unicast_src: false,
             enable_script_security: false,
             script_user: None,
+            script_user_span: None,
             dynamic_interfaces: false,
             notification_email: Vec::new(),
             notification_email_from: None,
@@ -285,6 +308,14 @@ impl Default for GlobalDefs {
             vrrp_lower_prio_no_advert: false,
             vrrp_higher_prio_send_advert: false,
             vrrp_startup_delay: Duration::ZERO,
+            vrrp_notify_priority_changes: false,
+            no_email_faults: false,
+            smtp_helo_name: None,
+            umask: None,
+            startup_script: None,
+            startup_script_timeout: Duration::from_secs(10),
+            shutdown_script: None,
+            shutdown_script_timeout: Duration::from_secs(10),
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
@@ -373,6 +404,12 @@ pub struct VrrpScript {
     pub init_fail: bool,
     /// Where the block starts.
     pub span: Span,
+    /// Where its `script` line is (for what is said about the script itself).
+    pub script_span: Option<Span>,
+    /// Where the block ends (its `}`), where keepalived reports what it decides on reading it.
+    pub end: Span,
+    /// Where its `user` line is.
+    pub user_span: Option<Span>,
 }
 
 /// `track_file NAME { ... }`.
@@ -889,6 +926,10 @@ pub struct VrrpInstance {
     pub old_unicast_checksum: bool,
     /// `notify_deleted`.
     pub notify_deleted: bool,
+    /// `notify_priority_changes [BOOL]`: effective priority changes go to the notify FIFOs
+    /// (`INSTANCE "VI_1" MASTER_PRIORITY 90`). Unset: the sync group's, else the global
+    /// `vrrp_notify_priority_changes` (resolved by the checks).
+    pub notify_priority_changes: Option<bool>,
     /// `skip_check_adv_addr` (default: the global one).
     pub skip_check_adv_addr: Option<bool>,
     /// `check_unicast_src` (default: the global one).
@@ -918,6 +959,8 @@ pub struct SyncGroup {
     pub smtp_alert: Option<bool>,
     /// `sync_group_tracking_weight`.
     pub sync_group_tracking_weight: bool,
+    /// `notify_priority_changes [BOOL]`: the default of its instances'.
+    pub notify_priority_changes: Option<bool>,
     /// Where the block starts.
     pub span: Span,
 }

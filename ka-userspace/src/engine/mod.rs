@@ -110,8 +110,10 @@ pub enum EngineError {
 pub struct EngineGlobals {
     /// Notify script runner (script_user, enable_script_security).
     pub runner: Runner,
-    /// `notify_fifo` / `vrrp_notify_fifo`.
-    pub fifo: Option<std::path::PathBuf>,
+    /// `notify_fifo` and `vrrp_notify_fifo` (each line goes to both, as keepalived writes it).
+    pub fifos: Vec<std::path::PathBuf>,
+    /// `no_email_faults`: no SMTP alert for a transition to FAULT.
+    pub no_email_faults: bool,
     /// SMTP settings, when `smtp_server` and `notification_email` are set.
     pub smtp: Option<SmtpConfig>,
     /// `vrrp_garp_interval`: spacing of gratuitous ARPs within a burst.
@@ -1573,7 +1575,13 @@ impl Engine {
                 let (name, notify, smtp, prio) = (r.setup.name.clone(), r.setup.notify.clone(), r.setup.smtp_alert, r.fsm.effective_priority());
                 self.notify(Subject::Instance, &name, &notify, smtp, n, prio);
             }
-            Action::PriorityChanged(p) => debug!(instance = %self.inst[i].setup.name, priority = p, "effective priority"),
+            Action::PriorityChanged(p) => {
+                let r = &self.inst[i];
+                debug!(instance = %r.setup.name, priority = p, "effective priority");
+                if let Some(ev) = priority_event(&r.setup.name, r.setup.notify_priority_changes, r.fsm.state(), p) {
+                    self.write_fifos(ev);
+                }
+            }
             Action::SyncStatus(_) => {}
         }
     }
@@ -1712,15 +1720,8 @@ impl Engine {
                 warn!(%name, error = %e, "notify script");
             }
         }
-        if let Some(path) = self.globals.fifo.clone() {
-            let ev = ev.clone();
-            tokio::spawn(async move {
-                if let Err(e) = notify::fifo::write(&path, &ev).await {
-                    debug!(fifo = %path.display(), error = %e, "notify fifo");
-                }
-            });
-        }
-        if smtp {
+        self.write_fifos(ev.clone());
+        if smtp_alert_wanted(smtp, n, self.globals.no_email_faults) {
             if let Some(cfg) = self.globals.smtp.clone() {
                 tokio::spawn(async move {
                     if let Err(e) = notify::smtp::send(&cfg, &ev).await {
@@ -1728,6 +1729,18 @@ impl Engine {
                     }
                 });
             }
+        }
+    }
+
+    /// Writes one line to each notify FIFO, without waiting (a FIFO nobody reads drops it).
+    fn write_fifos(&self, ev: notify::Event) {
+        for path in self.globals.fifos.clone() {
+            let ev = ev.clone();
+            tokio::spawn(async move {
+                if let Err(e) = notify::fifo::write(&path, &ev).await {
+                    debug!(fifo = %path.display(), error = %e, "notify fifo");
+                }
+            });
         }
     }
 
@@ -1816,6 +1829,24 @@ impl Engine {
     }
 }
 
+/// The FIFO line keepalived 2.2.7 writes when an instance's effective priority changes
+/// (`send_instance_priority_notifies`): with `notify_priority_changes` only,
+/// `INSTANCE "NAME" MASTER_PRIORITY P` in MASTER and `BACKUP_PRIORITY` in any other state.
+pub fn priority_event(name: &str, enabled: bool, state: State, priority: u8) -> Option<notify::Event> {
+    enabled.then(|| notify::Event {
+        subject: Subject::Instance,
+        name: name.to_owned(),
+        state: if state == State::Master { "MASTER_PRIORITY" } else { "BACKUP_PRIORITY" },
+        priority,
+    })
+}
+
+/// Whether a transition sends an SMTP alert: `smtp_alert` on, and not a FAULT under
+/// `no_email_faults` (keepalived 2.2.7's `vrrp_smtp_notifier`).
+pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> bool {
+    smtp_alert && !(no_email_faults && n == Notify::Fault)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1865,6 +1896,28 @@ mod tests {
         ];
         for (name, kind, deadline, now, want) in cases {
             assert_eq!(fired_at(kind, ms(deadline), ms(now), second), ms(want), "{name}");
+        }
+    }
+
+    /// `notify_priority_changes` writes keepalived's FIFO line for a new effective priority
+    /// (MASTER_PRIORITY in MASTER, BACKUP_PRIORITY otherwise), and nothing without it;
+    /// `no_email_faults` withholds only the FAULT alert.
+    #[test]
+    fn priority_lines_and_fault_emails() {
+        let line = |enabled, state| priority_event("VI_1", enabled, state, 90).map(|e| crate::notify::fifo::line(&e));
+        assert_eq!(line(true, State::Master).as_deref(), Some("INSTANCE \"VI_1\" MASTER_PRIORITY 90\n"));
+        assert_eq!(line(true, State::Backup).as_deref(), Some("INSTANCE \"VI_1\" BACKUP_PRIORITY 90\n"));
+        assert_eq!(line(true, State::Fault).as_deref(), Some("INSTANCE \"VI_1\" BACKUP_PRIORITY 90\n"));
+        assert_eq!(line(false, State::Master), None);
+        let cases = [
+            (true, Notify::Fault, true, false),
+            (true, Notify::Fault, false, true),
+            (true, Notify::Master, true, true),
+            (true, Notify::Backup, true, true),
+            (false, Notify::Master, false, false),
+        ];
+        for (smtp, n, no_faults, want) in cases {
+            assert_eq!(smtp_alert_wanted(smtp, n, no_faults), want, "{smtp} {n:?} {no_faults}");
         }
     }
 }

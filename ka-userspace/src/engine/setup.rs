@@ -139,6 +139,9 @@ pub struct InstanceSetup {
     pub track: Vec<(TrackKey, Weight)>,
     /// `vrrp_sync_group` this instance belongs to.
     pub sync_group: Option<String>,
+    /// `notify_priority_changes` (resolved with the sync group's and the global one): effective
+    /// priority changes are written to the notify FIFOs.
+    pub notify_priority_changes: bool,
 }
 
 /// Errors that stop an instance from being run (the config checker reports them too).
@@ -354,6 +357,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
         track,
         sync_group: i.sync_group.clone(),
+        notify_priority_changes: i.notify_priority_changes.unwrap_or(g.vrrp_notify_priority_changes),
     };
     setup.params.validate().map_err(|source| SetupError::Params { name, source })?;
     Ok(setup)
@@ -380,6 +384,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
             from: g.notification_email_from.clone().unwrap_or_else(|| "keepalived@localhost".to_owned()),
             to: g.notification_email.clone(),
             router_id: g.router_id.clone().unwrap_or_else(crate::config::default_config_id),
+            helo_name: g.smtp_helo_name.clone(),
         }),
         _ => None,
     };
@@ -388,7 +393,17 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         events: None,
         nft_table: firewall_table(),
         state_file: None,
-        fifo: g.vrrp_notify_fifo.clone().or_else(|| g.notify_fifo.clone()).map(Into::into),
+        // keepalived writes each line to both FIFOs when both are set (the same one once).
+        fifos: {
+            let mut v: Vec<std::path::PathBuf> = Vec::new();
+            for p in g.notify_fifo.iter().chain(&g.vrrp_notify_fifo) {
+                if !v.iter().any(|x| x.as_os_str() == p.as_str()) {
+                    v.push(p.into());
+                }
+            }
+            v
+        },
+        no_email_faults: g.no_email_faults,
         smtp,
         garp_interval: g.vrrp_garp_interval,
         sched: super::sched::Scheduling::from_config(g),
@@ -489,7 +504,7 @@ mod tests {
         assert_eq!(i.params.startup_delay, Duration::from_secs(2));
         assert_eq!(i.v3_checksum, V3Checksum::OldUnicast);
         let g = globals(&loaded.config).expect("globals");
-        assert_eq!(g.fifo, Some(std::path::PathBuf::from("/run/ka-test.fifo")));
+        assert_eq!(g.fifos, vec![std::path::PathBuf::from("/run/ka-test.fifo")]);
     }
 
     /// Global `smtp_alert` is every instance's default, `smtp_alert_vrrp` overrides it, and the

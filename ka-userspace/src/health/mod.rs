@@ -200,6 +200,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
             from: from.clone(),
             to: cfg.global.notification_email.clone(),
             router_id: cfg.global.router_id.clone().unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()),
+            helo_name: cfg.global.smtp_helo_name.clone(),
         }),
         _ => None,
     };

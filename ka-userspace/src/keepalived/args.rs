@@ -460,6 +460,11 @@ pub fn translate(args: &[String]) -> Result<Invocation, ArgsError> {
     if dont_release_vrrp {
         ka_argv.push("--dont-release-vrrp".into());
     }
+    // `-u` wins over the configuration's `umask` (keepalived: "umask command line option
+    // specified, ignoring config option").
+    if umask.is_some() {
+        ka_argv.push("--umask-set".into());
+    }
     if dont_release_ipvs {
         ka_argv.push("--dont-release-ipvs".into());
     }
@@ -518,6 +523,8 @@ mod tests {
             (&["-P", "-i", "lb1"], "ka --log info run --use-file /etc/keepalived/keepalived.conf --config-id lb1 --only vrrp"),
             (&["--check", "--config-id=lb2"], "ka --log info run --use-file /etc/keepalived/keepalived.conf --config-id lb2 --only checkers"),
             (&["-s", "blue"], "ka --log info --instance blue run --use-file /etc/keepalived/keepalived.conf"),
+            // `-u` wins over the configuration's `umask`.
+            (&["-u", "027"], "ka --log info run --use-file /etc/keepalived/keepalived.conf --umask-set"),
             // Unambiguous prefixes of long options, as getopt_long takes them.
             (&["--dont-f", "--use=/x.conf", "--vrrp"], "ka --log info run --use-file /x.conf --only vrrp"),
         ];

@@ -180,7 +180,12 @@ pub fn main(prog: &str, args: &[String]) -> ExitCode {
 }
 
 /// Enters the network namespace `/run/netns/NAME` (`-s`), before any thread exists.
-fn enter_namespace(name: &str) -> std::io::Result<()> {
+/// Moves the calling thread (and the threads it starts later) into the network namespace
+/// `/run/netns/NAME` (keepalived's `-s NAME` and `net_namespace NAME`).
+///
+/// # Errors
+/// The namespace does not exist or `setns` is refused.
+pub fn enter_namespace(name: &str) -> std::io::Result<()> {
     let f = std::fs::File::open(format!("/run/netns/{name}"))?;
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
 }
@@ -254,6 +259,14 @@ fn run(prog: &str, args: &[String], plan: &RunPlan) -> ExitCode {
         }
         eprintln!("ka does not run a configuration with errors ({}); `keepalived -t -f {}` lists them", errors.len(), plan.file.display());
         return ExitCode::from(exit::CONFIG);
+    }
+    // `net_namespace` of the configuration, unless `-s` chose one (keepalived: the command
+    // line wins). Entered before any thread is started, so all of them run in it.
+    if let (None, Some(ns)) = (&plan.namespace, &loaded.config.net_namespace) {
+        if let Err(e) = enter_namespace(ns) {
+            eprintln!("Unable to set network namespace {ns} - exiting ({e})");
+            return ExitCode::from(exit::FATAL);
+        }
     }
     let (vrrp, checkers) = subsystems(&loaded.config, plan.only);
     let p = &plan.pid_files;
