@@ -1,7 +1,15 @@
 //! `cargo xtask bench`: every benchmark, in one run. Results are printed as tables; each names
-//! the command that reproduces it.
+//! the command that reproduces it. With `--report DIR` the results are also collected into a
+//! [`crate::report::Report`] and rendered into DIR (index.html, SVG plots, JSON, CSV), rewritten
+//! after each benchmark so that a run that fails half-way keeps what it measured.
 
-use crate::exec::{cargo, exec};
+use std::path::{Path, PathBuf};
+
+use crate::{
+    exec::{cargo, exec},
+    progress,
+    report::Report,
+};
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +41,20 @@ pub struct Options {
     /// End-to-end benchmark: rounds (each scenario reports its best).
     #[arg(long, default_value_t = 3)]
     pub e2e_rounds: u32,
+    /// Write a report of this run to DIR: index.html, SVG plots, report.json and CSV files.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// With `--report`: run nothing, render DIR from this report.json (e.g. after editing it,
+    /// or adding a series measured elsewhere).
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub from_json: Option<PathBuf>,
+    /// XDP benchmark: the reference load balancer's directory (default: shared/bench/ref-lb
+    /// beside the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub ref_lb: Option<PathBuf>,
+    /// XDP benchmark: do not run the reference load balancer.
+    #[arg(long)]
+    pub no_ref_lb: bool,
 }
 
 /// Runs the benchmarks.
@@ -40,6 +62,10 @@ pub struct Options {
 /// # Errors
 /// Setup or a benchmark fails.
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    if let (Some(dir), Some(json)) = (&opts.report, &opts.from_json) {
+        let report = Report::load(json)?;
+        return write_report(&report, dir);
+    }
     if !opts.no_setup {
         crate::setup::run(crate::setup::Options {})?;
     }
@@ -49,54 +75,132 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         anyhow::bail!("--only {bad}: unknown benchmark (known: {})", NAMES.join(", "));
     }
     let want = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
+    let mut report = Report::start(command_line());
+    // Rewrites the report (when asked for) after each benchmark.
+    let save = |r: &Report| opts.report.as_deref().map_or(Ok(()), |dir| write_report(r, dir));
     if want("xdp") {
-        eprintln!("bench: XDP datapath through BPF_PROG_TEST_RUN");
-        exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]))?;
+        report.xdp = Some(progress::run("bench xdp: XDP datapath through BPF_PROG_TEST_RUN, and the reference load balancer", || xdp(&opts))?);
+        save(&report)?;
     }
     if want("e2e") {
-        eprintln!("bench: end to end over veth, ka vs nftables DNAT (live-frames generator)");
-        let ka = crate::run::build_ka(true)?;
-        exec(
-            cargo()
-                .args(["bench", "--package", "ka-tests", "--bench", "e2e"])
-                .env("KA_BIN", &ka)
-                .env("KA_E2E_SECS", opts.e2e_secs.to_string())
-                .env("KA_E2E_ROUNDS", opts.e2e_rounds.to_string()),
-        )?;
+        report.e2e = Some(progress::run("bench e2e: end to end over veth, ka NAT/DR/TUN vs nftables DNAT", || {
+            let ka = crate::run::build_ka(true)?;
+            let json = bench_json("e2e");
+            exec(
+                cargo()
+                    .args(["bench", "--package", "ka-tests", "--bench", "e2e"])
+                    .env("KA_BIN", &ka)
+                    .env("KA_E2E_SECS", opts.e2e_secs.to_string())
+                    .env("KA_E2E_ROUNDS", opts.e2e_rounds.to_string())
+                    .env("KA_BENCH_JSON", &json),
+            )?;
+            read_json(&json)
+        })?);
+        save(&report)?;
     }
     if want("config") {
-        eprintln!("bench: keepalived.conf checking (65,024 instances)");
-        let ka = crate::run::build_ka(true)?;
-        crate::bench_config::run(crate::bench_config::Options { ka: Some(ka), dir: opts.config_dir.clone() })?;
+        progress::run("bench config: keepalived.conf checking (65,024 instances)", || {
+            let ka = crate::run::build_ka(true)?;
+            crate::bench_config::run(crate::bench_config::Options { ka: Some(ka), dir: opts.config_dir.clone() })
+        })?;
     }
     if want("vrrp") {
-        eprintln!("bench: VRRP takeover and daemon CPU, ka vs keepalived 2.2");
-        let ka = crate::run::build_ka(true)?;
-        crate::bench_vrrp::run(opts.vrrp.clone(), &ka)?;
+        let r = progress::run("bench vrrp: VRRP takeover and daemon CPU, ka vs keepalived 2.2", || {
+            let ka = crate::run::build_ka(true)?;
+            crate::bench_vrrp::run(opts.vrrp.clone(), &ka)
+        })?;
+        (report.takeover, report.vrrp_cpu) = (r.takeover, r.cpu);
+        save(&report)?;
     }
     if want("health") {
-        eprintln!("bench: health checkers, checks/s and daemon CPU");
-        let ka = crate::run::build_ka(true)?;
-        crate::bench_health::run(opts.health.clone(), &ka)?;
+        report.health = Some(progress::run("bench health: health checkers, checks/s and daemon CPU", || {
+            let ka = crate::run::build_ka(true)?;
+            crate::bench_health::run(opts.health.clone(), &ka)
+        })?);
+        save(&report)?;
     }
     if want("sync") {
-        eprintln!("bench: connection sync (lvs_sync_daemon), entries/s per stage and the ring push in XDP");
-        exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "sync"]))?;
+        progress::run("bench sync: connection sync (lvs_sync_daemon), entries/s per stage and the ring push in XDP", || {
+            exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "sync"]))
+        })?;
     }
     if want("restart") {
-        eprintln!("bench: kill -9 to a restarted ka that adopted the datapath and resumed as MASTER");
-        let ka = crate::run::build_ka(true)?;
-        crate::bench_restart::run(&ka, 10)?;
+        progress::run("bench restart: kill -9 to a restarted ka that adopted the datapath and resumed as MASTER", || {
+            let ka = crate::run::build_ka(true)?;
+            crate::bench_restart::run(&ka, 10)
+        })?;
     }
     if want("reload") {
-        eprintln!("bench: live reload, time and advert gaps (65,024 instances; 2,000 x 20 real servers)");
-        let ka = crate::run::build_ka(true)?;
-        crate::bench_reload::run(opts.reload.clone(), &ka)?;
+        report.reload = Some(progress::run("bench reload: live reload, time and advert gaps", || {
+            let ka = crate::run::build_ka(true)?;
+            crate::bench_reload::run(opts.reload.clone(), &ka)
+        })?);
+        save(&report)?;
     }
     if want("flood") {
-        eprintln!("bench: VRRP advert flood from a third host: daemon CPU, counters, answers, takeover");
-        let ka = crate::run::build_ka(true)?;
-        crate::bench_flood::run(&opts.flood, &ka)?;
+        progress::run("bench flood: VRRP advert flood from a third host: daemon CPU, counters, answers, takeover", || {
+            let ka = crate::run::build_ka(true)?;
+            crate::bench_flood::run(&opts.flood, &ka)
+        })?;
     }
     Ok(())
+}
+
+/// `cargo xtask ARGS...` as it was run.
+fn command_line() -> String {
+    std::iter::once("cargo xtask".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ")
+}
+
+/// Renders `report` into `dir` and says where.
+fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
+    let files = report.write(dir)?;
+    eprintln!("bench: report written: {} ({} files)", dir.join("index.html").display(), files.len());
+    Ok(())
+}
+
+/// A fresh path for a bench's `KA_BENCH_JSON` output.
+fn bench_json(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("ka-bench-{name}-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Reads (and removes) a bench's `KA_BENCH_JSON` output.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path).with_context(|| format!("the bench wrote no results to {}", path.display()))?;
+    let _ = std::fs::remove_file(path);
+    serde_json::from_str(&text).with_context(|| format!("results in {} do not parse", path.display()))
+}
+
+/// ka's XDP bench, then the reference load balancer, in the same run; prints the ratios.
+fn xdp(opts: &Options) -> anyhow::Result<crate::report::Xdp> {
+    #[derive(serde::Deserialize)]
+    struct Rows {
+        rows: Vec<crate::report::XdpPath>,
+    }
+    let json = bench_json("xdp");
+    exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]).env("KA_BENCH_JSON", &json))?;
+    let ka = read_json::<Rows>(&json)?.rows;
+    let mut out = crate::report::Xdp { ka, reference: Vec::new(), reference_note: None };
+    if opts.no_ref_lb {
+        out.reference_note = Some("--no-ref-lb".into());
+        return Ok(out);
+    }
+    let dir = opts.ref_lb.clone().unwrap_or_else(crate::bench_ref::default_dir);
+    let step = progress::step(format!("reference XDP load balancer ({})", dir.display()));
+    match crate::bench_ref::run(&dir) {
+        Ok(r) => {
+            step.finish();
+            println!("\n### XDP: ka beside the reference load balancer (same run)\n");
+            print!("{}", crate::bench_ref::ratio_table(&out.ka, &r));
+            out.reference = r;
+        }
+        // The reference is an anchor, not ka: without it ka's own figures still stand.
+        Err(e) => {
+            step.fail(&e);
+            out.reference_note = Some(format!("{e:#}"));
+        }
+    }
+    Ok(out)
 }
