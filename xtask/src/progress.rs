@@ -132,10 +132,12 @@ fn step_in(name: String, mode: Mode) -> Step {
             eprintln!("==> {name}");
             let (tx, rx) = mpsc::channel::<()>();
             let (n, start) = (name.clone(), Instant::now());
-            std::thread::spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-                    eprintln!("... {n}: still running ({})", elapsed_text(start.elapsed()));
-                }
+            signals_blocked(|| {
+                std::thread::spawn(move || {
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
+                        eprintln!("... {n}: still running ({})", elapsed_text(start.elapsed()));
+                    }
+                })
             });
             Outer { shared: Arc::new(Shared { name: name.clone(), bar: None }), redirects: Vec::new(), _heartbeat: Some(tx) }
         }
@@ -237,7 +239,7 @@ fn fancy(name: &str) -> std::io::Result<Outer> {
     // Keep the line within the terminal: the name is cut, the message wraps nothing.
     let max = usize::from(width).saturating_sub(20).max(20);
     bar.set_prefix(name.chars().take(max).collect::<String>());
-    bar.enable_steady_tick(Duration::from_millis(100));
+    signals_blocked(|| bar.enable_steady_tick(Duration::from_millis(100)));
     let mut redirects = Vec::new();
     for fd in [1, 2] {
         if !is_tty(fd) {
@@ -275,7 +277,7 @@ fn redirect(fd: i32, bar: &ProgressBar) -> std::io::Result<Redirect> {
     let out = File::from(saved.try_clone()?);
     let (tx, drained) = mpsc::channel();
     let bar = bar.clone();
-    std::thread::spawn(move || {
+    signals_blocked(|| std::thread::spawn(move || {
         let mut out = out;
         let mut lines = BufReader::new(File::from(r));
         let mut buf = Vec::new();
@@ -292,7 +294,7 @@ fn redirect(fd: i32, bar: &ProgressBar) -> std::io::Result<Redirect> {
             buf.clear();
         }
         let _ = tx.send(());
-    });
+    }));
     Ok(Redirect { fd, saved, drained })
 }
 
@@ -307,6 +309,26 @@ fn restore(redirects: Vec<Redirect>) {
     for r in redirects {
         let _ = r.drained.recv_timeout(Duration::from_millis(500));
     }
+}
+
+/// True while a spinner runs and the standard streams go through it: a child's output then
+/// depends on this process living until the child ends (see [`crate::exec`]).
+pub fn redirecting() -> bool {
+    active().as_ref().is_some_and(|s| s.bar.is_some())
+}
+
+/// Runs `f` (which spawns threads) with every signal blocked in the calling thread, so the
+/// threads it starts inherit that mask: a process-directed SIGINT or SIGTERM then reaches the
+/// program's own threads and handlers (e.g. the benchmarks' namespace cleanup, which blocks
+/// them and waits for them), never a helper thread of this module.
+fn signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    let old = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
+    let out = f();
+    if let Some(old) = old {
+        let _ = old.thread_set_mask();
+    }
+    out
 }
 
 fn flush_std() {
