@@ -216,7 +216,7 @@ pub struct RefPath {
 pub const XDP_PAIRS: [(&str, &str, &str); 3] = [
     ("floor", "floor", "floor: swap MACs, XDP_TX"),
     ("dr_established", "lb_lru", "established flow (connection-table hit)"),
-    ("dr_new_full", "lb", "new flow (ka also inserts it)"),
+    ("dr_new_full", "lb", "new flow (ka: Maglev + insert; ref: stateless)"),
 ];
 
 /// End-to-end forwarding over veth.

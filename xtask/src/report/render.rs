@@ -118,6 +118,15 @@ fn f1(v: f64) -> String {
     format!("{v:.1}")
 }
 
+/// Nanoseconds: a decimal only below 100.
+fn ns(v: f64) -> String {
+    if v < 100.0 {
+        format!("{v:.1} ns")
+    } else {
+        format!("{v:.0} ns")
+    }
+}
+
 fn f2(v: f64) -> String {
     format!("{v:.2}")
 }
@@ -276,10 +285,10 @@ fn text_px(chars: usize, size: f64) -> f64 {
     chars as f64 * size * 0.56
 }
 
-/// The width of the category labels' area, at most 40 % of the plot.
+/// The width of the category labels' area, at most 47 % of the plot.
 fn label_width(labels: &[String], size: f64) -> u32 {
     let chars = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    ((text_px(chars, size) as u32) + 16).clamp(60, WIDTH * 2 / 5)
+    ((text_px(chars, size) as u32) + 16).clamp(60, WIDTH * 47 / 100)
 }
 
 /// `label` cut to fit `width` pixels at `size`, with an ellipsis.
@@ -612,12 +621,12 @@ fn xdp(r: &Report, caption: &str) -> Built {
             cats.push(label.to_owned());
             kv.push(k);
             rv.push(rr);
-            notes.push(k.zip(rr).map(|(k, rr)| format!("{} ns, {:.2}× the reference", f1(k), k / rr)));
+            notes.push(k.zip(rr).map(|(k, rr)| format!("{}, {:.2}× the reference", ns(k), k / rr)));
         }
         let mut ka_s = BarSeries::new("ka", KA, kv);
         ka_s.notes = notes;
         let mut ref_s = BarSeries::new("reference XDP LB", ANCHOR, rv.clone());
-        ref_s.notes = rv.iter().map(|v| v.map(|v| format!("{} ns", f1(v)))).collect();
+        ref_s.notes = rv.iter().map(|v| v.map(ns)).collect();
         let b = Bars {
             title: "XDP ns per packet: ka beside the reference load balancer".into(),
             kind: Kind::Ratio,
@@ -646,7 +655,7 @@ fn xdp(r: &Report, caption: &str) -> Built {
     }
     if !x.ka.is_empty() {
         let mut s = BarSeries::new("ka", KA, x.ka.iter().map(|p| Some(p.ns)).collect());
-        s.notes = x.ka.iter().map(|p| Some(floor.map_or_else(|| format!("{} ns", f1(p.ns)), |f| format!("{} ns, {:.1}× floor", f1(p.ns), p.ns / f)))).collect();
+        s.notes = x.ka.iter().map(|p| Some(floor.map_or_else(|| ns(p.ns), |f| format!("{}, {:.1}× floor", ns(p.ns), p.ns / f)))).collect();
         let b = Bars {
             title: "XDP ns per packet, every path of ka".into(),
             kind: Kind::Absolute,
