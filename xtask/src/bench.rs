@@ -55,6 +55,10 @@ pub struct Options {
     /// XDP benchmark: do not run the reference load balancer.
     #[arg(long)]
     pub no_ref_lb: bool,
+    /// With `--report`: keep the sections of DIR/report.json (same machine) that this run does
+    /// not measure, e.g. to run the benchmarks one invocation at a time on a busy machine.
+    #[arg(long, requires = "report")]
+    pub merge: bool,
 }
 
 /// Runs the benchmarks.
@@ -76,14 +80,30 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let want = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
     let mut report = Report::start(command_line());
-    // Rewrites the report (when asked for) after each benchmark.
-    let save = |r: &Report| opts.report.as_deref().map_or(Ok(()), |dir| write_report(r, dir));
+    if let (Some(dir), true) = (&opts.report, opts.merge) {
+        merge_earlier(&mut report, dir)?;
+    }
+    // With a report, a benchmark that fails is noted in it and the others still run (the run
+    // fails at the end); without, the first failure ends the run as before.
+    let mut failed: Vec<String> = Vec::new();
+    let mut outcome = |report: &mut Report, name: &str, r: anyhow::Result<()>| -> anyhow::Result<()> {
+        match r {
+            Ok(()) => {}
+            Err(e) if opts.report.is_some() => {
+                report.notes.push(format!("{name}: failed in this run: {e:#}"));
+                failed.push(name.to_owned());
+            }
+            Err(e) => return Err(e),
+        }
+        opts.report.as_deref().map_or(Ok(()), |dir| write_report(report, dir))
+    };
     if want("xdp") {
-        report.xdp = Some(progress::run("bench xdp: XDP datapath through BPF_PROG_TEST_RUN, and the reference load balancer", || xdp(&opts))?);
-        save(&report)?;
+        let r = progress::run("bench xdp: XDP datapath through BPF_PROG_TEST_RUN, and the reference load balancer", || xdp(&opts));
+        let r = r.map(|x| report.xdp = Some(x));
+        outcome(&mut report, "xdp", r)?;
     }
     if want("e2e") {
-        report.e2e = Some(progress::run("bench e2e: end to end over veth, ka NAT/DR/TUN vs nftables DNAT", || {
+        let r = progress::run("bench e2e: end to end over veth, ka NAT/DR/TUN vs nftables DNAT", || {
             let ka = crate::run::build_ka(true)?;
             let json = bench_json("e2e");
             exec(
@@ -95,8 +115,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                     .env("KA_BENCH_JSON", &json),
             )?;
             read_json(&json)
-        })?);
-        save(&report)?;
+        });
+        let r = r.map(|x| report.e2e = Some(x));
+        outcome(&mut report, "e2e", r)?;
     }
     if want("config") {
         progress::run("bench config: keepalived.conf checking (65,024 instances)", || {
@@ -105,19 +126,31 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         })?;
     }
     if want("vrrp") {
-        let r = progress::run("bench vrrp: VRRP takeover and daemon CPU, ka vs keepalived 2.2", || {
-            let ka = crate::run::build_ka(true)?;
-            crate::bench_vrrp::run(opts.vrrp.clone(), &ka)
-        })?;
-        (report.takeover, report.vrrp_cpu) = (r.takeover, r.cpu);
-        save(&report)?;
+        // Takeover and CPU apart, so that one failing keeps the other's results.
+        if !opts.vrrp.skip_takeover {
+            let r = progress::run("bench vrrp: VRRP takeover after SIGKILL, ka vs keepalived 2.2", || {
+                let ka = crate::run::build_ka(true)?;
+                crate::bench_vrrp::run(crate::bench_vrrp::Options { skip_cpu: true, ..opts.vrrp.clone() }, &ka)
+            });
+            let r = r.map(|x| report.takeover = x.takeover);
+            outcome(&mut report, "vrrp takeover", r)?;
+        }
+        if !opts.vrrp.skip_cpu {
+            let r = progress::run("bench vrrp: VRRP daemon CPU, ka vs keepalived 2.2", || {
+                let ka = crate::run::build_ka(true)?;
+                crate::bench_vrrp::run(crate::bench_vrrp::Options { skip_takeover: true, ..opts.vrrp.clone() }, &ka)
+            });
+            let r = r.map(|x| report.vrrp_cpu = x.cpu);
+            outcome(&mut report, "vrrp cpu", r)?;
+        }
     }
     if want("health") {
-        report.health = Some(progress::run("bench health: health checkers, checks/s and daemon CPU", || {
+        let r = progress::run("bench health: health checkers, checks/s and daemon CPU", || {
             let ka = crate::run::build_ka(true)?;
             crate::bench_health::run(opts.health.clone(), &ka)
-        })?);
-        save(&report)?;
+        });
+        let r = r.map(|x| report.health = Some(x));
+        outcome(&mut report, "health", r)?;
     }
     if want("sync") {
         progress::run("bench sync: connection sync (lvs_sync_daemon), entries/s per stage and the ring push in XDP", || {
@@ -131,17 +164,36 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         })?;
     }
     if want("reload") {
-        report.reload = Some(progress::run("bench reload: live reload, time and advert gaps", || {
+        let r = progress::run("bench reload: live reload, time and advert gaps", || {
             let ka = crate::run::build_ka(true)?;
             crate::bench_reload::run(opts.reload.clone(), &ka)
-        })?);
-        save(&report)?;
+        });
+        let r = r.map(|x| report.reload = Some(x));
+        outcome(&mut report, "reload", r)?;
     }
     if want("flood") {
         progress::run("bench flood: VRRP advert flood from a third host: daemon CPU, counters, answers, takeover", || {
             let ka = crate::run::build_ka(true)?;
             crate::bench_flood::run(&opts.flood, &ka)
         })?;
+    }
+    anyhow::ensure!(failed.is_empty(), "benchmarks failed (noted in the report): {}", failed.join(", "));
+    Ok(())
+}
+
+/// `--merge`: keeps the sections of DIR/report.json that this run does not measure, when it
+/// was measured on the same machine, and notes when they were measured.
+fn merge_earlier(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("report.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let old = Report::load(&path)?;
+    let same = (&old.machine.cpu_model, old.machine.cores, &old.machine.kernel) == (&report.machine.cpu_model, report.machine.cores, &report.machine.kernel);
+    anyhow::ensure!(same, "--merge: {} was measured on another machine ({}); pick another directory", path.display(), old.machine.caption(&old.date));
+    let kept = crate::report::merge(report, old);
+    if !kept.is_empty() {
+        eprintln!("bench: --merge keeps {} from {}", kept.join(", "), path.display());
     }
     Ok(())
 }

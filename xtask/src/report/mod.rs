@@ -173,6 +173,30 @@ impl Report {
     }
 }
 
+/// Moves into `new` every section of `old` that `new` lacks, and notes when and by which
+/// command those were measured (pure). Returns the names of the sections kept. Ratios stay
+/// within one run: each section's ka and anchor come from the same run.
+pub fn merge(new: &mut Report, old: Report) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    macro_rules! keep {
+        ($($field:ident => $name:literal),*) => {$(
+            if new.$field.is_none() && old.$field.is_some() {
+                new.$field = old.$field;
+                kept.push($name);
+            }
+        )*};
+    }
+    keep!(xdp => "xdp", e2e => "e2e", takeover => "takeover", vrrp_cpu => "vrrp_cpu", health => "health", reload => "reload", directors => "directors");
+    if !kept.is_empty() {
+        let mut notes = vec![format!("{} measured {} by `{}`", kept.join(", "), old.date, old.command)];
+        // Earlier merges' notes about what is still kept.
+        notes.extend(old.notes.into_iter().filter(|n| kept.iter().any(|k| n.starts_with(k))));
+        notes.append(&mut new.notes);
+        new.notes = notes;
+    }
+    kept
+}
+
 /// XDP datapath cost, ns/packet (BPF_PROG_TEST_RUN, mean over repeats).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -456,6 +480,19 @@ mod tests {
     fn caption_names_machine_and_day() {
         let m = Machine { cpu_model: "AMD EPYC".into(), cores: 2, kernel: "6.18.4".into(), load_avg: Some(1.5) };
         assert_eq!(m.caption("2026-12-07T13:00:00Z"), "AMD EPYC, 2 cores, Linux 6.18.4 · 2026-12-07");
+    }
+
+    /// A merge keeps only the sections the new run lacks, and says where they come from.
+    #[test]
+    fn merge_keeps_missing_sections_with_a_note() {
+        let old: Report = serde_json::from_str(include_str!("../../tests/fixtures/report.json")).expect("fixture parses");
+        let mut new = Report { schema: SCHEMA, date: "2027-01-01T00:00:00Z".into(), command: "cargo xtask bench --only health".into(), ..Report::default() };
+        new.health = Some(Health { delay_loop_s: 1.0, window_s: 3.0, rows: Vec::new() });
+        let kept = merge(&mut new, old.clone());
+        assert_eq!(kept, ["xdp", "e2e", "takeover", "vrrp_cpu", "reload", "directors"]);
+        assert_eq!(new.health.as_ref().map(|h| h.window_s), Some(3.0), "the new run's section wins");
+        assert_eq!(new.xdp, old.xdp);
+        assert!(new.notes[0].starts_with("xdp, e2e, takeover, vrrp_cpu, reload, directors measured 2026-12-01T10:00:00Z"), "{:?}", new.notes);
     }
 
     /// The checked-in fixture is a report of this schema, and a report survives JSON both ways.
