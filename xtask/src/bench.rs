@@ -90,7 +90,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         match r {
             Ok(()) => {}
             Err(e) if opts.report.is_some() => {
-                report.notes.push(format!("{name}: failed in this run: {e:#}"));
+                report.notes.push(format!("{name}: failed in this run: {}", failure_note(&e)));
                 failed.push(name.to_owned());
             }
             Err(e) => return Err(e),
@@ -181,6 +181,25 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failure in one line for the report: the outermost context and the root cause, each cut
+/// to its first line and 300 characters (a daemon's whole log can be in between).
+fn failure_note(e: &anyhow::Error) -> String {
+    let line = |s: String| -> String {
+        let first = s.lines().next().unwrap_or("").to_owned();
+        if first.chars().count() > 300 {
+            format!("{}…", first.chars().take(299).collect::<String>())
+        } else {
+            first
+        }
+    };
+    let (top, root) = (line(e.to_string()), line(e.root_cause().to_string()));
+    if top == root {
+        top
+    } else {
+        format!("{top}: {root}")
+    }
+}
+
 /// `--merge`: keeps the sections of DIR/report.json that this run does not measure, when it
 /// was measured on the same machine, and notes when they were measured.
 fn merge_earlier(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
@@ -255,4 +274,20 @@ fn xdp(opts: &Options) -> anyhow::Result<crate::report::Xdp> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure note keeps the context and the root cause, not the log in between.
+    #[test]
+    fn failure_note_is_one_bounded_line() {
+        let e = anyhow::anyhow!("timed out waiting for the master")
+            .context(format!("master log:\n{}", "line\n".repeat(10_000)))
+            .context("CPU 1000 instances with keepalived");
+        assert_eq!(failure_note(&e), "CPU 1000 instances with keepalived: timed out waiting for the master");
+        let long = anyhow::anyhow!("{}", "x".repeat(1000));
+        assert_eq!(failure_note(&long).chars().count(), 300);
+    }
 }

@@ -306,7 +306,7 @@ fn pair(imp: Impl, lan: &Lan, ka: &Path, load: &Load) -> anyhow::Result<(Daemon,
         WAIT,
         || held(&lan.master, &vips) == n,
     )
-    .with_context(|| master.log_text())?;
+    .with_context(|| format!("master log tail:\n{}", tail(&master.log_text(), 30)))?;
     let master_since = Instant::now();
     eprintln!(
         "    {}: master holds {n} VIPs; starting the backup",
