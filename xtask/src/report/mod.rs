@@ -187,13 +187,26 @@ pub fn merge(new: &mut Report, old: Report) -> Vec<&'static str> {
         )*};
     }
     keep!(xdp => "xdp", e2e => "e2e", takeover => "takeover", vrrp_cpu => "vrrp_cpu", health => "health", reload => "reload", directors => "directors");
-    if !kept.is_empty() {
-        let mut notes = vec![format!("{} measured {} by `{}`", kept.join(", "), old.date, old.command)];
-        // Earlier merges' notes about what is still kept.
-        notes.extend(old.notes.into_iter().filter(|n| kept.iter().any(|k| n.starts_with(k))));
-        notes.append(&mut new.notes);
-        new.notes = notes;
+    if kept.is_empty() {
+        return kept;
     }
+    // Sections an earlier merge brought into `old` keep the date that merge noted.
+    let mut notes = Vec::new();
+    let mut dated: Vec<&str> = Vec::new();
+    for n in &old.notes {
+        let Some((names, rest)) = n.split_once(" measured ") else { continue };
+        let names: Vec<&str> = names.split(", ").filter(|x| kept.contains(x) && !dated.contains(x)).collect();
+        if !names.is_empty() {
+            notes.push(format!("{} measured {rest}", names.join(", ")));
+            dated.extend(names);
+        }
+    }
+    let rest: Vec<&str> = kept.iter().copied().filter(|k| !dated.contains(k)).collect();
+    if !rest.is_empty() {
+        notes.insert(0, format!("{} measured {} by `{}`", rest.join(", "), old.date, old.command));
+    }
+    notes.append(&mut new.notes);
+    new.notes = notes;
     kept
 }
 
@@ -493,6 +506,18 @@ mod tests {
         assert_eq!(new.health.as_ref().map(|h| h.window_s), Some(3.0), "the new run's section wins");
         assert_eq!(new.xdp, old.xdp);
         assert!(new.notes[0].starts_with("xdp, e2e, takeover, vrrp_cpu, reload, directors measured 2026-12-01T10:00:00Z"), "{:?}", new.notes);
+        // Merging again keeps each section's own date.
+        let mut newer = Report { schema: SCHEMA, date: "2027-02-01T00:00:00Z".into(), command: "cargo xtask bench --only xdp".into(), ..Report::default() };
+        newer.xdp = old.xdp.clone();
+        let kept = merge(&mut newer, new);
+        assert_eq!(kept, ["e2e", "takeover", "vrrp_cpu", "health", "reload", "directors"]);
+        assert_eq!(
+            newer.notes[..2],
+            [
+                "health measured 2027-01-01T00:00:00Z by `cargo xtask bench --only health`".to_owned(),
+                "e2e, takeover, vrrp_cpu, reload, directors measured 2026-12-01T10:00:00Z by `cargo xtask bench --report DIR`".to_owned(),
+            ]
+        );
     }
 
     /// The checked-in fixture is a report of this schema, and a report survives JSON both ways.

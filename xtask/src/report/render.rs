@@ -189,6 +189,14 @@ fn page(r: &Report, sections: &[Section]) -> String {
          run, never speeds it up). Every plot names the machine and the date; the raw data is in \
          <a href=\"report.json\">report.json</a> and one CSV per section.</p>\n",
     );
+    if !r.notes.is_empty() {
+        // First: which sections come from an earlier run (--merge), which benchmark failed.
+        h.push_str("<h2 id=\"notes\">Notes of the run</h2>\n<ul>\n");
+        for n in &r.notes {
+            let _ = writeln!(h, "<li>{}</li>", esc(n));
+        }
+        h.push_str("</ul>\n");
+    }
     if sections.is_empty() {
         h.push_str("<p>No benchmark results in this report.</p>\n");
     }
@@ -205,13 +213,6 @@ fn page(r: &Report, sections: &[Section]) -> String {
         }
         h.push_str(&s.table.html());
         let _ = writeln!(h, "<p><a href=\"{}.csv\">{}.csv</a></p>", s.id, s.id);
-    }
-    if !r.notes.is_empty() {
-        h.push_str("<h2 id=\"notes\">Notes of the run</h2>\n<ul>\n");
-        for n in &r.notes {
-            let _ = writeln!(h, "<li>{}</li>", esc(n));
-        }
-        h.push_str("</ul>\n");
     }
     let _ = writeln!(h, "<p>Reproduce: <code>{}</code> (as root).</p>\n</body>\n</html>", esc(&r.command));
     h
