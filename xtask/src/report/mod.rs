@@ -6,6 +6,12 @@
 //! Two kinds of figure, and the report says which is which: a *ratio in one run* (ka beside its
 //! anchor, both measured minutes apart on the same machine) holds across machines; an
 //! *absolute* figure (ns, Mpps, ms, % CPU) holds only for the machine named on every plot.
+//!
+//! A new benchmark joins by returning its section's struct and, in `bench.rs`, setting it on
+//! the report before `outcome(...)`, which notes a failure and rewrites the report. The
+//! director-scaling (BGP/ECMP) bench fills [`Directors`]: `report.directors =
+//! Some(Directors { method, rows })`, one [`DirectorsRow`] per director count; the renderer
+//! plots whatever rows it gets, with the scaling factor against one director.
 
 mod render;
 
