@@ -935,7 +935,8 @@ fn health(r: &Report, caption: &str) -> Built {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.mix(0.6).stroke_width(1)));
             for r in &rows {
                 let p = chart.backend_coord(&(f64::from(r.checkers), r.cpu_pct));
-                root.draw(&Text::new(format!("{:.1} %", r.cpu_pct), (p.0 + 6, p.1 - 4), (FONT, 12).into_font().color(&color).pos(Pos::new(HPos::Left, VPos::Bottom))))
+                let failed = if r.failed > 0 { format!(", {} checks failed", r.failed) } else { String::new() };
+                root.draw(&Text::new(format!("{:.1} %{failed}", r.cpu_pct), (p.0 + 6, p.1 - 4), (FONT, 12).into_font().color(&color).pos(Pos::new(HPos::Left, VPos::Bottom))))
                     .map_err(plot_err)?;
             }
         }
