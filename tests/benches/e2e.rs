@@ -30,6 +30,8 @@
 //!   CONF is a keepalived.conf `virtual_server` (UDP, `lb_algo mh`, `lb_kind NAT`, 4 real
 //!   servers). Packets are destination-NATed and redirected by `ka_xdp`.
 //! - **ka DR**: the same with `lb_kind DR` (MAC rewrite and redirect).
+//! - **ka TUN**: the same with `lb_kind TUN` (IPIP encapsulation from the director's address,
+//!   and redirect); the sink counts the encapsulated frames.
 //! - **nftables**: no XDP on the director: GRO on its ingress veth puts the generator's frames
 //!   into the stack, forwarding is on and one rule balances new flows,
 //!   `dnat to numgen inc mod 4 map { 0 : rs1, ... }`, conntrack handling the rest.
@@ -54,8 +56,10 @@
 //! its 256 slots full: the director was saturated, or a burst of the generator came while it
 //! waited for its CPU, which on a busy `PREEMPT_NONE` kernel can take milliseconds);
 //! *delivered*, frames counted by the sink; *ns/packet* and *Mpps per core*, the director's CPU
-//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,nft` runs a subset;
-//! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario.
+//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,tun,nft` runs a subset;
+//! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario. With
+//! `KA_BENCH_JSON=FILE` the best rows and every round's Mpps per core are also written to FILE
+//! as JSON, for `cargo xtask bench --report`.
 
 mod live;
 
@@ -75,7 +79,7 @@ use ka_tests::{
     netns::{self, Netns},
     unique_name, wait_for,
 };
-use live::{in_ns, mac, nap, napi_thread, pin, realtime, run_ns};
+use live::{in_ns, mac, nap, napi_thread, pin, realtime, run_ns, FRAME_LEN};
 
 /// Flows (UDP source ports) the generator cycles through.
 const FLOWS: u32 = 16;
@@ -98,6 +102,7 @@ const LB_CPU: usize = 1;
 enum Kind {
     KaNat,
     KaDr,
+    KaTun,
     Nft,
     Floor,
 }
@@ -108,6 +113,7 @@ impl Kind {
         match self {
             Kind::KaNat => "nat",
             Kind::KaDr => "dr",
+            Kind::KaTun => "tun",
             Kind::Nft => "nft",
             Kind::Floor => "floor",
         }
@@ -117,6 +123,7 @@ impl Kind {
         match self {
             Kind::KaNat => "ka NAT (`ka run`, UDP, Maglev, 4 RS)",
             Kind::KaDr => "ka DR (`ka run`, UDP, Maglev, 4 RS)",
+            Kind::KaTun => "ka TUN (`ka run`, IPIP, UDP, Maglev, 4 RS)",
             Kind::Nft => "nftables DNAT (numgen inc mod 4, conntrack)",
             Kind::Floor => "floor: ka_xdp_fwd (XDP redirect, untouched)",
         }
@@ -205,7 +212,11 @@ impl Topo {
 }
 
 fn ka_conf(kind: Kind) -> std::path::PathBuf {
-    let method = if kind == Kind::KaDr { "DR" } else { "NAT" };
+    let method = match kind {
+        Kind::KaDr => "DR",
+        Kind::KaTun => "TUN",
+        _ => "NAT",
+    };
     let rs: String = RS.iter().map(|a| format!(" real_server {a} {PORT} {{\n  weight 1\n }}\n")).collect();
     let text = format!("virtual_server {VIP} {PORT} {{\n lb_algo mh\n mh-port\n lb_kind {method}\n protocol UDP\n{rs}}}\n");
     let dir = std::env::temp_dir().join(unique_name("ke2e"));
@@ -228,7 +239,7 @@ fn nft_ruleset() -> String {
 /// Sets up the director for `kind`.
 fn director(t: &mut Topo, kind: Kind) {
     match kind {
-        Kind::KaNat | Kind::KaDr => {
+        Kind::KaNat | Kind::KaDr | Kind::KaTun => {
             let conf = ka_conf(kind);
             let conf = conf.to_str().expect("utf-8");
             // Native mode on purpose, for speed: `auto` would pick generic mode on these veths.
@@ -341,10 +352,12 @@ fn main() {
     let only = std::env::var("KA_E2E_ONLY").unwrap_or_default();
     let rounds: usize = std::env::var("KA_E2E_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).clamp(1, 9);
     let kinds: Vec<Kind> =
-        [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
+        [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::KaTun, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
     // Rounds interleave the scenarios; each keeps its best round (interference from the rest
     // of the machine only ever makes a round slower).
     let mut rows: Vec<Row> = Vec::new();
+    // Every round's Mpps per core, by scenario.
+    let mut all: Vec<(Kind, Vec<f64>)> = kinds.iter().map(|&k| (k, Vec::new())).collect();
     for round in 0..rounds {
         for (i, &kind) in kinds.iter().enumerate() {
             eprintln!("e2e: round {}/{rounds}: {}", round + 1, kind.label());
@@ -353,6 +366,9 @@ fn main() {
                 std::process::exit(130);
             };
             eprintln!("e2e:   {:.2} Mpps delivered, {:.2} Mpps per core", r.delivered / 1e6, r.per_core() / 1e6);
+            if let Some((_, v)) = all.iter_mut().find(|(k, _)| *k == kind) {
+                v.push(r.per_core() / 1e6);
+            }
             match rows.iter_mut().find(|b| b.kind == kind) {
                 Some(best) if best.per_core() >= r.per_core() => {}
                 Some(best) => *best = r,
@@ -376,6 +392,31 @@ fn main() {
             r.per_core() / 1e6,
             r.per_core() / nft
         );
+    }
+    if let Some(path) = std::env::var_os("KA_BENCH_JSON") {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "key": r.kind.key(),
+                    "label": r.kind.label(),
+                    "offered_mpps": r.offered / 1e6,
+                    "received_mpps": r.received / 1e6,
+                    "delivered_mpps": r.delivered / 1e6,
+                    "director_cpu": r.lb_cpu,
+                    "per_core_mpps": r.per_core() / 1e6,
+                    "rounds_per_core_mpps": all.iter().find(|(k, _)| *k == r.kind).map(|(_, v)| v.clone()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "secs": secs.as_secs_f64(),
+            "rounds": rounds,
+            "frame_len": FRAME_LEN,
+            "flows": FLOWS,
+            "rows": json,
+        });
+        std::fs::write(&path, doc.to_string()).expect("writing KA_BENCH_JSON");
     }
     let ka = rows.iter().find(|r| r.kind == Kind::KaNat).map_or(0.0, Row::per_core);
     println!();

@@ -14,6 +14,9 @@
 //! this CPU's LRU list, the steady state of a SYN flood). The least-connection schedulers' new
 //! flows (`lc`, `wlc`: a walk over the candidates' counts, the new flow counted) are timed
 //! against Maglev's on the same service of 4 and of 64 real servers, all weighted.
+//!
+//! With `KA_BENCH_JSON=FILE` the rows are also written to FILE as JSON (`{"rows": [{"id",
+//! "path", "ns", "how"}]}`), for `cargo xtask bench --report`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -36,6 +39,8 @@ const REPEAT: u32 = 1_000_000;
 const NEW_FLOWS_FILLING: u32 = CONN_TABLE_SIZE / 8;
 
 struct Row {
+    /// Stable key for the report (`floor`, `dr_established`, `dr_new_full`...).
+    id: String,
     path: String,
     ns: f64,
     how: String,
@@ -72,6 +77,10 @@ fn main() {
             r.how
         );
     }
+    if let Some(path) = std::env::var_os("KA_BENCH_JSON") {
+        let rows: Vec<_> = rows.iter().map(|r| serde_json::json!({ "id": r.id, "path": r.path, "ns": r.ns, "how": r.how })).collect();
+        std::fs::write(&path, serde_json::json!({ "rows": rows }).to_string()).expect("writing KA_BENCH_JSON");
+    }
 }
 
 fn run() -> Vec<Row> {
@@ -84,6 +93,7 @@ fn run() -> Vec<Row> {
     let probe = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
     let floor = tx.time_on(&probe, ifindex, REPEAT);
     rows.push(Row {
+        id: "floor".into(),
         path: "floor: ka_xdp_tx (swap MACs, XDP_TX)".into(),
         ns: floor,
         how: rep.clone(),
@@ -127,6 +137,7 @@ fn run() -> Vec<Row> {
     loaded.load_also(BENCH_NEW_FLOW_PROGRAM);
     let syn = Frame::tcp4("198.18.0.2", "198.51.100.1", 1024, 80, 0x02).build();
     rows.push(Row {
+        id: "dr_new_filling".into(),
         path: "tcp4 DR new flow (SYN, Maglev), table filling".into(),
         ns: loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, NEW_FLOWS_FILLING),
         how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow)"),
@@ -137,6 +148,7 @@ fn run() -> Vec<Row> {
     let _ = loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &fill, ifindex, CONN_TABLE_SIZE);
     let syn = Frame::tcp4("198.19.0.2", "198.51.100.1", 1024, 80, 0x02).build();
     rows.push(Row {
+        id: "dr_new_full".into(),
         path: "tcp4 DR new flow (SYN, Maglev), table full".into(),
         ns: loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, REPEAT),
         how: format!("{rep} after {CONN_TABLE_SIZE} flows filled the table; each insert evicts"),
@@ -170,6 +182,7 @@ fn run() -> Vec<Row> {
             l.load_also(BENCH_NEW_FLOW_PROGRAM);
             let syn = Frame::tcp4("198.18.0.2", "198.51.100.1", 1024, 80, 0x02).build();
             rows.push(Row {
+                id: format!("sched_{}_{servers}", name.to_lowercase()),
                 path: format!("tcp4 DR new flow (SYN, {name}, {servers} real servers), table filling"),
                 ns: l.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn, ifindex, NEW_FLOWS_FILLING),
                 how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow)"),
@@ -180,6 +193,7 @@ fn run() -> Vec<Row> {
     let est = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
     let _ = loaded.run_on(&est, ifindex);
     rows.push(Row {
+        id: "dr_established".into(),
         path: "tcp4 DR established (conn hit)".into(),
         ns: loaded.time_on(&est, ifindex, REPEAT),
         how: rep.clone(),
@@ -187,6 +201,7 @@ fn run() -> Vec<Row> {
 
     let nonvip = Frame::tcp4("198.18.0.1", "198.51.100.200", 40000, 80, 0x10).build();
     rows.push(Row {
+        id: "nonvip".into(),
         path: "tcp4 non-VIP pass (services loaded)".into(),
         ns: loaded.time_on(&nonvip, ifindex, REPEAT),
         how: rep.clone(),
@@ -222,26 +237,31 @@ fn run() -> Vec<Row> {
     let advert = common::vrrp3_v4("10.1.0.2", 51, 150, 100, &["198.51.100.1"]);
     assert_eq!(loaded.run_on(&advert, ifindex).action, common::XDP_DROP);
     rows.push(Row {
+        id: "vrrp_steady".into(),
         path: "VRRPv3 advert, steady state (dropped)".into(),
         ns: loaded.time_on(&advert, ifindex, REPEAT),
         how: rep.clone(),
     });
 
-    for (path, frame) in [
+    for (id, path, frame) in [
         (
+            "syn_no_service",
             "tcp4 SYN, no service (parse + pass)",
             Frame::tcp4("198.18.0.1", "198.18.0.2", 40000, 80, 0x02).build(),
         ),
         (
+            "udp6",
             "udp6 (parse + pass)",
             Frame::udp6("fd00:198:18::1", "fd00:198:18::2", 40000, 53).build(),
         ),
         (
+            "arp",
             "arp (non-IP pass)",
             Frame::ether(0x0806).payload(&[0; 28]).build(),
         ),
     ] {
         rows.push(Row {
+            id: id.into(),
             path: path.into(),
             ns: loaded.time_on(&frame, ifindex, REPEAT),
             how: rep.clone(),
