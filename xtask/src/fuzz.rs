@@ -69,8 +69,16 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let targets = select(&opts.targets)?;
     let mut outcomes = Vec::new();
     for t in &targets {
-        eprintln!("fuzz: {t} for {} s", opts.seconds);
-        let o = if t == XDP_TARGET { run_xdp(opts.seconds)? } else { run_libfuzzer(t, opts.seconds)? };
+        let step = crate::progress::step(format!("fuzz {t}: {} s", opts.seconds));
+        let o = match if t == XDP_TARGET { run_xdp(opts.seconds) } else { run_libfuzzer(t, opts.seconds) } {
+            Ok(o) => o,
+            Err(e) => {
+                step.fail(&e);
+                return Err(e);
+            }
+        };
+        step.set_message(format!("{} execs, {} crashes", o.execs, o.crashes));
+        step.finish();
         eprintln!("fuzz: {t}: {} execs, {} crashes", o.execs, o.crashes);
         outcomes.push(o);
     }
