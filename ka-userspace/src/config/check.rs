@@ -34,7 +34,7 @@ impl InterfaceCheck {
         }
     }
 
-    fn exists(&self, name: &str) -> bool {
+    pub(super) fn exists(&self, name: &str) -> bool {
         match self {
             InterfaceCheck::System => std::path::Path::new("/sys/class/net").join(name).exists(),
             InterfaceCheck::Skip => true,
@@ -62,6 +62,7 @@ pub fn check(
     check_instances(cfg, removed_scripts, ifaces, d);
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
+    super::sync_track::check(cfg, removed_scripts, ifaces, d);
     super::parse::bfd::check(cfg, d);
     fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
@@ -216,7 +217,7 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-fn check_track_refs(
+pub(super) fn check_track_refs(
     owner: &str,
     refs: &[TrackRef],
     what: &str,
@@ -526,11 +527,6 @@ pub(super) fn is_link_local(a: &std::net::IpAddr) -> bool {
 
 fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
     let mut owner: HashMap<String, String> = HashMap::new();
-    let script_weights: HashMap<String, i32> = cfg
-        .vrrp_scripts
-        .iter()
-        .map(|s| (s.name.clone(), s.weight))
-        .collect();
     for g in &cfg.sync_groups {
         if g.members.is_empty() {
             d.warning(
@@ -560,35 +556,6 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
             }
             owner.insert(m.clone(), g.name.clone());
             vi.sync_group = Some(g.name.clone());
-            if g.sync_group_tracking_weight {
-                continue;
-            }
-            for t in &mut vi.track_interfaces {
-                if t.weight != 0 {
-                    d.warning(
-                        Some(t.span),
-                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
-                    );
-                    t.weight = 0;
-                }
-            }
-            for t in vi
-                .track_scripts
-                .iter_mut()
-                .chain(vi.track_files.iter_mut())
-                .chain(vi.track_processes.iter_mut())
-            {
-                let w = t.weight.unwrap_or_else(|| {
-                    i64::from(script_weights.get(&t.name).copied().unwrap_or(0))
-                });
-                if w != 0 {
-                    d.warning(
-                        Some(t.span),
-                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
-                    );
-                    t.weight = Some(0);
-                }
-            }
         }
     }
     let defined: HashSet<String> = cfg.vrrp_instances.iter().map(|v| v.name.clone()).collect();

@@ -147,7 +147,7 @@ vrrp_instance VI_1 {
         d1 weight -10
     }
     track_script {
-        chk_web
+        chk_web weight 0
     }
     notify_master "/usr/local/bin/notify master"
 }
