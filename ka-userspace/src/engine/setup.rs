@@ -696,7 +696,7 @@ mod tests {
         assert_eq!(s[0].track, want);
         // VI_2: dont_track_primary, so the group's eth1 is tracked with the group's weight;
         // the group's `fatal` with weight 4.
-        let vi2: Vec<_> = s[1].track.iter().cloned().collect();
+        let vi2 = s[1].track.clone();
         assert!(vi2.contains(&(TrackKey::Interface("eth1".into()), w(-3, false))), "{vi2:?}");
         assert!(vi2.contains(&(TrackKey::Script("fatal".into()), w(4, false))), "{vi2:?}");
         for k in &group[1..] {
