@@ -34,7 +34,7 @@ impl InterfaceCheck {
         }
     }
 
-    fn exists(&self, name: &str) -> bool {
+    pub(super) fn exists(&self, name: &str) -> bool {
         match self {
             InterfaceCheck::System => std::path::Path::new("/sys/class/net").join(name).exists(),
             InterfaceCheck::Skip => true,
@@ -57,6 +57,7 @@ pub fn check(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
     check_instances(cfg, ifaces, d);
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
+    super::sync_track::check(cfg, ifaces, d);
     super::parse::bfd::check(cfg, d);
     let global = cfg.global.vrrp_notify_priority_changes;
     for vi in &mut cfg.vrrp_instances {
@@ -512,11 +513,6 @@ pub(super) fn is_link_local(a: &std::net::IpAddr) -> bool {
 
 fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
     let mut owner: HashMap<String, String> = HashMap::new();
-    let script_weights: HashMap<String, i32> = cfg
-        .vrrp_scripts
-        .iter()
-        .map(|s| (s.name.clone(), s.weight))
-        .collect();
     for g in &cfg.sync_groups {
         if g.members.len() == 1 {
             // keepalived 2.2.7 (vrrp_sync_group_end_handler) says so and runs it.
@@ -553,35 +549,6 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
             // keepalived 2.2.7 (vrrp_complete_instance): the instance's own setting, else its
             // sync group's, else the global one (below).
             vi.notify_priority_changes = vi.notify_priority_changes.or(g.notify_priority_changes);
-            if g.sync_group_tracking_weight {
-                continue;
-            }
-            for t in &mut vi.track_interfaces {
-                if t.weight != 0 {
-                    d.warning(
-                        Some(t.span),
-                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
-                    );
-                    t.weight = 0;
-                }
-            }
-            for t in vi
-                .track_scripts
-                .iter_mut()
-                .chain(vi.track_files.iter_mut())
-                .chain(vi.track_processes.iter_mut())
-            {
-                let w = t.weight.unwrap_or_else(|| {
-                    i64::from(script_weights.get(&t.name).copied().unwrap_or(0))
-                });
-                if w != 0 {
-                    d.warning(
-                        Some(t.span),
-                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
-                    );
-                    t.weight = Some(0);
-                }
-            }
         }
     }
     let defined: HashSet<String> = cfg.vrrp_instances.iter().map(|v| v.name.clone()).collect();

@@ -15,6 +15,7 @@ pub mod model;
 pub mod parse;
 pub mod preprocess;
 pub mod strict;
+pub mod sync_track;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
