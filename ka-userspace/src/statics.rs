@@ -33,15 +33,17 @@ impl StaticSet {
         self.addrs.is_empty() && self.routes.is_empty() && self.rules.is_empty()
     }
 
-    /// The entries of `cfg`, interfaces resolved with `links`. An address whose interface
-    /// is missing (it went away after the config check) is left out with a warning.
+    /// The entries of `cfg`, interfaces resolved with `links`. An address without `dev` goes
+    /// on `default_interface` (keepalived's `get_default_if`); one whose interface is missing
+    /// (it went away after the config check) is left out with a warning.
     pub fn of(cfg: &Config, links: &impl Fn(&str) -> Option<u32>) -> StaticSet {
         let addrs = cfg
             .static_ipaddresses
             .iter()
             .filter_map(|v| {
-                let Some(ifindex) = v.dev.as_deref().and_then(links) else {
-                    warn!(address = %v.address.addr, dev = ?v.dev, "static_ipaddress: interface not found; the address is not installed");
+                let dev = v.dev.as_deref().unwrap_or(&cfg.global.default_interface);
+                let Some(ifindex) = links(dev) else {
+                    warn!(address = %v.address.addr, dev, "static_ipaddress: interface not found; the address is not installed");
                     return None;
                 };
                 Some(AddrSpec {
@@ -285,6 +287,16 @@ mod tests {
         // From nothing (start): everything is added.
         let d = diff(&StaticSet::default(), &old);
         assert_eq!((d.del, d.add), (StaticSet::default(), old.clone()));
+    }
+
+    /// An address without `dev` goes on `default_interface` (eth0 unless set), as keepalived
+    /// puts it.
+    #[test]
+    fn address_without_dev_goes_on_default_interface() {
+        let c = cfg("static_ipaddress {\n 198.18.5.1/24\n}\n");
+        assert_eq!(StaticSet::of(&c, &links).addrs.iter().map(|a| a.ifindex).collect::<Vec<_>>(), vec![2]);
+        let c = cfg("global_defs {\n default_interface eth1\n}\nstatic_ipaddress {\n 198.18.5.1/24\n}\n");
+        assert_eq!(StaticSet::of(&c, &links).addrs.iter().map(|a| a.ifindex).collect::<Vec<_>>(), vec![3]);
     }
 
     /// An address whose interface does not exist is left out; the others keep their order.
