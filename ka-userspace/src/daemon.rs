@@ -332,6 +332,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         if args.no_bfd { plan.without_sessions() } else { plan }
     };
     let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c))).transpose()?;
+    // keepalived installs the static entries before its VRRP dispatcher starts.
+    let mut statics = match &config {
+        Some(cfg) => crate::statics::start(&netlink, cfg).await,
+        None => crate::statics::StaticSet::default(),
+    };
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
         Some(cfg) if !cfg.vrrp_instances.is_empty() => {
@@ -563,6 +568,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         };
                         match crate::reload::apply::apply(p, targets).await {
                             Ok(summary) => {
+                                statics = crate::statics::reload(&netlink, std::mem::take(&mut statics), &new).await;
                                 if let Some(b) = &bfd {
                                     b.reload(bfd_plan(&new)).await;
                                 }
@@ -692,6 +698,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         Some(e) => e.shutdown().await,
         None => {}
     }
+    // keepalived removes them after the instances released theirs, even with
+    // --dont-release-vrrp.
+    crate::statics::stop(&netlink, &statics).await;
     if let Some(h) = health {
         h.shutdown().await;
     }

@@ -24,6 +24,7 @@ pub mod preflight;
 pub mod reload;
 pub mod rs_control;
 pub mod sdnotify;
+pub mod statics;
 pub mod status;
 pub mod supervise;
 pub mod vrrp;

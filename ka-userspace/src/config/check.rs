@@ -10,7 +10,7 @@ use super::{
 /// How `ka check` learns which network interfaces exist.
 #[derive(Debug, Clone, Default)]
 pub enum InterfaceCheck {
-    /// Look in `/sys/class/net` (read only).
+    /// Ask the kernel (`if_nametoindex`, this network namespace).
     #[default]
     System,
     /// Do not check interfaces.
@@ -36,7 +36,12 @@ impl InterfaceCheck {
 
     pub(super) fn exists(&self, name: &str) -> bool {
         match self {
-            InterfaceCheck::System => std::path::Path::new("/sys/class/net").join(name).exists(),
+            // Asked of the kernel in this process's network namespace: /sys/class/net shows
+            // the namespace /sys was mounted in, which is not ours under `nsenter --net`.
+            InterfaceCheck::System => std::ffi::CString::new(name).is_ok_and(|c| {
+                // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+                unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+            }),
             InterfaceCheck::Skip => true,
             InterfaceCheck::Known(set) => set.contains(name),
         }

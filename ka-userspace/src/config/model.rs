@@ -82,9 +82,9 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// `static_ipaddress` entries.
     pub static_ipaddresses: Vec<VirtualIp>,
-    /// `static_routes` entries (checked as keepalived does; ka does not manage them yet).
+    /// `static_routes` entries (installed at start, see [`crate::statics`]).
     pub static_routes: Vec<Route>,
-    /// `static_rules` entries (checked as keepalived does; ka does not manage them yet).
+    /// `static_rules` entries (installed at start, see [`crate::statics`]).
     pub static_rules: Vec<Rule>,
     /// `linkbeat_interfaces` entries.
     pub linkbeat_interfaces: Vec<RawEntry>,

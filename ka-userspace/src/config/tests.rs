@@ -382,11 +382,11 @@ fn bad_brd_and_peer_are_reported_at_their_word() {
     assert_eq!(vips[1].peer, None);
 }
 
-/// What ka cannot apply in a `virtual_routes` / `virtual_rules` entry is an error (so `ka check`
-/// exits 1 exactly when `ka run` would not install what keepalived installs); in `static_*`
-/// blocks, which ka does not apply, it is a warning.
+/// What ka cannot apply in a `virtual_routes` / `virtual_rules` entry, or in a `static_*` block
+/// (which ka installs too), is an error, so `ka check` exits 1 exactly when `ka run` would not
+/// install what keepalived installs.
 #[test]
-fn unsupported_route_options_are_errors_only_where_applied() {
+fn unsupported_route_options_are_errors_where_applied() {
     let text = "static_routes {\n 198.18.9.0/24 dev eth0 encap mpls 100\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_routes {\n 198.18.10.0/24 dev eth0 encap mpls 100\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
     let l = super::parse_str(text, Path::new("t.conf"), &opts());
     let sev: Vec<(u32, Severity)> = l
@@ -395,7 +395,7 @@ fn unsupported_route_options_are_errors_only_where_applied() {
         .filter(|d| d.message.contains("ka cannot apply 'encap'"))
         .map(|d| (d.span.map_or(0, |s| s.line), d.severity))
         .collect();
-    assert_eq!(sev, vec![(2, Severity::Warning), (8, Severity::Error)], "{:?}", l.diagnostics);
+    assert_eq!(sev, vec![(2, Severity::Error), (8, Severity::Error)], "{:?}", l.diagnostics);
 }
 
 /// keepalived 2.2 derives a missing `priority` from `state` and a missing `state` from

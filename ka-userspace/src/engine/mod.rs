@@ -565,7 +565,7 @@ fn track_value(value: tracking::TrackValue, w: crate::vrrp::track::Weight) -> (c
 /// A `virtual_routes` entry with its interfaces resolved. The config check dropped entries
 /// naming an interface that did not exist; one that went away since is left for the kernel to
 /// decide (no `dev`), with a warning.
-fn route_spec(r: &crate::config::model::Route, links: &impl Fn(&str) -> Option<u32>) -> crate::net::netlink::RouteSpec {
+pub(crate) fn route_spec(r: &crate::config::model::Route, links: &impl Fn(&str) -> Option<u32>) -> crate::net::netlink::RouteSpec {
     let resolve = |d: &Option<String>| {
         d.as_ref().and_then(|d| {
             let i = links(d);

@@ -68,6 +68,10 @@ impl Only {
                 config.sync_groups.clear();
                 config.vrrp_scripts.clear();
                 config.global.lvs_sync_daemon = None;
+                // keepalived installs them in its VRRP process, which -C does not run.
+                config.static_ipaddresses.clear();
+                config.static_routes.clear();
+                config.static_rules.clear();
             }
         }
     }

@@ -287,9 +287,6 @@ pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 
 /// Top-level blocks that ka accepts but does not act on yet.
 pub const TOP_UNSUPPORTED: &[&str] = &[
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
     "linkbeat_interfaces",
     "track_group",
     "garp_group",
@@ -310,6 +307,9 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "vrrp_track_process",
     "bfd_instance",
     "virtual_server_group",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
 ];
 
 /// keepalived keywords whose interface ka replaces by its own, with the replacement:

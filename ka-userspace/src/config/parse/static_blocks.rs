@@ -14,8 +14,9 @@ impl Cx<'_> {
             match n {
                 Note::Warn { msg, .. } => self.warn(&t, msg),
                 Note::Skip { msg, .. } => self.err(&t, msg),
-                // ka runs what it applies exactly or not at all: `ka run` refuses the entry.
-                Note::Unsupported { msg, .. } if block == Block::Virtual => {
+                // ka runs what it applies (virtual and static entries) exactly or not at all:
+                // `ka run` refuses the entry.
+                Note::Unsupported { msg, .. } if matches!(block, Block::Virtual | Block::Static) => {
                     value = None;
                     self.fatal(&t, msg);
                 }
@@ -52,7 +53,6 @@ impl Cx<'_> {
 
     /// `static_ipaddress`, `static_routes`, `static_rules`: one address, route or rule a line.
     pub(super) fn static_block(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         for e in self.block(s) {
             match s.name() {
                 "static_ipaddress" => {
