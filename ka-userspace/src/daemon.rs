@@ -232,6 +232,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let _lock = crate::instance::InstanceLock::acquire(&instance)?;
     if let Some(cfg) = &config {
         let g = &cfg.global;
+        // keepalived's per-process tuning: the process-wide part, and the checkers' threads
+        // (the runtime's workers); the VRRP and BFD threads tune themselves as they start.
+        crate::threads::apply_process(&crate::threads::ProcessTuning::of(g));
+        crate::threads::apply_named(crate::threads::Part::Checker, crate::threads::WORKER_NAME, &crate::threads::Tuning::of(g, crate::threads::Part::Checker));
         if let Some(mask) = g.umask.filter(|_| !args.umask_set) {
             // SAFETY: umask only changes this process's file-creation mask.
             unsafe { libc::umask(mask as libc::mode_t) };
@@ -275,7 +279,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
         }
     }
-    let (netlink, netlink_task) = crate::net::netlink::spawn()?;
+    let (netlink, netlink_task) = crate::net::netlink::spawn(config.as_deref().and_then(|c| crate::net::netlink::RcvBuf::of(&c.global)))?;
     let (netlink_watch, netlink_task) = Watch::task("netlink worker", netlink_task);
     let _netlink_task = AbortOnDrop(netlink_task);
     // Active-active (no vrrp_instance names an interface): XDP goes where the real servers are.
@@ -323,7 +327,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let adopted = datapath.as_ref().filter(|d| d.adopting()).and_then(read_adopted);
     // The XDP VRRP fast path: the engine owns its maps once the program is attached.
     let fast_input = match (&config, datapath.as_mut()) {
-        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
+        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp), !cfg.global.log_unknown_vrids),
         _ => None,
     };
     // BFD sessions (bfd_instance): started with any configuration, so a reload can add some.
@@ -331,7 +335,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         let plan = crate::bfd::io::Plan::of(cfg);
         if args.no_bfd { plan.without_sessions() } else { plan }
     };
-    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c))).transpose()?;
+    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c), crate::threads::Tuning::of(&c.global, crate::threads::Part::Bfd), c.global.random_seed)).transpose()?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
         Some(cfg) if !cfg.vrrp_instances.is_empty() => {
@@ -910,13 +914,15 @@ fn netlink_ifindexes(dp: &Datapath) -> std::collections::BTreeSet<u32> {
 
 /// Turns the XDP VRRP fast path on and hands its maps to the engine; on failure, logs it and
 /// leaves every advert to the raw sockets.
-fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>) -> Option<crate::engine::fast::FastInput> {
+/// `drop_unknown`: adverts for a VRID no instance runs on the interface are dropped (and
+/// counted, `vrrp_vrid_mismatch`) in XDP; off under `log_unknown_vrids`, so that they reach the
+/// engine, which logs them.
+fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>, drop_unknown: bool) -> Option<crate::engine::fast::FastInput> {
     if ifindexes.is_empty() {
         return None;
     }
     let ebpf = dp.ebpf_mut();
-    // Adverts for a VRID no instance runs on the interface are dropped (and counted) in XDP.
-    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, true).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
+    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, drop_unknown).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
     match taken {
         Ok((maps, events)) => Some(crate::engine::fast::FastInput { maps, events, ifindexes: ifindexes.clone() }),
         Err(e) => {

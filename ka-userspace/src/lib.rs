@@ -26,6 +26,7 @@ pub mod rs_control;
 pub mod sdnotify;
 pub mod status;
 pub mod supervise;
+pub mod threads;
 pub mod vrrp;
 pub mod xdp_mode;
 pub mod xdp_watch;
