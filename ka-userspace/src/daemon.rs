@@ -691,13 +691,20 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         tokio::time::sleep(std::time::Duration::from_secs(drain_s)).await;
     }
     drop(announcer);
+    // child_wait_time: keepalived waits that long for its VRRP and checker children, then
+    // kills them; ka waits that long for the engine and the checkers, then goes on.
+    let child_wait = config.as_ref().and_then(|c| c.global.child_wait_time);
     match engine {
-        Some(e) if keep_vrrp => e.detach().await,
-        Some(e) => e.shutdown().await,
+        Some(e) if keep_vrrp => {
+            within(child_wait, "the VRRP engine", e.detach()).await;
+        }
+        Some(e) => {
+            within(child_wait, "the VRRP engine", e.shutdown()).await;
+        }
         None => {}
     }
     if let Some(h) = health {
-        h.shutdown().await;
+        within(child_wait, "the health checkers", h.shutdown()).await;
     }
     // The ring goes with this process: the datapath left running must not keep filling it.
     if let (Some(_), Some(d)) = (sync.take(), datapath.as_mut()) {
@@ -725,6 +732,21 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     info!("stopped");
     Ok(())
+}
+
+/// Waits for `stop` at most `limit` (none: as long as it takes); false, logged, if it did not
+/// finish in time.
+async fn within(limit: Option<std::time::Duration>, what: &str, stop: impl std::future::Future<Output = ()>) -> bool {
+    let Some(limit) = limit else {
+        stop.await;
+        return true;
+    };
+    if tokio::time::timeout(limit, stop).await.is_ok() {
+        true
+    } else {
+        warn!(part = what, ?limit, "child_wait_time: did not stop in time; stopping without it");
+        false
+    }
 }
 
 /// Writes the MACs frames to a service may be addressed to: each XDP interface's and the VRRP
@@ -948,5 +970,31 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within;
+    use std::time::Duration;
+
+    /// `child_wait_time` bounds a stop that hangs; without it, or in time, the stop finishes.
+    #[tokio::test]
+    async fn within_bounds_a_stop() {
+        let cases: [(Option<Duration>, Option<Duration>, bool); 4] = [
+            (None, Some(Duration::from_millis(5)), true),
+            (Some(Duration::from_secs(5)), Some(Duration::ZERO), true),
+            (Some(Duration::from_millis(20)), None, false),
+            (Some(Duration::ZERO), None, false),
+        ];
+        for (limit, takes, done) in cases {
+            let stop = async move {
+                match takes {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            assert_eq!(within(limit, "test", stop).await, done, "{limit:?} {takes:?}");
+        }
     }
 }

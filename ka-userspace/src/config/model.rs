@@ -229,6 +229,9 @@ pub struct GlobalDefs {
     /// `random_seed`: seed of ka's randomness (BFD discriminators and jitter) instead of
     /// `/dev/urandom`.
     pub random_seed: Option<u32>,
+    /// `child_wait_time` (top level): how long a stop waits for the VRRP engine and the
+    /// checkers to finish before going on without them; `None`: as long as they take.
+    pub child_wait_time: Option<Duration>,
     /// `vrrp_gna_interval` (default 0).
     pub vrrp_gna_interval: Duration,
     /// `vrrp_skip_check_adv_addr`.
@@ -354,6 +357,7 @@ impl Default for GlobalDefs {
             vrrp_netlink_cmd_rcv_bufs_force: false,
             log_unknown_vrids: false,
             random_seed: None,
+            child_wait_time: None,
             vrrp_gna_interval: Duration::ZERO,
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,

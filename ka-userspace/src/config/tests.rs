@@ -593,6 +593,25 @@ fn netlink_bufs_and_misc_keywords() {
     }
 }
 
+/// `child_wait_time` is read at the top level (seconds, as keepalived's `child_wait_handler`);
+/// inside `global_defs` it is ignored with a warning, as keepalived 2.2.7 ignores it there.
+#[test]
+fn child_wait_time_keyword() {
+    let cases: [(&str, Option<std::time::Duration>, usize); 4] = [
+        ("child_wait_time 3\n", Some(std::time::Duration::from_secs(3)), 0),
+        ("child_wait_time 0\n", Some(std::time::Duration::ZERO), 0),
+        ("child_wait_time x\n", None, 1),
+        ("global_defs {\n child_wait_time 3\n}\n", None, 1),
+    ];
+    for (text, want, diags) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(l.config.global.child_wait_time, want, "{text}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{text}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{text}: {rendered:?}");
+    }
+}
+
 /// A `vrrp_script` whose program does not exist is disabled, as keepalived 2.2.7 disables it
 /// ("Disabling track script X since not found/accessible"): `ka check` warns at its `script`
 /// line and names the instances that stop tracking it.

@@ -7,7 +7,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "instance",
     "use_pid_dir",
     "linkbeat_use_polling",
-    "child_wait_time",
     "tmp_config_directory",
     "config_save_dir",
     "checker_log_all_failures",
@@ -299,6 +298,7 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
 
 /// Top-level blocks that ka acts on.
 pub const TOP_SUPPORTED: &[&str] = &[
+    "child_wait_time",
     "net_namespace",
     "global_defs",
     "vrrp_script",
