@@ -914,6 +914,8 @@ pub struct Notify {
 pub struct VrrpInstance {
     /// Its name.
     pub name: String,
+    /// `debug` level, 0 to 4: keepalived 2.2.7 only shows it in its data dump; so does ka.
+    pub debug: u8,
     /// Where the block starts.
     pub span: Span,
     /// `state` (default BACKUP).

@@ -612,6 +612,19 @@ fn child_wait_time_keyword() {
     }
 }
 
+/// `debug` in a `vrrp_instance`: a level 0..4 as keepalived 2.2.7 reads it, kept for the dump.
+#[test]
+fn vrrp_instance_debug_level() {
+    let cases: [(&str, u8, usize); 4] = [("", 0, 0), ("debug 3", 3, 0), ("debug 0", 0, 0), ("debug 5", 0, 1)];
+    for (line, want, diags) in cases {
+        let text = format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n {line}\n virtual_ipaddress {{\n  198.18.0.1\n }}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(l.config.vrrp_instances.first().map(|v| v.debug), Some(want), "{line}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{line}: {rendered:?}");
+    }
+}
+
 /// A `vrrp_script` whose program does not exist is disabled, as keepalived 2.2.7 disables it
 /// ("Disabling track script X since not found/accessible"): `ka check` warns at its `script`
 /// line and names the instances that stop tracking it.

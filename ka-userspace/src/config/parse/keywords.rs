@@ -139,7 +139,6 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "garp_lower_prio_repeat",
     "garp_extra_if",
     "promote_secondaries",
-    "debug",
     "notify_master_rx_lower_pri",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
@@ -147,6 +146,7 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
 
 /// Keywords of `vrrp_instance` that ka acts on.
 pub const VRRP_SUPPORTED: &[&str] = &[
+    "debug",
     "state",
     "lvs_sync_daemon_interface",
     "interface",
