@@ -232,6 +232,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let _lock = crate::instance::InstanceLock::acquire(&instance)?;
     if let Some(cfg) = &config {
         let g = &cfg.global;
+        // keepalived's per-process tuning: the process-wide part, and the checkers' threads
+        // (the runtime's workers); the VRRP and BFD threads tune themselves as they start.
+        crate::threads::apply_process(&crate::threads::ProcessTuning::of(g));
+        crate::threads::apply_named(crate::threads::Part::Checker, crate::threads::WORKER_NAME, &crate::threads::Tuning::of(g, crate::threads::Part::Checker));
         if let Some(mask) = g.umask.filter(|_| !args.umask_set) {
             // SAFETY: umask only changes this process's file-creation mask.
             unsafe { libc::umask(mask as libc::mode_t) };
@@ -275,7 +279,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
         }
     }
-    let (netlink, netlink_task) = crate::net::netlink::spawn()?;
+    let (netlink, netlink_task) = crate::net::netlink::spawn(config.as_deref().and_then(|c| crate::net::netlink::RcvBuf::of(&c.global)))?;
     let (netlink_watch, netlink_task) = Watch::task("netlink worker", netlink_task);
     let _netlink_task = AbortOnDrop(netlink_task);
     // Active-active (no vrrp_instance names an interface): XDP goes where the real servers are.
@@ -323,7 +327,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let adopted = datapath.as_ref().filter(|d| d.adopting()).and_then(read_adopted);
     // The XDP VRRP fast path: the engine owns its maps once the program is attached.
     let fast_input = match (&config, datapath.as_mut()) {
-        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
+        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp), !cfg.global.log_unknown_vrids),
         _ => None,
     };
     // BFD sessions (bfd_instance): started with any configuration, so a reload can add some.
@@ -331,7 +335,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         let plan = crate::bfd::io::Plan::of(cfg);
         if args.no_bfd { plan.without_sessions() } else { plan }
     };
-    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c))).transpose()?;
+    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c), crate::threads::Tuning::of(&c.global, crate::threads::Part::Bfd), c.global.random_seed)).transpose()?;
     // keepalived installs the static entries before its VRRP dispatcher starts.
     let mut statics = match &config {
         Some(cfg) => crate::statics::start(&netlink, cfg).await,
@@ -693,16 +697,23 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         tokio::time::sleep(std::time::Duration::from_secs(drain_s)).await;
     }
     drop(announcer);
+    // child_wait_time: keepalived waits that long for its VRRP and checker children, then
+    // kills them; ka waits that long for the engine and the checkers, then goes on.
+    let child_wait = config.as_ref().and_then(|c| c.global.child_wait_time);
     match engine {
-        Some(e) if keep_vrrp => e.detach().await,
-        Some(e) => e.shutdown().await,
+        Some(e) if keep_vrrp => {
+            within(child_wait, "the VRRP engine", e.detach()).await;
+        }
+        Some(e) => {
+            within(child_wait, "the VRRP engine", e.shutdown()).await;
+        }
         None => {}
     }
     // keepalived removes them after the instances released theirs, even with
     // --dont-release-vrrp.
     crate::statics::stop(&netlink, &statics).await;
     if let Some(h) = health {
-        h.shutdown().await;
+        within(child_wait, "the health checkers", h.shutdown()).await;
     }
     // The ring goes with this process: the datapath left running must not keep filling it.
     if let (Some(_), Some(d)) = (sync.take(), datapath.as_mut()) {
@@ -730,6 +741,21 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     }
     info!("stopped");
     Ok(())
+}
+
+/// Waits for `stop` at most `limit` (none: as long as it takes); false, logged, if it did not
+/// finish in time.
+async fn within(limit: Option<std::time::Duration>, what: &str, stop: impl std::future::Future<Output = ()>) -> bool {
+    let Some(limit) = limit else {
+        stop.await;
+        return true;
+    };
+    if tokio::time::timeout(limit, stop).await.is_ok() {
+        true
+    } else {
+        warn!(part = what, ?limit, "child_wait_time: did not stop in time; stopping without it");
+        false
+    }
 }
 
 /// Writes the MACs frames to a service may be addressed to: each XDP interface's and the VRRP
@@ -919,13 +945,15 @@ fn netlink_ifindexes(dp: &Datapath) -> std::collections::BTreeSet<u32> {
 
 /// Turns the XDP VRRP fast path on and hands its maps to the engine; on failure, logs it and
 /// leaves every advert to the raw sockets.
-fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>) -> Option<crate::engine::fast::FastInput> {
+/// `drop_unknown`: adverts for a VRID no instance runs on the interface are dropped (and
+/// counted, `vrrp_vrid_mismatch`) in XDP; off under `log_unknown_vrids`, so that they reach the
+/// engine, which logs them.
+fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>, drop_unknown: bool) -> Option<crate::engine::fast::FastInput> {
     if ifindexes.is_empty() {
         return None;
     }
     let ebpf = dp.ebpf_mut();
-    // Adverts for a VRID no instance runs on the interface are dropped (and counted) in XDP.
-    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, true).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
+    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, drop_unknown).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
     match taken {
         Ok((maps, events)) => Some(crate::engine::fast::FastInput { maps, events, ifindexes: ifindexes.clone() }),
         Err(e) => {
@@ -951,5 +979,31 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within;
+    use std::time::Duration;
+
+    /// `child_wait_time` bounds a stop that hangs; without it, or in time, the stop finishes.
+    #[tokio::test]
+    async fn within_bounds_a_stop() {
+        let cases: [(Option<Duration>, Option<Duration>, bool); 4] = [
+            (None, Some(Duration::from_millis(5)), true),
+            (Some(Duration::from_secs(5)), Some(Duration::ZERO), true),
+            (Some(Duration::from_millis(20)), None, false),
+            (Some(Duration::ZERO), None, false),
+        ];
+        for (limit, takes, done) in cases {
+            let stop = async move {
+                match takes {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            assert_eq!(within(limit, "test", stop).await, done, "{limit:?} {takes:?}");
+        }
     }
 }

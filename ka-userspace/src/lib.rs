@@ -27,6 +27,7 @@ pub mod sdnotify;
 pub mod statics;
 pub mod status;
 pub mod supervise;
+pub mod threads;
 pub mod vrrp;
 pub mod xdp_mode;
 pub mod xdp_watch;

@@ -71,7 +71,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// parsing on reload on a blocking thread. The VRRP engine is not on it: it runs on a thread
 /// and runtime of its own ([`ka::engine::start`]), so none of that work delays an advert.
 fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(ka::threads::WORKER_NAME).enable_all().build()?)
 }
 
 fn report(res: anyhow::Result<()>) -> ExitCode {

@@ -554,7 +554,7 @@ fn netlink_requests_about_a_vanished_interface() {
     director
         .enter(move || {
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async move {
-                let (nl, _task) = netlink::spawn().expect("netlink");
+                let (nl, _task) = netlink::spawn(None).expect("netlink");
                 let vip = AddrSpec::new(index, "198.18.51.100".parse().expect("ip"), 24);
                 let e = nl.add_addr(vip.clone()).await.expect_err("no such device");
                 assert_eq!(e.errno(), Some(libc::ENODEV), "{e}");

@@ -230,20 +230,19 @@ impl BfdHandle {
 ///
 /// # Errors
 /// The thread or its runtime cannot be started.
-pub fn start(plan: Plan) -> Result<BfdHandle, BfdError> {
+pub fn start(plan: Plan, tuning: crate::threads::Tuning, random_seed: Option<u32>) -> Result<BfdHandle, BfdError> {
     let (states_tx, states) = watch::channel(plan.client_states(&ClientStates::new()));
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
     let (stop, stop_rx) = oneshot::channel();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BfdError::Thread)?;
-    let mut seed = [0u8; 8];
-    if getrandom(&mut seed).is_err() {
-        // Not fatal: the clock's nanoseconds still differ between daemons.
-        seed = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() & u128::from(u64::MAX))).unwrap_or(1).to_ne_bytes();
-    }
-    let seed = u64::from_ne_bytes(seed);
+    let seed = session_seed(random_seed, || {
+        let mut seed = [0u8; 8];
+        getrandom(&mut seed).ok().map(|()| u64::from_ne_bytes(seed))
+    });
     std::thread::Builder::new()
         .name("ka-bfd".into())
         .spawn(move || {
+            crate::threads::apply_self(crate::threads::Part::Bfd, &tuning);
             rt.block_on(async move {
                 let mut owner = Owner {
                     sessions: Sessions::new(seed),
@@ -263,6 +262,16 @@ pub fn start(plan: Plan) -> Result<BfdHandle, BfdError> {
         })
         .map_err(BfdError::Thread)?;
     Ok(BfdHandle { states, cmd, _stop: stop })
+}
+
+/// The seed of the sessions' discriminators and jitter: `random_seed` when configured (as
+/// keepalived seeds its `random()`), else `entropy` (`/dev/urandom`), else the clock's
+/// nanoseconds (not fatal: they still differ between daemons).
+fn session_seed(random_seed: Option<u32>, entropy: impl FnOnce() -> Option<u64>) -> u64 {
+    if let Some(s) = random_seed {
+        return u64::from(s);
+    }
+    entropy().unwrap_or_else(|| u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() & u128::from(u64::MAX))).unwrap_or(1))
 }
 
 fn getrandom(buf: &mut [u8]) -> io::Result<()> {
@@ -625,6 +634,21 @@ fn recv_now(fd: i32, buf: &mut [u8]) -> io::Result<(Received<'static>, usize)> {
 mod tests {
     use super::*;
     use crate::config::{parse_str, LoadOptions};
+
+    /// `random_seed` wins over the entropy source, which wins over the clock.
+    #[test]
+    fn session_seed_sources() {
+        let cases: [(Option<u32>, Option<u64>, Option<u64>); 4] =
+            [(Some(7), Some(99), Some(7)), (Some(0), None, Some(0)), (None, Some(99), Some(99)), (None, None, None)];
+        for (configured, entropy, want) in cases {
+            let got = session_seed(configured, || entropy);
+            match want {
+                Some(w) => assert_eq!(got, w, "{configured:?} {entropy:?}"),
+                // The clock: anything but a fixed value; two daemons differ.
+                None => assert_ne!(got, 0),
+            }
+        }
+    }
 
     fn cfg(text: &str) -> Config {
         let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());

@@ -186,6 +186,52 @@ pub struct GlobalDefs {
     /// `vrrp_rt_priority`: SCHED_RR priority (1..=99) of the VRRP engine's thread (default:
     /// none, the normal scheduler).
     pub vrrp_rt_priority: Option<i32>,
+    /// `checker_priority`: nice value (-20..=19) of the threads the health checkers run on.
+    pub checker_priority: Option<i32>,
+    /// `bfd_priority`: nice value (-20..=19) of the BFD thread (`ka-bfd`).
+    pub bfd_priority: Option<i32>,
+    /// `checker_rt_priority`: SCHED_RR priority (1..=99) of the checkers' threads.
+    pub checker_rt_priority: Option<i32>,
+    /// `bfd_rt_priority`: SCHED_RR priority (1..=99) of the BFD thread.
+    pub bfd_rt_priority: Option<i32>,
+    /// `vrrp_cpu_affinity`: CPUs the VRRP engine's thread may run on (empty: unchanged).
+    pub vrrp_cpu_affinity: Vec<usize>,
+    /// `checker_cpu_affinity`: CPUs the checkers' threads may run on (empty: unchanged).
+    pub checker_cpu_affinity: Vec<usize>,
+    /// `bfd_cpu_affinity`: CPUs the BFD thread may run on (empty: unchanged).
+    pub bfd_cpu_affinity: Vec<usize>,
+    /// `vrrp_no_swap`: lock the daemon in memory (`mlockall`; process-wide in ka).
+    pub vrrp_no_swap: bool,
+    /// `checker_no_swap`: as `vrrp_no_swap`.
+    pub checker_no_swap: bool,
+    /// `bfd_no_swap`: as `vrrp_no_swap`.
+    pub bfd_no_swap: bool,
+    /// `vrrp_rlimit_rttime`: `RLIMIT_RTTIME` in microseconds, with `vrrp_rt_priority` only.
+    pub vrrp_rlimit_rttime: Option<u64>,
+    /// `checker_rlimit_rttime`: as `vrrp_rlimit_rttime`, with `checker_rt_priority`.
+    pub checker_rlimit_rttime: Option<u64>,
+    /// `bfd_rlimit_rttime`: as `vrrp_rlimit_rttime`, with `bfd_rt_priority`.
+    pub bfd_rlimit_rttime: Option<u64>,
+    /// `process_name`: name (at most 15 bytes) of the daemon's main thread, hence of the process.
+    pub process_name: Option<String>,
+    /// `vrrp_process_name` (or `keepalived_vrrp` by `process_names`): the VRRP thread's name.
+    pub vrrp_process_name: Option<String>,
+    /// `checker_process_name` (or `keepalived_lvs` by `process_names`): the checkers' threads' name.
+    pub checker_process_name: Option<String>,
+    /// `bfd_process_name` (or `keepalived_bfd` by `process_names`): the BFD thread's name.
+    pub bfd_process_name: Option<String>,
+    /// `vrrp_netlink_cmd_rcv_bufs`: SO_RCVBUF of ka's rtnetlink socket (0: the kernel's default).
+    pub vrrp_netlink_cmd_rcv_bufs: u32,
+    /// `vrrp_netlink_cmd_rcv_bufs_force`: set it with SO_RCVBUFFORCE (past `rmem_max`).
+    pub vrrp_netlink_cmd_rcv_bufs_force: bool,
+    /// `log_unknown_vrids`: log each advert for a VRID no instance runs on its interface.
+    pub log_unknown_vrids: bool,
+    /// `random_seed`: seed of ka's randomness (BFD discriminators and jitter) instead of
+    /// `/dev/urandom`.
+    pub random_seed: Option<u32>,
+    /// `child_wait_time` (top level): how long a stop waits for the VRRP engine and the
+    /// checkers to finish before going on without them; `None`: as long as they take.
+    pub child_wait_time: Option<Duration>,
     /// `vrrp_gna_interval` (default 0).
     pub vrrp_gna_interval: Duration,
     /// `vrrp_skip_check_adv_addr`.
@@ -290,6 +336,28 @@ impl Default for GlobalDefs {
             vrrp_garp_interval: Duration::ZERO,
             vrrp_priority: None,
             vrrp_rt_priority: None,
+            checker_priority: None,
+            bfd_priority: None,
+            checker_rt_priority: None,
+            bfd_rt_priority: None,
+            vrrp_cpu_affinity: Vec::new(),
+            checker_cpu_affinity: Vec::new(),
+            bfd_cpu_affinity: Vec::new(),
+            vrrp_no_swap: false,
+            checker_no_swap: false,
+            bfd_no_swap: false,
+            vrrp_rlimit_rttime: None,
+            checker_rlimit_rttime: None,
+            bfd_rlimit_rttime: None,
+            process_name: None,
+            vrrp_process_name: None,
+            checker_process_name: None,
+            bfd_process_name: None,
+            vrrp_netlink_cmd_rcv_bufs: 0,
+            vrrp_netlink_cmd_rcv_bufs_force: false,
+            log_unknown_vrids: false,
+            random_seed: None,
+            child_wait_time: None,
             vrrp_gna_interval: Duration::ZERO,
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,
@@ -846,6 +914,8 @@ pub struct Notify {
 pub struct VrrpInstance {
     /// Its name.
     pub name: String,
+    /// `debug` level, 0 to 4: keepalived 2.2.7 only shows it in its data dump; so does ka.
+    pub debug: u8,
     /// Where the block starts.
     pub span: Span,
     /// `state` (default BACKUP).

@@ -523,6 +523,108 @@ fn vrrp_scheduling_keywords() {
     }
 }
 
+/// The checker and BFD priorities, CPU affinities, no_swap, RTTIME limits and process names are
+/// acted on (no "not supported" warning) and kept in the model as keepalived 2.2.7 reads them.
+#[test]
+fn thread_tuning_keywords() {
+    use crate::config::model::GlobalDefs;
+    type Get = fn(&GlobalDefs) -> String;
+    let cases: [(&str, Get, &str, usize); 16] = [
+        ("checker_priority -5", |g| format!("{:?}", g.checker_priority), "Some(-5)", 0),
+        ("bfd_priority 19", |g| format!("{:?}", g.bfd_priority), "Some(19)", 0),
+        ("bfd_priority 20", |g| format!("{:?}", g.bfd_priority), "None", 1),
+        ("checker_rt_priority 10", |g| format!("{:?}", g.checker_rt_priority), "Some(10)", 0),
+        ("bfd_rt_priority 99", |g| format!("{:?}", g.bfd_rt_priority), "Some(99)", 0),
+        ("vrrp_cpu_affinity 0", |g| format!("{:?}", g.vrrp_cpu_affinity), "[0]", 0),
+        // keepalived: one CPU id beyond the online CPUs empties the set.
+        ("checker_cpu_affinity 0 100000", |g| format!("{:?}", g.checker_cpu_affinity), "[]", 1),
+        ("bfd_no_swap", |g| format!("{}", g.bfd_no_swap), "true", 0),
+        ("vrrp_no_swap", |g| format!("{}", g.vrrp_no_swap), "true", 0),
+        ("vrrp_rlimit_rttime 5000", |g| format!("{:?}", g.vrrp_rlimit_rttime), "Some(5000)", 0),
+        // keepalived reads 1 as 2: the soft limit is half of it.
+        ("checker_rlimit_rttime 1", |g| format!("{:?}", g.checker_rlimit_rttime), "Some(2)", 0),
+        ("bfd_rlimit_rttime 0", |g| format!("{:?}", g.bfd_rlimit_rttime), "None", 1),
+        ("process_names", |g| format!("{:?}", (&g.vrrp_process_name, &g.checker_process_name, &g.bfd_process_name)), "(Some(\"keepalived_vrrp\"), Some(\"keepalived_lvs\"), Some(\"keepalived_bfd\"))", 0),
+        ("process_name lb-front", |g| format!("{:?}", g.process_name), "Some(\"lb-front\")", 0),
+        ("vrrp_process_name a_very_long_thread_name", |g| format!("{:?}", g.vrrp_process_name), "Some(\"a_very_long_thr\")", 1),
+        ("checker_process_name chk", |g| format!("{:?}", g.checker_process_name), "Some(\"chk\")", 0),
+    ];
+    for (line, get, want, diags) in cases {
+        let text = format!("global_defs {{\n {line}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(get(&l.config.global), want, "{line}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{line}: {rendered:?}");
+    }
+}
+
+/// The netlink buffer keywords: ka's one rtnetlink socket takes `vrrp_netlink_cmd_rcv_bufs`;
+/// the others name a socket ka does not have, and the warning says which. `log_unknown_vrids`
+/// and `random_seed` are kept in the model.
+#[test]
+fn netlink_bufs_and_misc_keywords() {
+    use crate::config::model::GlobalDefs;
+    type Get = fn(&GlobalDefs) -> String;
+    let none: Get = |_| String::new();
+    let cases: [(&str, Get, &str, Option<&str>); 11] = [
+        ("vrrp_netlink_cmd_rcv_bufs 1048576", |g| format!("{:?}", (g.vrrp_netlink_cmd_rcv_bufs, g.vrrp_netlink_cmd_rcv_bufs_force)), "(1048576, false)", None),
+        ("vrrp_netlink_cmd_rcv_bufs_force", |g| format!("{}", g.vrrp_netlink_cmd_rcv_bufs_force), "true", None),
+        ("vrrp_netlink_cmd_rcv_bufs_force false", |g| format!("{}", g.vrrp_netlink_cmd_rcv_bufs_force), "false", None),
+        ("vrrp_netlink_monitor_rcv_bufs 4096", none, "", Some("ignored: ka has no netlink monitor socket")),
+        ("lvs_netlink_cmd_rcv_bufs_force", none, "", Some("ignored: ka has no IPVS generic-netlink socket")),
+        ("lvs_netlink_monitor_rcv_bufs 1", none, "", Some("ignored: ka has no IPVS netlink monitor socket")),
+        ("process_monitor_rcv_bufs 8192", none, "", Some("ignored: ka has no process-event (proc connector) netlink socket")),
+        ("log_unknown_vrids", |g| format!("{}", g.log_unknown_vrids), "true", None),
+        ("random_seed 42", |g| format!("{:?}", g.random_seed), "Some(42)", None),
+        ("random_seed 0", |g| format!("{:?}", g.random_seed), "Some(0)", None),
+        ("random_seed -1", |g| format!("{:?}", g.random_seed), "None", Some("")),
+    ];
+    for (line, get, want, warning) in cases {
+        let text = format!("global_defs {{\n {line}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(get(&l.config.global), want, "{line}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
+        match warning {
+            None => assert!(rendered.is_empty(), "{line}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w), "{line}: {rendered:?}"),
+        }
+    }
+}
+
+/// `child_wait_time` is read at the top level (seconds, as keepalived's `child_wait_handler`);
+/// inside `global_defs` it is ignored with a warning, as keepalived 2.2.7 ignores it there.
+#[test]
+fn child_wait_time_keyword() {
+    let cases: [(&str, Option<std::time::Duration>, usize); 4] = [
+        ("child_wait_time 3\n", Some(std::time::Duration::from_secs(3)), 0),
+        ("child_wait_time 0\n", Some(std::time::Duration::ZERO), 0),
+        ("child_wait_time x\n", None, 1),
+        ("global_defs {\n child_wait_time 3\n}\n", None, 1),
+    ];
+    for (text, want, diags) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(l.config.global.child_wait_time, want, "{text}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{text}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{text}: {rendered:?}");
+    }
+}
+
+/// `debug` in a `vrrp_instance`: a level 0..4 as keepalived 2.2.7 reads it, kept for the dump.
+#[test]
+fn vrrp_instance_debug_level() {
+    let cases: [(&str, u8, usize); 4] = [("", 0, 0), ("debug 3", 3, 0), ("debug 0", 0, 0), ("debug 5", 0, 1)];
+    for (line, want, diags) in cases {
+        let text = format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n {line}\n virtual_ipaddress {{\n  198.18.0.1\n }}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(l.config.vrrp_instances.first().map(|v| v.debug), Some(want), "{line}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{line}: {rendered:?}");
+    }
+}
+
 /// A `vrrp_script` whose program does not exist is disabled, as keepalived 2.2.7 disables it
 /// ("Disabling track script X since not found/accessible"): `ka check` warns at its `script`
 /// line and names the instances that stop tracking it.

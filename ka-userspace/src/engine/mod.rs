@@ -15,7 +15,6 @@
 pub mod fast;
 pub mod reload;
 pub mod resume;
-pub mod sched;
 pub mod setup;
 pub mod tracking;
 
@@ -133,8 +132,11 @@ pub struct EngineGlobals {
     /// The mastership record ([`resume`]): read at start to resume as Master after a
     /// restart, kept up to date while running. `None`: never resume.
     pub state_file: Option<std::path::PathBuf>,
-    /// Scheduling of the engine's thread (`vrrp_priority`, `vrrp_rt_priority`), set at start.
-    pub sched: sched::Scheduling,
+    /// Tuning of the engine's thread (`vrrp_priority`, `vrrp_rt_priority`,
+    /// `vrrp_cpu_affinity`, `vrrp_process_name`), set at start.
+    pub sched: crate::threads::Tuning,
+    /// `log_unknown_vrids`: log each advert for a VRID no instance runs on its socket.
+    pub log_unknown_vrids: bool,
     /// What the BFD sessions report ([`crate::bfd::io`]); `None`: every `track_bfd` sees its
     /// session down.
     pub bfd: Option<tokio::sync::watch::Receiver<crate::bfd::io::ClientStates>>,
@@ -600,7 +602,7 @@ pub async fn start(
 ) -> Result<EngineHandle, EngineError> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let scheduling = globals.sched;
+    let scheduling = globals.sched.clone();
     std::thread::Builder::new()
         .name("ka-vrrp".into())
         .spawn(move || {
@@ -611,7 +613,7 @@ pub async fn start(
                     return;
                 }
             };
-            sched::apply(scheduling);
+            crate::threads::apply_self(crate::threads::Part::Vrrp, &scheduling);
             rt.block_on(async move {
                 match open(setups, globals, netlink, fast_input).await {
                     Ok((tx, run)) => {
@@ -1258,6 +1260,9 @@ impl Engine {
         };
         let Some(&i) = self.by_vrid.get(&(p.sock, vrid)) else {
             self.unknown_vrid += 1;
+            if self.globals.log_unknown_vrids {
+                info!(vrid, from = %p.meta.src, socket = p.sock, "log_unknown_vrids: advert for an unknown VRID received; ignoring");
+            }
             return;
         };
         let r = &mut self.inst[i];

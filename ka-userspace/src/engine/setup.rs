@@ -428,7 +428,8 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         no_email_faults: g.no_email_faults,
         smtp,
         garp_interval: g.vrrp_garp_interval,
-        sched: super::sched::Scheduling::from_config(g),
+        sched: crate::threads::Tuning::of(g, crate::threads::Part::Vrrp),
+        log_unknown_vrids: g.log_unknown_vrids,
         bfd: None,
         groups: cfg
             .sync_groups

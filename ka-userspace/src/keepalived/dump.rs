@@ -430,6 +430,9 @@ fn instance_section(s: &mut String, input: &DumpInput<'_>, i: &VrrpInstance) {
         }
         None => {}
     }
+    if i.debug > 0 {
+        let _ = writeln!(s, "   Debug level = {}", i.debug);
+    }
     let set = state == "MASTER";
     if !i.virtual_ipaddresses.is_empty() {
         let _ = writeln!(s, "   Virtual IP ({}):", i.virtual_ipaddresses.len());

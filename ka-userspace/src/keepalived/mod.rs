@@ -331,7 +331,7 @@ fn run_daemon(plan: &RunPlan) -> ExitCode {
         error!("translating the command line: not a run");
         return ExitCode::from(exit::FATAL);
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(crate::threads::WORKER_NAME).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "building the runtime");

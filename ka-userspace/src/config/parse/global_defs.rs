@@ -67,6 +67,79 @@ impl Cx<'_> {
                         self.cfg.global.vrrp_rt_priority = i32::try_from(v).ok();
                     }
                 }
+                "checker_priority" | "bfd_priority" => {
+                    if let Some(v) = self.arg_int(e, -20, 19) {
+                        let g = &mut self.cfg.global;
+                        *if e.name() == "bfd_priority" { &mut g.bfd_priority } else { &mut g.checker_priority } = i32::try_from(v).ok();
+                    }
+                }
+                "checker_rt_priority" | "bfd_rt_priority" => {
+                    if let Some(v) = self.arg_int(e, 1, 99) {
+                        let g = &mut self.cfg.global;
+                        *if e.name() == "bfd_rt_priority" { &mut g.bfd_rt_priority } else { &mut g.checker_rt_priority } = i32::try_from(v).ok();
+                    }
+                }
+                "vrrp_cpu_affinity" | "checker_cpu_affinity" | "bfd_cpu_affinity" => self.cpu_affinity(e),
+                "vrrp_no_swap" | "checker_no_swap" | "bfd_no_swap" => {
+                    let on = self.arg_bool(e);
+                    let g = &mut self.cfg.global;
+                    *match e.name() {
+                        "vrrp_no_swap" => &mut g.vrrp_no_swap,
+                        "checker_no_swap" => &mut g.checker_no_swap,
+                        _ => &mut g.bfd_no_swap,
+                    } = on;
+                }
+                "vrrp_rlimit_rttime" | "checker_rlimit_rttime" | "bfd_rlimit_rttime" => {
+                    // keepalived's get_rt_rlimit: 1..=UINT32_MAX microseconds, 1 read as 2 (the
+                    // soft limit is half of it and must not be 0).
+                    if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                        let us = (v as u64).max(2);
+                        let g = &mut self.cfg.global;
+                        *match e.name() {
+                            "vrrp_rlimit_rttime" => &mut g.vrrp_rlimit_rttime,
+                            "checker_rlimit_rttime" => &mut g.checker_rlimit_rttime,
+                            _ => &mut g.bfd_rlimit_rttime,
+                        } = Some(us);
+                    }
+                }
+                "process_names" => {
+                    // keepalived 2.2.7's process_names_handler: its children's default names.
+                    self.arg_bool(e);
+                    let g = &mut self.cfg.global;
+                    g.vrrp_process_name = Some("keepalived_vrrp".into());
+                    g.checker_process_name = Some("keepalived_lvs".into());
+                    g.bfd_process_name = Some("keepalived_bfd".into());
+                }
+                "process_name" | "vrrp_process_name" | "checker_process_name" | "bfd_process_name" => self.process_name(e),
+                "vrrp_netlink_cmd_rcv_bufs" => {
+                    // keepalived: 0 leaves the default.
+                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)).filter(|v| *v > 0) {
+                        self.cfg.global.vrrp_netlink_cmd_rcv_bufs = v as u32;
+                    }
+                }
+                "log_unknown_vrids" => self.cfg.global.log_unknown_vrids = self.arg_bool(e),
+                "random_seed" => {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
+                        self.cfg.global.random_seed = Some(v as u32);
+                    }
+                }
+                "vrrp_netlink_cmd_rcv_bufs_force" => self.cfg.global.vrrp_netlink_cmd_rcv_bufs_force = self.arg_bool(e),
+                n if n.ends_with("_rcv_bufs") || n.ends_with("_rcv_bufs_force") => {
+                    // Read as keepalived reads it (errors included), then ignored.
+                    if n.ends_with("_force") {
+                        self.arg_bool(e);
+                    } else {
+                        self.arg_int(e, 0, i64::from(u32::MAX));
+                    }
+                    let base = n.trim_end_matches("_force").trim_end_matches("_rcv_bufs");
+                    let why = NO_SUCH_SOCKET.iter().find(|(k, _)| *k == base).map_or("ka has no such socket", |(_, w)| *w);
+                    let t = &e.kw;
+                    self.d.push(
+                        crate::config::diag::Diagnostic::warning(Some(t.span), format!("'{n}' ignored: {why}"))
+                            .with_via(t.via)
+                            .ignoring(crate::config::diag::IgnoredKeyword::NotActedOn),
+                    );
+                }
                 "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
                     if let Some(a) = self.arg_ip(e) {
                         let v6 = e.name().ends_with('6');
@@ -261,6 +334,57 @@ impl Cx<'_> {
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
             }
         }
+    }
+
+    /// `vrrp_cpu_affinity CPU...` (and the checker and bfd ones), as keepalived 2.2.7's
+    /// `get_cpu_affinity` reads it: every CPU id within the online CPUs; one bad id empties the
+    /// set (the thread keeps its affinity).
+    fn cpu_affinity(&mut self, e: &Stmt) {
+        self.no_block(e);
+        if !self.args(e, 1, usize::MAX) {
+            return;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
+        let mut cpus = Vec::new();
+        for t in &e.args {
+            match self.int(t, 0, i64::from(online as i32) - 1) {
+                Some(c) => cpus.push(c as usize),
+                None => {
+                    cpus.clear();
+                    break;
+                }
+            }
+        }
+        cpus.sort_unstable();
+        cpus.dedup();
+        let g = &mut self.cfg.global;
+        *match e.name() {
+            "vrrp_cpu_affinity" => &mut g.vrrp_cpu_affinity,
+            "checker_cpu_affinity" => &mut g.checker_cpu_affinity,
+            _ => &mut g.bfd_cpu_affinity,
+        } = cpus;
+    }
+
+    /// `process_name NAME` (and the vrrp, checker and bfd ones): a name longer than the
+    /// kernel's 15 bytes is truncated with a warning, as keepalived 2.2.7's `save_process_name`.
+    fn process_name(&mut self, e: &Stmt) {
+        let Some(mut name) = self.arg_str(e) else { return };
+        if name.len() > 15 {
+            let mut end = 15;
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+            self.warn(&e.args[0], format!("'{}': process name '{}' longer than 15 characters, truncated to '{name}' (as keepalived does)", e.name(), e.args[0].text));
+        }
+        let g = &mut self.cfg.global;
+        *match e.name() {
+            "process_name" => &mut g.process_name,
+            "vrrp_process_name" => &mut g.vrrp_process_name,
+            "checker_process_name" => &mut g.checker_process_name,
+            _ => &mut g.bfd_process_name,
+        } = Some(name);
     }
 
     /// `umask MASK`, as keepalived 2.2.7 reads it (`umask_handler`): a number (octal with a

@@ -267,8 +267,12 @@ impl<'d> Cx<'d> {
             | "namespace_with_ipsets"
             | "instance"
             | "use_pid_dir"
-            | "linkbeat_use_polling"
-            | "child_wait_time" => self.unsupported(s, "the configuration"),
+            | "linkbeat_use_polling" => self.unsupported(s, "the configuration"),
+            "child_wait_time" => {
+                if let Some(d) = self.arg_secs(s, 0, i64::from(u32::MAX)) {
+                    self.cfg.global.child_wait_time = Some(d);
+                }
+            }
             _ => self.unknown(s, "the configuration", &[TOP_SUPPORTED, TOP_UNSUPPORTED]),
         }
     }

@@ -21,6 +21,7 @@ struct Building {
 fn new_instance(name: String, s: &Stmt) -> VrrpInstance {
     VrrpInstance {
         name,
+        debug: 0,
         span: s.span(),
         state: VrrpState::Backup,
         interface: None,
@@ -93,6 +94,12 @@ impl Cx<'_> {
                     }
                 }
                 "lvs_sync_daemon_interface" => self.lvs_sync_daemon_interface(e, &b.vi.name),
+                "debug" => {
+                    // keepalived 2.2.7's vrrp_debug_handler: 0..4, shown in the data dump only.
+                    if let Some(v) = self.arg_int(e, 0, 4) {
+                        b.vi.debug = v as u8;
+                    }
+                }
                 n if VRRP_UNSUPPORTED.contains(&n) => self.unsupported(e, "vrrp_instance"),
                 _ => self.unknown(e, "vrrp_instance", &[VRRP_SUPPORTED, VRRP_UNSUPPORTED]),
             }
