@@ -79,19 +79,12 @@ pub fn check(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
     tracked_twice(cfg, &own, d);
 }
 
-/// keepalived's "(G) track script X not found, ignoring..." for a group's references.
-fn group_references(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
-    let scripts: HashSet<String> = cfg.vrrp_scripts.iter().map(|s| s.name.clone()).collect();
-    let files: HashSet<String> = cfg.track_files.iter().map(|f| f.name.clone()).collect();
-    let procs: HashSet<String> = cfg.track_processes.iter().map(|p| p.name.clone()).collect();
-    for g in &mut cfg.sync_groups {
-        // Undefined, later-defined and removed names were reported (and dropped) while reading
-        // (`parse::track`); what is left here is defined.
-        g.track_scripts.retain(|r| scripts.contains(&r.name));
-        g.track_files.retain(|r| files.contains(&r.name));
-        g.track_processes.retain(|r| procs.contains(&r.name));
-        // As for an instance's track_interface: a warning, the interface tracked (down until it
-        // exists).
+/// A group's `track_interface` naming an interface that does not exist: a warning, and the
+/// interface is tracked (down until it exists), as for an instance's. The group's undefined,
+/// later-defined and removed script/file/process names were reported and dropped while reading
+/// (`parse::track`).
+fn group_references(cfg: &Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    for g in &cfg.sync_groups {
         for t in &g.track_interfaces {
             if !ifaces.exists(&t.name) {
                 d.warning(Some(t.span), format!("({}) tracked interface {} doesn't exist", g.name, t.name));
