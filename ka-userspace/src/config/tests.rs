@@ -705,6 +705,39 @@ fn process_and_notify_keywords() {
             true,
             |c| c.vrrp_instances.iter().map(|i| i.notify_priority_changes).collect::<Vec<_>>() == vec![Some(true), Some(false), Some(false)],
         ),
+        // The FIFO scripts, with their users; the notify and checker flags.
+        (
+            "global_defs {\n notify_fifo_script /bin/g\n vrrp_notify_fifo_script \"/bin/v -x\" nobody\n lvs_notify_fifo_script /bin/l root root\n fifo_write_vrrp_states_on_reload\n rs_init_notifies\n no_checker_emails false\n}\n",
+            true,
+            |c| {
+                let g = &c.global;
+                let sc = |s: &Option<crate::config::model::Script>| s.as_ref().map(|s| (s.command.clone(), s.user.clone()));
+                sc(&g.notify_fifo_script) == Some(("/bin/g".into(), None))
+                    && sc(&g.vrrp_notify_fifo_script) == Some(("/bin/v -x".into(), Some(("nobody".into(), None))))
+                    && sc(&g.lvs_notify_fifo_script) == Some(("/bin/l".into(), Some(("root".into(), Some("root".into())))))
+                    && g.fifo_write_vrrp_states_on_reload
+                    && g.rs_init_notifies
+                    && !g.no_checker_emails
+            },
+        ),
+        ("global_defs {\n notify_fifo_script /bin/a\n notify_fifo_script /bin/b\n}\n", false, |c| c.global.notify_fifo_script.as_ref().map(|s| s.command.as_str()) == Some("/bin/a")),
+        // checker_log_all_failures: every checker logs each failure.
+        (
+            "global_defs {\n checker_log_all_failures\n}\nvirtual_server 198.18.0.1 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n TCP_CHECK {\n }\n HTTP_GET {\n url {\n path /\n }\n }\n }\n}\n",
+            true,
+            |c| c.virtual_servers[0].real_servers[0].checkers.len() == 2 && c.virtual_servers[0].real_servers[0].checkers.iter().all(|k| k.log_all_failures),
+        ),
+        (
+            "virtual_server 198.18.0.1 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n TCP_CHECK {\n }\n }\n}\n",
+            true,
+            |c| !c.virtual_servers[0].real_servers[0].checkers[0].log_all_failures,
+        ),
+        // notify_deleted is not a sync-group keyword in keepalived 2.2.7: ignored with a warning.
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 198.18.0.1\n }\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n 198.18.0.2\n }\n}\nvrrp_sync_group G {\n group {\n A\n B\n }\n notify_deleted\n}\n",
+            false,
+            |c| c.sync_groups.len() == 1,
+        ),
     ];
     for (text, clean, check) in cases {
         let l = super::parse_str(text, Path::new("t.conf"), &opts());

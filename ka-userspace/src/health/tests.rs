@@ -431,6 +431,59 @@ async fn notify_and_quorum_scripts_run() {
     accept.abort();
 }
 
+/// `rs_init_notifies`: a real server that starts up runs its up notifiers at start (the
+/// `notify_up` script and the FIFO's `RS ... UP` line); one that starts down (`alpha`) runs
+/// nothing. Without the keyword nothing runs at start (`notify_and_quorum_scripts_run`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs_init_notifies_run_the_up_notifiers_at_start() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = TempDir::new("rsinit");
+    let log = dir.0.join("log");
+    let fifo = dir.0.join("lvs.fifo");
+    let mark = dir.script("mark.sh", &format!("echo \"$1\" >> {}", log.display()));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = listen_on(l);
+    let cfg = config(&format!(
+        "global_defs {{\n rs_init_notifies\n lvs_notify_fifo {}\n}}\n\
+         virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 30\n\
+         real_server 127.0.0.1 {} {{\n  notify_up \"{mark} up1\"\n  TCP_CHECK {{\n   warmup 0\n  }}\n }}\n\
+         real_server 127.0.0.2 {} {{\n  notify_up \"{mark} up2\"\n  TCP_CHECK {{\n   alpha\n   warmup 0\n  }}\n }}\n}}\n",
+        fifo.display(),
+        addr.port(),
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    wait_lines(&log, &["up1"], Duration::from_secs(5)).await;
+    let mut reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).expect("FIFO made");
+    let mut got = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut got);
+    assert_eq!(got, format!("RS [127.0.0.1]:tcp:{} [127.0.0.1]:tcp:80 UP\n", addr.port()));
+    h.shutdown().await;
+    accept.abort();
+}
+
+/// keepalived's checker alerts: a checker's change mails unless the real server's state
+/// stays as it was under `no_checker_emails` (a change of the real server's state mails with
+/// its notifiers instead); nothing without `smtp_alert`.
+#[test]
+fn checker_alerts_follow_no_checker_emails() {
+    use super::checker_alert_wanted;
+    // (smtp_alert, was_alive, alive, no_checker_emails, want)
+    let cases = [
+        (true, false, false, false, true),
+        (true, true, true, false, true),
+        (true, false, false, true, false),
+        (true, true, true, true, false),
+        (true, true, false, false, false),
+        (true, false, true, true, false),
+        (false, false, false, false, false),
+    ];
+    for (smtp, was, now, no_emails, want) in cases {
+        assert_eq!(checker_alert_wanted(smtp, was, now, no_emails), want, "smtp {smtp} was {was} now {now} no_checker_emails {no_emails}");
+    }
+}
+
 /// Processes whose command line contains `needle`.
 fn pgrep(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");

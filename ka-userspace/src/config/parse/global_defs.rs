@@ -273,6 +273,35 @@ impl Cx<'_> {
                         self.cfg.global.lvs_notify_fifo = Some(e.args[0].text.clone());
                     }
                 }
+                "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
+                    let g = &self.cfg.global;
+                    let set = match e.name() {
+                        "notify_fifo_script" => g.notify_fifo_script.is_some(),
+                        "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script.is_some(),
+                        _ => g.lvs_notify_fifo_script.is_some(),
+                    };
+                    if set {
+                        // keepalived 2.2.7: "notify_fifo_script already specified - ignoring".
+                        self.err(&e.kw, format!("{} already specified - ignoring", e.name()));
+                    } else if let Some(sc) = self.script(e) {
+                        let g = &mut self.cfg.global;
+                        match e.name() {
+                            "notify_fifo_script" => g.notify_fifo_script = Some(sc),
+                            "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = Some(sc),
+                            _ => g.lvs_notify_fifo_script = Some(sc),
+                        }
+                    }
+                }
+                "fifo_write_vrrp_states_on_reload" => self.cfg.global.fifo_write_vrrp_states_on_reload = self.arg_bool(e),
+                "rs_init_notifies" => self.cfg.global.rs_init_notifies = self.arg_bool(e),
+                "no_checker_emails" => self.cfg.global.no_checker_emails = self.arg_bool(e),
+                "checker_log_all_failures" => self.cfg.global.checker_log_all_failures = self.arg_bool(e),
+                "data_use_instance" => self.cfg.global.data_use_instance = self.arg_bool(e),
+                // keepalived 1.x's name of router_id; 2.2.7 no longer knows it.
+                "lvs_id" => self.ignored_here(
+                    e,
+                    "'lvs_id' is not a keyword of keepalived 2.2.7 (keepalived 1.x's name for router_id: write router_id); keepalived reports it as unknown and ignores it; so does ka".to_owned(),
+                ),
                 "lvs_flush" => {
                     self.no_block(e);
                     self.cfg.global.lvs_flush = true;
