@@ -320,6 +320,22 @@ pub struct GlobalDefs {
     /// `data_use_instance [BOOL]`: the dump files (`keepalived.data`...) carry the
     /// namespace and instance names (`keepalived.NS_NAME.data`).
     pub data_use_instance: bool,
+    /// `reload_check_config [FILE]`: a reload's configuration is checked first as
+    /// `keepalived -t` does, the report written to FILE (default `/dev/null`); one that fails the
+    /// check is not loaded.
+    pub reload_check_config: Option<String>,
+    /// `reload_time_file FILE`: a reload at the time written in FILE ([`crate::reload::timed`]).
+    pub reload_time_file: Option<String>,
+    /// `reload_repeat`: a time-only `reload_time_file` is kept and reloads every day.
+    pub reload_repeat: bool,
+    /// `reload_file [FILE]`: created while a reload reads the configuration, removed when it is
+    /// read; `Some(None)`: keepalived's default name in the pid directory.
+    pub reload_file: Option<Option<String>>,
+    /// `config_save_dir DIR`: each configuration read (start, reloads) is saved there as
+    /// `keepalived.conf.PID.N`, as ka read it (includes expanded).
+    pub config_save_dir: Option<String>,
+    /// `tmp_config_directory DIR`: accepted; ka hands no configuration copy to child processes.
+    pub tmp_config_directory: Option<String>,
     /// `lvs_flush`: start from empty load-balancer tables (nothing adopted from an earlier run).
     pub lvs_flush: bool,
     /// `lvs_flush_on_stop [VS]`.
@@ -424,6 +440,12 @@ impl Default for GlobalDefs {
             no_checker_emails: false,
             checker_log_all_failures: false,
             data_use_instance: false,
+            reload_check_config: None,
+            reload_time_file: None,
+            reload_repeat: false,
+            reload_file: None,
+            config_save_dir: None,
+            tmp_config_directory: None,
             lvs_flush: false,
             lvs_flush_on_stop: LvsFlushOnStop::No,
             nftables_ipvs: None,

@@ -754,3 +754,46 @@ fn process_and_notify_keywords() {
     assert!(msgs[1].starts_with("'enable_dbus' replaced by") && msgs[1].contains("control socket /run/ka/NAME.sock"), "{msgs:?}");
     assert_eq!(msgs.len(), 2, "{msgs:?}");
 }
+
+/// `include_check` as keepalived 2.2.7's `include_check_set` reads its words.
+#[test]
+fn include_check_words_as_keepalived() {
+    use super::preprocess::{include_check_words, IncludeChecks};
+    let c = |r, m, w, b| IncludeChecks { readable: r, matched: m, wildcard: w, brace: b };
+    let none = IncludeChecks::default();
+    let cases: [(IncludeChecks, &[&str], IncludeChecks, usize); 6] = [
+        (none, &[], c(true, true, true, true), 0),
+        (c(true, true, true, true), &["match"], c(true, true, false, false), 0),
+        (none, &["+match", "-read"], c(false, true, false, false), 0),
+        (c(true, true, true, true), &["-wildcard_match", "+brace_match"], c(true, true, false, true), 0),
+        (none, &["readable"], none, 1),
+        (none, &["read", "match"], c(true, false, false, false), 1),
+    ];
+    for (from, words, want, problems) in cases {
+        let (got, p) = include_check_words(from, words);
+        assert_eq!((got, p.len()), (want, problems), "{words:?}: {p:?}");
+    }
+}
+
+/// `include_check` makes a missing include an error for the includes that follow it (without
+/// it keepalived's plain `include` only warns), and its level ends with the file that set it.
+#[test]
+fn include_check_applies_to_the_includes_that_follow() {
+    let dir = std::env::temp_dir().join(format!("ka-inc-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let errors = |text: &str| {
+        let p = dir.join("main.conf");
+        std::fs::write(&p, text).expect("write");
+        let l = super::load(&p, &LoadOptions::default()).expect("load");
+        l.diagnostics.iter().filter(|d| d.severity == super::Severity::Error).count()
+    };
+    let missing = dir.join("missing.conf");
+    assert_eq!(errors(&format!("include {}\n", missing.display())), 0);
+    assert_eq!(errors(&format!("global_defs {{\n include_check\n}}\ninclude {}\n", missing.display())), 1);
+    assert_eq!(errors(&format!("include {}\nglobal_defs {{\n include_check\n}}\n", missing.display())), 0, "only the includes after it");
+    // Set inside an included file, it ends with that file.
+    std::fs::write(dir.join("sets.conf"), "global_defs {\n include_check match\n}\n").expect("write");
+    assert_eq!(errors(&format!("include {}\ninclude {}\n", dir.join("sets.conf").display(), missing.display())), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,8 +5,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "net_namespace_ipvs",
     "namespace_with_ipsets",
     "linkbeat_use_polling",
-    "tmp_config_directory",
-    "config_save_dir",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
     "vrrp_min_garp",
@@ -26,11 +24,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_rx_bufs_multiplier",
     "vmac_prefix",
     "vmac_addr_prefix",
-    "reload_check_config",
-    "include_check",
-    "reload_time_file",
-    "reload_repeat",
-    "reload_file",
     "vrrp_garp_master_refresh_repeat",
 ];
 
@@ -121,6 +114,13 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "no_checker_emails",
     "checker_log_all_failures",
     "data_use_instance",
+    "reload_check_config",
+    "reload_time_file",
+    "reload_repeat",
+    "reload_file",
+    "include_check",
+    "config_save_dir",
+    "tmp_config_directory",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -349,6 +349,7 @@ pub const FLAG_KEYWORDS: &[&str] = &[
     "process_names",
     "log_unknown_vrids",
     "fifo_write_vrrp_states_on_reload",
+    "reload_repeat",
 ];
 
 /// How keepalived 2.2.7's parser (`lib/parser.c`) reads what follows a keyword: this decides

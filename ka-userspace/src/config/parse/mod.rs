@@ -272,9 +272,9 @@ impl<'d> Cx<'d> {
             "instance" => {
                 self.no_block(s);
                 if s.args.is_empty() {
-                    self.err(&s.kw, "instance name missing - ignoring");
+                    self.err(&s.kw, "instance name missing");
                 } else if let Some(i) = &self.cfg.instance {
-                    let msg = format!("Duplicate instance definition {} - ignoring (already {i})", s.args[0].text);
+                    let msg = format!("duplicate instance definition {} (already {i})", s.args[0].text);
                     self.err(&s.args[0], msg);
                 } else {
                     self.cfg.instance = Some(s.args[0].text.clone());
