@@ -589,7 +589,8 @@ mod tests {
 
         // The configuration's `instance` and `use_pid_dir`, as keepalived's main names the files;
         // a file given with -p/-r/-c/-b stays.
-        let cases: [(&[&str], Option<&str>, bool, [&str; 4]); 5] = [
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, bool, [&'a str; 4]);
+        let cases: [Case<'_>; 5] = [
             (&[], None, false, ["/run/keepalived.pid", "/run/vrrp.pid", "/run/checkers.pid", "/run/bfd.pid"]),
             (&[], None, true, ["/run/keepalived/keepalived.pid", "/run/keepalived/vrrp.pid", "/run/keepalived/checkers.pid", "/run/keepalived/bfd.pid"]),
             (&[], Some("red"), false, ["/run/keepalived/keepalived_red.pid", "/run/keepalived/vrrp_red.pid", "/run/keepalived/checkers_red.pid", "/run/keepalived/bfd_red.pid"]),

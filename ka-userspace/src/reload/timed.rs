@@ -158,7 +158,7 @@ impl Zone for Local {
         tm.tm_isdst = -1;
         // SAFETY: tm is a valid, owned struct.
         let t = unsafe { libc::mktime(&mut tm) };
-        (t != -1).then_some(i64::from(t))
+        (t != -1).then_some(t)
     }
 }
 

@@ -283,12 +283,12 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
     "linkbeat_interfaces",
     "track_group",
     "garp_group",
-    "SSL",
     "interface_up_down_delays",
 ];
 
 /// Top-level blocks that ka acts on.
 pub const TOP_SUPPORTED: &[&str] = &[
+    "SSL",
     "instance",
     "use_pid_dir",
     "child_wait_time",
