@@ -297,6 +297,9 @@ pub struct GlobalDefs {
     pub vrrp_notify_fifo: Option<String>,
     /// `lvs_notify_fifo PATH`: virtual and real server state changes (`VS ...`, `RS ...`).
     pub lvs_notify_fifo: Option<String>,
+    /// The `USER [GROUP]` of `notify_fifo`, `vrrp_notify_fifo` and `lvs_notify_fifo` (in that
+    /// order): the owner of a FIFO ka creates (else the default script user), as keepalived.
+    pub fifo_owners: [Option<(String, Option<String>)>; 3],
     /// `notify_fifo_script SCRIPT [USER [GROUP]]`: started when the FIFO is opened, with the
     /// FIFO's path as its last argument (keepalived's `fifo_open`); SIGTERM when ka lets the
     /// FIFO go.
@@ -432,6 +435,7 @@ impl Default for GlobalDefs {
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
+            fifo_owners: [None, None, None],
             notify_fifo_script: None,
             vrrp_notify_fifo_script: None,
             lvs_notify_fifo_script: None,

@@ -521,7 +521,7 @@ mod tests {
         assert_eq!(i.params.startup_delay, Duration::from_secs(2));
         assert_eq!(i.v3_checksum, V3Checksum::OldUnicast);
         let g = globals(&loaded.config).expect("globals");
-        assert_eq!(g.fifos, vec![crate::notify::fifo::FifoSpec { path: "/run/ka-test.fifo".into(), script: None }]);
+        assert_eq!(g.fifos, vec![crate::notify::fifo::FifoSpec { path: "/run/ka-test.fifo".into(), script: None, owner: None }]);
     }
 
     /// Global `smtp_alert` is every instance's default, `smtp_alert_vrrp` overrides it, and the

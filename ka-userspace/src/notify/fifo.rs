@@ -62,6 +62,9 @@ pub struct FifoSpec {
     pub path: PathBuf,
     /// Its script, if this part runs it.
     pub script: Option<FifoScript>,
+    /// `USER [GROUP]` given with the FIFO: the owner of a FIFO ka creates (none: the default
+    /// script user), as keepalived's `fifo_open` chowns it.
+    pub owner: Option<(String, Option<String>)>,
 }
 
 /// Which part of the daemon opens FIFOs (keepalived: which process).
@@ -85,11 +88,11 @@ pub fn specs(g: &GlobalDefs, part: Part, checkers_run: bool) -> Vec<FifoSpec> {
             Part::Vrrp => !checkers_run,
             Part::Lvs => true,
         };
-        out.push(FifoSpec { path: p.into(), script: g.notify_fifo_script.as_ref().filter(|_| runs_script).map(FifoScript::from) });
+        out.push(FifoSpec { path: p.into(), script: g.notify_fifo_script.as_ref().filter(|_| runs_script).map(FifoScript::from), owner: g.fifo_owners[0].clone() });
     }
-    let (own, own_script) = match part {
-        Part::Vrrp => (&g.vrrp_notify_fifo, &g.vrrp_notify_fifo_script),
-        Part::Lvs => (&g.lvs_notify_fifo, &g.lvs_notify_fifo_script),
+    let (own, own_script, owner) = match part {
+        Part::Vrrp => (&g.vrrp_notify_fifo, &g.vrrp_notify_fifo_script, &g.fifo_owners[1]),
+        Part::Lvs => (&g.lvs_notify_fifo, &g.lvs_notify_fifo_script, &g.fifo_owners[2]),
     };
     if let Some(p) = own {
         if g.notify_fifo.as_ref() == Some(p) {
@@ -99,7 +102,7 @@ pub fn specs(g: &GlobalDefs, part: Part, checkers_run: bool) -> Vec<FifoSpec> {
         if part == Part::Lvs && g.vrrp_notify_fifo.as_ref() == Some(p) && g.vrrp_notify_fifo_script.is_some() {
             script = None;
         }
-        out.push(FifoSpec { path: p.into(), script });
+        out.push(FifoSpec { path: p.into(), script, owner: owner.clone() });
     }
     out
 }
@@ -161,14 +164,35 @@ fn start_script(script: &FifoScript, fifo: &Path, runner: &Runner) -> Result<Fif
     Ok(FifoChild { pid, done })
 }
 
-/// Creates (when missing) and opens the FIFO at `path`, starting `script` between the two as
-/// keepalived does: `Ok((file, created, child))`.
-fn open_fifo(path: &Path, script: Option<&FifoScript>, runner: Option<&Runner>) -> io::Result<(File, bool, Option<FifoChild>)> {
+/// Whom a FIFO ka creates belongs to: its `USER [GROUP]`, else the default script user (none
+/// without a runner, or when neither resolves: the daemon's).
+fn fifo_owner(owner: Option<&(String, Option<String>)>, runner: Option<&Runner>) -> Option<RunAs> {
+    match owner {
+        Some((u, g)) => match RunAs::resolve(u, g.as_deref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(error = %e, "notify FIFO owner");
+                None
+            }
+        },
+        None => runner.and_then(|r| r.default_user.get().ok()),
+    }
+}
+
+/// Creates (when missing, owned by `owner`) and opens the FIFO at `path`, starting `script`
+/// between the two as keepalived does: `Ok((file, created, child))`.
+fn open_fifo(path: &Path, script: Option<&FifoScript>, owner: Option<RunAs>, runner: Option<&Runner>) -> io::Result<(File, bool, Option<FifoChild>)> {
     let created = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_fifo() => false,
         Ok(_) => return Err(io::Error::other("exists and is not a FIFO")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).map_err(io::Error::from)?;
+            if let Some(o) = owner.filter(|o| *o != RunAs::current()) {
+                if let Err(e) = nix::unistd::chown(path, Some(o.uid), Some(o.gid)) {
+                    // keepalived: "Failed to set uid:gid for fifo".
+                    info!(fifo = %path.display(), error = %e, "failed to set the owner of the notify FIFO");
+                }
+            }
             true
         }
         Err(e) => return Err(e),
@@ -227,7 +251,7 @@ impl NotifyFifos {
             if fifos.iter().any(|f| f.path == s.path) {
                 continue;
             }
-            match open_fifo(&s.path, s.script.as_ref(), runner) {
+            match open_fifo(&s.path, s.script.as_ref(), fifo_owner(s.owner.as_ref(), runner), runner) {
                 Ok((file, created, child)) => fifos.push(Fifo { path: s.path.clone(), file, created, child }),
                 Err(e) => warn!(fifo = %s.path.display(), error = %e, "cannot open the notify FIFO"),
             }
@@ -237,7 +261,7 @@ impl NotifyFifos {
 
     /// Opens the FIFOs of `paths`, without scripts.
     pub fn open_paths(paths: &[&str]) -> NotifyFifos {
-        let specs: Vec<FifoSpec> = paths.iter().map(|p| FifoSpec { path: p.into(), script: None }).collect();
+        let specs: Vec<FifoSpec> = paths.iter().map(|p| FifoSpec { path: p.into(), script: None, owner: None }).collect();
         NotifyFifos::open(&specs, None)
     }
 
@@ -292,7 +316,7 @@ mod tests {
     #[test]
     fn specs_follow_keepalived() {
         let sc = |c: &str| Some(FifoScript { command: c.into(), user: None });
-        let spec = |p: &str, s: Option<FifoScript>| FifoSpec { path: p.into(), script: s };
+        let spec = |p: &str, s: Option<FifoScript>| FifoSpec { path: p.into(), script: s, owner: None };
         struct Case {
             name: &'static str,
             global: &'static str,
@@ -374,6 +398,37 @@ mod tests {
         dir
     }
 
+    /// A FIFO ka creates belongs to its `USER [GROUP]`, else to the default script user; an
+    /// existing one keeps its owner.
+    #[test]
+    fn created_fifo_is_chowned() {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+            eprintln!("skipped: no user nobody on this host");
+            return;
+        };
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        let dir = temp_dir("owner");
+        let runner = Runner { default_user: DefaultUser::Run(RunAs { uid: nobody.uid, gid: nobody.gid }), secure: false, timeout: std::time::Duration::from_secs(1) };
+        let (named, default, theirs) = (dir.join("named"), dir.join("default"), dir.join("theirs"));
+        nix::unistd::mkfifo(&theirs, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        let specs = [
+            FifoSpec { path: named.clone(), script: None, owner: Some(("nobody".into(), Some("root".into()))) },
+            FifoSpec { path: default.clone(), script: None, owner: None },
+            FifoSpec { path: theirs.clone(), script: None, owner: Some(("nobody".into(), None)) },
+        ];
+        let f = NotifyFifos::open(&specs, Some(&runner));
+        let owner = |p: &Path| std::fs::metadata(p).map(|m| (m.uid(), m.gid(), m.mode() & 0o777)).expect("stat");
+        assert_eq!(owner(&named), (nobody.uid.as_raw(), 0, 0o644));
+        assert_eq!(owner(&default), (nobody.uid.as_raw(), nobody.gid.as_raw(), 0o644));
+        assert_eq!(owner(&theirs).0, 0, "an existing FIFO keeps its owner");
+        drop(f);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// A missing FIFO is created, lines wait in it for a reader that comes later, and the FIFO
     /// is removed when the writer goes; an existing FIFO is used and left in place; a path that
     /// is not a FIFO is left out.
@@ -419,7 +474,7 @@ mod tests {
             out.display()
         );
         let runner = Runner { default_user: DefaultUser::Run(RunAs::current()), secure: false, timeout: std::time::Duration::from_secs(1) };
-        let spec = FifoSpec { path: fifo.clone(), script: Some(FifoScript { command: cmd, user: None }) };
+        let spec = FifoSpec { path: fifo.clone(), script: Some(FifoScript { command: cmd, user: None }), owner: None };
         let mut f = NotifyFifos::open(&[spec], Some(&runner));
         f.send(&line(&Event { subject: Subject::Instance, name: "VI_1".into(), state: "MASTER", priority: 100 }));
         f.send(&line(&Event { subject: Subject::Group, name: "G".into(), state: "MASTER", priority: 0 }));

@@ -260,10 +260,13 @@ impl Cx<'_> {
                     self.no_block(e);
                     if self.args(e, 1, 3) {
                         let path = e.args[0].text.clone();
+                        let owner = self.user(e, 1);
                         if e.name() == "notify_fifo" {
                             self.cfg.global.notify_fifo = Some(path);
+                            self.cfg.global.fifo_owners[0] = owner;
                         } else {
                             self.cfg.global.vrrp_notify_fifo = Some(path);
+                            self.cfg.global.fifo_owners[1] = owner;
                         }
                     }
                 }
@@ -271,6 +274,7 @@ impl Cx<'_> {
                     self.no_block(e);
                     if self.args(e, 1, 3) {
                         self.cfg.global.lvs_notify_fifo = Some(e.args[0].text.clone());
+                        self.cfg.global.fifo_owners[2] = self.user(e, 1);
                     }
                 }
                 "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
