@@ -631,7 +631,8 @@ async fn checker_smtp_alerts_reach_the_smtp_server() {
 #[test]
 fn real_server_smtp_alert_defaults_as_keepalived() {
     use super::rs_smtp_alert;
-    let cases: [(Option<bool>, Option<bool>, Option<bool>, bool); 6] = [
+    type Case = (Option<bool>, Option<bool>, Option<bool>, bool);
+    let cases: [Case; 6] = [
         (None, None, None, true),
         (Some(false), None, None, false),
         (None, Some(false), Some(true), false),
