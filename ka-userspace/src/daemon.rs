@@ -206,6 +206,9 @@ fn load_config(path: &std::path::Path, config_id: Option<String>, only: Option<c
         return Err(DaemonError::Invalid { path: path.to_owned(), count: errors });
     }
     let mut config = loaded.config;
+    if let Some(dir) = &config.global.config_save_dir {
+        crate::reload::apply::save_copy(std::path::Path::new(dir), path, &opts);
+    }
     if let Some(only) = only {
         only.apply(&mut config);
     }
@@ -494,6 +497,9 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         dump_conf: args.dump_conf,
     };
     let _dumps = AbortOnDrop(crate::keepalived::signals::spawn(dumps).map_err(|e| DaemonError::Signals(std::io::Error::other(e)))?.abort_handle());
+    // reload_time_file: reloads at the time its file says, as SIGHUP.
+    let (timed_tx, mut timed_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _timed = AbortOnDrop(tokio::spawn(crate::reload::timed::run(config_watch.subscribe(), timed_tx)).abort_handle());
     drop(status_calls);
 
     // Every subsystem task is watched: one that stops ends the daemon (see `supervise`).
@@ -611,6 +617,11 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading");
+                reloader.request(&config.clone().unwrap_or_default(), None);
+                if reloader.busy() { lifecycle.reloading(); }
+            },
+            Some(()) = timed_rx.recv() => {
+                info!("reload_time_file: reloading");
                 reloader.request(&config.clone().unwrap_or_default(), None);
                 if reloader.busy() { lifecycle.reloading(); }
             },

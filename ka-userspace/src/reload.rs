@@ -501,6 +501,7 @@ impl ReloadPlan {
 }
 
 pub mod apply;
+pub mod timed;
 
 #[cfg(test)]
 mod tests;

@@ -487,3 +487,62 @@ fn bad_servers_fail_cleanly_without_leaks() {
         assert!(most <= 2, "{most} sockets open at once for 2 checkers");
     });
 }
+
+/// The `SSL` block's client identity: nginx on :7443 requires a client certificate from the
+/// client CA (`ssl_verify_client on`). SSL_GET with `certificate` and an encrypted PKCS#8 `key`
+/// unlocked by `password` is up; with a wrong password the checker has no identity and fails,
+/// saying why. On the old daemon `password` was ignored
+/// and the encrypted key could not be read.
+#[test]
+fn ssl_get_client_certificate_with_encrypted_key() {
+    let lab = Lab::new("tlsc");
+    require_bin("nginx", "nginx-light");
+    require_bin("openssl", "openssl");
+    make_ca(&lab.dir, "srv");
+    // The client CA and a client certificate it signs, its key encrypted with "s3cret".
+    openssl(&lab.dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "cli-ca.key", "-out", "cli-ca.pem", "-days", "2", "-subj", "/CN=ka client CA"]);
+    openssl(&lab.dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "cli.key", "-out", "cli.csr", "-subj", "/CN=ka checker"]);
+    // X.509 v3 (extensions given): rustls, as webpki, takes no v1 certificate.
+    std::fs::write(lab.dir.join("ext-cli.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").expect("ext");
+    openssl(&lab.dir, &["x509", "-req", "-in", "cli.csr", "-CA", "cli-ca.pem", "-CAkey", "cli-ca.key", "-CAcreateserial", "-out", "cli.pem", "-days", "2", "-extfile", "ext-cli.cnf"]);
+    openssl(&lab.dir, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "cli.key", "-out", "cli-enc.key", "-passout", "pass:s3cret"]);
+    let d = lab.dir.display();
+    std::fs::create_dir_all(lab.dir.join("www")).expect("www");
+    std::fs::write(lab.dir.join("www/index.html"), "mtls\n").expect("index");
+    let conf = lab.write(
+        "nginx.conf",
+        &format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n access_log off;\n \
+             client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n \
+             server {{ listen {SRV}:7443 ssl; root {d}/www; ssl_certificate {d}/srv-srv.pem; ssl_certificate_key {d}/srv-srv.key; \
+             ssl_client_certificate {d}/cli-ca.pem; ssl_verify_client on; }}\n}}\n"
+        ),
+    );
+    let child = lab
+        .srv
+        .cmd("nginx")
+        .args(["-c", &conf.display().to_string(), "-g", "daemon off; master_process off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nginx");
+    let _nginx = Proc(child);
+    wait_port(&lab.srv, "tcp", 7443);
+    let checker = |password: &str| {
+        format!(
+            "SSL {{\n certificate {d}/cli.pem\n key {d}/cli-enc.key\n password {password}\n}}\nvirtual_server 198.18.10.100 443 {{\n protocol TCP\n {TIMING}\n\
+             real_server 198.18.10.11 443 {{\n  SSL_GET {{\n connect_ip {SRV}\n connect_port 7443\n   url {{ path / }}\n  }}\n }}\n}}\n"
+        )
+    };
+    lab.with_health(&checker("s3cret"), |h| {
+        // It starts up (no alpha); the first check's result says whether the handshake passed.
+        ka_tests::wait_for("a first check", Duration::from_secs(10), || Some(h.reason(0, 0)).filter(|r| !r.is_empty()));
+        assert!(h.reason(0, 0).starts_with("HTTP / 200"), "{}", h.reason(0, 0));
+        assert!(h.serving(0, 0));
+    });
+    lab.with_health(&checker("wrong"), |h| {
+        h.wait("a wrong password: no client identity, the checker fails", Duration::from_secs(10), |s| !serving(s, 0, 0));
+        let r = h.reason(0, 0);
+        assert!(r.contains("cannot decrypt the key with the SSL block's password"), "{r}");
+    });
+}

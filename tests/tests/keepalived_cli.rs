@@ -361,3 +361,48 @@ impl Drop for Kill {
         }
     }
 }
+
+/// The configuration's `instance NAME` names the pid files as keepalived's main does
+/// (`/run/keepalived/keepalived_NAME.pid`, `vrrp_NAME.pid`; no `-p`/`-r` given), and with
+/// `data_use_instance` the dump files (`keepalived.NAME.data`); TERM removes the pid files. On
+/// the old daemon `instance` was "accepted, not supported yet": the files were `/run/keepalived.pid`
+/// and `keepalived.data`.
+#[test]
+fn config_instance_names_pid_files_and_dumps() {
+    let ns = lan();
+    let (dir, link) = keepalived_link("kci");
+    let name = unique_name("kci");
+    let file = dir.join("keepalived.conf");
+    let text = format!("instance {name}\n{}", conf("").replace("router_id kc_test", "router_id kc_test\n    data_use_instance"));
+    std::fs::write(&file, text).expect("conf");
+    let log = dir.join("console.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let instance = unique_name("kc");
+    let mut child = ns
+        .nsenter(&link)
+        .args(["-n", "-l", "-f"])
+        .arg(&file)
+        .env("KA_INSTANCE", &instance)
+        .env("TMPDIR", &dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn keepalived (ka)");
+    let pid = child.id();
+    let guard = Kill(Some(pid), instance.clone());
+    let main = PathBuf::from(format!("/run/keepalived/keepalived_{name}.pid"));
+    let vrrp = PathBuf::from(format!("/run/keepalived/vrrp_{name}.pid"));
+    let read_pid = |f: &Path| std::fs::read_to_string(f).ok().and_then(|t| t.trim().parse::<u32>().ok());
+    wait_for("the instance's pid file", WAIT, || (read_pid(&main) == Some(pid)).then_some(()));
+    assert_eq!(read_pid(&vrrp), Some(pid), "{}", log_of(&log));
+    wait_for("(VI_1) Entering MASTER STATE on the console", WAIT, || log_of(&log).contains("(VI_1) Entering MASTER STATE").then_some(()));
+    let data = dump(pid, libc::SIGUSR1, &dir, &format!("keepalived.{name}.data"));
+    assert!(data.contains("VRRP Instance = VI_1"), "{data}");
+    kill(pid, libc::SIGTERM);
+    let status = wait_for("keepalived (ka) to exit on SIGTERM", WAIT, || child.try_wait().expect("wait"));
+    std::mem::forget(guard);
+    assert!(status.success(), "exit {status}:\n{}", log_of(&log));
+    assert!(!main.exists() && !vrrp.exists(), "the pid files are removed at stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}

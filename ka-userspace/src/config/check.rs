@@ -68,6 +68,12 @@ pub fn check(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
     for vi in &mut cfg.vrrp_instances {
         vi.notify_priority_changes = Some(vi.notify_priority_changes.unwrap_or(global));
     }
+    // checker_log_all_failures: every checker logs each failure, as its own log_all_failures.
+    if cfg.global.checker_log_all_failures {
+        for ck in cfg.virtual_servers.iter_mut().flat_map(|vs| vs.real_servers.iter_mut()).flat_map(|rs| rs.checkers.iter_mut()) {
+            ck.log_all_failures = true;
+        }
+    }
     fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
     served_by_ka(cfg, d);

@@ -131,6 +131,29 @@ pub fn load_in(fs: &dyn fs::ConfigFs, path: &Path, opts: &LoadOptions) -> Result
     })
 }
 
+/// The configuration at `path` as ka reads it, one line per statement line: includes expanded,
+/// conditionals, definitions and sequences applied, words re-quoted where they were quoted
+/// (`config_save_dir` saves this, as keepalived saves its consolidated copy).
+///
+/// # Errors
+/// [`LoadError::Read`] if the main file cannot be read.
+pub fn consolidated(path: &Path, opts: &LoadOptions) -> Result<String, LoadError> {
+    let id = opts.config_id.clone().unwrap_or_else(default_config_id);
+    let mut sources = SourceMap::default();
+    let mut diags = diag::Diagnostics::default();
+    let mut pp = preprocess::Preprocessor::open(path, &id, &mut sources, &mut diags)?;
+    let mut out = String::new();
+    while let Some(line) = pp.next_line() {
+        let words: Vec<String> = line
+            .iter()
+            .map(|t| if t.quoted || t.text.is_empty() || t.text.contains(char::is_whitespace) { format!("\"{}\"", t.text.replace('\\', "\\\\").replace('"', "\\\"")) } else { t.text.clone() })
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// Parses configuration text as if read from `path` (includes resolve relative to it).
 pub fn parse_str(text: &str, path: &Path, opts: &LoadOptions) -> Loaded {
     parse_bytes(text.as_bytes(), path, opts)

@@ -97,6 +97,12 @@ pub struct Config {
     /// `net_namespace NAME` (top level): the network namespace (`/run/netns/NAME`) the
     /// daemon enters before anything else.
     pub net_namespace: Option<String>,
+    /// `instance NAME` (top level): names this keepalived instance: its pid files
+    /// (`/run/keepalived/keepalived_NAME.pid`...), its reload file, and with
+    /// `data_use_instance` its dump files.
+    pub instance: Option<String>,
+    /// `use_pid_dir` (top level): the pid files go under `/run/keepalived/`.
+    pub use_pid_dir: bool,
 }
 
 impl Config {
@@ -291,6 +297,48 @@ pub struct GlobalDefs {
     pub vrrp_notify_fifo: Option<String>,
     /// `lvs_notify_fifo PATH`: virtual and real server state changes (`VS ...`, `RS ...`).
     pub lvs_notify_fifo: Option<String>,
+    /// The `USER [GROUP]` of `notify_fifo`, `vrrp_notify_fifo` and `lvs_notify_fifo` (in that
+    /// order): the owner of a FIFO ka creates (else the default script user), as keepalived.
+    pub fifo_owners: [Option<(String, Option<String>)>; 3],
+    /// `notify_fifo_script SCRIPT [USER [GROUP]]`: started when the FIFO is opened, with the
+    /// FIFO's path as its last argument (keepalived's `fifo_open`); SIGTERM when ka lets the
+    /// FIFO go.
+    pub notify_fifo_script: Option<Script>,
+    /// `vrrp_notify_fifo_script`: as `notify_fifo_script`, for `vrrp_notify_fifo`.
+    pub vrrp_notify_fifo_script: Option<Script>,
+    /// `lvs_notify_fifo_script`: as `notify_fifo_script`, for `lvs_notify_fifo`.
+    pub lvs_notify_fifo_script: Option<Script>,
+    /// `fifo_write_vrrp_states_on_reload`: after a reload, every instance and sync group whose
+    /// state did not change writes its state line to the VRRP notify FIFOs again.
+    pub fifo_write_vrrp_states_on_reload: bool,
+    /// `rs_init_notifies [BOOL]`: a real server's first checker result (up or down) runs its
+    /// notifiers, as a later change does.
+    pub rs_init_notifies: bool,
+    /// `no_checker_emails [BOOL]`: checker SMTP alerts only when the real server's state
+    /// changes, not for each checker failing or recovering while others decide the state.
+    pub no_checker_emails: bool,
+    /// `checker_log_all_failures [BOOL]`: log every failed check, not only those that change
+    /// the checker's state.
+    pub checker_log_all_failures: bool,
+    /// `data_use_instance [BOOL]`: the dump files (`keepalived.data`...) carry the
+    /// namespace and instance names (`keepalived.NS_NAME.data`).
+    pub data_use_instance: bool,
+    /// `reload_check_config [FILE]`: a reload's configuration is checked first as
+    /// `keepalived -t` does, the report written to FILE (default `/dev/null`); one that fails the
+    /// check is not loaded.
+    pub reload_check_config: Option<String>,
+    /// `reload_time_file FILE`: a reload at the time written in FILE ([`crate::reload::timed`]).
+    pub reload_time_file: Option<String>,
+    /// `reload_repeat`: a time-only `reload_time_file` is kept and reloads every day.
+    pub reload_repeat: bool,
+    /// `reload_file [FILE]`: created while a reload reads the configuration, removed when it is
+    /// read; `Some(None)`: keepalived's default name in the pid directory.
+    pub reload_file: Option<Option<String>>,
+    /// `config_save_dir DIR`: each configuration read (start, reloads) is saved there as
+    /// `keepalived.conf.PID.N`, as ka read it (includes expanded).
+    pub config_save_dir: Option<String>,
+    /// `tmp_config_directory DIR`: accepted; ka hands no configuration copy to child processes.
+    pub tmp_config_directory: Option<String>,
     /// `lvs_flush`: start from empty load-balancer tables (nothing adopted from an earlier run).
     pub lvs_flush: bool,
     /// `lvs_flush_on_stop [VS]`.
@@ -387,6 +435,21 @@ impl Default for GlobalDefs {
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
+            fifo_owners: [None, None, None],
+            notify_fifo_script: None,
+            vrrp_notify_fifo_script: None,
+            lvs_notify_fifo_script: None,
+            fifo_write_vrrp_states_on_reload: false,
+            rs_init_notifies: false,
+            no_checker_emails: false,
+            checker_log_all_failures: false,
+            data_use_instance: false,
+            reload_check_config: None,
+            reload_time_file: None,
+            reload_repeat: false,
+            reload_file: None,
+            config_save_dir: None,
+            tmp_config_directory: None,
             lvs_flush: false,
             lvs_flush_on_stop: LvsFlushOnStop::No,
             nftables_ipvs: None,

@@ -53,6 +53,9 @@ enum Item {
 }
 
 struct OpenFile {
+    /// The `include_check` level when this file was opened, restored when it closes
+    /// (keepalived's `sav_include_check`).
+    saved_check: IncludeChecks,
     id: FileId,
     dir: PathBuf,
     canon: PathBuf,
@@ -67,12 +70,73 @@ struct Frame {
 }
 
 /// Which checks an include variant adds (see keepalived.conf(5), `include_check`).
-#[derive(Debug, Clone, Copy, Default)]
-struct IncludeChecks {
-    readable: bool,
-    matched: bool,
-    wildcard: bool,
-    brace: bool,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IncludeChecks {
+    /// `readable`: a match that is not a readable file is an error.
+    pub readable: bool,
+    /// `match`: no file matching a name without wildcard is an error.
+    pub matched: bool,
+    /// `wildcard_match`: no file matching is an error, wildcards too.
+    pub wildcard: bool,
+    /// `brace_match`: every brace alternative must match.
+    pub brace: bool,
+}
+
+impl IncludeChecks {
+    fn or(self, o: IncludeChecks) -> IncludeChecks {
+        IncludeChecks { readable: self.readable || o.readable, matched: self.matched || o.matched, wildcard: self.wildcard || o.wildcard, brace: self.brace || o.brace }
+    }
+}
+
+/// `include_check [[+|-]CHECK...]` applied to `current`, as keepalived 2.2.7's
+/// `include_check_set`: no word sets every check; a first plain word sets `readable` and it;
+/// `+CHECK` adds and `-CHECK` removes one. Returns the new level and the problems (an unknown
+/// check, a plain word after the first), each ignored.
+pub fn include_check_words(current: IncludeChecks, words: &[&str]) -> (IncludeChecks, Vec<String>) {
+    let all = IncludeChecks { readable: true, matched: true, wildcard: true, brace: true };
+    if words.is_empty() {
+        return (all, Vec::new());
+    }
+    let mut c = current;
+    let mut problems = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let (op, name) = match w.as_bytes().first() {
+            Some(b'+') => (1, &w[1..]),
+            Some(b'-') => (-1, &w[1..]),
+            _ if i == 0 => {
+                c = IncludeChecks::default();
+                (0, *w)
+            }
+            _ => {
+                problems.push(format!("Duplicate include_check '{w}' specified - ignoring"));
+                continue;
+            }
+        };
+        let mut flag = IncludeChecks::default();
+        match name {
+            "read" => flag.readable = true,
+            "match" => flag.matched = true,
+            "wildcard_match" => flag.wildcard = true,
+            "brace_match" => flag.brace = true,
+            _ => {
+                problems.push(format!("Unknown include_check type '{name}' - ignoring"));
+                continue;
+            }
+        }
+        match op {
+            0 => c = IncludeChecks { readable: true, ..flag },
+            1 => c = c.or(flag),
+            _ => {
+                c = IncludeChecks {
+                    readable: c.readable && !flag.readable,
+                    matched: c.matched && !flag.matched,
+                    wildcard: c.wildcard && !flag.wildcard,
+                    brace: c.brace && !flag.brace,
+                }
+            }
+        }
+    }
+    (c, problems)
 }
 
 /// Turns configuration files into lines of tokens, one line at a time.
@@ -88,6 +152,8 @@ pub struct Preprocessor<'a> {
     lines_out: u64,
     stopped: bool,
     random: u64,
+    /// `include_check`: the checks every include of the current file adds to its variant's.
+    include_check: IncludeChecks,
 }
 
 fn is_name_start(c: u8) -> bool {
@@ -189,6 +255,7 @@ impl<'a> Preprocessor<'a> {
             lines_out: 0,
             stopped: false,
             random: seed | 1,
+            include_check: IncludeChecks::default(),
         }
     }
 
@@ -262,6 +329,7 @@ impl<'a> Preprocessor<'a> {
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
         self.frames.push(Frame {
             file: Some(OpenFile {
+                saved_check: self.include_check,
                 id,
                 dir,
                 canon,
@@ -289,6 +357,7 @@ impl<'a> Preprocessor<'a> {
             let frame = self.frames.last_mut()?;
             if let Some(f) = frame.file.as_mut() {
                 if f.pos >= f.data.len() {
+                    self.include_check = f.saved_check;
                     frame.file = None;
                     continue;
                 }
@@ -391,7 +460,8 @@ impl<'a> Preprocessor<'a> {
                 wildcard: true,
                 brace: true,
             },
-        };
+        }
+        .or(self.include_check);
         // keepalived takes the file name as one raw word: `{` and `}` are csh braces here, not
         // blocks. A quoted name goes through the tokenizer (quotes and escapes).
         let arg = arg.trim_start();
@@ -594,6 +664,12 @@ impl<'a> Preprocessor<'a> {
             }
             if let Some(tokens) = self.process(line, depth) {
                 if !tokens.is_empty() {
+                    // `include_check` changes how the includes that follow are checked (the
+                    // parser reports its problems).
+                    if tokens[0].text == "include_check" {
+                        let words: Vec<&str> = tokens[1..].iter().map(|t| t.text.as_str()).collect();
+                        self.include_check = include_check_words(self.include_check, &words).0;
+                    }
                     return Some(tokens);
                 }
             }

@@ -705,6 +705,39 @@ fn process_and_notify_keywords() {
             true,
             |c| c.vrrp_instances.iter().map(|i| i.notify_priority_changes).collect::<Vec<_>>() == vec![Some(true), Some(false), Some(false)],
         ),
+        // The FIFO scripts, with their users; the notify and checker flags.
+        (
+            "global_defs {\n notify_fifo_script /bin/g\n vrrp_notify_fifo_script \"/bin/v -x\" nobody\n lvs_notify_fifo_script /bin/l root root\n fifo_write_vrrp_states_on_reload\n rs_init_notifies\n no_checker_emails false\n}\n",
+            true,
+            |c| {
+                let g = &c.global;
+                let sc = |s: &Option<crate::config::model::Script>| s.as_ref().map(|s| (s.command.clone(), s.user.clone()));
+                sc(&g.notify_fifo_script) == Some(("/bin/g".into(), None))
+                    && sc(&g.vrrp_notify_fifo_script) == Some(("/bin/v -x".into(), Some(("nobody".into(), None))))
+                    && sc(&g.lvs_notify_fifo_script) == Some(("/bin/l".into(), Some(("root".into(), Some("root".into())))))
+                    && g.fifo_write_vrrp_states_on_reload
+                    && g.rs_init_notifies
+                    && !g.no_checker_emails
+            },
+        ),
+        ("global_defs {\n notify_fifo_script /bin/a\n notify_fifo_script /bin/b\n}\n", false, |c| c.global.notify_fifo_script.as_ref().map(|s| s.command.as_str()) == Some("/bin/a")),
+        // checker_log_all_failures: every checker logs each failure.
+        (
+            "global_defs {\n checker_log_all_failures\n}\nvirtual_server 198.18.0.1 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n TCP_CHECK {\n }\n HTTP_GET {\n url {\n path /\n }\n }\n }\n}\n",
+            true,
+            |c| c.virtual_servers[0].real_servers[0].checkers.len() == 2 && c.virtual_servers[0].real_servers[0].checkers.iter().all(|k| k.log_all_failures),
+        ),
+        (
+            "virtual_server 198.18.0.1 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n TCP_CHECK {\n }\n }\n}\n",
+            true,
+            |c| !c.virtual_servers[0].real_servers[0].checkers[0].log_all_failures,
+        ),
+        // notify_deleted is not a sync-group keyword in keepalived 2.2.7: ignored with a warning.
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 198.18.0.1\n }\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n 198.18.0.2\n }\n}\nvrrp_sync_group G {\n group {\n A\n B\n }\n notify_deleted\n}\n",
+            false,
+            |c| c.sync_groups.len() == 1,
+        ),
     ];
     for (text, clean, check) in cases {
         let l = super::parse_str(text, Path::new("t.conf"), &opts());
@@ -720,4 +753,47 @@ fn process_and_notify_keywords() {
     assert!(msgs[0].starts_with("'enable_snmp_vrrp' replaced by") && msgs[0].contains("--metrics") && msgs[0].contains("ka_vrrp_state"), "{msgs:?}");
     assert!(msgs[1].starts_with("'enable_dbus' replaced by") && msgs[1].contains("control socket /run/ka/NAME.sock"), "{msgs:?}");
     assert_eq!(msgs.len(), 2, "{msgs:?}");
+}
+
+/// `include_check` as keepalived 2.2.7's `include_check_set` reads its words.
+#[test]
+fn include_check_words_as_keepalived() {
+    use super::preprocess::{include_check_words, IncludeChecks};
+    let c = |r, m, w, b| IncludeChecks { readable: r, matched: m, wildcard: w, brace: b };
+    let none = IncludeChecks::default();
+    let cases: [(IncludeChecks, &[&str], IncludeChecks, usize); 6] = [
+        (none, &[], c(true, true, true, true), 0),
+        (c(true, true, true, true), &["match"], c(true, true, false, false), 0),
+        (none, &["+match", "-read"], c(false, true, false, false), 0),
+        (c(true, true, true, true), &["-wildcard_match", "+brace_match"], c(true, true, false, true), 0),
+        (none, &["readable"], none, 1),
+        (none, &["read", "match"], c(true, false, false, false), 1),
+    ];
+    for (from, words, want, problems) in cases {
+        let (got, p) = include_check_words(from, words);
+        assert_eq!((got, p.len()), (want, problems), "{words:?}: {p:?}");
+    }
+}
+
+/// `include_check` makes a missing include an error for the includes that follow it (without
+/// it keepalived's plain `include` only warns), and its level ends with the file that set it.
+#[test]
+fn include_check_applies_to_the_includes_that_follow() {
+    let dir = std::env::temp_dir().join(format!("ka-inc-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let errors = |text: &str| {
+        let p = dir.join("main.conf");
+        std::fs::write(&p, text).expect("write");
+        let l = super::load(&p, &LoadOptions::default()).expect("load");
+        l.diagnostics.iter().filter(|d| d.severity == super::Severity::Error).count()
+    };
+    let missing = dir.join("missing.conf");
+    assert_eq!(errors(&format!("include {}\n", missing.display())), 0);
+    assert_eq!(errors(&format!("global_defs {{\n include_check\n}}\ninclude {}\n", missing.display())), 1);
+    assert_eq!(errors(&format!("include {}\nglobal_defs {{\n include_check\n}}\n", missing.display())), 0, "only the includes after it");
+    // Set inside an included file, it ends with that file.
+    std::fs::write(dir.join("sets.conf"), "global_defs {\n include_check match\n}\n").expect("write");
+    assert_eq!(errors(&format!("include {}\ninclude {}\n", dir.join("sets.conf").display(), missing.display())), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

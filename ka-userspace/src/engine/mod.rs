@@ -109,8 +109,11 @@ pub enum EngineError {
 pub struct EngineGlobals {
     /// Notify script runner (script_user, enable_script_security).
     pub runner: Runner,
-    /// `notify_fifo` and `vrrp_notify_fifo` (each line goes to both, as keepalived writes it).
-    pub fifos: Vec<std::path::PathBuf>,
+    /// `notify_fifo` and `vrrp_notify_fifo` (each line goes to both, as keepalived writes it),
+    /// with the scripts the engine starts for them ([`notify::fifo::specs`]).
+    pub fifos: Vec<notify::fifo::FifoSpec>,
+    /// `fifo_write_vrrp_states_on_reload`.
+    pub fifo_states_on_reload: bool,
     /// `no_email_faults`: no SMTP alert for a transition to FAULT.
     pub no_email_faults: bool,
     /// SMTP settings, when `smtp_server` and `notification_email` are set.
@@ -477,6 +480,11 @@ struct Engine {
     groups: Vec<(SyncGroup<usize>, String, setup::NotifySetup, bool)>,
     group_of: HashMap<usize, usize>,
     globals: EngineGlobals,
+    /// The notify FIFOs, open (created if missing, removed at stop) while the engine runs.
+    fifos: std::sync::Mutex<notify::fifo::NotifyFifos>,
+    /// Slots a reload being applied started fresh (`fifo_write_vrrp_states_on_reload` skips
+    /// them).
+    fresh_slots: Vec<usize>,
     netlink: NetlinkClient,
     unknown_vrid: u64,
     too_short: u64,
@@ -713,6 +721,8 @@ async fn open(
         timers: BTreeSet::new(),
         groups,
         group_of,
+        fifos: std::sync::Mutex::new(notify::fifo::NotifyFifos::open(&globals.fifos, Some(&globals.runner))),
+        fresh_slots: Vec::new(),
         globals,
         netlink,
         unknown_vrid: 0,
@@ -1737,16 +1747,50 @@ impl Engine {
         }
     }
 
-    /// Writes one line to each notify FIFO, without waiting (a FIFO nobody reads drops it).
+    /// Writes one line to each notify FIFO, without waiting (a full pipe drops it).
     fn write_fifos(&self, ev: notify::Event) {
-        for path in self.globals.fifos.clone() {
-            let ev = ev.clone();
-            tokio::spawn(async move {
-                if let Err(e) = notify::fifo::write(&path, &ev).await {
-                    debug!(fifo = %path.display(), error = %e, "notify fifo");
-                }
-            });
+        let line = notify::fifo::line(&ev);
+        match self.fifos.lock() {
+            Ok(mut f) => f.send(&line),
+            Err(p) => p.into_inner().send(&line),
         }
+    }
+
+    /// Opens the notify FIFOs of the current globals (and starts their scripts).
+    fn open_fifos(&self) {
+        let new = notify::fifo::NotifyFifos::open(&self.globals.fifos, Some(&self.globals.runner));
+        match self.fifos.lock() {
+            Ok(mut f) => *f = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+
+    /// Writes the state line of every sync group and of every instance not in `skip` (slots)
+    /// to the notify FIFOs (`fifo_write_vrrp_states_on_reload`).
+    fn write_states(&self, skip: &std::collections::HashSet<usize>) {
+        for (g, name, _, _) in &self.groups {
+            let state = g.state();
+            if matches!(state, State::Master | State::Backup | State::Fault) {
+                self.write_fifos(notify::Event { subject: Subject::Group, name: name.clone(), state: state_name(state), priority: 0 });
+            }
+        }
+        for &e in &self.order {
+            let r = &self.inst[e];
+            let state = r.fsm.state();
+            if skip.contains(&e) || !matches!(state, State::Master | State::Backup | State::Fault) {
+                continue;
+            }
+            self.write_fifos(notify::Event { subject: Subject::Instance, name: r.setup.name.clone(), state: state_name(state), priority: r.fsm.effective_priority() });
+        }
+    }
+
+    /// Lets the notify FIFOs go (SIGTERM to their scripts, the FIFOs ka made removed).
+    fn close_fifos(&self) {
+        let old = match self.fifos.lock() {
+            Ok(mut f) => std::mem::take(&mut *f),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        drop(old);
     }
 
     /// `--dont-release-vrrp`: sends what is queued, refreshes the mastership record and stops;
@@ -1761,6 +1805,7 @@ impl Engine {
         if let Some(fw) = self.no_accept.take() {
             fw.close().await;
         }
+        self.close_fifos();
     }
 
     async fn shutdown(&mut self) {
@@ -1784,6 +1829,7 @@ impl Engine {
         if let Some(fw) = self.no_accept.take() {
             fw.close().await;
         }
+        self.close_fifos();
     }
 
     fn report(&self) -> Vec<InstanceReport> {

@@ -397,7 +397,13 @@ impl super::Engine {
         let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, bfd, ..globals });
         // Freed on a thread of its own: with a `track_file` per instance, the definitions are
         // tens of thousands of names and paths.
+        // The notify FIFOs (and their scripts) stay when the reload does not change them.
+        let fifos_changed = old_globals.fifos != self.globals.fifos;
         tokio::task::spawn_blocking(move || drop(old_globals));
+        if fifos_changed {
+            self.close_fifos();
+            self.open_fifos();
+        }
         let touched: Vec<(usize, bool)> = instances
             .iter()
             .zip(&self.order)
@@ -423,6 +429,7 @@ impl super::Engine {
         self.step(&mut slices, rx).await;
 
         // 5. Changed instances re-evaluate their trackers; new ones start.
+        self.fresh_slots = touched.iter().filter(|(_, f)| *f).map(|(e, _)| *e).collect();
         for (e, is_fresh) in touched {
             let before = self.inst[e].track.summary();
             self.retrack(e);
@@ -436,6 +443,12 @@ impl super::Engine {
                 self.dispatch(e, Event::TrackerChanged(after)).await;
             }
             self.step(&mut slices, rx).await;
+        }
+        // fifo_write_vrrp_states_on_reload (keepalived's vrrp_init_state): the groups and the
+        // instances the reload kept write their state again; new ones notify as they start.
+        if self.globals.fifo_states_on_reload {
+            let fresh: HashSet<usize> = self.fresh_slots.drain(..).collect();
+            self.write_states(&fresh);
         }
         slices.finish(Instant::now());
         stats.slices = slices.count;

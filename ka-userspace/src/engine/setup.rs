@@ -415,16 +415,10 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         events: None,
         nft_table: firewall_table(),
         state_file: None,
-        // keepalived writes each line to both FIFOs when both are set (the same one once).
-        fifos: {
-            let mut v: Vec<std::path::PathBuf> = Vec::new();
-            for p in g.notify_fifo.iter().chain(&g.vrrp_notify_fifo) {
-                if !v.iter().any(|x| x.as_os_str() == p.as_str()) {
-                    v.push(p.into());
-                }
-            }
-            v
-        },
+        // keepalived's VRRP process opens notify_fifo and vrrp_notify_fifo (each line goes to
+        // both); notify_fifo_script is the checkers' to run when they run.
+        fifos: crate::notify::fifo::specs(g, crate::notify::fifo::Part::Vrrp, !cfg.virtual_servers.is_empty()),
+        fifo_states_on_reload: g.fifo_write_vrrp_states_on_reload,
         no_email_faults: g.no_email_faults,
         smtp,
         garp_interval: g.vrrp_garp_interval,
@@ -527,7 +521,7 @@ mod tests {
         assert_eq!(i.params.startup_delay, Duration::from_secs(2));
         assert_eq!(i.v3_checksum, V3Checksum::OldUnicast);
         let g = globals(&loaded.config).expect("globals");
-        assert_eq!(g.fifos, vec![std::path::PathBuf::from("/run/ka-test.fifo")]);
+        assert_eq!(g.fifos, vec![crate::notify::fifo::FifoSpec { path: "/run/ka-test.fifo".into(), script: None, owner: None }]);
     }
 
     /// Global `smtp_alert` is every instance's default, `smtp_alert_vrrp` overrides it, and the

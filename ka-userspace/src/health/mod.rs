@@ -215,6 +215,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
     let initial = BackendSet { services: services.iter().map(ServiceFsm::backends).collect() };
     let (backends_tx, backends_rx) = watch::channel(initial);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let fifos = crate::notify::fifo::NotifyFifos::open(&crate::notify::fifo::specs(&cfg.global, crate::notify::fifo::Part::Lvs, true), Some(&runner));
     let owner = Owner {
         services,
         infos,
@@ -225,8 +226,10 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         backends_tx,
         runner,
         smtp,
-        fifos: crate::notify::lvs::LvsFifos::open(&[&cfg.global.notify_fifo, &cfg.global.lvs_notify_fifo].into_iter().flatten().map(String::as_str).collect::<Vec<_>>()),
+        fifos,
         flush_on_stop: cfg.global.lvs_flush_on_stop,
+        rs_init_notifies: cfg.global.rs_init_notifies,
+        no_checker_emails: cfg.global.no_checker_emails,
         suspend_tx,
         checks: BTreeMap::new(),
         failures: BTreeMap::new(),
@@ -598,9 +601,14 @@ struct Owner {
     runner: Runner,
     smtp: Option<SmtpConfig>,
     /// `notify_fifo` / `lvs_notify_fifo`: the `VS` and `RS` lines.
-    fifos: crate::notify::lvs::LvsFifos,
+    fifos: crate::notify::fifo::NotifyFifos,
     /// `lvs_flush_on_stop`: which notifiers run at shutdown.
     flush_on_stop: crate::config::model::LvsFlushOnStop,
+    /// `rs_init_notifies`: real servers that start up run their up notifiers.
+    rs_init_notifies: bool,
+    /// `no_checker_emails`: no SMTP alert for a checker change that leaves its real server's
+    /// state as it was.
+    no_checker_emails: bool,
     suspend_tx: Vec<(String, watch::Sender<bool>)>,
     /// Checks per checker keyword, and [`TOTAL`].
     checks: BTreeMap<&'static str, u64>,
@@ -620,6 +628,7 @@ const BATCH: usize = 1024;
 
 impl Owner {
     async fn run(mut self, mut results: mpsc::Receiver<CheckReport>, mut cmds: mpsc::UnboundedReceiver<Command>) {
+        self.init_notifies(&|_, _| false);
         loop {
             tokio::select! {
                 r = results.recv() => {
@@ -735,8 +744,20 @@ impl Owner {
         stats.up = r.up;
         if r.change.is_some() || (r.ok && r.weight.is_some()) {
             stats.last = Some((r.ok, r.reason.clone(), r.latency, Instant::now()));
+            let (info_smtp, reason_now) = (info.smtp_alert, r.reason.clone());
             info.last_reason = r.reason;
+            let was_alive = self.services[vs].alive(rs);
             let actions = self.services[vs].checker_changed(rs, ck, r.up, if r.ok { r.weight } else { None });
+            // keepalived mails each checker's change (`rs_was_alive != rs->alive ||
+            // !no_checker_emails`); a change of the real server's state mails from carry_out.
+            if let Some(change) = r.change {
+                if checker_alert_wanted(info_smtp, was_alive, self.services[vs].alive(rs), self.no_checker_emails) {
+                    let spec = &self.services[vs].spec().real_servers[rs];
+                    let who = format!("[{}]:{}", spec.addr, spec.port);
+                    let service = self.services[vs].spec().name.clone();
+                    self.alert(&who, &service, matches!(change, CheckerChange::Up), &reason_now);
+                }
+            }
             self.carry_out(vs, actions);
             self.dirty.push(vs);
         } else {
@@ -784,6 +805,14 @@ impl Owner {
         let mut tasks = JoinSet::new();
         let (services, infos, quorum_actions) = build_services(cfg, &env, &mut tasks, &mut carry, &quorum, &|_, _| None);
         self.flush_on_stop = cfg.global.lvs_flush_on_stop;
+        self.rs_init_notifies = cfg.global.rs_init_notifies;
+        self.no_checker_emails = cfg.global.no_checker_emails;
+        // The FIFOs (and their scripts) stay across a reload that does not change them.
+        let fifos = crate::notify::fifo::specs(&cfg.global, crate::notify::fifo::Part::Lvs, true);
+        if fifos != self.fifos.specs() {
+            self.fifos = crate::notify::fifo::NotifyFifos::default();
+            self.fifos = crate::notify::fifo::NotifyFifos::open(&fifos, Some(&self.runner));
+        }
         self.tasks = tasks;
         self.services = services;
         self.infos = infos;
@@ -791,9 +820,57 @@ impl Owner {
         for (vs, actions) in quorum_actions {
             self.carry_out(vs, actions);
         }
+        // keepalived's init_service_rs: a real server the reload adds starts as a new one.
+        self.init_notifies(&|vs, rs| carried.contains_key(&(vs, rs)));
         self.dirty.clear();
         self.backends_tx.send_replace(BackendSet { services: self.services.iter().map(ServiceFsm::backends).collect() });
         info!(services = self.services.len(), generation = self.generation, "health checks reloaded");
+    }
+
+    /// `rs_init_notifies` (keepalived's `init_service_rs`): each real server that starts up,
+    /// other than those `kept` (carried over a reload), runs its up notifiers (`notify_up`,
+    /// the FIFO line; no SMTP alert, as keepalived).
+    fn init_notifies(&mut self, kept: &dyn Fn(usize, usize) -> bool) {
+        if !self.rs_init_notifies {
+            return;
+        }
+        for vs in 0..self.services.len() {
+            for rs in 0..self.services[vs].spec().real_servers.len() {
+                if self.services[vs].alive(rs) && !kept(vs, rs) {
+                    self.rs_notify(vs, rs, true, None);
+                }
+            }
+        }
+    }
+
+    /// A real server's notifiers for a change to `up`: the FIFO line, `notify_up`/`notify_down`,
+    /// and, with `alert_service`, its SMTP alert.
+    fn rs_notify(&mut self, vs: usize, rs: usize, up: bool, alert_service: Option<&str>) {
+        let spec = &self.services[vs].spec().real_servers[rs];
+        let who = format!("[{}]:{}", spec.addr, spec.port);
+        let line = crate::notify::lvs::rs_line(&self.infos[vs].rs[rs].lvs_label, &self.infos[vs].lvs_label, up);
+        self.fifos.send(&line);
+        let info = &mut self.infos[vs].rs[rs];
+        info.last_change = Instant::now();
+        let script = if up { info.notify_up.clone() } else { info.notify_down.clone() };
+        let alert = info.smtp_alert.then(|| info.last_reason.clone());
+        if let Some(s) = script {
+            self.run_script(&s, if up { "notify_up" } else { "notify_down" });
+        }
+        if let (Some(service), Some(reason)) = (alert_service, alert) {
+            self.alert(&who, service, up, &reason);
+        }
+    }
+
+    /// Sends a checker SMTP alert in the background (when `smtp_server` is set).
+    fn alert(&self, who: &str, service: &str, up: bool, reason: &str) {
+        let Some(smtp) = self.smtp.clone() else { return };
+        let (who, service, reason) = (who.to_owned(), alert::service_label(service), reason.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = alert::send(&smtp, &who, &service, up, &reason).await {
+                warn!(error = %e, "checker smtp_alert");
+            }
+        });
     }
 
     fn carry_out(&mut self, vs: usize, actions: Vec<Action>) {
@@ -802,25 +879,7 @@ impl Owner {
             match a {
                 Action::RealServerUp { rs } | Action::RealServerDown { rs } => {
                     let up = matches!(a, Action::RealServerUp { .. });
-                    let spec = &self.services[vs].spec().real_servers[rs];
-                    let who = format!("[{}]:{}", spec.addr, spec.port);
-                    let line = crate::notify::lvs::rs_line(&self.infos[vs].rs[rs].lvs_label, &self.infos[vs].lvs_label, up);
-                    self.fifos.send(&line);
-                    let info = &mut self.infos[vs].rs[rs];
-                    info.last_change = Instant::now();
-                    let script = if up { info.notify_up.clone() } else { info.notify_down.clone() };
-                    let alert = info.smtp_alert.then(|| info.last_reason.clone());
-                    if let Some(s) = script {
-                        self.run_script(&s, if up { "notify_up" } else { "notify_down" });
-                    }
-                    if let (Some(reason), Some(smtp)) = (alert, self.smtp.clone()) {
-                        let service = alert::service_label(&service);
-                        tokio::spawn(async move {
-                            if let Err(e) = alert::send(&smtp, &who, &service, up, &reason).await {
-                                warn!(error = %e, "checker smtp_alert");
-                            }
-                        });
-                    }
+                    self.rs_notify(vs, rs, up, Some(&service));
                 }
                 Action::QuorumUp { .. } | Action::QuorumDown { .. } => {
                     let up = matches!(a, Action::QuorumUp { .. });
@@ -967,6 +1026,13 @@ fn result_report(l: &(bool, String, Duration, Instant), now: Instant) -> CheckRe
 /// `smtp_alert`, else yes (keepalived keeps this default, unlike every other `smtp_alert`, for
 /// backwards compatibility; the virtual server's own `smtp_alert` is for its quorum alerts and
 /// is not inherited). Mail needs `smtp_server` too.
+/// Whether a checker's change sends its own SMTP alert (keepalived's checkers:
+/// `rs->smtp_alert && (rs_was_alive != rs->alive || !no_checker_emails)`), where a change of
+/// the real server's state sends its alert with the real server's notifiers instead.
+fn checker_alert_wanted(smtp_alert: bool, was_alive: bool, alive: bool, no_checker_emails: bool) -> bool {
+    smtp_alert && was_alive == alive && !no_checker_emails
+}
+
 fn rs_smtp_alert(own: Option<bool>, global_checker: Option<bool>, global: Option<bool>) -> bool {
     own.or(global_checker).or(global).unwrap_or(true)
 }

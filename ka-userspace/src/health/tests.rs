@@ -431,6 +431,59 @@ async fn notify_and_quorum_scripts_run() {
     accept.abort();
 }
 
+/// `rs_init_notifies`: a real server that starts up runs its up notifiers at start (the
+/// `notify_up` script and the FIFO's `RS ... UP` line); one that starts down (`alpha`) runs
+/// nothing. Without the keyword nothing runs at start (`notify_and_quorum_scripts_run`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs_init_notifies_run_the_up_notifiers_at_start() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = TempDir::new("rsinit");
+    let log = dir.0.join("log");
+    let fifo = dir.0.join("lvs.fifo");
+    let mark = dir.script("mark.sh", &format!("echo \"$1\" >> {}", log.display()));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accept = listen_on(l);
+    let cfg = config(&format!(
+        "global_defs {{\n rs_init_notifies\n lvs_notify_fifo {}\n}}\n\
+         virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 30\n\
+         real_server 127.0.0.1 {} {{\n  notify_up \"{mark} up1\"\n  TCP_CHECK {{\n   warmup 0\n  }}\n }}\n\
+         real_server 127.0.0.2 {} {{\n  notify_up \"{mark} up2\"\n  TCP_CHECK {{\n   alpha\n   warmup 0\n  }}\n }}\n}}\n",
+        fifo.display(),
+        addr.port(),
+        addr.port()
+    ));
+    let h = start(&cfg, HealthOptions::default()).expect("start");
+    wait_lines(&log, &["up1"], Duration::from_secs(5)).await;
+    let mut reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).expect("FIFO made");
+    let mut got = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut got);
+    assert_eq!(got, format!("RS [127.0.0.1]:tcp:{} [127.0.0.1]:tcp:80 UP\n", addr.port()));
+    h.shutdown().await;
+    accept.abort();
+}
+
+/// keepalived's checker alerts: a checker's change mails unless the real server's state
+/// stays as it was under `no_checker_emails` (a change of the real server's state mails with
+/// its notifiers instead); nothing without `smtp_alert`.
+#[test]
+fn checker_alerts_follow_no_checker_emails() {
+    use super::checker_alert_wanted;
+    // (smtp_alert, was_alive, alive, no_checker_emails, want)
+    let cases = [
+        (true, false, false, false, true),
+        (true, true, true, false, true),
+        (true, false, false, true, false),
+        (true, true, true, true, false),
+        (true, true, false, false, false),
+        (true, false, true, true, false),
+        (false, false, false, false, false),
+    ];
+    for (smtp, was, now, no_emails, want) in cases {
+        assert_eq!(checker_alert_wanted(smtp, was, now, no_emails), want, "smtp {smtp} was {was} now {now} no_checker_emails {no_emails}");
+    }
+}
+
 /// Processes whose command line contains `needle`.
 fn pgrep(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");
@@ -573,12 +626,66 @@ async fn checker_smtp_alerts_reach_the_smtp_server() {
     h.shutdown().await;
 }
 
+/// `no_checker_emails` end to end: a real server with two TCP_CHECKs (ports A and B). B fails
+/// (the real server goes down: mail), A fails, B recovers (checker changes that leave the real
+/// server down), A recovers (the real server comes up: mail). keepalived's default mails each
+/// checker change too (4 mails: DOWN, A down, B up, UP); with `no_checker_emails` only the real
+/// server's changes are mailed (DOWN, UP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_checker_emails_mails_only_real_server_changes() {
+    for quiet in [false, true] {
+        let (smtp_port, mut mails, _sink) = smtp_sink().await;
+        let la = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let lb = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (a, b) = (la.local_addr().expect("addr"), lb.local_addr().expect("addr"));
+        let (accept_a, accept_b) = (listen_on(la), listen_on(lb));
+        let cfg = config(&format!(
+            "global_defs {{\n router_id lb1\n notification_email {{\n ops@example.invalid\n }}\n notification_email_from ka@example.invalid\n \
+             smtp_server 127.0.0.1 {smtp_port}\n smtp_connect_timeout 5\n{}}}\n\
+             virtual_server 127.0.0.1 80 {{\n protocol TCP\n delay_loop 0.1\n\
+             real_server 127.0.0.1 {} {{\n  TCP_CHECK {{\n   retry 0\n   warmup 0\n  }}\n  TCP_CHECK {{\n   connect_port {}\n   retry 0\n   warmup 0\n  }}\n }}\n}}\n",
+            if quiet { " no_checker_emails\n" } else { "" },
+            a.port(),
+            b.port()
+        ));
+        let h = start(&cfg, HealthOptions::default()).expect("start");
+        let ups = |r: &HealthReport| r.real_servers.first().map(|s| s.checkers.iter().map(|c| c.up).collect::<Vec<_>>()).unwrap_or_default();
+        let rs_up = |r: &HealthReport| r.real_servers.first().is_some_and(|s| s.state == "up");
+        wait_report(&h, "both checkers pass", Duration::from_secs(5), |r| r.checks.get("total").copied().unwrap_or(0) >= 4).await;
+        accept_b.abort();
+        let _ = accept_b.await;
+        wait_report(&h, "B down", Duration::from_secs(5), |r| ups(r) == [true, false] && !rs_up(r)).await;
+        accept_a.abort();
+        let _ = accept_a.await;
+        wait_report(&h, "A down too", Duration::from_secs(5), |r| ups(r) == [false, false]).await;
+        let accept_b = listen_on(TcpListener::bind(b).await.expect("rebind"));
+        wait_report(&h, "B back, A still down", Duration::from_secs(5), |r| ups(r) == [false, true] && !rs_up(r)).await;
+        let accept_a = listen_on(TcpListener::bind(a).await.expect("rebind"));
+        wait_report(&h, "both back", Duration::from_secs(5), |r| ups(r) == [true, true] && rs_up(r)).await;
+        let want = if quiet { 2 } else { 4 };
+        let mut got = Vec::new();
+        while got.len() < want {
+            got.push(readable(&tokio::time::timeout(Duration::from_secs(10), mails.recv()).await.expect("an alert").expect("sink")));
+        }
+        let subject = |m: &String| m.lines().find(|l| l.starts_with("Subject:")).unwrap_or("").to_owned();
+        let downs = got.iter().filter(|m| subject(m).ends_with("- DOWN")).count();
+        let ups_n = got.iter().filter(|m| subject(m).ends_with("- UP")).count();
+        assert_eq!((downs, ups_n), (want / 2, want / 2), "no_checker_emails {quiet}: {:?}", got.iter().map(subject).collect::<Vec<_>>());
+        h.shutdown().await;
+        // Every alert was sent before the shutdown returned; none beyond those counted.
+        assert!(mails.try_recv().is_err(), "no_checker_emails {quiet}: an extra alert");
+        accept_a.abort();
+        accept_b.abort();
+    }
+}
+
 /// keepalived's resolution of a real server's `smtp_alert`: its own, else global
 /// `smtp_alert_checker`, else global `smtp_alert`, else yes.
 #[test]
 fn real_server_smtp_alert_defaults_as_keepalived() {
     use super::rs_smtp_alert;
-    let cases: [(Option<bool>, Option<bool>, Option<bool>, bool); 6] = [
+    type Case = (Option<bool>, Option<bool>, Option<bool>, bool);
+    let cases: [Case; 6] = [
         (None, None, None, true),
         (Some(false), None, None, false),
         (None, Some(false), Some(true), false),

@@ -108,6 +108,32 @@ impl PidFiles {
             bfd: dir.join("bfd.pid"),
         }
     }
+
+    /// The pid files once the configuration is read, as keepalived 2.2.7's `main` names them:
+    /// `instance NAME` gives `keepalived_NAME.pid`, `vrrp_NAME.pid`... under the pid directory
+    /// (`/run/keepalived/`), `use_pid_dir` the usual names there; a file given on the command
+    /// line (one that differs from [`PidFiles::defaults`]) stays as given.
+    pub fn configured(&self, namespace: Option<&str>, instance: Option<&str>, use_pid_dir: bool) -> PidFiles {
+        let defaults = PidFiles::defaults(namespace);
+        if instance.is_none() && (!use_pid_dir || namespace.is_some()) {
+            return self.clone();
+        }
+        let dir = match namespace {
+            Some(ns) => PathBuf::from(format!("{RUN_DIR}/keepalived/keepalived_{ns}")),
+            None => PathBuf::from(format!("{RUN_DIR}/keepalived")),
+        };
+        let name = |base: &str| match instance {
+            Some(i) => dir.join(format!("{base}_{i}.pid")),
+            None => dir.join(format!("{base}.pid")),
+        };
+        let pick = |given: &PathBuf, default: &PathBuf, base: &str| if given == default { name(base) } else { given.clone() };
+        PidFiles {
+            main: pick(&self.main, &defaults.main, "keepalived"),
+            vrrp: pick(&self.vrrp, &defaults.vrrp, "vrrp"),
+            checkers: pick(&self.checkers, &defaults.checkers, "checkers"),
+            bfd: pick(&self.bfd, &defaults.bfd, "bfd"),
+        }
+    }
 }
 
 /// Where the log goes.
@@ -560,6 +586,22 @@ mod tests {
         let p = run(&["-s", "blue"]);
         assert_eq!(p.pid_files.main, PathBuf::from("/run/keepalived/keepalived_blue/keepalived.pid"));
         assert_eq!(p.namespace.as_deref(), Some("blue"));
+
+        // The configuration's `instance` and `use_pid_dir`, as keepalived's main names the files;
+        // a file given with -p/-r/-c/-b stays.
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, bool, [&'a str; 4]);
+        let cases: [Case<'_>; 5] = [
+            (&[], None, false, ["/run/keepalived.pid", "/run/vrrp.pid", "/run/checkers.pid", "/run/bfd.pid"]),
+            (&[], None, true, ["/run/keepalived/keepalived.pid", "/run/keepalived/vrrp.pid", "/run/keepalived/checkers.pid", "/run/keepalived/bfd.pid"]),
+            (&[], Some("red"), false, ["/run/keepalived/keepalived_red.pid", "/run/keepalived/vrrp_red.pid", "/run/keepalived/checkers_red.pid", "/run/keepalived/bfd_red.pid"]),
+            (&["-p", "/t/k.pid"], Some("red"), true, ["/t/k.pid", "/run/keepalived/vrrp_red.pid", "/run/keepalived/checkers_red.pid", "/run/keepalived/bfd_red.pid"]),
+            (&["-s", "blue"], Some("red"), false, ["/run/keepalived/keepalived_blue/keepalived_red.pid", "/run/keepalived/keepalived_blue/vrrp_red.pid", "/run/keepalived/keepalived_blue/checkers_red.pid", "/run/keepalived/keepalived_blue/bfd_red.pid"]),
+        ];
+        for (argv, instance, use_pid_dir, want) in cases {
+            let p = run(argv);
+            let got = p.pid_files.configured(p.namespace.as_deref(), instance, use_pid_dir);
+            assert_eq!([got.main, got.vrrp, got.checkers, got.bfd], want.map(PathBuf::from), "{argv:?} instance {instance:?} use_pid_dir {use_pid_dir}");
+        }
 
         // Options without a ka meaning are kept, each with what ka does instead.
         let p = run(&["-x", "-A", "/s", "-R", "-X", "-a", "-B", "--all", "-M", "-e", "-S", "bogus", "stray"]);

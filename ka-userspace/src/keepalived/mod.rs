@@ -269,7 +269,8 @@ fn run(prog: &str, args: &[String], plan: &RunPlan) -> ExitCode {
         }
     }
     let (vrrp, checkers) = subsystems(&loaded.config, plan.only);
-    let p = &plan.pid_files;
+    // `instance` and `use_pid_dir` of the configuration name the pid files (keepalived's main).
+    let p = &plan.pid_files.configured(plan.namespace.as_deref(), loaded.config.instance.as_deref(), loaded.config.use_pid_dir);
     let mut watched: Vec<&Path> = vec![&p.main];
     if vrrp {
         watched.push(&p.vrrp);

@@ -72,6 +72,18 @@ pub fn tmp_dir(tmpdir_env: Option<&str>) -> PathBuf {
     }
 }
 
+/// A dump file's name as keepalived 2.2.7's `open_dump_file` makes it: with
+/// `data_use_instance` and a network namespace or an `instance`, `keepalived.NS_NAME.data`
+/// (either part alone without the `_`); else `name` unchanged.
+pub fn dump_name(name: &str, data_use_instance: bool, namespace: Option<&str>, instance: Option<&str>) -> String {
+    if !data_use_instance || (namespace.is_none() && instance.is_none()) {
+        return name.to_owned();
+    }
+    let (stem, ext) = name.rsplit_once('.').map_or((name, String::new()), |(s, e)| (s, format!(".{e}")));
+    let sep = if namespace.is_some() && instance.is_some() { "_" } else { "" };
+    format!("{stem}.{}{sep}{}{ext}", namespace.unwrap_or(""), instance.unwrap_or(""))
+}
+
 /// Errors of the dump task.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -215,6 +227,8 @@ async fn dump_once(opts: &mut DumpOptions, f: SigFunc, baseline: &mut Baseline, 
         *baseline = status.vrrp.iter().map(|r| (r.name.clone(), dump::Stats::of(r))).collect();
     }
     let dir = opts.dir.clone();
+    let (use_instance, ns, instance) = (config.global.data_use_instance, config.net_namespace.clone(), config.instance.clone());
+    let files: Vec<(String, String)> = files.into_iter().map(|(name, text)| (dump_name(name, use_instance, ns.as_deref(), instance.as_deref()), text)).collect();
     let written = tokio::task::spawn_blocking(move || files.iter().map(|(name, text)| write_dump(&dir, name, text)).collect::<Vec<_>>()).await;
     for r in written.unwrap_or_default() {
         if let Err(e) = r {
@@ -226,6 +240,22 @@ async fn dump_once(opts: &mut DumpOptions, f: SigFunc, baseline: &mut Baseline, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// keepalived's `open_dump_file` names, with and without `data_use_instance`.
+    #[test]
+    fn dump_names_follow_data_use_instance() {
+        let cases = [
+            ("keepalived.data", false, Some("ns"), Some("red"), "keepalived.data"),
+            ("keepalived.data", true, None, None, "keepalived.data"),
+            ("keepalived.data", true, None, Some("red"), "keepalived.red.data"),
+            ("keepalived.stats", true, Some("ns"), None, "keepalived.ns.stats"),
+            ("keepalived_check.data", true, Some("ns"), Some("red"), "keepalived_check.ns_red.data"),
+            ("keepalived.json", true, Some("ns"), Some("red"), "keepalived.ns_red.json"),
+        ];
+        for (name, on, ns, inst, want) in cases {
+            assert_eq!(dump_name(name, on, ns, inst), want, "{name} {on} {ns:?} {inst:?}");
+        }
+    }
 
     /// The numbers `keepalived --signum` prints on Debian's 2.2.7 (glibc, Linux).
     #[test]

@@ -171,6 +171,11 @@ fn plan_one(cfg: &Config, index: usize, vs: &VirtualServer) -> Result<(Planned, 
             keys
         }
     };
+    if let Some(pe) = &vs.persistence_engine {
+        return Err(refuse(format!(
+            "persistence_engine {pe}: IPVS's persistence engines (the kernel's one, sip, keeps a SIP Call-ID on one real server) are not implemented by ka's XDP datapath; without it the service persists by client address (persistence_timeout)"
+        )));
+    }
     let proto = L4Proto::from_protocol(vs.protocol).map_err(|_| refuse("protocol SCTP is not forwarded by ka's XDP datapath (TCP and UDP are)".to_owned()))?;
     let mut scheduler = Scheduler::from_lb_algo(vs.lb_algo).map_err(|e| refuse(e.to_string()))?;
     if matches!(vs.lb_algo, LbAlgo::Sh | LbAlgo::Mh) {

@@ -55,8 +55,19 @@ pub fn prepare(path: &Path, config_id: Option<String>, current: &Config) -> Resu
 /// As [`prepare`].
 pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::keepalived::args::Only>, current: &Config) -> Result<Prepared, String> {
     let asked = Instant::now();
-    let opts = LoadOptions { config_id, ..Default::default() };
-    let mut loaded = crate::config::load(path, &opts).map_err(|e| format!("configuration {}: {e}\n", path.display()))?;
+    let g = &current.global;
+    // reload_file: there while the files are read (keepalived's create/remove_reload_file).
+    let reading = g.reload_file.as_ref().map(|f| ReloadFile::create(reload_file_path(f.as_deref(), current.instance.as_deref(), current.use_pid_dir)));
+    if let Some(log) = &g.reload_check_config {
+        check_first(path, config_id.clone(), Path::new(log))?;
+    }
+    let opts = LoadOptions { config_id: config_id.clone(), ..Default::default() };
+    let loaded = crate::config::load(path, &opts);
+    drop(reading);
+    let mut loaded = loaded.map_err(|e| format!("configuration {}: {e}\n", path.display()))?;
+    if let Some(dir) = &loaded.config.global.config_save_dir {
+        save_copy(Path::new(dir), path, &opts);
+    }
     if let Some(only) = only {
         only.apply(&mut loaded.config);
     }
@@ -84,6 +95,79 @@ pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::
     // Built here, so the setups of unchanged instances are compared and freed on this thread.
     let vrrp = globals.map(|g| ReloadRequest::new(&old_setups, setups, instances, g));
     Ok(Prepared { config: Arc::new(new), summary, services, renames, vrrp, asked })
+}
+
+/// keepalived's `reload_file`: `file`, else its default name in the pid directory
+/// (`/run/keepalived/keepalived_NAME.reload` with `instance`, `/run/keepalived/keepalived.reload`
+/// with `use_pid_dir`, else `/run/keepalived.reload`).
+pub fn reload_file_path(file: Option<&str>, instance: Option<&str>, use_pid_dir: bool) -> PathBuf {
+    match (file, instance) {
+        (Some(f), _) => PathBuf::from(f),
+        (None, Some(i)) => PathBuf::from(format!("/run/keepalived/keepalived_{i}.reload")),
+        (None, None) if use_pid_dir => PathBuf::from("/run/keepalived/keepalived.reload"),
+        (None, None) => PathBuf::from("/run/keepalived.reload"),
+    }
+}
+
+/// The reload file, removed when dropped.
+struct ReloadFile(PathBuf);
+
+impl ReloadFile {
+    /// Creates (or truncates) it, mode 0644 (keepalived's `creat(..., rw-r--r--)`).
+    fn create(path: PathBuf) -> ReloadFile {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&path) {
+            warn!(file = %path.display(), error = %e, "reload_file: cannot create it");
+        }
+        ReloadFile(path)
+    }
+}
+
+impl Drop for ReloadFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `reload_check_config`: the new configuration is checked as `keepalived -t` checks it, the
+/// report written to `log` (truncated first); a configuration that fails the check (any
+/// problem keepalived -t reports, or a script security violation) is refused.
+fn check_first(path: &Path, config_id: Option<String>, log: &Path) -> Result<(), String> {
+    let mut report = Vec::new();
+    let code = crate::keepalived::config_test::run(path, config_id, &mut report);
+    if let Err(e) = std::fs::write(log, &report) {
+        warn!(file = %log.display(), error = %e, "reload_check_config: cannot write the report");
+    }
+    if code == crate::keepalived::config_test::TestExit::Ok {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&report).into_owned();
+    text.push_str(&format!("New config failed validation (reload_check_config), see {} for details\n", log.display()));
+    Err(text)
+}
+
+/// `config_save_dir`: saves the configuration as read to `dir/keepalived.conf.PID.N` (N counts
+/// the reads of this process), creating `dir` (mode 0700) if needed, as keepalived does.
+pub fn save_copy(dir: &Path, path: &Path, opts: &LoadOptions) {
+    use std::os::unix::fs::DirBuilderExt as _;
+    static SAVED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let text = match crate::config::consolidated(path, opts) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %e, "config_save_dir: cannot read the configuration");
+            return;
+        }
+    };
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let n = SAVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("keepalived.conf.{}.{n}", std::process::id()));
+    match std::fs::write(&file, text) {
+        Ok(()) => info!(file = %file.display(), "config_save_dir: configuration saved"),
+        Err(e) => warn!(file = %file.display(), error = %e, "config_save_dir: cannot save the configuration"),
+    }
 }
 
 /// The calling thread at the lowest CPU priority (nice 19) until dropped: parsing and planning

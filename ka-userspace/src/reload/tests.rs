@@ -289,3 +289,86 @@ fn a_large_diff_is_bounded() {
     assert_eq!(p.services.iter().filter(|s| !s.unchanged()).count(), 229);
     assert!(took < std::time::Duration::from_secs(30), "diff took {took:?}");
 }
+
+/// A temporary directory removed when dropped.
+struct Tmp(std::path::PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("ka-reload-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("dir");
+        Tmp(p)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `reload_check_config FILE` (of the running configuration): a new configuration with a
+/// problem `keepalived -t` reports (a warning: an unknown keyword) is refused, its report in
+/// FILE; without the keyword the same file reloads; a clean file reloads with it and leaves an
+/// empty report.
+#[test]
+fn reload_check_config_refuses_what_keepalived_t_flags() {
+    let t = Tmp::new("check");
+    let log = t.0.join("check.log");
+    let running = cfg(&format!("global_defs {{\n reload_check_config {}\n}}\n", log.display()));
+    let warned = t.0.join("warned.conf");
+    std::fs::write(&warned, "global_defs {\n router_id a\n bogus_keyword\n}\n").expect("write");
+    let err = apply::prepare(&warned, None, &running).expect_err("refused");
+    assert!(err.contains("bogus_keyword") && err.contains("failed validation"), "{err}");
+    assert!(std::fs::read_to_string(&log).expect("report").contains("bogus_keyword"));
+    assert!(apply::prepare(&warned, None, &Config::default()).is_ok(), "without reload_check_config a warning does not refuse");
+    let clean = t.0.join("clean.conf");
+    std::fs::write(&clean, "global_defs {\n router_id a\n}\n").expect("write");
+    assert!(apply::prepare(&clean, None, &running).is_ok());
+    assert_eq!(std::fs::read_to_string(&log).expect("report"), "", "the report is truncated");
+}
+
+/// `reload_file`: keepalived's default names, and the file is gone once the reload has read
+/// the configuration (created or truncated before, removed after).
+#[test]
+fn reload_file_is_removed_once_read() {
+    let cases = [
+        (Some("/x/r"), None, false, "/x/r"),
+        (None, Some("red"), false, "/run/keepalived/keepalived_red.reload"),
+        (None, None, true, "/run/keepalived/keepalived.reload"),
+        (None, None, false, "/run/keepalived.reload"),
+    ];
+    for (file, inst, pid_dir, want) in cases {
+        assert_eq!(apply::reload_file_path(file, inst, pid_dir), std::path::PathBuf::from(want));
+    }
+    let t = Tmp::new("file");
+    let marker = t.0.join("reload");
+    std::fs::write(&marker, "waiting").expect("write");
+    let running = cfg(&format!("global_defs {{\n reload_file {}\n}}\n", marker.display()));
+    let new = t.0.join("new.conf");
+    std::fs::write(&new, "global_defs {\n router_id b\n}\n").expect("write");
+    apply::prepare(&new, None, &running).expect("reload");
+    assert!(!marker.exists(), "the reload file is removed when the configuration is read");
+}
+
+/// `config_save_dir`: each read saves the configuration as read (includes expanded) as
+/// `keepalived.conf.PID.N`, in a directory made if missing.
+#[test]
+fn config_save_dir_keeps_each_read() {
+    let t = Tmp::new("save");
+    let dir = t.0.join("saved");
+    let inc = t.0.join("inc.conf");
+    std::fs::write(&inc, "vrrp_script chk {\n script \"/bin/true x\"\n}\n").expect("write");
+    let main = t.0.join("main.conf");
+    std::fs::write(&main, format!("global_defs {{\n config_save_dir {}/\n}}\ninclude {}\n", dir.display(), inc.display())).expect("write");
+    apply::prepare(&main, None, &Config::default()).expect("reload");
+    apply::prepare(&main, None, &Config::default()).expect("reload");
+    let mut saved: Vec<String> = std::fs::read_dir(&dir).expect("dir made").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    saved.sort();
+    let pid = std::process::id();
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    assert!(saved.iter().all(|n| n.starts_with(&format!("keepalived.conf.{pid}."))), "{saved:?}");
+    let text = std::fs::read_to_string(dir.join(&saved[0])).expect("copy");
+    assert_eq!(text, format!("global_defs {{\nconfig_save_dir {}/\n}}\nvrrp_script chk {{\nscript \"/bin/true x\"\n}}\n", dir.display()));
+}

@@ -456,7 +456,6 @@ impl Cx<'_> {
     }
 
     pub(super) fn ssl(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let mut c = SslConfig {
             span: s.span(),
             ..Default::default()

@@ -260,10 +260,13 @@ impl Cx<'_> {
                     self.no_block(e);
                     if self.args(e, 1, 3) {
                         let path = e.args[0].text.clone();
+                        let owner = self.user(e, 1);
                         if e.name() == "notify_fifo" {
                             self.cfg.global.notify_fifo = Some(path);
+                            self.cfg.global.fifo_owners[0] = owner;
                         } else {
                             self.cfg.global.vrrp_notify_fifo = Some(path);
+                            self.cfg.global.fifo_owners[1] = owner;
                         }
                     }
                 }
@@ -271,8 +274,85 @@ impl Cx<'_> {
                     self.no_block(e);
                     if self.args(e, 1, 3) {
                         self.cfg.global.lvs_notify_fifo = Some(e.args[0].text.clone());
+                        self.cfg.global.fifo_owners[2] = self.user(e, 1);
                     }
                 }
+                "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
+                    let g = &self.cfg.global;
+                    let set = match e.name() {
+                        "notify_fifo_script" => g.notify_fifo_script.is_some(),
+                        "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script.is_some(),
+                        _ => g.lvs_notify_fifo_script.is_some(),
+                    };
+                    if set {
+                        // keepalived 2.2.7: "notify_fifo_script already specified - ignoring".
+                        self.err(&e.kw, format!("{} already specified", e.name()));
+                    } else if let Some(sc) = self.script(e) {
+                        let g = &mut self.cfg.global;
+                        match e.name() {
+                            "notify_fifo_script" => g.notify_fifo_script = Some(sc),
+                            "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = Some(sc),
+                            _ => g.lvs_notify_fifo_script = Some(sc),
+                        }
+                    }
+                }
+                "fifo_write_vrrp_states_on_reload" => self.cfg.global.fifo_write_vrrp_states_on_reload = self.arg_bool(e),
+                "rs_init_notifies" => self.cfg.global.rs_init_notifies = self.arg_bool(e),
+                "no_checker_emails" => self.cfg.global.no_checker_emails = self.arg_bool(e),
+                "checker_log_all_failures" => self.cfg.global.checker_log_all_failures = self.arg_bool(e),
+                "data_use_instance" => self.cfg.global.data_use_instance = self.arg_bool(e),
+                "reload_check_config" => {
+                    self.no_block(e);
+                    self.cfg.global.reload_check_config = Some(e.args.first().map_or_else(|| "/dev/null".to_owned(), |t| t.text.clone()));
+                }
+                "reload_time_file" => {
+                    self.no_block(e);
+                    if e.args.len() == 1 {
+                        self.cfg.global.reload_time_file = Some(e.args[0].text.clone());
+                    } else {
+                        self.err(&e.kw, "reload_time_file invalid (one file name expected)");
+                    }
+                }
+                "reload_repeat" => self.cfg.global.reload_repeat = self.arg_bool(e),
+                "reload_file" => {
+                    self.no_block(e);
+                    self.cfg.global.reload_file = Some(e.args.first().map(|t| t.text.clone()));
+                }
+                "include_check" => {
+                    // Applied by the preprocessor to the includes that follow; its problems
+                    // are reported here, as keepalived's handler reports them.
+                    self.no_block(e);
+                    let words: Vec<&str> = e.args.iter().map(|t| t.text.as_str()).collect();
+                    let (_, problems) = crate::config::preprocess::include_check_words(Default::default(), &words);
+                    for p in problems {
+                        self.err(&e.kw, p.trim_end_matches(" - ignoring").to_owned());
+                    }
+                }
+                "config_save_dir" => {
+                    self.no_block(e);
+                    if self.args(e, 1, 1) {
+                        let dir = e.args[0].text.trim_end_matches('/').to_owned();
+                        match std::fs::metadata(&dir) {
+                            Ok(m) if !m.is_dir() => self.err(&e.args[0], format!("config_save_dir {dir} exists and is not a directory")),
+                            _ => self.cfg.global.config_save_dir = Some(dir),
+                        }
+                    }
+                }
+                "tmp_config_directory" => {
+                    self.no_block(e);
+                    if self.cfg.global.tmp_config_directory.is_some() {
+                        self.err(&e.kw, "tmp_config_directory already specified");
+                    } else if let Some(t) = e.args.first() {
+                        self.cfg.global.tmp_config_directory = Some(t.text.clone());
+                    } else {
+                        self.err(&e.kw, "tmp_config_directory missing directory name");
+                    }
+                }
+                // keepalived 1.x's name of router_id; 2.2.7 no longer knows it.
+                "lvs_id" => self.ignored_here(
+                    e,
+                    "'lvs_id' is not a keyword of keepalived 2.2.7 (keepalived 1.x's name for router_id: write router_id); keepalived reports it as unknown and ignores it; so does ka".to_owned(),
+                ),
                 "lvs_flush" => {
                     self.no_block(e);
                     self.cfg.global.lvs_flush = true;

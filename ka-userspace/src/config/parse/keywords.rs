@@ -4,12 +4,7 @@
 pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "net_namespace_ipvs",
     "namespace_with_ipsets",
-    "instance",
-    "use_pid_dir",
     "linkbeat_use_polling",
-    "tmp_config_directory",
-    "config_save_dir",
-    "checker_log_all_failures",
     "vrrp_garp_lower_prio_delay",
     "vrrp_garp_lower_prio_repeat",
     "vrrp_min_garp",
@@ -25,23 +20,10 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "disable_local_igmp",
     "max_auto_priority",
     "min_auto_priority_delay",
-    "notify_fifo_script",
-    "vrrp_notify_fifo_script",
-    "lvs_notify_fifo_script",
-    "fifo_write_vrrp_states_on_reload",
     "vrrp_rx_bufs_policy",
     "vrrp_rx_bufs_multiplier",
-    "rs_init_notifies",
-    "no_checker_emails",
     "vmac_prefix",
     "vmac_addr_prefix",
-    "reload_check_config",
-    "include_check",
-    "reload_time_file",
-    "reload_repeat",
-    "reload_file",
-    "data_use_instance",
-    "lvs_id",
     "vrrp_garp_master_refresh_repeat",
 ];
 
@@ -124,6 +106,21 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "startup_script_timeout",
     "shutdown_script",
     "shutdown_script_timeout",
+    "notify_fifo_script",
+    "vrrp_notify_fifo_script",
+    "lvs_notify_fifo_script",
+    "fifo_write_vrrp_states_on_reload",
+    "rs_init_notifies",
+    "no_checker_emails",
+    "checker_log_all_failures",
+    "data_use_instance",
+    "reload_check_config",
+    "reload_time_file",
+    "reload_repeat",
+    "reload_file",
+    "include_check",
+    "config_save_dir",
+    "tmp_config_directory",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -198,14 +195,12 @@ pub const VRRP_SUPPORTED: &[&str] = &[
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
-pub const VS_UNSUPPORTED: &[&str] = &[
-    "persistence_engine",
-    "snmp_name",
-    "ip_family",
-];
+pub const VS_UNSUPPORTED: &[&str] = &[];
 
 /// Keywords of `virtual_server` that ka acts on.
 pub const VS_SUPPORTED: &[&str] = &[
+    "persistence_engine",
+    "ip_family",
     "persistence_granularity",
     "virtualhost",
     "lb_algo",
@@ -245,7 +240,6 @@ pub const VS_SUPPORTED: &[&str] = &[
 /// Keywords of `real_server` that ka accepts but does not act on yet.
 pub const RS_UNSUPPORTED: &[&str] = &[
     "virtualhost",
-    "snmp_name",
 ];
 
 /// Keywords of `real_server` that ka acts on.
@@ -289,12 +283,14 @@ pub const TOP_UNSUPPORTED: &[&str] = &[
     "linkbeat_interfaces",
     "track_group",
     "garp_group",
-    "SSL",
     "interface_up_down_delays",
 ];
 
 /// Top-level blocks that ka acts on.
 pub const TOP_SUPPORTED: &[&str] = &[
+    "SSL",
+    "instance",
+    "use_pid_dir",
     "child_wait_time",
     "net_namespace",
     "global_defs",
@@ -327,6 +323,9 @@ pub const REPLACED: &[(&str, &str)] = &[
     ("dbus_service_name", "the D-Bus service name: ka's control socket is /run/ka/NAME.sock (`ka --instance NAME`)"),
 ];
 
+/// `snmp_name` of a `virtual_server` or `real_server`: what replaces it.
+pub const SNMP_NAME_REPLACEMENT: &str = "the name of a virtual or real server in keepalived's SNMP MIB: ka has no SNMP agent; `ka status` and the Prometheus endpoint of `ka run --metrics [ADDR:]PORT` name servers by address, port and protocol";
+
 /// What ka does, and keepalived 2.2 did before it, with a value or keyword it cannot use.
 pub const IGNORED: &str = "ignored: keepalived 2.2 does the same";
 
@@ -349,6 +348,8 @@ pub const FLAG_KEYWORDS: &[&str] = &[
     "bfd_no_swap",
     "process_names",
     "log_unknown_vrids",
+    "fifo_write_vrrp_states_on_reload",
+    "reload_repeat",
 ];
 
 /// How keepalived 2.2.7's parser (`lib/parser.c`) reads what follows a keyword: this decides

@@ -123,6 +123,11 @@ impl<'d> Cx<'d> {
     /// replacement; the keyword itself is not acted on.
     fn replaced(&mut self, s: &Stmt) {
         let with = REPLACED.iter().find(|(k, _)| *k == s.name()).map_or("", |(_, w)| *w);
+        self.replaced_with(s, with);
+    }
+
+    /// A keepalived keyword whose interface ka replaces by `with`: a warning naming it.
+    fn replaced_with(&mut self, s: &Stmt, with: &str) {
         let t = &s.kw;
         self.d.push(
             Diagnostic::warning(Some(t.span), format!("'{}' replaced by {with}", s.name()))
@@ -263,11 +268,22 @@ impl<'d> Cx<'d> {
                     None => self.cfg.net_namespace = Some(s.args[0].text.clone()),
                 }
             }
-            "net_namespace_ipvs"
-            | "namespace_with_ipsets"
-            | "instance"
-            | "use_pid_dir"
-            | "linkbeat_use_polling" => self.unsupported(s, "the configuration"),
+            "net_namespace_ipvs" | "namespace_with_ipsets" | "linkbeat_use_polling" => self.unsupported(s, "the configuration"),
+            "instance" => {
+                self.no_block(s);
+                if s.args.is_empty() {
+                    self.err(&s.kw, "instance name missing");
+                } else if let Some(i) = &self.cfg.instance {
+                    let msg = format!("duplicate instance definition {} (already {i})", s.args[0].text);
+                    self.err(&s.args[0], msg);
+                } else {
+                    self.cfg.instance = Some(s.args[0].text.clone());
+                }
+            }
+            "use_pid_dir" => {
+                self.no_block(s);
+                self.cfg.use_pid_dir = true;
+            }
             "child_wait_time" => {
                 if let Some(d) = self.arg_secs(s, 0, i64::from(u32::MAX)) {
                     self.cfg.global.child_wait_time = Some(d);

@@ -50,7 +50,6 @@ impl Cx<'_> {
             "notify_fault",
             "notify_stop",
             "notify",
-            "notify_deleted",
             "notify_priority_changes",
             "smtp_alert",
             "global_tracking",
@@ -105,7 +104,12 @@ impl Cx<'_> {
                     g.sync_group_tracking_weight = true;
                 }
                 "notify_priority_changes" => g.notify_priority_changes = Some(self.arg_bool(e)),
-                "notify_deleted" => self.unsupported(e, "vrrp_sync_group"),
+                // keepalived 2.2.7 installs notify_deleted in vrrp_instance only: in a sync group
+                // it is an unknown keyword, ignored.
+                "notify_deleted" => self.ignored_here(
+                    e,
+                    "'notify_deleted' is not a keyword of vrrp_sync_group (keepalived 2.2.7 reports it as unknown there: only vrrp_instance has it); ignored, as keepalived does".to_owned(),
+                ),
                 _ if e.block.is_none() && e.args.is_empty() => self.warn(
                     &e.kw,
                     format!("'{}' is not a keyword of vrrp_sync_group; instance names belong inside 'group {{ }}'; ignored", e.name()),

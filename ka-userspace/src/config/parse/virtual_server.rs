@@ -248,10 +248,6 @@ impl Cx<'_> {
                 "persistence_granularity" => {
                     vs.persistence_granularity = self.arg_ip(e);
                 }
-                "persistence_engine" => {
-                    vs.persistence_engine = self.arg_str(e);
-                    self.unsupported(e, "virtual_server");
-                }
                 "quorum" => vs.quorum = self.arg_int(e, 1, i64::from(u32::MAX)).unwrap_or(1) as u32,
                 "hysteresis" => {
                     vs.hysteresis = self.arg_int(e, 0, i64::from(u32::MAX)).unwrap_or(0) as u32;
@@ -265,16 +261,35 @@ impl Cx<'_> {
                     }
                 }
                 "ip_family" => {
-                    match self.arg_str(e).as_deref() {
-                        Some("inet") => vs.ipv6_family = Some(false),
-                        Some("inet6") => vs.ipv6_family = Some(true),
-                        Some(o) => self.err(
-                            &e.args[0],
-                            format!("ip_family must be inet or inet6, not '{o}'"),
-                        ),
-                        None => {}
+                    let v6 = match self.arg_str(e).as_deref() {
+                        Some("inet") => Some(false),
+                        Some("inet6") => Some(true),
+                        Some(o) => {
+                            self.err(&e.args[0], format!("unknown address family {o} (ip_family must be inet or inet6)"));
+                            None
+                        }
+                        None => None,
+                    };
+                    // keepalived 2.2.7's ip_family_handler: a family other than the virtual
+                    // address's is reported and ignored.
+                    match (v6, &vs.key) {
+                        (Some(v6), VsKey::Addr { addr, .. }) if addr.is_ipv6() != v6 => {
+                            self.err(&e.args[0], format!("Virtual server specified family {} conflicts with server family", e.args[0].text));
+                        }
+                        (Some(v6), _) => vs.ipv6_family = Some(v6),
+                        (None, _) => {}
                     }
-                    self.unsupported(e, "virtual_server");
+                }
+                "snmp_name" => self.replaced_with(e, SNMP_NAME_REPLACEMENT),
+                "persistence_engine" => {
+                    // keepalived 2.2.7's pengine_handler: IP_VS_PENAME_MAXLEN (16) with the NUL.
+                    if let Some(mut name) = self.arg_str(e) {
+                        if name.len() > 15 {
+                            self.err(&e.args[0], format!("persistence_name too long, truncating - {name}"));
+                            name.truncate(name.char_indices().nth(15).map_or(name.len(), |(i, _)| i));
+                        }
+                        vs.persistence_engine = Some(name);
+                    }
                 }
                 "sorry_server" => {
                     self.no_block(e);
@@ -422,6 +437,7 @@ impl Cx<'_> {
                 n if CHECKERS_SUPPORTED.contains(&n) || CHECKERS_UNSUPPORTED.contains(&n) => {
                     checker_stmts.push(e)
                 }
+                "snmp_name" => self.replaced_with(e, SNMP_NAME_REPLACEMENT),
                 n if RS_UNSUPPORTED.contains(&n) => self.unsupported(e, "real_server"),
                 _ => self.unknown(
                     e,

@@ -385,13 +385,39 @@ fn tls_config(cfg: &Config, sni: bool) -> Result<ClientConfig, CheckError> {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|i| i.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| CheckError::Config(format!("certificate {cert}: {e}")))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| CheckError::Config(format!("key {key}: {e}")))?;
+            let text = std::fs::read_to_string(key).map_err(|e| CheckError::Config(format!("key {key}: {e}")))?;
+            let key = load_key(&text, ssl.password.as_deref()).map_err(|e| CheckError::Config(format!("key {key}: {e}")))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| CheckError::Config(format!("client certificate: {e}")))?
         }
         _ => builder.with_no_client_auth(),
     };
     config.enable_sni = sni;
     Ok(config)
+}
+
+/// The private key of the `SSL` block from its PEM `text`: a plain key (PKCS#8, PKCS#1, SEC1;
+/// a `password` is then unused, as OpenSSL's callback is never asked), or an encrypted PKCS#8
+/// key (`ENCRYPTED PRIVATE KEY`, PBES2) decrypted with `password`, as keepalived's
+/// `password_cb` hands it to OpenSSL. OpenSSL's legacy encrypted PEM (`Proc-Type:
+/// 4,ENCRYPTED`) is refused with the command that converts it.
+///
+/// # Errors
+/// Not a key, encrypted without a password or with the wrong one, or a legacy encrypted PEM.
+pub fn load_key(text: &str, password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let Some(password) = password else {
+            return Err("the key is encrypted: set its password in the SSL block (password)".to_owned());
+        };
+        use pkcs8::der::Decode as _;
+        let (_, doc) = pkcs8::der::Document::from_pem(text).map_err(|e| format!("encrypted key: {e}"))?;
+        let enc = pkcs8::EncryptedPrivateKeyInfoRef::from_der(doc.as_bytes()).map_err(|e| format!("encrypted key: {e}"))?;
+        let plain = enc.decrypt(password.as_bytes()).map_err(|e| format!("cannot decrypt the key with the SSL block's password: {e}"))?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+    }
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err("OpenSSL's legacy encrypted PEM is not read by ka: convert it to encrypted PKCS#8 with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY -out NEW` (same password)".to_owned());
+    }
+    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// keepalived's SSL_GET without a CA: any certificate is accepted (signatures are still
@@ -427,6 +453,32 @@ impl ServerCertVerifier for AcceptAny {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `SSL` block's key: an encrypted PKCS#8 key is decrypted with `password` (and fits
+    /// its certificate as a TLS client identity); without a password, with a wrong one, and in
+    /// OpenSSL's legacy encrypted PEM it is refused with why.
+    #[test]
+    fn ssl_keys_with_and_without_password() {
+        let encrypted = include_str!("testdata/client-key.pem");
+        let legacy = include_str!("testdata/client-key-legacy.pem");
+        let key = load_key(encrypted, Some("s3cret")).expect("decrypted");
+        assert!(matches!(key, PrivateKeyDer::Pkcs8(_)));
+        let chain = CertificateDer::pem_slice_iter(include_bytes!("testdata/client.pem")).collect::<Result<Vec<_>, _>>().expect("cert");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signer = provider.key_provider.load_private_key(key.clone_key()).expect("a usable key");
+        let cert_key = rustls::sign::CertifiedKey::new(chain, signer);
+        assert!(cert_key.keys_match().is_ok(), "the decrypted key is the certificate's");
+        let cases = [
+            (encrypted, None, "set its password"),
+            (encrypted, Some("wrong"), "cannot decrypt"),
+            (legacy, Some("s3cret"), "openssl pkcs8 -topk8"),
+            ("not a key", None, ""),
+        ];
+        for (text, password, why) in cases {
+            let e = load_key(text, password).expect_err("refused");
+            assert!(e.contains(why), "{e}");
+        }
+    }
 
     /// The digest is the MD5 of the body alone, lower-case hex (`keepalived --genhash`).
     #[test]
