@@ -234,6 +234,12 @@ pub struct GlobalDefs {
     pub child_wait_time: Option<Duration>,
     /// `vrrp_gna_interval` (default 0).
     pub vrrp_gna_interval: Duration,
+    /// `vrrp_garp_lower_prio_delay` (default: `vrrp_garp_master_delay`).
+    pub vrrp_garp_lower_prio_delay: Option<Duration>,
+    /// `vrrp_garp_lower_prio_repeat` (default: `vrrp_garp_master_repeat`).
+    pub vrrp_garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_garp_extra_if [all] SECS`: the default of the instances' `garp_extra_if`.
+    pub vrrp_garp_extra_if: Option<GarpExtraIf>,
     /// `vrrp_skip_check_adv_addr`.
     pub vrrp_skip_check_adv_addr: bool,
     /// `vrrp_check_unicast_src`.
@@ -359,6 +365,9 @@ impl Default for GlobalDefs {
             random_seed: None,
             child_wait_time: None,
             vrrp_gna_interval: Duration::ZERO,
+            vrrp_garp_lower_prio_delay: None,
+            vrrp_garp_lower_prio_repeat: None,
+            vrrp_garp_extra_if: None,
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,
             enable_script_security: false,
@@ -907,6 +916,9 @@ pub struct Notify {
     pub stop: Option<Script>,
     /// `notify`.
     pub any: Option<Script>,
+    /// `notify_master_rx_lower_pri` (instances only): run when, as Master, the instance
+    /// receives a lower-priority advert.
+    pub master_rx_lower_pri: Option<Script>,
 }
 
 /// `vrrp_instance NAME { ... }`.
@@ -978,6 +990,12 @@ pub struct VrrpInstance {
     pub garp_master_refresh: Duration,
     /// `garp_master_refresh_repeat` (default: global, 1).
     pub garp_master_refresh_repeat: u32,
+    /// `garp_lower_prio_delay` (`None`: the global one, else `garp_master_delay`'s global).
+    pub garp_lower_prio_delay: Option<Duration>,
+    /// `garp_lower_prio_repeat` (`None`: the global one, else `vrrp_garp_master_repeat`).
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `garp_extra_if [all] SECS` (`None`: the global `vrrp_garp_extra_if`).
+    pub garp_extra_if: Option<GarpExtraIf>,
     /// `strict_mode` (default: global `vrrp_strict`).
     pub strict_mode: bool,
     /// `use_vmac [NAME]`.
@@ -1033,6 +1051,16 @@ pub struct SyncGroup {
     pub notify_priority_changes: Option<bool>,
     /// Where the block starts.
     pub span: Span,
+}
+
+/// `garp_extra_if [all] SECS` / `vrrp_garp_extra_if`: periodic GARP/NA, while Master, on the
+/// interfaces of VIPs other than the instance's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpExtraIf {
+    /// Every how long (0: off).
+    pub interval: Duration,
+    /// `all`: on every other interface; without it only on VMAC interfaces ka made.
+    pub all: bool,
 }
 
 /// `garp_group { ... }`.

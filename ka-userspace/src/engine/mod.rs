@@ -115,8 +115,9 @@ pub struct EngineGlobals {
     pub no_email_faults: bool,
     /// SMTP settings, when `smtp_server` and `notification_email` are set.
     pub smtp: Option<SmtpConfig>,
-    /// `vrrp_garp_interval`: spacing of gratuitous ARPs within a burst.
-    pub garp_interval: Duration,
+    /// How gratuitous ARPs / NAs are spaced (`garp_group`, `vrrp_garp_interval`,
+    /// `vrrp_gna_interval`).
+    pub garp_pacing: setup::GarpPacing,
     /// Sync groups: name and notify scripts.
     pub groups: Vec<(String, setup::NotifySetup, bool)>,
     /// `vrrp_script` definitions by name.
@@ -380,9 +381,13 @@ struct RxPacket {
     data: Vec<u8>,
 }
 
-const KIND_SLOTS: [TimerKind; 4] = [TimerKind::Advert, TimerKind::MasterDown, TimerKind::StartupDelay, TimerKind::GarpDelay];
+const KIND_SLOTS: [TimerKind; 5] =
+    [TimerKind::Advert, TimerKind::MasterDown, TimerKind::StartupDelay, TimerKind::GarpDelay, TimerKind::LowerPrioGarp];
 /// Engine-owned timer slot for `garp_master_refresh`.
-const SLOT_REFRESH: usize = 4;
+const SLOT_REFRESH: usize = 5;
+/// Engine-owned timer slot for `garp_extra_if` (the last slot: reloads move slots
+/// `0..=SLOT_EXTRA_IF`).
+const SLOT_EXTRA_IF: usize = 6;
 
 /// The time a fired timer is handled at: its deadline, so adverts keep their phase; but an
 /// advert timer found a whole `interval` late or more is handled at `now`, so one advert goes
@@ -427,6 +432,16 @@ struct MoreCounters {
     last_transition: Option<std::time::SystemTime>,
 }
 
+/// One interface `garp_extra_if` refreshes: its name, MAC, link-local address (for NAs), the
+/// VIP announced and the socket.
+struct ExtraIf {
+    iface: String,
+    mac: [u8; 6],
+    link_local: Option<std::net::Ipv6Addr>,
+    addr: IpAddr,
+    sender: Arc<FrameSender>,
+}
+
 struct Rt {
     setup: InstanceSetup,
     /// The socket its adverts are received on.
@@ -445,12 +460,14 @@ struct Rt {
     routes: Vec<crate::net::netlink::RouteSpec>,
     adv_addrs: Vec<IpAddr>,
     adv_bytes: Vec<u8>,
-    armed: [Option<Time>; 5],
+    armed: [Option<Time>; SLOT_EXTRA_IF + 1],
     track: TrackSet<TrackKey>,
     track_status: BTreeMap<TrackKey, String>,
     state_since: Instant,
     counters: Counters,
     garp: Option<Arc<FrameSender>>,
+    /// `garp_extra_if`: the other interfaces refreshed while Master.
+    extra_if: Vec<ExtraIf>,
     /// The instance's key in the XDP fast path, when XDP is attached to its interface.
     fast_key: Option<ka_common::vrrp_fast::VrrpKey>,
     /// What was last written to its fast-path entry (rewritten only when it changes).
@@ -465,6 +482,8 @@ struct Rt {
 
 struct Engine {
     epoch: Instant,
+    /// GARP/NA spacing per delay group ([`setup::GarpPacing`]), shared by every instance.
+    pacers: std::sync::Mutex<HashMap<String, crate::vrrp::garp::Pacer>>,
     /// The instances, each in a slot of its own that it keeps across reloads (timers,
     /// `by_vrid` and sync groups name slots); a deleted instance's slot is taken by the last
     /// one (see [`reload`]).
@@ -706,6 +725,7 @@ async fn open(
     }
     let mut engine = Engine {
         epoch,
+        pacers: std::sync::Mutex::new(HashMap::new()),
         order: (0..inst.len()).collect(),
         inst,
         sockets,
@@ -870,6 +890,24 @@ struct StartUp<'a> {
 /// start-up (`start` is `Some`), an instance that was Master before a restart, still holds its
 /// VIPs and is within Master_Down_Interval resumes as Master (the returned flag); otherwise
 /// VIPs left on the interface by a crashed run are removed.
+/// The gratuitous ARP socket of interface `ifindex`, shared by the instances using it.
+fn garp_sender(sockets: &mut Sockets, ifindex: u32, instance: &str) -> Option<Arc<FrameSender>> {
+    if let Some(g) = sockets.garps.get(&ifindex) {
+        return Some(g.clone());
+    }
+    match FrameSender::open(ifindex) {
+        Ok(g) => {
+            let g = Arc::new(g);
+            sockets.garps.insert(ifindex, g.clone());
+            Some(g)
+        }
+        Err(e) => {
+            warn!(%instance, error = %e, "cannot open a gratuitous ARP socket");
+            None
+        }
+    }
+}
+
 async fn build_instance(
     s: InstanceSetup,
     env: &SysView,
@@ -944,19 +982,29 @@ async fn build_instance(
     let mut params = s.params.clone();
     params.primary_addr = src;
     let fsm = Instance::new(params).map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
-    let garp = match sockets.garps.get(&vip_ifindex) {
-        Some(g) => Some(g.clone()),
-        None => match FrameSender::open(vip_ifindex) {
-            Ok(g) => {
-                let g = Arc::new(g);
-                sockets.garps.insert(vip_ifindex, g.clone());
-                Some(g)
-            }
-            Err(e) => {
-                warn!(instance = %s.name, error = %e, "cannot open a gratuitous ARP socket");
-                None
-            }
-        },
+    let garp = garp_sender(sockets, vip_ifindex, &s.name);
+    let extra_if = match s.garp_extra_if {
+        Some(x) => {
+            let list: Vec<(u32, IpAddr)> = vips.iter().map(|v| (v.ifindex, v.addr)).collect();
+            // ka makes no VMAC but the instance's own (its VIP interface, never an extra one),
+            // so without `all` there is none, and keepalived then turns the feature off too.
+            crate::vrrp::garp::extra_if_targets(vip_ifindex, &list, x.all, |_| false)
+                .into_iter()
+                .filter_map(|(ifx, addr)| {
+                    Some(ExtraIf {
+                        iface: env.links.iter().find(|(_, i)| **i == ifx).map(|(n, _)| n.clone())?,
+                        mac: env.macs.get(&ifx).and_then(|m| m.get(..6)).and_then(|m| <[u8; 6]>::try_from(m).ok())?,
+                        link_local: env.addrs_of(ifx).iter().find_map(|a| match a {
+                            IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
+                            _ => None,
+                        }),
+                        addr,
+                        sender: garp_sender(sockets, ifx, &s.name)?,
+                    })
+                })
+                .collect()
+        }
+        None => Vec::new(),
     };
     Ok((Rt {
         rx_sock: sock,
@@ -971,12 +1019,13 @@ async fn build_instance(
         routes,
         adv_addrs,
         adv_bytes,
-        armed: [None; 5],
+        armed: [None; SLOT_EXTRA_IF + 1],
         track: TrackSet::default(),
         track_status: BTreeMap::new(),
         state_since: Instant::now(),
         counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None, more: MoreCounters { last_transition: Some(std::time::SystemTime::now()), ..Default::default() } },
         garp,
+        extra_if,
         fast_key: fast_key(fast_ifindexes, ifindex, &s),
         fast_written: None,
         blocked: false,
@@ -1203,7 +1252,12 @@ impl Engine {
             }
             self.timers.remove(&(at, i, s));
             self.inst[i].armed[s] = None;
-            if s == SLOT_REFRESH {
+            if s == SLOT_EXTRA_IF {
+                self.garp_extra_if(i);
+                if let Some(x) = self.inst[i].setup.garp_extra_if {
+                    self.arm(i, SLOT_EXTRA_IF, Some(now + x.interval));
+                }
+            } else if s == SLOT_REFRESH {
                 let repeat = self.inst[i].setup.garp_refresh.1.max(1);
                 self.garp(i, repeat);
                 let every = self.inst[i].setup.garp_refresh.0;
@@ -1394,6 +1448,12 @@ impl Engine {
             for a in actions {
                 match a {
                     Action::SyncStatus(ms) => queue.extend(self.sync(i, ms)),
+                    Action::Notify(Notify::MasterRxLowerPri) => {
+                        self.act(i, a).await;
+                        // keepalived: the other members of its sync group send their
+                        // lower-priority GARPs too.
+                        queue.extend(self.group_peers(i).into_iter().map(|j| (j, Event::GroupLowerPrio)));
+                    }
                     other => self.act(i, other).await,
                 }
             }
@@ -1491,6 +1551,12 @@ impl Engine {
         }
     }
 
+    /// The other members of instance `i`'s sync group.
+    fn group_peers(&self, i: usize) -> Vec<usize> {
+        let Some(&g) = self.group_of.get(&i) else { return Vec::new() };
+        self.groups[g].0.members().filter(|&j| j != i).collect()
+    }
+
     fn sync(&mut self, i: usize, ms: MemberStatus) -> Vec<(usize, Event)> {
         let Some(&g) = self.group_of.get(&i) else { return Vec::new() };
         let mut out = Vec::new();
@@ -1536,11 +1602,17 @@ impl Engine {
                     let at = self.now() + refresh;
                     self.arm(i, SLOT_REFRESH, Some(at));
                 }
+                // keepalived arms the garp_extra_if timer on becoming Master.
+                if let Some(x) = self.inst[i].setup.garp_extra_if.filter(|_| !self.inst[i].extra_if.is_empty()) {
+                    let at = self.now() + x.interval;
+                    self.arm(i, SLOT_EXTRA_IF, Some(at));
+                }
             }
             Action::DelVips => {
                 // A resignation (priority 0) leaves before the addresses go (RFC 5798 §6.4.3).
                 self.flush().await;
                 self.arm(i, SLOT_REFRESH, None);
+                self.arm(i, SLOT_EXTRA_IF, None);
                 for r in self.inst[i].setup.rules.clone() {
                     if let Err(e) = self.netlink.rule(false, r).await {
                         warn!(instance = %self.inst[i].setup.name, error = %e, "removing virtual rule");
@@ -1665,35 +1737,60 @@ impl Engine {
     }
 
     /// Announces `addrs` of instance `i`: gratuitous ARP (IPv4) or unsolicited NA (IPv6),
-    /// `repeat` times `vrrp_garp_interval` apart.
+    /// `repeat` rounds, each message spaced by the delay group of the instance's interface
+    /// ([`crate::vrrp::garp::Pacer`]).
     fn garp_addrs(&self, i: usize, addrs: Vec<IpAddr>, repeat: u32) {
         let r = &self.inst[i];
         let Some(sender) = r.garp.clone() else { return };
         let mut frames = Vec::new();
         for addr in addrs {
             match addr {
-                IpAddr::V4(a) => frames.push(garp_frame(r.mac, a).to_vec()),
+                IpAddr::V4(a) => frames.push((garp_frame(r.mac, a).to_vec(), false)),
                 IpAddr::V6(a) => {
                     if let Some(ll) = r.link_local {
-                        frames.push(na_frame(r.mac, ll, a).to_vec());
+                        frames.push((na_frame(r.mac, ll, a).to_vec(), true));
                     }
                 }
             }
         }
-        let gap = self.globals.garp_interval;
-        let name = r.setup.name.clone();
+        let iface = r.setup.iface.clone();
+        self.send_paced(&r.setup.name, &iface, sender, frames, repeat);
+    }
+
+    /// Sends `repeat` rounds of `frames` (each with whether it is an NA) through `sender`, at
+    /// the times the delay group of `iface` gives them.
+    fn send_paced(&self, instance: &str, iface: &str, sender: Arc<FrameSender>, frames: Vec<(Vec<u8>, bool)>, repeat: u32) {
+        let kinds: Vec<bool> = frames.iter().map(|(_, na)| *na).collect();
+        let (key, arp, na) = self.globals.garp_pacing.group(iface);
+        let now = self.now();
+        let plan = match self.pacers.lock() {
+            Ok(mut p) => p.entry(key).or_insert_with(|| crate::vrrp::garp::Pacer::new(arp, na)).plan(now, &kinds, repeat),
+            Err(_) => return,
+        };
+        let (name, epoch) = (instance.to_owned(), self.epoch);
         tokio::spawn(async move {
-            for n in 0..repeat {
-                for f in &frames {
-                    if let Err(e) = sender.send(f) {
-                        warn!(instance = %name, error = %e, "sending gratuitous ARP/NA");
-                    }
-                }
-                if n + 1 < repeat && !gap.is_zero() {
-                    tokio::time::sleep(gap).await;
+            for (at, k) in plan {
+                tokio::time::sleep_until(epoch + at.saturating_since(Time::ZERO)).await;
+                if let Err(e) = sender.send(&frames[k].0) {
+                    warn!(instance = %name, error = %e, "sending gratuitous ARP/NA");
                 }
             }
         });
+    }
+
+    /// `garp_extra_if`: one gratuitous ARP / NA on each of the instance's other VIP
+    /// interfaces (keepalived's `vrrp_send_vmac_update`).
+    fn garp_extra_if(&self, i: usize) {
+        for x in &self.inst[i].extra_if {
+            let frame = match x.addr {
+                IpAddr::V4(a) => (garp_frame(x.mac, a).to_vec(), false),
+                IpAddr::V6(a) => match x.link_local {
+                    Some(ll) => (na_frame(x.mac, ll, a).to_vec(), true),
+                    None => continue,
+                },
+            };
+            self.send_paced(&self.inst[i].setup.name, &x.iface, x.sender.clone(), vec![frame], 1);
+        }
     }
 
     fn notify(&self, subject: Subject, name: &str, scripts: &setup::NotifySetup, smtp: bool, n: Notify, priority: u8) {
@@ -1703,8 +1800,12 @@ impl Engine {
             Notify::Backup => scripts.backup.as_ref(),
             Notify::Fault => scripts.fault.as_ref(),
             Notify::Stop => scripts.stop.as_ref(),
+            Notify::MasterRxLowerPri => scripts.master_rx_lower_pri.as_ref(),
             _ => None,
         };
+        // keepalived's send_event_notify: MASTER_RX_LOWER_PRI runs its own script and writes
+        // the FIFOs; neither the generic `notify` script nor an SMTP alert hears of it.
+        let event_only = n == Notify::MasterRxLowerPri;
         let runner = &self.globals.runner;
         let user = |s: &setup::ScriptCmd| {
             s.user.as_ref().and_then(|(u, g)| match notify::script::RunAs::resolve(u, g.as_deref()) {
@@ -1720,13 +1821,13 @@ impl Engine {
                 warn!(%name, error = %e, "notify script");
             }
         }
-        if let Some(s) = &scripts.any {
+        if let Some(s) = scripts.any.as_ref().filter(|_| !event_only) {
             if let Err(e) = runner.spawn(&s.command, &notify::script::notify_args(&ev), user(s)) {
                 warn!(%name, error = %e, "notify script");
             }
         }
         self.write_fifos(ev.clone());
-        if smtp_alert_wanted(smtp, n, self.globals.no_email_faults) {
+        if !event_only && smtp_alert_wanted(smtp, n, self.globals.no_email_faults) {
             if let Some(cfg) = self.globals.smtp.clone() {
                 tokio::spawn(async move {
                     if let Err(e) = notify::smtp::send(&cfg, &ev).await {

@@ -23,7 +23,7 @@ use std::{
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_REFRESH};
+use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_EXTRA_IF};
 use crate::{
     reload::{InstancePlan, KeptInstance},
     vrrp::{Event, State, SyncGroup},
@@ -453,7 +453,7 @@ impl super::Engine {
     /// Frees the slot of deleted instance `e`: the last slot moves into it (see [`Slots`]),
     /// with its timers, its receive key and its sync-group membership.
     fn remove_slot(&mut self, e: usize, slots: &mut Slots) {
-        for slot in 0..=SLOT_REFRESH {
+        for slot in 0..=SLOT_EXTRA_IF {
             self.arm(e, slot, None);
         }
         let key = (self.inst[e].rx_sock, self.inst[e].setup.params.vrid);
@@ -563,7 +563,7 @@ impl super::Engine {
         self.inst[i].vips.retain(|v| !held.contains(&v.addr));
         self.dispatch(i, Event::Delete).await;
         self.flush().await;
-        for slot in 0..=SLOT_REFRESH {
+        for slot in 0..=SLOT_EXTRA_IF {
             self.arm(i, slot, None);
         }
         if let (Some(fp), Some(key)) = (self.fast.as_mut(), self.inst[i].fast_key) {

@@ -437,6 +437,39 @@ fn lower_prio_no_advert_and_garp_lower_prio() {
     );
 }
 
+/// keepalived `garp_lower_prio_delay`: after the lower-priority burst, a second one when the
+/// delay has run, still Master; leaving Master cancels it; a sync-group peer's
+/// `GroupLowerPrio` sends this member's bursts too, and nothing outside Master.
+#[test]
+fn garp_lower_prio_delay_second_burst() {
+    let mut p = params(100);
+    p.garp_lower_prio_repeat = 3;
+    p.garp_lower_prio_delay = Duration::from_secs(10);
+    let (mut i, t) = master_at_mdi(p.clone());
+    let again = t + Duration::from_secs(10);
+    scenario(
+        &mut i,
+        vec![
+            (
+                t,
+                advert(2, 50),
+                vec![SendAdvert { priority: 100 }, SendGarp { repeat: 3 }, arm(TimerKind::LowerPrioGarp, again), notify(Notify::MasterRxLowerPri)],
+            ),
+            (again, Event::TimerFired(TimerKind::LowerPrioGarp), vec![SendGarp { repeat: 3 }]),
+            (again, Event::GroupLowerPrio, vec![SendGarp { repeat: 3 }, arm(TimerKind::LowerPrioGarp, again + Duration::from_secs(10))]),
+        ],
+    );
+    // Yielding to a higher priority cancels the pending second burst.
+    let later = again + Duration::from_secs(1);
+    let got = i.handle(later, advert(2, 200));
+    assert!(got.contains(&CancelTimer(TimerKind::LowerPrioGarp)), "{got:?}");
+    assert_eq!(i.handle(later, Event::GroupLowerPrio), vec![], "a Backup sends no lower-priority GARPs");
+    // Zero delay: one burst, no timer.
+    p.garp_lower_prio_delay = Duration::ZERO;
+    let (mut i, t) = master_at_mdi(p);
+    scenario(&mut i, vec![(t, advert(2, 50), vec![SendAdvert { priority: 100 }, SendGarp { repeat: 3 }, notify(Notify::MasterRxLowerPri)])]);
+}
+
 /// keepalived `higher_prio_send_advert`: one last advert with our priority before yielding.
 #[test]
 fn higher_prio_send_advert_sends_before_yielding() {

@@ -1,5 +1,7 @@
 //! `global_defs`: daemon-wide settings and the defaults of the instances.
 
+use std::time::Duration;
+
 use super::{keywords::*, values::*, Cx};
 use crate::config::{lexer::Token, model::*, tree::Stmt};
 
@@ -183,6 +185,34 @@ impl Cx<'_> {
                         } else {
                             self.cfg.global.vrrp_gna_interval = v;
                         }
+                    }
+                }
+                "vrrp_garp_master_refresh_repeat" => {
+                    if let Some(v) = self.arg_int(e, 0, U32) {
+                        if v == 0 {
+                            self.warn(&e.args[0], "vrrp_garp_master_refresh_repeat must be greater than 0, setting to 1 (as keepalived 2.2)");
+                        }
+                        self.cfg.global.vrrp_garp_master_refresh_repeat = (v as u32).max(1);
+                    }
+                }
+                "vrrp_garp_lower_prio_delay" => {
+                    if let Some(v) = self.arg_secs(e, 0, 4294) {
+                        self.cfg.global.vrrp_garp_lower_prio_delay = Some(v);
+                    }
+                }
+                "vrrp_garp_lower_prio_repeat" => {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(i32::MAX)) {
+                        self.cfg.global.vrrp_garp_lower_prio_repeat = Some(v as u32);
+                    }
+                }
+                "vrrp_min_garp" => {
+                    if self.arg_bool(e) {
+                        min_garp(&mut self.cfg.global);
+                    }
+                }
+                "vrrp_garp_extra_if" => {
+                    if let Some(x) = self.garp_extra_if(e, 1) {
+                        self.cfg.global.vrrp_garp_extra_if = Some(x);
                     }
                 }
                 "vrrp_skip_check_adv_addr" => {
@@ -513,3 +543,19 @@ fn is_host_name(s: &str) -> bool {
             !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         })
 }
+
+/// keepalived 2.2.7's `vrrp_min_garp` (`vrrp_min_garp_handler`): one GARP/NA per burst, no
+/// second burst and no refresh; each setting changes only while it still has its default, so
+/// a value written before or after the keyword wins.
+pub(super) fn min_garp(g: &mut GlobalDefs) {
+    if g.vrrp_garp_master_repeat == 5 {
+        g.vrrp_garp_master_repeat = 1;
+    }
+    if g.vrrp_garp_master_refresh_repeat == 1 {
+        g.vrrp_garp_master_refresh_repeat = 0;
+    }
+    if g.vrrp_garp_master_delay == Duration::from_secs(5) {
+        g.vrrp_garp_master_delay = Duration::ZERO;
+    }
+}
+

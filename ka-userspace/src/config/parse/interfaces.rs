@@ -4,8 +4,32 @@ use super::{values::*, Cx};
 use crate::config::{lexer::Token, model::*, tree::Stmt};
 
 impl Cx<'_> {
+    /// `garp_extra_if [all] SECS` (instances: SECS 0..86400, 0 turning it off) and
+    /// `vrrp_garp_extra_if [all] SECS` (global: 1..86400), as keepalived 2.2.7's handlers read
+    /// them: `all` anywhere, a bad or missing time ignores the keyword.
+    pub(super) fn garp_extra_if(&mut self, e: &Stmt, lo: i64) -> Option<GarpExtraIf> {
+        self.no_block(e);
+        let mut all = false;
+        let mut secs = None;
+        for t in &e.args {
+            if t.text == "all" {
+                all = true;
+            } else {
+                secs = Some(self.int(t, lo, 86400)?);
+            }
+        }
+        match secs {
+            Some(s) => Some(GarpExtraIf { interval: std::time::Duration::from_secs(s as u64), all }),
+            None => {
+                self.err(&e.kw, format!("{} specified without time", e.name()));
+                None
+            }
+        }
+    }
+
+    /// `garp_group { garp_interval T gna_interval T interface I interfaces { I ... } }`: the
+    /// spacing of gratuitous ARPs / NAs on those interfaces (see `engine::setup::GarpPacing`).
     pub(super) fn garp_group(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let mut g = GarpGroup {
             garp_interval: None,
             gna_interval: None,

@@ -10,10 +10,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "tmp_config_directory",
     "config_save_dir",
     "checker_log_all_failures",
-    "vrrp_garp_lower_prio_delay",
-    "vrrp_garp_lower_prio_repeat",
-    "vrrp_min_garp",
-    "vrrp_garp_extra_if",
     "nftables",
     "nftables_priority",
     "nftables_counters",
@@ -42,7 +38,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "reload_file",
     "data_use_instance",
     "lvs_id",
-    "vrrp_garp_master_refresh_repeat",
 ];
 
 /// Keywords of `global_defs` that ka acts on.
@@ -124,6 +119,11 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "startup_script_timeout",
     "shutdown_script",
     "shutdown_script_timeout",
+    "vrrp_garp_lower_prio_delay",
+    "vrrp_garp_lower_prio_repeat",
+    "vrrp_min_garp",
+    "vrrp_garp_extra_if",
+    "vrrp_garp_master_refresh_repeat",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -135,11 +135,7 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "native_ipv6",
     "track_src_ip",
     "unicast_fault_no_peer",
-    "garp_lower_prio_delay",
-    "garp_lower_prio_repeat",
-    "garp_extra_if",
     "promote_secondaries",
-    "notify_master_rx_lower_pri",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
 ];
@@ -195,6 +191,10 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "check_unicast_src",
     "track_bfd",
     "notify_priority_changes",
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "garp_extra_if",
+    "notify_master_rx_lower_pri",
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
@@ -288,7 +288,6 @@ pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 pub const TOP_UNSUPPORTED: &[&str] = &[
     "linkbeat_interfaces",
     "track_group",
-    "garp_group",
     "SSL",
     "interface_up_down_delays",
 ];
@@ -310,6 +309,7 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
+    "garp_group",
 ];
 
 /// keepalived keywords whose interface ka replaces by its own, with the replacement:

@@ -53,6 +53,9 @@ fn new_instance(name: String, s: &Stmt) -> VrrpInstance {
         garp_master_repeat: 5,
         garp_master_refresh: Duration::ZERO,
         garp_master_refresh_repeat: 1,
+        garp_lower_prio_delay: None,
+        garp_lower_prio_repeat: None,
+        garp_extra_if: None,
         strict_mode: false,
         use_vmac: None,
         smtp_alert: None,
@@ -385,6 +388,29 @@ impl Cx<'_> {
             "garp_master_refresh" => d.garp_master_refresh = self.arg_secs(e, 0, U32),
             "garp_master_refresh_repeat" => {
                 d.garp_master_refresh_repeat = self.arg_int(e, 1, U32).map(|v| v as u32)
+            }
+            "garp_lower_prio_delay" => {
+                if let Some(v) = self.arg_secs(e, 0, 4294) {
+                    vi.garp_lower_prio_delay = Some(v);
+                }
+            }
+            "garp_lower_prio_repeat" => {
+                if let Some(v) = self.arg_int(e, 0, i64::from(i32::MAX)) {
+                    vi.garp_lower_prio_repeat = Some(v as u32);
+                }
+            }
+            "garp_extra_if" => {
+                if let Some(x) = self.garp_extra_if(e, 0) {
+                    vi.garp_extra_if = Some(x);
+                }
+            }
+            "notify_master_rx_lower_pri" => {
+                // keepalived 2.2.7: run on each lower-priority advert a Master receives.
+                if vi.notify.master_rx_lower_pri.is_some() {
+                    self.err(&e.kw, "notify_master_rx_lower_pri script already specified");
+                } else {
+                    vi.notify.master_rx_lower_pri = self.script(e);
+                }
             }
             "strict_mode" => d.strict_mode = Some(self.arg_bool(e)),
             "use_vmac" => {
