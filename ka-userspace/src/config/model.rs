@@ -792,6 +792,9 @@ pub struct Route {
     pub nexthops: Vec<Nexthop>,
     /// Whether the route follows its interface (not `no_track`, and a `dev` is given).
     pub track: bool,
+    /// `track_group G` (static routes with an interface, not `no_track`): the instances of
+    /// track group G track the route's interface.
+    pub track_group: Option<String>,
     /// Where it was written.
     pub span: Span,
 }
@@ -854,6 +857,9 @@ pub struct Rule {
     /// `suppress_prefixlength` / `sup_pl`.
     pub suppress_prefixlen: Option<u32>,
     /// Where it was written.
+    /// `track_group G` (static rules with `iif`, not `no_track`): the instances of track group
+    /// G track the rule's `iif`.
+    pub track_group: Option<String>,
     pub span: Span,
 }
 

@@ -349,6 +349,11 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     for r in &i.track_bfds {
         track.push((TrackKey::Bfd(r.name.clone()), ref_weight(own.bfds.get(r.name.as_str()), 0, r)));
     }
+    for dev in track_group_interfaces(cfg, &i.name) {
+        if !track.iter().any(|(k, _)| *k == TrackKey::Interface(dev.clone())) {
+            track.push((TrackKey::Interface(dev), Weight { weight: 0, reverse: false }));
+        }
+    }
     if let Some(group) = i.sync_group.as_deref().and_then(|g| own.groups.get(g)) {
         merge_group_tracking(&mut track, group);
     }
@@ -390,6 +395,26 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     };
     setup.params.validate().map_err(|source| SetupError::Params { name, source })?;
     Ok(setup)
+}
+
+/// The interfaces instance `name` tracks through `track_group`s (keepalived 2.2.7's
+/// `static_track_group_init`): those of the static addresses (`dev`), routes (`dev`) and rules
+/// (`iif`) naming a group it is a member of, not `no_track`; each with weight 0, so the
+/// instance goes to FAULT while one is down. In configuration order, each once.
+pub fn track_group_interfaces(cfg: &Config, name: &str) -> Vec<String> {
+    let member = |g: &Option<String>| {
+        g.as_deref().is_some_and(|g| cfg.track_groups.iter().any(|t| t.name == g && t.members.iter().any(|m| m == name)))
+    };
+    let addrs = cfg.static_ipaddresses.iter().filter(|a| !a.no_track && member(&a.track_group)).filter_map(|a| a.dev.clone());
+    let routes = cfg.static_routes.iter().filter(|r| member(&r.track_group)).filter_map(|r| r.dev.clone());
+    let rules = cfg.static_rules.iter().filter(|r| member(&r.track_group)).filter_map(|r| r.iif.clone());
+    let mut out: Vec<String> = Vec::new();
+    for d in addrs.chain(routes).chain(rules) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
 }
 
 /// How gratuitous ARPs / NAs are spaced (keepalived 2.2.7's `garp_delay_t`): each `garp_group`
@@ -589,6 +614,36 @@ mod tests {
             assert_eq!(i.garp_refresh.1, c.refresh_repeat, "{}: refresh repeat", c.name);
             assert_eq!(i.garp_extra_if.map(|x| (x.interval.as_secs(), x.all)), c.extra, "{}: extra_if", c.name);
         }
+    }
+
+    /// `track_group`: the member instances track the interfaces of the static entries naming
+    /// the group (addresses by `dev`, routes by `dev`, rules by `iif`), weight 0; `no_track`
+    /// entries, non-members and a group defined below the entry (keepalived: "not found") do
+    /// not count.
+    #[test]
+    fn track_group_members_track_static_interfaces() {
+        let text = concat!(
+            "global_defs {\n dynamic_interfaces\n}\n",
+            "track_group TG {\n group {\n VI_1\n }\n}\n",
+            "static_ipaddress {\n 198.18.1.1/24 dev eth1 track_group TG\n 198.18.2.1/24 dev eth2 track_group TG no_track\n 198.18.3.1/24 dev eth3\n}\n",
+            "static_routes {\n 198.18.9.0/24 dev eth4 track_group TG\n 198.18.10.0/24 dev eth5 track_group LATE\n}\n",
+            "static_rules {\n from 198.18.0.0/24 iif eth6 table 100 priority 10 track_group TG\n}\n",
+            "track_group LATE {\n group {\n VI_1\n }\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+            "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 52\n virtual_ipaddress {\n 198.18.0.11\n }\n}\n",
+        );
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        assert!(loaded.diagnostics.iter().any(|d| d.message.contains("track_group LATE not found")), "{:?}", loaded.diagnostics);
+        assert!(!loaded.diagnostics.iter().any(|d| d.message.contains("not supported")), "{:?}", loaded.diagnostics);
+        let s = instances(&loaded.config).expect("setup");
+        let ifaces = |n: usize| -> Vec<String> {
+            s[n].track.iter().filter_map(|(k, w)| match k {
+                TrackKey::Interface(i) if w.weight == 0 => Some(i.clone()),
+                _ => None,
+            }).collect()
+        };
+        assert_eq!(ifaces(0), ["eth0", "eth1", "eth4", "eth6"]);
+        assert_eq!(ifaces(1), ["eth0"]);
     }
 
     /// `garp_group`: its interfaces share one delay group with its intervals (an unset one is

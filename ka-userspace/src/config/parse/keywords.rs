@@ -287,7 +287,6 @@ pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 /// Top-level blocks that ka accepts but does not act on yet.
 pub const TOP_UNSUPPORTED: &[&str] = &[
     "linkbeat_interfaces",
-    "track_group",
     "SSL",
     "interface_up_down_delays",
 ];
@@ -310,6 +309,7 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "static_routes",
     "static_rules",
     "garp_group",
+    "track_group",
 ];
 
 /// keepalived keywords whose interface ka replaces by its own, with the replacement:
