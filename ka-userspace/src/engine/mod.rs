@@ -118,6 +118,14 @@ pub struct EngineGlobals {
     /// How gratuitous ARPs / NAs are spaced (`garp_group`, `vrrp_garp_interval`,
     /// `vrrp_gna_interval`).
     pub garp_pacing: setup::GarpPacing,
+    /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports` off while running.
+    pub disable_local_igmp: bool,
+    /// `vrrp_rx_bufs_policy` and `vrrp_rx_bufs_multiplier`.
+    pub rx_bufs: (Option<crate::config::model::RxBufsPolicy>, u32),
+    /// `max_auto_priority` / `min_auto_priority_delay` for the engine's thread.
+    pub auto_priority: crate::threads::AutoPriority,
+    /// `interface_up_down_delays`: per interface, (down, up) delays of its tracked state.
+    pub if_delays: HashMap<String, (Duration, Duration)>,
     /// Sync groups: name and notify scripts.
     pub groups: Vec<(String, setup::NotifySetup, bool)>,
     /// `vrrp_script` definitions by name.
@@ -484,6 +492,8 @@ struct Engine {
     epoch: Instant,
     /// GARP/NA spacing per delay group ([`setup::GarpPacing`]), shared by every instance.
     pacers: std::sync::Mutex<HashMap<String, crate::vrrp::garp::Pacer>>,
+    /// Sysctls changed at start (`promote_secondaries`, `disable_local_igmp`), restored at stop.
+    sysctls: Vec<crate::net::sysctl::Saved>,
     /// The instances, each in a slot of its own that it keeps across reloads (timers,
     /// `by_vrid` and sync groups name slots); a deleted instance's slot is taken by the last
     /// one (see [`reload`]).
@@ -726,6 +736,7 @@ async fn open(
     let mut engine = Engine {
         epoch,
         pacers: std::sync::Mutex::new(HashMap::new()),
+        sysctls: Vec::new(),
         order: (0..inst.len()).collect(),
         inst,
         sockets,
@@ -750,6 +761,8 @@ async fn open(
         recorder: None,
         resuming,
     };
+    engine.sysctls = start_sysctls(&engine.inst, engine.globals.disable_local_igmp);
+    set_rx_bufs(&engine.inst, &engine.sockets, engine.globals.rx_bufs);
     engine.recorder = engine.globals.state_file.clone().map(resume::Recorder::new);
     engine.outbox = vec![Vec::new(); engine.sockets.socks.len()];
     engine.outbox_owner = vec![Vec::new(); engine.sockets.socks.len()];
@@ -890,6 +903,93 @@ struct StartUp<'a> {
 /// start-up (`start` is `Some`), an instance that was Master before a restart, still holds its
 /// VIPs and is within Master_Down_Interval resumes as Master (the returned flag); otherwise
 /// VIPs left on the interface by a crashed run are removed.
+/// Sets the sysctls keepalived sets at start: `promote_secondaries` on the interfaces of the
+/// instances asking for it, `igmp_link_local_mcast_reports` off with `disable_local_igmp`.
+/// Returns those changed, to restore at stop.
+fn start_sysctls(inst: &[Rt], disable_local_igmp: bool) -> Vec<crate::net::sysctl::Saved> {
+    use crate::net::sysctl;
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for r in inst.iter().filter(|r| r.setup.promote_secondaries) {
+        let p = sysctl::promote_secondaries_path(&r.setup.iface);
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    let mut wanted: Vec<(std::path::PathBuf, &str)> = paths.into_iter().map(|p| (p, "1")).collect();
+    if disable_local_igmp {
+        wanted.push((sysctl::IGMP_LINK_LOCAL_REPORTS.into(), "0"));
+    }
+    let mut saved = Vec::new();
+    for (p, v) in wanted {
+        match sysctl::set(&p, v) {
+            Ok(Some(s)) => saved.push(s),
+            Ok(None) => {}
+            Err(e) => warn!(sysctl = %p.display(), error = %e, "cannot set sysctl"),
+        }
+    }
+    saved
+}
+
+/// `vrrp_rx_bufs_policy` / `kernel_rx_buf_size`: each receive socket's `SO_RCVBUF`, summed over
+/// its instances as keepalived 2.2.7 does; unset, ka's own default stays.
+fn set_rx_bufs(inst: &[Rt], sockets: &Sockets, (policy, mult): (Option<crate::config::model::RxBufsPolicy>, u32)) {
+    for (n, sock) in sockets.socks.iter().enumerate() {
+        let members: Vec<RxBufMember> = inst
+            .iter()
+            .filter(|r| r.rx_sock == n)
+            .map(|r| RxBufMember {
+                kernel: r.setup.kernel_rx_buf_size,
+                mtu: crate::net::vrrp_socket::interface_mtu(&r.setup.iface).unwrap_or(1500),
+                advert: advert_len(r),
+            })
+            .collect();
+        if let Some(bytes) = rx_buf_size(policy, mult, &members) {
+            match sock.set_rcvbuf(bytes) {
+                Ok(()) => info!(socket = n, bytes, "VRRP receive buffer (vrrp_rx_bufs_policy / kernel_rx_buf_size)"),
+                Err(e) => warn!(socket = n, bytes, error = %e, "cannot set the VRRP receive buffer"),
+            }
+        }
+    }
+}
+
+/// What one instance adds to its socket's receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RxBufMember {
+    /// `kernel_rx_buf_size`.
+    kernel: Option<u32>,
+    /// Its interface's MTU.
+    mtu: u32,
+    /// Its advert's size (IP header included).
+    advert: u32,
+}
+
+/// keepalived 2.2.7 (`vrrp_create_sockpool`): per instance, its `kernel_rx_buf_size`, else the
+/// policy's size, `multiplier` × its advert size (ADVERT) or × its MTU (MTU); `None` when that
+/// sums to nothing (the socket keeps ka's default).
+fn rx_buf_size(policy: Option<crate::config::model::RxBufsPolicy>, mult: u32, members: &[RxBufMember]) -> Option<u32> {
+    use crate::config::model::RxBufsPolicy;
+    let total: u64 = members
+        .iter()
+        .map(|m| match (m.kernel, policy) {
+            (Some(k), _) => u64::from(k),
+            (None, Some(RxBufsPolicy::Size(n))) => u64::from(n),
+            (None, Some(RxBufsPolicy::Advert)) => u64::from(mult) * u64::from(m.advert),
+            (None, Some(RxBufsPolicy::Mtu)) => u64::from(mult) * u64::from(m.mtu),
+            (None, None) => 0,
+        })
+        .sum();
+    (total > 0).then(|| u32::try_from(total).unwrap_or(u32::MAX))
+}
+
+/// The size of instance `r`'s advert: IP header, VRRP header, addresses, VRRPv2 auth data.
+fn advert_len(r: &Rt) -> u32 {
+    let v6 = r.setup.params.family == Family::V6;
+    let ip = if v6 { 40 } else { 20 };
+    let per = if v6 { 16 } else { 4 };
+    let auth = if r.setup.params.version == Version::V2 { 8 } else { 0 };
+    u32::try_from(ip + 8 + per * r.adv_addrs.len() + auth).unwrap_or(u32::MAX)
+}
+
 /// The gratuitous ARP socket of interface `ifindex`, shared by the instances using it.
 fn garp_sender(sockets: &mut Sockets, ifindex: u32, instance: &str) -> Option<Arc<FrameSender>> {
     if let Some(g) = sockets.garps.get(&ifindex) {
@@ -1245,6 +1345,13 @@ impl Engine {
         // sending come first), so an engine that fell behind does not keep firing in one pass.
         let now = self.now() + TICK;
         let due: Vec<(Time, usize, usize)> = self.timers.range(..=(now, usize::MAX, usize::MAX)).copied().collect();
+        if let Some((first, _, _)) = due.first() {
+            // keepalived max_auto_priority: a timer served too late raises the thread.
+            let late = self.now().saturating_since(*first);
+            if let Some(p) = self.globals.auto_priority.late(late) {
+                crate::threads::raise_self(p, late);
+            }
+        }
         for (at, i, s) in due {
             // Cancelled or moved by a timer fired before it in this pass.
             if self.inst.get(i).is_none_or(|r| r.armed[s] != Some(at)) {
@@ -1885,6 +1992,9 @@ impl Engine {
         if let Some(fw) = self.no_accept.take() {
             fw.close().await;
         }
+        for s in self.sysctls.drain(..) {
+            s.restore();
+        }
     }
 
     fn report(&self) -> Vec<InstanceReport> {
@@ -1956,6 +2066,26 @@ pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// keepalived's receive buffer sums: `kernel_rx_buf_size` wins per instance, then the
+    /// policy; nothing set leaves the socket alone.
+    #[test]
+    fn rx_buf_sizes() {
+        use crate::config::model::RxBufsPolicy;
+        let m = |kernel, mtu, advert| RxBufMember { kernel, mtu, advert };
+        let two = [m(None, 1500, 40), m(None, 9000, 60)];
+        let cases: &[(&str, Option<RxBufsPolicy>, u32, Vec<RxBufMember>, Option<u32>)] = &[
+            ("unset", None, 3, two.to_vec(), None),
+            ("MTU", Some(RxBufsPolicy::Mtu), 3, two.to_vec(), Some(3 * 1500 + 3 * 9000)),
+            ("ADVERT", Some(RxBufsPolicy::Advert), 4, two.to_vec(), Some(4 * 40 + 4 * 60)),
+            ("size", Some(RxBufsPolicy::Size(1000)), 3, two.to_vec(), Some(2000)),
+            ("kernel_rx_buf_size wins", Some(RxBufsPolicy::Mtu), 3, vec![m(Some(777), 1500, 40), m(None, 1000, 40)], Some(777 + 3000)),
+            ("kernel_rx_buf_size alone", None, 3, vec![m(Some(777), 1500, 40), m(None, 1000, 40)], Some(777)),
+        ];
+        for (name, policy, mult, members, want) in cases {
+            assert_eq!(rx_buf_size(*policy, *mult, members), *want, "{name}");
+        }
+    }
 
     /// A batch of tracker updates reaches an instance in arrival order, only for the objects it
     /// tracks, each with the instance's weight; an object tracked twice counts once.

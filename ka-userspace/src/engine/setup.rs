@@ -82,6 +82,8 @@ pub enum TrackKey {
     Process(String),
     /// `track_bfd` (a `bfd_instance` name).
     Bfd(String),
+    /// `track_src_ip`: the instance's configured source address on its interface.
+    SrcAddr(String, IpAddr),
 }
 
 impl TrackKey {
@@ -93,6 +95,7 @@ impl TrackKey {
             TrackKey::File(n) => format!("file:{n}"),
             TrackKey::Process(n) => format!("process:{n}"),
             TrackKey::Bfd(n) => format!("bfd:{n}"),
+            TrackKey::SrcAddr(i, a) => format!("src_ip:{i}/{a}"),
         }
     }
 }
@@ -139,6 +142,10 @@ pub struct InstanceSetup {
     pub garp_refresh: (Duration, u32),
     /// `garp_extra_if` (else the global `vrrp_garp_extra_if`), when on.
     pub garp_extra_if: Option<model::GarpExtraIf>,
+    /// `promote_secondaries` (not with `use_vmac`: keepalived ignores it there).
+    pub promote_secondaries: bool,
+    /// `kernel_rx_buf_size`: its share of the receive socket's `SO_RCVBUF`.
+    pub kernel_rx_buf_size: Option<u32>,
     /// Tracked objects with their weights.
     pub track: Vec<(TrackKey, Weight)>,
     /// `vrrp_sync_group` this instance belongs to.
@@ -282,7 +289,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     let g = &cfg.global;
     let name = i.name.clone();
     let iface = i.interface.clone().ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
-    let v6 = i.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
+    let v6 = i.virtual_ipaddresses.first().map_or(i.if_opts.native_ipv6, |v| v.address.is_ipv6());
     let version = match (i.version, v6) {
         // keepalived runs IPv6 instances as VRRPv3 only.
         (_, true) => Version::V3,
@@ -315,6 +322,8 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     p.higher_prio_send_advert = i.higher_prio_send_advert.unwrap_or(g.vrrp_higher_prio_send_advert);
     p.startup_delay = g.vrrp_startup_delay;
     p.notify_deleted = i.notify_deleted;
+    // keepalived unicast_fault_no_peer: no peers means FAULT, not multicast.
+    p.config_fault = i.if_opts.unicast_fault_no_peer && i.unicast_peers.is_empty();
     p.garp_master_repeat = i.garp_master_repeat;
     (p.garp_lower_prio_repeat, p.garp_lower_prio_delay) = lower_prio_garp(g, i);
     let auth = match &i.authentication {
@@ -348,6 +357,10 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     }
     for r in &i.track_bfds {
         track.push((TrackKey::Bfd(r.name.clone()), ref_weight(own.bfds.get(r.name.as_str()), 0, r)));
+    }
+    if let (true, Some(a)) = (i.if_opts.track_src_ip, i.src_ip) {
+        // keepalived track_src_ip: FAULT while the configured source address is missing.
+        track.push((TrackKey::SrcAddr(iface.clone(), a), Weight { weight: 0, reverse: false }));
     }
     for dev in track_group_interfaces(cfg, &i.name) {
         if !track.iter().any(|(k, _)| *k == TrackKey::Interface(dev.clone())) {
@@ -389,6 +402,8 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
         garp_extra_if: i.garp_extra_if.or(g.vrrp_garp_extra_if).filter(|x| !x.interval.is_zero()),
+        promote_secondaries: i.if_opts.promote_secondaries && i.use_vmac.is_none(),
+        kernel_rx_buf_size: i.if_opts.kernel_rx_buf_size,
         track,
         sync_group: i.sync_group.clone(),
         notify_priority_changes: i.notify_priority_changes.unwrap_or(g.vrrp_notify_priority_changes),
@@ -505,6 +520,10 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         no_email_faults: g.no_email_faults,
         smtp,
         garp_pacing: GarpPacing::of(cfg),
+        disable_local_igmp: g.disable_local_igmp,
+        rx_bufs: (g.vrrp_rx_bufs_policy, g.vrrp_rx_bufs_multiplier),
+        auto_priority: crate::threads::AutoPriority::new(g.max_auto_priority, g.min_auto_priority_delay, g.vrrp_rt_priority),
+        if_delays: cfg.if_up_down_delays.iter().map(|d| (d.iface.clone(), (d.down, d.up))).collect(),
         sched: crate::threads::Tuning::of(g, crate::threads::Part::Vrrp),
         log_unknown_vrids: g.log_unknown_vrids,
         bfd: None,

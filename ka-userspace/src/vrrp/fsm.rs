@@ -133,6 +133,9 @@ pub struct InstanceParams {
     pub garp_lower_prio_delay: Duration,
     /// `notify_deleted`: a reload deleting the instance notifies DELETED rather than FAULT.
     pub notify_deleted: bool,
+    /// A configuration fault (keepalived's `num_config_faults`, e.g. `unicast_fault_no_peer`
+    /// without peers): the instance stays in FAULT.
+    pub config_fault: bool,
 }
 
 impl InstanceParams {
@@ -163,6 +166,7 @@ impl InstanceParams {
             garp_lower_prio_repeat: 0,
             garp_lower_prio_delay: Duration::ZERO,
             notify_deleted: false,
+            config_fault: false,
         }
     }
 
@@ -505,7 +509,7 @@ impl Instance {
     }
 
     fn fault(&self) -> bool {
-        self.track.fault || self.sync_fault
+        self.track.fault || self.sync_fault || self.params.config_fault
     }
 
     fn accept(&self) -> bool {

@@ -215,6 +215,32 @@ impl Cx<'_> {
                         self.cfg.global.vrrp_garp_extra_if = Some(x);
                     }
                 }
+                "disable_local_igmp" => {
+                    self.no_block(e);
+                    self.cfg.global.disable_local_igmp = true;
+                }
+                "max_auto_priority" => {
+                    // keepalived 2.2.7: no value is the maximum (sched_get_priority_max(SCHED_RR)).
+                    if e.args.is_empty() {
+                        self.no_block(e);
+                        self.cfg.global.max_auto_priority = 99;
+                    } else if let Some(v) = self.arg_int(e, -1, 99) {
+                        self.cfg.global.max_auto_priority = v as i32;
+                    }
+                }
+                "min_auto_priority_delay" => {
+                    if e.args.is_empty() {
+                        self.err(&e.kw, "min_auto_priority_delay requires delay time");
+                    } else if let Some(v) = self.arg_int(e, 1, 10_000_000) {
+                        self.cfg.global.min_auto_priority_delay = Duration::from_micros(v as u64);
+                    }
+                }
+                "vrrp_rx_bufs_policy" => self.rx_bufs_policy(e),
+                "vrrp_rx_bufs_multiplier" => {
+                    if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                        self.cfg.global.vrrp_rx_bufs_multiplier = v as u32;
+                    }
+                }
                 "vrrp_skip_check_adv_addr" => {
                     self.cfg.global.vrrp_skip_check_adv_addr = self.arg_bool(e)
                 }
@@ -542,6 +568,48 @@ fn is_host_name(s: &str) -> bool {
         && s.trim_end_matches('.').split('.').all(|l| {
             !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         })
+}
+
+impl Cx<'_> {
+    /// `vrrp_rx_bufs_policy MTU|ADVERT|SIZE...` as keepalived 2.2.7 reads it: words combine; a
+    /// size with a policy keeps the size, MTU with ADVERT keeps MTU (each with a warning).
+    fn rx_bufs_policy(&mut self, e: &Stmt) {
+        self.no_block(e);
+        if e.args.is_empty() {
+            self.err(&e.kw, "vrrp_rx_bufs_policy missing");
+            return;
+        }
+        let (mut mtu, mut advert, mut size) = (false, false, None);
+        for t in &e.args {
+            match t.text.to_ascii_uppercase().as_str() {
+                "MTU" => mtu = true,
+                "ADVERT" => advert = true,
+                _ => match t.text.parse::<u32>() {
+                    Ok(n) => size = Some(n),
+                    Err(_) => self.err(t, format!("Invalid vrrp_rx_bufs_policy {}", t.text)),
+                },
+            }
+        }
+        let p = match (size, mtu, advert) {
+            (Some(n), m, a) => {
+                if m || a {
+                    self.err(&e.kw, "Cannot set vrrp_rx_bufs_policy size and policy, ignoring policy");
+                }
+                Some(RxBufsPolicy::Size(n))
+            }
+            (None, true, a) => {
+                if a {
+                    self.err(&e.kw, "Cannot set both vrrp_rx_bufs_policy MTU and ADVERT, ignoring ADVERT");
+                }
+                Some(RxBufsPolicy::Mtu)
+            }
+            (None, false, true) => Some(RxBufsPolicy::Advert),
+            (None, false, false) => None,
+        };
+        if p.is_some() {
+            self.cfg.global.vrrp_rx_bufs_policy = p;
+        }
+    }
 }
 
 /// keepalived 2.2.7's `vrrp_min_garp` (`vrrp_min_garp_handler`): one GARP/NA per burst, no

@@ -65,17 +65,40 @@ impl Cx<'_> {
         self.cfg.garp_groups.push(g);
     }
 
-    /// `linkbeat_interfaces { IFACE ... }`: kept as written.
+    /// `linkbeat_interfaces { IFACE [MII|ETHTOOL|IOCTL] ... }`: kept as written (ka polls the
+    /// link state of every interface it tracks anyway).
     pub(super) fn linkbeat_interfaces(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let entries: Vec<RawEntry> = self.block(s).iter().map(raw_entry).collect();
         self.cfg.linkbeat_interfaces.extend(entries);
     }
 
-    /// `interface_up_down_delays { IFACE UP_DELAY [DOWN_DELAY] ... }`.
+    /// `interface_up_down_delays { IFACE DOWN_DELAY [UP_DELAY] ... }` (keepalived 2.2.7's
+    /// `alloc_if_up_down_delay`: delays 0-255 s with µs resolution, an omitted up delay is 0; a
+    /// bad line is skipped).
     pub(super) fn interface_up_down_delays(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
-        let _ = self.block(s);
+        for e in self.block(s) {
+            let words: Vec<&Token> = std::iter::once(&e.kw).chain(e.args.iter()).collect();
+            if words.len() < 2 {
+                self.err(&e.kw, format!("no timeouts specified for {} up/down delays", e.kw.text));
+                continue;
+            }
+            if words.len() > 3 {
+                self.warn(words[3], format!("too many parameters for {} up/down delays; extra ignored", e.kw.text));
+            }
+            let Some(down) = self.timer_tok_us(words[1], 0, 255_000_000) else { continue };
+            let up = match words.get(2) {
+                Some(t) => match self.timer_tok_us(t, 0, 255_000_000) {
+                    Some(u) => u,
+                    None => continue,
+                },
+                None => std::time::Duration::ZERO,
+            };
+            if let Some(old) = self.cfg.if_up_down_delays.iter_mut().find(|d| d.iface == e.kw.text) {
+                (old.down, old.up) = (down, up);
+            } else {
+                self.cfg.if_up_down_delays.push(IfUpDownDelay { iface: e.kw.text.clone(), down, up });
+            }
+        }
     }
 }
 

@@ -6,7 +6,6 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "namespace_with_ipsets",
     "instance",
     "use_pid_dir",
-    "linkbeat_use_polling",
     "tmp_config_directory",
     "config_save_dir",
     "checker_log_all_failures",
@@ -18,15 +17,10 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "nftables_ipvs_start_fwmark",
     "vrrp_iptables",
     "vrrp_ipsets",
-    "disable_local_igmp",
-    "max_auto_priority",
-    "min_auto_priority_delay",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
     "lvs_notify_fifo_script",
     "fifo_write_vrrp_states_on_reload",
-    "vrrp_rx_bufs_policy",
-    "vrrp_rx_bufs_multiplier",
     "rs_init_notifies",
     "no_checker_emails",
     "vmac_prefix",
@@ -124,6 +118,12 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "vrrp_min_garp",
     "vrrp_garp_extra_if",
     "vrrp_garp_master_refresh_repeat",
+    "linkbeat_use_polling",
+    "disable_local_igmp",
+    "max_auto_priority",
+    "min_auto_priority_delay",
+    "vrrp_rx_bufs_policy",
+    "vrrp_rx_bufs_multiplier",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -132,12 +132,6 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "use_vmac_addr",
     "vmac_xmit_base",
     "use_ipvlan",
-    "native_ipv6",
-    "track_src_ip",
-    "unicast_fault_no_peer",
-    "promote_secondaries",
-    "kernel_rx_buf_size",
-    "linkbeat_use_polling",
 ];
 
 /// Keywords of `vrrp_instance` that ka acts on.
@@ -195,6 +189,12 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "garp_lower_prio_repeat",
     "garp_extra_if",
     "notify_master_rx_lower_pri",
+    "native_ipv6",
+    "track_src_ip",
+    "unicast_fault_no_peer",
+    "promote_secondaries",
+    "kernel_rx_buf_size",
+    "linkbeat_use_polling",
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
@@ -286,9 +286,7 @@ pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 
 /// Top-level blocks that ka accepts but does not act on yet.
 pub const TOP_UNSUPPORTED: &[&str] = &[
-    "linkbeat_interfaces",
     "SSL",
-    "interface_up_down_delays",
 ];
 
 /// Top-level blocks that ka acts on.
@@ -310,6 +308,8 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "static_rules",
     "garp_group",
     "track_group",
+    "linkbeat_interfaces",
+    "interface_up_down_delays",
 ];
 
 /// keepalived keywords whose interface ka replaces by its own, with the replacement:

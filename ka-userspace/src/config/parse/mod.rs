@@ -266,8 +266,11 @@ impl<'d> Cx<'d> {
             "net_namespace_ipvs"
             | "namespace_with_ipsets"
             | "instance"
-            | "use_pid_dir"
-            | "linkbeat_use_polling" => self.unsupported(s, "the configuration"),
+            | "use_pid_dir" => self.unsupported(s, "the configuration"),
+            "linkbeat_use_polling" => {
+                self.no_block(s);
+                self.cfg.global.linkbeat_use_polling = true;
+            }
             "child_wait_time" => {
                 if let Some(d) = self.arg_secs(s, 0, i64::from(u32::MAX)) {
                     self.cfg.global.child_wait_time = Some(d);
@@ -304,6 +307,10 @@ impl<'d> Cx<'d> {
                 .garp_master_refresh_repeat
                 .unwrap_or(g.vrrp_garp_master_refresh_repeat);
             vi.strict_mode = d.strict_mode.unwrap_or(g.vrrp_strict);
+            if vi.if_opts.native_ipv6 && vi.virtual_ipaddresses.is_empty() && d.version.is_none() {
+                // keepalived's native_ipv6: an IPv6 instance, hence VRRPv3.
+                vi.version = VrrpVersion::V3;
+            }
         }
         self.report_late_refs();
         self.cfg

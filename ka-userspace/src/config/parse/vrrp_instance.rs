@@ -56,6 +56,7 @@ fn new_instance(name: String, s: &Stmt) -> VrrpInstance {
         garp_lower_prio_delay: None,
         garp_lower_prio_repeat: None,
         garp_extra_if: None,
+        if_opts: VrrpIfOptions::default(),
         strict_mode: false,
         use_vmac: None,
         smtp_alert: None,
@@ -402,6 +403,42 @@ impl Cx<'_> {
             "garp_extra_if" => {
                 if let Some(x) = self.garp_extra_if(e, 0) {
                     vi.garp_extra_if = Some(x);
+                }
+            }
+            "promote_secondaries" => {
+                self.no_block(e);
+                vi.if_opts.promote_secondaries = true;
+            }
+            "unicast_fault_no_peer" => {
+                self.no_block(e);
+                vi.if_opts.unicast_fault_no_peer = true;
+            }
+            "track_src_ip" => {
+                self.no_block(e);
+                vi.if_opts.track_src_ip = true;
+            }
+            "linkbeat_use_polling" => {
+                self.no_block(e);
+                vi.if_opts.linkbeat_use_polling = true;
+            }
+            "native_ipv6" => {
+                self.no_block(e);
+                // keepalived 2.2.7 (vrrp_native_ipv6_handler): refused once the family is IPv4.
+                let v4 = vi.virtual_ipaddresses.first().map(|v| !v.address.is_ipv6()).or(vi.src_ip.map(|a| a.is_ipv4()));
+                if v4 == Some(true) {
+                    self.err(&e.kw, format!("({}) Cannot specify native_ipv6 with IPv4 addresses", vi.name));
+                } else {
+                    vi.if_opts.native_ipv6 = true;
+                }
+            }
+            "kernel_rx_buf_size" => {
+                // keepalived: exactly one unsigned number, else "invalid kernel_rx_buf_size".
+                if e.args.len() == 1 {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
+                        vi.if_opts.kernel_rx_buf_size = Some(v as u32);
+                    }
+                } else {
+                    self.err(&e.kw, format!("({}) invalid kernel_rx_buf_size specified", vi.name));
                 }
             }
             "notify_master_rx_lower_pri" => {
