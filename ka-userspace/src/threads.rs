@@ -325,7 +325,8 @@ mod tests {
     #[test]
     fn auto_priority_steps() {
         let ms = std::time::Duration::from_millis;
-        let cases: &[(&str, i32, Option<i32>, &[u64], &[Option<i32>])] = &[
+        type Case = (&'static str, i32, Option<i32>, &'static [u64], &'static [Option<i32>]);
+        let cases: &[Case] = &[
             ("off", 0, None, &[5000, 5000], &[None, None]),
             ("off without notice", -1, None, &[5000], &[None]),
             ("not late enough", 3, None, &[1000, 999], &[None, None]),

@@ -2074,7 +2074,8 @@ mod tests {
         use crate::config::model::RxBufsPolicy;
         let m = |kernel, mtu, advert| RxBufMember { kernel, mtu, advert };
         let two = [m(None, 1500, 40), m(None, 9000, 60)];
-        let cases: &[(&str, Option<RxBufsPolicy>, u32, Vec<RxBufMember>, Option<u32>)] = &[
+        type Case = (&'static str, Option<RxBufsPolicy>, u32, Vec<RxBufMember>, Option<u32>);
+        let cases: &[Case] = &[
             ("unset", None, 3, two.to_vec(), None),
             ("MTU", Some(RxBufsPolicy::Mtu), 3, two.to_vec(), Some(3 * 1500 + 3 * 9000)),
             ("ADVERT", Some(RxBufsPolicy::Advert), 4, two.to_vec(), Some(4 * 40 + 4 * 60)),

@@ -451,7 +451,8 @@ mod tests {
     fn debounce_steps() {
         use TrackStatus::{Down, Up};
         let t = |ms: u64| Time::from_millis(ms);
-        let cases: &[(&str, u64, u64, &[(u64, TrackStatus)], &[Option<TrackStatus>])] = &[
+        type Case = (&'static str, u64, u64, &'static [(u64, TrackStatus)], &'static [Option<TrackStatus>]);
+        let cases: &[Case] = &[
             ("no delays", 0, 0, &[(0, Up), (250, Down), (500, Up)], &[Some(Up), Some(Down), Some(Up)]),
             ("short flap hidden", 1000, 0, &[(0, Up), (250, Down), (500, Down), (750, Up), (1000, Up)], &[Some(Up), None, None, None, None]),
             ("down after the delay, once", 500, 0, &[(0, Up), (250, Down), (500, Down), (750, Down), (1000, Down)], &[Some(Up), None, None, Some(Down), None]),

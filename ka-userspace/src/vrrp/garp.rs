@@ -116,7 +116,8 @@ mod tests {
     #[test]
     fn extra_if_interfaces() {
         let vips = [(2, 'a'), (3, 'b'), (3, 'c'), (4, 'd'), (2, 'e')];
-        let cases: [(&str, bool, fn(u32) -> bool, Vec<(u32, char)>); 3] = [
+        type Case = (&'static str, bool, fn(u32) -> bool, Vec<(u32, char)>);
+        let cases: [Case; 3] = [
             ("all: every other interface once, its first VIP", true, |_| false, vec![(3, 'b'), (4, 'd')]),
             ("without all: only interfaces ka made", false, |i| i == 4, vec![(4, 'd')]),
             ("without all and no VMAC: none", false, |_| false, vec![]),
