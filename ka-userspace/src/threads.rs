@@ -110,6 +110,11 @@ impl AutoPriority {
         AutoPriority { max, min_delay, cur: rt_priority.unwrap_or(0) }
     }
 
+    /// After a reload: the thread keeps the priority `old` raised it to.
+    pub fn carry(&mut self, old: &AutoPriority) {
+        self.cur = self.cur.max(old.cur);
+    }
+
     /// A timer fired `late` after its deadline: the `SCHED_RR` priority to switch to, if any.
     pub fn late(&mut self, late: std::time::Duration) -> Option<i32> {
         if self.max <= 0 || late <= self.min_delay || self.cur >= self.max {

@@ -394,6 +394,13 @@ impl super::Engine {
         let nft_table = std::mem::take(&mut self.globals.nft_table);
         // The BFD runtime outlives reloads (it reloads its sessions itself).
         let bfd = self.globals.bfd.take();
+        let mut globals = globals;
+        // The thread keeps the priority max_auto_priority raised it to; GARP spacing starts
+        // afresh with the new delay groups.
+        globals.auto_priority.carry(&self.globals.auto_priority);
+        if let Ok(mut p) = self.pacers.lock() {
+            p.clear();
+        }
         let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, bfd, ..globals });
         // Freed on a thread of its own: with a `track_file` per instance, the definitions are
         // tens of thousands of names and paths.
