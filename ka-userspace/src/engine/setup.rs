@@ -665,6 +665,29 @@ mod tests {
         assert_eq!(ifaces(1), ["eth0"]);
     }
 
+    /// `native_ipv6` (keepalived 2.2.7): an instance without VIPs runs IPv6 / VRRPv3; an IPv4
+    /// VIP after it is dropped ("address family must match"); after an IPv4 VIP the keyword is
+    /// refused. `unicast_fault_no_peer` without peers is a configuration fault.
+    #[test]
+    fn native_ipv6_and_unicast_fault_no_peer() {
+        let inst = |body: &str| format!("global_defs {{\n dynamic_interfaces\n}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n{body}}}\n");
+        let load = |body: &str| parse_str(&inst(body), std::path::Path::new("t.conf"), &LoadOptions::default());
+        let l = load(" native_ipv6\n");
+        let s = instances(&l.config).expect("setup");
+        assert_eq!((s[0].params.family, s[0].params.version), (Family::V6, Version::V3));
+        let l = load(" native_ipv6\n virtual_ipaddress {\n 198.18.0.10\n fd00:198:18::10\n }\n");
+        assert!(l.diagnostics.iter().any(|d| d.message.contains("address family must match")), "{:?}", l.diagnostics);
+        assert_eq!(l.config.vrrp_instances[0].virtual_ipaddresses.len(), 1);
+        assert!(l.config.vrrp_instances[0].virtual_ipaddresses[0].address.is_ipv6());
+        let l = load(" virtual_ipaddress {\n 198.18.0.10\n }\n native_ipv6\n");
+        assert!(l.diagnostics.iter().any(|d| d.message.contains("Cannot specify native_ipv6 with IPv4 addresses")), "{:?}", l.diagnostics);
+        assert!(!l.config.vrrp_instances[0].if_opts.native_ipv6);
+        let l = load(" unicast_fault_no_peer\n virtual_ipaddress {\n 198.18.0.10\n }\n");
+        assert!(instances(&l.config).expect("setup")[0].params.config_fault, "no peers: FAULT");
+        let l = load(" unicast_fault_no_peer\n unicast_peer {\n 198.18.0.2\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n");
+        assert!(!instances(&l.config).expect("setup")[0].params.config_fault, "with a peer: no fault");
+    }
+
     /// `garp_group`: its interfaces share one delay group with its intervals (an unset one is
     /// none); the first group naming an interface wins; other interfaces each get the global
     /// intervals.

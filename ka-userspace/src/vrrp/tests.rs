@@ -1088,3 +1088,19 @@ fn answer_limit_table() {
         assert_eq!(l.withheld(), withheld, "{name}");
     }
 }
+
+/// keepalived's configuration faults (`unicast_fault_no_peer` without peers): the instance
+/// starts in FAULT and no tracker brings it out.
+#[test]
+fn config_fault_keeps_fault() {
+    let mut p = params(100);
+    p.config_fault = true;
+    let mut i = instance(p);
+    i.handle(ms(0), Event::Startup);
+    assert_eq!(i.state(), State::Fault);
+    i.handle(ms(10), track(0, false));
+    assert_eq!(i.state(), State::Fault, "trackers up do not clear a configuration fault");
+    let mut ok = instance(params(100));
+    ok.handle(ms(0), Event::Startup);
+    assert_eq!(ok.state(), State::Backup, "without it the same instance starts as Backup");
+}

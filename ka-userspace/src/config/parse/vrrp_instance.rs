@@ -182,9 +182,16 @@ impl Cx<'_> {
     fn vi_addresses(&mut self, e: &Stmt, vi: &mut VrrpInstance) -> bool {
         match e.name() {
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
-                let mut list = Vec::new();
+                let mut list: Vec<VirtualIp> = Vec::new();
+                let vip = e.name() == "virtual_ipaddress";
                 for a in self.block(e) {
                     if let Some(v) = self.vip(a, Block::Virtual) {
+                        // keepalived 2.2.7 (alloc_vrrp_vip): with native_ipv6 the instance is
+                        // IPv6, and an IPv4 VIP is dropped (other mixes: see config::check).
+                        if vip && vi.if_opts.native_ipv6 && !v.address.is_ipv6() {
+                            self.err(&a.kw, format!("({}): address family must match VRRP instance [{}]", vi.name, a.kw.text));
+                            continue;
+                        }
                         list.push(v);
                     }
                 }
