@@ -198,3 +198,48 @@ vrrp_instance VI_U {
     assert_eq!(sysctl(h, ps), "0", "promote_secondaries not restored");
     assert_eq!(sysctl(h, igmp), "1", "igmp_link_local_mcast_reports not restored");
 }
+
+/// `interface_up_down_delays`: a tracked interface that goes down puts its instance in FAULT
+/// only once it has stayed down for the down delay (not at the next link poll), and the
+/// instance leaves FAULT once the link has been up for the up delay.
+#[test]
+fn interface_down_delay_postpones_fault() {
+    let (_bridge, hosts) = lan(1);
+    let h = &hosts[0];
+    // A veth pair inside the namespace (no dummy module here): dum0 is tracked.
+    h.run(&["ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1"]).expect("veth");
+    h.run(&["ip", "link", "set", "dum1", "up"]).expect("peer up");
+    h.run(&["ip", "link", "set", "dum0", "up"]).expect("dum0 up");
+    let conf = write_conf(
+        r#"
+interface_up_down_delays {
+  dum0 3 1
+}
+vrrp_instance VI_D {
+  state MASTER
+  interface eth0
+  virtual_router_id 76
+  priority 150
+  track_interface {
+    dum0
+  }
+  virtual_ipaddress {
+    198.18.8.140/24
+  }
+}
+"#,
+    );
+    let ka = KaDaemon::start(h, &ka_bin(), &unique_name("vdl"), &["-f", conf.to_str().expect("utf-8"), "--no-xdp"]).expect("ka");
+    wait_for("MASTER", WAIT, || (state(&ka, 0) == "MASTER").then_some(()));
+    let down = Instant::now();
+    h.run(&["ip", "link", "set", "dum0", "down"]).expect("dummy down");
+    wait_for("FAULT after the down delay", WAIT, || (state(&ka, 0) == "FAULT").then_some(()));
+    let took = down.elapsed();
+    assert!(took >= Duration::from_millis(2900), "FAULT {took:?} after the link went down; the down delay is 3 s");
+    let up = Instant::now();
+    h.run(&["ip", "link", "set", "dum0", "up"]).expect("dummy up");
+    wait_for("out of FAULT after the up delay", WAIT, || (state(&ka, 0) != "FAULT").then_some(()));
+    let took = up.elapsed();
+    assert!(took >= Duration::from_millis(900), "out of FAULT {took:?} after the link came up; the up delay is 1 s");
+    ka.stop().expect("stop");
+}
