@@ -68,7 +68,16 @@ impl Cx<'_> {
     /// `linkbeat_interfaces { IFACE [MII|ETHTOOL|IOCTL] ... }`: kept as written (ka polls the
     /// link state of every interface it tracks anyway).
     pub(super) fn linkbeat_interfaces(&mut self, s: &Stmt) {
-        let entries: Vec<RawEntry> = self.block(s).iter().map(raw_entry).collect();
+        let block = self.block(s);
+        for e in block {
+            // keepalived 2.2.7 (alloc_linkbeat_interface): one optional polling type.
+            if let Some(t) = e.args.first() {
+                if !matches!(t.text.as_str(), "MII" | "ETHTOOL" | "IOCTL") || e.args.len() > 1 {
+                    self.warn(t, format!("extra characters {} in linkbeat interface", t.text));
+                }
+            }
+        }
+        let entries: Vec<RawEntry> = block.iter().map(raw_entry).collect();
         self.cfg.linkbeat_interfaces.extend(entries);
     }
 

@@ -426,6 +426,7 @@ impl Cx<'_> {
             }
             "linkbeat_use_polling" => {
                 self.no_block(e);
+                self.warn(&e.kw, format!("({}) 'linkbeat_use_polling' in vrrp instance deprecated - use linkbeat_interfaces block", vi.name));
                 vi.if_opts.linkbeat_use_polling = true;
             }
             "native_ipv6" => {
