@@ -421,6 +421,10 @@ impl super::Engine {
             tracking::spawn(new_keys.clone(), &self.globals, self.netlink.clone(), self.track_tx.clone());
             self.tracked.extend(new_keys);
         }
+        // promote_secondaries of new or changed instances (keepalived sets it at each instance's
+        // init, a reload included); those ka set already read 1 and are not saved twice.
+        let more = super::start_sysctls(&self.inst, false);
+        self.sysctls.extend(more);
         let needs_no_accept = |r: &Rt| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER;
         if self.no_accept.is_none() && touched.iter().any(|(e, _)| needs_no_accept(&self.inst[*e])) {
             self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.nft_table.clone()));
