@@ -40,11 +40,16 @@ impl Cx<'_> {
             match e.name() {
                 "garp_interval" => g.garp_interval = self.arg_timer_us(e, 0, I32_US),
                 "gna_interval" => g.gna_interval = self.arg_timer_us(e, 0, I32_US),
-                "interface" => g.interfaces.extend(self.arg_str(e)),
+                "interface" => {
+                    if self.arg_str(e).is_some() {
+                        let t = e.args[0].clone();
+                        self.garp_group_member(&mut g, &t);
+                    }
+                }
                 "interfaces" => {
-                    let list: Vec<String> =
-                        self.block(e).iter().map(|m| m.kw.text.clone()).collect();
-                    g.interfaces.extend(list);
+                    for m in self.block(e) {
+                        self.garp_group_member(&mut g, &m.kw);
+                    }
                 }
                 _ => self.unknown(
                     e,
@@ -63,6 +68,17 @@ impl Cx<'_> {
             return;
         }
         self.cfg.garp_groups.push(g);
+    }
+
+    /// Adds interface `t` to garp group `g`, unless a group has it already (keepalived 2.2.7:
+    /// "garp_group already specified for IFACE - ignoring").
+    fn garp_group_member(&mut self, g: &mut GarpGroup, t: &Token) {
+        let name = t.text.as_str();
+        if self.cfg.garp_groups.iter().chain(std::iter::once(&*g)).any(|o| o.interfaces.iter().any(|i| i == name)) {
+            self.err(t, format!("garp_group already specified for {name}"));
+            return;
+        }
+        g.interfaces.push(name.to_owned());
     }
 
     /// `linkbeat_interfaces { IFACE [MII|ETHTOOL|IOCTL] ... }`: kept as written (ka polls the
