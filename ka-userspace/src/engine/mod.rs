@@ -124,8 +124,9 @@ pub struct EngineGlobals {
     pub rx_bufs: (Option<crate::config::model::RxBufsPolicy>, u32),
     /// `max_auto_priority` / `min_auto_priority_delay` for the engine's thread.
     pub auto_priority: crate::threads::AutoPriority,
-    /// `interface_up_down_delays`: per interface, (down, up) delays of its tracked state.
-    pub if_delays: HashMap<String, (Duration, Duration)>,
+    /// `interface_up_down_delays`: per interface, (down, up) delays of its tracked state;
+    /// shared with the link poller, so that a reload's new delays reach it.
+    pub if_delays: Arc<std::sync::RwLock<HashMap<String, (Duration, Duration)>>>,
     /// Sync groups: name and notify scripts.
     pub groups: Vec<(String, setup::NotifySetup, bool)>,
     /// `vrrp_script` definitions by name.

@@ -398,6 +398,11 @@ impl super::Engine {
         // The thread keeps the priority max_auto_priority raised it to; GARP spacing starts
         // afresh with the new delay groups.
         globals.auto_priority.carry(&self.globals.auto_priority);
+        // The link poller keeps reading the shared delays: hand it the new ones.
+        if let (Ok(mut old), Ok(new)) = (self.globals.if_delays.write(), globals.if_delays.read()) {
+            old.clone_from(&new);
+        }
+        globals.if_delays = self.globals.if_delays.clone();
         if let Ok(mut p) = self.pacers.lock() {
             p.clear();
         }

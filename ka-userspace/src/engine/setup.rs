@@ -523,7 +523,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         disable_local_igmp: g.disable_local_igmp,
         rx_bufs: (g.vrrp_rx_bufs_policy, g.vrrp_rx_bufs_multiplier),
         auto_priority: crate::threads::AutoPriority::new(g.max_auto_priority, g.min_auto_priority_delay, g.vrrp_rt_priority),
-        if_delays: cfg.if_up_down_delays.iter().map(|d| (d.iface.clone(), (d.down, d.up))).collect(),
+        if_delays: std::sync::Arc::new(std::sync::RwLock::new(cfg.if_up_down_delays.iter().map(|d| (d.iface.clone(), (d.down, d.up))).collect())),
         sched: crate::threads::Tuning::of(g, crate::threads::Part::Vrrp),
         log_unknown_vrids: g.log_unknown_vrids,
         bfd: None,

@@ -136,6 +136,11 @@ impl Debounce {
         Debounce { down, up, reported: None, pending: None }
     }
 
+    /// New delays (a reload), from the next observation on.
+    pub fn set_delays(&mut self, down: Duration, up: Duration) {
+        (self.down, self.up) = (down, up);
+    }
+
     /// The raw state `raw` seen at `now`: the state to report, if it changes.
     pub fn observe(&mut self, now: Time, raw: TrackStatus) -> Option<TrackStatus> {
         let Some(rep) = self.reported else {
@@ -176,13 +181,12 @@ fn src_addr_status(links: &[crate::net::netlink::LinkInfo], addrs: &[(u32, IpAdd
 async fn interfaces(
     names: Vec<String>,
     srcs: Vec<(String, IpAddr)>,
-    delays: HashMap<String, (Duration, Duration)>,
+    delays: std::sync::Arc<std::sync::RwLock<HashMap<String, (Duration, Duration)>>>,
     netlink: NetlinkClient,
     tx: mpsc::Sender<TrackerUpdate>,
 ) {
     let epoch = Instant::now();
-    let mut debounce: HashMap<String, Debounce> =
-        names.iter().map(|n| (n.clone(), delays.get(n).map_or_else(|| Debounce::new(Duration::ZERO, Duration::ZERO), |(d, u)| Debounce::new(*d, *u)))).collect();
+    let mut debounce: HashMap<String, Debounce> = names.iter().map(|n| (n.clone(), Debounce::new(Duration::ZERO, Duration::ZERO))).collect();
     let mut last_src: HashMap<(String, IpAddr), TrackStatus> = HashMap::new();
     let mut tick = tokio::time::interval(POLL);
     loop {
@@ -198,6 +202,12 @@ async fn interfaces(
             }
         };
         let now = Time::from_epoch(epoch.elapsed());
+        if let Ok(d) = delays.read() {
+            for (n, db) in &mut debounce {
+                let (down, up) = d.get(n).copied().unwrap_or_default();
+                db.set_delays(down, up);
+            }
+        }
         for n in &names {
             let raw = match links.iter().find(|l| l.name == *n) {
                 Some(l) if l.running => TrackStatus::Up,
