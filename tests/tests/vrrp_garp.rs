@@ -10,7 +10,7 @@ use ka_tests::{
     capture::Capture,
     daemon::KaDaemon,
     ka_bin,
-    netns::{Bridge, Netns},
+    netns::{veth, Bridge, Netns},
     require_root, unique_name, wait_for,
 };
 
@@ -241,5 +241,50 @@ vrrp_instance VI_D {
     wait_for("out of FAULT after the up delay", WAIT, || (state(&ka, 0) != "FAULT").then_some(()));
     let took = up.elapsed();
     assert!(took >= Duration::from_millis(900), "out of FAULT {took:?} after the link came up; the up delay is 1 s");
+    ka.stop().expect("stop");
+}
+
+/// `garp_extra_if all SECS`: while MASTER, a VIP on another interface (`dev eth1`) is announced
+/// there every SECS, from that interface's MAC (keepalived only announces it on that interface
+/// at the transition otherwise; ka announces on the instance's interface).
+#[test]
+fn garp_extra_if_refreshes_other_interfaces() {
+    let (_bridge, hosts) = lan(1);
+    let h = &hosts[0];
+    let peer = Netns::new("gx").expect("netns");
+    veth(h, "eth1", &["198.18.9.1/24"], &peer, "p0", &[]).expect("veth");
+    let mac = h.run(&["cat", "/sys/class/net/eth1/address"]).unwrap_or_default();
+    let conf = write_conf(
+        r#"
+vrrp_instance VI_X {
+  state MASTER
+  interface eth0
+  virtual_router_id 77
+  priority 150
+  garp_extra_if all 1
+  virtual_ipaddress {
+    198.18.8.150/24
+    198.18.9.150/24 dev eth1
+  }
+}
+"#,
+    );
+    let cap = peer.enter(|| Capture::open("p0", 0x0806).expect("capture")).expect("enter").join().expect("capture");
+    let ka = KaDaemon::start(h, &ka_bin(), &unique_name("vx"), &["-f", conf.to_str().expect("utf-8"), "--no-xdp"]).expect("ka");
+    wait_for("MASTER", WAIT, || (state(&ka, 0) == "MASTER").then_some(()));
+    let mut seen: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(6);
+    while seen.len() < 3 {
+        let Some(f) = cap.next_matching(until, |f| f.get(28..32) == Some(&[198, 18, 9, 150][..])) else { break };
+        seen.push((Instant::now(), f));
+    }
+    assert!(seen.len() >= 3, "wanted GARPs for the eth1 VIP on eth1 every second, saw {}", seen.len());
+    for w in seen.windows(2) {
+        let gap = w[1].0.duration_since(w[0].0);
+        assert!(gap >= Duration::from_millis(900), "garp_extra_if 1: two GARPs {gap:?} apart");
+    }
+    // Sender hardware address (bytes 22..28) is eth1's own MAC.
+    let hw: Vec<String> = seen[0].1[22..28].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hw.join(":"), mac.trim(), "GARP not from eth1's MAC");
     ka.stop().expect("stop");
 }
