@@ -244,9 +244,9 @@ vrrp_instance VI_D {
     ka.stop().expect("stop");
 }
 
-/// `garp_extra_if all SECS`: while MASTER, a VIP on another interface (`dev eth1`) is announced
-/// there every SECS, from that interface's MAC (keepalived only announces it on that interface
-/// at the transition otherwise; ka announces on the instance's interface).
+/// A VIP on another interface (`dev eth1`) is announced there, from that interface's MAC, as
+/// keepalived does: once on becoming MASTER (`garp_master_repeat 1`), then, with
+/// `garp_extra_if all 1`, every second while MASTER.
 #[test]
 fn garp_extra_if_refreshes_other_interfaces() {
     let (_bridge, hosts) = lan(1);
@@ -262,6 +262,8 @@ vrrp_instance VI_X {
   virtual_router_id 77
   priority 150
   garp_extra_if all 1
+  garp_master_repeat 1
+  garp_master_delay 0
   virtual_ipaddress {
     198.18.8.150/24
     198.18.9.150/24 dev eth1

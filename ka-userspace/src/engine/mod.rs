@@ -441,13 +441,17 @@ struct MoreCounters {
     last_transition: Option<std::time::SystemTime>,
 }
 
-/// One interface `garp_extra_if` refreshes: its name, MAC, link-local address (for NAs), the
-/// VIP announced and the socket.
-struct ExtraIf {
+/// A gratuitous ARP or unsolicited NA frame, and whether it is an NA.
+type Frame = (Vec<u8>, bool);
+
+/// An interface other than the instance's own holding some of its VIPs (`dev`): their
+/// gratuitous ARPs / NAs go out there, from its MAC, as keepalived sends them on the VIP's
+/// interface; `garp_extra_if` refreshes it.
+struct VipIf {
+    ifindex: u32,
     iface: String,
     mac: [u8; 6],
     link_local: Option<std::net::Ipv6Addr>,
-    addr: IpAddr,
     sender: Arc<FrameSender>,
 }
 
@@ -475,8 +479,11 @@ struct Rt {
     state_since: Instant,
     counters: Counters,
     garp: Option<Arc<FrameSender>>,
-    /// `garp_extra_if`: the other interfaces refreshed while Master.
-    extra_if: Vec<ExtraIf>,
+    /// The other interfaces holding its VIPs.
+    vip_ifs: Vec<VipIf>,
+    /// `garp_extra_if`: the VIP announced on each interface refreshed while Master (an index
+    /// into `vip_ifs`).
+    extra_if: Vec<(usize, IpAddr)>,
     /// The instance's key in the XDP fast path, when XDP is attached to its interface.
     fast_key: Option<ka_common::vrrp_fast::VrrpKey>,
     /// What was last written to its fast-path entry (rewritten only when it changes).
@@ -1084,6 +1091,26 @@ async fn build_instance(
     params.primary_addr = src;
     let fsm = Instance::new(params).map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
     let garp = garp_sender(sockets, vip_ifindex, &s.name);
+    let mut vip_ifs: Vec<VipIf> = Vec::new();
+    for v in vips.iter().filter(|v| v.ifindex != vip_ifindex) {
+        if vip_ifs.iter().any(|x| x.ifindex == v.ifindex) {
+            continue;
+        }
+        let ifx = v.ifindex;
+        let found = (|| {
+            Some(VipIf {
+                ifindex: ifx,
+                iface: env.links.iter().find(|(_, i)| **i == ifx).map(|(n, _)| n.clone())?,
+                mac: env.macs.get(&ifx).and_then(|m| m.get(..6)).and_then(|m| <[u8; 6]>::try_from(m).ok())?,
+                link_local: env.addrs_of(ifx).iter().find_map(|a| match a {
+                    IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
+                    _ => None,
+                }),
+                sender: garp_sender(sockets, ifx, &s.name)?,
+            })
+        })();
+        vip_ifs.extend(found);
+    }
     let extra_if = match s.garp_extra_if {
         Some(x) => {
             let list: Vec<(u32, IpAddr)> = vips.iter().map(|v| (v.ifindex, v.addr)).collect();
@@ -1091,18 +1118,7 @@ async fn build_instance(
             // so without `all` there is none, and keepalived then turns the feature off too.
             crate::vrrp::garp::extra_if_targets(vip_ifindex, &list, x.all, |_| false)
                 .into_iter()
-                .filter_map(|(ifx, addr)| {
-                    Some(ExtraIf {
-                        iface: env.links.iter().find(|(_, i)| **i == ifx).map(|(n, _)| n.clone())?,
-                        mac: env.macs.get(&ifx).and_then(|m| m.get(..6)).and_then(|m| <[u8; 6]>::try_from(m).ok())?,
-                        link_local: env.addrs_of(ifx).iter().find_map(|a| match a {
-                            IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
-                            _ => None,
-                        }),
-                        addr,
-                        sender: garp_sender(sockets, ifx, &s.name)?,
-                    })
-                })
+                .filter_map(|(ifx, addr)| vip_ifs.iter().position(|v| v.ifindex == ifx).map(|n| (n, addr)))
                 .collect()
         }
         None => Vec::new(),
@@ -1126,6 +1142,7 @@ async fn build_instance(
         state_since: Instant::now(),
         counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None, more: MoreCounters { last_transition: Some(std::time::SystemTime::now()), ..Default::default() } },
         garp,
+        vip_ifs,
         extra_if,
         fast_key: fast_key(fast_ifindexes, ifindex, &s),
         fast_written: None,
@@ -1845,29 +1862,45 @@ impl Engine {
     }
 
     /// Announces `addrs` of instance `i`: gratuitous ARP (IPv4) or unsolicited NA (IPv6),
-    /// `repeat` rounds, each message spaced by the delay group of the instance's interface
-    /// ([`crate::vrrp::garp::Pacer`]).
+    /// `repeat` rounds, on the interface each VIP is on (the instance's, or its `dev`) from
+    /// that interface's MAC, as keepalived; each message spaced by the delay group of its
+    /// interface ([`crate::vrrp::garp::Pacer`]).
     fn garp_addrs(&self, i: usize, addrs: Vec<IpAddr>, repeat: u32) {
         let r = &self.inst[i];
-        let Some(sender) = r.garp.clone() else { return };
-        let mut frames = Vec::new();
+        // Per interface: the instance's own (index None) and each other one holding VIPs.
+        let mut by_if: Vec<(Option<usize>, Vec<Frame>)> = Vec::new();
         for addr in addrs {
-            match addr {
-                IpAddr::V4(a) => frames.push((garp_frame(r.mac, a).to_vec(), false)),
-                IpAddr::V6(a) => {
-                    if let Some(ll) = r.link_local {
-                        frames.push((na_frame(r.mac, ll, a).to_vec(), true));
-                    }
-                }
+            let other = r.vips.iter().find(|v| v.addr == addr).and_then(|v| r.vip_ifs.iter().position(|x| x.ifindex == v.ifindex));
+            let (mac, ll) = match other {
+                Some(n) => (r.vip_ifs[n].mac, r.vip_ifs[n].link_local),
+                None => (r.mac, r.link_local),
+            };
+            let frame = match addr {
+                IpAddr::V4(a) => (garp_frame(mac, a).to_vec(), false),
+                IpAddr::V6(a) => match ll {
+                    Some(ll) => (na_frame(mac, ll, a).to_vec(), true),
+                    None => continue,
+                },
+            };
+            match by_if.iter_mut().find(|(k, _)| *k == other) {
+                Some((_, f)) => f.push(frame),
+                None => by_if.push((other, vec![frame])),
             }
         }
-        let iface = r.setup.iface.clone();
-        self.send_paced(&r.setup.name, &iface, sender, frames, repeat);
+        for (other, frames) in by_if {
+            let (sender, iface) = match other {
+                Some(n) => (Some(r.vip_ifs[n].sender.clone()), r.vip_ifs[n].iface.clone()),
+                None => (r.garp.clone(), r.setup.iface.clone()),
+            };
+            if let Some(sender) = sender {
+                self.send_paced(&r.setup.name, &iface, sender, frames, repeat);
+            }
+        }
     }
 
     /// Sends `repeat` rounds of `frames` (each with whether it is an NA) through `sender`, at
     /// the times the delay group of `iface` gives them.
-    fn send_paced(&self, instance: &str, iface: &str, sender: Arc<FrameSender>, frames: Vec<(Vec<u8>, bool)>, repeat: u32) {
+    fn send_paced(&self, instance: &str, iface: &str, sender: Arc<FrameSender>, frames: Vec<Frame>, repeat: u32) {
         let kinds: Vec<bool> = frames.iter().map(|(_, na)| *na).collect();
         let (key, arp, na) = self.globals.garp_pacing.group(iface);
         let now = self.now();
@@ -1889,15 +1922,17 @@ impl Engine {
     /// `garp_extra_if`: one gratuitous ARP / NA on each of the instance's other VIP
     /// interfaces (keepalived's `vrrp_send_vmac_update`).
     fn garp_extra_if(&self, i: usize) {
-        for x in &self.inst[i].extra_if {
-            let frame = match x.addr {
+        let r = &self.inst[i];
+        for &(n, addr) in &r.extra_if {
+            let x = &r.vip_ifs[n];
+            let frame = match addr {
                 IpAddr::V4(a) => (garp_frame(x.mac, a).to_vec(), false),
                 IpAddr::V6(a) => match x.link_local {
                     Some(ll) => (na_frame(x.mac, ll, a).to_vec(), true),
                     None => continue,
                 },
             };
-            self.send_paced(&self.inst[i].setup.name, &x.iface, x.sender.clone(), vec![frame], 1);
+            self.send_paced(&r.setup.name, &x.iface, x.sender.clone(), vec![frame], 1);
         }
     }
 
