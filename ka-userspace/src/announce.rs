@@ -171,6 +171,7 @@ fn route_spec(vip: IpAddr, table: u32, lo: u32) -> crate::net::netlink::RouteSpe
         lock: 0,
         nexthops: Vec::new(),
         track: false,
+        track_group: None,
         span: Default::default(),
     };
     crate::net::netlink::RouteSpec { route, ifindex: Some(lo), hop_ifindex: Vec::new() }

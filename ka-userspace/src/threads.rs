@@ -92,6 +92,52 @@ impl ProcessTuning {
     }
 }
 
+/// keepalived 2.2.7's automatic priority increase (`max_auto_priority`,
+/// `min_auto_priority_delay`; `lib/scheduler.c`, `increment_process_priority`): when a timer
+/// fires more than the delay after its deadline, the thread goes realtime (`SCHED_RR` at the
+/// lowest priority), then one priority higher at each further late timer, up to the maximum.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AutoPriority {
+    max: i32,
+    min_delay: std::time::Duration,
+    cur: i32,
+}
+
+impl AutoPriority {
+    /// `max_auto_priority` (0 or -1: off), `min_auto_priority_delay`, and the `SCHED_RR`
+    /// priority the thread starts with (`*_rt_priority`), if any.
+    pub fn new(max: i32, min_delay: std::time::Duration, rt_priority: Option<i32>) -> AutoPriority {
+        AutoPriority { max, min_delay, cur: rt_priority.unwrap_or(0) }
+    }
+
+    /// After a reload: the thread keeps the priority `old` raised it to.
+    pub fn carry(&mut self, old: &AutoPriority) {
+        self.cur = self.cur.max(old.cur);
+    }
+
+    /// A timer fired `late` after its deadline: the `SCHED_RR` priority to switch to, if any.
+    pub fn late(&mut self, late: std::time::Duration) -> Option<i32> {
+        if self.max <= 0 || late <= self.min_delay || self.cur >= self.max {
+            return None;
+        }
+        // sched_get_priority_min(SCHED_RR) is 1 on Linux.
+        self.cur = if self.cur > 0 { self.cur + 1 } else { 1 };
+        Some(self.cur)
+    }
+}
+
+/// Switches the calling thread to `SCHED_RR` at `priority` (`max_auto_priority`); a refusal is
+/// a warning.
+pub fn raise_self(priority: i32, late: std::time::Duration) {
+    let param = libc::sched_param { sched_priority: priority };
+    // SAFETY: `param` is valid for the call; 0 names the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) } == 0 {
+        info!(priority, late_ms = late.as_millis() as u64, "max_auto_priority: a timer fired late; thread now runs SCHED_RR at this priority");
+    } else {
+        warn!(priority, error = %std::io::Error::last_os_error(), "max_auto_priority: cannot raise the thread's priority");
+    }
+}
+
 /// The calling thread's id.
 pub fn gettid() -> libc::pid_t {
     // SAFETY: gettid has no preconditions.
@@ -276,5 +322,26 @@ mod tests {
         assert_eq!(nice, 19);
         let _ = done_tx.send(());
         let _ = h.join();
+    }
+
+    /// keepalived's steps: off at 0 / -1; late by no more than the delay: nothing; then
+    /// realtime at 1, one more per late timer, never past the maximum; a configured
+    /// `*_rt_priority` is the starting point.
+    #[test]
+    fn auto_priority_steps() {
+        let ms = std::time::Duration::from_millis;
+        type Case = (&'static str, i32, Option<i32>, &'static [u64], &'static [Option<i32>]);
+        let cases: &[Case] = &[
+            ("off", 0, None, &[5000, 5000], &[None, None]),
+            ("off without notice", -1, None, &[5000], &[None]),
+            ("not late enough", 3, None, &[1000, 999], &[None, None]),
+            ("up to the maximum", 3, None, &[1001, 2000, 3000, 4000], &[Some(1), Some(2), Some(3), None]),
+            ("from the configured rt priority", 12, Some(10), &[2000, 2000, 2000], &[Some(11), Some(12), None]),
+        ];
+        for (name, max, rt, lates, want) in cases {
+            let mut a = AutoPriority::new(*max, ms(1000), *rt);
+            let got: Vec<Option<i32>> = lates.iter().map(|l| a.late(ms(*l))).collect();
+            assert_eq!(&got, want, "{name}");
+        }
     }
 }

@@ -411,6 +411,7 @@ pub fn route(w: &[&str], block: Block, span: Span) -> Parsed<Route> {
         lock: 0,
         nexthops: Vec::new(),
         track: false,
+        track_group: None,
         span,
     };
     let mut no_track = false;
@@ -661,8 +662,11 @@ pub fn route(w: &[&str], block: Block, span: Span) -> Parsed<Route> {
             r.track = true;
         }
     }
-    if let (Some(t), None) = (track_group, &r.dev) {
-        c.warn(t, "a static route cannot have track_group if no oif is specified; track_group ignored");
+    match (track_group, &r.dev) {
+        (Some(t), None) => c.warn(t, "a static route cannot have track_group if no oif is specified; track_group ignored"),
+        // keepalived: "Static route has both track_group and no_track set - not tracking".
+        (Some(t), Some(_)) if !no_track => r.track_group = w.get(t).map(|g| (*g).to_owned()),
+        _ => {}
     }
     Parsed { value: Some(r), notes: c.notes }
 }
@@ -773,6 +777,7 @@ pub fn rule(w: &[&str], block: Block, span: Span, prios: &mut RulePriorities) ->
         oif: None,
         protocol: None,
         suppress_prefixlen: None,
+        track_group: None,
         span,
     };
     const MIXED: &str = "rule specification has mixed IPv4 and IPv6";
@@ -926,8 +931,11 @@ pub fn rule(w: &[&str], block: Block, span: Span, prios: &mut RulePriorities) ->
         }
         r.protocol = Some(RTPROT_KEEPALIVED);
     }
-    if let (Some(t), None) = (track_group, &r.iif) {
-        c.warn(t, "a rule cannot have track_group if dev/iif is not specified; track_group ignored");
+    match (track_group, &r.iif) {
+        (Some(t), None) => c.warn(t, "a rule cannot have track_group if dev/iif is not specified; track_group ignored"),
+        // keepalived: "Static rule has both track_group and no_track set - not tracking".
+        (Some(t), Some(_)) if !no_track => r.track_group = w.get(t + 1).map(|g| (*g).to_owned()),
+        _ => {}
     }
     r.v6 = fam.unwrap_or(false);
     r.priority = match priority {

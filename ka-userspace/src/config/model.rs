@@ -92,6 +92,9 @@ pub struct Config {
     pub track_groups: Vec<NamedList>,
     /// `garp_group` blocks.
     pub garp_groups: Vec<GarpGroup>,
+    /// `interface_up_down_delays`: per interface, how long a link must stay down (up) before
+    /// the instances tracking it see it down (up).
+    pub if_up_down_delays: Vec<IfUpDownDelay>,
     /// The `SSL` block.
     pub ssl: Option<SslConfig>,
     /// `net_namespace NAME` (top level): the network namespace (`/run/netns/NAME`) the
@@ -240,6 +243,25 @@ pub struct GlobalDefs {
     pub child_wait_time: Option<Duration>,
     /// `vrrp_gna_interval` (default 0).
     pub vrrp_gna_interval: Duration,
+    /// `vrrp_garp_lower_prio_delay` (default: `vrrp_garp_master_delay`).
+    pub vrrp_garp_lower_prio_delay: Option<Duration>,
+    /// `vrrp_garp_lower_prio_repeat` (default: `vrrp_garp_master_repeat`).
+    pub vrrp_garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_garp_extra_if [all] SECS`: the default of the instances' `garp_extra_if`.
+    pub vrrp_garp_extra_if: Option<GarpExtraIf>,
+    /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports` off while ka runs.
+    pub disable_local_igmp: bool,
+    /// `max_auto_priority [PRIO]`: the highest `SCHED_RR` priority the VRRP engine's thread
+    /// raises itself to when it runs late (0: never; -1: never, without keepalived's notice).
+    pub max_auto_priority: i32,
+    /// `min_auto_priority_delay USECS`: how late a timer must fire for that (default 1 s).
+    pub min_auto_priority_delay: Duration,
+    /// `vrrp_rx_bufs_policy MTU|ADVERT|SIZE`: `SO_RCVBUF` of the VRRP receive sockets.
+    pub vrrp_rx_bufs_policy: Option<RxBufsPolicy>,
+    /// `vrrp_rx_bufs_multiplier N` (default 3).
+    pub vrrp_rx_bufs_multiplier: u32,
+    /// `linkbeat_use_polling` (top level): ka polls link state always.
+    pub linkbeat_use_polling: bool,
     /// `vrrp_skip_check_adv_addr`.
     pub vrrp_skip_check_adv_addr: bool,
     /// `vrrp_check_unicast_src`.
@@ -407,6 +429,15 @@ impl Default for GlobalDefs {
             random_seed: None,
             child_wait_time: None,
             vrrp_gna_interval: Duration::ZERO,
+            vrrp_garp_lower_prio_delay: None,
+            vrrp_garp_lower_prio_repeat: None,
+            vrrp_garp_extra_if: None,
+            disable_local_igmp: false,
+            max_auto_priority: 0,
+            min_auto_priority_delay: Duration::from_secs(1),
+            vrrp_rx_bufs_policy: None,
+            vrrp_rx_bufs_multiplier: 3,
+            linkbeat_use_polling: false,
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,
             enable_script_security: false,
@@ -846,6 +877,9 @@ pub struct Route {
     pub nexthops: Vec<Nexthop>,
     /// Whether the route follows its interface (not `no_track`, and a `dev` is given).
     pub track: bool,
+    /// `track_group G` (static routes with an interface, not `no_track`): the instances of
+    /// track group G track the route's interface.
+    pub track_group: Option<String>,
     /// Where it was written.
     pub span: Span,
 }
@@ -908,6 +942,9 @@ pub struct Rule {
     /// `suppress_prefixlength` / `sup_pl`.
     pub suppress_prefixlen: Option<u32>,
     /// Where it was written.
+    /// `track_group G` (static rules with `iif`, not `no_track`): the instances of track group
+    /// G track the rule's `iif`.
+    pub track_group: Option<String>,
     pub span: Span,
 }
 
@@ -970,6 +1007,9 @@ pub struct Notify {
     pub stop: Option<Script>,
     /// `notify`.
     pub any: Option<Script>,
+    /// `notify_master_rx_lower_pri` (instances only): run when, as Master, the instance
+    /// receives a lower-priority advert.
+    pub master_rx_lower_pri: Option<Script>,
 }
 
 /// `vrrp_instance NAME { ... }`.
@@ -1041,6 +1081,15 @@ pub struct VrrpInstance {
     pub garp_master_refresh: Duration,
     /// `garp_master_refresh_repeat` (default: global, 1).
     pub garp_master_refresh_repeat: u32,
+    /// `garp_lower_prio_delay` (`None`: the global one, else `garp_master_delay`'s global).
+    pub garp_lower_prio_delay: Option<Duration>,
+    /// `garp_lower_prio_repeat` (`None`: the global one, else `vrrp_garp_master_repeat`).
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `garp_extra_if [all] SECS` (`None`: the global `vrrp_garp_extra_if`).
+    pub garp_extra_if: Option<GarpExtraIf>,
+    /// Interface and socket options: `promote_secondaries`, `unicast_fault_no_peer`,
+    /// `track_src_ip`, `native_ipv6`, `kernel_rx_buf_size`, `linkbeat_use_polling`.
+    pub if_opts: VrrpIfOptions,
     /// `strict_mode` (default: global `vrrp_strict`).
     pub strict_mode: bool,
     /// `use_vmac [NAME]`.
@@ -1096,6 +1145,55 @@ pub struct SyncGroup {
     pub notify_priority_changes: Option<bool>,
     /// Where the block starts.
     pub span: Span,
+}
+
+/// `vrrp_rx_bufs_policy`: how the VRRP receive sockets' `SO_RCVBUF` is sized (keepalived 2.2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxBufsPolicy {
+    /// `MTU`: the interface MTU × `vrrp_rx_bufs_multiplier` per instance on the socket.
+    Mtu,
+    /// `ADVERT`: the advert's size × `vrrp_rx_bufs_multiplier` per instance on the socket.
+    Advert,
+    /// A number: that many bytes.
+    Size(u32),
+}
+
+/// A `vrrp_instance`'s interface and socket options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VrrpIfOptions {
+    /// `promote_secondaries`: sets `net.ipv4.conf.IF.promote_secondaries` on its interface.
+    pub promote_secondaries: bool,
+    /// `unicast_fault_no_peer`: with no `unicast_peer`, FAULT rather than multicast.
+    pub unicast_fault_no_peer: bool,
+    /// `track_src_ip`: FAULT while its `unicast_src_ip` / `mcast_src_ip` is not on the interface.
+    pub track_src_ip: bool,
+    /// `native_ipv6`: an IPv6 instance even without VIPs.
+    pub native_ipv6: bool,
+    /// `kernel_rx_buf_size N`: its share of the receive socket's `SO_RCVBUF`.
+    pub kernel_rx_buf_size: Option<u32>,
+    /// `linkbeat_use_polling`: ka polls link state always.
+    pub linkbeat_use_polling: bool,
+}
+
+/// `garp_extra_if [all] SECS` / `vrrp_garp_extra_if`: periodic GARP/NA, while Master, on the
+/// interfaces of VIPs other than the instance's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpExtraIf {
+    /// Every how long (0: off).
+    pub interval: Duration,
+    /// `all`: on every other interface; without it only on VMAC interfaces ka made.
+    pub all: bool,
+}
+
+/// One `interface_up_down_delays` line: `IFACE DOWN_DELAY [UP_DELAY]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfUpDownDelay {
+    /// The interface.
+    pub iface: String,
+    /// Down delay.
+    pub down: Duration,
+    /// Up delay (keepalived 2.2.7: 0 when omitted).
+    pub up: Duration,
 }
 
 /// `garp_group { ... }`.

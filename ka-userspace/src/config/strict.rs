@@ -18,8 +18,11 @@
 //!   `higher_prio_send_advert` off;
 //! - the first IPv6 VIP should be link-local (keepalived reports it and runs the instance).
 //!
-//! keepalived's other strict rules concern features ka does not act on (`garp_lower_prio_*`,
-//! `vmac_xmit_base`, a VMAC's MAC): those keywords are already reported as unsupported. Newer
+//! - `garp_lower_prio_repeat` and `garp_lower_prio_delay` are reset to 0 (no GARPs answer a
+//!   lower-priority advert), with a warning when they were set.
+//!
+//! keepalived's other strict rules concern features ka does not act on (`vmac_xmit_base`, a
+//! VMAC's MAC). Newer
 //! keepalived (2.3) adds `owner_ignore_adverts` and `auth_hmac` rules; ka follows 2.2.7.
 
 use super::{
@@ -73,6 +76,14 @@ pub fn apply(vi: &mut VrrpInstance, global_down_timer_adverts: Option<u8>, d: &m
         Some(_) => {}
         None => vi.accept = Some(owner),
     }
+    if vi.garp_lower_prio_repeat.is_some_and(|n| n > 0) {
+        d.warning(span, format!("({n}) vrrp_strict: strict mode requires no repeat garps; garp_lower_prio_repeat reset to 0, as keepalived 2.2 does"));
+    }
+    vi.garp_lower_prio_repeat = Some(0);
+    if vi.garp_lower_prio_delay.is_some_and(|t| !t.is_zero()) {
+        d.warning(span, format!("({n}) vrrp_strict: strict mode requires no repeat garp delay; garp_lower_prio_delay reset to 0, as keepalived 2.2 does"));
+    }
+    vi.garp_lower_prio_delay = Some(std::time::Duration::ZERO);
     if vi.lower_prio_no_advert == Some(false) {
         d.warning(span, format!("({n}) vrrp_strict: lower_prio_no_advert cannot be cleared; set, as keepalived 2.2 does"));
     }
@@ -177,6 +188,15 @@ mod tests {
             }),
             ("higher_prio_send_advert is cleared", format!(" priority 100\n higher_prio_send_advert\n{VIP4}"), Some((Severity::Warning, "higher_prio_send_advert is not allowed")), |v| {
                 v.higher_prio_send_advert == Some(false)
+            }),
+            ("no lower-priority GARPs by default", format!(" priority 100\n{VIP4}"), None, |v| {
+                v.garp_lower_prio_repeat == Some(0) && v.garp_lower_prio_delay == Some(std::time::Duration::ZERO)
+            }),
+            ("garp_lower_prio_repeat is reset", format!(" priority 100\n garp_lower_prio_repeat 3\n{VIP4}"), Some((Severity::Warning, "garp_lower_prio_repeat reset to 0")), |v| {
+                v.garp_lower_prio_repeat == Some(0)
+            }),
+            ("garp_lower_prio_delay is reset", format!(" priority 100\n garp_lower_prio_delay 7\n{VIP4}"), Some((Severity::Warning, "garp_lower_prio_delay reset to 0")), |v| {
+                v.garp_lower_prio_delay == Some(std::time::Duration::ZERO)
             }),
             ("authentication is dropped", format!(" priority 100\n authentication {{\n auth_type PASS\n auth_pass abc\n }}\n{VIP4}"), Some((Severity::Warning, "vrrp_strict: authentication is not allowed")), |v| {
                 v.authentication.is_none()

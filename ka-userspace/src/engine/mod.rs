@@ -118,8 +118,18 @@ pub struct EngineGlobals {
     pub no_email_faults: bool,
     /// SMTP settings, when `smtp_server` and `notification_email` are set.
     pub smtp: Option<SmtpConfig>,
-    /// `vrrp_garp_interval`: spacing of gratuitous ARPs within a burst.
-    pub garp_interval: Duration,
+    /// How gratuitous ARPs / NAs are spaced (`garp_group`, `vrrp_garp_interval`,
+    /// `vrrp_gna_interval`).
+    pub garp_pacing: setup::GarpPacing,
+    /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports` off while running.
+    pub disable_local_igmp: bool,
+    /// `vrrp_rx_bufs_policy` and `vrrp_rx_bufs_multiplier`.
+    pub rx_bufs: (Option<crate::config::model::RxBufsPolicy>, u32),
+    /// `max_auto_priority` / `min_auto_priority_delay` for the engine's thread.
+    pub auto_priority: crate::threads::AutoPriority,
+    /// `interface_up_down_delays`: per interface, (down, up) delays of its tracked state;
+    /// shared with the link poller, so that a reload's new delays reach it.
+    pub if_delays: Arc<std::sync::RwLock<HashMap<String, (Duration, Duration)>>>,
     /// Sync groups: name and notify scripts.
     pub groups: Vec<(String, setup::NotifySetup, bool)>,
     /// `vrrp_script` definitions by name.
@@ -383,9 +393,13 @@ struct RxPacket {
     data: Vec<u8>,
 }
 
-const KIND_SLOTS: [TimerKind; 4] = [TimerKind::Advert, TimerKind::MasterDown, TimerKind::StartupDelay, TimerKind::GarpDelay];
+const KIND_SLOTS: [TimerKind; 5] =
+    [TimerKind::Advert, TimerKind::MasterDown, TimerKind::StartupDelay, TimerKind::GarpDelay, TimerKind::LowerPrioGarp];
 /// Engine-owned timer slot for `garp_master_refresh`.
-const SLOT_REFRESH: usize = 4;
+const SLOT_REFRESH: usize = 5;
+/// Engine-owned timer slot for `garp_extra_if` (the last slot: reloads move slots
+/// `0..=SLOT_EXTRA_IF`).
+const SLOT_EXTRA_IF: usize = 6;
 
 /// The time a fired timer is handled at: its deadline, so adverts keep their phase; but an
 /// advert timer found a whole `interval` late or more is handled at `now`, so one advert goes
@@ -430,6 +444,20 @@ struct MoreCounters {
     last_transition: Option<std::time::SystemTime>,
 }
 
+/// A gratuitous ARP or unsolicited NA frame, and whether it is an NA.
+type Frame = (Vec<u8>, bool);
+
+/// An interface other than the instance's own holding some of its VIPs (`dev`): their
+/// gratuitous ARPs / NAs go out there, from its MAC, as keepalived sends them on the VIP's
+/// interface; `garp_extra_if` refreshes it.
+struct VipIf {
+    ifindex: u32,
+    iface: String,
+    mac: [u8; 6],
+    link_local: Option<std::net::Ipv6Addr>,
+    sender: Arc<FrameSender>,
+}
+
 struct Rt {
     setup: InstanceSetup,
     /// The socket its adverts are received on.
@@ -448,12 +476,17 @@ struct Rt {
     routes: Vec<crate::net::netlink::RouteSpec>,
     adv_addrs: Vec<IpAddr>,
     adv_bytes: Vec<u8>,
-    armed: [Option<Time>; 5],
+    armed: [Option<Time>; SLOT_EXTRA_IF + 1],
     track: TrackSet<TrackKey>,
     track_status: BTreeMap<TrackKey, String>,
     state_since: Instant,
     counters: Counters,
     garp: Option<Arc<FrameSender>>,
+    /// The other interfaces holding its VIPs.
+    vip_ifs: Vec<VipIf>,
+    /// `garp_extra_if`: the VIP announced on each interface refreshed while Master (an index
+    /// into `vip_ifs`).
+    extra_if: Vec<(usize, IpAddr)>,
     /// The instance's key in the XDP fast path, when XDP is attached to its interface.
     fast_key: Option<ka_common::vrrp_fast::VrrpKey>,
     /// What was last written to its fast-path entry (rewritten only when it changes).
@@ -468,6 +501,10 @@ struct Rt {
 
 struct Engine {
     epoch: Instant,
+    /// GARP/NA spacing per delay group ([`setup::GarpPacing`]), shared by every instance.
+    pacers: std::sync::Mutex<HashMap<String, crate::vrrp::garp::Pacer>>,
+    /// Sysctls changed at start (`promote_secondaries`, `disable_local_igmp`), restored at stop.
+    sysctls: Vec<crate::net::sysctl::Saved>,
     /// The instances, each in a slot of its own that it keeps across reloads (timers,
     /// `by_vrid` and sync groups name slots); a deleted instance's slot is taken by the last
     /// one (see [`reload`]).
@@ -714,6 +751,8 @@ async fn open(
     }
     let mut engine = Engine {
         epoch,
+        pacers: std::sync::Mutex::new(HashMap::new()),
+        sysctls: Vec::new(),
         order: (0..inst.len()).collect(),
         inst,
         sockets,
@@ -740,6 +779,8 @@ async fn open(
         recorder: None,
         resuming,
     };
+    engine.sysctls = start_sysctls(&engine.inst, engine.globals.disable_local_igmp);
+    set_rx_bufs(&engine.inst, &engine.sockets, engine.globals.rx_bufs);
     engine.recorder = engine.globals.state_file.clone().map(resume::Recorder::new);
     engine.outbox = vec![Vec::new(); engine.sockets.socks.len()];
     engine.outbox_owner = vec![Vec::new(); engine.sockets.socks.len()];
@@ -880,6 +921,111 @@ struct StartUp<'a> {
 /// start-up (`start` is `Some`), an instance that was Master before a restart, still holds its
 /// VIPs and is within Master_Down_Interval resumes as Master (the returned flag); otherwise
 /// VIPs left on the interface by a crashed run are removed.
+/// Sets the sysctls keepalived sets at start: `promote_secondaries` on the interfaces of the
+/// instances asking for it, `igmp_link_local_mcast_reports` off with `disable_local_igmp`.
+/// Returns those changed, to restore at stop.
+fn start_sysctls(inst: &[Rt], disable_local_igmp: bool) -> Vec<crate::net::sysctl::Saved> {
+    use crate::net::sysctl;
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for r in inst.iter().filter(|r| r.setup.promote_secondaries) {
+        let p = sysctl::promote_secondaries_path(&r.setup.iface);
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    let mut wanted: Vec<(std::path::PathBuf, &str)> = paths.into_iter().map(|p| (p, "1")).collect();
+    if disable_local_igmp {
+        wanted.push((sysctl::IGMP_LINK_LOCAL_REPORTS.into(), "0"));
+    }
+    let mut saved = Vec::new();
+    for (p, v) in wanted {
+        match sysctl::set(&p, v) {
+            Ok(Some(s)) => saved.push(s),
+            Ok(None) => {}
+            Err(e) => warn!(sysctl = %p.display(), error = %e, "cannot set sysctl"),
+        }
+    }
+    saved
+}
+
+/// `vrrp_rx_bufs_policy` / `kernel_rx_buf_size`: each receive socket's `SO_RCVBUF`, summed over
+/// its instances as keepalived 2.2.7 does; unset, ka's own default stays.
+fn set_rx_bufs(inst: &[Rt], sockets: &Sockets, (policy, mult): (Option<crate::config::model::RxBufsPolicy>, u32)) {
+    for (n, sock) in sockets.socks.iter().enumerate() {
+        let members: Vec<RxBufMember> = inst
+            .iter()
+            .filter(|r| r.rx_sock == n)
+            .map(|r| RxBufMember {
+                kernel: r.setup.kernel_rx_buf_size,
+                mtu: crate::net::vrrp_socket::interface_mtu(&r.setup.iface).unwrap_or(1500),
+                advert: advert_len(r),
+            })
+            .collect();
+        if let Some(bytes) = rx_buf_size(policy, mult, &members) {
+            match sock.set_rcvbuf(bytes) {
+                Ok(()) => info!(socket = n, bytes, "VRRP receive buffer (vrrp_rx_bufs_policy / kernel_rx_buf_size)"),
+                Err(e) => warn!(socket = n, bytes, error = %e, "cannot set the VRRP receive buffer"),
+            }
+        }
+    }
+}
+
+/// What one instance adds to its socket's receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RxBufMember {
+    /// `kernel_rx_buf_size`.
+    kernel: Option<u32>,
+    /// Its interface's MTU.
+    mtu: u32,
+    /// Its advert's size (IP header included).
+    advert: u32,
+}
+
+/// keepalived 2.2.7 (`vrrp_create_sockpool`): per instance, its `kernel_rx_buf_size`, else the
+/// policy's size, `multiplier` × its advert size (ADVERT) or × its MTU (MTU); `None` when that
+/// sums to nothing (the socket keeps ka's default).
+fn rx_buf_size(policy: Option<crate::config::model::RxBufsPolicy>, mult: u32, members: &[RxBufMember]) -> Option<u32> {
+    use crate::config::model::RxBufsPolicy;
+    let total: u64 = members
+        .iter()
+        .map(|m| match (m.kernel, policy) {
+            (Some(k), _) => u64::from(k),
+            (None, Some(RxBufsPolicy::Size(n))) => u64::from(n),
+            (None, Some(RxBufsPolicy::Advert)) => u64::from(mult) * u64::from(m.advert),
+            (None, Some(RxBufsPolicy::Mtu)) => u64::from(mult) * u64::from(m.mtu),
+            (None, None) => 0,
+        })
+        .sum();
+    (total > 0).then(|| u32::try_from(total).unwrap_or(u32::MAX))
+}
+
+/// The size of instance `r`'s advert: IP header, VRRP header, addresses, VRRPv2 auth data.
+fn advert_len(r: &Rt) -> u32 {
+    let v6 = r.setup.params.family == Family::V6;
+    let ip = if v6 { 40 } else { 20 };
+    let per = if v6 { 16 } else { 4 };
+    let auth = if r.setup.params.version == Version::V2 { 8 } else { 0 };
+    u32::try_from(ip + 8 + per * r.adv_addrs.len() + auth).unwrap_or(u32::MAX)
+}
+
+/// The gratuitous ARP socket of interface `ifindex`, shared by the instances using it.
+fn garp_sender(sockets: &mut Sockets, ifindex: u32, instance: &str) -> Option<Arc<FrameSender>> {
+    if let Some(g) = sockets.garps.get(&ifindex) {
+        return Some(g.clone());
+    }
+    match FrameSender::open(ifindex) {
+        Ok(g) => {
+            let g = Arc::new(g);
+            sockets.garps.insert(ifindex, g.clone());
+            Some(g)
+        }
+        Err(e) => {
+            warn!(%instance, error = %e, "cannot open a gratuitous ARP socket");
+            None
+        }
+    }
+}
+
 async fn build_instance(
     s: InstanceSetup,
     env: &SysView,
@@ -954,19 +1100,38 @@ async fn build_instance(
     let mut params = s.params.clone();
     params.primary_addr = src;
     let fsm = Instance::new(params).map_err(|source| EngineError::Params { instance: s.name.clone(), source })?;
-    let garp = match sockets.garps.get(&vip_ifindex) {
-        Some(g) => Some(g.clone()),
-        None => match FrameSender::open(vip_ifindex) {
-            Ok(g) => {
-                let g = Arc::new(g);
-                sockets.garps.insert(vip_ifindex, g.clone());
-                Some(g)
-            }
-            Err(e) => {
-                warn!(instance = %s.name, error = %e, "cannot open a gratuitous ARP socket");
-                None
-            }
-        },
+    let garp = garp_sender(sockets, vip_ifindex, &s.name);
+    let mut vip_ifs: Vec<VipIf> = Vec::new();
+    for v in vips.iter().filter(|v| v.ifindex != vip_ifindex) {
+        if vip_ifs.iter().any(|x| x.ifindex == v.ifindex) {
+            continue;
+        }
+        let ifx = v.ifindex;
+        let found = (|| {
+            Some(VipIf {
+                ifindex: ifx,
+                iface: env.links.iter().find(|(_, i)| **i == ifx).map(|(n, _)| n.clone())?,
+                mac: env.macs.get(&ifx).and_then(|m| m.get(..6)).and_then(|m| <[u8; 6]>::try_from(m).ok())?,
+                link_local: env.addrs_of(ifx).iter().find_map(|a| match a {
+                    IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
+                    _ => None,
+                }),
+                sender: garp_sender(sockets, ifx, &s.name)?,
+            })
+        })();
+        vip_ifs.extend(found);
+    }
+    let extra_if = match s.garp_extra_if {
+        Some(x) => {
+            let list: Vec<(u32, IpAddr)> = vips.iter().map(|v| (v.ifindex, v.addr)).collect();
+            // ka makes no VMAC but the instance's own (its VIP interface, never an extra one),
+            // so without `all` there is none, and keepalived then turns the feature off too.
+            crate::vrrp::garp::extra_if_targets(vip_ifindex, &list, x.all, |_| false)
+                .into_iter()
+                .filter_map(|(ifx, addr)| vip_ifs.iter().position(|v| v.ifindex == ifx).map(|n| (n, addr)))
+                .collect()
+        }
+        None => Vec::new(),
     };
     Ok((Rt {
         rx_sock: sock,
@@ -981,12 +1146,14 @@ async fn build_instance(
         routes,
         adv_addrs,
         adv_bytes,
-        armed: [None; 5],
+        armed: [None; SLOT_EXTRA_IF + 1],
         track: TrackSet::default(),
         track_status: BTreeMap::new(),
         state_since: Instant::now(),
         counters: Counters { rx: 0, tx: 0, became_master: 0, xdp_changes: 0, xdp_deferrals: 0, drops: BTreeMap::new(), last_drop_log: None, more: MoreCounters { last_transition: Some(std::time::SystemTime::now()), ..Default::default() } },
         garp,
+        vip_ifs,
+        extra_if,
         fast_key: fast_key(fast_ifindexes, ifindex, &s),
         fast_written: None,
         blocked: false,
@@ -1206,6 +1373,13 @@ impl Engine {
         // sending come first), so an engine that fell behind does not keep firing in one pass.
         let now = self.now() + TICK;
         let due: Vec<(Time, usize, usize)> = self.timers.range(..=(now, usize::MAX, usize::MAX)).copied().collect();
+        if let Some((first, _, _)) = due.first() {
+            // keepalived max_auto_priority: a timer served too late raises the thread.
+            let late = self.now().saturating_since(*first);
+            if let Some(p) = self.globals.auto_priority.late(late) {
+                crate::threads::raise_self(p, late);
+            }
+        }
         for (at, i, s) in due {
             // Cancelled or moved by a timer fired before it in this pass.
             if self.inst.get(i).is_none_or(|r| r.armed[s] != Some(at)) {
@@ -1213,7 +1387,12 @@ impl Engine {
             }
             self.timers.remove(&(at, i, s));
             self.inst[i].armed[s] = None;
-            if s == SLOT_REFRESH {
+            if s == SLOT_EXTRA_IF {
+                self.garp_extra_if(i);
+                if let Some(x) = self.inst[i].setup.garp_extra_if {
+                    self.arm(i, SLOT_EXTRA_IF, Some(now + x.interval));
+                }
+            } else if s == SLOT_REFRESH {
                 let repeat = self.inst[i].setup.garp_refresh.1.max(1);
                 self.garp(i, repeat);
                 let every = self.inst[i].setup.garp_refresh.0;
@@ -1404,6 +1583,12 @@ impl Engine {
             for a in actions {
                 match a {
                     Action::SyncStatus(ms) => queue.extend(self.sync(i, ms)),
+                    Action::Notify(Notify::MasterRxLowerPri) => {
+                        self.act(i, a).await;
+                        // keepalived: the other members of its sync group send their
+                        // lower-priority GARPs too.
+                        queue.extend(self.group_peers(i).into_iter().map(|j| (j, Event::GroupLowerPrio)));
+                    }
                     other => self.act(i, other).await,
                 }
             }
@@ -1501,6 +1686,12 @@ impl Engine {
         }
     }
 
+    /// The other members of instance `i`'s sync group.
+    fn group_peers(&self, i: usize) -> Vec<usize> {
+        let Some(&g) = self.group_of.get(&i) else { return Vec::new() };
+        self.groups[g].0.members().filter(|&j| j != i).collect()
+    }
+
     fn sync(&mut self, i: usize, ms: MemberStatus) -> Vec<(usize, Event)> {
         let Some(&g) = self.group_of.get(&i) else { return Vec::new() };
         let mut out = Vec::new();
@@ -1546,11 +1737,17 @@ impl Engine {
                     let at = self.now() + refresh;
                     self.arm(i, SLOT_REFRESH, Some(at));
                 }
+                // keepalived arms the garp_extra_if timer on becoming Master.
+                if let Some(x) = self.inst[i].setup.garp_extra_if.filter(|_| !self.inst[i].extra_if.is_empty()) {
+                    let at = self.now() + x.interval;
+                    self.arm(i, SLOT_EXTRA_IF, Some(at));
+                }
             }
             Action::DelVips => {
                 // A resignation (priority 0) leaves before the addresses go (RFC 5798 §6.4.3).
                 self.flush().await;
                 self.arm(i, SLOT_REFRESH, None);
+                self.arm(i, SLOT_EXTRA_IF, None);
                 for r in self.inst[i].setup.rules.clone() {
                     if let Err(e) = self.netlink.rule(false, r).await {
                         warn!(instance = %self.inst[i].setup.name, error = %e, "removing virtual rule");
@@ -1675,35 +1872,78 @@ impl Engine {
     }
 
     /// Announces `addrs` of instance `i`: gratuitous ARP (IPv4) or unsolicited NA (IPv6),
-    /// `repeat` times `vrrp_garp_interval` apart.
+    /// `repeat` rounds, on the interface each VIP is on (the instance's, or its `dev`) from
+    /// that interface's MAC, as keepalived; each message spaced by the delay group of its
+    /// interface ([`crate::vrrp::garp::Pacer`]).
     fn garp_addrs(&self, i: usize, addrs: Vec<IpAddr>, repeat: u32) {
         let r = &self.inst[i];
-        let Some(sender) = r.garp.clone() else { return };
-        let mut frames = Vec::new();
+        // Per interface: the instance's own (index None) and each other one holding VIPs.
+        let mut by_if: Vec<(Option<usize>, Vec<Frame>)> = Vec::new();
         for addr in addrs {
-            match addr {
-                IpAddr::V4(a) => frames.push(garp_frame(r.mac, a).to_vec()),
-                IpAddr::V6(a) => {
-                    if let Some(ll) = r.link_local {
-                        frames.push(na_frame(r.mac, ll, a).to_vec());
-                    }
-                }
+            let other = r.vips.iter().find(|v| v.addr == addr).and_then(|v| r.vip_ifs.iter().position(|x| x.ifindex == v.ifindex));
+            let (mac, ll) = match other {
+                Some(n) => (r.vip_ifs[n].mac, r.vip_ifs[n].link_local),
+                None => (r.mac, r.link_local),
+            };
+            let frame = match addr {
+                IpAddr::V4(a) => (garp_frame(mac, a).to_vec(), false),
+                IpAddr::V6(a) => match ll {
+                    Some(ll) => (na_frame(mac, ll, a).to_vec(), true),
+                    None => continue,
+                },
+            };
+            match by_if.iter_mut().find(|(k, _)| *k == other) {
+                Some((_, f)) => f.push(frame),
+                None => by_if.push((other, vec![frame])),
             }
         }
-        let gap = self.globals.garp_interval;
-        let name = r.setup.name.clone();
+        for (other, frames) in by_if {
+            let (sender, iface) = match other {
+                Some(n) => (Some(r.vip_ifs[n].sender.clone()), r.vip_ifs[n].iface.clone()),
+                None => (r.garp.clone(), r.setup.iface.clone()),
+            };
+            if let Some(sender) = sender {
+                self.send_paced(&r.setup.name, &iface, sender, frames, repeat);
+            }
+        }
+    }
+
+    /// Sends `repeat` rounds of `frames` (each with whether it is an NA) through `sender`, at
+    /// the times the delay group of `iface` gives them.
+    fn send_paced(&self, instance: &str, iface: &str, sender: Arc<FrameSender>, frames: Vec<Frame>, repeat: u32) {
+        let kinds: Vec<bool> = frames.iter().map(|(_, na)| *na).collect();
+        let (key, arp, na) = self.globals.garp_pacing.group(iface);
+        let now = self.now();
+        let plan = match self.pacers.lock() {
+            Ok(mut p) => p.entry(key).or_insert_with(|| crate::vrrp::garp::Pacer::new(arp, na)).plan(now, &kinds, repeat),
+            Err(_) => return,
+        };
+        let (name, epoch) = (instance.to_owned(), self.epoch);
         tokio::spawn(async move {
-            for n in 0..repeat {
-                for f in &frames {
-                    if let Err(e) = sender.send(f) {
-                        warn!(instance = %name, error = %e, "sending gratuitous ARP/NA");
-                    }
-                }
-                if n + 1 < repeat && !gap.is_zero() {
-                    tokio::time::sleep(gap).await;
+            for (at, k) in plan {
+                tokio::time::sleep_until(epoch + at.saturating_since(Time::ZERO)).await;
+                if let Err(e) = sender.send(&frames[k].0) {
+                    warn!(instance = %name, error = %e, "sending gratuitous ARP/NA");
                 }
             }
         });
+    }
+
+    /// `garp_extra_if`: one gratuitous ARP / NA on each of the instance's other VIP
+    /// interfaces (keepalived's `vrrp_send_vmac_update`).
+    fn garp_extra_if(&self, i: usize) {
+        let r = &self.inst[i];
+        for &(n, addr) in &r.extra_if {
+            let x = &r.vip_ifs[n];
+            let frame = match addr {
+                IpAddr::V4(a) => (garp_frame(x.mac, a).to_vec(), false),
+                IpAddr::V6(a) => match x.link_local {
+                    Some(ll) => (na_frame(x.mac, ll, a).to_vec(), true),
+                    None => continue,
+                },
+            };
+            self.send_paced(&r.setup.name, &x.iface, x.sender.clone(), vec![frame], 1);
+        }
     }
 
     fn notify(&self, subject: Subject, name: &str, scripts: &setup::NotifySetup, smtp: bool, n: Notify, priority: u8) {
@@ -1713,8 +1953,12 @@ impl Engine {
             Notify::Backup => scripts.backup.as_ref(),
             Notify::Fault => scripts.fault.as_ref(),
             Notify::Stop => scripts.stop.as_ref(),
+            Notify::MasterRxLowerPri => scripts.master_rx_lower_pri.as_ref(),
             _ => None,
         };
+        // keepalived's send_event_notify: MASTER_RX_LOWER_PRI runs its own script and writes
+        // the FIFOs; neither the generic `notify` script nor an SMTP alert hears of it.
+        let event_only = n == Notify::MasterRxLowerPri;
         let runner = &self.globals.runner;
         let user = |s: &setup::ScriptCmd| {
             s.user.as_ref().and_then(|(u, g)| match notify::script::RunAs::resolve(u, g.as_deref()) {
@@ -1730,13 +1974,13 @@ impl Engine {
                 warn!(%name, error = %e, "notify script");
             }
         }
-        if let Some(s) = &scripts.any {
+        if let Some(s) = scripts.any.as_ref().filter(|_| !event_only) {
             if let Err(e) = runner.spawn(&s.command, &notify::script::notify_args(&ev), user(s)) {
                 warn!(%name, error = %e, "notify script");
             }
         }
         self.write_fifos(ev.clone());
-        if smtp_alert_wanted(smtp, n, self.globals.no_email_faults) {
+        if !event_only && smtp_alert_wanted(smtp, n, self.globals.no_email_faults) {
             if let Some(cfg) = self.globals.smtp.clone() {
                 tokio::spawn(async move {
                     if let Err(e) = notify::smtp::send(&cfg, &ev).await {
@@ -1830,6 +2074,9 @@ impl Engine {
             fw.close().await;
         }
         self.close_fifos();
+        for s in self.sysctls.drain(..) {
+            s.restore();
+        }
     }
 
     fn report(&self) -> Vec<InstanceReport> {
@@ -1901,6 +2148,27 @@ pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// keepalived's receive buffer sums: `kernel_rx_buf_size` wins per instance, then the
+    /// policy; nothing set leaves the socket alone.
+    #[test]
+    fn rx_buf_sizes() {
+        use crate::config::model::RxBufsPolicy;
+        let m = |kernel, mtu, advert| RxBufMember { kernel, mtu, advert };
+        let two = [m(None, 1500, 40), m(None, 9000, 60)];
+        type Case = (&'static str, Option<RxBufsPolicy>, u32, Vec<RxBufMember>, Option<u32>);
+        let cases: &[Case] = &[
+            ("unset", None, 3, two.to_vec(), None),
+            ("MTU", Some(RxBufsPolicy::Mtu), 3, two.to_vec(), Some(3 * 1500 + 3 * 9000)),
+            ("ADVERT", Some(RxBufsPolicy::Advert), 4, two.to_vec(), Some(4 * 40 + 4 * 60)),
+            ("size", Some(RxBufsPolicy::Size(1000)), 3, two.to_vec(), Some(2000)),
+            ("kernel_rx_buf_size wins", Some(RxBufsPolicy::Mtu), 3, vec![m(Some(777), 1500, 40), m(None, 1000, 40)], Some(777 + 3000)),
+            ("kernel_rx_buf_size alone", None, 3, vec![m(Some(777), 1500, 40), m(None, 1000, 40)], Some(777)),
+        ];
+        for (name, policy, mult, members, want) in cases {
+            assert_eq!(rx_buf_size(*policy, *mult, members), *want, "{name}");
+        }
+    }
 
     /// A batch of tracker updates reaches an instance in arrival order, only for the objects it
     /// tracks, each with the instance's weight; an object tracked twice counts once.

@@ -23,7 +23,7 @@ use std::{
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_REFRESH};
+use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_EXTRA_IF};
 use crate::{
     reload::{InstancePlan, KeptInstance},
     vrrp::{Event, State, SyncGroup},
@@ -394,6 +394,18 @@ impl super::Engine {
         let nft_table = std::mem::take(&mut self.globals.nft_table);
         // The BFD runtime outlives reloads (it reloads its sessions itself).
         let bfd = self.globals.bfd.take();
+        let mut globals = globals;
+        // The thread keeps the priority max_auto_priority raised it to; GARP spacing starts
+        // afresh with the new delay groups.
+        globals.auto_priority.carry(&self.globals.auto_priority);
+        // The link poller keeps reading the shared delays: hand it the new ones.
+        if let (Ok(mut old), Ok(new)) = (self.globals.if_delays.write(), globals.if_delays.read()) {
+            old.clone_from(&new);
+        }
+        globals.if_delays = self.globals.if_delays.clone();
+        if let Ok(mut p) = self.pacers.lock() {
+            p.clear();
+        }
         let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, bfd, ..globals });
         // Freed on a thread of its own: with a `track_file` per instance, the definitions are
         // tens of thousands of names and paths.
@@ -420,6 +432,10 @@ impl super::Engine {
             tracking::spawn(new_keys.clone(), &self.globals, self.netlink.clone(), self.track_tx.clone());
             self.tracked.extend(new_keys);
         }
+        // promote_secondaries of new or changed instances (keepalived sets it at each instance's
+        // init, a reload included); those ka set already read 1 and are not saved twice.
+        let more = super::start_sysctls(&self.inst, false);
+        self.sysctls.extend(more);
         let needs_no_accept = |r: &Rt| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER;
         if self.no_accept.is_none() && touched.iter().any(|(e, _)| needs_no_accept(&self.inst[*e])) {
             self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.nft_table.clone()));
@@ -466,7 +482,7 @@ impl super::Engine {
     /// Frees the slot of deleted instance `e`: the last slot moves into it (see [`Slots`]),
     /// with its timers, its receive key and its sync-group membership.
     fn remove_slot(&mut self, e: usize, slots: &mut Slots) {
-        for slot in 0..=SLOT_REFRESH {
+        for slot in 0..=SLOT_EXTRA_IF {
             self.arm(e, slot, None);
         }
         let key = (self.inst[e].rx_sock, self.inst[e].setup.params.vrid);
@@ -576,7 +592,7 @@ impl super::Engine {
         self.inst[i].vips.retain(|v| !held.contains(&v.addr));
         self.dispatch(i, Event::Delete).await;
         self.flush().await;
-        for slot in 0..=SLOT_REFRESH {
+        for slot in 0..=SLOT_EXTRA_IF {
             self.arm(i, slot, None);
         }
         if let (Some(fp), Some(key)) = (self.fast.as_mut(), self.inst[i].fast_key) {

@@ -56,6 +56,8 @@ pub struct NotifySetup {
     pub stop: Option<ScriptCmd>,
     /// `notify` (generic, gets keepalived's four arguments).
     pub any: Option<ScriptCmd>,
+    /// `notify_master_rx_lower_pri` (instances only), run without arguments.
+    pub master_rx_lower_pri: Option<ScriptCmd>,
 }
 
 /// A script command line with its optional `USER [GROUP]`.
@@ -80,6 +82,8 @@ pub enum TrackKey {
     Process(String),
     /// `track_bfd` (a `bfd_instance` name).
     Bfd(String),
+    /// `track_src_ip`: the instance's configured source address on its interface.
+    SrcAddr(String, IpAddr),
 }
 
 impl TrackKey {
@@ -91,6 +95,7 @@ impl TrackKey {
             TrackKey::File(n) => format!("file:{n}"),
             TrackKey::Process(n) => format!("process:{n}"),
             TrackKey::Bfd(n) => format!("bfd:{n}"),
+            TrackKey::SrcAddr(i, a) => format!("src_ip:{i}/{a}"),
         }
     }
 }
@@ -135,6 +140,12 @@ pub struct InstanceSetup {
     pub vmac: Option<String>,
     /// `garp_master_refresh` (zero: none) and its repeat.
     pub garp_refresh: (Duration, u32),
+    /// `garp_extra_if` (else the global `vrrp_garp_extra_if`), when on.
+    pub garp_extra_if: Option<model::GarpExtraIf>,
+    /// `promote_secondaries` (not with `use_vmac`: keepalived ignores it there).
+    pub promote_secondaries: bool,
+    /// `kernel_rx_buf_size`: its share of the receive socket's `SO_RCVBUF`.
+    pub kernel_rx_buf_size: Option<u32>,
     /// Tracked objects with their weights.
     pub track: Vec<(TrackKey, Weight)>,
     /// `vrrp_sync_group` this instance belongs to.
@@ -278,7 +289,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     let g = &cfg.global;
     let name = i.name.clone();
     let iface = i.interface.clone().ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
-    let v6 = i.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
+    let v6 = i.virtual_ipaddresses.first().map_or(i.if_opts.native_ipv6, |v| v.address.is_ipv6());
     let version = match (i.version, v6) {
         // keepalived runs IPv6 instances as VRRPv3 only.
         (_, true) => Version::V3,
@@ -311,7 +322,10 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     p.higher_prio_send_advert = i.higher_prio_send_advert.unwrap_or(g.vrrp_higher_prio_send_advert);
     p.startup_delay = g.vrrp_startup_delay;
     p.notify_deleted = i.notify_deleted;
+    // keepalived unicast_fault_no_peer: no peers means FAULT, not multicast.
+    p.config_fault = i.if_opts.unicast_fault_no_peer && i.unicast_peers.is_empty();
     p.garp_master_repeat = i.garp_master_repeat;
+    (p.garp_lower_prio_repeat, p.garp_lower_prio_delay) = lower_prio_garp(g, i);
     let auth = match &i.authentication {
         None => Auth::None,
         Some(a) => Auth::from_config(
@@ -344,6 +358,15 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     for r in &i.track_bfds {
         track.push((TrackKey::Bfd(r.name.clone()), ref_weight(own.bfds.get(r.name.as_str()), 0, r)));
     }
+    if let (true, Some(a)) = (i.if_opts.track_src_ip, i.src_ip) {
+        // keepalived track_src_ip: FAULT while the configured source address is missing.
+        track.push((TrackKey::SrcAddr(iface.clone(), a), Weight { weight: 0, reverse: false }));
+    }
+    for dev in track_group_interfaces(cfg, &i.name) {
+        if !track.iter().any(|(k, _)| *k == TrackKey::Interface(dev.clone())) {
+            track.push((TrackKey::Interface(dev), Weight { weight: 0, reverse: false }));
+        }
+    }
     if let Some(group) = i.sync_group.as_deref().and_then(|g| own.groups.get(g)) {
         merge_group_tracking(&mut track, group);
     }
@@ -373,16 +396,85 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
             fault: script(&i.notify.fault),
             stop: script(&i.notify.stop),
             any: script(&i.notify.any),
+            master_rx_lower_pri: script(&i.notify.master_rx_lower_pri),
         },
         smtp_alert: i.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
         vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
+        garp_extra_if: i.garp_extra_if.or(g.vrrp_garp_extra_if).filter(|x| !x.interval.is_zero()),
+        promote_secondaries: i.if_opts.promote_secondaries && i.use_vmac.is_none(),
+        kernel_rx_buf_size: i.if_opts.kernel_rx_buf_size,
         track,
         sync_group: i.sync_group.clone(),
         notify_priority_changes: i.notify_priority_changes.unwrap_or(g.vrrp_notify_priority_changes),
     };
     setup.params.validate().map_err(|source| SetupError::Params { name, source })?;
     Ok(setup)
+}
+
+/// The interfaces instance `name` tracks through `track_group`s (keepalived 2.2.7's
+/// `static_track_group_init`): those of the static addresses (`dev`), routes (`dev`) and rules
+/// (`iif`) naming a group it is a member of, not `no_track`; each with weight 0, so the
+/// instance goes to FAULT while one is down. In configuration order, each once.
+pub fn track_group_interfaces(cfg: &Config, name: &str) -> Vec<String> {
+    let member = |g: &Option<String>| {
+        g.as_deref().is_some_and(|g| cfg.track_groups.iter().any(|t| t.name == g && t.members.iter().any(|m| m == name)))
+    };
+    let addrs = cfg.static_ipaddresses.iter().filter(|a| !a.no_track && member(&a.track_group)).filter_map(|a| a.dev.clone());
+    let routes = cfg.static_routes.iter().filter(|r| member(&r.track_group)).filter_map(|r| r.dev.clone());
+    let rules = cfg.static_rules.iter().filter(|r| member(&r.track_group)).filter_map(|r| r.iif.clone());
+    let mut out: Vec<String> = Vec::new();
+    for d in addrs.chain(routes).chain(rules) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// How gratuitous ARPs / NAs are spaced (keepalived 2.2.7's `garp_delay_t`): each `garp_group`
+/// is one delay group for all its interfaces (the first group naming an interface wins, as
+/// keepalived ignores the later ones); any other interface is a group of its own with the
+/// global `vrrp_garp_interval` / `vrrp_gna_interval`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GarpPacing {
+    by_iface: HashMap<String, usize>,
+    groups: Vec<(Duration, Duration)>,
+    default: (Duration, Duration),
+}
+
+impl GarpPacing {
+    /// The delay groups of `cfg`.
+    pub fn of(cfg: &Config) -> GarpPacing {
+        let mut p = GarpPacing { default: (cfg.global.vrrp_garp_interval, cfg.global.vrrp_gna_interval), ..GarpPacing::default() };
+        for (n, g) in cfg.garp_groups.iter().enumerate() {
+            p.groups.push((g.garp_interval.unwrap_or_default(), g.gna_interval.unwrap_or_default()));
+            for i in &g.interfaces {
+                p.by_iface.entry(i.clone()).or_insert(n);
+            }
+        }
+        p
+    }
+
+    /// The delay group of interface `iface`: a key naming it and its ARP and NA intervals.
+    pub fn group(&self, iface: &str) -> (String, Duration, Duration) {
+        match self.by_iface.get(iface) {
+            Some(&n) => (format!("garp_group {n}"), self.groups[n].0, self.groups[n].1),
+            None => (format!("interface {iface}"), self.default.0, self.default.1),
+        }
+    }
+}
+
+/// keepalived 2.2.7's `garp_lower_prio_repeat` and `garp_lower_prio_delay` of an instance
+/// (vrrp_complete_instance, vrrp_complete_init): its own, else none in strict mode, else the
+/// global ones, whose defaults are `vrrp_garp_master_repeat` and `vrrp_garp_master_delay`.
+pub fn lower_prio_garp(g: &model::GlobalDefs, i: &model::VrrpInstance) -> (u32, Duration) {
+    if i.strict_mode {
+        return (i.garp_lower_prio_repeat.unwrap_or(0), i.garp_lower_prio_delay.unwrap_or(Duration::ZERO));
+    }
+    let repeat = i.garp_lower_prio_repeat.unwrap_or(g.vrrp_garp_lower_prio_repeat.unwrap_or(g.vrrp_garp_master_repeat));
+    let delay = i.garp_lower_prio_delay.unwrap_or(g.vrrp_garp_lower_prio_delay.unwrap_or(g.vrrp_garp_master_delay));
+    (repeat, delay)
 }
 
 fn firewall_table() -> String {
@@ -421,7 +513,11 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         fifo_states_on_reload: g.fifo_write_vrrp_states_on_reload,
         no_email_faults: g.no_email_faults,
         smtp,
-        garp_interval: g.vrrp_garp_interval,
+        garp_pacing: GarpPacing::of(cfg),
+        disable_local_igmp: g.disable_local_igmp,
+        rx_bufs: (g.vrrp_rx_bufs_policy, g.vrrp_rx_bufs_multiplier),
+        auto_priority: crate::threads::AutoPriority::new(g.max_auto_priority, g.min_auto_priority_delay, g.vrrp_rt_priority),
+        if_delays: std::sync::Arc::new(std::sync::RwLock::new(cfg.if_up_down_delays.iter().map(|d| (d.iface.clone(), (d.down, d.up))).collect())),
         sched: crate::threads::Tuning::of(g, crate::threads::Part::Vrrp),
         log_unknown_vrids: g.log_unknown_vrids,
         bfd: None,
@@ -432,7 +528,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
                 let n = &sg.notify;
                 (
                     sg.name.clone(),
-                    NotifySetup { master: script(&n.master), backup: script(&n.backup), fault: script(&n.fault), stop: script(&n.stop), any: script(&n.any) },
+                    NotifySetup { master: script(&n.master), backup: script(&n.backup), fault: script(&n.fault), stop: script(&n.stop), any: script(&n.any), master_rx_lower_pri: None },
                     sg.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
                 )
             })
@@ -488,6 +584,126 @@ mod tests {
     fn setups(text: &str) -> Vec<InstanceSetup> {
         let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
         instances(&loaded.config).expect("setup")
+    }
+
+    /// keepalived 2.2.7's GARP settings as an instance ends up with them: the lower-priority
+    /// burst (instance, global, then `vrrp_garp_master_*`; none in strict mode),
+    /// `vrrp_min_garp` (only where the default still holds), the global refresh repeat and
+    /// `garp_extra_if` (instance, else global; 0 turns it off).
+    #[test]
+    fn garp_settings_follow_keepalived() {
+        struct Case {
+            name: &'static str,
+            global: &'static str,
+            inst: &'static str,
+            lower: (u32, u64),
+            master: (u32, u64),
+            refresh_repeat: u32,
+            extra: Option<(u64, bool)>,
+        }
+        let cases = [
+            Case { name: "defaults", global: "", inst: "", lower: (5, 5), master: (5, 5), refresh_repeat: 1, extra: None },
+            Case { name: "lower follows vrrp_garp_master_*", global: " vrrp_garp_master_repeat 3\n vrrp_garp_master_delay 7\n", inst: "", lower: (3, 7), master: (3, 7), refresh_repeat: 1, extra: None },
+            Case { name: "global lower prio", global: " vrrp_garp_lower_prio_repeat 2\n vrrp_garp_lower_prio_delay 9\n", inst: "", lower: (2, 9), master: (5, 5), refresh_repeat: 1, extra: None },
+            Case { name: "instance wins", global: " vrrp_garp_lower_prio_repeat 2\n", inst: " garp_lower_prio_repeat 0\n garp_lower_prio_delay 1\n", lower: (0, 1), master: (5, 5), refresh_repeat: 1, extra: None },
+            Case { name: "strict: none", global: " vrrp_strict\n vrrp_garp_lower_prio_repeat 2\n", inst: "", lower: (0, 0), master: (5, 5), refresh_repeat: 1, extra: None },
+            Case { name: "min_garp", global: " vrrp_min_garp\n", inst: "", lower: (1, 0), master: (1, 0), refresh_repeat: 0, extra: None },
+            Case { name: "min_garp keeps what was set", global: " vrrp_garp_master_repeat 3\n vrrp_min_garp\n", inst: "", lower: (3, 0), master: (3, 0), refresh_repeat: 0, extra: None },
+            Case { name: "min_garp off", global: " vrrp_min_garp false\n", inst: "", lower: (5, 5), master: (5, 5), refresh_repeat: 1, extra: None },
+            Case { name: "global refresh repeat", global: " vrrp_garp_master_refresh_repeat 4\n", inst: "", lower: (5, 5), master: (5, 5), refresh_repeat: 4, extra: None },
+            Case { name: "global extra_if", global: " vrrp_garp_extra_if all 100\n", inst: "", lower: (5, 5), master: (5, 5), refresh_repeat: 1, extra: Some((100, true)) },
+            Case { name: "instance extra_if wins", global: " vrrp_garp_extra_if all 100\n", inst: " garp_extra_if 30\n", lower: (5, 5), master: (5, 5), refresh_repeat: 1, extra: Some((30, false)) },
+            Case { name: "instance extra_if 0 is off", global: " vrrp_garp_extra_if all 100\n", inst: " garp_extra_if 0\n", lower: (5, 5), master: (5, 5), refresh_repeat: 1, extra: None },
+        ];
+        for c in cases {
+            let text = format!(
+                "global_defs {{\n{}}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n{} virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n",
+                c.global, c.inst
+            );
+            let i = &setups(&text)[0];
+            let secs = Duration::from_secs;
+            assert_eq!((i.params.garp_lower_prio_repeat, i.params.garp_lower_prio_delay), (c.lower.0, secs(c.lower.1)), "{}: lower prio", c.name);
+            assert_eq!((i.params.garp_master_repeat, i.params.garp_master_delay), (c.master.0, secs(c.master.1)), "{}: master", c.name);
+            assert_eq!(i.garp_refresh.1, c.refresh_repeat, "{}: refresh repeat", c.name);
+            assert_eq!(i.garp_extra_if.map(|x| (x.interval.as_secs(), x.all)), c.extra, "{}: extra_if", c.name);
+        }
+    }
+
+    /// `track_group`: the member instances track the interfaces of the static entries naming
+    /// the group (addresses by `dev`, routes by `dev`, rules by `iif`), weight 0; `no_track`
+    /// entries, non-members and a group defined below the entry (keepalived: "not found") do
+    /// not count.
+    #[test]
+    fn track_group_members_track_static_interfaces() {
+        let text = concat!(
+            "global_defs {\n dynamic_interfaces\n}\n",
+            "track_group TG {\n group {\n VI_1\n }\n}\n",
+            "static_ipaddress {\n 198.18.1.1/24 dev eth1 track_group TG\n 198.18.2.1/24 dev eth2 track_group TG no_track\n 198.18.3.1/24 dev eth3\n}\n",
+            "static_routes {\n 198.18.9.0/24 dev eth4 track_group TG\n 198.18.10.0/24 dev eth5 track_group LATE\n}\n",
+            "static_rules {\n from 198.18.0.0/24 iif eth6 table 100 priority 10 track_group TG\n}\n",
+            "track_group LATE {\n group {\n VI_1\n }\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+            "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 52\n virtual_ipaddress {\n 198.18.0.11\n }\n}\n",
+        );
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        assert!(loaded.diagnostics.iter().any(|d| d.message.contains("track_group LATE not found")), "{:?}", loaded.diagnostics);
+        assert!(!loaded.diagnostics.iter().any(|d| d.message.contains("not supported")), "{:?}", loaded.diagnostics);
+        let s = instances(&loaded.config).expect("setup");
+        let ifaces = |n: usize| -> Vec<String> {
+            s[n].track.iter().filter_map(|(k, w)| match k {
+                TrackKey::Interface(i) if w.weight == 0 => Some(i.clone()),
+                _ => None,
+            }).collect()
+        };
+        assert_eq!(ifaces(0), ["eth0", "eth1", "eth4", "eth6"]);
+        assert_eq!(ifaces(1), ["eth0"]);
+    }
+
+    /// `native_ipv6` (keepalived 2.2.7): an instance without VIPs runs IPv6 / VRRPv3; an IPv4
+    /// VIP after it is dropped ("address family must match"); after an IPv4 VIP the keyword is
+    /// refused. `unicast_fault_no_peer` without peers is a configuration fault.
+    #[test]
+    fn native_ipv6_and_unicast_fault_no_peer() {
+        let inst = |body: &str| format!("global_defs {{\n dynamic_interfaces\n}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n{body}}}\n");
+        let load = |body: &str| parse_str(&inst(body), std::path::Path::new("t.conf"), &LoadOptions::default());
+        let l = load(" native_ipv6\n");
+        let s = instances(&l.config).expect("setup");
+        assert_eq!((s[0].params.family, s[0].params.version), (Family::V6, Version::V3));
+        let l = load(" native_ipv6\n virtual_ipaddress {\n 198.18.0.10\n fd00:198:18::10\n }\n");
+        assert!(l.diagnostics.iter().any(|d| d.message.contains("address family must match")), "{:?}", l.diagnostics);
+        assert_eq!(l.config.vrrp_instances[0].virtual_ipaddresses.len(), 1);
+        assert!(l.config.vrrp_instances[0].virtual_ipaddresses[0].address.is_ipv6());
+        let l = load(" virtual_ipaddress {\n 198.18.0.10\n }\n native_ipv6\n");
+        assert!(l.diagnostics.iter().any(|d| d.message.contains("Cannot specify native_ipv6 with IPv4 addresses")), "{:?}", l.diagnostics);
+        assert!(!l.config.vrrp_instances[0].if_opts.native_ipv6);
+        let l = load(" unicast_fault_no_peer\n virtual_ipaddress {\n 198.18.0.10\n }\n");
+        assert!(instances(&l.config).expect("setup")[0].params.config_fault, "no peers: FAULT");
+        let l = load(" unicast_fault_no_peer\n unicast_peer {\n 198.18.0.2\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n");
+        assert!(!instances(&l.config).expect("setup")[0].params.config_fault, "with a peer: no fault");
+    }
+
+    /// `garp_group`: its interfaces share one delay group with its intervals (an unset one is
+    /// none); the first group naming an interface wins; other interfaces each get the global
+    /// intervals.
+    #[test]
+    fn garp_groups_pace_their_interfaces() {
+        let text = concat!(
+            "global_defs {\n vrrp_garp_interval 0.002\n}\n",
+            "garp_group {\n garp_interval 0.01\n interfaces {\n eth1\n eth2\n }\n}\n",
+            "garp_group {\n gna_interval 0.5\n interface eth2\n}\n",
+            "garp_group {\n gna_interval 0.3\n interface eth3\n}\n",
+        );
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
+        let p = GarpPacing::of(&loaded.config);
+        let ms = Duration::from_millis;
+        let (k1, a1, n1) = p.group("eth1");
+        let (k2, a2, n2) = p.group("eth2");
+        assert_eq!((k1 == k2, a1, n1, a2, n2), (true, ms(10), ms(0), ms(10), ms(0)));
+        let (k3, a3, n3) = p.group("eth3");
+        assert_eq!((k3 != k1, a3, n3), (true, ms(0), ms(300)));
+        let (k4, a4, n4) = p.group("eth4");
+        let (k5, _, _) = p.group("eth5");
+        assert_eq!((k4 != k5, a4, n4), (true, ms(2), ms(0)));
     }
 
     #[test]

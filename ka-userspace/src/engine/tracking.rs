@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    net::IpAddr,
     path::PathBuf,
     time::Duration,
 };
@@ -79,8 +80,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// Starts one task per kind of tracked object in `keys`.
 pub fn spawn(keys: BTreeSet<TrackKey>, globals: &EngineGlobals, netlink: NetlinkClient, tx: mpsc::Sender<TrackerUpdate>) {
     let ifaces: Vec<String> = keys.iter().filter_map(|k| if let TrackKey::Interface(n) = k { Some(n.clone()) } else { None }).collect();
-    if !ifaces.is_empty() {
-        tokio::spawn(interfaces(ifaces, netlink, tx.clone()));
+    let srcs: Vec<(String, IpAddr)> = keys.iter().filter_map(|k| if let TrackKey::SrcAddr(n, a) = k { Some((n.clone(), *a)) } else { None }).collect();
+    if !ifaces.is_empty() || !srcs.is_empty() {
+        tokio::spawn(interfaces(ifaces, srcs, globals.if_delays.clone(), netlink, tx.clone()));
     }
     // By name, once: a linear search per key is quadratic with tens of thousands of trackers.
     let scripts: HashMap<&str, &ScriptDef> = globals.scripts.iter().rev().map(|d| (d.name.as_str(), d)).collect();
@@ -108,7 +110,7 @@ pub fn spawn(keys: BTreeSet<TrackKey>, globals: &EngineGlobals, netlink: Netlink
             TrackKey::Bfd(n) => {
                 tokio::spawn(bfd(n.clone(), globals.bfd.clone(), tx.clone()));
             }
-            TrackKey::Interface(_) => {}
+            TrackKey::Interface(_) | TrackKey::SrcAddr(..) => {}
         }
     }
     if !polled.is_empty() {
@@ -116,8 +118,76 @@ pub fn spawn(keys: BTreeSet<TrackKey>, globals: &EngineGlobals, netlink: Netlink
     }
 }
 
-async fn interfaces(names: Vec<String>, netlink: NetlinkClient, tx: mpsc::Sender<TrackerUpdate>) {
-    let mut last: HashMap<String, TrackStatus> = HashMap::new();
+/// `interface_up_down_delays` for one interface (keepalived 2.2.7's debounce timers): a change
+/// of its raw state is reported once it has lasted the delay of its direction (down delay
+/// before reporting down, up delay before reporting up); a change that reverts sooner is never
+/// reported. The first state is reported at once. Pure: the poller feeds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Debounce {
+    down: Duration,
+    up: Duration,
+    reported: Option<TrackStatus>,
+    pending: Option<(TrackStatus, Time)>,
+}
+
+impl Debounce {
+    /// Delays `down` and `up` (zero: at once).
+    pub fn new(down: Duration, up: Duration) -> Debounce {
+        Debounce { down, up, reported: None, pending: None }
+    }
+
+    /// New delays (a reload), from the next observation on.
+    pub fn set_delays(&mut self, down: Duration, up: Duration) {
+        (self.down, self.up) = (down, up);
+    }
+
+    /// The raw state `raw` seen at `now`: the state to report, if it changes.
+    pub fn observe(&mut self, now: Time, raw: TrackStatus) -> Option<TrackStatus> {
+        let Some(rep) = self.reported else {
+            self.reported = Some(raw);
+            return Some(raw);
+        };
+        if raw == rep {
+            self.pending = None;
+            return None;
+        }
+        let since = match self.pending {
+            Some((st, t)) if st == raw => t,
+            _ => {
+                self.pending = Some((raw, now));
+                now
+            }
+        };
+        let delay = if raw == TrackStatus::Up { self.up } else { self.down };
+        if now.saturating_since(since) >= delay {
+            self.pending = None;
+            self.reported = Some(raw);
+            return Some(raw);
+        }
+        None
+    }
+}
+
+/// Whether `addr` is on interface `iface` (`track_src_ip`).
+fn src_addr_status(links: &[crate::net::netlink::LinkInfo], addrs: &[(u32, IpAddr, u8)], iface: &str, addr: IpAddr) -> TrackStatus {
+    let present = links.iter().find(|l| l.name == iface).is_some_and(|l| addrs.iter().any(|(i, a, _)| *i == l.index && *a == addr));
+    if present {
+        TrackStatus::Up
+    } else {
+        TrackStatus::Down
+    }
+}
+
+async fn interfaces(
+    names: Vec<String>,
+    srcs: Vec<(String, IpAddr)>,
+    delays: std::sync::Arc<std::sync::RwLock<HashMap<String, (Duration, Duration)>>>,
+    netlink: NetlinkClient,
+    tx: mpsc::Sender<TrackerUpdate>,
+) {
+    let epoch = Instant::now();
+    let mut debounce: HashMap<String, Debounce> = names.iter().map(|n| (n.clone(), Debounce::new(Duration::ZERO, Duration::ZERO))).collect();
+    let mut last_src: HashMap<(String, IpAddr), TrackStatus> = HashMap::new();
     let mut tick = tokio::time::interval(POLL);
     loop {
         tick.tick().await;
@@ -131,13 +201,37 @@ async fn interfaces(names: Vec<String>, netlink: NetlinkClient, tx: mpsc::Sender
                 continue;
             }
         };
+        let now = Time::from_epoch(epoch.elapsed());
+        if let Ok(d) = delays.read() {
+            for (n, db) in &mut debounce {
+                let (down, up) = d.get(n).copied().unwrap_or_default();
+                db.set_delays(down, up);
+            }
+        }
         for n in &names {
-            let st = match links.iter().find(|l| l.name == *n) {
+            let raw = match links.iter().find(|l| l.name == *n) {
                 Some(l) if l.running => TrackStatus::Up,
                 _ => TrackStatus::Down,
             };
-            if last.insert(n.clone(), st) != Some(st)
-                && tx.send(TrackerUpdate { key: TrackKey::Interface(n.clone()), value: TrackValue::Status(st) }).await.is_err()
+            let Some(st) = debounce.get_mut(n).and_then(|d| d.observe(now, raw)) else { continue };
+            if tx.send(TrackerUpdate { key: TrackKey::Interface(n.clone()), value: TrackValue::Status(st) }).await.is_err() {
+                return;
+            }
+        }
+        if srcs.is_empty() {
+            continue;
+        }
+        let addrs = match netlink.list_addrs(None).await {
+            Ok(a) => a,
+            Err(e) => {
+                debug!(error = %e, "listing addresses for track_src_ip");
+                continue;
+            }
+        };
+        for (n, a) in &srcs {
+            let st = src_addr_status(&links, &addrs, n, *a);
+            if last_src.insert((n.clone(), *a), st) != Some(st)
+                && tx.send(TrackerUpdate { key: TrackKey::SrcAddr(n.clone(), *a), value: TrackValue::Status(st) }).await.is_err()
             {
                 return;
             }
@@ -359,5 +453,39 @@ mod tests {
         let (tx, mut updates) = mpsc::channel(8);
         tokio::spawn(bfd("b1".into(), None, tx));
         assert_eq!(updates.recv().await, Some(down));
+    }
+
+    /// `interface_up_down_delays`: a flap shorter than the delay is never seen; a change
+    /// lasting the delay is, once; each direction has its own delay; the first state is at once.
+    #[test]
+    fn debounce_steps() {
+        use TrackStatus::{Down, Up};
+        let t = |ms: u64| Time::from_millis(ms);
+        type Case = (&'static str, u64, u64, &'static [(u64, TrackStatus)], &'static [Option<TrackStatus>]);
+        let cases: &[Case] = &[
+            ("no delays", 0, 0, &[(0, Up), (250, Down), (500, Up)], &[Some(Up), Some(Down), Some(Up)]),
+            ("short flap hidden", 1000, 0, &[(0, Up), (250, Down), (500, Down), (750, Up), (1000, Up)], &[Some(Up), None, None, None, None]),
+            ("down after the delay, once", 500, 0, &[(0, Up), (250, Down), (500, Down), (750, Down), (1000, Down)], &[Some(Up), None, None, Some(Down), None]),
+            ("up delay of its own", 0, 500, &[(0, Down), (250, Up), (500, Up), (750, Up)], &[Some(Down), None, None, Some(Up)]),
+            ("first state at once despite delays", 1000, 1000, &[(0, Down)], &[Some(Down)]),
+        ];
+        for (name, down, up, seq, want) in cases {
+            let mut d = Debounce::new(Duration::from_millis(*down), Duration::from_millis(*up));
+            let got: Vec<Option<TrackStatus>> = seq.iter().map(|(at, st)| d.observe(t(*at), *st)).collect();
+            assert_eq!(&got, want, "{name}");
+        }
+    }
+
+    /// `track_src_ip`: up only while the address is on that interface.
+    #[test]
+    fn src_addr_presence() {
+        use crate::net::netlink::LinkInfo;
+        let links = vec![LinkInfo { index: 2, name: "eth0".into(), mac: vec![], running: true }, LinkInfo { index: 3, name: "eth1".into(), mac: vec![], running: true }];
+        let a: IpAddr = "198.18.0.1".parse().expect("addr");
+        let b: IpAddr = "198.18.0.2".parse().expect("addr");
+        let addrs = vec![(2, a, 24), (3, b, 24)];
+        assert_eq!(src_addr_status(&links, &addrs, "eth0", a), TrackStatus::Up);
+        assert_eq!(src_addr_status(&links, &addrs, "eth0", b), TrackStatus::Down, "on another interface");
+        assert_eq!(src_addr_status(&links, &addrs, "eth9", a), TrackStatus::Down, "no such interface");
     }
 }

@@ -314,6 +314,8 @@ fn global_section(s: &mut String, input: &DumpInput<'_>) {
     let _ = writeln!(s, " Gratuitous ARP repeat = {}", g.vrrp_garp_master_repeat);
     let _ = writeln!(s, " Gratuitous ARP refresh timer = {}", secs(g.vrrp_garp_master_refresh));
     let _ = writeln!(s, " Gratuitous ARP refresh repeat = {}", g.vrrp_garp_master_refresh_repeat);
+    let _ = writeln!(s, " Gratuitous ARP lower priority delay = {}", g.vrrp_garp_lower_prio_delay.unwrap_or(g.vrrp_garp_master_delay).as_secs());
+    let _ = writeln!(s, " Gratuitous ARP lower priority repeat = {}", g.vrrp_garp_lower_prio_repeat.unwrap_or(g.vrrp_garp_master_repeat));
     let _ = writeln!(s, " Num adverts before down = {}", g.vrrp_down_timer_adverts.unwrap_or(3));
     let _ = writeln!(s, " Send advert after receive lower priority advert = {}", !g.vrrp_lower_prio_no_advert);
     let _ = writeln!(s, " Send advert after receive higher priority advert = {}", g.vrrp_higher_prio_send_advert);
@@ -392,6 +394,9 @@ fn instance_section(s: &mut String, input: &DumpInput<'_>, i: &VrrpInstance) {
     let _ = writeln!(s, "   Gratuitous ARP repeat = {}", i.garp_master_repeat);
     let _ = writeln!(s, "   Gratuitous ARP refresh = {}", secs(i.garp_master_refresh));
     let _ = writeln!(s, "   Gratuitous ARP refresh repeat = {}", i.garp_master_refresh_repeat);
+    let (lower_rep, lower_delay) = crate::engine::setup::lower_prio_garp(g, i);
+    let _ = writeln!(s, "   Gratuitous ARP lower priority delay = {}", lower_delay.as_secs());
+    let _ = writeln!(s, "   Gratuitous ARP lower priority repeat = {lower_rep}");
     let _ = writeln!(s, "   Down timer adverts = {}", i.down_timer_adverts.or(g.vrrp_down_timer_adverts).unwrap_or(3));
     let lower_no = i.lower_prio_no_advert.unwrap_or(g.vrrp_lower_prio_no_advert);
     let higher = i.higher_prio_send_advert.unwrap_or(g.vrrp_higher_prio_send_advert);
@@ -782,8 +787,9 @@ pub fn json(input: &DumpInput<'_>) -> String {
         d.raw("garp_refresh", i.garp_master_refresh.as_secs());
         d.raw("garp_rep", i.garp_master_repeat);
         d.raw("garp_refresh_rep", i.garp_master_refresh_repeat);
-        d.raw("garp_lower_prio_delay", i.garp_master_delay.as_secs());
-        d.raw("garp_lower_prio_rep", i.garp_master_repeat);
+        let (lower_rep, lower_delay) = crate::engine::setup::lower_prio_garp(g, i);
+        d.raw("garp_lower_prio_delay", lower_delay.as_secs());
+        d.raw("garp_lower_prio_rep", lower_rep);
         d.raw("lower_prio_no_advert", u8::from(i.lower_prio_no_advert.unwrap_or(g.vrrp_lower_prio_no_advert)));
         d.raw("higher_prio_send_advert", u8::from(i.higher_prio_send_advert.unwrap_or(g.vrrp_higher_prio_send_advert)));
         d.raw("vrid", i.virtual_router_id);

@@ -176,6 +176,16 @@ impl VrrpSocket {
         Ok(VrrpSocket { fd, v6, ifindex, src: bind_addr, ah })
     }
 
+    /// Sets the socket's `SO_RCVBUF` to `bytes` (`vrrp_rx_bufs_policy`, `kernel_rx_buf_size`:
+    /// keepalived sets it plainly, so the kernel caps it at `net.core.rmem_max`).
+    ///
+    /// # Errors
+    /// The kernel refuses it.
+    pub fn set_rcvbuf(&self, bytes: u32) -> io::Result<()> {
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        setsockopt(self.fd.get_ref().as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &v)
+    }
+
     /// Joins one more multicast group on the socket's interface (an instance's `mcast_dst_ip`).
     ///
     /// # Errors
@@ -540,3 +550,30 @@ fn parse_v4(buf: &[u8], len: usize, whole: bool) -> io::Result<Received> {
         len: if whole { len } else { len - ihl },
     })
 }
+
+/// The MTU of interface `name` in this network namespace (`SIOCGIFMTU`), if it exists.
+pub fn interface_mtu(name: &str) -> Option<u32> {
+    // SAFETY: a plain socket call; the descriptor is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: raw is a fresh, owned descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: an all-zero ifreq is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return None;
+    }
+    for (d, b) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu of a valid ifreq.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFMTU filled the mtu member of the union.
+    u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).ok()
+}
+

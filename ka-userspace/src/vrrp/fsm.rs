@@ -128,8 +128,14 @@ pub struct InstanceParams {
     /// `garp_lower_prio_repeat`: gratuitous ARPs sent when, as Master, a lower priority advert
     /// arrives (0 = none).
     pub garp_lower_prio_repeat: u32,
+    /// `garp_lower_prio_delay`: delay of the second burst of `garp_lower_prio_repeat` GARPs
+    /// (zero: no second burst).
+    pub garp_lower_prio_delay: Duration,
     /// `notify_deleted`: a reload deleting the instance notifies DELETED rather than FAULT.
     pub notify_deleted: bool,
+    /// A configuration fault (keepalived's `num_config_faults`, e.g. `unicast_fault_no_peer`
+    /// without peers): the instance stays in FAULT.
+    pub config_fault: bool,
 }
 
 impl InstanceParams {
@@ -158,7 +164,9 @@ impl InstanceParams {
             garp_master_delay: Duration::from_secs(5),
             garp_master_repeat: 5,
             garp_lower_prio_repeat: 0,
+            garp_lower_prio_delay: Duration::ZERO,
             notify_deleted: false,
+            config_fault: false,
         }
     }
 
@@ -299,6 +307,9 @@ pub enum Event {
     TrackerChanged(TrackSummary),
     /// The sync group orders the instance.
     Sync(SyncCommand),
+    /// Another member of this instance's sync group, as Master, received a lower-priority
+    /// advert: keepalived then sends this member's `garp_lower_prio_repeat` GARPs too.
+    GroupLowerPrio,
 }
 
 impl Event {
@@ -313,6 +324,8 @@ impl Event {
             Event::TimerFired(TimerKind::MasterDown) => "master_down_timer",
             Event::TimerFired(TimerKind::StartupDelay) => "startup_delay",
             Event::TimerFired(TimerKind::GarpDelay) => "garp_delay",
+            Event::TimerFired(TimerKind::LowerPrioGarp) => "garp_lower_prio_delay",
+            Event::GroupLowerPrio => "sync_group_lower_prio",
             Event::TrackerChanged(_) => "tracker",
             Event::Sync(_) => "sync_group",
         }
@@ -496,7 +509,7 @@ impl Instance {
     }
 
     fn fault(&self) -> bool {
-        self.track.fault || self.sync_fault
+        self.track.fault || self.sync_fault || self.params.config_fault
     }
 
     fn accept(&self) -> bool {
@@ -544,6 +557,11 @@ impl Instance {
             }
             Event::TrackerChanged(summary) => self.on_track(now, &event, summary, &mut out),
             Event::Sync(cmd) => self.on_sync(now, &event, cmd, &mut out),
+            Event::GroupLowerPrio => {
+                if self.state == State::Master {
+                    self.lower_prio_garp(now, &mut out);
+                }
+            }
         }
         if self.params.sync_group {
             let status = MemberStatus {
@@ -601,6 +619,7 @@ impl Instance {
             State::Master => {
                 self.cancel(TimerKind::Advert, out);
                 self.cancel(TimerKind::GarpDelay, out);
+                self.cancel(TimerKind::LowerPrioGarp, out);
                 if new != State::Backup {
                     // RFC 5798 §6.4.3 Shutdown: "Send an ADVERTISEMENT with Priority = 0";
                     // keepalived does the same when going to FAULT.
@@ -814,6 +833,12 @@ impl Instance {
                     repeat: self.params.garp_master_repeat,
                 });
             }
+            (TimerKind::LowerPrioGarp, State::Master) => {
+                // keepalived vrrp_lower_prio_gratuitous_arp_thread: the second burst.
+                out.push(Action::SendGarp {
+                    repeat: self.params.garp_lower_prio_repeat,
+                });
+            }
             _ => {}
         }
     }
@@ -927,12 +952,22 @@ impl Instance {
             if !self.params.lower_prio_no_advert {
                 out.push(Action::SendAdvert { priority: ours });
             }
-            if self.params.garp_lower_prio_repeat > 0 {
-                out.push(Action::SendGarp {
-                    repeat: self.params.garp_lower_prio_repeat,
-                });
-            }
+            self.lower_prio_garp(now, out);
             out.push(Action::Notify(Notify::MasterRxLowerPri));
+        }
+    }
+
+    /// keepalived (vrrp_state_master_rx): `garp_lower_prio_repeat` GARPs now and, after
+    /// `garp_lower_prio_delay`, as many again. keepalived adds one delayed burst per advert;
+    /// ka re-arms one timer (the answers are limited to one per interval anyway).
+    fn lower_prio_garp(&mut self, now: Time, out: &mut Vec<Action>) {
+        let repeat = self.params.garp_lower_prio_repeat;
+        if repeat == 0 {
+            return;
+        }
+        out.push(Action::SendGarp { repeat });
+        if !self.params.garp_lower_prio_delay.is_zero() {
+            self.arm(TimerKind::LowerPrioGarp, now + self.params.garp_lower_prio_delay, out);
         }
     }
 

@@ -7,6 +7,7 @@
 //! [`Time`], and carries out the returned [`Action`]s.
 
 pub mod fsm;
+pub mod garp;
 pub mod sync_group;
 pub mod timers;
 pub mod track;

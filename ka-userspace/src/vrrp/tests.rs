@@ -437,6 +437,39 @@ fn lower_prio_no_advert_and_garp_lower_prio() {
     );
 }
 
+/// keepalived `garp_lower_prio_delay`: after the lower-priority burst, a second one when the
+/// delay has run, still Master; leaving Master cancels it; a sync-group peer's
+/// `GroupLowerPrio` sends this member's bursts too, and nothing outside Master.
+#[test]
+fn garp_lower_prio_delay_second_burst() {
+    let mut p = params(100);
+    p.garp_lower_prio_repeat = 3;
+    p.garp_lower_prio_delay = Duration::from_secs(10);
+    let (mut i, t) = master_at_mdi(p.clone());
+    let again = t + Duration::from_secs(10);
+    scenario(
+        &mut i,
+        vec![
+            (
+                t,
+                advert(2, 50),
+                vec![SendAdvert { priority: 100 }, SendGarp { repeat: 3 }, arm(TimerKind::LowerPrioGarp, again), notify(Notify::MasterRxLowerPri)],
+            ),
+            (again, Event::TimerFired(TimerKind::LowerPrioGarp), vec![SendGarp { repeat: 3 }]),
+            (again, Event::GroupLowerPrio, vec![SendGarp { repeat: 3 }, arm(TimerKind::LowerPrioGarp, again + Duration::from_secs(10))]),
+        ],
+    );
+    // Yielding to a higher priority cancels the pending second burst.
+    let later = again + Duration::from_secs(1);
+    let got = i.handle(later, advert(2, 200));
+    assert!(got.contains(&CancelTimer(TimerKind::LowerPrioGarp)), "{got:?}");
+    assert_eq!(i.handle(later, Event::GroupLowerPrio), vec![], "a Backup sends no lower-priority GARPs");
+    // Zero delay: one burst, no timer.
+    p.garp_lower_prio_delay = Duration::ZERO;
+    let (mut i, t) = master_at_mdi(p);
+    scenario(&mut i, vec![(t, advert(2, 50), vec![SendAdvert { priority: 100 }, SendGarp { repeat: 3 }, notify(Notify::MasterRxLowerPri)])]);
+}
+
 /// keepalived `higher_prio_send_advert`: one last advert with our priority before yielding.
 #[test]
 fn higher_prio_send_advert_sends_before_yielding() {
@@ -1054,4 +1087,20 @@ fn answer_limit_table() {
         }
         assert_eq!(l.withheld(), withheld, "{name}");
     }
+}
+
+/// keepalived's configuration faults (`unicast_fault_no_peer` without peers): the instance
+/// starts in FAULT and no tracker brings it out.
+#[test]
+fn config_fault_keeps_fault() {
+    let mut p = params(100);
+    p.config_fault = true;
+    let mut i = instance(p);
+    i.handle(ms(0), Event::Startup);
+    assert_eq!(i.state(), State::Fault);
+    i.handle(ms(10), track(0, false));
+    assert_eq!(i.state(), State::Fault, "trackers up do not clear a configuration fault");
+    let mut ok = instance(params(100));
+    ok.handle(ms(0), Event::Startup);
+    assert_eq!(ok.state(), State::Backup, "without it the same instance starts as Backup");
 }

@@ -89,9 +89,12 @@ pub enum TimerKind {
     /// keepalived `garp_master_delay`: the second burst of gratuitous ARPs / NAs after becoming
     /// Master.
     GarpDelay,
+    /// keepalived `garp_lower_prio_delay`: the second burst of gratuitous ARPs / NAs after a
+    /// lower-priority advert reached the Master.
+    LowerPrioGarp,
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 
 impl TimerKind {
     const fn slot(self) -> usize {
@@ -100,6 +103,7 @@ impl TimerKind {
             TimerKind::MasterDown => 1,
             TimerKind::StartupDelay => 2,
             TimerKind::GarpDelay => 3,
+            TimerKind::LowerPrioGarp => 4,
         }
     }
 }

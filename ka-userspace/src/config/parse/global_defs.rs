@@ -1,5 +1,7 @@
 //! `global_defs`: daemon-wide settings and the defaults of the instances.
 
+use std::time::Duration;
+
 use super::{keywords::*, values::*, Cx};
 use crate::config::{lexer::Token, model::*, tree::Stmt};
 
@@ -183,6 +185,60 @@ impl Cx<'_> {
                         } else {
                             self.cfg.global.vrrp_gna_interval = v;
                         }
+                    }
+                }
+                "vrrp_garp_master_refresh_repeat" => {
+                    if let Some(v) = self.arg_int(e, 0, U32) {
+                        if v == 0 {
+                            self.warn(&e.args[0], "vrrp_garp_master_refresh_repeat must be greater than 0, setting to 1 (as keepalived 2.2)");
+                        }
+                        self.cfg.global.vrrp_garp_master_refresh_repeat = (v as u32).max(1);
+                    }
+                }
+                "vrrp_garp_lower_prio_delay" => {
+                    if let Some(v) = self.arg_secs(e, 0, 4294) {
+                        self.cfg.global.vrrp_garp_lower_prio_delay = Some(v);
+                    }
+                }
+                "vrrp_garp_lower_prio_repeat" => {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(i32::MAX)) {
+                        self.cfg.global.vrrp_garp_lower_prio_repeat = Some(v as u32);
+                    }
+                }
+                "vrrp_min_garp" => {
+                    if self.arg_bool(e) {
+                        min_garp(&mut self.cfg.global);
+                    }
+                }
+                "vrrp_garp_extra_if" => {
+                    if let Some(x) = self.garp_extra_if(e, 1) {
+                        self.cfg.global.vrrp_garp_extra_if = Some(x);
+                    }
+                }
+                "disable_local_igmp" => {
+                    self.no_block(e);
+                    self.cfg.global.disable_local_igmp = true;
+                }
+                "max_auto_priority" => {
+                    // keepalived 2.2.7: no value is the maximum (sched_get_priority_max(SCHED_RR)).
+                    if e.args.is_empty() {
+                        self.no_block(e);
+                        self.cfg.global.max_auto_priority = 99;
+                    } else if let Some(v) = self.arg_int(e, -1, 99) {
+                        self.cfg.global.max_auto_priority = v as i32;
+                    }
+                }
+                "min_auto_priority_delay" => {
+                    if e.args.is_empty() {
+                        self.err(&e.kw, "min_auto_priority_delay requires delay time");
+                    } else if let Some(v) = self.arg_int(e, 1, 10_000_000) {
+                        self.cfg.global.min_auto_priority_delay = Duration::from_micros(v as u64);
+                    }
+                }
+                "vrrp_rx_bufs_policy" => self.rx_bufs_policy(e),
+                "vrrp_rx_bufs_multiplier" => {
+                    if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                        self.cfg.global.vrrp_rx_bufs_multiplier = v as u32;
                     }
                 }
                 "vrrp_skip_check_adv_addr" => {
@@ -593,3 +649,61 @@ fn is_host_name(s: &str) -> bool {
             !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         })
 }
+
+impl Cx<'_> {
+    /// `vrrp_rx_bufs_policy MTU|ADVERT|SIZE...` as keepalived 2.2.7 reads it: words combine; a
+    /// size with a policy keeps the size, MTU with ADVERT keeps MTU (each with a warning).
+    fn rx_bufs_policy(&mut self, e: &Stmt) {
+        self.no_block(e);
+        if e.args.is_empty() {
+            self.err(&e.kw, "vrrp_rx_bufs_policy missing");
+            return;
+        }
+        let (mut mtu, mut advert, mut size) = (false, false, None);
+        for t in &e.args {
+            match t.text.to_ascii_uppercase().as_str() {
+                "MTU" => mtu = true,
+                "ADVERT" => advert = true,
+                _ => match t.text.parse::<u32>() {
+                    Ok(n) => size = Some(n),
+                    Err(_) => self.err(t, format!("Invalid vrrp_rx_bufs_policy {}", t.text)),
+                },
+            }
+        }
+        let p = match (size, mtu, advert) {
+            (Some(n), m, a) => {
+                if m || a {
+                    self.err(&e.kw, "Cannot set vrrp_rx_bufs_policy size and policy, ignoring policy");
+                }
+                Some(RxBufsPolicy::Size(n))
+            }
+            (None, true, a) => {
+                if a {
+                    self.err(&e.kw, "Cannot set both vrrp_rx_bufs_policy MTU and ADVERT, ignoring ADVERT");
+                }
+                Some(RxBufsPolicy::Mtu)
+            }
+            (None, false, true) => Some(RxBufsPolicy::Advert),
+            (None, false, false) => None,
+        };
+        if p.is_some() {
+            self.cfg.global.vrrp_rx_bufs_policy = p;
+        }
+    }
+}
+
+/// keepalived 2.2.7's `vrrp_min_garp` (`vrrp_min_garp_handler`): one GARP/NA per burst, no
+/// second burst and no refresh; each setting changes only while it still has its default, so
+/// a value written before or after the keyword wins.
+pub(super) fn min_garp(g: &mut GlobalDefs) {
+    if g.vrrp_garp_master_repeat == 5 {
+        g.vrrp_garp_master_repeat = 1;
+    }
+    if g.vrrp_garp_master_refresh_repeat == 1 {
+        g.vrrp_garp_master_refresh_repeat = 0;
+    }
+    if g.vrrp_garp_master_delay == Duration::from_secs(5) {
+        g.vrrp_garp_master_delay = Duration::ZERO;
+    }
+}
+

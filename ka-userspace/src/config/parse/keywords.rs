@@ -4,11 +4,6 @@
 pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "net_namespace_ipvs",
     "namespace_with_ipsets",
-    "linkbeat_use_polling",
-    "vrrp_garp_lower_prio_delay",
-    "vrrp_garp_lower_prio_repeat",
-    "vrrp_min_garp",
-    "vrrp_garp_extra_if",
     "nftables",
     "nftables_priority",
     "nftables_counters",
@@ -17,14 +12,8 @@ pub const GLOBAL_UNSUPPORTED: &[&str] = &[
     "nftables_ipvs_start_fwmark",
     "vrrp_iptables",
     "vrrp_ipsets",
-    "disable_local_igmp",
-    "max_auto_priority",
-    "min_auto_priority_delay",
-    "vrrp_rx_bufs_policy",
-    "vrrp_rx_bufs_multiplier",
     "vmac_prefix",
     "vmac_addr_prefix",
-    "vrrp_garp_master_refresh_repeat",
 ];
 
 /// Keywords of `global_defs` that ka acts on.
@@ -121,6 +110,17 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "include_check",
     "config_save_dir",
     "tmp_config_directory",
+    "vrrp_garp_lower_prio_delay",
+    "vrrp_garp_lower_prio_repeat",
+    "vrrp_min_garp",
+    "vrrp_garp_extra_if",
+    "vrrp_garp_master_refresh_repeat",
+    "linkbeat_use_polling",
+    "disable_local_igmp",
+    "max_auto_priority",
+    "min_auto_priority_delay",
+    "vrrp_rx_bufs_policy",
+    "vrrp_rx_bufs_multiplier",
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
@@ -129,16 +129,6 @@ pub const VRRP_UNSUPPORTED: &[&str] = &[
     "use_vmac_addr",
     "vmac_xmit_base",
     "use_ipvlan",
-    "native_ipv6",
-    "track_src_ip",
-    "unicast_fault_no_peer",
-    "garp_lower_prio_delay",
-    "garp_lower_prio_repeat",
-    "garp_extra_if",
-    "promote_secondaries",
-    "notify_master_rx_lower_pri",
-    "kernel_rx_buf_size",
-    "linkbeat_use_polling",
 ];
 
 /// Keywords of `vrrp_instance` that ka acts on.
@@ -192,6 +182,16 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "check_unicast_src",
     "track_bfd",
     "notify_priority_changes",
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "garp_extra_if",
+    "notify_master_rx_lower_pri",
+    "native_ipv6",
+    "track_src_ip",
+    "unicast_fault_no_peer",
+    "promote_secondaries",
+    "kernel_rx_buf_size",
+    "linkbeat_use_polling",
 ];
 
 /// Keywords of `virtual_server` that ka accepts but does not act on yet.
@@ -280,10 +280,6 @@ pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 
 /// Top-level blocks that ka accepts but does not act on yet.
 pub const TOP_UNSUPPORTED: &[&str] = &[
-    "linkbeat_interfaces",
-    "track_group",
-    "garp_group",
-    "interface_up_down_delays",
 ];
 
 /// Top-level blocks that ka acts on.
@@ -306,6 +302,10 @@ pub const TOP_SUPPORTED: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
+    "garp_group",
+    "track_group",
+    "linkbeat_interfaces",
+    "interface_up_down_delays",
 ];
 
 /// keepalived keywords whose interface ka replaces by its own, with the replacement:

@@ -268,7 +268,7 @@ impl<'d> Cx<'d> {
                     None => self.cfg.net_namespace = Some(s.args[0].text.clone()),
                 }
             }
-            "net_namespace_ipvs" | "namespace_with_ipsets" | "linkbeat_use_polling" => self.unsupported(s, "the configuration"),
+            "net_namespace_ipvs" | "namespace_with_ipsets" => self.unsupported(s, "the configuration"),
             "instance" => {
                 self.no_block(s);
                 if s.args.is_empty() {
@@ -283,6 +283,10 @@ impl<'d> Cx<'d> {
             "use_pid_dir" => {
                 self.no_block(s);
                 self.cfg.use_pid_dir = true;
+            }
+            "linkbeat_use_polling" => {
+                self.no_block(s);
+                self.cfg.global.linkbeat_use_polling = true;
             }
             "child_wait_time" => {
                 if let Some(d) = self.arg_secs(s, 0, i64::from(u32::MAX)) {
@@ -320,6 +324,10 @@ impl<'d> Cx<'d> {
                 .garp_master_refresh_repeat
                 .unwrap_or(g.vrrp_garp_master_refresh_repeat);
             vi.strict_mode = d.strict_mode.unwrap_or(g.vrrp_strict);
+            if vi.if_opts.native_ipv6 && vi.virtual_ipaddresses.is_empty() && d.version.is_none() {
+                // keepalived's native_ipv6: an IPv6 instance, hence VRRPv3.
+                vi.version = VrrpVersion::V3;
+            }
         }
         self.report_late_refs();
         self.cfg

@@ -56,21 +56,36 @@ impl Cx<'_> {
         for e in self.block(s) {
             match s.name() {
                 "static_ipaddress" => {
-                    if let Some(v) = self.vip(e, Block::Static) {
+                    if let Some(mut v) = self.vip(e, Block::Static) {
+                        self.known_track_group(e, &mut v.track_group);
                         self.cfg.static_ipaddresses.push(v);
                     }
                 }
                 "static_routes" => {
-                    if let Some(r) = self.route(e, Block::Static) {
+                    if let Some(mut r) = self.route(e, Block::Static) {
+                        self.known_track_group(e, &mut r.track_group);
                         self.cfg.static_routes.push(r);
                     }
                 }
                 _ => {
-                    if let Some(r) = self.rule(e, Block::Static) {
+                    if let Some(mut r) = self.rule(e, Block::Static) {
+                        self.known_track_group(e, &mut r.track_group);
                         self.cfg.static_rules.push(r);
                     }
                 }
             }
         }
+    }
+
+    /// keepalived 2.2.7 looks a `track_group` up while reading the entry: one not defined
+    /// above it is reported ("track_group G not found") and dropped.
+    fn known_track_group(&mut self, e: &Stmt, group: &mut Option<String>) {
+        let Some(g) = group.as_deref() else { return };
+        if self.cfg.track_groups.iter().any(|t| t.name == g) {
+            return;
+        }
+        let at = e.args.iter().find(|t| t.text == g).unwrap_or(&e.kw).clone();
+        self.err(&at, format!("track_group {g} not found"));
+        *group = None;
     }
 }

@@ -330,10 +330,16 @@ impl Cx<'_> {
         self.cfg.track_processes.push(tp);
     }
 
-    /// `track_group NAME { group { INSTANCE ... } }`.
+    /// `track_group NAME { group { INSTANCE ... } }`: the instances that track the interfaces of
+    /// the static addresses, routes and rules naming it (see `engine::setup`).
     pub(super) fn track_group(&mut self, s: &Stmt) {
-        self.unsupported(s, "the configuration");
         let name = self.name_arg(s);
+        if self.cfg.track_groups.iter().any(|t| t.name == name) {
+            // keepalived 2.2.7: "track_group NAME already defined", the block is skipped.
+            self.err(&s.kw, format!("track_group {name} already defined"));
+            let _ = self.block(s);
+            return;
+        }
         let mut members = Vec::new();
         for e in self.block(s) {
             if e.name() == "group" {

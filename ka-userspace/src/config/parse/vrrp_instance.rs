@@ -53,6 +53,10 @@ fn new_instance(name: String, s: &Stmt) -> VrrpInstance {
         garp_master_repeat: 5,
         garp_master_refresh: Duration::ZERO,
         garp_master_refresh_repeat: 1,
+        garp_lower_prio_delay: None,
+        garp_lower_prio_repeat: None,
+        garp_extra_if: None,
+        if_opts: VrrpIfOptions::default(),
         strict_mode: false,
         use_vmac: None,
         smtp_alert: None,
@@ -178,9 +182,16 @@ impl Cx<'_> {
     fn vi_addresses(&mut self, e: &Stmt, vi: &mut VrrpInstance) -> bool {
         match e.name() {
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
-                let mut list = Vec::new();
+                let mut list: Vec<VirtualIp> = Vec::new();
+                let vip = e.name() == "virtual_ipaddress";
                 for a in self.block(e) {
                     if let Some(v) = self.vip(a, Block::Virtual) {
+                        // keepalived 2.2.7 (alloc_vrrp_vip): with native_ipv6 the instance is
+                        // IPv6, and an IPv4 VIP is dropped (other mixes: see config::check).
+                        if vip && vi.if_opts.native_ipv6 && !v.address.is_ipv6() {
+                            self.err(&a.kw, format!("({}): address family must match VRRP instance [{}]", vi.name, a.kw.text));
+                            continue;
+                        }
                         list.push(v);
                     }
                 }
@@ -385,6 +396,66 @@ impl Cx<'_> {
             "garp_master_refresh" => d.garp_master_refresh = self.arg_secs(e, 0, U32),
             "garp_master_refresh_repeat" => {
                 d.garp_master_refresh_repeat = self.arg_int(e, 1, U32).map(|v| v as u32)
+            }
+            "garp_lower_prio_delay" => {
+                if let Some(v) = self.arg_secs(e, 0, 4294) {
+                    vi.garp_lower_prio_delay = Some(v);
+                }
+            }
+            "garp_lower_prio_repeat" => {
+                if let Some(v) = self.arg_int(e, 0, i64::from(i32::MAX)) {
+                    vi.garp_lower_prio_repeat = Some(v as u32);
+                }
+            }
+            "garp_extra_if" => {
+                if let Some(x) = self.garp_extra_if(e, 0) {
+                    vi.garp_extra_if = Some(x);
+                }
+            }
+            "promote_secondaries" => {
+                self.no_block(e);
+                vi.if_opts.promote_secondaries = true;
+            }
+            "unicast_fault_no_peer" => {
+                self.no_block(e);
+                vi.if_opts.unicast_fault_no_peer = true;
+            }
+            "track_src_ip" => {
+                self.no_block(e);
+                vi.if_opts.track_src_ip = true;
+            }
+            "linkbeat_use_polling" => {
+                self.no_block(e);
+                self.warn(&e.kw, format!("({}) 'linkbeat_use_polling' in vrrp instance deprecated - use linkbeat_interfaces block", vi.name));
+                vi.if_opts.linkbeat_use_polling = true;
+            }
+            "native_ipv6" => {
+                self.no_block(e);
+                // keepalived 2.2.7 (vrrp_native_ipv6_handler): refused once the family is IPv4.
+                let v4 = vi.virtual_ipaddresses.first().map(|v| !v.address.is_ipv6()).or(vi.src_ip.map(|a| a.is_ipv4()));
+                if v4 == Some(true) {
+                    self.err(&e.kw, format!("({}) Cannot specify native_ipv6 with IPv4 addresses", vi.name));
+                } else {
+                    vi.if_opts.native_ipv6 = true;
+                }
+            }
+            "kernel_rx_buf_size" => {
+                // keepalived: exactly one unsigned number, else "invalid kernel_rx_buf_size".
+                if e.args.len() == 1 {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
+                        vi.if_opts.kernel_rx_buf_size = Some(v as u32);
+                    }
+                } else {
+                    self.err(&e.kw, format!("({}) invalid kernel_rx_buf_size specified", vi.name));
+                }
+            }
+            "notify_master_rx_lower_pri" => {
+                // keepalived 2.2.7: run on each lower-priority advert a Master receives.
+                if vi.notify.master_rx_lower_pri.is_some() {
+                    self.err(&e.kw, "notify_master_rx_lower_pri script already specified");
+                } else {
+                    vi.notify.master_rx_lower_pri = self.script(e);
+                }
             }
             "strict_mode" => d.strict_mode = Some(self.arg_bool(e)),
             "use_vmac" => {
