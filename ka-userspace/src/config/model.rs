@@ -298,6 +298,13 @@ pub struct GlobalDefs {
     /// `nftables_ipvs [TABLE]`: a `virtual_server_group` is one IPVS service in keepalived (its
     /// entries marked with one fwmark), so its persistence spans the whole group.
     pub nftables_ipvs: Option<String>,
+    /// The VRRP firewall (`nftables [TABLE]`, `vrrp_iptables`, `nftables_priority`,
+    /// `nftables_counters`, `nftables_ifindex`): keepalived's nftables drop rules for no_accept.
+    pub vrrp_nftables: VrrpNftables,
+    /// `nftables_ipvs_priority N` (default -1): read and checked; ka makes no IPVS nftables table.
+    pub nftables_ipvs_priority: i32,
+    /// `nftables_ipvs_start_fwmark N` (default 1000): read and checked; ka marks nothing.
+    pub nftables_ipvs_start_fwmark: u32,
     /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`).
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `lvs_timeouts`: connection-table entry lifetimes.
@@ -390,6 +397,9 @@ impl Default for GlobalDefs {
             lvs_flush: false,
             lvs_flush_on_stop: LvsFlushOnStop::No,
             nftables_ipvs: None,
+            vrrp_nftables: VrrpNftables::default(),
+            nftables_ipvs_priority: -1,
+            nftables_ipvs_start_fwmark: 1000,
             lvs_sync_daemon: None,
             lvs_timeouts: LvsTimeouts::default(),
             lvs_flood_rate: None,
@@ -1490,4 +1500,26 @@ pub struct Checker {
     pub log_all_failures: bool,
     /// Where it starts.
     pub span: Span,
+}
+
+/// keepalived's VRRP firewall settings (`global_defs`): the nftables table holding the drop
+/// rules for the VIPs of no_accept instances while they are Master.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpNftables {
+    /// `nftables [TABLE]` (default name `keepalived`), or `vrrp_iptables` (keepalived 2.2.7
+    /// built without iptables, as Debian's, uses nftables table `keepalived` for it). `None`:
+    /// ka's own table, `ka_<instance>`.
+    pub table: Option<String>,
+    /// `nftables_priority N`: priority of the `in` and `out` base chains (default -1).
+    pub priority: i32,
+    /// `nftables_counters`: a counter on every rule.
+    pub counters: bool,
+    /// `nftables_ifindex`: link-local VIPs are matched by interface index, never by name.
+    pub ifindex: bool,
+}
+
+impl Default for VrrpNftables {
+    fn default() -> Self {
+        VrrpNftables { table: None, priority: -1, counters: false, ifindex: false }
+    }
 }

@@ -721,3 +721,38 @@ fn process_and_notify_keywords() {
     assert!(msgs[1].starts_with("'enable_dbus' replaced by") && msgs[1].contains("control socket /run/ka/NAME.sock"), "{msgs:?}");
     assert_eq!(msgs.len(), 2, "{msgs:?}");
 }
+
+/// The firewall keywords of `global_defs` as keepalived 2.2.7 built with nftables only
+/// (Debian's) reads them: text, the warning expected (none: clean), the model after.
+#[test]
+fn firewall_keywords() {
+    use super::model::VrrpNftables;
+    type Check = fn(&super::Config) -> bool;
+    let cases: &[(&str, Option<&str>, Check)] = &[
+        ("global_defs {\n router_id a\n}\n", None, |c| c.global.vrrp_nftables == VrrpNftables::default()),
+        ("global_defs {\n nftables\n}\n", None, |c| c.global.vrrp_nftables.table.as_deref() == Some("keepalived")),
+        ("global_defs {\n nftables_priority 5\n nftables fw1\n nftables_counters\n nftables_ifindex\n}\n", None, |c| {
+            // `nftables` resets the priority set before it, as keepalived's handler does.
+            c.global.vrrp_nftables == VrrpNftables { table: Some("fw1".into()), priority: -1, counters: true, ifindex: true }
+        }),
+        ("global_defs {\n nftables fw1\n nftables_priority -20\n}\n", None, |c| c.global.vrrp_nftables.priority == -20),
+        ("global_defs {\n nftables fw1\n nftables fw2\n}\n", Some("nftables already specified; ignored"), |c| c.global.vrrp_nftables.table.as_deref() == Some("fw1")),
+        ("global_defs {\n nftables abcdefghijabcdefghijabcdefghij12\n}\n", Some("nftables table name too long"), |c| c.global.vrrp_nftables.table.is_none()),
+        ("global_defs {\n nftables_priority x\n}\n", Some("not a valid integer"), |c| c.global.vrrp_nftables.priority == -1),
+        ("global_defs {\n vrrp_iptables VRRP-IN VRRP-OUT\n}\n", Some("iptables not supported, using nftables instead"), |c| c.global.vrrp_nftables.table.as_deref() == Some("keepalived")),
+        ("global_defs {\n vrrp_ipsets k4 k6\n}\n", Some("'vrrp_ipsets' not acted on"), |c| c.global.vrrp_nftables.table.is_none()),
+        ("global_defs {\n nftables_ipvs_priority 9\n nftables_ipvs_start_fwmark 77\n}\n", None, |c| c.global.nftables_ipvs_priority == 9 && c.global.nftables_ipvs_start_fwmark == 77),
+        ("global_defs {\n nftables_ipvs_start_fwmark 0\n}\n", Some("outside range"), |c| c.global.nftables_ipvs_start_fwmark == 1000),
+        ("global_defs {\n nftables_ipvs_start_fwmark 5\n nftables_ipvs\n}\n", None, |c| c.global.nftables_ipvs_start_fwmark == 1000),
+    ];
+    for (text, warning, check) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        match warning {
+            None => assert!(rendered.is_empty(), "{text}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w), "{text}: {rendered:?}"),
+        }
+        assert!(!rendered.iter().any(|r| r.contains("not supported yet")), "{text}: {rendered:?}");
+        assert!(check(&l.config), "{text}: {rendered:?} {:?}", l.config.global.vrrp_nftables);
+    }
+}

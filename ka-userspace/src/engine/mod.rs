@@ -127,8 +127,8 @@ pub struct EngineGlobals {
     pub processes: Vec<tracking::ProcessDef>,
     /// Where mastership changes go (the datapath and the health checkers follow them).
     pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
-    /// nftables table for `no_accept` (see [`crate::net::firewall::table_name`]).
-    pub nft_table: String,
+    /// The `no_accept` firewall's tables ([`crate::net::firewall::Settings`]).
+    pub firewall: crate::net::firewall::Settings,
     /// The mastership record ([`resume`]): read at start to resume as Master after a
     /// restart, kept up to date while running. `None`: never resume.
     pub state_file: Option<std::path::PathBuf>,
@@ -739,7 +739,7 @@ async fn open(
     // no_accept (RFC 5798 Accept_Mode false) for a non-owner: its table is (re)created now, so
     // one left by a crashed run goes.
     if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
-        engine.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(engine.globals.nft_table.clone()));
+        engine.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(engine.globals.firewall.clone()));
     }
     Ok((tx, async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await }))
 }
@@ -1401,7 +1401,8 @@ impl Engine {
         }
     }
 
-    /// no_accept: packets to the instance's VIPs are dropped while it is a non-owner Master.
+    /// no_accept: packets to (and from) the instance's VIPs are dropped while it is a non-owner
+    /// Master.
     fn no_accept_filter(&mut self, i: usize, block: bool) {
         let Some(fw) = self.no_accept.as_ref() else { return };
         let r = &mut self.inst[i];
@@ -1409,7 +1410,7 @@ impl Engine {
             return;
         }
         // Queued to the nftables thread (it logs the outcome): nft never runs on this task.
-        let vips: Vec<IpAddr> = r.vips.iter().map(|v| v.addr).collect();
+        let vips = blocked(r, &r.vips);
         if block {
             fw.add(&r.setup.name, vips);
         } else {
@@ -1850,6 +1851,19 @@ pub fn priority_event(name: &str, enabled: bool, state: State, priority: u8) -> 
 /// `no_email_faults` (keepalived 2.2.7's `vrrp_smtp_notifier`).
 pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> bool {
     smtp_alert && !(no_email_faults && n == Notify::Fault)
+}
+
+/// The firewall's view of `vips` of instance `r`: a link-local VIP on the instance's own
+/// interface is matched by name under `dont_track_primary` (keepalived's rule), else by index.
+fn blocked(r: &Rt, vips: &[AddrSpec]) -> Vec<crate::net::firewall::Blocked> {
+    let own = r.setup.vmac.clone().filter(|_| r.vip_ifindex != r.ifindex).unwrap_or_else(|| r.setup.iface.clone());
+    vips.iter()
+        .map(|v| crate::net::firewall::Blocked {
+            addr: v.addr,
+            ifindex: v.ifindex,
+            ifname: (r.setup.fw_by_name && v.ifindex == r.vip_ifindex).then(|| own.clone()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ pub struct ReloadRequest {
     /// the running instances (index in the running configuration) that carry it after the
     /// reload: while one of them is MASTER, the address stays (keepalived #1854, #2364).
     pub holders: HashMap<IpAddr, Vec<usize>>,
-    /// The new global settings (`events` and `nft_table` are kept from the running engine).
+    /// The new global settings (`events` and `firewall` are kept from the running engine).
     pub globals: EngineGlobals,
 }
 
@@ -391,10 +391,12 @@ impl super::Engine {
         self.regroup(&req.globals);
         let ReloadRequest { instances, globals, .. } = req;
         let events = self.globals.events.take();
-        let nft_table = std::mem::take(&mut self.globals.nft_table);
+        // The firewall's tables stay those of the start (keepalived recreates them on a reload
+        // that renames them; ka keeps them, see docs/config.md).
+        let firewall = self.globals.firewall.clone();
         // The BFD runtime outlives reloads (it reloads its sessions itself).
         let bfd = self.globals.bfd.take();
-        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, bfd, ..globals });
+        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, firewall, bfd, ..globals });
         // Freed on a thread of its own: with a `track_file` per instance, the definitions are
         // tens of thousands of names and paths.
         tokio::task::spawn_blocking(move || drop(old_globals));
@@ -416,7 +418,7 @@ impl super::Engine {
         }
         let needs_no_accept = |r: &Rt| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER;
         if self.no_accept.is_none() && touched.iter().any(|(e, _)| needs_no_accept(&self.inst[*e])) {
-            self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.nft_table.clone()));
+            self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.firewall.clone()));
         }
         // The instances are dropped here, on their last use, not with the request.
         drop(instances);
@@ -632,8 +634,8 @@ impl super::Engine {
         }
         if self.inst[i].blocked {
             if let Some(fw) = self.no_accept.as_ref() {
-                fw.remove(&name, gone.iter().map(|v| v.addr).collect());
-                fw.add(&name, added.iter().map(|v| v.addr).collect());
+                fw.remove(&name, super::blocked(&self.inst[i], &gone));
+                fw.add(&name, super::blocked(&self.inst[i], &added));
             }
         }
         let (adv_addrs, adv_bytes) = advert_addrs(s);

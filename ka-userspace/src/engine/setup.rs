@@ -133,6 +133,9 @@ pub struct InstanceSetup {
     pub smtp_alert: bool,
     /// `use_vmac [NAME]`: the macvlan's name.
     pub vmac: Option<String>,
+    /// no_accept firewall: link-local VIPs on the instance's interface are matched by interface
+    /// name, not index (keepalived: `dont_track_primary` without `nftables_ifindex`).
+    pub fw_by_name: bool,
     /// `garp_master_refresh` (zero: none) and its repeat.
     pub garp_refresh: (Duration, u32),
     /// Tracked objects with their weights.
@@ -377,6 +380,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         smtp_alert: i.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
         vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
+        fw_by_name: i.dont_track_primary && !g.vrrp_nftables.ifindex,
         track,
         sync_group: i.sync_group.clone(),
         notify_priority_changes: i.notify_priority_changes.unwrap_or(g.vrrp_notify_priority_changes),
@@ -385,8 +389,10 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     Ok(setup)
 }
 
-fn firewall_table() -> String {
-    crate::net::firewall::table_name("default")
+/// The firewall of `global_defs`, ka's own table named for the default instance unless
+/// `nftables` names one (the daemon renames ka's own for its instance).
+fn firewall(cfg: &Config) -> crate::net::firewall::Settings {
+    crate::net::firewall::Settings::of(&cfg.global.vrrp_nftables, "default")
 }
 
 /// The global settings of the engine: notify runner, SMTP, sync groups and tracker definitions.
@@ -413,7 +419,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
     Ok(super::EngineGlobals {
         runner: Runner { default_user, secure: g.enable_script_security, timeout: Duration::from_secs(60) },
         events: None,
-        nft_table: firewall_table(),
+        firewall: firewall(cfg),
         state_file: None,
         // keepalived writes each line to both FIFOs when both are set (the same one once).
         fifos: {

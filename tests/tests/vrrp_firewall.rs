@@ -1,0 +1,124 @@
+//! keepalived's VRRP firewall keywords on the wire, in namespaces: `nftables TABLE`,
+//! `nftables_priority`, `nftables_counters` and `vrrp_iptables` give a non-owner no_accept
+//! MASTER keepalived's nftables tables (`ip`/`ip6` TABLE, chains `in`/`out`, set `vips`):
+//! packets to the VIP are dropped, packets from it are not sent, and the tables go at stop.
+
+use std::time::Duration;
+
+use ka_tests::{
+    daemon::KaDaemon,
+    ka_bin,
+    netns::{Bridge, Netns},
+    require_root, unique_name, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn lan() -> (Bridge, Vec<Netns>) {
+    require_root();
+    let mut bridge = Bridge::new().expect("bridge");
+    let hosts = (1..=2)
+        .map(|k| {
+            let ns = Netns::new(&format!("fw{k}")).expect("netns");
+            bridge.attach(&ns, "eth0", &[&format!("198.18.9.{k}/24")]).expect("attach");
+            ns
+        })
+        .collect();
+    (bridge, hosts)
+}
+
+fn write_conf(text: &str) -> String {
+    let dir = std::env::temp_dir().join(unique_name("kfw"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = dir.join("ka.conf");
+    std::fs::write(&p, text).expect("write");
+    p.to_str().expect("utf-8").to_owned()
+}
+
+fn state(ka: &KaDaemon) -> String {
+    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// A TCP connection from `from` to `addr:8585` succeeds within a second.
+fn connects(from: &Netns, addr: &'static str) -> bool {
+    from.enter(move || {
+        let sa: std::net::SocketAddr = format!("{addr}:8585").parse().expect("addr");
+        std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(1)).is_ok()
+    })
+    .expect("enter")
+    .join()
+    .expect("connect thread")
+}
+
+/// A UDP datagram sent from `src` on `ns` leaves (the output hook lets it through): `sendto`
+/// fails with EPERM when an nftables output rule drops it.
+fn sends_from(ns: &Netns, src: &'static str) -> bool {
+    ns.enter(move || {
+        let s = std::net::UdpSocket::bind(format!("{src}:0")).expect("bind");
+        s.send_to(b"x", "198.18.9.2:9").is_ok()
+    })
+    .expect("enter")
+    .join()
+    .expect("send thread")
+}
+
+/// The first packet count of a `counter` in `listing`.
+fn counted(listing: &str) -> u64 {
+    listing
+        .split("counter packets ")
+        .skip(1)
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum()
+}
+
+/// `nftables kafw` + `nftables_priority -5` + `nftables_counters`: while ka is a non-owner
+/// no_accept MASTER, its VIP is in keepalived's set `vips` of table `ip kafw` (chains `in` and
+/// `out` at priority -5, with counters); a connection to the VIP fails while one to the node's
+/// own address succeeds, the drop is counted, a datagram from the VIP is refused (`out`
+/// chain), and both tables (`ip` and `ip6`) go when ka stops. `vrrp_iptables` uses table
+/// `keepalived` the same way (keepalived 2.2.7 built without iptables does so).
+#[test]
+fn nftables_keywords_make_keepalived_tables() {
+    require_bin("nft");
+    let (_bridge, hosts) = lan();
+    let _listener = hosts[0]
+        .enter(|| std::net::TcpListener::bind("0.0.0.0:8585").expect("listen"))
+        .expect("enter")
+        .join()
+        .expect("listener");
+    let inst = "vrrp_instance VI_F {\n state MASTER\n interface eth0\n virtual_router_id 91\n priority 150\n advert_int 0.1\n version 3\n no_accept\n virtual_ipaddress {\n 198.18.9.100/24\n }\n}\n";
+    for (globals, table) in [(" nftables kafw\n nftables_priority -5\n nftables_counters\n", "kafw"), (" vrrp_iptables\n", "keepalived")] {
+        let conf = write_conf(&format!("global_defs {{\n{globals}}}\n{inst}"));
+        let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("fw"), &["-f", &conf, "--no-xdp"]).expect("ka");
+        wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
+        let listing = wait_for("the VIP in the vips set", WAIT, || hosts[0].run(&["nft", "list", "table", "ip", table]).ok().filter(|t| t.contains("198.18.9.100")));
+        assert!(hosts[0].run(&["nft", "list", "table", "ip6", table]).is_ok(), "{table}: no ip6 table");
+        for part in ["set vips", "chain in", "chain out", "ip daddr @vips", "ip saddr @vips"] {
+            assert!(listing.contains(part), "{table}: {part} missing:\n{listing}");
+        }
+        assert!(connects(&hosts[1], "198.18.9.1"), "the node's own address must accept connections");
+        for _ in 0..2 {
+            assert!(!connects(&hosts[1], "198.18.9.100"), "{table}: no_accept: a connection to the VIP succeeded");
+        }
+        assert!(!sends_from(&hosts[0], "198.18.9.100"), "{table}: a datagram from the VIP left");
+        assert!(sends_from(&hosts[0], "198.18.9.1"), "a datagram from the node's own address was refused");
+        let listing = hosts[0].run(&["nft", "list", "table", "ip", table]).expect("list");
+        if table == "kafw" {
+            assert!(listing.contains("priority filter - 5"), "nftables_priority -5 not applied:\n{listing}");
+            assert!(counted(&listing) > 0, "nftables_counters: no dropped packet counted:\n{listing}");
+        } else {
+            assert!(listing.contains("priority filter - 1") && !listing.contains("counter"), "vrrp_iptables: keepalived's defaults expected:\n{listing}");
+        }
+        ka.stop().expect("stop");
+        assert!(hosts[0].run(&["nft", "list", "table", "ip", table]).is_err(), "{table}: ip table left after stop");
+        assert!(hosts[0].run(&["nft", "list", "table", "ip6", table]).is_err(), "{table}: ip6 table left after stop");
+    }
+}
+
+/// Skips the test with an explicit reason when `bin` is missing.
+fn require_bin(bin: &str) {
+    assert!(
+        std::process::Command::new(bin).arg("--version").output().is_ok(),
+        "{bin} is not installed (Debian: apt-get install nftables)"
+    );
+}
