@@ -305,6 +305,11 @@ pub struct GlobalDefs {
     pub nftables_ipvs_priority: i32,
     /// `nftables_ipvs_start_fwmark N` (default 1000): read and checked; ka marks nothing.
     pub nftables_ipvs_start_fwmark: u32,
+    /// `vmac_prefix P`: generated VMAC names are `P.VRID` (default `vrrp`).
+    pub vmac_prefix: Option<String>,
+    /// `vmac_addr_prefix P`: generated names of the VMACs of `use_vmac_addr` (default:
+    /// `vmac_prefix`).
+    pub vmac_addr_prefix: Option<String>,
     /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`).
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `lvs_timeouts`: connection-table entry lifetimes.
@@ -400,6 +405,8 @@ impl Default for GlobalDefs {
             vrrp_nftables: VrrpNftables::default(),
             nftables_ipvs_priority: -1,
             nftables_ipvs_start_fwmark: 1000,
+            vmac_prefix: None,
+            vmac_addr_prefix: None,
             lvs_sync_daemon: None,
             lvs_timeouts: LvsTimeouts::default(),
             lvs_flood_rate: None,
@@ -992,6 +999,16 @@ pub struct VrrpInstance {
     pub strict_mode: bool,
     /// `use_vmac [NAME]`.
     pub use_vmac: Option<Option<String>>,
+    /// `vmac_xmit_base`: adverts go out on (and come in from) the base interface, not the VMAC.
+    pub vmac_xmit_base: bool,
+    /// `use_vmac_addr`: VIPs on another interface than the instance's, or of the other family,
+    /// go on VMACs of their own (one per interface and family).
+    pub use_vmac_addr: bool,
+    /// `use_ipvlan [NAME] [ADDR[/LEN]] [bridge|private|vepa]`.
+    pub use_ipvlan: Option<Ipvlan>,
+    /// `vrf NAME`: the VRF device the instance's sockets are bound to when it has no
+    /// `interface` (unicast only).
+    pub vrf: Option<String>,
     /// `smtp_alert`.
     pub smtp_alert: Option<bool>,
     /// The sync group it belongs to, filled in after parsing.
@@ -1522,4 +1539,27 @@ impl Default for VrrpNftables {
     fn default() -> Self {
         VrrpNftables { table: None, priority: -1, counters: false, ifindex: false }
     }
+}
+
+/// `use_ipvlan`: an L2 ipvlan on the instance's interface carries its VIPs (keepalived 2.2.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ipvlan {
+    /// Its name (default: generated like a VMAC's, `vmac_prefix.VRID`).
+    pub name: Option<String>,
+    /// Its own address and prefix length (required for IPv4 instances).
+    pub addr: Option<(std::net::IpAddr, u8)>,
+    /// Mode flags.
+    pub mode: IpvlanMode,
+}
+
+/// ipvlan mode flags (`bridge`, the default, `private`, `vepa`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpvlanMode {
+    /// `bridge` (flags 0).
+    #[default]
+    Bridge,
+    /// `private` (IPVLAN_F_PRIVATE).
+    Private,
+    /// `vepa` (IPVLAN_F_VEPA).
+    Vepa,
 }

@@ -756,3 +756,38 @@ fn firewall_keywords() {
         assert!(check(&l.config), "{text}: {rendered:?} {:?}", l.config.global.vrrp_nftables);
     }
 }
+
+/// The interface keywords as keepalived 2.2.7 reads them (vrrp_parser.c, global_parser.c,
+/// vrrp_complete_instance): text, the warning or error expected (none: clean), the model after.
+#[test]
+fn interface_keywords() {
+    use super::model::{Ipvlan, IpvlanMode};
+    type Check = fn(&super::Config) -> bool;
+    let vi = |body: &str| format!("vrrp_instance V {{\n virtual_router_id 5\n{body}\n virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n");
+    let cases: Vec<(String, Option<&str>, Check)> = vec![
+        ("global_defs {\n vmac_prefix kv\n vmac_addr_prefix ka\n}\n".into(), None, |c| c.global.vmac_prefix.as_deref() == Some("kv") && c.global.vmac_addr_prefix.as_deref() == Some("ka")),
+        ("global_defs {\n vmac_prefix kv\n vmac_prefix x\n}\n".into(), Some("vmac_prefix already specified"), |c| c.global.vmac_prefix.as_deref() == Some("kv")),
+        (vi(" interface eth0\n use_vmac\n vmac_xmit_base\n use_vmac_addr"), None, |c| c.vrrp_instances[0].vmac_xmit_base && c.vrrp_instances[0].use_vmac_addr),
+        (vi(" interface eth0\n vmac_xmit_base"), Some("vmac_xmit_base is only valid with a vmac"), |c| !c.vrrp_instances[0].vmac_xmit_base),
+        (vi(" interface eth0\n strict_mode\n priority 100\n use_vmac\n vmac_xmit_base"), Some("xmit_base is incompatible with strict mode"), |c| !c.vrrp_instances[0].vmac_xmit_base),
+        (vi(" interface eth0\n use_ipvlan iv0 198.18.0.2/24 private"), None, |c| {
+            c.vrrp_instances[0].use_ipvlan == Some(Ipvlan { name: Some("iv0".into()), addr: Some(("198.18.0.2".parse().expect("ip"), 24)), mode: IpvlanMode::Private })
+        }),
+        (vi(" interface eth0\n use_ipvlan 198.18.0.2 vepa bridge"), Some("ipvlan type already specified"), |c| c.vrrp_instances[0].use_ipvlan.as_ref().is_some_and(|v| v.mode == IpvlanMode::Vepa && v.addr.is_some())),
+        (vi(" interface eth0\n use_ipvlan"), Some("IPv4 ipvlan requires a source ip address"), |c| c.vrrp_instances[0].use_ipvlan.is_some()),
+        (vi(" interface eth0\n use_ipvlan fd00:198:18::2"), Some("ipvlan address family does not match"), |c| c.vrrp_instances[0].use_ipvlan.is_some()),
+        (vi(" vrf blue\n unicast_peer {\n 198.18.0.3\n }"), None, |c| c.vrrp_instances[0].vrf.as_deref() == Some("blue")),
+        (vi(" interface eth0\n vrf blue"), Some("Cannot specify VRF interface and interface"), |c| c.vrrp_instances[0].vrf.is_none()),
+        (vi(" vrf lo\n unicast_peer {\n 198.18.0.3\n }"), Some("cannot use a loopback interface (lo) for VRF"), |c| c.vrrp_instances[0].vrf.is_none()),
+    ];
+    for (text, expected, check) in &cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        match expected {
+            None => assert!(rendered.is_empty(), "{text}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w), "{text}: {rendered:?}"),
+        }
+        assert!(!rendered.iter().any(|r| r.contains("not supported yet")), "{text}: {rendered:?}");
+        assert!(check(&l.config), "{text}: {rendered:?}");
+    }
+}

@@ -831,8 +831,9 @@ impl Sockets {
         let ah = s.auth.ah_key().is_some();
         // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
         // IPv6 advert's link-local source belongs to the base interface, so those stay there).
+        // vmac_xmit_base: adverts stay on the base interface, from its MAC (keepalived).
         match (&s.vmac, v6) {
-            (Some(name), false) if vip_ifindex != ifindex => match self.tx_key.get(&(vip_ifindex, ah)) {
+            (Some(name), false) if vip_ifindex != ifindex && !s.vmac_xmit_base => match self.tx_key.get(&(vip_ifindex, ah)) {
                 Some(t) => Ok(*t),
                 None => {
                     let sk = if ah { VrrpSocket::open_ah(name, vip_ifindex, None) } else { VrrpSocket::open(name, vip_ifindex, Some(src), None, false) }
@@ -900,16 +901,25 @@ async fn build_instance(
             .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
     };
     let sock = sockets.receiving(&s, ifindex, src)?;
-    let (vip_ifindex, mac) = match &s.vmac {
-        Some(name) => {
+    let base_mac = || {
+        let m = env.macs.get(&ifindex).cloned().unwrap_or_default();
+        m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6])
+    };
+    let (vip_ifindex, mac) = match (&s.vmac, &s.vmac_kind) {
+        (Some(name), setup::VmacKind::Macvlan) => {
             let vmac = virtual_mac(s.params.vrid, v6);
             let idx = netlink.add_macvlan(ifindex, name, vmac).await?;
             (idx, vmac)
         }
-        None => {
-            let m = env.macs.get(&ifindex).cloned().unwrap_or_default();
-            (ifindex, m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6]))
+        // keepalived's use_ipvlan: an L2 ipvlan (the parent's MAC) with its own address.
+        (Some(name), setup::VmacKind::Ipvlan { flags, addr }) => {
+            let idx = netlink.add_ipvlan(ifindex, name, *flags).await?;
+            if let Some((a, len)) = addr {
+                netlink.add_addr(AddrSpec::new(idx, *a, *len)).await?;
+            }
+            (idx, base_mac())
         }
+        (None, _) => (ifindex, base_mac()),
     };
     let tx_sock = sockets.sending(&s, sock, ifindex, vip_ifindex, src)?;
     let (vips, routes): (Vec<AddrSpec>, Vec<_>) = {

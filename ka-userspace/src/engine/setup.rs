@@ -95,6 +95,50 @@ impl TrackKey {
     }
 }
 
+/// The kind of interface an instance's VIPs go on when it has one of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum VmacKind {
+    /// `use_vmac`: a private macvlan with the VRRP virtual MAC.
+    #[default]
+    Macvlan,
+    /// `use_ipvlan`: an L2 ipvlan (the parent's MAC) with mode `flags` (0 bridge, 1 private,
+    /// 2 vepa) and its own address, if given.
+    Ipvlan {
+        /// IFLA_IPVLAN_FLAGS.
+        flags: u16,
+        /// Its address and prefix length.
+        addr: Option<(IpAddr, u8)>,
+    },
+}
+
+/// keepalived's `create_vmac_name`: `PREFIX.VRID` cut to fit IFNAMSIZ, and while `taken` says
+/// the name is used, `PREFIXn.VRID` with n = 1, 2, ... (IPv6: 6 first, then 1, 2, ... skipping 6).
+pub fn vmac_name(prefix: &str, vrid: u8, v6: bool, taken: impl Fn(&str) -> bool) -> String {
+    const MAX: usize = 15;
+    let fit = |num: Option<u16>| {
+        let tail = match num {
+            Some(n) => format!("{n}.{vrid}"),
+            None => format!(".{vrid}"),
+        };
+        let keep = MAX.saturating_sub(tail.len()).min(prefix.len());
+        let cut = (0..=keep).rev().find(|&k| prefix.is_char_boundary(k)).unwrap_or(0);
+        format!("{}{tail}", &prefix[..cut])
+    };
+    let mut name = fit(None);
+    let mut num: u16 = 0;
+    // Bounded: a u16's worth of names.
+    while taken(&name) && num < u16::MAX {
+        num = match (v6, num) {
+            (true, 0) => 6,
+            (true, 6) => 1,
+            (true, n) if n + 1 == 6 => 7,
+            (_, n) => n + 1,
+        };
+        name = fit(Some(num));
+    }
+    name
+}
+
 /// Everything the engine needs to run one `vrrp_instance`.
 #[derive(Clone, Debug)]
 pub struct InstanceSetup {
@@ -131,8 +175,12 @@ pub struct InstanceSetup {
     pub notify: NotifySetup,
     /// `smtp_alert`.
     pub smtp_alert: bool,
-    /// `use_vmac [NAME]`: the macvlan's name.
+    /// `use_vmac [NAME]` (or `use_ipvlan [NAME]`): the macvlan's (ipvlan's) name.
     pub vmac: Option<String>,
+    /// What `vmac` is: a macvlan with the virtual MAC, or keepalived's `use_ipvlan`.
+    pub vmac_kind: VmacKind,
+    /// `vmac_xmit_base`: adverts leave through the base interface, not the VMAC.
+    pub vmac_xmit_base: bool,
     /// no_accept firewall: link-local VIPs on the instance's interface are matched by interface
     /// name, not index (keepalived: `dont_track_primary` without `nftables_ifindex`).
     pub fw_by_name: bool,
@@ -230,7 +278,21 @@ pub fn merge_group_tracking(track: &mut Vec<(TrackKey, Weight)>, group: &[(Track
 /// The first instance that cannot be run.
 pub fn instances(cfg: &Config) -> Result<Vec<InstanceSetup>, SetupError> {
     let own = OwnWeights::of(cfg);
-    cfg.vrrp_instances.iter().map(|i| instance_with(cfg, i, &own)).collect()
+    let mut setups: Vec<InstanceSetup> = cfg.vrrp_instances.iter().map(|i| instance_with(cfg, i, &own)).collect::<Result<_, _>>()?;
+    // A generated VMAC name an earlier instance uses gets a number, as keepalived does; named
+    // ones are taken first.
+    let named = |i: &model::VrrpInstance| matches!(&i.use_vmac, Some(Some(_))) || i.use_ipvlan.as_ref().is_some_and(|v| v.name.is_some());
+    let mut taken: std::collections::HashSet<String> =
+        setups.iter().zip(&cfg.vrrp_instances).filter(|(_, i)| named(i)).filter_map(|(s, _)| s.vmac.clone()).collect();
+    let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
+    for (s, i) in setups.iter_mut().zip(&cfg.vrrp_instances) {
+        if s.vmac.is_some() && !named(i) {
+            let n = vmac_name(prefix, s.params.vrid, s.params.family == Family::V6, |n| taken.contains(n));
+            taken.insert(n.clone());
+            s.vmac = Some(n);
+        }
+    }
+    Ok(setups)
 }
 
 /// The weights the tracker definitions give themselves, by name: looked up once per tracked
@@ -280,7 +342,9 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
 fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) -> Result<InstanceSetup, SetupError> {
     let g = &cfg.global;
     let name = i.name.clone();
-    let iface = i.interface.clone().ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
+    // keepalived's `vrf`: an instance with no interface (unicast only) binds its sockets to
+    // the VRF device.
+    let iface = i.interface.clone().or_else(|| i.vrf.clone()).ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
     let v6 = i.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
     let version = match (i.version, v6) {
         // keepalived runs IPv6 instances as VRRPv3 only.
@@ -290,7 +354,9 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     };
     let family = if v6 { Family::V6 } else { Family::V4 };
     let placeholder: IpAddr = if v6 { IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) };
-    let mut p = InstanceParams::new(i.virtual_router_id, version, i.priority, i.src_ip.unwrap_or(placeholder));
+    // keepalived takes the ipvlan's address as the advert source unless one was given.
+    let src_ip = i.src_ip.or(i.use_ipvlan.as_ref().and_then(|v| v.addr.map(|(a, _)| a)));
+    let mut p = InstanceParams::new(i.virtual_router_id, version, i.priority, src_ip.unwrap_or(placeholder));
     p.family = family;
     let centis = u16::try_from(i.advert_int.as_millis() / 10).unwrap_or(u16::MAX).max(1);
     p.advert_int = match version {
@@ -355,7 +421,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         name: name.clone(),
         params: p,
         iface,
-        src_ip: i.src_ip,
+        src_ip,
         vips: i.virtual_ipaddresses.iter().map(vip).collect(),
         excluded: i.virtual_ipaddresses_excluded.iter().map(vip).collect(),
         routes: i.virtual_routes.clone(),
@@ -378,7 +444,26 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
             any: script(&i.notify.any),
         },
         smtp_alert: i.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
-        vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
+        vmac: {
+            let generated = || vmac_name(g.vmac_prefix.as_deref().unwrap_or("vrrp"), i.virtual_router_id, v6, |_| false);
+            match (&i.use_vmac, &i.use_ipvlan) {
+                (Some(n), _) => Some(n.clone().unwrap_or_else(generated)),
+                (None, Some(v)) => Some(v.name.clone().unwrap_or_else(generated)),
+                (None, None) => None,
+            }
+        },
+        vmac_kind: match (&i.use_vmac, &i.use_ipvlan) {
+            (None, Some(v)) => VmacKind::Ipvlan {
+                flags: match v.mode {
+                    model::IpvlanMode::Bridge => 0,
+                    model::IpvlanMode::Private => 1,
+                    model::IpvlanMode::Vepa => 2,
+                },
+                addr: v.addr,
+            },
+            _ => VmacKind::Macvlan,
+        },
+        vmac_xmit_base: i.vmac_xmit_base,
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
         fw_by_name: i.dont_track_primary && !g.vrrp_nftables.ifindex,
         track,
@@ -500,6 +585,51 @@ mod tests {
     fn setups(text: &str) -> Vec<InstanceSetup> {
         let loaded = parse_str(text, std::path::Path::new("t.conf"), &LoadOptions::default());
         instances(&loaded.config).expect("setup")
+    }
+
+    /// keepalived's `create_vmac_name`: `PREFIX.VRID` cut to 15 characters; a name in use
+    /// gets a number (IPv6: 6 first).
+    #[test]
+    fn vmac_names_as_keepalived() {
+        let cases: &[(&str, u8, bool, &[&str], &str)] = &[
+            ("vrrp", 5, false, &[], "vrrp.5"),
+            ("kv", 255, false, &[], "kv.255"),
+            ("abcdefghijklmnop", 200, false, &[], "abcdefghijk.200"),
+            ("vrrp", 5, false, &["vrrp.5"], "vrrp1.5"),
+            ("vrrp", 5, false, &["vrrp.5", "vrrp1.5"], "vrrp2.5"),
+            ("vrrp", 5, true, &["vrrp.5"], "vrrp6.5"),
+            ("vrrp", 5, true, &["vrrp.5", "vrrp6.5", "vrrp1.5", "vrrp2.5", "vrrp3.5", "vrrp4.5", "vrrp5.5"], "vrrp7.5"),
+            ("abcdefghijklmnop", 200, false, &["abcdefghijk.200"], "abcdefghij1.200"),
+        ];
+        for (prefix, vrid, v6, taken, want) in cases {
+            assert_eq!(vmac_name(prefix, *vrid, *v6, |n| taken.contains(&n)), *want, "{prefix} {vrid} {v6} {taken:?}");
+        }
+    }
+
+    /// The interface keywords reach the engine's setup: `vmac_prefix` names generated VMACs
+    /// (distinct per instance), `vmac_xmit_base`, `use_ipvlan` (kind, flags, address as the
+    /// advert source), `vrf` as the interface of an instance without one.
+    #[test]
+    fn interface_keywords_in_setup() {
+        let vi = |name: &str, vrid: u8, body: &str| {
+            format!("vrrp_instance {name} {{\n virtual_router_id {vrid}\n{body}\n virtual_ipaddress {{\n 198.18.0.{vrid}\n }}\n}}\n")
+        };
+        let text = format!(
+            "global_defs {{\n vmac_prefix kv\n}}\n{}{}{}{}{}",
+            vi("A", 5, " interface eth0\n use_vmac\n vmac_xmit_base"),
+            vi("B", 5, " interface eth1\n use_vmac"),
+            vi("C", 6, " interface eth0\n use_vmac kv.6"),
+            vi("D", 7, " interface eth0\n use_ipvlan iv7 198.18.0.70/24 private"),
+            vi("E", 8, " vrf blue\n unicast_src_ip 198.18.0.80\n unicast_peer {\n 198.18.0.81\n }"),
+        );
+        let s = setups(&text);
+        assert_eq!((s[0].vmac.as_deref(), s[0].vmac_xmit_base, &s[0].vmac_kind), (Some("kv.5"), true, &VmacKind::Macvlan));
+        assert_eq!((s[1].vmac.as_deref(), s[1].vmac_xmit_base), (Some("kv1.5"), false));
+        assert_eq!(s[2].vmac.as_deref(), Some("kv.6"));
+        let ip = |a: &str| a.parse::<IpAddr>().expect("addr");
+        assert_eq!((s[3].vmac.as_deref(), &s[3].vmac_kind), (Some("iv7"), &VmacKind::Ipvlan { flags: 1, addr: Some((ip("198.18.0.70"), 24)) }));
+        assert_eq!((s[3].src_ip, s[3].params.primary_addr), (Some(ip("198.18.0.70")), ip("198.18.0.70")));
+        assert_eq!((s[4].iface.as_str(), s[4].vmac.as_deref()), ("blue", None));
     }
 
     #[test]

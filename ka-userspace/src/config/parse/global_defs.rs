@@ -298,6 +298,19 @@ impl Cx<'_> {
                     }
                 }
                 "lvs_sync_daemon" => self.lvs_sync_daemon(e),
+                "vmac_prefix" | "vmac_addr_prefix" => {
+                    let prefix = e.name() == "vmac_prefix";
+                    let set = if prefix { self.cfg.global.vmac_prefix.is_some() } else { self.cfg.global.vmac_addr_prefix.is_some() };
+                    if set {
+                        self.err(&e.kw, format!("{} already specified", e.name()));
+                    } else if let Some(v) = self.arg_str(e) {
+                        if prefix {
+                            self.cfg.global.vmac_prefix = Some(v);
+                        } else {
+                            self.cfg.global.vmac_addr_prefix = Some(v);
+                        }
+                    }
+                }
                 "nftables" | "vrrp_iptables" | "vrrp_ipsets" | "nftables_priority" | "nftables_counters" | "nftables_ifindex" | "nftables_ipvs_priority" | "nftables_ipvs_start_fwmark" => self.firewall(e),
                 "vrrp_notify_priority_changes" => self.cfg.global.vrrp_notify_priority_changes = self.arg_bool(e),
                 "no_email_faults" => {
