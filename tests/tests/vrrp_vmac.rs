@@ -132,3 +132,26 @@ fn use_ipvlan_makes_an_l2_ipvlan_or_says_why_not() {
         assert!(err.contains("create ipvlan iv75") && err.contains("CONFIG_IPVLAN"), "the error must name the ipvlan and the kernel option:\n{err}");
     }
 }
+
+/// `use_vmac_addr` + `vmac_addr_prefix ka`: an IPv4 instance's IPv6 eVIP (the other family)
+/// goes on a VMAC of its own, `ka.76` with the IPv6 virtual MAC 00:00:5e:00:02:4c, on the
+/// instance's interface, while the IPv4 VIP stays on eth0; the VMAC goes at stop.
+#[test]
+fn use_vmac_addr_puts_the_other_family_on_its_own_vmac() {
+    let (_bridge, hosts) = lan(1);
+    let h = &hosts[0];
+    let conf = write_conf(
+        "global_defs {\n vmac_addr_prefix ka\n}\nvrrp_instance VI_A {\n state MASTER\n interface eth0\n virtual_router_id 76\n priority 150\n advert_int 1\n use_vmac_addr\n virtual_ipaddress {\n 198.18.10.104/24\n }\n virtual_ipaddress_excluded {\n fd00:198:18:10::104/64\n }\n}\n",
+    );
+    let ka = KaDaemon::start(h, &ka_bin(), &unique_name("va"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    wait_for("MASTER", WAIT, || (state(&ka) == "MASTER").then_some(()));
+    wait_for("the eVIP", WAIT, || addrs(h).contains("fd00:198:18:10::104/64").then_some(()));
+    let a = addrs(h);
+    let ev = a.lines().find(|l| l.contains("fd00:198:18:10::104/64")).expect("eVIP line");
+    assert!(ev.contains(" ka.76 ") || ev.contains(" ka.76@"), "the IPv6 eVIP must be on ka.76: {ev}");
+    let v4 = a.lines().find(|l| l.contains("198.18.10.104/24")).expect("VIP line");
+    assert!(v4.contains(" eth0 "), "the IPv4 VIP must stay on eth0: {v4}");
+    assert_eq!(mac_of(h, "ka.76"), vec![0, 0, 0x5e, 0, 2, 76], "ka.76 must carry the IPv6 virtual MAC");
+    ka.stop().expect("stop");
+    assert!(h.run(&["ip", "link", "show", "ka.76"]).is_err(), "the eVIP's VMAC left after stop");
+}

@@ -407,6 +407,17 @@ fn vmac_rules(vi: &mut VrrpInstance, d: &mut Diagnostics) {
         d.warning(Some(vi.span), format!("({n}) vmac_xmit_base is only valid with a vmac; ignored, as keepalived 2.2 does"));
         vi.vmac_xmit_base = false;
     }
+    // A VIP's own use_vmac that the instance's VMAC or use_vmac_addr already covers.
+    let v6 = vi.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
+    for v in vi.virtual_ipaddresses.iter().chain(&vi.virtual_ipaddresses_excluded).filter(|v| v.use_vmac) {
+        let on_configured = v.dev.is_none() || v.dev == vi.interface;
+        let same_family = v.address.addr.is_ipv6() == v6;
+        if on_configured && vi.use_vmac.is_some() && same_family {
+            d.warning(Some(v.span), format!("({n}) use_vmac specified for VIP/eVIP {} and vrrp instance", v.address.addr));
+        } else if (!on_configured || !same_family) && vi.use_vmac_addr {
+            d.warning(Some(v.span), format!("({n}) use_vmac_addr specified and use_vmac specified for VIP/eVIP {}", v.address.addr));
+        }
+    }
     if let Some(ipvlan) = &vi.use_ipvlan {
         let v6 = vi.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
         match ipvlan.addr {

@@ -791,3 +791,23 @@ fn interface_keywords() {
         assert!(check(&l.config), "{text}: {rendered:?}");
     }
 }
+
+/// A VIP's own `use_vmac` that the instance's VMAC or `use_vmac_addr` covers draws
+/// keepalived 2.2.7's warning at the VIP's line.
+#[test]
+fn vip_use_vmac_overlaps_warn() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (" use_vmac\n", "198.18.0.10 use_vmac", Some("use_vmac specified for VIP/eVIP 198.18.0.10 and vrrp instance")),
+        (" use_vmac_addr\n", "198.18.0.10 dev eth1 use_vmac", Some("use_vmac_addr specified and use_vmac specified for VIP/eVIP 198.18.0.10")),
+        ("", "198.18.0.10 dev eth1 use_vmac", None),
+    ];
+    for (inst, vip, want) in cases {
+        let text = format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 5\n{inst} virtual_ipaddress {{\n 198.18.0.1\n {vip}\n }}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        match want {
+            None => assert!(rendered.is_empty(), "{text}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w) && rendered[0].starts_with("t.conf:7:"), "{text}: {rendered:?}"),
+        }
+    }
+}

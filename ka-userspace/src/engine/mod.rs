@@ -435,6 +435,8 @@ struct Rt {
     ifindex: u32,
     /// Interface the VIPs and GARPs go on (the VMAC when use_vmac).
     vip_ifindex: u32,
+    /// The VMACs of VIPs that have their own (`use_vmac_addr`): (interface, IPv6) -> ifindex.
+    addr_vmacs: Vec<((String, bool), u32)>,
     mac: [u8; 6],
     /// Socket its adverts are sent on: the VMAC's with use_vmac (IPv4), so they carry the
     /// virtual MAC; else the base interface's, which receives them (see `by_vrid`).
@@ -537,6 +539,27 @@ const FAST_EARLY: Duration = Duration::from_millis(4);
 /// instances copy 16 million names.
 fn link_of<'a>(env_links: &'a HashMap<String, u32>, vmac: Option<&'a str>, vmac_ifindex: u32) -> impl Fn(&str) -> Option<u32> + 'a {
     move |name| if vmac == Some(name) { Some(vmac_ifindex) } else { env_links.get(name).copied() }
+}
+
+/// [`addr_spec`] with the VIP's [`setup::Placement`]: the instance's own interface
+/// (`ifindex`, named `iface`) or a VMAC of its own from `vmacs`.
+fn placed_spec(v: &VipSetup, vip_ifindex: u32, ifindex: u32, iface: &str, vmacs: &[((String, bool), u32)], links: &impl Fn(&str) -> Option<u32>) -> AddrSpec {
+    let mut a = addr_spec(v, vip_ifindex, links);
+    match v.placement {
+        setup::Placement::Instance => {}
+        setup::Placement::Base => {
+            if v.dev.is_none() {
+                a.ifindex = ifindex;
+            }
+        }
+        setup::Placement::OwnVmac => {
+            let base = v.dev.as_deref().unwrap_or(iface);
+            if let Some((_, idx)) = vmacs.iter().find(|((b, v6), _)| b == base && *v6 == v.addr.is_ipv6()) {
+                a.ifindex = *idx;
+            }
+        }
+    }
+    a
 }
 
 fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &impl Fn(&str) -> Option<u32>) -> AddrSpec {
@@ -921,11 +944,18 @@ async fn build_instance(
         }
         (None, _) => (ifindex, base_mac()),
     };
+    // use_vmac_addr: a VMAC per interface and family for the VIPs that have their own.
+    let mut addr_vmacs = Vec::new();
+    for av in &s.addr_vmacs {
+        let parent = *env.links.get(&av.base).ok_or_else(|| NetlinkError::NoSuchLink(av.base.clone()))?;
+        let idx = netlink.add_macvlan(parent, &av.name, virtual_mac(s.params.vrid, av.v6)).await?;
+        addr_vmacs.push(((av.base.clone(), av.v6), idx));
+    }
     let tx_sock = sockets.sending(&s, sock, ifindex, vip_ifindex, src)?;
     let (vips, routes): (Vec<AddrSpec>, Vec<_>) = {
         let links2 = link_of(&env.links, s.vmac.as_deref(), vip_ifindex);
         (
-            s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect(),
+            s.vips.iter().chain(&s.excluded).map(|v| placed_spec(v, vip_ifindex, ifindex, &s.iface, &addr_vmacs, &links2)).collect(),
             s.routes.iter().map(|r| route_spec(r, &links2)).collect(),
         )
     };
@@ -973,6 +1003,7 @@ async fn build_instance(
         fsm,
         ifindex,
         vip_ifindex,
+        addr_vmacs,
         mac,
         tx_sock,
         src,
@@ -1789,6 +1820,11 @@ impl Engine {
                     if let Err(e) = self.netlink.del_link(r.vip_ifindex).await {
                         warn!(vmac = %name, error = %e, "removing VMAC interface");
                     }
+                }
+            }
+            for ((base, _), idx) in &r.addr_vmacs {
+                if let Err(e) = self.netlink.del_link(*idx).await {
+                    warn!(base = %base, error = %e, "removing a VIP's VMAC interface");
                 }
             }
         }

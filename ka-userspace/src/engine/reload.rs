@@ -23,7 +23,7 @@ use std::{
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_REFRESH};
+use super::{build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_REFRESH};
 use crate::{
     reload::{InstancePlan, KeptInstance},
     vrrp::{Event, State, SyncGroup},
@@ -577,6 +577,11 @@ impl super::Engine {
                 warn!(instance = %name, error = %e, "removing VMAC interface");
             }
         }
+        for (_, idx) in &r.addr_vmacs {
+            if let Err(e) = self.netlink.del_link(*idx).await {
+                warn!(instance = %name, error = %e, "removing a VIP's VMAC interface");
+            }
+        }
     }
 
     /// A matched instance (at slot `i`) takes its new settings, keeping its state: as MASTER,
@@ -586,7 +591,8 @@ impl super::Engine {
         let master = self.inst[i].fsm.state() == State::Master;
         let r = &self.inst[i];
         let links = link_of(&env.links, s.vmac.as_deref(), r.vip_ifindex);
-        let vips: Vec<_> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, r.vip_ifindex, &links)).collect();
+        // VIPs keep the VMACs of their own made at start (a reload makes none).
+        let vips: Vec<_> = s.vips.iter().chain(&s.excluded).map(|v| super::placed_spec(v, r.vip_ifindex, r.ifindex, &s.iface, &r.addr_vmacs, &links)).collect();
         let routes: Vec<_> = s.routes.iter().map(|x| super::route_spec(x, &links)).collect();
         let gone: Vec<_> = r.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
         let added: Vec<_> = vips.iter().filter(|v| !r.vips.contains(v)).cloned().collect();

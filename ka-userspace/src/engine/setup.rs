@@ -30,6 +30,59 @@ pub struct VipSetup {
     pub peer: Option<IpAddr>,
     /// Address flags.
     pub flags: model::AddrFlags,
+    /// Which interface it goes on without `dev` / whether it has a VMAC of its own.
+    pub placement: Placement,
+}
+
+/// Where a VIP goes, by keepalived 2.2.7's rules (`vrrp_complete_instance`) for `use_vmac`,
+/// `use_vmac_addr` and a VIP's own `use_vmac`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Its `dev`, else the instance's VMAC (or interface).
+    #[default]
+    Instance,
+    /// Its `dev`, else the instance's own interface, not its VMAC (a VIP of the other family
+    /// under `use_vmac`).
+    Base,
+    /// A VMAC of its own (one per interface and family, see [`AddrVmac`]) on its `dev`, else
+    /// on the instance's interface.
+    OwnVmac,
+}
+
+/// A VMAC made for VIPs on another interface or of the other family (`use_vmac_addr`, or
+/// `use_vmac` on the VIP), with the virtual MAC of its family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrVmac {
+    /// The interface it is made on.
+    pub base: String,
+    /// IPv6 (virtual MAC 00:00:5e:00:02:VRID) or IPv4 (…:01:VRID).
+    pub v6: bool,
+    /// Its name (`vmac_addr_prefix`, else `vmac_prefix`, `.VRID`, unique).
+    pub name: String,
+}
+
+/// keepalived's placement of VIP `v` of instance `i` (`v6`: the instance's family).
+pub fn placement(v: &model::VirtualIp, i: &model::VrrpInstance, v6: bool) -> Placement {
+    let on_configured = v.dev.is_none() || v.dev == i.interface;
+    let same_family = v.address.addr.is_ipv6() == v6;
+    let vmac = i.use_vmac.is_some();
+    // A VIP's own use_vmac is dropped when the instance's VMAC or use_vmac_addr covers it.
+    let own = v.use_vmac && !(on_configured && vmac && same_family) && !((!on_configured || !same_family) && i.use_vmac_addr);
+    if on_configured {
+        if vmac && same_family {
+            Placement::Instance
+        } else if own || (i.use_vmac_addr && !same_family) {
+            Placement::OwnVmac
+        } else if vmac {
+            Placement::Base
+        } else {
+            Placement::Instance
+        }
+    } else if own || i.use_vmac_addr {
+        Placement::OwnVmac
+    } else {
+        Placement::Instance
+    }
 }
 
 /// A `unicast_peer`.
@@ -181,6 +234,8 @@ pub struct InstanceSetup {
     pub vmac_kind: VmacKind,
     /// `vmac_xmit_base`: adverts leave through the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
+    /// The VMACs of VIPs placed [`Placement::OwnVmac`] (named by [`instances`]).
+    pub addr_vmacs: Vec<AddrVmac>,
     /// no_accept firewall: link-local VIPs on the instance's interface are matched by interface
     /// name, not index (keepalived: `dont_track_primary` without `nftables_ifindex`).
     pub fw_by_name: bool,
@@ -225,6 +280,7 @@ fn vip(v: &model::VirtualIp) -> VipSetup {
         label: v.label.clone(),
         peer: v.peer,
         flags: v.flags,
+        placement: Placement::Instance,
     }
 }
 
@@ -290,6 +346,22 @@ pub fn instances(cfg: &Config) -> Result<Vec<InstanceSetup>, SetupError> {
             let n = vmac_name(prefix, s.params.vrid, s.params.family == Family::V6, |n| taken.contains(n));
             taken.insert(n.clone());
             s.vmac = Some(n);
+        }
+    }
+    // Then the VMACs of VIPs that have their own (keepalived names them after the instances').
+    let addr_prefix = cfg.global.vmac_addr_prefix.as_deref().unwrap_or(prefix);
+    for s in &mut setups {
+        let mut want: Vec<(String, bool)> = Vec::new();
+        for v in s.vips.iter().chain(&s.excluded).filter(|v| v.placement == Placement::OwnVmac) {
+            let key = (v.dev.clone().unwrap_or_else(|| s.iface.clone()), v.addr.is_ipv6());
+            if !want.contains(&key) {
+                want.push(key);
+            }
+        }
+        for (base, v6) in want {
+            let name = vmac_name(addr_prefix, s.params.vrid, v6, |n| taken.contains(n));
+            taken.insert(name.clone());
+            s.addr_vmacs.push(AddrVmac { base, v6, name });
         }
     }
     Ok(setups)
@@ -422,8 +494,9 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         params: p,
         iface,
         src_ip,
-        vips: i.virtual_ipaddresses.iter().map(vip).collect(),
-        excluded: i.virtual_ipaddresses_excluded.iter().map(vip).collect(),
+        vips: i.virtual_ipaddresses.iter().map(|v| VipSetup { placement: placement(v, i, v6), ..vip(v) }).collect(),
+        excluded: i.virtual_ipaddresses_excluded.iter().map(|v| VipSetup { placement: placement(v, i, v6), ..vip(v) }).collect(),
+        addr_vmacs: Vec::new(),
         routes: i.virtual_routes.clone(),
         rules: i.virtual_rules.clone(),
         auth,
@@ -604,6 +677,57 @@ mod tests {
         for (prefix, vrid, v6, taken, want) in cases {
             assert_eq!(vmac_name(prefix, *vrid, *v6, |n| taken.contains(&n)), *want, "{prefix} {vrid} {v6} {taken:?}");
         }
+    }
+
+    /// [`setups`] where eth0 and eth1 exist.
+    fn setups_eth(text: &str) -> Vec<InstanceSetup> {
+        let opts = LoadOptions { config_id: None, interfaces: crate::config::InterfaceCheck::Known(["eth0", "eth1"].iter().map(|s| s.to_string()).collect()) };
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &opts);
+        instances(&loaded.config).expect("setup")
+    }
+
+    /// keepalived's VIP placement (vrrp_complete_instance): one row per rule, with the
+    /// instance's `use_vmac` / `use_vmac_addr`, the VIP's `dev` and `use_vmac`, its family.
+    #[test]
+    fn vip_placement_as_keepalived() {
+        use Placement::*;
+        // (use_vmac, use_vmac_addr, VIP text, expected)
+        let cases: &[(bool, bool, &str, Placement)] = &[
+            (false, false, "198.18.0.10", Instance),
+            (true, false, "198.18.0.10", Instance),
+            (true, false, "fd00:198:18::10", Base),
+            (false, true, "fd00:198:18::10", OwnVmac),
+            (false, true, "198.18.0.10", Instance),
+            (false, true, "198.18.0.10 dev eth1", OwnVmac),
+            (false, false, "198.18.0.10 dev eth1", Instance),
+            (false, false, "198.18.0.10 dev eth1 use_vmac", OwnVmac),
+            (true, false, "198.18.0.10 use_vmac", Instance),
+            (false, false, "198.18.0.10 use_vmac", OwnVmac),
+            (true, false, "fd00:198:18::10 use_vmac", OwnVmac),
+        ];
+        for (vmac, addr, vip_text, want) in cases {
+            let text = format!(
+                "vrrp_instance A {{\n interface eth0\n virtual_router_id 5\n{}{} virtual_ipaddress {{\n 198.18.0.1\n }}\n virtual_ipaddress_excluded {{\n {vip_text}\n }}\n}}\n",
+                if *vmac { " use_vmac\n" } else { "" },
+                if *addr { " use_vmac_addr\n" } else { "" },
+            );
+            let s = setups_eth(&text);
+            assert_eq!(s[0].excluded[0].placement, *want, "use_vmac {vmac} use_vmac_addr {addr} VIP {vip_text}");
+        }
+    }
+
+    /// The VMACs of VIPs with their own are named after the instances' (`vmac_addr_prefix`,
+    /// else `vmac_prefix`), one per interface and family.
+    #[test]
+    fn addr_vmacs_named_after_instances() {
+        let text = "global_defs {\n vmac_prefix kv\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 5\n use_vmac\n use_vmac_addr\n virtual_ipaddress {\n 198.18.0.1\n 198.18.1.1 dev eth1\n 198.18.1.2 dev eth1\n }\n virtual_ipaddress_excluded {\n fd00:198:18::1\n }\n}\n";
+        let s = setups_eth(text);
+        let got: Vec<(&str, bool, &str)> = s[0].addr_vmacs.iter().map(|a| (a.base.as_str(), a.v6, a.name.as_str())).collect();
+        assert_eq!(got, vec![("eth1", false, "kv1.5"), ("eth0", true, "kv6.5")]);
+        assert_eq!(s[0].vmac.as_deref(), Some("kv.5"));
+        let s = setups_eth(&text.replace(" vmac_prefix kv\n", " vmac_prefix kv\n vmac_addr_prefix ka\n"));
+        let got: Vec<&str> = s[0].addr_vmacs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(got, vec!["ka.5", "ka6.5"]);
     }
 
     /// The interface keywords reach the engine's setup: `vmac_prefix` names generated VMACs
