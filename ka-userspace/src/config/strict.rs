@@ -18,8 +18,8 @@
 //!   `higher_prio_send_advert` off;
 //! - the first IPv6 VIP should be link-local (keepalived reports it and runs the instance).
 //!
-//! keepalived's other strict rules concern features ka does not act on (`garp_lower_prio_*`,
-//! `vmac_xmit_base`, a VMAC's MAC): those keywords are already reported as unsupported. Newer
+//! keepalived's other strict rules concern features handled elsewhere (`garp_lower_prio_*`;
+//! `vmac_xmit_base` is reset in `check::vmac_rules`). Newer
 //! keepalived (2.3) adds `owner_ignore_adverts` and `auth_hmac` rules; ka follows 2.2.7.
 
 use super::{

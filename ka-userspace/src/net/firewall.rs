@@ -108,7 +108,7 @@ pub fn create_script(s: &Settings) -> String {
            set vips {{ type ipv6_addr; }}\n\
            set vips_link_local {{ type ipv6_addr . iface_index; }}\n\
            set vips_link_local_name {{ type ipv6_addr . ifname; }}\n\
-           set neighbor-discovery {{ type icmpv6_type; elements = {{ nd-neighbor-solicit, nd-neighbor-advert }}; }}\n\
+           set neighbor-discovery {{ type icmpv6_type; flags constant; elements = {{ nd-neighbor-solicit, nd-neighbor-advert }}; }}\n\
            chain in_link_local {{ ip6 daddr . iif @vips_link_local {c}drop; ip6 daddr . iifname @vips_link_local_name {c}drop; }}\n\
            chain out_link_local {{ ip6 saddr . oif @vips_link_local {c}drop; ip6 saddr . oifname @vips_link_local_name {c}drop; }}\n\
            chain in {{ type filter hook input priority {p}; policy accept; icmpv6 type @neighbor-discovery {c}accept; ip6 daddr fe80::/10 {c}goto in_link_local; ip6 daddr @vips {c}drop; }}\n\
@@ -344,6 +344,7 @@ mod tests {
                     "icmpv6 type @neighbor-discovery accept; ip6 daddr fe80::/10 goto in_link_local; ip6 daddr @vips drop;",
                     "ip6 saddr fe80::/10 goto out_link_local; ip6 saddr @vips drop;",
                     "set vips_link_local { type ipv6_addr . iface_index; }",
+                    "set neighbor-discovery { type icmpv6_type; flags constant; elements = { nd-neighbor-solicit, nd-neighbor-advert }; }",
                     "ip6 daddr . iifname @vips_link_local_name drop;",
                 ],
                 &["counter"],
