@@ -144,35 +144,36 @@ fn listing(ns: &Netns, family: &str, table: &str) -> Option<Vec<String>> {
 
 /// keepalived 2.2.7 and ka, one after the other on the same node with the same file
 /// (`nftables kafw`, `nftables_priority -5`, `nftables_counters`, a no_accept MASTER with an
-/// IPv4 VIP and an IPv6 eVIP): every line of keepalived's `ip kafw` and `ip6 kafw` tables
-/// (tables, chains, hooks and priorities, sets and their elements, rules with counters) is in
-/// ka's.
+/// IPv4 VIP and an IPv6 eVIP; then the same with `use_vmac`): every line of keepalived's
+/// `ip kafw` and `ip6 kafw` tables (tables, chains, hooks and priorities, sets, maps and their
+/// elements, rules with counters, the VMAC's IGMP/MLD and router-solicitation rules) is in ka's.
 #[test]
 fn tables_match_keepalived() {
     require_bin("nft");
     let (_bridge, hosts) = lan();
     let h = &hosts[0];
-    let conf = "global_defs {\n nftables kafw\n nftables_priority -5\n nftables_counters\n}\nvrrp_instance VI_K {\n state MASTER\n interface eth0\n virtual_router_id 92\n priority 150\n advert_int 1\n version 3\n no_accept\n virtual_ipaddress {\n 198.18.9.101/24\n }\n virtual_ipaddress_excluded {\n fd00:198:18:9::101/64\n }\n}\n";
-    let kd = ka_tests::keepalived::Keepalived::start(h, "fw", conf).expect("keepalived");
-    wait_for("keepalived's tables with the VIPs", WAIT, || {
-        let v4 = listing(h, "ip", "kafw")?;
-        let v6 = listing(h, "ip6", "kafw")?;
-        (v4.iter().any(|l| l == "198.18.9.101") && v6.iter().any(|l| l == "fd00:198:18:9::101")).then_some(())
-    });
-    let theirs: Vec<(&str, Vec<String>)> = ["ip", "ip6"].iter().map(|f| (*f, listing(h, f, "kafw").expect("keepalived's table"))).collect();
-    kd.stop().expect("keepalived stop");
-    wait_for("keepalived's tables gone", WAIT, || listing(h, "ip", "kafw").is_none().then_some(()));
-    let path = write_conf(conf);
-    let ka = KaDaemon::start(h, &ka_bin(), &unique_name("fk"), &["-f", &path, "--no-xdp"]).expect("ka");
-    wait_for("ka's tables with the VIPs", WAIT, || {
-        let v4 = listing(h, "ip", "kafw")?;
-        let v6 = listing(h, "ip6", "kafw")?;
-        (v4.iter().any(|l| l == "198.18.9.101") && v6.iter().any(|l| l == "fd00:198:18:9::101")).then_some(())
-    });
-    for (family, lines) in &theirs {
-        let ours = listing(h, family, "kafw").expect("ka's table");
-        let missing: Vec<&String> = lines.iter().filter(|l| !ours.contains(l)).collect();
-        assert!(missing.is_empty(), "{family} kafw: keepalived's lines missing in ka's table: {missing:?}\nkeepalived: {lines:#?}\nka: {ours:#?}");
+    for (extra, vmac) in [("", false), (" use_vmac\n", true)] {
+        let conf = format!("global_defs {{\n nftables kafw\n nftables_priority -5\n nftables_counters\n}}\nvrrp_instance VI_K {{\n state MASTER\n interface eth0\n virtual_router_id 92\n priority 150\n advert_int 1\n version 3\n no_accept\n{extra} virtual_ipaddress {{\n 198.18.9.101/24\n }}\n virtual_ipaddress_excluded {{\n fd00:198:18:9::101/64\n }}\n}}\n");
+        let ready = || {
+            let v4 = listing(h, "ip", "kafw")?;
+            let v6 = listing(h, "ip6", "kafw")?;
+            let vmac_in = |l: &Vec<String>| !vmac || l.iter().any(|x| x.contains("\"vrrp.92\" : \"eth0\""));
+            (v4.iter().any(|l| l == "198.18.9.101") && v6.iter().any(|l| l == "fd00:198:18:9::101") && vmac_in(&v4) && vmac_in(&v6)).then_some(())
+        };
+        let kd = ka_tests::keepalived::Keepalived::start(h, "fw", &conf).expect("keepalived");
+        wait_for("keepalived's tables with the VIPs", WAIT, ready);
+        let theirs: Vec<(&str, Vec<String>)> = ["ip", "ip6"].iter().map(|f| (*f, listing(h, f, "kafw").expect("keepalived's table"))).collect();
+        kd.stop().expect("keepalived stop");
+        wait_for("keepalived's tables gone", WAIT, || listing(h, "ip", "kafw").is_none().then_some(()));
+        let path = write_conf(&conf);
+        let ka = KaDaemon::start(h, &ka_bin(), &unique_name("fk"), &["-f", &path, "--no-xdp"]).expect("ka");
+        wait_for("ka's tables with the VIPs", WAIT, ready);
+        for (family, lines) in &theirs {
+            let ours = listing(h, family, "kafw").expect("ka's table");
+            let missing: Vec<&String> = lines.iter().filter(|l| !ours.contains(l)).collect();
+            assert!(missing.is_empty(), "{family} kafw (use_vmac {vmac}): keepalived's lines missing in ka's table: {missing:?}\nkeepalived: {lines:#?}\nka: {ours:#?}");
+        }
+        ka.stop().expect("stop");
+        wait_for("ka's tables gone", WAIT, || listing(h, "ip", "kafw").is_none().then_some(()));
     }
-    ka.stop().expect("stop");
 }

@@ -437,6 +437,8 @@ struct Rt {
     vip_ifindex: u32,
     /// The VMACs of VIPs that have their own (`use_vmac_addr`): (interface, IPv6) -> ifindex.
     addr_vmacs: Vec<((String, bool), u32)>,
+    /// The index of each interface those VMACs are made on.
+    addr_vmac_bases: Vec<(String, u32)>,
     mac: [u8; 6],
     /// Socket its adverts are sent on: the VMAC's with use_vmac (IPv4), so they carry the
     /// virtual MAC; else the base interface's, which receives them (see `by_vrid`).
@@ -759,10 +761,12 @@ async fn open(
     for i in 0..engine.inst.len() {
         engine.sync_fast(i);
     }
-    // no_accept (RFC 5798 Accept_Mode false) for a non-owner: its table is (re)created now, so
-    // one left by a crashed run goes.
-    if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
-        engine.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(engine.globals.firewall.clone()));
+    // no_accept (RFC 5798 Accept_Mode false) for a non-owner, or a VMAC (keepalived's IGMP/MLD
+    // rules): the tables are (re)created now, so ones left by a crashed run go.
+    if engine.inst.iter().any(|r| needs_firewall(r)) {
+        let fw = crate::net::firewall::NoAcceptWorker::spawn(engine.globals.firewall.clone());
+        fw.vmacs(engine.inst.iter().flat_map(fw_vmacs).collect(), true);
+        engine.no_accept = Some(fw);
     }
     Ok((tx, async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await }))
 }
@@ -946,8 +950,10 @@ async fn build_instance(
     };
     // use_vmac_addr: a VMAC per interface and family for the VIPs that have their own.
     let mut addr_vmacs = Vec::new();
+    let mut addr_vmac_bases = Vec::new();
     for av in &s.addr_vmacs {
         let parent = *env.links.get(&av.base).ok_or_else(|| NetlinkError::NoSuchLink(av.base.clone()))?;
+        addr_vmac_bases.push((av.base.clone(), parent));
         let idx = netlink.add_macvlan(parent, &av.name, virtual_mac(s.params.vrid, av.v6)).await?;
         addr_vmacs.push(((av.base.clone(), av.v6), idx));
     }
@@ -1004,6 +1010,7 @@ async fn build_instance(
         ifindex,
         vip_ifindex,
         addr_vmacs,
+        addr_vmac_bases,
         mac,
         tx_sock,
         src,
@@ -1897,6 +1904,28 @@ pub fn priority_event(name: &str, enabled: bool, state: State, priority: u8) -> 
 /// `no_email_faults` (keepalived 2.2.7's `vrrp_smtp_notifier`).
 pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> bool {
     smtp_alert && !(no_email_faults && n == Notify::Fault)
+}
+
+/// Whether instance `r` needs the VRRP firewall, as keepalived 2.2.7 decides
+/// (`vrrp_complete_instance`): a non-owner in no_accept mode, or a VMAC.
+fn needs_firewall(r: &Rt) -> bool {
+    (!r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) || !fw_vmacs(r).is_empty()
+}
+
+/// The VMACs of instance `r` for the firewall's maps: its own (macvlan) in its family's table
+/// (and the other's when it has VIPs of the other family, as keepalived), and its VIPs' own.
+fn fw_vmacs(r: &Rt) -> Vec<crate::net::firewall::Vmac> {
+    let v6 = r.setup.params.family == ka_common::vrrp::Family::V6;
+    let other = r.setup.vips.iter().chain(&r.setup.excluded).any(|v| v.addr.is_ipv6() != v6);
+    let mut out = Vec::new();
+    if r.setup.vmac.is_some() && r.setup.vmac_kind == setup::VmacKind::Macvlan && r.vip_ifindex != r.ifindex {
+        out.push(crate::net::firewall::Vmac { ifindex: r.vip_ifindex, base: r.ifindex, v4: !v6 || other, v6: v6 || other });
+    }
+    for ((base, av6), idx) in &r.addr_vmacs {
+        let base = r.addr_vmac_bases.iter().find(|(b, _)| b == base).map_or(r.ifindex, |(_, i)| *i);
+        out.push(crate::net::firewall::Vmac { ifindex: *idx, base, v4: !av6, v6: *av6 });
+    }
+    out
 }
 
 /// The firewall's view of `vips` of instance `r`: a link-local VIP on the instance's own

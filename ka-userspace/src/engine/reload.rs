@@ -416,9 +416,12 @@ impl super::Engine {
             tracking::spawn(new_keys.clone(), &self.globals, self.netlink.clone(), self.track_tx.clone());
             self.tracked.extend(new_keys);
         }
-        let needs_no_accept = |r: &Rt| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER;
-        if self.no_accept.is_none() && touched.iter().any(|(e, _)| needs_no_accept(&self.inst[*e])) {
+        if self.no_accept.is_none() && touched.iter().any(|(e, _)| super::needs_firewall(&self.inst[*e])) {
             self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.firewall.clone()));
+        }
+        // The VMACs of new instances go in the firewall's maps.
+        if let Some(fw) = self.no_accept.as_ref() {
+            fw.vmacs(touched.iter().filter(|(_, fresh)| *fresh).flat_map(|(e, _)| super::fw_vmacs(&self.inst[*e])).collect(), true);
         }
         // The instances are dropped here, on their last use, not with the request.
         drop(instances);
@@ -572,6 +575,9 @@ impl super::Engine {
             fp.maps.remove(key);
         }
         let r = &self.inst[i];
+        if let Some(fw) = self.no_accept.as_ref() {
+            fw.vmacs(super::fw_vmacs(r), false);
+        }
         if r.setup.vmac.is_some() && r.vip_ifindex != r.ifindex {
             if let Err(e) = self.netlink.del_link(r.vip_ifindex).await {
                 warn!(instance = %name, error = %e, "removing VMAC interface");

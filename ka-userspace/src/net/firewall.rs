@@ -101,20 +101,58 @@ pub fn create_script(s: &Settings) -> String {
         "table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n\
          table ip {t} {{\n\
            set vips {{ type ipv4_addr; }}\n\
+           map vmac_map {{ type iface_index : iface_index; }}\n\
            chain in {{ type filter hook input priority {p}; policy accept; ip daddr @vips {c}drop; }}\n\
-           chain out {{ type filter hook output priority {p}; policy accept; ip saddr @vips {c}drop; }}\n\
+           chain out {{ type filter hook output priority {p}; policy accept; \
+             ip protocol igmp meta oifkind \"macvlan\" dup to ip daddr device oif map @vmac_map {c}drop; ip saddr @vips {c}drop; }}\n\
          }}\n\
          table ip6 {t} {{\n\
            set vips {{ type ipv6_addr; }}\n\
            set vips_link_local {{ type ipv6_addr . iface_index; }}\n\
            set vips_link_local_name {{ type ipv6_addr . ifname; }}\n\
+           map vmac_map {{ type iface_index : iface_index; }}\n\
+           set vmac_set {{ type iface_index; }}\n\
            set neighbor-discovery {{ type icmpv6_type; flags constant; elements = {{ nd-neighbor-solicit, nd-neighbor-advert }}; }}\n\
            chain in_link_local {{ ip6 daddr . iif @vips_link_local {c}drop; ip6 daddr . iifname @vips_link_local_name {c}drop; }}\n\
            chain out_link_local {{ ip6 saddr . oif @vips_link_local {c}drop; ip6 saddr . oifname @vips_link_local_name {c}drop; }}\n\
            chain in {{ type filter hook input priority {p}; policy accept; icmpv6 type @neighbor-discovery {c}accept; ip6 daddr fe80::/10 {c}goto in_link_local; ip6 daddr @vips {c}drop; }}\n\
-           chain out {{ type filter hook output priority {p}; policy accept; icmpv6 type @neighbor-discovery {c}accept; ip6 saddr fe80::/10 {c}goto out_link_local; ip6 saddr @vips {c}drop; }}\n\
+           chain out {{ type filter hook output priority {p}; policy accept; \
+             icmpv6 type mld2-listener-report meta oifkind \"macvlan\" dup to ip6 daddr device oif map @vmac_map {c}drop; \
+             icmpv6 type nd-router-solicit meta oifkind \"macvlan\" oif @vmac_set {c}drop; \
+             icmpv6 type @neighbor-discovery {c}accept; ip6 saddr fe80::/10 {c}goto out_link_local; ip6 saddr @vips {c}drop; }}\n\
          }}\n"
     )
+}
+
+/// A VMAC (macvlan) and its base interface, by index, for the family tables listed: keepalived
+/// sends the IGMP / MLD reports a VMAC would send through its base interface instead
+/// (`dup to ... device`), and drops its router solicitations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vmac {
+    /// The macvlan's index.
+    pub ifindex: u32,
+    /// Its base interface's index.
+    pub base: u32,
+    /// In the `ip` table.
+    pub v4: bool,
+    /// In the `ip6` table.
+    pub v6: bool,
+}
+
+/// The script that adds (`add`) or deletes the elements of `vmacs`.
+pub fn vmac_script(table: &str, vmacs: &[Vmac], add: bool) -> String {
+    let verb = if add { "add" } else { "delete" };
+    let mut s = String::new();
+    for m in vmacs {
+        let (i, b) = (m.ifindex, m.base);
+        if m.v4 {
+            s += &format!("{verb} element ip {table} vmac_map {{ {i} : {b} }}\n");
+        }
+        if m.v6 {
+            s += &format!("{verb} element ip6 {table} vmac_map {{ {i} : {b} }}\n{verb} element ip6 {table} vmac_set {{ {i} }}\n");
+        }
+    }
+    s
 }
 
 /// The script that adds `addrs` to their sets (one command per set); empty when there are none.
@@ -206,6 +244,19 @@ impl NoAccept {
         nft(&script, "adding no_accept VIPs")
     }
 
+    /// Adds (`add`) or removes VMACs ([`vmac_script`]).
+    ///
+    /// # Errors
+    /// `nft` refuses the change.
+    pub fn vmacs(&mut self, vmacs: &[Vmac], add: bool) -> Result<(), FirewallError> {
+        self.ensure()?;
+        let script = vmac_script(&self.settings.table, vmacs, add);
+        if script.is_empty() {
+            return Ok(());
+        }
+        nft(&script, "updating the VMAC maps")
+    }
+
     /// Stops dropping packets to and from `addrs` (the instance left Master).
     ///
     /// # Errors
@@ -242,6 +293,8 @@ enum Op {
     Add(String, Vec<Blocked>),
     /// Accept them again.
     Remove(String, Vec<Blocked>),
+    /// VMACs made (`true`) or deleted.
+    Vmacs(Vec<Vmac>, bool),
 }
 
 /// The no_accept table run by a thread of its own, so that `nft` never runs on the VRRP
@@ -266,9 +319,11 @@ impl NoAcceptWorker {
                     Op::Create => (fw.add(&[]), "creating the table"),
                     Op::Add(_, vips) => (fw.add(vips), "dropping packets to the VIPs"),
                     Op::Remove(_, vips) => (fw.remove(vips), "accepting packets to the VIPs again"),
+                    Op::Vmacs(v, add) => (fw.vmacs(v, *add), "updating the VMAC maps"),
                 };
                 match (res, &op) {
-                    (Ok(()), Op::Create) => {}
+                    (Ok(()), Op::Create | Op::Vmacs(..)) => {}
+                    (Err(e), Op::Vmacs(..)) => warn!(error = %e, "VRRP firewall: {what}"),
                     (Ok(()), Op::Add(instance, _) | Op::Remove(instance, _)) => info!(instance = %instance, "no_accept: {what}"),
                     (Err(e), Op::Create) => warn!(error = %e, "no_accept: cannot set up the nftables table; packets to the VIPs will be accepted"),
                     (Err(e), Op::Add(instance, _) | Op::Remove(instance, _)) => warn!(instance = %instance, error = %e, "no_accept: nftables update failed ({what})"),
@@ -299,6 +354,14 @@ impl NoAcceptWorker {
             return;
         }
         self.send(Op::Add(instance.to_owned(), vips));
+    }
+
+    /// Queues: VMACs made (`add`) or deleted.
+    pub fn vmacs(&self, vmacs: Vec<Vmac>, add: bool) {
+        if vmacs.is_empty() {
+            return;
+        }
+        self.send(Op::Vmacs(vmacs, add));
     }
 
     /// Queues: accept packets to `vips` again.
@@ -340,7 +403,7 @@ mod tests {
                     "delete table ip keepalived\n",
                     "delete table ip6 keepalived\n",
                     "chain in { type filter hook input priority -1; policy accept; ip daddr @vips drop; }",
-                    "chain out { type filter hook output priority -1; policy accept; ip saddr @vips drop; }",
+                    "chain out { type filter hook output priority -1; policy accept; ip protocol igmp meta oifkind \"macvlan\" dup to ip daddr device oif map @vmac_map drop; ip saddr @vips drop; }",
                     "icmpv6 type @neighbor-discovery accept; ip6 daddr fe80::/10 goto in_link_local; ip6 daddr @vips drop;",
                     "ip6 saddr fe80::/10 goto out_link_local; ip6 saddr @vips drop;",
                     "set vips_link_local { type ipv6_addr . iface_index; }",
@@ -382,6 +445,30 @@ mod tests {
             remove_scripts("t", &addrs[2..4]),
             vec!["delete element ip6 t vips { fd00:198:18::10 }\n".to_owned(), "delete element ip6 t vips_link_local { fe80::10 . 3 }\n".to_owned()]
         );
+    }
+
+    /// A VMAC goes in the maps of its families: `vmac_map` (VMAC : base) and, for IPv6,
+    /// `vmac_set`; the rules that use them are in the `out` chains from the start.
+    #[test]
+    fn vmac_scripts() {
+        let m = |v4, v6| Vmac { ifindex: 7, base: 2, v4, v6 };
+        let cases: &[(Vmac, bool, &str)] = &[
+            (m(true, false), true, "add element ip t vmac_map { 7 : 2 }\n"),
+            (m(false, true), true, "add element ip6 t vmac_map { 7 : 2 }\nadd element ip6 t vmac_set { 7 }\n"),
+            (m(true, true), false, "delete element ip t vmac_map { 7 : 2 }\ndelete element ip6 t vmac_map { 7 : 2 }\ndelete element ip6 t vmac_set { 7 }\n"),
+        ];
+        for (v, add, want) in cases {
+            assert_eq!(vmac_script("t", &[*v], *add), *want, "{v:?} {add}");
+        }
+        let script = create_script(&Settings { table: "t".into(), priority: -1, counters: false });
+        for rule in [
+            "ip protocol igmp meta oifkind \"macvlan\" dup to ip daddr device oif map @vmac_map drop;",
+            "icmpv6 type mld2-listener-report meta oifkind \"macvlan\" dup to ip6 daddr device oif map @vmac_map drop;",
+            "icmpv6 type nd-router-solicit meta oifkind \"macvlan\" oif @vmac_set drop;",
+            "map vmac_map { type iface_index : iface_index; }",
+        ] {
+            assert!(script.contains(rule), "missing {rule} in\n{script}");
+        }
     }
 
     /// `nftables TABLE` names the table; without it ka's own per instance.
