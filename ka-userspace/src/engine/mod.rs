@@ -763,7 +763,7 @@ async fn open(
     }
     // no_accept (RFC 5798 Accept_Mode false) for a non-owner, or a VMAC (keepalived's IGMP/MLD
     // rules): the tables are (re)created now, so ones left by a crashed run go.
-    if engine.inst.iter().any(|r| needs_firewall(r)) {
+    if engine.inst.iter().any(needs_firewall) {
         let fw = crate::net::firewall::NoAcceptWorker::spawn(engine.globals.firewall.clone());
         fw.vmacs(engine.inst.iter().flat_map(fw_vmacs).collect(), true);
         engine.no_accept = Some(fw);
