@@ -6,14 +6,16 @@
 //! drop`, `ip saddr @vips drop`), IPv6 neighbour discovery let through (set
 //! `neighbor-discovery`), link-local VIPs matched with their interface (sets
 //! `vips_link_local`, by index, and `vips_link_local_name`, by name, reached from chains
-//! `in_link_local`/`out_link_local`), a counter on every rule with `nftables_counters`.
+//! `in_link_local`/`out_link_local`), a counter on every rule with `nftables_counters`, and
+//! the VMACs' IGMP/MLD reports sent through their base interface (map `vmac_map`, set
+//! `vmac_set`).
 //! The table is `nftables TABLE` (`keepalived` by default, also for `vrrp_iptables`); without
 //! it, ka's own `ka_<instance>` so that two ka instances in one namespace never share one. It is
 //! created on first use and deleted when the [`NoAccept`] is dropped.
 //!
 //! The rules are applied with the `nft` binary (nftables(8)), by a thread of its own
 //! ([`NoAcceptWorker`]); the scripts are built by pure functions ([`create_script`],
-//! [`add_script`], [`remove_scripts`]).
+//! [`add_script`], [`remove_scripts`], [`vmac_script`]).
 
 use std::{net::IpAddr, process::Command};
 
@@ -54,11 +56,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// ka's default: its own table `ka_<instance>` ([`table_name`]), priority -1, no counters.
-    pub fn own(instance: &str) -> Settings {
-        Settings { table: table_name(instance), priority: -1, counters: false }
-    }
-
     /// The settings of `global_defs`: `nftables TABLE` names the table, else ka's own for
     /// `instance`.
     pub fn of(g: &crate::config::model::VrrpNftables, instance: &str) -> Settings {
