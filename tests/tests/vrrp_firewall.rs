@@ -177,3 +177,31 @@ fn tables_match_keepalived() {
         wait_for("ka's tables gone", WAIT, || listing(h, "ip", "kafw").is_none().then_some(()));
     }
 }
+
+/// A reload that renames the firewall's table (`nftables kafw` -> `nftables other`) is refused,
+/// as keepalived 2.2.7 refuses it ("Cannot change nftables table name at a reload"): the
+/// running configuration and its table stay. A reload of the same table name is applied.
+#[test]
+fn reload_cannot_rename_the_table() {
+    require_bin("nft");
+    let (_bridge, hosts) = lan();
+    let h = &hosts[0];
+    let conf = |table: &str, prio: u8| {
+        format!("global_defs {{\n nftables {table}\n}}\nvrrp_instance VI_R {{\n state MASTER\n interface eth0\n virtual_router_id 93\n priority {prio}\n advert_int 1\n no_accept\n virtual_ipaddress {{\n 198.18.9.103/24\n }}\n}}\n")
+    };
+    let path = write_conf(&conf("kafw", 150));
+    let inst = unique_name("fr");
+    let ka = KaDaemon::start(h, &ka_bin(), &inst, &["-f", &path, "--no-xdp"]).expect("ka");
+    wait_for("the VIP in kafw", WAIT, || hosts[0].run(&["nft", "list", "table", "ip", "kafw"]).ok().filter(|t| t.contains("198.18.9.103")));
+    let reload = || std::process::Command::new(ka_bin()).args(["--instance", &inst, "reload"]).output().expect("ka reload");
+    std::fs::write(&path, conf("other", 150)).expect("conf");
+    let out = reload();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && err.contains("Cannot change nftables table name"), "the rename must be refused: {err}");
+    assert!(hosts[0].run(&["nft", "list", "table", "ip", "other"]).is_err(), "a refused reload made the new table");
+    assert!(hosts[0].run(&["nft", "list", "table", "ip", "kafw"]).expect("kafw").contains("198.18.9.103"), "the running table lost the VIP");
+    std::fs::write(&path, conf("kafw", 160)).expect("conf");
+    let out = reload();
+    assert!(out.status.success(), "a reload keeping the table name: {}", String::from_utf8_lossy(&out.stderr));
+    ka.stop().expect("stop");
+}

@@ -391,8 +391,8 @@ impl super::Engine {
         self.regroup(&req.globals);
         let ReloadRequest { instances, globals, .. } = req;
         let events = self.globals.events.take();
-        // The firewall's tables stay those of the start (keepalived recreates them on a reload
-        // that renames them; ka keeps them, see docs/config.md).
+        // The firewall's tables stay those of the start (a reload renaming them is refused
+        // before it gets here, as keepalived refuses it; see docs/config.md).
         let firewall = self.globals.firewall.clone();
         // The BFD runtime outlives reloads (it reloads its sessions itself).
         let bfd = self.globals.bfd.take();
