@@ -350,7 +350,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             let setups = crate::engine::setup::instances(cfg)?;
             let mut globals = crate::engine::setup::globals(cfg)?;
             globals.events = Some(events_tx.clone());
-            globals.nft_table = crate::net::firewall::table_name(&instance.to_string());
+            globals.firewall = crate::net::firewall::Settings::of(&cfg.global.vrrp_nftables, &instance.to_string());
             globals.state_file = Some(crate::engine::resume::path(instance.as_str()));
             globals.bfd = bfd.as_ref().map(crate::bfd::io::BfdHandle::states);
             Some(crate::engine::start(setups, globals, netlink.clone(), fast_input).await?)

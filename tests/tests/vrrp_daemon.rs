@@ -443,14 +443,14 @@ fn no_accept_drops_packets_to_the_vip_accept_lets_them_in() {
     wait_for("MASTER with the VIP", WAIT, || (state(&ka) == "MASTER" && addrs(&hosts[0]).contains("198.18.8.184/24")).then_some(()));
     let table = format!("ka_{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
     wait_for("the no_accept table", WAIT, || {
-        hosts[0].run(&["nft", "list", "table", "inet", &table]).ok().filter(|t| t.contains("198.18.8.184")).map(|_| ())
+        hosts[0].run(&["nft", "list", "table", "ip", &table]).ok().filter(|t| t.contains("198.18.8.184")).map(|_| ())
     });
     assert!(connects("198.18.8.1"), "the node's own address must accept connections");
     for _ in 0..3 {
         assert!(!connects("198.18.8.184"), "no_accept: a connection to the VIP succeeded");
     }
     ka.stop().expect("stop");
-    assert!(hosts[0].run(&["nft", "list", "table", "inet", &table]).is_err(), "no_accept table left after stop");
+    assert!(hosts[0].run(&["nft", "list", "table", "ip", &table]).is_err(), "no_accept table left after stop");
     let ka = KaDaemon::start(&hosts[0], &ka_bin(), &unique_name("va"), &["-f", &conf("accept"), "--no-xdp"]).expect("ka");
     wait_for("MASTER with the VIP", WAIT, || (state(&ka) == "MASTER" && addrs(&hosts[0]).contains("198.18.8.184/24")).then_some(()));
     wait_for("accept: a connection to the VIP succeeds", WAIT, || connects("198.18.8.184").then_some(()));

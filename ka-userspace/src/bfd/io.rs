@@ -570,6 +570,39 @@ fn listen(v6: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
+/// The scope (interface index) a session's socket is bound with: an IPv6 link-local
+/// `source_ip` takes the index of the interface that holds it (`addrs`: each interface's
+/// index and addresses), and a link-local neighbour needs such a source (the kernel sends to a
+/// link-local address only through a known interface); anything else has scope 0.
+///
+/// # Errors
+/// A link-local neighbour without a link-local `source_ip`, or a link-local `source_ip` that
+/// no interface holds.
+pub fn link_scope(neighbor: IpAddr, local: Option<IpAddr>, addrs: &[(u32, IpAddr)]) -> Result<u32, String> {
+    let ll = |a: &IpAddr| matches!(a, IpAddr::V6(a) if a.is_unicast_link_local());
+    match local {
+        Some(l) if ll(&l) => addrs
+            .iter()
+            .find(|(_, a)| *a == l)
+            .map(|(i, _)| *i)
+            .ok_or_else(|| format!("link-local source_ip {l} is on no interface")),
+        _ if ll(&neighbor) => Err(format!("link-local neighbor_ip {neighbor} needs a link-local source_ip (its interface is the session's)")),
+        _ => Ok(0),
+    }
+}
+
+/// Every interface's index and addresses (getifaddrs).
+fn interface_addrs() -> Vec<(u32, IpAddr)> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    list.filter_map(|i| {
+        let a = i.address?;
+        let ip = a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())).or_else(|| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))?;
+        let idx = nix::net::if_::if_nametoindex(i.interface_name.as_str()).ok()?;
+        Some((idx, ip))
+    })
+    .collect()
+}
+
 /// A session's socket: bound to `source_ip` (or any address) and a source port in
 /// 49152-65535 (RFC 5881 §4; a random start, the next free one), sending with the session's
 /// TTL / hop limit.
@@ -583,12 +616,19 @@ fn open_sender(spec: &SessionSpec, rng: &mut Rng) -> io::Result<UdpSocket> {
         s.set_ttl_v4(u32::from(spec.ttl))?;
     }
     let ip = spec.local.unwrap_or(if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
+    // IPv6 link-local: bound with the source's interface as scope, so that the datagrams to a
+    // link-local neighbour leave through it.
+    let scope = link_scope(spec.neighbor, spec.local, &interface_addrs()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let span = u64::from(MAX_SOURCE_PORT - MIN_SOURCE_PORT) + 1;
     let start = rng.between(0, span - 1);
     let mut last = None;
     for k in 0..span {
         let port = MIN_SOURCE_PORT + u16::try_from((start + k) % span).unwrap_or(0);
-        match s.bind(&SocketAddr::new(ip, port).into()) {
+        let addr = match ip {
+            IpAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(a, port, 0, scope)),
+            IpAddr::V4(_) => SocketAddr::new(ip, port),
+        };
+        match s.bind(&addr.into()) {
             Ok(()) => return UdpSocket::from_std(s.into()),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
             Err(e) => return Err(e),
@@ -628,6 +668,38 @@ fn recv_now(fd: i32, buf: &mut [u8]) -> io::Result<(Received<'static>, usize)> {
         }
     }
     Ok((Received { src, dst, ttl, payload: &[] }, len))
+}
+
+#[cfg(test)]
+mod link_scope_tests {
+    use super::*;
+
+    /// The scope of a session's socket: the interface of a link-local source; a link-local
+    /// neighbour without one, or a source no interface holds, is an error.
+    #[test]
+    fn link_scope_cases() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let addrs = [(2, ip("fe80::1")), (2, ip("fd00:198:18::1")), (3, ip("fe80::3")), (2, ip("198.18.0.1"))];
+        let cases: &[(&str, Option<&str>, Result<u32, &str>)] = &[
+            ("fe80::2", Some("fe80::1"), Ok(2)),
+            ("fe80::4", Some("fe80::3"), Ok(3)),
+            ("fd00:198:18::2", Some("fe80::3"), Ok(3)),
+            ("fd00:198:18::2", Some("fd00:198:18::1"), Ok(0)),
+            ("fd00:198:18::2", None, Ok(0)),
+            ("198.18.0.2", Some("198.18.0.1"), Ok(0)),
+            ("fe80::2", None, Err("needs a link-local source_ip")),
+            ("fe80::2", Some("fd00:198:18::1"), Err("needs a link-local source_ip")),
+            ("fe80::2", Some("fe80::9"), Err("is on no interface")),
+        ];
+        for (n, l, want) in cases {
+            let got = link_scope(ip(n), l.map(ip), &addrs);
+            match (want, &got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{n} {l:?}"),
+                (Err(w), Err(g)) => assert!(g.contains(w), "{n} {l:?}: {g}"),
+                _ => panic!("{n} {l:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -364,6 +364,7 @@ fn check_instances(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostic
             }
         }
         super::strict::apply(vi, global_down_timer_adverts, d);
+        vmac_rules(vi, d);
         let mtu = vi.interface.as_deref().map_or(DEFAULT_MTU, |i| ifaces.mtu(i));
         super::strict::limit_vips(vi, mtu, d);
         if vi.virtual_router_id != 0 {
@@ -399,6 +400,40 @@ fn check_instances(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostic
 
 /// keepalived 2.2.7 (`vrrp_complete_instance`) drops a `track_interface` entry naming the
 /// instance's own interface ("Ignoring track_interface X since own interface"): the own
+/// keepalived 2.2.7's VMAC and ipvlan rules (`vrrp_complete_instance`): `vmac_xmit_base`
+/// needs `use_vmac` and strict mode resets it; an IPv4 ipvlan needs its own address, of the
+/// instance's family (keepalived keeps such an instance in FAULT; ka does not run it).
+fn vmac_rules(vi: &mut VrrpInstance, d: &mut Diagnostics) {
+    let n = vi.name.clone();
+    if vi.vmac_xmit_base && vi.use_vmac.is_some() && vi.strict_mode {
+        d.warning(Some(vi.span), format!("({n}) xmit_base is incompatible with strict mode; reset, as keepalived 2.2 does"));
+        vi.vmac_xmit_base = false;
+    }
+    if vi.vmac_xmit_base && vi.use_vmac.is_none() {
+        d.warning(Some(vi.span), format!("({n}) vmac_xmit_base is only valid with a vmac; ignored, as keepalived 2.2 does"));
+        vi.vmac_xmit_base = false;
+    }
+    // A VIP's own use_vmac that the instance's VMAC or use_vmac_addr already covers.
+    let v6 = vi.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
+    for v in vi.virtual_ipaddresses.iter().chain(&vi.virtual_ipaddresses_excluded).filter(|v| v.use_vmac) {
+        let on_configured = v.dev.is_none() || v.dev == vi.interface;
+        let same_family = v.address.addr.is_ipv6() == v6;
+        if on_configured && vi.use_vmac.is_some() && same_family {
+            d.warning(Some(v.span), format!("({n}) use_vmac specified for VIP/eVIP {} and vrrp instance", v.address.addr));
+        } else if (!on_configured || !same_family) && vi.use_vmac_addr {
+            d.warning(Some(v.span), format!("({n}) use_vmac_addr specified and use_vmac specified for VIP/eVIP {}", v.address.addr));
+        }
+    }
+    if let Some(ipvlan) = &vi.use_ipvlan {
+        let v6 = vi.virtual_ipaddresses.first().is_some_and(|v| v.address.is_ipv6());
+        match ipvlan.addr {
+            None if !v6 => d.error(Some(vi.span), format!("({n}) IPv4 ipvlan requires a source ip address to be configured (keepalived keeps the instance in FAULT; ka does not run it)")),
+            Some((a, _)) if a.is_ipv6() != v6 => d.error(Some(vi.span), format!("({n}) ipvlan address family does not match instance (keepalived keeps the instance in FAULT; ka does not run it)")),
+            _ => {}
+        }
+    }
+}
+
 /// interface is tracked anyway (a fault unless `dont_track_primary`), never with a weight.
 fn own_interface_tracked(vi: &mut VrrpInstance, d: &mut Diagnostics) {
     let Some(own) = vi.interface.clone() else { return };

@@ -368,6 +368,18 @@ pub struct GlobalDefs {
     /// `nftables_ipvs [TABLE]`: a `virtual_server_group` is one IPVS service in keepalived (its
     /// entries marked with one fwmark), so its persistence spans the whole group.
     pub nftables_ipvs: Option<String>,
+    /// The VRRP firewall (`nftables [TABLE]`, `vrrp_iptables`, `nftables_priority`,
+    /// `nftables_counters`, `nftables_ifindex`): keepalived's nftables drop rules for no_accept.
+    pub vrrp_nftables: VrrpNftables,
+    /// `nftables_ipvs_priority N` (default -1): read and checked; ka makes no IPVS nftables table.
+    pub nftables_ipvs_priority: i32,
+    /// `nftables_ipvs_start_fwmark N` (default 1000): read and checked; ka marks nothing.
+    pub nftables_ipvs_start_fwmark: u32,
+    /// `vmac_prefix P`: generated VMAC names are `P.VRID` (default `vrrp`).
+    pub vmac_prefix: Option<String>,
+    /// `vmac_addr_prefix P`: generated names of the VMACs of `use_vmac_addr` (default:
+    /// `vmac_prefix`).
+    pub vmac_addr_prefix: Option<String>,
     /// `lvs_sync_daemon` (or the deprecated `lvs_sync_daemon_interface` of a `vrrp_instance`).
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `lvs_timeouts`: connection-table entry lifetimes.
@@ -484,6 +496,11 @@ impl Default for GlobalDefs {
             lvs_flush: false,
             lvs_flush_on_stop: LvsFlushOnStop::No,
             nftables_ipvs: None,
+            vrrp_nftables: VrrpNftables::default(),
+            nftables_ipvs_priority: -1,
+            nftables_ipvs_start_fwmark: 1000,
+            vmac_prefix: None,
+            vmac_addr_prefix: None,
             lvs_sync_daemon: None,
             lvs_timeouts: LvsTimeouts::default(),
             lvs_flood_rate: None,
@@ -1094,6 +1111,16 @@ pub struct VrrpInstance {
     pub strict_mode: bool,
     /// `use_vmac [NAME]`.
     pub use_vmac: Option<Option<String>>,
+    /// `vmac_xmit_base`: adverts go out on (and come in from) the base interface, not the VMAC.
+    pub vmac_xmit_base: bool,
+    /// `use_vmac_addr`: VIPs on another interface than the instance's, or of the other family,
+    /// go on VMACs of their own (one per interface and family).
+    pub use_vmac_addr: bool,
+    /// `use_ipvlan [NAME] [ADDR[/LEN]] [bridge|private|vepa]`.
+    pub use_ipvlan: Option<Ipvlan>,
+    /// `vrf NAME`: the VRF device the instance's sockets are bound to when it has no
+    /// `interface` (unicast only).
+    pub vrf: Option<String>,
     /// `smtp_alert`.
     pub smtp_alert: Option<bool>,
     /// The sync group it belongs to, filled in after parsing.
@@ -1651,4 +1678,49 @@ pub struct Checker {
     pub log_all_failures: bool,
     /// Where it starts.
     pub span: Span,
+}
+
+/// keepalived's VRRP firewall settings (`global_defs`): the nftables table holding the drop
+/// rules for the VIPs of no_accept instances while they are Master.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpNftables {
+    /// `nftables [TABLE]` (default name `keepalived`), or `vrrp_iptables` (keepalived 2.2.7
+    /// built without iptables, as Debian's, uses nftables table `keepalived` for it). `None`:
+    /// ka's own table, `ka_<instance>`.
+    pub table: Option<String>,
+    /// `nftables_priority N`: priority of the `in` and `out` base chains (default -1).
+    pub priority: i32,
+    /// `nftables_counters`: a counter on every rule.
+    pub counters: bool,
+    /// `nftables_ifindex`: link-local VIPs are matched by interface index, never by name.
+    pub ifindex: bool,
+}
+
+impl Default for VrrpNftables {
+    fn default() -> Self {
+        VrrpNftables { table: None, priority: -1, counters: false, ifindex: false }
+    }
+}
+
+/// `use_ipvlan`: an L2 ipvlan on the instance's interface carries its VIPs (keepalived 2.2.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ipvlan {
+    /// Its name (default: generated like a VMAC's, `vmac_prefix.VRID`).
+    pub name: Option<String>,
+    /// Its own address and prefix length (required for IPv4 instances).
+    pub addr: Option<(std::net::IpAddr, u8)>,
+    /// Mode flags.
+    pub mode: IpvlanMode,
+}
+
+/// ipvlan mode flags (`bridge`, the default, `private`, `vepa`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpvlanMode {
+    /// `bridge` (flags 0).
+    #[default]
+    Bridge,
+    /// `private` (IPVLAN_F_PRIVATE).
+    Private,
+    /// `vepa` (IPVLAN_F_VEPA).
+    Vepa,
 }

@@ -21,8 +21,8 @@
 //! - `garp_lower_prio_repeat` and `garp_lower_prio_delay` are reset to 0 (no GARPs answer a
 //!   lower-priority advert), with a warning when they were set.
 //!
-//! keepalived's other strict rules concern features ka does not act on (`vmac_xmit_base`, a
-//! VMAC's MAC). Newer
+//! keepalived's other strict rules concern features handled elsewhere (`vmac_xmit_base` is
+//! reset in `check::vmac_rules`). Newer
 //! keepalived (2.3) adds `owner_ignore_adverts` and `auth_hmac` rules; ka follows 2.2.7.
 
 use super::{

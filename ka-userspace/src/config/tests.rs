@@ -797,3 +797,93 @@ fn include_check_applies_to_the_includes_that_follow() {
     assert_eq!(errors(&format!("include {}\ninclude {}\n", dir.join("sets.conf").display(), missing.display())), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The firewall keywords of `global_defs` as keepalived 2.2.7 built with nftables only
+/// (Debian's) reads them: text, the warning expected (none: clean), the model after.
+#[test]
+fn firewall_keywords() {
+    use super::model::VrrpNftables;
+    type Check = fn(&super::Config) -> bool;
+    let cases: &[(&str, Option<&str>, Check)] = &[
+        ("global_defs {\n router_id a\n}\n", None, |c| c.global.vrrp_nftables == VrrpNftables::default()),
+        ("global_defs {\n nftables\n}\n", None, |c| c.global.vrrp_nftables.table.as_deref() == Some("keepalived")),
+        ("global_defs {\n nftables_priority 5\n nftables fw1\n nftables_counters\n nftables_ifindex\n}\n", None, |c| {
+            // `nftables` resets the priority set before it, as keepalived's handler does.
+            c.global.vrrp_nftables == VrrpNftables { table: Some("fw1".into()), priority: -1, counters: true, ifindex: true }
+        }),
+        ("global_defs {\n nftables fw1\n nftables_priority -20\n}\n", None, |c| c.global.vrrp_nftables.priority == -20),
+        ("global_defs {\n nftables fw1\n nftables fw2\n}\n", Some("nftables already specified; ignored"), |c| c.global.vrrp_nftables.table.as_deref() == Some("fw1")),
+        ("global_defs {\n nftables abcdefghijabcdefghijabcdefghij12\n}\n", Some("nftables table name too long"), |c| c.global.vrrp_nftables.table.is_none()),
+        ("global_defs {\n nftables_priority x\n}\n", Some("not a valid integer"), |c| c.global.vrrp_nftables.priority == -1),
+        ("global_defs {\n vrrp_iptables VRRP-IN VRRP-OUT\n}\n", Some("iptables not supported, using nftables instead"), |c| c.global.vrrp_nftables.table.as_deref() == Some("keepalived")),
+        ("global_defs {\n vrrp_ipsets k4 k6\n}\n", Some("'vrrp_ipsets' not acted on"), |c| c.global.vrrp_nftables.table.is_none()),
+        ("global_defs {\n nftables_ipvs_priority 9\n nftables_ipvs_start_fwmark 77\n}\n", None, |c| c.global.nftables_ipvs_priority == 9 && c.global.nftables_ipvs_start_fwmark == 77),
+        ("global_defs {\n nftables_ipvs_start_fwmark 0\n}\n", Some("outside range"), |c| c.global.nftables_ipvs_start_fwmark == 1000),
+        ("global_defs {\n nftables_ipvs_start_fwmark 5\n nftables_ipvs\n}\n", None, |c| c.global.nftables_ipvs_start_fwmark == 1000),
+    ];
+    for (text, warning, check) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        match warning {
+            None => assert!(rendered.is_empty(), "{text}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w), "{text}: {rendered:?}"),
+        }
+        assert!(!rendered.iter().any(|r| r.contains("not supported yet")), "{text}: {rendered:?}");
+        assert!(check(&l.config), "{text}: {rendered:?} {:?}", l.config.global.vrrp_nftables);
+    }
+}
+
+/// The interface keywords as keepalived 2.2.7 reads them (vrrp_parser.c, global_parser.c,
+/// vrrp_complete_instance): text, the warning or error expected (none: clean), the model after.
+#[test]
+fn interface_keywords() {
+    use super::model::{Ipvlan, IpvlanMode};
+    type Check = fn(&super::Config) -> bool;
+    let vi = |body: &str| format!("vrrp_instance V {{\n virtual_router_id 5\n{body}\n virtual_ipaddress {{\n 198.18.0.10\n }}\n}}\n");
+    let cases: Vec<(String, Option<&str>, Check)> = vec![
+        ("global_defs {\n vmac_prefix kv\n vmac_addr_prefix ka\n}\n".into(), None, |c| c.global.vmac_prefix.as_deref() == Some("kv") && c.global.vmac_addr_prefix.as_deref() == Some("ka")),
+        ("global_defs {\n vmac_prefix kv\n vmac_prefix x\n}\n".into(), Some("vmac_prefix already specified"), |c| c.global.vmac_prefix.as_deref() == Some("kv")),
+        (vi(" interface eth0\n use_vmac\n vmac_xmit_base\n use_vmac_addr"), None, |c| c.vrrp_instances[0].vmac_xmit_base && c.vrrp_instances[0].use_vmac_addr),
+        (vi(" interface eth0\n vmac_xmit_base"), Some("vmac_xmit_base is only valid with a vmac"), |c| !c.vrrp_instances[0].vmac_xmit_base),
+        (vi(" interface eth0\n strict_mode\n priority 100\n use_vmac\n vmac_xmit_base"), Some("xmit_base is incompatible with strict mode"), |c| !c.vrrp_instances[0].vmac_xmit_base),
+        (vi(" interface eth0\n use_ipvlan iv0 198.18.0.2/24 private"), None, |c| {
+            c.vrrp_instances[0].use_ipvlan == Some(Ipvlan { name: Some("iv0".into()), addr: Some(("198.18.0.2".parse().expect("ip"), 24)), mode: IpvlanMode::Private })
+        }),
+        (vi(" interface eth0\n use_ipvlan 198.18.0.2 vepa bridge"), Some("ipvlan type already specified"), |c| c.vrrp_instances[0].use_ipvlan.as_ref().is_some_and(|v| v.mode == IpvlanMode::Vepa && v.addr.is_some())),
+        (vi(" interface eth0\n use_ipvlan"), Some("IPv4 ipvlan requires a source ip address"), |c| c.vrrp_instances[0].use_ipvlan.is_some()),
+        (vi(" interface eth0\n use_ipvlan fd00:198:18::2"), Some("ipvlan address family does not match"), |c| c.vrrp_instances[0].use_ipvlan.is_some()),
+        (vi(" vrf blue\n unicast_peer {\n 198.18.0.3\n }"), None, |c| c.vrrp_instances[0].vrf.as_deref() == Some("blue")),
+        (vi(" interface eth0\n vrf blue"), Some("Cannot specify VRF interface and interface"), |c| c.vrrp_instances[0].vrf.is_none()),
+        (vi(" vrf lo\n unicast_peer {\n 198.18.0.3\n }"), Some("cannot use a loopback interface (lo) for VRF"), |c| c.vrrp_instances[0].vrf.is_none()),
+    ];
+    for (text, expected, check) in &cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        match expected {
+            None => assert!(rendered.is_empty(), "{text}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w), "{text}: {rendered:?}"),
+        }
+        assert!(!rendered.iter().any(|r| r.contains("not supported yet")), "{text}: {rendered:?}");
+        assert!(check(&l.config), "{text}: {rendered:?}");
+    }
+}
+
+/// A VIP's own `use_vmac` that the instance's VMAC or `use_vmac_addr` covers draws
+/// keepalived 2.2.7's warning at the VIP's line.
+#[test]
+fn vip_use_vmac_overlaps_warn() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (" use_vmac\n", "198.18.0.10 use_vmac", Some("use_vmac specified for VIP/eVIP 198.18.0.10 and vrrp instance")),
+        (" use_vmac_addr\n", "198.18.0.10 dev eth1 use_vmac", Some("use_vmac_addr specified and use_vmac specified for VIP/eVIP 198.18.0.10")),
+        ("", "198.18.0.10 dev eth1 use_vmac", None),
+    ];
+    for (inst, vip, want) in cases {
+        let text = format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 5\n{inst} virtual_ipaddress {{\n 198.18.0.1\n {vip}\n }}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        match want {
+            None => assert!(rendered.is_empty(), "{text}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w) && rendered[0].starts_with("t.conf:7:"), "{text}: {rendered:?}"),
+        }
+    }
+}

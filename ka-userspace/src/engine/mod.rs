@@ -140,8 +140,8 @@ pub struct EngineGlobals {
     pub processes: Vec<tracking::ProcessDef>,
     /// Where mastership changes go (the datapath and the health checkers follow them).
     pub events: Option<mpsc::UnboundedSender<EngineEvent>>,
-    /// nftables table for `no_accept` (see [`crate::net::firewall::table_name`]).
-    pub nft_table: String,
+    /// The `no_accept` firewall's tables ([`crate::net::firewall::Settings`]).
+    pub firewall: crate::net::firewall::Settings,
     /// The mastership record ([`resume`]): read at start to resume as Master after a
     /// restart, kept up to date while running. `None`: never resume.
     pub state_file: Option<std::path::PathBuf>,
@@ -466,6 +466,10 @@ struct Rt {
     ifindex: u32,
     /// Interface the VIPs and GARPs go on (the VMAC when use_vmac).
     vip_ifindex: u32,
+    /// The VMACs of VIPs that have their own (`use_vmac_addr`): (interface, IPv6) -> ifindex.
+    addr_vmacs: Vec<((String, bool), u32)>,
+    /// The index of each interface those VMACs are made on.
+    addr_vmac_bases: Vec<(String, u32)>,
     mac: [u8; 6],
     /// Socket its adverts are sent on: the VMAC's with use_vmac (IPv4), so they carry the
     /// virtual MAC; else the base interface's, which receives them (see `by_vrid`).
@@ -582,6 +586,27 @@ const FAST_EARLY: Duration = Duration::from_millis(4);
 /// instances copy 16 million names.
 fn link_of<'a>(env_links: &'a HashMap<String, u32>, vmac: Option<&'a str>, vmac_ifindex: u32) -> impl Fn(&str) -> Option<u32> + 'a {
     move |name| if vmac == Some(name) { Some(vmac_ifindex) } else { env_links.get(name).copied() }
+}
+
+/// [`addr_spec`] with the VIP's [`setup::Placement`]: the instance's own interface
+/// (`ifindex`, named `iface`) or a VMAC of its own from `vmacs`.
+fn placed_spec(v: &VipSetup, vip_ifindex: u32, ifindex: u32, iface: &str, vmacs: &[((String, bool), u32)], links: &impl Fn(&str) -> Option<u32>) -> AddrSpec {
+    let mut a = addr_spec(v, vip_ifindex, links);
+    match v.placement {
+        setup::Placement::Instance => {}
+        setup::Placement::Base => {
+            if v.dev.is_none() {
+                a.ifindex = ifindex;
+            }
+        }
+        setup::Placement::OwnVmac => {
+            let base = v.dev.as_deref().unwrap_or(iface);
+            if let Some((_, idx)) = vmacs.iter().find(|((b, v6), _)| b == base && *v6 == v.addr.is_ipv6()) {
+                a.ifindex = *idx;
+            }
+        }
+    }
+    a
 }
 
 fn addr_spec(v: &VipSetup, default_ifindex: u32, links: &impl Fn(&str) -> Option<u32>) -> AddrSpec {
@@ -787,10 +812,12 @@ async fn open(
     for i in 0..engine.inst.len() {
         engine.sync_fast(i);
     }
-    // no_accept (RFC 5798 Accept_Mode false) for a non-owner: its table is (re)created now, so
-    // one left by a crashed run goes.
-    if engine.inst.iter().any(|r| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) {
-        engine.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(engine.globals.nft_table.clone()));
+    // no_accept (RFC 5798 Accept_Mode false) for a non-owner, or a VMAC (keepalived's IGMP/MLD
+    // rules): the tables are (re)created now, so ones left by a crashed run go.
+    if engine.inst.iter().any(needs_firewall) {
+        let fw = crate::net::firewall::NoAcceptWorker::spawn(engine.globals.firewall.clone());
+        fw.vmacs(engine.inst.iter().flat_map(fw_vmacs).collect(), true);
+        engine.no_accept = Some(fw);
     }
     Ok((tx, async move { engine.run(rx_rx, track_rx, cmd_rx, fast_events).await }))
 }
@@ -882,8 +909,9 @@ impl Sockets {
         let ah = s.auth.ah_key().is_some();
         // keepalived use_vmac: adverts leave through the VMAC, from the virtual MAC (IPv4; an
         // IPv6 advert's link-local source belongs to the base interface, so those stay there).
+        // vmac_xmit_base: adverts stay on the base interface, from its MAC (keepalived).
         match (&s.vmac, v6) {
-            (Some(name), false) if vip_ifindex != ifindex => match self.tx_key.get(&(vip_ifindex, ah)) {
+            (Some(name), false) if vip_ifindex != ifindex && !s.vmac_xmit_base => match self.tx_key.get(&(vip_ifindex, ah)) {
                 Some(t) => Ok(*t),
                 None => {
                     let sk = if ah { VrrpSocket::open_ah(name, vip_ifindex, None) } else { VrrpSocket::open(name, vip_ifindex, Some(src), None, false) }
@@ -1056,22 +1084,40 @@ async fn build_instance(
             .ok_or_else(|| EngineError::NoSource { instance: s.name.clone(), iface: s.iface.clone(), family: "IPv4" })?,
     };
     let sock = sockets.receiving(&s, ifindex, src)?;
-    let (vip_ifindex, mac) = match &s.vmac {
-        Some(name) => {
+    let base_mac = || {
+        let m = env.macs.get(&ifindex).cloned().unwrap_or_default();
+        m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6])
+    };
+    let (vip_ifindex, mac) = match (&s.vmac, &s.vmac_kind) {
+        (Some(name), setup::VmacKind::Macvlan) => {
             let vmac = virtual_mac(s.params.vrid, v6);
             let idx = netlink.add_macvlan(ifindex, name, vmac).await?;
             (idx, vmac)
         }
-        None => {
-            let m = env.macs.get(&ifindex).cloned().unwrap_or_default();
-            (ifindex, m.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6]))
+        // keepalived's use_ipvlan: an L2 ipvlan (the parent's MAC) with its own address.
+        (Some(name), setup::VmacKind::Ipvlan { flags, addr }) => {
+            let idx = netlink.add_ipvlan(ifindex, name, *flags).await?;
+            if let Some((a, len)) = addr {
+                netlink.add_addr(AddrSpec::new(idx, *a, *len)).await?;
+            }
+            (idx, base_mac())
         }
+        (None, _) => (ifindex, base_mac()),
     };
+    // use_vmac_addr: a VMAC per interface and family for the VIPs that have their own.
+    let mut addr_vmacs = Vec::new();
+    let mut addr_vmac_bases = Vec::new();
+    for av in &s.addr_vmacs {
+        let parent = *env.links.get(&av.base).ok_or_else(|| NetlinkError::NoSuchLink(av.base.clone()))?;
+        addr_vmac_bases.push((av.base.clone(), parent));
+        let idx = netlink.add_macvlan(parent, &av.name, virtual_mac(s.params.vrid, av.v6)).await?;
+        addr_vmacs.push(((av.base.clone(), av.v6), idx));
+    }
     let tx_sock = sockets.sending(&s, sock, ifindex, vip_ifindex, src)?;
     let (vips, routes): (Vec<AddrSpec>, Vec<_>) = {
         let links2 = link_of(&env.links, s.vmac.as_deref(), vip_ifindex);
         (
-            s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, vip_ifindex, &links2)).collect(),
+            s.vips.iter().chain(&s.excluded).map(|v| placed_spec(v, vip_ifindex, ifindex, &s.iface, &addr_vmacs, &links2)).collect(),
             s.routes.iter().map(|r| route_spec(r, &links2)).collect(),
         )
     };
@@ -1138,6 +1184,8 @@ async fn build_instance(
         fsm,
         ifindex,
         vip_ifindex,
+        addr_vmacs,
+        addr_vmac_bases,
         mac,
         tx_sock,
         src,
@@ -1596,7 +1644,8 @@ impl Engine {
         }
     }
 
-    /// no_accept: packets to the instance's VIPs are dropped while it is a non-owner Master.
+    /// no_accept: packets to (and from) the instance's VIPs are dropped while it is a non-owner
+    /// Master.
     fn no_accept_filter(&mut self, i: usize, block: bool) {
         let Some(fw) = self.no_accept.as_ref() else { return };
         let r = &mut self.inst[i];
@@ -1604,7 +1653,7 @@ impl Engine {
             return;
         }
         // Queued to the nftables thread (it logs the outcome): nft never runs on this task.
-        let vips: Vec<IpAddr> = r.vips.iter().map(|v| v.addr).collect();
+        let vips = blocked(r, &r.vips);
         if block {
             fw.add(&r.setup.name, vips);
         } else {
@@ -2069,6 +2118,11 @@ impl Engine {
                     }
                 }
             }
+            for ((base, _), idx) in &r.addr_vmacs {
+                if let Err(e) = self.netlink.del_link(*idx).await {
+                    warn!(base = %base, error = %e, "removing a VIP's VMAC interface");
+                }
+            }
         }
         if let Some(fw) = self.no_accept.take() {
             fw.close().await;
@@ -2143,6 +2197,41 @@ pub fn priority_event(name: &str, enabled: bool, state: State, priority: u8) -> 
 /// `no_email_faults` (keepalived 2.2.7's `vrrp_smtp_notifier`).
 pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> bool {
     smtp_alert && !(no_email_faults && n == Notify::Fault)
+}
+
+/// Whether instance `r` needs the VRRP firewall, as keepalived 2.2.7 decides
+/// (`vrrp_complete_instance`): a non-owner in no_accept mode, or a VMAC.
+fn needs_firewall(r: &Rt) -> bool {
+    (!r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER) || !fw_vmacs(r).is_empty()
+}
+
+/// The VMACs of instance `r` for the firewall's maps: its own (macvlan) in its family's table
+/// (and the other's when it has VIPs of the other family, as keepalived), and its VIPs' own.
+fn fw_vmacs(r: &Rt) -> Vec<crate::net::firewall::Vmac> {
+    let v6 = r.setup.params.family == ka_common::vrrp::Family::V6;
+    let other = r.setup.vips.iter().chain(&r.setup.excluded).any(|v| v.addr.is_ipv6() != v6);
+    let mut out = Vec::new();
+    if r.setup.vmac.is_some() && r.setup.vmac_kind == setup::VmacKind::Macvlan && r.vip_ifindex != r.ifindex {
+        out.push(crate::net::firewall::Vmac { ifindex: r.vip_ifindex, base: r.ifindex, v4: !v6 || other, v6: v6 || other });
+    }
+    for ((base, av6), idx) in &r.addr_vmacs {
+        let base = r.addr_vmac_bases.iter().find(|(b, _)| b == base).map_or(r.ifindex, |(_, i)| *i);
+        out.push(crate::net::firewall::Vmac { ifindex: *idx, base, v4: !av6, v6: *av6 });
+    }
+    out
+}
+
+/// The firewall's view of `vips` of instance `r`: a link-local VIP on the instance's own
+/// interface is matched by name under `dont_track_primary` (keepalived's rule), else by index.
+fn blocked(r: &Rt, vips: &[AddrSpec]) -> Vec<crate::net::firewall::Blocked> {
+    let own = r.setup.vmac.clone().filter(|_| r.vip_ifindex != r.ifindex).unwrap_or_else(|| r.setup.iface.clone());
+    vips.iter()
+        .map(|v| crate::net::firewall::Blocked {
+            addr: v.addr,
+            ifindex: v.ifindex,
+            ifname: (r.setup.fw_by_name && v.ifindex == r.vip_ifindex).then(|| own.clone()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::{
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{addr_spec, build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_EXTRA_IF};
+use super::{build_instance, link_of, setup::InstanceSetup, tracking, EngineError, EngineGlobals, Rt, RxPacket, SysView, SLOT_EXTRA_IF};
 use crate::{
     reload::{InstancePlan, KeptInstance},
     vrrp::{Event, State, SyncGroup},
@@ -65,7 +65,7 @@ pub struct ReloadRequest {
     /// the running instances (index in the running configuration) that carry it after the
     /// reload: while one of them is MASTER, the address stays (keepalived #1854, #2364).
     pub holders: HashMap<IpAddr, Vec<usize>>,
-    /// The new global settings (`events` and `nft_table` are kept from the running engine).
+    /// The new global settings (`events` and `firewall` are kept from the running engine).
     pub globals: EngineGlobals,
 }
 
@@ -391,7 +391,9 @@ impl super::Engine {
         self.regroup(&req.globals);
         let ReloadRequest { instances, globals, .. } = req;
         let events = self.globals.events.take();
-        let nft_table = std::mem::take(&mut self.globals.nft_table);
+        // The firewall's tables stay those of the start (a reload renaming them is refused
+        // before it gets here, as keepalived refuses it; see docs/config.md).
+        let firewall = self.globals.firewall.clone();
         // The BFD runtime outlives reloads (it reloads its sessions itself).
         let bfd = self.globals.bfd.take();
         let mut globals = globals;
@@ -406,7 +408,7 @@ impl super::Engine {
         if let Ok(mut p) = self.pacers.lock() {
             p.clear();
         }
-        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, bfd, ..globals });
+        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, firewall, bfd, ..globals });
         // Freed on a thread of its own: with a `track_file` per instance, the definitions are
         // tens of thousands of names and paths.
         // The notify FIFOs (and their scripts) stay when the reload does not change them.
@@ -436,9 +438,12 @@ impl super::Engine {
         // init, a reload included); those ka set already read 1 and are not saved twice.
         let more = super::start_sysctls(&self.inst, false);
         self.sysctls.extend(more);
-        let needs_no_accept = |r: &Rt| !r.setup.params.accept && r.setup.params.priority != ka_common::vrrp::VRRP_PRIO_OWNER;
-        if self.no_accept.is_none() && touched.iter().any(|(e, _)| needs_no_accept(&self.inst[*e])) {
-            self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.nft_table.clone()));
+        if self.no_accept.is_none() && touched.iter().any(|(e, _)| super::needs_firewall(&self.inst[*e])) {
+            self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.firewall.clone()));
+        }
+        // The VMACs of new instances go in the firewall's maps.
+        if let Some(fw) = self.no_accept.as_ref() {
+            fw.vmacs(touched.iter().filter(|(_, fresh)| *fresh).flat_map(|(e, _)| super::fw_vmacs(&self.inst[*e])).collect(), true);
         }
         // The instances are dropped here, on their last use, not with the request.
         drop(instances);
@@ -599,9 +604,17 @@ impl super::Engine {
             fp.maps.remove(key);
         }
         let r = &self.inst[i];
+        if let Some(fw) = self.no_accept.as_ref() {
+            fw.vmacs(super::fw_vmacs(r), false);
+        }
         if r.setup.vmac.is_some() && r.vip_ifindex != r.ifindex {
             if let Err(e) = self.netlink.del_link(r.vip_ifindex).await {
                 warn!(instance = %name, error = %e, "removing VMAC interface");
+            }
+        }
+        for (_, idx) in &r.addr_vmacs {
+            if let Err(e) = self.netlink.del_link(*idx).await {
+                warn!(instance = %name, error = %e, "removing a VIP's VMAC interface");
             }
         }
     }
@@ -613,7 +626,8 @@ impl super::Engine {
         let master = self.inst[i].fsm.state() == State::Master;
         let r = &self.inst[i];
         let links = link_of(&env.links, s.vmac.as_deref(), r.vip_ifindex);
-        let vips: Vec<_> = s.vips.iter().chain(&s.excluded).map(|v| addr_spec(v, r.vip_ifindex, &links)).collect();
+        // VIPs keep the VMACs of their own made at start (a reload makes none).
+        let vips: Vec<_> = s.vips.iter().chain(&s.excluded).map(|v| super::placed_spec(v, r.vip_ifindex, r.ifindex, &s.iface, &r.addr_vmacs, &links)).collect();
         let routes: Vec<_> = s.routes.iter().map(|x| super::route_spec(x, &links)).collect();
         let gone: Vec<_> = r.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
         let added: Vec<_> = vips.iter().filter(|v| !r.vips.contains(v)).cloned().collect();
@@ -661,8 +675,8 @@ impl super::Engine {
         }
         if self.inst[i].blocked {
             if let Some(fw) = self.no_accept.as_ref() {
-                fw.remove(&name, gone.iter().map(|v| v.addr).collect());
-                fw.add(&name, added.iter().map(|v| v.addr).collect());
+                fw.remove(&name, super::blocked(&self.inst[i], &gone));
+                fw.add(&name, super::blocked(&self.inst[i], &added));
             }
         }
         let (adv_addrs, adv_bytes) = advert_addrs(s);

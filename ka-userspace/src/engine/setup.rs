@@ -30,6 +30,59 @@ pub struct VipSetup {
     pub peer: Option<IpAddr>,
     /// Address flags.
     pub flags: model::AddrFlags,
+    /// Which interface it goes on without `dev` / whether it has a VMAC of its own.
+    pub placement: Placement,
+}
+
+/// Where a VIP goes, by keepalived 2.2.7's rules (`vrrp_complete_instance`) for `use_vmac`,
+/// `use_vmac_addr` and a VIP's own `use_vmac`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Its `dev`, else the instance's VMAC (or interface).
+    #[default]
+    Instance,
+    /// Its `dev`, else the instance's own interface, not its VMAC (a VIP of the other family
+    /// under `use_vmac`).
+    Base,
+    /// A VMAC of its own (one per interface and family, see [`AddrVmac`]) on its `dev`, else
+    /// on the instance's interface.
+    OwnVmac,
+}
+
+/// A VMAC made for VIPs on another interface or of the other family (`use_vmac_addr`, or
+/// `use_vmac` on the VIP), with the virtual MAC of its family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrVmac {
+    /// The interface it is made on.
+    pub base: String,
+    /// IPv6 (virtual MAC 00:00:5e:00:02:VRID) or IPv4 (…:01:VRID).
+    pub v6: bool,
+    /// Its name (`vmac_addr_prefix`, else `vmac_prefix`, `.VRID`, unique).
+    pub name: String,
+}
+
+/// keepalived's placement of VIP `v` of instance `i` (`v6`: the instance's family).
+pub fn placement(v: &model::VirtualIp, i: &model::VrrpInstance, v6: bool) -> Placement {
+    let on_configured = v.dev.is_none() || v.dev == i.interface;
+    let same_family = v.address.addr.is_ipv6() == v6;
+    let vmac = i.use_vmac.is_some();
+    // A VIP's own use_vmac is dropped when the instance's VMAC or use_vmac_addr covers it.
+    let own = v.use_vmac && !(on_configured && vmac && same_family) && !((!on_configured || !same_family) && i.use_vmac_addr);
+    if on_configured {
+        if vmac && same_family {
+            Placement::Instance
+        } else if own || (i.use_vmac_addr && !same_family) {
+            Placement::OwnVmac
+        } else if vmac {
+            Placement::Base
+        } else {
+            Placement::Instance
+        }
+    } else if own || i.use_vmac_addr {
+        Placement::OwnVmac
+    } else {
+        Placement::Instance
+    }
 }
 
 /// A `unicast_peer`.
@@ -100,6 +153,50 @@ impl TrackKey {
     }
 }
 
+/// The kind of interface an instance's VIPs go on when it has one of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum VmacKind {
+    /// `use_vmac`: a private macvlan with the VRRP virtual MAC.
+    #[default]
+    Macvlan,
+    /// `use_ipvlan`: an L2 ipvlan (the parent's MAC) with mode `flags` (0 bridge, 1 private,
+    /// 2 vepa) and its own address, if given.
+    Ipvlan {
+        /// IFLA_IPVLAN_FLAGS.
+        flags: u16,
+        /// Its address and prefix length.
+        addr: Option<(IpAddr, u8)>,
+    },
+}
+
+/// keepalived's `create_vmac_name`: `PREFIX.VRID` cut to fit IFNAMSIZ, and while `taken` says
+/// the name is used, `PREFIXn.VRID` with n = 1, 2, ... (IPv6: 6 first, then 1, 2, ... skipping 6).
+pub fn vmac_name(prefix: &str, vrid: u8, v6: bool, taken: impl Fn(&str) -> bool) -> String {
+    const MAX: usize = 15;
+    let fit = |num: Option<u16>| {
+        let tail = match num {
+            Some(n) => format!("{n}.{vrid}"),
+            None => format!(".{vrid}"),
+        };
+        let keep = MAX.saturating_sub(tail.len()).min(prefix.len());
+        let cut = (0..=keep).rev().find(|&k| prefix.is_char_boundary(k)).unwrap_or(0);
+        format!("{}{tail}", &prefix[..cut])
+    };
+    let mut name = fit(None);
+    let mut num: u16 = 0;
+    // Bounded: a u16's worth of names.
+    while taken(&name) && num < u16::MAX {
+        num = match (v6, num) {
+            (true, 0) => 6,
+            (true, 6) => 1,
+            (true, n) if n + 1 == 6 => 7,
+            (_, n) => n + 1,
+        };
+        name = fit(Some(num));
+    }
+    name
+}
+
 /// Everything the engine needs to run one `vrrp_instance`.
 #[derive(Clone, Debug)]
 pub struct InstanceSetup {
@@ -136,8 +233,17 @@ pub struct InstanceSetup {
     pub notify: NotifySetup,
     /// `smtp_alert`.
     pub smtp_alert: bool,
-    /// `use_vmac [NAME]`: the macvlan's name.
+    /// `use_vmac [NAME]` (or `use_ipvlan [NAME]`): the macvlan's (ipvlan's) name.
     pub vmac: Option<String>,
+    /// What `vmac` is: a macvlan with the virtual MAC, or keepalived's `use_ipvlan`.
+    pub vmac_kind: VmacKind,
+    /// `vmac_xmit_base`: adverts leave through the base interface, not the VMAC.
+    pub vmac_xmit_base: bool,
+    /// The VMACs of VIPs placed [`Placement::OwnVmac`] (named by [`instances`]).
+    pub addr_vmacs: Vec<AddrVmac>,
+    /// no_accept firewall: link-local VIPs on the instance's interface are matched by interface
+    /// name, not index (keepalived: `dont_track_primary` without `nftables_ifindex`).
+    pub fw_by_name: bool,
     /// `garp_master_refresh` (zero: none) and its repeat.
     pub garp_refresh: (Duration, u32),
     /// `garp_extra_if` (else the global `vrrp_garp_extra_if`), when on.
@@ -185,6 +291,7 @@ fn vip(v: &model::VirtualIp) -> VipSetup {
         label: v.label.clone(),
         peer: v.peer,
         flags: v.flags,
+        placement: Placement::Instance,
     }
 }
 
@@ -238,7 +345,37 @@ pub fn merge_group_tracking(track: &mut Vec<(TrackKey, Weight)>, group: &[(Track
 /// The first instance that cannot be run.
 pub fn instances(cfg: &Config) -> Result<Vec<InstanceSetup>, SetupError> {
     let own = OwnWeights::of(cfg);
-    cfg.vrrp_instances.iter().map(|i| instance_with(cfg, i, &own)).collect()
+    let mut setups: Vec<InstanceSetup> = cfg.vrrp_instances.iter().map(|i| instance_with(cfg, i, &own)).collect::<Result<_, _>>()?;
+    // A generated VMAC name an earlier instance uses gets a number, as keepalived does; named
+    // ones are taken first.
+    let named = |i: &model::VrrpInstance| matches!(&i.use_vmac, Some(Some(_))) || i.use_ipvlan.as_ref().is_some_and(|v| v.name.is_some());
+    let mut taken: std::collections::HashSet<String> =
+        setups.iter().zip(&cfg.vrrp_instances).filter(|(_, i)| named(i)).filter_map(|(s, _)| s.vmac.clone()).collect();
+    let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
+    for (s, i) in setups.iter_mut().zip(&cfg.vrrp_instances) {
+        if s.vmac.is_some() && !named(i) {
+            let n = vmac_name(prefix, s.params.vrid, s.params.family == Family::V6, |n| taken.contains(n));
+            taken.insert(n.clone());
+            s.vmac = Some(n);
+        }
+    }
+    // Then the VMACs of VIPs that have their own (keepalived names them after the instances').
+    let addr_prefix = cfg.global.vmac_addr_prefix.as_deref().unwrap_or(prefix);
+    for s in &mut setups {
+        let mut want: Vec<(String, bool)> = Vec::new();
+        for v in s.vips.iter().chain(&s.excluded).filter(|v| v.placement == Placement::OwnVmac) {
+            let key = (v.dev.clone().unwrap_or_else(|| s.iface.clone()), v.addr.is_ipv6());
+            if !want.contains(&key) {
+                want.push(key);
+            }
+        }
+        for (base, v6) in want {
+            let name = vmac_name(addr_prefix, s.params.vrid, v6, |n| taken.contains(n));
+            taken.insert(name.clone());
+            s.addr_vmacs.push(AddrVmac { base, v6, name });
+        }
+    }
+    Ok(setups)
 }
 
 /// The weights the tracker definitions give themselves, by name: looked up once per tracked
@@ -288,7 +425,9 @@ pub fn instance(cfg: &Config, i: &model::VrrpInstance) -> Result<InstanceSetup, 
 fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) -> Result<InstanceSetup, SetupError> {
     let g = &cfg.global;
     let name = i.name.clone();
-    let iface = i.interface.clone().ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
+    // keepalived's `vrf`: an instance with no interface (unicast only) binds its sockets to
+    // the VRF device.
+    let iface = i.interface.clone().or_else(|| i.vrf.clone()).ok_or_else(|| SetupError::NoInterface { name: name.clone() })?;
     let v6 = i.virtual_ipaddresses.first().map_or(i.if_opts.native_ipv6, |v| v.address.is_ipv6());
     let version = match (i.version, v6) {
         // keepalived runs IPv6 instances as VRRPv3 only.
@@ -298,7 +437,9 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
     };
     let family = if v6 { Family::V6 } else { Family::V4 };
     let placeholder: IpAddr = if v6 { IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) };
-    let mut p = InstanceParams::new(i.virtual_router_id, version, i.priority, i.src_ip.unwrap_or(placeholder));
+    // keepalived takes the ipvlan's address as the advert source unless one was given.
+    let src_ip = i.src_ip.or(i.use_ipvlan.as_ref().and_then(|v| v.addr.map(|(a, _)| a)));
+    let mut p = InstanceParams::new(i.virtual_router_id, version, i.priority, src_ip.unwrap_or(placeholder));
     p.family = family;
     let centis = u16::try_from(i.advert_int.as_millis() / 10).unwrap_or(u16::MAX).max(1);
     p.advert_int = match version {
@@ -375,9 +516,10 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         name: name.clone(),
         params: p,
         iface,
-        src_ip: i.src_ip,
-        vips: i.virtual_ipaddresses.iter().map(vip).collect(),
-        excluded: i.virtual_ipaddresses_excluded.iter().map(vip).collect(),
+        src_ip,
+        vips: i.virtual_ipaddresses.iter().map(|v| VipSetup { placement: placement(v, i, v6), ..vip(v) }).collect(),
+        excluded: i.virtual_ipaddresses_excluded.iter().map(|v| VipSetup { placement: placement(v, i, v6), ..vip(v) }).collect(),
+        addr_vmacs: Vec::new(),
         routes: i.virtual_routes.clone(),
         rules: i.virtual_rules.clone(),
         auth,
@@ -399,11 +541,31 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
             master_rx_lower_pri: script(&i.notify.master_rx_lower_pri),
         },
         smtp_alert: i.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false),
-        vmac: i.use_vmac.as_ref().map(|n| n.clone().unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id))),
+        vmac: {
+            let generated = || vmac_name(g.vmac_prefix.as_deref().unwrap_or("vrrp"), i.virtual_router_id, v6, |_| false);
+            match (&i.use_vmac, &i.use_ipvlan) {
+                (Some(n), _) => Some(n.clone().unwrap_or_else(generated)),
+                (None, Some(v)) => Some(v.name.clone().unwrap_or_else(generated)),
+                (None, None) => None,
+            }
+        },
+        vmac_kind: match (&i.use_vmac, &i.use_ipvlan) {
+            (None, Some(v)) => VmacKind::Ipvlan {
+                flags: match v.mode {
+                    model::IpvlanMode::Bridge => 0,
+                    model::IpvlanMode::Private => 1,
+                    model::IpvlanMode::Vepa => 2,
+                },
+                addr: v.addr,
+            },
+            _ => VmacKind::Macvlan,
+        },
+        vmac_xmit_base: i.vmac_xmit_base,
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
         garp_extra_if: i.garp_extra_if.or(g.vrrp_garp_extra_if).filter(|x| !x.interval.is_zero()),
         promote_secondaries: i.if_opts.promote_secondaries && i.use_vmac.is_none(),
         kernel_rx_buf_size: i.if_opts.kernel_rx_buf_size,
+        fw_by_name: i.dont_track_primary && !g.vrrp_nftables.ifindex,
         track,
         sync_group: i.sync_group.clone(),
         notify_priority_changes: i.notify_priority_changes.unwrap_or(g.vrrp_notify_priority_changes),
@@ -477,8 +639,10 @@ pub fn lower_prio_garp(g: &model::GlobalDefs, i: &model::VrrpInstance) -> (u32, 
     (repeat, delay)
 }
 
-fn firewall_table() -> String {
-    crate::net::firewall::table_name("default")
+/// The firewall of `global_defs`, ka's own table named for the default instance unless
+/// `nftables` names one (the daemon renames ka's own for its instance).
+fn firewall(cfg: &Config) -> crate::net::firewall::Settings {
+    crate::net::firewall::Settings::of(&cfg.global.vrrp_nftables, "default")
 }
 
 /// The global settings of the engine: notify runner, SMTP, sync groups and tracker definitions.
@@ -505,7 +669,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
     Ok(super::EngineGlobals {
         runner: Runner { default_user, secure: g.enable_script_security, timeout: Duration::from_secs(60) },
         events: None,
-        nft_table: firewall_table(),
+        firewall: firewall(cfg),
         state_file: None,
         // keepalived's VRRP process opens notify_fifo and vrrp_notify_fifo (each line goes to
         // both); notify_fifo_script is the checkers' to run when they run.
@@ -704,6 +868,102 @@ mod tests {
         let (k4, a4, n4) = p.group("eth4");
         let (k5, _, _) = p.group("eth5");
         assert_eq!((k4 != k5, a4, n4), (true, ms(2), ms(0)));
+    }
+
+    /// keepalived's `create_vmac_name`: `PREFIX.VRID` cut to 15 characters; a name in use
+    /// gets a number (IPv6: 6 first).
+    #[test]
+    fn vmac_names_as_keepalived() {
+        let cases: &[(&str, u8, bool, &[&str], &str)] = &[
+            ("vrrp", 5, false, &[], "vrrp.5"),
+            ("kv", 255, false, &[], "kv.255"),
+            ("abcdefghijklmnop", 200, false, &[], "abcdefghijk.200"),
+            ("vrrp", 5, false, &["vrrp.5"], "vrrp1.5"),
+            ("vrrp", 5, false, &["vrrp.5", "vrrp1.5"], "vrrp2.5"),
+            ("vrrp", 5, true, &["vrrp.5"], "vrrp6.5"),
+            ("vrrp", 5, true, &["vrrp.5", "vrrp6.5", "vrrp1.5", "vrrp2.5", "vrrp3.5", "vrrp4.5", "vrrp5.5"], "vrrp7.5"),
+            ("abcdefghijklmnop", 200, false, &["abcdefghijk.200"], "abcdefghij1.200"),
+        ];
+        for (prefix, vrid, v6, taken, want) in cases {
+            assert_eq!(vmac_name(prefix, *vrid, *v6, |n| taken.contains(&n)), *want, "{prefix} {vrid} {v6} {taken:?}");
+        }
+    }
+
+    /// [`setups`] where eth0 and eth1 exist.
+    fn setups_eth(text: &str) -> Vec<InstanceSetup> {
+        let opts = LoadOptions { config_id: None, interfaces: crate::config::InterfaceCheck::Known(["eth0", "eth1"].iter().map(|s| s.to_string()).collect()) };
+        let loaded = parse_str(text, std::path::Path::new("t.conf"), &opts);
+        instances(&loaded.config).expect("setup")
+    }
+
+    /// keepalived's VIP placement (vrrp_complete_instance): one row per rule, with the
+    /// instance's `use_vmac` / `use_vmac_addr`, the VIP's `dev` and `use_vmac`, its family.
+    #[test]
+    fn vip_placement_as_keepalived() {
+        use Placement::*;
+        // (use_vmac, use_vmac_addr, VIP text, expected)
+        let cases: &[(bool, bool, &str, Placement)] = &[
+            (false, false, "198.18.0.10", Instance),
+            (true, false, "198.18.0.10", Instance),
+            (true, false, "fd00:198:18::10", Base),
+            (false, true, "fd00:198:18::10", OwnVmac),
+            (false, true, "198.18.0.10", Instance),
+            (false, true, "198.18.0.10 dev eth1", OwnVmac),
+            (false, false, "198.18.0.10 dev eth1", Instance),
+            (false, false, "198.18.0.10 dev eth1 use_vmac", OwnVmac),
+            (true, false, "198.18.0.10 use_vmac", Instance),
+            (false, false, "198.18.0.10 use_vmac", OwnVmac),
+            (true, false, "fd00:198:18::10 use_vmac", OwnVmac),
+        ];
+        for (vmac, addr, vip_text, want) in cases {
+            let text = format!(
+                "vrrp_instance A {{\n interface eth0\n virtual_router_id 5\n{}{} virtual_ipaddress {{\n 198.18.0.1\n }}\n virtual_ipaddress_excluded {{\n {vip_text}\n }}\n}}\n",
+                if *vmac { " use_vmac\n" } else { "" },
+                if *addr { " use_vmac_addr\n" } else { "" },
+            );
+            let s = setups_eth(&text);
+            assert_eq!(s[0].excluded[0].placement, *want, "use_vmac {vmac} use_vmac_addr {addr} VIP {vip_text}");
+        }
+    }
+
+    /// The VMACs of VIPs with their own are named after the instances' (`vmac_addr_prefix`,
+    /// else `vmac_prefix`), one per interface and family.
+    #[test]
+    fn addr_vmacs_named_after_instances() {
+        let text = "global_defs {\n vmac_prefix kv\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 5\n use_vmac\n use_vmac_addr\n virtual_ipaddress {\n 198.18.0.1\n 198.18.1.1 dev eth1\n 198.18.1.2 dev eth1\n }\n virtual_ipaddress_excluded {\n fd00:198:18::1\n }\n}\n";
+        let s = setups_eth(text);
+        let got: Vec<(&str, bool, &str)> = s[0].addr_vmacs.iter().map(|a| (a.base.as_str(), a.v6, a.name.as_str())).collect();
+        assert_eq!(got, vec![("eth1", false, "kv1.5"), ("eth0", true, "kv6.5")]);
+        assert_eq!(s[0].vmac.as_deref(), Some("kv.5"));
+        let s = setups_eth(&text.replace(" vmac_prefix kv\n", " vmac_prefix kv\n vmac_addr_prefix ka\n"));
+        let got: Vec<&str> = s[0].addr_vmacs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(got, vec!["ka.5", "ka6.5"]);
+    }
+
+    /// The interface keywords reach the engine's setup: `vmac_prefix` names generated VMACs
+    /// (distinct per instance), `vmac_xmit_base`, `use_ipvlan` (kind, flags, address as the
+    /// advert source), `vrf` as the interface of an instance without one.
+    #[test]
+    fn interface_keywords_in_setup() {
+        let vi = |name: &str, vrid: u8, body: &str| {
+            format!("vrrp_instance {name} {{\n virtual_router_id {vrid}\n{body}\n virtual_ipaddress {{\n 198.18.0.{vrid}\n }}\n}}\n")
+        };
+        let text = format!(
+            "global_defs {{\n vmac_prefix kv\n}}\n{}{}{}{}{}",
+            vi("A", 5, " interface eth0\n use_vmac\n vmac_xmit_base"),
+            vi("B", 5, " interface eth1\n use_vmac"),
+            vi("C", 6, " interface eth0\n use_vmac kv.6"),
+            vi("D", 7, " interface eth0\n use_ipvlan iv7 198.18.0.70/24 private"),
+            vi("E", 8, " vrf blue\n unicast_src_ip 198.18.0.80\n unicast_peer {\n 198.18.0.81\n }"),
+        );
+        let s = setups(&text);
+        assert_eq!((s[0].vmac.as_deref(), s[0].vmac_xmit_base, &s[0].vmac_kind), (Some("kv.5"), true, &VmacKind::Macvlan));
+        assert_eq!((s[1].vmac.as_deref(), s[1].vmac_xmit_base), (Some("kv1.5"), false));
+        assert_eq!(s[2].vmac.as_deref(), Some("kv.6"));
+        let ip = |a: &str| a.parse::<IpAddr>().expect("addr");
+        assert_eq!((s[3].vmac.as_deref(), &s[3].vmac_kind), (Some("iv7"), &VmacKind::Ipvlan { flags: 1, addr: Some((ip("198.18.0.70"), 24)) }));
+        assert_eq!((s[3].src_ip, s[3].params.primary_addr), (Some(ip("198.18.0.70")), ip("198.18.0.70")));
+        assert_eq!((s[4].iface.as_str(), s[4].vmac.as_deref()), ("blue", None));
     }
 
     #[test]

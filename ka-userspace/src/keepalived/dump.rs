@@ -771,10 +771,12 @@ pub fn json(input: &DumpInput<'_>) -> String {
         d.raw("dont_track_primary", u8::from(i.dont_track_primary));
         d.raw("skip_check_adv_addr", u8::from(i.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr)));
         d.raw("strict_mode", u8::from(i.strict_mode));
-        let vmac = match &i.use_vmac {
-            Some(Some(name)) => name.clone(),
-            Some(None) => format!("vrrp.{}", i.virtual_router_id),
-            None => String::new(),
+        let generated = || crate::engine::setup::vmac_name(g.vmac_prefix.as_deref().unwrap_or("vrrp"), i.virtual_router_id, v6, |_| false);
+        let vmac = match (&i.use_vmac, &i.use_ipvlan) {
+            (Some(Some(name)), _) => name.clone(),
+            (Some(None), _) => generated(),
+            (None, Some(v)) => v.name.clone().unwrap_or_else(generated),
+            (None, None) => String::new(),
         };
         d.str("vmac_ifname", &vmac);
         if !iface.is_empty() {

@@ -224,6 +224,7 @@ enum Request {
     Link(String, Reply<LinkInfo>),
     Links(Reply<Vec<LinkInfo>>),
     AddMacvlan { parent: u32, name: String, mac: [u8; 6], reply: Reply<u32> },
+    AddIpvlan { parent: u32, name: String, flags: u16, reply: Reply<u32> },
     DelLink(u32, Reply<()>),
     Route { add: bool, spec: RouteSpec, reply: Reply<()> },
     Rule { add: bool, spec: RuleSpec, reply: Reply<()> },
@@ -244,6 +245,7 @@ impl Request {
             Request::Link(name, _) => format!("look up link {name}"),
             Request::Links(_) => "list links".to_owned(),
             Request::AddMacvlan { name, parent, .. } => format!("create macvlan {name} on ifindex {parent}"),
+            Request::AddIpvlan { name, parent, .. } => format!("create ipvlan {name} on ifindex {parent}"),
             Request::DelLink(i, _) => format!("delete link {i}"),
             Request::Route { add, spec, .. } => format!("{} route {}", if *add { "add" } else { "delete" }, spec.route.dst),
             Request::Rule { add, spec, .. } => format!("{} rule preference {}", if *add { "add" } else { "delete" }, spec.priority),
@@ -379,6 +381,9 @@ async fn serve(h: &Handle, req: Request) {
         }
         Request::AddMacvlan { parent, name, mac, reply } => {
             let _ = reply.send(add_macvlan(h, parent, &name, mac).await);
+        }
+        Request::AddIpvlan { parent, name, flags, reply } => {
+            let _ = reply.send(add_ipvlan(h, parent, &name, flags).await);
         }
         Request::DelLink(index, reply) => {
             let res = h.link().del(index).execute().await.map_err(req_err(format!("delete link {index}")));
@@ -687,6 +692,23 @@ async fn add_macvlan(h: &Handle, parent: u32, name: &str, mac: [u8; 6]) -> Resul
     Ok(link.index)
 }
 
+/// An L2 ipvlan `name` on `parent` with mode flags `flags` (keepalived's `use_ipvlan`), up;
+/// an existing one is reused. Its index.
+async fn add_ipvlan(h: &Handle, parent: u32, name: &str, flags: u16) -> Result<u32, NetlinkError> {
+    use netlink_packet_route::link::{IpVlanFlags, IpVlanMode};
+    let msg = rtnetlink::LinkIpVlan::new(name, parent, IpVlanMode::L2).flag(IpVlanFlags::from_bits_retain(flags)).up().build();
+    match h.link().add(msg).execute().await {
+        Ok(()) => {}
+        Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+        // A kernel built without CONFIG_IPVLAN answers EOPNOTSUPP ("Unknown device type").
+        Err(e) => return Err(req_err(format!("create ipvlan {name} on ifindex {parent} (needs a kernel with CONFIG_IPVLAN)"))(e)),
+    }
+    let link = links(h, Some(name)).await?.pop().ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))?;
+    let up = LinkUnspec::new_with_index(link.index).up().build();
+    h.link().set(up).execute().await.map_err(req_err(format!("set {name} up")))?;
+    Ok(link.index)
+}
+
 fn route_type(t: crate::config::model::RouteType) -> RouteType {
     use crate::config::model::RouteType as T;
     match t {
@@ -970,6 +992,15 @@ impl NetlinkClient {
     /// The kernel refuses.
     pub async fn add_macvlan(&self, parent: u32, name: &str, mac: [u8; 6]) -> Result<u32, NetlinkError> {
         self.call(|reply| Request::AddMacvlan { parent, name: name.to_owned(), mac, reply }).await
+    }
+
+    /// Creates (or reuses) L2 ipvlan `name` on `parent` with mode flags `flags` (0 bridge,
+    /// 1 private, 2 vepa), up; returns its ifindex.
+    ///
+    /// # Errors
+    /// The kernel refuses (one built without CONFIG_IPVLAN does).
+    pub async fn add_ipvlan(&self, parent: u32, name: &str, flags: u16) -> Result<u32, NetlinkError> {
+        self.call(|reply| Request::AddIpvlan { parent, name: name.to_owned(), flags, reply }).await
     }
 
     /// Deletes a link.

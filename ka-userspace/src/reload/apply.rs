@@ -82,6 +82,10 @@ pub fn prepare_only(path: &Path, config_id: Option<String>, only: Option<crate::
         return Err(text);
     }
     let mut new = loaded.config;
+    // keepalived 2.2.7 (reload_config) refuses a reload that renames the VRRP firewall's table.
+    if new.global.vrrp_nftables.table != current.global.vrrp_nftables.table {
+        return Err("Cannot change nftables table name at a reload - please restart ka (keepalived 2.2.7 refuses such a reload too)\n".to_owned());
+    }
     for finding in crate::notify::security::apply(&mut new) {
         tracing::warn!("{finding}");
     }

@@ -428,9 +428,26 @@ impl Cx<'_> {
                     } else {
                         let table = e.args.first().map_or_else(|| "keepalived_ipvs".to_owned(), |t| t.text.clone());
                         self.cfg.global.nftables_ipvs = Some(table);
+                        // keepalived's handler resets these (an earlier setting is lost).
+                        self.cfg.global.nftables_ipvs_priority = -1;
+                        self.cfg.global.nftables_ipvs_start_fwmark = 1000;
                     }
                 }
                 "lvs_sync_daemon" => self.lvs_sync_daemon(e),
+                "vmac_prefix" | "vmac_addr_prefix" => {
+                    let prefix = e.name() == "vmac_prefix";
+                    let set = if prefix { self.cfg.global.vmac_prefix.is_some() } else { self.cfg.global.vmac_addr_prefix.is_some() };
+                    if set {
+                        self.err(&e.kw, format!("{} already specified", e.name()));
+                    } else if let Some(v) = self.arg_str(e) {
+                        if prefix {
+                            self.cfg.global.vmac_prefix = Some(v);
+                        } else {
+                            self.cfg.global.vmac_addr_prefix = Some(v);
+                        }
+                    }
+                }
+                "nftables" | "vrrp_iptables" | "vrrp_ipsets" | "nftables_priority" | "nftables_counters" | "nftables_ifindex" | "nftables_ipvs_priority" | "nftables_ipvs_start_fwmark" => self.firewall(e),
                 "vrrp_notify_priority_changes" => self.cfg.global.vrrp_notify_priority_changes = self.arg_bool(e),
                 "no_email_faults" => {
                     self.no_block(e);
@@ -468,6 +485,64 @@ impl Cx<'_> {
                 }
                 n if GLOBAL_UNSUPPORTED.contains(&n) => self.unsupported(e, "global_defs"),
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
+            }
+        }
+    }
+
+    /// The firewall keywords, as keepalived 2.2.7 built with nftables and without iptables
+    /// (Debian's) reads them (global_parser.c): `nftables [TABLE]` (once; resets the priority),
+    /// `vrrp_iptables` (means `nftables keepalived`, with keepalived's warning), `vrrp_ipsets`
+    /// (not acted on: the nftables sets hold the addresses), the priorities and flags.
+    fn firewall(&mut self, e: &Stmt) {
+        self.no_block(e);
+        // nftables.h NFT_TABLE_MAXNAMELEN.
+        const MAX_TABLE: usize = 32;
+        match e.name() {
+            "nftables" => {
+                if self.cfg.global.vrrp_nftables.table.is_some() {
+                    self.err(&e.kw, "nftables already specified");
+                    return;
+                }
+                let name = e.args.first().map_or("keepalived", |t| t.text.as_str());
+                if name.len() >= MAX_TABLE {
+                    self.err(&e.args[0], "nftables table name too long");
+                    return;
+                }
+                let fw = &mut self.cfg.global.vrrp_nftables;
+                fw.table = Some(name.to_owned());
+                fw.priority = -1;
+                self.args(e, 0, 1);
+            }
+            "vrrp_iptables" => {
+                let fw = &mut self.cfg.global.vrrp_nftables;
+                fw.table = Some("keepalived".to_owned());
+                fw.priority = -1;
+                self.warn(&e.kw, "iptables not supported, using nftables instead (table keepalived), as keepalived 2.2.7 built without iptables does. Please replace 'vrrp_iptables' and 'vrrp_ipsets' with 'nftables'");
+            }
+            "vrrp_ipsets" => {
+                let t = &e.kw;
+                self.d.push(
+                    crate::config::diag::Diagnostic::warning(Some(t.span), "'vrrp_ipsets' not acted on: ka's firewall is nftables, whose sets hold the VIPs (see 'nftables'); keepalived 2.2.7 built without iptables does not know this keyword")
+                        .with_via(t.via)
+                        .ignoring(crate::config::diag::IgnoredKeyword::NotActedOn),
+                );
+            }
+            "nftables_priority" => {
+                if let Some(v) = self.arg_int(e, i64::from(i32::MIN), i64::from(i32::MAX)) {
+                    self.cfg.global.vrrp_nftables.priority = i32::try_from(v).unwrap_or(-1);
+                }
+            }
+            "nftables_counters" => self.cfg.global.vrrp_nftables.counters = true,
+            "nftables_ifindex" => self.cfg.global.vrrp_nftables.ifindex = true,
+            "nftables_ipvs_priority" => {
+                if let Some(v) = self.arg_int(e, i64::from(i32::MIN), i64::from(i32::MAX)) {
+                    self.cfg.global.nftables_ipvs_priority = i32::try_from(v).unwrap_or(-1);
+                }
+            }
+            _ => {
+                if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                    self.cfg.global.nftables_ipvs_start_fwmark = u32::try_from(v).unwrap_or(1000);
+                }
             }
         }
     }

@@ -2,18 +2,6 @@
 
 /// Keywords of `global_defs` that ka accepts but does not act on yet.
 pub const GLOBAL_UNSUPPORTED: &[&str] = &[
-    "net_namespace_ipvs",
-    "namespace_with_ipsets",
-    "nftables",
-    "nftables_priority",
-    "nftables_counters",
-    "nftables_ifindex",
-    "nftables_ipvs_priority",
-    "nftables_ipvs_start_fwmark",
-    "vrrp_iptables",
-    "vrrp_ipsets",
-    "vmac_prefix",
-    "vmac_addr_prefix",
 ];
 
 /// Keywords of `global_defs` that ka acts on.
@@ -86,6 +74,18 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
     "lvs_flush_on_stop",
     "lvs_flush_onstop",
     "nftables_ipvs",
+    "vmac_prefix",
+    "vmac_addr_prefix",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "nftables",
+    "nftables_priority",
+    "nftables_counters",
+    "nftables_ifindex",
+    "nftables_ipvs_priority",
+    "nftables_ipvs_start_fwmark",
+    "vrrp_iptables",
+    "vrrp_ipsets",
     "lvs_sync_daemon",
     "vrrp_notify_priority_changes",
     "no_email_faults",
@@ -125,10 +125,6 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
 pub const VRRP_UNSUPPORTED: &[&str] = &[
-    "vrf",
-    "use_vmac_addr",
-    "vmac_xmit_base",
-    "use_ipvlan",
 ];
 
 /// Keywords of `vrrp_instance` that ka acts on.
@@ -168,6 +164,10 @@ pub const VRRP_SUPPORTED: &[&str] = &[
     "garp_master_refresh_repeat",
     "strict_mode",
     "use_vmac",
+    "vmac_xmit_base",
+    "use_vmac_addr",
+    "use_ipvlan",
+    "vrf",
     "down_timer_adverts",
     "lower_prio_no_advert",
     "higher_prio_send_advert",

@@ -268,7 +268,23 @@ impl<'d> Cx<'d> {
                     None => self.cfg.net_namespace = Some(s.args[0].text.clone()),
                 }
             }
-            "net_namespace_ipvs" | "namespace_with_ipsets" => self.unsupported(s, "the configuration"),
+            // keepalived runs IPVS in that namespace; ka has no IPVS to move.
+            "net_namespace_ipvs" => {
+                self.no_block(s);
+                self.args(s, 0, 1);
+                let t = &s.kw;
+                self.d.push(
+                    Diagnostic::warning(Some(t.span), "'net_namespace_ipvs' not acted on: ka has no IPVS; its load balancer is XDP programs on the interfaces of the namespace ka runs in (see 'net_namespace')")
+                        .with_via(t.via)
+                        .ignoring(IgnoredKeyword::NotActedOn),
+                );
+            }
+            // keepalived names its ipsets per namespace (ipsets were not namespaced before
+            // Linux 3.13); ka's nftables tables always belong to the namespace it runs in.
+            "namespace_with_ipsets" => {
+                self.no_block(s);
+                self.args(s, 0, 0);
+            }
             "instance" => {
                 self.no_block(s);
                 if s.args.is_empty() {

@@ -59,6 +59,10 @@ fn new_instance(name: String, s: &Stmt) -> VrrpInstance {
         if_opts: VrrpIfOptions::default(),
         strict_mode: false,
         use_vmac: None,
+        vmac_xmit_base: false,
+        use_vmac_addr: false,
+        use_ipvlan: None,
+        vrf: None,
         smtp_alert: None,
         sync_group: None,
         down_timer_adverts: None,
@@ -462,10 +466,91 @@ impl Cx<'_> {
                 self.no_block(e);
                 vi.use_vmac = Some(e.args.first().map(|t| t.text.clone()));
             }
+            "vmac_xmit_base" => {
+                self.no_block(e);
+                vi.vmac_xmit_base = true;
+            }
+            "use_vmac_addr" => {
+                self.no_block(e);
+                vi.use_vmac_addr = true;
+            }
+            "use_ipvlan" => self.use_ipvlan(e, vi),
+            "vrf" => self.vrf(e, vi),
             "smtp_alert" => vi.smtp_alert = Some(self.arg_bool(e)),
             _ => return false,
         }
         true
+    }
+
+    /// `use_ipvlan [NAME] [ADDR[/LEN]] [bridge|private|vepa]`, as keepalived 2.2.7's
+    /// `vrrp_ipvlan_handler` reads it.
+    fn use_ipvlan(&mut self, e: &Stmt, vi: &mut VrrpInstance) {
+        self.no_block(e);
+        if vi.use_ipvlan.is_some() {
+            self.err(&e.kw, format!("({}) use_ipvlan already specified", vi.name));
+            return;
+        }
+        let mut v = Ipvlan { name: None, addr: None, mode: IpvlanMode::Bridge };
+        let mut had_mode = false;
+        for t in &e.args {
+            let mode = match t.text.as_str() {
+                "bridge" => Some(IpvlanMode::Bridge),
+                "private" => Some(IpvlanMode::Private),
+                "vepa" => Some(IpvlanMode::Vepa),
+                _ => None,
+            };
+            if let Some(m) = mode {
+                if had_mode {
+                    self.err(t, format!("({}) ipvlan type already specified: '{}'", vi.name, t.text));
+                } else {
+                    v.mode = m;
+                    had_mode = true;
+                }
+                continue;
+            }
+            let (a, len) = t.text.split_once('/').map_or((t.text.as_str(), None), |(a, l)| (a, Some(l)));
+            if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+                if v.addr.is_some() {
+                    self.err(t, format!("({}) ipvlan address already specified", vi.name));
+                    continue;
+                }
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                match len.map(str::parse::<u8>) {
+                    None => v.addr = Some((ip, max)),
+                    Some(Ok(l)) if l <= max => v.addr = Some((ip, l)),
+                    Some(_) => self.err(t, format!("({}) invalid ipvlan address {}", vi.name, t.text)),
+                }
+                continue;
+            }
+            if v.name.is_some() {
+                self.err(t, format!("({}) ipvlan interface name already specified: '{}'", vi.name, t.text));
+            } else if t.text.len() >= 16 || t.text.contains(['/', ':']) || t.text.chars().any(char::is_whitespace) {
+                self.err(t, format!("({}) ipvlan interface name '{}' too long or invalid characters", vi.name, t.text));
+            } else {
+                v.name = Some(t.text.clone());
+            }
+        }
+        vi.use_ipvlan = Some(v);
+    }
+
+    /// `vrf NAME`: keepalived 2.2.7 takes it only before any `interface` and never a loopback.
+    fn vrf(&mut self, e: &Stmt, vi: &mut VrrpInstance) {
+        self.no_block(e);
+        if !self.args(e, 1, 1) {
+            return;
+        }
+        let name = &e.args[0].text;
+        if name.len() >= 16 {
+            self.err(&e.args[0], format!("({}) VRF interface name '{name}' too long", vi.name));
+        } else if vi.interface.is_some() {
+            self.err(&e.kw, format!("({}) Cannot specify VRF interface and interface", vi.name));
+        } else if vi.vrf.is_some() {
+            self.err(&e.kw, format!("({}) VRF interface already specified as '{}'", vi.name, vi.vrf.as_deref().unwrap_or_default()));
+        } else if name == "lo" {
+            self.err(&e.args[0], format!("({}) cannot use a loopback interface ({name}) for VRF", vi.name));
+        } else {
+            vi.vrf = Some(name.clone());
+        }
     }
 
     /// `lvs_sync_daemon_interface IFACE` (keepalived 2.2: deprecated, but still the sync
