@@ -233,6 +233,11 @@ pub struct GlobalDefs {
     pub vrrp_netlink_cmd_rcv_bufs: u32,
     /// `vrrp_netlink_cmd_rcv_bufs_force`: set it with SO_RCVBUFFORCE (past `rmem_max`).
     pub vrrp_netlink_cmd_rcv_bufs_force: bool,
+    /// `vrrp_netlink_monitor_rcv_bufs`: keepalived's link-event socket; ka reads link state
+    /// over its one rtnetlink socket, which takes the larger of the two sizes (0: unset).
+    pub vrrp_netlink_monitor_rcv_bufs: u32,
+    /// `vrrp_netlink_monitor_rcv_bufs_force`: SO_RCVBUFFORCE for the monitor size.
+    pub vrrp_netlink_monitor_rcv_bufs_force: bool,
     /// `log_unknown_vrids`: log each advert for a VRID no instance runs on its interface.
     pub log_unknown_vrids: bool,
     /// `random_seed`: seed of ka's randomness (BFD discriminators and jitter) instead of
@@ -437,6 +442,8 @@ impl Default for GlobalDefs {
             bfd_process_name: None,
             vrrp_netlink_cmd_rcv_bufs: 0,
             vrrp_netlink_cmd_rcv_bufs_force: false,
+            vrrp_netlink_monitor_rcv_bufs: 0,
+            vrrp_netlink_monitor_rcv_bufs_force: false,
             log_unknown_vrids: false,
             random_seed: None,
             child_wait_time: None,

@@ -559,22 +559,24 @@ fn thread_tuning_keywords() {
     }
 }
 
-/// The netlink buffer keywords: ka's one rtnetlink socket takes `vrrp_netlink_cmd_rcv_bufs`;
-/// the others name a socket ka does not have, and the warning says which. `log_unknown_vrids`
+/// The netlink buffer keywords: ka's one rtnetlink socket takes `vrrp_netlink_cmd_rcv_bufs`
+/// and `vrrp_netlink_monitor_rcv_bufs`; the others size a socket ka does not have, nothing to
+/// do and no warning (a bad value is still reported, as keepalived). `log_unknown_vrids`
 /// and `random_seed` are kept in the model.
 #[test]
 fn netlink_bufs_and_misc_keywords() {
     use crate::config::model::GlobalDefs;
     type Get = fn(&GlobalDefs) -> String;
     let none: Get = |_| String::new();
-    let cases: [(&str, Get, &str, Option<&str>); 11] = [
+    let cases: [(&str, Get, &str, Option<&str>); 12] = [
         ("vrrp_netlink_cmd_rcv_bufs 1048576", |g| format!("{:?}", (g.vrrp_netlink_cmd_rcv_bufs, g.vrrp_netlink_cmd_rcv_bufs_force)), "(1048576, false)", None),
         ("vrrp_netlink_cmd_rcv_bufs_force", |g| format!("{}", g.vrrp_netlink_cmd_rcv_bufs_force), "true", None),
         ("vrrp_netlink_cmd_rcv_bufs_force false", |g| format!("{}", g.vrrp_netlink_cmd_rcv_bufs_force), "false", None),
-        ("vrrp_netlink_monitor_rcv_bufs 4096", none, "", Some("ignored: ka has no netlink monitor socket")),
-        ("lvs_netlink_cmd_rcv_bufs_force", none, "", Some("ignored: ka has no IPVS generic-netlink socket")),
-        ("lvs_netlink_monitor_rcv_bufs 1", none, "", Some("ignored: ka has no IPVS netlink monitor socket")),
-        ("process_monitor_rcv_bufs 8192", none, "", Some("ignored: ka has no process-event (proc connector) netlink socket")),
+        ("vrrp_netlink_monitor_rcv_bufs 4096", |g| format!("{:?}", (g.vrrp_netlink_monitor_rcv_bufs, g.vrrp_netlink_monitor_rcv_bufs_force)), "(4096, false)", None),
+        ("lvs_netlink_cmd_rcv_bufs_force", none, "", None),
+        ("lvs_netlink_monitor_rcv_bufs 1", none, "", None),
+        ("process_monitor_rcv_bufs 8192", none, "", None),
+        ("process_monitor_rcv_bufs x", none, "", Some("")),
         ("log_unknown_vrids", |g| format!("{}", g.log_unknown_vrids), "true", None),
         ("random_seed 42", |g| format!("{:?}", g.random_seed), "Some(42)", None),
         ("random_seed 0", |g| format!("{:?}", g.random_seed), "Some(0)", None),

@@ -281,8 +281,8 @@ pub fn spawn(rcvbuf: Option<RcvBuf>) -> Result<(NetlinkClient, tokio::task::Join
     if let Some(rb) = rcvbuf {
         use std::os::fd::AsRawFd as _;
         match set_rcvbuf(conn.socket_mut().as_raw_fd(), rb) {
-            Ok(()) => tracing::info!(bytes = rb.bytes, force = rb.force, "vrrp_netlink_cmd_rcv_bufs: receive buffer of the rtnetlink socket set"),
-            Err(e) => tracing::warn!(bytes = rb.bytes, force = rb.force, error = %e, "vrrp_netlink_cmd_rcv_bufs: cannot set the receive buffer of the rtnetlink socket"),
+            Ok(()) => tracing::info!(bytes = rb.bytes, force = rb.force, "vrrp_netlink_cmd/monitor_rcv_bufs: receive buffer of the rtnetlink socket set"),
+            Err(e) => tracing::warn!(bytes = rb.bytes, force = rb.force, error = %e, "vrrp_netlink_cmd/monitor_rcv_bufs: cannot set the receive buffer of the rtnetlink socket"),
         }
     }
     Ok(start(conn, handle, REQUEST_TIMEOUT))
@@ -300,10 +300,15 @@ pub struct RcvBuf {
 }
 
 impl RcvBuf {
-    /// From `global_defs`: `None` (the kernel's default) without `vrrp_netlink_cmd_rcv_bufs`;
-    /// `_force` alone changes nothing, as in keepalived.
+    /// From `global_defs`: the larger of `vrrp_netlink_cmd_rcv_bufs` and
+    /// `vrrp_netlink_monitor_rcv_bufs` (ka's one rtnetlink socket does the work of keepalived's
+    /// command and link-monitor sockets), with that keyword's `_force`; `None` (the kernel's
+    /// default) without either; `_force` alone changes nothing, as in keepalived.
     pub fn of(g: &crate::config::model::GlobalDefs) -> Option<RcvBuf> {
-        (g.vrrp_netlink_cmd_rcv_bufs > 0).then_some(RcvBuf { bytes: g.vrrp_netlink_cmd_rcv_bufs, force: g.vrrp_netlink_cmd_rcv_bufs_force })
+        let cmd = RcvBuf { bytes: g.vrrp_netlink_cmd_rcv_bufs, force: g.vrrp_netlink_cmd_rcv_bufs_force };
+        let mon = RcvBuf { bytes: g.vrrp_netlink_monitor_rcv_bufs, force: g.vrrp_netlink_monitor_rcv_bufs_force };
+        let rb = if mon.bytes > cmd.bytes { mon } else { cmd };
+        (rb.bytes > 0).then_some(rb)
     }
 }
 
@@ -1086,6 +1091,20 @@ mod tests {
             let g = GlobalDefs { vrrp_netlink_cmd_rcv_bufs: bytes, vrrp_netlink_cmd_rcv_bufs_force: force, ..GlobalDefs::default() };
             assert_eq!(RcvBuf::of(&g), want, "{bytes} {force}");
         }
+        // The monitor size: the larger wins, with its own force flag.
+        let both = |cmd: u32, cf: bool, mon: u32, mf: bool| {
+            RcvBuf::of(&GlobalDefs {
+                vrrp_netlink_cmd_rcv_bufs: cmd,
+                vrrp_netlink_cmd_rcv_bufs_force: cf,
+                vrrp_netlink_monitor_rcv_bufs: mon,
+                vrrp_netlink_monitor_rcv_bufs_force: mf,
+                ..GlobalDefs::default()
+            })
+        };
+        assert_eq!(both(0, false, 8192, true), Some(RcvBuf { bytes: 8192, force: true }));
+        assert_eq!(both(4096, false, 8192, false), Some(RcvBuf { bytes: 8192, force: false }));
+        assert_eq!(both(1 << 20, true, 8192, false), Some(RcvBuf { bytes: 1 << 20, force: true }));
+        assert_eq!(both(0, true, 0, true), None);
     }
 
     /// The size lands on the socket: the kernel reports twice the bytes asked for.

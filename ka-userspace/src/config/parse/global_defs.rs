@@ -126,21 +126,21 @@ impl Cx<'_> {
                     }
                 }
                 "vrrp_netlink_cmd_rcv_bufs_force" => self.cfg.global.vrrp_netlink_cmd_rcv_bufs_force = self.arg_bool(e),
+                "vrrp_netlink_monitor_rcv_bufs" => {
+                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)).filter(|v| *v > 0) {
+                        self.cfg.global.vrrp_netlink_monitor_rcv_bufs = v as u32;
+                    }
+                }
+                "vrrp_netlink_monitor_rcv_bufs_force" => self.cfg.global.vrrp_netlink_monitor_rcv_bufs_force = self.arg_bool(e),
                 n if n.ends_with("_rcv_bufs") || n.ends_with("_rcv_bufs_force") => {
-                    // Read as keepalived reads it (errors included), then ignored.
+                    // The buffers of keepalived's IPVS and process-event sockets, which ka does not
+                    // have (docs/config.md says why each has nothing to size): read as keepalived reads them (errors included),
+                    // nothing to size.
                     if n.ends_with("_force") {
                         self.arg_bool(e);
                     } else {
                         self.arg_int(e, 0, i64::from(u32::MAX));
                     }
-                    let base = n.trim_end_matches("_force").trim_end_matches("_rcv_bufs");
-                    let why = NO_SUCH_SOCKET.iter().find(|(k, _)| *k == base).map_or("ka has no such socket", |(_, w)| *w);
-                    let t = &e.kw;
-                    self.d.push(
-                        crate::config::diag::Diagnostic::warning(Some(t.span), format!("'{n}' ignored: {why}"))
-                            .with_via(t.via)
-                            .ignoring(crate::config::diag::IgnoredKeyword::NotActedOn),
-                    );
                 }
                 "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
                     if let Some(a) = self.arg_ip(e) {

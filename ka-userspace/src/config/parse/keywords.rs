@@ -1,8 +1,7 @@
 //! Keyword tables: what ka acts on, what it accepts without acting, per block.
 
 /// Keywords of `global_defs` that ka accepts but does not act on yet.
-pub const GLOBAL_UNSUPPORTED: &[&str] = &[
-];
+pub const GLOBAL_UNSUPPORTED: &[&str] = &[];
 
 /// Keywords of `global_defs` that ka acts on.
 pub const GLOBAL_SUPPORTED: &[&str] = &[
@@ -124,8 +123,7 @@ pub const GLOBAL_SUPPORTED: &[&str] = &[
 ];
 
 /// Keywords of `vrrp_instance` that ka accepts but does not act on yet.
-pub const VRRP_UNSUPPORTED: &[&str] = &[
-];
+pub const VRRP_UNSUPPORTED: &[&str] = &[];
 
 /// Keywords of `vrrp_instance` that ka acts on.
 pub const VRRP_SUPPORTED: &[&str] = &[
@@ -238,9 +236,7 @@ pub const VS_SUPPORTED: &[&str] = &[
 ];
 
 /// Keywords of `real_server` that ka accepts but does not act on yet.
-pub const RS_UNSUPPORTED: &[&str] = &[
-    "virtualhost",
-];
+pub const RS_UNSUPPORTED: &[&str] = &[];
 
 /// Keywords of `real_server` that ka acts on.
 pub const RS_SUPPORTED: &[&str] = &[
@@ -279,8 +275,7 @@ pub const CHECKERS_SUPPORTED: &[&str] = &[
 pub const CHECKERS_UNSUPPORTED: &[&str] = &[];
 
 /// Top-level blocks that ka accepts but does not act on yet.
-pub const TOP_UNSUPPORTED: &[&str] = &[
-];
+pub const TOP_UNSUPPORTED: &[&str] = &[];
 
 /// Top-level blocks that ka acts on.
 pub const TOP_SUPPORTED: &[&str] = &[
@@ -328,14 +323,6 @@ pub const SNMP_NAME_REPLACEMENT: &str = "the name of a virtual or real server in
 
 /// What ka does, and keepalived 2.2 did before it, with a value or keyword it cannot use.
 pub const IGNORED: &str = "ignored: keepalived 2.2 does the same";
-
-/// The netlink receive-buffer keywords of keepalived for sockets ka does not have, and why.
-pub const NO_SUCH_SOCKET: &[(&str, &str)] = &[
-    ("vrrp_netlink_monitor", "ka has no netlink monitor socket: it reads link state by polling over its one rtnetlink socket (see vrrp_netlink_cmd_rcv_bufs)"),
-    ("lvs_netlink_cmd", "ka has no IPVS generic-netlink socket: its load balancer is XDP programs and BPF maps"),
-    ("lvs_netlink_monitor", "ka has no IPVS netlink monitor socket: its load balancer is XDP programs and BPF maps"),
-    ("process_monitor", "ka has no process-event (proc connector) netlink socket: track_process scans /proc"),
-];
 
 /// Keywords keepalived 2.2 reads as "set" whatever value follows them (their handlers ignore it).
 pub const FLAG_KEYWORDS: &[&str] = &[
