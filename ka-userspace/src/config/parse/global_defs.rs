@@ -38,445 +38,23 @@ impl Cx<'_> {
         }
     }
 
+    /// `global_defs`: each keyword goes to the helper of its family; what none takes is
+    /// replaced (SNMP, D-Bus), a top-level keyword written here, or unknown.
     pub(super) fn global_defs(&mut self, s: &Stmt) {
         self.cfg.global.span = Some(s.span());
         for e in self.block(s) {
+            let taken = self.global_vrrp(e)
+                || self.global_process(e)
+                || self.global_sockets(e)
+                || self.global_garp(e)
+                || self.global_notify(e)
+                || self.global_reload(e)
+                || self.global_lvs(e)
+                || self.global_interfaces(e);
+            if taken {
+                continue;
+            }
             match e.name() {
-                "router_id" => self.cfg.global.router_id = self.arg_str(e),
-                "lvs_timeouts" => self.lvs_timeouts(e),
-                "lvs_flood_rate" => {
-                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
-                        self.cfg.global.lvs_flood_rate = Some(v as u32);
-                    }
-                }
-                "vrrp_version" => {
-                    if let Some(v) = self.arg_int(e, 2, 3) {
-                        self.cfg.global.vrrp_version = if v == 2 {
-                            VrrpVersion::V2
-                        } else {
-                            VrrpVersion::V3
-                        };
-                    }
-                }
-                "vrrp_strict" => self.cfg.global.vrrp_strict = self.arg_bool(e),
-                "vrrp_priority" => {
-                    if let Some(v) = self.arg_int(e, -20, 19) {
-                        self.cfg.global.vrrp_priority = i32::try_from(v).ok();
-                    }
-                }
-                "vrrp_rt_priority" => {
-                    if let Some(v) = self.arg_int(e, 1, 99) {
-                        self.cfg.global.vrrp_rt_priority = i32::try_from(v).ok();
-                    }
-                }
-                "checker_priority" | "bfd_priority" => {
-                    if let Some(v) = self.arg_int(e, -20, 19) {
-                        let g = &mut self.cfg.global;
-                        *if e.name() == "bfd_priority" { &mut g.bfd_priority } else { &mut g.checker_priority } = i32::try_from(v).ok();
-                    }
-                }
-                "checker_rt_priority" | "bfd_rt_priority" => {
-                    if let Some(v) = self.arg_int(e, 1, 99) {
-                        let g = &mut self.cfg.global;
-                        *if e.name() == "bfd_rt_priority" { &mut g.bfd_rt_priority } else { &mut g.checker_rt_priority } = i32::try_from(v).ok();
-                    }
-                }
-                "vrrp_cpu_affinity" | "checker_cpu_affinity" | "bfd_cpu_affinity" => self.cpu_affinity(e),
-                "vrrp_no_swap" | "checker_no_swap" | "bfd_no_swap" => {
-                    let on = self.arg_bool(e);
-                    let g = &mut self.cfg.global;
-                    *match e.name() {
-                        "vrrp_no_swap" => &mut g.vrrp_no_swap,
-                        "checker_no_swap" => &mut g.checker_no_swap,
-                        _ => &mut g.bfd_no_swap,
-                    } = on;
-                }
-                "vrrp_rlimit_rttime" | "checker_rlimit_rttime" | "bfd_rlimit_rttime" => {
-                    // keepalived's get_rt_rlimit: 1..=UINT32_MAX microseconds, 1 read as 2 (the
-                    // soft limit is half of it and must not be 0).
-                    if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
-                        let us = (v as u64).max(2);
-                        let g = &mut self.cfg.global;
-                        *match e.name() {
-                            "vrrp_rlimit_rttime" => &mut g.vrrp_rlimit_rttime,
-                            "checker_rlimit_rttime" => &mut g.checker_rlimit_rttime,
-                            _ => &mut g.bfd_rlimit_rttime,
-                        } = Some(us);
-                    }
-                }
-                "process_names" => {
-                    // keepalived 2.2.7's process_names_handler: its children's default names.
-                    self.arg_bool(e);
-                    let g = &mut self.cfg.global;
-                    g.vrrp_process_name = Some("keepalived_vrrp".into());
-                    g.checker_process_name = Some("keepalived_lvs".into());
-                    g.bfd_process_name = Some("keepalived_bfd".into());
-                }
-                "process_name" | "vrrp_process_name" | "checker_process_name" | "bfd_process_name" => self.process_name(e),
-                "vrrp_netlink_cmd_rcv_bufs" => {
-                    // keepalived: 0 leaves the default.
-                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)).filter(|v| *v > 0) {
-                        self.cfg.global.vrrp_netlink_cmd_rcv_bufs = v as u32;
-                    }
-                }
-                "log_unknown_vrids" => self.cfg.global.log_unknown_vrids = self.arg_bool(e),
-                "random_seed" => {
-                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
-                        self.cfg.global.random_seed = Some(v as u32);
-                    }
-                }
-                "vrrp_netlink_cmd_rcv_bufs_force" => self.cfg.global.vrrp_netlink_cmd_rcv_bufs_force = self.arg_bool(e),
-                "vrrp_netlink_monitor_rcv_bufs" => {
-                    if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)).filter(|v| *v > 0) {
-                        self.cfg.global.vrrp_netlink_monitor_rcv_bufs = v as u32;
-                    }
-                }
-                "vrrp_netlink_monitor_rcv_bufs_force" => self.cfg.global.vrrp_netlink_monitor_rcv_bufs_force = self.arg_bool(e),
-                n if n.ends_with("_rcv_bufs") || n.ends_with("_rcv_bufs_force") => {
-                    // The buffers of keepalived's IPVS and process-event sockets, which ka does not
-                    // have (docs/config.md says why each has nothing to size): read as keepalived reads them (errors included),
-                    // nothing to size.
-                    if n.ends_with("_force") {
-                        self.arg_bool(e);
-                    } else {
-                        self.arg_int(e, 0, i64::from(u32::MAX));
-                    }
-                }
-                "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
-                    if let Some(a) = self.arg_ip(e) {
-                        let v6 = e.name().ends_with('6');
-                        if a.is_ipv6() != v6 || !a.is_multicast() {
-                            let fam = if v6 { "IPv6" } else { "IPv4" };
-                            self.err(
-                                &e.args[0],
-                                format!("'{}' is not an {fam} multicast address", a),
-                            );
-                        } else if v6 {
-                            self.cfg.global.vrrp_mcast_group6 = a;
-                        } else {
-                            self.cfg.global.vrrp_mcast_group4 = a;
-                        }
-                    }
-                }
-                "default_interface" => {
-                    if let Some(v) = self.arg_str(e) {
-                        self.cfg.global.default_interface = v;
-                    }
-                }
-                "vrrp_garp_master_delay" => {
-                    if let Some(v) = self.arg_secs(e, 0, 4294) {
-                        self.cfg.global.vrrp_garp_master_delay = v;
-                    }
-                }
-                "vrrp_garp_master_repeat" => {
-                    if let Some(v) = self.arg_int(e, 1, U32) {
-                        self.cfg.global.vrrp_garp_master_repeat = v as u32;
-                    }
-                }
-                "vrrp_garp_master_refresh" => {
-                    if let Some(v) = self.arg_secs(e, 0, U32) {
-                        self.cfg.global.vrrp_garp_master_refresh = v;
-                    }
-                }
-                "vrrp_garp_interval" | "vrrp_gna_interval" => {
-                    if let Some(v) = self.arg_timer_us(e, 1, U32_US) {
-                        if e.name() == "vrrp_garp_interval" {
-                            self.cfg.global.vrrp_garp_interval = v;
-                        } else {
-                            self.cfg.global.vrrp_gna_interval = v;
-                        }
-                    }
-                }
-                "vrrp_garp_master_refresh_repeat" => {
-                    if let Some(v) = self.arg_int(e, 0, U32) {
-                        if v == 0 {
-                            self.warn(&e.args[0], "vrrp_garp_master_refresh_repeat must be greater than 0, setting to 1 (as keepalived 2.2)");
-                        }
-                        self.cfg.global.vrrp_garp_master_refresh_repeat = (v as u32).max(1);
-                    }
-                }
-                "vrrp_garp_lower_prio_delay" => {
-                    if let Some(v) = self.arg_secs(e, 0, 4294) {
-                        self.cfg.global.vrrp_garp_lower_prio_delay = Some(v);
-                    }
-                }
-                "vrrp_garp_lower_prio_repeat" => {
-                    if let Some(v) = self.arg_int(e, 0, i64::from(i32::MAX)) {
-                        self.cfg.global.vrrp_garp_lower_prio_repeat = Some(v as u32);
-                    }
-                }
-                "vrrp_min_garp" => {
-                    if self.arg_bool(e) {
-                        min_garp(&mut self.cfg.global);
-                    }
-                }
-                "vrrp_garp_extra_if" => {
-                    if let Some(x) = self.garp_extra_if(e, 1) {
-                        self.cfg.global.vrrp_garp_extra_if = Some(x);
-                    }
-                }
-                "disable_local_igmp" => {
-                    self.no_block(e);
-                    self.cfg.global.disable_local_igmp = true;
-                }
-                "max_auto_priority" => {
-                    // keepalived 2.2.7: no value is the maximum (sched_get_priority_max(SCHED_RR)).
-                    if e.args.is_empty() {
-                        self.no_block(e);
-                        self.cfg.global.max_auto_priority = 99;
-                    } else if let Some(v) = self.arg_int(e, -1, 99) {
-                        self.cfg.global.max_auto_priority = v as i32;
-                    }
-                }
-                "min_auto_priority_delay" => {
-                    if e.args.is_empty() {
-                        self.err(&e.kw, "min_auto_priority_delay requires delay time");
-                    } else if let Some(v) = self.arg_int(e, 1, 10_000_000) {
-                        self.cfg.global.min_auto_priority_delay = Duration::from_micros(v as u64);
-                    }
-                }
-                "vrrp_rx_bufs_policy" => self.rx_bufs_policy(e),
-                "vrrp_rx_bufs_multiplier" => {
-                    if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
-                        self.cfg.global.vrrp_rx_bufs_multiplier = v as u32;
-                    }
-                }
-                "vrrp_skip_check_adv_addr" => {
-                    self.cfg.global.vrrp_skip_check_adv_addr = self.arg_bool(e)
-                }
-                "vrrp_check_unicast_src" => {
-                    self.cfg.global.vrrp_check_unicast_src = self.arg_bool(e)
-                }
-                "enable_script_security" => {
-                    self.cfg.global.enable_script_security = self.arg_bool(e)
-                }
-                "dynamic_interfaces" => {
-                    self.no_block(e);
-                    self.cfg.global.dynamic_interfaces = true;
-                }
-                "script_user" => {
-                    self.no_block(e);
-                    if self.args(e, 1, 2) {
-                        self.cfg.global.script_user = self.user(e, 0);
-                        self.cfg.global.script_user_span = Some(e.span());
-                    }
-                }
-                "notification_email" => {
-                    let list: Vec<String> =
-                        self.block(e).iter().map(|m| m.kw.text.clone()).collect();
-                    if list.is_empty() && e.block.is_some() {
-                        // keepalived reports it where the block closes.
-                        let at = Token {
-                            span: e.end,
-                            ..e.kw.clone()
-                        };
-                        self.warn(&at, "empty notification_email block");
-                    }
-                    self.cfg.global.notification_email = list;
-                }
-                "notification_email_from" => {
-                    self.cfg.global.notification_email_from = self.arg_str(e)
-                }
-                "smtp_server" => {
-                    self.no_block(e);
-                    if self.args(e, 1, 2) {
-                        let port = match e.args.get(1) {
-                            Some(p) => self.port(p).unwrap_or(25),
-                            None => 25,
-                        };
-                        let host = e.args[0].text.clone();
-                        if host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&host) {
-                            self.cfg.global.smtp_server = Some((host, port));
-                        } else {
-                            // keepalived 2.2.7 (set_smtp_server) cannot resolve it: "Invalid
-                            // smtp server", and no email is sent.
-                            self.err(&e.args[0], format!("invalid smtp server '{host}' (neither an address nor a host name)"));
-                        }
-                    }
-                }
-                "smtp_alert" => self.cfg.global.smtp_alert = Some(self.arg_bool(e)),
-                "smtp_alert_vrrp" => self.cfg.global.smtp_alert_vrrp = Some(self.arg_bool(e)),
-                "smtp_alert_checker" => self.cfg.global.smtp_alert_checker = Some(self.arg_bool(e)),
-                "smtp_connect_timeout" => {
-                    if let Some(v) = self.arg_secs(e, 1, 4294) {
-                        self.cfg.global.smtp_connect_timeout = v;
-                    }
-                }
-                "vrrp_down_timer_adverts" => {
-                    self.cfg.global.vrrp_down_timer_adverts = self.arg_int(e, 1, 100).map(|v| v as u8)
-                }
-                "vrrp_lower_prio_no_advert" => self.cfg.global.vrrp_lower_prio_no_advert = self.arg_bool(e),
-                "vrrp_higher_prio_send_advert" => self.cfg.global.vrrp_higher_prio_send_advert = self.arg_bool(e),
-                "vrrp_startup_delay" => {
-                    if let Some(v) = self.arg_timer_us(e, 1000, U32_US) {
-                        self.cfg.global.vrrp_startup_delay = v;
-                    }
-                }
-                "notify_fifo" | "vrrp_notify_fifo" => {
-                    self.no_block(e);
-                    if self.args(e, 1, 3) {
-                        let path = e.args[0].text.clone();
-                        let owner = self.user(e, 1);
-                        if e.name() == "notify_fifo" {
-                            self.cfg.global.notify_fifo = Some(path);
-                            self.cfg.global.fifo_owners[0] = owner;
-                        } else {
-                            self.cfg.global.vrrp_notify_fifo = Some(path);
-                            self.cfg.global.fifo_owners[1] = owner;
-                        }
-                    }
-                }
-                "lvs_notify_fifo" => {
-                    self.no_block(e);
-                    if self.args(e, 1, 3) {
-                        self.cfg.global.lvs_notify_fifo = Some(e.args[0].text.clone());
-                        self.cfg.global.fifo_owners[2] = self.user(e, 1);
-                    }
-                }
-                "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
-                    let g = &self.cfg.global;
-                    let set = match e.name() {
-                        "notify_fifo_script" => g.notify_fifo_script.is_some(),
-                        "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script.is_some(),
-                        _ => g.lvs_notify_fifo_script.is_some(),
-                    };
-                    if set {
-                        // keepalived 2.2.7: "notify_fifo_script already specified - ignoring".
-                        self.err(&e.kw, format!("{} already specified", e.name()));
-                    } else if let Some(sc) = self.script(e) {
-                        let g = &mut self.cfg.global;
-                        match e.name() {
-                            "notify_fifo_script" => g.notify_fifo_script = Some(sc),
-                            "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = Some(sc),
-                            _ => g.lvs_notify_fifo_script = Some(sc),
-                        }
-                    }
-                }
-                "fifo_write_vrrp_states_on_reload" => self.cfg.global.fifo_write_vrrp_states_on_reload = self.arg_bool(e),
-                "rs_init_notifies" => self.cfg.global.rs_init_notifies = self.arg_bool(e),
-                "no_checker_emails" => self.cfg.global.no_checker_emails = self.arg_bool(e),
-                "checker_log_all_failures" => self.cfg.global.checker_log_all_failures = self.arg_bool(e),
-                "data_use_instance" => self.cfg.global.data_use_instance = self.arg_bool(e),
-                "reload_check_config" => {
-                    self.no_block(e);
-                    self.cfg.global.reload_check_config = Some(e.args.first().map_or_else(|| "/dev/null".to_owned(), |t| t.text.clone()));
-                }
-                "reload_time_file" => {
-                    self.no_block(e);
-                    if e.args.len() == 1 {
-                        self.cfg.global.reload_time_file = Some(e.args[0].text.clone());
-                    } else {
-                        self.err(&e.kw, "reload_time_file invalid (one file name expected)");
-                    }
-                }
-                "reload_repeat" => self.cfg.global.reload_repeat = self.arg_bool(e),
-                "reload_file" => {
-                    self.no_block(e);
-                    self.cfg.global.reload_file = Some(e.args.first().map(|t| t.text.clone()));
-                }
-                "include_check" => {
-                    // Applied by the preprocessor to the includes that follow; its problems
-                    // are reported here, as keepalived's handler reports them.
-                    self.no_block(e);
-                    let words: Vec<&str> = e.args.iter().map(|t| t.text.as_str()).collect();
-                    let (_, problems) = crate::config::preprocess::include_check_words(Default::default(), &words);
-                    for p in problems {
-                        self.err(&e.kw, p.trim_end_matches(" - ignoring").to_owned());
-                    }
-                }
-                "config_save_dir" => {
-                    self.no_block(e);
-                    if self.args(e, 1, 1) {
-                        let dir = e.args[0].text.trim_end_matches('/').to_owned();
-                        match std::fs::metadata(&dir) {
-                            Ok(m) if !m.is_dir() => self.err(&e.args[0], format!("config_save_dir {dir} exists and is not a directory")),
-                            _ => self.cfg.global.config_save_dir = Some(dir),
-                        }
-                    }
-                }
-                "tmp_config_directory" => {
-                    self.no_block(e);
-                    if self.cfg.global.tmp_config_directory.is_some() {
-                        self.err(&e.kw, "tmp_config_directory already specified");
-                    } else if let Some(t) = e.args.first() {
-                        self.cfg.global.tmp_config_directory = Some(t.text.clone());
-                    } else {
-                        self.err(&e.kw, "tmp_config_directory missing directory name");
-                    }
-                }
-                // keepalived 1.x's name of router_id; 2.2.7 no longer knows it.
-                "lvs_id" => self.ignored_here(
-                    e,
-                    "'lvs_id' is not a keyword of keepalived 2.2.7 (keepalived 1.x's name for router_id: write router_id); keepalived reports it as unknown and ignores it; so does ka".to_owned(),
-                ),
-                "lvs_flush" => {
-                    self.no_block(e);
-                    self.cfg.global.lvs_flush = true;
-                }
-                "lvs_flush_on_stop" | "lvs_flush_onstop" => {
-                    self.no_block(e);
-                    match e.args.first().map(|t| t.text.as_str()) {
-                        None => self.cfg.global.lvs_flush_on_stop = LvsFlushOnStop::Full,
-                        Some("VS") => self.cfg.global.lvs_flush_on_stop = LvsFlushOnStop::Vs,
-                        Some(o) => self.err(&e.args[0], format!("unknown lvs_flush_on_stop type {o} (expected nothing or VS)")),
-                    }
-                }
-                "nftables_ipvs" => {
-                    self.no_block(e);
-                    if self.cfg.global.nftables_ipvs.is_some() {
-                        self.err(&e.kw, "ipvs nftables already specified");
-                    } else {
-                        let table = e.args.first().map_or_else(|| "keepalived_ipvs".to_owned(), |t| t.text.clone());
-                        self.cfg.global.nftables_ipvs = Some(table);
-                        // keepalived's handler resets these (an earlier setting is lost).
-                        self.cfg.global.nftables_ipvs_priority = -1;
-                        self.cfg.global.nftables_ipvs_start_fwmark = 1000;
-                    }
-                }
-                "lvs_sync_daemon" => self.lvs_sync_daemon(e),
-                "vmac_prefix" | "vmac_addr_prefix" => {
-                    let prefix = e.name() == "vmac_prefix";
-                    let set = if prefix { self.cfg.global.vmac_prefix.is_some() } else { self.cfg.global.vmac_addr_prefix.is_some() };
-                    if set {
-                        self.err(&e.kw, format!("{} already specified", e.name()));
-                    } else if let Some(v) = self.arg_str(e) {
-                        if prefix {
-                            self.cfg.global.vmac_prefix = Some(v);
-                        } else {
-                            self.cfg.global.vmac_addr_prefix = Some(v);
-                        }
-                    }
-                }
-                "nftables" | "vrrp_iptables" | "vrrp_ipsets" | "nftables_priority" | "nftables_counters" | "nftables_ifindex" | "nftables_ipvs_priority" | "nftables_ipvs_start_fwmark" => self.firewall(e),
-                "vrrp_notify_priority_changes" => self.cfg.global.vrrp_notify_priority_changes = self.arg_bool(e),
-                "no_email_faults" => {
-                    self.no_block(e);
-                    self.cfg.global.no_email_faults = true;
-                }
-                "smtp_helo_name" => self.cfg.global.smtp_helo_name = self.arg_str(e),
-                "umask" => self.umask(e),
-                "startup_script" | "shutdown_script" => {
-                    let startup = e.name() == "startup_script";
-                    let set = if startup { self.cfg.global.startup_script.is_some() } else { self.cfg.global.shutdown_script.is_some() };
-                    if set {
-                        self.err(&e.kw, format!("{} already specified", e.name()));
-                    } else if let Some(sc) = self.script(e) {
-                        if startup {
-                            self.cfg.global.startup_script = Some(sc);
-                        } else {
-                            self.cfg.global.shutdown_script = Some(sc);
-                        }
-                    }
-                }
-                "startup_script_timeout" | "shutdown_script_timeout" => {
-                    if let Some(v) = self.arg_secs(e, 1, 1000) {
-                        if e.name() == "startup_script_timeout" {
-                            self.cfg.global.startup_script_timeout = v;
-                        } else {
-                            self.cfg.global.shutdown_script_timeout = v;
-                        }
-                    }
-                }
                 n if REPLACED.iter().any(|(k, _)| *k == n) => self.replaced(e),
                 // keepalived 2.2.7 installs these at the top level only (install_keyword_root):
                 // inside global_defs it reports them as unknown and ignores them.
@@ -487,6 +65,508 @@ impl Cx<'_> {
                 _ => self.unknown(e, "global_defs", &[GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED]),
             }
         }
+    }
+
+    /// The VRRP keywords of `global_defs`: version, strictness, the advert and timer defaults, the
+    /// script-security and unicast checks. `false` when `e` is none of them.
+    fn global_vrrp(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "vrrp_version" => {
+                if let Some(v) = self.arg_int(e, 2, 3) {
+                    self.cfg.global.vrrp_version = if v == 2 {
+                        VrrpVersion::V2
+                    } else {
+                        VrrpVersion::V3
+                    };
+                }
+            }
+            "vrrp_strict" => self.cfg.global.vrrp_strict = self.arg_bool(e),
+            "vrrp_skip_check_adv_addr" => {
+                self.cfg.global.vrrp_skip_check_adv_addr = self.arg_bool(e)
+            }
+            "vrrp_check_unicast_src" => {
+                self.cfg.global.vrrp_check_unicast_src = self.arg_bool(e)
+            }
+            "enable_script_security" => {
+                self.cfg.global.enable_script_security = self.arg_bool(e)
+            }
+            "script_user" => {
+                self.no_block(e);
+                if self.args(e, 1, 2) {
+                    self.cfg.global.script_user = self.user(e, 0);
+                    self.cfg.global.script_user_span = Some(e.span());
+                }
+            }
+            "vrrp_down_timer_adverts" => {
+                self.cfg.global.vrrp_down_timer_adverts = self.arg_int(e, 1, 100).map(|v| v as u8)
+            }
+            "vrrp_lower_prio_no_advert" => self.cfg.global.vrrp_lower_prio_no_advert = self.arg_bool(e),
+            "vrrp_higher_prio_send_advert" => self.cfg.global.vrrp_higher_prio_send_advert = self.arg_bool(e),
+            "vrrp_startup_delay" => {
+                if let Some(v) = self.arg_timer_us(e, 1000, U32_US) {
+                    self.cfg.global.vrrp_startup_delay = v;
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The daemon's process keywords: thread priorities, CPU affinity, no-swap, RTTIME limits,
+    /// names, auto priority, `umask`, the startup and shutdown scripts. `false` when `e` is none of them.
+    fn global_process(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "vrrp_priority" => {
+                if let Some(v) = self.arg_int(e, -20, 19) {
+                    self.cfg.global.vrrp_priority = i32::try_from(v).ok();
+                }
+            }
+            "vrrp_rt_priority" => {
+                if let Some(v) = self.arg_int(e, 1, 99) {
+                    self.cfg.global.vrrp_rt_priority = i32::try_from(v).ok();
+                }
+            }
+            "checker_priority" | "bfd_priority" => {
+                if let Some(v) = self.arg_int(e, -20, 19) {
+                    let g = &mut self.cfg.global;
+                    *if e.name() == "bfd_priority" { &mut g.bfd_priority } else { &mut g.checker_priority } = i32::try_from(v).ok();
+                }
+            }
+            "checker_rt_priority" | "bfd_rt_priority" => {
+                if let Some(v) = self.arg_int(e, 1, 99) {
+                    let g = &mut self.cfg.global;
+                    *if e.name() == "bfd_rt_priority" { &mut g.bfd_rt_priority } else { &mut g.checker_rt_priority } = i32::try_from(v).ok();
+                }
+            }
+            "vrrp_cpu_affinity" | "checker_cpu_affinity" | "bfd_cpu_affinity" => self.cpu_affinity(e),
+            "vrrp_no_swap" | "checker_no_swap" | "bfd_no_swap" => {
+                let on = self.arg_bool(e);
+                let g = &mut self.cfg.global;
+                *match e.name() {
+                    "vrrp_no_swap" => &mut g.vrrp_no_swap,
+                    "checker_no_swap" => &mut g.checker_no_swap,
+                    _ => &mut g.bfd_no_swap,
+                } = on;
+            }
+            "vrrp_rlimit_rttime" | "checker_rlimit_rttime" | "bfd_rlimit_rttime" => {
+                // keepalived's get_rt_rlimit: 1..=UINT32_MAX microseconds, 1 read as 2 (the
+                // soft limit is half of it and must not be 0).
+                if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                    let us = (v as u64).max(2);
+                    let g = &mut self.cfg.global;
+                    *match e.name() {
+                        "vrrp_rlimit_rttime" => &mut g.vrrp_rlimit_rttime,
+                        "checker_rlimit_rttime" => &mut g.checker_rlimit_rttime,
+                        _ => &mut g.bfd_rlimit_rttime,
+                    } = Some(us);
+                }
+            }
+            "process_names" => {
+                // keepalived 2.2.7's process_names_handler: its children's default names.
+                self.arg_bool(e);
+                let g = &mut self.cfg.global;
+                g.vrrp_process_name = Some("keepalived_vrrp".into());
+                g.checker_process_name = Some("keepalived_lvs".into());
+                g.bfd_process_name = Some("keepalived_bfd".into());
+            }
+            "process_name" | "vrrp_process_name" | "checker_process_name" | "bfd_process_name" => self.process_name(e),
+            "max_auto_priority" => {
+                // keepalived 2.2.7: no value is the maximum (sched_get_priority_max(SCHED_RR)).
+                if e.args.is_empty() {
+                    self.no_block(e);
+                    self.cfg.global.max_auto_priority = 99;
+                } else if let Some(v) = self.arg_int(e, -1, 99) {
+                    self.cfg.global.max_auto_priority = v as i32;
+                }
+            }
+            "min_auto_priority_delay" => {
+                if e.args.is_empty() {
+                    self.err(&e.kw, "min_auto_priority_delay requires delay time");
+                } else if let Some(v) = self.arg_int(e, 1, 10_000_000) {
+                    self.cfg.global.min_auto_priority_delay = Duration::from_micros(v as u64);
+                }
+            }
+            "umask" => self.umask(e),
+            "startup_script" | "shutdown_script" => {
+                let startup = e.name() == "startup_script";
+                let set = if startup { self.cfg.global.startup_script.is_some() } else { self.cfg.global.shutdown_script.is_some() };
+                if set {
+                    self.err(&e.kw, format!("{} already specified", e.name()));
+                } else if let Some(sc) = self.script(e) {
+                    if startup {
+                        self.cfg.global.startup_script = Some(sc);
+                    } else {
+                        self.cfg.global.shutdown_script = Some(sc);
+                    }
+                }
+            }
+            "startup_script_timeout" | "shutdown_script_timeout" => {
+                if let Some(v) = self.arg_secs(e, 1, 1000) {
+                    if e.name() == "startup_script_timeout" {
+                        self.cfg.global.startup_script_timeout = v;
+                    } else {
+                        self.cfg.global.shutdown_script_timeout = v;
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The socket keywords: netlink and VRRP receive buffers, `random_seed`, `log_unknown_vrids`. `false` when `e` is none of them.
+    fn global_sockets(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "vrrp_netlink_cmd_rcv_bufs" => {
+                // keepalived: 0 leaves the default.
+                if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)).filter(|v| *v > 0) {
+                    self.cfg.global.vrrp_netlink_cmd_rcv_bufs = v as u32;
+                }
+            }
+            "log_unknown_vrids" => self.cfg.global.log_unknown_vrids = self.arg_bool(e),
+            "random_seed" => {
+                if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
+                    self.cfg.global.random_seed = Some(v as u32);
+                }
+            }
+            "vrrp_netlink_cmd_rcv_bufs_force" => self.cfg.global.vrrp_netlink_cmd_rcv_bufs_force = self.arg_bool(e),
+            "vrrp_netlink_monitor_rcv_bufs" => {
+                if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)).filter(|v| *v > 0) {
+                    self.cfg.global.vrrp_netlink_monitor_rcv_bufs = v as u32;
+                }
+            }
+            "vrrp_netlink_monitor_rcv_bufs_force" => self.cfg.global.vrrp_netlink_monitor_rcv_bufs_force = self.arg_bool(e),
+            "vrrp_rx_bufs_policy" => self.rx_bufs_policy(e),
+            "vrrp_rx_bufs_multiplier" => {
+                if let Some(v) = self.arg_int(e, 1, i64::from(u32::MAX)) {
+                    self.cfg.global.vrrp_rx_bufs_multiplier = v as u32;
+                }
+            }
+            n if n.ends_with("_rcv_bufs") || n.ends_with("_rcv_bufs_force") => {
+                // The buffers of keepalived's IPVS and process-event sockets, which ka does not
+                // have (docs/config.md says why each has nothing to size): read as keepalived
+                // reads them (errors included). After the vrrp_netlink_* arms above.
+                if n.ends_with("_force") {
+                    self.arg_bool(e);
+                } else {
+                    self.arg_int(e, 0, i64::from(u32::MAX));
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The gratuitous ARP / unsolicited NA keywords. `false` when `e` is none of them.
+    fn global_garp(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "vrrp_garp_master_delay" => {
+                if let Some(v) = self.arg_secs(e, 0, 4294) {
+                    self.cfg.global.vrrp_garp_master_delay = v;
+                }
+            }
+            "vrrp_garp_master_repeat" => {
+                if let Some(v) = self.arg_int(e, 1, U32) {
+                    self.cfg.global.vrrp_garp_master_repeat = v as u32;
+                }
+            }
+            "vrrp_garp_master_refresh" => {
+                if let Some(v) = self.arg_secs(e, 0, U32) {
+                    self.cfg.global.vrrp_garp_master_refresh = v;
+                }
+            }
+            "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                if let Some(v) = self.arg_timer_us(e, 1, U32_US) {
+                    if e.name() == "vrrp_garp_interval" {
+                        self.cfg.global.vrrp_garp_interval = v;
+                    } else {
+                        self.cfg.global.vrrp_gna_interval = v;
+                    }
+                }
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                if let Some(v) = self.arg_int(e, 0, U32) {
+                    if v == 0 {
+                        self.warn(&e.args[0], "vrrp_garp_master_refresh_repeat must be greater than 0, setting to 1 (as keepalived 2.2)");
+                    }
+                    self.cfg.global.vrrp_garp_master_refresh_repeat = (v as u32).max(1);
+                }
+            }
+            "vrrp_garp_lower_prio_delay" => {
+                if let Some(v) = self.arg_secs(e, 0, 4294) {
+                    self.cfg.global.vrrp_garp_lower_prio_delay = Some(v);
+                }
+            }
+            "vrrp_garp_lower_prio_repeat" => {
+                if let Some(v) = self.arg_int(e, 0, i64::from(i32::MAX)) {
+                    self.cfg.global.vrrp_garp_lower_prio_repeat = Some(v as u32);
+                }
+            }
+            "vrrp_min_garp" => {
+                if self.arg_bool(e) {
+                    min_garp(&mut self.cfg.global);
+                }
+            }
+            "vrrp_garp_extra_if" => {
+                if let Some(x) = self.garp_extra_if(e, 1) {
+                    self.cfg.global.vrrp_garp_extra_if = Some(x);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The notification keywords: email, SMTP, notify FIFOs and their scripts. `false` when `e` is none of them.
+    fn global_notify(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "notification_email" => {
+                let list: Vec<String> =
+                    self.block(e).iter().map(|m| m.kw.text.clone()).collect();
+                if list.is_empty() && e.block.is_some() {
+                    // keepalived reports it where the block closes.
+                    let at = Token {
+                        span: e.end,
+                        ..e.kw.clone()
+                    };
+                    self.warn(&at, "empty notification_email block");
+                }
+                self.cfg.global.notification_email = list;
+            }
+            "notification_email_from" => {
+                self.cfg.global.notification_email_from = self.arg_str(e)
+            }
+            "smtp_server" => {
+                self.no_block(e);
+                if self.args(e, 1, 2) {
+                    let port = match e.args.get(1) {
+                        Some(p) => self.port(p).unwrap_or(25),
+                        None => 25,
+                    };
+                    let host = e.args[0].text.clone();
+                    if host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&host) {
+                        self.cfg.global.smtp_server = Some((host, port));
+                    } else {
+                        // keepalived 2.2.7 (set_smtp_server) cannot resolve it: "Invalid
+                        // smtp server", and no email is sent.
+                        self.err(&e.args[0], format!("invalid smtp server '{host}' (neither an address nor a host name)"));
+                    }
+                }
+            }
+            "smtp_alert" => self.cfg.global.smtp_alert = Some(self.arg_bool(e)),
+            "smtp_alert_vrrp" => self.cfg.global.smtp_alert_vrrp = Some(self.arg_bool(e)),
+            "smtp_alert_checker" => self.cfg.global.smtp_alert_checker = Some(self.arg_bool(e)),
+            "smtp_connect_timeout" => {
+                if let Some(v) = self.arg_secs(e, 1, 4294) {
+                    self.cfg.global.smtp_connect_timeout = v;
+                }
+            }
+            "notify_fifo" | "vrrp_notify_fifo" => {
+                self.no_block(e);
+                if self.args(e, 1, 3) {
+                    let path = e.args[0].text.clone();
+                    let owner = self.user(e, 1);
+                    if e.name() == "notify_fifo" {
+                        self.cfg.global.notify_fifo = Some(path);
+                        self.cfg.global.fifo_owners[0] = owner;
+                    } else {
+                        self.cfg.global.vrrp_notify_fifo = Some(path);
+                        self.cfg.global.fifo_owners[1] = owner;
+                    }
+                }
+            }
+            "lvs_notify_fifo" => {
+                self.no_block(e);
+                if self.args(e, 1, 3) {
+                    self.cfg.global.lvs_notify_fifo = Some(e.args[0].text.clone());
+                    self.cfg.global.fifo_owners[2] = self.user(e, 1);
+                }
+            }
+            "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
+                let g = &self.cfg.global;
+                let set = match e.name() {
+                    "notify_fifo_script" => g.notify_fifo_script.is_some(),
+                    "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script.is_some(),
+                    _ => g.lvs_notify_fifo_script.is_some(),
+                };
+                if set {
+                    // keepalived 2.2.7: "notify_fifo_script already specified - ignoring".
+                    self.err(&e.kw, format!("{} already specified", e.name()));
+                } else if let Some(sc) = self.script(e) {
+                    let g = &mut self.cfg.global;
+                    match e.name() {
+                        "notify_fifo_script" => g.notify_fifo_script = Some(sc),
+                        "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = Some(sc),
+                        _ => g.lvs_notify_fifo_script = Some(sc),
+                    }
+                }
+            }
+            "fifo_write_vrrp_states_on_reload" => self.cfg.global.fifo_write_vrrp_states_on_reload = self.arg_bool(e),
+            "rs_init_notifies" => self.cfg.global.rs_init_notifies = self.arg_bool(e),
+            "no_checker_emails" => self.cfg.global.no_checker_emails = self.arg_bool(e),
+            "checker_log_all_failures" => self.cfg.global.checker_log_all_failures = self.arg_bool(e),
+            "vrrp_notify_priority_changes" => self.cfg.global.vrrp_notify_priority_changes = self.arg_bool(e),
+            "no_email_faults" => {
+                self.no_block(e);
+                self.cfg.global.no_email_faults = true;
+            }
+            "smtp_helo_name" => self.cfg.global.smtp_helo_name = self.arg_str(e),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The reload and configuration-file keywords. `false` when `e` is none of them.
+    fn global_reload(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "data_use_instance" => self.cfg.global.data_use_instance = self.arg_bool(e),
+            "reload_check_config" => {
+                self.no_block(e);
+                self.cfg.global.reload_check_config = Some(e.args.first().map_or_else(|| "/dev/null".to_owned(), |t| t.text.clone()));
+            }
+            "reload_time_file" => {
+                self.no_block(e);
+                if e.args.len() == 1 {
+                    self.cfg.global.reload_time_file = Some(e.args[0].text.clone());
+                } else {
+                    self.err(&e.kw, "reload_time_file invalid (one file name expected)");
+                }
+            }
+            "reload_repeat" => self.cfg.global.reload_repeat = self.arg_bool(e),
+            "reload_file" => {
+                self.no_block(e);
+                self.cfg.global.reload_file = Some(e.args.first().map(|t| t.text.clone()));
+            }
+            "include_check" => {
+                // Applied by the preprocessor to the includes that follow; its problems
+                // are reported here, as keepalived's handler reports them.
+                self.no_block(e);
+                let words: Vec<&str> = e.args.iter().map(|t| t.text.as_str()).collect();
+                let (_, problems) = crate::config::preprocess::include_check_words(Default::default(), &words);
+                for p in problems {
+                    self.err(&e.kw, p.trim_end_matches(" - ignoring").to_owned());
+                }
+            }
+            "config_save_dir" => {
+                self.no_block(e);
+                if self.args(e, 1, 1) {
+                    let dir = e.args[0].text.trim_end_matches('/').to_owned();
+                    match std::fs::metadata(&dir) {
+                        Ok(m) if !m.is_dir() => self.err(&e.args[0], format!("config_save_dir {dir} exists and is not a directory")),
+                        _ => self.cfg.global.config_save_dir = Some(dir),
+                    }
+                }
+            }
+            "tmp_config_directory" => {
+                self.no_block(e);
+                if self.cfg.global.tmp_config_directory.is_some() {
+                    self.err(&e.kw, "tmp_config_directory already specified");
+                } else if let Some(t) = e.args.first() {
+                    self.cfg.global.tmp_config_directory = Some(t.text.clone());
+                } else {
+                    self.err(&e.kw, "tmp_config_directory missing directory name");
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The load-balancer keywords: `router_id`, IPVS timeouts and flushes, the sync daemon. `false` when `e` is none of them.
+    fn global_lvs(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "router_id" => self.cfg.global.router_id = self.arg_str(e),
+            "lvs_timeouts" => self.lvs_timeouts(e),
+            "lvs_flood_rate" => {
+                if let Some(v) = self.arg_int(e, 0, i64::from(u32::MAX)) {
+                    self.cfg.global.lvs_flood_rate = Some(v as u32);
+                }
+            }
+            // keepalived 1.x's name of router_id; 2.2.7 no longer knows it.
+            "lvs_id" => self.ignored_here(
+                e,
+                "'lvs_id' is not a keyword of keepalived 2.2.7 (keepalived 1.x's name for router_id: write router_id); keepalived reports it as unknown and ignores it; so does ka".to_owned(),
+            ),
+            "lvs_flush" => {
+                self.no_block(e);
+                self.cfg.global.lvs_flush = true;
+            }
+            "lvs_flush_on_stop" | "lvs_flush_onstop" => {
+                self.no_block(e);
+                match e.args.first().map(|t| t.text.as_str()) {
+                    None => self.cfg.global.lvs_flush_on_stop = LvsFlushOnStop::Full,
+                    Some("VS") => self.cfg.global.lvs_flush_on_stop = LvsFlushOnStop::Vs,
+                    Some(o) => self.err(&e.args[0], format!("unknown lvs_flush_on_stop type {o} (expected nothing or VS)")),
+                }
+            }
+            "nftables_ipvs" => {
+                self.no_block(e);
+                if self.cfg.global.nftables_ipvs.is_some() {
+                    self.err(&e.kw, "ipvs nftables already specified");
+                } else {
+                    let table = e.args.first().map_or_else(|| "keepalived_ipvs".to_owned(), |t| t.text.clone());
+                    self.cfg.global.nftables_ipvs = Some(table);
+                    // keepalived's handler resets these (an earlier setting is lost).
+                    self.cfg.global.nftables_ipvs_priority = -1;
+                    self.cfg.global.nftables_ipvs_start_fwmark = 1000;
+                }
+            }
+            "lvs_sync_daemon" => self.lvs_sync_daemon(e),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The interface and firewall keywords: multicast groups, default interface, VMAC names,
+    /// nftables. `false` when `e` is none of them.
+    fn global_interfaces(&mut self, e: &Stmt) -> bool {
+        match e.name() {
+            "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
+                if let Some(a) = self.arg_ip(e) {
+                    let v6 = e.name().ends_with('6');
+                    if a.is_ipv6() != v6 || !a.is_multicast() {
+                        let fam = if v6 { "IPv6" } else { "IPv4" };
+                        self.err(
+                            &e.args[0],
+                            format!("'{}' is not an {fam} multicast address", a),
+                        );
+                    } else if v6 {
+                        self.cfg.global.vrrp_mcast_group6 = a;
+                    } else {
+                        self.cfg.global.vrrp_mcast_group4 = a;
+                    }
+                }
+            }
+            "default_interface" => {
+                if let Some(v) = self.arg_str(e) {
+                    self.cfg.global.default_interface = v;
+                }
+            }
+            "disable_local_igmp" => {
+                self.no_block(e);
+                self.cfg.global.disable_local_igmp = true;
+            }
+            "dynamic_interfaces" => {
+                self.no_block(e);
+                self.cfg.global.dynamic_interfaces = true;
+            }
+            "vmac_prefix" | "vmac_addr_prefix" => {
+                let prefix = e.name() == "vmac_prefix";
+                let set = if prefix { self.cfg.global.vmac_prefix.is_some() } else { self.cfg.global.vmac_addr_prefix.is_some() };
+                if set {
+                    self.err(&e.kw, format!("{} already specified", e.name()));
+                } else if let Some(v) = self.arg_str(e) {
+                    if prefix {
+                        self.cfg.global.vmac_prefix = Some(v);
+                    } else {
+                        self.cfg.global.vmac_addr_prefix = Some(v);
+                    }
+                }
+            }
+            "nftables" | "vrrp_iptables" | "vrrp_ipsets" | "nftables_priority" | "nftables_counters" | "nftables_ifindex" | "nftables_ipvs_priority" | "nftables_ipvs_start_fwmark" => self.firewall(e),
+            _ => return false,
+        }
+        true
     }
 
     /// The firewall keywords, as keepalived 2.2.7 built with nftables and without iptables
