@@ -15,6 +15,9 @@ pub struct Options {
     /// keepalived.conf benchmark: keep the generated configurations in this directory.
     #[arg(long)]
     pub config_dir: Option<std::path::PathBuf>,
+    /// XDP benchmark options (the reference load balancer).
+    #[command(flatten)]
+    pub xdp: crate::bench_ref::Options,
     /// VRRP benchmark options.
     #[command(flatten)]
     pub vrrp: crate::bench_vrrp::Options,
@@ -60,8 +63,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let want = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
     if want("xdp") {
-        eprintln!("bench: XDP datapath through BPF_PROG_TEST_RUN");
-        exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]))?;
+        // Side by side with the reference load balancer (bench_ref.rs); the rows are returned
+        // for a report to record.
+        let _rows = crate::bench_ref::xdp(&opts.xdp)?;
     }
     if want("e2e") {
         eprintln!("bench: end to end over veth, ka vs nftables DNAT (live-frames generator)");

@@ -7,6 +7,7 @@ mod bench_faults;
 mod bench_flood;
 mod bench_health;
 mod bench_reload;
+mod bench_ref;
 mod bench_restart;
 mod bench_synflood;
 mod bench_vrrp;
