@@ -30,8 +30,9 @@ use bytemuck::{Pod, Zeroable};
 
 /// Instances, `HashMap<VrrpKey, VrrpInstance>`.
 pub const VRRP_INSTANCES_MAP: &str = "KA_VRRP";
-/// Last steady advert per instance, `HashMap<VrrpKey, u64>` (`bpf_ktime_get_ns`,
-/// CLOCK_MONOTONIC). Userspace creates the entry; the kernel only updates it.
+/// Last steady advert per instance, `HashMap<VrrpKey, u64>` (`bpf_ktime_get_coarse_ns`:
+/// CLOCK_MONOTONIC as of the last tick, behind the exact clock by less than one tick).
+/// Userspace creates the entry; the kernel only updates it.
 pub const VRRP_SEEN_MAP: &str = "KA_VRRP_SEEN";
 /// Changes for the engine, a ring buffer of [`VrrpEvent`].
 pub const VRRP_EVENTS_MAP: &str = "KA_VRRP_EVENTS";
@@ -95,7 +96,8 @@ pub struct VrrpKey {
 }
 
 /// Value of [`VRRP_INSTANCES_MAP`]: what to check and what userspace knows.
-#[repr(C)]
+// 4-aligned (no padding: 56 bytes) so the kernel side copies it a word at a time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct VrrpInstance {
     /// VRRP version the instance runs (2 or 3).

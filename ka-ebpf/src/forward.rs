@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{AddrKey, NeighValue, FAMILY_V4, NH_CACHE_TTL_JIFFIES},
+    lb::{AddrKey, NeighValue, FAMILY_V4, METHOD_TUN, NH_CACHE_TTL_JIFFIES},
     stats::Counter,
     wire::{
         EthHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP,
@@ -128,9 +128,23 @@ pub fn next_hop(
     }
 }
 
-/// The next hop towards backend `id` (address `w.backend.addr`) for an IP packet of `tot_len`
-/// bytes: this CPU's cached answer while younger than `NH_CACHE_TTL_JIFFIES`, else [`next_hop`]
-/// (whose answer is cached with the route's MTU).
+/// Bytes a backend's forwarding method adds to a packet of `family`: the outer header of TUN
+/// (IPIP, IP6IP6), nothing for DR and NAT.
+#[inline(always)]
+pub fn tunnel_overhead(method: u8, family: u8) -> usize {
+    match (method, family) {
+        (METHOD_TUN, FAMILY_V4) => core::mem::size_of::<Ipv4Hdr>(),
+        (METHOD_TUN, _) => core::mem::size_of::<Ipv6Hdr>(),
+        _ => 0,
+    }
+}
+
+/// The next hop towards backend `id` (address `w.backend.addr`, method `w.backend.method`) for
+/// an IP packet of `len` bytes of family `w.key.family`, plus the method's
+/// [`tunnel_overhead`]: this CPU's cached answer while
+/// younger than `NH_CACHE_TTL_JIFFIES`, else [`next_hop`] (whose answer is cached with the
+/// route's MTU). A packet longer than the path MTU is too big unless it is a GSO aggregate
+/// ([`crate::lb::mtu_check_len`], asked only then).
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
@@ -138,8 +152,9 @@ pub fn backend_next_hop(
     ctx: &XdpContext,
     w: &mut Work,
     id: u32,
-    tot_len: u16,
+    len: usize,
 ) -> Result<(), NoNextHop> {
+    let overhead = tunnel_overhead(w.backend.method, w.key.family);
     let Some(c) = KA_NH_CACHE.get_ptr_mut(id) else {
         return Err(NoNextHop::Unknown);
     };
@@ -148,7 +163,7 @@ pub fn backend_next_hop(
     // SAFETY: this CPU's slot; no concurrent writer on this CPU during the program run.
     let e = unsafe { &mut *c };
     if e.stamp != 0 && now.wrapping_sub(e.stamp) < NH_CACHE_TTL_JIFFIES {
-        if e.mtu != 0 && tot_len > e.mtu {
+        if e.mtu != 0 && len + overhead > usize::from(e.mtu) && crate::lb::mtu_check_len(ctx, len, overhead) != 0 {
             return Err(NoNextHop::TooBig(e.mtu));
         }
         w.nh.ifindex = e.ifindex;
@@ -157,7 +172,7 @@ pub fn backend_next_hop(
         return Ok(());
     }
     let (family, rs) = (w.backend.family, w.backend.addr);
-    let mtu = next_hop(ctx, w, family, &rs, tot_len)?;
+    let mtu = next_hop(ctx, w, family, &rs, crate::lb::mtu_check_len(ctx, len, overhead))?;
     e.ifindex = w.nh.ifindex;
     // SAFETY: as above.
     unsafe { mem::store12(e.dmac.as_mut_ptr(), &w.nh.macs) };

@@ -208,13 +208,7 @@ fn to_real_server(ctx: &XdpContext, w: &mut Work) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let method = w.backend.method;
-    let overhead = match (method, w.key.family) {
-        (METHOD_TUN, FAMILY_V4) => 20,
-        (METHOD_TUN, _) => 40,
-        _ => 0,
-    };
-    // Too big for the path once encapsulated: passed, never answered (no error about an error).
-    if let Err(e) = forward::backend_next_hop(ctx, w, id, (len + overhead) as u16) {
+    if let Err(e) = forward::backend_next_hop(ctx, w, id, len) {
         return no_next_hop(e);
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;

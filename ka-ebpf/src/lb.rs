@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     sched::NO_ID,
     stats::Counter,
 };
@@ -63,13 +63,9 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     // From the parser (a valid IP packet's length).
     let len = usize::from(w.pkt.ip_len);
     let method = w.backend.method;
-    let overhead = match (method, w.key.family) {
-        (METHOD_TUN, FAMILY_V4) => 20,
-        (METHOD_TUN, _) => 40,
-        _ => 0,
-    };
-    if let Err(e) = forward::backend_next_hop(ctx, w, id, mtu_check_len(ctx, len, overhead)) {
+    if let Err(e) = forward::backend_next_hop(ctx, w, id, len) {
         if let NoNextHop::TooBig(mtu) = e {
+            let overhead = forward::tunnel_overhead(method, w.key.family);
             return crate::icmp::too_big(ctx, w, mtu, overhead as u16);
         }
         return no_next_hop(e);
@@ -123,7 +119,8 @@ pub fn gate(w: &Work) -> Option<u32> {
 }
 
 /// The length to check against the path MTU: the packet's plus the encapsulation `overhead`,
-/// or 0 (no check) for a GSO aggregate. Generic (skb) mode, which `ka run` uses on a veth,
+/// or 0 (no check) for a GSO aggregate. Asked only of a packet longer than the cached path MTU
+/// (or when the next hop is looked up), so the helper call stays off the per-packet path. Generic (skb) mode, which `ka run` uses on a veth,
 /// hands XDP a whole GSO skb (linearized, up to 64 KiB) that the kernel segments on output; a
 /// packet longer than the ingress interface's MTU can only be such an aggregate (native mode
 /// never sees one), and answering it with "fragmentation needed" would stall the sender's TCP.
@@ -131,7 +128,7 @@ pub fn gate(w: &Work) -> Option<u32> {
 // Verifier/LLVM: a BPF-to-BPF call, so `mtu_len` is not on the stack of the deepest call chain
 // (the combined limit is 512 bytes).
 #[inline(never)]
-fn mtu_check_len(ctx: &XdpContext, len: usize, overhead: usize) -> u16 {
+pub fn mtu_check_len(ctx: &XdpContext, len: usize, overhead: usize) -> u16 {
     let mut mtu_len = len as u32;
     // SAFETY: plain helper call; ifindex 0 is the ingress interface, mtu_len lives on the stack.
     let rc = unsafe { bpf_check_mtu(ctx.ctx as *mut _, 0, &mut mtu_len, 0, 0) };

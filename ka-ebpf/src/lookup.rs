@@ -10,7 +10,7 @@ use aya_ebpf::{
 use ka_common::{
     lb::{
         addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
-        service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
+        service_template_dst, Backend, ConnValue, FlowKey, FlowKey4, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
         SVC_F_ALL_PORTS, SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
@@ -54,13 +54,16 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
                 mem::store_v4(&mut k.dst, dst);
             }
             k.family = FAMILY_V4;
-            let k4 = &mut w.key4;
-            k4.src = src;
-            k4.dst = dst;
-            k4.sport = pkt.src_port.to_be_bytes();
-            k4.dport = pkt.dst_port.to_be_bytes();
-            k4.proto = pkt.ip_proto;
-            k4._pad = [0; 3];
+            // One struct store (4-aligned: word stores), not field by field (the 3-byte pad
+            // alone was a call to aya-ebpf's byte-loop memset).
+            w.key4 = FlowKey4 {
+                src,
+                dst,
+                sport: pkt.src_port.to_be_bytes(),
+                dport: pkt.dst_port.to_be_bytes(),
+                proto: pkt.ip_proto,
+                _pad: [0; 3],
+            };
         }
         L3::Ipv6 => {
             let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {

@@ -183,9 +183,9 @@ pub struct Work {
     /// VRRP instance, copied once.
     pub inst: ka_common::vrrp_fast::VrrpInstance,
     /// VRRP advert source.
-    pub src: [u8; 16],
+    pub src: A16,
     /// VRRP advert destination.
-    pub dst: [u8; 16],
+    pub dst: A16,
     /// `lblc`/`lblcr` cache key.
     pub lblc_key: ka_common::sched::LblcKey,
     /// `lblc`/`lblcr` cache value being written.
@@ -197,6 +197,11 @@ pub struct Work {
     /// This CPU's flood-mode window (`conn::flood`); kept from packet to packet.
     pub flood: ka_common::sched::FloodWindow,
 }
+
+/// A 16-byte address, 4-aligned so it is written a word at a time ([`crate::mem`]).
+#[repr(C, align(4))]
+#[derive(Clone, Copy)]
+pub struct A16(pub [u8; 16]);
 
 /// `KA_SCRATCH`: one [`Work`] per CPU.
 #[map(name = "KA_SCRATCH")]

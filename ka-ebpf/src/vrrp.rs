@@ -3,7 +3,11 @@
 //! steady-state adverts, drops below-reference adverts beyond each instance's budget, and
 //! reports changes to the engine on a ring buffer.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    programs::XdpContext,
+};
 use ka_common::{
     lb::{FAMILY_V4, FAMILY_V6, G_VRRP_DROP_UNKNOWN},
     stats::Counter,
@@ -22,7 +26,6 @@ use ka_common::{
 
 use crate::{
     csum::{fold, sum_packet},
-    lookup::v4_16,
     maps::Work,
     maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN},
     parse::L3,
@@ -47,8 +50,11 @@ fn ip_info(ctx: &XdpContext, w: &mut Work) -> Option<Ip> {
     match w.pkt.l3 {
         L3::Ipv4 => {
             let ip: Ipv4Hdr = read_at(ctx, off)?;
-            w.src = v4_16(ip.src);
-            w.dst = v4_16(ip.dst);
+            // SAFETY: A16 is 4-aligned.
+            unsafe {
+                crate::mem::store_v4(&mut w.src.0, ip.src);
+                crate::mem::store_v4(&mut w.dst.0, ip.dst);
+            }
             Some(Ip {
                 family: FAMILY_V4,
                 ttl: ip.ttl,
@@ -57,10 +63,11 @@ fn ip_info(ctx: &XdpContext, w: &mut Work) -> Option<Ip> {
         }
         L3::Ipv6 => {
             let ip = crate::ptr::ptr_at::<Ipv6Hdr>(ctx, off)?;
-            // SAFETY: bounds-checked by ptr_at; copied field by field to keep the stack small.
+            // SAFETY: bounds-checked by ptr_at; copied a word at a time (A16 is 4-aligned, the
+            // packet side may be unaligned: see mem::load16).
             unsafe {
-                w.src = (*ip).src;
-                w.dst = (*ip).dst;
+                crate::mem::load16(&mut w.src.0, &(*ip).src);
+                crate::mem::load16(&mut w.dst.0, &(*ip).dst);
                 Some(Ip {
                     family: FAMILY_V6,
                     ttl: (*ip).hop_limit,
@@ -131,8 +138,8 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         // RFC 5798 §7.1: the VRID must be configured on the receiving interface.
         return invalid(DropReason::VridMismatch, drop_unknown);
     };
-    // SAFETY: map value copied once.
-    w.inst = unsafe { *inst };
+    // SAFETY: map value copied once, a word at a time (a struct copy would call a byte loop).
+    crate::mem::copy(&mut w.inst, unsafe { &*inst });
     match validate(ctx, w, &ip, &hdr) {
         Ok(interval) => classify(&key, w, &hdr, interval),
         Err(Some(reason)) => invalid(reason, w.inst.flags & VRRP_F_DROP_INVALID != 0),
@@ -207,11 +214,11 @@ fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
         PseudoHeader::None
     } else if !v4 {
         PseudoHeader::V6 {
-            src: w.src,
-            dst: w.dst,
+            src: w.src.0,
+            dst: w.dst.0,
         }
     } else {
-        let src = [w.src[0], w.src[1], w.src[2], w.src[3]];
+        let src = [w.src.0[0], w.src.0[1], w.src.0[2], w.src.0[3]];
         match w.inst.csum_mode {
             VRRP_CSUM_NO_PSEUDO => PseudoHeader::None,
             VRRP_CSUM_OLD_UNICAST => PseudoHeader::V4 {
@@ -220,7 +227,7 @@ fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
             },
             _ => PseudoHeader::V4 {
                 src,
-                dst: [w.dst[0], w.dst[1], w.dst[2], w.dst[3]],
+                dst: [w.dst.0[0], w.dst.0[1], w.dst.0[2], w.dst.0[3]],
             },
         }
     };
@@ -254,7 +261,7 @@ fn admit(key: &VrrpKey, w: &Work, prio: u8) -> bool {
     };
     // SAFETY: a valid map value pointer; concurrent CPUs may race on it (see
     // `VRRP_RATE_PER_INTERVAL`), which at worst lets one more advert through.
-    rate_admit(unsafe { &mut *entry }, now, window, &w.src, prio)
+    rate_admit(unsafe { &mut *entry }, now, window, &w.src.0, prio)
 }
 
 /// Steady state, a change for the engine, or a below-reference advert beyond its budget.
@@ -263,27 +270,31 @@ fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
     let inst = &w.inst;
     let prio = hdr.priority;
     // Steady adverts are never below the reference (their priority is the master's).
-    if below_reference(inst, &w.src, prio) && !admit(key, w, prio) {
+    if below_reference(inst, &w.src.0, prio) && !admit(key, w, prio) {
         stats::inc(Counter::VrrpLowerPrioLimited);
         return xdp_action::XDP_DROP;
     }
     let kind = if prio == 0 {
         VRRP_EV_RESIGN
     } else if inst.flags & VRRP_F_MASTER != 0 {
-        if prio > inst.local_prio || (prio == inst.local_prio && gt16(&w.src, &inst.local_addr)) {
+        if prio > inst.local_prio || (prio == inst.local_prio && gt16(&w.src.0, &inst.local_addr)) {
             VRRP_EV_HIGHER_PRIO
         } else {
             VRRP_EV_LOWER_PRIO
         }
-    } else if !eq16(&w.src, &inst.master_addr) {
+    } else if !eq16(&w.src.0, &inst.master_addr) {
         VRRP_EV_NEW_MASTER
     } else if prio != inst.master_prio {
         VRRP_EV_PRIO_CHANGE
     } else if interval != inst.master_adver_int_centis {
         VRRP_EV_INTERVAL_CHANGE
     } else {
-        // SAFETY: plain helper call.
-        let now = unsafe { bpf_ktime_get_ns() };
+        // The coarse clock (CLOCK_MONOTONIC_COARSE, the same base, behind by less than a tick):
+        // a read of the timekeeper's last tick instead of the clock source (a TSC read costs
+        // ~30 ns on a VM, a fifth of the whole steady path). The engine re-arms the
+        // Master_Down_Timer from it, at most one tick early.
+        // SAFETY: plain helper call (kernel 5.11+).
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
         match KA_VRRP_SEEN.get_ptr_mut(key) {
             // SAFETY: an aligned u64 store; userspace only reads it.
             Some(p) => unsafe { *p = now },
@@ -313,7 +324,7 @@ fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
                 _pad: 0,
                 adver_int_centis: interval,
                 _pad2: 0,
-                src: w.src,
+                src: w.src.0,
             });
             e.submit(0);
             stats::inc(Counter::VrrpChange);
