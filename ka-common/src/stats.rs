@@ -3,6 +3,10 @@
 //! The XDP program increments exactly one verdict counter per packet and, while parsing, the
 //! counters of what it found or of the first parse error it hit. Userspace sums the per-CPU
 //! values and names them with [`Counter::name`].
+//!
+//! `KA_STATS` holds one [`Counters`] per CPU (a one-entry per-CPU array): the program looks it
+//! up once and adds to fields at constant offsets, instead of one map lookup per counter (each
+//! ~18 instructions once the verifier inlines it, 7 of them on an established flow).
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
@@ -276,8 +280,14 @@ impl Counter {
     }
 }
 
-/// Number of counters: the size of the `KA_STATS` map.
+/// Number of counters: the length of [`Counters`].
 pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+/// The value of `KA_STATS` (one entry, per CPU): every counter, indexed by [`Counter::index`].
+pub type Counters = [u64; COUNTER_COUNT as usize];
+
+/// Entries of `KA_STATS`: one [`Counters`] per CPU.
+pub const STATS_ENTRIES: u32 = 1;
 
 #[cfg(test)]
 mod tests {

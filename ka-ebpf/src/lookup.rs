@@ -10,7 +10,7 @@ use aya_ebpf::{
 use ka_common::{
     lb::{
         addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
-        service_template_dst, Backend, ConnValue, FlowKey, FlowKey4, NatValue, ServiceKey,
+        service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
         SVC_F_ALL_PORTS, SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST,
@@ -26,7 +26,7 @@ use crate::{
     maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES},
     mem,
     parse::L3,
-    ptr::ptr_at,
+    ptr::{load32, ptr_at},
     stats,
 };
 
@@ -36,52 +36,49 @@ pub fn v4_16(a: [u8; 4]) -> [u8; 16] {
     [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
 }
 
-/// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet; false if it has no IP header.
+/// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet (and `w.key4` for IPv4);
+/// false if it has no IP header. Every key is written a word at a time (`mem::set_words`):
+/// the ports come as one word from the parser, protocol and family share one.
 #[inline(always)]
 pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
     let pkt = &w.pkt;
-    let k = &mut w.key;
+    let (ports, proto) = (pkt.ports, u32::from(pkt.ip_proto));
     match pkt.l3 {
         L3::Ipv4 => {
             let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
                 return false;
             };
-            // SAFETY: bounds-checked by ptr_at; FlowKey is 4-aligned with src at 0, dst at 16.
-            let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
-            // SAFETY: as above.
-            unsafe {
-                mem::store_v4(&mut k.src, src);
-                mem::store_v4(&mut k.dst, dst);
-            }
-            k.family = FAMILY_V4;
-            // One struct store (4-aligned: word stores), not field by field (the 3-byte pad
-            // alone was a call to aya-ebpf's byte-loop memset).
-            w.key4 = FlowKey4 {
-                src,
-                dst,
-                sport: pkt.src_port.to_be_bytes(),
-                dport: pkt.dst_port.to_be_bytes(),
-                proto: pkt.ip_proto,
-                _pad: [0; 3],
-            };
+            let p = ip as *const u8;
+            // SAFETY: bounds-checked by ptr_at: source at 12, destination at 16.
+            let (src, dst) = unsafe { (load32(p.add(12)), load32(p.add(16))) };
+            // FlowKey4: src, dst, ports, proto and a 3-byte pad (little-endian BPF: the
+            // protocol is the word's low byte).
+            mem::set_words(&mut w.key4, [src, dst, ports, proto]);
+            // FlowKey: the addresses in 16 bytes, ports, then proto, family and pad.
+            mem::set_words(
+                &mut w.key,
+                [src, 0, 0, 0, dst, 0, 0, 0, ports, proto | u32::from(FAMILY_V4) << 8],
+            );
         }
         L3::Ipv6 => {
             let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
                 return false;
             };
+            let k = &mut w.key;
             // SAFETY: as above; the packet side may be unaligned (see mem::load16).
             unsafe {
                 mem::load16(&mut k.src, &(*ip).src);
                 mem::load16(&mut k.dst, &(*ip).dst);
             }
-            k.family = FAMILY_V6;
+            // SAFETY: FlowKey is 4-aligned; words 8 and 9 are the ports and proto/family/pad.
+            unsafe {
+                let words = k as *mut FlowKey as *mut u32;
+                core::ptr::write_volatile(words.add(8), ports);
+                core::ptr::write_volatile(words.add(9), proto | u32::from(FAMILY_V6) << 8);
+            }
         }
         L3::Other => return false,
     }
-    k.sport = pkt.src_port.to_be_bytes();
-    k.dport = pkt.dst_port.to_be_bytes();
-    k.proto = pkt.ip_proto;
-    k._pad = [0; 2];
     true
 }
 

@@ -72,9 +72,14 @@ mod programs {
 
     #[inline(always)]
     fn director(ctx: &XdpContext) -> u32 {
+        // One lookup of this CPU's counters for the parse counters, another for the verdict
+        // (Verifier: the pointer held across the path's call would be one more spilled slot in
+        // this frame, and the deepest call chain is at the 512-byte limit).
         let action = match parse::parse(ctx) {
             Ok(pkt) => {
-                stats::count_parsed(&pkt);
+                if let Some(s) = stats::Stats::get() {
+                    s.parsed(&pkt);
+                }
                 let flags = maps::global_flags();
                 match pkt.l4 {
                     L4::Tcp | L4::Udp if flags & G_LB != 0 && maps::stash(&pkt) => {

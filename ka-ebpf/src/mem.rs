@@ -25,6 +25,20 @@ pub fn copy<T: Copy>(dst: &mut T, src: &T) {
     }
 }
 
+/// Writes `*dst` as the `N` words of `words` (`T` 4-aligned, `N` words long: checked at compile
+/// time), one store each.
+#[inline(always)]
+pub fn set_words<T, const N: usize>(dst: &mut T, words: [u32; N]) {
+    const { assert!(align_of::<T>() >= 4 && size_of::<T>() == 4 * N) };
+    let d = dst as *mut T as *mut u32;
+    let mut i = 0;
+    while i < N {
+        // SAFETY: from a reference to a 4-aligned T of N words; i < N.
+        unsafe { write_volatile(d.add(i), words[i]) };
+        i += 1;
+    }
+}
+
 /// Zeroes `*dst`, 32 bits at a time (`T` 4-aligned, size a multiple of 4).
 #[inline(always)]
 pub fn zero<T>(dst: &mut T) {

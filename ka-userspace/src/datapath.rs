@@ -29,7 +29,7 @@ use ka_common::{
         layout_hash, meta_key, MapDef, META_KEY_LEN, META_MAP, PINNED_MAPS, STATS_MAP, XDP_MODE_GENERIC,
         XDP_MODE_NATIVE, XDP_PROGRAM,
     },
-    stats::Counter,
+    stats::{Counter, Counters, COUNTER_COUNT},
 };
 use tracing::{debug, info, warn};
 
@@ -643,16 +643,21 @@ impl Datapath {
 /// The map is missing or cannot be read.
 pub fn read_counters(ebpf: &Ebpf) -> Result<BTreeMap<&'static str, u64>, DatapathError> {
     let map = ebpf.map(STATS_MAP).ok_or(DatapathError::MissingMap { map: STATS_MAP })?;
-    let arr = PerCpuArray::<_, u64>::try_from(map)
+    let arr = PerCpuArray::<_, Counters>::try_from(map)
         .map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
-    let mut out = BTreeMap::new();
-    for c in Counter::ALL {
-        let v = arr
-            .get(&c.index(), 0)
-            .map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
-        out.insert(c.name(), v.iter().sum());
+    let per_cpu = arr.get(&0, 0).map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
+    Ok(sum_counters(per_cpu.iter()))
+}
+
+/// Every counter by name, summed over the per-CPU [`Counters`].
+pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> BTreeMap<&'static str, u64> {
+    let mut sum = [0u64; COUNTER_COUNT as usize];
+    for cpu in per_cpu {
+        for (s, v) in sum.iter_mut().zip(cpu) {
+            *s = s.wrapping_add(*v);
+        }
     }
-    Ok(out)
+    Counter::ALL.iter().map(|c| (c.name(), sum[c.index() as usize])).collect()
 }
 
 /// Unpins a link: once the last reference (ours) closes, the program is detached.

@@ -640,16 +640,16 @@ impl Harness {
         &self.desired
     }
 
+    /// Every counter summed over CPUs: `KA_STATS` holds one `Counters` array per CPU (one
+    /// entry), read back in one batch.
     fn counters(&self) -> Vec<u64> {
-        let mut out = vec![0u64; Counter::ALL.len()];
+        let n = Counter::ALL.len();
+        let mut out = vec![0u64; n];
         let stride = self.stats.value_stride;
-        for_each_batch(self.stats, Counter::ALL.len(), |k, v, n| {
-            for i in 0..n {
-                let idx = u32::from_ne_bytes([k[i * 4], k[i * 4 + 1], k[i * 4 + 2], k[i * 4 + 3]]) as usize;
-                let sum: u64 =
-                    v[i * stride..(i + 1) * stride].chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).sum();
-                if let Some(o) = out.get_mut(idx) {
-                    *o = sum;
+        for_each_batch(self.stats, 1, |_, v, got| {
+            for cpu in v[..got * stride].chunks_exact(n * 8) {
+                for (o, c) in out.iter_mut().zip(cpu.chunks_exact(8)) {
+                    *o = o.wrapping_add(u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])));
                 }
             }
         })
