@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
+        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, vip_filter_fold,
         service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
@@ -23,7 +23,7 @@ use ka_common::{
 
 use crate::{
     conn,
-    maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES},
+    maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES, KA_VIP_FILTER},
     mem,
     parse::L3,
     ptr::{load32, ptr_at},
@@ -80,6 +80,33 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
         L3::Other => return false,
     }
     true
+}
+
+/// Whether the destination of the parsed IP packet may be a VIP: its bit of the VIP filter
+/// (`ka_common::lb::VIP_FILTER_MAP`) is set. A clear bit is a certain no (before the service
+/// hash lookup, and before the packet is stashed).
+#[inline(always)]
+pub fn maybe_vip(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> bool {
+    let fold = match pkt.l3 {
+        L3::Ipv4 => {
+            let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
+                return true;
+            };
+            // SAFETY: bounds-checked by ptr_at: the destination at 16.
+            unsafe { load32((ip as *const u8).add(16)) }
+        }
+        L3::Ipv6 => {
+            let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
+                return true;
+            };
+            let d = ip as *const u8;
+            // SAFETY: bounds-checked by ptr_at: the destination at 24..40.
+            unsafe { load32(d.add(24)) ^ load32(d.add(28)) ^ load32(d.add(32)) ^ load32(d.add(36)) }
+        }
+        L3::Other => return true,
+    };
+    let bit = vip_filter_fold(fold);
+    KA_VIP_FILTER.get(bit >> 6).is_none_or(|w| w & (1 << (bit & 63)) != 0)
 }
 
 /// Derives `w.key4` from `w.key` (an IPv4 flow written into `w.key` directly).

@@ -44,10 +44,13 @@ mod vrrp;
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-    use ka_common::lb::{G_LB, G_VRRP_FASTPATH};
+    use ka_common::{
+        lb::{G_LB, G_NAT, G_VIP_FILTER, G_VRRP_FASTPATH},
+        stats::Counter,
+    };
 
     use crate::{
-        decap, icmp, lb, maps,
+        decap, icmp, lb, lookup, maps,
         parse::{self, L4},
         stats, vrrp,
     };
@@ -82,6 +85,15 @@ mod programs {
                 }
                 let flags = maps::global_flags();
                 match pkt.l4 {
+                    // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with
+                    // NAT services): passed before any service lookup.
+                    L4::Tcp | L4::Udp
+                        if flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER
+                            && !lookup::maybe_vip(ctx, &pkt) =>
+                    {
+                        stats::inc(Counter::PassNotVip);
+                        xdp_action::XDP_PASS
+                    }
                     L4::Tcp | L4::Udp if flags & G_LB != 0 && maps::stash(&pkt) => {
                         lb::handle(ctx, flags)
                     }

@@ -120,6 +120,10 @@ pub static KA_SVC_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(M
 #[map(name = "KA_BACKEND_STATS")]
 pub static KA_BACKEND_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
+/// `ka_common::lb::VIP_FILTER_MAP`.
+#[map(name = "KA_VIP_FILTER")]
+pub static KA_VIP_FILTER: Array<u64> = Array::with_max_entries(ka_common::lb::VIP_FILTER_WORDS, 0);
+
 /// `ka_common::lb::LOCAL_VIPS_MAP`.
 #[map(name = "KA_LOCAL_VIPS")]
 pub static KA_LOCAL_VIPS: HashMap<AddrKey, u32> = HashMap::with_max_entries(LOCAL_VIPS_SIZE, 0);

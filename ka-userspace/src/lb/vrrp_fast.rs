@@ -131,11 +131,7 @@ pub fn key(ifindex: u32, vrid: u8, family: Family) -> VrrpKey {
 
 fn addr16(vrid: u8, family: Family, a: IpAddr) -> Result<[u8; 16], VrrpFastError> {
     match (family, a) {
-        (Family::V4, IpAddr::V4(v)) => {
-            let mut o = [0u8; 16];
-            o[..4].copy_from_slice(&v.octets());
-            Ok(o)
-        }
+        (Family::V4, IpAddr::V4(v)) => Ok(ka_common::lb::v4_in_16(v.octets())),
         (Family::V6, IpAddr::V6(v)) => Ok(v.octets()),
         _ => Err(VrrpFastError::Family { vrid, addr: a }),
     }
