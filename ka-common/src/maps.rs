@@ -6,6 +6,27 @@ pub const STATS_MAP: &str = "KA_STATS";
 /// Name of the XDP program that every interface of a director gets.
 pub const XDP_PROGRAM: &str = "ka_xdp";
 
+/// Name of the per-CPU working memory of one packet of the XDP programs (kernel-internal
+/// layout, never pinned).
+pub const SCRATCH_MAP: &str = "KA_SCRATCH";
+
+/// Whether two names are the same, at compile time: the kernel side names its maps and
+/// programs by their Rust identifiers and checks each against the name defined here.
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Name of the bpffs directory under which every instance pins its maps:
 /// `/sys/fs/bpf/ka/<instance>/`.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/ka";
@@ -165,6 +186,13 @@ mod tests {
         let long = meta_key("xdp_mode", "a-very-long-interface-name-here");
         assert_eq!(long.len(), META_KEY_LEN);
         assert_eq!(&long[..9], b"xdp_mode:");
+    }
+
+    #[test]
+    fn names_compare_at_compile_time() {
+        const { assert!(same_name("KA_STATS", STATS_MAP)) };
+        assert!(!same_name("KA_STATS", "KA_STATZ"));
+        assert!(!same_name("KA_STATS", "KA_STATS2"));
     }
 
     #[test]

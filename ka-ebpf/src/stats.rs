@@ -1,14 +1,14 @@
 //! The per-CPU counters (indexes from `ka_common::stats::Counter`): one `Counters` value per
-//! CPU, looked up once by whoever counts several things ([`Stats::get`]).
+//! CPU (`KA_STATS`), looked up once by whoever counts several things ([`Stats::get`]); and the
+//! per-service and per-backend packet and byte counts.
 
-use aya_ebpf::{bindings::xdp_action, macros::map, maps::PerCpuArray};
-use ka_common::stats::{Counter, Counters, STATS_ENTRIES};
+use aya_ebpf::bindings::xdp_action;
+use ka_common::stats::{Counter, Counters};
 
-use crate::parse::{Parsed, L3, L4};
-
-/// `KA_STATS` (name: `ka_common::maps::STATS_MAP`).
-#[map(name = "KA_STATS")]
-static KA_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(STATS_ENTRIES, 0);
+use crate::{
+    maps::{KA_BACKEND_STATS, KA_STATS, KA_SVC_STATS},
+    parse::{Parsed, L3, L4},
+};
 
 /// This CPU's counters, looked up once.
 #[derive(Clone, Copy)]
@@ -94,7 +94,7 @@ impl Stats {
 /// Adds a packet of `bytes` to service `id`'s counters.
 #[inline(always)]
 pub fn add_service(id: u32, bytes: u64) {
-    if let Some(p) = crate::maps::KA_SVC_STATS.get_ptr_mut(id) {
+    if let Some(p) = KA_SVC_STATS.get_ptr_mut(id) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         unsafe {
             (*p).packets += 1;
@@ -106,7 +106,7 @@ pub fn add_service(id: u32, bytes: u64) {
 /// Adds a packet of `bytes` to backend `id`'s counters.
 #[inline(always)]
 pub fn add_backend(id: u32, bytes: u64) {
-    if let Some(p) = crate::maps::KA_BACKEND_STATS.get_ptr_mut(id) {
+    if let Some(p) = KA_BACKEND_STATS.get_ptr_mut(id) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         unsafe {
             (*p).packets += 1;

@@ -26,15 +26,14 @@ use ka_common::{
 
 use crate::{
     csum::{fold, sum_packet},
-    maps::Work,
     maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN},
     parse::L3,
     ptr::read_at,
+    scratch::Work,
     stats,
 };
 
-/// Equality of two 16-byte addresses (ka-common's, without `bcmp`).
-pub use ka_common::vrrp_fast::eq16;
+use ka_common::vrrp_fast::eq16;
 
 /// What the IP header says about an advert.
 /// (Addresses go to `Work::src` / `Work::dst`.)
@@ -110,7 +109,7 @@ pub fn pass_ah(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> u32 {
 // caller's 512-byte frame.
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
-    let Some(w) = crate::maps::work() else {
+    let Some(w) = crate::scratch::work() else {
         return xdp_action::XDP_PASS;
     };
     let pkt = w.pkt;

@@ -1,7 +1,11 @@
-//! Lookups of the load balancer: the flow key of a packet, its service, and the backend it goes
-//! to (connection table, then persistence template, then the service's scheduler). The kernel
-//! only reads tables that userspace computed; it writes the connection, persistence and NAT
-//! tables.
+//! The lookup layer: the flow key of a packet, whether its destination may be a VIP, its
+//! service, and the backend it goes to (the connection table, [`conn`], then the persistence
+//! template, then the service's scheduler, [`sched`] for the least-connection family). The
+//! kernel only reads tables that userspace computed; it writes the connection, persistence and
+//! NAT tables. Above the scratch memory, below forwarding and the paths.
+
+pub mod conn;
+pub mod sched;
 
 use aya_ebpf::{
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},
@@ -22,18 +26,23 @@ use ka_common::{
 };
 
 use crate::{
-    conn,
-    maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES, KA_VIP_FILTER},
+    maps::{KA_BACKENDS, KA_LOCAL_MACS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES, KA_VIP_FILTER},
     mem,
-    parse::L3,
+    parse::{Parsed, L3},
     ptr::{load32, ptr_at},
+    scratch::Work,
     stats,
 };
 
-/// An IPv4 address in the 16-byte form of the maps.
+/// Whether the frame's destination MAC is one of `KA_LOCAL_MACS`.
 #[inline(always)]
-pub fn v4_16(a: [u8; 4]) -> [u8; 16] {
-    [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+pub fn to_local_mac(ctx: &XdpContext) -> bool {
+    let Some(eth) = ptr_at::<ka_common::wire::EthHdr>(ctx, 0) else { return false };
+    let mut key = [0u8; 8];
+    // SAFETY: bounds-checked by ptr_at.
+    key[..6].copy_from_slice(unsafe { &(*eth).dst });
+    // SAFETY: a lookup; the value is not read.
+    unsafe { KA_LOCAL_MACS.get(&key).is_some() }
 }
 
 /// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet (and `w.key4` for IPv4);
@@ -86,7 +95,7 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
 /// (`ka_common::lb::VIP_FILTER_MAP`) is set. A clear bit is a certain no (before the service
 /// hash lookup, and before the packet is stashed).
 #[inline(always)]
-pub fn maybe_vip(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> bool {
+pub fn maybe_vip(ctx: &XdpContext, pkt: &Parsed) -> bool {
     let fold = match pkt.l3 {
         L3::Ipv4 => {
             let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
@@ -212,7 +221,7 @@ fn conn_insert(w: &mut Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
     }
     // Verifier: the flood answer made opaque, so the table walk below is checked once, not
     // once in and once out of flood mode.
-    let keep_assured = conn::opaque(flood);
+    let keep_assured = crate::scratch::opaque(flood);
     let put = if w.key.family == FAMILY_V4 {
         conn::conn4_put(&w.key4, hash, backend, now, state, keep_assured)
     } else {
@@ -461,7 +470,7 @@ fn table_pick(w: &mut Work, hash: u32, base: u32, len: u32) -> Option<u32> {
             // SAFETY: per-CPU value of this CPU.
             let start = unsafe { *c };
             if counted {
-                let id = crate::sched::round_robin(w, base, start, len);
+                let id = sched::round_robin(w, base, start, len);
                 // SAFETY: as above. The cursor moves past the slots tried.
                 unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
                 return (id != NO_ID).then_some(id);
@@ -492,7 +501,7 @@ pub const NEED_LEAST: u32 = u32::MAX - 1;
 #[inline(never)]
 pub fn schedule_least(w: &mut Work) -> u32 {
     let (hash, tick, tcp_flags, bank, now) = (w.walk.hash, w.walk.tick, w.walk.tcp_flags, w.walk.bank, w.walk.now_ns);
-    let id = crate::sched::least(w, bank, tick);
+    let id = sched::least(w, bank, tick);
     if id == NO_ID || !usable(id, &mut w.backend) {
         return NO_ID;
     }
