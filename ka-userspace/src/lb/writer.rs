@@ -918,7 +918,6 @@ mod tests {
         }
     }
 
-    /// Only what differs is written: new and changed entries, then the ones no longer wanted.
     /// Only the words that differ are written; an unknown map gets every word.
     #[test]
     fn vip_filter_writes_what_changed() {
@@ -928,6 +927,7 @@ mod tests {
         assert_eq!(vip_filter_changes(None, &want).len(), 4);
     }
 
+    /// Only what differs is written: new and changed entries, then the ones no longer wanted.
     #[test]
     fn neighbour_changes_are_minimal() {
         let k = |a: &str| addr_key(a.parse().expect("address"));
@@ -1047,4 +1047,37 @@ mod tests {
         }
         assert_eq!(names(&a, ["1", "2"]), names(&b, ["2", "1"]));
     }
+
+    /// The golden Maglev table: a fixed service's table (its digest and first slots) and the
+    /// backends a fixed set of flows get through it (`flow_hash4 % len`, as the kernel picks).
+    /// Pinned, so two ka versions pick the same backends during a rolling upgrade: a change of
+    /// the permutation hash, the weighting, the ring size or the flow hash fails here.
+    #[test]
+    fn golden_maglev_table() {
+        use ka_common::lb::{flow_hash4, FlowKey4};
+        let s = svc(
+            Scheduler::Maglev,
+            &[("198.18.10.1", 1, true), ("198.18.10.2", 1, true), ("198.18.10.3", 2, true), ("198.18.10.4", 1, true)],
+        );
+        let t = service_table(&s);
+        assert_eq!(t.len(), 509, "ring size of a 4-server service");
+        let digest = t.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| (h ^ u64::from(i)).wrapping_mul(0x0000_0100_0000_01b3));
+        assert_eq!(digest, GOLDEN_DIGEST, "table digest");
+        assert_eq!(&t[..16], &GOLDEN_SLOTS, "first slots");
+        let picks: Vec<u32> = (0..16u16)
+            .map(|i| {
+                let k = FlowKey4 { src: [198, 19, 0, i as u8], dst: [198, 18, 0, 1], sport: (40_000 + i).to_be_bytes(), dport: 80u16.to_be_bytes(), proto: 6, _pad: [0; 3] };
+                t[(flow_hash4(&k) % t.len() as u32) as usize]
+            })
+            .collect();
+        assert_eq!(picks, GOLDEN_PICKS, "backends of 16 flows");
+        let per: Vec<usize> = (0..4).map(|b| t.iter().filter(|&&i| i == b).count()).collect();
+        assert_eq!(per.iter().sum::<usize>(), 509);
+        assert!(per[2] > per[0] + per[0] / 2, "weight 2 gets about twice the slots: {per:?}");
+    }
+
+    /// Golden values of [`golden_maglev_table`].
+    const GOLDEN_DIGEST: u64 = 15_409_773_448_356_742_121;
+    const GOLDEN_SLOTS: [u32; 16] = [1, 2, 3, 0, 2, 2, 1, 3, 1, 0, 1, 2, 2, 3, 2, 2];
+    const GOLDEN_PICKS: [u32; 16] = [2, 0, 2, 2, 2, 1, 0, 3, 0, 1, 2, 2, 3, 1, 1, 1];
 }

@@ -11,6 +11,8 @@ use aya::{
 };
 use ka_common::maps::XDP_PROGRAM;
 
+pub mod fixture;
+
 /// `XDP_PASS` from the kernel's uapi `enum xdp_action`.
 pub const XDP_PASS: u32 = 2;
 /// `XDP_TX`.
