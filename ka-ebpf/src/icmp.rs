@@ -322,29 +322,30 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
         stats::inc(Counter::DropAdjust);
         return xdp_action::XDP_DROP;
     }
-    // The original Ethernet header now sits `hdr` bytes in.
-    let Some(orig) = read_at::<EthHdr>(ctx, hdr) else {
+    // The original Ethernet header now sits `hdr` bytes in: its MACs, swapped, and the
+    // EtherType go to the new one, a half-word at a time in place (Verifier: this function is
+    // at the bottom of the deepest call chain; copies of headers on its stack cost the 512-byte
+    // budget the hot paths need).
+    let (Some(orig), Some(eth)) = (ptr_at::<EthHdr>(ctx, hdr), ptr_at_mut::<EthHdr>(ctx, 0)) else {
         return xdp_action::XDP_ABORTED;
     };
-    let Some(eth) = ptr_at_mut::<EthHdr>(ctx, 0) else {
-        return xdp_action::XDP_ABORTED;
-    };
+    // SAFETY: both bounds-checked; the new header ends where the old one starts (hdr >= 14).
+    unsafe {
+        let (o, e) = (orig as *const u16, eth as *mut u16);
+        for i in 0..3 {
+            core::ptr::write_volatile(e.add(i), core::ptr::read_volatile(o.add(3 + i)));
+            core::ptr::write_volatile(e.add(3 + i), core::ptr::read_volatile(o.add(i)));
+        }
+        (*eth).ether_type = if v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be_bytes();
+    }
     let icmp_off = 14 + ip_hdr;
     let icmp_len = ICMP_HDR_LEN + quote;
-    let (client, vip) = (w.key.src, w.key.dst);
-    // SAFETY: bounds-checked by ptr_at_mut.
-    unsafe {
-        *eth = EthHdr {
-            dst: orig.src,
-            src: orig.dst,
-            ether_type: if v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be_bytes(),
-        };
-    }
+    let (client, vip) = (&w.key.src, &w.key.dst);
     let Some(icmp) = ptr_at_mut::<IcmpHdr>(ctx, icmp_off) else {
         return xdp_action::XDP_ABORTED;
     };
     let mut sum = if v4 {
-        let ip = forward::ipv4_header(0, (ip_hdr + icmp_len) as u16, IPPROTO_ICMP, ka_common::lb::v4_of_16(&vip), ka_common::lb::v4_of_16(&client));
+        let ip = forward::ipv4_header(0, (ip_hdr + icmp_len) as u16, IPPROTO_ICMP, ka_common::lb::v4_of_16(vip), ka_common::lb::v4_of_16(client));
         let Some(p) = ptr_at_mut::<Ipv4Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
@@ -361,20 +362,18 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
         }
         0
     } else {
-        let ip = Ipv6Hdr {
-            vtc_flow: [0x60, 0, 0, 0],
-            payload_len: (icmp_len as u16).to_be_bytes(),
-            next_hdr: IPPROTO_ICMPV6,
-            hop_limit: 64,
-            src: vip,
-            dst: client,
-        };
         let Some(p) = ptr_at_mut::<Ipv6Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
-        // SAFETY: bounds-checked by ptr_at_mut.
+        // SAFETY: bounds-checked by ptr_at_mut; the addresses are copied a word at a time from
+        // the 4-aligned flow key (mem::load16 the other way round: unaligned packet stores).
         unsafe {
-            *p = ip;
+            (*p).vtc_flow = [0x60, 0, 0, 0];
+            (*p).payload_len = (icmp_len as u16).to_be_bytes();
+            (*p).next_hdr = IPPROTO_ICMPV6;
+            (*p).hop_limit = 64;
+            mem::store16_packet(&mut (*p).src, vip);
+            mem::store16_packet(&mut (*p).dst, client);
             *icmp = IcmpHdr {
                 icmp_type: ICMPV6_PACKET_TOO_BIG,
                 code: 0,
@@ -383,8 +382,8 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
             };
         }
         // Pseudo-header (RFC 8200 §8.1): addresses, upper-layer length, next header.
-        let mut s = add_bytes(0, &vip);
-        s = add_bytes(s, &client);
+        let mut s = add_bytes(0, vip);
+        s = add_bytes(s, client);
         s = add_bytes(s, &(icmp_len as u32).to_be_bytes());
         s + u32::from(IPPROTO_ICMPV6)
     };

@@ -89,6 +89,23 @@ pub unsafe fn load16(dst: *mut [u8; 16], src: *const [u8; 16]) {
     }
 }
 
+/// Copies a 16-byte address from `src` (4-aligned) to packet memory `dst` (any alignment; see
+/// [`load16`]).
+///
+/// # Safety
+/// `dst` must be writable for 16 bytes (bounds-checked against `data_end`).
+#[inline(always)]
+pub unsafe fn store16_packet(dst: *mut [u8; 16], src: &[u8; 16]) {
+    let (d, s) = (dst as *mut u32, src as *const [u8; 16] as *const u32);
+    // SAFETY: the caller's contract; `src` is a reference to a field of a 4-aligned key.
+    unsafe {
+        write_volatile(d, read_volatile(s));
+        write_volatile(d.add(1), read_volatile(s.add(1)));
+        write_volatile(d.add(2), read_volatile(s.add(2)));
+        write_volatile(d.add(3), read_volatile(s.add(3)));
+    }
+}
+
 /// The 12 bytes destination MAC + source MAC as three words (Ethernet header order).
 #[inline(always)]
 pub fn macs(dmac: &[u8; 6], smac: &[u8; 6]) -> [u32; 3] {
