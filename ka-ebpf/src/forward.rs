@@ -138,9 +138,9 @@ pub fn tunnel_overhead(method: u8, family: u8) -> usize {
 /// younger than `NH_CACHE_TTL_JIFFIES`, else [`next_hop`] (whose answer is cached with the
 /// route's MTU). A packet longer than the path MTU is too big unless it is a GSO aggregate
 /// ([`mtu_check_len`], asked only then).
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
-// caller's 512-byte frame.
-#[inline(never)]
+// Inlined in the one forwarding path (its frame is small; the miss goes to `next_hop`, a call
+// of its own): one call less per packet.
+#[inline(always)]
 pub fn backend_next_hop(
     ctx: &XdpContext,
     w: &mut Work,
@@ -287,24 +287,27 @@ pub fn rewrite(
     Some(())
 }
 
-/// Outer source of a tunnel packet: the configured source with its host bits taken from the
-/// flow hash, so the real server's RSS spreads flows.
+/// Outer source of a tunnel packet, written to `w.tmpl.src` (false when none is configured):
+/// the configured source with its host bits taken from the flow hash, so the real server's RSS
+/// spreads flows.
 #[inline(always)]
-fn tunnel_src(family: u8, hash: u32) -> Option<[u8; 16]> {
-    let g = KA_GLOBALS.get(0)?;
+fn tunnel_src(w: &mut Work, family: u8, hash: u32) -> bool {
+    let Some(g) = KA_GLOBALS.get(0) else {
+        return false;
+    };
     if family == FAMILY_V4 {
         let base = u32::from_be_bytes(g.tun_src_v4);
         if base == 0 {
-            return None;
+            return false;
         }
         let bits = u32::from(g.tun_v4_host_bits.min(16));
         let mask = if bits == 0 { 0 } else { (1u32 << bits) - 1 };
-        let a = ((base & !mask) | (hash & mask)).to_be_bytes();
-        Some(ka_common::lb::v4_in_16(a))
+        // SAFETY: FlowKey is 4-aligned with src at 0.
+        unsafe { mem::store_v4(&mut w.tmpl.src, ((base & !mask) | (hash & mask)).to_be_bytes()) };
+        true
     } else {
-        let mut a = g.tun_src_v6;
-        if ka_common::vrrp_fast::eq16(&a, &[0; 16]) {
-            return None;
+        if ka_common::vrrp_fast::eq16(&g.tun_src_v6, &[0; 16]) {
+            return false;
         }
         let bits = u32::from(g.tun_v6_host_bits.min(32));
         let mask = if bits == 0 {
@@ -314,31 +317,32 @@ fn tunnel_src(family: u8, hash: u32) -> Option<[u8; 16]> {
         } else {
             (1u32 << bits) - 1
         };
+        let a = &g.tun_src_v6;
         let low = u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
+        w.tmpl.src = *a;
         let v = ((low & !mask) | (hash & mask)).to_be_bytes();
-        a[12] = v[0];
-        a[13] = v[1];
-        a[14] = v[2];
-        a[15] = v[3];
-        Some(a)
+        w.tmpl.src[12..16].copy_from_slice(&v);
+        true
     }
 }
 
 /// Encapsulates the (untagged) frame's IP packet of `inner_len` bytes in IPIP (IPv4) or
-/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`. `hash` varies the outer source and the IPv6 flow label.
+/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`.
+/// `hash` varies the outer source and the IPv6 flow label. The outer header is written in
+/// place, from the scratch memory (Verifier: this function is at the bottom of the deepest
+/// call chain, whose frames share 512 bytes).
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
 pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32 {
-    let (l3_off, family, rs) = (w.pkt.l3_off, w.key.family, w.backend.addr);
+    let (l3_off, family) = (w.pkt.l3_off, w.key.family);
     let v4 = family == FAMILY_V4;
     let hdr = tunnel_overhead(METHOD_TUN, family);
     let outer_len = inner_len + hdr;
-    let Some(src) = tunnel_src(family, hash) else {
+    if !tunnel_src(w, family, hash) {
         stats::inc(Counter::PassLbUnsupported);
         return xdp_action::XDP_PASS;
-    };
-    let nh = w.nh;
+    }
     let tos: u8 = if v4 {
         read_at::<Ipv4Hdr>(ctx, l3_off).map_or(0, |ip| ip.tos)
     } else {
@@ -350,31 +354,35 @@ pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32
         return xdp_action::XDP_DROP;
     }
     if v4 {
-        let ip = ipv4_header(tos, outer_len as u16, IPPROTO_IPIP, ka_common::lb::v4_of_16(&src), ka_common::lb::v4_of_16(&rs));
+        let ip = ipv4_header(
+            tos,
+            outer_len as u16,
+            IPPROTO_IPIP,
+            ka_common::lb::v4_of_16(&w.tmpl.src),
+            ka_common::lb::v4_of_16(&w.backend.addr),
+        );
         let Some(p) = ptr_at_mut::<Ipv4Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
         // SAFETY: bounds-checked.
         unsafe { *p = ip };
         stats::inc(Counter::LbTun);
-        transmit(ctx, &nh, Some(ETH_P_IP))
+        transmit(ctx, &w.nh, Some(ETH_P_IP))
     } else {
-        let flow = 0x6000_0000u32 | (hash & 0x000f_ffff);
-        let ip = Ipv6Hdr {
-            vtc_flow: flow.to_be_bytes(),
-            payload_len: (inner_len as u16).to_be_bytes(),
-            next_hdr: IPPROTO_IPV6,
-            hop_limit: 64,
-            src,
-            dst: rs,
-        };
         let Some(p) = ptr_at_mut::<Ipv6Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
-        // SAFETY: bounds-checked.
-        unsafe { *p = ip };
+        // SAFETY: bounds-checked; the addresses come from 4-aligned fields of the scratch.
+        unsafe {
+            (*p).vtc_flow = (0x6000_0000u32 | (hash & 0x000f_ffff)).to_be_bytes();
+            (*p).payload_len = (inner_len as u16).to_be_bytes();
+            (*p).next_hdr = IPPROTO_IPV6;
+            (*p).hop_limit = 64;
+            mem::store16_packet(&mut (*p).src, &w.tmpl.src);
+            mem::store16_packet(&mut (*p).dst, &w.backend.addr);
+        }
         stats::inc(Counter::LbTun);
-        transmit(ctx, &nh, Some(ETH_P_IPV6))
+        transmit(ctx, &w.nh, Some(ETH_P_IPV6))
     }
 }
 
