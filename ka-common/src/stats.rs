@@ -229,8 +229,9 @@ counters! {
     /// (lower than ours while MASTER, than the known master's otherwise) beyond the instance's
     /// budget of `vrrp_fast::VRRP_RATE_PER_INTERVAL` per advert interval (an advert flood).
     VrrpLowerPrioLimited = "vrrp_lower_prio_limited",
-    /// Pass: a packet to a service in a frame addressed to another host's MAC (flooded by a
-    /// switch, or seen in promiscuous mode): only the director it is addressed to forwards it.
+    /// Pass: a packet to a service (or an ICMP error about one of its flows) in a frame
+    /// addressed to another host's MAC (flooded by a switch, or seen in promiscuous mode): only
+    /// the director it is addressed to forwards it.
     PassNotOurMac = "pass_not_our_mac",
     /// LB flood mode: a CPU recorded more new unassured connection-table entries (a TCP SYN,
     /// a first UDP datagram) in one second than `lvs_flood_rate`; counted once per CPU and
