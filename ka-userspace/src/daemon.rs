@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// are left out) or `-C` (`checkers`: the VRRP instances are left out).
     #[arg(long, value_enum)]
     pub only: Option<crate::keepalived::args::Only>,
+    /// Run no BFD session, as `keepalived --no_bfd`: every `bfd_instance` stays down for the
+    /// `track_bfd`s and `BFD_CHECK`s that name it.
+    #[arg(long)]
+    pub no_bfd: bool,
     /// Keep `VIP/32 dev lo` (`/128`) routes in this routing table while this director should
     /// receive each VIP's traffic, for a BGP daemon to announce (see `ka::announce`).
     #[arg(long, value_name = "TABLE", value_parser = crate::announce::parse_table)]
@@ -69,6 +73,45 @@ pub struct RunArgs {
     /// Log the configuration in keepalived's data-dump format once running (`keepalived -d`).
     #[arg(long, hide = true)]
     pub dump_conf: bool,
+    /// The umask was set on keepalived's command line (`-u`): the configuration's `umask`
+    /// is then ignored, as keepalived ignores it.
+    #[arg(long, hide = true)]
+    pub umask_set: bool,
+}
+
+/// Runs `startup_script` / `shutdown_script` (`what`) and waits for it, at most `timeout`
+/// (then it is killed with its process group), as keepalived 2.2.7 does before starting and
+/// after stopping; its failure is logged and changes nothing else.
+async fn run_start_stop_script(what: &str, script: &crate::config::model::Script, timeout: std::time::Duration, g: &crate::config::model::GlobalDefs) {
+    use crate::notify::{script::{RunAs, Runner}, security::default_user};
+    let default_user = match default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), g.enable_script_security) {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(script = what, error = %e, "script user");
+            return;
+        }
+    };
+    let user = match &script.user {
+        Some((u, grp)) => match RunAs::resolve(u, grp.as_deref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(script = what, error = %e, "script user; not run");
+                return;
+            }
+        },
+        None => None,
+    };
+    let runner = Runner { default_user, secure: g.enable_script_security, timeout };
+    info!(script = what, command = %script.command, "running");
+    match runner.spawn(&script.command, &[], user) {
+        Ok(h) => match h.await {
+            Ok(Some(0)) => info!(script = what, "succeeded"),
+            Ok(Some(status)) => warn!(script = what, status, "failed"),
+            Ok(None) => warn!(script = what, ?timeout, "did not finish (timed out or killed)"),
+            Err(e) => warn!(script = what, error = %e, "waiting for it"),
+        },
+        Err(e) => warn!(script = what, error = %e, "cannot run it"),
+    }
 }
 
 /// Parses `--tunnel-source ADDR/BITS`.
@@ -140,6 +183,9 @@ pub enum DaemonError {
     /// The metrics endpoint cannot listen.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// The BFD runtime cannot start.
+    #[error(transparent)]
+    Bfd(#[from] crate::bfd::io::BfdError),
 }
 
 /// Loads and checks the configuration; errors are logged with their locations.
@@ -184,6 +230,21 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     // Before anything of the instance's is touched: a second daemon on it stops here.
     let _lock = crate::instance::InstanceLock::acquire(&instance)?;
+    if let Some(cfg) = &config {
+        let g = &cfg.global;
+        // keepalived's per-process tuning: the process-wide part, and the checkers' threads
+        // (the runtime's workers); the VRRP and BFD threads tune themselves as they start.
+        crate::threads::apply_process(&crate::threads::ProcessTuning::of(g));
+        crate::threads::apply_named(crate::threads::Part::Checker, crate::threads::WORKER_NAME, &crate::threads::Tuning::of(g, crate::threads::Part::Checker));
+        if let Some(mask) = g.umask.filter(|_| !args.umask_set) {
+            // SAFETY: umask only changes this process's file-creation mask.
+            unsafe { libc::umask(mask as libc::mode_t) };
+        }
+        // keepalived runs it, and waits for it, before it starts anything.
+        if let Some(s) = &g.startup_script {
+            run_start_stop_script("startup_script", s, g.startup_script_timeout, g).await;
+        }
+    }
     let socket_path = instance.socket_path();
     let listener = control::bind(&socket_path).await?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());
@@ -218,7 +279,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             }
         }
     }
-    let (netlink, netlink_task) = crate::net::netlink::spawn()?;
+    let (netlink, netlink_task) = crate::net::netlink::spawn(config.as_deref().and_then(|c| crate::net::netlink::RcvBuf::of(&c.global)))?;
     let (netlink_watch, netlink_task) = Watch::task("netlink worker", netlink_task);
     let _netlink_task = AbortOnDrop(netlink_task);
     // Active-active (no vrrp_instance names an interface): XDP goes where the real servers are.
@@ -266,8 +327,19 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let adopted = datapath.as_ref().filter(|d| d.adopting()).and_then(read_adopted);
     // The XDP VRRP fast path: the engine owns its maps once the program is attached.
     let fast_input = match (&config, datapath.as_mut()) {
-        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp)),
+        (Some(cfg), Some(dp)) if !cfg.vrrp_instances.is_empty() => fast_path_input(dp, &netlink_ifindexes(dp), !cfg.global.log_unknown_vrids),
         _ => None,
+    };
+    // BFD sessions (bfd_instance): started with any configuration, so a reload can add some.
+    let bfd_plan = |cfg: &crate::config::Config| {
+        let plan = crate::bfd::io::Plan::of(cfg);
+        if args.no_bfd { plan.without_sessions() } else { plan }
+    };
+    let bfd = config.as_deref().map(|c| crate::bfd::io::start(bfd_plan(c), crate::threads::Tuning::of(&c.global, crate::threads::Part::Bfd), c.global.random_seed)).transpose()?;
+    // keepalived installs the static entries before its VRRP dispatcher starts.
+    let mut statics = match &config {
+        Some(cfg) => crate::statics::start(&netlink, cfg).await,
+        None => crate::statics::StaticSet::default(),
     };
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let engine = match &config {
@@ -277,6 +349,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             globals.events = Some(events_tx.clone());
             globals.nft_table = crate::net::firewall::table_name(&instance.to_string());
             globals.state_file = Some(crate::engine::resume::path(instance.as_str()));
+            globals.bfd = bfd.as_ref().map(crate::bfd::io::BfdHandle::states);
             Some(crate::engine::start(setups, globals, netlink.clone(), fast_input).await?)
         }
         _ => None,
@@ -294,6 +367,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
             crate::health::HealthOptions {
                 master: false,
                 initial: adopted.as_ref().map(|a| crate::dataplane::adopted_health(cfg, a)).unwrap_or_default(),
+                bfd: bfd.as_ref().map(crate::bfd::io::BfdHandle::states),
                 ..Default::default()
             },
         )?),
@@ -426,6 +500,7 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
     let mut watches = vec![control_watch, netlink_watch];
     watches.extend(engine.as_ref().map(|e| Watch::new("VRRP engine", e.stopped())));
     watches.extend(health.as_ref().map(|h| Watch::new("health checkers", h.stopped())));
+    watches.extend(bfd.as_ref().map(|b| Watch::new("BFD sessions", b.stopped())));
     let stopped = crate::supervise::first_stopped(watches);
     tokio::pin!(stopped);
     let mut died: Option<&'static str> = None;
@@ -456,10 +531,15 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                     }
                     let vrrp = engine.as_ref().map(crate::engine::EngineHandle::status_task);
                     let health_report = health.as_ref().map(crate::health::HealthHandle::status_task);
+                    let bfd_report = bfd.as_ref().filter(|_| config.as_ref().is_some_and(|c| !c.bfd_instances.is_empty())).map(crate::bfd::io::BfdHandle::status_task);
                     tokio::spawn(async move {
                         let vrrp = match vrrp { Some(f) => f.await, None => Default::default() };
                         let health_report = match health_report { Some(f) => Some(f.await), None => None };
-                        let _ = call.reply.send(complete_status(base, vrrp, health_report, &marks));
+                        let mut reply = complete_status(base, vrrp, health_report, &marks);
+                        if let (Response::Status(r), Some(f)) = (&mut reply, bfd_report) {
+                            r.bfd = Some(f.await);
+                        }
+                        let _ = call.reply.send(reply);
                     });
                 }
                 Request::Reload => {
@@ -492,6 +572,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                         };
                         match crate::reload::apply::apply(p, targets).await {
                             Ok(summary) => {
+                                statics = crate::statics::reload(&netlink, std::mem::take(&mut statics), &new).await;
+                                if let Some(b) = &bfd {
+                                    b.reload(bfd_plan(&new)).await;
+                                }
                                 for key in overrides.retain_configured(&new) {
                                     info!(real_server = %key, "runtime override dropped: the real server left the configuration");
                                 }
@@ -499,6 +583,10 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                                     let states = match &engine { Some(e) => e.states().await, None => Vec::new() };
                                     let master = |name: &str| states.iter().any(|i| i.name == name && i.state == "MASTER");
                                     crate::lb::sync::reload(&mut sync, &new, d.ebpf_mut(), &instance.pin_dir(), dp.sync_index(), master);
+                                }
+                                // Virtual MACs of the instances the reload added or removed.
+                                if let (Some(d), Some(_)) = (datapath.as_mut(), &dataplane) {
+                                    install_local_macs(d, &new, &netlink).await;
                                 }
                                 // The replaced configuration is freed off this loop (tens of
                                 // thousands of instances take a while to free); the watch's old
@@ -533,6 +621,12 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
                 }
             } => {
                 crate::xdp_watch::apply(&ev, datapath.as_mut(), args.xdp_mode);
+                // A re-created interface or a new address may come with another MAC: the
+                // destination-MAC check follows (a stale one would pass the director's traffic).
+                let new_mac = matches!(ev, crate::xdp_watch::LinkEvent::Recreated { .. } | crate::xdp_watch::LinkEvent::MacChanged(_));
+                if let (true, Some(d), Some(cfg), Some(_)) = (new_mac, datapath.as_mut(), config.as_deref(), &dataplane) {
+                    install_local_macs(d, cfg, &netlink).await;
+                }
             },
             Some(ev) = events.recv() => match ev {
                 crate::engine::EngineEvent::Mastership { instance: name, master, .. } => {
@@ -603,13 +697,23 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         tokio::time::sleep(std::time::Duration::from_secs(drain_s)).await;
     }
     drop(announcer);
+    // child_wait_time: keepalived waits that long for its VRRP and checker children, then
+    // kills them; ka waits that long for the engine and the checkers, then goes on.
+    let child_wait = config.as_ref().and_then(|c| c.global.child_wait_time);
     match engine {
-        Some(e) if keep_vrrp => e.detach().await,
-        Some(e) => e.shutdown().await,
+        Some(e) if keep_vrrp => {
+            within(child_wait, "the VRRP engine", e.detach()).await;
+        }
+        Some(e) => {
+            within(child_wait, "the VRRP engine", e.shutdown()).await;
+        }
         None => {}
     }
+    // keepalived removes them after the instances released theirs, even with
+    // --dont-release-vrrp.
+    crate::statics::stop(&netlink, &statics).await;
     if let Some(h) = health {
-        h.shutdown().await;
+        within(child_wait, "the health checkers", h.shutdown()).await;
     }
     // The ring goes with this process: the datapath left running must not keep filling it.
     if let (Some(_), Some(d)) = (sync.take(), datapath.as_mut()) {
@@ -630,8 +734,28 @@ pub async fn run(instance: InstanceName, args: RunArgs) -> Result<(), DaemonErro
         Some(d) => d.release(),
         None => {}
     }
+    if let Some(cfg) = &config {
+        if let Some(s) = &cfg.global.shutdown_script {
+            run_start_stop_script("shutdown_script", s, cfg.global.shutdown_script_timeout, &cfg.global).await;
+        }
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Waits for `stop` at most `limit` (none: as long as it takes); false, logged, if it did not
+/// finish in time.
+async fn within(limit: Option<std::time::Duration>, what: &str, stop: impl std::future::Future<Output = ()>) -> bool {
+    let Some(limit) = limit else {
+        stop.await;
+        return true;
+    };
+    if tokio::time::timeout(limit, stop).await.is_ok() {
+        true
+    } else {
+        warn!(part = what, ?limit, "child_wait_time: did not stop in time; stopping without it");
+        false
+    }
 }
 
 /// Writes the MACs frames to a service may be addressed to: each XDP interface's and the VRRP
@@ -645,6 +769,7 @@ async fn install_local_macs(d: &mut Datapath, cfg: &crate::config::Config, netli
         }
     }
     match crate::lb::local_macs::install(d.ebpf_mut(), &macs) {
+        Ok(0) => warn!("destination-MAC check off: no MAC of an XDP interface is known"),
         Ok(n) => info!(macs = n, "destination-MAC check on: frames to services addressed to another host pass unforwarded"),
         Err(e) => warn!(error = %e, "destination-MAC check off: frames flooded to this director are forwarded too"),
     }
@@ -782,6 +907,7 @@ fn status_report(
         host: findings.to_vec(),
         sync: None,
         announce: None,
+        bfd: None,
     }))
 }
 
@@ -819,13 +945,15 @@ fn netlink_ifindexes(dp: &Datapath) -> std::collections::BTreeSet<u32> {
 
 /// Turns the XDP VRRP fast path on and hands its maps to the engine; on failure, logs it and
 /// leaves every advert to the raw sockets.
-fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>) -> Option<crate::engine::fast::FastInput> {
+/// `drop_unknown`: adverts for a VRID no instance runs on the interface are dropped (and
+/// counted, `vrrp_vrid_mismatch`) in XDP; off under `log_unknown_vrids`, so that they reach the
+/// engine, which logs them.
+fn fast_path_input(dp: &mut Datapath, ifindexes: &std::collections::BTreeSet<u32>, drop_unknown: bool) -> Option<crate::engine::fast::FastInput> {
     if ifindexes.is_empty() {
         return None;
     }
     let ebpf = dp.ebpf_mut();
-    // Adverts for a VRID no instance runs on the interface are dropped (and counted) in XDP.
-    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, true).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
+    let taken = crate::lb::vrrp_fast::set_enabled(ebpf, true, drop_unknown).and_then(|()| crate::lb::vrrp_fast::FastMaps::take(ebpf));
     match taken {
         Ok((maps, events)) => Some(crate::engine::fast::FastInput { maps, events, ifindexes: ifindexes.clone() }),
         Err(e) => {
@@ -851,5 +979,31 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within;
+    use std::time::Duration;
+
+    /// `child_wait_time` bounds a stop that hangs; without it, or in time, the stop finishes.
+    #[tokio::test]
+    async fn within_bounds_a_stop() {
+        let cases: [(Option<Duration>, Option<Duration>, bool); 4] = [
+            (None, Some(Duration::from_millis(5)), true),
+            (Some(Duration::from_secs(5)), Some(Duration::ZERO), true),
+            (Some(Duration::from_millis(20)), None, false),
+            (Some(Duration::ZERO), None, false),
+        ];
+        for (limit, takes, done) in cases {
+            let stop = async move {
+                match takes {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            assert_eq!(within(limit, "test", stop).await, done, "{limit:?} {takes:?}");
+        }
     }
 }

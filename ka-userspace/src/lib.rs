@@ -2,6 +2,7 @@
 //! built from, so the integration tests and benchmarks can use the same pieces.
 
 pub mod announce;
+pub mod bfd;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -23,8 +24,10 @@ pub mod preflight;
 pub mod reload;
 pub mod rs_control;
 pub mod sdnotify;
+pub mod statics;
 pub mod status;
 pub mod supervise;
+pub mod threads;
 pub mod vrrp;
 pub mod xdp_mode;
 pub mod xdp_watch;

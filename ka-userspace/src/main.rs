@@ -18,9 +18,18 @@ fn main() -> ExitCode {
     ka::logging::init(&cli.log);
     match cli.command {
         Command::Check(args) => ka::config::run_check(&args),
-        Command::Run(args) => report(daemon_runtime().and_then(|rt| {
-            rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)
-        })),
+        Command::Run(args) => {
+            // `net_namespace` (keepalived.conf): entered before the runtime starts its threads,
+            // so every thread of the daemon runs in it.
+            if let Some(ns) = args.file.as_deref().and_then(|f| ka::config::net_namespace_of(f, args.config_id.clone())) {
+                if let Err(e) = ka::keepalived::enter_namespace(&ns) {
+                    eprintln!("ka: cannot enter network namespace {ns} (net_namespace): {e}");
+                    return ExitCode::FAILURE;
+                }
+                tracing::info!(netns = %ns, "net_namespace: running in the network namespace");
+            }
+            report(daemon_runtime().and_then(|rt| rt.block_on(ka::daemon::run(cli.instance, args)).map_err(anyhow::Error::from)))
+        }
         Command::Status(args) => report(runtime().and_then(|rt| rt.block_on(status(&cli.instance, &args)))),
         Command::Reload(args) => report(runtime().and_then(|rt| rt.block_on(reload(&cli.instance, &args)))),
         Command::Rs(cmd) => report(runtime().and_then(|rt| rt.block_on(real_server(&cli.instance, &cmd)))),
@@ -62,7 +71,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// parsing on reload on a blocking thread. The VRRP engine is not on it: it runs on a thread
 /// and runtime of its own ([`ka::engine::start`]), so none of that work delays an advert.
 fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(ka::threads::WORKER_NAME).enable_all().build()?)
 }
 
 fn report(res: anyhow::Result<()>) -> ExitCode {

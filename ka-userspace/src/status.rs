@@ -102,6 +102,9 @@ pub struct StatusReport {
     /// `--announce-table`: the routes in the table and the VIPs withheld.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce: Option<crate::announce::AnnounceReport>,
+    /// The BFD sessions (`bfd_instance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<crate::bfd::io::BfdReport>,
 }
 
 impl StatusReport {
@@ -198,6 +201,9 @@ impl StatusReport {
         if let Some(a) = &self.announce {
             s.push_str(&a.to_text());
         }
+        if let Some(b) = &self.bfd {
+            s.push_str(&b.to_text());
+        }
         let _ = writeln!(s, "counters:");
         for (name, v) in &self.counters {
             let _ = writeln!(s, "  {name:<24} {v}");
@@ -242,6 +248,7 @@ mod tests {
                 ..Default::default()
             }),
             announce: None,
+            bfd: None,
         };
         let t = r.to_text();
         assert!(t.contains("NOT SERVED: virtual server FWM 7 is not served by ka (the other virtual servers are): no marks\n"), "{t}");
@@ -320,6 +327,7 @@ mod tests {
             host: vec![],
             sync: None,
             announce: None,
+            bfd: None,
         };
         let t = r.to_text();
         assert!(t.contains("-> 198.18.1.1:80 weight 1: 0 packets, 0 bytes; next hop 02:00:00:00:00:01 via 198.18.1.1 dev eth1 (REACHABLE)\n"), "{t}");

@@ -20,13 +20,16 @@ use crate::{
 /// How often the attached interfaces are looked up.
 pub const POLL: Duration = Duration::from_millis(500);
 
-/// What the watcher last saw of an interface: its index and whether it is up and running.
+/// What the watcher last saw of an interface: its index, whether it is up and running, and its
+/// MAC address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seen {
     /// Interface index.
     pub index: u32,
     /// `IFF_UP` and `IFF_RUNNING`.
     pub running: bool,
+    /// Its MAC address (zeros when it has none).
+    pub mac: [u8; 6],
 }
 
 /// A change of an attached interface.
@@ -47,6 +50,9 @@ pub enum LinkEvent {
         /// Whether it is up and running.
         running: bool,
     },
+    /// The interface got another MAC address (`ip link set dev IFACE address ...`): frames to
+    /// services now come addressed to it.
+    MacChanged(String),
 }
 
 /// The event between what was seen of `iface` before (`None`: absent) and now (pure).
@@ -57,6 +63,7 @@ pub fn diff(iface: &str, before: Option<Seen>, now: Option<Seen>) -> Option<Link
         (None, Some(n)) => Some(LinkEvent::Recreated { iface: iface.to_owned(), index: n.index, running: n.running }),
         (Some(b), Some(n)) if b.running && !n.running => Some(LinkEvent::Down(iface.to_owned())),
         (Some(b), Some(n)) if !b.running && n.running => Some(LinkEvent::Up(iface.to_owned())),
+        (Some(b), Some(n)) if b.mac != n.mac => Some(LinkEvent::MacChanged(iface.to_owned())),
         _ => None,
     }
 }
@@ -112,7 +119,7 @@ pub fn spawn(netlink: NetlinkClient, ifaces: Vec<String>) -> Watcher {
 /// `iface` as the kernel has it now; `None` when it does not exist.
 async fn look(netlink: &NetlinkClient, iface: &str) -> Result<Option<Seen>, NetlinkError> {
     match netlink.link(iface).await {
-        Ok(l) => Ok(Some(Seen { index: l.index, running: l.running })),
+        Ok(l) => Ok(Some(Seen { index: l.index, running: l.running, mac: <[u8; 6]>::try_from(l.mac.as_slice()).unwrap_or_default() })),
         Err(NetlinkError::NoSuchLink(_)) => Ok(None),
         Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(e),
@@ -129,6 +136,10 @@ pub fn apply(ev: &LinkEvent, datapath: Option<&mut Datapath>, mode: AttachMode) 
         }
         LinkEvent::Up(iface) => {
             info!(iface = %iface, "XDP interface up again: the program is still attached");
+            false
+        }
+        LinkEvent::MacChanged(iface) => {
+            info!(iface = %iface, "XDP interface has a new MAC address: the destination-MAC check follows it");
             false
         }
         LinkEvent::Gone(iface) => {
@@ -155,13 +166,14 @@ pub fn apply(ev: &LinkEvent, datapath: Option<&mut Datapath>, mode: AttachMode) 
 mod tests {
     use super::*;
 
-    /// Each change of index or state is one event; nothing else is.
+    /// Each change of index, state or MAC is one event; nothing else is.
     #[test]
     fn link_changes_become_events() {
-        let s = |index, running| Some(Seen { index, running });
+        let s = |index, running| Some(Seen { index, running, mac: [2, 0, 0, 0, 0, 1] });
+        let new_mac = |index, running| Some(Seen { index, running, mac: [2, 0, 0, 0, 0, 2] });
         let re = |index, running| Some(LinkEvent::Recreated { iface: "eth0".into(), index, running });
         type Case = (&'static str, Option<Seen>, Option<Seen>, Option<LinkEvent>);
-        let cases: [Case; 9] = [
+        let cases: [Case; 12] = [
             ("steady up", s(3, true), s(3, true), None),
             ("steady down", s(3, false), s(3, false), None),
             ("still absent", None, None, None),
@@ -171,6 +183,9 @@ mod tests {
             ("re-created while we looked away", s(3, true), s(9, true), re(9, true)),
             ("back after gone", None, s(9, false), re(9, false)),
             ("re-created, down", s(3, false), s(9, false), re(9, false)),
+            ("new MAC", s(3, true), new_mac(3, true), Some(LinkEvent::MacChanged("eth0".into()))),
+            ("new MAC while down", s(3, false), new_mac(3, false), Some(LinkEvent::MacChanged("eth0".into()))),
+            ("re-created with a new MAC", s(3, true), new_mac(9, true), re(9, true)),
         ];
         for (name, before, now, want) in cases {
             assert_eq!(diff("eth0", before, now), want, "{name}");

@@ -30,6 +30,8 @@
 //!   CONF is a keepalived.conf `virtual_server` (UDP, `lb_algo mh`, `lb_kind NAT`, 4 real
 //!   servers). Packets are destination-NATed and redirected by `ka_xdp`.
 //! - **ka DR**: the same with `lb_kind DR` (MAC rewrite and redirect).
+//! - **ka TUN**: the same with `lb_kind TUN` (IPIP encapsulation from the director's address,
+//!   and redirect); the sink counts the encapsulated frames.
 //! - **nftables**: no XDP on the director: GRO on its ingress veth puts the generator's frames
 //!   into the stack, forwarding is on and one rule balances new flows,
 //!   `dnat to numgen inc mod 4 map { 0 : rs1, ... }`, conntrack handling the rest.
@@ -54,15 +56,14 @@
 //! its 256 slots full: the director was saturated, or a burst of the generator came while it
 //! waited for its CPU, which on a busy `PREEMPT_NONE` kernel can take milliseconds);
 //! *delivered*, frames counted by the sink; *ns/packet* and *Mpps per core*, the director's CPU
-//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,nft` runs a subset;
-//! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario.
+//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,tun,nft` runs a subset;
+//! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario. With
+//! `KA_BENCH_JSON=FILE` the best rows and every round's Mpps per core are also written to FILE
+//! as JSON, for `cargo xtask bench --report`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+mod live;
 
 use std::{
-    fs::File,
-    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -70,25 +71,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{
-    maps::{Array, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
-    Ebpf, EbpfLoader,
-};
-use ka_common::{
-    bench::{
-        GenConfig, FWD_MAP, FWD_PROGRAM, GEN_HDR_LEN, GEN_HDR_ROOM, GEN_MAP, GEN_PROGRAM,
-        SINK_MAP, SINK_PACKETS, SINK_PROGRAM,
-    },
-    lb::TABLES_MAP,
-};
+use aya::{maps::Array, Ebpf};
+use ka_common::bench::{FWD_MAP, FWD_PROGRAM, SINK_PROGRAM};
 use ka_tests::{
     daemon::KaDaemon,
     ka_bin,
     netns::{self, Netns},
-    packet::Frame,
     unique_name, wait_for,
 };
+use live::{in_ns, mac, nap, napi_thread, pin, realtime, run_ns, FRAME_LEN};
 
 /// Flows (UDP source ports) the generator cycles through.
 const FLOWS: u32 = 16;
@@ -100,12 +91,6 @@ const PORT: u16 = 53;
 const CLIENT: &str = "198.18.10.2";
 /// The real servers.
 const RS: [&str; 4] = ["198.18.12.11", "198.18.12.12", "198.18.12.13", "198.18.12.14"];
-/// Frame length without FCS: 64-byte frames on a wire.
-const FRAME_LEN: usize = 60;
-/// Frames per live-frames batch (the kernel's maximum is 256).
-const BATCH: u32 = 64;
-/// Frames per BPF_PROG_TEST_RUN call; the generator checks its stop flag between calls.
-const CALL_FRAMES: u32 = 1 << 16;
 /// Warm-up before each measured interval.
 const WARMUP: Duration = Duration::from_secs(1);
 /// The generator's CPU (with the sink's NAPI thread).
@@ -113,29 +98,11 @@ const GEN_CPU: usize = 0;
 /// The director's NAPI thread's CPU.
 const LB_CPU: usize = 1;
 
-/// Set by SIGINT/SIGTERM: every wait returns early and the guards clean up.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Sleeps `d` in small steps; false if a signal asked to stop.
-fn nap(d: Duration) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if STOP.load(Ordering::SeqCst) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
-    }
-    !STOP.load(Ordering::SeqCst)
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     KaNat,
     KaDr,
+    KaTun,
     Nft,
     Floor,
 }
@@ -146,6 +113,7 @@ impl Kind {
         match self {
             Kind::KaNat => "nat",
             Kind::KaDr => "dr",
+            Kind::KaTun => "tun",
             Kind::Nft => "nft",
             Kind::Floor => "floor",
         }
@@ -155,6 +123,7 @@ impl Kind {
         match self {
             Kind::KaNat => "ka NAT (`ka run`, UDP, Maglev, 4 RS)",
             Kind::KaDr => "ka DR (`ka run`, UDP, Maglev, 4 RS)",
+            Kind::KaTun => "ka TUN (`ka run`, IPIP, UDP, Maglev, 4 RS)",
             Kind::Nft => "nftables DNAT (numgen inc mod 4, conntrack)",
             Kind::Floor => "floor: ka_xdp_fwd (XDP redirect, untouched)",
         }
@@ -181,83 +150,6 @@ impl Row {
     }
 }
 
-/// Runs `f` on a thread inside `ns`'s network namespace and returns its result; unlike
-/// [`Netns::enter`] it may borrow from the caller.
-fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let file = File::open(ns.path()).expect("opening the namespace");
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    })
-}
-
-/// True when the calling thread is in `ns`'s network namespace.
-fn thread_in(ns: &Netns) -> bool {
-    let me = std::fs::metadata("/proc/thread-self/ns/net").expect("own netns");
-    let it = std::fs::metadata(ns.path()).expect("netns handle");
-    me.ino() == it.ino() && me.dev() == it.dev()
-}
-
-fn pin(pid: libc::pid_t, cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on a pid.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "pinning {pid} to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
-}
-
-/// Makes `pid` SCHED_FIFO at `prio`: a NAPI thread then runs as soon as frames wait for it,
-/// whatever else the machine runs, and costs CPU only while there are frames.
-fn realtime(pid: libc::pid_t, prio: i32) {
-    let p = libc::sched_param { sched_priority: prio };
-    // SAFETY: plain syscall on a pid with a valid parameter block.
-    let rc = unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &p) };
-    assert_eq!(rc, 0, "SCHED_FIFO for {pid}: {}", std::io::Error::last_os_error());
-}
-
-/// The threaded-NAPI kernel thread of `dev` (`napi/DEV-ID`); device names are unique per run.
-fn napi_thread(dev: &str) -> libc::pid_t {
-    let prefix = format!("napi/{dev}-");
-    wait_for(&format!("the NAPI thread of {dev}"), Duration::from_secs(5), || {
-        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-            let pid: libc::pid_t = e.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-            comm.starts_with(&prefix).then_some(pid)
-        })
-    })
-}
-
-/// Nanoseconds `pid` has run on a CPU (`/proc/PID/schedstat`, first field).
-fn run_ns(pid: libc::pid_t) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
-    s.split_whitespace().next().and_then(|v| v.parse().ok()).expect("schedstat field")
-}
-
-/// Frames the director's ingress veth took off its ring (`ethtool -S`: `rx_queue_0_xdp_packets`,
-/// counted with or without an XDP program).
-fn rx(t: &Topo) -> u64 {
-    let s = t.lb.run(&["ethtool", "-S", &t.lb_in]).expect("ethtool -S");
-    s.lines()
-        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_packets:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("rx_queue_0_xdp_packets in ethtool -S")
-}
-
-fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
-    let s = ns.run(&["cat", &format!("/sys/class/net/{dev}/address")]).expect("mac");
-    let mut m = [0u8; 6];
-    for (b, h) in m.iter_mut().zip(s.trim().split(':')) {
-        *b = u8::from_str_radix(h, 16).expect("hex");
-    }
-    m
-}
-
 /// Three namespaces and two veth pairs (module doc). Field order is drop order: the bench's
 /// own programs are detached inside their namespaces first, then `ka`, then the namespaces.
 struct Topo {
@@ -276,7 +168,7 @@ impl Drop for Topo {
         // XDP links are bpf_link fds (detached on close wherever that happens); dropping them in
         // the director's namespace keeps even a netlink fallback off the host's interfaces.
         if let Some(p) = self.progs.take() {
-            in_ns(&self.lb, move || drop(p));
+            live::drop_in(&self.lb, p);
         }
         self.ka.take();
     }
@@ -302,23 +194,15 @@ impl Topo {
         }
         // NAPI on the receiving veths (GRO toggled on while up creates it), threaded so its
         // work runs in a kernel thread of its own.
-        for (ns, dev) in [(&lb, lb_in.as_str()), (&sink, sink_dev.as_str())] {
-            ns.run(&["ethtool", "-K", dev, "gro", "off"]).expect("ethtool: install ethtool (cargo xtask setup)");
-            ns.run(&["ethtool", "-K", dev, "gro", "on"]).expect("ethtool");
-            ns.run(&["sh", "-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")]).expect("threaded NAPI");
-        }
+        live::threaded_napi(&lb, &lb_in);
+        live::threaded_napi(&sink, &sink_dev);
         Topo { progs: None, ka: None, gen, lb, sink, lb_in, lb_out, sink_dev }
     }
 
     /// Loads the bench programs (generator, sink, floor) and attaches the sink.
     fn load_progs(&mut self) {
-        // The object's scheduling tables are large and unused here.
-        let mut ebpf = EbpfLoader::new().map_max_entries(TABLES_MAP, 1).load(ka::EBPF_OBJECT).expect("loading the eBPF object");
-        for name in [GEN_PROGRAM, SINK_PROGRAM, FWD_PROGRAM] {
-            let p: &mut Xdp = ebpf.program_mut(name).unwrap_or_else(|| panic!("{name} in object")).try_into().expect("xdp");
-            p.load().unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
-        }
-        attach(&self.sink, &mut ebpf, SINK_PROGRAM, &self.sink_dev);
+        let mut ebpf = live::load_programs();
+        live::attach(&self.sink, &mut ebpf, SINK_PROGRAM, &self.sink_dev);
         self.progs = Some(ebpf);
     }
 
@@ -327,15 +211,12 @@ impl Topo {
     }
 }
 
-fn attach(ns: &Netns, ebpf: &mut Ebpf, prog: &str, dev: &str) {
-    in_ns(ns, || {
-        let p: &mut Xdp = ebpf.program_mut(prog).expect("program").try_into().expect("xdp");
-        p.attach(dev, XdpMode::Driver).unwrap_or_else(|e| panic!("attaching {prog} natively to {dev}: {e:?}"));
-    });
-}
-
 fn ka_conf(kind: Kind) -> std::path::PathBuf {
-    let method = if kind == Kind::KaDr { "DR" } else { "NAT" };
+    let method = match kind {
+        Kind::KaDr => "DR",
+        Kind::KaTun => "TUN",
+        _ => "NAT",
+    };
     let rs: String = RS.iter().map(|a| format!(" real_server {a} {PORT} {{\n  weight 1\n }}\n")).collect();
     let text = format!("virtual_server {VIP} {PORT} {{\n lb_algo mh\n mh-port\n lb_kind {method}\n protocol UDP\n{rs}}}\n");
     let dir = std::env::temp_dir().join(unique_name("ke2e"));
@@ -358,7 +239,7 @@ fn nft_ruleset() -> String {
 /// Sets up the director for `kind`.
 fn director(t: &mut Topo, kind: Kind) {
     match kind {
-        Kind::KaNat | Kind::KaDr => {
+        Kind::KaNat | Kind::KaDr | Kind::KaTun => {
             let conf = ka_conf(kind);
             let conf = conf.to_str().expect("utf-8");
             // Native mode on purpose, for speed: `auto` would pick generic mode on these veths.
@@ -388,62 +269,27 @@ fn director(t: &mut Topo, kind: Kind) {
             let mut m: Array<_, u32> = Array::try_from(t.progs().map_mut(FWD_MAP).expect("fwd map")).expect("array");
             m.set(0, idx, 0).expect("fwd target");
             let (lb, dev) = (&t.lb, t.lb_in.clone());
-            attach(lb, t.progs.as_mut().expect("programs"), FWD_PROGRAM, &dev);
+            live::attach(lb, t.progs.as_mut().expect("programs"), FWD_PROGRAM, &dev);
         }
     }
 }
 
 /// The generator's frame (also the live-frames input, so its payload matches the checksums).
 fn frame(t: &Topo) -> Vec<u8> {
-    let mut f = Frame::udp4(CLIENT, VIP, 10_000, PORT).payload(&[0u8; FRAME_LEN - GEN_HDR_LEN]);
-    f.eth_dst = mac(&t.lb, &t.lb_in);
-    f.eth_src = mac(&t.gen, "eth0");
-    let b = f.build();
-    assert_eq!(b.len(), FRAME_LEN);
-    b
+    live::udp_frame(CLIENT, VIP, PORT, mac(&t.gen, "eth0"), mac(&t.lb, &t.lb_in))
 }
 
-/// Runs the generator in `gen` until `stop`, counting frames sent in `sent`.
-fn generate(t: &Topo, ebpf: &Ebpf, frame: &[u8], stop: &AtomicBool, sent: &AtomicU64) {
-    let gen = &t.gen;
-    in_ns(gen, || {
-        // Live frames leave through the ingress interface named in the context: make sure it
-        // is the generator's own veth, never an interface of the host.
-        assert!(thread_in(gen), "the generator thread is not in its namespace");
-        common::pin_to_cpu0();
-        let ifindex = nix::net::if_::if_nametoindex("eth0").expect("gen eth0");
-        let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-        let p: &Xdp = ebpf.program(GEN_PROGRAM).expect("gen").try_into().expect("xdp");
-        let end = Instant::now() + Duration::from_secs(600);
-        while !stop.load(Ordering::SeqCst) && !STOP.load(Ordering::SeqCst) && Instant::now() < end {
-            let r = p
-                .test_run(TestRunOptions {
-                    data_in: Some(frame),
-                    ctx_in: Some(&ctx),
-                    repeat: CALL_FRAMES,
-                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                    ..Default::default()
-                })
-                .expect("BPF_PROG_TEST_RUN in live-frames mode");
-            assert_eq!(r.return_value, 0, "live-frames run failed");
-            sent.fetch_add(u64::from(CALL_FRAMES), Ordering::Relaxed);
-        }
-    });
+/// Frames the director's ingress veth took off its ring.
+fn rx(t: &Topo) -> u64 {
+    live::xdp_rx_packets(&t.lb, &t.lb_in)
 }
 
 fn scenario(n: usize, kind: Kind, secs: Duration) -> Option<Row> {
     let mut t = Topo::new(n);
     t.load_progs();
     director(&mut t, kind);
-    let mut gen_cfg = GenConfig { hdr: [0; GEN_HDR_ROOM], flows: FLOWS, _pad: 0 };
     let fr = frame(&t);
-    gen_cfg.hdr[..GEN_HDR_LEN].copy_from_slice(&fr[..GEN_HDR_LEN]);
-    {
-        let mut m: Array<_, GenConfig> = Array::try_from(t.progs().map_mut(GEN_MAP).expect("gen map")).expect("array");
-        m.set(0, gen_cfg, 0).expect("template");
-    }
+    live::set_template(t.progs(), &fr, FLOWS);
     let lb_napi = napi_thread(&t.lb_in);
     pin(lb_napi, LB_CPU);
     realtime(lb_napi, 50);
@@ -455,15 +301,12 @@ fn scenario(n: usize, kind: Kind, secs: Duration) -> Option<Row> {
     let t = t;
     let progs = t.progs.as_ref().expect("programs");
     let row = std::thread::scope(|s| {
-        let g = s.spawn(|| generate(&t, progs, &fr, &stop, &sent));
+        let g = s.spawn(|| live::generate(&t.gen, "eth0", progs, &fr, GEN_CPU, 0, &stop, &sent));
         let measure = || -> Option<Row> {
             if !nap(WARMUP) {
                 return None;
             }
-            let read_sink = || -> u64 {
-                let m: PerCpuArray<_, u64> = PerCpuArray::try_from(progs.map(SINK_MAP).expect("sink map")).expect("per-CPU array");
-                m.get(&SINK_PACKETS, 0).expect("sink counter").iter().sum()
-            };
+            let read_sink = || live::sink_packets(progs);
             let (t0, s0, c0, g0, r0) = (Instant::now(), read_sink(), run_ns(lb_napi), sent.load(Ordering::Relaxed), rx(&t));
             if !nap(secs) {
                 return None;
@@ -502,21 +345,19 @@ fn main() {
     ka_tests::require_root();
     assert!(!ka::EBPF_OBJECT.is_empty(), "the ka library was built with KA_SKIP_EBPF=1: no eBPF object");
     assert!(std::thread::available_parallelism().map_or(1, usize::from) >= 2, "needs 2 CPUs");
-    // SAFETY: installing an async-signal-safe handler (one atomic store).
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    live::catch_signals();
     let secs = Duration::from_secs(std::env::var("KA_E2E_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).clamp(1, 60));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?").to_owned();
     let only = std::env::var("KA_E2E_ONLY").unwrap_or_default();
     let rounds: usize = std::env::var("KA_E2E_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).clamp(1, 9);
     let kinds: Vec<Kind> =
-        [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
+        [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::KaTun, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
     // Rounds interleave the scenarios; each keeps its best round (interference from the rest
     // of the machine only ever makes a round slower).
     let mut rows: Vec<Row> = Vec::new();
+    // Every round's Mpps per core, by scenario.
+    let mut all: Vec<(Kind, Vec<f64>)> = kinds.iter().map(|&k| (k, Vec::new())).collect();
     for round in 0..rounds {
         for (i, &kind) in kinds.iter().enumerate() {
             eprintln!("e2e: round {}/{rounds}: {}", round + 1, kind.label());
@@ -525,6 +366,9 @@ fn main() {
                 std::process::exit(130);
             };
             eprintln!("e2e:   {:.2} Mpps delivered, {:.2} Mpps per core", r.delivered / 1e6, r.per_core() / 1e6);
+            if let Some((_, v)) = all.iter_mut().find(|(k, _)| *k == kind) {
+                v.push(r.per_core() / 1e6);
+            }
             match rows.iter_mut().find(|b| b.kind == kind) {
                 Some(best) if best.per_core() >= r.per_core() => {}
                 Some(best) => *best = r,
@@ -548,6 +392,31 @@ fn main() {
             r.per_core() / 1e6,
             r.per_core() / nft
         );
+    }
+    if let Some(path) = std::env::var_os("KA_BENCH_JSON") {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "key": r.kind.key(),
+                    "label": r.kind.label(),
+                    "offered_mpps": r.offered / 1e6,
+                    "received_mpps": r.received / 1e6,
+                    "delivered_mpps": r.delivered / 1e6,
+                    "director_cpu": r.lb_cpu,
+                    "per_core_mpps": r.per_core() / 1e6,
+                    "rounds_per_core_mpps": all.iter().find(|(k, _)| *k == r.kind).map(|(_, v)| v.clone()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "secs": secs.as_secs_f64(),
+            "rounds": rounds,
+            "frame_len": FRAME_LEN,
+            "flows": FLOWS,
+            "rows": json,
+        });
+        std::fs::write(&path, doc.to_string()).expect("writing KA_BENCH_JSON");
     }
     let ka = rows.iter().find(|r| r.kind == Kind::KaNat).map_or(0.0, Row::per_core);
     println!();

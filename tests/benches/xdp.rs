@@ -15,15 +15,16 @@
 //! flows (`lc`, `wlc`: a walk over the candidates' counts, the new flow counted) are timed
 //! against Maglev's on the same service of 4 and of 64 real servers, all weighted.
 //!
-//! Every row is the minimum of [`ROUNDS`] timed runs (the machine is shared). The rows that
-//! `cargo xtask bench --only xdp` sets side by side with the reference load balancer carry a
-//! stable key (`floor`, `established`, `new_flow_filling`, `new_flow_full`, `non_vip`,
-//! `vrrp_advert`). A second pass with the kernel's run-time statistics on (`BPF_ENABLE_STATS`,
+//! Every row is the minimum of [`ROUNDS`] timed runs (the machine is shared) and carries a
+//! stable id (`floor`, `dr_established`, `dr_new_filling`, `dr_new_full`, `nonvip`,
+//! `vrrp_steady`, `sched_maglev_4`...): `cargo xtask bench --only xdp` sets some of them side by
+//! side with the reference load balancer (xtask's `report::XDP_PAIRS`). A second pass with the kernel's run-time statistics on (`BPF_ENABLE_STATS`,
 //! held by a file descriptor, so they are off again when the bench ends, even on a panic; the
 //! timed pass runs without them, as they add two clock reads per run) reads each row's
 //! `run_cnt`/`run_time_ns` (the fields `bpftool prog show` prints), and the programs' xlated
-//! and JIT sizes and verified instructions are listed. With `KA_BENCH_OUT=FILE` the rows are
-//! also written to FILE as JSON (read by xtask).
+//! and JIT sizes and verified instructions are listed. With `KA_BENCH_JSON=FILE` the rows are
+//! also written to FILE as JSON (`{"rows": [{"id", "path", "ns", "how"}], "programs": [...]}`),
+//! for `cargo xtask bench` and its `--report`. `KA_BENCH_ONLY=ID,...` runs only those rows.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -53,8 +54,8 @@ const NEW_FLOWS_FILLING: u32 = CONN_TABLE_SIZE / 8;
 
 /// One row of the table.
 struct Row {
-    /// Stable key of the rows compared with the reference (see the module doc), else "".
-    key: &'static str,
+    /// Stable id (see the module doc).
+    id: String,
     path: String,
     /// Minimum over the rounds, ns per run (BPF_PROG_TEST_RUN's own figure).
     ns: f64,
@@ -78,10 +79,10 @@ fn min_of(mut f: impl FnMut(u32) -> f64) -> f64 {
     (0..ROUNDS).map(&mut f).fold(f64::INFINITY, f64::min)
 }
 
-/// Whether the row `key` runs: every row, or those `KA_BENCH_ONLY` lists (comma-separated keys,
+/// Whether the row `id` runs: every row, or those `KA_BENCH_ONLY` lists (comma-separated ids,
 /// for profiling one path).
-fn wanted(key: &str) -> bool {
-    std::env::var("KA_BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k == key))
+fn wanted(id: &str) -> bool {
+    std::env::var("KA_BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k == id))
 }
 
 fn main() {
@@ -122,18 +123,15 @@ fn main() {
     for p in &progs {
         println!("| {} | {} | {} | {} |", p.name, p.xlated_insns, p.jited_bytes, p.verified_insns);
     }
-    if let Some(path) = std::env::var_os("KA_BENCH_OUT") {
+    if let Some(path) = std::env::var_os("KA_BENCH_JSON") {
         let json = serde_json::json!({
-            "rows": rows.iter().map(|r| serde_json::json!({
-                "key": r.key, "path": r.path, "ns": r.ns, "how": r.how, "program": r.prog,
-                "stats_ns": r.stats_ns,
-            })).collect::<Vec<_>>(),
+            "rows": rows.iter().map(|r| serde_json::json!({ "id": r.id, "path": r.path, "ns": r.ns, "how": r.how })).collect::<Vec<_>>(),
             "programs": progs.iter().map(|p| serde_json::json!({
                 "name": p.name, "xlated_insns": p.xlated_insns, "jited_bytes": p.jited_bytes,
                 "verified_insns": p.verified_insns,
             })).collect::<Vec<_>>(),
         });
-        std::fs::write(&path, json.to_string()).expect("writing KA_BENCH_OUT");
+        std::fs::write(&path, json.to_string()).expect("writing KA_BENCH_JSON");
     }
 }
 
@@ -179,7 +177,7 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
     });
     drop(stats);
     rows.push(Row {
-        key: "floor",
+        id: "floor".into(),
         path: "floor: ka_xdp_tx (swap MACs, XDP_TX)".into(),
         ns: floor,
         how: rep.clone(),
@@ -226,12 +224,12 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
     // round (the bench program bumps the port, and the address's low 16 bits on wrap).
     loaded.load_also(BENCH_NEW_FLOW_PROGRAM);
     let syn = |a: &str| Frame::tcp4(a, "198.51.100.1", 1024, 80, 0x02).build();
-    if wanted("new_flow_filling") {
+    if wanted("dr_new_filling") {
         let filling = min_of(|r| {
             loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn(&format!("198.18.{r}.2")), ifindex, NEW_FLOWS_FILLING)
         });
         rows.push(Row {
-            key: "new_flow_filling",
+            id: "dr_new_filling".into(),
             path: "tcp4 DR new flow (SYN, Maglev), table filling".into(),
             ns: filling,
             how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow), min of {ROUNDS}"),
@@ -239,7 +237,7 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
             stats_ns: None,
         });
     }
-    if wanted("new_flow_full") {
+    if wanted("dr_new_full") {
         // Fill the table (this CPU's share of it, twice over) from 198.18.128.0/17, then time
         // flows from 198.19.0.0/16: none of them is in the table.
         let _ = loaded.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn("198.18.128.2"), ifindex, CONN_TABLE_SIZE);
@@ -252,7 +250,7 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
         });
         drop(stats);
         rows.push(Row {
-            key: "new_flow_full",
+            id: "dr_new_full".into(),
             path: "tcp4 DR new flow (SYN, Maglev), table full".into(),
             ns: full,
             how: format!("{rep} after {CONN_TABLE_SIZE} flows filled the table; each insert evicts"),
@@ -263,13 +261,9 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
 
     // New flows by scheduler: Maglev against the least-connection walk, 4 and 64 servers.
     for servers in [4u16, 64] {
-        for (name, key, sched) in [
-            ("Maglev", "sched_mh", Scheduler::Maglev),
-            ("lc", "sched_lc", Scheduler::LeastConn),
-            ("wlc", "sched_wlc", Scheduler::WeightedLeastConn),
-        ] {
-            let key: &'static str = if servers == 4 { key } else { Box::leak(format!("{key}_{servers}").into_boxed_str()) };
-            if !wanted(key) {
+        for (name, sched) in [("Maglev", Scheduler::Maglev), ("lc", Scheduler::LeastConn), ("wlc", Scheduler::WeightedLeastConn)] {
+            let id = format!("sched_{}_{servers}", name.to_lowercase());
+            if !wanted(&id) {
                 continue;
             }
             let mut l = common::Loaded::new();
@@ -296,7 +290,7 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
             MapWriter::new().apply(&mut l.ebpf, &DesiredState { services: vec![spec], ..Default::default() }).expect("apply");
             l.load_also(BENCH_NEW_FLOW_PROGRAM);
             rows.push(Row {
-                key,
+                id,
                 path: format!("tcp4 DR new flow (SYN, {name}, {servers} real servers), table filling"),
                 ns: l.time_program_on(BENCH_NEW_FLOW_PROGRAM, &syn("198.18.0.2"), ifindex, NEW_FLOWS_FILLING),
                 how: format!("{NEW_FLOWS_FILLING} new flows in one run (ka_xdp_bench_new_flow)"),
@@ -308,13 +302,13 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
 
     let est = Frame::tcp4("198.18.0.1", "198.51.100.1", 40000, 80, 0x10).build();
     let _ = loaded.run_on(&est, ifindex);
-    if wanted("established") {
-        rows.push(timed(&loaded, "established", "tcp4 DR established (conn hit)", &est, ifindex, &rep));
+    if wanted("dr_established") {
+        rows.push(timed(&loaded, "dr_established", "tcp4 DR established (conn hit)", &est, ifindex, &rep));
     }
 
     let nonvip = Frame::tcp4("198.18.0.1", "198.51.100.200", 40000, 80, 0x10).build();
-    if wanted("non_vip") {
-        rows.push(timed(&loaded, "non_vip", "tcp4 non-VIP pass (services loaded)", &nonvip, ifindex, &rep));
+    if wanted("nonvip") {
+        rows.push(timed(&loaded, "nonvip", "tcp4 non-VIP pass (services loaded)", &nonvip, ifindex, &rep));
     }
 
     // VRRP steady state: the known master's advert, dropped in XDP.
@@ -346,13 +340,13 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
     .expect("configure");
     let advert = common::vrrp3_v4("10.1.0.2", 51, 150, 100, &["198.51.100.1"]);
     assert_eq!(loaded.run_on(&advert, ifindex).action, common::XDP_DROP);
-    if wanted("vrrp_advert") {
-        rows.push(timed(&loaded, "vrrp_advert", "VRRPv3 advert, steady state (dropped)", &advert, ifindex, &rep));
+    if wanted("vrrp_steady") {
+        rows.push(timed(&loaded, "vrrp_steady", "VRRPv3 advert, steady state (dropped)", &advert, ifindex, &rep));
     }
 
-    for (key, path, frame) in [
+    for (id, path, frame) in [
         (
-            "no_service",
+            "syn_no_service",
             "tcp4 SYN, no service (parse + pass)",
             Frame::tcp4("198.18.0.1", "198.18.0.2", 40000, 80, 0x02).build(),
         ),
@@ -367,8 +361,8 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
             Frame::ether(0x0806).payload(&[0; 28]).build(),
         ),
     ] {
-        if wanted(key) {
-            rows.push(timed(&loaded, key, path, &frame, ifindex, &rep));
+        if wanted(id) {
+            rows.push(timed(&loaded, id, path, &frame, ifindex, &rep));
         }
     }
     progs.push(prog_info(&loaded, XDP_PROGRAM));
@@ -377,12 +371,12 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
 }
 
 /// A row of `ka_xdp` repeating one frame: timed, then run once more with statistics on.
-fn timed(l: &common::Loaded, key: &'static str, path: &str, frame: &[u8], ifindex: u32, how: &str) -> Row {
+fn timed(l: &common::Loaded, id: &str, path: &str, frame: &[u8], ifindex: u32, how: &str) -> Row {
     let ns = min_of(|_| l.time_on(frame, ifindex, *REPEAT));
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let stats_ns = stats_ns(l, XDP_PROGRAM, || {
         l.time_on(frame, ifindex, *REPEAT);
     });
     drop(stats);
-    Row { key, path: path.into(), ns, how: how.into(), prog: XDP_PROGRAM, stats_ns }
+    Row { id: id.into(), path: path.into(), ns, how: how.into(), prog: XDP_PROGRAM, stats_ns }
 }

@@ -11,6 +11,11 @@ use anyhow::{bail, Context as _};
 
 use crate::netns::Netns;
 
+/// How long a starting daemon may take to answer: the control socket opens after the kernel
+/// has verified `ka_xdp` (about 800k instructions: a few seconds on an idle 2-vCPU VM, over
+/// 20 s at a load average of 14 while the suite shares the machine with builds).
+pub const START_WAIT: Duration = Duration::from_secs(90);
+
 /// A running `ka run`.
 #[derive(Debug)]
 pub struct KaDaemon {
@@ -23,7 +28,7 @@ pub struct KaDaemon {
 impl KaDaemon {
     /// Starts `ka --instance INSTANCE run ARGS` in `ns`'s network namespace (keeping the host's
     /// mount namespace, so bpffs pins are visible), logging to a temp file, and waits up to
-    /// 30 s for its control socket to answer.
+    /// [`START_WAIT`] for its control socket to answer.
     ///
     /// # Errors
     /// The daemon cannot start or exits before answering (its log is in the error).
@@ -36,7 +41,7 @@ impl KaDaemon {
     /// # Errors
     /// As [`KaDaemon::start`].
     pub fn start_with_env(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<KaDaemon> {
-        KaDaemon::spawn(ns, bin, instance, args, env, KaDaemon::log_file(instance), Duration::from_secs(30))
+        KaDaemon::spawn(ns, bin, instance, args, env, KaDaemon::log_file(instance), START_WAIT)
     }
 
     /// [`KaDaemon::start`] with the log in `log` (a second daemon on one instance must not
@@ -45,7 +50,7 @@ impl KaDaemon {
     /// # Errors
     /// As [`KaDaemon::start`].
     pub fn start_logging_to(ns: &Netns, bin: &std::path::Path, instance: &str, args: &[&str], log: PathBuf) -> anyhow::Result<KaDaemon> {
-        KaDaemon::start_waiting(ns, bin, instance, args, log, Duration::from_secs(30))
+        KaDaemon::start_waiting(ns, bin, instance, args, log, START_WAIT)
     }
 
     /// [`KaDaemon::start_logging_to`], waiting up to `within` for the control socket to answer

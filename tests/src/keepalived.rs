@@ -33,6 +33,19 @@ impl Keepalived {
     /// # Errors
     /// keepalived cannot be started.
     pub fn start(ns: &Netns, tag: &str, config: &str) -> anyhow::Result<Keepalived> {
+        Keepalived::start_with(ns, tag, config, &["--vrrp"])
+    }
+
+    /// Starts keepalived with the processes its configuration asks for (e.g. only the BFD
+    /// process for a file of `bfd_instance`s), otherwise as [`Keepalived::start`].
+    ///
+    /// # Errors
+    /// keepalived cannot be started.
+    pub fn start_all(ns: &Netns, tag: &str, config: &str) -> anyhow::Result<Keepalived> {
+        Keepalived::start_with(ns, tag, config, &[])
+    }
+
+    fn start_with(ns: &Netns, tag: &str, config: &str, only: &[&str]) -> anyhow::Result<Keepalived> {
         require_keepalived();
         let dir = std::env::temp_dir().join(crate::unique_name(&format!("kad{tag}")));
         std::fs::create_dir_all(&dir)?;
@@ -41,7 +54,8 @@ impl Keepalived {
         let log = std::fs::File::create(dir.join("log"))?;
         let child = ns
             .cmd("keepalived")
-            .args(["--vrrp", "--dont-fork", "--log-console", "--log-detail", "--dont-respawn"])
+            .args(only)
+            .args(["--dont-fork", "--log-console", "--log-detail", "--dont-respawn"])
             .arg("--use-file")
             .arg(&conf)
             .arg("--pid")
@@ -50,6 +64,8 @@ impl Keepalived {
             .arg(dir.join("vrrp.pid"))
             .arg("--checkers_pid")
             .arg(dir.join("checkers.pid"))
+            .arg("--bfd_pid")
+            .arg(dir.join("bfd.pid"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -63,9 +79,9 @@ impl Keepalived {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
-    /// Signals the whole keepalived (parent and VRRP child) with `sig`.
+    /// Signals the whole keepalived (parent and children) with `sig`.
     fn signal_all(&self, sig: nix::sys::signal::Signal) {
-        for f in ["keepalived.pid", "vrrp.pid"] {
+        for f in ["keepalived.pid", "vrrp.pid", "checkers.pid", "bfd.pid"] {
             if let Ok(p) = std::fs::read_to_string(self.dir.join(f)) {
                 if let Ok(pid) = p.trim().parse::<i32>() {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);

@@ -227,6 +227,31 @@ fn xdp_interface_down_and_up_is_logged_and_served_again() {
     ka.stop().expect("clean stop");
 }
 
+/// The XDP interface gets a new MAC address (`ip link set dev eth0 address ...`, as a replaced
+/// NIC or a bond's new active port gives): ka logs it and its destination-MAC check follows, so
+/// frames to the VIP addressed to the new MAC are load-balanced. Before, the check kept the old
+/// MAC: every such frame passed (`pass_not_our_mac`) to the director's kernel, which answered
+/// the VIP's clients with resets.
+#[test]
+fn xdp_interface_with_a_new_mac_is_still_served() {
+    let lab = lab(1);
+    let conf = lab.write("ka.conf", &conf_text(1, "rr", "", ""));
+    let instance = unique_name("fm");
+    let ka = lab.start(&instance, &conf, 1);
+    lab.ask_new().expect("served before the change");
+    let director = &lab.lan.directors[0];
+    director.run(&["ip", "link", "set", "dev", "eth0", "address", "02:00:c6:12:00:99"]).expect("new MAC");
+    wait_for("ka to log eth0's new MAC", WAIT, || ka.log_text().contains("XDP interface has a new MAC address").then_some(()));
+    // The client learns the new MAC (its cached entry would take minutes to go stale).
+    lab.lan.client.run(&["ip", "neigh", "flush", "all"]).expect("flush the client's neighbours");
+    serves_within(&lab, "new connections served at the new MAC", WAIT);
+    let before = counter(&ka.status_json().expect("status"), "lb_dr");
+    lab.ask_new().expect("served");
+    assert!(counter(&ka.status_json().expect("status"), "lb_dr") > before, "forwarded by XDP");
+    assert!(lab.lan.client.run(&["ip", "neigh", "show"]).expect("neighbours").contains("02:00:c6:12:00:99"), "the client reached the VIP at the new MAC");
+    ka.stop().expect("clean stop");
+}
+
 /// The XDP interface is deleted and re-created with the same name (a new ifindex, as a driver
 /// reload or a veth re-created by a container runtime gives): ka logs that it is gone, attaches
 /// the program to the new interface as soon as it exists (a new pinned link), logs it, and
@@ -259,6 +284,9 @@ fn xdp_interface_deleted_and_recreated_is_reattached() {
     let st = ka.status_json().expect("status");
     assert_eq!(st["xdp"].as_array().map(Vec::len), Some(1), "one attachment, not two: {}", st["xdp"]);
     assert_eq!(st["xdp"][0]["iface"], "eth0");
+    // The new eth0 has a new MAC: the client learns it (its cached entry would take minutes to
+    // go stale; until then its frames, flooded by the bridge, are addressed to no interface).
+    lab.lan.client.run(&["ip", "neigh", "flush", "all"]).expect("flush the client's neighbours");
     serves_within(&lab, "new connections served on the re-created interface", WAIT);
     let before = counter(&ka.status_json().expect("status"), "lb_dr");
     lab.ask_new().expect("served");
@@ -526,7 +554,7 @@ fn netlink_requests_about_a_vanished_interface() {
     director
         .enter(move || {
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async move {
-                let (nl, _task) = netlink::spawn().expect("netlink");
+                let (nl, _task) = netlink::spawn(None).expect("netlink");
                 let vip = AddrSpec::new(index, "198.18.51.100".parse().expect("ip"), 24);
                 let e = nl.add_addr(vip.clone()).await.expect_err("no such device");
                 assert_eq!(e.errno(), Some(libc::ENODEV), "{e}");

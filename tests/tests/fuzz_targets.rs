@@ -151,6 +151,11 @@ fn sync_decode() {
 }
 
 #[test]
+fn bfd_decode() {
+    fuzz("bfd_decode", ka_fuzz::bfd_decode, &[]);
+}
+
+#[test]
 fn vrrp_decode() {
     fuzz("vrrp_decode", ka_fuzz::vrrp_decode, &[]);
 }

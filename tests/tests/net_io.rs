@@ -123,7 +123,7 @@ fn netlink_worker_manages_vips_and_vmacs() {
     let (a, _b) = pair();
     let ia = ifindex(&a, "eth0");
     in_ns(&a, async move {
-        let (nl, _task) = netlink::spawn().expect("netlink");
+        let (nl, _task) = netlink::spawn(None).expect("netlink");
         let link = nl.link("eth0").await.expect("eth0");
         assert_eq!(link.index, ia);
         let vip = AddrSpec {
@@ -153,7 +153,7 @@ fn netlink_worker_manages_vips_and_vmacs() {
     assert!(show.contains("fd00:198:18:3::100/128"), "{show}");
     assert!(!show.contains("fd00:198:18:3::100/128 scope global tentative"), "VIP must skip DAD: {show}");
     in_ns(&a, async move {
-        let (nl, _task) = netlink::spawn().expect("netlink");
+        let (nl, _task) = netlink::spawn(None).expect("netlink");
         for spec in [
             AddrSpec::new(ia, IpAddr::V4(Ipv4Addr::new(198, 18, 3, 100)), 24),
             AddrSpec::new(ia, IpAddr::V4(Ipv4Addr::new(198, 18, 3, 101)), 32),
@@ -224,7 +224,7 @@ fn netlink_worker_looks_up_and_resolves_next_hops() {
     let idx = ifindex(&a, "eth0");
     let peer_mac = b.run(&["cat", "/sys/class/net/eth0/address"]).expect("mac").trim().to_owned();
     let (onlink, via, local, unroutable) = in_ns(&a, async move {
-        let (nl, _task) = netlink::spawn().expect("netlink");
+        let (nl, _task) = netlink::spawn(None).expect("netlink");
         let get = |s: &str| {
             let nl = nl.clone();
             let addr: IpAddr = s.parse().expect("ip");
@@ -251,7 +251,7 @@ fn netlink_worker_looks_up_and_resolves_next_hops() {
     });
     assert!(!line.contains("managed") && line.contains(&peer_mac), "{line}");
     let table = in_ns(&a, async move {
-        let (nl, _task) = netlink::spawn().expect("netlink");
+        let (nl, _task) = netlink::spawn(None).expect("netlink");
         let t = nl.neighbours().await.expect("dump");
         nl.neigh_del(idx, "198.18.3.2".parse().expect("ip")).await.expect("delete");
         nl.neigh_del(idx, "198.18.3.2".parse().expect("ip")).await.expect("delete again");

@@ -131,3 +131,72 @@ fn nat_with_forwarding_off_says_which_sysctl() {
     ka.stop().expect("stop");
     let _ = std::fs::remove_file(conf);
 }
+
+/// keepalived's `startup_script` runs, and is waited for, before ka starts anything (its file
+/// exists once the control socket answers, with no wait of ours), `shutdown_script` runs when
+/// ka has stopped (its file exists once the process has exited), and both create their files
+/// under the configuration's `umask 0077` (mode 0600). On the old daemon the three keywords
+/// were "accepted, not supported yet": neither file was ever written.
+#[test]
+fn startup_and_shutdown_scripts_under_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    let ns = Netns::new("ss").expect("netns");
+    let dir = std::env::temp_dir().join(unique_name("kass"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (started, stopped) = (dir.join("started"), dir.join("stopped"));
+    let text = format!(
+        "global_defs {{\n umask 0077\n startup_script \"/bin/sh -c 'echo up > {}'\"\n startup_script_timeout 5\n shutdown_script \"/bin/sh -c 'echo down > {}'\"\n}}\n",
+        started.display(),
+        stopped.display()
+    );
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, text).expect("write conf");
+    let instance = unique_name("kss");
+    let d = KaDaemon::start(&ns, &ka_bin(), &instance, &["--no-xdp", "--use-file", conf.to_str().expect("utf-8")]).expect("ka run");
+    let log = d.log_text();
+    let md = std::fs::metadata(&started).unwrap_or_else(|e| panic!("startup_script did not run before ka answered ({e}):\n{log}"));
+    assert_eq!(md.permissions().mode() & 0o777, 0o600, "the configuration's umask applies:\n{log}");
+    assert!(!stopped.exists(), "shutdown_script ran while ka was running:\n{log}");
+    d.stop().expect("stop");
+    assert_eq!(std::fs::read_to_string(&stopped).expect("shutdown_script ran before ka exited").trim(), "down");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `net_namespace NAME` (top level): ka enters `/run/netns/NAME` before it starts, as keepalived
+/// does. ka is started in an empty decoy namespace; the VRRP instance's interface exists only
+/// in the configured namespace, and the instance (the address owner) puts its VIP there. On the
+/// old daemon the keyword was "accepted, not supported yet": ka stayed in the decoy, where the
+/// interface does not exist, and the VIP never appeared.
+#[test]
+fn net_namespace_is_entered() {
+    require_root();
+    let decoy = Netns::new("nd").expect("netns");
+    let target = Netns::new("nt").expect("netns");
+    if target.run(&["ip", "link", "add", "eth0", "type", "dummy"]).is_err() {
+        target.run(&["ip", "link", "add", "eth0", "type", "bridge"]).expect("create eth0");
+    }
+    target.run(&["ip", "addr", "add", "198.18.48.1/24", "dev", "eth0"]).expect("addr");
+    target.run(&["ip", "link", "set", "eth0", "up"]).expect("up");
+    let text = format!(
+        "net_namespace {}\nvrrp_instance VI_NS {{\n interface eth0\n state MASTER\n priority 255\n virtual_router_id 48\n advert_int 0.1\n virtual_ipaddress {{\n 198.18.48.100/24\n }}\n}}\n",
+        target.name()
+    );
+    let conf = std::env::temp_dir().join(format!("{}.conf", unique_name("kans")));
+    std::fs::write(&conf, text).expect("write conf");
+    let instance = unique_name("kns");
+    let d = KaDaemon::start(&decoy, &ka_bin(), &instance, &["--no-xdp", "--use-file", conf.to_str().expect("utf-8")]).expect("ka run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut addrs = String::new();
+    while std::time::Instant::now() < deadline {
+        addrs = target.run(&["ip", "-4", "addr", "show", "dev", "eth0"]).unwrap_or_default();
+        if addrs.contains("198.18.48.100") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(addrs.contains("198.18.48.100"), "the VIP is not in the configured namespace:\n{addrs}\n{}", d.log_text());
+    assert!(decoy.run(&["ip", "-4", "addr"]).unwrap_or_default().lines().all(|l| !l.contains("198.18.48.100")));
+    d.stop().expect("stop");
+    let _ = std::fs::remove_file(conf);
+}

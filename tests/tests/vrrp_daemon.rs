@@ -561,3 +561,91 @@ vrrp_instance VI_U {{
     assert_eq!(tracker_status(&st, "script:chk_slow"), "down", "{st}");
     ka.stop().expect("stop");
 }
+
+/// A `vrrp_sync_group`'s own `track_file` and `track_interface` act on every member, as
+/// keepalived 2.2.7 runs them: a weighted group `track_file` moves both members' effective
+/// priorities (no `sync_group_tracking_weight` needed: that keyword is about the members' own
+/// weights), an unweighted one that reads non-zero puts both members in FAULT (their VIPs go),
+/// and so does the group's tracked interface going down; restoring each brings both back.
+#[test]
+fn sync_group_trackers_act_on_every_member() {
+    let (_bridge, hosts) = lan(1);
+    let ns = &hosts[0];
+    // The group's tracked interface: one end of a veth pair whose peer we take down.
+    ns.run(&["ip", "link", "add", "sgt0", "type", "veth", "peer", "name", "sgt1"]).expect("veth");
+    ns.run(&["ip", "link", "set", "sgt0", "up"]).expect("up");
+    ns.run(&["ip", "link", "set", "sgt1", "up"]).expect("up");
+    let dir = std::env::temp_dir().join(unique_name("kvs"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (fault, prio) = (dir.join("fault"), dir.join("prio"));
+    std::fs::write(&fault, "0\n").expect("track file");
+    std::fs::write(&prio, "0\n").expect("track file");
+    let vi = |name: &str, vrid: u8, priority: u8| {
+        format!(
+            "vrrp_instance {name} {{\n state MASTER\n interface eth0\n virtual_router_id {vrid}\n priority {priority}\n advert_int 0.1\n version 3\n virtual_ipaddress {{\n 198.18.8.{vrid}/24\n }}\n}}\n"
+        )
+    };
+    let conf = write_conf(&format!(
+        "vrrp_track_file tf_fault {{\n file {}\n weight 0\n}}\nvrrp_track_file tf_prio {{\n file {}\n}}\n{}{}\
+         vrrp_sync_group G {{\n group {{\n VI_SA\n VI_SB\n }}\n track_file {{\n tf_fault\n tf_prio weight -10\n }}\n track_interface {{\n sgt0\n }}\n}}\n",
+        fault.display(),
+        prio.display(),
+        vi("VI_SA", 141, 150),
+        vi("VI_SB", 142, 140),
+    ));
+    let ka = KaDaemon::start(ns, &ka_bin(), &unique_name("vs"), &["-f", &conf, "--no-xdp"]).expect("ka");
+    // (state, effective priority) of both members, in configuration order.
+    let both = |ka: &KaDaemon| -> Vec<(String, u64)> {
+        let st = ka.status_json().unwrap_or_default();
+        ["VI_SA", "VI_SB"]
+            .iter()
+            .map(|n| {
+                st["vrrp"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|i| i["name"] == *n))
+                    .map(|i| (i["state"].as_str().unwrap_or_default().to_owned(), i["effective_priority"].as_u64().unwrap_or(0)))
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    // Polls until both members are in `want` (a priority of `None`: any), or fails showing the
+    // last state seen.
+    let wait = |what: &str, want: [(&str, Option<u64>); 2]| {
+        let start = Instant::now();
+        loop {
+            let got = both(&ka);
+            if got.len() == 2 && got.iter().zip(want).all(|((s, p), (ws, wp))| s == ws && wp.is_none_or(|wp| *p == wp)) {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "timed out waiting for {what}: {got:?}, want {want:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("both MASTER at their own priorities", [("MASTER", Some(150)), ("MASTER", Some(140))]);
+    let st = ka.status_json().expect("status");
+    for i in st["vrrp"].as_array().expect("instances") {
+        let names: Vec<&str> = i["trackers"].as_array().expect("trackers").iter().filter_map(|t| t["name"].as_str()).collect();
+        for t in ["file:tf_fault", "file:tf_prio", "interface:sgt0"] {
+            assert!(names.contains(&t), "{} does not track {t}: {names:?}", i["name"]);
+        }
+    }
+    std::fs::write(&prio, "3\n").expect("write");
+    wait("the group's weight -10 × 3 on both", [("MASTER", Some(120)), ("MASTER", Some(110))]);
+    std::fs::write(&fault, "1\n").expect("write");
+    wait("the group's unweighted file: both FAULT", [("FAULT", None), ("FAULT", None)]);
+    wait_for("both VIPs removed in FAULT", WAIT, || {
+        let a = addrs(ns);
+        (!a.contains("198.18.8.141/") && !a.contains("198.18.8.142/")).then_some(())
+    });
+    std::fs::write(&fault, "0\n").expect("write");
+    wait("file restored: both MASTER", [("MASTER", Some(120)), ("MASTER", Some(110))]);
+    ns.run(&["ip", "link", "set", "sgt1", "down"]).expect("peer down");
+    wait("the group's interface down: both FAULT", [("FAULT", None), ("FAULT", None)]);
+    ns.run(&["ip", "link", "set", "sgt1", "up"]).expect("peer up");
+    wait("interface up: both MASTER", [("MASTER", Some(120)), ("MASTER", Some(110))]);
+    wait_for("both VIPs back", WAIT, || {
+        let a = addrs(ns);
+        (a.contains("198.18.8.141/24") && a.contains("198.18.8.142/24")).then_some(())
+    });
+    ka.stop().expect("stop");
+}

@@ -66,21 +66,35 @@ pub struct Sample {
 const LB: &str = "198.18.60.1";
 const SRV: &str = "198.18.60.2";
 
-/// Runs every case and prints one line each.
+/// Runs every case, prints one line each and returns them.
 ///
 /// # Errors
 /// A namespace, nginx or the daemon cannot be set up, or the daemon reports no health section.
-pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
+pub fn run(opts: Options, ka: &Path) -> anyhow::Result<crate::report::Health> {
+    let mut rows = Vec::new();
     for kind in &opts.kinds {
         for &n in &opts.servers {
+            let step = crate::progress::step(format!("health: {n} {kind} checkers, {} s window", opts.seconds));
             let s = case(kind, n, opts.seconds, ka).with_context(|| format!("health bench {kind} x {n}"))?;
+            step.finish();
             println!(
                 "health {:<4} {:>6} real servers at delay_loop 1s: {:>8.0} checks/s (expected {n}), daemon CPU {:>5.1}% of a core, {} failed, start lateness p99 {:.1} ms max {:.1} ms, waited for a CPU {:.0}% of the time; both ends' receive processing {:.1}% ({} NAPI threads)",
                 s.kind, s.servers, s.checks_per_s, s.cpu_pct, s.failed, s.late_p99_ms, s.late_max_ms, s.cpu_wait_pct, s.napi_cpu_pct, s.napi_threads
             );
+            rows.push(crate::report::HealthRow {
+                kind: s.kind,
+                checkers: s.servers,
+                checks_per_s: s.checks_per_s,
+                cpu_pct: s.cpu_pct,
+                failed: s.failed,
+                late_p99_ms: s.late_p99_ms,
+                late_max_ms: s.late_max_ms,
+                napi_cpu_pct: s.napi_cpu_pct,
+            });
         }
     }
-    Ok(())
+    // `config` sets delay_loop 1.
+    Ok(crate::report::Health { delay_loop_s: 1.0, window_s: opts.seconds as f64, rows })
 }
 
 /// The keepalived.conf of one case.

@@ -87,6 +87,20 @@ struct Jitter {
 /// one that stops sending is not missed.
 fn jitter(adverts: &[Advert], from_ns: i64, to_ns: i64, end_ns: i64, late_ns: i64) -> Jitter {
     let mut j = Jitter::default();
+    j.instances = each_gap(adverts, from_ns, to_ns, end_ns, late_ns, |gap, at| {
+        j.gaps += 1;
+        if gap > j.max_gap_ns {
+            (j.max_gap_ns, j.max_gap_end_ns) = (gap, at);
+        }
+        j.late += usize::from(gap > late_ns);
+    });
+    j
+}
+
+/// The gaps [`jitter`] counts, as `f(gap_ns, ended_at_ns)`; returns the instances heard in
+/// the window.
+fn each_gap(adverts: &[Advert], from_ns: i64, to_ns: i64, end_ns: i64, late_ns: i64, mut f: impl FnMut(i64, i64)) -> usize {
+    let mut instances = 0;
     let mut i = 0;
     while i < adverts.len() {
         let key = adverts[i].key;
@@ -97,26 +111,34 @@ fn jitter(adverts: &[Advert], from_ns: i64, to_ns: i64, end_ns: i64, late_ns: i6
             heard |= (from_ns..=to_ns).contains(&at);
             if let Some(p) = prev {
                 if at >= from_ns && p <= to_ns {
-                    j.gaps += 1;
-                    if at - p > j.max_gap_ns {
-                        (j.max_gap_ns, j.max_gap_end_ns) = (at - p, at);
-                    }
-                    j.late += usize::from(at - p > late_ns);
+                    f(at - p, at);
                 }
             }
             prev = Some(at);
             i += 1;
         }
         if let Some(p) = prev.filter(|p| *p <= to_ns && end_ns - p > late_ns) {
-            j.gaps += 1;
-            if end_ns - p > j.max_gap_ns {
-                (j.max_gap_ns, j.max_gap_end_ns) = (end_ns - p, end_ns);
-            }
-            j.late += 1;
+            f(end_ns - p, end_ns);
         }
-        j.instances += usize::from(heard);
+        instances += usize::from(heard);
     }
-    j
+    instances
+}
+
+/// The gaps of [`jitter`] for the report: their median, 99th and 99.9th percentiles and the
+/// largest, in ms (nearest rank; zeros when there is none).
+fn gap_quantiles(adverts: &[Advert], from_ns: i64, to_ns: i64, end_ns: i64, late_ns: i64) -> [f64; 4] {
+    let mut gaps = Vec::new();
+    each_gap(adverts, from_ns, to_ns, end_ns, late_ns, |gap, _| gaps.push(gap));
+    gaps.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if gaps.is_empty() {
+            return 0.0;
+        }
+        let rank = ((gaps.len() as f64) * q).ceil().max(1.0) as usize;
+        gaps[rank.min(gaps.len()) - 1] as f64 / 1e6
+    };
+    [at(0.5), at(0.99), at(0.999), at(1.0)]
 }
 
 /// An `AF_PACKET` socket receiving IPv4 frames with kernel timestamps, on every interface of
@@ -276,6 +298,17 @@ struct Row {
     steady: Jitter,
     during: Jitter,
     drops: u32,
+    /// Gap quantiles (p50, p99, p99.9, max; ms) before and during the reload.
+    quantiles: ([f64; 4], [f64; 4]),
+}
+
+/// What [`measure`] found.
+struct Measured {
+    took: Duration,
+    steady: Jitter,
+    during: Jitter,
+    drops: u32,
+    quantiles: ([f64; 4], [f64; 4]),
 }
 
 /// Asks `d` for a reload and returns how long it took to be applied.
@@ -362,7 +395,7 @@ fn measure(
     advert: Duration,
     margin: Duration,
     trigger: Trigger,
-) -> anyhow::Result<(Duration, Jitter, Jitter, u32)> {
+) -> anyhow::Result<Measured> {
     std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
     let cap = Running::start(peer, ifname)?;
     let start_ns = now_ns();
@@ -384,6 +417,10 @@ fn measure(
     // The steady window ends an interval before the reload, so no gap counts twice.
     let steady = jitter(&adverts, start_ns + adv_ns, from_ns - adv_ns, from_ns, late_ns);
     let during = jitter(&adverts, from_ns, to_ns + adv_ns, end_ns, late_ns);
+    let quantiles = (
+        gap_quantiles(&adverts, start_ns + adv_ns, from_ns - adv_ns, from_ns, late_ns),
+        gap_quantiles(&adverts, from_ns, to_ns + adv_ns, end_ns, late_ns),
+    );
     eprintln!(
         "    reload took {:.0} ms; {} adverts captured ({drops} dropped by the capture); steady: max gap {:.1} ms, {} late of {}; during it: max gap {:.1} ms ending {:.0} ms after the request, {} late of {}",
         took.as_secs_f64() * 1e3,
@@ -396,7 +433,7 @@ fn measure(
         during.late,
         during.gaps
     );
-    Ok((took, steady, during, drops))
+    Ok(Measured { took, steady, during, drops, quantiles })
 }
 
 /// The man page's configuration as this benchmark runs it (see the module doc).
@@ -449,9 +486,10 @@ fn instances(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
         std::thread::sleep(Duration::from_secs(5));
         let mut rows = Vec::new();
         for (extra, change, trigger) in [(true, "one instance added", Trigger::Cli), (false, "that instance removed", Trigger::Sighup)] {
-            eprintln!("  65,024 instances: reload ({change}, {trigger:?})");
-            let (took, steady, during, drops) =
+            let step = crate::progress::step(format!("65,024 instances: reload ({change}, {trigger:?})"));
+            let Measured { took, steady, during, drops, quantiles } =
                 measure(ka, &d, pid, &peer, None, (&conf, &instances_config(extra)), Duration::from_secs(1), margin, trigger)?;
+            step.finish();
             rows.push(Row {
                 config: "65,024 instances (man page ~SEQ)",
                 change,
@@ -461,6 +499,7 @@ fn instances(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
                 steady,
                 during,
                 drops,
+                quantiles,
             });
         }
         let log = KaDaemon::log_file(d.instance());
@@ -574,8 +613,8 @@ fn services(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
             (VSS + 1, 2, "1 weight changed, 1 virtual server (20 real servers) added", Trigger::Cli),
             (VSS, 1, "both undone", Trigger::Sighup),
         ] {
-            eprintln!("  2,000 × 20 real servers: reload ({change}, {trigger:?})");
-            let (took, steady, during, drops) = measure(
+            let step = crate::progress::step(format!("2,000 × 20 real servers: reload ({change}, {trigger:?})"));
+            let Measured { took, steady, during, drops, quantiles } = measure(
                 ka,
                 &d,
                 pid,
@@ -586,6 +625,7 @@ fn services(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
                 margin,
                 trigger,
             )?;
+            step.finish();
             rows.push(Row {
                 config: "2,000 virtual servers × 20 real servers + 1 VRRP instance",
                 change,
@@ -595,6 +635,7 @@ fn services(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
                 steady,
                 during,
                 drops,
+                quantiles,
             });
         }
         let failed = status(ka, &d)?["health"]["failures"]["total"].as_u64().unwrap_or(0);
@@ -606,11 +647,12 @@ fn services(ka: &Path, margin: Duration) -> anyhow::Result<Vec<Row>> {
     result
 }
 
-/// Runs the reload benchmark with the release `ka` at `ka` and prints a Markdown table.
+/// Runs the reload benchmark with the release `ka` at `ka`, prints a Markdown table and
+/// returns its rows.
 ///
 /// # Errors
 /// Not root, a namespace or the daemon cannot be set up, or a reload fails.
-pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
+pub fn run(opts: Options, ka: &Path) -> anyhow::Result<crate::report::Reload> {
     ensure!(nix::unistd::Uid::effective().is_root(), "the reload benchmark needs root (network namespaces)");
     let margin = Duration::from_secs(opts.margin);
     let mut rows = Vec::new();
@@ -652,7 +694,33 @@ pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
             r.drops,
         );
     }
-    Ok(())
+    let gaps = |j: &Jitter, q: &[f64; 4]| crate::report::Gaps {
+        instances: j.instances as u64,
+        gaps: j.gaps as u64,
+        late: j.late as u64,
+        p50_ms: q[0],
+        p99_ms: q[1],
+        p999_ms: q[2],
+        max_ms: q[3],
+    };
+    Ok(crate::report::Reload {
+        rows: rows
+            .iter()
+            .map(|r| crate::report::ReloadRow {
+                config: r.config.to_owned(),
+                change: r.change.to_owned(),
+                trigger: match r.trigger {
+                    Trigger::Cli => "ka reload",
+                    Trigger::Sighup => "SIGHUP",
+                }
+                .to_owned(),
+                took_ms: r.took.as_secs_f64() * 1e3,
+                advert_int_ms: r.advert.as_secs_f64() * 1e3,
+                steady: gaps(&r.steady, &r.quantiles.0),
+                during: gaps(&r.during, &r.quantiles.1),
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -676,6 +744,20 @@ mod tests {
         // Before the late advert: no lateness.
         let j = jitter(&v, 0, 900 * ms, 3600 * ms, 1500 * ms);
         assert_eq!(j, Jitter { instances: 2, gaps: 2, max_gap_ns: 1000 * ms, late: 0, max_gap_end_ns: 1000 * ms });
+    }
+
+    /// Quantiles are over the same gaps as `jitter`: the largest equals its max, the median is
+    /// the typical interval.
+    #[test]
+    fn quantiles_over_the_same_gaps() {
+        let mut v = vec![a(1, 0), a(1, 1000), a(1, 2600), a(1, 3600), a(2, 0), a(2, 1000), a(2, 2000), a(2, 3000)];
+        v.sort_unstable();
+        let ms = 1_000_000;
+        let q = gap_quantiles(&v, 0, 3600 * ms, 3600 * ms, 1500 * ms);
+        let j = jitter(&v, 0, 3600 * ms, 3600 * ms, 1500 * ms);
+        assert_eq!(q[3], j.max_gap_ns as f64 / 1e6);
+        assert_eq!(q, [1000.0, 1600.0, 1600.0, 1600.0]);
+        assert_eq!(gap_quantiles(&[], 0, 1, 1, 1), [0.0; 4]);
     }
 
     /// An instance that stops sending is late from its last advert to the end of the capture.

@@ -306,7 +306,7 @@ fn pair(imp: Impl, lan: &Lan, ka: &Path, load: &Load) -> anyhow::Result<(Daemon,
         WAIT,
         || held(&lan.master, &vips) == n,
     )
-    .with_context(|| master.log_text())?;
+    .with_context(|| format!("master log tail:\n{}", tail(&master.log_text(), 30)))?;
     let master_since = Instant::now();
     eprintln!(
         "    {}: master holds {n} VIPs; starting the backup",
@@ -474,8 +474,8 @@ fn fmt_stats(v: &[Duration]) -> String {
     )
 }
 
-/// The takeover benchmark: prints one Markdown table.
-fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
+/// The takeover benchmark: prints one Markdown table and returns every run's times.
+fn takeover(ka: &Path, reps: u32) -> anyhow::Result<crate::report::Takeover> {
     let cases = [
         Load {
             instances: 1,
@@ -492,7 +492,9 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
     for load in &cases {
         for imp in [Impl::Ka, Impl::Keepalived] {
             let (mut vip, mut garp, mut missed) = (Vec::new(), Vec::new(), 0);
+            let step = crate::progress::step(format!("takeover v{} advert_int {} s, {}", load.version, load.advert_int(), imp.name()));
             for r in 0..reps {
+                step.set_message(format!("run {}/{reps}", r + 1));
                 let t = takeover_once(imp, ka, load).with_context(|| {
                     format!(
                         "takeover v{} advert_int {} with {} (run {})",
@@ -520,6 +522,7 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
                     None => missed += 1,
                 }
             }
+            step.finish();
             rows.push((*load, imp, vip, garp, missed));
         }
     }
@@ -546,7 +549,21 @@ fn takeover(ka: &Path, reps: u32) -> anyhow::Result<()> {
             garp
         );
     }
-    Ok(())
+    let ms = |v: &[Duration]| v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    Ok(crate::report::Takeover {
+        cases: rows
+            .iter()
+            .map(|(load, imp, vip, garp, missed)| crate::report::TakeoverCase {
+                version: load.version,
+                advert_int_ms: load.advert().as_secs_f64() * 1e3,
+                implementation: imp.name().to_owned(),
+                master_down_ms: load.master_down().as_secs_f64() * 1e3,
+                vip_ms: ms(vip),
+                garp_ms: ms(garp),
+                garp_missed: *missed,
+            })
+            .collect(),
+    })
 }
 
 /// The processes in `ns` (`ip netns pids`).
@@ -708,8 +725,8 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The CPU benchmark: prints one Markdown table.
-fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
+/// The CPU benchmark: prints one Markdown table and returns its rows.
+fn cpu(ka: &Path, window: Duration) -> anyhow::Result<crate::report::VrrpCpu> {
     let loads = [
         Load {
             instances: 100,
@@ -725,14 +742,14 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for load in &loads {
         for imp in [Impl::Ka, Impl::Keepalived] {
-            eprintln!(
-                "  CPU: {} instances @ {} s (v{}), {}, {} s window",
+            let step = crate::progress::step(format!(
+                "CPU: {} instances @ {} s (v{}), {}, {} s window",
                 load.instances,
                 load.advert_int(),
                 load.version,
                 imp.name(),
                 window.as_secs()
-            );
+            ));
             let row = cpu_once(imp, ka, load, window).with_context(|| {
                 format!(
                     "CPU {} instances @ {} s with {}",
@@ -750,6 +767,7 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
                 row.wire.max_gap.as_secs_f64() * 1e3,
                 row.flaps
             );
+            step.finish();
             rows.push(row);
         }
     }
@@ -800,7 +818,26 @@ fn cpu(ka: &Path, window: Duration) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(crate::report::VrrpCpu {
+        window_s: window.as_secs_f64(),
+        rows: rows
+            .iter()
+            .map(|r| crate::report::VrrpCpuRow {
+                instances: u32::try_from(r.load.instances).unwrap_or(u32::MAX),
+                version: r.load.version,
+                advert_int_ms: r.load.advert().as_secs_f64() * 1e3,
+                implementation: r.imp.name().to_owned(),
+                master_pct: r.master_pct,
+                backup_pct: r.backup_pct,
+                adverts_per_s: r.wire.rate,
+                instances_heard: u32::try_from(r.wire.seen).unwrap_or(u32::MAX),
+                max_gap_ms: r.wire.max_gap.as_secs_f64() * 1e3,
+                state_changes: u32::try_from(r.flaps.0 + r.flaps.1).unwrap_or(u32::MAX),
+                master_rss_mib: r.master_rss_kib as f64 / 1024.0,
+                backup_rss_mib: r.backup_rss_kib as f64 / 1024.0,
+            })
+            .collect(),
+    })
 }
 
 /// Removes this process's namespaces when SIGINT or SIGTERM arrives: the guards only run on
@@ -872,12 +909,22 @@ impl Drop for SignalCleanup {
     }
 }
 
-/// Runs the VRRP benchmarks with the release `ka` binary at `ka` and prints Markdown tables.
+/// What the VRRP benchmarks measured (each part unless skipped).
+#[derive(Debug, Default)]
+pub struct Results {
+    /// Takeover times.
+    pub takeover: Option<crate::report::Takeover>,
+    /// Daemon CPU.
+    pub cpu: Option<crate::report::VrrpCpu>,
+}
+
+/// Runs the VRRP benchmarks with the release `ka` binary at `ka`, prints Markdown tables and
+/// returns the results.
 ///
 /// # Errors
 /// Not root, keepalived missing, a namespace cannot be set up, a daemon fails to reach steady
 /// state, or a takeover does not happen in time. Everything created is removed either way.
-pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
+pub fn run(opts: Options, ka: &Path) -> anyhow::Result<Results> {
     ensure!(
         nix::unistd::Uid::effective().is_root(),
         "the VRRP benchmarks need root (network namespaces)"
@@ -898,15 +945,16 @@ pub fn run(opts: Options, ka: &Path) -> anyhow::Result<()> {
     let reps = opts.reps.unwrap_or(if opts.quick { 2 } else { 5 });
     let window = Duration::from_secs(opts.cpu_secs.unwrap_or(if opts.quick { 4 } else { 10 }));
     println!("## VRRP benchmarks: ka vs keepalived 2.2 (`cargo xtask bench`)");
+    let mut results = Results::default();
     if !opts.skip_takeover {
         eprintln!("bench: VRRP takeover after SIGKILL ({reps} runs per row)");
-        takeover(ka, reps)?;
+        results.takeover = Some(takeover(ka, reps)?);
     }
     if !opts.skip_cpu {
         eprintln!("bench: VRRP daemon CPU ({} s windows)", window.as_secs());
-        cpu(ka, window)?;
+        results.cpu = Some(cpu(ka, window)?);
     }
-    Ok(())
+    Ok(results)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 /// # Errors
 /// The command cannot be spawned or fails.
 pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = outliving_child(|| cmd.status()).with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -21,11 +21,39 @@ pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
 /// # Errors
 /// The command cannot be spawned or fails.
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = outliving_child(|| cmd.stderr(Stdio::inherit()).output()).with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Runs `f`, which waits for a child, so that a Ctrl-C does not end this process before the
+/// child: while a progress spinner runs, the child's output goes through this process
+/// ([`crate::progress`]), and the child, which gets the terminal's SIGINT too, must be able to
+/// print its cleanup. A handler that does nothing (reset to the default in the child by exec,
+/// unlike an ignored signal) replaces SIGINT's for the wait; the child's failure then ends the
+/// step as usual.
+fn outliving_child<T>(f: impl FnOnce() -> T) -> T {
+    if !crate::progress::redirecting() {
+        return f();
+    }
+    // SAFETY: sigaction with a valid handler that touches nothing; the old action is restored.
+    unsafe {
+        let mut new: libc::sigaction = std::mem::zeroed();
+        new.sa_sigaction = ignore_signal as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut new.sa_mask);
+        new.sa_flags = libc::SA_RESTART;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGINT, &new, &mut old) != 0 {
+            return f();
+        }
+        let out = f();
+        libc::sigaction(libc::SIGINT, &old, std::ptr::null_mut());
+        out
+    }
 }
 
 /// True when `program` runs and exits 0 with `args`.

@@ -2,7 +2,7 @@
 //! ones named) one after the other and prints the executions and crashes of each:
 //!
 //! - the libFuzzer targets of `fuzz/fuzz_targets/` (cargo-fuzz on the pinned nightly, one
-//!   process each): `config_parse`, `vrrp_decode`, `sync_decode`, `control_decode`;
+//!   process each): `config_parse`, `vrrp_decode`, `sync_decode`, `control_decode`, `bfd_decode`;
 //! - `xdp`: the XDP program through BPF_PROG_TEST_RUN (`tests/examples/xdp_fuzz.rs`, a mutation
 //!   loop of its own, as root).
 //!
@@ -22,7 +22,7 @@ use anyhow::{bail, Context as _};
 use crate::exec;
 
 /// The libFuzzer targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const LIBFUZZER_TARGETS: &[&str] = &["config_parse", "vrrp_decode", "sync_decode", "control_decode"];
+pub const LIBFUZZER_TARGETS: &[&str] = &["config_parse", "vrrp_decode", "sync_decode", "control_decode", "bfd_decode"];
 /// The XDP target (BPF_PROG_TEST_RUN, not libFuzzer).
 pub const XDP_TARGET: &str = "xdp";
 
@@ -33,7 +33,7 @@ pub struct Options {
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// A target to run (repeatable; default: every one): config_parse, vrrp_decode,
-    /// sync_decode, control_decode, xdp.
+    /// sync_decode, control_decode, bfd_decode, xdp.
     #[arg(long = "target")]
     pub targets: Vec<String>,
     /// Turn fixture frames into the XDP seed corpus instead of fuzzing: runs the XDP fixture
@@ -69,8 +69,16 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let targets = select(&opts.targets)?;
     let mut outcomes = Vec::new();
     for t in &targets {
-        eprintln!("fuzz: {t} for {} s", opts.seconds);
-        let o = if t == XDP_TARGET { run_xdp(opts.seconds)? } else { run_libfuzzer(t, opts.seconds)? };
+        let step = crate::progress::step(format!("fuzz {t}: {} s", opts.seconds));
+        let o = match if t == XDP_TARGET { run_xdp(opts.seconds) } else { run_libfuzzer(t, opts.seconds) } {
+            Ok(o) => o,
+            Err(e) => {
+                step.fail(&e);
+                return Err(e);
+            }
+        };
+        step.set_message(format!("{} execs, {} crashes", o.execs, o.crashes));
+        step.finish();
         eprintln!("fuzz: {t}: {} execs, {} crashes", o.execs, o.crashes);
         outcomes.push(o);
     }
@@ -300,6 +308,6 @@ mod tests {
         assert_eq!(xdp_summary(&xdp), Some((123_456, 2)));
         assert_eq!(xdp_summary(&lines("nothing")), None);
         assert!(select(&["nope".to_owned()]).is_err());
-        assert_eq!(select(&[]).expect("all").len(), 5);
+        assert_eq!(select(&[]).expect("all").len(), 6, "every libFuzzer target and xdp");
     }
 }

@@ -2,12 +2,13 @@
 //! itself (ka-userspace/build.rs does).
 
 mod bench;
+mod bench_bgp;
 mod bench_config;
 mod bench_faults;
 mod bench_flood;
 mod bench_health;
-mod bench_reload;
 mod bench_ref;
+mod bench_reload;
 mod bench_restart;
 mod bench_synflood;
 mod bench_vrrp;
@@ -16,6 +17,8 @@ mod fuzz;
 mod lab;
 mod lab_bgp;
 mod package;
+mod progress;
+mod report;
 mod run;
 mod setup;
 mod soak;

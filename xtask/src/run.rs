@@ -50,7 +50,7 @@ pub fn build_ka(release: bool) -> anyhow::Result<std::path::PathBuf> {
     if release {
         c.arg("--release");
     }
-    exec(&mut c)?;
+    crate::progress::run(format!("build ka ({})", if release { "release" } else { "debug" }), || exec(&mut c))?;
     Ok(crate::workspace_root().join(if release { "target/release/ka" } else { "target/debug/ka" }))
 }
 
@@ -64,10 +64,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let ka = build_ka(opts.release)?;
     if opts.ka_args.is_empty() && opts.scenario == Scenario::Bgp {
-        return crate::lab_bgp::run(&ka);
+        return crate::progress::run("lab: three active-active directors over BGP", || crate::lab_bgp::run(&ka));
     }
     if opts.ka_args.is_empty() {
-        return crate::lab::run(&ka, opts.duration, opts.failover_after);
+        let until = opts.duration.map_or_else(|| "until Ctrl-C".to_owned(), |d| format!("for {}", humantime::format_duration(d)));
+        return crate::progress::run(format!("lab: two directors, VRRP failover ({until})"), || {
+            crate::lab::run(&ka, opts.duration, opts.failover_after)
+        });
     }
     let mut cmd = if crate::setup::is_root() {
         Command::new(&ka)

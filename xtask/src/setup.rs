@@ -65,9 +65,9 @@ pub fn run(_opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One setup step, with progress (a spinner on a terminal, plain lines in CI).
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    eprintln!("setup: {name}");
-    f().with_context(|| format!("setup step '{name}' failed"))
+    crate::progress::run(format!("setup: {name}"), f).with_context(|| format!("setup step '{name}' failed"))
 }
 
 /// The pinned eBPF toolchain, read from `ka-ebpf/rust-toolchain.toml` (the single source).

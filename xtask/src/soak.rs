@@ -70,7 +70,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler)?;
         nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler)?;
     }
-    let report = ka_tests::soak::run(&o)?;
+    let report = crate::progress::run(format!("soak: {} of traffic with faults, seed {seed}", crate::progress::elapsed_text(duration)), || ka_tests::soak::run(&o))?;
     println!("{report}");
     anyhow::ensure!(report.violations.is_empty(), "{} violation(s)", report.violations.len());
     Ok(())

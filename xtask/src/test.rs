@@ -35,8 +35,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             "the tests need root (network namespaces, XDP, BPF_PROG_TEST_RUN): run `cargo xtask test` as root"
         );
     }
-    eprintln!("test: building ka");
-    exec(cargo().args(["build", "--package", "ka-userspace", "--bins"]))?;
+    crate::progress::run("test: building ka", || exec(cargo().args(["build", "--package", "ka-userspace", "--bins"])))?;
     let ka = crate::workspace_root().join("target/debug/ka");
     eprintln!("test: cargo test (every host crate)");
     exec(

@@ -3,14 +3,14 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    diag::{Diagnostics, Span},
+    diag::{Diagnostic, Diagnostics, Span},
     model::*,
 };
 
 /// How `ka check` learns which network interfaces exist.
 #[derive(Debug, Clone, Default)]
 pub enum InterfaceCheck {
-    /// Look in `/sys/class/net` (read only).
+    /// Ask the kernel (`if_nametoindex`, this network namespace).
     #[default]
     System,
     /// Do not check interfaces.
@@ -34,9 +34,14 @@ impl InterfaceCheck {
         }
     }
 
-    fn exists(&self, name: &str) -> bool {
+    pub(super) fn exists(&self, name: &str) -> bool {
         match self {
-            InterfaceCheck::System => std::path::Path::new("/sys/class/net").join(name).exists(),
+            // Asked of the kernel in this process's network namespace: /sys/class/net shows
+            // the namespace /sys was mounted in, which is not ours under `nsenter --net`.
+            InterfaceCheck::System => std::ffi::CString::new(name).is_ok_and(|c| {
+                // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+                unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+            }),
             InterfaceCheck::Skip => true,
             InterfaceCheck::Known(set) => set.contains(name),
         }
@@ -53,15 +58,16 @@ fn ip_family(a: &std::net::IpAddr) -> &'static str {
 
 /// Runs every cross-block check, fixing the model the way keepalived does (e.g. clearing weights
 /// it ignores) so the daemon gets what keepalived would run.
-pub fn check(
-    cfg: &mut Config,
-    removed_scripts: &[String],
-    ifaces: &InterfaceCheck,
-    d: &mut Diagnostics,
-) {
-    check_instances(cfg, removed_scripts, ifaces, d);
+pub fn check(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
+    check_instances(cfg, ifaces, d);
     check_static(cfg, ifaces, d);
     check_sync_groups(cfg, d);
+    super::sync_track::check(cfg, ifaces, d);
+    super::parse::bfd::check(cfg, d);
+    let global = cfg.global.vrrp_notify_priority_changes;
+    for vi in &mut cfg.vrrp_instances {
+        vi.notify_priority_changes = Some(vi.notify_priority_changes.unwrap_or(global));
+    }
     fix_virtual_servers(cfg, d);
     check_virtual_servers(cfg, d);
     served_by_ka(cfg, d);
@@ -215,53 +221,10 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-fn check_track_refs(
-    owner: &str,
-    refs: &[TrackRef],
-    what: &str,
-    defined: &HashSet<&str>,
-    removed: &[String],
-    d: &mut Diagnostics,
-) {
-    for r in refs {
-        if defined.contains(r.name.as_str()) {
-            continue;
-        }
-        if removed.contains(&r.name) {
-            d.warning(
-                Some(r.span),
-                format!(
-                    "({owner}) {what} {} was removed (see its definition); ignored",
-                    r.name
-                ),
-            );
-        } else {
-            // keepalived 2.2: "<what> <name> not found, ignoring".
-            d.warning(
-                Some(r.span),
-                format!("({owner}) {what} {} is not defined; ignored: keepalived 2.2 does the same", r.name),
-            );
-        }
-    }
-}
-
 /// (interface, is IPv6, VRID, multicast destination): instances sharing one must not clash.
 type VridKey = (String, bool, u8, Option<std::net::IpAddr>);
 
-fn check_instances(
-    cfg: &mut Config,
-    removed: &[String],
-    ifaces: &InterfaceCheck,
-    d: &mut Diagnostics,
-) {
-    let scripts: HashSet<&str> = cfg.vrrp_scripts.iter().map(|s| s.name.as_str()).collect();
-    let files: HashSet<&str> = cfg.track_files.iter().map(|s| s.name.as_str()).collect();
-    let procs: HashSet<&str> = cfg
-        .track_processes
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    let bfds: HashSet<&str> = cfg.bfd_instances.iter().map(|s| s.name.as_str()).collect();
+fn check_instances(cfg: &mut Config, ifaces: &InterfaceCheck, d: &mut Diagnostics) {
     let mut names: HashMap<String, Span> = HashMap::new();
     let mut vrids: HashMap<VridKey, Vec<(String, Vec<std::net::IpAddr>)>> = HashMap::new();
     let dynamic_interfaces = cfg.global.dynamic_interfaces;
@@ -304,11 +267,13 @@ fn check_instances(
                 );
             }
         }
+        own_interface_tracked(vi, d);
         let dynamic = dynamic_interfaces;
         drop_missing(&mut vi.virtual_ipaddresses, ifaces, dynamic, d, vip_devs, vip_missing);
         drop_missing(&mut vi.virtual_ipaddresses_excluded, ifaces, dynamic, d, vip_devs, vip_missing);
         drop_missing(&mut vi.virtual_routes, ifaces, dynamic, d, route_devs, route_missing);
         drop_missing(&mut vi.virtual_rules, ifaces, dynamic, d, rule_devs, rule_missing);
+        no_vip(vi, d);
         // All VIPs of an instance are of one family; excluded ones may mix.
         let v6 = vi.virtual_ipaddresses.first().map(|v| v.address.is_ipv6());
         if let Some(v6) = v6 {
@@ -395,15 +360,6 @@ fn check_instances(
         super::strict::apply(vi, global_down_timer_adverts, d);
         let mtu = vi.interface.as_deref().map_or(DEFAULT_MTU, |i| ifaces.mtu(i));
         super::strict::limit_vips(vi, mtu, d);
-        check_track_refs(&n, &vi.track_scripts, "track script", &scripts, removed, d);
-        check_track_refs(&n, &vi.track_files, "track file", &files, &[], d);
-        check_track_refs(&n, &vi.track_processes, "track process", &procs, &[], d);
-        check_track_refs(&n, &vi.track_bfds, "track bfd", &bfds, &[], d);
-        vi.track_scripts
-            .retain(|r| scripts.contains(r.name.as_str()));
-        vi.track_files.retain(|r| files.contains(r.name.as_str()));
-        vi.track_processes.retain(|r| procs.contains(r.name.as_str()));
-        vi.track_bfds.retain(|r| bfds.contains(r.name.as_str()));
         if vi.virtual_router_id != 0 {
             if let Some(iface) = &vi.interface {
                 let key = (
@@ -432,6 +388,43 @@ fn check_instances(
                 others.push((n.clone(), peers));
             }
         }
+    }
+}
+
+/// keepalived 2.2.7 (`vrrp_complete_instance`) drops a `track_interface` entry naming the
+/// instance's own interface ("Ignoring track_interface X since own interface"): the own
+/// interface is tracked anyway (a fault unless `dont_track_primary`), never with a weight.
+fn own_interface_tracked(vi: &mut VrrpInstance, d: &mut Diagnostics) {
+    let Some(own) = vi.interface.clone() else { return };
+    let n = &vi.name;
+    for t in vi.track_interfaces.iter().filter(|t| t.name == own) {
+        let how = if vi.dont_track_primary {
+            "it is not tracked at all (dont_track_primary)"
+        } else {
+            "it is tracked anyway, a fault when down, without a weight"
+        };
+        d.warning(
+            Some(t.span),
+            format!("({n}) track_interface {own} is the instance's own interface: ignored, as keepalived 2.2 does; {how}"),
+        );
+    }
+    vi.track_interfaces.retain(|t| t.name != own);
+}
+
+/// An instance without a virtual IP address: keepalived 2.2.7 (`vrrp_complete_instance`) runs
+/// it with a warning over VRRPv2/IPv4, and refuses to start with VRRPv3, IPv6 or strict mode
+/// ("No VIP specified; at least one is required").
+fn no_vip(vi: &VrrpInstance, d: &mut Diagnostics) {
+    if !vi.virtual_ipaddresses.is_empty() {
+        return;
+    }
+    let n = &vi.name;
+    let v6 = vi.src_ip.or(vi.unicast_peers.first().map(|p| p.address)).is_some_and(|a| a.is_ipv6());
+    if vi.version == VrrpVersion::V3 || v6 || vi.strict_mode {
+        let why = if vi.strict_mode { "strict mode" } else if v6 { "IPv6" } else { "VRRP version 3" };
+        d.error(Some(vi.span), format!("({n}) no virtual_ipaddress; at least one is required with {why} (keepalived 2.2 refuses to start too)"));
+    } else {
+        d.warning(Some(vi.span), format!("({n}) no virtual_ipaddress; at least one is sensible: the instance runs VRRP without addresses, as keepalived 2.2 does"));
     }
 }
 
@@ -525,12 +518,11 @@ pub(super) fn is_link_local(a: &std::net::IpAddr) -> bool {
 
 fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
     let mut owner: HashMap<String, String> = HashMap::new();
-    let script_weights: HashMap<String, i32> = cfg
-        .vrrp_scripts
-        .iter()
-        .map(|s| (s.name.clone(), s.weight))
-        .collect();
     for g in &cfg.sync_groups {
+        if g.members.len() == 1 {
+            // keepalived 2.2.7 (vrrp_sync_group_end_handler) says so and runs it.
+            d.warning(Some(g.span), format!("sync group {} has only 1 virtual router(s) - this probably isn't what you want", g.name));
+        }
         if g.members.is_empty() {
             d.warning(
                 Some(g.span),
@@ -559,35 +551,9 @@ fn check_sync_groups(cfg: &mut Config, d: &mut Diagnostics) {
             }
             owner.insert(m.clone(), g.name.clone());
             vi.sync_group = Some(g.name.clone());
-            if g.sync_group_tracking_weight {
-                continue;
-            }
-            for t in &mut vi.track_interfaces {
-                if t.weight != 0 {
-                    d.warning(
-                        Some(t.span),
-                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
-                    );
-                    t.weight = 0;
-                }
-            }
-            for t in vi
-                .track_scripts
-                .iter_mut()
-                .chain(vi.track_files.iter_mut())
-                .chain(vi.track_processes.iter_mut())
-            {
-                let w = t.weight.unwrap_or_else(|| {
-                    i64::from(script_weights.get(&t.name).copied().unwrap_or(0))
-                });
-                if w != 0 {
-                    d.warning(
-                        Some(t.span),
-                        format!("({m}) tracking weight of {} is ignored: the instance is in sync group {}", t.name, g.name),
-                    );
-                    t.weight = Some(0);
-                }
-            }
+            // keepalived 2.2.7 (vrrp_complete_instance): the instance's own setting, else its
+            // sync group's, else the global one (below).
+            vi.notify_priority_changes = vi.notify_priority_changes.or(g.notify_priority_changes);
         }
     }
     let defined: HashSet<String> = cfg.vrrp_instances.iter().map(|v| v.name.clone()).collect();
@@ -690,11 +656,63 @@ fn check_virtual_servers(cfg: &mut Config, d: &mut Diagnostics) {
                 }
             }
         }
-        if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
+        if vs.real_servers.is_empty() {
+            // keepalived 2.2.7 (validate_check_config) frees it, sorry server or not.
             d.warning(
                 Some(vs.span),
-                format!("virtual server {label} has no real servers"),
+                format!("virtual server {label} has no real servers; ignored, as keepalived 2.2 does"),
             );
         }
     }
+    cfg.virtual_servers.retain(|vs| !vs.real_servers.is_empty());
+}
+
+/// What `ka check` says about the scripts the daemon will not run
+/// ([`crate::notify::security::audit`]), at the lines where keepalived 2.2.7 says it:
+/// - a user problem at its `user` line (an unknown user: "Unable to set uid/gid for script"),
+///   or, with no `user`, at the end of the `vrrp_script` block (no default user: "Unable to set
+///   default user for vrrp script X - removing"): keepalived removes the script while reading
+///   it, and each `track_script` reference then finds nothing (a warning there too);
+/// - a program problem (not found, not executable, unsafe) at the `script` line: keepalived
+///   disables the tracker when it starts ("Disabling track script X since not
+///   found/accessible") and the instances run without it;
+/// - an unknown global `script_user` at its line ("Error setting global script uid/gid").
+///
+/// ka's daemon does the same ([`crate::notify::security::apply`]).
+pub fn script_refusals(cfg: &Config, findings: &[crate::notify::security::Finding]) -> Vec<Diagnostic> {
+    use crate::notify::security::FindingAbout;
+    let mut out = Vec::new();
+    for f in findings {
+        if f.about == FindingAbout::GlobalUser {
+            out.push(Diagnostic::warning(cfg.global.script_user_span, format!("{}: scripts that name no user of their own are not run, as keepalived 2.2 does", f.text)));
+            continue;
+        }
+        let Some(name) = &f.refuses else { continue };
+        let Some(s) = cfg.vrrp_scripts.iter().find(|s| &s.name == name) else { continue };
+        let refs: Vec<(&str, Span)> = cfg
+            .vrrp_instances
+            .iter()
+            .flat_map(|i| i.track_scripts.iter().filter(|t| &t.name == name).map(move |t| (i.name.as_str(), t.span)))
+            .chain(cfg.sync_groups.iter().flat_map(|g| g.track_scripts.iter().filter(|t| &t.name == name).map(move |t| (g.name.as_str(), t.span))))
+            .collect();
+        let owners: Vec<&str> = refs.iter().map(|r| r.0).collect();
+        let who = if owners.is_empty() { String::new() } else { format!(" ({} stop tracking it)", owners.join(", ")) };
+        if f.about == FindingAbout::User {
+            // Its own `user` is checked at that line ("Unable to set uid/gid for script");
+            // the default user at the end of the block.
+            out.push(Diagnostic::warning(
+                Some(s.user_span.unwrap_or(s.end)),
+                format!("{}: the vrrp_script is removed{who}, as keepalived 2.2 does (\"Unable to set default user for vrrp script {name} - removing\")", f.text),
+            ));
+            for (owner, at) in refs {
+                out.push(Diagnostic::warning(Some(at), format!("({owner}) track script {name} was removed (see its definition); ignored")));
+            }
+        } else {
+            out.push(Diagnostic::warning(
+                Some(s.script_span.unwrap_or(s.span)),
+                format!("{}: the tracker is disabled{who}, as keepalived 2.2 does (\"Disabling track script {name}\")", f.text),
+            ));
+        }
+    }
+    out
 }

@@ -38,11 +38,17 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Scripts are checked on this host as keepalived checks them at start (missing, not
+    // executable, unsafe): the daemon disables those trackers.
+    let findings = crate::notify::security::audit(&loaded.config);
+    let mut diagnostics = loaded.diagnostics.clone();
+    diagnostics.extend(super::check::script_refusals(&loaded.config, &findings));
+    diagnostics.sort_by_key(|d| d.span.map_or((1, None), |s| (0, Some(s))));
     let tty = std::io::stderr().is_terminal();
     let mut errors = 0usize;
     let mut warnings = 0usize;
     let mut out = String::new();
-    for d in &loaded.diagnostics {
+    for d in &diagnostics {
         let mut d = d.clone();
         if args.strict {
             d.severity = Severity::Error;
@@ -59,6 +65,10 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
                 out.push('\n');
             }
         }
+    }
+    if let Some(line) = ignored_summary(&diagnostics) {
+        out.push_str(&line);
+        out.push('\n');
     }
     if tty && (errors + warnings) > 0 {
         out.push_str(&format!("{errors} error(s), {warnings} warning(s)\n"));
@@ -79,4 +89,19 @@ pub fn run_check(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The one line `ka check` prints about ignored keywords ("3 keywords ignored: 2 unknown, 1
+/// accepted but not acted on"), or `None` when none is.
+pub fn ignored_summary(diagnostics: &[super::Diagnostic]) -> Option<String> {
+    use super::diag::IgnoredKeyword;
+    let count = |k| diagnostics.iter().filter(|d| d.ignored_keyword == Some(k)).count();
+    let (unknown, not_acted) = (count(IgnoredKeyword::Unknown), count(IgnoredKeyword::NotActedOn));
+    let total = unknown + not_acted;
+    (total > 0).then(|| {
+        format!(
+            "ka check: {total} keyword{} ignored: {unknown} unknown, {not_acted} accepted but not acted on (see the warnings above)",
+            if total == 1 { "" } else { "s" }
+        )
+    })
 }

@@ -88,6 +88,18 @@ pub struct Diagnostic {
     pub via: Option<Span>,
     /// Human readable message, without location or severity.
     pub message: String,
+    /// The diagnostic says a keyword is ignored (unknown, or accepted without being acted on):
+    /// `ka check` counts these in its summary line.
+    pub ignored_keyword: Option<IgnoredKeyword>,
+}
+
+/// Why a keyword is ignored, for [`Diagnostic::ignored_keyword`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoredKeyword {
+    /// Not a keyword of its block (keepalived 2.2 ignores it too).
+    Unknown,
+    /// A keepalived keyword ka reads but does not act on.
+    NotActedOn,
 }
 
 impl Diagnostic {
@@ -98,6 +110,7 @@ impl Diagnostic {
             span,
             via: None,
             message: message.into(),
+            ignored_keyword: None,
         }
     }
 
@@ -108,7 +121,14 @@ impl Diagnostic {
             span,
             via: None,
             message: message.into(),
+            ignored_keyword: None,
         }
+    }
+
+    /// Marks it as saying that a keyword is ignored, and why.
+    pub fn ignoring(mut self, why: IgnoredKeyword) -> Self {
+        self.ignored_keyword = Some(why);
+        self
     }
 
     /// Sets the expansion site.

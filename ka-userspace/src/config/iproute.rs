@@ -57,7 +57,7 @@ pub struct Parsed<T> {
 pub enum Block {
     /// `virtual_ipaddress`, `virtual_routes`, `virtual_rules` (applied by the engine).
     Virtual,
-    /// `static_ipaddress`, `static_routes`, `static_rules` (checked only).
+    /// `static_ipaddress`, `static_routes`, `static_rules` (applied at start, see [`crate::statics`]).
     Static,
 }
 

@@ -223,11 +223,6 @@ pub fn tokenize(line: &SrcText, out: &mut Vec<Token>, diags: &mut Diagnostics) {
                 quote = Some(c);
                 quoted = true;
                 i += 1;
-            } else if c == b'$' && b.get(i + 1) == Some(&b'{') {
-                // An unexpanded `${NAME}` stays one word.
-                let end = text[i..].find('}').map_or(b.len(), |e| i + e + 1);
-                word.extend_from_slice(&b[i..end]);
-                i = end;
             } else {
                 word.push(c);
                 i += 1;
@@ -325,7 +320,8 @@ mod tests {
             ),
             ("'{'", &["{"]),
             (r#""a\tb\x41\101\\\"""#, &["a\tbAA\\\""]),
-            ("${UNDEF} x", &["${UNDEF}", "x"]),
+            // keepalived 2.2.7 (read_line) splits an undefined `${NAME}` at its braces too.
+            ("${UNDEF} x", &["$", "{", "UNDEF", "}", "x"]),
             (r#""\cA""#, &["\u{1}"]),
         ];
         for (input, want) in cases {

@@ -15,6 +15,7 @@ pub mod model;
 pub mod parse;
 pub mod preprocess;
 pub mod strict;
+pub mod sync_track;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ fn run(
     mut pp: preprocess::Preprocessor<'_>,
     d_ptr: &mut diag::Diagnostics,
     opts: &LoadOptions,
-) -> (Config, Vec<String>) {
+) -> Config {
     // The preprocessor owns the diagnostics while reading; statements are parsed as they come so
     // a big configuration is never held as tokens all at once.
     let mut stmts_diags = diag::Diagnostics::default();
@@ -89,8 +90,8 @@ fn run(
         }
     }
     drop(pp);
-    let (mut cfg, removed) = cx.finish();
-    check::check(&mut cfg, &removed, &opts.interfaces, &mut cx_diags);
+    let mut cfg = cx.finish();
+    check::check(&mut cfg, &opts.interfaces, &mut cx_diags);
     for d in stmts_diags
         .into_sorted()
         .into_iter()
@@ -98,7 +99,7 @@ fn run(
     {
         d_ptr.push(d);
     }
-    (cfg, removed)
+    cfg
 }
 
 /// Reads `path` (and what it includes) into the typed model, without printing anything.
@@ -119,7 +120,7 @@ pub fn load_in(fs: &dyn fs::ConfigFs, path: &Path, opts: &LoadOptions) -> Result
     let mut diags = diag::Diagnostics::default();
     let mut pp_diags = diag::Diagnostics::default();
     let pp = preprocess::Preprocessor::open_in(fs, path, &id, &mut sources, &mut pp_diags)?;
-    let (config, _) = run(pp, &mut diags, opts);
+    let config = run(pp, &mut diags, opts);
     for d in pp_diags.into_sorted() {
         diags.push(d);
     }
@@ -143,7 +144,7 @@ pub fn parse_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Loaded {
     let mut diags = diag::Diagnostics::default();
     let mut pp_diags = diag::Diagnostics::default();
     let pp = preprocess::Preprocessor::from_bytes(path, bytes, &id, &mut sources, &mut pp_diags);
-    let (config, _) = run(pp, &mut diags, opts);
+    let config = run(pp, &mut diags, opts);
     for d in pp_diags.into_sorted() {
         diags.push(d);
     }
@@ -152,6 +153,14 @@ pub fn parse_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Loaded {
         diagnostics: diags.into_sorted(),
         sources,
     }
+}
+
+/// The top-level `net_namespace` of the configuration at `path`, if it has one and can be read
+/// (`ka run` enters it before starting its threads; problems in the file are reported later,
+/// when the daemon loads it).
+pub fn net_namespace_of(path: &Path, config_id: Option<String>) -> Option<String> {
+    let opts = LoadOptions { config_id, interfaces: InterfaceCheck::Skip };
+    load(path, &opts).ok()?.config.net_namespace
 }
 
 /// The default configuration file.

@@ -82,9 +82,9 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// `static_ipaddress` entries.
     pub static_ipaddresses: Vec<VirtualIp>,
-    /// `static_routes` entries (checked as keepalived does; ka does not manage them yet).
+    /// `static_routes` entries (installed at start, see [`crate::statics`]).
     pub static_routes: Vec<Route>,
-    /// `static_rules` entries (checked as keepalived does; ka does not manage them yet).
+    /// `static_rules` entries (installed at start, see [`crate::statics`]).
     pub static_rules: Vec<Rule>,
     /// `linkbeat_interfaces` entries.
     pub linkbeat_interfaces: Vec<RawEntry>,
@@ -94,6 +94,9 @@ pub struct Config {
     pub garp_groups: Vec<GarpGroup>,
     /// The `SSL` block.
     pub ssl: Option<SslConfig>,
+    /// `net_namespace NAME` (top level): the network namespace (`/run/netns/NAME`) the
+    /// daemon enters before anything else.
+    pub net_namespace: Option<String>,
 }
 
 impl Config {
@@ -183,6 +186,52 @@ pub struct GlobalDefs {
     /// `vrrp_rt_priority`: SCHED_RR priority (1..=99) of the VRRP engine's thread (default:
     /// none, the normal scheduler).
     pub vrrp_rt_priority: Option<i32>,
+    /// `checker_priority`: nice value (-20..=19) of the threads the health checkers run on.
+    pub checker_priority: Option<i32>,
+    /// `bfd_priority`: nice value (-20..=19) of the BFD thread (`ka-bfd`).
+    pub bfd_priority: Option<i32>,
+    /// `checker_rt_priority`: SCHED_RR priority (1..=99) of the checkers' threads.
+    pub checker_rt_priority: Option<i32>,
+    /// `bfd_rt_priority`: SCHED_RR priority (1..=99) of the BFD thread.
+    pub bfd_rt_priority: Option<i32>,
+    /// `vrrp_cpu_affinity`: CPUs the VRRP engine's thread may run on (empty: unchanged).
+    pub vrrp_cpu_affinity: Vec<usize>,
+    /// `checker_cpu_affinity`: CPUs the checkers' threads may run on (empty: unchanged).
+    pub checker_cpu_affinity: Vec<usize>,
+    /// `bfd_cpu_affinity`: CPUs the BFD thread may run on (empty: unchanged).
+    pub bfd_cpu_affinity: Vec<usize>,
+    /// `vrrp_no_swap`: lock the daemon in memory (`mlockall`; process-wide in ka).
+    pub vrrp_no_swap: bool,
+    /// `checker_no_swap`: as `vrrp_no_swap`.
+    pub checker_no_swap: bool,
+    /// `bfd_no_swap`: as `vrrp_no_swap`.
+    pub bfd_no_swap: bool,
+    /// `vrrp_rlimit_rttime`: `RLIMIT_RTTIME` in microseconds, with `vrrp_rt_priority` only.
+    pub vrrp_rlimit_rttime: Option<u64>,
+    /// `checker_rlimit_rttime`: as `vrrp_rlimit_rttime`, with `checker_rt_priority`.
+    pub checker_rlimit_rttime: Option<u64>,
+    /// `bfd_rlimit_rttime`: as `vrrp_rlimit_rttime`, with `bfd_rt_priority`.
+    pub bfd_rlimit_rttime: Option<u64>,
+    /// `process_name`: name (at most 15 bytes) of the daemon's main thread, hence of the process.
+    pub process_name: Option<String>,
+    /// `vrrp_process_name` (or `keepalived_vrrp` by `process_names`): the VRRP thread's name.
+    pub vrrp_process_name: Option<String>,
+    /// `checker_process_name` (or `keepalived_lvs` by `process_names`): the checkers' threads' name.
+    pub checker_process_name: Option<String>,
+    /// `bfd_process_name` (or `keepalived_bfd` by `process_names`): the BFD thread's name.
+    pub bfd_process_name: Option<String>,
+    /// `vrrp_netlink_cmd_rcv_bufs`: SO_RCVBUF of ka's rtnetlink socket (0: the kernel's default).
+    pub vrrp_netlink_cmd_rcv_bufs: u32,
+    /// `vrrp_netlink_cmd_rcv_bufs_force`: set it with SO_RCVBUFFORCE (past `rmem_max`).
+    pub vrrp_netlink_cmd_rcv_bufs_force: bool,
+    /// `log_unknown_vrids`: log each advert for a VRID no instance runs on its interface.
+    pub log_unknown_vrids: bool,
+    /// `random_seed`: seed of ka's randomness (BFD discriminators and jitter) instead of
+    /// `/dev/urandom`.
+    pub random_seed: Option<u32>,
+    /// `child_wait_time` (top level): how long a stop waits for the VRRP engine and the
+    /// checkers to finish before going on without them; `None`: as long as they take.
+    pub child_wait_time: Option<Duration>,
     /// `vrrp_gna_interval` (default 0).
     pub vrrp_gna_interval: Duration,
     /// `vrrp_skip_check_adv_addr`.
@@ -193,6 +242,8 @@ pub struct GlobalDefs {
     pub enable_script_security: bool,
     /// `script_user USER [GROUP]`.
     pub script_user: Option<(String, Option<String>)>,
+    /// Where `script_user` is written.
+    pub script_user_span: Option<Span>,
     /// `dynamic_interfaces`.
     pub dynamic_interfaces: bool,
     /// `notification_email` addresses.
@@ -217,6 +268,23 @@ pub struct GlobalDefs {
     pub vrrp_higher_prio_send_advert: bool,
     /// `vrrp_startup_delay`.
     pub vrrp_startup_delay: Duration,
+    /// `vrrp_notify_priority_changes [BOOL]`: the default of the instances'
+    /// `notify_priority_changes`.
+    pub vrrp_notify_priority_changes: bool,
+    /// `no_email_faults`: no SMTP alert when an instance or sync group enters FAULT.
+    pub no_email_faults: bool,
+    /// `smtp_helo_name NAME`: the name in the SMTP `EHLO` (default: the host name).
+    pub smtp_helo_name: Option<String>,
+    /// `umask MASK`: the daemon's file-creation mask (numeric, or `IWGRP|IWOTH` style).
+    pub umask: Option<u32>,
+    /// `startup_script SCRIPT [USER [GROUP]]`: run, and waited for, before the daemon starts.
+    pub startup_script: Option<Script>,
+    /// `startup_script_timeout SECS` (1-1000, default 10).
+    pub startup_script_timeout: Duration,
+    /// `shutdown_script SCRIPT [USER [GROUP]]`: run, and waited for, when the daemon has stopped.
+    pub shutdown_script: Option<Script>,
+    /// `shutdown_script_timeout SECS` (1-1000, default 10).
+    pub shutdown_script_timeout: Duration,
     /// `notify_fifo PATH`.
     pub notify_fifo: Option<String>,
     /// `vrrp_notify_fifo PATH`.
@@ -268,11 +336,34 @@ impl Default for GlobalDefs {
             vrrp_garp_interval: Duration::ZERO,
             vrrp_priority: None,
             vrrp_rt_priority: None,
+            checker_priority: None,
+            bfd_priority: None,
+            checker_rt_priority: None,
+            bfd_rt_priority: None,
+            vrrp_cpu_affinity: Vec::new(),
+            checker_cpu_affinity: Vec::new(),
+            bfd_cpu_affinity: Vec::new(),
+            vrrp_no_swap: false,
+            checker_no_swap: false,
+            bfd_no_swap: false,
+            vrrp_rlimit_rttime: None,
+            checker_rlimit_rttime: None,
+            bfd_rlimit_rttime: None,
+            process_name: None,
+            vrrp_process_name: None,
+            checker_process_name: None,
+            bfd_process_name: None,
+            vrrp_netlink_cmd_rcv_bufs: 0,
+            vrrp_netlink_cmd_rcv_bufs_force: false,
+            log_unknown_vrids: false,
+            random_seed: None,
+            child_wait_time: None,
             vrrp_gna_interval: Duration::ZERO,
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,
             enable_script_security: false,
             script_user: None,
+            script_user_span: None,
             dynamic_interfaces: false,
             notification_email: Vec::new(),
             notification_email_from: None,
@@ -285,6 +376,14 @@ impl Default for GlobalDefs {
             vrrp_lower_prio_no_advert: false,
             vrrp_higher_prio_send_advert: false,
             vrrp_startup_delay: Duration::ZERO,
+            vrrp_notify_priority_changes: false,
+            no_email_faults: false,
+            smtp_helo_name: None,
+            umask: None,
+            startup_script: None,
+            startup_script_timeout: Duration::from_secs(10),
+            shutdown_script: None,
+            shutdown_script_timeout: Duration::from_secs(10),
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
@@ -373,6 +472,12 @@ pub struct VrrpScript {
     pub init_fail: bool,
     /// Where the block starts.
     pub span: Span,
+    /// Where its `script` line is (for what is said about the script itself).
+    pub script_span: Option<Span>,
+    /// Where the block ends (its `}`), where keepalived reports what it decides on reading it.
+    pub end: Span,
+    /// Where its `user` line is.
+    pub user_span: Option<Span>,
 }
 
 /// `track_file NAME { ... }`.
@@ -415,7 +520,7 @@ pub struct TrackProcess {
     pub span: Span,
 }
 
-/// `bfd_instance NAME { ... }`.
+/// `bfd_instance NAME { ... }` (see [`crate::bfd`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BfdInstance {
     /// Its name.
@@ -432,8 +537,24 @@ pub struct BfdInstance {
     pub idle_tx: Duration,
     /// `multiplier` (default 5).
     pub multiplier: u32,
-    /// `weight`.
+    /// `weight` (default 0): the weight of `track_bfd` references that give none.
     pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
+    /// `passive`.
+    pub passive: bool,
+    /// `ttl` / `hoplimit` (default: 255 for IPv4, 64 for IPv6, as keepalived).
+    pub ttl: Option<u8>,
+    /// `max_hops` (default 0; 255 or -1: the received TTL is not checked).
+    pub max_hops: u8,
+    /// The VRRP instances hear of it (`vrrp`, or neither `vrrp` nor `checker`).
+    pub to_vrrp: bool,
+    /// The checkers hear of it (`checker`, or neither `vrrp` nor `checker`).
+    pub to_checker: bool,
+    /// A session runs. keepalived's BFD process drops an instance with no usable neighbour,
+    /// mixed families or a duplicate neighbour, while its VRRP and checker processes still
+    /// know the name: references to it resolve and see it down, forever.
+    pub enabled: bool,
     /// Where the block starts.
     pub span: Span,
 }
@@ -793,6 +914,8 @@ pub struct Notify {
 pub struct VrrpInstance {
     /// Its name.
     pub name: String,
+    /// `debug` level, 0 to 4: keepalived 2.2.7 only shows it in its data dump; so does ka.
+    pub debug: u8,
     /// Where the block starts.
     pub span: Span,
     /// `state` (default BACKUP).
@@ -873,6 +996,10 @@ pub struct VrrpInstance {
     pub old_unicast_checksum: bool,
     /// `notify_deleted`.
     pub notify_deleted: bool,
+    /// `notify_priority_changes [BOOL]`: effective priority changes go to the notify FIFOs
+    /// (`INSTANCE "VI_1" MASTER_PRIORITY 90`). Unset: the sync group's, else the global
+    /// `vrrp_notify_priority_changes` (resolved by the checks).
+    pub notify_priority_changes: Option<bool>,
     /// `skip_check_adv_addr` (default: the global one).
     pub skip_check_adv_addr: Option<bool>,
     /// `check_unicast_src` (default: the global one).
@@ -902,6 +1029,8 @@ pub struct SyncGroup {
     pub smtp_alert: Option<bool>,
     /// `sync_group_tracking_weight`.
     pub sync_group_tracking_weight: bool,
+    /// `notify_priority_changes [BOOL]`: the default of its instances'.
+    pub notify_priority_changes: Option<bool>,
     /// Where the block starts.
     pub span: Span,
 }

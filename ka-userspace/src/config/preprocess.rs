@@ -467,17 +467,23 @@ impl<'a> Preprocessor<'a> {
                 // keepalived 2.2.7, measured with `keepalived -t`: in a brace expression only
                 // brace_match makes a missing file an error; otherwise a wildcard needs
                 // wildcard_match and a plain name match or wildcard_match. A glob matching
-                // nothing is silent unless it is an error.
+                // nothing is silent unless it is an error, or a directory it goes through is
+                // missing (glob's directory callback fails: "Config files missing").
+                let missing_dir = wild && {
+                    let first_wild = alt.find(['*', '?', '[']).unwrap_or(alt.len());
+                    let dir = alt[..first_wild].rsplit_once('/').map_or("", |(d, _)| d);
+                    !dir.is_empty() && self.fs.stat(Path::new(dir)).is_err()
+                };
                 let fail = if braced {
                     checks.brace
-                } else if wild {
+                } else if wild && !missing_dir {
                     checks.wildcard
                 } else {
                     checks.matched || checks.wildcard
                 };
                 if fail {
                     self.error(Some(pat.span), None, format!("{kw}: no file matches {alt}"));
-                } else if braced || !wild {
+                } else if braced || !wild || missing_dir {
                     self.warning(
                         Some(pat.span),
                         None,
@@ -1137,7 +1143,8 @@ mod tests {
             ("@^main a\n@^b c\n", "main", "c\n"),
             ("$P=@main\n$P priority 240\n", "main", "priority 240\n"),
             ("$P=@main\n$P priority 240\n", "x", ""),
-            ("${UNDEF} x\n", "", "${UNDEF} x\n"),
+            // Left as written; the lexer then splits it at its braces, as keepalived does.
+            ("${UNDEF} x\n", "", "$ { UNDEF } x\n"),
             ("a ${_HASH} b ${_BANG}\n", "", "a # b !\n"),
             ("id ${_INSTANCE}\n", "node1", "id node1\n"),
             ("dir ${_PWD} $_PWD\n", "", "dir /t /t\n"),
@@ -1239,6 +1246,8 @@ mod tests {
         let rows: &[Row] = &[
             ("missing.conf", [Some(W), Some(W), Some(E), Some(E), Some(W), Some(E)]),
             ("nomatch*.conf", [None, None, None, Some(E), None, Some(E)]),
+            // A wildcard under a directory that does not exist: "Config files missing".
+            ("nodir/*.conf", [Some(W), Some(W), Some(E), Some(E), Some(W), Some(E)]),
             ("{c,missing}.conf", [Some(W), Some(W), Some(W), Some(W), Some(E), Some(E)]),
             ("{a,b", [Some(W), Some(W), Some(W), Some(W), Some(E), Some(E)]),
         ];

@@ -179,6 +179,7 @@ fn docs_list_every_keyword() {
         RS_UNSUPPORTED,
         CHECKERS_SUPPORTED,
         CHECKERS_UNSUPPORTED,
+        &REPLACED.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
     ];
     let missing: Vec<&str> = tables
         .iter()
@@ -256,7 +257,7 @@ fn leniency_rules() {
         ("lb_kind dr", vs(" lb_kind dr"), 3, Severity::Warning, "unknown forwarding method 'dr'", |c| c.virtual_servers[0].lb_kind == super::model::LbKind::Nat),
         ("lb_algo loadbalance", vs(" lb_algo loadbalance"), 3, Severity::Warning, "unknown scheduler 'loadbalance'", |c| c.virtual_servers[0].lb_algo == super::model::LbAlgo::Wlc),
         ("placeholder VIP", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n __VIRTUAL_IP__/27\n 198.18.0.10\n }\n}\n".into(), 5, Severity::Warning, "invalid address '__VIRTUAL_IP__/27'", |c| c.vrrp_instances[0].virtual_ipaddresses.len() == 1),
-        ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers[0].real_servers.is_empty()),
+        ("placeholder real server", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server XX.XX.XX.116 80 {\n }\n}\n".into(), 3, Severity::Warning, "'XX.XX.XX.116' is not a valid IP address", |c| c.virtual_servers.is_empty()),
         ("authentication on IPv6", "vrrp_instance V6 {\n interface eth0\n virtual_router_id 5\n authentication {\n auth_type PASS\n auth_pass x\n }\n virtual_ipaddress {\n fd00:198:18::10\n }\n}\n".into(), 4, Severity::Warning, "authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
         ("authentication without auth_pass", vi(" authentication {\n auth_type PASS\n }"), 4, Severity::Warning, "no auth_pass given; authentication ignored", |c| c.vrrp_instances[0].authentication.is_none()),
         ("AH with initial state MASTER", vi(" state MASTER\n priority 100\n authentication {\n auth_type AH\n auth_pass s3cret\n }"), 6, Severity::Warning, "incompatible with AH authentication; using BACKUP", |c| c.vrrp_instances[0].state == super::model::VrrpState::Backup),
@@ -266,6 +267,20 @@ fn leniency_rules() {
         ("undefined sync group member", format!("{}vrrp_sync_group G {{\n group {{\n VI_1\n VI_9\n }}\n}}\n", vi("")), 12, Severity::Warning, "VI_9 is not defined; ignored", |c| c.sync_groups[0].members.len() == 1),
         ("stray brace", "}\nglobal_defs {\n router_id a\n}\n".into(), 1, Severity::Warning, "unexpected '}'", |c| c.global.router_id.as_deref() == Some("a")),
         ("HTTP_GET without url", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n HTTP_GET {\n }\n }\n}\n".into(), 5, Severity::Warning, "the checker is ignored", |c| c.virtual_servers[0].real_servers[0].checkers.is_empty()),
+        ("track_script defined below the instance", format!("{}vrrp_script chk_late {{\n script /bin/true\n}}\n", vi(" track_script {\n chk_late\n }")), 5, Severity::Warning, "is defined below this reference (line 11)", |c| c.vrrp_instances[0].track_scripts.is_empty() && c.vrrp_scripts.len() == 1),
+        ("track_script listed twice counts once", format!("vrrp_script chk {{\n script /bin/true\n}}\n{}", vi(" track_script {\n chk weight 5\n chk weight 9\n }")), 9, Severity::Warning, "duplicate track_script chk", |c| c.vrrp_instances[0].track_scripts.len() == 1 && c.vrrp_instances[0].track_scripts[0].weight == Some(5)),
+        ("track_script with an unknown option is dropped", format!("vrrp_script chk {{\n script /bin/true\n}}\n{}", vi(" track_script {\n chk wieght 5\n }")), 8, Severity::Warning, "unknown track script option 'wieght'", |c| c.vrrp_instances[0].track_scripts.is_empty()),
+        ("track_script weight 254 becomes 253", format!("vrrp_script chk {{\n script /bin/true\n}}\n{}", vi(" track_script {\n chk weight 254\n }")), 8, Severity::Warning, "cannot be +/-254", |c| c.vrrp_instances[0].track_scripts[0].weight == Some(253)),
+        ("track_script without weight takes the script's reverse", format!("vrrp_script chk {{\n script /bin/true\n weight 10 reverse\n}}\n{}", vi(" track_script {\n chk\n }\n track_file {\n nofile\n }")), 12, Severity::Warning, "track file nofile is not defined", |c| c.vrrp_instances[0].track_scripts[0].reverse),
+        ("track_interface naming the own interface", vi(" track_interface {\n eth0 weight -20\n eth1\n }"), 5, Severity::Warning, "is the instance's own interface: ignored", |c| c.vrrp_instances[0].track_interfaces.len() == 1 && c.vrrp_instances[0].track_interfaces[0].name == "eth1"),
+        ("no VIP over VRRPv2 runs", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n}\n".into(), 1, Severity::Warning, "at least one is sensible", |c| c.vrrp_instances.len() == 1),
+        ("no VIP over VRRPv3: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n version 3\n}\n".into(), 1, Severity::Error, "at least one is required with VRRP version 3", |_| true),
+        ("no VIP in strict mode: keepalived refuses", "global_defs {\n vrrp_strict\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n}\n".into(), 4, Severity::Error, "at least one is required with strict mode", |_| true),
+        ("no VIP with IPv6 peers: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n unicast_peer {\n fd00:198:18::2\n }\n}\n".into(), 1, Severity::Error, "at least one is required with", |_| true),
+        ("virtual_server without lb_kind is NAT", "virtual_server 198.18.0.10 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n".into(), 1, Severity::Warning, "no forwarding method set (lb_kind), using NAT", |c| c.virtual_servers[0].lb_kind == super::model::LbKind::Nat),
+        ("virtual_server without real servers is ignored", "virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n sorry_server 198.18.1.9 80\n}\n".into(), 1, Severity::Warning, "has no real servers; ignored", |c| c.virtual_servers.is_empty()),
+        ("group block around virtual servers", "group web {\n virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n virtual_server 198.18.0.11 80 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 80 {\n }\n }\n}\n".into(), 14, Severity::Warning, "unexpected '}' with no open block", |c| c.virtual_servers.len() == 2),
+        ("smtp_server that is no host name", "global_defs {\n smtp_server **\n}\n".into(), 2, Severity::Warning, "invalid smtp server '**'", |c| c.global.smtp_server.is_none()),
         ("missing parameter: keepalived refuses", vi(" state"), 4, Severity::Error, "'state' needs a value", |_| true),
         ("no virtual router id: keepalived refuses", "vrrp_instance VI_1 {\n interface eth0\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n".into(), 1, Severity::Error, "the virtual router id must be set", |_| true),
     ];
@@ -367,11 +382,11 @@ fn bad_brd_and_peer_are_reported_at_their_word() {
     assert_eq!(vips[1].peer, None);
 }
 
-/// What ka cannot apply in a `virtual_routes` / `virtual_rules` entry is an error (so `ka check`
-/// exits 1 exactly when `ka run` would not install what keepalived installs); in `static_*`
-/// blocks, which ka does not apply, it is a warning.
+/// What ka cannot apply in a `virtual_routes` / `virtual_rules` entry, or in a `static_*` block
+/// (which ka installs too), is an error, so `ka check` exits 1 exactly when `ka run` would not
+/// install what keepalived installs.
 #[test]
-fn unsupported_route_options_are_errors_only_where_applied() {
+fn unsupported_route_options_are_errors_where_applied() {
     let text = "static_routes {\n 198.18.9.0/24 dev eth0 encap mpls 100\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_routes {\n 198.18.10.0/24 dev eth0 encap mpls 100\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
     let l = super::parse_str(text, Path::new("t.conf"), &opts());
     let sev: Vec<(u32, Severity)> = l
@@ -380,7 +395,7 @@ fn unsupported_route_options_are_errors_only_where_applied() {
         .filter(|d| d.message.contains("ka cannot apply 'encap'"))
         .map(|d| (d.span.map_or(0, |s| s.line), d.severity))
         .collect();
-    assert_eq!(sev, vec![(2, Severity::Warning), (8, Severity::Error)], "{:?}", l.diagnostics);
+    assert_eq!(sev, vec![(2, Severity::Error), (8, Severity::Error)], "{:?}", l.diagnostics);
 }
 
 /// keepalived 2.2 derives a missing `priority` from `state` and a missing `state` from
@@ -411,7 +426,7 @@ fn state_and_priority_default_from_each_other() {
 #[test]
 fn lvs_flags_and_methods() {
     type Check = fn(&super::model::VirtualServer) -> bool;
-    let vs = |body: &str| format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n{body}\n real_server 198.18.1.1 80 {{\n }}\n}}\n");
+    let vs = |body: &str| format!("virtual_server 198.18.0.10 80 {{\n protocol TCP\n lb_kind NAT\n{body}\n real_server 198.18.1.1 80 {{\n }}\n}}\n");
     let cases: Vec<(&str, String, &str, Check)> = vec![
         ("sh-port after lb_algo sh", vs(" lb_algo sh\n sh-port"), "", |v| v.hash_port && !v.hash_fallback),
         ("sh-fallback after lb_algo sh", vs(" lb_algo sh\n sh-fallback"), "", |v| v.hash_fallback && !v.hash_port),
@@ -506,4 +521,203 @@ fn vrrp_scheduling_keywords() {
         assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
         assert_eq!(l.diagnostics.is_empty(), clean, "{line}: {rendered:?}");
     }
+}
+
+/// The checker and BFD priorities, CPU affinities, no_swap, RTTIME limits and process names are
+/// acted on (no "not supported" warning) and kept in the model as keepalived 2.2.7 reads them.
+#[test]
+fn thread_tuning_keywords() {
+    use crate::config::model::GlobalDefs;
+    type Get = fn(&GlobalDefs) -> String;
+    let cases: [(&str, Get, &str, usize); 16] = [
+        ("checker_priority -5", |g| format!("{:?}", g.checker_priority), "Some(-5)", 0),
+        ("bfd_priority 19", |g| format!("{:?}", g.bfd_priority), "Some(19)", 0),
+        ("bfd_priority 20", |g| format!("{:?}", g.bfd_priority), "None", 1),
+        ("checker_rt_priority 10", |g| format!("{:?}", g.checker_rt_priority), "Some(10)", 0),
+        ("bfd_rt_priority 99", |g| format!("{:?}", g.bfd_rt_priority), "Some(99)", 0),
+        ("vrrp_cpu_affinity 0", |g| format!("{:?}", g.vrrp_cpu_affinity), "[0]", 0),
+        // keepalived: one CPU id beyond the online CPUs empties the set.
+        ("checker_cpu_affinity 0 100000", |g| format!("{:?}", g.checker_cpu_affinity), "[]", 1),
+        ("bfd_no_swap", |g| format!("{}", g.bfd_no_swap), "true", 0),
+        ("vrrp_no_swap", |g| format!("{}", g.vrrp_no_swap), "true", 0),
+        ("vrrp_rlimit_rttime 5000", |g| format!("{:?}", g.vrrp_rlimit_rttime), "Some(5000)", 0),
+        // keepalived reads 1 as 2: the soft limit is half of it.
+        ("checker_rlimit_rttime 1", |g| format!("{:?}", g.checker_rlimit_rttime), "Some(2)", 0),
+        ("bfd_rlimit_rttime 0", |g| format!("{:?}", g.bfd_rlimit_rttime), "None", 1),
+        ("process_names", |g| format!("{:?}", (&g.vrrp_process_name, &g.checker_process_name, &g.bfd_process_name)), "(Some(\"keepalived_vrrp\"), Some(\"keepalived_lvs\"), Some(\"keepalived_bfd\"))", 0),
+        ("process_name lb-front", |g| format!("{:?}", g.process_name), "Some(\"lb-front\")", 0),
+        ("vrrp_process_name a_very_long_thread_name", |g| format!("{:?}", g.vrrp_process_name), "Some(\"a_very_long_thr\")", 1),
+        ("checker_process_name chk", |g| format!("{:?}", g.checker_process_name), "Some(\"chk\")", 0),
+    ];
+    for (line, get, want, diags) in cases {
+        let text = format!("global_defs {{\n {line}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(get(&l.config.global), want, "{line}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{line}: {rendered:?}");
+    }
+}
+
+/// The netlink buffer keywords: ka's one rtnetlink socket takes `vrrp_netlink_cmd_rcv_bufs`;
+/// the others name a socket ka does not have, and the warning says which. `log_unknown_vrids`
+/// and `random_seed` are kept in the model.
+#[test]
+fn netlink_bufs_and_misc_keywords() {
+    use crate::config::model::GlobalDefs;
+    type Get = fn(&GlobalDefs) -> String;
+    let none: Get = |_| String::new();
+    let cases: [(&str, Get, &str, Option<&str>); 11] = [
+        ("vrrp_netlink_cmd_rcv_bufs 1048576", |g| format!("{:?}", (g.vrrp_netlink_cmd_rcv_bufs, g.vrrp_netlink_cmd_rcv_bufs_force)), "(1048576, false)", None),
+        ("vrrp_netlink_cmd_rcv_bufs_force", |g| format!("{}", g.vrrp_netlink_cmd_rcv_bufs_force), "true", None),
+        ("vrrp_netlink_cmd_rcv_bufs_force false", |g| format!("{}", g.vrrp_netlink_cmd_rcv_bufs_force), "false", None),
+        ("vrrp_netlink_monitor_rcv_bufs 4096", none, "", Some("ignored: ka has no netlink monitor socket")),
+        ("lvs_netlink_cmd_rcv_bufs_force", none, "", Some("ignored: ka has no IPVS generic-netlink socket")),
+        ("lvs_netlink_monitor_rcv_bufs 1", none, "", Some("ignored: ka has no IPVS netlink monitor socket")),
+        ("process_monitor_rcv_bufs 8192", none, "", Some("ignored: ka has no process-event (proc connector) netlink socket")),
+        ("log_unknown_vrids", |g| format!("{}", g.log_unknown_vrids), "true", None),
+        ("random_seed 42", |g| format!("{:?}", g.random_seed), "Some(42)", None),
+        ("random_seed 0", |g| format!("{:?}", g.random_seed), "Some(0)", None),
+        ("random_seed -1", |g| format!("{:?}", g.random_seed), "None", Some("")),
+    ];
+    for (line, get, want, warning) in cases {
+        let text = format!("global_defs {{\n {line}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(get(&l.config.global), want, "{line}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{line}: {rendered:?}");
+        match warning {
+            None => assert!(rendered.is_empty(), "{line}: {rendered:?}"),
+            Some(w) => assert!(rendered.len() == 1 && rendered[0].contains(w), "{line}: {rendered:?}"),
+        }
+    }
+}
+
+/// `child_wait_time` is read at the top level (seconds, as keepalived's `child_wait_handler`);
+/// inside `global_defs` it is ignored with a warning, as keepalived 2.2.7 ignores it there.
+#[test]
+fn child_wait_time_keyword() {
+    let cases: [(&str, Option<std::time::Duration>, usize); 4] = [
+        ("child_wait_time 3\n", Some(std::time::Duration::from_secs(3)), 0),
+        ("child_wait_time 0\n", Some(std::time::Duration::ZERO), 0),
+        ("child_wait_time x\n", None, 1),
+        ("global_defs {\n child_wait_time 3\n}\n", None, 1),
+    ];
+    for (text, want, diags) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(l.config.global.child_wait_time, want, "{text}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{text}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{text}: {rendered:?}");
+    }
+}
+
+/// `debug` in a `vrrp_instance`: a level 0..4 as keepalived 2.2.7 reads it, kept for the dump.
+#[test]
+fn vrrp_instance_debug_level() {
+    let cases: [(&str, u8, usize); 4] = [("", 0, 0), ("debug 3", 3, 0), ("debug 0", 0, 0), ("debug 5", 0, 1)];
+    for (line, want, diags) in cases {
+        let text = format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n {line}\n virtual_ipaddress {{\n  198.18.0.1\n }}\n}}\n");
+        let l = super::parse_str(&text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        assert_eq!(l.config.vrrp_instances.first().map(|v| v.debug), Some(want), "{line}: {rendered:?}");
+        assert_eq!(l.diagnostics.len(), diags, "{line}: {rendered:?}");
+    }
+}
+
+/// A `vrrp_script` whose program does not exist is disabled, as keepalived 2.2.7 disables it
+/// ("Disabling track script X since not found/accessible"): `ka check` warns at its `script`
+/// line and names the instances that stop tracking it.
+#[test]
+fn missing_track_script_is_disabled_at_its_line() {
+    let text = "vrrp_script chk_gone {\n interval 2\n script \"/nonexistent/ka-test/chk_gone.sh\"\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n chk_gone\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let findings = crate::notify::security::audit(&l.config);
+    let got: Vec<(u32, String)> = super::check::script_refusals(&l.config, &findings)
+        .into_iter()
+        .map(|d| (d.span.map_or(0, |s| s.line), d.message))
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?} from {findings:?}");
+    assert_eq!(got[0].0, 3, "{got:?}");
+    assert!(got[0].1.contains("the tracker is disabled (VI_1 stop tracking it)"), "{got:?}");
+    let mut cfg = l.config.clone();
+    let _ = crate::notify::security::apply(&mut cfg);
+    assert!(cfg.vrrp_instances[0].track_scripts.is_empty() && cfg.vrrp_scripts.is_empty());
+}
+
+/// A script whose user cannot be used is removed as keepalived 2.2.7 removes it while reading
+/// the configuration: `ka check` says so at the script's `user` line (the end of the block when
+/// it names none) and at each `track_script` reference, and an unknown global `script_user` at
+/// its own line.
+#[test]
+fn script_user_problems_at_keepalived_lines() {
+    let text = "global_defs {\n script_user ka-test-no-such-user\n}\nvrrp_script chk {\n script /bin/true\n user ka-test-no-such-user\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n chk\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n";
+    let l = super::parse_str(text, Path::new("t.conf"), &opts());
+    let findings = crate::notify::security::audit(&l.config);
+    let got: Vec<(u32, String)> = super::check::script_refusals(&l.config, &findings)
+        .into_iter()
+        .map(|d| (d.span.map_or(0, |s| s.line), d.message))
+        .collect();
+    let lines: Vec<u32> = got.iter().map(|g| g.0).collect();
+    assert_eq!(lines, vec![2, 6, 12], "{got:?}");
+    assert!(got[1].1.contains("the vrrp_script is removed (VI_1 stop tracking it)"), "{got:?}");
+    assert!(got[2].1.contains("(VI_1) track script chk was removed"), "{got:?}");
+}
+
+/// `ka check` sums up the keywords it ignores in one line: unknown ones and keepalived
+/// keywords ka does not act on, counted apart; nothing ignored, no line.
+#[test]
+fn ignored_keywords_summary_line() {
+    let l = super::parse_str("global_defs {\n router_id a\n vrrp_ipsets k4 k6\n bogus_keyword 1\n}\nbogus_top\n", Path::new("t.conf"), &opts());
+    assert_eq!(
+        super::cli::ignored_summary(&l.diagnostics).as_deref(),
+        Some("ka check: 3 keywords ignored: 2 unknown, 1 accepted but not acted on (see the warnings above)"),
+        "{:?}",
+        l.diagnostics
+    );
+    let l = super::parse_str("global_defs {\n router_id a\n}\n", Path::new("t.conf"), &opts());
+    assert_eq!(super::cli::ignored_summary(&l.diagnostics), None);
+}
+
+/// The process and notification keywords of `global_defs` reach the model as keepalived 2.2.7
+/// reads them (one row each: text, whether clean, check), and the SNMP/D-Bus keywords are
+/// answered with what replaces them.
+#[test]
+fn process_and_notify_keywords() {
+    type Check = fn(&super::Config) -> bool;
+    let cases: &[(&str, bool, Check)] = &[
+        ("global_defs {\n umask 0027\n}\n", true, |c| c.global.umask == Some(0o027)),
+        ("global_defs {\n umask 18\n}\n", true, |c| c.global.umask == Some(18)),
+        ("global_defs {\n umask IWGRP|IWOTH\n}\n", true, |c| c.global.umask == Some(0o022)),
+        ("global_defs {\n umask IWGRP | IRWXO\n}\n", false, |c| c.global.umask.is_none()),
+        ("global_defs {\n umask 01777\n}\n", false, |c| c.global.umask.is_none()),
+        ("global_defs {\n startup_script \"/bin/true x\" root\n startup_script_timeout 30\n shutdown_script /bin/true\n}\n", true, |c| {
+            c.global.startup_script.as_ref().map(|s| (s.command.as_str(), s.user.clone())) == Some(("/bin/true x", Some(("root".into(), None))))
+                && c.global.startup_script_timeout.as_secs() == 30
+                && c.global.shutdown_script_timeout.as_secs() == 10
+                && c.global.shutdown_script.is_some()
+        }),
+        ("global_defs {\n startup_script_timeout 1001\n}\n", false, |c| c.global.startup_script_timeout.as_secs() == 10),
+        ("global_defs {\n no_email_faults\n smtp_helo_name lb1.example.org\n}\n", true, |c| c.global.no_email_faults && c.global.smtp_helo_name.as_deref() == Some("lb1.example.org")),
+        // notify_priority_changes: the instance's, else its sync group's, else the global one.
+        (
+            "global_defs {\n vrrp_notify_priority_changes\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 198.18.0.1\n }\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 2\n notify_priority_changes off\n virtual_ipaddress {\n 198.18.0.2\n }\n}\nvrrp_instance C {\n interface eth0\n virtual_router_id 3\n virtual_ipaddress {\n 198.18.0.3\n }\n}\nvrrp_sync_group G {\n group {\n C\n }\n notify_priority_changes false\n}\n",
+            true,
+            |c| c.vrrp_instances.iter().map(|i| i.notify_priority_changes).collect::<Vec<_>>() == vec![Some(true), Some(false), Some(false)],
+        ),
+    ];
+    for (text, clean, check) in cases {
+        let l = super::parse_str(text, Path::new("t.conf"), &opts());
+        let rendered: Vec<String> = l.diagnostics.iter().map(|d| d.render(&l.sources, Path::new("t.conf"))).collect();
+        // A sync group of one instance draws keepalived's "probably isn't what you want".
+        let noise = |r: &String| r.contains("only 1 virtual router");
+        assert_eq!(rendered.iter().filter(|r| !noise(r)).count() == 0, *clean, "{text}: {rendered:?}");
+        assert!(!rendered.iter().any(|r| r.contains("not supported")), "{text}: {rendered:?}");
+        assert!(check(&l.config), "{text}: {rendered:?} {:?}", l.config.global);
+    }
+    let l = super::parse_str("global_defs {\n enable_snmp_vrrp\n enable_dbus\n}\n", Path::new("t.conf"), &opts());
+    let msgs: Vec<&str> = l.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert!(msgs[0].starts_with("'enable_snmp_vrrp' replaced by") && msgs[0].contains("--metrics") && msgs[0].contains("ka_vrrp_state"), "{msgs:?}");
+    assert!(msgs[1].starts_with("'enable_dbus' replaced by") && msgs[1].contains("control socket /run/ka/NAME.sock"), "{msgs:?}");
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
 }

@@ -3,6 +3,7 @@
 use super::{
     diag::{Diagnostic, Diagnostics, Span},
     lexer::Token,
+    parse::keywords::{block_kind, BlockKind},
     preprocess::Preprocessor,
 };
 
@@ -89,7 +90,7 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
         std::mem::replace(&mut self.broken, false)
     }
 
-    /// Reads the next top-level statement; stray `}` are reported and skipped.
+    /// Reads the next top-level statement; a stray `}` or `{` is reported and skipped.
     pub fn next_top(&mut self, diags: &mut Diagnostics) -> Option<Stmt> {
         loop {
             let t = self.next()?;
@@ -104,17 +105,10 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
                 continue;
             }
             if t.is_open() {
-                diags.push(
-                    Diagnostic::warning(
-                        Some(t.span),
-                        "'{' without a keyword before it; the block is ignored: keepalived 2.2 does the same",
-                    )
-                        .with_via(t.via),
-                );
-                self.skip_block(1);
+                Self::stray_open(&t, diags);
                 continue;
             }
-            return Some(self.stmt(t, 0, diags));
+            return Some(self.stmt(t, "", 0, diags));
         }
     }
 
@@ -130,81 +124,170 @@ impl<'p, 'a> TreeBuilder<'p, 'a> {
         }
     }
 
-    fn stmt(&mut self, kw: Token, depth: usize, diags: &mut Diagnostics) -> Stmt {
+    /// A `{` keepalived does not expect: it reports it and reads on as if it were not there
+    /// (`Unexpected '{' - ignoring`), so the block's content belongs to the enclosing block.
+    fn stray_open(t: &Token, diags: &mut Diagnostics) {
+        diags.push(
+            Diagnostic::warning(
+                Some(t.span),
+                "'{' without a keyword that takes a block: keepalived 2.2 ignores the brace and reads what follows in the enclosing block; so does ka",
+            )
+            .with_via(t.via),
+        );
+    }
+
+    /// The words after `kw` on its line, up to a brace.
+    fn line_args(&mut self) -> Vec<Token> {
         let mut args = Vec::new();
         while let Some(t) = self.peek() {
-            if t.bol || t.is_close() {
-                break;
-            }
-            if t.is_open() {
+            if t.bol || t.is_close() || t.is_open() {
                 break;
             }
             if let Some(t) = self.next() {
                 args.push(t);
             }
         }
-        let mut block = None;
-        let mut end = kw.span;
-        if let Some(open) = self.peek().filter(|t| t.is_open()).cloned() {
-            self.next();
-            if depth + 1 >= MAX_DEPTH {
-                diags.push(
-                    Diagnostic::error(
-                        Some(open.span),
-                        format!("blocks nested more than {MAX_DEPTH} deep; the rest of this block is ignored"),
-                    )
-                    .with_via(open.via),
-                );
-                self.quiet_eof = true;
-                self.broken = true;
-                self.skip_block(1);
-                let end = open.span;
-                return Stmt {
-                    kw,
-                    args,
-                    block: Some(Vec::new()),
-                    end,
-                };
-            }
-            let mut stmts = Vec::new();
-            loop {
-                let Some(t) = self.next() else {
-                    if std::mem::replace(&mut self.quiet_eof, true) {
-                        break;
-                    }
+        args
+    }
+
+    /// Consumes the `{` that opens `kw`'s block if it comes next; whether it did.
+    fn open_brace(&mut self) -> Option<Token> {
+        let open = self.peek().filter(|t| t.is_open()).cloned()?;
+        self.next();
+        Some(open)
+    }
+
+    /// Reports a block left open at the end of the input (once).
+    fn eof_in_block(&mut self, kw: &Token, at: &Token, diags: &mut Diagnostics) {
+        if std::mem::replace(&mut self.quiet_eof, true) {
+            return;
+        }
+        diags.push(
+            Diagnostic::warning(
+                Some(at.span),
+                format!("block of '{}' is not closed: missing '}}'; closed at the end of the file, as keepalived 2.2 does", kw.text),
+            )
+            .with_via(at.via),
+        );
+    }
+
+    /// One statement in the block of `parent` (`""` at the top level), grouped as keepalived
+    /// 2.2.7 groups it ([`block_kind`]).
+    fn stmt(&mut self, kw: Token, parent: &str, depth: usize, diags: &mut Diagnostics) -> Stmt {
+        let args = self.line_args();
+        let kind = if kw.quoted { BlockKind::Word } else { block_kind(parent, &kw.text) };
+        match kind {
+            BlockKind::Word => {
+                if let Some(open) = self.open_brace() {
                     diags.push(
                         Diagnostic::warning(
                             Some(open.span),
-                            format!("block of '{}' is not closed: missing '}}'; closed at the end of the file, as keepalived 2.2 does", kw.text),
+                            format!(
+                                "'{}' takes no {{ }} block: keepalived 2.2 ignores this '{{' and reads what follows as part of the enclosing block, which the next '}}' closes; so does ka",
+                                kw.text
+                            ),
                         )
                         .with_via(open.via),
                     );
-                    break;
-                };
-                if t.is_close() {
-                    end = t.span;
-                    break;
                 }
-                if t.is_open() {
-                    diags.push(
-                        Diagnostic::warning(
-                        Some(t.span),
-                        "'{' without a keyword before it; the block is ignored: keepalived 2.2 does the same",
-                    )
-                            .with_via(t.via),
-                    );
-                    self.skip_block(1);
-                    continue;
-                }
-                stmts.push(self.stmt(t, depth + 1, diags));
+                let end = kw.span;
+                Stmt { kw, args, block: None, end }
             }
-            block = Some(stmts);
+            BlockKind::Value => self.value_block(kw, args, diags),
+            BlockKind::Sub => self.sub_block(kw, args, depth, diags),
         }
-        Stmt {
-            kw,
-            args,
-            block,
-            end,
+    }
+
+    /// A block of keywords: statements up to the matching `}`.
+    fn sub_block(&mut self, kw: Token, args: Vec<Token>, depth: usize, diags: &mut Diagnostics) -> Stmt {
+        let open = match self.open_brace() {
+            Some(o) => o,
+            None => {
+                let at = self.peek().cloned().unwrap_or_else(|| kw.clone());
+                diags.push(
+                    Diagnostic::warning(
+                        Some(at.span),
+                        format!("missing '{{' after '{}': keepalived 2.2 reads what follows as its block all the same; so does ka", kw.text),
+                    )
+                    .with_via(at.via),
+                );
+                at
+            }
+        };
+        if depth + 1 >= MAX_DEPTH {
+            diags.push(
+                Diagnostic::error(
+                    Some(open.span),
+                    format!("blocks nested more than {MAX_DEPTH} deep; the rest of this block is ignored"),
+                )
+                .with_via(open.via),
+            );
+            self.quiet_eof = true;
+            self.broken = true;
+            self.skip_block(1);
+            return Stmt { kw, args, block: Some(Vec::new()), end: open.span };
         }
+        let mut stmts = Vec::new();
+        let mut end = kw.span;
+        loop {
+            let Some(t) = self.next() else {
+                self.eof_in_block(&kw, &open, diags);
+                break;
+            };
+            if t.is_close() {
+                end = t.span;
+                break;
+            }
+            if t.is_open() {
+                Self::stray_open(&t, diags);
+                continue;
+            }
+            stmts.push(self.stmt(t, &kw.text, depth + 1, diags));
+        }
+        Stmt { kw, args, block: Some(stmts), end }
+    }
+
+    /// A block of value lines (`alloc_value_block`): each line up to the first `}` is one
+    /// entry, whatever it holds (a `{` line is an entry too).
+    fn value_block(&mut self, kw: Token, args: Vec<Token>, diags: &mut Diagnostics) -> Stmt {
+        let named = kw.text == "virtual_server_group";
+        if let (false, Some(a)) = (named, args.first()) {
+            diags.push(
+                Diagnostic::warning(
+                    Some(a.span),
+                    format!("block {} has extra parameters {} ...: ignored, as keepalived 2.2 does", kw.text, a.text),
+                )
+                .with_via(a.via),
+            );
+        }
+        let open = match self.open_brace() {
+            Some(o) => o,
+            None => {
+                diags.push(
+                    Diagnostic::warning(
+                        Some(kw.span),
+                        format!("'{{' missing at the beginning of the block of {}: keepalived 2.2 reads the next lines up to a '}}' as its entries; so does ka", kw.text),
+                    )
+                    .with_via(kw.via),
+                );
+                kw.clone()
+            }
+        };
+        let mut lines = Vec::new();
+        let mut end = kw.span;
+        loop {
+            let Some(t) = self.next() else {
+                self.eof_in_block(&kw, &open, diags);
+                break;
+            };
+            if t.is_close() {
+                end = t.span;
+                break;
+            }
+            let args = if t.is_open() { Vec::new() } else { self.line_args() };
+            let end = t.span;
+            lines.push(Stmt { kw: t, args, block: None, end });
+        }
+        Stmt { kw, args, block: Some(lines), end }
     }
 }

@@ -15,7 +15,6 @@
 pub mod fast;
 pub mod reload;
 pub mod resume;
-pub mod sched;
 pub mod setup;
 pub mod tracking;
 
@@ -110,8 +109,10 @@ pub enum EngineError {
 pub struct EngineGlobals {
     /// Notify script runner (script_user, enable_script_security).
     pub runner: Runner,
-    /// `notify_fifo` / `vrrp_notify_fifo`.
-    pub fifo: Option<std::path::PathBuf>,
+    /// `notify_fifo` and `vrrp_notify_fifo` (each line goes to both, as keepalived writes it).
+    pub fifos: Vec<std::path::PathBuf>,
+    /// `no_email_faults`: no SMTP alert for a transition to FAULT.
+    pub no_email_faults: bool,
     /// SMTP settings, when `smtp_server` and `notification_email` are set.
     pub smtp: Option<SmtpConfig>,
     /// `vrrp_garp_interval`: spacing of gratuitous ARPs within a burst.
@@ -131,8 +132,14 @@ pub struct EngineGlobals {
     /// The mastership record ([`resume`]): read at start to resume as Master after a
     /// restart, kept up to date while running. `None`: never resume.
     pub state_file: Option<std::path::PathBuf>,
-    /// Scheduling of the engine's thread (`vrrp_priority`, `vrrp_rt_priority`), set at start.
-    pub sched: sched::Scheduling,
+    /// Tuning of the engine's thread (`vrrp_priority`, `vrrp_rt_priority`,
+    /// `vrrp_cpu_affinity`, `vrrp_process_name`), set at start.
+    pub sched: crate::threads::Tuning,
+    /// `log_unknown_vrids`: log each advert for a VRID no instance runs on its socket.
+    pub log_unknown_vrids: bool,
+    /// What the BFD sessions report ([`crate::bfd::io`]); `None`: every `track_bfd` sees its
+    /// session down.
+    pub bfd: Option<tokio::sync::watch::Receiver<crate::bfd::io::ClientStates>>,
 }
 
 /// What the engine tells the rest of the daemon.
@@ -560,7 +567,7 @@ fn track_value(value: tracking::TrackValue, w: crate::vrrp::track::Weight) -> (c
 /// A `virtual_routes` entry with its interfaces resolved. The config check dropped entries
 /// naming an interface that did not exist; one that went away since is left for the kernel to
 /// decide (no `dev`), with a warning.
-fn route_spec(r: &crate::config::model::Route, links: &impl Fn(&str) -> Option<u32>) -> crate::net::netlink::RouteSpec {
+pub(crate) fn route_spec(r: &crate::config::model::Route, links: &impl Fn(&str) -> Option<u32>) -> crate::net::netlink::RouteSpec {
     let resolve = |d: &Option<String>| {
         d.as_ref().and_then(|d| {
             let i = links(d);
@@ -595,7 +602,7 @@ pub async fn start(
 ) -> Result<EngineHandle, EngineError> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let scheduling = globals.sched;
+    let scheduling = globals.sched.clone();
     std::thread::Builder::new()
         .name("ka-vrrp".into())
         .spawn(move || {
@@ -606,7 +613,7 @@ pub async fn start(
                     return;
                 }
             };
-            sched::apply(scheduling);
+            crate::threads::apply_self(crate::threads::Part::Vrrp, &scheduling);
             rt.block_on(async move {
                 match open(setups, globals, netlink, fast_input).await {
                     Ok((tx, run)) => {
@@ -1253,6 +1260,9 @@ impl Engine {
         };
         let Some(&i) = self.by_vrid.get(&(p.sock, vrid)) else {
             self.unknown_vrid += 1;
+            if self.globals.log_unknown_vrids {
+                info!(vrid, from = %p.meta.src, socket = p.sock, "log_unknown_vrids: advert for an unknown VRID received; ignoring");
+            }
             return;
         };
         let r = &mut self.inst[i];
@@ -1570,7 +1580,13 @@ impl Engine {
                 let (name, notify, smtp, prio) = (r.setup.name.clone(), r.setup.notify.clone(), r.setup.smtp_alert, r.fsm.effective_priority());
                 self.notify(Subject::Instance, &name, &notify, smtp, n, prio);
             }
-            Action::PriorityChanged(p) => debug!(instance = %self.inst[i].setup.name, priority = p, "effective priority"),
+            Action::PriorityChanged(p) => {
+                let r = &self.inst[i];
+                debug!(instance = %r.setup.name, priority = p, "effective priority");
+                if let Some(ev) = priority_event(&r.setup.name, r.setup.notify_priority_changes, r.fsm.state(), p) {
+                    self.write_fifos(ev);
+                }
+            }
             Action::SyncStatus(_) => {}
         }
     }
@@ -1709,15 +1725,8 @@ impl Engine {
                 warn!(%name, error = %e, "notify script");
             }
         }
-        if let Some(path) = self.globals.fifo.clone() {
-            let ev = ev.clone();
-            tokio::spawn(async move {
-                if let Err(e) = notify::fifo::write(&path, &ev).await {
-                    debug!(fifo = %path.display(), error = %e, "notify fifo");
-                }
-            });
-        }
-        if smtp {
+        self.write_fifos(ev.clone());
+        if smtp_alert_wanted(smtp, n, self.globals.no_email_faults) {
             if let Some(cfg) = self.globals.smtp.clone() {
                 tokio::spawn(async move {
                     if let Err(e) = notify::smtp::send(&cfg, &ev).await {
@@ -1725,6 +1734,18 @@ impl Engine {
                     }
                 });
             }
+        }
+    }
+
+    /// Writes one line to each notify FIFO, without waiting (a FIFO nobody reads drops it).
+    fn write_fifos(&self, ev: notify::Event) {
+        for path in self.globals.fifos.clone() {
+            let ev = ev.clone();
+            tokio::spawn(async move {
+                if let Err(e) = notify::fifo::write(&path, &ev).await {
+                    debug!(fifo = %path.display(), error = %e, "notify fifo");
+                }
+            });
         }
     }
 
@@ -1813,6 +1834,24 @@ impl Engine {
     }
 }
 
+/// The FIFO line keepalived 2.2.7 writes when an instance's effective priority changes
+/// (`send_instance_priority_notifies`): with `notify_priority_changes` only,
+/// `INSTANCE "NAME" MASTER_PRIORITY P` in MASTER and `BACKUP_PRIORITY` in any other state.
+pub fn priority_event(name: &str, enabled: bool, state: State, priority: u8) -> Option<notify::Event> {
+    enabled.then(|| notify::Event {
+        subject: Subject::Instance,
+        name: name.to_owned(),
+        state: if state == State::Master { "MASTER_PRIORITY" } else { "BACKUP_PRIORITY" },
+        priority,
+    })
+}
+
+/// Whether a transition sends an SMTP alert: `smtp_alert` on, and not a FAULT under
+/// `no_email_faults` (keepalived 2.2.7's `vrrp_smtp_notifier`).
+pub fn smtp_alert_wanted(smtp_alert: bool, n: Notify, no_email_faults: bool) -> bool {
+    smtp_alert && !(no_email_faults && n == Notify::Fault)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1862,6 +1901,28 @@ mod tests {
         ];
         for (name, kind, deadline, now, want) in cases {
             assert_eq!(fired_at(kind, ms(deadline), ms(now), second), ms(want), "{name}");
+        }
+    }
+
+    /// `notify_priority_changes` writes keepalived's FIFO line for a new effective priority
+    /// (MASTER_PRIORITY in MASTER, BACKUP_PRIORITY otherwise), and nothing without it;
+    /// `no_email_faults` withholds only the FAULT alert.
+    #[test]
+    fn priority_lines_and_fault_emails() {
+        let line = |enabled, state| priority_event("VI_1", enabled, state, 90).map(|e| crate::notify::fifo::line(&e));
+        assert_eq!(line(true, State::Master).as_deref(), Some("INSTANCE \"VI_1\" MASTER_PRIORITY 90\n"));
+        assert_eq!(line(true, State::Backup).as_deref(), Some("INSTANCE \"VI_1\" BACKUP_PRIORITY 90\n"));
+        assert_eq!(line(true, State::Fault).as_deref(), Some("INSTANCE \"VI_1\" BACKUP_PRIORITY 90\n"));
+        assert_eq!(line(false, State::Master), None);
+        let cases = [
+            (true, Notify::Fault, true, false),
+            (true, Notify::Fault, false, true),
+            (true, Notify::Master, true, true),
+            (true, Notify::Backup, true, true),
+            (false, Notify::Master, false, false),
+        ];
+        for (smtp, n, no_faults, want) in cases {
+            assert_eq!(smtp_alert_wanted(smtp, n, no_faults), want, "{smtp} {n:?} {no_faults}");
         }
     }
 }

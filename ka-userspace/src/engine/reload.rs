@@ -392,7 +392,9 @@ impl super::Engine {
         let ReloadRequest { instances, globals, .. } = req;
         let events = self.globals.events.take();
         let nft_table = std::mem::take(&mut self.globals.nft_table);
-        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, ..globals });
+        // The BFD runtime outlives reloads (it reloads its sessions itself).
+        let bfd = self.globals.bfd.take();
+        let old_globals = std::mem::replace(&mut self.globals, EngineGlobals { events, nft_table, bfd, ..globals });
         // Freed on a thread of its own: with a `track_file` per instance, the definitions are
         // tens of thousands of names and paths.
         tokio::task::spawn_blocking(move || drop(old_globals));

@@ -78,6 +78,8 @@ pub enum TrackKey {
     File(String),
     /// `track_process` (a `vrrp_track_process` name).
     Process(String),
+    /// `track_bfd` (a `bfd_instance` name).
+    Bfd(String),
 }
 
 impl TrackKey {
@@ -88,6 +90,7 @@ impl TrackKey {
             TrackKey::Script(n) => format!("script:{n}"),
             TrackKey::File(n) => format!("file:{n}"),
             TrackKey::Process(n) => format!("process:{n}"),
+            TrackKey::Bfd(n) => format!("bfd:{n}"),
         }
     }
 }
@@ -136,6 +139,9 @@ pub struct InstanceSetup {
     pub track: Vec<(TrackKey, Weight)>,
     /// `vrrp_sync_group` this instance belongs to.
     pub sync_group: Option<String>,
+    /// `notify_priority_changes` (resolved with the sync group's and the global one): effective
+    /// priority changes are written to the notify FIFOs.
+    pub notify_priority_changes: bool,
 }
 
 /// Errors that stop an instance from being run (the config checker reports them too).
@@ -180,6 +186,41 @@ fn weight(own: i64, r: &model::TrackRef) -> Weight {
     Weight { weight: i32::try_from(w.clamp(-253, 253)).unwrap_or(0), reverse: r.reverse }
 }
 
+/// A reference's weight: its own `weight`, else its object's; its `reverse`, else its object's
+/// (keepalived's `alloc_track_script` etc.; an explicit `noreverse` cannot be told from none
+/// in the model, so an object's `reverse` wins over it).
+fn ref_weight(own: Option<&(i64, bool)>, default: i64, r: &model::TrackRef) -> Weight {
+    let (w, rev) = own.copied().unwrap_or((default, false));
+    weight(w, &model::TrackRef { reverse: r.reverse || rev, ..r.clone() })
+}
+
+/// What a sync group's `track_*` entries track, with their weights.
+fn group_tracking(g: &model::SyncGroup, own: &OwnWeights<'_>) -> Vec<(TrackKey, Weight)> {
+    let mut out: Vec<(TrackKey, Weight)> =
+        g.track_interfaces.iter().map(|t| (TrackKey::Interface(t.name.clone()), Weight { weight: t.weight, reverse: t.reverse })).collect();
+    out.extend(g.track_scripts.iter().map(|r| (TrackKey::Script(r.name.clone()), ref_weight(own.scripts.get(r.name.as_str()), 0, r))));
+    out.extend(g.track_files.iter().map(|r| (TrackKey::File(r.name.clone()), ref_weight(own.files.get(r.name.as_str()), 1, r))));
+    out.extend(g.track_processes.iter().map(|r| (TrackKey::Process(r.name.clone()), ref_weight(own.processes.get(r.name.as_str()).map(|w| (*w, false)).as_ref(), 0, r))));
+    out.extend(g.track_bfds.iter().map(|r| (TrackKey::Bfd(r.name.clone()), ref_weight(own.bfds.get(r.name.as_str()), 0, r))));
+    out
+}
+
+/// Adds a sync group's tracked objects to a member's (keepalived's `sync_group_tracking_init`:
+/// every member tracks them, with the group's weights). An object the member tracks already
+/// is tracked once, with the group's weight unless the member's is unweighted
+/// (`add_vrrp_to_track_script`, `add_obj_to_track_file`, `add_vrrp_to_interface`, ...; for a
+/// process keepalived takes the group's weight but keeps the member's `reverse`).
+pub fn merge_group_tracking(track: &mut Vec<(TrackKey, Weight)>, group: &[(TrackKey, Weight)]) {
+    for (k, w) in group {
+        match track.iter_mut().find(|(mine, _)| mine == k) {
+            Some((TrackKey::Process(_), mine)) if mine.weight != 0 => mine.weight = w.weight,
+            Some((_, mine)) if mine.weight != 0 => *mine = *w,
+            Some(_) => {}
+            None => track.push((k.clone(), *w)),
+        }
+    }
+}
+
 /// Converts every `vrrp_instance` of `cfg`.
 ///
 /// # Errors
@@ -192,26 +233,36 @@ pub fn instances(cfg: &Config) -> Result<Vec<InstanceSetup>, SetupError> {
 /// The weights the tracker definitions give themselves, by name: looked up once per tracked
 /// object (a linear search per instance made the 65,024-instance example quadratic).
 struct OwnWeights<'a> {
-    scripts: HashMap<&'a str, i64>,
-    files: HashMap<&'a str, i64>,
+    /// A `vrrp_script`'s `weight` and its `reverse`.
+    scripts: HashMap<&'a str, (i64, bool)>,
+    /// A `track_file`'s `weight` and its `reverse`.
+    files: HashMap<&'a str, (i64, bool)>,
     processes: HashMap<&'a str, i64>,
+    /// A `bfd_instance`'s `weight` and its `reverse`.
+    bfds: HashMap<&'a str, (i64, bool)>,
+    /// What each sync group tracks, by group name.
+    groups: HashMap<&'a str, Vec<(TrackKey, Weight)>>,
 }
 
 impl<'a> OwnWeights<'a> {
     fn of(cfg: &'a Config) -> OwnWeights<'a> {
         // The first definition of a name wins, as the linear search did.
-        fn first<'a>(it: impl Iterator<Item = (&'a str, i64)>) -> HashMap<&'a str, i64> {
+        fn first<'a, V>(it: impl Iterator<Item = (&'a str, V)>) -> HashMap<&'a str, V> {
             let mut m = HashMap::new();
             for (k, v) in it {
                 m.entry(k).or_insert(v);
             }
             m
         }
-        OwnWeights {
-            scripts: first(cfg.vrrp_scripts.iter().map(|s| (s.name.as_str(), i64::from(s.weight)))),
-            files: first(cfg.track_files.iter().map(|f| (f.name.as_str(), f.weight))),
+        let mut own = OwnWeights {
+            scripts: first(cfg.vrrp_scripts.iter().map(|s| (s.name.as_str(), (i64::from(s.weight), s.reverse)))),
+            files: first(cfg.track_files.iter().map(|f| (f.name.as_str(), (f.weight, f.reverse)))),
             processes: first(cfg.track_processes.iter().map(|p| (p.name.as_str(), i64::from(p.weight)))),
-        }
+            bfds: cfg.bfd_instances.iter().map(|b| (b.name.as_str(), (i64::from(b.weight), b.reverse))).collect(),
+            groups: HashMap::new(),
+        };
+        own.groups = cfg.sync_groups.iter().map(|g| (g.name.as_str(), group_tracking(g, &own))).collect();
+        own
     }
 }
 
@@ -281,16 +332,20 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         track.push((TrackKey::Interface(iface.clone()), Weight { weight: 0, reverse: false }));
     }
     for r in &i.track_scripts {
-        let own = own.scripts.get(r.name.as_str()).copied().unwrap_or(0);
-        track.push((TrackKey::Script(r.name.clone()), weight(own, r)));
+        track.push((TrackKey::Script(r.name.clone()), ref_weight(own.scripts.get(r.name.as_str()), 0, r)));
     }
     for r in &i.track_files {
-        let own = own.files.get(r.name.as_str()).copied().unwrap_or(1);
-        track.push((TrackKey::File(r.name.clone()), weight(own, r)));
+        track.push((TrackKey::File(r.name.clone()), ref_weight(own.files.get(r.name.as_str()), 1, r)));
     }
     for r in &i.track_processes {
         let own = own.processes.get(r.name.as_str()).copied().unwrap_or(0);
         track.push((TrackKey::Process(r.name.clone()), weight(own, r)));
+    }
+    for r in &i.track_bfds {
+        track.push((TrackKey::Bfd(r.name.clone()), ref_weight(own.bfds.get(r.name.as_str()), 0, r)));
+    }
+    if let Some(group) = i.sync_group.as_deref().and_then(|g| own.groups.get(g)) {
+        merge_group_tracking(&mut track, group);
     }
     let group = i.mcast_dst_ip.unwrap_or(if v6 { g.vrrp_mcast_group6 } else { g.vrrp_mcast_group4 });
     let setup = InstanceSetup {
@@ -324,6 +379,7 @@ fn instance_with(cfg: &Config, i: &model::VrrpInstance, own: &OwnWeights<'_>) ->
         garp_refresh: (i.garp_master_refresh, i.garp_master_refresh_repeat),
         track,
         sync_group: i.sync_group.clone(),
+        notify_priority_changes: i.notify_priority_changes.unwrap_or(g.vrrp_notify_priority_changes),
     };
     setup.params.validate().map_err(|source| SetupError::Params { name, source })?;
     Ok(setup)
@@ -350,6 +406,7 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
             from: g.notification_email_from.clone().unwrap_or_else(|| "keepalived@localhost".to_owned()),
             to: g.notification_email.clone(),
             router_id: g.router_id.clone().unwrap_or_else(crate::config::default_config_id),
+            helo_name: g.smtp_helo_name.clone(),
         }),
         _ => None,
     };
@@ -358,10 +415,22 @@ pub fn globals(cfg: &Config) -> Result<super::EngineGlobals, crate::notify::scri
         events: None,
         nft_table: firewall_table(),
         state_file: None,
-        fifo: g.vrrp_notify_fifo.clone().or_else(|| g.notify_fifo.clone()).map(Into::into),
+        // keepalived writes each line to both FIFOs when both are set (the same one once).
+        fifos: {
+            let mut v: Vec<std::path::PathBuf> = Vec::new();
+            for p in g.notify_fifo.iter().chain(&g.vrrp_notify_fifo) {
+                if !v.iter().any(|x| x.as_os_str() == p.as_str()) {
+                    v.push(p.into());
+                }
+            }
+            v
+        },
+        no_email_faults: g.no_email_faults,
         smtp,
         garp_interval: g.vrrp_garp_interval,
-        sched: super::sched::Scheduling::from_config(g),
+        sched: crate::threads::Tuning::of(g, crate::threads::Part::Vrrp),
+        log_unknown_vrids: g.log_unknown_vrids,
+        bfd: None,
         groups: cfg
             .sync_groups
             .iter()
@@ -458,7 +527,7 @@ mod tests {
         assert_eq!(i.params.startup_delay, Duration::from_secs(2));
         assert_eq!(i.v3_checksum, V3Checksum::OldUnicast);
         let g = globals(&loaded.config).expect("globals");
-        assert_eq!(g.fifo, Some(std::path::PathBuf::from("/run/ka-test.fifo")));
+        assert_eq!(g.fifos, vec![std::path::PathBuf::from("/run/ka-test.fifo")]);
     }
 
     /// Global `smtp_alert` is every instance's default, `smtp_alert_vrrp` overrides it, and the
@@ -569,6 +638,100 @@ mod tests {
         );
         assert_eq!(s[0].auth, Auth::Ah(*b"s3cret-l"));
         assert_eq!(s[0].params.version, Version::V2);
+    }
+
+    /// `track_bfd`: the bfd_instance's weight and reverse by default; a sync group's BFDs are
+    /// tracked by each member, once, with the group's weight unless the member's reference is
+    /// unweighted (keepalived's `add_vrrp_to_track_bfd`).
+    #[test]
+    fn track_bfd_weights_and_sync_groups() {
+        let s = setups(concat!(
+            "bfd_instance b1 {\n neighbor_ip 198.18.0.2\n weight 10 reverse\n}\n",
+            "bfd_instance b2 {\n neighbor_ip 198.18.0.3\n}\n",
+            "bfd_instance b3 {\n neighbor_ip 198.18.0.4\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_bfd {\n b1\n b2 weight 3\n b3\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+            "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 6\n virtual_ipaddress {\n 198.18.0.11\n }\n}\n",
+            "vrrp_sync_group G {\n group {\n VI_1\n VI_2\n }\n sync_group_tracking_weight\n track_bfd {\n b2 weight -7\n b3 weight 4\n }\n}\n",
+        ));
+        let bfds = |i: &InstanceSetup| -> Vec<(TrackKey, Weight)> { i.track.iter().filter(|(k, _)| matches!(k, TrackKey::Bfd(_))).cloned().collect() };
+        let b = |n: &str, weight: i32, reverse: bool| (TrackKey::Bfd(n.into()), Weight { weight, reverse });
+        assert_eq!(bfds(&s[0]), [b("b1", 10, true), b("b2", -7, false), b("b3", 0, false)]);
+        assert_eq!(bfds(&s[1]), [b("b2", -7, false), b("b3", 4, false)]);
+    }
+
+    /// keepalived's merge of a sync group's trackers into a member's, case by case: the
+    /// group's object is added; one the member tracks already keeps the member's unweighted
+    /// tracking, or takes the group's weight (a process keeps the member's `reverse`).
+    #[test]
+    fn merge_group_tracking_follows_keepalived() {
+        let w = |weight: i32, reverse: bool| Weight { weight, reverse };
+        let (i, s, f, p) = (|n: &str| TrackKey::Interface(n.into()), |n: &str| TrackKey::Script(n.into()), |n: &str| TrackKey::File(n.into()), |n: &str| TrackKey::Process(n.into()));
+        type Track = Vec<(TrackKey, Weight)>;
+        let cases: Vec<(&str, Track, Track, Track)> = vec![
+            ("nothing to merge", vec![(i("eth0"), w(0, false))], vec![], vec![(i("eth0"), w(0, false))]),
+            ("added after the member's own", vec![(i("eth0"), w(0, false))], vec![(s("a"), w(-5, false)), (f("b"), w(0, false))], vec![(i("eth0"), w(0, false)), (s("a"), w(-5, false)), (f("b"), w(0, false))]),
+            ("the member's unweighted tracking stays", vec![(i("eth0"), w(0, false)), (s("a"), w(0, false))], vec![(i("eth0"), w(-4, true)), (s("a"), w(9, false))], vec![(i("eth0"), w(0, false)), (s("a"), w(0, false))]),
+            ("a weighted member takes the group's weight and reverse", vec![(s("a"), w(3, false)), (f("b"), w(2, true))], vec![(s("a"), w(-7, true)), (f("b"), w(0, false))], vec![(s("a"), w(-7, true)), (f("b"), w(0, false))]),
+            ("a process keeps the member's reverse", vec![(p("c"), w(3, true))], vec![(p("c"), w(-6, false))], vec![(p("c"), w(-6, true))]),
+            ("same name, other kind: both tracked", vec![(s("x"), w(0, false))], vec![(f("x"), w(2, false))], vec![(s("x"), w(0, false)), (f("x"), w(2, false))]),
+        ];
+        for (what, mut mine, group, want) in cases {
+            merge_group_tracking(&mut mine, &group);
+            assert_eq!(mine, want, "{what}");
+        }
+    }
+
+    /// A sync group's `track_interface`, `track_script`, `track_file` and `track_process` reach
+    /// every member, with the group's weights even without `sync_group_tracking_weight` (as
+    /// keepalived 2.2.7 runs them), and the objects' own weight and `reverse` when the
+    /// reference gives none; an instance outside the group gets none of them.
+    #[test]
+    fn sync_group_trackers_reach_every_member() {
+        let s = setups(concat!(
+            "vrrp_script chk {\n script /bin/true\n weight -20 reverse\n}\n",
+            "vrrp_script fatal {\n script /bin/true\n}\n",
+            "track_file tf {\n file /tmp/ka-tf\n}\n",
+            "vrrp_track_process tp {\n process ka-tp\n weight 0\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n fatal\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+            "vrrp_instance VI_2 {\n interface eth1\n virtual_router_id 6\n dont_track_primary\n virtual_ipaddress {\n 198.18.0.11\n }\n}\n",
+            "vrrp_instance VI_3 {\n interface eth1\n virtual_router_id 7\n virtual_ipaddress {\n 198.18.0.12\n }\n}\n",
+            "vrrp_sync_group G {\n group {\n VI_1\n VI_2\n }\n track_interface {\n eth1 weight -3\n }\n",
+            " track_script {\n chk\n fatal weight 4\n }\n track_file {\n tf weight -2\n }\n track_process {\n tp\n }\n}\n",
+        ));
+        let w = |weight: i32, reverse: bool| Weight { weight, reverse };
+        let group = [
+            (TrackKey::Interface("eth1".into()), w(-3, false)),
+            (TrackKey::Script("chk".into()), w(-20, true)),
+            (TrackKey::File("tf".into()), w(-2, false)),
+            (TrackKey::Process("tp".into()), w(0, false)),
+        ];
+        // VI_1: its primary eth0, its own unweighted `fatal` (the group's weight 4 does not
+        // apply to it), then the group's.
+        let mut want = vec![(TrackKey::Interface("eth0".into()), w(0, false)), (TrackKey::Script("fatal".into()), w(0, false))];
+        want.extend(group.iter().cloned());
+        assert_eq!(s[0].track, want);
+        // VI_2: dont_track_primary, so the group's eth1 is tracked with the group's weight;
+        // the group's `fatal` with weight 4.
+        let vi2 = s[1].track.clone();
+        assert!(vi2.contains(&(TrackKey::Interface("eth1".into()), w(-3, false))), "{vi2:?}");
+        assert!(vi2.contains(&(TrackKey::Script("fatal".into()), w(4, false))), "{vi2:?}");
+        for k in &group[1..] {
+            assert!(vi2.contains(k), "{k:?} in {vi2:?}");
+        }
+        assert_eq!(s[2].track, [(TrackKey::Interface("eth1".into()), w(0, false))]);
+    }
+
+    /// A reference without `weight` takes its object's `reverse` too (keepalived's
+    /// `alloc_track_script` / `vrrp_alloc_track_file`).
+    #[test]
+    fn references_take_their_objects_reverse() {
+        let s = setups(concat!(
+            "vrrp_script chk {\n script /bin/true\n weight -20 reverse\n}\n",
+            "track_file tf {\n file /tmp/ka-tf\n weight 3 reverse\n}\n",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n track_script {\n chk\n }\n track_file {\n tf weight 2\n }\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+        ));
+        assert!(s[0].track.contains(&(TrackKey::Script("chk".into()), Weight { weight: -20, reverse: true })), "{:?}", s[0].track);
+        assert!(s[0].track.contains(&(TrackKey::File("tf".into()), Weight { weight: 2, reverse: true })), "{:?}", s[0].track);
     }
 
     #[test]

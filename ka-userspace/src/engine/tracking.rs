@@ -105,6 +105,9 @@ pub fn spawn(keys: BTreeSet<TrackKey>, globals: &EngineGlobals, netlink: Netlink
                 }
                 None => warn!(process = %n, "track_process names an unknown vrrp_track_process"),
             },
+            TrackKey::Bfd(n) => {
+                tokio::spawn(bfd(n.clone(), globals.bfd.clone(), tx.clone()));
+            }
             TrackKey::Interface(_) => {}
         }
     }
@@ -296,5 +299,65 @@ async fn process(def: ProcessDef, tx: mpsc::Sender<TrackerUpdate>) {
                 return;
             }
         }
+    }
+}
+
+/// Follows one BFD session as its clients see it (keepalived's BFD events): down until it
+/// reports up, and down if there is no BFD runtime or no such session.
+async fn bfd(name: String, states: Option<tokio::sync::watch::Receiver<crate::bfd::io::ClientStates>>, tx: mpsc::Sender<TrackerUpdate>) {
+    let key = TrackKey::Bfd(name.clone());
+    let status = |up: bool| TrackValue::Status(if up { TrackStatus::Up } else { TrackStatus::Down });
+    let Some(mut states) = states else {
+        let _ = tx.send(TrackerUpdate { key, value: status(false) }).await;
+        return;
+    };
+    let mut sent = None;
+    loop {
+        let up = states.borrow_and_update().get(&name).copied().unwrap_or(false);
+        if sent != Some(up) {
+            sent = Some(up);
+            if tx.send(TrackerUpdate { key: key.clone(), value: status(up) }).await.is_err() {
+                return;
+            }
+        }
+        if states.changed().await.is_err() {
+            // The BFD runtime stopped (the daemon is going down): the session is gone.
+            let _ = tx.send(TrackerUpdate { key, value: status(false) }).await;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `track_bfd` follows its session as the BFD runtime reports it: down first (before any
+    /// report, and for a name it does not know), then each change once; without a BFD runtime,
+    /// down.
+    #[tokio::test]
+    async fn bfd_tracker_follows_reports() {
+        let (states, rx) = tokio::sync::watch::channel(crate::bfd::io::ClientStates::from([("other".to_owned(), true)]));
+        let (tx, mut updates) = mpsc::channel(8);
+        let task = tokio::spawn(bfd("b1".into(), Some(rx), tx));
+        let down = TrackerUpdate { key: TrackKey::Bfd("b1".into()), value: TrackValue::Status(TrackStatus::Down) };
+        let up = TrackerUpdate { key: TrackKey::Bfd("b1".into()), value: TrackValue::Status(TrackStatus::Up) };
+        assert_eq!(updates.recv().await, Some(down.clone()));
+        states.send_modify(|m| {
+            m.insert("b1".into(), false);
+        });
+        states.send_modify(|m| {
+            m.insert("b1".into(), true);
+        });
+        assert_eq!(updates.recv().await, Some(up), "an unchanged value is not repeated");
+        states.send_modify(|m| {
+            m.insert("b1".into(), false);
+        });
+        assert_eq!(updates.recv().await, Some(down.clone()));
+        task.abort();
+
+        let (tx, mut updates) = mpsc::channel(8);
+        tokio::spawn(bfd("b1".into(), None, tx));
+        assert_eq!(updates.recv().await, Some(down));
     }
 }

@@ -79,11 +79,14 @@ pub struct HealthOptions {
     /// tables keep serving the servers that were serving. Its checkers then start up (`true`)
     /// or down, silently, and the first checks confirm or change it.
     pub initial: std::collections::HashMap<(usize, usize), bool>,
+    /// What the BFD sessions report ([`crate::bfd::io`]), for `BFD_CHECK`; `None`: every
+    /// `BFD_CHECK` sees its session down.
+    pub bfd: Option<watch::Receiver<crate::bfd::io::ClientStates>>,
 }
 
 impl Default for HealthOptions {
     fn default() -> Self {
-        Self { master: true, script_timeout: Duration::from_secs(30), initial: std::collections::HashMap::new() }
+        Self { master: true, script_timeout: Duration::from_secs(30), initial: std::collections::HashMap::new(), bfd: None }
     }
 }
 
@@ -197,6 +200,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
             from: from.clone(),
             to: cfg.global.notification_email.clone(),
             router_id: cfg.global.router_id.clone().unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()),
+            helo_name: cfg.global.smtp_helo_name.clone(),
         }),
         _ => None,
     };
@@ -205,7 +209,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
     // One suspension flag per VRRP instance (`true`: not MASTER).
     let suspend_tx: Vec<(String, watch::Sender<bool>)> = cfg.vrrp_instances.iter().map(|i| (i.name.clone(), watch::channel(!opts.master).0)).collect();
     let mut tasks = JoinSet::new();
-    let env = BuildEnv { ctx: &ctx, suspend_tx: &suspend_tx, result_tx: &result_tx, generation: 0, rt: &rt };
+    let env = BuildEnv { ctx: &ctx, suspend_tx: &suspend_tx, result_tx: &result_tx, generation: 0, rt: &rt, bfd: opts.bfd.as_ref() };
     let initial = &opts.initial;
     let (services, infos, _) = build_services(cfg, &env, &mut tasks, &mut |_, _| None, &|_| None, &|vs, rs| initial.get(&(vs, rs)).copied());
     let initial = BackendSet { services: services.iter().map(ServiceFsm::backends).collect() };
@@ -230,6 +234,7 @@ pub fn start(cfg: &Config, opts: HealthOptions) -> Result<HealthHandle, HealthEr
         latency: BTreeMap::new(),
         dirty: Vec::new(),
         tasks,
+        bfd: opts.bfd,
     };
     let owner = rt.spawn(owner.run(result_rx, cmd_rx));
     Ok(HealthHandle { backends: backends_rx, cmd: cmd_tx, owner: Some(owner) })
@@ -242,6 +247,7 @@ struct BuildEnv<'a> {
     result_tx: &'a mpsc::Sender<CheckReport>,
     generation: u64,
     rt: &'a tokio::runtime::Handle,
+    bfd: Option<&'a watch::Receiver<crate::bfd::io::ClientStates>>,
 }
 
 /// A real server's state that a reload carries over.
@@ -315,6 +321,19 @@ fn build_services(
                     }
                 };
                 checkers.push(stats);
+                if let Probe::Bfd(bfd) = &*probe {
+                    let job = BfdJob {
+                        id: CheckerId { vs: vs_index, rs: rs_index, ck: ck_index },
+                        generation: env.generation,
+                        name: bfd.clone(),
+                        up: fsm.is_up(),
+                        states: env.bfd.cloned(),
+                        tx: env.result_tx.clone(),
+                    };
+                    n_checker += 1;
+                    tasks.spawn_on(job.run(), env.rt);
+                    continue;
+                }
                 let job = CheckerJob {
                     id: CheckerId { vs: vs_index, rs: rs_index, ck: ck_index },
                     generation: env.generation,
@@ -483,6 +502,52 @@ impl CheckerJob {
     }
 }
 
+/// A `BFD_CHECK`: keepalived's `bfd_check_handle_event` — the checker follows the session's
+/// reports at once (no `retry`, no `delay_loop`), the first report applying when it differs
+/// from the checker's start state (`alpha`).
+struct BfdJob {
+    id: CheckerId,
+    generation: u64,
+    name: String,
+    up: bool,
+    states: Option<watch::Receiver<crate::bfd::io::ClientStates>>,
+    tx: mpsc::Sender<CheckReport>,
+}
+
+impl BfdJob {
+    async fn run(mut self) {
+        loop {
+            let up = self.states.as_mut().is_some_and(|s| s.borrow_and_update().get(&self.name).copied().unwrap_or(false));
+            if up != self.up {
+                self.up = up;
+                let report = CheckReport {
+                    id: self.id,
+                    generation: self.generation,
+                    ok: up,
+                    unsupported: false,
+                    reason: format!("BFD {} is {}", self.name, if up { "up" } else { "down" }),
+                    weight: None,
+                    latency: Duration::ZERO,
+                    late: Duration::ZERO,
+                    change: Some(if up { CheckerChange::Up } else { CheckerChange::Down }),
+                    up,
+                };
+                if self.tx.send(report).await.is_err() {
+                    return;
+                }
+            }
+            let more = match self.states.as_mut() {
+                Some(s) => s.changed().await.is_ok(),
+                None => false,
+            };
+            if !more {
+                // No BFD runtime, or it stopped: nothing will change again.
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
 struct CheckerStats {
     kind: &'static str,
     target: String,
@@ -546,6 +611,8 @@ struct Owner {
     latency: BTreeMap<&'static str, report::CheckLatency>,
     dirty: Vec<usize>,
     tasks: JoinSet<()>,
+    /// The BFD reports `BFD_CHECK`s follow, for the checkers a reload starts.
+    bfd: Option<watch::Receiver<crate::bfd::io::ClientStates>>,
 }
 
 /// At most this many queued results are applied before the backend set is published.
@@ -713,7 +780,7 @@ impl Owner {
             })
             .collect();
         let rt = tokio::runtime::Handle::current();
-        let env = BuildEnv { ctx: &self.ctx, suspend_tx: &suspend_tx, result_tx: &self.result_tx, generation: self.generation, rt: &rt };
+        let env = BuildEnv { ctx: &self.ctx, suspend_tx: &suspend_tx, result_tx: &self.result_tx, generation: self.generation, rt: &rt, bfd: self.bfd.as_ref() };
         let mut tasks = JoinSet::new();
         let (services, infos, quorum_actions) = build_services(cfg, &env, &mut tasks, &mut carry, &quorum, &|_, _| None);
         self.flush_on_stop = cfg.global.lvs_flush_on_stop;

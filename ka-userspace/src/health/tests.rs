@@ -590,3 +590,29 @@ fn real_server_smtp_alert_defaults_as_keepalived() {
         assert_eq!(rs_smtp_alert(own, checker, global), want, "own {own:?}, smtp_alert_checker {checker:?}, smtp_alert {global:?}");
     }
 }
+
+/// A BFD_CHECK follows its session's reports at once (delay_loop is 60 s: no check loop does
+/// it): a server that starts up (no alpha) leaves while the session is down, comes back when
+/// it is up, and leaves again when it goes down; the reason names the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bfd_check_follows_the_session() {
+    let cfg = config(
+        "bfd_instance b1 {\n neighbor_ip 127.0.0.9\n}\n\
+         virtual_server 127.0.0.1 80 {\n protocol TCP\n delay_loop 60\n real_server 127.0.0.2 80 {\n  BFD_CHECK {\n   name b1\n  }\n }\n}\n",
+    );
+    let states = |up: bool| crate::bfd::io::ClientStates::from([("b1".to_owned(), up)]);
+    let (tx, rx) = watch::channel(states(false));
+    let h = start(&cfg, HealthOptions { bfd: Some(rx), ..Default::default() }).expect("start");
+    let mut set = h.backends();
+    let rs = SocketAddr::from(([127, 0, 0, 2], 80));
+    wait_set(&mut set, "out while the session is down", Duration::from_secs(2), |s| serving(s, 0).is_empty()).await;
+    tx.send_replace(states(true));
+    wait_set(&mut set, "in once it is up", Duration::from_secs(2), |s| serving(s, 0) == vec![rs]).await;
+    tx.send_replace(states(false));
+    wait_set(&mut set, "out when it goes down", Duration::from_secs(2), |s| serving(s, 0).is_empty()).await;
+    let r = h.status().await;
+    let last = r.real_servers[0].last_check.as_ref().expect("last check");
+    assert_eq!((last.ok, last.reason.as_str()), (false, "BFD b1 is down"));
+    assert_eq!(r.real_servers[0].checkers[0].kind, "BFD_CHECK");
+    h.shutdown().await;
+}

@@ -68,6 +68,10 @@ impl Only {
                 config.sync_groups.clear();
                 config.vrrp_scripts.clear();
                 config.global.lvs_sync_daemon = None;
+                // keepalived installs them in its VRRP process, which -C does not run.
+                config.static_ipaddresses.clear();
+                config.static_routes.clear();
+                config.static_rules.clear();
             }
         }
     }
@@ -83,7 +87,7 @@ pub struct PidFiles {
     pub vrrp: PathBuf,
     /// `-c`: the checkers child's.
     pub checkers: PathBuf,
-    /// `-b`: the BFD child's (ka runs no BFD process: never written).
+    /// `-b`: the BFD child's (written while BFD sessions run).
     pub bfd: PathBuf,
 }
 
@@ -147,6 +151,8 @@ pub struct RunPlan {
     pub log: LogPlan,
     /// `-P` / `-C`.
     pub only: Option<Only>,
+    /// `-B`: no BFD session runs (`ka run --no-bfd`).
+    pub no_bfd: bool,
     /// `-d`: log the configuration (keepalived.data format) once started.
     pub dump_conf: bool,
     /// `-s NAME`: the network namespace to run in (`/run/netns/NAME`).
@@ -365,6 +371,7 @@ pub fn translate(args: &[String]) -> Result<Invocation, ArgsError> {
     let (mut main_pid, mut vrrp_pid, mut checkers_pid, mut bfd_pid) = (None, None, None, None);
     let mut log = LogPlan { console: false, detail: 0, syslog: true, facility: libc::LOG_DAEMON };
     let (mut vrrp, mut checkers) = (true, true);
+    let mut no_bfd = false;
     let mut dump_conf = false;
     let (mut dont_release_vrrp, mut dont_release_ipvs) = (false, false);
     let mut test: Option<Option<PathBuf>> = None;
@@ -397,7 +404,7 @@ pub fn translate(args: &[String]) -> Result<Invocation, ArgsError> {
             },
             'P' => checkers = false,
             'C' => vrrp = false,
-            'B' => note(o, "ka runs no BFD process; nothing to leave out"),
+            'B' => no_bfd = true,
             '3' => note(o, "ka starts every subsystem the configuration uses, whether or not --all is given"),
             'V' => dont_release_vrrp = true,
             'I' => dont_release_ipvs = true,
@@ -457,8 +464,16 @@ pub fn translate(args: &[String]) -> Result<Invocation, ArgsError> {
     if dont_release_vrrp {
         ka_argv.push("--dont-release-vrrp".into());
     }
+    // `-u` wins over the configuration's `umask` (keepalived: "umask command line option
+    // specified, ignoring config option").
+    if umask.is_some() {
+        ka_argv.push("--umask-set".into());
+    }
     if dont_release_ipvs {
         ka_argv.push("--dont-release-ipvs".into());
+    }
+    if no_bfd {
+        ka_argv.push("--no-bfd".into());
     }
     match only {
         Some(Only::Vrrp) => ka_argv.extend(["--only".into(), "vrrp".into()]),
@@ -473,6 +488,7 @@ pub fn translate(args: &[String]) -> Result<Invocation, ArgsError> {
         pid_files,
         log,
         only,
+        no_bfd,
         dump_conf,
         namespace,
         umask,
@@ -511,6 +527,8 @@ mod tests {
             (&["-P", "-i", "lb1"], "ka --log info run --use-file /etc/keepalived/keepalived.conf --config-id lb1 --only vrrp"),
             (&["--check", "--config-id=lb2"], "ka --log info run --use-file /etc/keepalived/keepalived.conf --config-id lb2 --only checkers"),
             (&["-s", "blue"], "ka --log info --instance blue run --use-file /etc/keepalived/keepalived.conf"),
+            // `-u` wins over the configuration's `umask`.
+            (&["-u", "027"], "ka --log info run --use-file /etc/keepalived/keepalived.conf --umask-set"),
             // Unambiguous prefixes of long options, as getopt_long takes them.
             (&["--dont-f", "--use=/x.conf", "--vrrp"], "ka --log info run --use-file /x.conf --only vrrp"),
         ];
@@ -546,7 +564,10 @@ mod tests {
         // Options without a ka meaning are kept, each with what ka does instead.
         let p = run(&["-x", "-A", "/s", "-R", "-X", "-a", "-B", "--all", "-M", "-e", "-S", "bogus", "stray"]);
         let noted: Vec<&str> = p.notes.iter().map(|n| n.option.as_str()).collect();
-        assert_eq!(noted, ["-x", "-A", "-R", "-X", "-a", "-B", "--all", "-M", "-e", "-S"]);
+        assert_eq!(noted, ["-x", "-A", "-R", "-X", "-a", "--all", "-M", "-e", "-S"]);
+        // -B: the BFD sessions do not run (what tracks them sees them down, as keepalived's
+        // VRRP and checker processes do without a BFD process).
+        assert!(p.no_bfd && ka(&p).contains(" --no-bfd"), "{}", ka(&p));
         assert!(p.notes.iter().all(|n| !n.what.is_empty()));
         assert!(p.core_dump);
         assert_eq!(p.unexpected, ["stray"]);

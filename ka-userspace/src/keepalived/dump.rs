@@ -430,6 +430,9 @@ fn instance_section(s: &mut String, input: &DumpInput<'_>, i: &VrrpInstance) {
         }
         None => {}
     }
+    if i.debug > 0 {
+        let _ = writeln!(s, "   Debug level = {}", i.debug);
+    }
     let set = state == "MASTER";
     if !i.virtual_ipaddresses.is_empty() {
         let _ = writeln!(s, "   Virtual IP ({}):", i.virtual_ipaddresses.len());
@@ -451,31 +454,8 @@ fn instance_section(s: &mut String, input: &DumpInput<'_>, i: &VrrpInstance) {
             let _ = writeln!(s, "     {}", p.address);
         }
     }
-    if !i.track_interfaces.is_empty() {
-        let _ = writeln!(s, "   Tracked interfaces :");
-        for t in &i.track_interfaces {
-            let _ = writeln!(s, "     {} weight {}{}", t.name, t.weight, yes(t.reverse, " reverse", ""));
-        }
-    }
-    if !i.track_scripts.is_empty() {
-        let _ = writeln!(s, "   Tracked scripts :");
-        for t in &i.track_scripts {
-            let w = t.weight.or_else(|| input.config.vrrp_scripts.iter().find(|v| v.name == t.name).map(|v| i64::from(v.weight))).unwrap_or(0);
-            let _ = writeln!(s, "     {} weight {w}{}", t.name, yes(t.reverse, " reverse", ""));
-        }
-    }
-    if !i.track_files.is_empty() {
-        let _ = writeln!(s, "   Tracked files :");
-        for t in &i.track_files {
-            let _ = writeln!(s, "     {}", t.name);
-        }
-    }
-    if !i.track_processes.is_empty() {
-        let _ = writeln!(s, "   Tracked processes :");
-        for t in &i.track_processes {
-            let _ = writeln!(s, "     {}", t.name);
-        }
-    }
+    let tracked = Tracked { interfaces: &i.track_interfaces, scripts: &i.track_scripts, files: &i.track_files, processes: &i.track_processes };
+    tracked_section(s, input, &tracked, "Tracked processes :");
     let smtp = i.smtp_alert.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false);
     let _ = writeln!(s, "   Using smtp notification = {}", yes(smtp, "yes", "no"));
     let _ = writeln!(s, "   Notify deleted = {}", yes(i.notify_deleted, "Deleted", "Fault"));
@@ -485,6 +465,44 @@ fn instance_section(s: &mut String, input: &DumpInput<'_>, i: &VrrpInstance) {
     notify_line(s, "Stop", &i.notify.stop);
     notify_line(s, "Generic", &i.notify.any);
     let _ = writeln!(s, "   Notify priority changes = false");
+}
+
+/// The `track_*` lists of an instance or a sync group.
+struct Tracked<'a> {
+    interfaces: &'a [crate::config::model::TrackedInterface],
+    scripts: &'a [crate::config::model::TrackRef],
+    files: &'a [crate::config::model::TrackRef],
+    processes: &'a [crate::config::model::TrackRef],
+}
+
+/// keepalived's "Tracked interfaces :" ... lists (`process_label`: keepalived writes "Tracked
+/// processes :" for an instance, "Tracked process :" for a sync group).
+fn tracked_section(s: &mut String, input: &DumpInput<'_>, t: &Tracked<'_>, process_label: &str) {
+    if !t.interfaces.is_empty() {
+        let _ = writeln!(s, "   Tracked interfaces :");
+        for t in t.interfaces {
+            let _ = writeln!(s, "     {} weight {}{}", t.name, t.weight, yes(t.reverse, " reverse", ""));
+        }
+    }
+    if !t.scripts.is_empty() {
+        let _ = writeln!(s, "   Tracked scripts :");
+        for t in t.scripts {
+            let w = t.weight.or_else(|| input.config.vrrp_scripts.iter().find(|v| v.name == t.name).map(|v| i64::from(v.weight))).unwrap_or(0);
+            let _ = writeln!(s, "     {} weight {w}{}", t.name, yes(t.reverse, " reverse", ""));
+        }
+    }
+    if !t.files.is_empty() {
+        let _ = writeln!(s, "   Tracked files :");
+        for t in t.files {
+            let _ = writeln!(s, "     {}", t.name);
+        }
+    }
+    if !t.processes.is_empty() {
+        let _ = writeln!(s, "   {process_label}");
+        for t in t.processes {
+            let _ = writeln!(s, "     {}", t.name);
+        }
+    }
 }
 
 /// `keepalived.data`, as the VRRP process's `vrrp_print_data` writes it.
@@ -502,6 +520,11 @@ pub fn data(input: &DumpInput<'_>) -> String {
             for (n, _) in &g.members {
                 let _ = writeln!(s, "     {n}");
             }
+            if g.sync_group_tracking_weight {
+                let _ = writeln!(s, "   sync group tracking weight set");
+            }
+            let tracked = Tracked { interfaces: &g.track_interfaces, scripts: &g.track_scripts, files: &g.track_files, processes: &g.track_processes };
+            tracked_section(&mut s, input, &tracked, "Tracked process :");
         }
     }
     if !cfg.vrrp_instances.is_empty() {

@@ -68,6 +68,7 @@ fn status(vrrp: Vec<InstanceReport>, health: Option<HealthReport>) -> StatusRepo
         reloads: ReloadStats::default(),
         sync: None,
         announce: None,
+        bfd: None,
     }
 }
 
@@ -146,7 +147,7 @@ vrrp_instance VI_1 {
         d1 weight -10
     }
     track_script {
-        chk_web
+        chk_web weight 0
     }
     notify_master "/usr/local/bin/notify master"
 }
@@ -308,4 +309,22 @@ fn formats_of_numbers_commands_and_dates() {
     assert_eq!(ctime_us(951_782_400_000_000, 0), "Tue Feb 29 00:00:00.000000 2000");
     assert_eq!(state_number("FAULT"), 3);
     assert_eq!(state_number("INIT"), 0);
+}
+
+/// A sync group's own tracked objects and `sync_group_tracking_weight` are in its section of
+/// keepalived.data, as keepalived's `dump_sync_group` writes them.
+#[test]
+fn sync_group_trackers_are_dumped() {
+    let c = config(concat!(
+        "vrrp_script chk {\n script /bin/true\n weight -5\n}\n",
+        "track_file tf {\n file /tmp/ka-tf\n}\n",
+        "vrrp_instance VI_1 {\n interface d0\n virtual_router_id 5\n virtual_ipaddress {\n 198.18.0.10\n }\n}\n",
+        "vrrp_sync_group SG {\n group {\n VI_1\n }\n sync_group_tracking_weight\n track_interface {\n d1 weight -3\n }\n track_script {\n chk\n }\n track_file {\n tf\n }\n}\n",
+    ));
+    let s = status(vec![instance("VI_1", 5, "BACKUP")], None);
+    let b = Baseline::new();
+    let text = data(&input(&s, &c, &b));
+    let group = text.split("------< VRRP Topology >------").next().unwrap_or_default();
+    let want = "   VRRP member instances :\n     VI_1\n   sync group tracking weight set\n   Tracked interfaces :\n     d1 weight -3\n   Tracked scripts :\n     chk weight -5\n   Tracked files :\n     tf\n";
+    assert!(group.contains(want), "{group}");
 }

@@ -69,7 +69,7 @@ pub fn usage_text(prog: &str) -> String {
                                 default '{}'\n\
   -P, --vrrp                   Only run with VRRP subsystem\n\
   -C, --check                  Only run with Health-checker subsystem\n\
-  -B, --no_bfd                 Don't run BFD subsystem (ka runs none; accepted)\n\
+  -B, --no_bfd                 Don't run BFD subsystem\n\
       --all                    Force all child processes to run (accepted; ka runs what the configuration uses)\n\
   -l, --log-console            Log messages to local console\n\
   -D, --log-detail             Detailed log messages (twice: ka's debug lines)\n\
@@ -88,7 +88,7 @@ pub fn usage_text(prog: &str) -> String {
   -T, --genhash                Enter into genhash utility mode (not provided by ka)\n\
   -c, --checkers_pid=FILE      Use specified pidfile for checkers child process\n\
   -a, --address-monitoring     Report all address additions/deletions (accepted, logged: no effect in ka)\n\
-  -b, --bfd_pid=FILE           Use specified pidfile for BFD child process (ka writes none)\n\
+  -b, --bfd_pid=FILE           Use specified pidfile for BFD child process\n\
   -x, --snmp                   Enable SNMP subsystem (accepted, logged: ka has no SNMP agent)\n\
   -A, --snmp-agent-socket=FILE Use the specified socket for master agent (accepted, logged)\n\
   -s, --namespace=NAME         Run in network namespace NAME (overrides config)\n\
@@ -180,7 +180,12 @@ pub fn main(prog: &str, args: &[String]) -> ExitCode {
 }
 
 /// Enters the network namespace `/run/netns/NAME` (`-s`), before any thread exists.
-fn enter_namespace(name: &str) -> std::io::Result<()> {
+/// Moves the calling thread (and the threads it starts later) into the network namespace
+/// `/run/netns/NAME` (keepalived's `-s NAME` and `net_namespace NAME`).
+///
+/// # Errors
+/// The namespace does not exist or `setns` is refused.
+pub fn enter_namespace(name: &str) -> std::io::Result<()> {
     let f = std::fs::File::open(format!("/run/netns/{name}"))?;
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
 }
@@ -255,6 +260,14 @@ fn run(prog: &str, args: &[String], plan: &RunPlan) -> ExitCode {
         eprintln!("ka does not run a configuration with errors ({}); `keepalived -t -f {}` lists them", errors.len(), plan.file.display());
         return ExitCode::from(exit::CONFIG);
     }
+    // `net_namespace` of the configuration, unless `-s` chose one (keepalived: the command
+    // line wins). Entered before any thread is started, so all of them run in it.
+    if let (None, Some(ns)) = (&plan.namespace, &loaded.config.net_namespace) {
+        if let Err(e) = enter_namespace(ns) {
+            eprintln!("Unable to set network namespace {ns} - exiting ({e})");
+            return ExitCode::from(exit::FATAL);
+        }
+    }
     let (vrrp, checkers) = subsystems(&loaded.config, plan.only);
     let p = &plan.pid_files;
     let mut watched: Vec<&Path> = vec![&p.main];
@@ -263,6 +276,9 @@ fn run(prog: &str, args: &[String], plan: &RunPlan) -> ExitCode {
     }
     if checkers {
         watched.push(&p.checkers);
+    }
+    if !loaded.config.bfd_instances.is_empty() && !plan.no_bfd {
+        watched.push(&p.bfd);
     }
     if watched.iter().any(|f| matches!(pidfile::state(f), pidfile::PidState::Running(_))) {
         eprintln!("daemon is already running");
@@ -315,7 +331,7 @@ fn run_daemon(plan: &RunPlan) -> ExitCode {
         error!("translating the command line: not a run");
         return ExitCode::from(exit::FATAL);
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(crate::threads::WORKER_NAME).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "building the runtime");

@@ -211,6 +211,32 @@ impl Collector for Snapshot {
         }
         fams.extend([state, prio, eprio, sent, recv, master, inst_drop, withheld, drops]);
 
+        // BFD sessions (`bfd_instance`), labelled by name and neighbour.
+        let mut bfd_state = Fam::new("ka_bfd_session_state", "BFD session state: 0 AdminDown, 1 Down, 2 Init, 3 Up.", Gauge);
+        let mut bfd_up = Fam::new("ka_bfd_session_up", "Whether track_bfd and BFD_CHECK see the BFD session up.", Gauge);
+        let mut bfd_tx = Fam::new("ka_bfd_packets_sent", "BFD Control packets sent.", Counter);
+        let mut bfd_rx = Fam::new("ka_bfd_packets_received", "BFD Control packets received and matched to their session.", Counter);
+        let mut bfd_drop = Fam::new("ka_bfd_packets_dropped", "BFD datagrams discarded, by reason.", Counter);
+        if let Some(b) = &r.bfd {
+            for s in &b.sessions {
+                let l: Labels = vec![("name", s.name.clone()), ("neighbor", s.neighbor.to_string())];
+                let v = match s.state.as_str() {
+                    "Down" => 1,
+                    "Init" => 2,
+                    "Up" => 3,
+                    _ => 0,
+                };
+                bfd_state.add(l.clone(), v);
+                bfd_up.add(l.clone(), u64::from(s.up));
+                bfd_tx.add(l.clone(), s.tx);
+                bfd_rx.add(l, s.rx);
+            }
+            for (reason, n) in &b.dropped {
+                bfd_drop.add(vec![("reason", reason.clone())], *n);
+            }
+        }
+        fams.extend([bfd_state, bfd_up, bfd_tx, bfd_rx, bfd_drop]);
+
         // Services and real servers, as the datapath has them.
         let mut svc_p = Fam::new("ka_service_packets", "Packets to a service handled by XDP.", Counter);
         let mut svc_b = Fam::new("ka_service_bytes", "Bytes to a service handled by XDP.", Counter);

@@ -109,6 +109,7 @@ fn fixture() -> StatusReport {
         refused: vec![],
         sync: None,
         announce: None,
+        bfd: None,
         runtime_overrides: vec![],
         reloads: ReloadStats { total: 2, failed: 1, last_success: false, last_success_unix_s: 1_700_000_000 },
     }
@@ -278,4 +279,43 @@ fn metrics_listen_address() {
         assert_eq!(got.as_deref(), *want, "--metrics {arg:?}");
     }
     assert!(super::listen_addr(":9650").expect_err("no address").contains("0.0.0.0:PORT"));
+}
+
+/// BFD sessions: state, what trackers see, packets, and discards by reason; promtool accepts
+/// them.
+#[test]
+fn bfd_families() {
+    use crate::bfd::io::{BfdReport, SessionReport};
+    let mut r = fixture();
+    let session = |name: &str, state: &str, up: bool| SessionReport {
+        name: name.into(),
+        neighbor: ip("198.18.60.2"),
+        state: state.into(),
+        remote_state: "Up".into(),
+        diag: "No Diagnostic".into(),
+        up,
+        local_discr: 1,
+        remote_discr: 2,
+        tx_interval_us: 100_000,
+        detection_time_us: 300_000,
+        tx: 40,
+        rx: 38,
+    };
+    r.bfd = Some(BfdReport {
+        sessions: vec![session("PEER", "Up", true), session("OTHER", "Init", false)],
+        dropped: [("ttl".to_owned(), 3)].into_iter().collect(),
+    });
+    let t = render(&r, Format::Text);
+    for w in [
+        r#"ka_bfd_session_state{name="PEER",neighbor="198.18.60.2"} 3"#,
+        r#"ka_bfd_session_state{name="OTHER",neighbor="198.18.60.2"} 2"#,
+        r#"ka_bfd_session_up{name="PEER",neighbor="198.18.60.2"} 1"#,
+        r#"ka_bfd_session_up{name="OTHER",neighbor="198.18.60.2"} 0"#,
+        r#"ka_bfd_packets_sent_total{name="PEER",neighbor="198.18.60.2"} 40"#,
+        r#"ka_bfd_packets_received_total{name="PEER",neighbor="198.18.60.2"} 38"#,
+        r#"ka_bfd_packets_dropped_total{reason="ttl"} 3"#,
+    ] {
+        assert!(t.lines().any(|l| l == w), "missing {w}\n{t}");
+    }
+    assert!(!render(&fixture(), Format::Text).contains("ka_bfd_"), "no BFD families without sessions");
 }

@@ -274,9 +274,44 @@ pub struct NetlinkClient {
 ///
 /// # Errors
 /// The netlink socket cannot be opened.
-pub fn spawn() -> Result<(NetlinkClient, tokio::task::JoinHandle<()>), NetlinkError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+pub fn spawn(rcvbuf: Option<RcvBuf>) -> Result<(NetlinkClient, tokio::task::JoinHandle<()>), NetlinkError> {
+    let (mut conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+    if let Some(rb) = rcvbuf {
+        use std::os::fd::AsRawFd as _;
+        match set_rcvbuf(conn.socket_mut().as_raw_fd(), rb) {
+            Ok(()) => tracing::info!(bytes = rb.bytes, force = rb.force, "vrrp_netlink_cmd_rcv_bufs: receive buffer of the rtnetlink socket set"),
+            Err(e) => tracing::warn!(bytes = rb.bytes, force = rb.force, error = %e, "vrrp_netlink_cmd_rcv_bufs: cannot set the receive buffer of the rtnetlink socket"),
+        }
+    }
     Ok(start(conn, handle, REQUEST_TIMEOUT))
+}
+
+/// The receive buffer of ka's rtnetlink socket (keepalived's VRRP netlink command socket):
+/// `vrrp_netlink_cmd_rcv_bufs` bytes, with `SO_RCVBUFFORCE` under `_force`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RcvBuf {
+    /// Requested size in bytes (the kernel doubles it for its bookkeeping).
+    pub bytes: u32,
+    /// `SO_RCVBUFFORCE` (needs `CAP_NET_ADMIN`, exceeds `net.core.rmem_max`) instead of
+    /// `SO_RCVBUF`.
+    pub force: bool,
+}
+
+impl RcvBuf {
+    /// From `global_defs`: `None` (the kernel's default) without `vrrp_netlink_cmd_rcv_bufs`;
+    /// `_force` alone changes nothing, as in keepalived.
+    pub fn of(g: &crate::config::model::GlobalDefs) -> Option<RcvBuf> {
+        (g.vrrp_netlink_cmd_rcv_bufs > 0).then_some(RcvBuf { bytes: g.vrrp_netlink_cmd_rcv_bufs, force: g.vrrp_netlink_cmd_rcv_bufs_force })
+    }
+}
+
+/// Sets the receive buffer of socket `fd`.
+fn set_rcvbuf(fd: std::os::fd::RawFd, rb: RcvBuf) -> std::io::Result<()> {
+    let opt = if rb.force { libc::SO_RCVBUFFORCE } else { libc::SO_RCVBUF };
+    let v = libc::c_int::try_from(rb.bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `v` lives across the call and its size is given.
+    let rc = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, std::ptr::addr_of!(v).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// The worker over connection `conn` (driven on a task of its own) and its `handle`. A request
@@ -1006,6 +1041,36 @@ impl NetlinkClient {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rcvbuf_from_config() {
+        use crate::config::model::GlobalDefs;
+        let cases: [(u32, bool, Option<RcvBuf>); 4] = [
+            (0, false, None),
+            (0, true, None),
+            (1 << 20, false, Some(RcvBuf { bytes: 1 << 20, force: false })),
+            (4096, true, Some(RcvBuf { bytes: 4096, force: true })),
+        ];
+        for (bytes, force, want) in cases {
+            let g = GlobalDefs { vrrp_netlink_cmd_rcv_bufs: bytes, vrrp_netlink_cmd_rcv_bufs_force: force, ..GlobalDefs::default() };
+            assert_eq!(RcvBuf::of(&g), want, "{bytes} {force}");
+        }
+    }
+
+    /// The size lands on the socket: the kernel reports twice the bytes asked for.
+    #[test]
+    fn rcvbuf_is_set_on_a_netlink_socket() {
+        use std::os::fd::AsRawFd as _;
+        let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).expect("netlink socket");
+        set_rcvbuf(sock.as_raw_fd(), RcvBuf { bytes: 12_345, force: false }).expect("SO_RCVBUF");
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` live across the call.
+        let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, std::ptr::addr_of_mut!(v).cast(), &mut len) };
+        assert_eq!(rc, 0);
+        assert_eq!(v, 2 * 12_345);
+    }
+
     use std::time::{Duration, Instant};
 
     use super::*;

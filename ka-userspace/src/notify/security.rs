@@ -358,6 +358,23 @@ pub struct Finding {
     pub text: String,
     /// The `vrrp_script` it refuses, if it refuses one.
     pub refuses: Option<String>,
+    /// What the finding is about, which decides where keepalived 2.2.7 reports it.
+    pub about: FindingAbout,
+}
+
+/// Where keepalived 2.2.7 reports a [`Finding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FindingAbout {
+    /// The script's user (unknown, or no default user): keepalived reports it while reading
+    /// the configuration, at the end of the `vrrp_script` block, and removes the script there.
+    User,
+    /// The global `script_user` names an unknown user or group ("Error setting global script
+    /// uid/gid", at the `script_user` line).
+    GlobalUser,
+    /// The script's program (missing, not executable, unsafe): reported when keepalived starts.
+    Program,
+    /// The configuration as a whole (security summary, default user).
+    Config,
 }
 
 /// What keepalived reports about the scripts of `cfg` when it loads it: for each script its
@@ -369,17 +386,20 @@ pub fn audit(cfg: &crate::config::Config) -> Vec<Finding> {
     let scripts = configured_scripts(cfg);
     let default = default_user(g.script_user.as_ref().map(|(u, grp)| (u.as_str(), grp.as_deref())), secure);
     let mut out = Vec::new();
-    let note = |text: String| Finding { text, refuses: None };
+    let note = |text: String| Finding { text, refuses: None, about: FindingAbout::Config };
+    if let (Err(e), Some((u, _))) = (&default, &g.script_user) {
+        out.push(Finding { text: format!("script_user {u}: {e}"), refuses: None, about: FindingAbout::GlobalUser });
+    }
     if matches!(default, Ok(DefaultUser::Refused)) && scripts.iter().any(|s| s.user.is_none()) {
         out.push(note(format!("Unable to set default user {KEEPALIVED_SCRIPT} for script (enable_script_security, no script_user): scripts that name no user are not run")));
     }
     let mut insecure = false;
     for s in &scripts {
-        let refused = |text: String| Finding { text, refuses: s.vrrp_script.clone() };
+        let refused = |text: String, about: FindingAbout| Finding { text, refuses: s.vrrp_script.clone(), about };
         let words = match super::script::split(&s.command) {
             Ok(w) => w,
             Err(e) => {
-                out.push(refused(format!("{}: {e}", s.what)));
+                out.push(refused(format!("{}: {e}", s.what), FindingAbout::Program));
                 continue;
             }
         };
@@ -392,12 +412,12 @@ pub fn audit(cfg: &crate::config::Config) -> Vec<Finding> {
             // The missing default user is reported once, above.
             Err(ScriptError::NoDefaultUser) => {
                 if s.vrrp_script.is_some() {
-                    out.push(refused(format!("{}: not run (no user)", s.what)));
+                    out.push(refused(format!("{}: not run (no user)", s.what), FindingAbout::User));
                 }
                 continue;
             }
             Err(e) => {
-                out.push(refused(format!("{}: {e}", s.what)));
+                out.push(refused(format!("{}: {e}", s.what), FindingAbout::User));
                 continue;
             }
         };
@@ -406,7 +426,7 @@ pub fn audit(cfg: &crate::config::Config) -> Vec<Finding> {
                 insecure |= c.insecure;
                 out.extend(c.warnings.iter().map(|w| note(format!("{}: {w}", s.what))));
             }
-            Err(e) => out.push(refused(format!("{}: {e}", s.what))),
+            Err(e) => out.push(refused(format!("{}: {e}", s.what), FindingAbout::Program)),
         }
     }
     if !secure && !scripts.is_empty() {

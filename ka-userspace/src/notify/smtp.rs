@@ -24,6 +24,8 @@ pub struct SmtpConfig {
     pub to: Vec<String>,
     /// `router_id` (the subject's prefix).
     pub router_id: String,
+    /// `smtp_helo_name`: the name given in `EHLO` (default: the host name).
+    pub helo_name: Option<String>,
 }
 
 /// Errors of alerts.
@@ -76,10 +78,13 @@ pub async fn send(cfg: &SmtpConfig, ev: &Event) -> Result<(), SmtpError> {
     }
     let body = format!("=> VRRP {} {} now {} (priority {}) <=\n", ev.subject.word().to_lowercase(), ev.name, ev.state, ev.priority);
     let msg = b.body(body).map_err(SmtpError::Build)?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.server)
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.server)
         .port(cfg.port)
-        .timeout(Some(cfg.timeout))
-        .build();
+        .timeout(Some(cfg.timeout));
+    if let Some(h) = &cfg.helo_name {
+        builder = builder.hello_name(lettre::transport::smtp::extension::ClientId::Domain(h.clone()));
+    }
+    let transport = builder.build();
     transport
         .send(msg)
         .await
@@ -144,10 +149,12 @@ mod tests {
             from: "ka@example.invalid".into(),
             to: vec!["ops@example.invalid".into()],
             router_id: "lb1".into(),
+            helo_name: Some("lb1.example.invalid".into()),
         };
         let ev = Event { subject: Subject::Instance, name: "VI_1".into(), state: "BACKUP", priority: 90 };
         send(&cfg, &ev).await.expect("send");
         let t = server.await.expect("server").join("\n");
+        assert!(t.contains("EHLO lb1.example.invalid"), "smtp_helo_name is the EHLO name: {t}");
         assert!(t.contains("MAIL FROM:<ka@example.invalid>"), "{t}");
         assert!(t.contains("RCPT TO:<ops@example.invalid>"), "{t}");
         assert!(t.contains("Subject: [lb1] VRRP Instance VI_1 - Entering BACKUP state"), "{t}");

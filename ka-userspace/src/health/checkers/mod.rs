@@ -216,8 +216,9 @@ pub enum Probe {
     Ping(ping::PingProbe),
     /// FILE_CHECK.
     File(file::FileProbe),
-    /// BFD_CHECK: reported as not supported at each check, and never changes state.
-    Bfd,
+    /// BFD_CHECK of this `bfd_instance`: it follows the session's reports (the health
+    /// subsystem's BFD job), and is never run as a probe.
+    Bfd(String),
     /// A checker that could not be built; every check fails with this reason.
     Broken(String),
 }
@@ -256,7 +257,7 @@ impl Probe {
             })),
             CheckerKind::Ping => Ok(Probe::Ping(ping::PingProbe { target: Target::of(checker, rs, 0), timeout: checker.connect_timeout })),
             CheckerKind::File { .. } => file::FileProbe::build(checker, rs, cfg).map(Probe::File),
-            CheckerKind::Bfd { .. } => Ok(Probe::Bfd),
+            CheckerKind::Bfd { name } => Ok(Probe::Bfd(name.clone().unwrap_or_default())),
         };
         built.unwrap_or_else(|e| Probe::Broken(e.to_string()))
     }
@@ -272,7 +273,7 @@ impl Probe {
             Probe::Udp(p) => p.target.addr.to_string(),
             Probe::Ping(p) => p.target.addr.ip().to_string(),
             Probe::File(p) => p.path.clone(),
-            Probe::Bfd => "-".into(),
+            Probe::Bfd(name) => format!("bfd {name}"),
             Probe::Broken(_) => "-".into(),
         }
     }
@@ -291,7 +292,7 @@ impl Probe {
             Probe::Udp(p) => p.run().await,
             Probe::Ping(p) => p.run().await,
             Probe::File(p) => p.run().await,
-            Probe::Bfd => Err(CheckError::Unsupported("BFD_CHECK")),
+            Probe::Bfd(_) => Err(CheckError::Config("BFD_CHECK follows its BFD session; it runs no probe".into())),
             Probe::Broken(reason) => Err(CheckError::Config(reason.clone())),
         }
     }
