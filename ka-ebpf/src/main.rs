@@ -108,43 +108,48 @@ mod programs {
 
     #[inline(always)]
     fn director(ctx: &XdpContext) -> u32 {
-        // One lookup of this CPU's counters for the parse counters, another for the verdict
-        // (Verifier: the pointer held across the path's call would be one more spilled slot in
-        // this frame, and the deepest call chain is at the 512-byte limit).
-        let action = match parse::parse(ctx) {
-            Ok(pkt) => {
-                if let Some(s) = stats::Stats::get() {
-                    s.parsed(&pkt);
-                }
-                let flags = maps::global_flags();
-                match pkt.l4 {
-                    // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with
-                    // NAT services): passed before any service lookup.
-                    L4::Tcp | L4::Udp
-                        if flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER
-                            && !lookup::maybe_vip(ctx, &pkt) =>
-                    {
-                        stats::inc(Counter::PassNotVip);
-                        xdp_action::XDP_PASS
-                    }
-                    L4::Tcp | L4::Udp if flags & G_LB != 0 && scratch::stash(&pkt) => {
-                        lb::handle(ctx, flags, false)
-                    }
-                    // ICMP errors about VIP flows take the same path, their flow key
-                    // rewritten to the embedded flow's.
-                    L4::Icmp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, true),
-                    L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && scratch::stash(&pkt) => {
-                        vrrp::handle(ctx, flags)
-                    }
-                    L4::Other if flags & G_VRRP_FASTPATH != 0 && vrrp::is_ah_v4(&pkt) => {
-                        vrrp::pass_ah(ctx, &pkt)
-                    }
-                    _ => xdp_action::XDP_PASS,
-                }
-            }
+        // One lookup of this CPU's counters for the parse counters and, when no path runs,
+        // the verdict; a path's verdict is counted after another (Verifier: the pointer held
+        // across the path's call would be one more spilled slot in this frame, and the deepest
+        // call chain is at the 512-byte limit).
+        let pkt = match parse::parse(ctx) {
+            Ok(pkt) => pkt,
             Err(err) => {
-                stats::inc(err.counter());
-                xdp_action::XDP_PASS
+                if let Some(s) = stats::Stats::get() {
+                    s.inc(err.counter());
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
+            }
+        };
+        let s = stats::Stats::get();
+        if let Some(s) = s {
+            s.parsed(&pkt);
+        }
+        let flags = maps::global_flags();
+        let action = match pkt.l4 {
+            // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with NAT
+            // services): passed before any service lookup.
+            L4::Tcp | L4::Udp
+                if flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip(&pkt) =>
+            {
+                if let Some(s) = s {
+                    s.inc(Counter::PassNotVip);
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
+            }
+            L4::Tcp | L4::Udp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, false),
+            // ICMP errors about VIP flows take the same path, their flow key rewritten to the
+            // embedded flow's.
+            L4::Icmp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, true),
+            L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && scratch::stash(&pkt) => vrrp::handle(ctx, flags),
+            L4::Other if flags & G_VRRP_FASTPATH != 0 && vrrp::is_ah_v4(&pkt) => vrrp::pass_ah(ctx, &pkt),
+            _ => {
+                if let Some(s) = s {
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
             }
         };
         stats::verdict(action)

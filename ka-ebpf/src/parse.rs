@@ -103,6 +103,10 @@ pub struct Parsed {
     pub ip_proto: u8,
     /// TCP flags, else 0.
     pub tcp_flags: u8,
+    /// The destination address folded to one word as the VIP filter hashes it (IPv4: the
+    /// address as loaded; IPv6: the XOR of its four words), read while the header is at hand;
+    /// 0 for non-IP frames.
+    pub dst_fold: u32,
 }
 
 /// Offset of the EtherType in an Ethernet header (and of the next one in a VLAN tag, 2).
@@ -144,6 +148,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
         l4: L4::Other,
         ip_proto: 0,
         tcp_flags: 0,
+        dst_fold: 0,
     };
     let l3_off = off;
     let fragment = match ether_type {
@@ -151,8 +156,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
             let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(ParseError::TruncatedIpv4)?;
             let p = ip as *const u8;
             // SAFETY: bounds-checked by ptr_at (20 bytes). Word 0: version/IHL, TOS, total
-            // length; word 1: id, flags/fragment offset; byte 9: protocol.
-            let (w0, w1, proto) = unsafe { (load32(p), load32(p.add(4)), *p.add(9)) };
+            // length; word 1: id, flags/fragment offset; byte 9: protocol; word 4: destination.
+            let (w0, w1, proto, dst) = unsafe { (load32(p), load32(p.add(4)), *p.add(9), load32(p.add(16))) };
             let version_ihl = w0 as u8;
             let hlen = usize::from(version_ihl & 0x0f) * 4;
             if version_ihl >> 4 != 4 || hlen < core::mem::size_of::<Ipv4Hdr>() {
@@ -165,6 +170,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
             pkt.l3 = L3::Ipv4;
             pkt.ip_len = tot as u16;
             pkt.ip_proto = proto;
+            pkt.dst_fold = dst;
             pkt.l4_off = l3_off + hlen;
             u16::from_be((w1 >> 16) as u16) & 0x1fff != 0
         }
@@ -172,8 +178,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
             let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(ParseError::TruncatedIpv6)?;
             let p = ip as *const u8;
             // SAFETY: bounds-checked by ptr_at (40 bytes): version at byte 0, payload length
-            // at 4, next header at 6.
+            // at 4, next header at 6, destination at 24..40.
             let (v, payload, next) = unsafe { (*p, usize::from(u16::from_be(load16(p.add(4)))), *p.add(6)) };
+            // SAFETY: as above.
+            let dst = unsafe { load32(p.add(24)) ^ load32(p.add(28)) ^ load32(p.add(32)) ^ load32(p.add(36)) };
             if v >> 4 != 6 {
                 return Err(ParseError::BadIpv6);
             }
@@ -183,6 +191,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
             }
             pkt.l3 = L3::Ipv6;
             pkt.ip_len = (hdr_len + payload) as u16;
+            pkt.dst_fold = dst;
             let end = l3_off + hdr_len + payload;
             let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, next, l3_off + hdr_len, end)?;
             pkt.ip_proto = proto;

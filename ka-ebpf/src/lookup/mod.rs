@@ -93,28 +93,14 @@ pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
 
 /// Whether the destination of the parsed IP packet may be a VIP: its bit of the VIP filter
 /// (`ka_common::lb::VIP_FILTER_MAP`) is set. A clear bit is a certain no (before the service
-/// hash lookup, and before the packet is stashed).
+/// hash lookup, and before the packet is stashed). The address was folded by the parser
+/// ([`Parsed::dst_fold`]): no second read of the header.
 #[inline(always)]
-pub fn maybe_vip(ctx: &XdpContext, pkt: &Parsed) -> bool {
-    let fold = match pkt.l3 {
-        L3::Ipv4 => {
-            let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
-                return true;
-            };
-            // SAFETY: bounds-checked by ptr_at: the destination at 16.
-            unsafe { load32((ip as *const u8).add(16)) }
-        }
-        L3::Ipv6 => {
-            let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
-                return true;
-            };
-            let d = ip as *const u8;
-            // SAFETY: bounds-checked by ptr_at: the destination at 24..40.
-            unsafe { load32(d.add(24)) ^ load32(d.add(28)) ^ load32(d.add(32)) ^ load32(d.add(36)) }
-        }
-        L3::Other => return true,
-    };
-    let bit = vip_filter_fold(fold);
+pub fn maybe_vip(pkt: &Parsed) -> bool {
+    if pkt.l3 == L3::Other {
+        return true;
+    }
+    let bit = vip_filter_fold(pkt.dst_fold);
     KA_VIP_FILTER.get(bit >> 6).is_none_or(|w| w & (1 << (bit & 63)) != 0)
 }
 
