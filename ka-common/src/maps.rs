@@ -106,7 +106,11 @@ pub const USERSPACE_MAPS: &[&str] = &[
 /// Layout revisions beyond what the kernel sees: bump a map's entry when the meaning or order
 /// of its key/value fields changes while their sizes stay the same (a size, type or
 /// max-entries change is noticed without it). A map not listed is at revision 0.
-pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[];
+pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[
+    // 1: the VRRP instance's padding became its `seen_slot` (issue 15): an earlier ka's
+    // entries would all name slot 0, so they are rewritten from the configuration.
+    (crate::vrrp_fast::VRRP_INSTANCES_MAP, 1),
+];
 
 /// The layout revision of `map` (see [`LAYOUT_REVISIONS`]).
 pub fn layout_revision(map: &str) -> u32 {

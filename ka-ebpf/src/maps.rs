@@ -146,8 +146,8 @@ ka_map!(
     KA_VRRP = VRRP_INSTANCES_MAP, HashMap<VrrpKey, VrrpInstance>, HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0)
 );
 ka_map!(
-    /// Last steady advert per VRRP instance.
-    KA_VRRP_SEEN = VRRP_SEEN_MAP, HashMap<VrrpKey, u64>, HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0)
+    /// Last steady advert per VRRP instance, at the instance's `seen_slot`.
+    KA_VRRP_SEEN = VRRP_SEEN_MAP, Array<u64>, Array::with_max_entries(MAX_VRRP_INSTANCES, 0)
 );
 ka_map!(
     /// VRRP changes for the engine.

@@ -294,12 +294,11 @@ fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
         // Master_Down_Timer from it, at most one tick early.
         // SAFETY: plain helper call (kernel 5.11+).
         let now = unsafe { bpf_ktime_get_coarse_ns() };
-        match KA_VRRP_SEEN.get_ptr_mut(key) {
-            // SAFETY: an aligned u64 store; userspace only reads it.
-            Some(p) => unsafe { *p = now },
-            None => {
-                let _ = KA_VRRP_SEEN.insert(key, &now, 0);
-            }
+        // The instance's array slot: no second hash lookup (an out-of-range slot, which
+        // userspace never writes, finds nothing and stamps nothing).
+        if let Some(p) = KA_VRRP_SEEN.get_ptr_mut(u32::from(inst.seen_slot)) {
+            // SAFETY: an aligned u64 store; userspace only reads it (and zeroes a new slot).
+            unsafe { *p = now };
         }
         stats::inc(Counter::VrrpSteady);
         return if inst.flags & VRRP_F_DROP_STEADY != 0 {
