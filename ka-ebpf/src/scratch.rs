@@ -17,7 +17,6 @@ use core::{
 use ka_common::{
     lb::{Backend, FlowKey, FlowKey4, ServiceValue, CONN_WAYS},
     sched::{FloodWindow, LblcKey, LblcValue, Scan, Twos},
-    vrrp_fast::VrrpInstance,
 };
 
 use crate::{
@@ -87,8 +86,6 @@ pub struct Work {
     pub fib: aya_ebpf::bindings::bpf_fib_lookup,
     /// The next hop found by `forward::next_hop`.
     pub nh: NextHop,
-    /// VRRP instance, copied once.
-    pub inst: VrrpInstance,
     /// VRRP advert source.
     pub src: A16,
     /// VRRP advert destination.

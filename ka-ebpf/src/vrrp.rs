@@ -16,7 +16,7 @@ use ka_common::{
         Family, PseudoHeader, Version, VrrpHdr, VRRP_AUTH_DATA_LEN, VRRP_HDR_LEN,
     },
     vrrp_fast::{
-        below_reference, gt16, rate_admit, VrrpEvent, VrrpKey, VrrpRate, NS_PER_CENTI,
+        below_reference, gt16, rate_admit, VrrpEvent, VrrpInstance, VrrpKey, VrrpRate, NS_PER_CENTI,
         VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
         VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
         VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
@@ -137,11 +137,14 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         // RFC 5798 §7.1: the VRID must be configured on the receiving interface.
         return invalid(DropReason::VridMismatch, drop_unknown);
     };
-    // SAFETY: map value copied once, a word at a time (a struct copy would call a byte loop).
-    crate::mem::copy(&mut w.inst, unsafe { &*inst });
-    match validate(ctx, w, &ip, &hdr) {
-        Ok(interval) => classify(&key, w, &hdr, interval),
-        Err(Some(reason)) => invalid(reason, w.inst.flags & VRRP_F_DROP_INVALID != 0),
+    // SAFETY: a valid map value, read in place (no 56-byte copy per advert). Userspace may
+    // rewrite it meanwhile (a state change): an advert read half before, half after is
+    // classified against a mix of both, which at worst reports one change or stamps one
+    // steady advert that the engine's next look settles; a copy only narrowed that window.
+    let inst = unsafe { &*inst };
+    match validate(ctx, w, inst, &ip, &hdr) {
+        Ok(interval) => classify(&key, w, inst, &hdr, interval),
+        Err(Some(reason)) => invalid(reason, inst.flags & VRRP_F_DROP_INVALID != 0),
         Err(None) => {
             stats::inc(Counter::VrrpPassLong);
             xdp_action::XDP_PASS
@@ -164,8 +167,8 @@ fn invalid(reason: DropReason, drop: bool) -> u32 {
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
-fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, Option<DropReason>> {
-    let (pkt, inst) = (&w.pkt, &w.inst);
+fn validate(ctx: &XdpContext, w: &Work, inst: &VrrpInstance, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, Option<DropReason>> {
+    let pkt = &w.pkt;
     if inst.flags & VRRP_F_CHECK_TTL != 0 {
         check_ttl(ip.ttl)?;
     }
@@ -181,7 +184,7 @@ fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, O
     let Some(body) = sum_packet(ctx, pkt.l4_off, len) else {
         return Err(None);
     };
-    if fold(pseudo_sum(w, version == Version::V3, family == Family::V4, len) + body) != 0xffff {
+    if fold(pseudo_sum(w, inst, version == Version::V3, family == Family::V4, len) + body) != 0xffff {
         return Err(Some(DropReason::BadChecksum));
     }
     if version == Version::V2 {
@@ -208,7 +211,7 @@ fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, O
 /// instance's VRRPv3 flavour).
 // Verifier/LLVM: a BPF-to-BPF call, keeping `validate`'s frame within the 512-byte chain limit.
 #[inline(never)]
-fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
+fn pseudo_sum(w: &Work, inst: &VrrpInstance, v3: bool, v4: bool, len: usize) -> u32 {
     let pseudo = if !v3 {
         PseudoHeader::None
     } else if !v4 {
@@ -218,11 +221,11 @@ fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
         }
     } else {
         let src = [w.src.0[0], w.src.0[1], w.src.0[2], w.src.0[3]];
-        match w.inst.csum_mode {
+        match inst.csum_mode {
             VRRP_CSUM_NO_PSEUDO => PseudoHeader::None,
             VRRP_CSUM_OLD_UNICAST => PseudoHeader::V4 {
                 src,
-                dst: w.inst.group_v4,
+                dst: inst.group_v4,
             },
             _ => PseudoHeader::V4 {
                 src,
@@ -237,11 +240,11 @@ fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
 /// rate_admit` on the instance's `KA_VRRP_RATE` entry, created on first use).
 // Verifier/LLVM: a BPF-to-BPF call, keeping `classify`'s frame small.
 #[inline(never)]
-fn admit(key: &VrrpKey, w: &Work, prio: u8) -> bool {
+fn admit(key: &VrrpKey, w: &Work, inst: &VrrpInstance, prio: u8) -> bool {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     // A zero interval cannot be configured; one second keeps the budget finite anyway.
-    let window = match u64::from(w.inst.adver_int_centis) * NS_PER_CENTI {
+    let window = match u64::from(inst.adver_int_centis) * NS_PER_CENTI {
         0 => 100 * NS_PER_CENTI,
         ns => ns,
     };
@@ -265,11 +268,10 @@ fn admit(key: &VrrpKey, w: &Work, prio: u8) -> bool {
 
 /// Steady state, a change for the engine, or a below-reference advert beyond its budget.
 #[inline(always)]
-fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
-    let inst = &w.inst;
+fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interval: u16) -> u32 {
     let prio = hdr.priority;
     // Steady adverts are never below the reference (their priority is the master's).
-    if below_reference(inst, &w.src.0, prio) && !admit(key, w, prio) {
+    if below_reference(inst, &w.src.0, prio) && !admit(key, w, inst, prio) {
         stats::inc(Counter::VrrpLowerPrioLimited);
         return xdp_action::XDP_DROP;
     }
