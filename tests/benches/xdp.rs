@@ -104,17 +104,18 @@ fn main() {
     }
     let (rows, progs) = ns.enter(run).expect("enter").join().expect("bench thread");
     println!();
-    println!("| path | ns/packet | x floor | ns/run, bpf_stats | how |");
-    println!("|---|---:|---:|---:|---|");
+    println!("| path | ns/packet | x floor | ns/run, bpf_stats | how | program |");
+    println!("|---|---:|---:|---:|---|---|");
     let floor = rows[0].ns;
     for r in &rows {
         println!(
-            "| {} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {:.1} | {:.1} | {} | {} | {} |",
             r.path,
             r.ns,
             r.ns / floor,
             r.stats_ns.map_or("-".into(), |s| format!("{s:.1}")),
-            r.how
+            r.how,
+            r.prog
         );
     }
     println!();
