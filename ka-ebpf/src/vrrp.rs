@@ -28,7 +28,7 @@ use crate::{
     csum::{fold, sum_packet},
     maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN},
     parse::L3,
-    ptr::read_at,
+    ptr::{load32, read_at},
     scratch::Work,
     stats,
 };
@@ -48,16 +48,20 @@ fn ip_info(ctx: &XdpContext, w: &mut Work) -> Option<Ip> {
     let off = w.pkt.l3_off;
     match w.pkt.l3 {
         L3::Ipv4 => {
-            let ip: Ipv4Hdr = read_at(ctx, off)?;
-            // SAFETY: A16 is 4-aligned.
-            unsafe {
-                crate::mem::store_v4(&mut w.src.0, ip.src);
-                crate::mem::store_v4(&mut w.dst.0, ip.dst);
-            }
+            // One load per field, not a copy of the header (an align-1 struct copy is a byte
+            // load and store per byte on BPF): TTL at 8, the addresses at 12 and 16.
+            let p = crate::ptr::ptr_at::<Ipv4Hdr>(ctx, off)? as *const u8;
+            // SAFETY: bounds-checked by ptr_at (20 bytes); A16 is 4-aligned.
+            let ttl = unsafe {
+                crate::mem::store_v4(&mut w.src.0, load32(p.add(12)).to_ne_bytes());
+                crate::mem::store_v4(&mut w.dst.0, load32(p.add(16)).to_ne_bytes());
+                *p.add(8)
+            };
             Some(Ip {
                 family: FAMILY_V4,
-                ttl: ip.ttl,
-                end: off + ip.total_len(),
+                ttl,
+                // The total length, checked against the frame by the parser.
+                end: off + usize::from(w.pkt.ip_len),
             })
         }
         L3::Ipv6 => {
@@ -123,8 +127,14 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         _pad: [0; 2],
     };
     let drop_unknown = global_flags & G_VRRP_DROP_UNKNOWN != 0;
-    let Some(hdr) = read_at::<VrrpHdr>(ctx, pkt.l4_off) else {
+    // The 8-byte header as two word loads (see `ip_info`).
+    let Some(hp) = crate::ptr::ptr_at::<VrrpHdr>(ctx, pkt.l4_off) else {
         return invalid(DropReason::TooShort, drop_unknown);
+    };
+    // SAFETY: bounds-checked by ptr_at (8 bytes).
+    let hdr: VrrpHdr = unsafe {
+        let p = hp as *const u8;
+        bytemuck::cast([load32(p), load32(p.add(4))])
     };
     if ip.end < pkt.l4_off + VRRP_HDR_LEN {
         return invalid(DropReason::TooShort, drop_unknown);
