@@ -89,6 +89,25 @@ pub unsafe fn load16(dst: *mut [u8; 16], src: *const [u8; 16]) {
     }
 }
 
+/// Whether the 16-byte addresses at `a` and `b` are equal, as four word compares (ka-common's
+/// `eq16` builds two `u64`s from bytes: on BPF a byte load and shift per byte, since an array
+/// of `u8` is only known to be 1-aligned).
+///
+/// # Safety
+/// `a` and `b` must be 4-aligned and readable for 16 bytes.
+#[inline(always)]
+pub unsafe fn eq16_words(a: *const [u8; 16], b: *const [u8; 16]) -> bool {
+    let (a, b) = (a as *const u32, b as *const u32);
+    // SAFETY: the caller's contract.
+    unsafe {
+        (read_volatile(a) ^ read_volatile(b))
+            | (read_volatile(a.add(1)) ^ read_volatile(b.add(1)))
+            | (read_volatile(a.add(2)) ^ read_volatile(b.add(2)))
+            | (read_volatile(a.add(3)) ^ read_volatile(b.add(3)))
+            == 0
+    }
+}
+
 /// Copies a 16-byte address from `src` (4-aligned) to packet memory `dst` (any alignment; see
 /// [`load16`]).
 ///

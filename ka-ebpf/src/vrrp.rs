@@ -33,7 +33,8 @@ use crate::{
     stats,
 };
 
-use ka_common::vrrp_fast::eq16;
+// `mem::eq16_words` reads the known master's address a word at a time.
+const _: () = assert!(core::mem::offset_of!(VrrpInstance, master_addr) % 4 == 0);
 
 /// What the IP header says about an advert.
 /// (Addresses go to `Work::src` / `Work::dst`.)
@@ -293,7 +294,9 @@ fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interva
         } else {
             VRRP_EV_LOWER_PRIO
         }
-    } else if !eq16(&w.src.0, &inst.master_addr) {
+    // SAFETY: `w.src` is an A16 (4-aligned); `master_addr` lies at offset 16 of the
+    // 8-aligned map value (VrrpInstance is repr(C)).
+    } else if !unsafe { crate::mem::eq16_words(&w.src.0, &inst.master_addr) } {
         VRRP_EV_NEW_MASTER
     } else if prio != inst.master_prio {
         VRRP_EV_PRIO_CHANGE
