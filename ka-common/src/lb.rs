@@ -143,6 +143,17 @@ pub const LOCAL_MACS_MAX: u32 = 256;
 pub const SERVICE_STATS_MAP: &str = "KA_SVC_STATS";
 /// Per-backend packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_BACKENDS`].
 pub const BACKEND_STATS_MAP: &str = "KA_BACKEND_STATS";
+/// A Bloom-style filter of the VIP addresses, `Array<u64>` of [`VIP_FILTER_WORDS`]: bit
+/// [`vip_filter_bit`] of every address some service key has is set. A packet whose destination
+/// bit is clear is no VIP's, and passes (`pass_not_vip`) before any hash lookup, the
+/// non-VIP cost; a set bit may be another address's (about 4 % of addresses with 10,000 VIPs),
+/// which the service lookup then tells. Written by userspace only, used by the kernel while
+/// [`G_VIP_FILTER`] is set.
+pub const VIP_FILTER_MAP: &str = "KA_VIP_FILTER";
+/// log2 of the bits of [`VIP_FILTER_MAP`].
+pub const VIP_FILTER_BITS_LOG2: u32 = 18;
+/// Words (u64) of [`VIP_FILTER_MAP`]: 32 KiB.
+pub const VIP_FILTER_WORDS: u32 = 1 << (VIP_FILTER_BITS_LOG2 - 6);
 /// VIPs local to a real server, `HashMap<AddrKey, u32>` (the decap program's).
 pub const LOCAL_VIPS_MAP: &str = "KA_LOCAL_VIPS";
 /// The decap program run on TUN real servers.
@@ -256,6 +267,9 @@ pub const G_ANY_PORT: u32 = 1 << 4;
 /// Global flag: [`LOCAL_MACS_MAP`] holds the MACs of the XDP interfaces: a packet to a service
 /// in a frame addressed to another MAC passes, unforwarded (`pass_not_our_mac`).
 pub const G_DST_MAC: u32 = 1 << 5;
+/// Global flag: [`VIP_FILTER_MAP`] holds every VIP of the service maps (set by the map writer
+/// once it wrote the filter; clear with maps an older version pinned, whose filter is empty).
+pub const G_VIP_FILTER: u32 = 1 << 6;
 /// Global flag: connection sync is on and this node is MASTER of its VRRP instance: new flows
 /// are pushed to the sync ring ([`crate::sync`]). A high bit, clear of the flags above.
 pub const G_SYNC_MASTER: u32 = 1 << 8;
@@ -314,7 +328,7 @@ impl ServiceKey {
     /// The key of [`SERVICES4_MAP`] for an IPv4 service; `None` for IPv6.
     pub fn v4(&self) -> Option<ServiceKey4> {
         (self.family == FAMILY_V4).then_some(ServiceKey4 {
-            addr: [self.addr[0], self.addr[1], self.addr[2], self.addr[3]],
+            addr: v4_of_16(&self.addr),
             port: self.port,
             proto: self.proto,
             _pad: 0,
@@ -478,8 +492,8 @@ impl FlowKey {
     #[inline(always)]
     pub fn v4(&self) -> Option<FlowKey4> {
         (self.family == FAMILY_V4).then_some(FlowKey4 {
-            src: [self.src[0], self.src[1], self.src[2], self.src[3]],
-            dst: [self.dst[0], self.dst[1], self.dst[2], self.dst[3]],
+            src: v4_of_16(&self.src),
+            dst: v4_of_16(&self.dst),
             sport: self.sport,
             dport: self.dport,
             proto: self.proto,
@@ -678,6 +692,45 @@ pub fn flow_hash(k: &FlowKey) -> u32 {
     ])
 }
 
+/// An IPv4 address in the 16-byte form of the maps (the address, then 12 zero bytes): the one
+/// encoding every key and value with an address uses.
+#[inline(always)]
+pub const fn v4_in_16(a: [u8; 4]) -> [u8; 16] {
+    [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// The IPv4 address of a 16-byte address of family [`FAMILY_V4`] (its first 4 bytes).
+#[inline(always)]
+pub const fn v4_of_16(a: &[u8; 16]) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+/// The bit of [`VIP_FILTER_MAP`] of an address in the 16-byte form (an IPv4 address in the
+/// first 4 bytes, the rest zero): its four little-endian words XORed, times the golden ratio,
+/// top [`VIP_FILTER_BITS_LOG2`] bits. The kernel computes it from the packet's destination
+/// words (for IPv4 the one word).
+#[inline(always)]
+pub fn vip_filter_bit(a: &[u8; 16]) -> u32 {
+    let w = |i: usize| u32::from_le_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    vip_filter_fold(w(0) ^ w(4) ^ w(8) ^ w(12))
+}
+
+/// [`vip_filter_bit`] of an address whose words XOR to `fold`.
+#[inline(always)]
+pub const fn vip_filter_fold(fold: u32) -> u32 {
+    fold.wrapping_mul(0x9e37_79b1) >> (32 - VIP_FILTER_BITS_LOG2)
+}
+
+/// The words of [`VIP_FILTER_MAP`] for a set of addresses (16-byte form).
+pub fn vip_filter<'a>(addrs: impl IntoIterator<Item = &'a [u8; 16]>) -> [u64; VIP_FILTER_WORDS as usize] {
+    let mut words = [0u64; VIP_FILTER_WORDS as usize];
+    for a in addrs {
+        let bit = vip_filter_bit(a);
+        words[(bit >> 6) as usize] |= 1 << (bit & 63);
+    }
+    words
+}
+
 /// Hash of one address (source-hash and destination-hash schedulers).
 #[inline(always)]
 pub fn addr_hash(a: &[u8; 16]) -> u32 {
@@ -795,6 +848,29 @@ mod tests {
         k.family = FAMILY_V6;
         assert_ne!(flow_hash(&k), flow_hash4(&k4));
     }
+
+    /// Every VIP's bit is set, IPv4 in the 16-byte form hashes as its one word, and the bits
+    /// are pinned (the kernel computes them from the packet: a change here without the kernel
+    /// would make VIP traffic pass).
+    #[test]
+    fn vip_filter_holds_every_vip() {
+        let v4 = v4_in_16([198, 51, 100, 1]);
+        let v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let f = vip_filter([&v4, &v6]);
+        for a in [&v4, &v6] {
+            let bit = vip_filter_bit(a);
+            assert!(bit < VIP_FILTER_WORDS * 64);
+            assert_ne!(f[(bit >> 6) as usize] & (1 << (bit & 63)), 0);
+        }
+        assert_eq!(f.iter().map(|w| w.count_ones()).sum::<u32>(), 2);
+        assert_eq!(vip_filter_bit(&v4), vip_filter_fold(u32::from_le_bytes([198, 51, 100, 1])));
+        assert_eq!((vip_filter_bit(&v4), vip_filter_bit(&v6)), (VIP_BIT_V4, VIP_BIT_V6));
+        assert_eq!(v4_of_16(&v4), [198, 51, 100, 1]);
+    }
+
+    /// The golden bits of `vip_filter_holds_every_vip`.
+    const VIP_BIT_V4: u32 = 170_281;
+    const VIP_BIT_V6: u32 = 21_911;
 
     #[test]
     fn mask_keeps_prefix() {

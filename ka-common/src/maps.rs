@@ -6,6 +6,27 @@ pub const STATS_MAP: &str = "KA_STATS";
 /// Name of the XDP program that every interface of a director gets.
 pub const XDP_PROGRAM: &str = "ka_xdp";
 
+/// Name of the per-CPU working memory of one packet of the XDP programs (kernel-internal
+/// layout, never pinned).
+pub const SCRATCH_MAP: &str = "KA_SCRATCH";
+
+/// Whether two names are the same, at compile time: the kernel side names its maps and
+/// programs by their Rust identifiers and checks each against the name defined here.
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Name of the bpffs directory under which every instance pins its maps:
 /// `/sys/fs/bpf/ka/<instance>/`.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/ka";
@@ -53,6 +74,7 @@ pub const PINNED_MAPS: &[&str] = &[
     crate::lb::SERVICE_STATS_MAP,
     crate::lb::BACKEND_STATS_MAP,
     crate::lb::LOCAL_VIPS_MAP,
+    crate::lb::VIP_FILTER_MAP,
     crate::sched::DESTS_MAP,
     crate::sched::BACKEND_CONNS_MAP,
     crate::sched::CONN_TIMEOUTS_MAP,
@@ -75,6 +97,7 @@ pub const USERSPACE_MAPS: &[&str] = &[
     crate::lb::MASTER_MAP,
     crate::lb::GLOBALS_MAP,
     crate::lb::LOCAL_VIPS_MAP,
+    crate::lb::VIP_FILTER_MAP,
     crate::sched::DESTS_MAP,
     crate::sched::CONN_TIMEOUTS_MAP,
     crate::vrrp_fast::VRRP_INSTANCES_MAP,
@@ -83,7 +106,11 @@ pub const USERSPACE_MAPS: &[&str] = &[
 /// Layout revisions beyond what the kernel sees: bump a map's entry when the meaning or order
 /// of its key/value fields changes while their sizes stay the same (a size, type or
 /// max-entries change is noticed without it). A map not listed is at revision 0.
-pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[];
+pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[
+    // 1: the VRRP instance's padding became its `seen_slot` (issue 15): an earlier ka's
+    // entries would all name slot 0, so they are rewritten from the configuration.
+    (crate::vrrp_fast::VRRP_INSTANCES_MAP, 1),
+];
 
 /// The layout revision of `map` (see [`LAYOUT_REVISIONS`]).
 pub fn layout_revision(map: &str) -> u32 {
@@ -163,6 +190,13 @@ mod tests {
         let long = meta_key("xdp_mode", "a-very-long-interface-name-here");
         assert_eq!(long.len(), META_KEY_LEN);
         assert_eq!(&long[..9], b"xdp_mode:");
+    }
+
+    #[test]
+    fn names_compare_at_compile_time() {
+        const { assert!(same_name("KA_STATS", STATS_MAP)) };
+        assert!(!same_name("KA_STATS", "KA_STATZ"));
+        assert!(!same_name("KA_STATS", "KA_STATS2"));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! The XDP program increments exactly one verdict counter per packet and, while parsing, the
 //! counters of what it found or of the first parse error it hit. Userspace sums the per-CPU
 //! values and names them with [`Counter::name`].
+//!
+//! `KA_STATS` holds one [`Counters`] per CPU (a one-entry per-CPU array): the program looks it
+//! up once and adds to fields at constant offsets, instead of one map lookup per counter (each
+//! ~18 instructions once the verifier inlines it, 7 of them on an established flow).
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
@@ -225,8 +229,9 @@ counters! {
     /// (lower than ours while MASTER, than the known master's otherwise) beyond the instance's
     /// budget of `vrrp_fast::VRRP_RATE_PER_INTERVAL` per advert interval (an advert flood).
     VrrpLowerPrioLimited = "vrrp_lower_prio_limited",
-    /// Pass: a packet to a service in a frame addressed to another host's MAC (flooded by a
-    /// switch, or seen in promiscuous mode): only the director it is addressed to forwards it.
+    /// Pass: a packet to a service (or an ICMP error about one of its flows) in a frame
+    /// addressed to another host's MAC (flooded by a switch, or seen in promiscuous mode): only
+    /// the director it is addressed to forwards it.
     PassNotOurMac = "pass_not_our_mac",
     /// LB flood mode: a CPU recorded more new unassured connection-table entries (a TCP SYN,
     /// a first UDP datagram) in one second than `lvs_flood_rate`; counted once per CPU and
@@ -276,8 +281,14 @@ impl Counter {
     }
 }
 
-/// Number of counters: the size of the `KA_STATS` map.
+/// Number of counters: the length of [`Counters`].
 pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+/// The value of `KA_STATS` (one entry, per CPU): every counter, indexed by [`Counter::index`].
+pub type Counters = [u64; COUNTER_COUNT as usize];
+
+/// Entries of `KA_STATS`: one [`Counters`] per CPU.
+pub const STATS_ENTRIES: u32 = 1;
 
 #[cfg(test)]
 mod tests {

@@ -30,8 +30,11 @@ use bytemuck::{Pod, Zeroable};
 
 /// Instances, `HashMap<VrrpKey, VrrpInstance>`.
 pub const VRRP_INSTANCES_MAP: &str = "KA_VRRP";
-/// Last steady advert per instance, `HashMap<VrrpKey, u64>` (`bpf_ktime_get_ns`,
-/// CLOCK_MONOTONIC). Userspace creates the entry; the kernel only updates it.
+/// Last steady advert per instance, `Array<u64>` of [`MAX_VRRP_INSTANCES`] slots, the
+/// instance's at [`VrrpInstance::seen_slot`] (`bpf_ktime_get_coarse_ns`: CLOCK_MONOTONIC as of
+/// the last tick, behind the exact clock by less than one tick; 0: never). Userspace assigns
+/// the slot and zeroes it; the kernel only stores into it: an array slot found from the
+/// instance already looked up, instead of a second hash lookup per steady advert.
 pub const VRRP_SEEN_MAP: &str = "KA_VRRP_SEEN";
 /// Changes for the engine, a ring buffer of [`VrrpEvent`].
 pub const VRRP_EVENTS_MAP: &str = "KA_VRRP_EVENTS";
@@ -45,6 +48,7 @@ pub const VRRP_RATE_MAP: &str = "KA_VRRP_RATE";
 pub const VRRP_RATE_PER_INTERVAL: u32 = 4;
 /// Most instances.
 pub const MAX_VRRP_INSTANCES: u32 = 1024;
+const _: () = assert!(MAX_VRRP_INSTANCES <= u16::MAX as u32, "seen_slot is a u16");
 /// Size of the event ring buffer, bytes.
 pub const VRRP_EVENTS_BYTES: u32 = 256 * 1024;
 
@@ -95,7 +99,8 @@ pub struct VrrpKey {
 }
 
 /// Value of [`VRRP_INSTANCES_MAP`]: what to check and what userspace knows.
-#[repr(C)]
+// 4-aligned (no padding: 56 bytes) so the kernel side copies it a word at a time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct VrrpInstance {
     /// VRRP version the instance runs (2 or 3).
@@ -118,8 +123,9 @@ pub struct VrrpInstance {
     pub master_addr: [u8; 16],
     /// Advert interval of the known master, centiseconds.
     pub master_adver_int_centis: u16,
-    /// Padding.
-    pub _pad: [u8; 2],
+    /// The instance's slot of [`VRRP_SEEN_MAP`] (below [`MAX_VRRP_INSTANCES`]), assigned by
+    /// userspace.
+    pub seen_slot: u16,
     /// IPv4 multicast group for [`VRRP_CSUM_OLD_UNICAST`].
     pub group_v4: [u8; 4],
     /// Local primary address (breaks priority ties, RFC 5798 §6.4.3).

@@ -1,10 +1,10 @@
-//! Internet checksum helpers (RFC 1071): incremental updates (RFC 1624) for NAT rewrites, a
-//! from-scratch IPv4 header checksum for tunnel headers, and a bounded sum over packet bytes for
-//! VRRP adverts.
+//! Internet checksum helpers (RFC 1071): the one incremental update (RFC 1624) every rewrite
+//! uses ([`Delta`]), a from-scratch sum for headers built here, and a bounded sum over packet
+//! bytes for VRRP adverts.
 
 use aya_ebpf::programs::XdpContext;
 
-use crate::ptr::read_at;
+use crate::ptr::{load32, ptr_at};
 
 /// Folds a 32-bit one's complement sum to 16 bits.
 #[inline(always)]
@@ -25,17 +25,22 @@ pub fn add_bytes<const N: usize>(mut sum: u32, b: &[u8; N]) -> u32 {
     sum
 }
 
-/// An incremental checksum update, RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`.
-pub struct Incr(u32);
+/// The checksum field of `bytes` summed from scratch (its own field zero): `!fold(sum)`.
+#[inline(always)]
+pub fn of_bytes<const N: usize>(bytes: &[u8; N]) -> [u8; 2] {
+    (!fold(add_bytes(0, bytes))).to_be_bytes()
+}
 
-impl Incr {
-    /// Starts from the checksum field as found in the packet.
-    #[inline(always)]
-    pub fn new(check: [u8; 2]) -> Incr {
-        Incr(u32::from(!u16::from_be_bytes(check)))
-    }
+/// The change of a set of 16-bit words, RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, with
+/// `~m + m'` summed over every changed word. One value covers every checksum a rewrite touches:
+/// a field counted in two checksums (an address in the IP header and in the transport
+/// pseudo-header) is recorded once and applied to both; deltas add up (ICMP's checksum covers
+/// the embedded header's changes and its checksum's).
+#[derive(Clone, Copy, Default)]
+pub struct Delta(u32);
 
-    /// Replaces the 16-bit words of `old` by those of `new`.
+impl Delta {
+    /// Records that the words of `old` become those of `new` (`N` even).
     #[inline(always)]
     pub fn replace<const N: usize>(&mut self, old: &[u8; N], new: &[u8; N]) {
         let mut i = 0;
@@ -46,10 +51,39 @@ impl Incr {
         }
     }
 
-    /// The new checksum field.
+    /// Replaces the packet field at `p` by `new` in place and records the change (`N` even).
+    ///
+    /// # Safety
+    /// `p` must point into packet memory, valid for reads and writes of `N` bytes
+    /// (bounds-checked against `data_end`); unaligned as in [`crate::ptr::load32`].
     #[inline(always)]
-    pub fn finish(self) -> [u8; 2] {
-        (!fold(self.0)).to_be_bytes()
+    pub unsafe fn swap<const N: usize>(&mut self, p: *mut [u8; N], new: &[u8; N]) {
+        let b = p as *mut u16;
+        let mut i = 0;
+        while i + 1 < N {
+            // SAFETY: the caller's contract; i + 1 < N. Half-words are read and written in
+            // place, never copied out: a copied address took 16 spilled stack slots, and the
+            // rewrites sit at the bottom of the deepest call chain (512-byte limit).
+            unsafe {
+                let old = u16::from_be(core::ptr::read_volatile(b.add(i / 2)));
+                let n = u16::from_be_bytes([new[i], new[i + 1]]);
+                self.0 += u32::from(!old) + u32::from(n);
+                core::ptr::write_volatile(b.add(i / 2), n.to_be());
+            }
+            i += 2;
+        }
+    }
+
+    /// This change and `other`'s.
+    #[inline(always)]
+    pub fn plus(self, other: Delta) -> Delta {
+        Delta(self.0 + other.0)
+    }
+
+    /// The checksum field `check` after the change.
+    #[inline(always)]
+    pub fn apply(self, check: [u8; 2]) -> [u8; 2] {
+        (!fold(u32::from(!u16::from_be_bytes(check)) + self.0)).to_be_bytes()
     }
 }
 
@@ -59,36 +93,47 @@ pub const MAX_SUM_LEN: usize = 512;
 
 /// One's complement sum of `len` packet bytes at `off` (an odd last byte padded with zero), or
 /// `None` if they run past the frame or `len` exceeds [`MAX_SUM_LEN`].
+///
+/// Whole words are summed as they lie in memory (RFC 1071 §2(B): the sum is byte-order
+/// independent, so little-endian words give the byte-swapped sum, swapped back at the end):
+/// one load and one add per 4 bytes.
 #[inline(always)]
 pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize) -> Option<u32> {
     if len > MAX_SUM_LEN {
         return None;
     }
-    let mut sum = 0u32;
+    // 64-bit accumulator of 32-bit words: no carry is lost over 128 words.
+    let mut sum = 0u64;
     let mut at = 0usize;
     // Verifier: constant trip counts with early exits, 8 bytes per step so the walk stays short
-    // (every iteration is a distinct verifier state); each read is bounds-checked by read_at.
+    // (every iteration is a distinct verifier state); each step is bounds-checked by ptr_at.
     for _ in 0..MAX_SUM_LEN / 8 {
         if at + 8 > len {
             break;
         }
-        let w: [u8; 8] = read_at(ctx, off + at)?;
-        sum = add_bytes(sum, &w);
+        let p = ptr_at::<[u8; 8]>(ctx, off + at)? as *const u8;
+        // SAFETY: bounds-checked by ptr_at (8 bytes).
+        sum += u64::from(unsafe { load32(p) }) + u64::from(unsafe { load32(p.add(4)) });
         at += 8;
     }
+    let mut tail = 0u32;
     for _ in 0..3 {
         if at + 2 > len {
             break;
         }
-        let w: [u8; 2] = read_at(ctx, off + at)?;
-        sum = add_bytes(sum, &w);
+        let w = crate::ptr::read_at::<[u8; 2]>(ctx, off + at)?;
+        tail += u32::from(u16::from_be_bytes(w));
         at += 2;
     }
     if at < len && at > 0 {
         // Verifier: a 1-byte read compiles to `p >= data_end`, from which the verifier derives
         // no range at offset 0; read the last two bytes instead.
-        let w: [u8; 2] = read_at(ctx, off + at - 1)?;
-        sum += u32::from(w[1]) << 8;
+        let w = crate::ptr::read_at::<[u8; 2]>(ctx, off + at - 1)?;
+        tail += u32::from(w[1]) << 8;
     }
-    Some(sum)
+    // Fold the sum of little-endian words to 32 bits (below 2^32 after two folds: at most
+    // 64 words of 32 bits), then to 16, swap it to network order and add the tail.
+    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    Some(u32::from(fold(s as u32).swap_bytes()) + tail)
 }

@@ -10,7 +10,6 @@ use ka_common::{
 };
 
 use crate::{
-    lookup::v4_16,
     maps::KA_LOCAL_VIPS,
     parse::L3,
     ptr::{ptr_at_mut, read_at},
@@ -18,10 +17,10 @@ use crate::{
 };
 
 /// Decapsulates the stashed packet if it is a tunnel packet to a local VIP.
-// Verifier/LLVM: a BPF-to-BPF call reading the stashed parse result (see `maps::stash`).
+// Verifier/LLVM: a BPF-to-BPF call reading the stashed parse result (see `scratch::stash`).
 #[inline(never)]
 pub fn handle(ctx: &XdpContext) -> u32 {
-    let Some(w) = crate::maps::work() else {
+    let Some(w) = crate::scratch::work() else {
         return xdp_action::XDP_PASS;
     };
     let pkt = &w.pkt;
@@ -46,7 +45,7 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         };
         (
             AddrKey {
-                addr: v4_16(ip.dst),
+                addr: ka_common::lb::v4_in_16(ip.dst),
                 family: FAMILY_V4,
                 _pad: [0; 3],
             },

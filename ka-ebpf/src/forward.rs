@@ -1,16 +1,17 @@
-//! Forwarding: next hops (`bpf_fib_lookup`, falling back to the userspace neighbour map), direct
-//! routing, destination NAT and its reverse, and IPIP / IP6IP6 encapsulation.
+//! The forwarding layer: next hops (`bpf_fib_lookup`, falling back to the userspace neighbour
+//! map, cached per backend), direct routing, destination NAT and its reverse, and IPIP / IP6IP6
+//! encapsulation. Above the lookups, below the paths.
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED,
-        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_check_mtu_ret::BPF_MTU_CHK_RET_FRAG_NEEDED, bpf_fib_lookup as FibParams, xdp_action,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::{bpf_fib_lookup, bpf_jiffies64, bpf_redirect, bpf_xdp_adjust_head},
+    helpers::{bpf_check_mtu, bpf_fib_lookup, bpf_jiffies64, bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{AddrKey, NeighValue, FAMILY_V4, NH_CACHE_TTL_JIFFIES},
+    lb::{AddrKey, NeighValue, FAMILY_V4, METHOD_TUN, NH_CACHE_TTL_JIFFIES},
     stats::Counter,
     wire::{
         EthHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP,
@@ -19,25 +20,17 @@ use ka_common::{
 };
 
 use crate::{
-    csum::{add_bytes, fold, Incr},
-    maps::{Work, KA_GLOBALS, KA_NEIGH, KA_NH_CACHE},
+    csum::{self, Delta},
+    maps::{KA_GLOBALS, KA_NEIGH, KA_NH_CACHE},
     mem,
     parse::{Parsed, L3},
     ptr::{ptr_at_mut, read_at},
+    scratch::{NextHop, Work},
     stats,
 };
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-
-/// How to reach the next hop.
-#[derive(Clone, Copy)]
-pub struct NextHop {
-    /// Egress interface.
-    pub ifindex: u32,
-    /// Destination then source MAC, as written to the Ethernet header ([`mem::macs`]).
-    pub macs: [u32; 3],
-}
 
 /// Why there is no next hop.
 pub enum NoNextHop {
@@ -128,18 +121,33 @@ pub fn next_hop(
     }
 }
 
-/// The next hop towards backend `id` (address `w.backend.addr`) for an IP packet of `tot_len`
-/// bytes: this CPU's cached answer while younger than `NH_CACHE_TTL_JIFFIES`, else [`next_hop`]
-/// (whose answer is cached with the route's MTU).
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
-// caller's 512-byte frame.
-#[inline(never)]
+/// Bytes a backend's forwarding method adds to a packet of `family`: the outer header of TUN
+/// (IPIP, IP6IP6), nothing for DR and NAT.
+#[inline(always)]
+pub fn tunnel_overhead(method: u8, family: u8) -> usize {
+    match (method, family) {
+        (METHOD_TUN, FAMILY_V4) => core::mem::size_of::<Ipv4Hdr>(),
+        (METHOD_TUN, _) => core::mem::size_of::<Ipv6Hdr>(),
+        _ => 0,
+    }
+}
+
+/// The next hop towards backend `id` (address `w.backend.addr`, method `w.backend.method`) for
+/// an IP packet of `len` bytes of family `w.key.family`, plus the method's
+/// [`tunnel_overhead`]: this CPU's cached answer while
+/// younger than `NH_CACHE_TTL_JIFFIES`, else [`next_hop`] (whose answer is cached with the
+/// route's MTU). A packet longer than the path MTU is too big unless it is a GSO aggregate
+/// ([`mtu_check_len`], asked only then).
+// Inlined in the one forwarding path (its frame is small; the miss goes to `next_hop`, a call
+// of its own): one call less per packet.
+#[inline(always)]
 pub fn backend_next_hop(
     ctx: &XdpContext,
     w: &mut Work,
     id: u32,
-    tot_len: u16,
+    len: usize,
 ) -> Result<(), NoNextHop> {
+    let overhead = tunnel_overhead(w.backend.method, w.key.family);
     let Some(c) = KA_NH_CACHE.get_ptr_mut(id) else {
         return Err(NoNextHop::Unknown);
     };
@@ -148,7 +156,7 @@ pub fn backend_next_hop(
     // SAFETY: this CPU's slot; no concurrent writer on this CPU during the program run.
     let e = unsafe { &mut *c };
     if e.stamp != 0 && now.wrapping_sub(e.stamp) < NH_CACHE_TTL_JIFFIES {
-        if e.mtu != 0 && tot_len > e.mtu {
+        if e.mtu != 0 && len + overhead > usize::from(e.mtu) && mtu_check_len(ctx, len, overhead) != 0 {
             return Err(NoNextHop::TooBig(e.mtu));
         }
         w.nh.ifindex = e.ifindex;
@@ -157,7 +165,7 @@ pub fn backend_next_hop(
         return Ok(());
     }
     let (family, rs) = (w.backend.family, w.backend.addr);
-    let mtu = next_hop(ctx, w, family, &rs, tot_len)?;
+    let mtu = next_hop(ctx, w, family, &rs, mtu_check_len(ctx, len, overhead))?;
     e.ifindex = w.nh.ifindex;
     // SAFETY: as above.
     unsafe { mem::store12(e.dmac.as_mut_ptr(), &w.nh.macs) };
@@ -165,6 +173,28 @@ pub fn backend_next_hop(
     // Never 0 (empty).
     e.stamp = now.max(1);
     Ok(())
+}
+
+/// The length to check against the path MTU: the packet's plus the encapsulation `overhead`,
+/// or 0 (no check) for a GSO aggregate. Asked only of a packet longer than the cached path MTU
+/// (or when the next hop is looked up), so the helper call stays off the per-packet path.
+/// Generic (skb) mode, which `ka run` uses on a veth, hands XDP a whole GSO skb (linearized,
+/// up to 64 KiB) that the kernel segments on output; a packet longer than the ingress
+/// interface's MTU can only be such an aggregate (native mode never sees one), and answering
+/// it with "fragmentation needed" would stall the sender's TCP. `bpf_check_mtu` needs kernel
+/// 5.12+, as `mtu_result` of `bpf_fib_lookup` does.
+// Verifier/LLVM: a BPF-to-BPF call, so `mtu_len` is not on the stack of the deepest call chain
+// (the combined limit is 512 bytes).
+#[inline(never)]
+pub fn mtu_check_len(ctx: &XdpContext, len: usize, overhead: usize) -> u16 {
+    let mut mtu_len = len as u32;
+    // SAFETY: plain helper call; ifindex 0 is the ingress interface, mtu_len lives on the stack.
+    let rc = unsafe { bpf_check_mtu(ctx.ctx as *mut _, 0, &mut mtu_len, 0, 0) };
+    if rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
+        0
+    } else {
+        (len + overhead) as u16
+    }
 }
 
 /// Rewrites the Ethernet addresses (keeping `ether_type` unless `ether_type` is given) and
@@ -217,38 +247,25 @@ pub fn rewrite(
     let port_off = if src { l4 } else { l4 + 2 };
     let old_port: [u8; 2] = read_at(ctx, port_off)?;
     let old_check: [u8; 2] = read_at(ctx, check_off)?;
-    let mut l4c = Incr::new(old_check);
+    // One change for both checksums: the address is in the IPv4 header and in the transport
+    // pseudo-header; the port only in the transport header.
+    let mut l4c = Delta::default();
     l4c.replace(&old_port, &port);
     match pkt.l3 {
         L3::Ipv4 => {
             let ip = ptr_at_mut::<Ipv4Hdr>(ctx, pkt.l3_off)?;
-            let new = [addr[0], addr[1], addr[2], addr[3]];
             // SAFETY: bounds-checked by ptr_at_mut.
             unsafe {
-                let old = if src { (*ip).src } else { (*ip).dst };
-                let mut ipc = Incr::new((*ip).check);
-                ipc.replace(&old, &new);
-                (*ip).check = ipc.finish();
-                l4c.replace(&old, &new);
-                if src {
-                    (*ip).src = new;
-                } else {
-                    (*ip).dst = new;
-                }
+                let mut d = Delta::default();
+                d.swap(if src { &mut (*ip).src } else { &mut (*ip).dst }, &ka_common::lb::v4_of_16(addr));
+                (*ip).check = d.apply((*ip).check);
+                l4c = l4c.plus(d);
             }
         }
         L3::Ipv6 => {
             let ip = ptr_at_mut::<Ipv6Hdr>(ctx, pkt.l3_off)?;
             // SAFETY: bounds-checked by ptr_at_mut.
-            unsafe {
-                let old = if src { (*ip).src } else { (*ip).dst };
-                l4c.replace(&old, addr);
-                if src {
-                    (*ip).src = *addr;
-                } else {
-                    (*ip).dst = *addr;
-                }
-            }
+            unsafe { l4c.swap(if src { &mut (*ip).src } else { &mut (*ip).dst }, addr) };
         }
         L3::Other => return None,
     }
@@ -260,7 +277,7 @@ pub fn rewrite(
         // A UDP checksum of 0 means "none" over IPv4 and stays so; a computed 0 is sent as
         // 0xffff (RFC 768).
         if !(udp && old_check == [0, 0] && pkt.l3 == L3::Ipv4) {
-            let mut n = l4c.finish();
+            let mut n = l4c.apply(old_check);
             if udp && n == [0, 0] {
                 n = [0xff, 0xff];
             }
@@ -270,24 +287,27 @@ pub fn rewrite(
     Some(())
 }
 
-/// Outer source of a tunnel packet: the configured source with its host bits taken from the
-/// flow hash, so the real server's RSS spreads flows.
+/// Outer source of a tunnel packet, written to `w.tmpl.src` (false when none is configured):
+/// the configured source with its host bits taken from the flow hash, so the real server's RSS
+/// spreads flows.
 #[inline(always)]
-fn tunnel_src(family: u8, hash: u32) -> Option<[u8; 16]> {
-    let g = KA_GLOBALS.get(0)?;
+fn tunnel_src(w: &mut Work, family: u8, hash: u32) -> bool {
+    let Some(g) = KA_GLOBALS.get(0) else {
+        return false;
+    };
     if family == FAMILY_V4 {
         let base = u32::from_be_bytes(g.tun_src_v4);
         if base == 0 {
-            return None;
+            return false;
         }
         let bits = u32::from(g.tun_v4_host_bits.min(16));
         let mask = if bits == 0 { 0 } else { (1u32 << bits) - 1 };
-        let a = ((base & !mask) | (hash & mask)).to_be_bytes();
-        Some(crate::lookup::v4_16(a))
+        // SAFETY: FlowKey is 4-aligned with src at 0.
+        unsafe { mem::store_v4(&mut w.tmpl.src, ((base & !mask) | (hash & mask)).to_be_bytes()) };
+        true
     } else {
-        let mut a = g.tun_src_v6;
-        if crate::vrrp::eq16(&a, &[0; 16]) {
-            return None;
+        if ka_common::vrrp_fast::eq16(&g.tun_src_v6, &[0; 16]) {
+            return false;
         }
         let bits = u32::from(g.tun_v6_host_bits.min(32));
         let mask = if bits == 0 {
@@ -297,31 +317,32 @@ fn tunnel_src(family: u8, hash: u32) -> Option<[u8; 16]> {
         } else {
             (1u32 << bits) - 1
         };
+        let a = &g.tun_src_v6;
         let low = u32::from_be_bytes([a[12], a[13], a[14], a[15]]);
+        w.tmpl.src = *a;
         let v = ((low & !mask) | (hash & mask)).to_be_bytes();
-        a[12] = v[0];
-        a[13] = v[1];
-        a[14] = v[2];
-        a[15] = v[3];
-        Some(a)
+        w.tmpl.src[12..16].copy_from_slice(&v);
+        true
     }
 }
 
 /// Encapsulates the (untagged) frame's IP packet of `inner_len` bytes in IPIP (IPv4) or
-/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`. `hash` varies the outer source and the IPv6 flow label.
+/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`.
+/// `hash` varies the outer source and the IPv6 flow label. The outer header is written in
+/// place, from the scratch memory (Verifier: this function is at the bottom of the deepest
+/// call chain, whose frames share 512 bytes).
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
 pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32 {
-    let (l3_off, family, rs) = (w.pkt.l3_off, w.key.family, w.backend.addr);
+    let (l3_off, family) = (w.pkt.l3_off, w.key.family);
     let v4 = family == FAMILY_V4;
-    let hdr = if v4 { 20usize } else { 40usize };
+    let hdr = tunnel_overhead(METHOD_TUN, family);
     let outer_len = inner_len + hdr;
-    let Some(src) = tunnel_src(family, hash) else {
+    if !tunnel_src(w, family, hash) {
         stats::inc(Counter::PassLbUnsupported);
         return xdp_action::XDP_PASS;
-    };
-    let nh = w.nh;
+    }
     let tos: u8 = if v4 {
         read_at::<Ipv4Hdr>(ctx, l3_off).map_or(0, |ip| ip.tos)
     } else {
@@ -333,44 +354,55 @@ pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32
         return xdp_action::XDP_DROP;
     }
     if v4 {
-        let mut ip = Ipv4Hdr {
-            version_ihl: 0x45,
+        let ip = ipv4_header(
             tos,
-            tot_len: (outer_len as u16).to_be_bytes(),
-            id: [0; 2],
-            frag_off: [0; 2],
-            ttl: 64,
-            protocol: IPPROTO_IPIP,
-            check: [0; 2],
-            src: [src[0], src[1], src[2], src[3]],
-            dst: [rs[0], rs[1], rs[2], rs[3]],
-        };
-        // SAFETY: Ipv4Hdr is 20 plain bytes.
-        let bytes: [u8; 20] = unsafe { core::mem::transmute(ip) };
-        ip.check = (!fold(add_bytes(0, &bytes))).to_be_bytes();
+            outer_len as u16,
+            IPPROTO_IPIP,
+            ka_common::lb::v4_of_16(&w.tmpl.src),
+            ka_common::lb::v4_of_16(&w.backend.addr),
+        );
         let Some(p) = ptr_at_mut::<Ipv4Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
         // SAFETY: bounds-checked.
         unsafe { *p = ip };
         stats::inc(Counter::LbTun);
-        transmit(ctx, &nh, Some(ETH_P_IP))
+        transmit(ctx, &w.nh, Some(ETH_P_IP))
     } else {
-        let flow = 0x6000_0000u32 | (hash & 0x000f_ffff);
-        let ip = Ipv6Hdr {
-            vtc_flow: flow.to_be_bytes(),
-            payload_len: (inner_len as u16).to_be_bytes(),
-            next_hdr: IPPROTO_IPV6,
-            hop_limit: 64,
-            src,
-            dst: rs,
-        };
         let Some(p) = ptr_at_mut::<Ipv6Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
-        // SAFETY: bounds-checked.
-        unsafe { *p = ip };
+        // SAFETY: bounds-checked; the addresses come from 4-aligned fields of the scratch.
+        unsafe {
+            (*p).vtc_flow = (0x6000_0000u32 | (hash & 0x000f_ffff)).to_be_bytes();
+            (*p).payload_len = (inner_len as u16).to_be_bytes();
+            (*p).next_hdr = IPPROTO_IPV6;
+            (*p).hop_limit = 64;
+            mem::store16_packet(&mut (*p).src, &w.tmpl.src);
+            mem::store16_packet(&mut (*p).dst, &w.backend.addr);
+        }
         stats::inc(Counter::LbTun);
-        transmit(ctx, &nh, Some(ETH_P_IPV6))
+        transmit(ctx, &w.nh, Some(ETH_P_IPV6))
     }
+}
+
+/// An IPv4 header without options (DF clear, TTL 64) with its checksum, built as a plain
+/// value: the checksum is summed over its bytes (`bytemuck::bytes_of`, `Ipv4Hdr` being Pod).
+#[inline(always)]
+pub fn ipv4_header(tos: u8, tot_len: u16, protocol: u8, src: [u8; 4], dst: [u8; 4]) -> Ipv4Hdr {
+    let mut ip = Ipv4Hdr {
+        version_ihl: 0x45,
+        tos,
+        tot_len: tot_len.to_be_bytes(),
+        id: [0; 2],
+        frag_off: [0; 2],
+        ttl: 64,
+        protocol,
+        check: [0; 2],
+        src,
+        dst,
+    };
+    let bytes: &[u8; 20] = bytemuck::cast_ref(&ip);
+    ip.check = csum::of_bytes(bytes);
+    ip
 }

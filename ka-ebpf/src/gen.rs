@@ -2,35 +2,13 @@
 //! benchmark's traffic generator, run by `BPF_PROG_TEST_RUN` in live-frames mode, the sink
 //! that counts and drops what reaches the far side, and the forwarding floor.
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::bpf_redirect,
-    macros::map,
-    maps::{Array, PerCpuArray},
-    programs::XdpContext,
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
+use ka_common::bench::{GEN_HDR_LEN, GEN_SPORT_OFF, GEN_UDP_CHECK_OFF, SINK_BYTES, SINK_PACKETS};
+
+use crate::{
+    csum::Delta,
+    maps::{KA_FWD, KA_GEN, KA_GEN_SEQ, KA_SINK},
 };
-use ka_common::bench::{
-    GenConfig, GEN_HDR_LEN, GEN_SPORT_OFF, GEN_UDP_CHECK_OFF, SINK_BYTES, SINK_COUNTERS,
-    SINK_PACKETS,
-};
-
-use crate::csum::Incr;
-
-/// `ka_common::bench::GEN_MAP`.
-#[map(name = "KA_GEN")]
-static KA_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
-
-/// `ka_common::bench::GEN_SEQ_MAP`.
-#[map(name = "KA_GEN_SEQ")]
-static KA_GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
-/// `ka_common::bench::SINK_MAP`.
-#[map(name = "KA_SINK")]
-static KA_SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(SINK_COUNTERS, 0);
-
-/// `ka_common::bench::FWD_MAP`.
-#[map(name = "KA_FWD")]
-static KA_FWD: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Writes the template header into the frame, picks the next flow's source port, and returns
 /// `XDP_TX` (`XDP_ABORTED` when there is no template or the frame is shorter than the header).
@@ -67,9 +45,9 @@ pub fn generate(ctx: &XdpContext) -> u32 {
         };
         let old = [cfg.hdr[GEN_SPORT_OFF], cfg.hdr[GEN_SPORT_OFF + 1]];
         let new = (u16::from_be_bytes(old).wrapping_add((n % cfg.flows) as u16)).to_be_bytes();
-        let mut c = Incr::new([cfg.hdr[GEN_UDP_CHECK_OFF], cfg.hdr[GEN_UDP_CHECK_OFF + 1]]);
+        let mut c = Delta::default();
         c.replace(&old, &new);
-        let mut check = c.finish();
+        let mut check = c.apply([cfg.hdr[GEN_UDP_CHECK_OFF], cfg.hdr[GEN_UDP_CHECK_OFF + 1]]);
         if check == [0, 0] {
             // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
             check = [0xff, 0xff];

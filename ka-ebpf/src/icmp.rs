@@ -16,11 +16,16 @@
 //!   (address, port) are translated back to it and the error goes to the client, as a NAT
 //!   reply does.
 //!
-//! Checksums are updated incrementally (RFC 1624): the outer IPv4 header, the embedded IPv4
-//! header, the embedded TCP/UDP checksum when it is quoted, and the ICMP checksum (which for
-//! ICMPv6 covers the outer addresses through the pseudo-header). Everything else passes to the
-//! kernel, counted per reason; an error is only matched when it is addressed to the embedded
-//! packet's source.
+//! Katran's way: the error's flow key is rewritten to the embedded flow ([`error_flow`]) and
+//! the error continues down the load balancer's one forwarding path (`crate::lb`), which calls
+//! back here only for what is ICMP's own: the NAT of an error ([`translate`]) and the errors
+//! the director sends itself ([`too_big`]).
+//!
+//! Checksums are updated incrementally (RFC 1624, [`crate::csum::Delta`]): the outer IPv4
+//! header, the embedded IPv4 header, the embedded TCP/UDP checksum when it is quoted, and the
+//! ICMP checksum (which for ICMPv6 covers the outer addresses through the pseudo-header).
+//! Everything else passes to the kernel, counted per reason; an error is only matched when it
+//! is addressed to the embedded packet's source.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -28,7 +33,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ka_common::{
-    lb::{FAMILY_V4, FAMILY_V6, G_ANY_PORT, G_NAT, METHOD_DR, METHOD_NAT, METHOD_TUN},
+    lb::{FAMILY_V4, FAMILY_V6},
     stats::Counter,
     wire::{
         EthHdr, IcmpHdr, Ipv4Hdr, Ipv6Hdr, ETH_P_IP, ETH_P_IPV6, ICMPV6_DEST_UNREACH,
@@ -40,13 +45,13 @@ use ka_common::{
 };
 
 use crate::{
-    csum::{add_bytes, fold},
-    forward::{self, ip_len, NoNextHop},
-    lookup::{choose, hash_of, nat_reverse, service, sync_key4},
-    maps::{self, Work},
+    csum::{add_bytes, fold, Delta},
+    forward::{self, ip_len},
+    lookup::sync_key4,
     mem,
     parse::L3,
     ptr::{ptr_at, ptr_at_mut, read_at},
+    scratch::Work,
     stats,
 };
 
@@ -58,29 +63,6 @@ const QUOTE_V4: usize = ICMP_ERROR_MAX_LEN - 20 - ICMP_HDR_LEN;
 const QUOTE_V6: usize = ICMPV6_ERROR_MAX_LEN - 40 - ICMP_HDR_LEN;
 /// Bytes of the embedded transport header an error must quote (RFC 792: 64 bits of data).
 const INNER_L4_MIN: usize = 8;
-
-/// Handles an ICMP/ICMPv6 message (stashed by the entry point) while services are configured.
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the caller's.
-#[inline(never)]
-pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
-    let Some(w) = maps::work() else {
-        return xdp_action::XDP_PASS;
-    };
-    if let Err(c) = embedded_flow(ctx, w) {
-        stats::inc(c);
-        return xdp_action::XDP_PASS;
-    }
-    if let Some(svc) = service(w, global_flags & G_ANY_PORT != 0) {
-        // SAFETY: a valid map value. Copied once: the packet sees one version of the service.
-        mem::copy(&mut w.svc, unsafe { &*svc });
-        return to_real_server(ctx, w);
-    }
-    if global_flags & G_NAT != 0 {
-        return to_client(ctx, w);
-    }
-    stats::inc(Counter::PassIcmpNotVip);
-    xdp_action::XDP_PASS
-}
 
 /// Whether ICMP (`v4`) or ICMPv6 type `ty` is an error message that quotes a packet.
 #[inline(always)]
@@ -95,14 +77,15 @@ fn is_error(v4: bool, ty: u8) -> bool {
     }
 }
 
-/// Fills `w.key` with the flow of the error's embedded packet, its tuple reversed (the
-/// direction the flow's packets reach the director: client -> VIP for errors to a real
-/// server, real server -> client for NAT errors to the client). `Err`: the counter of why the
-/// error is not about a flow.
+/// Rewrites the flow key of the ICMP message stashed in `w` to the flow of the error's
+/// embedded packet, its tuple reversed (the direction the flow's packets reach the director:
+/// client -> VIP for errors to a real server, real server -> client for NAT errors to the
+/// client): from here on the error is a packet of that flow. `Err`: the counter of why the
+/// message is not an error about a flow.
 // Verifier: a BPF-to-BPF call of its own, so its locals (two copied IP headers) are not in the
-// frame of `handle`, whose chain down to `forward::rewrite` must stay under 512 bytes.
+// frame of `lb::handle`, whose chain down to `forward::rewrite` must stay under 512 bytes.
 #[inline(never)]
-fn embedded_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
+pub fn error_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
     let (l3, l3_off, icmp_off) = (w.pkt.l3, w.pkt.l3_off, w.pkt.l4_off);
     let icmp: IcmpHdr = read_at(ctx, icmp_off).ok_or(Counter::PassIcmpInnerTruncated)?;
     if !is_error(l3 == L3::Ipv4, icmp.icmp_type) {
@@ -156,7 +139,7 @@ fn embedded_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
                 mem::load16(&mut w.tmpl.dst, &(*outer).dst);
                 (*ip).next_hdr
             };
-            if !crate::vrrp::eq16(&w.tmpl.dst, &k.dst) {
+            if !ka_common::vrrp_fast::eq16(&w.tmpl.dst, &k.dst) {
                 return Err(Counter::PassIcmpNotVip);
             }
             k.family = FAMILY_V6;
@@ -179,112 +162,18 @@ fn embedded_flow(ctx: &XdpContext, w: &mut Work) -> Result<(), Counter> {
     Ok(())
 }
 
-/// Counts why there is no next hop and passes the packet.
-#[inline(always)]
-fn no_next_hop(e: NoNextHop) -> u32 {
-    stats::inc(match e {
-        NoNextHop::Unknown => Counter::PassNoNexthop,
-        NoNextHop::TooBig(_) => Counter::PassTooBig,
-    });
-    xdp_action::XDP_PASS
-}
-
-/// An error about a packet the VIP sent (service in `w.svc`, flow in `w.key`): forwarded to
-/// the flow's real server by its method.
-// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
-#[inline(never)]
-fn to_real_server(ctx: &XdpContext, w: &mut Work) -> u32 {
-    if let Some(verdict) = crate::lb::gate(w) {
-        return verdict;
-    }
-    // The flow's backend, found the way its packets find it (a miss schedules and records the
-    // flow as its next packet would; not for the least-connection schedulers, whose choice
-    // is not the flow's: as IPVS, an error for no known connection is not forwarded).
-    let Some((id, _)) = choose(w, false) else {
-        stats::inc(Counter::PassNoBackend);
-        return xdp_action::XDP_PASS;
-    };
-    let Some(len) = ip_len(&w.pkt) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    let method = w.backend.method;
-    let overhead = match (method, w.key.family) {
-        (METHOD_TUN, FAMILY_V4) => 20,
-        (METHOD_TUN, _) => 40,
-        _ => 0,
-    };
-    // Too big for the path once encapsulated: passed, never answered (no error about an error).
-    if let Err(e) = forward::backend_next_hop(ctx, w, id, (len + overhead) as u16) {
-        return no_next_hop(e);
-    }
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let action = match method {
-        METHOD_DR => {
-            stats::inc(Counter::LbDr);
-            forward::transmit(ctx, &w.nh, None)
-        }
-        METHOD_TUN => forward::encap(ctx, w, len, hash_of(w)),
-        METHOD_NAT => {
-            if translate(ctx, w, false, &w.backend.addr, w.backend.port).is_none() {
-                return xdp_action::XDP_ABORTED;
-            }
-            stats::inc(Counter::LbNat);
-            forward::transmit(ctx, &w.nh, None)
-        }
-        _ => {
-            stats::inc(Counter::PassNoBackend);
-            return xdp_action::XDP_PASS;
-        }
-    };
-    if action == xdp_action::XDP_TX || action == xdp_action::XDP_REDIRECT {
-        stats::add_service(w.svc.id, bytes);
-        stats::add_backend(id, bytes);
-        stats::inc(Counter::LbIcmpForward);
-    }
-    action
-}
-
-/// An error about a packet the director sent to a NAT real server (flow in `w.key`, as the
-/// real server's replies): translated back to the VIP and sent to the client.
-// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
-#[inline(never)]
-fn to_client(ctx: &XdpContext, w: &mut Work) -> u32 {
-    let Some(nat) = nat_reverse(&w.key) else {
-        stats::inc(Counter::PassIcmpNotVip);
-        return xdp_action::XDP_PASS;
-    };
-    if w.pkt.vlan_tags != 0 {
-        stats::inc(Counter::PassLbUnsupported);
-        return xdp_action::XDP_PASS;
-    }
-    let Some(len) = ip_len(&w.pkt) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    let (family, client) = (w.key.family, w.key.dst);
-    if let Err(e) = forward::next_hop(ctx, w, family, &client, len as u16) {
-        return no_next_hop(e);
-    }
-    if translate(ctx, w, true, &nat.vip, nat.vport).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
-    stats::add_service(nat.service, (ctx.data_end() - ctx.data()) as u64);
-    stats::inc(Counter::LbNatReply);
-    stats::inc(Counter::LbIcmpReply);
-    forward::transmit(ctx, &w.nh, None)
-}
-
-/// NAT of an ICMP error (`embedded_flow` succeeded on it). Towards the real server
+/// NAT of an ICMP error ([`error_flow`] succeeded on it). Towards the real server
 /// (`to_client` false): the outer destination and the embedded source address and port become
 /// `addr`:`port`. Towards the client: the outer source and the embedded destination address
 /// and port. Every checksum involved is updated incrementally: the outer and embedded IPv4
 /// headers', the embedded TCP/UDP checksum when it is quoted (pseudo-header and port), and the
 /// ICMP checksum over every changed word (plus, for ICMPv6, the outer address in its
 /// pseudo-header).
-// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own). Fields are rewritten in place a
-// word at a time (`swap_field`), never copied out, to keep the frame small: it sits under
-// `handle` and `to_real_server` in the 512-byte combined stack.
+// Verifier/LLVM: a BPF-to-BPF call (stack frame of its own). Fields are rewritten in place
+// (`Delta::swap`), never copied out, to keep the frame small: it sits under `lb::handle` in
+// the 512-byte combined stack.
 #[inline(never)]
-fn translate(
+pub fn translate(
     ctx: &XdpContext,
     w: &Work,
     to_client: bool,
@@ -300,22 +189,17 @@ fn translate(
     let (mut ic, pseudo, l4) = if v4 {
         let outer = ptr_at_mut::<Ipv4Hdr>(ctx, l3_off)?;
         let ip = ptr_at_mut::<Ipv4Hdr>(ctx, inner)?;
-        let new = &[addr[0], addr[1], addr[2], addr[3]];
+        let new = &ka_common::lb::v4_of_16(addr);
         // SAFETY: bounds-checked by ptr_at_mut; the wire structs have alignment 1.
         unsafe {
-            let d = if to_client {
-                swap_field(&mut (*outer).src, new)
-            } else {
-                swap_field(&mut (*outer).dst, new)
-            };
-            (*outer).check = updated((*outer).check, d);
-            let pseudo = if to_client {
-                swap_field(&mut (*ip).dst, new)
-            } else {
-                swap_field(&mut (*ip).src, new)
-            };
-            let check = updated((*ip).check, pseudo);
-            let ic = pseudo + swap_field(&mut (*ip).check, &check);
+            let mut d = Delta::default();
+            d.swap(if to_client { &mut (*outer).src } else { &mut (*outer).dst }, new);
+            (*outer).check = d.apply((*outer).check);
+            let mut pseudo = Delta::default();
+            pseudo.swap(if to_client { &mut (*ip).dst } else { &mut (*ip).src }, new);
+            let check = pseudo.apply((*ip).check);
+            let mut ic = pseudo;
+            ic.swap(&mut (*ip).check, &check);
             (ic, pseudo, inner + (*ip).header_len())
         }
     } else {
@@ -324,23 +208,18 @@ fn translate(
         // SAFETY: as above.
         unsafe {
             // The outer addresses are in ICMPv6's pseudo-header.
-            let d = if to_client {
-                swap_field(&mut (*outer).src, addr)
-            } else {
-                swap_field(&mut (*outer).dst, addr)
-            };
-            let pseudo = if to_client {
-                swap_field(&mut (*ip).dst, addr)
-            } else {
-                swap_field(&mut (*ip).src, addr)
-            };
-            (d + pseudo, pseudo, inner + core::mem::size_of::<Ipv6Hdr>())
+            let mut d = Delta::default();
+            d.swap(if to_client { &mut (*outer).src } else { &mut (*outer).dst }, addr);
+            let mut pseudo = Delta::default();
+            pseudo.swap(if to_client { &mut (*ip).dst } else { &mut (*ip).src }, addr);
+            (d.plus(pseudo), pseudo, inner + core::mem::size_of::<Ipv6Hdr>())
         }
     };
     let p = ptr_at_mut::<[u8; 2]>(ctx, if to_client { l4 + 2 } else { l4 })?;
+    let mut dport = Delta::default();
     // SAFETY: bounds-checked by ptr_at_mut.
-    let dport = unsafe { swap_field(p, &port) };
-    ic += dport;
+    unsafe { dport.swap(p, &port) };
+    ic = ic.plus(dport);
     let (check_at, udp) = if proto == IPPROTO_TCP {
         (l4 + 16, false)
     } else {
@@ -353,48 +232,18 @@ fn translate(
         // SAFETY: bounds-checked by ptr_at_mut.
         unsafe {
             if !(udp && v4 && *c == [0, 0]) {
-                let mut check = updated(*c, pseudo + dport);
+                let mut check = pseudo.plus(dport).apply(*c);
                 if udp && check == [0, 0] {
                     check = [0xff, 0xff];
                 }
-                ic += swap_field(c, &check);
+                ic.swap(c, &check);
             }
         }
     }
     let icmp = ptr_at_mut::<IcmpHdr>(ctx, icmp_off)?;
     // SAFETY: bounds-checked by ptr_at_mut.
-    unsafe { (*icmp).check = updated((*icmp).check, ic) };
+    unsafe { (*icmp).check = ic.apply((*icmp).check) };
     Some(())
-}
-
-/// Replaces the field at `p` by `new` and returns the checksum change, RFC 1624's
-/// `~m + m'` summed over its 16-bit words.
-///
-/// # Safety
-/// `p` must be valid for reads and writes of `N` bytes (alignment 1).
-#[inline(always)]
-unsafe fn swap_field<const N: usize>(p: *mut [u8; N], new: &[u8; N]) -> u32 {
-    let b = p as *mut u8;
-    let mut d = 0u32;
-    let mut i = 0;
-    while i + 1 < N {
-        // SAFETY: the caller's contract; i + 1 < N.
-        unsafe {
-            let old = u16::from_be_bytes([*b.add(i), *b.add(i + 1)]);
-            d += u32::from(!old) + u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
-            *b.add(i) = new[i];
-            *b.add(i + 1) = new[i + 1];
-        }
-        i += 2;
-    }
-    d
-}
-
-/// Checksum field `check` after changes summing to `d` (RFC 1624 eqn. 3:
-/// `HC' = ~(~HC + ~m + m')`).
-#[inline(always)]
-fn updated(check: [u8; 2], d: u32) -> [u8; 2] {
-    (!fold(u32::from(!u16::from_be_bytes(check)) + d)).to_be_bytes()
 }
 
 /// One's complement sum of the `LEN` packet bytes at `off` (`LEN` even).
@@ -473,43 +322,30 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
         stats::inc(Counter::DropAdjust);
         return xdp_action::XDP_DROP;
     }
-    // The original Ethernet header now sits `hdr` bytes in.
-    let Some(orig) = read_at::<EthHdr>(ctx, hdr) else {
+    // The original Ethernet header now sits `hdr` bytes in: its MACs, swapped, and the
+    // EtherType go to the new one, a half-word at a time in place (Verifier: this function is
+    // at the bottom of the deepest call chain; copies of headers on its stack cost the 512-byte
+    // budget the hot paths need).
+    let (Some(orig), Some(eth)) = (ptr_at::<EthHdr>(ctx, hdr), ptr_at_mut::<EthHdr>(ctx, 0)) else {
         return xdp_action::XDP_ABORTED;
     };
-    let Some(eth) = ptr_at_mut::<EthHdr>(ctx, 0) else {
-        return xdp_action::XDP_ABORTED;
-    };
+    // SAFETY: both bounds-checked; the new header ends where the old one starts (hdr >= 14).
+    unsafe {
+        let (o, e) = (orig as *const u16, eth as *mut u16);
+        for i in 0..3 {
+            core::ptr::write_volatile(e.add(i), core::ptr::read_volatile(o.add(3 + i)));
+            core::ptr::write_volatile(e.add(3 + i), core::ptr::read_volatile(o.add(i)));
+        }
+        (*eth).ether_type = if v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be_bytes();
+    }
     let icmp_off = 14 + ip_hdr;
     let icmp_len = ICMP_HDR_LEN + quote;
-    let (client, vip) = (w.key.src, w.key.dst);
-    // SAFETY: bounds-checked by ptr_at_mut.
-    unsafe {
-        *eth = EthHdr {
-            dst: orig.src,
-            src: orig.dst,
-            ether_type: if v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be_bytes(),
-        };
-    }
+    let (client, vip) = (&w.key.src, &w.key.dst);
     let Some(icmp) = ptr_at_mut::<IcmpHdr>(ctx, icmp_off) else {
         return xdp_action::XDP_ABORTED;
     };
     let mut sum = if v4 {
-        let mut ip = Ipv4Hdr {
-            version_ihl: 0x45,
-            tos: 0,
-            tot_len: ((ip_hdr + icmp_len) as u16).to_be_bytes(),
-            id: [0; 2],
-            frag_off: [0; 2],
-            ttl: 64,
-            protocol: IPPROTO_ICMP,
-            check: [0; 2],
-            src: [vip[0], vip[1], vip[2], vip[3]],
-            dst: [client[0], client[1], client[2], client[3]],
-        };
-        // SAFETY: Ipv4Hdr is 20 plain bytes.
-        let bytes: [u8; 20] = unsafe { core::mem::transmute(ip) };
-        ip.check = (!fold(add_bytes(0, &bytes))).to_be_bytes();
+        let ip = forward::ipv4_header(0, (ip_hdr + icmp_len) as u16, IPPROTO_ICMP, ka_common::lb::v4_of_16(vip), ka_common::lb::v4_of_16(client));
         let Some(p) = ptr_at_mut::<Ipv4Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
@@ -526,20 +362,18 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
         }
         0
     } else {
-        let ip = Ipv6Hdr {
-            vtc_flow: [0x60, 0, 0, 0],
-            payload_len: (icmp_len as u16).to_be_bytes(),
-            next_hdr: IPPROTO_ICMPV6,
-            hop_limit: 64,
-            src: vip,
-            dst: client,
-        };
         let Some(p) = ptr_at_mut::<Ipv6Hdr>(ctx, 14) else {
             return xdp_action::XDP_ABORTED;
         };
-        // SAFETY: bounds-checked by ptr_at_mut.
+        // SAFETY: bounds-checked by ptr_at_mut; the addresses are copied a word at a time from
+        // the 4-aligned flow key (mem::load16 the other way round: unaligned packet stores).
         unsafe {
-            *p = ip;
+            (*p).vtc_flow = [0x60, 0, 0, 0];
+            (*p).payload_len = (icmp_len as u16).to_be_bytes();
+            (*p).next_hdr = IPPROTO_ICMPV6;
+            (*p).hop_limit = 64;
+            mem::store16_packet(&mut (*p).src, vip);
+            mem::store16_packet(&mut (*p).dst, client);
             *icmp = IcmpHdr {
                 icmp_type: ICMPV6_PACKET_TOO_BIG,
                 code: 0,
@@ -548,8 +382,8 @@ pub fn too_big(ctx: &XdpContext, w: &mut Work, mtu: u16, overhead: u16) -> u32 {
             };
         }
         // Pseudo-header (RFC 8200 §8.1): addresses, upper-layer length, next header.
-        let mut s = add_bytes(0, &vip);
-        s = add_bytes(s, &client);
+        let mut s = add_bytes(0, vip);
+        s = add_bytes(s, client);
         s = add_bytes(s, &(icmp_len as u32).to_be_bytes());
         s + u32::from(IPPROTO_ICMPV6)
     };

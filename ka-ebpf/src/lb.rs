@@ -1,43 +1,54 @@
-//! The load-balancer path of `ka_xdp` for TCP/UDP: service lookup, mastership gating, backend
-//! choice, counters, and forwarding by the backend's method; NAT replies translated back.
+//! The load balancer's one forwarding path, for TCP/UDP packets and for ICMP errors about their
+//! flows alike (Katran's `process_packet`): the flow key (an ICMP error's is its embedded
+//! flow's, reversed, from [`icmp::error_flow`]), the service, mastership gating, the backend,
+//! the next hop, forwarding by the backend's method, counters; NAT replies (and NAT errors from
+//! a real server) translated back to the VIP. What differs for an ICMP error is flagged where
+//! it differs: no least-connection scheduling and no sync event (its flow is not new to
+//! anyone), a too-big error is passed rather than answered, its NAT translates the embedded
+//! packet too ([`icmp::translate`]), and it is counted `lb_icmp_forward` / `lb_icmp_reply`.
 
-use aya_ebpf::{
-    bindings::{bpf_check_mtu_ret::BPF_MTU_CHK_RET_FRAG_NEEDED, xdp_action},
-    helpers::bpf_check_mtu,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ka_common::{
-    lb::{FAMILY_V4, G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     sched::NO_ID,
     stats::Counter,
 };
 
 use crate::{
     forward::{self, NoNextHop},
-    lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, schedule_least, service, NEED_LEAST},
-    maps::{self, Work, KA_MASTER},
+    icmp,
+    lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, schedule_least, service, to_local_mac, NEED_LEAST},
+    maps::KA_MASTER,
+    scratch::{self, Work},
     stats,
 };
 
-/// Handles a TCP/UDP packet (stashed by the entry point) while services are configured.
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the caller's.
+/// Handles the packet stashed by the entry point while services are configured: a TCP/UDP
+/// packet, or (`icmp`) an ICMP/ICMPv6 message, forwarded when it is an error about a VIP flow.
+// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the caller's;
+// called with a constant `icmp` from two sites, each checked with its constant.
 #[inline(never)]
-pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
-    let Some(w) = maps::work() else {
+pub fn handle(ctx: &XdpContext, global_flags: u32, icmp: bool) -> u32 {
+    let Some(w) = scratch::work() else {
         return xdp_action::XDP_PASS;
     };
-    if !flow_key(ctx, w) {
+    if icmp {
+        if let Err(c) = icmp::error_flow(ctx, w) {
+            stats::inc(c);
+            return xdp_action::XDP_PASS;
+        }
+    } else if !flow_key(ctx, w) {
         return xdp_action::XDP_PASS;
     }
     let Some(svc) = service(w, global_flags & G_ANY_PORT != 0) else {
-        if global_flags & G_NAT == 0 {
-            stats::inc(Counter::PassNotVip);
-            return xdp_action::XDP_PASS;
+        if global_flags & G_NAT != 0 {
+            return nat_reply(ctx, w, icmp);
         }
-        return nat_reply(ctx, w);
+        stats::inc(if icmp { Counter::PassIcmpNotVip } else { Counter::PassNotVip });
+        return xdp_action::XDP_PASS;
     };
     // Only the director the frame is addressed to forwards it (a flooded frame reaches all).
-    if global_flags & G_DST_MAC != 0 && !maps::to_local_mac(ctx) {
+    if global_flags & G_DST_MAC != 0 && !to_local_mac(ctx) {
         stats::inc(Counter::PassNotOurMac);
         return xdp_action::XDP_PASS;
     }
@@ -46,7 +57,11 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     if let Some(verdict) = gate(w) {
         return verdict;
     }
-    let Some((mut id, new_flow)) = choose(w, true) else {
+    // The flow's backend. For an ICMP error, found the way the flow's packets find it (a miss
+    // schedules and records the flow as its next packet would), but not by a least-connection
+    // scheduler, whose choice is not the flow's: as IPVS, an error for no known connection is
+    // not forwarded.
+    let Some((mut id, new_flow)) = choose(w, !icmp) else {
         stats::inc(Counter::PassNoBackend);
         return xdp_action::XDP_PASS;
     };
@@ -57,38 +72,55 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
             return xdp_action::XDP_PASS;
         }
     }
-    if new_flow && global_flags & G_SYNC_MASTER != 0 {
+    if new_flow && !icmp && global_flags & G_SYNC_MASTER != 0 {
         crate::sync::new_conn(w, id);
     }
     // From the parser (a valid IP packet's length).
     let len = usize::from(w.pkt.ip_len);
     let method = w.backend.method;
-    let overhead = match (method, w.key.family) {
-        (METHOD_TUN, FAMILY_V4) => 20,
-        (METHOD_TUN, _) => 40,
-        _ => 0,
-    };
-    if let Err(e) = forward::backend_next_hop(ctx, w, id, mtu_check_len(ctx, len, overhead)) {
+    if let Err(e) = forward::backend_next_hop(ctx, w, id, len) {
         if let NoNextHop::TooBig(mtu) = e {
-            return crate::icmp::too_big(ctx, w, mtu, overhead as u16);
+            // An error about an error is never sent (it is passed, counted).
+            if !icmp {
+                let overhead = forward::tunnel_overhead(method, w.key.family);
+                return icmp::too_big(ctx, w, mtu, overhead as u16);
+            }
         }
         return no_next_hop(e);
     }
+    send(ctx, w, id, if new_flow { SEND_NEW_FLOW } else { 0 } | if icmp { SEND_ICMP } else { 0 })
+}
+
+/// [`send`]: the flow is new (a NAT flow's reverse entry is recorded).
+const SEND_NEW_FLOW: u32 = 1;
+/// [`send`]: the packet is an ICMP error about the flow.
+const SEND_ICMP: u32 = 2;
+
+/// Forwards the packet of the flow in `w` to backend `id` (in `w.backend`, next hop in `w.nh`)
+/// by the backend's method, and counts it. `how`: `SEND_*` bits.
+// Verifier/LLVM: a BPF-to-BPF call: its frame, and the NAT rewrite's under it, are not on top
+// of `handle`'s (the deepest chain is at the 512-byte limit).
+#[inline(never)]
+fn send(ctx: &XdpContext, w: &mut Work, id: u32, how: u32) -> u32 {
+    let icmp = how & SEND_ICMP != 0;
+    let len = usize::from(w.pkt.ip_len);
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    stats::add_service(w.svc.id, bytes);
-    stats::add_backend(id, bytes);
-    match method {
+    let action = match w.backend.method {
         METHOD_DR => {
             stats::inc(Counter::LbDr);
             forward::transmit(ctx, &w.nh, None)
         }
         METHOD_TUN => forward::encap(ctx, w, len, hash_of(w)),
         METHOD_NAT => {
-            if new_flow {
+            if !icmp && how & SEND_NEW_FLOW != 0 {
                 record_nat(w);
             }
-            let rs = w.backend.addr;
-            if forward::rewrite(ctx, &w.pkt, false, &rs, w.backend.port).is_none() {
+            let done = if icmp {
+                icmp::translate(ctx, w, false, &w.backend.addr, w.backend.port)
+            } else {
+                forward::rewrite(ctx, &w.pkt, false, &w.backend.addr, w.backend.port)
+            };
+            if done.is_none() {
                 return xdp_action::XDP_ABORTED;
             }
             stats::inc(Counter::LbNat);
@@ -96,16 +128,24 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         }
         _ => {
             stats::inc(Counter::PassNoBackend);
-            xdp_action::XDP_PASS
+            return xdp_action::XDP_PASS;
+        }
+    };
+    if action == xdp_action::XDP_TX || action == xdp_action::XDP_REDIRECT {
+        stats::add_service(w.svc.id, bytes);
+        stats::add_backend(id, bytes);
+        if icmp {
+            stats::inc(Counter::LbIcmpForward);
         }
     }
+    action
 }
 
 /// Whether this node may serve the packet of service `w.svc`: `Some(XDP_PASS)`, counted, when
 /// it is not MASTER for the VIP's VRRP instance or the frame is VLAN-tagged (its egress would
 /// be a VLAN device, which XDP cannot transmit on).
 #[inline(always)]
-pub fn gate(w: &Work) -> Option<u32> {
+fn gate(w: &Work) -> Option<u32> {
     if w.svc.master_slot != NO_MASTER_SLOT {
         match KA_MASTER.get(w.svc.master_slot) {
             Some(m) if *m != 0 => {}
@@ -122,26 +162,7 @@ pub fn gate(w: &Work) -> Option<u32> {
     None
 }
 
-/// The length to check against the path MTU: the packet's plus the encapsulation `overhead`,
-/// or 0 (no check) for a GSO aggregate. Generic (skb) mode, which `ka run` uses on a veth,
-/// hands XDP a whole GSO skb (linearized, up to 64 KiB) that the kernel segments on output; a
-/// packet longer than the ingress interface's MTU can only be such an aggregate (native mode
-/// never sees one), and answering it with "fragmentation needed" would stall the sender's TCP.
-/// `bpf_check_mtu` needs kernel 5.12+, as `mtu_result` of `bpf_fib_lookup` does.
-// Verifier/LLVM: a BPF-to-BPF call, so `mtu_len` is not on the stack of the deepest call chain
-// (the combined limit is 512 bytes).
-#[inline(never)]
-fn mtu_check_len(ctx: &XdpContext, len: usize, overhead: usize) -> u16 {
-    let mut mtu_len = len as u32;
-    // SAFETY: plain helper call; ifindex 0 is the ingress interface, mtu_len lives on the stack.
-    let rc = unsafe { bpf_check_mtu(ctx.ctx as *mut _, 0, &mut mtu_len, 0, 0) };
-    if rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
-        0
-    } else {
-        (len + overhead) as u16
-    }
-}
-
+/// Counts why there is no next hop and passes the packet.
 #[inline(always)]
 fn no_next_hop(e: NoNextHop) -> u32 {
     stats::inc(match e {
@@ -151,13 +172,14 @@ fn no_next_hop(e: NoNextHop) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// A packet to no service: a reply of a NAT flow (translated back to the VIP and sent to the
-/// client), or someone else's traffic.
+/// A packet to no service: a reply of a NAT flow, or (`icmp`) an error from the real-server
+/// side of one (flow in `w.key`, as the real server's replies), translated back to the VIP and
+/// sent to the client; else someone else's traffic.
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
-fn nat_reply(ctx: &XdpContext, w: &mut Work) -> u32 {
+fn nat_reply(ctx: &XdpContext, w: &mut Work, icmp: bool) -> u32 {
     let Some(nat) = nat_reverse(&w.key) else {
-        stats::inc(Counter::PassNotVip);
+        stats::inc(if icmp { Counter::PassIcmpNotVip } else { Counter::PassNotVip });
         return xdp_action::XDP_PASS;
     };
     if w.pkt.vlan_tags != 0 {
@@ -166,13 +188,23 @@ fn nat_reply(ctx: &XdpContext, w: &mut Work) -> u32 {
     }
     let len = usize::from(w.pkt.ip_len);
     let (family, client) = (w.key.family, w.key.dst);
-    if let Err(e) = forward::next_hop(ctx, w, family, &client, mtu_check_len(ctx, len, 0)) {
+    if let Err(e) = forward::next_hop(ctx, w, family, &client, forward::mtu_check_len(ctx, len, 0)) {
         return no_next_hop(e);
     }
-    if forward::rewrite(ctx, &w.pkt, true, &nat.vip, nat.vport).is_none() {
+    let done = if icmp {
+        icmp::translate(ctx, w, true, &nat.vip, nat.vport)
+    } else {
+        forward::rewrite(ctx, &w.pkt, true, &nat.vip, nat.vport)
+    };
+    if done.is_none() {
         return xdp_action::XDP_ABORTED;
     }
     stats::add_service(nat.service, (ctx.data_end() - ctx.data()) as u64);
-    stats::inc(Counter::LbNatReply);
+    if let Some(s) = stats::Stats::get() {
+        s.inc(Counter::LbNatReply);
+        if icmp {
+            s.inc(Counter::LbIcmpReply);
+        }
+    }
     forward::transmit(ctx, &w.nh, None)
 }

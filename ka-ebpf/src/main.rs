@@ -1,41 +1,56 @@
-//! Entry points of the ka XDP programs. The logic lives in the modules.
+//! Entry points of the ka XDP programs. The logic lives in the modules, a DAG in layers (each
+//! uses only the layers before it, as Katran's headers do):
+//!
+//! 1. helpers: [`ptr`] (bounds-checked packet access), [`mem`] (word copies), [`csum`] (the
+//!    one incremental checksum), [`atomic`];
+//! 2. [`maps`]: every map, named as in `ka_common`;
+//! 3. [`parse`]: the frame parser;
+//! 4. [`stats`]: the counters;
+//! 5. [`scratch`]: the per-CPU working memory of one packet;
+//! 6. [`lookup`]: flow key, VIP filter, service, connection table, schedulers;
+//! 7. [`forward`]: next hops, DR, NAT, tunnels;
+//! 8. the paths: [`icmp`] (the ICMP pieces of the one forwarding path), [`sync`],
+//!    [`lb`] (the one forwarding path, for TCP/UDP and ICMP errors), [`vrrp`], [`decap`], and
+//!    the benchmark tools [`gen`] and [`bench`].
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // Inline assembly for the atomic instructions LLVM does not emit for BPF CPU v1 (atomic.rs).
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+// 1. Helpers.
 #[cfg(target_arch = "bpf")]
 mod atomic;
 #[cfg(target_arch = "bpf")]
-mod bench;
-#[cfg(target_arch = "bpf")]
-mod conn;
-#[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
-mod decap;
+mod mem;
+#[cfg(target_arch = "bpf")]
+mod ptr;
+// 2-5.
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod parse;
+#[cfg(target_arch = "bpf")]
+mod scratch;
+#[cfg(target_arch = "bpf")]
+mod stats;
+// 6-7.
 #[cfg(target_arch = "bpf")]
 mod forward;
+#[cfg(target_arch = "bpf")]
+mod lookup;
+// 8. Paths.
+#[cfg(target_arch = "bpf")]
+mod bench;
+#[cfg(target_arch = "bpf")]
+mod decap;
 #[cfg(target_arch = "bpf")]
 mod gen;
 #[cfg(target_arch = "bpf")]
 mod icmp;
 #[cfg(target_arch = "bpf")]
 mod lb;
-#[cfg(target_arch = "bpf")]
-mod lookup;
-#[cfg(target_arch = "bpf")]
-mod maps;
-#[cfg(target_arch = "bpf")]
-mod mem;
-#[cfg(target_arch = "bpf")]
-mod parse;
-#[cfg(target_arch = "bpf")]
-mod ptr;
-#[cfg(target_arch = "bpf")]
-mod sched;
-#[cfg(target_arch = "bpf")]
-mod stats;
 #[cfg(target_arch = "bpf")]
 mod sync;
 #[cfg(target_arch = "bpf")]
@@ -44,13 +59,34 @@ mod vrrp;
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-    use ka_common::lb::{G_LB, G_VRRP_FASTPATH};
+    use ka_common::{
+        lb::{G_LB, G_NAT, G_VIP_FILTER, G_VRRP_FASTPATH},
+        maps::same_name,
+        stats::Counter,
+    };
 
     use crate::{
-        decap, icmp, lb, maps,
+        decap, lb, lookup, maps,
         parse::{self, L4},
-        stats, vrrp,
+        scratch, stats, vrrp,
     };
+
+    /// Checks at compile time that a program's function name is ka-common's name for it
+    /// (the loader finds programs by name).
+    macro_rules! named {
+        ($f:ident, $common:expr) => {
+            const _: () = assert!(same_name(stringify!($f), $common), concat!(stringify!($f), " is not ka-common's name"));
+        };
+    }
+    named!(ka_xdp, ka_common::maps::XDP_PROGRAM);
+    named!(ka_xdp_bench_new_flow, ka_common::lb::BENCH_NEW_FLOW_PROGRAM);
+    named!(ka_conn_sweep, ka_common::sched::SWEEP_PROGRAM);
+    named!(ka_xdp_tx, ka_common::lb::XDP_TX_PROGRAM);
+    named!(ka_xdp_gen, ka_common::bench::GEN_PROGRAM);
+    named!(ka_xdp_sink, ka_common::bench::SINK_PROGRAM);
+    named!(ka_xdp_fwd, ka_common::bench::FWD_PROGRAM);
+    named!(ka_sync_install, ka_common::sync::SYNC_INSTALL_PROGRAM);
+    named!(ka_decap, ka_common::lb::DECAP_PROGRAM);
 
     /// The director's program: parses every frame, validates VRRP adverts (fast path on),
     /// load-balances TCP/UDP to services and forwards ICMP errors about their flows (services
@@ -72,29 +108,48 @@ mod programs {
 
     #[inline(always)]
     fn director(ctx: &XdpContext) -> u32 {
-        let action = match parse::parse(ctx) {
-            Ok(pkt) => {
-                stats::count_parsed(&pkt);
-                let flags = maps::global_flags();
-                match pkt.l4 {
-                    L4::Tcp | L4::Udp if flags & G_LB != 0 && maps::stash(&pkt) => {
-                        lb::handle(ctx, flags)
-                    }
-                    L4::Icmp if flags & G_LB != 0 && maps::stash(&pkt) => {
-                        icmp::handle(&ctx, flags)
-                    }
-                    L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && maps::stash(&pkt) => {
-                        vrrp::handle(ctx, flags)
-                    }
-                    L4::Other if flags & G_VRRP_FASTPATH != 0 && vrrp::is_ah_v4(&pkt) => {
-                        vrrp::pass_ah(ctx, &pkt)
-                    }
-                    _ => xdp_action::XDP_PASS,
-                }
-            }
+        // One lookup of this CPU's counters for the parse counters and, when no path runs,
+        // the verdict; a path's verdict is counted after another (Verifier: the pointer held
+        // across the path's call would be one more spilled slot in this frame, and the deepest
+        // call chain is at the 512-byte limit).
+        let pkt = match parse::parse(ctx) {
+            Ok(pkt) => pkt,
             Err(err) => {
-                stats::inc(err.counter());
-                xdp_action::XDP_PASS
+                if let Some(s) = stats::Stats::get() {
+                    s.inc(err.counter());
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
+            }
+        };
+        let s = stats::Stats::get();
+        if let Some(s) = s {
+            s.parsed(&pkt);
+        }
+        let flags = maps::global_flags();
+        let action = match pkt.l4 {
+            // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with NAT
+            // services): passed before any service lookup.
+            L4::Tcp | L4::Udp
+                if flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip(&pkt) =>
+            {
+                if let Some(s) = s {
+                    s.inc(Counter::PassNotVip);
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
+            }
+            L4::Tcp | L4::Udp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, false),
+            // ICMP errors about VIP flows take the same path, their flow key rewritten to the
+            // embedded flow's.
+            L4::Icmp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, true),
+            L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && scratch::stash(&pkt) => vrrp::handle(ctx, flags),
+            L4::Other if flags & G_VRRP_FASTPATH != 0 && vrrp::is_ah_v4(&pkt) => vrrp::pass_ah(ctx, &pkt),
+            _ => {
+                if let Some(s) = s {
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
             }
         };
         stats::verdict(action)
@@ -104,7 +159,7 @@ mod programs {
     /// through BPF_PROG_TEST_RUN every second. Never attached.
     #[xdp]
     pub fn ka_conn_sweep(ctx: XdpContext) -> u32 {
-        crate::conn::sweep(&ctx)
+        crate::lookup::conn::sweep(&ctx)
     }
 
     /// The benchmarks' floor: swaps the Ethernet addresses and sends the frame back
@@ -159,7 +214,7 @@ mod programs {
     #[xdp]
     pub fn ka_decap(ctx: XdpContext) -> u32 {
         let action = match parse::parse(&ctx) {
-            Ok(pkt) if maps::stash(&pkt) => decap::handle(&ctx),
+            Ok(pkt) if scratch::stash(&pkt) => decap::handle(&ctx),
             Ok(_) => xdp_action::XDP_PASS,
             Err(err) => {
                 stats::inc(err.counter());

@@ -1,224 +1,202 @@
-//! Every map of the ka XDP programs except `KA_STATS` (in [`crate::stats`]) and
-//! `KA_SYNC_EVENTS` (in [`crate::sync`]). Names, sizes and
-//! value layouts come from `ka_common::lb` and `ka_common::vrrp_fast`.
+//! Every map of the ka XDP programs, and nothing else (Katran's `balancer_maps.h`): the layer
+//! above the helpers ([`crate::ptr`], [`crate::mem`], [`crate::csum`]) and below the parser.
+//! Names, sizes and key/value layouts come from `ka_common`; each map is named by its Rust
+//! identifier, checked at compile time against ka-common's name (`ka_map!`), so a rename on
+//! either side fails the build instead of loading a map userspace cannot find.
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use ka_common::{
+    bench::{GenConfig, GEN_MAP, GEN_SEQ_MAP, FWD_MAP, SINK_COUNTERS, SINK_MAP},
     lb::{
-        AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue,
-        NhCache, PktBytes, ServiceKey, ServiceKey4, ServiceValue, BPF_F_NO_COMMON_LRU, CONN_SETS, LOCAL_VIPS_SIZE, MAX_BACKENDS, MAX_MASTER_SLOTS,
-        MAX_SERVICES, MAX_SERVICE_KEYS, NAT_TABLE_SIZE, NEIGH_TABLE_SIZE, PERSIST_TABLE_SIZE, TABLE_BANKS,
-        TABLE_POOL_SLOTS,
+        AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue, NhCache, PktBytes,
+        ServiceKey, ServiceKey4, ServiceValue, BACKENDS_MAP, BACKEND_STATS_MAP, BPF_F_NO_COMMON_LRU, CONN4_MAP,
+        CONN6_MAP, CONN_SETS, GLOBALS_MAP, LOCAL_MACS_MAP, LOCAL_MACS_MAX, LOCAL_VIPS_MAP, LOCAL_VIPS_SIZE,
+        MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, MAX_SERVICE_KEYS, NAT_MAP, NAT_TABLE_SIZE,
+        NEIGH_MAP, NEIGH_TABLE_SIZE, NH_CACHE_MAP, PERSIST_MAP, PERSIST_TABLE_SIZE, RR_MAP, SERVICES4_MAP,
+        SERVICES6_MAP, SERVICE_STATS_MAP, TABLES_MAP, TABLE_BANKS, TABLE_POOL_SLOTS, VIP_FILTER_MAP,
+        VIP_FILTER_WORDS,
     },
+    maps::{same_name, META_ENTRIES, META_KEY_LEN, META_MAP, SCRATCH_MAP, STATS_MAP},
     sched::{
-        BackendConns, ConnTimeouts, DestList, LblcKey, LblcValue, BPF_F_MMAPABLE, LBLC_TABLE_SIZE,
+        BackendConns, ConnTimeouts, DestList, LblcKey, LblcValue, BACKEND_CONNS_MAP, BACKEND_TALLY_MAP, BPF_F_MMAPABLE,
+        CONN_TIMEOUTS_MAP, DESTS_MAP, LBLC_MAP, LBLC_TABLE_SIZE,
     },
-    vrrp_fast::{VrrpInstance, VrrpKey, VrrpRate, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES},
+    stats::{Counters, STATS_ENTRIES},
+    sync::{SYNC_EVENTS_BYTES, SYNC_EVENTS_MAP},
+    vrrp_fast::{
+        VrrpInstance, VrrpKey, VrrpRate, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES, VRRP_EVENTS_MAP, VRRP_INSTANCES_MAP,
+        VRRP_RATE_MAP, VRRP_SEEN_MAP,
+    },
 };
 
-/// `ka_common::lb::SERVICES4_MAP`.
-#[map(name = "KA_SERVICES4")]
-pub static KA_SERVICES4: HashMap<ServiceKey4, ServiceValue> =
-    HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
-
-/// `ka_common::lb::SERVICES6_MAP`.
-#[map(name = "KA_SERVICES6")]
-pub static KA_SERVICES6: HashMap<ServiceKey, ServiceValue> =
-    HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
-
-/// `ka_common::lb::BACKENDS_MAP`.
-#[map(name = "KA_BACKENDS")]
-pub static KA_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
-
-/// `ka_common::lb::TABLES_MAP`.
-#[map(name = "KA_TABLES")]
-pub static KA_TABLES: Array<u32> = Array::with_max_entries(TABLE_POOL_SLOTS, 0);
-
-/// `ka_common::lb::RR_MAP`.
-#[map(name = "KA_RR")]
-pub static KA_RR: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
-
-/// `ka_common::sched::DESTS_MAP`.
-#[map(name = "KA_DESTS")]
-pub static KA_DESTS: Array<DestList> = Array::with_max_entries(MAX_SERVICES * TABLE_BANKS, 0);
-
-/// `ka_common::sched::BACKEND_CONNS_MAP` (mmap-able: userspace zeroes and clears single
-/// fields without overwriting counts the kernel is adding to).
-#[map(name = "KA_BACKEND_CONNS")]
-pub static KA_BACKEND_CONNS: Array<BackendConns> = Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE);
-
-/// `ka_common::sched::BACKEND_TALLY_MAP` (mmap-able: userspace reads and zeroes it between
-/// sweeps).
-#[map(name = "KA_BACKEND_TALLY")]
-pub static KA_BACKEND_TALLY: Array<BackendConns> = Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE);
-
-/// `ka_common::sched::CONN_TIMEOUTS_MAP`.
-#[map(name = "KA_CONN_TIMEOUTS")]
-pub static KA_CONN_TIMEOUTS: Array<ConnTimeouts> = Array::with_max_entries(1, 0);
-
-/// `ka_common::sched::LBLC_MAP`.
-#[map(name = "KA_LBLC")]
-pub static KA_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::with_max_entries(LBLC_TABLE_SIZE, 0);
-
-/// `ka_common::lb::CONN4_MAP`.
-#[map(name = "KA_CONNS4")]
-pub static KA_CONNS4: Array<ConnSet4> = Array::with_max_entries(CONN_SETS, 0);
-
-/// `ka_common::lb::CONN6_MAP`.
-#[map(name = "KA_CONNS6")]
-pub static KA_CONNS6: Array<ConnSet6> = Array::with_max_entries(CONN_SETS, 0);
-
-/// `ka_common::lb::PERSIST_MAP` (shared by every CPU, one LRU list per CPU).
-#[map(name = "KA_PERSIST")]
-pub static KA_PERSIST: LruHashMap<FlowKey, ConnValue> =
-    LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
-
-/// `ka_common::lb::NAT_MAP` (shared by every CPU, one LRU list per CPU).
-#[map(name = "KA_NAT")]
-pub static KA_NAT: LruHashMap<FlowKey, NatValue> =
-    LruHashMap::with_max_entries(NAT_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
-
-/// `ka_common::lb::NEIGH_MAP`.
-#[map(name = "KA_NEIGH")]
-pub static KA_NEIGH: HashMap<AddrKey, NeighValue> = HashMap::with_max_entries(NEIGH_TABLE_SIZE, 0);
-
-/// `ka_common::lb::NH_CACHE_MAP`.
-#[map(name = "KA_NH_CACHE")]
-pub static KA_NH_CACHE: PerCpuArray<NhCache> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
-
-/// `ka_common::lb::MASTER_MAP`.
-#[map(name = "KA_MASTER")]
-pub static KA_MASTER: Array<u32> = Array::with_max_entries(MAX_MASTER_SLOTS, 0);
-
-/// `ka_common::lb::GLOBALS_MAP`.
-#[map(name = "KA_GLOBALS")]
-pub static KA_GLOBALS: Array<Globals> = Array::with_max_entries(1, 0);
-
-/// `ka_common::lb::LOCAL_MACS_MAP`.
-#[map(name = "KA_LOCAL_MACS")]
-pub static KA_LOCAL_MACS: HashMap<[u8; 8], u8> = HashMap::with_max_entries(ka_common::lb::LOCAL_MACS_MAX, 0);
-
-/// Whether the frame's destination MAC is one of [`KA_LOCAL_MACS`].
-#[inline(always)]
-pub fn to_local_mac(ctx: &aya_ebpf::programs::XdpContext) -> bool {
-    let Some(eth) = crate::ptr::ptr_at::<ka_common::wire::EthHdr>(ctx, 0) else { return false };
-    let mut key = [0u8; 8];
-    // SAFETY: bounds-checked by ptr_at.
-    key[..6].copy_from_slice(unsafe { &(*eth).dst });
-    // SAFETY: a lookup; the value is not read.
-    unsafe { KA_LOCAL_MACS.get(&key).is_some() }
+/// Declares a map named by its identifier, and checks at compile time that the identifier is
+/// ka-common's name for it.
+macro_rules! ka_map {
+    ($(#[$doc:meta])* $name:ident = $common:expr, $ty:ty, $init:expr) => {
+        $(#[$doc])*
+        #[map]
+        pub static $name: $ty = $init;
+        const _: () = assert!(same_name(stringify!($name), $common), concat!(stringify!($name), " is not ka-common's name"));
+    };
 }
 
-/// `ka_common::lb::SERVICE_STATS_MAP`.
-#[map(name = "KA_SVC_STATS")]
-pub static KA_SVC_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+ka_map!(
+    /// Every counter, one `Counters` array per CPU (`ka_common::stats`).
+    KA_STATS = STATS_MAP, PerCpuArray<Counters>, PerCpuArray::with_max_entries(STATS_ENTRIES, 0)
+);
+ka_map!(
+    /// IPv4 services by (VIP, port, protocol).
+    KA_SERVICES4 = SERVICES4_MAP, HashMap<ServiceKey4, ServiceValue>, HashMap::with_max_entries(MAX_SERVICE_KEYS, 0)
+);
+ka_map!(
+    /// IPv6 services by (VIP, port, protocol, family).
+    KA_SERVICES6 = SERVICES6_MAP, HashMap<ServiceKey, ServiceValue>, HashMap::with_max_entries(MAX_SERVICE_KEYS, 0)
+);
+ka_map!(
+    /// The VIP filter: a bit per hashed VIP address (`ka_common::lb::vip_filter_bit`).
+    KA_VIP_FILTER = VIP_FILTER_MAP, Array<u64>, Array::with_max_entries(VIP_FILTER_WORDS, 0)
+);
+ka_map!(
+    /// Backends by id.
+    KA_BACKENDS = BACKENDS_MAP, Array<Backend>, Array::with_max_entries(MAX_BACKENDS, 0)
+);
+ka_map!(
+    /// The scheduling-table pool.
+    KA_TABLES = TABLES_MAP, Array<u32>, Array::with_max_entries(TABLE_POOL_SLOTS, 0)
+);
+ka_map!(
+    /// Round-robin cursors, per CPU, by service id.
+    KA_RR = RR_MAP, PerCpuArray<u32>, PerCpuArray::with_max_entries(MAX_SERVICES, 0)
+);
+ka_map!(
+    /// Candidate lists of the least-connection schedulers, two banks per service.
+    KA_DESTS = DESTS_MAP, Array<DestList>, Array::with_max_entries(MAX_SERVICES * TABLE_BANKS, 0)
+);
+ka_map!(
+    /// Connection counts per backend (mmap-able: userspace zeroes and clears single fields
+    /// without overwriting counts the kernel is adding to).
+    KA_BACKEND_CONNS = BACKEND_CONNS_MAP, Array<BackendConns>, Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE)
+);
+ka_map!(
+    /// The sweeper's tally of uncounted entries (mmap-able: userspace reads and zeroes it
+    /// between sweeps).
+    KA_BACKEND_TALLY = BACKEND_TALLY_MAP, Array<BackendConns>, Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE)
+);
+ka_map!(
+    /// Connection lifetimes and the flood-mode rate.
+    KA_CONN_TIMEOUTS = CONN_TIMEOUTS_MAP, Array<ConnTimeouts>, Array::with_max_entries(1, 0)
+);
+ka_map!(
+    /// The `lblc`/`lblcr` destination cache.
+    KA_LBLC = LBLC_MAP, LruHashMap<LblcKey, LblcValue>, LruHashMap::with_max_entries(LBLC_TABLE_SIZE, 0)
+);
+ka_map!(
+    /// IPv4 connection table (set-associative).
+    KA_CONNS4 = CONN4_MAP, Array<ConnSet4>, Array::with_max_entries(CONN_SETS, 0)
+);
+ka_map!(
+    /// IPv6 connection table (set-associative).
+    KA_CONNS6 = CONN6_MAP, Array<ConnSet6>, Array::with_max_entries(CONN_SETS, 0)
+);
+ka_map!(
+    /// Persistence templates (shared by every CPU, one LRU list per CPU).
+    KA_PERSIST = PERSIST_MAP, LruHashMap<FlowKey, ConnValue>, LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, BPF_F_NO_COMMON_LRU)
+);
+ka_map!(
+    /// NAT reverse entries (shared by every CPU, one LRU list per CPU).
+    KA_NAT = NAT_MAP, LruHashMap<FlowKey, NatValue>, LruHashMap::with_max_entries(NAT_TABLE_SIZE, BPF_F_NO_COMMON_LRU)
+);
+ka_map!(
+    /// Next hops userspace resolved (the fallback of `bpf_fib_lookup`).
+    KA_NEIGH = NEIGH_MAP, HashMap<AddrKey, NeighValue>, HashMap::with_max_entries(NEIGH_TABLE_SIZE, 0)
+);
+ka_map!(
+    /// Each CPU's cached next hop per backend.
+    KA_NH_CACHE = NH_CACHE_MAP, PerCpuArray<NhCache>, PerCpuArray::with_max_entries(MAX_BACKENDS, 0)
+);
+ka_map!(
+    /// Mastership flags by slot.
+    KA_MASTER = MASTER_MAP, Array<u32>, Array::with_max_entries(MAX_MASTER_SLOTS, 0)
+);
+ka_map!(
+    /// Global settings.
+    KA_GLOBALS = GLOBALS_MAP, Array<Globals>, Array::with_max_entries(1, 0)
+);
+ka_map!(
+    /// The MACs frames to a service may be addressed to (key: the MAC, then two zero bytes).
+    KA_LOCAL_MACS = LOCAL_MACS_MAP, HashMap<[u8; 8], u8>, HashMap::with_max_entries(LOCAL_MACS_MAX, 0)
+);
+ka_map!(
+    /// Packets and bytes per service, per CPU.
+    KA_SVC_STATS = SERVICE_STATS_MAP, PerCpuArray<PktBytes>, PerCpuArray::with_max_entries(MAX_SERVICES, 0)
+);
+ka_map!(
+    /// Packets and bytes per backend, per CPU.
+    KA_BACKEND_STATS = BACKEND_STATS_MAP, PerCpuArray<PktBytes>, PerCpuArray::with_max_entries(MAX_BACKENDS, 0)
+);
+ka_map!(
+    /// The real server's local VIPs (`ka_decap`).
+    KA_LOCAL_VIPS = LOCAL_VIPS_MAP, HashMap<AddrKey, u32>, HashMap::with_max_entries(LOCAL_VIPS_SIZE, 0)
+);
+ka_map!(
+    /// VRRP fast-path instances.
+    KA_VRRP = VRRP_INSTANCES_MAP, HashMap<VrrpKey, VrrpInstance>, HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0)
+);
+ka_map!(
+    /// Last steady advert per VRRP instance, at the instance's `seen_slot`.
+    KA_VRRP_SEEN = VRRP_SEEN_MAP, Array<u64>, Array::with_max_entries(MAX_VRRP_INSTANCES, 0)
+);
+ka_map!(
+    /// VRRP changes for the engine.
+    KA_VRRP_EVENTS = VRRP_EVENTS_MAP, RingBuf, RingBuf::with_byte_size(VRRP_EVENTS_BYTES, 0)
+);
+ka_map!(
+    /// Budget of below-reference adverts per VRRP instance (written by the kernel only).
+    KA_VRRP_RATE = VRRP_RATE_MAP, LruHashMap<VrrpKey, VrrpRate>, LruHashMap::with_max_entries(MAX_VRRP_INSTANCES, 0)
+);
+ka_map!(
+    /// New flows for the connection-sync sender.
+    KA_SYNC_EVENTS = SYNC_EVENTS_MAP, RingBuf, RingBuf::with_byte_size(SYNC_EVENTS_BYTES, 0)
+);
+ka_map!(
+    /// Written and read by userspace only (layout fingerprints of the pinned maps, modes of the
+    /// pinned links); the programs never look at it.
+    KA_META = META_MAP, HashMap<[u8; META_KEY_LEN], u64>, HashMap::with_max_entries(META_ENTRIES, 0)
+);
+ka_map!(
+    /// The end-to-end benchmark generator's template.
+    KA_GEN = GEN_MAP, Array<GenConfig>, Array::with_max_entries(1, 0)
+);
+ka_map!(
+    /// The generator's per-CPU flow counter.
+    KA_GEN_SEQ = GEN_SEQ_MAP, PerCpuArray<u32>, PerCpuArray::with_max_entries(1, 0)
+);
+ka_map!(
+    /// The benchmark sink's counters.
+    KA_SINK = SINK_MAP, PerCpuArray<u64>, PerCpuArray::with_max_entries(SINK_COUNTERS, 0)
+);
+ka_map!(
+    /// The forwarding floor's egress interface.
+    KA_FWD = FWD_MAP, Array<u32>, Array::with_max_entries(1, 0)
+);
 
-/// `ka_common::lb::BACKEND_STATS_MAP`.
-#[map(name = "KA_BACKEND_STATS")]
-pub static KA_BACKEND_STATS: PerCpuArray<PktBytes> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+/// Bytes of one CPU's working memory ([`KA_SCRATCH`]); `crate::scratch::Work` must fit.
+pub const SCRATCH_BYTES: usize = 1024;
 
-/// `ka_common::lb::LOCAL_VIPS_MAP`.
-#[map(name = "KA_LOCAL_VIPS")]
-pub static KA_LOCAL_VIPS: HashMap<AddrKey, u32> = HashMap::with_max_entries(LOCAL_VIPS_SIZE, 0);
+/// One CPU's working memory, as plain words: its layout is `crate::scratch`'s, a layer above
+/// (so this module needs no type from the paths).
+pub type ScratchWords = [u64; SCRATCH_BYTES / 8];
 
-/// `ka_common::vrrp_fast::VRRP_INSTANCES_MAP`.
-#[map(name = "KA_VRRP")]
-pub static KA_VRRP: HashMap<VrrpKey, VrrpInstance> =
-    HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0);
-
-/// `ka_common::vrrp_fast::VRRP_SEEN_MAP`.
-#[map(name = "KA_VRRP_SEEN")]
-pub static KA_VRRP_SEEN: HashMap<VrrpKey, u64> = HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0);
-
-/// `ka_common::vrrp_fast::VRRP_EVENTS_MAP`.
-#[map(name = "KA_VRRP_EVENTS")]
-pub static KA_VRRP_EVENTS: RingBuf = RingBuf::with_byte_size(VRRP_EVENTS_BYTES, 0);
-
-/// `ka_common::vrrp_fast::VRRP_RATE_MAP`: written by the kernel only.
-#[map(name = "KA_VRRP_RATE")]
-pub static KA_VRRP_RATE: LruHashMap<VrrpKey, VrrpRate> =
-    LruHashMap::with_max_entries(MAX_VRRP_INSTANCES, 0);
-
-/// `ka_common::maps::META_MAP`: written and read by userspace only (layout fingerprints of the
-/// pinned maps, modes of the pinned links); the program never looks at it.
-#[map(name = "KA_META")]
-pub static KA_META: HashMap<[u8; ka_common::maps::META_KEY_LEN], u64> =
-    HashMap::with_max_entries(ka_common::maps::META_ENTRIES, 0);
+ka_map!(
+    /// Per-CPU working memory of one packet (`crate::scratch`).
+    KA_SCRATCH = SCRATCH_MAP, PerCpuArray<ScratchWords>, PerCpuArray::with_max_entries(1, 0)
+);
 
 /// The global flags (0 when the map was never written).
 #[inline(always)]
 pub fn global_flags() -> u32 {
     KA_GLOBALS.get(0).map_or(0, |g| g.flags)
-}
-
-/// Per-CPU working memory of one packet: the parse result handed from the entry point to a
-/// path, and the larger structures the paths build.
-///
-/// Verifier: (1) passing the `Parsed` by pointer would carry the parser's many distinct
-/// register states into the callee, which the verifier then re-walks for each (the program
-/// exceeded the 1M-instruction budget); read back from a map, the offsets are unknown scalars,
-/// the call-site states collapse into one, and `ptr_at` re-bounds every offset. (2) The
-/// combined stack of a BPF-to-BPF call chain is limited to 512 bytes; keys, service values and
-/// the FIB parameter block live here instead.
-pub struct Work {
-    /// Parse result.
-    pub pkt: crate::parse::Parsed,
-    /// The packet's 5-tuple.
-    pub key: ka_common::lb::FlowKey,
-    /// The same 5-tuple in the IPv4 key form (IPv4 packets only).
-    pub key4: ka_common::lb::FlowKey4,
-    /// Persistence template / NAT reverse key.
-    pub tmpl: ka_common::lb::FlowKey,
-    /// The service, copied once.
-    pub svc: ka_common::lb::ServiceValue,
-    /// The chosen backend.
-    pub backend: ka_common::lb::Backend,
-    /// `bpf_fib_lookup` parameters.
-    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
-    /// The next hop found by `forward::next_hop`.
-    pub nh: crate::forward::NextHop,
-    /// VRRP instance, copied once.
-    pub inst: ka_common::vrrp_fast::VrrpInstance,
-    /// VRRP advert source.
-    pub src: [u8; 16],
-    /// VRRP advert destination.
-    pub dst: [u8; 16],
-    /// `lblc`/`lblcr` cache key.
-    pub lblc_key: ka_common::sched::LblcKey,
-    /// `lblc`/`lblcr` cache value being written.
-    pub lblc: ka_common::sched::LblcValue,
-    /// The state of a scheduler's walk over its candidates.
-    pub walk: crate::sched::Walk,
-    /// A word values pass through to become unknown to the verifier (`conn::launder`).
-    pub launder: u32,
-    /// This CPU's flood-mode window (`conn::flood`); kept from packet to packet.
-    pub flood: ka_common::sched::FloodWindow,
-}
-
-/// `KA_SCRATCH`: one [`Work`] per CPU.
-#[map(name = "KA_SCRATCH")]
-pub static KA_SCRATCH: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
-
-/// Stores the parse result for the path about to run.
-#[inline(always)]
-pub fn stash(pkt: &crate::parse::Parsed) -> bool {
-    match KA_SCRATCH.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, no concurrent user on this CPU during the program run.
-        Some(p) => {
-            unsafe { (*p).pkt = *pkt };
-            true
-        }
-        None => false,
-    }
-}
-
-/// This CPU's [`Work`], holding the parse result stored by [`stash`].
-#[inline(always)]
-pub fn work() -> Option<&'static mut Work> {
-    // SAFETY: per-CPU slot used by one program run at a time; every field is plain data and
-    // `pkt` only ever holds values written by `stash`.
-    KA_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }

@@ -25,6 +25,20 @@ pub fn copy<T: Copy>(dst: &mut T, src: &T) {
     }
 }
 
+/// Writes `*dst` as the `N` words of `words` (`T` 4-aligned, `N` words long: checked at compile
+/// time), one store each.
+#[inline(always)]
+pub fn set_words<T, const N: usize>(dst: &mut T, words: [u32; N]) {
+    const { assert!(align_of::<T>() >= 4 && size_of::<T>() == 4 * N) };
+    let d = dst as *mut T as *mut u32;
+    let mut i = 0;
+    while i < N {
+        // SAFETY: from a reference to a 4-aligned T of N words; i < N.
+        unsafe { write_volatile(d.add(i), words[i]) };
+        i += 1;
+    }
+}
+
 /// Zeroes `*dst`, 32 bits at a time (`T` 4-aligned, size a multiple of 4).
 #[inline(always)]
 pub fn zero<T>(dst: &mut T) {
@@ -67,6 +81,42 @@ pub unsafe fn store_v4(dst: *mut [u8; 16], a: [u8; 4]) {
 pub unsafe fn load16(dst: *mut [u8; 16], src: *const [u8; 16]) {
     let (d, s) = (dst as *mut u32, src as *const u32);
     // SAFETY: the caller's contract.
+    unsafe {
+        write_volatile(d, read_volatile(s));
+        write_volatile(d.add(1), read_volatile(s.add(1)));
+        write_volatile(d.add(2), read_volatile(s.add(2)));
+        write_volatile(d.add(3), read_volatile(s.add(3)));
+    }
+}
+
+/// Whether the 16-byte addresses at `a` and `b` are equal, as four word compares (ka-common's
+/// `eq16` builds two `u64`s from bytes: on BPF a byte load and shift per byte, since an array
+/// of `u8` is only known to be 1-aligned).
+///
+/// # Safety
+/// `a` and `b` must be 4-aligned and readable for 16 bytes.
+#[inline(always)]
+pub unsafe fn eq16_words(a: *const [u8; 16], b: *const [u8; 16]) -> bool {
+    let (a, b) = (a as *const u32, b as *const u32);
+    // SAFETY: the caller's contract.
+    unsafe {
+        (read_volatile(a) ^ read_volatile(b))
+            | (read_volatile(a.add(1)) ^ read_volatile(b.add(1)))
+            | (read_volatile(a.add(2)) ^ read_volatile(b.add(2)))
+            | (read_volatile(a.add(3)) ^ read_volatile(b.add(3)))
+            == 0
+    }
+}
+
+/// Copies a 16-byte address from `src` (4-aligned) to packet memory `dst` (any alignment; see
+/// [`load16`]).
+///
+/// # Safety
+/// `dst` must be writable for 16 bytes (bounds-checked against `data_end`).
+#[inline(always)]
+pub unsafe fn store16_packet(dst: *mut [u8; 16], src: &[u8; 16]) {
+    let (d, s) = (dst as *mut u32, src as *const [u8; 16] as *const u32);
+    // SAFETY: the caller's contract; `src` is a reference to a field of a 4-aligned key.
     unsafe {
         write_volatile(d, read_volatile(s));
         write_volatile(d.add(1), read_volatile(s.add(1)));

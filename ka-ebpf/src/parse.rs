@@ -15,7 +15,7 @@ use ka_common::{
     },
 };
 
-use crate::ptr::read_at;
+use crate::ptr::{load16, load32, ptr_at, read_at};
 
 /// Network layer of a parsed frame.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,43 +83,54 @@ impl ParseError {
 /// What the parser found, as offsets into the frame plus the few fields every path needs.
 #[derive(Clone, Copy)]
 pub struct Parsed {
+    /// Offset of the IP header.
+    pub l3_off: usize,
+    /// Offset of the transport header (after IPv4 options / IPv6 extension headers).
+    pub l4_off: usize,
+    /// TCP/UDP source and destination ports as on the wire (network byte order, in memory
+    /// order: the first two bytes are the source port), else 0.
+    pub ports: u32,
+    /// Length of the IP packet, header included (IPv4 total length, or 40 + IPv6 payload
+    /// length), checked against the frame; 0 for non-IP frames.
+    pub ip_len: u16,
     /// Number of VLAN tags skipped.
     pub vlan_tags: u8,
     /// Network layer.
     pub l3: L3,
-    /// Offset of the IP header.
-    pub l3_off: usize,
     /// Transport layer.
     pub l4: L4,
-    /// Offset of the transport header (after IPv4 options / IPv6 extension headers).
-    pub l4_off: usize,
     /// IP protocol (the last next-header for IPv6).
     pub ip_proto: u8,
-    /// Source port in host order (TCP/UDP), else 0.
-    pub src_port: u16,
-    /// Destination port in host order (TCP/UDP), else 0.
-    pub dst_port: u16,
     /// TCP flags, else 0.
     pub tcp_flags: u8,
-    /// Length of the IP packet, header included (IPv4 total length, or 40 + IPv6 payload
-    /// length), checked against the frame; 0 for non-IP frames.
-    pub ip_len: u16,
+    /// The destination address folded to one word as the VIP filter hashes it (IPv4: the
+    /// address as loaded; IPv6: the XOR of its four words), read while the header is at hand;
+    /// 0 for non-IP frames.
+    pub dst_fold: u32,
 }
 
+/// Offset of the EtherType in an Ethernet header (and of the next one in a VLAN tag, 2).
+const ETHER_TYPE_OFF: usize = 12;
+
 /// Parses one frame.
+///
+/// Fields are read with one word or half-word load each ([`crate::ptr::load32`]) from a
+/// header whose whole length was bounds-checked once.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
     let frame_len = ctx.data_end() - ctx.data();
-    let eth: EthHdr = read_at(ctx, 0).ok_or(ParseError::TruncatedEth)?;
-    let mut ether_type = eth.ether_type();
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(ParseError::TruncatedEth)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let mut ether_type = u16::from_be(unsafe { load16((eth as *const u8).add(ETHER_TYPE_OFF)) });
     let mut off = core::mem::size_of::<EthHdr>();
     let mut vlan_tags = 0u8;
     for _ in 0..MAX_VLAN_TAGS {
         if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
             break;
         }
-        let vlan: VlanHdr = read_at(ctx, off).ok_or(ParseError::BadVlan)?;
-        ether_type = vlan.ether_type();
+        let vlan = ptr_at::<VlanHdr>(ctx, off).ok_or(ParseError::BadVlan)?;
+        // SAFETY: bounds-checked by ptr_at; the EtherType follows the 2-byte TCI.
+        ether_type = u16::from_be(unsafe { load16((vlan as *const u8).add(2)) });
         off += core::mem::size_of::<VlanHdr>();
         vlan_tags += 1;
     }
@@ -128,48 +139,61 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
     }
 
     let mut pkt = Parsed {
+        l3_off: off,
+        l4_off: off,
+        ports: 0,
+        ip_len: 0,
         vlan_tags,
         l3: L3::Other,
-        l3_off: off,
         l4: L4::Other,
-        l4_off: off,
         ip_proto: 0,
-        src_port: 0,
-        dst_port: 0,
         tcp_flags: 0,
-        ip_len: 0,
+        dst_fold: 0,
     };
     let l3_off = off;
     let fragment = match ether_type {
         ETH_P_IP => {
-            let ip: Ipv4Hdr = read_at(ctx, l3_off).ok_or(ParseError::TruncatedIpv4)?;
-            let hlen = ip.header_len();
-            if ip.version() != 4 || hlen < core::mem::size_of::<Ipv4Hdr>() {
+            let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(ParseError::TruncatedIpv4)?;
+            let p = ip as *const u8;
+            // SAFETY: bounds-checked by ptr_at (20 bytes). Word 0: version/IHL, TOS, total
+            // length; word 1: id, flags/fragment offset; byte 9: protocol; word 4: destination.
+            let (w0, w1, proto, dst) = unsafe { (load32(p), load32(p.add(4)), *p.add(9), load32(p.add(16))) };
+            let version_ihl = w0 as u8;
+            let hlen = usize::from(version_ihl & 0x0f) * 4;
+            if version_ihl >> 4 != 4 || hlen < core::mem::size_of::<Ipv4Hdr>() {
                 return Err(ParseError::BadIpv4);
             }
-            let tot = ip.total_len();
+            let tot = usize::from(u16::from_be((w0 >> 16) as u16));
             if tot < hlen || l3_off + tot > frame_len {
                 return Err(ParseError::BadIpv4);
             }
             pkt.l3 = L3::Ipv4;
             pkt.ip_len = tot as u16;
-            pkt.ip_proto = ip.protocol;
+            pkt.ip_proto = proto;
+            pkt.dst_fold = dst;
             pkt.l4_off = l3_off + hlen;
-            ip.fragment_offset() != 0
+            u16::from_be((w1 >> 16) as u16) & 0x1fff != 0
         }
         ETH_P_IPV6 => {
-            let ip: Ipv6Hdr = read_at(ctx, l3_off).ok_or(ParseError::TruncatedIpv6)?;
-            if ip.version() != 6 {
+            let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(ParseError::TruncatedIpv6)?;
+            let p = ip as *const u8;
+            // SAFETY: bounds-checked by ptr_at (40 bytes): version at byte 0, payload length
+            // at 4, next header at 6, destination at 24..40.
+            let (v, payload, next) = unsafe { (*p, usize::from(u16::from_be(load16(p.add(4)))), *p.add(6)) };
+            // SAFETY: as above.
+            let dst = unsafe { load32(p.add(24)) ^ load32(p.add(28)) ^ load32(p.add(32)) ^ load32(p.add(36)) };
+            if v >> 4 != 6 {
                 return Err(ParseError::BadIpv6);
             }
             let hdr_len = core::mem::size_of::<Ipv6Hdr>();
-            if l3_off + hdr_len + ip.payload_len() > frame_len {
+            if l3_off + hdr_len + payload > frame_len {
                 return Err(ParseError::BadIpv6);
             }
             pkt.l3 = L3::Ipv6;
-            pkt.ip_len = (hdr_len + ip.payload_len()) as u16;
-            let end = l3_off + hdr_len + ip.payload_len();
-            let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, ip.next_hdr, l3_off + hdr_len, end)?;
+            pkt.ip_len = (hdr_len + payload) as u16;
+            pkt.dst_fold = dst;
+            let end = l3_off + hdr_len + payload;
+            let (proto, l4_off, fragment) = skip_ipv6_ext(ctx, next, l3_off + hdr_len, end)?;
             pkt.ip_proto = proto;
             pkt.l4_off = l4_off;
             fragment
@@ -244,27 +268,30 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Parsed) -> Result<(), ParseError> {
     let v4 = pkt.l3 == L3::Ipv4;
     match pkt.ip_proto {
         IPPROTO_TCP => {
-            let tcp: TcpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
-            let hlen = tcp.header_len();
+            let tcp = ptr_at::<TcpHdr>(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            let p = tcp as *const u8;
+            // SAFETY: bounds-checked by ptr_at (20 bytes): ports at 0, data offset at 12,
+            // flags at 13.
+            let (ports, doff, flags) = unsafe { (load32(p), *p.add(12), *p.add(13)) };
+            let hlen = usize::from(doff >> 4) * 4;
             if hlen < core::mem::size_of::<TcpHdr>() || off + hlen > end {
                 return Err(ParseError::TruncatedL4);
             }
             pkt.l4 = L4::Tcp;
-            pkt.src_port = u16::from_be_bytes(tcp.src_port);
-            pkt.dst_port = u16::from_be_bytes(tcp.dst_port);
-            pkt.tcp_flags = tcp.flags;
+            pkt.ports = ports;
+            pkt.tcp_flags = flags;
         }
         IPPROTO_UDP => {
-            let udp: UdpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            let udp = ptr_at::<UdpHdr>(ctx, off).ok_or(ParseError::TruncatedL4)?;
             if off + core::mem::size_of::<UdpHdr>() > end {
                 return Err(ParseError::TruncatedL4);
             }
             pkt.l4 = L4::Udp;
-            pkt.src_port = u16::from_be_bytes(udp.src_port);
-            pkt.dst_port = u16::from_be_bytes(udp.dst_port);
+            // SAFETY: bounds-checked by ptr_at (8 bytes): the ports first.
+            pkt.ports = unsafe { load32(udp as *const u8) };
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 if v4 == (pkt.ip_proto == IPPROTO_ICMP) => {
-            let _icmp: IcmpHdr = read_at(ctx, off).ok_or(ParseError::TruncatedL4)?;
+            ptr_at::<IcmpHdr>(ctx, off).ok_or(ParseError::TruncatedL4)?;
             if off + core::mem::size_of::<IcmpHdr>() > end {
                 return Err(ParseError::TruncatedL4);
             }

@@ -1,51 +1,86 @@
-//! The per-CPU counters (indexes from `ka_common::stats::Counter`).
+//! The per-CPU counters (indexes from `ka_common::stats::Counter`): one `Counters` value per
+//! CPU (`KA_STATS`), looked up once by whoever counts several things ([`Stats::get`]); and the
+//! per-service and per-backend packet and byte counts.
 
-use aya_ebpf::{bindings::xdp_action, macros::map, maps::PerCpuArray};
-use ka_common::stats::{Counter, COUNTER_COUNT};
+use aya_ebpf::bindings::xdp_action;
+use ka_common::stats::{Counter, Counters};
 
-use crate::parse::{Parsed, L3, L4};
+use crate::{
+    maps::{KA_BACKEND_STATS, KA_STATS, KA_SVC_STATS},
+    parse::{Parsed, L3, L4},
+};
 
-/// `KA_STATS` (name: `ka_common::maps::STATS_MAP`).
-#[map(name = "KA_STATS")]
-static KA_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+/// This CPU's counters, looked up once.
+#[derive(Clone, Copy)]
+pub struct Stats(*mut Counters);
 
-/// Adds one to a counter.
+impl Stats {
+    /// This CPU's counters (`None` only if the map is missing its entry, which cannot happen
+    /// for an array).
+    #[inline(always)]
+    pub fn get() -> Option<Stats> {
+        KA_STATS.get_ptr_mut(0).map(Stats)
+    }
+
+    /// Adds one to a counter.
+    #[inline(always)]
+    pub fn inc(self, counter: Counter) {
+        // SAFETY: this CPU's value (no concurrent writer on this CPU); the index is a
+        // `Counter`, below `COUNTER_COUNT`.
+        unsafe { (*self.0)[counter.index() as usize] += 1 };
+    }
+}
+
+/// Adds one to a counter (one lookup; see [`Stats`] to count several).
 #[inline(always)]
 pub fn inc(counter: Counter) {
-    if let Some(p) = KA_STATS.get_ptr_mut(counter.index()) {
-        // SAFETY: per-CPU value, no concurrent writer on this CPU.
-        unsafe { *p += 1 };
+    if let Some(s) = Stats::get() {
+        s.inc(counter);
     }
 }
 
 /// Counts the verdict and returns it.
 #[inline(always)]
 pub fn verdict(action: u32) -> u32 {
-    inc(match action {
+    if let Some(s) = Stats::get() {
+        s.verdict(action);
+    }
+    action
+}
+
+impl Stats {
+    /// Counts the verdict.
+    #[inline(always)]
+    pub fn verdict(self, action: u32) {
+        self.inc(Self::verdict_counter(action));
+    }
+
+    #[inline(always)]
+    fn verdict_counter(action: u32) -> Counter {
+        match action {
         xdp_action::XDP_PASS => Counter::VerdictPass,
         xdp_action::XDP_DROP => Counter::VerdictDrop,
         xdp_action::XDP_TX => Counter::VerdictTx,
         xdp_action::XDP_REDIRECT => Counter::VerdictRedirect,
         _ => Counter::VerdictAborted,
-    });
-    action
-}
+        }
+    }
 
-/// Counts what the parser found.
-#[inline(always)]
-pub fn count_parsed(pkt: &Parsed) {
+    /// Counts what the parser found.
+    #[inline(always)]
+    pub fn parsed(self, pkt: &Parsed) {
     if pkt.vlan_tags > 0 {
-        inc(Counter::Vlan);
+        self.inc(Counter::Vlan);
     }
     match pkt.l3 {
-        L3::Ipv4 => inc(Counter::Ipv4),
-        L3::Ipv6 => inc(Counter::Ipv6),
+        L3::Ipv4 => self.inc(Counter::Ipv4),
+        L3::Ipv6 => self.inc(Counter::Ipv6),
         L3::Other => {
-            inc(Counter::OtherL3);
+            self.inc(Counter::OtherL3);
             return;
         }
     }
-    inc(match pkt.l4 {
+    self.inc(match pkt.l4 {
         L4::Tcp => Counter::Tcp,
         L4::Udp => Counter::Udp,
         L4::Icmp => Counter::Icmp,
@@ -53,12 +88,13 @@ pub fn count_parsed(pkt: &Parsed) {
         L4::Fragment => Counter::Fragment,
         L4::Other => Counter::OtherL4,
     });
+    }
 }
 
 /// Adds a packet of `bytes` to service `id`'s counters.
 #[inline(always)]
 pub fn add_service(id: u32, bytes: u64) {
-    if let Some(p) = crate::maps::KA_SVC_STATS.get_ptr_mut(id) {
+    if let Some(p) = KA_SVC_STATS.get_ptr_mut(id) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         unsafe {
             (*p).packets += 1;
@@ -70,7 +106,7 @@ pub fn add_service(id: u32, bytes: u64) {
 /// Adds a packet of `bytes` to backend `id`'s counters.
 #[inline(always)]
 pub fn add_backend(id: u32, bytes: u64) {
-    if let Some(p) = crate::maps::KA_BACKEND_STATS.get_ptr_mut(id) {
+    if let Some(p) = KA_BACKEND_STATS.get_ptr_mut(id) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         unsafe {
             (*p).packets += 1;

@@ -4,30 +4,24 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::map, maps::RingBuf,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use ka_common::{
     lb::{ConnValue, FAMILY_V4, FAMILY_V6, METHOD_NAT, SVC_F_COUNT},
     stats::Counter,
     sync::{
-        SyncEvent, SyncInstall, SYNC_EVENTS_BYTES, SYNC_EV_NEW, SYNC_INSTALL_BATCH,
+        SyncEvent, SyncInstall, SYNC_EV_NEW, SYNC_INSTALL_BATCH,
         SYNC_INSTALL_CONN, SYNC_INSTALL_HDR, SYNC_INSTALL_TEMPLATE,
     },
 };
 
 use crate::{
     lookup::{conn_install, hash_of, record_nat, service, sync_key4},
-    maps::{self, Work, KA_BACKENDS, KA_PERSIST},
+    maps::{KA_BACKENDS, KA_PERSIST, KA_SYNC_EVENTS},
+    scratch::{self, Work},
     mem,
     ptr::ptr_at,
     stats,
 };
-
-/// `ka_common::sync::SYNC_EVENTS_MAP`.
-#[map(name = "KA_SYNC_EVENTS")]
-pub static KA_SYNC_EVENTS: RingBuf = RingBuf::with_byte_size(SYNC_EVENTS_BYTES, 0);
 
 /// Queues the flow in `w.key` and its backend `id` for the sync sender. The caller checked
 /// `G_SYNC_MASTER`; a full ring is counted, the packet is forwarded all the same.
@@ -56,7 +50,7 @@ pub fn new_conn(w: &Work, id: u32) {
 /// Run by userspace through BPF_PROG_TEST_RUN; the verdict is meaningless.
 #[inline(always)]
 pub fn install(ctx: &XdpContext) -> u32 {
-    let Some(w) = maps::work() else {
+    let Some(w) = scratch::work() else {
         return xdp_action::XDP_ABORTED;
     };
     let mut i = 0;

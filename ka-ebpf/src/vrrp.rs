@@ -3,7 +3,11 @@
 //! steady-state adverts, drops below-reference adverts beyond each instance's budget, and
 //! reports changes to the engine on a ring buffer.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    programs::XdpContext,
+};
 use ka_common::{
     lb::{FAMILY_V4, FAMILY_V6, G_VRRP_DROP_UNKNOWN},
     stats::Counter,
@@ -12,7 +16,7 @@ use ka_common::{
         Family, PseudoHeader, Version, VrrpHdr, VRRP_AUTH_DATA_LEN, VRRP_HDR_LEN,
     },
     vrrp_fast::{
-        below_reference, gt16, rate_admit, VrrpEvent, VrrpKey, VrrpRate, NS_PER_CENTI,
+        below_reference, gt16, rate_admit, VrrpEvent, VrrpInstance, VrrpKey, VrrpRate, NS_PER_CENTI,
         VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
         VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
         VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
@@ -22,16 +26,15 @@ use ka_common::{
 
 use crate::{
     csum::{fold, sum_packet},
-    lookup::v4_16,
-    maps::Work,
     maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN},
     parse::L3,
-    ptr::read_at,
+    ptr::{load32, read_at},
+    scratch::Work,
     stats,
 };
 
-/// Equality of two 16-byte addresses (ka-common's, without `bcmp`).
-pub use ka_common::vrrp_fast::eq16;
+// `mem::eq16_words` reads the known master's address a word at a time.
+const _: () = assert!(core::mem::offset_of!(VrrpInstance, master_addr) % 4 == 0);
 
 /// What the IP header says about an advert.
 /// (Addresses go to `Work::src` / `Work::dst`.)
@@ -46,21 +49,29 @@ fn ip_info(ctx: &XdpContext, w: &mut Work) -> Option<Ip> {
     let off = w.pkt.l3_off;
     match w.pkt.l3 {
         L3::Ipv4 => {
-            let ip: Ipv4Hdr = read_at(ctx, off)?;
-            w.src = v4_16(ip.src);
-            w.dst = v4_16(ip.dst);
+            // One load per field, not a copy of the header (an align-1 struct copy is a byte
+            // load and store per byte on BPF): TTL at 8, the addresses at 12 and 16.
+            let p = crate::ptr::ptr_at::<Ipv4Hdr>(ctx, off)? as *const u8;
+            // SAFETY: bounds-checked by ptr_at (20 bytes); A16 is 4-aligned.
+            let ttl = unsafe {
+                crate::mem::store_v4(&mut w.src.0, load32(p.add(12)).to_ne_bytes());
+                crate::mem::store_v4(&mut w.dst.0, load32(p.add(16)).to_ne_bytes());
+                *p.add(8)
+            };
             Some(Ip {
                 family: FAMILY_V4,
-                ttl: ip.ttl,
-                end: off + ip.total_len(),
+                ttl,
+                // The total length, checked against the frame by the parser.
+                end: off + usize::from(w.pkt.ip_len),
             })
         }
         L3::Ipv6 => {
             let ip = crate::ptr::ptr_at::<Ipv6Hdr>(ctx, off)?;
-            // SAFETY: bounds-checked by ptr_at; copied field by field to keep the stack small.
+            // SAFETY: bounds-checked by ptr_at; copied a word at a time (A16 is 4-aligned, the
+            // packet side may be unaligned: see mem::load16).
             unsafe {
-                w.src = (*ip).src;
-                w.dst = (*ip).dst;
+                crate::mem::load16(&mut w.src.0, &(*ip).src);
+                crate::mem::load16(&mut w.dst.0, &(*ip).dst);
                 Some(Ip {
                     family: FAMILY_V6,
                     ttl: (*ip).hop_limit,
@@ -103,7 +114,7 @@ pub fn pass_ah(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> u32 {
 // caller's 512-byte frame.
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
-    let Some(w) = crate::maps::work() else {
+    let Some(w) = crate::scratch::work() else {
         return xdp_action::XDP_PASS;
     };
     let pkt = w.pkt;
@@ -117,8 +128,14 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         _pad: [0; 2],
     };
     let drop_unknown = global_flags & G_VRRP_DROP_UNKNOWN != 0;
-    let Some(hdr) = read_at::<VrrpHdr>(ctx, pkt.l4_off) else {
+    // The 8-byte header as two word loads (see `ip_info`).
+    let Some(hp) = crate::ptr::ptr_at::<VrrpHdr>(ctx, pkt.l4_off) else {
         return invalid(DropReason::TooShort, drop_unknown);
+    };
+    // SAFETY: bounds-checked by ptr_at (8 bytes).
+    let hdr: VrrpHdr = unsafe {
+        let p = hp as *const u8;
+        bytemuck::cast([load32(p), load32(p.add(4))])
     };
     if ip.end < pkt.l4_off + VRRP_HDR_LEN {
         return invalid(DropReason::TooShort, drop_unknown);
@@ -131,11 +148,14 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         // RFC 5798 §7.1: the VRID must be configured on the receiving interface.
         return invalid(DropReason::VridMismatch, drop_unknown);
     };
-    // SAFETY: map value copied once.
-    w.inst = unsafe { *inst };
-    match validate(ctx, w, &ip, &hdr) {
-        Ok(interval) => classify(&key, w, &hdr, interval),
-        Err(Some(reason)) => invalid(reason, w.inst.flags & VRRP_F_DROP_INVALID != 0),
+    // SAFETY: a valid map value, read in place (no 56-byte copy per advert). Userspace may
+    // rewrite it meanwhile (a state change): an advert read half before, half after is
+    // classified against a mix of both, which at worst reports one change or stamps one
+    // steady advert that the engine's next look settles; a copy only narrowed that window.
+    let inst = unsafe { &*inst };
+    match validate(ctx, w, inst, &ip, &hdr) {
+        Ok(interval) => classify(&key, w, inst, &hdr, interval),
+        Err(Some(reason)) => invalid(reason, inst.flags & VRRP_F_DROP_INVALID != 0),
         Err(None) => {
             stats::inc(Counter::VrrpPassLong);
             xdp_action::XDP_PASS
@@ -158,8 +178,8 @@ fn invalid(reason: DropReason, drop: bool) -> u32 {
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
-fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, Option<DropReason>> {
-    let (pkt, inst) = (&w.pkt, &w.inst);
+fn validate(ctx: &XdpContext, w: &Work, inst: &VrrpInstance, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, Option<DropReason>> {
+    let pkt = &w.pkt;
     if inst.flags & VRRP_F_CHECK_TTL != 0 {
         check_ttl(ip.ttl)?;
     }
@@ -175,7 +195,7 @@ fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, O
     let Some(body) = sum_packet(ctx, pkt.l4_off, len) else {
         return Err(None);
     };
-    if fold(pseudo_sum(w, version == Version::V3, family == Family::V4, len) + body) != 0xffff {
+    if fold(pseudo_sum(w, inst, version == Version::V3, family == Family::V4, len) + body) != 0xffff {
         return Err(Some(DropReason::BadChecksum));
     }
     if version == Version::V2 {
@@ -202,25 +222,25 @@ fn validate(ctx: &XdpContext, w: &Work, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, O
 /// instance's VRRPv3 flavour).
 // Verifier/LLVM: a BPF-to-BPF call, keeping `validate`'s frame within the 512-byte chain limit.
 #[inline(never)]
-fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
+fn pseudo_sum(w: &Work, inst: &VrrpInstance, v3: bool, v4: bool, len: usize) -> u32 {
     let pseudo = if !v3 {
         PseudoHeader::None
     } else if !v4 {
         PseudoHeader::V6 {
-            src: w.src,
-            dst: w.dst,
+            src: w.src.0,
+            dst: w.dst.0,
         }
     } else {
-        let src = [w.src[0], w.src[1], w.src[2], w.src[3]];
-        match w.inst.csum_mode {
+        let src = [w.src.0[0], w.src.0[1], w.src.0[2], w.src.0[3]];
+        match inst.csum_mode {
             VRRP_CSUM_NO_PSEUDO => PseudoHeader::None,
             VRRP_CSUM_OLD_UNICAST => PseudoHeader::V4 {
                 src,
-                dst: w.inst.group_v4,
+                dst: inst.group_v4,
             },
             _ => PseudoHeader::V4 {
                 src,
-                dst: [w.dst[0], w.dst[1], w.dst[2], w.dst[3]],
+                dst: [w.dst.0[0], w.dst.0[1], w.dst.0[2], w.dst.0[3]],
             },
         }
     };
@@ -231,11 +251,11 @@ fn pseudo_sum(w: &Work, v3: bool, v4: bool, len: usize) -> u32 {
 /// rate_admit` on the instance's `KA_VRRP_RATE` entry, created on first use).
 // Verifier/LLVM: a BPF-to-BPF call, keeping `classify`'s frame small.
 #[inline(never)]
-fn admit(key: &VrrpKey, w: &Work, prio: u8) -> bool {
+fn admit(key: &VrrpKey, w: &Work, inst: &VrrpInstance, prio: u8) -> bool {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     // A zero interval cannot be configured; one second keeps the budget finite anyway.
-    let window = match u64::from(w.inst.adver_int_centis) * NS_PER_CENTI {
+    let window = match u64::from(inst.adver_int_centis) * NS_PER_CENTI {
         0 => 100 * NS_PER_CENTI,
         ns => ns,
     };
@@ -254,42 +274,46 @@ fn admit(key: &VrrpKey, w: &Work, prio: u8) -> bool {
     };
     // SAFETY: a valid map value pointer; concurrent CPUs may race on it (see
     // `VRRP_RATE_PER_INTERVAL`), which at worst lets one more advert through.
-    rate_admit(unsafe { &mut *entry }, now, window, &w.src, prio)
+    rate_admit(unsafe { &mut *entry }, now, window, &w.src.0, prio)
 }
 
 /// Steady state, a change for the engine, or a below-reference advert beyond its budget.
 #[inline(always)]
-fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
-    let inst = &w.inst;
+fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interval: u16) -> u32 {
     let prio = hdr.priority;
     // Steady adverts are never below the reference (their priority is the master's).
-    if below_reference(inst, &w.src, prio) && !admit(key, w, prio) {
+    if below_reference(inst, &w.src.0, prio) && !admit(key, w, inst, prio) {
         stats::inc(Counter::VrrpLowerPrioLimited);
         return xdp_action::XDP_DROP;
     }
     let kind = if prio == 0 {
         VRRP_EV_RESIGN
     } else if inst.flags & VRRP_F_MASTER != 0 {
-        if prio > inst.local_prio || (prio == inst.local_prio && gt16(&w.src, &inst.local_addr)) {
+        if prio > inst.local_prio || (prio == inst.local_prio && gt16(&w.src.0, &inst.local_addr)) {
             VRRP_EV_HIGHER_PRIO
         } else {
             VRRP_EV_LOWER_PRIO
         }
-    } else if !eq16(&w.src, &inst.master_addr) {
+    // SAFETY: `w.src` is an A16 (4-aligned); `master_addr` lies at offset 16 of the
+    // 8-aligned map value (VrrpInstance is repr(C)).
+    } else if !unsafe { crate::mem::eq16_words(&w.src.0, &inst.master_addr) } {
         VRRP_EV_NEW_MASTER
     } else if prio != inst.master_prio {
         VRRP_EV_PRIO_CHANGE
     } else if interval != inst.master_adver_int_centis {
         VRRP_EV_INTERVAL_CHANGE
     } else {
-        // SAFETY: plain helper call.
-        let now = unsafe { bpf_ktime_get_ns() };
-        match KA_VRRP_SEEN.get_ptr_mut(key) {
-            // SAFETY: an aligned u64 store; userspace only reads it.
-            Some(p) => unsafe { *p = now },
-            None => {
-                let _ = KA_VRRP_SEEN.insert(key, &now, 0);
-            }
+        // The coarse clock (CLOCK_MONOTONIC_COARSE, the same base, behind by less than a tick):
+        // a read of the timekeeper's last tick instead of the clock source (a TSC read costs
+        // ~30 ns on a VM, a fifth of the whole steady path). The engine re-arms the
+        // Master_Down_Timer from it, at most one tick early.
+        // SAFETY: plain helper call (kernel 5.11+).
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        // The instance's array slot: no second hash lookup (an out-of-range slot, which
+        // userspace never writes, finds nothing and stamps nothing).
+        if let Some(p) = KA_VRRP_SEEN.get_ptr_mut(u32::from(inst.seen_slot)) {
+            // SAFETY: an aligned u64 store; userspace only reads it (and zeroes a new slot).
+            unsafe { *p = now };
         }
         stats::inc(Counter::VrrpSteady);
         return if inst.flags & VRRP_F_DROP_STEADY != 0 {
@@ -313,7 +337,7 @@ fn classify(key: &VrrpKey, w: &Work, hdr: &VrrpHdr, interval: u16) -> u32 {
                 _pad: 0,
                 adver_int_centis: interval,
                 _pad2: 0,
-                src: w.src,
+                src: w.src.0,
             });
             e.submit(0);
             stats::inc(Counter::VrrpChange);

@@ -29,7 +29,7 @@ use ka_common::{
         layout_hash, meta_key, MapDef, META_KEY_LEN, META_MAP, PINNED_MAPS, STATS_MAP, XDP_MODE_GENERIC,
         XDP_MODE_NATIVE, XDP_PROGRAM,
     },
-    stats::Counter,
+    stats::{Counter, Counters, COUNTER_COUNT},
 };
 use tracing::{debug, info, warn};
 
@@ -528,6 +528,22 @@ impl Datapath {
             }
             let Some(new_def) = self.defs.get(p.name).copied() else { continue };
             let new = MapData::from_pin(self.pin_dir.join(p.name)).ok();
+            // KA_STATS of a ka before issue 15 (one per-CPU u64 per counter): its counters
+            // are folded into the one per-CPU `Counters` entry, so they do not restart at 0.
+            if p.name == STATS_MAP && is_per_counter_stats(&p.old_def) {
+                let Some(new) = new else { continue };
+                match migrate_per_counter_stats(p.old, &p.old_def, new) {
+                    Ok(n) => {
+                        info!(map = p.name, counters = n, "folded the per-counter KA_STATS of an earlier ka into the per-CPU Counters entry");
+                        report.maps_migrated += 1;
+                    }
+                    Err(e) => {
+                        warn!(map = p.name, error = %e, "migration of the earlier counters failed: the counters start at 0");
+                        report.maps_fresh_tables += 1;
+                    }
+                }
+                continue;
+            }
             match new {
                 Some(new) if pins::copyable(&p.old_def, &new_def, p.same_revision) => {
                     match pins::copy_entries(p.name, p.old.fd().as_fd(), new.fd().as_fd(), &p.old_def, &new_def) {
@@ -636,6 +652,46 @@ impl Datapath {
     }
 }
 
+/// Whether a `KA_STATS` definition is the layout of a ka before issue 15: a per-CPU array
+/// with one `u64` per counter (now one per-CPU [`Counters`] entry).
+fn is_per_counter_stats(def: &MapDef) -> bool {
+    def.map_type == aya::maps::MapType::PerCpuArray as u32 && def.key_size == 4 && def.value_size == 8
+}
+
+/// The earlier layout's values, `per_counter[counter][cpu]`, as one [`Counters`] per CPU
+/// added to `current` (what the new map already counted); counters beyond this build's
+/// [`COUNTER_COUNT`] are dropped (pure).
+fn fold_per_counter_stats(per_counter: &[Vec<u64>], mut current: Vec<Counters>) -> Vec<Counters> {
+    for (i, cpus) in per_counter.iter().enumerate().take(COUNTER_COUNT as usize) {
+        for (cpu, v) in cpus.iter().enumerate() {
+            if let Some(c) = current.get_mut(cpu) {
+                c[i] = c[i].wrapping_add(*v);
+            }
+        }
+    }
+    current
+}
+
+/// Folds an earlier ka's per-counter `KA_STATS` (`old`) into this build's (`new`); returns
+/// how many counters were read.
+///
+/// # Errors
+/// A map cannot be read or written.
+fn migrate_per_counter_stats(old: MapData, old_def: &MapDef, new: MapData) -> Result<usize, DatapathError> {
+    let err = |e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) };
+    let old = PerCpuArray::<_, u64>::try_from(aya::maps::Map::PerCpuArray(old)).map_err(err)?;
+    let per_counter = (0..old_def.max_entries.min(COUNTER_COUNT))
+        .map(|i| old.get(&i, 0).map(|v| v.iter().copied().collect::<Vec<u64>>()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let mut arr = PerCpuArray::<_, Counters>::try_from(aya::maps::Map::PerCpuArray(new)).map_err(err)?;
+    let current: Vec<Counters> = arr.get(&0, 0).map_err(err)?.iter().copied().collect();
+    let folded = fold_per_counter_stats(&per_counter, current);
+    let values = aya::maps::PerCpuValues::try_from(folded).map_err(|e| err(aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "per-CPU values", io_error: e })))?;
+    arr.set(0, values, 0).map_err(err)?;
+    Ok(per_counter.len())
+}
+
 /// Reads and sums every counter of `KA_STATS` in a loaded object (also used by the fixture
 /// tests and benchmarks on their own loads).
 ///
@@ -643,16 +699,21 @@ impl Datapath {
 /// The map is missing or cannot be read.
 pub fn read_counters(ebpf: &Ebpf) -> Result<BTreeMap<&'static str, u64>, DatapathError> {
     let map = ebpf.map(STATS_MAP).ok_or(DatapathError::MissingMap { map: STATS_MAP })?;
-    let arr = PerCpuArray::<_, u64>::try_from(map)
+    let arr = PerCpuArray::<_, Counters>::try_from(map)
         .map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
-    let mut out = BTreeMap::new();
-    for c in Counter::ALL {
-        let v = arr
-            .get(&c.index(), 0)
-            .map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
-        out.insert(c.name(), v.iter().sum());
+    let per_cpu = arr.get(&0, 0).map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
+    Ok(sum_counters(per_cpu.iter()))
+}
+
+/// Every counter by name, summed over the per-CPU [`Counters`].
+pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> BTreeMap<&'static str, u64> {
+    let mut sum = [0u64; COUNTER_COUNT as usize];
+    for cpu in per_cpu {
+        for (s, v) in sum.iter_mut().zip(cpu) {
+            *s = s.wrapping_add(*v);
+        }
     }
-    Ok(out)
+    Counter::ALL.iter().map(|c| (c.name(), sum[c.index() as usize])).collect()
 }
 
 /// Unpins a link: once the last reference (ours) closes, the program is detached.
@@ -735,5 +796,37 @@ impl Drop for Datapath {
         }
         // The pinned links keep the program attached and the pinned maps keep the tables.
         info!(attachments = self.attachments.len(), dir = %self.pin_dir.display(), "datapath left running on its pins");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An earlier ka's per-counter values (`[counter][cpu]`) land on each CPU's `Counters` at
+    /// the counter's index, added to what the new map counted; extra CPUs or counters of the
+    /// old map are dropped, not written out of bounds.
+    #[test]
+    fn per_counter_stats_fold_into_per_cpu_counters() {
+        let mut current = vec![[0u64; COUNTER_COUNT as usize]; 2];
+        current[1][3] = 5;
+        let mut old = vec![vec![0u64; 3]; COUNTER_COUNT as usize + 2];
+        old[3] = vec![10, 20, 30];
+        old[0] = vec![1, 2, 3];
+        old[COUNTER_COUNT as usize + 1] = vec![7, 7, 7];
+        let folded = fold_per_counter_stats(&old, current);
+        assert_eq!(folded.len(), 2);
+        assert_eq!((folded[0][0], folded[1][0]), (1, 2));
+        assert_eq!((folded[0][3], folded[1][3]), (10, 25));
+        assert_eq!(folded.iter().map(|c| c.iter().sum::<u64>()).sum::<u64>(), 1 + 2 + 10 + 25);
+    }
+
+    #[test]
+    fn only_the_per_counter_layout_is_folded() {
+        let def = |value_size, map_type| MapDef { map_type, key_size: 4, value_size, max_entries: COUNTER_COUNT, flags: 0 };
+        let per_cpu = aya::maps::MapType::PerCpuArray as u32;
+        assert!(is_per_counter_stats(&def(8, per_cpu)));
+        assert!(!is_per_counter_stats(&def(8 * COUNTER_COUNT, per_cpu)), "the current layout");
+        assert!(!is_per_counter_stats(&def(8, aya::maps::MapType::Array as u32)));
     }
 }

@@ -438,6 +438,35 @@ pub fn tunnel(inner: &[u8], dst_mac: [u8; 6], src_mac: [u8; 6], src: &str, dst: 
     out
 }
 
+/// The IPv6 flow label ka puts on an IP6IP6 packet of the flow `src`:`sport` -> `dst`:`dport`
+/// (protocol `proto`): the low 20 bits of `ka_common::lb::flow_hash`, the hash that also picks
+/// its backend, so a real server's RSS spreads the tunnelled flows.
+pub fn flow_label(src: &str, dst: &str, sport: u16, dport: u16, proto: u8) -> u32 {
+    let addr = |a: &str| match a.parse::<std::net::IpAddr>().expect("address") {
+        std::net::IpAddr::V6(v6) => v6.octets(),
+        std::net::IpAddr::V4(_) => panic!("an IP6IP6 flow is IPv6"),
+    };
+    let key = ka_common::lb::FlowKey {
+        src: addr(src),
+        dst: addr(dst),
+        sport: sport.to_be_bytes(),
+        dport: dport.to_be_bytes(),
+        proto,
+        family: ka_common::lb::FAMILY_V6,
+        _pad: [0; 2],
+    };
+    ka_common::lb::flow_hash(&key) & 0x000f_ffff
+}
+
+/// Sets the flow label of the (outer) IPv6 header of an untagged Ethernet frame.
+pub fn set_flow_label(mut frame: Vec<u8>, label: u32) -> Vec<u8> {
+    let l = label.to_be_bytes();
+    frame[15] = (frame[15] & 0xf0) | (l[1] & 0x0f);
+    frame[16] = l[2];
+    frame[17] = l[3];
+    frame
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -325,6 +325,54 @@ fn layout_change_across_restart_replaces_the_map_without_resets() {
     ka.stop().expect("stop");
 }
 
+/// An upgrade from a ka before issue 15, whose `KA_STATS` held one per-CPU `u64` per counter
+/// (now one per-CPU `Counters` entry): the pinned map of the old layout is replaced, the
+/// earlier counts are folded into the new map (they do not restart at 0), and established and
+/// new flows are served throughout.
+#[test]
+fn upgrade_from_per_counter_stats_keeps_forwarding_and_counts() {
+    use ka_common::stats::{Counter, COUNTER_COUNT};
+    if std::process::Command::new("bpftool").arg("version").output().is_err() {
+        eprintln!("SKIP: bpftool is not installed (needed to pin a KA_STATS of the earlier layout)");
+        return;
+    }
+    let lab = lab(1);
+    let instance = unique_name("ks");
+    let ka = lab.start_ka(&instance);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    ka.crash();
+    // What a ka before issue 15 pinned: KA_STATS as a per-CPU array of one u64 per counter,
+    // with an earlier count of `vrrp_bad_ttl` (bpftool writes the value on every CPU).
+    let pin = format!("/sys/fs/bpf/ka/{instance}/KA_STATS");
+    std::fs::remove_file(&pin).expect("unpin KA_STATS");
+    let bpftool = |args: &[&str]| {
+        let out = std::process::Command::new("bpftool").args(args).output().expect("bpftool");
+        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let entries = COUNTER_COUNT.to_string();
+    bpftool(&["map", "create", &pin, "type", "percpu_array", "key", "4", "value", "8", "entries", &entries, "name", "KA_STATS"]);
+    const EARLIER: u64 = 1_000_003;
+    let key = Counter::VrrpBadTtl.index().to_le_bytes().map(|b| b.to_string());
+    let value = EARLIER.to_le_bytes().map(|b| b.to_string());
+    bpftool(&[&["map", "update", "pinned", &pin, "key"][..], &key.each_ref().map(String::as_str), &["value"], &value.each_ref().map(String::as_str)].concat());
+    let old_id = map_id(&pin);
+    still_answer(&mut long, "after kill -9");
+    let ka = lab.start_ka(&instance);
+    still_answer(&mut long, "after the upgrade");
+    new_flows_answer(&lab, 10, "after the upgrade");
+    let log = ka.log_text();
+    assert!(log.contains("folded the per-counter KA_STATS"), "KA_STATS not migrated:\n{log}");
+    assert_ne!(map_id(&pin), old_id, "KA_STATS still the old map");
+    assert!(!std::path::Path::new(&format!("{pin}:pending")).exists(), "the old map's pin was not dropped");
+    let cpus = aya::util::nr_cpus().expect("nr_cpus") as u64;
+    let status = ka.status_json().expect("status");
+    let bad_ttl = status["counters"]["vrrp_bad_ttl"].as_u64().expect("vrrp_bad_ttl");
+    assert!((EARLIER * cpus..EARLIER * cpus + 1000).contains(&bad_ttl), "vrrp_bad_ttl {bad_ttl}, want {} carried over", EARLIER * cpus);
+    assert!(status["counters"]["lb_dr"].as_u64().unwrap_or(0) > 0, "the new map counts: {}", status["counters"]);
+    ka.stop().expect("stop");
+}
+
 fn map_id(path: &str) -> u32 {
     aya::maps::MapInfo::from_pin(path).map(|i| i.id()).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

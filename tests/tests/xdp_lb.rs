@@ -11,16 +11,19 @@ mod common;
 use std::net::IpAddr;
 
 use ka::lb::{
-    writer::{backend_stats, service_stats, MapWriter},
+    writer::MapWriter,
     BackendSpec, DesiredState, L4Proto, Method, Neighbour, Scheduler, ServiceSpec, TunnelSource,
 };
 use ka_common::stats::Counter;
 use ka_tests::{
     netns::Netns,
-    packet::{hex_diff, tunnel, Frame, MAC_A},
+    packet::{flow_label, hex_diff, set_flow_label, tunnel, Frame, MAC_A},
 };
 
-use common::{XDP_PASS, XDP_REDIRECT, XDP_TX};
+use common::{
+    fixture::{check_counters, check_step, run_cases, PacketCase, Step},
+    XDP_PASS, XDP_REDIRECT, XDP_TX,
+};
 
 const LB0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
 const LB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x01];
@@ -321,25 +324,6 @@ fn desired() -> DesiredState {
     }
 }
 
-/// One packet of a case: what goes in on which interface, and what must come out.
-struct Step {
-    input: Vec<u8>,
-    /// 0: lb0, 1: lb1.
-    iface: usize,
-    expected_action: u32,
-    expected_output: Vec<u8>,
-}
-
-/// A fixture: packets run in order on one fresh load; afterwards the listed counters must
-/// have these values and every other counter 0.
-struct PacketCase {
-    name: &'static str,
-    steps: Vec<Step>,
-    counters: Vec<(Counter, u64)>,
-    /// (service index in `desired()`, packets) checked in the per-service counters.
-    service_packets: Vec<(usize, u64)>,
-}
-
 fn with_macs(mut f: Frame, dst: [u8; 6], src: [u8; 6]) -> Frame {
     f.eth_dst = dst;
     f.eth_src = src;
@@ -366,7 +350,7 @@ fn cases() -> Vec<PacketCase> {
                 expected_output: with_macs(syn4("198.51.100.1", 80), RS1_MAC, LB0_MAC).build(),
             }],
             counters: [lb4(LbDr), vec![(VerdictTx, 1)]].concat(),
-            service_packets: vec![(0, 1)],
+            service_packets: vec![(0, 1, 1)],
         },
         PacketCase {
             name: "dr4 established: second packet hits the connection table",
@@ -399,7 +383,7 @@ fn cases() -> Vec<PacketCase> {
                 (LbDr, 2),
                 (VerdictTx, 2),
             ],
-            service_packets: vec![(0, 2)],
+            service_packets: vec![(0, 2, 2)],
         },
         PacketCase {
             name: "tun4 (IPIP) to a real server behind lb1: XDP_REDIRECT",
@@ -410,7 +394,7 @@ fn cases() -> Vec<PacketCase> {
                 expected_output: tunnel(&tun4_in, RS2_MAC, LB1_MAC, "10.1.0.1", "10.2.0.20"),
             }],
             counters: [lb4(LbTun), vec![(VerdictRedirect, 1)]].concat(),
-            service_packets: vec![(1, 1)],
+            service_packets: vec![(1, 1, 1)],
         },
         PacketCase {
             name: "nat4 udp: DNAT with port change, then the reply is translated back",
@@ -455,7 +439,7 @@ fn cases() -> Vec<PacketCase> {
                 (PassNotVip, 0),
                 (VerdictRedirect, 2),
             ],
-            service_packets: vec![(2, 2)],
+            service_packets: vec![(2, 2, 1)],
         },
         PacketCase {
             name: "nat4 tcp: DNAT 80 -> 8080",
@@ -471,7 +455,7 @@ fn cases() -> Vec<PacketCase> {
                 .build(),
             }],
             counters: [lb4(LbNat), vec![(VerdictRedirect, 1)]].concat(),
-            service_packets: vec![(3, 1)],
+            service_packets: vec![(3, 1, 1)],
         },
         PacketCase {
             name: "dr6 tcp syn",
@@ -489,7 +473,7 @@ fn cases() -> Vec<PacketCase> {
                 (LbDr, 1),
                 (VerdictTx, 1),
             ],
-            service_packets: vec![(4, 1)],
+            service_packets: vec![(4, 1, 1)],
         },
         PacketCase {
             name: "tun6 udp (IP6IP6)",
@@ -497,7 +481,12 @@ fn cases() -> Vec<PacketCase> {
                 input: tun6_in.clone(),
                 iface: 0,
                 expected_action: XDP_REDIRECT,
-                expected_output: tunnel(&tun6_in, RS2_MAC, LB1_MAC, "fd00:1::1", "fd00:2::20"),
+                // The flow label is the flow hash of the (inner) flow, computed here from
+                // ka-common's hash, not copied from the program's output.
+                expected_output: set_flow_label(
+                    tunnel(&tun6_in, RS2_MAC, LB1_MAC, "fd00:1::1", "fd00:2::20"),
+                    flow_label(CLIENT6, "2001:db8::2", 40000, 53, 17),
+                ),
             }],
             counters: vec![
                 (Ipv6, 1),
@@ -507,7 +496,7 @@ fn cases() -> Vec<PacketCase> {
                 (LbTun, 1),
                 (VerdictRedirect, 1),
             ],
-            service_packets: vec![(5, 1)],
+            service_packets: vec![(5, 1, 1)],
         },
         PacketCase {
             name: "nat6 tcp both directions",
@@ -549,7 +538,7 @@ fn cases() -> Vec<PacketCase> {
                 (LbNatReply, 1),
                 (VerdictRedirect, 2),
             ],
-            service_packets: vec![(6, 2)],
+            service_packets: vec![(6, 2, 1)],
         },
         PacketCase {
             name: "mastership off: passes to the kernel untouched",
@@ -560,7 +549,7 @@ fn cases() -> Vec<PacketCase> {
                 expected_output: syn4("198.51.100.9", 80).build(),
             }],
             counters: vec![(Ipv4, 1), (Tcp, 1), (PassNotMaster, 1), (VerdictPass, 1)],
-            service_packets: vec![(7, 0)],
+            service_packets: vec![(7, 0, 0)],
         },
         PacketCase {
             name: "next hop from the neighbour map when the FIB has no route",
@@ -578,7 +567,7 @@ fn cases() -> Vec<PacketCase> {
                 (LbDr, 1),
                 (VerdictRedirect, 1),
             ],
-            service_packets: vec![(8, 1)],
+            service_packets: vec![(8, 1, 1)],
         },
         PacketCase {
             name: "non-VIP tcp passes",
@@ -600,7 +589,7 @@ fn cases() -> Vec<PacketCase> {
                 expected_output: syn4("198.51.100.1", 81).build(),
             }],
             counters: vec![(Ipv4, 1), (Tcp, 1), (PassNotVip, 1), (VerdictPass, 1)],
-            service_packets: vec![(0, 0)],
+            service_packets: vec![(0, 0, 0)],
         },
         PacketCase {
             name: "vlan-tagged VIP traffic is left to the kernel",
@@ -617,7 +606,7 @@ fn cases() -> Vec<PacketCase> {
                 (PassLbUnsupported, 1),
                 (VerdictPass, 1),
             ],
-            service_packets: vec![(0, 0)],
+            service_packets: vec![(0, 0, 0)],
         },
         PacketCase {
             name: "malformed frame to a VIP: parse error, passed",
@@ -636,11 +625,12 @@ fn cases() -> Vec<PacketCase> {
                 },
             }],
             counters: vec![(ErrBadIpv4, 1), (VerdictPass, 1)],
-            service_packets: vec![(0, 0)],
+            service_packets: vec![(0, 0, 0)],
         },
     ]
 }
 
+/// Every case of [`cases`] through the one fixture runner (`common::fixture`), in the lab.
 #[test]
 fn lb_fixtures() {
     ka_tests::require_root();
@@ -649,95 +639,13 @@ fn lb_fixtures() {
         .enter(|| {
             let idx = |n: &str| nix::net::if_::if_nametoindex(n).expect("ifindex");
             let ifs = [idx("lb0"), idx("lb1")];
-            let mut failures = Vec::new();
-            for c in cases() {
-                let mut loaded = common::Loaded::new();
-                let mut d = desired();
-                d.neighbours[0].ifindex = ifs[1];
-                let mut writer = MapWriter::new();
-                writer.apply(&mut loaded.ebpf, &d).expect("apply");
-                for (i, s) in c.steps.iter().enumerate() {
-                    let out = loaded.run_on(&s.input, ifs[s.iface]);
-                    if out.action != s.expected_action {
-                        failures.push(format!(
-                            "{} step {i}: action {} != {}",
-                            c.name, out.action, s.expected_action
-                        ));
-                    }
-                    let mut expected = s.expected_output.clone();
-                    if expected.len() > 18
-                        && expected[12..14] == [0x86, 0xdd]
-                        && expected[14 + 6] == 41
-                    {
-                        // IP6IP6: the flow label is the flow hash.
-                        expected[15..18]
-                            .copy_from_slice(out.data.get(15..18).unwrap_or(&[0; 3]));
-                        expected[15] =
-                            (expected[15] & 0x0f) | (out.data.get(15).copied().unwrap_or(0) & 0x0f);
-                    }
-                    if out.data != expected {
-                        failures.push(format!(
-                            "{} step {i}: output\n{}",
-                            c.name,
-                            hex_diff(&expected, &out.data)
-                        ));
-                    }
-                }
-                let counters = loaded.counters();
-                for counter in Counter::ALL {
-                    let want = c
-                        .counters
-                        .iter()
-                        .find(|(k, _)| k == counter)
-                        .map_or(0, |(_, v)| *v);
-                    let got = counters[counter.name()];
-                    if got != want {
-                        failures.push(format!(
-                            "{}: counter {} = {got}, expected {want}",
-                            c.name,
-                            counter.name()
-                        ));
-                    }
-                }
-                for (i, packets) in &c.service_packets {
-                    let spec = &d.services[*i];
-                    let id = writer.service_id(spec).expect("service id");
-                    let got = service_stats(&loaded.ebpf, id).expect("stats").packets;
-                    if got != *packets {
-                        failures.push(format!(
-                            "{}: service {i} packets {got} != {packets}",
-                            c.name
-                        ));
-                    }
-                    let b = &spec.backends[0];
-                    let bid = writer
-                        .backend_id(spec, b.addr, b.port, b.method)
-                        .expect("backend id");
-                    let forward = c
-                        .steps
-                        .iter()
-                        .filter(|s| s.iface == 0 && s.expected_action != XDP_PASS)
-                        .count() as u64;
-                    let got = backend_stats(&loaded.ebpf, bid).expect("stats").packets;
-                    if got != forward {
-                        failures.push(format!(
-                            "{}: backend of service {i} packets {got} != {forward}",
-                            c.name
-                        ));
-                    }
-                }
-            }
-            failures
+            let mut d = desired();
+            d.neighbours[0].ifindex = ifs[1];
+            run_cases(&cases(), &d, &ifs)
         })
         .expect("enter netns");
     let failures = handle.join().expect("fixture thread");
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    let _ = MAC_A;
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Runs `f` on a thread pinned to `cpu` (inside the calling thread's namespace: a spawned
@@ -1084,22 +992,9 @@ fn lb_forwards_with_forwarding_disabled() {
                 assert_eq!(written, entries.len(), "{}: one write per new entry", c.name);
                 assert_eq!(writer.set_resolved(&mut loaded.ebpf, &entries).expect("again"), 0, "{}: nothing changed", c.name);
                 for (i, s) in c.steps.iter().enumerate() {
-                    let out = loaded.run_on(&s.input, ifs[s.iface]);
-                    if out.action != s.expected_action {
-                        failures.push(format!("{} step {i}: action {} != {}", c.name, out.action, s.expected_action));
-                    }
-                    if out.data != s.expected_output {
-                        failures.push(format!("{} step {i}: output\n{}", c.name, hex_diff(&s.expected_output, &out.data)));
-                    }
+                    check_step(&loaded, c.name, i, s, &ifs, &mut failures);
                 }
-                let counters = loaded.counters();
-                for counter in Counter::ALL {
-                    let want = c.counters.iter().find(|(k, _)| k == counter).map_or(0, |(_, v)| *v);
-                    let got = counters[counter.name()];
-                    if got != want {
-                        failures.push(format!("{}: counter {} = {got}, expected {want}", c.name, counter.name()));
-                    }
-                }
+                check_counters(&loaded, c.name, &c.counters, &mut failures);
             }
             failures
         })

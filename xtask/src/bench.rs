@@ -61,8 +61,8 @@ pub struct Options {
     /// or adding a series measured elsewhere).
     #[arg(long, value_name = "FILE", requires = "report")]
     pub from_json: Option<PathBuf>,
-    /// XDP benchmark: the reference load balancer's directory (default: shared/bench/ref-lb
-    /// beside the workspace).
+    /// XDP benchmark: the reference load balancer's directory, holding `run.sh` (default:
+    /// xtask/ref-lb, a copy of the shared bench/ref-lb).
     #[arg(long, value_name = "DIR")]
     pub ref_lb: Option<PathBuf>,
     /// XDP benchmark: do not run the reference load balancer.
@@ -295,34 +295,47 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     serde_json::from_str(&text).with_context(|| format!("results in {} do not parse", path.display()))
 }
 
-/// ka's XDP bench, then the reference load balancer, in the same run; prints the ratios.
+/// ka's XDP bench side by side with the reference load balancer ([`crate::bench_ref`]), in
+/// the same run: the reference runs before and after ka (each program's minimum of both), so
+/// that a load change on a shared machine during the run shows on both sides; prints the
+/// ratios.
 fn xdp(opts: &Options) -> anyhow::Result<crate::report::Xdp> {
     #[derive(serde::Deserialize)]
     struct Rows {
         rows: Vec<crate::report::XdpPath>,
     }
+    let dir = opts.ref_lb.clone().unwrap_or_else(crate::bench_ref::default_dir);
+    // The reference is an anchor, not ka: without it ka's own figures still stand.
+    let reference = |what: &str| -> Result<Vec<crate::report::RefPath>, String> {
+        if opts.no_ref_lb {
+            return Err("--no-ref-lb".into());
+        }
+        let step = progress::step(format!("reference XDP load balancer ({}), {what} run", dir.display()));
+        match crate::bench_ref::run(&dir) {
+            Ok(r) => {
+                step.finish();
+                Ok(r)
+            }
+            Err(e) => {
+                step.fail(&e);
+                Err(format!("{e:#}"))
+            }
+        }
+    };
+    let first = reference("first");
     let json = bench_json("xdp");
     exec(cargo().args(["bench", "--package", "ka-tests", "--bench", "xdp"]).env("KA_BENCH_JSON", &json))?;
     let ka = read_json::<Rows>(&json)?.rows;
     let mut out = crate::report::Xdp { ka, reference: Vec::new(), reference_note: None };
-    if opts.no_ref_lb {
-        out.reference_note = Some("--no-ref-lb".into());
-        return Ok(out);
-    }
-    let dir = opts.ref_lb.clone().unwrap_or_else(crate::bench_ref::default_dir);
-    let step = progress::step(format!("reference XDP load balancer ({})", dir.display()));
-    match crate::bench_ref::run(&dir) {
+    match first.and_then(|f| Ok(crate::bench_ref::min_of_runs(f, reference("second")?))) {
         Ok(r) => {
-            step.finish();
-            println!("\n### XDP: ka beside the reference load balancer (same run)\n");
+            println!("\n### XDP: ka beside the reference load balancer (same run, {})\n", dir.display());
             print!("{}", crate::bench_ref::ratio_table(&out.ka, &r));
+            let all: Vec<String> = r.iter().map(|p| format!("{} {:.0} ns", p.name, p.ns)).collect();
+            println!("\nreference programs (minimum of two runs): {}", all.join(", "));
             out.reference = r;
         }
-        // The reference is an anchor, not ka: without it ka's own figures still stand.
-        Err(e) => {
-            step.fail(&e);
-            out.reference_note = Some(format!("{e:#}"));
-        }
+        Err(note) => out.reference_note = Some(note),
     }
     Ok(out)
 }

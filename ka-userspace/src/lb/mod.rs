@@ -338,11 +338,7 @@ pub enum LbError {
 /// The 16-byte form of an address used by the maps, and its family.
 pub fn addr16(a: IpAddr) -> ([u8; 16], u8) {
     match a {
-        IpAddr::V4(v4) => {
-            let mut b = [0; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (b, ka_common::lb::FAMILY_V4)
-        }
+        IpAddr::V4(v4) => (ka_common::lb::v4_in_16(v4.octets()), ka_common::lb::FAMILY_V4),
         IpAddr::V6(v6) => (v6.octets(), ka_common::lb::FAMILY_V6),
     }
 }

@@ -20,7 +20,7 @@ use ka_common::{
         VRRP_CSUM_STANDARD, VRRP_EVENTS_MAP, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
         VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
         VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
-        VRRP_INSTANCES_MAP, VRRP_SEEN_MAP,
+        MAX_VRRP_INSTANCES, VRRP_INSTANCES_MAP, VRRP_SEEN_MAP,
     },
 };
 use tokio::io::unix::AsyncFd;
@@ -51,6 +51,61 @@ pub enum VrrpFastError {
     /// Registering the ring buffer with the reactor failed.
     #[error("ring buffer: {0}")]
     Io(#[source] std::io::Error),
+    /// Every last-seen slot is taken.
+    #[error("vrid {vrid}: more than {max} fast-path instances", max = MAX_VRRP_INSTANCES)]
+    Full {
+        /// VRID of the instance that found no slot.
+        vrid: u8,
+    },
+}
+
+/// The lowest last-seen slot (`VrrpInstance::seen_slot`) below [`MAX_VRRP_INSTANCES`] that no
+/// instance in `used` holds (pure).
+pub fn free_seen_slot(used: impl IntoIterator<Item = u16>) -> Option<u16> {
+    let mut taken = vec![false; MAX_VRRP_INSTANCES as usize];
+    for u in used {
+        if let Some(t) = taken.get_mut(usize::from(u)) {
+            *t = true;
+        }
+    }
+    taken.iter().position(|t| !t).and_then(|i| u16::try_from(i).ok())
+}
+
+/// Writes `value` for `key` keeping the slot the instance holds, or giving it a free one
+/// (zeroed, so an earlier instance's stamp is not read as this one's).
+fn write_instance<I, S>(instances: &mut BpfHashMap<I, VrrpKey, VrrpInstance>, seen: &mut Array<S, u64>, key: VrrpKey, mut value: VrrpInstance) -> Result<(), VrrpFastError>
+where
+    I: std::borrow::BorrowMut<MapData>,
+    S: std::borrow::BorrowMut<MapData>,
+{
+    match instances.get(&key, 0) {
+        Ok(old) => value.seen_slot = old.seen_slot,
+        Err(aya::maps::MapError::KeyNotFound) => {
+            let used = instances.iter().filter_map(Result::ok).map(|(_, v)| v.seen_slot);
+            value.seen_slot = free_seen_slot(used).ok_or(VrrpFastError::Full { vrid: key.vrid })?;
+            seen.set(u32::from(value.seen_slot), 0, 0).map_err(map_err(VRRP_SEEN_MAP))?;
+        }
+        Err(e) => return Err(map_err(VRRP_INSTANCES_MAP)(e)),
+    }
+    instances.insert(key, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))
+}
+
+/// The stamp of `key`'s slot; `None` if never stamped or no such instance.
+fn read_seen<I, S>(instances: &BpfHashMap<I, VrrpKey, VrrpInstance>, seen: &Array<S, u64>, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError>
+where
+    I: std::borrow::Borrow<MapData>,
+    S: std::borrow::Borrow<MapData>,
+{
+    let slot = match instances.get(&key, 0) {
+        Ok(v) => v.seen_slot,
+        Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+        Err(e) => return Err(map_err(VRRP_INSTANCES_MAP)(e)),
+    };
+    match seen.get(&u32::from(slot), 0) {
+        Ok(0) => Ok(None),
+        Ok(ns) => Ok(Some(Duration::from_nanos(ns))),
+        Err(e) => Err(map_err(VRRP_SEEN_MAP)(e)),
+    }
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> VrrpFastError {
@@ -131,11 +186,7 @@ pub fn key(ifindex: u32, vrid: u8, family: Family) -> VrrpKey {
 
 fn addr16(vrid: u8, family: Family, a: IpAddr) -> Result<[u8; 16], VrrpFastError> {
     match (family, a) {
-        (Family::V4, IpAddr::V4(v)) => {
-            let mut o = [0u8; 16];
-            o[..4].copy_from_slice(&v.octets());
-            Ok(o)
-        }
+        (Family::V4, IpAddr::V4(v)) => Ok(ka_common::lb::v4_in_16(v.octets())),
         (Family::V6, IpAddr::V6(v)) => Ok(v.octets()),
         _ => Err(VrrpFastError::Family { vrid, addr: a }),
     }
@@ -189,7 +240,8 @@ pub fn encode(vrid: u8, family: Family, params: &FastParams) -> Result<VrrpInsta
         auth_data,
         master_addr,
         master_adver_int_centis: master_int,
-        _pad: [0; 2],
+        // Assigned when the instance is written ([`configure`]).
+        seen_slot: 0,
         group_v4: params
             .group_v4
             .unwrap_or(ka_common::vrrp::VRRP_MCAST_V4)
@@ -198,11 +250,11 @@ pub fn encode(vrid: u8, family: Family, params: &FastParams) -> Result<VrrpInsta
     })
 }
 
-/// Configures (or updates) the fast path of instance (`ifindex`, `vrid`, `family`) and makes
-/// sure its last-seen entry exists.
+/// Configures (or updates) the fast path of instance (`ifindex`, `vrid`, `family`); a new
+/// instance gets a free last-seen slot, zeroed.
 ///
 /// # Errors
-/// An address of the wrong family, or a map that cannot be written.
+/// An address of the wrong family, every slot taken, or a map that cannot be written.
 pub fn configure(
     ebpf: &mut Ebpf,
     ifindex: u32,
@@ -212,30 +264,19 @@ pub fn configure(
 ) -> Result<(), VrrpFastError> {
     let value = encode(vrid, family, params)?;
     let k = key(ifindex, vrid, family);
-    {
-        let map = ebpf
-            .map_mut(VRRP_INSTANCES_MAP)
-            .ok_or(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP))?;
-        let mut m: BpfHashMap<_, VrrpKey, VrrpInstance> =
-            BpfHashMap::try_from(map).map_err(map_err(VRRP_INSTANCES_MAP))?;
-        m.insert(k, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))?;
-    }
-    let map = ebpf
-        .map_mut(VRRP_SEEN_MAP)
-        .ok_or(VrrpFastError::MissingMap(VRRP_SEEN_MAP))?;
-    let mut m: BpfHashMap<_, VrrpKey, u64> =
-        BpfHashMap::try_from(map).map_err(map_err(VRRP_SEEN_MAP))?;
-    if m.get(&k, 0).is_err() {
-        m.insert(k, 0, 0).map_err(map_err(VRRP_SEEN_MAP))?;
-    }
-    Ok(())
+    let [Some(inst), Some(seen)] = ebpf.maps_disjoint_mut([VRRP_INSTANCES_MAP, VRRP_SEEN_MAP]) else {
+        return Err(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP));
+    };
+    let mut instances: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(inst).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    let mut seen: Array<_, u64> = Array::try_from(seen).map_err(map_err(VRRP_SEEN_MAP))?;
+    write_instance(&mut instances, &mut seen, k, value)
 }
 
 /// The fast path's instance and last-seen maps, taken out of the loaded object so the VRRP
 /// engine owns them (the load balancer's writer keeps the rest of the object).
 pub struct FastMaps {
     instances: BpfHashMap<MapData, VrrpKey, VrrpInstance>,
-    seen: BpfHashMap<MapData, VrrpKey, u64>,
+    seen: Array<MapData, u64>,
 }
 
 impl FastMaps {
@@ -247,21 +288,17 @@ impl FastMaps {
         let events = EventReader::new(ebpf)?;
         let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(VrrpFastError::MissingMap(name));
         let instances = BpfHashMap::try_from(take(ebpf, VRRP_INSTANCES_MAP)?).map_err(map_err(VRRP_INSTANCES_MAP))?;
-        let seen = BpfHashMap::try_from(take(ebpf, VRRP_SEEN_MAP)?).map_err(map_err(VRRP_SEEN_MAP))?;
+        let seen = Array::try_from(take(ebpf, VRRP_SEEN_MAP)?).map_err(map_err(VRRP_SEEN_MAP))?;
         Ok((FastMaps { instances, seen }, events))
     }
 
     /// [`configure`] on the owned maps.
     ///
     /// # Errors
-    /// An address of the wrong family, or a map that cannot be written.
+    /// An address of the wrong family, every slot taken, or a map that cannot be written.
     pub fn configure(&mut self, key: VrrpKey, family: Family, params: &FastParams) -> Result<(), VrrpFastError> {
         let value = encode(key.vrid, family, params)?;
-        self.instances.insert(key, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))?;
-        if self.seen.get(&key, 0).is_err() {
-            self.seen.insert(key, 0, 0).map_err(map_err(VRRP_SEEN_MAP))?;
-        }
-        Ok(())
+        write_instance(&mut self.instances, &mut self.seen, key, value)
     }
 
     /// [`last_seen`] on the owned map.
@@ -269,17 +306,12 @@ impl FastMaps {
     /// # Errors
     /// The map cannot be read.
     pub fn last_seen(&self, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError> {
-        match self.seen.get(&key, 0) {
-            Ok(0) | Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Ok(ns) => Ok(Some(Duration::from_nanos(ns))),
-            Err(e) => Err(map_err(VRRP_SEEN_MAP)(e)),
-        }
+        read_seen(&self.instances, &self.seen, key)
     }
 
-    /// [`remove`] on the owned maps.
+    /// [`remove`] on the owned maps (its slot is zeroed when an instance takes it again).
     pub fn remove(&mut self, key: VrrpKey) {
         let _ = self.instances.remove(&key);
-        let _ = self.seen.remove(&key);
     }
 }
 
@@ -300,12 +332,10 @@ pub fn remove(
     family: Family,
 ) -> Result<(), VrrpFastError> {
     let k = key(ifindex, vrid, family);
-    for name in [VRRP_INSTANCES_MAP, VRRP_SEEN_MAP] {
-        let map = ebpf.map_mut(name).ok_or(VrrpFastError::MissingMap(name))?;
-        let mut m: BpfHashMap<_, VrrpKey, [u8; 8]> =
-            BpfHashMap::try_from(map).map_err(map_err(name))?;
-        let _ = m.remove(&k);
-    }
+    let map = ebpf.map_mut(VRRP_INSTANCES_MAP).ok_or(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP))?;
+    let mut m: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(map).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    // Its last-seen slot is zeroed when an instance takes it again.
+    let _ = m.remove(&k);
     Ok(())
 }
 
@@ -336,16 +366,11 @@ pub fn set_enabled(ebpf: &mut Ebpf, on: bool, drop_unknown: bool) -> Result<(), 
 /// # Errors
 /// The map cannot be read.
 pub fn last_seen(ebpf: &Ebpf, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError> {
-    let map = ebpf
-        .map(VRRP_SEEN_MAP)
-        .ok_or(VrrpFastError::MissingMap(VRRP_SEEN_MAP))?;
-    let m: BpfHashMap<_, VrrpKey, u64> =
-        BpfHashMap::try_from(map).map_err(map_err(VRRP_SEEN_MAP))?;
-    match m.get(&key, 0) {
-        Ok(0) | Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-        Ok(ns) => Ok(Some(Duration::from_nanos(ns))),
-        Err(e) => Err(map_err(VRRP_SEEN_MAP)(e)),
-    }
+    let inst = ebpf.map(VRRP_INSTANCES_MAP).ok_or(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP))?;
+    let seen = ebpf.map(VRRP_SEEN_MAP).ok_or(VrrpFastError::MissingMap(VRRP_SEEN_MAP))?;
+    let instances: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(inst).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    let seen: Array<_, u64> = Array::try_from(seen).map_err(map_err(VRRP_SEEN_MAP))?;
+    read_seen(&instances, &seen, key)
 }
 
 /// The kind of a change the fast path reports.
@@ -489,6 +514,28 @@ impl AsyncEventReader {
             if !events.is_empty() {
                 return Ok(events);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slots: the lowest free one; out-of-range slots of a damaged map are ignored; none when
+    /// every slot is taken.
+    #[test]
+    fn free_seen_slot_table() {
+        let max = MAX_VRRP_INSTANCES as u16;
+        let cases: [(&str, Vec<u16>, Option<u16>); 5] = [
+            ("empty", vec![], Some(0)),
+            ("first taken", vec![0], Some(1)),
+            ("a hole", vec![0, 1, 3], Some(2)),
+            ("out of range ignored", vec![max, u16::MAX], Some(0)),
+            ("full", (0..max).collect(), None),
+        ];
+        for (name, used, want) in cases {
+            assert_eq!(free_seen_slot(used), want, "{name}");
         }
     }
 }

@@ -14,8 +14,9 @@ use aya::{
 };
 use ka_common::{
     lb::{
-        prefix_mask, ring_size, table_capacity, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
+        prefix_mask, ring_size, table_capacity, vip_filter, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
         ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
+        G_VIP_FILTER, VIP_FILTER_MAP,
         MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN,
         NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS,
         SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST, SVC_F_PERSIST_SERVICE, TABLES_MAP,
@@ -216,6 +217,17 @@ pub struct MapWriter {
     quarantine: Vec<(u32, u32)>,
     /// The connection counters, mapped on first use.
     counters: Option<ConnCounters>,
+    /// What the VIP filter map holds (`None`: unknown, every word is written).
+    vip_filter: Option<Vec<u64>>,
+}
+
+/// The VIP filter words that differ between `written` (`None`: unknown) and `want` (pure).
+pub fn vip_filter_changes(written: Option<&[u64]>, want: &[u64]) -> Vec<(u32, u64)> {
+    want.iter()
+        .enumerate()
+        .filter(|(i, w)| written.and_then(|old| old.get(*i)) != Some(*w))
+        .map(|(i, w)| (i as u32, *w))
+        .collect()
 }
 
 /// The neighbour-map key of an address.
@@ -407,6 +419,15 @@ impl MapWriter {
         for (start, size) in std::mem::take(&mut self.quarantine) {
             self.pool.free(start, size);
         }
+        // The VIP filter first holds the VIPs written and to be written, so no packet to a
+        // service key finds its bit clear; it is cut to the written keys at the end.
+        let vips: Vec<[u8; 16]> = self
+            .keys
+            .keys()
+            .map(|k| k.addr)
+            .chain(desired.services.iter().flat_map(|s| s.members().map(|m| addr16(m.vip).0)))
+            .collect();
+        self.write_vip_filter(ebpf, &vips)?;
         for key in std::mem::take(&mut self.retired_services) {
             if let Err(e) = remove_service(ebpf, &key) {
                 tracing::warn!(error = %e, "removing an adopted service");
@@ -616,6 +637,8 @@ impl MapWriter {
             self.backends.remove(&id);
             self.free_backends.push_back(id);
         }
+        let vips: Vec<[u8; 16]> = self.keys.keys().map(|k| k.addr).collect();
+        self.write_vip_filter(ebpf, &vips)?;
         // Globals.
         {
             let mut arr: Array<_, Globals> =
@@ -625,6 +648,8 @@ impl MapWriter {
             if !desired.services.is_empty() {
                 g.flags |= G_LB;
             }
+            // The filter holds every key's VIP from here on.
+            g.flags |= G_VIP_FILTER;
             if live_keys.iter().any(|k: &ServiceKey| k.port == [0; 2]) {
                 g.flags |= G_ANY_PORT;
             }
@@ -649,6 +674,20 @@ impl MapWriter {
             .collect();
         self.sync_neighbours(ebpf)?;
         Ok(report)
+    }
+
+    /// Writes the VIP filter for `addrs`, only the words that changed.
+    fn write_vip_filter<'a>(&mut self, ebpf: &mut Ebpf, addrs: impl IntoIterator<Item = &'a [u8; 16]>) -> Result<(), LbError> {
+        let want = vip_filter(addrs);
+        let changes = vip_filter_changes(self.vip_filter.as_deref(), &want);
+        if !changes.is_empty() {
+            let mut arr: Array<_, u64> = Array::try_from(map_mut(ebpf, VIP_FILTER_MAP)?).map_err(map_err(VIP_FILTER_MAP))?;
+            for (i, w) in changes {
+                arr.set(i, w, 0).map_err(map_err(VIP_FILTER_MAP))?;
+            }
+        }
+        self.vip_filter = Some(want.to_vec());
+        Ok(())
     }
 
     /// The connection counters, mapped on first use.
@@ -879,6 +918,15 @@ mod tests {
         }
     }
 
+    /// Only the words that differ are written; an unknown map gets every word.
+    #[test]
+    fn vip_filter_writes_what_changed() {
+        let want = [0u64, 5, 0, 7];
+        assert_eq!(vip_filter_changes(Some(&[0, 5, 1, 7]), &want), vec![(2, 0)]);
+        assert_eq!(vip_filter_changes(Some(&want), &want), vec![]);
+        assert_eq!(vip_filter_changes(None, &want).len(), 4);
+    }
+
     /// Only what differs is written: new and changed entries, then the ones no longer wanted.
     #[test]
     fn neighbour_changes_are_minimal() {
@@ -999,4 +1047,37 @@ mod tests {
         }
         assert_eq!(names(&a, ["1", "2"]), names(&b, ["2", "1"]));
     }
+
+    /// The golden Maglev table: a fixed service's table (its digest and first slots) and the
+    /// backends a fixed set of flows get through it (`flow_hash4 % len`, as the kernel picks).
+    /// Pinned, so two ka versions pick the same backends during a rolling upgrade: a change of
+    /// the permutation hash, the weighting, the ring size or the flow hash fails here.
+    #[test]
+    fn golden_maglev_table() {
+        use ka_common::lb::{flow_hash4, FlowKey4};
+        let s = svc(
+            Scheduler::Maglev,
+            &[("198.18.10.1", 1, true), ("198.18.10.2", 1, true), ("198.18.10.3", 2, true), ("198.18.10.4", 1, true)],
+        );
+        let t = service_table(&s);
+        assert_eq!(t.len(), 509, "ring size of a 4-server service");
+        let digest = t.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| (h ^ u64::from(i)).wrapping_mul(0x0000_0100_0000_01b3));
+        assert_eq!(digest, GOLDEN_DIGEST, "table digest");
+        assert_eq!(&t[..16], &GOLDEN_SLOTS, "first slots");
+        let picks: Vec<u32> = (0..16u16)
+            .map(|i| {
+                let k = FlowKey4 { src: [198, 19, 0, i as u8], dst: [198, 18, 0, 1], sport: (40_000 + i).to_be_bytes(), dport: 80u16.to_be_bytes(), proto: 6, _pad: [0; 3] };
+                t[(flow_hash4(&k) % t.len() as u32) as usize]
+            })
+            .collect();
+        assert_eq!(picks, GOLDEN_PICKS, "backends of 16 flows");
+        let per: Vec<usize> = (0..4).map(|b| t.iter().filter(|&&i| i == b).count()).collect();
+        assert_eq!(per.iter().sum::<usize>(), 509);
+        assert!(per[2] > per[0] + per[0] / 2, "weight 2 gets about twice the slots: {per:?}");
+    }
+
+    /// Golden values of [`golden_maglev_table`].
+    const GOLDEN_DIGEST: u64 = 15_409_773_448_356_742_121;
+    const GOLDEN_SLOTS: [u32; 16] = [1, 2, 3, 0, 2, 2, 1, 3, 1, 0, 1, 2, 2, 3, 2, 2];
+    const GOLDEN_PICKS: [u32; 16] = [2, 0, 2, 2, 2, 1, 0, 3, 0, 1, 2, 2, 3, 1, 1, 1];
 }

@@ -11,6 +11,8 @@ use aya::{
 };
 use ka_common::maps::XDP_PROGRAM;
 
+pub mod fixture;
+
 /// `XDP_PASS` from the kernel's uapi `enum xdp_action`.
 pub const XDP_PASS: u32 = 2;
 /// `XDP_TX`.
@@ -64,11 +66,15 @@ impl Loaded {
     pub fn program(name: &'static str) -> Loaded {
         ka_tests::require_root();
         pin_to_cpu0();
+        // `KA_EBPF_OBJECT=FILE`: that object instead of the embedded one (iterating on ka-ebpf
+        // alone, built with the command of ka-userspace/build.rs; ka-common must not differ).
+        let file = std::env::var_os("KA_EBPF_OBJECT").map(|p| std::fs::read(&p).expect("reading KA_EBPF_OBJECT"));
+        let object = file.as_deref().unwrap_or(ka::EBPF_OBJECT);
         assert!(
-            !ka::EBPF_OBJECT.is_empty(),
+            !object.is_empty(),
             "the ka library was built with KA_SKIP_EBPF=1: it has no eBPF object to test"
         );
-        let mut ebpf = Ebpf::load(ka::EBPF_OBJECT).expect("loading the eBPF object");
+        let mut ebpf = Ebpf::load(object).expect("loading the eBPF object");
         let prog: &mut Xdp = ebpf
             .program_mut(name)
             .unwrap_or_else(|| panic!("{name} in object"))

@@ -60,7 +60,7 @@ use ka_common::{
     maps::{STATS_MAP, XDP_PROGRAM},
     stats::Counter,
     vrrp::Family,
-    vrrp_fast::{VrrpKey, VRRP_INSTANCES_MAP, VRRP_SEEN_MAP},
+    vrrp_fast::{VrrpInstance, VrrpKey, VRRP_INSTANCES_MAP, VRRP_SEEN_MAP},
 };
 use ka_tests::netns::Netns;
 
@@ -640,16 +640,16 @@ impl Harness {
         &self.desired
     }
 
+    /// Every counter summed over CPUs: `KA_STATS` holds one `Counters` array per CPU (one
+    /// entry), read back in one batch.
     fn counters(&self) -> Vec<u64> {
-        let mut out = vec![0u64; Counter::ALL.len()];
+        let n = Counter::ALL.len();
+        let mut out = vec![0u64; n];
         let stride = self.stats.value_stride;
-        for_each_batch(self.stats, Counter::ALL.len(), |k, v, n| {
-            for i in 0..n {
-                let idx = u32::from_ne_bytes([k[i * 4], k[i * 4 + 1], k[i * 4 + 2], k[i * 4 + 3]]) as usize;
-                let sum: u64 =
-                    v[i * stride..(i + 1) * stride].chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).sum();
-                if let Some(o) = out.get_mut(idx) {
-                    *o = sum;
+        for_each_batch(self.stats, 1, |_, v, got| {
+            for cpu in v[..got * stride].chunks_exact(n * 8) {
+                for (o, c) in out.iter_mut().zip(cpu.chunks_exact(8)) {
+                    *o = o.wrapping_add(u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])));
                 }
             }
         })
@@ -934,9 +934,19 @@ impl Harness {
                 self.forwarded, self.too_big, self.nat_replies
             ));
         }
-        for (k, _) in map_entries(raw_map(&self.ebpf, VRRP_SEEN_MAP)).map_err(|e| e.to_string())? {
+        // Every stamped last-seen slot is the slot of a configured instance.
+        let mut slots = HashSet::new();
+        for (k, v) in map_entries(raw_map(&self.ebpf, VRRP_INSTANCES_MAP)).map_err(|e| e.to_string())? {
             if !self.vrrp_keys.contains(&k) {
-                return Err(format!("last-seen entry {k:02x?} for no configured instance"));
+                return Err(format!("VRRP instance {k:02x?} not configured"));
+            }
+            slots.insert(bytemuck::pod_read_unaligned::<VrrpInstance>(&v[..std::mem::size_of::<VrrpInstance>()]).seen_slot);
+        }
+        for (k, v) in map_entries(raw_map(&self.ebpf, VRRP_SEEN_MAP)).map_err(|e| e.to_string())? {
+            let slot = u32::from_ne_bytes(k[..4].try_into().map_err(|_| "KA_VRRP_SEEN key".to_owned())?);
+            let stamped = v.iter().any(|b| *b != 0);
+            if stamped && !u16::try_from(slot).is_ok_and(|s| slots.contains(&s)) {
+                return Err(format!("last-seen slot {slot} stamped for no configured instance"));
             }
         }
         for (k, v) in map_entries(raw_map(&self.ebpf, NAT_MAP)).map_err(|e| e.to_string())? {

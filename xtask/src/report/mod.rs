@@ -255,11 +255,16 @@ pub struct RefPath {
     pub ns: f64,
 }
 
-/// Which ka path is compared with which reference program, and the label of the pair.
-pub const XDP_PAIRS: [(&str, &str, &str); 3] = [
-    ("floor", "floor", "floor: swap MACs, XDP_TX"),
-    ("dr_established", "lb_lru", "established flow (connection-table hit)"),
-    ("dr_new_full", "lb", "new flow (ka: Maglev + insert; ref: stateless)"),
+/// Which ka path is compared with which reference program, and the row's name (kept from
+/// session to session so that results compare; issue 15). The new flows are set beside the
+/// reference's LRU hit, the cheapest thing a stateful balancer does per packet.
+pub const XDP_PAIRS: [(&str, &str, &str); 6] = [
+    ("floor", "floor", "floor (swap MACs, XDP_TX)"),
+    ("dr_established", "lb_lru", "established flow (ka DR conn-table hit vs ref NAT + LRU hit)"),
+    ("dr_new_filling", "lb_lru", "new flow, table filling (ka) vs ref LRU hit"),
+    ("dr_new_full", "lb_lru", "new flow, table full (ka) vs ref LRU hit"),
+    ("nonvip", "floor", "TCP to a non-VIP address (parse + pass)"),
+    ("vrrp_steady", "floor", "VRRP advert, steady state"),
 ];
 
 /// End-to-end forwarding over veth.

@@ -1,7 +1,11 @@
-//! Lookups of the load balancer: the flow key of a packet, its service, and the backend it goes
-//! to (connection table, then persistence template, then the service's scheduler). The kernel
-//! only reads tables that userspace computed; it writes the connection, persistence and NAT
-//! tables.
+//! The lookup layer: the flow key of a packet, whether its destination may be a VIP, its
+//! service, and the backend it goes to (the connection table, [`conn`], then the persistence
+//! template, then the service's scheduler, [`sched`] for the least-connection family). The
+//! kernel only reads tables that userspace computed; it writes the connection, persistence and
+//! NAT tables. Above the scratch memory, below forwarding and the paths.
+
+pub mod conn;
+pub mod sched;
 
 use aya_ebpf::{
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},
@@ -9,7 +13,7 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests,
+        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, vip_filter_fold,
         service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
@@ -22,64 +26,82 @@ use ka_common::{
 };
 
 use crate::{
-    conn,
-    maps::{Work, KA_BACKENDS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES},
+    maps::{KA_BACKENDS, KA_LOCAL_MACS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES, KA_VIP_FILTER},
     mem,
-    parse::L3,
-    ptr::ptr_at,
+    parse::{Parsed, L3},
+    ptr::{load32, ptr_at},
+    scratch::Work,
     stats,
 };
 
-/// An IPv4 address in the 16-byte form of the maps.
+/// Whether the frame's destination MAC is one of `KA_LOCAL_MACS`.
 #[inline(always)]
-pub fn v4_16(a: [u8; 4]) -> [u8; 16] {
-    [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+pub fn to_local_mac(ctx: &XdpContext) -> bool {
+    let Some(eth) = ptr_at::<ka_common::wire::EthHdr>(ctx, 0) else { return false };
+    let mut key = [0u8; 8];
+    // SAFETY: bounds-checked by ptr_at.
+    key[..6].copy_from_slice(unsafe { &(*eth).dst });
+    // SAFETY: a lookup; the value is not read.
+    unsafe { KA_LOCAL_MACS.get(&key).is_some() }
 }
 
-/// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet; false if it has no IP header.
+/// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet (and `w.key4` for IPv4);
+/// false if it has no IP header. Every key is written a word at a time (`mem::set_words`):
+/// the ports come as one word from the parser, protocol and family share one.
 #[inline(always)]
 pub fn flow_key(ctx: &XdpContext, w: &mut Work) -> bool {
     let pkt = &w.pkt;
-    let k = &mut w.key;
+    let (ports, proto) = (pkt.ports, u32::from(pkt.ip_proto));
     match pkt.l3 {
         L3::Ipv4 => {
             let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
                 return false;
             };
-            // SAFETY: bounds-checked by ptr_at; FlowKey is 4-aligned with src at 0, dst at 16.
-            let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
-            // SAFETY: as above.
-            unsafe {
-                mem::store_v4(&mut k.src, src);
-                mem::store_v4(&mut k.dst, dst);
-            }
-            k.family = FAMILY_V4;
-            let k4 = &mut w.key4;
-            k4.src = src;
-            k4.dst = dst;
-            k4.sport = pkt.src_port.to_be_bytes();
-            k4.dport = pkt.dst_port.to_be_bytes();
-            k4.proto = pkt.ip_proto;
-            k4._pad = [0; 3];
+            let p = ip as *const u8;
+            // SAFETY: bounds-checked by ptr_at: source at 12, destination at 16.
+            let (src, dst) = unsafe { (load32(p.add(12)), load32(p.add(16))) };
+            // FlowKey4: src, dst, ports, proto and a 3-byte pad (little-endian BPF: the
+            // protocol is the word's low byte).
+            mem::set_words(&mut w.key4, [src, dst, ports, proto]);
+            // FlowKey: the addresses in 16 bytes, ports, then proto, family and pad.
+            mem::set_words(
+                &mut w.key,
+                [src, 0, 0, 0, dst, 0, 0, 0, ports, proto | u32::from(FAMILY_V4) << 8],
+            );
         }
         L3::Ipv6 => {
             let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
                 return false;
             };
+            let k = &mut w.key;
             // SAFETY: as above; the packet side may be unaligned (see mem::load16).
             unsafe {
                 mem::load16(&mut k.src, &(*ip).src);
                 mem::load16(&mut k.dst, &(*ip).dst);
             }
-            k.family = FAMILY_V6;
+            // SAFETY: FlowKey is 4-aligned; words 8 and 9 are the ports and proto/family/pad.
+            unsafe {
+                let words = k as *mut FlowKey as *mut u32;
+                core::ptr::write_volatile(words.add(8), ports);
+                core::ptr::write_volatile(words.add(9), proto | u32::from(FAMILY_V6) << 8);
+            }
         }
         L3::Other => return false,
     }
-    k.sport = pkt.src_port.to_be_bytes();
-    k.dport = pkt.dst_port.to_be_bytes();
-    k.proto = pkt.ip_proto;
-    k._pad = [0; 2];
     true
+}
+
+/// Whether the destination of the parsed IP packet may be a VIP: its bit of the VIP filter
+/// (`ka_common::lb::VIP_FILTER_MAP`) is set. A clear bit is a certain no (before the service
+/// hash lookup, and before the packet is stashed). The address was folded by the parser
+/// ([`Parsed::dst_fold`]): no second read of the header.
+#[inline(always)]
+pub fn maybe_vip(pkt: &Parsed) -> bool {
+    if pkt.l3 == L3::Other {
+        return true;
+    }
+    let bit = vip_filter_fold(pkt.dst_fold);
+    KA_VIP_FILTER.get(bit >> 6).is_none_or(|w| w & (1 << (bit & 63)) != 0)
 }
 
 /// Derives `w.key4` from `w.key` (an IPv4 flow written into `w.key` directly).
@@ -185,7 +207,7 @@ fn conn_insert(w: &mut Work, hash: u32, backend: u32, now: u32, tcp_flags: u8) {
     }
     // Verifier: the flood answer made opaque, so the table walk below is checked once, not
     // once in and once out of flood mode.
-    let keep_assured = conn::opaque(flood);
+    let keep_assured = crate::scratch::opaque(flood);
     let put = if w.key.family == FAMILY_V4 {
         conn::conn4_put(&w.key4, hash, backend, now, state, keep_assured)
     } else {
@@ -434,7 +456,7 @@ fn table_pick(w: &mut Work, hash: u32, base: u32, len: u32) -> Option<u32> {
             // SAFETY: per-CPU value of this CPU.
             let start = unsafe { *c };
             if counted {
-                let id = crate::sched::round_robin(w, base, start, len);
+                let id = sched::round_robin(w, base, start, len);
                 // SAFETY: as above. The cursor moves past the slots tried.
                 unsafe { *c = start.wrapping_add(w.walk.rr_tried).wrapping_add(1) % len };
                 return (id != NO_ID).then_some(id);
@@ -465,7 +487,7 @@ pub const NEED_LEAST: u32 = u32::MAX - 1;
 #[inline(never)]
 pub fn schedule_least(w: &mut Work) -> u32 {
     let (hash, tick, tcp_flags, bank, now) = (w.walk.hash, w.walk.tick, w.walk.tcp_flags, w.walk.bank, w.walk.now_ns);
-    let id = crate::sched::least(w, bank, tick);
+    let id = sched::least(w, bank, tick);
     if id == NO_ID || !usable(id, &mut w.backend) {
         return NO_ID;
     }

@@ -5,7 +5,7 @@
 //! code userspace unit-tests).
 //!
 //! Verifier: each walk is a bounded loop, which the verifier checks once per iteration. Its
-//! state lives in the per-CPU [`Work`] (`w.walk`): map memory the verifier sees as unknown
+//! state lives in the per-CPU [`Work`] (`w.walk`, a `crate::scratch::Walk`): map memory the verifier sees as unknown
 //! values, so the paths through one iteration merge before the next (values kept in registers
 //! would be distinct known values and multiply the paths). `bpf_loop` would check the step
 //! only once, but its callbacks need the program's BTF, which the kernel refuses for ka's
@@ -23,40 +23,14 @@ use ka_common::{
 
 use core::ptr::read_volatile;
 
+use super::conn;
 use crate::{
-    atomic, conn,
-    maps::{Work, KA_BACKEND_CONNS, KA_CONN_TIMEOUTS, KA_DESTS, KA_LBLC, KA_TABLES},
-    mem, stats,
+    atomic,
+    maps::{KA_BACKEND_CONNS, KA_CONN_TIMEOUTS, KA_DESTS, KA_LBLC, KA_TABLES},
+    mem,
+    scratch::Work,
+    stats,
 };
-
-/// The state of one walk (in [`Work`]).
-#[derive(Default)]
-pub struct Walk {
-    /// Index of the service's candidate list in `KA_DESTS`.
-    list: u32,
-    /// The pass over the candidates.
-    scan: Scan,
-    /// `twos`' second pass.
-    twos: Twos,
-    /// A new flow's hash (`lookup::schedule_least`).
-    pub hash: u32,
-    /// Its connection-table clock.
-    pub tick: u32,
-    /// Its TCP flags.
-    pub tcp_flags: u8,
-    /// 1: a datagram of a one-packet (`ops`) service: no connection entry is recorded.
-    pub ops: u8,
-    /// The service's active bank.
-    pub bank: u32,
-    /// Its persistence clock (ns).
-    pub now_ns: u64,
-    /// Round-robin: slots tried before the one chosen.
-    pub rr_tried: u32,
-    /// Round-robin: the backend found, [`NO_ID`] if none.
-    rr_id: u32,
-    /// Round-robin: a backend that is not overloaded was found.
-    rr_found: bool,
-}
 
 /// Candidate `i` of candidate list `list`: its id, weight and current counts.
 #[inline(always)]

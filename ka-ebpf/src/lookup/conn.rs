@@ -1,4 +1,4 @@
-//! The connection table (`ka_common::lb::CONN4_MAP`, `CONN6_MAP`): lookup with expiry by
+//! The connection table (`ka_common::lb::CONN4_MAP`, `CONN6_MAP`), a part of the lookup layer: lookup with expiry by
 //! state (`lvs_timeouts`) and TCP state transitions, insertion of new flows, the sweeper's
 //! expiry, and the per-backend connection counts these keep. `ka_common::sched` describes the
 //! life-word protocol and how exact the counts are.
@@ -22,7 +22,9 @@ use ka_common::{
 use crate::{
     atomic,
     maps::{KA_BACKENDS, KA_BACKEND_CONNS, KA_BACKEND_TALLY, KA_CONNS4, KA_CONNS6, KA_CONN_TIMEOUTS},
-    mem, stats,
+    mem,
+    scratch::{launder, opaque, Work},
+    stats,
 };
 
 /// Whether the `N` words at `a` and `b` are equal. Volatile loads: LLVM would otherwise turn
@@ -39,40 +41,11 @@ fn words_eq<const N: usize>(a: *const u32, b: *const u32) -> bool {
     diff == 0
 }
 
-/// `i` (a way index) read back from per-CPU map memory, which the verifier does not track:
-/// the code after it is then checked once for every way instead of once per way (a known
-/// index is a distinct state, and the code that follows is long). `None` only if the per-CPU
-/// memory is missing.
-#[inline(always)]
-fn launder(i: usize) -> Option<usize> {
-    let w = crate::maps::work()?;
-    // SAFETY: per-CPU memory of this CPU.
-    unsafe {
-        write_volatile(&mut w.launder, i as u32);
-        Some(read_volatile(&w.launder) as usize & (CONN_WAYS - 1))
-    }
-}
-
-/// `v` read back from per-CPU map memory: a value the verifier no longer tracks, so the code
-/// after it is checked once for every value instead of once per value. `v` itself if the
-/// per-CPU memory is missing.
-#[inline(always)]
-pub fn opaque(v: u32) -> u32 {
-    let Some(w) = crate::maps::work() else {
-        return v;
-    };
-    // SAFETY: per-CPU memory of this CPU.
-    unsafe {
-        write_volatile(&mut w.launder, v);
-        read_volatile(&w.launder)
-    }
-}
-
 /// Counts a new unassured entry in this CPU's flood-mode window (`w.flood`, against the
 /// `flood_rate` and `flood_window` userspace wrote; [`ka_common::sched::flood_count`]) and
 /// answers 1 while the CPU is in flood mode, else 0. Entering it is counted `lb_flood_mode`.
 #[inline(always)]
-pub fn flood(w: &mut crate::maps::Work, now: u32) -> u32 {
+pub fn flood(w: &mut Work, now: u32) -> u32 {
     use ka_common::sched::{flood_count, FLOOD_ENTERED, FLOOD_OFF};
     let Some(t) = KA_CONN_TIMEOUTS.get(0) else {
         return 0;
