@@ -8,6 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// `SIOCGSTAMP` (linux/sockios.h; the `timeval` form, 64-bit here), which the libc crate lacks.
+const SIOCGSTAMP: libc::c_ulong = 0x8906;
+
 /// A capture socket.
 #[derive(Debug)]
 pub struct Capture {
@@ -42,6 +45,12 @@ impl Capture {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        // The first SIOCGSTAMP turns on the kernel's receive timestamps for this socket (and
+        // fails: nothing received yet); from then on each frame read updates `last_stamp`.
+        // (SO_TIMESTAMP would instead deliver them as control messages only.)
+        let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        // SAFETY: SIOCGSTAMP writes at most one timeval into `tv`.
+        let _ = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGSTAMP, &raw mut tv) };
         Ok(Capture { fd })
     }
 
@@ -75,6 +84,21 @@ impl Capture {
                 return None;
             }
         }
+    }
+
+    /// When the kernel received the frame last returned (wall clock, `SIOCGSTAMP`): unlike the
+    /// time it was read, it does not move when the reader runs late.
+    ///
+    /// # Errors
+    /// No frame was received yet.
+    pub fn last_stamp(&self) -> io::Result<Duration> {
+        let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        // SAFETY: SIOCGSTAMP writes one timeval into `tv`.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCGSTAMP, &raw mut tv) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Duration::new(tv.tv_sec as u64, (tv.tv_usec as u32) * 1000))
     }
 
     /// The next frame within `timeout`.

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod packet;
 pub mod prom;
 pub mod soak;
+pub mod vrrp_lan;
 pub mod xdp;
 
 use std::{

@@ -6,34 +6,22 @@
 use std::time::{Duration, Instant};
 
 use ka_tests::{
+    vrrp_lan,
     capture::Capture,
     daemon::KaDaemon,
     ka_bin,
     netns::{Bridge, Netns},
-    require_root, unique_name, wait_for,
+    unique_name, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn lan(n: usize) -> (Bridge, Vec<Netns>) {
-    require_root();
-    let mut bridge = Bridge::new().expect("bridge");
-    let hosts = (1..=n)
-        .map(|k| {
-            let ns = Netns::new(&format!("d{k}")).expect("netns");
-            bridge.attach(&ns, "eth0", &[&format!("198.18.8.{k}/24")]).expect("attach");
-            ns
-        })
-        .collect();
-    (bridge, hosts)
+    vrrp_lan::hosts("d", 8, n)
 }
 
 fn write_conf(text: &str) -> String {
-    let dir = std::env::temp_dir().join(unique_name("kvd"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let p = dir.join("ka.conf");
-    std::fs::write(&p, text).expect("write");
-    p.to_str().expect("utf-8").to_owned()
+    vrrp_lan::write_conf("kvd", text)
 }
 
 fn addrs(ns: &Netns) -> String {
@@ -41,7 +29,7 @@ fn addrs(ns: &Netns) -> String {
 }
 
 fn state(ka: &KaDaemon) -> String {
-    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+    vrrp_lan::state(ka, 0)
 }
 
 /// A lone master installs everything its config names and removes it all on SIGTERM; the

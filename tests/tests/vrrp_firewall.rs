@@ -6,37 +6,25 @@
 use std::time::Duration;
 
 use ka_tests::{
+    vrrp_lan,
     daemon::KaDaemon,
     ka_bin,
     netns::{Bridge, Netns},
-    require_root, unique_name, wait_for,
+    unique_name, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn lan() -> (Bridge, Vec<Netns>) {
-    require_root();
-    let mut bridge = Bridge::new().expect("bridge");
-    let hosts = (1..=2)
-        .map(|k| {
-            let ns = Netns::new(&format!("fw{k}")).expect("netns");
-            bridge.attach(&ns, "eth0", &[&format!("198.18.9.{k}/24")]).expect("attach");
-            ns
-        })
-        .collect();
-    (bridge, hosts)
+    vrrp_lan::hosts("fw", 9, 2)
 }
 
 fn write_conf(text: &str) -> String {
-    let dir = std::env::temp_dir().join(unique_name("kfw"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let p = dir.join("ka.conf");
-    std::fs::write(&p, text).expect("write");
-    p.to_str().expect("utf-8").to_owned()
+    vrrp_lan::write_conf("kfw", text)
 }
 
 fn state(ka: &KaDaemon) -> String {
-    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+    vrrp_lan::state(ka, 0)
 }
 
 /// A TCP connection from `from` to `addr:8585` succeeds within a second.

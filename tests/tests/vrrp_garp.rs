@@ -7,38 +7,26 @@
 use std::time::{Duration, Instant};
 
 use ka_tests::{
+    vrrp_lan,
     capture::Capture,
     daemon::KaDaemon,
     ka_bin,
     netns::{veth, Bridge, Netns},
-    require_root, unique_name, wait_for,
+    unique_name, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn lan(n: usize) -> (Bridge, Vec<Netns>) {
-    require_root();
-    let mut bridge = Bridge::new().expect("bridge");
-    let hosts = (1..=n)
-        .map(|k| {
-            let ns = Netns::new(&format!("g{k}")).expect("netns");
-            bridge.attach(&ns, "eth0", &[&format!("198.18.8.{k}/24")]).expect("attach");
-            ns
-        })
-        .collect();
-    (bridge, hosts)
+    vrrp_lan::hosts("g", 8, n)
 }
 
 fn write_conf(text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(unique_name("kvg"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let p = dir.join("ka.conf");
-    std::fs::write(&p, text).expect("write");
-    p
+    vrrp_lan::write_conf("kvg", text).into()
 }
 
 fn state(ka: &KaDaemon, i: usize) -> String {
-    ka.status_json().ok().and_then(|s| s["vrrp"][i]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+    vrrp_lan::state(ka, i)
 }
 
 /// A VRRPv2 advert for VRID 73 at `prio`, no authentication, listing both VIPs.
@@ -49,8 +37,8 @@ fn advert(prio: u8) -> Vec<u8> {
     m
 }
 
-/// One captured gratuitous ARP: when, and for which address.
-type Seen = (Instant, [u8; 4]);
+/// One captured gratuitous ARP: when the kernel received it (wall clock), and for which address.
+type Seen = (Duration, [u8; 4]);
 
 /// The gratuitous ARPs for 198.18.8.120/121 seen on the hub until `until`.
 fn arps(cap: &Capture, until: Instant) -> Vec<Seen> {
@@ -58,16 +46,16 @@ fn arps(cap: &Capture, until: Instant) -> Vec<Seen> {
     while let Some(f) = cap.next_matching(until, |f| f.get(28..31) == Some(&[198, 18, 8][..]) && matches!(f.get(31), Some(120 | 121))) {
         let mut a = [0; 4];
         a.copy_from_slice(&f[28..32]);
-        out.push((Instant::now(), a));
+        out.push((cap.last_stamp().expect("receive timestamp"), a));
     }
     out
 }
 
-/// Messages of one `garp_group` are at least its interval apart (timestamps are taken on
-/// receipt, so allow a little jitter below it).
+/// Messages of one `garp_group` are at least its interval apart (kernel receive stamps on the
+/// hub; a little jitter allowed below it).
 fn assert_spaced(what: &str, seen: &[Seen], interval: Duration) {
     for w in seen.windows(2) {
-        let gap = w[1].0.duration_since(w[0].0);
+        let gap = w[1].0.saturating_sub(w[0].0);
         assert!(gap + Duration::from_millis(60) >= interval, "{what}: two GARPs {gap:?} apart, garp_group asks {interval:?}: {seen:?}");
     }
 }
@@ -132,7 +120,7 @@ vrrp_instance VI_G {{
     let (first, second) = seen.split_at(4);
     let vips = |s: &[Seen]| s.iter().filter(|(_, a)| a[3] == 120).count() == 2 && s.iter().filter(|(_, a)| a[3] == 121).count() == 2;
     assert!(vips(first) && vips(&second[..4]), "each burst announces each VIP twice: {seen:?}");
-    let gap = second[0].0.duration_since(first[0].0);
+    let gap = second[0].0.saturating_sub(first[0].0);
     assert!(gap >= Duration::from_millis(1900), "second burst {gap:?} after the first, garp_lower_prio_delay is 2 s");
     wait_for("notify_master_rx_lower_pri", WAIT, || std::fs::read_to_string(&log).ok().filter(|l| l.contains("lower")).map(|_| ()));
     assert_eq!(state(&ka, 0), "MASTER", "a lower-priority advert must not move the master");
@@ -274,15 +262,15 @@ vrrp_instance VI_X {
     let cap = peer.enter(|| Capture::open("p0", 0x0806).expect("capture")).expect("enter").join().expect("capture");
     let ka = KaDaemon::start(h, &ka_bin(), &unique_name("vx"), &["-f", conf.to_str().expect("utf-8"), "--no-xdp"]).expect("ka");
     wait_for("MASTER", WAIT, || (state(&ka, 0) == "MASTER").then_some(()));
-    let mut seen: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let mut seen: Vec<(Duration, Vec<u8>)> = Vec::new();
     let until = Instant::now() + Duration::from_secs(6);
     while seen.len() < 3 {
         let Some(f) = cap.next_matching(until, |f| f.get(28..32) == Some(&[198, 18, 9, 150][..])) else { break };
-        seen.push((Instant::now(), f));
+        seen.push((cap.last_stamp().expect("receive timestamp"), f));
     }
     assert!(seen.len() >= 3, "wanted GARPs for the eth1 VIP on eth1 every second, saw {}", seen.len());
     for w in seen.windows(2) {
-        let gap = w[1].0.duration_since(w[0].0);
+        let gap = w[1].0.saturating_sub(w[0].0);
         assert!(gap >= Duration::from_millis(900), "garp_extra_if 1: two GARPs {gap:?} apart");
     }
     // Sender hardware address (bytes 22..28) is eth1's own MAC.

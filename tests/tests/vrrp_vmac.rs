@@ -6,38 +6,26 @@
 use std::time::{Duration, Instant};
 
 use ka_tests::{
+    vrrp_lan,
     capture::Capture,
     daemon::KaDaemon,
     ka_bin,
     netns::{Bridge, Netns},
-    require_root, unique_name, wait_for,
+    unique_name, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn lan(n: usize) -> (Bridge, Vec<Netns>) {
-    require_root();
-    let mut bridge = Bridge::new().expect("bridge");
-    let hosts = (1..=n)
-        .map(|k| {
-            let ns = Netns::new(&format!("vm{k}")).expect("netns");
-            bridge.attach(&ns, "eth0", &[&format!("198.18.10.{k}/24")]).expect("attach");
-            ns
-        })
-        .collect();
-    (bridge, hosts)
+    vrrp_lan::hosts("vm", 10, n)
 }
 
 fn write_conf(text: &str) -> String {
-    let dir = std::env::temp_dir().join(unique_name("kvm"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let p = dir.join("ka.conf");
-    std::fs::write(&p, text).expect("write");
-    p.to_str().expect("utf-8").to_owned()
+    vrrp_lan::write_conf("kvm", text)
 }
 
 fn state(ka: &KaDaemon) -> String {
-    ka.status_json().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(str::to_owned)).unwrap_or_default()
+    vrrp_lan::state(ka, 0)
 }
 
 fn addrs(ns: &Netns) -> String {
