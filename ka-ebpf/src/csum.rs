@@ -117,11 +117,15 @@ pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize, words: u64) -> Optio
         sum += u64::from(unsafe { load32(p) }) + u64::from(unsafe { load32(p.add(4)) });
         at += 8;
     }
+    // Then at most one word and one half-word (fewer than 8 bytes are left).
+    if at + 4 <= len {
+        let p = ptr_at::<[u8; 4]>(ctx, off + at)? as *const u8;
+        // SAFETY: bounds-checked by ptr_at (4 bytes).
+        sum += u64::from(unsafe { load32(p) });
+        at += 4;
+    }
     let mut tail = 0u32;
-    for _ in 0..3 {
-        if at + 2 > len {
-            break;
-        }
+    if at + 2 <= len {
         let w = crate::ptr::read_at::<[u8; 2]>(ctx, off + at)?;
         tail += u32::from(u16::from_be_bytes(w));
         at += 2;

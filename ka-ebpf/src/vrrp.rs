@@ -110,9 +110,9 @@ pub fn pass_ah(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> u32 {
 }
 
 /// Handles an advert while the fast path is on.
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
-// caller's 512-byte frame.
-#[inline(never)]
+// Inlined into the entry point: a BPF-to-BPF call costs the argument moves and spills around
+// it on every advert; the path's deeper calls (`admit`) keep the chain within 512 bytes.
+#[inline(always)]
 pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     let Some(w) = crate::scratch::work() else {
         return xdp_action::XDP_PASS;
@@ -254,18 +254,17 @@ fn pseudo_words(w: &Work, inst: &VrrpInstance, v3: bool, v4: bool) -> (u64, bool
     if !v3 {
         return (0, false);
     }
-    // SAFETY: `w.src`/`w.dst` are A16 (4-aligned, 16 bytes).
-    let src = unsafe { crate::mem::sum16_words(&w.src.0) };
     if !v4 {
-        // SAFETY: as above.
-        return (src + unsafe { crate::mem::sum16_words(&w.dst.0) }, true);
+        // SAFETY: `w.src`/`w.dst` are A16 (4-aligned, 16 bytes).
+        return (unsafe { crate::mem::sum16_words(&w.src.0) + crate::mem::sum16_words(&w.dst.0) }, true);
     }
+    // IPv4: the first word of each A16 (the rest is zero).
+    let word = |a: &crate::scratch::A16| u64::from(u32::from_ne_bytes([a.0[0], a.0[1], a.0[2], a.0[3]]));
     match inst.csum_mode {
         VRRP_CSUM_NO_PSEUDO => (0, false),
         // The group (4-aligned in the 4-aligned instance).
-        VRRP_CSUM_OLD_UNICAST => (src + u64::from(u32::from_ne_bytes(inst.group_v4)), true),
-        // SAFETY: as above.
-        _ => (src + unsafe { crate::mem::sum16_words(&w.dst.0) }, true),
+        VRRP_CSUM_OLD_UNICAST => (word(&w.src) + u64::from(u32::from_ne_bytes(inst.group_v4)), true),
+        _ => (word(&w.src) + word(&w.dst), true),
     }
 }
 
@@ -316,8 +315,9 @@ fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interva
         } else {
             VRRP_EV_LOWER_PRIO
         }
-    // SAFETY: `w.src` is an A16 (4-aligned); `master_addr` lies at offset 16 of the
-    // 8-aligned map value (VrrpInstance is repr(C)).
+    // SAFETY: `w.src` is an A16 (4-aligned); `master_addr` lies at offset 16 of a
+    // VrrpInstance (repr(C), 4-aligned), itself at a multiple of 4 of the 8-aligned map value
+    // (`KA_VRRP`'s, or a `VrrpVridSlots`, all of whose fields are 4-aligned).
     } else if !unsafe { crate::mem::eq16_words(&w.src.0, &inst.master_addr) } {
         VRRP_EV_NEW_MASTER
     } else if prio != inst.master_prio {
