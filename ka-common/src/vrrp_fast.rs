@@ -28,8 +28,27 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// Instances, `HashMap<VrrpKey, VrrpInstance>`.
+/// Instances, `HashMap<VrrpKey, VrrpInstance>`: every configured instance (userspace's record,
+/// and the kernel's fallback when [`VRRP_VRID_MAP`] has no copy of one).
 pub const VRRP_INSTANCES_MAP: &str = "KA_VRRP";
+/// The kernel's first look-up, `Array<VrrpVridSlots>` of [`VRRP_VRID_ENTRIES`] entries at
+/// [`vrid_index`]: a copy of the instances of each (VRID, family), up to
+/// [`VRRP_VRID_SLOTS`] interfaces, compared linearly by ifindex. An array lookup is inlined by
+/// the JIT, where a hash lookup is a helper call hashing the key (~13 ns of the steady advert's
+/// 57). Userspace writes an instance to [`VRRP_INSTANCES_MAP`] first, then its copy here if a
+/// slot is free; the instances of a VRID on more interfaces than slots are found in the hash.
+/// Never pinned: a starting ka rewrites every instance, the hash answering meanwhile.
+pub const VRRP_VRID_MAP: &str = "KA_VRRP_VRID";
+/// Interfaces per (VRID, family) whose instance [`VRRP_VRID_MAP`] holds.
+pub const VRRP_VRID_SLOTS: usize = 4;
+/// Entries of [`VRRP_VRID_MAP`]: one per VRID and family.
+pub const VRRP_VRID_ENTRIES: u32 = 512;
+
+/// The [`VRRP_VRID_MAP`] index of (`vrid`, `family`): the VRID, plus 256 for IPv6.
+#[inline(always)]
+pub fn vrid_index(vrid: u8, family: u8) -> u32 {
+    u32::from(vrid) | if family == crate::lb::FAMILY_V6 { 256 } else { 0 }
+}
 /// Last steady advert per instance, `Array<u64>` of [`MAX_VRRP_INSTANCES`] slots, the
 /// instance's at [`VrrpInstance::seen_slot`] (`bpf_ktime_get_coarse_ns`: CLOCK_MONOTONIC as of
 /// the last tick, behind the exact clock by less than one tick; 0: never). Userspace assigns
@@ -130,6 +149,31 @@ pub struct VrrpInstance {
     pub group_v4: [u8; 4],
     /// Local primary address (breaks priority ties, RFC 5798 §6.4.3).
     pub local_addr: [u8; 16],
+}
+
+/// Value of [`VRRP_VRID_MAP`]: the instances of one (VRID, family), by interface. A slot whose
+/// `ifindex` is 0 is free (no interface has index 0).
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VrrpVridSlots {
+    /// Ingress interface of each slot's instance (0: free).
+    pub ifindex: [u32; VRRP_VRID_SLOTS],
+    /// The instance of each slot, as in [`VRRP_INSTANCES_MAP`].
+    pub inst: [VrrpInstance; VRRP_VRID_SLOTS],
+}
+
+impl VrrpVridSlots {
+    /// The slot holding `ifindex`'s instance, or else the first free one (`None`: all taken
+    /// by other interfaces), and whether it already holds `ifindex`'s (pure).
+    pub fn slot_for(&self, ifindex: u32) -> Option<(usize, bool)> {
+        if ifindex == 0 {
+            return None;
+        }
+        match self.ifindex.iter().position(|&i| i == ifindex) {
+            Some(s) => Some((s, true)),
+            None => self.ifindex.iter().position(|&i| i == 0).map(|s| (s, false)),
+        }
+    }
 }
 
 /// An entry of [`VRRP_EVENTS_MAP`].
@@ -251,6 +295,7 @@ mod user {
     unsafe impl aya::Pod for VrrpInstance {}
     unsafe impl aya::Pod for VrrpEvent {}
     unsafe impl aya::Pod for VrrpRate {}
+    unsafe impl aya::Pod for VrrpVridSlots {}
 }
 
 #[cfg(test)]
@@ -265,6 +310,36 @@ mod tests {
         assert_eq!(core::mem::size_of::<VrrpInstance>(), 56);
         assert_eq!(core::mem::size_of::<VrrpEvent>(), 40);
         assert_eq!(core::mem::size_of::<VrrpRate>(), 32);
+        assert_eq!(core::mem::size_of::<VrrpVridSlots>(), 16 + 56 * VRRP_VRID_SLOTS);
+    }
+
+    /// The array index: one entry per VRID and family, all distinct.
+    #[test]
+    fn vrid_index_table() {
+        use crate::lb::{FAMILY_V4, FAMILY_V6};
+        let cases = [(0, FAMILY_V4, 0), (51, FAMILY_V4, 51), (255, FAMILY_V4, 255), (0, FAMILY_V6, 256), (255, FAMILY_V6, 511)];
+        for (vrid, fam, want) in cases {
+            assert_eq!(vrid_index(vrid, fam), want, "vrid {vrid} family {fam}");
+            assert!(want < VRRP_VRID_ENTRIES);
+        }
+    }
+
+    /// Slots: the interface's own slot, else the first free one, none when every slot holds
+    /// another interface; ifindex 0 (the free mark) never gets one.
+    #[test]
+    fn slot_for_table() {
+        let with = |ifs: [u32; VRRP_VRID_SLOTS]| VrrpVridSlots { ifindex: ifs, ..Default::default() };
+        let cases = [
+            ("empty", with([0, 0, 0, 0]), 7, Some((0, false))),
+            ("own slot", with([3, 7, 0, 0]), 7, Some((1, true))),
+            ("first free after others", with([3, 0, 9, 0]), 7, Some((1, false))),
+            ("own slot after a hole", with([3, 0, 7, 0]), 7, Some((2, true))),
+            ("full of others", with([1, 2, 3, 4]), 7, None),
+            ("ifindex 0", with([0, 0, 0, 0]), 0, None),
+        ];
+        for (name, e, ifindex, want) in cases {
+            assert_eq!(e.slot_for(ifindex), want, "{name}");
+        }
     }
 
     const A: [u8; 16] = [198, 18, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

@@ -91,19 +91,20 @@ impl Delta {
 /// addresses). Longer adverts are left to userspace.
 pub const MAX_SUM_LEN: usize = 512;
 
-/// One's complement sum of `len` packet bytes at `off` (an odd last byte padded with zero), or
-/// `None` if they run past the frame or `len` exceeds [`MAX_SUM_LEN`].
+/// One's complement sum of `len` packet bytes at `off` (an odd last byte padded with zero),
+/// plus `words`, or `None` if they run past the frame or `len` exceeds [`MAX_SUM_LEN`].
 ///
 /// Whole words are summed as they lie in memory (RFC 1071 §2(B): the sum is byte-order
 /// independent, so little-endian words give the byte-swapped sum, swapped back at the end):
-/// one load and one add per 4 bytes.
+/// one load and one add per 4 bytes. `words` is a sum of other such words (at most 64 of
+/// them: a pseudo-header's addresses, `crate::mem::sum16_words`), folded in with the packet's.
 #[inline(always)]
-pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize) -> Option<u32> {
+pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize, words: u64) -> Option<u32> {
     if len > MAX_SUM_LEN {
         return None;
     }
-    // 64-bit accumulator of 32-bit words: no carry is lost over 128 words.
-    let mut sum = 0u64;
+    // 64-bit accumulator of 32-bit words: no carry is lost over 128 + 64 words.
+    let mut sum = words;
     let mut at = 0usize;
     // Verifier: constant trip counts with early exits, 8 bytes per step so the walk stays short
     // (every iteration is a distinct verifier state); each step is bounds-checked by ptr_at.
@@ -116,11 +117,15 @@ pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize) -> Option<u32> {
         sum += u64::from(unsafe { load32(p) }) + u64::from(unsafe { load32(p.add(4)) });
         at += 8;
     }
+    // Then at most one word and one half-word (fewer than 8 bytes are left).
+    if at + 4 <= len {
+        let p = ptr_at::<[u8; 4]>(ctx, off + at)? as *const u8;
+        // SAFETY: bounds-checked by ptr_at (4 bytes).
+        sum += u64::from(unsafe { load32(p) });
+        at += 4;
+    }
     let mut tail = 0u32;
-    for _ in 0..3 {
-        if at + 2 > len {
-            break;
-        }
+    if at + 2 <= len {
         let w = crate::ptr::read_at::<[u8; 2]>(ctx, off + at)?;
         tail += u32::from(u16::from_be_bytes(w));
         at += 2;
@@ -132,7 +137,7 @@ pub fn sum_packet(ctx: &XdpContext, off: usize, len: usize) -> Option<u32> {
         tail += u32::from(w[1]) << 8;
     }
     // Fold the sum of little-endian words to 32 bits (below 2^32 after two folds: at most
-    // 64 words of 32 bits), then to 16, swap it to network order and add the tail.
+    // 192 words of 32 bits), then to 16, swap it to network order and add the tail.
     let mut s = (sum & 0xffff_ffff) + (sum >> 32);
     s = (s & 0xffff_ffff) + (s >> 32);
     Some(u32::from(fold(s as u32).swap_bytes()) + tail)

@@ -27,8 +27,8 @@ use ka_common::{
     stats::{Counters, STATS_ENTRIES},
     sync::{SYNC_EVENTS_BYTES, SYNC_EVENTS_MAP},
     vrrp_fast::{
-        VrrpInstance, VrrpKey, VrrpRate, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES, VRRP_EVENTS_MAP, VRRP_INSTANCES_MAP,
-        VRRP_RATE_MAP, VRRP_SEEN_MAP,
+        VrrpInstance, VrrpKey, VrrpRate, VrrpVridSlots, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES, VRRP_EVENTS_MAP,
+        VRRP_INSTANCES_MAP, VRRP_RATE_MAP, VRRP_SEEN_MAP, VRRP_VRID_ENTRIES, VRRP_VRID_MAP,
     },
 };
 
@@ -144,6 +144,11 @@ ka_map!(
 ka_map!(
     /// VRRP fast-path instances.
     KA_VRRP = VRRP_INSTANCES_MAP, HashMap<VrrpKey, VrrpInstance>, HashMap::with_max_entries(MAX_VRRP_INSTANCES, 0)
+);
+ka_map!(
+    /// VRRP fast-path instances by (VRID, family), a few interfaces each: the first look-up
+    /// (`KA_VRRP` holds the rest).
+    KA_VRRP_VRID = VRRP_VRID_MAP, Array<VrrpVridSlots>, Array::with_max_entries(VRRP_VRID_ENTRIES, 0)
 );
 ka_map!(
     /// Last steady advert per VRRP instance, at the instance's `seen_slot`.

@@ -108,6 +108,23 @@ pub unsafe fn eq16_words(a: *const [u8; 16], b: *const [u8; 16]) -> bool {
     }
 }
 
+/// The sum of the four 32-bit words of the 16-byte address at `a`, as they lie in memory (a
+/// one's complement sum in the making: see `crate::csum::sum_packet`).
+///
+/// # Safety
+/// `a` must be 4-aligned and readable for 16 bytes.
+#[inline(always)]
+pub unsafe fn sum16_words(a: *const [u8; 16]) -> u64 {
+    let a = a as *const u32;
+    // SAFETY: the caller's contract.
+    unsafe {
+        u64::from(read_volatile(a))
+            + u64::from(read_volatile(a.add(1)))
+            + u64::from(read_volatile(a.add(2)))
+            + u64::from(read_volatile(a.add(3)))
+    }
+}
+
 /// Copies a 16-byte address from `src` (4-aligned) to packet memory `dst` (any alignment; see
 /// [`load16`]).
 ///

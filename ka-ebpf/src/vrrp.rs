@@ -13,20 +13,20 @@ use ka_common::{
     stats::Counter,
     vrrp::{
         check_adver_int_v2, check_auth, check_len, check_ttl, check_version_type, Auth, DropReason,
-        Family, PseudoHeader, Version, VrrpHdr, VRRP_AUTH_DATA_LEN, VRRP_HDR_LEN,
+        Family, Version, VrrpHdr, VRRP_AUTH_DATA_LEN, VRRP_HDR_LEN,
     },
     vrrp_fast::{
-        below_reference, gt16, rate_admit, VrrpEvent, VrrpInstance, VrrpKey, VrrpRate, NS_PER_CENTI,
+        below_reference, gt16, rate_admit, vrid_index, VrrpEvent, VrrpInstance, VrrpKey, VrrpRate, NS_PER_CENTI,
         VRRP_CSUM_NO_PSEUDO, VRRP_CSUM_OLD_UNICAST, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
         VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
-        VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
+        VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER, VRRP_VRID_SLOTS,
     },
     wire::{Ipv4Hdr, Ipv6Hdr, IPPROTO_AH, IPPROTO_VRRP},
 };
 
 use crate::{
     csum::{fold, sum_packet},
-    maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN},
+    maps::{KA_VRRP, KA_VRRP_EVENTS, KA_VRRP_RATE, KA_VRRP_SEEN, KA_VRRP_VRID},
     parse::L3,
     ptr::{load32, read_at},
     scratch::Work,
@@ -110,9 +110,9 @@ pub fn pass_ah(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> u32 {
 }
 
 /// Handles an advert while the fast path is on.
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
-// caller's 512-byte frame.
-#[inline(never)]
+// Inlined into the entry point: a BPF-to-BPF call costs the argument moves and spills around
+// it on every advert; the path's deeper calls (`admit`) keep the chain within 512 bytes.
+#[inline(always)]
 pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
     let Some(w) = crate::scratch::work() else {
         return xdp_action::XDP_PASS;
@@ -144,15 +144,10 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         vrid: hdr.vrid,
         ..key
     };
-    let Some(inst) = KA_VRRP.get_ptr(&key) else {
+    let Some(inst) = instance(&key) else {
         // RFC 5798 §7.1: the VRID must be configured on the receiving interface.
         return invalid(DropReason::VridMismatch, drop_unknown);
     };
-    // SAFETY: a valid map value, read in place (no 56-byte copy per advert). Userspace may
-    // rewrite it meanwhile (a state change): an advert read half before, half after is
-    // classified against a mix of both, which at worst reports one change or stamps one
-    // steady advert that the engine's next look settles; a copy only narrowed that window.
-    let inst = unsafe { &*inst };
     match validate(ctx, w, inst, &ip, &hdr) {
         Ok(interval) => classify(&key, w, inst, &hdr, interval),
         Err(Some(reason)) => invalid(reason, inst.flags & VRRP_F_DROP_INVALID != 0),
@@ -161,6 +156,33 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
             xdp_action::XDP_PASS
         }
     }
+}
+
+/// The instance of `key`: its copy in `KA_VRRP_VRID` (an array lookup the JIT inlines, then
+/// at most [`VRRP_VRID_SLOTS`] ifindex compares), else `KA_VRRP` (the instances of a VRID on
+/// more interfaces than the array's slots).
+///
+/// The value is read in place (no 56-byte copy per advert). Userspace may rewrite it meanwhile
+/// (a state change): an advert read half before, half after is classified against a mix of
+/// both, which at worst reports one change or stamps one steady advert that the engine's next
+/// look settles; a copy only narrowed that window.
+#[inline(always)]
+fn instance(key: &VrrpKey) -> Option<&'static VrrpInstance> {
+    if let Some(e) = KA_VRRP_VRID.get_ptr(vrid_index(key.vrid, key.family)) {
+        // A free slot's ifindex is 0, which no interface has.
+        if key.ifindex != 0 {
+            for i in 0..VRRP_VRID_SLOTS {
+                // SAFETY: a valid map value; `i` is below the array lengths.
+                unsafe {
+                    if (*e).ifindex[i] == key.ifindex {
+                        return Some(&(*e).inst[i]);
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: a valid map value (see above).
+    KA_VRRP.get_ptr(key).map(|p| unsafe { &*p })
 }
 
 #[inline(always)]
@@ -175,9 +197,9 @@ fn invalid(reason: DropReason, drop: bool) -> u32 {
 
 /// The receive checks of RFC 5798 §7.1 / RFC 3768 §7.1 in RFC order, with the ka-common rules.
 /// Returns the advert interval in centiseconds.
-// Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
-// caller's 512-byte frame.
-#[inline(never)]
+// Inlined into `handle` (a BPF-to-BPF call costs the spills around it); `handle` itself is
+// the call that keeps this path's frame out of the caller's 512-byte frame.
+#[inline(always)]
 fn validate(ctx: &XdpContext, w: &Work, inst: &VrrpInstance, ip: &Ip, hdr: &VrrpHdr) -> Result<u16, Option<DropReason>> {
     let pkt = &w.pkt;
     if inst.flags & VRRP_F_CHECK_TTL != 0 {
@@ -192,10 +214,14 @@ fn validate(ctx: &XdpContext, w: &Work, inst: &VrrpInstance, ip: &Ip, hdr: &Vrrp
     };
     let len = ip.end - pkt.l4_off;
     check_len(len, version, family, hdr.count_ip)?;
-    let Some(body) = sum_packet(ctx, pkt.l4_off, len) else {
+    // The pseudo-header's addresses summed with the message's words, its protocol and length
+    // with the tail (see `pseudo_words`).
+    let (words, pseudo) = pseudo_words(w, inst, version == Version::V3, family == Family::V4);
+    let Some(body) = sum_packet(ctx, pkt.l4_off, len, words) else {
         return Err(None);
     };
-    if fold(pseudo_sum(w, inst, version == Version::V3, family == Family::V4, len) + body) != 0xffff {
+    let proto_len = if pseudo { u32::from(IPPROTO_VRRP) + (len as u32 & 0xffff) } else { 0 };
+    if fold(body + proto_len) != 0xffff {
         return Err(Some(DropReason::BadChecksum));
     }
     if version == Version::V2 {
@@ -218,33 +244,28 @@ fn validate(ctx: &XdpContext, w: &Work, inst: &VrrpInstance, ip: &Ip, hdr: &Vrrp
     }
 }
 
-/// The partial sum of the checksum's pseudo-header (ka-common's [`PseudoHeader`], with the
-/// instance's VRRPv3 flavour).
-// Verifier/LLVM: a BPF-to-BPF call, keeping `validate`'s frame within the 512-byte chain limit.
-#[inline(never)]
-fn pseudo_sum(w: &Work, inst: &VrrpInstance, v3: bool, v4: bool, len: usize) -> u32 {
-    let pseudo = if !v3 {
-        PseudoHeader::None
-    } else if !v4 {
-        PseudoHeader::V6 {
-            src: w.src.0,
-            dst: w.dst.0,
-        }
-    } else {
-        let src = [w.src.0[0], w.src.0[1], w.src.0[2], w.src.0[3]];
-        match inst.csum_mode {
-            VRRP_CSUM_NO_PSEUDO => PseudoHeader::None,
-            VRRP_CSUM_OLD_UNICAST => PseudoHeader::V4 {
-                src,
-                dst: inst.group_v4,
-            },
-            _ => PseudoHeader::V4 {
-                src,
-                dst: [w.dst.0[0], w.dst.0[1], w.dst.0[2], w.dst.0[3]],
-            },
-        }
-    };
-    pseudo.partial_sum(len)
+/// The checksum's pseudo-header (ka-common's [`PseudoHeader`](ka_common::vrrp::PseudoHeader),
+/// with the instance's VRRPv3 flavour): the sum of its addresses' words as they lie in memory
+/// (for [`sum_packet`]: four loads and adds per address, where the byte-wise `partial_sum` was
+/// a call and a load per byte), and whether there is one (then its protocol and length are
+/// added too). An IPv4 address is a 16-byte `A16` whose last 12 bytes are zero.
+#[inline(always)]
+fn pseudo_words(w: &Work, inst: &VrrpInstance, v3: bool, v4: bool) -> (u64, bool) {
+    if !v3 {
+        return (0, false);
+    }
+    if !v4 {
+        // SAFETY: `w.src`/`w.dst` are A16 (4-aligned, 16 bytes).
+        return (unsafe { crate::mem::sum16_words(&w.src.0) + crate::mem::sum16_words(&w.dst.0) }, true);
+    }
+    // IPv4: the first word of each A16 (the rest is zero).
+    let word = |a: &crate::scratch::A16| u64::from(u32::from_ne_bytes([a.0[0], a.0[1], a.0[2], a.0[3]]));
+    match inst.csum_mode {
+        VRRP_CSUM_NO_PSEUDO => (0, false),
+        // The group (4-aligned in the 4-aligned instance).
+        VRRP_CSUM_OLD_UNICAST => (word(&w.src) + u64::from(u32::from_ne_bytes(inst.group_v4)), true),
+        _ => (word(&w.src) + word(&w.dst), true),
+    }
 }
 
 /// Whether a below-reference advert fits in its instance's budget (`ka_common::vrrp_fast::
@@ -294,8 +315,9 @@ fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interva
         } else {
             VRRP_EV_LOWER_PRIO
         }
-    // SAFETY: `w.src` is an A16 (4-aligned); `master_addr` lies at offset 16 of the
-    // 8-aligned map value (VrrpInstance is repr(C)).
+    // SAFETY: `w.src` is an A16 (4-aligned); `master_addr` lies at offset 16 of a
+    // VrrpInstance (repr(C), 4-aligned), itself at a multiple of 4 of the 8-aligned map value
+    // (`KA_VRRP`'s, or a `VrrpVridSlots`, all of whose fields are 4-aligned).
     } else if !unsafe { crate::mem::eq16_words(&w.src.0, &inst.master_addr) } {
         VRRP_EV_NEW_MASTER
     } else if prio != inst.master_prio {

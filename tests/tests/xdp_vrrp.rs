@@ -330,6 +330,44 @@ fn vrrp_fast_path_fixtures() {
     );
 }
 
+/// The instance is found through its copy in `KA_VRRP_VRID` (a few interfaces per VRID and
+/// family) and, when every slot of its VRID holds another interface's instance, through
+/// `KA_VRRP`: either way the master's steady advert is absorbed and stamped; a rewritten
+/// instance (a new known master) is what XDP classifies against; a removed one is unknown.
+/// Other interfaces' instances use made-up ifindexes (only `lo` receives adverts here).
+#[test]
+fn instance_found_by_vrid_slot_or_hash_fallback() {
+    ka_tests::require_root();
+    let advert = |src: &str| vrrp3_v4(src, 51, 150, 100, &[VIP]);
+    for others in [0u32, ka_common::vrrp_fast::VRRP_VRID_SLOTS as u32] {
+        let mut loaded = common::Loaded::new();
+        vrrp_fast::set_enabled(&mut loaded.ebpf, true, false).expect("enable");
+        for i in 0..others {
+            vrrp_fast::configure(&mut loaded.ebpf, 1000 + i, 51, Family::V4, &params()).expect("configure another interface");
+        }
+        vrrp_fast::configure(&mut loaded.ebpf, LO, 51, Family::V4, &params()).expect("configure lo");
+        let key = vrrp_fast::key(LO, 51, Family::V4);
+        let mut reader = EventReader::new(&mut loaded.ebpf).expect("ring buffer");
+        let ctx = format!("{others} other interfaces with VRID 51");
+        assert_eq!(loaded.run_on(&advert(MASTER), LO).action, XDP_DROP, "{ctx}: steady advert dropped");
+        assert!(vrrp_fast::last_seen(&loaded.ebpf, key).expect("last seen").is_some(), "{ctx}: stamped");
+        assert_eq!(loaded.counters()[Counter::VrrpSteady.name()], 1, "{ctx}: vrrp_steady");
+        assert!(reader.poll().is_empty(), "{ctx}: no event");
+        // The known master changes: OTHER's adverts are now the steady ones.
+        let mut p = params();
+        p.known_master = Some(KnownMaster { addr: OTHER.parse().expect("addr"), priority: 150, adver_int: Duration::from_secs(1) });
+        vrrp_fast::configure(&mut loaded.ebpf, LO, 51, Family::V4, &p).expect("reconfigure lo");
+        assert_eq!(loaded.run_on(&advert(OTHER), LO).action, XDP_DROP, "{ctx}: the new master's advert is steady");
+        assert_eq!(loaded.counters()[Counter::VrrpSteady.name()], 2, "{ctx}: vrrp_steady after the rewrite");
+        assert_eq!(loaded.run_on(&advert(MASTER), LO).action, XDP_PASS, "{ctx}: the old master's is a change");
+        let events = reader.poll();
+        assert!(matches!(events.as_slice(), [e] if e.kind == EventKind::NewMaster), "{ctx}: {events:?}");
+        vrrp_fast::remove(&mut loaded.ebpf, LO, 51, Family::V4).expect("remove lo");
+        assert_eq!(loaded.run_on(&advert(OTHER), LO).action, XDP_PASS, "{ctx}: removed: passed (drop_unknown off)");
+        assert_eq!(loaded.counters()[Counter::VrrpVridMismatch.name()], 1, "{ctx}: removed: vrrp_vrid_mismatch");
+    }
+}
+
 /// keepalived's `auth_type AH` adverts (IPv4 protocol 51, VRRP after the AH header) are passed
 /// to userspace and counted (`vrrp_ah_pass`), never dropped as invalid or unknown VRRP, even
 /// with an instance of the same VRID in the fast path: only userspace validates AH. Other AH

@@ -20,7 +20,7 @@ use ka_common::{
         VRRP_CSUM_STANDARD, VRRP_EVENTS_MAP, VRRP_EV_HIGHER_PRIO, VRRP_EV_INTERVAL_CHANGE,
         VRRP_EV_LOWER_PRIO, VRRP_EV_NEW_MASTER, VRRP_EV_PRIO_CHANGE, VRRP_EV_RESIGN,
         VRRP_F_CHECK_TTL, VRRP_F_DROP_INVALID, VRRP_F_DROP_STEADY, VRRP_F_MASTER,
-        MAX_VRRP_INSTANCES, VRRP_INSTANCES_MAP, VRRP_SEEN_MAP,
+        MAX_VRRP_INSTANCES, VRRP_INSTANCES_MAP, VRRP_SEEN_MAP, VRRP_VRID_MAP, vrid_index, VrrpVridSlots,
     },
 };
 use tokio::io::unix::AsyncFd;
@@ -71,13 +71,25 @@ pub fn free_seen_slot(used: impl IntoIterator<Item = u16>) -> Option<u16> {
     taken.iter().position(|t| !t).and_then(|i| u16::try_from(i).ok())
 }
 
-/// Writes `value` for `key` keeping the slot the instance holds, or giving it a free one
-/// (zeroed, so an earlier instance's stamp is not read as this one's).
-fn write_instance<I, S>(instances: &mut BpfHashMap<I, VrrpKey, VrrpInstance>, seen: &mut Array<S, u64>, key: VrrpKey, mut value: VrrpInstance) -> Result<(), VrrpFastError>
+/// The maps an instance is written to: the hash (every instance), its copy by VRID (the
+/// kernel's first look-up, `ka_common::vrrp_fast::VRRP_VRID_MAP`) and the last-seen slots.
+struct Maps<'a, I, V, S> {
+    instances: &'a mut BpfHashMap<I, VrrpKey, VrrpInstance>,
+    vrid: &'a mut Array<V, VrrpVridSlots>,
+    seen: &'a mut Array<S, u64>,
+}
+
+/// Writes `value` for `key` in the hash, keeping the slot the instance holds, or giving it a
+/// free one (zeroed, so an earlier instance's stamp is not read as this one's); then its copy
+/// in the VRID array, if it has a slot there (else the kernel finds it in the hash). The hash
+/// first: the kernel prefers the copy, which is never newer than the hash.
+fn write_instance<I, V, S>(m: Maps<'_, I, V, S>, key: VrrpKey, mut value: VrrpInstance) -> Result<(), VrrpFastError>
 where
     I: std::borrow::BorrowMut<MapData>,
+    V: std::borrow::BorrowMut<MapData>,
     S: std::borrow::BorrowMut<MapData>,
 {
+    let Maps { instances, vrid, seen } = m;
     match instances.get(&key, 0) {
         Ok(old) => value.seen_slot = old.seen_slot,
         Err(aya::maps::MapError::KeyNotFound) => {
@@ -87,7 +99,37 @@ where
         }
         Err(e) => return Err(map_err(VRRP_INSTANCES_MAP)(e)),
     }
-    instances.insert(key, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))
+    instances.insert(key, value, 0).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    let idx = vrid_index(key.vrid, key.family);
+    let mut e = vrid.get(&idx, 0).map_err(map_err(VRRP_VRID_MAP))?;
+    let Some((slot, _)) = e.slot_for(key.ifindex) else {
+        // Every slot holds another interface's instance of this VRID: the hash answers.
+        return Ok(());
+    };
+    e.ifindex[slot] = key.ifindex;
+    e.inst[slot] = value;
+    vrid.set(idx, e, 0).map_err(map_err(VRRP_VRID_MAP))
+}
+
+/// Removes `key`'s copy from the VRID array (first: the kernel would otherwise still find it
+/// there), then from the hash.
+fn remove_instance<I, V>(instances: &mut BpfHashMap<I, VrrpKey, VrrpInstance>, vrid: &mut Array<V, VrrpVridSlots>, key: VrrpKey) -> Result<(), VrrpFastError>
+where
+    I: std::borrow::BorrowMut<MapData>,
+    V: std::borrow::BorrowMut<MapData>,
+{
+    let idx = vrid_index(key.vrid, key.family);
+    let mut e = vrid.get(&idx, 0).map_err(map_err(VRRP_VRID_MAP))?;
+    if let Some((slot, true)) = e.slot_for(key.ifindex) {
+        e.ifindex[slot] = 0;
+        e.inst[slot] = VrrpInstance::default();
+        vrid.set(idx, e, 0).map_err(map_err(VRRP_VRID_MAP))?;
+    }
+    // Its last-seen slot is zeroed when an instance takes it again.
+    match instances.remove(&key) {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(map_err(VRRP_INSTANCES_MAP)(e)),
+    }
 }
 
 /// The stamp of `key`'s slot; `None` if never stamped or no such instance.
@@ -264,23 +306,25 @@ pub fn configure(
 ) -> Result<(), VrrpFastError> {
     let value = encode(vrid, family, params)?;
     let k = key(ifindex, vrid, family);
-    let [Some(inst), Some(seen)] = ebpf.maps_disjoint_mut([VRRP_INSTANCES_MAP, VRRP_SEEN_MAP]) else {
+    let [Some(inst), Some(vrid), Some(seen)] = ebpf.maps_disjoint_mut([VRRP_INSTANCES_MAP, VRRP_VRID_MAP, VRRP_SEEN_MAP]) else {
         return Err(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP));
     };
     let mut instances: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(inst).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    let mut vrid: Array<_, VrrpVridSlots> = Array::try_from(vrid).map_err(map_err(VRRP_VRID_MAP))?;
     let mut seen: Array<_, u64> = Array::try_from(seen).map_err(map_err(VRRP_SEEN_MAP))?;
-    write_instance(&mut instances, &mut seen, k, value)
+    write_instance(Maps { instances: &mut instances, vrid: &mut vrid, seen: &mut seen }, k, value)
 }
 
 /// The fast path's instance and last-seen maps, taken out of the loaded object so the VRRP
 /// engine owns them (the load balancer's writer keeps the rest of the object).
 pub struct FastMaps {
     instances: BpfHashMap<MapData, VrrpKey, VrrpInstance>,
+    vrid: Array<MapData, VrrpVridSlots>,
     seen: Array<MapData, u64>,
 }
 
 impl FastMaps {
-    /// Takes `KA_VRRP`, `KA_VRRP_SEEN` and the ring buffer out of `ebpf`.
+    /// Takes `KA_VRRP`, `KA_VRRP_VRID`, `KA_VRRP_SEEN` and the ring buffer out of `ebpf`.
     ///
     /// # Errors
     /// A map is missing (or already taken) or has the wrong type.
@@ -288,8 +332,9 @@ impl FastMaps {
         let events = EventReader::new(ebpf)?;
         let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(VrrpFastError::MissingMap(name));
         let instances = BpfHashMap::try_from(take(ebpf, VRRP_INSTANCES_MAP)?).map_err(map_err(VRRP_INSTANCES_MAP))?;
+        let vrid = Array::try_from(take(ebpf, VRRP_VRID_MAP)?).map_err(map_err(VRRP_VRID_MAP))?;
         let seen = Array::try_from(take(ebpf, VRRP_SEEN_MAP)?).map_err(map_err(VRRP_SEEN_MAP))?;
-        Ok((FastMaps { instances, seen }, events))
+        Ok((FastMaps { instances, vrid, seen }, events))
     }
 
     /// [`configure`] on the owned maps.
@@ -298,7 +343,7 @@ impl FastMaps {
     /// An address of the wrong family, every slot taken, or a map that cannot be written.
     pub fn configure(&mut self, key: VrrpKey, family: Family, params: &FastParams) -> Result<(), VrrpFastError> {
         let value = encode(key.vrid, family, params)?;
-        write_instance(&mut self.instances, &mut self.seen, key, value)
+        write_instance(Maps { instances: &mut self.instances, vrid: &mut self.vrid, seen: &mut self.seen }, key, value)
     }
 
     /// [`last_seen`] on the owned map.
@@ -309,9 +354,12 @@ impl FastMaps {
         read_seen(&self.instances, &self.seen, key)
     }
 
-    /// [`remove`] on the owned maps (its slot is zeroed when an instance takes it again).
+    /// [`remove`] on the owned maps (its slot is zeroed when an instance takes it again); a
+    /// map error is logged.
     pub fn remove(&mut self, key: VrrpKey) {
-        let _ = self.instances.remove(&key);
+        if let Err(e) = remove_instance(&mut self.instances, &mut self.vrid, key) {
+            tracing::warn!(vrid = key.vrid, ifindex = key.ifindex, error = %e, "XDP VRRP fast path: cannot remove the instance");
+        }
     }
 }
 
@@ -332,11 +380,12 @@ pub fn remove(
     family: Family,
 ) -> Result<(), VrrpFastError> {
     let k = key(ifindex, vrid, family);
-    let map = ebpf.map_mut(VRRP_INSTANCES_MAP).ok_or(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP))?;
-    let mut m: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(map).map_err(map_err(VRRP_INSTANCES_MAP))?;
-    // Its last-seen slot is zeroed when an instance takes it again.
-    let _ = m.remove(&k);
-    Ok(())
+    let [Some(inst), Some(by_vrid)] = ebpf.maps_disjoint_mut([VRRP_INSTANCES_MAP, VRRP_VRID_MAP]) else {
+        return Err(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP));
+    };
+    let mut instances: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(inst).map_err(map_err(VRRP_INSTANCES_MAP))?;
+    let mut by_vrid: Array<_, VrrpVridSlots> = Array::try_from(by_vrid).map_err(map_err(VRRP_VRID_MAP))?;
+    remove_instance(&mut instances, &mut by_vrid, k)
 }
 
 /// Turns the fast path on or off (`G_VRRP_FASTPATH`), and whether adverts for no configured
