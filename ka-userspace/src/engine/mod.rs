@@ -804,7 +804,7 @@ async fn open(
         recorder: None,
         resuming,
     };
-    engine.sysctls = start_sysctls(&engine.inst, engine.globals.disable_local_igmp);
+    engine.sysctls = start_sysctls(engine.inst.iter(), engine.globals.disable_local_igmp);
     set_rx_bufs(&engine.inst, &engine.sockets, engine.globals.rx_bufs);
     engine.recorder = engine.globals.state_file.clone().map(resume::Recorder::new);
     engine.outbox = vec![Vec::new(); engine.sockets.socks.len()];
@@ -945,17 +945,13 @@ struct StartUp<'a> {
     mono_now: std::time::Duration,
 }
 
-/// Resolves one instance's interface and addresses and opens (or shares) its sockets. At
-/// start-up (`start` is `Some`), an instance that was Master before a restart, still holds its
-/// VIPs and is within Master_Down_Interval resumes as Master (the returned flag); otherwise
-/// VIPs left on the interface by a crashed run are removed.
 /// Sets the sysctls keepalived sets at start: `promote_secondaries` on the interfaces of the
 /// instances asking for it, `igmp_link_local_mcast_reports` off with `disable_local_igmp`.
 /// Returns those changed, to restore at stop.
-fn start_sysctls(inst: &[Rt], disable_local_igmp: bool) -> Vec<crate::net::sysctl::Saved> {
+fn start_sysctls<'a>(inst: impl Iterator<Item = &'a Rt>, disable_local_igmp: bool) -> Vec<crate::net::sysctl::Saved> {
     use crate::net::sysctl;
     let mut paths: Vec<std::path::PathBuf> = Vec::new();
-    for r in inst.iter().filter(|r| r.setup.promote_secondaries) {
+    for r in inst.filter(|r| r.setup.promote_secondaries) {
         let p = sysctl::promote_secondaries_path(&r.setup.iface);
         if !paths.contains(&p) {
             paths.push(p);
@@ -1054,6 +1050,10 @@ fn garp_sender(sockets: &mut Sockets, ifindex: u32, instance: &str) -> Option<Ar
     }
 }
 
+/// Resolves one instance's interface and addresses and opens (or shares) its sockets. At
+/// start-up (`start` is `Some`), an instance that was Master before a restart, still holds its
+/// VIPs and is within Master_Down_Interval resumes as Master (the returned flag); otherwise
+/// VIPs left on the interface by a crashed run are removed.
 async fn build_instance(
     s: InstanceSetup,
     env: &SysView,

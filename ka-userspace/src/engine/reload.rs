@@ -436,7 +436,7 @@ impl super::Engine {
         }
         // promote_secondaries of new or changed instances (keepalived sets it at each instance's
         // init, a reload included); those ka set already read 1 and are not saved twice.
-        let more = super::start_sysctls(&self.inst, false);
+        let more = super::start_sysctls(touched.iter().map(|(e, _)| &self.inst[*e]), false);
         self.sysctls.extend(more);
         if self.no_accept.is_none() && touched.iter().any(|(e, _)| super::needs_firewall(&self.inst[*e])) {
             self.no_accept = Some(crate::net::firewall::NoAcceptWorker::spawn(self.globals.firewall.clone()));
