@@ -118,6 +118,9 @@ const ETHER_TYPE_OFF: usize = 12;
 /// header whose whole length was bounds-checked once.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
+    if let Some(pkt) = fast_ipv4(ctx) {
+        return Ok(pkt);
+    }
     let frame_len = ctx.data_end() - ctx.data();
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(ParseError::TruncatedEth)?;
     // SAFETY: bounds-checked by ptr_at.
@@ -301,4 +304,85 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Parsed) -> Result<(), ParseError> {
         _ => pkt.l4 = L4::Other,
     }
     Ok(())
+}
+
+/// Offset of the IPv4 header of an untagged frame.
+const FAST_L3: usize = core::mem::size_of::<EthHdr>();
+/// Offset of its transport header when it has no options.
+const FAST_L4: usize = FAST_L3 + core::mem::size_of::<Ipv4Hdr>();
+
+/// The common case, parsed in straight-line code: an untagged IPv4 packet without options or
+/// fragmentation carrying a complete TCP header (or a UDP one). `None`: any other frame, for
+/// [`parse`]'s general walk (which also finds and counts what is wrong with it).
+#[inline(always)]
+fn fast_ipv4(ctx: &XdpContext) -> Option<Parsed> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let frame_len = end - start;
+    // Ethernet and IPv4 without options.
+    if start + FAST_L4 > end {
+        return None;
+    }
+    let p = start as *const u8;
+    // SAFETY: bounds-checked above: 34 bytes.
+    let (et, w0, w1, w2, dst) = unsafe {
+        (
+            load16(p.add(ETHER_TYPE_OFF)),
+            load32(p.add(FAST_L3)),
+            load32(p.add(FAST_L3 + 4)),
+            load32(p.add(FAST_L3 + 8)),
+            load32(p.add(FAST_L3 + 16)),
+        )
+    };
+    // EtherType IPv4, version 4 and IHL 5, no fragment offset and no more-fragments flag.
+    if et != ETH_P_IP.to_be() || w0 & 0xff != 0x45 || w1 & 0xff3f_0000 != 0 {
+        return None;
+    }
+    let tot = usize::from(u16::from_be((w0 >> 16) as u16));
+    if FAST_L3 + tot > frame_len || tot < core::mem::size_of::<Ipv4Hdr>() {
+        return None;
+    }
+    let proto = (w2 >> 8) as u8;
+    let mut pkt = Parsed {
+        l3_off: FAST_L3,
+        l4_off: FAST_L4,
+        ports: 0,
+        ip_len: tot as u16,
+        vlan_tags: 0,
+        l3: L3::Ipv4,
+        l4: L4::Vrrp,
+        ip_proto: proto,
+        tcp_flags: 0,
+        dst_fold: dst,
+    };
+    match proto {
+        IPPROTO_TCP => {
+            if start + FAST_L4 + core::mem::size_of::<TcpHdr>() > end {
+                return None;
+            }
+            // SAFETY: bounds-checked above: 20 bytes of TCP header; ports at 0, data offset
+            // and flags at 12 and 13.
+            let (ports, w3) = unsafe { (load32(p.add(FAST_L4)), load32(p.add(FAST_L4 + 12))) };
+            let hlen = usize::from((w3 as u8) >> 4) * 4;
+            if hlen < core::mem::size_of::<TcpHdr>() || core::mem::size_of::<Ipv4Hdr>() + hlen > tot {
+                return None;
+            }
+            pkt.l4 = L4::Tcp;
+            pkt.ports = ports;
+            pkt.tcp_flags = (w3 >> 8) as u8;
+        }
+        IPPROTO_UDP => {
+            if start + FAST_L4 + core::mem::size_of::<UdpHdr>() > end
+                || core::mem::size_of::<Ipv4Hdr>() + core::mem::size_of::<UdpHdr>() > tot
+            {
+                return None;
+            }
+            pkt.l4 = L4::Udp;
+            // SAFETY: bounds-checked above: 8 bytes of UDP header, the ports first.
+            pkt.ports = unsafe { load32(p.add(FAST_L4)) };
+        }
+        IPPROTO_VRRP => {}
+        _ => return None,
+    }
+    Some(pkt)
 }
