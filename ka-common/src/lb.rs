@@ -105,6 +105,14 @@ pub const LOCAL_VIPS_SIZE: u32 = 1024;
 /// IPv4 services, `HashMap<ServiceKey4, ServiceValue>` (an 8-byte key: the hot path hashes
 /// less than with the 16-byte address form).
 pub const SERVICES4_MAP: &str = "KA_SERVICES4";
+/// The IPv4 service slots, `Array<ServiceSlot4>` of [`SVC_SLOTS4`]: a direct-mapped copy of
+/// [`SERVICES4_MAP`] (each key in slot [`svc_slot4`] of its own, unless another key holds it),
+/// so the datapath finds a service with one array lookup and a two-word compare, and hashes
+/// the key into the kernel's hash map only when the slot holds another key. Written by
+/// userspace only (per process, never pinned: the first apply fills it).
+pub const SVC_SLOTS4_MAP: &str = "KA_SVC_SLOTS4";
+/// Slots of [`SVC_SLOTS4_MAP`] (a power of two): a quarter of [`MAX_SERVICE_KEYS`], 256 KiB.
+pub const SVC_SLOTS4: u32 = 4096;
 /// IPv6 services, `HashMap<ServiceKey, ServiceValue>`.
 pub const SERVICES6_MAP: &str = "KA_SERVICES6";
 /// Backends, `Array<Backend>` of [`MAX_BACKENDS`].
@@ -334,6 +342,31 @@ impl ServiceKey {
             _pad: 0,
         })
     }
+}
+
+/// One slot of [`SVC_SLOTS4_MAP`]: a service key and its value, one 64-byte cache line. A free
+/// slot is all zero (protocol 0: no packet's key).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ServiceSlot4 {
+    /// The key the slot holds.
+    pub key: ServiceKey4,
+    /// Its value, as in [`SERVICES4_MAP`].
+    pub value: ServiceValue,
+}
+
+/// The slot of [`SVC_SLOTS4_MAP`] for `key`, from its two words as they lie in memory (the
+/// kernel reads them so): a multiplicative hash's top bits.
+#[inline(always)]
+pub fn svc_slot4_words(w0: u32, w1: u32) -> u32 {
+    (w0 ^ w1.rotate_left(16)).wrapping_mul(0x9e37_79b1) >> (32 - SVC_SLOTS4.trailing_zeros())
+}
+
+/// [`svc_slot4_words`] of a key.
+#[inline(always)]
+pub fn svc_slot4(key: &ServiceKey4) -> u32 {
+    let [w0, w1]: [u32; 2] = bytemuck::cast(*key);
+    svc_slot4_words(w0, w1)
 }
 
 /// Value of [`SERVICES4_MAP`] and [`SERVICES6_MAP`].
@@ -790,6 +823,7 @@ mod user {
     unsafe impl aya::Pod for ServiceKey4 {}
     unsafe impl aya::Pod for FlowKey4 {}
     unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for ServiceSlot4 {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for ConnValue {}
@@ -809,6 +843,26 @@ mod tests {
     use core::mem::size_of;
 
     #[test]
+    fn service_slots_spread_a_vip_range() {
+        // 256 consecutive VIPs on one port, and one VIP on 256 ports: no slot takes more than
+        // two keys of either set.
+        let by_addr = |i: u16| ServiceKey4 { addr: [198, 18, 1, i as u8], port: 80u16.to_be_bytes(), proto: 6, _pad: 0 };
+        let by_port = |i: u16| ServiceKey4 { addr: [198, 18, 1, 1], port: (8000 + i).to_be_bytes(), proto: 17, _pad: 0 };
+        for key in [&by_addr as &dyn Fn(u16) -> ServiceKey4, &by_port] {
+            let mut per_slot = [0u8; SVC_SLOTS4 as usize];
+            for i in 0..256 {
+                let slot = svc_slot4(&key(i));
+                assert!(slot < SVC_SLOTS4);
+                per_slot[slot as usize] += 1;
+            }
+            assert!(per_slot.iter().all(|n| *n <= 2));
+        }
+        // The kernel's form: the key's two words as loaded.
+        let k = ServiceKey4 { addr: [198, 18, 0, 1], port: 80u16.to_be_bytes(), proto: 6, _pad: 0 };
+        assert_eq!(svc_slot4(&k), svc_slot4_words(u32::from_ne_bytes(k.addr), u32::from_ne_bytes([0, 80, 6, 0])));
+    }
+
+    #[test]
     fn sizes_have_no_hidden_padding() {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<ServiceKey4>(), 8);
@@ -825,6 +879,8 @@ mod tests {
         assert_eq!(core::mem::offset_of!(ConnWay4, state), core::mem::offset_of!(ConnWay4, stamp) + 4);
         assert_eq!(core::mem::offset_of!(ConnWay6, state), core::mem::offset_of!(ConnWay6, stamp) + 4);
         assert!(CONN_SETS.is_power_of_two());
+        assert!(SVC_SLOTS4.is_power_of_two());
+        assert_eq!(size_of::<ServiceSlot4>(), 64);
         assert_eq!(size_of::<NatValue>(), 24);
         assert_eq!(size_of::<NeighValue>(), 16);
         assert_eq!(size_of::<Globals>(), 28);

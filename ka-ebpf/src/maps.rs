@@ -12,11 +12,11 @@ use ka_common::{
     bench::{GenConfig, GEN_MAP, GEN_SEQ_MAP, FWD_MAP, SINK_COUNTERS, SINK_MAP},
     lb::{
         AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue, NhCache, PktBytes,
-        ServiceKey, ServiceKey4, ServiceValue, BACKENDS_MAP, BACKEND_STATS_MAP, BPF_F_NO_COMMON_LRU, CONN4_MAP,
+        ServiceKey, ServiceKey4, ServiceSlot4, ServiceValue, BACKENDS_MAP, BACKEND_STATS_MAP, BPF_F_NO_COMMON_LRU, CONN4_MAP,
         CONN6_MAP, CONN_SETS, GLOBALS_MAP, LOCAL_MACS_MAP, LOCAL_MACS_MAX, LOCAL_VIPS_MAP, LOCAL_VIPS_SIZE,
         MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, MAX_SERVICE_KEYS, NAT_MAP, NAT_TABLE_SIZE,
         NEIGH_MAP, NEIGH_TABLE_SIZE, NH_CACHE_MAP, PERSIST_MAP, PERSIST_TABLE_SIZE, RR_MAP, SERVICES4_MAP,
-        SERVICES6_MAP, SERVICE_STATS_MAP, TABLES_MAP, TABLE_BANKS, TABLE_POOL_SLOTS, VIP_FILTER_MAP,
+        SERVICES6_MAP, SERVICE_STATS_MAP, SVC_SLOTS4, SVC_SLOTS4_MAP, TABLES_MAP, TABLE_BANKS, TABLE_POOL_SLOTS, VIP_FILTER_MAP,
         VIP_FILTER_WORDS,
     },
     maps::{same_name, META_ENTRIES, META_KEY_LEN, META_MAP, SCRATCH_MAP, STATS_MAP},
@@ -50,6 +50,10 @@ ka_map!(
 ka_map!(
     /// IPv4 services by (VIP, port, protocol).
     KA_SERVICES4 = SERVICES4_MAP, HashMap<ServiceKey4, ServiceValue>, HashMap::with_max_entries(MAX_SERVICE_KEYS, 0)
+);
+ka_map!(
+    /// The IPv4 service slots: a direct-mapped copy of `KA_SERVICES4` userspace writes.
+    KA_SVC_SLOTS4 = SVC_SLOTS4_MAP, Array<ServiceSlot4>, Array::with_max_entries(SVC_SLOTS4, 0)
 );
 ka_map!(
     /// IPv6 services by (VIP, port, protocol, family).

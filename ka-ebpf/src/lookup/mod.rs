@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, vip_filter_fold,
+        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, svc_slot4_words, vip_filter_fold,
         service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
@@ -26,7 +26,10 @@ use ka_common::{
 };
 
 use crate::{
-    maps::{KA_BACKENDS, KA_LOCAL_MACS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_TABLES, KA_VIP_FILTER},
+    maps::{
+        KA_BACKENDS, KA_LOCAL_MACS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_SVC_SLOTS4, KA_TABLES,
+        KA_VIP_FILTER,
+    },
     mem,
     parse::{Parsed, L3},
     ptr::{load32, ptr_at},
@@ -115,24 +118,22 @@ pub fn sync_key4(w: &mut Work) {
 /// The service of the flow in `w.key` (and `w.key4`), from its family's map: the key of its
 /// (VIP, port, protocol), else, when `any_port` (global [`ka_common::lb::G_ANY_PORT`]: port-0 services
 /// exist), the VIP's port-0 key (IPVS looks a port-zero service up the same way, after the
-/// exact one).
+/// exact one). An IPv4 key is looked up in its slot of `KA_SVC_SLOTS4` first ([`service4`]).
 #[inline(always)]
 pub fn service(w: &Work, any_port: bool) -> Option<*const ServiceValue> {
     if w.key.family == FAMILY_V4 {
-        let mut k = ServiceKey4 {
-            addr: w.key4.dst,
-            port: w.key4.dport,
-            proto: w.key4.proto,
-            _pad: 0,
-        };
-        if let Some(v) = KA_SERVICES4.get_ptr(&k) {
+        let k = &w.key4;
+        let addr = u32::from_ne_bytes(k.dst);
+        // The key's second word: port, protocol, zero padding (little-endian BPF: the port's
+        // bytes are the word's low half).
+        let rest = u32::from(u16::from_ne_bytes(k.dport)) | u32::from(k.proto) << 16;
+        if let Some(v) = service4(addr, rest) {
             return Some(v);
         }
         if !any_port {
             return None;
         }
-        k.port = [0; 2];
-        KA_SERVICES4.get_ptr(&k)
+        service4(addr, rest & 0xffff_0000)
     } else {
         let k = &w.key;
         let mut key = ServiceKey {
@@ -150,6 +151,32 @@ pub fn service(w: &Work, any_port: bool) -> Option<*const ServiceValue> {
         key.port = [0; 2];
         KA_SERVICES6.get_ptr(&key)
     }
+}
+
+/// The IPv4 service whose key's words are `addr` and `rest` (see `ServiceKey4`): its slot of
+/// `KA_SVC_SLOTS4` when the slot holds that key (an array lookup the JIT inlines and two
+/// compares), else `KA_SERVICES4` (a hash lookup: the slot is another key's, or not written).
+#[inline(always)]
+fn service4(addr: u32, rest: u32) -> Option<*const ServiceValue> {
+    if let Some(s) = KA_SVC_SLOTS4.get_ptr(svc_slot4_words(addr, rest)) {
+        // SAFETY: a valid map value; ServiceKey4 is two 4-aligned words at its start.
+        let (a, r) = unsafe {
+            let words = s as *const u32;
+            (core::ptr::read_volatile(words), core::ptr::read_volatile(words.add(1)))
+        };
+        if a == addr && r == rest {
+            // SAFETY: as above.
+            return Some(unsafe { &(*s).value as *const ServiceValue });
+        }
+    }
+    let [b0, b1, b2, b3] = rest.to_ne_bytes();
+    let k = ServiceKey4 {
+        addr: addr.to_ne_bytes(),
+        port: [b0, b1],
+        proto: b2,
+        _pad: b3,
+    };
+    KA_SERVICES4.get_ptr(&k)
 }
 
 /// The Maglev / tunnel-source hash of the flow in `w.key` (`w.key4` for IPv4: the same value,

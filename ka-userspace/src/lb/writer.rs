@@ -14,8 +14,8 @@ use aya::{
 };
 use ka_common::{
     lb::{
-        prefix_mask, ring_size, table_capacity, vip_filter, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes, ServiceKey, ServiceKey4,
-        ServiceValue, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
+        prefix_mask, ring_size, svc_slot4, table_capacity, vip_filter, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes,
+        ServiceKey, ServiceKey4, ServiceSlot4, ServiceValue, SVC_SLOTS4_MAP, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
         G_VIP_FILTER, VIP_FILTER_MAP,
         MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN,
         NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS,
@@ -219,6 +219,9 @@ pub struct MapWriter {
     counters: Option<ConnCounters>,
     /// What the VIP filter map holds (`None`: unknown, every word is written).
     vip_filter: Option<Vec<u64>>,
+    /// The IPv4 service slots hold every key the service map holds that owns its slot (they
+    /// are per process: an adopted service map's keys are copied in by the first apply).
+    slots_filled: bool,
 }
 
 /// The VIP filter words that differ between `written` (`None`: unknown) and `want` (pure).
@@ -639,6 +642,17 @@ impl MapWriter {
         }
         let vips: Vec<[u8; 16]> = self.keys.keys().map(|k| k.addr).collect();
         self.write_vip_filter(ebpf, &vips)?;
+        if !self.slots_filled {
+            // In key order, so which of two colliding keys owns the slot does not depend on
+            // the order of a hash map.
+            let mut keys: Vec<(ServiceKey4, ServiceValue)> =
+                self.keys.iter().filter_map(|(k, v)| Some((k.v4()?, *v))).collect();
+            keys.sort_by_key(|(k, _)| (k.addr, k.port, k.proto));
+            for (k4, v) in keys {
+                put_slot4(ebpf, &k4, &v)?;
+            }
+            self.slots_filled = true;
+        }
         // Globals.
         {
             let mut arr: Array<_, Globals> =
@@ -822,7 +836,8 @@ fn insert_service(ebpf: &mut Ebpf, key: &ServiceKey, value: &ServiceValue) -> Re
         Some(k4) => {
             let mut m: BpfHashMap<_, ServiceKey4, ServiceValue> =
                 BpfHashMap::try_from(map_mut(ebpf, SERVICES4_MAP)?).map_err(map_err(SERVICES4_MAP))?;
-            m.insert(k4, value, 0).map_err(map_err(SERVICES4_MAP))
+            m.insert(k4, value, 0).map_err(map_err(SERVICES4_MAP))?;
+            put_slot4(ebpf, &k4, value)
         }
         None => {
             let mut m: BpfHashMap<_, ServiceKey, ServiceValue> =
@@ -832,10 +847,59 @@ fn insert_service(ebpf: &mut Ebpf, key: &ServiceKey, value: &ServiceValue) -> Re
     }
 }
 
+/// The writes that put `key` with `value` into its slot of the IPv4 service slots, which holds
+/// `old` (pure): none when another key holds it (that key keeps it; this one is found in the
+/// hash map); one for a free slot or a value on the same bank; two when the bank flips. The
+/// kernel reads a slot while userspace may be copying over it, so the first of two writes
+/// brings the new bank's length and base under the old bank number (the kernel reads the old
+/// bank's fields until the number changes), the second the rest, the number included: a slot
+/// read half-written then names a bank whose fields are whole.
+pub fn slot4_writes(old: &ServiceSlot4, key: &ServiceKey4, value: &ServiceValue) -> Vec<ServiceSlot4> {
+    let free = old.key.proto == 0;
+    if !free && old.key != *key {
+        return Vec::new();
+    }
+    let new = ServiceSlot4 { key: *key, value: *value };
+    if free || old.value.bank == value.bank {
+        return vec![new];
+    }
+    let nb = (value.bank & 1) as usize;
+    let mut first = *old;
+    first.value.len[nb] = value.len[nb];
+    first.value.base[nb] = value.base[nb];
+    vec![first, new]
+}
+
+/// Writes `key`'s IPv4 service slot ([`slot4_writes`]).
+fn put_slot4(ebpf: &mut Ebpf, key: &ServiceKey4, value: &ServiceValue) -> Result<(), LbError> {
+    let mut arr: Array<_, ServiceSlot4> =
+        Array::try_from(map_mut(ebpf, SVC_SLOTS4_MAP)?).map_err(map_err(SVC_SLOTS4_MAP))?;
+    let i = svc_slot4(key);
+    let old = arr.get(&i, 0).map_err(map_err(SVC_SLOTS4_MAP))?;
+    for w in slot4_writes(&old, key, value) {
+        arr.set(i, w, 0).map_err(map_err(SVC_SLOTS4_MAP))?;
+    }
+    Ok(())
+}
+
+/// Frees `key`'s IPv4 service slot if `key` holds it.
+fn clear_slot4(ebpf: &mut Ebpf, key: &ServiceKey4) -> Result<(), LbError> {
+    let mut arr: Array<_, ServiceSlot4> =
+        Array::try_from(map_mut(ebpf, SVC_SLOTS4_MAP)?).map_err(map_err(SVC_SLOTS4_MAP))?;
+    let i = svc_slot4(key);
+    let old = arr.get(&i, 0).map_err(map_err(SVC_SLOTS4_MAP))?;
+    if old.key == *key {
+        arr.set(i, ServiceSlot4::default(), 0).map_err(map_err(SVC_SLOTS4_MAP))?;
+    }
+    Ok(())
+}
+
 /// Removes a service from its family's map.
 fn remove_service(ebpf: &mut Ebpf, key: &ServiceKey) -> Result<(), LbError> {
     match key.v4() {
         Some(k4) => {
+            // The slot first: no packet finds the key there once it left the hash map.
+            clear_slot4(ebpf, &k4)?;
             let mut m: BpfHashMap<_, ServiceKey4, ServiceValue> =
                 BpfHashMap::try_from(map_mut(ebpf, SERVICES4_MAP)?).map_err(map_err(SERVICES4_MAP))?;
             m.remove(&k4).map_err(map_err(SERVICES4_MAP))
@@ -915,6 +979,32 @@ mod tests {
                 })
                 .collect(),
             options: Default::default(),
+        }
+    }
+
+    /// Slot writes: a free slot or the key's own takes the value (two steps when the bank
+    /// flips, the first keeping the old bank number with the new bank's fields), another key's
+    /// slot is left alone.
+    #[test]
+    fn service_slot_writes() {
+        let key = |port: u16| ServiceKey4 { addr: [198, 18, 0, 1], port: port.to_be_bytes(), proto: 6, _pad: 0 };
+        let value = |bank: u32, len: [u32; 2], base: [u32; 2]| ServiceValue { id: 3, bank, len, base, cap: 8, ..Default::default() };
+        let slot = |k, v| ServiceSlot4 { key: k, value: v };
+        let v0 = value(0, [7, 0], [100, 108]);
+        let v1 = value(1, [7, 5], [100, 108]);
+        let v1b = ServiceValue { flags: 2, ..v1 };
+        let mixed = value(0, [7, 5], [100, 108]);
+        // (slot before, key, value, writes)
+        let cases: [(ServiceSlot4, ServiceKey4, ServiceValue, Vec<ServiceSlot4>); 5] = [
+            (ServiceSlot4::default(), key(80), v0, vec![slot(key(80), v0)]),
+            (slot(key(80), v0), key(80), v1, vec![slot(key(80), mixed), slot(key(80), v1)]),
+            (slot(key(80), v1), key(80), v1b, vec![slot(key(80), v1b)]),
+            (slot(key(443), v0), key(80), v1, vec![]),
+            // A slot written by the kernel's zero value is free whatever its value says.
+            (slot(ServiceKey4::default(), v1), key(80), v0, vec![slot(key(80), v0)]),
+        ];
+        for (i, (old, k, v, want)) in cases.iter().enumerate() {
+            assert_eq!(&slot4_writes(old, k, v), want, "case {i}");
         }
     }
 
