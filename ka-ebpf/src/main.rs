@@ -112,27 +112,39 @@ mod programs {
         // the verdict; a path's verdict is counted after another (Verifier: the pointer held
         // across the path's call would be one more spilled slot in this frame, and the deepest
         // call chain is at the 512-byte limit).
-        let pkt = match parse::parse(ctx) {
-            Ok(pkt) => pkt,
-            Err(err) => {
+        let flags = maps::global_flags();
+        let pkt = match parse::fast_ipv4(ctx, |dst| not_vip_dst(flags, dst)) {
+            // The common case first, in code of its own: an IPv4 TCP/UDP segment to an address
+            // that is no VIP is counted with constants and passed before anything else runs.
+            parse::Fast::NotOurs(tcp) => {
                 if let Some(s) = stats::Stats::get() {
-                    s.inc(err.counter());
+                    s.inc(Counter::Ipv4);
+                    s.inc(if tcp { Counter::Tcp } else { Counter::Udp });
+                    s.inc(Counter::PassNotVip);
                     s.verdict(xdp_action::XDP_PASS);
                 }
                 return xdp_action::XDP_PASS;
             }
+            parse::Fast::Parsed(pkt) => pkt,
+            parse::Fast::Other => match parse::parse(ctx) {
+                Ok(pkt) => pkt,
+                Err(err) => {
+                    if let Some(s) = stats::Stats::get() {
+                        s.inc(err.counter());
+                        s.verdict(xdp_action::XDP_PASS);
+                    }
+                    return xdp_action::XDP_PASS;
+                }
+            },
         };
         let s = stats::Stats::get();
         if let Some(s) = s {
             s.parsed(&pkt);
         }
-        let flags = maps::global_flags();
         let action = match pkt.l4 {
             // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with NAT
             // services): passed before any service lookup.
-            L4::Tcp | L4::Udp
-                if flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip(&pkt) =>
-            {
+            L4::Tcp | L4::Udp if not_vip(flags, &pkt) => {
                 if let Some(s) = s {
                     s.inc(Counter::PassNotVip);
                     s.verdict(xdp_action::XDP_PASS);
@@ -153,6 +165,19 @@ mod programs {
             }
         };
         stats::verdict(action)
+    }
+
+    /// Whether the TCP/UDP packet `pkt` is certainly not for a VIP: its VIP filter bit is
+    /// clear (and no NAT service runs: NAT replies go to clients, so not to a VIP).
+    #[inline(always)]
+    fn not_vip(flags: u32, pkt: &parse::Parsed) -> bool {
+        flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip(pkt)
+    }
+
+    /// [`not_vip`] of an IPv4 destination as loaded.
+    #[inline(always)]
+    fn not_vip_dst(flags: u32, dst: u32) -> bool {
+        flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip_fold(dst)
     }
 
     /// The connection-table sweeper (`ka_common::sched::SWEEP_PROGRAM`), run by userspace

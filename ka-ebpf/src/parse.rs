@@ -118,9 +118,6 @@ const ETHER_TYPE_OFF: usize = 12;
 /// header whose whole length was bounds-checked once.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
-    if let Some(pkt) = fast_ipv4(ctx) {
-        return Ok(pkt);
-    }
     let frame_len = ctx.data_end() - ctx.data();
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(ParseError::TruncatedEth)?;
     // SAFETY: bounds-checked by ptr_at.
@@ -311,17 +308,29 @@ const FAST_L3: usize = core::mem::size_of::<EthHdr>();
 /// Offset of its transport header when it has no options.
 const FAST_L4: usize = FAST_L3 + core::mem::size_of::<Ipv4Hdr>();
 
+/// What [`fast_ipv4`] made of a frame.
+pub enum Fast {
+    /// A TCP (`true`) or UDP segment, whole, to an address `not_ours` answered true for.
+    NotOurs(bool),
+    /// A frame of the common case, parsed.
+    Parsed(Parsed),
+    /// Any other frame: for [`parse`]'s general walk (which also finds and counts what is
+    /// wrong with it).
+    Other,
+}
+
 /// The common case, parsed in straight-line code: an untagged IPv4 packet without options or
-/// fragmentation carrying a complete TCP header (or a UDP one). `None`: any other frame, for
-/// [`parse`]'s general walk (which also finds and counts what is wrong with it).
+/// fragmentation carrying a TCP header, a UDP header or VRRP. `not_ours(dst)` (the
+/// destination as loaded) is asked first, for TCP and UDP: a segment it answers true for is
+/// only checked whole, not parsed further.
 #[inline(always)]
-fn fast_ipv4(ctx: &XdpContext) -> Option<Parsed> {
+pub fn fast_ipv4(ctx: &XdpContext, not_ours: impl Fn(u32) -> bool) -> Fast {
     let start = ctx.data();
     let end = ctx.data_end();
     let frame_len = end - start;
     // Ethernet and IPv4 without options.
     if start + FAST_L4 > end {
-        return None;
+        return Fast::Other;
     }
     let p = start as *const u8;
     // SAFETY: bounds-checked above: 34 bytes.
@@ -336,53 +345,66 @@ fn fast_ipv4(ctx: &XdpContext) -> Option<Parsed> {
     };
     // EtherType IPv4, version 4 and IHL 5, no fragment offset and no more-fragments flag.
     if et != ETH_P_IP.to_be() || w0 & 0xff != 0x45 || w1 & 0xff3f_0000 != 0 {
-        return None;
+        return Fast::Other;
     }
     let tot = usize::from(u16::from_be((w0 >> 16) as u16));
     if FAST_L3 + tot > frame_len || tot < core::mem::size_of::<Ipv4Hdr>() {
-        return None;
+        return Fast::Other;
     }
     let proto = (w2 >> 8) as u8;
-    let mut pkt = Parsed {
+    let tcp = proto == IPPROTO_TCP;
+    if !tcp && proto != IPPROTO_UDP {
+        if proto != IPPROTO_VRRP {
+            return Fast::Other;
+        }
+        return Fast::Parsed(Parsed {
+            l3_off: FAST_L3,
+            l4_off: FAST_L4,
+            ports: 0,
+            ip_len: tot as u16,
+            vlan_tags: 0,
+            l3: L3::Ipv4,
+            l4: L4::Vrrp,
+            ip_proto: proto,
+            tcp_flags: 0,
+            dst_fold: dst,
+        });
+    }
+    let l4_len = if tcp { core::mem::size_of::<TcpHdr>() } else { core::mem::size_of::<UdpHdr>() };
+    if start + FAST_L4 + l4_len > end || core::mem::size_of::<Ipv4Hdr>() + l4_len > tot {
+        return Fast::Other;
+    }
+    // SAFETY: bounds-checked above: 20 bytes of TCP header (data offset and flags at 12 and
+    // 13) or 8 of UDP; the ports first.
+    let ports = unsafe { load32(p.add(FAST_L4)) };
+    let mut tcp_flags = 0;
+    if tcp {
+        // Verifier: checked again in this branch (LLVM may merge the two checks above into one
+        // the verifier cannot tie to the protocol).
+        if start + FAST_L4 + core::mem::size_of::<TcpHdr>() > end {
+            return Fast::Other;
+        }
+        // SAFETY: bounds-checked just above.
+        let w3 = unsafe { load32(p.add(FAST_L4 + 12)) };
+        let hlen = usize::from((w3 as u8) >> 4) * 4;
+        if hlen < core::mem::size_of::<TcpHdr>() || core::mem::size_of::<Ipv4Hdr>() + hlen > tot {
+            return Fast::Other;
+        }
+        tcp_flags = (w3 >> 8) as u8;
+    }
+    if not_ours(dst) {
+        return Fast::NotOurs(tcp);
+    }
+    Fast::Parsed(Parsed {
         l3_off: FAST_L3,
         l4_off: FAST_L4,
-        ports: 0,
+        ports,
         ip_len: tot as u16,
         vlan_tags: 0,
         l3: L3::Ipv4,
-        l4: L4::Vrrp,
+        l4: if tcp { L4::Tcp } else { L4::Udp },
         ip_proto: proto,
-        tcp_flags: 0,
+        tcp_flags,
         dst_fold: dst,
-    };
-    match proto {
-        IPPROTO_TCP => {
-            if start + FAST_L4 + core::mem::size_of::<TcpHdr>() > end {
-                return None;
-            }
-            // SAFETY: bounds-checked above: 20 bytes of TCP header; ports at 0, data offset
-            // and flags at 12 and 13.
-            let (ports, w3) = unsafe { (load32(p.add(FAST_L4)), load32(p.add(FAST_L4 + 12))) };
-            let hlen = usize::from((w3 as u8) >> 4) * 4;
-            if hlen < core::mem::size_of::<TcpHdr>() || core::mem::size_of::<Ipv4Hdr>() + hlen > tot {
-                return None;
-            }
-            pkt.l4 = L4::Tcp;
-            pkt.ports = ports;
-            pkt.tcp_flags = (w3 >> 8) as u8;
-        }
-        IPPROTO_UDP => {
-            if start + FAST_L4 + core::mem::size_of::<UdpHdr>() > end
-                || core::mem::size_of::<Ipv4Hdr>() + core::mem::size_of::<UdpHdr>() > tot
-            {
-                return None;
-            }
-            pkt.l4 = L4::Udp;
-            // SAFETY: bounds-checked above: 8 bytes of UDP header, the ports first.
-            pkt.ports = unsafe { load32(p.add(FAST_L4)) };
-        }
-        IPPROTO_VRRP => {}
-        _ => return None,
-    }
-    Some(pkt)
+    })
 }

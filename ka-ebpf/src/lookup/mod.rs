@@ -103,7 +103,13 @@ pub fn maybe_vip(pkt: &Parsed) -> bool {
     if pkt.l3 == L3::Other {
         return true;
     }
-    let bit = vip_filter_fold(pkt.dst_fold);
+    maybe_vip_fold(pkt.dst_fold)
+}
+
+/// [`maybe_vip`] of a destination folded to one word ([`Parsed::dst_fold`]).
+#[inline(always)]
+pub fn maybe_vip_fold(fold: u32) -> bool {
+    let bit = vip_filter_fold(fold);
     KA_VIP_FILTER.get(bit >> 6).is_none_or(|w| w & (1 << (bit & 63)) != 0)
 }
 
