@@ -155,7 +155,14 @@ mod programs {
             // ICMP errors about VIP flows take the same path, their flow key rewritten to the
             // embedded flow's.
             L4::Icmp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, true),
-            L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && scratch::stash(&pkt) => vrrp::handle(ctx, flags),
+            // Inlined: counted with this lookup of the counters.
+            L4::Vrrp if flags & G_VRRP_FASTPATH != 0 && scratch::stash(&pkt) => {
+                let action = vrrp::handle(ctx, flags, s);
+                if let Some(s) = s {
+                    s.verdict(action);
+                }
+                return action;
+            }
             L4::Other if flags & G_VRRP_FASTPATH != 0 && vrrp::is_ah_v4(&pkt) => vrrp::pass_ah(ctx, &pkt),
             _ => {
                 if let Some(s) = s {

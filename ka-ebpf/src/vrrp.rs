@@ -109,11 +109,12 @@ pub fn pass_ah(ctx: &XdpContext, pkt: &crate::parse::Parsed) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Handles an advert while the fast path is on.
+/// Handles an advert while the fast path is on; `counters`: the entry point's lookup of this
+/// CPU's counters, for the steady advert's count.
 // Inlined into the entry point: a BPF-to-BPF call costs the argument moves and spills around
 // it on every advert; the path's deeper calls (`admit`) keep the chain within 512 bytes.
 #[inline(always)]
-pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
+pub fn handle(ctx: &XdpContext, global_flags: u32, counters: Option<stats::Stats>) -> u32 {
     let Some(w) = crate::scratch::work() else {
         return xdp_action::XDP_PASS;
     };
@@ -149,7 +150,7 @@ pub fn handle(ctx: &XdpContext, global_flags: u32) -> u32 {
         return invalid(DropReason::VridMismatch, drop_unknown);
     };
     match validate(ctx, w, inst, &ip, &hdr) {
-        Ok(interval) => classify(&key, w, inst, &hdr, interval),
+        Ok(interval) => classify(&key, w, inst, &hdr, interval, counters),
         Err(Some(reason)) => invalid(reason, inst.flags & VRRP_F_DROP_INVALID != 0),
         Err(None) => {
             stats::inc(Counter::VrrpPassLong);
@@ -298,9 +299,10 @@ fn admit(key: &VrrpKey, w: &Work, inst: &VrrpInstance, prio: u8) -> bool {
     rate_admit(unsafe { &mut *entry }, now, window, &w.src.0, prio)
 }
 
-/// Steady state, a change for the engine, or a below-reference advert beyond its budget.
+/// Steady state (counted in `counters`), a change for the engine, or a below-reference advert
+/// beyond its budget.
 #[inline(always)]
-fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interval: u16) -> u32 {
+fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interval: u16, counters: Option<stats::Stats>) -> u32 {
     let prio = hdr.priority;
     // Steady adverts are never below the reference (their priority is the master's).
     if below_reference(inst, &w.src.0, prio) && !admit(key, w, inst, prio) {
@@ -337,7 +339,9 @@ fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interva
             // SAFETY: an aligned u64 store; userspace only reads it (and zeroes a new slot).
             unsafe { *p = now };
         }
-        stats::inc(Counter::VrrpSteady);
+        if let Some(s) = counters {
+            s.inc(Counter::VrrpSteady);
+        }
         return if inst.flags & VRRP_F_DROP_STEADY != 0 {
             xdp_action::XDP_DROP
         } else {

@@ -1095,3 +1095,55 @@ fn lb_forwards_only_frames_addressed_to_its_mac() {
     let failures = handle.join().expect("fixture thread");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The IPv4 service slots (`KA_SVC_SLOTS4`): of two services whose keys share a slot, one holds
+/// it and the other is found in the hash map; both forward. Removing the slot's holder frees
+/// the slot (its packets then pass: no stale slot serves a removed service) and the other
+/// still forwards; a service written again takes the free slot.
+#[test]
+fn service_slots_and_the_hash_map_behind_them() {
+    use ka_common::lb::{svc_slot4, ServiceKey4, ServiceSlot4, SVC_SLOTS4_MAP};
+    ka_tests::require_root();
+    let ns = lab();
+    let handle = ns
+        .enter(|| {
+            let lb0 = nix::net::if_::if_nametoindex("lb0").expect("ifindex");
+            let key = |port: u16| ServiceKey4 { addr: [198, 51, 100, 1], port: port.to_be_bytes(), proto: 6, _pad: 0 };
+            // A port whose key shares port 80's slot.
+            let other = (81..u16::MAX).find(|p| svc_slot4(&key(*p)) == svc_slot4(&key(80))).expect("a colliding port");
+            let spec = |port| svc("198.51.100.1", port, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
+            let slot = |l: &common::Loaded| -> ServiceSlot4 {
+                let arr: aya::maps::Array<_, ServiceSlot4> =
+                    aya::maps::Array::try_from(l.ebpf.map(SVC_SLOTS4_MAP).expect("slot map")).expect("array");
+                arr.get(&svc_slot4(&key(80)), 0).expect("slot")
+            };
+            let syn = |port: u16| with_macs(Frame::tcp4(CLIENT4, "198.51.100.1", 40000, port, SYN), LB0_MAC, MAC_A).build();
+            let mut loaded = common::Loaded::new();
+            let mut writer = MapWriter::new();
+            writer.apply(&mut loaded.ebpf, &DesiredState { services: vec![spec(80), spec(other)], ..Default::default() }).expect("apply");
+            let held = slot(&loaded);
+            assert!(held.key == key(80) || held.key == key(other), "the slot holds one of the two keys: {held:?}");
+            for port in [80, other] {
+                let a = loaded.run_on(&syn(port), lb0).action;
+                assert!(a == XDP_TX || a == XDP_REDIRECT, "port {port} forwarded: action {a}");
+            }
+            assert_eq!(loaded.counters()[Counter::LbNewFlow.name()], 2);
+            // The holder goes: its slot is freed, its packets pass, the other key still forwards.
+            let (gone, kept) = if held.key == key(80) { (80, other) } else { (other, 80) };
+            writer.apply(&mut loaded.ebpf, &DesiredState { services: vec![spec(kept)], ..Default::default() }).expect("apply");
+            assert_eq!(slot(&loaded), ServiceSlot4::default(), "the removed service's slot is free");
+            assert_eq!(loaded.run_on(&syn(gone), lb0).action, XDP_PASS, "port {gone} is no service any more");
+            let a = loaded.run_on(&syn(kept), lb0).action;
+            assert!(a == XDP_TX || a == XDP_REDIRECT, "port {kept} still forwarded: action {a}");
+            // Written again (another scheduler rewrites its value), the kept key takes the free
+            // slot.
+            let mut rewritten = spec(kept);
+            rewritten.scheduler = Scheduler::SourceHash;
+            writer.apply(&mut loaded.ebpf, &DesiredState { services: vec![rewritten], ..Default::default() }).expect("apply");
+            assert_eq!(slot(&loaded).key, key(kept), "the free slot taken by the rewritten key");
+            let a = loaded.run_on(&syn(kept), lb0).action;
+            assert!(a == XDP_TX || a == XDP_REDIRECT, "port {kept} forwarded from its slot: action {a}");
+        })
+        .expect("enter netns");
+    handle.join().expect("test thread");
+}
