@@ -110,6 +110,9 @@ pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[
     // 1: the VRRP instance's padding became its `seen_slot` (issue 15): an earlier ka's
     // entries would all name slot 0, so they are rewritten from the configuration.
     (crate::vrrp_fast::VRRP_INSTANCES_MAP, 1),
+    // 1: the last-seen stamps became tick counts (`bpf_jiffies64`), were nanoseconds of the
+    // coarse clock: an earlier ka's stamps would read as ticks from long ago.
+    (crate::vrrp_fast::VRRP_SEEN_MAP, 1),
 ];
 
 /// The layout revision of `map` (see [`LAYOUT_REVISIONS`]).

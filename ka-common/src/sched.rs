@@ -256,8 +256,10 @@ pub struct SweepIo {
     pub jiffies: u64,
     /// Out: `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
     pub ktime_ns: u64,
+    /// Out: `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC_COARSE: the time of the last tick).
+    pub ktime_coarse_ns: u64,
     /// Padding up to a minimal Ethernet frame (BPF_PROG_TEST_RUN wants at least 14 bytes).
-    pub _frame: [u8; 24],
+    pub _frame: [u8; 16],
 }
 
 /// The life word of a way: its stamp in the low half, its state in the high half (the two

@@ -50,8 +50,8 @@ pub fn vrid_index(vrid: u8, family: u8) -> u32 {
     u32::from(vrid) | if family == crate::lb::FAMILY_V6 { 256 } else { 0 }
 }
 /// Last steady advert per instance, `Array<u64>` of [`MAX_VRRP_INSTANCES`] slots, the
-/// instance's at [`VrrpInstance::seen_slot`] (`bpf_ktime_get_coarse_ns`: CLOCK_MONOTONIC as of
-/// the last tick, behind the exact clock by less than one tick; 0: never). Userspace assigns
+/// instance's at [`VrrpInstance::seen_slot`] (`bpf_jiffies64`: the kernel's tick count, which
+/// userspace converts to CLOCK_MONOTONIC with the tick rate; 0: never). Userspace assigns
 /// the slot and zeroes it; the kernel only stores into it: an array slot found from the
 /// instance already looked up, instead of a second hash lookup per steady advert.
 pub const VRRP_SEEN_MAP: &str = "KA_VRRP_SEEN";

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     programs::XdpContext,
 };
 use ka_common::{
@@ -327,12 +327,12 @@ fn classify(key: &VrrpKey, w: &Work, inst: &VrrpInstance, hdr: &VrrpHdr, interva
     } else if interval != inst.master_adver_int_centis {
         VRRP_EV_INTERVAL_CHANGE
     } else {
-        // The coarse clock (CLOCK_MONOTONIC_COARSE, the same base, behind by less than a tick):
-        // a read of the timekeeper's last tick instead of the clock source (a TSC read costs
-        // ~30 ns on a VM, a fifth of the whole steady path). The engine re-arms the
-        // Master_Down_Timer from it, at most one tick early.
-        // SAFETY: plain helper call (kernel 5.11+).
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        // The tick count (`jiffies_64`): the verifier inlines the helper into two loads, where
+        // the coarse clock was a helper call (~3 ns, a tenth of this path). Userspace turns it
+        // into CLOCK_MONOTONIC time with the kernel's tick rate (`lb::kclock`): the time of
+        // the tick the advert came in, as the coarse clock said.
+        // SAFETY: plain helper call (kernel 5.5+).
+        let now = unsafe { bpf_jiffies64() };
         // The instance's array slot: no second hash lookup (an out-of-range slot, which
         // userspace never writes, finds nothing and stamps nothing).
         if let Some(p) = KA_VRRP_SEEN.get_ptr_mut(u32::from(inst.seen_slot)) {

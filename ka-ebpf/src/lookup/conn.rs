@@ -403,7 +403,7 @@ conn_table!(conn6_get, conn6_put, conn6_sweep, KA_CONNS6, FlowKey);
 pub fn sweep(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
     use aya_ebpf::{
         bindings::xdp_action,
-        helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+        helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     };
     use ka_common::{
         lb::{CONN_SETS, FAMILY_V4},
@@ -415,7 +415,7 @@ pub fn sweep(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
     // SAFETY: bounds-checked by ptr_at_mut; the frame is this run's own buffer.
     let (family, first, count) = unsafe { ((*io).family, (*io).first, (*io).count) };
     // SAFETY: plain helper calls.
-    let (jiffies, ns) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
+    let (jiffies, ns, coarse) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns(), bpf_ktime_get_coarse_ns()) };
     let now = jiffies as u32 | 1;
     let (mut expired, mut live) = (0u32, 0u32);
     let mut k = 0;
@@ -439,6 +439,7 @@ pub fn sweep(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
         write_volatile(&mut (*io).live, live);
         write_volatile(&mut (*io).jiffies, jiffies);
         write_volatile(&mut (*io).ktime_ns, ns);
+        write_volatile(&mut (*io).ktime_coarse_ns, coarse);
     }
     xdp_action::XDP_PASS
 }

@@ -85,6 +85,8 @@ pub struct ClockSample {
     pub jiffies: u64,
     /// CLOCK_MONOTONIC, ns.
     pub ktime_ns: u64,
+    /// CLOCK_MONOTONIC_COARSE, ns: the time of the last tick.
+    pub coarse_ns: u64,
 }
 
 /// The `CONFIG_HZ` values kernels are built with.
@@ -98,7 +100,12 @@ pub fn hz_from_samples(a: ClockSample, b: ClockSample) -> Option<u32> {
         return None;
     }
     let dj = b.jiffies.checked_sub(a.jiffies)?;
-    let rate = dj as f64 * 1e9 / dt as f64;
+    snap_hz(dj as f64 * 1e9 / dt as f64)
+}
+
+/// The usual `CONFIG_HZ` value within 10 % of a measured tick rate, else the rate rounded
+/// (`None` for no rate) (pure).
+pub fn snap_hz(rate: f64) -> Option<u32> {
     let nearest = HZ_VALUES.iter().copied().min_by(|x, y| (f64::from(*x) - rate).abs().total_cmp(&(f64::from(*y) - rate).abs()))?;
     if (f64::from(nearest) - rate).abs() <= f64::from(nearest) * 0.1 {
         Some(nearest)
@@ -131,6 +138,40 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64; 10]) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// One run of the loaded [`SWEEP_PROGRAM`] (descriptor `prog`) on `io`, through
+/// BPF_PROG_TEST_RUN.
+///
+/// # Errors
+/// BPF_PROG_TEST_RUN fails, or the program says the frame was too short.
+pub fn run_sweep(prog: &OwnedFd, mut io: SweepIo) -> io::Result<SweepIo> {
+    let mut out = SweepIo::default();
+    let size = std::mem::size_of::<SweepIo>() as u64;
+    // union bpf_attr, test: prog_fd, retval, data_size_in, data_size_out, data_in,
+    // data_out, repeat, duration...
+    let mut attr = [0u64; 10];
+    attr[0] = u64::from(u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX));
+    attr[1] = size | size << 32;
+    attr[2] = std::ptr::from_mut(&mut io) as u64;
+    attr[3] = std::ptr::from_mut(&mut out) as u64;
+    attr[4] = 1;
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    let retval = attr[0] >> 32;
+    // XDP_PASS; XDP_ABORTED for a frame too short.
+    if retval != 2 {
+        return Err(io::Error::other(format!("{SWEEP_PROGRAM} returned {retval}")));
+    }
+    Ok(out)
+}
+
+/// The kernel's clocks now, read by a run of the [`SWEEP_PROGRAM`] that visits no set.
+///
+/// # Errors
+/// BPF_PROG_TEST_RUN fails.
+pub fn clock_sample(prog: &OwnedFd) -> io::Result<ClockSample> {
+    let o = run_sweep(prog, SweepIo { family: FAMILY_V4.into(), ..Default::default() })?;
+    Ok(ClockSample { jiffies: o.jiffies, ktime_ns: o.ktime_ns, coarse_ns: o.ktime_coarse_ns })
 }
 
 /// The sweeper: the loaded [`SWEEP_PROGRAM`] and the lifetimes map, by descriptors of their
@@ -184,24 +225,7 @@ impl Sweeper {
     /// # Errors
     /// BPF_PROG_TEST_RUN fails.
     pub fn run(&self, family: u8, first: u32, count: u32) -> io::Result<SweepIo> {
-        let mut io = SweepIo { family: family.into(), first, count, ..Default::default() };
-        let mut out = SweepIo::default();
-        let size = std::mem::size_of::<SweepIo>() as u64;
-        // union bpf_attr, test: prog_fd, retval, data_size_in, data_size_out, data_in,
-        // data_out, repeat, duration...
-        let mut attr = [0u64; 10];
-        attr[0] = u64::from(u32::try_from(self.prog.as_raw_fd()).unwrap_or(u32::MAX));
-        attr[1] = size | size << 32;
-        attr[2] = std::ptr::from_mut(&mut io) as u64;
-        attr[3] = std::ptr::from_mut(&mut out) as u64;
-        attr[4] = 1;
-        bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-        let retval = attr[0] >> 32;
-        // XDP_PASS; XDP_ABORTED for a frame too short.
-        if retval != 2 {
-            return Err(io::Error::other(format!("{SWEEP_PROGRAM} returned {retval}")));
-        }
-        Ok(out)
+        run_sweep(&self.prog, SweepIo { family: family.into(), first, count, ..Default::default() })
     }
 
     /// The kernel's clocks now.
@@ -209,8 +233,7 @@ impl Sweeper {
     /// # Errors
     /// BPF_PROG_TEST_RUN fails.
     pub fn clock(&self) -> io::Result<ClockSample> {
-        let o = self.run(FAMILY_V4, 0, 0)?;
-        Ok(ClockSample { jiffies: o.jiffies, ktime_ns: o.ktime_ns })
+        clock_sample(&self.prog)
     }
 
     /// Visits every set of both tables once.
@@ -451,7 +474,7 @@ mod tests {
     /// samples too close together give no answer.
     #[test]
     fn hz_is_measured_from_two_samples() {
-        let s = |jiffies, ms: u64| ClockSample { jiffies, ktime_ns: ms * 1_000_000 };
+        let s = |jiffies, ms: u64| ClockSample { jiffies, ktime_ns: ms * 1_000_000, coarse_ns: 0 };
         let cases = [
             (s(1000, 0), s(1250, 1000), Some(250)),
             (s(1000, 0), s(1251, 1000), Some(250)),

@@ -19,6 +19,7 @@
 
 pub mod adopt;
 pub mod flush;
+pub mod kclock;
 pub mod local_macs;
 pub mod conns;
 pub mod maglev;

@@ -51,6 +51,9 @@ pub enum VrrpFastError {
     /// Registering the ring buffer with the reactor failed.
     #[error("ring buffer: {0}")]
     Io(#[source] std::io::Error),
+    /// The kernel's clocks cannot be read (the last-seen stamps are tick counts).
+    #[error("kernel clock: {0}")]
+    Clock(#[source] std::io::Error),
     /// Every last-seen slot is taken.
     #[error("vrid {vrid}: more than {max} fast-path instances", max = MAX_VRRP_INSTANCES)]
     Full {
@@ -133,7 +136,7 @@ where
 }
 
 /// The stamp of `key`'s slot; `None` if never stamped or no such instance.
-fn read_seen<I, S>(instances: &BpfHashMap<I, VrrpKey, VrrpInstance>, seen: &Array<S, u64>, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError>
+fn read_seen<I, S>(instances: &BpfHashMap<I, VrrpKey, VrrpInstance>, seen: &Array<S, u64>, key: VrrpKey) -> Result<Option<u64>, VrrpFastError>
 where
     I: std::borrow::Borrow<MapData>,
     S: std::borrow::Borrow<MapData>,
@@ -145,7 +148,7 @@ where
     };
     match seen.get(&u32::from(slot), 0) {
         Ok(0) => Ok(None),
-        Ok(ns) => Ok(Some(Duration::from_nanos(ns))),
+        Ok(jiffies) => Ok(Some(jiffies)),
         Err(e) => Err(map_err(VRRP_SEEN_MAP)(e)),
     }
 }
@@ -321,20 +324,25 @@ pub struct FastMaps {
     instances: BpfHashMap<MapData, VrrpKey, VrrpInstance>,
     vrid: Array<MapData, VrrpVridSlots>,
     seen: Array<MapData, u64>,
+    /// Turns the last-seen tick counts into CLOCK_MONOTONIC time.
+    clock: super::kclock::KernelClock,
 }
 
 impl FastMaps {
-    /// Takes `KA_VRRP`, `KA_VRRP_VRID`, `KA_VRRP_SEEN` and the ring buffer out of `ebpf`.
+    /// Takes `KA_VRRP`, `KA_VRRP_VRID`, `KA_VRRP_SEEN` and the ring buffer out of `ebpf`, and
+    /// measures the kernel's tick rate (a few ticks: see [`super::kclock::KernelClock::new`]).
     ///
     /// # Errors
-    /// A map is missing (or already taken) or has the wrong type.
+    /// A map is missing (or already taken) or has the wrong type, or the kernel's clocks
+    /// cannot be read.
     pub fn take(ebpf: &mut Ebpf) -> Result<(FastMaps, EventReader), VrrpFastError> {
+        let clock = super::kclock::KernelClock::new(ebpf).map_err(VrrpFastError::Clock)?;
         let events = EventReader::new(ebpf)?;
         let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(VrrpFastError::MissingMap(name));
         let instances = BpfHashMap::try_from(take(ebpf, VRRP_INSTANCES_MAP)?).map_err(map_err(VRRP_INSTANCES_MAP))?;
         let vrid = Array::try_from(take(ebpf, VRRP_VRID_MAP)?).map_err(map_err(VRRP_VRID_MAP))?;
         let seen = Array::try_from(take(ebpf, VRRP_SEEN_MAP)?).map_err(map_err(VRRP_SEEN_MAP))?;
-        Ok((FastMaps { instances, vrid, seen }, events))
+        Ok((FastMaps { instances, vrid, seen, clock }, events))
     }
 
     /// [`configure`] on the owned maps.
@@ -346,12 +354,17 @@ impl FastMaps {
         write_instance(Maps { instances: &mut self.instances, vrid: &mut self.vrid, seen: &mut self.seen }, key, value)
     }
 
-    /// [`last_seen`] on the owned map.
+    /// When the instance's master last sent a steady-state advert, as CLOCK_MONOTONIC time
+    /// (the time of the tick it came in: [`super::kclock::jiffies_to_monotonic`]); `None` if
+    /// never.
     ///
     /// # Errors
-    /// The map cannot be read.
+    /// The map or the clocks cannot be read.
     pub fn last_seen(&self, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError> {
-        read_seen(&self.instances, &self.seen, key)
+        match read_seen(&self.instances, &self.seen, key)? {
+            Some(jiffies) => Ok(Some(self.clock.monotonic_of(jiffies).map_err(VrrpFastError::Clock)?)),
+            None => Ok(None),
+        }
     }
 
     /// [`remove`] on the owned maps (its slot is zeroed when an instance takes it again); a
@@ -409,12 +422,12 @@ pub fn set_enabled(ebpf: &mut Ebpf, on: bool, drop_unknown: bool) -> Result<(), 
     arr.set(0, g, 0).map_err(map_err(GLOBALS_MAP))
 }
 
-/// When the instance's master last sent a steady-state advert, as CLOCK_MONOTONIC time (since
-/// boot, like `bpf_ktime_get_ns`); `None` if never.
+/// When the instance's master last sent a steady-state advert, as the kernel's tick count
+/// (`jiffies_64`; [`FastMaps::last_seen`] gives CLOCK_MONOTONIC time); `None` if never.
 ///
 /// # Errors
 /// The map cannot be read.
-pub fn last_seen(ebpf: &Ebpf, key: VrrpKey) -> Result<Option<Duration>, VrrpFastError> {
+pub fn last_seen(ebpf: &Ebpf, key: VrrpKey) -> Result<Option<u64>, VrrpFastError> {
     let inst = ebpf.map(VRRP_INSTANCES_MAP).ok_or(VrrpFastError::MissingMap(VRRP_INSTANCES_MAP))?;
     let seen = ebpf.map(VRRP_SEEN_MAP).ok_or(VrrpFastError::MissingMap(VRRP_SEEN_MAP))?;
     let instances: BpfHashMap<_, VrrpKey, VrrpInstance> = BpfHashMap::try_from(inst).map_err(map_err(VRRP_INSTANCES_MAP))?;
