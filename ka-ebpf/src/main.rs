@@ -113,7 +113,7 @@ mod programs {
         // across the path's call would be one more spilled slot in this frame, and the deepest
         // call chain is at the 512-byte limit).
         let flags = maps::global_flags();
-        let pkt = match parse::fast_ipv4(ctx, |dst| not_vip_dst(flags, dst)) {
+        let (pkt, filtered) = match parse::fast_ipv4(ctx, |dst| not_vip_dst(flags, dst)) {
             // The common case first, in code of its own: an IPv4 TCP/UDP segment to an address
             // that is no VIP is counted with constants and passed before anything else runs.
             parse::Fast::NotOurs(tcp) => {
@@ -125,9 +125,10 @@ mod programs {
                 }
                 return xdp_action::XDP_PASS;
             }
-            parse::Fast::Parsed(pkt) => pkt,
+            // Its TCP/UDP segments passed the VIP filter already.
+            parse::Fast::Parsed(pkt) => (pkt, true),
             parse::Fast::Other => match parse::parse(ctx) {
-                Ok(pkt) => pkt,
+                Ok(pkt) => (pkt, false),
                 Err(err) => {
                     if let Some(s) = stats::Stats::get() {
                         s.inc(err.counter());
@@ -144,7 +145,7 @@ mod programs {
         let action = match pkt.l4 {
             // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with NAT
             // services): passed before any service lookup.
-            L4::Tcp | L4::Udp if not_vip(flags, &pkt) => {
+            L4::Tcp | L4::Udp if !filtered && not_vip(flags, &pkt) => {
                 if let Some(s) = s {
                     s.inc(Counter::PassNotVip);
                     s.verdict(xdp_action::XDP_PASS);
