@@ -3,6 +3,13 @@
 //!
 //! Every read is bounds-checked through [`crate::ptr`]; every loop has a constant bound so the
 //! verifier can walk it.
+//!
+//! The common case comes first, in straight-line code of its own ([`fast_ipv4`]): an untagged
+//! IPv4 packet without options or fragmentation carrying TCP, UDP or VRRP, checked as the
+//! general walk ([`parse`]) checks it; anything else, malformed frames included, takes the
+//! general walk, which finds and counts what is wrong. The fast case also asks the caller
+//! whether the destination can be ours before the transport header is parsed further, so a
+//! segment to another host leaves after one bounds check and a few loads.
 
 use aya_ebpf::programs::XdpContext;
 use ka_common::{
