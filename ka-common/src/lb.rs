@@ -155,8 +155,10 @@ pub const BACKEND_STATS_MAP: &str = "KA_BACKEND_STATS";
 /// [`vip_filter_bit`] of every address some service key has is set. A packet whose destination
 /// bit is clear is no VIP's, and passes (`pass_not_vip`) before any hash lookup, the
 /// non-VIP cost; a set bit may be another address's (about 4 % of addresses with 10,000 VIPs),
-/// which the service lookup then tells. Written by userspace only, used by the kernel while
-/// [`G_VIP_FILTER`] is set.
+/// which the service lookup then tells. While a NAT service exists every bit is set (its
+/// replies, from real servers to clients, go to no VIP). Written by userspace only, before a
+/// program that uses it is attached; the kernel reads it whatever the flags say (no services:
+/// all clear, so every TCP/UDP packet passes as `pass_not_vip`).
 pub const VIP_FILTER_MAP: &str = "KA_VIP_FILTER";
 /// log2 of the bits of [`VIP_FILTER_MAP`].
 pub const VIP_FILTER_BITS_LOG2: u32 = 18;
@@ -276,7 +278,9 @@ pub const G_ANY_PORT: u32 = 1 << 4;
 /// in a frame addressed to another MAC passes, unforwarded (`pass_not_our_mac`).
 pub const G_DST_MAC: u32 = 1 << 5;
 /// Global flag: [`VIP_FILTER_MAP`] holds every VIP of the service maps (set by the map writer
-/// once it wrote the filter; clear with maps an older version pinned, whose filter is empty).
+/// once it wrote the filter). The datapath no longer reads it (the filter itself answers for
+/// NAT and for no services); kept set for a program of an earlier ka still running on the
+/// maps during an upgrade.
 pub const G_VIP_FILTER: u32 = 1 << 6;
 /// Global flag: connection sync is on and this node is MASTER of its VRRP instance: new flows
 /// are pushed to the sync ring ([`crate::sync`]). A high bit, clear of the flags above.

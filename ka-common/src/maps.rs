@@ -58,6 +58,7 @@ pub const XDP_MODE_GENERIC: u64 = 2;
 pub const PINNED_MAPS: &[&str] = &[
     META_MAP,
     STATS_MAP,
+    crate::stats::STATS_BUNDLES_MAP,
     crate::lb::SERVICES4_MAP,
     crate::lb::SERVICES6_MAP,
     crate::lb::BACKENDS_MAP,

@@ -290,6 +290,38 @@ pub type Counters = [u64; COUNTER_COUNT as usize];
 /// Entries of `KA_STATS`: one [`Counters`] per CPU.
 pub const STATS_ENTRIES: u32 = 1;
 
+/// Per-CPU bundle counts, `PerCpuArray<Bundles>` of one entry (pinned, like `KA_STATS`): the
+/// datapath's exit for the commonest packet that is not its business (an IPv4 TCP or UDP
+/// segment to another host) counts several counters at once with one increment of a bundle
+/// instead of one per counter; userspace adds each bundle to its counters ([`add_bundles`]),
+/// so every named counter reads as if it had been counted on its own.
+pub const STATS_BUNDLES_MAP: &str = "KA_STATS_BUNDLES";
+
+/// What each bundle stands for: one count of each of its counters.
+pub const BUNDLES: [&[Counter]; 2] = [
+    // An IPv4 TCP segment passed as not to a VIP.
+    &[Counter::Ipv4, Counter::Tcp, Counter::PassNotVip, Counter::VerdictPass],
+    // An IPv4 UDP datagram passed as not to a VIP.
+    &[Counter::Ipv4, Counter::Udp, Counter::PassNotVip, Counter::VerdictPass],
+];
+
+/// Index of the bundle of an IPv4 TCP segment passed as not to a VIP.
+pub const BUNDLE_NOT_VIP_TCP4: usize = 0;
+/// Index of the bundle of an IPv4 UDP datagram passed as not to a VIP.
+pub const BUNDLE_NOT_VIP_UDP4: usize = 1;
+
+/// The value of [`STATS_BUNDLES_MAP`]: the count of each bundle.
+pub type Bundles = [u64; BUNDLES.len()];
+
+/// Adds the bundle counts `bundles` to the counter sums `sum` (indexed by [`Counter::index`]).
+pub fn add_bundles(sum: &mut Counters, bundles: &Bundles) {
+    for (counters, n) in BUNDLES.iter().zip(bundles) {
+        for c in *counters {
+            sum[c.index() as usize] = sum[c.index() as usize].wrapping_add(*n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +335,26 @@ mod tests {
             }
         }
         assert_eq!(COUNTER_COUNT as usize, Counter::ALL.len());
+    }
+
+    /// A bundle adds one of each of its counters per count, and nothing else.
+    #[test]
+    fn bundles_add_their_counters() {
+        let mut sum = [0u64; COUNTER_COUNT as usize];
+        sum[Counter::Ipv4.index() as usize] = 10;
+        let mut bundles = [0u64; BUNDLES.len()];
+        bundles[BUNDLE_NOT_VIP_TCP4] = 3;
+        bundles[BUNDLE_NOT_VIP_UDP4] = 2;
+        add_bundles(&mut sum, &bundles);
+        let get = |c: Counter| sum[c.index() as usize];
+        assert_eq!(
+            (get(Counter::Ipv4), get(Counter::Tcp), get(Counter::Udp), get(Counter::PassNotVip), get(Counter::VerdictPass)),
+            (15, 3, 2, 5, 5)
+        );
+        assert_eq!(sum.iter().sum::<u64>(), 15 + 3 + 2 + 5 + 5);
+        // Each bundle counts exactly one verdict.
+        for b in BUNDLES {
+            assert_eq!(b.iter().filter(|c| c.name().starts_with("verdict_")).count(), 1);
+        }
     }
 }

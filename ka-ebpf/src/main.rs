@@ -60,9 +60,9 @@ mod vrrp;
 mod programs {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
     use ka_common::{
-        lb::{G_LB, G_NAT, G_VIP_FILTER, G_VRRP_FASTPATH},
+        lb::{G_LB, G_VRRP_FASTPATH},
         maps::same_name,
-        stats::Counter,
+        stats::{Counter, BUNDLE_NOT_VIP_TCP4, BUNDLE_NOT_VIP_UDP4},
     };
 
     use crate::{
@@ -108,26 +108,20 @@ mod programs {
 
     #[inline(always)]
     fn director(ctx: &XdpContext) -> u32 {
-        // One lookup of this CPU's counters for the parse counters and, when no path runs,
-        // the verdict; a path's verdict is counted after another (Verifier: the pointer held
-        // across the path's call would be one more spilled slot in this frame, and the deepest
-        // call chain is at the 512-byte limit).
+        // The commonest packet that is not ours first, in code of its own: an IPv4 TCP/UDP
+        // segment to an address that is no VIP (its filter bit clear), counted by one bundle
+        // increment (`ka_common::stats::BUNDLES`: ipv4, tcp or udp, pass_not_vip and the
+        // verdict) and passed after a few loads.
+        if let Some(tcp) = parse::fast_not_ours(ctx, |dst| !lookup::maybe_vip_fold(dst)) {
+            stats::bundle(if tcp { BUNDLE_NOT_VIP_TCP4 } else { BUNDLE_NOT_VIP_UDP4 });
+            return xdp_action::XDP_PASS;
+        }
         let flags = maps::global_flags();
-        let (pkt, filtered) = match parse::fast_ipv4(ctx, |dst| not_vip_dst(flags, dst)) {
-            // The common case first, in code of its own: an IPv4 TCP/UDP segment to an address
-            // that is no VIP is counted with constants and passed before anything else runs.
-            parse::Fast::NotOurs(tcp) => {
-                if let Some(s) = stats::Stats::get() {
-                    s.inc(Counter::Ipv4);
-                    s.inc(if tcp { Counter::Tcp } else { Counter::Udp });
-                    s.inc(Counter::PassNotVip);
-                    s.verdict(xdp_action::XDP_PASS);
-                }
-                return xdp_action::XDP_PASS;
-            }
-            // Its TCP/UDP segments passed the VIP filter already.
-            parse::Fast::Parsed(pkt) => (pkt, true),
-            parse::Fast::Other => match parse::parse(ctx) {
+        let (pkt, filtered) = match parse::fast_ipv4(ctx) {
+            // Its TCP/UDP segments passed the VIP filter already (`fast_not_ours` checks what
+            // `fast_ipv4` checks before the filter).
+            Some(pkt) => (pkt, true),
+            None => match parse::parse(ctx) {
                 Ok(pkt) => (pkt, false),
                 Err(err) => {
                     if let Some(s) = stats::Stats::get() {
@@ -138,14 +132,18 @@ mod programs {
                 }
             },
         };
+        // One lookup of this CPU's counters for the parse counters and, when no path runs,
+        // the verdict; a path's verdict is counted after another (Verifier: the pointer held
+        // across the path's call would be one more spilled slot in this frame, and the deepest
+        // call chain is at the 512-byte limit).
         let s = stats::Stats::get();
         if let Some(s) = s {
             s.parsed(&pkt);
         }
         let action = match pkt.l4 {
-            // Not a VIP's (its filter bit clear; NAT replies go to clients, so not with NAT
-            // services): passed before any service lookup.
-            L4::Tcp | L4::Udp if !filtered && not_vip(flags, &pkt) => {
+            // Not a VIP's (its filter bit clear; while a NAT service runs userspace sets every
+            // bit, as its replies go to clients): passed before any service lookup.
+            L4::Tcp | L4::Udp if !filtered && !lookup::maybe_vip(&pkt) => {
                 if let Some(s) = s {
                     s.inc(Counter::PassNotVip);
                     s.verdict(xdp_action::XDP_PASS);
@@ -173,19 +171,6 @@ mod programs {
             }
         };
         stats::verdict(action)
-    }
-
-    /// Whether the TCP/UDP packet `pkt` is certainly not for a VIP: its VIP filter bit is
-    /// clear (and no NAT service runs: NAT replies go to clients, so not to a VIP).
-    #[inline(always)]
-    fn not_vip(flags: u32, pkt: &parse::Parsed) -> bool {
-        flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip(pkt)
-    }
-
-    /// [`not_vip`] of an IPv4 destination as loaded.
-    #[inline(always)]
-    fn not_vip_dst(flags: u32, dst: u32) -> bool {
-        flags & (G_LB | G_VIP_FILTER | G_NAT) == G_LB | G_VIP_FILTER && !lookup::maybe_vip_fold(dst)
     }
 
     /// The connection-table sweeper (`ka_common::sched::SWEEP_PROGRAM`), run by userspace

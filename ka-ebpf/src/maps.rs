@@ -24,7 +24,7 @@ use ka_common::{
         BackendConns, ConnTimeouts, DestList, LblcKey, LblcValue, BACKEND_CONNS_MAP, BACKEND_TALLY_MAP, BPF_F_MMAPABLE,
         CONN_TIMEOUTS_MAP, DESTS_MAP, LBLC_MAP, LBLC_TABLE_SIZE,
     },
-    stats::{Counters, STATS_ENTRIES},
+    stats::{Bundles, Counters, STATS_BUNDLES_MAP, STATS_ENTRIES},
     sync::{SYNC_EVENTS_BYTES, SYNC_EVENTS_MAP},
     vrrp_fast::{
         VrrpInstance, VrrpKey, VrrpRate, VrrpVridSlots, MAX_VRRP_INSTANCES, VRRP_EVENTS_BYTES, VRRP_EVENTS_MAP,
@@ -46,6 +46,10 @@ macro_rules! ka_map {
 ka_map!(
     /// Every counter, one `Counters` array per CPU (`ka_common::stats`).
     KA_STATS = STATS_MAP, PerCpuArray<Counters>, PerCpuArray::with_max_entries(STATS_ENTRIES, 0)
+);
+ka_map!(
+    /// Bundle counts, one `Bundles` array per CPU (`ka_common::stats::BUNDLES`).
+    KA_STATS_BUNDLES = STATS_BUNDLES_MAP, PerCpuArray<Bundles>, PerCpuArray::with_max_entries(1, 0)
 );
 ka_map!(
     /// IPv4 services by (VIP, port, protocol).

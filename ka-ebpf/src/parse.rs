@@ -7,9 +7,9 @@
 //! The common case comes first, in straight-line code of its own ([`fast_ipv4`]): an untagged
 //! IPv4 packet without options or fragmentation carrying TCP, UDP or VRRP, checked as the
 //! general walk ([`parse`]) checks it; anything else, malformed frames included, takes the
-//! general walk, which finds and counts what is wrong. The fast case also asks the caller
-//! whether the destination can be ours before the transport header is parsed further, so a
-//! segment to another host leaves after one bounds check and a few loads.
+//! general walk, which finds and counts what is wrong. Before it, [`fast_not_ours`] asks the
+//! caller whether the destination can be ours before the transport header is read, so a
+//! segment to another host leaves after a few loads and checks.
 
 use aya_ebpf::programs::XdpContext;
 use ka_common::{
@@ -315,29 +315,16 @@ const FAST_L3: usize = core::mem::size_of::<EthHdr>();
 /// Offset of its transport header when it has no options.
 const FAST_L4: usize = FAST_L3 + core::mem::size_of::<Ipv4Hdr>();
 
-/// What [`fast_ipv4`] made of a frame.
-pub enum Fast {
-    /// A TCP (`true`) or UDP segment, whole, to an address `not_ours` answered true for.
-    NotOurs(bool),
-    /// A frame of the common case, parsed.
-    Parsed(Parsed),
-    /// Any other frame: for [`parse`]'s general walk (which also finds and counts what is
-    /// wrong with it).
-    Other,
-}
-
-/// The common case, parsed in straight-line code: an untagged IPv4 packet without options or
-/// fragmentation carrying a TCP header, a UDP header or VRRP. `not_ours(dst)` (the
-/// destination as loaded) is asked first, for TCP and UDP: a segment it answers true for is
-/// only checked whole, not parsed further.
+/// The IPv4 header of the fast case: an untagged frame, version 4 and IHL 5, neither a
+/// fragment offset nor more fragments, a total length that covers the header and fits the
+/// frame. Returns the total length, the protocol and the destination as loaded.
 #[inline(always)]
-pub fn fast_ipv4(ctx: &XdpContext, not_ours: impl Fn(u32) -> bool) -> Fast {
+fn fast_ipv4_header(ctx: &XdpContext) -> Option<(usize, u8, u32)> {
     let start = ctx.data();
     let end = ctx.data_end();
-    let frame_len = end - start;
     // Ethernet and IPv4 without options.
     if start + FAST_L4 > end {
-        return Fast::Other;
+        return None;
     }
     let p = start as *const u8;
     // SAFETY: bounds-checked above: 34 bytes.
@@ -350,68 +337,90 @@ pub fn fast_ipv4(ctx: &XdpContext, not_ours: impl Fn(u32) -> bool) -> Fast {
             load32(p.add(FAST_L3 + 16)),
         )
     };
-    // EtherType IPv4, version 4 and IHL 5, no fragment offset and no more-fragments flag.
     if et != ETH_P_IP.to_be() || w0 & 0xff != 0x45 || w1 & 0xff3f_0000 != 0 {
-        return Fast::Other;
+        return None;
     }
     let tot = usize::from(u16::from_be((w0 >> 16) as u16));
-    if FAST_L3 + tot > frame_len || tot < core::mem::size_of::<Ipv4Hdr>() {
-        return Fast::Other;
+    if FAST_L3 + tot > end - start || tot < core::mem::size_of::<Ipv4Hdr>() {
+        return None;
     }
-    let proto = (w2 >> 8) as u8;
-    let tcp = proto == IPPROTO_TCP;
-    if !tcp && proto != IPPROTO_UDP {
-        if proto != IPPROTO_VRRP {
-            return Fast::Other;
-        }
-        return Fast::Parsed(Parsed {
-            l3_off: FAST_L3,
-            l4_off: FAST_L4,
-            ports: 0,
-            ip_len: tot as u16,
-            vlan_tags: 0,
-            l3: L3::Ipv4,
-            l4: L4::Vrrp,
-            ip_proto: proto,
-            tcp_flags: 0,
-            dst_fold: dst,
-        });
-    }
+    Some((tot, (w2 >> 8) as u8, dst))
+}
+
+/// The transport header of a fast-case TCP (`tcp`) or UDP segment of `tot` bytes, whole (a
+/// TCP header's data offset too), as [`parse_l4`] checks it: its ports word and TCP flags.
+#[inline(always)]
+fn fast_l4(ctx: &XdpContext, tcp: bool, tot: usize) -> Option<(u32, u8)> {
+    let start = ctx.data();
+    let end = ctx.data_end();
     let l4_len = if tcp { core::mem::size_of::<TcpHdr>() } else { core::mem::size_of::<UdpHdr>() };
     if start + FAST_L4 + l4_len > end || core::mem::size_of::<Ipv4Hdr>() + l4_len > tot {
-        return Fast::Other;
+        return None;
     }
-    // SAFETY: bounds-checked above: 20 bytes of TCP header (data offset and flags at 12 and
-    // 13) or 8 of UDP; the ports first.
+    let p = start as *const u8;
+    // SAFETY: bounds-checked above: the ports are the first word of either header.
     let ports = unsafe { load32(p.add(FAST_L4)) };
-    let mut tcp_flags = 0;
-    if tcp {
-        // Verifier: checked again in this branch (LLVM may merge the two checks above into one
-        // the verifier cannot tie to the protocol).
-        if start + FAST_L4 + core::mem::size_of::<TcpHdr>() > end {
-            return Fast::Other;
-        }
-        // SAFETY: bounds-checked just above.
-        let w3 = unsafe { load32(p.add(FAST_L4 + 12)) };
-        let hlen = usize::from((w3 as u8) >> 4) * 4;
-        if hlen < core::mem::size_of::<TcpHdr>() || core::mem::size_of::<Ipv4Hdr>() + hlen > tot {
-            return Fast::Other;
-        }
-        tcp_flags = (w3 >> 8) as u8;
+    if !tcp {
+        return Some((ports, 0));
     }
-    if not_ours(dst) {
-        return Fast::NotOurs(tcp);
+    // Verifier: checked again in this branch (LLVM may merge the check above into one the
+    // verifier cannot tie to the protocol).
+    if start + FAST_L4 + core::mem::size_of::<TcpHdr>() > end {
+        return None;
     }
-    Fast::Parsed(Parsed {
+    // SAFETY: bounds-checked just above: data offset and flags at 12 and 13.
+    let w3 = unsafe { load32(p.add(FAST_L4 + 12)) };
+    let hlen = usize::from((w3 as u8) >> 4) * 4;
+    if hlen < core::mem::size_of::<TcpHdr>() || core::mem::size_of::<Ipv4Hdr>() + hlen > tot {
+        return None;
+    }
+    Some((ports, (w3 >> 8) as u8))
+}
+
+/// The fast exit: an untagged IPv4 TCP (`Some(true)`) or UDP (`Some(false)`) segment, whole,
+/// to a destination `not_ours` (asked with the address as loaded, before the transport header
+/// is read) answers true for. `None` for anything else, which [`fast_ipv4`] or [`parse`] then
+/// parses: a segment `not_ours` answered false for, any other frame, and a malformed one
+/// (whose error the general walk counts).
+#[inline(always)]
+pub fn fast_not_ours(ctx: &XdpContext, not_ours: impl Fn(u32) -> bool) -> Option<bool> {
+    let (tot, proto, dst) = fast_ipv4_header(ctx)?;
+    let tcp = proto == IPPROTO_TCP;
+    if !tcp && proto != IPPROTO_UDP || !not_ours(dst) {
+        return None;
+    }
+    fast_l4(ctx, tcp, tot)?;
+    Some(tcp)
+}
+
+/// The common case, parsed: an untagged IPv4 packet without options or fragmentation carrying
+/// a whole TCP or UDP header, or VRRP. `None`: any other frame, for [`parse`]'s general walk
+/// (which also finds and counts what is wrong with it).
+#[inline(always)]
+pub fn fast_ipv4(ctx: &XdpContext) -> Option<Parsed> {
+    let (tot, proto, dst) = fast_ipv4_header(ctx)?;
+    let mut pkt = Parsed {
         l3_off: FAST_L3,
         l4_off: FAST_L4,
-        ports,
+        ports: 0,
         ip_len: tot as u16,
         vlan_tags: 0,
         l3: L3::Ipv4,
-        l4: if tcp { L4::Tcp } else { L4::Udp },
+        l4: L4::Vrrp,
         ip_proto: proto,
-        tcp_flags,
+        tcp_flags: 0,
         dst_fold: dst,
-    })
+    };
+    match proto {
+        IPPROTO_VRRP => {}
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let tcp = proto == IPPROTO_TCP;
+            let (ports, tcp_flags) = fast_l4(ctx, tcp, tot)?;
+            pkt.l4 = if tcp { L4::Tcp } else { L4::Udp };
+            pkt.ports = ports;
+            pkt.tcp_flags = tcp_flags;
+        }
+        _ => return None,
+    }
+    Some(pkt)
 }

@@ -6,7 +6,7 @@ use aya_ebpf::bindings::xdp_action;
 use ka_common::stats::{Counter, Counters};
 
 use crate::{
-    maps::{KA_BACKEND_STATS, KA_STATS, KA_SVC_STATS},
+    maps::{KA_BACKEND_STATS, KA_STATS, KA_STATS_BUNDLES, KA_SVC_STATS},
     parse::{Parsed, L3, L4},
 };
 
@@ -28,6 +28,17 @@ impl Stats {
         // SAFETY: this CPU's value (no concurrent writer on this CPU); the index is a
         // `Counter`, below `COUNTER_COUNT`.
         unsafe { (*self.0)[counter.index() as usize] += 1 };
+    }
+}
+
+/// Adds one to bundle `i` (`ka_common::stats::BUNDLES`): one increment for the several counters
+/// it stands for.
+#[inline(always)]
+pub fn bundle(i: usize) {
+    if let Some(p) = KA_STATS_BUNDLES.get_ptr_mut(0) {
+        // SAFETY: this CPU's value (no concurrent writer on this CPU); the index is a
+        // `BUNDLE_*` constant, below `BUNDLES.len()`.
+        unsafe { (*p)[i] += 1 };
     }
 }
 

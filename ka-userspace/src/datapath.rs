@@ -29,7 +29,7 @@ use ka_common::{
         layout_hash, meta_key, MapDef, META_KEY_LEN, META_MAP, PINNED_MAPS, STATS_MAP, XDP_MODE_GENERIC,
         XDP_MODE_NATIVE, XDP_PROGRAM,
     },
-    stats::{Counter, Counters, COUNTER_COUNT},
+    stats::{add_bundles, Bundles, Counter, Counters, COUNTER_COUNT, STATS_BUNDLES_MAP},
 };
 use tracing::{debug, info, warn};
 
@@ -702,16 +702,23 @@ pub fn read_counters(ebpf: &Ebpf) -> Result<BTreeMap<&'static str, u64>, Datapat
     let arr = PerCpuArray::<_, Counters>::try_from(map)
         .map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
     let per_cpu = arr.get(&0, 0).map_err(|e| DatapathError::Map { map: STATS_MAP, source: Box::new(e) })?;
-    Ok(sum_counters(per_cpu.iter()))
+    let err = |e| DatapathError::Map { map: STATS_BUNDLES_MAP, source: Box::new(e) };
+    let map = ebpf.map(STATS_BUNDLES_MAP).ok_or(DatapathError::MissingMap { map: STATS_BUNDLES_MAP })?;
+    let bundles = PerCpuArray::<_, Bundles>::try_from(map).map_err(err)?.get(&0, 0).map_err(err)?;
+    Ok(sum_counters(per_cpu.iter(), bundles.iter()))
 }
 
-/// Every counter by name, summed over the per-CPU [`Counters`].
-pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> BTreeMap<&'static str, u64> {
+/// Every counter by name, summed over the per-CPU [`Counters`], each bundle's counts added to
+/// its counters (`ka_common::stats::add_bundles`).
+pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a Counters>, bundles: impl Iterator<Item = &'a Bundles>) -> BTreeMap<&'static str, u64> {
     let mut sum = [0u64; COUNTER_COUNT as usize];
     for cpu in per_cpu {
         for (s, v) in sum.iter_mut().zip(cpu) {
             *s = s.wrapping_add(*v);
         }
+    }
+    for b in bundles {
+        add_bundles(&mut sum, b);
     }
     Counter::ALL.iter().map(|c| (c.name(), sum[c.index() as usize])).collect()
 }

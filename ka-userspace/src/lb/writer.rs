@@ -16,7 +16,7 @@ use ka_common::{
     lb::{
         prefix_mask, ring_size, svc_slot4, table_capacity, vip_filter, AddrKey, Backend, Globals, NeighValue, NhCache, PktBytes,
         ServiceKey, ServiceKey4, ServiceSlot4, ServiceValue, SVC_SLOTS4_MAP, BACKENDS_MAP, BACKEND_F_DOWN, BACKEND_STATS_MAP, GLOBALS_MAP, G_ANY_PORT, G_LB, G_NAT,
-        G_VIP_FILTER, VIP_FILTER_MAP,
+        G_VIP_FILTER, VIP_FILTER_MAP, VIP_FILTER_WORDS,
         MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, METHOD_DR, METHOD_NAT, METHOD_TUN,
         NEIGH_MAP, NH_CACHE_MAP, NO_MASTER_SLOT, SERVICES4_MAP, SERVICES6_MAP, SERVICE_STATS_MAP, SVC_F_ALL_PORTS,
         SVC_F_COUNT, SVC_F_FALLBACK, SVC_F_OPS, SVC_F_PERSIST, SVC_F_PERSIST_SERVICE, TABLES_MAP,
@@ -222,6 +222,8 @@ pub struct MapWriter {
     /// The IPv4 service slots hold every key the service map holds that owns its slot (they
     /// are per process: an adopted service map's keys are copied in by the first apply).
     slots_filled: bool,
+    /// The last apply wrote a NAT service (the VIP filter then has every bit set).
+    nat: bool,
 }
 
 /// The VIP filter words that differ between `written` (`None`: unknown) and `want` (pure).
@@ -430,7 +432,8 @@ impl MapWriter {
             .map(|k| k.addr)
             .chain(desired.services.iter().flat_map(|s| s.members().map(|m| addr16(m.vip).0)))
             .collect();
-        self.write_vip_filter(ebpf, &vips)?;
+        let nat_wanted = desired.services.iter().any(|s| s.backends.iter().any(|b| b.method == Method::Nat));
+        self.write_vip_filter(ebpf, &vips, self.nat || nat_wanted)?;
         for key in std::mem::take(&mut self.retired_services) {
             if let Err(e) = remove_service(ebpf, &key) {
                 tracing::warn!(error = %e, "removing an adopted service");
@@ -641,7 +644,8 @@ impl MapWriter {
             self.free_backends.push_back(id);
         }
         let vips: Vec<[u8; 16]> = self.keys.keys().map(|k| k.addr).collect();
-        self.write_vip_filter(ebpf, &vips)?;
+        self.write_vip_filter(ebpf, &vips, any_nat)?;
+        self.nat = any_nat;
         if !self.slots_filled {
             // In key order, so which of two colliding keys owns the slot does not depend on
             // the order of a hash map.
@@ -690,9 +694,10 @@ impl MapWriter {
         Ok(report)
     }
 
-    /// Writes the VIP filter for `addrs`, only the words that changed.
-    fn write_vip_filter<'a>(&mut self, ebpf: &mut Ebpf, addrs: impl IntoIterator<Item = &'a [u8; 16]>) -> Result<(), LbError> {
-        let want = vip_filter(addrs);
+    /// Writes the VIP filter for `addrs`, or with every bit set (`all`: a NAT service exists,
+    /// whose replies go to clients), only the words that changed.
+    fn write_vip_filter<'a>(&mut self, ebpf: &mut Ebpf, addrs: impl IntoIterator<Item = &'a [u8; 16]>, all: bool) -> Result<(), LbError> {
+        let want = if all { [u64::MAX; VIP_FILTER_WORDS as usize] } else { vip_filter(addrs) };
         let changes = vip_filter_changes(self.vip_filter.as_deref(), &want);
         if !changes.is_empty() {
             let mut arr: Array<_, u64> = Array::try_from(map_mut(ebpf, VIP_FILTER_MAP)?).map_err(map_err(VIP_FILTER_MAP))?;
