@@ -112,14 +112,15 @@ mod programs {
         // segment to an address that is no VIP (its filter bit clear), counted by one bundle
         // increment (`ka_common::stats::BUNDLES`: ipv4, tcp or udp, pass_not_vip and the
         // verdict) and passed after a few loads.
-        if let Some(tcp) = parse::fast_not_ours(ctx, |dst| !lookup::maybe_vip_fold(dst)) {
-            stats::bundle(if tcp { BUNDLE_NOT_VIP_TCP4 } else { BUNDLE_NOT_VIP_UDP4 });
+        let first = parse::fast_first(ctx, |dst| !lookup::maybe_vip_fold(dst));
+        if first.kind == parse::FAST_NOT_OURS_TCP || first.kind == parse::FAST_NOT_OURS_UDP {
+            stats::bundle(if first.kind == parse::FAST_NOT_OURS_TCP { BUNDLE_NOT_VIP_TCP4 } else { BUNDLE_NOT_VIP_UDP4 });
             return xdp_action::XDP_PASS;
         }
         let flags = maps::global_flags();
-        let (pkt, filtered) = match parse::fast_ipv4(ctx) {
-            // Its TCP/UDP segments passed the VIP filter already (`fast_not_ours` checks what
-            // `fast_ipv4` checks before the filter).
+        let fast = if first.kind == parse::FAST_IPV4 { parse::fast_ipv4(ctx, first.tot, first.proto, first.dst) } else { None };
+        let (pkt, filtered) = match fast {
+            // Its TCP/UDP segments passed the VIP filter already (`fast_first`).
             Some(pkt) => (pkt, true),
             None => match parse::parse(ctx) {
                 Ok(pkt) => (pkt, false),

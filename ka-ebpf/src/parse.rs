@@ -7,8 +7,8 @@
 //! The common case comes first, in straight-line code of its own ([`fast_ipv4`]): an untagged
 //! IPv4 packet without options or fragmentation carrying TCP, UDP or VRRP, checked as the
 //! general walk ([`parse`]) checks it; anything else, malformed frames included, takes the
-//! general walk, which finds and counts what is wrong. Before it, [`fast_not_ours`] asks the
-//! caller whether the destination can be ours before the transport header is read, so a
+//! general walk, which finds and counts what is wrong. Its first look ([`fast_first`]) asks
+//! the caller whether the destination can be ours before the transport header is read, so a
 //! segment to another host leaves after a few loads and checks.
 
 use aya_ebpf::programs::XdpContext;
@@ -377,28 +377,54 @@ fn fast_l4(ctx: &XdpContext, tcp: bool, tot: usize) -> Option<(u32, u8)> {
     Some((ports, (w3 >> 8) as u8))
 }
 
-/// The fast exit: an untagged IPv4 TCP (`Some(true)`) or UDP (`Some(false)`) segment, whole,
-/// to a destination `not_ours` (asked with the address as loaded, before the transport header
-/// is read) answers true for. `None` for anything else, which [`fast_ipv4`] or [`parse`] then
-/// parses: a segment `not_ours` answered false for, any other frame, and a malformed one
-/// (whose error the general walk counts).
-#[inline(always)]
-pub fn fast_not_ours(ctx: &XdpContext, not_ours: impl Fn(u32) -> bool) -> Option<bool> {
-    let (tot, proto, dst) = fast_ipv4_header(ctx)?;
-    let tcp = proto == IPPROTO_TCP;
-    if !tcp && proto != IPPROTO_UDP || !not_ours(dst) {
-        return None;
-    }
-    fast_l4(ctx, tcp, tot)?;
-    Some(tcp)
+/// What [`fast_first`] made of a frame (every field always written: an enum with payloads
+/// would leave an undefined payload in a register the verifier then refuses to spill).
+#[derive(Clone, Copy)]
+pub struct Fast {
+    /// [`FAST_OTHER`], [`FAST_NOT_OURS_TCP`], [`FAST_NOT_OURS_UDP`] or [`FAST_IPV4`].
+    pub kind: u32,
+    /// [`FAST_IPV4`]: the total length.
+    pub tot: usize,
+    /// [`FAST_IPV4`]: the protocol.
+    pub proto: u8,
+    /// [`FAST_IPV4`]: the destination as loaded.
+    pub dst: u32,
 }
 
-/// The common case, parsed: an untagged IPv4 packet without options or fragmentation carrying
-/// a whole TCP or UDP header, or VRRP. `None`: any other frame, for [`parse`]'s general walk
-/// (which also finds and counts what is wrong with it).
+/// [`Fast::kind`]: any other frame, for [`parse`]'s general walk.
+pub const FAST_OTHER: u32 = 0;
+/// [`Fast::kind`]: an untagged IPv4 TCP segment, whole, to a destination that is not ours.
+pub const FAST_NOT_OURS_TCP: u32 = 1;
+/// [`Fast::kind`]: the same for UDP.
+pub const FAST_NOT_OURS_UDP: u32 = 2;
+/// [`Fast::kind`]: a fast-case IPv4 header, for [`fast_ipv4`].
+pub const FAST_IPV4: u32 = 3;
+
+/// The fast case's first look: the IPv4 header, then, for a TCP/UDP segment whose destination
+/// `not_ours` (asked with the address as loaded, before the transport header is read) answers
+/// true for, the transport header checked whole: such a segment leaves here. A malformed one
+/// is [`FAST_OTHER`], for the general walk that counts its error.
 #[inline(always)]
-pub fn fast_ipv4(ctx: &XdpContext) -> Option<Parsed> {
-    let (tot, proto, dst) = fast_ipv4_header(ctx)?;
+pub fn fast_first(ctx: &XdpContext, not_ours: impl Fn(u32) -> bool) -> Fast {
+    let other = Fast { kind: FAST_OTHER, tot: 0, proto: 0, dst: 0 };
+    let Some((tot, proto, dst)) = fast_ipv4_header(ctx) else {
+        return other;
+    };
+    let tcp = proto == IPPROTO_TCP;
+    if (tcp || proto == IPPROTO_UDP) && not_ours(dst) {
+        if fast_l4(ctx, tcp, tot).is_none() {
+            return other;
+        }
+        return Fast { kind: if tcp { FAST_NOT_OURS_TCP } else { FAST_NOT_OURS_UDP }, ..other };
+    }
+    Fast { kind: FAST_IPV4, tot, proto, dst }
+}
+
+/// The common case, parsed from its header ([`FAST_IPV4`]): an untagged IPv4 packet without
+/// options or fragmentation carrying a whole TCP or UDP header, or VRRP. `None`: any other
+/// frame, for [`parse`]'s general walk (which also finds and counts what is wrong with it).
+#[inline(always)]
+pub fn fast_ipv4(ctx: &XdpContext, tot: usize, proto: u8, dst: u32) -> Option<Parsed> {
     let mut pkt = Parsed {
         l3_off: FAST_L3,
         l4_off: FAST_L4,
