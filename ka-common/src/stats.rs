@@ -128,7 +128,7 @@ counters! {
     /// daemon keeps (`lb_neigh_hit`), as IPVS DR and TUN need no forwarding; without an entry
     /// the packet passes (`pass_no_nexthop`).
     LbFibFwdDisabled = "lb_fib_fwd_disabled",
-    /// Pass: TCP/UDP not addressed to a service (only counted while services exist).
+    /// Pass: TCP/UDP not addressed to a service (with no service at all, every TCP/UDP packet).
     PassNotVip = "pass_not_vip",
     /// Pass: this node is not MASTER for the VRRP instance owning the VIP.
     PassNotMaster = "pass_not_master",
