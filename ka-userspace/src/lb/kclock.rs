@@ -94,11 +94,6 @@ impl KernelClock {
         Ok(KernelClock { prog, hz })
     }
 
-    /// The tick rate (`CONFIG_HZ`).
-    pub fn hz(&self) -> u32 {
-        self.hz
-    }
-
     /// CLOCK_MONOTONIC time of the tick `jiffies` counted ([`jiffies_to_monotonic`], from
     /// the clocks now).
     ///
