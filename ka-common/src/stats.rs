@@ -291,32 +291,73 @@ pub type Counters = [u64; COUNTER_COUNT as usize];
 pub const STATS_ENTRIES: u32 = 1;
 
 /// Per-CPU bundle counts, `PerCpuArray<Bundles>` of one entry (pinned, like `KA_STATS`): the
-/// datapath's exit for the commonest packet that is not its business (an IPv4 TCP or UDP
-/// segment to another host) counts several counters at once with one increment of a bundle
-/// instead of one per counter; userspace adds each bundle to its counters ([`add_bundles`]),
-/// so every named counter reads as if it had been counted on its own.
+/// datapath's commonest exits (an IPv4 TCP or UDP segment to another host; a TCP or UDP
+/// packet forwarded to a real server) count several counters at once with one increment of a
+/// bundle instead of one lookup and increment per counter; userspace adds each bundle to its
+/// counters ([`add_bundles`]), so every named counter reads as if it had been counted on its
+/// own.
 pub const STATS_BUNDLES_MAP: &str = "KA_STATS_BUNDLES";
 
-/// What each bundle stands for: one count of each of its counters.
-pub const BUNDLES: [&[Counter]; 2] = [
-    // An IPv4 TCP segment passed as not to a VIP.
-    &[Counter::Ipv4, Counter::Tcp, Counter::PassNotVip, Counter::VerdictPass],
-    // An IPv4 UDP datagram passed as not to a VIP.
-    &[Counter::Ipv4, Counter::Udp, Counter::PassNotVip, Counter::VerdictPass],
-];
+/// Slots of a [`Bundles`] value: room for the bundles later builds add. Bundle numbers are
+/// never reused, so a ka adopting an earlier one's map (or folding a shorter value into its
+/// own, `KA_STATS_BUNDLES` of 2 slots before the forwarding bundles) reads every count as
+/// before.
+pub const BUNDLE_SLOTS: usize = 64;
+
+/// Counters of one bundle: up to five, `None` past its end.
+pub type BundleCounters = [Option<Counter>; 5];
 
 /// Index of the bundle of an IPv4 TCP segment passed as not to a VIP.
 pub const BUNDLE_NOT_VIP_TCP4: usize = 0;
 /// Index of the bundle of an IPv4 UDP datagram passed as not to a VIP.
 pub const BUNDLE_NOT_VIP_UDP4: usize = 1;
+/// First bundle of a TCP/UDP packet the load balancer forwarded (not an ICMP error about a
+/// flow): [`forward_bundle`] numbers the 48 from here.
+pub const BUNDLE_FORWARD: usize = 2;
+/// Bundles in use (the rest of [`BUNDLE_SLOTS`] is free).
+pub const BUNDLES_USED: usize = BUNDLE_FORWARD + 48;
+
+/// The bundle of a TCP/UDP packet forwarded by `method` (0 DR, 1 TUN, 2 NAT: the
+/// `ka_common::lb::METHOD_*` value minus 1), of an IPv6 (`v6`) or IPv4 flow, UDP (`udp`) or
+/// TCP, sent by `XDP_REDIRECT` (`redirect`) or `XDP_TX`, its backend found in the connection
+/// table (`hit`: `lb_conn_hit`) or not. Its counters: the family's and protocol's (as the
+/// parser counts them), the method's (`lb_dr`, `lb_tun`, `lb_nat`), the verdict and
+/// `lb_conn_hit` for a hit.
+#[inline(always)]
+pub const fn forward_bundle(method: u32, v6: bool, udp: bool, redirect: bool, hit: bool) -> usize {
+    BUNDLE_FORWARD + (method as usize % 3) * 16 + (v6 as usize) * 8 + (udp as usize) * 4 + (redirect as usize) * 2 + hit as usize
+}
+
+/// What bundle `i` stands for: one count of each of its counters (none for a free slot).
+pub const fn bundle_counters(i: usize) -> BundleCounters {
+    match i {
+        BUNDLE_NOT_VIP_TCP4 => [Some(Counter::Ipv4), Some(Counter::Tcp), Some(Counter::PassNotVip), Some(Counter::VerdictPass), None],
+        BUNDLE_NOT_VIP_UDP4 => [Some(Counter::Ipv4), Some(Counter::Udp), Some(Counter::PassNotVip), Some(Counter::VerdictPass), None],
+        _ if i >= BUNDLE_FORWARD && i < BUNDLES_USED => {
+            let f = i - BUNDLE_FORWARD;
+            let method = match f / 16 {
+                0 => Counter::LbDr,
+                1 => Counter::LbTun,
+                _ => Counter::LbNat,
+            };
+            let family = if f & 8 != 0 { Counter::Ipv6 } else { Counter::Ipv4 };
+            let proto = if f & 4 != 0 { Counter::Udp } else { Counter::Tcp };
+            let verdict = if f & 2 != 0 { Counter::VerdictRedirect } else { Counter::VerdictTx };
+            let hit = if f & 1 != 0 { Some(Counter::LbConnHit) } else { None };
+            [Some(family), Some(proto), Some(method), Some(verdict), hit]
+        }
+        _ => [None; 5],
+    }
+}
 
 /// The value of [`STATS_BUNDLES_MAP`]: the count of each bundle.
-pub type Bundles = [u64; BUNDLES.len()];
+pub type Bundles = [u64; BUNDLE_SLOTS];
 
-/// Adds the bundle counts `bundles` to the counter sums `sum` (indexed by [`Counter::index`]).
-pub fn add_bundles(sum: &mut Counters, bundles: &Bundles) {
-    for (counters, n) in BUNDLES.iter().zip(bundles) {
-        for c in *counters {
+/// Adds the bundle counts `bundles` (of any length: an earlier ka's shorter value too) to the
+/// counter sums `sum` (indexed by [`Counter::index`]).
+pub fn add_bundles(sum: &mut Counters, bundles: &[u64]) {
+    for (i, n) in bundles.iter().enumerate() {
+        for c in bundle_counters(i).into_iter().flatten() {
             sum[c.index() as usize] = sum[c.index() as usize].wrapping_add(*n);
         }
     }
@@ -324,6 +365,9 @@ pub fn add_bundles(sum: &mut Counters, bundles: &Bundles) {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
     use super::*;
 
     #[test]
@@ -339,10 +383,42 @@ mod tests {
 
     /// A bundle adds one of each of its counters per count, and nothing else.
     #[test]
+    fn forwarding_bundles_stand_for_their_counters() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (method, counter) in [(0, Counter::LbDr), (1, Counter::LbTun), (2, Counter::LbNat)] {
+            for v6 in [false, true] {
+                for udp in [false, true] {
+                    for redirect in [false, true] {
+                        for hit in [false, true] {
+                            let i = forward_bundle(method, v6, udp, redirect, hit);
+                            assert!((BUNDLE_FORWARD..BUNDLES_USED).contains(&i));
+                            assert!(seen.insert(i), "bundle {i} twice");
+                            let mut want = vec![
+                                if v6 { Counter::Ipv6 } else { Counter::Ipv4 },
+                                if udp { Counter::Udp } else { Counter::Tcp },
+                                counter,
+                                if redirect { Counter::VerdictRedirect } else { Counter::VerdictTx },
+                            ];
+                            if hit {
+                                want.push(Counter::LbConnHit);
+                            }
+                            let got: Vec<Counter> = bundle_counters(i).into_iter().flatten().collect();
+                            assert_eq!(got, want, "method {method} v6 {v6} udp {udp} redirect {redirect} hit {hit}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(seen.len(), BUNDLES_USED - BUNDLE_FORWARD);
+        // The method numbers are the configuration's minus 1.
+        assert_eq!(forward_bundle(u32::from(crate::lb::METHOD_NAT) - 1, false, false, false, false), BUNDLE_FORWARD + 32);
+    }
+
+    #[test]
     fn bundles_add_their_counters() {
         let mut sum = [0u64; COUNTER_COUNT as usize];
         sum[Counter::Ipv4.index() as usize] = 10;
-        let mut bundles = [0u64; BUNDLES.len()];
+        let mut bundles = [0u64; BUNDLE_SLOTS];
         bundles[BUNDLE_NOT_VIP_TCP4] = 3;
         bundles[BUNDLE_NOT_VIP_UDP4] = 2;
         add_bundles(&mut sum, &bundles);
@@ -352,9 +428,17 @@ mod tests {
             (15, 3, 2, 5, 5)
         );
         assert_eq!(sum.iter().sum::<u64>(), 15 + 3 + 2 + 5 + 5);
-        // Each bundle counts exactly one verdict.
-        for b in BUNDLES {
-            assert_eq!(b.iter().filter(|c| c.name().starts_with("verdict_")).count(), 1);
+        // Each bundle in use counts exactly one verdict, one family and one protocol; the
+        // free slots count nothing.
+        for i in 0..BUNDLE_SLOTS {
+            let b: Vec<Counter> = bundle_counters(i).into_iter().flatten().collect();
+            if i >= BUNDLES_USED {
+                assert!(b.is_empty(), "slot {i}");
+                continue;
+            }
+            assert_eq!(b.iter().filter(|c| c.name().starts_with("verdict_")).count(), 1, "bundle {i}");
+            assert_eq!(b.iter().filter(|c| matches!(c, Counter::Ipv4 | Counter::Ipv6)).count(), 1, "bundle {i}");
+            assert_eq!(b.iter().filter(|c| matches!(c, Counter::Tcp | Counter::Udp)).count(), 1, "bundle {i}");
         }
     }
 }

@@ -327,7 +327,8 @@ fn tunnel_src(w: &mut Work, family: u8, hash: u32) -> bool {
 }
 
 /// Encapsulates the (untagged) frame's IP packet of `inner_len` bytes in IPIP (IPv4) or
-/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`.
+/// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`
+/// (counted `lb_tun` by the caller when sent).
 /// `hash` varies the outer source and the IPv6 flow label. The outer header is written in
 /// place, from the scratch memory (Verifier: this function is at the bottom of the deepest
 /// call chain, whose frames share 512 bytes).
@@ -366,7 +367,6 @@ pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32
         };
         // SAFETY: bounds-checked.
         unsafe { *p = ip };
-        stats::inc(Counter::LbTun);
         transmit(ctx, &w.nh, Some(ETH_P_IP))
     } else {
         let Some(p) = ptr_at_mut::<Ipv6Hdr>(ctx, 14) else {
@@ -381,7 +381,6 @@ pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32
             mem::store16_packet(&mut (*p).src, &w.tmpl.src);
             mem::store16_packet(&mut (*p).dst, &w.backend.addr);
         }
-        stats::inc(Counter::LbTun);
         transmit(ctx, &w.nh, Some(ETH_P_IPV6))
     }
 }

@@ -9,14 +9,16 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ka_common::{
-    lb::{G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
+    lb::{FAMILY_V4, G_ANY_PORT, G_DST_MAC, G_NAT, G_SYNC_MASTER, METHOD_DR, METHOD_NAT, METHOD_TUN, NO_MASTER_SLOT},
     sched::NO_ID,
-    stats::Counter,
+    stats::{forward_bundle, Counter},
+    wire::IPPROTO_UDP,
 };
 
 use crate::{
     forward::{self, NoNextHop},
     icmp,
+    parse::{L3, L4},
     lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, schedule_least, service, to_local_mac, NEED_LEAST},
     maps::KA_MASTER,
     scratch::{self, Work},
@@ -79,6 +81,10 @@ pub fn handle(ctx: &XdpContext, global_flags: u32, icmp: bool) -> u32 {
     let len = usize::from(w.pkt.ip_len);
     let method = w.backend.method;
     if let Err(e) = forward::backend_next_hop(ctx, w, id, len) {
+        // Added, not branched on (LLVM would duplicate the path below for each value).
+        if let Some(s) = stats::Stats::get() {
+            s.add(Counter::LbConnHit, u64::from(!new_flow));
+        }
         if let NoNextHop::TooBig(mtu) = e {
             // An error about an error is never sent (it is passed, counted).
             if !icmp {
@@ -91,13 +97,39 @@ pub fn handle(ctx: &XdpContext, global_flags: u32, icmp: bool) -> u32 {
     send(ctx, w, id, if new_flow { SEND_NEW_FLOW } else { 0 } | if icmp { SEND_ICMP } else { 0 })
 }
 
-/// [`send`]: the flow is new (a NAT flow's reverse entry is recorded).
+/// The verdict of [`handle`] for a TCP/UDP packet, whose parse the entry point did not count:
+/// a verdict marked [`stats::COUNTED`] was counted with its bundle and comes back unmarked;
+/// any other is counted here with the parser's counters (one lookup).
+#[inline(always)]
+pub fn verdict(action: u32) -> u32 {
+    if action & stats::COUNTED != 0 {
+        return action & !stats::COUNTED;
+    }
+    if let (Some(s), Some(w)) = (stats::Stats::get(), scratch::work()) {
+        // What `Stats::parsed` counts for a TCP/UDP packet, from the stashed parse (Verifier:
+        // map memory, so each counter is chosen by a compare, not indexed by its value).
+        if w.pkt.vlan_tags > 0 {
+            s.inc(Counter::Vlan);
+        }
+        s.inc(if w.pkt.l3 == L3::Ipv6 { Counter::Ipv6 } else { Counter::Ipv4 });
+        s.inc(if w.pkt.l4 == L4::Udp { Counter::Udp } else { Counter::Tcp });
+        s.verdict(action);
+    }
+    action
+}
+
+/// [`send`]: the flow is new (a NAT flow's reverse entry is recorded); else its backend was
+/// found in the connection table (counted `lb_conn_hit`).
 const SEND_NEW_FLOW: u32 = 1;
 /// [`send`]: the packet is an ICMP error about the flow.
 const SEND_ICMP: u32 = 2;
 
 /// Forwards the packet of the flow in `w` to backend `id` (in `w.backend`, next hop in `w.nh`)
-/// by the backend's method, and counts it. `how`: `SEND_*` bits.
+/// by the backend's method, and counts it. `how`: `SEND_*` bits. A TCP/UDP packet sent is
+/// counted by one bundle (`ka_common::stats::forward_bundle`: the parser's family and
+/// protocol counters, the method's, the verdict and `lb_conn_hit`), and its verdict comes back
+/// marked [`stats::COUNTED`]; the entry point counts the parser's counters and the verdict of
+/// any other outcome.
 // Verifier/LLVM: a BPF-to-BPF call: its frame, and the NAT rewrite's under it, are not on top
 // of `handle`'s (the deepest chain is at the 512-byte limit).
 #[inline(never)]
@@ -105,11 +137,9 @@ fn send(ctx: &XdpContext, w: &mut Work, id: u32, how: u32) -> u32 {
     let icmp = how & SEND_ICMP != 0;
     let len = usize::from(w.pkt.ip_len);
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let action = match w.backend.method {
-        METHOD_DR => {
-            stats::inc(Counter::LbDr);
-            forward::transmit(ctx, &w.nh, None)
-        }
+    let method = w.backend.method;
+    let action = match method {
+        METHOD_DR => forward::transmit(ctx, &w.nh, None),
         METHOD_TUN => forward::encap(ctx, w, len, hash_of(w)),
         METHOD_NAT => {
             if !icmp && how & SEND_NEW_FLOW != 0 {
@@ -121,9 +151,11 @@ fn send(ctx: &XdpContext, w: &mut Work, id: u32, how: u32) -> u32 {
                 forward::rewrite(ctx, &w.pkt, false, &w.backend.addr, w.backend.port)
             };
             if done.is_none() {
+                if how & SEND_NEW_FLOW == 0 {
+                    stats::inc(Counter::LbConnHit);
+                }
                 return xdp_action::XDP_ABORTED;
             }
-            stats::inc(Counter::LbNat);
             forward::transmit(ctx, &w.nh, None)
         }
         _ => {
@@ -131,11 +163,35 @@ fn send(ctx: &XdpContext, w: &mut Work, id: u32, how: u32) -> u32 {
             return xdp_action::XDP_PASS;
         }
     };
-    if action == xdp_action::XDP_TX || action == xdp_action::XDP_REDIRECT {
+    // Verifier: made opaque, so what follows is checked once, not once per value.
+    let hit = scratch::opaque(how & SEND_NEW_FLOW) == 0;
+    let sent = action == xdp_action::XDP_TX || action == xdp_action::XDP_REDIRECT;
+    if sent {
         stats::add_service(w.svc.id, bytes);
         stats::add_backend(id, bytes);
-        if icmp {
-            stats::inc(Counter::LbIcmpForward);
+        if !icmp {
+            // Sent only after a parse of an untagged IP packet (`gate`).
+            let i = forward_bundle(
+                u32::from(method).wrapping_sub(1),
+                w.key.family != FAMILY_V4,
+                w.key.proto == IPPROTO_UDP,
+                action == xdp_action::XDP_REDIRECT,
+                hit,
+            );
+            stats::bundle(i);
+            return action | stats::COUNTED;
+        }
+    }
+    // Otherwise counted one by one (the verdict by the entry point).
+    if let Some(s) = stats::Stats::get() {
+        s.add(Counter::LbConnHit, u64::from(hit));
+        if sent {
+            s.inc(Counter::LbIcmpForward);
+            s.inc(match method {
+                METHOD_DR => Counter::LbDr,
+                METHOD_TUN => Counter::LbTun,
+                _ => Counter::LbNat,
+            });
         }
     }
     action

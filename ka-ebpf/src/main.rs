@@ -110,7 +110,7 @@ mod programs {
     fn director(ctx: &XdpContext) -> u32 {
         // The commonest packet that is not ours first, in code of its own: an IPv4 TCP/UDP
         // segment to an address that is no VIP (its filter bit clear), counted by one bundle
-        // increment (`ka_common::stats::BUNDLES`: ipv4, tcp or udp, pass_not_vip and the
+        // increment (`ka_common::stats::bundle_counters`: ipv4, tcp or udp, pass_not_vip and the
         // verdict) and passed after a few loads.
         let first = parse::fast_first(ctx, |dst| !lookup::maybe_vip_fold(dst));
         if first.kind == parse::FAST_NOT_OURS_TCP || first.kind == parse::FAST_NOT_OURS_UDP {
@@ -133,6 +133,23 @@ mod programs {
                 }
             },
         };
+        if matches!(pkt.l4, L4::Tcp | L4::Udp) {
+            // Not a VIP's (its filter bit clear; while a NAT service runs userspace sets every
+            // bit, as its replies go to clients): passed before any service lookup.
+            if !filtered && !lookup::maybe_vip(&pkt) {
+                if let Some(s) = stats::Stats::get() {
+                    s.parsed(&pkt);
+                    s.inc(Counter::PassNotVip);
+                    s.verdict(xdp_action::XDP_PASS);
+                }
+                return xdp_action::XDP_PASS;
+            }
+            // The load balancer's path counts the parse with what it did: a packet it sends
+            // with one bundle increment, any other outcome with one lookup (`lb::verdict`).
+            if flags & G_LB != 0 && scratch::stash(&pkt) {
+                return lb::verdict(lb::handle(ctx, flags, false));
+            }
+        }
         // One lookup of this CPU's counters for the parse counters and, when no path runs,
         // the verdict; a path's verdict is counted after another (Verifier: the pointer held
         // across the path's call would be one more spilled slot in this frame, and the deepest
@@ -142,16 +159,6 @@ mod programs {
             s.parsed(&pkt);
         }
         let action = match pkt.l4 {
-            // Not a VIP's (its filter bit clear; while a NAT service runs userspace sets every
-            // bit, as its replies go to clients): passed before any service lookup.
-            L4::Tcp | L4::Udp if !filtered && !lookup::maybe_vip(&pkt) => {
-                if let Some(s) = s {
-                    s.inc(Counter::PassNotVip);
-                    s.verdict(xdp_action::XDP_PASS);
-                }
-                return xdp_action::XDP_PASS;
-            }
-            L4::Tcp | L4::Udp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, false),
             // ICMP errors about VIP flows take the same path, their flow key rewritten to the
             // embedded flow's.
             L4::Icmp if flags & G_LB != 0 && scratch::stash(&pkt) => lb::handle(ctx, flags, true),

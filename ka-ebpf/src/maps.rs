@@ -48,7 +48,7 @@ ka_map!(
     KA_STATS = STATS_MAP, PerCpuArray<Counters>, PerCpuArray::with_max_entries(STATS_ENTRIES, 0)
 );
 ka_map!(
-    /// Bundle counts, one `Bundles` array per CPU (`ka_common::stats::BUNDLES`).
+    /// Bundle counts, one `Bundles` array per CPU (`ka_common::stats::bundle_counters`).
     KA_STATS_BUNDLES = STATS_BUNDLES_MAP, PerCpuArray<Bundles>, PerCpuArray::with_max_entries(1, 0)
 );
 ka_map!(

@@ -3,7 +3,7 @@
 //! per-service and per-backend packet and byte counts.
 
 use aya_ebpf::bindings::xdp_action;
-use ka_common::stats::{Counter, Counters};
+use ka_common::stats::{Counter, Counters, BUNDLE_SLOTS};
 
 use crate::{
     maps::{KA_BACKEND_STATS, KA_STATS, KA_STATS_BUNDLES, KA_SVC_STATS},
@@ -22,6 +22,13 @@ impl Stats {
         KA_STATS.get_ptr_mut(0).map(Stats)
     }
 
+    /// Adds `n` to a counter (a count that is 0 or 1 without a branch).
+    #[inline(always)]
+    pub fn add(self, counter: Counter, n: u64) {
+        // SAFETY: as in `inc`.
+        unsafe { (*self.0)[counter.index() as usize] += n };
+    }
+
     /// Adds one to a counter.
     #[inline(always)]
     pub fn inc(self, counter: Counter) {
@@ -31,14 +38,19 @@ impl Stats {
     }
 }
 
-/// Adds one to bundle `i` (`ka_common::stats::BUNDLES`): one increment for the several counters
-/// it stands for.
+/// A path's verdict with this bit set was counted by the path, with a bundle: the entry point
+/// clears the bit and counts nothing more (XDP verdicts are 0 to 4).
+pub const COUNTED: u32 = 1 << 31;
+
+/// Adds one to bundle `i` (`ka_common::stats::bundle_counters`): one increment for the several
+/// counters it stands for.
 #[inline(always)]
 pub fn bundle(i: usize) {
     if let Some(p) = KA_STATS_BUNDLES.get_ptr_mut(0) {
         // SAFETY: this CPU's value (no concurrent writer on this CPU); the index is a
-        // `BUNDLE_*` constant, below `BUNDLES.len()`.
-        unsafe { (*p)[i] += 1 };
+        // `BUNDLE_*` constant or a `forward_bundle`, masked below `BUNDLE_SLOTS` (a power of
+        // two) for the verifier.
+        unsafe { (*p)[i & (BUNDLE_SLOTS - 1)] += 1 };
     }
 }
 

@@ -544,6 +544,23 @@ impl Datapath {
                 }
                 continue;
             }
+            // KA_STATS_BUNDLES of an earlier ka with fewer bundle slots (2 before the
+            // forwarding bundles): bundle numbers are never reused, so its counts are added to
+            // the first slots of this build's.
+            if p.name == STATS_BUNDLES_MAP && is_shorter_bundles(&p.old_def) {
+                let Some(new) = new else { continue };
+                match migrate_bundles(&p.old, &p.old_def, new) {
+                    Ok(n) => {
+                        info!(map = p.name, bundles = n, "folded the bundle counts of an earlier ka into this build's KA_STATS_BUNDLES");
+                        report.maps_migrated += 1;
+                    }
+                    Err(e) => {
+                        warn!(map = p.name, error = %e, "migration of the earlier bundle counts failed: they start at 0");
+                        report.maps_fresh_tables += 1;
+                    }
+                }
+                continue;
+            }
             match new {
                 Some(new) if pins::copyable(&p.old_def, &new_def, p.same_revision) => {
                     match pins::copy_entries(p.name, p.old.fd().as_fd(), new.fd().as_fd(), &p.old_def, &new_def) {
@@ -692,6 +709,45 @@ fn migrate_per_counter_stats(old: MapData, old_def: &MapDef, new: MapData) -> Re
     Ok(per_counter.len())
 }
 
+/// Whether a `KA_STATS_BUNDLES` definition is an earlier ka's: a per-CPU array of one entry
+/// whose value holds fewer bundle slots than [`Bundles`].
+fn is_shorter_bundles(def: &MapDef) -> bool {
+    def.map_type == aya::maps::MapType::PerCpuArray as u32
+        && def.key_size == 4
+        && def.value_size % 8 == 0
+        && (def.value_size as usize) < std::mem::size_of::<Bundles>()
+}
+
+/// Adds an earlier ka's bundle counts (`earlier[cpu][bundle]`) to the first slots of this
+/// build's per-CPU values `current`; slots beyond [`Bundles`] are dropped (pure).
+fn fold_bundles(earlier: &[Vec<u64>], mut current: Vec<Bundles>) -> Vec<Bundles> {
+    for (cpu, words) in earlier.iter().enumerate() {
+        if let Some(c) = current.get_mut(cpu) {
+            for (slot, v) in c.iter_mut().zip(words) {
+                *slot = slot.wrapping_add(*v);
+            }
+        }
+    }
+    current
+}
+
+/// Folds an earlier ka's shorter `KA_STATS_BUNDLES` (`old`) into this build's (`new`); returns
+/// how many bundle slots it had.
+///
+/// # Errors
+/// A map cannot be read or written.
+fn migrate_bundles(old: &MapData, old_def: &MapDef, new: MapData) -> Result<usize, DatapathError> {
+    let err = |e| DatapathError::Map { map: STATS_BUNDLES_MAP, source: Box::new(e) };
+    let io = |e: io::Error| err(aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_elem", io_error: e }));
+    let earlier = pins::read_per_cpu_words(old.fd().as_fd(), 0, old_def.value_size).map_err(io)?;
+    let mut arr = PerCpuArray::<_, Bundles>::try_from(aya::maps::Map::PerCpuArray(new)).map_err(err)?;
+    let current: Vec<Bundles> = arr.get(&0, 0).map_err(err)?.iter().copied().collect();
+    let folded = fold_bundles(&earlier, current);
+    let values = aya::maps::PerCpuValues::try_from(folded).map_err(|e| err(aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "per-CPU values", io_error: e })))?;
+    arr.set(0, values, 0).map_err(err)?;
+    Ok(old_def.value_size as usize / 8)
+}
+
 /// Reads and sums every counter of `KA_STATS` in a loaded object (also used by the fixture
 /// tests and benchmarks on their own loads).
 ///
@@ -835,5 +891,29 @@ mod tests {
         assert!(is_per_counter_stats(&def(8, per_cpu)));
         assert!(!is_per_counter_stats(&def(8 * COUNTER_COUNT, per_cpu)), "the current layout");
         assert!(!is_per_counter_stats(&def(8, aya::maps::MapType::Array as u32)));
+    }
+
+    /// An earlier ka's shorter bundle values land in the first slots of each CPU's value,
+    /// added to what the new map counted, and read as the same counters as before.
+    #[test]
+    fn shorter_bundles_fold_into_the_first_slots() {
+        use ka_common::stats::{BUNDLE_NOT_VIP_TCP4, BUNDLE_NOT_VIP_UDP4, BUNDLE_SLOTS};
+        let mut current = vec![[0u64; BUNDLE_SLOTS]; 2];
+        current[0][BUNDLE_NOT_VIP_TCP4] = 1;
+        current[1][BUNDLE_SLOTS - 1] = 4;
+        // Two slots per CPU, and a CPU the new map does not have.
+        let earlier = vec![vec![100, 200], vec![300, 400], vec![9, 9]];
+        let folded = fold_bundles(&earlier, current);
+        assert_eq!(folded.len(), 2);
+        assert_eq!((folded[0][BUNDLE_NOT_VIP_TCP4], folded[0][BUNDLE_NOT_VIP_UDP4]), (101, 200));
+        assert_eq!((folded[1][BUNDLE_NOT_VIP_TCP4], folded[1][BUNDLE_NOT_VIP_UDP4], folded[1][BUNDLE_SLOTS - 1]), (300, 400, 4));
+        let zero = [0u64; COUNTER_COUNT as usize];
+        let sums = sum_counters([zero, zero].iter(), folded.iter());
+        assert_eq!((sums["pass_not_vip"], sums["tcp"], sums["udp"]), (101 + 300 + 200 + 400, 401, 600));
+
+        let def = |value_size| MapDef { map_type: aya::maps::MapType::PerCpuArray as u32, key_size: 4, value_size, max_entries: 1, flags: 0 };
+        assert!(is_shorter_bundles(&def(16)), "the layout before the forwarding bundles");
+        assert!(!is_shorter_bundles(&def(8 * BUNDLE_SLOTS as u32)), "the current layout");
+        assert!(!is_shorter_bundles(&def(12)));
     }
 }

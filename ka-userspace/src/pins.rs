@@ -180,6 +180,23 @@ pub fn copy_entries(map: &str, old: BorrowedFd<'_>, new: BorrowedFd<'_>, def_old
     Ok(copied)
 }
 
+/// Entry `index` of a per-CPU map whose values are `value_size` bytes of `u64` words: one
+/// vector of words per possible CPU (an earlier layout read without its Rust type).
+///
+/// # Errors
+/// The CPU count or the lookup fails.
+pub fn read_per_cpu_words(fd: BorrowedFd<'_>, index: u32, value_size: u32) -> io::Result<Vec<Vec<u64>>> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    // The kernel rounds each CPU's value up to 8 bytes.
+    let words = (value_size as usize).div_ceil(8);
+    let mut value = vec![0u8; words * 8 * cpus];
+    lookup(fd, &index.to_ne_bytes(), &mut value)?;
+    Ok(value
+        .chunks_exact(words * 8)
+        .map(|cpu| cpu.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]))).collect())
+        .collect())
+}
+
 fn copy_err(map: &str, call: &'static str, source: io::Error) -> PinsError {
     PinsError::Copy { map: map.to_owned(), call, source }
 }

@@ -373,6 +373,57 @@ fn upgrade_from_per_counter_stats_keeps_forwarding_and_counts() {
     ka.stop().expect("stop");
 }
 
+/// An upgrade from a ka whose `KA_STATS_BUNDLES` held two bundles (the non-VIP exits, before
+/// the forwarding bundles): the pinned map of the shorter value is replaced, its counts land in
+/// the first slots of the new one (`pass_not_vip`, `ipv4`, `tcp` do not restart at 0), and
+/// established and new flows are served throughout, counted by the new bundles.
+#[test]
+fn upgrade_from_two_bundles_keeps_forwarding_and_counts() {
+    use ka_common::stats::BUNDLE_NOT_VIP_TCP4;
+    if std::process::Command::new("bpftool").arg("version").output().is_err() {
+        eprintln!("SKIP: bpftool is not installed (needed to pin a KA_STATS_BUNDLES of the earlier layout)");
+        return;
+    }
+    let lab = lab(1);
+    let instance = unique_name("kb");
+    let ka = lab.start_ka(&instance);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    ka.crash();
+    let pin = format!("/sys/fs/bpf/ka/{instance}/KA_STATS_BUNDLES");
+    std::fs::remove_file(&pin).expect("unpin KA_STATS_BUNDLES");
+    let bpftool = |args: &[&str]| {
+        let out = std::process::Command::new("bpftool").args(args).output().expect("bpftool");
+        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    bpftool(&["map", "create", &pin, "type", "percpu_array", "key", "4", "value", "16", "entries", "1", "name", "KA_STATS_BUNDLES"]);
+    // An earlier count of the TCP non-VIP bundle (bpftool writes the value on every CPU).
+    const EARLIER: u64 = 2_000_003;
+    let mut value = [0u8; 16];
+    value[BUNDLE_NOT_VIP_TCP4 * 8..BUNDLE_NOT_VIP_TCP4 * 8 + 8].copy_from_slice(&EARLIER.to_le_bytes());
+    let value = value.map(|b| b.to_string());
+    bpftool(&[&["map", "update", "pinned", &pin, "key", "0", "0", "0", "0", "value"][..], &value.each_ref().map(String::as_str)].concat());
+    let old_id = map_id(&pin);
+    still_answer(&mut long, "after kill -9");
+    let ka = lab.start_ka(&instance);
+    still_answer(&mut long, "after the upgrade");
+    new_flows_answer(&lab, 10, "after the upgrade");
+    let log = ka.log_text();
+    assert!(log.contains("folded the bundle counts of an earlier ka"), "KA_STATS_BUNDLES not migrated:\n{log}");
+    assert_ne!(map_id(&pin), old_id, "KA_STATS_BUNDLES still the old map");
+    assert!(!std::path::Path::new(&format!("{pin}:pending")).exists(), "the old map's pin was not dropped");
+    let cpus = aya::util::nr_cpus().expect("nr_cpus") as u64;
+    let status = ka.status_json().expect("status");
+    let counters = &status["counters"];
+    let get = |name: &str| counters[name].as_u64().unwrap_or_else(|| panic!("{name} in {counters}"));
+    let pass_not_vip = get("pass_not_vip");
+    assert!((EARLIER * cpus..EARLIER * cpus + 1000).contains(&pass_not_vip), "pass_not_vip {pass_not_vip}, want {} carried over", EARLIER * cpus);
+    assert!(get("tcp") >= EARLIER * cpus && get("ipv4") >= EARLIER * cpus, "parse counters not carried over: {counters}");
+    // The flows served after the upgrade are counted by the forwarding bundles.
+    assert!(get("lb_dr") > 0 && get("verdict_tx") + get("verdict_redirect") > 0, "the new bundles count: {counters}");
+    ka.stop().expect("stop");
+}
+
 fn map_id(path: &str) -> u32 {
     aya::maps::MapInfo::from_pin(path).map(|i| i.id()).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -290,7 +290,8 @@ fn usable(id: u32, out: &mut Backend) -> bool {
 /// Picks the backend of `w.key` in service `w.svc` (see [`pick`]) and leaves it in
 /// `w.backend`; a real server whose port is 0 (an all-port NAT service) keeps the packet's
 /// port, so `w.backend.port` is the port the flow goes to. Returns the backend id and whether
-/// the flow is new; `None`: no backend available. A new flow of a least-connection service
+/// the flow is new (false: found in the connection table, which the caller counts
+/// `lb_conn_hit`); `None`: no backend available. A new flow of a least-connection service
 /// is answered [`NEED_LEAST`] (with `least_conn` only; `None` without).
 // Verifier/LLVM: a BPF-to-BPF call (stack frame of its own).
 #[inline(never)]
@@ -331,7 +332,7 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
     let id = if syn || ops { NO_ID } else { conn(w, hash, tick, tcp_flags) };
     if id != NO_ID {
         if usable(id, &mut w.backend) {
-            stats::inc(Counter::LbConnHit);
+            // Counted `lb_conn_hit` by the caller's exit (with the packet's bundle).
             return Some((id, false));
         }
         stats::inc(Counter::LbReschedule);

@@ -539,6 +539,8 @@ pub struct Harness {
     ifaces: Ifaces,
     desired: DesiredState,
     stats: RawMap,
+    /// `KA_STATS_BUNDLES`: counts userspace adds to several counters each.
+    bundles: RawMap,
     last: Vec<u64>,
     events: EventReader,
     sync: SyncRing,
@@ -589,6 +591,7 @@ impl Harness {
         let events = EventReader::new(&mut ebpf).expect("VRRP ring");
         let sync = SyncRing::take(&mut ebpf).expect("sync ring");
         let stats = raw_map(&ebpf, STATS_MAP);
+        let bundles = raw_map(&ebpf, ka_common::stats::STATS_BUNDLES_MAP);
         let mut service_ids = HashSet::new();
         let mut backend_ids = HashSet::new();
         let mut vips = HashSet::new();
@@ -616,6 +619,7 @@ impl Harness {
             ifaces,
             desired,
             stats,
+            bundles,
             last: Vec::new(),
             events,
             sync,
@@ -641,7 +645,7 @@ impl Harness {
     }
 
     /// Every counter summed over CPUs: `KA_STATS` holds one `Counters` array per CPU (one
-    /// entry), read back in one batch.
+    /// entry), read back in one batch, plus the bundles of `KA_STATS_BUNDLES`.
     fn counters(&self) -> Vec<u64> {
         let n = Counter::ALL.len();
         let mut out = vec![0u64; n];
@@ -654,6 +658,19 @@ impl Harness {
             }
         })
         .expect("reading KA_STATS");
+        // Each bundle's count added to its counters, as `ka status` reads them.
+        let mut sum = [0u64; ka_common::stats::COUNTER_COUNT as usize];
+        let per_cpu = self.bundles.value_stride / possible_cpus();
+        for_each_batch(self.bundles, 1, |_, v, got| {
+            for cpu in v[..got * self.bundles.value_stride].chunks_exact(per_cpu) {
+                let words: Vec<u64> = cpu.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+                ka_common::stats::add_bundles(&mut sum, &words);
+            }
+        })
+        .expect("reading KA_STATS_BUNDLES");
+        for (o, s) in out.iter_mut().zip(sum) {
+            *o = o.wrapping_add(s);
+        }
         out
     }
 
