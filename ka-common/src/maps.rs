@@ -114,6 +114,11 @@ pub const LAYOUT_REVISIONS: &[(&str, u32)] = &[
     // 1: the last-seen stamps became tick counts (`bpf_jiffies64`), were nanoseconds of the
     // coarse clock: an earlier ka's stamps would read as ticks from long ago.
     (crate::vrrp_fast::VRRP_SEEN_MAP, 1),
+    // 1: entries are placed and checked by the connection-table hash (`lb::conn_hash4`), were
+    // by the scheduler's (`lb::flow_hash4`): an earlier ka's table is rehashed at upgrade
+    // (`ka::lb::rehash`), so its connections keep their real servers.
+    (crate::lb::CONN4_MAP, 1),
+    (crate::lb::CONN6_MAP, 1),
 ];
 
 /// The layout revision of `map` (see [`LAYOUT_REVISIONS`]).

@@ -48,7 +48,7 @@ pub struct Walk {
     pub scan: Scan,
     /// `twos`' second pass.
     pub twos: Twos,
-    /// A new flow's hash (`lookup::schedule_least`).
+    /// A new flow's connection-table hash (`lookup::schedule_least` records it).
     pub hash: u32,
     /// Its connection-table clock.
     pub tick: u32,

@@ -15,7 +15,7 @@ use ka_common::{
 };
 
 use crate::{
-    lookup::{conn_install, hash_of, record_nat, service, sync_key4},
+    lookup::{conn_hash_of, conn_install, record_nat, service, sync_key4},
     maps::{KA_BACKENDS, KA_PERSIST, KA_SYNC_EVENTS},
     scratch::{self, Work},
     mem,
@@ -86,7 +86,7 @@ fn install_one(w: &mut Work, backend: u32, kind: u32) {
     sync_key4(w);
     match kind {
         SYNC_INSTALL_CONN => {
-            let hash = hash_of(w);
+            let hash = conn_hash_of(w);
             let (uthreshold, nat) = (b.uthreshold, b.method == METHOD_NAT);
             // Exact key first, then a port-0 service of the VIP (the synced flow may be one).
             let svc = service(w, true);

@@ -25,6 +25,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use ka_common::{
+    lb::{CONN4_MAP, CONN6_MAP},
     maps::{
         layout_hash, meta_key, MapDef, META_KEY_LEN, META_MAP, PINNED_MAPS, STATS_MAP, XDP_MODE_GENERIC,
         XDP_MODE_NATIVE, XDP_PROGRAM,
@@ -544,6 +545,22 @@ impl Datapath {
                 }
                 continue;
             }
+            // The connection tables of a ka that placed entries by the scheduler's hash:
+            // rehashed into this build's (layout revision 1), connections kept.
+            if (p.name == CONN4_MAP || p.name == CONN6_MAP) && !p.same_revision && p.old_def == new_def {
+                let Some(new) = new else { continue };
+                match crate::lb::rehash::migrate(p.name, p.old, new) {
+                    Ok(r) => {
+                        info!(map = p.name, moved = r.moved, dropped = r.dropped, skipped = r.skipped, "rehashed the connection table of an earlier ka into this build's");
+                        report.maps_migrated += 1;
+                    }
+                    Err(e) => {
+                        warn!(map = p.name, error = %e, "rehash of the earlier connection table failed: this table starts fresh");
+                        report.maps_fresh_tables += 1;
+                    }
+                }
+                continue;
+            }
             // KA_STATS_BUNDLES of an earlier ka with fewer bundle slots (2 before the
             // forwarding bundles): bundle numbers are never reused, so its counts are added to
             // the first slots of this build's.
@@ -714,7 +731,7 @@ fn migrate_per_counter_stats(old: MapData, old_def: &MapDef, new: MapData) -> Re
 fn is_shorter_bundles(def: &MapDef) -> bool {
     def.map_type == aya::maps::MapType::PerCpuArray as u32
         && def.key_size == 4
-        && def.value_size % 8 == 0
+        && def.value_size.is_multiple_of(8)
         && (def.value_size as usize) < std::mem::size_of::<Bundles>()
 }
 

@@ -346,7 +346,7 @@ fn replaced_real_server_with_a_new_mac_is_followed() {
 fn full_connection_table_still_forwards_and_is_counted() {
     use aya::maps::{Array, MapData};
     use ka_common::{
-        lb::{conn_check, flow_hash4, ConnSet4, ConnWay4, FlowKey4, CONN_SETS, CONN_TABLE_SIZE, CONN_WAYS},
+        lb::{conn_check, conn_hash4, ConnSet4, ConnWay4, FlowKey4, CONN_SETS, CONN_TABLE_SIZE, CONN_WAYS},
         sched::CONN_S_EST,
     };
     let lab = lab(2);
@@ -373,7 +373,7 @@ fn full_connection_table_still_forwards_and_is_counted() {
         for w in set.ways.iter_mut().filter(|w| w.stamp == 0 && w.state == 0) {
             n += 1;
             let key = FlowKey4 { src: [10, 70 + (n >> 16) as u8, (n >> 8) as u8, n as u8], dst: ours[0].1.key.dst, sport: 4242u16.to_be_bytes(), dport: PORT.to_be_bytes(), proto: 6, _pad: [0; 3] };
-            *w = ConnWay4 { key, backend, check: conn_check(flow_hash4(&key), backend), stamp: now.wrapping_sub(2500) | 1, state: CONN_S_EST };
+            *w = ConnWay4 { key, backend, check: conn_check(conn_hash4(&key), backend), stamp: now.wrapping_sub(2500) | 1, state: CONN_S_EST };
             changed = true;
         }
         if changed {

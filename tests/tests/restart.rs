@@ -373,6 +373,67 @@ fn upgrade_from_per_counter_stats_keeps_forwarding_and_counts() {
     ka.stop().expect("stop");
 }
 
+/// An upgrade from a ka that placed connection entries by the scheduler's hash (Murmur3,
+/// `flow_hash4`; before layout revision 1 of `KA_CONNS4`): the pinned table is rehashed into
+/// the new one, so each long connection's entry is found where this build looks for it
+/// (`conn_hash4`), with its real server, and the connections keep answering from it.
+#[test]
+fn upgrade_rehashes_the_connection_table() {
+    use ka_common::lb::{conn_check, conn_hash4, conn_set, flow_hash4, ConnSet4, ConnWay4, CONN_SETS};
+    let lab = lab(1);
+    let instance = unique_name("kh");
+    let ka = lab.start_ka(&instance);
+    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+    let mut long = lab.open_long(6);
+    ka.crash();
+    let pin = format!("/sys/fs/bpf/ka/{instance}");
+    let conns = || {
+        let data = aya::maps::MapData::from_pin(format!("{pin}/KA_CONNS4")).expect("KA_CONNS4 pinned");
+        aya::maps::Array::<_, ConnSet4>::try_from(aya::maps::Map::Array(data)).expect("KA_CONNS4 is an array")
+    };
+    // Lay the table out as the earlier build did: each entry in its Murmur3 set, checked by it.
+    let mut table = conns();
+    let live: Vec<ConnWay4> = (0..CONN_SETS).flat_map(|i| table.get(&i, 0).expect("set").ways).filter(|w| w.stamp != 0).collect();
+    let keys: Vec<_> = long.iter().map(|(s, _)| (s.local_addr().expect("local"), s.peer_addr().expect("peer"))).collect();
+    let ours = |w: &ConnWay4| keys.iter().any(|(l, p)| SocketAddr::from((w.key.src, u16::from_be_bytes(w.key.sport))) == *l && SocketAddr::from((w.key.dst, u16::from_be_bytes(w.key.dport))) == *p);
+    assert_eq!(live.iter().filter(|w| ours(w)).count(), long.len(), "an entry per long connection before the upgrade");
+    for i in 0..CONN_SETS {
+        if table.get(&i, 0).expect("set").ways.iter().any(|w| w.stamp != 0) {
+            table.set(i, ConnSet4::default(), 0).expect("clear set");
+        }
+    }
+    for w in &live {
+        let h = flow_hash4(&w.key);
+        let mut set = table.get(&conn_set(h), 0).expect("set");
+        let free = set.ways.iter_mut().find(|x| x.stamp == 0).expect("a free way");
+        *free = ConnWay4 { check: conn_check(h, w.backend), ..*w };
+        table.set(conn_set(h), set, 0).expect("write set");
+    }
+    // And what the earlier build recorded for KA_CONNS4: another layout fingerprint.
+    {
+        let data = aya::maps::MapData::from_pin(format!("{pin}/KA_META")).expect("KA_META pinned");
+        let mut meta: aya::maps::HashMap<_, [u8; 32], u64> = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_META is a hash map");
+        meta.insert(ka_common::maps::meta_key("layout", "KA_CONNS4"), 0x0bad_1a70, 0).expect("write KA_META");
+    }
+    // No packet meanwhile: the program still attached looks up entries where this build
+    // does, and would record a missed flow a second time.
+    let ka = lab.start_ka(&instance);
+    let log = ka.log_text();
+    assert!(log.contains("rehashed the connection table of an earlier ka"), "KA_CONNS4 not rehashed:\n{log}");
+    // Every long connection's entry, in the set this build looks in, checked by its hash, on
+    // the same real server.
+    let table = conns();
+    for w in live.iter().filter(|w| ours(w)) {
+        let h = conn_hash4(&w.key);
+        let set = table.get(&conn_set(h), 0).expect("set");
+        let got = set.ways.iter().find(|x| x.key == w.key).unwrap_or_else(|| panic!("{:?} not rehashed", w.key));
+        assert_eq!((got.backend, got.check), (w.backend, conn_check(h, w.backend)));
+    }
+    still_answer(&mut long, "after the upgrade");
+    new_flows_answer(&lab, 10, "after the upgrade");
+    ka.stop().expect("stop");
+}
+
 /// An upgrade from a ka whose `KA_STATS_BUNDLES` held two bundles (the non-VIP exits, before
 /// the forwarding bundles): the pinned map of the shorter value is replaced, its counts land in
 /// the first slots of the new one (`pass_not_vip`, `ipv4`, `tcp` do not restart at 0), and

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::maps::Array;
 use ka::lb::{writer::MapWriter, BackendSpec, DesiredState, L4Proto, Method, Scheduler, ServiceSpec};
 use ka_common::{
-    lb::{conn_check, conn_set, flow_hash4, ConnSet4, ConnWay4, FlowKey4, CONN4_MAP},
+    lb::{conn_check, conn_set, conn_hash4, ConnSet4, ConnWay4, FlowKey4, CONN4_MAP},
     sched::{
         is_assured, ConnTimeouts, CONN_F_ASSURED, CONN_S_CLOSE, CONN_S_EST, CONN_S_FIN, CONN_S_SYN, CONN_S_UDP,
         CONN_TIMEOUTS_MAP,
@@ -282,7 +282,7 @@ fn flows_in_set(svc: Svc, set: u32, n: usize, not: &[FlowKey4]) -> Vec<FlowKey4>
         .flat_map(|x| (0..=255u8).map(move |y| [198, 18, x, y]))
         .flat_map(|a| (1024..1056u16).map(move |p| (a, p)))
         .map(|(a, p)| svc.key(a, p))
-        .filter(|k| conn_set(flow_hash4(k)) == set && !not.contains(k))
+        .filter(|k| conn_set(conn_hash4(k)) == set && !not.contains(k))
         .take(n)
         .collect()
 }
@@ -316,7 +316,7 @@ fn run_case(c: &Case, lb0: u32) -> Vec<String> {
     // The kernel's clock, from a throwaway flow's stamp (its own set).
     let probe = Svc::TcpRr.key([198, 19, 0, 1], 999);
     assert_eq!(l.run_on(&Svc::TcpRr.packet(&probe, SYN), lb0).action, XDP_TX, "{}: probe", c.name);
-    let now = set_of(&l, conn_set(flow_hash4(&probe))).ways.iter().map(|w| w.stamp).max().unwrap_or(0);
+    let now = set_of(&l, conn_set(conn_hash4(&probe))).ways.iter().map(|w| w.stamp).max().unwrap_or(0);
     assert_ne!(now, 0, "{}: the probe flow is in its set", c.name);
     // Flood mode: rate 2, reached by three more throwaway SYNs (other sets), or rate 1000.
     write_flood_rate(&mut l, if c.flood { 2 } else { 1000 });
@@ -329,14 +329,14 @@ fn run_case(c: &Case, lb0: u32) -> Vec<String> {
     }
     // The set of the case: its first candidate flow's.
     let first = Svc::TcpRr.key([198, 18, 0, 1], 1024);
-    let set = conn_set(flow_hash4(&c.svc.key(first.src, 1024)));
+    let set = conn_set(conn_hash4(&c.svc.key(first.src, 1024)));
     let flows = flows_in_set(c.svc, set, 5, &[probe]);
     assert_eq!(flows.len(), 5, "{}: five flows of set {set}", c.name);
     let mut seeded = ConnSet4::default();
     for (i, w) in c.ways.iter().enumerate() {
         if let Some((state, age)) = *w {
             let b = backend(i % RS.len());
-            seeded.ways[i] = ConnWay4 { key: flows[i], backend: b, check: conn_check(flow_hash4(&flows[i]), b), stamp: now.wrapping_sub(age) | 1, state };
+            seeded.ways[i] = ConnWay4 { key: flows[i], backend: b, check: conn_check(conn_hash4(&flows[i]), b), stamp: now.wrapping_sub(age) | 1, state };
         }
     }
     write_set(&mut l, set, &seeded);
@@ -439,7 +439,7 @@ fn udp_entry_is_assured_on_its_second_datagram() {
         MapWriter::new().apply(&mut l.ebpf, &d).expect("apply");
         write_flood_rate(&mut l, 1000);
         let k = Svc::UdpRr.key([198, 18, 7, 7], 5353);
-        let set = conn_set(flow_hash4(&k));
+        let set = conn_set(conn_hash4(&k));
         let state = |l: &Loaded| set_of(l, set).ways.iter().find(|w| w.stamp != 0 && w.key == k).map(|w| w.state);
         assert_eq!(l.run_on(&Svc::UdpRr.packet(&k, 0), lb0).action, XDP_TX);
         assert_eq!(state(&l), Some(CONN_S_UDP), "first datagram: not assured");

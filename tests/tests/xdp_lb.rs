@@ -727,7 +727,7 @@ fn conn_entry_is_shared_across_cpus() {
 /// those four are hits on their next packet.
 #[test]
 fn conn_table_set_holds_its_ways() {
-    use ka_common::lb::{conn_set, flow_hash4, ConnSet4, FlowKey4, CONN4_MAP, CONN_WAYS};
+    use ka_common::lb::{conn_set, conn_hash4, ConnSet4, FlowKey4, CONN4_MAP, CONN_WAYS};
     ka_tests::require_root();
     let ns = lab();
     let handle = ns
@@ -749,11 +749,11 @@ fn conn_table_set_holds_its_ways() {
                 _pad: [0; 3],
             };
             // Clients from 198.18.0.0/16, ports 1024..1088: 4M flows, ~64 per set.
-            let want = conn_set(flow_hash4(&key(([198, 18, 0, 1], 1024))));
+            let want = conn_set(conn_hash4(&key(([198, 18, 0, 1], 1024))));
             let flows: Vec<([u8; 4], u16)> = (0..=255u8)
                 .flat_map(|x| (0..=255u8).map(move |y| [198, 18, x, y]))
                 .flat_map(|a| (1024..1088u16).map(move |p| (a, p)))
-                .filter(|&f| conn_set(flow_hash4(&key(f))) == want)
+                .filter(|&f| conn_set(conn_hash4(&key(f))) == want)
                 .take(CONN_WAYS + 1)
                 .collect();
             assert_eq!(flows.len(), CONN_WAYS + 1, "found {} flows of one set", flows.len());

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, svc_slot4_words, vip_filter_fold,
+        addr_hash, and_mask, conn_hash, conn_hash4, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, svc_slot4_words, vip_filter_fold,
         service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
@@ -185,6 +185,17 @@ fn service4(addr: u32, rest: u32) -> Option<*const ServiceValue> {
     KA_SERVICES4.get_ptr(&k)
 }
 
+/// The connection-table hash of the flow in `w.key` (`w.key4` for IPv4: the same value,
+/// hashed from the shorter key): its set and check word.
+#[inline(always)]
+pub fn conn_hash_of(w: &Work) -> u32 {
+    if w.key.family == FAMILY_V4 {
+        conn_hash4(&w.key4)
+    } else {
+        conn_hash(&w.key)
+    }
+}
+
 /// The Maglev / tunnel-source hash of the flow in `w.key` (`w.key4` for IPv4: the same value,
 /// hashed from the shorter key).
 #[inline(always)]
@@ -207,10 +218,9 @@ pub fn conn_now() -> u32 {
 /// The backend recorded for the flow in its family's connection table (the entry's stamp
 /// refreshed and its TCP state moved by the packet's flags; an expired entry is a miss), or
 /// `NO_ID`.
-// Verifier/LLVM: a BPF-to-BPF call returning a sentinel: the paths through the ways and their
-// transitions end here instead of multiplying the caller's (which the scheduling below would
-// then walk once each).
-#[inline(never)]
+// Inlined (one call less per established packet): its paths end in one sentinel-or-id value
+// the caller branches on once.
+#[inline(always)]
 fn conn(w: &Work, hash: u32, now: u32, tcp_flags: u8) -> u32 {
     let found = if w.key.family == FAMILY_V4 {
         conn::conn4_get(&w.key4, hash, now, tcp_flags)
@@ -327,9 +337,10 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
     // SYN gets the same answer from the scheduler unless the backend set changed in between.
     let tcp_flags = if w.key.proto == IPPROTO_TCP { w.pkt.tcp_flags } else { 0 };
     let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    let hash = hash_of(w);
+    // The connection table's hash (cheap); the scheduler's only once the table missed.
+    let chash = conn_hash_of(w);
     let tick = conn_now();
-    let id = if syn || ops { NO_ID } else { conn(w, hash, tick, tcp_flags) };
+    let id = if syn || ops { NO_ID } else { conn(w, chash, tick, tcp_flags) };
     if id != NO_ID {
         if usable(id, &mut w.backend) {
             // Counted `lb_conn_hit` by the caller's exit (with the packet's bundle).
@@ -337,6 +348,7 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
         }
         stats::inc(Counter::LbReschedule);
     }
+    let hash = hash_of(w);
     // SAFETY: plain helper call.
     let now = if persist {
         unsafe { bpf_ktime_get_ns() }
@@ -367,7 +379,7 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
                 unsafe { (*t).last_seen_ns = now };
                 stats::inc(Counter::LbPersistHit);
                 if !ops {
-                    conn_insert(w, hash, id, tick, tcp_flags);
+                    conn_insert(w, chash, id, tick, tcp_flags);
                 }
                 return Some((id, true));
             }
@@ -391,7 +403,7 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
             return None;
         }
         let s = &mut w.walk;
-        s.hash = hash;
+        s.hash = chash;
         s.tick = tick;
         s.tcp_flags = tcp_flags;
         s.bank = bank;
@@ -411,7 +423,7 @@ fn pick(w: &mut Work, least_conn: bool) -> Option<(u32, bool)> {
         stats::inc(Counter::LbFallback);
     }
     if !ops {
-        conn_insert(w, hash, id, tick, tcp_flags);
+        conn_insert(w, chash, id, tick, tcp_flags);
     }
     if persist {
         let v = ConnValue {

@@ -26,6 +26,7 @@ pub mod maglev;
 pub mod nexthop;
 pub mod plan;
 pub mod pool;
+pub mod rehash;
 pub mod resolver;
 pub mod sync;
 pub mod vrrp_fast;

@@ -13,7 +13,7 @@ use std::{path::Path, time::Duration};
 
 use aya::maps::{Array, Map, MapData};
 use ka_common::{
-    lb::{conn_check, flow_hash, flow_hash4, ConnSet4, ConnSet6, FlowKey, CONN4_MAP, CONN6_MAP, CONN_SETS, CONN_WAYS, FAMILY_V4},
+    lb::{conn_check, conn_hash, conn_hash4, ConnSet4, ConnSet6, FlowKey, CONN4_MAP, CONN6_MAP, CONN_SETS, CONN_WAYS, FAMILY_V4},
     sync::{SyncEvent, SYNC_EV_NEW},
 };
 
@@ -38,7 +38,7 @@ pub fn active4(set: &ConnSet4, prev: &mut [u32], out: &mut Vec<SyncEvent>) {
             continue;
         }
         *last = way.stamp;
-        if way.check != conn_check(flow_hash4(&way.key), way.backend) {
+        if way.check != conn_check(conn_hash4(&way.key), way.backend) {
             continue;
         }
         let k = &way.key;
@@ -56,7 +56,7 @@ pub fn active6(set: &ConnSet6, prev: &mut [u32], out: &mut Vec<SyncEvent>) {
             continue;
         }
         *last = way.stamp;
-        if way.check != conn_check(flow_hash(&way.key), way.backend) {
+        if way.check != conn_check(conn_hash(&way.key), way.backend) {
             continue;
         }
         out.push(SyncEvent { key: way.key, backend: way.backend, kind: SYNC_EV_NEW });
@@ -138,7 +138,7 @@ mod tests {
 
     fn way4(port: u16, backend: u32, stamp: u32) -> ConnWay4 {
         let key = FlowKey4 { src: [198, 18, 0, 1], dst: [198, 51, 100, 1], sport: port.to_be_bytes(), dport: [0, 80], proto: 6, _pad: [0; 3] };
-        ConnWay4 { key, backend, check: conn_check(flow_hash4(&key), backend), stamp, state: 0 }
+        ConnWay4 { key, backend, check: conn_check(conn_hash4(&key), backend), stamp, state: 0 }
     }
 
     /// A way is announced when its stamp moved since the previous pass, never when it is free,
@@ -167,7 +167,7 @@ mod tests {
     fn ipv6_ways() {
         let mut key = FlowKey { sport: [0, 9], dport: [0, 80], proto: 17, family: FAMILY_V6, ..Default::default() };
         key.src[0] = 0xfd;
-        let w = ConnWay6 { key, backend: 3, check: conn_check(flow_hash(&key), 3), stamp: 7, state: 0 };
+        let w = ConnWay6 { key, backend: 3, check: conn_check(conn_hash(&key), 3), stamp: 7, state: 0 };
         let set = ConnSet6 { ways: [w, ConnWay6::default(), ConnWay6 { check: 0, ..w }, ConnWay6::default()] };
         let mut prev = [0u32; CONN_WAYS];
         let mut out = Vec::new();
