@@ -152,8 +152,8 @@ mod programs {
         }
         // One lookup of this CPU's counters for the parse counters and, when no path runs,
         // the verdict; a path's verdict is counted after another (Verifier: the pointer held
-        // across the path's call would be one more spilled slot in this frame, and the deepest
-        // call chain is at the 512-byte limit).
+        // across the path's calls would be one more spilled slot in this frame, which every
+        // call chain carries).
         let s = stats::Stats::get();
         if let Some(s) = s {
             s.parsed(&pkt);
