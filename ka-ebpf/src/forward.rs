@@ -21,6 +21,7 @@ use ka_common::{
 
 use crate::{
     csum::{self, Delta},
+    lookup::hash_of,
     maps::{KA_GLOBALS, KA_NEIGH, KA_NH_CACHE},
     mem,
     parse::{Parsed, L3},
@@ -287,28 +288,30 @@ pub fn rewrite(
     Some(())
 }
 
-/// Outer source of a tunnel packet, written to `w.tmpl.src` (false when none is configured):
-/// the configured source with its host bits taken from the flow hash, so the real server's RSS
-/// spreads flows.
+/// Outer source of a tunnel packet, written to `w.tmpl.src` (`None` when none is configured):
+/// the configured source with its host bits taken from the flow's scheduling hash
+/// (`lookup::hash_of`), so the real server's RSS spreads flows. Returns the hash (IPv6 also
+/// takes its flow label from it); an IPv4 source without host bits needs none (0), and the
+/// hash is not computed.
 #[inline(always)]
-fn tunnel_src(w: &mut Work, family: u8, hash: u32) -> bool {
-    let Some(g) = KA_GLOBALS.get(0) else {
-        return false;
-    };
+fn tunnel_src(w: &mut Work, family: u8) -> Option<u32> {
+    let g = KA_GLOBALS.get(0)?;
     if family == FAMILY_V4 {
         let base = u32::from_be_bytes(g.tun_src_v4);
         if base == 0 {
-            return false;
+            return None;
         }
         let bits = u32::from(g.tun_v4_host_bits.min(16));
         let mask = if bits == 0 { 0 } else { (1u32 << bits) - 1 };
+        let hash = if mask == 0 { 0 } else { hash_of(w) };
         // SAFETY: FlowKey is 4-aligned with src at 0.
         unsafe { mem::store_v4(&mut w.tmpl.src, ((base & !mask) | (hash & mask)).to_be_bytes()) };
-        true
+        Some(hash)
     } else {
         if ka_common::vrrp_fast::eq16(&g.tun_src_v6, &[0; 16]) {
-            return false;
+            return None;
         }
+        let hash = hash_of(w);
         let bits = u32::from(g.tun_v6_host_bits.min(32));
         let mask = if bits == 0 {
             0
@@ -322,28 +325,28 @@ fn tunnel_src(w: &mut Work, family: u8, hash: u32) -> bool {
         w.tmpl.src = *a;
         let v = ((low & !mask) | (hash & mask)).to_be_bytes();
         w.tmpl.src[12..16].copy_from_slice(&v);
-        true
+        Some(hash)
     }
 }
 
 /// Encapsulates the (untagged) frame's IP packet of `inner_len` bytes in IPIP (IPv4) or
 /// IP6IP6 (IPv6) towards the backend and transmits it to the next hop already in `w.nh`
-/// (counted `lb_tun` by the caller when sent).
-/// `hash` varies the outer source and the IPv6 flow label. The outer header is written in
+/// (counted `lb_tun` by the caller when sent). The flow's scheduling hash varies the outer
+/// source and the IPv6 flow label ([`tunnel_src`]). The outer header is written in
 /// place, from the scratch memory (Verifier: this function is at the bottom of the deepest
 /// call chain, whose frames share 512 bytes).
 // Verifier/LLVM: a BPF-to-BPF call, so this path's stack frame is not added to the
 // caller's 512-byte frame.
 #[inline(never)]
-pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize, hash: u32) -> u32 {
+pub fn encap(ctx: &XdpContext, w: &mut Work, inner_len: usize) -> u32 {
     let (l3_off, family) = (w.pkt.l3_off, w.key.family);
     let v4 = family == FAMILY_V4;
     let hdr = tunnel_overhead(METHOD_TUN, family);
     let outer_len = inner_len + hdr;
-    if !tunnel_src(w, family, hash) {
+    let Some(hash) = tunnel_src(w, family) else {
         stats::inc(Counter::PassLbUnsupported);
         return xdp_action::XDP_PASS;
-    }
+    };
     let tos: u8 = if v4 {
         read_at::<Ipv4Hdr>(ctx, l3_off).map_or(0, |ip| ip.tos)
     } else {

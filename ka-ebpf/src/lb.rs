@@ -19,7 +19,7 @@ use crate::{
     forward::{self, NoNextHop},
     icmp,
     parse::{L3, L4},
-    lookup::{choose, flow_key, hash_of, nat_reverse, record_nat, schedule_least, service, to_local_mac, NEED_LEAST},
+    lookup::{choose, flow_key, nat_reverse, record_nat, schedule_least, service, to_local_mac, NEED_LEAST},
     maps::KA_MASTER,
     scratch::{self, Work},
     stats,
@@ -141,7 +141,7 @@ fn send(ctx: &XdpContext, w: &mut Work, id: u32, how: u32) -> u32 {
     let method = w.backend.method;
     let action = match method {
         METHOD_DR => forward::transmit(ctx, &w.nh, None),
-        METHOD_TUN => forward::encap(ctx, w, len, hash_of(w)),
+        METHOD_TUN => forward::encap(ctx, w, len),
         METHOD_NAT => {
             if !icmp && how & SEND_NEW_FLOW != 0 {
                 record_nat(w);

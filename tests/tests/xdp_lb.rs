@@ -824,6 +824,8 @@ struct FwdOffCase {
     service: ServiceSpec,
     /// (real server, egress interface: 0 lb0 / 1 lb1, next-hop MAC), as the resolver writes it.
     resolved: Option<(&'static str, usize, [u8; 6])>,
+    /// Host bits of the IPv4 tunnel source (10.1.0.1) taken from the flow's scheduling hash.
+    tun4_host_bits: u8,
     steps: Vec<Step>,
     counters: Vec<(Counter, u64)>,
 }
@@ -857,11 +859,24 @@ fn lb_forwards_with_forwarding_disabled() {
     let ack4 = |vip: &str| Frame::tcp4(CLIENT4, vip, 40000, 80, ACK);
     let syn6 = |vip: &str| Frame::tcp6(CLIENT6, vip, 40000, 80, SYN);
     let tun_in = syn4("198.51.100.2").build();
+    // 10.1.0.0/24 with its host byte from `ka_common::lb::flow_hash4` of the flow, computed here.
+    let tun4_src = {
+        let key = ka_common::lb::FlowKey4 {
+            src: CLIENT4.parse::<std::net::Ipv4Addr>().expect("v4").octets(),
+            dst: [198, 51, 100, 2],
+            sport: 40000u16.to_be_bytes(),
+            dport: 80u16.to_be_bytes(),
+            proto: 6,
+            _pad: [0; 3],
+        };
+        format!("10.1.0.{}", ka_common::lb::flow_hash4(&key) & 0xff)
+    };
     let dr4 = || svc("198.51.100.1", 80, L4Proto::Tcp, Scheduler::Maglev, "10.1.0.10", 80, Method::Dr);
     let cases = vec![
         FwdOffCase {
             name: "dr4: next hop from the neighbour map, XDP_TX; the established packet uses the cache",
             service: dr4(),
+            tun4_host_bits: 0,
             resolved: Some(("10.1.0.10", 0, RS1_MAC)),
             steps: vec![
                 Step {
@@ -891,6 +906,7 @@ fn lb_forwards_with_forwarding_disabled() {
         FwdOffCase {
             name: "dr4 without a neighbour-map entry: passes, the refusal counted apart",
             service: dr4(),
+            tun4_host_bits: 0,
             resolved: None,
             steps: vec![Step {
                 input: syn4("198.51.100.1").build(),
@@ -910,6 +926,7 @@ fn lb_forwards_with_forwarding_disabled() {
         FwdOffCase {
             name: "tun4 to a real server behind lb1: IPIP, XDP_REDIRECT from the neighbour map",
             service: svc("198.51.100.2", 80, L4Proto::Tcp, Scheduler::Maglev, "10.2.0.20", 80, Method::Tun),
+            tun4_host_bits: 0,
             resolved: Some(("10.2.0.20", 1, RS2_MAC)),
             steps: vec![Step {
                 input: tun_in.clone(),
@@ -928,8 +945,30 @@ fn lb_forwards_with_forwarding_disabled() {
             ],
         },
         FwdOffCase {
+            name: "tun4 with 8 host bits: the outer source's low byte is the flow's scheduling hash's",
+            service: svc("198.51.100.2", 80, L4Proto::Tcp, Scheduler::Maglev, "10.2.0.20", 80, Method::Tun),
+            tun4_host_bits: 8,
+            resolved: Some(("10.2.0.20", 1, RS2_MAC)),
+            steps: vec![Step {
+                input: tun_in.clone(),
+                iface: 0,
+                expected_action: XDP_REDIRECT,
+                expected_output: tunnel(&tun_in, RS2_MAC, LB1_MAC, &tun4_src, "10.2.0.20"),
+            }],
+            counters: vec![
+                (Ipv4, 1),
+                (Tcp, 1),
+                (LbNewFlow, 1),
+                (LbFibFwdDisabled, 1),
+                (LbNeighHit, 1),
+                (LbTun, 1),
+                (VerdictRedirect, 1),
+            ],
+        },
+        FwdOffCase {
             name: "dr6: IPv6 forwarding off, next hop from the neighbour map",
             service: svc("2001:db8::1", 80, L4Proto::Tcp, Scheduler::Maglev, "fd00:1::10", 80, Method::Dr),
+            tun4_host_bits: 0,
             resolved: Some(("fd00:1::10", 0, RS1_MAC)),
             steps: vec![Step {
                 input: syn6("2001:db8::1").build(),
@@ -950,6 +989,7 @@ fn lb_forwards_with_forwarding_disabled() {
         FwdOffCase {
             name: "tun6 without a neighbour-map entry: passes",
             service: svc("2001:db8::2", 80, L4Proto::Tcp, Scheduler::Maglev, "fd00:2::20", 80, Method::Tun),
+            tun4_host_bits: 0,
             resolved: None,
             steps: vec![Step {
                 input: syn6("2001:db8::2").build(),
@@ -977,7 +1017,7 @@ fn lb_forwards_with_forwarding_disabled() {
                 let mut loaded = common::Loaded::new();
                 let d = DesiredState {
                     services: vec![c.service.clone()],
-                    tunnel_src_v4: Some(TunnelSource { addr: ip("10.1.0.1"), host_bits: 0 }),
+                    tunnel_src_v4: Some(TunnelSource { addr: ip("10.1.0.1"), host_bits: c.tun4_host_bits }),
                     tunnel_src_v6: Some(TunnelSource { addr: ip("fd00:1::1"), host_bits: 0 }),
                     neighbours: Vec::new(),
                 };
