@@ -1,6 +1,7 @@
 //! Benchmark tools carried in the XDP object and never attached by ka: the end-to-end
 //! benchmark's traffic generator ([`GEN_PROGRAM`]), its packet sink ([`SINK_PROGRAM`]) and its
-//! forwarding floor ([`FWD_PROGRAM`]), with the layout of the maps that drive them.
+//! forwarding floors ([`FWD_PROGRAM`], [`FWD_TOUCH_PROGRAM`]), with the layout of the maps that
+//! drive them.
 //!
 //! The generator runs under `BPF_PROG_TEST_RUN` in live-frames mode
 //! (`BPF_F_TEST_XDP_LIVE_FRAMES`). The kernel recycles the frame pages without re-initialising
@@ -17,6 +18,10 @@ pub const GEN_PROGRAM: &str = "ka_xdp_gen";
 pub const SINK_PROGRAM: &str = "ka_xdp_sink";
 /// The forwarding floor: redirects every frame to the interface in [`FWD_MAP`], untouched.
 pub const FWD_PROGRAM: &str = "ka_xdp_fwd";
+/// The forwarding floor that touches the frame as any load balancer must: reads its Ethernet
+/// and IPv4 headers, swaps the Ethernet addresses, then redirects it as [`FWD_PROGRAM`] does
+/// (the frame's first cache line read and written, which the plain floor never touches).
+pub const FWD_TOUCH_PROGRAM: &str = "ka_xdp_fwd_touch";
 
 /// The generator's template, `Array<GenConfig>` of 1.
 pub const GEN_MAP: &str = "KA_GEN";

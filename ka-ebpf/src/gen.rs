@@ -76,6 +76,29 @@ pub fn sink(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// Reads the frame's Ethernet and IPv4 headers and swaps its Ethernet addresses (what the
+/// least load balancer does to a frame), then [`forward`]s it; a frame too short for both
+/// headers is passed.
+#[inline(always)]
+pub fn forward_touch(ctx: &XdpContext) -> u32 {
+    let Some(eth) = crate::ptr::ptr_at_mut::<ka_common::wire::EthHdr>(ctx, 0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let Some(ip) = crate::ptr::ptr_at_mut::<ka_common::wire::Ipv4Hdr>(ctx, core::mem::size_of::<ka_common::wire::EthHdr>()) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: bounds-checked by ptr_at_mut; the wire structs have alignment 1.
+    unsafe {
+        if (*ip).version_ihl >> 4 != 4 {
+            return xdp_action::XDP_PASS;
+        }
+        let d = (*eth).dst;
+        (*eth).dst = (*eth).src;
+        (*eth).src = d;
+    }
+    forward()
+}
+
 /// Redirects the frame, untouched, to the interface in `KA_FWD`.
 #[inline(always)]
 pub fn forward() -> u32 {

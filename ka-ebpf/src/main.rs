@@ -85,6 +85,7 @@ mod programs {
     named!(ka_xdp_gen, ka_common::bench::GEN_PROGRAM);
     named!(ka_xdp_sink, ka_common::bench::SINK_PROGRAM);
     named!(ka_xdp_fwd, ka_common::bench::FWD_PROGRAM);
+    named!(ka_xdp_fwd_touch, ka_common::bench::FWD_TOUCH_PROGRAM);
     named!(ka_sync_install, ka_common::sync::SYNC_INSTALL_PROGRAM);
     named!(ka_decap, ka_common::lb::DECAP_PROGRAM);
 
@@ -226,6 +227,13 @@ mod programs {
     #[xdp]
     pub fn ka_xdp_fwd(_ctx: XdpContext) -> u32 {
         crate::gen::forward()
+    }
+
+    /// The end-to-end benchmark's floor that touches the frame (`ka_common::bench::
+    /// FWD_TOUCH_PROGRAM`): reads the headers, swaps the MACs, redirects. Never attached by ka.
+    #[xdp]
+    pub fn ka_xdp_fwd_touch(ctx: XdpContext) -> u32 {
+        crate::gen::forward_touch(&ctx)
     }
 
     /// Connection sync on a BACKUP (`ka_common::sync::SYNC_INSTALL_PROGRAM`): writes the

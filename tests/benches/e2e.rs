@@ -37,6 +37,10 @@
 //!   `dnat to numgen inc mod 4 map { 0 : rs1, ... }`, conntrack handling the rest.
 //! - **floor**: `ka_xdp_fwd` on the director's ingress, redirecting every frame untouched to
 //!   `out`: the cost of XDP on veth itself.
+//! - **floor_touch**: `ka_xdp_fwd_touch`, the same after reading the Ethernet and IPv4 headers
+//!   and swapping the MACs: what touching the frame adds (its first cache line, written by the
+//!   generator on the other CPU, is read and written), which any load balancer pays and the
+//!   plain floor does not.
 //!
 //! # CPU per core
 //!
@@ -56,7 +60,7 @@
 //! its 256 slots full: the director was saturated, or a burst of the generator came while it
 //! waited for its CPU, which on a busy `PREEMPT_NONE` kernel can take milliseconds);
 //! *delivered*, frames counted by the sink; *ns/packet* and *Mpps per core*, the director's CPU
-//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,nat,dr,tun,nft` runs a subset;
+//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,floor_touch,nat,dr,tun,nft` runs a subset;
 //! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario. With
 //! `KA_BENCH_JSON=FILE` the best rows and every round's Mpps per core are also written to FILE
 //! as JSON, for `cargo xtask bench --report`.
@@ -72,7 +76,7 @@ use std::{
 };
 
 use aya::{maps::Array, Ebpf};
-use ka_common::bench::{FWD_MAP, FWD_PROGRAM, SINK_PROGRAM};
+use ka_common::bench::{FWD_MAP, FWD_PROGRAM, FWD_TOUCH_PROGRAM, SINK_PROGRAM};
 use ka_tests::{
     daemon::KaDaemon,
     ka_bin,
@@ -105,6 +109,7 @@ enum Kind {
     KaTun,
     Nft,
     Floor,
+    FloorTouch,
 }
 
 impl Kind {
@@ -116,6 +121,7 @@ impl Kind {
             Kind::KaTun => "tun",
             Kind::Nft => "nft",
             Kind::Floor => "floor",
+            Kind::FloorTouch => "floor_touch",
         }
     }
 
@@ -126,6 +132,7 @@ impl Kind {
             Kind::KaTun => "ka TUN (`ka run`, IPIP, UDP, Maglev, 4 RS)",
             Kind::Nft => "nftables DNAT (numgen inc mod 4, conntrack)",
             Kind::Floor => "floor: ka_xdp_fwd (XDP redirect, untouched)",
+            Kind::FloorTouch => "floor touching the frame: ka_xdp_fwd_touch (headers read, MACs swapped, redirect)",
         }
     }
 }
@@ -263,13 +270,14 @@ fn director(t: &mut Topo, kind: Kind) {
             std::fs::write(&path, nft_ruleset()).expect("write ruleset");
             t.lb.run(&["nft", "-f", path.to_str().expect("utf-8")]).expect("nft: install nftables");
         }
-        Kind::Floor => {
+        Kind::Floor | Kind::FloorTouch => {
             let out = t.lb_out.clone();
             let idx = in_ns(&t.lb, || nix::net::if_::if_nametoindex(out.as_str()).expect("ifindex"));
             let mut m: Array<_, u32> = Array::try_from(t.progs().map_mut(FWD_MAP).expect("fwd map")).expect("array");
             m.set(0, idx, 0).expect("fwd target");
             let (lb, dev) = (&t.lb, t.lb_in.clone());
-            live::attach(lb, t.progs.as_mut().expect("programs"), FWD_PROGRAM, &dev);
+            let prog = if kind == Kind::Floor { FWD_PROGRAM } else { FWD_TOUCH_PROGRAM };
+            live::attach(lb, t.progs.as_mut().expect("programs"), prog, &dev);
         }
     }
 }
@@ -352,7 +360,7 @@ fn main() {
     let only = std::env::var("KA_E2E_ONLY").unwrap_or_default();
     let rounds: usize = std::env::var("KA_E2E_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).clamp(1, 9);
     let kinds: Vec<Kind> =
-        [Kind::Floor, Kind::KaNat, Kind::KaDr, Kind::KaTun, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
+        [Kind::Floor, Kind::FloorTouch, Kind::KaNat, Kind::KaDr, Kind::KaTun, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
     // Rounds interleave the scenarios; each keeps its best round (interference from the rest
     // of the machine only ever makes a round slower).
     let mut rows: Vec<Row> = Vec::new();

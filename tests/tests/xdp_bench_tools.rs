@@ -7,12 +7,12 @@ mod common;
 
 use aya::maps::{Array, PerCpuArray};
 use ka_common::bench::{
-    GenConfig, FWD_MAP, FWD_PROGRAM, GEN_HDR_LEN, GEN_HDR_ROOM, GEN_MAP, GEN_PROGRAM, SINK_BYTES,
+    GenConfig, FWD_MAP, FWD_PROGRAM, FWD_TOUCH_PROGRAM, GEN_HDR_LEN, GEN_HDR_ROOM, GEN_MAP, GEN_PROGRAM, SINK_BYTES,
     SINK_MAP, SINK_PACKETS, SINK_PROGRAM,
 };
 use ka_tests::packet::{hex_diff, Frame};
 
-use common::{XDP_DROP, XDP_REDIRECT, XDP_TX};
+use common::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 
 fn udp(sport: u16) -> Vec<u8> {
     Frame::udp4("198.18.10.2", "198.18.11.100", sport, 53)
@@ -96,4 +96,22 @@ fn floor_redirects_untouched() {
     let out = fwd.run(&f);
     assert_eq!(out.action, XDP_REDIRECT);
     assert_eq!(out.data, f);
+}
+
+/// The touching floor swaps the Ethernet addresses and redirects; a frame too short for the
+/// IPv4 header passes.
+#[test]
+fn touching_floor_swaps_the_macs_and_redirects() {
+    let mut fwd = common::Loaded::program(FWD_TOUCH_PROGRAM);
+    let mut m: Array<_, u32> = Array::try_from(fwd.ebpf.map_mut(FWD_MAP).expect("map")).expect("array");
+    m.set(0, 1, 0).expect("target");
+    let f = udp(1);
+    let out = fwd.run(&f);
+    assert_eq!(out.action, XDP_REDIRECT);
+    let mut want = f.clone();
+    want[..6].copy_from_slice(&f[6..12]);
+    want[6..12].copy_from_slice(&f[..6]);
+    assert_ne!(want, f, "the frame's two MACs differ");
+    assert_eq!(out.data, want);
+    assert_eq!(fwd.run(&f[..20]).action, XDP_PASS);
 }

@@ -22,7 +22,7 @@ use aya::{
 };
 use ka_common::{
     bench::{
-        GenConfig, FWD_PROGRAM, GEN_HDR_LEN, GEN_HDR_ROOM, GEN_MAP, GEN_PROGRAM, SINK_MAP,
+        GenConfig, FWD_PROGRAM, FWD_TOUCH_PROGRAM, GEN_HDR_LEN, GEN_HDR_ROOM, GEN_MAP, GEN_PROGRAM, SINK_MAP,
         SINK_PACKETS, SINK_PROGRAM,
     },
     lb::TABLES_MAP,
@@ -162,11 +162,11 @@ pub fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
 }
 
 /// Loads ka's eBPF object and verifies the bench programs: the generator, the sink and the
-/// forwarding floor (all sharing this load's maps).
+/// forwarding floors (all sharing this load's maps).
 pub fn load_programs() -> Ebpf {
     // The object's scheduling tables are large and unused here.
     let mut ebpf = EbpfLoader::new().map_max_entries(TABLES_MAP, 1).load(ka::EBPF_OBJECT).expect("loading the eBPF object");
-    for name in [GEN_PROGRAM, SINK_PROGRAM, FWD_PROGRAM] {
+    for name in [GEN_PROGRAM, SINK_PROGRAM, FWD_PROGRAM, FWD_TOUCH_PROGRAM] {
         let p: &mut Xdp = ebpf.program_mut(name).unwrap_or_else(|| panic!("{name} in object")).try_into().expect("xdp");
         p.load().unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
     }
