@@ -147,6 +147,23 @@ pub const GLOBALS_MAP: &str = "KA_GLOBALS";
 pub const LOCAL_MACS_MAP: &str = "KA_LOCAL_MACS";
 /// Entries of [`LOCAL_MACS_MAP`].
 pub const LOCAL_MACS_MAX: u32 = 256;
+/// The local MAC slots, `Array<u64>` of [`LOCAL_MAC_SLOTS`]: a direct-mapped copy of
+/// [`LOCAL_MACS_MAP`] (each MAC's 8-byte key, as a native-endian `u64`, in slot
+/// [`local_mac_slot`] of its own unless another MAC holds it; 0: free), so the datapath checks
+/// a frame's destination with one array lookup and one compare, and hashes it into the
+/// kernel's hash map only when the slot holds another MAC. Written by userspace only (per
+/// process, never pinned: each start fills it, and until then the hash map answers).
+pub const LOCAL_MAC_SLOTS_MAP: &str = "KA_LOCAL_MAC_SLOTS";
+/// Slots of [`LOCAL_MAC_SLOTS_MAP`] (a power of two).
+pub const LOCAL_MAC_SLOTS: u32 = 256;
+
+/// The slot of [`LOCAL_MAC_SLOTS_MAP`] for a MAC whose bytes 2..6 are `low` (as loaded,
+/// native-endian): an interface's MACs differ in their low bytes, a VRRP virtual MAC in its
+/// last two (family and VRID).
+#[inline(always)]
+pub const fn local_mac_slot(low: u32) -> u32 {
+    low.wrapping_mul(0x9e37_79b1) >> 24 & (LOCAL_MAC_SLOTS - 1)
+}
 /// Per-service packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_SERVICES`].
 pub const SERVICE_STATS_MAP: &str = "KA_SVC_STATS";
 /// Per-backend packets/bytes, `PerCpuArray<PktBytes>` of [`MAX_BACKENDS`].

@@ -13,7 +13,7 @@ use ka_common::{
     lb::{
         AddrKey, Backend, ConnSet4, ConnSet6, ConnValue, FlowKey, Globals, NatValue, NeighValue, NhCache, PktBytes,
         ServiceKey, ServiceKey4, ServiceSlot4, ServiceValue, BACKENDS_MAP, BACKEND_STATS_MAP, BPF_F_NO_COMMON_LRU, CONN4_MAP,
-        CONN6_MAP, CONN_SETS, GLOBALS_MAP, LOCAL_MACS_MAP, LOCAL_MACS_MAX, LOCAL_VIPS_MAP, LOCAL_VIPS_SIZE,
+        CONN6_MAP, CONN_SETS, GLOBALS_MAP, LOCAL_MACS_MAP, LOCAL_MACS_MAX, LOCAL_MAC_SLOTS, LOCAL_MAC_SLOTS_MAP, LOCAL_VIPS_MAP, LOCAL_VIPS_SIZE,
         MASTER_MAP, MAX_BACKENDS, MAX_MASTER_SLOTS, MAX_SERVICES, MAX_SERVICE_KEYS, NAT_MAP, NAT_TABLE_SIZE,
         NEIGH_MAP, NEIGH_TABLE_SIZE, NH_CACHE_MAP, PERSIST_MAP, PERSIST_TABLE_SIZE, RR_MAP, SERVICES4_MAP,
         SERVICES6_MAP, SERVICE_STATS_MAP, SVC_SLOTS4, SVC_SLOTS4_MAP, TABLES_MAP, TABLE_BANKS, TABLE_POOL_SLOTS, VIP_FILTER_MAP,
@@ -136,6 +136,10 @@ ka_map!(
 ka_map!(
     /// The MACs frames to a service may be addressed to (key: the MAC, then two zero bytes).
     KA_LOCAL_MACS = LOCAL_MACS_MAP, HashMap<[u8; 8], u8>, HashMap::with_max_entries(LOCAL_MACS_MAX, 0)
+);
+ka_map!(
+    /// The direct-mapped copy of `KA_LOCAL_MACS` (`ka_common::lb::LOCAL_MAC_SLOTS_MAP`).
+    KA_LOCAL_MAC_SLOTS = LOCAL_MAC_SLOTS_MAP, Array<u64>, Array::with_max_entries(LOCAL_MAC_SLOTS, 0)
 );
 ka_map!(
     /// Packets and bytes per service, per CPU.

@@ -4,7 +4,8 @@
 //!
 //! The load-balancer paths run inside a namespace with a veth, a route and a permanent
 //! neighbour, so `bpf_fib_lookup` answers as in production (first packet; then the per-backend
-//! next-hop cache). Paths whose output is a valid input of the same path (pass, DR rewrite,
+//! next-hop cache), with the destination-MAC check on as `ka run` turns it on (the frames'
+//! MAC, and the next hop's a repeated frame carries once rewritten, are local). Paths whose output is a valid input of the same path (pass, DR rewrite,
 //! steady VRRP drop, the floor) repeat one frame in the kernel (repeat = 1M). A new flow cannot
 //! repeat as such (its second run is established), so new flows run through
 //! `ka_xdp_bench_new_flow`, the same logic preceded by an in-place bump of the source port (and
@@ -220,6 +221,10 @@ fn run() -> (Vec<Row>, Vec<ProgInfo>) {
     MapWriter::new()
         .apply(&mut loaded.ebpf, &desired)
         .expect("apply");
+    // The destination-MAC check `ka run` turns on (its interfaces' MACs): the frames' MAC, and
+    // the real server's next hop, which a repeated frame carries once rewritten.
+    let local: std::collections::BTreeSet<[u8; 6]> = [ka_tests::packet::MAC_B, [0x02, 0, 0, 0, 0x10, 0x10]].into_iter().collect();
+    assert_eq!(ka::lb::local_macs::install(&mut loaded.ebpf, &local).expect("local MACs"), 2);
 
     // New flows: a new 5-tuple on every repetition, from a source address of its own in each
     // round (the bench program bumps the port, and the address's low 16 bits on wrap).

@@ -1120,13 +1120,30 @@ fn lb_forwards_only_frames_addressed_to_its_mac() {
             if out.action != XDP_TX || out.data != expected {
                 failures.push(format!("ours: action {}\n{}", out.action, hex_diff(&expected, &out.data)));
             }
+            // A second local MAC whose slot the first holds (smaller, so it keeps it): found in
+            // the hash map behind the slots.
+            let slot = |m: [u8; 6]| ka_common::lb::local_mac_slot(u32::from_ne_bytes([m[2], m[3], m[4], m[5]]));
+            let second = (1..=u16::MAX)
+                .map(|i| [ours[0], ours[1], ours[2], ours[3], (i >> 8) as u8, i as u8])
+                .find(|m| *m > ours && slot(*m) == slot(ours))
+                .expect("a MAC sharing the slot");
+            ka::lb::local_macs::install(&mut loaded.ebpf, &[ours, second].into_iter().collect()).expect("install two");
+            let slots: aya::maps::Array<_, u64> = aya::maps::Array::try_from(loaded.ebpf.map(ka_common::lb::LOCAL_MAC_SLOTS_MAP).expect("slots")).expect("array");
+            let held = slots.get(&slot(ours), 0).expect("slot");
+            if held != u64::from_ne_bytes([ours[0], ours[1], ours[2], ours[3], ours[4], ours[5], 0, 0]) {
+                failures.push(format!("slot of {ours:02x?} holds {held:#x}"));
+            }
+            let out = loaded.run_on(&with_macs(syn.clone(), second, syn.eth_src).build(), ifs[0]);
+            if out.action != XDP_TX {
+                failures.push(format!("second local MAC (hash map): action {} (expected XDP_TX)", out.action));
+            }
             ka::lb::local_macs::install(&mut loaded.ebpf, &Default::default()).expect("check off");
             let out = loaded.run_on(&with_macs(syn.clone(), [0x02, 0, 0, 0, 0x77, 0x77], syn.eth_src).build(), ifs[0]);
             if out.action != XDP_TX {
                 failures.push(format!("check off: action {} (expected XDP_TX)", out.action));
             }
             let c = loaded.counters();
-            if c[Counter::PassNotOurMac.name()] != 2 || c[Counter::LbDr.name()] != 2 {
+            if c[Counter::PassNotOurMac.name()] != 2 || c[Counter::LbDr.name()] != 3 {
                 failures.push(format!("at the end: pass_not_our_mac {} lb_dr {}", c[Counter::PassNotOurMac.name()], c[Counter::LbDr.name()]));
             }
             failures

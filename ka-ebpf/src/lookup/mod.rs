@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use ka_common::{
     lb::{
-        addr_hash, and_mask, conn_hash, conn_hash4, fallback_slot, flow_hash, flow_hash4, sched_uses_dests, svc_slot4_words, vip_filter_fold,
+        addr_hash, and_mask, conn_hash, conn_hash4, fallback_slot, local_mac_slot, flow_hash, flow_hash4, sched_uses_dests, svc_slot4_words, vip_filter_fold,
         service_template_dst, Backend, ConnValue, FlowKey, NatValue, ServiceKey,
         ServiceKey4, ServiceValue, BACKEND_F_DOWN, FALLBACK_PROBES, FAMILY_V4, FAMILY_V6,
         METHOD_NAT, SCHED_DST_HASH, SCHED_MAGLEV, SCHED_ROUND_ROBIN, SCHED_SRC_HASH,
@@ -27,7 +27,7 @@ use ka_common::{
 
 use crate::{
     maps::{
-        KA_BACKENDS, KA_LOCAL_MACS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_SVC_SLOTS4, KA_TABLES,
+        KA_BACKENDS, KA_LOCAL_MACS, KA_LOCAL_MAC_SLOTS, KA_NAT, KA_PERSIST, KA_RR, KA_SERVICES4, KA_SERVICES6, KA_SVC_SLOTS4, KA_TABLES,
         KA_VIP_FILTER,
     },
     mem,
@@ -37,15 +37,24 @@ use crate::{
     stats,
 };
 
-/// Whether the frame's destination MAC is one of `KA_LOCAL_MACS`.
+/// Whether the frame's destination MAC is one of `KA_LOCAL_MACS`: its slot of
+/// `KA_LOCAL_MAC_SLOTS` first (an inlined array lookup and one compare), the hash map only when
+/// the slot holds another MAC or none.
 #[inline(always)]
 pub fn to_local_mac(ctx: &XdpContext) -> bool {
     let Some(eth) = ptr_at::<ka_common::wire::EthHdr>(ctx, 0) else { return false };
-    let mut key = [0u8; 8];
-    // SAFETY: bounds-checked by ptr_at.
-    key[..6].copy_from_slice(unsafe { &(*eth).dst });
+    // SAFETY: bounds-checked by ptr_at; unaligned loads of packet memory.
+    let (hi, low) = unsafe {
+        let d = (*eth).dst.as_ptr();
+        (core::ptr::read_unaligned(d as *const u16), core::ptr::read_unaligned(d.add(2) as *const u32))
+    };
+    // The hash map's key: the MAC, then two zero bytes, as one native-endian word.
+    let key = u64::from(hi) | u64::from(low) << 16;
+    if KA_LOCAL_MAC_SLOTS.get(local_mac_slot(low)).is_some_and(|s| *s == key) {
+        return true;
+    }
     // SAFETY: a lookup; the value is not read.
-    unsafe { KA_LOCAL_MACS.get(&key).is_some() }
+    unsafe { KA_LOCAL_MACS.get(&key.to_ne_bytes()).is_some() }
 }
 
 /// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet (and `w.key4` for IPv4);
