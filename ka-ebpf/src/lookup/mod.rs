@@ -43,18 +43,19 @@ use crate::{
 #[inline(always)]
 pub fn to_local_mac(ctx: &XdpContext) -> bool {
     let Some(eth) = ptr_at::<ka_common::wire::EthHdr>(ctx, 0) else { return false };
-    // SAFETY: bounds-checked by ptr_at; unaligned loads of packet memory.
-    let (hi, low) = unsafe {
-        let d = (*eth).dst.as_ptr();
-        (core::ptr::read_unaligned(d as *const u16), core::ptr::read_unaligned(d.add(2) as *const u32))
-    };
-    // The hash map's key: the MAC, then two zero bytes, as one native-endian word.
-    let key = u64::from(hi) | u64::from(low) << 16;
+    // The hash map's key: the MAC, then two zero bytes. Copied to the stack, then read as one
+    // native-endian word (Verifier: two unaligned loads of the frame instead left scalars
+    // that split the states of the rest of the path: 835k verified instructions, not 642k).
+    let mut kb = [0u8; 8];
+    // SAFETY: bounds-checked by ptr_at.
+    kb[..6].copy_from_slice(unsafe { &(*eth).dst });
+    let key = u64::from_ne_bytes(kb);
+    let low = (key >> 16) as u32;
     if KA_LOCAL_MAC_SLOTS.get(local_mac_slot(low)).is_some_and(|s| *s == key) {
         return true;
     }
     // SAFETY: a lookup; the value is not read.
-    unsafe { KA_LOCAL_MACS.get(&key.to_ne_bytes()).is_some() }
+    unsafe { KA_LOCAL_MACS.get(&kb).is_some() }
 }
 
 /// Fills `w.key` with the 5-tuple of the stashed TCP/UDP packet (and `w.key4` for IPv4);
