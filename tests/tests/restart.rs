@@ -308,11 +308,7 @@ fn layout_change_across_restart_replaces_the_map_without_resets() {
     // What an older build would have recorded for KA_CONNS4: another fingerprint.
     let pin = format!("/sys/fs/bpf/ka/{instance}");
     let old_id = map_id(&format!("{pin}/KA_CONNS4"));
-    {
-        let data = aya::maps::MapData::from_pin(format!("{pin}/KA_META")).expect("KA_META pinned");
-        let mut meta: aya::maps::HashMap<_, [u8; 32], u64> = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_META is a hash map");
-        meta.insert(ka_common::maps::meta_key("layout", "KA_CONNS4"), 0x0bad_1a70, 0).expect("write KA_META");
-    }
+    record_other_layout(&pin, "KA_CONNS4");
     still_answer(&mut long, "after kill -9");
     let ka = lab.start_ka(&instance);
     still_answer(&mut long, "after the upgrade");
@@ -346,10 +342,6 @@ fn upgrade_from_per_counter_stats_keeps_forwarding_and_counts() {
     // with an earlier count of `vrrp_bad_ttl` (bpftool writes the value on every CPU).
     let pin = format!("/sys/fs/bpf/ka/{instance}/KA_STATS");
     std::fs::remove_file(&pin).expect("unpin KA_STATS");
-    let bpftool = |args: &[&str]| {
-        let out = std::process::Command::new("bpftool").args(args).output().expect("bpftool");
-        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     let entries = COUNTER_COUNT.to_string();
     bpftool(&["map", "create", &pin, "type", "percpu_array", "key", "4", "value", "8", "entries", &entries, "name", "KA_STATS"]);
     const EARLIER: u64 = 1_000_003;
@@ -410,11 +402,7 @@ fn upgrade_rehashes_the_connection_table() {
         table.set(conn_set(h), set, 0).expect("write set");
     }
     // And what the earlier build recorded for KA_CONNS4: another layout fingerprint.
-    {
-        let data = aya::maps::MapData::from_pin(format!("{pin}/KA_META")).expect("KA_META pinned");
-        let mut meta: aya::maps::HashMap<_, [u8; 32], u64> = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_META is a hash map");
-        meta.insert(ka_common::maps::meta_key("layout", "KA_CONNS4"), 0x0bad_1a70, 0).expect("write KA_META");
-    }
+    record_other_layout(&pin, "KA_CONNS4");
     // No packet meanwhile: the program still attached looks up entries where this build
     // does, and would record a missed flow a second time.
     let ka = lab.start_ka(&instance);
@@ -453,10 +441,6 @@ fn upgrade_from_two_bundles_keeps_forwarding_and_counts() {
     ka.crash();
     let pin = format!("/sys/fs/bpf/ka/{instance}/KA_STATS_BUNDLES");
     std::fs::remove_file(&pin).expect("unpin KA_STATS_BUNDLES");
-    let bpftool = |args: &[&str]| {
-        let out = std::process::Command::new("bpftool").args(args).output().expect("bpftool");
-        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     bpftool(&["map", "create", &pin, "type", "percpu_array", "key", "4", "value", "16", "entries", "1", "name", "KA_STATS_BUNDLES"]);
     // An earlier count of the TCP non-VIP bundle (bpftool writes the value on every CPU).
     const EARLIER: u64 = 2_000_003;
@@ -483,6 +467,20 @@ fn upgrade_from_two_bundles_keeps_forwarding_and_counts() {
     // The flows served after the upgrade are counted by the forwarding bundles.
     assert!(get("lb_dr") > 0 && get("verdict_tx") + get("verdict_redirect") > 0, "the new bundles count: {counters}");
     ka.stop().expect("stop");
+}
+
+/// Runs bpftool with `args`; panics with its error output if it fails.
+fn bpftool(args: &[&str]) {
+    let out = std::process::Command::new("bpftool").args(args).output().expect("bpftool");
+    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Records in the pinned `KA_META` of the instance under `pin` another layout fingerprint for
+/// `map`, as an older build would have.
+fn record_other_layout(pin: &str, map: &str) {
+    let data = aya::maps::MapData::from_pin(format!("{pin}/KA_META")).expect("KA_META pinned");
+    let mut meta: aya::maps::HashMap<_, [u8; 32], u64> = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("KA_META is a hash map");
+    meta.insert(ka_common::maps::meta_key("layout", map), 0x0bad_1a70, 0).expect("write KA_META");
 }
 
 fn map_id(path: &str) -> u32 {
