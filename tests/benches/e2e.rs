@@ -37,6 +37,13 @@
 //!   `dnat to numgen inc mod 4 map { 0 : rs1, ... }`, conntrack handling the rest.
 //! - **floor**: `ka_xdp_fwd` on the director's ingress, redirecting every frame untouched to
 //!   `out`: the cost of XDP on veth itself.
+//! - **reference**: the sessions' reference XDP load balancer (`xtask/ref-lb/xdp_lb.c`, a
+//!   minimal C program without counters, ICMP, IPv6 or VRRP: a hash lookup of the VIP, an LRU
+//!   hash connection table, a hash onto 4 real servers, destination NAT with both checksums,
+//!   MACs), built by xtask with its own `USE_LRU` and `USE_REDIRECT` options into the object
+//!   `KA_REF_LB_OBJECT` names, attached natively on the director's ingress and redirecting
+//!   through its devmap to `out`. It shows what the least a load balancer does costs end to end
+//!   on this machine, beside the floors; without `KA_REF_LB_OBJECT` the scenario is skipped.
 //! - **floor_touch**: `ka_xdp_fwd_touch`, the same after reading the Ethernet and IPv4 headers
 //!   and swapping the MACs: what touching the frame adds (its first cache line, written by the
 //!   generator on the other CPU, is read and written), which any load balancer pays and the
@@ -60,7 +67,7 @@
 //! its 256 slots full: the director was saturated, or a burst of the generator came while it
 //! waited for its CPU, which on a busy `PREEMPT_NONE` kernel can take milliseconds);
 //! *delivered*, frames counted by the sink; *ns/packet* and *Mpps per core*, the director's CPU
-//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,floor_touch,nat,dr,tun,nft` runs a subset;
+//! time per delivered frame, both ways. `KA_E2E_ONLY=floor,floor_touch,reference,nat,dr,tun,nft` runs a subset;
 //! `KA_E2E_DEBUG=1` prints every veth's `ethtool -S` after each scenario. With
 //! `KA_BENCH_JSON=FILE` the best rows and every round's Mpps per core are also written to FILE
 //! as JSON, for `cargo xtask bench --report`.
@@ -110,6 +117,7 @@ enum Kind {
     Nft,
     Floor,
     FloorTouch,
+    Reference,
 }
 
 impl Kind {
@@ -122,6 +130,7 @@ impl Kind {
             Kind::Nft => "nft",
             Kind::Floor => "floor",
             Kind::FloorTouch => "floor_touch",
+            Kind::Reference => "reference",
         }
     }
 
@@ -133,6 +142,7 @@ impl Kind {
             Kind::Nft => "nftables DNAT (numgen inc mod 4, conntrack)",
             Kind::Floor => "floor: ka_xdp_fwd (XDP redirect, untouched)",
             Kind::FloorTouch => "floor touching the frame: ka_xdp_fwd_touch (headers read, MACs swapped, redirect)",
+            Kind::Reference => "reference LB: xtask/ref-lb xdp_lb.c (LRU, NAT, devmap redirect, 4 RS)",
         }
     }
 }
@@ -161,6 +171,8 @@ impl Row {
 /// own programs are detached inside their namespaces first, then `ka`, then the namespaces.
 struct Topo {
     progs: Option<Ebpf>,
+    /// The reference load balancer's object, when it runs.
+    reference: Option<Ebpf>,
     ka: Option<KaDaemon>,
     gen: Netns,
     lb: Netns,
@@ -175,6 +187,9 @@ impl Drop for Topo {
         // XDP links are bpf_link fds (detached on close wherever that happens); dropping them in
         // the director's namespace keeps even a netlink fallback off the host's interfaces.
         if let Some(p) = self.progs.take() {
+            live::drop_in(&self.lb, p);
+        }
+        if let Some(p) = self.reference.take() {
             live::drop_in(&self.lb, p);
         }
         self.ka.take();
@@ -203,7 +218,7 @@ impl Topo {
         // work runs in a kernel thread of its own.
         live::threaded_napi(&lb, &lb_in);
         live::threaded_napi(&sink, &sink_dev);
-        Topo { progs: None, ka: None, gen, lb, sink, lb_in, lb_out, sink_dev }
+        Topo { progs: None, reference: None, ka: None, gen, lb, sink, lb_in, lb_out, sink_dev }
     }
 
     /// Loads the bench programs (generator, sink, floor) and attaches the sink.
@@ -279,7 +294,85 @@ fn director(t: &mut Topo, kind: Kind) {
             let prog = if kind == Kind::Floor { FWD_PROGRAM } else { FWD_TOUCH_PROGRAM };
             live::attach(lb, t.progs.as_mut().expect("programs"), prog, &dev);
         }
+        Kind::Reference => reference(t),
     }
+}
+
+/// The reference load balancer's object (`KA_REF_LB_OBJECT`, built by xtask), if given.
+fn reference_object() -> Option<std::path::PathBuf> {
+    std::env::var_os("KA_REF_LB_OBJECT").map(Into::into)
+}
+
+/// Loads the reference load balancer, fills its maps (the VIP's UDP port onto the 4 real
+/// servers behind `out`, with the sink's MAC; `out` in its devmap) and attaches it natively to
+/// the director's ingress.
+fn reference(t: &mut Topo) {
+    use aya::{maps::HashMap, programs::Xdp};
+    let path = reference_object().expect("KA_REF_LB_OBJECT");
+    let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| panic!("loading {}: {e:?}", path.display()));
+    let out = t.lb_out.clone();
+    let out_idx = in_ns(&t.lb, || nix::net::if_::if_nametoindex(out.as_str()).expect("ifindex"));
+    let sink_mac = mac(&t.sink, &t.sink_dev);
+    let vip: std::net::Ipv4Addr = VIP.parse().expect("vip");
+    // struct vip_key { addr, port (network order), proto, pad } -> struct vip_meta { first, count }.
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&vip.octets());
+    key[4..6].copy_from_slice(&PORT.to_be_bytes());
+    key[6] = libc::IPPROTO_UDP as u8;
+    let mut meta = [0u8; 8];
+    meta[4..].copy_from_slice(&(RS.len() as u32).to_ne_bytes());
+    let mut vips: HashMap<_, [u8; 8], [u8; 8]> = HashMap::try_from(ebpf.map_mut("vips").expect("vips")).expect("hash map");
+    vips.insert(key, meta, 0).expect("vip");
+    // struct backend { addr, ifindex, mac[6], pad }.
+    let mut backends: Array<_, [u8; 16]> = Array::try_from(ebpf.map_mut("backends").expect("backends")).expect("array");
+    for (i, rs) in RS.iter().enumerate() {
+        let a: std::net::Ipv4Addr = rs.parse().expect("rs");
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&a.octets());
+        b[4..8].copy_from_slice(&out_idx.to_ne_bytes());
+        b[8..14].copy_from_slice(&sink_mac);
+        backends.set(i as u32, b, 0).expect("backend");
+    }
+    // tx_ports: a devmap of 4-byte values (ifindex), which aya's DevMap does not take. Written
+    // from inside the director's namespace: the kernel resolves a devmap's ifindex in the
+    // writer's namespace (from the host's, it would name a host interface).
+    let tx = ebpf.map("tx_ports").expect("tx_ports");
+    let aya::maps::Map::DevMap(data) = tx else { panic!("tx_ports is a devmap") };
+    let fd = {
+        use std::os::fd::{AsFd, AsRawFd};
+        data.fd().as_fd().as_raw_fd()
+    };
+    in_ns(&t.lb, || devmap_set(fd, out_idx, out_idx));
+    let p: &mut Xdp = ebpf.program_mut("xdp_lb").expect("xdp_lb").try_into().expect("xdp");
+    p.load().expect("verifier accepts the reference");
+    t.reference = Some(ebpf);
+    let (lb, dev) = (&t.lb, t.lb_in.clone());
+    live::attach(lb, t.reference.as_mut().expect("reference"), "xdp_lb", &dev);
+}
+
+/// `bpf_map_update_elem(map_fd, key, ifindex)` on a devmap of 4-byte values, `ifindex` of the
+/// calling thread's namespace.
+fn devmap_set(map_fd: std::os::fd::RawFd, key: u32, ifindex: u32) {
+    // union bpf_attr for BPF_MAP_UPDATE_ELEM: map_fd, pad, key, value, flags.
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let attr = Attr {
+        map_fd: map_fd as u32,
+        pad: 0,
+        key: std::ptr::from_ref(&key) as u64,
+        value: std::ptr::from_ref(&ifindex) as u64,
+        flags: 0,
+    };
+    // SAFETY: BPF_MAP_UPDATE_ELEM (2) reads the attribute block and the key and value it
+    // points to, all alive for the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 2, std::ptr::from_ref(&attr), size_of::<Attr>()) };
+    assert_eq!(r, 0, "devmap update: {}", std::io::Error::last_os_error());
 }
 
 /// The generator's frame (also the live-frames input, so its payload matches the checksums).
@@ -360,7 +453,11 @@ fn main() {
     let only = std::env::var("KA_E2E_ONLY").unwrap_or_default();
     let rounds: usize = std::env::var("KA_E2E_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).clamp(1, 9);
     let kinds: Vec<Kind> =
-        [Kind::Floor, Kind::FloorTouch, Kind::KaNat, Kind::KaDr, Kind::KaTun, Kind::Nft].into_iter().filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key())).collect();
+        [Kind::Floor, Kind::FloorTouch, Kind::Reference, Kind::KaNat, Kind::KaDr, Kind::KaTun, Kind::Nft]
+            .into_iter()
+            .filter(|k| only.is_empty() || only.split(',').any(|o| o == k.key()))
+            .filter(|&k| k != Kind::Reference || reference_object().is_some())
+            .collect();
     // Rounds interleave the scenarios; each keeps its best round (interference from the rest
     // of the machine only ever makes a round slower).
     let mut rows: Vec<Row> = Vec::new();
@@ -425,6 +522,24 @@ fn main() {
             "rows": json,
         });
         std::fs::write(&path, doc.to_string()).expect("writing KA_BENCH_JSON");
+    }
+    // Each director beside the plain floor (issue 15's target: ka >= 80 % of it) and beside the
+    // reference load balancer, same run.
+    let per_core = |k: Kind| rows.iter().find(|r| r.kind == k).map(Row::per_core);
+    if let Some(floor) = per_core(Kind::Floor) {
+        println!();
+        for r in rows.iter().filter(|r| !matches!(r.kind, Kind::Floor | Kind::Nft)) {
+            let vs_ref = match per_core(Kind::Reference) {
+                Some(reference) if r.kind != Kind::Reference => format!(", {:.2}x the reference", r.per_core() / reference),
+                _ => String::new(),
+            };
+            let target = if matches!(r.kind, Kind::KaNat | Kind::KaDr | Kind::KaTun) {
+                if r.per_core() >= 0.8 * floor { " (target >= 80 %: met)" } else { " (target >= 80 %: missed)" }
+            } else {
+                ""
+            };
+            println!("- {}: {:.0} % of the floor{vs_ref}{target}", r.kind.label(), 100.0 * r.per_core() / floor);
+        }
     }
     let ka = rows.iter().find(|r| r.kind == Kind::KaNat).map_or(0.0, Row::per_core);
     println!();

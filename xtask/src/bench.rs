@@ -119,8 +119,31 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let r = progress::run("bench e2e: end to end over veth, ka NAT/DR/TUN vs nftables DNAT", || {
             let ka = crate::run::build_ka(true)?;
             let json = bench_json("e2e");
+            // The reference load balancer end to end beside ka (a scenario of its own); without
+            // it ka's figures still stand.
+            let reference = if opts.no_ref_lb {
+                None
+            } else {
+                let dir = opts.ref_lb.clone().unwrap_or_else(crate::bench_ref::default_dir);
+                let out = crate::workspace_root().join("target/ref-lb");
+                let step = progress::step(format!("reference XDP load balancer ({}) for e2e", dir.display()));
+                match crate::bench_ref::build_e2e(&dir, &out) {
+                    Ok(o) => {
+                        step.finish();
+                        Some(o)
+                    }
+                    Err(e) => {
+                        step.fail(&e);
+                        None
+                    }
+                }
+            };
+            let mut cmd = cargo();
+            if let Some(o) = &reference {
+                cmd.env("KA_REF_LB_OBJECT", o);
+            }
             exec(
-                cargo()
+                cmd
                     .args(["bench", "--package", "ka-tests", "--bench", "e2e"])
                     .env("KA_BIN", &ka)
                     .env("KA_E2E_SECS", opts.e2e_secs.to_string())

@@ -249,7 +249,7 @@ pub struct XdpPath {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefPath {
-    /// `floor`, `lb` or `lb_lru`.
+    /// `floor`, `lb`, `lb_lru` (`run.sh`), `lb_lru_new` or `lb_lru_new_full` (`new_flow.sh`).
     pub name: String,
     /// Minimum over 3 rounds of the mean ns per packet.
     pub ns: f64,
@@ -257,12 +257,16 @@ pub struct RefPath {
 
 /// Which ka path is compared with which reference program, and the row's name (kept from
 /// session to session so that results compare; issue 15). The new flows are set beside the
-/// reference's LRU hit, the cheapest thing a stateful balancer does per packet.
-pub const XDP_PAIRS: [(&str, &str, &str); 6] = [
+/// reference's LRU hit, the cheapest thing a stateful balancer does per packet (the issue's
+/// targets), and also beside the reference's own new flow (`xtask/ref-lb-extra/new_flow.sh`:
+/// a miss, the hash and an LRU insert, the same work).
+pub const XDP_PAIRS: [(&str, &str, &str); 8] = [
     ("floor", "floor", "floor (swap MACs, XDP_TX)"),
     ("dr_established", "lb_lru", "established flow (ka DR conn-table hit vs ref NAT + LRU hit)"),
     ("dr_new_filling", "lb_lru", "new flow, table filling (ka) vs ref LRU hit"),
     ("dr_new_full", "lb_lru", "new flow, table full (ka) vs ref LRU hit"),
+    ("dr_new_filling", "lb_lru_new", "new flow, table filling (ka) vs ref new flow (LRU insert)"),
+    ("dr_new_full", "lb_lru_new_full", "new flow, table full (ka) vs ref new flow (LRU full, evicting)"),
     ("nonvip", "floor", "TCP to a non-VIP address (parse + pass)"),
     ("vrrp_steady", "floor", "VRRP advert, steady state"),
 ];
@@ -279,7 +283,7 @@ pub struct E2e {
     pub frame_len: u32,
     /// Flows the generator cycles through.
     pub flows: u32,
-    /// One row per scenario: `floor`, `nat`, `dr`, `tun`, `nft`.
+    /// One row per scenario: `floor`, `floor_touch`, `reference`, `nat`, `dr`, `tun`, `nft`.
     pub rows: Vec<E2eRow>,
 }
 
@@ -287,7 +291,7 @@ pub struct E2e {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct E2eRow {
-    /// `floor`, `nat`, `dr`, `tun`, `nft`.
+    /// `floor`, `floor_touch`, `reference`, `nat`, `dr`, `tun`, `nft`.
     pub key: String,
     /// Human label.
     pub label: String,

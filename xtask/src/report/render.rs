@@ -675,8 +675,8 @@ fn e2e(r: &Report, caption: &str) -> Built {
     let Some(e) = &r.e2e else { return Ok(None) };
     let nft = e.rows.iter().find(|r| r.key == "nft").map(|r| r.per_core_mpps);
     let color = |k: &str| match k {
-        "floor" => FLOOR,
-        "nft" => ANCHOR,
+        "floor" | "floor_touch" => FLOOR,
+        "nft" | "reference" => ANCHOR,
         _ => KA,
     };
     let mut s = BarSeries::new("Mpps per core", KA, e.rows.iter().map(|r| Some(r.per_core_mpps)).collect());
