@@ -150,6 +150,16 @@ impl Lab {
             .expect("client thread")
     }
 
+    /// A ka started as a new instance named from `tag`, once MASTER, with `n` long-lived
+    /// connections open through it: the instance name, the daemon, the connections.
+    fn master_with_long(&self, tag: &str, n: usize) -> (String, KaDaemon, Vec<(TcpStream, usize)>) {
+        let instance = unique_name(tag);
+        let ka = self.start_ka(&instance);
+        wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
+        let long = self.open_long(n);
+        (instance, ka, long)
+    }
+
     /// Opens `n` long-lived connections and records which server answered each.
     fn open_long(&self, n: usize) -> Vec<(TcpStream, usize)> {
         (0..n)
@@ -226,10 +236,7 @@ impl Drop for AddrMonitor {
 #[test]
 fn kill9_keeps_forwarding_established_and_new_flows() {
     let lab = lab(1);
-    let instance = unique_name("kr");
-    let ka = lab.start_ka(&instance);
-    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
-    let mut long = lab.open_long(6);
+    let (instance, ka, mut long) = lab.master_with_long("kr", 6);
     still_answer(&mut long, "before the crash");
     ka.crash();
     still_answer(&mut long, "after kill -9");
@@ -300,10 +307,7 @@ fn kill9_and_restart_adopts_and_resumes_master_without_peer_transition() {
 #[test]
 fn layout_change_across_restart_replaces_the_map_without_resets() {
     let lab = lab(1);
-    let instance = unique_name("kr");
-    let ka = lab.start_ka(&instance);
-    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
-    let mut long = lab.open_long(6);
+    let (instance, ka, mut long) = lab.master_with_long("kr", 6);
     ka.crash();
     // What an older build would have recorded for KA_CONNS4: another fingerprint.
     let pin = format!("/sys/fs/bpf/ka/{instance}");
@@ -328,15 +332,11 @@ fn layout_change_across_restart_replaces_the_map_without_resets() {
 #[test]
 fn upgrade_from_per_counter_stats_keeps_forwarding_and_counts() {
     use ka_common::stats::{Counter, COUNTER_COUNT};
-    if std::process::Command::new("bpftool").arg("version").output().is_err() {
-        eprintln!("SKIP: bpftool is not installed (needed to pin a KA_STATS of the earlier layout)");
+    if !have_bpftool("KA_STATS") {
         return;
     }
     let lab = lab(1);
-    let instance = unique_name("ks");
-    let ka = lab.start_ka(&instance);
-    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
-    let mut long = lab.open_long(6);
+    let (instance, ka, mut long) = lab.master_with_long("ks", 6);
     ka.crash();
     // What a ka before issue 15 pinned: KA_STATS as a per-CPU array of one u64 per counter,
     // with an earlier count of `vrrp_bad_ttl` (bpftool writes the value on every CPU).
@@ -373,10 +373,7 @@ fn upgrade_from_per_counter_stats_keeps_forwarding_and_counts() {
 fn upgrade_rehashes_the_connection_table() {
     use ka_common::lb::{conn_check, conn_hash4, conn_set, flow_hash4, ConnSet4, ConnWay4, CONN_SETS};
     let lab = lab(1);
-    let instance = unique_name("kh");
-    let ka = lab.start_ka(&instance);
-    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
-    let mut long = lab.open_long(6);
+    let (instance, ka, mut long) = lab.master_with_long("kh", 6);
     ka.crash();
     let pin = format!("/sys/fs/bpf/ka/{instance}");
     let conns = || {
@@ -429,15 +426,11 @@ fn upgrade_rehashes_the_connection_table() {
 #[test]
 fn upgrade_from_two_bundles_keeps_forwarding_and_counts() {
     use ka_common::stats::BUNDLE_NOT_VIP_TCP4;
-    if std::process::Command::new("bpftool").arg("version").output().is_err() {
-        eprintln!("SKIP: bpftool is not installed (needed to pin a KA_STATS_BUNDLES of the earlier layout)");
+    if !have_bpftool("KA_STATS_BUNDLES") {
         return;
     }
     let lab = lab(1);
-    let instance = unique_name("kb");
-    let ka = lab.start_ka(&instance);
-    wait_for("MASTER", WAIT, || (vrrp_state(&ka) == "MASTER").then_some(()));
-    let mut long = lab.open_long(6);
+    let (instance, ka, mut long) = lab.master_with_long("kb", 6);
     ka.crash();
     let pin = format!("/sys/fs/bpf/ka/{instance}/KA_STATS_BUNDLES");
     std::fs::remove_file(&pin).expect("unpin KA_STATS_BUNDLES");
@@ -467,6 +460,15 @@ fn upgrade_from_two_bundles_keeps_forwarding_and_counts() {
     // The flows served after the upgrade are counted by the forwarding bundles.
     assert!(get("lb_dr") > 0 && get("verdict_tx") + get("verdict_redirect") > 0, "the new bundles count: {counters}");
     ka.stop().expect("stop");
+}
+
+/// Whether bpftool is installed; if not, says the test that pins an earlier `map` is skipped.
+fn have_bpftool(map: &str) -> bool {
+    let ok = std::process::Command::new("bpftool").arg("version").output().is_ok();
+    if !ok {
+        eprintln!("SKIP: bpftool is not installed (needed to pin a {map} of the earlier layout)");
+    }
+    ok
 }
 
 /// Runs bpftool with `args`; panics with its error output if it fails.
